@@ -1,0 +1,45 @@
+# Prepaid meter firmware + bench tools.  `make demo` and `make test` set up on their own.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup demo test lint mpy-check soak bench clean help
+
+help:
+	@echo "make setup   - create .venv and install host tools + test deps"
+	@echo "make demo    - emulated meter: top up over serial, drain, relay opens, top up, recloses"
+	@echo "make test    - mpy-cross check + unit, MicroPython and HIL tests (< 10 min)"
+	@echo "make lint    - compile checks (mpy-cross for device code, byte-compile host code)"
+	@echo "make soak    - long campaigns (marked slow)"
+	@echo "make bench   - print benchmark figures"
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(STAMP)
+
+mpy-check: $(STAMP)
+	$(BIN)/python -m host_tools.build --check
+
+lint: mpy-check
+	$(BIN)/python -m compileall -q host_tools hil protocol tests bench
+
+test: $(STAMP) mpy-check
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+soak: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/python -m host_tools.demo
+
+bench: $(STAMP)
+	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf build .pytest_cache .hypothesis
