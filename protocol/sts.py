@@ -1,0 +1,472 @@
+"""STS prepayment token codec (IEC 62055-41, "Standard Transfer Specification").
+
+Sans-I/O, runs on MicroPython and CPython. Ciphers live in ``protocol.ea07`` (STA) and
+``protocol.misty1`` (EA11); this module only knows the 64-bit data block, the CRC, the
+class-bit transposition and the 20 decimal digits.
+
+Shapes (bit 0 = LSB of the integer written in natural hex order):
+
+* 64-bit data block of class 0 and the data-carrying class 2 tokens (IEC 62055-41 §6.1/6.2)::
+
+      63..60 SubClass | 59..56 RND | 55..32 TID | 31..16 value (Amount) | 15..0 CRC
+
+* class 1 (never encrypted): ``SubClass | Control(36) | MfrCode(8) | CRC`` (subclass 0) or
+  ``SubClass | Control(28) | MfrCode(16) | CRC`` (subclass 1); other subclasses carry a
+  raw 44-bit payload.
+* class 2 key-change sections (no RND/TID): 1st ``KENHO4 KRN4 RO1 RES1 KT2 NKHO32``,
+  2nd ``KENLO4 TI8 NKLO32``, 3rd ``SGCLO12 NKMO2_32``, 4th ``SGCHO12 NKMO1_32``.
+* CRC (§6.3): CRC-16/MODBUS over ``Class(2) | bits 63..16`` (50 bits) right-aligned in 7
+  bytes big-endian; stored byte-swapped in bits 15..0.
+* 66-bit token (§6.4): bits 28/27 of the (encrypted) block move to 65/64, the class bits go
+  to 28 (MSB) and 27 (LSB). Digits: decimal, zero-padded to 20.
+* TID (§6.2.3): 24-bit minutes since the base date (1993-01-01 or 2014-01-01, UTC).
+* Amount (§6.2.4): exponent e = bits 15..14, mantissa m = bits 13..0,
+  value (0.1 unit steps) = m*10**e + sum(16384*10**n for n < e); encoding rounds UP
+  (in the customer's favour).
+
+Errors: every bad input raises ``StsError`` whose ``reason`` is one of ``"format"``,
+``"crc"``, ``"wrong_class"``, ``"amount"``, ``"tid"``, ``"field"``, ``"date"``.
+"""
+from protocol.crc import crc16_modbus
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+MASK64 = 0xFFFFFFFFFFFFFFFF
+TOKEN66_MAX = (1 << 66) - 1
+
+CLASS_TRANSFER = const(0)
+CLASS_NON_MERIT = const(1)
+CLASS_MANAGEMENT = const(2)
+
+# class 0 subclasses (IEC 62055-41 Table "TransferCredit" tokens)
+SUB_ELECTRICITY = const(0)
+SUB_WATER = const(1)
+SUB_GAS = const(2)
+SUB_TIME = const(3)
+SUB_CURRENCY_ELECTRICITY = const(4)
+SUB_CURRENCY_WATER = const(5)
+SUB_CURRENCY_GAS = const(6)
+SUB_CURRENCY_TIME = const(7)
+
+# class 1 subclasses
+SUB_TEST_2DIGIT_MFR = const(0)
+SUB_TEST_4DIGIT_MFR = const(1)
+
+# class 2 subclasses
+SUB_MPL = const(0)
+SUB_CLEAR_CREDIT = const(1)
+SUB_TARIFF_RATE = const(2)
+SUB_KEY_1 = const(3)
+SUB_KEY_2 = const(4)
+SUB_CLEAR_TAMPER = const(5)
+SUB_PHASE_UNBALANCE = const(6)
+SUB_WATER_FACTOR = const(7)
+SUB_KEY_3 = const(8)
+SUB_KEY_4 = const(9)
+
+BASE_1993 = const(1993)
+BASE_2014 = const(2014)
+EPOCH_1993 = const(725846400)    # 1993-01-01T00:00:00Z in Unix seconds
+EPOCH_2014 = const(1388534400)   # 2014-01-01T00:00:00Z in Unix seconds
+TID_MAX = const(0xFFFFFF)
+
+_AMT_OFF = (0, 16384, 180224, 1818624)
+_AMT_MUL = (1, 10, 100, 1000)
+AMOUNT_MAX = 18201624  # 1820162.4 kWh in 0.1 kWh steps (e = 3, m = 16383)
+
+CLEAR_ALL_REGISTERS = const(0xFFFF)
+
+# class 1 control bits (IEC 62055-41 InitiateMeterTest/Display; b5 and b7+ unverified)
+TEST_NAMES = ("load_switch", "display", "total_energy", "krn_kt", "ti", "b5", "mpl")
+
+_CRCBUF = bytearray(7)
+
+
+class StsError(ValueError):
+    """Bad token input. ``reason`` is a short machine word, ``str(e)`` a readable line."""
+
+    def __init__(self, reason, msg=None):
+        super().__init__(msg or reason)
+        self.reason = reason
+
+
+def _check(v, bits, name):
+    if not isinstance(v, int) or v < 0 or v >> bits:
+        raise StsError("field", "%s must be an integer 0..%d" % (name, (1 << bits) - 1))
+    return v
+
+
+# -- digits <-> 66-bit ------------------------------------------------------------------
+
+def normalise_digits(text):
+    """Strip spaces and dashes; return the 20-digit string. StsError("format") otherwise."""
+    if not isinstance(text, str):
+        raise StsError("format", "token must be a string of 20 digits")
+    s = text.replace(" ", "").replace("-", "")
+    if len(s) != 20 or not s.isdigit():
+        raise StsError("format", "token must be 20 digits")
+    return s
+
+
+def digits_to_int(text):
+    """20 decimal digits (spaces/dashes allowed) -> 66-bit int. IEC 62055-41 §6.4."""
+    n = int(normalise_digits(text))
+    if n > TOKEN66_MAX:
+        raise StsError("format", "token number exceeds 66 bits")
+    return n
+
+
+def int_to_digits(n):
+    """66-bit int -> 20-digit string (zero-padded)."""
+    if not isinstance(n, int) or n < 0 or n > TOKEN66_MAX:
+        raise StsError("format", "token number must be 0..2**66-1")
+    s = str(n)
+    return "0" * (20 - len(s)) + s
+
+
+def group_digits(text, sep=" "):
+    """'51043465443420856213' -> '5104 3465 4434 2085 6213' (4-4-4-4-4)."""
+    s = normalise_digits(text)
+    return sep.join((s[0:4], s[4:8], s[8:12], s[12:16], s[16:20]))
+
+
+# -- class transposition ----------------------------------------------------------------
+
+def transpose(cls, block):
+    """(class 0..3, 64-bit block, encrypted unless class 1) -> 66-bit token number."""
+    _check(cls, 2, "class")
+    _check(block, 64, "block")
+    hi = (block >> 27) & 3          # E28, E27 -> 65, 64
+    return (hi << 64) | (block & ~(3 << 27) & MASK64) | (cls << 27)
+
+
+def untranspose(n):
+    """66-bit token number -> (class, 64-bit block with bits 28/27 restored)."""
+    if not isinstance(n, int) or n < 0 or n > TOKEN66_MAX:
+        raise StsError("format", "token number must be 0..2**66-1")
+    cls = (n >> 27) & 3
+    block = (n & MASK64 & ~(3 << 27)) | (((n >> 64) & 3) << 27)
+    return cls, block
+
+
+def split_token(text):
+    """20 digits -> (class, block as received: still encrypted for classes 0 and 2)."""
+    return untranspose(digits_to_int(text))
+
+
+def join_token(cls, block):
+    """(class, block: encrypted for classes 0/2) -> 20 digits."""
+    return int_to_digits(transpose(cls, block))
+
+
+# -- CRC ---------------------------------------------------------------------------------
+
+def crc_field(cls, block):
+    """Stored CRC field (byte-swapped CRC-16/MODBUS) for class + bits 63..16 of ``block``.
+    IEC 62055-41 §6.3."""
+    b = _CRCBUF
+    hi = (block >> 16) & 0xFFFFFFFFFFFF
+    b[0] = cls & 3
+    # 48 bits in 6 bytes, big-endian, without a big-int temporary per byte on 64-bit ports
+    top = hi >> 24
+    low = hi & 0xFFFFFF
+    b[1] = (top >> 16) & 0xFF
+    b[2] = (top >> 8) & 0xFF
+    b[3] = top & 0xFF
+    b[4] = (low >> 16) & 0xFF
+    b[5] = (low >> 8) & 0xFF
+    b[6] = low & 0xFF
+    c = crc16_modbus(b)
+    return ((c & 0xFF) << 8) | (c >> 8)
+
+
+def crc_ok(cls, block):
+    """True if bits 15..0 of the (decrypted) ``block`` hold the right CRC for ``cls``."""
+    return (block & 0xFFFF) == crc_field(cls, block)
+
+
+def with_crc(cls, block):
+    """``block`` with its CRC field (bits 15..0) filled in."""
+    return (block & ~0xFFFF & MASK64) | crc_field(cls, block)
+
+
+# -- amount -------------------------------------------------------------------------------
+
+def amount_encode(value):
+    """Amount in 0.1-unit steps (int, e.g. 256 = 25.6 kWh) -> 16-bit field (e|m).
+    Rounds UP to the next representable value (customer's favour). IEC 62055-41 §6.2.4.
+    StsError("amount") if negative or above AMOUNT_MAX."""
+    if not isinstance(value, int) or value < 0 or value > AMOUNT_MAX:
+        raise StsError("amount", "amount must be an integer 0..%d (0.1 units)" % AMOUNT_MAX)
+    for e in range(4):
+        off = _AMT_OFF[e]
+        mul = _AMT_MUL[e]
+        if value <= off + 16383 * mul:
+            m = (value - off + mul - 1) // mul
+            if m < 0:
+                m = 0
+            return (e << 14) | m
+    raise StsError("amount")  # unreachable
+
+
+def amount_decode(field):
+    """16-bit amount field -> value in 0.1-unit steps. IEC 62055-41 §6.2.4."""
+    _check(field, 16, "amount field")
+    e = field >> 14
+    return (field & 0x3FFF) * _AMT_MUL[e] + _AMT_OFF[e]
+
+
+# -- TID and dates ------------------------------------------------------------------------
+
+def base_epoch(base):
+    """Base year 1993 or 2014 -> Unix seconds of its 00:00 UTC on 1 January."""
+    if base == BASE_1993 or base == 93:
+        return EPOCH_1993
+    if base == BASE_2014 or base == 14:
+        return EPOCH_2014
+    raise StsError("field", "base date must be 1993 or 2014")
+
+
+def tid_from_unix(unix_s, base=BASE_1993):
+    """Unix seconds -> 24-bit TID (whole minutes since the base date). StsError("tid")
+    when the time is before the base date or past its 31.9-year rollover."""
+    m = (int(unix_s) - base_epoch(base)) // 60
+    if m < 0 or m > TID_MAX:
+        raise StsError("tid", "time outside the TID range of base %d" % base)
+    return m
+
+
+def tid_to_unix(tid, base=BASE_1993):
+    """24-bit TID -> Unix seconds."""
+    _check(tid, 24, "TID")
+    return base_epoch(base) + tid * 60
+
+
+def days_from_civil(y, m, d):
+    """Proleptic Gregorian date -> days since 1970-01-01 (integer arithmetic)."""
+    if m <= 2:
+        y -= 1
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def civil_from_unix(unix_s):
+    """Unix seconds -> (year, month, day, hour, minute, second), UTC."""
+    days, secs = divmod(int(unix_s), 86400)
+    z = days + 719468
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + (3 if mp < 10 else -9)
+    if m <= 2:
+        y += 1
+    return (y, m, d, secs // 3600, (secs // 60) % 60, secs % 60)
+
+
+def unix_from_civil(y, mo, d, hh=0, mi=0, ss=0):
+    """(year, month, day[, h, m, s]) UTC -> Unix seconds. StsError("date") if out of range."""
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and 0 <= hh < 24 and 0 <= mi < 60 and 0 <= ss < 61):
+        raise StsError("date", "bad date/time")
+    return days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss
+
+
+def tid_to_text(tid, base=BASE_1993):
+    """TID -> 'YYYY-MM-DD HH:MM' (UTC)."""
+    t = civil_from_unix(tid_to_unix(tid, base))
+    return "%04d-%02d-%02d %02d:%02d" % t[:5]
+
+
+# -- data block fields ------------------------------------------------------------------
+
+class TokenFields:
+    """Decoded (or to-be-encoded) fields of one 64-bit data block.
+
+    Common: ``cls`` (0..2), ``subclass`` (0..15), ``crc`` (stored field), ``crc_ok``.
+    Data layout (class 0, class 2 subclasses 0,1,2,5,6,7): ``rnd`` (4 bits), ``tid``
+    (24 bits), ``value`` (raw 16-bit field; see ``amount``).
+    Class 1 subclass 0/1: ``control`` (36/28 bits), ``mfr_code`` (8/16 bits).
+    Key sections (class 2 subclasses 3,4,8,9): ``ken_half`` (4 bits: KENHO in the 1st,
+    KENLO in the 2nd), ``krn``, ``ro``, ``res``, ``kt`` (1st), ``ti`` (2nd), ``sgc_half``
+    (12 bits, 3rd = low, 4th = high), ``key_part`` (32 bits of the new key).
+    Other class 1/2 subclasses: ``payload`` (44 bits).
+    """
+
+    def __init__(self, cls=0, subclass=0, **kw):
+        self.cls = cls
+        self.subclass = subclass
+        self.rnd = 0
+        self.tid = 0
+        self.value = 0
+        self.control = 0
+        self.mfr_code = 0
+        self.ken_half = 0
+        self.krn = 0
+        self.ro = 0
+        self.res = 0
+        self.kt = 0
+        self.ti = 0
+        self.sgc_half = 0
+        self.key_part = 0
+        self.payload = 0
+        self.crc = 0
+        self.crc_ok = True
+        for k in kw:
+            if not hasattr(self, k):
+                raise StsError("field", "unknown token field %s" % k)
+            setattr(self, k, kw[k])
+
+    @property
+    def layout(self):
+        """'data', 'test', 'key1'..'key4' or 'raw'."""
+        return layout_of(self.cls, self.subclass)
+
+    @property
+    def amount(self):
+        """Decoded ``value`` for the amount-encoded tokens (class 0: 0.1 units; MPL and
+        phase-unbalance limit: watts); else the raw 16-bit value."""
+        if self.cls == 0 or (self.cls == 2 and self.subclass in (SUB_MPL, SUB_PHASE_UNBALANCE)):
+            return amount_decode(self.value)
+        return self.value
+
+    def __repr__(self):
+        return "TokenFields(cls=%d, subclass=%d, layout=%s)" % (self.cls, self.subclass, self.layout)
+
+
+def layout_of(cls, subclass):
+    """Block layout name for a class/subclass pair; StsError("wrong_class") for class 3."""
+    if cls == CLASS_TRANSFER:
+        return "data" if subclass < 8 else "raw"
+    if cls == CLASS_NON_MERIT:
+        return "test" if subclass < 2 else "raw"
+    if cls == CLASS_MANAGEMENT:
+        if subclass == SUB_KEY_1:
+            return "key1"
+        if subclass == SUB_KEY_2:
+            return "key2"
+        if subclass == SUB_KEY_3:
+            return "key3"
+        if subclass == SUB_KEY_4:
+            return "key4"
+        return "data" if subclass < 8 else "raw"
+    raise StsError("wrong_class", "token class %r is reserved" % (cls,))
+
+
+def build_block(f):
+    """TokenFields -> 64-bit plaintext block with CRC. StsError("field") on out-of-range."""
+    cls = _check(f.cls, 2, "class")
+    sub = _check(f.subclass, 4, "subclass")
+    lay = layout_of(cls, sub)
+    if lay == "data":
+        body = (_check(f.rnd, 4, "RND") << 40) | (_check(f.tid, 24, "TID") << 16) | \
+            _check(f.value, 16, "value")
+        body <<= 16
+    elif lay == "test":
+        if sub == 0:
+            body = (_check(f.control, 36, "control") << 8) | _check(f.mfr_code, 8, "mfr code")
+        else:
+            body = (_check(f.control, 28, "control") << 16) | _check(f.mfr_code, 16, "mfr code")
+        body <<= 16
+    elif lay == "key1":
+        body = (_check(f.ken_half, 4, "KENHO") << 44) | (_check(f.krn, 4, "KRN") << 40) | \
+            (_check(f.ro, 1, "RO") << 39) | (_check(f.res, 1, "RES") << 38) | \
+            (_check(f.kt, 2, "KT") << 36) | (_check(f.key_part, 32, "NKHO") << 4)
+        body <<= 12
+    elif lay == "key2":
+        body = (_check(f.ken_half, 4, "KENLO") << 44) | (_check(f.ti, 8, "TI") << 36) | \
+            (_check(f.key_part, 32, "NKLO") << 4)
+        body <<= 12
+    elif lay == "key3" or lay == "key4":
+        body = (_check(f.sgc_half, 12, "SGC half") << 32) | _check(f.key_part, 32, "key part")
+        body <<= 16
+    else:
+        body = _check(f.payload, 44, "payload") << 16
+    return with_crc(cls, (sub << 60) | body)
+
+
+def parse_block(cls, block):
+    """(class, 64-bit plaintext block) -> TokenFields (``crc_ok`` says whether it checks).
+    StsError("wrong_class") for class 3, StsError("format") for a bad block."""
+    if not isinstance(block, int) or block < 0 or block > MASK64:
+        raise StsError("format", "block must be a 64-bit integer")
+    sub = block >> 60
+    f = TokenFields(cls, sub)
+    lay = layout_of(cls, sub)
+    f.crc = block & 0xFFFF
+    f.crc_ok = f.crc == crc_field(cls, block)
+    if lay == "data":
+        f.rnd = (block >> 56) & 0xF
+        f.tid = (block >> 32) & 0xFFFFFF
+        f.value = (block >> 16) & 0xFFFF
+    elif lay == "test":
+        if sub == 0:
+            f.control = (block >> 24) & 0xFFFFFFFFF
+            f.mfr_code = (block >> 16) & 0xFF
+        else:
+            f.control = (block >> 32) & 0xFFFFFFF
+            f.mfr_code = (block >> 16) & 0xFFFF
+    elif lay == "key1":
+        f.ken_half = (block >> 56) & 0xF
+        f.krn = (block >> 52) & 0xF
+        f.ro = (block >> 51) & 1
+        f.res = (block >> 50) & 1
+        f.kt = (block >> 48) & 3
+        f.key_part = (block >> 16) & 0xFFFFFFFF
+    elif lay == "key2":
+        f.ken_half = (block >> 56) & 0xF
+        f.ti = (block >> 48) & 0xFF
+        f.key_part = (block >> 16) & 0xFFFFFFFF
+    elif lay == "key3" or lay == "key4":
+        f.sgc_half = (block >> 48) & 0xFFF
+        f.key_part = (block >> 16) & 0xFFFFFFFF
+    else:
+        f.payload = (block >> 16) & 0xFFFFFFFFFFF
+    return f
+
+
+def test_names(control):
+    """Class 1 control bits -> tuple of test names (known bits only; IEC 62055-41)."""
+    out = []
+    for i in range(len(TEST_NAMES)):
+        if (control >> i) & 1:
+            out.append(TEST_NAMES[i])
+    return tuple(out)
+
+
+def key_sections(new_key, ken, krn, kt, ti, ro=0, sgc=0):
+    """New decoder key (bytes of 8 or 16) -> list of TokenFields for the key-change
+    sections (IEC 62055-41 §6.2 Set1st..Set4thSectionDecoderKey): 2 for a 64-bit key,
+    4 for a 128-bit (MISTY1) key, in the order 1st, 2nd[, 3rd, 4th].
+    128-bit layout (NKHO = key bits 127..96, 4th = 95..64, 3rd = 63..32, 2nd = 31..0;
+    SGC as a 24-bit binary number split 12/12) follows NectarAPI, not checked against a vector."""
+    if not isinstance(new_key, (bytes, bytearray)) or len(new_key) not in (8, 16):
+        raise StsError("field", "new key must be 8 or 16 bytes")
+    _check(ken, 8, "KEN")
+    k = int.from_bytes(new_key, "big")
+    if len(new_key) == 8:
+        hi = k >> 32
+        lo = k & 0xFFFFFFFF
+    else:
+        hi = k >> 96
+        lo = k & 0xFFFFFFFF
+    out = [
+        TokenFields(2, SUB_KEY_1, ken_half=ken >> 4, krn=krn, ro=ro, kt=kt, key_part=hi),
+        TokenFields(2, SUB_KEY_2, ken_half=ken & 0xF, ti=ti, key_part=lo),
+    ]
+    if len(new_key) == 16:
+        _check(sgc, 24, "SGC")
+        out.append(TokenFields(2, SUB_KEY_3, sgc_half=sgc & 0xFFF, key_part=(k >> 32) & 0xFFFFFFFF))
+        out.append(TokenFields(2, SUB_KEY_4, sgc_half=sgc >> 12, key_part=(k >> 64) & 0xFFFFFFFF))
+    for f in out:
+        build_block(f)  # range checks now, not at encryption time
+    return out
