@@ -1,0 +1,413 @@
+"""A-XDR encoding of DLMS ``Data`` (IEC 62056-6-2 §4.1.5, DLMS UA 1000-2 "Green Book" §9.5).
+
+Every value is ``tag`` + content; lengths (array/structure element counts, octet/visible
+string byte counts, bit-string bit counts) use the A-XDR length form: ``n`` (<128),
+``81 nn``, ``82 nnnn`` (``83``/``84`` accepted on decode).
+
+- ``Writer``: appends tagged values to a bytearray (``.buf``); methods are chainable and
+  range-check their argument (``AxdrError`` on overflow).
+- ``decode(buf, pos) -> ((tag, value), newpos)``; ``skip(buf, pos) -> newpos`` walks one
+  value without building it (for measuring request parameters on the device).
+- ``to_python(tagged)`` strips the tags; ``datetime_bytes``/``parse_datetime`` handle the
+  12-byte COSEM date-time (Blue Book §4.1.6.1).
+"""
+NULL = 0
+ARRAY = 1
+STRUCTURE = 2
+BOOLEAN = 3
+BIT_STRING = 4
+DOUBLE_LONG = 5
+DOUBLE_LONG_UNSIGNED = 6
+OCTET_STRING = 9
+VISIBLE_STRING = 10
+UTF8_STRING = 12
+BCD = 13
+INTEGER = 15
+LONG = 16
+UNSIGNED = 17
+LONG_UNSIGNED = 18
+COMPACT_ARRAY = 19
+LONG64 = 20
+LONG64_UNSIGNED = 21
+ENUM = 22
+FLOAT32 = 23
+FLOAT64 = 24
+DATE_TIME = 25
+DATE = 26
+TIME = 27
+
+MAX_DEPTH = 16
+
+# tag -> (size in bytes, signed) for the fixed-size integer types
+_INTS = {
+    BOOLEAN: (1, False),
+    DOUBLE_LONG: (4, True),
+    DOUBLE_LONG_UNSIGNED: (4, False),
+    BCD: (1, False),
+    INTEGER: (1, True),
+    LONG: (2, True),
+    UNSIGNED: (1, False),
+    LONG_UNSIGNED: (2, False),
+    LONG64: (8, True),
+    LONG64_UNSIGNED: (8, False),
+    ENUM: (1, False),
+}
+# tag -> size of fixed-size raw octet types
+_RAW = {DATE_TIME: 12, DATE: 5, TIME: 4, FLOAT32: 4, FLOAT64: 8}
+
+
+class AxdrError(ValueError):
+    """Malformed, truncated, unsupported or out-of-range A-XDR data."""
+
+
+def encode_length(n):
+    """A-XDR length: n < 128 -> 1 byte; <= 0xFF -> 81 nn; <= 0xFFFF -> 82 nnnn."""
+    if n < 0:
+        raise AxdrError("negative length")
+    if n < 0x80:
+        return bytes((n,))
+    if n <= 0xFF:
+        return bytes((0x81, n))
+    if n <= 0xFFFF:
+        return bytes((0x82, n >> 8, n & 0xFF))
+    if n <= 0xFFFFFFFF:
+        return bytes((0x84, n >> 24, (n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF))
+    raise AxdrError("length too large")
+
+
+def decode_length(buf, pos):
+    """Decode an A-XDR length at ``buf[pos]``; returns ``(n, newpos)``. AxdrError if truncated."""
+    if pos >= len(buf):
+        raise AxdrError("truncated length")
+    b = buf[pos]
+    pos += 1
+    if b < 0x80:
+        return b, pos
+    k = b & 0x7F
+    if k == 0 or k > 4:
+        raise AxdrError("bad length form")
+    if pos + k > len(buf):
+        raise AxdrError("truncated length")
+    n = 0
+    for i in range(k):
+        n = (n << 8) | buf[pos + i]
+    return n, pos + k
+
+
+class Writer:
+    """A-XDR encoder appending tagged values into ``self.buf`` (a bytearray).
+
+    Integer methods raise AxdrError when the value does not fit the type. All methods
+    return ``self``.
+    """
+
+    def __init__(self, buf=None):
+        self.buf = bytearray() if buf is None else buf
+
+    def getvalue(self):
+        """The encoded bytes so far (a copy)."""
+        return bytes(self.buf)
+
+    def reset(self):
+        """Empty the buffer (keeps the same bytearray object)."""
+        self.buf[:] = b""
+        return self
+
+    def raw(self, b):
+        """Append already-encoded bytes."""
+        self.buf.extend(b)
+        return self
+
+    def _int(self, tag, v, size, signed):
+        if not isinstance(v, int):
+            raise AxdrError("integer expected")
+        if signed:
+            lo = -(1 << (8 * size - 1))
+            hi = (1 << (8 * size - 1)) - 1
+        else:
+            lo = 0
+            hi = (1 << (8 * size)) - 1
+        if v < lo or v > hi:
+            raise AxdrError("value out of range for tag %d" % tag)
+        if v < 0:
+            v += 1 << (8 * size)
+        b = self.buf
+        b.append(tag)
+        for i in range(size - 1, -1, -1):
+            b.append((v >> (8 * i)) & 0xFF)
+        return self
+
+    def null(self):
+        self.buf.append(NULL)
+        return self
+
+    def boolean(self, v):
+        self.buf.append(BOOLEAN)
+        self.buf.append(1 if v else 0)
+        return self
+
+    def integer(self, v):
+        """int8 (tag 15)."""
+        return self._int(INTEGER, v, 1, True)
+
+    def long(self, v):
+        """int16 (tag 16)."""
+        return self._int(LONG, v, 2, True)
+
+    def unsigned(self, v):
+        """uint8 (tag 17)."""
+        return self._int(UNSIGNED, v, 1, False)
+
+    def long_unsigned(self, v):
+        """uint16 (tag 18)."""
+        return self._int(LONG_UNSIGNED, v, 2, False)
+
+    def double_long(self, v):
+        """int32 (tag 5)."""
+        return self._int(DOUBLE_LONG, v, 4, True)
+
+    def double_long_unsigned(self, v):
+        """uint32 (tag 6)."""
+        return self._int(DOUBLE_LONG_UNSIGNED, v, 4, False)
+
+    def long64(self, v):
+        """int64 (tag 20)."""
+        return self._int(LONG64, v, 8, True)
+
+    def long64_unsigned(self, v):
+        """uint64 (tag 21)."""
+        return self._int(LONG64_UNSIGNED, v, 8, False)
+
+    def enum(self, v):
+        """enum 0..255 (tag 22)."""
+        return self._int(ENUM, v, 1, False)
+
+    def _bytes(self, tag, b):
+        self.buf.append(tag)
+        self.buf.extend(encode_length(len(b)))
+        self.buf.extend(b)
+        return self
+
+    def octet_string(self, b):
+        """octet-string (tag 9): length + bytes."""
+        if isinstance(b, str):
+            raise AxdrError("octet-string takes bytes")
+        return self._bytes(OCTET_STRING, b)
+
+    def visible_string(self, s):
+        """visible-string (tag 10) from str or bytes."""
+        if isinstance(s, str):
+            s = s.encode()
+        return self._bytes(VISIBLE_STRING, s)
+
+    def utf8_string(self, s):
+        """utf8-string (tag 12) from str or bytes."""
+        if isinstance(s, str):
+            s = s.encode()
+        return self._bytes(UTF8_STRING, s)
+
+    def bit_string(self, value, nbits):
+        """bit-string (tag 4) of ``nbits`` bits, MSB first on the wire.
+
+        ``value`` is an int whose bit ``nbits-1`` is the first bit sent (the most
+        significant bit of the first byte), or the already-packed bytes.
+        """
+        if nbits < 0:
+            raise AxdrError("negative bit count")
+        nb = (nbits + 7) // 8
+        if isinstance(value, int):
+            if value < 0 or value >> nbits:
+                raise AxdrError("bit-string value wider than nbits")
+            v = value << (nb * 8 - nbits)
+            data = bytes((v >> (8 * i)) & 0xFF for i in range(nb - 1, -1, -1))
+        else:
+            data = bytes(value)
+            if len(data) != nb:
+                raise AxdrError("bit-string byte count mismatch")
+        self.buf.append(BIT_STRING)
+        self.buf.extend(encode_length(nbits))
+        self.buf.extend(data)
+        return self
+
+    def array(self, n):
+        """array header (tag 1) with n elements; append the elements after it."""
+        self.buf.append(ARRAY)
+        self.buf.extend(encode_length(n))
+        return self
+
+    def structure(self, n):
+        """structure header (tag 2) with n elements; append the elements after it."""
+        self.buf.append(STRUCTURE)
+        self.buf.extend(encode_length(n))
+        return self
+
+    def date_time(self, b12):
+        """date-time (tag 25) + 12 raw bytes (see ``datetime_bytes``)."""
+        if len(b12) != 12:
+            raise AxdrError("date-time must be 12 bytes")
+        self.buf.append(DATE_TIME)
+        self.buf.extend(b12)
+        return self
+
+
+def _need(buf, pos, n):
+    if pos + n > len(buf):
+        raise AxdrError("truncated")
+
+
+def _uint(buf, pos, size):
+    v = 0
+    for i in range(size):
+        v = (v << 8) | buf[pos + i]
+    return v
+
+
+def decode(buf, pos=0, _depth=0):
+    """Decode one tagged value at ``buf[pos]``.
+
+    Returns ``((tag, value), newpos)``: integers/enum -> int, boolean -> bool, null ->
+    None, octet-string -> bytes, visible/utf8-string -> str, bit-string -> (nbits, bytes),
+    array/structure -> list of (tag, value), date-time/date/time -> raw bytes,
+    float32/64 -> float. Raises AxdrError on truncation, unknown tags, compact-array
+    ('unsupported') or nesting deeper than MAX_DEPTH.
+    """
+    if _depth > MAX_DEPTH:
+        raise AxdrError("nesting too deep")
+    _need(buf, pos, 1)
+    tag = buf[pos]
+    pos += 1
+    if tag == NULL:
+        return (tag, None), pos
+    t = _INTS.get(tag)
+    if t is not None:
+        size, signed = t
+        _need(buf, pos, size)
+        v = _uint(buf, pos, size)
+        if tag == BOOLEAN:
+            return (tag, v != 0), pos + 1
+        if signed and v >> (8 * size - 1):
+            v -= 1 << (8 * size)
+        return (tag, v), pos + size
+    if tag == OCTET_STRING or tag == VISIBLE_STRING or tag == UTF8_STRING:
+        n, pos = decode_length(buf, pos)
+        _need(buf, pos, n)
+        b = bytes(buf[pos:pos + n])
+        if tag != OCTET_STRING:
+            try:
+                b = b.decode()
+            except Exception:
+                raise AxdrError("bad string encoding")
+        return (tag, b), pos + n
+    if tag == BIT_STRING:
+        n, pos = decode_length(buf, pos)
+        nb = (n + 7) // 8
+        _need(buf, pos, nb)
+        return (tag, (n, bytes(buf[pos:pos + nb]))), pos + nb
+    if tag == ARRAY or tag == STRUCTURE:
+        n, pos = decode_length(buf, pos)
+        if n > len(buf) - pos:  # each element takes at least one byte
+            raise AxdrError("truncated")
+        items = []
+        for _ in range(n):
+            item, pos = decode(buf, pos, _depth + 1)
+            items.append(item)
+        return (tag, items), pos
+    size = _RAW.get(tag)
+    if size is not None:
+        _need(buf, pos, size)
+        b = bytes(buf[pos:pos + size])
+        if tag == FLOAT32 or tag == FLOAT64:
+            import struct
+            return (tag, struct.unpack(">f" if size == 4 else ">d", b)[0]), pos + size
+        return (tag, b), pos + size
+    if tag == COMPACT_ARRAY:
+        raise AxdrError("unsupported")
+    raise AxdrError("unknown tag %d" % tag)
+
+
+def skip(buf, pos=0, _depth=0):
+    """Return the position just after the tagged value at ``buf[pos]`` without building
+    it. Same errors as ``decode``."""
+    if _depth > MAX_DEPTH:
+        raise AxdrError("nesting too deep")
+    _need(buf, pos, 1)
+    tag = buf[pos]
+    pos += 1
+    if tag == NULL:
+        return pos
+    t = _INTS.get(tag)
+    if t is not None:
+        _need(buf, pos, t[0])
+        return pos + t[0]
+    if tag == OCTET_STRING or tag == VISIBLE_STRING or tag == UTF8_STRING or tag == BIT_STRING:
+        n, pos = decode_length(buf, pos)
+        if tag == BIT_STRING:
+            n = (n + 7) // 8
+        _need(buf, pos, n)
+        return pos + n
+    if tag == ARRAY or tag == STRUCTURE:
+        n, pos = decode_length(buf, pos)
+        if n > len(buf) - pos:
+            raise AxdrError("truncated")
+        for _ in range(n):
+            pos = skip(buf, pos, _depth + 1)
+        return pos
+    size = _RAW.get(tag)
+    if size is not None:
+        _need(buf, pos, size)
+        return pos + size
+    if tag == COMPACT_ARRAY:
+        raise AxdrError("unsupported")
+    raise AxdrError("unknown tag %d" % tag)
+
+
+def to_python(tagged):
+    """Strip tags recursively: ``(tag, value)`` -> value, lists of tagged -> lists."""
+    tag, value = tagged
+    if tag == ARRAY or tag == STRUCTURE:
+        return [to_python(x) for x in value]
+    return value
+
+
+def _weekday(year, month, day):
+    """ISO weekday 1=Monday..7=Sunday (Sakamoto's method)."""
+    t = (0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4)
+    y = year - 1 if month < 3 else year
+    w = (y + y // 4 - y // 100 + y // 400 + t[month - 1] + day) % 7  # 0=Sunday
+    return 7 if w == 0 else w
+
+
+def datetime_bytes(year, month, day, hour, minute, second, hundredths=0,
+                   deviation=-32768, status=0, weekday=None):
+    """COSEM date-time, 12 bytes (Blue Book §4.1.6.1):
+    year(2, BE) month day weekday hour minute second hundredths deviation(int16 BE,
+    minutes, -32768 = 0x8000 not specified) clock-status.
+
+    ``weekday`` None -> computed (1=Monday..7=Sunday) when year/month/day are concrete,
+    else 0xFF. Not-specified fields take 0xFF (year 0xFFFF). Raises AxdrError on range.
+    """
+    if weekday is None:
+        if 0 < year < 0xFFFF and 1 <= month <= 12 and 1 <= day <= 31:
+            weekday = _weekday(year, month, day)
+        else:
+            weekday = 0xFF
+    for v in (month, day, weekday, hour, minute, second, hundredths, status):
+        if not 0 <= v <= 0xFF:
+            raise AxdrError("date-time field out of range")
+    if not 0 <= year <= 0xFFFF or not -32768 <= deviation <= 32767:
+        raise AxdrError("date-time field out of range")
+    d = deviation & 0xFFFF
+    return bytes((year >> 8, year & 0xFF, month, day, weekday, hour, minute, second,
+                  hundredths, d >> 8, d & 0xFF, status))
+
+
+def parse_datetime(b12):
+    """Split 12 date-time bytes into ``(year, month, day, weekday, hour, minute, second,
+    hundredths, deviation, status)``; deviation is signed (-32768 = not specified)."""
+    if len(b12) != 12:
+        raise AxdrError("date-time must be 12 bytes")
+    dev = (b12[9] << 8) | b12[10]
+    if dev & 0x8000:
+        dev -= 0x10000
+    return ((b12[0] << 8) | b12[1], b12[2], b12[3], b12[4], b12[5], b12[6], b12[7],
+            b12[8], dev, b12[11])

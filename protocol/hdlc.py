@@ -1,0 +1,560 @@
+"""HDLC frame layer of the DLMS/COSEM three-layer profile (IEC 62056-46, ISO/IEC 13239).
+
+Frame (format type 3, no byte stuffing, delimited by the 11-bit length field)::
+
+    7E | format(2) | dest(1,2,4) | src(1,2,4) | ctrl | [HCS(2) | info] | FCS(2) | 7E
+
+- format = ``0xA0 | S(0x08) | len[10:8]``, ``len[7:0]``; len counts the bytes between the
+  flags (max 2047). S marks a segment with more to follow (IEC 62056-46 §6.4.1).
+- HCS (only when there is an information field) covers format..ctrl; FCS covers
+  format..end of info. Both are CRC-16/X.25, sent LSB first (``protocol.crc``).
+- Addresses (§6.4.2): 7 bits per byte shifted left, LSB=1 marks the last byte. The client
+  address is 1 byte; the server address 1, 2 (upper = logical, lower = physical, 7 bits
+  each) or 4 bytes (14 bits each).
+
+Public API: control-field helpers (``ctrl_i``, ``ctrl_rr``, ``ctrl_rnr``, ``kind``, ``ns``,
+``nr``, ``pf``), the address codec, ``encode_frame``/``decode_frame``, the streaming
+``Receiver`` and the SNRM/UA parameter codec (``encode_params``/``decode_params``).
+Every error is an ``HdlcError`` whose ``.reason`` is one of 'flag', 'format', 'length',
+'address', 'hcs', 'fcs'.
+"""
+from protocol.crc import crc16_x25
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+FLAG = 0x7E
+# Unnumbered / supervisory commands and responses with the P/F bit set (§6.4.3).
+SNRM = 0x93
+UA = 0x73
+DISC = 0x53
+DM = 0x1F
+FRMR = 0x97
+UI = 0x13
+# LLC sub-layer header (IEC 62056-46 §5; first segment of an I-frame only).
+LLC_REQUEST = b"\xE6\xE6\x00"
+LLC_RESPONSE = b"\xE6\xE7\x00"
+
+MAX_FRAME_LEN = 2047
+
+K_UNKNOWN = 0
+K_I = 1
+K_RR = 2
+K_RNR = 3
+K_SNRM = 4
+K_UA = 5
+K_DISC = 6
+K_DM = 7
+K_FRMR = 8
+K_UI = 9
+
+_PF = const(0x10)
+_MIN_LEN = const(7)  # format(2) + dest(1) + src(1) + ctrl(1) + FCS(2)
+
+
+class HdlcError(ValueError):
+    """Bad HDLC frame or field. ``.reason`` in ('flag', 'format', 'length', 'address',
+    'hcs', 'fcs')."""
+
+    def __init__(self, reason, msg=None):
+        super().__init__(msg or reason)
+        self.reason = reason
+
+
+# ---------------------------------------------------------------- control field (§6.4.3)
+
+def ctrl_i(ns, nr, pf=True):
+    """Control byte of an I-frame: ``N(R)<<5 | P/F<<4 | N(S)<<1``; ns, nr in 0..7."""
+    return ((nr & 7) << 5) | (_PF if pf else 0) | ((ns & 7) << 1)
+
+
+def ctrl_rr(nr, pf=True):
+    """Control byte of an RR (receive ready) S-frame: ``N(R)<<5 | P/F<<4 | 0x01``."""
+    return ((nr & 7) << 5) | (_PF if pf else 0) | 0x01
+
+
+def ctrl_rnr(nr, pf=True):
+    """Control byte of an RNR (receive not ready) S-frame: ``N(R)<<5 | P/F<<4 | 0x05``."""
+    return ((nr & 7) << 5) | (_PF if pf else 0) | 0x05
+
+
+def kind(ctrl):
+    """Classify a control byte: one of K_I, K_RR, K_RNR, K_SNRM, K_UA, K_DISC, K_DM,
+    K_FRMR, K_UI, K_UNKNOWN (P/F ignored)."""
+    if not ctrl & 1:
+        return K_I
+    if ctrl & 3 == 1:
+        low = ctrl & 0x0F
+        if low == 0x01:
+            return K_RR
+        if low == 0x05:
+            return K_RNR
+        return K_UNKNOWN
+    u = ctrl & 0xEF
+    if u == 0x83:
+        return K_SNRM
+    if u == 0x63:
+        return K_UA
+    if u == 0x43:
+        return K_DISC
+    if u == 0x0F:
+        return K_DM
+    if u == 0x87:
+        return K_FRMR
+    if u == 0x03:
+        return K_UI
+    return K_UNKNOWN
+
+
+def ns(ctrl):
+    """Send sequence number N(S) of an I-frame control byte (0..7)."""
+    return (ctrl >> 1) & 7
+
+
+def nr(ctrl):
+    """Receive sequence number N(R) of an I- or S-frame control byte (0..7)."""
+    return (ctrl >> 5) & 7
+
+
+def pf(ctrl):
+    """Poll/final bit of a control byte (bool)."""
+    return bool(ctrl & _PF)
+
+
+# ---------------------------------------------------------------- addresses (§6.4.2)
+
+def encode_client_address(sap):
+    """Client (SAP) address as 1 byte: ``sap<<1 | 1``; sap 0..0x7F, e.g. 16 -> b'\\x21'."""
+    if not 0 <= sap <= 0x7F:
+        raise HdlcError("address", "client address out of range")
+    return bytes(((sap << 1) | 1,))
+
+
+def encode_server_address(logical, physical=None, size=None):
+    """Server address as 1, 2 or 4 bytes.
+
+    1 byte: logical only (0..0x7F). 2 bytes: upper = logical, lower = physical, 7 bits each.
+    4 bytes: 14 bits each. ``size`` None picks the smallest that fits (1 byte when
+    ``physical`` is None). Raises HdlcError('address') when out of range.
+    """
+    if physical is None and size in (None, 1):
+        if not 0 <= logical <= 0x7F:
+            raise HdlcError("address", "server address out of range")
+        return bytes(((logical << 1) | 1,))
+    if physical is None:
+        physical = 0
+    if size is None:
+        size = 2 if (logical <= 0x7F and physical <= 0x7F) else 4
+    if size == 2:
+        lim = 0x7F
+    elif size == 4:
+        lim = 0x3FFF
+    else:
+        raise HdlcError("address", "server address size must be 1, 2 or 4")
+    if not (0 <= logical <= lim and 0 <= physical <= lim):
+        raise HdlcError("address", "server address out of range")
+    if size == 2:
+        return bytes((logical << 1, (physical << 1) | 1))
+    return bytes(((logical >> 7) << 1, (logical & 0x7F) << 1,
+                  (physical >> 7) << 1, ((physical & 0x7F) << 1) | 1))
+
+
+def decode_address(buf, pos, end=None):
+    """Decode an HDLC address starting at ``buf[pos]``.
+
+    Returns ``(value, nbytes, newpos)`` where value concatenates the 7-bit groups
+    (MSB first). Raises HdlcError('address') if the address runs off ``end`` (default
+    ``len(buf)``) or is 3 or more than 4 bytes long (only 1, 2, 4 are legal).
+    """
+    if end is None:
+        end = len(buf)
+    v = 0
+    n = 0
+    while True:
+        if pos >= end or n >= 4:
+            raise HdlcError("address")
+        b = buf[pos]
+        pos += 1
+        n += 1
+        v = (v << 7) | (b >> 1)
+        if b & 1:
+            break
+    if n == 3:
+        raise HdlcError("address")
+    return v, n, pos
+
+
+def split_server_address(value, nbytes):
+    """Split a decoded server address: ``(logical, physical_or_None)``.
+
+    nbytes 1 -> (value, None); 2 -> 7+7 bits; 4 -> 14+14 bits. Other sizes: HdlcError.
+    """
+    if nbytes == 1:
+        return value, None
+    if nbytes == 2:
+        return value >> 7, value & 0x7F
+    if nbytes == 4:
+        return value >> 14, value & 0x3FFF
+    raise HdlcError("address")
+
+
+# ---------------------------------------------------------------- frames (§6.4.1, §6.4.4)
+
+class Frame:
+    """One decoded HDLC frame: ``segmented`` (bool, S bit), ``dest``/``src`` (address
+    bytes as on the wire), ``ctrl`` (int), ``info`` (bytes, b'' when absent), ``length``
+    (the format field's frame length, bytes between the flags)."""
+
+    __slots__ = ("segmented", "dest", "src", "ctrl", "info", "length")
+
+    def __init__(self, segmented, dest, src, ctrl, info, length):
+        self.segmented = segmented
+        self.dest = dest
+        self.src = src
+        self.ctrl = ctrl
+        self.info = info
+        self.length = length
+
+    def __repr__(self):
+        return "Frame(seg=%r dest=%s src=%s ctrl=0x%02X info=%d B)" % (
+            self.segmented, _hex(self.dest), _hex(self.src), self.ctrl, len(self.info))
+
+
+def _hex(b):
+    return "".join("%02X" % x for x in b)
+
+
+def encode_frame(dest, src, ctrl, info=b"", segmented=False):
+    """Build a whole frame (both flags included).
+
+    ``dest``/``src`` are encoded address bytes; ``info`` the information field (an LLC
+    header, if any, is part of it). HCS is present only when info is non-empty.
+    Raises HdlcError('length') if the frame would exceed 2047 bytes.
+    """
+    hl = 2 + len(dest) + len(src) + 1
+    n = hl + 2
+    if info:
+        n += 2 + len(info)
+    if n > MAX_FRAME_LEN:
+        raise HdlcError("length", "frame too long")
+    out = bytearray(n + 2)
+    out[0] = FLAG
+    out[1] = 0xA0 | (0x08 if segmented else 0) | (n >> 8)
+    out[2] = n & 0xFF
+    p = 3
+    for b in dest:
+        out[p] = b
+        p += 1
+    for b in src:
+        out[p] = b
+        p += 1
+    out[p] = ctrl
+    p += 1
+    if info:
+        c = crc16_x25(out, 1, p)
+        out[p] = c & 0xFF
+        out[p + 1] = c >> 8
+        p += 2
+        out[p:p + len(info)] = info
+        p += len(info)
+    c = crc16_x25(out, 1, p)
+    out[p] = c & 0xFF
+    out[p + 1] = c >> 8
+    out[p + 2] = FLAG
+    return bytes(out)
+
+
+def _check(buf, s, total):
+    """Validate a candidate frame at buf[s:s+total] (flags included) and return a Frame.
+
+    ``total`` = length field + 2. Raises HdlcError.
+    """
+    e = s + total - 1          # index of the closing flag
+    if buf[e] != FLAG:
+        raise HdlcError("flag")
+    ln = total - 2
+    p = s + 3
+    _, _, p = decode_address(buf, p, e)
+    da = p
+    _, _, p = decode_address(buf, p, e)
+    sa = p
+    if p >= e:
+        raise HdlcError("length")
+    ctrl = buf[p]
+    p += 1
+    rest = e - p               # bytes after ctrl up to the closing flag
+    if rest == 2:
+        info_s = info_e = p
+    elif rest >= 4:
+        c = crc16_x25(buf, s + 1, p)
+        if buf[p] != (c & 0xFF) or buf[p + 1] != (c >> 8):
+            raise HdlcError("hcs")
+        info_s = p + 2
+        info_e = e - 2
+    else:
+        raise HdlcError("length")
+    c = crc16_x25(buf, s + 1, e - 2)
+    if buf[e - 2] != (c & 0xFF) or buf[e - 1] != (c >> 8):
+        raise HdlcError("fcs")
+    return Frame(bool(buf[s + 1] & 0x08), bytes(buf[s + 3:da]), bytes(buf[da:sa]), ctrl,
+                 bytes(buf[info_s:info_e]), ln)
+
+
+def decode_frame(buf):
+    """Decode exactly one whole frame ``7E ... 7E`` into a ``Frame``.
+
+    Raises HdlcError: 'flag' (missing opening/closing 0x7E), 'format' (type nibble not
+    0xA), 'length' (length field disagrees with the buffer or is too short), 'address',
+    'hcs', 'fcs'.
+    """
+    n = len(buf)
+    if n < 2 or buf[0] != FLAG or buf[n - 1] != FLAG:
+        raise HdlcError("flag")
+    if n < 3 or buf[1] & 0xF0 != 0xA0:
+        raise HdlcError("format")
+    ln = ((buf[1] & 0x07) << 8) | buf[2]
+    if ln != n - 2 or ln < _MIN_LEN:
+        raise HdlcError("length")
+    return _check(buf, 0, n)
+
+
+class Receiver:
+    """Byte-stream to frame reassembler (IEC 62056-46 §6.4.1: frames are delimited by the
+    length field; 0x7E may occur inside the information field).
+
+    ``feed(data)`` copies bytes into a preallocated buffer of ``maxlen`` bytes;
+    ``pop()`` returns the next valid ``Frame`` or None. Garbage is skipped by scanning for
+    ``7E`` followed by a format byte ``0xA?``. A candidate with a bad address, HCS, FCS,
+    closing flag or an impossible length is dropped (``dropped`` += 1, ``last_error`` =
+    reason) and scanning resumes at the next byte. Back-to-back frames may share a flag.
+    If a single ``feed`` does not fit, complete frames are parsed out into a small queue.
+    """
+
+    def __init__(self, maxlen=2050):
+        if maxlen < 16:
+            maxlen = 16
+        self._buf = bytearray(maxlen)
+        self._mv = memoryview(self._buf)
+        self._max = maxlen
+        self._ready = []
+        self.dropped = 0
+        self.last_error = None
+        self.reset()
+
+    def reset(self):
+        """Forget all buffered bytes and queued frames (counters are kept)."""
+        self._s = 0
+        self._e = 0
+        self._hdr_ok = False
+        self._ready = []
+
+    def pending(self):
+        """Number of buffered, not yet framed bytes."""
+        return self._e - self._s
+
+    def feed(self, data):
+        """Append received bytes (bytes, bytearray or memoryview)."""
+        n = len(data)
+        off = 0
+        while off < n:
+            if self._e == self._max:
+                self._compact()
+                if self._e == self._max:
+                    # buffer full: pull out complete frames, then make room
+                    f = self._next()
+                    while f is not None:
+                        self._ready.append(f)
+                        f = self._next()
+                    self._compact()
+                    if self._e == self._max:  # cannot happen when maxlen > 2048
+                        self._s += 1
+                        self._hdr_ok = False
+                        self._compact()
+            k = self._max - self._e
+            if k > n - off:
+                k = n - off
+            if off == 0 and k == n:
+                self._mv[self._e:self._e + k] = data
+            else:
+                self._mv[self._e:self._e + k] = memoryview(data)[off:off + k]
+            self._e += k
+            off += k
+
+    def _compact(self):
+        s = self._s
+        if s == 0:
+            return
+        e = self._e
+        buf = self._buf
+        for i in range(e - s):
+            buf[i] = buf[s + i]
+        self._s = 0
+        self._e = e - s
+
+    def pop(self):
+        """Return the next complete, valid Frame, or None if more bytes are needed."""
+        if self._ready:
+            return self._ready.pop(0)
+        return self._next()
+
+    def _drop(self, reason):
+        self.dropped += 1
+        self.last_error = reason
+        self._s += 1
+        self._hdr_ok = False
+
+    def _next(self):
+        buf = self._buf
+        while True:
+            s = self._s
+            e = self._e
+            # scan for a frame start: 7E followed by a format byte 0xA?
+            while s < e:
+                if buf[s] == FLAG:
+                    if s + 1 >= e or buf[s + 1] & 0xF0 == 0xA0:
+                        break
+                s += 1
+            if s != self._s:
+                self._s = s
+                self._hdr_ok = False
+            if s >= e:
+                self._s = self._e = 0
+                return None
+            if e - s < 3:
+                return None
+            ln = ((buf[s + 1] & 0x07) << 8) | buf[s + 2]
+            total = ln + 2
+            if ln < _MIN_LEN or total > self._max:
+                self._drop("length")
+                continue
+            avail = e - s
+            if avail < total:
+                if not self._hdr_ok:
+                    r = self._early(s, e, total)
+                    if r is not None:
+                        self._drop(r)
+                        continue
+                return None
+            try:
+                f = _check(buf, s, total)
+            except HdlcError as err:
+                self._drop(err.reason)
+                continue
+            # keep the closing flag: it may be the opening flag of the next frame
+            self._s = s + total - 1
+            self._hdr_ok = False
+            return f
+
+    def _early(self, s, e, total):
+        """Check what can be checked of an incomplete candidate (addresses, HCS).
+
+        Returns an error reason, or None (and sets _hdr_ok once the header is verified)."""
+        buf = self._buf
+        lim = s + total - 1
+        if lim > e:
+            lim = e
+        p = s + 3
+        for _ in range(2):
+            n = 0
+            while True:
+                if p >= lim:
+                    if lim < s + total - 1:
+                        return None  # need more bytes
+                    return "address"
+                b = buf[p]
+                p += 1
+                n += 1
+                if b & 1:
+                    break
+                if n >= 4:
+                    return "address"
+            if n == 3:
+                return "address"
+        # p -> ctrl
+        rest = s + total - 1 - (p + 1)
+        if rest == 2:
+            self._hdr_ok = True
+            return None
+        if rest < 4:
+            return "length"
+        if p + 3 > e:
+            return None
+        c = crc16_x25(buf, s + 1, p + 1)
+        if buf[p + 1] != (c & 0xFF) or buf[p + 2] != (c >> 8):
+            return "hcs"
+        self._hdr_ok = True
+        return None
+
+
+# ---------------------------------------------------------------- SNRM/UA parameters (§6.4.4.4.3.2)
+
+_P_TX = const(5)
+_P_RX = const(6)
+_P_WTX = const(7)
+_P_WRX = const(8)
+
+
+def _param(out, pid, value, size):
+    out.append(pid)
+    out.append(size)
+    for i in range(size - 1, -1, -1):
+        out.append((value >> (8 * i)) & 0xFF)
+
+
+def encode_params(max_info_tx=128, max_info_rx=128, window_tx=1, window_rx=1):
+    """SNRM/UA information field: ``81 80 LL 05 02 tx 06 02 rx 07 04 wtx 08 04 wrx``.
+
+    Values are the sender's view. Info sizes are written as 2 bytes (1..0xFFFF),
+    windows as 4 bytes (1..7 legal, any u32 accepted); a window of None is omitted.
+    Raises HdlcError('format') on out-of-range values.
+    """
+    out = bytearray(b"\x81\x80\x00")
+    for pid, v, size in ((_P_TX, max_info_tx, 2), (_P_RX, max_info_rx, 2),
+                         (_P_WTX, window_tx, 4), (_P_WRX, window_rx, 4)):
+        if v is None:
+            continue
+        if not 0 <= v < (1 << (8 * size)):
+            raise HdlcError("format", "parameter out of range")
+        _param(out, pid, v, size)
+    out[2] = len(out) - 3
+    return bytes(out)
+
+
+def decode_params(info):
+    """Parse an SNRM/UA information field.
+
+    Returns ``(max_info_tx, max_info_rx, window_tx, window_rx)`` in the sender's view;
+    absent parameters default to 128, 128, 1, 1 (empty info -> all defaults). Values may
+    be 1..4 bytes; unknown parameter ids are skipped. Raises HdlcError('format').
+    """
+    vals = [128, 128, 1, 1]
+    n = len(info)
+    if n == 0:
+        return tuple(vals)
+    if n < 3 or info[0] != 0x81 or info[1] != 0x80:
+        raise HdlcError("format", "bad HDLC parameter header")
+    gl = info[2]
+    end = 3 + gl
+    if end > n:
+        raise HdlcError("format", "HDLC parameter group truncated")
+    p = 3
+    while p < end:
+        if p + 2 > end:
+            raise HdlcError("format", "HDLC parameter truncated")
+        pid = info[p]
+        size = info[p + 1]
+        p += 2
+        if p + size > end:
+            raise HdlcError("format", "HDLC parameter truncated")
+        if _P_TX <= pid <= _P_WRX:
+            if size < 1 or size > 4:
+                raise HdlcError("format", "HDLC parameter size")
+            v = 0
+            for i in range(size):
+                v = (v << 8) | info[p + i]
+            vals[pid - _P_TX] = v
+        p += size
+    return tuple(vals)
