@@ -1,0 +1,262 @@
+"""The meter application: state, policy for the relay, persistence, and the asyncio tasks.
+
+Board-independent (never imports ``machine``): everything physical comes from the board object
+(``boards/*.py``). Config (``config.json`` in the meter's filesystem) holds identity, passwords,
+tariff and policy; state (credit, energy, relay) lives in a two-slot journal (``meter.store``).
+
+Persistence rule (DESIGN.md §5): a change the meter acknowledges over DLMS (top-up, relay command,
+setting) is journaled before the response leaves the UART; consumption is journaled every
+``persist_wh`` Wh or ``persist_s`` seconds, whichever comes first. Energy measured by the
+metering module while the meter was down is picked up from the module's own counter at boot.
+"""
+import asyncio
+import gc
+import json
+
+from protocol import hdlc
+from meter import cosem
+from meter.account import Account, PAYMENT_PREPAYMENT
+from meter.metrology import Pzem004t
+from meter.relay import DisconnectControl, CONNECTED, READY
+from meter.server import HdlcLink
+from meter.store import Journal
+
+FIRMWARE_VERSION = "0.1.0"
+
+DEFAULTS = {
+    "serial": "PPM0000001",
+    "server_address": 1,
+    "physical_address": None,
+    "passwords": {"1": "12345678", "32": "00000000", "48": "ABCDEFGH"},
+    "tariff_paise_per_kwh": 650,
+    "credit_paise": 0,
+    "payment_mode": PAYMENT_PREPAYMENT,
+    "control_mode": 5,
+    "modbus_unit": 1,
+    "tz_minutes": 330,
+    "persist_wh": 10,
+    "persist_s": 60,
+    "max_info": 512,
+}
+
+
+class Meter:
+    CREDIT_LN = bytes((0, 0, 19, 10, 0, 255))
+
+    def __init__(self, board):
+        self.board = board
+        cfg = dict(DEFAULTS)
+        try:
+            with open(board.path("config.json")) as f:
+                cfg.update(json.load(f))
+        except (OSError, ValueError):
+            pass
+        self.cfg = cfg
+        self.tz_minutes = int(cfg["tz_minutes"])
+        ldn = cfg.get("logical_device_name") or cfg["serial"]
+        self.logical_device_name = ldn.encode() if isinstance(ldn, str) else bytes(ldn)
+        self.account = Account(int(cfg["tariff_paise_per_kwh"]), int(cfg["credit_paise"]),
+                               int(cfg["payment_mode"]))
+        self.dc = DisconnectControl(int(cfg["control_mode"]))
+        self.journal = Journal(board.path("state"))
+        self.module_wh = None      # last metering-module energy reading taken into account
+        self._persisted_wh = 0
+        self._persisted_t = 0
+        self.events = []           # (epoch, code, text) — recent, in RAM (event log: issue 6)
+        self._restore()
+        self.objects = cosem.build_table()
+        self.metro = None
+        self._relay_out = None
+        board.on_button = self.button
+        board.on_time_set = self._wake
+
+    # --- state ------------------------------------------------------------------------
+    def _restore(self):
+        s = self.journal.load()
+        if s is None:
+            self.event(1, "first boot")
+            return
+        self.account.restore(s["acc"])
+        self.dc.control_mode = s["mode"]
+        self.dc.control_state = s["cs"]
+        self.module_wh = s.get("mwh")
+        self.tz_minutes = s.get("tz", self.tz_minutes)
+        t = s.get("t", 0)
+        if t > self.board.time():
+            self.board.set_time(t)  # never let the clock run backwards across a restart
+        self._persisted_wh = self.account.import_wh
+
+    def persist(self):
+        """Journal the whole state; returns when it is on flash."""
+        now = self.board.time()
+        self.journal.save({"acc": self.account.state(), "mode": self.dc.control_mode,
+                           "cs": self.dc.control_state, "mwh": self.module_wh,
+                           "tz": self.tz_minutes, "t": now})
+        self._persisted_wh = self.account.import_wh
+        self._persisted_t = now
+
+    def event(self, code, text):
+        self.events.append((self.board.time(), code, text))
+        if len(self.events) > 20:
+            self.events.pop(0)
+        self.board.report("event %d %s" % (code, text))
+
+    def check_password(self, client, value):
+        pw = self.cfg["passwords"].get(str(client))
+        return pw is not None and value is not None and bytes(value) == pw.encode()
+
+    # --- commands (each journals before returning, i.e. before the ack goes out) --------
+    def top_up(self, paise, source):
+        try:
+            self.account.top_up(paise, self.board.time())
+        except ValueError:
+            return False
+        self.event(10, "credit +%d paise via %s" % (paise, source))
+        self.evaluate()
+        self.persist()
+        return True
+
+    def remote_disconnect(self):
+        ok = self.dc.remote_disconnect()
+        if ok:
+            self.evaluate()
+            self.persist()
+        return ok
+
+    def remote_reconnect(self):
+        ok = self.dc.remote_reconnect()
+        if ok:
+            self.evaluate()
+            self.persist()
+        return ok
+
+    def set_control_mode(self, mode):
+        if not self.dc.set_mode(mode):
+            return False
+        self.evaluate()
+        self.persist()
+        return True
+
+    def set_payment_mode(self, mode):
+        self.account.payment_mode = mode
+        self.evaluate()
+        self.persist()
+
+    def set_clock(self, epoch):
+        self.board.set_time(epoch)
+        self.event(20, "clock set")
+        self.persist()
+
+    def button(self):
+        if self.dc.control_state == READY and not self._must_disconnect():
+            self.dc.manual_reconnect()
+            self.evaluate()
+            self.persist()
+
+    def _wake(self):
+        pass
+
+    # --- policy --------------------------------------------------------------------------
+    def _must_disconnect(self):
+        a = self.account
+        return a.payment_mode == PAYMENT_PREPAYMENT and a.available <= 0
+
+    def credit_status(self):
+        """IC 111 credit_status bits (bit 0 = first bit on the wire): in-credit, low, ..., out-of-credit."""
+        a = self.account
+        v = 0
+        if a.available > 0:
+            v |= 0x80
+        if 0 < a.available <= self.low_credit_threshold():
+            v |= 0x40
+        if a.available <= 0:
+            v |= 0x02
+        return v
+
+    def low_credit_threshold(self):
+        return self.account.last_recharge * 10 // 100
+
+    def evaluate(self):
+        """Apply the disconnect policy and drive the relay output from IC 70's output_state."""
+        dc = self.dc
+        if self._must_disconnect():
+            if dc.control_state == CONNECTED and dc.local_disconnect("credit"):
+                self.event(40, "relay open: credit exhausted")
+        elif dc.control_state == READY and dc.cause == "credit":
+            if dc.local_reconnect("credit"):
+                self.event(41, "relay closed: credit restored")
+        out = dc.output_state
+        if out != self._relay_out:
+            self._relay_out = out
+            self.board.relay(out)
+
+    # --- tasks -----------------------------------------------------------------------------
+    def meter_tick(self):
+        """Take the latest module energy reading into account and decide."""
+        m = self.metro
+        if m is not None and m.fresh and m.energy_wh is not None:
+            e = m.energy_wh
+            if self.module_wh is None:
+                self.module_wh = e
+            elif e >= self.module_wh:
+                self.account.consume(e - self.module_wh)
+                self.module_wh = e
+            else:  # module counter was reset: count from zero
+                self.account.consume(e)
+                self.module_wh = e
+        self.evaluate()
+        now = self.board.time()
+        if (self.account.import_wh - self._persisted_wh >= self.cfg["persist_wh"]
+                or now - self._persisted_t >= self.cfg["persist_s"]):
+            self.persist()
+        a = self.account
+        self.board.report("meter %d %d %d %d" % (now, a.import_wh, a.credit, 1 if self.dc.output_state else 0))
+
+    async def metering_task(self):
+        b = self.board
+        self.metro = Pzem004t(b.modbus_stream(), int(self.cfg["modbus_unit"]), tx_enable=b.modbus_tx_enable)
+        while True:
+            await self.metro.poll()
+            self.meter_tick()
+            b.wdt_feed()
+            await asyncio.sleep_ms(b.poll_ms)
+
+    async def dlms_task(self):
+        b = self.board
+        stream = b.dlms_stream()
+        reader = asyncio.StreamReader(stream)
+        writer = asyncio.StreamWriter(stream, {})
+        link = HdlcLink(self, int(self.cfg["server_address"]), self.cfg.get("physical_address"),
+                        int(self.cfg["max_info"]))
+        rx = hdlc.Receiver(2100)
+        buf = bytearray(256)
+        mv = memoryview(buf)
+        while True:
+            n = await reader.readinto(buf)
+            if not n:
+                await asyncio.sleep_ms(10)
+                continue
+            rx.feed(mv[:n])
+            while True:
+                f = rx.pop()
+                if f is None:
+                    break
+                try:
+                    out = link.on_frame(f)
+                except Exception as e:  # a bug must not take the meter off the air
+                    self.event(90, "dlms error %r" % (e,))
+                    link._ndm()
+                    out = ()
+                for frame in out:
+                    writer.write(frame)
+                    await writer.drain()
+
+    async def run(self):
+        self.evaluate()
+        self.persist()
+        tasks = [asyncio.create_task(self.metering_task()), asyncio.create_task(self.dlms_task())]
+        if hasattr(self.board, "control_task"):
+            tasks.append(asyncio.create_task(self.board.control_task()))
+        gc.collect()
+        self.board.report("ready")
+        await asyncio.gather(*tasks)

