@@ -7,8 +7,8 @@ The HIL rig (hil/rig.py) starts ``micropython firmware/main.py board.json`` with
 
 - UART shim (reference micropython.md §2): the tty is opened ``r+b``, put in raw mode with
   VMIN=VTIME=0 and the file object itself is handed to ``asyncio.StreamReader/Writer``.
-- Control channel (a raw pty, ASCII lines): rig -> board ``time <epoch>``, ``button``, ``ping <n>``;
-  board -> rig ``ready``, ``pong <n>``, ``relay <0|1>``, ``meter ...``, ``event <code> <text>``.
+- Control channel (a raw pty, ASCII lines): rig -> board ``time <epoch>``, ``button``, ``ping <n>``, ``mem``;
+  board -> rig ``ready``, ``pong <n>``, ``mem <alloc> <free>`` (after gc.collect), ``relay <0|1>``, ``meter ...``, ``event <code> <text>``.
 - Clock: ``frozen`` holds the RTC at the last ``time`` set (deterministic time warp), ``running``
   advances it with the monotonic tick like a real RTC.
 - Flash: the state directory (the meter's filesystem root); files are written via the store module.
@@ -140,5 +140,9 @@ class UnixBoard:
                 elif cmd[0] == "button":
                     if self.on_button:
                         self.on_button()
+                elif cmd[0] == "mem":
+                    import gc
+                    gc.collect()
+                    self.report("mem %d %d" % (gc.mem_alloc(), gc.mem_free()))
                 elif cmd[0] == "ping":
                     self.report("pong " + (cmd[1] if len(cmd) > 1 else "0"))
