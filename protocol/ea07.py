@@ -1,0 +1,254 @@
+"""EA07: the STS Standard Transfer Algorithm (STA), IEC 62055-41 §7.2 (table-driven).
+
+Not DES: 16 rounds of (substitute 16 nibbles -> permute 64 bits -> rotate the round key
+left by 1). Nibble i (bits 4i+3..4i) goes through substitution table 1 or 2 as bit 4i+3
+of the current round key is 0 or 1; the permutation scatters bit j to bit P[j]. The first
+round key is ror64(~DK, 12). Decryption runs the inverse steps with the round keys in
+reverse order. Bit 0 = LSB of the block/key written in natural (IEC) hex order.
+
+The tables are data, not code: ``load_tables(path_or_dict)`` reads them from a JSON file
+(``firmware/sts_sample_tables.json`` holds the IEC SAMPLE tables for tests; the real STA
+tables are STSA-licensed, user-supplied and never committed).
+
+Device use (allocation-free per block, small ints only, no 64-bit big ints)::
+
+    t = load_tables("/sts_tables.json")
+    c = Ea07(dk_bytes8, t)          # precomputes the round selectors (256 bytes)
+    c.decrypt_into(buf8)            # bytearray(8), big-endian block, in place
+
+Host use: ``c.encrypt_block(int) -> int``, ``c.decrypt_block(int) -> int``.
+RAM: derived tables 4 KB for encryption, 6 KB for decryption, built on first use.
+Errors: ``protocol.sts.StsError`` with reason "tables" or "key".
+"""
+from array import array
+
+from protocol.sts import StsError
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+_ROUNDS = const(16)
+
+
+def _perm_list(v, n, name):
+    """Hex string or list of ints -> bytes of length n, checked to be a permutation."""
+    if isinstance(v, str):
+        s = v.replace(" ", "")
+        if n == 16 and len(s) == 16:      # 16 nibbles, one hex digit each
+            try:
+                v = [int(c, 16) for c in s]
+            except ValueError:
+                raise StsError("tables", "%s: bad hex" % name)
+        else:
+            try:
+                v = list(bytes.fromhex(s))
+            except ValueError:
+                raise StsError("tables", "%s: bad hex" % name)
+    try:
+        b = bytes(v)
+    except (TypeError, ValueError):
+        raise StsError("tables", "%s: not a list of small integers" % name)
+    if len(b) != n or sorted(b) != list(range(n)):
+        raise StsError("tables", "%s: must be a permutation of 0..%d" % (name, n - 1))
+    return b
+
+
+def _invert(p):
+    inv = bytearray(len(p))
+    for i in range(len(p)):
+        inv[p[i]] = i
+    return bytes(inv)
+
+
+class Tables:
+    """The two 4-bit substitution tables and the 64-entry scatter permutation of EA07.
+
+    ``sub1``/``sub2``: bytes(16); ``perm``: bytes(64) (bit j -> bit perm[j]).
+    Derived tables are built lazily: ``enc`` (array('H', 2048)) for encryption,
+    ``ip0`` (array('H', 1024)) and ``isip`` (array('H', 2048)) for decryption.
+    """
+
+    def __init__(self, sub1, sub2, perm):
+        self.sub1 = _perm_list(sub1, 16, "substitution table 1")
+        self.sub2 = _perm_list(sub2, 16, "substitution table 2")
+        self.perm = _perm_list(perm, 64, "permutation table")
+        self.iperm = _invert(self.perm)
+        # inverse substitutions, sel*16 + v (never assume table 2 = inverse of table 1)
+        self.isub = _invert(self.sub1) + _invert(self.sub2)
+        self.enc = None
+        self.ip0 = None
+        self.isip = None
+
+    def _spread(self, out, base, value, nib, perm):
+        # OR into out[base..base+3] the permuted image of ``value`` placed at nibble ``nib``
+        for b in range(4):
+            if (value >> b) & 1:
+                p = perm[4 * nib + b]
+                out[base + (p >> 4)] |= 1 << (p & 15)
+
+    def build_encrypt(self):
+        """enc[((sel*16 + i)*16 + v)*4 + k] = word k of P(S_sel[v] << 4i)."""
+        if self.enc is None:
+            t = array("H", bytes(4096))
+            subs = (self.sub1, self.sub2)
+            for sel in range(2):
+                s = subs[sel]
+                for i in range(16):
+                    for v in range(16):
+                        self._spread(t, ((sel * 16 + i) * 16 + v) * 4, s[v], i, self.perm)
+            self.enc = t
+        return self.enc
+
+    def build_decrypt(self):
+        """ip0[(i*16 + v)*4 + k] = word k of P^-1(v << 4i);
+        isip[((sel*16 + i)*16 + v)*4 + k] = word k of P^-1(S_sel^-1[v] << 4i)."""
+        if self.isip is None:
+            ip0 = array("H", bytes(2048))
+            isip = array("H", bytes(4096))
+            for i in range(16):
+                for v in range(16):
+                    self._spread(ip0, (i * 16 + v) * 4, v, i, self.iperm)
+                    for sel in range(2):
+                        self._spread(isip, ((sel * 16 + i) * 16 + v) * 4,
+                                     self.isub[sel * 16 + v], i, self.iperm)
+            self.ip0 = ip0
+            self.isip = isip
+        return self.isip
+
+
+def load_tables(src):
+    """Path to a JSON file, or an already-loaded dict -> Tables.
+
+    Accepted keys: ``sub1``, ``sub2``, ``perm`` (hex strings or lists) as in
+    firmware/sts_sample_tables.json, or the reference spelling ``substitution_table_1``,
+    ``substitution_table_2``, ``permutation_table``. StsError("tables") on anything else.
+    """
+    if isinstance(src, Tables):
+        return src
+    if isinstance(src, str):
+        import json
+        try:
+            with open(src) as f:
+                src = json.load(f)
+        except (OSError, ValueError) as e:
+            raise StsError("tables", "cannot read EA07 tables: %s" % e)
+    if not isinstance(src, dict):
+        raise StsError("tables", "EA07 tables must be a JSON object")
+    try:
+        if "sub1" in src:
+            return Tables(src["sub1"], src["sub2"], src["perm"])
+        return Tables(src["substitution_table_1"], src["substitution_table_2"],
+                      src["permutation_table"])
+    except KeyError as e:
+        raise StsError("tables", "EA07 tables: missing key %s" % e)
+
+
+_NIB_BASE = array("H", [i * 64 for i in range(16)])
+
+
+def _pass(w, t, rb, r0):
+    # one combined substitute+permute step over the 4 x 16-bit words in w (in place)
+    o0 = o1 = o2 = o3 = 0
+    for i in range(16):
+        k = rb[r0 + i] + (((w[i >> 2] >> ((i & 3) << 2)) & 15) << 2)
+        o0 |= t[k]
+        o1 |= t[k + 1]
+        o2 |= t[k + 2]
+        o3 |= t[k + 3]
+    w[0] = o0
+    w[1] = o1
+    w[2] = o2
+    w[3] = o3
+
+
+class Ea07:
+    """EA07 with one decoder key. ``key``: bytes(8) in IEC order (first byte most
+    significant) or an int 0..2**64-1; ``tables``: Tables (or anything load_tables takes)."""
+
+    def __init__(self, key, tables):
+        self.tables = load_tables(tables)
+        if isinstance(key, int):
+            if key < 0 or key >> 64:
+                raise StsError("key", "EA07 key must be 64 bits")
+            key = key.to_bytes(8, "big")
+        if not isinstance(key, (bytes, bytearray)) or len(key) != 8:
+            raise StsError("key", "EA07 key must be 8 bytes")
+        # rb[r*16 + i] = sel*1024 + i*64, sel = bit 4i+3 of round key r (r = 0..15)
+        # round key r = rol64(ror64(~DK, 12), r): its bit j is NOT DK bit (j + 12 - r) mod 64
+        rb = array("H", bytes(2 * 16 * _ROUNDS))
+        for r in range(_ROUNDS):
+            for i in range(16):
+                n = (4 * i + 15 - r) & 63
+                sel = 1 - ((key[7 - (n >> 3)] >> (n & 7)) & 1)
+                rb[r * 16 + i] = sel * 1024 + i * 64
+        self._rb = rb
+        self._w = array("H", bytes(8))
+        self._buf = bytearray(8)
+
+    def _load(self, buf):
+        w = self._w
+        w[3] = (buf[0] << 8) | buf[1]
+        w[2] = (buf[2] << 8) | buf[3]
+        w[1] = (buf[4] << 8) | buf[5]
+        w[0] = (buf[6] << 8) | buf[7]
+
+    def _store(self, buf):
+        w = self._w
+        for k in range(4):
+            x = w[3 - k]
+            buf[2 * k] = x >> 8
+            buf[2 * k + 1] = x & 0xFF
+
+    def encrypt_into(self, buf):
+        """Encrypt the 8-byte big-endian block in ``buf`` (bytearray) in place."""
+        t = self.tables.build_encrypt()
+        self._load(buf)
+        w = self._w
+        rb = self._rb
+        for r in range(_ROUNDS):
+            _pass(w, t, rb, r * 16)
+        self._store(buf)
+
+    def decrypt_into(self, buf):
+        """Decrypt the 8-byte big-endian block in ``buf`` (bytearray) in place.
+        No heap allocation after the first call (derived tables are built once)."""
+        tb = self.tables
+        isip = tb.build_decrypt()
+        self._load(buf)
+        w = self._w
+        rb = self._rb
+        _pass(w, tb.ip0, _NIB_BASE, 0)                  # P^-1 of encryption round 16
+        for j in range(_ROUNDS - 1):                      # S^-1 of round 16-j, P^-1 of 15-j
+            _pass(w, isip, rb, (_ROUNDS - 1 - j) * 16)
+        isub = tb.isub                                    # S^-1 of round 1 (key K1)
+        for k in range(4):
+            x = w[k]
+            y = 0
+            for q in range(4):
+                i = 4 * k + q
+                y |= isub[((rb[i] >> 6) & 16) | ((x >> (q << 2)) & 15)] << (q << 2)
+            w[k] = y
+        self._store(buf)
+
+    def encrypt_block(self, block):
+        """64-bit int -> 64-bit int (host side)."""
+        b = self._buf
+        b[:] = _to8(block)
+        self.encrypt_into(b)
+        return int.from_bytes(b, "big")
+
+    def decrypt_block(self, block):
+        """64-bit int -> 64-bit int."""
+        b = self._buf
+        b[:] = _to8(block)
+        self.decrypt_into(b)
+        return int.from_bytes(b, "big")
+
+
+def _to8(block):
+    if not isinstance(block, int) or block < 0 or block >> 64:
+        raise StsError("format", "block must be a 64-bit integer")
+    return block.to_bytes(8, "big")
