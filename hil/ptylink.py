@@ -188,6 +188,13 @@ class PtyLink:
                 lambda: not self._pending[self._ma] and not self._pending[self._mb],
                 timeout)
 
+    def wait_count(self, direction, n, timeout=5.0):
+        """Wait until ``counts[direction] >= n``; returns True, False on timeout."""
+        if direction not in _DIRECTIONS:
+            raise ValueError("direction must be 'a2b' or 'b2a', got %r" % (direction,))
+        with self._lock:
+            return self._lock.wait_for(lambda: self.counts[direction] >= n, timeout)
+
     @property
     def error(self):
         """The exception that stopped the bridge thread, or None."""
@@ -299,6 +306,7 @@ class PtyLink:
             self._queue(dst, direction, data)
             if self.echo and src == self._ma:
                 self._pending[self._ma] += data
+            self._lock.notify_all()
         if tap is not None:
             try:
                 tap(data)

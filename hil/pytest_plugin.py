@@ -1,0 +1,108 @@
+"""pytest plugin: pick a rig on the command line, hand tests a `rig` fixture.
+
+Load it from tests/conftest.py with ``pytest_plugins = ["hil.pytest_plugin"]``.
+
+Options:
+    --rig emulated|bench   which rig (default: emulated)
+    --meter-port PATH      bench: the board's DLMS serial port
+    --modbus-port PATH     bench: USB-RS485 adapter for the PZEM emulator
+    --heap SIZE            emulated: MicroPython heap, e.g. 190k (ESP32: 56k)
+
+Fixtures:
+    rig          a started rig, fresh state under tmp_path, stopped after the test
+    rig_factory  callable(config=None, heap=None, **kw) -> started rig (all
+                 stopped after the test), for custom provisioning or heap
+
+When a test fails, its report gets a "firmware log" section with the tail of
+the firmware's output and the last control lines.
+"""
+
+import pytest
+
+from .rig import BenchRig, EmulatedRig, RigError
+
+_RIGS_KEY = "_hil_rigs"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("hil", "hardware-in-the-loop rig")
+    group.addoption("--rig", choices=("emulated", "bench"), default="emulated",
+                    help="rig to run HIL tests on (default: emulated)")
+    group.addoption("--meter-port", default=None,
+                    help="bench rig: serial port of the meter's DLMS UART")
+    group.addoption("--modbus-port", default=None,
+                    help="bench rig: USB-RS485 port for the PZEM-004T emulator")
+    group.addoption("--heap", default="190k",
+                    help="emulated rig: MicroPython heap size (default 190k)")
+
+
+def _make_rig(request, workdir, config=None, heap=None, **kw):
+    opt = request.config.getoption
+    if opt("--rig") == "bench":
+        port = opt("--meter-port")
+        if not port:
+            pytest.skip("--rig bench needs --meter-port")
+        if config:
+            pytest.skip("bench rig cannot provision a custom config")
+        return BenchRig(port, modbus_port=opt("--modbus-port"))
+    return EmulatedRig(workdir, heap=heap or opt("--heap"), config=config, **kw)
+
+
+def _register(request, rig):
+    rigs = getattr(request.node, _RIGS_KEY, None)
+    if rigs is None:
+        rigs = []
+        setattr(request.node, _RIGS_KEY, rigs)
+    rigs.append(rig)
+
+
+@pytest.fixture
+def rig(request, tmp_path):
+    """A started rig for this test; stopped (process group killed) afterwards."""
+    r = _make_rig(request, tmp_path / "rig")
+    _register(request, r)
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+@pytest.fixture
+def rig_factory(request, tmp_path):
+    """Start rigs with custom provisioning: ``rig_factory(config={...}, heap="56k")``."""
+    made = []
+
+    def factory(config=None, heap=None, name=None, **kw):
+        workdir = tmp_path / (name or "rig%d" % len(made))
+        r = _make_rig(request, workdir, config=config, heap=heap, **kw)
+        made.append(r)
+        _register(request, r)
+        return r
+
+    try:
+        yield factory
+    finally:
+        errors = []
+        for r in made:
+            try:
+                r.stop()
+            except RigError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if not rep.failed:
+        return
+    for i, r in enumerate(getattr(item, _RIGS_KEY, ())):
+        tail = r.log_tail(60)
+        trace = getattr(r, "ctl_trace", ())
+        text = tail or "(no firmware log)"
+        if trace:
+            text += "\n--- control lines (last 20) ---\n" + "\n".join(
+                "%s %s" % t for t in list(trace)[-20:])
+        rep.sections.append(("firmware log (rig %d, %s)" % (i, type(r).__name__), text))

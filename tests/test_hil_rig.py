@@ -1,0 +1,539 @@
+"""Tests of the HIL rig pieces: pty wiring, the PZEM-004T v3 emulator, the rig's
+process handling and control-line parsing (CPython only; pymodbus, crcmod)."""
+
+import json
+import os
+import select
+import signal
+import threading
+import time
+
+import crcmod.predefined
+import pytest
+from pymodbus import FramerType
+from pymodbus.client import ModbusSerialClient
+from pymodbus.exceptions import ModbusIOException
+
+from hil.ptylink import A2B, B2A, Pty, PtyError, PtyLink
+from hil.pzem import EmulatorError, PzemEmulator
+from hil.rig import (DEFAULT_METER_CONFIG, BenchRig, EmulatedRig, Rig, RigError, RigTimeout,
+                     Telemetry)
+
+_crc_modbus = crcmod.predefined.mkCrcFun("modbus")
+
+
+def _open(path):
+    return os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+
+
+def _read_exact(fd, n, timeout=5.0):
+    out = bytearray()
+    deadline = time.monotonic() + timeout
+    while len(out) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            try:
+                out += os.read(fd, n - len(out))
+            except BlockingIOError:
+                pass
+    return bytes(out)
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+            view = view[n:]
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+
+
+def _quiet(fd, wait=0.2):
+    """True if nothing arrives on fd within ``wait`` s (proving an absence)."""
+    r, _, _ = select.select([fd], [], [], wait)
+    return not r
+
+
+# ---------------------------------------------------------------- PtyLink
+
+ALL_BYTES = bytes(range(256)) + b"\r\n\n\r\x7e\x7e\x11\x13\x00\x03\x04\x1a\x7f\xff"
+
+
+def test_ptylink_bridges_every_byte_value_both_ways_in_raw_mode():
+    with PtyLink() as link:
+        a, b = _open(link.a_path), _open(link.b_path)
+        try:
+            payload = ALL_BYTES * 64  # 17 KiB: more than one tty buffer
+            writer = threading.Thread(target=_write_all, args=(a, payload))
+            writer.start()
+            got = _read_exact(b, len(payload))
+            writer.join()
+            assert got == payload
+            _write_all(b, ALL_BYTES)
+            assert _read_exact(a, len(ALL_BYTES)) == ALL_BYTES
+            # no echo, no CRLF translation leaking back
+            assert _quiet(a) and _quiet(b)
+            assert link.counts == {A2B: len(payload), B2A: len(ALL_BYTES)}
+            link.reset_counters()
+            assert link.counts == {A2B: 0, B2A: 0}
+        finally:
+            os.close(a)
+            os.close(b)
+
+
+def test_ptylink_tap_inject_and_echo():
+    seen = {A2B: bytearray(), B2A: bytearray()}
+    taps = {A2B: seen[A2B].extend, B2A: seen[B2A].extend}
+    with PtyLink(taps=taps) as link:
+        a, b = _open(link.a_path), _open(link.b_path)
+        try:
+            _write_all(a, b"\x7e\xa0\x07\x03\x21\x93\x0f\x01\x7e")
+            assert _read_exact(b, 9) == b"\x7e\xa0\x07\x03\x21\x93\x0f\x01\x7e"
+            link.inject(B2A, b"\x00garbage\xff")
+            assert _read_exact(a, 9) == b"\x00garbage\xff"
+            link.inject(A2B, b"\x13\x11")
+            assert _read_exact(b, 2) == b"\x13\x11"
+            assert bytes(seen[A2B]) == b"\x7e\xa0\x07\x03\x21\x93\x0f\x01\x7e"
+            assert link.counts == {A2B: 11, B2A: 9}
+            link.echo = True
+            _write_all(a, b"/?!\r\n")
+            assert _read_exact(b, 5) == b"/?!\r\n"
+            assert _read_exact(a, 5) == b"/?!\r\n"  # the head hears itself
+            _write_all(b, b"ACK")
+            assert _read_exact(a, 3) == b"ACK"
+            assert _quiet(b)  # echo is for side A only
+            with pytest.raises(ValueError):
+                link.inject("sideways", b"x")
+        finally:
+            os.close(a)
+            os.close(b)
+
+
+def test_ptylink_flush_drops_bytes_sent_to_a_dead_side_and_overflow_is_counted():
+    with PtyLink(max_pending=1000) as link:
+        a, b = _open(link.a_path), _open(link.b_path)
+        try:
+            _write_all(b, b"stale request")
+            assert link.wait_count(B2A, 13) and link.drain(5.0)
+            link.flush("a")
+            assert _quiet(a)
+            _write_all(b, b"fresh")
+            assert _read_exact(a, 5) == b"fresh"
+            # nobody reads side B: the tty fills, then the bridge drops the oldest bytes
+            total = 0
+            chunk = bytes(4096)
+            deadline = time.monotonic() + 10
+            while link.dropped[A2B] == 0 and time.monotonic() < deadline:
+                _write_all(a, chunk)
+                total += len(chunk)
+            assert link.dropped[A2B] > 0
+            assert link.wait_count(A2B, total)
+            assert link.counts[A2B] == total
+        finally:
+            os.close(a)
+            os.close(b)
+
+
+def test_ptylink_symlinks_and_close():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        link = PtyLink(link_dir=d, names=("meter", "host"))
+        assert os.path.realpath(os.path.join(d, "meter")) == link.a_path
+        assert os.path.realpath(os.path.join(d, "host")) == link.b_path
+        link.close()
+        assert not os.path.lexists(os.path.join(d, "meter"))
+        assert not link._thread.is_alive()
+        with pytest.raises(PtyError):
+            link.inject(A2B, b"x")
+        link.close()  # idempotent
+
+
+def test_pty_lines_both_ways():
+    got = []
+    cond = threading.Condition()
+
+    def on_line(line):
+        with cond:
+            got.append(line)
+            cond.notify_all()
+
+    with Pty(on_line=on_line) as p:
+        s = _open(p.path)
+        try:
+            p.write_line("time 1767225600")
+            p.write_line("ping 7")
+            assert _read_exact(s, 21) == b"time 1767225600\nping "
+            assert _read_exact(s, 2) == b"7\n"
+            _write_all(s, b"ready\r\nmeter 1767225600 12")
+            _write_all(s, b"3 500 1\nrelay 0\n")
+            with cond:
+                assert cond.wait_for(lambda: len(got) == 3, 5.0)
+            assert got == ["ready", "meter 1767225600 123 500 1", "relay 0"]
+            with pytest.raises(ValueError):
+                p.write_line("two\nlines")
+        finally:
+            os.close(s)
+    assert p.error is None
+
+
+def test_pty_queue_mode():
+    with Pty() as p:
+        s = _open(p.path)
+        try:
+            _write_all(s, b"pong 1\npong 2\n")
+            assert p.read_line(5.0) == "pong 1"
+            assert p.read_line(5.0) == "pong 2"
+            assert p.read_line(0.05) is None
+        finally:
+            os.close(s)
+
+
+# ---------------------------------------------------------------- PZEM-004T emulator
+
+@pytest.fixture
+def bus():
+    """(client, emulator): a pymodbus RTU master wired to the PZEM emulator."""
+    link = PtyLink()
+    emu = PzemEmulator(link.b_path).start()
+    client = ModbusSerialClient(link.a_path, framer=FramerType.RTU, baudrate=9600,
+                                timeout=0.3, retries=0)
+    assert client.connect()
+    try:
+        yield client, emu, link
+    finally:
+        client.close()
+        emu.stop()
+        link.close()
+
+
+def _u32_lo_first(lo, hi):
+    return ModbusSerialClient.convert_from_registers(
+        [lo, hi], ModbusSerialClient.DATATYPE.UINT32, word_order="little")
+
+
+def test_pzem_input_registers_follow_load_and_energy(bus):
+    client, emu, _ = bus
+    r = client.read_input_registers(0, count=10, device_id=1)
+    assert not r.isError()
+    assert r.registers == [2300, 0, 0, 0, 0, 0, 0, 500, 0, 0]
+    emu.set_load(1000)          # 1 kW at 230.0 V, pf 1.00 -> 4.348 A
+    emu.advance(2 * 3600)       # 2 kWh
+    r = client.read_input_registers(0, count=10, device_id=1)
+    v, i_lo, i_hi, p_lo, p_hi, e_lo, e_hi, f, pf, alarm = r.registers
+    assert v == 2300 and f == 500 and pf == 100 and alarm == 0
+    assert _u32_lo_first(i_lo, i_hi) == 4348
+    assert _u32_lo_first(p_lo, p_hi) == 10000  # 0.1 W
+    assert _u32_lo_first(e_lo, e_hi) == 2000   # Wh
+    # words above 0xFFFF: the low word comes first on the wire
+    emu.set_load(12345, pf_centi=80)
+    emu.set_energy(0x0001E240)  # 123456 Wh
+    r = client.read_input_registers(0, count=10, device_id=1)
+    regs = r.registers
+    assert regs[3:5] == [123450 & 0xFFFF, 123450 >> 16]
+    assert regs[5:7] == [0xE240, 0x0001]
+    assert _u32_lo_first(*regs[1:3]) == (12345 * 1000000 + 2300 * 80 // 2) // (2300 * 80)
+    assert regs[8] == 80
+    # a partial read at an offset returns the same words
+    r = client.read_input_registers(5, count=2, device_id=1)
+    assert r.registers == [0xE240, 0x0001]
+    # power alarm once the load reaches the threshold (holding register 1)
+    emu.set_load(emu.alarm_threshold_w)
+    assert client.read_input_registers(9, count=1, device_id=1).registers == [0xFFFF]
+
+
+def test_pzem_reply_bytes_on_the_wire(bus):
+    client, emu, link = bus
+    emu.set_load(100)
+    emu.set_energy(5)
+    wire = bytearray()
+    link.set_tap(B2A, wire.extend)
+    client.read_input_registers(0, count=10, device_id=1)
+    # 25-byte reply: addr, fc 4, 20 data bytes, CRC-16/MODBUS sent LSB first
+    assert len(wire) == 25 and wire[:3] == b"\x01\x04\x14"
+    crc = _crc_modbus(bytes(wire[:23]))
+    assert wire[23:] == bytes([crc & 0xFF, crc >> 8])
+    assert wire[3:5] == (2300).to_bytes(2, "big")
+    assert wire[13:17] == b"\x00\x05\x00\x00"  # energy 5 Wh, low word first
+
+
+def test_pzem_exceptions_and_silence(bus):
+    client, emu, _ = bus
+    r = client.read_input_registers(10, count=1, device_id=1)
+    assert r.isError() and r.exception_code == 2
+    r = client.read_input_registers(0, count=11, device_id=1)
+    assert r.isError() and r.exception_code == 2
+    r = client.read_holding_registers(0, count=1, device_id=1)
+    assert r.isError() and r.exception_code == 2
+    r = client.read_coils(0, count=1, device_id=1)
+    assert r.isError() and r.exception_code == 1
+    before = emu.requests
+    with pytest.raises(ModbusIOException):
+        client.read_input_registers(0, count=10, device_id=2)
+    assert emu.ignored == 1 and emu.requests == before
+    # general address 0xF8 is answered
+    r = client.read_input_registers(0, count=1, device_id=0xF8)
+    assert not r.isError() and r.registers == [2300]
+
+
+def test_pzem_holding_registers_and_address_change(bus):
+    client, emu, _ = bus
+    assert client.read_holding_registers(1, count=2, device_id=1).registers == [23000, 1]
+    r = client.write_register(1, 1500, device_id=1)
+    assert not r.isError()
+    assert emu.alarm_threshold_w == 1500
+    r = client.write_register(2, 0, device_id=1)          # address 0 is not allowed
+    assert r.isError() and r.exception_code == 3
+    r = client.write_register(2, 0xF8, device_id=1)
+    assert r.isError() and r.exception_code == 3
+    r = client.write_register(2, 7, device_id=1)          # answered from the old address
+    assert not r.isError() and r.dev_id == 1
+    assert emu.unit == 7
+    assert client.read_holding_registers(1, count=2, device_id=7).registers == [1500, 7]
+    with pytest.raises(ModbusIOException):
+        client.read_input_registers(0, count=1, device_id=1)
+
+
+def test_pzem_reset_energy_function_0x42(bus):
+    client, emu, link = bus
+    client.close()  # talk raw bytes on the wire
+    emu.set_load(3600)
+    emu.advance(3601)
+    assert emu.energy_wh == 3601 and emu.energy_remainder_ws == 0
+    fd = _open(link.a_path)
+    try:
+        req = b"\x01\x42"
+        crc = _crc_modbus(req)
+        frame = req + bytes([crc & 0xFF, crc >> 8])
+        _write_all(fd, frame)
+        assert _read_exact(fd, 4, 3.0) == frame  # correct reply echoes the request
+        assert emu.energy_wh == 0
+        # another address: no reply, energy untouched
+        emu.set_energy(9)
+        req = b"\x02\x42"
+        crc = _crc_modbus(req)
+        _write_all(fd, req + bytes([crc & 0xFF, crc >> 8]))
+        assert _quiet(fd, 0.3)
+        assert emu.energy_wh == 9
+    finally:
+        os.close(fd)
+
+
+def test_pzem_energy_integration_is_exact():
+    a = PzemEmulator("/dev/null")  # never started: integration only
+    b = PzemEmulator("/dev/null")
+    for watts, seconds in ((7, 3600 * 5 + 1), (1, 3599), (2417, 86400), (0, 600), (13, 7)):
+        a.set_load(watts)
+        b.set_load(watts)
+        for _ in range(seconds):
+            a.advance(1)
+        b.advance(seconds)
+        assert a.energy_wh == b.energy_wh
+        assert a.energy_remainder_ws == b.energy_remainder_ws
+    total_ws = 7 * (3600 * 5 + 1) + 1 * 3599 + 2417 * 86400 + 13 * 7
+    assert a.energy_wh == total_ws // 3600
+    assert a.energy_remainder_ws == total_ws % 3600
+    # sub-Wh steps add up: 3600 one-second ticks at 1 W are exactly 1 Wh
+    c = PzemEmulator("/dev/null")
+    c.set_load(1)
+    for _ in range(3599):
+        c.advance(1)
+    assert c.energy_wh == 0
+    c.advance(1)
+    assert c.energy_wh == 1 and c.energy_remainder_ws == 0
+
+
+def test_pzem_rejects_bad_values():
+    emu = PzemEmulator("/dev/null")
+    for bad in (-1, 1.5, "10", True):
+        with pytest.raises(EmulatorError):
+            emu.set_load(bad)
+    with pytest.raises(EmulatorError):
+        emu.advance(-1)
+    with pytest.raises(EmulatorError):
+        emu.set_energy(1 << 32)
+    with pytest.raises(EmulatorError):
+        PzemEmulator("/dev/null", unit=0)
+
+
+def test_pzem_start_failure_is_reported():
+    emu = PzemEmulator("/nonexistent/tty")
+    with pytest.raises(EmulatorError):
+        emu.start()
+    assert emu._thread is None
+
+
+# ---------------------------------------------------------------- rig process handling
+# A stand-in for main.py that only speaks the control channel's ready/ping/pong
+# (no metering): it proves the rig's process handling, not meter behaviour.
+
+STUB_MAIN = r'''
+import json, sys, termios
+cfg = json.load(open(sys.argv[1]))
+print("stub board", cfg["ctl"], cfg["epoch"])
+if cfg.get("poll_ms") == 13:
+    raise RuntimeError("stub crashed at boot")
+f = open(cfg["ctl"], "r+b")
+a = termios.tcgetattr(f.fileno())
+a[6][6] = 1   # VMIN=1: block for input
+termios.tcsetattr(f.fileno(), termios.TCSANOW, a)
+if cfg.get("poll_ms") != 7:
+    f.write(b"ready\n")
+buf = b""
+while True:
+    buf += f.read(1)
+    if buf.endswith(b"\n"):
+        cmd = buf.decode().split()
+        buf = b""
+        if cmd[0] == "ping":
+            f.write(b"pong " + cmd[1].encode() + b"\n")
+        elif cmd[0] == "crash":
+            raise RuntimeError("stub crashed on request")
+'''
+
+
+@pytest.fixture
+def stub_fw(tmp_path):
+    d = tmp_path / "stubfw"
+    d.mkdir()
+    (d / "main.py").write_text(STUB_MAIN)
+    return d
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill 0; check its state
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_rig_boots_syncs_power_cycles_and_stops(tmp_path, stub_fw):
+    threads_before = set(threading.enumerate())
+    rig = EmulatedRig(tmp_path / "w", firmware_dir=stub_fw, poll_ms=200,
+                      config={"serial": "PPM0000042", "passwords": {"1": "abcdefgh"}})
+    try:
+        board = json.loads((tmp_path / "w" / "board.json").read_text())
+        assert board["dlms"] == rig.dlms_link.a_path and board["ctl"] == rig.ctl.path
+        assert board["modbus"] == rig.modbus_link.a_path
+        assert board["clock"] == "frozen" and board["epoch"] == 1767225600
+        assert board["state"] == str(tmp_path / "w" / "state")
+        cfg = json.loads((tmp_path / "w" / "state" / "config.json").read_text())
+        assert cfg["serial"] == "PPM0000042"
+        assert cfg["passwords"] == {"1": "abcdefgh", "32": "00000000", "48": "ABCDEFGH"}
+        assert cfg["tariff_paise_per_kwh"] == DEFAULT_METER_CONFIG["tariff_paise_per_kwh"]
+        assert rig.port == rig.dlms_link.b_path
+        rig.sync()
+        pid1 = rig.pid
+        assert _alive(pid1)
+        rig.power_cut()
+        assert not _alive(pid1) and not rig.running
+        with pytest.raises(RigError, match="powered off"):
+            rig.sync()
+        with pytest.raises(RigError, match="powered off"):
+            rig.press_button()
+        with pytest.raises(RigError, match="relay state unknown"):
+            rig.relay_closed()
+        rig._epoch = 1767300000
+        rig.power_on()
+        assert rig.pid != pid1 and rig.running
+        assert json.loads((tmp_path / "w" / "board.json").read_text())["epoch"] == 1767300000
+        rig.sync()
+        assert "stub board" in rig.log_tail()
+        assert rig.log_tail().count("--- boot") == 2
+        pid2 = rig.pid
+    finally:
+        rig.stop()
+    assert not _alive(pid2)
+    rig.stop()  # idempotent
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        leaked = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+        if not leaked:
+            break
+        time.sleep(0.05)
+    assert not leaked, leaked
+
+
+def test_rig_reports_a_crash_with_the_log_tail(tmp_path, stub_fw):
+    with EmulatedRig(tmp_path / "w", firmware_dir=stub_fw) as rig:
+        rig.send("crash")
+        with pytest.raises(RigError) as ei:
+            rig.sync(timeout=10)
+        msg = str(ei.value)
+        assert "exited with code 1" in msg and "stub crashed on request" in msg
+
+
+def test_rig_boot_failures(tmp_path, stub_fw):
+    with pytest.raises(RigError) as ei:
+        EmulatedRig(tmp_path / "crash", firmware_dir=stub_fw, poll_ms=13)
+    assert "stub crashed at boot" in str(ei.value) and "ready" in str(ei.value)
+    t0 = time.monotonic()
+    with pytest.raises(RigTimeout) as ei:
+        EmulatedRig(tmp_path / "silent", firmware_dir=stub_fw, poll_ms=7, boot_timeout=1.0)
+    assert time.monotonic() - t0 < 5
+    assert "stub board" in str(ei.value)
+    with pytest.raises(RigError, match="no firmware"):
+        EmulatedRig(tmp_path / "none", firmware_dir=tmp_path)
+
+
+def test_rig_control_line_parsing(tmp_path, stub_fw):
+    with EmulatedRig(tmp_path / "w", firmware_dir=stub_fw, start=False) as rig:
+        rig._on_line("relay 1")
+        rig._epoch = 1767225660
+        rig._on_line("relay 0")
+        rig._on_line("meter 1767225660 1234 -150 0")
+        rig._on_line("event 12 credit exhausted, relay opened")
+        rig._on_line("pong 3")
+        rig._on_line("meter x y z")
+        rig._on_line("relay 2")
+        rig._on_line("hello")
+        assert rig.relay_closed() is False
+        assert rig.relay_history == [(1767225600, True), (1767225660, False)]
+        assert rig.meter == Telemetry(1767225660, 1234, -150, False)
+        assert rig.wait_meter(lambda m: m.wh == 1234, 0.1).credit_paise == -150
+        assert rig.wait_event(12, 0.1) == ("12", "credit exhausted, relay opened")
+        assert rig.bad_lines == ["meter x y z", "relay 2", "hello"]
+        with pytest.raises(RigError):  # not booted: waiting for more cannot succeed
+            rig.wait_meter(lambda m: m.wh > 2000, 0.1)
+
+
+def test_capabilities_skip_with_reason():
+    class Bare(Rig):
+        capabilities = frozenset({"dlms"})
+
+    r = Bare()
+    r.require("dlms")
+    with pytest.raises(pytest.skip.Exception, match="Bare lacks capability power_cut"):
+        r.require("power_cut")
+    with pytest.raises(pytest.skip.Exception):
+        r.power_cut()
+    with pytest.raises(pytest.skip.Exception):
+        r.advance(10)
+
+
+def test_bench_rig_capabilities(tmp_path):
+    with PtyLink() as link:
+        bench = BenchRig(link.a_path)
+        assert bench.port == link.a_path and bench.capabilities == {"dlms"}
+        with pytest.raises(pytest.skip.Exception):
+            bench.set_load(100)
+        with pytest.raises(pytest.skip.Exception):
+            bench.relay_closed()
+        bench.stop()
+        bench = BenchRig(link.a_path, modbus_port=link.b_path)
+        try:
+            assert {"load", "energy"} <= bench.capabilities
+            bench.set_load(100)
+            assert bench.pzem.watts == 100
+        finally:
+            bench.stop()
