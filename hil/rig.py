@@ -71,9 +71,16 @@ CAPABILITIES = frozenset([
     "wire",          # rig.dlms_link: byte counters, taps, inject (garbage tests)
 ])
 
-Telemetry = collections.namedtuple("Telemetry", "epoch wh credit_paise relay")
-Telemetry.__doc__ = """One ``meter`` control line: RTC epoch (s), import energy (Wh),
-credit (paise, may be negative), relay closed (bool)."""
+class Telemetry(collections.namedtuple("Telemetry", "epoch wh credit relay")):
+    """One ``meter`` control line: RTC epoch (s), import energy (Wh), credit
+    (paise, may be negative), relay closed (bool)."""
+
+    __slots__ = ()
+
+    @property
+    def credit_paise(self):
+        """Alias of ``credit`` (integer paise)."""
+        return self.credit
 
 
 class RigError(Exception):
@@ -349,7 +356,9 @@ class EmulatedRig(Rig):
         if not main.is_file():
             raise RigError("no firmware at %s" % main)
         env = dict(os.environ)
-        env["MICROPYPATH"] = "%s:%s" % (self.firmware_dir, self.firmware_dir.parent)
+        # ".frozen" keeps the port's frozen modules (asyncio) importable.
+        env["MICROPYPATH"] = os.pathsep.join(
+            [str(self.firmware_dir), str(self.firmware_dir.parent), ".frozen"])
         argv = [self.micropython, "-X", "heapsize=%s" % self.heap, str(main),
                 str(self.board_json)]
         with self._cond:
