@@ -125,6 +125,9 @@ def _make_client(kw, write):
     elif write and not password:
         raise click.UsageError(
             "client %d needs the LLS password: give --password or set METERCTL_PASSWORD" % sap)
+    if kw.get("physical") is None and kw["server"] > 0x7F:
+        raise click.UsageError("server address %d needs --physical (4-byte HDLC address); "
+                               "1-byte addresses go up to 127" % kw["server"])
     return DlmsClient(kw["port"], baud=kw["baud"], client_sap=sap, server_logical=kw["server"],
                       server_physical=kw.get("physical"), password=password, timeout=kw["timeout"],
                       max_info=kw["max_info"], trace=_Trace() if kw.get("trace") else None)
@@ -194,6 +197,7 @@ def meterctl():
       meterctl relay disconnect --port /dev/pts/5 --password 12345678
       meterctl get 1.0.1.8.0.255 2 --class 3 --port /dev/pts/5
 
+    \b
     Set METERCTL_PORT and METERCTL_PASSWORD to skip --port/--password.
     Exit codes: 0 ok, 1 meter/protocol error, 2 usage error, 3 no answer from the meter.
     """
@@ -556,8 +560,10 @@ def _telemetry_line(t):
 # --------------------------------------------------------------------------- other engineers' commands
 
 def _register_optional():
+    import importlib
+
     try:
-        from host_tools import cmd_vend
+        cmd_vend = importlib.import_module("host_tools.cmd_vend")
     except ModuleNotFoundError as e:
         if e.name != "host_tools.cmd_vend":
             click.echo("meterctl: warning: vend commands unavailable: %s" % e, err=True)

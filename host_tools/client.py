@@ -183,8 +183,13 @@ class DlmsClient:
         self.trace = trace
         self._ser = serial_port
         self._own_serial = serial_port is None
-        self._src = hdlc.encode_client_address(client_sap)
-        self._dest = hdlc.encode_server_address(server_logical, server_physical)
+        try:
+            self._src = hdlc.encode_client_address(client_sap)
+            self._dest = hdlc.encode_server_address(server_logical, server_physical)
+        except hdlc.HdlcError:
+            raise ValueError("bad HDLC address: client %r, server %r/%r (client 0..127; server "
+                             "0..127 alone, 0..16383 with a physical address)"
+                             % (client_sap, server_logical, server_physical))
         self._rx = hdlc.Receiver(2100)
         self._vs = 0                # V(S): N(S) of our next I-frame
         self._vr = 0                # V(R): N(S) we expect next from the meter
@@ -244,15 +249,18 @@ class DlmsClient:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
+            # Teardown is best effort: some meters never answer RLRQ, and the work is done.
             try:
                 if self.associated:
                     self.release()
-            finally:
-                try:
-                    if self.connected:
-                        self.disconnect()
-                finally:
-                    self.close()
+            except DlmsError:
+                pass
+            try:
+                if self.connected:
+                    self.disconnect()
+            except DlmsError:
+                pass
+            self.close()
         else:
             self._abort()
         return False
@@ -474,16 +482,14 @@ class DlmsClient:
         except apdu.ApduError as e:
             raise ProtocolError("unreadable AARE from meter: %s" % e)
         self.aare = a
-        if a.get("result") != 0:
-            serr = a.get("service_error")
+        serr = a.get("service_error")
+        if a.get("result") != 0 or serr:
             text = None
             if serr:
-                text = "association rejected by the meter: initiate error %s" % (serr,)
-            raise AssociationRejected(a.get("diagnostic"), a.get("result"), text)
-        if a.get("service_error"):
-            raise AssociationRejected(a.get("diagnostic") or 0, 1,
-                                      "association rejected by the meter: initiate error %s"
-                                      % (a.get("service_error"),))
+                text = "association rejected by the meter: %s" % _initiate_error_text(serr)
+                if a.get("result") != 0 and a.get("diagnostic"):
+                    text += " (%s)" % AARE_DIAG_NAMES.get(a["diagnostic"], a["diagnostic"])
+            raise AssociationRejected(a.get("diagnostic") or 0, a.get("result") or 1, text)
         self.server_max_pdu = a.get("max_pdu")
         self.conformance = a.get("conformance")
         self.associated = True
@@ -606,6 +612,21 @@ class DlmsClient:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+_INITIATE_ERRORS = {0: "other", 1: "dlms-version-too-low", 2: "incompatible-conformance",
+                    3: "pdu-size-too-short", 4: "refused-by-the-VDE-handler"}
+
+
+def _initiate_error_text(serr):
+    """ConfirmedServiceError (type, code) from an AARE -> readable text."""
+    try:
+        typ, code = serr
+    except (TypeError, ValueError):
+        return "confirmed-service-error %r" % (serr,)
+    if typ == 6:  # ServiceError: initiate
+        return "initiate error %s" % _INITIATE_ERRORS.get(code, code)
+    return "confirmed-service-error type %d code %d" % (typ, code)
+
 
 def _short(e):
     s = str(e).strip().splitlines()

@@ -568,3 +568,44 @@ def test_cli_help_exits_0_with_example(args):
     r = CliRunner().invoke(meterctl, args + ["--help"])
     assert r.exit_code == 0, r.output
     assert "meterctl" in r.output and ("Example" in r.output or "Usage" in r.output)
+
+
+def test_aare_initiate_error_is_readable(fakes):
+    # AARE rejected with a ConfirmedServiceError initiateError/dlms-version-too-low in user-info
+    aare = H("611F A109060760857405080101 A203020101 A305A103020101 BE06 0404 0E010601".replace(" ", ""))
+
+    def script(m):
+        m.handshake(aare=aare)
+        f = m.expect()
+        assert hdlc.kind(f.ctrl) == hdlc.K_DISC
+        m.write(m.frame(hdlc.UA))
+
+    m = fakes(script)
+    with pytest.raises(cl.AssociationRejected) as ei:
+        with cl.DlmsClient(m.path, timeout=2):
+            pass
+    m.join()
+    assert str(ei.value) == ("association rejected by the meter: initiate error dlms-version-too-low"
+                             " (no-reason-given)")
+
+
+def test_release_timeout_does_not_spoil_a_good_session(fakes):
+    """Meters that ignore RLRQ: the context manager still disconnects and does not raise."""
+    def script(m):
+        m.handshake()
+        m.expect_i()
+        m.reply_i(H("C401C1000600000539"))
+        assert m.expect_i()[0] == 0x62      # RLRQ: no answer
+        f = m.expect()
+        assert hdlc.kind(f.ctrl) == hdlc.K_DISC
+        m.write(m.frame(hdlc.UA))
+
+    m = fakes(script)
+    with cl.DlmsClient(m.path, timeout=0.5) as c:
+        assert c.get(3, "1.0.1.8.0.255", 2)[1] == 1337
+    m.join()
+
+
+def test_cli_server_above_127_needs_physical():
+    r = CliRunner().invoke(meterctl, ["read", "--port", "/dev/null", "--server", "300"])
+    assert r.exit_code == 2 and "--physical" in r.output
