@@ -35,6 +35,7 @@ simulator ``action`` hook), so the test thread never touches pymodbus.
 """
 
 import asyncio
+import struct
 import threading
 
 from pymodbus.constants import ExcCodes
@@ -285,24 +286,13 @@ class _ModbusEmulator:
         raise NotImplementedError
 
 
-class PzemEmulator(_ModbusEmulator):
-    """PZEM-004T v3.0 on ``port_path`` (see the module docstring for the map).
+class _MeteringEmulator(_ModbusEmulator):
+    """Load and energy model shared by the metering-module emulators (integers)."""
 
-    Args:
-        port_path: serial device (pty slave or USB-RS485 adapter).
-        unit: Modbus address 1..247 (default 1).
-        voltage_dv: line voltage in 0.1 V (2300 = 230.0 V).
-        frequency_dhz: line frequency in 0.1 Hz (500 = 50.0 Hz).
-        baudrate: 9600 (the PZEM's fixed rate).
-        alarm_threshold_w: holding register 1 at power-up.
-    """
-
-    def __init__(self, port_path, unit=1, voltage_dv=2300, frequency_dhz=500,
-                 baudrate=9600, alarm_threshold_w=23000):
+    def __init__(self, port_path, unit, baudrate, voltage_dv, frequency_dhz):
         super().__init__(port_path, unit, baudrate)
         self._voltage_dv = _check_u16("voltage_dv", voltage_dv)
         self._frequency_dhz = _check_u16("frequency_dhz", frequency_dhz)
-        self._alarm_w = _check_u16("alarm_threshold_w", alarm_threshold_w)
         self._watts = 0
         self._pf_c = 0
         self._current_ma = 0
@@ -374,6 +364,29 @@ class PzemEmulator(_ModbusEmulator):
         with self._lock:
             return self._watts
 
+    def _reset_energy(self):
+        with self._lock:
+            self._energy_wh = 0
+            self._energy_ws = 0
+
+
+class PzemEmulator(_MeteringEmulator):
+    """PZEM-004T v3.0 on ``port_path`` (see the module docstring for the map).
+
+    Args:
+        port_path: serial device (pty slave or USB-RS485 adapter).
+        unit: Modbus address 1..247 (default 1).
+        voltage_dv: line voltage in 0.1 V (2300 = 230.0 V).
+        frequency_dhz: line frequency in 0.1 Hz (500 = 50.0 Hz).
+        baudrate: 9600 (the PZEM's fixed rate).
+        alarm_threshold_w: holding register 1 at power-up.
+    """
+
+    def __init__(self, port_path, unit=1, voltage_dv=2300, frequency_dhz=500,
+                 baudrate=9600, alarm_threshold_w=23000):
+        super().__init__(port_path, unit, baudrate, voltage_dv, frequency_dhz)
+        self._alarm_w = _check_u16("alarm_threshold_w", alarm_threshold_w)
+
     @property
     def alarm_threshold_w(self):
         with self._lock:
@@ -387,11 +400,6 @@ class PzemEmulator(_ModbusEmulator):
             return ([self._voltage_dv] + _lo_hi(self._current_ma) + _lo_hi(power_dw)
                     + _lo_hi(self._energy_wh)
                     + [self._frequency_dhz, self._pf_c, alarm])
-
-    def _reset_energy(self):
-        with self._lock:
-            self._energy_wh = 0
-            self._energy_ws = 0
 
     # -- pymodbus hooks -----------------------------------------------------
 
@@ -439,4 +447,67 @@ def _check_u16(name, value):
     return _check_int(name, value, 0, 0xFFFF)
 
 
-Sdm120Emulator = None  # defined below once the PZEM path is proven
+# SDM120 input registers: float32, big-endian (high word first), 2 registers each.
+_SDM_MAP = (
+    (0x0000, "voltage_v"),
+    (0x0006, "current_a"),
+    (0x000C, "active_w"),
+    (0x0012, "apparent_va"),
+    (0x0018, "reactive_var"),
+    (0x001E, "pf"),
+    (0x0046, "frequency_hz"),
+    (0x0048, "import_kwh"),
+    (0x004A, "export_kwh"),
+    (0x0156, "total_kwh"),
+)
+
+
+class Sdm120Emulator(_MeteringEmulator):
+    """Eastron SDM120-Modbus: float32 big-endian input registers (fc 0x04).
+
+    Map (2 registers each): V 0x0000, I 0x0006, W 0x000C, VA 0x0012,
+    VAr 0x0018, PF 0x001E, Hz 0x0046, import kWh 0x0048, export kWh 0x004A,
+    total kWh 0x0156.  Addresses between them answer exception 2.  Holding
+    registers (settings) are not emulated.  Same load/energy controls as
+    PzemEmulator; energy registers are ``energy_wh / 1000`` as float32.
+
+    Args:
+        baudrate: 2400 by default (the usual factory setting; configurable
+            on the meter, so configurable here).
+    """
+
+    def __init__(self, port_path, unit=1, voltage_dv=2300, frequency_dhz=500,
+                 baudrate=2400):
+        super().__init__(port_path, unit, baudrate, voltage_dv, frequency_dhz)
+
+    def values(self):
+        """{name: float} of what the registers hold now."""
+        with self._lock:
+            v = self._voltage_dv / 10.0
+            i = self._current_ma / 1000.0
+            w = float(self._watts)
+            pf = self._pf_c / 100.0 if self._pf_c else 1.0
+            va = w / pf if w else 0.0
+            var = (max(va * va - w * w, 0.0)) ** 0.5
+            kwh = self._energy_wh / 1000.0
+            return {"voltage_v": v, "current_a": i, "active_w": w, "apparent_va": va,
+                    "reactive_var": var, "pf": pf, "frequency_hz": self._frequency_dhz / 10.0,
+                    "import_kwh": kwh, "export_kwh": 0.0, "total_kwh": kwh}
+
+    def _simdata(self):
+        bits = [SimData(0, count=1, values=0, datatype=DataType.BITS)]
+        holding = [SimData(0, count=1, datatype=DataType.INVALID)]
+        inputs = [SimData(a, values=0.0, datatype=DataType.FLOAT32) for a, _ in _SDM_MAP]
+        return (bits, list(bits), holding, inputs)
+
+    async def _action(self, func_code, start_address, address, count,
+                      registers, set_values):
+        if func_code != _FC_READ_INPUT:
+            return ExcCodes.ILLEGAL_FUNCTION
+        vals = self.values()
+        for addr, name in _SDM_MAP:
+            raw = struct.pack(">f", vals[name])
+            off = addr - start_address
+            registers[off] = (raw[0] << 8) | raw[1]
+            registers[off + 1] = (raw[2] << 8) | raw[3]
+        return None

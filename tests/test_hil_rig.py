@@ -15,7 +15,7 @@ from pymodbus.client import ModbusSerialClient
 from pymodbus.exceptions import ModbusIOException
 
 from hil.ptylink import A2B, B2A, Pty, PtyError, PtyLink
-from hil.pzem import EmulatorError, PzemEmulator
+from hil.pzem import EmulatorError, PzemEmulator, Sdm120Emulator
 from hil.rig import (DEFAULT_METER_CONFIG, BenchRig, EmulatedRig, Rig, RigError, RigTimeout,
                      Telemetry)
 
@@ -367,6 +367,42 @@ def test_pzem_start_failure_is_reported():
     assert emu._thread is None
 
 
+def test_sdm120_float32_big_endian_registers():
+    with PtyLink() as link:
+        emu = Sdm120Emulator(link.b_path).start()
+        client = ModbusSerialClient(link.a_path, baudrate=2400, timeout=0.3, retries=0)
+        assert client.connect()
+        try:
+            emu.set_load(1000, pf_centi=80)
+            emu.advance(3 * 3600 + 1800)  # 3.5 kWh
+            wire = bytearray()
+            link.set_tap(B2A, wire.extend)
+            r = client.read_input_registers(0x0048, count=2, device_id=1)
+            # 3.5 as IEEE 754 binary32 is 0x40600000, sent high word first
+            assert r.registers == [0x4060, 0x0000]
+            assert bytes(wire[3:7]) == b"\x40\x60\x00\x00"
+
+            def f32(addr):
+                regs = client.read_input_registers(addr, count=2, device_id=1).registers
+                return client.convert_from_registers(regs, client.DATATYPE.FLOAT32)
+
+            assert f32(0x0000) == 230.0
+            assert f32(0x000C) == 1000.0
+            assert f32(0x0012) == pytest.approx(1250.0)
+            assert f32(0x0018) == pytest.approx(750.0)
+            assert f32(0x001E) == pytest.approx(0.8)
+            assert f32(0x0046) == 50.0
+            assert f32(0x0156) == 3.5
+            assert f32(0x0006) == pytest.approx(1000 / (230 * 0.8), abs=0.001)
+            r = client.read_input_registers(0x0002, count=2, device_id=1)
+            assert r.isError() and r.exception_code == 2
+            with pytest.raises(ModbusIOException):
+                client.read_input_registers(0, count=2, device_id=9)
+        finally:
+            client.close()
+            emu.stop()
+
+
 # ---------------------------------------------------------------- rig process handling
 # A stand-in for main.py that only speaks the control channel's ready/ping/pong
 # (no metering): it proves the rig's process handling, not meter behaviour.
@@ -537,3 +573,49 @@ def test_bench_rig_capabilities(tmp_path):
             assert bench.pzem.watts == 100
         finally:
             bench.stop()
+
+
+# ---------------------------------------------------------------- pytest plugin
+
+PLUGIN_TESTS = r'''
+import pytest
+
+def test_fails_and_shows_log(rig_factory, stub_dir):
+    rig = rig_factory(firmware_dir=stub_dir)
+    rig.sync()
+    assert rig.relay_closed(), "no relay line from the stub"
+
+def test_bench_without_port_skips(rig):
+    pass
+
+@pytest.fixture
+def stub_dir():
+    return STUB_DIR
+'''
+
+
+def test_pytest_plugin_options_fixtures_and_failure_log(tmp_path, stub_fw):
+    import subprocess
+    import sys
+
+    from hil.rig import REPO_ROOT
+
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["hil.pytest_plugin"]\n')
+    (tmp_path / "test_plugin_demo.py").write_text(
+        "STUB_DIR = %r\n" % str(stub_fw) + PLUGIN_TESTS)
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+         "--heap", "64k", str(tmp_path / "test_plugin_demo.py") + "::test_fails_and_shows_log"],
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    out = run.stdout + run.stderr
+    assert run.returncode == 1, out
+    assert "firmware log (rig 0, EmulatedRig)" in out
+    assert "heapsize=64k" in out and "stub board" in out
+    assert "> ping 1" in out and "< pong 1" in out
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "--rig", "bench",
+         str(tmp_path / "test_plugin_demo.py") + "::test_bench_without_port_skips"],
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0 and "1 skipped" in out and "--meter-port" in out, out
