@@ -1,0 +1,405 @@
+"""Meter-side STS token acceptance (IEC 62055-41 §6, §8 "token acceptance" rules).
+
+Pure logic: no ``machine``, no file I/O, time comes in as an argument (or ``now_fn``).
+The caller (token gateway IC 115, keypad) applies the returned action to the account and
+persists ``to_record()`` together with the credit before acknowledging.
+
+Order of checks for one entered token (``TokenAcceptor.enter``)::
+
+    format (20 digits, < 2**66)  -> "format"
+    class 3 (reserved)           -> "wrong_class"
+    lockout active (not class 1) -> "locked_out"            (class 1 still accepted)
+    class 1: CRC                 -> "crc" | accepted, action "test" (never encrypted)
+    decrypt with the current key, CRC -> "crc"               (also: token for another meter)
+    key-change section           -> "key_change_pending" | accepted, action "key_change"
+    subclass supported?          -> "wrong_subclass"
+    KEN: TID >> 16 > KEN         -> "key_expired"
+    TID in store                 -> "used"
+    store full, TID < oldest     -> "old"
+    accept: store TID (overwriting the oldest when full), action:
+      class 0 -> "credit" (amount in 0.1 kWh/units)
+      class 2 -> "mpl" (W), "clear_credit" (register, 0xFFFF = all), "tariff" (raw rate),
+                 "clear_tamper", "phase_unbalance" (W), "water_factor" (raw)
+
+Wrong entries ("format", "crc", "wrong_class") count towards the lockout: after
+``lockout_after`` consecutive ones the keypad locks for ``lockout_base_s``, doubling with
+each further wrong entry up to ``lockout_max_s``; an accepted encrypted token resets it.
+
+Key change (Set1st/2nd[/3rd/4th]SectionDecoderKey): every section is decrypted with the
+current key; all sections (2 for a 64-bit EA07 key, 4 for a 128-bit EA11 key) must arrive
+within ``key_change_window_s`` of the first. Then KEN, KRN, KT, TI and the key are replaced;
+RO = 1 (TID rollover, base date 2014) clears the TID store; the credit is untouched.
+"""
+import time
+
+from protocol import sts
+from protocol.sts import StsError
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+_REC_MAGIC = b"TK"
+_REC_VERSION = const(1)
+_REC_HEAD = const(17)        # magic 2, ver, alg, keylen (5 before the key) + 12 after it
+_ALG_EA07 = const(0)
+_ALG_EA11 = const(1)
+
+_BAD_REASONS = ("format", "crc", "wrong_class")
+_KEY_SECTION = {sts.SUB_KEY_1: 0, sts.SUB_KEY_2: 1, sts.SUB_KEY_3: 2, sts.SUB_KEY_4: 3}
+_CLASS2_ACTION = {
+    sts.SUB_MPL: "mpl",
+    sts.SUB_CLEAR_CREDIT: "clear_credit",
+    sts.SUB_TARIFF_RATE: "tariff",
+    sts.SUB_CLEAR_TAMPER: "clear_tamper",
+    sts.SUB_PHASE_UNBALANCE: "phase_unbalance",
+    sts.SUB_WATER_FACTOR: "water_factor",
+}
+
+
+class TokenResult:
+    """Outcome of one token entry.
+
+    ``ok`` (bool), ``reason`` ('accepted', 'key_change_pending', 'format', 'crc',
+    'wrong_class', 'wrong_subclass', 'locked_out', 'key_expired', 'used', 'old'),
+    ``token_class``/``subclass`` (None if unknown), ``tid`` (24-bit or None),
+    ``amount`` (int: 0.1 kWh/units credited, 0 unless action 'credit'),
+    ``action`` (None, 'credit', 'test', 'mpl', 'clear_credit', 'tariff', 'clear_tamper',
+    'phase_unbalance', 'water_factor', 'key_change', 'key_change_pending'),
+    ``value`` (action argument: MPL watts, register, rate, test control bits, new KRN;
+    for 'locked_out' the seconds left), ``tests`` (tuple of test names for class 1),
+    ``mfr_code`` (class 1), ``lockout_s`` (seconds of lockout this entry started, else 0).
+    """
+
+    def __init__(self, ok, reason, token_class=None, subclass=None, tid=None, amount=0,
+                 action=None, value=None):
+        self.ok = ok
+        self.reason = reason
+        self.token_class = token_class
+        self.subclass = subclass
+        self.tid = tid
+        self.amount = amount
+        self.action = action
+        self.value = value
+        self.tests = ()
+        self.mfr_code = None
+        self.lockout_s = 0
+
+    def __repr__(self):
+        return "TokenResult(ok=%s, reason=%s, class=%s, subclass=%s, tid=%s, amount=%s, action=%s, value=%s)" % (
+            self.ok, self.reason, self.token_class, self.subclass, self.tid, self.amount,
+            self.action, self.value)
+
+
+def _alg_code(algorithm):
+    a = str(algorithm).lower()
+    if a in ("ea07", "sta"):
+        return _ALG_EA07
+    if a in ("ea11", "misty1"):
+        return _ALG_EA11
+    raise StsError("field", "algorithm must be ea07 or ea11")
+
+
+class TokenAcceptor:
+    """The meter's token acceptance state machine (IEC 62055-41).
+
+    ``decoder_key``: bytes(8) for EA07, bytes(16) for EA11 (IEC order);
+    ``algorithm``: 'ea07' | 'ea11'; ``tables``: EA07 tables (``protocol.ea07.Tables``, a
+    dict or a JSON path: loaded once); ``ken`` key expiry number (255 = never);
+    ``krn``/``kt``/``ti``/``base_date`` describe the current key (reported, updated by key
+    change); ``store_size`` TID store entries (>= 50 recommended, max 255);
+    ``now_fn`` returns Unix seconds when ``enter`` gets no time;
+    ``credit_subclasses``: class 0 subclasses this meter accepts (0 = electricity).
+    Raises StsError("key"/"tables"/"field") on bad configuration.
+    """
+
+    def __init__(self, decoder_key, algorithm="ea07", tables=None, ken=255, store_size=50,
+                 now_fn=None, krn=1, kt=2, ti=1, base_date=1993, key_change_window_s=90,
+                 lockout_after=3, lockout_base_s=10, lockout_max_s=1280,
+                 credit_subclasses=(0,)):
+        self._alg = _alg_code(algorithm)
+        if self._alg == _ALG_EA07:
+            if tables is None:
+                raise StsError("tables", "EA07 needs tables")
+            from protocol.ea07 import load_tables
+            self._tables = load_tables(tables)
+        else:
+            self._tables = None
+        if not 1 <= store_size <= 255:
+            raise StsError("field", "store_size must be 1..255")
+        self.store_size = store_size
+        self._tids = bytearray(3 * store_size)
+        self._n = 0
+        self.now_fn = now_fn
+        self.key_change_window_s = key_change_window_s
+        self.lockout_after = lockout_after
+        self.lockout_base_s = lockout_base_s
+        self.lockout_max_s = lockout_max_s
+        self.credit_subclasses = credit_subclasses
+        self._bad = 0
+        self._lock_until = 0
+        self._kc = [None, None, None, None]
+        self._kc_t = 0
+        self._buf = bytearray(8)
+        self._set_key(decoder_key, ken, krn, kt, ti, base_date)
+
+    # -- key ---------------------------------------------------------------------------
+
+    def _set_key(self, key, ken, krn, kt, ti, base_date):
+        n = 8 if self._alg == _ALG_EA07 else 16
+        if not isinstance(key, (bytes, bytearray)) or len(key) != n:
+            raise StsError("key", "decoder key must be %d bytes for this algorithm" % n)
+        if self._alg == _ALG_EA07:
+            from protocol.ea07 import Ea07
+            cipher = Ea07(bytes(key), self._tables)
+        else:
+            from protocol.misty1 import Misty1
+            cipher = Misty1(bytes(key))
+        self._cipher = cipher
+        self._key = bytes(key)
+        self.ken = ken & 0xFF
+        self.krn = krn
+        self.kt = kt
+        self.ti = ti
+        self.base_date = base_date
+
+    @property
+    def algorithm(self):
+        return "ea07" if self._alg == _ALG_EA07 else "ea11"
+
+    def key_info(self):
+        """{'algorithm', 'krn', 'kt', 'ti', 'ken', 'base_date'}: never the key itself."""
+        return {"algorithm": self.algorithm, "krn": self.krn, "kt": self.kt, "ti": self.ti,
+                "ken": self.ken, "base_date": self.base_date}
+
+    # -- TID store ------------------------------------------------------------------------
+
+    def _tid_at(self, i):
+        b = self._tids
+        j = 3 * i
+        return (b[j] << 16) | (b[j + 1] << 8) | b[j + 2]
+
+    def _put_tid(self, i, tid):
+        b = self._tids
+        j = 3 * i
+        b[j] = (tid >> 16) & 0xFF
+        b[j + 1] = (tid >> 8) & 0xFF
+        b[j + 2] = tid & 0xFF
+
+    def _oldest(self):
+        # index of the smallest TID (the store is full when this is called)
+        k = 0
+        m = self._tid_at(0)
+        for i in range(1, self._n):
+            t = self._tid_at(i)
+            if t < m:
+                m = t
+                k = i
+        return k
+
+    def tids(self):
+        """Stored TIDs, ascending (list)."""
+        out = [self._tid_at(i) for i in range(self._n)]
+        out.sort()
+        return out
+
+    def clear_tids(self):
+        self._n = 0
+
+    # -- lockout --------------------------------------------------------------------------
+
+    def lockout_remaining(self, now_s):
+        """Seconds of keypad lockout left (0 if none)."""
+        r = self._lock_until - now_s
+        return r if r > 0 else 0
+
+    def _reject(self, now, reason, cls=None, sub=None):
+        res = TokenResult(False, reason, cls, sub)
+        if reason in _BAD_REASONS and self.lockout_after > 0:
+            self._bad += 1
+            extra = self._bad - self.lockout_after
+            if extra >= 0:
+                d = self.lockout_base_s
+                while extra > 0 and d < self.lockout_max_s:
+                    d *= 2
+                    extra -= 1
+                if d > self.lockout_max_s:
+                    d = self.lockout_max_s
+                self._lock_until = now + d
+                res.lockout_s = d
+        return res
+
+    # -- entry ------------------------------------------------------------------------------
+
+    def _now(self, now_s):
+        if now_s is not None:
+            return int(now_s)
+        if self.now_fn is not None:
+            return int(self.now_fn())
+        return int(time.time())
+
+    def enter(self, digits, now_s=None):
+        """Enter one token (20 digits; spaces/dashes allowed) at Unix time ``now_s``.
+        Returns a TokenResult; never raises for bad token input."""
+        now = self._now(now_s)
+        try:
+            cls, block = sts.split_token(digits)
+        except StsError:
+            return self._reject(now, "format")
+        if cls == 3:
+            return self._reject(now, "wrong_class", cls)
+        if cls != sts.CLASS_NON_MERIT and now < self._lock_until:
+            return TokenResult(False, "locked_out", cls, None, None, 0, None, self._lock_until - now)
+        if cls == sts.CLASS_NON_MERIT:
+            return self._test_token(now, block)
+        buf = self._buf
+        buf[:] = block.to_bytes(8, "big")
+        self._cipher.decrypt_into(buf)
+        f = sts.parse_block(cls, int.from_bytes(buf, "big"))
+        if not f.crc_ok:
+            return self._reject(now, "crc", cls)
+        sub = f.subclass
+        if cls == sts.CLASS_MANAGEMENT and sub in _KEY_SECTION:
+            return self._key_section(now, f)
+        if f.layout != "data" or (cls == sts.CLASS_TRANSFER and sub not in self.credit_subclasses):
+            return TokenResult(False, "wrong_subclass", cls, sub)
+        tid = f.tid
+        if (tid >> 16) > self.ken:
+            return TokenResult(False, "key_expired", cls, sub, tid)
+        n = self._n
+        for i in range(n):
+            if self._tid_at(i) == tid:
+                return TokenResult(False, "used", cls, sub, tid)
+        if n >= self.store_size:
+            k = self._oldest()
+            if tid < self._tid_at(k):
+                return TokenResult(False, "old", cls, sub, tid)
+            self._put_tid(k, tid)
+        else:
+            self._put_tid(n, tid)
+            self._n = n + 1
+        self._bad = 0
+        if cls == sts.CLASS_TRANSFER:
+            amt = sts.amount_decode(f.value)
+            return TokenResult(True, "accepted", cls, sub, tid, amt, "credit", amt)
+        action = _CLASS2_ACTION[sub]
+        value = f.value
+        if sub == sts.SUB_MPL or sub == sts.SUB_PHASE_UNBALANCE:
+            value = sts.amount_decode(value)
+        return TokenResult(True, "accepted", cls, sub, tid, 0, action, value)
+
+    def _test_token(self, now, block):
+        f = sts.parse_block(sts.CLASS_NON_MERIT, block)
+        if not f.crc_ok:
+            return self._reject(now, "crc", 1)
+        if f.layout != "test":
+            return TokenResult(False, "wrong_subclass", 1, f.subclass)
+        res = TokenResult(True, "accepted", 1, f.subclass, None, 0, "test", f.control)
+        res.tests = sts.test_names(f.control)
+        res.mfr_code = f.mfr_code
+        return res
+
+    def _key_section(self, now, f):
+        need = 2 if self._alg == _ALG_EA07 else 4
+        idx = _KEY_SECTION[f.subclass]
+        if idx >= need:
+            return TokenResult(False, "wrong_subclass", 2, f.subclass)
+        kc = self._kc
+        started = False
+        for s in kc:
+            if s is not None:
+                started = True
+        if not started or now - self._kc_t > self.key_change_window_s or now < self._kc_t:
+            kc[0] = kc[1] = kc[2] = kc[3] = None
+            self._kc_t = now
+        kc[idx] = f
+        for i in range(need):
+            if kc[i] is None:
+                return TokenResult(True, "key_change_pending", 2, f.subclass, None, 0,
+                                   "key_change_pending", idx + 1)
+        s1, s2 = kc[0], kc[1]
+        key = bytearray(need * 4)
+        parts = (s1.key_part, s2.key_part) if need == 2 else \
+            (s1.key_part, kc[3].key_part, kc[2].key_part, s2.key_part)
+        for i in range(need):
+            p = parts[i]
+            key[4 * i] = (p >> 24) & 0xFF
+            key[4 * i + 1] = (p >> 16) & 0xFF
+            key[4 * i + 2] = (p >> 8) & 0xFF
+            key[4 * i + 3] = p & 0xFF
+        base = 2014 if s1.ro else self.base_date
+        self._set_key(bytes(key), (s1.ken_half << 4) | s2.ken_half, s1.krn, s1.kt, s2.ti, base)
+        if s1.ro:
+            self._n = 0
+        kc[0] = kc[1] = kc[2] = kc[3] = None
+        self._bad = 0
+        self._lock_until = 0
+        res = TokenResult(True, "accepted", 2, f.subclass, None, 0, "key_change", s1.krn)
+        return res
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def to_record(self):
+        """State as compact bytes for power-fail-safe persistence (with the credit):
+        ``"TK" ver alg keylen key krn kt ti ken base(0=1993,1=2014) bad lock_until(u32 BE)
+        store_size n TID*n (3 bytes BE each)``. Contains the decoder key: keep it private."""
+        kl = len(self._key)
+        out = bytearray(_REC_HEAD + kl + 3 * self._n)
+        out[0:2] = _REC_MAGIC
+        out[2] = _REC_VERSION
+        out[3] = self._alg
+        out[4] = kl
+        out[5:5 + kl] = self._key
+        j = 5 + kl
+        out[j] = self.krn & 0xFF
+        out[j + 1] = self.kt & 0xFF
+        out[j + 2] = self.ti & 0xFF
+        out[j + 3] = self.ken & 0xFF
+        out[j + 4] = 1 if self.base_date == 2014 else 0
+        out[j + 5] = self._bad if self._bad < 255 else 255
+        lu = self._lock_until if self._lock_until > 0 else 0
+        out[j + 6] = (lu >> 24) & 0xFF
+        out[j + 7] = (lu >> 16) & 0xFF
+        out[j + 8] = (lu >> 8) & 0xFF
+        out[j + 9] = lu & 0xFF
+        out[j + 10] = self.store_size
+        out[j + 11] = self._n
+        out[j + 12:] = self._tids[:3 * self._n]
+        return bytes(out)
+
+    def from_record(self, data):
+        """Restore the state written by ``to_record`` (key, KRN/KT/TI/KEN, base date, TID
+        store, lockout). Returns self. StsError("record") if the bytes are not a record of
+        this acceptor's algorithm; the acceptor is unchanged then."""
+        try:
+            ok = bytes(data[0:2]) == _REC_MAGIC and data[2] == _REC_VERSION
+            alg = data[3]
+            kl = data[4]
+            j = 5 + kl
+            n = data[j + 11]
+            ok = ok and alg == self._alg and kl == (8 if alg == _ALG_EA07 else 16) and \
+                len(data) == _REC_HEAD + kl + 3 * n
+        except (IndexError, TypeError):
+            ok = False
+        if not ok:
+            raise StsError("record", "not a token-acceptor record for %s" % self.algorithm)
+        key = bytes(data[5:j])
+        tids = bytes(data[j + 12:])
+        self._set_key(key, data[j + 3], data[j], data[j + 1], data[j + 2],
+                      2014 if data[j + 4] else 1993)
+        self._bad = data[j + 5]
+        self._lock_until = (data[j + 6] << 24) | (data[j + 7] << 16) | (data[j + 8] << 8) | data[j + 9]
+        if n > self.store_size:   # keep the newest TIDs if the store shrank
+            lst = [(tids[3 * i] << 16) | (tids[3 * i + 1] << 8) | tids[3 * i + 2] for i in range(n)]
+            lst.sort()
+            lst = lst[n - self.store_size:]
+            n = self.store_size
+            for i in range(n):
+                self._put_tid(i, lst[i])
+        else:
+            self._tids[0:3 * n] = tids
+        self._n = n
+        self._kc[0] = self._kc[1] = self._kc[2] = self._kc[3] = None
+        return self
