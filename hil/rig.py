@@ -256,7 +256,9 @@ class EmulatedRig(Rig):
         micropython: the unix port binary (default: `find_micropython`).
         pzem_unit: Modbus address of the emulated PZEM (default: the
             config's ``modbus_unit``).
-        boot_timeout: seconds to wait for ``ready``.
+        boot_timeout: seconds to wait for ``ready`` (and the first ``meter``).
+        wait_first_meter: boot (start / power_on) also waits for the first
+            ``meter`` line, i.e. one metering cycle done (default True).
         start: start immediately (default True); else call `start`.
 
     Raises RigError (with the firmware log tail) if the firmware does not
@@ -269,13 +271,18 @@ class EmulatedRig(Rig):
 
     def __init__(self, workdir, heap="190k", config=None, clock_epoch=DEFAULT_EPOCH,
                  poll_ms=200, clock_mode="frozen", firmware_dir=None,
-                 micropython=None, pzem_unit=None, boot_timeout=30.0, start=True):
+                 micropython=None, pzem_unit=None, boot_timeout=30.0, start=True,
+                 wait_first_meter=True):
         self.workdir = pathlib.Path(workdir).resolve()
         self.heap = str(heap)
         self.config = _merge(DEFAULT_METER_CONFIG, config)
         self.poll_ms = int(poll_ms)
         self.clock_mode = clock_mode
-        self.firmware_dir = pathlib.Path(firmware_dir or REPO_ROOT / "firmware").resolve()
+        if firmware_dir is None:
+            # run what a flashed board runs: the mpy-cross image (build/unix, rebuilt when stale)
+            from host_tools.build import cached_build
+            firmware_dir = cached_build("unix")
+        self.firmware_dir = pathlib.Path(firmware_dir).resolve()
         self.micropython = micropython or find_micropython()
         self.boot_timeout = float(boot_timeout)
         self.state_dir = self.workdir / "state"
@@ -291,6 +298,9 @@ class EmulatedRig(Rig):
         self._exit_code = None
         self._boots = 0          # processes started
         self._readies = 0        # "ready" lines seen
+        self._meters = 0         # "meter" lines seen
+        self._readies_at_spawn = self._meters_at_spawn = 0
+        self.wait_first_meter = bool(wait_first_meter)
         self._ping_seq = 0
         self._pongs = set()
         self._relay = None
@@ -365,6 +375,8 @@ class EmulatedRig(Rig):
             self._boots += 1
             boot = self._boots
             self._exit_code = None
+            self._readies_at_spawn = self._readies
+            self._meters_at_spawn = self._meters
         with open(str(self.log_path), "ab") as log:
             log.write(("--- boot %d: %s\n" % (boot, " ".join(argv))).encode())
             log.flush()
@@ -384,8 +396,15 @@ class EmulatedRig(Rig):
             self._cond.notify_all()
 
     def _wait_ready(self, timeout):
-        target = self._readies + 1
-        self._wait(lambda: self._readies >= target, timeout, "'ready' from the firmware")
+        """Wait for ``ready`` and then the first ``meter`` line of this boot, so
+        the firmware has read the metering module once (its baseline) before
+        the test changes anything."""
+        with self._cond:
+            readies, meters = self._readies_at_spawn, self._meters_at_spawn
+        self._wait(lambda: self._readies > readies, timeout, "'ready' from the firmware")
+        if self.wait_first_meter:
+            self._wait(lambda: self._meters > meters, timeout,
+                       "the first 'meter' line after boot")
 
     def _kill(self):
         proc, self._proc = self._proc, None
@@ -489,6 +508,7 @@ class EmulatedRig(Rig):
             t = Telemetry(int(parts[1]), int(parts[2]), int(parts[3]), _bit(parts[4]))
             self.telemetry = t
             self.telemetry_history.append(t)
+            self._meters += 1
         elif kind == "event":
             text = line.split(None, 2)[2] if len(parts) > 2 else ""
             self.events.append((parts[1], text))

@@ -102,6 +102,35 @@ def build(board, out=None):
     return out, manifest
 
 
+def cached_build(board, out=None):
+    """Build ``build/<board>`` unless it is already up to date with every source; return its path.
+
+    Used by the HIL rig so the emulated board runs .mpy bytecode like a flashed board does
+    (compiling source on the device costs tens of KB of heap at import time).
+    """
+    out = pathlib.Path(out or ROOT / "build" / board)
+    man = out / "manifest.json"
+    srcs = [p for _, p in sources()] + [ROOT / "host_tools" / "build.py"]
+    extra = ROOT / "firmware" / "sts_sample_tables.json"
+    if extra.exists():
+        srcs.append(extra)
+    if man.exists():
+        built = man.stat().st_mtime
+        if all(p.stat().st_mtime <= built for p in srcs):
+            try:
+                listed = set(json.loads(man.read_text())["files"])
+            except (ValueError, KeyError):
+                listed = set()
+            if all((out / f).exists() for f in listed):
+                return out
+    tmp = out.with_name(out.name + ".tmp%d" % os.getpid())
+    build(board, tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m host_tools.build", description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="compile-check all device code for every architecture")

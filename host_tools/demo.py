@@ -54,11 +54,11 @@ def main():
         meterctl("credit", "add", "--port", port, "--amount", "25.00", "--password", "12345678")
         rig.wait_relay(True)
         console.print("Relay: [bold green]closed[/]")
-        console.rule("Load 1.5 kW; the emulated clock and metering module advance 30 min per step")
+        console.rule("Load 1.5 kW; the emulated clock and metering module advance 15 min per step")
         rig.set_load(1500)
         step = 0
-        while rig.relay_closed() and step < 40:
-            t = rig.advance(1800)
+        while rig.relay_closed() and step < 80:
+            t = rig.advance(900)
             step += 1
             console.print("  %s  import %6d Wh   credit %9s   relay %s" % (
                 _iso(t.epoch), t.wh, rupees(t.credit), "closed" if t.relay else "[bold red]OPEN[/]"))
