@@ -455,7 +455,7 @@ def _alive(pid):
 
 def test_rig_boots_syncs_power_cycles_and_stops(tmp_path, stub_fw):
     threads_before = set(threading.enumerate())
-    rig = EmulatedRig(tmp_path / "w", firmware_dir=stub_fw, poll_ms=200,
+    rig = EmulatedRig(tmp_path / "w", firmware_dir=stub_fw, wait_first_meter=False, poll_ms=200,
                       config={"serial": "PPM0000042", "passwords": {"1": "abcdefgh"}})
     try:
         board = json.loads((tmp_path / "w" / "board.json").read_text())
@@ -501,7 +501,7 @@ def test_rig_boots_syncs_power_cycles_and_stops(tmp_path, stub_fw):
 
 
 def test_rig_reports_a_crash_with_the_log_tail(tmp_path, stub_fw):
-    with EmulatedRig(tmp_path / "w", firmware_dir=stub_fw) as rig:
+    with EmulatedRig(tmp_path / "w", firmware_dir=stub_fw, wait_first_meter=False) as rig:
         rig.send("crash")
         with pytest.raises(RigError) as ei:
             rig.sync(timeout=10)
@@ -511,11 +511,11 @@ def test_rig_reports_a_crash_with_the_log_tail(tmp_path, stub_fw):
 
 def test_rig_boot_failures(tmp_path, stub_fw):
     with pytest.raises(RigError) as ei:
-        EmulatedRig(tmp_path / "crash", firmware_dir=stub_fw, poll_ms=13)
+        EmulatedRig(tmp_path / "crash", firmware_dir=stub_fw, wait_first_meter=False, poll_ms=13)
     assert "stub crashed at boot" in str(ei.value) and "ready" in str(ei.value)
     t0 = time.monotonic()
     with pytest.raises(RigTimeout) as ei:
-        EmulatedRig(tmp_path / "silent", firmware_dir=stub_fw, poll_ms=7, boot_timeout=1.0)
+        EmulatedRig(tmp_path / "silent", firmware_dir=stub_fw, wait_first_meter=False, poll_ms=7, boot_timeout=1.0)
     assert time.monotonic() - t0 < 5
     assert "stub board" in str(ei.value)
     with pytest.raises(RigError, match="no firmware"):
@@ -523,7 +523,7 @@ def test_rig_boot_failures(tmp_path, stub_fw):
 
 
 def test_rig_control_line_parsing(tmp_path, stub_fw):
-    with EmulatedRig(tmp_path / "w", firmware_dir=stub_fw, start=False) as rig:
+    with EmulatedRig(tmp_path / "w", firmware_dir=stub_fw, wait_first_meter=False, start=False) as rig:
         rig._on_line("relay 1")
         rig._epoch = 1767225660
         rig._on_line("relay 0")
@@ -581,7 +581,7 @@ PLUGIN_TESTS = r'''
 import pytest
 
 def test_fails_and_shows_log(rig_factory, stub_dir):
-    rig = rig_factory(firmware_dir=stub_dir)
+    rig = rig_factory(firmware_dir=stub_dir, wait_first_meter=False)
     rig.sync()
     assert rig.relay_closed(), "no relay line from the stub"
 
