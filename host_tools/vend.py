@@ -406,6 +406,9 @@ def vend_csv(in_path, out_path, defaults=None, progress=None):
     ``class``, ``subclass``, ``value``, ``tid``, ``issued``, ``rnd``, ``base_date``,
     ``algorithm``, ``tables``. Output = input columns + ``tid`` + ``token`` (4-4-4-4-4).
     Decoder keys are never written. ``progress(done, total)`` is called per row.
+    Rows without a ``tid`` get theirs from ``issued`` (default: the batch start time); two
+    tokens for the same meter in the same minute get consecutive TIDs, so the meter
+    accepts both.
     Returns the number of tokens. VendError names the failing row."""
     defaults = dict(defaults or {})
     with open(in_path, newline="") as f:
@@ -415,6 +418,8 @@ def vend_csv(in_path, out_path, defaults=None, progress=None):
     total = len(rows)
     keys = {}
     ciphers = {}
+    last_tid = {}
+    now = int(time.time())
     fieldnames = list(rows[0].keys())
     out_names = fieldnames + [c for c in CSV_OUT_EXTRA if c not in fieldnames]
     with open(out_path, "w", newline="") as fo:
@@ -444,14 +449,22 @@ def vend_csv(in_path, out_path, defaults=None, progress=None):
                     if ck not in ciphers:
                         ciphers[ck] = make_cipher(dk, alg, r.get("tables"))
                     cipher = ciphers[ck]
+                if "tid" in r:
+                    tid = int(r["tid"], 0)
+                else:
+                    # one meter, one TID per token: bump within the same issue minute
+                    tid = sts.tid_from_unix(parse_issued(r.get("issued", now)), bd)
+                    if cls != 1 and dk is not None:
+                        if tid <= last_tid.get(dk, -1):
+                            tid = last_tid[dk] + 1
+                        last_tid[dk] = tid
                 amount = parse_amount(r["amount"]) if "amount" in r else None
                 if cls == 2 and amount is not None:
                     amount = parse_amount(r["amount"], 0)
                 res = vend_token(dk, algorithm=alg, token_class=cls,
                                  subclass=int(r.get("subclass", 0)), amount=amount,
                                  value=int(r["value"], 0) if "value" in r else None,
-                                 tid=int(r["tid"], 0) if "tid" in r else None,
-                                 issued=r.get("issued"), base_date=bd,
+                                 tid=tid, base_date=bd,
                                  rnd=int(r["rnd"], 0) if "rnd" in r else None, cipher=cipher)
             except (VendError, StsError, ValueError, KeyError) as e:
                 raise VendError("%s row %d: %s" % (in_path, n + 1, e)) from None

@@ -1,0 +1,252 @@
+"""Click commands for STS tokens: ``vend`` (one token, a key-change set, or a CSV batch)
+and ``token decode``. Not registered here: the ``meterctl`` CLI adds them with
+``meterctl.add_command(vend)`` and ``meterctl.add_command(token)``.
+
+Errors are one readable line and a non-zero exit (click.ClickException -> exit 1,
+usage errors -> exit 2).
+"""
+import json
+
+import click
+
+from host_tools import vend as V
+from protocol import sts
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+_UNITS = {0: "kWh", 1: "m3", 2: "m3", 3: "min", 4: "units", 5: "units", 6: "units", 7: "units"}
+_NAMES = {
+    (0, 0): "electricity credit", (0, 1): "water credit", (0, 2): "gas credit",
+    (0, 3): "time credit", (0, 4): "electricity currency credit", (0, 5): "water currency credit",
+    (0, 6): "gas currency credit", (0, 7): "time currency credit",
+    (1, 0): "InitiateMeterTest/Display (2-digit mfr code)",
+    (1, 1): "InitiateMeterTest/Display (4-digit mfr code)",
+    (2, 0): "SetMaximumPowerLimit", (2, 1): "ClearCredit", (2, 2): "SetTariffRate",
+    (2, 3): "Set1stSectionDecoderKey", (2, 4): "Set2ndSectionDecoderKey",
+    (2, 5): "ClearTamperCondition", (2, 6): "SetMaximumPhasePowerUnbalanceLimit",
+    (2, 7): "SetWaterMeterFactor", (2, 8): "Set3rdSectionDecoderKey",
+    (2, 9): "Set4thSectionDecoderKey",
+}
+
+
+def _tenths(v):
+    return "%d.%d" % (v // 10, v % 10)
+
+
+def _amount_text(cls, sub, amount):
+    if cls == 0:
+        return "%s %s" % (_tenths(amount), _UNITS.get(sub, "units"))
+    if cls == 2 and sub in (0, 6):
+        return "%d W" % amount
+    return str(amount)
+
+
+def _int(text, name):
+    if text is None:
+        return None
+    try:
+        return int(str(text), 0)
+    except ValueError:
+        raise click.BadParameter("%r is not an integer" % text, param_hint=name) from None
+
+
+def _guard(fn, *a, **kw):
+    try:
+        return fn(*a, **kw)
+    except (V.VendError, sts.StsError) as e:
+        raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException("%s: %s" % (getattr(e, "filename", "") or "file", e.strerror or e)) from None
+
+
+def _key_options(f):
+    opts = [
+        click.option("--vending-key", metavar="HEX", help="Vending key (8 bytes: DKGA02; longer: DKGA04)."),
+        click.option("--decoder-key", metavar="HEX", help="Use this decoder key instead of deriving one."),
+        click.option("--pan", metavar="DIGITS", help="18-digit meter PAN (IIN + DRN + check digit)."),
+        click.option("--iin", metavar="DIGITS", default="600727", show_default=True, help="Issuer id (with --drn)."),
+        click.option("--drn", metavar="DIGITS", help="Decoder reference number (11 digits for a 6-digit IIN)."),
+        click.option("--sgc", metavar="DIGITS", default="123456", show_default=True, help="Supply group code."),
+        click.option("--ti", type=click.IntRange(0, 99), default=1, show_default=True, help="Tariff index."),
+        click.option("--krn", type=click.IntRange(1, 15), default=1, show_default=True, help="Key revision number."),
+        click.option("--kt", type=click.IntRange(0, 3), default=2, show_default=True, help="Key type (2 = DUTK)."),
+        click.option("--dkga", type=click.Choice(["2", "4"]), default=None, help="Key derivation (default by key size)."),
+        click.option("--base-date", type=click.Choice(["1993", "2014"]), default="1993", show_default=True),
+        click.option("--algorithm", type=click.Choice(["ea07", "ea11"]), default="ea07", show_default=True),
+        click.option("--tables", type=click.Path(dir_okay=False), default=None,
+                     help="EA07 tables JSON (default: the IEC sample tables)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _decoder_key(kw, pan=None, vending_key=None, sgc=None, ti=None, krn=None, kt=None, base=None):
+    if kw["decoder_key"] and vending_key is None:
+        return V.parse_key(kw["decoder_key"], (8, 16), "decoder key")
+    vk = vending_key or kw["vending_key"]
+    if not vk:
+        raise V.VendError("give --vending-key (with --pan or --drn) or --decoder-key")
+    if pan is None:
+        pan = kw["pan"] or (V.build_pan(kw["iin"], kw["drn"]) if kw["drn"] else None)
+    if pan is None:
+        raise V.VendError("give --pan, or --drn (and --iin)")
+    return V.derive_decoder_key(vk, pan, sgc or kw["sgc"], kw["ti"] if ti is None else ti,
+                                krn or kw["krn"], kw["kt"] if kt is None else kt,
+                                int(base or kw["base_date"]), kw["algorithm"],
+                                int(kw["dkga"]) if kw["dkga"] else None), pan
+
+
+def _print_token(res, as_json):
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+        return
+    cls, sub = res["class"], res["subclass"]
+    click.echo(sts.group_digits(res["token"]))
+    line = "  class %d/%d %s" % (cls, sub, _NAMES.get((cls, sub), "proprietary"))
+    if "tid" in res:
+        line += ", TID %d, %s" % (res["tid"], _amount_text(cls, sub, res["amount"]))
+    click.echo(line)
+
+
+@click.command("vend", context_settings=CONTEXT)
+@_key_options
+@click.option("--class", "token_class", type=click.IntRange(0, 2), default=0, show_default=True)
+@click.option("--subclass", type=click.IntRange(0, 15), default=0, show_default=True)
+@click.option("--amount", metavar="N", help="Class 0: kWh/units (one decimal); MPL: watts.")
+@click.option("--value", metavar="INT", help="Raw 16-bit value (class 2 clear credit, tariff, ...).")
+@click.option("--control", metavar="INT", help="Class 1 control bits (default: all tests).")
+@click.option("--mfr-code", metavar="INT", default="0", show_default=True, help="Class 1 manufacturer code.")
+@click.option("--tid", metavar="INT", help="Token identifier (minutes since the base date).")
+@click.option("--issued", metavar="ISO", help="Issue time, e.g. 2004-03-01T13:00 (UTC; default now).")
+@click.option("--rnd", type=click.IntRange(0, 15), default=None, help="Random nibble (default random).")
+@click.option("--key-change", is_flag=True, help="Vend the key-change set for --new-* (encrypted with the current key).")
+@click.option("--new-vending-key", metavar="HEX", help="Key change: new vending key (default: same).")
+@click.option("--new-decoder-key", metavar="HEX", help="Key change: the new decoder key itself.")
+@click.option("--new-krn", type=click.IntRange(1, 15), default=None)
+@click.option("--new-kt", type=click.IntRange(0, 3), default=None)
+@click.option("--new-ti", type=click.IntRange(0, 99), default=None)
+@click.option("--new-sgc", metavar="DIGITS", default=None)
+@click.option("--new-base-date", type=click.Choice(["1993", "2014"]), default=None)
+@click.option("--ken", type=click.IntRange(0, 255), default=255, show_default=True, help="Key expiry number of the new key.")
+@click.option("--ro", is_flag=True, help="Key change: set the rollover bit (meter clears its TID store).")
+@click.option("--csv", "csv_in", type=click.Path(exists=True, dir_okay=False), help="Batch: input CSV.")
+@click.option("--out", "csv_out", type=click.Path(dir_okay=False), help="Batch: output CSV.")
+@click.option("--json", "as_json", is_flag=True, help="Print decoder key, data block and token as JSON.")
+def vend(**kw):
+    """Vend an STS token (IEC 62055-41) for one meter, a key-change set, or a CSV batch."""
+    if kw["csv_in"] or kw["csv_out"]:
+        if not (kw["csv_in"] and kw["csv_out"]):
+            raise click.UsageError("--csv needs --out (and --out needs --csv)")
+        return _guard(_vend_csv, kw)
+    if kw["key_change"]:
+        return _guard(_vend_key_change, kw)
+    return _guard(_vend_one, kw)
+
+
+def _vend_one(kw):
+    cls, sub = kw["token_class"], kw["subclass"]
+    dk = None
+    pan = None
+    if cls != 1:
+        dk = _decoder_key(kw)
+        if isinstance(dk, tuple):
+            dk, pan = dk
+    amount = None
+    if kw["amount"] is not None:
+        amount = V.parse_amount(kw["amount"], 1 if cls == 0 else 0)
+    res = V.vend_token(dk, algorithm=kw["algorithm"], tables=kw["tables"], token_class=cls,
+                       subclass=sub, amount=amount, value=_int(kw["value"], "--value"),
+                       tid=_int(kw["tid"], "--tid"), issued=kw["issued"],
+                       base_date=int(kw["base_date"]), rnd=kw["rnd"],
+                       control=_int(kw["control"], "--control"),
+                       mfr_code=_int(kw["mfr_code"], "--mfr-code"))
+    if pan:
+        res["pan"] = pan
+    _print_token(res, kw["as_json"])
+
+
+def _vend_key_change(kw):
+    old = _decoder_key(kw)
+    pan = None
+    if isinstance(old, tuple):
+        old, pan = old
+    if kw["new_krn"] is None:
+        raise V.VendError("a key change needs --new-krn")
+    kt = kw["kt"] if kw["new_kt"] is None else kw["new_kt"]
+    ti = kw["ti"] if kw["new_ti"] is None else kw["new_ti"]
+    sgc = kw["new_sgc"] or kw["sgc"]
+    if kw["new_decoder_key"]:
+        new = V.parse_key(kw["new_decoder_key"], (8, 16), "new decoder key")
+    else:
+        new, pan = _decoder_key(kw, pan, kw["new_vending_key"] or kw["vending_key"], sgc, ti,
+                                kw["new_krn"], kt, kw["new_base_date"])
+    toks = V.key_change_tokens(old, new, kw["new_krn"], kt, ti, ken=kw["ken"],
+                               ro=1 if kw["ro"] else 0, sgc=sgc, algorithm=kw["algorithm"],
+                               tables=kw["tables"])
+    if kw["as_json"]:
+        click.echo(json.dumps({"decoder_key": old.hex().upper(), "new_decoder_key": new.hex().upper(),
+                               "tokens": toks}, indent=2))
+        return
+    for t in toks:
+        click.echo("%s  section %d" % (sts.group_digits(t["token"]), t["section"]))
+
+
+def _vend_csv(kw):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    defaults = {"algorithm": kw["algorithm"], "base_date": kw["base_date"], "sgc": kw["sgc"],
+                "ti": str(kw["ti"]), "krn": str(kw["krn"]), "kt": str(kw["kt"]), "iin": kw["iin"],
+                "class": str(kw["token_class"]), "subclass": str(kw["subclass"])}
+    for k in ("vending_key", "decoder_key", "tables", "issued", "tid", "dkga"):
+        if kw.get(k):
+            defaults[k] = str(kw[k])
+    if kw["rnd"] is not None:
+        defaults["rnd"] = str(kw["rnd"])
+    with Progress(TextColumn("vending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True) as bar:
+        task = bar.add_task("vend", total=None)
+
+        def progress(done, total):
+            bar.update(task, completed=done, total=total)
+        n = V.vend_csv(kw["csv_in"], kw["csv_out"], defaults, progress)
+    click.echo("%d tokens written to %s" % (n, kw["csv_out"]))
+
+
+@click.group("token", context_settings=CONTEXT)
+def token():
+    """Inspect STS tokens."""
+
+
+@token.command("decode", context_settings=CONTEXT)
+@click.option("--key", metavar="HEX", help="Decoder key (8 bytes EA07, 16 bytes EA11). Not needed for class 1.")
+@click.option("--algorithm", type=click.Choice(["ea07", "ea11"]), default=None,
+              help="Default: by key length.")
+@click.option("--tables", type=click.Path(dir_okay=False), default=None,
+              help="EA07 tables JSON (default: the IEC sample tables).")
+@click.option("--base-date", type=click.Choice(["1993", "2014"]), default="1993", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("digits", nargs=-1, required=True, metavar="TOKEN")
+def token_decode(key, algorithm, tables, base_date, as_json, digits):
+    """Decode a 20-digit TOKEN: class, subclass, TID (as a date), amount, CRC check.
+    Exits 1 if the CRC does not check (wrong key or mistyped token)."""
+    res = _guard(V.decode_token, "".join(digits), key, algorithm, tables, int(base_date))
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+    else:
+        cls, sub = res["class"], res["subclass"]
+        click.echo("token      %s" % sts.group_digits(res["token"]))
+        click.echo("class      %d/%d %s" % (cls, sub, _NAMES.get((cls, sub), "proprietary")))
+        click.echo("data block %s" % res["data_block"])
+        if res["layout"] == "data":
+            click.echo("TID        %d (%s UTC, base %s)" % (res["tid"], res["date"], base_date))
+            click.echo("RND        %d" % res["rnd"])
+            click.echo("amount     %s" % _amount_text(cls, sub, res["amount"]))
+        elif res["layout"] == "test":
+            click.echo("control    %X (%s), mfr code %d" % (res["control"], ", ".join(res["tests"]) or "-",
+                                                          res["mfr_code"]))
+        elif res["layout"].startswith("key"):
+            click.echo("key part   %s  KEN half %X  KRN %d  KT %d  TI %d  RO %d" % (
+                res["key_part"], res["ken_half"], res["krn"], res["kt"], res["ti"], res["ro"]))
+        click.echo("CRC        %s" % ("ok" if res["crc_ok"] else "BAD"))
+    if not res["crc_ok"]:
+        raise click.ClickException("CRC check failed: wrong key or mistyped token")
