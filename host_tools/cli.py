@@ -538,8 +538,9 @@ def _emulate(load_w, heap, state_dir, warp):
                     raise DlmsError("emulated meter failed: %s" % _first_line(e))
                 if warp and t is not None:
                     click.echo(_telemetry_line(t))
-                elif t is not None and last is not None and bool(t.relay) != bool(last.relay):
-                    click.echo(_telemetry_line(t))
+                elif t is not None and last is not None and (
+                        bool(t.relay) != bool(last.relay) or t.credit_paise > last.credit_paise):
+                    click.echo(_telemetry_line(t))   # relay switched or credit topped up
                 last = t
         except KeyboardInterrupt:
             click.echo("\nStopping the emulated meter.")

@@ -11,7 +11,7 @@ HCS/FCS, N(S)/N(R), the invoke-id)::
 
 Public API
 - ``DlmsClient(port, baud=9600, client_sap=16, server_logical=1, server_physical=None,
-  password=None, timeout=3.0, max_info=128, trace=None, serial_port=None)``:
+  password=None, timeout=3.0, max_info=128, trace=None, serial_port=None, retries=1)``:
   ``open()``/``close()``, ``connect()`` (SNRM/UA then AARQ/AARE), ``get``/``get_raw``/``set``/
   ``action``, ``release()`` (RLRQ/RLRE), ``disconnect()`` (DISC -> UA/DM); a context manager
   that opens+connects and releases+disconnects+closes.
@@ -165,11 +165,13 @@ class DlmsClient:
     (str or bytes) selects LLS, None selects no security; ``timeout`` seconds per answer;
     ``max_info`` the HDLC information field size we propose both ways; ``trace(direction,
     frame_bytes)`` is called with "tx"/"rx" for every frame; ``serial_port`` an already opened
-    pyserial-like object (tests).
+    pyserial-like object (tests); ``retries`` how many times a silent meter is polled with RR
+    during an exchange before LinkTimeout (the SNRM is never repeated: a dead line fails fast).
     """
 
     def __init__(self, port, baud=9600, client_sap=16, server_logical=1, server_physical=None,
-                 password=None, timeout=3.0, max_info=128, trace=None, serial_port=None):
+                 password=None, timeout=3.0, max_info=128, trace=None, serial_port=None,
+                 retries=1):
         self.port = port
         self.baud = baud
         self.client_sap = client_sap
@@ -181,6 +183,8 @@ class DlmsClient:
         self.timeout = float(timeout)
         self.max_info = int(max_info)
         self.trace = trace
+        self.retries = int(retries)
+        self._last_i = None         # (N(S), info, segmented) of our last I-frame
         self._ser = serial_port
         self._own_serial = serial_port is None
         try:
@@ -407,9 +411,12 @@ class DlmsClient:
         """Send one APDU (LLC header added; segmented into I-frames of ``max_info_tx``) and
         return the reply APDU (segments reassembled, RR sent after each, LLC header removed).
 
-        Raises LinkTimeout, ProtocolError."""
+        Lost frames (IEC 62056-46 §6.4.4.4.3.4): when the meter stays silent, we poll it once
+        per ``retries`` with RR(V(R)); if its N(R) shows our last I-frame was lost we send it
+        again, if it re-sends its last I-frame we take it. Raises LinkTimeout, ProtocolError."""
         if not self.connected:
             raise ProtocolError("not connected (call connect() first)")
+        polls = [self.retries]
         info = hdlc.LLC_REQUEST + bytes(request)
         step = self.max_info_tx
         pos = 0
@@ -417,24 +424,27 @@ class DlmsClient:
             chunk = info[pos:pos + step]
             pos += len(chunk)
             last = pos >= len(info)
+            self._last_i = (self._vs, chunk, not last)
             self._send(hdlc.ctrl_i(self._vs, self._vr), chunk, segmented=not last)
             self._vs = (self._vs + 1) & 7
             if last:
                 break
             # the meter acknowledges each segment with RR(N(R) = our V(S))
             while True:
-                f = self._recv()
+                f = self._recv_polling(polls)
                 k = hdlc.kind(f.ctrl)
                 if k == hdlc.K_RR:
                     if hdlc.nr(f.ctrl) != self._vs:
                         raise ProtocolError("meter acknowledged segment with N(R)=%d, expected %d"
                                             % (hdlc.nr(f.ctrl), self._vs))
                     break
+                if k == hdlc.K_RNR:
+                    continue
                 self._link_error(f, k)
         out = bytearray()
         first = True
         while True:
-            f = self._recv()
+            f = self._recv_polling(polls)
             k = hdlc.kind(f.ctrl)
             if k != hdlc.K_I:
                 if k in (hdlc.K_RR, hdlc.K_RNR):
@@ -452,6 +462,30 @@ class DlmsClient:
             if not f.segmented:
                 return bytes(out)
             self._send(hdlc.ctrl_rr(self._vr))
+
+    def _recv_polling(self, polls):
+        """``_recv`` that, on silence, polls the meter with RR(V(R)) while ``polls[0]`` > 0 and
+        re-sends our last I-frame if the meter's N(R) shows it never arrived."""
+        while True:
+            try:
+                return self._recv()
+            except LinkTimeout:
+                if polls[0] <= 0:
+                    raise
+                polls[0] -= 1
+            self._send(hdlc.ctrl_rr(self._vr))
+            f = self._recv()
+            k = hdlc.kind(f.ctrl)
+            if k in (hdlc.K_RR, hdlc.K_RNR) and self._last_i is not None:
+                if hdlc.nr(f.ctrl) == self._last_i[0]:
+                    # our last I-frame was lost: send it again, same N(S)
+                    n_s, chunk, seg = self._last_i
+                    self._send(hdlc.ctrl_i(n_s, self._vr), chunk, segmented=seg)
+                    continue
+                if hdlc.nr(f.ctrl) == self._vs and k == hdlc.K_RR:
+                    return f     # an acknowledgement (of a segment), or "still working"
+                continue
+            return f
 
     def _link_error(self, f, k):
         if k == hdlc.K_DM:

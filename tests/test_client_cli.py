@@ -597,6 +597,8 @@ def test_release_timeout_does_not_spoil_a_good_session(fakes):
         m.reply_i(H("C401C1000600000539"))
         assert m.expect_i()[0] == 0x62      # RLRQ: no answer
         f = m.expect()
+        assert hdlc.kind(f.ctrl) == hdlc.K_RR   # the client polls once; still no answer
+        f = m.expect()
         assert hdlc.kind(f.ctrl) == hdlc.K_DISC
         m.write(m.frame(hdlc.UA))
 
@@ -609,3 +611,64 @@ def test_release_timeout_does_not_spoil_a_good_session(fakes):
 def test_cli_server_above_127_needs_physical():
     r = CliRunner().invoke(meterctl, ["read", "--port", "/dev/null", "--server", "300"])
     assert r.exit_code == 2 and "--physical" in r.output
+
+
+def test_lost_request_is_sent_again_after_rr_poll(fakes):
+    """The meter never got our GET: its RR N(R) says so; the client repeats the I-frame."""
+    seen = []
+
+    def script(m):
+        m.handshake()
+        f = m.expect()                      # lost on the line: the meter saw nothing
+        m.nr = (m.nr - 1) & 7
+        seen.append(f)
+        poll = m.expect()
+        assert hdlc.kind(poll.ctrl) == hdlc.K_RR and hdlc.nr(poll.ctrl) == m.ns
+        m.write(m.frame(hdlc.ctrl_rr(m.nr)))
+        again = m.expect()
+        seen.append(again)
+        m.reply_i(H("C401") + again.info[5:6] + H("000600000539"))
+        m.goodbye()
+
+    m = fakes(script)
+    with cl.DlmsClient(m.path, timeout=0.4) as c:
+        assert c.get(3, "1.0.1.8.0.255", 2)[1] == 1337
+    m.join()
+    assert seen[0].ctrl == seen[1].ctrl and seen[0].info == seen[1].info
+
+
+def test_lost_response_is_recovered_by_rr_poll(fakes):
+    """The meter's answer was corrupted on the line: the RR poll (N(R) unchanged) makes the
+    meter send it again, and the client takes it once."""
+    def script(m):
+        m.handshake()
+        req = m.expect_i()
+        good = m.frame(hdlc.ctrl_i(m.ns, m.nr), hdlc.LLC_RESPONSE + H("C401") + req[2:3] + H("000600000539"))
+        m.ns += 1
+        bad = bytearray(good)
+        bad[-3] ^= 0xFF
+        m.write(bytes(bad))
+        poll = m.expect()
+        assert hdlc.kind(poll.ctrl) == hdlc.K_RR and hdlc.nr(poll.ctrl) == m.ns - 1
+        m.write(good)
+        m.goodbye()
+
+    m = fakes(script)
+    with cl.DlmsClient(m.path, timeout=0.4) as c:
+        assert c.get(3, "1.0.1.8.0.255", 2)[1] == 1337
+    m.join()
+
+
+def test_silent_meter_after_poll_times_out(fakes):
+    def script(m):
+        m.handshake()
+        m.expect_i()
+        assert hdlc.kind(m.expect().ctrl) == hdlc.K_RR
+        assert hdlc.kind(m.expect().ctrl) == hdlc.K_DISC  # teardown after a failure: DISC only
+
+    m = fakes(script)
+    c = cl.DlmsClient(m.path, timeout=0.3)
+    with pytest.raises(cl.LinkTimeout):
+        with c:
+            c.get(3, "1.0.1.8.0.255", 2)
+    m.join()
