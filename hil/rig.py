@@ -32,7 +32,6 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 
 from .ptylink import Pty, PtyLink
 from .pzem import PzemEmulator
@@ -226,8 +225,9 @@ class Rig:
         self.stop()
 
 
-# Rigs alive in this interpreter, stopped at exit so no firmware outlives us.
-_LIVE = weakref.WeakSet()
+# Rigs alive in this interpreter (strong references until stop()), stopped at
+# exit so no firmware process outlives the test run.
+_LIVE = set()
 
 
 @atexit.register

@@ -619,3 +619,34 @@ def test_pytest_plugin_options_fixtures_and_failure_log(tmp_path, stub_fw):
         cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
     out = run.stdout + run.stderr
     assert run.returncode == 0 and "1 skipped" in out and "--meter-port" in out, out
+
+
+# ---------------------------------------------------------------- the rig around the real firmware
+
+@pytest.mark.hil
+def test_rig_runs_the_real_firmware_through_a_power_cycle(rig):
+    """Smoke test of the rig's wiring with the real firmware at the default heap:
+    boot (ready + first meter line), metering via the PZEM emulator, a power cut that
+    keeps the ptys and the module up, and a DLMS client on the same port afterwards."""
+    from host_tools.client import DlmsClient, read_summary
+
+    assert rig.meter is not None and rig.meter.epoch == rig.clock
+    assert rig.relay_history and rig.relay_history[0][0] == rig.clock
+    assert rig.pzem.requests >= 1
+    rig.set_load(2000)
+    t = rig.advance(1800)                       # 30 min at 2 kW
+    assert t.wh == 1000 == rig.pzem.energy_wh
+    pid = rig.pid
+    dlms_port = rig.port
+    rig.power_cut()
+    assert not _alive(pid) and rig.running is False
+    rig.pzem.advance(900)                       # the module keeps counting: +500 Wh
+    rig.power_on()
+    assert rig.port == dlms_port and rig.pid != pid
+    t = rig.wait_meter(lambda m: m.wh == 1500, timeout=15)
+    before = dict(rig.dlms_link.counts)
+    with DlmsClient(rig.port) as c:
+        summary = read_summary(c)
+    assert summary["energy_import_wh"] == 1500
+    after = rig.dlms_link.counts
+    assert after[B2A] > before[B2A] and after[A2B] > before[A2B]  # bytes on the wire
