@@ -672,3 +672,114 @@ def test_silent_meter_after_poll_times_out(fakes):
         with c:
             c.get(3, "1.0.1.8.0.255", 2)
     m.join()
+
+
+def _object_server(objects, actions=None, sets=None, sessions=1, client=CLIENT16):
+    """Script serving GET/SET/ACTION from ``objects`` {(class, obis-hex, attr): A-XDR bytes or
+    DAR int}; ``actions`` {(class, obis-hex, method): fn(params) -> None}; ``sets`` collects
+    (class, obis-hex, attr, value) of SET requests."""
+    def script(m):
+        for _ in range(sessions):
+            m.handshake(aare=None if client == CLIENT16 else REF_AARE_ACCEPT[11:-3])
+            while True:
+                req = m.expect_i()
+                if req[0] == 0x62:
+                    m.reply_i(H("6303800100"))
+                    break
+                inv = req[2:3]
+                key = (int.from_bytes(req[3:5], "big"), req[5:11].hex(), req[11])
+                if req[0] == 0xC0:
+                    v = objects.get(key, 4)
+                    m.reply_i(H("C401") + inv + (bytes([1, v]) if isinstance(v, int) else b"\x00" + v))
+                elif req[0] == 0xC1:
+                    sets.append(key + (req[13:],))
+                    m.reply_i(H("C501") + inv + b"\x00")
+                elif req[0] == 0xC3:
+                    actions[key](req[13:] if req[12] else None)
+                    m.reply_i(H("C701") + inv + b"\x00\x00")
+            f = m.expect()
+            assert hdlc.kind(f.ctrl) == hdlc.K_DISC
+            m.write(m.frame(hdlc.UA))
+    return script
+
+
+def _meter_objects(relay=True):
+    w = axdr.Writer
+    return {
+        (3, "0100010800ff", 2): w().double_long_unsigned(123456).getvalue(),
+        (3, "0100010800ff", 3): H("02020F00161E"),
+        (111, "0000130000ff", 5): w().double_long(-250).getvalue(),
+        (111, "0000130000ff", 2): H("020216021602"),
+        (112, "0000130a00ff", 2): w().double_long(-250).getvalue(),
+        (70, "000060030aff", 2): w().boolean(relay).getvalue(),
+        (70, "000060030aff", 3): w().enum(1 if relay else 0).getvalue(),
+        (70, "000060030aff", 4): w().enum(5).getvalue(),
+        (8, "0000010000ff", 2): w().octet_string(axdr.datetime_bytes(2026, 1, 1, 10, 0, 0, 0, -330)).getvalue(),
+    }
+
+
+def test_cli_read_json_and_table(fakes):
+    m = fakes(_object_server(_meter_objects(), sessions=2))
+    r = CliRunner().invoke(meterctl, ["read", "--port", m.path, "--json"])
+    r2 = CliRunner().invoke(meterctl, ["read", "--port", m.path])
+    m.join()
+    assert r.exit_code == 0, r.output
+    import json
+    s = json.loads(r.output)
+    assert s["energy_import_wh"] == 123456
+    assert s["available_credit_paise"] == -250 and s["credit_paise"] == -250
+    assert s["relay_output_state"] is True and s["control_state"] == "connected"
+    assert s["control_mode"] == 5
+    assert s["payment_mode"] == "prepayment" and s["account_status"] == "active"
+    assert s["clock"] == "2026-01-01T10:00:00+05:30"
+    assert r2.exit_code == 0, r2.output
+    for text in ("123.456 kWh (123456 Wh)", "-₹2.50 (-250 paise)", "connected (supply on)",
+                 "2026-01-01T10:00:00+05:30", "prepayment (active)"):
+        assert text in r2.output
+
+
+def test_read_summary_scaler_and_missing_objects(fakes):
+    """Other makers' meters: energy in kWh with scaler 3 (unit 30 Wh, scaler applies), no
+    IC 111/112 (object-undefined) -> None, not an error."""
+    objs = {
+        (3, "0100010800ff", 2): axdr.Writer().double_long_unsigned(42).getvalue(),
+        (3, "0100010800ff", 3): H("02020F03161E"),
+        (70, "000060030aff", 2): 3,     # read-write-denied for this client
+    }
+    m = fakes(_object_server(objs))
+    with cl.DlmsClient(m.path, timeout=2) as c:
+        s = cl.read_summary(c)
+    m.join()
+    assert s["energy_import_wh"] == 42000
+    assert s["credit_paise"] is None and s["relay_output_state"] is None and s["clock"] is None
+
+
+def test_cli_relay_and_action_and_set(fakes):
+    calls = []
+    sets = []
+    acts = {(70, "000060030aff", 1): calls.append, (112, "0000130a00ff", 1): calls.append}
+    m = fakes(_object_server(_meter_objects(relay=False), acts, sets, sessions=3, client=CLIENT1),
+              client=CLIENT1)
+    r1 = CliRunner().invoke(meterctl, ["relay", "disconnect", "-p", m.path, "--password", "12345678"])
+    r2 = CliRunner().invoke(meterctl, ["action", "0.0.19.10.0.255", "1", "--param", "double-long:5000",
+                                       "-p", m.path, "--password", "12345678"])
+    r3 = CliRunner().invoke(meterctl, ["set", "0.0.1.0.0.255", "2", "--value",
+                                       "date-time:2024-05-17T18:34:56", "-p", m.path,
+                                       "--password", "12345678", "--json"])
+    m.join()
+    assert r1.exit_code == 0, r1.output
+    assert "Relay: disconnected (supply off)" in r1.output
+    assert r2.exit_code == 0 and r3.exit_code == 0, r2.output + r3.output
+    # remote_disconnect(integer 0); update_amount(double-long 5000) as in the reference table
+    assert calls == [H("0F00"), H("0500001388")]
+    assert sets == [(8, "0000010000ff", 2, H("09 0C 07 E8 05 11 05 12 22 38 00 80 00 00"))]
+
+
+def test_cli_trace_dumps_frames(fakes):
+    m = fakes(_object_server(_meter_objects()))
+    r = CliRunner().invoke(meterctl, ["get", "0.0.1.0.0.255", "2", "-p", m.path, "--trace"])
+    m.join()
+    assert r.exit_code == 0, r.output
+    err = r.stderr
+    assert "TX -> 7E A0" in err and "RX <- 7E A0 20 21 03 73" in err
+    assert "2024" not in r.stdout and "2026-01-01T10:00:00+05:30" in r.stdout
