@@ -522,8 +522,6 @@ class Request:
     (byte to echo), ``items`` (list of (class_id, obis6, index, selector or None,
     params bytes or None)), ``value`` (SET normal, A-XDR bytes), ``block_no`` (GET next)."""
 
-    __slots__ = ("tag", "kind", "invoke", "items", "value", "block_no")
-
     def __init__(self, tag, kind, invoke):
         self.tag = tag
         self.kind = kind
@@ -692,9 +690,6 @@ class Response:
     (GET datablock), ``results`` (GET with-list: (0, data_bytes) | (1, dar)),
     ``state_error`` / ``service_error`` (ExceptionResponse ints; ConfirmedServiceError
     ``service_error`` = (type, code))."""
-
-    __slots__ = ("tag", "kind", "invoke", "dar", "data", "last", "block_no", "raw",
-                 "results", "state_error", "service_error")
 
     def __init__(self, tag):
         self.tag = tag

@@ -208,8 +208,6 @@ class Frame:
     bytes as on the wire), ``ctrl`` (int), ``info`` (bytes, b'' when absent), ``length``
     (the format field's frame length, bytes between the flags)."""
 
-    __slots__ = ("segmented", "dest", "src", "ctrl", "info", "length")
-
     def __init__(self, segmented, dest, src, ctrl, info, length):
         self.segmented = segmented
         self.dest = dest
