@@ -17,7 +17,8 @@ from protocol import hdlc
 from meter import cosem
 from meter.account import Account, PAYMENT_PREPAYMENT
 from meter.metrology import Pzem004t
-from meter.relay import DisconnectControl, CONNECTED, READY
+from meter.policy import Policy
+from meter.relay import DisconnectControl, READY
 from meter.server import HdlcLink
 from meter.store import Journal
 
@@ -58,6 +59,7 @@ class Meter:
         self.account = Account(int(cfg["tariff_paise_per_kwh"]), int(cfg["credit_paise"]),
                                int(cfg["payment_mode"]))
         self.dc = DisconnectControl(int(cfg["control_mode"]))
+        self.policy = Policy(cfg)
         self.journal = Journal(board.path("state"))
         self.module_wh = None      # last metering-module energy reading taken into account
         self._persisted_wh = 0
@@ -148,7 +150,7 @@ class Meter:
         self.persist()
 
     def button(self):
-        if self.dc.control_state == READY and not self._must_disconnect():
+        if self.dc.control_state == READY and self.policy.may_manual_reconnect(self, self.board.time()):
             self.dc.manual_reconnect()
             self.evaluate()
             self.persist()
@@ -157,35 +159,16 @@ class Meter:
         pass
 
     # --- policy --------------------------------------------------------------------------
-    def _must_disconnect(self):
-        a = self.account
-        return a.payment_mode == PAYMENT_PREPAYMENT and a.available <= 0
-
     def credit_status(self):
-        """IC 111 credit_status bits (bit 0 = first bit on the wire): in-credit, low, ..., out-of-credit."""
-        a = self.account
-        v = 0
-        if a.available > 0:
-            v |= 0x80
-        if 0 < a.available <= self.low_credit_threshold():
-            v |= 0x40
-        if a.available <= 0:
-            v |= 0x02
-        return v
+        return self.policy.credit_status(self)
 
     def low_credit_threshold(self):
-        return self.account.last_recharge * 10 // 100
+        return self.policy.low_credit_threshold(self)
 
     def evaluate(self):
         """Apply the disconnect policy and drive the relay output from IC 70's output_state."""
-        dc = self.dc
-        if self._must_disconnect():
-            if dc.control_state == CONNECTED and dc.local_disconnect("credit"):
-                self.event(40, "relay open: credit exhausted")
-        elif dc.control_state == READY and dc.cause == "credit":
-            if dc.local_reconnect("credit"):
-                self.event(41, "relay closed: credit restored")
-        out = dc.output_state
+        self.policy.evaluate(self, self.board.time())
+        out = self.dc.output_state
         if out != self._relay_out:
             self._relay_out = out
             self.board.relay(out)
