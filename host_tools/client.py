@@ -690,7 +690,7 @@ def _scaled_int(value, scaler):
 def read_summary(client):
     """Read the prepaid summary from an associated client -> dict:
 
-    energy_import_wh (int, scaler applied), energy_scaler, energy_unit, available_credit_paise,
+    energy_import_wh (int, scaler applied), energy_raw, energy_scaler, energy_unit, available_credit_paise,
     credit_paise, payment_mode ("prepayment"/"credit"/int), account_status, relay_output_state
     (bool), control_state ("connected"/...), control_mode (int), clock (ISO 8601 text),
     clock_raw (hex). An object the meter does not have or does not let this client read is
@@ -711,14 +711,10 @@ def read_summary(client):
     su = val(3, OBIS_ENERGY_IMPORT, 3)
     if su is not None and su[0] == axdr.STRUCTURE and len(su[1]) == 2:
         scaler, unit = int(su[1][0][1]), int(su[1][1][1])
-    wh = None
-    if v is not None:
-        raw = int(v[1])
-        if unit == 30:
-            wh = _scaled_int(raw, scaler)
-        elif unit == 32:  # varh etc: keep raw; 30 = Wh is what prepaid meters use
-            wh = None
-    out["energy_import_wh"] = wh
+    raw = None if v is None else int(v[1])
+    # unit 30 = Wh (Blue Book unit table); anything else is not active energy: no Wh figure
+    out["energy_import_wh"] = _scaled_int(raw, scaler) if raw is not None and unit == 30 else None
+    out["energy_raw"] = raw
     out["energy_scaler"] = scaler
     out["energy_unit"] = unit
 

@@ -783,3 +783,23 @@ def test_cli_trace_dumps_frames(fakes):
     err = r.stderr
     assert "TX -> 7E A0" in err and "RX <- 7E A0 20 21 03 73" in err
     assert "2024" not in r.stdout and "2026-01-01T10:00:00+05:30" in r.stdout
+
+
+def test_aare_with_extra_tags_is_accepted(fakes):
+    """AAREs from other makers carry responding-AP-title, responder-ACSE-requirements,
+    mechanism-name and a StoC challenge; none of that may stop an LLS/no-security client."""
+    body = (H("A109060760857405080101 A203020100 A305A103020100".replace(" ", ""))
+            + H("A40A0408") + b"LGZ12345"
+            + H("88020780") + H("890760857405080201")
+            + H("AA0A8008") + b"P6wRJ21F"
+            + H("BE10040E0800065F1F040000101D00800007"))
+    aare = bytes([0x61, len(body)]) + body
+
+    def script(m):
+        m.handshake(aare=aare)
+        m.goodbye()
+
+    m = fakes(script)
+    with cl.DlmsClient(m.path, timeout=2) as c:
+        assert c.server_max_pdu == 128
+    m.join()
