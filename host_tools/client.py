@@ -252,7 +252,8 @@ class DlmsClient:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
+        # A refused GET/SET/ACTION leaves the link healthy: release it properly.
+        if exc_type is None or issubclass(exc_type, DataAccessError):
             # Teardown is best effort: some meters never answer RLRQ, and the work is done.
             try:
                 if self.associated:

@@ -803,3 +803,17 @@ def test_aare_with_extra_tags_is_accepted(fakes):
     with cl.DlmsClient(m.path, timeout=2) as c:
         assert c.server_max_pdu == 128
     m.join()
+
+
+def test_refused_request_still_releases(fakes):
+    def script(m):
+        m.handshake()
+        m.expect_i()
+        m.reply_i(H("C401C10103"))
+        m.goodbye()                          # RLRQ/RLRE then DISC/UA, not a bare DISC
+
+    m = fakes(script)
+    with pytest.raises(cl.AccessDenied):
+        with cl.DlmsClient(m.path, timeout=2) as c:
+            c.get(70, "0.0.96.3.10.255", 2)
+    m.join()
