@@ -138,10 +138,12 @@ class Writer:
         return self
 
     def null(self):
+        """null-data (tag 0)."""
         self.buf.append(NULL)
         return self
 
     def boolean(self, v):
+        """boolean (tag 3): 01 for any true value, 00 otherwise."""
         self.buf.append(BOOLEAN)
         self.buf.append(1 if v else 0)
         return self

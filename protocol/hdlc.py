@@ -232,6 +232,8 @@ def encode_frame(dest, src, ctrl, info=b"", segmented=False):
     header, if any, is part of it). HCS is present only when info is non-empty.
     Raises HdlcError('length') if the frame would exceed 2047 bytes.
     """
+    if not 0 <= ctrl <= 0xFF:
+        raise HdlcError("format", "control byte out of range")
     hl = 2 + len(dest) + len(src) + 1
     n = hl + 2
     if info:

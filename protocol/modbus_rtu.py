@@ -107,8 +107,11 @@ def check_response(buf, n, unit, function):
 
 
 def reg(buf, i):
-    """Register ``i`` (0-based, big-endian 16-bit) of a function 3/4 reply."""
+    """Register ``i`` (0-based, big-endian 16-bit) of a function 3/4 reply.
+    ModbusError('length') if the buffer is too short."""
     p = 3 + 2 * i
+    if i < 0 or p + 2 > len(buf):
+        raise ModbusError("length")
     return (buf[p] << 8) | buf[p + 1]
 
 

@@ -78,6 +78,6 @@ def parse(text):
 
 def to_str(b6):
     """Format 6 bytes as dotted decimal "A.B.C.D.E.F". Raises ValueError if not 6 bytes."""
-    if len(b6) != 6:
+    if not isinstance(b6, (bytes, bytearray, memoryview)) or len(b6) != 6:
         raise ValueError("OBIS code must be 6 bytes")
     return "%d.%d.%d.%d.%d.%d" % (b6[0], b6[1], b6[2], b6[3], b6[4], b6[5])

@@ -264,3 +264,28 @@ def test_receiver_reset():
     rx.feed(SNRM[5:] + DISC)
     assert [f.ctrl for f in drain(rx)] == [0x53]
     assert rx.pending() <= 1
+
+
+def test_aarq_no_security_frame():
+    apdu_bytes = h("60 1D A1 09 06 07 60 85 74 05 08 01 01 BE 10 04 0E 01 00 00 00 06 5F 1F 04 00 40 1E 5D FF FF")
+    frame = h("7E A0 2B 03 21 10 FB AF E6 E6 00") + apdu_bytes + h("91 23 7E")
+    assert hdlc.encode_frame(S1, C16, hdlc.ctrl_i(0, 0), hdlc.LLC_REQUEST + apdu_bytes) == frame
+    f = hdlc.decode_frame(frame)
+    assert f.info == hdlc.LLC_REQUEST + apdu_bytes and hdlc.kind(f.ctrl) == hdlc.K_I
+
+
+def test_segmented_get_response_reassembles():
+    # dlms.md: GET response with a 200-byte visible-string, first segment 7E A8 89 ... 86 A9 ...
+    from protocol import apdu, axdr
+    resp = hdlc.LLC_RESPONSE + apdu.get_response(0xC1, axdr.Writer().visible_string("A" * 200).getvalue())
+    first = 0x89 - 9
+    f1 = hdlc.encode_frame(C16, S1, hdlc.ctrl_i(1, 2), resp[:first], segmented=True)
+    assert f1[:19] == h("7E A8 89 21 03 52 86 A9 E6 E7 00 C4 01 C1 00 0A 81 C8 41")
+    f2 = hdlc.encode_frame(C16, S1, hdlc.ctrl_i(2, 3), resp[first:])
+    rx = hdlc.Receiver()
+    rx.feed(f1 + f2)
+    a, b = rx.pop(), rx.pop()
+    assert a.segmented and not b.segmented and rx.pop() is None
+    body = (a.info + b.info)[3:]
+    r = apdu.parse_response(body)
+    assert axdr.decode(r.data)[0] == (axdr.VISIBLE_STRING, "A" * 200)

@@ -91,3 +91,10 @@ def test_bad_replies():
     assert reason(mb.check_response, with_crc(h("01 84 00")), 5, 1, 4) == "length"
     assert reason(mb.check_response, with_crc(h("01 06 00 02 00")), 7, 1, 6) == "length"
     assert reason(mb.check_response, with_crc(h("01 84 02 00")), 6, 1, 4) == "length"
+
+
+def test_reg_bounds():
+    rep = with_crc(h("01 04 02 12 34"))
+    assert mb.reg(rep, 0) == 0x1234
+    assert reason(mb.reg, rep, 2) == "length" and reason(mb.reg, rep, -1) == "length"
+    assert reason(mb.u32_lo_first, rep, 1) == "length"

@@ -29,9 +29,9 @@ def test_bad_input():
         except ValueError:
             continue
         raise AssertionError("accepted %r" % (bad,))
-    try:
-        obis.to_str(b"\x01\x02")
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("to_str accepted 2 bytes")
+    for bad in (b"\x01\x02", None, "1.0.1.8.0.255"):
+        try:
+            obis.to_str(bad)
+        except ValueError:
+            continue
+        raise AssertionError("to_str accepted %r" % (bad,))
