@@ -13,7 +13,7 @@ tables are STSA-licensed, user-supplied and never committed).
 Device use (allocation-free per block, small ints only, no 64-bit big ints)::
 
     t = load_tables("/sts_tables.json")
-    c = Ea07(dk_bytes8, t)          # precomputes the round selectors (256 bytes)
+    c = Ea07(dk_bytes8, t)          # round selectors (512 B) + decryption tables (6 KB, once)
     c.decrypt_into(buf8)            # bytearray(8), big-endian block, in place
 
 Host use: ``c.encrypt_block(int) -> int``, ``c.decrypt_block(int) -> int``.
@@ -185,6 +185,8 @@ class Ea07:
                 sel = 1 - ((key[7 - (n >> 3)] >> (n & 7)) & 1)
                 rb[r * 16 + i] = sel * 1024 + i * 64
         self._rb = rb
+        # build the 6 KB of decryption tables now, at boot, before the heap fragments
+        self.tables.build_decrypt()
         self._w = array("H", bytes(8))
         self._buf = bytearray(8)
 
