@@ -168,3 +168,38 @@ def test_decrypt_into_allocates_nothing_on_micropython():
     assert _alloc_per_call(lambda: e.decrypt_into(buf)) == 0
     m = Misty1(CTSA01_DK)
     assert _alloc_per_call(lambda: m.decrypt_into(buf)) == 0
+
+
+def test_sample_roundtrip_every_subclass_both_algorithms():
+    # the device-side sample of the hypothesis round trip in tests/test_sts_vend.py:
+    # build -> encrypt -> 20 digits -> split -> decrypt -> parse, deterministic LCG values
+    ciphers = (Ea07(IEC_DK, _tables()), Misty1(CTSA01_DK))
+    x = 12345
+    for cls, subs in ((0, range(8)), (2, (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)), (1, (0, 1))):
+        for sub in subs:
+            for c in ciphers:
+                x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+                f = sts.TokenFields(cls, sub)
+                lay = f.layout
+                if lay == "data":
+                    f.rnd, f.tid, f.value = x & 15, x & 0xFFFFFF, (x >> 7) & 0xFFFF
+                elif lay == "test":
+                    f.control, f.mfr_code = x & 0xFFFFFFF, x & 0xFF
+                elif lay == "key1":
+                    f.ken_half, f.krn, f.ro, f.kt, f.key_part = x & 15, 1 + (x & 7), x & 1, x & 3, x
+                elif lay == "key2":
+                    f.ken_half, f.ti, f.key_part = x & 15, x & 0xFF, x
+                else:
+                    f.sgc_half, f.key_part = x & 0xFFF, x
+                plain = sts.build_block(f)
+                enc = plain if cls == 1 else c.encrypt_block(plain)
+                digits = sts.join_token(cls, enc)
+                assert len(digits) == 20
+                k, b = sts.split_token(digits)
+                assert k == cls and b == enc
+                back = b if cls == 1 else c.decrypt_block(b)
+                p = sts.parse_block(k, back)
+                assert back == plain and p.crc_ok and p.subclass == sub
+                for n in ("rnd", "tid", "value", "control", "mfr_code", "ken_half", "krn", "ro", "kt",
+                          "ti", "sgc_half", "key_part"):
+                    assert getattr(p, n) == getattr(f, n), (cls, sub, n)
