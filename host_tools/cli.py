@@ -483,11 +483,14 @@ def action(obis_code, method, class_id, param, **kw):
 @click.option("--state", "state_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Keep the meter's state (config, credit) in DIR (default: a temporary directory).")
 @click.option("--warp", type=click.IntRange(0, 86400 * 30), default=0, show_default=True,
-              metavar="SECONDS", help="Advance the emulated clock by SECONDS every real second (0 = real time).")
+              metavar="SECONDS", help="Advance the emulated clock and metering module by SECONDS every real "
+                                      "second, printing credit each tick (0 = real time). Energy is metered "
+                                      "per tick, so a large warp may overshoot zero credit by one tick.")
 def emulate(load_w, heap, state_dir, warp):
     """Run an emulated meter (the real firmware on the MicroPython unix port) until Ctrl-C.
 
-    Prints the serial port to use with the other commands.
+    Prints the serial port to use with the other commands. The load is applied while the
+    meter's relay is closed (an open relay carries no load).
 
     \b
     Examples:
@@ -533,6 +536,12 @@ def _emulate(load_w, heap, state_dir, warp):
             while True:
                 time.sleep(1.0)
                 try:
+                    # the relay carries the load: while it is open the metering module sees 0 W
+                    try:
+                        closed = rig.relay_closed()
+                    except rigmod.RigError:
+                        closed = True
+                    rig.set_load(load_w if closed else 0)
                     t = rig.advance(warp or 1)
                 except rigmod.RigError as e:
                     raise DlmsError("emulated meter failed: %s" % _first_line(e))
