@@ -68,8 +68,9 @@ class TokenResult:
     ``amount`` (int: 0.1 kWh/units credited, 0 unless action 'credit'),
     ``action`` (None, 'credit', 'test', 'mpl', 'clear_credit', 'tariff', 'clear_tamper',
     'phase_unbalance', 'water_factor', 'key_change', 'key_change_pending'),
-    ``value`` (action argument: MPL watts, register, rate, test control bits, new KRN;
-    for 'locked_out' the seconds left), ``tests`` (tuple of test names for class 1),
+    ``value`` (action argument: credit amount, MPL/phase-unbalance watts, register
+    (0xFFFF = all), rate, water factor, class 1 control bits, new KRN for 'key_change',
+    section number 1..4 for 'key_change_pending', seconds left for 'locked_out'), ``tests`` (tuple of test names for class 1),
     ``mfr_code`` (class 1), ``lockout_s`` (seconds of lockout this entry started, else 0).
     """
 
@@ -109,7 +110,8 @@ class TokenAcceptor:
     ``algorithm``: 'ea07' | 'ea11'; ``tables``: EA07 tables (``protocol.ea07.Tables``, a
     dict or a JSON path: loaded once); ``ken`` key expiry number (255 = never);
     ``krn``/``kt``/``ti``/``base_date`` describe the current key (reported, updated by key
-    change); ``store_size`` TID store entries (>= 50 recommended, max 255);
+    change); ``key_change_window_s`` window for all sections of a key change;
+    ``lockout_after``/``lockout_base_s``/``lockout_max_s`` wrong-entry lockout (0 = off); ``store_size`` TID store entries (>= 50 recommended, max 255);
     ``now_fn`` returns Unix seconds when ``enter`` gets no time;
     ``credit_subclasses``: class 0 subclasses this meter accepts (0 = electricity).
     Raises StsError("key"/"tables"/"field") on bad configuration.
