@@ -817,3 +817,43 @@ def test_refused_request_still_releases(fakes):
         with cl.DlmsClient(m.path, timeout=2) as c:
             c.get(70, "0.0.96.3.10.255", 2)
     m.join()
+
+
+@pytest.mark.hil
+def test_meterctl_emulate_serves_the_firmware_until_ctrl_c(tmp_path):
+    """`meterctl emulate` prints a port that `meterctl read` answers on; Ctrl-C stops it
+    cleanly (exit 0, no traceback)."""
+    import json
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-c", "from host_tools.cli import main; main()"]
+    p = subprocess.Popen(cli + ["emulate", "--state", str(tmp_path), "--load", "1000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        port = None
+        lines = []
+        deadline = time.monotonic() + 60
+        while port is None and time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            mo = re.match(r"DLMS serial port: (\S+)", line)
+            if mo:
+                port = mo.group(1)
+        assert port, "".join(lines)
+        r = subprocess.run(cli + ["read", "--port", port, "--json"], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, r.stderr
+        s = json.loads(r.stdout)
+        assert s["payment_mode"] == "prepayment" and s["relay_output_state"] is False
+        board = json.loads((tmp_path / "board.json").read_text())
+        assert board["dlms"] != port        # we talk to the host end of the link
+    finally:
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=30)
+    assert p.returncode == 0, out
+    assert "Stopping the emulated meter" in out and "Traceback" not in out
