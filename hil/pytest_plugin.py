@@ -36,6 +36,11 @@ def pytest_addoption(parser):
                     help="emulated rig: MicroPython heap size (default 190k)")
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "hil: runs the firmware on the MicroPython unix port behind ptys")
+
+
 def _make_rig(request, workdir, config=None, heap=None, **kw):
     opt = request.config.getoption
     if opt("--rig") == "bench":
@@ -92,6 +97,13 @@ def rig_factory(request, tmp_path):
             raise errors[0]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests that use a rig are HIL tests: mark them ``hil``."""
+    for item in items:
+        if {"rig", "rig_factory"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.hil)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -100,9 +112,8 @@ def pytest_runtest_makereport(item, call):
         return
     for i, r in enumerate(getattr(item, _RIGS_KEY, ())):
         tail = r.log_tail(60)
-        trace = getattr(r, "ctl_trace", ())
+        trace = r.ctl_trace_lines(20) if hasattr(r, "ctl_trace_lines") else ()
         text = tail or "(no firmware log)"
         if trace:
-            text += "\n--- control lines (last 20) ---\n" + "\n".join(
-                "%s %s" % t for t in list(trace)[-20:])
+            text += "\n--- control lines (last 20) ---\n" + "\n".join(trace)
         rep.sections.append(("firmware log (rig %d, %s)" % (i, type(r).__name__), text))

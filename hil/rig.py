@@ -259,6 +259,11 @@ class EmulatedRig(Rig):
         boot_timeout: seconds to wait for ``ready`` (and the first ``meter``).
         wait_first_meter: boot (start / power_on) also waits for the first
             ``meter`` line, i.e. one metering cycle done (default True).
+        relay_gates_load: the load is wired through the relay, so the PZEM
+            reads 0 W while the relay is reported open (default False: the
+            module reads the set load whatever the relay does).  A
+            power cut leaves the module's load as it was (the module may sit
+            on an unswitched supply; tests can `pzem.advance` meanwhile).
         start: start immediately (default True); else call `start`.
 
     Raises RigError (with the firmware log tail) if the firmware does not
@@ -272,7 +277,7 @@ class EmulatedRig(Rig):
     def __init__(self, workdir, heap="190k", config=None, clock_epoch=DEFAULT_EPOCH,
                  poll_ms=200, clock_mode="frozen", firmware_dir=None,
                  micropython=None, pzem_unit=None, boot_timeout=30.0, start=True,
-                 wait_first_meter=True):
+                 wait_first_meter=True, relay_gates_load=False):
         self.workdir = pathlib.Path(workdir).resolve()
         self.heap = str(heap)
         self.config = _merge(DEFAULT_METER_CONFIG, config)
@@ -301,6 +306,8 @@ class EmulatedRig(Rig):
         self._meters = 0         # "meter" lines seen
         self._readies_at_spawn = self._meters_at_spawn = 0
         self.wait_first_meter = bool(wait_first_meter)
+        self.relay_gates_load = bool(relay_gates_load)
+        self._load = (0, 100)
         self._ping_seq = 0
         self._pongs = set()
         self._relay = None
@@ -309,7 +316,7 @@ class EmulatedRig(Rig):
         self.telemetry_history = collections.deque(maxlen=self._HISTORY)
         self.events = []         # [(code, text)]
         self.bad_lines = []      # control lines that did not parse
-        self.ctl_trace = collections.deque(maxlen=50)  # ("<"|">", line)
+        self._trace = collections.deque(maxlen=50)  # [dir, line, repeats]
         self._stopped = False
         self.dlms_link = self.modbus_link = self.ctl = self.pzem = None
 
@@ -487,7 +494,7 @@ class EmulatedRig(Rig):
     def _on_line(self, line):
         parts = line.split()
         with self._cond:
-            self.ctl_trace.append(("<", line))
+            self._note("<", line)
             try:
                 self._parse(parts, line)
             except (ValueError, IndexError):
@@ -504,6 +511,7 @@ class EmulatedRig(Rig):
             state = _bit(parts[1])
             self._relay = state
             self.relay_history.append((self._epoch, state))
+            self._apply_load()
         elif kind == "meter":
             t = Telemetry(int(parts[1]), int(parts[2]), int(parts[3]), _bit(parts[4]))
             self.telemetry = t
@@ -517,12 +525,26 @@ class EmulatedRig(Rig):
         else:
             self.bad_lines.append(line)
 
+    def _note(self, direction, line):
+        # caller holds self._cond; identical consecutive lines fold into one
+        if self._trace and self._trace[-1][0] == direction and self._trace[-1][1] == line:
+            self._trace[-1][2] += 1
+        else:
+            self._trace.append([direction, line, 1])
+
+    def ctl_trace_lines(self, n=20):
+        """The last ``n`` control lines as text ("> sent", "< received",
+        consecutive repeats folded as " (xN)")."""
+        with self._cond:
+            items = list(self._trace)[-n:]
+        return ["%s %s%s" % (d, l, " (x%d)" % k if k > 1 else "") for d, l, k in items]
+
     def send(self, line):
         """Send one raw control line to the board (``time``, ``button``, ...)."""
         if self._proc is None:
             raise RigError("meter is powered off; cannot send %r" % (line,))
         with self._cond:
-            self.ctl_trace.append((">", line))
+            self._note(">", line)
         self.ctl.write_line(line)
 
     def sync(self, timeout=10.0):
@@ -557,9 +579,9 @@ class EmulatedRig(Rig):
                 self._cond.wait(left)
 
     def _context(self):
-        trace = "\n".join("%s %s" % t for t in list(self.ctl_trace)[-12:])
+        trace = "\n".join(self.ctl_trace_lines(12))
         return ("\n  last telemetry: %r\n  pzem: %d Wh, %d W, %d requests"
-                "\n--- control lines (last 12) ---\n%s\n--- firmware log (tail) ---\n%s"
+                "\n--- control lines (last 12, repeats folded) ---\n%s\n--- firmware log (tail) ---\n%s"
                 % (self.telemetry, self.pzem.energy_wh, self.pzem.watts,
                    self.pzem.requests, trace, self.log_tail(30)))
 
@@ -571,8 +593,29 @@ class EmulatedRig(Rig):
         return self.dlms_link.b_path
 
     def set_load(self, watts, pf_centi=100):
-        """Set the PZEM's load (whole watts, power factor in 1/100)."""
-        self.pzem.set_load(watts, pf_centi)
+        """Set the load connected behind the meter (whole watts, pf in 1/100).
+
+        With ``relay_gates_load`` the PZEM measures downstream of the
+        relay: while the relay is reported open it reads 0 W, and the load
+        returns when the relay closes.
+        """
+        with self._cond:
+            self._load = (watts, pf_centi)
+            self._apply_load()
+
+    @property
+    def load_w(self):
+        """The load set with `set_load` (W), whether or not the relay passes it."""
+        with self._cond:
+            return self._load[0]
+
+    def _apply_load(self):
+        # caller holds self._cond
+        watts, pf = self._load
+        if self.relay_gates_load and self._relay is False:
+            watts = 0
+        if self.pzem is not None:
+            self.pzem.set_load(watts, pf)
 
     def advance(self, seconds, timeout=10.0, expect_wh=None):
         """Integrate the load for ``seconds``, move the RTC, wait for the meter.

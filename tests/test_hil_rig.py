@@ -523,7 +523,17 @@ def test_rig_boot_failures(tmp_path, stub_fw):
 
 
 def test_rig_control_line_parsing(tmp_path, stub_fw):
-    with EmulatedRig(tmp_path / "w", firmware_dir=stub_fw, wait_first_meter=False, start=False) as rig:
+    with EmulatedRig(tmp_path / "w", firmware_dir=stub_fw, wait_first_meter=False, start=False,
+                     relay_gates_load=True) as rig:
+        rig.set_load(500)
+        assert rig.pzem.watts == 500          # relay state unknown: load passes
+        rig._on_line("relay 0")
+        assert rig.pzem.watts == 0 and rig.load_w == 500   # load is behind the relay
+        rig.set_load(700, pf_centi=90)
+        assert rig.pzem.watts == 0
+        rig._on_line("relay 1")
+        assert rig.pzem.watts == 700 and rig.pzem.input_registers()[8] == 90
+        rig.relay_history.clear()
         rig._on_line("relay 1")
         rig._epoch = 1767225660
         rig._on_line("relay 0")
@@ -613,6 +623,7 @@ def test_pytest_plugin_options_fixtures_and_failure_log(tmp_path, stub_fw):
     assert "firmware log (rig 0, EmulatedRig)" in out
     assert "heapsize=64k" in out and "stub board" in out
     assert "> ping 1" in out and "< pong 1" in out
+    assert "test_fails_and_shows_log" in out
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "--rig", "bench",
          str(tmp_path / "test_plugin_demo.py") + "::test_bench_without_port_skips"],
@@ -624,11 +635,14 @@ def test_pytest_plugin_options_fixtures_and_failure_log(tmp_path, stub_fw):
 # ---------------------------------------------------------------- the rig around the real firmware
 
 @pytest.mark.hil
-def test_rig_runs_the_real_firmware_through_a_power_cycle(rig):
+def test_rig_runs_the_real_firmware_through_a_power_cycle(rig_factory):
     """Smoke test of the rig's wiring with the real firmware at the default heap:
     boot (ready + first meter line), metering via the PZEM emulator, a power cut that
     keeps the ptys and the module up, and a DLMS client on the same port afterwards."""
     from host_tools.client import DlmsClient, read_summary
+
+    rig = rig_factory(config={"credit_paise": 100000}, relay_gates_load=True)
+    rig.wait_relay(True)                        # credit provisioned: supply on
 
     assert rig.meter is not None and rig.meter.epoch == rig.clock
     assert rig.relay_history and rig.relay_history[0][0] == rig.clock
