@@ -321,7 +321,8 @@ class DlmsClient:
                 elif f.dest == self._src:
                     if self.trace:
                         self.trace("rx", hdlc.encode_frame(f.dest, f.src, f.ctrl, f.info, f.segmented))
-                    if f.src != self._dest:
+                    if f.src != self._dest and _server_id(f.src) != (self.server_logical,
+                                                                    self.server_physical):
                         raise ProtocolError(
                             "answer came from server address %s, expected %s (wrong --server?)"
                             % (_addr_text(f.src), self._server_text()))
@@ -670,6 +671,18 @@ def _short(e):
 
 def _secs(t):
     return ("%.1f" % t) if t == int(t) else ("%g" % t)
+
+
+def _server_id(b):
+    """Address bytes -> (logical, physical or None), or None if undecodable. Lets a meter
+    answer a 2-byte address in the 4-byte form (same values) without being refused."""
+    try:
+        v, n, end = hdlc.decode_address(b, 0)
+        if end != len(b):
+            return None
+        return hdlc.split_server_address(v, n)
+    except hdlc.HdlcError:
+        return None
 
 
 def _addr_text(b):

@@ -857,3 +857,32 @@ def test_meterctl_emulate_serves_the_firmware_until_ctrl_c(tmp_path):
         out, _ = p.communicate(timeout=30)
     assert p.returncode == 0, out
     assert "Stopping the emulated meter" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("physical,answer,ok", [
+    (17, H("02 23"), True),                     # 2-byte form, dlms-cosem #74
+    (0x1234, H("00 02 48 69"), True),           # 4-byte form from the reference notes
+    (17, H("00 02 00 23"), True),               # same values, 4-byte form: accepted
+    (17, H("02 25"), False),                    # physical 18 answered: refused
+    (17, H("03"), False),                       # logical only: refused
+])
+def test_physical_server_addresses(fakes, physical, answer, ok):
+    def script(m):
+        f = m.expect()
+        assert f.dest == hdlc.encode_server_address(1, physical)
+        m.write(m.frame(hdlc.UA, src=answer))
+
+    m = fakes(script)
+    c = cl.DlmsClient(m.path, server_physical=physical, timeout=1)
+    c.open()
+    try:
+        if ok:
+            c.link()
+            assert c.connected
+        else:
+            with pytest.raises(cl.ProtocolError) as ei:
+                c.link()
+            assert "expected 1 (physical %d)" % physical in str(ei.value)
+    finally:
+        c.close()
+    m.join()
