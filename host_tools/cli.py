@@ -364,8 +364,12 @@ def relay(operation, **kw):
 @click.option("--class", "class_id", type=click.IntRange(0, 0xFFFF), default=None, metavar="IC",
               help="Interface class (guessed for well-known OBIS codes).")
 @click.option("--raw", is_flag=True, help="Print the A-XDR bytes as hex instead of decoding.")
+@click.option("--selector", type=click.IntRange(1, 255), default=None, metavar="N",
+              help="Selective access selector (profile generic: 1 by range, 2 by entry).")
+@click.option("--access", "access", default=None, callback=_typed_arg, metavar="TYPE:VALUE",
+              help="Selective access parameters (usually raw:<hex of a structure>).")
 @link_options(write=False)
-def get(obis_code, attr, class_id, raw, **kw):
+def get(obis_code, attr, class_id, raw, selector, access, **kw):
     """GET one attribute by OBIS code and attribute number.
 
     \b
@@ -373,7 +377,12 @@ def get(obis_code, attr, class_id, raw, **kw):
       meterctl get 1.0.1.8.0.255 2 --class 3 --port /dev/pts/5     # energy import (Wh)
       meterctl get 0.0.1.0.0.255 2 --port /dev/pts/5               # clock (IC 8 guessed)
       meterctl get 0.0.19.10.0.255 2 --class 112 --raw -p /dev/pts/5
+      # entries 1..10 of an event log (selective access by entry):
+      meterctl get 0.0.99.98.0.255 2 --class 7 --selector 2 \\
+          --access raw:02040600000001060000000A120001120000 -p /dev/pts/5
     """
+    if access is not None and selector is None:
+        raise click.UsageError("--access needs --selector")
     class_id = _class_for(obis_code, class_id)
     client = _make_client(kw, write=False)
 
@@ -381,7 +390,7 @@ def get(obis_code, attr, class_id, raw, **kw):
         from protocol import axdr
 
         with client as c:
-            data = c.get_raw(class_id, obis_code, attr)
+            data = c.get_raw(class_id, obis_code, attr, selector, access or b"")
         base = {"class": class_id, "obis": obis_code, "attribute": attr, "raw": data.hex()}
         if raw:
             if kw["as_json"]:
@@ -569,23 +578,37 @@ def _telemetry_line(t):
 
 # --------------------------------------------------------------------------- other engineers' commands
 
+# (module, command names) other engineers' modules contribute; a missing or broken module must not
+# take the whole CLI down.
+OPTIONAL_COMMANDS = (
+    ("host_tools.cmd_vend", ("vend", "token")),
+    ("host_tools.cmd_topup", ("topup",)),
+    ("host_tools.cmd_dlms", ("objects", "events", "decode")),
+    ("host_tools.cmd_config", ("config",)),
+    ("host_tools.cmd_flash", ("flash", "provision")),
+)
+
+
 def _register_optional():
     import importlib
 
-    try:
-        cmd_vend = importlib.import_module("host_tools.cmd_vend")
-    except ModuleNotFoundError as e:
-        if e.name != "host_tools.cmd_vend":
-            click.echo("meterctl: warning: vend commands unavailable: %s" % e, err=True)
-        return
-    except Exception as e:  # a broken optional module must not take the whole CLI down
-        click.echo("meterctl: warning: vend commands unavailable: %s" % (str(e).splitlines() or [e])[0],
-                   err=True)
-        return
-    for name in ("vend", "token"):
-        cmd = getattr(cmd_vend, name, None)
-        if isinstance(cmd, click.Command):
-            meterctl.add_command(cmd)
+    for modname, names in OPTIONAL_COMMANDS:
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            if e.name != modname:
+                click.echo("meterctl: warning: %s unavailable: %s" % (modname, e), err=True)
+            continue
+        except Exception as e:  # pragma: no cover - defensive
+            click.echo("meterctl: warning: %s unavailable: %s" % (modname, (str(e).splitlines() or [e])[0]),
+                       err=True)
+            continue
+        for name in names:
+            cmd = getattr(mod, name, None)
+            if cmd is None:
+                cmd = getattr(mod, name + "_cmd", None)
+            if isinstance(cmd, click.Command):
+                meterctl.add_command(cmd, name)
 
 
 _register_optional()

@@ -886,3 +886,24 @@ def test_physical_server_addresses(fakes, physical, answer, ok):
     finally:
         c.close()
     m.join()
+
+
+def test_cli_get_with_selective_access(fakes):
+    entry = H("0204 0600000001 060000000A 120001 120000".replace(" ", ""))
+    seen = []
+
+    def script(m):
+        m.handshake()
+        req = m.expect_i()
+        seen.append(req)
+        m.reply_i(H("C401") + req[2:3] + H("000100"))
+        m.goodbye()
+
+    m = fakes(script)
+    r = CliRunner().invoke(meterctl, ["get", "0.0.99.98.0.255", "2", "--class", "7", "--selector", "2",
+                                      "--access", "raw:" + entry.hex(), "-p", m.path])
+    m.join()
+    assert r.exit_code == 0, r.output
+    assert r.output.strip() == "array[0]"
+    # GET-Request-Normal with access-selection present: 01 <selector> <parameters>
+    assert seen[0][3:] == H("0007 0000 6362 00FF 02".replace(" ", "")) + H("0102") + entry
