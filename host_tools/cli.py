@@ -527,7 +527,9 @@ def _emulate(load_w, heap, state_dir, warp):
             workdir = os.path.abspath(state_dir)
         click.echo("Starting the emulated meter (MicroPython unix port, heap %s)..." % heap)
         try:
-            rig = rigmod.EmulatedRig(workdir, heap=heap, clock_epoch=int(time.time()))
+            # the load is wired through the relay: while it is open the metering module reads 0 W
+            rig = rigmod.EmulatedRig(workdir, heap=heap, clock_epoch=int(time.time()),
+                                     relay_gates_load=True)
         except Exception as e:
             raise DlmsError("could not start the emulated meter: %s" % _first_line(e))
         stack.callback(rig.stop)
@@ -545,12 +547,6 @@ def _emulate(load_w, heap, state_dir, warp):
             while True:
                 time.sleep(1.0)
                 try:
-                    # the relay carries the load: while it is open the metering module sees 0 W
-                    try:
-                        closed = rig.relay_closed()
-                    except rigmod.RigError:
-                        closed = True
-                    rig.set_load(load_w if closed else 0)
                     t = rig.advance(warp or 1)
                 except rigmod.RigError as e:
                     raise DlmsError("emulated meter failed: %s" % _first_line(e))
