@@ -6,6 +6,7 @@ Options:
     --rig emulated|bench   which rig (default: emulated)
     --meter-port PATH      bench: the board's DLMS serial port
     --modbus-port PATH     bench: USB-RS485 adapter for the PZEM emulator
+    --power-cmd CMD        bench: shell command switching the supply ({state} = on/off)
     --heap SIZE            emulated: MicroPython heap, e.g. 190k (ESP32: 56k)
 
 Fixtures:
@@ -32,6 +33,9 @@ def pytest_addoption(parser):
                     help="bench rig: serial port of the meter's DLMS UART")
     group.addoption("--modbus-port", default=None,
                     help="bench rig: USB-RS485 port for the PZEM-004T emulator")
+    group.addoption("--power-cmd", default=None,
+                    help="bench rig: shell command switching the board's supply; "
+                         "'{state}' becomes on/off (e.g. 'uhubctl -l 1-1 -p 2 -a {state}')")
     group.addoption("--heap", default="190k",
                     help="emulated rig: MicroPython heap size (default 190k)")
 
@@ -49,8 +53,21 @@ def _make_rig(request, workdir, config=None, heap=None, **kw):
             pytest.skip("--rig bench needs --meter-port")
         if config:
             pytest.skip("bench rig cannot provision a custom config")
-        return BenchRig(port, modbus_port=opt("--modbus-port"))
+        return BenchRig(port, modbus_port=opt("--modbus-port"),
+                        power_switch=_power_switch(opt("--power-cmd")))
     return EmulatedRig(workdir, heap=heap or opt("--heap"), config=config, **kw)
+
+
+def _power_switch(cmd):
+    if not cmd:
+        return None
+    import subprocess
+
+    def switch(on):
+        subprocess.run(cmd.replace("{state}", "on" if on else "off"), shell=True,
+                       check=True, timeout=60)
+
+    return switch
 
 
 def _register(request, rig):

@@ -581,8 +581,28 @@ def test_bench_rig_capabilities(tmp_path):
             assert {"load", "energy"} <= bench.capabilities
             bench.set_load(100)
             assert bench.pzem.watts == 100
+            with pytest.raises(pytest.skip.Exception):
+                bench.power_cut()
         finally:
             bench.stop()
+    switched = []
+    probes = iter([False, OSError("no answer yet"), True])
+
+    def probe():
+        r = next(probes)
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+    bench = BenchRig("/dev/ttyUSB9", power_switch=switched.append, ready_probe=probe)
+    bench.power_cut()
+    bench.power_on(timeout=5)
+    assert switched == [False, True] and "power_cut" in bench.capabilities
+    bench.stop()
+    bench = BenchRig("/dev/ttyUSB9", power_switch=switched.append, ready_probe=lambda: False)
+    with pytest.raises(RigTimeout, match="not ready"):
+        bench.power_on(timeout=0.3)
+    bench.stop()
 
 
 # ---------------------------------------------------------------- pytest plugin
