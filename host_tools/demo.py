@@ -6,7 +6,7 @@ tool, ``meterctl``, tops the meter up over that serial port; the emulated clock 
 module are advanced an hour at a time until the credit runs out and the relay opens; a second
 top-up recloses it.
 """
-import os
+import json
 import pathlib
 import shlex
 import subprocess
@@ -17,6 +17,14 @@ import time
 from rich.console import Console
 
 from hil.rig import EmulatedRig
+from host_tools import vend
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TABLES = ROOT / "firmware" / "sts_sample_tables.json"
+# A test vending key and meter identity (STS 531 example key; sample EA07 tables: no real meter
+# accepts these tokens). Real keys come from the keystore at provisioning time, never the repo.
+VK, IIN, DRN, SGC, TI, KRN, KT = "abababababababab", "600727", "01234567890", "123456", 1, 1, 2
+EPOCH = 1767225600  # the emulated RTC at first boot: 2026-01-01 00:00 UTC
 
 console = Console(highlight=False)
 BIN = pathlib.Path(sys.executable).parent
@@ -44,14 +52,27 @@ def main():
     t0 = time.monotonic()
     work = pathlib.Path(tempfile.mkdtemp(prefix="meter-demo-"))
     console.rule("[bold]Prepaid meter demo: MicroPython firmware on an emulated board")
-    with EmulatedRig(work, heap="190k", config={"tariff_paise_per_kwh": 650}) as rig:
+    pan = vend.build_pan(IIN, DRN)
+    dk = vend.derive_decoder_key(VK, pan, SGC, TI, KRN, KT, 2014, "ea07").hex()
+    config = {"tariff_paise_per_kwh": 650,
+              "sts": {"decoder_key": dk, "algorithm": "ea07", "tables": "sts_tables.json",
+                      "base_date": 2014, "krn": KRN, "kt": KT, "ti": TI}}
+    with EmulatedRig(work, heap="190k", config=config, clock_epoch=EPOCH, start=False) as rig:
+        (rig.state_dir / "sts_tables.json").write_bytes(TABLES.read_bytes())
+        rig.start()
         port = rig.port
         console.print("Meter UART (DLMS/HDLC, 9600 8N1) on [bold]%s[/]; PZEM-004T emulator on Modbus RTU; "
                       "tariff ₹6.50/kWh; firmware log %s" % (port, rig.log_path))
         console.print("Relay at boot with zero credit: [bold]%s[/]" % ("closed" if rig.relay_closed() else "OPEN"))
         meterctl("read", "--port", port)
-        console.rule("Top up ₹25.00 over the serial port (IC 112 update_amount, LLS client 1)")
-        meterctl("credit", "add", "--port", port, "--amount", "25.00", "--password", "12345678")
+        console.rule("Vend a 4.0 kWh STS token for this meter (DKGA02 key, EA07 sample tables)")
+        out = meterctl("vend", "--vending-key", VK, "--iin", IIN, "--drn", DRN, "--sgc", SGC,
+                       "--ti", str(TI), "--krn", str(KRN), "--kt", str(KT), "--base-date", "2014",
+                       "--amount", "4.0", "--issued", "2026-01-01T00:00", "--json")
+        token = json.loads(out)["token"]
+        console.rule("Enter it over the serial port (IC 115 token gateway)")
+        meterctl("topup", "--port", port, "--password", "12345678",
+                 *[token[i:i + 4] for i in range(0, 20, 4)])
         rig.wait_relay(True)
         console.print("Relay: [bold green]closed[/]")
         console.rule("Load 1.5 kW; the emulated clock and metering module advance 15 min per step")
@@ -67,7 +88,14 @@ def main():
         rig.wait_relay(False)
         console.print("[bold red]Credit exhausted: the meter opened its relay.[/]")
         meterctl("read", "--port", port)
-        console.rule("Top up ₹10.00: the relay recloses")
+        console.rule("The same token again is refused (STS: USED)")
+        r = subprocess.run([str(BIN / "meterctl"), "topup", "--port", port, "--password", "12345678", token],
+                           capture_output=True, text=True, timeout=60)
+        console.print("[bold cyan]$ meterctl topup --port %s --password 12345678 %s[/]" % (port, token))
+        console.print((r.stderr or r.stdout).strip() + "   (exit code %d)" % r.returncode, markup=False)
+        if r.returncode != 1:
+            raise SystemExit("demo: a re-entered token was not refused")
+        console.rule("Top up ₹10.00 (IC 112 update_amount): the relay recloses")
         meterctl("credit", "add", "--port", port, "--amount", "10.00", "--password", "12345678")
         rig.wait_relay(True)
         t = rig.advance(60)

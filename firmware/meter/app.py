@@ -21,6 +21,7 @@ from meter.policy import Policy
 from meter.relay import DisconnectControl, READY
 from meter.server import HdlcLink
 from meter.store import Journal
+from meter.token_gateway import TokenGateway
 
 FIRMWARE_VERSION = "0.1.0"
 
@@ -38,7 +39,18 @@ DEFAULTS = {
     "persist_wh": 10,
     "persist_s": 60,
     "max_info": 512,
+    # STS (IEC 62055-41): decoder key in IEC order (hex), provisioned per meter, never committed.
+    # "tables" names the EA07 substitution/permutation tables file in the meter's filesystem.
+    "sts": None,
 }
+
+TOKEN_GATEWAY_LN = bytes((0, 0, 19, 40, 0, 255))
+# IC 115 token_status_code per STS outcome
+_TOKEN_STATUS = {"accepted": 3, "key_change_pending": 2, "format": 4, "wrong_class": 4,
+                 "crc": 5, "key_expired": 6, "used": 6, "old": 6, "locked_out": 6,
+                 "wrong_subclass": 7}
+EV_TOKEN_ACCEPTED = 50
+EV_TOKEN_REJECTED = 51
 
 
 class Meter:
@@ -65,8 +77,13 @@ class Meter:
         self._persisted_wh = 0
         self._persisted_t = 0
         self.events = []           # (epoch, code, text) — recent, in RAM (event log: issue 6)
+        self.tokens = self._make_acceptor(cfg.get("sts"))
+        self.token_gateway = {"token": b"", "time": 0, "descriptions": [], "delivery": 0,
+                              "status": 8, "status_bits": 0}
         self._restore()
         self.objects = cosem.build_table()
+        if self.tokens is not None and TOKEN_GATEWAY_LN not in self.objects:
+            self.objects[TOKEN_GATEWAY_LN] = TokenGateway(TOKEN_GATEWAY_LN)
         self.metro = None
         self._relay_out = None
         board.on_button = self.button
@@ -83,6 +100,12 @@ class Meter:
         self.dc.control_state = s["cs"]
         self.module_wh = s.get("mwh")
         self.tz_minutes = s.get("tz", self.tz_minutes)
+        tok = s.get("tok")
+        if tok and self.tokens is not None:
+            try:
+                self.tokens.from_record(bytes.fromhex(tok))
+            except Exception:
+                self.event(91, "token store record unreadable")
         t = s.get("t", 0)
         if t > self.board.time():
             self.board.set_time(t)  # never let the clock run backwards across a restart
@@ -93,7 +116,8 @@ class Meter:
         now = self.board.time()
         self.journal.save({"acc": self.account.state(), "mode": self.dc.control_mode,
                            "cs": self.dc.control_state, "mwh": self.module_wh,
-                           "tz": self.tz_minutes, "t": now})
+                           "tz": self.tz_minutes, "t": now,
+                           "tok": self.tokens.to_record().hex() if self.tokens is not None else None})
         self._persisted_wh = self.account.import_wh
         self._persisted_t = now
 
@@ -117,6 +141,83 @@ class Meter:
         self.evaluate()
         self.persist()
         return True
+
+    # --- STS tokens -----------------------------------------------------------------------
+    def _make_acceptor(self, sts_cfg):
+        if not sts_cfg:
+            return None
+        from meter.tokens import TokenAcceptor
+        tables = None
+        if sts_cfg.get("algorithm", "ea07") == "ea07":
+            tables = self.board.path(sts_cfg.get("tables", "sts_tables.json"))
+        return TokenAcceptor(bytes.fromhex(sts_cfg["decoder_key"]), sts_cfg.get("algorithm", "ea07"),
+                             tables, ken=sts_cfg.get("ken", 255), store_size=sts_cfg.get("store_size", 50),
+                             krn=sts_cfg.get("krn", 1), kt=sts_cfg.get("kt", 2), ti=sts_cfg.get("ti", 1),
+                             base_date=sts_cfg.get("base_date", 1993),
+                             lockout_after=sts_cfg.get("lockout_after", 3),
+                             lockout_base_s=sts_cfg.get("lockout_base_s", 10),
+                             lockout_max_s=sts_cfg.get("lockout_max_s", 1280))
+
+    def token_paise(self, amount_01kwh):
+        """Credit for an electricity token (0.1 kWh units) on a currency register: amount x tariff,
+        rounded up to the paisa in the customer's favour (as STS rounds amounts, IEC 62055-41 §6.3.5)."""
+        return -((-amount_01kwh * self.account.rate) // 10)
+
+    def enter_token(self, raw, delivery=0):
+        """Enter one 20-digit STS token (bytes or str; spaces and dashes ignored).
+
+        Applies the token's action, journals the result (TID store + credit) and only then
+        returns, so an acknowledgement over the UART always follows the flash write.
+        Returns the TokenResult (``ok``, ``reason`` ...). Also updates ``token_gateway``.
+        """
+        if isinstance(raw, (bytes, bytearray)):
+            try:
+                text = bytes(raw).decode()
+            except Exception:
+                text = ""
+        else:
+            text = raw
+        digits = "".join(c for c in text if c not in " -")
+        now = self.board.time()
+        g = self.token_gateway
+        g["token"] = digits.encode()
+        g["time"] = now
+        g["delivery"] = delivery
+        if self.tokens is None:
+            from meter.tokens import TokenResult
+            r = TokenResult(False, "format")
+        else:
+            r = self.tokens.enter(digits, now)
+        if r.ok and r.reason == "accepted":
+            self._apply_token(r)
+        g["status"] = _TOKEN_STATUS.get(r.reason, 7)
+        g["status_bits"] = 0
+        g["descriptions"] = [r.reason.encode()]
+        if r.ok:
+            self.event(EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid))
+        else:
+            self.event(EV_TOKEN_REJECTED, "token rejected: %s" % r.reason)
+        self.evaluate()
+        self.persist()
+        return r
+
+    def _apply_token(self, r):
+        a = self.account
+        act = r.action
+        if act == "credit":
+            paise = self.token_paise(r.amount)
+            if paise > 0:
+                try:
+                    a.top_up(paise, self.board.time())
+                except ValueError:
+                    pass
+        elif act == "clear_credit":
+            a.credit = 0
+            a.rem = 0
+        elif act == "tariff":
+            a.rate = r.value
+        elif act == "mpl":
+            self.cfg["mpl_w"] = r.value
 
     def remote_disconnect(self):
         ok = self.dc.remote_disconnect()

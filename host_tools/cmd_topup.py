@@ -1,0 +1,91 @@
+"""`meterctl topup`: enter a 20-digit STS token over the meter's serial port (IC 115 enter).
+
+The token goes to the token gateway 0.0.19.40.0.255 (IC 115, method 1 enter, octet-string of the
+20 ASCII digits) in a management association (LLS). The meter's outcome is read back from the
+gateway's status (attribute 6, IC 115 token_status_code) and descriptions (attribute 4, the STS
+reason: used, old, crc, key_expired, format, locked_out ...). Exit code 0 only when the token
+was accepted (status 3 tokenExecutionOk, or 2 for the first half of a key-change pair);
+1 on rejection, 3 when the meter does not answer.
+"""
+import click
+
+from host_tools import format as fmt
+from host_tools.cli import CONTEXT, EXIT_METER, _emit_json, _fail, _make_client, _run, link_options
+from host_tools.client import DataAccessError
+
+OBIS_GATEWAY = "0.0.19.40.0.255"
+OBIS_CREDIT = "0.0.19.10.0.255"
+OBIS_ACCOUNT = "0.0.19.0.0.255"
+STATUS_TEXT = {0: "formatOk", 1: "authenticationOk", 2: "validationOk", 3: "tokenExecutionOk",
+               4: "tokenFormatFailure", 5: "authenticationFailure", 6: "validationResultFailure",
+               7: "tokenExecutionResultFailure", 8: "tokenReceived"}
+REASON_TEXT = {"used": "USED: this token was already entered in this meter",
+               "old": "OLD: the token is older than every token this meter remembers",
+               "crc": "CRC/authentication failure: wrong meter, wrong key or a mistyped digit",
+               "format": "format error: not a valid 20-digit token",
+               "key_expired": "key expired (KEN): the vending key is no longer valid for this meter",
+               "locked_out": "keypad locked out after repeated wrong tokens: wait and retry",
+               "wrong_class": "token class not accepted",
+               "wrong_subclass": "token subclass not supported by this meter"}
+
+
+def parse_digits(parts):
+    """Join the token groups; raise click.BadParameter unless it is exactly 20 digits."""
+    text = "".join(parts).replace("-", "").replace(" ", "")
+    if len(text) != 20 or not text.isdigit():
+        raise click.BadParameter("a token is exactly 20 digits (got %r)" % "".join(parts), param_hint="TOKEN")
+    return text
+
+
+@click.command("topup", context_settings=CONTEXT)
+@click.argument("token", nargs=-1, required=True)
+@link_options(write=True)
+def topup(token, **kw):
+    """Enter a 20-digit STS token (IEC 62055-41) into the meter over its serial port.
+
+    TOKEN may be given in groups of four as printed on a receipt. Shows the credit before and
+    after, or the reason the meter rejected the token.
+
+    \b
+    Examples:
+      meterctl topup --port /dev/pts/5 --password 12345678 5104 3465 4434 2085 6213
+      meterctl vend ... --json | jq -r .token | xargs meterctl topup -p /dev/ttyUSB0 --password 12345678
+    """
+    from protocol import axdr
+
+    digits = parse_digits(token)
+    client = _make_client(kw, write=True)
+
+    def credit(c):
+        try:
+            return int(c.get(112, OBIS_CREDIT, 2)[1])
+        except (DataAccessError, TypeError, ValueError):
+            return None
+
+    def body():
+        with client as c:
+            before = credit(c)
+            c.action(115, OBIS_GATEWAY, 1, axdr.Writer().octet_string(digits.encode()).getvalue())
+            status = c.get(115, OBIS_GATEWAY, 6)
+            code = int(status[1][0][1])
+            descr = c.get(115, OBIS_GATEWAY, 4)
+            reasons = [bytes(v).decode("ascii", "replace") for _, v in descr[1]]
+            after = credit(c)
+        reason = reasons[0] if reasons else STATUS_TEXT.get(code, str(code))
+        accepted = code in (2, 3)
+        out = {"token": digits, "accepted": accepted, "status": code,
+               "status_text": STATUS_TEXT.get(code, "?"), "reason": reason,
+               "credit_before_paise": before, "credit_after_paise": after}
+        if kw["as_json"]:
+            _emit_json(out)
+        elif accepted:
+            if reason == "key_change_pending":
+                click.echo("Key-change token accepted: enter the next section.")
+            else:
+                click.echo("Token accepted.")
+            click.echo("Credit: %s -> %s" % (fmt.rupees(before), fmt.rupees(after)))
+        if not accepted:
+            _fail("token rejected: %s (IC 115 status %d %s)"
+                  % (REASON_TEXT.get(reason, reason), code, STATUS_TEXT.get(code, "?")), EXIT_METER)
+
+    _run(body)

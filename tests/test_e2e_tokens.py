@@ -1,0 +1,125 @@
+"""STS tokens end to end: vended on the host (DKGA02 + EA07 with the IEC sample tables), entered
+over the meter's serial port (IC 115 token gateway), judged by the firmware on MicroPython."""
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from host_tools import vend
+from host_tools.client import DlmsClient
+from meter import timeutil
+
+pytestmark = pytest.mark.hil
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TABLES = ROOT / "firmware" / "sts_sample_tables.json"
+VK = "abababababababab"            # DKGA02 vending key of the STS 531 examples (test key)
+SGC, TI, KRN, KT = "123456", 1, 1, 2
+DRN = "01234567890"
+OTHER_DRN = "01234567891"
+EPOCH = 1767225600                 # rig RTC at boot: 2026-01-01 00:00 UTC
+MGMT = dict(client_sap=1, password="12345678")
+RATE = 650
+
+
+def dk(drn=DRN, krn=KRN):
+    pan = vend.build_pan("600727", drn)
+    return vend.derive_decoder_key(VK, pan, SGC, TI, krn, KT, 2014, "ea07").hex()
+
+
+def token(amount_01kwh, minutes=0, key=None, rnd=3, **kw):
+    r = vend.vend_token(key or dk(), algorithm="ea07", tables=str(TABLES), base_date=2014,
+                        amount=amount_01kwh, issued=EPOCH + 60 * minutes, rnd=rnd, **kw)
+    return r["token"]
+
+
+def sts_config(key_hex, **extra):
+    c = {"decoder_key": key_hex, "algorithm": "ea07", "tables": "sts_tables.json", "base_date": 2014,
+         "krn": KRN, "kt": KT, "ti": TI, "store_size": 50}
+    c.update(extra)
+    return {"sts": c, "tariff_paise_per_kwh": RATE}
+
+
+@pytest.fixture
+def token_rig(rig_factory):
+    def make(**extra):
+        r = rig_factory(config=sts_config(dk(), **extra), start=False)
+        shutil.copyfile(TABLES, r.state_dir / "sts_tables.json")
+        r.start()
+        return r
+    return make
+
+
+def meterctl(*args):
+    exe = pathlib.Path(sys.executable).with_name("meterctl")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
+
+
+def enter(rig, digits):
+    """Enter a token through IC 115; return (status code, reason, credit paise after)."""
+    from protocol import axdr
+    with DlmsClient(rig.port, **MGMT) as c:
+        res, _ = c.action(115, "0.0.19.40.0.255", 1, axdr.Writer().octet_string(digits.encode()).getvalue())
+        assert res == 0
+        status = c.get(115, "0.0.19.40.0.255", 6)[1][0][1]
+        reason = bytes(c.get(115, "0.0.19.40.0.255", 4)[1][0][1]).decode()
+        credit = c.get(112, "0.0.19.10.0.255", 2)[1]
+    return status, reason, credit
+
+
+def test_vended_token_credits_exactly_once_even_after_restart(token_rig):
+    rig = token_rig()
+    tok = token(100)                                  # 10.0 kWh
+    grouped = " ".join(tok[i:i + 4] for i in range(0, 20, 4)).split()
+    r = meterctl("topup", "--port", rig.port, "--password", "12345678", *grouped)
+    assert r.returncode == 0, r.stderr
+    assert "Token accepted" in r.stdout
+    paise = 100 * RATE // 10                          # 10 kWh at Rs 6.50 = Rs 65.00
+    with DlmsClient(rig.port) as c:
+        assert c.get(112, "0.0.19.10.0.255", 2)[1] == paise
+    rig.wait_relay(True)
+    r = meterctl("topup", "--port", rig.port, "--password", "12345678", tok)
+    assert r.returncode == 1 and "USED" in r.stderr, (r.stdout, r.stderr)
+    rig.power_cut()
+    rig.power_on()
+    assert enter(rig, tok) == (6, "used", paise)
+    assert enter(rig, token(5, minutes=1)) == (3, "accepted", paise + 5 * RATE // 10)
+
+
+def test_other_meter_and_mistyped_tokens_are_rejected(token_rig):
+    rig = token_rig(lockout_after=10)
+    other = token(50, key=dk(OTHER_DRN))
+    assert enter(rig, other)[:2] == (5, "crc")        # decrypts to garbage with our key
+    good = token(50, minutes=2)
+    typo = good[:7] + str((int(good[7]) + 1) % 10) + good[8:]
+    assert enter(rig, typo)[:2] in ((5, "crc"), (4, "format"))
+    assert enter(rig, "1234")[:2] == (4, "format")
+    assert enter(rig, good) == (3, "accepted", 50 * RATE // 10)
+
+
+def test_key_change_pair_switches_keys(token_rig):
+    rig = token_rig()
+    new_key = dk(krn=2)
+    pair = vend.key_change_tokens(dk(), new_key, 2, KT, TI, ken=255, ro=0, sgc=SGC, algorithm="ea07",
+                                  tables=str(TABLES))
+    assert len(pair) == 2
+    assert enter(rig, pair[0]["token"])[:2] == (2, "key_change_pending")
+    assert enter(rig, pair[1]["token"])[:2] == (3, "accepted")
+    assert enter(rig, token(10, minutes=5))[:2] == (5, "crc")           # old key: rejected
+    assert enter(rig, token(10, minutes=6, key=new_key))[:2] == (3, "accepted")
+    rig.power_cut()
+    rig.power_on()                                                        # the new key is persisted
+    assert enter(rig, token(10, minutes=7, key=new_key))[:2] == (3, "accepted")
+
+
+def test_wrong_entry_lockout_engages_and_releases(token_rig):
+    rig = token_rig(lockout_after=3, lockout_base_s=10)
+    for _ in range(3):
+        assert enter(rig, "0" * 20)[0] in (4, 5)
+    good = token(20, minutes=3)
+    assert enter(rig, good)[:2] == (6, "locked_out")
+    rig.set_clock(rig.clock + 11)
+    assert enter(rig, good)[:2] == (3, "accepted")
