@@ -631,7 +631,7 @@ def test_lost_request_is_sent_again_after_rr_poll(fakes):
         m.goodbye()
 
     m = fakes(script)
-    with cl.DlmsClient(m.path, timeout=0.4) as c:
+    with cl.DlmsClient(m.path, timeout=1.0) as c:
         assert c.get(3, "1.0.1.8.0.255", 2)[1] == 1337
     m.join()
     assert seen[0].ctrl == seen[1].ctrl and seen[0].info == seen[1].info
@@ -654,7 +654,7 @@ def test_lost_response_is_recovered_by_rr_poll(fakes):
         m.goodbye()
 
     m = fakes(script)
-    with cl.DlmsClient(m.path, timeout=0.4) as c:
+    with cl.DlmsClient(m.path, timeout=1.0) as c:
         assert c.get(3, "1.0.1.8.0.255", 2)[1] == 1337
     m.join()
 
