@@ -496,8 +496,8 @@ class DlmsClient:
             raise ProtocolError("meter is in disconnected mode (DM): link lost")
         if k == hdlc.K_FRMR:
             raise ProtocolError("meter rejected our frame (FRMR %s)" % f.info.hex())
-        if k == hdlc.K_UA:
-            return
+        if k in (hdlc.K_UA, hdlc.K_UI):
+            return  # a late UA, or an unsolicited UI frame (push): not our answer
         raise ProtocolError("unexpected HDLC frame from meter (control 0x%02X)" % f.ctrl)
 
     # ------------------------------------------------------------------ association (IEC 62056-5-3 §9)

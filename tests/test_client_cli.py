@@ -907,3 +907,18 @@ def test_cli_get_with_selective_access(fakes):
     assert r.output.strip() == "array[0]"
     # GET-Request-Normal with access-selection present: 01 <selector> <parameters>
     assert seen[0][3:] == H("0007 0000 6362 00FF 02".replace(" ", "")) + H("0102") + entry
+
+
+def test_unsolicited_ui_frame_is_skipped(fakes):
+    """A meter may push a data-notification in a UI frame at any time; it is not the answer."""
+    def script(m):
+        m.handshake()
+        req = m.expect_i()
+        m.write(m.frame(hdlc.UI, hdlc.LLC_RESPONSE + H("0F000000010000")))
+        m.reply_i(H("C401") + req[2:3] + H("000600000539"))
+        m.goodbye()
+
+    m = fakes(script)
+    with cl.DlmsClient(m.path, timeout=2) as c:
+        assert c.get(3, "1.0.1.8.0.255", 2)[1] == 1337
+    m.join()
