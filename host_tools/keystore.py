@@ -1,0 +1,186 @@
+"""Per-meter secrets for provisioning: DLMS passwords and the STS decoder key, kept in a keystore file.
+
+Secrets never come from the repository. The keystore is a JSON file outside the work tree (or
+inside it only where git ignores it: ``keys/`` and ``*.keystore`` are in .gitignore), written
+atomically with mode 0600::
+
+    {"format": 1,
+     "defaults": {"sgc": 123456, "ti": 1, "krn": 1, "kt": 2, "algorithm": "ea07",
+                  "iin": "600727", "vending_key": "<16 hex digits>"},
+     "meters": {"PPM0000042": {"drn": "00000000042", "sgc": 123456, "ti": 1, "krn": 1,
+                               "kt": 2, "algorithm": "ea07", "decoder_key": "<hex>",
+                               "passwords": {"1": "...", "32": "...", "48": "..."}}}}
+
+``meter_record(store, serial, **identity)`` returns a meter's record, creating what is missing:
+LLS passwords (8 random characters each, IEC 62056-5-3 §9.2.2.2 LLS secret), and the decoder key
+(derived with DKGA02 from the keystore's ``vending_key`` when it has one, IEC 62055-41 §6.1.2;
+otherwise 8 random bytes). Identity given explicitly (DRN, SGC, TI, KRN) replaces the stored
+value; a stored decoder key is kept unless the key-derivation inputs changed.
+
+Default location: ``$METERCTL_KEYSTORE`` or ``~/.config/meterctl/meters.keystore``.
+"""
+
+import json
+import os
+import pathlib
+import secrets
+import string
+import subprocess
+
+__all__ = ["KeystoreError", "default_path", "load", "save", "meter_record", "check_location",
+           "PASSWORD_CLIENTS"]
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+# client SAPs with LLS passwords (docs/CONTRACTS.md: management 1, meter reader 32, settings 48)
+PASSWORD_CLIENTS = ("1", "32", "48")
+_PW_ALPHABET = string.ascii_letters + string.digits
+_DERIVE_FIELDS = ("drn", "sgc", "ti", "krn", "kt", "algorithm")
+
+
+class KeystoreError(Exception):
+    """The keystore cannot be read, written or trusted (message says which and why)."""
+
+
+def default_path():
+    """``$METERCTL_KEYSTORE`` or ``~/.config/meterctl/meters.keystore``."""
+    env = os.environ.get("METERCTL_KEYSTORE")
+    if env:
+        return pathlib.Path(env)
+    return pathlib.Path.home() / ".config" / "meterctl" / "meters.keystore"
+
+
+def check_location(path):
+    """Refuse a keystore that git could commit: inside this repository and not ignored.
+
+    Raises KeystoreError.
+    """
+    p = pathlib.Path(path).resolve()
+    try:
+        p.relative_to(REPO_ROOT)
+    except ValueError:
+        return
+    try:
+        r = subprocess.run(["git", "-C", str(REPO_ROOT), "check-ignore", "-q", str(p)],
+                           capture_output=True, timeout=10)
+        ignored = r.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ignored = False
+    if not ignored:
+        raise KeystoreError("keystore %s is inside the repository and not git-ignored: keep keys "
+                            "outside the work tree, under keys/, or in a *.keystore file" % p)
+
+
+def load(path):
+    """The keystore dict at ``path`` (an empty one if the file does not exist)."""
+    path = pathlib.Path(path)
+    check_location(path)
+    if not path.exists():
+        return {"format": 1, "defaults": {}, "meters": {}}
+    try:
+        store = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise KeystoreError("cannot read keystore %s: %s" % (path, e))
+    if not isinstance(store, dict) or not isinstance(store.get("meters", {}), dict):
+        raise KeystoreError("keystore %s: not a keystore (no 'meters' object)" % path)
+    store.setdefault("defaults", {})
+    store.setdefault("meters", {})
+    return store
+
+
+def save(path, store):
+    """Write ``store`` to ``path`` atomically, mode 0600 (directory created 0700)."""
+    path = pathlib.Path(path)
+    check_location(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp%d" % os.getpid())
+    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(store, f, indent=1, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(str(tmp), str(path))
+    except BaseException:
+        try:
+            os.unlink(str(tmp))
+        except OSError:
+            pass
+        raise
+
+
+def _password():
+    return "".join(secrets.choice(_PW_ALPHABET) for _ in range(8))
+
+
+def default_drn(serial):
+    """DRN from a serial's digits, zero-padded to 11 (IEC 62055-41 meter number length)."""
+    digits = "".join(c for c in serial if c.isdigit())
+    if not digits:
+        raise KeystoreError("serial %r has no digits: give the DRN explicitly (--drn)" % serial)
+    return digits[-11:].rjust(11, "0")
+
+
+def _derive_key(defaults, rec):
+    vk = defaults.get("vending_key")
+    if not vk:
+        return secrets.token_bytes(8).hex(), "generated"
+    from host_tools import vend
+    try:
+        key = vend.parse_key(vk, sizes=(8, 16, 20, 32), what="vending key")
+        pan = vend.build_pan(str(defaults.get("iin", "600727")), rec["drn"])
+        alg = rec.get("algorithm", "ea07")
+        if alg == "ea07":
+            dk = vend.dkga02(key, pan, rec["sgc"], rec["ti"], rec["krn"], rec["kt"])
+        else:
+            dk = vend.dkga04(key, pan, rec["sgc"], rec["ti"], rec["krn"], rec["kt"],
+                             algorithm=alg)
+    except (ValueError, TypeError) as e:
+        raise KeystoreError("cannot derive the decoder key: %s" % e)
+    return bytes(dk).hex(), "derived"
+
+
+def meter_record(store, serial, drn=None, sgc=None, ti=None, krn=None, kt=None, algorithm=None):
+    """Return ``(record, changed)`` for meter ``serial``, creating missing secrets in ``store``.
+
+    ``record``: dict(drn str, sgc int, ti int, krn int, kt int, algorithm str, decoder_key hex,
+    key_source "derived"|"generated"|"stored", passwords {"1","32","48": str}).
+    ``changed`` is True when the caller must `save` the store. Raises KeystoreError when
+    the SGC is known neither from the arguments nor from the keystore defaults.
+    """
+    if not serial or not isinstance(serial, str):
+        raise KeystoreError("a meter serial is required")
+    defaults = store.setdefault("defaults", {})
+    meters = store.setdefault("meters", {})
+    old = meters.get(serial)
+    rec = dict(old or {})
+    given = {"drn": drn, "sgc": sgc, "ti": ti, "krn": krn, "kt": kt, "algorithm": algorithm}
+    for k, v in given.items():
+        if v is not None:
+            rec[k] = v
+    rec.setdefault("drn", defaults.get("drn_for", {}).get(serial) or default_drn(serial))
+    for k, dflt in (("ti", 1), ("krn", 1), ("kt", 2), ("algorithm", "ea07")):
+        rec.setdefault(k, defaults.get(k, dflt))
+    if "sgc" not in rec:
+        if "sgc" not in defaults:
+            raise KeystoreError("no SGC for %s: pass --sgc or set defaults.sgc in the keystore"
+                                % serial)
+        rec["sgc"] = defaults["sgc"]
+    rec["drn"] = str(rec["drn"])
+    for k in ("sgc", "ti", "krn", "kt"):
+        try:
+            rec[k] = int(rec[k])
+        except (TypeError, ValueError):
+            raise KeystoreError("%s for %s must be an integer, got %r" % (k.upper(), serial, rec[k]))
+    pw = dict(rec.get("passwords") or {})
+    for c in PASSWORD_CLIENTS:
+        if not pw.get(c):
+            pw[c] = _password()
+    rec["passwords"] = pw
+    derive_inputs_changed = old is not None and any(
+        old.get(k) != rec.get(k) for k in _DERIVE_FIELDS)
+    if not rec.get("decoder_key") or (derive_inputs_changed and rec.get("key_source") == "derived"):
+        rec["decoder_key"], rec["key_source"] = _derive_key(defaults, rec)
+    changed = rec != old
+    meters[serial] = rec
+    return rec, changed
