@@ -449,9 +449,9 @@ class DlmsClient:
             f = self._recv_polling(polls)
             k = hdlc.kind(f.ctrl)
             if k != hdlc.K_I:
-                if k in (hdlc.K_RR, hdlc.K_RNR):
-                    continue
-                self._link_error(f, k)
+                if k not in (hdlc.K_RR, hdlc.K_RNR):
+                    self._link_error(f, k)      # raises unless the frame is harmless
+                continue
             if not self._next_i(f):
                 self._send(hdlc.ctrl_rr(self._vr))
                 continue
