@@ -531,7 +531,7 @@ def _emulate(load_w, heap, state_dir, warp):
             rig = rigmod.EmulatedRig(workdir, heap=heap, clock_epoch=int(time.time()),
                                      relay_gates_load=True)
         except Exception as e:
-            raise DlmsError("could not start the emulated meter: %s" % _first_line(e))
+            raise DlmsError("could not start the emulated meter: %s" % _rig_error_text(e))
         stack.callback(rig.stop)
         rig.set_load(load_w)
         click.echo("DLMS serial port: %s" % rig.port)
@@ -549,7 +549,7 @@ def _emulate(load_w, heap, state_dir, warp):
                 try:
                     t = rig.advance(warp or 1)
                 except rigmod.RigError as e:
-                    raise DlmsError("emulated meter failed: %s" % _first_line(e))
+                    raise DlmsError("emulated meter failed: %s" % _rig_error_text(e))
                 if warp and t is not None:
                     click.echo(_telemetry_line(t))
                 elif t is not None and last is not None and (
@@ -558,6 +558,18 @@ def _emulate(load_w, heap, state_dir, warp):
                 last = t
         except KeyboardInterrupt:
             click.echo("\nStopping the emulated meter.")
+
+
+def _rig_error_text(e):
+    """First line of a rig error plus the firmware's last log line (its exception), if any."""
+    text = str(e)
+    first = _first_line(e)
+    marker = "--- firmware log (tail) ---"
+    if marker in text:
+        tail = [ln.strip() for ln in text.split(marker, 1)[1].splitlines() if ln.strip()]
+        if tail and not tail[-1].startswith("---"):
+            return "%s (firmware: %s)" % (first, tail[-1])
+    return first
 
 
 def _first_line(e):
