@@ -149,6 +149,21 @@ def clock_iso(b12):
     return text
 
 
+def looks_like_datetime(b):
+    """True if 12 bytes are a plausible COSEM date-time (each field in range or "not
+    specified"), so an octet-string can be shown as a date without lying about random data."""
+    if len(b) != 12:
+        return False
+    mo, d, wd, h, mi, s, hs = b[2], b[3], b[4], b[5], b[6], b[7], b[8]
+    dev = (b[9] << 8) | b[10]
+    if dev >= 0x8000:
+        dev -= 0x10000
+    return ((1 <= mo <= 12 or mo in (0xFD, 0xFE, 0xFF)) and (1 <= d <= 31 or d in (0xFD, 0xFE, 0xFF))
+            and (1 <= wd <= 7 or wd == 0xFF) and (h < 24 or h == 0xFF) and (mi < 60 or mi == 0xFF)
+            and (s < 60 or s == 0xFF) and (hs < 100 or hs == 0xFF)
+            and (-720 <= dev <= 840 or dev == -32768))
+
+
 def parse_iso_datetime(text):
     """"2026-01-01T00:00:00[+05:30|Z]" -> COSEM date-time 12 bytes (weekday filled in).
 
@@ -209,11 +224,8 @@ def describe(tagged, indent=0):
         b = bytes(value)
         text = "%s%s %s" % (pad, name, b.hex() if b else "(empty)")
         hint = None
-        if len(b) == 12 and (tag == axdr.DATE_TIME or b[2] in range(1, 13) or b[2] >= 0xFD):
-            try:
-                hint = clock_iso(b)
-            except ValueError:
-                hint = None
+        if len(b) == 12 and (tag == axdr.DATE_TIME or looks_like_datetime(b)):
+            hint = clock_iso(b)
         elif len(b) == 6 and tag == axdr.OCTET_STRING:
             hint = "OBIS " + obis.to_str(b)
         elif tag == axdr.OCTET_STRING and _is_printable(b):
@@ -244,11 +256,8 @@ def to_jsonable(tagged):
     if tag in (axdr.OCTET_STRING, axdr.DATE_TIME, axdr.DATE, axdr.TIME):
         b = bytes(value)
         out = {"type": name, "value": b.hex()}
-        if len(b) == 12:
-            try:
-                out["iso"] = clock_iso(b)
-            except ValueError:
-                pass
+        if len(b) == 12 and (tag == axdr.DATE_TIME or looks_like_datetime(b)):
+            out["iso"] = clock_iso(b)
         elif len(b) == 6 and tag == axdr.OCTET_STRING:
             out["obis"] = obis.to_str(b)
         elif tag == axdr.OCTET_STRING and _is_printable(b):

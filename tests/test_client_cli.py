@@ -922,3 +922,15 @@ def test_unsolicited_ui_frame_is_skipped(fakes):
     with cl.DlmsClient(m.path, timeout=2) as c:
         assert c.get(3, "1.0.1.8.0.255", 2)[1] == 1337
     m.join()
+
+
+def test_describe_hints_only_plausible_dates():
+    clock = (axdr.OCTET_STRING, H("07 E8 05 11 05 12 22 38 00 80 00 00"))
+    assert fmt.describe(clock).endswith("(2024-05-17T18:34:56)")
+    assert fmt.to_jsonable(clock)["iso"] == "2024-05-17T18:34:56"
+    junk = (axdr.OCTET_STRING, H("01 02 03 40 50 60 70 80 90 A0 B0 C0"))
+    assert "(" not in fmt.describe(junk) and "iso" not in fmt.to_jsonable(junk)
+    assert fmt.describe((axdr.OCTET_STRING, H("0100010800FF"))).endswith("(OBIS 1.0.1.8.0.255)")
+    nested = (axdr.STRUCTURE, [(axdr.LONG_UNSIGNED, 8), (axdr.BIT_STRING, (4, b"\xA0"))])
+    assert fmt.describe(nested) == "structure[2]\n  long-unsigned 8\n  bit-string 1010"
+    assert fmt.to_jsonable(nested)["value"][1] == {"type": "bit-string", "value": "1010"}
