@@ -934,3 +934,31 @@ def test_describe_hints_only_plausible_dates():
     nested = (axdr.STRUCTURE, [(axdr.LONG_UNSIGNED, 8), (axdr.BIT_STRING, (4, b"\xA0"))])
     assert fmt.describe(nested) == "structure[2]\n  long-unsigned 8\n  bit-string 1010"
     assert fmt.to_jsonable(nested)["value"][1] == {"type": "bit-string", "value": "1010"}
+
+
+REF_AARQ_LLS_17 = H("7E A0 44 03 23 10 56 B7 E6 E6 00 60 36 A1 09 06 07 60 85 74 05 08 01 01 8A 02 07 80"
+                    " 8B 07 60 85 74 05 08 02 01 AC 0A 80 08 31 32 33 34 35 36 37 38"
+                    " BE 10 04 0E 01 00 00 00 06 5F 1F 04 00 40 1E 5D FF FF 8B 3C 7E")
+REF_AARQ_NONE_16 = H("7E A0 2B 03 21 10 FB AF E6 E6 00 60 1D A1 09 06 07 60 85 74 05 08 01 01 BE 10 04 0E"
+                     " 01 00 00 00 06 5F 1F 04 00 40 1E 5D FF FF 91 23 7E")
+
+
+@pytest.mark.parametrize("sap,password,ref", [(17, "12345678", REF_AARQ_LLS_17), (16, None, REF_AARQ_NONE_16)])
+def test_aarq_frames_match_the_reference(fakes, sap, password, ref):
+    """The AARQ I-frame is byte-for-byte the one gurux sends (reference notes §2)."""
+    got = []
+
+    def script(m):
+        m.expect()
+        m.ua()
+        f = m.expect()
+        got.append(hdlc.encode_frame(f.dest, f.src, f.ctrl, f.info, f.segmented))
+        m.reply_i(REF_AARE_ACCEPT[11:-3])
+        m.goodbye()
+
+    client = hdlc.encode_client_address(sap)
+    m = fakes(script, client=client)
+    with cl.DlmsClient(m.path, client_sap=sap, password=password, timeout=2):
+        pass
+    m.join()
+    assert got == [ref]
