@@ -1,55 +1,325 @@
-"""Disconnect policy: when the meter itself opens or recloses the relay (prepayment mode).
+"""Disconnect policy as data: when the meter itself opens or recloses the relay.
 
-``Policy.evaluate(meter, now)`` is called after every metering cycle and after every command.
-It decides, from the account and the clock, whether a local disconnect (IC 70 transition g) or a
-local reconnect (transition h) is due, and returns the credit_status bits for IC 111 attr 4.
+``Policy.evaluate(meter, now)`` runs after every metering cycle and every command. Configuration
+(the ``policy`` section of ``config.json``; amounts in the credit unit, paise or 0.1 kWh)::
 
-Issue-2 rules: in prepayment mode the relay opens when available credit <= 0 and recloses when a
-top-up brings it above 0 (if the control mode allows local reconnection; otherwise the meter waits
-in ready_for_reconnection for the button). In credit mode (payment_mode 1) the head-end decides:
-the meter only obeys remote_disconnect / remote_reconnect.
+    min_credit        a disconnection is due when credit <= min_credit (default 0; WB: -30000)
+    reconnect         after a disconnection for credit the relay recloses only when
+                      credit >= reconnect (reconnection threshold after arrears; default 1)
+    low_credit_pct    alert levels, % of the last recharge, descending (default [30, 10, 0]):
+                      crossing one raises event 45 and sets credit_status low_credit
+    ec_paise          emergency credit amount: may go this far below min_credit (0 = none)
+    ec_s              emergency credit period, s, from activation (UPPCL: 3 days; 0 = none)
+    ec_by             how EC is activated: any of "auto" (when credit reaches min_credit),
+                      "button", "token", "dlms"
+    ec_offer          EC may be selected by button/token/DLMS when credit <= ec_offer
+    debt_pct          % of each top-up (after EC repayment) that recovers the debt register
+    friendly          [start_min, end_min] local time with no disconnection, wraps past
+                      midnight ([1080, 480] = 18:00-08:00); [] = none
+    days_off          ISO weekdays with no disconnection (7 = Sunday)
+    off_saturdays     which Saturdays of the month are off ([2] = second Saturdays)
+    holidays          ["YYYY-MM-DD", ...] local dates with no disconnection
+
+A disconnection due at a moment that is not allowed waits for the next allowed moment (the
+meter checks at every metering cycle). Emergency credit ends when its amount is used up
+(credit <= min_credit - ec_paise) or its period is over, whichever comes first; it is re-armed by
+a top-up that brings credit above min_credit. Payment mode 1 (credit mode, the head-end
+decides): no local disconnection for credit; remote disconnect / reconnect are obeyed (IC 70) and
+the meter keeps metering. The maximum power limit (``meter.limiter``) applies in both modes.
+
+IC 70 (``meter.relay``): a local disconnection is transition g (connected -> ready); the reclose
+is transition h, done by the meter only in control modes 5 and 6; in the other modes the relay
+waits in ready_for_reconnection for the button (transition e). Errors: ``ConfigError``.
 """
+from meter import timeutil
+from meter import limiter as _lim
 from meter.account import PAYMENT_PREPAYMENT
 from meter.relay import CONNECTED, READY
+from meter.tariff import ConfigError
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
 
 # event codes (meter event log; IS 15959 control-event numbering is applied by the event log)
-EV_RELAY_OPEN_CREDIT = 40
-EV_RELAY_CLOSE_CREDIT = 41
-EV_LOW_CREDIT = 45
+EV_RELAY_OPEN_CREDIT = const(40)
+EV_RELAY_CLOSE_CREDIT = const(41)
+EV_LOW_CREDIT = const(45)
+EV_EC_ON = const(46)
+EV_EC_END = const(47)
+EV_DISCONNECT_DEFERRED = const(48)
+EV_MPL_TRIP = const(55)
+EV_MPL_RECLOSE = const(56)
+EV_MPL_LOCKOUT = const(57)
+EV_BILL = const(64)          # billing month closed [energy + fixed + duty paise]
+
+EC_AVAILABLE = const(0)
+EC_ACTIVE = const(1)
+EC_USED = const(2)
+
+_EC_SOURCES = ("auto", "button", "token", "dlms")
+
+
+def _int(cfg, key, lo, hi, dflt):
+    v = cfg.get(key, dflt)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ConfigError("policy." + key, "integer %d..%d expected" % (lo, hi))
+    return v
+
+
+def _ints(cfg, key, lo, hi, dflt, maxlen):
+    v = cfg.get(key, dflt)
+    if not isinstance(v, list) or len(v) > maxlen:
+        raise ConfigError("policy." + key, "list of at most %d integers expected" % maxlen)
+    for x in v:
+        if isinstance(x, bool) or not isinstance(x, int) or not lo <= x <= hi:
+            raise ConfigError("policy." + key, "integers %d..%d expected" % (lo, hi))
+    return tuple(v)
+
+
+def parse_date(text):
+    """"YYYY-MM-DD" -> local day number; ValueError if malformed."""
+    if not isinstance(text, str) or len(text) != 10 or text[4] != "-" or text[7] != "-":
+        raise ValueError(text)
+    y, m, d = int(text[:4]), int(text[5:7]), int(text[8:])
+    if not (2000 <= y <= 2099 and 1 <= m <= 12 and 1 <= d <= 31):
+        raise ValueError(text)
+    day = timeutil.days_from_civil(y, m, d)
+    if timeutil.civil_from_days(day) != (y, m, d):
+        raise ValueError(text)
+    return day
 
 
 class Policy:
     def __init__(self, cfg):
-        self.low_pct = int(cfg.get("low_credit_pct", 10))
+        pc = cfg.get("policy", {})
+        if not isinstance(pc, dict):
+            raise ConfigError("policy", "not an object")
+        lim = 0x3FFFFFFF
+        self.min_credit = _int(pc, "min_credit", -10000000, 10000000, 0)
+        self.reconnect = _int(pc, "reconnect", -10000000, 10000000, 1)
+        if self.reconnect <= self.min_credit:
+            raise ConfigError("policy.reconnect", "must be above min_credit")
+        self.low_pct = _ints(pc, "low_credit_pct", 0, 100, cfg.get("low_credit_pct", [30, 10, 0]), 4)
+        for i in range(1, len(self.low_pct)):
+            if self.low_pct[i] >= self.low_pct[i - 1]:
+                raise ConfigError("policy.low_credit_pct", "levels must descend")
+        self.ec_paise = _int(pc, "ec_paise", 0, 10000000, 0)
+        self.ec_s = _int(pc, "ec_s", 0, 90 * 86400, 0)
+        by = pc.get("ec_by", ["button"])
+        if not isinstance(by, list) or [x for x in by if x not in _EC_SOURCES]:
+            raise ConfigError("policy.ec_by", "list of auto, button, token, dlms expected")
+        self.ec_by = tuple(by)
+        self.ec_offer = _int(pc, "ec_offer", -lim, lim, self.ec_paise)
+        self.debt_pct = _int(pc, "debt_pct", 0, 100, 0)
+        fr = _ints(pc, "friendly", 0, 1440, [], 2)
+        if len(fr) == 1 or (fr and fr[0] == fr[1]):
+            raise ConfigError("policy.friendly", "[start_min, end_min] or [] expected")
+        self.friendly = fr
+        self.days_off = _ints(pc, "days_off", 1, 7, [], 7)
+        self.off_sat = _ints(pc, "off_saturdays", 1, 5, [], 5)
+        hol = pc.get("holidays", [])
+        if not isinstance(hol, list) or len(hol) > 64:
+            raise ConfigError("policy.holidays", "list of at most 64 dates expected")
+        days = []
+        for i, h in enumerate(hol):
+            try:
+                days.append(parse_date(h))
+            except (ValueError, TypeError):
+                raise ConfigError("policy.holidays[%d]" % i, "date YYYY-MM-DD expected")
+        self.holidays = tuple(days)
+        self.limiter = _lim.Limiter(cfg.get("limiter", {}))
+        # state
+        self.ec_state = EC_AVAILABLE
+        self.ec_t0 = 0
+        self.low_level = 0      # alert levels crossed since the last top-up
+        self.deferred = False   # a due disconnection was deferred (event sent once)
+        self.dirty = False      # state changed since the caller last journaled it
 
-    def must_disconnect(self, meter, now):
-        a = meter.account
-        return a.payment_mode == PAYMENT_PREPAYMENT and a.available <= 0
+    def carry_from(self, old):
+        """Keep the running state of ``old`` (a Policy replaced by configuration)."""
+        self.ec_state, self.ec_t0, self.low_level = old.ec_state, old.ec_t0, old.low_level
+        self.limiter.restore(old.limiter.state())
+        self.dirty = True
+
+    def state(self):
+        return [self.ec_state, self.ec_t0, self.low_level] + self.limiter.state()
+
+    def restore(self, s):
+        self.ec_state, self.ec_t0, self.low_level = s[:3]
+        self.limiter.restore(s[3:])
+
+    # --- calendar ---------------------------------------------------------------------------
+    def allowed(self, now, tz_minutes):
+        """True if a disconnection may happen at ``now`` (epoch s; local = UTC + tz_minutes)."""
+        local = now + tz_minutes * 60
+        day = local // 86400
+        fr = self.friendly
+        if fr:
+            m = (local - day * 86400) // 60
+            if (fr[0] <= m < fr[1]) if fr[0] < fr[1] else (m >= fr[0] or m < fr[1]):
+                return False
+        wd = timeutil.weekday(day)
+        if wd in self.days_off or day in self.holidays:
+            return False
+        if wd == 6 and self.off_sat:
+            dom = timeutil.civil_from_days(day)[2]
+            if (dom - 1) // 7 + 1 in self.off_sat:
+                return False
+        return True
+
+    # --- credit -------------------------------------------------------------------------------
+    def thresholds(self, meter):
+        lr = meter.account.last_recharge
+        return [lr * p // 100 for p in self.low_pct]
 
     def low_credit_threshold(self, meter):
-        return meter.account.last_recharge * self.low_pct // 100
+        """IC 111 attr 16 low_credit_threshold: the first alert level."""
+        t = self.thresholds(meter)
+        return t[0] if t else 0
+
+    def _level(self, meter):
+        c = meter.account.credit
+        n = 0
+        for t in self.thresholds(meter):
+            if c <= t:
+                n += 1
+        return n
+
+    def ec_enabled(self):
+        return self.ec_paise > 0 or self.ec_s > 0
+
+    def ec_selectable(self, meter):
+        return (self.ec_enabled() and self.ec_state == EC_AVAILABLE
+                and meter.account.credit <= self.ec_offer)
+
+    def activate_ec(self, meter, source, now):
+        """Select emergency credit by ``source`` ("auto", "button", "token", "dlms")."""
+        if source not in self.ec_by or not self.ec_selectable(meter):
+            return False
+        self.ec_state = EC_ACTIVE
+        self.ec_t0 = now
+        self.dirty = True
+        meter.event(EV_EC_ON, "emergency credit on via %s t=%d" % (source, now))
+        return True
+
+    def _ec_over(self, credit, now):
+        if self.ec_paise and credit <= self.min_credit - self.ec_paise:
+            return True
+        return self.ec_s > 0 and now >= self.ec_t0 + self.ec_s
+
+    def credit_due(self, meter, now):
+        """True if a disconnection for credit is due (whether or not it is allowed now)."""
+        a = meter.account
+        return (a.payment_mode == PAYMENT_PREPAYMENT and a.credit <= self.min_credit
+                and self.ec_state != EC_ACTIVE)
+
+    def must_disconnect(self, meter, now):
+        return self.credit_due(meter, now)
+
+    def may_reconnect(self, meter, now):
+        if self.credit_due(meter, now) or self.limiter.blocking:
+            return False
+        return meter.account.credit >= self.reconnect or self.ec_state == EC_ACTIVE
+
+    def may_manual_reconnect(self, meter, now):
+        return self.may_reconnect(meter, now)
 
     def credit_status(self, meter):
-        """IC 111 credit_status (bit-string, bit 0 first on the wire): in-credit, low-credit, ...,
-        out-of-credit (bit 6)."""
-        a = meter.account
+        """IC 111 attr 4 credit_status (bit-string(8), bit 0 = first bit on the wire = 0x80):
+        0 in_credit, 1 low_credit, 3 next_credit_selectable (EC can be selected),
+        5 selectable_credit_in_use (EC active), 6 out_of_credit."""
+        c = meter.account.credit
         v = 0
-        if a.available > 0:
+        if c > 0:
             v |= 0x80
-        if 0 < a.available <= self.low_credit_threshold(meter):
-            v |= 0x40
-        if a.available <= 0:
+            if self.low_level:
+                v |= 0x40
+        if self.ec_selectable(meter):
+            v |= 0x10
+        if self.ec_state == EC_ACTIVE:
+            v |= 0x04
+        elif c <= self.min_credit:
             v |= 0x02
         return v
 
-    def may_manual_reconnect(self, meter, now):
-        return not self.must_disconnect(meter, now)
+    def top_up(self, meter, amount, now):
+        """Allocate a recharge (EC repaid first, then debt recovery; ``Account.top_up``).
+        Returns the debt recovered; raises ValueError for a bad amount."""
+        a = meter.account
+        used = 0
+        if self.ec_state != EC_AVAILABLE and a.credit < self.min_credit:
+            used = self.min_credit - a.credit
+            if self.ec_paise and used > self.ec_paise:
+                used = self.ec_paise
+        a.top_up(amount, now, used, self.debt_pct)
+        if a.credit > self.min_credit:
+            self.ec_state = EC_AVAILABLE
+        self.low_level = self._level(meter)
+        self.dirty = True
+        return a.last_recovered
 
+    # --- the decision -------------------------------------------------------------------------
     def evaluate(self, meter, now):
+        a = meter.account
         dc = meter.dc
-        if self.must_disconnect(meter, now):
-            if dc.control_state == CONNECTED and dc.local_disconnect("credit"):
-                meter.event(EV_RELAY_OPEN_CREDIT, "relay open: credit exhausted")
-        elif dc.control_state == READY and dc.cause == "credit":
-            if dc.local_reconnect("credit"):
-                meter.event(EV_RELAY_CLOSE_CREDIT, "relay closed: credit restored")
+        if self.ec_state == EC_ACTIVE and self._ec_over(a.credit, now):
+            self.ec_state = EC_USED
+            self.dirty = True
+            meter.event(EV_EC_END, "emergency credit ended t=%d" % now)
+        if (a.credit <= self.min_credit and a.payment_mode == PAYMENT_PREPAYMENT
+                and "auto" in self.ec_by):
+            self.activate_ec(meter, "auto", now)
+        lv = self._level(meter)
+        while self.low_level < lv:
+            pct = self.low_pct[self.low_level]
+            self.low_level += 1
+            self.dirty = True
+            meter.event(EV_LOW_CREDIT, "low credit %d%% credit=%d" % (pct, a.credit))
+        if lv < self.low_level:
+            self.low_level = lv
+        m = meter.metro
+        act = self.limiter.step(m.power_dw if m is not None and m.fresh else None, now)
+        if act:
+            self.dirty = True
+        if act == _lim.TRIP:
+            meter.event(EV_MPL_TRIP, "MPL trip t=%d" % now)
+        elif act == _lim.LOCKOUT:
+            meter.event(EV_MPL_LOCKOUT, "MPL lockout t=%d" % now)
+        elif act == _lim.RECLOSE:
+            meter.event(EV_MPL_RECLOSE, "MPL reclose due t=%d" % now)
+        due = self.credit_due(meter, now)
+        if not due:
+            self.deferred = False
+        st = dc.control_state
+        if st != CONNECTED and st != READY:
+            return
+        self._relay(meter, dc, due, now)
+        if dc.control_state != st:
+            self.dirty = True
+
+    def _relay(self, meter, dc, due, now):
+        a = meter.account
+        if dc.control_state == CONNECTED:
+            if due:
+                if self.allowed(now, meter.tz_minutes):
+                    if dc.local_disconnect("credit"):
+                        meter.event(EV_RELAY_OPEN_CREDIT, "relay open: credit t=%d credit=%d"
+                                    % (now, a.credit))
+                elif not self.deferred:
+                    self.deferred = True
+                    meter.event(EV_DISCONNECT_DEFERRED, "disconnect deferred t=%d" % now)
+            elif self.limiter.blocking:
+                dc.local_disconnect("mpl")
+        else:
+            if dc.cause == "mpl" and due and self.allowed(now, meter.tz_minutes):
+                dc.cause = "credit"
+                meter.event(EV_RELAY_OPEN_CREDIT, "relay open: credit t=%d credit=%d" % (now, a.credit))
+            if dc.cause == "credit" and self.may_reconnect(meter, now):
+                if dc.local_reconnect("credit"):
+                    meter.event(EV_RELAY_CLOSE_CREDIT, "relay closed: credit t=%d credit=%d"
+                                % (now, a.credit))
+            elif dc.cause == "mpl" and not self.limiter.blocking:
+                dc.local_reconnect("mpl")

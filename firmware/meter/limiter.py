@@ -1,0 +1,97 @@
+"""Maximum power limit (MPL), the logic behind COSEM Limiter IC 71.
+
+Configuration (the ``limiter`` section of ``config.json``)::
+
+    mpl_w          threshold, W (IC 71 attr 3 threshold_active); 0 = no limit
+    trip_s         the load must stay above the threshold this long before the relay opens
+                   (attr 6 min_over_threshold_duration), s
+    reclose_s      the relay recloses automatically this long after a trip
+                   (attr 7 min_under_threshold_duration), s
+    lockout_trips  this many trips within ``window_s`` lock the relay out until a button
+                   press or a remote reconnect clears it; 0 = never lock out
+    window_s       trips older than this are forgotten, s
+
+The monitored value (attr 2) is the metering module's active power, 0.1 W (1.0.1.7.0.255).
+``step(power_dw, now)`` returns one of NONE, TRIP, RECLOSE, LOCKOUT; ``blocking`` is True while
+the relay must stay open. Errors: ``ConfigError(field, reason)``.
+"""
+from meter.tariff import ConfigError
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+NONE = const(0)
+TRIP = const(1)
+RECLOSE = const(2)
+LOCKOUT = const(3)
+
+_KEYS = (("mpl_w", 0, 1000000, 0), ("trip_s", 0, 86400, 10), ("reclose_s", 0, 86400, 60),
+         ("lockout_trips", 0, 100, 3), ("window_s", 1, 604800, 3600))
+
+
+class Limiter:
+    def __init__(self, cfg=None):
+        cfg = cfg or {}
+        if not isinstance(cfg, dict):
+            raise ConfigError("limiter", "not an object")
+        v = []
+        for key, lo, hi, dflt in _KEYS:
+            x = cfg.get(key, dflt)
+            if isinstance(x, bool) or not isinstance(x, int) or not lo <= x <= hi:
+                raise ConfigError("limiter." + key, "integer %d..%d expected" % (lo, hi))
+            v.append(x)
+        self.mpl_w, self.trip_s, self.reclose_s, self.lockout_trips, self.window_s = v
+        self.over_since = -1   # epoch the load first seen above the limit, -1 = not above
+        self.open_until = -1   # epoch of the automatic reclose, -1 = not tripped
+        self.trips = 0
+        self.first_trip = 0
+        self.locked = False
+
+    @property
+    def blocking(self):
+        return self.locked or self.open_until >= 0
+
+    def state(self):
+        return [self.open_until, self.trips, self.first_trip, 1 if self.locked else 0]
+
+    def restore(self, s):
+        self.open_until, self.trips, self.first_trip, locked = s[:4]
+        self.locked = bool(locked)
+
+    def reset(self):
+        """Clear a trip or lock-out (button after lock-out, remote reconnect)."""
+        self.locked = False
+        self.open_until = -1
+        self.over_since = -1
+        self.trips = 0
+
+    def step(self, power_dw, now):
+        """Feed one power reading (0.1 W, None = unknown) taken at ``now`` (epoch s)."""
+        if not self.mpl_w or self.locked:
+            return NONE
+        if self.open_until >= 0:
+            if now >= self.open_until:
+                self.open_until = -1
+                self.over_since = -1
+                return RECLOSE
+            return NONE
+        if power_dw is None or power_dw <= self.mpl_w * 10:
+            self.over_since = -1
+            return NONE
+        if self.over_since < 0 or now < self.over_since:
+            self.over_since = now
+        if now - self.over_since < self.trip_s:
+            return NONE
+        self.over_since = -1
+        if self.trips == 0 or now - self.first_trip > self.window_s:
+            self.trips = 0
+            self.first_trip = now
+        self.trips += 1
+        if self.lockout_trips and self.trips >= self.lockout_trips:
+            self.locked = True
+            return LOCKOUT
+        self.open_until = now + self.reclose_s
+        return TRIP
