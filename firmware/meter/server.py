@@ -1,18 +1,30 @@
 """DLMS/COSEM server: HDLC link layer (IEC 62056-46) + association and xDLMS services (IEC 62056-5-3).
 
-``HdlcLink.on_frame(frame) -> list of frames (bytes)`` is sans-I/O: the async task in
+``HdlcLink.on_frame(frame) -> sequence of frames (bytes)`` is sans-I/O: the async task in
 ``meter.app`` feeds it frames from a ``protocol.hdlc.Receiver`` and writes what it returns.
 
-Link: NDM/NRM; SNRM/UA with parameter negotiation (min of ours and the client's; defaults
-128/128/1/1 when absent); I-frames with N(S)/N(R) checking; segmented I-frames both ways (S bit,
-RR per segment); DISC -> UA (NRM) or DM (NDM); frames for other server addresses are ignored
-(silence, IEC 62056-46 §6.4.2.2); an echo of our own frames is ignored by the same rule.
+Link (IEC 62056-46 §6.4): NDM/NRM. SNRM -> UA with parameter negotiation (each value the
+minimum of ours and the client's; 128/128/1/1 when absent), window 1. I-frames with N(S)/N(R):
+a repeated I-frame (our answer was lost) or an RR whose N(R) shows our last I-frame missing gets
+that frame again. Segmented I-frames both ways (S bit, RR after each segment). DISC -> UA in NRM,
+DM in NDM; I/RR/RNR in NDM -> DM. FRMR (info: rejected control, V(S)/V(R), W/X/Y/Z) for an
+unknown control field, an information field longer than negotiated, or a bad N(R). Frames for
+another server address, with a multi-byte client address, or that are an echo of our own last
+frame (optical heads hear themselves) get silence (§6.4.2.2). Server addresses of 1, 2 or 4
+bytes; with ``physical`` set, a 2/4-byte address must carry it. No frame for
+``inactivity_s`` (config, default 120 s) returns the link to NDM.
 
-Application: AARQ/AARE (LN referencing, no ciphering; public client 16 without authentication,
-meter reader 32 and managers 1 / 48 with LLS), GET normal / next / with-list with block transfer
-when the response exceeds the client's max PDU, SET normal, ACTION normal, RLRQ/RLRE, and
-ExceptionResponse for everything else.
+Application (Green Book §9): AARQ/AARE, LN referencing, no ciphering. Client SAP 16 public (no
+security), 32 meter reader, 1 and 48 management (LLS). Rejections: application-context-name-
+not-supported (2), mechanism-name-not-recognised (11), authentication-required (14),
+authentication-failure (13), no-reason-given (1) with an xDLMS initiate error (DLMS version too
+low, incompatible conformance, PDU size too short). Negotiated conformance = proposed ∩
+supported; the client's max receive PDU bounds every response. GET normal / with-list / next
+(GET-Response-With-Datablock whenever a response does not fit), SET normal, ACTION normal,
+RLRQ (user-information tolerated) -> RLRE, ExceptionResponse for what is not supported.
 """
+import time
+
 from protocol import hdlc, apdu, axdr
 from meter import cosem
 
@@ -22,70 +34,126 @@ except ImportError:
     def const(x):
         return x
 
+_ticks_diff = getattr(time, "ticks_diff", None) or (lambda a, b: a - b)
+
 _NDM = const(0)
 _NRM = const(1)
 
-# client SAP -> (role, needs LLS)
-CLIENTS = {16: (cosem.PUBLIC, False), 32: (cosem.READER, True), 1: (cosem.MANAGER, True), 48: (cosem.MANAGER, True)}
+# client SAP -> role; roles other than PUBLIC authenticate with LLS
+CLIENTS = {16: cosem.PUBLIC, 32: cosem.READER, 1: cosem.MANAGER, 48: cosem.MANAGER}
 
 SUPPORTED_CONFORMANCE = (apdu.CONF_GET | apdu.CONF_SET | apdu.CONF_ACTION | apdu.CONF_SELECTIVE_ACCESS
                          | apdu.CONF_BLOCK_TRANSFER_WITH_GET | apdu.CONF_MULTIPLE_REFERENCES)
-SERVER_MAX_PDU = const(512)
-_BLOCK_OVERHEAD = const(16)
+SERVER_MAX_PDU = const(1024)   # largest APDU we receive (announced in the AARE)
+_SEND_MAX = const(1024)        # larger responses go by block transfer when negotiated
+_MIN_PDU = const(64)           # smaller client max PDUs are refused (pdu-size-too-short)
+_BLOCK_HEAD = const(12)        # C4 02 inv last blk(4) choice len(<=3)
+_RX_MAX = const(1100)          # reassembly limit for segmented requests
+
+_FRMR_W = const(1)             # invalid / not implemented control field
+_FRMR_Y = const(4)             # information field too long
+_FRMR_Z = const(8)             # invalid N(R)
+
+
+class _Source:
+    """A response value being sent in blocks: bytes already encoded plus an optional
+    generator of further encoded chunks (object_list, profile buffer)."""
+
+    def __init__(self, data, gen=None):
+        self.buf = data
+        self.gen = gen
+
+    def fill(self, n):
+        """Pull chunks until ``n`` bytes are buffered; True when the whole value is buffered."""
+        g = self.gen
+        if g is not None and len(self.buf) < n:
+            buf = bytearray(self.buf)
+            while len(buf) < n:
+                try:
+                    buf.extend(next(g))
+                except StopIteration:
+                    g = self.gen = None
+                    break
+            self.buf = buf
+        return g is None
+
+    def take(self, n):
+        done = self.fill(n)
+        b = self.buf
+        chunk = bytes(b[:n])
+        self.buf = b[n:]
+        return chunk, done and len(b) <= n
 
 
 class Association:
-    """Application association state and xDLMS service dispatch for one link."""
+    """Application association state and xDLMS service dispatch for one link. Attributes
+    read by IC 15: ``role``, ``client``, ``server``, ``conformance``, ``max_pdu``,
+    ``server_max_pdu``, ``mechanism``; per request ``selector`` / ``params``."""
 
-    def __init__(self, meter):
+    def __init__(self, meter, server=1):
         self.meter = meter
+        self.server = server
+        self.server_max_pdu = SERVER_MAX_PDU
         self.reset()
 
     def reset(self):
         self.open = False
         self.role = cosem.PUBLIC
         self.client = 0
+        self.mechanism = 0
         self.conformance = 0
         self.max_pdu = 0xFFFF
-        self._blocks = None  # pending GET block transfer: (data, offset, block_no)
+        self.selector = None
+        self.params = None
+        self._blocks = None   # long GET in progress: [source, last block number sent]
 
-    # --- ACSE -----------------------------------------------------------------------------
+    # --- ACSE (Green Book §9.4.2) -------------------------------------------------------
+    def _reject(self, diag, initiate_error=None, mech=None):
+        return apdu.build_aare(1, diag, max_pdu=SERVER_MAX_PDU, mechanism=mech,
+                               initiate_error=initiate_error)
+
     def aarq(self, client, buf):
         self.reset()
         try:
             req = apdu.parse_aarq(buf)
         except apdu.ApduError:
-            return apdu.build_aare(1, 1, conformance=0, max_pdu=SERVER_MAX_PDU)
+            return self._reject(1)
         if req["context"] != apdu.CONTEXT_LN:
             return apdu.build_aare(1, 2, context=req["context"] or 1, max_pdu=SERVER_MAX_PDU)
-        entry = CLIENTS.get(client)
-        if entry is None:
-            return apdu.build_aare(1, 1, max_pdu=SERVER_MAX_PDU)
-        role, needs_lls = entry
+        role = CLIENTS.get(client)
+        if role is None:
+            return self._reject(1)
         mech = req["mechanism"]
-        if needs_lls:
+        if role != cosem.PUBLIC:
             if mech is None or mech == apdu.MECH_NONE:
-                return apdu.build_aare(1, 14, max_pdu=SERVER_MAX_PDU)  # authentication-required
+                return self._reject(14)          # authentication-required
             if mech != apdu.MECH_LLS:
-                return apdu.build_aare(1, 11, max_pdu=SERVER_MAX_PDU)  # mechanism not recognised
+                return self._reject(11)          # mechanism-name not recognised
             if not self.meter.check_password(client, req["auth_value"]):
                 self.meter.event(30, "LLS authentication failure, client %d" % client)
-                return apdu.build_aare(1, 13, mechanism=apdu.MECH_LLS, max_pdu=SERVER_MAX_PDU)
+                return self._reject(13, mech=apdu.MECH_LLS)   # authentication-failure
         elif mech not in (None, apdu.MECH_NONE):
-            return apdu.build_aare(1, 11, max_pdu=SERVER_MAX_PDU)
+            return self._reject(11)
         if not req["user_info_ok"]:
-            return apdu.build_aare(1, 1, max_pdu=SERVER_MAX_PDU)
+            return self._reject(1)
         if req["dlms_version"] < 6:
-            return apdu.build_aare(1, 1, max_pdu=SERVER_MAX_PDU, initiate_error=(6, 1))
+            return self._reject(1, (6, 1))      # DLMS version too low
         conf = req["conformance"] & SUPPORTED_CONFORMANCE
+        if not conf & (apdu.CONF_GET | apdu.CONF_SET | apdu.CONF_ACTION):
+            return self._reject(1, (6, 2))      # incompatible conformance
         mp = req["max_pdu"]
-        self.max_pdu = 0xFFFF if mp == 0 else (mp if mp >= 12 else 12)
+        if mp == 0:
+            mp = 0xFFFF                          # 0: no limit (Green Book)
+        if mp < _MIN_PDU:
+            return self._reject(1, (6, 3))      # PDU size too short
+        self.max_pdu = mp
         self.conformance = conf
         self.role = role
         self.client = client
+        self.mechanism = apdu.MECH_NONE if role == cosem.PUBLIC else apdu.MECH_LLS
         self.open = True
         return apdu.build_aare(0, 0, conformance=conf, max_pdu=SERVER_MAX_PDU,
-                               mechanism=apdu.MECH_LLS if needs_lls else None)
+                               mechanism=None if role == cosem.PUBLIC else apdu.MECH_LLS)
 
     # --- dispatch ---------------------------------------------------------------------------
     def handle(self, client, buf):
@@ -96,6 +164,10 @@ class Association:
         if tag == apdu.AARQ:
             return self.aarq(client, buf)
         if tag == apdu.RLRQ:
+            try:
+                apdu.parse_rlrq(buf)
+            except apdu.ApduError:
+                pass                      # released anyway
             self.reset()
             return apdu.build_rlre(0)
         if tag in (apdu.GET_REQUEST, apdu.SET_REQUEST, apdu.ACTION_REQUEST):
@@ -104,128 +176,178 @@ class Association:
             try:
                 req = apdu.parse_request(buf)
             except apdu.ApduError as e:
-                return apdu.exception_response(2, e.service_error)
+                self._blocks = None
+                return apdu.exception_response(2 if e.service_error == 2 else 1, e.service_error)
             if tag == apdu.GET_REQUEST:
+                if not self.conformance & apdu.CONF_GET:
+                    return apdu.exception_response(1, 2)
                 return self.get(req)
+            self._blocks = None
             if tag == apdu.SET_REQUEST:
+                if not self.conformance & apdu.CONF_SET:
+                    return apdu.exception_response(1, 2)
                 return self.set(req)
+            if not self.conformance & apdu.CONF_ACTION:
+                return apdu.exception_response(1, 2)
             return self.action(req)
         return apdu.exception_response(2, 2)  # service-unknown, service-not-supported
 
     def _lookup(self, class_id, ln):
-        obj = self.meter.objects.get(bytes(ln))
-        if obj is None:
+        row = self.meter.objects.get(bytes(ln))
+        if row is None or not cosem.present(self.meter, row):
             return None, cosem.UNDEFINED
-        if obj.class_id != class_id:
+        if row[cosem.IC] != class_id:
             return None, cosem.INCONSISTENT
-        return obj, 0
+        return row, 0
 
     def _read(self, item, w):
+        """Encode one attribute into w; returns a DAR int, or a generator of chunks."""
         class_id, ln, attr, selector, params = item
-        obj, dar = self._lookup(class_id, ln)
-        if obj is None:
+        row, dar = self._lookup(class_id, ln)
+        if row is None:
             return dar
-        if not obj.can_read(self.role, attr):
-            return cosem.DENIED if 1 <= attr <= obj.n_attrs else cosem.UNDEFINED
-        if selector is not None:
-            return cosem.UNAVAILABLE  # selective access: profile objects only
+        if not cosem.can_read(row, self.role, attr):
+            return cosem.DENIED if 1 <= attr <= row[cosem.NATTR] else cosem.UNDEFINED
+        if selector is not None and (class_id != 7 or attr != 2
+                                     or not self.conformance & apdu.CONF_SELECTIVE_ACCESS):
+            return cosem.UNAVAILABLE          # selective access: profile buffers only
         if attr == 1:
-            w.octet_string(obj.ln)
+            w.octet_string(row[cosem.LN])
             return 0
+        self.selector = selector
+        self.params = params
         try:
-            return obj.read(self.meter, attr, w)
-        except (ValueError, axdr.AxdrError):
+            return cosem.READ[class_id](self.meter, row, attr, w, self)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
             return cosem.HW_FAULT
 
     def get(self, req):
         inv = req.invoke
-        if req.kind == 2:  # GET next
+        if req.kind == 2:  # GET next (IEC 62056-5-3 §7.3.4.2: block-number = last one received)
             b = self._blocks
             if b is None:
                 return apdu.get_response_block_error(inv, req.block_no, apdu.DAR_NO_LONG_GET_IN_PROGRESS)
-            if req.block_no != b[2]:
+            if req.block_no != b[1]:
                 self._blocks = None
-                return apdu.get_response_block_error(inv, req.block_no, apdu.DAR_LONG_GET_ABORTED)
+                return apdu.get_response_block_error(inv, req.block_no,
+                                                     apdu.DAR_DATA_BLOCK_NUMBER_INVALID)
             return self._next_block(inv)
         self._blocks = None
+        limit = self.max_pdu if self.max_pdu < _SEND_MAX else _SEND_MAX
+        blocks_ok = self.conformance & apdu.CONF_BLOCK_TRANSFER_WITH_GET
         if req.kind == 1:
             w = axdr.Writer()
-            dar = self._read(req.items[0], w)
-            if dar:
-                return apdu.get_response_error(inv, dar)
-            resp = apdu.get_response(inv, w.getvalue())
-        elif req.kind == 3:
-            results = []
+            r = self._read(req.items[0], w)
+            if isinstance(r, int):
+                if r:
+                    return apdu.get_response_error(inv, r)
+                src = _Source(w.buf)
+            else:
+                src = _Source(b"", r)
+            try:
+                whole = src.fill(limit - 3)
+                if not (whole and len(src.buf) + 4 <= limit) and not blocks_ok:
+                    # no block transfer: send it whole if it fits the client's PDU
+                    whole = src.fill(self.max_pdu - 3)
+                    limit = self.max_pdu
+            except Exception:
+                return apdu.get_response_error(inv, cosem.HW_FAULT)
+            if whole and len(src.buf) + 4 <= limit:
+                return apdu.get_response(inv, src.buf)
+            if not blocks_ok:
+                return apdu.exception_response(1, apdu.SERVICE_PDU_TOO_LONG)
+        else:  # with-list: the raw data is the SEQUENCE OF Get-Data-Result
+            out = bytearray(axdr.encode_length(len(req.items)))
             for item in req.items:
                 w = axdr.Writer()
-                dar = self._read(item, w)
-                results.append((1, dar) if dar else (0, w.getvalue()))
-            resp = apdu.get_response_list(inv, results)
-        else:
-            return apdu.exception_response(2, 2)
-        if len(resp) <= self.max_pdu or not self.conformance & apdu.CONF_BLOCK_TRANSFER_WITH_GET:
-            return resp
-        # block transfer: the raw data is the Data (GET normal) or the SEQUENCE OF Get-Data-Result
-        # (with-list) that the unblocked response would carry (IEC 62056-5-3 §7.3.4.2)
-        self._blocks = [resp[4:] if req.kind == 1 else resp[3:], 0, 1]
+                r = self._read(item, w)
+                if not isinstance(r, int):
+                    try:
+                        for chunk in r:
+                            w.buf.extend(chunk)
+                    except Exception:
+                        r = cosem.HW_FAULT
+                    else:
+                        r = 0
+                if r:
+                    out.append(1)
+                    out.append(r)
+                else:
+                    out.append(0)
+                    out.extend(w.buf)
+            if len(out) + 3 <= self.max_pdu or not blocks_ok:
+                return bytes((apdu.GET_RESPONSE, 3, inv)) + out
+            src = _Source(out)
+        self._blocks = [src, 0]
         return self._next_block(inv)
 
     def _next_block(self, inv):
-        data, off, no = self._blocks
-        size = self.max_pdu - _BLOCK_OVERHEAD
-        chunk = data[off:off + size]
-        off += len(chunk)
-        last = off >= len(data)
-        self._blocks = None if last else [data, off, no + 1]
+        b = self._blocks
+        no = b[1] + 1
+        try:
+            chunk, last = b[0].take(self.max_pdu - _BLOCK_HEAD)
+        except Exception:
+            self._blocks = None
+            return apdu.get_response_block_error(inv, no, apdu.DAR_LONG_GET_ABORTED)
+        if last:
+            self._blocks = None
+        else:
+            b[1] = no
         return apdu.get_response_block(inv, last, no, chunk)
 
     def set(self, req):
         inv = req.invoke
-        if req.kind != 1:
-            return apdu.exception_response(2, 2)
         class_id, ln, attr, selector, params = req.items[0]
-        obj, dar = self._lookup(class_id, ln)
-        if obj is None:
+        row, dar = self._lookup(class_id, ln)
+        if row is None:
             return apdu.set_response(inv, dar)
-        if not obj.can_write(self.role, attr):
-            return apdu.set_response(inv, cosem.DENIED if 1 <= attr <= obj.n_attrs else cosem.UNDEFINED)
+        if not cosem.can_write(row, self.role, attr):
+            return apdu.set_response(inv, cosem.DENIED if 1 <= attr <= row[cosem.NATTR] else cosem.UNDEFINED)
         try:
             tagged, _ = axdr.decode(req.value, 0)
-        except axdr.AxdrError:
+            return apdu.set_response(inv, cosem.WRITE[class_id](self.meter, row, attr, tagged))
+        except (axdr.AxdrError, ValueError, TypeError, IndexError):
             return apdu.set_response(inv, cosem.TYPE_UNMATCHED)
-        return apdu.set_response(inv, obj.write(self.meter, attr, tagged))
 
     def action(self, req):
         inv = req.invoke
-        if req.kind != 1:
-            return apdu.exception_response(2, 2)
         class_id, ln, method, selector, params = req.items[0]
-        obj, dar = self._lookup(class_id, ln)
-        if obj is None:
+        row, dar = self._lookup(class_id, ln)
+        if row is None:
             return apdu.action_response(inv, dar)
-        if not obj.can_call(self.role, method):
-            return apdu.action_response(inv, cosem.DENIED if method in obj.methods else cosem.UNDEFINED)
-        tagged = None
-        if params:
-            try:
-                tagged, _ = axdr.decode(params, 0)
-            except axdr.AxdrError:
-                return apdu.action_response(inv, cosem.TYPE_UNMATCHED)
-        result, data = obj.call(self.meter, method, tagged)
+        if not cosem.can_call(row, self.role, method):
+            return apdu.action_response(inv, cosem.DENIED if 1 <= method <= row[cosem.NMETH] else cosem.UNDEFINED)
+        try:
+            tagged = axdr.decode(params, 0)[0] if params else None
+            result, data = cosem.CALL[class_id](self.meter, row, method, tagged)
+        except (axdr.AxdrError, ValueError, TypeError, IndexError):
+            return apdu.action_response(inv, cosem.TYPE_UNMATCHED)
         return apdu.action_response(inv, result, data)
 
 
 class HdlcLink:
-    """Server side of one HDLC link (IEC 62056-46), window size 1."""
+    """Server side of one HDLC link (IEC 62056-46), window size 1.
 
-    def __init__(self, meter, logical=1, physical=None, max_info=512, inactivity_s=120):
-        self.assoc = Association(meter)
+    ``logical``/``physical``: our server address (physical None: any physical part of a
+    2/4-byte address is accepted); ``max_info``: the largest information field we send and
+    receive (negotiation lowers it). Counters: ``ignored`` (frames not for us, echoes),
+    ``frmr`` (FRMR sent), ``retransmitted``.
+    """
+
+    def __init__(self, meter, logical=1, physical=None, max_info=512, inactivity_s=None):
+        if inactivity_s is None:
+            inactivity_s = getattr(meter, "cfg", {}).get("inactivity_s", 120)
+        self.assoc = Association(meter, logical)
         self.logical = logical
         self.physical = physical
         self.max_info_ours = max_info
-        self.inactivity_ms = inactivity_s * 1000
+        self.inactivity_ms = int(inactivity_s) * 1000
         self.ticks = meter.board.ticks_ms
         self.ignored = 0
+        self.frmr = 0
+        self.retransmitted = 0
+        self._echo = None          # (dest, src, ctrl, info) of our last frame
+        self._addr = b"\x03"
         self._ndm()
 
     def _ndm(self):
@@ -235,115 +357,159 @@ class HdlcLink:
         self.vr = 0
         self.tx_max = 128
         self.rx_max = 128
-        self._rx = bytearray()
-        self._tx_pending = None   # remaining response bytes to send as segments
-        self._last_sent = None    # last I-frame, for retransmission
+        self._rx = None            # segmented request being reassembled (bytearray)
+        self._rx_over = False
+        self._tx = None            # response being sent in segments
+        self._tx_off = 0
+        self._last_sent = None     # last I-frame, for retransmission
         self._last_rx = 0
         self.assoc.reset()
+
+    def poll(self):
+        """Inactivity supervision without traffic (optional; ``on_frame`` checks too)."""
+        if (self.state == _NRM and self.inactivity_ms
+                and _ticks_diff(self.ticks(), self._last_rx) > self.inactivity_ms):
+            self._ndm()
 
     def _my_address(self, raw):
         try:
             value, n, _ = hdlc.decode_address(raw, 0)
+            logical, physical = hdlc.split_server_address(value, n)
         except hdlc.HdlcError:
             return False
-        logical, physical = hdlc.split_server_address(value, n)
         if logical != self.logical:
             return False
         if n > 1 and self.physical is not None and physical != self.physical:
             return False
-        self._addr = raw
         return True
 
-    def _frame(self, ctrl, info=b"", segmented=False):
-        return hdlc.encode_frame(self.client, self._addr, ctrl, info, segmented)
+    def _frame(self, ctrl, info=b"", segmented=False, client=None):
+        dest = client or self.client
+        self._echo = (dest, self._addr, ctrl, info)
+        return hdlc.encode_frame(dest, self._addr, ctrl, info, segmented)
+
+    def _frmr(self, ctrl, flags):
+        self.frmr += 1
+        return (self._frame(hdlc.FRMR, bytes((ctrl, (self.vs << 1) | (self.vr << 5), flags))),)
 
     def on_frame(self, f):
-        """Handle one received frame; return a list of frames to transmit (possibly empty)."""
+        """Handle one received frame; return a sequence of frames to transmit (maybe empty)."""
         if len(f.src) != 1 or not self._my_address(f.dest):
             self.ignored += 1
             return ()
-        now = self.ticks()
-        if self.state == _NRM and self.inactivity_ms and now - self._last_rx > self.inactivity_ms:
-            self._ndm()
-        self._last_rx = now
+        e = self._echo
+        if e is not None and f.ctrl == e[2] and f.src == e[1] and f.dest == e[0] and f.info == e[3]:
+            self.ignored += 1      # our own frame heard back (optical head, RS-485 echo)
+            return ()
+        self.poll()
+        self._last_rx = self.ticks()
         k = hdlc.kind(f.ctrl)
+        if k in (hdlc.K_UA, hdlc.K_DM, hdlc.K_FRMR):
+            self.ignored += 1      # responses are never addressed to a secondary
+            return ()
+        self._addr = f.dest
         if k == hdlc.K_SNRM:
             self._ndm()
+            self._last_rx = self.ticks()
+            self.client = f.src
             try:
                 ctx, crx, _, _ = hdlc.decode_params(f.info)
             except hdlc.HdlcError:
-                self.client = f.src
-                return (self._frame(hdlc.FRMR),)
-            self.client = f.src
+                return self._frmr(f.ctrl, _FRMR_W | 2)
+            if ctx < 1 or crx < 1:
+                return self._frmr(f.ctrl, _FRMR_W | 2)
             self.tx_max = min(self.max_info_ours, crx)
             self.rx_max = min(self.max_info_ours, ctx)
             self.state = _NRM
-            self._last_rx = now
             return (self._frame(hdlc.UA, hdlc.encode_params(self.tx_max, self.rx_max, 1, 1)),)
         if k == hdlc.K_DISC:
             was = self.state
-            self.client = f.src
             self._ndm()
-            self.client = f.src
-            return (self._frame(hdlc.UA if was == _NRM else hdlc.DM),)
+            return (self._frame(hdlc.UA if was == _NRM else hdlc.DM, client=f.src),)
         if self.state != _NRM or f.src != self.client:
             if k in (hdlc.K_I, hdlc.K_RR, hdlc.K_RNR):
-                saved = self.client
-                self.client = f.src
-                out = self._frame(hdlc.DM)
-                self.client = saved
-                return (out,)
+                return (self._frame(hdlc.DM, client=f.src),)
             return ()
         if k == hdlc.K_I:
             return self._on_i(f)
         if k == hdlc.K_RR:
             return self._on_rr(f)
         if k == hdlc.K_RNR:
-            return ()
+            return (self._frame(hdlc.ctrl_rr(self.vr)),)
         if k == hdlc.K_UI:
             return ()
-        return (self._frame(hdlc.FRMR),)
+        return self._frmr(f.ctrl, _FRMR_W)
+
+    def _resend(self):
+        self.retransmitted += 1
+        self._echo = self._last_echo
+        return (self._last_sent,)
 
     def _on_rr(self, f):
         nr = hdlc.nr(f.ctrl)
-        if self._tx_pending is not None and nr == self.vs:
+        if self._last_sent is not None and nr == (self.vs - 1) & 7:
+            return self._resend()      # the client never got our last I-frame
+        if nr != self.vs:
+            return self._frmr(f.ctrl, _FRMR_Z)
+        if self._tx is not None:
             return (self._next_segment(),)
-        if self._last_sent is not None and nr != self.vs:
-            return (self._last_sent,)  # peer lost our last I-frame
         return (self._frame(hdlc.ctrl_rr(self.vr)),)
 
     def _on_i(self, f):
-        if hdlc.ns(f.ctrl) != self.vr:
-            # duplicate (our answer was lost) or out of sequence
-            if self._last_sent is not None and hdlc.nr(f.ctrl) != self.vs:
-                return (self._last_sent,)
+        n_s = hdlc.ns(f.ctrl)
+        nr = hdlc.nr(f.ctrl)
+        if n_s != self.vr:
+            if n_s == (self.vr - 1) & 7 and self._last_sent is not None:
+                return self._resend()       # repeated request: our answer was lost
             return (self._frame(hdlc.ctrl_rr(self.vr)),)
-        if len(f.info) > self.rx_max + 0:
-            return (self._frame(hdlc.FRMR),)
+        if nr != self.vs and not (self._last_sent is not None and nr == (self.vs - 1) & 7):
+            return self._frmr(f.ctrl, _FRMR_Z)
+        if len(f.info) > self.rx_max:
+            return self._frmr(f.ctrl, _FRMR_Y)
         self.vr = (self.vr + 1) & 7
-        self._rx.extend(f.info)
+        self._tx = None                     # a new request ends any unfinished response
+        if self._rx is None:
+            if not f.segmented:
+                return self._request(f.info)
+            self._rx = bytearray()
+            self._rx_over = False
+        if len(self._rx) + len(f.info) > _RX_MAX:
+            self._rx_over = True
+        else:
+            self._rx.extend(f.info)
         if f.segmented:
-            if len(self._rx) > 4096:
-                self._rx = bytearray()
-                return (self._frame(hdlc.FRMR),)
             return (self._frame(hdlc.ctrl_rr(self.vr)),)
-        data = bytes(self._rx)
-        self._rx = bytearray()
-        if len(data) < 3 or data[0] != 0xE6 or data[1] != 0xE6:
-            return (self._frame(hdlc.ctrl_rr(self.vr)),)
-        resp = self.assoc.handle(self.client[0] >> 1, memoryview(data)[3:])
+        data = self._rx
+        self._rx = None
+        if self._rx_over:
+            return self._send(apdu.exception_response(1, apdu.SERVICE_PDU_TOO_LONG))
+        return self._request(data)
+
+    def _request(self, data):
+        mv = memoryview(data)
+        if len(data) >= 3 and data[0] == 0xE6 and data[1] in (0xE6, 0xE7):
+            mv = mv[3:]
+        resp = self.assoc.handle(self.client[0] >> 1, mv)
         if resp is None:
             return (self._frame(hdlc.ctrl_rr(self.vr)),)
-        self._tx_pending = hdlc.LLC_RESPONSE + resp
+        return self._send(resp)
+
+    def _send(self, resp):
+        self._tx = hdlc.LLC_RESPONSE + resp
+        self._tx_off = 0
         return (self._next_segment(),)
 
     def _next_segment(self):
-        data = self._tx_pending
-        n = self.tx_max
-        seg = len(data) > n
-        chunk = data[:n]
-        self._tx_pending = data[n:] if seg else None
-        frame = self._frame(hdlc.ctrl_i(self.vs, self.vr), chunk, seg)
+        data = self._tx
+        off = self._tx_off
+        end = off + self.tx_max
+        seg = len(data) > end
+        frame = self._frame(hdlc.ctrl_i(self.vs, self.vr), data[off:end], seg)
+        if seg:
+            self._tx_off = end
+        else:
+            self._tx = None
         self.vs = (self.vs + 1) & 7
         self._last_sent = frame
+        self._last_echo = self._echo
         return frame
