@@ -296,8 +296,10 @@ def credit_add(amount, **kw):
             c.action(112, OBIS_CREDIT, 1, axdr.Writer().double_long(amount).getvalue())
             after = tolerant(c, 112, OBIS_CREDIT, 2)
             available = tolerant(c, 111, OBIS_ACCOUNT, 5)
+            relay_on = tolerant(c, 70, OBIS_DISCONNECT, 2)
         out = {"amount_paise": amount, "credit_before_paise": before, "credit_after_paise": after,
-               "available_credit_paise": available}
+               "available_credit_paise": available,
+               "relay_output_state": None if relay_on is None else bool(relay_on)}
         if kw["as_json"]:
             _emit_json(out)
             return
@@ -305,6 +307,8 @@ def credit_add(amount, **kw):
         click.echo("Credit: %s -> %s" % (fmt.rupees(before), fmt.rupees(after)))
         if available is not None:
             click.echo("Available credit: %s" % fmt.rupees(available))
+        if relay_on is not None:
+            click.echo("Relay: %s" % _relay_text(relay_on))
 
     _run(body)
 
