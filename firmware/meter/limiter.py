@@ -50,6 +50,21 @@ class Limiter:
         self.first_trip = 0
         self.locked = False
 
+    # IC 71 attribute names (Blue Book §4.5.9), as the COSEM table serves them
+    @property
+    def threshold_active(self):
+        return self.mpl_w
+
+    threshold_normal = threshold_active
+
+    @property
+    def min_over_threshold_duration(self):
+        return self.trip_s
+
+    @property
+    def min_under_threshold_duration(self):
+        return self.reclose_s
+
     @property
     def blocking(self):
         return self.locked or self.open_until >= 0

@@ -205,6 +205,20 @@ class Policy:
         meter.event(EV_EC_ON, "emergency credit on via %s t=%d" % (source, now))
         return True
 
+    @property
+    def emergency(self):
+        """The emergency credit as the COSEM Credit object (IC 112, 0.0.19.10.1.255) shows it:
+        amount/limit/preset in the credit unit, period in s, credit_configuration bits
+        (0x10 visual indication, 0x08 confirmation by the consumer, 0x04 paid back)."""
+        if not self.ec_enabled():
+            return None
+        manual = 0x18 if ("button" in self.ec_by or "token" in self.ec_by) else 0
+        return {"amount": self.ec_paise, "limit": self.ec_paise, "preset_amount": self.ec_paise,
+                "period": self.ec_s, "available_threshold": self.ec_offer,
+                "warning_threshold": self.ec_offer, "configuration": manual | 0x04,
+                "in_use": self.ec_state == EC_ACTIVE, "consumed": self.ec_state == EC_USED,
+                "selectable": self.ec_state == EC_AVAILABLE}
+
     def _ec_over(self, credit, now):
         if self.ec_paise and credit <= self.min_credit - self.ec_paise:
             return True
