@@ -11,12 +11,28 @@ The HIL rig (hil/rig.py) starts ``micropython firmware/main.py board.json`` with
   board -> rig ``ready``, ``pong <n>``, ``mem <alloc> <free>`` (after gc.collect), ``relay <0|1>``, ``meter ...``, ``event <code> <text>``.
 - Clock: ``frozen`` holds the RTC at the last ``time`` set (deterministic time warp), ``running``
   advances it with the monotonic tick like a real RTC.
-- Flash: the state directory (the meter's filesystem root); files are written via the store module.
-- Watchdog: ``wdt_feed`` records the tick; the rig treats a silent process as hung.
+- Flash: without a ``"flash"`` section the state directory is the meter's filesystem. With
+  ``"flash": {"blocks": 64, "image": "<state>/flash.img", "cut_at": 0, "seed": 1}`` the board
+  mounts littlefs (``vfs.VfsLfs2``) at ``/flash`` on a file-backed NOR model
+  (``boards.nor_flash``; erase counters in ``<image>.wear``), formatting it on first boot (a
+  fresh image). ``path(name)`` then points into ``/flash``, except the provisioning files
+  ``*.json`` (config.json, STS tables), which stay in the host state dir (read-only for the meter).
+  ``cut_at=N`` cuts the power at the N-th program/erase since boot: a torn program or partial
+  erase, then the process is killed at once with SIGKILL (no cleanup, as a real power cut).
+- Watchdog: ``"wdt_ms"`` (default 5000, 0 = off), started by the first ``wdt_feed``. A thread checks that ``wdt_feed`` was called
+  within that many ms (monotonic time); if not, it writes ``<state>/reset_cause`` = ``wdt`` and kills
+  the process with SIGALRM (exit status -14: WDT_SIGNAL), which the rig answers by a restart
+  (a hardware watchdog reset). ``reset_cause`` is "wdt" on the boot after that, else "power".
+- Control commands for tests: ``cover open|closed`` (the meter-cover tamper switch, handed to
+  ``on_cover(opened)``), ``hang <ms>`` (blocks the event loop, as a hung task would).
 """
 import json
+import os
 import sys
 import time
+
+WDT_SIGNAL = 14    # SIGALRM: the emulated watchdog's kill; the rig restarts the board
+CUT_SIGNAL = 9     # SIGKILL: an injected power cut
 
 try:
     import termios
@@ -41,6 +57,20 @@ def _open_raw(path):
     return f
 
 
+def hard_exit(sig):
+    """End the process at once, without cleanup (no finalisers, no file flushes): SIGKILL or
+    another signal delivered by a child shell (the unix port has no os._exit / os.kill)."""
+    if hasattr(os, "_exit"):  # CPython
+        os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    while True:
+        os.system("kill -%d $PPID" % sig)
+
+
+def _power_cut():
+    hard_exit(CUT_SIGNAL)
+
+
 class UnixBoard:
     """Board API used by ``meter``: streams, clock, relay output, reports, button, filesystem root."""
 
@@ -51,6 +81,18 @@ class UnixBoard:
             cfg = json.load(f)
         self.cfg = cfg
         self.state_dir = cfg["state"]
+        self.root = self.state_dir
+        self.flash = None
+        self.flash_formatted = False
+        self.reset_cause = "power"
+        self.on_cover = None
+        try:
+            os.remove(self.state_dir + "/reset_cause.wdt")
+            self.reset_cause = "wdt"
+        except OSError:
+            pass
+        if cfg.get("flash"):
+            self._mount_flash(cfg["flash"])
         self.poll_ms = int(cfg.get("poll_ms", 1000))
         self._frozen = cfg.get("clock", "frozen") == "frozen"
         self._epoch = int(cfg.get("epoch", 1767225600))
@@ -61,11 +103,41 @@ class UnixBoard:
         self._modbus = None
         self.on_button = None
         self.on_time_set = None
+        self._wdt_ms = int(cfg.get("wdt_ms", 5000))
+        self._fed = None
 
     # --- files -------------------------------------------------------------------------
+    def _mount_flash(self, fl):
+        import vfs
+        from boards.nor_flash import NorFlash
+        image = fl.get("image") or self.state_dir + "/flash.img"
+        fresh = True
+        try:
+            os.stat(image)
+            fresh = False
+        except OSError:
+            pass
+        nor = NorFlash(image, int(fl.get("blocks", 64)), int(fl.get("cut_at", 0)),
+                       int(fl.get("seed", 1)), die=_power_cut)
+        self.flash = nor
+        if fresh:
+            vfs.VfsLfs2.mkfs(nor)
+        try:
+            fs = vfs.VfsLfs2(nor, mtime=False)
+        except OSError:
+            # unreadable filesystem: a meter must come up; the loss shows as "first boot"
+            self.flash_formatted = True
+            vfs.VfsLfs2.mkfs(nor)
+            fs = vfs.VfsLfs2(nor, mtime=False)
+        vfs.mount(fs, "/flash")
+        self.root = "/flash"
+
     def path(self, name):
-        """Absolute path of a file in the meter's persistent filesystem."""
-        return self.state_dir + "/" + name
+        """Absolute path of a file in the meter's persistent filesystem (provisioning ``*.json``
+        files are read from the host state dir)."""
+        if name.endswith(".json"):
+            return self.state_dir + "/" + name
+        return self.root + "/" + name
 
     # --- UARTs -------------------------------------------------------------------------
     def dlms_stream(self):
@@ -114,7 +186,24 @@ class UnixBoard:
             pass
 
     def wdt_feed(self):
-        pass
+        """Feed the watchdog (call at least every ``wdt_ms``); the first call starts it, as
+        creating ``machine.WDT`` does on a board."""
+        first = self._fed is None
+        self._fed = time.ticks_ms()
+        if first and self._wdt_ms > 0:
+            import _thread
+            _thread.start_new_thread(self._wdt_loop, ())
+
+    def _wdt_loop(self):
+        while True:
+            time.sleep_ms(100)
+            if time.ticks_diff(time.ticks_ms(), self._fed) > self._wdt_ms:
+                try:
+                    with open(self.state_dir + "/reset_cause.wdt", "w") as f:
+                        f.write("wdt")
+                except OSError:
+                    pass
+                hard_exit(WDT_SIGNAL)
 
     async def control_task(self):
         """Read rig commands from the control channel (the unix stand-in for GPIO and RTC)."""
@@ -144,5 +233,13 @@ class UnixBoard:
                     import gc
                     gc.collect()
                     self.report("mem %d %d" % (gc.mem_alloc(), gc.mem_free()))
+                elif cmd[0] == "cover" and len(cmd) > 1:
+                    if self.on_cover:
+                        self.on_cover(cmd[1] in ("open", "1"))
+                elif cmd[0] == "hang":
+                    t0 = time.ticks_ms()
+                    ms = int(cmd[1]) if len(cmd) > 1 else 60000
+                    while time.ticks_diff(time.ticks_ms(), t0) < ms:
+                        pass
                 elif cmd[0] == "ping":
                     self.report("pong " + (cmd[1] if len(cmd) > 1 else "0"))

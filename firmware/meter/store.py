@@ -1,18 +1,35 @@
-"""Power-fail-safe journal: the newest valid record wins at boot (DESIGN.md §5).
+"""Power-fail-safe state journal: the newest valid record wins at boot (DESIGN.md §5).
 
-Two slot files ``<name>.a`` / ``<name>.b`` are written alternately; each holds one record::
+Two kinds of record, each in two alternating slot files (a torn write leaves the other slot):
 
-    b"PJ" | version u8 | seq u32 BE | length u16 BE | payload (JSON, UTF-8) | CRC-32 u32 BE
+- full record, ``<prefix>.a`` / ``<prefix>.b``: the whole state::
 
-CRC-32 (binascii.crc32, ISO-HDLC) covers everything before it. A write that a power cut tears
-leaves that slot invalid and the other slot (the previous record) intact, so ``load`` always
-returns the last record whose ``save`` completed. On littlefs (VfsLfs2) a file's new content is
-only committed on close, which gives the same guarantee per slot.
+      b"PJ" | version u8 (2) | seq u32 BE | length u16 BE | payload JSON | hot (5 x i32 BE) | CRC-32 BE
 
-Errors: ``load`` never raises for damaged data; it returns None when no valid record exists.
+- hot record, ``<prefix>.ha`` / ``<prefix>.hb``, 30 bytes, for consumption only::
+
+      b"PH" | seq u32 BE | hot (5 x i32 BE) | CRC-32 BE
+
+``hot`` is a tuple of 5 signed 32-bit ints that change with every metering cycle (the app uses
+credit, carried remainder, import Wh, module Wh, RTC); ``payload`` is any JSON-able dict of the
+rest (settings, relay, TID store as a hex string, ...). ``save(obj, hot)`` writes a full record when
+``obj`` differs from the last full record, else only a hot record: a hot record is so small that
+littlefs keeps it inline in the directory's metadata (one small commit, no block erase), which is
+what keeps the consumption cadence cheap in flash wear (see bench/bench_wear.py).
+
+Both kinds share one sequence counter. ``load()`` takes the newest valid full record F and the
+newest valid hot record H; if H.seq > F.seq, H's values replace F's hot values. A change written
+as a full record is therefore atomic with the hot values of that moment (e.g. a top-up: credit and
+the TID store together). CRC-32 is binascii.crc32 (ISO-HDLC). On littlefs (VfsLfs2) a file's new
+content is committed on close, so each slot holds the old or the new record, never a mix; the CRC
+also rejects any damage that gets through.
+
+Errors: ``load`` never raises for damaged data (None when no valid full record exists);
+``save`` raises OSError if the filesystem fails and JournalError for out-of-range values.
 """
 import binascii
 import json
+import os
 import struct
 
 try:
@@ -22,42 +39,104 @@ except ImportError:
         return x
 
 _MAGIC = b"PJ"
-_VERSION = const(1)
+_HMAGIC = b"PH"
+_VERSION = const(2)
 _HDR = const(9)
+HOT_N = const(5)
+_HOT_FMT = ">5i"
+_HOT_LEN = const(20)
+_HREC = const(30)          # 2 + 4 + 20 + 4
 
 
-def encode_record(seq, obj):
+class JournalError(ValueError):
+    """A value does not fit the record format (hot values are signed 32-bit)."""
+
+
+def _crc(data):
+    return binascii.crc32(data) & 0xFFFFFFFF
+
+
+def _check_hot(hot):
+    if len(hot) != HOT_N:
+        raise JournalError("hot record needs %d values" % HOT_N)
+    for v in hot:
+        if not -0x80000000 <= v <= 0x7FFFFFFF:
+            raise JournalError("hot value out of i32 range: %r" % (v,))
+
+
+def encode_record(seq, obj, hot=(0, 0, 0, 0, 0)):
+    """Full record bytes for sequence number ``seq`` (u32), dict ``obj``, ``hot`` (5 x i32)."""
+    _check_hot(hot)
     payload = json.dumps(obj).encode()
-    head = _MAGIC + struct.pack(">BIH", _VERSION, seq, len(payload))
-    body = head + payload
-    return body + struct.pack(">I", binascii.crc32(body) & 0xFFFFFFFF)
+    body = _MAGIC + struct.pack(">BIH", _VERSION, seq, len(payload)) + payload + struct.pack(_HOT_FMT, *hot)
+    return body + struct.pack(">I", _crc(body))
 
 
 def decode_record(data):
-    """Return (seq, obj) or None if the bytes are not one valid record."""
-    if data is None or len(data) < _HDR + 4 or data[:2] != _MAGIC:
+    """(seq, obj) from full-record bytes, or None if they are not one valid record."""
+    r = decode_full(data)
+    return None if r is None else (r[0], r[1])
+
+
+def decode_full(data):
+    """(seq, obj, hot) from full-record bytes, or None if they are not one valid record."""
+    if data is None or len(data) < _HDR + _HOT_LEN + 4 or data[:2] != _MAGIC:
         return None
     ver, seq, n = struct.unpack(">BIH", data[2:_HDR])
-    if ver != _VERSION or len(data) != _HDR + n + 4:
+    end = _HDR + _HOT_LEN + n
+    if ver != _VERSION or len(data) != end + 4:
         return None
-    crc = struct.unpack(">I", data[_HDR + n:])[0]
-    if binascii.crc32(data[:_HDR + n]) & 0xFFFFFFFF != crc:
+    if _crc(data[:end]) != struct.unpack(">I", data[end:])[0]:
         return None
     try:
-        return seq, json.loads(data[_HDR:_HDR + n])
+        obj = json.loads(data[_HDR:_HDR + n])
     except ValueError:
         return None
+    return seq, obj, struct.unpack(_HOT_FMT, data[_HDR + n:end])
+
+
+def encode_hot(seq, hot):
+    """Hot record bytes (30)."""
+    _check_hot(hot)
+    body = _HMAGIC + struct.pack(">I", seq) + struct.pack(_HOT_FMT, *hot)
+    return body + struct.pack(">I", _crc(body))
+
+
+def decode_hot(data):
+    """(seq, hot) from hot-record bytes, or None."""
+    if data is None or len(data) != _HREC or data[:2] != _HMAGIC:
+        return None
+    if _crc(data[:_HREC - 4]) != struct.unpack(">I", data[_HREC - 4:])[0]:
+        return None
+    return struct.unpack(">I", data[2:6])[0], struct.unpack(_HOT_FMT, data[6:_HREC - 4])
 
 
 class Journal:
-    """Alternating two-slot journal of one JSON-able object under ``path_prefix``."""
+    """State journal under ``path_prefix`` (full + hot records, two slots each).
+
+    ``seq``: sequence number of the newest record; ``writes`` / ``full_writes``: records written
+    since construction; ``hot``: hot values of the newest record (after load/save).
+    """
 
     def __init__(self, path_prefix):
-        self._paths = (path_prefix + ".a", path_prefix + ".b")
+        i = path_prefix.rfind("/")
+        if i > 0:
+            try:
+                os.mkdir(path_prefix[:i])   # its own directory: small littlefs metadata commits
+            except OSError:
+                pass
+        self._full = (path_prefix + ".a", path_prefix + ".b")
+        self._hotp = (path_prefix + ".ha", path_prefix + ".hb")
         self.seq = 0
         self.writes = 0
+        self.full_writes = 0
+        self.hot = None
+        self._last = None         # JSON of the newest full record's obj
+        self._fslot = 1           # slot the next full record goes to (.b first, as v1 did)
+        self._hslot = 0
 
-    def _read(self, path):
+    @staticmethod
+    def _read(path):
         try:
             with open(path, "rb") as f:
                 return f.read()
@@ -65,24 +144,57 @@ class Journal:
             return None
 
     def load(self):
+        """Return the newest valid state's ``obj`` (its hot values in ``self.hot``), or None."""
         best = None
-        for p in self._paths:
-            r = decode_record(self._read(p))
+        for i in (0, 1):
+            r = decode_full(self._read(self._full[i]))
             if r is not None and (best is None or r[0] > best[0]):
                 best = r
+                self._fslot = 1 - i
         if best is None:
             return None
-        self.seq = best[0]
-        return best[1]
+        seq, obj, hot = best
+        for i in (0, 1):
+            r = decode_hot(self._read(self._hotp[i]))
+            if r is not None and r[0] > seq:
+                seq, hot = r
+                self._hslot = 1 - i
+        self.seq = seq
+        self.hot = hot
+        self._last = json.dumps(obj)
+        return obj
 
-    def save(self, obj):
-        """Write ``obj`` as the next record; returns when it is durable (file closed)."""
-        self.seq += 1
-        data = encode_record(self.seq, obj)
-        with open(self._paths[self.seq & 1], "wb") as f:
+    def save(self, obj, hot=None):
+        """Journal ``obj`` (JSON-able) with ``hot`` (5 ints); returns when it is durable (file closed).
+
+        Writes a full record if ``obj`` changed since the last full record (or ``hot`` is None:
+        then the previous hot values are kept), else a hot record. Returns True for a full record.
+        """
+        full = hot is None
+        if full:
+            hot = self.hot or (0, 0, 0, 0, 0)
+        _check_hot(hot)
+        text = json.dumps(obj)
+        full = full or text != self._last
+        seq = self.seq + 1
+        if full:
+            payload = text.encode()
+            body = _MAGIC + struct.pack(">BIH", _VERSION, seq, len(payload)) + payload + struct.pack(_HOT_FMT, *hot)
+            path = self._full[self._fslot]
+            data = body + struct.pack(">I", _crc(body))
+        else:
+            path = self._hotp[self._hslot]
+            data = encode_hot(seq, hot)
+        with open(path, "wb") as f:
             f.write(data)
-            try:
-                f.flush()
-            except (AttributeError, OSError):
-                pass
+        # durable now (littlefs commits on close); only then advance
+        self.seq = seq
+        self.hot = tuple(hot)
         self.writes += 1
+        if full:
+            self._last = text
+            self._fslot ^= 1
+            self.full_writes += 1
+        else:
+            self._hslot ^= 1
+        return full

@@ -1,0 +1,283 @@
+"""State journal (meter.store) and the NOR flash model (boards.nor_flash), on CPython and MicroPython.
+
+The littlefs tests (VfsLfs2 over the NOR model, power cut at every program/erase of a run of
+saves) need MicroPython's ``vfs`` module and are skipped on CPython.
+"""
+import os
+import struct
+
+from boards.nor_flash import NorFlash, PowerCut, read_wear, BLOCK_SIZE
+from meter.store import Journal, JournalError, encode_record, decode_full, decode_record, encode_hot, decode_hot
+
+
+def _tmpdir(tag):
+    d = "/tmp/mpt_%s_%s" % (tag, "".join("%02x" % b for b in os.urandom(4)))
+    os.mkdir(d)
+    return d
+
+
+def _rmtree(d):
+    for name in os.listdir(d):
+        p = d + "/" + name
+        try:
+            os.remove(p)
+        except OSError:
+            _rmtree(p)
+    os.rmdir(d)
+
+
+def _lfs():
+    try:
+        import vfs
+        return vfs.VfsLfs2
+    except (ImportError, AttributeError):
+        try:
+            import pytest
+            pytest.skip("littlefs (vfs.VfsLfs2) exists only on MicroPython")
+        except ImportError:
+            pass
+        from mpy_runner import SkipTest
+        raise SkipTest("no vfs.VfsLfs2")
+
+
+def raises(exc, fn, *a):
+    try:
+        fn(*a)
+    except exc:
+        return True
+    raise AssertionError("%s not raised" % exc.__name__)
+
+
+# -- record codec -----------------------------------------------------------------------------
+def test_record_round_trip_and_crc():
+    rec = encode_record(7, {"mode": 5, "tok": "544b01"}, (100, 999, 12345, -1, 1767225600))
+    seq, obj, hot = decode_full(rec)
+    assert decode_record(rec) == (7, {"mode": 5, "tok": "544b01"})
+    assert seq == 7 and obj == {"mode": 5, "tok": "544b01"} and hot == (100, 999, 12345, -1, 1767225600)
+    for i in range(len(rec)):          # every single-byte corruption is rejected
+        bad = bytearray(rec)
+        bad[i] ^= 0x41
+        assert decode_full(bytes(bad)) is None
+    for n in range(len(rec)):          # every truncation (torn write) is rejected
+        assert decode_full(rec[:n]) is None
+    assert decode_full(None) is None
+
+
+def test_hot_record_is_30_bytes_and_checked():
+    h = encode_hot(0x01020304, (-5, 0, 2 ** 31 - 1, -2 ** 31, 0))
+    assert len(h) == 30 and h[:2] == b"PH" and h[2:6] == b"\x01\x02\x03\x04"
+    assert decode_hot(h) == (0x01020304, (-5, 0, 2 ** 31 - 1, -2 ** 31, 0))
+    bad = bytearray(h)
+    bad[10] ^= 1
+    assert decode_hot(bytes(bad)) is None and decode_hot(h[:29]) is None
+    raises(JournalError, encode_hot, 1, (0, 0, 0, 0, 2 ** 31))
+    raises(JournalError, encode_hot, 1, (0, 0, 0, 0))
+
+
+# -- journal on a plain filesystem ----------------------------------------------------------------
+def test_newest_valid_wins_and_hot_overlays_full():
+    d = _tmpdir("j")
+    try:
+        j = Journal(d + "/state")
+        assert j.load() is None
+        assert j.save({"mode": 5}, (1000, 0, 0, 0, 100)) is True       # full (first)
+        assert j.save({"mode": 5}, (990, 500, 15, 15, 160)) is False    # same obj: hot only
+        assert j.save({"mode": 5}, (980, 0, 30, 30, 220)) is False
+        j2 = Journal(d + "/state")
+        assert j2.load() == {"mode": 5} and j2.hot == (980, 0, 30, 30, 220) and j2.seq == 3
+        # a settings change is a full record carrying the hot values of that moment
+        assert j2.save({"mode": 3}, (980, 0, 30, 30, 230)) is True
+        j3 = Journal(d + "/state")
+        assert j3.load() == {"mode": 3} and j3.hot == (980, 0, 30, 30, 230)
+        # corrupt the newest full record (seq 4; the first went to .b): the older full + its
+        # newer hot records win
+        with open(d + "/state.a", "r+b") as f:
+            f.seek(12)
+            f.write(b"\x00")
+        j4 = Journal(d + "/state")
+        assert j4.load() == {"mode": 5} and j4.hot == (980, 0, 30, 30, 220) and j4.seq == 3
+        # next records go to the damaged slot first, never over the good one
+        j4.save({"mode": 4}, (1, 2, 3, 4, 5))
+        assert decode_record(open(d + "/state.b", "rb").read())[1] == {"mode": 5}
+    finally:
+        _rmtree(d)
+
+
+def test_hot_record_older_than_full_is_ignored():
+    d = _tmpdir("j")
+    try:
+        j = Journal(d + "/s")
+        j.save({"a": 1}, (1, 1, 1, 1, 1))
+        j.save({"a": 1}, (2, 2, 2, 2, 2))            # hot seq 2
+        j.save({"a": 2}, (3, 3, 3, 3, 3))            # full seq 3
+        j = Journal(d + "/s")
+        assert j.load() == {"a": 2} and j.hot == (3, 3, 3, 3, 3)
+    finally:
+        _rmtree(d)
+
+
+# -- NOR model ---------------------------------------------------------------------------------
+def test_nor_erase_program_and_wear_counters():
+    d = _tmpdir("nor")
+    try:
+        img = d + "/flash.img"
+        nor = NorFlash(img, 4)
+        assert nor.ioctl(4, 0) == 4 and nor.ioctl(5, 0) == BLOCK_SIZE
+        buf = bytearray(8)
+        nor.readblocks(1, buf, 16)
+        assert buf == bytearray(b"\xff" * 8)          # fresh image is erased
+        nor.writeblocks(1, b"\x0f\xf0\x00\xff", 16)
+        nor.writeblocks(1, b"\xff\x3c\xff\xff", 16)   # program only clears bits: AND
+        nor.readblocks(1, buf, 16)
+        assert bytes(buf[:4]) == b"\x0f\x30\x00\xff"
+        assert nor.overprogrammed == 3                 # 0x0f->0xff, 0xf0->0x3c, 0x00->0xff need 0->1
+        nor.ioctl(6, 1)
+        nor.readblocks(1, buf, 16)
+        assert buf == bytearray(b"\xff" * 8)
+        nor.ioctl(6, 1)
+        nor.ioctl(6, 3)
+        assert [nor.erase_count(b) for b in range(4)] == [0, 2, 0, 1]
+        assert nor.erases == 3 and nor.progs == 2 and nor.ops == 5
+        nor.close()
+        assert read_wear(img + ".wear") == [0, 2, 0, 1]
+        nor = NorFlash(img, 4)                         # counters and data survive a restart
+        assert nor.erase_count(1) == 2
+        nor.close()
+    finally:
+        _rmtree(d)
+
+
+def test_nor_cut_tears_the_program_and_kills_the_device():
+    d = _tmpdir("nor")
+    try:
+        torn = []
+        for seed in range(1, 40):
+            img = d + "/f%d.img" % seed
+            nor = NorFlash(img, 2, cut_at=2, seed=seed)
+            nor.writeblocks(0, b"\x00" * 64, 0)        # op 1: complete
+            raises(PowerCut, nor.writeblocks, 0, b"\x00" * 64, 64)   # op 2: torn
+            assert nor.readblocks(0, bytearray(4), 0) == -5           # no power after the cut
+            assert nor.writeblocks(0, b"\x00", 0) == -5 and nor.ioctl(6, 0) == -5
+            nor.close()
+            nor = NorFlash(img, 2)
+            buf = bytearray(128)
+            nor.readblocks(0, buf, 0)
+            assert buf[:64] == bytearray(64)
+            k = 64
+            while k < 128 and buf[k] == 0:
+                k += 1
+            assert all(b == 0xFF for b in buf[k + 1:])  # beyond the byte in flight: still erased
+            torn.append(k - 64)
+            nor.close()
+        assert min(torn) < 16 and max(torn) > 48       # the torn length really varies
+        img = d + "/e.img"
+        nor = NorFlash(img, 2)
+        nor.writeblocks(1, b"\x00" * BLOCK_SIZE, 0)
+        nor.close()
+        nor = NorFlash(img, 2, cut_at=1, seed=5)
+        raises(PowerCut, nor.ioctl, 6, 1)              # partial erase
+        nor.close()
+        nor = NorFlash(img, 2)
+        buf = bytearray(BLOCK_SIZE)
+        nor.readblocks(1, buf, 0)
+        ff = 0
+        while buf[ff] == 0xFF:
+            ff += 1
+        assert 0 <= ff < BLOCK_SIZE and buf[BLOCK_SIZE - 1] == 0 and nor.erase_count(1) == 1
+        nor.close()
+    finally:
+        _rmtree(d)
+
+
+# -- littlefs on the NOR model with power cuts (MicroPython) -----------------------------------------
+def _mount(img, blocks, cut_at=0, seed=1, fmt=False):
+    VfsLfs2 = _lfs()
+    import vfs
+    nor = NorFlash(img, blocks, cut_at=cut_at, seed=seed)
+    if fmt:
+        VfsLfs2.mkfs(nor)
+    fs = VfsLfs2(nor, mtime=False)
+    vfs.mount(fs, "/tst")
+    return nor
+
+
+def _umount(nor):
+    import vfs
+    try:
+        vfs.umount("/tst")
+    except OSError:
+        pass
+    nor.close()
+
+
+def test_journal_on_littlefs_survives_a_cut_at_every_operation():
+    _lfs()
+    d = _tmpdir("lfs")
+    img = d + "/flash.img"
+    try:
+        # a workload: hot records with a full record every 4th save
+        def step(j, i):
+            return j.save({"mode": 5 + (i // 4)}, (1000 - i, i, 10 * i, 10 * i, 60 * i))
+        nor = _mount(img, 16, fmt=True)
+        step(Journal("/tst/state"), 0)
+        _umount(nor)
+        base = open(img, "rb").read()
+        # count the ops of the whole workload once
+        nor = _mount(img, 16)
+        j = Journal("/tst/state")
+        j.load()
+        for i in range(1, 13):
+            step(j, i)
+        total = nor.ops
+        _umount(nor)
+        assert total >= 12
+        cuts = 0
+        for cut in range(1, total + 1):
+            with open(img, "wb") as f:
+                f.write(base)
+            nor = _mount(img, 16, cut_at=cut, seed=cut)
+            j = Journal("/tst/state")
+            j.load()
+            done = 0
+            try:
+                for i in range(1, 13):
+                    step(j, i)
+                    done = i
+            except (PowerCut, OSError):   # OSError: littlefs closing a file on the dead device
+                assert nor.dead
+                cuts += 1
+            _umount(nor)
+            nor = _mount(img, 16)                       # the filesystem mounts after every cut
+            j = Journal("/tst/state")
+            obj = j.load()
+            hot = j.hot
+            # the last completed save, or the one in flight (if its commit made it)
+            assert hot[1] in (done, done + 1), (cut, done, hot)
+            i = hot[1]
+            assert obj == {"mode": 5 + i // 4} and hot == (1000 - i, i, 10 * i, 10 * i, 60 * i)
+            _umount(nor)
+        assert cuts == total, (cuts, total)
+    finally:
+        _rmtree(d)
+
+
+def test_hot_records_stay_inline_in_littlefs():
+    _lfs()
+    d = _tmpdir("lfs")
+    try:
+        nor = _mount(d + "/flash.img", 32, fmt=True)
+        try:
+            os.mkdir("/tst/j")
+        except OSError:
+            pass
+        j = Journal("/tst/j/state")
+        j.save({"mode": 5, "tok": "00" * 150}, (0, 0, 0, 0, 0))
+        e0, p0 = nor.erases, nor.progs
+        for i in range(1, 601):
+            j.save({"mode": 5, "tok": "00" * 150}, (i, i, i, i, i))
+        per_erase = 600 / max(1, nor.erases - e0)
+        _umount(nor)
+        assert j.full_writes == 1
+        assert per_erase >= 40, per_erase              # ~60 hot records per block erase
+    finally:
+        _rmtree(d)
