@@ -1,0 +1,178 @@
+"""Disconnect policy on the real firmware (MicroPython unix port behind ptys), scenario by scenario:
+UP rules on a Saturday evening, arrears and the reconnection threshold, IC 70 ready-for-reconnection
+with the button, and the maximum power limit (trip, reclose, lock-out)."""
+import datetime
+import json
+import pathlib
+import re
+
+import pytest
+
+from host_tools.client import DlmsClient
+from host_tools.refmodel import RefCalendar
+
+pytestmark = pytest.mark.hil
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+UPPCL = json.loads((ROOT / "profiles" / "uppcl_like.json").read_text())
+STS = json.loads((ROOT / "profiles" / "sts_keypad.json").read_text())
+IST = datetime.timezone(datetime.timedelta(minutes=330))
+MGMT = dict(client_sap=1, password="12345678")
+
+
+def ist(*a):
+    return int(datetime.datetime(*a, tzinfo=IST).timestamp())
+
+
+def profile_config(profile, **extra):
+    cfg = {k: v for k, v in profile.items() if k not in ("name", "about")}
+    cfg.update(extra)
+    return cfg
+
+
+def top_up(rig, paise):
+    with DlmsClient(rig.port, **MGMT) as c:
+        res, _ = c.action(112, "0.0.19.10.0.255", 1, b"\x05" + paise.to_bytes(4, "big", signed=True))
+    return res
+
+
+def control_state(rig):
+    with DlmsClient(rig.port) as c:
+        return c.get(70, "0.0.96.3.10.255", 3)[1]
+
+
+def settle(rig, n=2):
+    """Wait for ``n`` new metering cycles (the meter has read what the rig just set)."""
+    for _ in range(n):
+        old = rig.meter
+        rig.wait_meter(lambda m: m is not old)
+
+
+def event_times(rig, code):
+    """Meter-clock epochs of the policy events ``code`` (their text carries ``t=<epoch>``)."""
+    out = []
+    for c, text in rig.events:
+        m = re.search(r"t=(\d+)", text)
+        if c == str(code) and m:
+            out.append(int(m.group(1)))
+    return out
+
+
+def test_up_negative_saturday_evening_waits_for_ec_end_and_office_hours(rig_factory):
+    start = ist(2026, 3, 21, 18, 0)          # Saturday (the third of the month), 18:00 IST
+    rig = rig_factory(config=profile_config(UPPCL, credit_paise=2500), clock_epoch=start, poll_ms=20)
+    rig.wait_relay(True)
+    rig.set_load(1000)
+    t = rig.advance(1800)                    # 18:30
+    assert t.credit > 0 and t.relay
+    neg = None
+    while neg is None:                       # half-hour steps until the balance goes negative
+        t = rig.advance(1800)
+        if t.credit <= 0:
+            neg = t.epoch
+    assert start < neg <= ist(2026, 3, 21, 21, 0)
+    cal = RefCalendar(UPPCL["policy"])
+    assert not cal.allowed(neg)
+    ec_end = event_times(rig, 46)[0] + UPPCL["policy"]["ec_s"]   # 3 days of emergency credit
+    due = cal.next_allowed(ec_end)
+    assert datetime.datetime.fromtimestamp(due, IST) == datetime.datetime(2026, 3, 25, 8, 0, tzinfo=IST)
+    while rig.clock + 1800 < due:           # Sunday, Monday, Tuesday evening, Wednesday night
+        t = rig.advance(1800)
+        assert t.relay, "relay opened at %s" % datetime.datetime.fromtimestamp(t.epoch, IST)
+    t = rig.advance(due - rig.clock)         # exactly Wednesday 08:00
+    rig.wait_relay(False)
+    assert event_times(rig, 40) == [due]
+    assert [e for e, closed in rig.relay_history if not closed][-1] == due
+    rig.set_load(0)
+    arrears = -rig.advance(60).credit
+    assert arrears > 0
+    # a recharge smaller than the arrears keeps the relay open ...
+    assert top_up(rig, arrears // 2) == 0
+    assert rig.advance(60).relay is False and control_state(rig) == 2
+    # ... one that clears them recloses it (control mode 5: local reconnect)
+    assert top_up(rig, arrears) == 0
+    rig.wait_relay(True)
+    assert event_times(rig, 41)
+
+
+def test_reconnection_threshold_after_arrears(rig_factory):
+    cfg = profile_config(STS, credit_paise=-5000)
+    cfg["policy"] = dict(cfg["policy"], reconnect=1000)
+    rig = rig_factory(config=cfg, clock_epoch=ist(2026, 3, 2, 12, 0), poll_ms=20)
+    rig.wait_relay(False)
+    assert top_up(rig, 3000) == 0                     # -2000: arrears remain
+    assert rig.advance(10).relay is False
+    assert top_up(rig, 2500) == 0                     # +500: paid, but below the threshold
+    t = rig.advance(10)
+    assert t.credit == 500 and not t.relay and control_state(rig) == 2
+    assert top_up(rig, 500) == 0                      # 1000: threshold reached
+    rig.wait_relay(True)
+    assert control_state(rig) == 1
+
+
+def test_ready_for_reconnection_waits_for_the_button(rig_factory):
+    cfg = profile_config(STS, control_mode=3, credit_paise=0)
+    cfg["policy"] = dict(cfg["policy"], ec_paise=0)   # no emergency credit to select
+    rig = rig_factory(config=cfg, clock_epoch=ist(2026, 3, 2, 12, 0), poll_ms=20)
+    rig.wait_relay(False)
+    rig.press_button()                               # no credit: the button does nothing
+    rig.advance(1)
+    assert not rig.relay_closed()
+    assert top_up(rig, 10000) == 0
+    rig.advance(10)
+    assert not rig.relay_closed() and control_state(rig) == 2     # ready_for_reconnection
+    rig.press_button()                               # transition e
+    rig.wait_relay(True)
+
+
+def test_emergency_credit_by_button_then_repaid_first(rig_factory):
+    rig = rig_factory(config=profile_config(STS, credit_paise=1000),
+                      clock_epoch=ist(2026, 3, 2, 12, 0), poll_ms=20)
+    rig.wait_relay(True)
+    rig.set_load(1000)
+    t = rig.advance(3600)                            # 1 kWh at Rs 8.50: credit 150
+    assert t.credit == 150 and t.relay
+    rig.press_button()                               # credit <= ec_offer (2000): EC selected
+    rig.wait_event(46)
+    t = rig.advance(3600)                            # -700: emergency credit covers it
+    assert t.credit == -700 and t.relay
+    t = rig.advance(3600)                            # -1550 ... until -5000 the relay holds
+    for _ in range(12):
+        t = rig.advance(1800)
+        if not t.relay:
+            break
+    rig.wait_relay(False)
+    assert t.credit <= -5000
+    rig.set_load(0)
+    debt = -rig.advance(1).credit
+    assert top_up(rig, debt + 100) == 0
+    rig.wait_relay(True)
+    assert rig.advance(1).credit == 100
+
+
+def test_mpl_trips_recloses_and_locks_out(rig_factory):
+    rig = rig_factory(config=profile_config(STS, credit_paise=10 ** 7, limiter={
+        "mpl_w": 2000, "trip_s": 5, "reclose_s": 30, "lockout_trips": 3, "window_s": 3600}),
+        clock_epoch=ist(2026, 3, 2, 20, 0), poll_ms=20)
+    rig.wait_relay(True)
+    trips = []
+    for n in range(3):
+        rig.set_load(2500)
+        settle(rig)                                  # the meter sees 2500 W > 2000 W from now
+        t = rig.advance(4)
+        assert t.relay                               # over the limit, but not for trip_s yet
+        rig.advance(1)                               # 5 s over the limit: trip
+        rig.wait_relay(False)
+        trips.append(rig.clock)
+        rig.set_load(0)                              # the relay is open: no current
+        settle(rig)
+        if n < 2:
+            rig.advance(29)
+            assert not rig.relay_closed()
+            rig.advance(1)                           # reclose after reclose_s
+            rig.wait_relay(True)
+    assert event_times(rig, 55) == trips[:2] and event_times(rig, 57) == trips[2:]
+    rig.advance(3600)                                # locked out: no automatic reclose
+    assert not rig.relay_closed()
+    rig.press_button()                               # the consumer clears the lock-out
+    rig.wait_relay(True)
