@@ -145,7 +145,8 @@ def test_every_association_reads_every_attribute_of_every_object(rig_factory):
 
 
 def test_values_read_by_gurux_match_the_meter(rig_factory):
-    rig = make_rig(rig_factory)
+    rig = make_rig(rig_factory, config={"credit_paise": 100000})
+    rig.wait_relay(True)
     rig.set_load(1200)
     rig.advance(3600)
     p = connect(rig, 1, PASSWORDS[1])

@@ -105,7 +105,7 @@ class Association:
         self.max_pdu = 0xFFFF
         self.selector = None
         self.params = None
-        self._blocks = None   # long GET in progress: [source, last block number sent]
+        self._blocks = None   # long GET in progress: [source, last block number sent, size]
 
     # --- ACSE (Green Book §9.4.2) -------------------------------------------------------
     def _reject(self, diag, initiate_error=None, mech=None):
@@ -278,14 +278,17 @@ class Association:
             if len(out) + 3 <= self.max_pdu or not blocks_ok:
                 return bytes((apdu.GET_RESPONSE, 3, inv)) + out
             src = _Source(out)
-        self._blocks = [src, 0]
+            limit = self.max_pdu if self.max_pdu < _SEND_MAX else _SEND_MAX
+        # every block is a whole GET-Response-With-Datablock within ``limit``; the value is
+        # longer than one block, so the first block is never the last
+        self._blocks = [src, 0, limit - _BLOCK_HEAD]
         return self._next_block(inv)
 
     def _next_block(self, inv):
         b = self._blocks
         no = b[1] + 1
         try:
-            chunk, last = b[0].take(self.max_pdu - _BLOCK_HEAD)
+            chunk, last = b[0].take(b[2])
         except Exception:
             self._blocks = None
             return apdu.get_response_block_error(inv, no, apdu.DAR_LONG_GET_ABORTED)
