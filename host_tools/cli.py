@@ -105,6 +105,8 @@ def link_options(write):
                          help="Seconds to wait for each answer."),
             click.option("--max-info", type=click.IntRange(32, 2030), default=128, show_default=True,
                          help="HDLC max information field we propose (both ways)."),
+            click.option("--max-pdu", type=click.IntRange(12, 0xFFFF), default=0xFFFF, show_default=True,
+                         help="Client max receive PDU proposed in the AARQ (the meter blocks longer answers)."),
             click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
             click.option("--trace", is_flag=True, help="Hex dump every HDLC frame on stderr."),
         ]
@@ -130,7 +132,7 @@ def _make_client(kw, write):
                                "1-byte addresses go up to 127" % kw["server"])
     return DlmsClient(kw["port"], baud=kw["baud"], client_sap=sap, server_logical=kw["server"],
                       server_physical=kw.get("physical"), password=password, timeout=kw["timeout"],
-                      max_info=kw["max_info"], trace=_Trace() if kw.get("trace") else None)
+                      max_info=kw["max_info"], max_pdu=kw.get("max_pdu", 0xFFFF), trace=_Trace() if kw.get("trace") else None)
 
 
 def _emit_json(obj):

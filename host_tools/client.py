@@ -11,7 +11,8 @@ HCS/FCS, N(S)/N(R), the invoke-id)::
 
 Public API
 - ``DlmsClient(port, baud=9600, client_sap=16, server_logical=1, server_physical=None,
-  password=None, timeout=3.0, max_info=128, trace=None, serial_port=None, retries=1)``:
+  password=None, timeout=3.0, max_info=128, trace=None, serial_port=None, retries=1,
+  max_pdu=0xFFFF)``:
   ``open()``/``close()``, ``connect()`` (SNRM/UA then AARQ/AARE), ``get``/``get_raw``/``set``/
   ``action``, ``release()`` (RLRQ/RLRE), ``disconnect()`` (DISC -> UA/DM); a context manager
   that opens+connects and releases+disconnects+closes.
@@ -166,12 +167,13 @@ class DlmsClient:
     ``max_info`` the HDLC information field size we propose both ways; ``trace(direction,
     frame_bytes)`` is called with "tx"/"rx" for every frame; ``serial_port`` an already opened
     pyserial-like object (tests); ``retries`` how many times a silent meter is polled with RR
-    during an exchange before LinkTimeout (the SNRM is never repeated: a dead line fails fast).
+    during an exchange before LinkTimeout (the SNRM is never repeated: a dead line fails fast);
+    ``max_pdu`` the client max receive PDU size proposed in the AARQ InitiateRequest.
     """
 
     def __init__(self, port, baud=9600, client_sap=16, server_logical=1, server_physical=None,
                  password=None, timeout=3.0, max_info=128, trace=None, serial_port=None,
-                 retries=1):
+                 retries=1, max_pdu=_MAX_APDU):
         self.port = port
         self.baud = baud
         self.client_sap = client_sap
@@ -184,6 +186,7 @@ class DlmsClient:
         self.max_info = int(max_info)
         self.trace = trace
         self.retries = int(retries)
+        self.max_pdu = int(max_pdu)
         self._last_i = None         # (N(S), info, segmented) of our last I-frame
         self._ser = serial_port
         self._own_serial = serial_port is None
@@ -507,9 +510,9 @@ class DlmsClient:
         AssociationRejected(diagnostic) on reject, ProtocolError on a reply that is no AARE."""
         if self.password is not None:
             req = apdu.build_aarq(context=1, mechanism=apdu.MECH_LLS, auth_value=self.password,
-                                  max_pdu=_MAX_APDU)
+                                  max_pdu=self.max_pdu)
         else:
-            req = apdu.build_aarq(context=1, max_pdu=_MAX_APDU)
+            req = apdu.build_aarq(context=1, max_pdu=self.max_pdu)
         reply = self.exchange(req)
         if not reply or reply[0] != apdu.AARE:
             self._raise_unexpected(reply, "AARE")

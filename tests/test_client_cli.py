@@ -962,3 +962,25 @@ def test_aarq_frames_match_the_reference(fakes, sap, password, ref):
         pass
     m.join()
     assert got == [ref]
+
+
+def test_cli_max_pdu_is_proposed_in_the_aarq(fakes):
+    seen = []
+
+    def script(m):
+        m.expect()
+        m.write(REF_UA)
+        req = m.expect_i()
+        seen.append(req)
+        m.write(REF_AARE_ACCEPT)
+        m.ns = 1
+        m.expect_i()
+        m.reply_i(H("C401C1000600000539"))
+        m.goodbye()
+
+    m = fakes(script)
+    r = CliRunner().invoke(meterctl, ["get", "1.0.1.8.0.255", "2", "-p", m.path, "--max-pdu", "256"])
+    m.join()
+    assert r.exit_code == 0, r.output
+    # InitiateRequest ends with client-max-receive-pdu-size (u16)
+    assert seen[0][-2:] == H("0100") and seen[0][-9:-5] == H("5F1F0400")
