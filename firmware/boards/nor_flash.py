@@ -10,7 +10,7 @@ off)``, ``writeblocks(blk, buf, off)`` (program), ``ioctl(op, arg)``: 1 init, 2 
 erases then programs (simple interface).
 
 Files: ``image`` (``blocks * 4096`` bytes) and ``image + ".wear"``: one u32 BE erase counter per
-block, updated at every erase (so the counts survive a cut).
+block, updated at every erase (so the counts survive a cut); ``hil.flash.read_wear`` reads them.
 
 Power-cut injection: with ``cut_at=N`` the N-th program/erase operation since construction
 (1-based) is interrupted: a program writes a random prefix of its data, the byte after the prefix
@@ -24,7 +24,6 @@ The pseudo-random choices come from ``seed`` (xorshift32), so a cut is reproduci
 No slicing and no allocation in readblocks/writeblocks on MicroPython (reference pitfall:
 littlefs can call them while the heap is locked).
 """
-import struct
 import sys
 
 try:
@@ -36,6 +35,7 @@ except ImportError:
 BLOCK_SIZE = const(4096)
 _MPY = sys.implementation.name == "micropython"
 _EIO = const(-5)
+_CHUNK = const(256)      # scratch size: programs and erases go through it in chunks
 
 
 class PowerCut(Exception):
@@ -56,7 +56,7 @@ class NorFlash:
         self.ops = self.progs = self.erases = self.prog_bytes = self.overprogrammed = 0
         self._rng = (seed & 0xFFFFFFFF) or 0x9E3779B9
         self._die = die
-        self._scratch = bytearray(BLOCK_SIZE)
+        self._scratch = bytearray(_CHUNK)
         self._mv = memoryview(self._scratch)
         self._w4 = bytearray(4)
         size = blocks * BLOCK_SIZE
@@ -68,12 +68,15 @@ class NorFlash:
             f = open(image, "w+b")
             have = 0
         if have < size:
-            for i in range(BLOCK_SIZE):
+            for i in range(_CHUNK):
                 self._scratch[i] = 0xFF
             f.seek(have)
             while have < size:
-                n = size - have if size - have < BLOCK_SIZE else BLOCK_SIZE
-                f.write(self._scratch, 0, n) if _MPY else f.write(self._mv[:n])
+                n = size - have if size - have < _CHUNK else _CHUNK
+                if _MPY:
+                    f.write(self._scratch, 0, n)
+                else:
+                    f.write(self._mv[:n])
                 have += n
             f.flush()
         self._f = f
@@ -121,6 +124,29 @@ class NorFlash:
         else:
             f.readinto(memoryview(buf).cast("B"))
 
+    def _rmw(self, pos, buf, start, k, count):
+        """AND ``buf[start:start+k]`` into the image at ``pos`` through the scratch buffer."""
+        s = self._scratch
+        f = self._f
+        f.seek(pos)
+        if _MPY:
+            f.readinto(s, k)
+        else:
+            f.readinto(self._mv[:k])
+        bad = 0
+        for i in range(k):
+            b = buf[start + i]
+            if s[i] & b != b:   # a 0 bit cannot go back to 1 without an erase
+                bad += 1
+            s[i] &= b
+        if count:
+            self.overprogrammed += bad
+        f.seek(pos)
+        if _MPY:
+            f.write(s, 0, k)
+        else:
+            f.write(self._mv[:k])
+
     def writeblocks(self, blk, buf, off=None):
         if self.dead:
             return _EIO
@@ -130,34 +156,18 @@ class NorFlash:
             off = 0
         cut = self._tick()
         n = len(buf)
-        s = self._scratch
-        f = self._f
+        upto = self._rand(n + 1) if cut else n
         pos = blk * BLOCK_SIZE + off
-        f.seek(pos)
-        if _MPY:
-            f.readinto(s, n)
-        else:
-            f.readinto(self._mv[:n])
-        upto = n
-        if cut:
-            upto = self._rand(n + 1)
-        bad = 0
-        i = 0
-        while i < upto:
-            b = buf[i]
-            if s[i] & b != b:   # a 0 bit cannot go back to 1 without an erase
-                bad += 1
-            s[i] &= b
-            i += 1
+        done = 0
+        while done < upto:
+            k = upto - done if upto - done < _CHUNK else _CHUNK
+            self._rmw(pos + done, buf, done, k, True)
+            done += k
         if cut and upto < n:  # the byte in flight: some of its 0 bits made it
-            s[upto] &= buf[upto] | self._rand(256)
+            w = self._w4
+            w[0] = buf[upto] | self._rand(256)
+            self._rmw(pos + upto, w, 0, 1, False)
             upto += 1
-        self.overprogrammed += bad
-        f.seek(pos)
-        if _MPY:
-            f.write(s, 0, upto)
-        else:
-            f.write(self._mv[:upto])
         self.progs += 1
         self.prog_bytes += upto
         if cut:
@@ -170,14 +180,18 @@ class NorFlash:
         cut = self._tick()
         s = self._scratch
         upto = self._rand(BLOCK_SIZE) if cut else BLOCK_SIZE
-        for i in range(upto):
+        for i in range(_CHUNK):
             s[i] = 0xFF
         f = self._f
         f.seek(blk * BLOCK_SIZE)
-        if _MPY:
-            f.write(s, 0, upto)
-        else:
-            f.write(self._mv[:upto])
+        done = 0
+        while done < upto:
+            k = upto - done if upto - done < _CHUNK else _CHUNK
+            if _MPY:
+                f.write(s, 0, k)
+            else:
+                f.write(self._mv[:k])
+            done += k
         self.erases += 1
         c = self.erase_count(blk) + 1
         w4 = self._w4
@@ -215,10 +229,3 @@ class NorFlash:
         self._f.close()
         self._wear.close()
 
-
-def read_wear(path, blocks=None):
-    """Erase counters from ``<image>.wear`` as a list of ints (host and device)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    n = len(data) // 4 if blocks is None else blocks
-    return list(struct.unpack(">%dI" % n, data[:4 * n]))

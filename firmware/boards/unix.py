@@ -108,7 +108,9 @@ class UnixBoard:
 
     # --- files -------------------------------------------------------------------------
     def _mount_flash(self, fl):
+        import gc
         import vfs
+        gc.collect()   # littlefs' buffers live for ever: put them low, out of the way
         from boards.nor_flash import NorFlash
         image = fl.get("image") or self.state_dir + "/flash.img"
         fresh = True

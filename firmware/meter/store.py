@@ -131,7 +131,7 @@ class Journal:
         self.writes = 0
         self.full_writes = 0
         self.hot = None
-        self._last = None         # JSON of the newest full record's obj
+        self._last = None         # CRC-32 of the newest full record's JSON (not the text: RAM)
         self._fslot = 1           # slot the next full record goes to (.b first, as v1 did)
         self._hslot = 0
 
@@ -161,7 +161,7 @@ class Journal:
                 self._hslot = 1 - i
         self.seq = seq
         self.hot = hot
-        self._last = json.dumps(obj)
+        self._last = _crc(json.dumps(obj).encode())
         return obj
 
     def save(self, obj, hot=None):
@@ -174,11 +174,11 @@ class Journal:
         if full:
             hot = self.hot or (0, 0, 0, 0, 0)
         _check_hot(hot)
-        text = json.dumps(obj)
-        full = full or text != self._last
+        payload = json.dumps(obj).encode()
+        key = _crc(payload)
+        full = full or key != self._last
         seq = self.seq + 1
         if full:
-            payload = text.encode()
             body = _MAGIC + struct.pack(">BIH", _VERSION, seq, len(payload)) + payload + struct.pack(_HOT_FMT, *hot)
             path = self._full[self._fslot]
             data = body + struct.pack(">I", _crc(body))
@@ -192,7 +192,7 @@ class Journal:
         self.hot = tuple(hot)
         self.writes += 1
         if full:
-            self._last = text
+            self._last = key
             self._fslot ^= 1
             self.full_writes += 1
         else:
