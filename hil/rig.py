@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+WDT_SIGNAL = 14  # SIGALRM: the unix board's watchdog (firmware/boards/unix.py)
 DEFAULT_EPOCH = 1767225600  # 2026-01-01T00:00:00Z
 
 DEFAULT_METER_CONFIG = {
@@ -265,6 +266,16 @@ class EmulatedRig(Rig):
             power cut leaves the module's load as it was (the module may sit
             on an unswitched supply; tests can `pzem.advance` meanwhile).
         start: start immediately (default True); else call `start`.
+        flash: None (state files in the host state dir) or a dict for the
+            board's littlefs on a NOR flash model (firmware/boards/nor_flash.py):
+            ``{"blocks": 64, "cut_at": 0, "seed": 1}``; the image is
+            ``workdir/state/flash.img`` (erase counters in ``flash.img.wear``).
+            ``cut_at=N`` cuts the power at the N-th program/erase after boot
+            (torn program / partial erase, then SIGKILL): see `power_on`,
+            `wait_off`, `flash_wear`.
+        wdt_ms: the board's watchdog timeout (None: the board's default).  A
+            watchdog reset (exit by SIGALRM) is answered by a restart, as the
+            hardware would; ``wdt_resets`` counts them.
 
     Raises RigError (with the firmware log tail) if the firmware does not
     come up.
@@ -277,8 +288,11 @@ class EmulatedRig(Rig):
     def __init__(self, workdir, heap="190k", config=None, clock_epoch=DEFAULT_EPOCH,
                  poll_ms=200, clock_mode="frozen", firmware_dir=None,
                  micropython=None, pzem_unit=None, boot_timeout=30.0, start=True,
-                 wait_first_meter=True, relay_gates_load=False):
+                 wait_first_meter=True, relay_gates_load=False, flash=None, wdt_ms=None):
         self.workdir = pathlib.Path(workdir).resolve()
+        self.flash = dict(flash) if flash else None
+        self.wdt_ms = wdt_ms
+        self.wdt_resets = 0
         self.heap = str(heap)
         self.config = _merge(DEFAULT_METER_CONFIG, config)
         self.poll_ms = int(poll_ms)
@@ -362,6 +376,10 @@ class EmulatedRig(Rig):
             "epoch": self._epoch,
             "poll_ms": self.poll_ms,
         }
+        if self.flash:
+            board["flash"] = dict(self.flash, image=str(self.flash_image))
+        if self.wdt_ms is not None:
+            board["wdt_ms"] = int(self.wdt_ms)
         tmp = self.board_json.with_suffix(".tmp")
         tmp.write_text(json.dumps(board, indent=1) + "\n")
         os.replace(str(tmp), str(self.board_json))
@@ -401,6 +419,13 @@ class EmulatedRig(Rig):
             if self._proc is proc:
                 self._exit_code = rc
             self._cond.notify_all()
+        if rc == -WDT_SIGNAL and self._proc is proc and not self._stopped:
+            # the board's watchdog fired: it resets (restarts) the board by itself
+            with self._cond:  # (an RLock) waiters never see the board "off" in between
+                self.wdt_resets += 1
+                self._proc = None
+                self._write_board_json()
+                self._spawn()
 
     def _wait_ready(self, timeout):
         """Wait for ``ready`` and then the first ``meter`` line of this boot, so
@@ -440,21 +465,64 @@ class EmulatedRig(Rig):
             self._relay = None  # no supply: the relay output is undefined until boot
             self._cond.notify_all()
 
-    def power_on(self, timeout=None):
+    def power_on(self, timeout=None, cut_at=None):
         """Boot the firmware again with the same board.json and state dir.
 
         Bytes sent to the meter while it was off are discarded (an unpowered
         UART receives nothing).  The RTC kept time (battery): board.json gets
-        the rig's present clock.
+        the rig's present clock.  With a flash model, ``cut_at=N`` arms a
+        power cut at the N-th program/erase of this boot (None/0: none); if
+        it strikes before the meter is ready this raises RigError and
+        `cut_happened` is True.
         """
         if self._proc is not None:
             raise RigError("power_on: meter is already on")
+        if self.flash is not None:
+            self.flash["cut_at"] = int(cut_at or 0)
         self.dlms_link.flush("a")
         self.modbus_link.flush("a")
         self.ctl.flush_input()
         self._write_board_json()
         self._spawn()
         self._wait_ready(self.boot_timeout if timeout is None else timeout)
+
+    @property
+    def flash_image(self):
+        """Path of the NOR flash image (a flash rig), else None."""
+        return self.state_dir / "flash.img" if self.flash is not None else None
+
+    def flash_wear(self):
+        """Erase count per flash block (list of int), from the image's side file."""
+        from .flash import read_wear
+        return read_wear(self.flash_image)
+
+    @property
+    def cut_happened(self):
+        """True if the firmware died of an injected power cut (SIGKILL it
+        sent itself; the rig did not call `power_cut`)."""
+        with self._cond:
+            return self._proc is not None and self._exit_code == -signal.SIGKILL
+
+    def wait_off(self, timeout=10.0):
+        """Wait until the firmware process has exited by itself (an injected
+        power cut); return its exit status.  RigTimeout if it keeps running."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._exit_code is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._proc is None:
+                    raise RigTimeout("firmware still running after %.1f s" % timeout)
+                self._cond.wait(left)
+            return self._exit_code
+
+    def set_cover(self, opened):
+        """Operate the meter-cover (tamper) switch; waits until the board handled it."""
+        self.send("cover %s" % ("open" if opened else "closed"))
+        self.sync()
+
+    def hang(self, ms):
+        """Block the firmware's event loop for ``ms`` (a hung task: the watchdog's job)."""
+        self.send("hang %d" % int(ms))
 
     def restart(self):
         """power_cut() then power_on()."""
@@ -569,7 +637,8 @@ class EmulatedRig(Rig):
                 if self._proc is None:
                     raise RigError("meter is powered off while waiting for %s" % what
                                    + self._context())
-                if self._exit_code is not None:
+                if self._exit_code is not None and not (
+                        self._exit_code == -WDT_SIGNAL and not self._stopped):
                     raise RigError("firmware exited with code %s while waiting for %s"
                                    % (self._exit_code, what) + self._context())
                 left = deadline - time.monotonic()
