@@ -1,0 +1,195 @@
+"""DLMS figures: wire bytes and meter processing time per GET of 1.0.1.8.0.255, and event-log
+readout efficiency (payload / wire bytes) at HDLC max info 128 and 512 with the readout time
+at 9600 baud (10 bits per byte, 8N1) computed from the wire bytes.
+
+    .venv/bin/python bench/bench_dlms.py            # real firmware on micropython + link model
+
+1. The firmware on the MicroPython unix port behind a pty (hil.EmulatedRig): our client opens an
+   association and GETs 1.0.1.8.0.255; the pty link counts the bytes both ways. Processing time
+   is measured inside the MicroPython VM: ``HdlcLink.on_frame`` for the GET I-frame, timed with
+   ``time.ticks_us`` over 500 calls (a stand-in meter object, the same server/cosem code).
+2. Event log: the firmware's own log read with LLS client 32, and — because the firmware's log
+   may be short — the same server code on CPython with a 300-entry log, frame by frame, counting
+   every byte of every frame both ways (GET, GET-next, RR and the segments).
+"""
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+for p in (ROOT, ROOT / "firmware", ROOT / "tests"):
+    sys.path.insert(0, str(p))
+
+from protocol import apdu, axdr, hdlc  # noqa: E402
+
+BAUD = 9600
+
+_MPY_TIMER = r"""
+import time
+from protocol import hdlc, apdu
+from meter import cosem, server
+from meter.account import Account
+from meter.relay import DisconnectControl
+class B:
+    def ticks_ms(self): return time.ticks_ms()
+    def time(self): return 1767225600
+class M:
+    def __init__(self):
+        self.board = B(); self.cfg = {}; self.tz_minutes = 330; self.events = []
+        self.logical_device_name = b"PPM0000001"; self.account = Account(650, 5000)
+        self.account.import_wh = 123456; self.dc = DisconnectControl(5); self.metro = None
+        self.token_gateway = None; self.objects = cosem.build_table()
+    def check_password(self, c, v): return True
+    def event(self, c, t): pass
+m = M()
+link = server.HdlcLink(m, 1, None, 512)
+def fr(ctrl, info=b""):
+    return hdlc.decode_frame(hdlc.encode_frame(b"\x03", b"\x21", ctrl, info))
+link.on_frame(fr(hdlc.SNRM))
+link.on_frame(fr(hdlc.ctrl_i(0, 0), hdlc.LLC_REQUEST + apdu.build_aarq()))
+req = hdlc.LLC_REQUEST + apdu.get_request(0xC1, 3, b"\x01\x00\x01\x08\x00\xff", 2)
+ns = 1
+N = 500
+t0 = time.ticks_us()
+for i in range(N):
+    f = fr(hdlc.ctrl_i(ns, ns), req)
+    link.on_frame(f)
+    ns = (ns + 1) & 7
+t1 = time.ticks_us()
+# the frame decode is the Receiver's work: time it alone and subtract
+t2 = time.ticks_us()
+for i in range(N):
+    f = fr(hdlc.ctrl_i(ns, ns), req)
+t3 = time.ticks_us()
+print("US", (time.ticks_diff(t1, t0) - time.ticks_diff(t3, t2)) // N)
+"""
+
+
+def mpy_processing_us(fw_dir=None):
+    """Per-GET processing time inside the VM, running the mpy-cross image (as a board does)."""
+    from hil.rig import find_micropython
+    if fw_dir is None:
+        from host_tools.build import cached_build
+        fw_dir = cached_build("unix")
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(_MPY_TIMER)
+        path = f.name
+    try:
+        env = dict(os.environ, MICROPYPATH="%s:.frozen" % fw_dir)
+        out = subprocess.run([find_micropython(), "-X", "heapsize=190k", path], env=env,
+                             capture_output=True, text=True, timeout=120)
+        for line in out.stdout.splitlines():
+            if line.startswith("US "):
+                return int(line.split()[1])
+        raise RuntimeError(out.stdout + out.stderr)
+    finally:
+        os.unlink(path)
+
+
+def firmware_get(fw_dir=None):
+    """(request bytes, response bytes, round trip ms) for one GET of 1.0.1.8.0.255 and the
+    firmware's event log (payload, wire) over the pty."""
+    import time
+    from hil.rig import EmulatedRig
+    from host_tools.client import DlmsClient
+    with tempfile.TemporaryDirectory() as d:
+        kw = {"firmware_dir": fw_dir} if fw_dir else {}
+        rig = EmulatedRig(d, **kw)
+        try:
+            with DlmsClient(rig.port) as c:
+                c.get(3, "1.0.1.8.0.255", 2)                # warm up
+                link = rig.dlms_link
+                link.drain()
+                link.reset_counters()
+                t = time.perf_counter()
+                c.get(3, "1.0.1.8.0.255", 2)
+                rtt = (time.perf_counter() - t) * 1000
+                link.drain()
+                get = (link.counts["b2a"], link.counts["a2b"], rtt)
+            logs = {}
+            for mi in (128, 512):
+                with DlmsClient(rig.port, client_sap=32, password="00000000", max_info=mi) as c:
+                    rig.dlms_link.drain()
+                    rig.dlms_link.reset_counters()
+                    raw = c.get_raw(7, "0.0.99.98.0.255", 2)
+                    rig.dlms_link.drain()
+                    logs[mi] = (len(raw), rig.dlms_link.counts["b2a"] + rig.dlms_link.counts["a2b"])
+            return get, logs
+        finally:
+            rig.stop()
+
+
+def model_event_log(max_info, max_pdu, n_events=300):
+    """Frame-level model: the server code on CPython with an n-entry log; returns
+    (payload bytes, wire bytes both ways, frames)."""
+    from test_hdlc_link import Meter
+    from meter import cosem, server
+    m = Meter(n_events=n_events)
+    link = server.HdlcLink(m, 1, None, max_info)
+    wire = [0, 0]
+
+    def send(ctrl, info=b"", seg=False):
+        raw = hdlc.encode_frame(b"\x03", b"\x41", ctrl, info, seg)
+        wire[0] += len(raw)
+        return [hdlc.decode_frame(f) for f in link.on_frame(hdlc.decode_frame(raw))]
+
+    state = {"vs": 0, "vr": 0}
+
+    def request(a):
+        data = hdlc.LLC_REQUEST + a
+        out = send(hdlc.ctrl_i(state["vs"], state["vr"]), data)
+        state["vs"] = (state["vs"] + 1) & 7
+        resp = bytearray()
+        while True:
+            f = out[0]
+            wire[1] += len(hdlc.encode_frame(f.dest, f.src, f.ctrl, f.info, f.segmented))
+            state["vr"] = (state["vr"] + 1) & 7
+            resp += f.info
+            if not f.segmented:
+                return bytes(resp[3:])
+            out = send(hdlc.ctrl_rr(state["vr"]))
+
+    out = send(hdlc.SNRM, hdlc.encode_params(max_info, max_info, 1, 1))
+    request(apdu.build_aarq(mechanism=apdu.MECH_LLS, auth_value=b"00000000", max_pdu=max_pdu))
+    wire[0] = wire[1] = 0
+    payload = bytearray()
+    r = apdu.parse_response(request(apdu.get_request(0xC1, 7, cosem.EVENT_LOG_LN, 2)))
+    if r.kind == 1:
+        payload += r.data
+    else:
+        payload += r.raw
+        while not r.last:
+            r = apdu.parse_response(request(apdu.get_next_request(0xC1, r.block_no)))
+            payload += r.raw
+    return len(payload), wire[0] + wire[1]
+
+
+def secs(nbytes):
+    return nbytes * 10 / BAUD
+
+
+def main():
+    fw = os.environ.get("METER_FIRMWARE_DIR")
+    us = mpy_processing_us(fw)
+    (req, resp, rtt), logs = firmware_get(fw)
+    print("GET 1.0.1.8.0.255 (public client, firmware on micropython -X heapsize=190k):")
+    print("  wire bytes: request %d + response %d = %d (%.0f ms at %d baud)"
+          % (req, resp, req + resp, secs(req + resp) * 1000, BAUD))
+    print("  meter processing per GET (HdlcLink.on_frame, MicroPython VM): %d us" % us)
+    print("  round trip over the pty (host client, both VMs): %.1f ms" % rtt)
+    print("Event log readout, firmware's own log (LLS client 32, client max PDU 65535):")
+    for mi, (payload, wire) in sorted(logs.items()):
+        print("  max info %3d: payload %5d B, wire %5d B, efficiency %.2f, %.2f s at %d baud"
+              % (mi, payload, wire, payload / wire if wire else 0, secs(wire), BAUD))
+    print("Event log readout, 300 entries (same server code on CPython, frame by frame):")
+    for mi in (128, 512):
+        for pdu in (256, 65535):
+            payload, wire = model_event_log(mi, pdu)
+            print("  max info %3d, client max PDU %5d: payload %5d B, wire %5d B, efficiency %.2f, "
+                  "%.2f s at %d baud" % (mi, pdu, payload, wire, payload / wire, secs(wire), BAUD))
+
+
+if __name__ == "__main__":
+    main()
