@@ -1,0 +1,168 @@
+"""``meterctl config``: show, check and apply a tariff/policy profile (profiles/*.json).
+
+The profile travels over DLMS as compact JSON (UTF-8) in the value (attribute 2, octet-string)
+of a manufacturer-specific Data object (IC 1) ``0.128.96.5.0.255``: GET shows the meter's
+profile, SET (management client, LLS) applies one. The meter validates the whole profile before
+it changes anything (``Meter.apply_config``); a refused profile answers the SET with
+data-access-result other-reason (250) and leaves "field: reason" in the visible-string value of
+``0.128.96.5.1.255``, which ``apply`` reads and prints. ``apply`` validates the profile on the host
+first with the firmware's own rules (``meter.policy.check_profile``), so a bad file never goes on
+the wire.
+
+Registered by host_tools/cli.py (OPTIONAL_COMMANDS entry ``("host_tools.cmd_config",
+("config",))``).
+"""
+import json
+import pathlib
+import sys
+
+import click
+
+from protocol import axdr
+
+PROFILE_LN = "0.128.96.5.0.255"
+PROFILE_ERROR_LN = "0.128.96.5.1.255"
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_FIRMWARE = pathlib.Path(__file__).resolve().parents[1] / "firmware"
+
+
+class ProfileError(click.ClickException):
+    """A profile refused (by the host check or by the meter): ``field`` and ``reason``."""
+
+    def __init__(self, field, reason, where="profile"):
+        click.ClickException.__init__(self, "%s refused: %s: %s" % (where, field, reason))
+        self.field = field
+        self.reason = reason
+
+
+def _firmware_rules():
+    if str(_FIRMWARE) not in sys.path:
+        sys.path.insert(0, str(_FIRMWARE))
+    from meter import policy, tariff
+    return policy.check_profile, tariff.ConfigError
+
+
+def load_profile(path):
+    """Read a profile file (JSON object). Raises ProfileError for unreadable / non-JSON files."""
+    try:
+        text = pathlib.Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ProfileError(str(path), e.strerror or str(e), "file")
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        raise ProfileError(str(path), "not JSON (%s)" % e, "file")
+    return obj
+
+
+def check(profile):
+    """Validate with the firmware's rules; raises ProfileError(field, reason)."""
+    check_profile, ConfigError = _firmware_rules()
+    try:
+        check_profile(profile)
+    except ConfigError as e:
+        raise ProfileError(e.field, e.reason)
+    return profile
+
+
+def wire_bytes(profile):
+    """The profile as sent to the meter: compact JSON without the free-text ``about``."""
+    slim = {k: v for k, v in profile.items() if k != "about"}
+    return json.dumps(slim, separators=(",", ":"), sort_keys=True).encode()
+
+
+def encode_value(profile):
+    """A-XDR octet-string carrying the profile (the SET value)."""
+    return axdr.Writer().octet_string(wire_bytes(profile)).getvalue()
+
+
+def decode_value(tagged):
+    """Profile dict from the GET answer (tagged octet-string)."""
+    tag, value = tagged
+    if tag not in (axdr.OCTET_STRING, axdr.VISIBLE_STRING, axdr.UTF8_STRING):
+        raise click.ClickException("meter answered a %r, not an octet-string profile" % (tag,))
+    data = value.encode() if isinstance(value, str) else bytes(value)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except ValueError as e:
+        raise click.ClickException("meter's profile is not JSON: %s" % e)
+
+
+def apply(client, profile):
+    """Check ``profile`` on the host, SET it on the meter; on a refusal raise ProfileError with
+    the meter's own "field: reason"."""
+    from host_tools.client import DataAccessError
+    check(profile)
+    try:
+        client.set(1, PROFILE_LN, 2, encode_value(profile))
+    except DataAccessError as e:
+        why = None
+        try:
+            tag, v = client.get(1, PROFILE_ERROR_LN, 2)
+            why = v.decode() if isinstance(v, (bytes, bytearray)) else str(v)
+        except DataAccessError:
+            pass
+        if why and ":" in why:
+            field, reason = why.split(":", 1)
+            raise ProfileError(field.strip(), reason.strip(), "meter")
+        raise ProfileError("profile", str(e), "meter")
+
+
+def _link_options():
+    from host_tools import cli
+    return cli.link_options
+
+
+@click.group("config", context_settings=CONTEXT)
+def config():
+    """Tariff and disconnect-policy profile of a meter (profiles/*.json)."""
+
+
+@config.command("check", context_settings=CONTEXT)
+@click.argument("profile", type=click.Path(dir_okay=False))
+def check_cmd(profile):
+    """Validate PROFILE with the firmware's rules, offline."""
+    p = check(load_profile(profile))
+    click.echo("%s: ok (%d bytes on the wire)" % (p.get("name", profile), len(wire_bytes(p))))
+
+
+def _with_link(write):
+    def deco(f):
+        return _link_options()(write)(f)
+    return deco
+
+
+@config.command("show", context_settings=CONTEXT)
+@_with_link(False)
+def show(**kw):
+    """Read the meter's profile (GET 0.128.96.5.0.255 attribute 2)."""
+    from host_tools import cli
+
+    def body():
+        with cli._make_client(kw, False) as c:
+            prof = decode_value(c.get(1, PROFILE_LN, 2))
+        if kw.get("as_json"):
+            cli._emit_json(prof)
+        else:
+            click.echo(json.dumps(prof, indent=1, sort_keys=True))
+    return cli._run(body)
+
+
+@config.command("apply", context_settings=CONTEXT)
+@click.argument("profile", type=click.Path(dir_okay=False))
+@_with_link(True)
+def apply_cmd(profile, **kw):
+    """Validate PROFILE and apply it (SET 0.128.96.5.0.255 attribute 2, management client).
+    A refused profile prints the field and the reason; the meter keeps its old one."""
+    from host_tools import cli
+    p = check(load_profile(profile))
+
+    def body():
+        with cli._make_client(kw, True) as c:
+            apply(c, p)
+        msg = {"applied": p.get("name", profile), "bytes": len(wire_bytes(p))}
+        if kw.get("as_json"):
+            cli._emit_json(msg)
+        else:
+            click.echo("applied %s (%d bytes)" % (msg["applied"], msg["bytes"]))
+    return cli._run(body)
