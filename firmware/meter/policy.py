@@ -35,7 +35,7 @@ from meter import timeutil
 from meter import limiter as _lim
 from meter.account import PAYMENT_PREPAYMENT
 from meter.relay import CONNECTED, READY
-from meter.tariff import ConfigError
+from meter.tariff import ConfigError, Tariff
 
 try:
     from micropython import const
@@ -77,6 +77,30 @@ def _ints(cfg, key, lo, hi, dflt, maxlen):
         if isinstance(x, bool) or not isinstance(x, int) or not lo <= x <= hi:
             raise ConfigError("policy." + key, "integers %d..%d expected" % (lo, hi))
     return tuple(v)
+
+
+PROFILE_KEYS = ("name", "about", "tariff", "policy", "limiter", "payment_mode", "control_mode",
+                "credit_unit", "tz_minutes")
+
+
+def check_profile(p):
+    """Validate a profile (profiles/*.json: the keys of PROFILE_KEYS, all optional) over the
+    built-in defaults; returns (Tariff, Policy). Raises ConfigError(field, reason) naming the
+    first bad field. The meter (Meter.apply_config) and ``meterctl config`` both use it."""
+    if not isinstance(p, dict):
+        raise ConfigError("profile", "not an object")
+    for k in p:
+        if k not in PROFILE_KEYS:
+            raise ConfigError(k, "unknown setting")
+    for key, lo, hi in (("payment_mode", 1, 2), ("control_mode", 0, 6), ("credit_unit", 0, 1),
+                        ("tz_minutes", -720, 840)):
+        v = p.get(key, lo)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ConfigError(key, "integer %d..%d expected" % (lo, hi))
+    for key in ("name", "about"):
+        if key in p and not isinstance(p[key], str):
+            raise ConfigError(key, "text expected")
+    return Tariff(p.get("tariff") or {}), Policy(p)
 
 
 def parse_date(text):
