@@ -45,6 +45,8 @@ def _common(f):
         click.option("--dlms-baud", type=int, default=9600, show_default=True),
         click.option("--heap", default="190k", show_default=True,
                      help="--board unix: MicroPython heap of the emulated board."),
+        click.option("--connect-timeout", type=click.IntRange(1, 120), default=10, show_default=True,
+                     help="Seconds to wait for the board's raw REPL."),
         click.option("--no-confirm", is_flag=True, help="Skip the DLMS check after the reset."),
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
     ]
@@ -75,7 +77,7 @@ def _run(kw, code, romfs="auto"):
                          settings=settings, baud=kw["baud"], dlms_port=kw["dlms_port"],
                          dlms_baud=kw["dlms_baud"], heap=kw["heap"], romfs=romfs,
                          confirm=not kw["no_confirm"], console=None if kw["as_json"] else console,
-                         log=log, code=code)
+                         log=log, code=code, connect_timeout=kw["connect_timeout"])
     except F.FlashError as e:
         text = str(e)
         no_answer = text.startswith("no MicroPython raw REPL") or "does not answer DLMS" in text

