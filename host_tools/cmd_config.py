@@ -6,7 +6,7 @@ profile, SET (management client, LLS) applies one. The meter validates the whole
 it changes anything (``Meter.apply_config``); a refused profile answers the SET with
 data-access-result other-reason (250) and leaves "field: reason" in the visible-string value of
 ``0.128.96.5.1.255``, which ``apply`` reads and prints. ``apply`` validates the profile on the host
-first with the firmware's own rules (``meter.policy.check_profile``), so a bad file never goes on
+first with the firmware's own rules (``meter.profile.check_profile``), so a bad file never goes on
 the wire.
 
 Registered by host_tools/cli.py (OPTIONAL_COMMANDS entry ``("host_tools.cmd_config",
@@ -38,8 +38,8 @@ class ProfileError(click.ClickException):
 def _firmware_rules():
     if str(_FIRMWARE) not in sys.path:
         sys.path.insert(0, str(_FIRMWARE))
-    from meter import policy, tariff
-    return policy.check_profile, tariff.ConfigError
+    from meter import profile, tariff
+    return profile.check_profile, tariff.ConfigError
 
 
 def load_profile(path):

@@ -12,10 +12,9 @@ Configuration (the ``limiter`` section of ``config.json``)::
     window_s       trips older than this are forgotten, s
 
 The monitored value (attr 2) is the metering module's active power, 0.1 W (1.0.1.7.0.255).
-``step(power_dw, now)`` returns one of NONE, TRIP, RECLOSE, LOCKOUT; ``blocking`` is True while
-the relay must stay open. Errors: ``ConfigError(field, reason)``.
+``step(power_dw, now)`` returns one of NONE, TRIP, RECLOSE, LOCKOUT; ``blocking()`` is True while
+the relay must stay open. Errors: ``ConfigError(field, reason)`` (meter.profile).
 """
-from meter.tariff import ConfigError
 
 try:
     from micropython import const
@@ -28,44 +27,21 @@ TRIP = const(1)
 RECLOSE = const(2)
 LOCKOUT = const(3)
 
-_KEYS = (("mpl_w", 0, 1000000, 0), ("trip_s", 0, 86400, 10), ("reclose_s", 0, 86400, 60),
-         ("lockout_trips", 0, 100, 3), ("window_s", 1, 604800, 3600))
-
-
 class Limiter:
     def __init__(self, cfg=None):
-        cfg = cfg or {}
-        if not isinstance(cfg, dict):
-            raise ConfigError("limiter", "not an object")
-        v = []
-        for key, lo, hi, dflt in _KEYS:
-            x = cfg.get(key, dflt)
-            if isinstance(x, bool) or not isinstance(x, int) or not lo <= x <= hi:
-                raise ConfigError("limiter." + key, "integer %d..%d expected" % (lo, hi))
-            v.append(x)
-        self.mpl_w, self.trip_s, self.reclose_s, self.lockout_trips, self.window_s = v
+        """``cfg``: the limiter section (dict), validated by meter.profile. Raises ConfigError."""
+        from meter.profile import limiter_params
+        self.mpl_w, self.trip_s, self.reclose_s, self.lockout_trips, self.window_s = limiter_params(cfg)
+        # IC 71 attribute names (Blue Book §4.5.9), as the COSEM table serves them
+        self.threshold_active = self.threshold_normal = self.mpl_w
+        self.min_over_threshold_duration = self.trip_s
+        self.min_under_threshold_duration = self.reclose_s
         self.over_since = -1   # epoch the load first seen above the limit, -1 = not above
         self.open_until = -1   # epoch of the automatic reclose, -1 = not tripped
         self.trips = 0
         self.first_trip = 0
         self.locked = False
 
-    # IC 71 attribute names (Blue Book §4.5.9), as the COSEM table serves them
-    @property
-    def threshold_active(self):
-        return self.mpl_w
-
-    threshold_normal = threshold_active
-
-    @property
-    def min_over_threshold_duration(self):
-        return self.trip_s
-
-    @property
-    def min_under_threshold_duration(self):
-        return self.reclose_s
-
-    @property
     def blocking(self):
         return self.locked or self.open_until >= 0
 

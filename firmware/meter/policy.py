@@ -35,7 +35,7 @@ from meter import timeutil
 from meter import limiter as _lim
 from meter.account import PAYMENT_PREPAYMENT
 from meter.relay import CONNECTED, READY
-from meter.tariff import ConfigError, Tariff
+from meter.tariff import ConfigError  # noqa: F401  (raised by meter.profile)
 
 try:
     from micropython import const
@@ -59,101 +59,14 @@ EC_AVAILABLE = const(0)
 EC_ACTIVE = const(1)
 EC_USED = const(2)
 
-_EC_SOURCES = ("auto", "button", "token", "dlms")
-
-
-def _int(cfg, key, lo, hi, dflt):
-    v = cfg.get(key, dflt)
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ConfigError("policy." + key, "integer %d..%d expected" % (lo, hi))
-    return v
-
-
-def _ints(cfg, key, lo, hi, dflt, maxlen):
-    v = cfg.get(key, dflt)
-    if not isinstance(v, list) or len(v) > maxlen:
-        raise ConfigError("policy." + key, "list of at most %d integers expected" % maxlen)
-    for x in v:
-        if isinstance(x, bool) or not isinstance(x, int) or not lo <= x <= hi:
-            raise ConfigError("policy." + key, "integers %d..%d expected" % (lo, hi))
-    return tuple(v)
-
-
-PROFILE_KEYS = ("name", "about", "tariff", "policy", "limiter", "payment_mode", "control_mode",
-                "credit_unit", "tz_minutes")
-
-
-def check_profile(p):
-    """Validate a profile (profiles/*.json: the keys of PROFILE_KEYS, all optional) over the
-    built-in defaults; returns (Tariff, Policy). Raises ConfigError(field, reason) naming the
-    first bad field. The meter (Meter.apply_config) and ``meterctl config`` both use it."""
-    if not isinstance(p, dict):
-        raise ConfigError("profile", "not an object")
-    for k in p:
-        if k not in PROFILE_KEYS:
-            raise ConfigError(k, "unknown setting")
-    for key, lo, hi in (("payment_mode", 1, 2), ("control_mode", 0, 6), ("credit_unit", 0, 1),
-                        ("tz_minutes", -720, 840)):
-        v = p.get(key, lo)
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            raise ConfigError(key, "integer %d..%d expected" % (lo, hi))
-    for key in ("name", "about"):
-        if key in p and not isinstance(p[key], str):
-            raise ConfigError(key, "text expected")
-    return Tariff(p.get("tariff") or {}), Policy(p)
-
-
-def parse_date(text):
-    """"YYYY-MM-DD" -> local day number; ValueError if malformed."""
-    if not isinstance(text, str) or len(text) != 10 or text[4] != "-" or text[7] != "-":
-        raise ValueError(text)
-    y, m, d = int(text[:4]), int(text[5:7]), int(text[8:])
-    if not (2000 <= y <= 2099 and 1 <= m <= 12 and 1 <= d <= 31):
-        raise ValueError(text)
-    day = timeutil.days_from_civil(y, m, d)
-    if timeutil.civil_from_days(day) != (y, m, d):
-        raise ValueError(text)
-    return day
-
-
 class Policy:
     def __init__(self, cfg):
-        pc = cfg.get("policy", {})
-        if not isinstance(pc, dict):
-            raise ConfigError("policy", "not an object")
-        lim = 0x3FFFFFFF
-        self.min_credit = _int(pc, "min_credit", -10000000, 10000000, 0)
-        self.reconnect = _int(pc, "reconnect", -10000000, 10000000, 1)
-        if self.reconnect <= self.min_credit:
-            raise ConfigError("policy.reconnect", "must be above min_credit")
-        self.low_pct = _ints(pc, "low_credit_pct", 0, 100, cfg.get("low_credit_pct", [30, 10, 0]), 4)
-        for i in range(1, len(self.low_pct)):
-            if self.low_pct[i] >= self.low_pct[i - 1]:
-                raise ConfigError("policy.low_credit_pct", "levels must descend")
-        self.ec_paise = _int(pc, "ec_paise", 0, 10000000, 0)
-        self.ec_s = _int(pc, "ec_s", 0, 90 * 86400, 0)
-        by = pc.get("ec_by", ["button"])
-        if not isinstance(by, list) or [x for x in by if x not in _EC_SOURCES]:
-            raise ConfigError("policy.ec_by", "list of auto, button, token, dlms expected")
-        self.ec_by = tuple(by)
-        self.ec_offer = _int(pc, "ec_offer", -lim, lim, self.ec_paise)
-        self.debt_pct = _int(pc, "debt_pct", 0, 100, 0)
-        fr = _ints(pc, "friendly", 0, 1440, [], 2)
-        if len(fr) == 1 or (fr and fr[0] == fr[1]):
-            raise ConfigError("policy.friendly", "[start_min, end_min] or [] expected")
-        self.friendly = fr
-        self.days_off = _ints(pc, "days_off", 1, 7, [], 7)
-        self.off_sat = _ints(pc, "off_saturdays", 1, 5, [], 5)
-        hol = pc.get("holidays", [])
-        if not isinstance(hol, list) or len(hol) > 64:
-            raise ConfigError("policy.holidays", "list of at most 64 dates expected")
-        days = []
-        for i, h in enumerate(hol):
-            try:
-                days.append(parse_date(h))
-            except (ValueError, TypeError):
-                raise ConfigError("policy.holidays[%d]" % i, "date YYYY-MM-DD expected")
-        self.holidays = tuple(days)
+        """``cfg``: the whole configuration (dict); its policy and limiter sections are
+        validated by meter.profile (loaded only for it). Raises ConfigError."""
+        from meter.profile import policy_params
+        (self.min_credit, self.reconnect, self.low_pct, self.ec_paise, self.ec_s, self.ec_by,
+         self.ec_offer, self.debt_pct, self.friendly, self.days_off, self.off_sat,
+         self.holidays) = policy_params(cfg)
         self.limiter = _lim.Limiter(cfg.get("limiter", {}))
         # state
         self.ec_state = EC_AVAILABLE
@@ -258,7 +171,7 @@ class Policy:
         return self.credit_due(meter, now)
 
     def may_reconnect(self, meter, now):
-        if self.credit_due(meter, now) or self.limiter.blocking:
+        if self.credit_due(meter, now) or self.limiter.blocking():
             return False
         return meter.account.credit >= self.reconnect or self.ec_state == EC_ACTIVE
 
@@ -349,7 +262,7 @@ class Policy:
                 elif not self.deferred:
                     self.deferred = True
                     meter.event(EV_DISCONNECT_DEFERRED, "disconnect deferred t=%d" % now)
-            elif self.limiter.blocking:
+            elif self.limiter.blocking():
                 dc.local_disconnect("mpl")
         else:
             if dc.cause == "mpl" and due and self.allowed(now, meter.tz_minutes):
@@ -359,5 +272,5 @@ class Policy:
                 if dc.local_reconnect("credit"):
                     meter.event(EV_RELAY_CLOSE_CREDIT, "relay closed: credit t=%d credit=%d"
                                 % (now, a.credit))
-            elif dc.cause == "mpl" and not self.limiter.blocking:
+            elif dc.cause == "mpl" and not self.limiter.blocking():
                 dc.local_reconnect("mpl")

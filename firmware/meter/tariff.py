@@ -56,28 +56,6 @@ class ConfigError(ValueError):
 TariffError = ConfigError
 
 
-def _int(cfg, key, lo, hi, default):
-    v = cfg.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise TariffError("tariff." + key, "not an integer")
-    if not lo <= v <= hi:
-        raise TariffError("tariff." + key, "out of range %d..%d" % (lo, hi))
-    return v
-
-
-def _pair_list(cfg, key, n, maxlen):
-    v = cfg.get(key, [])
-    if not isinstance(v, list) or len(v) > maxlen:
-        raise TariffError("tariff." + key, "not a list of at most %d entries" % maxlen)
-    for i, e in enumerate(v):
-        if not isinstance(e, list) or len(e) != n:
-            raise TariffError("tariff.%s[%d]" % (key, i), "expected %d integers" % n)
-        for x in e:
-            if isinstance(x, bool) or not isinstance(x, int):
-                raise TariffError("tariff.%s[%d]" % (key, i), "expected %d integers" % n)
-    return v
-
-
 def billing_start(day, billing_day):
     """Day number (local) on which the billing month holding local day ``day`` began."""
     y, m, d = timeutil.civil_from_days(day)
@@ -106,56 +84,10 @@ class Tariff:
     """
 
     def __init__(self, cfg=None):
-        cfg = cfg or {}
-        if not isinstance(cfg, dict):
-            raise TariffError("tariff", "not an object")
-        if "slabs" in cfg:
-            slabs = _pair_list(cfg, "slabs", 2, 8)
-            if not slabs:
-                raise TariffError("tariff.slabs", "empty")
-        else:
-            slabs = [[0, _int(cfg, "rate", 0, 5000, 650)]]
-        lims = []
-        rates = []
-        prev = 0
-        for i, (upto, rate) in enumerate(slabs):
-            last = i == len(slabs) - 1
-            if not 0 <= rate <= 5000:
-                raise TariffError("tariff.slabs[%d]" % i, "rate out of range 0..5000 paise/kWh")
-            if upto == 0 and not last:
-                raise TariffError("tariff.slabs[%d]" % i, "only the last slab may be open (0)")
-            if upto and (upto <= prev or upto > 100000):
-                raise TariffError("tariff.slabs[%d]" % i, "limits must ascend, at most 100000 kWh")
-            lims.append(upto * 1000 if upto else -1)
-            rates.append(rate)
-            prev = upto
-        if lims[-1] != -1:
-            raise TariffError("tariff.slabs", "last slab must be open (limit 0)")
-        self.lims = tuple(lims)     # slab upper limits in Wh over the billing month; -1 = open
-        self.rates = tuple(rates)   # paise/kWh
-        tod = []
-        for i, (s, e, adj) in enumerate(_pair_list(cfg, "tod", 3, 6)):
-            f = "tariff.tod[%d]" % i
-            if not (0 <= s < 1440 and 0 <= e <= 1440 and s != e):
-                raise TariffError(f, "window must be start 0..1439, end 0..1440, start != end")
-            if not -1000 <= adj <= 1000:
-                raise TariffError(f, "adj out of range -1000..1000 per-mille")
-            if s < e:
-                tod.append((s, e, adj))
-            else:
-                tod.append((s, 1440, adj))
-                if e:
-                    tod.append((0, e, adj))
-        tod.sort()
-        for i in range(1, len(tod)):
-            if tod[i][0] < tod[i - 1][1]:
-                raise TariffError("tariff.tod", "windows overlap")
-        self.tod = tuple(tod)
-        fixed = _int(cfg, "fixed_paise_kw_month", 0, 100000, 0)
-        sw = _int(cfg, "sanctioned_w", 0, 100000, 0)
-        self.fixed_month = fixed * sw // 1000     # paise per billing month
-        self.duty_pm = _int(cfg, "duty_pm", 0, 1000, 0)
-        self.billing_day = _int(cfg, "billing_day", 1, 28, 1)
+        """``cfg``: the tariff section (dict); validated by meter.profile (loaded only for it)."""
+        from meter.profile import tariff_params
+        (self.lims, self.rates, self.tod, self.fixed_month, self.duty_pm,
+         self.billing_day) = tariff_params(cfg)
         # running state
         self.e_rem = 0        # micro-paise carried, 0 <= e_rem < 10**6
         self.d_rem = 0        # duty carried, milli-paise, 0 <= d_rem < 1000

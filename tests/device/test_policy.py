@@ -153,15 +153,15 @@ def test_limiter_trip_reclose_lockout():
     t = 1000
     assert lim.step(19999, t) == NONE and lim.step(20010, t) == NONE       # 2001 W: over since t
     assert lim.step(20010, t + 4) == NONE
-    assert lim.step(20010, t + 5) == TRIP and lim.blocking
+    assert lim.step(20010, t + 5) == TRIP and lim.blocking()
     assert lim.step(0, t + 64) == NONE
-    assert lim.step(0, t + 65) == RECLOSE and not lim.blocking
+    assert lim.step(0, t + 65) == RECLOSE and not lim.blocking()
     assert lim.step(30000, t + 70) == NONE and lim.step(30000, t + 75) == TRIP
     assert lim.step(0, t + 135) == RECLOSE
     assert lim.step(30000, t + 140) == NONE and lim.step(30000, t + 146) == LOCKOUT
-    assert lim.blocking and lim.step(0, t + 10000) == NONE and lim.blocking
+    assert lim.blocking() and lim.step(0, t + 10000) == NONE and lim.blocking()
     lim.reset()
-    assert not lim.blocking and lim.trips == 0
+    assert not lim.blocking() and lim.trips == 0
 
 
 def test_limiter_opens_and_recloses_relay_through_policy():
@@ -194,7 +194,7 @@ def test_bad_policy_names_the_field():
                        ({"policy": {"ec_by": ["sms"]}}, "policy.ec_by"),
                        ({"policy": {"low_credit_pct": [10, 30]}}, "policy.low_credit_pct"),
                        ({"policy": {"reconnect": -5}}, "policy.reconnect"),
-                       ({"policy": {"days_off": [8]}}, "policy.days_off"),
+                       ({"policy": {"days_off": [8]}}, "policy.days_off[0]"),
                        ({"limiter": {"mpl_w": -1}}, "limiter.mpl_w")):
         try:
             Policy(cfg)

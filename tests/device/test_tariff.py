@@ -195,4 +195,4 @@ def test_bad_configs_name_the_field():
     raises(lambda: Tariff({"billing_day": 31}), "tariff.billing_day")
     raises(lambda: Tariff({"rate": True}), "tariff.rate")
     e = raises(lambda: Tariff({"rate": -1}), "tariff.rate")
-    assert "range" in e.reason
+    assert "0..5000" in e.reason
