@@ -18,8 +18,10 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ARCH = {"esp32": "xtensawin", "rp2040": "armv6m", "unix": None}
-# board-specific modules that are only deployed to their own board
-BOARD_ONLY = {"boards/esp32.py": "esp32", "boards/rp2040.py": "rp2040", "boards/unix.py": "unix"}
+# board-specific modules: deployed only to the boards listed
+BOARD_ONLY = {"boards/esp32.py": ("esp32",), "boards/rp2040.py": ("rp2040",),
+              "boards/unix.py": ("unix",), "boards/nor_flash.py": ("unix",),
+              "boards/pins.py": ("esp32", "rp2040")}
 
 
 def mpy_cross():
@@ -75,8 +77,8 @@ def build(board, out=None):
         shutil.rmtree(out)
     files = {}
     for rel, src in sources():
-        owner = BOARD_ONLY.get(rel)
-        if owner is not None and owner != board:
+        owners = BOARD_ONLY.get(rel)
+        if owners is not None and board not in owners:
             continue
         if rel == "main.py":  # main.py stays source: the board runs it at boot
             dst = out / rel
@@ -129,6 +131,40 @@ def cached_build(board, out=None):
         shutil.rmtree(out)
     os.replace(tmp, out)
     return out
+
+
+def romfs_bytes(build_dir):
+    """ROMFS image (MicroPython VfsRom format, via mpremote's writer) of a build's .mpy code.
+
+    main.py and data files stay out: on a board they live on the writable filesystem; the
+    image holds the bytecode that then runs in place from flash.
+    """
+    from mpremote.romfs import VfsRomWriter
+
+    def add(vfs, d):
+        for p in sorted(d.iterdir()):
+            if p.is_dir():
+                vfs.opendir(p.name)
+                add(vfs, p)
+                vfs.closedir()
+            elif p.suffix == ".mpy":
+                vfs.mkfile(p.name, p.read_bytes())
+
+    w = VfsRomWriter()
+    add(w, pathlib.Path(build_dir))
+    return w.finalise()
+
+
+def cached_romfs(board):
+    """Path of ``build/<board>.romfs``, rebuilt when the .mpy build changed."""
+    out = cached_build(board)
+    img = out.with_name(out.name + ".romfs")
+    man = out / "manifest.json"
+    if not img.exists() or img.stat().st_mtime < man.stat().st_mtime:
+        tmp = img.with_name(img.name + ".tmp%d" % os.getpid())
+        tmp.write_bytes(romfs_bytes(out))
+        os.replace(tmp, img)
+    return img
 
 
 def main(argv=None):
