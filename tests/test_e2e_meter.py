@@ -96,6 +96,8 @@ def test_remote_disconnect_and_reconnect(rig):
 def test_gurux_client_reads_energy_and_clock(rig):
     from gurux_dlms.objects import GXDLMSClock, GXDLMSRegister
     from gurux_peer import GuruxPeer
+    assert top_up(rig, 10000) == 0            # the load sits behind the relay: close it first
+    rig.wait_relay(True)
     rig.set_load(1200)
     rig.advance(3600)
     peer = GuruxPeer(rig.port, client=16, server=1)

@@ -1,8 +1,9 @@
-"""Pure meter logic on both runtimes: debit rounding, IC 70 transitions, journal, calendar."""
+"""Pure meter logic on both runtimes: debit rounding, IC 70 transitions, calendar.
+(The journal has its own tests in test_store.py.)"""
 from meter.account import Account, PAYMENT_CREDIT
 from meter import relay
 from meter.relay import DisconnectControl
-from meter import store, timeutil
+from meter import timeutil
 
 
 def test_debit_exact_floor_and_carry():
@@ -94,47 +95,6 @@ def test_ic70_modes_table():
         assert dc.local_reconnect() == (mode in (5, 6))
     dc = DisconnectControl(0)
     assert not dc.remote_disconnect() and dc.output_state
-
-
-def _tmp(name):
-    import os
-    d = "/tmp/meter-test-%s" % name
-    try:
-        os.mkdir(d)
-    except OSError:
-        pass
-    for s in (".a", ".b"):
-        try:
-            os.remove(d + "/j" + s)
-        except OSError:
-            pass
-    return d + "/j"
-
-
-def test_journal_newest_valid_wins():
-    p = _tmp("journal")
-    j = store.Journal(p)
-    assert j.load() is None
-    for i in range(5):
-        j.save({"credit": i})
-    j2 = store.Journal(p)
-    assert j2.load() == {"credit": 4} and j2.seq == 5
-    # tear the newest slot (seq 5 lives in slot .b): the previous record must come back
-    with open(p + ".b", "r+b") as f:
-        f.seek(12)
-        f.write(b"\x00\x00")
-    j3 = store.Journal(p)
-    assert j3.load() == {"credit": 3}
-    j3.save({"credit": 99})       # overwrites the torn slot, not the good one
-    assert store.Journal(p).load() == {"credit": 99}
-
-
-def test_record_rejects_garbage():
-    assert store.decode_record(b"") is None
-    assert store.decode_record(b"PJ\x01\x00\x00\x00\x01\x00\x02{}\x00\x00\x00\x00") is None
-    good = store.encode_record(7, [1, 2])
-    assert store.decode_record(good) == (7, [1, 2])
-    assert store.decode_record(good[:-1]) is None
 
 
 def test_calendar():
