@@ -49,7 +49,7 @@ from host_tools import keystore as _ks
 
 __all__ = ["FlashError", "BOARDS", "MIN_VERSION", "Device", "UnixReplBoard", "board_info",
            "check_board", "mpy_cross_mpy_version", "provisioning_config", "plan_copy",
-           "code_files_to_remove", "flash", "provision", "confirm_dlms", "OBIS_LDN",
+           "code_files_to_remove", "flash", "provision", "unix_rig", "confirm_dlms", "OBIS_LDN",
            "OBIS_FIRMWARE"]
 
 BOARDS = ("esp32", "rp2040", "unix")
@@ -392,14 +392,8 @@ def _listing(dev):
 # --------------------------------------------------------------------------- ROMFS
 
 def romfs_image(build_dir):
-    """ROMFS image (bytes) of the code dirs of a build (mpremote.romfs.make_romfs)."""
-    from mpremote.romfs import make_romfs
-
-    with tempfile.TemporaryDirectory() as tmp:
-        for d in CODE_DIRS:
-            if (pathlib.Path(build_dir) / d).is_dir():
-                shutil.copytree(pathlib.Path(build_dir) / d, pathlib.Path(tmp) / d)
-        return make_romfs(tmp, mpy_cross=False)
+    """ROMFS image (bytes) of a build's .mpy code (``host_tools.build.romfs_bytes``)."""
+    return _build.romfs_bytes(build_dir)
 
 
 def _romfs_hash(dev, n):
@@ -534,15 +528,29 @@ def _secrets(keystore, serial, ident):
     return rec, path, tables
 
 
+def unix_rig(workdir, flash_dir, heap="190k"):
+    """An EmulatedRig (not started) that boots the unix board from a flashed directory: the
+    .mpy files there, and that directory as the meter's filesystem root (board.json state)."""
+    import inspect
+
+    from hil.rig import EmulatedRig
+
+    kw = {}
+    if "image" in inspect.signature(EmulatedRig).parameters:
+        kw["image"] = "mpy"                                 # the flash holds .mpy files
+    rig = EmulatedRig(workdir, heap=heap, firmware_dir=flash_dir, start=False, **kw)
+    rig.state_dir = pathlib.Path(flash_dir).resolve()       # the flash is the filesystem root
+    return rig
+
+
 def _boot_unix_and_confirm(flash_dir, serial, heap, log):
     """'Reset' of the unix board: boot the firmware from the flashed directory, read DLMS."""
-    from hil.rig import EmulatedRig, RigError
+    from hil.rig import RigError
 
     work = tempfile.mkdtemp(prefix="meterctl-unix-")
     rig = None
     try:
-        rig = EmulatedRig(work, heap=heap, firmware_dir=flash_dir, start=False)
-        rig.state_dir = pathlib.Path(flash_dir).resolve()   # the flash is the filesystem root
+        rig = unix_rig(work, flash_dir, heap)
         rig.start()
         _say(log, "booted the unix board from %s (pid %s)" % (flash_dir, rig.pid))
         return confirm_dlms(rig.port, serial)
