@@ -590,7 +590,7 @@ def flash(port, board, serial, keystore=None, drn=None, sgc=None, ti=None, krn=N
     if code:
         out_dir = _build.cached_build(board, _build.ROOT / "build" / ("flash-" + board))
         manifest = json.loads((out_dir / "manifest.json").read_text())
-        _say(log, "built %d files for %s (%s)" % (len(manifest["files"]), board, manifest["arch"]))
+        _say(log, "image %s: %d files (%s)" % (out_dir, len(manifest["files"]), manifest["arch"]))
     report = {"board": board, "port": str(port), "keystore": str(ks_path), "copied": [],
               "unchanged": [], "removed": [], "verified": [], "romfs": None, "dlms": None,
               "warnings": []}

@@ -144,7 +144,8 @@ def meter_record(store, serial, drn=None, sgc=None, ti=None, krn=None, kt=None, 
     """Return ``(record, changed)`` for meter ``serial``, creating missing secrets in ``store``.
 
     ``record``: dict(drn str, sgc int, ti int, krn int, kt int, algorithm str, decoder_key hex,
-    key_source "derived"|"generated"|"stored", passwords {"1","32","48": str}).
+    key_source "derived"|"generated" (absent for a key put in the keystore by hand),
+    passwords {"1","32","48": str}).
     ``changed`` is True when the caller must `save` the store. Raises KeystoreError when
     the SGC is known neither from the arguments nor from the keystore defaults.
     """
