@@ -171,6 +171,7 @@ def test_firmware_survives_1000_mutated_frames_with_bounded_heap(rig_factory, ca
     kw = {}
     if os.environ.get("METER_FIRMWARE_DIR"):
         kw["firmware_dir"] = os.environ["METER_FIRMWARE_DIR"]
+        kw["image"] = "mpy"
     rig = rig_factory(**kw)
     base, free0 = _mem(rig)
     peak = base

@@ -31,6 +31,11 @@ class Metro:
     voltage_dv, current_ma, power_dw = 2301, 5000, 11505
 
 
+class Limiter:
+    threshold_active = threshold_normal = 5000       # W
+    min_over_threshold_duration, min_under_threshold_duration = 10, 60
+
+
 class Meter:
     """What server/cosem use of meter.app.Meter."""
     CREDIT_LN = cosem.TOKEN_CREDIT_LN
@@ -47,6 +52,7 @@ class Meter:
         self.token_gateway = {"token": b"", "time": 0, "descriptions": [], "delivery": 0,
                               "status": 8, "status_bits": 0}
         self.objects = cosem.build_table()
+        self.limiter = Limiter()
         self.persisted = 0
 
     def check_password(self, client, value):
@@ -442,3 +448,23 @@ def test_object_list_matches_enforced_rights():
                 r = apdu.parse_response(c.request(apdu.get_request(0xC1, ic, ln, a)))
                 assert (r.dar is None) == bool(mode & 1), (sap, ln.hex(), a, r.dar)
                 assert r.dar in (None, 3)
+
+
+def test_limiter_and_absent_emergency_credit():
+    m, link = linked()
+    c = Client(link, C32)
+    c.snrm()
+    associate(c, 32, b"00000000")
+    lim = b"\x00\x00\x11\x00\x00\xff"
+    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 71, lim, 3)))
+    assert axdr.decode(r.data)[0] == (axdr.DOUBLE_LONG_UNSIGNED, 50000)   # 0.1 W, as 1.0.1.7.0.255
+    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 71, lim, 2)))
+    assert axdr.to_python(axdr.decode(r.data)[0]) == [3, b"\x01\x00\x01\x07\x00\xff", 2]
+    # this meter has no emergency credit: the object is neither listed nor served
+    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 112, cosem.EMERGENCY_CREDIT_LN, 2)))
+    assert r.dar == 4
+    m.emergency = {"amount": 2000, "limit": 2000, "in_use": True}
+    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 112, cosem.EMERGENCY_CREDIT_LN, 2)))
+    assert axdr.decode(r.data)[0] == (axdr.DOUBLE_LONG, 2000)
+    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 111, b"\x00\x00\x13\x00\x00\xff", 3)))
+    assert axdr.decode(r.data)[0] == (axdr.UNSIGNED, 1)                   # credit_in_use: emergency

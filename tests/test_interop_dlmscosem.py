@@ -39,6 +39,7 @@ def make_rig(rig_factory, **kw):
     fw = os.environ.get("METER_FIRMWARE_DIR")   # dev: run another build of the firmware
     if fw:
         kw.setdefault("firmware_dir", fw)
+        kw.setdefault("image", "mpy")
     return rig_factory(**kw)
 
 
@@ -145,7 +146,7 @@ def test_clock_set_disconnect_reconnect(rig_factory):
 
 
 def test_event_log_by_block_transfer_at_max_pdu_256(rig_factory):
-    rig = make_rig(rig_factory)
+    rig = make_rig(rig_factory, config={"event_segments": 60})   # room for 300 events
     c = client(rig, 1, PASSWORDS[1])
     with c.session():
         cap = utils.parse_as_dlms_data(c.get(cosem.CosemAttribute(7, EVENT_LOG, 8)))
@@ -158,7 +159,7 @@ def test_event_log_by_block_transfer_at_max_pdu_256(rig_factory):
         tap.frames.clear()
         raw = c.get(cosem.CosemAttribute(7, EVENT_LOG, 2))
         rows = utils.parse_as_dlms_data(raw)
-        assert len(rows) == n >= min(cap, 300)
+        assert len(rows) == n >= min(cap, 300) - 5      # the ring drops 5 at a time
         blocks = [f for f in tap.frames if f.info[3:5] == b"\xc4\x02"]
         assert len(blocks) >= len(raw) // 244
         if cap * 19 >= 4096:

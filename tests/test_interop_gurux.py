@@ -31,6 +31,7 @@ def make_rig(rig_factory, **kw):
     fw = os.environ.get("METER_FIRMWARE_DIR")   # dev: run another build of the firmware
     if fw:
         kw.setdefault("firmware_dir", fw)
+        kw.setdefault("image", "mpy")
     return rig_factory(**kw)
 
 
@@ -249,7 +250,7 @@ def _fill_event_log(rig, n):
 
 @pytest.mark.parametrize("max_info", [128, 512])
 def test_event_log_by_block_transfer_at_max_pdu_256(rig_factory, max_info):
-    rig = make_rig(rig_factory)
+    rig = make_rig(rig_factory, config={"event_segments": 60})   # room for 300 events
     p = connect(rig, 32, PASSWORDS[32], max_info=max_info, max_pdu=256)
     try:
         assert p.c.hdlcSettings.maxInfoTX == max_info and p.c.hdlcSettings.maxInfoRX == max_info
@@ -264,11 +265,11 @@ def test_event_log_by_block_transfer_at_max_pdu_256(rig_factory, max_info):
         p.read(pg, 3)
         p.read(pg, 7)
         n = pg.entriesInUse
-        assert n >= min(capacity, 300)
+        assert n >= min(capacity, 300) - 5        # the ring drops 5 at a time
         first = len(p.frames)
         p.read(pg, 2)
         assert len(pg.buffer) == n
-        assert [int(r[1]) for r in pg.buffer].count(10) >= min(capacity, 300) - 5
+        assert [int(r[1]) for r in pg.buffer].count(10) >= min(capacity, 300) - 10
         frames = p.frames[first:]
         wire = sum(len(f) for f in frames)
         # GET-Response-With-Datablock exchanges, each frame within the negotiated size

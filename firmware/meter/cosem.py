@@ -302,7 +302,7 @@ def _object_list(meter, role):
 def _log(meter):
     """The event log: ``meter.event_log`` (meter/events.py: count(), capacity, entries(a, b),
     by_time(t0, t1), generators of (epoch, code, detail)) or the in-RAM list ``meter.events``."""
-    return getattr(meter, "event_log", None) or meter.events
+    return getattr(meter, "event_log", None) or getattr(meter, "events", [])
 
 
 def _log_count(log):
@@ -487,44 +487,31 @@ def _c_dc(meter, row, method, tagged):
 # ------------------------------------------------------------------ IC 71 Limiter
 
 def _r_limiter(meter, row, attr, w, ctx):
-    """Served from ``meter.limiter`` (meter/limiter.py) when the meter has one: attributes it
-    does not expose are object-unavailable, never invented."""
-    lim = getattr(meter, "limiter", None)
-    if lim is None:
-        return UNAVAILABLE
+    """Served from ``meter.limiter`` (meter/limiter.py, the maximum power limit). The monitored
+    value is active power 1.0.1.7.0.255 (double-long-unsigned, 0.1 W), so the thresholds are
+    given in 0.1 W too. There is no emergency profile: threshold_emergency equals the normal
+    threshold, the profile is empty and never active. The actions are the disconnect control
+    script (0.0.10.0.106.255) selectors 1 disconnect / 2 reconnect, which is what the meter does."""
+    lim = meter.limiter
     if attr == 2:
-        mv = getattr(lim, "monitored_value", None) or (3, b"\x01\x00\x01\x07\x00\xff", 2)
-        _ln_struct(w, mv[0], mv[1], mv[2])
-        return OK
-    name = _LIMITER_ATTRS.get(attr)
-    v = getattr(lim, name, None) if name else None
-    if v is None:
-        return UNAVAILABLE
-    if attr in (3, 4, 5):
-        w.double_long_unsigned(v)
-    elif attr in (6, 7):
-        w.double_long_unsigned(v)
+        _ln_struct(w, 3, b"\x01\x00\x01\x07\x00\xff", 2)
+    elif attr in (3, 4, 5):
+        w.double_long_unsigned((lim.threshold_active if attr == 3 else lim.threshold_normal) * 10)
+    elif attr == 6:
+        w.double_long_unsigned(lim.min_over_threshold_duration)
+    elif attr == 7:
+        w.double_long_unsigned(lim.min_under_threshold_duration)
     elif attr == 8:
-        w.structure(3).long_unsigned(v[0])
-        put_time(meter, v[1], w)
-        w.double_long_unsigned(v[2])
+        w.structure(3).long_unsigned(0).octet_string(_NO_DATE).double_long_unsigned(0)
     elif attr == 9:
-        w.array(len(v))
-        for g in v:
-            w.long_unsigned(g)
+        w.array(0)
     elif attr == 10:
-        w.boolean(v)
+        w.boolean(False)
     else:
         w.structure(2)
-        for ln, sel in v:
-            w.structure(2).octet_string(ln).long_unsigned(sel)
+        for sel in (1, 2):
+            w.structure(2).octet_string(b"\x00\x00\x0a\x00\x6a\xff").long_unsigned(sel)
     return OK
-
-
-_LIMITER_ATTRS = {3: "threshold_active", 4: "threshold_normal", 5: "threshold_emergency",
-                  6: "min_over_threshold_duration", 7: "min_under_threshold_duration",
-                  8: "emergency_profile", 9: "emergency_profile_group_ids",
-                  10: "emergency_profile_active", 11: "actions"}
 
 
 # ------------------------------------------------------------------ IC 111 Account

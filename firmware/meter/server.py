@@ -45,7 +45,7 @@ CLIENTS = {16: cosem.PUBLIC, 32: cosem.READER, 1: cosem.MANAGER, 48: cosem.MANAG
 SUPPORTED_CONFORMANCE = (apdu.CONF_GET | apdu.CONF_SET | apdu.CONF_ACTION | apdu.CONF_SELECTIVE_ACCESS
                          | apdu.CONF_BLOCK_TRANSFER_WITH_GET | apdu.CONF_MULTIPLE_REFERENCES)
 SERVER_MAX_PDU = const(1024)   # largest APDU we receive (announced in the AARE)
-_SEND_MAX = const(1024)        # larger responses go by block transfer when negotiated
+_SEND_MAX = const(512)         # larger responses go by block transfer when negotiated (small heap)
 _MIN_PDU = const(64)           # smaller client max PDUs are refused (pdu-size-too-short)
 _BLOCK_HEAD = const(12)        # C4 02 inv last blk(4) choice len(<=3)
 _RX_MAX = const(1100)          # reassembly limit for segmented requests
