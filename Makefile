@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test lint mpy-check soak bench clean help
+.PHONY: setup demo test lint mpy-check soak bench flash clean help
 
 help:
 	@echo "make setup   - create .venv and install host tools + test deps"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint    - compile checks (mpy-cross for device code, byte-compile host code)"
 	@echo "make soak    - long campaigns (marked slow)"
 	@echo "make bench   - print benchmark figures"
+	@echo "make flash BOARD=esp32|rp2040 PORT=/dev/ttyUSB0 SERIAL=PPM0000123 - flash + provision a meter"
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,6 +41,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+BOARD ?= esp32
+flash: $(STAMP)
+	@test -n "$(PORT)" || { echo "make flash: give PORT=/dev/ttyUSB0 (and SERIAL=...)"; exit 2; }
+	$(BIN)/meterctl flash --board $(BOARD) --port $(PORT) $(if $(SERIAL),--serial $(SERIAL)) $(FLASH_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis
