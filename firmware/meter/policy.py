@@ -109,8 +109,9 @@ class Policy:
 
     # --- credit -------------------------------------------------------------------------------
     def thresholds(self, meter):
+        """Alert levels in credit units; before the first recharge only the 0 % level."""
         lr = meter.account.last_recharge
-        return [lr * p // 100 for p in self.low_pct]
+        return [lr * p // 100 for p in self.low_pct if lr or not p]
 
     def low_credit_threshold(self, meter):
         """IC 111 attr 16 low_credit_threshold: the first alert level."""
@@ -225,7 +226,7 @@ class Policy:
             self.activate_ec(meter, "auto", now)
         lv = self._level(meter)
         while self.low_level < lv:
-            pct = self.low_pct[self.low_level]
+            pct = self.low_pct[self.low_level] if a.last_recharge else 0
             self.low_level += 1
             self.dirty = True
             meter.event(EV_LOW_CREDIT, "low credit %d%% credit=%d" % (pct, a.credit))
