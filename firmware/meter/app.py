@@ -15,12 +15,14 @@ import json
 
 from protocol import hdlc
 from meter import cosem
-from meter.account import Account, PAYMENT_PREPAYMENT
+from meter.account import Account, PAYMENT_PREPAYMENT, CREDIT_ENERGY
 from meter.metrology import Pzem004t
-from meter.policy import Policy
+from meter.policy import Policy, EV_BILL
+from meter.tariff import Tariff, ConfigError
 from meter.relay import DisconnectControl, READY
 from meter.server import HdlcLink
 from meter.store import Journal
+from meter import events as ev
 from meter.token_gateway import TokenGateway
 
 FIRMWARE_VERSION = "0.1.0"
@@ -42,6 +44,12 @@ DEFAULTS = {
     # STS (IEC 62055-41): decoder key in IEC order (hex), provisioned per meter, never committed.
     # "tables" names the EA07 substitution/permutation tables file in the meter's filesystem.
     "sts": None,
+    # issue 5: credit unit (0 paise, 1 = 0.1 kWh), tariff / policy / limiter sections
+    # (meter.tariff, meter.policy, meter.limiter; shipped profiles in profiles/*.json)
+    "credit_unit": 0,
+    "tariff": None,
+    "policy": {},
+    "limiter": {},
 }
 
 TOKEN_GATEWAY_LN = bytes((0, 0, 19, 40, 0, 255))
@@ -51,6 +59,20 @@ _TOKEN_STATUS = {"accepted": 3, "key_change_pending": 2, "format": 4, "wrong_cla
                  "wrong_subclass": 7}
 EV_TOKEN_ACCEPTED = 50
 EV_TOKEN_REJECTED = 51
+
+
+_SECTIONS = ("tariff", "policy", "limiter")
+
+
+def _drop_profile():
+    """Unload meter.profile (config validation, needed only while parsing) to free its bytecode."""
+    import sys
+    import meter
+    sys.modules.pop("meter.profile", None)
+    try:
+        delattr(meter, "profile")
+    except AttributeError:
+        pass
 
 
 class Meter:
@@ -69,18 +91,32 @@ class Meter:
         ldn = cfg.get("logical_device_name") or cfg["serial"]
         self.logical_device_name = ldn.encode() if isinstance(ldn, str) else bytes(ldn)
         self.account = Account(int(cfg["tariff_paise_per_kwh"]), int(cfg["credit_paise"]),
-                               int(cfg["payment_mode"]))
+                               int(cfg["payment_mode"]), 1 if cfg["credit_unit"] else 0)
         self.dc = DisconnectControl(int(cfg["control_mode"]))
-        self.policy = Policy(cfg)
-        self.journal = Journal(board.path("state"))
+        try:
+            self.tariff, self.policy = self._build(cfg)
+            cfg_err = None
+        except ConfigError as e:  # a bad config.json must not brick the meter: defaults, and say so
+            self.tariff, self.policy = self._build(DEFAULTS)
+            cfg_err = e
+        _drop_profile()
+        for k in _SECTIONS:        # parsed: the heap need not hold the JSON any more
+            cfg[k] = None
+        self._t_prev = None        # end of the last charged metering interval (epoch s)
+        self.config_error = ""     # "field: reason" of the last refused profile (apply_config)
         self.module_wh = None      # last metering-module energy reading taken into account
         self._persisted_wh = 0
         self._persisted_t = 0
-        self.events = []           # (epoch, code, text) — recent, in RAM (event log: issue 6)
+        self._pev = None           # [seq, epoch, code, detail] of the last journaled command event
         self.tokens = self._make_acceptor(cfg.get("sts"))
         self.token_gateway = {"token": b"", "time": 0, "descriptions": [], "delivery": 0,
                               "status": 8, "status_bits": 0}
+        # after the token acceptor: its EA07 tables want large blocks of an unfragmented heap
+        self.journal = Journal(board.path("j/state"))
+        self.event_log = ev.EventLog(board.path("ev"), int(cfg.get("event_segments", 20)))
         self._restore()
+        if cfg_err is not None:
+            self.event(ev.EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")
         self.objects = cosem.build_table()
         if self.tokens is not None and TOKEN_GATEWAY_LN not in self.objects:
             self.objects[TOKEN_GATEWAY_LN] = TokenGateway(TOKEN_GATEWAY_LN)
@@ -88,44 +124,103 @@ class Meter:
         self._relay_out = None
         board.on_button = self.button
         board.on_time_set = self._wake
+        board.on_cover = self.cover
 
     # --- state ------------------------------------------------------------------------
     def _restore(self):
         s = self.journal.load()
         if s is None:
-            self.event(1, "first boot")
+            self.event(ev.EV_FIRST_BOOT, "first boot")
             return
-        self.account.restore(s["acc"])
+        hot = self.journal.hot
+        a = self.account
+        a.restore(s["acc"])
+        a.credit, a.rem, a.import_wh = hot[0], hot[1], hot[2]
+        self.module_wh = hot[3] if hot[3] >= 0 else None
         self.dc.control_mode = s["mode"]
         self.dc.control_state = s["cs"]
-        self.module_wh = s.get("mwh")
+        self.dc.cause = s.get("cause", "")
+        if "tar" in s and a.unit != CREDIT_ENERGY:
+            self.tariff.restore(s["tar"], a.credit, a.rem, a.import_wh)
+        if "pol" in s:
+            self.policy.restore(s["pol"])
+        if self.module_wh is not None:
+            self._t_prev = hot[4]
         self.tz_minutes = s.get("tz", self.tz_minutes)
         tok = s.get("tok")
         if tok and self.tokens is not None:
             try:
                 self.tokens.from_record(bytes.fromhex(tok))
             except Exception:
-                self.event(91, "token store record unreadable")
-        t = s.get("t", 0)
+                self.event(ev.EV_STORE_ERROR, "token store record unreadable", "tok")
+        t = hot[4]
         if t > self.board.time():
             self.board.set_time(t)  # never let the clock run backwards across a restart
-        self._persisted_wh = self.account.import_wh
+        self._persisted_wh = a.import_wh
+        self._persisted_t = t
+        pev = self._pev = s.get("pev")
+        if pev and pev[0] == self.event_log.next_seq:   # journaled, cut before it was logged
+            self._log(pev[1], pev[2], pev[3])
+        # the supply went away after the last record (time: last known alive), now it is back
+        self._log(t, ev.EV_POWER_DOWN, None)
+        if getattr(self.board, "reset_cause", "power") == "wdt":
+            self.event(ev.EV_WATCHDOG, "watchdog reset")
+        self.event(ev.EV_POWER_UP, "power up")
 
-    def persist(self):
-        """Journal the whole state; returns when it is on flash."""
+    def _cold_acc(self):
+        """Account.state() with the hot values (credit, rem, import_wh) zeroed: they travel in
+        the journal's hot record, so consumption alone never rewrites the full record."""
+        a = self.account
+        c, r, w = a.credit, a.rem, a.import_wh
+        a.credit = a.rem = a.import_wh = 0
+        try:
+            return a.state()
+        finally:
+            a.credit, a.rem, a.import_wh = c, r, w
+
+    def persist(self, ev=None):
+        """Journal the whole state; returns when it is on flash (meter.store: a full record if
+        anything but credit/remainder/energy/clock changed, else a 30-byte hot record).
+
+        ``ev`` = (code, text, detail): the event of the acknowledged change being journaled. It
+        goes into the record (``pev``, with the event-log sequence number it will get) and then
+        into the event log, so a cut between the two is repaired at boot (``_restore``): the log
+        never misses the event of a change the state has.
+        """
         now = self.board.time()
-        self.journal.save({"acc": self.account.state(), "mode": self.dc.control_mode,
-                           "cs": self.dc.control_state, "mwh": self.module_wh,
-                           "tz": self.tz_minutes, "t": now,
-                           "tok": self.tokens.to_record().hex() if self.tokens is not None else None})
-        self._persisted_wh = self.account.import_wh
+        a = self.account
+        mwh = self.module_wh
+        if ev is not None:
+            self._pev = [self.event_log.next_seq, now, ev[0], ev[2]]
+        self.journal.save({"acc": self._cold_acc(), "mode": self.dc.control_mode, "pev": self._pev,
+                           "cs": self.dc.control_state, "cause": self.dc.cause,
+                           "tz": self.tz_minutes,
+                           "tar": self.tariff.cold(a.credit, a.import_wh), "pol": self.policy.state(),
+                           "tok": self.tokens.to_record().hex() if self.tokens is not None else None},
+                          (a.credit, a.rem, a.import_wh, -1 if mwh is None else mwh, now))
+        self._persisted_wh = a.import_wh
         self._persisted_t = now
+        if ev is not None:
+            self.event(ev[0], ev[1], ev[2])
 
-    def event(self, code, text):
-        self.events.append((self.board.time(), code, text))
-        if len(self.events) > 20:
-            self.events.pop(0)
+    def _log(self, epoch, code, detail):
+        try:
+            self.event_log.append(epoch, code, detail)
+        except (OSError, ValueError):
+            pass  # the flash refuses: the event still goes out on the report line
+
+    def event(self, code, text, detail=None):
+        """Log an event (meter.events: EV_* code, ``detail`` int or short str) on flash and
+        report it."""
+        self._log(self.board.time(), code, detail)
         self.board.report("event %d %s" % (code, text))
+
+    def cover(self, opened):
+        """Meter-cover switch (tamper): True = cover removed."""
+        if opened:
+            self.event(ev.EV_COVER_OPEN, "tamper: cover opened")
+        else:
+            self.event(ev.EV_COVER_CLOSED, "cover closed")
 
     def check_password(self, client, value):
         pw = self.cfg["passwords"].get(str(client))
@@ -133,13 +228,13 @@ class Meter:
 
     # --- commands (each journals before returning, i.e. before the ack goes out) --------
     def top_up(self, paise, source):
+        """A recharge: emergency credit repaid first, then debt recovery (meter.policy)."""
         try:
-            self.account.top_up(paise, self.board.time())
+            self.policy.top_up(self, paise, self.board.time())
         except ValueError:
             return False
-        self.event(10, "credit +%d paise via %s" % (paise, source))
         self.evaluate()
-        self.persist()
+        self.persist((ev.EV_CREDIT, "credit +%d paise via %s" % (paise, source), paise))
         return True
 
     # --- STS tokens -----------------------------------------------------------------------
@@ -193,12 +288,11 @@ class Meter:
         g["status"] = _TOKEN_STATUS.get(r.reason, 7)
         g["status_bits"] = 0
         g["descriptions"] = [r.reason.encode()]
-        if r.ok:
-            self.event(EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid))
-        else:
-            self.event(EV_TOKEN_REJECTED, "token rejected: %s" % r.reason)
         self.evaluate()
-        self.persist()
+        if r.ok:
+            self.persist((EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid), r.tid))
+        else:
+            self.persist((EV_TOKEN_REJECTED, "token rejected: %s" % r.reason, r.reason))
         return r
 
     def _apply_token(self, r):
@@ -208,7 +302,7 @@ class Meter:
             paise = self.token_paise(r.amount)
             if paise > 0:
                 try:
-                    a.top_up(paise, self.board.time())
+                    self.policy.top_up(self, paise, self.board.time())
                 except ValueError:
                     pass
         elif act == "clear_credit":
@@ -237,24 +331,103 @@ class Meter:
         if not self.dc.set_mode(mode):
             return False
         self.evaluate()
-        self.persist()
+        self.persist((ev.EV_CONFIG, "control_mode %d" % mode, "ctl_mode"))
         return True
 
     def set_payment_mode(self, mode):
         self.account.payment_mode = mode
         self.evaluate()
-        self.persist()
+        self.persist((ev.EV_CONFIG, "payment_mode %d" % mode, "pay_mode"))
 
     def set_clock(self, epoch):
+        old = self.board.time()
         self.board.set_time(epoch)
-        self.event(20, "clock set")
-        self.persist()
+        self.persist((ev.EV_CLOCK_SET, "clock set", old))
 
     def button(self):
-        if self.dc.control_state == READY and self.policy.may_manual_reconnect(self, self.board.time()):
-            self.dc.manual_reconnect()
+        """Push button: selects emergency credit if the policy offers it, clears an MPL
+        lock-out, and recloses from ready_for_reconnection (IC 70 transition e) when allowed."""
+        now = self.board.time()
+        p = self.policy
+        changed = p.activate_ec(self, "button", now)
+        if p.limiter.locked and self.dc.control_state == READY:
+            p.limiter.reset()
+            changed = True
+        if self.dc.control_state == READY and p.may_manual_reconnect(self, now):
+            changed = self.dc.manual_reconnect() or changed
+        if changed:
             self.evaluate()
             self.persist()
+
+    def activate_ec(self, source):
+        """Select emergency credit by "token" or "dlms" (IC 112 invoke_credit); journaled."""
+        if not self.policy.activate_ec(self, source, self.board.time()):
+            return False
+        self.evaluate()
+        self.persist()
+        return True
+
+    def invoke_emergency_credit(self):
+        """IC 112 (emergency credit 0.0.19.10.1.255) method 3 invoke_credit."""
+        return self.activate_ec("dlms")
+
+    @property
+    def limiter(self):
+        """The MPL limiter (IC 71), meter.limiter."""
+        return self.policy.limiter
+
+    def _build(self, cfg):
+        """(Tariff, Policy) from a config dict; raises ConfigError(field, reason)."""
+        for key, ok in (("payment_mode", (1, 2)), ("control_mode", tuple(range(7))),
+                        ("credit_unit", (0, 1))):
+            if cfg.get(key, DEFAULTS[key]) not in ok:
+                raise ConfigError(key, "one of %r expected" % (ok,))
+        t = cfg.get("tariff") or {"rate": cfg.get("tariff_paise_per_kwh", 650)}
+        return Tariff(t), Policy(cfg)
+
+    def apply_config(self, new):
+        """Apply a profile (dict with any of tariff, policy, limiter, payment_mode, control_mode,
+        credit_unit, tz_minutes). The whole result is validated first: a bad one raises
+        ConfigError(field, reason) (also kept in ``config_error``) and nothing changes. Running
+        counters carry over; config.json and the journal are written before returning."""
+        from meter.profile import check_profile
+        try:
+            check_profile(new)
+            cfg = dict(self.cfg)
+            try:
+                with open(self.board.path("config.json")) as f:
+                    old = json.load(f)
+                for k in _SECTIONS:
+                    cfg[k] = old.get(k)
+            except (OSError, ValueError):
+                pass
+            cfg.update(new)
+            cfg.pop("about", None)
+            tariff, policy = self._build(cfg)
+        except ConfigError as e:
+            self.config_error = "%s: %s" % (e.field, e.reason)
+            raise
+        finally:
+            _drop_profile()
+        tariff.carry_from(self.tariff)
+        policy.carry_from(self.policy)
+        self.tariff, self.policy = tariff, policy
+        self.config_error = ""
+        self.tz_minutes = cfg.get("tz_minutes", self.tz_minutes)
+        a = self.account
+        a.payment_mode = cfg["payment_mode"]
+        a.unit = 1 if cfg.get("credit_unit") else 0
+        self.dc.set_mode(cfg["control_mode"])
+        tmp = self.board.path("config.tmp")
+        with open(tmp, "w") as f:
+            json.dump(cfg, f)
+        import os
+        os.rename(tmp, self.board.path("config.json"))
+        for k in _SECTIONS:
+            cfg[k] = None
+        self.cfg = cfg
+        self.evaluate()
+        self.persist((ev.EV_CONFIG, "profile %s applied" % cfg.get("name", "?"), "profile"))
 
     def _wake(self):
         pass
@@ -271,30 +444,52 @@ class Meter:
         self.policy.evaluate(self, self.board.time())
         out = self.dc.output_state
         if out != self._relay_out:
-            self._relay_out = out
+            prev, self._relay_out = self._relay_out, out
             self.board.relay(out)
+            cause = self.dc.cause
+            if prev is not None and cause != "credit":   # the policy logs its own (EV 40/41)
+                self.event(ev.EV_RELAY_CLOSE if out else ev.EV_RELAY_OPEN,
+                           "relay %s (%s)" % ("closed" if out else "open", cause), cause or "?")
 
     # --- tasks -----------------------------------------------------------------------------
     def meter_tick(self):
-        """Take the latest module energy reading into account and decide."""
+        """Take the latest module energy reading into account and decide.
+
+        The Wh since the last reading are charged by the tariff over [t_prev, now] (constant
+        power assumed within the interval; TOD, midnight, billing-date and slab boundaries
+        inside it are split, meter.tariff)."""
         m = self.metro
+        now = self.board.time()
         if m is not None and m.fresh and m.energy_wh is not None:
             e = m.energy_wh
             if self.module_wh is None:
                 self.module_wh = e
-            elif e >= self.module_wh:
-                self.account.consume(e - self.module_wh)
-                self.module_wh = e
-            else:  # module counter was reset: count from zero
-                self.account.consume(e)
+                self._charge(0, now)
+            else:  # a counter below the last reading was reset: count from zero
+                self._charge(e - self.module_wh if e >= self.module_wh else e, now)
                 self.module_wh = e
         self.evaluate()
-        now = self.board.time()
-        if (self.account.import_wh - self._persisted_wh >= self.cfg["persist_wh"]
-                or now - self._persisted_t >= self.cfg["persist_s"]):
-            self.persist()
+        dwh = self.account.import_wh - self._persisted_wh
+        if (dwh >= self.cfg["persist_wh"] or (dwh > 0 and now - self._persisted_t >= self.cfg["persist_s"])
+                or self.policy.dirty):
+            self.policy.dirty = False
+            self.persist()   # loss bound: README "Power cuts"
         a = self.account
         self.board.report("meter %d %d %d %d" % (now, a.import_wh, a.credit, 1 if self.dc.output_state else 0))
+
+    def _charge(self, wh, now):
+        a = self.account
+        t0 = self._t_prev
+        if a.unit == CREDIT_ENERGY:
+            a.meter(wh, 0)
+        else:
+            t = self.tariff
+            a.meter(wh, t.charge(now if t0 is None else t0, now, wh, self.tz_minutes * 60))
+            a.rem = t.hot_rem()
+            while t.bills:
+                b = t.bills.pop(0)
+                self.event(EV_BILL, "bill %d wh=%d energy=%d fixed=%d duty=%d" % b, b[2] + b[3] + b[4])
+        self._t_prev = now
 
     async def metering_task(self):
         b = self.board
@@ -336,6 +531,7 @@ class Meter:
                     await writer.drain()
 
     async def run(self):
+        self.board.wdt_feed()
         self.evaluate()
         self.persist()
         tasks = [asyncio.create_task(self.metering_task()), asyncio.create_task(self.dlms_task())]
