@@ -236,3 +236,42 @@ def test_config_apply_over_dlms(rig_factory):
             c.set(1, cmd_config.PROFILE_LN, 2, cmd_config.encode_value(bad))
         assert c.get(1, cmd_config.PROFILE_ERROR_LN, 2)[1].decode().startswith("tariff.slabs[1]:")
     assert rig.advance(3600).credit == 100000 - 1700         # the old profile still rules
+
+
+# --- tariff boundaries inside one metering interval ----------------------------------------------
+
+def _one_interval(rig, seconds, watts):
+    """Exactly one metering interval of ``seconds`` at ``watts``: the PZEM stops answering
+    (the meter's polls time out, nothing is charged), energy and clock move, then it answers
+    again, so the meter sees the whole energy with the new time in one reading."""
+    unit = rig.pzem._unit
+    with rig.pzem._lock:
+        rig.pzem._unit = 99                  # requests for unit 1 are ignored from now on
+    import time as _t
+    _t.sleep(0.7)                            # an in-flight poll ends (timeout 500 ms)
+    rig.set_load(watts)
+    wh = rig.pzem.advance(seconds)
+    rig.set_clock(rig.clock + seconds)
+    with rig.pzem._lock:
+        rig.pzem._unit = unit
+    return rig.wait_meter(lambda m: m.wh == wh and m.epoch == rig.clock, timeout=10)
+
+
+def test_boundaries_inside_one_interval_are_split(rig_factory):
+    from host_tools.refmodel import RefMeter
+    start = ist(2026, 1, 31, 17, 0)
+    rig = rig_factory(config=profile_config(UPPCL, credit_paise=200000), clock_epoch=start, poll_ms=20)
+    ref = RefMeter(UPPCL, 200000, start)
+    assert rig.meter.credit == ref.credit           # commissioning: January 31's fixed share
+    # 17:00 -> next day 09:00 in one reading: TOD 18:00 and 22:00, midnight + billing date
+    # (fixed charge, slab counter reset), 08:00 ... 16 kWh at constant power
+    t = _one_interval(rig, 16 * 3600, 1000)
+    ref.consume(start, rig.clock, t.wh)
+    assert t.wh == 16000 and t.credit == ref.credit
+    jan = ref.tariff.month_log[0]
+    bills = [x for c, x in rig.events if c == "64"]
+    assert bills and bills[0].endswith("wh=%d energy=%d fixed=%d duty=%d"
+                                       % (jan["wh"], jan["energy"], jan["fixed"], jan["duty"]))
+    # smearing the interval at one rate would have charged a different amount
+    e = jan["energy"] + ref.tariff.month_totals()["energy"]
+    assert e not in (16000 * 550 // 1000, 16000 * 605 // 1000, 16000 * 495 // 1000)
