@@ -275,3 +275,31 @@ def test_boundaries_inside_one_interval_are_split(rig_factory):
     # smearing the interval at one rate would have charged a different amount
     e = jan["energy"] + ref.tariff.month_totals()["energy"]
     assert e not in (16000 * 550 // 1000, 16000 * 605 // 1000, 16000 * 495 // 1000)
+
+
+def test_payment_mode_switch_over_dlms(rig_factory):
+    """IC 111 attr 2 payment_mode: 1 credit mode (head-end decides), 2 prepayment (meter decides)."""
+    from protocol import axdr
+    cfg = profile_config(STS, credit_paise=-1000)
+    cfg["policy"] = dict(cfg["policy"], ec_paise=0)     # the button only reconnects here
+    rig = rig_factory(config=cfg, clock_epoch=ist(2026, 3, 2, 12, 0), poll_ms=20)
+    rig.wait_relay(False)                               # prepayment: negative -> open
+
+    def set_mode(mode):
+        with DlmsClient(rig.port, **MGMT) as c:
+            c.set(111, "0.0.19.0.0.255", 2, axdr.Writer().structure(2).enum(mode).enum(2).getvalue())
+
+    set_mode(1)                                         # credit mode: the head-end decides,
+    rig.wait_relay(True)                                # the meter's credit cut is released
+    rig.set_load(2000)
+    t = rig.advance(3600)                               # keeps metering, never cuts for credit
+    assert t.relay and t.credit == -1000 - 1700
+    with DlmsClient(rig.port, **MGMT) as c:             # remote disconnect is obeyed
+        c.action(70, "0.0.96.3.10.255", 1, b"\x0f\x00")
+    rig.wait_relay(False)
+    with DlmsClient(rig.port, **MGMT) as c:
+        c.action(70, "0.0.96.3.10.255", 2, b"\x0f\x00")
+    rig.press_button()
+    rig.wait_relay(True)
+    set_mode(2)                                         # back to prepayment: the meter decides
+    rig.wait_relay(False)

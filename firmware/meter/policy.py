@@ -172,9 +172,13 @@ class Policy:
         return self.credit_due(meter, now)
 
     def may_reconnect(self, meter, now):
+        """Reclose allowed: no MPL trip, and in prepayment credit >= reconnect (or EC on);
+        in credit mode the credit register does not hold the relay."""
         if self.credit_due(meter, now) or self.limiter.blocking():
             return False
-        return meter.account.credit >= self.reconnect or self.ec_state == EC_ACTIVE
+        a = meter.account
+        return (a.payment_mode != PAYMENT_PREPAYMENT or a.credit >= self.reconnect
+                or self.ec_state == EC_ACTIVE)
 
     def may_manual_reconnect(self, meter, now):
         return self.may_reconnect(meter, now)

@@ -201,3 +201,17 @@ def test_bad_policy_names_the_field():
             assert False, field
         except ConfigError as e:
             assert e.field == field, (e.field, field)
+
+
+def test_energy_credit_register_in_tenth_kwh():
+    from meter.account import CREDIT_ENERGY
+    a = Account(650, 100, PAYMENT_PREPAYMENT, CREDIT_ENERGY)   # 10.0 kWh
+    for _ in range(999):
+        a.meter(1, 12345)          # the paise argument is ignored in energy unit
+    assert a.credit == 100 - 9 and a.rem == 99 and a.import_wh == 999
+    a.meter(1, 0)
+    assert a.credit == 90 and a.rem == 0
+    assert a.consume(250) == 2 and a.credit == 88 and a.rem == 50
+    b = Account(650, 0, PAYMENT_PREPAYMENT, CREDIT_ENERGY)
+    b.restore(a.state())
+    assert b.state() == a.state() and b.unit == CREDIT_ENERGY
