@@ -250,7 +250,7 @@ def _one_interval(rig, seconds, watts):
     import time as _t
     _t.sleep(0.7)                            # an in-flight poll ends (timeout 500 ms)
     rig.set_load(watts)
-    wh = rig.pzem.advance(seconds)
+    wh = rig.pzem.advance(seconds)          # the module's energy register (total Wh)
     rig.set_clock(rig.clock + seconds)
     with rig.pzem._lock:
         rig.pzem._unit = unit
@@ -303,3 +303,36 @@ def test_payment_mode_switch_over_dlms(rig_factory):
     rig.wait_relay(True)
     set_mode(2)                                         # back to prepayment: the meter decides
     rig.wait_relay(False)
+
+
+def test_power_cut_keeps_tariff_counters(rig_factory):
+    """Slab position, carried remainders and the month's charges survive a power cut (journal:
+    cold record + hot values); energy counted while the meter was down is charged at boot."""
+    from host_tools.refmodel import RefMeter
+    start = ist(2026, 1, 31, 20, 0)
+    rig = rig_factory(config=profile_config(UPPCL, credit_paise=500000), clock_epoch=start, poll_ms=20)
+    ref = RefMeter(UPPCL, 500000, start)
+    rig.set_load(1234)
+    for _ in range(2):                                    # 20:00 -> 22:00 (TOD peak)
+        t0 = rig.clock
+        t = rig.advance(3600)
+        ref.consume(t0, t0, 1234)                         # the rig's energy lands at the hour's start
+        ref.clock(rig.clock)
+        assert t.credit == ref.credit
+    rig.power_cut()
+    before = rig.pzem.energy_wh
+    wh = rig.pzem.advance(1800) - before                  # the module counts on while we are down
+    rig.power_on()
+    t = rig.wait_meter(lambda m: m.wh == rig.pzem.energy_wh, timeout=15)
+    ref.consume(rig.clock, rig.clock, wh)
+    assert t.credit == ref.credit
+    for _ in range(3):                                    # 22:00 -> 01:00: the month closes
+        t0 = rig.clock
+        t = rig.advance(3600)
+        ref.consume(t0, t0, 1234)
+        ref.clock(rig.clock)
+    assert t.credit == ref.credit
+    jan = ref.tariff.month_log[0]
+    bills = [x for c, x in rig.events if c == "64"]
+    assert bills[-1].endswith("wh=%d energy=%d fixed=%d duty=%d"
+                              % (jan["wh"], jan["energy"], jan["fixed"], jan["duty"]))
