@@ -22,13 +22,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 for p in (ROOT, ROOT / "firmware", ROOT / "tests"):
     sys.path.insert(0, str(p))
 
-from protocol import apdu, axdr, hdlc  # noqa: E402
+from protocol import apdu_client as apdu  # noqa: E402
+from protocol import axdr, hdlc  # noqa: E402
 
 BAUD = 9600
 
 _MPY_TIMER = r"""
 import time
-from protocol import hdlc, apdu
+from protocol import hdlc
+from protocol import apdu_client as apdu  # host-only module: from the source tree
 from meter import cosem, server
 from meter.account import Account
 from meter.relay import DisconnectControl
@@ -77,7 +79,7 @@ def mpy_processing_us(fw_dir=None):
         f.write(_MPY_TIMER)
         path = f.name
     try:
-        env = dict(os.environ, MICROPYPATH="%s:.frozen" % fw_dir)
+        env = dict(os.environ, MICROPYPATH="%s:.frozen:%s" % (fw_dir, ROOT))
         out = subprocess.run([find_micropython(), "-X", "heapsize=190k", path], env=env,
                              capture_output=True, text=True, timeout=120)
         for line in out.stdout.splitlines():

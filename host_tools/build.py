@@ -22,6 +22,11 @@ ARCH = {"esp32": "xtensawin", "rp2040": "armv6m", "unix": None}
 BOARD_ONLY = {"boards/esp32.py": ("esp32",), "boards/rp2040.py": ("rp2040",),
               "boards/unix.py": ("unix",), "boards/nor_flash.py": ("unix",),
               "boards/pins.py": ("esp32", "rp2040")}
+# host-only modules: the client/vending/decoding halves of the protocol code. Device code never
+# imports them, so no board image contains them (every module a board imports costs heap; see
+# docs/MEMORY.md). They still run on MicroPython (tests/device use them from the source tree).
+HOST_ONLY = ("protocol/apdu_client.py", "protocol/obis.py", "protocol/gbt.py",
+             "protocol/security.py")
 
 
 def mpy_cross():
@@ -34,13 +39,15 @@ def mpy_cross():
     return found
 
 
-def sources():
-    """(relative device path, source path) for every device module."""
+def sources(host=False):
+    """(relative device path, source path) for every device module; with ``host`` also the
+    host-only protocol modules (``HOST_ONLY``), for the compile check."""
     out = []
     for base, prefix in ((ROOT / "firmware", ""), (ROOT / "protocol", "protocol/")):
         for p in sorted(base.rglob("*.py")):
             rel = prefix + p.relative_to(base).as_posix()
-            out.append((rel, p))
+            if host or rel not in HOST_ONLY:
+                out.append((rel, p))
     return out
 
 
@@ -57,7 +64,7 @@ def check():
     tmp = ROOT / "build" / ".check"
     tmp.mkdir(parents=True, exist_ok=True)
     n = 0
-    for rel, src in sources():
+    for rel, src in sources(host=True):
         for arch in (None, "xtensawin", "armv6m"):
             r = compile_one(src, tmp / "out.mpy", arch)
             n += 1

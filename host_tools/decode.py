@@ -24,7 +24,8 @@ itself raise ``DecodeError``.
 """
 import re
 
-from protocol import apdu, axdr, gbt, hdlc, obis, security
+from protocol import apdu_client as apdu
+from protocol import axdr, gbt, hdlc, obis, security
 from host_tools import format as fmt
 
 

@@ -1,13 +1,12 @@
-"""DLMS/COSEM application layer APDUs, logical-name referencing, no ciphering
+"""DLMS/COSEM application layer, meter side: LN referencing, no ciphering
 (IEC 62056-5-3 §9 / DLMS UA 1000-2 "Green Book" §9.3-9.5; ACSE per ISO/IEC 8650 in BER).
 
-- ACSE (BER): ``parse_aarq``/``build_aarq``, ``parse_aare``/``build_aare``,
-  ``parse_rlrq``/``build_rlrq``, ``parse_rlre``/``build_rlre``. The xDLMS InitiateRequest /
-  InitiateResponse / ConfirmedServiceError inside user-information is A-XDR.
-- xDLMS requests (host builds, meter parses with ``parse_request``): GET normal/next/
-  with-list, SET normal, ACTION normal.
-- xDLMS responses (meter builds, host parses with ``parse_response``): GET normal/
-  block/with-list, SET, ACTION, ExceptionResponse, ConfirmedServiceError.
+What the meter needs and nothing more (the device image holds this module; every name here
+costs heap on the board): ``parse_aarq``/``build_aare``, ``parse_rlrq``/``build_rlre``,
+``parse_request`` (GET normal/next/with-list, SET normal, ACTION normal) and the response
+builders. The host side (``build_aarq``, ``parse_aare``, request builders, ``parse_response``
+and the full set of tag/result constants) is ``protocol.apdu_client``, which re-exports this
+module, so host code imports ``apdu_client`` only.
 
 ``invoke`` is always the whole Invoke-Id-And-Priority byte (e.g. 0xC1), echoed by the
 meter. Attribute/method data are already-encoded A-XDR bytes (``protocol.axdr``).
@@ -16,119 +15,43 @@ service-error a server should answer with (2 service-not-supported, 3 other-reas
 """
 from protocol import axdr
 
-AARQ = 0x60
-AARE = 0x61
-RLRQ = 0x62
-RLRE = 0x63
-GET_REQUEST = 0xC0
-SET_REQUEST = 0xC1
-ACTION_REQUEST = 0xC3
-GET_RESPONSE = 0xC4
-SET_RESPONSE = 0xC5
-ACTION_RESPONSE = 0xC7
-EXCEPTION_RESPONSE = 0xD8
-CONFIRMED_SERVICE_ERROR = 0x0E
-INITIATE_REQUEST = 0x01
-INITIATE_RESPONSE = 0x08
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
 
-# application-context-name 2.16.756.5.8.1.x and mechanism-name 2.16.756.5.8.2.x
-CONTEXT_LN = 1
-CONTEXT_SN = 2
-CONTEXT_LN_CIPHER = 3
-CONTEXT_SN_CIPHER = 4
-MECH_NONE = 0
-MECH_LLS = 1
-MECH_HLS = 2
-MECH_HLS_MD5 = 3
-MECH_HLS_SHA1 = 4
-MECH_HLS_GMAC = 5
-MECH_HLS_SHA256 = 6
-MECH_HLS_ECDSA = 7
+# public: what meter/server.py reads from this module (everything else is folded by mpy-cross)
+AARQ = const(0x60)
+RLRQ = const(0x62)
+GET_REQUEST = const(0xC0)
+SET_REQUEST = const(0xC1)
+ACTION_REQUEST = const(0xC3)
+GET_RESPONSE = const(0xC4)
+CONTEXT_LN = const(1)          # application-context-name 2.16.756.5.8.1.x
+MECH_NONE = const(0)           # mechanism-name 2.16.756.5.8.2.x
+MECH_LLS = const(1)
+DAR_LONG_GET_ABORTED = const(15)
+DAR_NO_LONG_GET_IN_PROGRESS = const(16)
+DAR_DATA_BLOCK_NUMBER_INVALID = const(19)
+SERVICE_PDU_TOO_LONG = const(4)
+# conformance block (Green Book §9.4.6.1): bit n (0 = first bit sent) -> 1 << (23 - n)
+CONF_BLOCK_TRANSFER_WITH_GET = const(1 << (23 - 11))
+CONF_MULTIPLE_REFERENCES = const(1 << (23 - 14))
+CONF_GET = const(1 << (23 - 19))
+CONF_SET = const(1 << (23 - 20))
+CONF_SELECTIVE_ACCESS = const(1 << (23 - 21))
+CONF_ACTION = const(1 << (23 - 23))
 
-# association-result and acse-service-user / -provider diagnostics (ISO/IEC 8650-1)
-RESULT_ACCEPTED = 0
-RESULT_REJECTED_PERMANENT = 1
-RESULT_REJECTED_TRANSIENT = 2
-DIAG_NULL = 0
-DIAG_NO_REASON = 1
-DIAG_CONTEXT_NOT_SUPPORTED = 2
-DIAG_MECH_NOT_RECOGNISED = 11
-DIAG_MECH_REQUIRED = 12
-DIAG_AUTH_FAILURE = 13
-DIAG_AUTH_REQUIRED = 14
-
-# Data-Access-Result (Green Book §9.3.x)
-DAR_SUCCESS = 0
-DAR_HARDWARE_FAULT = 1
-DAR_TEMPORARY_FAILURE = 2
-DAR_READ_WRITE_DENIED = 3
-DAR_OBJECT_UNDEFINED = 4
-DAR_OBJECT_CLASS_INCONSISTENT = 9
-DAR_OBJECT_UNAVAILABLE = 11
-DAR_TYPE_UNMATCHED = 12
-DAR_SCOPE_OF_ACCESS_VIOLATED = 13
-DAR_DATA_BLOCK_UNAVAILABLE = 14
-DAR_LONG_GET_ABORTED = 15
-DAR_NO_LONG_GET_IN_PROGRESS = 16
-DAR_LONG_SET_ABORTED = 17
-DAR_NO_LONG_SET_IN_PROGRESS = 18
-DAR_DATA_BLOCK_NUMBER_INVALID = 19
-DAR_OTHER_REASON = 250
-
-# Action-Result
-AR_SUCCESS = 0
-AR_HARDWARE_FAULT = 1
-AR_TEMPORARY_FAILURE = 2
-AR_READ_WRITE_DENIED = 3
-AR_OBJECT_UNDEFINED = 4
-AR_OBJECT_CLASS_INCONSISTENT = 9
-AR_OBJECT_UNAVAILABLE = 11
-AR_TYPE_UNMATCHED = 12
-AR_SCOPE_OF_ACCESS_VIOLATED = 13
-AR_OTHER_REASON = 250
-
-# ExceptionResponse state-error / service-error
-STATE_SERVICE_NOT_ALLOWED = 1
-STATE_SERVICE_UNKNOWN = 2
-SERVICE_OPERATION_NOT_POSSIBLE = 1
-SERVICE_NOT_SUPPORTED = 2
-SERVICE_OTHER_REASON = 3
-SERVICE_PDU_TOO_LONG = 4
-SERVICE_DECIPHERING_ERROR = 5
-SERVICE_INVOCATION_COUNTER_ERROR = 6
-
-# ConfirmedServiceError ServiceError choice 6 "initiate" codes
-INITIATE_OTHER = 0
-INITIATE_DLMS_VERSION_TOO_LOW = 1
-INITIATE_INCOMPATIBLE_CONFORMANCE = 2
-INITIATE_PDU_SIZE_TOO_SHORT = 3
-INITIATE_REFUSED_BY_VDE_HANDLER = 4
-
-# Conformance block (Green Book §9.4.6.1): bit n (0 = first bit sent) -> 1 << (23 - n)
-CONF_GENERAL_PROTECTION = 1 << (23 - 1)
-CONF_GENERAL_BLOCK_TRANSFER = 1 << (23 - 2)
-CONF_READ = 1 << (23 - 3)
-CONF_WRITE = 1 << (23 - 4)
-CONF_UNCONFIRMED_WRITE = 1 << (23 - 5)
-CONF_DELTA_VALUE_ENCODING = 1 << (23 - 6)
-CONF_ATTRIBUTE0_SET = 1 << (23 - 8)
-CONF_PRIORITY_MGMT = 1 << (23 - 9)
-CONF_ATTRIBUTE0_GET = 1 << (23 - 10)
-CONF_BLOCK_TRANSFER_WITH_GET = 1 << (23 - 11)
-CONF_BLOCK_TRANSFER_WITH_SET = 1 << (23 - 12)
-CONF_BLOCK_TRANSFER_WITH_ACTION = 1 << (23 - 13)
-CONF_MULTIPLE_REFERENCES = 1 << (23 - 14)
-CONF_INFORMATION_REPORT = 1 << (23 - 15)
-CONF_DATA_NOTIFICATION = 1 << (23 - 16)
-CONF_ACCESS = 1 << (23 - 17)
-CONF_PARAMETERIZED_ACCESS = 1 << (23 - 18)
-CONF_GET = 1 << (23 - 19)
-CONF_SET = 1 << (23 - 20)
-CONF_SELECTIVE_ACCESS = 1 << (23 - 21)
-CONF_EVENT_NOTIFICATION = 1 << (23 - 22)
-CONF_ACTION = 1 << (23 - 23)
-# what gurux proposes (dlms.md: 5F 1F 04 00 40 1E 5D)
-DEFAULT_CONFORMANCE = 0x401E5D
+_AARE = const(0x61)
+_RLRE = const(0x63)
+_SET_RESPONSE = const(0xC5)
+_ACTION_RESPONSE = const(0xC7)
+_EXCEPTION_RESPONSE = const(0xD8)
+_CONFIRMED_SERVICE_ERROR = const(0x0E)
+_INITIATE_REQUEST = const(0x01)
+_SERVICE_NOT_SUPPORTED = const(2)
+_SERVICE_OTHER_REASON = const(3)
 
 _DLMS_OID = b"\x60\x85\x74\x05\x08"   # 2.16.756.5.8
 
@@ -137,7 +60,7 @@ class ApduError(ValueError):
     """Malformed, truncated or unsupported APDU. ``service_error`` is the ExceptionResponse
     service-error to answer with (default 3 other-reason; 2 for unsupported services)."""
 
-    def __init__(self, msg, service_error=SERVICE_OTHER_REASON):
+    def __init__(self, msg, service_error=_SERVICE_OTHER_REASON):
         super().__init__(msg)
         self.service_error = service_error
 
@@ -233,11 +156,15 @@ def _conformance(buf, p, end):
     return c, p + 7
 
 
-# ---------------------------------------------------------------- AARQ
+def _context_name(context):
+    return b"\xA1\x09\x06\x07" + _DLMS_OID + bytes((1, context))
+
+
+# ---------------------------------------------------------------- AARQ / AARE
 
 def _parse_initiate_request(buf, s, e, out):
     p = s
-    if p >= e or buf[p] != INITIATE_REQUEST:
+    if p >= e or buf[p] != _INITIATE_REQUEST:
         raise ApduError("not an InitiateRequest")
     p += 1
     if p >= e:
@@ -309,36 +236,6 @@ def parse_aarq(buf):
     return out
 
 
-def _context_name(context):
-    return b"\xA1\x09\x06\x07" + _DLMS_OID + bytes((1, context))
-
-
-def build_aarq(context=CONTEXT_LN, mechanism=None, auth_value=None,
-               conformance=DEFAULT_CONFORMANCE, max_pdu=0xFFFF, dlms_version=6):
-    """Build an AARQ with an xDLMS InitiateRequest (no dedicated key).
-
-    ``mechanism`` None -> no acse-requirements/mechanism-name; else both (e.g. MECH_LLS).
-    ``auth_value`` (bytes) -> calling-authentication-value as GraphicString (``AC .. 80``).
-    """
-    body = bytearray(_context_name(context))
-    if mechanism is not None:
-        body.extend(b"\x8A\x02\x07\x80\x8B\x07" + _DLMS_OID + bytes((2, mechanism)))
-    if auth_value is not None:
-        body.extend(_tlv(0xAC, _tlv(0x80, auth_value)))
-    ini = b"\x01\x00\x00\x00" + bytes((dlms_version,)) + _conf_bytes(conformance) + \
-        bytes((max_pdu >> 8, max_pdu & 0xFF))
-    body.extend(_tlv(0xBE, _tlv(0x04, ini)))
-    return _tlv(AARQ, body)
-
-
-# ---------------------------------------------------------------- AARE
-
-def initiate_response(conformance, max_pdu, dlms_version=6, vaa_name=0x0007):
-    """xDLMS InitiateResponse (A-XDR): ``08 00 <ver> 5F 1F 04 00 <conf3> <maxpdu2> <vaa2>``."""
-    return b"\x08\x00" + bytes((dlms_version,)) + _conf_bytes(conformance) + \
-        bytes((max_pdu >> 8, max_pdu & 0xFF, vaa_name >> 8, vaa_name & 0xFF))
-
-
 def build_aare(result, diagnostic, context=CONTEXT_LN, conformance=0, max_pdu=256,
                mechanism=None, diag_provider=False, dlms_version=6, vaa_name=0x0007,
                initiate_error=None):
@@ -349,7 +246,8 @@ def build_aare(result, diagnostic, context=CONTEXT_LN, conformance=0, max_pdu=25
     ``mechanism`` (e.g. MECH_LLS) adds responder-acse-requirements (88) and
     mechanism-name (89). user-information is always present: a ConfirmedServiceError
     ``0E 01 a b`` when ``initiate_error=(a, b)`` (e.g. (6, 1) DLMS version too low), else an
-    InitiateResponse with ``conformance``/``max_pdu``/``vaa_name``.
+    xDLMS InitiateResponse ``08 00 <ver> 5F 1F 04 00 <conf3> <maxpdu2> <vaa2>`` with
+    ``conformance``/``max_pdu``/``vaa_name``.
     """
     body = bytearray(_context_name(context))
     body.extend(b"\xA2\x03\x02\x01" + bytes((result,)))
@@ -358,84 +256,19 @@ def build_aare(result, diagnostic, context=CONTEXT_LN, conformance=0, max_pdu=25
     if mechanism is not None:
         body.extend(b"\x88\x02\x07\x80\x89\x07" + _DLMS_OID + bytes((2, mechanism)))
     if initiate_error is not None:
-        ui = bytes((CONFIRMED_SERVICE_ERROR, 1, initiate_error[0], initiate_error[1]))
+        ui = bytes((_CONFIRMED_SERVICE_ERROR, 1, initiate_error[0], initiate_error[1]))
     else:
-        ui = initiate_response(conformance, max_pdu, dlms_version, vaa_name)
+        ui = b"\x08\x00" + bytes((dlms_version,)) + _conf_bytes(conformance) + \
+            bytes((max_pdu >> 8, max_pdu & 0xFF, vaa_name >> 8, vaa_name & 0xFF))
     body.extend(_tlv(0xBE, _tlv(0x04, ui)))
-    return _tlv(AARE, body)
-
-
-def parse_aare(buf):
-    """Parse an AARE into a dict: context, result, diagnostic, diag_provider (bool),
-    mechanism, dlms_version, conformance, max_pdu, vaa_name (None when no
-    InitiateResponse), service_error ((choice, code) from a ConfirmedServiceError, else
-    None). Raises ApduError when malformed or when result is missing."""
-    p, end = _outer(buf, AARE)
-    out = {"context": None, "result": None, "diagnostic": None, "diag_provider": False,
-           "mechanism": None, "dlms_version": None, "conformance": None, "max_pdu": None,
-           "vaa_name": None, "service_error": None}
-    while p < end:
-        tag, s, e = _read_tl(buf, p, end)
-        p = e
-        if tag == 0xA1:
-            t, s2, e2 = _read_tl(buf, s, e)
-            if t == 0x06:
-                out["context"] = _oid_arc(buf, s2, e2, 1)
-        elif tag == 0xA2:
-            t, s2, e2 = _read_tl(buf, s, e)
-            if t != 0x02 or e2 - s2 != 1:
-                raise ApduError("bad association-result")
-            out["result"] = buf[s2]
-        elif tag == 0xA3:
-            t, s2, e2 = _read_tl(buf, s, e)
-            if t not in (0xA1, 0xA2):
-                raise ApduError("bad result-source-diagnostic")
-            t3, s3, e3 = _read_tl(buf, s2, e2)
-            if t3 != 0x02 or e3 - s3 != 1:
-                raise ApduError("bad result-source-diagnostic")
-            out["diag_provider"] = t == 0xA2
-            out["diagnostic"] = buf[s3]
-        elif tag == 0x89:
-            out["mechanism"] = _oid_arc(buf, s, e, 2)
-        elif tag == 0xBE:
-            t, s2, e2 = _read_tl(buf, s, e)
-            if t != 0x04 or s2 >= e2:
-                raise ApduError("bad user-information")
-            if buf[s2] == INITIATE_RESPONSE:
-                q = s2 + 1
-                if q < e2 and buf[q]:            # negotiated-quality-of-service OPTIONAL
-                    q += 1
-                q += 1
-                if q >= e2:
-                    raise ApduError("truncated InitiateResponse")
-                out["dlms_version"] = buf[q]
-                conf, q = _conformance(buf, q + 1, e2)
-                if q + 4 > e2:
-                    raise ApduError("truncated InitiateResponse")
-                out["conformance"] = conf
-                out["max_pdu"] = _u16(buf, q)
-                out["vaa_name"] = _u16(buf, q + 2)
-            elif buf[s2] == CONFIRMED_SERVICE_ERROR:
-                if e2 - s2 < 4:
-                    raise ApduError("truncated ConfirmedServiceError")
-                out["service_error"] = (buf[s2 + 2], buf[s2 + 3])
-            else:
-                raise ApduError("unsupported user-information", SERVICE_NOT_SUPPORTED)
-    if out["result"] is None:
-        raise ApduError("AARE without result")
-    return out
+    return _tlv(_AARE, body)
 
 
 # ---------------------------------------------------------------- RLRQ / RLRE
 
-def build_rlrq(reason=0):
-    """RLRQ with reason (0 normal): ``62 03 80 01 <reason>``."""
-    return bytes((RLRQ, 3, 0x80, 1, reason))
-
-
 def build_rlre(reason=0):
     """RLRE with reason (0 normal): ``63 03 80 01 <reason>``."""
-    return bytes((RLRE, 3, 0x80, 1, reason))
+    return bytes((_RLRE, 3, 0x80, 1, reason))
 
 
 def _parse_release(buf, tag):
@@ -459,63 +292,7 @@ def parse_rlrq(buf):
     return _parse_release(buf, RLRQ)
 
 
-def parse_rlre(buf):
-    """Parse an RLRE: ``{"reason": int or None, "user_info": bytes or None}``."""
-    return _parse_release(buf, RLRE)
-
-
-# ---------------------------------------------------------------- xDLMS requests (host side)
-
-def _descriptor(class_id, obis6, index):
-    if len(obis6) != 6:
-        raise ApduError("OBIS code must be 6 bytes")
-    if not 0 <= class_id <= 0xFFFF or not -128 <= index <= 255:
-        raise ApduError("class id / index out of range")
-    return bytes((class_id >> 8, class_id & 0xFF)) + bytes(obis6) + bytes((index & 0xFF,))
-
-
-def _access(selector, params):
-    if selector is None:
-        return b"\x00"
-    return bytes((1, selector)) + bytes(params or b"")
-
-
-def get_request(invoke, class_id, obis6, attr, selector=None, params=b""):
-    """GET-Request-Normal ``C0 01 <invoke> <class u16> <obis 6> <attr> <access-selection>``."""
-    return bytes((GET_REQUEST, 1, invoke)) + _descriptor(class_id, obis6, attr) + \
-        _access(selector, params)
-
-
-def get_next_request(invoke, block_no):
-    """GET-Request-Next ``C0 02 <invoke> <block-number u32>``."""
-    return bytes((GET_REQUEST, 2, invoke, (block_no >> 24) & 0xFF, (block_no >> 16) & 0xFF,
-                  (block_no >> 8) & 0xFF, block_no & 0xFF))
-
-
-def get_with_list_request(invoke, items):
-    """GET-Request-With-List ``C0 03 <invoke> <count>`` + descriptors; items are
-    ``(class_id, obis6, attr, selector, params)``."""
-    out = bytearray((GET_REQUEST, 3, invoke))
-    out.extend(axdr.encode_length(len(items)))
-    for class_id, obis6, attr, selector, params in items:
-        out.extend(_descriptor(class_id, obis6, attr))
-        out.extend(_access(selector, params))
-    return bytes(out)
-
-
-def set_request(invoke, class_id, obis6, attr, value_bytes, selector=None, params=b""):
-    """SET-Request-Normal ``C1 01 <invoke> <descriptor> <access-selection> <value>``."""
-    return bytes((SET_REQUEST, 1, invoke)) + _descriptor(class_id, obis6, attr) + \
-        _access(selector, params) + bytes(value_bytes)
-
-
-def action_request(invoke, class_id, obis6, method, params_bytes=None):
-    """ACTION-Request-Normal ``C3 01 <invoke> <descriptor> (00 | 01 <params>)``."""
-    tail = b"\x00" if params_bytes is None else b"\x01" + bytes(params_bytes)
-    return bytes((ACTION_REQUEST, 1, invoke)) + _descriptor(class_id, obis6, method) + tail
-
-
-# ---------------------------------------------------------------- xDLMS requests (meter side)
+# ---------------------------------------------------------------- xDLMS requests
 
 class Request:
     """A parsed xDLMS request: ``tag`` (0xC0/0xC1/0xC3), ``kind`` (subtype), ``invoke``
@@ -529,10 +306,6 @@ class Request:
         self.items = []
         self.value = None
         self.block_no = None
-
-    def __repr__(self):
-        return "Request(tag=0x%02X kind=%d invoke=0x%02X items=%r)" % (
-            self.tag, self.kind, self.invoke, self.items)
 
 
 def _data_end(buf, p):
@@ -573,12 +346,12 @@ def _item(buf, p, n, method):
 
 def parse_request(buf):
     """Parse a GET (normal 1, next 2, with-list 3), SET (normal 1) or ACTION (normal 1)
-    request. Other services/subtypes -> ApduError(service_error=2); truncated or
-    malformed -> ApduError(service_error=3)."""
+    request into a ``Request``. Other services/subtypes -> ApduError(service_error=2);
+    truncated or malformed -> ApduError(service_error=3)."""
     n = len(buf)
     if n < 3:
         if n >= 1 and buf[0] not in (GET_REQUEST, SET_REQUEST, ACTION_REQUEST):
-            raise ApduError("unsupported service", SERVICE_NOT_SUPPORTED)
+            raise ApduError("unsupported service", _SERVICE_NOT_SUPPORTED)
         raise ApduError("truncated request")
     tag = buf[0]
     kind = buf[1]
@@ -604,10 +377,10 @@ def parse_request(buf):
                 item, p = _item(buf, p, n, False)
                 r.items.append(item)
         else:
-            raise ApduError("unsupported GET subtype", SERVICE_NOT_SUPPORTED)
+            raise ApduError("unsupported GET subtype", _SERVICE_NOT_SUPPORTED)
     elif tag == SET_REQUEST:
         if kind != 1:
-            raise ApduError("unsupported SET subtype", SERVICE_NOT_SUPPORTED)
+            raise ApduError("unsupported SET subtype", _SERVICE_NOT_SUPPORTED)
         item, p = _item(buf, p, n, False)
         r.items.append(item)
         q = _data_end(buf, p)
@@ -615,15 +388,20 @@ def parse_request(buf):
         p = q
     elif tag == ACTION_REQUEST:
         if kind != 1:
-            raise ApduError("unsupported ACTION subtype", SERVICE_NOT_SUPPORTED)
+            raise ApduError("unsupported ACTION subtype", _SERVICE_NOT_SUPPORTED)
         item, p = _item(buf, p, n, True)
         r.items.append(item)
     else:
-        raise ApduError("unsupported service 0x%02X" % tag, SERVICE_NOT_SUPPORTED)
+        raise ApduError("unsupported service 0x%02X" % tag, _SERVICE_NOT_SUPPORTED)
     return r
 
 
-# ---------------------------------------------------------------- xDLMS responses (meter side)
+# ---------------------------------------------------------------- xDLMS responses
+
+def _block_head(invoke, last, block_no):
+    return bytes((GET_RESPONSE, 2, invoke, 1 if last else 0, (block_no >> 24) & 0xFF,
+                  (block_no >> 16) & 0xFF, (block_no >> 8) & 0xFF, block_no & 0xFF))
+
 
 def get_response(invoke, data):
     """GET-Response-Normal with data: ``C4 01 <invoke> 00 <data>``."""
@@ -637,40 +415,24 @@ def get_response_error(invoke, dar):
 
 def get_response_block(invoke, last, block_no, raw):
     """GET-Response-With-Datablock: ``C4 02 <invoke> <last> <block u32> 00 <len> <raw>``."""
-    return bytes((GET_RESPONSE, 2, invoke, 1 if last else 0, (block_no >> 24) & 0xFF,
-                  (block_no >> 16) & 0xFF, (block_no >> 8) & 0xFF, block_no & 0xFF, 0)) + \
-        axdr.encode_length(len(raw)) + bytes(raw)
+    return _block_head(invoke, last, block_no) + b"\x00" + axdr.encode_length(len(raw)) + \
+        bytes(raw)
 
 
 def get_response_block_error(invoke, block_no, dar):
     """GET-Response-With-Datablock ending in an error: ``C4 02 <invoke> 01 <block> 01 <dar>``."""
-    return bytes((GET_RESPONSE, 2, invoke, 1, (block_no >> 24) & 0xFF, (block_no >> 16) & 0xFF,
-                  (block_no >> 8) & 0xFF, block_no & 0xFF, 1, dar))
-
-
-def get_response_list(invoke, results):
-    """GET-Response-With-List: results are ``(0, data_bytes)`` or ``(1, dar)``."""
-    out = bytearray((GET_RESPONSE, 3, invoke))
-    out.extend(axdr.encode_length(len(results)))
-    for choice, v in results:
-        if choice == 0:
-            out.append(0)
-            out.extend(v)
-        else:
-            out.append(1)
-            out.append(v)
-    return bytes(out)
+    return _block_head(invoke, True, block_no) + bytes((1, dar))
 
 
 def set_response(invoke, dar):
     """SET-Response-Normal ``C5 01 <invoke> <dar>``."""
-    return bytes((SET_RESPONSE, 1, invoke, dar))
+    return bytes((_SET_RESPONSE, 1, invoke, dar))
 
 
 def action_response(invoke, result, data=None):
     """ACTION-Response-Normal: ``C7 01 <invoke> <result> 00`` or with return data
     ``C7 01 <invoke> <result> 01 00 <data>``."""
-    head = bytes((ACTION_RESPONSE, 1, invoke, result))
+    head = bytes((_ACTION_RESPONSE, 1, invoke, result))
     if data is None:
         return head + b"\x00"
     return head + b"\x01\x00" + bytes(data)
@@ -678,126 +440,4 @@ def action_response(invoke, result, data=None):
 
 def exception_response(state_error, service_error):
     """ExceptionResponse ``D8 <state-error> <service-error>``."""
-    return bytes((EXCEPTION_RESPONSE, state_error, service_error))
-
-
-# ---------------------------------------------------------------- xDLMS responses (host side)
-
-class Response:
-    """A parsed xDLMS response. ``tag``, ``kind`` (subtype; for ConfirmedServiceError the
-    service choice, e.g. 1 initiateError, 5 read, 6 write), ``invoke``, ``dar`` (None on
-    success), ``data`` (raw A-XDR result bytes or None), ``last`` / ``block_no`` / ``raw``
-    (GET datablock), ``results`` (GET with-list: (0, data_bytes) | (1, dar)),
-    ``state_error`` / ``service_error`` (ExceptionResponse ints; ConfirmedServiceError
-    ``service_error`` = (type, code))."""
-
-    def __init__(self, tag):
-        self.tag = tag
-        self.kind = None
-        self.invoke = None
-        self.dar = None
-        self.data = None
-        self.last = True
-        self.block_no = None
-        self.raw = None
-        self.results = None
-        self.state_error = None
-        self.service_error = None
-
-    def __repr__(self):
-        return "Response(tag=0x%02X kind=%r invoke=%r dar=%r data=%r)" % (
-            self.tag, self.kind, self.invoke, self.dar, self.data)
-
-
-def _get_data_result(buf, p, n):
-    """Get-Data-Result CHOICE at p: returns (dar or None, data or None, newpos)."""
-    if p >= n:
-        raise ApduError("truncated result")
-    c = buf[p]
-    if c == 0:
-        q = _data_end(buf, p + 1)
-        return None, bytes(buf[p + 1:q]), q
-    if c == 1:
-        if p + 2 > n:
-            raise ApduError("truncated result")
-        return buf[p + 1], None, p + 2
-    raise ApduError("bad result choice")
-
-
-def parse_response(buf):
-    """Parse a GET (1 normal, 2 datablock, 3 with-list), SET (1), ACTION (1) response,
-    an ExceptionResponse or a ConfirmedServiceError. Raises ApduError."""
-    n = len(buf)
-    if n < 3:
-        raise ApduError("truncated response")
-    tag = buf[0]
-    r = Response(tag)
-    if tag == EXCEPTION_RESPONSE:
-        r.state_error = buf[1]
-        r.service_error = buf[2]
-        return r
-    if tag == CONFIRMED_SERVICE_ERROR:
-        if n < 4:
-            raise ApduError("truncated ConfirmedServiceError")
-        r.kind = buf[1]
-        r.service_error = (buf[2], buf[3])
-        return r
-    r.kind = buf[1]
-    r.invoke = buf[2]
-    p = 3
-    if tag == GET_RESPONSE:
-        if r.kind == 1:
-            r.dar, r.data, p = _get_data_result(buf, p, n)
-        elif r.kind == 2:
-            if p + 6 > n:
-                raise ApduError("truncated datablock")
-            r.last = buf[p] != 0
-            r.block_no = _u32(buf, p + 1)
-            p += 5
-            if buf[p] == 0:
-                try:
-                    ln, p = axdr.decode_length(buf, p + 1)
-                except axdr.AxdrError:
-                    raise ApduError("truncated datablock")
-                if p + ln > n:
-                    raise ApduError("truncated datablock")
-                r.raw = bytes(buf[p:p + ln])
-            elif buf[p] == 1:
-                if p + 2 > n:
-                    raise ApduError("truncated datablock")
-                r.dar = buf[p + 1]
-            else:
-                raise ApduError("bad datablock choice")
-        elif r.kind == 3:
-            try:
-                cnt, p = axdr.decode_length(buf, p)
-            except axdr.AxdrError:
-                raise ApduError("truncated list")
-            if cnt * 2 > n - p:
-                raise ApduError("truncated list")
-            r.results = []
-            for _ in range(cnt):
-                dar, data, p = _get_data_result(buf, p, n)
-                r.results.append((0, data) if dar is None else (1, dar))
-        else:
-            raise ApduError("unsupported GET response", SERVICE_NOT_SUPPORTED)
-    elif tag == SET_RESPONSE:
-        if r.kind != 1:
-            raise ApduError("unsupported SET response", SERVICE_NOT_SUPPORTED)
-        if n < 4:
-            raise ApduError("truncated SET response")
-        r.dar = buf[3] or None
-    elif tag == ACTION_RESPONSE:
-        if r.kind != 1:
-            raise ApduError("unsupported ACTION response", SERVICE_NOT_SUPPORTED)
-        if n < 4:
-            raise ApduError("truncated ACTION response")
-        r.dar = buf[3] or None
-        if n > 4 and buf[4]:
-            dar, data, p = _get_data_result(buf, 5, n)
-            r.data = data
-            if r.dar is None:
-                r.dar = dar
-    else:
-        raise ApduError("unsupported response 0x%02X" % tag, SERVICE_NOT_SUPPORTED)
-    return r
+    return bytes((_EXCEPTION_RESPONSE, state_error, service_error))

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from host_tools import decode as D
-from protocol import apdu, axdr, gbt, hdlc, security
+from protocol import apdu_client as apdu
+from protocol import axdr, gbt, hdlc, security
 
 from test_hdlc_link import Meter, C1, C16, SRV
 from meter import server, cosem

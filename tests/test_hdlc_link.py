@@ -9,7 +9,8 @@ import pytest
 from meter import cosem, server
 from meter.account import Account
 from meter.relay import DisconnectControl
-from protocol import apdu, axdr, hdlc
+from protocol import apdu_client as apdu
+from protocol import axdr, hdlc
 
 
 class Board:

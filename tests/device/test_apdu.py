@@ -2,7 +2,8 @@
 
 Runs on CPython (pytest) and on the MicroPython unix port.
 """
-from protocol import apdu, axdr, hdlc
+from protocol import apdu_client as apdu
+from protocol import axdr, hdlc
 from protocol.apdu import ApduError
 
 
