@@ -133,6 +133,9 @@ class Meter:
             self.event(ev.EV_FIRST_BOOT, "first boot")
             return
         hot = self.journal.hot
+        pev = self._pev = s.get("pev")
+        if pev and pev[0] == self.event_log.next_seq:   # journaled, cut before it was logged
+            self._log(pev[1], pev[2], pev[3])
         a = self.account
         a.restore(s["acc"])
         a.credit, a.rem, a.import_wh = hot[0], hot[1], hot[2]
@@ -158,9 +161,6 @@ class Meter:
             self.board.set_time(t)  # never let the clock run backwards across a restart
         self._persisted_wh = a.import_wh
         self._persisted_t = t
-        pev = self._pev = s.get("pev")
-        if pev and pev[0] == self.event_log.next_seq:   # journaled, cut before it was logged
-            self._log(pev[1], pev[2], pev[3])
         # the supply went away after the last record (time: last known alive), now it is back
         self._log(t, ev.EV_POWER_DOWN, None)
         if getattr(self.board, "reset_cause", "power") == "wdt":
@@ -310,8 +310,10 @@ class Meter:
             a.rem = 0
         elif act == "tariff":
             a.rate = r.value
+            self.tariff.set_rate(r.value)          # the flat tariff the engine charges from now
         elif act == "mpl":
             self.cfg["mpl_w"] = r.value
+            self.policy.limiter.set_mpl(r.value)    # IC 71 threshold
 
     def remote_disconnect(self):
         ok = self.dc.remote_disconnect()
