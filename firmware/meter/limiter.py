@@ -42,6 +42,10 @@ class Limiter:
         self.first_trip = 0
         self.locked = False
 
+    def set_mpl(self, w):
+        """STS SetMaximumPowerLimit (class 2) or configuration: threshold ``w`` W (0 = off)."""
+        self.mpl_w = self.threshold_active = self.threshold_normal = w
+
     def blocking(self):
         return self.locked or self.open_until >= 0
 

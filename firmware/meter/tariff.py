@@ -139,6 +139,11 @@ class Tariff:
             self.cyc_n = next_billing(self.cyc, self.billing_day) - self.cyc
         self.rebase()
 
+    def set_rate(self, rate):
+        """STS SetTariffRate (class 2): a flat ``rate`` paise/kWh from now on; counters kept."""
+        self.lims = (-1,)
+        self.rates = (rate,)
+
     # --- lookups --------------------------------------------------------------------------
     def adj_at(self, minute):
         """TOD adjustment (per-mille) at local minute-of-day ``minute``."""

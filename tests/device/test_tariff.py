@@ -196,3 +196,12 @@ def test_bad_configs_name_the_field():
     raises(lambda: Tariff({"rate": True}), "tariff.rate")
     e = raises(lambda: Tariff({"rate": -1}), "tariff.rate")
     assert "0..5000" in e.reason
+
+
+def test_set_rate_token_switches_to_flat_keeping_counters():
+    t = Tariff({"slabs": SLABS})
+    t0 = utc(2026, 3, 2, 9)
+    t.charge(t0, t0 + 3600, 200000, IST)
+    wh = t.m_wh
+    t.set_rate(1234)
+    assert t.charge(t0 + 3600, t0 + 7200, 1000, IST) == 1234 and t.m_wh == wh + 1000
