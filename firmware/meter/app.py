@@ -387,6 +387,35 @@ class Meter:
         t = cfg.get("tariff") or {"rate": cfg.get("tariff_paise_per_kwh", 650)}
         return Tariff(t), Policy(cfg)
 
+    def profile_bytes(self):
+        """The profile in force as compact JSON (what 0.128.96.5.0.255 attr 2 serves)."""
+        try:
+            with open(self.board.path("config.json")) as f:
+                c = json.load(f)
+        except (OSError, ValueError):
+            c = {}
+        out = {}
+        for k in ("name", "tariff", "policy", "limiter", "payment_mode", "control_mode",
+                  "credit_unit", "tz_minutes"):
+            v = c.get(k, self.cfg.get(k))
+            if v is not None:
+                out[k] = v
+        return json.dumps(out).encode()
+
+    def apply_profile_bytes(self, data):
+        """SET of 0.128.96.5.0.255 attr 2: JSON profile bytes -> True if applied; False if
+        refused, with "field: reason" in ``config_error`` (served by 0.128.96.5.1.255)."""
+        try:
+            new = json.loads(bytes(data).decode())
+        except (ValueError, UnicodeError):
+            self.config_error = "profile: not JSON"
+            return False
+        try:
+            self.apply_config(new)
+        except ConfigError:
+            return False
+        return True
+
     def apply_config(self, new):
         """Apply a profile (dict with any of tariff, policy, limiter, payment_mode, control_mode,
         credit_unit, tz_minutes). The whole result is validated first: a bad one raises
