@@ -27,12 +27,16 @@ _FIRMWARE = pathlib.Path(__file__).resolve().parents[1] / "firmware"
 
 
 class ProfileError(click.ClickException):
-    """A profile refused (by the host check or by the meter): ``field`` and ``reason``."""
+    """A profile refused (by the host check or by the meter): ``field`` and ``reason``.
+    Shown as one line on stderr, exit code 1 (meterctl convention)."""
 
     def __init__(self, field, reason, where="profile"):
         click.ClickException.__init__(self, "%s refused: %s: %s" % (where, field, reason))
         self.field = field
         self.reason = reason
+
+    def show(self, file=None):
+        click.echo("meterctl: error: %s" % self.format_message(), err=True)
 
 
 def _firmware_rules():
