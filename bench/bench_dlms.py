@@ -23,13 +23,14 @@ for p in (ROOT, ROOT / "firmware", ROOT / "tests"):
     sys.path.insert(0, str(p))
 
 from protocol import apdu_client as apdu  # noqa: E402
-from protocol import axdr, hdlc  # noqa: E402
+from protocol import hdlc_client as hdlc  # noqa: E402
+from protocol import axdr  # noqa: E402
 
 BAUD = 9600
 
 _MPY_TIMER = r"""
 import time
-from protocol import hdlc
+from protocol import hdlc_client as hdlc
 from protocol import apdu_client as apdu  # host-only module: from the source tree
 from meter import cosem, server
 from meter.account import Account

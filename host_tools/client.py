@@ -26,7 +26,8 @@ Public API
 import time
 
 from protocol import apdu_client as apdu
-from protocol import axdr, hdlc, obis
+from protocol import hdlc_client as hdlc
+from protocol import axdr, obis
 
 # Data-access-result names (IEC 62056-6-2 / Blue Book "Data-Access-Result").
 DAR_NAMES = {

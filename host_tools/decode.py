@@ -25,7 +25,8 @@ itself raise ``DecodeError``.
 import re
 
 from protocol import apdu_client as apdu
-from protocol import axdr, gbt, hdlc, obis, security
+from protocol import hdlc_client as hdlc
+from protocol import axdr, gbt, obis, security
 from host_tools import format as fmt
 
 

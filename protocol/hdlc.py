@@ -12,9 +12,12 @@ Frame (format type 3, no byte stuffing, delimited by the 11-bit length field)::
   address is 1 byte; the server address 1, 2 (upper = logical, lower = physical, 7 bits
   each) or 4 bytes (14 bits each).
 
-Public API: control-field helpers (``ctrl_i``, ``ctrl_rr``, ``ctrl_rnr``, ``kind``, ``ns``,
-``nr``, ``pf``), the address codec, ``encode_frame``/``decode_frame``, the streaming
-``Receiver`` and the SNRM/UA parameter codec (``encode_params``/``decode_params``).
+This module is the meter's side (in the device image; every name costs heap there): control
+helpers (``ctrl_i``, ``ctrl_rr``, ``kind``, ``ns``, ``nr``), address decoding
+(``decode_address``, ``split_server_address``), ``encode_frame``, the streaming ``Receiver``
+and the SNRM/UA parameter codec (``encode_params``/``decode_params``). The client side
+(``encode_client_address``, ``encode_server_address``, ``decode_frame``, ``ctrl_rnr``, ``pf``,
+the command constants) is ``protocol.hdlc_client``, which re-exports this module.
 Every error is an ``HdlcError`` whose ``.reason`` is one of 'flag', 'format', 'length',
 'address', 'hcs', 'fcs'.
 """
@@ -26,31 +29,27 @@ except ImportError:  # CPython
     def const(x):
         return x
 
-FLAG = 0x7E
-# Unnumbered / supervisory commands and responses with the P/F bit set (§6.4.3).
-SNRM = 0x93
-UA = 0x73
-DISC = 0x53
-DM = 0x1F
-FRMR = 0x97
-UI = 0x13
-# LLC sub-layer header (IEC 62056-46 §5; first segment of an I-frame only).
-LLC_REQUEST = b"\xE6\xE6\x00"
+# public: what the meter's code reads from this module (the rest is in protocol.hdlc_client)
+# Unnumbered responses with the P/F bit set (§6.4.3).
+UA = const(0x73)
+DM = const(0x1F)
+FRMR = const(0x97)
+# LLC sub-layer header of a response (IEC 62056-46 §5; first segment of an I-frame only).
 LLC_RESPONSE = b"\xE6\xE7\x00"
+# kind() results
+K_I = const(1)
+K_RR = const(2)
+K_RNR = const(3)
+K_SNRM = const(4)
+K_UA = const(5)
+K_DISC = const(6)
+K_DM = const(7)
+K_FRMR = const(8)
+K_UI = const(9)
 
-MAX_FRAME_LEN = 2047
-
-K_UNKNOWN = 0
-K_I = 1
-K_RR = 2
-K_RNR = 3
-K_SNRM = 4
-K_UA = 5
-K_DISC = 6
-K_DM = 7
-K_FRMR = 8
-K_UI = 9
-
+_K_UNKNOWN = const(0)
+_FLAG = const(0x7E)
+_MAX_FRAME_LEN = const(2047)
 _PF = const(0x10)
 _MIN_LEN = const(7)  # format(2) + dest(1) + src(1) + ctrl(1) + FCS(2)
 
@@ -76,14 +75,9 @@ def ctrl_rr(nr, pf=True):
     return ((nr & 7) << 5) | (_PF if pf else 0) | 0x01
 
 
-def ctrl_rnr(nr, pf=True):
-    """Control byte of an RNR (receive not ready) S-frame: ``N(R)<<5 | P/F<<4 | 0x05``."""
-    return ((nr & 7) << 5) | (_PF if pf else 0) | 0x05
-
-
 def kind(ctrl):
     """Classify a control byte: one of K_I, K_RR, K_RNR, K_SNRM, K_UA, K_DISC, K_DM,
-    K_FRMR, K_UI, K_UNKNOWN (P/F ignored)."""
+    K_FRMR, K_UI, or K_UNKNOWN = 0 (P/F ignored)."""
     if not ctrl & 1:
         return K_I
     if ctrl & 3 == 1:
@@ -92,7 +86,7 @@ def kind(ctrl):
             return K_RR
         if low == 0x05:
             return K_RNR
-        return K_UNKNOWN
+        return _K_UNKNOWN
     u = ctrl & 0xEF
     if u == 0x83:
         return K_SNRM
@@ -106,7 +100,7 @@ def kind(ctrl):
         return K_FRMR
     if u == 0x03:
         return K_UI
-    return K_UNKNOWN
+    return _K_UNKNOWN
 
 
 def ns(ctrl):
@@ -119,48 +113,7 @@ def nr(ctrl):
     return (ctrl >> 5) & 7
 
 
-def pf(ctrl):
-    """Poll/final bit of a control byte (bool)."""
-    return bool(ctrl & _PF)
-
-
 # ---------------------------------------------------------------- addresses (§6.4.2)
-
-def encode_client_address(sap):
-    """Client (SAP) address as 1 byte: ``sap<<1 | 1``; sap 0..0x7F, e.g. 16 -> b'\\x21'."""
-    if not 0 <= sap <= 0x7F:
-        raise HdlcError("address", "client address out of range")
-    return bytes(((sap << 1) | 1,))
-
-
-def encode_server_address(logical, physical=None, size=None):
-    """Server address as 1, 2 or 4 bytes.
-
-    1 byte: logical only (0..0x7F). 2 bytes: upper = logical, lower = physical, 7 bits each.
-    4 bytes: 14 bits each. ``size`` None picks the smallest that fits (1 byte when
-    ``physical`` is None). Raises HdlcError('address') when out of range.
-    """
-    if physical is None and size in (None, 1):
-        if not 0 <= logical <= 0x7F:
-            raise HdlcError("address", "server address out of range")
-        return bytes(((logical << 1) | 1,))
-    if physical is None:
-        physical = 0
-    if size is None:
-        size = 2 if (logical <= 0x7F and physical <= 0x7F) else 4
-    if size == 2:
-        lim = 0x7F
-    elif size == 4:
-        lim = 0x3FFF
-    else:
-        raise HdlcError("address", "server address size must be 1, 2 or 4")
-    if not (0 <= logical <= lim and 0 <= physical <= lim):
-        raise HdlcError("address", "server address out of range")
-    if size == 2:
-        return bytes((logical << 1, (physical << 1) | 1))
-    return bytes(((logical >> 7) << 1, (logical & 0x7F) << 1,
-                  (physical >> 7) << 1, ((physical & 0x7F) << 1) | 1))
-
 
 def decode_address(buf, pos, end=None):
     """Decode an HDLC address starting at ``buf[pos]``.
@@ -216,15 +169,6 @@ class Frame:
         self.info = info
         self.length = length
 
-    def __repr__(self):
-        return "Frame(seg=%r dest=%s src=%s ctrl=0x%02X info=%d B)" % (
-            self.segmented, _hex(self.dest), _hex(self.src), self.ctrl, len(self.info))
-
-
-def _hex(b):
-    return "".join("%02X" % x for x in b)
-
-
 def encode_frame(dest, src, ctrl, info=b"", segmented=False):
     """Build a whole frame (both flags included).
 
@@ -238,10 +182,10 @@ def encode_frame(dest, src, ctrl, info=b"", segmented=False):
     n = hl + 2
     if info:
         n += 2 + len(info)
-    if n > MAX_FRAME_LEN:
+    if n > _MAX_FRAME_LEN:
         raise HdlcError("length", "frame too long")
     out = bytearray(n + 2)
-    out[0] = FLAG
+    out[0] = _FLAG
     out[1] = 0xA0 | (0x08 if segmented else 0) | (n >> 8)
     out[2] = n & 0xFF
     p = 3
@@ -263,7 +207,7 @@ def encode_frame(dest, src, ctrl, info=b"", segmented=False):
     c = crc16_x25(out, 1, p)
     out[p] = c & 0xFF
     out[p + 1] = c >> 8
-    out[p + 2] = FLAG
+    out[p + 2] = _FLAG
     return bytes(out)
 
 
@@ -273,7 +217,7 @@ def _check(buf, s, total):
     ``total`` = length field + 2. Raises HdlcError.
     """
     e = s + total - 1          # index of the closing flag
-    if buf[e] != FLAG:
+    if buf[e] != _FLAG:
         raise HdlcError("flag")
     ln = total - 2
     p = s + 3
@@ -301,24 +245,6 @@ def _check(buf, s, total):
         raise HdlcError("fcs")
     return Frame(bool(buf[s + 1] & 0x08), bytes(buf[s + 3:da]), bytes(buf[da:sa]), ctrl,
                  bytes(buf[info_s:info_e]), ln)
-
-
-def decode_frame(buf):
-    """Decode exactly one whole frame ``7E ... 7E`` into a ``Frame``.
-
-    Raises HdlcError: 'flag' (missing opening/closing 0x7E), 'format' (type nibble not
-    0xA), 'length' (length field disagrees with the buffer or is too short), 'address',
-    'hcs', 'fcs'.
-    """
-    n = len(buf)
-    if n < 2 or buf[0] != FLAG or buf[n - 1] != FLAG:
-        raise HdlcError("flag")
-    if n < 3 or buf[1] & 0xF0 != 0xA0:
-        raise HdlcError("format")
-    ln = ((buf[1] & 0x07) << 8) | buf[2]
-    if ln != n - 2 or ln < _MIN_LEN:
-        raise HdlcError("length")
-    return _check(buf, 0, n)
 
 
 class Receiver:
@@ -413,7 +339,7 @@ class Receiver:
             e = self._e
             # scan for a frame start: 7E followed by a format byte 0xA?
             while s < e:
-                if buf[s] == FLAG:
+                if buf[s] == _FLAG:
                     if s + 1 >= e or buf[s + 1] & 0xF0 == 0xA0:
                         break
                 s += 1

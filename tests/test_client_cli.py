@@ -16,7 +16,8 @@ import tty
 import pytest
 from click.testing import CliRunner
 
-from protocol import axdr, hdlc
+from protocol import hdlc_client as hdlc
+from protocol import axdr
 from host_tools import client as cl
 from host_tools import format as fmt
 from host_tools.cli import meterctl

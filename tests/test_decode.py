@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from host_tools import decode as D
 from host_tools.cli import meterctl
-from protocol import hdlc
+from protocol import hdlc_client as hdlc
 
 CAP = pathlib.Path(__file__).parent / "data" / "captures"
 

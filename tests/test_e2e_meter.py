@@ -4,7 +4,8 @@ an emulated PZEM-004T on a real pymodbus RTU server, our DLMS client and the gur
 import time
 
 import pytest
-from protocol import hdlc, obis
+from protocol import hdlc_client as hdlc
+from protocol import obis
 
 from host_tools.client import DlmsClient, AccessDenied, read_summary
 

@@ -10,7 +10,8 @@ from meter import cosem, server
 from meter.account import Account
 from meter.relay import DisconnectControl
 from protocol import apdu_client as apdu
-from protocol import axdr, hdlc
+from protocol import hdlc_client as hdlc
+from protocol import axdr
 
 
 class Board:

@@ -23,7 +23,8 @@ from dlms_cosem.parsers import AssociationObjectListParser
 from dlms_cosem.protocol import xdlms
 from dlms_cosem.security import LowLevelSecurityAuthentication, NoSecurityAuthentication
 
-from protocol import axdr, hdlc
+from protocol import hdlc_client as hdlc
+from protocol import axdr
 
 pytestmark = pytest.mark.hil
 

@@ -19,7 +19,7 @@ from gurux_dlms.objects import (GXDLMSClock, GXDLMSDisconnectControl, GXDLMSProf
                                 GXDLMSAssociationLogicalName)
 
 from gurux_peer import GuruxPeer
-from protocol import hdlc
+from protocol import hdlc_client as hdlc
 
 pytestmark = pytest.mark.hil
 

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from pymodbus.framer.rtu import FramerRTU
 
 from protocol import apdu_client as apdu
-from protocol import axdr, hdlc, modbus_rtu, obis
+from protocol import hdlc_client as hdlc
+from protocol import axdr, modbus_rtu, obis
 from protocol.crc import crc16_modbus, crc16_x25
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -3,7 +3,8 @@
 Runs on CPython (pytest) and on the MicroPython unix port.
 """
 from protocol import apdu_client as apdu
-from protocol import axdr, hdlc
+from protocol import hdlc_client as hdlc
+from protocol import axdr
 from protocol.apdu import ApduError
 
 

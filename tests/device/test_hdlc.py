@@ -2,7 +2,7 @@
 
 Runs on CPython (pytest) and on the MicroPython unix port (tests/mpy_runner.py).
 """
-from protocol import hdlc
+from protocol import hdlc_client as hdlc
 from protocol.hdlc import HdlcError
 
 
