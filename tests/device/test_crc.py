@@ -1,5 +1,23 @@
 """CRC tables: check values from the CRC catalogue and real HDLC frames (runs on both runtimes)."""
+from protocol import crc
 from protocol.crc import crc16_x25, crc16_modbus
+
+
+def _table(poly):
+    out = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ poly if c & 1 else c >> 1
+        out.append(c)
+    return out
+
+
+def test_tables_are_the_reflected_polynomials():
+    # the tables are bytes literals (kept in flash on a board): low and high byte of each entry
+    for poly, lo, hi in ((0x8408, crc._X25_LO, crc._X25_HI), (0xA001, crc._MB_LO, crc._MB_HI)):
+        assert len(lo) == 256 and len(hi) == 256
+        assert [lo[i] | (hi[i] << 8) for i in range(256)] == _table(poly)
 
 
 def test_x25_check():
