@@ -5,9 +5,11 @@ Board-independent (never imports ``machine``): everything physical comes from th
 tariff and policy; state (credit, energy, relay) lives in a two-slot journal (``meter.store``).
 
 Persistence rule (DESIGN.md §5): a change the meter acknowledges over DLMS (top-up, relay command,
-setting) is journaled before the response leaves the UART; consumption is journaled every
-``persist_wh`` Wh or ``persist_s`` seconds, whichever comes first. Energy measured by the
-metering module while the meter was down is picked up from the module's own counter at boot.
+setting) is journaled before the response leaves the UART; consumption is journaled when
+``persist_wh`` Wh have accumulated, or after ``persist_s`` seconds with any consumption (the
+cadence; ``persist_wh`` None = the board's ``persist_wh``, else 10: a board whose littlefs programs
+256-byte pages asks for fewer records, bench/bench_wear.py). Energy measured by the metering module
+while the meter was down is picked up from the module's own counter at boot.
 """
 import asyncio
 import gc
@@ -38,7 +40,7 @@ DEFAULTS = {
     "control_mode": 5,
     "modbus_unit": 1,
     "tz_minutes": 330,
-    "persist_wh": 10,
+    "persist_wh": None,        # None: the board's persist_wh (flash wear), else 10
     "persist_s": 60,
     "max_info": 512,
     # STS (IEC 62055-41): decoder key in IEC order (hex), provisioned per meter, never committed.
@@ -108,6 +110,7 @@ class Meter:
         self._persisted_wh = 0
         self._persisted_t = 0
         self._pev = None           # [seq, epoch, code, detail] of the last journaled command event
+        self.persist_wh = int(cfg["persist_wh"] or getattr(board, "persist_wh", 10))
         self.tokens = self._make_acceptor(cfg.get("sts"))
         self.token_gateway = {"token": b"", "time": 0, "descriptions": [], "delivery": 0,
                               "status": 8, "status_bits": 0}
@@ -501,7 +504,7 @@ class Meter:
                 self.module_wh = e
         self.evaluate()
         dwh = self.account.import_wh - self._persisted_wh
-        if (dwh >= self.cfg["persist_wh"] or (dwh > 0 and now - self._persisted_t >= self.cfg["persist_s"])
+        if (dwh >= self.persist_wh or (dwh > 0 and now - self._persisted_t >= self.cfg["persist_s"])
                 or self.policy.dirty):
             self.policy.dirty = False
             self.persist()   # loss bound: README "Power cuts"
