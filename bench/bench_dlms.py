@@ -24,7 +24,7 @@ for p in (ROOT, ROOT / "firmware", ROOT / "tests"):
 
 from protocol import apdu_client as apdu  # noqa: E402
 from protocol import hdlc_client as hdlc  # noqa: E402
-from protocol import axdr  # noqa: E402
+from protocol import axdr_client as axdr  # noqa: E402
 
 BAUD = 9600
 

@@ -282,7 +282,7 @@ def credit_add(amount, **kw):
       meterctl credit add --port /dev/pts/5 --amount 500.00 --password 12345678
       METERCTL_PASSWORD=12345678 meterctl credit add -p /dev/ttyUSB0 --amount 0.50
     """
-    from protocol import axdr
+    from protocol import axdr_client as axdr
 
     client = _make_client(kw, write=True)
 
@@ -331,7 +331,7 @@ def relay(operation, **kw):
       meterctl relay disconnect --port /dev/pts/5 --password 12345678
       meterctl relay connect --port /dev/pts/5 --password 12345678 --json
     """
-    from protocol import axdr
+    from protocol import axdr_client as axdr
 
     method = 2 if operation == "connect" else 1
     client = _make_client(kw, write=True)
@@ -393,7 +393,7 @@ def get(obis_code, attr, class_id, raw, selector, access, **kw):
     client = _make_client(kw, write=False)
 
     def body():
-        from protocol import axdr
+        from protocol import axdr_client as axdr
 
         with client as c:
             data = c.get_raw(class_id, obis_code, attr, selector, access or b"")

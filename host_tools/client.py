@@ -27,7 +27,8 @@ import time
 
 from protocol import apdu_client as apdu
 from protocol import hdlc_client as hdlc
-from protocol import axdr, obis
+from protocol import axdr_client as axdr
+from protocol import obis
 
 # Data-access-result names (IEC 62056-6-2 / Blue Book "Data-Access-Result").
 DAR_NAMES = {

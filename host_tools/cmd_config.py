@@ -18,7 +18,7 @@ import sys
 
 import click
 
-from protocol import axdr
+from protocol import axdr_client as axdr
 
 PROFILE_LN = "0.128.96.5.0.255"
 PROFILE_ERROR_LN = "0.128.96.5.1.255"

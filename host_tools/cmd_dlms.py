@@ -17,7 +17,8 @@ from host_tools import decode as D
 from host_tools import format as fmt
 from host_tools.client import ProtocolError, dar_error
 from protocol import apdu_client as apdu
-from protocol import axdr, obis
+from protocol import axdr_client as axdr
+from protocol import obis
 
 CLASS_NAMES = {1: "Data", 3: "Register", 4: "Extended register", 5: "Demand register",
                7: "Profile generic", 8: "Clock", 9: "Script table", 15: "Association LN",

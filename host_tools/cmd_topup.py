@@ -51,7 +51,7 @@ def topup(token, **kw):
       meterctl topup --port /dev/pts/5 --password 12345678 5104 3465 4434 2085 6213
       meterctl vend ... --json | jq -r .token | xargs meterctl topup -p /dev/ttyUSB0 --password 12345678
     """
-    from protocol import axdr
+    from protocol import axdr_client as axdr
 
     digits = parse_digits(token)
     client = _make_client(kw, write=True)

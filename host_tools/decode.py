@@ -26,7 +26,8 @@ import re
 
 from protocol import apdu_client as apdu
 from protocol import hdlc_client as hdlc
-from protocol import axdr, gbt, obis, security
+from protocol import axdr_client as axdr
+from protocol import gbt, obis, security
 from host_tools import format as fmt
 
 

@@ -11,7 +11,8 @@
 
 import re
 
-from protocol import axdr, obis
+from protocol import axdr_client as axdr
+from protocol import obis
 
 # A-XDR tag -> the name the Blue Book uses (kebab case, as on the command line).
 TYPE_NAMES = {

@@ -8,52 +8,51 @@ string byte counts, bit-string bit counts) use the A-XDR length form: ``n`` (<12
   range-check their argument (``AxdrError`` on overflow).
 - ``decode(buf, pos) -> ((tag, value), newpos)``; ``skip(buf, pos) -> newpos`` walks one
   value without building it (for measuring request parameters on the device).
-- ``to_python(tagged)`` strips the tags; ``datetime_bytes``/``parse_datetime`` handle the
-  12-byte COSEM date-time (Blue Book §4.1.6.1).
+- ``datetime_bytes``/``parse_datetime`` handle the 12-byte COSEM date-time (Blue Book
+  §4.1.6.1).
+
+This module is what the meter needs (it is in the device image, where every name costs heap):
+the tag constants the meter's code reads are public, the rest are folded by mpy-cross.
+``protocol.axdr_client`` (host side) re-exports it with every tag constant, ``to_python`` and
+a ``Writer`` that adds ``raw``, ``long64``, ``long64_unsigned``, ``visible_string`` and
+``date_time``.
 """
-NULL = 0
-ARRAY = 1
-STRUCTURE = 2
-BOOLEAN = 3
-BIT_STRING = 4
-DOUBLE_LONG = 5
-DOUBLE_LONG_UNSIGNED = 6
-OCTET_STRING = 9
-VISIBLE_STRING = 10
-UTF8_STRING = 12
-BCD = 13
-INTEGER = 15
-LONG = 16
-UNSIGNED = 17
-LONG_UNSIGNED = 18
-COMPACT_ARRAY = 19
-LONG64 = 20
-LONG64_UNSIGNED = 21
-ENUM = 22
-FLOAT32 = 23
-FLOAT64 = 24
-DATE_TIME = 25
-DATE = 26
-TIME = 27
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
 
-MAX_DEPTH = 16
+# public: the tags the meter's code reads from this module (the full set: protocol.axdr_client)
+DOUBLE_LONG = const(5)
+DOUBLE_LONG_UNSIGNED = const(6)
+OCTET_STRING = const(9)
+LONG = const(16)
+LONG_UNSIGNED = const(18)
+STRUCTURE = const(2)
+ENUM = const(22)
+DATE_TIME = const(25)
 
-# tag -> (size in bytes, signed) for the fixed-size integer types
-_INTS = {
-    BOOLEAN: (1, False),
-    DOUBLE_LONG: (4, True),
-    DOUBLE_LONG_UNSIGNED: (4, False),
-    BCD: (1, False),
-    INTEGER: (1, True),
-    LONG: (2, True),
-    UNSIGNED: (1, False),
-    LONG_UNSIGNED: (2, False),
-    LONG64: (8, True),
-    LONG64_UNSIGNED: (8, False),
-    ENUM: (1, False),
-}
-# tag -> size of fixed-size raw octet types
-_RAW = {DATE_TIME: 12, DATE: 5, TIME: 4, FLOAT32: 4, FLOAT64: 8}
+_NULL = const(0)
+_ARRAY = const(1)
+_BOOLEAN = const(3)
+_BIT_STRING = const(4)
+_VISIBLE_STRING = const(10)
+_UTF8_STRING = const(12)
+_INTEGER = const(15)
+_UNSIGNED = const(17)
+_COMPACT_ARRAY = const(19)
+_FLOAT32 = const(23)
+_FLOAT64 = const(24)
+_LAST_TAG = const(27)
+_MAX_DEPTH = const(16)
+
+# fixed-size types by tag 0..27 (a bytes literal: stays in flash): size in the low nibble,
+# 0x10 = signed integer, 0x20 = raw octets (date-time 12, date 5, time 4, float32 4, float64 8),
+# 0 = not fixed-size. boolean 1, double-long(-unsigned) 4, bcd 1, integer 1, long 2, unsigned 1,
+# long-unsigned 2, long64(-unsigned) 8, enum 1.
+_FIXED = (b"\x00\x00\x00\x01\x00\x14\x04\x00\x00\x00\x00\x00\x00\x01"
+          b"\x00\x11\x12\x01\x02\x00\x18\x08\x01\x24\x28\x2c\x25\x24")
 
 
 class AxdrError(ValueError):
@@ -113,11 +112,6 @@ class Writer:
         self.buf[:] = b""
         return self
 
-    def raw(self, b):
-        """Append already-encoded bytes."""
-        self.buf.extend(b)
-        return self
-
     def _int(self, tag, v, size, signed):
         if not isinstance(v, int):
             raise AxdrError("integer expected")
@@ -139,18 +133,18 @@ class Writer:
 
     def null(self):
         """null-data (tag 0)."""
-        self.buf.append(NULL)
+        self.buf.append(_NULL)
         return self
 
     def boolean(self, v):
         """boolean (tag 3): 01 for any true value, 00 otherwise."""
-        self.buf.append(BOOLEAN)
+        self.buf.append(_BOOLEAN)
         self.buf.append(1 if v else 0)
         return self
 
     def integer(self, v):
         """int8 (tag 15)."""
-        return self._int(INTEGER, v, 1, True)
+        return self._int(_INTEGER, v, 1, True)
 
     def long(self, v):
         """int16 (tag 16)."""
@@ -158,7 +152,7 @@ class Writer:
 
     def unsigned(self, v):
         """uint8 (tag 17)."""
-        return self._int(UNSIGNED, v, 1, False)
+        return self._int(_UNSIGNED, v, 1, False)
 
     def long_unsigned(self, v):
         """uint16 (tag 18)."""
@@ -171,14 +165,6 @@ class Writer:
     def double_long_unsigned(self, v):
         """uint32 (tag 6)."""
         return self._int(DOUBLE_LONG_UNSIGNED, v, 4, False)
-
-    def long64(self, v):
-        """int64 (tag 20)."""
-        return self._int(LONG64, v, 8, True)
-
-    def long64_unsigned(self, v):
-        """uint64 (tag 21)."""
-        return self._int(LONG64_UNSIGNED, v, 8, False)
 
     def enum(self, v):
         """enum 0..255 (tag 22)."""
@@ -196,17 +182,11 @@ class Writer:
             raise AxdrError("octet-string takes bytes")
         return self._bytes(OCTET_STRING, b)
 
-    def visible_string(self, s):
-        """visible-string (tag 10) from str or bytes."""
-        if isinstance(s, str):
-            s = s.encode()
-        return self._bytes(VISIBLE_STRING, s)
-
     def utf8_string(self, s):
         """utf8-string (tag 12) from str or bytes."""
         if isinstance(s, str):
             s = s.encode()
-        return self._bytes(UTF8_STRING, s)
+        return self._bytes(_UTF8_STRING, s)
 
     def bit_string(self, value, nbits):
         """bit-string (tag 4) of ``nbits`` bits, MSB first on the wire.
@@ -226,14 +206,14 @@ class Writer:
             data = bytes(value)
             if len(data) != nb:
                 raise AxdrError("bit-string byte count mismatch")
-        self.buf.append(BIT_STRING)
+        self.buf.append(_BIT_STRING)
         self.buf.extend(encode_length(nbits))
         self.buf.extend(data)
         return self
 
     def array(self, n):
         """array header (tag 1) with n elements; append the elements after it."""
-        self.buf.append(ARRAY)
+        self.buf.append(_ARRAY)
         self.buf.extend(encode_length(n))
         return self
 
@@ -242,15 +222,6 @@ class Writer:
         self.buf.append(STRUCTURE)
         self.buf.extend(encode_length(n))
         return self
-
-    def date_time(self, b12):
-        """date-time (tag 25) + 12 raw bytes (see ``datetime_bytes``)."""
-        if len(b12) != 12:
-            raise AxdrError("date-time must be 12 bytes")
-        self.buf.append(DATE_TIME)
-        self.buf.extend(b12)
-        return self
-
 
 def _need(buf, pos, n):
     if pos + n > len(buf):
@@ -271,26 +242,26 @@ def decode(buf, pos=0, _depth=0):
     None, octet-string -> bytes, visible/utf8-string -> str, bit-string -> (nbits, bytes),
     array/structure -> list of (tag, value), date-time/date/time -> raw bytes,
     float32/64 -> float. Raises AxdrError on truncation, unknown tags, compact-array
-    ('unsupported') or nesting deeper than MAX_DEPTH.
+    ('unsupported') or nesting deeper than 16 levels.
     """
-    if _depth > MAX_DEPTH:
+    if _depth > _MAX_DEPTH:
         raise AxdrError("nesting too deep")
     _need(buf, pos, 1)
     tag = buf[pos]
     pos += 1
-    if tag == NULL:
+    if tag == _NULL:
         return (tag, None), pos
-    t = _INTS.get(tag)
-    if t is not None:
-        size, signed = t
+    f = _FIXED[tag] if tag <= _LAST_TAG else 0
+    if f and not f & 0x20:
+        size = f & 0x0F
         _need(buf, pos, size)
         v = _uint(buf, pos, size)
-        if tag == BOOLEAN:
+        if tag == _BOOLEAN:
             return (tag, v != 0), pos + 1
-        if signed and v >> (8 * size - 1):
+        if f & 0x10 and v >> (8 * size - 1):
             v -= 1 << (8 * size)
         return (tag, v), pos + size
-    if tag == OCTET_STRING or tag == VISIBLE_STRING or tag == UTF8_STRING:
+    if tag == OCTET_STRING or tag == _VISIBLE_STRING or tag == _UTF8_STRING:
         n, pos = decode_length(buf, pos)
         _need(buf, pos, n)
         b = bytes(buf[pos:pos + n])
@@ -300,12 +271,12 @@ def decode(buf, pos=0, _depth=0):
             except Exception:
                 raise AxdrError("bad string encoding")
         return (tag, b), pos + n
-    if tag == BIT_STRING:
+    if tag == _BIT_STRING:
         n, pos = decode_length(buf, pos)
         nb = (n + 7) // 8
         _need(buf, pos, nb)
         return (tag, (n, bytes(buf[pos:pos + nb]))), pos + nb
-    if tag == ARRAY or tag == STRUCTURE:
+    if tag == _ARRAY or tag == STRUCTURE:
         n, pos = decode_length(buf, pos)
         if n > len(buf) - pos:  # each element takes at least one byte
             raise AxdrError("truncated")
@@ -314,15 +285,15 @@ def decode(buf, pos=0, _depth=0):
             item, pos = decode(buf, pos, _depth + 1)
             items.append(item)
         return (tag, items), pos
-    size = _RAW.get(tag)
-    if size is not None:
+    if f:
+        size = f & 0x0F
         _need(buf, pos, size)
         b = bytes(buf[pos:pos + size])
-        if tag == FLOAT32 or tag == FLOAT64:
+        if tag == _FLOAT32 or tag == _FLOAT64:
             import struct
             return (tag, struct.unpack(">f" if size == 4 else ">d", b)[0]), pos + size
         return (tag, b), pos + size
-    if tag == COMPACT_ARRAY:
+    if tag == _COMPACT_ARRAY:
         raise AxdrError("unsupported")
     raise AxdrError("unknown tag %d" % tag)
 
@@ -330,50 +301,38 @@ def decode(buf, pos=0, _depth=0):
 def skip(buf, pos=0, _depth=0):
     """Return the position just after the tagged value at ``buf[pos]`` without building
     it. Same errors as ``decode``."""
-    if _depth > MAX_DEPTH:
+    if _depth > _MAX_DEPTH:
         raise AxdrError("nesting too deep")
     _need(buf, pos, 1)
     tag = buf[pos]
     pos += 1
-    if tag == NULL:
+    if tag == _NULL:
         return pos
-    t = _INTS.get(tag)
-    if t is not None:
-        _need(buf, pos, t[0])
-        return pos + t[0]
-    if tag == OCTET_STRING or tag == VISIBLE_STRING or tag == UTF8_STRING or tag == BIT_STRING:
+    f = _FIXED[tag] if tag <= _LAST_TAG else 0
+    if f:
+        _need(buf, pos, f & 0x0F)
+        return pos + (f & 0x0F)
+    if tag == OCTET_STRING or tag == _VISIBLE_STRING or tag == _UTF8_STRING or tag == _BIT_STRING:
         n, pos = decode_length(buf, pos)
-        if tag == BIT_STRING:
+        if tag == _BIT_STRING:
             n = (n + 7) // 8
         _need(buf, pos, n)
         return pos + n
-    if tag == ARRAY or tag == STRUCTURE:
+    if tag == _ARRAY or tag == STRUCTURE:
         n, pos = decode_length(buf, pos)
         if n > len(buf) - pos:
             raise AxdrError("truncated")
         for _ in range(n):
             pos = skip(buf, pos, _depth + 1)
         return pos
-    size = _RAW.get(tag)
-    if size is not None:
-        _need(buf, pos, size)
-        return pos + size
-    if tag == COMPACT_ARRAY:
+    if tag == _COMPACT_ARRAY:
         raise AxdrError("unsupported")
     raise AxdrError("unknown tag %d" % tag)
 
 
-def to_python(tagged):
-    """Strip tags recursively: ``(tag, value)`` -> value, lists of tagged -> lists."""
-    tag, value = tagged
-    if tag == ARRAY or tag == STRUCTURE:
-        return [to_python(x) for x in value]
-    return value
-
-
 def _weekday(year, month, day):
     """ISO weekday 1=Monday..7=Sunday (Sakamoto's method)."""
-    t = (0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4)
+    t = b"\x00\x03\x02\x05\x00\x03\x05\x01\x04\x06\x02\x04"
     y = year - 1 if month < 3 else year
     w = (y + y // 4 - y // 100 + y // 400 + t[month - 1] + day) % 7  # 0=Sunday
     return 7 if w == 0 else w

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from protocol import hdlc_client as hdlc
-from protocol import axdr
+from protocol import axdr_client as axdr
 from host_tools import client as cl
 from host_tools import format as fmt
 from host_tools.cli import meterctl

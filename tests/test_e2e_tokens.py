@@ -60,7 +60,7 @@ def meterctl(*args):
 
 def enter(rig, digits):
     """Enter a token through IC 115; return (status code, reason, credit paise after)."""
-    from protocol import axdr
+    from protocol import axdr_client as axdr
     with DlmsClient(rig.port, **MGMT) as c:
         res, _ = c.action(115, "0.0.19.40.0.255", 1, axdr.Writer().octet_string(digits.encode()).getvalue())
         assert res == 0

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from host_tools import decode as D
 from protocol import apdu_client as apdu
 from protocol import hdlc_client as hdlc
-from protocol import axdr, gbt, security
+from protocol import axdr_client as axdr
+from protocol import gbt, security
 
 from test_hdlc_link import Meter, C1, C16, SRV
 from meter import server, cosem

@@ -11,7 +11,7 @@ from meter.account import Account
 from meter.relay import DisconnectControl
 from protocol import apdu_client as apdu
 from protocol import hdlc_client as hdlc
-from protocol import axdr
+from protocol import axdr_client as axdr
 
 
 class Board:

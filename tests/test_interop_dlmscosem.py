@@ -24,7 +24,7 @@ from dlms_cosem.protocol import xdlms
 from dlms_cosem.security import LowLevelSecurityAuthentication, NoSecurityAuthentication
 
 from protocol import hdlc_client as hdlc
-from protocol import axdr
+from protocol import axdr_client as axdr
 
 pytestmark = pytest.mark.hil
 

@@ -279,7 +279,7 @@ def test_boundaries_inside_one_interval_are_split(rig_factory):
 
 def test_payment_mode_switch_over_dlms(rig_factory):
     """IC 111 attr 2 payment_mode: 1 credit mode (head-end decides), 2 prepayment (meter decides)."""
-    from protocol import axdr
+    from protocol import axdr_client as axdr
     cfg = profile_config(STS, credit_paise=-1000)
     cfg["policy"] = dict(cfg["policy"], ec_paise=0)     # the button only reconnects here
     rig = rig_factory(config=cfg, clock_epoch=ist(2026, 3, 2, 12, 0), poll_ms=20)

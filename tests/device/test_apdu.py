@@ -4,7 +4,7 @@ Runs on CPython (pytest) and on the MicroPython unix port.
 """
 from protocol import apdu_client as apdu
 from protocol import hdlc_client as hdlc
-from protocol import axdr
+from protocol import axdr_client as axdr
 from protocol.apdu import ApduError
 
 

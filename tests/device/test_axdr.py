@@ -2,8 +2,8 @@
 
 Golden bytes come from shared/reference/dlms.md (GET/SET/ACTION examples, length forms).
 """
-from protocol import axdr
-from protocol.axdr import AxdrError, Writer
+from protocol import axdr_client as axdr
+from protocol.axdr_client import AxdrError, Writer
 
 
 def h(s):

@@ -277,7 +277,7 @@ def test_aarq_no_security_frame():
 def test_segmented_get_response_reassembles():
     # dlms.md: GET response with a 200-byte visible-string, first segment 7E A8 89 ... 86 A9 ...
     from protocol import apdu_client as apdu
-    from protocol import axdr
+    from protocol import axdr_client as axdr
     resp = hdlc.LLC_RESPONSE + apdu.get_response(0xC1, axdr.Writer().visible_string("A" * 200).getvalue())
     first = 0x89 - 9
     f1 = hdlc.encode_frame(C16, S1, hdlc.ctrl_i(1, 2), resp[:first], segmented=True)
