@@ -14,15 +14,18 @@ Unit addresses 0..255 are accepted (PZEM-004T answers on the "general" address 0
 """
 from protocol.crc import crc16_modbus
 
-READ_HOLDING = 3
-READ_INPUT = 4
-WRITE_SINGLE = 6
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
 
-# exception codes (Modbus Application Protocol §7)
-ILLEGAL_FUNCTION = 1
-ILLEGAL_DATA_ADDRESS = 2
-ILLEGAL_DATA_VALUE = 3
-SERVER_DEVICE_FAILURE = 4
+# function codes (folded by mpy-cross: no heap on the device). Exception codes (Modbus
+# Application Protocol §7), returned by check_response: 1 illegal function, 2 illegal data
+# address, 3 illegal data value, 4 server device failure.
+_READ_HOLDING = const(3)
+_READ_INPUT = const(4)
+_WRITE_SINGLE = const(6)
 
 
 class ModbusError(ValueError):
@@ -54,7 +57,7 @@ def read_request(unit, function, address, count):
     Raises ModbusError('range') for unit outside 1..255, another function, address outside
     0..0xFFFF or count outside 1..125.
     """
-    if function != READ_HOLDING and function != READ_INPUT:
+    if function != _READ_HOLDING and function != _READ_INPUT:
         raise ModbusError("function")
     if not (1 <= unit <= 255 and 0 <= address <= 0xFFFF and 1 <= count <= 125):
         raise ModbusError("range")
@@ -65,14 +68,14 @@ def write_register_request(unit, address, value):
     """Write Single Register (6) request, 8 bytes; unit 0 (broadcast)..255."""
     if not (0 <= unit <= 255 and 0 <= address <= 0xFFFF and 0 <= value <= 0xFFFF):
         raise ModbusError("range")
-    return _frame(unit, WRITE_SINGLE, address, value)
+    return _frame(unit, _WRITE_SINGLE, address, value)
 
 
 def response_length(function, count):
     """Length of a normal reply: 5 + 2*count for functions 3/4, 8 for function 6."""
-    if function == READ_HOLDING or function == READ_INPUT:
+    if function == _READ_HOLDING or function == _READ_INPUT:
         return 5 + 2 * count
-    if function == WRITE_SINGLE:
+    if function == _WRITE_SINGLE:
         return 8
     raise ModbusError("function")
 
@@ -98,7 +101,7 @@ def check_response(buf, n, unit, function):
         return buf[2]
     if fn != function:
         raise ModbusError("function")
-    if function == READ_HOLDING or function == READ_INPUT:
+    if function == _READ_HOLDING or function == _READ_INPUT:
         if buf[2] != n - 5 or buf[2] & 1:
             raise ModbusError("length")
     elif n != 8:

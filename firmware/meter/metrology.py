@@ -26,9 +26,9 @@ _REPLY = const(25)
 
 class Pzem004t:
     def __init__(self, stream, unit=1, timeout_ms=500, tx_enable=None):
-        self._stream = stream
-        self._reader = asyncio.StreamReader(stream)
-        self._writer = asyncio.StreamWriter(stream, {})
+        # one asyncio Stream both ways (MicroPython's StreamReader and StreamWriter are the same
+        # class): one object less on the heap
+        self._io = asyncio.StreamWriter(stream)
         self._req = modbus_rtu.read_request(unit, _FN_INPUT, 0, _NREG)
         self._buf = bytearray(32)
         self._mv = memoryview(self._buf)
@@ -45,12 +45,11 @@ class Pzem004t:
         self.fresh = False
         self.errors = 0
         self.last_error = ""
-        self.polls = 0
 
     async def _read_exact(self, n, start):
         got = start
         while got < n:
-            k = await self._reader.readinto(self._mv[got:n])
+            k = await self._io.readinto(self._mv[got:n])
             if not k:
                 await asyncio.sleep_ms(5)
                 continue
@@ -59,11 +58,10 @@ class Pzem004t:
 
     async def poll(self):
         """Read all 10 input registers; True if the readings were refreshed."""
-        self.polls += 1
         if self._tx_enable:
             self._tx_enable(True)
-        self._writer.write(self._req)
-        await self._writer.drain()
+        self._io.write(self._req)
+        await self._io.drain()
         if self._tx_enable:
             self._tx_enable(False)
         try:

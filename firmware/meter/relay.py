@@ -25,9 +25,7 @@ DISCONNECTED = const(0)
 CONNECTED = const(1)
 READY = const(2)
 
-_REMOTE_TO_CONNECTED = (2, 4)
-_MANUAL_DISCONNECT = (1, 2, 5)
-_LOCAL_RECONNECT = (5, 6)
+# mode sets below are bytes literals inside the methods (in flash on a board, no module globals)
 
 
 class DisconnectControl:
@@ -63,7 +61,7 @@ class DisconnectControl:
             return False
         if self.control_state != DISCONNECTED:
             return True
-        if self.control_mode in _REMOTE_TO_CONNECTED:
+        if self.control_mode in b"\x02\x04":
             return self._go(CONNECTED, "remote")
         return self._go(READY, "remote")
 
@@ -75,7 +73,7 @@ class DisconnectControl:
 
     def manual_disconnect(self):
         """Button press (transition f): connected -> ready, modes 1, 2, 5."""
-        if self.control_mode not in _MANUAL_DISCONNECT or self.control_state != CONNECTED:
+        if self.control_mode not in b"\x01\x02\x05" or self.control_state != CONNECTED:
             return False
         return self._go(READY, "manual")
 
@@ -87,7 +85,7 @@ class DisconnectControl:
 
     def local_reconnect(self, cause="credit"):
         """Meter's own decision (transition h): ready -> connected, modes 5, 6."""
-        if self.control_mode not in _LOCAL_RECONNECT or self.control_state != READY:
+        if self.control_mode not in b"\x05\x06" or self.control_state != READY:
             return False
         return self._go(CONNECTED, cause)
 
