@@ -13,11 +13,12 @@ tables are STSA-licensed, user-supplied and never committed).
 Device use (allocation-free per block, small ints only, no 64-bit big ints)::
 
     t = load_tables("/sts_tables.json")
-    c = Ea07(dk_bytes8, t)          # round selectors (512 B) + decryption tables (6 KB, once)
-    c.decrypt_into(buf8)            # bytearray(8), big-endian block, in place
+    c = Ea07(dk_bytes8, t)          # round selectors (512 B)
+    c.decrypt_into(buf8)            # bytearray(8), big-endian block, in place, no tables
 
 Host use: ``c.encrypt_block(int) -> int``, ``c.decrypt_block(int) -> int``.
-RAM: derived tables 4 KB for encryption, 6 KB for decryption, built on first use.
+RAM: decryption needs no derived tables (bit by bit, ~1,000 small-int steps per block);
+encryption (host) and ``decrypt_into_fast`` build 4 KB / 6 KB of tables on first use.
 Errors: ``protocol.sts.StsError`` with reason "tables" or "key".
 """
 from array import array
@@ -164,6 +165,28 @@ def _pass(w, t, rb, r0):
     w[3] = o3
 
 
+def _inv_pass(w, o, iperm, isub, rb, r0):
+    # one inverse step without derived tables, in place on the 4 x 16-bit words in w: nibble i
+    # through S^-1 of its round-key selector (rb[r0 + i]; skipped when isub is None), then
+    # every set bit b of it scattered to bit iperm[4i + b]
+    o[0] = o[1] = o[2] = o[3] = 0
+    for i in range(16):
+        v = (w[i >> 2] >> ((i & 3) << 2)) & 15
+        if isub is not None:
+            v = isub[((rb[r0 + i] >> 6) & 16) | v]
+        n = 4 * i
+        while v:
+            if v & 1:
+                p = iperm[n]
+                o[p >> 4] |= 1 << (p & 15)
+            v >>= 1
+            n += 1
+    w[0] = o[0]
+    w[1] = o[1]
+    w[2] = o[2]
+    w[3] = o[3]
+
+
 class Ea07:
     """EA07 with one decoder key. ``key``: bytes(8) in IEC order (first byte most
     significant) or an int 0..2**64-1; ``tables``: Tables (or anything load_tables takes)."""
@@ -185,9 +208,8 @@ class Ea07:
                 sel = 1 - ((key[7 - (n >> 3)] >> (n & 7)) & 1)
                 rb[r * 16 + i] = sel * 1024 + i * 64
         self._rb = rb
-        # build the 6 KB of decryption tables now, at boot, before the heap fragments
-        self.tables.build_decrypt()
         self._w = array("H", bytes(8))
+        self._o = array("H", bytes(8))
         self._buf = bytearray(8)
 
     def _load(self, buf):
@@ -216,16 +238,41 @@ class Ea07:
 
     def decrypt_into(self, buf):
         """Decrypt the 8-byte big-endian block in ``buf`` (bytearray) in place.
-        No heap allocation after the first call (derived tables are built once)."""
+
+        Works bit by bit from the 64-entry inverse permutation and the inverse substitution
+        tables (no derived tables: a meter decrypts one block per token typed, and 6 KB of
+        heap matter more than the milliseconds). Allocates nothing."""
+        tb = self.tables
+        iperm = tb.iperm
+        isub = tb.isub
+        self._load(buf)
+        w = self._w
+        o = self._o
+        rb = self._rb
+        _inv_pass(w, o, iperm, None, rb, 0)              # P^-1 of encryption round 16
+        for j in range(_ROUNDS - 1):                      # S^-1 of round 16-j, P^-1 of 15-j
+            _inv_pass(w, o, iperm, isub, rb, (_ROUNDS - 1 - j) * 16)
+        for k in range(4):                                # S^-1 of round 1 (key K1)
+            x = w[k]
+            y = 0
+            for q in range(4):
+                i = 4 * k + q
+                y |= isub[((rb[i] >> 6) & 16) | ((x >> (q << 2)) & 15)] << (q << 2)
+            w[k] = y
+        self._store(buf)
+
+    def decrypt_into_fast(self, buf):
+        """``decrypt_into`` through the derived tables (``Tables.build_decrypt``, 6 KB, built
+        on first use): for hosts and benchmarks."""
         tb = self.tables
         isip = tb.build_decrypt()
         self._load(buf)
         w = self._w
         rb = self._rb
-        _pass(w, tb.ip0, _NIB_BASE, 0)                  # P^-1 of encryption round 16
-        for j in range(_ROUNDS - 1):                      # S^-1 of round 16-j, P^-1 of 15-j
+        _pass(w, tb.ip0, _NIB_BASE, 0)
+        for j in range(_ROUNDS - 1):
             _pass(w, isip, rb, (_ROUNDS - 1 - j) * 16)
-        isub = tb.isub                                    # S^-1 of round 1 (key K1)
+        isub = tb.isub
         for k in range(4):
             x = w[k]
             y = 0

@@ -74,6 +74,27 @@ def test_ea07_decrypt_into_bytearray():
     assert bytes(buf) == bytes.fromhex("C45ED1619406DF95")
 
 
+def test_ea07_decrypt_needs_no_derived_tables():
+    # the meter's decrypt works from the 64-entry inverse permutation: the 6 KB of derived
+    # decryption tables are never built, and the table path gives the same blocks
+    t = load_tables(TABLES_PATH)
+    c = Ea07(IEC_DK, t)
+    buf = bytearray(IEC_CIPHER.to_bytes(8, "big"))
+    c.decrypt_into(buf)
+    assert bytes(buf) == bytes.fromhex("0B19EB230100C207")
+    assert t.isip is None and t.ip0 is None
+    x = 0x0123456789ABCDEF
+    for _ in range(40):
+        x = (x * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
+        a = bytearray(x.to_bytes(8, "big"))
+        b = bytearray(a)
+        c.decrypt_into(a)
+        c.decrypt_into_fast(b)
+        assert a == b
+        c.encrypt_into(a)
+        assert int.from_bytes(a, "big") == x
+
+
 def test_ea07_wrong_key_or_tables_differ():
     t = _tables()
     other = Ea07(bytes.fromhex("0ABC12DEF3456788"), t)
