@@ -277,7 +277,8 @@ class EmulatedRig(Rig):
             power cut leaves the module's load as it was (the module may sit
             on an unswitched supply; tests can `pzem.advance` meanwhile).
         start: start immediately (default True); else call `start`.
-        image: how the code is deployed. "romfs" (default): the .mpy files in a ROMFS image
+        image: how the code is deployed (default "romfs" for the built firmware, "mpy" when
+            ``firmware_dir`` is given). "romfs": the .mpy files in a ROMFS image
             mounted at /rom (vfs.VfsRom), so bytecode runs in place as it does from a board's
             flash; the unix port keeps the image buffer in its heap, so the process gets
             ``heap + image size`` and the firmware still has exactly ``heap`` for itself
@@ -305,7 +306,7 @@ class EmulatedRig(Rig):
                  poll_ms=200, clock_mode="frozen", firmware_dir=None,
                  micropython=None, pzem_unit=None, boot_timeout=30.0, start=True,
                  wait_first_meter=True, relay_gates_load=True, flash=None, wdt_ms=None,
-                 image="romfs"):
+                 image=None):
         self.workdir = pathlib.Path(workdir).resolve()
         self.flash = dict(flash) if flash else None
         self.wdt_ms = wdt_ms
@@ -314,6 +315,8 @@ class EmulatedRig(Rig):
         self.config = _merge(DEFAULT_METER_CONFIG, config)
         self.poll_ms = int(poll_ms)
         self.clock_mode = clock_mode
+        if image is None:
+            image = "romfs" if firmware_dir is None else "mpy"
         self.image = image
         self.romfs = None
         self.romfs_bytes = 0
@@ -421,12 +424,12 @@ class EmulatedRig(Rig):
         # ".frozen" keeps the port's frozen modules (asyncio) importable.
         env["MICROPYPATH"] = os.pathsep.join(
             [str(self.firmware_dir), str(self.firmware_dir.parent), ".frozen"])
-        heap = _heap_bytes(self.heap)
+        heap = self.heap
         if self.romfs is not None:
-            heap += self.romfs_bytes + 64
+            heap = "%d" % (_heap_bytes(self.heap) + self.romfs_bytes + 64)
             env["MICROPYPATH"] = ".frozen"
             main = pathlib.Path(__file__).with_name("romboot.py")
-        argv = [self.micropython, "-X", "heapsize=%d" % heap, str(main),
+        argv = [self.micropython, "-X", "heapsize=%s" % heap, str(main),
                 str(self.board_json)]
         with self._cond:
             self._boots += 1
