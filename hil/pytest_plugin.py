@@ -45,7 +45,9 @@ def pytest_configure(config):
         "markers", "hil: runs the firmware on the MicroPython unix port behind ptys")
 
 
-def _make_rig(request, workdir, config=None, heap=None, **kw):
+def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
+    """``sts=True`` provisions the emulated meter with the STS test identity (hil.identity):
+    decoder key in config.json and the sample EA07 tables in its filesystem."""
     opt = request.config.getoption
     if opt("--rig") == "bench":
         port = opt("--meter-port")
@@ -55,6 +57,20 @@ def _make_rig(request, workdir, config=None, heap=None, **kw):
             pytest.skip("bench rig cannot provision a custom config")
         return BenchRig(port, modbus_port=opt("--modbus-port"),
                         power_switch=_power_switch(opt("--power-cmd")))
+    if sts:
+        from hil import identity
+        config = dict(config or {})
+        config.setdefault("sts", identity.sts_config())
+        start = kw.pop("start", True)
+        rig = EmulatedRig(workdir, heap=heap or opt("--heap"), config=config, start=False, **kw)
+        identity.install_tables(rig.state_dir)
+        if start:
+            try:
+                rig.start()
+            except Exception:
+                rig.stop()
+                raise
+        return rig
     return EmulatedRig(workdir, heap=heap or opt("--heap"), config=config, **kw)
 
 

@@ -347,6 +347,7 @@ class EmulatedRig(Rig):
         self._readies = 0        # "ready" lines seen
         self._meters = 0         # "meter" lines seen
         self._readies_at_spawn = self._meters_at_spawn = 0
+        self.wh_offset = 0       # meter import Wh - PZEM Wh, taken at each boot
         self.wait_first_meter = bool(wait_first_meter)
         self.relay_gates_load = bool(relay_gates_load)
         self._load = (0, 100)
@@ -472,6 +473,10 @@ class EmulatedRig(Rig):
         if self.wait_first_meter:
             self._wait(lambda: self._meters > meters, timeout,
                        "the first 'meter' line after boot")
+            with self._cond:
+                # a meter restored from an earlier state (or a swapped metering module) counts
+                # from its own register: advance() expects meter Wh = module Wh + this offset
+                self.wh_offset = self.telemetry.wh - self.pzem.energy_wh
 
     def _kill(self):
         proc, self._proc = self._proc, None
@@ -725,13 +730,13 @@ class EmulatedRig(Rig):
         """Integrate the load for ``seconds``, move the RTC, wait for the meter.
 
         Sends ``time <epoch+seconds>`` and waits for a ``meter`` line with that
-        epoch (or later) and import energy == the PZEM's (or ``expect_wh``).
+        epoch (or later) and import energy == the PZEM's + ``wh_offset`` (or ``expect_wh``).
         Returns that Telemetry.
         """
         seconds = int(seconds)
         if seconds < 0:
             raise ValueError("advance: seconds must be >= 0")
-        wh = self.pzem.advance(seconds)
+        wh = self.pzem.advance(seconds) + self.wh_offset
         if expect_wh is not None:
             wh = expect_wh
         with self._cond:

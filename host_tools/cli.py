@@ -532,13 +532,19 @@ def _emulate(load_w, heap, state_dir, warp):
             os.makedirs(state_dir, exist_ok=True)
             workdir = os.path.abspath(state_dir)
         click.echo("Starting the emulated meter (MicroPython unix port, heap %s)..." % heap)
+        from hil import identity
         try:
-            # the load is wired through the relay: while it is open the metering module reads 0 W
+            # the load is wired through the relay: while it is open the metering module reads 0 W.
+            # Without --warp the meter's RTC runs by itself (a clock set over DLMS sticks); with
+            # --warp the emulator owns the clock and moves it on every tick.
             rig = rigmod.EmulatedRig(workdir, heap=heap, clock_epoch=int(time.time()),
-                                     relay_gates_load=True)
+                                     relay_gates_load=True, clock_mode="frozen" if warp else "running",
+                                     config={"sts": identity.sts_config()}, start=False)
+            stack.callback(rig.stop)
+            identity.install_tables(rig.state_dir)
+            rig.start()
         except Exception as e:
             raise DlmsError("could not start the emulated meter: %s" % _rig_error_text(e))
-        stack.callback(rig.stop)
         rig.set_load(load_w)
         click.echo("DLMS serial port: %s" % rig.port)
         click.echo("State directory:  %s" % os.path.join(workdir, "state"))
@@ -547,13 +553,20 @@ def _emulate(load_w, heap, state_dir, warp):
         click.echo("Try:  meterctl read --port %s" % rig.port)
         click.echo("      meterctl credit add --port %s --amount 100 --password %s" % (
             rig.port, rig.config.get("passwords", {}).get("1", "<management password>")))
+        click.echo("      meterctl vend %s --json   # an STS token for this meter" % " ".join(identity.vend_args()))
+        click.echo("      meterctl topup --port %s --password %s <20 digits>" % (
+            rig.port, rig.config.get("passwords", {}).get("1", "<management password>")))
         click.echo("Stop with Ctrl-C.")
         last = None
         try:
             while True:
                 time.sleep(1.0)
                 try:
-                    t = rig.advance(warp or 1)
+                    if warp:
+                        t = rig.advance(warp)
+                    else:
+                        rig.pzem.advance(1)          # one real second of load
+                        t = rig.meter
                 except rigmod.RigError as e:
                     raise DlmsError("emulated meter failed: %s" % _rig_error_text(e))
                 if warp and t is not None:

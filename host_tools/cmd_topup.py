@@ -26,7 +26,8 @@ REASON_TEXT = {"used": "USED: this token was already entered in this meter",
                "key_expired": "key expired (KEN): the vending key is no longer valid for this meter",
                "locked_out": "keypad locked out after repeated wrong tokens: wait and retry",
                "wrong_class": "token class not accepted",
-               "wrong_subclass": "token subclass not supported by this meter"}
+               "wrong_subclass": "token subclass not supported by this meter",
+               "no_sts_key": "this meter has no STS decoder key provisioned (meterctl provision)"}
 
 
 def parse_digits(parts):

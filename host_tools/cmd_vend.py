@@ -6,6 +6,7 @@ Errors are one readable line and a non-zero exit (click.ClickException -> exit 1
 usage errors -> exit 2).
 """
 import json
+import os
 
 import click
 
@@ -71,8 +72,11 @@ def _key_options(f):
         click.option("--krn", type=click.IntRange(1, 15), default=1, show_default=True, help="Key revision number."),
         click.option("--kt", type=click.IntRange(0, 3), default=2, show_default=True, help="Key type (2 = DUTK)."),
         click.option("--dkga", type=click.Choice(["2", "4"]), default=None, help="Key derivation (default by key size)."),
-        click.option("--base-date", type=click.Choice(["1993", "2014"]), default="1993", show_default=True),
-        click.option("--algorithm", type=click.Choice(["ea07", "ea11"]), default="ea07", show_default=True),
+        click.option("--base-date", type=click.Choice(["1993", "2014"]), default="2014", show_default=True,
+                     help="TID base date. 1993 TIDs ran out on 2024-11-24 (the STS TID rollover): "
+                          "meters re-keyed for STS edition 2 use 2014."),
+        click.option("--algorithm", type=click.Choice(["ea07", "ea11"]), default="ea07", show_default=True,
+                     help="Encryption: EA07 (STA, table-driven) or EA11 (MISTY1, 128-bit key)."),
         click.option("--tables", type=click.Path(dir_okay=False), default=None,
                      help="EA07 tables JSON (default: the IEC sample tables)."),
     ]
@@ -111,13 +115,17 @@ def _print_token(res, as_json):
 
 @click.command("vend", context_settings=CONTEXT)
 @_key_options
-@click.option("--class", "token_class", type=click.IntRange(0, 2), default=0, show_default=True)
-@click.option("--subclass", type=click.IntRange(0, 15), default=0, show_default=True)
+@click.option("--class", "token_class", type=click.IntRange(0, 2), default=0, show_default=True,
+              help="0 credit, 1 meter test/display (not encrypted), 2 management.")
+@click.option("--subclass", type=click.IntRange(0, 15), default=0, show_default=True,
+              help="Class 0: 0 electricity (0.1 kWh); class 2: 0 max power limit, 1 clear credit, "
+                   "2 tariff rate, 5 clear tamper.")
 @click.option("--amount", metavar="N", help="Class 0: kWh/units (one decimal); MPL: watts.")
 @click.option("--value", metavar="INT", help="Raw 16-bit value (class 2 clear credit, tariff, ...).")
 @click.option("--control", metavar="INT", help="Class 1 control bits (default: all tests).")
 @click.option("--mfr-code", metavar="INT", default="0", show_default=True, help="Class 1 manufacturer code.")
-@click.option("--tid", metavar="INT", help="Token identifier (minutes since the base date).")
+@click.option("--tid", metavar="INT", help="Token identifier (minutes since the base date). A meter takes "
+              "each TID once: two tokens for one meter need different minutes (--issued) or TIDs.")
 @click.option("--issued", metavar="ISO", help="Issue time, e.g. 2004-03-01T13:00 (UTC; default now).")
 @click.option("--rnd", type=click.IntRange(0, 15), default=None, help="Random nibble (default random).")
 @click.option("--key-change", is_flag=True, help="Vend the key-change set for --new-* (encrypted with the current key).")
@@ -134,7 +142,22 @@ def _print_token(res, as_json):
 @click.option("--out", "csv_out", type=click.Path(dir_okay=False), help="Batch: output CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print decoder key, data block and token as JSON.")
 def vend(**kw):
-    """Vend an STS token (IEC 62055-41) for one meter, a key-change set, or a CSV batch."""
+    """Vend an STS token (IEC 62055-41) for one meter, a key-change set, or a CSV batch.
+
+    The decoder key is derived from the vending key and the meter's PAN (IIN + DRN), SGC, TI,
+    KRN and KT (DKGA02 for an 8-byte vending key, DKGA04 for a longer one). Amounts are in kWh
+    with one decimal and are rounded UP to the nearest value the STS amount field can carry.
+
+    \b
+    Examples:
+      # 10.0 kWh for the emulated meter (`meterctl emulate` prints these same options)
+      meterctl vend --vending-key abababababababab --drn 01234567890 --amount 10.0
+      # the IEC 62055-41 worked example (sample tables), reproduced bit for bit
+      meterctl vend --decoder-key 0ABC12DEF3456789 --base-date 1993 --tid 0x19EB23 --rnd 11 \\
+                    --amount 25.6 --json
+      # a batch: CSV columns drn,amount[,issued,...] -> tokens grouped 4-4-4-4-4
+      meterctl vend --vending-key abababababababab --csv sales.csv --out tokens.csv
+    """
     if kw["csv_in"] or kw["csv_out"]:
         if not (kw["csv_in"] and kw["csv_out"]):
             raise click.UsageError("--csv needs --out (and --out needs --csv)")
@@ -142,6 +165,48 @@ def vend(**kw):
     if kw["key_change"]:
         return _guard(_vend_key_change, kw)
     return _guard(_vend_one, kw)
+
+
+def _tid_memory_path():
+    base = os.environ.get("METERCTL_STATE_DIR") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "meterctl")
+    return os.path.join(base, "last_tid.json")
+
+
+def _next_tid(decoder_key, base_date):
+    """TID for "now", made strictly greater than the last one vended here for this meter.
+
+    A meter accepts each TID once (IEC 62055-41 §6.6), and a TID is a minute: two tokens vended
+    for one meter within a minute would share it and the second would be refused as USED. Like a
+    vending server, remember the last TID per meter (keyed by a hash of the decoder key, never the
+    key) and step past it. Explicit --tid or --issued bypass this.
+    """
+    import hashlib
+    import time as _time
+
+    from protocol import sts as S
+
+    tid = S.tid_from_unix(int(_time.time()), base_date)
+    path = _tid_memory_path()
+    meter = hashlib.sha256(bytes(decoder_key) + b"%d" % base_date).hexdigest()[:16]
+    try:
+        with open(path) as f:
+            memory = json.load(f)
+    except (OSError, ValueError):
+        memory = {}
+    last = memory.get(meter)
+    if isinstance(last, int) and tid <= last:
+        tid = last + 1
+    memory[meter] = tid
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(memory, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # read-only home: still a valid token, just without the memory
+    return tid
 
 
 def _vend_one(kw):
@@ -155,9 +220,12 @@ def _vend_one(kw):
     amount = None
     if kw["amount"] is not None:
         amount = V.parse_amount(kw["amount"], 1 if cls == 0 else 0)
+    tid = _int(kw["tid"], "--tid")
+    if tid is None and kw["issued"] is None and dk is not None and V.layout_is_data(cls, sub):
+        tid = _next_tid(dk, int(kw["base_date"]))
     res = V.vend_token(dk, algorithm=kw["algorithm"], tables=kw["tables"], token_class=cls,
                        subclass=sub, amount=amount, value=_int(kw["value"], "--value"),
-                       tid=_int(kw["tid"], "--tid"), issued=kw["issued"],
+                       tid=tid, issued=kw["issued"],
                        base_date=int(kw["base_date"]), rnd=kw["rnd"],
                        control=_int(kw["control"], "--control"),
                        mfr_code=_int(kw["mfr_code"], "--mfr-code"))

@@ -17,13 +17,8 @@ import time
 from rich.console import Console
 
 from hil.rig import EmulatedRig
-from host_tools import vend
+from hil import identity
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-TABLES = ROOT / "firmware" / "sts_sample_tables.json"
-# A test vending key and meter identity (STS 531 example key; sample EA07 tables: no real meter
-# accepts these tokens). Real keys come from the keystore at provisioning time, never the repo.
-VK, IIN, DRN, SGC, TI, KRN, KT = "abababababababab", "600727", "01234567890", "123456", 1, 1, 2
 EPOCH = 1767225600  # the emulated RTC at first boot: 2026-01-01 00:00 UTC
 
 console = Console(highlight=False)
@@ -52,13 +47,9 @@ def main():
     t0 = time.monotonic()
     work = pathlib.Path(tempfile.mkdtemp(prefix="meter-demo-"))
     console.rule("[bold]Prepaid meter demo: MicroPython firmware on an emulated board")
-    pan = vend.build_pan(IIN, DRN)
-    dk = vend.derive_decoder_key(VK, pan, SGC, TI, KRN, KT, 2014, "ea07").hex()
-    config = {"tariff_paise_per_kwh": 650,
-              "sts": {"decoder_key": dk, "algorithm": "ea07", "tables": "sts_tables.json",
-                      "base_date": 2014, "krn": KRN, "kt": KT, "ti": TI}}
+    config = {"tariff_paise_per_kwh": 650, "sts": identity.sts_config()}
     with EmulatedRig(work, heap="190k", config=config, clock_epoch=EPOCH, start=False) as rig:
-        (rig.state_dir / "sts_tables.json").write_bytes(TABLES.read_bytes())
+        identity.install_tables(rig.state_dir)
         rig.start()
         port = rig.port
         console.print("Meter UART (DLMS/HDLC, 9600 8N1) on [bold]%s[/]; PZEM-004T emulator on Modbus RTU; "
@@ -66,9 +57,7 @@ def main():
         console.print("Relay at boot with zero credit: [bold]%s[/]" % ("closed" if rig.relay_closed() else "OPEN"))
         meterctl("read", "--port", port)
         console.rule("Vend a 4.0 kWh STS token for this meter (DKGA02 key, EA07 sample tables)")
-        out = meterctl("vend", "--vending-key", VK, "--iin", IIN, "--drn", DRN, "--sgc", SGC,
-                       "--ti", str(TI), "--krn", str(KRN), "--kt", str(KT), "--base-date", "2014",
-                       "--amount", "4.0", "--issued", "2026-01-01T00:00", "--json")
+        out = meterctl("vend", *identity.vend_args("4.0"), "--issued", "2026-01-01T00:00", "--json")
         token = json.loads(out)["token"]
         console.rule("Enter it over the serial port (IC 115 token gateway)")
         meterctl("topup", "--port", port, "--password", "12345678",

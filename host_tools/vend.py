@@ -267,6 +267,11 @@ def encode_fields(fields, decoder_key=None, algorithm="ea07", tables=None, ciphe
     return _result(decoder_key, fields.cls, fields, plain, enc)
 
 
+def layout_is_data(token_class, subclass):
+    """True for tokens that carry a TID (class 0 and the data-carrying class 2 subclasses)."""
+    return sts.layout_of(int(token_class), int(subclass)) == "data"
+
+
 def vend_token(decoder_key=None, *, vending_key=None, pan=None, iin=None, drn=None, sgc=None,
                ti=None, krn=None, kt=None, base_date=1993, algorithm="ea07", tables=None,
                dkga=None, token_class=0, subclass=0, amount=None, value=None, tid=None,

@@ -7,3 +7,12 @@ for p in (ROOT, ROOT / "firmware", ROOT / "tests" / "device", ROOT / "tests"):
         sys.path.insert(0, str(p))
 
 pytest_plugins = ["hil.pytest_plugin"]
+
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cli_state(tmp_path, monkeypatch):
+    """meterctl remembers per-meter TIDs under METERCTL_STATE_DIR: keep tests out of $HOME."""
+    monkeypatch.setenv("METERCTL_STATE_DIR", str(tmp_path / "meterctl-state"))

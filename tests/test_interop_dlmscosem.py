@@ -41,7 +41,7 @@ def make_rig(rig_factory, **kw):
     if fw:
         kw.setdefault("firmware_dir", fw)
         kw.setdefault("image", "mpy")
-    return rig_factory(**kw)
+    return rig_factory(sts=True, **kw)   # provisioned with an STS key: the token gateway is served
 
 
 def client(rig, sap=16, password=None, max_pdu=65535):

@@ -32,7 +32,7 @@ def make_rig(rig_factory, **kw):
     if fw:
         kw.setdefault("firmware_dir", fw)
         kw.setdefault("image", "mpy")
-    return rig_factory(**kw)
+    return rig_factory(sts=True, **kw)   # provisioned with an STS key: the token gateway is served
 
 
 class DarError(Exception):

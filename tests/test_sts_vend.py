@@ -177,7 +177,7 @@ def test_cli_vend_json_iec_example():
 
 def test_cli_vend_json_dkga04_ea11():
     r = _run("vend", "--vending-key", VK04, "--pan", PAN, "--sgc", "123457", "--ti", "1",
-             "--krn", "1", "--kt", "2", "--algorithm", "ea11", "--amount", "0.1",
+             "--krn", "1", "--kt", "2", "--base-date", "1993", "--algorithm", "ea11", "--amount", "0.1",
              "--issued", "2004-03-01T13:00", "--rnd", "5", "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)

@@ -78,6 +78,7 @@ def _drop_profile():
 
 
 class Meter:
+    FIRMWARE_ID = ("prepaid-meter " + FIRMWARE_VERSION).encode()
     CREDIT_LN = bytes((0, 0, 19, 10, 0, 255))
 
     def __init__(self, board):
@@ -281,9 +282,9 @@ class Meter:
         g["token"] = digits.encode()
         g["time"] = now
         g["delivery"] = delivery
-        if self.tokens is None:
+        if self.tokens is None:   # no STS key provisioned: the meter cannot judge any token
             from meter.tokens import TokenResult
-            r = TokenResult(False, "format")
+            r = TokenResult(False, "no_sts_key")
         else:
             r = self.tokens.enter(digits, now)
         if r.ok and r.reason == "accepted":

@@ -115,7 +115,9 @@ def present(meter, row):
     if ic == 112 and row[ARG]:
         return _emergency(meter) is not None
     if ic == 115:
-        return bool(getattr(meter, "token_gateway", None))
+        return getattr(meter, "tokens", None) is not None   # no STS key: no token gateway
+    if ic == 1 and row[ARG] in (_profile, _profile_error):
+        return hasattr(meter, "apply_profile_bytes")
     return True
 
 
@@ -748,6 +750,31 @@ def _is_balance_time(meter, w):
     return OK
 
 
+def _fw_version(meter, w):
+    w.octet_string(getattr(meter, "FIRMWARE_ID", b""))
+    return OK
+
+
+def _profile(meter, w):
+    w.octet_string(meter.profile_bytes())
+    return OK
+
+
+def _profile_error(meter, w):
+    w.octet_string(meter.config_error.encode())   # text, as octet-string (device A-XDR subset)
+    return OK
+
+
+def _w_data(meter, row, attr, tagged):
+    """SET of a Data value: only the tariff/policy profile (0.128.96.5.0.255) is writable. The
+    meter validates the whole profile first and keeps the old one if any field is refused."""
+    if row[LN] != PROFILE_LN:
+        return DENIED
+    if tagged[0] != axdr.OCTET_STRING:
+        return TYPE_UNMATCHED
+    return OK if meter.apply_profile_bytes(bytes(tagged[1])) else OTHER
+
+
 def _energy(meter):
     return meter.account.import_wh
 
@@ -767,10 +794,11 @@ ENERGY_LN = b"\x01\x00\x01\x08\x00\xff"
 TOKEN_CREDIT_LN = b"\x00\x00\x13\x0a\x00\xff"
 EMERGENCY_CREDIT_LN = b"\x00\x00\x13\x0a\x01\xff"
 CHARGE_LN = b"\x00\x00\x13\x14\x00\xff"
+PROFILE_LN = b"\x00\x80\x60\x05\x00\xff"        # manufacturer-specific: tariff/policy profile
 
 READ = {1: _r_data, 3: _r_register, 7: _r_profile, 8: _r_clock, 15: _r_assoc, 70: _r_dc,
         71: _r_limiter, 111: _r_account, 112: _r_credit, 113: _r_charge, 115: _r_tokgw}
-WRITE = {8: _w_clock, 70: _w_dc, 111: _w_account}
+WRITE = {1: _w_data, 8: _w_clock, 70: _w_dc, 111: _w_account}
 CALL = {8: _c_clock, 70: _c_dc, 112: _c_credit, 115: _c_tokgw}
 
 
@@ -802,6 +830,12 @@ def build_table():
         (b"\x00\x00\x11\x00\x00\xff", 71, 0, 11, (_m(1), _all(11), _all(11)), 0, 0, 0, None),
         (EVENT_LOG_LN, 7, 1, 8, (_m(1), _all(8), _all(8)), 0, 0, 2, None),
         (EVENT_CODE_LN, 1, 0, 2, pub_data, 0, 0, 0, _event_code),
+        # active firmware identifier
+        (b"\x01\x00\x00\x02\x00\xff", 1, 0, 2, pub_data, 0, 0, 0, _fw_version),
+        # tariff/policy profile as compact JSON (meterctl config show|apply) and the reason the
+        # last one was refused ("field: reason")
+        (PROFILE_LN, 1, 0, 2, (2, 6, 6), _m(2), 0, 0, _profile),
+        (b"\x00\x80\x60\x05\x01\xff", 1, 0, 2, (2, 6, 6), 0, 0, 0, _profile_error),
         # IS 15959 prepaid Data objects (class 1), read by Indian head-end systems
         (b"\x00\x00\x5e\x60\x13\xff", 1, 0, 2, pub_data, 0, 0, 0, _is_metering_mode),
         (b"\x00\x00\x5e\x60\x14\xff", 1, 0, 2, pub_data, 0, 0, 0, _is_payment_mode),
