@@ -328,7 +328,12 @@ class EmulatedRig(Rig):
                 self.romfs = cached_romfs("unix")
                 self.romfs_bytes = self.romfs.stat().st_size
         elif image == "romfs":
-            raise RigError("image='romfs' needs the default firmware build (firmware_dir=None)")
+            # a ROMFS image of the given build (its .mpy files), private to this rig
+            from host_tools.build import romfs_bytes
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.romfs = self.workdir / "firmware.romfs"
+            self.romfs.write_bytes(romfs_bytes(firmware_dir))
+            self.romfs_bytes = self.romfs.stat().st_size
         self.firmware_dir = pathlib.Path(firmware_dir).resolve()
         self.micropython = micropython or find_micropython()
         self.boot_timeout = float(boot_timeout)

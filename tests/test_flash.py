@@ -494,3 +494,25 @@ def test_pulse_energy_carries_the_remainder():
     assert one.add(9605) == 3001
     with pytest.raises(ValueError):
         PulseEnergy(0)
+
+
+def test_cover_switch_and_watchdog_reset_cause(board_mod):
+    mod, m = board_mod("esp32")
+    m.WDT_RESET = 3
+    m.reset_cause = lambda: 3
+    b = mod.Esp32Board(cfg={"pins": {"relay_fb": None, "led": None, "button": None, "cover": 13}})
+    assert b.reset_cause == "wdt"           # the meter logs the watchdog reset at boot
+    seen = []
+    b.on_cover = seen.append
+    # closed (0) at boot: nothing; opened and held 40 ms: one event; a bounce: nothing more
+    for t, level in ((0, 0), (10, 0), (100, 1), (120, 0), (130, 1), (175, 1), (180, 1), (400, 0), (450, 0)):
+        b._cover.v = level
+        b.poll_io(t)
+    assert seen == [True, False]
+    m.reset_cause = lambda: 1               # power-on reset
+    assert mod.Esp32Board(cfg={"pins": {"relay_fb": None, "led": None}}).reset_cause == "power"
+
+
+def test_rp2040_journals_consumption_less_often_for_flash_wear(board_mod):
+    mod, _ = board_mod("rp2040")
+    assert mod.Rp2040Board.persist_wh == 50

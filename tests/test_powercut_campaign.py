@@ -5,8 +5,9 @@ workload; after every cut the flash image is mounted and checked against a refer
 Workload (pluggable: ``Op`` subclasses in ``WORKLOAD``; a campaign takes any list of them):
 top-ups over DLMS (IC 112 update_amount), consumption (PZEM load + clock), settings writes
 (IC 70 control_mode, IC 8 time_zone), relay operations (IC 70 remote_disconnect /
-remote_reconnect, the button). STS token entry (IC 115) plugs in the same way once the token
-rig fits the heap.
+remote_reconnect, the button), STS tokens entered over DLMS (IC 115 enter). A token whose entry
+was cut is entered again after the reboot: it must then be accepted if the cut journal did not
+apply it, and rejected as USED if it did (applied at most once, never both).
 
 After every cut (checks in ``Campaign.check_flash`` / ``check_boot``):
 - the filesystem mounts (hil.flash.inspect on a copy of the image, the firmware's own VfsLfs2);
@@ -28,6 +29,8 @@ import time
 import pytest
 
 from hil import flash as hflash
+from hil import identity
+from host_tools import vend
 from hil.rig import EmulatedRig, RigError
 from host_tools.build import build
 from host_tools.client import DlmsClient, DlmsError
@@ -37,9 +40,16 @@ pytestmark = pytest.mark.hil
 RATE = 650                 # paise/kWh (flat tariff of the rig's default config)
 PERSIST_WH = 10            # firmware default cadence (meter.app DEFAULTS)
 EV_CREDIT = 10
+EV_TOKEN = 50              # token accepted (detail: TID)
 MGMT = dict(client_sap=1, password="12345678")
 CREDIT_LN, DC_LN, CLOCK_LN = "0.0.19.10.0.255", "0.0.96.3.10.255", "0.0.1.0.0.255"
 BLOCKS = 64
+
+
+def identity_tid0():
+    """TID of the rig's first boot time (2026-01-01 00:00 UTC) on the 2014 base date."""
+    from protocol import sts
+    return sts.tid_from_unix(1767225600, identity.BASE_DATE)
 
 
 def debit(wh):
@@ -118,7 +128,32 @@ class Relay(Op):
         c.inflight = None
 
 
-WORKLOAD = [TopUp(), Consume(), SetMode(), SetTimeZone(), Relay()]
+class Token(Op):
+    """Vend a credit token (unique TID, credit = units x 65 paise at 650 paise/kWh) and enter it."""
+    weight = 2
+
+    def run(self, c):
+        from protocol import axdr_client as axdr
+        while True:
+            units = c.rnd.randrange(1, 900)                   # 0.1 kWh
+            paise = units * RATE // 10
+            if paise not in c.amounts:
+                c.amounts.add(paise)
+                break
+        c.tid += 1
+        digits = vend.vend_token(identity.decoder_key(), algorithm="ea07", tables=str(identity.TABLES),
+                                 base_date=identity.BASE_DATE, amount=units, tid=c.tid, rnd=c.tid & 15)["token"]
+        c.inflight = ("token", paise, digits, c.tid)
+        status = c.enter_token(digits)
+        assert status == (3, "accepted"), status
+        c.applied += paise
+        c.applied_amounts.add(paise)
+        c.acked_tids.append(c.tid)
+        c.applied_tids.add(c.tid)
+        c.inflight = None
+
+
+WORKLOAD = [TopUp(), Consume(), SetMode(), SetTimeZone(), Relay(), Token()]
 
 
 class Campaign:
@@ -133,9 +168,15 @@ class Campaign:
         fw, _ = build("unix", workdir.parent / "fw")
         kw = {}
         if "image" in inspect.signature(EmulatedRig).parameters:
-            kw["image"] = "mpy"            # .mpy files from our private build
+            kw["image"] = "romfs"          # a ROMFS image of our private build
         self.rig = EmulatedRig(workdir, poll_ms=50, flash={"blocks": BLOCKS, "seed": seed},
-                               relay_gates_load=False, start=False, firmware_dir=fw, **kw)
+                               relay_gates_load=False, start=False, firmware_dir=fw,
+                               config={"sts": identity.sts_config()}, **kw)
+        identity.install_tables(self.rig.state_dir)
+        self.tid = identity_tid0()     # token identifiers: minutes since 2014, increasing
+        self.acked_tids = []           # tokens acknowledged in this cycle
+        self.applied_tids = set()
+        self.reenter = None            # (digits, paise, tid, applied) of a token whose entry was cut
         self.applied = 0            # paise of top-ups applied (acknowledged or resolved)
         self.amounts = set()
         self.applied_amounts = set()
@@ -172,6 +213,32 @@ class Campaign:
             c.connected = c.associated = False
             c.close()
 
+    def enter_token(self, digits):
+        """IC 115 enter; returns (token_status_code, reason)."""
+        from protocol import axdr_client as axdr
+        c = self.dlms()
+        res, _ = c.action(115, "0.0.19.40.0.255", 1, axdr.Writer().octet_string(digits.encode()).getvalue())
+        assert res == 0, res
+        st = c.get(115, "0.0.19.40.0.255", 6)[1][0][1]
+        reason = bytes(c.get(115, "0.0.19.40.0.255", 4)[1][0][1]).decode()
+        return st, reason
+
+    def reenter_cut_token(self):
+        """The token whose entry a cut interrupted, entered again: accepted iff not applied."""
+        digits, paise, tid, applied = self.reenter
+        self.reenter = None
+        status = self.enter_token(digits)
+        if applied:
+            assert status == (6, "used"), ("re-entered token applied twice?", status)
+            self.n["token_reentry_used"] = self.n.get("token_reentry_used", 0) + 1
+        else:
+            assert status == (3, "accepted"), ("re-entered token refused", status)
+            self.applied += paise
+            self.applied_amounts.add(paise)
+            self.applied_tids.add(tid)
+            self.acked_tids.append(tid)
+            self.n["token_reentry_accepted"] = self.n.get("token_reentry_accepted", 0) + 1
+
     def first_topup(self):
         c = self.dlms()
         amount = 500000
@@ -187,12 +254,16 @@ class Campaign:
         rig = self.rig
         self.n["cycles"] += 1
         self.acked_this_cycle = []
+        self.acked_tids = []
         self.seen_wh = rig.meter.wh if rig.meter else 0
         died = False
-        for _ in range(self.ops_per_cycle):
+        for i in range(self.ops_per_cycle):
             op = self.rnd.choices(self.ops, [o.weight for o in self.ops])[0]
             try:
                 self.n["ops"] += 1
+                if self.reenter is not None:
+                    self.reenter_cut_token()
+                    continue
                 op.run(self)
             except (DlmsError, RigError, AssertionError, OSError) as e:
                 if not self._dead():
@@ -242,9 +313,9 @@ class Campaign:
         assert j is not None, "no journal after %d top-ups" % len(self.applied_amounts)
         obj, hot = j["obj"], j["hot"]
         credit, wh, mwh = hot[0], hot[2], hot[3]
-        kind, val = self.inflight or (None, None)
+        kind, val = (self.inflight or (None, None))[:2]
         delta = credit + debit(wh) - self.applied
-        ok = [0] + ([val] if kind == "topup" else [])
+        ok = [0] + ([val] if kind in ("topup", "token") else [])
         assert delta in ok, ("credit", credit, wh, self.applied, delta, self.inflight)
         assert mwh == wh, (mwh, wh)                      # the module counter started at 0 with us
         assert self.seen_wh - wh < PERSIST_WH, ("loss bound", self.seen_wh, wh)
@@ -261,6 +332,16 @@ class Campaign:
                 self.n["inflight_applied"] += 1
             else:
                 self.n["inflight_dropped"] += 1
+        elif kind == "token":
+            applied = delta == val
+            if applied:
+                self.applied += val
+                self.applied_amounts.add(val)
+                self.applied_tids.add(self.inflight[3])
+                self.n["inflight_applied"] += 1
+            else:
+                self.n["inflight_dropped"] += 1
+            self.reenter = (self.inflight[2], val, self.inflight[3], applied)
         elif kind == "mode":
             self.mode = obj["mode"]
         elif kind == "tz":
@@ -285,6 +366,13 @@ class Campaign:
                              self.expect_logged, st["events"][-12:], j)
         self.expect_logged = carry
         self.n["acked_topups"] += len(self.acked_this_cycle)
+        tids = [e[2] for e in st["events"] if e[1] == EV_TOKEN]
+        assert len(tids) == len(set(tids)), ("token logged twice", tids)
+        assert set(tids) <= self.applied_tids, ("event of a token not applied", tids)
+        pending = {pev[3]} if pev and pev[2] == EV_TOKEN else set()
+        lost = set(self.acked_tids) - set(tids) - pending
+        assert not lost, ("acknowledged token not in the event log", lost, st["events"][-12:])
+        self.n["acked_tokens"] = self.n.get("acked_tokens", 0) + len(self.acked_tids)
 
     def check_boot(self):
         t = self.rig.meter

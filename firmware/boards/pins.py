@@ -47,17 +47,17 @@ DEFAULT_PINS = {
               "dlms_uart": 2, "dlms_tx": 17, "dlms_rx": 16, "dlms_baud": 9600,
               "modbus_uart": 1, "modbus_tx": 33, "modbus_rx": 32, "modbus_baud": 9600,
               "modbus_de": 25, "s0": 34, "s0_filter_ns": 10000, "button": 0, "button_active": 0,
-              "led": 2, "wdt_ms": 10000, "tick_ms": 20},
+              "led": 2, "wdt_ms": 10000, "tick_ms": 20, "cover": None, "cover_open": 1},
     # Raspberry Pi Pico: REPL on USB CDC, both UARTs free
     "rp2040": {"relay": 15, "relay_active": 1, "relay_set": None, "relay_reset": None,
                "relay_pulse_ms": 50, "relay_fb": 14, "relay_fb_active": 1, "relay_settle_ms": 300,
                "dlms_uart": 0, "dlms_tx": 0, "dlms_rx": 1, "dlms_baud": 9600,
                "modbus_uart": 1, "modbus_tx": 4, "modbus_rx": 5, "modbus_baud": 9600,
                "modbus_de": 6, "s0": 16, "s0_filter_ns": 10000, "button": 17, "button_active": 0,
-               "led": 25, "wdt_ms": 8000, "tick_ms": 20},
+               "led": 25, "wdt_ms": 8000, "tick_ms": 20, "cover": None, "cover_open": 1},
 }
 _PIN_KEYS = ("relay", "relay_set", "relay_reset", "relay_fb", "dlms_tx", "dlms_rx", "modbus_tx",
-             "modbus_rx", "modbus_de", "s0", "button", "led")
+             "modbus_rx", "modbus_de", "s0", "button", "led", "cover")
 
 
 class BoardConfigError(ValueError):
@@ -276,6 +276,13 @@ class McuBoard:
         self.on_button = None
         self.on_time_set = None
         self.on_relay_mismatch = None
+        self.on_cover = None           # meter cover (terminal) switch: on_cover(opened)
+        # watchdog reset or power-on: the meter logs which (machine.reset_cause)
+        try:
+            wdt = getattr(machine, "WDT_RESET", None)
+            self.reset_cause = "wdt" if wdt is not None and machine.reset_cause() == wdt else "power"
+        except Exception:
+            self.reset_cause = "power"
         Pin = machine.Pin
         self._relay_cmd = None
         self._relay_pin = self._set_pin = self._reset_pin = None
@@ -289,6 +296,9 @@ class McuBoard:
         self._de = Pin(p["modbus_de"], Pin.OUT, value=0) if p["modbus_de"] is not None else None
         self._btn = Pin(p["button"], Pin.IN, Pin.PULL_UP) if p["button"] is not None else None
         self._led = Pin(p["led"], Pin.OUT, value=0) if p["led"] is not None else None
+        self._cover = Pin(p["cover"], Pin.IN, Pin.PULL_UP) if p.get("cover") is not None else None
+        self._cover_deb = Debouncer(40)
+        self._cover_state = False      # debounced: opened? (closed at boot)
         self._deb = Debouncer(40)
         self._watch = RelayWatch(p["relay_settle_ms"])
         self._dlms = self._modbus = None
@@ -403,6 +413,13 @@ class McuBoard:
             pressed = self._btn.value() == self.pins["button_active"]
             if self._deb.update(pressed, now_ms) and self.on_button:
                 self.on_button()
+        if self._cover is not None:
+            opened = self._cover.value() == self.pins["cover_open"]
+            self._cover_deb.update(opened, now_ms)
+            if self._cover_deb.state != self._cover_state:
+                self._cover_state = self._cover_deb.state
+                if self.on_cover:
+                    self.on_cover(self._cover_state)
         mism = None
         if self._fb_pin is not None:
             mism = self._watch.check(self.relay_feedback(), now_ms)

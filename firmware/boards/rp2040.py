@@ -27,6 +27,9 @@ class Rp2040Board(McuBoard):
     """The board API (see boards.pins) on an RP2040."""
 
     wdt_max_ms = 8388
+    # littlefs on the Pico programs 256-byte pages: 4x the wear per journal write of the ESP32,
+    # so consumption is journaled every 50 Wh (bench/bench_wear.py: ~8% of endurance in 20 years)
+    persist_wh = 50
 
     def __init__(self, root="/", cfg=None, machine_module=None):
         McuBoard.__init__(self, machine_module or machine, "rp2040", root, cfg)
