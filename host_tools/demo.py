@@ -45,7 +45,8 @@ def rupees(paise):
 
 def main():
     t0 = time.monotonic()
-    work = pathlib.Path(tempfile.mkdtemp(prefix="meter-demo-"))
+    tmp = tempfile.TemporaryDirectory(prefix="meter-demo-")
+    work = pathlib.Path(tmp.name)
     console.rule("[bold]Prepaid meter demo: MicroPython firmware on an emulated board")
     config = {"tariff_paise_per_kwh": 650, "sts": identity.sts_config()}
     with EmulatedRig(work, heap="190k", config=config, clock_epoch=EPOCH, start=False) as rig:
@@ -91,6 +92,7 @@ def main():
         console.print("  %s  import %6d Wh   credit %9s   relay %s" % (
             _iso(t.epoch), t.wh, rupees(t.credit), "closed" if t.relay else "OPEN"))
         meterctl("read", "--port", port, "--json")
+    tmp.cleanup()
     console.rule("[bold green]demo finished in %.1f s" % (time.monotonic() - t0))
 
 
