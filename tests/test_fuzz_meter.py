@@ -16,8 +16,9 @@ from protocol import hdlc_client as hdlc
 from protocol import axdr_client as axdr
 from protocol import gbt, security
 
-from test_hdlc_link import Meter, C1, C16, SRV
-from meter import server, cosem
+from test_hdlc_link import (Meter, C1, C16, SRV, ASSOC_LN, EVENT_LOG_LN, CLOCK_LN,
+                            TOKEN_CREDIT_LN, TOKEN_GATEWAY_LN)
+from meter import server
 
 
 # ---------------------------------------------------------------- seeds: a real session's frames
@@ -29,14 +30,14 @@ def session_frames(dest=SRV):
         out.append(hdlc.encode_frame(dest, src, hdlc.SNRM, hdlc.encode_params(512, 512, 1, 1)))
         ns = 0
         reqs = [apdu.build_aarq(mechanism=mech, auth_value=pw, max_pdu=256),
-                apdu.get_request(0xC1, 15, cosem.ASSOC_LN, 2),
+                apdu.get_request(0xC1, 15, ASSOC_LN, 2),
                 apdu.get_next_request(0xC1, 1),
-                apdu.get_request(0xC1, 7, cosem.EVENT_LOG_LN, 2, 2,
+                apdu.get_request(0xC1, 7, EVENT_LOG_LN, 2, 2,
                                  bytes.fromhex("020406000000010600000000120001120000")),
                 apdu.get_with_list_request(0xC1, [(3, b"\x01\x00\x01\x08\x00\xff", 2, None, None)] * 3),
-                apdu.set_request(0xC1, 8, cosem.CLOCK_LN, 2, b"\x09\x0c" + axdr.datetime_bytes(2026, 1, 1, 5, 30, 0, 0, -330)),
-                apdu.action_request(0xC1, 112, cosem.TOKEN_CREDIT_LN, 1, b"\x05\x00\x00\x00\x01"),
-                apdu.action_request(0xC1, 115, cosem.TOKEN_GATEWAY_LN, 1, b"\x09\x14" + b"1" * 20),
+                apdu.set_request(0xC1, 8, CLOCK_LN, 2, b"\x09\x0c" + axdr.datetime_bytes(2026, 1, 1, 5, 30, 0, 0, -330)),
+                apdu.action_request(0xC1, 112, TOKEN_CREDIT_LN, 1, b"\x05\x00\x00\x00\x01"),
+                apdu.action_request(0xC1, 115, TOKEN_GATEWAY_LN, 1, b"\x09\x14" + b"1" * 20),
                 apdu.build_rlrq()]
         for r in reqs:
             out.append(hdlc.encode_frame(dest, src, hdlc.ctrl_i(ns, ns), hdlc.LLC_REQUEST + r))

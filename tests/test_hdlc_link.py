@@ -13,6 +13,18 @@ from protocol import apdu_client as apdu
 from protocol import hdlc_client as hdlc
 from protocol import axdr_client as axdr
 
+# conformance the meter supports: GET, SET, ACTION, selective access, block transfer with GET,
+# multiple references
+SUPPORTED = (apdu.CONF_GET | apdu.CONF_SET | apdu.CONF_ACTION | apdu.CONF_SELECTIVE_ACCESS
+             | apdu.CONF_BLOCK_TRANSFER_WITH_GET | apdu.CONF_MULTIPLE_REFERENCES)
+# logical names (OBIS) of the objects the tests address (Blue Book / IS 15959)
+CLOCK_LN = b"\x00\x00\x01\x00\x00\xff"
+ASSOC_LN = b"\x00\x00\x28\x00\x00\xff"
+EVENT_LOG_LN = b"\x00\x00\x63\x62\x00\xff"
+TOKEN_CREDIT_LN = b"\x00\x00\x13\x0a\x00\xff"
+EMERGENCY_CREDIT_LN = b"\x00\x00\x13\x0a\x01\xff"
+TOKEN_GATEWAY_LN = b"\x00\x00\x13\x28\x00\xff"
+
 
 class Board:
     def __init__(self):
@@ -34,26 +46,21 @@ class Metro:
 
 
 class Limiter:
-    threshold_active = threshold_normal = 5000       # W
-    min_over_threshold_duration, min_under_threshold_duration = 10, 60
+    mpl_w = 5000                 # W
+    trip_s, reclose_s = 10, 60
 
 
 class Meter:
     """What server/cosem use of meter.app.Meter."""
-    CREDIT_LN = cosem.TOKEN_CREDIT_LN
-
     def __init__(self, n_events=0):
         self.board = Board()
-        self.cfg = {"inactivity_s": 120}
         self.tz_minutes = 330
         self.logical_device_name = b"PPM0000001"
         self.account = Account(650, 5000)
         self.dc = DisconnectControl(5)
         self.metro = Metro()
         self.events = [(self.board.t + i, 10 + i % 3, "e") for i in range(n_events)]
-        self.token_gateway = {"token": b"", "time": 0, "descriptions": [], "delivery": 0,
-                              "status": 8, "status_bits": 0}
-        self.objects = cosem.build_table()
+        self.token_gateway = [b"", 0, b"", 0, 8]   # token, time, description, delivery, status
         self.limiter = Limiter()
         self.persisted = 0
 
@@ -92,7 +99,7 @@ class Meter:
         return 0
 
     def enter_token(self, raw, delivery):
-        self.token_gateway["status"] = 4
+        self.token_gateway[4] = 4
 
 
 SRV = b"\x03"          # server logical 1
@@ -200,7 +207,7 @@ def test_segmented_response_and_request(max_info):
     c.max_rx = max_info
     assert associate(c, 32, b"00000000")["result"] == 0
     # object_list (> 1 KB): segments of max_info, RR for each
-    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 15, cosem.ASSOC_LN, 2), max_info))
+    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 15, ASSOC_LN, 2), max_info))
     assert r.kind in (1, 2)
     assert c.segments >= 2
     # a GET-with-list longer than max_info arrives in segments the meter acknowledges with RR
@@ -307,8 +314,8 @@ def test_reference_aarq_and_aare():
     out = link.on_frame(hdlc.decode_frame(aarq))
     a = apdu.parse_aare(hdlc.decode_frame(out[0]).info[3:])
     assert a["result"] == 0 and a["vaa_name"] == 7 and a["dlms_version"] == 6
-    assert a["conformance"] == 0x401E5D & server.SUPPORTED_CONFORMANCE
-    assert a["max_pdu"] == server.SERVER_MAX_PDU
+    assert a["conformance"] == 0x401E5D & SUPPORTED
+    assert a["max_pdu"] == 1024                  # the largest APDU the meter receives
 
 
 @pytest.mark.parametrize("sap,mech,pw,diag,initiate", [
@@ -353,7 +360,7 @@ def test_services_access_rights_and_invoke_id_echo():
     c = Client(link)
     c.snrm()
     associate(c)
-    clock = cosem.CLOCK_LN
+    clock = CLOCK_LN
     r = apdu.parse_response(c.request(apdu.get_request(0xC7, 8, clock, 2)))
     assert r.invoke == 0xC7 and axdr.decode(r.data)[0][0] == axdr.OCTET_STRING
     r = apdu.parse_response(c.request(apdu.get_request(0x85, 8, clock, 10)))
@@ -362,7 +369,7 @@ def test_services_access_rights_and_invoke_id_echo():
     assert r.dar == 9                                            # class inconsistent
     r = apdu.parse_response(c.request(apdu.get_request(0xC1, 1, b"\x01\x02\x03\x04\x05\x06", 2)))
     assert r.dar == 4                                            # object undefined
-    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 7, cosem.EVENT_LOG_LN, 2)))
+    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 7, EVENT_LOG_LN, 2)))
     assert r.dar == 3                                            # public: no event log
     r = apdu.parse_response(c.request(apdu.set_request(0xC2, 8, clock, 2, b"\x09\x0c" + bytes(12))))
     assert r.invoke == 0xC2 and r.dar == 3                       # public: read-write-denied
@@ -378,11 +385,11 @@ def test_manager_set_and_action():
     c.snrm()
     associate(c, 1, b"12345678")
     dt = axdr.datetime_bytes(2026, 2, 3, 10, 0, 0, 0, -330)
-    r = apdu.parse_response(c.request(apdu.set_request(0xC1, 8, cosem.CLOCK_LN, 2, b"\x09\x0c" + dt)))
+    r = apdu.parse_response(c.request(apdu.set_request(0xC1, 8, CLOCK_LN, 2, b"\x09\x0c" + dt)))
     assert r.dar is None and m.board.t == 1770093000              # 2026-02-03T04:30Z
-    r = apdu.parse_response(c.request(apdu.action_request(0xC1, 8, cosem.CLOCK_LN, 6, b"\x10\x00\x1e")))
+    r = apdu.parse_response(c.request(apdu.action_request(0xC1, 8, CLOCK_LN, 6, b"\x10\x00\x1e")))
     assert r.dar is None and m.board.t == 1770093030              # shift_time(+30 s)
-    r = apdu.parse_response(c.request(apdu.action_request(0xC1, 112, cosem.TOKEN_CREDIT_LN, 1,
+    r = apdu.parse_response(c.request(apdu.action_request(0xC1, 112, TOKEN_CREDIT_LN, 1,
                                                           b"\x05\x00\x00\x13\x88")))
     assert r.dar is None and m.account.credit == 10000
     r = apdu.parse_response(c.request(apdu.set_request(0xC1, 70, b"\x00\x00\x60\x03\x0a\xff", 4, b"\x16\x07")))
@@ -412,25 +419,25 @@ def test_event_log_block_transfer_and_selective_access():
     c = Client(link, C32)
     c.snrm()
     assert associate(c, 32, b"00000000", max_pdu=256)["result"] == 0
-    raw, blocks = _long_get(c, apdu.get_request(0xC1, 7, cosem.EVENT_LOG_LN, 2), 256)
+    raw, blocks = _long_get(c, apdu.get_request(0xC1, 7, EVENT_LOG_LN, 2), 256)
     rows = axdr.to_python(axdr.decode(raw)[0])
     assert len(raw) > 4096 and blocks >= len(raw) // 244 and len(rows) == 300
     assert [r[1] for r in rows] == [e[1] for e in m.events]
     # entry descriptor: entries 10..12, column 2 only
     sel = axdr.Writer().structure(4).double_long_unsigned(10).double_long_unsigned(12) \
         .long_unsigned(2).long_unsigned(2).getvalue()
-    raw, _ = _long_get(c, apdu.get_request(0xC1, 7, cosem.EVENT_LOG_LN, 2, 2, sel), 256)
+    raw, _ = _long_get(c, apdu.get_request(0xC1, 7, EVENT_LOG_LN, 2, 2, sel), 256)
     assert axdr.to_python(axdr.decode(raw)[0]) == [[m.events[i][1]] for i in (9, 10, 11)]
     # range descriptor on the clock: entries 5..7 by time
-    w = axdr.Writer().structure(4).structure(4).long_unsigned(8).octet_string(cosem.CLOCK_LN) \
+    w = axdr.Writer().structure(4).structure(4).long_unsigned(8).octet_string(CLOCK_LN) \
         .integer(2).long_unsigned(0)
     for i in (4, 6):
         cosem.put_time(m, m.events[i][0], w)
     w.array(0)
-    raw, _ = _long_get(c, apdu.get_request(0xC1, 7, cosem.EVENT_LOG_LN, 2, 1, w.getvalue()), 256)
+    raw, _ = _long_get(c, apdu.get_request(0xC1, 7, EVENT_LOG_LN, 2, 1, w.getvalue()), 256)
     assert [r[1] for r in axdr.to_python(axdr.decode(raw)[0])] == [m.events[i][1] for i in (4, 5, 6)]
     # GET-next for a block that was never sent: block-number-invalid, transfer aborted
-    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 7, cosem.EVENT_LOG_LN, 2)))
+    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 7, EVENT_LOG_LN, 2)))
     assert r.kind == 2 and not r.last
     r = apdu.parse_response(c.request(apdu.get_next_request(0xC1, 7)))
     assert r.dar == 19
@@ -444,7 +451,7 @@ def test_object_list_matches_enforced_rights():
         c = Client(link, bytes([(sap << 1) | 1]))
         c.snrm()
         assert associate(c, sap, pw)["result"] == 0
-        raw, _ = _long_get(c, apdu.get_request(0xC1, 15, cosem.ASSOC_LN, 2), 0xFFFF)
+        raw, _ = _long_get(c, apdu.get_request(0xC1, 15, ASSOC_LN, 2), 0xFFFF)
         for ic, ver, ln, (attrs, meths) in axdr.to_python(axdr.decode(raw)[0]):
             for a, mode, _sel in attrs:
                 r = apdu.parse_response(c.request(apdu.get_request(0xC1, ic, ln, a)))
@@ -463,10 +470,12 @@ def test_limiter_and_absent_emergency_credit():
     r = apdu.parse_response(c.request(apdu.get_request(0xC1, 71, lim, 2)))
     assert axdr.to_python(axdr.decode(r.data)[0]) == [3, b"\x01\x00\x01\x07\x00\xff", 2]
     # this meter has no emergency credit: the object is neither listed nor served
-    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 112, cosem.EMERGENCY_CREDIT_LN, 2)))
+    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 112, EMERGENCY_CREDIT_LN, 2)))
     assert r.dar == 4
-    m.emergency = {"amount": 2000, "limit": 2000, "in_use": True}
-    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 112, cosem.EMERGENCY_CREDIT_LN, 2)))
+    # Policy.emergency: IC 112 attributes 2..11 (amount, type, priority, warning, limit,
+    # configuration, status 3 = in use, preset, available threshold, period)
+    m.emergency = (2000, 2, 2, 0, 2000, 0x1C, 3, 2000, 0, 0)
+    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 112, EMERGENCY_CREDIT_LN, 2)))
     assert axdr.decode(r.data)[0] == (axdr.DOUBLE_LONG, 2000)
     r = apdu.parse_response(c.request(apdu.get_request(0xC1, 111, b"\x00\x00\x13\x00\x00\xff", 3)))
     assert axdr.decode(r.data)[0] == (axdr.UNSIGNED, 1)                   # credit_in_use: emergency

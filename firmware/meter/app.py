@@ -16,7 +16,6 @@ import gc
 import json
 
 from protocol import hdlc
-from meter import cosem
 from meter.account import Account, PAYMENT_PREPAYMENT, CREDIT_ENERGY
 from meter.metrology import Pzem004t
 from meter.policy import Policy, EV_BILL
@@ -25,45 +24,35 @@ from meter.relay import DisconnectControl, READY
 from meter.server import HdlcLink
 from meter.store import Journal
 from meter import events as ev
-from meter.token_gateway import TokenGateway
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
 
 FIRMWARE_VERSION = "0.1.0"
 
-DEFAULTS = {
-    "serial": "PPM0000001",
-    "server_address": 1,
-    "physical_address": None,
-    "passwords": {"1": "12345678", "32": "00000000", "48": "ABCDEFGH"},
-    "tariff_paise_per_kwh": 650,
-    "credit_paise": 0,
-    "payment_mode": PAYMENT_PREPAYMENT,
-    "control_mode": 5,
-    "modbus_unit": 1,
-    "tz_minutes": 330,
-    "persist_wh": None,        # None: the board's persist_wh (flash wear), else 10
-    "persist_s": 60,
-    "max_info": 512,
-    # STS (IEC 62055-41): decoder key in IEC order (hex), provisioned per meter, never committed.
-    # "tables" names the EA07 substitution/permutation tables file in the meter's filesystem.
-    "sts": None,
-    # issue 5: credit unit (0 paise, 1 = 0.1 kWh), tariff / policy / limiter sections
-    # (meter.tariff, meter.policy, meter.limiter; shipped profiles in profiles/*.json)
-    "credit_unit": 0,
-    "tariff": None,
-    "policy": {},
-    "limiter": {},
-}
+# config.json (provisioning and settings; every key optional, the default after the colon):
+#   serial: "PPM0000001" (logical device name unless logical_device_name is given),
+#   server_address: 1, physical_address: null, inactivity_s: 120 (HDLC link),
+#   passwords: {"1": "12345678", "32": "00000000", "48": "ABCDEFGH"} (LLS, by client SAP),
+#   tariff_paise_per_kwh: 650, credit_paise: 0 (first boot), payment_mode: 2 (prepayment),
+#   control_mode: 5, modbus_unit: 1, tz_minutes: 330, max_info: 512, event_segments: 20,
+#   persist_wh: null (the board's persist_wh, flash wear; else 10), persist_s: 60,
+#   sts: null; else {"decoder_key": hex in IEC order (provisioned per meter, never committed),
+#     "algorithm": "ea07", "tables": "sts_tables.json" (EA07 tables in the meter's filesystem),
+#     "ken", "store_size", "krn", "kt", "ti", "base_date", "lockout_*"} (IEC 62055-41),
+#   credit_unit: 0 (paise; 1 = 0.1 kWh), tariff / policy / limiter sections (meter.tariff,
+#     meter.policy, meter.limiter; shipped profiles in profiles/*.json), name.
+# Only what runs after boot is kept (as attributes); the parsed JSON is dropped.
 
-TOKEN_GATEWAY_LN = bytes((0, 0, 19, 40, 0, 255))
-# IC 115 token_status_code per STS outcome
-_TOKEN_STATUS = {"accepted": 3, "key_change_pending": 2, "format": 4, "wrong_class": 4,
-                 "crc": 5, "key_expired": 6, "used": 6, "old": 6, "locked_out": 6,
-                 "wrong_subclass": 7}
-EV_TOKEN_ACCEPTED = 50
-EV_TOKEN_REJECTED = 51
-
-
-_SECTIONS = ("tariff", "policy", "limiter")
+# IC 115 token_status_code per STS outcome (the reason text, then the code digit); any other
+# reason is 7 tokenExecutionResultFailure
+_TOKEN_STATUS = (b" accepted=3 key_change_pending=2 format=4 wrong_class=4 crc=5 key_expired=6"
+                 b" used=6 old=6 locked_out=6 ")
+_EV_TOKEN_ACCEPTED = const(50)
+_EV_TOKEN_REJECTED = const(51)
 
 
 def _drop_profile():
@@ -77,57 +66,63 @@ def _drop_profile():
         pass
 
 
+def _config(board):
+    """config.json as a dict ({} if missing or unreadable)."""
+    try:
+        with open(board.path("config.json")) as f:
+            cfg = json.load(f)
+        return cfg if isinstance(cfg, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 class Meter:
     FIRMWARE_ID = ("prepaid-meter " + FIRMWARE_VERSION).encode()
-    CREDIT_LN = bytes((0, 0, 19, 10, 0, 255))
 
     def __init__(self, board):
         self.board = board
-        cfg = dict(DEFAULTS)
-        try:
-            with open(board.path("config.json")) as f:
-                cfg.update(json.load(f))
-        except (OSError, ValueError):
-            pass
-        self.cfg = cfg
-        self.tz_minutes = int(cfg["tz_minutes"])
-        ldn = cfg.get("logical_device_name") or cfg["serial"]
+        cfg = _config(board)
+        g = cfg.get
+        self.tz_minutes = int(g("tz_minutes", 330))
+        ldn = g("logical_device_name") or g("serial", "PPM0000001")
         self.logical_device_name = ldn.encode() if isinstance(ldn, str) else bytes(ldn)
-        self.account = Account(int(cfg["tariff_paise_per_kwh"]), int(cfg["credit_paise"]),
-                               int(cfg["payment_mode"]), 1 if cfg["credit_unit"] else 0)
-        self.dc = DisconnectControl(int(cfg["control_mode"]))
+        self.account = Account(int(g("tariff_paise_per_kwh", 650)), int(g("credit_paise", 0)),
+                               int(g("payment_mode", PAYMENT_PREPAYMENT)),
+                               1 if g("credit_unit") else 0)
+        self.dc = DisconnectControl(int(g("control_mode", 5)))
         try:
             self.tariff, self.policy = self._build(cfg)
             cfg_err = None
         except ConfigError as e:  # a bad config.json must not brick the meter: defaults, and say so
-            self.tariff, self.policy = self._build(DEFAULTS)
+            self.tariff, self.policy = self._build({})
             cfg_err = e
         _drop_profile()
-        for k in _SECTIONS:        # parsed: the heap need not hold the JSON any more
-            cfg[k] = None
+        # what runs after boot, the rest of the config is not kept
+        self._pw = g("passwords") or {"1": "12345678", "32": "00000000", "48": "ABCDEFGH"}
+        self.persist_s = int(g("persist_s", 60))
+        self._unit = int(g("modbus_unit", 1))
+        self._link = HdlcLink(self, int(g("server_address", 1)), g("physical_address"),
+                              int(g("max_info", 512)), int(g("inactivity_s", 120)))
         self._t_prev = None        # end of the last charged metering interval (epoch s)
         self.config_error = ""     # "field: reason" of the last refused profile (apply_config)
         self.module_wh = None      # last metering-module energy reading taken into account
         self._persisted_wh = 0
         self._persisted_t = 0
         self._pev = None           # [seq, epoch, code, detail] of the last journaled command event
-        self.persist_wh = int(cfg["persist_wh"] or getattr(board, "persist_wh", 10))
-        self.tokens = self._make_acceptor(cfg.get("sts"))
-        self.token_gateway = {"token": b"", "time": 0, "descriptions": [], "delivery": 0,
-                              "status": 8, "status_bits": 0}
+        self.persist_wh = int(g("persist_wh") or getattr(board, "persist_wh", 10))
+        self.tokens = self._make_acceptor(g("sts"))
+        # IC 115 (meter.cosem): last token, its time, the STS reason text, delivery method,
+        # token_status_code (8 tokenReceived)
+        self.token_gateway = [b"", 0, b"", 0, 8]
         # after the token acceptor: its EA07 tables want large blocks of an unfragmented heap
         self.journal = Journal(board.path("j/state"))
         self.event_log = ev.EventLog(board.path("ev"), int(cfg.get("event_segments", 20)))
         self._restore()
         if cfg_err is not None:
             self.event(ev.EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")
-        self.objects = cosem.build_table()
-        if self.tokens is not None and TOKEN_GATEWAY_LN not in self.objects:
-            self.objects[TOKEN_GATEWAY_LN] = TokenGateway(TOKEN_GATEWAY_LN)
         self.metro = None
         self._relay_out = None
         board.on_button = self.button
-        board.on_time_set = self._wake
         board.on_cover = self.cover
 
     # --- state ------------------------------------------------------------------------
@@ -227,7 +222,7 @@ class Meter:
             self.event(ev.EV_COVER_CLOSED, "cover closed")
 
     def check_password(self, client, value):
-        pw = self.cfg["passwords"].get(str(client))
+        pw = self._pw.get(str(client))
         return pw is not None and value is not None and bytes(value) == pw.encode()
 
     # --- commands (each journals before returning, i.e. before the ack goes out) --------
@@ -279,9 +274,9 @@ class Meter:
         digits = "".join(c for c in text if c not in " -")
         now = self.board.time()
         g = self.token_gateway
-        g["token"] = digits.encode()
-        g["time"] = now
-        g["delivery"] = delivery
+        g[0] = digits.encode()
+        g[1] = now
+        g[3] = delivery
         if self.tokens is None:   # no STS key provisioned: the meter cannot judge any token
             from meter.tokens import TokenResult
             r = TokenResult(False, "no_sts_key")
@@ -289,14 +284,15 @@ class Meter:
             r = self.tokens.enter(digits, now)
         if r.ok and r.reason == "accepted":
             self._apply_token(r)
-        g["status"] = _TOKEN_STATUS.get(r.reason, 7)
-        g["status_bits"] = 0
-        g["descriptions"] = [r.reason.encode()]
+        d = r.reason.encode()
+        i = _TOKEN_STATUS.find(b" " + d + b"=")
+        g[4] = _TOKEN_STATUS[i + len(d) + 2] - 48 if i >= 0 else 7
+        g[2] = d
         self.evaluate()
         if r.ok:
-            self.persist((EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid), r.tid))
+            self.persist((_EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid), r.tid))
         else:
-            self.persist((EV_TOKEN_REJECTED, "token rejected: %s" % r.reason, r.reason))
+            self.persist((_EV_TOKEN_REJECTED, "token rejected: %s" % r.reason, r.reason))
         return r
 
     def _apply_token(self, r):
@@ -316,7 +312,6 @@ class Meter:
             a.rate = r.value
             self.tariff.set_rate(r.value)          # the flat tariff the engine charges from now
         elif act == "mpl":
-            self.cfg["mpl_w"] = r.value
             self.policy.limiter.set_mpl(r.value)    # IC 71 threshold
 
     def remote_disconnect(self):
@@ -384,24 +379,23 @@ class Meter:
 
     def _build(self, cfg):
         """(Tariff, Policy) from a config dict; raises ConfigError(field, reason)."""
-        for key, ok in (("payment_mode", (1, 2)), ("control_mode", tuple(range(7))),
-                        ("credit_unit", (0, 1))):
-            if cfg.get(key, DEFAULTS[key]) not in ok:
+        for key, ok, dflt in (("payment_mode", (1, 2), 2), ("control_mode", tuple(range(7)), 5),
+                              ("credit_unit", (0, 1), 0)):
+            if cfg.get(key, dflt) not in ok:
                 raise ConfigError(key, "one of %r expected" % (ok,))
         t = cfg.get("tariff") or {"rate": cfg.get("tariff_paise_per_kwh", 650)}
         return Tariff(t), Policy(cfg)
 
     def profile_bytes(self):
-        """The profile in force as compact JSON (what 0.128.96.5.0.255 attr 2 serves)."""
-        try:
-            with open(self.board.path("config.json")) as f:
-                c = json.load(f)
-        except (OSError, ValueError):
-            c = {}
+        """The profile in force as compact JSON (what 0.128.96.5.0.255 attr 2 serves): the
+        profile fields of config.json, the defaults for payment_mode, control_mode,
+        credit_unit and tz_minutes."""
+        c = _config(self.board)
         out = {}
-        for k in ("name", "tariff", "policy", "limiter", "payment_mode", "control_mode",
-                  "credit_unit", "tz_minutes"):
-            v = c.get(k, self.cfg.get(k))
+        for k, v in (("name", None), ("tariff", None), ("policy", None), ("limiter", None),
+                     ("payment_mode", 2), ("control_mode", 5), ("credit_unit", 0),
+                     ("tz_minutes", 330)):
+            v = c.get(k, v)
             if v is not None:
                 out[k] = v
         return json.dumps(out).encode()
@@ -428,14 +422,7 @@ class Meter:
         from meter.profile import check_profile
         try:
             check_profile(new)
-            cfg = dict(self.cfg)
-            try:
-                with open(self.board.path("config.json")) as f:
-                    old = json.load(f)
-                for k in _SECTIONS:
-                    cfg[k] = old.get(k)
-            except (OSError, ValueError):
-                pass
+            cfg = _config(self.board)
             cfg.update(new)
             cfg.pop("about", None)
             tariff, policy = self._build(cfg)
@@ -448,24 +435,18 @@ class Meter:
         policy.carry_from(self.policy)
         self.tariff, self.policy = tariff, policy
         self.config_error = ""
-        self.tz_minutes = cfg.get("tz_minutes", self.tz_minutes)
+        self.tz_minutes = cfg.get("tz_minutes", 330)
         a = self.account
-        a.payment_mode = cfg["payment_mode"]
+        a.payment_mode = cfg.get("payment_mode", 2)
         a.unit = 1 if cfg.get("credit_unit") else 0
-        self.dc.set_mode(cfg["control_mode"])
+        self.dc.set_mode(cfg.get("control_mode", 5))
         tmp = self.board.path("config.tmp")
         with open(tmp, "w") as f:
             json.dump(cfg, f)
         import os
         os.rename(tmp, self.board.path("config.json"))
-        for k in _SECTIONS:
-            cfg[k] = None
-        self.cfg = cfg
         self.evaluate()
         self.persist((ev.EV_CONFIG, "profile %s applied" % cfg.get("name", "?"), "profile"))
-
-    def _wake(self):
-        pass
 
     # --- policy --------------------------------------------------------------------------
     def credit_status(self):
@@ -505,7 +486,7 @@ class Meter:
                 self.module_wh = e
         self.evaluate()
         dwh = self.account.import_wh - self._persisted_wh
-        if (dwh >= self.persist_wh or (dwh > 0 and now - self._persisted_t >= self.cfg["persist_s"])
+        if (dwh >= self.persist_wh or (dwh > 0 and now - self._persisted_t >= self.persist_s)
                 or self.policy.dirty):
             self.policy.dirty = False
             self.persist()   # loss bound: README "Power cuts"
@@ -528,7 +509,7 @@ class Meter:
 
     async def metering_task(self):
         b = self.board
-        self.metro = Pzem004t(b.modbus_stream(), int(self.cfg["modbus_unit"]), tx_enable=b.modbus_tx_enable)
+        self.metro = Pzem004t(b.modbus_stream(), self._unit, tx_enable=b.modbus_tx_enable)
         while True:
             await self.metro.poll()
             self.meter_tick()
@@ -540,8 +521,7 @@ class Meter:
         stream = b.dlms_stream()
         reader = asyncio.StreamReader(stream)
         writer = asyncio.StreamWriter(stream, {})
-        link = HdlcLink(self, int(self.cfg["server_address"]), self.cfg.get("physical_address"),
-                        int(self.cfg["max_info"]))
+        link = self._link
         rx = hdlc.Receiver(2100)
         buf = bytearray(256)
         mv = memoryview(buf)

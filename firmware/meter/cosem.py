@@ -1,21 +1,32 @@
 """COSEM object table of the meter (DLMS UA 1000-1 "Blue Book", IEC 62056-6-2), as data.
 
-One row per object, keyed by its 6-byte logical name (OBIS)::
+The table is one ``bytes`` literal (it stays in flash / the ROMFS image, nothing is built in RAM):
+one 19-byte row per object::
 
-    (ln, class_id, version, n_attrs, read_masks, write_mask, method_mask, n_methods, arg)
+    0..5   logical name (OBIS)            6  class_id (IC)       7  version
+    8      number of attributes           9..11  public read mask (24 bits, little endian)
+    12..14 reader/manager read mask       15 manager write mask  16 manager method mask
+    17     number of methods              18 per-class argument (which value, which credit)
 
-``read_masks`` = (public, reader, manager) bit masks (bit a = attribute a may be read by that
-role), ``write_mask`` / ``method_mask`` = attributes / methods the manager role (client SAP 1
-and 48, LLS) may write / call; the public (16, no security) and reader (32, LLS) roles never
-write or call. ``arg`` is per class (getter, scaler...). The access rights in the current
-association's object_list (IC 15 attr 2) are derived from the same masks, so what the meter
-announces and what it enforces cannot drift apart.
+A read mask has bit ``a`` set when attribute ``a`` may be read. The public role (client SAP 16,
+no security) reads with the public mask; the meter reader (32, LLS) and the manager (1 and 48,
+LLS) with the other; only the manager writes and calls. The access rights announced in the
+association's object_list (IC 15 attr 2) come from the same masks, so what the meter announces
+and what it enforces cannot drift apart.
 
-Values are encoded by per-class functions: ``read(meter, row, attr, w, ctx)`` writes A-XDR into
-``w`` (``axdr.Writer``) and returns a data-access-result, or returns a generator of encoded
-chunks for long values (object_list, profile buffer) so the server can send them by block
-transfer without building them whole. ``write(meter, row, attr, tagged) -> dar``;
-``call(meter, row, method, tagged) -> (action_result, data_bytes_or_None)``.
+Entry points for ``meter.server`` (``item`` is one ``(class_id, ln, index, selector, params)`` of
+``apdu.parse_request``, ``ctx`` the association: ``role`` 0 public / 1 reader / 2 manager,
+``client``, ``server``, ``conformance``, ``max_pdu``, ``mechanism``):
+
+- ``get(meter, ctx, item, w) -> dar``: encodes the attribute's A-XDR value into ``w``
+  (``axdr.Writer``) and returns a data-access-result (0 success), or returns a generator of
+  encoded chunks for long values (object_list, profile buffer) so the server can send them by
+  block transfer without building them whole;
+- ``put(meter, ctx, item, value) -> dar`` (``value``: the A-XDR data bytes of the SET);
+- ``act(meter, ctx, item) -> (action_result, data_bytes_or_None)``.
+Codes (IEC 62056-5-3 §8): 0 success, 1 hardware-fault, 2 temporary-failure, 3 read-write-denied,
+4 object-undefined, 9 object-class-inconsistent, 11 object-unavailable, 12 type-unmatched,
+250 other-reason.
 
 Amounts are integer paise (currency scale -2), energy integer Wh, time epoch seconds (UTC) shown
 as local time with the configured deviation (Blue Book §4.1.6.1).
@@ -29,102 +40,171 @@ except ImportError:
     def const(x):
         return x
 
-PUBLIC = const(0)
-READER = const(1)
-MANAGER = const(2)
-
 # data-access-result / action-result codes (IEC 62056-5-3 §8)
-OK = const(0)
-HW_FAULT = const(1)
-TEMP_FAIL = const(2)
-DENIED = const(3)
-UNDEFINED = const(4)
-INCONSISTENT = const(9)
-UNAVAILABLE = const(11)
-TYPE_UNMATCHED = const(12)
-SCOPE_VIOLATED = const(13)
-OTHER = const(250)
+_OK = const(0)
+_HW_FAULT = const(1)
+_TEMP_FAIL = const(2)
+_DENIED = const(3)
+_UNDEFINED = const(4)
+_INCONSISTENT = const(9)
+_UNAVAILABLE = const(11)
+_TYPE_UNMATCHED = const(12)
+_OTHER = const(250)
 
-UNIT_WH = const(30)
-UNIT_W = const(27)
-UNIT_V = const(35)
-UNIT_A = const(33)
+_MANAGER = const(2)            # roles: 0 public, 1 reader, 2 manager (meter.server)
+_CONF_SELECTIVE = const(4)     # conformance bit selective-access (apdu.CONF_SELECTIVE_ACCESS)
 
-# row fields
-LN = const(0)
-IC = const(1)
-VER = const(2)
-NATTR = const(3)
-RMASK = const(4)
-WMASK = const(5)
-MMASK = const(6)
-NMETH = const(7)
-ARG = const(8)
+# A-XDR tags (protocol.axdr)
+_T_STRUCTURE = const(2)
+_T_DOUBLE_LONG = const(5)
+_T_DOUBLE_LONG_UNSIGNED = const(6)
+_T_OCTET_STRING = const(9)
+_T_LONG = const(16)
+_T_LONG_UNSIGNED = const(18)
+_T_ENUM = const(22)
+_T_DATE_TIME = const(25)
+
+# row layout
+_ROW = const(19)
+_IC = const(6)
+_VER = const(7)
+_NATTR = const(8)
+_RPUB = const(9)
+_RAUTH = const(12)
+_WMASK = const(15)
+_MMASK = const(16)
+_NMETH = const(17)
+_ARG = const(18)
+
+_TABLE = (
+    # 0.0.40.0.0.255 current association IC 15 v1: all but attribute 7 (secret); 4 methods
+    b"\x00\x00\x28\x00\x00\xff\x0f\x01\x09\x7e\x03\x00\x7e\x03\x00\x00\x00\x04\x00"
+    # 0.0.42.0.0.255 logical device name IC 1 (arg 0)
+    b"\x00\x00\x2a\x00\x00\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x00"
+    # 0.0.1.0.0.255 clock IC 8: all 9 read; manager writes 2, 3, calls 1, 3, 6 (of 6)
+    b"\x00\x00\x01\x00\x00\xff\x08\x00\x09\xfe\x03\x00\xfe\x03\x00\x0c\x4a\x06\x00"
+    # registers IC 3 (arg: _REGS row): active energy import 1.0.1.8.0.255, export 1.0.2.8.0.255,
+    # voltage 1.0.32.7.0.255, current 1.0.31.7.0.255, active power 1.0.1.7.0.255
+    b"\x01\x00\x01\x08\x00\xff\x03\x00\x03\x0e\x00\x00\x0e\x00\x00\x00\x00\x01\x00"
+    b"\x01\x00\x02\x08\x00\xff\x03\x00\x03\x0e\x00\x00\x0e\x00\x00\x00\x00\x01\x01"
+    b"\x01\x00\x20\x07\x00\xff\x03\x00\x03\x0e\x00\x00\x0e\x00\x00\x00\x00\x01\x02"
+    b"\x01\x00\x1f\x07\x00\xff\x03\x00\x03\x0e\x00\x00\x0e\x00\x00\x00\x00\x01\x03"
+    b"\x01\x00\x01\x07\x00\xff\x03\x00\x03\x0e\x00\x00\x0e\x00\x00\x00\x00\x01\x04"
+    # 0.0.19.0.0.255 account IC 111: public 1, 2, 4, 5, 15; manager writes 2 (payment mode)
+    b"\x00\x00\x13\x00\x00\xff\x6f\x00\x13\x36\x80\x00\xfe\xff\x0f\x04\x00\x03\x00"
+    # 0.0.19.10.0.255 token credit IC 112 (arg 0): public 1, 2, 3, 8; method 1 update_amount
+    b"\x00\x00\x13\x0a\x00\xff\x70\x00\x0b\x0e\x01\x00\xfe\x0f\x00\x00\x02\x03\x00"
+    # 0.0.19.10.1.255 emergency credit IC 112 (arg 1): method 3 invoke_credit
+    b"\x00\x00\x13\x0a\x01\xff\x70\x00\x0b\x0e\x01\x00\xfe\x0f\x00\x00\x08\x03\x01"
+    # 0.0.19.20.0.255 charge IC 113
+    b"\x00\x00\x13\x14\x00\xff\x71\x00\x0d\x02\x00\x00\xfe\x3f\x00\x00\x00\x05\x00"
+    # 0.0.19.40.0.255 token gateway IC 115: public 1, 3, 5, 6; method 1 enter
+    b"\x00\x00\x13\x28\x00\xff\x73\x00\x06\x6a\x00\x00\x7e\x00\x00\x00\x02\x01\x00"
+    # 0.0.96.3.10.255 disconnect control IC 70 v1: manager writes 4 (control_mode), calls 1, 2
+    b"\x00\x00\x60\x03\x0a\xff\x46\x01\x04\x1e\x00\x00\x1e\x00\x00\x10\x06\x02\x00"
+    # 0.0.17.0.0.255 limiter IC 71
+    b"\x00\x00\x11\x00\x00\xff\x47\x00\x0b\x02\x00\x00\xfe\x0f\x00\x00\x00\x00\x00"
+    # 0.0.99.98.0.255 event log IC 7 v1
+    b"\x00\x00\x63\x62\x00\xff\x07\x01\x08\x02\x00\x00\xfe\x01\x00\x00\x00\x02\x00"
+    # Data IC 1 (arg: value, see _r_data): event code 0.0.96.11.0.255, active firmware
+    # identifier 1.0.0.2.0.255, tariff/policy profile as compact JSON 0.128.96.5.0.255 (manager
+    # writes 2; meterctl config show|apply) and the reason the last one was refused
+    # 0.128.96.5.1.255 ("field: reason"), the profile pair readable only after LLS
+    b"\x00\x00\x60\x0b\x00\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x01"
+    b"\x01\x00\x00\x02\x00\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x02"
+    b"\x00\x80\x60\x05\x00\xff\x01\x00\x02\x02\x00\x00\x06\x00\x00\x04\x00\x00\x03"
+    b"\x00\x80\x60\x05\x01\xff\x01\x00\x02\x02\x00\x00\x06\x00\x00\x00\x00\x00\x04"
+    # IS 15959 prepaid Data objects 0.0.94.96.19..25.255, read by Indian head-end systems:
+    # metering mode, payment mode, last recharge amount / time, total recharged, balance / time
+    b"\x00\x00\x5e\x60\x13\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x05"
+    b"\x00\x00\x5e\x60\x14\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x06"
+    b"\x00\x00\x5e\x60\x15\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x07"
+    b"\x00\x00\x5e\x60\x16\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x08"
+    b"\x00\x00\x5e\x60\x17\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x09"
+    b"\x00\x00\x5e\x60\x18\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x0a"
+    b"\x00\x00\x5e\x60\x19\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x0b"
+)
+
+# IC 3 registers, 3 bytes each: scaler (signed), unit (Blue Book table 4), value A-XDR tag.
+# energy Wh (30), export Wh, voltage 0.1 V (35), current mA (33), active power 0.1 W (27)
+_REGS = b"\x00\x1e\x06\x00\x1e\x06\xff\x23\x12\xfd\x21\x06\xff\x1b\x06"
 
 _NO_DATE = b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00\xff"  # date-time not specified
-CLOCK_LN = b"\x00\x00\x01\x00\x00\xff"
-EVENT_CODE_LN = b"\x00\x00\x60\x0b\x00\xff"
-EVENT_LOG_LN = b"\x00\x00\x63\x62\x00\xff"
-ASSOC_LN = b"\x00\x00\x28\x00\x00\xff"
-TOKEN_GATEWAY_LN = b"\x00\x00\x13\x28\x00\xff"
-SECURITY_SETUP_LN = b"\x00\x00\x2b\x00\x00\xff"
+# logical names written inside values; each one is a slice of this literal:
+# 0 clock, 6 event code, 12 energy import, 18 token credit, 24 emergency credit, 30 charge,
+# 36 active power, 42 disconnect control script, 48 security setup
+_LNS = (b"\x00\x00\x01\x00\x00\xff\x00\x00\x60\x0b\x00\xff\x01\x00\x01\x08\x00\xff"
+        b"\x00\x00\x13\x0a\x00\xff\x00\x00\x13\x0a\x01\xff\x00\x00\x13\x14\x00\xff"
+        b"\x01\x00\x01\x07\x00\xff\x00\x00\x0a\x00\x6a\xff\x00\x00\x2b\x00\x00\xff")
+# 2.16.756.5.8.1.1 application context LN no ciphering, then 2.16.756.5.8.2 mechanism prefix
+_OIDS = b"\x60\x85\x74\x05\x08\x01\x01\x60\x85\x74\x05\x08\x02"
 
 
-class CosemObject:
-    """Base of objects kept as classes elsewhere (``meter.token_gateway``); the table in this
-    module replaces them: the server serves table rows only."""
-    class_id = 0
-    n_attrs = 1
-    public = (1,)
-    methods = ()
-
-    def __init__(self, ln):
-        self.ln = ln
+def _ln(i):
+    return _LNS[i:i + 6]
 
 
-def _m(*bits):
-    v = 0
-    for b in bits:
-        v |= 1 << b
-    return v
+def _find(ln):
+    """Offset of the row of logical name ``ln`` in _TABLE, or -1."""
+    if len(ln) != 6:
+        return -1
+    ln = bytes(ln)
+    o = -1
+    while True:
+        o = _TABLE.find(ln, o + 1)
+        if o < 0 or o % _ROW == 0:
+            return o
 
 
-def _all(n):
-    return (1 << (n + 1)) - 2
+def _mask(o, role):
+    i = o + (_RPUB if role == 0 else _RAUTH)
+    return _TABLE[i] | _TABLE[i + 1] << 8 | _TABLE[i + 2] << 16
 
 
-def can_read(row, role, attr):
-    return 1 <= attr <= row[NATTR] and (row[RMASK][role] >> attr) & 1
+def _can(o, role, kind, n):
+    """kind 0 read (attribute n), 1 write (attribute n), 2 call (method n)."""
+    if kind == 0:
+        return 1 <= n <= _TABLE[o + _NATTR] and (_mask(o, role) >> n) & 1
+    return role == _MANAGER and 0 < n < 8 and (_TABLE[o + (_WMASK if kind == 1 else _MMASK)] >> n) & 1
 
 
-def can_write(row, role, attr):
-    return role == MANAGER and (row[WMASK] >> attr) & 1
-
-
-def can_call(row, role, method):
-    return role == MANAGER and (row[MMASK] >> method) & 1
-
-
-def present(meter, row):
+def _present(meter, o):
     """False for objects whose backing part this meter does not have (no limiter, no
-    emergency credit, no token acceptor): they are left out of the object_list and
-    answer object-undefined."""
-    ic = row[IC]
+    emergency credit, no token acceptor, no profile support): they are left out of the
+    object_list and answer object-undefined."""
+    ic = _TABLE[o + _IC]
+    arg = _TABLE[o + _ARG]
     if ic == 71:
         return getattr(meter, "limiter", None) is not None
-    if ic == 112 and row[ARG]:
+    if ic == 112 and arg:
         return _emergency(meter) is not None
     if ic == 115:
         return getattr(meter, "tokens", None) is not None   # no STS key: no token gateway
-    if ic == 1 and row[ARG] in (_profile, _profile_error):
+    if ic == 1 and arg in (3, 4):
         return hasattr(meter, "apply_profile_bytes")
     return True
 
 
-def visible(meter, row, role):
+def _visible(meter, o, role):
     """In a role's object_list: present, and the role may read more than the logical name
     or call a method."""
-    return present(meter, row) and bool((row[RMASK][role] & ~2) or (role == MANAGER and row[MMASK]))
+    return _present(meter, o) and bool((_mask(o, role) & ~2)
+                                       or (role == _MANAGER and _TABLE[o + _MMASK]))
+
+
+def _lookup(meter, ctx, item, kind):
+    """(row offset, 0) if ``item`` (class_id, ln, index, ...) may be read (kind 0), written (1)
+    or called (2) in this association, else (-1, data-access-result)."""
+    ic, n = item[0], item[2]
+    o = _find(item[1])
+    if o < 0 or not _present(meter, o):
+        return -1, _UNDEFINED
+    if _TABLE[o + _IC] != ic:
+        return -1, _INCONSISTENT
+    if not _can(o, ctx.role, kind, n):
+        top = _TABLE[o + (_NMETH if kind == 2 else _NATTR)]
+        return -1, (_DENIED if 1 <= n <= top else _UNDEFINED)
+    return o, 0
 
 
 # ------------------------------------------------------------------ helpers
@@ -141,14 +221,14 @@ def int_arg(tagged, tags=None):
     return value
 
 
-def put_time(meter, epoch, w):
-    """COSEM date-time octet-string of ``epoch`` (UTC seconds) in local time; 0 -> not
+def put_time(meter, t, w):
+    """COSEM date-time octet-string of ``t`` (UTC epoch seconds) in local time; 0 -> not
     specified. Deviation is UTC - local in minutes (Blue Book §4.1.6.1)."""
-    if not epoch:
+    if not t:
         w.octet_string(_NO_DATE)
         return
     tz = meter.tz_minutes
-    y, mo, d, wd, hh, mi, ss = timeutil.split(epoch + tz * 60)
+    y, mo, d, wd, hh, mi, ss = timeutil.split(t + tz * 60)
     w.octet_string(axdr.datetime_bytes(y, mo, d, hh, mi, ss, 0, -tz, 0, wd))
 
 
@@ -164,142 +244,341 @@ def parse_time(meter, b):
     return timeutil.join(y, mo, d, hh, mi, ss) + dev * 60
 
 
-def _ln_struct(w, class_id, ln, attr):
-    w.structure(3).long_unsigned(class_id).octet_string(ln).integer(attr)
+def _ln_struct(w, class_id, ln):
+    w.structure(3).long_unsigned(class_id).octet_string(ln).integer(2)
 
 
-_OID_CONTEXT = b"\x60\x85\x74\x05\x08\x01\x01"   # 2.16.756.5.8.1.1 LN, no ciphering
-_OID_MECH = b"\x60\x85\x74\x05\x08\x02"          # 2.16.756.5.8.2.x
+def _emergency(meter):
+    """The emergency credit of the policy engine (``Policy.emergency``: the IC 112 attribute
+    values 2..11), or None."""
+    em = getattr(meter, "emergency", None)
+    if em is None:
+        em = getattr(getattr(meter, "policy", None), "emergency", None)
+    return em
 
 
-# ------------------------------------------------------------------ IC 1 Data, IC 3 Register
+# ------------------------------------------------------------------ GET
 
-def _r_data(meter, row, attr, w, ctx):
-    return row[ARG](meter, w)
+def get(meter, ctx, item, w):
+    """GET of one attribute: A-XDR into ``w``; returns a dar or a generator of chunks."""
+    ic, _ln6, attr, sel, par = item
+    o, dar = _lookup(meter, ctx, item, 0)
+    if o < 0:
+        return dar
+    if sel is not None and (ic != 7 or attr != 2 or not ctx.conformance & _CONF_SELECTIVE):
+        return _UNAVAILABLE          # selective access: profile buffers only
+    if attr == 1:
+        w.octet_string(_TABLE[o:o + 6])
+        return _OK
+    try:
+        if ic == 15 and attr == 2:
+            return _object_list(meter, ctx.role)
+        if ic == 7 and attr == 2:
+            return _buffer(meter, _log(meter), sel, par)
+        return _read(meter, ctx, o, ic, attr, w)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return _HW_FAULT
 
 
-def _r_register(meter, row, attr, w, ctx):
-    get, scaler, unit, kind = row[ARG]
-    if attr == 3:
-        w.structure(2).integer(scaler).enum(unit)
-        return OK
-    v = get(meter)
-    if v is None:
-        return TEMP_FAIL   # the metering module has not answered yet
-    if kind == axdr.LONG_UNSIGNED:
-        w.long_unsigned(v)
+def _read(meter, ctx, o, ic, attr, w):
+    arg = _TABLE[o + _ARG]
+    if ic == 1:
+        return _r_data(meter, arg, w)
+    if ic == 3:                                   # Register
+        i = arg * 3
+        if attr == 3:
+            s = _REGS[i]
+            w.structure(2).integer(s - 256 if s > 127 else s).enum(_REGS[i + 1])
+            return _OK
+        v = _reg_value(meter, arg)
+        if v is None:
+            return _TEMP_FAIL        # the metering module has not answered yet
+        if _REGS[i + 2] == _T_LONG_UNSIGNED:
+            w.long_unsigned(v)
+        else:
+            w.double_long_unsigned(v)
+    elif ic == 8:                                 # Clock
+        if attr == 2:
+            put_time(meter, meter.board.time(), w)
+        elif attr == 3:
+            w.long(-meter.tz_minutes)
+        elif attr == 4:
+            w.unsigned(0)            # clock status: valid, no DST
+        elif attr in (5, 6):
+            w.octet_string(_NO_DATE)  # no daylight saving in this meter
+        elif attr == 7:
+            w.integer(0)
+        elif attr == 8:
+            w.boolean(False)
+        else:
+            w.enum(1)                # clock_base: internal crystal
+    elif ic == 15:                                # Association LN
+        if attr == 3:
+            w.structure(2).integer(ctx.client).long_unsigned(ctx.server)
+        elif attr == 4:
+            w.octet_string(_OIDS[:7])
+        elif attr == 5:
+            # xDLMS context: conformance, max receive PDU (client's, ours), version 6, quality
+            w.structure(6).bit_string(ctx.conformance, 24).long_unsigned(ctx.max_pdu) \
+                .long_unsigned(1024).unsigned(6).integer(0).octet_string(b"")
+        elif attr == 6:
+            w.octet_string(_OIDS[7:] + bytes((ctx.mechanism,)))
+        elif attr == 8:
+            w.enum(2)                # associated
+        else:
+            w.octet_string(_ln(48))  # security setup
+    elif ic == 7:                                 # Profile generic: the event log
+        log = _log(meter)
+        if attr == 3:                # capture objects: clock time, event code value
+            w.array(2)
+            for i, c in ((0, 8), (6, 1)):
+                w.structure(4).long_unsigned(c).octet_string(_ln(i)).integer(2).long_unsigned(0)
+        elif attr == 4:
+            w.double_long_unsigned(0)              # capture period: on each event
+        elif attr == 5:
+            w.enum(1)                              # sort method: fifo
+        elif attr == 6:
+            w.structure(4).long_unsigned(0).octet_string(b"\x00" * 6).integer(0).long_unsigned(0)
+        elif attr == 7:
+            w.double_long_unsigned(_count(log))
+        else:
+            w.double_long_unsigned(getattr(log, "capacity", 0) or 20)   # in-RAM list: 20
+    elif ic == 70:                                # Disconnect control
+        dc = meter.dc
+        if attr == 2:
+            w.boolean(dc.output_state)
+        else:
+            w.enum(dc.control_state if attr == 3 else dc.control_mode)
+    elif ic == 71:
+        _r_limiter(meter.limiter, attr, w)
+    elif ic == 111:
+        _r_account(meter, attr, w)
+    elif ic == 112:
+        return _r_credit(meter, arg, attr, w)
+    elif ic == 113:
+        _r_charge(meter, attr, w)
     else:
-        w.double_long_unsigned(v)
-    return OK
+        return _r_tokgw(meter, attr, w)
+    return _OK
 
 
-# ------------------------------------------------------------------ IC 8 Clock
+def _reg_value(meter, k):
+    if k == 0:
+        return meter.account.import_wh
+    if k == 1:
+        return 0     # the metering module measures import only: nothing is ever exported
+    m = meter.metro
+    if m is None:
+        return None
+    return m.voltage_dv if k == 2 else (m.current_ma if k == 3 else m.power_dw)
 
-def _r_clock(meter, row, attr, w, ctx):
-    tz = meter.tz_minutes
-    if attr == 2:
+
+def _r_data(meter, k, w):
+    """IC 1 value ``k`` (the row's argument)."""
+    a = meter.account
+    if k == 0:
+        w.octet_string(meter.logical_device_name)
+    elif k == 1:                                  # code of the last event
+        log = _log(meter)
+        n = _count(log)
+        code = 0
+        if n:
+            for e in _slice(log, n, n):
+                code = e[1]
+        w.long_unsigned(code & 0xFFFF)
+    elif k == 2:
+        w.octet_string(getattr(meter, "FIRMWARE_ID", b""))
+    elif k == 3:
+        w.octet_string(meter.profile_bytes())
+    elif k == 4:
+        w.octet_string(meter.config_error.encode())   # text, as octet-string
+    elif k == 5:
+        w.unsigned(0)          # IS 15959-2: 0 = import only (the PZEM-004T measures import)
+    elif k == 6:
+        w.unsigned(1 if a.payment_mode == 2 else 0)   # 1 prepaid, 0 postpaid
+    elif k == 7:
+        w.double_long_unsigned(a.last_recharge)
+    elif k == 8:
+        put_time(meter, a.last_recharge_time, w)
+    elif k == 9:
+        w.double_long_unsigned(a.total_recharged)
+    elif k == 10:
+        w.double_long(a.credit)
+    else:
         put_time(meter, meter.board.time(), w)
-    elif attr == 3:
-        w.long(-tz)
-    elif attr == 4:
-        w.unsigned(0)            # clock status: valid, no DST
-    elif attr in (5, 6):
-        w.octet_string(_NO_DATE)  # no daylight saving in this meter
+    return _OK
+
+
+def _r_limiter(lim, attr, w):
+    """IC 71 from ``meter.limiter`` (meter/limiter.py, the maximum power limit). The monitored
+    value is active power 1.0.1.7.0.255 (double-long-unsigned, 0.1 W), so the thresholds are
+    given in 0.1 W too. There is no emergency profile: threshold_emergency equals the normal
+    threshold, the profile is empty and never active. The actions are the disconnect control
+    script (0.0.10.0.106.255) selectors 1 disconnect / 2 reconnect, which is what the meter does."""
+    if attr == 2:
+        _ln_struct(w, 3, _ln(36))
+    elif attr in (3, 4, 5):
+        w.double_long_unsigned(lim.mpl_w * 10)
+    elif attr == 6:
+        w.double_long_unsigned(lim.trip_s)
     elif attr == 7:
-        w.integer(0)
+        w.double_long_unsigned(lim.reclose_s)
     elif attr == 8:
+        w.structure(3).long_unsigned(0).octet_string(_NO_DATE).double_long_unsigned(0)
+    elif attr == 9:
+        w.array(0)
+    elif attr == 10:
         w.boolean(False)
     else:
-        w.enum(1)                # clock_base: internal crystal
-    return OK
+        w.structure(2)
+        for sel in (1, 2):
+            w.structure(2).octet_string(_ln(42)).long_unsigned(sel)
 
 
-def _w_clock(meter, row, attr, tagged):
-    tag, value = tagged
+def _r_account(meter, attr, w):
+    a = meter.account
     if attr == 2:
-        if tag != axdr.OCTET_STRING or len(value) != 12:
-            return TYPE_UNMATCHED
-        t = parse_time(meter, value)
-        if t is None:
-            return OTHER
-        meter.set_clock(t)
-        return OK
-    v = int_arg(tagged, (axdr.LONG,))
-    if v is None or not -720 <= v <= 720:
-        return TYPE_UNMATCHED
-    meter.tz_minutes = -v
-    meter.persist()
-    return OK
-
-
-def _c_clock(meter, row, method, tagged):
-    """1 adjust_to_quarter, 3 adjust_to_minute (round to the nearest), 6 shift_time(long s)."""
-    t = meter.board.time()
-    if method == 6:
-        v = int_arg(tagged, (axdr.LONG,))
-        if v is None or not -900 <= v <= 900:
-            return TYPE_UNMATCHED, None
-        t += v
-    else:
-        q = 900 if method == 1 else 60
-        t = (t + q // 2) // q * q
-    meter.set_clock(t)
-    return OK, None
-
-
-# ------------------------------------------------------------------ IC 15 Association LN
-
-def _r_assoc(meter, row, attr, w, ctx):
-    if attr == 2:
-        return _object_list(meter, ctx.role)
-    if attr == 3:
-        w.structure(2).integer(ctx.client).long_unsigned(ctx.server)
+        w.structure(2).enum(a.payment_mode).enum(a.status)
+    elif attr == 3:                  # credit_in_use: 1 = the emergency credit
+        em = _emergency(meter)
+        w.unsigned(1 if em is not None and em[6] == 3 else 0)
     elif attr == 4:
-        w.octet_string(_OID_CONTEXT)
+        w.bit_string(meter.credit_status(), 8)
     elif attr == 5:
-        w.structure(6).bit_string(ctx.conformance, 24).long_unsigned(ctx.max_pdu) \
-            .long_unsigned(ctx.server_max_pdu).unsigned(6).integer(0).octet_string(b"")
-    elif attr == 6:
-        w.octet_string(_OID_MECH + bytes((ctx.mechanism,)))
-    elif attr == 8:
-        w.enum(2)                 # associated
+        w.double_long(a.credit)      # available_credit
+    elif attr in (6, 8):
+        w.double_long(-a.credit if a.credit < 0 else 0)   # amount_to_clear / aggregated_debt
+    elif attr in (7, 17):
+        w.double_long(0)             # clearance / next credit threshold: none configured
+    elif attr == 9:
+        w.array(2).octet_string(_ln(18)).octet_string(_ln(24))
+    elif attr == 10:
+        w.array(1).octet_string(_ln(30))
+    elif attr == 11:
+        # credit_charge_configuration: {credit_reference, charge_reference, collection_config}
+        w.array(1).structure(3).octet_string(_ln(18)).octet_string(_ln(30)).bit_string(0x4, 3)
+    elif attr == 12:
+        # token_gateway_configuration: {credit_reference, token_proportion %}
+        w.array(1).structure(2).octet_string(_ln(18)).unsigned(100)
+    elif attr in (13, 14):
+        put_time(meter, 0, w)        # activation / closure time: not recorded
+    elif attr == 15:
+        w.structure(3).utf8_string("INR").integer(-2).enum(1)   # name, scale, unit currency
+    elif attr == 16:
+        w.double_long(meter.low_credit_threshold())
+    elif attr == 18:
+        w.long_unsigned(0)           # max_provision: no limit
     else:
-        w.octet_string(SECURITY_SETUP_LN)
-    return OK
+        w.double_long_unsigned(0)    # max_provision_period
 
+
+def _r_credit(meter, arg, attr, w):
+    """IC 112 attributes 2..11: current_credit_amount, type (0 token, 2 emergency), priority,
+    warning_threshold, limit, credit_configuration, status, preset_credit_amount,
+    credit_available_threshold, period (s)."""
+    if arg == 0:
+        c = meter.account.credit
+        vals = (c, 0, 1, 0, 0, 0, 3 if c > 0 else 4, 0, 0, 0)
+    else:
+        vals = _emergency(meter)
+        if vals is None:
+            return _UNAVAILABLE
+    v = vals[attr - 2]
+    if attr in (3, 8):
+        w.enum(v)
+    elif attr == 4:
+        w.unsigned(v)
+    elif attr == 7:
+        w.bit_string(v, 5)
+    elif attr == 11:
+        w.double_long_unsigned(v)
+    else:
+        w.double_long(v)
+    return _OK
+
+
+def _r_charge(meter, attr, w):
+    """IC 113 consumption-based charge: the tariff in paise per kWh on active energy import."""
+    a = meter.account
+    if attr == 2:
+        w.double_long(a.import_wh * a.rate // 1000)   # total charged at the (single) tariff
+    elif attr == 3:
+        w.enum(1)                    # consumption_based_collection
+    elif attr == 4:
+        w.unsigned(1)
+    elif attr in (5, 6):
+        # {charge_per_unit_scaling {commodity_scale, price_scale}, commodity, charge_table}
+        w.structure(3).structure(2).integer(3).integer(-2)
+        _ln_struct(w, 3, _ln(12))
+        w.array(1).structure(2).octet_string(b"").long(a.rate)
+    elif attr in (7, 10):
+        put_time(meter, 0, w)
+    elif attr == 8:
+        w.double_long_unsigned(0)
+    elif attr == 9:
+        w.bit_string(0, 2)
+    elif attr in (11, 12):
+        w.double_long(0)
+    else:
+        w.long_unsigned(0)
+
+
+def _r_tokgw(meter, attr, w):
+    """IC 115 from ``meter.token_gateway`` = [token, time, description, delivery, status]:
+    2 token, 3 time, 4 descriptions (the STS reason as text), 5 delivery method, 6 status
+    {token_status_code, data_value bit-string(8)}."""
+    g = getattr(meter, "token_gateway", None)
+    if not g:
+        return _UNAVAILABLE
+    if attr == 2:
+        w.octet_string(g[0])
+    elif attr == 3:
+        put_time(meter, g[1], w)
+    elif attr == 4:
+        if g[2]:
+            w.array(1).octet_string(g[2])
+        else:
+            w.array(0)
+    elif attr == 5:
+        w.enum(g[3])
+    else:
+        w.structure(2).enum(g[4]).bit_string(0, 8)
+    return _OK
+
+
+# ------------------------------------------------------------------ long values
 
 def _object_list(meter, role):
-    objs = meter.objects
+    """IC 15 attr 2: the objects this role sees, with its access rights."""
     n = 0
-    for row in objs.values():
-        if visible(meter, row, role):
+    for o in range(0, len(_TABLE), _ROW):
+        if _visible(meter, o, role):
             n += 1
     w = axdr.Writer()
     w.array(n)
     yield bytes(w.buf)
-    for row in objs.values():
-        if not visible(meter, row, role):
+    for o in range(0, len(_TABLE), _ROW):
+        if not _visible(meter, o, role):
             continue
+        ic = _TABLE[o + _IC]
         w.reset()
-        w.structure(4).long_unsigned(row[IC]).unsigned(row[VER]).octet_string(row[LN])
+        w.structure(4).long_unsigned(ic).unsigned(_TABLE[o + _VER]).octet_string(_TABLE[o:o + 6])
         w.structure(2)
-        na = row[NATTR]
-        w.array(na)
-        for a in range(1, na + 1):
-            mode = (1 if can_read(row, role, a) else 0) | (2 if can_write(row, role, a) else 0)
-            w.structure(3).integer(a).enum(mode)
-            if row[IC] == 7 and a == 2:
+        n = _TABLE[o + _NATTR]
+        w.array(n)
+        for a in range(1, n + 1):
+            w.structure(3).integer(a).enum((1 if _can(o, role, 0, a) else 0)
+                                           | (2 if _can(o, role, 1, a) else 0))
+            if ic == 7 and a == 2:
                 w.array(2).integer(1).integer(2)   # selective access by range and by entry
             else:
                 w.null()
-        nm = row[NMETH]
-        w.array(nm)
-        for m in range(1, nm + 1):
-            w.structure(2).integer(m).enum(1 if can_call(row, role, m) else 0)
+        n = _TABLE[o + _NMETH]
+        w.array(n)
+        for a in range(1, n + 1):
+            w.structure(2).integer(a).enum(1 if _can(o, role, 2, a) else 0)
         yield bytes(w.buf)
 
-
-# ------------------------------------------------------------------ IC 7 Profile generic (event log)
 
 def _log(meter):
     """The event log: ``meter.event_log`` (meter/events.py: count(), capacity, entries(a, b),
@@ -307,49 +586,19 @@ def _log(meter):
     return getattr(meter, "event_log", None) or getattr(meter, "events", [])
 
 
-def _log_count(log):
-    if isinstance(log, list):
-        return len(log)
-    return log.count()
+def _count(log):
+    return len(log) if isinstance(log, list) else log.count()
 
 
-def _log_entries(log, a, b):
+def _slice(log, a, b):
     """Entries a..b (1-based, inclusive, both within 1..count) as (epoch, code, ...)."""
-    if isinstance(log, list):
-        return log[a - 1:b]
-    return log.entries(a, b)
+    return log[a - 1:b] if isinstance(log, list) else log.entries(a, b)
 
 
-def _log_by_time(log, t0, t1):
+def _by_time(log, t0, t1):
     if isinstance(log, list):
         return [e for e in log if t0 <= e[0] <= t1]
     return log.by_time(t0, t1)
-
-
-_CAPTURE = ((8, CLOCK_LN, 2), (1, EVENT_CODE_LN, 2))
-
-
-def _r_profile(meter, row, attr, w, ctx):
-    log = _log(meter)
-    if attr == 2:
-        return _buffer(meter, log, ctx.selector, ctx.params)
-    if attr == 3:
-        w.array(len(_CAPTURE))
-        for ic, ln, a in _CAPTURE:
-            w.structure(4).long_unsigned(ic).octet_string(ln).integer(a).long_unsigned(0)
-    elif attr in (4, 7, 8):
-        if attr == 4:
-            v = 0                        # asynchronous: captured on each event
-        elif attr == 7:
-            v = _log_count(log)
-        else:
-            v = getattr(log, "capacity", 0) or 20   # the in-RAM list keeps 20
-        w.double_long_unsigned(v)
-    elif attr == 5:
-        w.enum(1)                        # fifo
-    else:
-        w.structure(4).long_unsigned(0).octet_string(b"\x00" * 6).integer(0).long_unsigned(0)
-    return OK
 
 
 def _columns(sel):
@@ -358,85 +607,81 @@ def _columns(sel):
         return (0, 1)
     cols = []
     for tag, v in sel:
-        if tag != axdr.STRUCTURE or len(v) < 3:
+        if tag != _T_STRUCTURE or len(v) < 3:
             return None
-        key = (v[0][1], v[1][1], v[2][1])
-        for i, c in enumerate(_CAPTURE):
-            if c == key:
-                cols.append(i)
-                break
+        ic, ln, a = v[0][1], v[1][1], v[2][1]
+        if a == 2 and ic == 8 and ln == _ln(0):
+            cols.append(0)
+        elif a == 2 and ic == 1 and ln == _ln(6):
+            cols.append(1)
         else:
             return None
     return tuple(cols)
 
 
-def _buffer(meter, log, selector, params):
+def _buffer(meter, log, sel, par):
     """Profile buffer, optionally with selective access (Blue Book IC 7 §4.3.6):
     1 range_descriptor {restricting_object, from_value, to_value, selected_values} on the
     clock column, 2 entry_descriptor {from_entry, to_entry, from_selected_value,
     to_selected_value} (1-based, 0 = to the last)."""
     cols = (0, 1)
-    if selector is None:
-        cnt = _log_count(log)
-        items = _log_entries(log, 1, cnt) if cnt else ()
+    if sel is None:
+        cnt = _count(log)
+        items = _slice(log, 1, cnt) if cnt else ()
     else:
         try:
-            tag, v = axdr.decode(params, 0)[0]
+            tag, v = axdr.decode(par, 0)[0]
         except axdr.AxdrError:
-            return TYPE_UNMATCHED
-        if tag != axdr.STRUCTURE or len(v) != 4:
-            return TYPE_UNMATCHED
-        if selector == 1:
+            return _TYPE_UNMATCHED
+        if tag != _T_STRUCTURE or len(v) != 4:
+            return _TYPE_UNMATCHED
+        if sel == 1:
             ro = v[0][1]
-            if (v[0][0] != axdr.STRUCTURE or len(ro) < 3 or ro[0][1] != 8 or ro[1][1] != CLOCK_LN
+            if (v[0][0] != _T_STRUCTURE or len(ro) < 3 or ro[0][1] != 8 or ro[1][1] != _ln(0)
                     or ro[2][1] != 2):
-                return OTHER
+                return _OTHER
             t0 = _sel_time(meter, v[1])
             t1 = _sel_time(meter, v[2])
             if t0 is None or t1 is None:
-                return TYPE_UNMATCHED
+                return _TYPE_UNMATCHED
             cols = _columns(v[3][1])
             if cols is None:
-                return OTHER
+                return _OTHER
             cnt = 0
-            for _ in _log_by_time(log, t0, t1):
+            for _ in _by_time(log, t0, t1):
                 cnt += 1
-            items = _log_by_time(log, t0, t1)
-        elif selector == 2:
+            items = _by_time(log, t0, t1)
+        elif sel == 2:
             a = int_arg(v[0])
             b = int_arg(v[1])
             c0 = int_arg(v[2])
             c1 = int_arg(v[3])
             if a is None or b is None or c0 is None or c1 is None:
-                return TYPE_UNMATCHED
-            n = _log_count(log)
+                return _TYPE_UNMATCHED
+            n = _count(log)
             if a < 1:
                 a = 1
             if b == 0 or b > n:
                 b = n
             c0 = 1 if c0 < 1 else c0
-            c1 = len(_CAPTURE) if c1 == 0 or c1 > len(_CAPTURE) else c1
+            c1 = 2 if c1 == 0 or c1 > 2 else c1
             if c0 > c1:
-                return OTHER
+                return _OTHER
             cols = tuple(range(c0 - 1, c1))
             cnt = b - a + 1 if a <= b else 0
-            items = _log_entries(log, a, b) if cnt else ()
+            items = _slice(log, a, b) if cnt else ()
         else:
-            return OTHER
+            return _OTHER
     return _entries(meter, cnt, items, cols)
 
 
 def _sel_time(meter, tagged):
     tag, v = tagged
-    if tag == axdr.OCTET_STRING or tag == axdr.DATE_TIME:
+    if tag == _T_OCTET_STRING or tag == _T_DATE_TIME:
         return parse_time(meter, v)
-    if tag in (axdr.DOUBLE_LONG_UNSIGNED, axdr.DOUBLE_LONG):
+    if tag in (_T_DOUBLE_LONG_UNSIGNED, _T_DOUBLE_LONG):
         return v
     return None
-
-
-class ProfileChanged(Exception):
-    """The log lost entries while it was being read: the long GET is aborted."""
 
 
 def _entries(meter, cnt, items, cols):
@@ -457,395 +702,108 @@ def _entries(meter, cnt, items, cols):
                 w.long_unsigned(e[1] & 0xFFFF)
         yield bytes(w.buf)
     if i != cnt:
-        raise ProfileChanged()
-
-
-# ------------------------------------------------------------------ IC 70 Disconnect control
-
-def _r_dc(meter, row, attr, w, ctx):
-    dc = meter.dc
-    if attr == 2:
-        w.boolean(dc.output_state)
-    elif attr == 3:
-        w.enum(dc.control_state)
-    else:
-        w.enum(dc.control_mode)
-    return OK
-
-
-def _w_dc(meter, row, attr, tagged):
-    v = int_arg(tagged, (axdr.ENUM,))
-    if v is None:
-        return TYPE_UNMATCHED
-    return OK if meter.set_control_mode(v) else OTHER
-
-
-def _c_dc(meter, row, method, tagged):
-    ok = meter.remote_disconnect() if method == 1 else meter.remote_reconnect()
-    # a transition the control mode forbids is a temporary failure of the command
-    return (OK if ok else TEMP_FAIL), None
-
-
-# ------------------------------------------------------------------ IC 71 Limiter
-
-def _r_limiter(meter, row, attr, w, ctx):
-    """Served from ``meter.limiter`` (meter/limiter.py, the maximum power limit). The monitored
-    value is active power 1.0.1.7.0.255 (double-long-unsigned, 0.1 W), so the thresholds are
-    given in 0.1 W too. There is no emergency profile: threshold_emergency equals the normal
-    threshold, the profile is empty and never active. The actions are the disconnect control
-    script (0.0.10.0.106.255) selectors 1 disconnect / 2 reconnect, which is what the meter does."""
-    lim = meter.limiter
-    if attr == 2:
-        _ln_struct(w, 3, b"\x01\x00\x01\x07\x00\xff", 2)
-    elif attr in (3, 4, 5):
-        w.double_long_unsigned((lim.threshold_active if attr == 3 else lim.threshold_normal) * 10)
-    elif attr == 6:
-        w.double_long_unsigned(lim.min_over_threshold_duration)
-    elif attr == 7:
-        w.double_long_unsigned(lim.min_under_threshold_duration)
-    elif attr == 8:
-        w.structure(3).long_unsigned(0).octet_string(_NO_DATE).double_long_unsigned(0)
-    elif attr == 9:
-        w.array(0)
-    elif attr == 10:
-        w.boolean(False)
-    else:
-        w.structure(2)
-        for sel in (1, 2):
-            w.structure(2).octet_string(b"\x00\x00\x0a\x00\x6a\xff").long_unsigned(sel)
-    return OK
-
-
-# ------------------------------------------------------------------ IC 111 Account
-
-def _r_account(meter, row, attr, w, ctx):
-    a = meter.account
-    if attr == 2:
-        w.structure(2).enum(a.payment_mode).enum(a.status)
-    elif attr == 3:
-        w.unsigned(_credit_in_use(meter))
-    elif attr == 4:
-        w.bit_string(meter.credit_status(), 8)
-    elif attr == 5:
-        w.double_long(a.available)
-    elif attr in (6, 8):
-        w.double_long(-a.credit if a.credit < 0 else 0)   # amount_to_clear / aggregated_debt
-    elif attr in (7, 17):
-        w.double_long(0)                # clearance / next credit threshold: none configured
-    elif attr == 9:
-        w.array(2).octet_string(TOKEN_CREDIT_LN).octet_string(EMERGENCY_CREDIT_LN)
-    elif attr == 10:
-        w.array(1).octet_string(CHARGE_LN)
-    elif attr == 11:
-        # credit_charge_configuration: {credit_reference, charge_reference, collection_config}
-        w.array(1).structure(3).octet_string(TOKEN_CREDIT_LN).octet_string(CHARGE_LN) \
-            .bit_string(0x4, 3)
-    elif attr == 12:
-        # token_gateway_configuration: {credit_reference, token_proportion %}
-        w.array(1).structure(2).octet_string(TOKEN_CREDIT_LN).unsigned(100)
-    elif attr == 13:
-        put_time(meter, getattr(a, "activation_time", 0), w)
-    elif attr == 14:
-        put_time(meter, getattr(a, "closure_time", 0), w)
-    elif attr == 15:
-        w.structure(3).utf8_string("INR").integer(-2).enum(1)   # name, scale, unit currency
-    elif attr == 16:
-        w.double_long(meter.low_credit_threshold())
-    elif attr == 18:
-        w.long_unsigned(0)              # max_provision: no limit
-    else:
-        w.double_long_unsigned(0)       # max_provision_period
-    return OK
-
-
-def _w_account(meter, row, attr, tagged):
-    tag, value = tagged
-    if tag != axdr.STRUCTURE or len(value) != 2:
-        return TYPE_UNMATCHED
-    mode = int_arg(value[0], (axdr.ENUM,))
-    if mode not in (1, 2):
-        return OTHER
-    meter.set_payment_mode(mode)
-    return OK
-
-
-def _credit_in_use(meter):
-    em = _emergency(meter)
-    return 1 if em is not None and _em_get(em, "in_use", False) else 0
-
-
-# ------------------------------------------------------------------ IC 112 Credit
-
-def _emergency(meter):
-    """The emergency credit of the policy engine (meter/policy.py), or None."""
-    return getattr(meter, "emergency", None) or getattr(getattr(meter, "policy", None),
-                                                        "emergency", None)
-
-
-def _em_get(em, name, default=None):
-    if isinstance(em, dict):
-        return em.get(name, default)
-    return getattr(em, name, default)
-
-
-def _r_credit(meter, row, attr, w, ctx):
-    if row[ARG] == 0:
-        a = meter.account
-        vals = (a.credit, 0, 1, 0, 0, 0, 3 if a.credit > 0 else 4, 0, 0, 0)
-    else:
-        em = _emergency(meter)
-        if em is None:
-            return UNAVAILABLE
-        g = _em_get
-        st = 3 if g(em, "in_use", False) else (4 if g(em, "consumed", False) else
-                                                (1 if g(em, "selectable", False) else 0))
-        vals = (g(em, "amount", 0), 2, 2, g(em, "warning_threshold", 0), g(em, "limit", 0),
-                g(em, "configuration", 0), st, g(em, "preset_amount", 0),
-                g(em, "available_threshold", 0), g(em, "period", 0))
-    v = vals[attr - 2]
-    if attr in (3, 8):
-        w.enum(v)                      # type: 0 token, 2 emergency; status
-    elif attr == 4:
-        w.unsigned(v)                  # priority
-    elif attr == 7:
-        w.bit_string(v, 5)             # credit_configuration
-    elif attr == 11:
-        w.double_long_unsigned(v)      # period (s)
-    else:
-        w.double_long(v)
-    return OK
-
-
-def _c_credit(meter, row, method, tagged):
-    """Token credit: 1 update_amount(double-long paise) adds credit; emergency credit:
-    3 invoke_credit asks the policy engine to grant it."""
-    if row[ARG] == 0:
-        v = int_arg(tagged, (axdr.DOUBLE_LONG, axdr.DOUBLE_LONG_UNSIGNED, axdr.LONG,
-                             axdr.LONG_UNSIGNED))
-        if v is None:
-            return TYPE_UNMATCHED, None
-        return (OK if meter.top_up(v, "dlms") else OTHER), None
-    f = getattr(meter, "invoke_emergency_credit", None)
-    if f is None:
-        return UNAVAILABLE, None
-    return (OK if f() else TEMP_FAIL), None
-
-
-# ------------------------------------------------------------------ IC 113 Charge
-
-def _r_charge(meter, row, attr, w, ctx):
-    """Consumption-based charge: the tariff in paise per kWh on active energy import."""
-    a = meter.account
-    if attr == 2:
-        w.double_long(a.import_wh * a.rate // 1000)   # total charged at the (single) tariff
-    elif attr == 3:
-        w.enum(1)                       # consumption_based_collection
-    elif attr == 4:
-        w.unsigned(1)
-    elif attr in (5, 6):
-        # {charge_per_unit_scaling {commodity_scale, price_scale}, commodity, charge_table}
-        w.structure(3).structure(2).integer(3).integer(-2)
-        _ln_struct(w, 3, ENERGY_LN, 2)
-        w.array(1).structure(2).octet_string(b"").long(a.rate)
-    elif attr in (7, 10):
-        put_time(meter, 0, w)
-    elif attr == 8:
-        w.double_long_unsigned(0)
-    elif attr == 9:
-        w.bit_string(0, 2)
-    elif attr == 11:
-        w.double_long(0)
-    elif attr == 12:
-        w.double_long(0)
-    else:
-        w.long_unsigned(0)
-    return OK
-
-
-# ------------------------------------------------------------------ IC 115 Token gateway
-
-def _r_tokgw(meter, row, attr, w, ctx):
-    g = getattr(meter, "token_gateway", None)
-    if not g:
-        return UNAVAILABLE
-    if attr == 2:
-        w.octet_string(g["token"])
-    elif attr == 3:
-        put_time(meter, g["time"], w)
-    elif attr == 4:
-        ds = g["descriptions"]
-        w.array(len(ds))
-        for d in ds:
-            w.octet_string(d)
-    elif attr == 5:
-        w.enum(g["delivery"])
-    else:
-        w.structure(2).enum(g["status"]).bit_string(g["status_bits"], 8)
-    return OK
-
-
-def _c_tokgw(meter, row, method, tagged):
-    """enter(octet-string: 20 ASCII digits, spaces/dashes allowed): the outcome is in
-    attribute 6 status (0 formatOk .. 8 tokenReceived), the method result is success when
-    the token was processed."""
-    f = getattr(meter, "enter_token", None)
-    if f is None:
-        return UNAVAILABLE, None
-    if tagged is None or tagged[0] != axdr.OCTET_STRING:
-        return TYPE_UNMATCHED, None
-    f(bytes(tagged[1]), 0)
-    return OK, None
-
-
-# ------------------------------------------------------------------ object values
-
-def _ldn(meter, w):
-    w.octet_string(meter.logical_device_name)
-    return OK
-
-
-def _event_code(meter, w):
-    log = _log(meter)
-    n = _log_count(log)
-    code = 0
-    if n:
-        for e in _log_entries(log, n, n):
-            code = e[1]
-    w.long_unsigned(code & 0xFFFF)
-    return OK
-
-
-def _is_metering_mode(meter, w):
-    w.unsigned(0)          # IS 15959-2: 0 = import only (the PZEM-004T measures import)
-    return OK
-
-
-def _is_payment_mode(meter, w):
-    w.unsigned(1 if meter.account.payment_mode == 2 else 0)   # 1 prepaid, 0 postpaid
-    return OK
-
-
-def _is_last_recharge(meter, w):
-    w.double_long_unsigned(meter.account.last_recharge)
-    return OK
-
-
-def _is_last_recharge_time(meter, w):
-    put_time(meter, meter.account.last_recharge_time, w)
-    return OK
-
-
-def _is_total_recharged(meter, w):
-    w.double_long_unsigned(meter.account.total_recharged)
-    return OK
-
-
-def _is_balance(meter, w):
-    w.double_long(meter.account.available)
-    return OK
-
-
-def _is_balance_time(meter, w):
-    put_time(meter, meter.board.time(), w)
-    return OK
-
-
-def _fw_version(meter, w):
-    w.octet_string(getattr(meter, "FIRMWARE_ID", b""))
-    return OK
-
-
-def _profile(meter, w):
-    w.octet_string(meter.profile_bytes())
-    return OK
-
-
-def _profile_error(meter, w):
-    w.octet_string(meter.config_error.encode())   # text, as octet-string (device A-XDR subset)
-    return OK
-
-
-def _w_data(meter, row, attr, tagged):
-    """SET of a Data value: only the tariff/policy profile (0.128.96.5.0.255) is writable. The
-    meter validates the whole profile first and keeps the old one if any field is refused."""
-    if row[LN] != PROFILE_LN:
-        return DENIED
-    if tagged[0] != axdr.OCTET_STRING:
-        return TYPE_UNMATCHED
-    return OK if meter.apply_profile_bytes(bytes(tagged[1])) else OTHER
-
-
-def _energy(meter):
-    return meter.account.import_wh
-
-
-def _export(meter):
-    return 0     # the metering module measures import only: nothing is ever exported
-
-
-def _metro(name):
-    def get(meter):
-        m = meter.metro
-        return None if m is None else getattr(m, name)
-    return get
-
-
-ENERGY_LN = b"\x01\x00\x01\x08\x00\xff"
-TOKEN_CREDIT_LN = b"\x00\x00\x13\x0a\x00\xff"
-EMERGENCY_CREDIT_LN = b"\x00\x00\x13\x0a\x01\xff"
-CHARGE_LN = b"\x00\x00\x13\x14\x00\xff"
-PROFILE_LN = b"\x00\x80\x60\x05\x00\xff"        # manufacturer-specific: tariff/policy profile
-
-READ = {1: _r_data, 3: _r_register, 7: _r_profile, 8: _r_clock, 15: _r_assoc, 70: _r_dc,
-        71: _r_limiter, 111: _r_account, 112: _r_credit, 113: _r_charge, 115: _r_tokgw}
-WRITE = {1: _w_data, 8: _w_clock, 70: _w_dc, 111: _w_account}
-CALL = {8: _c_clock, 70: _c_dc, 112: _c_credit, 115: _c_tokgw}
-
-
-def build_table():
-    """All objects: dict logical name (6 bytes) -> row (see module doc)."""
-    pub_data = (6, 6, 6)                       # value readable by every role
-    reg = (14, 14, 14)                         # value + scaler_unit
-    rows = (
-        # current association: everything but the secret (7)
-        (ASSOC_LN, 15, 1, 9, (_all(9) & ~_m(7),) * 3, 0, 0, 4, None),
-        (b"\x00\x00\x2a\x00\x00\xff", 1, 0, 2, pub_data, 0, 0, 0, _ldn),
-        (CLOCK_LN, 8, 0, 9, (_all(9),) * 3, _m(2, 3), _m(1, 3, 6), 6, None),
-        (ENERGY_LN, 3, 0, 3, reg, 0, 0, 1, (_energy, 0, UNIT_WH, axdr.DOUBLE_LONG_UNSIGNED)),
-        (b"\x01\x00\x02\x08\x00\xff", 3, 0, 3, reg, 0, 0, 1,
-         (_export, 0, UNIT_WH, axdr.DOUBLE_LONG_UNSIGNED)),
-        (b"\x01\x00\x20\x07\x00\xff", 3, 0, 3, reg, 0, 0, 1,
-         (_metro("voltage_dv"), -1, UNIT_V, axdr.LONG_UNSIGNED)),
-        (b"\x01\x00\x1f\x07\x00\xff", 3, 0, 3, reg, 0, 0, 1,
-         (_metro("current_ma"), -3, UNIT_A, axdr.DOUBLE_LONG_UNSIGNED)),
-        (b"\x01\x00\x01\x07\x00\xff", 3, 0, 3, reg, 0, 0, 1,
-         (_metro("power_dw"), -1, UNIT_W, axdr.DOUBLE_LONG_UNSIGNED)),
-        (b"\x00\x00\x13\x00\x00\xff", 111, 0, 19, (_m(1, 2, 4, 5, 15), _all(19), _all(19)),
-         _m(2), 0, 3, None),
-        (TOKEN_CREDIT_LN, 112, 0, 11, (_m(1, 2, 3, 8), _all(11), _all(11)), 0, _m(1), 3, 0),
-        (EMERGENCY_CREDIT_LN, 112, 0, 11, (_m(1, 2, 3, 8), _all(11), _all(11)), 0, _m(3), 3, 1),
-        (CHARGE_LN, 113, 0, 13, (_m(1), _all(13), _all(13)), 0, 0, 5, None),
-        (TOKEN_GATEWAY_LN, 115, 0, 6, (_m(1, 3, 5, 6), _all(6), _all(6)), 0, _m(1), 1, None),
-        (b"\x00\x00\x60\x03\x0a\xff", 70, 1, 4, (_all(4),) * 3, _m(4), _m(1, 2), 2, None),
-        (b"\x00\x00\x11\x00\x00\xff", 71, 0, 11, (_m(1), _all(11), _all(11)), 0, 0, 0, None),
-        (EVENT_LOG_LN, 7, 1, 8, (_m(1), _all(8), _all(8)), 0, 0, 2, None),
-        (EVENT_CODE_LN, 1, 0, 2, pub_data, 0, 0, 0, _event_code),
-        # active firmware identifier
-        (b"\x01\x00\x00\x02\x00\xff", 1, 0, 2, pub_data, 0, 0, 0, _fw_version),
-        # tariff/policy profile as compact JSON (meterctl config show|apply) and the reason the
-        # last one was refused ("field: reason")
-        (PROFILE_LN, 1, 0, 2, (2, 6, 6), _m(2), 0, 0, _profile),
-        (b"\x00\x80\x60\x05\x01\xff", 1, 0, 2, (2, 6, 6), 0, 0, 0, _profile_error),
-        # IS 15959 prepaid Data objects (class 1), read by Indian head-end systems
-        (b"\x00\x00\x5e\x60\x13\xff", 1, 0, 2, pub_data, 0, 0, 0, _is_metering_mode),
-        (b"\x00\x00\x5e\x60\x14\xff", 1, 0, 2, pub_data, 0, 0, 0, _is_payment_mode),
-        (b"\x00\x00\x5e\x60\x15\xff", 1, 0, 2, pub_data, 0, 0, 0, _is_last_recharge),
-        (b"\x00\x00\x5e\x60\x16\xff", 1, 0, 2, pub_data, 0, 0, 0, _is_last_recharge_time),
-        (b"\x00\x00\x5e\x60\x17\xff", 1, 0, 2, pub_data, 0, 0, 0, _is_total_recharged),
-        (b"\x00\x00\x5e\x60\x18\xff", 1, 0, 2, pub_data, 0, 0, 0, _is_balance),
-        (b"\x00\x00\x5e\x60\x19\xff", 1, 0, 2, pub_data, 0, 0, 0, _is_balance_time),
-    )
-    t = {}
-    for r in rows:
-        t[r[LN]] = r
-    return t
+        # the log lost entries while it was being read: the long GET is aborted
+        raise RuntimeError("event log changed")
+
+
+# ------------------------------------------------------------------ SET
+
+def put(meter, ctx, item, value):
+    """SET of one attribute from its A-XDR ``value`` bytes; returns a data-access-result."""
+    ic, _ln6, attr, _sel, _par = item
+    o, dar = _lookup(meter, ctx, item, 1)
+    if o < 0:
+        return dar
+    try:
+        tagged, _ = axdr.decode(value, 0)
+        tag, v = tagged
+        if ic == 8:                                   # Clock: 2 time, 3 time_zone
+            if attr == 2:
+                if tag != _T_OCTET_STRING or len(v) != 12:
+                    return _TYPE_UNMATCHED
+                t = parse_time(meter, v)
+                if t is None:
+                    return _OTHER
+                meter.set_clock(t)
+                return _OK
+            v = int_arg(tagged, (_T_LONG,))
+            if v is None or not -720 <= v <= 720:
+                return _TYPE_UNMATCHED
+            meter.tz_minutes = -v
+            meter.persist()
+            return _OK
+        if ic == 70:                                  # Disconnect control: 4 control_mode
+            v = int_arg(tagged, (_T_ENUM,))
+            if v is None:
+                return _TYPE_UNMATCHED
+            return _OK if meter.set_control_mode(v) else _OTHER
+        if ic == 111:                                 # Account: 2 {payment_mode, status}
+            if tag != _T_STRUCTURE or len(v) != 2:
+                return _TYPE_UNMATCHED
+            v = int_arg(v[0], (_T_ENUM,))
+            if v not in (1, 2):
+                return _OTHER
+            meter.set_payment_mode(v)
+            return _OK
+        # Data: only the tariff/policy profile (0.128.96.5.0.255) is writable. The meter
+        # validates the whole profile first and keeps the old one if any field is refused.
+        if tag != _T_OCTET_STRING:
+            return _TYPE_UNMATCHED
+        return _OK if meter.apply_profile_bytes(bytes(v)) else _OTHER
+    except (axdr.AxdrError, ValueError, TypeError, IndexError):
+        return _TYPE_UNMATCHED
+
+
+# ------------------------------------------------------------------ ACTION
+
+def act(meter, ctx, item):
+    """ACTION: ``item`` = (class_id, ln, method, None, params bytes or None); returns
+    (action_result, return data bytes or None)."""
+    ic, _ln6, m, _sel, par = item
+    o, dar = _lookup(meter, ctx, item, 2)
+    if o < 0:
+        return dar, None
+    try:
+        tagged = axdr.decode(par, 0)[0] if par else None
+        if ic == 8:
+            # Clock: 1 adjust_to_quarter, 3 adjust_to_minute (to the nearest), 6 shift_time(long s)
+            t = meter.board.time()
+            if m == 6:
+                v = int_arg(tagged, (_T_LONG,))
+                if v is None or not -900 <= v <= 900:
+                    return _TYPE_UNMATCHED, None
+                t += v
+            else:
+                q = 900 if m == 1 else 60
+                t = (t + q // 2) // q * q
+            meter.set_clock(t)
+            return _OK, None
+        if ic == 70:
+            ok = meter.remote_disconnect() if m == 1 else meter.remote_reconnect()
+            # a transition the control mode forbids is a temporary failure of the command
+            return (_OK if ok else _TEMP_FAIL), None
+        if ic == 112:
+            if _TABLE[o + _ARG] == 0:
+                # token credit: 1 update_amount(double-long paise) adds credit
+                v = int_arg(tagged, (_T_DOUBLE_LONG, _T_DOUBLE_LONG_UNSIGNED, _T_LONG,
+                                     _T_LONG_UNSIGNED))
+                if v is None:
+                    return _TYPE_UNMATCHED, None
+                return (_OK if meter.top_up(v, "dlms") else _OTHER), None
+            # emergency credit: 3 invoke_credit asks the policy engine to grant it
+            f = getattr(meter, "invoke_emergency_credit", None)
+            if f is None:
+                return _UNAVAILABLE, None
+            return (_OK if f() else _TEMP_FAIL), None
+        # token gateway: enter(octet-string: 20 ASCII digits, spaces/dashes allowed); the
+        # outcome is in attribute 6 status (0 formatOk .. 8 tokenReceived), the method result
+        # is success when the token was processed
+        f = getattr(meter, "enter_token", None)
+        if f is None:
+            return _UNAVAILABLE, None
+        if tagged is None or tagged[0] != _T_OCTET_STRING:
+            return _TYPE_UNMATCHED, None
+        f(bytes(tagged[1]), 0)
+        return _OK, None
+    except (axdr.AxdrError, ValueError, TypeError, IndexError):
+        return _TYPE_UNMATCHED, None

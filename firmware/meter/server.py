@@ -39,12 +39,28 @@ _ticks_diff = getattr(time, "ticks_diff", None) or (lambda a, b: a - b)
 _NDM = const(0)
 _NRM = const(1)
 
-# client SAP -> role; roles other than PUBLIC authenticate with LLS
-CLIENTS = {16: cosem.PUBLIC, 32: cosem.READER, 1: cosem.MANAGER, 48: cosem.MANAGER}
+# APDU tags and codes (IEC 62056-5-3; protocol.apdu)
+_AARQ = const(0x60)
+_RLRQ = const(0x62)
+_GET_REQUEST = const(0xC0)
+_SET_REQUEST = const(0xC1)
+_ACTION_REQUEST = const(0xC3)
+_GET_RESPONSE = const(0xC4)
+_MECH_LLS = const(1)
+_CONF_GET = const(0x10)
+_CONF_SET = const(0x08)
+_CONF_ACTION = const(0x01)
+_CONF_BLOCK_GET = const(0x1000)
+# conformance we support: GET, SET, ACTION, selective access, block transfer with GET,
+# multiple references (Green Book conformance block bits 19, 20, 23, 21, 11, 14)
+_SUPPORTED_CONFORMANCE = const(0x121D)
+_SERVICE_PDU_TOO_LONG = const(4)
+_DAR_LONG_GET_ABORTED = const(15)
+_DAR_NO_LONG_GET = const(16)
+_DAR_BLOCK_NUMBER_INVALID = const(19)
+_HW_FAULT = const(1)
 
-SUPPORTED_CONFORMANCE = (apdu.CONF_GET | apdu.CONF_SET | apdu.CONF_ACTION | apdu.CONF_SELECTIVE_ACCESS
-                         | apdu.CONF_BLOCK_TRANSFER_WITH_GET | apdu.CONF_MULTIPLE_REFERENCES)
-SERVER_MAX_PDU = const(1024)   # largest APDU we receive (announced in the AARE)
+_SERVER_MAX_PDU = const(1024)  # largest APDU we receive (announced in the AARE; cosem IC 15 attr 5)
 _SEND_MAX = const(512)         # larger responses go by block transfer when negotiated (small heap)
 _MIN_PDU = const(64)           # smaller client max PDUs are refused (pdu-size-too-short)
 _BLOCK_HEAD = const(12)        # C4 02 inv last blk(4) choice len(<=3)
@@ -55,61 +71,57 @@ _FRMR_Y = const(4)             # information field too long
 _FRMR_Z = const(8)             # invalid N(R)
 
 
-class _Source:
-    """A response value being sent in blocks: bytes already encoded plus an optional
-    generator of further encoded chunks (object_list, profile buffer)."""
+def _role(client):
+    """Role of a client SAP: 0 public (16, no security), 1 meter reader (32), 2 management
+    (1 and 48); the last two authenticate with LLS. -1: not a client of this meter."""
+    if client == 16:
+        return 0
+    if client == 32:
+        return 1
+    return 2 if client in (1, 48) else -1
 
-    def __init__(self, data, gen=None):
-        self.buf = data
-        self.gen = gen
 
-    def fill(self, n):
-        """Pull chunks until ``n`` bytes are buffered; True when the whole value is buffered."""
-        g = self.gen
-        if g is not None and len(self.buf) < n:
-            buf = bytearray(self.buf)
-            while len(buf) < n:
-                try:
-                    buf.extend(next(g))
-                except StopIteration:
-                    g = self.gen = None
-                    break
-            self.buf = buf
-        return g is None
-
-    def take(self, n):
-        done = self.fill(n)
-        b = self.buf
-        chunk = bytes(b[:n])
-        self.buf = b[n:]
-        return chunk, done and len(b) <= n
+def _fill(src, n):
+    """A response value being sent in blocks, ``src`` = [bytes already encoded, generator of
+    further encoded chunks or None, ...]: pull chunks until ``n`` bytes are buffered; True when
+    the whole value is buffered."""
+    g = src[1]
+    if g is not None and len(src[0]) < n:
+        buf = bytearray(src[0])
+        while len(buf) < n:
+            try:
+                buf.extend(next(g))
+            except StopIteration:
+                g = src[1] = None
+                break
+        src[0] = buf
+    return g is None
 
 
 class Association:
     """Application association state and xDLMS service dispatch for one link. Attributes
-    read by IC 15: ``role``, ``client``, ``server``, ``conformance``, ``max_pdu``,
-    ``server_max_pdu``, ``mechanism``; per request ``selector`` / ``params``."""
+    read by IC 15 (meter.cosem): ``role``, ``client``, ``server``, ``conformance``,
+    ``max_pdu``, ``mechanism``."""
 
     def __init__(self, meter, server=1):
         self.meter = meter
         self.server = server
-        self.server_max_pdu = SERVER_MAX_PDU
         self.reset()
 
     def reset(self):
         self.open = False
-        self.role = cosem.PUBLIC
+        self.role = 0
         self.client = 0
         self.mechanism = 0
         self.conformance = 0
         self.max_pdu = 0xFFFF
-        self.selector = None
-        self.params = None
-        self._blocks = None   # long GET in progress: [source, last block number sent, size]
+        # long GET in progress: [buffered bytes, chunk generator or None, last block number
+        # sent, block size]
+        self._blocks = None
 
     # --- ACSE (Green Book §9.4.2) -------------------------------------------------------
     def _reject(self, diag, initiate_error=None, mech=None):
-        return apdu.build_aare(1, diag, max_pdu=SERVER_MAX_PDU, mechanism=mech,
+        return apdu.build_aare(1, diag, max_pdu=_SERVER_MAX_PDU, mechanism=mech,
                                initiate_error=initiate_error)
 
     def aarq(self, client, buf):
@@ -118,28 +130,28 @@ class Association:
             req = apdu.parse_aarq(buf)
         except apdu.ApduError:
             return self._reject(1)
-        if req["context"] != apdu.CONTEXT_LN:
-            return apdu.build_aare(1, 2, context=req["context"] or 1, max_pdu=SERVER_MAX_PDU)
-        role = CLIENTS.get(client)
-        if role is None:
+        if req["context"] != 1:                  # LN referencing, no ciphering
+            return apdu.build_aare(1, 2, context=req["context"] or 1, max_pdu=_SERVER_MAX_PDU)
+        role = _role(client)
+        if role < 0:
             return self._reject(1)
         mech = req["mechanism"]
-        if role != cosem.PUBLIC:
-            if mech is None or mech == apdu.MECH_NONE:
+        if role:
+            if not mech:                         # None or 0 (lowest level security)
                 return self._reject(14)          # authentication-required
-            if mech != apdu.MECH_LLS:
+            if mech != _MECH_LLS:
                 return self._reject(11)          # mechanism-name not recognised
             if not self.meter.check_password(client, req["auth_value"]):
                 self.meter.event(30, "LLS authentication failure, client %d" % client)
-                return self._reject(13, mech=apdu.MECH_LLS)   # authentication-failure
-        elif mech not in (None, apdu.MECH_NONE):
+                return self._reject(13, mech=_MECH_LLS)   # authentication-failure
+        elif mech:
             return self._reject(11)
         if not req["user_info_ok"]:
             return self._reject(1)
         if req["dlms_version"] < 6:
             return self._reject(1, (6, 1))      # DLMS version too low
-        conf = req["conformance"] & SUPPORTED_CONFORMANCE
-        if not conf & (apdu.CONF_GET | apdu.CONF_SET | apdu.CONF_ACTION):
+        conf = req["conformance"] & _SUPPORTED_CONFORMANCE
+        if not conf & (_CONF_GET | _CONF_SET | _CONF_ACTION):
             return self._reject(1, (6, 2))      # incompatible conformance
         mp = req["max_pdu"]
         if mp == 0:
@@ -150,10 +162,10 @@ class Association:
         self.conformance = conf
         self.role = role
         self.client = client
-        self.mechanism = apdu.MECH_NONE if role == cosem.PUBLIC else apdu.MECH_LLS
+        self.mechanism = _MECH_LLS if role else 0
         self.open = True
-        return apdu.build_aare(0, 0, conformance=conf, max_pdu=SERVER_MAX_PDU,
-                               mechanism=None if role == cosem.PUBLIC else apdu.MECH_LLS)
+        return apdu.build_aare(0, 0, conformance=conf, max_pdu=_SERVER_MAX_PDU,
+                               mechanism=_MECH_LLS if role else None)
 
     # --- dispatch ---------------------------------------------------------------------------
     def handle(self, client, buf):
@@ -161,16 +173,16 @@ class Association:
         if not buf:
             return None
         tag = buf[0]
-        if tag == apdu.AARQ:
+        if tag == _AARQ:
             return self.aarq(client, buf)
-        if tag == apdu.RLRQ:
+        if tag == _RLRQ:
             try:
                 apdu.parse_rlrq(buf)
             except apdu.ApduError:
                 pass                      # released anyway
             self.reset()
             return apdu.build_rlre(0)
-        if tag in (apdu.GET_REQUEST, apdu.SET_REQUEST, apdu.ACTION_REQUEST):
+        if tag in (_GET_REQUEST, _SET_REQUEST, _ACTION_REQUEST):
             if not self.open or client != self.client:
                 return apdu.exception_response(1, 1)  # service-not-allowed, operation-not-possible
             try:
@@ -178,95 +190,67 @@ class Association:
             except apdu.ApduError as e:
                 self._blocks = None
                 return apdu.exception_response(2 if e.service_error == 2 else 1, e.service_error)
-            if tag == apdu.GET_REQUEST:
-                if not self.conformance & apdu.CONF_GET:
+            if tag == _GET_REQUEST:
+                if not self.conformance & _CONF_GET:
                     return apdu.exception_response(1, 2)
                 return self.get(req)
             self._blocks = None
-            if tag == apdu.SET_REQUEST:
-                if not self.conformance & apdu.CONF_SET:
+            inv = req.invoke
+            if tag == _SET_REQUEST:
+                if not self.conformance & _CONF_SET:
                     return apdu.exception_response(1, 2)
-                return self.set(req)
-            if not self.conformance & apdu.CONF_ACTION:
+                return apdu.set_response(inv, cosem.put(self.meter, self, req.items[0], req.value))
+            if not self.conformance & _CONF_ACTION:
                 return apdu.exception_response(1, 2)
-            return self.action(req)
+            result, data = cosem.act(self.meter, self, req.items[0])
+            return apdu.action_response(inv, result, data)
         return apdu.exception_response(2, 2)  # service-unknown, service-not-supported
-
-    def _lookup(self, class_id, ln):
-        row = self.meter.objects.get(bytes(ln))
-        if row is None or not cosem.present(self.meter, row):
-            return None, cosem.UNDEFINED
-        if row[cosem.IC] != class_id:
-            return None, cosem.INCONSISTENT
-        return row, 0
-
-    def _read(self, item, w):
-        """Encode one attribute into w; returns a DAR int, or a generator of chunks."""
-        class_id, ln, attr, selector, params = item
-        row, dar = self._lookup(class_id, ln)
-        if row is None:
-            return dar
-        if not cosem.can_read(row, self.role, attr):
-            return cosem.DENIED if 1 <= attr <= row[cosem.NATTR] else cosem.UNDEFINED
-        if selector is not None and (class_id != 7 or attr != 2
-                                     or not self.conformance & apdu.CONF_SELECTIVE_ACCESS):
-            return cosem.UNAVAILABLE          # selective access: profile buffers only
-        if attr == 1:
-            w.octet_string(row[cosem.LN])
-            return 0
-        self.selector = selector
-        self.params = params
-        try:
-            return cosem.READ[class_id](self.meter, row, attr, w, self)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-            return cosem.HW_FAULT
 
     def get(self, req):
         inv = req.invoke
         if req.kind == 2:  # GET next (IEC 62056-5-3 §7.3.4.2: block-number = last one received)
             b = self._blocks
             if b is None:
-                return apdu.get_response_block_error(inv, req.block_no, apdu.DAR_NO_LONG_GET_IN_PROGRESS)
-            if req.block_no != b[1]:
+                return apdu.get_response_block_error(inv, req.block_no, _DAR_NO_LONG_GET)
+            if req.block_no != b[2]:
                 self._blocks = None
-                return apdu.get_response_block_error(inv, req.block_no,
-                                                     apdu.DAR_DATA_BLOCK_NUMBER_INVALID)
+                return apdu.get_response_block_error(inv, req.block_no, _DAR_BLOCK_NUMBER_INVALID)
             return self._next_block(inv)
         self._blocks = None
         limit = self.max_pdu if self.max_pdu < _SEND_MAX else _SEND_MAX
-        blocks_ok = self.conformance & apdu.CONF_BLOCK_TRANSFER_WITH_GET
+        blocks_ok = self.conformance & _CONF_BLOCK_GET
         if req.kind == 1:
             w = axdr.Writer()
-            r = self._read(req.items[0], w)
+            r = cosem.get(self.meter, self, req.items[0], w)
             if isinstance(r, int):
                 if r:
                     return apdu.get_response_error(inv, r)
-                src = _Source(w.buf)
+                src = [w.buf, None]
             else:
-                src = _Source(b"", r)
+                src = [b"", r]
             try:
-                whole = src.fill(limit - 3)
-                if not (whole and len(src.buf) + 4 <= limit) and not blocks_ok:
+                whole = _fill(src, limit - 3)
+                if not (whole and len(src[0]) + 4 <= limit) and not blocks_ok:
                     # no block transfer: send it whole if it fits the client's PDU
-                    whole = src.fill(self.max_pdu - 3)
+                    whole = _fill(src, self.max_pdu - 3)
                     limit = self.max_pdu
             except Exception:
-                return apdu.get_response_error(inv, cosem.HW_FAULT)
-            if whole and len(src.buf) + 4 <= limit:
-                return apdu.get_response(inv, src.buf)
+                return apdu.get_response_error(inv, _HW_FAULT)
+            if whole and len(src[0]) + 4 <= limit:
+                return apdu.get_response(inv, src[0])
             if not blocks_ok:
-                return apdu.exception_response(1, apdu.SERVICE_PDU_TOO_LONG)
+                return apdu.exception_response(1, _SERVICE_PDU_TOO_LONG)
         else:  # with-list: the raw data is the SEQUENCE OF Get-Data-Result
             out = bytearray(axdr.encode_length(len(req.items)))
             for item in req.items:
                 w = axdr.Writer()
-                r = self._read(item, w)
+                r = cosem.get(self.meter, self, item, w)
                 if not isinstance(r, int):
                     try:
                         for chunk in r:
                             w.buf.extend(chunk)
                     except Exception:
-                        r = cosem.HW_FAULT
+                        r = _HW_FAULT
                     else:
                         r = 0
                 if r:
@@ -276,56 +260,34 @@ class Association:
                     out.append(0)
                     out.extend(w.buf)
             if len(out) + 3 <= self.max_pdu or not blocks_ok:
-                return bytes((apdu.GET_RESPONSE, 3, inv)) + out
-            src = _Source(out)
+                return bytes((_GET_RESPONSE, 3, inv)) + out
+            src = [out, None]
             limit = self.max_pdu if self.max_pdu < _SEND_MAX else _SEND_MAX
         # every block is a whole GET-Response-With-Datablock within ``limit``; the value is
         # longer than one block, so the first block is never the last
-        self._blocks = [src, 0, limit - _BLOCK_HEAD]
+        src.append(0)
+        src.append(limit - _BLOCK_HEAD)
+        self._blocks = src
         return self._next_block(inv)
 
     def _next_block(self, inv):
         b = self._blocks
-        no = b[1] + 1
+        no = b[2] + 1
+        n = b[3]
         try:
-            chunk, last = b[0].take(b[2])
+            done = _fill(b, n)
         except Exception:
             self._blocks = None
-            return apdu.get_response_block_error(inv, no, apdu.DAR_LONG_GET_ABORTED)
+            return apdu.get_response_block_error(inv, no, _DAR_LONG_GET_ABORTED)
+        buf = b[0]
+        last = done and len(buf) <= n
+        chunk = bytes(buf[:n])
+        b[0] = buf[n:]
         if last:
             self._blocks = None
         else:
-            b[1] = no
+            b[2] = no
         return apdu.get_response_block(inv, last, no, chunk)
-
-    def set(self, req):
-        inv = req.invoke
-        class_id, ln, attr, selector, params = req.items[0]
-        row, dar = self._lookup(class_id, ln)
-        if row is None:
-            return apdu.set_response(inv, dar)
-        if not cosem.can_write(row, self.role, attr):
-            return apdu.set_response(inv, cosem.DENIED if 1 <= attr <= row[cosem.NATTR] else cosem.UNDEFINED)
-        try:
-            tagged, _ = axdr.decode(req.value, 0)
-            return apdu.set_response(inv, cosem.WRITE[class_id](self.meter, row, attr, tagged))
-        except (axdr.AxdrError, ValueError, TypeError, IndexError):
-            return apdu.set_response(inv, cosem.TYPE_UNMATCHED)
-
-    def action(self, req):
-        inv = req.invoke
-        class_id, ln, method, selector, params = req.items[0]
-        row, dar = self._lookup(class_id, ln)
-        if row is None:
-            return apdu.action_response(inv, dar)
-        if not cosem.can_call(row, self.role, method):
-            return apdu.action_response(inv, cosem.DENIED if 1 <= method <= row[cosem.NMETH] else cosem.UNDEFINED)
-        try:
-            tagged = axdr.decode(params, 0)[0] if params else None
-            result, data = cosem.CALL[class_id](self.meter, row, method, tagged)
-        except (axdr.AxdrError, ValueError, TypeError, IndexError):
-            return apdu.action_response(inv, cosem.TYPE_UNMATCHED)
-        return apdu.action_response(inv, result, data)
 
 
 class HdlcLink:
@@ -337,9 +299,7 @@ class HdlcLink:
     ``frmr`` (FRMR sent), ``retransmitted``.
     """
 
-    def __init__(self, meter, logical=1, physical=None, max_info=512, inactivity_s=None):
-        if inactivity_s is None:
-            inactivity_s = getattr(meter, "cfg", {}).get("inactivity_s", 120)
+    def __init__(self, meter, logical=1, physical=None, max_info=512, inactivity_s=120):
         self.assoc = Association(meter, logical)
         self.logical = logical
         self.physical = physical
