@@ -27,6 +27,7 @@ Shapes (bit 0 = LSB of the integer written in natural hex order):
 Errors: every bad input raises ``StsError`` whose ``reason`` is one of ``"format"``,
 ``"crc"``, ``"wrong_class"``, ``"amount"``, ``"tid"``, ``"field"``, ``"date"``.
 """
+from protocol.civil import days_from_civil, civil_from_days  # noqa: F401 (re-exported)
 from protocol.crc import crc16_modbus
 
 try:
@@ -246,31 +247,10 @@ def tid_to_unix(tid, base=BASE_1993):
     return base_epoch(base) + tid * 60
 
 
-def days_from_civil(y, m, d):
-    """Proleptic Gregorian date -> days since 1970-01-01 (integer arithmetic)."""
-    if m <= 2:
-        y -= 1
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
 def civil_from_unix(unix_s):
     """Unix seconds -> (year, month, day, hour, minute, second), UTC."""
     days, secs = divmod(int(unix_s), 86400)
-    z = days + 719468
-    era = (z if z >= 0 else z - 146096) // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    y = yoe + era * 400
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + (3 if mp < 10 else -9)
-    if m <= 2:
-        y += 1
+    y, m, d = civil_from_days(days)
     return (y, m, d, secs // 3600, (secs // 60) % 60, secs % 60)
 
 
