@@ -227,7 +227,10 @@ class Campaign:
         """The token whose entry a cut interrupted, entered again: accepted iff not applied."""
         digits, paise, tid, applied = self.reenter
         self.reenter = None
+        if not applied:    # this entry may itself be cut: resolved like any token in flight
+            self.inflight = ("token", paise, digits, tid)
         status = self.enter_token(digits)
+        self.inflight = None
         if applied:
             assert status == (6, "used"), ("re-entered token applied twice?", status)
             self.n["token_reentry_used"] = self.n.get("token_reentry_used", 0) + 1
