@@ -1,7 +1,7 @@
 """Credit register, debt register and top-up allocation, in integers only.
 
-Credit units (``unit``): CREDIT_CURRENCY (integer paise, 1/100 rupee; the tariff in
-``meter.tariff`` turns Wh into paise) or CREDIT_ENERGY (0.1 kWh units, as STS energy tokens carry;
+Credit units (``unit``): 0 currency (integer paise, 1/100 rupee; the tariff in
+``meter.tariff`` turns Wh into paise) or 1 energy (0.1 kWh units, as STS energy tokens carry;
 each Wh debits 1/100 unit, the fraction carried in ``rem``).
 Flat-rate debit (``consume``, the issue-2 path): ``wh`` Wh at ``rate`` paise/kWh is ``wh*rate/1000``
 paise with the fraction carried in ``rem`` (milli-paise), so N Wh debit exactly floor(N*rate/1000)
@@ -25,31 +25,31 @@ except ImportError:
     def const(x):
         return x
 
-PAYMENT_CREDIT = const(1)      # head-end decides (IC 111 payment_mode 1)
-PAYMENT_PREPAYMENT = const(2)  # meter decides (payment_mode 2)
-STATUS_NEW = const(1)
-STATUS_ACTIVE = const(2)
-STATUS_CLOSED = const(3)
-CREDIT_CURRENCY = const(0)     # credit register in paise
-CREDIT_ENERGY = const(1)       # credit register in 0.1 kWh
+# payment_mode (IC 111 attr 2): 1 credit (the head-end decides), 2 prepayment (the meter
+# decides); account_status: 1 new, 2 active, 3 closed; unit: 0 paise, 1 = 0.1 kWh
+_PREPAYMENT = const(2)
+_STATUS_ACTIVE = const(2)
+_CREDIT_CURRENCY = const(0)    # credit register in paise
+_CREDIT_ENERGY = const(1)      # credit register in 0.1 kWh
 
 _CHUNK_WH = const(100000)  # keeps wh * rate a small int (rate < 10000 paise/kWh)
-MAX_CREDIT = const(0x3FFFFFFF)  # 31-bit small-int ceiling on the boards
+_MAX_CREDIT = const(0x3FFFFFFF)  # 31-bit small-int ceiling on the boards
 
 
 class Account:
-    def __init__(self, rate_paise_per_kwh=650, credit=0, payment_mode=PAYMENT_PREPAYMENT,
-                 unit=CREDIT_CURRENCY):
-        if not 0 <= rate_paise_per_kwh < 100000:
+    def __init__(self, rate=650, credit=0, payment_mode=_PREPAYMENT, unit=_CREDIT_CURRENCY):
+        """``rate`` paise/kWh (flat tariff), ``credit`` in the credit unit, ``payment_mode`` 1
+        credit / 2 prepayment, ``unit`` 0 paise / 1 = 0.1 kWh. ValueError if out of range."""
+        if not 0 <= rate < 100000:
             raise ValueError("tariff rate out of range")
-        if unit not in (CREDIT_CURRENCY, CREDIT_ENERGY):
+        if unit not in (_CREDIT_CURRENCY, _CREDIT_ENERGY):
             raise ValueError("credit unit 0 (paise) or 1 (0.1 kWh)")
-        self.rate = rate_paise_per_kwh
+        self.rate = rate
         self.credit = credit          # paise (or 0.1 kWh), may be negative
         self.rem = 0                  # flat-rate milli-paise carried 0..999; energy unit: Wh 0..99
         self.import_wh = 0            # cumulative active energy import, Wh
         self.payment_mode = payment_mode
-        self.status = STATUS_ACTIVE
+        self.status = _STATUS_ACTIVE
         self.last_recharge = 0        # paise (or 0.1 kWh)
         self.last_recharge_time = 0   # epoch s
         self.total_recharged = 0      # paise (or 0.1 kWh)
@@ -61,7 +61,7 @@ class Account:
         """Debit ``wh`` (>= 0) Wh at the flat ``rate`` (or in 0.1 kWh units). Returns the debit."""
         if wh <= 0:
             return 0
-        if self.unit == CREDIT_ENERGY:
+        if self.unit == _CREDIT_ENERGY:
             return self.meter(wh, 0)
         debited = 0
         while wh > 0:
@@ -79,7 +79,7 @@ class Account:
         """Count ``wh`` Wh of import and debit ``paise`` (currency unit, from the tariff) or, in
         energy unit, floor of the Wh / 100 (0.1 kWh, remainder carried). Returns the debit."""
         self.import_wh += wh
-        if self.unit == CREDIT_ENERGY:
+        if self.unit == _CREDIT_ENERGY:
             acc = self.rem + wh
             paise = acc // 100
             self.rem = acc - paise * 100
@@ -90,10 +90,10 @@ class Account:
         """Add a recharge (IC 112 update_amount); returns the new credit. The debt recovered
         from it is left in ``last_recovered``.
 
-        Raises ValueError unless 0 < paise and the credit register stays below MAX_CREDIT."""
+        Raises ValueError unless 0 < paise and the credit register stays below 2**30 - 1."""
         if paise <= 0:
             raise ValueError("amount must be positive")
-        if self.credit + paise > MAX_CREDIT:
+        if self.credit + paise > _MAX_CREDIT:
             raise ValueError("credit register would overflow")
         ec = paise if paise < ec_used else ec_used
         rec = (paise - ec) * debt_pct // 100
@@ -105,11 +105,6 @@ class Account:
         self.last_recharge_time = now
         self.total_recharged += paise
         self.last_recovered = rec
-        return self.credit
-
-    @property
-    def available(self):
-        """Available credit (IC 111 attr 5), paise (or 0.1 kWh)."""
         return self.credit
 
     def state(self):

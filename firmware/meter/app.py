@@ -16,9 +16,9 @@ import gc
 import json
 
 from protocol import hdlc
-from meter.account import Account, PAYMENT_PREPAYMENT, CREDIT_ENERGY
+from meter.account import Account
 from meter.metrology import Pzem004t
-from meter.policy import Policy, EV_BILL
+from meter.policy import Policy
 from meter.tariff import Tariff, ConfigError
 from meter.relay import DisconnectControl, READY
 from meter.server import HdlcLink
@@ -53,6 +53,8 @@ _TOKEN_STATUS = (b" accepted=3 key_change_pending=2 format=4 wrong_class=4 crc=5
                  b" used=6 old=6 locked_out=6 ")
 _EV_TOKEN_ACCEPTED = const(50)
 _EV_TOKEN_REJECTED = const(51)
+_EV_BILL = const(64)          # billing month closed [energy + fixed + duty paise]
+_CREDIT_ENERGY = const(1)     # Account.unit: credit register in 0.1 kWh
 
 
 def _drop_profile():
@@ -87,7 +89,7 @@ class Meter:
         ldn = g("logical_device_name") or g("serial", "PPM0000001")
         self.logical_device_name = ldn.encode() if isinstance(ldn, str) else bytes(ldn)
         self.account = Account(int(g("tariff_paise_per_kwh", 650)), int(g("credit_paise", 0)),
-                               int(g("payment_mode", PAYMENT_PREPAYMENT)),
+                               int(g("payment_mode", 2)),
                                1 if g("credit_unit") else 0)
         self.dc = DisconnectControl(int(g("control_mode", 5)))
         try:
@@ -142,7 +144,7 @@ class Meter:
         self.dc.control_mode = s["mode"]
         self.dc.control_state = s["cs"]
         self.dc.cause = s.get("cause", "")
-        if "tar" in s and a.unit != CREDIT_ENERGY:
+        if "tar" in s and a.unit != _CREDIT_ENERGY:
             self.tariff.restore(s["tar"], a.credit, a.rem, a.import_wh)
         if "pol" in s:
             self.policy.restore(s["pol"])
@@ -496,7 +498,7 @@ class Meter:
     def _charge(self, wh, now):
         a = self.account
         t0 = self._t_prev
-        if a.unit == CREDIT_ENERGY:
+        if a.unit == _CREDIT_ENERGY:
             a.meter(wh, 0)
         else:
             t = self.tariff
@@ -504,7 +506,7 @@ class Meter:
             a.rem = t.hot_rem()
             while t.bills:
                 b = t.bills.pop(0)
-                self.event(EV_BILL, "bill %d wh=%d energy=%d fixed=%d duty=%d" % b, b[2] + b[3] + b[4])
+                self.event(_EV_BILL, "bill %d wh=%d energy=%d fixed=%d duty=%d" % b, b[2] + b[3] + b[4])
         self._t_prev = now
 
     async def metering_task(self):

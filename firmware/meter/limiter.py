@@ -12,8 +12,8 @@ Configuration (the ``limiter`` section of ``config.json``)::
     window_s       trips older than this are forgotten, s
 
 The monitored value (attr 2) is the metering module's active power, 0.1 W (1.0.1.7.0.255).
-``step(power_dw, now)`` returns one of NONE, TRIP, RECLOSE, LOCKOUT; ``blocking()`` is True while
-the relay must stay open. Errors: ``ConfigError(field, reason)`` (meter.profile).
+``step(power_dw, now)`` returns 0 nothing, 1 trip, 2 reclose, 3 lock-out; ``blocking()`` is True
+while the relay must stay open. Errors: ``ConfigError(field, reason)`` (meter.profile).
 """
 
 try:
@@ -22,20 +22,18 @@ except ImportError:
     def const(x):
         return x
 
-NONE = const(0)
-TRIP = const(1)
-RECLOSE = const(2)
-LOCKOUT = const(3)
+_NONE = const(0)
+_TRIP = const(1)
+_RECLOSE = const(2)
+_LOCKOUT = const(3)
 
 class Limiter:
     def __init__(self, cfg=None):
         """``cfg``: the limiter section (dict), validated by meter.profile. Raises ConfigError."""
         from meter.profile import limiter_params
+        # IC 71 (meter.cosem): mpl_w is threshold_active and threshold_normal, trip_s
+        # min_over_threshold_duration, reclose_s min_under_threshold_duration
         self.mpl_w, self.trip_s, self.reclose_s, self.lockout_trips, self.window_s = limiter_params(cfg)
-        # IC 71 attribute names (Blue Book §4.5.9), as the COSEM table serves them
-        self.threshold_active = self.threshold_normal = self.mpl_w
-        self.min_over_threshold_duration = self.trip_s
-        self.min_under_threshold_duration = self.reclose_s
         self.over_since = -1   # epoch the load first seen above the limit, -1 = not above
         self.open_until = -1   # epoch of the automatic reclose, -1 = not tripped
         self.trips = 0
@@ -44,7 +42,7 @@ class Limiter:
 
     def set_mpl(self, w):
         """STS SetMaximumPowerLimit (class 2) or configuration: threshold ``w`` W (0 = off)."""
-        self.mpl_w = self.threshold_active = self.threshold_normal = w
+        self.mpl_w = w
 
     def blocking(self):
         return self.locked or self.open_until >= 0
@@ -66,20 +64,20 @@ class Limiter:
     def step(self, power_dw, now):
         """Feed one power reading (0.1 W, None = unknown) taken at ``now`` (epoch s)."""
         if not self.mpl_w or self.locked:
-            return NONE
+            return _NONE
         if self.open_until >= 0:
             if now >= self.open_until:
                 self.open_until = -1
                 self.over_since = -1
-                return RECLOSE
-            return NONE
+                return _RECLOSE
+            return _NONE
         if power_dw is None or power_dw <= self.mpl_w * 10:
             self.over_since = -1
-            return NONE
+            return _NONE
         if self.over_since < 0 or now < self.over_since:
             self.over_since = now
         if now - self.over_since < self.trip_s:
-            return NONE
+            return _NONE
         self.over_since = -1
         if self.trips == 0 or now - self.first_trip > self.window_s:
             self.trips = 0
@@ -87,6 +85,6 @@ class Limiter:
         self.trips += 1
         if self.lockout_trips and self.trips >= self.lockout_trips:
             self.locked = True
-            return LOCKOUT
+            return _LOCKOUT
         self.open_until = now + self.reclose_s
-        return TRIP
+        return _TRIP

@@ -29,13 +29,11 @@ the meter keeps metering. The maximum power limit (``meter.limiter``) applies in
 
 IC 70 (``meter.relay``): a local disconnection is transition g (connected -> ready); the reclose
 is transition h, done by the meter only in control modes 5 and 6; in the other modes the relay
-waits in ready_for_reconnection for the button (transition e). Errors: ``ConfigError``.
+waits in ready_for_reconnection for the button (transition e). Errors: ``ConfigError``
+(meter.tariff, raised by meter.profile while the configuration is parsed).
 """
 from meter import timeutil
-from meter import limiter as _lim
-from meter.account import PAYMENT_PREPAYMENT
-from meter.relay import CONNECTED, READY
-from meter.tariff import ConfigError  # noqa: F401  (raised by meter.profile)
+from meter.limiter import Limiter
 
 try:
     from micropython import const
@@ -44,32 +42,40 @@ except ImportError:
         return x
 
 # event codes (meter event log; IS 15959 control-event numbering is applied by the event log)
-EV_RELAY_OPEN_CREDIT = const(40)
-EV_RELAY_CLOSE_CREDIT = const(41)
-EV_LOW_CREDIT = const(45)
-EV_EC_ON = const(46)
-EV_EC_END = const(47)
-EV_DISCONNECT_DEFERRED = const(48)
-EV_MPL_TRIP = const(55)
-EV_MPL_RECLOSE = const(56)
-EV_MPL_LOCKOUT = const(57)
-EV_BILL = const(64)          # billing month closed [energy + fixed + duty paise]
+_EV_RELAY_OPEN_CREDIT = const(40)
+_EV_RELAY_CLOSE_CREDIT = const(41)
+_EV_LOW_CREDIT = const(45)
+_EV_EC_ON = const(46)
+_EV_EC_END = const(47)
+_EV_DISCONNECT_DEFERRED = const(48)
+_EV_MPL_TRIP = const(55)
+_EV_MPL_RECLOSE = const(56)
+_EV_MPL_LOCKOUT = const(57)
 
-EC_AVAILABLE = const(0)
-EC_ACTIVE = const(1)
-EC_USED = const(2)
+# emergency credit state ``ec_state`` (journaled): 0 available, 1 active, 2 used up
+_EC_AVAILABLE = const(0)
+_EC_ACTIVE = const(1)
+_EC_USED = const(2)
+
+_PREPAYMENT = const(2)        # IC 111 payment_mode (meter.account)
+_CONNECTED = const(1)         # IC 70 control_state (meter.relay)
+_READY = const(2)
+_TRIP = const(1)              # Limiter.step (meter.limiter)
+_RECLOSE = const(2)
+_LOCKOUT = const(3)
+
 
 class Policy:
     def __init__(self, cfg):
         """``cfg``: the whole configuration (dict); its policy and limiter sections are
         validated by meter.profile (loaded only for it). Raises ConfigError."""
         from meter.profile import policy_params
-        (self.min_credit, self.reconnect, self.low_pct, self.ec_paise, self.ec_s, self.ec_by,
-         self.ec_offer, self.debt_pct, self.friendly, self.days_off, self.off_sat,
-         self.holidays) = policy_params(cfg)
-        self.limiter = _lim.Limiter(cfg.get("limiter", {}))
+        (self.min_credit, self.reconnect, self.low_credit_pct, self.ec_paise, self.ec_s,
+         self.ec_by, self.ec_offer, self.debt_pct, self.friendly, self.days_off,
+         self.off_saturdays, self.holidays) = policy_params(cfg)
+        self.limiter = Limiter(cfg.get("limiter", {}))
         # state
-        self.ec_state = EC_AVAILABLE
+        self.ec_state = _EC_AVAILABLE
         self.ec_t0 = 0
         self.low_level = 0      # alert levels crossed since the last top-up
         self.deferred = False   # a due disconnection was deferred (event sent once)
@@ -101,9 +107,9 @@ class Policy:
         wd = timeutil.weekday(day)
         if wd in self.days_off or day in self.holidays:
             return False
-        if wd == 6 and self.off_sat:
+        if wd == 6 and self.off_saturdays:
             dom = timeutil.civil_from_days(day)[2]
-            if (dom - 1) // 7 + 1 in self.off_sat:
+            if (dom - 1) // 7 + 1 in self.off_saturdays:
                 return False
         return True
 
@@ -111,7 +117,7 @@ class Policy:
     def thresholds(self, meter):
         """Alert levels in credit units; before the first recharge only the 0 % level."""
         lr = meter.account.last_recharge
-        return [lr * p // 100 for p in self.low_pct if lr or not p]
+        return [lr * p // 100 for p in self.low_credit_pct if lr or not p]
 
     def low_credit_threshold(self, meter):
         """IC 111 attr 16 low_credit_threshold: the first alert level."""
@@ -126,62 +132,49 @@ class Policy:
                 n += 1
         return n
 
-    def ec_enabled(self):
-        return self.ec_paise > 0 or self.ec_s > 0
-
     def ec_selectable(self, meter):
-        return (self.ec_enabled() and self.ec_state == EC_AVAILABLE
+        return ((self.ec_paise > 0 or self.ec_s > 0) and self.ec_state == _EC_AVAILABLE
                 and meter.account.credit <= self.ec_offer)
 
     def activate_ec(self, meter, source, now):
         """Select emergency credit by ``source`` ("auto", "button", "token", "dlms")."""
         if source not in self.ec_by or not self.ec_selectable(meter):
             return False
-        self.ec_state = EC_ACTIVE
+        self.ec_state = _EC_ACTIVE
         self.ec_t0 = now
         self.dirty = True
-        meter.event(EV_EC_ON, "emergency credit on via %s t=%d" % (source, now))
+        meter.event(_EV_EC_ON, "emergency credit on via %s t=%d" % (source, now))
         return True
 
     @property
     def emergency(self):
-        """The emergency credit as the COSEM Credit object (IC 112, 0.0.19.10.1.255) shows it:
-        amount/limit/preset in the credit unit, period in s, credit_configuration bits
-        (0x10 visual indication, 0x08 confirmation by the consumer, 0x04 paid back)."""
-        if not self.ec_enabled():
+        """The emergency credit as the COSEM Credit object (IC 112, 0.0.19.10.1.255) shows it,
+        attributes 2..11: (current_credit_amount, type 2 emergency, priority 2,
+        warning_threshold, limit, credit_configuration, status, preset_credit_amount,
+        credit_available_threshold, period s), amounts in the credit unit;
+        credit_configuration bits 0x10 visual indication, 0x08 confirmation by the consumer,
+        0x04 paid back; status 1 selectable, 3 in use, 4 exhausted. None without EC."""
+        e = self.ec_paise
+        if not (e > 0 or self.ec_s > 0):
             return None
         manual = 0x18 if ("button" in self.ec_by or "token" in self.ec_by) else 0
-        return {"amount": self.ec_paise, "limit": self.ec_paise, "preset_amount": self.ec_paise,
-                "period": self.ec_s, "available_threshold": self.ec_offer,
-                "warning_threshold": self.ec_offer, "configuration": manual | 0x04,
-                "in_use": self.ec_state == EC_ACTIVE, "consumed": self.ec_state == EC_USED,
-                "selectable": self.ec_state == EC_AVAILABLE}
-
-    def _ec_over(self, credit, now):
-        if self.ec_paise and credit <= self.min_credit - self.ec_paise:
-            return True
-        return self.ec_s > 0 and now >= self.ec_t0 + self.ec_s
+        return (e, 2, 2, self.ec_offer, e, manual | 0x04, b"\x01\x03\x04"[self.ec_state], e,
+                self.ec_offer, self.ec_s)
 
     def credit_due(self, meter, now):
         """True if a disconnection for credit is due (whether or not it is allowed now)."""
         a = meter.account
-        return (a.payment_mode == PAYMENT_PREPAYMENT and a.credit <= self.min_credit
-                and self.ec_state != EC_ACTIVE)
+        return (a.payment_mode == _PREPAYMENT and a.credit <= self.min_credit
+                and self.ec_state != _EC_ACTIVE)
 
-    def must_disconnect(self, meter, now):
-        return self.credit_due(meter, now)
-
-    def may_reconnect(self, meter, now):
+    def may_manual_reconnect(self, meter, now):
         """Reclose allowed: no MPL trip, and in prepayment credit >= reconnect (or EC on);
         in credit mode the credit register does not hold the relay."""
         if self.credit_due(meter, now) or self.limiter.blocking():
             return False
         a = meter.account
-        return (a.payment_mode != PAYMENT_PREPAYMENT or a.credit >= self.reconnect
-                or self.ec_state == EC_ACTIVE)
-
-    def may_manual_reconnect(self, meter, now):
-        return self.may_reconnect(meter, now)
+        return (a.payment_mode != _PREPAYMENT or a.credit >= self.reconnect
+                or self.ec_state == _EC_ACTIVE)
 
     def credit_status(self, meter):
         """IC 111 attr 4 credit_status (bit-string(8), bit 0 = first bit on the wire = 0x80):
@@ -195,7 +188,7 @@ class Policy:
                 v |= 0x40
         if self.ec_selectable(meter):
             v |= 0x10
-        if self.ec_state == EC_ACTIVE:
+        if self.ec_state == _EC_ACTIVE:
             v |= 0x04
         elif c <= self.min_credit:
             v |= 0x02
@@ -206,13 +199,13 @@ class Policy:
         Returns the debt recovered; raises ValueError for a bad amount."""
         a = meter.account
         used = 0
-        if self.ec_state != EC_AVAILABLE and a.credit < self.min_credit:
+        if self.ec_state != _EC_AVAILABLE and a.credit < self.min_credit:
             used = self.min_credit - a.credit
             if self.ec_paise and used > self.ec_paise:
                 used = self.ec_paise
         a.top_up(amount, now, used, self.debt_pct)
         if a.credit > self.min_credit:
-            self.ec_state = EC_AVAILABLE
+            self.ec_state = _EC_AVAILABLE
         self.low_level = self._level(meter)
         self.dirty = True
         return a.last_recovered
@@ -221,36 +214,39 @@ class Policy:
     def evaluate(self, meter, now):
         a = meter.account
         dc = meter.dc
-        if self.ec_state == EC_ACTIVE and self._ec_over(a.credit, now):
-            self.ec_state = EC_USED
+        # emergency credit ends when its amount is used up or its period is over
+        if self.ec_state == _EC_ACTIVE and (
+                (self.ec_paise and a.credit <= self.min_credit - self.ec_paise)
+                or (self.ec_s > 0 and now >= self.ec_t0 + self.ec_s)):
+            self.ec_state = _EC_USED
             self.dirty = True
-            meter.event(EV_EC_END, "emergency credit ended t=%d" % now)
-        if (a.credit <= self.min_credit and a.payment_mode == PAYMENT_PREPAYMENT
+            meter.event(_EV_EC_END, "emergency credit ended t=%d" % now)
+        if (a.credit <= self.min_credit and a.payment_mode == _PREPAYMENT
                 and "auto" in self.ec_by):
             self.activate_ec(meter, "auto", now)
         lv = self._level(meter)
         while self.low_level < lv:
-            pct = self.low_pct[self.low_level] if a.last_recharge else 0
+            pct = self.low_credit_pct[self.low_level] if a.last_recharge else 0
             self.low_level += 1
             self.dirty = True
-            meter.event(EV_LOW_CREDIT, "low credit %d%% credit=%d" % (pct, a.credit))
+            meter.event(_EV_LOW_CREDIT, "low credit %d%% credit=%d" % (pct, a.credit))
         if lv < self.low_level:
             self.low_level = lv
         m = meter.metro
         act = self.limiter.step(m.power_dw if m is not None and m.fresh else None, now)
         if act:
             self.dirty = True
-        if act == _lim.TRIP:
-            meter.event(EV_MPL_TRIP, "MPL trip t=%d" % now)
-        elif act == _lim.LOCKOUT:
-            meter.event(EV_MPL_LOCKOUT, "MPL lockout t=%d" % now)
-        elif act == _lim.RECLOSE:
-            meter.event(EV_MPL_RECLOSE, "MPL reclose due t=%d" % now)
+        if act == _TRIP:
+            meter.event(_EV_MPL_TRIP, "MPL trip t=%d" % now)
+        elif act == _LOCKOUT:
+            meter.event(_EV_MPL_LOCKOUT, "MPL lockout t=%d" % now)
+        elif act == _RECLOSE:
+            meter.event(_EV_MPL_RECLOSE, "MPL reclose due t=%d" % now)
         due = self.credit_due(meter, now)
         if not due:
             self.deferred = False
         st = dc.control_state
-        if st != CONNECTED and st != READY:
+        if st != _CONNECTED and st != _READY:
             return
         self._relay(meter, dc, due, now)
         if dc.control_state != st:
@@ -258,24 +254,25 @@ class Policy:
 
     def _relay(self, meter, dc, due, now):
         a = meter.account
-        if dc.control_state == CONNECTED:
+        if dc.control_state == _CONNECTED:
             if due:
                 if self.allowed(now, meter.tz_minutes):
                     if dc.local_disconnect("credit"):
-                        meter.event(EV_RELAY_OPEN_CREDIT, "relay open: credit t=%d credit=%d"
+                        meter.event(_EV_RELAY_OPEN_CREDIT, "relay open: credit t=%d credit=%d"
                                     % (now, a.credit))
                 elif not self.deferred:
                     self.deferred = True
-                    meter.event(EV_DISCONNECT_DEFERRED, "disconnect deferred t=%d" % now)
+                    meter.event(_EV_DISCONNECT_DEFERRED, "disconnect deferred t=%d" % now)
             elif self.limiter.blocking():
                 dc.local_disconnect("mpl")
         else:
             if dc.cause == "mpl" and due and self.allowed(now, meter.tz_minutes):
                 dc.cause = "credit"
-                meter.event(EV_RELAY_OPEN_CREDIT, "relay open: credit t=%d credit=%d" % (now, a.credit))
-            if dc.cause == "credit" and self.may_reconnect(meter, now):
+                meter.event(_EV_RELAY_OPEN_CREDIT, "relay open: credit t=%d credit=%d"
+                            % (now, a.credit))
+            if dc.cause == "credit" and self.may_manual_reconnect(meter, now):
                 if dc.local_reconnect("credit"):
-                    meter.event(EV_RELAY_CLOSE_CREDIT, "relay closed: credit t=%d credit=%d"
+                    meter.event(_EV_RELAY_CLOSE_CREDIT, "relay closed: credit t=%d credit=%d"
                                 % (now, a.credit))
             elif dc.cause == "mpl" and not self.limiter.blocking():
                 dc.local_reconnect("mpl")

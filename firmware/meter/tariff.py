@@ -29,7 +29,7 @@ does not depend on how consumption is split into metering intervals; DESIGN.md Â
 
 A zero-length interval (t1 <= t0: clock not moved or set back) charges its Wh at t1.
 Times are UTC epoch seconds; ``tz_s`` is the local offset in seconds (IST: 19800).
-Errors: ``ConfigError(field, reason)`` (alias ``TariffError``) for a bad configuration. No floats.
+Errors: ``ConfigError(field, reason)`` for a bad configuration. No floats.
 """
 from meter import timeutil
 
@@ -52,8 +52,6 @@ class ConfigError(ValueError):
         self.field = field
         self.reason = reason
 
-
-TariffError = ConfigError
 
 
 def billing_start(day, billing_day):

@@ -1,20 +1,22 @@
 """Pure meter logic on both runtimes: debit rounding, IC 70 transitions, calendar.
 (The journal has its own tests in test_store.py.)"""
-from meter.account import Account, PAYMENT_CREDIT
+from meter.account import Account
 from meter import relay
 from meter.relay import DisconnectControl
 from meter import timeutil
 
+PAYMENT_CREDIT = 1      # IC 111 payment_mode: the head-end decides
+
 
 def test_debit_exact_floor_and_carry():
-    a = Account(rate_paise_per_kwh=650, credit=100000)
+    a = Account(rate=650, credit=100000)
     for _ in range(1000):
         a.consume(1)          # 1000 x 1 Wh
-    b = Account(rate_paise_per_kwh=650, credit=100000)
+    b = Account(rate=650, credit=100000)
     b.consume(1000)           # 1 x 1000 Wh
     assert a.credit == b.credit == 100000 - 650
     assert a.import_wh == b.import_wh == 1000
-    c = Account(rate_paise_per_kwh=777, credit=0)
+    c = Account(rate=777, credit=0)
     c.consume(3)              # 3 * 777 / 1000 = 2.331 -> 2 paise, 331 milli-paise carried
     assert c.credit == -2 and c.rem == 331
     c.consume(1)              # 331 + 777 = 1108 -> 1 paise more

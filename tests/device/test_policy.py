@@ -1,13 +1,31 @@
 """Disconnect policy (meter.policy) and MPL limiter (meter.limiter) on both runtimes."""
-from meter.account import Account, PAYMENT_CREDIT, PAYMENT_PREPAYMENT
-from meter.policy import Policy, EC_ACTIVE, EC_USED, EC_AVAILABLE
-from meter import policy as P
-from meter.limiter import Limiter, TRIP, RECLOSE, LOCKOUT, NONE
+from meter.account import Account
+from meter.policy import Policy
+from meter.limiter import Limiter
 from meter.relay import DisconnectControl, CONNECTED, READY, DISCONNECTED
 from meter.tariff import ConfigError
 from meter import timeutil
 
 IST_MIN = 330
+PAYMENT_CREDIT, PAYMENT_PREPAYMENT = 1, 2      # IC 111 payment_mode
+CREDIT_ENERGY = 1                              # Account unit: 0.1 kWh
+# Policy.ec_state (journaled): emergency credit available, active, used up
+EC_AVAILABLE, EC_ACTIVE, EC_USED = 0, 1, 2
+# Limiter.step results
+NONE, TRIP, RECLOSE, LOCKOUT = 0, 1, 2, 3
+
+
+class P:
+    """Event codes the policy logs (meter event log, docs: meter/events.py)."""
+    EV_RELAY_OPEN_CREDIT = 40
+    EV_RELAY_CLOSE_CREDIT = 41
+    EV_LOW_CREDIT = 45
+    EV_EC_ON = 46
+    EV_EC_END = 47
+    EV_DISCONNECT_DEFERRED = 48
+    EV_MPL_TRIP = 55
+    EV_MPL_RECLOSE = 56
+    EV_MPL_LOCKOUT = 57
 
 UP = {"policy": {"friendly": [1080, 480], "days_off": [7], "off_saturdays": [2],
                  "holidays": ["2026-01-26", "2026-03-04"], "ec_s": 3 * 86400, "ec_by": ["auto"],
@@ -204,7 +222,6 @@ def test_bad_policy_names_the_field():
 
 
 def test_energy_credit_register_in_tenth_kwh():
-    from meter.account import CREDIT_ENERGY
     a = Account(650, 100, PAYMENT_PREPAYMENT, CREDIT_ENERGY)   # 10.0 kWh
     for _ in range(999):
         a.meter(1, 12345)          # the paise argument is ignored in energy unit
