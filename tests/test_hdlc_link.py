@@ -50,6 +50,18 @@ class Limiter:
     trip_s, reclose_s = 10, 60
 
 
+class Policy:
+    """What cosem reads of meter.policy (meter.policy.Policy)."""
+    limiter = Limiter()
+    emergency = None
+
+    def credit_status(self, meter):
+        return 0x80
+
+    def low_credit_threshold(self, meter):
+        return 0
+
+
 class Meter:
     """What server/cosem use of meter.app.Meter."""
     def __init__(self, n_events=0):
@@ -61,7 +73,7 @@ class Meter:
         self.metro = Metro()
         self.events = [(self.board.t + i, 10 + i % 3, "e") for i in range(n_events)]
         self.token_gateway = [b"", 0, b"", 0, 8]   # token, time, description, delivery, status
-        self.limiter = Limiter()
+        self.policy = Policy()
         self.persisted = 0
 
     def check_password(self, client, value):
@@ -91,12 +103,6 @@ class Meter:
 
     def set_payment_mode(self, m):
         self.account.payment_mode = m
-
-    def credit_status(self):
-        return 0x80
-
-    def low_credit_threshold(self):
-        return 0
 
     def enter_token(self, raw, delivery):
         self.token_gateway[4] = 4
@@ -474,7 +480,7 @@ def test_limiter_and_absent_emergency_credit():
     assert r.dar == 4
     # Policy.emergency: IC 112 attributes 2..11 (amount, type, priority, warning, limit,
     # configuration, status 3 = in use, preset, available threshold, period)
-    m.emergency = (2000, 2, 2, 0, 2000, 0x1C, 3, 2000, 0, 0)
+    m.policy.emergency = (2000, 2, 2, 0, 2000, 0x1C, 3, 2000, 0, 0)
     r = apdu.parse_response(c.request(apdu.get_request(0xC1, 112, EMERGENCY_CREDIT_LN, 2)))
     assert axdr.decode(r.data)[0] == (axdr.DOUBLE_LONG, 2000)
     r = apdu.parse_response(c.request(apdu.get_request(0xC1, 111, b"\x00\x00\x13\x00\x00\xff", 3)))

@@ -254,11 +254,6 @@ class Meter:
                              lockout_base_s=sts_cfg.get("lockout_base_s", 10),
                              lockout_max_s=sts_cfg.get("lockout_max_s", 1280))
 
-    def token_paise(self, amount_01kwh):
-        """Credit for an electricity token (0.1 kWh units) on a currency register: amount x tariff,
-        rounded up to the paisa in the customer's favour (as STS rounds amounts, IEC 62055-41 §6.3.5)."""
-        return -((-amount_01kwh * self.account.rate) // 10)
-
     def enter_token(self, raw, delivery=0):
         """Enter one 20-digit STS token (bytes or str; spaces and dashes ignored).
 
@@ -285,7 +280,26 @@ class Meter:
         else:
             r = self.tokens.enter(digits, now)
         if r.ok and r.reason == "accepted":
-            self._apply_token(r)
+            a = self.account
+            act = r.action
+            if act == "credit":
+                # an electricity token (0.1 kWh units) on a currency register: amount x tariff,
+                # rounded up to the paisa in the customer's favour (as STS rounds amounts,
+                # IEC 62055-41 §6.3.5)
+                paise = -((-r.amount * a.rate) // 10)
+                if paise > 0:
+                    try:
+                        self.policy.top_up(self, paise, self.board.time())
+                    except ValueError:
+                        pass
+            elif act == "clear_credit":
+                a.credit = 0
+                a.rem = 0
+            elif act == "tariff":
+                a.rate = r.value
+                self.tariff.set_rate(r.value)          # the flat tariff the engine charges from now
+            elif act == "mpl":
+                self.policy.limiter.set_mpl(r.value)    # IC 71 threshold
         d = r.reason.encode()
         i = _TOKEN_STATUS.find(b" " + d + b"=")
         g[4] = _TOKEN_STATUS[i + len(d) + 2] - 48 if i >= 0 else 7
@@ -296,25 +310,6 @@ class Meter:
         else:
             self.persist((_EV_TOKEN_REJECTED, "token rejected: %s" % r.reason, r.reason))
         return r
-
-    def _apply_token(self, r):
-        a = self.account
-        act = r.action
-        if act == "credit":
-            paise = self.token_paise(r.amount)
-            if paise > 0:
-                try:
-                    self.policy.top_up(self, paise, self.board.time())
-                except ValueError:
-                    pass
-        elif act == "clear_credit":
-            a.credit = 0
-            a.rem = 0
-        elif act == "tariff":
-            a.rate = r.value
-            self.tariff.set_rate(r.value)          # the flat tariff the engine charges from now
-        elif act == "mpl":
-            self.policy.limiter.set_mpl(r.value)    # IC 71 threshold
 
     def remote_disconnect(self):
         ok = self.dc.remote_disconnect()
@@ -362,22 +357,14 @@ class Meter:
             self.evaluate()
             self.persist()
 
-    def activate_ec(self, source):
-        """Select emergency credit by "token" or "dlms" (IC 112 invoke_credit); journaled."""
-        if not self.policy.activate_ec(self, source, self.board.time()):
+    def invoke_emergency_credit(self):
+        """IC 112 (emergency credit 0.0.19.10.1.255) method 3 invoke_credit: selects emergency
+        credit if the policy allows it by "dlms"; journaled."""
+        if not self.policy.activate_ec(self, "dlms", self.board.time()):
             return False
         self.evaluate()
         self.persist()
         return True
-
-    def invoke_emergency_credit(self):
-        """IC 112 (emergency credit 0.0.19.10.1.255) method 3 invoke_credit."""
-        return self.activate_ec("dlms")
-
-    @property
-    def limiter(self):
-        """The MPL limiter (IC 71), meter.limiter."""
-        return self.policy.limiter
 
     def _build(self, cfg):
         """(Tariff, Policy) from a config dict; raises ConfigError(field, reason)."""
@@ -451,12 +438,6 @@ class Meter:
         self.persist((ev.EV_CONFIG, "profile %s applied" % cfg.get("name", "?"), "profile"))
 
     # --- policy --------------------------------------------------------------------------
-    def credit_status(self):
-        return self.policy.credit_status(self)
-
-    def low_credit_threshold(self):
-        return self.policy.low_credit_threshold(self)
-
     def evaluate(self):
         """Apply the disconnect policy and drive the relay output from IC 70's output_state."""
         self.policy.evaluate(self, self.board.time())
@@ -478,36 +459,33 @@ class Meter:
         inside it are split, meter.tariff)."""
         m = self.metro
         now = self.board.time()
+        a = self.account
         if m is not None and m.fresh and m.energy_wh is not None:
             e = m.energy_wh
-            if self.module_wh is None:
-                self.module_wh = e
-                self._charge(0, now)
-            else:  # a counter below the last reading was reset: count from zero
-                self._charge(e - self.module_wh if e >= self.module_wh else e, now)
-                self.module_wh = e
+            last = self.module_wh
+            # the first reading charges nothing; a counter below the last reading was reset:
+            # count from zero
+            wh = 0 if last is None else (e - last if e >= last else e)
+            self.module_wh = e
+            t0 = self._t_prev
+            if a.unit == _CREDIT_ENERGY:
+                a.meter(wh, 0)
+            else:
+                t = self.tariff
+                a.meter(wh, t.charge(now if t0 is None else t0, now, wh, self.tz_minutes * 60))
+                a.rem = t.hot_rem()
+                while t.bills:
+                    b = t.bills.pop(0)
+                    self.event(_EV_BILL, "bill %d wh=%d energy=%d fixed=%d duty=%d" % b,
+                               b[2] + b[3] + b[4])
+            self._t_prev = now
         self.evaluate()
-        dwh = self.account.import_wh - self._persisted_wh
+        dwh = a.import_wh - self._persisted_wh
         if (dwh >= self.persist_wh or (dwh > 0 and now - self._persisted_t >= self.persist_s)
                 or self.policy.dirty):
             self.policy.dirty = False
             self.persist()   # loss bound: README "Power cuts"
-        a = self.account
         self.board.report("meter %d %d %d %d" % (now, a.import_wh, a.credit, 1 if self.dc.output_state else 0))
-
-    def _charge(self, wh, now):
-        a = self.account
-        t0 = self._t_prev
-        if a.unit == _CREDIT_ENERGY:
-            a.meter(wh, 0)
-        else:
-            t = self.tariff
-            a.meter(wh, t.charge(now if t0 is None else t0, now, wh, self.tz_minutes * 60))
-            a.rem = t.hot_rem()
-            while t.bills:
-                b = t.bills.pop(0)
-                self.event(_EV_BILL, "bill %d wh=%d energy=%d fixed=%d duty=%d" % b, b[2] + b[3] + b[4])
-        self._t_prev = now
 
     async def metering_task(self):
         b = self.board

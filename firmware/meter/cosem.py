@@ -144,18 +144,6 @@ def _ln(i):
     return _LNS[i:i + 6]
 
 
-def _find(ln):
-    """Offset of the row of logical name ``ln`` in _TABLE, or -1."""
-    if len(ln) != 6:
-        return -1
-    ln = bytes(ln)
-    o = -1
-    while True:
-        o = _TABLE.find(ln, o + 1)
-        if o < 0 or o % _ROW == 0:
-            return o
-
-
 def _mask(o, role):
     i = o + (_RPUB if role == 0 else _RAUTH)
     return _TABLE[i] | _TABLE[i + 1] << 8 | _TABLE[i + 2] << 16
@@ -175,7 +163,7 @@ def _present(meter, o):
     ic = _TABLE[o + _IC]
     arg = _TABLE[o + _ARG]
     if ic == 71:
-        return getattr(meter, "limiter", None) is not None
+        return getattr(getattr(meter, "policy", None), "limiter", None) is not None
     if ic == 112 and arg:
         return _emergency(meter) is not None
     if ic == 115:
@@ -195,8 +183,14 @@ def _visible(meter, o, role):
 def _lookup(meter, ctx, item, kind):
     """(row offset, 0) if ``item`` (class_id, ln, index, ...) may be read (kind 0), written (1)
     or called (2) in this association, else (-1, data-access-result)."""
-    ic, n = item[0], item[2]
-    o = _find(item[1])
+    ic, ln, n = item[0], item[1], item[2]
+    o = -1
+    if len(ln) == 6:                  # the row of this logical name: a match at a row start
+        ln = bytes(ln)
+        while True:
+            o = _TABLE.find(ln, o + 1)
+            if o < 0 or o % _ROW == 0:
+                break
     if o < 0 or not _present(meter, o):
         return -1, _UNDEFINED
     if _TABLE[o + _IC] != ic:
@@ -244,17 +238,10 @@ def parse_time(meter, b):
     return timeutil.join(y, mo, d, hh, mi, ss) + dev * 60
 
 
-def _ln_struct(w, class_id, ln):
-    w.structure(3).long_unsigned(class_id).octet_string(ln).integer(2)
-
-
 def _emergency(meter):
     """The emergency credit of the policy engine (``Policy.emergency``: the IC 112 attribute
     values 2..11), or None."""
-    em = getattr(meter, "emergency", None)
-    if em is None:
-        em = getattr(getattr(meter, "policy", None), "emergency", None)
-    return em
+    return getattr(getattr(meter, "policy", None), "emergency", None)
 
 
 # ------------------------------------------------------------------ GET
@@ -290,7 +277,14 @@ def _read(meter, ctx, o, ic, attr, w):
             s = _REGS[i]
             w.structure(2).integer(s - 256 if s > 127 else s).enum(_REGS[i + 1])
             return _OK
-        v = _reg_value(meter, arg)
+        if arg == 0:
+            v = meter.account.import_wh
+        elif arg == 1:
+            v = 0    # the metering module measures import only: nothing is ever exported
+        else:
+            m = meter.metro
+            v = None if m is None else (m.voltage_dv if arg == 2 else
+                                        (m.current_ma if arg == 3 else m.power_dw))
         if v is None:
             return _TEMP_FAIL        # the metering module has not answered yet
         if _REGS[i + 2] == _T_LONG_UNSIGNED:
@@ -350,27 +344,77 @@ def _read(meter, ctx, o, ic, attr, w):
         else:
             w.enum(dc.control_state if attr == 3 else dc.control_mode)
     elif ic == 71:
-        _r_limiter(meter.limiter, attr, w)
+        # Limiter from meter.policy.limiter (meter/limiter.py, the maximum power limit). The
+        # monitored value is active power 1.0.1.7.0.255 (double-long-unsigned, 0.1 W), so the
+        # thresholds are given in 0.1 W too. There is no emergency profile: threshold_emergency
+        # equals the normal threshold, the profile is empty and never active. The actions are
+        # the disconnect control script (0.0.10.0.106.255) selectors 1 disconnect / 2
+        # reconnect, which is what the meter does.
+        lim = meter.policy.limiter
+        if attr == 2:
+            w.structure(3).long_unsigned(3).octet_string(_ln(36)).integer(2)
+        elif attr < 8:               # 3, 4, 5 thresholds, 6 / 7 min over / under duration
+            w.double_long_unsigned(lim.mpl_w * 10 if attr < 6 else
+                                   (lim.trip_s if attr == 6 else lim.reclose_s))
+        elif attr == 8:
+            w.structure(3).long_unsigned(0).octet_string(_NO_DATE).double_long_unsigned(0)
+        elif attr == 9:
+            w.array(0)
+        elif attr == 10:
+            w.boolean(False)
+        else:
+            w.structure(2)
+            for sel in (1, 2):
+                w.structure(2).octet_string(_ln(42)).long_unsigned(sel)
     elif ic == 111:
         _r_account(meter, attr, w)
     elif ic == 112:
         return _r_credit(meter, arg, attr, w)
     elif ic == 113:
-        _r_charge(meter, attr, w)
+        # Charge, consumption based: the tariff in paise per kWh on active energy import
+        a = meter.account
+        if attr == 2:
+            w.double_long(a.import_wh * a.rate // 1000)   # total charged at the (single) tariff
+        elif attr == 3:
+            w.enum(1)                # consumption_based_collection
+        elif attr == 4:
+            w.unsigned(1)
+        elif attr in (5, 6):
+            # {charge_per_unit_scaling {commodity_scale, price_scale}, commodity, charge_table}
+            w.structure(3).structure(2).integer(3).integer(-2)
+            w.structure(3).long_unsigned(3).octet_string(_ln(12)).integer(2)
+            w.array(1).structure(2).octet_string(b"").long(a.rate)
+        elif attr in (7, 10):
+            put_time(meter, 0, w)
+        elif attr == 8:
+            w.double_long_unsigned(0)
+        elif attr == 9:
+            w.bit_string(0, 2)
+        elif attr in (11, 12):
+            w.double_long(0)
+        else:
+            w.long_unsigned(0)
     else:
-        return _r_tokgw(meter, attr, w)
+        # Token gateway from meter.token_gateway = [token, time, description, delivery,
+        # status]: 2 token, 3 time, 4 descriptions (the STS reason as text), 5 delivery
+        # method, 6 status {token_status_code, data_value bit-string(8)}
+        g = getattr(meter, "token_gateway", None)
+        if not g:
+            return _UNAVAILABLE
+        if attr == 2:
+            w.octet_string(g[0])
+        elif attr == 3:
+            put_time(meter, g[1], w)
+        elif attr == 4:
+            if g[2]:
+                w.array(1).octet_string(g[2])
+            else:
+                w.array(0)
+        elif attr == 5:
+            w.enum(g[3])
+        else:
+            w.structure(2).enum(g[4]).bit_string(0, 8)
     return _OK
-
-
-def _reg_value(meter, k):
-    if k == 0:
-        return meter.account.import_wh
-    if k == 1:
-        return 0     # the metering module measures import only: nothing is ever exported
-    m = meter.metro
-    if m is None:
-        return None
-    return m.voltage_dv if k == 2 else (m.current_ma if k == 3 else m.power_dw)
 
 
 def _r_data(meter, k, w):
@@ -409,32 +453,6 @@ def _r_data(meter, k, w):
     return _OK
 
 
-def _r_limiter(lim, attr, w):
-    """IC 71 from ``meter.limiter`` (meter/limiter.py, the maximum power limit). The monitored
-    value is active power 1.0.1.7.0.255 (double-long-unsigned, 0.1 W), so the thresholds are
-    given in 0.1 W too. There is no emergency profile: threshold_emergency equals the normal
-    threshold, the profile is empty and never active. The actions are the disconnect control
-    script (0.0.10.0.106.255) selectors 1 disconnect / 2 reconnect, which is what the meter does."""
-    if attr == 2:
-        _ln_struct(w, 3, _ln(36))
-    elif attr in (3, 4, 5):
-        w.double_long_unsigned(lim.mpl_w * 10)
-    elif attr == 6:
-        w.double_long_unsigned(lim.trip_s)
-    elif attr == 7:
-        w.double_long_unsigned(lim.reclose_s)
-    elif attr == 8:
-        w.structure(3).long_unsigned(0).octet_string(_NO_DATE).double_long_unsigned(0)
-    elif attr == 9:
-        w.array(0)
-    elif attr == 10:
-        w.boolean(False)
-    else:
-        w.structure(2)
-        for sel in (1, 2):
-            w.structure(2).octet_string(_ln(42)).long_unsigned(sel)
-
-
 def _r_account(meter, attr, w):
     a = meter.account
     if attr == 2:
@@ -443,7 +461,7 @@ def _r_account(meter, attr, w):
         em = _emergency(meter)
         w.unsigned(1 if em is not None and em[6] == 3 else 0)
     elif attr == 4:
-        w.bit_string(meter.credit_status(), 8)
+        w.bit_string(meter.policy.credit_status(meter), 8)
     elif attr == 5:
         w.double_long(a.credit)      # available_credit
     elif attr in (6, 8):
@@ -465,7 +483,7 @@ def _r_account(meter, attr, w):
     elif attr == 15:
         w.structure(3).utf8_string("INR").integer(-2).enum(1)   # name, scale, unit currency
     elif attr == 16:
-        w.double_long(meter.low_credit_threshold())
+        w.double_long(meter.policy.low_credit_threshold(meter))
     elif attr == 18:
         w.long_unsigned(0)           # max_provision: no limit
     else:
@@ -494,55 +512,6 @@ def _r_credit(meter, arg, attr, w):
         w.double_long_unsigned(v)
     else:
         w.double_long(v)
-    return _OK
-
-
-def _r_charge(meter, attr, w):
-    """IC 113 consumption-based charge: the tariff in paise per kWh on active energy import."""
-    a = meter.account
-    if attr == 2:
-        w.double_long(a.import_wh * a.rate // 1000)   # total charged at the (single) tariff
-    elif attr == 3:
-        w.enum(1)                    # consumption_based_collection
-    elif attr == 4:
-        w.unsigned(1)
-    elif attr in (5, 6):
-        # {charge_per_unit_scaling {commodity_scale, price_scale}, commodity, charge_table}
-        w.structure(3).structure(2).integer(3).integer(-2)
-        _ln_struct(w, 3, _ln(12))
-        w.array(1).structure(2).octet_string(b"").long(a.rate)
-    elif attr in (7, 10):
-        put_time(meter, 0, w)
-    elif attr == 8:
-        w.double_long_unsigned(0)
-    elif attr == 9:
-        w.bit_string(0, 2)
-    elif attr in (11, 12):
-        w.double_long(0)
-    else:
-        w.long_unsigned(0)
-
-
-def _r_tokgw(meter, attr, w):
-    """IC 115 from ``meter.token_gateway`` = [token, time, description, delivery, status]:
-    2 token, 3 time, 4 descriptions (the STS reason as text), 5 delivery method, 6 status
-    {token_status_code, data_value bit-string(8)}."""
-    g = getattr(meter, "token_gateway", None)
-    if not g:
-        return _UNAVAILABLE
-    if attr == 2:
-        w.octet_string(g[0])
-    elif attr == 3:
-        put_time(meter, g[1], w)
-    elif attr == 4:
-        if g[2]:
-            w.array(1).octet_string(g[2])
-        else:
-            w.array(0)
-    elif attr == 5:
-        w.enum(g[3])
-    else:
-        w.structure(2).enum(g[4]).bit_string(0, 8)
     return _OK
 
 
@@ -601,24 +570,6 @@ def _by_time(log, t0, t1):
     return log.by_time(t0, t1)
 
 
-def _columns(sel):
-    """selected_values (array of capture object definitions) -> column indexes, or None."""
-    if not sel:
-        return (0, 1)
-    cols = []
-    for tag, v in sel:
-        if tag != _T_STRUCTURE or len(v) < 3:
-            return None
-        ic, ln, a = v[0][1], v[1][1], v[2][1]
-        if a == 2 and ic == 8 and ln == _ln(0):
-            cols.append(0)
-        elif a == 2 and ic == 1 and ln == _ln(6):
-            cols.append(1)
-        else:
-            return None
-    return tuple(cols)
-
-
 def _buffer(meter, log, sel, par):
     """Profile buffer, optionally with selective access (Blue Book IC 7 §4.3.6):
     1 range_descriptor {restricting_object, from_value, to_value, selected_values} on the
@@ -640,13 +591,28 @@ def _buffer(meter, log, sel, par):
             if (v[0][0] != _T_STRUCTURE or len(ro) < 3 or ro[0][1] != 8 or ro[1][1] != _ln(0)
                     or ro[2][1] != 2):
                 return _OTHER
-            t0 = _sel_time(meter, v[1])
-            t1 = _sel_time(meter, v[2])
+            t = [None, None]          # from_value, to_value: date-time or epoch seconds
+            for i in (0, 1):
+                tag, x = v[i + 1]
+                if tag == _T_OCTET_STRING or tag == _T_DATE_TIME:
+                    t[i] = parse_time(meter, x)
+                elif tag in (_T_DOUBLE_LONG_UNSIGNED, _T_DOUBLE_LONG):
+                    t[i] = x
+            t0, t1 = t
             if t0 is None or t1 is None:
                 return _TYPE_UNMATCHED
-            cols = _columns(v[3][1])
-            if cols is None:
-                return _OTHER
+            # selected_values (capture object definitions) -> columns; none: all
+            cols = []
+            for tag, x in v[3][1]:
+                if tag != _T_STRUCTURE or len(x) < 3:
+                    return _OTHER
+                if x[2][1] == 2 and x[0][1] == 8 and x[1][1] == _ln(0):
+                    cols.append(0)
+                elif x[2][1] == 2 and x[0][1] == 1 and x[1][1] == _ln(6):
+                    cols.append(1)
+                else:
+                    return _OTHER
+            cols = tuple(cols) or (0, 1)
             cnt = 0
             for _ in _by_time(log, t0, t1):
                 cnt += 1
@@ -673,15 +639,6 @@ def _buffer(meter, log, sel, par):
         else:
             return _OTHER
     return _entries(meter, cnt, items, cols)
-
-
-def _sel_time(meter, tagged):
-    tag, v = tagged
-    if tag == _T_OCTET_STRING or tag == _T_DATE_TIME:
-        return parse_time(meter, v)
-    if tag in (_T_DOUBLE_LONG_UNSIGNED, _T_DOUBLE_LONG):
-        return v
-    return None
 
 
 def _entries(meter, cnt, items, cols):

@@ -246,15 +246,7 @@ class Policy:
         if not due:
             self.deferred = False
         st = dc.control_state
-        if st != _CONNECTED and st != _READY:
-            return
-        self._relay(meter, dc, due, now)
-        if dc.control_state != st:
-            self.dirty = True
-
-    def _relay(self, meter, dc, due, now):
-        a = meter.account
-        if dc.control_state == _CONNECTED:
+        if st == _CONNECTED:
             if due:
                 if self.allowed(now, meter.tz_minutes):
                     if dc.local_disconnect("credit"):
@@ -265,7 +257,7 @@ class Policy:
                     meter.event(_EV_DISCONNECT_DEFERRED, "disconnect deferred t=%d" % now)
             elif self.limiter.blocking():
                 dc.local_disconnect("mpl")
-        else:
+        elif st == _READY:
             if dc.cause == "mpl" and due and self.allowed(now, meter.tz_minutes):
                 dc.cause = "credit"
                 meter.event(_EV_RELAY_OPEN_CREDIT, "relay open: credit t=%d credit=%d"
@@ -276,3 +268,5 @@ class Policy:
                                 % (now, a.credit))
             elif dc.cause == "mpl" and not self.limiter.blocking():
                 dc.local_reconnect("mpl")
+        if dc.control_state != st:
+            self.dirty = True

@@ -66,19 +66,23 @@ _MIN_PDU = const(64)           # smaller client max PDUs are refused (pdu-size-t
 _BLOCK_HEAD = const(12)        # C4 02 inv last blk(4) choice len(<=3)
 _RX_MAX = const(1100)          # reassembly limit for segmented requests
 
+# HDLC (protocol.hdlc): UA, DM, FRMR responses; kind() results
+_UA = const(0x73)
+_DM = const(0x1F)
+_FRMR = const(0x97)
+_K_I = const(1)
+_K_RR = const(2)
+_K_RNR = const(3)
+_K_SNRM = const(4)
+_K_UA = const(5)
+_K_DISC = const(6)
+_K_DM = const(7)
+_K_FRMR = const(8)
+_K_UI = const(9)
+
 _FRMR_W = const(1)             # invalid / not implemented control field
 _FRMR_Y = const(4)             # information field too long
 _FRMR_Z = const(8)             # invalid N(R)
-
-
-def _role(client):
-    """Role of a client SAP: 0 public (16, no security), 1 meter reader (32), 2 management
-    (1 and 48); the last two authenticate with LLS. -1: not a client of this meter."""
-    if client == 16:
-        return 0
-    if client == 32:
-        return 1
-    return 2 if client in (1, 48) else -1
 
 
 def _fill(src, n):
@@ -132,7 +136,9 @@ class Association:
             return self._reject(1)
         if req["context"] != 1:                  # LN referencing, no ciphering
             return apdu.build_aare(1, 2, context=req["context"] or 1, max_pdu=_SERVER_MAX_PDU)
-        role = _role(client)
+        # role of the client SAP: 0 public (16, no security), 1 meter reader (32),
+        # 2 management (1 and 48); the last two authenticate with LLS
+        role = 0 if client == 16 else (1 if client == 32 else (2 if client in (1, 48) else -1))
         if role < 0:
             return self._reject(1)
         mech = req["mechanism"]
@@ -303,7 +309,7 @@ class HdlcLink:
         self.assoc = Association(meter, logical)
         self.logical = logical
         self.physical = physical
-        self.max_info_ours = max_info
+        self.max_info = max_info
         self.inactivity_ms = int(inactivity_s) * 1000
         self.ticks = meter.board.ticks_ms
         self.ignored = 0
@@ -320,31 +326,12 @@ class HdlcLink:
         self.vr = 0
         self.tx_max = 128
         self.rx_max = 128
-        self._rx = None            # segmented request being reassembled (bytearray)
-        self._rx_over = False
-        self._tx = None            # response being sent in segments
-        self._tx_off = 0
-        self._last_sent = None     # last I-frame, for retransmission
+        self._rx = None            # segmented request being reassembled (bytearray; None
+        #                            while it exceeds _RX_MAX)
+        self._tx = None            # response being sent in segments: [data, offset]
+        self._last = None          # (last I-frame, its echo key), for retransmission
         self._last_rx = 0
         self.assoc.reset()
-
-    def poll(self):
-        """Inactivity supervision without traffic (optional; ``on_frame`` checks too)."""
-        if (self.state == _NRM and self.inactivity_ms
-                and _ticks_diff(self.ticks(), self._last_rx) > self.inactivity_ms):
-            self._ndm()
-
-    def _my_address(self, raw):
-        try:
-            value, n, _ = hdlc.decode_address(raw, 0)
-            logical, physical = hdlc.split_server_address(value, n)
-        except hdlc.HdlcError:
-            return False
-        if logical != self.logical:
-            return False
-        if n > 1 and self.physical is not None and physical != self.physical:
-            return False
-        return True
 
     def _frame(self, ctrl, info=b"", segmented=False, client=None):
         dest = client or self.client
@@ -353,27 +340,38 @@ class HdlcLink:
 
     def _frmr(self, ctrl, flags):
         self.frmr += 1
-        return (self._frame(hdlc.FRMR, bytes((ctrl, (self.vs << 1) | (self.vr << 5), flags))),)
+        return (self._frame(_FRMR, bytes((ctrl, (self.vs << 1) | (self.vr << 5), flags))),)
 
     def on_frame(self, f):
         """Handle one received frame; return a sequence of frames to transmit (maybe empty)."""
-        if len(f.src) != 1 or not self._my_address(f.dest):
-            self.ignored += 1
-            return ()
+        ok = len(f.src) == 1
+        if ok:
+            try:
+                value, n, _ = hdlc.decode_address(f.dest, 0)
+                logical, physical = hdlc.split_server_address(value, n)
+                ok = logical == self.logical and (n == 1 or self.physical is None
+                                                  or physical == self.physical)
+            except hdlc.HdlcError:
+                ok = False
         e = self._echo
-        if e is not None and f.ctrl == e[2] and f.src == e[1] and f.dest == e[0] and f.info == e[3]:
-            self.ignored += 1      # our own frame heard back (optical head, RS-485 echo)
+        if not ok or (e is not None and f.ctrl == e[2] and f.src == e[1] and f.dest == e[0]
+                      and f.info == e[3]):
+            self.ignored += 1      # not for us, or our own frame heard back (optical head, echo)
             return ()
-        self.poll()
-        self._last_rx = self.ticks()
+        # inactivity supervision: a link silent for inactivity_s is back in NDM
+        now = self.ticks()
+        if (self.state == _NRM and self.inactivity_ms
+                and _ticks_diff(now, self._last_rx) > self.inactivity_ms):
+            self._ndm()
+        self._last_rx = now
         k = hdlc.kind(f.ctrl)
-        if k in (hdlc.K_UA, hdlc.K_DM, hdlc.K_FRMR):
+        if k in (_K_UA, _K_DM, _K_FRMR):
             self.ignored += 1      # responses are never addressed to a secondary
             return ()
         self._addr = f.dest
-        if k == hdlc.K_SNRM:
+        if k == _K_SNRM:
             self._ndm()
-            self._last_rx = self.ticks()
+            self._last_rx = now
             self.client = f.src
             try:
                 ctx, crx, _, _ = hdlc.decode_params(f.info)
@@ -381,98 +379,91 @@ class HdlcLink:
                 return self._frmr(f.ctrl, _FRMR_W | 2)
             if ctx < 1 or crx < 1:
                 return self._frmr(f.ctrl, _FRMR_W | 2)
-            self.tx_max = min(self.max_info_ours, crx)
-            self.rx_max = min(self.max_info_ours, ctx)
+            self.tx_max = min(self.max_info, crx)
+            self.rx_max = min(self.max_info, ctx)
             self.state = _NRM
-            return (self._frame(hdlc.UA, hdlc.encode_params(self.tx_max, self.rx_max, 1, 1)),)
-        if k == hdlc.K_DISC:
+            return (self._frame(_UA, hdlc.encode_params(self.tx_max, self.rx_max, 1, 1)),)
+        if k == _K_DISC:
             was = self.state
             self._ndm()
-            return (self._frame(hdlc.UA if was == _NRM else hdlc.DM, client=f.src),)
+            return (self._frame(_UA if was == _NRM else _DM, client=f.src),)
         if self.state != _NRM or f.src != self.client:
-            if k in (hdlc.K_I, hdlc.K_RR, hdlc.K_RNR):
-                return (self._frame(hdlc.DM, client=f.src),)
+            if k in (_K_I, _K_RR, _K_RNR):
+                return (self._frame(_DM, client=f.src),)
             return ()
-        if k == hdlc.K_I:
-            return self._on_i(f)
-        if k == hdlc.K_RR:
-            return self._on_rr(f)
-        if k == hdlc.K_RNR:
+        if k == _K_UI:
+            return ()
+        if k == _K_RNR:
             return (self._frame(hdlc.ctrl_rr(self.vr)),)
-        if k == hdlc.K_UI:
-            return ()
-        return self._frmr(f.ctrl, _FRMR_W)
-
-    def _resend(self):
-        self.retransmitted += 1
-        self._echo = self._last_echo
-        return (self._last_sent,)
-
-    def _on_rr(self, f):
+        if k != _K_I and k != _K_RR:
+            return self._frmr(f.ctrl, _FRMR_W)
         nr = hdlc.nr(f.ctrl)
-        if self._last_sent is not None and nr == (self.vs - 1) & 7:
-            return self._resend()      # the client never got our last I-frame
-        if nr != self.vs:
-            return self._frmr(f.ctrl, _FRMR_Z)
-        if self._tx is not None:
-            return (self._next_segment(),)
-        return (self._frame(hdlc.ctrl_rr(self.vr)),)
-
-    def _on_i(self, f):
+        last = self._last
+        resend = last is not None and nr == (self.vs - 1) & 7   # our last I-frame is missing
+        if k == _K_RR:
+            if resend:
+                self.retransmitted += 1
+                self._echo = last[1]
+                return (last[0],)
+            if nr != self.vs:
+                return self._frmr(f.ctrl, _FRMR_Z)
+            if self._tx is not None:
+                return (self._next_segment(),)
+            return (self._frame(hdlc.ctrl_rr(self.vr)),)
+        # I-frame
         n_s = hdlc.ns(f.ctrl)
-        nr = hdlc.nr(f.ctrl)
         if n_s != self.vr:
-            if n_s == (self.vr - 1) & 7 and self._last_sent is not None:
-                return self._resend()       # repeated request: our answer was lost
+            if n_s == (self.vr - 1) & 7 and last is not None:
+                self.retransmitted += 1     # repeated request: our answer was lost
+                self._echo = last[1]
+                return (last[0],)
             return (self._frame(hdlc.ctrl_rr(self.vr)),)
-        if nr != self.vs and not (self._last_sent is not None and nr == (self.vs - 1) & 7):
+        if nr != self.vs and not resend:
             return self._frmr(f.ctrl, _FRMR_Z)
         if len(f.info) > self.rx_max:
             return self._frmr(f.ctrl, _FRMR_Y)
         self.vr = (self.vr + 1) & 7
         self._tx = None                     # a new request ends any unfinished response
-        if self._rx is None:
-            if not f.segmented:
-                return self._request(f.info)
-            self._rx = bytearray()
-            self._rx_over = False
-        if len(self._rx) + len(f.info) > _RX_MAX:
-            self._rx_over = True
+        rx = self._rx
+        if f.segmented or rx is not None:
+            if rx is None:
+                rx = self._rx = bytearray()
+            if rx is not False:
+                if len(rx) + len(f.info) > _RX_MAX:
+                    rx = self._rx = False   # too long: the rest is dropped, then refused
+                else:
+                    rx.extend(f.info)
+            if f.segmented:
+                return (self._frame(hdlc.ctrl_rr(self.vr)),)
+            self._rx = None
+            if rx is False:
+                return self._send(apdu.exception_response(1, _SERVICE_PDU_TOO_LONG))
+            data = rx
         else:
-            self._rx.extend(f.info)
-        if f.segmented:
-            return (self._frame(hdlc.ctrl_rr(self.vr)),)
-        data = self._rx
-        self._rx = None
-        if self._rx_over:
-            return self._send(apdu.exception_response(1, apdu.SERVICE_PDU_TOO_LONG))
-        return self._request(data)
-
-    def _request(self, data):
+            data = f.info
         mv = memoryview(data)
         if len(data) >= 3 and data[0] == 0xE6 and data[1] in (0xE6, 0xE7):
-            mv = mv[3:]
+            mv = mv[3:]                     # LLC header
         resp = self.assoc.handle(self.client[0] >> 1, mv)
         if resp is None:
             return (self._frame(hdlc.ctrl_rr(self.vr)),)
         return self._send(resp)
 
     def _send(self, resp):
-        self._tx = hdlc.LLC_RESPONSE + resp
-        self._tx_off = 0
+        self._tx = [b"\xE6\xE7\x00" + resp, 0]     # LLC header of a response
         return (self._next_segment(),)
 
     def _next_segment(self):
-        data = self._tx
-        off = self._tx_off
+        t = self._tx
+        data = t[0]
+        off = t[1]
         end = off + self.tx_max
         seg = len(data) > end
         frame = self._frame(hdlc.ctrl_i(self.vs, self.vr), data[off:end], seg)
         if seg:
-            self._tx_off = end
+            t[1] = end
         else:
             self._tx = None
         self.vs = (self.vs + 1) & 7
-        self._last_sent = frame
-        self._last_echo = self._echo
+        self._last = (frame, self._echo)
         return frame

@@ -150,15 +150,6 @@ class Tariff:
                 return adj
         return 0
 
-    def _next_edge(self, sod):
-        """Seconds-of-day of the next TOD edge after ``sod`` (86400 = midnight)."""
-        best = _DAY
-        for s, e, _ in self.tod:
-            for x in (s * 60, e * 60):
-                if sod < x < best:
-                    best = x
-        return best
-
     # --- charging -------------------------------------------------------------------------
     def _duty(self, paise):
         acc = self.d_rem + paise * self.duty_pm
@@ -232,7 +223,12 @@ class Tariff:
         while p < l1:
             day = p // _DAY
             sod = p - day * _DAY
-            q = day * _DAY + self._next_edge(sod)
+            q = _DAY                # the next TOD edge after sod (86400 = midnight)
+            for s, e, _ in self.tod:
+                for x in (s * 60, e * 60):
+                    if sod < x < q:
+                        q = x
+            q += day * _DAY
             if q > l1:
                 q = l1
             upto = wh * (q - l0) // span

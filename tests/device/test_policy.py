@@ -144,6 +144,24 @@ def test_emergency_credit_amount_by_button_repaid_first_then_debt():
     assert m.policy.ec_state == EC_AVAILABLE and m.run(now) == CONNECTED
 
 
+def test_emergency_credit_as_the_ic112_attributes():
+    # Policy.emergency is what IC 112 0.0.19.10.1.255 serves, attributes 2..11: amount, type
+    # (2 emergency), priority, warning threshold, limit, credit_configuration (0x10 visual,
+    # 0x08 confirmation by the consumer, 0x04 paid back), status (1 selectable, 3 in use,
+    # 4 exhausted), preset amount, available threshold, period s
+    assert Policy({}).emergency is None                     # no EC configured
+    cfg = {"policy": {"ec_paise": 5000, "ec_s": 3600, "ec_by": ["button"], "ec_offer": 2000}}
+    m = FakeMeter(cfg, credit=1000)
+    now = local(2026, 3, 2, 12)
+    assert m.policy.emergency == (5000, 2, 2, 2000, 5000, 0x1C, 1, 5000, 2000, 3600)
+    assert m.policy.activate_ec(m, "button", now)
+    assert m.policy.emergency[6] == 3
+    m.run(now + 3600)                                       # period over
+    assert m.policy.ec_state == EC_USED and m.policy.emergency[6] == 4
+    auto = Policy({"policy": {"ec_paise": 100, "ec_by": ["auto", "dlms"]}})
+    assert auto.emergency[5] == 0x04                        # no consumer confirmation
+
+
 def test_low_credit_alerts_at_30_10_0_percent():
     m = FakeMeter({}, credit=0)
     now = local(2026, 3, 2, 12)
