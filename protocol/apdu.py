@@ -21,27 +21,27 @@ except ImportError:
     def const(x):
         return x
 
-# public: what meter/server.py reads from this module (everything else is folded by mpy-cross)
-AARQ = const(0x60)
-RLRQ = const(0x62)
-GET_REQUEST = const(0xC0)
-SET_REQUEST = const(0xC1)
-ACTION_REQUEST = const(0xC3)
-GET_RESPONSE = const(0xC4)
-CONTEXT_LN = const(1)          # application-context-name 2.16.756.5.8.1.x
-MECH_NONE = const(0)           # mechanism-name 2.16.756.5.8.2.x
-MECH_LLS = const(1)
-DAR_LONG_GET_ABORTED = const(15)
-DAR_NO_LONG_GET_IN_PROGRESS = const(16)
-DAR_DATA_BLOCK_NUMBER_INVALID = const(19)
-SERVICE_PDU_TOO_LONG = const(4)
+# private, folded by mpy-cross (public in protocol.apdu_client; meter.server keeps its own copies)
+_AARQ = const(0x60)
+_RLRQ = const(0x62)
+_GET_REQUEST = const(0xC0)
+_SET_REQUEST = const(0xC1)
+_ACTION_REQUEST = const(0xC3)
+_GET_RESPONSE = const(0xC4)
+_CONTEXT_LN = const(1)          # application-context-name 2.16.756.5.8.1.x
+_MECH_NONE = const(0)           # mechanism-name 2.16.756.5.8.2.x
+_MECH_LLS = const(1)
+_DAR_LONG_GET_ABORTED = const(15)
+_DAR_NO_LONG_GET_IN_PROGRESS = const(16)
+_DAR_DATA_BLOCK_NUMBER_INVALID = const(19)
+_SERVICE_PDU_TOO_LONG = const(4)
 # conformance block (Green Book §9.4.6.1): bit n (0 = first bit sent) -> 1 << (23 - n)
-CONF_BLOCK_TRANSFER_WITH_GET = const(1 << (23 - 11))
-CONF_MULTIPLE_REFERENCES = const(1 << (23 - 14))
-CONF_GET = const(1 << (23 - 19))
-CONF_SET = const(1 << (23 - 20))
-CONF_SELECTIVE_ACCESS = const(1 << (23 - 21))
-CONF_ACTION = const(1 << (23 - 23))
+_CONF_BLOCK_TRANSFER_WITH_GET = const(1 << (23 - 11))
+_CONF_MULTIPLE_REFERENCES = const(1 << (23 - 14))
+_CONF_GET = const(1 << (23 - 19))
+_CONF_SET = const(1 << (23 - 20))
+_CONF_SELECTIVE_ACCESS = const(1 << (23 - 21))
+_CONF_ACTION = const(1 << (23 - 23))
 
 _AARE = const(0x61)
 _RLRE = const(0x63)
@@ -160,7 +160,7 @@ def _context_name(context):
     return b"\xA1\x09\x06\x07" + _DLMS_OID + bytes((1, context))
 
 
-# ---------------------------------------------------------------- AARQ / AARE
+# ---------------------------------------------------------------- _AARQ / AARE
 
 def _parse_initiate_request(buf, s, e, out):
     p = s
@@ -193,7 +193,7 @@ def _parse_initiate_request(buf, s, e, out):
 
 
 def parse_aarq(buf):
-    """Parse an AARQ (Green Book §9.4.2, ISO/IEC 8650 BER) into a dict.
+    """Parse an _AARQ (Green Book §9.4.2, ISO/IEC 8650 BER) into a dict.
 
     Keys: context (last arc of 2.16.756.5.8.1.x or None), mechanism (last arc of
     2.16.756.5.8.2.x or None), auth_value (bytes or None), calling_ap_title (bytes or
@@ -202,7 +202,7 @@ def parse_aarq(buf):
     (bytes or None), user_info_ok (InitiateRequest present and parseable).
     Unknown elements are skipped. Raises ApduError if the BER structure is malformed.
     """
-    p, end = _outer(buf, AARQ)
+    p, end = _outer(buf, _AARQ)
     out = {"context": None, "mechanism": None, "auth_value": None, "calling_ap_title": None,
            "acse_requirements": 0, "dlms_version": 0, "conformance": 0, "max_pdu": 0,
            "dedicated_key": None, "user_info_ok": False}
@@ -236,14 +236,14 @@ def parse_aarq(buf):
     return out
 
 
-def build_aare(result, diagnostic, context=CONTEXT_LN, conformance=0, max_pdu=256,
+def build_aare(result, diagnostic, context=_CONTEXT_LN, conformance=0, max_pdu=256,
                mechanism=None, diag_provider=False, dlms_version=6, vaa_name=0x0007,
                initiate_error=None):
     """Build an AARE (Green Book §9.4.2).
 
     result: 0 accepted, 1 rejected-permanent, 2 rejected-transient. diagnostic: an
     acse-service-user value (DIAG_*) or, with ``diag_provider``, acse-service-provider.
-    ``mechanism`` (e.g. MECH_LLS) adds responder-acse-requirements (88) and
+    ``mechanism`` (e.g. _MECH_LLS) adds responder-acse-requirements (88) and
     mechanism-name (89). user-information is always present: a ConfirmedServiceError
     ``0E 01 a b`` when ``initiate_error=(a, b)`` (e.g. (6, 1) DLMS version too low), else an
     xDLMS InitiateResponse ``08 00 <ver> 5F 1F 04 00 <conf3> <maxpdu2> <vaa2>`` with
@@ -264,7 +264,7 @@ def build_aare(result, diagnostic, context=CONTEXT_LN, conformance=0, max_pdu=25
     return _tlv(_AARE, body)
 
 
-# ---------------------------------------------------------------- RLRQ / RLRE
+# ---------------------------------------------------------------- _RLRQ / RLRE
 
 def build_rlre(reason=0):
     """RLRE with reason (0 normal): ``63 03 80 01 <reason>``."""
@@ -287,9 +287,9 @@ def _parse_release(buf, tag):
 
 
 def parse_rlrq(buf):
-    """Parse an RLRQ: ``{"reason": int or None, "user_info": bytes or None}``; tolerates
+    """Parse an _RLRQ: ``{"reason": int or None, "user_info": bytes or None}``; tolerates
     user-information (dlms-cosem sends ``62 15 80 01 00 BE 10 ...``)."""
-    return _parse_release(buf, RLRQ)
+    return _parse_release(buf, _RLRQ)
 
 
 # ---------------------------------------------------------------- xDLMS requests
@@ -350,14 +350,14 @@ def parse_request(buf):
     truncated or malformed -> ApduError(service_error=3)."""
     n = len(buf)
     if n < 3:
-        if n >= 1 and buf[0] not in (GET_REQUEST, SET_REQUEST, ACTION_REQUEST):
+        if n >= 1 and buf[0] not in (_GET_REQUEST, _SET_REQUEST, _ACTION_REQUEST):
             raise ApduError("unsupported service", _SERVICE_NOT_SUPPORTED)
         raise ApduError("truncated request")
     tag = buf[0]
     kind = buf[1]
     r = Request(tag, kind, buf[2])
     p = 3
-    if tag == GET_REQUEST:
+    if tag == _GET_REQUEST:
         if kind == 1:
             item, p = _item(buf, p, n, False)
             r.items.append(item)
@@ -378,7 +378,7 @@ def parse_request(buf):
                 r.items.append(item)
         else:
             raise ApduError("unsupported GET subtype", _SERVICE_NOT_SUPPORTED)
-    elif tag == SET_REQUEST:
+    elif tag == _SET_REQUEST:
         if kind != 1:
             raise ApduError("unsupported SET subtype", _SERVICE_NOT_SUPPORTED)
         item, p = _item(buf, p, n, False)
@@ -386,7 +386,7 @@ def parse_request(buf):
         q = _data_end(buf, p)
         r.value = bytes(buf[p:q])
         p = q
-    elif tag == ACTION_REQUEST:
+    elif tag == _ACTION_REQUEST:
         if kind != 1:
             raise ApduError("unsupported ACTION subtype", _SERVICE_NOT_SUPPORTED)
         item, p = _item(buf, p, n, True)
@@ -399,18 +399,18 @@ def parse_request(buf):
 # ---------------------------------------------------------------- xDLMS responses
 
 def _block_head(invoke, last, block_no):
-    return bytes((GET_RESPONSE, 2, invoke, 1 if last else 0, (block_no >> 24) & 0xFF,
+    return bytes((_GET_RESPONSE, 2, invoke, 1 if last else 0, (block_no >> 24) & 0xFF,
                   (block_no >> 16) & 0xFF, (block_no >> 8) & 0xFF, block_no & 0xFF))
 
 
 def get_response(invoke, data):
     """GET-Response-Normal with data: ``C4 01 <invoke> 00 <data>``."""
-    return bytes((GET_RESPONSE, 1, invoke, 0)) + bytes(data)
+    return bytes((_GET_RESPONSE, 1, invoke, 0)) + bytes(data)
 
 
 def get_response_error(invoke, dar):
     """GET-Response-Normal with a Data-Access-Result: ``C4 01 <invoke> 01 <dar>``."""
-    return bytes((GET_RESPONSE, 1, invoke, 1, dar))
+    return bytes((_GET_RESPONSE, 1, invoke, 1, dar))
 
 
 def get_response_block(invoke, last, block_no, raw):

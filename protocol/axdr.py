@@ -23,15 +23,16 @@ except ImportError:  # CPython
     def const(x):
         return x
 
-# public: the tags the meter's code reads from this module (the full set: protocol.axdr_client)
-DOUBLE_LONG = const(5)
-DOUBLE_LONG_UNSIGNED = const(6)
-OCTET_STRING = const(9)
-LONG = const(16)
-LONG_UNSIGNED = const(18)
-STRUCTURE = const(2)
-ENUM = const(22)
-DATE_TIME = const(25)
+# tags (the full set, public: protocol.axdr_client; the meter's modules keep their own private
+# copies, so no tag is a module global here)
+_DOUBLE_LONG = const(5)
+_DOUBLE_LONG_UNSIGNED = const(6)
+_OCTET_STRING = const(9)
+_LONG = const(16)
+_LONG_UNSIGNED = const(18)
+_STRUCTURE = const(2)
+_ENUM = const(22)
+_DATE_TIME = const(25)
 
 _NULL = const(0)
 _ARRAY = const(1)
@@ -148,7 +149,7 @@ class Writer:
 
     def long(self, v):
         """int16 (tag 16)."""
-        return self._int(LONG, v, 2, True)
+        return self._int(_LONG, v, 2, True)
 
     def unsigned(self, v):
         """uint8 (tag 17)."""
@@ -156,19 +157,19 @@ class Writer:
 
     def long_unsigned(self, v):
         """uint16 (tag 18)."""
-        return self._int(LONG_UNSIGNED, v, 2, False)
+        return self._int(_LONG_UNSIGNED, v, 2, False)
 
     def double_long(self, v):
         """int32 (tag 5)."""
-        return self._int(DOUBLE_LONG, v, 4, True)
+        return self._int(_DOUBLE_LONG, v, 4, True)
 
     def double_long_unsigned(self, v):
         """uint32 (tag 6)."""
-        return self._int(DOUBLE_LONG_UNSIGNED, v, 4, False)
+        return self._int(_DOUBLE_LONG_UNSIGNED, v, 4, False)
 
     def enum(self, v):
         """enum 0..255 (tag 22)."""
-        return self._int(ENUM, v, 1, False)
+        return self._int(_ENUM, v, 1, False)
 
     def _bytes(self, tag, b):
         self.buf.append(tag)
@@ -180,7 +181,7 @@ class Writer:
         """octet-string (tag 9): length + bytes."""
         if isinstance(b, str):
             raise AxdrError("octet-string takes bytes")
-        return self._bytes(OCTET_STRING, b)
+        return self._bytes(_OCTET_STRING, b)
 
     def utf8_string(self, s):
         """utf8-string (tag 12) from str or bytes."""
@@ -219,7 +220,7 @@ class Writer:
 
     def structure(self, n):
         """structure header (tag 2) with n elements; append the elements after it."""
-        self.buf.append(STRUCTURE)
+        self.buf.append(_STRUCTURE)
         self.buf.extend(encode_length(n))
         return self
 
@@ -261,11 +262,11 @@ def decode(buf, pos=0, _depth=0):
         if f & 0x10 and v >> (8 * size - 1):
             v -= 1 << (8 * size)
         return (tag, v), pos + size
-    if tag == OCTET_STRING or tag == _VISIBLE_STRING or tag == _UTF8_STRING:
+    if tag == _OCTET_STRING or tag == _VISIBLE_STRING or tag == _UTF8_STRING:
         n, pos = decode_length(buf, pos)
         _need(buf, pos, n)
         b = bytes(buf[pos:pos + n])
-        if tag != OCTET_STRING:
+        if tag != _OCTET_STRING:
             try:
                 b = b.decode()
             except Exception:
@@ -276,7 +277,7 @@ def decode(buf, pos=0, _depth=0):
         nb = (n + 7) // 8
         _need(buf, pos, nb)
         return (tag, (n, bytes(buf[pos:pos + nb]))), pos + nb
-    if tag == _ARRAY or tag == STRUCTURE:
+    if tag == _ARRAY or tag == _STRUCTURE:
         n, pos = decode_length(buf, pos)
         if n > len(buf) - pos:  # each element takes at least one byte
             raise AxdrError("truncated")
@@ -312,13 +313,13 @@ def skip(buf, pos=0, _depth=0):
     if f:
         _need(buf, pos, f & 0x0F)
         return pos + (f & 0x0F)
-    if tag == OCTET_STRING or tag == _VISIBLE_STRING or tag == _UTF8_STRING or tag == _BIT_STRING:
+    if tag == _OCTET_STRING or tag == _VISIBLE_STRING or tag == _UTF8_STRING or tag == _BIT_STRING:
         n, pos = decode_length(buf, pos)
         if tag == _BIT_STRING:
             n = (n + 7) // 8
         _need(buf, pos, n)
         return pos + n
-    if tag == _ARRAY or tag == STRUCTURE:
+    if tag == _ARRAY or tag == _STRUCTURE:
         n, pos = decode_length(buf, pos)
         if n > len(buf) - pos:
             raise AxdrError("truncated")

@@ -29,23 +29,17 @@ except ImportError:  # CPython
     def const(x):
         return x
 
-# public: what the meter's code reads from this module (the rest is in protocol.hdlc_client)
-# Unnumbered responses with the P/F bit set (§6.4.3).
-UA = const(0x73)
-DM = const(0x1F)
-FRMR = const(0x97)
-# LLC sub-layer header of a response (IEC 62056-46 §5; first segment of an I-frame only).
-LLC_RESPONSE = b"\xE6\xE7\x00"
-# kind() results
-K_I = const(1)
-K_RR = const(2)
-K_RNR = const(3)
-K_SNRM = const(4)
-K_UA = const(5)
-K_DISC = const(6)
-K_DM = const(7)
-K_FRMR = const(8)
-K_UI = const(9)
+# kind() results: private, folded by mpy-cross (public in protocol.hdlc_client with the
+# UA/DM/FRMR responses and LLC headers; meter.server keeps its own copies)
+_K_I = const(1)
+_K_RR = const(2)
+_K_RNR = const(3)
+_K_SNRM = const(4)
+_K_UA = const(5)
+_K_DISC = const(6)
+_K_DM = const(7)
+_K_FRMR = const(8)
+_K_UI = const(9)
 
 _K_UNKNOWN = const(0)
 _FLAG = const(0x7E)
@@ -76,30 +70,30 @@ def ctrl_rr(nr, pf=True):
 
 
 def kind(ctrl):
-    """Classify a control byte: one of K_I, K_RR, K_RNR, K_SNRM, K_UA, K_DISC, K_DM,
-    K_FRMR, K_UI, or K_UNKNOWN = 0 (P/F ignored)."""
+    """Classify a control byte: 1 I, 2 RR, 3 RNR, 4 SNRM, 5 UA, 6 DISC, 7 DM, 8 FRMR, 9 UI,
+    or 0 unknown (P/F ignored); names K_I ... K_UI, K_UNKNOWN in protocol.hdlc_client."""
     if not ctrl & 1:
-        return K_I
+        return _K_I
     if ctrl & 3 == 1:
         low = ctrl & 0x0F
         if low == 0x01:
-            return K_RR
+            return _K_RR
         if low == 0x05:
-            return K_RNR
+            return _K_RNR
         return _K_UNKNOWN
     u = ctrl & 0xEF
     if u == 0x83:
-        return K_SNRM
+        return _K_SNRM
     if u == 0x63:
-        return K_UA
+        return _K_UA
     if u == 0x43:
-        return K_DISC
+        return _K_DISC
     if u == 0x0F:
-        return K_DM
+        return _K_DM
     if u == 0x87:
-        return K_FRMR
+        return _K_FRMR
     if u == 0x03:
-        return K_UI
+        return _K_UI
     return _K_UNKNOWN
 
 

@@ -12,6 +12,22 @@ from protocol.hdlc import *  # noqa: F401,F403  (the meter side, re-exported)
 from protocol.hdlc import HdlcError, _check
 
 FLAG = 0x7E
+# Unnumbered responses with the P/F bit set (§6.4.3).
+UA = 0x73
+DM = 0x1F
+FRMR = 0x97
+# LLC sub-layer header of a response (IEC 62056-46 §5; first segment of an I-frame only).
+LLC_RESPONSE = b"\xE6\xE7\x00"
+# kind() results
+K_I = 1
+K_RR = 2
+K_RNR = 3
+K_SNRM = 4
+K_UA = 5
+K_DISC = 6
+K_DM = 7
+K_FRMR = 8
+K_UI = 9
 # Unnumbered / supervisory commands and responses with the P/F bit set (§6.4.3).
 SNRM = 0x93
 DISC = 0x53
