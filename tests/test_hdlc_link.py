@@ -62,6 +62,20 @@ class Policy:
         return 0
 
 
+class Log(list):
+    """An in-RAM event log with the interface of meter.events.EventLog."""
+    capacity = 20
+
+    def count(self):
+        return len(self)
+
+    def entries(self, a, b):
+        return iter(self[a - 1:b])
+
+    def by_time(self, t0, t1):
+        return (e for e in self if t0 <= e[0] <= t1)
+
+
 class Meter:
     """What server/cosem use of meter.app.Meter."""
     def __init__(self, n_events=0):
@@ -71,7 +85,8 @@ class Meter:
         self.account = Account(650, 5000)
         self.dc = DisconnectControl(5)
         self.metro = Metro()
-        self.events = [(self.board.t + i, 10 + i % 3, "e") for i in range(n_events)]
+        self.events = self.event_log = Log((self.board.t + i, 10 + i % 3, "e")
+                                           for i in range(n_events))
         self.token_gateway = [b"", 0, b"", 0, 8]   # token, time, description, delivery, status
         self.policy = Policy()
         self.persisted = 0

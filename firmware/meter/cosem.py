@@ -261,7 +261,7 @@ def get(meter, ctx, item, w):
         if ic == 15 and attr == 2:
             return _object_list(meter, ctx.role)
         if ic == 7 and attr == 2:
-            return _buffer(meter, _log(meter), sel, par)
+            return _buffer(meter, meter.event_log, sel, par)
         return _read(meter, ctx, o, ic, attr, w)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError):
         return _HW_FAULT
@@ -322,7 +322,7 @@ def _read(meter, ctx, o, ic, attr, w):
         else:
             w.octet_string(_ln(48))  # security setup
     elif ic == 7:                                 # Profile generic: the event log
-        log = _log(meter)
+        log = meter.event_log
         if attr == 3:                # capture objects: clock time, event code value
             w.array(2)
             for i, c in ((0, 8), (6, 1)):
@@ -334,9 +334,9 @@ def _read(meter, ctx, o, ic, attr, w):
         elif attr == 6:
             w.structure(4).long_unsigned(0).octet_string(b"\x00" * 6).integer(0).long_unsigned(0)
         elif attr == 7:
-            w.double_long_unsigned(_count(log))
+            w.double_long_unsigned(log.count())
         else:
-            w.double_long_unsigned(getattr(log, "capacity", 0) or 20)   # in-RAM list: 20
+            w.double_long_unsigned(log.capacity)
     elif ic == 70:                                # Disconnect control
         dc = meter.dc
         if attr == 2:
@@ -423,11 +423,11 @@ def _r_data(meter, k, w):
     if k == 0:
         w.octet_string(meter.logical_device_name)
     elif k == 1:                                  # code of the last event
-        log = _log(meter)
-        n = _count(log)
+        log = meter.event_log
+        n = log.count()
         code = 0
         if n:
-            for e in _slice(log, n, n):
+            for e in log.entries(n, n):
                 code = e[1]
         w.long_unsigned(code & 0xFFFF)
     elif k == 2:
@@ -549,36 +549,17 @@ def _object_list(meter, role):
         yield bytes(w.buf)
 
 
-def _log(meter):
-    """The event log: ``meter.event_log`` (meter/events.py: count(), capacity, entries(a, b),
-    by_time(t0, t1), generators of (epoch, code, detail)) or the in-RAM list ``meter.events``."""
-    return getattr(meter, "event_log", None) or getattr(meter, "events", [])
-
-
-def _count(log):
-    return len(log) if isinstance(log, list) else log.count()
-
-
-def _slice(log, a, b):
-    """Entries a..b (1-based, inclusive, both within 1..count) as (epoch, code, ...)."""
-    return log[a - 1:b] if isinstance(log, list) else log.entries(a, b)
-
-
-def _by_time(log, t0, t1):
-    if isinstance(log, list):
-        return [e for e in log if t0 <= e[0] <= t1]
-    return log.by_time(t0, t1)
-
-
 def _buffer(meter, log, sel, par):
-    """Profile buffer, optionally with selective access (Blue Book IC 7 §4.3.6):
+    """The event log ``meter.event_log`` (meter/events.py: count(), capacity, entries(a, b)
+    for entries a..b, 1-based and inclusive, by_time(t0, t1), both generators of (epoch,
+    code, detail)) as the profile buffer, optionally with selective access (Blue Book IC 7 §4.3.6):
     1 range_descriptor {restricting_object, from_value, to_value, selected_values} on the
     clock column, 2 entry_descriptor {from_entry, to_entry, from_selected_value,
     to_selected_value} (1-based, 0 = to the last)."""
     cols = (0, 1)
     if sel is None:
-        cnt = _count(log)
-        items = _slice(log, 1, cnt) if cnt else ()
+        cnt = log.count()
+        items = log.entries(1, cnt) if cnt else ()
     else:
         try:
             tag, v = axdr.decode(par, 0)[0]
@@ -614,9 +595,9 @@ def _buffer(meter, log, sel, par):
                     return _OTHER
             cols = tuple(cols) or (0, 1)
             cnt = 0
-            for _ in _by_time(log, t0, t1):
+            for _ in log.by_time(t0, t1):
                 cnt += 1
-            items = _by_time(log, t0, t1)
+            items = log.by_time(t0, t1)
         elif sel == 2:
             a = int_arg(v[0])
             b = int_arg(v[1])
@@ -624,7 +605,7 @@ def _buffer(meter, log, sel, par):
             c1 = int_arg(v[3])
             if a is None or b is None or c0 is None or c1 is None:
                 return _TYPE_UNMATCHED
-            n = _count(log)
+            n = log.count()
             if a < 1:
                 a = 1
             if b == 0 or b > n:
@@ -635,7 +616,7 @@ def _buffer(meter, log, sel, par):
                 return _OTHER
             cols = tuple(range(c0 - 1, c1))
             cnt = b - a + 1 if a <= b else 0
-            items = _slice(log, a, b) if cnt else ()
+            items = log.entries(a, b) if cnt else ()
         else:
             return _OTHER
     return _entries(meter, cnt, items, cols)
