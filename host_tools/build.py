@@ -51,10 +51,14 @@ def sources(host=False):
     return out
 
 
-def compile_one(src, dst, arch):
+def compile_one(src, dst, arch, source_name=None):
+    """mpy-cross one module. ``source_name`` (the module's path on the board, e.g. "meter/app.py")
+    is what tracebacks show; it also keeps the host's absolute path out of the image."""
     cmd = [mpy_cross(), "-o", str(dst)]
     if arch:
         cmd.append("-march=" + arch)
+    if source_name:
+        cmd += ["-s", source_name]
     cmd.append(str(src))
     return subprocess.run(cmd, capture_output=True, text=True)
 
@@ -92,10 +96,10 @@ def build(board, out=None):
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
         else:
-            rel = rel[:-3] + ".mpy"
+            name, rel = rel, rel[:-3] + ".mpy"
             dst = out / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
-            r = compile_one(src, dst, arch)
+            r = compile_one(src, dst, arch, name)
             if r.returncode:
                 raise SystemExit("mpy-cross rejects %s: %s" % (src, r.stderr.strip()))
         data = dst.read_bytes()
