@@ -40,7 +40,7 @@ AMOUNTS = (20000, 30000, 50000, 100000, 150000)   # recharge denominations, pais
 def h0_hourly_quarters(year=2026, annual_kwh=ANNUAL_KWH, holidays=()):
     """BDEW H0 (dynamic) household profile from demandlib: a list of hours, each the four
     quarter-hour mean powers in whole watts."""
-    demandlib = pytest.importorskip("demandlib.bdew")
+    import demandlib.bdew as demandlib   # a dev dependency: its absence is a failure, not a skip
     hol = {datetime.date.fromisoformat(h): "holiday" for h in holidays}
     slp = demandlib.ElecSlp(year, holidays=hol).get_scaled_power_profiles({"h0": annual_kwh})
     kw = slp["h0"].tolist()     # kW, 15-minute means; sum / 4 = annual kWh
