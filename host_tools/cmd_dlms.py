@@ -143,11 +143,21 @@ def _cell(tagged):
 def events(code, from_entry, to_entry, since, until, csv_path, **kw):
     """Read an event log / profile (IC 7 buffer) by block transfer, with a progress bar.
 
+    The buffer is not public: the default client is the meter reader 32 (LLS), so give its
+    --password (or a management client's).
+
     \b
+      meterctl events -p /dev/pts/5 --password 00000000
       meterctl events -p /dev/pts/5 --client 32 --password 00000000
       meterctl events -p /dev/pts/5 --client 32 --password 00000000 --from-entry 10 --csv ev.csv
       meterctl events ... --since 2026-01-01T00:00:00+05:30 --until 2026-01-02T00:00:00+05:30 --json
     """
+    if kw.get("client_sap") is None:
+        kw["client_sap"] = 32
+    if kw["client_sap"] != C.PUBLIC_CLIENT and not kw.get("password"):
+        raise click.UsageError("the event log is read by the meter reader (client 32) or a management "
+                               "client: give --password (or METERCTL_PASSWORD)")
+
     def body():
         with C._make_client(kw, write=False) as c:
             caps = axdr.to_python(c.get(7, code, 3))
@@ -181,6 +191,11 @@ def events(code, from_entry, to_entry, since, until, csv_path, **kw):
         except axdr.AxdrError as e:
             raise ProtocolError("profile buffer undecodable: %s" % e)
         table = [[_cell(v) for v in row[1]] for row in rows]
+        # name this meter's event codes (firmware/meter/events.py) next to the event-code column
+        ec = cols.index(EVENT_CODE_COL) if EVENT_CODE_COL in cols else None
+        if ec is not None:
+            cols = cols + ["event"]
+            table = [r + [EVENT_NAMES.get(r[ec], "")] for r in table]
         if csv_path:
             out = sys.stdout if csv_path == "-" else open(csv_path, "w", newline="")
             try:
@@ -202,6 +217,20 @@ def events(code, from_entry, to_entry, since, until, csv_path, **kw):
                 t.add_row(*[str(x) for x in r])
             C._console().print(t)
     C._run(body)
+
+
+EVENT_CODE_COL = "0.0.96.11.0.255.2"
+# event codes this firmware logs (firmware/meter/events.py, policy.py, app.py)
+EVENT_NAMES = {
+    1: "first boot", 2: "power down", 3: "power up", 4: "watchdog reset", 10: "credit added",
+    20: "clock set", 21: "configuration changed", 30: "LLS authentication failure",
+    40: "relay open: credit exhausted", 41: "relay closed: credit restored", 42: "relay open",
+    43: "relay closed", 45: "low credit", 46: "emergency credit on", 47: "emergency credit ended",
+    48: "disconnection deferred (no-disconnection period)", 50: "token accepted",
+    51: "token rejected", 55: "max power limit trip", 56: "max power limit reclose",
+    57: "max power limit lock-out", 60: "cover opened (tamper)", 61: "cover closed",
+    64: "billing month closed", 90: "DLMS error", 91: "store error",
+}
 
 
 def _hexkey(ctx, param, value):

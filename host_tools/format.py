@@ -90,8 +90,21 @@ def parse_rupees(text):
     return paise
 
 
-def rupees(paise, symbol="₹"):
+def _rupee_symbol():
+    """"₹" where stdout can print it, else "Rs " (an ASCII terminal or PYTHONIOENCODING=ascii)."""
+    import sys
+    enc = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "₹".encode(enc)
+        return "₹"
+    except (UnicodeEncodeError, LookupError):
+        return "Rs "
+
+
+def rupees(paise, symbol=None):
     """Integer paise -> "₹1,234.56" (negative as "-₹12.00"); None -> "-"."""
+    if symbol is None:
+        symbol = _rupee_symbol()
     if paise is None:
         return "-"
     paise = int(paise)

@@ -144,3 +144,23 @@ def test_bad_input_does_not_stop_the_meter(rig):
             pass
     with DlmsClient(rig.port) as c:
         assert c.get(1, "0.0.42.0.0.255", 2)[1] == b"PPM0000001"
+
+
+def test_meterctl_events_and_objects(rig):
+    import json
+    from click.testing import CliRunner
+    from host_tools import cli
+    run = lambda *a: CliRunner().invoke(cli.meterctl, list(a))
+    assert top_up(rig, 1234) == 0
+    r = run("events", "--port", rig.port, "--password", "00000000", "--json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)["rows"]
+    codes = [(row["0.0.96.11.0.255.2"], row["event"]) for row in rows]
+    assert codes[0] == (1, "first boot") and codes[-1] == (10, "credit added"), codes
+    r = run("events", "--port", rig.port)              # the buffer is not public: usage error
+    assert r.exit_code == 2 and "--password" in r.output
+    r = run("objects", "--port", rig.port, "--json")   # public client's object_list
+    assert r.exit_code == 0, r.output
+    listed = {(o["class_id"], o["obis"]) for o in json.loads(r.output)}
+    assert (3, "1.0.1.8.0.255") in listed and (8, "0.0.1.0.0.255") in listed
+    assert (7, "0.0.99.98.0.255") not in listed         # public may read only its logical name
