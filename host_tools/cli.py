@@ -22,6 +22,7 @@ from host_tools.client import (
     DlmsClient,
     DlmsError,
     LinkTimeout,
+    PortError,
     read_summary,
 )
 
@@ -62,6 +63,8 @@ def _run(fn):
         return fn()
     except LinkTimeout as e:
         _fail(str(e), EXIT_NO_ANSWER)
+    except PortError as e:                  # no such port, no permission: fix the command line
+        _fail(str(e), EXIT_USAGE)
     except DlmsError as e:
         _fail(str(e), EXIT_METER)
     except KeyboardInterrupt:
@@ -529,7 +532,10 @@ def _emulate(load_w, heap, state_dir, warp):
         if state_dir is None:
             workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="meterctl-emulate-"))
         else:
-            os.makedirs(state_dir, exist_ok=True)
+            try:
+                os.makedirs(state_dir, exist_ok=True)
+            except OSError as e:
+                raise click.UsageError("--state %s: %s" % (state_dir, e.strerror or e))
             workdir = os.path.abspath(state_dir)
         click.echo("Starting the emulated meter (MicroPython unix port, heap %s)..." % heap)
         from hil import identity

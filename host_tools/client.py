@@ -234,7 +234,7 @@ class DlmsClient:
         try:
             self._ser = serial.serial_for_url(self.port, baudrate=self.baud, timeout=_READ_CHUNK)
         except (serial.SerialException, OSError, ValueError) as e:
-            raise PortError("cannot open %s: %s" % (self.port, _short(e)))
+            raise PortError("cannot open %s: %s" % (self.port, _port_reason(e)))
         self._own_serial = True
 
     def close(self):
@@ -668,6 +668,14 @@ def _initiate_error_text(serr):
     if typ == 6:  # ServiceError: initiate
         return "initiate error %s" % _INITIATE_ERRORS.get(code, code)
     return "confirmed-service-error type %d code %d" % (typ, code)
+
+
+def _port_reason(e):
+    """The OS reason of a pyserial open failure, without pyserial's repetition of the path:
+    "could not open port X: [Errno 2] No such file or directory: 'X'" -> "No such file or directory"."""
+    import re
+    found = re.findall(r"\[Errno \d+\] ([^:'\]]+)", str(e))
+    return found[-1].strip() if found else _short(e)
 
 
 def _short(e):

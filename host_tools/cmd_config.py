@@ -139,8 +139,23 @@ def _with_link(write):
 @config.command("show", context_settings=CONTEXT)
 @_with_link(False)
 def show(**kw):
-    """Read the meter's profile (GET 0.128.96.5.0.255 attribute 2)."""
+    """Read the meter's profile (GET 0.128.96.5.0.255 attribute 2).
+
+    The profile is not public: the default client is management 1 (give its --password), or
+    use --client 32 with the reader's password.
+
+    \b
+    Examples:
+      meterctl config show --port /dev/ttyUSB0 --password 12345678
+      meterctl config show --port /dev/ttyUSB0 --client 32 --password 00000000 --json
+    """
     from host_tools import cli
+
+    if kw.get("client_sap") is None:
+        kw["client_sap"] = 1
+    if not kw.get("password"):
+        raise click.UsageError("the profile is read by the reader (32) or a management client (1, 48): "
+                               "give --password (or METERCTL_PASSWORD)")
 
     def body():
         with cli._make_client(kw, False) as c:
@@ -157,7 +172,13 @@ def show(**kw):
 @_with_link(True)
 def apply_cmd(profile, **kw):
     """Validate PROFILE and apply it (SET 0.128.96.5.0.255 attribute 2, management client).
-    A refused profile prints the field and the reason; the meter keeps its old one."""
+    A refused profile prints the field and the reason; the meter keeps its old one.
+
+    \b
+    Examples:
+      meterctl config apply profiles/uppcl_like.json --port /dev/ttyUSB0 --password 12345678
+      meterctl config check profiles/sts_keypad.json      # offline, before going to the meter
+    """
     from host_tools import cli
     p = check(load_profile(profile))
 

@@ -265,10 +265,13 @@ def decode(source, hex_text, key, auth_key, system_title, as_json):
         text = sys.stdin.read()
     else:
         try:
-            with open(source) as f:
+            with open(source, encoding="utf-8") as f:
                 text = f.read()
         except OSError as e:
             C._fail("cannot read %s: %s" % (source, e.strerror), 2)
+        except UnicodeDecodeError:
+            C._fail("%s is not a text capture: give hex (one frame or APDU per line, '#' comments)"
+                    % source, 2)
     try:
         records = D.decode_text(text, key, auth_key, system_title)
     except D.DecodeError as e:

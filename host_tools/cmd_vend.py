@@ -51,13 +51,21 @@ def _int(text, name):
         raise click.BadParameter("%r is not an integer" % text, param_hint=name) from None
 
 
+class InputError(click.ClickException):
+    """Bad vending input (amount, key, PAN, TID...): one ``meterctl: error:`` line, exit code 2."""
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo("meterctl: error: %s" % self.format_message(), err=True)
+
+
 def _guard(fn, *a, **kw):
     try:
         return fn(*a, **kw)
     except (V.VendError, sts.StsError) as e:
-        raise click.ClickException(str(e)) from None
+        raise InputError(str(e)) from None
     except OSError as e:
-        raise click.ClickException("%s: %s" % (getattr(e, "filename", "") or "file", e.strerror or e)) from None
+        raise InputError("%s: %s" % (getattr(e, "filename", "") or "file", e.strerror or e)) from None
 
 
 def _key_options(f):
@@ -125,7 +133,8 @@ def _print_token(res, as_json):
 @click.option("--control", metavar="INT", help="Class 1 control bits (default: all tests).")
 @click.option("--mfr-code", metavar="INT", default="0", show_default=True, help="Class 1 manufacturer code.")
 @click.option("--tid", metavar="INT", help="Token identifier (minutes since the base date). A meter takes "
-              "each TID once: two tokens for one meter need different minutes (--issued) or TIDs.")
+              "each TID once; without --tid/--issued, vend steps past the last TID it vended for "
+              "this meter (kept in $METERCTL_STATE_DIR or ~/.local/state/meterctl).")
 @click.option("--issued", metavar="ISO", help="Issue time, e.g. 2004-03-01T13:00 (UTC; default now).")
 @click.option("--rnd", type=click.IntRange(0, 15), default=None, help="Random nibble (default random).")
 @click.option("--key-change", is_flag=True, help="Vend the key-change set for --new-* (encrypted with the current key).")
@@ -296,7 +305,13 @@ def token():
 @click.argument("digits", nargs=-1, required=True, metavar="TOKEN")
 def token_decode(key, algorithm, tables, base_date, as_json, digits):
     """Decode a 20-digit TOKEN: class, subclass, TID (as a date), amount, CRC check.
-    Exits 1 if the CRC does not check (wrong key or mistyped token)."""
+    Exits 1 if the CRC does not check (wrong key or mistyped token).
+
+    \b
+    Examples:
+      meterctl token decode 56493153725450313471                  # class 1: not encrypted
+      meterctl token decode --key 0ABC12DEF3456789 --base-date 1993 5104 3465 4434 2085 6213
+    """
     res = _guard(V.decode_token, "".join(digits), key, algorithm, tables, int(base_date))
     if as_json:
         click.echo(json.dumps(res, indent=2))

@@ -684,3 +684,14 @@ def test_rig_runs_the_real_firmware_through_a_power_cycle(rig_factory):
     assert summary["energy_import_wh"] == 1500
     after = rig.dlms_link.counts
     assert after[B2A] > before[B2A] and after[A2B] > before[A2B]  # bytes on the wire
+
+
+def test_one_emulated_meter_per_state_directory(tmp_path):
+    """Two meters on one flash would overwrite each other's journal: the second is refused."""
+    first = EmulatedRig(tmp_path / "m", start=False)
+    try:
+        with pytest.raises(RigError, match="in use by another emulated meter"):
+            EmulatedRig(tmp_path / "m", start=False)
+    finally:
+        first.stop()
+    EmulatedRig(tmp_path / "m", start=False).stop()     # free again once the first has stopped

@@ -227,9 +227,9 @@ def test_cli_token_decode():
 ])
 def test_cli_errors_one_line(args):
     r = _run(*args)
-    assert r.exit_code != 0
+    assert r.exit_code == 2, (r.exit_code, r.output)       # bad input: usage error
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:"), r.output
+    assert len(lines) == 1 and lines[0].startswith("meterctl: error:"), r.output
     assert "Traceback" not in r.output
 
 
@@ -272,7 +272,7 @@ def test_cli_csv_batch(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("pan,amount\n%s,abc\n" % PAN)
     r = _run("vend", "--vending-key", VK02, "--csv", str(bad), "--out", str(tmp_path / "x.csv"))
-    assert r.exit_code == 1 and "row 2" in r.output
+    assert r.exit_code == 2 and "row 2" in r.output
 
 
 # -- EA07: independent bit-level model vs the fused-table implementation ----------------
