@@ -59,6 +59,11 @@ class InputError(click.ClickException):
         click.echo("meterctl: error: %s" % self.format_message(), err=True)
 
 
+class Rejected(InputError):
+    """The token itself does not check (CRC): exit code 1, one ``meterctl: error:`` line."""
+    exit_code = 1
+
+
 def _guard(fn, *a, **kw):
     try:
         return fn(*a, **kw)
@@ -318,9 +323,15 @@ def token_decode(key, algorithm, tables, base_date, as_json, digits):
     else:
         cls, sub = res["class"], res["subclass"]
         click.echo("token      %s" % sts.group_digits(res["token"]))
-        click.echo("class      %d/%d %s" % (cls, sub, _NAMES.get((cls, sub), "proprietary")))
+        if res["crc_ok"]:
+            click.echo("class      %d/%d %s" % (cls, sub, _NAMES.get((cls, sub), "proprietary")))
+        else:
+            click.echo("class      %d (the subclass is in the block, which did not decode)" % cls)
         click.echo("data block %s" % res["data_block"])
-        if res["layout"] == "data":
+        if not res["crc_ok"]:
+            # the fields of a block that fails its CRC are noise: don't show them as if real
+            click.echo("CRC        BAD (fields not shown: wrong key, another meter, or a mistyped digit)")
+        elif res["layout"] == "data":
             click.echo("TID        %d (%s UTC, base %s)" % (res["tid"], res["date"], base_date))
             click.echo("RND        %d" % res["rnd"])
             click.echo("amount     %s" % _amount_text(cls, sub, res["amount"]))
@@ -330,6 +341,7 @@ def token_decode(key, algorithm, tables, base_date, as_json, digits):
         elif res["layout"].startswith("key"):
             click.echo("key part   %s  KEN half %X  KRN %d  KT %d  TI %d  RO %d" % (
                 res["key_part"], res["ken_half"], res["krn"], res["kt"], res["ti"], res["ro"]))
-        click.echo("CRC        %s" % ("ok" if res["crc_ok"] else "BAD"))
+        if res["crc_ok"]:
+            click.echo("CRC        ok")
     if not res["crc_ok"]:
-        raise click.ClickException("CRC check failed: wrong key or mistyped token")
+        raise Rejected("CRC check failed: wrong key or mistyped token")
