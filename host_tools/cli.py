@@ -47,6 +47,7 @@ KNOWN_CLASSES = {
     "0.0.42.0.0.255": 1,     # logical device name
 }
 
+CREDIT_LIMIT_PAISE = 0x3FFFFFFF   # the meter's credit register: a 31-bit small int on the boards
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -298,7 +299,14 @@ def credit_add(amount, **kw):
     def body():
         with client as c:
             before = tolerant(c, 112, OBIS_CREDIT, 2)
-            c.action(112, OBIS_CREDIT, 1, axdr.Writer().double_long(amount).getvalue())
+            try:
+                c.action(112, OBIS_CREDIT, 1, axdr.Writer().double_long(amount).getvalue())
+            except DataAccessError as e:
+                if e.dar == 250 and before is not None and before + amount > CREDIT_LIMIT_PAISE:
+                    raise DataAccessError(e.dar, "meter refused the top-up: credit %s + %s would pass the "
+                                          "register's limit of %s" % (fmt.rupees(before), fmt.rupees(amount),
+                                                                      fmt.rupees(CREDIT_LIMIT_PAISE)))
+                raise
             after = tolerant(c, 112, OBIS_CREDIT, 2)
             available = tolerant(c, 111, OBIS_ACCOUNT, 5)
             relay_on = tolerant(c, 70, OBIS_DISCONNECT, 2)

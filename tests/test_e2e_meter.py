@@ -164,3 +164,15 @@ def test_meterctl_events_and_objects(rig):
     listed = {(o["class_id"], o["obis"]) for o in json.loads(r.output)}
     assert (3, "1.0.1.8.0.255") in listed and (8, "0.0.1.0.0.255") in listed
     assert (7, "0.0.99.98.0.255") not in listed         # public may read only its logical name
+
+
+def test_credit_register_limit_is_refused_with_a_reason(rig):
+    from click.testing import CliRunner
+    from host_tools import cli
+    run = lambda amount: CliRunner().invoke(cli.meterctl, ["credit", "add", "--port", rig.port, "--amount",
+                                                           amount, "--password", "12345678"])
+    assert run("10737418.00").exit_code == 0
+    r = run("5.00")                               # 31-bit register: ₹10,737,418.23 at most
+    assert r.exit_code == 1 and "would pass the register's limit" in r.output, r.output
+    with DlmsClient(rig.port) as c:                # refused whole: nothing was added
+        assert c.get(112, "0.0.19.10.0.255", 2)[1] == 1073741800
