@@ -68,20 +68,6 @@ def core_scenario(rig):
     rig.wait_relay(False)
 
 
-def mem(rig, timeout=10.0):
-    """(alloc, free) from the board's ``mem`` control line."""
-    n = len(rig.bad_lines)
-    rig.send("mem")
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        for line in rig.bad_lines[n:]:
-            if line.startswith("mem "):
-                _, a, f = line.split()
-                return int(a), int(f)
-        time.sleep(0.05)
-    raise RigError("no 'mem' answer")
-
-
 def run(heap, image, config, workroot, steady=False):
     """Core scenario at ``heap`` bytes: (ok, (alloc, free) or None, romfs bytes, reason)."""
     work = tempfile.mkdtemp(dir=workroot)
@@ -93,7 +79,7 @@ def run(heap, image, config, workroot, steady=False):
             shutil.copyfile(TABLES, rig.state_dir / "sts_tables.json")
         rig.start()
         core_scenario(rig)
-        m = mem(rig) if steady else None
+        m = rig.mem() if steady else None
         return True, m, rig.romfs_bytes, ""
     except Exception as e:  # MemoryError in the firmware shows as a RigError with the log tail
         tail = rig.log_tail(5) if rig is not None else ""

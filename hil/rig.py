@@ -379,6 +379,7 @@ class EmulatedRig(Rig):
         self._load = (0, 100)
         self._ping_seq = 0
         self._pongs = set()
+        self._mems = []          # (alloc, free) from 'mem' lines
         self._relay = None
         self.relay_history = []  # [(sim_epoch, closed)]
         self.telemetry = None    # latest Telemetry
@@ -659,6 +660,8 @@ class EmulatedRig(Rig):
             self.events.append((parts[1], text))
         elif kind == "pong":
             self._pongs.add(int(parts[1]))
+        elif kind == "mem":
+            self._mems.append((int(parts[1]), int(parts[2])))
         else:
             self.bad_lines.append(line)
 
@@ -683,6 +686,17 @@ class EmulatedRig(Rig):
         with self._cond:
             self._note(">", line)
         self.ctl.write_line(line)
+
+    def mem(self, timeout=10.0):
+        """Heap of the firmware now: ``(alloc, free)`` bytes after the board's gc.collect()
+        (control line ``mem``). On a ROMFS rig ``alloc`` includes the image buffer
+        (``romfs_bytes``)."""
+        with self._cond:
+            n = len(self._mems)
+        self.send("mem")
+        self._wait(lambda: len(self._mems) > n, timeout, "'mem' answer")
+        with self._cond:
+            return self._mems[-1]
 
     def sync(self, timeout=10.0):
         """Round trip ``ping n`` / ``pong n``: the board has handled all

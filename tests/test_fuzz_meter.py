@@ -155,19 +155,6 @@ def test_server_survives_mutated_sessions_on_cpython(seeds):
 
 # ---------------------------------------------------------------- MicroPython: the firmware
 
-def _mem(rig, timeout=5.0):
-    n = len(rig.bad_lines)
-    rig.send("mem")
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        for line in rig.bad_lines[n:]:
-            if line.startswith("mem "):
-                _, alloc, free = line.split()
-                return int(alloc), int(free)
-        time.sleep(0.02)
-    raise AssertionError("no 'mem' answer from the board")
-
-
 def test_firmware_survives_1000_mutated_frames_with_bounded_heap(rig_factory, capsys):
     import os
     import serial
@@ -177,7 +164,7 @@ def test_firmware_survives_1000_mutated_frames_with_bounded_heap(rig_factory, ca
         kw["firmware_dir"] = os.environ["METER_FIRMWARE_DIR"]
         kw["image"] = "mpy"
     rig = rig_factory(**kw)
-    base, free0 = _mem(rig)
+    base, free0 = rig.mem()
     peak = base
     frames = corpus(1200)
     with serial.Serial(rig.port, 9600, timeout=0) as s:
@@ -187,11 +174,11 @@ def test_firmware_survives_1000_mutated_frames_with_bounded_heap(rig_factory, ca
             time.sleep(0.08)
             s.read(65536)
             if i % 200 == 0:
-                peak = max(peak, _mem(rig)[0])
+                peak = max(peak, rig.mem()[0])
         time.sleep(0.5)
         s.read(65536)
     assert rig.running
-    alloc, free = _mem(rig)
+    alloc, free = rig.mem()
     peak = max(peak, alloc)
     with DlmsClient(rig.port, timeout=5) as c:
         assert c.get(1, "0.0.42.0.0.255", 2)[1] == b"PPM0000001"
