@@ -23,7 +23,7 @@ Errors: ``protocol.sts.StsError`` with reason "tables" or "key".
 """
 from array import array
 
-from protocol.sts import StsError
+from protocol.sts import Block64, StsError
 
 try:
     from micropython import const
@@ -187,7 +187,7 @@ def _inv_pass(w, o, iperm, isub, rb, r0):
     w[3] = o[3]
 
 
-class Ea07:
+class Ea07(Block64):
     """EA07 with one decoder key. ``key``: bytes(8) in IEC order (first byte most
     significant) or an int 0..2**64-1; ``tables``: Tables (or anything load_tables takes)."""
 
@@ -282,22 +282,3 @@ class Ea07:
             w[k] = y
         self._store(buf)
 
-    def encrypt_block(self, block):
-        """64-bit int -> 64-bit int (host side)."""
-        b = self._buf
-        b[:] = _to8(block)
-        self.encrypt_into(b)
-        return int.from_bytes(b, "big")
-
-    def decrypt_block(self, block):
-        """64-bit int -> 64-bit int."""
-        b = self._buf
-        b[:] = _to8(block)
-        self.decrypt_into(b)
-        return int.from_bytes(b, "big")
-
-
-def _to8(block):
-    if not isinstance(block, int) or block < 0 or block >> 64:
-        raise StsError("format", "block must be a 64-bit integer")
-    return block.to_bytes(8, "big")

@@ -17,7 +17,7 @@ Errors: ``protocol.sts.StsError`` with reason "key" or "format".
 """
 from array import array
 
-from protocol.sts import StsError
+from protocol.sts import Block64, StsError
 
 _S7 = bytes.fromhex(
     "1b32335a3b1017545b1a72736b2c66491f24136c372e3f4a5d0f405625511c040b46200d7b3544422b1e41144b79156f"
@@ -93,7 +93,7 @@ def _flinv(s, i, kl, k):
     s[i + 1] = d1 ^ (d0 & kl[2 * k])
 
 
-class Misty1:
+class Misty1(Block64):
     """MISTY1 with one 128-bit key (bytes of length 16, K[0] first)."""
 
     def __init__(self, key):
@@ -186,22 +186,3 @@ class Misty1:
             buf[2 * i] = s[i] >> 8
             buf[2 * i + 1] = s[i] & 0xFF
 
-    def encrypt_block(self, block):
-        """64-bit int -> 64-bit int."""
-        b = self._buf
-        b[:] = _to8(block)
-        self.encrypt_into(b)
-        return int.from_bytes(b, "big")
-
-    def decrypt_block(self, block):
-        """64-bit int -> 64-bit int."""
-        b = self._buf
-        b[:] = _to8(block)
-        self.decrypt_into(b)
-        return int.from_bytes(b, "big")
-
-
-def _to8(block):
-    if not isinstance(block, int) or block < 0 or block >> 64:
-        raise StsError("format", "block must be a 64-bit integer")
-    return block.to_bytes(8, "big")

@@ -450,3 +450,25 @@ def key_sections(new_key, ken, krn, kt, ti, ro=0, sgc=0):
     for f in out:
         build_block(f)  # range checks now, not at encryption time
     return out
+
+
+class Block64:
+    """Mixin for the STS ciphers (EA07, MISTY1): 64-bit int <-> the 8-byte buffer ``self._buf``
+    that ``encrypt_into`` / ``decrypt_into`` work on in place (big-endian, IEC 62055-41 bit 0 =
+    LSB). StsError("format") for anything but a non-negative 64-bit int."""
+
+    def _run(self, block, fn):
+        if not isinstance(block, int) or block < 0 or block >> 64:
+            raise StsError("format", "block must be a 64-bit integer")
+        b = self._buf
+        b[:] = block.to_bytes(8, "big")
+        fn(b)
+        return int.from_bytes(b, "big")
+
+    def encrypt_block(self, block):
+        """64-bit int -> 64-bit int."""
+        return self._run(block, self.encrypt_into)
+
+    def decrypt_block(self, block):
+        """64-bit int -> 64-bit int."""
+        return self._run(block, self.decrypt_into)

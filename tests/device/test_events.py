@@ -1,25 +1,11 @@
 """Event log ring (meter.events): record codec, ring wrap, IC 7 entry/range reads, restart, and
 power cuts on littlefs (MicroPython only), on CPython and MicroPython."""
-import os
 
 from meter import events as ev
 from meter.events import EventLog, EventLogError, encode_into, decode_at, REC, PER_SEG
 
 
-def _tmpdir(tag):
-    d = "/tmp/mpt_%s_%s" % (tag, "".join("%02x" % b for b in os.urandom(4)))
-    os.mkdir(d)
-    return d
-
-
-def _rmtree(d):
-    for name in os.listdir(d):
-        p = d + "/" + name
-        try:
-            os.remove(p)
-        except OSError:
-            _rmtree(p)
-    os.rmdir(d)
+from fsutil import tmpdir as _tmpdir, rmtree as _rmtree  # noqa: E402
 
 
 def raises(exc, fn, *a):

@@ -10,20 +10,7 @@ from boards.nor_flash import NorFlash, PowerCut, BLOCK_SIZE
 from meter.store import Journal, JournalError, encode_record, decode_full, decode_record, encode_hot, decode_hot
 
 
-def _tmpdir(tag):
-    d = "/tmp/mpt_%s_%s" % (tag, "".join("%02x" % b for b in os.urandom(4)))
-    os.mkdir(d)
-    return d
-
-
-def _rmtree(d):
-    for name in os.listdir(d):
-        p = d + "/" + name
-        try:
-            os.remove(p)
-        except OSError:
-            _rmtree(p)
-    os.rmdir(d)
+from fsutil import tmpdir as _tmpdir, rmtree as _rmtree  # noqa: E402
 
 
 def _lfs():
