@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-for p in (ROOT, ROOT / "firmware", ROOT / "tests"):
+for p in (ROOT, ROOT / "firmware", ROOT / "tests" / "support"):
     sys.path.insert(0, str(p))
 
 from protocol import apdu_client as apdu  # noqa: E402
@@ -138,7 +138,7 @@ def firmware_get(fw_dir=None):
 def model_event_log(max_info, max_pdu, n_events=300):
     """Frame-level model: the server code on CPython with an n-entry log; returns
     (payload bytes, wire bytes both ways, frames)."""
-    from test_hdlc_link import Meter
+    from fake_meter import Meter
     from meter import cosem, server
     m = Meter(n_events=n_events)
     link = server.HdlcLink(m, 1, None, max_info)

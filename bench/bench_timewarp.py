@@ -1,6 +1,6 @@
 """Time-warp figures: wall time per simulated month of the real firmware (MicroPython unix port,
 190 KB heap) under the UPPCL-like profile, driven by the BDEW H0 household trace, with the credit
-and every charge checked against the exact reference model (tests/test_year_timewarp.py).
+and every charge checked against the exact reference model (tests/support/timewarp.py).
 
     .venv/bin/python bench/bench_timewarp.py          # one month (default)
     .venv/bin/python bench/bench_timewarp.py 12       # a year
@@ -13,10 +13,10 @@ import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-for p in (ROOT, ROOT / "firmware", ROOT / "tests"):
+for p in (ROOT, ROOT / "firmware", ROOT / "tests" / "support"):
     sys.path.insert(0, str(p))
 
-import test_year_timewarp as Y  # noqa: E402
+import timewarp as Y  # noqa: E402
 from hil.rig import EmulatedRig  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """HDLC codec (IEC 62056-46) against the real frames in shared/reference/dlms.md §1-2.
 
-Runs on CPython (pytest) and on the MicroPython unix port (tests/mpy_runner.py).
+Runs on CPython (pytest) and on the MicroPython unix port (tests/support/mpy_runner.py, driven by tests/device/run_on_micropython_test.py).
 """
 from protocol import hdlc_client as hdlc
 from protocol.hdlc import HdlcError

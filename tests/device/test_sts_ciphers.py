@@ -2,7 +2,7 @@
 
 Vectors: IEC 62055-41 worked example (sample tables), RFC 2994 Appendix A, the ISO/IEC
 18033-3 blocks and the STS 531 CTSA01 DKGA04+MISTY1 token, as in
-/work/shared/reference/sts/. Runs on CPython and MicroPython (heap 190k).
+shared/reference/sts/. Runs on CPython and MicroPython (heap 190k).
 """
 import sys
 
@@ -192,7 +192,7 @@ def test_decrypt_into_allocates_nothing_on_micropython():
 
 
 def test_sample_roundtrip_every_subclass_both_algorithms():
-    # the device-side sample of the hypothesis round trip in tests/test_sts_vend.py:
+    # the device-side sample of the hypothesis round trip in tests/host/test_sts_vend.py:
     # build -> encrypt -> 20 digits -> split -> decrypt -> parse, deterministic LCG values
     ciphers = (Ea07(IEC_DK, _tables()), Misty1(CTSA01_DK))
     x = 12345

@@ -1,6 +1,6 @@
 """STS token codec (IEC 62055-41): digits, transposition, CRC, amount, TID, block layouts.
 
-Vectors from /work/shared/reference/sts/VECTORS.md (IEC worked example, CTSA01, class-1
+Vectors from shared/reference/sts/VECTORS.md (IEC worked example, CTSA01, class-1
 all-tests token). Runs on CPython and MicroPython.
 """
 from protocol import sts

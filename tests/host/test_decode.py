@@ -14,7 +14,7 @@ from host_tools import decode as D
 from host_tools.cli import meterctl
 from protocol import hdlc_client as hdlc
 
-CAP = pathlib.Path(__file__).parent / "data" / "captures"
+CAP = pathlib.Path(__file__).resolve().parents[1] / "data" / "captures"
 
 
 def load(name):

@@ -1,6 +1,6 @@
 """Minimal test runner that works on MicroPython (no unittest there) and CPython.
 
-Usage: micropython tests/mpy_runner.py MODULE [MODULE ...]
+Usage: micropython tests/support/mpy_runner.py MODULE [MODULE ...]
 Imports each module (from MICROPYPATH / sys.path), calls every ``test_*`` function,
 prints one line per failure and a closing ``N passed, N failed`` line. Exit code 1 on failure.
 Tests are plain functions using ``assert``; a test may raise ``SkipTest`` to be skipped.

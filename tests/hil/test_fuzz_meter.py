@@ -16,7 +16,7 @@ from protocol import hdlc_client as hdlc
 from protocol import axdr_client as axdr
 from protocol import gbt, security
 
-from test_hdlc_link import (Meter, C1, C16, SRV, ASSOC_LN, EVENT_LOG_LN, CLOCK_LN,
+from fake_meter import (Meter, C1, C16, SRV, ASSOC_LN, EVENT_LOG_LN, CLOCK_LN,
                             TOKEN_CREDIT_LN, TOKEN_GATEWAY_LN)
 from meter import server
 

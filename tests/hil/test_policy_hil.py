@@ -9,11 +9,11 @@ import re
 import pytest
 
 from host_tools.client import DlmsClient
-from host_tools.refmodel import RefCalendar
+from refmodel import RefCalendar
 
 pytestmark = pytest.mark.hil
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 UPPCL = json.loads((ROOT / "profiles" / "uppcl_like.json").read_text())
 STS = json.loads((ROOT / "profiles" / "sts_keypad.json").read_text())
 IST = datetime.timezone(datetime.timedelta(minutes=330))
@@ -253,7 +253,7 @@ def _one_interval(rig, seconds, watts):
 
 
 def test_boundaries_inside_one_interval_are_split(rig_factory):
-    from host_tools.refmodel import RefMeter
+    from refmodel import RefMeter
     start = ist(2026, 1, 31, 17, 0)
     rig = rig_factory(config=profile_config(UPPCL, credit_paise=200000), clock_epoch=start, poll_ms=20)
     ref = RefMeter(UPPCL, 200000, start)
@@ -303,7 +303,7 @@ def test_payment_mode_switch_over_dlms(rig_factory):
 def test_power_cut_keeps_tariff_counters(rig_factory):
     """Slab position, carried remainders and the month's charges survive a power cut (journal:
     cold record + hot values); energy counted while the meter was down is charged at boot."""
-    from host_tools.refmodel import RefMeter
+    from refmodel import RefMeter
     start = ist(2026, 1, 31, 20, 0)
     rig = rig_factory(config=profile_config(UPPCL, credit_paise=500000), clock_epoch=start, poll_ms=20)
     ref = RefMeter(UPPCL, 500000, start)

@@ -1,4 +1,4 @@
-"""The firmware's integer tariff/policy against the exact reference model (host_tools.refmodel),
+"""The firmware's integer tariff/policy against the exact reference model (refmodel),
 plus property tests: tick size does not change the paise; credit never drifts from the reference."""
 import datetime
 import json
@@ -6,13 +6,13 @@ import pathlib
 
 from hypothesis import given, settings, strategies as st, HealthCheck
 
-from host_tools.refmodel import RefMeter, RefTariff, RefCalendar
+from refmodel import RefMeter, RefTariff, RefCalendar
 from meter.account import Account
 from meter.policy import Policy
 from meter.relay import DisconnectControl, CONNECTED
 from meter.tariff import Tariff
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 IST = 19800
 T0 = 1767205800            # 2026-01-01 00:00 IST
 

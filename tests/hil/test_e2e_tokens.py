@@ -14,7 +14,7 @@ from meter import timeutil
 
 pytestmark = pytest.mark.hil
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 TABLES = ROOT / "firmware" / "sts_sample_tables.json"
 VK = "abababababababab"            # DKGA02 vending key of the STS 531 examples (test key)
 SGC, TI, KRN, KT = "123456", 1, 1, 2

@@ -4,7 +4,7 @@ import re
 
 from host_tools import build
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _imported_modules(text):

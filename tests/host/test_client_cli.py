@@ -2,7 +2,7 @@
 
 Only behaviour that does not need the real firmware is tested here (the address check, HDLC
 segmentation both ways, GET block transfer, timeouts, error mapping, CLI parsing); end-to-end
-runs against the firmware are in tests/test_e2e_*.py. Reply frames are the worked examples of
+runs against the firmware are in tests/hil/test_e2e_*.py. Reply frames are the worked examples of
 the reference notes (shared/reference/dlms.md §1-2: gurux/dlms-cosem traces), or built with
 protocol.hdlc from APDU bytes taken from there.
 """

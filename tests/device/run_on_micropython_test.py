@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEVICE_TESTS = sorted(p.stem for p in (ROOT / "tests" / "device").glob("test_*.py"))
 
 
@@ -29,9 +29,9 @@ def micropython_cmd():
 def test_module_on_micropython(module):
     env = dict(os.environ)
     env["MICROPYPATH"] = os.pathsep.join(
-        [str(ROOT / "tests" / "device"), str(ROOT / "tests"), str(ROOT / "firmware"), str(ROOT), ".frozen"])
+        [str(ROOT / "tests" / "device"), str(ROOT / "tests" / "support"), str(ROOT / "firmware"), str(ROOT), ".frozen"])
     proc = subprocess.run(
-        [micropython_cmd(), "-X", "heapsize=190k", str(ROOT / "tests" / "mpy_runner.py"), module],
+        [micropython_cmd(), "-X", "heapsize=190k", str(ROOT / "tests" / "support" / "mpy_runner.py"), module],
         capture_output=True, text=True, timeout=300, env=env, cwd=str(ROOT))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
