@@ -316,3 +316,20 @@ def test_segmented_request_and_response_at_128(rig_factory):
         p.check_addresses()
     finally:
         p.close()
+
+
+def test_gurux_peer_times_out_on_a_silent_line():
+    """A meter that stops answering mid-reply is a TimeoutError after the peer's timeout."""
+    import os
+
+    from hil.ptylink import PtyLink
+    with PtyLink() as link:
+        peer = GuruxPeer(link.b_path, timeout=0.5)
+        fd = os.open(link.a_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            os.write(fd, b"\x7e\xa0\x20\x21\x03")   # the start of a 32-byte frame, then nothing
+            with pytest.raises(TimeoutError, match="7ea0202103"):
+                peer.connect()
+        finally:
+            os.close(fd)
+            peer.close()
