@@ -4,7 +4,6 @@ an emulated PZEM-004T on a real pymodbus RTU server, our DLMS client and the gur
 
 import pytest
 from protocol import hdlc_client as hdlc
-from protocol import obis
 
 from host_tools.client import DlmsClient, AccessDenied, read_summary
 

@@ -5,7 +5,6 @@ The control-line parser itself is tested line by line in test_control.py."""
 import json
 import os
 import select
-import signal
 import threading
 import time
 

@@ -12,11 +12,10 @@ import datetime
 import os
 
 import pytest
-from gurux_dlms import GXByteBuffer, GXDateTime, GXReplyData
+from gurux_dlms import GXDateTime
 from gurux_dlms.enums import AccessMode, DataType, ObjectType
 from gurux_dlms.GXDLMSException import GXDLMSException
-from gurux_dlms.objects import (GXDLMSClock, GXDLMSDisconnectControl, GXDLMSProfileGeneric,
-                                GXDLMSAssociationLogicalName)
+from gurux_dlms.objects import GXDLMSClock, GXDLMSDisconnectControl, GXDLMSProfileGeneric
 
 from gurux_peer import GuruxPeer
 from protocol import hdlc_client as hdlc
@@ -320,8 +319,6 @@ def test_segmented_request_and_response_at_128(rig_factory):
 
 def test_gurux_peer_times_out_on_a_silent_line():
     """A meter that stops answering mid-reply is a TimeoutError after the peer's timeout."""
-    import os
-
     from hil.ptylink import PtyLink
     with PtyLink() as link:
         peer = GuruxPeer(link.b_path, timeout=0.5)
