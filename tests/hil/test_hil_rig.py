@@ -636,8 +636,10 @@ def test_pytest_plugin_options_fixtures_and_failure_log(tmp_path, stub_fw):
     (tmp_path / "test_plugin_demo.py").write_text(
         "STUB_DIR = %r\n" % str(stub_fw) + PLUGIN_TESTS)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    from hil.env import find_micropython
+    mp = find_micropython()
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "--micropython", mp,
          "--heap", "64k", str(tmp_path / "test_plugin_demo.py") + "::test_fails_and_shows_log"],
         cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
     out = run.stdout + run.stderr
@@ -646,6 +648,12 @@ def test_pytest_plugin_options_fixtures_and_failure_log(tmp_path, stub_fw):
     assert "heapsize=64k" in out and "stub board" in out
     assert "> ping 1" in out and "< pong 1" in out
     assert "test_fails_and_shows_log" in out
+    assert "--- boot 1: %s -X heapsize=64k" % mp in out           # the binary it was given
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--micropython",
+         str(tmp_path / "no-such-micropython"), str(tmp_path / "test_plugin_demo.py")],
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 4 and "no-such-micropython is not an executable" in run.stderr, run.stderr
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "--rig", "bench",
          str(tmp_path / "test_plugin_demo.py") + "::test_bench_without_port_skips"],
@@ -697,3 +705,30 @@ def test_one_emulated_meter_per_state_directory(tmp_path):
     finally:
         first.stop()
     EmulatedRig(tmp_path / "m", start=False).stop()     # free again once the first has stopped
+
+
+def test_find_micropython_honours_option_then_environment(tmp_path, monkeypatch):
+    """--micropython (set_micropython) beats METER_MICROPYTHON beats the venv's/PATH's binary;
+    a named path that is not executable is an error, not a fall-through."""
+    from hil import env
+    fake = tmp_path / "mp-env"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    opt = tmp_path / "mp-opt"
+    opt.write_text("#!/bin/sh\n")
+    opt.chmod(0o755)
+    monkeypatch.delenv(env.MICROPYTHON_ENV, raising=False)
+    default = env.find_micropython()
+    monkeypatch.setenv(env.MICROPYTHON_ENV, str(fake))
+    assert env.find_micropython() == str(fake)
+    env.set_micropython(opt)
+    try:
+        assert env.find_micropython() == str(opt)
+        assert env.find_micropython(str(fake)) == str(fake)     # an explicit argument wins
+    finally:
+        env.set_micropython(None)
+    monkeypatch.setenv(env.MICROPYTHON_ENV, str(tmp_path / "missing"))
+    with pytest.raises(RigError, match="METER_MICROPYTHON"):
+        env.find_micropython()
+    monkeypatch.delenv(env.MICROPYTHON_ENV)
+    assert env.find_micropython() == default
