@@ -83,7 +83,7 @@ def _timer_frames():
 
 def mpy_processing_us(fw_dir=None):
     """Per-GET processing time inside the VM, running the mpy-cross image (as a board does)."""
-    from hil.rig import find_micropython
+    from hil.env import find_micropython
     if fw_dir is None:
         from host_tools.build import cached_build
         fw_dir = cached_build("unix")
@@ -106,7 +106,7 @@ def firmware_get(fw_dir=None):
     """(request bytes, response bytes, round trip ms) for one GET of 1.0.1.8.0.255 and the
     firmware's event log (payload, wire) over the pty."""
     import time
-    from hil.rig import EmulatedRig
+    from hil.emulated import EmulatedRig
     from host_tools.client import DlmsClient
     with tempfile.TemporaryDirectory() as d:
         kw = {"firmware_dir": fw_dir} if fw_dir else {}

@@ -32,7 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "firmware")]
 
 from host_tools.build import cached_build, cached_romfs  # noqa: E402
 from host_tools.client import DlmsClient  # noqa: E402
-from hil.rig import EmulatedRig, RigError, find_micropython  # noqa: E402
+from hil import EmulatedRig, RigError, find_micropython  # noqa: E402
 
 TABLES = ROOT / "firmware" / "sts_sample_tables.json"
 MGMT = dict(client_sap=1, password="12345678")

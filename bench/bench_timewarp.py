@@ -17,7 +17,7 @@ for p in (ROOT, ROOT / "firmware", ROOT / "tests" / "support"):
     sys.path.insert(0, str(p))
 
 import timewarp as Y  # noqa: E402
-from hil.rig import EmulatedRig  # noqa: E402
+from hil.emulated import EmulatedRig  # noqa: E402
 
 
 def main(argv):

@@ -7,8 +7,8 @@ on the wire per direction, can show them to a tap, can put raw bytes on the
 wire (garbage tests) and can reflect A's bytes back to A (the echo of an IEC
 62056-21 optical head or a 2-wire RS-485 adapter).
 
-`Pty` is a single raw pty pair whose master the rig keeps: the unix board's
-control channel (ASCII lines, ``\\n``-terminated, see docs/CONTRACTS.md).
+`Pty` (hil.rawpty, re-exported here) is a single raw pty pair whose master the rig keeps: the
+unix board's control channel.
 
 Both slave ends are put in raw mode (no echo, no CR/LF translation, no
 XON/XOFF, 8 bits, VMIN=0 VTIME=0) and the rig keeps a slave fd open for the
@@ -17,68 +17,22 @@ EIO while the program on the far side restarts (a power cut).
 """
 
 import errno
+import fcntl
 import os
 import select
+import struct
 import termios
 import threading
-import tty
+import time
+
+from .rawpty import READ_CHUNK, Pty, PtyError, make_raw, open_pair, symlink
 
 __all__ = ["PtyLink", "Pty", "PtyError", "A2B", "B2A", "make_raw"]
 
 A2B = "a2b"
 B2A = "b2a"
 _DIRECTIONS = (A2B, B2A)
-_READ_CHUNK = 4096
 _DEFAULT_MAX_PENDING = 1 << 20  # bytes queued for a side nobody is reading
-
-
-class PtyError(Exception):
-    """A pty could not be created, configured or used."""
-
-
-def make_raw(fd):
-    """Put the tty behind ``fd`` in raw mode with VMIN=0, VTIME=0.
-
-    Raw means: no echo, no canonical line editing, no CR/LF translation on
-    input or output, no XON/XOFF (0x11/0x13 pass through), no signals, 8 data
-    bits.  Settings belong to the tty, so every opener of the slave sees them
-    until it changes them itself.
-    """
-    tty.setraw(fd, termios.TCSANOW)
-    attrs = termios.tcgetattr(fd)
-    attrs[0] &= ~(termios.IXON | termios.IXOFF | termios.IXANY | termios.ICRNL
-                  | termios.INLCR | termios.IGNCR | termios.ISTRIP)
-    attrs[1] &= ~termios.OPOST
-    attrs[3] &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.ISIG
-                  | termios.IEXTEN)
-    attrs[6][termios.VMIN] = 0
-    attrs[6][termios.VTIME] = 0
-    termios.tcsetattr(fd, termios.TCSANOW, attrs)
-
-
-def _open_pair():
-    master, slave = os.openpty()
-    try:
-        make_raw(slave)
-        os.set_blocking(master, False)
-        path = os.ttyname(slave)
-    except Exception:
-        os.close(master)
-        os.close(slave)
-        raise
-    return master, slave, path
-
-
-def _symlink(link_dir, name, target):
-    if link_dir is None or name is None:
-        return None
-    link = os.path.join(str(link_dir), name)
-    try:
-        os.unlink(link)
-    except FileNotFoundError:
-        pass
-    os.symlink(target, link)
-    return link
 
 
 class PtyLink:
@@ -115,16 +69,16 @@ class PtyLink:
         self.counts = {A2B: 0, B2A: 0}
         self.dropped = {A2B: 0, B2A: 0}
         try:
-            self._ma, self._sa, self.a_path = _open_pair()
+            self._ma, self._sa, self.a_path = open_pair()
             self._fds += [self._ma, self._sa]
-            self._mb, self._sb, self.b_path = _open_pair()
+            self._mb, self._sb, self.b_path = open_pair()
             self._fds += [self._mb, self._sb]
             self._wake_r, self._wake_w = os.pipe()
             self._fds += [self._wake_r, self._wake_w]
             os.set_blocking(self._wake_r, False)
             os.set_blocking(self._wake_w, False)
-            self.a_link = _symlink(link_dir, names[0], self.a_path)
-            self.b_link = _symlink(link_dir, names[1], self.b_path)
+            self.a_link = symlink(link_dir, names[0], self.a_path)
+            self.b_link = symlink(link_dir, names[1], self.b_path)
         except OSError as e:
             self._close_fds()
             raise PtyError("cannot create pty link: %s" % e) from e
@@ -155,6 +109,7 @@ class PtyLink:
         with self._lock:
             self.counts[direction] += len(data)
             self._queue(self._mb if direction == A2B else self._ma, direction, data)
+            self._lock.notify_all()
         self._wake()
 
     def reset_counters(self):
@@ -169,10 +124,8 @@ class PtyLink:
         Used when the program on that side dies: a board without power does
         not receive what was sent meanwhile.
         """
-        if side not in ("a", "b"):
-            raise ValueError("side must be 'a' or 'b', got %r" % (side,))
+        master, slave = self._side(side)
         self._check_open()
-        master, slave = (self._ma, self._sa) if side == "a" else (self._mb, self._sb)
         with self._lock:
             del self._pending[master][:]
             termios.tcflush(slave, termios.TCIFLUSH)
@@ -194,6 +147,44 @@ class PtyLink:
             raise ValueError("direction must be 'a2b' or 'b2a', got %r" % (direction,))
         with self._lock:
             return self._lock.wait_for(lambda: self.counts[direction] >= n, timeout)
+
+    def unread(self, side):
+        """Bytes the program on side "a" or "b" has not read yet: queued in the bridge plus
+        waiting in its tty (FIONREAD on the slave)."""
+        master, slave = self._side(side)
+        with self._lock:
+            queued = len(self._pending[master])
+        buf = fcntl.ioctl(slave, termios.FIONREAD, b"\0\0\0\0")
+        return queued + struct.unpack("i", buf)[0]
+
+    def wait_quiet(self, quiet_s, timeout=10.0, side="a"):
+        """Wait until no byte has crossed the wire (either way, by ``counts``) for ``quiet_s``
+        seconds and the program on ``side`` has read everything sent to it (`unread` == 0).
+
+        Returns True, or False after ``timeout`` s. The window starts at the call.
+        """
+        self._side(side)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            seen = dict(self.counts)
+            since = time.monotonic()
+            while True:
+                now = time.monotonic()
+                if self.counts != seen:
+                    seen, since = dict(self.counts), now
+                elif now - since >= quiet_s and self.unread(side) == 0:
+                    return True
+                left = deadline - now
+                if left <= 0:
+                    return False
+                rest = quiet_s - (now - since)
+                # a byte wakes us (notify); the reader emptying its tty gives no event: look again
+                self._lock.wait(min(left, rest if rest > 0 else min(quiet_s, 0.02) or 0.001))
+
+    @property
+    def running(self):
+        """True while the bridge thread moves bytes (False once closed)."""
+        return self._thread.is_alive()
 
     @property
     def error(self):
@@ -222,6 +213,11 @@ class PtyLink:
         self.close()
 
     # -- internals ----------------------------------------------------------
+
+    def _side(self, side):
+        if side not in ("a", "b"):
+            raise ValueError("side must be 'a' or 'b', got %r" % (side,))
+        return (self._ma, self._sa) if side == "a" else (self._mb, self._sb)
 
     def _check_open(self):
         if self._closed:
@@ -291,7 +287,7 @@ class PtyLink:
 
     def _read_from(self, src, dst, direction):
         try:
-            data = os.read(src, _READ_CHUNK)
+            data = os.read(src, READ_CHUNK)
         except BlockingIOError:
             return
         except OSError as e:
@@ -332,155 +328,3 @@ class PtyLink:
             del buf[:n]
             if not buf:
                 self._lock.notify_all()
-
-
-class Pty:
-    """One raw pty pair; the rig keeps the master (the unix board's ``ctl``).
-
-    Args:
-        on_line: optional callable(str) run in the reader thread for every
-            complete line (without the ``\\n``; a trailing ``\\r`` stripped).
-            If None, lines go to a queue read with `read_line`.
-        link_dir, name: optional stable symlink to the slave path.
-
-    Attributes:
-        path: the slave device path to hand to the program.
-    """
-
-    def __init__(self, on_line=None, link_dir=None, name="ctl"):
-        import queue
-
-        self._on_line = on_line
-        self._queue = queue.Queue()
-        self._closed = False
-        self._wlock = threading.Lock()
-        self._fds = []
-        try:
-            self._m, self._s, self.path = _open_pair()
-            self._fds += [self._m, self._s]
-            self._wake_r, self._wake_w = os.pipe()
-            self._fds += [self._wake_r, self._wake_w]
-            self.link = _symlink(link_dir, name, self.path)
-        except OSError as e:
-            for fd in self._fds:
-                os.close(fd)
-            raise PtyError("cannot create pty: %s" % e) from e
-        self._error = None
-        self._thread = threading.Thread(target=self._run, name="Pty", daemon=True)
-        self._thread.start()
-
-    def write_line(self, s, timeout=5.0):
-        """Send ``s`` + "\\n" (ASCII) to the program.
-
-        Raises PtyError if the tty does not accept it within ``timeout``
-        seconds (nobody reading and the tty buffer full).
-        """
-        if self._closed:
-            raise PtyError("Pty is closed")
-        if "\n" in s:
-            raise ValueError("control line must not contain a newline: %r" % (s,))
-        data = (s + "\n").encode("ascii")
-        deadline = _now() + timeout
-        with self._wlock:
-            while data:
-                try:
-                    n = os.write(self._m, data)
-                    data = data[n:]
-                except BlockingIOError:
-                    left = deadline - _now()
-                    if left <= 0:
-                        raise PtyError("control pty full: %r not delivered" % (s,))
-                    select.select([], [self._m], [], min(left, 0.1))
-
-    def read_line(self, timeout=5.0):
-        """Next line from the queue (only without ``on_line``); None on timeout."""
-        import queue
-
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def flush_input(self):
-        """Discard what was written to the program but not yet read by it."""
-        if not self._closed:
-            termios.tcflush(self._s, termios.TCIFLUSH)
-
-    @property
-    def error(self):
-        """The exception that stopped the reader thread, or None."""
-        return self._error
-
-    def close(self):
-        """Stop the reader thread and close the fds."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
-        self._thread.join(timeout=5.0)
-        if self.link:
-            try:
-                os.unlink(self.link)
-            except OSError:
-                pass
-        for fd in self._fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._fds = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _run(self):
-        buf = bytearray()
-        poller = select.poll()
-        poller.register(self._m, select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
-        try:
-            while not self._closed:
-                for fd, _ev in poller.poll(1000):
-                    if fd == self._wake_r or self._closed:
-                        continue
-                    try:
-                        data = os.read(self._m, _READ_CHUNK)
-                    except BlockingIOError:
-                        continue
-                    except OSError as e:
-                        if e.errno == errno.EIO:
-                            continue
-                        raise
-                    buf += data
-                    while True:
-                        i = buf.find(b"\n")
-                        if i < 0:
-                            break
-                        line = bytes(buf[:i]).rstrip(b"\r").decode("ascii", "replace")
-                        del buf[:i + 1]
-                        self._dispatch(line)
-        except Exception as e:  # pragma: no cover - reported through .error
-            if not self._closed:
-                self._error = e
-
-    def _dispatch(self, line):
-        if self._on_line is None:
-            self._queue.put(line)
-            return
-        try:
-            self._on_line(line)
-        except Exception as e:  # keep reading; remember the first failure
-            if self._error is None:
-                self._error = e
-
-
-def _now():
-    import time
-
-    return time.monotonic()

@@ -8,6 +8,12 @@ Options:
     --modbus-port PATH     bench: USB-RS485 adapter for the PZEM emulator
     --power-cmd CMD        bench: shell command switching the supply ({state} = on/off)
     --heap SIZE            emulated: MicroPython heap, e.g. 190k (ESP32: 56k)
+    --micropython PATH     emulated: the MicroPython unix port to run (any build)
+
+Which micropython runs (hil.env.find_micropython, the one place that decides): ``--micropython
+PATH``, else the ``METER_MICROPYTHON`` environment variable, else the ``micropython`` next to the
+running interpreter (a venv's bin/) or in the checkout's .venv, else the first on PATH. A path
+given by option or variable that is not an executable file fails the run; it is never skipped.
 
 Fixtures:
     rig          a started rig, fresh state under tmp_path, stopped after the test
@@ -20,7 +26,10 @@ the firmware's output and the last control lines.
 
 import pytest
 
-from .rig import BenchRig, EmulatedRig, RigError
+from .bench import BenchRig
+from .emulated import EmulatedRig
+from .env import MICROPYTHON_ENV, find_micropython, set_micropython
+from .rig import RigError
 
 _RIGS_KEY = "_hil_rigs"
 
@@ -38,11 +47,26 @@ def pytest_addoption(parser):
                          "'{state}' becomes on/off (e.g. 'uhubctl -l 1-1 -p 2 -a {state}')")
     group.addoption("--heap", default="190k",
                     help="emulated rig: MicroPython heap size (default 190k)")
+    group.addoption("--micropython", default=None, metavar="PATH",
+                    help="emulated rig: MicroPython unix port binary (default: $%s, then the "
+                         "one next to this Python, then PATH)" % MICROPYTHON_ENV)
 
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "hil: runs the firmware on the MicroPython unix port behind ptys")
+    path = config.getoption("--micropython")
+    if path:
+        set_micropython(path)
+        try:
+            find_micropython()  # a wrong path fails the run here, once, with its reason
+        except RigError as e:
+            raise pytest.UsageError(str(e))
+
+
+def pytest_unconfigure(config):
+    if config.getoption("--micropython"):
+        set_micropython(None)
 
 
 def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):

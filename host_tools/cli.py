@@ -530,7 +530,7 @@ def emulate(load_w, heap, state_dir, warp):
 
 def _emulate(load_w, heap, state_dir, warp):
     try:
-        from hil import rig as rigmod
+        import hil as rigmod
     except ImportError as e:
         raise DlmsError("the emulator (hil.rig) is not available: %s" % e)
     import contextlib

@@ -16,7 +16,7 @@ import time
 
 from rich.console import Console
 
-from hil.rig import EmulatedRig
+from hil.emulated import EmulatedRig
 from hil import identity
 
 EPOCH = 1767225600  # the emulated RTC at first boot: 2026-01-01 00:00 UTC

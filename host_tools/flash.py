@@ -297,7 +297,7 @@ class UnixReplBoard:
 
     def __init__(self, flash_dir, heap="190k", micropython=None):
         from hil.ptylink import PtyLink
-        from hil.rig import find_micropython
+        from hil.env import find_micropython
 
         self.flash_dir = pathlib.Path(flash_dir).resolve()
         self.flash_dir.mkdir(parents=True, exist_ok=True)
@@ -533,7 +533,7 @@ def unix_rig(workdir, flash_dir, heap="190k"):
     .mpy files there, and that directory as the meter's filesystem root (board.json state)."""
     import inspect
 
-    from hil.rig import EmulatedRig
+    from hil.emulated import EmulatedRig
 
     kw = {}
     if "image" in inspect.signature(EmulatedRig).parameters:

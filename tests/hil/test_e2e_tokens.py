@@ -1,6 +1,5 @@
 """STS tokens end to end: vended on the host (DKGA02 + EA07 with the IEC sample tables), entered
 over the meter's serial port (IC 115 token gateway), judged by the firmware on MicroPython."""
-import os
 import pathlib
 import shutil
 import subprocess
@@ -10,7 +9,6 @@ import pytest
 
 from host_tools import vend
 from host_tools.client import DlmsClient
-from meter import timeutil
 
 pytestmark = pytest.mark.hil
 

@@ -5,7 +5,6 @@ of >= 1,000 mutated frames (most with a valid FCS, so they reach the association
 layers) replayed into the firmware, which must keep answering with its heap bounded; the peak
 heap after gc is printed (``mem`` on the control channel)."""
 import random
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -171,11 +170,11 @@ def test_firmware_survives_1000_mutated_frames_with_bounded_heap(rig_factory, ca
         for i in range(0, len(frames), 40):
             s.write(b"".join(frames[i:i + 40]))
             s.flush()
-            time.sleep(0.08)
+            rig.drain(quiet_ms=30)  # the meter has taken the batch in and answered it
             s.read(65536)
             if i % 200 == 0:
                 peak = max(peak, rig.mem()[0])
-        time.sleep(0.5)
+        rig.drain(quiet_ms=300)
         s.read(65536)
     assert rig.running
     alloc, free = rig.mem()

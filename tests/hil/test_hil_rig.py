@@ -1,10 +1,10 @@
 """Tests of the HIL rig pieces: pty wiring, the PZEM-004T v3 emulator, the rig's
-process handling and control-line parsing (CPython only; pymodbus, crcmod)."""
+process handling and its reaction to control lines (CPython only; pymodbus, crcmod).
+The control-line parser itself is tested line by line in test_control.py."""
 
 import json
 import os
 import select
-import signal
 import threading
 import time
 
@@ -16,8 +16,9 @@ from pymodbus.exceptions import ModbusIOException
 
 from hil.ptylink import A2B, B2A, Pty, PtyError, PtyLink
 from hil.pzem import EmulatorError, PzemEmulator, Sdm120Emulator
-from hil.rig import (DEFAULT_METER_CONFIG, BenchRig, EmulatedRig, Rig, RigError, RigTimeout,
-                     Telemetry)
+from hil.bench import BenchRig
+from hil.emulated import EmulatedRig
+from hil.rig import DEFAULT_METER_CONFIG, Rig, RigError, RigTimeout, Telemetry
 
 _crc_modbus = crcmod.predefined.mkCrcFun("modbus")
 
@@ -147,7 +148,7 @@ def test_ptylink_symlinks_and_close():
         assert os.path.realpath(os.path.join(d, "host")) == link.b_path
         link.close()
         assert not os.path.lexists(os.path.join(d, "meter"))
-        assert not link._thread.is_alive()
+        assert not link.running
         with pytest.raises(PtyError):
             link.inject(A2B, b"x")
         link.close()  # idempotent
@@ -364,7 +365,7 @@ def test_pzem_start_failure_is_reported():
     emu = PzemEmulator("/nonexistent/tty")
     with pytest.raises(EmulatorError):
         emu.start()
-    assert emu._thread is None
+    assert not emu.running
 
 
 def test_sdm120_float32_big_endian_registers():
@@ -427,6 +428,8 @@ while True:
         buf = b""
         if cmd[0] == "ping":
             f.write(b"pong " + cmd[1].encode() + b"\n")
+        elif cmd[0] == "say":   # the test makes the board say a control line
+            f.write(" ".join(cmd[1:]).encode() + b"\n")
         elif cmd[0] == "crash":
             raise RuntimeError("stub crashed on request")
 '''
@@ -479,7 +482,7 @@ def test_rig_boots_syncs_power_cycles_and_stops(tmp_path, stub_fw):
             rig.press_button()
         with pytest.raises(RigError, match="relay state unknown"):
             rig.relay_closed()
-        rig._epoch = 1767300000
+        rig.clock = 1767300000                # the RTC kept time while the meter was off
         rig.power_on()
         assert rig.pid != pid1 and rig.running
         assert json.loads((tmp_path / "w" / "board.json").read_text())["epoch"] == 1767300000
@@ -492,11 +495,10 @@ def test_rig_boots_syncs_power_cycles_and_stops(tmp_path, stub_fw):
     assert not _alive(pid2)
     rig.stop()  # idempotent
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        leaked = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
-        if not leaked:
-            break
-        time.sleep(0.05)
+    for t in threading.enumerate():
+        if t not in threads_before:
+            t.join(max(0.0, deadline - time.monotonic()))   # a thread on its way out ends
+    leaked = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
     assert not leaked, leaked
 
 
@@ -513,43 +515,43 @@ def test_rig_boot_failures(tmp_path, stub_fw):
     with pytest.raises(RigError) as ei:
         EmulatedRig(tmp_path / "crash", firmware_dir=stub_fw, wait_first_meter=False, poll_ms=13)
     assert "stub crashed at boot" in str(ei.value) and "ready" in str(ei.value)
-    t0 = time.monotonic()
     with pytest.raises(RigTimeout) as ei:
         EmulatedRig(tmp_path / "silent", firmware_dir=stub_fw, wait_first_meter=False, poll_ms=7, boot_timeout=1.0)
-    assert time.monotonic() - t0 < 5
-    assert "stub board" in str(ei.value)
+    assert "timed out after 1.0 s" in str(ei.value) and "stub board" in str(ei.value)
     with pytest.raises(RigError, match="no firmware"):
         EmulatedRig(tmp_path / "none", firmware_dir=tmp_path)
 
 
-def test_rig_control_line_parsing(tmp_path, stub_fw):
-    with EmulatedRig(tmp_path / "w", firmware_dir=stub_fw, wait_first_meter=False, start=False,
+def test_rig_reacts_to_control_lines(tmp_path, stub_fw):
+    """The board's lines reach the rig: the relay gates the load, lines are stamped with the rig's
+    clock, telemetry and events can be waited on, a bad line is kept aside."""
+    with EmulatedRig(tmp_path / "w", firmware_dir=stub_fw, wait_first_meter=False,
                      relay_gates_load=True) as rig:
         rig.set_load(500)
         assert rig.pzem.watts == 500          # relay state unknown: load passes
-        rig._on_line("relay 0")
+        rig.send("say relay 0")
+        rig.wait_relay(False)
         assert rig.pzem.watts == 0 and rig.load_w == 500   # load is behind the relay
         rig.set_load(700, pf_centi=90)
         assert rig.pzem.watts == 0
-        rig._on_line("relay 1")
+        rig.send("say relay 1")
+        rig.wait_relay(True)
         assert rig.pzem.watts == 700 and rig.pzem.input_registers()[8] == 90
         rig.relay_history.clear()
-        rig._on_line("relay 1")
-        rig._epoch = 1767225660
-        rig._on_line("relay 0")
-        rig._on_line("meter 1767225660 1234 -150 0")
-        rig._on_line("event 12 credit exhausted, relay opened")
-        rig._on_line("pong 3")
-        rig._on_line("meter x y z")
-        rig._on_line("relay 2")
-        rig._on_line("hello")
+        rig.clock = 1767225660
+        for line in ("relay 0", "meter 1767225660 1234 -150 0",
+                     "event 12 credit exhausted, relay opened", "meter x y z", "hello"):
+            rig.send("say " + line)
+        rig.sync()
         assert rig.relay_closed() is False
-        assert rig.relay_history == [(1767225600, True), (1767225660, False)]
+        assert rig.relay_history == [(1767225660, False)]
         assert rig.meter == Telemetry(1767225660, 1234, -150, False)
         assert rig.wait_meter(lambda m: m.wh == 1234, 0.1).credit_paise == -150
         assert rig.wait_event(12, 0.1) == ("12", "credit exhausted, relay opened")
-        assert rig.bad_lines == ["meter x y z", "relay 2", "hello"]
-        with pytest.raises(RigError):  # not booted: waiting for more cannot succeed
+        assert rig.bad_lines == ["meter x y z", "hello"]
+        assert "< hello" in rig.ctl_trace_lines(3)
+        rig.power_cut()
+        with pytest.raises(RigError, match="powered off"):  # waiting for more cannot succeed
             rig.wait_meter(lambda m: m.wh > 2000, 0.1)
 
 
@@ -628,14 +630,16 @@ def test_pytest_plugin_options_fixtures_and_failure_log(tmp_path, stub_fw):
     import subprocess
     import sys
 
-    from hil.rig import REPO_ROOT
+    from hil.env import REPO_ROOT
 
     (tmp_path / "conftest.py").write_text('pytest_plugins = ["hil.pytest_plugin"]\n')
     (tmp_path / "test_plugin_demo.py").write_text(
         "STUB_DIR = %r\n" % str(stub_fw) + PLUGIN_TESTS)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    from hil.env import find_micropython
+    mp = find_micropython()
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "--micropython", mp,
          "--heap", "64k", str(tmp_path / "test_plugin_demo.py") + "::test_fails_and_shows_log"],
         cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
     out = run.stdout + run.stderr
@@ -644,6 +648,12 @@ def test_pytest_plugin_options_fixtures_and_failure_log(tmp_path, stub_fw):
     assert "heapsize=64k" in out and "stub board" in out
     assert "> ping 1" in out and "< pong 1" in out
     assert "test_fails_and_shows_log" in out
+    assert "--- boot 1: %s -X heapsize=64k" % mp in out           # the binary it was given
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--micropython",
+         str(tmp_path / "no-such-micropython"), str(tmp_path / "test_plugin_demo.py")],
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 4 and "no-such-micropython is not an executable" in run.stderr, run.stderr
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "--rig", "bench",
          str(tmp_path / "test_plugin_demo.py") + "::test_bench_without_port_skips"],
@@ -695,3 +705,30 @@ def test_one_emulated_meter_per_state_directory(tmp_path):
     finally:
         first.stop()
     EmulatedRig(tmp_path / "m", start=False).stop()     # free again once the first has stopped
+
+
+def test_find_micropython_honours_option_then_environment(tmp_path, monkeypatch):
+    """--micropython (set_micropython) beats METER_MICROPYTHON beats the venv's/PATH's binary;
+    a named path that is not executable is an error, not a fall-through."""
+    from hil import env
+    fake = tmp_path / "mp-env"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    opt = tmp_path / "mp-opt"
+    opt.write_text("#!/bin/sh\n")
+    opt.chmod(0o755)
+    monkeypatch.delenv(env.MICROPYTHON_ENV, raising=False)
+    default = env.find_micropython()
+    monkeypatch.setenv(env.MICROPYTHON_ENV, str(fake))
+    assert env.find_micropython() == str(fake)
+    env.set_micropython(opt)
+    try:
+        assert env.find_micropython() == str(opt)
+        assert env.find_micropython(str(fake)) == str(fake)     # an explicit argument wins
+    finally:
+        env.set_micropython(None)
+    monkeypatch.setenv(env.MICROPYTHON_ENV, str(tmp_path / "missing"))
+    with pytest.raises(RigError, match="METER_MICROPYTHON"):
+        env.find_micropython()
+    monkeypatch.delenv(env.MICROPYTHON_ENV)
+    assert env.find_micropython() == default

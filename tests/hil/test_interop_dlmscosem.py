@@ -44,11 +44,29 @@ def make_rig(rig_factory, **kw):
     return rig_factory(sts=True, **kw)   # provisioned with an STS key: the token gateway is served
 
 
+class DeadlineSerialIO(SerialIO):
+    """dlms-cosem's SerialIO, except that a read ending without its data (the port's ``timeout``
+    of silence: the meter stopped answering, e.g. out of memory) raises TimeoutError. dlms-cosem
+    itself feeds the short read to its HDLC layer and reads again, forever: a hang, not a failure."""
+
+    def recv(self, amount=1):
+        data = SerialIO.recv(self, amount)
+        if len(data) < amount:
+            raise TimeoutError("meter sent %d of %d bytes within %s s" % (len(data), amount, self.timeout))
+        return data
+
+    def recv_until(self, end):
+        data = SerialIO.recv_until(self, end)
+        if not data.endswith(end):
+            raise TimeoutError("no %r from the meter within %s s (got %s)" % (end, self.timeout, data.hex()))
+        return data
+
+
 def client(rig, sap=16, password=None, max_pdu=65535):
     auth = (LowLevelSecurityAuthentication(secret=password.encode()) if password
             else NoSecurityAuthentication())
     t = HdlcTransport(client_logical_address=sap, server_logical_address=1,
-                      io=SerialIO(rig.port, baud_rate=9600, timeout=5))
+                      io=DeadlineSerialIO(rig.port, baud_rate=9600, timeout=5))
     return dc_client.DlmsClient(transport=t, authentication=auth, max_pdu_size=max_pdu)
 
 
@@ -174,3 +192,15 @@ def test_event_log_by_block_transfer_at_max_pdu_256(rig_factory):
             from_value=start, to_value=start)
         sel = utils.parse_as_dlms_data(c.get(cosem.CosemAttribute(7, EVENT_LOG, 2), access_descriptor=rd))
         assert 1 <= len(sel) <= n and all(r[0] == t0 for r in sel)
+
+
+def test_a_meter_that_stops_answering_is_a_timeout_not_a_hang():
+    """The helper's reads end at a deadline (no meter on the far end of the cable here)."""
+    from hil.ptylink import PtyLink
+    with PtyLink() as link:
+        t = HdlcTransport(client_logical_address=16, server_logical_address=1,
+                          io=DeadlineSerialIO(link.b_path, baud_rate=9600, timeout=0.5))
+        c = dc_client.DlmsClient(transport=t, authentication=NoSecurityAuthentication())
+        with pytest.raises(TimeoutError, match="within 0.5 s"):
+            c.connect()
+        t.io.disconnect()

@@ -12,11 +12,10 @@ import datetime
 import os
 
 import pytest
-from gurux_dlms import GXByteBuffer, GXDateTime, GXReplyData
+from gurux_dlms import GXDateTime
 from gurux_dlms.enums import AccessMode, DataType, ObjectType
 from gurux_dlms.GXDLMSException import GXDLMSException
-from gurux_dlms.objects import (GXDLMSClock, GXDLMSDisconnectControl, GXDLMSProfileGeneric,
-                                GXDLMSAssociationLogicalName)
+from gurux_dlms.objects import GXDLMSClock, GXDLMSDisconnectControl, GXDLMSProfileGeneric
 
 from gurux_peer import GuruxPeer
 from protocol import hdlc_client as hdlc
@@ -316,3 +315,18 @@ def test_segmented_request_and_response_at_128(rig_factory):
         p.check_addresses()
     finally:
         p.close()
+
+
+def test_gurux_peer_times_out_on_a_silent_line():
+    """A meter that stops answering mid-reply is a TimeoutError after the peer's timeout."""
+    from hil.ptylink import PtyLink
+    with PtyLink() as link:
+        peer = GuruxPeer(link.b_path, timeout=0.5)
+        fd = os.open(link.a_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            os.write(fd, b"\x7e\xa0\x20\x21\x03")   # the start of a 32-byte frame, then nothing
+            with pytest.raises(TimeoutError, match="7ea0202103"):
+                peer.connect()
+        finally:
+            os.close(fd)
+            peer.close()

@@ -239,16 +239,10 @@ def _one_interval(rig, seconds, watts):
     """Exactly one metering interval of ``seconds`` at ``watts``: the PZEM stops answering
     (the meter's polls time out, nothing is charged), energy and clock move, then it answers
     again, so the meter sees the whole energy with the new time in one reading."""
-    unit = rig.pzem._unit
-    with rig.pzem._lock:
-        rig.pzem._unit = 99                  # requests for unit 1 are ignored from now on
-    import time as _t
-    _t.sleep(0.7)                            # an in-flight poll ends (timeout 500 ms)
-    rig.set_load(watts)
-    wh = rig.pzem.advance(seconds)          # the module's energy register (total Wh)
-    rig.set_clock(rig.clock + seconds)
-    with rig.pzem._lock:
-        rig.pzem._unit = unit
+    with rig.pzem.silent():                  # returns once the meter has polled and got silence:
+        rig.set_load(watts)                  # every earlier reading is used up
+        wh = rig.pzem.advance(seconds)      # the module's energy register (total Wh)
+        rig.set_clock(rig.clock + seconds)
     return rig.wait_meter(lambda m: m.wh == wh and m.epoch == rig.clock, timeout=10)
 
 

@@ -10,7 +10,7 @@ was cut is entered again after the reboot: it must then be accepted if the cut j
 apply it, and rejected as USED if it did (applied at most once, never both).
 
 After every cut (checks in ``Campaign.check_flash`` / ``check_boot``):
-- the filesystem mounts (hil.flash.inspect on a copy of the image, the firmware's own VfsLfs2);
+- the filesystem mounts (hil.norimage.inspect on a copy of the image, the firmware's own VfsLfs2);
 - every acknowledged top-up is applied exactly once, and an operation cut before its
   acknowledgement reached the host is applied at most once: the journaled credit satisfies
   ``credit + debit(import_wh) - acknowledged == 0 or the amount in flight``, and after reboot
@@ -28,10 +28,11 @@ import time
 
 import pytest
 
-from hil import flash as hflash
+from hil import norimage
 from hil import identity
 from host_tools import vend
-from hil.rig import EmulatedRig, RigError
+from hil.emulated import EmulatedRig
+from hil.rig import RigError
 from host_tools.build import build
 from host_tools.client import DlmsClient, DlmsError
 
@@ -310,7 +311,7 @@ class Campaign:
 
     # -- checks -----------------------------------------------------------------------------
     def check_flash(self):
-        st = hflash.inspect(self.rig.flash_image, BLOCKS)
+        st = norimage.inspect(self.rig.flash_image, BLOCKS)
         assert st["mounted"], st
         j = st["journal"]
         assert j is not None, "no journal after %d top-ups" % len(self.applied_amounts)
@@ -385,7 +386,7 @@ class Campaign:
         self.seen_wh = t.wh
 
     def summary(self):
-        wear = hflash.wear_summary(self.rig.flash_wear())
+        wear = norimage.wear_summary(self.rig.flash_wear())
         d = dict(self.n, credit_paise=self.rig.meter.credit if self.rig.meter else None,
                  applied_paise=self.applied, wear_max=wear["max"], wear_total=wear["total"])
         return d
@@ -475,7 +476,7 @@ def test_event_log_records_the_operations_and_reads_over_dlms(rig_factory):
     assert _subsequence(want, codes), codes
     assert tail == codes[-4:]
     rig.power_cut()
-    st = hflash.inspect(rig.flash_image, BLOCKS)                     # details, from the flash itself
+    st = norimage.inspect(rig.flash_image, BLOCKS)                     # details, from the flash itself
     ev = [(e[1], e[2]) for e in st["events"]]
     assert (EV_CREDIT, 4321) in ev and (EV_RELAY_OPEN, "remote") in ev and (EV_RELAY_CLOSE, "manual") in ev
     assert (EV_CONFIG, "ctl_mode") in ev

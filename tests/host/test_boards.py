@@ -254,7 +254,7 @@ def test_rp2040_s0_hard_irq_counts_without_allocating_on_micropython(tmp_path):
         "h(pin)\n"
         "micropython.heap_unlock()\n"
         "print('pulses', b.s0_pulses())\n")
-    from hil.rig import find_micropython
+    from hil.env import find_micropython
     env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(tmp_path), str(ROOT / "firmware"), str(ROOT), ".frozen"]))
     r = subprocess.run([find_micropython(), "-X", "heapsize=190k", str(script)], capture_output=True,
                        text=True, env=env, timeout=60)

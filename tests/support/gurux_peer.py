@@ -3,6 +3,10 @@
 The gurux client builds and parses every frame itself; this helper only moves bytes and
 keeps every received frame so tests can assert what gurux does not check (the responder's
 server address, dlms.md §4 "[T] Neither client checks the responder's server address").
+
+Reads wait on data with one deadline per reply: the frame's own length (HDLC frame format
+field) says how many bytes to wait for, so a meter that stops answering (out of memory, dead)
+is a TimeoutError after ``timeout`` s, never a hang.
 """
 import time
 
@@ -15,25 +19,45 @@ class GuruxPeer:
     def __init__(self, port, client=16, server=1, password=None, timeout=5.0, baud=9600):
         auth = Authentication.LOW if password else Authentication.NONE
         self.c = GXDLMSClient(True, client, server, auth, password, InterfaceType.HDLC)
-        self.ser = serial.Serial(port, baud, timeout=0.05)
+        self.ser = serial.Serial(port, baud, timeout=timeout)
         self.timeout = timeout
         self.frames = []  # every raw frame received
 
     def close(self):
         self.ser.close()
 
+    def _read(self, n, deadline, buf):
+        """Exactly ``n`` more bytes, appended to ``buf`` and returned, blocking on the port
+        until ``deadline`` (monotonic s); TimeoutError (showing ``buf``) after it."""
+        start = len(buf)
+        while len(buf) - start < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("gurux peer: no complete reply within %.1f s (got %s)"
+                                   % (self.timeout, bytes(buf).hex()))
+            self.ser.timeout = left
+            buf += self.ser.read(n - (len(buf) - start))
+        return bytes(buf[start:])
+
+    def _read_frame(self, deadline, buf):
+        """One more HDLC frame into ``buf`` (flags included), sized by its frame format field."""
+        while self._read(1, deadline, buf) != b"\x7e":   # skip anything before an opening flag
+            pass
+        fmt = self._read(2, deadline, buf)
+        while fmt[0] == 0x7E:                    # a closing flag followed by an opening one
+            fmt = fmt[1:] + self._read(1, deadline, buf)
+        length = ((fmt[0] & 0x07) << 8) | fmt[1]  # bytes between the flags
+        self._read(length - 1, deadline, buf)
+
     def _read_reply(self, rd):
         buf = bytearray()
         deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            chunk = self.ser.read(512)
-            if chunk:
-                buf += chunk
-                notify = GXReplyData()
-                if self.c.getData(GXByteBuffer(bytes(buf)), rd, notify):
-                    self.frames.append(bytes(buf))
-                    return bytes(buf)
-        raise TimeoutError("gurux peer: no complete reply within %.1f s (got %s)" % (self.timeout, buf.hex()))
+        while True:
+            self._read_frame(deadline, buf)
+            notify = GXReplyData()
+            if self.c.getData(GXByteBuffer(bytes(buf)), rd, notify):
+                self.frames.append(bytes(buf))
+                return bytes(buf)
 
     def exchange(self, data):
         """Send one request (bytes or list of frames); return the GXReplyData, following RR."""

@@ -1,4 +1,4 @@
-"""Host-side tools for the emulated board's NOR flash image (firmware/boards/nor_flash.py).
+"""NOR flash image inspection: host-side tools for the emulated board's NOR flash image (firmware/boards/nor_flash.py).
 
 - ``read_wear(image)``: erase counters per block (list of int) from ``<image>.wear``.
 - ``wear_summary(counts)``: dict(blocks, total, max, mean, max_block).
@@ -11,7 +11,7 @@
 
   or ``{"mounted": False, "error": "..."}`` when littlefs refuses the image.
 
-Command line: ``python -m hil.flash IMAGE [--blocks N]`` prints the wear summary and the state.
+Command line: ``python -m hil.norimage IMAGE [--blocks N]`` prints the wear summary and the state.
 """
 import argparse
 import json
@@ -22,7 +22,10 @@ import struct
 import subprocess
 import tempfile
 
-from .rig import REPO_ROOT, find_micropython, RigError
+from host_tools.firmware_src import FIRMWARE_DIR
+
+from .env import find_micropython
+from .rig import RigError
 
 __all__ = ["read_wear", "wear_summary", "inspect", "FlashToolError"]
 
@@ -85,7 +88,7 @@ print(json.dumps(out))
 def inspect(image, blocks, segments=20, micropython=None, firmware_dir=None, timeout=60):
     """Mount a copy of ``image`` (``blocks`` x 4 KiB) and return the meter's persisted state
     (see the module docstring). Raises FlashToolError if the helper itself fails."""
-    firmware_dir = pathlib.Path(firmware_dir or REPO_ROOT / "firmware")
+    firmware_dir = pathlib.Path(firmware_dir or FIRMWARE_DIR)
     with tempfile.TemporaryDirectory(prefix="flash-inspect-") as tmp:
         copy = os.path.join(tmp, "flash.img")
         shutil.copyfile(str(image), copy)
@@ -102,7 +105,7 @@ def inspect(image, blocks, segments=20, micropython=None, firmware_dir=None, tim
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m hil.flash", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m hil.norimage", description=__doc__.split("\n")[0])
     ap.add_argument("image")
     ap.add_argument("--blocks", type=int, default=None, help="blocks (default: image size / 4096)")
     a = ap.parse_args(argv)
