@@ -16,7 +16,8 @@ import shutil
 import subprocess
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from host_tools.firmware_src import FIRMWARE_DIR, PROTOCOL_DIR, ROOT
+
 ARCH = {"esp32": "xtensawin", "rp2040": "armv6m", "unix": None}
 # board-specific modules: deployed only to the boards listed
 BOARD_ONLY = {"boards/esp32.py": ("esp32",), "boards/rp2040.py": ("rp2040",),
@@ -43,7 +44,7 @@ def sources(host=False):
     """(relative device path, source path) for every device module; with ``host`` also the
     host-only protocol modules (``HOST_ONLY``), for the compile check."""
     out = []
-    for base, prefix in ((ROOT / "firmware", ""), (ROOT / "protocol", "protocol/")):
+    for base, prefix in ((FIRMWARE_DIR, ""), (PROTOCOL_DIR, "protocol/")):
         for p in sorted(base.rglob("*.py")):
             rel = prefix + p.relative_to(base).as_posix()
             if host or rel not in HOST_ONLY:
@@ -105,7 +106,7 @@ def build(board, out=None):
         data = dst.read_bytes()
         files[rel] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     for extra in ("sts_sample_tables.json",):
-        p = ROOT / "firmware" / extra
+        p = FIRMWARE_DIR / extra
         if p.exists():
             shutil.copyfile(p, out / extra)
             data = p.read_bytes()
@@ -124,7 +125,7 @@ def cached_build(board, out=None):
     out = pathlib.Path(out or ROOT / "build" / board)
     man = out / "manifest.json"
     srcs = [p for _, p in sources()] + [ROOT / "host_tools" / "build.py"]
-    extra = ROOT / "firmware" / "sts_sample_tables.json"
+    extra = FIRMWARE_DIR / "sts_sample_tables.json"
     if extra.exists():
         srcs.append(extra)
     if man.exists():
