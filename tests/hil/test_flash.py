@@ -5,7 +5,6 @@ The end-to-end tests use real parts only: the ``micropython`` unix port behind a
 mpy-cross, and our DLMS client against the firmware booted from the flashed directory.
 """
 import json
-import os
 import pathlib
 
 import pytest

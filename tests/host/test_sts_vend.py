@@ -305,7 +305,6 @@ def _ref_rounds(dk, block, t):
 
 
 def test_ea07_matches_reference_trace_and_bit_model():
-    import os
     from protocol.ea07 import Ea07
     t = V.get_tables()
     ref = json.load(open(REF_TABLES))
