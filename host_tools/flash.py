@@ -87,6 +87,7 @@ class SerialTarget:
         return None
 
     def close(self):
+        """Close the REPL connection (idempotent)."""
         self.dev.close()
 
 
@@ -105,6 +106,7 @@ class _Progress:
             self.task = self.bar.add_task(what, total=total)
 
     def describe(self, text):
+        """Show ``text`` as the current item."""
         if self.bar is not None:
             self.bar.update(self.task, description=text)
 
@@ -113,6 +115,7 @@ class _Progress:
             self.bar.advance(self.task, n)
 
     def close(self):
+        """Stop the bar (it disappears: transient)."""
         if self.bar is not None:
             self.bar.stop()
 

@@ -148,9 +148,12 @@ class Device:
             raise FlashError("no MicroPython raw REPL on %s: %s" % (port, e))
 
     def path(self, rel):
+        """The board's path of ``rel`` (relative to its filesystem root)."""
         return self.root + rel
 
     def exec(self, code):
+        """Run ``code`` (str) in the raw REPL; returns its stdout (bytes). Raises FlashError with
+        the board's last error line."""
         try:
             return self.t.exec(code)
         except Exception as e:  # TransportExecError (the board raised), TransportError, OSError
@@ -161,6 +164,8 @@ class Device:
                                                                     or ["?"])[-1]))
 
     def eval(self, expr):
+        """The value of ``expr`` on the board, via ``repr`` and ``ast.literal_eval`` (Python
+        literals only). Raises FlashError."""
         out = self.exec("print(repr(%s))" % expr).decode().strip()
         try:
             return ast.literal_eval(out)
@@ -168,6 +173,7 @@ class Device:
             raise FlashError("unexpected answer from the board to %s: %r" % (expr, out))
 
     def info(self):
+        """`board_info` of this board."""
         return board_info(self)
 
     def hashes(self, rels):
@@ -187,6 +193,7 @@ class Device:
         return out
 
     def mkdirs(self, rel_dirs):
+        """Create the directories ``rel_dirs`` (parents first; existing ones are fine)."""
         for d in sorted(set(rel_dirs), key=lambda s: s.count("/")):
             self.exec("_md(%r)" % self.path(d))
 
@@ -204,6 +211,7 @@ class Device:
                   % (dest, tmp, dest))
 
     def remove(self, rel):
+        """Delete the file ``rel``. Raises FlashError."""
         self.exec("os.remove(%r)" % self.path(rel))
 
     def listdir(self, rel_dir):
@@ -219,6 +227,7 @@ class Device:
         self.close()
 
     def close(self):
+        """Close the serial transport (idempotent); the board keeps running."""
         t, self.t = getattr(self, "t", None), None
         if t is not None:
             try:

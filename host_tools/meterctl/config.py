@@ -35,6 +35,7 @@ class ProfileError(click.ClickException):
         self.reason = reason
 
     def show(self, file=None):
+        """One ``meterctl: error:`` line on stderr (click's default adds "Error:")."""
         click.echo("meterctl: error: %s" % self.format_message(), err=True)
 
 

@@ -45,6 +45,7 @@ class InputError(click.ClickException):
     exit_code = 2
 
     def show(self, file=None):
+        """One ``meterctl: error:`` line on stderr."""
         click.echo("meterctl: error: %s" % self.format_message(), err=True)
 
 

@@ -46,6 +46,7 @@ class UnixReplBoard:
             os.close(fd)
 
     def stop(self):
+        """Kill the REPL process and close the pty pair (idempotent)."""
         p, self.proc = getattr(self, "proc", None), None
         if p is not None and p.poll() is None:
             p.kill()
@@ -114,5 +115,6 @@ class UnixTarget:
         return None
 
     def close(self):
+        """Close the REPL connection and stop the REPL process (idempotent)."""
         self.dev.close()
         self.repl.stop()
