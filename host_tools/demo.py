@@ -16,20 +16,27 @@ import time
 
 from rich.console import Console
 
-from hil.emulated import EmulatedRig
 from hil import identity
+from hil.emulated import EmulatedRig
+from host_tools.firmware_src import ROOT
 
 EPOCH = 1767225600  # the emulated RTC at first boot: 2026-01-01 00:00 UTC
 
 console = Console(highlight=False)
-BIN = pathlib.Path(sys.executable).parent
+# meterctl as the console script runs it, from this checkout (python -m puts the cwd first)
+METERCTL = [sys.executable, "-m", "host_tools.meterctl"]
+
+
+def _run(args):
+    return subprocess.run(METERCTL + list(args), capture_output=True, text=True, timeout=60,
+                          cwd=str(ROOT))
 
 
 def meterctl(*args):
-    cmd = [str(BIN / "meterctl"), *args]
+    """Show and run ``meterctl args``; its stdout. Exits the demo if meterctl fails."""
     shown = ["meterctl", *args]
     console.print("[bold cyan]$ %s[/]" % " ".join(shlex.quote(a) for a in shown))
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    r = _run(args)
     out = (r.stdout + r.stderr).rstrip()
     if out:
         console.print(out, markup=False)
@@ -39,11 +46,13 @@ def meterctl(*args):
 
 
 def rupees(paise):
+    """Paise (int) -> "₹12.34" text (sign first)."""
     sign = "-" if paise < 0 else ""
     return "%s₹%d.%02d" % (sign, abs(paise) // 100, abs(paise) % 100)
 
 
 def main():
+    """``make demo``: the emulated meter from token top-up to relay open and back (see above)."""
     t0 = time.monotonic()
     tmp = tempfile.TemporaryDirectory(prefix="meter-demo-")
     work = pathlib.Path(tmp.name)
@@ -79,8 +88,7 @@ def main():
         console.print("[bold red]Credit exhausted: the meter opened its relay.[/]")
         meterctl("read", "--port", port)
         console.rule("The same token again is refused (STS: USED)")
-        r = subprocess.run([str(BIN / "meterctl"), "topup", "--port", port, "--password", "12345678", token],
-                           capture_output=True, text=True, timeout=60)
+        r = _run(["topup", "--port", port, "--password", "12345678", token])
         console.print("[bold cyan]$ meterctl topup --port %s --password 12345678 %s[/]" % (port, token))
         console.print((r.stderr or r.stdout).strip() + "   (exit code %d)" % r.returncode, markup=False)
         if r.returncode != 1:

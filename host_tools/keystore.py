@@ -27,10 +27,13 @@ import secrets
 import string
 import subprocess
 
+from host_tools import dkga
+from host_tools.firmware_src import ROOT
+
 __all__ = ["KeystoreError", "default_path", "load", "save", "meter_record", "check_location",
            "PASSWORD_CLIENTS"]
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+REPO_ROOT = ROOT
 # client SAPs with LLS passwords (docs/CONTRACTS.md: management 1, meter reader 32, settings 48)
 PASSWORD_CLIENTS = ("1", "32", "48")
 _PW_ALPHABET = string.ascii_letters + string.digits
@@ -125,15 +128,14 @@ def _derive_key(defaults, rec):
     vk = defaults.get("vending_key")
     if not vk:
         return secrets.token_bytes(8).hex(), "generated"
-    from host_tools import vend
     try:
-        key = vend.parse_key(vk, sizes=(8, 16, 20, 32), what="vending key")
-        pan = vend.build_pan(str(defaults.get("iin", "600727")), rec["drn"])
+        key = dkga.parse_key(vk, sizes=(8, 16, 20, 32), what="vending key")
+        pan = dkga.build_pan(str(defaults.get("iin", "600727")), rec["drn"])
         alg = rec.get("algorithm", "ea07")
         if alg == "ea07":
-            dk = vend.dkga02(key, pan, rec["sgc"], rec["ti"], rec["krn"], rec["kt"])
+            dk = dkga.dkga02(key, pan, rec["sgc"], rec["ti"], rec["krn"], rec["kt"])
         else:
-            dk = vend.dkga04(key, pan, rec["sgc"], rec["ti"], rec["krn"], rec["kt"],
+            dk = dkga.dkga04(key, pan, rec["sgc"], rec["ti"], rec["krn"], rec["kt"],
                              algorithm=alg)
     except (ValueError, TypeError) as e:
         raise KeystoreError("cannot derive the decoder key: %s" % e)

@@ -1,15 +1,7 @@
-"""STS vending on the host: decoder-key derivation, token generation, key change, CSV batches.
+"""STS vending on the host: token generation, key change, CSV batches, and the TID memory.
 
-IEC 62055-41 / -51 / -52 (STS Edition 2):
-
-* DKGA02 (§6.5.2, 64-bit vending key): PANBlock = PAN digits 2..17 (IIN without its
-  first digit, IAIN), CB = KT | SGC(6) | TI(2) | KRN | FFFFFF, X = PANBlock xor CB,
-  DK = DES_VK(X) xor X xor VK (single DES, ECB; pycryptodome).
-* DKGA04 (§6.5.4): DK = first L bits of HMAC-SHA256(VK, Label || 00 || Context || L32be),
-  Label = 04 |02 "04"|02 BD|02 EA|02 TI, Context = 04 |06 SGC|01 KT|01 KRN|12 PAN, with
-  BD "93"/"14", EA "07"/"11", L = 64 (STA) or 128 (MISTY1).
-* Meter PAN (18 digits) = IIN (6 digits, or "0000") + DRN (11 or 13 digits, including
-  its own check digit) + Luhn check digit (ISO/IEC 7812).
+IEC 62055-41 / -51 / -52 (STS Edition 2). Decoder keys (DKGA02 / DKGA04, the meter PAN) are
+derived in ``host_tools.dkga``; this module re-exports them (``vend.derive_decoder_key`` ...).
 
 All 64/128-bit keys are bytes in IEC/natural order (first byte most significant). Tokens
 are built with ``protocol.sts`` and encrypted with ``protocol.ea07`` / ``protocol.misty1``.
@@ -17,162 +9,31 @@ Errors: ``VendError`` (a ValueError) with a readable message.
 """
 import csv
 import hashlib
-import hmac
+import json
 import os
 import pathlib
 import time
 from datetime import datetime, timezone
 
+from host_tools.dkga import ALGORITHMS, VendError, algorithm_name as _alg, build_pan, check_pan, \
+    derive_decoder_key, dkga02, dkga04, dkga04_message, luhn_digit, parse_key
+from host_tools.dkga import int_in_range, sgc_text
+from host_tools.firmware_src import FIRMWARE_DIR
 from protocol import sts
 from protocol.ea07 import Ea07, load_tables
 from protocol.misty1 import Misty1
 from protocol.sts import StsError, TokenFields
 
-SAMPLE_TABLES = pathlib.Path(__file__).resolve().parents[1] / "firmware" / "sts_sample_tables.json"
+__all__ = ["VendError", "ALGORITHMS", "SAMPLE_TABLES", "parse_key", "luhn_digit", "build_pan",
+           "check_pan", "dkga02", "dkga04_message", "dkga04", "derive_decoder_key", "get_tables",
+           "make_cipher", "parse_issued", "parse_amount", "encode_fields", "layout_is_data",
+           "vend_token", "key_change_tokens", "decode_token", "vend_csv", "tid_memory_path",
+           "next_tid"]
 
-ALGORITHMS = ("ea07", "ea11")
-
-
-class VendError(ValueError):
-    """Bad vending input (key, PAN, field ranges, CSV row)."""
-
-
-# -- keys, PAN ------------------------------------------------------------------------
-
-def parse_key(text, sizes=(8, 16, 20, 32), what="key"):
-    """Hex string (spaces/colons allowed) or bytes -> bytes of an allowed length."""
-    if isinstance(text, (bytes, bytearray)):
-        b = bytes(text)
-    else:
-        s = str(text).strip().replace(" ", "").replace(":", "")
-        if s.lower().startswith("0x"):
-            s = s[2:]
-        try:
-            b = bytes.fromhex(s)
-        except ValueError:
-            raise VendError("%s must be hex" % what) from None
-    if len(b) not in sizes:
-        raise VendError("%s must be %s bytes, got %d" % (what, "/".join(map(str, sizes)), len(b)))
-    return b
-
-
-def luhn_digit(digits):
-    """Luhn (ISO/IEC 7812 mod 10) check digit for a digit string."""
-    if not digits or not digits.isdigit():
-        raise VendError("Luhn input must be digits")
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return str((10 - total % 10) % 10)
-
-
-def build_pan(iin, drn):
-    """IIN (6 digits, or 4 for '0000') + DRN (11 or 13 digits incl. its check digit)
-    -> 18-digit meter PAN with the Luhn check digit appended."""
-    iin, drn = str(iin).strip(), str(drn).strip()
-    if not (iin.isdigit() and drn.isdigit()) or len(iin) + len(drn) != 17 or len(iin) not in (4, 6):
-        raise VendError("IIN (6 or 4 digits) + DRN must make 17 digits, got %r + %r" % (iin, drn))
-    return iin + drn + luhn_digit(iin + drn)
-
-
-def check_pan(pan):
-    """18-digit PAN -> normalised string; VendError if malformed or its check digit is wrong."""
-    pan = str(pan).strip().replace(" ", "")
-    if len(pan) != 18 or not pan.isdigit():
-        raise VendError("meter PAN must be 18 digits")
-    if luhn_digit(pan[:17]) != pan[17]:
-        raise VendError("meter PAN %s: bad check digit (expected %s)" % (pan, luhn_digit(pan[:17])))
-    return pan
-
-
-def _sgc(sgc):
-    s = str(sgc).strip()
-    if not s.isdigit() or len(s) > 6:
-        raise VendError("SGC must be up to 6 digits")
-    return s.zfill(6)
-
-
-def _small(v, lo, hi, name):
-    try:
-        v = int(v)
-    except (TypeError, ValueError):
-        raise VendError("%s must be an integer" % name) from None
-    if not lo <= v <= hi:
-        raise VendError("%s must be %d..%d" % (name, lo, hi))
-    return v
-
-
-def dkga02(vending_key, pan, sgc, ti, krn, kt):
-    """DKGA02: 8-byte DES vending key -> 8-byte decoder key (IEC 62055-41 §6.5.2)."""
-    from Crypto.Cipher import DES
-    vk = parse_key(vending_key, (8,), "DKGA02 vending key")
-    pan = check_pan(pan)
-    kt, ti, krn = _small(kt, 0, 3, "KT"), _small(ti, 0, 99, "TI"), _small(krn, 1, 15, "KRN")
-    pb = int(pan[1:17], 16)
-    cb = int("%X%s%02d%XFFFFFF" % (kt, _sgc(sgc), ti, krn), 16)
-    x = (pb ^ cb).to_bytes(8, "big")
-    e = DES.new(vk, DES.MODE_ECB).encrypt(x)
-    return bytes(a ^ b ^ c for a, b, c in zip(e, x, vk))
-
-
-def dkga04_message(pan, sgc, ti, krn, kt, base_date, algorithm):
-    """The HMAC input of DKGA04 (bytes)."""
-    pan = check_pan(pan)
-    kt, ti, krn = _small(kt, 0, 3, "KT"), _small(ti, 0, 99, "TI"), _small(krn, 1, 15, "KRN")
-    bd = {1993: b"93", 2014: b"14"}.get(int(base_date))
-    if bd is None:
-        raise VendError("base date must be 1993 or 2014")
-    ea = {"ea07": b"07", "ea11": b"11"}[_alg(algorithm)]
-
-    def field(b):
-        return bytes([len(b)]) + b
-    label = b"\x04" + field(b"04") + field(bd) + field(ea) + field(b"%02d" % ti)
-    context = b"\x04" + field(_sgc(sgc).encode()) + field(b"%X" % kt) + field(b"%X" % krn) + \
-        field(pan.encode())
-    bits = 64 if ea == b"07" else 128
-    return label + b"\x00" + context + bits.to_bytes(4, "big")
-
-
-def dkga04(vending_key, pan, sgc, ti, krn, kt, base_date=1993, algorithm="ea07"):
-    """DKGA04: HMAC-SHA256 vending key -> decoder key, 8 bytes (EA07) or 16 (EA11)."""
-    vk = parse_key(vending_key, tuple(range(8, 65)), "DKGA04 vending key")
-    msg = dkga04_message(pan, sgc, ti, krn, kt, base_date, algorithm)
-    n = 8 if _alg(algorithm) == "ea07" else 16
-    return hmac.new(vk, msg, hashlib.sha256).digest()[:n]
-
-
-def derive_decoder_key(vending_key, pan, sgc, ti, krn, kt, base_date=1993, algorithm="ea07",
-                       dkga=None):
-    """Decoder key from a vending key. ``dkga`` 2 or 4; default: 2 for an 8-byte key with
-    EA07, 4 otherwise (EA11 always needs DKGA04)."""
-    vk = parse_key(vending_key, tuple(range(8, 65)), "vending key")
-    alg = _alg(algorithm)
-    if dkga is None:
-        dkga = 2 if (len(vk) == 8 and alg == "ea07") else 4
-    if int(dkga) == 2:
-        if alg != "ea07":
-            raise VendError("DKGA02 gives a 64-bit key: EA07 only")
-        return dkga02(vk, pan, sgc, ti, krn, kt)
-    if int(dkga) == 4:
-        return dkga04(vk, pan, sgc, ti, krn, kt, base_date, alg)
-    raise VendError("DKGA must be 2 or 4")
+SAMPLE_TABLES = FIRMWARE_DIR / "sts_sample_tables.json"
 
 
 # -- ciphers ------------------------------------------------------------------------------
-
-def _alg(algorithm):
-    a = str(algorithm).lower().replace("-", "")
-    if a in ("ea07", "sta", "07"):
-        return "ea07"
-    if a in ("ea11", "misty1", "11"):
-        return "ea11"
-    raise VendError("algorithm must be ea07 or ea11")
-
 
 _TABLE_CACHE = {}
 
@@ -290,8 +151,8 @@ def vend_token(decoder_key=None, *, vending_key=None, pan=None, iin=None, drn=No
     RND: 0..15, random if None.
     """
     alg = _alg(algorithm)
-    cls = _small(token_class, 0, 2, "class")
-    sub = _small(subclass, 0, 15, "subclass")
+    cls = int_in_range(token_class, 0, 2, "class")
+    sub = int_in_range(subclass, 0, 15, "subclass")
     if decoder_key is None and vending_key is not None and cls != 1:
         if pan is None:
             if iin is None or drn is None:
@@ -305,13 +166,13 @@ def vend_token(decoder_key=None, *, vending_key=None, pan=None, iin=None, drn=No
     if lay == "data":
         if rnd is None:
             rnd = os.urandom(1)[0] & 0xF
-        f.rnd = _small(rnd, 0, 15, "RND")
+        f.rnd = int_in_range(rnd, 0, 15, "RND")
         if tid is None:
             try:
                 tid = sts.tid_from_unix(parse_issued(issued), int(base_date))
             except StsError as e:
                 raise VendError(str(e)) from None
-        f.tid = _small(tid, 0, 0xFFFFFF, "TID")
+        f.tid = int_in_range(tid, 0, 0xFFFFFF, "TID")
         if amount is not None and value is not None:
             raise VendError("give amount or value, not both")
         amount_coded = cls == 0 or sub in (sts.SUB_MPL, sts.SUB_PHASE_UNBALANCE)
@@ -323,18 +184,18 @@ def vend_token(decoder_key=None, *, vending_key=None, pan=None, iin=None, drn=No
             except StsError as e:
                 raise VendError(str(e)) from None
         elif value is not None:
-            f.value = _small(value, 0, 0xFFFF, "value")
+            f.value = int_in_range(value, 0, 0xFFFF, "value")
         elif cls == 2 and sub == sts.SUB_CLEAR_CREDIT:
             f.value = sts.CLEAR_ALL_REGISTERS
         elif cls == 0 or sub not in (sts.SUB_CLEAR_TAMPER,):
             raise VendError("class %d subclass %d needs an amount or value" % (cls, sub))
     elif lay == "test":
         bits = 36 if sub == 0 else 28
-        f.control = _small((1 << bits) - 1 if control is None else control, 0, (1 << bits) - 1,
+        f.control = int_in_range((1 << bits) - 1 if control is None else control, 0, (1 << bits) - 1,
                            "control")
-        f.mfr_code = _small(mfr_code, 0, 0xFF if sub == 0 else 0xFFFF, "manufacturer code")
+        f.mfr_code = int_in_range(mfr_code, 0, 0xFF if sub == 0 else 0xFFFF, "manufacturer code")
     elif lay == "raw":
-        f.payload = _small(payload, 0, (1 << 44) - 1, "payload")
+        f.payload = int_in_range(payload, 0, (1 << 44) - 1, "payload")
     else:
         raise VendError("key-change sections are vended as a set: use key_change_tokens()")
     return encode_fields(f, decoder_key, alg, tables, cipher)
@@ -350,9 +211,9 @@ def key_change_tokens(decoder_key, new_decoder_key, new_krn, new_kt, new_ti, ken
     old = parse_key(decoder_key, (8,) if alg == "ea07" else (16,), "current decoder key")
     new = parse_key(new_decoder_key, (8,) if alg == "ea07" else (16,), "new decoder key")
     try:
-        secs = sts.key_sections(new, _small(ken, 0, 255, "KEN"), _small(new_krn, 1, 15, "KRN"),
-                                _small(new_kt, 0, 3, "KT"), _small(new_ti, 0, 255, "TI"),
-                                _small(ro, 0, 1, "RO"), int(_sgc(sgc)))
+        secs = sts.key_sections(new, int_in_range(ken, 0, 255, "KEN"), int_in_range(new_krn, 1, 15, "KRN"),
+                                int_in_range(new_kt, 0, 3, "KT"), int_in_range(new_ti, 0, 255, "TI"),
+                                int_in_range(ro, 0, 1, "RO"), int(sgc_text(sgc)))
     except StsError as e:
         raise VendError(str(e)) from None
     cipher = make_cipher(old, alg, tables)
@@ -480,3 +341,46 @@ def vend_csv(in_path, out_path, defaults=None, progress=None):
             if progress is not None:
                 progress(n, total)
     return total
+
+
+# -- TID memory -----------------------------------------------------------------------------
+
+def tid_memory_path():
+    """Where vending remembers the last TID per meter: ``$METERCTL_STATE_DIR/last_tid.json``,
+    else ``$XDG_STATE_HOME/meterctl`` or ``~/.local/state/meterctl``."""
+    base = os.environ.get("METERCTL_STATE_DIR") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "meterctl")
+    return os.path.join(base, "last_tid.json")
+
+
+def next_tid(decoder_key, base_date, now=None):
+    """TID (int, minutes since ``base_date``) for ``now`` (Unix s; default the clock), made
+    strictly greater than the last one vended here for this meter.
+
+    A meter accepts each TID once (IEC 62055-41 §6.6), and a TID is a minute: two tokens vended
+    for one meter within a minute would share it and the second would be refused as USED. Like a
+    vending server, remember the last TID per meter (keyed by a hash of the decoder key, never the
+    key) in `tid_memory_path` and step past it. A read-only home still gets a valid token, just
+    without the memory.
+    """
+    tid = sts.tid_from_unix(int(time.time()) if now is None else int(now), base_date)
+    path = tid_memory_path()
+    meter = hashlib.sha256(bytes(decoder_key) + b"%d" % base_date).hexdigest()[:16]
+    try:
+        with open(path) as f:
+            memory = json.load(f)
+    except (OSError, ValueError):
+        memory = {}
+    last = memory.get(meter)
+    if isinstance(last, int) and tid <= last:
+        tid = last + 1
+    memory[meter] = tid
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(memory, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return tid

@@ -147,7 +147,7 @@ def test_bad_input_does_not_stop_the_meter(rig):
 def test_meterctl_events_and_objects(rig):
     import json
     from click.testing import CliRunner
-    from host_tools import cli
+    from host_tools.meterctl import cli
     run = lambda *a: CliRunner().invoke(cli.meterctl, list(a))
     assert top_up(rig, 1234) == 0
     r = run("events", "--port", rig.port, "--password", "00000000", "--json")
@@ -166,7 +166,7 @@ def test_meterctl_events_and_objects(rig):
 
 def test_credit_register_limit_is_refused_with_a_reason(rig):
     from click.testing import CliRunner
-    from host_tools import cli
+    from host_tools.meterctl import cli
     run = lambda amount: CliRunner().invoke(cli.meterctl, ["credit", "add", "--port", rig.port, "--amount",
                                                            amount, "--password", "12345678"])
     assert run("10737418.00").exit_code == 0

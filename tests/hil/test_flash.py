@@ -5,17 +5,20 @@ The end-to-end tests use real parts only: the ``micropython`` unix port behind a
 mpy-cross, and our DLMS client against the firmware booted from the flashed directory.
 """
 import json
-import os
 import pathlib
 
 import pytest
 from click.testing import CliRunner
 
-from host_tools import cmd_flash
+from host_tools import deploy
 from host_tools import flash as F
 from host_tools import keystore as K
+from host_tools import provision
+from host_tools import repl as R
 from host_tools import vend
 from host_tools.client import DlmsClient
+from host_tools.meterctl import flash as cmd_flash
+from host_tools.meterctl import unixboard
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SERIAL = "PPM0000042"
@@ -35,63 +38,63 @@ def _info(version=(1, 29, 0, "preview"), mpy=2822, platform="linux", name="micro
 
 def test_sys_mpy_decodes_version_sub_version_and_arch():
     # the unix port here reports _mpy=2822: v6.3, arch 2 (x64) — see persistentcode.h
-    assert F.decode_sys_mpy(2822) == (6, 3, 2)
+    assert R.decode_sys_mpy(2822) == (6, 3, 2)
     # ESP32 (xtensawin = arch 10) on MicroPython 1.22: mpy v6.2
-    assert F.decode_sys_mpy(6 | (2 << 8) | (10 << 10)) == (6, 2, 10)
+    assert R.decode_sys_mpy(6 | (2 << 8) | (10 << 10)) == (6, 2, 10)
 
 
 def test_our_mpy_cross_emits_v6_3():
-    assert F.mpy_cross_mpy_version() == (6, 3)
+    assert R.mpy_cross_mpy_version() == (6, 3)
 
 
 def test_supported_board_passes():
-    assert F.check_board(_info(), "unix", (6, 3)) == []
-    assert F.check_board(_info(platform="esp32", mpy=6 | (3 << 8) | (10 << 10)), "esp32") == []
+    assert R.check_board(_info(), "unix", (6, 3)) == []
+    assert R.check_board(_info(platform="esp32", mpy=6 | (3 << 8) | (10 << 10)), "esp32") == []
 
 
 def test_old_micropython_is_refused():
-    with pytest.raises(F.FlashError, match=r"1\.21\.0 .*too old: 1\.22 or newer"):
-        F.check_board(_info(version=(1, 21, 0, "")), "unix", (6, 3))
+    with pytest.raises(R.FlashError, match=r"1\.21\.0 .*too old: 1\.22 or newer"):
+        R.check_board(_info(version=(1, 21, 0, "")), "unix", (6, 3))
 
 
 def test_mpy_major_mismatch_is_refused():
-    with pytest.raises(F.FlashError, match=r"loads \.mpy v5\.0 but our mpy-cross emits v6\.3"):
-        F.check_board(_info(mpy=5), "unix", (6, 3))
+    with pytest.raises(R.FlashError, match=r"loads \.mpy v5\.0 but our mpy-cross emits v6\.3"):
+        R.check_board(_info(mpy=5), "unix", (6, 3))
 
 
 def test_mpy_sub_version_difference_is_a_warning_only():
-    w = F.check_board(_info(platform="rp2", mpy=6 | (2 << 8)), "rp2040", (6, 3))
+    w = R.check_board(_info(platform="rp2", mpy=6 | (2 << 8)), "rp2040", (6, 3))
     assert len(w) == 1 and "v6.2" in w[0]
 
 
 def test_wrong_platform_and_non_micropython_are_refused():
-    with pytest.raises(F.FlashError, match="expects sys.platform 'rp2' but the device reports 'esp32'"):
-        F.check_board(_info(platform="esp32"), "rp2040", (6, 3))
-    with pytest.raises(F.FlashError, match="not MicroPython"):
-        F.check_board(_info(name="circuitpython"), "unix", (6, 3))
-    with pytest.raises(F.FlashError, match="unknown board"):
-        F.check_board(_info(), "stm32", (6, 3))
+    with pytest.raises(R.FlashError, match="expects sys.platform 'rp2' but the device reports 'esp32'"):
+        R.check_board(_info(platform="esp32"), "rp2040", (6, 3))
+    with pytest.raises(R.FlashError, match="not MicroPython"):
+        R.check_board(_info(name="circuitpython"), "unix", (6, 3))
+    with pytest.raises(R.FlashError, match="unknown board"):
+        R.check_board(_info(), "stm32", (6, 3))
 
 
 # --------------------------------------------------------------------------- planning
 
 def test_plan_copies_missing_and_changed_only():
     wanted = {"a.mpy": "11", "b.mpy": "22", "c.mpy": "33"}
-    copy, same = F.plan_copy(wanted, {"a.mpy": "11", "b.mpy": "99", "c.mpy": None})
+    copy, same = deploy.plan_copy(wanted, {"a.mpy": "11", "b.mpy": "99", "c.mpy": None})
     assert copy == ["b.mpy", "c.mpy"] and same == ["a.mpy"]
 
 
 def test_stale_code_files_are_found_but_data_and_dirs_stay():
     listing = {"meter": [("app.mpy", 0x8000), ("app.py", 0x8000), ("old.mpy", 0x8000),
                          ("x.mpy.new", 0x8000), ("notes.txt", 0x8000), ("sub", 0x4000)]}
-    assert F.code_files_to_remove(listing, {"meter/app.mpy"}) == [
+    assert deploy.code_files_to_remove(listing, {"meter/app.mpy"}) == [
         "meter/app.py", "meter/old.mpy", "meter/x.mpy.new"]
 
 
 def test_provisioning_config_carries_identity_and_keeps_settings():
     rec = {"drn": "00000000042", "sgc": 123456, "ti": 3, "krn": 2, "kt": 2, "algorithm": "ea07",
            "decoder_key": "00112233445566ff", "passwords": {"1": "a", "32": "b", "48": "c"}}
-    cfg = F.provisioning_config(SERIAL, rec, {"tariff_paise_per_kwh": 700, "sts": {"store_size": 9}},
+    cfg = provision.provisioning_config(SERIAL, rec, {"tariff_paise_per_kwh": 700, "sts": {"store_size": 9}},
                                 tables="sts_tables.json")
     assert cfg["serial"] == cfg["logical_device_name"] == SERIAL
     assert cfg["tariff_paise_per_kwh"] == 700 and cfg["passwords"]["1"] == "a"
@@ -172,7 +175,7 @@ def test_flash_unix_board_copies_verifies_and_answers_dlms(flashed, tmp_path):
     assert cfg["sts"]["decoder_key"] == secrets["decoder_key"]
     # the board boots from the flashed files on its own and answers with the provisioned serial,
     # and the generated management password opens an LLS association
-    rig = F.unix_rig(tmp_path / "rig", flash_dir, heap=HEAP)
+    rig = unixboard.unix_rig(tmp_path / "rig", flash_dir, heap=HEAP)
     try:
         assert rig.firmware_dir == rig.state_dir == flash_dir.resolve()
         rig.start()
@@ -211,9 +214,9 @@ def test_provision_rewrites_only_the_config(flashed):
 
 
 def test_wrong_board_type_is_refused_by_the_real_board(tmp_path):
-    repl = F.UnixReplBoard(tmp_path / "b")
+    repl = unixboard.UnixReplBoard(tmp_path / "b")
     try:
-        with pytest.raises(F.FlashError, match="expects sys.platform 'esp32' but the device reports 'linux'"):
+        with pytest.raises(R.FlashError, match="expects sys.platform 'esp32' but the device reports 'linux'"):
             F.flash(repl.port, "esp32", SERIAL, keystore=tmp_path / "k.keystore", sgc=1)
         assert not any((tmp_path / "b").iterdir())       # nothing written
     finally:

@@ -182,7 +182,7 @@ def test_mpl_trips_recloses_and_locks_out(rig_factory):
 
 def _cli(*args):
     from click.testing import CliRunner
-    from host_tools.cli import meterctl
+    from host_tools.meterctl.cli import meterctl
     return CliRunner().invoke(meterctl, list(args))
 
 
@@ -194,7 +194,7 @@ def test_config_check_accepts_the_shipped_profiles():
 
 
 def test_config_refuses_a_bad_profile_before_the_wire(tmp_path):
-    from host_tools import cmd_config
+    from host_tools.meterctl import config as cmd_config
     bad = dict(UPPCL)
     bad["policy"] = dict(UPPCL["policy"], holidays=["2026-02-30"])
     f = tmp_path / "bad.json"
@@ -215,7 +215,7 @@ def test_config_refuses_a_bad_profile_before_the_wire(tmp_path):
 
 
 def test_config_apply_over_dlms(rig_factory):
-    from host_tools import cmd_config
+    from host_tools.meterctl import config as cmd_config
     from host_tools.client import DataAccessError
     rig = rig_factory(config={"credit_paise": 100000}, clock_epoch=ist(2026, 3, 2, 12, 0), poll_ms=20)
     r = _cli("config", "apply", str(ROOT / "profiles" / "sts_keypad.json"), "--port", rig.port,

@@ -20,7 +20,7 @@ from protocol import hdlc_client as hdlc
 from protocol import axdr_client as axdr
 from host_tools import client as cl
 from host_tools import format as fmt
-from host_tools.cli import meterctl
+from host_tools.meterctl.cli import meterctl
 
 H = bytes.fromhex
 
@@ -830,7 +830,7 @@ def test_meterctl_emulate_serves_the_firmware_until_ctrl_c(tmp_path):
     import subprocess
     import sys
 
-    cli = [sys.executable, "-c", "from host_tools.cli import main; main()"]
+    cli = [sys.executable, "-c", "from host_tools.meterctl.cli import main; main()"]
     p = subprocess.Popen(cli + ["emulate", "--state", str(tmp_path), "--load", "1000"],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from host_tools import decode as D
-from host_tools.cli import meterctl
+from host_tools.meterctl.cli import meterctl
 from protocol import hdlc_client as hdlc
 
 CAP = pathlib.Path(__file__).resolve().parents[1] / "data" / "captures"

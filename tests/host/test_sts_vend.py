@@ -1,4 +1,4 @@
-"""Host-side STS vending (host_tools/vend.py, host_tools/cmd_vend.py), CPython only.
+"""Host-side STS vending (host_tools/vend.py, host_tools/dkga.py, host_tools/meterctl/vend.py and token.py), CPython only.
 
 Vectors: shared/reference/sts/VECTORS.md (DKGA02 CTSA01 inputs, DKGA04+MISTY1
 CTSA01 step 1, IEC sample-table EA07 example, class-1 test token). Round trips use
@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 from host_tools import vend as V
-from host_tools.cmd_vend import token, vend
+from host_tools.meterctl.token import token
+from host_tools.meterctl.vend import vend
 from meter.tokens import TokenAcceptor
 from protocol import sts
 
@@ -304,7 +305,6 @@ def _ref_rounds(dk, block, t):
 
 
 def test_ea07_matches_reference_trace_and_bit_model():
-    import os
     from protocol.ea07 import Ea07
     t = V.get_tables()
     ref = json.load(open(REF_TABLES))

@@ -9,21 +9,20 @@ data-access-result other-reason (250) and leaves "field: reason" in the visible-
 first with the firmware's own rules (``meter.profile.check_profile``), so a bad file never goes on
 the wire.
 
-Registered by host_tools/cli.py (OPTIONAL_COMMANDS entry ``("host_tools.cmd_config",
-("config",))``).
+The firmware's rules are imported from the checkout's sources with
+``host_tools.firmware_src.firmware_module`` (no sys.path edit).
 """
 import json
 import pathlib
-import sys
 
 import click
 
+from host_tools.firmware_src import firmware_module
+from host_tools.meterctl.common import CONTEXT, emit_json, link_options, make_client, run
 from protocol import axdr_client as axdr
 
 PROFILE_LN = "0.128.96.5.0.255"
 PROFILE_ERROR_LN = "0.128.96.5.1.255"
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-_FIRMWARE = pathlib.Path(__file__).resolve().parents[1] / "firmware"
 
 
 class ProfileError(click.ClickException):
@@ -36,14 +35,12 @@ class ProfileError(click.ClickException):
         self.reason = reason
 
     def show(self, file=None):
+        """One ``meterctl: error:`` line on stderr (click's default adds "Error:")."""
         click.echo("meterctl: error: %s" % self.format_message(), err=True)
 
 
 def _firmware_rules():
-    if str(_FIRMWARE) not in sys.path:
-        sys.path.insert(0, str(_FIRMWARE))
-    from meter import profile, tariff
-    return profile.check_profile, tariff.ConfigError
+    return firmware_module("meter.profile").check_profile, firmware_module("meter.tariff").ConfigError
 
 
 def load_profile(path):
@@ -112,11 +109,6 @@ def apply(client, profile):
         raise ProfileError("profile", str(e), "meter")
 
 
-def _link_options():
-    from host_tools import cli
-    return cli.link_options
-
-
 @click.group("config", context_settings=CONTEXT)
 def config():
     """Tariff and disconnect-policy profile of a meter (profiles/*.json)."""
@@ -130,14 +122,8 @@ def check_cmd(profile):
     click.echo("%s: ok (%d bytes on the wire)" % (p.get("name", profile), len(wire_bytes(p))))
 
 
-def _with_link(write):
-    def deco(f):
-        return _link_options()(write)(f)
-    return deco
-
-
 @config.command("show", context_settings=CONTEXT)
-@_with_link(False)
+@link_options(write=False)
 def show(**kw):
     """Read the meter's profile (GET 0.128.96.5.0.255 attribute 2).
 
@@ -149,8 +135,6 @@ def show(**kw):
       meterctl config show --port /dev/ttyUSB0 --password 12345678
       meterctl config show --port /dev/ttyUSB0 --client 32 --password 00000000 --json
     """
-    from host_tools import cli
-
     if kw.get("client_sap") is None:
         kw["client_sap"] = 1
     if not kw.get("password"):
@@ -158,18 +142,18 @@ def show(**kw):
                                "give --password (or METERCTL_PASSWORD)")
 
     def body():
-        with cli._make_client(kw, False) as c:
+        with make_client(kw, False) as c:
             prof = decode_value(c.get(1, PROFILE_LN, 2))
         if kw.get("as_json"):
-            cli._emit_json(prof)
+            emit_json(prof)
         else:
             click.echo(json.dumps(prof, indent=1, sort_keys=True))
-    return cli._run(body)
+    return run(body)
 
 
 @config.command("apply", context_settings=CONTEXT)
 @click.argument("profile", type=click.Path(dir_okay=False))
-@_with_link(True)
+@link_options(write=True)
 def apply_cmd(profile, **kw):
     """Validate PROFILE and apply it (SET 0.128.96.5.0.255 attribute 2, management client).
     A refused profile prints the field and the reason; the meter keeps its old one.
@@ -179,15 +163,14 @@ def apply_cmd(profile, **kw):
       meterctl config apply profiles/uppcl_like.json --port /dev/ttyUSB0 --password 12345678
       meterctl config check profiles/sts_keypad.json      # offline, before going to the meter
     """
-    from host_tools import cli
     p = check(load_profile(profile))
 
     def body():
-        with cli._make_client(kw, True) as c:
+        with make_client(kw, True) as c:
             apply(c, p)
         msg = {"applied": p.get("name", profile), "bytes": len(wire_bytes(p))}
         if kw.get("as_json"):
-            cli._emit_json(msg)
+            emit_json(msg)
         else:
             click.echo("applied %s (%d bytes)" % (msg["applied"], msg["bytes"]))
-    return cli._run(body)
+    return run(body)

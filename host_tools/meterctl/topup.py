@@ -1,4 +1,4 @@
-"""`meterctl topup`: enter a 20-digit STS token over the meter's serial port (IC 115 enter).
+"""``meterctl topup``: enter a 20-digit STS token over the meter's serial port (IC 115 enter).
 
 The token goes to the token gateway 0.0.19.40.0.255 (IC 115, method 1 enter, octet-string of the
 20 ASCII digits) in a management association (LLS). The meter's outcome is read back from the
@@ -10,8 +10,8 @@ was accepted (status 3 tokenExecutionOk, or 2 for the first half of a key-change
 import click
 
 from host_tools import format as fmt
-from host_tools.cli import CONTEXT, EXIT_METER, _emit_json, _fail, _make_client, _run, link_options
 from host_tools.client import DataAccessError
+from host_tools.meterctl.common import CONTEXT, EXIT_METER, emit_json, fail, link_options, make_client, run
 
 OBIS_GATEWAY = "0.0.19.40.0.255"
 OBIS_CREDIT = "0.0.19.10.0.255"
@@ -55,7 +55,7 @@ def topup(token, **kw):
     from protocol import axdr_client as axdr
 
     digits = parse_digits(token)
-    client = _make_client(kw, write=True)
+    client = make_client(kw, write=True)
 
     def credit(c):
         try:
@@ -78,7 +78,7 @@ def topup(token, **kw):
                "status_text": STATUS_TEXT.get(code, "?"), "reason": reason,
                "credit_before_paise": before, "credit_after_paise": after}
         if kw["as_json"]:
-            _emit_json(out)
+            emit_json(out)
         elif accepted:
             if reason == "key_change_pending":
                 click.echo("Key-change token accepted: enter the next section.")
@@ -86,7 +86,7 @@ def topup(token, **kw):
                 click.echo("Token accepted.")
             click.echo("Credit: %s -> %s" % (fmt.rupees(before), fmt.rupees(after)))
         if not accepted:
-            _fail("token rejected: %s (IC 115 status %d %s)"
+            fail("token rejected: %s (IC 115 status %d %s)"
                   % (REASON_TEXT.get(reason, reason), code, STATUS_TEXT.get(code, "?")), EXIT_METER)
 
-    _run(body)
+    run(body)

@@ -1,45 +1,16 @@
-"""Click commands for STS tokens: ``vend`` (one token, a key-change set, or a CSV batch)
-and ``token decode``. Not registered here: the ``meterctl`` CLI adds them with
-``meterctl.add_command(vend)`` and ``meterctl.add_command(token)``.
+"""``meterctl vend``: an STS token for one meter, a key-change set, or a CSV batch.
 
-Errors are one readable line and a non-zero exit (click.ClickException -> exit 1,
-usage errors -> exit 2).
+The work is ``host_tools.vend`` (keys via ``host_tools.dkga``); this module reads options and
+prints (``meterctl.token`` has the shared printing and errors).
 """
 import json
-import os
 
 import click
 
 from host_tools import vend as V
+from host_tools.meterctl.common import CONTEXT
+from host_tools.meterctl.token import guard, print_token
 from protocol import sts
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-_UNITS = {0: "kWh", 1: "m3", 2: "m3", 3: "min", 4: "units", 5: "units", 6: "units", 7: "units"}
-_NAMES = {
-    (0, 0): "electricity credit", (0, 1): "water credit", (0, 2): "gas credit",
-    (0, 3): "time credit", (0, 4): "electricity currency credit", (0, 5): "water currency credit",
-    (0, 6): "gas currency credit", (0, 7): "time currency credit",
-    (1, 0): "InitiateMeterTest/Display (2-digit mfr code)",
-    (1, 1): "InitiateMeterTest/Display (4-digit mfr code)",
-    (2, 0): "SetMaximumPowerLimit", (2, 1): "ClearCredit", (2, 2): "SetTariffRate",
-    (2, 3): "Set1stSectionDecoderKey", (2, 4): "Set2ndSectionDecoderKey",
-    (2, 5): "ClearTamperCondition", (2, 6): "SetMaximumPhasePowerUnbalanceLimit",
-    (2, 7): "SetWaterMeterFactor", (2, 8): "Set3rdSectionDecoderKey",
-    (2, 9): "Set4thSectionDecoderKey",
-}
-
-
-def _tenths(v):
-    return "%d.%d" % (v // 10, v % 10)
-
-
-def _amount_text(cls, sub, amount):
-    if cls == 0:
-        return "%s %s" % (_tenths(amount), _UNITS.get(sub, "units"))
-    if cls == 2 and sub in (0, 6):
-        return "%d W" % amount
-    return str(amount)
 
 
 def _int(text, name):
@@ -49,28 +20,6 @@ def _int(text, name):
         return int(str(text), 0)
     except ValueError:
         raise click.BadParameter("%r is not an integer" % text, param_hint=name) from None
-
-
-class InputError(click.ClickException):
-    """Bad vending input (amount, key, PAN, TID...): one ``meterctl: error:`` line, exit code 2."""
-    exit_code = 2
-
-    def show(self, file=None):
-        click.echo("meterctl: error: %s" % self.format_message(), err=True)
-
-
-class Rejected(InputError):
-    """The token itself does not check (CRC): exit code 1, one ``meterctl: error:`` line."""
-    exit_code = 1
-
-
-def _guard(fn, *a, **kw):
-    try:
-        return fn(*a, **kw)
-    except (V.VendError, sts.StsError) as e:
-        raise InputError(str(e)) from None
-    except OSError as e:
-        raise InputError("%s: %s" % (getattr(e, "filename", "") or "file", e.strerror or e)) from None
 
 
 def _key_options(f):
@@ -112,18 +61,6 @@ def _decoder_key(kw, pan=None, vending_key=None, sgc=None, ti=None, krn=None, kt
                                 krn or kw["krn"], kw["kt"] if kt is None else kt,
                                 int(base or kw["base_date"]), kw["algorithm"],
                                 int(kw["dkga"]) if kw["dkga"] else None), pan
-
-
-def _print_token(res, as_json):
-    if as_json:
-        click.echo(json.dumps(res, indent=2))
-        return
-    cls, sub = res["class"], res["subclass"]
-    click.echo(sts.group_digits(res["token"]))
-    line = "  class %d/%d %s" % (cls, sub, _NAMES.get((cls, sub), "proprietary"))
-    if "tid" in res:
-        line += ", TID %d, %s" % (res["tid"], _amount_text(cls, sub, res["amount"]))
-    click.echo(line)
 
 
 @click.command("vend", context_settings=CONTEXT)
@@ -175,52 +112,10 @@ def vend(**kw):
     if kw["csv_in"] or kw["csv_out"]:
         if not (kw["csv_in"] and kw["csv_out"]):
             raise click.UsageError("--csv needs --out (and --out needs --csv)")
-        return _guard(_vend_csv, kw)
+        return guard(_vend_csv, kw)
     if kw["key_change"]:
-        return _guard(_vend_key_change, kw)
-    return _guard(_vend_one, kw)
-
-
-def _tid_memory_path():
-    base = os.environ.get("METERCTL_STATE_DIR") or os.path.join(
-        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "meterctl")
-    return os.path.join(base, "last_tid.json")
-
-
-def _next_tid(decoder_key, base_date):
-    """TID for "now", made strictly greater than the last one vended here for this meter.
-
-    A meter accepts each TID once (IEC 62055-41 §6.6), and a TID is a minute: two tokens vended
-    for one meter within a minute would share it and the second would be refused as USED. Like a
-    vending server, remember the last TID per meter (keyed by a hash of the decoder key, never the
-    key) and step past it. Explicit --tid or --issued bypass this.
-    """
-    import hashlib
-    import time as _time
-
-    from protocol import sts as S
-
-    tid = S.tid_from_unix(int(_time.time()), base_date)
-    path = _tid_memory_path()
-    meter = hashlib.sha256(bytes(decoder_key) + b"%d" % base_date).hexdigest()[:16]
-    try:
-        with open(path) as f:
-            memory = json.load(f)
-    except (OSError, ValueError):
-        memory = {}
-    last = memory.get(meter)
-    if isinstance(last, int) and tid <= last:
-        tid = last + 1
-    memory[meter] = tid
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(memory, f)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # read-only home: still a valid token, just without the memory
-    return tid
+        return guard(_vend_key_change, kw)
+    return guard(_vend_one, kw)
 
 
 def _vend_one(kw):
@@ -236,7 +131,7 @@ def _vend_one(kw):
         amount = V.parse_amount(kw["amount"], 1 if cls == 0 else 0)
     tid = _int(kw["tid"], "--tid")
     if tid is None and kw["issued"] is None and dk is not None and V.layout_is_data(cls, sub):
-        tid = _next_tid(dk, int(kw["base_date"]))
+        tid = V.next_tid(dk, int(kw["base_date"]))
     res = V.vend_token(dk, algorithm=kw["algorithm"], tables=kw["tables"], token_class=cls,
                        subclass=sub, amount=amount, value=_int(kw["value"], "--value"),
                        tid=tid, issued=kw["issued"],
@@ -245,7 +140,7 @@ def _vend_one(kw):
                        mfr_code=_int(kw["mfr_code"], "--mfr-code"))
     if pan:
         res["pan"] = pan
-    _print_token(res, kw["as_json"])
+    print_token(res, kw["as_json"])
 
 
 def _vend_key_change(kw):
@@ -292,56 +187,3 @@ def _vend_csv(kw):
             bar.update(task, completed=done, total=total)
         n = V.vend_csv(kw["csv_in"], kw["csv_out"], defaults, progress)
     click.echo("%d tokens written to %s" % (n, kw["csv_out"]))
-
-
-@click.group("token", context_settings=CONTEXT)
-def token():
-    """Inspect STS tokens."""
-
-
-@token.command("decode", context_settings=CONTEXT)
-@click.option("--key", metavar="HEX", help="Decoder key (8 bytes EA07, 16 bytes EA11). Not needed for class 1.")
-@click.option("--algorithm", type=click.Choice(["ea07", "ea11"]), default=None,
-              help="Default: by key length.")
-@click.option("--tables", type=click.Path(dir_okay=False), default=None,
-              help="EA07 tables JSON (default: the IEC sample tables).")
-@click.option("--base-date", type=click.Choice(["1993", "2014"]), default="1993", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-@click.argument("digits", nargs=-1, required=True, metavar="TOKEN")
-def token_decode(key, algorithm, tables, base_date, as_json, digits):
-    """Decode a 20-digit TOKEN: class, subclass, TID (as a date), amount, CRC check.
-    Exits 1 if the CRC does not check (wrong key or mistyped token).
-
-    \b
-    Examples:
-      meterctl token decode 56493153725450313471                  # class 1: not encrypted
-      meterctl token decode --key 0ABC12DEF3456789 --base-date 1993 5104 3465 4434 2085 6213
-    """
-    res = _guard(V.decode_token, "".join(digits), key, algorithm, tables, int(base_date))
-    if as_json:
-        click.echo(json.dumps(res, indent=2))
-    else:
-        cls, sub = res["class"], res["subclass"]
-        click.echo("token      %s" % sts.group_digits(res["token"]))
-        if res["crc_ok"]:
-            click.echo("class      %d/%d %s" % (cls, sub, _NAMES.get((cls, sub), "proprietary")))
-        else:
-            click.echo("class      %d (the subclass is in the block, which did not decode)" % cls)
-        click.echo("data block %s" % res["data_block"])
-        if not res["crc_ok"]:
-            # the fields of a block that fails its CRC are noise: don't show them as if real
-            click.echo("CRC        BAD (fields not shown: wrong key, another meter, or a mistyped digit)")
-        elif res["layout"] == "data":
-            click.echo("TID        %d (%s UTC, base %s)" % (res["tid"], res["date"], base_date))
-            click.echo("RND        %d" % res["rnd"])
-            click.echo("amount     %s" % _amount_text(cls, sub, res["amount"]))
-        elif res["layout"] == "test":
-            click.echo("control    %X (%s), mfr code %d" % (res["control"], ", ".join(res["tests"]) or "-",
-                                                          res["mfr_code"]))
-        elif res["layout"].startswith("key"):
-            click.echo("key part   %s  KEN half %X  KRN %d  KT %d  TI %d  RO %d" % (
-                res["key_part"], res["ken_half"], res["krn"], res["kt"], res["ti"], res["ro"]))
-        if res["crc_ok"]:
-            click.echo("CRC        ok")
-    if not res["crc_ok"]:
-        raise Rejected("CRC check failed: wrong key or mistyped token")

@@ -1,22 +1,17 @@
 """``meterctl flash`` and ``meterctl provision``: put the firmware and a meter's identity on a board.
 
-Registered by host_tools/cli.py (``meterctl.add_command(cmd_flash.flash)`` and ``.provision``).
-The work is done by ``host_tools.flash``; this module parses options and prints.
+The work is done by ``host_tools.flash``; this module parses options and prints. For
+``--board unix`` it hands the flash library the emulated board (``meterctl.unixboard``) as the
+target to connect to and boot.
 Exit codes as the rest of meterctl: 0 ok, 1 the board refused or failed a check, 2 usage,
 3 no answer (no REPL on the port, or the meter does not answer DLMS after the reset).
 """
 
 import json
-import sys
 
 import click
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def _fail(message, code):
-    click.echo("meterctl: error: %s" % message, err=True)
-    sys.exit(code)
+from host_tools.meterctl.common import CONTEXT, EXIT_METER, EXIT_NO_ANSWER, EXIT_USAGE, fail
 
 
 def _common(f):
@@ -55,33 +50,48 @@ def _common(f):
     return f
 
 
+def _settings(path):
+    if not path:
+        return None
+    try:
+        with open(path) as fh:
+            settings = json.load(fh)
+    except (OSError, ValueError) as e:
+        fail("cannot read --settings %s: %s" % (path, e), EXIT_USAGE)
+    if not isinstance(settings, dict):
+        fail("--settings must hold a JSON object", EXIT_USAGE)
+    return settings
+
+
+def _connect(kw):
+    """The flash target for ``--board unix`` (the emulated board); None = a serial board."""
+    if kw["board"] != "unix":
+        return None
+    from host_tools.meterctl import unixboard
+
+    return lambda: unixboard.UnixTarget(kw["port"], heap=kw["heap"], timeout=kw["connect_timeout"])
+
+
 def _run(kw, code, romfs="auto"):
     from rich.console import Console
 
     from host_tools import flash as F
 
-    settings = None
-    if kw.get("settings_file"):
-        try:
-            with open(kw["settings_file"]) as fh:
-                settings = json.load(fh)
-        except (OSError, ValueError) as e:
-            _fail("cannot read --settings %s: %s" % (kw["settings_file"], e), 2)
-        if not isinstance(settings, dict):
-            _fail("--settings must hold a JSON object", 2)
+    settings = _settings(kw.get("settings_file"))
     console = Console(stderr=True)
     log = None if kw["as_json"] else (lambda text: console.print(text, highlight=False))
     try:
         report = F.flash(kw["port"], kw["board"], kw["meter_serial"], keystore=kw["keystore"],
                          drn=kw["drn"], sgc=kw["sgc"], ti=kw["ti"], krn=kw["krn"],
                          settings=settings, baud=kw["baud"], dlms_port=kw["dlms_port"],
-                         dlms_baud=kw["dlms_baud"], heap=kw["heap"], romfs=romfs,
+                         dlms_baud=kw["dlms_baud"], romfs=romfs,
                          confirm=not kw["no_confirm"], console=None if kw["as_json"] else console,
-                         log=log, code=code, connect_timeout=kw["connect_timeout"])
+                         log=log, code=code, connect_timeout=kw["connect_timeout"],
+                         connect=_connect(kw))
     except F.FlashError as e:
         text = str(e)
         no_answer = text.startswith("no MicroPython raw REPL") or "does not answer DLMS" in text
-        _fail(text, 3 if no_answer else 1)
+        fail(text, EXIT_NO_ANSWER if no_answer else EXIT_METER)
     if kw["as_json"]:
         click.echo(json.dumps(report, indent=1, sort_keys=True, default=str))
         return

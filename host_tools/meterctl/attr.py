@@ -1,0 +1,180 @@
+"""``meterctl get`` / ``set`` / ``action``: one attribute or method of any object by OBIS code."""
+
+import click
+
+from host_tools import format as fmt
+from host_tools.client import DlmsError
+from host_tools.meterctl.common import CONTEXT, emit_json, link_options, make_client, run
+
+# OBIS -> IC for objects whose class is standard enough to guess when --class is omitted.
+KNOWN_CLASSES = {
+    "0.0.1.0.0.255": 8,      # clock
+    "1.0.1.8.0.255": 3,      # active energy import
+    "1.0.2.8.0.255": 3,      # active energy export
+    "0.0.19.0.0.255": 111,   # account
+    "0.0.19.10.0.255": 112,  # credit
+    "0.0.19.40.0.255": 115,  # token gateway
+    "0.0.96.3.10.255": 70,   # disconnect control
+    "0.0.17.0.0.255": 71,    # limiter
+    "0.0.40.0.0.255": 15,    # current association
+    "0.0.42.0.0.255": 1,     # logical device name
+}
+
+
+class DataDecodeError(DlmsError):
+    """The meter's value is not valid A-XDR."""
+
+
+def _obis_arg(ctx, param, value):
+    from protocol import obis
+
+    try:
+        return obis.to_str(obis.parse(value))
+    except ValueError:
+        raise click.BadParameter("%r is not an OBIS code (e.g. 1.0.1.8.0.255 or 1-0:1.8.0.255)" % value)
+
+
+def _typed_arg(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return fmt.encode_typed(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e))
+
+
+def class_for(code, class_id):
+    """The interface class: ``class_id`` if given, else guessed from ``KNOWN_CLASSES``; raises
+    click.UsageError when neither."""
+    if class_id is not None:
+        return class_id
+    if code in KNOWN_CLASSES:
+        return KNOWN_CLASSES[code]
+    raise click.UsageError("give --class IC for %s (interface class, e.g. 3 register, 8 clock)" % code)
+
+
+def _target(f):
+    """OBIS and --class of every command here (the ATTR/METHOD argument stays with the command)."""
+    f = click.option("--class", "class_id", type=click.IntRange(0, 0xFFFF), default=None, metavar="IC",
+                     help="Interface class (guessed for well-known OBIS codes).")(f)
+    return f
+
+
+def _show_value(data, base, as_json):
+    from protocol import axdr_client as axdr
+
+    try:
+        value, _ = axdr.decode(data, 0)
+    except axdr.AxdrError as e:
+        raise DataDecodeError("undecodable value %s: %s" % (data.hex(), e))
+    if as_json:
+        base.update(fmt.to_jsonable(value))
+        emit_json(base)
+    else:
+        click.echo(fmt.describe(value))
+
+
+@click.command("get", context_settings=CONTEXT)
+@click.argument("obis_code", metavar="OBIS", callback=_obis_arg)
+@click.argument("attr", metavar="ATTR", type=click.IntRange(1, 255))
+@_target
+@click.option("--raw", is_flag=True, help="Print the A-XDR bytes as hex instead of decoding.")
+@click.option("--selector", type=click.IntRange(1, 255), default=None, metavar="N",
+              help="Selective access selector (profile generic: 1 by range, 2 by entry).")
+@click.option("--access", "access", default=None, callback=_typed_arg, metavar="TYPE:VALUE",
+              help="Selective access parameters (usually raw:<hex of a structure>).")
+@link_options(write=False)
+def get(obis_code, attr, class_id, raw, selector, access, **kw):
+    """GET one attribute by OBIS code and attribute number.
+
+    \b
+    Examples:
+      meterctl get 1.0.1.8.0.255 2 --class 3 --port /dev/pts/5     # energy import (Wh)
+      meterctl get 0.0.1.0.0.255 2 --port /dev/pts/5               # clock (IC 8 guessed)
+      meterctl get 0.0.19.10.0.255 2 --class 112 --raw -p /dev/pts/5
+      # entries 1..10 of an event log (selective access by entry):
+      meterctl get 0.0.99.98.0.255 2 --class 7 --selector 2 \\
+          --access raw:02040600000001060000000A120001120000 -p /dev/pts/5
+    """
+    if access is not None and selector is None:
+        raise click.UsageError("--access needs --selector")
+    class_id = class_for(obis_code, class_id)
+    client = make_client(kw, write=False)
+
+    def body():
+        with client as c:
+            data = c.get_raw(class_id, obis_code, attr, selector, access or b"")
+        base = {"class": class_id, "obis": obis_code, "attribute": attr, "raw": data.hex()}
+        if not raw:
+            _show_value(data, base, kw["as_json"])
+        elif kw["as_json"]:
+            emit_json(base)
+        else:
+            click.echo(fmt.hexs(data))
+
+    run(body)
+
+
+@click.command("set", context_settings=CONTEXT)
+@click.argument("obis_code", metavar="OBIS", callback=_obis_arg)
+@click.argument("attr", metavar="ATTR", type=click.IntRange(1, 255))
+@_target
+@click.option("--value", "value", required=True, callback=_typed_arg, metavar="TYPE:VALUE",
+              help="Typed value: %s." % ", ".join(fmt.VALUE_TYPES))
+@link_options(write=True)
+def set_cmd(obis_code, attr, class_id, value, **kw):
+    """SET one attribute (management client by default).
+
+    \b
+    Examples:
+      meterctl set 0.0.1.0.0.255 2 --class 8 --value date-time:2026-01-01T10:00:00+05:30 -p /dev/pts/5 --password 12345678
+      meterctl set 0.0.96.3.10.255 4 --class 70 --value enum:1 -p /dev/pts/5 --password 12345678
+      meterctl set 1.0.0.0.0.255 2 --class 1 --value octet-string:414243 -p /dev/ttyUSB0 --password 12345678
+    """
+    class_id = class_for(obis_code, class_id)
+    client = make_client(kw, write=True)
+
+    def body():
+        with client as c:
+            c.set(class_id, obis_code, attr, value)
+        if kw["as_json"]:
+            emit_json({"class": class_id, "obis": obis_code, "attribute": attr, "value": value.hex(),
+                       "result": "success"})
+        else:
+            click.echo("set IC %d %s.%d: success" % (class_id, obis_code, attr))
+
+    run(body)
+
+
+@click.command("action", context_settings=CONTEXT)
+@click.argument("obis_code", metavar="OBIS", callback=_obis_arg)
+@click.argument("method", metavar="METHOD", type=click.IntRange(1, 255))
+@_target
+@click.option("--param", "param", default=None, callback=_typed_arg, metavar="TYPE:VALUE",
+              help="Method parameter (most methods take integer:0); omitted = no parameter.")
+@link_options(write=True)
+def action(obis_code, method, class_id, param, **kw):
+    """ACTION: invoke a method (management client by default).
+
+    \b
+    Examples:
+      meterctl action 0.0.96.3.10.255 1 --class 70 --param integer:0 -p /dev/pts/5 --password 12345678
+      meterctl action 0.0.19.10.0.255 1 --class 112 --param double-long:50000 -p /dev/pts/5 --password 12345678
+    """
+    class_id = class_for(obis_code, class_id)
+    client = make_client(kw, write=True)
+
+    def body():
+        with client as c:
+            result, data = c.action(class_id, obis_code, method, param)
+        if kw["as_json"]:
+            out = {"class": class_id, "obis": obis_code, "method": method, "result": "success"}
+            if data is not None:
+                out["data"] = fmt.to_jsonable(data)
+            emit_json(out)
+        else:
+            click.echo("action IC %d %s method %d: success" % (class_id, obis_code, method))
+            if data is not None:
+                click.echo(fmt.describe(data))
+
+    run(body)

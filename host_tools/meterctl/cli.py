@@ -1,0 +1,44 @@
+"""The ``meterctl`` click group: every command registered here, explicitly, in help order.
+
+Each command lives in its family's module and imports only ``common`` and the host library;
+none imports this module back.
+"""
+
+import click
+
+from host_tools.meterctl import attr, config, credit, dlms, emulate, events, flash, read, relay, \
+    token, topup, vend
+from host_tools.meterctl.common import CONTEXT
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="prepaid-meter", prog_name="meterctl")
+def meterctl():
+    """Bench tool for prepaid electricity meters (DLMS/COSEM over HDLC on a serial port).
+
+    \b
+    Examples:
+      meterctl emulate                                  # start an emulated meter, prints its port
+      meterctl read --port /dev/pts/5                   # energy, credit, relay, clock
+      meterctl credit add --port /dev/pts/5 --amount 500.00 --password 12345678
+      meterctl relay disconnect --port /dev/pts/5 --password 12345678
+      meterctl get 1.0.1.8.0.255 2 --class 3 --port /dev/pts/5
+
+    \b
+    Set METERCTL_PORT and METERCTL_PASSWORD to skip --port/--password.
+    Exit codes: 0 ok, 1 meter/protocol error, 2 usage error, 3 no answer from the meter.
+    """
+
+
+COMMANDS = (
+    read.read, credit.credit, relay.relay, attr.get, attr.set_cmd, attr.action, emulate.emulate,
+    vend.vend, token.token, topup.topup, dlms.objects, events.events, dlms.decode, config.config,
+    flash.flash, flash.provision,
+)
+for _cmd in COMMANDS:
+    meterctl.add_command(_cmd)
+
+
+def main(argv=None):
+    """Run meterctl on ``argv`` (default ``sys.argv[1:]``); exits with its exit code."""
+    return meterctl.main(args=argv, prog_name="meterctl")

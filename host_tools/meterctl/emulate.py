@@ -1,0 +1,144 @@
+"""``meterctl emulate``: the real firmware on the MicroPython unix port behind a pty, until Ctrl-C.
+
+The emulator is ``hil`` (``hil.emulated.EmulatedRig`` with the test identity of ``hil.identity``);
+this command layer is the only host code besides ``flash --board unix`` that uses it.
+"""
+
+import contextlib
+import os
+import tempfile
+import time
+
+import click
+
+from host_tools import format as fmt
+from host_tools.client import DlmsError
+from host_tools.meterctl.common import CONTEXT, run
+
+
+@click.command("emulate", context_settings=CONTEXT)
+@click.option("--load", "load_w", type=click.IntRange(0, 100000), default=0, show_default=True,
+              metavar="WATTS", help="Load the emulated metering module reports.")
+@click.option("--heap", default="190k", show_default=True,
+              help="MicroPython heap (-X heapsize) of the emulated board (190k = RP2040).")
+@click.option("--state", "state_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Keep the meter's state (config, credit) in DIR (default: a temporary directory).")
+@click.option("--warp", type=click.IntRange(0, 86400 * 30), default=0, show_default=True,
+              metavar="SECONDS", help="Advance the emulated clock and metering module by SECONDS every real "
+                                      "second, printing credit each tick (0 = real time). Energy is metered "
+                                      "per tick, so a large warp may overshoot zero credit by one tick.")
+def emulate(load_w, heap, state_dir, warp):
+    """Run an emulated meter (the real firmware on the MicroPython unix port) until Ctrl-C.
+
+    Prints the serial port to use with the other commands. The load is applied while the
+    meter's relay is closed (an open relay carries no load).
+
+    \b
+    Examples:
+      meterctl emulate --load 2000
+      meterctl emulate --load 3000 --warp 600 --state ./meter-state   # 10 simulated min per second
+      # in another terminal:
+      meterctl read --port /dev/pts/5
+    """
+    run(lambda: _emulate(load_w, heap, state_dir, warp))
+
+
+def _workdir(stack, state_dir):
+    if state_dir is None:
+        return stack.enter_context(tempfile.TemporaryDirectory(prefix="meterctl-emulate-"))
+    try:
+        os.makedirs(state_dir, exist_ok=True)
+    except OSError as e:
+        raise click.UsageError("--state %s: %s" % (state_dir, e.strerror or e))
+    return os.path.abspath(state_dir)
+
+
+def _start(stack, workdir, heap, warp):
+    """Start the emulated meter; stopped when ``stack`` closes."""
+    try:
+        from hil import emulated as rigmod, identity
+    except ImportError as e:
+        raise DlmsError("the emulator (hil.emulated) is not available: %s" % e)
+    try:
+        # the load is wired through the relay: while it is open the metering module reads 0 W.
+        # Without --warp the meter's RTC runs by itself (a clock set over DLMS sticks); with
+        # --warp the emulator owns the clock and moves it on every tick.
+        rig = rigmod.EmulatedRig(workdir, heap=heap, clock_epoch=int(time.time()),
+                                 relay_gates_load=True, clock_mode="frozen" if warp else "running",
+                                 config={"sts": identity.sts_config()}, start=False)
+        stack.callback(rig.stop)
+        identity.install_tables(rig.state_dir)
+        rig.start()
+    except Exception as e:
+        raise DlmsError("could not start the emulated meter: %s" % _rig_error_text(e))
+    return rig
+
+
+def _banner(rig, workdir, load_w, warp):
+    from hil import identity
+
+    password = rig.config.get("passwords", {}).get("1", "<management password>")
+    click.echo("DLMS serial port: %s" % rig.port)
+    click.echo("State directory:  %s" % os.path.join(workdir, "state"))
+    click.echo("Load: %d W; clock: %s" % (load_w, "+%d s per second" % warp if warp else "real time"))
+    click.echo("Try:  meterctl read --port %s" % rig.port)
+    click.echo("      meterctl credit add --port %s --amount 100 --password %s" % (rig.port, password))
+    click.echo("      meterctl vend %s --json   # an STS token for this meter" % " ".join(identity.vend_args()))
+    click.echo("      meterctl topup --port %s --password %s <20 digits>" % (rig.port, password))
+    click.echo("Stop with Ctrl-C.")
+
+
+def _tick_forever(rig, warp):
+    """One tick a real second: advance (--warp) or let a second of load run; print changes."""
+    from hil.rig import RigError
+
+    last = None
+    while True:
+        time.sleep(1.0)
+        try:
+            if warp:
+                t = rig.advance(warp)
+            else:
+                rig.pzem.advance(1)          # one real second of load
+                t = rig.meter
+        except RigError as e:
+            raise DlmsError("emulated meter failed: %s" % _rig_error_text(e))
+        if warp and t is not None:
+            click.echo(_telemetry_line(t))
+        elif t is not None and last is not None and (
+                bool(t.relay) != bool(last.relay) or t.credit_paise > last.credit_paise):
+            click.echo(_telemetry_line(t))   # relay switched or credit topped up
+        last = t
+
+
+def _emulate(load_w, heap, state_dir, warp):
+    with contextlib.ExitStack() as stack:
+        workdir = _workdir(stack, state_dir)
+        click.echo("Starting the emulated meter (MicroPython unix port, heap %s)..." % heap)
+        rig = _start(stack, workdir, heap, warp)
+        rig.set_load(load_w)
+        _banner(rig, workdir, load_w, warp)
+        try:
+            _tick_forever(rig, warp)
+        except KeyboardInterrupt:
+            click.echo("\nStopping the emulated meter.")
+
+
+def _rig_error_text(e):
+    """First line of a rig error plus the firmware's last log line (its exception), if any."""
+    text = str(e)
+    lines = text.strip().splitlines()
+    first = lines[0] if lines else e.__class__.__name__
+    marker = "--- firmware log (tail) ---"
+    if marker in text:
+        tail = [ln.strip() for ln in text.split(marker, 1)[1].splitlines() if ln.strip()]
+        if tail and not tail[-1].startswith("---"):
+            return "%s (firmware: %s)" % (first, tail[-1])
+    return first
+
+
+def _telemetry_line(t):
+    """One status line from the rig's Telemetry(epoch, wh, credit_paise, relay)."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t.epoch))
+    return "%s UTC  energy %s  credit %s  relay %s" % (
+        stamp, fmt.kwh(t.wh), fmt.rupees(t.credit_paise), "closed" if t.relay else "OPEN")

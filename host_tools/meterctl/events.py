@@ -1,0 +1,193 @@
+"""``meterctl events``: an event log / profile (IC 7 buffer) by block transfer, with progress,
+as a table, CSV or JSON.
+
+IC 7 buffer and selective access (1 by range, 2 by entry): Blue Book §4.3.6;
+``../shared/reference/dlms.md`` §3.
+"""
+import csv
+import json
+import sys
+
+import click
+
+from host_tools import format as fmt
+from host_tools.client import ProtocolError, dar_error
+from host_tools.meterctl.common import PUBLIC_CLIENT, console, emit_json, link_options, make_client, run
+from protocol import apdu_client as apdu
+from protocol import axdr_client as axdr
+from protocol import obis
+
+EVENT_LOG = "0.0.99.98.0.255"
+EVENT_CODE_COL = "0.0.96.11.0.255.2"
+# event codes this firmware logs (firmware/meter/events.py, policy.py, app.py)
+EVENT_NAMES = {
+    1: "first boot", 2: "power down", 3: "power up", 4: "watchdog reset", 10: "credit added",
+    20: "clock set", 21: "configuration changed", 30: "LLS authentication failure",
+    40: "relay open: credit exhausted", 41: "relay closed: credit restored", 42: "relay open",
+    43: "relay closed", 45: "low credit", 46: "emergency credit on", 47: "emergency credit ended",
+    48: "disconnection deferred (no-disconnection period)", 50: "token accepted",
+    51: "token rejected", 55: "max power limit trip", 56: "max power limit reclose",
+    57: "max power limit lock-out", 60: "cover opened (tamper)", 61: "cover closed",
+    64: "billing month closed", 90: "DLMS error", 91: "store error",
+}
+
+
+def get_blocks(c, class_id, code, attr, selector=None, params=b"", on_block=None):
+    """GET with GET-next until the last block, calling ``on_block(nbytes_so_far)`` after
+    each; returns the raw A-XDR value. Raises DataAccessError / ProtocolError."""
+    o6 = obis.parse(code) if isinstance(code, str) else code
+    inv = c._next_invoke()
+    r = c._request(apdu.get_request(inv, class_id, o6, attr, selector, params), inv,
+                   apdu.GET_RESPONSE, "GET-Response")
+    if r.kind == 1:
+        if r.dar:
+            raise dar_error(r.dar, "IC %d %s.%d" % (class_id, obis.to_str(o6), attr))
+        if on_block:
+            on_block(len(r.data))
+        return bytes(r.data)
+    buf = bytearray()
+    expect = 1
+    while True:
+        if r.kind != 2:
+            raise ProtocolError("expected a data block, got GET-Response type %s" % r.kind)
+        if r.dar:
+            raise dar_error(r.dar, "block %d" % expect)
+        if r.block_no != expect:
+            raise ProtocolError("meter sent block %d, expected %d" % (r.block_no, expect))
+        buf += r.raw
+        if on_block:
+            on_block(len(buf))
+        if r.last:
+            return bytes(buf)
+        inv = c._next_invoke()
+        r = c._request(apdu.get_next_request(inv, expect), inv, apdu.GET_RESPONSE, "GET-Response")
+        expect += 1
+
+
+def _iso_arg(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return fmt.parse_iso_datetime(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e))
+
+
+def _cell(tagged):
+    tag, v = tagged
+    if tag == axdr.OCTET_STRING and len(v) == 12 and fmt.looks_like_datetime(v):
+        return fmt.clock_iso(v)
+    if tag in (axdr.OCTET_STRING,):
+        return bytes(v).hex()
+    if tag in (axdr.STRUCTURE, axdr.ARRAY):
+        return json.dumps(fmt.to_jsonable(tagged)["value"])
+    if tag == axdr.BIT_STRING:
+        return fmt.to_jsonable(tagged)["value"]
+    return v
+
+
+def selective_access(caps, since, until, from_entry, to_entry):
+    """(selector, A-XDR params) for the buffer read: by range on the clock column (``since`` /
+    ``until``, date-time octet strings), by entry, or (None, b"") for the whole buffer."""
+    if since is not None or until is not None:
+        clock = next((x for x in caps if x[0] == 8), None)
+        if clock is None:
+            raise click.UsageError("--since/--until need a clock column in the profile")
+        w = axdr.Writer().structure(4).structure(4).long_unsigned(8).octet_string(bytes(clock[1])) \
+            .integer(clock[2]).long_unsigned(0)
+        w.octet_string(since or fmt.parse_iso_datetime("2000-01-01T00:00:00"))
+        w.octet_string(until or fmt.parse_iso_datetime("2099-12-31T23:59:59"))
+        w.array(0)
+        return 1, w.getvalue()
+    if from_entry is not None or to_entry:
+        return 2, axdr.Writer().structure(4).double_long_unsigned(from_entry or 1) \
+            .double_long_unsigned(to_entry).long_unsigned(1).long_unsigned(0).getvalue()
+    return None, b""
+
+
+def _read_buffer(c, code, access, quiet):
+    """(column names, entries in use, raw buffer) with a progress bar on stderr."""
+    from rich.progress import Progress
+
+    caps = axdr.to_python(c.get(7, code, 3))
+    n = axdr.to_python(c.get(7, code, 7))
+    cols = ["%s.%d" % (obis.to_str(bytes(x[1])), x[2]) for x in caps]
+    selector, params = selective_access(caps, *access)
+    per_row = 2 + sum(14 if x[0] == 8 else 5 for x in caps)
+    with Progress(disable=quiet, transient=True, console=console(stderr=True)) as prog:
+        task = prog.add_task("event log %s" % code, total=max(1, n * per_row))
+        raw = get_blocks(c, 7, code, 2, selector, params,
+                         on_block=lambda got: prog.update(task, completed=got))
+        prog.update(task, completed=max(1, n * per_row))
+    return cols, n, raw
+
+
+def _rows(cols, raw):
+    try:
+        rows = axdr.decode(raw, 0)[0][1]
+    except axdr.AxdrError as e:
+        raise ProtocolError("profile buffer undecodable: %s" % e)
+    table = [[_cell(v) for v in row[1]] for row in rows]
+    # name this meter's event codes (firmware/meter/events.py) next to the event-code column
+    if EVENT_CODE_COL in cols:
+        ec = cols.index(EVENT_CODE_COL)
+        cols = cols + ["event"]
+        table = [r + [EVENT_NAMES.get(r[ec], "")] for r in table]
+    return cols, table
+
+
+def _output(code, cols, n, table, csv_path, as_json):
+    if csv_path:
+        out = sys.stdout if csv_path == "-" else open(csv_path, "w", newline="")
+        try:
+            wr = csv.writer(out)
+            wr.writerow(cols)
+            wr.writerows(table)
+        finally:
+            if out is not sys.stdout:
+                out.close()
+    if as_json:
+        emit_json({"columns": cols, "entries_in_use": n, "rows": [dict(zip(cols, r)) for r in table]})
+    elif csv_path != "-":
+        from rich.table import Table
+        t = Table(title="%s: %d of %d entries" % (code, len(table), n))
+        for col in cols:
+            t.add_column(col)
+        for r in table:
+            t.add_row(*[str(x) for x in r])
+        console().print(t)
+
+
+@click.command("events")
+@link_options(write=False)
+@click.option("--obis", "code", default=EVENT_LOG, show_default=True, help="Profile generic (IC 7) to read.")
+@click.option("--from-entry", type=click.IntRange(1), default=None, help="First entry (1 = oldest): selective access by entry.")
+@click.option("--to-entry", type=click.IntRange(0), default=0, help="Last entry (0 = newest).")
+@click.option("--since", callback=_iso_arg, default=None, help="From date-time (ISO 8601): selective access by range on the clock.")
+@click.option("--until", callback=_iso_arg, default=None, help="To date-time (ISO 8601).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), default=None, help="Write the rows as CSV ('-' = stdout).")
+def events(code, from_entry, to_entry, since, until, csv_path, **kw):
+    """Read an event log / profile (IC 7 buffer) by block transfer, with a progress bar.
+
+    The buffer is not public: the default client is the meter reader 32 (LLS), so give its
+    --password (or a management client's).
+
+    \b
+      meterctl events -p /dev/pts/5 --password 00000000
+      meterctl events -p /dev/pts/5 --client 32 --password 00000000
+      meterctl events -p /dev/pts/5 --client 32 --password 00000000 --from-entry 10 --csv ev.csv
+      meterctl events ... --since 2026-01-01T00:00:00+05:30 --until 2026-01-02T00:00:00+05:30 --json
+    """
+    if kw.get("client_sap") is None:
+        kw["client_sap"] = 32
+    if kw["client_sap"] != PUBLIC_CLIENT and not kw.get("password"):
+        raise click.UsageError("the event log is read by the meter reader (client 32) or a management "
+                               "client: give --password (or METERCTL_PASSWORD)")
+    quiet = kw["as_json"] or csv_path == "-" or not sys.stderr.isatty()
+
+    def body():
+        with make_client(kw, write=False) as c:
+            cols, n, raw = _read_buffer(c, code, (since, until, from_entry, to_entry), quiet)
+        cols, table = _rows(cols, raw)
+        _output(code, cols, n, table, csv_path, kw["as_json"])
+    run(body)

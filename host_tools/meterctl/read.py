@@ -1,0 +1,58 @@
+"""``meterctl read``: energy, credit, relay state and clock in one association (public client)."""
+
+import click
+
+from host_tools import format as fmt
+from host_tools.client import read_summary
+from host_tools.meterctl.common import CONTEXT, console, emit_json, link_options, make_client, \
+    relay_text, run
+
+
+@click.command("read", context_settings=CONTEXT)
+@link_options(write=False)
+def read(**kw):
+    """Read energy, credit, relay state and clock.
+
+    \b
+    Examples:
+      meterctl read --port /dev/pts/5
+      meterctl read --port /dev/ttyUSB0 --json
+      meterctl read --port /dev/ttyUSB0 --client 32 --password 00000000
+    """
+    client = make_client(kw, write=False)
+
+    def body():
+        with client as c:
+            s = read_summary(c)
+        s["port"] = kw["port"]
+        s["server"] = kw["server"]
+        if kw["as_json"]:
+            emit_json(s)
+            return
+        print_summary(s, client.client_sap)
+
+    run(body)
+
+
+def print_summary(s, client_sap):
+    """The ``read_summary`` dict ``s`` as a two-column table on stdout."""
+    from rich.table import Table
+
+    t = Table(title="Meter on %s (server %d, client %d)" % (s["port"], s["server"], client_sap),
+              show_header=False, title_justify="left")
+    t.add_column("what", style="bold")
+    t.add_column("value")
+    wh = s.get("energy_import_wh")
+    t.add_row("Energy import", "-" if wh is None else "%s (%d Wh)" % (fmt.kwh(wh), wh))
+    for key, label in (("available_credit_paise", "Available credit"), ("credit_paise", "Token credit")):
+        p = s.get(key)
+        t.add_row(label, "-" if p is None else "%s (%d paise)" % (fmt.rupees(p), p))
+    t.add_row("Relay", relay_text(s.get("relay_output_state")))
+    cs = s.get("control_state")
+    cm = s.get("control_mode")
+    t.add_row("Control state", "-" if cs is None else "%s%s" % (cs, "" if cm is None else ", mode %d" % cm))
+    pm = s.get("payment_mode")
+    st = s.get("account_status")
+    t.add_row("Payment mode", "-" if pm is None else "%s%s" % (pm, "" if st is None else " (%s)" % st))
+    t.add_row("Clock", s.get("clock") or "-")
+    console().print(t)
