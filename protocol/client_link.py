@@ -201,6 +201,16 @@ class ClientLink:
         return self.state in (READY, SENDING, AWAITING)
 
     @property
+    def vs(self):
+        """V(S): the N(S) of our next I-frame (0..7)."""
+        return self._vs
+
+    @property
+    def vr(self):
+        """V(R): the N(S) we expect next from the meter (0..7)."""
+        return self._vr
+
+    @property
     def dropped(self):
         return self._stream.dropped
 
