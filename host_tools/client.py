@@ -32,12 +32,18 @@ import time
 
 from protocol import axdr_client as axdr
 from protocol import client_link as cl
-from protocol.client_assoc import (AccessDenied, AssociationRejected, ClientAssociation,  # noqa: F401
+from protocol.client_assoc import (AccessDenied, AssociationRejected, ClientAssociation,
                                    DataAccessError, ObjectUndefined, dar_error, what)
-from protocol.client_link import DlmsError, LocalProtocolError, ProtocolError  # noqa: F401
-from host_tools.summary import (ACCOUNT_STATUS, CONTROL_STATES, OBIS_ACCOUNT,  # noqa: F401
-                                OBIS_CLOCK, OBIS_CREDIT, OBIS_DISCONNECT, OBIS_ENERGY_IMPORT,
-                                PAYMENT_MODES, read_summary)
+from protocol.client_link import DlmsError, LocalProtocolError, ProtocolError
+from host_tools.summary import (ACCOUNT_STATUS, CONTROL_STATES, OBIS_ACCOUNT, OBIS_CLOCK,
+                                OBIS_CREDIT, OBIS_DISCONNECT, OBIS_ENERGY_IMPORT, PAYMENT_MODES,
+                                read_summary)
+
+__all__ = ["DlmsClient", "DlmsError", "PortError", "LinkTimeout", "ProtocolError",
+           "LocalProtocolError", "AssociationRejected", "DataAccessError", "AccessDenied",
+           "ObjectUndefined", "dar_error", "read_summary", "OBIS_CLOCK", "OBIS_ENERGY_IMPORT",
+           "OBIS_ACCOUNT", "OBIS_CREDIT", "OBIS_DISCONNECT", "CONTROL_STATES", "PAYMENT_MODES",
+           "ACCOUNT_STATUS"]
 
 _READ_CHUNK = 0.05           # serial read timeout per poll (s)
 _MAX_APDU = 0xFFFF

@@ -84,14 +84,17 @@ def _control(c):
     return out
 
 
+_FRAME_ERRORS = {"hcs": "bad HCS (header check sequence)", "fcs": "bad FCS (frame check sequence)",
+                 "garbage": "bytes outside any frame",
+                 "truncated": "frame runs past the end of the capture",
+                 "length": "impossible length field", "address": "bad address field",
+                 "flag": "no closing flag where the length field says", "format": "bad format field"}
+
+
 def _frame_record(raw, f, err):
     rec = {"hex": raw.hex(), "ok": err is None}
     if err is not None:
-        rec["error"] = {"hcs": "bad HCS (header check sequence)", "fcs": "bad FCS (frame check sequence)",
-                        "garbage": "bytes outside any frame", "truncated": "frame runs past the end of the capture",
-                        "length": "impossible length field", "address": "bad address field",
-                        "flag": "no closing flag where the length field says",
-                        "format": "bad format field"}.get(err, err)
+        rec["error"] = _FRAME_ERRORS.get(err, err)
         rec["reason"] = err
         return rec
     rec.update({"length": f.length, "segmented": f.segmented, "dest": _address(f.dest),
