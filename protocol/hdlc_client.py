@@ -153,7 +153,7 @@ class FrameStream:
     def feed(self, data):
         """Append received bytes."""
         if self._p > 4096 and self._junk is None:
-            del self._buf[:self._p]
+            self._buf = self._buf[self._p:]
             self._p = 0
         self._buf += data
 
