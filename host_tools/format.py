@@ -324,30 +324,11 @@ def encode_typed(text):
             raise ValueError("%s must be in %d..%d, got %d" % (typ, lo, hi, n))
         getattr(w, meth)(n)
     elif typ == "boolean":
-        v = val.strip().lower()
-        if v in ("1", "true", "yes", "on"):
-            w.boolean(True)
-        elif v in ("0", "false", "no", "off"):
-            w.boolean(False)
-        else:
-            raise ValueError("boolean must be true/false, got %r" % (val,))
-    elif typ in ("octet-string", "raw"):
-        h = val.strip().replace(" ", "")
-        if h.lower().startswith("0x"):
-            h = h[2:]
-        try:
-            b = bytes.fromhex(h)
-        except ValueError:
-            raise ValueError("%s needs hex digits, got %r" % (typ, val))
-        if typ == "raw":
-            try:
-                _, end = axdr.decode(b, 0)
-            except Exception as e:
-                raise ValueError("raw value is not one complete A-XDR value: %s" % (e,))
-            if end != len(b):
-                raise ValueError("raw value has %d trailing bytes" % (len(b) - end))
-            return b
-        w.octet_string(b)
+        w.boolean(_boolean(val))
+    elif typ == "raw":
+        return _raw(_hex(typ, val))
+    elif typ == "octet-string":
+        w.octet_string(_hex(typ, val))
     elif typ == "visible-string":
         try:
             w.visible_string(val.encode("ascii"))
@@ -375,3 +356,33 @@ def encode_typed(text):
     else:
         raise ValueError("unknown type %r (types: %s)" % (typ, ", ".join(VALUE_TYPES)))
     return bytes(w.getvalue())
+
+
+def _boolean(val):
+    v = val.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("boolean must be true/false, got %r" % (val,))
+
+
+def _hex(typ, val):
+    h = val.strip().replace(" ", "")
+    if h.lower().startswith("0x"):
+        h = h[2:]
+    try:
+        return bytes.fromhex(h)
+    except ValueError:
+        raise ValueError("%s needs hex digits, got %r" % (typ, val))
+
+
+def _raw(b):
+    """Complete A-XDR bytes, checked to be exactly one value."""
+    try:
+        _, end = axdr.decode(b, 0)
+    except Exception as e:
+        raise ValueError("raw value is not one complete A-XDR value: %s" % (e,))
+    if end != len(b):
+        raise ValueError("raw value has %d trailing bytes" % (len(b) - end))
+    return b

@@ -10,7 +10,8 @@ client needs, which the device image leaves out (``host_tools.build.HOST_ONLY``)
 - xDLMS requests: GET normal/next/with-list, SET normal, ACTION normal.
 - ``parse_response``: GET normal/block/with-list, SET, ACTION, ExceptionResponse,
   ConfirmedServiceError; ``get_response_list`` (GET-Response-With-List builder).
-- every tag, result, diagnostic, Data-Access-Result and conformance constant.
+- every tag, result, diagnostic, Data-Access-Result and conformance constant, and the name
+  tables of the results, diagnostics and errors (``DAR_NAMES``, ``AARE_DIAG_NAMES``, ...).
 
 ``invoke`` is always the whole Invoke-Id-And-Priority byte (e.g. 0xC1). Attribute/method
 data are already-encoded A-XDR bytes (``protocol.axdr``). Errors: ``ApduError``.
@@ -135,6 +136,53 @@ CONF_EVENT_NOTIFICATION = 1 << (23 - 22)
 CONF_ACTION = 1 << (23 - 23)
 # what gurux proposes (dlms.md: 5F 1F 04 00 40 1E 5D)
 DEFAULT_CONFORMANCE = 0x401E5D
+
+# ---------------------------------------------------------------- names (host only: messages, decoder)
+
+# Data-Access-Result (IEC 62056-6-2 / Blue Book "Data-Access-Result"; Action-Result shares them)
+DAR_NAMES = {
+    0: "success", 1: "hardware-fault", 2: "temporary-failure", 3: "read-write-denied",
+    4: "object-undefined", 9: "object-class-inconsistent", 11: "object-unavailable",
+    12: "type-unmatched", 13: "scope-of-access-violated", 14: "data-block-unavailable",
+    15: "long-get-aborted", 16: "no-long-get-in-progress", 17: "long-set-aborted",
+    18: "no-long-set-in-progress", 19: "data-block-number-invalid", 250: "other-reason",
+}
+# ACSE associate-source-diagnostic, acse-service-user (IEC 62056-5-3 §9, ISO/IEC 8650-1)
+AARE_DIAG_NAMES = {
+    0: "null", 1: "no-reason-given", 2: "application-context-name-not-supported",
+    3: "calling-AP-title-not-recognized", 4: "calling-AP-invocation-identifier-not-recognized",
+    5: "calling-AE-qualifier-not-recognized",
+    6: "calling-AE-invocation-identifier-not-recognized", 7: "called-AP-title-not-recognized",
+    8: "called-AP-invocation-identifier-not-recognized", 9: "called-AE-qualifier-not-recognized",
+    10: "called-AE-invocation-identifier-not-recognized",
+    11: "authentication-mechanism-name-not-recognised",
+    12: "authentication-mechanism-name-required", 13: "authentication-failure",
+    14: "authentication-required",
+}
+RESULT_NAMES = {0: "accepted", 1: "rejected-permanent", 2: "rejected-transient"}
+# ExceptionResponse (IEC 62056-5-3 §8): state-error / service-error
+STATE_ERROR_NAMES = {1: "service-not-allowed", 2: "service-unknown"}
+SERVICE_ERROR_NAMES = {1: "operation-not-possible", 2: "service-not-supported", 3: "other-reason",
+                       4: "pdu-too-long", 5: "deciphering-error", 6: "invocation-counter-error"}
+# ConfirmedServiceError, ServiceError choice 6 "initiate"
+INITIATE_ERROR_NAMES = {0: "other", 1: "dlms-version-too-low", 2: "incompatible-conformance",
+                        3: "pdu-size-too-short", 4: "refused-by-the-VDE-handler"}
+MECHANISM_NAMES = {0: "none", 1: "LLS", 2: "HLS", 3: "HLS-MD5", 4: "HLS-SHA1", 5: "HLS-GMAC",
+                   6: "HLS-SHA256", 7: "HLS-ECDSA"}
+CONTEXT_NAMES = {1: "LN", 2: "SN", 3: "LN-ciphered", 4: "SN-ciphered"}
+# conformance block bit n (0 = first bit sent), Green Book §9.4.6.1
+CONFORMANCE_NAMES = (
+    "reserved0", "general-protection", "general-block-transfer", "read", "write",
+    "unconfirmed-write", "delta-value-encoding", "reserved7", "attribute0-set", "priority-mgmt",
+    "attribute0-get", "block-transfer-with-get", "block-transfer-with-set",
+    "block-transfer-with-action", "multiple-references", "information-report",
+    "data-notification", "access", "parameterized-access", "get", "set", "selective-access",
+    "event-notification", "action")
+
+
+def conformance_names(conf):
+    """The names of the bits set in a 24-bit conformance block (list of str)."""
+    return [name for i, name in enumerate(CONFORMANCE_NAMES) if conf & (1 << (23 - i))]
 
 
 # ---------------------------------------------------------------- ACSE, client side

@@ -9,6 +9,7 @@ the command constants, ``encode_client_address``/``encode_server_address``, ``de
 ``ctrl_rnr``, ``pf`` and ``frame_repr``. Runs on CPython and MicroPython.
 """
 from protocol.hdlc import *  # noqa: F401,F403  (the meter side, re-exported)
+from protocol.crc import crc16_x25
 from protocol.hdlc import HdlcError, _check
 
 FLAG = 0x7E
@@ -116,3 +117,194 @@ def decode_frame(buf):
     if ln != n - 2 or ln < _MIN_LEN:
         raise HdlcError("length")
     return _check(buf, 0, n)
+
+
+# ---------------------------------------------------------------- host-side framing and reassembly
+# Shared by the client link (protocol.client_link) and the capture decoder (host_tools.decode).
+
+class FrameStream:
+    """Byte stream -> frames, reporting what it rejects (IEC 62056-46 §6.4.1: frames are
+    delimited by their length field, so a 0x7E inside an information field is fine).
+
+    ``feed(data)`` appends bytes; ``pop(final=False)`` returns the next item or None when more
+    bytes are needed. An item is ``(raw, Frame, None)`` for a valid frame or ``(raw, None,
+    reason)`` for rejected bytes, reason one of 'garbage' (bytes outside any frame),
+    'length', 'address', 'hcs', 'fcs', 'flag', 'format' or, with ``final`` (end of a
+    capture), 'truncated'. Back-to-back frames may share a flag; idle flags are skipped.
+
+    ``skip_bad`` True (captures) skips a rejected candidate by its length field; False (a live
+    line) resumes the search at its next byte and gives up early on a candidate whose header
+    is wrong before the rest arrives. ``dropped``/``last_error`` count rejected candidates.
+    """
+
+    def __init__(self, skip_bad=False):
+        self.skip_bad = skip_bad
+        self.dropped = 0
+        self.last_error = None
+        self.reset()
+
+    def reset(self):
+        """Forget buffered bytes (counters are kept)."""
+        self._buf = bytearray()
+        self._p = 0
+        self._junk = None          # start index of bytes outside any frame
+        self._shared = False       # buf[p] is the closing flag of the previous frame
+
+    def feed(self, data):
+        """Append received bytes."""
+        if self._p > 4096 and self._junk is None:
+            self._buf = self._buf[self._p:]
+            self._p = 0
+        self._buf += data
+
+    def _reject(self, raw, reason, skip):
+        if reason != "garbage":
+            self.dropped += 1
+            self.last_error = reason
+        self._p += skip
+        return bytes(raw), None, reason
+
+    def _take_junk(self, end):
+        s, self._junk = self._junk, None
+        return bytes(self._buf[s:end]), None, "garbage"
+
+    def pop(self, final=False):
+        """The next ``(raw, frame_or_None, reason_or_None)``, or None (need more bytes)."""
+        buf = self._buf
+        n = len(buf)
+        while self._p < n:
+            p = self._p
+            b = buf[p]
+            if self._shared:               # buf[p] ended the previous candidate
+                if p + 1 >= n and not final:
+                    break
+                self._shared = False
+                if p + 1 >= n or buf[p + 1] & 0xF0 != 0xA0:
+                    self._p += 1           # ... and opens no frame: consumed
+                    continue
+            if b == FLAG and p + 1 < n and buf[p + 1] == FLAG:
+                self._p += 1               # idle flags
+                continue
+            if b == FLAG and p + 2 >= n and not final and (p + 1 >= n or buf[p + 1] & 0xF0 == 0xA0):
+                break                      # maybe a frame start: wait for its length field
+            if b != FLAG or p + 2 >= n or buf[p + 1] & 0xF0 != 0xA0:
+                if self._junk is None:
+                    self._junk = p
+                self._p += 1
+                continue
+            if self._junk is not None:
+                return self._take_junk(p)
+            return self._candidate(buf, p, n, final)
+        if self._junk is not None:
+            return self._take_junk(self._p)
+        return None
+
+    def _candidate(self, buf, p, n, final):
+        ln = ((buf[p + 1] & 0x07) << 8) | buf[p + 2]
+        end = p + ln + 2
+        if ln < _MIN_LEN:
+            return self._reject(buf[p:p + 3], "length", 1)
+        if end > n:
+            if final:
+                return self._reject(buf[p:], "truncated", n - p)
+            if not self.skip_bad:
+                reason = _header_error(buf, p, n, end)
+                if reason is not None:
+                    return self._reject(buf[p:n], reason, 1)
+            return None
+        raw = bytes(buf[p:end])
+        try:
+            f = decode_frame(raw)
+        except HdlcError as e:
+            if not self.skip_bad:
+                return self._reject(raw, e.reason, 1)
+            item = self._reject(raw, e.reason, 0)
+            f = None
+        else:
+            item = (raw, f, None)
+        # the closing flag may open the next frame too
+        self._p = end - 1
+        self._shared = True
+        return item
+
+
+def _header_error(buf, p, n, end):
+    """What is already wrong with the header of an incomplete frame at buf[p:n] (``end`` its
+    announced end): 'address', 'length', 'hcs', or None (fine so far / need more bytes)."""
+    q = p + 3
+    for _ in range(2):
+        k = 0
+        while True:
+            if q >= n:
+                return None
+            k += 1
+            q += 1
+            if buf[q - 1] & 1:
+                break
+            if k >= 4:
+                return "address"
+        if k == 3:
+            return "address"
+    rest = end - 1 - (q + 1)       # bytes after the control byte up to the closing flag
+    if rest == 2:
+        return None
+    if rest < 4:
+        return "length"
+    if q + 3 > n:
+        return None
+    c = crc16_x25(buf, p + 1, q + 1)
+    if buf[q + 1] != (c & 0xFF) or buf[q + 2] != (c >> 8):
+        return "hcs"
+    return None
+
+
+def split_frames(buf):
+    """Split a whole captured HDLC byte stream: yields ``(raw, Frame or None, reason or
+    None)`` as ``FrameStream(skip_bad=True).pop(final=True)`` does."""
+    s = FrameStream(skip_bad=True)
+    s.feed(buf)
+    while True:
+        item = s.pop(final=True)
+        if item is None:
+            return
+        yield item
+
+
+def strip_llc(data):
+    """``(llc, apdu)``: the LLC header (IEC 62056-46 §5) removed from the start of a
+    reassembled information field; llc is 'request', 'response' or None (no header)."""
+    head = bytes(data[:3])
+    if head == LLC_REQUEST:
+        return "request", bytes(data[3:])
+    if head == LLC_RESPONSE:
+        return "response", bytes(data[3:])
+    return None, bytes(data)
+
+
+class Reassembler:
+    """Joins the information fields of a segmented I/UI sequence (S bit of the format field,
+    IEC 62056-46 §6.4.4.5), one sequence per (dest, src) address pair.
+
+    ``add(frame)`` -> None while segments follow, else ``(llc, apdu)`` (see ``strip_llc``).
+    ``pending()`` the address pairs with an unfinished sequence; ``reset()`` forgets them.
+    """
+
+    def __init__(self):
+        self._seg = {}
+
+    def reset(self):
+        self._seg = {}
+
+    def pending(self):
+        return list(self._seg)
+
+    def add(self, f):
+        key = (f.dest, f.src)
+        acc = self._seg.get(key)
+        if acc is None:
+            acc = self._seg[key] = bytearray()
+        acc += f.info
+        if f.segmented:
+            return None
+        del self._seg[key]
+        return strip_llc(acc)

@@ -1,7 +1,9 @@
 """host_tools.client + meterctl against a scripted fake meter on a real pty pair.
 
 Only behaviour that does not need the real firmware is tested here (the address check, HDLC
-segmentation both ways, GET block transfer, timeouts, error mapping, CLI parsing); end-to-end
+segmentation both ways, GET block transfer, timeouts, error mapping, CLI parsing) through the
+serial shell: real pty, deadlines, the trace. The link logic itself (protocol/client_link.py) is
+driven frame by frame against the meter's HdlcLink in tests/host/test_client_link.py; end-to-end
 runs against the firmware are in tests/hil/test_e2e_*.py. Reply frames are the worked examples of
 the reference notes (shared/reference/dlms.md §1-2: gurux/dlms-cosem traces), or built with
 protocol.hdlc from APDU bytes taken from there.
