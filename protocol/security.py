@@ -137,6 +137,13 @@ def reply_form(tag):
     return FORM_DED if 0x40 <= tag < 0x50 or 0xD0 <= tag < 0xD8 else FORM_GLO
 
 
+def is_dedicated(tag):
+    """True when the ciphered APDU ``tag`` is protected with a dedicated key (general-ded-
+    ciphering or a ded- APDU): the caller picks the Suite0 holding that key. The tag byte is
+    not covered by the GCM tag, so a DB/DC swap is caught only by using the right key."""
+    return tag == GENERAL_DED or reply_form(tag) == FORM_DED
+
+
 def _put_ic(dst, off, ic):
     dst[off] = (ic >> 24) & 0xFF
     dst[off + 1] = (ic >> 16) & 0xFF
@@ -252,8 +259,10 @@ class Suite0:
         for service-specific APDUs, and a general-ciphering APDU carrying another one is
         refused. ``min_ic``: lowest acceptable invocation counter (checked before any crypto).
         Returns the plaintext length; the plaintext APDU is ``buf[self.start:self.end]``.
-        Raises SecurityError (malformed, unsupported SC), CounterError (ic < min_ic),
-        DecipherError (bad tag; ``buf`` then still holds the ciphertext)."""
+        A service-specific tag must name the APDU inside (glo-get-request around a
+        get-request). Pick the key set with ``is_dedicated(buf[start])`` first.
+        Raises SecurityError (malformed, unsupported SC, tag/APDU mismatch), CounterError
+        (ic < min_ic), DecipherError (bad tag; ``buf`` then still holds the ciphertext)."""
         p = self._header(buf, start, end, title)
         sc = self.sc
         if self.ic < min_ic:
@@ -274,6 +283,11 @@ class Suite0:
                 raise DecipherError("authentication tag mismatch")
         if sc & SC_ENC:
             g.crypt(buf, p, q - p)
+        tag = self.tag
+        if tag != GENERAL_GLO and tag != GENERAL_DED and q > p:
+            # the service tag is outside the tag's cover: it must name the APDU inside
+            if _GLO_TAG.get(buf[p], 0) != tag and _DED_TAG.get(buf[p], 0) != tag:
+                raise SecurityError("glo-/ded- tag 0x%02X does not match the APDU inside" % tag)
         self.start = p
         self.end = q
         return q - p

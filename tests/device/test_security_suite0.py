@@ -260,3 +260,18 @@ def test_hls_mechanism_2_ecb():
         assert False
     except ValueError:
         pass
+
+
+def test_service_tag_must_match_inner_apdu():
+    apdu = bytearray(_seal(GET_CLOCK, 0x30, 3, CLIENT_ST))
+    assert apdu[0] == 0xC8 and not security.is_dedicated(0xC8)
+    apdu[0] = 0xC9                               # glo-set-request around a get-request
+    try:
+        Suite0(EK, AK).open(apdu, 0, len(apdu), CLIENT_ST)
+        assert False
+    except DecipherError:
+        assert False
+    except SecurityError:
+        pass
+    assert security.is_dedicated(0xDC) and security.is_dedicated(0xD0)
+    assert not security.is_dedicated(0xDB)
