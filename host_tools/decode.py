@@ -27,7 +27,7 @@ import re
 from protocol import apdu_client as apdu
 from protocol import hdlc_client as hdlc
 from protocol import axdr_client as axdr
-from protocol import gbt, obis, security
+from protocol import gbt, obis, security_client as security
 from host_tools import format as fmt
 
 

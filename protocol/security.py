@@ -11,15 +11,14 @@ AES-GCM-128 with a 12-byte tag; shared/reference dlms-security.md §1-2).
 - GCM: IV = sender system-title (8) || invocation-counter (4); AAD = security-control || AK
   (|| the plaintext when only authenticated); key = EK (global unicast or dedicated).
 
-Two halves:
-- host side (allocates, returns bytes): ``parse`` -> ``Ciphered``, ``nonce``.
-- device side, allocation-free after construction: ``Suite0`` (``open`` verifies and
-  deciphers a ciphered APDU in place, ``seal`` protects a plaintext APDU in place,
-  ``hls_gmac``/``hls_check`` compute and check HLS mechanism 5 f(challenge)); plus
-  ``hls_ecb``/``hls_ecb_check`` for HLS mechanism 2 (AES-128-ECB, IS 15959-2), once per
-  association.
+This is the device half, allocation-free after construction: ``Suite0`` (``open`` verifies
+and deciphers a ciphered APDU in place, ``seal`` protects a plaintext APDU in place,
+``hls_gmac``/``hls_check`` compute and check HLS mechanism 5 f(challenge)); plus
+``hls_ecb``/``hls_ecb_check`` for HLS mechanism 2 (AES-128-ECB, IS 15959-2), once per
+association. The host half (``parse`` -> ``Ciphered``, ``nonce``, tag names) is
+``protocol.security_client``, which re-exports this module's names.
 """
-from protocol import aes, axdr
+from protocol import aes
 from protocol.gcm import Gcm
 
 try:
@@ -44,25 +43,6 @@ TAILROOM = 12        # the GCM tag
 _SC_RESERVED = const(0xCF)   # suite id != 0, broadcast key, compression: not supported
 _SC_PROTECTED = const(0x30)
 
-# service-specific ciphered APDU tags -> name (Green Book Table "glo-/ded- APDUs")
-SERVICE_TAGS = {0x21: "glo-initiate-request", 0x28: "glo-initiate-response",
-                0x2E: "glo-confirmed-service-error", 0xCA: "glo-event-notification-request",
-                0x41: "ded-initiate-request", 0x48: "ded-initiate-response",
-                0x4E: "ded-confirmed-service-error", 0xD2: "ded-event-notification-request",
-                0xC8: "glo-get-request", 0xC9: "glo-set-request", 0xCB: "glo-action-request",
-                0xCC: "glo-get-response", 0xCD: "glo-set-response", 0xCF: "glo-action-response",
-                0xD0: "ded-get-request", 0xD1: "ded-set-request", 0xD3: "ded-action-request",
-                0xD4: "ded-get-response", 0xD5: "ded-set-response", 0xD7: "ded-action-response"}
-
-
-# plaintext APDU tag -> its glo- / ded- ciphered tag (initiate, confirmed-service-error,
-# get/set/event-notification/action request and response)
-_GLO_TAG = {0x01: 0x21, 0x08: 0x28, 0x0E: 0x2E, 0xC0: 0xC8, 0xC1: 0xC9, 0xC2: 0xCA,
-            0xC3: 0xCB, 0xC4: 0xCC, 0xC5: 0xCD, 0xC7: 0xCF}
-_DED_TAG = {0x01: 0x41, 0x08: 0x48, 0x0E: 0x4E, 0xC0: 0xD0, 0xC1: 0xD1, 0xC2: 0xD2,
-            0xC3: 0xD3, 0xC4: 0xD4, 0xC5: 0xD5, 0xC7: 0xD7}
-
-
 class SecurityError(ValueError):
     """Malformed or truncated ciphered APDU, or one this meter cannot protect or unprotect."""
 
@@ -77,55 +57,27 @@ class CounterError(SecurityError):
     "invocation-counter-error" (ExceptionResponse ``D8 01 06`` + the expected IC)."""
 
 
-class Ciphered:
-    """A parsed ciphered APDU: ``tag``, ``system_title`` (bytes or None), ``sc``
-    (security-control), ``ic`` (invocation counter), ``payload`` (ciphertext[+tag] bytes)."""
-
-    def __init__(self, tag, system_title, sc, ic, payload):
-        self.tag = tag
-        self.system_title = system_title
-        self.sc = sc
-        self.ic = ic
-        self.payload = payload
-
-
-def _octets(buf, p):
-    try:
-        n, p = axdr.decode_length(buf, p)
-    except axdr.AxdrError:
-        raise SecurityError("truncated length")
-    if p + n > len(buf):
-        raise SecurityError("truncated octet string")
-    return bytes(buf[p:p + n]), p + n
+def service_tag(plain, ded=False):
+    """The glo- (``ded``: ded-) APDU tag for the plaintext APDU tag ``plain``
+    (initiate-request/-response, confirmed-service-error, get/set/event-notification/action
+    request and response: ``C0`` -> ``C8``/``D0``, ``01`` -> ``21``/``41``), or 0 if none."""
+    if 0xC0 <= plain <= 0xC7 and plain != 0xC6:
+        return plain + (0x10 if ded else 0x08)
+    if plain == 0x01 or plain == 0x08 or plain == 0x0E:
+        return plain + (0x40 if ded else 0x20)
+    return 0
 
 
-def parse(buf):
-    """Parse general-glo/ded-ciphering or a service-specific glo/ded APDU. Raises SecurityError."""
-    if len(buf) < 2:
-        raise SecurityError("truncated")
-    tag = buf[0]
-    p = 1
-    title = None
-    if tag == GENERAL_GLO or tag == GENERAL_DED:
-        title, p = _octets(buf, p)
-    elif tag not in SERVICE_TAGS:
-        raise SecurityError("not a ciphered APDU (tag 0x%02X)" % tag)
-    content, p = _octets(buf, p)
-    if p != len(buf):
-        raise SecurityError("%d bytes after the ciphered content" % (len(buf) - p))
-    if len(content) < 5:
-        raise SecurityError("ciphered content shorter than its header")
-    ic = (content[1] << 24) | (content[2] << 16) | (content[3] << 8) | content[4]
-    if content[0] & SC_AUTH and len(content) < 5 + TAG_LEN:
-        raise SecurityError("authenticated content shorter than its tag")
-    return Ciphered(tag, title, content[0], ic, content[5:])
-
-
-def nonce(system_title, ic):
-    """GCM initialisation vector: system-title (8 bytes) || invocation-counter (u32 BE)."""
-    if len(system_title) != 8:
-        raise SecurityError("system title must be 8 bytes")
-    return bytes(system_title) + bytes(((ic >> 24) & 0xFF, (ic >> 16) & 0xFF, (ic >> 8) & 0xFF, ic & 0xFF))
+def plain_tag(tag):
+    """The plaintext APDU tag a glo-/ded- APDU tag stands for, or 0 when ``tag`` is not a
+    service-specific ciphered tag (general-ciphering ``DB``/``DC`` included)."""
+    if 0xC8 <= tag <= 0xD7:
+        p = tag - (0x08 if tag < 0xD0 else 0x10)
+    elif tag == 0x21 or tag == 0x28 or tag == 0x2E or tag == 0x41 or tag == 0x48 or tag == 0x4E:
+        p = tag & 0x0F
+    else:
+        return 0
+    return 0 if p == 0xC6 else p
 
 
 def reply_form(tag):
@@ -231,7 +183,7 @@ class Suite0:
                 raise SecurityError("truncated system title")
             self._title(buf, p, n, title)
             p += n
-        elif tag in SERVICE_TAGS:
+        elif plain_tag(tag):
             self._title(buf, p, 0, title)
         else:
             raise SecurityError("not a ciphered APDU (tag 0x%02X)" % tag)
@@ -286,7 +238,7 @@ class Suite0:
         tag = self.tag
         if tag != GENERAL_GLO and tag != GENERAL_DED and q > p:
             # the service tag is outside the tag's cover: it must name the APDU inside
-            if _GLO_TAG.get(buf[p], 0) != tag and _DED_TAG.get(buf[p], 0) != tag:
+            if plain_tag(tag) != buf[p]:
                 raise SecurityError("glo-/ded- tag 0x%02X does not match the APDU inside" % tag)
         self.start = p
         self.end = q
@@ -312,7 +264,7 @@ class Suite0:
         if general:
             ctag = form
         else:
-            ctag = (_DED_TAG if form == FORM_DED else _GLO_TAG).get(buf[start], 0)
+            ctag = service_tag(buf[start], form == FORM_DED)
             if not ctag:
                 raise SecurityError("no ciphered form for APDU tag 0x%02X" % buf[start])
         h = start - 5 - (1 if clen < 0x80 else 2 if clen < 0x100 else 3) - (10 if general else 1)

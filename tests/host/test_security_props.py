@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from host_tools import decode
-from protocol import keywrap, security
+from protocol import keywrap, security, security_client
 from protocol.gcm import Gcm
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -89,7 +89,7 @@ def test_seal_matches_host_decrypt_and_opens(ek, ak, title, ic, sc, form, ptag, 
     h = s.seal(buf, security.HEADROOM, security.HEADROOM + len(plain), sc, ic, title, form)
     end = security.HEADROOM + len(plain) + (12 if sc & security.SC_AUTH else 0)
     apdu = bytes(buf[h:end])
-    ct = security.parse(apdu)                        # the host's parser
+    ct = security_client.parse(apdu)                 # the host's parser
     assert ct.sc == sc and ct.ic == ic
     assert ct.system_title == (title if form in (security.GENERAL_GLO, security.GENERAL_DED) else None)
     assert decode.decrypt(ek, ak, title, ct) == plain
@@ -120,6 +120,19 @@ def test_open_tampered_never_releases(ek, ak, title, ic, sc, body, data):
     # the only change the GCM tag cannot see: DB -> DC, which names another key (the caller
     # picks the key set by security.is_dedicated, so the dedicated key then fails the tag)
     assert pos == 0 and security.is_dedicated(apdu[0]), "tampered APDU opened (byte %d)" % pos
+
+
+def test_tag_tables_agree():
+    for t in range(256):
+        name = security_client.SERVICE_TAGS.get(t)
+        p = security.plain_tag(t)
+        assert bool(name) == bool(p), hex(t)
+        if p:
+            ded = name.startswith("ded-")
+            assert security.service_tag(p, ded) == t and security.is_dedicated(t) == ded
+    for p in PLAIN_TAGS:
+        assert security.plain_tag(security.service_tag(p)) == p
+        assert security.plain_tag(security.service_tag(p, True)) == p
 
 
 @FUZZ
