@@ -351,10 +351,11 @@ class Suite0:
 
 
 def hls_ecb(secret, challenge):
-    """HLS mechanism 2 as the IS 15959-2 reference meter, gurux (Authentication.HIGH) and
-    dlms-cosem compute it: AES-128-ECB under ``secret`` zero-padded to 16 bytes (longer:
-    ValueError) of ``challenge`` zero-padded to a multiple of 16 bytes (16 at least).
-    Returns bytes (16, 32, ... long)."""
+    """HLS mechanism 2 (the IS 15959-2 US association's, 16-byte secret), as gurux
+    (Authentication.HIGH) computes it: AES-128-ECB under ``secret`` zero-padded to 16 bytes
+    (longer: ValueError) of ``challenge`` zero-padded to a multiple of 16 bytes (16 at least).
+    dlms-cosem pads nothing, so it agrees for 16/32/48/64-byte challenges (the only ones it
+    can answer). Returns bytes (16, 32, ... long); allocates (once per association)."""
     if len(secret) > 16:
         raise ValueError("HLS secret longer than 16 bytes")
     k = bytearray(16)
