@@ -43,6 +43,7 @@ TAILROOM = 12        # the GCM tag
 _SC_RESERVED = const(0xCF)   # suite id != 0, broadcast key, compression: not supported
 _SC_PROTECTED = const(0x30)
 
+
 class SecurityError(ValueError):
     """Malformed or truncated ciphered APDU, or one this meter cannot protect or unprotect."""
 
@@ -115,8 +116,9 @@ class Suite0:
     construction on the success paths (errors raise); one message at a time.
 
     After ``open`` or ``hls_check``: ``sc`` (security control), ``ic`` (invocation counter
-    received, an int up to 2**32-1), ``tag`` (ciphered APDU tag), ``start``/``end`` (the
-    plaintext APDU in the caller's buffer)."""
+    received, an int up to 2**32-1; on 32-bit ports a counter >= 2**30 is a big int and
+    allocates a few bytes), ``tag`` (ciphered APDU tag), ``start``/``end`` (the plaintext APDU
+    in the caller's buffer)."""
 
     def __init__(self, ek, ak):
         self.gcm = Gcm(ek)
