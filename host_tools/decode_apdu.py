@@ -10,7 +10,7 @@ IEC 62056-5-3 §9.2.7 / Green Book). Names of results, diagnostics and errors ar
 """
 from protocol import apdu_client as apdu
 from protocol import axdr_client as axdr
-from protocol import gbt, obis, security
+from protocol import gbt, obis, security_client as security
 from host_tools import format as fmt
 
 APDU_NAMES = {0x60: "AARQ", 0x61: "AARE", 0x62: "RLRQ", 0x63: "RLRE", 0xC0: "GET-Request",

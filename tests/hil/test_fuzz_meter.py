@@ -13,7 +13,7 @@ from host_tools import decode as D
 from protocol import apdu_client as apdu
 from protocol import hdlc_client as hdlc
 from protocol import axdr_client as axdr
-from protocol import gbt, security
+from protocol import gbt, security_client as security
 
 from fake_meter import (Meter, C1, C16, SRV, ASSOC_LN, EVENT_LOG_LN, CLOCK_LN,
                             TOKEN_CREDIT_LN, TOKEN_GATEWAY_LN)

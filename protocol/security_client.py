@@ -1,0 +1,71 @@
+"""Host half of the ciphered-APDU code (security suite 0): parse a ciphered APDU into a
+``Ciphered`` (bytes, allocates), the GCM IV, and the names of the service-specific tags, for
+``host_tools.decode``. Re-exports the device half's names (``protocol.security``) so host code
+imports one module. Host-only (``HOST_ONLY`` in host_tools/build.py): no board image has it.
+"""
+from protocol import axdr
+from protocol.security import (  # noqa: F401  (re-exported)
+    GENERAL_GLO, GENERAL_DED, FORM_GLO, FORM_DED, SC_AUTH, SC_ENC, TAG_LEN, HLS_LEN, HEADROOM,
+    TAILROOM, SecurityError, DecipherError, CounterError, Suite0, service_tag, plain_tag,
+    reply_form, is_dedicated, hls_ecb, hls_ecb_check)
+
+# service-specific ciphered APDU tags -> name (Green Book Table "glo-/ded- APDUs")
+SERVICE_TAGS = {0x21: "glo-initiate-request", 0x28: "glo-initiate-response",
+                0x2E: "glo-confirmed-service-error", 0xCA: "glo-event-notification-request",
+                0x41: "ded-initiate-request", 0x48: "ded-initiate-response",
+                0x4E: "ded-confirmed-service-error", 0xD2: "ded-event-notification-request",
+                0xC8: "glo-get-request", 0xC9: "glo-set-request", 0xCB: "glo-action-request",
+                0xCC: "glo-get-response", 0xCD: "glo-set-response", 0xCF: "glo-action-response",
+                0xD0: "ded-get-request", 0xD1: "ded-set-request", 0xD3: "ded-action-request",
+                0xD4: "ded-get-response", 0xD5: "ded-set-response", 0xD7: "ded-action-response"}
+
+
+class Ciphered:
+    """A parsed ciphered APDU: ``tag``, ``system_title`` (bytes or None), ``sc``
+    (security-control), ``ic`` (invocation counter), ``payload`` (ciphertext[+tag] bytes)."""
+
+    def __init__(self, tag, system_title, sc, ic, payload):
+        self.tag = tag
+        self.system_title = system_title
+        self.sc = sc
+        self.ic = ic
+        self.payload = payload
+
+
+def _octets(buf, p):
+    try:
+        n, p = axdr.decode_length(buf, p)
+    except axdr.AxdrError:
+        raise SecurityError("truncated length")
+    if p + n > len(buf):
+        raise SecurityError("truncated octet string")
+    return bytes(buf[p:p + n]), p + n
+
+
+def parse(buf):
+    """Parse general-glo/ded-ciphering or a service-specific glo/ded APDU. Raises SecurityError."""
+    if len(buf) < 2:
+        raise SecurityError("truncated")
+    tag = buf[0]
+    p = 1
+    title = None
+    if tag == GENERAL_GLO or tag == GENERAL_DED:
+        title, p = _octets(buf, p)
+    elif tag not in SERVICE_TAGS:
+        raise SecurityError("not a ciphered APDU (tag 0x%02X)" % tag)
+    content, p = _octets(buf, p)
+    if p != len(buf):
+        raise SecurityError("%d bytes after the ciphered content" % (len(buf) - p))
+    if len(content) < 5:
+        raise SecurityError("ciphered content shorter than its header")
+    ic = (content[1] << 24) | (content[2] << 16) | (content[3] << 8) | content[4]
+    if content[0] & SC_AUTH and len(content) < 5 + TAG_LEN:
+        raise SecurityError("authenticated content shorter than its tag")
+    return Ciphered(tag, title, content[0], ic, content[5:])
+
+
+def nonce(system_title, ic):
+    """GCM initialisation vector: system-title (8 bytes) || invocation-counter (u32 BE)."""
+    if len(system_title) != 8:
+        raise SecurityError("system title must be 8 bytes")
+    return bytes(system_title) + bytes(((ic >> 24) & 0xFF, (ic >> 16) & 0xFF, (ic >> 8) & 0xFF, ic & 0xFF))
