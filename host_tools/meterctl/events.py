@@ -11,9 +11,8 @@ import sys
 import click
 
 from host_tools import format as fmt
-from host_tools.client import ProtocolError, dar_error
+from host_tools.client import ProtocolError
 from host_tools.meterctl.common import PUBLIC_CLIENT, console, emit_json, link_options, make_client, run
-from protocol import apdu_client as apdu
 from protocol import axdr_client as axdr
 from protocol import obis
 
@@ -30,38 +29,6 @@ EVENT_NAMES = {
     57: "max power limit lock-out", 60: "cover opened (tamper)", 61: "cover closed",
     64: "billing month closed", 90: "DLMS error", 91: "store error",
 }
-
-
-def get_blocks(c, class_id, code, attr, selector=None, params=b"", on_block=None):
-    """GET with GET-next until the last block, calling ``on_block(nbytes_so_far)`` after
-    each; returns the raw A-XDR value. Raises DataAccessError / ProtocolError."""
-    o6 = obis.parse(code) if isinstance(code, str) else code
-    inv = c._next_invoke()
-    r = c._request(apdu.get_request(inv, class_id, o6, attr, selector, params), inv,
-                   apdu.GET_RESPONSE, "GET-Response")
-    if r.kind == 1:
-        if r.dar:
-            raise dar_error(r.dar, "IC %d %s.%d" % (class_id, obis.to_str(o6), attr))
-        if on_block:
-            on_block(len(r.data))
-        return bytes(r.data)
-    buf = bytearray()
-    expect = 1
-    while True:
-        if r.kind != 2:
-            raise ProtocolError("expected a data block, got GET-Response type %s" % r.kind)
-        if r.dar:
-            raise dar_error(r.dar, "block %d" % expect)
-        if r.block_no != expect:
-            raise ProtocolError("meter sent block %d, expected %d" % (r.block_no, expect))
-        buf += r.raw
-        if on_block:
-            on_block(len(buf))
-        if r.last:
-            return bytes(buf)
-        inv = c._next_invoke()
-        r = c._request(apdu.get_next_request(inv, expect), inv, apdu.GET_RESPONSE, "GET-Response")
-        expect += 1
 
 
 def _iso_arg(ctx, param, value):
@@ -116,7 +83,7 @@ def _read_buffer(c, code, access, quiet):
     per_row = 2 + sum(14 if x[0] == 8 else 5 for x in caps)
     with Progress(disable=quiet, transient=True, console=console(stderr=True)) as prog:
         task = prog.add_task("event log %s" % code, total=max(1, n * per_row))
-        raw = get_blocks(c, 7, code, 2, selector, params,
+        raw = c.get_raw(7, code, 2, selector, params,
                          on_block=lambda got: prog.update(task, completed=got))
         prog.update(task, completed=max(1, n * per_row))
     return cols, n, raw
