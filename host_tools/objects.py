@@ -292,7 +292,6 @@ def markdown():
         "%s %d" % (n, sap) for n, sap in ASSOCIATIONS] + ["serves"]
     lines = [MD_BEGIN,
              "Rights: r = read attributes, w = write attributes, m = call methods (numbers 1-based).",
-             "Objects marked present-when appear in the object_list only on meters that have them.",
              "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for o in OBJECTS:

@@ -18,8 +18,7 @@ import json
 from protocol import hdlc
 from meter.account import Account
 from meter.metrology import Pzem004t
-from meter.policy import Policy
-from meter.tariff import Tariff, ConfigError
+from meter.tariff import ConfigError
 from meter.relay import DisconnectControl, READY
 from meter.server import HdlcLink
 from meter.store import Journal
@@ -51,9 +50,23 @@ FIRMWARE_VERSION = "0.1.0"
 # reason is 7 tokenExecutionResultFailure
 _TOKEN_STATUS = (b" accepted=3 key_change_pending=2 format=4 wrong_class=4 crc=5 key_expired=6"
                  b" used=6 old=6 locked_out=6 ")
+# event codes (meter.events, checked by tests/host/test_checked_copies.py)
+_EV_FIRST_BOOT = const(1)
+_EV_POWER_DOWN = const(2)
+_EV_POWER_UP = const(3)
+_EV_WATCHDOG = const(4)
+_EV_CREDIT = const(10)
+_EV_CLOCK_SET = const(20)
+_EV_CONFIG = const(21)
+_EV_RELAY_OPEN = const(42)
+_EV_RELAY_CLOSE = const(43)
 _EV_TOKEN_ACCEPTED = const(50)
 _EV_TOKEN_REJECTED = const(51)
-_EV_BILL = const(64)          # billing month closed [energy + fixed + duty paise]
+_EV_COVER_OPEN = const(60)
+_EV_COVER_CLOSED = const(61)
+_EV_BILL = const(64)
+_EV_DLMS_ERROR = const(90)
+_EV_STORE_ERROR = const(91)
 _CREDIT_ENERGY = const(1)     # Account.unit: credit register in 0.1 kWh
 
 
@@ -92,11 +105,12 @@ class Meter:
                                int(g("payment_mode", 2)),
                                1 if g("credit_unit") else 0)
         self.dc = DisconnectControl(int(g("control_mode", 5)))
+        from meter.profile import build
         try:
-            self.tariff, self.policy = self._build(cfg)
+            self.tariff, self.policy = build(cfg)
             cfg_err = None
         except ConfigError as e:  # a bad config.json must not brick the meter: defaults, and say so
-            self.tariff, self.policy = self._build({})
+            self.tariff, self.policy = build({})
             cfg_err = e
         _drop_profile()
         # what runs after boot, the rest of the config is not kept
@@ -121,7 +135,7 @@ class Meter:
         self.event_log = ev.EventLog(board.path("ev"), int(cfg.get("event_segments", 20)))
         self._restore()
         if cfg_err is not None:
-            self.event(ev.EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")
+            self.event(_EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")
         self.metro = None
         self._relay_out = None
         board.on_button = self.button
@@ -131,7 +145,7 @@ class Meter:
     def _restore(self):
         s = self.journal.load()
         if s is None:
-            self.event(ev.EV_FIRST_BOOT, "first boot")
+            self.event(_EV_FIRST_BOOT, "first boot")
             return
         hot = self.journal.hot
         pev = self._pev = s.get("pev")
@@ -156,17 +170,17 @@ class Meter:
             try:
                 self.tokens.from_record(bytes.fromhex(tok))
             except Exception:
-                self.event(ev.EV_STORE_ERROR, "token store record unreadable", "tok")
+                self.event(_EV_STORE_ERROR, "token store record unreadable", "tok")
         t = hot[4]
         if t > self.board.time():
             self.board.set_time(t)  # never let the clock run backwards across a restart
         self._persisted_wh = a.import_wh
         self._persisted_t = t
         # the supply went away after the last record (time: last known alive), now it is back
-        self._log(t, ev.EV_POWER_DOWN, None)
+        self._log(t, _EV_POWER_DOWN, None)
         if getattr(self.board, "reset_cause", "power") == "wdt":
-            self.event(ev.EV_WATCHDOG, "watchdog reset")
-        self.event(ev.EV_POWER_UP, "power up")
+            self.event(_EV_WATCHDOG, "watchdog reset")
+        self.event(_EV_POWER_UP, "power up")
 
     def _cold_acc(self):
         """Account.state() with the hot values (credit, rem, import_wh) zeroed: they travel in
@@ -219,9 +233,9 @@ class Meter:
     def cover(self, opened):
         """Meter-cover switch (tamper): True = cover removed."""
         if opened:
-            self.event(ev.EV_COVER_OPEN, "tamper: cover opened")
+            self.event(_EV_COVER_OPEN, "tamper: cover opened")
         else:
-            self.event(ev.EV_COVER_CLOSED, "cover closed")
+            self.event(_EV_COVER_CLOSED, "cover closed")
 
     def check_password(self, client, value):
         pw = self._pw.get(str(client))
@@ -235,7 +249,7 @@ class Meter:
         except ValueError:
             return False
         self.evaluate()
-        self.persist((ev.EV_CREDIT, "credit +%d paise via %s" % (paise, source), paise))
+        self.persist((_EV_CREDIT, "credit +%d paise via %s" % (paise, source), paise))
         return True
 
     # --- STS tokens -----------------------------------------------------------------------
@@ -329,18 +343,18 @@ class Meter:
         if not self.dc.set_mode(mode):
             return False
         self.evaluate()
-        self.persist((ev.EV_CONFIG, "control_mode %d" % mode, "ctl_mode"))
+        self.persist((_EV_CONFIG, "control_mode %d" % mode, "ctl_mode"))
         return True
 
     def set_payment_mode(self, mode):
         self.account.payment_mode = mode
         self.evaluate()
-        self.persist((ev.EV_CONFIG, "payment_mode %d" % mode, "pay_mode"))
+        self.persist((_EV_CONFIG, "payment_mode %d" % mode, "pay_mode"))
 
     def set_clock(self, epoch):
         old = self.board.time()
         self.board.set_time(epoch)
-        self.persist((ev.EV_CLOCK_SET, "clock set", old))
+        self.persist((_EV_CLOCK_SET, "clock set", old))
 
     def button(self):
         """Push button: selects emergency credit if the policy offers it, clears an MPL
@@ -365,15 +379,6 @@ class Meter:
         self.evaluate()
         self.persist()
         return True
-
-    def _build(self, cfg):
-        """(Tariff, Policy) from a config dict; raises ConfigError(field, reason)."""
-        for key, ok, dflt in (("payment_mode", (1, 2), 2), ("control_mode", tuple(range(7)), 5),
-                              ("credit_unit", (0, 1), 0)):
-            if cfg.get(key, dflt) not in ok:
-                raise ConfigError(key, "one of %r expected" % (ok,))
-        t = cfg.get("tariff") or {"rate": cfg.get("tariff_paise_per_kwh", 650)}
-        return Tariff(t), Policy(cfg)
 
     def profile_bytes(self):
         """The profile in force as compact JSON (what 0.128.96.5.0.255 attr 2 serves): the
@@ -408,13 +413,13 @@ class Meter:
         credit_unit, tz_minutes). The whole result is validated first: a bad one raises
         ConfigError(field, reason) (also kept in ``config_error``) and nothing changes. Running
         counters carry over; config.json and the journal are written before returning."""
-        from meter.profile import check_profile
+        from meter.profile import check_profile, build
         try:
             check_profile(new)
             cfg = _config(self.board)
             cfg.update(new)
             cfg.pop("about", None)
-            tariff, policy = self._build(cfg)
+            tariff, policy = build(cfg)
         except ConfigError as e:
             self.config_error = "%s: %s" % (e.field, e.reason)
             raise
@@ -435,7 +440,7 @@ class Meter:
         import os
         os.rename(tmp, self.board.path("config.json"))
         self.evaluate()
-        self.persist((ev.EV_CONFIG, "profile %s applied" % cfg.get("name", "?"), "profile"))
+        self.persist((_EV_CONFIG, "profile %s applied" % cfg.get("name", "?"), "profile"))
 
     # --- policy --------------------------------------------------------------------------
     def evaluate(self):
@@ -447,7 +452,7 @@ class Meter:
             self.board.relay(out)
             cause = self.dc.cause
             if prev is not None and cause != "credit":   # the policy logs its own (EV 40/41)
-                self.event(ev.EV_RELAY_CLOSE if out else ev.EV_RELAY_OPEN,
+                self.event(_EV_RELAY_CLOSE if out else _EV_RELAY_OPEN,
                            "relay %s (%s)" % ("closed" if out else "open", cause), cause or "?")
 
     # --- tasks -----------------------------------------------------------------------------
@@ -518,7 +523,7 @@ class Meter:
                 try:
                     out = link.on_frame(f)
                 except Exception as e:  # a bug must not take the meter off the air
-                    self.event(90, "dlms error %r" % (e,))
+                    self.event(_EV_DLMS_ERROR, "dlms error %r" % (e,))
                     link._ndm()
                     out = ()
                 for frame in out:

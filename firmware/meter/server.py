@@ -59,6 +59,7 @@ _DAR_LONG_GET_ABORTED = const(15)
 _DAR_NO_LONG_GET = const(16)
 _DAR_BLOCK_NUMBER_INVALID = const(19)
 _HW_FAULT = const(1)
+_EV_AUTH_FAIL = const(30)      # meter.events
 
 _SERVER_MAX_PDU = const(1024)  # largest APDU we receive (announced in the AARE; cosem IC 15 attr 5)
 _SEND_MAX = const(512)         # larger responses go by block transfer when negotiated (small heap)
@@ -148,7 +149,7 @@ class Association:
             if mech != _MECH_LLS:
                 return self._reject(11)          # mechanism-name not recognised
             if not self.meter.check_password(client, req["auth_value"]):
-                self.meter.event(30, "LLS authentication failure, client %d" % client)
+                self.meter.event(_EV_AUTH_FAIL, "LLS authentication failure, client %d" % client)
                 return self._reject(13, mech=_MECH_LLS)   # authentication-failure
         elif mech:
             return self._reject(11)
