@@ -1,34 +1,10 @@
 """Meter-side STS token acceptance (IEC 62055-41 §6, §8 "token acceptance" rules).
 
-Pure logic: no ``machine``, no file I/O, time comes in as an argument (or ``now_fn``).
-The caller (token gateway IC 115, keypad) applies the returned action to the account and
-persists ``to_record()`` together with the credit before acknowledging.
-
-Order of checks for one entered token (``TokenAcceptor.enter``)::
-
-    format (20 digits, < 2**66)  -> "format"
-    class 3 (reserved)           -> "wrong_class"
-    lockout active (not class 1) -> "locked_out"            (class 1 still accepted)
-    class 1: CRC                 -> "crc" | accepted, action "test" (never encrypted)
-    decrypt with the current key, CRC -> "crc"               (also: token for another meter)
-    key-change section           -> "key_change_pending" | accepted, action "key_change"
-    subclass supported?          -> "wrong_subclass"
-    KEN: TID >> 16 > KEN         -> "key_expired"
-    TID in store                 -> "used"
-    store full, TID < oldest     -> "old"
-    accept: store TID (overwriting the oldest when full), action:
-      class 0 -> "credit" (amount in 0.1 kWh/units)
-      class 2 -> "mpl" (W), "clear_credit" (register, 0xFFFF = all), "tariff" (raw rate),
-                 "clear_tamper", "phase_unbalance" (W), "water_factor" (raw)
-
-Wrong entries ("format", "crc", "wrong_class") count towards the lockout: after
-``lockout_after`` consecutive ones the keypad locks for ``lockout_base_s``, doubling with
-each further wrong entry up to ``lockout_max_s``; an accepted encrypted token resets it.
-
-Key change (Set1st/2nd[/3rd/4th]SectionDecoderKey): every section is decrypted with the
-current key; all sections (2 for a 64-bit EA07 key, 4 for a 128-bit EA11 key) must arrive
-within ``key_change_window_s`` of the first. Then KEN, KRN, KT, TI and the key are replaced;
-RO = 1 (TID rollover, base date 2014) clears the TID store; the credit is untouched.
+``TokenAcceptor.enter(digits, now) -> TokenResult`` is pure logic: no ``machine``, no file I/O,
+time comes in as an argument (or ``now_fn``); the order of its checks, the lockout and the key
+change are in docs/CONTRACTS.md "STS token acceptance". ``enter(meter, raw, delivery)`` is the
+meter's side (``Meter.enter_token``): it applies the returned action to the account and persists
+``to_record()`` together with the credit before the acknowledgement.
 """
 import time
 
@@ -60,19 +36,8 @@ _CLASS2_ACTION = {
 
 
 class TokenResult:
-    """Outcome of one token entry.
-
-    ``ok`` (bool), ``reason`` ('accepted', 'key_change_pending', 'format', 'crc',
-    'wrong_class', 'wrong_subclass', 'locked_out', 'key_expired', 'used', 'old'),
-    ``token_class``/``subclass`` (None if unknown), ``tid`` (24-bit or None),
-    ``amount`` (int: 0.1 kWh/units credited, 0 unless action 'credit'),
-    ``action`` (None, 'credit', 'test', 'mpl', 'clear_credit', 'tariff', 'clear_tamper',
-    'phase_unbalance', 'water_factor', 'key_change', 'key_change_pending'),
-    ``value`` (action argument: credit amount, MPL/phase-unbalance watts, register
-    (0xFFFF = all), rate, water factor, class 1 control bits, new KRN for 'key_change',
-    section number 1..4 for 'key_change_pending', seconds left for 'locked_out'), ``tests`` (tuple of test names for class 1),
-    ``mfr_code`` (class 1), ``lockout_s`` (seconds of lockout this entry started, else 0).
-    """
+    """Outcome of one token entry: ``ok``, ``reason``, ``action``, ``value`` ... (the fields
+    and their values: docs/CONTRACTS.md "STS token acceptance")."""
 
     def __init__(self, ok, reason, token_class=None, subclass=None, tid=None, amount=0,
                  action=None, value=None):
@@ -405,3 +370,81 @@ class TokenAcceptor:
         self._n = n
         self._kc[0] = self._kc[1] = self._kc[2] = self._kc[3] = None
         return self
+
+
+# ------------------------------------------------------------------ the meter's side
+# IC 115 token_status_code per STS reason (reason=digit); any other: 7 execution failure
+_TOKEN_STATUS = (b" accepted=3 key_change_pending=2 format=4 wrong_class=4 crc=5 key_expired=6"
+                 b" used=6 old=6 locked_out=6 ")
+_EV_TOKEN_ACCEPTED = const(50)  # meter.events
+_EV_TOKEN_REJECTED = const(51)
+# Meter.token_gateway = [token, time, STS reason text, delivery method, token_status_code]
+_GW_TOKEN = const(0)
+_GW_TIME = const(1)
+_GW_TEXT = const(2)
+_GW_DELIVERY = const(3)
+_GW_STATUS = const(4)
+
+
+def acceptor(sts_cfg, path):
+    """TokenAcceptor of config.json's ``sts`` section (keys as in docs/CONTRACTS.md
+    "config.json"); ``path(name)`` is a file's path in the meter's filesystem (EA07 tables)."""
+    g = sts_cfg.get
+    alg = g("algorithm", "ea07")
+    return TokenAcceptor(bytes.fromhex(sts_cfg["decoder_key"]), alg,
+                         path(g("tables", "sts_tables.json")) if alg == "ea07" else None,
+                         ken=g("ken", 255), store_size=g("store_size", 50), krn=g("krn", 1),
+                         kt=g("kt", 2), ti=g("ti", 1), base_date=g("base_date", 1993),
+                         lockout_after=g("lockout_after", 3), lockout_base_s=g("lockout_base_s", 10),
+                         lockout_max_s=g("lockout_max_s", 1280))
+
+
+def enter(meter, raw, delivery):
+    """``Meter.enter_token``: judge the token (``meter.tokens``, None without an STS key), apply
+    its action, update ``meter.token_gateway`` (IC 115), journal (TID store + credit) and only
+    then return the TokenResult: an acknowledgement always follows the flash write."""
+    text = raw
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            text = bytes(raw).decode()
+        except Exception:
+            text = ""
+    digits = "".join(c for c in text if c not in " -")
+    now = meter.board.time()
+    g = meter.token_gateway
+    g[_GW_TOKEN] = digits.encode()
+    g[_GW_TIME] = now
+    g[_GW_DELIVERY] = delivery
+    if meter.tokens is None:   # no STS key provisioned: the meter cannot judge any token
+        r = TokenResult(False, "no_sts_key")
+    else:
+        r = meter.tokens.enter(digits, now)
+    if r.ok and r.reason == "accepted":          # the action on account, tariff, limiter
+        a = meter.account
+        act = r.action
+        if act == "credit":
+            # an electricity token (0.1 kWh units) on a currency register: amount x tariff, rounded
+            # up to the paisa in the customer's favour (as STS rounds amounts, IEC 62055-41 §6.3.5)
+            paise = -((-r.amount * a.rate) // 10)
+            if paise > 0:
+                try:
+                    meter.policy.top_up(meter, paise, meter.board.time())
+                except ValueError:
+                    pass
+        elif act == "clear_credit":
+            a.credit = a.rem = 0
+        elif act == "tariff":
+            a.rate = r.value
+            meter.tariff.set_rate(r.value)          # the flat tariff the engine charges from now
+        elif act == "mpl":
+            meter.policy.limiter.set_mpl(r.value)    # IC 71 threshold
+    d = r.reason.encode()
+    i = _TOKEN_STATUS.find(b" " + d + b"=")
+    g[_GW_STATUS] = _TOKEN_STATUS[i + len(d) + 2] - 48 if i >= 0 else 7
+    g[_GW_TEXT] = d
+    meter.evaluate()
+    if r.ok:
+        meter.persist((_EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid), r.tid))
+    else:
+        meter.persist((_EV_TOKEN_REJECTED, "token rejected: %s" % r.reason, r.reason))
+    return r

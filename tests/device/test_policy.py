@@ -1,7 +1,6 @@
 """Disconnect policy (meter.policy) and MPL limiter (meter.limiter) on both runtimes."""
 from meter.account import Account
-from meter.policy import Policy
-from meter.limiter import Limiter
+from meter.profile import policy as Policy, limiter as Limiter   # validate and build
 from meter.relay import DisconnectControl, CONNECTED, READY, DISCONNECTED
 from meter.tariff import ConfigError
 from meter import timeutil
