@@ -20,7 +20,6 @@ Mod = collections.namedtuple("Mod", "name path imports tree")
 HOST_LIBRARY = ("client", "decode", "format", "vend", "keystore", "build", "objects", "firmware_src",
                 "repl", "deploy", "provision")
 DEVICE_TOPS = ("protocol", "meter", "boards", "main")
-HOST_CYCLES_XFAIL = pytest.mark.xfail(strict=True, reason="fixed by the host_tools/hil re-cut")
 
 
 def module_name(rel):
@@ -104,7 +103,9 @@ def edges(mods):
             t = _resolve(imp.target, mods)
             if t is None and imp.target.split(".")[0] in alias:
                 t = alias[imp.target.split(".")[0]]
-            if t is not None and t != m.name:
+            # a submodule needs its own package initialised first: that is not an import edge
+            # (``from . import launch`` inside hil.emulated names the package hil, then hil.launch)
+            if t is not None and t != m.name and not m.name.startswith(t + "."):
                 yield m.name, t, imp.line
 
 
@@ -232,12 +233,25 @@ def rule_no_host_cycles(mods):
     return cycles(mods, lambda n: _top(n) not in DEVICE_TOPS)
 
 
+# The host layers: the library (host_tools: client, decode, vend, build, ...) < the rig (hil) <
+# the command layer (host_tools.meterctl and the demo), which may use both.
+_COMMAND_LAYER = ("host_tools.meterctl", "host_tools.demo")
+
+
+def _layer(name):
+    for c in _COMMAND_LAYER:
+        if name == c or name.startswith(c + "."):
+            return "meterctl"
+    return _top(name)
+
+
 def rule_no_package_cycles(mods):
-    """Cycles between top-level packages (host_tools <-> hil), module by module."""
+    """Cycles between packages and host layers (host_tools library, hil, meterctl commands),
+    module by module."""
     first = {}
     for a, b, line in edges(mods):
-        if _top(a) != _top(b):
-            first.setdefault((_top(a), _top(b)), "%s -> %s (%s)" % (a, b, _where(mods, a, line)))
+        if _layer(a) != _layer(b):
+            first.setdefault((_layer(a), _layer(b)), "%s -> %s (%s)" % (a, b, _where(mods, a, line)))
     return ["package cycle %s <-> %s: %s; %s" % (p, q, first[(p, q)], first[(q, p)])
             for (p, q) in sorted(first) if p < q and (q, p) in first]
 
@@ -277,7 +291,6 @@ def test_nothing_outside_tests_imports_tests(repo):
     _assert(rule_tests_imported_only_by_tests(repo))
 
 
-@HOST_CYCLES_XFAIL
 def test_no_sys_path_edits_in_host_tools_and_hil(repo):
     _assert(rule_no_syspath_edits(repo))
 
@@ -286,12 +299,10 @@ def test_no_import_cycles_in_device_code(repo):
     _assert(rule_no_device_cycles(repo))
 
 
-@HOST_CYCLES_XFAIL
 def test_no_import_cycles_in_host_code(repo):
     _assert(rule_no_host_cycles(repo))
 
 
-@HOST_CYCLES_XFAIL
 def test_no_import_cycles_between_packages(repo):
     _assert(rule_no_package_cycles(repo))
 
