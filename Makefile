@@ -27,9 +27,8 @@ setup: $(STAMP)
 mpy-check: $(STAMP)
 	$(BIN)/python -m host_tools.build --check
 
-# host code ruff checks (pyproject [tool.ruff]). On the house-cli branch: the files that branch
-# owns; the integration widens it to all host code: host_tools hil tests bench
-LINT_PATHS ?= host_tools tests/host/test_sts_vend.py tests/host/test_build_image.py tests/hil/test_flash.py
+# host code: ruff with the rules in pyproject [tool.ruff]
+LINT_PATHS ?= host_tools hil tests bench
 
 lint: mpy-check
 	$(BIN)/ruff check $(LINT_PATHS)

@@ -1,7 +1,7 @@
 """Event log ring (meter.events): record codec, ring wrap, IC 7 entry/range reads, restart, and
 power cuts on littlefs (MicroPython only), on CPython and MicroPython."""
 
-from meter.events import EventLog, EventLogError, encode_into, decode_at, REC, PER_SEG
+from meter.events import EventLog, EventLogError, encode_into, decode_at, REC
 
 
 from fsutil import tmpdir as _tmpdir, rmtree as _rmtree  # noqa: E402

@@ -7,8 +7,6 @@ frames of ../shared/reference/dlms.md §1-2 (checked there against gurux and dlm
 import pytest
 
 from meter import cosem_values, server
-from meter.account import Account
-from meter.relay import DisconnectControl
 from protocol import apdu_client as apdu
 from protocol import hdlc_client as hdlc
 from protocol import axdr_client as axdr

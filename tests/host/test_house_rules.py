@@ -2,8 +2,8 @@
 
 - no module under host_tools/, hil/ or firmware/meter/ over 450 lines;
 - no function over 80 lines in those nor in protocol/ and firmware/boards/;
-- no path of one machine in any tracked file (a test or doc that names ``/work/...`` or a home
-  directory works on one machine only);
+- no path of one machine in any tracked file (a test or doc that names the absolute location of a
+  checkout or a home directory works on one machine only);
 - no test sleeps on a fixed time where it could wait on a condition: ``time.sleep`` in tests is
   allowed only on lines that say why (``# sleep-ok: <reason>``).
 Each failure names the file, the line and the rule.
