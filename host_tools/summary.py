@@ -6,14 +6,15 @@ returning a tagged A-XDR value and raising ``DataAccessError`` for a refused or 
 """
 from protocol import axdr_client as axdr
 from protocol.client_assoc import DataAccessError
+from host_tools import objects
 from host_tools.format import clock_iso
 
 # Object model (docs/CONTRACTS.md, IS 15959 / Blue Book OBIS).
-OBIS_CLOCK = "0.0.1.0.0.255"
-OBIS_ENERGY_IMPORT = "1.0.1.8.0.255"
-OBIS_ACCOUNT = "0.0.19.0.0.255"
-OBIS_CREDIT = "0.0.19.10.0.255"
-OBIS_DISCONNECT = "0.0.96.3.10.255"
+OBIS_CLOCK = objects.CLOCK.obis
+OBIS_ENERGY_IMPORT = objects.ENERGY_IMPORT.obis
+OBIS_ACCOUNT = objects.ACCOUNT.obis
+OBIS_CREDIT = objects.CREDIT.obis
+OBIS_DISCONNECT = objects.DISCONNECT_CONTROL.obis
 
 CONTROL_STATES = {0: "disconnected", 1: "connected", 2: "ready_for_reconnection"}
 PAYMENT_MODES = {1: "credit", 2: "prepayment"}

@@ -17,12 +17,13 @@ import pathlib
 
 import click
 
+from host_tools import objects
 from host_tools.firmware_src import firmware_module
 from host_tools.meterctl.common import CONTEXT, emit_json, link_options, make_client, run
 from protocol import axdr_client as axdr
 
-PROFILE_LN = "0.128.96.5.0.255"
-PROFILE_ERROR_LN = "0.128.96.5.1.255"
+PROFILE_LN = objects.PROFILE.obis
+PROFILE_ERROR_LN = objects.PROFILE_ERROR.obis
 
 
 class ProfileError(click.ClickException):

@@ -10,12 +10,13 @@ was accepted (status 3 tokenExecutionOk, or 2 for the first half of a key-change
 import click
 
 from host_tools import format as fmt
+from host_tools import objects
 from host_tools.client import DataAccessError
 from host_tools.meterctl.common import CONTEXT, EXIT_METER, emit_json, fail, link_options, make_client, run
 
-OBIS_GATEWAY = "0.0.19.40.0.255"
-OBIS_CREDIT = "0.0.19.10.0.255"
-OBIS_ACCOUNT = "0.0.19.0.0.255"
+OBIS_GATEWAY = objects.TOKEN_GATEWAY.obis
+OBIS_CREDIT = objects.CREDIT.obis
+OBIS_ACCOUNT = objects.ACCOUNT.obis
 STATUS_TEXT = {0: "formatOk", 1: "authenticationOk", 2: "validationOk", 3: "tokenExecutionOk",
                4: "tokenFormatFailure", 5: "authenticationFailure", 6: "validationResultFailure",
                7: "tokenExecutionResultFailure", 8: "tokenReceived"}
