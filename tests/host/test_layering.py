@@ -17,8 +17,8 @@ from host_tools.firmware_src import ROOT
 Imp = collections.namedtuple("Imp", "target line")
 Mod = collections.namedtuple("Mod", "name path imports tree")
 
-HOST_LIBRARY = ("client", "decode", "format", "vend", "keystore", "build", "objects", "firmware_src",
-                "repl", "deploy", "provision")
+HOST_LIBRARY = ("client", "decode", "decode_apdu", "format", "summary", "vend", "dkga", "keystore",
+                "build", "deploy", "provision", "repl", "flash", "objects", "firmware_src")
 DEVICE_TOPS = ("protocol", "meter", "boards", "main")
 
 
