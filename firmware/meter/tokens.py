@@ -12,7 +12,8 @@ Order of checks for one entered token (``TokenAcceptor.enter``)::
     class 1: CRC                 -> "crc" | accepted, action "test" (never encrypted)
     decrypt with the current key, CRC -> "crc"               (also: token for another meter)
     key-change section           -> "key_change_pending" | accepted, action "key_change"
-    subclass supported?          -> "wrong_subclass"
+    subclass supported?          -> "wrong_subclass"   (also the currency subclasses 4..7:
+                                                          not implemented, never credited)
     KEN: TID >> 16 > KEN         -> "key_expired"
     TID in store                 -> "used"
     store full, TID < oldest     -> "old"
@@ -28,7 +29,12 @@ each further wrong entry up to ``lockout_max_s``; an accepted encrypted token re
 Key change (Set1st/2nd[/3rd/4th]SectionDecoderKey): every section is decrypted with the
 current key; all sections (2 for a 64-bit EA07 key, 4 for a 128-bit EA11 key) must arrive
 within ``key_change_window_s`` of the first. Then KEN, KRN, KT, TI and the key are replaced;
-RO = 1 (TID rollover, base date 2014) clears the TID store; the credit is untouched.
+RO = 1 (TID rollover) clears the TID store and moves the base date on (1993 -> 2014 -> 2035);
+the credit is untouched.
+
+Lock-out: a "locked_out" result carries the seconds left in ``value`` and
+``TokenResult.text()`` says it ("locked_out: wait 40 s"), as ``lockout_s`` does for the entry
+that started it.
 """
 import time
 
@@ -87,6 +93,15 @@ class TokenResult:
         self.tests = ()
         self.mfr_code = None
         self.lockout_s = 0
+
+    def text(self):
+        """The reason as a display line: the reason word, and for a keypad lock-out how long
+        to wait ("locked_out: wait 40 s") or, for the entry that started one, its length."""
+        if self.reason == "locked_out" and self.value:
+            return "locked_out: wait %d s" % self.value
+        if self.lockout_s:
+            return "%s: keypad locked for %d s" % (self.reason, self.lockout_s)
+        return self.reason
 
     def __repr__(self):
         return "TokenResult(ok=%s, reason=%s, class=%s, subclass=%s, tid=%s, amount=%s, action=%s, value=%s)" % (
@@ -265,7 +280,8 @@ class TokenAcceptor:
         sub = f.subclass
         if cls == sts.CLASS_MANAGEMENT and sub in _KEY_SECTION:
             return self._key_section(now, f)
-        if f.layout != "data" or (cls == sts.CLASS_TRANSFER and sub not in self.credit_subclasses):
+        if f.layout != "data" or (cls == sts.CLASS_TRANSFER and (
+                sub not in self.credit_subclasses or sts.is_currency(cls, sub))):
             return TokenResult(False, "wrong_subclass", cls, sub)
         tid = f.tid
         if (tid >> 16) > self.ken:
@@ -331,7 +347,7 @@ class TokenAcceptor:
             key[4 * i + 1] = (p >> 16) & 0xFF
             key[4 * i + 2] = (p >> 8) & 0xFF
             key[4 * i + 3] = p & 0xFF
-        base = 2014 if s1.ro else self.base_date
+        base = sts.next_base_date(self.base_date) if s1.ro else self.base_date
         self._set_key(bytes(key), (s1.ken_half << 4) | s2.ken_half, s1.krn, s1.kt, s2.ti, base)
         if s1.ro:
             self._n = 0
@@ -345,7 +361,7 @@ class TokenAcceptor:
 
     def to_record(self):
         """State as compact bytes for power-fail-safe persistence (with the credit):
-        ``"TK" ver alg keylen key krn kt ti ken base(0=1993,1=2014) bad lock_until(u32 BE)
+        ``"TK" ver alg keylen key krn kt ti ken base(0=1993,1=2014,2=2035) bad lock_until(u32 BE)
         store_size n TID*n (3 bytes BE each)``. Contains the decoder key: keep it private."""
         kl = len(self._key)
         out = bytearray(_REC_HEAD + kl + 3 * self._n)
@@ -359,7 +375,7 @@ class TokenAcceptor:
         out[j + 1] = self.kt & 0xFF
         out[j + 2] = self.ti & 0xFF
         out[j + 3] = self.ken & 0xFF
-        out[j + 4] = 1 if self.base_date == 2014 else 0
+        out[j + 4] = 2 if self.base_date == 2035 else (1 if self.base_date == 2014 else 0)
         out[j + 5] = self._bad if self._bad < 255 else 255
         lu = self._lock_until if self._lock_until > 0 else 0
         out[j + 6] = (lu >> 24) & 0xFF
@@ -390,7 +406,7 @@ class TokenAcceptor:
         key = bytes(data[5:j])
         tids = bytes(data[j + 12:])
         self._set_key(key, data[j + 3], data[j], data[j + 1], data[j + 2],
-                      2014 if data[j + 4] else 1993)
+                      sts.BASE_DATES[data[j + 4]] if data[j + 4] < 3 else 1993)
         self._bad = data[j + 5]
         self._lock_until = (data[j + 6] << 24) | (data[j + 7] << 16) | (data[j + 8] << 8) | data[j + 9]
         if n > self.store_size:   # keep the newest TIDs if the store shrank
