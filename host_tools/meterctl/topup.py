@@ -24,7 +24,8 @@ REASON_TEXT = {"used": "USED: this token was already entered in this meter",
                "crc": "CRC/authentication failure: wrong meter, wrong key or a mistyped digit",
                "format": "format error: not a valid 20-digit token",
                "key_expired": "key expired (KEN): the vending key is no longer valid for this meter",
-               "locked_out": "keypad locked out after repeated wrong tokens: wait and retry",
+               "locked_out": "keypad locked out after repeated wrong tokens: retry in 10 s (the lock doubles "
+                             "with each further wrong token, up to 21 min 20 s by default)",
                "wrong_class": "token class not accepted",
                "wrong_subclass": "token subclass not supported by this meter",
                "no_sts_key": "this meter has no STS decoder key provisioned (meterctl provision)"}
