@@ -330,11 +330,11 @@ class ModbusEmulator:
         the bus master has sent one more request that got silence: a master that polls in a
         loop (read, use the reading, poll again) has then used every earlier answer. Yields
         the emulator. EmulatorError if that does not happen within ``timeout`` s (a master that
-        stopped polling: pass ``until_asked=False``).
+        stopped polling: pass ``until_asked=False``), or at once while `stall` is on.
         """
         with self._cond:
-            if self._silent:
-                raise EmulatorError("already silent")
+            if self._silent or self._stalled:
+                raise EmulatorError("already silent" if self._silent else "stalled")
             self._silent = True
             asked = self._silenced
             ok = self._cond.wait_for(

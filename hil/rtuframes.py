@@ -59,8 +59,9 @@ def index(at, length, room=0):
 
 
 class Framer:
-    """``Framer(length_fn, gap)``: `request_len` or `reply_len`, silence in s. Cuts one direction's byte stream into frames (by length) and raw runs (unknown bytes,
-    or an incomplete frame after a silence of ``gap`` s)."""
+    """Cuts one direction's byte stream into frames (by length) and raw runs (unknown bytes,
+    or an incomplete frame after a silence of ``gap`` s): ``Framer(length_fn, gap)`` with
+    `request_len` or `reply_len`."""
 
     def __init__(self, length_fn, gap):
         self._len = length_fn
