@@ -9,7 +9,6 @@ import pytest
 import serial
 from gurux_dlms.enums import DataType
 
-from hil import identity
 from protocol import hdlc_client as hdlc
 from protocol import apdu_client as apdu
 from test_hls_interop import SecurePeer, frame_counter, gurux, hls_rig
