@@ -70,7 +70,7 @@ def load_profile(path):
 def max_wire_len():
     """The firmware's own limit: its max receive APDU (``meter.server``, announced in the AARE).
     A SET request longer than that is refused by the meter."""
-    return getattr(firmware_module("meter.server"), "_SERVER_MAX_PDU")
+    return getattr(firmware_module("meter.acse"), "_SERVER_MAX_PDU")
 
 
 def check(profile):
