@@ -68,7 +68,7 @@ def load_profile(path):
 
 
 def max_wire_len():
-    """The firmware's own limit: its max receive APDU (``meter.server``, announced in the AARE).
+    """The firmware's own limit: its max receive APDU (``meter.acse``, announced in the AARE).
     A SET request longer than that is refused by the meter."""
     return getattr(firmware_module("meter.acse"), "_SERVER_MAX_PDU")
 
