@@ -291,7 +291,10 @@ class DlmsClient:
     def exchange(self, request):
         """Send one APDU and return the reply APDU (``ClientLink`` segments both ways, polls a
         silent meter with RR ``retries`` times and repeats a lost I-frame, IEC 62056-46
-        §6.4.4.4.3.4). Raises LinkTimeout, ProtocolError, LocalProtocolError."""
+        §6.4.4.4.3.4). Raises LinkTimeout, ProtocolError, LocalProtocolError, Interrupted (a
+        ``cancel()`` before the request is written: then nothing was sent)."""
+        if self.cancel is not None and self.cancel():
+            raise Interrupted("interrupted before sending on %s" % self.port)
         self._write(self.link_layer.send_apdu(request))
         return self._await(cl.Apdu).data
 

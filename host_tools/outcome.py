@@ -203,11 +203,17 @@ def _check(open_client, change, before, doubt, attempts, pause, sleep):
 class SigintFlag:
     """Ctrl-C as a flag: while installed (``with SigintFlag() as f``), SIGINT is counted instead
     of raising KeyboardInterrupt anywhere; ``take()`` returns True once per Ctrl-C (pass it as
-    the client's ``cancel``, so an exchange stops at a known point). Installed only in the main
-    thread (elsewhere it counts nothing and changes nothing). ``count`` = Ctrl-Cs seen."""
+    the client's ``cancel``, so an exchange stops at a known point), once per two after
+    ``patient()``. Installed only in the main
+    thread (elsewhere it counts nothing and changes nothing). ``count`` = Ctrl-Cs seen.
+    ``ignore_after=True`` leaves SIGINT ignored on exit instead of restoring the old handler:
+    for a process that ends with the command (Python resets handlers to the default action at
+    finalization, so a late Ctrl-C would otherwise kill it with -2 after a reported outcome)."""
 
-    def __init__(self):
+    def __init__(self, ignore_after=False):
         self.count = 0
+        self.ignore_after = ignore_after
+        self.needed = 1              # Ctrl-Cs that make one ``take`` (2 while a check runs)
         self._taken = 0
         self._saved = None
 
@@ -215,11 +221,17 @@ class SigintFlag:
         self.count += 1
 
     def take(self):
-        """True if a Ctrl-C arrived since the last ``take`` (consumes it)."""
-        if self._taken < self.count:
+        """True if ``needed`` Ctrl-Cs arrived since the last ``take`` (consumes them)."""
+        if self.count - self._taken >= self.needed:
             self._taken = self.count
             return True
         return False
+
+    def patient(self):
+        """From now on one Ctrl-C is not enough: ``take`` needs two (a check after a doubt is
+        short and bounded; one Ctrl-C during it must not leave the outcome unknown)."""
+        self._taken = self.count
+        self.needed = 2
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -228,6 +240,6 @@ class SigintFlag:
 
     def __exit__(self, *exc):
         if self._saved is not None:
-            signal.signal(signal.SIGINT, self._saved)
+            signal.signal(signal.SIGINT, signal.SIG_IGN if self.ignore_after else self._saved)
             self._saved = None
         return False

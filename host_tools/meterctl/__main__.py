@@ -10,6 +10,8 @@ def main():
     """Run meterctl on ``sys.argv``; exits with meterctl's exit code."""
     try:
         from host_tools.meterctl.cli import main as cli_main
+        from host_tools.meterctl.common import PROCESS
+        PROCESS["owned"] = True      # a change's reported outcome is final: no late Ctrl-C
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)

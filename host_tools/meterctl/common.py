@@ -30,6 +30,7 @@ EXIT_USAGE = 2
 EXIT_NO_ANSWER = 3
 EXIT_UNKNOWN = 4
 EXIT_INTERRUPTED = 130
+PROCESS = {"owned": False}   # set by the entry point (__main__): the process ends with the command
 
 EXIT_CODES_HELP = (
     "\b\nExit codes:\n"
@@ -188,7 +189,7 @@ def run_change(kw, change, show, hint=None, refused=None, finish=None):
     ``finish(out)`` (optional) runs first with the outcome (the top-up record). With --json
     the outcome is printed as JSON in every case that has one."""
     make_client(kw, True)                    # usage errors before the port is touched
-    with SigintFlag() as flag:
+    with SigintFlag(ignore_after=PROCESS["owned"]) as flag:
         out = _perform(kw, change, flag)
         if finish is not None:
             finish(out)
@@ -197,8 +198,9 @@ def run_change(kw, change, show, hint=None, refused=None, finish=None):
 
 def _perform(kw, change, flag):
     def doubt(text):
-        click.echo("meterctl: %s: %s; checking on the meter whether it was applied"
-                   % (change.what, text), err=True)
+        flag.patient()
+        click.echo("meterctl: %s: %s; checking on the meter whether it was applied (Ctrl-C "
+                   "twice to stop checking)" % (change.what, text), err=True)
 
     try:
         with portlock.hold(kw["port"], command_text()):
