@@ -197,3 +197,58 @@ def test_retry_of_an_applied_top_up_is_refused_unless_forced(rig, tmp_path):
                        cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert recharged(rig) == 2 * 4242
+
+
+def _cli(port, *args):
+    from click.testing import CliRunner
+    from host_tools.meterctl.cli import meterctl
+
+    return CliRunner().invoke(meterctl, list(args) + ["--port", port, "--password", PASSWORD,
+                                                      "--timeout", "0.5"])
+
+
+def test_relay_command_with_a_lost_answer_is_checked(rig, tmp_path):
+    with LineCut(rig.port) as cut:
+        cut.arm(is_action_request, heal=is_snrm)
+        r = _cli(cut.path, "relay", "disconnect")
+        assert cut.cuts == 1
+    assert r.exit_code == 0 and "checked on the meter: applied" in r.stderr, r.output
+    with DlmsClient(rig.port) as c:
+        assert c.get(70, "0.0.96.3.10.255", 3)[1] == 0
+
+
+def test_token_with_a_lost_answer_is_checked(rig_factory, tmp_path):
+    import shutil
+    from host_tools import vend
+
+    tables = ROOT / "firmware" / "sts_sample_tables.json"
+    pan = vend.build_pan("600727", "01234567890")
+    key = vend.derive_decoder_key("abababababababab", pan, "123456", 1, 1, 2, 2014, "ea07")
+    sts = {"decoder_key": key.hex(), "algorithm": "ea07", "tables": "sts_tables.json",
+           "base_date": 2014, "krn": 1, "kt": 2, "ti": 1, "store_size": 50}
+    rig = rig_factory(config={"sts": sts, "tariff_paise_per_kwh": 650}, start=False)
+    shutil.copyfile(tables, rig.state_dir / "sts_tables.json")
+    rig.start()
+    tok = vend.vend_token(key.hex(), algorithm="ea07", tables=str(tables), base_date=2014,
+                          amount=100, issued=1767225600, rnd=3)["token"]
+    with LineCut(rig.port) as cut:
+        cut.arm(is_action_request, heal=is_snrm)
+        r = _cli(cut.path, "topup", tok)
+        assert cut.cuts == 1
+    assert r.exit_code == 0 and "checked on the meter: applied" in r.stderr, r.output
+    r = _cli(rig.port, "topup", tok)                  # entering it again is safe: USED
+    assert r.exit_code == 1 and "USED" in r.stderr, r.output
+    with DlmsClient(rig.port) as c:
+        assert c.get(112, "0.0.19.10.0.255", 2)[1] == 100 * 650 // 10
+
+
+def test_set_with_a_lost_answer_is_checked(rig):
+    def is_set(frame):
+        return frame.info[:4] == b"\xe6\xe6\x00\xc1"               # SET-Request
+    with LineCut(rig.port) as cut:
+        cut.arm(is_set, heal=is_snrm)
+        r = _cli(cut.path, "set", "0.0.1.0.0.255", "2", "--value", "date-time:2026-03-01T10:00:00+05:30")
+        assert cut.cuts == 1
+    assert r.exit_code == 0 and "checked on the meter: applied" in r.stderr, r.output
+    with DlmsClient(rig.port) as c:
+        assert c.get_raw(8, "0.0.1.0.0.255", 2)[2:6] == b"\x07\xea\x03\x01"      # 2026-03-01
