@@ -24,7 +24,6 @@ for p in (ROOT, ROOT / "firmware", ROOT / "tests" / "support"):
 
 from protocol import apdu_client as apdu  # noqa: E402
 from protocol import hdlc_client as hdlc  # noqa: E402
-from protocol import axdr_client as axdr  # noqa: E402
 
 BAUD = 9600
 
@@ -139,7 +138,7 @@ def model_event_log(max_info, max_pdu, n_events=300):
     """Frame-level model: the server code on CPython with an n-entry log; returns
     (payload bytes, wire bytes both ways, frames)."""
     from fake_meter import Meter
-    from meter import cosem, server
+    from meter import server
     m = Meter(n_events=n_events)
     link = server.HdlcLink(m, 1, None, max_info)
     wire = [0, 0]
@@ -165,7 +164,7 @@ def model_event_log(max_info, max_pdu, n_events=300):
                 return bytes(resp[3:])
             out = send(hdlc.ctrl_rr(state["vr"]))
 
-    out = send(hdlc.SNRM, hdlc.encode_params(max_info, max_info, 1, 1))
+    send(hdlc.SNRM, hdlc.encode_params(max_info, max_info, 1, 1))
     request(apdu.build_aarq(mechanism=apdu.MECH_LLS, auth_value=b"00000000", max_pdu=max_pdu))
     wire[0] = wire[1] = 0
     payload = bytearray()

@@ -44,7 +44,7 @@ MODULES = ["protocol.crc", "protocol.obis", "protocol.axdr", "protocol.hdlc", "p
            "protocol.modbus_rtu", "protocol.gbt", "protocol.security", "protocol.sts",
            "protocol.ea07", "protocol.misty1", "meter.timeutil", "meter.account", "meter.relay",
            "meter.policy", "meter.tariff", "meter.limiter", "meter.store", "meter.events",
-           "meter.profile", "meter.metrology", "meter.cosem",
+           "meter.profile", "meter.metrology", "meter.cosem_values", "meter.cosem",
            "meter.tokens", "meter.server", "meter.app", "boards.unix"]
 
 

@@ -127,4 +127,4 @@ class ControlState:
     def trace_lines(self, n=20):
         """The last ``n`` traced lines as text: "> sent", "< received", repeats as " (xN)"."""
         items = list(self._trace)[-n:]
-        return ["%s %s%s" % (d, l, " (x%d)" % k if k > 1 else "") for d, l, k in items]
+        return ["%s %s%s" % (d, ln, " (x%d)" % k if k > 1 else "") for d, ln, k in items]

@@ -97,7 +97,7 @@ def inspect(image, blocks, segments=20, micropython=None, firmware_dir=None, tim
         proc = subprocess.run([micropython or find_micropython(), "-X", "heapsize=2M", "-c", _HELPER,
                                copy, str(blocks), str(segments)],
                               capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise FlashToolError("flash inspection failed (rc %s): %s%s"
                              % (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))

@@ -18,7 +18,7 @@ vfs.mount(vfs.VfsRom(_img), "/rom")
 sys.path.insert(0, "/rom")
 sys.path.append(_b["main_dir"])
 del _b, f
-import gc
+import gc  # noqa: E402  (the ROMFS image must be mounted before anything is imported from it)
 gc.collect()
 import main  # noqa: E402  (firmware/main.py: its main() reads board.json from argv)
 

@@ -28,7 +28,7 @@ import json
 import time
 
 from host_tools import build as _build
-from host_tools import deploy, provision as _prov
+from host_tools import deploy, objects, provision as _prov
 from host_tools.firmware_src import ROOT
 from host_tools.repl import BOARDS, Device, FlashError, board_info, check_board, decode_sys_mpy, \
     mpy_cross_mpy_version
@@ -36,8 +36,8 @@ from host_tools.repl import BOARDS, Device, FlashError, board_info, check_board,
 __all__ = ["FlashError", "SerialTarget", "confirm_dlms", "flash", "provision", "OBIS_LDN",
            "OBIS_FIRMWARE"]
 
-OBIS_LDN = "0.0.42.0.0.255"         # COSEM logical device name (IC 1 Data), = meter serial
-OBIS_FIRMWARE = "1.0.0.2.0.255"     # active firmware identifier (IC 1 Data)
+OBIS_LDN = objects.LDN.obis               # COSEM logical device name (IC 1 Data), = meter serial
+OBIS_FIRMWARE = objects.FIRMWARE_ID.obis  # active firmware identifier (IC 1 Data)
 
 
 def confirm_dlms(port, serial=None, baud=9600, timeout=3.0, attempts=10):

@@ -1,15 +1,14 @@
 import pathlib
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 for p in (ROOT, ROOT / "firmware", ROOT / "tests" / "device", ROOT / "tests" / "support"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
 pytest_plugins = ["hil.pytest_plugin"]
-
-
-import pytest
 
 
 @pytest.fixture(autouse=True)

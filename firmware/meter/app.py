@@ -4,12 +4,9 @@ Board-independent (never imports ``machine``): everything physical comes from th
 (``boards/*.py``). Config (``config.json`` in the meter's filesystem) holds identity, passwords,
 tariff and policy; state (credit, energy, relay) lives in a two-slot journal (``meter.store``).
 
-Persistence rule (DESIGN.md §5): a change the meter acknowledges over DLMS (top-up, relay command,
-setting) is journaled before the response leaves the UART; consumption is journaled when
-``persist_wh`` Wh have accumulated, or after ``persist_s`` seconds with any consumption (the
-cadence; ``persist_wh`` None = the board's ``persist_wh``, else 10: a board whose littlefs programs
-256-byte pages asks for fewer records, bench/bench_wear.py). Energy measured by the metering module
-while the meter was down is picked up from the module's own counter at boot.
+Persistence rule (DESIGN.md §5; details in docs/CONTRACTS.md "config.json"): a change the meter
+acknowledges over DLMS is journaled before the response leaves the UART; consumption every
+``persist_wh`` Wh or ``persist_s`` seconds.
 """
 import asyncio
 import gc
@@ -18,8 +15,7 @@ import json
 from protocol import hdlc
 from meter.account import Account
 from meter.metrology import Pzem004t
-from meter.policy import Policy
-from meter.tariff import Tariff, ConfigError
+from meter.tariff import ConfigError
 from meter.relay import DisconnectControl, READY
 from meter.server import HdlcLink
 from meter.store import Journal
@@ -33,27 +29,24 @@ except ImportError:
 
 FIRMWARE_VERSION = "0.1.0"
 
-# config.json (provisioning and settings; every key optional, the default after the colon):
-#   serial: "PPM0000001" (logical device name unless logical_device_name is given),
-#   server_address: 1, physical_address: null, inactivity_s: 120 (HDLC link),
-#   passwords: {"1": "12345678", "32": "00000000", "48": "ABCDEFGH"} (LLS, by client SAP),
-#   tariff_paise_per_kwh: 650, credit_paise: 0 (first boot), payment_mode: 2 (prepayment),
-#   control_mode: 5, modbus_unit: 1, tz_minutes: 330, max_info: 512, event_segments: 20,
-#   persist_wh: null (the board's persist_wh, flash wear; else 10), persist_s: 60,
-#   sts: null; else {"decoder_key": hex in IEC order (provisioned per meter, never committed),
-#     "algorithm": "ea07", "tables": "sts_tables.json" (EA07 tables in the meter's filesystem),
-#     "ken", "store_size", "krn", "kt", "ti", "base_date", "lockout_*"} (IEC 62055-41),
-#   credit_unit: 0 (paise; 1 = 0.1 kWh), tariff / policy / limiter sections (meter.tariff,
-#     meter.policy, meter.limiter; shipped profiles in profiles/*.json), name.
-# Only what runs after boot is kept (as attributes); the parsed JSON is dropped.
+# config.json (every key optional): docs/CONTRACTS.md "config.json". Only what runs after boot
+# is kept (as attributes); the parsed JSON is dropped.
 
-# IC 115 token_status_code per STS outcome (the reason text, then the code digit); any other
-# reason is 7 tokenExecutionResultFailure
-_TOKEN_STATUS = (b" accepted=3 key_change_pending=2 format=4 wrong_class=4 crc=5 key_expired=6"
-                 b" used=6 old=6 locked_out=6 ")
-_EV_TOKEN_ACCEPTED = const(50)
-_EV_TOKEN_REJECTED = const(51)
-_EV_BILL = const(64)          # billing month closed [energy + fixed + duty paise]
+# event codes (meter.events, checked by tests/host/test_checked_copies.py)
+_EV_FIRST_BOOT = const(1)
+_EV_POWER_DOWN = const(2)
+_EV_POWER_UP = const(3)
+_EV_WATCHDOG = const(4)
+_EV_CREDIT = const(10)
+_EV_CLOCK_SET = const(20)
+_EV_CONFIG = const(21)
+_EV_RELAY_OPEN = const(42)
+_EV_RELAY_CLOSE = const(43)
+_EV_COVER_OPEN = const(60)
+_EV_COVER_CLOSED = const(61)
+_EV_BILL = const(64)
+_EV_DLMS_ERROR = const(90)
+_EV_STORE_ERROR = const(91)
 _CREDIT_ENERGY = const(1)     # Account.unit: credit register in 0.1 kWh
 
 
@@ -89,14 +82,14 @@ class Meter:
         ldn = g("logical_device_name") or g("serial", "PPM0000001")
         self.logical_device_name = ldn.encode() if isinstance(ldn, str) else bytes(ldn)
         self.account = Account(int(g("tariff_paise_per_kwh", 650)), int(g("credit_paise", 0)),
-                               int(g("payment_mode", 2)),
-                               1 if g("credit_unit") else 0)
+                               int(g("payment_mode", 2)), 1 if g("credit_unit") else 0)
         self.dc = DisconnectControl(int(g("control_mode", 5)))
+        from meter.profile import build
         try:
-            self.tariff, self.policy = self._build(cfg)
+            self.tariff, self.policy = build(cfg)
             cfg_err = None
         except ConfigError as e:  # a bad config.json must not brick the meter: defaults, and say so
-            self.tariff, self.policy = self._build({})
+            self.tariff, self.policy = build({})
             cfg_err = e
         _drop_profile()
         # what runs after boot, the rest of the config is not kept
@@ -108,20 +101,23 @@ class Meter:
         self._t_prev = None        # end of the last charged metering interval (epoch s)
         self.config_error = ""     # "field: reason" of the last refused profile (apply_config)
         self.module_wh = None      # last metering-module energy reading taken into account
-        self._persisted_wh = 0
-        self._persisted_t = 0
+        self._persisted_wh = self._persisted_t = 0
         self._pev = None           # [seq, epoch, code, detail] of the last journaled command event
         self.persist_wh = int(g("persist_wh") or getattr(board, "persist_wh", 10))
-        self.tokens = self._make_acceptor(g("sts"))
-        # IC 115 (meter.cosem): last token, its time, the STS reason text, delivery method,
-        # token_status_code (8 tokenReceived)
+        sts = g("sts")
+        if sts:
+            from meter.tokens import acceptor
+            self.tokens = acceptor(sts, board.path)
+        else:
+            self.tokens = None
+        # IC 115 (meter.cosem_values): token, time, reason, delivery, status 8 tokenReceived
         self.token_gateway = [b"", 0, b"", 0, 8]
         # after the token acceptor: its EA07 tables want large blocks of an unfragmented heap
         self.journal = Journal(board.path("j/state"))
         self.event_log = ev.EventLog(board.path("ev"), int(cfg.get("event_segments", 20)))
         self._restore()
         if cfg_err is not None:
-            self.event(ev.EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")
+            self.event(_EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")
         self.metro = None
         self._relay_out = None
         board.on_button = self.button
@@ -131,7 +127,7 @@ class Meter:
     def _restore(self):
         s = self.journal.load()
         if s is None:
-            self.event(ev.EV_FIRST_BOOT, "first boot")
+            self.event(_EV_FIRST_BOOT, "first boot")
             return
         hot = self.journal.hot
         pev = self._pev = s.get("pev")
@@ -141,8 +137,7 @@ class Meter:
         a.restore(s["acc"])
         a.credit, a.rem, a.import_wh = hot[0], hot[1], hot[2]
         self.module_wh = hot[3] if hot[3] >= 0 else None
-        self.dc.control_mode = s["mode"]
-        self.dc.control_state = s["cs"]
+        self.dc.control_mode, self.dc.control_state = s["mode"], s["cs"]
         self.dc.cause = s.get("cause", "")
         if "tar" in s and a.unit != _CREDIT_ENERGY:
             self.tariff.restore(s["tar"], a.credit, a.rem, a.import_wh)
@@ -156,17 +151,17 @@ class Meter:
             try:
                 self.tokens.from_record(bytes.fromhex(tok))
             except Exception:
-                self.event(ev.EV_STORE_ERROR, "token store record unreadable", "tok")
+                self.event(_EV_STORE_ERROR, "token store record unreadable", "tok")
         t = hot[4]
         if t > self.board.time():
             self.board.set_time(t)  # never let the clock run backwards across a restart
         self._persisted_wh = a.import_wh
         self._persisted_t = t
         # the supply went away after the last record (time: last known alive), now it is back
-        self._log(t, ev.EV_POWER_DOWN, None)
+        self._log(t, _EV_POWER_DOWN, None)
         if getattr(self.board, "reset_cause", "power") == "wdt":
-            self.event(ev.EV_WATCHDOG, "watchdog reset")
-        self.event(ev.EV_POWER_UP, "power up")
+            self.event(_EV_WATCHDOG, "watchdog reset")
+        self.event(_EV_POWER_UP, "power up")
 
     def _cold_acc(self):
         """Account.state() with the hot values (credit, rem, import_wh) zeroed: they travel in
@@ -180,14 +175,11 @@ class Meter:
             a.credit, a.rem, a.import_wh = c, r, w
 
     def persist(self, ev=None):
-        """Journal the whole state; returns when it is on flash (meter.store: a full record if
-        anything but credit/remainder/energy/clock changed, else a 30-byte hot record).
-
-        ``ev`` = (code, text, detail): the event of the acknowledged change being journaled. It
-        goes into the record (``pev``, with the event-log sequence number it will get) and then
-        into the event log, so a cut between the two is repaired at boot (``_restore``): the log
-        never misses the event of a change the state has.
-        """
+        """Journal the whole state; returns when it is on flash (meter.store: a full record, or
+        a 30-byte hot record if only credit/remainder/energy/clock changed). ``ev`` = (code,
+        text, detail): the event of the change, journaled in the record (``pev``, with its
+        event-log sequence number) and then logged: a cut between the two is repaired at boot
+        (``_restore``), so the log never misses the event of a change the state has."""
         now = self.board.time()
         a = self.account
         mwh = self.module_wh
@@ -211,17 +203,16 @@ class Meter:
             pass  # the flash refuses: the event still goes out on the report line
 
     def event(self, code, text, detail=None):
-        """Log an event (meter.events: EV_* code, ``detail`` int or short str) on flash and
-        report it."""
+        """Log an event (meter.events code; ``detail`` int or short str) on flash, report it."""
         self._log(self.board.time(), code, detail)
         self.board.report("event %d %s" % (code, text))
 
     def cover(self, opened):
         """Meter-cover switch (tamper): True = cover removed."""
         if opened:
-            self.event(ev.EV_COVER_OPEN, "tamper: cover opened")
+            self.event(_EV_COVER_OPEN, "tamper: cover opened")
         else:
-            self.event(ev.EV_COVER_CLOSED, "cover closed")
+            self.event(_EV_COVER_CLOSED, "cover closed")
 
     def check_password(self, client, value):
         pw = self._pw.get(str(client))
@@ -235,81 +226,16 @@ class Meter:
         except ValueError:
             return False
         self.evaluate()
-        self.persist((ev.EV_CREDIT, "credit +%d paise via %s" % (paise, source), paise))
+        self.persist((_EV_CREDIT, "credit +%d paise via %s" % (paise, source), paise))
         return True
 
     # --- STS tokens -----------------------------------------------------------------------
-    def _make_acceptor(self, sts_cfg):
-        if not sts_cfg:
-            return None
-        from meter.tokens import TokenAcceptor
-        tables = None
-        if sts_cfg.get("algorithm", "ea07") == "ea07":
-            tables = self.board.path(sts_cfg.get("tables", "sts_tables.json"))
-        return TokenAcceptor(bytes.fromhex(sts_cfg["decoder_key"]), sts_cfg.get("algorithm", "ea07"),
-                             tables, ken=sts_cfg.get("ken", 255), store_size=sts_cfg.get("store_size", 50),
-                             krn=sts_cfg.get("krn", 1), kt=sts_cfg.get("kt", 2), ti=sts_cfg.get("ti", 1),
-                             base_date=sts_cfg.get("base_date", 1993),
-                             lockout_after=sts_cfg.get("lockout_after", 3),
-                             lockout_base_s=sts_cfg.get("lockout_base_s", 10),
-                             lockout_max_s=sts_cfg.get("lockout_max_s", 1280))
-
     def enter_token(self, raw, delivery=0):
-        """Enter one 20-digit STS token (bytes or str; spaces and dashes ignored).
-
-        Applies the token's action, journals the result (TID store + credit) and only then
-        returns, so an acknowledgement over the UART always follows the flash write.
-        Returns the TokenResult (``ok``, ``reason`` ...). Also updates ``token_gateway``.
-        """
-        if isinstance(raw, (bytes, bytearray)):
-            try:
-                text = bytes(raw).decode()
-            except Exception:
-                text = ""
-        else:
-            text = raw
-        digits = "".join(c for c in text if c not in " -")
-        now = self.board.time()
-        g = self.token_gateway
-        g[0] = digits.encode()
-        g[1] = now
-        g[3] = delivery
-        if self.tokens is None:   # no STS key provisioned: the meter cannot judge any token
-            from meter.tokens import TokenResult
-            r = TokenResult(False, "no_sts_key")
-        else:
-            r = self.tokens.enter(digits, now)
-        if r.ok and r.reason == "accepted":
-            a = self.account
-            act = r.action
-            if act == "credit":
-                # an electricity token (0.1 kWh units) on a currency register: amount x tariff,
-                # rounded up to the paisa in the customer's favour (as STS rounds amounts,
-                # IEC 62055-41 §6.3.5)
-                paise = -((-r.amount * a.rate) // 10)
-                if paise > 0:
-                    try:
-                        self.policy.top_up(self, paise, self.board.time())
-                    except ValueError:
-                        pass
-            elif act == "clear_credit":
-                a.credit = 0
-                a.rem = 0
-            elif act == "tariff":
-                a.rate = r.value
-                self.tariff.set_rate(r.value)          # the flat tariff the engine charges from now
-            elif act == "mpl":
-                self.policy.limiter.set_mpl(r.value)    # IC 71 threshold
-        d = r.reason.encode()
-        i = _TOKEN_STATUS.find(b" " + d + b"=")
-        g[4] = _TOKEN_STATUS[i + len(d) + 2] - 48 if i >= 0 else 7
-        g[2] = d
-        self.evaluate()
-        if r.ok:
-            self.persist((_EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid), r.tid))
-        else:
-            self.persist((_EV_TOKEN_REJECTED, "token rejected: %s" % r.reason, r.reason))
-        return r
+        """Enter one 20-digit STS token (bytes or str; spaces and dashes ignored) delivered by
+        ``delivery`` (IC 115 enum): ``meter.tokens.enter`` applies it and journals the result
+        before it returns. Returns the TokenResult (``ok``, ``reason`` ...)."""
+        from meter.tokens import enter
+        return enter(self, raw, delivery)
 
     def remote_disconnect(self):
         ok = self.dc.remote_disconnect()
@@ -329,18 +255,18 @@ class Meter:
         if not self.dc.set_mode(mode):
             return False
         self.evaluate()
-        self.persist((ev.EV_CONFIG, "control_mode %d" % mode, "ctl_mode"))
+        self.persist((_EV_CONFIG, "control_mode %d" % mode, "ctl_mode"))
         return True
 
     def set_payment_mode(self, mode):
         self.account.payment_mode = mode
         self.evaluate()
-        self.persist((ev.EV_CONFIG, "payment_mode %d" % mode, "pay_mode"))
+        self.persist((_EV_CONFIG, "payment_mode %d" % mode, "pay_mode"))
 
     def set_clock(self, epoch):
         old = self.board.time()
         self.board.set_time(epoch)
-        self.persist((ev.EV_CLOCK_SET, "clock set", old))
+        self.persist((_EV_CLOCK_SET, "clock set", old))
 
     def button(self):
         """Push button: selects emergency credit if the policy offers it, clears an MPL
@@ -366,19 +292,9 @@ class Meter:
         self.persist()
         return True
 
-    def _build(self, cfg):
-        """(Tariff, Policy) from a config dict; raises ConfigError(field, reason)."""
-        for key, ok, dflt in (("payment_mode", (1, 2), 2), ("control_mode", tuple(range(7)), 5),
-                              ("credit_unit", (0, 1), 0)):
-            if cfg.get(key, dflt) not in ok:
-                raise ConfigError(key, "one of %r expected" % (ok,))
-        t = cfg.get("tariff") or {"rate": cfg.get("tariff_paise_per_kwh", 650)}
-        return Tariff(t), Policy(cfg)
-
     def profile_bytes(self):
-        """The profile in force as compact JSON (what 0.128.96.5.0.255 attr 2 serves): the
-        profile fields of config.json, the defaults for payment_mode, control_mode,
-        credit_unit and tz_minutes."""
+        """The profile in force as compact JSON (0.128.96.5.0.255 attr 2): the profile fields of
+        config.json, defaults for payment_mode, control_mode, credit_unit and tz_minutes."""
         c = _config(self.board)
         out = {}
         for k, v in (("name", None), ("tariff", None), ("policy", None), ("limiter", None),
@@ -404,17 +320,17 @@ class Meter:
         return True
 
     def apply_config(self, new):
-        """Apply a profile (dict with any of tariff, policy, limiter, payment_mode, control_mode,
-        credit_unit, tz_minutes). The whole result is validated first: a bad one raises
-        ConfigError(field, reason) (also kept in ``config_error``) and nothing changes. Running
-        counters carry over; config.json and the journal are written before returning."""
-        from meter.profile import check_profile
+        """Apply a profile (dict, keys of meter.profile.PROFILE_KEYS). The whole result is
+        validated first: a bad one raises ConfigError(field, reason) (also kept in
+        ``config_error``) and nothing changes. Running counters carry over; config.json and the
+        journal are written before returning."""
+        from meter.profile import check_profile, build
         try:
             check_profile(new)
             cfg = _config(self.board)
             cfg.update(new)
             cfg.pop("about", None)
-            tariff, policy = self._build(cfg)
+            tariff, policy = build(cfg)
         except ConfigError as e:
             self.config_error = "%s: %s" % (e.field, e.reason)
             raise
@@ -435,7 +351,7 @@ class Meter:
         import os
         os.rename(tmp, self.board.path("config.json"))
         self.evaluate()
-        self.persist((ev.EV_CONFIG, "profile %s applied" % cfg.get("name", "?"), "profile"))
+        self.persist((_EV_CONFIG, "profile %s applied" % cfg.get("name", "?"), "profile"))
 
     # --- policy --------------------------------------------------------------------------
     def evaluate(self):
@@ -447,24 +363,21 @@ class Meter:
             self.board.relay(out)
             cause = self.dc.cause
             if prev is not None and cause != "credit":   # the policy logs its own (EV 40/41)
-                self.event(ev.EV_RELAY_CLOSE if out else ev.EV_RELAY_OPEN,
+                self.event(_EV_RELAY_CLOSE if out else _EV_RELAY_OPEN,
                            "relay %s (%s)" % ("closed" if out else "open", cause), cause or "?")
 
     # --- tasks -----------------------------------------------------------------------------
     def meter_tick(self):
-        """Take the latest module energy reading into account and decide.
-
-        The Wh since the last reading are charged by the tariff over [t_prev, now] (constant
-        power assumed within the interval; TOD, midnight, billing-date and slab boundaries
-        inside it are split, meter.tariff)."""
+        """Take the latest module energy reading into account and decide: the Wh since the last
+        reading are charged by the tariff over [t_prev, now] (constant power assumed; TOD,
+        midnight, billing-date and slab boundaries inside it are split, meter.tariff)."""
         m = self.metro
         now = self.board.time()
         a = self.account
         if m is not None and m.fresh and m.energy_wh is not None:
             e = m.energy_wh
             last = self.module_wh
-            # the first reading charges nothing; a counter below the last reading was reset:
-            # count from zero
+            # the first reading charges nothing; a counter below the last one was reset: from 0
             wh = 0 if last is None else (e - last if e >= last else e)
             self.module_wh = e
             t0 = self._t_prev
@@ -518,7 +431,7 @@ class Meter:
                 try:
                     out = link.on_frame(f)
                 except Exception as e:  # a bug must not take the meter off the air
-                    self.event(90, "dlms error %r" % (e,))
+                    self.event(_EV_DLMS_ERROR, "dlms error %r" % (e,))
                     link._ndm()
                     out = ()
                 for frame in out:

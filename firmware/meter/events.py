@@ -11,7 +11,7 @@ Read API (for IC 7 attribute 2 with selective access, Blue Book IC 7 "buffer"):
 - ``by_time(t_from, t_to)``: generator of the entries with ``t_from <= epoch <= t_to`` (epoch
   seconds, UTC), oldest first: IC 7 range_descriptor (access selector 1) on the clock column.
 
-``epoch`` is RTC seconds (UTC), ``code`` an event code (EV_* below), ``detail`` an int (e.g. paise,
+``epoch`` is RTC seconds (UTC), ``code`` an event code (``_EV_*`` below), ``detail`` an int (e.g. paise,
 a reason number) or a short str (at most 8 bytes, e.g. "remote"). Both generators read one
 segment (120 bytes) at a time into a preallocated buffer: the ring is never loaded into RAM.
 
@@ -44,27 +44,37 @@ REC = const(24)
 PER_SEG = const(5)
 _SEG_BYTES = const(120)
 
-# event codes (this meter's numbering; detail in brackets)
-EV_FIRST_BOOT = const(1)
-EV_POWER_DOWN = const(2)        # epoch = last time the meter was known alive
-EV_POWER_UP = const(3)
-EV_WATCHDOG = const(4)          # the board was reset by its watchdog
-EV_CREDIT = const(10)           # top-up [paise]
-EV_CLOCK_SET = const(20)        # [old epoch]
-EV_CONFIG = const(21)           # configuration change [short name of the setting]
-EV_AUTH_FAIL = const(30)        # LLS authentication failure [client SAP]
-EV_RELAY_OPEN_CREDIT = const(40)
-EV_RELAY_CLOSE_CREDIT = const(41)
-EV_RELAY_OPEN = const(42)       # [cause: "remote", "manual", ...]
-EV_RELAY_CLOSE = const(43)      # [cause]
-EV_LOW_CREDIT = const(45)
-EV_EMERGENCY_CREDIT = const(46)
-EV_TOKEN_ACCEPTED = const(50)   # [TID]
-EV_TOKEN_REJECTED = const(51)   # [reason]
-EV_COVER_OPEN = const(60)       # tamper: meter cover removed
-EV_COVER_CLOSED = const(61)
-EV_DLMS_ERROR = const(90)
-EV_STORE_ERROR = const(91)
+# Event codes: the meter's one catalogue (its own numbering). Each line is ``code  # text
+# [detail]``: the text is the event's one name (the host reads it: host_tools.objects.event_names,
+# meterctl's event log), the bracket what ``detail`` holds. The names are private consts, so
+# they cost no heap (docs/MEMORY.md rule 2): each module that logs an event keeps its own private
+# copy, and tests/host/test_checked_copies.py checks every copy against this table.
+_EV_FIRST_BOOT = const(1)             # first boot
+_EV_POWER_DOWN = const(2)             # power down [epoch = last time the meter was known alive]
+_EV_POWER_UP = const(3)               # power up
+_EV_WATCHDOG = const(4)               # watchdog reset
+_EV_CREDIT = const(10)                # credit added [paise]
+_EV_CLOCK_SET = const(20)             # clock set [old epoch]
+_EV_CONFIG = const(21)                # configuration changed [short name of the setting]
+_EV_AUTH_FAIL = const(30)             # LLS authentication failure
+_EV_RELAY_OPEN_CREDIT = const(40)     # relay open: credit exhausted
+_EV_RELAY_CLOSE_CREDIT = const(41)    # relay closed: credit restored
+_EV_RELAY_OPEN = const(42)            # relay open [cause: "remote", "manual", ...]
+_EV_RELAY_CLOSE = const(43)           # relay closed [cause]
+_EV_LOW_CREDIT = const(45)            # low credit
+_EV_EC_ON = const(46)                 # emergency credit on
+_EV_EC_END = const(47)                # emergency credit ended
+_EV_DISCONNECT_DEFERRED = const(48)   # disconnection deferred (no-disconnection period)
+_EV_TOKEN_ACCEPTED = const(50)        # token accepted [TID]
+_EV_TOKEN_REJECTED = const(51)        # token rejected [reason]
+_EV_MPL_TRIP = const(55)              # max power limit trip
+_EV_MPL_RECLOSE = const(56)           # max power limit reclose
+_EV_MPL_LOCKOUT = const(57)           # max power limit lock-out
+_EV_COVER_OPEN = const(60)            # cover opened (tamper)
+_EV_COVER_CLOSED = const(61)          # cover closed
+_EV_BILL = const(64)                  # billing month closed [energy + fixed + duty paise]
+_EV_DLMS_ERROR = const(90)            # DLMS error
+_EV_STORE_ERROR = const(91)           # store error
 
 
 class EventLogError(ValueError):

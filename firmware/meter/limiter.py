@@ -13,7 +13,7 @@ Configuration (the ``limiter`` section of ``config.json``)::
 
 The monitored value (attr 2) is the metering module's active power, 0.1 W (1.0.1.7.0.255).
 ``step(power_dw, now)`` returns 0 nothing, 1 trip, 2 reclose, 3 lock-out; ``blocking()`` is True
-while the relay must stay open. Errors: ``ConfigError(field, reason)`` (meter.profile).
+while the relay must stay open. The parameters are validated by meter.profile (ConfigError).
 """
 
 try:
@@ -28,12 +28,13 @@ _RECLOSE = const(2)
 _LOCKOUT = const(3)
 
 class Limiter:
-    def __init__(self, cfg=None):
-        """``cfg``: the limiter section (dict), validated by meter.profile. Raises ConfigError."""
-        from meter.profile import limiter_params
-        # IC 71 (meter.cosem): mpl_w is threshold_active and threshold_normal, trip_s
-        # min_over_threshold_duration, reclose_s min_under_threshold_duration
-        self.mpl_w, self.trip_s, self.reclose_s, self.lockout_trips, self.window_s = limiter_params(cfg)
+    def __init__(self, mpl_w, trip_s, reclose_s, lockout_trips, window_s):
+        """Validated parameters (``meter.profile.limiter(section)`` validates a limiter section
+        and builds the Limiter). IC 71 (meter.cosem_values): mpl_w is threshold_active and
+        threshold_normal, trip_s min_over_threshold_duration, reclose_s
+        min_under_threshold_duration."""
+        self.mpl_w, self.trip_s, self.reclose_s = mpl_w, trip_s, reclose_s
+        self.lockout_trips, self.window_s = lockout_trips, window_s
         self.over_since = -1   # epoch the load first seen above the limit, -1 = not above
         self.open_until = -1   # epoch of the automatic reclose, -1 = not tripped
         self.trips = 0

@@ -33,7 +33,6 @@ waits in ready_for_reconnection for the button (transition e). Errors: ``ConfigE
 (meter.tariff, raised by meter.profile while the configuration is parsed).
 """
 from meter import timeutil
-from meter.limiter import Limiter
 
 try:
     from micropython import const
@@ -66,14 +65,13 @@ _LOCKOUT = const(3)
 
 
 class Policy:
-    def __init__(self, cfg):
-        """``cfg``: the whole configuration (dict); its policy and limiter sections are
-        validated by meter.profile (loaded only for it). Raises ConfigError."""
-        from meter.profile import policy_params
+    def __init__(self, params, limiter):
+        """``params``: the validated policy section (``meter.profile.policy_params``; build one
+        with ``meter.profile.policy(cfg)``), ``limiter``: its ``meter.limiter.Limiter``."""
         (self.min_credit, self.reconnect, self.low_credit_pct, self.ec_paise, self.ec_s,
          self.ec_by, self.ec_offer, self.debt_pct, self.friendly, self.days_off,
-         self.off_saturdays, self.holidays) = policy_params(cfg)
-        self.limiter = Limiter(cfg.get("limiter", {}))
+         self.off_saturdays, self.holidays) = params
+        self.limiter = limiter
         # state
         self.ec_state = _EC_AVAILABLE
         self.ec_t0 = 0

@@ -1,12 +1,21 @@
-"""Validation of the tariff, policy and limiter sections of a configuration / profile.
+"""Validation of a configuration / profile, and the Tariff, Policy and Limiter built from it.
 
 Loaded only while a configuration is parsed (boot, ``Meter.apply_config``, ``meterctl config``):
 the meter drops it from ``sys.modules`` afterwards so its bytecode does not sit in the heap.
-Every error is ``ConfigError(field, reason)`` naming the first bad field ("tariff.slabs[1]").
-The meaning of each field is documented in meter.tariff, meter.policy and meter.limiter.
+The engines take validated parameters and never import this module (imports go one way:
+profile -> tariff, policy, limiter). Every error is ``ConfigError(field, reason)`` (defined in
+meter.tariff, which stays loaded, so the class is the same before and after a reload) naming the
+first bad field ("tariff.slabs[1]"). The meaning of each field is documented in meter.tariff,
+meter.policy and meter.limiter.
+
+- ``build(cfg) -> (Tariff, Policy)``: the engines of a whole configuration (config.json);
+- ``check_profile(p) -> (Tariff, Policy)``: a profile (profiles/*.json) over the defaults;
+- ``tariff(section)``, ``limiter(section)``, ``policy(cfg)``: one engine each.
 """
 from meter import timeutil
-from meter.tariff import ConfigError
+from meter.tariff import ConfigError, Tariff
+from meter.policy import Policy
+from meter.limiter import Limiter
 
 PROFILE_KEYS = ("name", "about", "tariff", "policy", "limiter", "payment_mode", "control_mode",
                 "credit_unit", "tz_minutes")
@@ -154,12 +163,36 @@ def policy_params(cfg):
             tuple(_lists(pc, sec, "off_saturdays", 0, 5, 1, 5)), tuple(days))
 
 
+def tariff(section):
+    """Tariff of a tariff section (dict or None: the defaults). Raises ConfigError."""
+    return Tariff(*tariff_params(section))
+
+
+def limiter(section):
+    """Limiter of a limiter section (dict or None: the defaults). Raises ConfigError."""
+    return Limiter(*limiter_params(section))
+
+
+def policy(cfg):
+    """Policy (with its Limiter) of a whole configuration ``cfg``: its policy and limiter
+    sections. Raises ConfigError."""
+    return Policy(policy_params(cfg), limiter(cfg.get("limiter", {})))
+
+
+def build(cfg):
+    """(Tariff, Policy) of a whole configuration (config.json, or the profile applied over
+    it): the flat ``tariff_paise_per_kwh`` when there is no tariff section. Raises ConfigError."""
+    for key, ok, dflt in (("payment_mode", (1, 2), 2), ("control_mode", tuple(range(7)), 5),
+                          ("credit_unit", (0, 1), 0)):
+        if cfg.get(key, dflt) not in ok:
+            raise ConfigError(key, "one of %r expected" % (ok,))
+    return tariff(cfg.get("tariff") or {"rate": cfg.get("tariff_paise_per_kwh", 650)}), policy(cfg)
+
+
 def check_profile(p):
     """Validate a profile (profiles/*.json: keys of PROFILE_KEYS, all optional) over the
     built-in defaults; returns (Tariff, Policy). Raises ConfigError(field, reason). The meter
     (Meter.apply_config) and ``meterctl config`` both use it."""
-    from meter.tariff import Tariff
-    from meter.policy import Policy
     if not isinstance(p, dict):
         raise ConfigError("profile", "not an object")
     for k in p:
@@ -171,4 +204,4 @@ def check_profile(p):
     for key in ("name", "about"):
         if key in p and not isinstance(p[key], str):
             raise ConfigError(key, "text expected")
-    return Tariff(p.get("tariff") or {}), Policy(p)
+    return tariff(p.get("tariff") or {}), policy(p)

@@ -2,26 +2,8 @@
 
 ``HdlcLink.on_frame(frame) -> sequence of frames (bytes)`` is sans-I/O: the async task in
 ``meter.app`` feeds it frames from a ``protocol.hdlc.Receiver`` and writes what it returns.
-
-Link (IEC 62056-46 §6.4): NDM/NRM. SNRM -> UA with parameter negotiation (each value the
-minimum of ours and the client's; 128/128/1/1 when absent), window 1. I-frames with N(S)/N(R):
-a repeated I-frame (our answer was lost) or an RR whose N(R) shows our last I-frame missing gets
-that frame again. Segmented I-frames both ways (S bit, RR after each segment). DISC -> UA in NRM,
-DM in NDM; I/RR/RNR in NDM -> DM. FRMR (info: rejected control, V(S)/V(R), W/X/Y/Z) for an
-unknown control field, an information field longer than negotiated, or a bad N(R). Frames for
-another server address, with a multi-byte client address, or that are an echo of our own last
-frame (optical heads hear themselves) get silence (§6.4.2.2). Server addresses of 1, 2 or 4
-bytes; with ``physical`` set, a 2/4-byte address must carry it. No frame for
-``inactivity_s`` (config, default 120 s) returns the link to NDM.
-
-Application (Green Book §9): AARQ/AARE, LN referencing, no ciphering. Client SAP 16 public (no
-security), 32 meter reader, 1 and 48 management (LLS). Rejections: application-context-name-
-not-supported (2), mechanism-name-not-recognised (11), authentication-required (14),
-authentication-failure (13), no-reason-given (1) with an xDLMS initiate error (DLMS version too
-low, incompatible conformance, PDU size too short). Negotiated conformance = proposed ∩
-supported; the client's max receive PDU bounds every response. GET normal / with-list / next
-(GET-Response-With-Datablock whenever a response does not fit), SET normal, ACTION normal,
-RLRQ (user-information tolerated) -> RLRE, ExceptionResponse for what is not supported.
+``Association`` answers one APDU with one APDU (objects: ``meter.cosem``). What the link and
+the application layer do, clause by clause: docs/CONTRACTS.md "DLMS server".
 """
 import time
 
@@ -50,15 +32,15 @@ _MECH_LLS = const(1)
 _CONF_GET = const(0x10)
 _CONF_SET = const(0x08)
 _CONF_ACTION = const(0x01)
-_CONF_BLOCK_GET = const(0x1000)
-# conformance we support: GET, SET, ACTION, selective access, block transfer with GET,
-# multiple references (Green Book conformance block bits 19, 20, 23, 21, 11, 14)
+_CONF_BLOCK_TRANSFER_WITH_GET = const(0x1000)
+# supported: GET, SET, ACTION, selective access, block GET, multiple references (bits 19-23, 11, 14)
 _SUPPORTED_CONFORMANCE = const(0x121D)
 _SERVICE_PDU_TOO_LONG = const(4)
 _DAR_LONG_GET_ABORTED = const(15)
-_DAR_NO_LONG_GET = const(16)
-_DAR_BLOCK_NUMBER_INVALID = const(19)
-_HW_FAULT = const(1)
+_DAR_NO_LONG_GET_IN_PROGRESS = const(16)
+_DAR_DATA_BLOCK_NUMBER_INVALID = const(19)
+_DAR_HARDWARE_FAULT = const(1)
+_EV_AUTH_FAIL = const(30)      # meter.events
 
 _SERVER_MAX_PDU = const(1024)  # largest APDU we receive (announced in the AARE; cosem IC 15 attr 5)
 _SEND_MAX = const(512)         # larger responses go by block transfer when negotiated (small heap)
@@ -80,25 +62,33 @@ _K_DM = const(7)
 _K_FRMR = const(8)
 _K_UI = const(9)
 
+# positional records (index consts cost nothing): a long GET in progress [buffered bytes, chunk
+# generator or None, last block number sent, block size]; a response being segmented [data with
+# LLC header, offset sent]; the last I-frame sent (frame, echo key)
+_BLK_BUF = const(0)
+_BLK_GEN = const(1)
+_BLK_NO = const(2)
+_BLK_SIZE = const(3)
+_TX_OFF = const(1)
+
 _FRMR_W = const(1)             # invalid / not implemented control field
 _FRMR_Y = const(4)             # information field too long
 _FRMR_Z = const(8)             # invalid N(R)
 
 
 def _fill(src, n):
-    """A response value being sent in blocks, ``src`` = [bytes already encoded, generator of
-    further encoded chunks or None, ...]: pull chunks until ``n`` bytes are buffered; True when
-    the whole value is buffered."""
-    g = src[1]
-    if g is not None and len(src[0]) < n:
-        buf = bytearray(src[0])
+    """Pull chunks of a value being sent in blocks (``src``: [_BLK_BUF, _BLK_GEN, ...]) until
+    ``n`` bytes are buffered; True when the whole value is buffered."""
+    g = src[_BLK_GEN]
+    if g is not None and len(src[_BLK_BUF]) < n:
+        buf = bytearray(src[_BLK_BUF])
         while len(buf) < n:
             try:
                 buf.extend(next(g))
             except StopIteration:
-                g = src[1] = None
+                g = src[_BLK_GEN] = None
                 break
-        src[0] = buf
+        src[_BLK_BUF] = buf
     return g is None
 
 
@@ -119,16 +109,14 @@ class Association:
         self.mechanism = 0
         self.conformance = 0
         self.max_pdu = 0xFFFF
-        # long GET in progress: [buffered bytes, chunk generator or None, last block number
-        # sent, block size]
-        self._blocks = None
+        self._blocks = None            # long GET in progress: [_BLK_BUF .. _BLK_SIZE]
 
-    # --- ACSE (Green Book §9.4.2) -------------------------------------------------------
     def _reject(self, diag, initiate_error=None, mech=None):
         return apdu.build_aare(1, diag, max_pdu=_SERVER_MAX_PDU, mechanism=mech,
                                initiate_error=initiate_error)
 
     def aarq(self, client, buf):
+        """AARQ -> AARE (ACSE, Green Book §9.4.2)."""
         self.reset()
         try:
             req = apdu.parse_aarq(buf)
@@ -136,8 +124,7 @@ class Association:
             return self._reject(1)
         if req["context"] != 1:                  # LN referencing, no ciphering
             return apdu.build_aare(1, 2, context=req["context"] or 1, max_pdu=_SERVER_MAX_PDU)
-        # role of the client SAP: 0 public (16, no security), 1 meter reader (32),
-        # 2 management (1 and 48); the last two authenticate with LLS
+        # role of the client SAP: 0 public (16), 1 reader (32), 2 management (1, 48; LLS)
         role = 0 if client == 16 else (1 if client == 32 else (2 if client in (1, 48) else -1))
         if role < 0:
             return self._reject(1)
@@ -148,7 +135,7 @@ class Association:
             if mech != _MECH_LLS:
                 return self._reject(11)          # mechanism-name not recognised
             if not self.meter.check_password(client, req["auth_value"]):
-                self.meter.event(30, "LLS authentication failure, client %d" % client)
+                self.meter.event(_EV_AUTH_FAIL, "LLS authentication failure, client %d" % client)
                 return self._reject(13, mech=_MECH_LLS)   # authentication-failure
         elif mech:
             return self._reject(11)
@@ -173,7 +160,6 @@ class Association:
         return apdu.build_aare(0, 0, conformance=conf, max_pdu=_SERVER_MAX_PDU,
                                mechanism=_MECH_LLS if role else None)
 
-    # --- dispatch ---------------------------------------------------------------------------
     def handle(self, client, buf):
         """One complete APDU in, one APDU out (or None for no answer)."""
         if not buf:
@@ -217,14 +203,14 @@ class Association:
         if req.kind == 2:  # GET next (IEC 62056-5-3 §7.3.4.2: block-number = last one received)
             b = self._blocks
             if b is None:
-                return apdu.get_response_block_error(inv, req.block_no, _DAR_NO_LONG_GET)
-            if req.block_no != b[2]:
+                return apdu.get_response_block_error(inv, req.block_no, _DAR_NO_LONG_GET_IN_PROGRESS)
+            if req.block_no != b[_BLK_NO]:
                 self._blocks = None
-                return apdu.get_response_block_error(inv, req.block_no, _DAR_BLOCK_NUMBER_INVALID)
+                return apdu.get_response_block_error(inv, req.block_no, _DAR_DATA_BLOCK_NUMBER_INVALID)
             return self._next_block(inv)
         self._blocks = None
         limit = self.max_pdu if self.max_pdu < _SEND_MAX else _SEND_MAX
-        blocks_ok = self.conformance & _CONF_BLOCK_GET
+        blocks_ok = self.conformance & _CONF_BLOCK_TRANSFER_WITH_GET
         if req.kind == 1:
             w = axdr.Writer()
             r = cosem.get(self.meter, self, req.items[0], w)
@@ -236,14 +222,14 @@ class Association:
                 src = [b"", r]
             try:
                 whole = _fill(src, limit - 3)
-                if not (whole and len(src[0]) + 4 <= limit) and not blocks_ok:
+                if not (whole and len(src[_BLK_BUF]) + 4 <= limit) and not blocks_ok:
                     # no block transfer: send it whole if it fits the client's PDU
                     whole = _fill(src, self.max_pdu - 3)
                     limit = self.max_pdu
             except Exception:
-                return apdu.get_response_error(inv, _HW_FAULT)
-            if whole and len(src[0]) + 4 <= limit:
-                return apdu.get_response(inv, src[0])
+                return apdu.get_response_error(inv, _DAR_HARDWARE_FAULT)
+            if whole and len(src[_BLK_BUF]) + 4 <= limit:
+                return apdu.get_response(inv, src[_BLK_BUF])
             if not blocks_ok:
                 return apdu.exception_response(1, _SERVICE_PDU_TOO_LONG)
         else:  # with-list: the raw data is the SEQUENCE OF Get-Data-Result
@@ -256,7 +242,7 @@ class Association:
                         for chunk in r:
                             w.buf.extend(chunk)
                     except Exception:
-                        r = _HW_FAULT
+                        r = _DAR_HARDWARE_FAULT
                     else:
                         r = 0
                 if r:
@@ -269,8 +255,7 @@ class Association:
                 return bytes((_GET_RESPONSE, 3, inv)) + out
             src = [out, None]
             limit = self.max_pdu if self.max_pdu < _SEND_MAX else _SEND_MAX
-        # every block is a whole GET-Response-With-Datablock within ``limit``; the value is
-        # longer than one block, so the first block is never the last
+        # each block a whole GET-Response-With-Datablock within ``limit``; never the last first
         src.append(0)
         src.append(limit - _BLOCK_HEAD)
         self._blocks = src
@@ -278,32 +263,29 @@ class Association:
 
     def _next_block(self, inv):
         b = self._blocks
-        no = b[2] + 1
-        n = b[3]
+        no = b[_BLK_NO] + 1
+        n = b[_BLK_SIZE]
         try:
             done = _fill(b, n)
         except Exception:
             self._blocks = None
             return apdu.get_response_block_error(inv, no, _DAR_LONG_GET_ABORTED)
-        buf = b[0]
+        buf = b[_BLK_BUF]
         last = done and len(buf) <= n
         chunk = bytes(buf[:n])
-        b[0] = buf[n:]
+        b[_BLK_BUF] = buf[n:]
         if last:
             self._blocks = None
         else:
-            b[2] = no
+            b[_BLK_NO] = no
         return apdu.get_response_block(inv, last, no, chunk)
 
 
 class HdlcLink:
-    """Server side of one HDLC link (IEC 62056-46), window size 1.
-
-    ``logical``/``physical``: our server address (physical None: any physical part of a
-    2/4-byte address is accepted); ``max_info``: the largest information field we send and
-    receive (negotiation lowers it). Counters: ``ignored`` (frames not for us, echoes),
-    ``frmr`` (FRMR sent), ``retransmitted``.
-    """
+    """Server side of one HDLC link (IEC 62056-46), window size 1. ``logical``/``physical``: our
+    server address (physical None: any physical part of a 2/4-byte address is accepted);
+    ``max_info``: the largest information field we send and receive (negotiation lowers it).
+    Counters: ``ignored`` (frames not for us, echoes), ``frmr`` (FRMR sent), ``retransmitted``."""
 
     def __init__(self, meter, logical=1, physical=None, max_info=512, inactivity_s=120):
         self.assoc = Association(meter, logical)
@@ -322,14 +304,11 @@ class HdlcLink:
     def _ndm(self):
         self.state = _NDM
         self.client = None
-        self.vs = 0
-        self.vr = 0
-        self.tx_max = 128
-        self.rx_max = 128
-        self._rx = None            # segmented request being reassembled (bytearray; None
-        #                            while it exceeds _RX_MAX)
-        self._tx = None            # response being sent in segments: [data, offset]
-        self._last = None          # (last I-frame, its echo key), for retransmission
+        self.vs = self.vr = 0
+        self.tx_max = self.rx_max = 128
+        self._rx = None            # request being reassembled: bytearray (False: over _RX_MAX)
+        self._tx = None            # response being sent in segments: [data, _TX_OFF]
+        self._last = None          # (frame, echo key) of our last I-frame, for retransmission
         self._last_rx = 0
         self.assoc.reset()
 
@@ -387,24 +366,27 @@ class HdlcLink:
             was = self.state
             self._ndm()
             return (self._frame(_UA if was == _NRM else _DM, client=f.src),)
-        if self.state != _NRM or f.src != self.client:
-            if k in (_K_I, _K_RR, _K_RNR):
-                return (self._frame(_DM, client=f.src),)
-            return ()
+        if self.state != _NRM or f.src != self.client:   # not connected: DM to I, RR, RNR
+            return (self._frame(_DM, client=f.src),) if k in (_K_I, _K_RR, _K_RNR) else ()
         if k == _K_UI:
             return ()
         if k == _K_RNR:
             return (self._frame(hdlc.ctrl_rr(self.vr)),)
         if k != _K_I and k != _K_RR:
             return self._frmr(f.ctrl, _FRMR_W)
+        return self._numbered(f, k)
+
+    def _numbered(self, f, k):
+        """An I-frame or RR from our client in NRM: sequence numbers, retransmission,
+        segmentation both ways, then the request to the association."""
         nr = hdlc.nr(f.ctrl)
         last = self._last
         resend = last is not None and nr == (self.vs - 1) & 7   # our last I-frame is missing
         if k == _K_RR:
             if resend:
                 self.retransmitted += 1
-                self._echo = last[1]
-                return (last[0],)
+                frame, self._echo = last
+                return (frame,)
             if nr != self.vs:
                 return self._frmr(f.ctrl, _FRMR_Z)
             if self._tx is not None:
@@ -415,8 +397,8 @@ class HdlcLink:
         if n_s != self.vr:
             if n_s == (self.vr - 1) & 7 and last is not None:
                 self.retransmitted += 1     # repeated request: our answer was lost
-                self._echo = last[1]
-                return (last[0],)
+                frame, self._echo = last
+                return (frame,)
             return (self._frame(hdlc.ctrl_rr(self.vr)),)
         if nr != self.vs and not resend:
             return self._frmr(f.ctrl, _FRMR_Z)
@@ -450,18 +432,17 @@ class HdlcLink:
         return self._send(resp)
 
     def _send(self, resp):
-        self._tx = [b"\xE6\xE7\x00" + resp, 0]     # LLC header of a response
+        self._tx = [b"\xE6\xE7\x00" + resp, 0]
         return (self._next_segment(),)
 
     def _next_segment(self):
         t = self._tx
-        data = t[0]
-        off = t[1]
+        data, off = t
         end = off + self.tx_max
         seg = len(data) > end
         frame = self._frame(hdlc.ctrl_i(self.vs, self.vr), data[off:end], seg)
         if seg:
-            t[1] = end
+            t[_TX_OFF] = end
         else:
             self._tx = None
         self.vs = (self.vs + 1) & 7

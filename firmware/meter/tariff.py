@@ -81,11 +81,12 @@ class Tariff:
     the caller to report and clear.
     """
 
-    def __init__(self, cfg=None):
-        """``cfg``: the tariff section (dict); validated by meter.profile (loaded only for it)."""
-        from meter.profile import tariff_params
-        (self.lims, self.rates, self.tod, self.fixed_month, self.duty_pm,
-         self.billing_day) = tariff_params(cfg)
+    def __init__(self, lims, rates, tod, fixed_month, duty_pm, billing_day):
+        """Validated parameters (``meter.profile.tariff(section)`` validates a tariff section
+        and builds the Tariff): slab limits in Wh (-1 open) and their rates, TOD windows
+        (start_min, end_min, adj per-mille), fixed paise per month, duty per-mille, billing day."""
+        self.lims, self.rates, self.tod = lims, rates, tod
+        self.fixed_month, self.duty_pm, self.billing_day = fixed_month, duty_pm, billing_day
         # running state
         self.e_rem = 0        # micro-paise carried, 0 <= e_rem < 10**6
         self.d_rem = 0        # duty carried, milli-paise, 0 <= d_rem < 1000

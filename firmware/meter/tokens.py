@@ -1,34 +1,10 @@
 """Meter-side STS token acceptance (IEC 62055-41 §6, §8 "token acceptance" rules).
 
-Pure logic: no ``machine``, no file I/O, time comes in as an argument (or ``now_fn``).
-The caller (token gateway IC 115, keypad) applies the returned action to the account and
-persists ``to_record()`` together with the credit before acknowledging.
-
-Order of checks for one entered token (``TokenAcceptor.enter``)::
-
-    format (20 digits, < 2**66)  -> "format"
-    class 3 (reserved)           -> "wrong_class"
-    lockout active (not class 1) -> "locked_out"            (class 1 still accepted)
-    class 1: CRC                 -> "crc" | accepted, action "test" (never encrypted)
-    decrypt with the current key, CRC -> "crc"               (also: token for another meter)
-    key-change section           -> "key_change_pending" | accepted, action "key_change"
-    subclass supported?          -> "wrong_subclass"
-    KEN: TID >> 16 > KEN         -> "key_expired"
-    TID in store                 -> "used"
-    store full, TID < oldest     -> "old"
-    accept: store TID (overwriting the oldest when full), action:
-      class 0 -> "credit" (amount in 0.1 kWh/units)
-      class 2 -> "mpl" (W), "clear_credit" (register, 0xFFFF = all), "tariff" (raw rate),
-                 "clear_tamper", "phase_unbalance" (W), "water_factor" (raw)
-
-Wrong entries ("format", "crc", "wrong_class") count towards the lockout: after
-``lockout_after`` consecutive ones the keypad locks for ``lockout_base_s``, doubling with
-each further wrong entry up to ``lockout_max_s``; an accepted encrypted token resets it.
-
-Key change (Set1st/2nd[/3rd/4th]SectionDecoderKey): every section is decrypted with the
-current key; all sections (2 for a 64-bit EA07 key, 4 for a 128-bit EA11 key) must arrive
-within ``key_change_window_s`` of the first. Then KEN, KRN, KT, TI and the key are replaced;
-RO = 1 (TID rollover, base date 2014) clears the TID store; the credit is untouched.
+``TokenAcceptor.enter(digits, now) -> TokenResult`` is pure logic: no ``machine``, no file I/O,
+time comes in as an argument (or ``now_fn``); the order of its checks, the lockout and the key
+change are in docs/CONTRACTS.md "STS token acceptance". ``enter(meter, raw, delivery)`` is the
+meter's side (``Meter.enter_token``): it applies the returned action to the account and persists
+``to_record()`` together with the credit before the acknowledgement.
 """
 import time
 
@@ -60,19 +36,8 @@ _CLASS2_ACTION = {
 
 
 class TokenResult:
-    """Outcome of one token entry.
-
-    ``ok`` (bool), ``reason`` ('accepted', 'key_change_pending', 'format', 'crc',
-    'wrong_class', 'wrong_subclass', 'locked_out', 'key_expired', 'used', 'old'),
-    ``token_class``/``subclass`` (None if unknown), ``tid`` (24-bit or None),
-    ``amount`` (int: 0.1 kWh/units credited, 0 unless action 'credit'),
-    ``action`` (None, 'credit', 'test', 'mpl', 'clear_credit', 'tariff', 'clear_tamper',
-    'phase_unbalance', 'water_factor', 'key_change', 'key_change_pending'),
-    ``value`` (action argument: credit amount, MPL/phase-unbalance watts, register
-    (0xFFFF = all), rate, water factor, class 1 control bits, new KRN for 'key_change',
-    section number 1..4 for 'key_change_pending', seconds left for 'locked_out'), ``tests`` (tuple of test names for class 1),
-    ``mfr_code`` (class 1), ``lockout_s`` (seconds of lockout this entry started, else 0).
-    """
+    """Outcome of one token entry: ``ok``, ``reason``, ``action``, ``value`` ... (the fields
+    and their values: docs/CONTRACTS.md "STS token acceptance")."""
 
     def __init__(self, ok, reason, token_class=None, subclass=None, tid=None, amount=0,
                  action=None, value=None):
@@ -88,10 +53,12 @@ class TokenResult:
         self.mfr_code = None
         self.lockout_s = 0
 
-    def __repr__(self):
-        return "TokenResult(ok=%s, reason=%s, class=%s, subclass=%s, tid=%s, amount=%s, action=%s, value=%s)" % (
-            self.ok, self.reason, self.token_class, self.subclass, self.tid, self.amount,
-            self.action, self.value)
+    def text(self):
+        """The reason as a display line, with how long a keypad lock-out lasts ("locked_out:
+        wait 40 s"; "crc: keypad locked for 10 s" for the entry that started it)."""
+        if self.reason == "locked_out" and self.value:
+            return "locked_out: wait %d s" % self.value
+        return "%s: keypad locked for %d s" % (self.reason, self.lockout_s) if self.lockout_s else self.reason
 
 
 def _alg_code(algorithm):
@@ -265,7 +232,8 @@ class TokenAcceptor:
         sub = f.subclass
         if cls == sts.CLASS_MANAGEMENT and sub in _KEY_SECTION:
             return self._key_section(now, f)
-        if f.layout != "data" or (cls == sts.CLASS_TRANSFER and sub not in self.credit_subclasses):
+        if f.layout != "data" or (cls == sts.CLASS_TRANSFER and (
+                sub not in self.credit_subclasses or sts.is_currency(cls, sub))):
             return TokenResult(False, "wrong_subclass", cls, sub)
         tid = f.tid
         if (tid >> 16) > self.ken:
@@ -309,10 +277,7 @@ class TokenAcceptor:
         if idx >= need:
             return TokenResult(False, "wrong_subclass", 2, f.subclass)
         kc = self._kc
-        started = False
-        for s in kc:
-            if s is not None:
-                started = True
+        started = kc[0] is not None or kc[1] is not None or kc[2] is not None or kc[3] is not None
         if not started or now - self._kc_t > self.key_change_window_s or now < self._kc_t:
             kc[0] = kc[1] = kc[2] = kc[3] = None
             self._kc_t = now
@@ -326,26 +291,22 @@ class TokenAcceptor:
         parts = (s1.key_part, s2.key_part) if need == 2 else \
             (s1.key_part, kc[3].key_part, kc[2].key_part, s2.key_part)
         for i in range(need):
-            p = parts[i]
-            key[4 * i] = (p >> 24) & 0xFF
-            key[4 * i + 1] = (p >> 16) & 0xFF
-            key[4 * i + 2] = (p >> 8) & 0xFF
-            key[4 * i + 3] = p & 0xFF
-        base = 2014 if s1.ro else self.base_date
+            for b in range(4):
+                key[4 * i + b] = (parts[i] >> (24 - 8 * b)) & 0xFF
+        base = sts.next_base_date(self.base_date) if s1.ro else self.base_date
         self._set_key(bytes(key), (s1.ken_half << 4) | s2.ken_half, s1.krn, s1.kt, s2.ti, base)
         if s1.ro:
             self._n = 0
         kc[0] = kc[1] = kc[2] = kc[3] = None
         self._bad = 0
         self._lock_until = 0
-        res = TokenResult(True, "accepted", 2, f.subclass, None, 0, "key_change", s1.krn)
-        return res
+        return TokenResult(True, "accepted", 2, f.subclass, None, 0, "key_change", s1.krn)
 
     # -- persistence ----------------------------------------------------------------------
 
     def to_record(self):
         """State as compact bytes for power-fail-safe persistence (with the credit):
-        ``"TK" ver alg keylen key krn kt ti ken base(0=1993,1=2014) bad lock_until(u32 BE)
+        ``"TK" ver alg keylen key krn kt ti ken base(0=1993,1=2014,2=2035) bad lock_until(u32 BE)
         store_size n TID*n (3 bytes BE each)``. Contains the decoder key: keep it private."""
         kl = len(self._key)
         out = bytearray(_REC_HEAD + kl + 3 * self._n)
@@ -359,7 +320,7 @@ class TokenAcceptor:
         out[j + 1] = self.kt & 0xFF
         out[j + 2] = self.ti & 0xFF
         out[j + 3] = self.ken & 0xFF
-        out[j + 4] = 1 if self.base_date == 2014 else 0
+        out[j + 4] = 2 if self.base_date == 2035 else (1 if self.base_date == 2014 else 0)
         out[j + 5] = self._bad if self._bad < 255 else 255
         lu = self._lock_until if self._lock_until > 0 else 0
         out[j + 6] = (lu >> 24) & 0xFF
@@ -390,7 +351,7 @@ class TokenAcceptor:
         key = bytes(data[5:j])
         tids = bytes(data[j + 12:])
         self._set_key(key, data[j + 3], data[j], data[j + 1], data[j + 2],
-                      2014 if data[j + 4] else 1993)
+                      sts.BASE_DATES[data[j + 4]] if data[j + 4] < 3 else 1993)
         self._bad = data[j + 5]
         self._lock_until = (data[j + 6] << 24) | (data[j + 7] << 16) | (data[j + 8] << 8) | data[j + 9]
         if n > self.store_size:   # keep the newest TIDs if the store shrank
@@ -405,3 +366,81 @@ class TokenAcceptor:
         self._n = n
         self._kc[0] = self._kc[1] = self._kc[2] = self._kc[3] = None
         return self
+
+
+# ------------------------------------------------------------------ the meter's side
+# IC 115 token_status_code per STS reason (reason=digit); any other: 7 execution failure
+_TOKEN_STATUS = (b" accepted=3 key_change_pending=2 format=4 wrong_class=4 crc=5 key_expired=6"
+                 b" used=6 old=6 locked_out=6 ")
+_EV_TOKEN_ACCEPTED = const(50)  # meter.events
+_EV_TOKEN_REJECTED = const(51)
+# Meter.token_gateway = [token, time, STS reason text, delivery method, token_status_code]
+_GW_TOKEN = const(0)
+_GW_TIME = const(1)
+_GW_TEXT = const(2)
+_GW_DELIVERY = const(3)
+_GW_STATUS = const(4)
+
+
+def acceptor(sts_cfg, path):
+    """TokenAcceptor of config.json's ``sts`` section (keys as in docs/CONTRACTS.md
+    "config.json"); ``path(name)`` is a file's path in the meter's filesystem (EA07 tables)."""
+    g = sts_cfg.get
+    alg = g("algorithm", "ea07")
+    return TokenAcceptor(bytes.fromhex(sts_cfg["decoder_key"]), alg,
+                         path(g("tables", "sts_tables.json")) if alg == "ea07" else None,
+                         ken=g("ken", 255), store_size=g("store_size", 50), krn=g("krn", 1),
+                         kt=g("kt", 2), ti=g("ti", 1), base_date=g("base_date", 1993),
+                         lockout_after=g("lockout_after", 3), lockout_base_s=g("lockout_base_s", 10),
+                         lockout_max_s=g("lockout_max_s", 1280))
+
+
+def enter(meter, raw, delivery):
+    """``Meter.enter_token``: judge the token (``meter.tokens``, None without an STS key), apply
+    its action, update ``meter.token_gateway`` (IC 115), journal (TID store + credit) and only
+    then return the TokenResult: an acknowledgement always follows the flash write."""
+    text = raw
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            text = bytes(raw).decode()
+        except Exception:
+            text = ""
+    digits = "".join(c for c in text if c not in " -")
+    now = meter.board.time()
+    g = meter.token_gateway
+    g[_GW_TOKEN] = digits.encode()
+    g[_GW_TIME] = now
+    g[_GW_DELIVERY] = delivery
+    if meter.tokens is None:   # no STS key provisioned: the meter cannot judge any token
+        r = TokenResult(False, "no_sts_key")
+    else:
+        r = meter.tokens.enter(digits, now)
+    if r.ok and r.reason == "accepted":          # the action on account, tariff, limiter
+        a = meter.account
+        act = r.action
+        if act == "credit":
+            # an electricity token (0.1 kWh units) on a currency register: amount x tariff, rounded
+            # up to the paisa in the customer's favour (as STS rounds amounts, IEC 62055-41 §6.3.5)
+            paise = -((-r.amount * a.rate) // 10)
+            if paise > 0:
+                try:
+                    meter.policy.top_up(meter, paise, meter.board.time())
+                except ValueError:
+                    pass
+        elif act == "clear_credit":
+            a.credit = a.rem = 0
+        elif act == "tariff":
+            a.rate = r.value
+            meter.tariff.set_rate(r.value)          # the flat tariff the engine charges from now
+        elif act == "mpl":
+            meter.policy.limiter.set_mpl(r.value)    # IC 71 threshold
+    d = r.reason.encode()
+    i = _TOKEN_STATUS.find(b" " + d + b"=")
+    g[_GW_STATUS] = _TOKEN_STATUS[i + len(d) + 2] - 48 if i >= 0 else 7
+    g[_GW_TEXT] = r.text().encode()   # IC 115 description: the reason (and a lock-out's wait)
+    meter.evaluate()
+    if r.ok:
+        meter.persist((_EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid), r.tid))
+    else:
+        meter.persist((_EV_TOKEN_REJECTED, "token rejected: %s" % r.reason, r.reason))
+    return r

@@ -8,24 +8,14 @@ evidence, so a lost answer is reported unknown)."""
 import click
 
 from host_tools import format as fmt
+from host_tools import objects
 from host_tools.changes import Action, SetAttribute, action_change
 from host_tools.client import DlmsError
 from host_tools.meterctl.common import (CONTEXT, EXIT_CODES_HELP, emit_json, link_options, make_client, run,
                                         run_change)
 
-# OBIS -> IC for objects whose class is standard enough to guess when --class is omitted.
-KNOWN_CLASSES = {
-    "0.0.1.0.0.255": 8,      # clock
-    "1.0.1.8.0.255": 3,      # active energy import
-    "1.0.2.8.0.255": 3,      # active energy export
-    "0.0.19.0.0.255": 111,   # account
-    "0.0.19.10.0.255": 112,  # credit
-    "0.0.19.40.0.255": 115,  # token gateway
-    "0.0.96.3.10.255": 70,   # disconnect control
-    "0.0.17.0.0.255": 71,    # limiter
-    "0.0.40.0.0.255": 15,    # current association
-    "0.0.42.0.0.255": 1,     # logical device name
-}
+# OBIS -> interface class of every object the meter serves (host_tools.objects, the one catalogue)
+KNOWN_CLASSES = {o.obis: o.ic for o in objects.OBJECTS}
 
 
 class DataDecodeError(DlmsError):

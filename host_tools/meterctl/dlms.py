@@ -8,6 +8,7 @@ import sys
 import click
 
 from host_tools import decode as D
+from host_tools import objects
 from host_tools.client import ProtocolError
 from host_tools.meterctl.common import PUBLIC_CLIENT, console, emit_json, fail, link_options, \
     make_client, run
@@ -20,7 +21,7 @@ CLASS_NAMES = {1: "Data", 3: "Register", 4: "Extended register", 5: "Demand regi
                22: "Single action schedule", 23: "IEC HDLC setup", 40: "Push setup",
                64: "Security setup", 70: "Disconnect control", 71: "Limiter",
                111: "Account", 112: "Credit", 113: "Charge", 115: "Token gateway"}
-ASSOCIATION = "0.0.40.0.0.255"
+ASSOCIATION = objects.ASSOCIATION.obis
 
 
 def parse_object_list(raw):

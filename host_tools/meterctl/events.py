@@ -11,24 +11,16 @@ import sys
 import click
 
 from host_tools import format as fmt
+from host_tools import objects
 from host_tools.client import ProtocolError
 from host_tools.meterctl.common import PUBLIC_CLIENT, console, emit_json, link_options, make_client, run
 from protocol import axdr_client as axdr
 from protocol import obis
 
-EVENT_LOG = "0.0.99.98.0.255"
-EVENT_CODE_COL = "0.0.96.11.0.255.2"
-# event codes this firmware logs (firmware/meter/events.py, policy.py, app.py)
-EVENT_NAMES = {
-    1: "first boot", 2: "power down", 3: "power up", 4: "watchdog reset", 10: "credit added",
-    20: "clock set", 21: "configuration changed", 30: "LLS authentication failure",
-    40: "relay open: credit exhausted", 41: "relay closed: credit restored", 42: "relay open",
-    43: "relay closed", 45: "low credit", 46: "emergency credit on", 47: "emergency credit ended",
-    48: "disconnection deferred (no-disconnection period)", 50: "token accepted",
-    51: "token rejected", 55: "max power limit trip", 56: "max power limit reclose",
-    57: "max power limit lock-out", 60: "cover opened (tamper)", 61: "cover closed",
-    64: "billing month closed", 90: "DLMS error", 91: "store error",
-}
+EVENT_LOG = objects.EVENT_LOG.obis
+EVENT_CODE_COL = objects.EVENT_CODE.obis + ".2"
+# event codes this firmware logs, with their texts: firmware/meter/events.py, the one catalogue
+EVENT_NAMES = objects.event_names()
 
 
 def _iso_arg(ctx, param, value):

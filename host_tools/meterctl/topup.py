@@ -13,10 +13,13 @@ always safe: a meter refuses a token it has already taken (USED).
 import click
 
 from host_tools import format as fmt
-from host_tools.changes import OBIS_GATEWAY, Token
+from host_tools import objects
+from host_tools.changes import Token
 from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, emit_json, link_options, run_change
 
-OBIS_ACCOUNT = "0.0.19.0.0.255"
+OBIS_GATEWAY = objects.TOKEN_GATEWAY.obis
+OBIS_CREDIT = objects.CREDIT.obis
+OBIS_ACCOUNT = objects.ACCOUNT.obis
 STATUS_TEXT = {0: "formatOk", 1: "authenticationOk", 2: "validationOk", 3: "tokenExecutionOk",
                4: "tokenFormatFailure", 5: "authenticationFailure", 6: "validationResultFailure",
                7: "tokenExecutionResultFailure", 8: "tokenReceived"}
@@ -25,10 +28,19 @@ REASON_TEXT = {"used": "USED: this token was already entered in this meter",
                "crc": "CRC/authentication failure: wrong meter, wrong key or a mistyped digit",
                "format": "format error: not a valid 20-digit token",
                "key_expired": "key expired (KEN): the vending key is no longer valid for this meter",
-               "locked_out": "keypad locked out after repeated wrong tokens: wait and retry",
+               "locked_out": "keypad locked out after repeated wrong tokens: retry in 10 s (the lock doubles "
+                             "with each further wrong token, up to 21 min 20 s by default)",
                "wrong_class": "token class not accepted",
                "wrong_subclass": "token subclass not supported by this meter",
                "no_sts_key": "this meter has no STS decoder key provisioned (meterctl provision)"}
+
+
+def _reason_text(reason, detail):
+    if reason == "locked_out" and detail.startswith("wait"):   # the meter says how long
+        return "keypad locked out after repeated wrong tokens: %s (the lock doubles with each " \
+               "further wrong token)" % detail.replace("wait", "retry in", 1)
+    text = REASON_TEXT.get(reason, reason)
+    return "%s (%s)" % (text, detail) if detail else text
 
 
 def parse_digits(parts):
@@ -56,18 +68,20 @@ def topup(token, **kw):
     digits = parse_digits(token)
 
     def result_of(res):
+        """(status code, reason word, detail): the meter's description is the reason word, then
+        what it knows more ("locked_out: wait 6 s")."""
         r = res.result if not res.checked else res.details
         code = r.get("status")
         reasons = r.get("reasons") or []
-        reason = reasons[0] if reasons else STATUS_TEXT.get(code, str(code))
-        return code, reason
+        reason, _, detail = (reasons[0] if reasons else STATUS_TEXT.get(code, str(code))).partition(":")
+        return code, reason, detail.strip()
 
     def show(res):
-        code, reason = result_of(res)
+        code, reason, detail = result_of(res)
         before = res.before.get("credit")
         after = res.details.get("credit_after_paise")
         out = {"token": digits, "accepted": True, "status": code,
-               "status_text": STATUS_TEXT.get(code, "?"), "reason": reason,
+               "status_text": STATUS_TEXT.get(code, "?"), "reason": reason, "detail": detail,
                "credit_before_paise": before, "credit_after_paise": after}
         if kw["as_json"]:
             emit_json(dict(out, **res.as_dict()))
@@ -81,11 +95,11 @@ def topup(token, **kw):
     def rejected(res):
         if res.refused is not None or (res.checked and res.details.get("status") is None):
             return None
-        code, reason = result_of(res)
+        code, reason, detail = result_of(res)
         if res.checked and res.after.get("token") != digits.encode().hex():
             return None                          # never reached the gateway: the generic text
         return "token rejected: %s (IC 115 status %s %s)" % (
-            REASON_TEXT.get(reason, reason), code, STATUS_TEXT.get(code, "?"))
+            _reason_text(reason, detail), code, STATUS_TEXT.get(code, "?"))
 
     run_change(kw, Token(digits), show, refused=rejected,
                hint=lambda res: "meterctl get %s 2 --class 115 --port %s --password ... (the last "

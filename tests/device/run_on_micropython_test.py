@@ -35,5 +35,5 @@ def test_module_on_micropython(module):
         capture_output=True, text=True, timeout=300, env=env, cwd=str(ROOT))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    last = [l for l in out.splitlines() if l.strip()][-1]
+    last = [ln for ln in out.splitlines() if ln.strip()][-1]
     assert " 0 failed" in last and not last.startswith("0 passed"), out

@@ -1,8 +1,7 @@
 """Event log ring (meter.events): record codec, ring wrap, IC 7 entry/range reads, restart, and
 power cuts on littlefs (MicroPython only), on CPython and MicroPython."""
 
-from meter import events as ev
-from meter.events import EventLog, EventLogError, encode_into, decode_at, REC, PER_SEG
+from meter.events import EventLog, EventLogError, encode_into, decode_at, REC
 
 
 from fsutil import tmpdir as _tmpdir, rmtree as _rmtree  # noqa: E402
@@ -18,9 +17,10 @@ def raises(exc, fn, *a):
 
 def test_record_codec_int_text_none_and_crc():
     buf = bytearray(3 * REC)
-    encode_into(buf, 0, 7, 1767225600, ev.EV_CREDIT, 5000)
-    encode_into(buf, REC, 8, 1767225601, ev.EV_RELAY_OPEN, "remote")
-    encode_into(buf, 2 * REC, 9, 1767225602, ev.EV_POWER_UP, None)
+    # codes: credit added 10, relay open 42, power up 3 (meter.events)
+    encode_into(buf, 0, 7, 1767225600, 10, 5000)
+    encode_into(buf, REC, 8, 1767225601, 42, "remote")
+    encode_into(buf, 2 * REC, 9, 1767225602, 3, None)
     assert decode_at(buf, 0) == (7, 1767225600, 10, 5000)
     assert decode_at(buf, REC) == (8, 1767225601, 42, "remote")
     assert decode_at(buf, 2 * REC) == (9, 1767225602, 3, None)

@@ -1,7 +1,6 @@
 """Disconnect policy (meter.policy) and MPL limiter (meter.limiter) on both runtimes."""
 from meter.account import Account
-from meter.policy import Policy
-from meter.limiter import Limiter
+from meter.profile import policy as Policy, limiter as Limiter   # validate and build
 from meter.relay import DisconnectControl, CONNECTED, READY, DISCONNECTED
 from meter.tariff import ConfigError
 from meter import timeutil
@@ -64,7 +63,8 @@ class FakeMeter:
 
 def test_up_calendar():
     p = Policy(UP)
-    ok = lambda *a: p.allowed(local(*a), IST_MIN)
+    def ok(*a):
+        return p.allowed(local(*a), IST_MIN)
     assert ok(2026, 3, 2, 8, 0) and ok(2026, 3, 2, 17, 59)        # Monday office hours
     assert not ok(2026, 3, 2, 18, 0) and not ok(2026, 3, 2, 7, 59)  # friendly hours
     assert not ok(2026, 3, 8, 12)                                   # Sunday

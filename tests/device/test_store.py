@@ -4,7 +4,6 @@ The littlefs tests (VfsLfs2 over the NOR model, power cut at every program/erase
 saves) need MicroPython's ``vfs`` module and are skipped on CPython.
 """
 import os
-import struct
 
 from boards.nor_flash import NorFlash, PowerCut, BLOCK_SIZE
 from meter.store import Journal, JournalError, encode_record, decode_full, decode_record, encode_hot, decode_hot
@@ -260,7 +259,7 @@ def test_hot_records_stay_inline_in_littlefs():
             pass
         j = Journal("/tst/j/state")
         j.save({"mode": 5, "tok": "00" * 150}, (0, 0, 0, 0, 0))
-        e0, p0 = nor.erases, nor.progs
+        e0, _p0 = nor.erases, nor.progs
         for i in range(1, 601):
             j.save({"mode": 5, "tok": "00" * 150}, (i, i, i, i, i))
         per_erase = 600 / max(1, nor.erases - e0)

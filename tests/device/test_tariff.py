@@ -1,5 +1,6 @@
 """Tariff engine (meter.tariff) on both runtimes: slabs, TOD, fixed charge, duty, rounding, state."""
-from meter.tariff import Tariff, ConfigError, billing_start
+from meter.tariff import ConfigError, billing_start
+from meter.profile import tariff as Tariff   # validates the section, builds the Tariff
 from meter import timeutil
 
 IST = 19800  # +05:30

@@ -148,7 +148,8 @@ def test_meterctl_events_and_objects(rig):
     import json
     from click.testing import CliRunner
     from host_tools.meterctl import cli
-    run = lambda *a: CliRunner().invoke(cli.meterctl, list(a))
+    def run(*a):
+        return CliRunner().invoke(cli.meterctl, list(a))
     assert top_up(rig, 1234) == 0
     r = run("events", "--port", rig.port, "--password", "00000000", "--json")
     assert r.exit_code == 0, r.output
@@ -167,8 +168,9 @@ def test_meterctl_events_and_objects(rig):
 def test_credit_register_limit_is_refused_with_a_reason(rig):
     from click.testing import CliRunner
     from host_tools.meterctl import cli
-    run = lambda amount: CliRunner().invoke(cli.meterctl, ["credit", "add", "--port", rig.port, "--amount",
-                                                           amount, "--password", "12345678"])
+    def run(amount):
+        return CliRunner().invoke(cli.meterctl, ["credit", "add", "--port", rig.port, "--amount",
+                                                               amount, "--password", "12345678"])
     assert run("10737418.00").exit_code == 0
     r = run("5.00")                               # 31-bit register: ₹10,737,418.23 at most
     assert r.exit_code == 1 and "would pass the register's limit" in r.output, r.output

@@ -134,7 +134,6 @@ class Token(Op):
     weight = 2
 
     def run(self, c):
-        from protocol import axdr_client as axdr
         while True:
             units = c.rnd.randrange(1, 900)                   # 0.1 kWh
             paise = units * RATE // 10
@@ -269,7 +268,7 @@ class Campaign:
                     self.reenter_cut_token()
                     continue
                 op.run(self)
-            except (DlmsError, RigError, AssertionError, OSError) as e:
+            except (DlmsError, RigError, AssertionError, OSError):
                 if not self._dead():
                     raise
                 died = True

@@ -1,7 +1,12 @@
 """The ESP32 and RP2040 board modules (firmware/boards/esp32.py, rp2040.py, pins.py) against a
 tiny fake ``machine`` module, and the rule that only boards/ touches ``machine``."""
+import ast
+import datetime
 import os
 import pathlib
+import subprocess
+import sys
+import types
 
 import pytest
 
@@ -11,12 +16,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 # There is no ESP32 or RP2040 here: the board modules run against a tiny fake ``machine`` module
 # put in sys.modules by these tests only (and, for the IRQ allocation check, on the real
 # MicroPython VM with the same fake on its path).
-
-import ast
-import datetime
-import subprocess
-import sys
-import types
 
 FAKE_MACHINE = '''
 class Pin:

@@ -103,7 +103,7 @@ def test_bare_apdus_and_malformed_ones():
 
 
 def test_corrupted_frame_is_reported_and_its_apdu_never_decoded():
-    lines = [l for l in load("iskra_am550_tasmota_8790.txt").splitlines() if not l.startswith("#")]
+    lines = [ln for ln in load("iskra_am550_tasmota_8790.txt").splitlines() if not ln.startswith("#")]
     bad = bytearray(bytes.fromhex(lines[1]))
     bad[40] ^= 0x01                                        # one bit flipped inside segment 2
     recs = D.decode_text("\n".join([lines[0], bad.hex(), lines[2]]))

@@ -6,9 +6,7 @@ diagnostics, block transfer, access rights, invoke-id echo. Reference frames are
 frames of ../shared/reference/dlms.md §1-2 (checked there against gurux and dlms-cosem)."""
 import pytest
 
-from meter import cosem, server
-from meter.account import Account
-from meter.relay import DisconnectControl
+from meter import cosem_values, server
 from protocol import apdu_client as apdu
 from protocol import hdlc_client as hdlc
 from protocol import axdr_client as axdr
@@ -343,7 +341,7 @@ def test_event_log_block_transfer_and_selective_access():
     w = axdr.Writer().structure(4).structure(4).long_unsigned(8).octet_string(CLOCK_LN) \
         .integer(2).long_unsigned(0)
     for i in (4, 6):
-        cosem.put_time(m, m.events[i][0], w)
+        cosem_values.put_time(m, m.events[i][0], w)
     w.array(0)
     raw, _ = _long_get(c, apdu.get_request(0xC1, 7, EVENT_LOG_LN, 2, 1, w.getvalue()), 256)
     assert [r[1] for r in axdr.to_python(axdr.decode(raw)[0])] == [m.events[i][1] for i in (4, 5, 6)]

@@ -53,7 +53,7 @@ def test_crcmod_trap_documented():
 # ------------------------------------------------------------------ HDLC
 
 server_addr = st.one_of(
-    st.integers(0, 0x7F).map(lambda l: hdlc.encode_server_address(l)),
+    st.integers(0, 0x7F).map(lambda a: hdlc.encode_server_address(a)),
     st.tuples(st.integers(0, 0x7F), st.integers(0, 0x7F)).map(lambda t: hdlc.encode_server_address(t[0], t[1], 2)),
     st.tuples(st.integers(0, 0x3FFF), st.integers(0, 0x3FFF)).map(lambda t: hdlc.encode_server_address(t[0], t[1], 4)),
 )

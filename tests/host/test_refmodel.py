@@ -8,9 +8,9 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 
 from refmodel import RefMeter, RefTariff, RefCalendar
 from meter.account import Account
-from meter.policy import Policy
+from meter.profile import policy as Policy   # validates, builds (Policy takes validated parameters)
 from meter.relay import DisconnectControl, CONNECTED
-from meter.tariff import Tariff
+from meter.profile import tariff as Tariff   # validates, builds
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 IST = 19800

@@ -4,19 +4,19 @@ cosem call. Shared by tests/host/test_hdlc_link.py, the fuzz test and bench/benc
 from meter.account import Account
 from meter.relay import DisconnectControl
 from protocol import apdu_client as apdu
+from host_tools import objects
 
 # conformance the meter supports: GET, SET, ACTION, selective access, block transfer with GET,
 # multiple references
 SUPPORTED = (apdu.CONF_GET | apdu.CONF_SET | apdu.CONF_ACTION | apdu.CONF_SELECTIVE_ACCESS
              | apdu.CONF_BLOCK_TRANSFER_WITH_GET | apdu.CONF_MULTIPLE_REFERENCES)
-# logical names (OBIS) of the objects the tests address (Blue Book / IS 15959)
-CLOCK_LN = b"\x00\x00\x01\x00\x00\xff"
-ASSOC_LN = b"\x00\x00\x28\x00\x00\xff"
-EVENT_LOG_LN = b"\x00\x00\x63\x62\x00\xff"
-TOKEN_CREDIT_LN = b"\x00\x00\x13\x0a\x00\xff"
-EMERGENCY_CREDIT_LN = b"\x00\x00\x13\x0a\x01\xff"
-TOKEN_GATEWAY_LN = b"\x00\x00\x13\x28\x00\xff"
-
+# logical names (OBIS) of the objects the tests address: the host catalogue (host_tools.objects)
+CLOCK_LN = objects.CLOCK.ln
+ASSOC_LN = objects.ASSOCIATION.ln
+EVENT_LOG_LN = objects.EVENT_LOG.ln
+TOKEN_CREDIT_LN = objects.CREDIT.ln
+EMERGENCY_CREDIT_LN = objects.EMERGENCY_CREDIT.ln
+TOKEN_GATEWAY_LN = objects.TOKEN_GATEWAY.ln
 
 class Board:
     def __init__(self):

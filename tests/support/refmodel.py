@@ -200,7 +200,8 @@ class RefTariff:
             return
         self.clock(t0)
         span = t1 - t0
-        counted = lambda x: (Fraction(wh) * (x - t0) / span).__floor__()
+        def counted(x):
+            return (Fraction(wh) * (x - t0) / span).__floor__()
         prev = t0
         for x in self._boundaries(t0, t1) + [t1]:
             self._whs_at(counted(x) - counted(prev), self._factor(prev))
