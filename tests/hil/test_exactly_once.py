@@ -120,7 +120,7 @@ def _one_attempt(rig, cut, paise, state, rng, faults):
         k = rng.randint(1, 15)                  # after the SNRM (1) ... the ACTION (9) ... DISC
         jitter = rng.uniform(0, 0.004)         # an exchange takes a few ms on the ptys
         if cut.wait_frames(k, timeout=15):
-            time.sleep(jitter)                  # the seeded moment itself, not a wait for a state
+            time.sleep(jitter)                  # sleep-ok: the seeded random moment of the Ctrl-C
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
     rc, err = finish(proc, paise)

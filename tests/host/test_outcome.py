@@ -126,7 +126,7 @@ def test_check_reaches_the_meter_on_a_later_attempt():
     m = Meter(mode="lose", down_after=1)
     sleeps = []
 
-    def sleep(s):
+    def sleep(s):                               # sleep-ok: the engine's pause, faked
         sleeps.append(s)
         m.down_after = None                     # the line comes back
     out = oc.perform(m.client, TopUp(500), pause=0.25, sleep=sleep)
