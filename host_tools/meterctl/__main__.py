@@ -12,6 +12,8 @@ def main():
     """Run meterctl on ``sys.argv``; exits with meterctl's exit code."""
     try:
         from host_tools.meterctl.cli import main as cli_main
+        from host_tools.meterctl.common import PROCESS
+        PROCESS["owned"] = True      # a change's settled outcome is final: SIGINT stays ignored
         cli_main()
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -28,7 +28,9 @@ def meterctl():
 
     \b
     Set METERCTL_PORT and METERCTL_PASSWORD to skip --port/--password.
-    Exit codes: 0 ok, 1 meter/protocol error, 2 usage error, 3 no answer from the meter.
+    Exit codes: 0 ok/applied, 1 meter/protocol error or change not applied, 2 usage error or
+    port in use, 3 no answer from the meter, 4 change outcome unknown, 130 Ctrl-C before
+    sending (each changing command's --help explains them).
     """
 
 

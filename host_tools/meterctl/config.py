@@ -19,7 +19,8 @@ import click
 
 from host_tools import objects
 from host_tools.firmware_src import firmware_module
-from host_tools.meterctl.common import CONTEXT, emit_json, link_options, make_client, run
+from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, emit_json, link_options, make_client, run, \
+    run_change
 from protocol import axdr_client as axdr
 
 PROFILE_LN = objects.PROFILE.obis
@@ -191,26 +192,40 @@ def _charge_rate(c):
         return None
 
 
-@config.command("apply", context_settings=CONTEXT)
+@config.command("apply", context_settings=CONTEXT, epilog=EXIT_CODES_HELP)
 @click.argument("profile", type=click.Path(dir_okay=False))
 @link_options(write=True)
 def apply_cmd(profile, **kw):
     """Validate PROFILE and apply it (SET 0.128.96.5.0.255 attribute 2, management client).
-    A refused profile prints the field and the reason; the meter keeps its old one.
+    A refused profile prints the field and the reason; the meter keeps its old one. A lost
+    answer is checked by reading the meter's profile back.
 
     \b
     Examples:
       meterctl config apply profiles/uppcl_like.json --port /dev/ttyUSB0 --password 12345678
       meterctl config check profiles/sts_keypad.json      # offline, before going to the meter
     """
+    from host_tools.changes import Profile
+
     p = check(load_profile(profile))
 
-    def body():
-        with make_client(kw, True) as c:
-            apply(c, p)
+    def show(out):
         msg = {"applied": p.get("name", profile), "bytes": len(wire_bytes(p))}
         if kw.get("as_json"):
-            emit_json(msg)
+            emit_json(dict(msg, outcome=out.state, checked=out.checked))
         else:
             click.echo("applied %s (%d bytes)" % (msg["applied"], msg["bytes"]))
-    return run(body)
+
+    def refused(out):
+        if out.refused is None:
+            return None
+        why = getattr(out.refused, "why", None)
+        if why and ":" in why:
+            field, reason = why.split(":", 1)
+            return ProfileError(field.strip(), reason.strip(), "meter").format_message()
+        return ProfileError("profile", str(out.refused), "meter").format_message()
+
+    change = Profile(wire_bytes(p))
+    change.what = "profile %s" % p.get("name", profile)
+    run_change(kw, change, show, refused=refused,
+               hint=lambda out: "meterctl config show --port %s --password ..." % kw["port"])
