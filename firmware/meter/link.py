@@ -62,7 +62,8 @@ class HdlcLink:
     server address (physical None: a point-to-point port, see the module); ``max_info``: the
     largest information field we send and receive (negotiation lowers it).
     Counters: ``ignored`` (frames not for us, echoes), ``refused`` (frames of other clients while
-    a link is open), ``frmr`` (FRMR sent), ``retransmitted``."""
+    a link is open), ``errors`` (exceptions: only the first is logged), ``frmr`` (FRMR sent),
+    ``retransmitted``."""
 
     def __init__(self, meter, logical=1, physical=None, max_info=512, inactivity_s=120):
         self.assoc = Association(meter, logical)
@@ -73,6 +74,7 @@ class HdlcLink:
         self.ticks = meter.board.ticks_ms
         self.ignored = 0
         self.refused = 0
+        self.errors = 0
         self.frmr = 0
         self.retransmitted = 0
         self._echo = None          # (dest, src, ctrl, info) of our last frame
@@ -120,7 +122,9 @@ class HdlcLink:
                 try:
                     out = self.on_frame(f)
                 except Exception as e:  # a bug must not take the meter off the air
-                    self.assoc.meter.event(_EV_DLMS_ERROR, "dlms error %r" % (e,))
+                    if not self.errors:   # one event, then counted: no flash wear per request
+                        self.assoc.meter.event(_EV_DLMS_ERROR, "dlms error %r" % (e,))
+                    self.errors += 1
                     self._ndm()
                     out = ()
                 for frame in out:

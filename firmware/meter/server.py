@@ -38,6 +38,7 @@ _SERVER_MAX_PDU = const(1024)  # largest APDU we receive (announced in the AARE;
 _SEND_MAX = const(512)         # larger responses go by block transfer when negotiated (small heap)
 _MIN_PDU = const(64)           # smaller client max PDUs are refused (pdu-size-too-short)
 _BLOCK_HEAD = const(12)        # C4 02 inv last blk(4) choice len(<=3)
+_WHOLE_MAX = const(2048)       # largest response sent whole to a client without block transfer
 
 # positional records (index consts cost nothing): a long GET in progress [buffered bytes, chunk
 # generator or None, last block number sent, block size]
@@ -61,6 +62,22 @@ def _fill(src, n):
                 break
         src[_BLK_BUF] = buf
     return g is None
+
+
+def _with_list(meter, ctx, items):
+    """Chunks of a GET-Response-With-List's results (IEC 62056-5-3 §7.3.4: SEQUENCE OF
+    Get-Data-Result), each item read when the blocks reach it: memory stays one block whatever
+    the list asks for."""
+    yield axdr.encode_length(len(items))
+    for item in items:
+        w = axdr.Writer()
+        r = cosem.get(meter, ctx, item, w)
+        if isinstance(r, int):
+            yield bytes((1, r)) if r else b"\x00" + bytes(w.buf)
+        else:
+            yield b"\x00"
+            for chunk in r:
+                yield chunk
 
 
 class Association:
@@ -182,6 +199,7 @@ class Association:
         self._blocks = None
         limit = self.max_pdu if self.max_pdu < _SEND_MAX else _SEND_MAX
         blocks_ok = self.conformance & _CONF_BLOCK_TRANSFER_WITH_GET
+        head = 4                            # C4 01 inv 00 (normal) / C4 03 inv n (with-list)
         if req.kind == 1:
             w = axdr.Writer()
             r = cosem.get(self.meter, self, req.items[0], w)
@@ -191,41 +209,24 @@ class Association:
                 src = [w.buf, None]
             else:
                 src = [b"", r]
-            try:
-                whole = _fill(src, limit - 3)
-                if not (whole and len(src[_BLK_BUF]) + 4 <= limit) and not blocks_ok:
-                    # no block transfer: send it whole if it fits the client's PDU
-                    whole = _fill(src, self.max_pdu - 3)
-                    limit = self.max_pdu
-            except Exception:
-                return apdu.get_response_error(inv, _DAR_HARDWARE_FAULT)
-            if whole and len(src[_BLK_BUF]) + 4 <= limit:
+        else:  # with-list: the SEQUENCE OF Get-Data-Result, read item by item as blocks go
+            src = [b"", _with_list(self.meter, self, req.items)]
+            head = 3
+        try:
+            whole = _fill(src, limit - head + 1)
+            if not (whole and len(src[_BLK_BUF]) + head <= limit) and not blocks_ok:
+                # no block transfer: send it whole if it fits the client's PDU (and our heap)
+                limit = self.max_pdu if self.max_pdu < _WHOLE_MAX else _WHOLE_MAX
+                whole = _fill(src, limit - head + 1)
+        except Exception:
+            return (apdu.get_response_error(inv, _DAR_HARDWARE_FAULT) if head == 4
+                    else apdu.exception_response(1, _SERVICE_PDU_TOO_LONG))
+        if whole and len(src[_BLK_BUF]) + head <= limit:
+            if head == 4:
                 return apdu.get_response(inv, src[_BLK_BUF])
-            if not blocks_ok:
-                return apdu.exception_response(1, _SERVICE_PDU_TOO_LONG)
-        else:  # with-list: the raw data is the SEQUENCE OF Get-Data-Result
-            out = bytearray(axdr.encode_length(len(req.items)))
-            for item in req.items:
-                w = axdr.Writer()
-                r = cosem.get(self.meter, self, item, w)
-                if not isinstance(r, int):
-                    try:
-                        for chunk in r:
-                            w.buf.extend(chunk)
-                    except Exception:
-                        r = _DAR_HARDWARE_FAULT
-                    else:
-                        r = 0
-                if r:
-                    out.append(1)
-                    out.append(r)
-                else:
-                    out.append(0)
-                    out.extend(w.buf)
-            if len(out) + 3 <= self.max_pdu or not blocks_ok:
-                return bytes((_GET_RESPONSE, 3, inv)) + out
-            src = [out, None]
-            limit = self.max_pdu if self.max_pdu < _SEND_MAX else _SEND_MAX
+            return bytes((_GET_RESPONSE, 3, inv)) + src[_BLK_BUF]
+        if not blocks_ok:
+            return apdu.exception_response(1, _SERVICE_PDU_TOO_LONG)
         # each block a whole GET-Response-With-Datablock within ``limit``; never the last first
         src.append(0)
         src.append(limit - _BLOCK_HEAD)
