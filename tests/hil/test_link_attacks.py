@@ -263,3 +263,30 @@ def test_physical_address_n_ignores_m_the_broadcast_and_the_1_byte_address(wire_
     w.send(hdlc.encode_frame(four, C16, hdlc.DISC))
     assert [(f.ctrl, f.src) for f in w.frames()] == [(hdlc.UA, four)]
     assert w.quiet() == []
+
+
+def test_physical_address_provisioned_confirmed_and_read(rig_factory, tmp_path):
+    """``meterctl provision --physical-address 17`` writes it to config.json and confirms the
+    meter over DLMS at that address; ``meterctl read --physical 17`` shows it."""
+    import json
+
+    from click.testing import CliRunner
+
+    from host_tools.meterctl import flash as cmd_flash
+    from host_tools.meterctl.read import read
+
+    flash_dir = tmp_path / "flash"
+    r = CliRunner().invoke(cmd_flash.flash, [
+        "--board", "unix", "--port", str(flash_dir), "--serial", "PPM0000017", "--sgc", "123456",
+        "--physical-address", "17", "--keystore", str(tmp_path / "ks"), "--json"])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    rep = json.loads(r.output[r.output.index("{"):])
+    assert rep["dlms"]["ok"] and json.loads((flash_dir / "config.json").read_text())["physical_address"] == 17
+    cfg = json.loads((flash_dir / "config.json").read_text())
+    rig = rig_factory(config={"physical_address": cfg["physical_address"]})
+    out = CliRunner().invoke(read, ["--port", rig.port, "--physical", "17", "--json"])
+    assert out.exit_code == 0, out.output
+    s = json.loads(out.output[out.output.index("{"):])
+    assert s["physical"] == 17 and s["server"] == 1
+    out = CliRunner().invoke(read, ["--port", rig.port, "--timeout", "1"])   # 1-byte address
+    assert out.exit_code == 3, out.output                                    # no answer
