@@ -30,7 +30,7 @@ ASSOC_LN = bytes((0, 0, 40, 0, 0, 255))
 CLOCK_LN = bytes((0, 0, 1, 0, 0, 255))
 LDN_LN = bytes((0, 0, 42, 0, 0, 255))
 TOKEN_CREDIT_LN = bytes((0, 0, 19, 10, 0, 255))
-EV_DLMS_ERROR = "90"
+EV_DLMS_ERROR = 90
 
 
 def stall_header(dest, src=C16, length=2047):
@@ -168,7 +168,7 @@ def test_stall_header_then_valid_request(wire_factory):
     w.send(snrm)
     assert [f.ctrl for f in w.frames()] == [hdlc.UA]
     assert w.quiet() == []
-    assert not [e for e in w.rig.events if e[0] == EV_DLMS_ERROR]
+    assert not [e for e in w.rig.events if e[0] == str(EV_DLMS_ERROR)]
 
 
 def test_snrm_from_public_client_leaves_the_management_link_working(wire_factory):
@@ -242,7 +242,7 @@ def test_longest_requests_of_every_type_are_answered(wire_factory):
     r = apdu.parse_response(w.request(C1, apdu.set_request(0xC1, 8, CLOCK_LN, 2, b"\x00" * 1200)))
     assert r.tag == apdu.EXCEPTION_RESPONSE
     assert apdu.parse_response(w.request(C1, apdu.get_request(0xC1, 1, LDN_LN, 2))).dar is None
-    assert not [e for e in rig.events[events:] if e[0] == EV_DLMS_ERROR]
+    assert not [e for e in rig.events[events:] if e[0] == str(EV_DLMS_ERROR)]
 
 
 # ---------------------------------------------------------------- physical address on a bus
