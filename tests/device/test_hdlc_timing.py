@@ -6,6 +6,7 @@ time-out uses ``time.ticks_diff`` (wrap-around included).
 """
 from protocol import hdlc_client as hdlc
 from protocol.crc import crc16_x25
+from test_hdlc import drain
 
 C16 = hdlc.encode_client_address(16)
 ME = hdlc.encode_server_address(1, 17)
@@ -23,15 +24,6 @@ def header(dest, length):
     h = bytearray((0x7E, 0xA0 | (length >> 8), length & 0xFF)) + dest + C16 + b"\x10"
     c = crc16_x25(bytes(h[1:]))
     return bytes(h) + bytes((c & 0xFF, c >> 8)) + b"\xE6\xE6"
-
-
-def drain(rx):
-    out = []
-    while True:
-        f = rx.pop()
-        if f is None:
-            return out
-        out.append(f)
 
 
 def rx_for_us(maxlen=200):
