@@ -4,6 +4,8 @@ Each command lives in its family's module and imports only ``common`` and the ho
 none imports this module back.
 """
 
+import sys
+
 import click
 
 from host_tools.meterctl import attr, config, credit, dlms, emulate, events, flash, read, relay, \
@@ -40,5 +42,19 @@ for _cmd in COMMANDS:
 
 
 def main(argv=None):
-    """Run meterctl on ``argv`` (default ``sys.argv[1:]``); exits with its exit code."""
-    return meterctl.main(args=argv, prog_name="meterctl")
+    """Run meterctl on ``argv`` (default ``sys.argv[1:]``); exits with its exit code.
+
+    Like click's standalone mode, except that Ctrl-C anywhere (also in commands that do not go
+    through ``common.run``, e.g. ``flash``) is one line "interrupted" and exit code 130, not
+    click's "Aborted!" and 1."""
+    try:
+        rv = meterctl.main(args=argv, prog_name="meterctl", standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except BrokenPipeError:
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)

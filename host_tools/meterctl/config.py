@@ -40,6 +40,14 @@ class ProfileError(click.ClickException):
         click.echo("meterctl: error: %s" % self.format_message(), err=True)
 
 
+class FileError(ProfileError):
+    """A profile file that cannot be read as JSON text: one line, exit code 2 (bad input)."""
+    exit_code = 2
+
+
+CHARGE_LN = "0.0.19.20.0.255"
+
+
 def _firmware_rules():
     return firmware_module("meter.profile").check_profile, firmware_module("meter.tariff").ConfigError
 
@@ -49,12 +57,20 @@ def load_profile(path):
     try:
         text = pathlib.Path(path).read_text(encoding="utf-8")
     except OSError as e:
-        raise ProfileError(str(path), e.strerror or str(e), "file")
+        raise FileError(str(path), e.strerror or str(e), "file")
+    except UnicodeDecodeError:
+        raise FileError(str(path), "not a JSON text file (binary or not UTF-8)", "file")
     try:
         obj = json.loads(text)
     except ValueError as e:
-        raise ProfileError(str(path), "not JSON (%s)" % e, "file")
+        raise FileError(str(path), "not JSON (%s)" % e, "file")
     return obj
+
+
+def max_wire_len():
+    """The firmware's own limit: its max receive APDU (``meter.acse``, announced in the AARE).
+    A SET request longer than that is refused by the meter."""
+    return getattr(firmware_module("meter.acse"), "_SERVER_MAX_PDU")
 
 
 def check(profile):
@@ -64,6 +80,12 @@ def check(profile):
         check_profile(profile)
     except ConfigError as e:
         raise ProfileError(e.field, e.reason)
+    from protocol import apdu_client
+    from protocol.client_assoc import obis6
+    n = len(apdu_client.set_request(1, 1, obis6(PROFILE_LN), 2, encode_value(profile)))
+    if n > max_wire_len():
+        raise ProfileError("profile", "too long: its SET request is %d bytes, the meter receives at most %d "
+                           "(shorten names, drop entries)" % (n, max_wire_len()))
     return profile
 
 
@@ -124,7 +146,7 @@ def check_cmd(profile):
 
 
 @config.command("show", context_settings=CONTEXT)
-@link_options(write=False)
+@link_options(write=True)            # not public: management client 1 by default (its --help says so)
 def show(**kw):
     """Read the meter's profile (GET 0.128.96.5.0.255 attribute 2).
 
@@ -145,11 +167,28 @@ def show(**kw):
     def body():
         with make_client(kw, False) as c:
             prof = decode_value(c.get(1, PROFILE_LN, 2))
+            if not prof.get("tariff"):
+                # a meter without a tariff section bills at its flat rate (config.json
+                # tariff_paise_per_kwh): show that rate, read from Charge IC 113 attr 5
+                rate = _charge_rate(c)
+                if rate is not None:
+                    prof["tariff"] = {"rate": rate}
         if kw.get("as_json"):
             emit_json(prof)
         else:
             click.echo(json.dumps(prof, indent=1, sort_keys=True))
     return run(body)
+
+
+def _charge_rate(c):
+    """Paise per kWh from Charge IC 113 attr 5 (unit_charge_active: {scaling, commodity,
+    charge_table [{index, charge}]}), or None if the meter does not serve it."""
+    from host_tools.client import DataAccessError
+    try:
+        _, (scaling, commodity, table) = c.get(113, CHARGE_LN, 5)
+        return int(table[1][0][1][1][1])
+    except (DataAccessError, TypeError, ValueError, IndexError):
+        return None
 
 
 @config.command("apply", context_settings=CONTEXT)

@@ -25,10 +25,19 @@ REASON_TEXT = {"used": "USED: this token was already entered in this meter",
                "crc": "CRC/authentication failure: wrong meter, wrong key or a mistyped digit",
                "format": "format error: not a valid 20-digit token",
                "key_expired": "key expired (KEN): the vending key is no longer valid for this meter",
-               "locked_out": "keypad locked out after repeated wrong tokens: wait and retry",
+               "locked_out": "keypad locked out after repeated wrong tokens: retry in 10 s (the lock doubles "
+                             "with each further wrong token, up to 21 min 20 s by default)",
                "wrong_class": "token class not accepted",
                "wrong_subclass": "token subclass not supported by this meter",
                "no_sts_key": "this meter has no STS decoder key provisioned (meterctl provision)"}
+
+
+def _reason_text(reason, detail):
+    if reason == "locked_out" and detail.startswith("wait"):   # the meter says how long
+        return "keypad locked out after repeated wrong tokens: %s (the lock doubles with each " \
+               "further wrong token)" % detail.replace("wait", "retry in", 1)
+    text = REASON_TEXT.get(reason, reason)
+    return "%s (%s)" % (text, detail) if detail else text
 
 
 def parse_digits(parts):
@@ -73,10 +82,12 @@ def topup(token, **kw):
             descr = c.get(115, OBIS_GATEWAY, 4)
             reasons = [bytes(v).decode("ascii", "replace") for _, v in descr[1]]
             after = credit(c)
-        reason = reasons[0] if reasons else STATUS_TEXT.get(code, str(code))
+        # the meter's description is the reason word, then what it knows more ("locked_out: wait 6 s")
+        reason, _, detail = (reasons[0] if reasons else STATUS_TEXT.get(code, str(code))).partition(":")
+        detail = detail.strip()
         accepted = code in (2, 3)
         out = {"token": digits, "accepted": accepted, "status": code,
-               "status_text": STATUS_TEXT.get(code, "?"), "reason": reason,
+               "status_text": STATUS_TEXT.get(code, "?"), "reason": reason, "detail": detail,
                "credit_before_paise": before, "credit_after_paise": after}
         if kw["as_json"]:
             emit_json(out)
@@ -88,6 +99,6 @@ def topup(token, **kw):
             click.echo("Credit: %s -> %s" % (fmt.rupees(before), fmt.rupees(after)))
         if not accepted:
             fail("token rejected: %s (IC 115 status %d %s)"
-                  % (REASON_TEXT.get(reason, reason), code, STATUS_TEXT.get(code, "?")), EXIT_METER)
+                  % (_reason_text(reason, detail), code, STATUS_TEXT.get(code, "?")), EXIT_METER)
 
     run(body)
