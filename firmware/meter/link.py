@@ -11,9 +11,11 @@ no-station (0) addresses, logical or physical, are never answered (IEC 62056-46 
 all-station address only for UI frames, which get no response; this meter serves no broadcast
 service). With a provisioned ``physical`` address (an RS-485 bus) only 2/4-byte addresses
 carrying it are answered; without one (a point-to-point or optical port) the 1-byte address and
-any physical part are. An open link belongs to the client address that opened it until DISC or
-``inactivity_s``: other clients get DM (§6.4.4.4.3: "disconnected mode": this secondary is not
-connected to them and cannot action their SNRM now), the owner's link is untouched.
+any physical part are. A link with an open association belongs to the client address that
+opened it until DISC (or RLRQ) or ``inactivity_s``: other clients get DM (§6.4.4.4.3:
+"disconnected mode": this secondary is not connected to them and cannot action their SNRM now),
+the owner's link is untouched. A link without an association (a refused AARQ, a client that went
+away after its SNRM) is taken over by another client's SNRM.
 """
 import asyncio
 import time
@@ -177,7 +179,7 @@ class HdlcLink:
         if (self.state == _NRM and self.inactivity_ms
                 and _ticks_diff(now, self._last_rx) > self.inactivity_ms):
             self._ndm()
-        if self.state == _NRM and f.src != self.client:
+        if self.state == _NRM and f.src != self.client and (k != _K_SNRM or self.assoc.open):
             # the link is another client's: it stays as it is, this one is told DM (not UI)
             self.refused += 1
             return () if k == _K_UI else (self._frame(_DM, client=f.src, addr=f.dest),)

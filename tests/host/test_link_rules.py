@@ -37,21 +37,25 @@ def _open(link, src, info=b""):
 def test_open_link_belongs_to_its_client():
     m = Meter()
     link = HdlcLink(m, 1, None, 512, inactivity_s=120)
-    _open(link, C1)
-    for ctrl in (hdlc.SNRM, hdlc.DISC, hdlc.ctrl_rr(0), hdlc.ctrl_i(0, 0)):
-        out = link.on_frame(frame(SRV, C16, ctrl, hdlc.LLC_REQUEST + b"\x62\x00" if ctrl & 1 == 0 else b""))
-        f = hdlc.decode_frame(out[0])
-        assert f.ctrl == hdlc.DM and f.dest == C16
-    assert link.on_frame(frame(SRV, C16, 0x13)) == ()             # UI: nothing
-    assert link.refused == 5 and link.client == C1
-    # the owner's link is untouched: its RR gets RR(0)
-    assert hdlc.decode_frame(link.on_frame(frame(SRV, C1, hdlc.ctrl_rr(0)))[0]).ctrl == hdlc.ctrl_rr(0)
-    # another client's frames do not keep the link alive; after inactivity it may connect
-    m.board.ms += 100000
-    link.on_frame(frame(SRV, C16, hdlc.SNRM))
-    m.board.ms += 30000
+    _open(link, C1)                       # a link without an association: another SNRM takes it
     _open(link, C16)
     assert link.client == C16
+    out = link.on_frame(frame(SRV, C16, hdlc.ctrl_i(0, 0), hdlc.LLC_REQUEST + apdu.build_aarq()))
+    assert apdu.parse_aare(hdlc.decode_frame(out[0]).info[3:])["result"] == 0
+    for ctrl in (hdlc.SNRM, hdlc.DISC, hdlc.ctrl_rr(0), hdlc.ctrl_i(0, 0)):
+        out = link.on_frame(frame(SRV, C1, ctrl, hdlc.LLC_REQUEST + b"\x62\x00" if ctrl & 1 == 0 else b""))
+        f = hdlc.decode_frame(out[0])
+        assert f.ctrl == hdlc.DM and f.dest == C1
+    assert link.on_frame(frame(SRV, C1, 0x13)) == ()             # UI: nothing
+    assert link.refused == 5 and link.client == C16
+    # the owner's link is untouched: its RR gets RR(1)
+    assert hdlc.decode_frame(link.on_frame(frame(SRV, C16, hdlc.ctrl_rr(1)))[0]).ctrl == hdlc.ctrl_rr(1)
+    # another client's frames do not keep the link alive; after inactivity it may connect
+    m.board.ms += 100000
+    link.on_frame(frame(SRV, C1, hdlc.SNRM))
+    m.board.ms += 30000
+    _open(link, C1)
+    assert link.client == C1
 
 
 def _associated(conformance=apdu.DEFAULT_CONFORMANCE):
