@@ -343,8 +343,7 @@ class Master:
         # before the last 2 bytes, where a header may be starting)
         keep = self._chk
         for j in range(self._np):
-            if self._pend[j] < keep:
-                keep = self._pend[j]
+            keep = min(keep, self._pend[j])
         if keep == 0:            # cannot happen (a candidate fits: size > length): be safe
             keep = 1
             self._np = 0

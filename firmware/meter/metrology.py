@@ -39,8 +39,8 @@ fresh); ``energy_wh`` keeps the last good counter.
 """
 import asyncio
 
-from protocol import modbus_rtu as mb
 from meter import modules as mm
+from protocol import modbus_rtu as mb
 
 try:
     from micropython import const
@@ -49,7 +49,7 @@ except ImportError:
         return x
 
 try:
-    from time import ticks_ms, ticks_diff
+    from time import ticks_diff, ticks_ms
 except ImportError:  # CPython
     import time as _time
 

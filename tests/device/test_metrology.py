@@ -8,9 +8,10 @@ maps); time is a fake ms clock advanced by what ``Module.step()`` asks to wait.
 """
 import struct
 
-from protocol.crc import crc16_modbus
 from meter import metrology as mt
 from meter import modules as mm
+
+from protocol.crc import crc16_modbus
 
 
 def with_crc(b):
@@ -392,8 +393,7 @@ class StaticLine:
         n = len(self.reply) - self.pos
         if n <= 0:
             return 0
-        if n > len(buf):
-            n = len(buf)
+        n = min(n, len(buf))
         for i in range(n):
             buf[i] = self.reply[self.pos + i]
         self.pos += n
