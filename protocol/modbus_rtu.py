@@ -240,12 +240,15 @@ class Master:
     The caller drains the line (discards input for ``gap_ms`` of silence) before each
     request, which also disposes of trailing bytes after a reply or an error, then sends
     ``request`` and calls ``begin()``. No method allocates after construction.
+    Requests to the PZEM-004T general address 0xF8 accept a reply from any unit 1..247 (a
+    single module on its own line may answer with its configured address).
     Raises ModbusError('range'/'function') for bad construction arguments.
     """
 
     def __init__(self, unit, function, address, count, timeout_ms=500, gap_ms=20, size=0):
         self.request = read_request(unit, function, address, count)
         self.unit = unit
+        self._any = unit == 0xF8      # PZEM "general address": the reply may carry its own
         self.function = function
         self.length = 5 + 2 * count
         self.timeout_ms = timeout_ms
@@ -285,7 +288,7 @@ class Master:
     def _header(self, p):
         # 0 no, 1 normal reply, 2 exception reply (needs buf[p..p+2])
         b = self.buf
-        if b[p] != self.unit:
+        if b[p] != self.unit and not (self._any and 1 <= b[p] <= 247):
             return 0
         f = b[p + 1]
         if f == self.function:

@@ -325,3 +325,13 @@ def test_master_allocation_free():
     finally:
         micropython.heap_unlock()
     assert ok
+
+
+def test_master_general_address():
+    m = mb.Master(0xF8, 4, 0, 10)
+    assert m.request == h("F8 04 00 00 00 0A 64 64")
+    assert m.feed(b"\x00" + GOOD, 26) == mb.FRAME          # the module answers as unit 1
+    assert_good(m)
+    m.begin()
+    rep = pzem_reply(unit=0xF8)
+    assert m.feed(rep, len(rep)) == mb.FRAME
