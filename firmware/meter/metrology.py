@@ -317,6 +317,7 @@ class Module:
         self.export_wh = v[mm.EXPORT_WH]
         self.alarm = v[mm.ALARM] == 0xFFFF
         self.fresh = True
+        self.exc_code = 0
         h = self.health
         self.outcome = h.good(self._clock(), self.energy_wh)
         self._health(h)
