@@ -168,7 +168,8 @@ class Module:
         self._gap = max(mb.silence_us(baud) // 1000 + 1, MIN_GAP_MS)
         self._fields = fields
         self._blocks = blocks
-        self._masters = tuple(mb.Master(unit, fn, a, c, timeout_ms, self._gap) for a, c in blocks)
+        self._masters = tuple(mb.Master(unit, fn, (blocks[i] << 8) | blocks[i + 1], blocks[i + 2],
+                                        timeout_ms, self._gap) for i in range(0, len(blocks), 3))
         self._scratch = bytearray(32)
         self._ticks = ticks or ticks_ms
         self._clock = clock or _clock_s
@@ -292,18 +293,25 @@ class Module:
     def _decode(self):
         # all fields of the map into val; False if a value is NaN/inf/out of range
         val = self.val
-        for slot, blk, addr, kind, k in self._fields:
+        f = self._fields
+        b = self._blocks
+        for j in range(0, len(f), 6):
+            blk = f[j + 1]
             m = self._masters[blk]
-            i = addr - self._blocks[blk][0]
+            i = ((f[j + 2] << 8) | f[j + 3]) - ((b[3 * blk] << 8) | b[3 * blk + 1])
+            kind = f[j + 4]
             if kind == mm.U16:
                 v = m.reg(i)
             elif kind == mm.U32_LO_FIRST:
                 v = m.u32_lo_first(i)
             else:
+                k = 1
+                for _ in range(f[j + 5]):
+                    k *= 10
                 v = m.f32(i, k)
                 if v is None:
                     return False
-            val[slot] = v
+            val[f[j]] = v
         return True
 
     def _good(self):

@@ -4,7 +4,8 @@ A map is ``(function, blocks, fields)``: ``blocks`` are the read requests of one
 ``(first register address, register count)``; each field is
 ``(slot, block index, register address, kind, scale)``: the value of register ``address``
 (absolute, as in the vendor's map) decoded as ``kind`` and multiplied by ``scale`` lands in
-``Module.val[slot]`` as an int in the firmware's units (slot names below).
+``Module.val[slot]`` as an int in the firmware's units (slot names below). The tables are
+bytes literals (no heap on the board); ``blocks(m)``/``fields(m)`` read them as tuples.
 
 - PZEM-004T v3 (Peacefair; mandulaj/PZEM-004T-v30, reference micropython.md §4): input
   registers 0x0000-0x0009, one request of 10, integers, 32-bit values low word first:
@@ -61,51 +62,70 @@ P2_DW = const(13)
 P3_DW = const(14)
 NSLOT = const(15)
 
-PZEM004T = (4, ((0x0000, 10),), (
-    (VOLTAGE_DV, 0, 0x0000, U16, 1),
-    (CURRENT_MA, 0, 0x0001, U32_LO_FIRST, 1),
-    (POWER_DW, 0, 0x0003, U32_LO_FIRST, 1),
-    (IMPORT_WH, 0, 0x0005, U32_LO_FIRST, 1),
-    (FREQUENCY_DHZ, 0, 0x0007, U16, 1),
-    (PF_CENTI, 0, 0x0008, U16, 1),
-    (ALARM, 0, 0x0009, U16, 1),
-))
-
-SDM120 = (4, ((0x0000, 0x20), (0x0046, 6)), (
-    (VOLTAGE_DV, 0, 0x0000, F32, 10),
-    (CURRENT_MA, 0, 0x0006, F32, 1000),
-    (POWER_DW, 0, 0x000C, F32, 10),
-    (PF_CENTI, 0, 0x001E, F32, 100),
-    (FREQUENCY_DHZ, 1, 0x0046, F32, 10),
-    (IMPORT_WH, 1, 0x0048, F32, 1000),
-    (EXPORT_WH, 1, 0x004A, F32, 1000),
-))
-
-SDM630 = (4, ((0x0000, 0x12), (0x0034, 0x18)), (
-    (VOLTAGE_DV, 0, 0x0000, F32, 10),
-    (V2_DV, 0, 0x0002, F32, 10),
-    (V3_DV, 0, 0x0004, F32, 10),
-    (CURRENT_MA, 0, 0x0006, F32, 1000),
-    (I2_MA, 0, 0x0008, F32, 1000),
-    (I3_MA, 0, 0x000A, F32, 1000),
-    (P1_DW, 0, 0x000C, F32, 10),
-    (P2_DW, 0, 0x000E, F32, 10),
-    (P3_DW, 0, 0x0010, F32, 10),
-    (POWER_DW, 1, 0x0034, F32, 10),
-    (PF_CENTI, 1, 0x003E, F32, 100),
-    (FREQUENCY_DHZ, 1, 0x0046, F32, 10),
-    (IMPORT_WH, 1, 0x0048, F32, 1000),
-    (EXPORT_WH, 1, 0x004A, F32, 1000),
-))
+# The maps are bytes literals (in flash with the ROMFS/frozen image, no heap): blocks are
+# 3 bytes each (first address high, low, register count); fields 6 bytes each (slot, block,
+# register address high, low, kind, scale as a power of ten). tests/device/test_metrology.py
+# spells each map out in words and checks these bytes against it.
+_PZEM004T_BLOCKS = b"\x00\x00\x0a"             # 0x0000, 10 registers
+_PZEM004T_FIELDS = (
+    b"\x00\x00\x00\x00\x00\x00"    # VOLTAGE_DV     0x0000 U16           x1
+    b"\x01\x00\x00\x01\x01\x00"    # CURRENT_MA     0x0001 U32_LO_FIRST  x1
+    b"\x02\x00\x00\x03\x01\x00"    # POWER_DW       0x0003 U32_LO_FIRST  x1
+    b"\x03\x00\x00\x05\x01\x00"    # IMPORT_WH      0x0005 U32_LO_FIRST  x1
+    b"\x04\x00\x00\x07\x00\x00"    # FREQUENCY_DHZ  0x0007 U16           x1
+    b"\x05\x00\x00\x08\x00\x00"    # PF_CENTI       0x0008 U16           x1
+    b"\x06\x00\x00\x09\x00\x00"    # ALARM          0x0009 U16           x1
+)
+_SDM120_BLOCKS = b"\x00\x00\x20\x00\x46\x06"   # 0x0000, 32 registers; 0x0046, 6
+_SDM120_FIELDS = (
+    b"\x00\x00\x00\x00\x02\x01"    # VOLTAGE_DV     0x0000 F32 x10   (V)
+    b"\x01\x00\x00\x06\x02\x03"    # CURRENT_MA     0x0006 F32 x1000 (A)
+    b"\x02\x00\x00\x0c\x02\x01"    # POWER_DW       0x000C F32 x10   (W)
+    b"\x05\x00\x00\x1e\x02\x02"    # PF_CENTI       0x001E F32 x100
+    b"\x04\x01\x00\x46\x02\x01"    # FREQUENCY_DHZ  0x0046 F32 x10   (Hz)
+    b"\x03\x01\x00\x48\x02\x03"    # IMPORT_WH      0x0048 F32 x1000 (kWh)
+    b"\x07\x01\x00\x4a\x02\x03"    # EXPORT_WH      0x004A F32 x1000 (kWh)
+)
+_SDM630_BLOCKS = b"\x00\x00\x12\x00\x34\x18"   # 0x0000, 18 registers; 0x0034, 24
+_SDM630_FIELDS = (
+    b"\x00\x00\x00\x00\x02\x01"    # VOLTAGE_DV     0x0000 F32 x10   (V, phase 1)
+    b"\x08\x00\x00\x02\x02\x01"    # V2_DV          0x0002
+    b"\x09\x00\x00\x04\x02\x01"    # V3_DV          0x0004
+    b"\x01\x00\x00\x06\x02\x03"    # CURRENT_MA     0x0006 F32 x1000 (A, phase 1)
+    b"\x0a\x00\x00\x08\x02\x03"    # I2_MA          0x0008
+    b"\x0b\x00\x00\x0a\x02\x03"    # I3_MA          0x000A
+    b"\x0c\x00\x00\x0c\x02\x01"    # P1_DW          0x000C F32 x10   (W)
+    b"\x0d\x00\x00\x0e\x02\x01"    # P2_DW          0x000E
+    b"\x0e\x00\x00\x10\x02\x01"    # P3_DW          0x0010
+    b"\x02\x01\x00\x34\x02\x01"    # POWER_DW       0x0034 F32 x10   (W, total)
+    b"\x05\x01\x00\x3e\x02\x02"    # PF_CENTI       0x003E F32 x100  (total)
+    b"\x04\x01\x00\x46\x02\x01"    # FREQUENCY_DHZ  0x0046 F32 x10   (Hz)
+    b"\x03\x01\x00\x48\x02\x03"    # IMPORT_WH      0x0048 F32 x1000 (kWh)
+    b"\x07\x01\x00\x4a\x02\x03"    # EXPORT_WH      0x004A F32 x1000 (kWh)
+)
 
 
 def lookup(kind):
     """The register map of a module type: "pzem004t", "sdm120" or "sdm630" (the
-    ``modbus_module`` configuration value). ValueError for another name."""
+    ``modbus_module`` configuration value), as ``(function, blocks, fields)`` bytes (layout
+    above; ``blocks(m)`` and ``fields(m)`` spell them out). ValueError for another name."""
     if kind == "pzem004t":
-        return PZEM004T
+        return 4, _PZEM004T_BLOCKS, _PZEM004T_FIELDS
     if kind == "sdm120":
-        return SDM120
+        return 4, _SDM120_BLOCKS, _SDM120_FIELDS
     if kind == "sdm630":
-        return SDM630
+        return 4, _SDM630_BLOCKS, _SDM630_FIELDS
     raise ValueError("module type")
+
+
+def blocks(m):
+    """[(first register address, count), ...] of a map from ``lookup``."""
+    b = m[1]
+    return [((b[i] << 8) | b[i + 1], b[i + 2]) for i in range(0, len(b), 3)]
+
+
+def fields(m):
+    """[(slot, block index, register address, kind, scale), ...] of a map from ``lookup``."""
+    f = m[2]
+    return [(f[i], f[i + 1], (f[i + 2] << 8) | f[i + 3], f[i + 4], 10 ** f[i + 5])
+            for i in range(0, len(f), 6)]

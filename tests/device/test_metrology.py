@@ -433,3 +433,34 @@ def test_asyncio_poll():
     m = mt.Module(line, "pzem004t", 1, timeout_ms=100)
     line.faults = ["lead"]
     assert asyncio.run(m.poll()) is True and m.energy_wh == 123456
+
+
+def test_register_maps_in_words():
+    """The bytes tables of meter.modules, spelt out (vendor maps: see meter/modules.py)."""
+    U16, U32, F32 = mm.U16, mm.U32_LO_FIRST, mm.F32
+    assert mm.blocks(mm.lookup("pzem004t")) == [(0x0000, 10)]
+    assert mm.fields(mm.lookup("pzem004t")) == [
+        (mm.VOLTAGE_DV, 0, 0x0000, U16, 1), (mm.CURRENT_MA, 0, 0x0001, U32, 1),
+        (mm.POWER_DW, 0, 0x0003, U32, 1), (mm.IMPORT_WH, 0, 0x0005, U32, 1),
+        (mm.FREQUENCY_DHZ, 0, 0x0007, U16, 1), (mm.PF_CENTI, 0, 0x0008, U16, 1),
+        (mm.ALARM, 0, 0x0009, U16, 1)]
+    assert mm.blocks(mm.lookup("sdm120")) == [(0x0000, 0x20), (0x0046, 6)]
+    assert mm.fields(mm.lookup("sdm120")) == [
+        (mm.VOLTAGE_DV, 0, 0x0000, F32, 10), (mm.CURRENT_MA, 0, 0x0006, F32, 1000),
+        (mm.POWER_DW, 0, 0x000C, F32, 10), (mm.PF_CENTI, 0, 0x001E, F32, 100),
+        (mm.FREQUENCY_DHZ, 1, 0x0046, F32, 10), (mm.IMPORT_WH, 1, 0x0048, F32, 1000),
+        (mm.EXPORT_WH, 1, 0x004A, F32, 1000)]
+    assert mm.blocks(mm.lookup("sdm630")) == [(0x0000, 0x12), (0x0034, 0x18)]
+    assert mm.fields(mm.lookup("sdm630")) == [
+        (mm.VOLTAGE_DV, 0, 0x0000, F32, 10), (mm.V2_DV, 0, 0x0002, F32, 10),
+        (mm.V3_DV, 0, 0x0004, F32, 10), (mm.CURRENT_MA, 0, 0x0006, F32, 1000),
+        (mm.I2_MA, 0, 0x0008, F32, 1000), (mm.I3_MA, 0, 0x000A, F32, 1000),
+        (mm.P1_DW, 0, 0x000C, F32, 10), (mm.P2_DW, 0, 0x000E, F32, 10),
+        (mm.P3_DW, 0, 0x0010, F32, 10), (mm.POWER_DW, 1, 0x0034, F32, 10),
+        (mm.PF_CENTI, 1, 0x003E, F32, 100), (mm.FREQUENCY_DHZ, 1, 0x0046, F32, 10),
+        (mm.IMPORT_WH, 1, 0x0048, F32, 1000), (mm.EXPORT_WH, 1, 0x004A, F32, 1000)]
+    for kind in ("pzem004t", "sdm120", "sdm630"):       # every field inside its block
+        bl = mm.blocks(mm.lookup(kind))
+        for slot, blk, addr, knd, k in mm.fields(mm.lookup(kind)):
+            a, c = bl[blk]
+            assert a <= addr and addr + (1 if knd == U16 else 2) <= a + c and slot < mm.NSLOT
