@@ -2,25 +2,61 @@
 
 Pure helpers for `hil.emulated.EmulatedRig` (no process handling here):
 
+- `prepare_build(board)`: the cached mpy-cross build and ROMFS image, under `build_lock` so
+  parallel processes (pytest-xdist workers, several ``meterctl emulate``) never rebuild the shared
+  cache under each other.
 - `prepare_image(workdir, firmware_dir, image)`: which code the board runs (an mpy-cross build, as
   .mpy files or as a ROMFS image) -> `Image`.
 - `write_board_json(path, board)`: the unix board's configuration (docs/CONTRACTS.md), atomically.
 - `command(micropython, heap, image, board_json)`: argv and environment of the firmware process.
 """
 import collections
+import contextlib
 import json
 import os
 import pathlib
 
 from .env import heap_bytes
 
-__all__ = ["Image", "prepare_image", "write_board_json", "command", "ROMBOOT"]
+__all__ = ["Image", "prepare_image", "prepare_build", "build_lock", "write_board_json", "command",
+           "ROMBOOT"]
 
 ROMBOOT = pathlib.Path(__file__).with_name("romboot.py")
 
 Image = collections.namedtuple("Image", "kind firmware_dir romfs romfs_bytes")
 Image.__doc__ = """The board's code: kind "romfs" or "mpy", the directory holding main.py (a build),
 the ROMFS image path (None for "mpy") and its size in bytes (0 for "mpy")."""
+
+
+@contextlib.contextmanager
+def build_lock(name="unix"):
+    """Hold an exclusive file lock ``build/.<name>.lock`` (blocking) around work on the shared
+    build cache; a no-op where the checkout's build/ is not writable."""
+    import fcntl
+
+    from host_tools.firmware_src import ROOT
+    d = ROOT / "build"
+    try:
+        d.mkdir(exist_ok=True)
+        f = open(str(d / (".%s.lock" % name)), "a+")
+    except OSError:
+        yield
+        return
+    with f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def prepare_build(board="unix", romfs=True):
+    """(build dir, ROMFS image path or None) of ``board``'s cached build, rebuilt when stale,
+    under `build_lock`. Raises what ``host_tools.build`` raises (SystemExit on mpy-cross errors)."""
+    from host_tools.build import cached_build, cached_romfs
+    with build_lock(board):
+        out = cached_build(board)
+        return out, (cached_romfs(board) if romfs else None)
 
 
 def prepare_image(workdir, firmware_dir=None, image=None):
@@ -35,10 +71,7 @@ def prepare_image(workdir, firmware_dir=None, image=None):
         image = "romfs" if firmware_dir is None else "mpy"
     romfs = None
     if firmware_dir is None:
-        from host_tools.build import cached_build, cached_romfs
-        firmware_dir = cached_build("unix")
-        if image == "romfs":
-            romfs = cached_romfs("unix")
+        firmware_dir, romfs = prepare_build("unix", romfs=image == "romfs")
     elif image == "romfs":
         from host_tools.build import romfs_bytes
         workdir = pathlib.Path(workdir)
