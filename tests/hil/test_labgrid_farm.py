@@ -52,8 +52,10 @@ def _wait_for(pred, timeout, what):
         time.sleep(0.2)   # labgrid's processes give no event: poll their state
 
 
-def _daemon(argv, log):
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+def _daemon(argv, log, cwd):
+    # cwd: the coordinator keeps places.yaml / resources.yaml in its working directory
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            cwd=str(cwd))
 
 
 def _stop(proc):
@@ -76,10 +78,10 @@ def farm_place(tmp_path):
     try:
         exp_yaml = tmp_path / "exporter.yaml"
         exp_yaml.write_text(farm.exporter_config())
-        procs.append(_daemon([str(BIN / "labgrid-coordinator"), "--listen", coord], log))
+        procs.append(_daemon([str(BIN / "labgrid-coordinator"), "--listen", coord], log, tmp_path))
         _wait_for(lambda: _client(coord, "places", check=False).returncode == 0, 30, "coordinator")
         procs.append(_daemon([str(BIN / "labgrid-exporter"), "--coordinator", coord,
-                              "--name", "farm", "--hostname", "127.0.0.1", str(exp_yaml)], log))
+                              "--name", "farm", "--hostname", "127.0.0.1", str(exp_yaml)], log, tmp_path))
         _wait_for(lambda: "farm/meter0/NetworkSerialPort" in _client(
             coord, "resources", check=False).stdout, 30, "exported resources")
         _client(coord, "create")
