@@ -28,6 +28,34 @@ def pytest_sessionstart(session):
         cached_build("unix", ROOT / "build" / "flash-unix")
 
 
+# The longest tests (seconds, one process each), started first so that under pytest-xdist they
+# overlap the many short ones instead of starting late and running alone at the end (the
+# campaign alone is a third of the serial run). Order only: every test still runs.
+_LONG_FIRST = (
+    "tests/hil/test_powercut_campaign.py::test_powercut_campaign",
+    "tests/hil/test_labgrid_farm.py::",
+    "tests/hil/test_hil_rig.py::test_pytest_plugin_options_fixtures_and_failure_log",
+    "tests/hil/test_examples_venv.py::",
+    "tests/hil/test_year_timewarp.py::",
+    "tests/hil/test_interop_dlmscosem.py::test_every_association_reads_every_attribute",
+    "tests/hil/test_policy_hil.py::test_up_negative_saturday_evening",
+)
+
+
+def _rank(item):
+    for i, prefix in enumerate(_LONG_FIRST):
+        if item.nodeid.startswith(prefix):
+            return i
+    return len(_LONG_FIRST)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (-n), start the known long tests first (stable sort: the rest keeps
+    its order)."""
+    if config.getoption("numprocesses", None):
+        items.sort(key=_rank)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cli_state(tmp_path, monkeypatch):
     """meterctl remembers per-meter TIDs under METERCTL_STATE_DIR: keep tests out of $HOME."""
