@@ -19,6 +19,7 @@ import pathlib
 import sys
 import tempfile
 import threading
+import time
 
 from .emulated import EmulatedRig
 from .launch import prepare_build
@@ -90,7 +91,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="meters-") as tmp:
         rigs = start_meters(a.n, a.workdir or tmp, poll_ms=a.poll_ms, heap=a.heap,
-                            clock_mode="running")
+                            clock_mode="running", clock_epoch=int(time.time()))
         try:
             for r in rigs:
                 print("%s %s" % (r.config["serial"], r.port), flush=True)
