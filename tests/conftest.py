@@ -1,6 +1,8 @@
 import pathlib
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 for p in (ROOT, ROOT / "firmware", ROOT / "tests" / "device", ROOT / "tests" / "support"):
     if str(p) not in sys.path:
@@ -11,9 +13,6 @@ for p in (ROOT, ROOT / "firmware", ROOT / "tests" / "device", ROOT / "tests" / "
 # and loads it where entry points are off (PYTEST_DISABLE_PLUGIN_AUTOLOAD) or the package is not
 # installed.
 pytest_plugins = ["hil.pytest_plugin"]
-
-
-import pytest  # noqa: E402
 
 
 def pytest_sessionstart(session):
