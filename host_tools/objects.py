@@ -34,7 +34,7 @@ import sys
 from host_tools import firmware_src
 
 __all__ = ["Obj", "Access", "OBJECTS", "ASSOCIATIONS", "SpecError", "by_obis", "by_name",
-           "table_source", "markdown", "event_names", "events"]
+           "table_source", "markdown", "event_names", "events", "EVENT_LOGS"]
 
 # (association name, client SAP); the device's roles: 0 public, 1 reader, 2 management
 ASSOCIATIONS = (("public", 16), ("reader", 32), ("management", 1), ("utility settings", 48))
@@ -128,8 +128,39 @@ OBJECTS = (
     obj("0.0.17.0.0.255", 71, 0, "limiter", 11, 0, public=(1,),
         served="present with a limiter; maximum power limit on active power (0.1 W)"),
     obj("0.0.99.98.0.255", 7, 1, "event log", 8, 2, public=(1,),
-        served="buffer {time, event code}; selective access by range and by entry"),
+        served="all events, every category merged in order of occurrence: buffer {time, event code}; "
+               "selective access by range and by entry"),
     obj("0.0.96.11.0.255", 1, 0, "event code", 2, arg=1, served="long-unsigned, code of the last event"),
+    obj("0.0.99.98.2.255", 7, 1, "power events", 8, 2, arg=2, public=(1,),
+        served="IS 15959 power log: power down/up, watchdog, first boot; buffer {time, event code, occurrences}"),
+    obj("0.0.96.11.2.255", 1, 0, "power event code", 2, arg=18,
+        served="long-unsigned, code of the last power event"),
+    obj("0.0.96.15.2.255", 1, 0, "power event counter", 2, arg=26,
+        served="double-long-unsigned, occurrences of the last power event (repetitions coalesced)"),
+    obj("0.0.99.98.3.255", 7, 1, "transaction events", 8, 2, arg=3, public=(1,),
+        served="IS 15959 transaction log: top-ups, tokens accepted, credit changes; buffer {time, event code, occurrences}"),
+    obj("0.0.96.11.3.255", 1, 0, "transaction event code", 2, arg=19,
+        served="long-unsigned, code of the last transaction event"),
+    obj("0.0.96.15.3.255", 1, 0, "transaction event counter", 2, arg=27,
+        served="double-long-unsigned, occurrences of the last transaction event (repetitions coalesced)"),
+    obj("0.0.99.98.4.255", 7, 1, "other events", 8, 2, arg=4, public=(1,),
+        served="IS 15959 other log: clock set, configuration, billing, errors; buffer {time, event code, occurrences}"),
+    obj("0.0.96.11.4.255", 1, 0, "other event code", 2, arg=20,
+        served="long-unsigned, code of the last other event"),
+    obj("0.0.96.15.4.255", 1, 0, "other event counter", 2, arg=28,
+        served="double-long-unsigned, occurrences of the last other event (repetitions coalesced)"),
+    obj("0.0.99.98.5.255", 7, 1, "tamper events", 8, 2, arg=5, public=(1,),
+        served="IS 15959 tamper log: cover (its own ring) and security: failed logins, lock-outs, refused tokens; buffer {time, event code, occurrences}"),
+    obj("0.0.96.11.5.255", 1, 0, "tamper event code", 2, arg=21,
+        served="long-unsigned, code of the last tamper event"),
+    obj("0.0.96.15.5.255", 1, 0, "tamper event counter", 2, arg=29,
+        served="double-long-unsigned, occurrences of the last tamper event (repetitions coalesced)"),
+    obj("0.0.99.98.6.255", 7, 1, "control events", 8, 2, arg=6, public=(1,),
+        served="IS 15959 control log: relay, disconnection deferred, max power limit; buffer {time, event code, occurrences}"),
+    obj("0.0.96.11.6.255", 1, 0, "control event code", 2, arg=22,
+        served="long-unsigned, code of the last control event"),
+    obj("0.0.96.15.6.255", 1, 0, "control event counter", 2, arg=30,
+        served="double-long-unsigned, occurrences of the last control event (repetitions coalesced)"),
     obj("1.0.0.2.0.255", 1, 0, "firmware id", 2, arg=2, served="octet-string \"prepaid-meter <version>\""),
     obj("0.128.96.5.0.255", 1, 0, "profile", 2, arg=3, public=(1,), write=(2,),
         served="tariff/policy profile as compact JSON (meterctl config show/apply)"),
@@ -176,6 +207,9 @@ DISCONNECT_CONTROL = by_name("disconnect control")
 LIMITER = by_name("limiter")
 EVENT_LOG = by_name("event log")
 EVENT_CODE = by_name("event code")
+# the audit trail by category (firmware/meter/audit.py): name -> (IC 7 log, event-code object)
+EVENT_LOGS = {c: (by_name(c + " events"), by_name(c + " event code"))
+              for c in ("power", "transaction", "other", "tamper", "control")}
 FIRMWARE_ID = by_name("firmware id")
 PROFILE = by_name("profile")
 PROFILE_ERROR = by_name("profile error")
