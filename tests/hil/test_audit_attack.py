@@ -198,3 +198,37 @@ def test_token_at_the_credit_ceiling_is_refused_before_its_tid_is_stored(rig_fac
         status, reason, after = _enter(c, tok)
         assert (status, reason, after) == (3, "accepted", credit + 6500)
         assert _enter(c, tok)[1] == "used"
+
+
+def test_meterctl_events_reads_each_category(rig):
+    import json
+
+    from click.testing import CliRunner
+
+    from host_tools.meterctl import cli
+
+    def run(*a):
+        return CliRunner().invoke(cli.meterctl, ["events", "--port", rig.port, "--password", "00000000",
+                                                 "--json", *a])
+    with DlmsClient(rig.port, **MGMT) as c:
+        assert _top_up(c, 4321) == 0
+        assert c.action(70, objects.DISCONNECT_CONTROL.obis, 1, b"\x0f\x00")[0] == 0   # remote open
+    rig.set_cover(True)
+    rig.wait_event(EV_COVER_OPEN)
+    _fail_logins(rig, 3)
+    want = {"transaction": {10}, "control": {42}, "tamper": {60, 30}, "power": {1}, "other": set()}
+    for name, codes in want.items():
+        r = run("--log", name)
+        assert r.exit_code == 0, r.output
+        out = json.loads(r.output)
+        x = objects.EVENT_LOGS[name][0].obis.split(".")[4]
+        assert out["columns"] == ["0.0.1.0.0.255.2", "0.0.96.11.%s.255.2" % x, "0.0.96.15.%s.255.2" % x,
+                                  "event"]
+        got = {row["0.0.96.11.%s.255.2" % x] for row in out["rows"]}
+        assert codes <= got, (name, got)
+        if name == "tamper":
+            fails = [row for row in out["rows"] if row["event"] == "LLS authentication failure"]
+            assert [row["0.0.96.15.5.255.2"] for row in fails] == [3]
+    r = run()                                               # all events, as before
+    assert {10, 42, 60, 30, 1} <= {row["0.0.96.11.0.255.2"] for row in json.loads(r.output)["rows"]}
+    assert run("--log", "tamper", "--obis", "0.0.99.98.5.255").exit_code == 2
