@@ -19,7 +19,6 @@ from meter.relay import DisconnectControl, READY
 from meter.server import HdlcLink
 from meter.store import Journal, TIME_MAX
 from meter.audit import Audit
-from meter import settings
 
 try:
     from micropython import const
@@ -57,6 +56,7 @@ class Meter:
 
     def __init__(self, board):
         self.board = board
+        from meter import settings   # needed while booting and for a profile only (dropped)
         cfg = settings.config(board)
         g = cfg.get
         self.tz_minutes = int(g("tz_minutes", 330))
@@ -72,7 +72,7 @@ class Meter:
         except ConfigError as e:  # a bad config.json must not brick the meter: defaults, and say so
             self.tariff, self.policy = build({})
             cfg_err = e
-        settings.drop_profile()
+        settings.drop("meter.profile")
         # what runs after boot, the rest of the config is not kept
         self._pw = g("passwords") or {"1": "12345678", "32": "00000000", "48": "ABCDEFGH"}
         self.persist_s = int(g("persist_s", 60))
@@ -97,6 +97,7 @@ class Meter:
         self.journal = Journal(board.path("j/state"))
         self.event_log = Audit(board.path("ev"), int(cfg.get("event_segments", 10)))
         self._restore()
+        settings.drop("meter.settings")
         if cfg_err is not None:
             self.event(_EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")
         self.metro = None
@@ -306,15 +307,18 @@ class Meter:
 
     def profile_bytes(self):
         """0.128.96.5.0.255 attr 2: the profile in force as compact JSON (meter.settings)."""
-        return settings.profile_bytes(self)
+        from meter.settings import profile_bytes
+        return profile_bytes(self)
 
     def apply_profile_bytes(self, data):
         """SET of 0.128.96.5.0.255 attr 2 -> True if applied (meter.settings)."""
-        return settings.apply_profile_bytes(self, data)
+        from meter.settings import apply_profile_bytes
+        return apply_profile_bytes(self, data)
 
     def apply_config(self, new):
         """Apply a profile dict; ConfigError and nothing changed if refused (meter.settings)."""
-        settings.apply_config(self, new)
+        from meter.settings import apply_config
+        apply_config(self, new)
 
     # --- policy --------------------------------------------------------------------------
     def evaluate(self):

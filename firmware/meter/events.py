@@ -160,7 +160,7 @@ class EventLog:
         except OSError:
             pass
         self._wb = wbuf if wbuf is not None else bytearray(_SEG_BYTES)
-        self._n = [0] * segments              # valid records per segment
+        self._n = bytearray(segments)         # valid records per segment
         self._first = [0] * segments          # seq of each segment's first record
         self._rep = None                      # [code, detail, epoch, count, on flash?] of the newest
         self._scan()

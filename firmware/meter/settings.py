@@ -19,13 +19,14 @@ except ImportError:
 _EV_CONFIG = const(21)        # meter.events
 
 
-def drop_profile():
-    """Unload meter.profile (config validation, needed only while parsing) to free its bytecode."""
+def drop(name):
+    """Unload module ``name`` (e.g. "meter.profile", config validation, needed only while
+    parsing) to free its bytecode."""
     import sys
     import meter
-    sys.modules.pop("meter.profile", None)
+    sys.modules.pop(name, None)
     try:
-        delattr(meter, "profile")
+        delattr(meter, name.split(".")[1])
     except AttributeError:
         pass
 
@@ -87,7 +88,7 @@ def apply_config(meter, new):
         meter.config_error = "%s: %s" % (e.field, e.reason)
         raise
     finally:
-        drop_profile()
+        drop("meter.profile")
     tariff.carry_from(meter.tariff)
     policy.carry_from(meter.policy)
     tmp = meter.board.path("config.tmp")
