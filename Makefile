@@ -14,7 +14,9 @@ help:
 	@echo "make lint    - mpy-cross check of device code, ruff check of host code"
 	@echo "make soak    - long campaigns (marked slow)"
 	@echo "make bench   - print benchmark figures"
-	@echo "make flash BOARD=esp32|rp2040 PORT=/dev/ttyUSB0 SERIAL=PPM0000123 - flash + provision a meter"
+	@echo "make flash BOARD=esp32|rp2040 PORT=/dev/ttyUSB0 SERIAL=PPM0000123 SGC=123456 - flash + provision"
+	@echo "             a meter (SGC: the STS supply group code; needed on a meter's first flash unless"
+	@echo "             the keystore's defaults.sgc holds it; KEYSTORE=FILE, FLASH_ARGS=... pass through)"
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -47,8 +49,10 @@ bench: $(STAMP)
 
 BOARD ?= esp32
 flash: $(STAMP)
-	@test -n "$(PORT)" || { echo "make flash: give PORT=/dev/ttyUSB0 (and SERIAL=...)"; exit 2; }
-	$(BIN)/meterctl flash --board $(BOARD) --port $(PORT) $(if $(SERIAL),--serial $(SERIAL)) $(FLASH_ARGS)
+	@test -n "$(PORT)" || { echo "make flash: give PORT=/dev/ttyUSB0 SERIAL=PPM0000123 (and SGC=...)"; exit 2; }
+	@test -n "$(SERIAL)" || { echo "make flash: give SERIAL=PPM0000123 (the meter's serial number)"; exit 2; }
+	$(BIN)/meterctl flash --board $(BOARD) --port $(PORT) --serial $(SERIAL) $(if $(SGC),--sgc $(SGC)) \
+		$(if $(KEYSTORE),--keystore $(KEYSTORE)) $(FLASH_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -18,8 +18,9 @@ from . import launch
 from .controlled import ControlledRig
 from .ctlchannel import ControlChannel
 from .env import find_micropython, lock_workdir, merge_config
+from .linenoise import LineNoise
+from .modules import CONFIG_KEY, config_value, module_name, open_module
 from .ptylink import PtyLink
-from .pzem import PzemEmulator
 from .rig import (CAPABILITIES, DEFAULT_EPOCH, DEFAULT_METER_CONFIG, RigError, RigTimeout,
                   register_live, unregister_live)
 
@@ -43,8 +44,13 @@ class EmulatedRig(ControlledRig):
         firmware_dir: directory holding main.py (MICROPYPATH gets it and its
             parent, the repo root, for ``protocol/``).
         micropython: the unix port binary (default: `find_micropython`).
-        pzem_unit: Modbus address of the emulated PZEM (default: the
+        pzem_unit: Modbus address of the emulated metering module (default: the
             config's ``modbus_unit``).
+        module: the metering module on the Modbus line: "pzem" (PZEM-004T v3), "sdm120" or
+            "sdm630" (Eastron), see `hil.modules` (default: the config's ``metering_module``,
+            else "pzem"); the config.json written says which (``metering_module``).
+            ``rig.meter_module`` is its emulator (``rig.pzem`` is the same object, the old
+            name), ``rig.modbus_noise`` the `hil.linenoise.LineNoise` on that line.
         boot_timeout: seconds to wait for ``ready`` (and the first ``meter``).
         wait_first_meter: boot (start / power_on) also waits for the first
             ``meter`` line, i.e. one metering cycle done (default True).
@@ -82,13 +88,15 @@ class EmulatedRig(ControlledRig):
                  poll_ms=200, clock_mode="frozen", firmware_dir=None,
                  micropython=None, pzem_unit=None, boot_timeout=30.0, start=True,
                  wait_first_meter=True, relay_gates_load=True, flash=None, wdt_ms=None,
-                 image=None):
+                 image=None, module=None):
         self.workdir = pathlib.Path(workdir).resolve()
         self.flash = dict(flash) if flash else None
         self.wdt_ms = wdt_ms
         self.wdt_resets = 0
         self.heap = str(heap)
         self.config = merge_config(DEFAULT_METER_CONFIG, config)
+        self.module = module_name(module or self.config.get(CONFIG_KEY))  # (issue 13)
+        self.config[CONFIG_KEY] = config_value(self.module)
         self.poll_ms = int(poll_ms)
         self.clock_mode = clock_mode
         code = launch.prepare_image(self.workdir, firmware_dir, image)
@@ -112,6 +120,7 @@ class EmulatedRig(ControlledRig):
         self._readies_at_spawn = self._meters_at_spawn = 0
         self._stopped = False
         self.dlms_link = self.modbus_link = self.ctl = self.pzem = self._lock = None
+        self.modbus_noise = None
         self._open_wiring()
         register_live(self)
         if start:
@@ -134,11 +143,22 @@ class EmulatedRig(ControlledRig):
                                       on_kind=self._on_kind, check=self._check_alive,
                                       context=self._context)
             self._cond = self.ctl.cond
-            self.pzem = PzemEmulator(self.modbus_link.b_path, unit=self._pzem_unit)
-            self.pzem.start()
+            self._open_module()
         except Exception:
             self.stop()
             raise
+
+    # -- the metering module and its line (issue 13: hil.modules, hil.linenoise) ----------
+
+    def _open_module(self):
+        self.pzem = open_module(self.module, self.modbus_link.b_path, unit=self._pzem_unit)
+        self.modbus_noise = LineNoise(self.modbus_link)
+
+    @property
+    def meter_module(self):
+        """The metering-module emulator on the Modbus line (`hil.modules`): a PzemEmulator,
+        Sdm120Emulator or Sdm630Emulator (``rig.pzem`` is the same object)."""
+        return self.pzem
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -322,6 +342,7 @@ class EmulatedRig(ControlledRig):
         self._stopped = True
         errors = []
         for step in (self._kill,
+                     lambda: self.modbus_noise and self.modbus_noise.close(),
                      lambda: self.pzem and self.pzem.stop(),
                      lambda: self.dlms_link and self.dlms_link.close(),
                      lambda: self.modbus_link and self.modbus_link.close(),

@@ -1,9 +1,14 @@
-"""The emulated meter's test identity for STS: vending key, PAN (IIN + DRN), SGC, TI, KRN, KT.
+"""The emulated meter's test identity: STS (vending key, PAN (IIN + DRN), SGC, TI, KRN, KT) and
+DLMS security (GUEK, GAK, KEK, HLS mechanism 2 secret, system titles, LLS passwords).
 
 Uses the STS 531 example vending key and the IEC 62055-41 SAMPLE EA07 tables, so tokens vended
 for it are real STS tokens in every respect except the tables: no field meter accepts them, and
 no field key is involved. ``meterctl emulate``, ``make demo`` and the HIL tests provision the
 emulated meter with it; real meters get their keys from the keystore at flash time.
+
+The DLMS keys below are printable ASCII so a trace shows whose they are ("TEST-GUEK-000001");
+they are this repository's test identity and nothing else: the firmware has no default key or
+password, a meter without provisioned secrets answers the public client only.
 """
 import pathlib
 
@@ -45,3 +50,22 @@ def vend_args(amount_kwh="10.0"):
     """`meterctl vend` arguments that vend a credit token for the test meter."""
     return ["--vending-key", VENDING_KEY, "--iin", IIN, "--drn", DRN, "--sgc", SGC, "--ti", str(TI),
             "--krn", str(KRN), "--kt", str(KT), "--base-date", str(BASE_DATE), "--amount", str(amount_kwh)]
+
+
+# DLMS security test identity (security suite 0): keys 16 bytes, system titles 8 bytes
+GUEK = b"TEST-GUEK-000001"             # global unicast encryption key
+GAK = b"TEST-GAK--000001"              # global authentication key
+KEK = b"TEST-KEK--000001"              # master key (key transfer, RFC 3394 wrap)
+HLS_SECRET = b"TEST-HLS2-000001"       # HLS mechanism 2 (IS 15959-2) secret
+SERVER_TITLE = b"PPM\x00\x00\x00\x00\x01"  # meter system title: manufacturer + serial
+CLIENT_TITLE = b"HES\x00\x00\x00\x00\x01"  # head-end system title used by the tests
+PASSWORDS = {"1": "12345678", "32": "00000000", "48": "ABCDEFGH"}   # LLS (hil.rig default config)
+
+
+def security_config(**extra):
+    """The meter's config.json "security" section for the test identity: associations 1 and 48
+    use HLS-GMAC (mechanism 5) with authenticated+encrypted APDUs (policy 3)."""
+    c = {"ek": GUEK.hex(), "ak": GAK.hex(), "kek": KEK.hex(), "hls": HLS_SECRET.hex(),
+         "title": SERVER_TITLE.hex(), "mech": {"1": 5, "48": 5}, "policy": 3}
+    c.update(extra)
+    return c

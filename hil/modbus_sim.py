@@ -3,26 +3,36 @@
 `ModbusEmulator` runs a pymodbus serial server (Modbus RTU) in its own asyncio loop on a daemon
 thread; the device's registers are computed from the emulator's state at each request (a pymodbus
 simulator ``action`` hook), so the test thread never touches pymodbus. A request for another
-address gets silence, as on a shared bus; so does every request inside a `silent` window.
-`MeteringEmulator` adds the integer load and energy model. The devices: `hil.pzem.PzemEmulator`
-(PZEM-004T v3.0) and `hil.sdm120.Sdm120Emulator` (Eastron SDM120).
+address gets silence, as on a shared bus; so does every request inside a `silent` window or
+while `stall` is on. Like a real slave, the server ends a frame at a silence (t3.5, here at
+least `FRAME_GAP_S`): bytes of a frame left incomplete (a request that lost bytes on the line,
+a stray byte) are discarded when the line has been quiet that long, so the next request is
+read clean (pymodbus alone would prepend them to it).
+`hil.metering.MeteringEmulator` adds the integer load and energy model. The devices:
+`hil.pzem.PzemEmulator` (PZEM-004T v3.0), `hil.sdm120.Sdm120Emulator` and
+`hil.sdm630.Sdm630Emulator` (Eastron); `hil.modules` picks one by name.
 """
 
 import asyncio
 import contextlib
 import threading
+import time
 
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import SimDevice
 
-__all__ = ["ModbusEmulator", "MeteringEmulator", "EmulatorError", "GENERAL_ADDRESS",
+__all__ = ["ModbusEmulator", "EmulatorError", "GENERAL_ADDRESS", "FRAME_GAP_S",
            "FC_READ_INPUT", "FC_READ_HOLDING", "FC_WRITE_SINGLE", "FC_WRITE_MULTIPLE",
            "check_int", "check_u16", "U32"]
 
 GENERAL_ADDRESS = 0xF8
 U32 = 0xFFFFFFFF
+# Silence that ends a frame on the server side (s): t3.5 is 4 ms at 9600 baud, 16 ms at 2400,
+# but a pty under load hands bytes over late; every master waits far longer between frames.
+FRAME_GAP_S = 0.05
 
 # Function codes per table: 0x04 input, 0x03/0x06/0x10 holding.
 FC_READ_INPUT = 4
@@ -62,7 +72,32 @@ class _BusContext:
 
     async def reset_energy(self, device_id):
         self._route(device_id)
-        self._emu._reset_energy()
+        self._emu.reset_energy()
+
+
+class _Handler(ServerRequestHandler):
+    """pymodbus's per-connection handler plus the RTU silence rule: input that waited
+    longer than ``frame_gap_s`` without completing a frame is dropped before new bytes."""
+
+    emulator = None
+    _last_rx = 0.0
+
+    def datagram_received(self, data, addr):
+        now = time.monotonic()
+        if self.recv_buffer and now - self._last_rx > self.emulator.frame_gap_s:
+            self.emulator._count_stale(len(self.recv_buffer))
+            self.recv_buffer = b""
+        self._last_rx = now
+        super().datagram_received(data, addr)
+
+
+class _Server(ModbusSerialServer):
+    emulator = None
+
+    def callback_new_connection(self):
+        handler = _Handler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
+        handler.emulator = self.emulator
+        return handler
 
 
 class ModbusEmulator:
@@ -80,6 +115,9 @@ class ModbusEmulator:
         self._silent = False     # inside a silent() window: requests get no answer
         self._in_flight = False  # a request for this device is being answered
         self._silenced = 0       # requests for this device left unanswered by silent()
+        self._stalled = False    # stall(True): no answers until stall(False)
+        self._stale = 0          # bytes of incomplete frames discarded at a silence
+        self.frame_gap_s = FRAME_GAP_S
         self._unit = unit
         self._new_unit = None  # address written, effective after the reply
         self._sim_id = 1  # the id of the one SimDevice inside pymodbus
@@ -162,12 +200,13 @@ class ModbusEmulator:
             self._stop_evt = asyncio.Event()
             device = SimDevice(id=self._sim_id, simdata=self._simdata(),
                                action=self._action)
-            self._server = ModbusSerialServer(
+            self._server = _Server(
                 device, framer=FramerType.RTU, port=self.port_path,
                 baudrate=self.baudrate, bytesize=8, parity="N", stopbits=1,
                 timeout=self._timeout_s, ignore_missing_devices=True,
                 reconnect_delay=0.1, custom_pdu=self._custom_pdu(),
                 trace_packet=self._trace_packet, trace_pdu=self._trace_pdu)
+            self._server.emulator = self
             self._server.context = _BusContext(self._server.context, self)
             await self._server.serve_forever(background=True)
         except Exception as e:
@@ -191,7 +230,7 @@ class ModbusEmulator:
         with self._lock:
             if not self._addressed(device_id):
                 return False
-            if self._silent:
+            if self._silent or self._stalled:
                 if self._in_flight:  # decoded before the window opened: it goes unanswered
                     self._in_flight = False
                     self._requests -= 1
@@ -205,7 +244,7 @@ class ModbusEmulator:
             with self._lock:
                 if not self._addressed(pdu.dev_id):
                     self._ignored += 1
-                elif self._silent:
+                elif self._silent or self._stalled:
                     self._silenced += 1
                 else:
                     self._requests += 1
@@ -256,6 +295,33 @@ class ModbusEmulator:
         with self._lock:
             return self._silenced
 
+    @property
+    def stale_bytes(self):
+        """Bytes of incomplete request frames the device discarded at a silence (t3.5 rule)."""
+        with self._lock:
+            return self._stale
+
+    def _count_stale(self, n):
+        with self._lock:
+            self._stale += n
+
+    def stall(self, on=True):
+        """Stall (``on`` true) or revive the device: while stalled it answers no request at
+        its address (a hung or unpowered module; counted in `silenced`), at once and until
+        ``stall(False)``. Unlike `silent` it does not wait for anything: a request already
+        being answered may still get its reply. EmulatorError inside a `silent` window."""
+        with self._cond:
+            if self._silent:
+                raise EmulatorError("stall() inside a silent() window")
+            self._stalled = bool(on)
+            self._cond.notify_all()
+
+    @property
+    def stalled(self):
+        """True while `stall` is on."""
+        with self._lock:
+            return self._stalled
+
     @contextlib.contextmanager
     def silent(self, timeout=5.0, until_asked=True):
         """Context manager: the device stops answering (as if unplugged from the bus) until exit.
@@ -264,11 +330,11 @@ class ModbusEmulator:
         the bus master has sent one more request that got silence: a master that polls in a
         loop (read, use the reading, poll again) has then used every earlier answer. Yields
         the emulator. EmulatorError if that does not happen within ``timeout`` s (a master that
-        stopped polling: pass ``until_asked=False``).
+        stopped polling: pass ``until_asked=False``), or at once while `stall` is on.
         """
         with self._cond:
-            if self._silent:
-                raise EmulatorError("already silent")
+            if self._silent or self._stalled:
+                raise EmulatorError("already silent" if self._silent else "stalled")
             self._silent = True
             asked = self._silenced
             ok = self._cond.wait_for(
@@ -296,90 +362,6 @@ class ModbusEmulator:
     async def _action(self, func_code, start_address, address, count,
                       registers, set_values):
         raise NotImplementedError
-
-
-class MeteringEmulator(ModbusEmulator):
-    """Load and energy model shared by the metering-module emulators (integers)."""
-
-    def __init__(self, port_path, unit, baudrate, voltage_dv, frequency_dhz):
-        super().__init__(port_path, unit, baudrate)
-        self._voltage_dv = check_u16("voltage_dv", voltage_dv)
-        self._frequency_dhz = check_u16("frequency_dhz", frequency_dhz)
-        self._watts = 0
-        self._pf_c = 0
-        self._current_ma = 0
-        self._energy_wh = 0
-        self._energy_ws = 0  # sub-Wh remainder, 0..3599 watt-seconds
-
-    # -- test-side controls --------------------------------------------------
-
-    def set_load(self, watts, pf_centi=100):
-        """Set the active load in whole watts (>= 0) at power factor pf_centi/100.
-
-        Current (mA) = P / (V x pf), rounded half up; pf and current read 0 at
-        no load, as the PZEM shows.
-        """
-        watts = check_int("watts", watts, 0, 0x7FFFFFFF // 10)
-        pf_centi = check_int("pf_centi", pf_centi, 1, 100)
-        with self._lock:
-            self._watts = watts
-            if watts == 0:
-                self._pf_c = 0
-                self._current_ma = 0
-            else:
-                self._pf_c = pf_centi
-                den = self._voltage_dv * pf_centi
-                # I[mA] = P[W] * 1000 / (V[dV]/10 * pf[c]/100)
-                self._current_ma = (watts * 1000000 + den // 2) // den
-
-    def set_voltage(self, voltage_dv):
-        """Set the line voltage (0.1 V); current follows on the next set_load."""
-        with self._lock:
-            self._voltage_dv = check_u16("voltage_dv", voltage_dv)
-            watts, pf = self._watts, self._pf_c or 100
-        self.set_load(watts, pf)
-
-    def advance(self, seconds):
-        """Integrate the present load over ``seconds`` (int >= 0).
-
-        Energy (Wh) += watts x seconds / 3600, the remainder carried exactly in
-        watt-seconds.  Returns the new energy in Wh.
-        """
-        seconds = check_int("seconds", seconds, 0, None)
-        with self._lock:
-            ws = self._energy_ws + self._watts * seconds
-            self._energy_wh = (self._energy_wh + ws // 3600) & U32
-            self._energy_ws = ws % 3600
-            return self._energy_wh
-
-    @property
-    def energy_wh(self):
-        """Energy register value (Wh)."""
-        with self._lock:
-            return self._energy_wh
-
-    @property
-    def energy_remainder_ws(self):
-        """Sub-Wh remainder carried between steps (0..3599 watt-seconds)."""
-        with self._lock:
-            return self._energy_ws
-
-    def set_energy(self, wh):
-        """Set the energy register (Wh, 0..2^32-1) and clear the remainder."""
-        wh = check_int("wh", wh, 0, U32)
-        with self._lock:
-            self._energy_wh = wh
-            self._energy_ws = 0
-
-    @property
-    def watts(self):
-        with self._lock:
-            return self._watts
-
-    def _reset_energy(self):
-        with self._lock:
-            self._energy_wh = 0
-            self._energy_ws = 0
 
 
 def check_int(name, value, lo, hi):

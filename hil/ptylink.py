@@ -44,7 +44,7 @@ class PtyLink:
         echo: if true, bytes written by side A are also returned to side A
             (an optical head / RS-485 transceiver that hears itself).
         taps: optional dict {"a2b"|"b2a": callable(bytes)} called from the
-            bridge thread with every chunk that crosses the wire.
+            bridge thread with every chunk the source side sent (before any filter).
         max_pending: bytes held per direction for a side that is not reading;
             beyond that the wire drops bytes (counted in ``dropped``).
 
@@ -52,7 +52,7 @@ class PtyLink:
         a_path, b_path: slave device paths (``/dev/pts/N``) for the two ends.
         a_link, b_link: the symlinks, or None.
         counts: {"a2b": int, "b2a": int} bytes that crossed the wire
-            (injected bytes included, echo not counted).
+            (injected bytes included, bytes a filter held back not, echo not counted).
         dropped: {"a2b": int, "b2a": int} bytes discarded for overflow.
     """
 
@@ -64,6 +64,7 @@ class PtyLink:
         self.echo = bool(echo)
         self.max_pending = int(max_pending)
         self._taps = {A2B: None, B2A: None}
+        self._filters = {A2B: None, B2A: None}
         for d, fn in (taps or {}).items():
             self.set_tap(d, fn)
         self.counts = {A2B: 0, B2A: 0}
@@ -95,6 +96,16 @@ class PtyLink:
         if direction not in _DIRECTIONS:
             raise ValueError("direction must be 'a2b' or 'b2a', got %r" % (direction,))
         self._taps[direction] = fn
+
+    def set_filter(self, direction, fn):
+        """Install (or remove with None) the filter for "a2b" or "b2a": ``fn(bytes) -> bytes``
+        is called from the bridge thread with each chunk the source sent and returns what goes
+        on to the destination now (b"" holds everything back; the filter's owner may deliver
+        it later with `inject`). A filter that raises passes the chunk unchanged. Used by
+        `hil.linenoise.LineNoise` (noise on the Modbus line)."""
+        if direction not in _DIRECTIONS:
+            raise ValueError("direction must be 'a2b' or 'b2a', got %r" % (direction,))
+        self._filters[direction] = fn
 
     def inject(self, direction, data):
         """Put raw ``data`` on the wire as if sent by the source side.
@@ -297,9 +308,16 @@ class PtyLink:
         if not data:
             return
         tap = self._taps[direction]
+        out = data
+        filt = self._filters[direction]
+        if filt is not None:
+            try:
+                out = bytes(filt(data))
+            except Exception:  # a broken filter must not cut the cable
+                out = data
         with self._lock:
-            self.counts[direction] += len(data)
-            self._queue(dst, direction, data)
+            self.counts[direction] += len(out)
+            self._queue(dst, direction, out)
             if self.echo and src == self._ma:
                 self._pending[self._ma] += data
             self._lock.notify_all()

@@ -32,18 +32,23 @@ and one big step give the same register values.
 The server (`hil.modbus_sim`) runs its own asyncio loop in a daemon thread; the register
 values are computed from the emulator's state at each request, so the test thread never touches
 pymodbus. ``with emu.silent():`` makes the module stop answering (a test moves energy and clock
-while the meter cannot read them). `Sdm120Emulator` (hil.sdm120) is re-exported here.
+while the meter cannot read them), ``emu.stall(True)`` until ``stall(False)``;
+``emu.reset_energy()`` sets the counter back to 0 (as the 0x42 request does). `Sdm120Emulator`
+(hil.sdm120) and `Sdm630Emulator` (hil.sdm630) are re-exported here.
 """
 
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu import ModbusPDU
 from pymodbus.simulator import DataType, SimData
 
+from .metering import MeteringEmulator
 from .modbus_sim import (FC_READ_HOLDING, FC_READ_INPUT, FC_WRITE_MULTIPLE, FC_WRITE_SINGLE,
-                         GENERAL_ADDRESS, U32, EmulatorError, MeteringEmulator, check_u16)
+                         GENERAL_ADDRESS, U32, EmulatorError, check_u16)
 from .sdm120 import Sdm120Emulator
+from .sdm630 import Sdm630Emulator
 
-__all__ = ["PzemEmulator", "Sdm120Emulator", "EmulatorError", "GENERAL_ADDRESS"]
+__all__ = ["PzemEmulator", "Sdm120Emulator", "Sdm630Emulator", "EmulatorError",
+           "GENERAL_ADDRESS"]
 
 
 def _lo_hi(value):

@@ -17,16 +17,22 @@ RLRQ/RLRE, invoke-ids, GET block transfer), both sans I/O.
 Public API
 - ``DlmsClient(port, baud=9600, client_sap=16, server_logical=1, server_physical=None,
   password=None, timeout=3.0, max_info=128, trace=None, serial_port=None, retries=1,
-  max_pdu=0xFFFF)``:
+  max_pdu=0xFFFF, cancel=None)``:
   ``open()``/``close()``, ``connect()`` (SNRM/UA then AARQ/AARE), ``get``/``get_raw``/``set``/
   ``action``, ``release()`` (RLRQ/RLRE), ``disconnect()`` (DISC -> UA/DM); a context manager
   that opens+connects and releases+disconnects+closes.
 - Errors: ``DlmsError`` and its subclasses, each with a one-line readable ``str()``:
   ``LinkTimeout``, ``AssociationRejected``, ``DataAccessError`` (``AccessDenied``,
-  ``ObjectUndefined``), ``ProtocolError`` (``LocalProtocolError``), ``PortError``.
+  ``ObjectUndefined``), ``ProtocolError`` (``LocalProtocolError``), ``PortError``
+  (``PortInUse``: another process holds the port, see below); ``Interrupted`` (a
+  KeyboardInterrupt) when ``cancel()`` asked to stop an exchange.
+- The port is opened exclusively (pyserial ``exclusive=True``: ``flock`` on POSIX), so a second
+  client on the same port fails at once with ``PortInUse`` instead of mixing frames with ours.
+  ``host_tools.portlock`` adds the holder's name (pid, command) for meterctl.
 - ``read_summary(client) -> dict`` and the object-model names (``host_tools.summary``).
 """
 
+import errno
 import re
 import time
 
@@ -35,12 +41,13 @@ from protocol import client_link as cl
 from protocol.client_assoc import (AccessDenied, AssociationRejected, ClientAssociation,
                                    DataAccessError, ObjectUndefined, dar_error, what)
 from protocol.client_link import DlmsError, LocalProtocolError, ProtocolError
+from host_tools.portlock import PortInUse as _PortLockInUse
 from host_tools.summary import (ACCOUNT_STATUS, CONTROL_STATES, OBIS_ACCOUNT, OBIS_CLOCK,
                                 OBIS_CREDIT, OBIS_DISCONNECT, OBIS_ENERGY_IMPORT, PAYMENT_MODES,
                                 read_summary)
 
-__all__ = ["DlmsClient", "DlmsError", "PortError", "LinkTimeout", "ProtocolError",
-           "LocalProtocolError", "AssociationRejected", "DataAccessError", "AccessDenied",
+__all__ = ["DlmsClient", "DlmsError", "PortError", "PortInUse", "Interrupted", "LinkTimeout",
+           "ProtocolError", "LocalProtocolError", "AssociationRejected", "DataAccessError", "AccessDenied",
            "ObjectUndefined", "dar_error", "read_summary", "OBIS_CLOCK", "OBIS_ENERGY_IMPORT",
            "OBIS_ACCOUNT", "OBIS_CREDIT", "OBIS_DISCONNECT", "CONTROL_STATES", "PAYMENT_MODES",
            "ACCOUNT_STATUS"]
@@ -51,6 +58,17 @@ _MAX_APDU = 0xFFFF
 
 class PortError(DlmsError):
     """The serial port could not be opened or used."""
+
+
+class PortInUse(PortError, _PortLockInUse):
+    """Another process holds the port (its exclusive lock); ``port``, ``holder``."""
+
+    def __init__(self, port, holder=None):
+        _PortLockInUse.__init__(self, port, holder)
+
+
+class Interrupted(KeyboardInterrupt):
+    """``cancel()`` stopped an exchange (a Ctrl-C seen by the caller's handler)."""
 
 
 class LinkTimeout(DlmsError):
@@ -68,14 +86,17 @@ class DlmsClient:
     frame_bytes)`` is called with "tx"/"rx" for every frame; ``serial_port`` an already opened
     pyserial-like object (tests); ``retries`` how many times a silent meter is polled with RR
     during an exchange before LinkTimeout (the SNRM is never repeated: a dead line fails fast);
-    ``max_pdu`` the client max receive PDU size proposed in the AARQ InitiateRequest.
-    Raises ValueError for an address out of range.
+    ``max_pdu`` the client max receive PDU size proposed in the AARQ InitiateRequest;
+    ``cancel()`` (optional) is polled while waiting for the meter (every 50 ms): a true result
+    stops the exchange with ``Interrupted`` at a known point (a Ctrl-C handler that sets a flag
+    instead of raising anywhere). Raises ValueError for an address out of range.
     """
 
     def __init__(self, port, baud=9600, client_sap=16, server_logical=1, server_physical=None,
                  password=None, timeout=3.0, max_info=128, trace=None, serial_port=None,
-                 retries=1, max_pdu=_MAX_APDU):
+                 retries=1, max_pdu=_MAX_APDU, cancel=None):
         self.port = port
+        self.cancel = cancel
         self.baud = baud
         self.client_sap = client_sap
         self.server_logical = server_logical
@@ -109,7 +130,8 @@ class DlmsClient:
     # ------------------------------------------------------------------ port
 
     def open(self):
-        """Open the serial port (8N1, ``baud``). Raises PortError."""
+        """Open the serial port (8N1, ``baud``) exclusively. Raises PortInUse when another
+        process holds it, PortError when it cannot be opened."""
         if self._ser is not None:
             return
         try:
@@ -117,8 +139,11 @@ class DlmsClient:
         except ImportError:  # pragma: no cover
             raise PortError("pyserial is not installed")
         try:
-            self._ser = serial.serial_for_url(self.port, baudrate=self.baud, timeout=_READ_CHUNK)
+            self._ser = serial.serial_for_url(self.port, baudrate=self.baud, timeout=_READ_CHUNK,
+                                              exclusive=True)
         except (serial.SerialException, OSError, ValueError) as e:
+            if getattr(e, "errno", None) in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise PortInUse(self.port)
             raise PortError("cannot open %s: %s" % (self.port, _port_reason(e)))
         self._own_serial = True
 
@@ -221,6 +246,8 @@ class DlmsClient:
                 self.associated = False
                 raise ProtocolError(ev.reason)
             elif isinstance(ev, cl.NeedData):
+                if self.cancel is not None and self.cancel():
+                    raise Interrupted("interrupted while waiting for the meter on %s" % self.port)
                 if time.monotonic() >= deadline:
                     poll = link.on_timeout()
                     if not poll:
@@ -264,7 +291,10 @@ class DlmsClient:
     def exchange(self, request):
         """Send one APDU and return the reply APDU (``ClientLink`` segments both ways, polls a
         silent meter with RR ``retries`` times and repeats a lost I-frame, IEC 62056-46
-        §6.4.4.4.3.4). Raises LinkTimeout, ProtocolError, LocalProtocolError."""
+        §6.4.4.4.3.4). Raises LinkTimeout, ProtocolError, LocalProtocolError, Interrupted (a
+        ``cancel()`` before the request is written: then nothing was sent)."""
+        if self.cancel is not None and self.cancel():
+            raise Interrupted("interrupted before sending on %s" % self.port)
         self._write(self.link_layer.send_apdu(request))
         return self._await(cl.Apdu).data
 

@@ -37,14 +37,21 @@ class DecodeError(ValueError):
 # ---------------------------------------------------------------- input
 
 _LINE_PREFIX = re.compile(r"^\s*(tx|rx|>|<|->|<-)\s*:?\s*", re.I)
+# meterctl's own --trace lines: "   0.012 TX -> 7E A0 ..." (seconds, direction, arrow, hex)
+_TRACE_PREFIX = re.compile(r"^\s*\d+\.\d+\s+(tx|rx)\s+(->|<-)\s*", re.I)
 
 
 def parse_hex_lines(text):
     """Text -> list of byte strings, one per non-empty line (comments and prefixes removed).
+    Reads plain hex, "TX:"/"<-"-prefixed lines and meterctl's own ``--trace`` output (whose
+    other stderr lines, "meterctl: ..." and "interrupted", are skipped).
     Raises DecodeError on characters that are not hex."""
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0]
+        if line.startswith("meterctl:") or line.strip() == "interrupted":
+            continue
+        line = _TRACE_PREFIX.sub("", line)
         line = _LINE_PREFIX.sub("", line)
         h = re.sub(r"[\s:,\-]|0x", "", line)
         if not h:

@@ -7,7 +7,7 @@ IEC 62055-41 (STS Edition 2) decoder key generation algorithms:
   DK = DES_VK(X) xor X xor VK (single DES, ECB; pycryptodome).
 * DKGA04 (§6.5.4): DK = first L bits of HMAC-SHA256(VK, Label || 00 || Context || L32be),
   Label = 04 |02 "04"|02 BD|02 EA|02 TI, Context = 04 |06 SGC|01 KT|01 KRN|12 PAN, with
-  BD "93"/"14", EA "07"/"11", L = 64 (STA) or 128 (MISTY1).
+  BD "93"/"14"/"35" (base dates 1993, 2014, 2035), EA "07"/"11", L = 64 (STA) or 128 (MISTY1).
 * Meter PAN (18 digits) = IIN (6 digits, or "0000") + DRN (11 or 13 digits, including
   its own check digit) + Luhn check digit (ISO/IEC 7812).
 
@@ -116,9 +116,9 @@ def dkga04_message(pan, sgc, ti, krn, kt, base_date, algorithm):
     """The HMAC input of DKGA04 (bytes)."""
     pan = check_pan(pan)
     kt, ti, krn = int_in_range(kt, 0, 3, "KT"), int_in_range(ti, 0, 99, "TI"), int_in_range(krn, 1, 15, "KRN")
-    bd = {1993: b"93", 2014: b"14"}.get(int(base_date))
+    bd = {1993: b"93", 2014: b"14", 2035: b"35"}.get(int(base_date))
     if bd is None:
-        raise VendError("base date must be 1993 or 2014")
+        raise VendError("base date must be 1993, 2014 or 2035")
     ea = {"ea07": b"07", "ea11": b"11"}[algorithm_name(algorithm)]
 
     def field(b):

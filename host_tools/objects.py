@@ -173,6 +173,15 @@ OBJECTS = (
     obj("0.0.94.96.23.255", 1, 0, "total recharged", 2, arg=9, served="IS 15959: paise"),
     obj("0.0.94.96.24.255", 1, 0, "balance", 2, arg=10, served="IS 15959: credit, paise"),
     obj("0.0.94.96.25.255", 1, 0, "balance time", 2, arg=11, served="IS 15959: date-time"),
+    obj("0.0.43.0.1.255", 64, 0, "security setup management", 5, 2, arg=1, public=ALL, call=(1, 2),
+        served="present with keys: policy, suite 0, client/server system titles (no key is ever "
+               "readable); methods security_activate, global_key_transfer (RFC 3394 wrap)"),
+    obj("0.0.43.0.3.255", 64, 0, "security setup utility settings", 5, 2, arg=3, public=ALL,
+        call=(1, 2), served="the same key set as management (one global key set)"),
+    obj("0.0.43.1.1.255", 1, 0, "frame counter management", 2, arg=12,
+        served="present with keys: last receive invocation counter accepted (the client uses +1)"),
+    obj("0.0.43.1.3.255", 1, 0, "frame counter utility settings", 2, arg=12,
+        served="the same counter (one global key set)"),
 )
 
 _BY_OBIS = {o.obis: o for o in OBJECTS}
@@ -213,6 +222,10 @@ EVENT_LOGS = {c: (by_name(c + " events"), by_name(c + " event code"))
 FIRMWARE_ID = by_name("firmware id")
 PROFILE = by_name("profile")
 PROFILE_ERROR = by_name("profile error")
+SECURITY_SETUP = by_name("security setup management")
+SECURITY_SETUP_US = by_name("security setup utility settings")
+FRAME_COUNTER = by_name("frame counter management")
+FRAME_COUNTER_US = by_name("frame counter utility settings")
 
 
 # ------------------------------------------------------------------ device table

@@ -19,6 +19,13 @@ OBIS_DISCONNECT = objects.DISCONNECT_CONTROL.obis
 CONTROL_STATES = {0: "disconnected", 1: "connected", 2: "ready_for_reconnection"}
 PAYMENT_MODES = {1: "credit", 2: "prepayment"}
 ACCOUNT_STATUS = {1: "new", 2: "active", 3: "closed"}
+# IC 111 attribute 4 current_credit_status, bit 0 first on the wire (Blue Book IC 111)
+CREDIT_STATUS_BITS = ("in_credit", "low_credit", "next_credit_enabled", "next_credit_selectable",
+                      "credit_reference_list", "selectable_credit_in_use", "out_of_credit", "reserved")
+# IC 112 attribute 8 credit_status (Blue Book IC 112)
+EC_STATUS = {0: "enabled", 1: "selectable", 2: "selected", 3: "in use", 4: "exhausted"}
+# the event the meter logs when it defers a disconnection (firmware/meter/events.py, one catalogue)
+_EV_DISCONNECT_DEFERRED = next(c for c, name, _, _ in objects.events() if name == "EV_DISCONNECT_DEFERRED")
 
 
 def _scaled_int(value, scaler):
@@ -75,6 +82,8 @@ def read_summary(client):
     v = val(70, OBIS_DISCONNECT, 4)
     out["control_mode"] = None if v is None else int(v[1])
 
+    _why_supply(out, val)
+
     v = val(8, OBIS_CLOCK, 2)
     out["clock"] = None
     out["clock_raw"] = None
@@ -85,3 +94,35 @@ def read_summary(client):
         except ValueError:
             pass
     return out
+
+
+def _why_supply(out, val):
+    """Emergency credit and credit status, and why the relay is closed with no credit left
+    (``relay_reason``): on emergency credit, credit mode (the head-end decides), or a
+    disconnection the meter deferred (no-disconnection period: friendly hours, holiday)."""
+    v = val(111, OBIS_ACCOUNT, 4)
+    bits = None
+    if v is not None and v[0] == axdr.BIT_STRING:          # (number of bits, bytes)
+        nbits, raw = v[1]
+        b = int.from_bytes(bytes(raw), "big") << (8 * len(raw) - nbits) >> (8 * len(raw) - 8) \
+            if raw else 0
+        bits = [n for i, n in enumerate(CREDIT_STATUS_BITS[:nbits]) if b >> (7 - i) & 1]
+    out["credit_status"] = bits
+    ec = val(112, objects.EMERGENCY_CREDIT.obis, 2)
+    ecs = val(112, objects.EMERGENCY_CREDIT.obis, 8)
+    out["emergency_credit_paise"] = None if ec is None else int(ec[1])
+    out["emergency_credit_status"] = None if ecs is None else EC_STATUS.get(int(ecs[1]), int(ecs[1]))
+    last = val(1, objects.EVENT_CODE.obis, 2)
+    credit = out.get("available_credit_paise")
+    reason = None
+    if out.get("relay_output_state") and credit is not None and credit <= 0:
+        if out["emergency_credit_status"] == "in use":
+            reason = "on emergency credit"
+        elif out.get("payment_mode") == "credit":
+            reason = "credit mode: the head-end decides disconnection"
+        elif last is not None and int(last[1]) == _EV_DISCONNECT_DEFERRED:
+            reason = "disconnection deferred: no-disconnection period (friendly hours, holiday)"
+        else:
+            reason = "no credit: the meter will disconnect when its policy allows"
+    out["relay_reason"] = reason
+

@@ -1,4 +1,5 @@
-"""STS vending on the host: token generation, key change, CSV batches, and the TID memory.
+"""STS vending on the host: token generation, key change, CSV batches; TIDs come from the locked
+per-meter store in ``host_tools.tidstore``.
 
 IEC 62055-41 / -51 / -52 (STS Edition 2). Decoder keys (DKGA02 / DKGA04, the meter PAN) are
 derived in ``host_tools.dkga``; this module re-exports them (``vend.derive_decoder_key`` ...).
@@ -8,8 +9,6 @@ are built with ``protocol.sts`` and encrypted with ``protocol.ea07`` / ``protoco
 Errors: ``VendError`` (a ValueError) with a readable message.
 """
 import csv
-import hashlib
-import json
 import os
 import pathlib
 import time
@@ -18,6 +17,7 @@ from datetime import datetime, timezone
 from host_tools.dkga import ALGORITHMS, VendError, algorithm_name as _alg, build_pan, check_pan, \
     derive_decoder_key, dkga02, dkga04, dkga04_message, luhn_digit, parse_key
 from host_tools.dkga import int_in_range, sgc_text
+from host_tools import tidstore
 from host_tools.firmware_src import FIRMWARE_DIR
 from protocol import sts
 from protocol.ea07 import Ea07, load_tables
@@ -27,8 +27,8 @@ from protocol.sts import StsError, TokenFields
 __all__ = ["VendError", "ALGORITHMS", "SAMPLE_TABLES", "parse_key", "luhn_digit", "build_pan",
            "check_pan", "dkga02", "dkga04_message", "dkga04", "derive_decoder_key", "get_tables",
            "make_cipher", "parse_issued", "parse_amount", "encode_fields", "layout_is_data",
-           "vend_token", "key_change_tokens", "decode_token", "vend_csv", "tid_memory_path",
-           "next_tid"]
+           "vend_token", "key_change_tokens", "decode_token", "vend_csv", "read_csv_rows",
+           "tid_memory_path", "allocate_tids", "next_tid", "note_tid"]
 
 SAMPLE_TABLES = FIRMWARE_DIR / "sts_sample_tables.json"
 
@@ -143,16 +143,23 @@ def vend_token(decoder_key=None, *, vending_key=None, pan=None, iin=None, drn=No
 
     Key: ``decoder_key`` (hex/bytes), or ``vending_key`` + (``pan`` | ``iin``+``drn``) +
     ``sgc``/``ti``/``krn``/``kt`` (+ ``base_date``, ``dkga``).
-    Class 0: ``amount`` in 0.1 units (rounded up to the STS encoding) or a raw ``value``.
+    Class 0: ``amount`` in 0.1 units (rounded up to the STS encoding) or a raw ``value``;
+    subclasses 4..7 (currency) are refused (VendError: not implemented).
     Class 2: subclass 0/6 take ``amount`` in watts; 1 (``value`` register, 0xFFFF = all),
     2 (rate), 5, 7 take a raw ``value``. Key-change sections: use ``key_change_tokens``.
     Class 1: ``control`` bits (default all tests), ``mfr_code``; subclass 0 or 1.
-    TID: ``tid``, or ``issued`` (ISO text / datetime / Unix s; default now) on ``base_date``.
+    TID: ``tid``, or ``issued`` (ISO text / datetime / Unix s; default now) on ``base_date``
+    (1993, 2014 or 2035; the library default 1993 as ``decode_token``'s; meterctl's 2014). The caller steps TIDs past earlier ones
+    (``allocate_tids``); this function uses what it is given.
     RND: 0..15, random if None.
     """
     alg = _alg(algorithm)
     cls = int_in_range(token_class, 0, 2, "class")
     sub = int_in_range(subclass, 0, 15, "subclass")
+    try:
+        sts.refuse_currency(cls, sub)
+    except StsError as e:
+        raise VendError(str(e)) from None
     if decoder_key is None and vending_key is not None and cls != 1:
         if pan is None:
             if iin is None or drn is None:
@@ -227,8 +234,13 @@ def key_change_tokens(decoder_key, new_decoder_key, new_krn, new_kt, new_ti, ken
 
 def decode_token(digits, decoder_key=None, algorithm=None, tables=None, base_date=1993):
     """20 digits -> dict: class, subclass, crc_ok, data_block and the layout's fields
-    (tid + date, amount, ...). Class 1 needs no key. ``algorithm`` defaults from the key
-    length (8 bytes EA07, 16 bytes EA11)."""
+    (tid + date on ``base_date``: 1993 (default, as ``vend_token``), 2014 or 2035; amount ...).
+    Class 1 needs no key. ``algorithm`` defaults from the key length (8 bytes EA07, 16 bytes
+    EA11). VendError for a currency token (class 0 subclasses 4..7: not implemented)."""
+    try:
+        sts.base_epoch(int(base_date))
+    except StsError as e:
+        raise VendError(str(e)) from None
     try:
         cls, block = sts.split_token(digits)
     except StsError as e:
@@ -245,6 +257,11 @@ def decode_token(digits, decoder_key=None, algorithm=None, tables=None, base_dat
             algorithm = "ea07" if len(key) == 8 else "ea11"
         plain = make_cipher(key, algorithm, tables).decrypt_block(block)
     f = sts.parse_block(cls, plain)
+    if f.crc_ok:
+        try:
+            sts.refuse_currency(cls, f.subclass)
+        except StsError as e:
+            raise VendError(str(e)) from None
     out = {"class": cls, "subclass": f.subclass, "layout": f.layout, "crc_ok": f.crc_ok,
            "data_block": "%016X" % plain, "token": sts.normalise_digits(digits)}
     if f.layout == "data":
@@ -265,122 +282,162 @@ def decode_token(digits, decoder_key=None, algorithm=None, tables=None, base_dat
 CSV_OUT_EXTRA = ("tid", "token")
 
 
+def read_csv_rows(in_path):
+    """The rows of a CSV file as a list of dicts (header row = keys). VendError (one line) for
+    a file that is not UTF-8 text, not CSV, or has no rows."""
+    try:
+        with open(in_path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except UnicodeDecodeError:
+        raise VendError("%s: not a CSV text file (binary or not UTF-8)" % in_path) from None
+    except csv.Error as e:
+        raise VendError("%s: not a CSV file (%s)" % (in_path, e)) from None
+    if not rows:
+        raise VendError("%s: no rows" % in_path)
+    if any(None in row for row in rows):
+        raise VendError("%s: a row has more fields than the header" % in_path)
+    return rows
+
+
+class _Batch:
+    """Per-batch caches: decoder keys by identity, ciphers by key."""
+
+    def __init__(self, now):
+        self.now = now
+        self.keys = {}
+        self.ciphers = {}
+
+    def key_and_cipher(self, r, cls, bd, alg):
+        dk = r.get("decoder_key")
+        if dk is None and cls != 1:
+            pan = r.get("pan") or build_pan(r.get("iin", ""), r.get("drn", ""))
+            ident = (r.get("vending_key"), pan, r.get("sgc"), r.get("ti"), r.get("krn"),
+                     r.get("kt"), bd, alg, r.get("dkga"))
+            if ident not in self.keys:
+                if ident[0] is None:
+                    raise VendError("no vending key")
+                self.keys[ident] = derive_decoder_key(*ident)
+            dk = self.keys[ident]
+        if dk is None or cls == 1:
+            return dk, None
+        dk = parse_key(dk, (8, 16), "decoder key")
+        ck = (dk, alg, str(r.get("tables")))
+        if ck not in self.ciphers:
+            self.ciphers[ck] = make_cipher(dk, alg, r.get("tables"))
+        return dk, self.ciphers[ck]
+
+    def prepare(self, r):
+        """One row (defaults applied) -> job dict: everything but the final TID."""
+        alg = _alg(r.get("algorithm", "ea07"))
+        bd = int(r.get("base_date", 1993))
+        cls = int(r.get("class", 0))
+        sub = int(r.get("subclass", 0))
+        sts.refuse_currency(cls, sub)
+        dk, cipher = self.key_and_cipher(r, cls, bd, alg)
+        amount = parse_amount(r["amount"], 0 if cls == 2 else 1) if "amount" in r else None
+        job = {"dk": dk, "cipher": cipher, "alg": alg, "bd": bd, "cls": cls, "sub": sub,
+               "amount": amount, "value": int(r["value"], 0) if "value" in r else None,
+               "rnd": int(r["rnd"], 0) if "rnd" in r else None, "tid": None, "wanted": None}
+        if "tid" in r:
+            job["tid"] = int(r["tid"], 0)
+        elif dk is not None and layout_is_data(cls, sub):
+            job["wanted"] = sts.tid_from_unix(parse_issued(r.get("issued", self.now)), bd)
+        elif layout_is_data(cls, sub):
+            job["tid"] = sts.tid_from_unix(parse_issued(r.get("issued", self.now)), bd)
+        return job
+
+
+def _reserve(jobs):
+    """Give every job without a TID its TID: one locked ``tidstore`` step per meter for the
+    whole batch; explicit TIDs are recorded so later vends step past them."""
+    meters = {}
+    for j in jobs:
+        if j["dk"] is not None and (j["wanted"] is not None or j["tid"] is not None):
+            meters.setdefault((j["dk"], j["bd"]), []).append(j)
+    for (dk, bd), group in meters.items():
+        explicit = [j["tid"] for j in group if j["tid"] is not None]
+        if explicit:
+            tidstore.note(dk, bd, explicit)
+        auto = [j for j in group if j["wanted"] is not None]
+        for j, t in zip(auto, tidstore.allocate(dk, bd, [j["wanted"] for j in auto])):
+            j["tid"] = t
+
+
 def vend_csv(in_path, out_path, defaults=None, progress=None):
     """Vend one token per CSV row. Columns (header names, case-insensitive): ``pan`` or
     ``iin``+``drn``, ``amount`` (kWh/units, one decimal); optional per row (else from
     ``defaults``): ``vending_key``/``decoder_key``, ``sgc``, ``ti``, ``krn``, ``kt``,
-    ``class``, ``subclass``, ``value``, ``tid``, ``issued``, ``rnd``, ``base_date``,
-    ``algorithm``, ``tables``. Output = input columns + ``tid`` + ``token`` (4-4-4-4-4).
+    ``class``, ``subclass``, ``value``, ``tid``, ``issued``, ``rnd``, ``base_date`` (default
+    1993 as ``vend_token``; meterctl passes 2014), ``algorithm``, ``tables``. Output = input columns + ``tid`` + ``token`` (4-4-4-4-4).
     Decoder keys are never written. ``progress(done, total)`` is called per row.
-    Rows without a ``tid`` get theirs from ``issued`` (default: the batch start time); two
-    tokens for the same meter in the same minute get consecutive TIDs, so the meter
-    accepts both.
-    Returns the number of tokens. VendError names the failing row."""
+    Rows without a ``tid`` get theirs from ``issued`` (default: the batch start time), stepped
+    past every TID vended before for that meter: the batch reserves all its TIDs per meter in
+    one locked step of ``host_tools.tidstore`` (parallel vends and batches never share one).
+    Returns the number of tokens. VendError names the failing row (or the file)."""
     defaults = dict(defaults or {})
-    with open(in_path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise VendError("%s: no rows" % in_path)
-    total = len(rows)
-    keys = {}
-    ciphers = {}
-    last_tid = {}
-    now = int(time.time())
+    rows = read_csv_rows(in_path)
+    batch = _Batch(int(time.time()))
+    jobs = []
+    for n, row in enumerate(rows, 1):
+        r = dict(defaults)
+        r.update({k.strip().lower(): v.strip() for k, v in row.items() if k and v and v.strip()})
+        try:
+            jobs.append(batch.prepare(r))
+        except (VendError, StsError, ValueError, KeyError) as e:
+            raise VendError("%s row %d: %s" % (in_path, n + 1, e)) from None
+    try:
+        _reserve(jobs)
+    except StsError as e:
+        raise VendError("%s: %s" % (in_path, e)) from None
     fieldnames = list(rows[0].keys())
     out_names = fieldnames + [c for c in CSV_OUT_EXTRA if c not in fieldnames]
     with open(out_path, "w", newline="") as fo:
         w = csv.DictWriter(fo, fieldnames=out_names)
         w.writeheader()
-        for n, row in enumerate(rows, 1):
-            r = dict(defaults)
-            r.update({k.strip().lower(): v.strip() for k, v in row.items() if k and v and v.strip()})
+        for n, (row, j) in enumerate(zip(rows, jobs), 1):
             try:
-                alg = _alg(r.get("algorithm", "ea07"))
-                bd = int(r.get("base_date", 1993))
-                cls = int(r.get("class", 0))
-                dk = r.get("decoder_key")
-                if dk is None and cls != 1:
-                    pan = r.get("pan") or build_pan(r.get("iin", ""), r.get("drn", ""))
-                    ident = (r.get("vending_key"), pan, r.get("sgc"), r.get("ti"), r.get("krn"),
-                             r.get("kt"), bd, alg, r.get("dkga"))
-                    if ident not in keys:
-                        if ident[0] is None:
-                            raise VendError("no vending key")
-                        keys[ident] = derive_decoder_key(*ident)
-                    dk = keys[ident]
-                cipher = None
-                if dk is not None and cls != 1:
-                    dk = parse_key(dk, (8, 16), "decoder key")
-                    ck = (dk, alg, str(r.get("tables")))
-                    if ck not in ciphers:
-                        ciphers[ck] = make_cipher(dk, alg, r.get("tables"))
-                    cipher = ciphers[ck]
-                if "tid" in r:
-                    tid = int(r["tid"], 0)
-                else:
-                    # one meter, one TID per token: bump within the same issue minute
-                    tid = sts.tid_from_unix(parse_issued(r.get("issued", now)), bd)
-                    if cls != 1 and dk is not None:
-                        if tid <= last_tid.get(dk, -1):
-                            tid = last_tid[dk] + 1
-                        last_tid[dk] = tid
-                amount = parse_amount(r["amount"]) if "amount" in r else None
-                if cls == 2 and amount is not None:
-                    amount = parse_amount(r["amount"], 0)
-                res = vend_token(dk, algorithm=alg, token_class=cls,
-                                 subclass=int(r.get("subclass", 0)), amount=amount,
-                                 value=int(r["value"], 0) if "value" in r else None,
-                                 tid=tid, base_date=bd,
-                                 rnd=int(r["rnd"], 0) if "rnd" in r else None, cipher=cipher)
-            except (VendError, StsError, ValueError, KeyError) as e:
+                res = vend_token(j["dk"], algorithm=j["alg"], token_class=j["cls"], subclass=j["sub"],
+                                 amount=j["amount"], value=j["value"], tid=j["tid"], base_date=j["bd"],
+                                 rnd=j["rnd"], cipher=j["cipher"])
+            except (VendError, StsError, ValueError) as e:
                 raise VendError("%s row %d: %s" % (in_path, n + 1, e)) from None
             out = dict(row)
             out["tid"] = res.get("tid", "")
             out["token"] = sts.group_digits(res["token"])
             w.writerow(out)
             if progress is not None:
-                progress(n, total)
-    return total
+                progress(n, len(rows))
+    return len(rows)
 
 
 # -- TID memory -----------------------------------------------------------------------------
 
 def tid_memory_path():
-    """Where vending remembers the last TID per meter: ``$METERCTL_STATE_DIR/last_tid.json``,
+    """Directory of the per-meter TID store (``host_tools.tidstore``): ``$METERCTL_STATE_DIR``,
     else ``$XDG_STATE_HOME/meterctl`` or ``~/.local/state/meterctl``."""
-    base = os.environ.get("METERCTL_STATE_DIR") or os.path.join(
-        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "meterctl")
-    return os.path.join(base, "last_tid.json")
+    return tidstore.state_dir()
 
 
-def next_tid(decoder_key, base_date, now=None):
-    """TID (int, minutes since ``base_date``) for ``now`` (Unix s; default the clock), made
-    strictly greater than the last one vended here for this meter.
-
-    A meter accepts each TID once (IEC 62055-41 §6.6), and a TID is a minute: two tokens vended
-    for one meter within a minute would share it and the second would be refused as USED. Like a
-    vending server, remember the last TID per meter (keyed by a hash of the decoder key, never the
-    key) in `tid_memory_path` and step past it. A read-only home still gets a valid token, just
-    without the memory.
-    """
-    tid = sts.tid_from_unix(int(time.time()) if now is None else int(now), base_date)
-    path = tid_memory_path()
-    meter = hashlib.sha256(bytes(decoder_key) + b"%d" % base_date).hexdigest()[:16]
+def allocate_tids(decoder_key, base_date, count=1, now=None):
+    """Reserve ``count`` TIDs for one meter in one locked step: list of ints, strictly
+    increasing, the first at least the minute of ``now`` (Unix s; default the clock) and all
+    past every TID vended before for this meter by any process (``host_tools.tidstore``).
+    VendError past the base date's TID range."""
     try:
-        with open(path) as f:
-            memory = json.load(f)
-    except (OSError, ValueError):
-        memory = {}
-    last = memory.get(meter)
-    if isinstance(last, int) and tid <= last:
-        tid = last + 1
-    memory[meter] = tid
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(memory, f)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-    return tid
+        tid = sts.tid_from_unix(int(time.time()) if now is None else int(now), int(base_date))
+        return tidstore.allocate(bytes(decoder_key), int(base_date), [tid] * int(count))
+    except StsError as e:
+        raise VendError(str(e)) from None
+
+
+def next_tid(decoder_key, base_date, now=None, issued=None):
+    """One TID for this meter: the minute of ``issued`` (Unix s) or ``now`` (default the
+    clock), stepped past the last TID vended here for it (IEC 62055-41 §6.6: a meter accepts
+    each TID once; two tokens in one minute would share it). Locked: parallel processes never
+    get the same TID."""
+    return allocate_tids(decoder_key, base_date, 1, issued if issued is not None else now)[0]
+
+
+def note_tid(decoder_key, base_date, tid):
+    """Record an explicitly given TID (``--tid``) so that later vends step past it."""
+    tidstore.note(bytes(decoder_key), int(base_date), [int(tid)])

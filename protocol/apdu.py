@@ -192,6 +192,16 @@ def _parse_initiate_request(buf, s, e, out):
     out["max_pdu"] = _u16(buf, p)
 
 
+def parse_initiate_request(buf, out):
+    """Parse an xDLMS InitiateRequest ``buf`` (e.g. a deciphered glo-initiate-request) into the
+    dict ``out`` (dedicated_key, dlms_version, conformance, max_pdu as parse_aarq). Raises
+    ApduError."""
+    try:
+        _parse_initiate_request(buf, 0, len(buf), out)
+    except axdr.AxdrError:
+        raise ApduError("bad InitiateRequest")
+
+
 def parse_aarq(buf):
     """Parse an _AARQ (Green Book §9.4.2, ISO/IEC 8650 BER) into a dict.
 
@@ -199,13 +209,15 @@ def parse_aarq(buf):
     2.16.756.5.8.2.x or None), auth_value (bytes or None), calling_ap_title (bytes or
     None), acse_requirements (int, bit 0 = authentication functional unit), dlms_version,
     conformance (24-bit int), max_pdu (0 when no usable InitiateRequest), dedicated_key
-    (bytes or None), user_info_ok (InitiateRequest present and parseable).
+    (bytes or None), user_info_ok (InitiateRequest present and parseable), user_info (the
+    user-information octets, bytes or None: a glo-initiate-request for ``parse_initiate_request``
+    once deciphered).
     Unknown elements are skipped. Raises ApduError if the BER structure is malformed.
     """
     p, end = _outer(buf, _AARQ)
     out = {"context": None, "mechanism": None, "auth_value": None, "calling_ap_title": None,
            "acse_requirements": 0, "dlms_version": 0, "conformance": 0, "max_pdu": 0,
-           "dedicated_key": None, "user_info_ok": False}
+           "dedicated_key": None, "user_info_ok": False, "user_info": None}
     while p < end:
         tag, s, e = _read_tl(buf, p, end)
         p = e
@@ -228,6 +240,7 @@ def parse_aarq(buf):
         elif tag == 0xBE:                        # user-information
             t, s2, e2 = _read_tl(buf, s, e)
             if t == 0x04:
+                out["user_info"] = bytes(buf[s2:e2])
                 try:
                     _parse_initiate_request(buf, s2, e2, out)
                     out["user_info_ok"] = True
@@ -236,9 +249,15 @@ def parse_aarq(buf):
     return out
 
 
+def initiate_response(conformance, max_pdu, dlms_version=6, vaa_name=0x0007):
+    """xDLMS InitiateResponse ``08 00 <ver> 5F 1F 04 00 <conf3> <maxpdu2> <vaa2>`` (bytes)."""
+    return b"\x08\x00" + bytes((dlms_version,)) + _conf_bytes(conformance) + \
+        bytes((max_pdu >> 8, max_pdu & 0xFF, vaa_name >> 8, vaa_name & 0xFF))
+
+
 def build_aare(result, diagnostic, context=_CONTEXT_LN, conformance=0, max_pdu=256,
                mechanism=None, diag_provider=False, dlms_version=6, vaa_name=0x0007,
-               initiate_error=None):
+               initiate_error=None, ap_title=None, auth_value=None, user_info=None):
     """Build an AARE (Green Book §9.4.2).
 
     result: 0 accepted, 1 rejected-permanent, 2 rejected-transient. diagnostic: an
@@ -247,19 +266,26 @@ def build_aare(result, diagnostic, context=_CONTEXT_LN, conformance=0, max_pdu=2
     mechanism-name (89). user-information is always present: a ConfirmedServiceError
     ``0E 01 a b`` when ``initiate_error=(a, b)`` (e.g. (6, 1) DLMS version too low), else an
     xDLMS InitiateResponse ``08 00 <ver> 5F 1F 04 00 <conf3> <maxpdu2> <vaa2>`` with
-    ``conformance``/``max_pdu``/``vaa_name``.
+    ``conformance``/``max_pdu``/``vaa_name``; or ``user_info`` as given (bytes, e.g. a
+    glo-initiate-response). HLS adds ``ap_title`` (responding-AP-title A4, 8 bytes) and
+    ``auth_value`` (responding-authentication-value AA, the server's challenge StoC).
     """
     body = bytearray(_context_name(context))
     body.extend(b"\xA2\x03\x02\x01" + bytes((result,)))
     body.extend(b"\xA3\x05" + (b"\xA2" if diag_provider else b"\xA1") + b"\x03\x02\x01" +
                 bytes((diagnostic,)))
+    if ap_title is not None:
+        body.extend(_tlv(0xA4, _tlv(0x04, ap_title)))
     if mechanism is not None:
         body.extend(b"\x88\x02\x07\x80\x89\x07" + _DLMS_OID + bytes((2, mechanism)))
-    if initiate_error is not None:
+    if auth_value is not None:
+        body.extend(_tlv(0xAA, _tlv(0x80, auth_value)))
+    if user_info is not None:
+        ui = user_info
+    elif initiate_error is not None:
         ui = bytes((_CONFIRMED_SERVICE_ERROR, 1, initiate_error[0], initiate_error[1]))
     else:
-        ui = b"\x08\x00" + bytes((dlms_version,)) + _conf_bytes(conformance) + \
-            bytes((max_pdu >> 8, max_pdu & 0xFF, vaa_name >> 8, vaa_name & 0xFF))
+        ui = initiate_response(conformance, max_pdu, dlms_version, vaa_name)
     body.extend(_tlv(0xBE, _tlv(0x04, ui)))
     return _tlv(_AARE, body)
 

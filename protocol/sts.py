@@ -19,13 +19,20 @@ Shapes (bit 0 = LSB of the integer written in natural hex order):
   bytes big-endian; stored byte-swapped in bits 15..0.
 * 66-bit token (§6.4): bits 28/27 of the (encrypted) block move to 65/64, the class bits go
   to 28 (MSB) and 27 (LSB). Digits: decimal, zero-padded to 20.
-* TID (§6.2.3): 24-bit minutes since the base date (1993-01-01 or 2014-01-01, UTC).
+* TID (§6.2.3): 24-bit minutes since the base date: 1993-01-01, 2014-01-01 or 2035-01-01 UTC
+  (IEC 62055-41:2014 defines the three; each rolls over after 31.9 years). A TID rollover
+  key change (RO = 1) moves a meter to the next base date.
 * Amount (§6.2.4): exponent e = bits 15..14, mantissa m = bits 13..0,
   value (0.1 unit steps) = m*10**e + sum(16384*10**n for n < e); encoding rounds UP
-  (in the customer's favour).
+  (in the customer's favour). This is the amount of the unit-based class 0 subclasses 0..3.
+* Currency credit (class 0 subclasses 4..7, 10**-5 base currency units per the STS
+  Association): the amount, S&E and CRC encoding of these subclasses is not implemented
+  (no public source to verify it against); ``build_block`` / ``parse_block`` refuse them with
+  StsError("currency") rather than encode them with the unit-based rules.
 
 Errors: every bad input raises ``StsError`` whose ``reason`` is one of ``"format"``,
-``"crc"``, ``"wrong_class"``, ``"amount"``, ``"tid"``, ``"field"``, ``"date"``.
+``"crc"``, ``"wrong_class"``, ``"amount"``, ``"tid"``, ``"field"``, ``"date"``,
+``"currency"`` (class 0 subclasses 4..7, not implemented).
 """
 from protocol.civil import days_from_civil, civil_from_days  # noqa: F401 (re-exported)
 from protocol.crc import crc16_modbus
@@ -71,8 +78,11 @@ SUB_KEY_4 = const(9)
 
 BASE_1993 = const(1993)
 BASE_2014 = const(2014)
+BASE_2035 = const(2035)
+BASE_DATES = (1993, 2014, 2035)
 EPOCH_1993 = const(725846400)    # 1993-01-01T00:00:00Z in Unix seconds
 EPOCH_2014 = const(1388534400)   # 2014-01-01T00:00:00Z in Unix seconds
+EPOCH_2035 = const(2051222400)   # 2035-01-01T00:00:00Z in Unix seconds
 TID_MAX = const(0xFFFFFF)
 
 _AMT_OFF = (0, 16384, 180224, 1818624)
@@ -224,12 +234,36 @@ def amount_decode(field):
 # -- TID and dates ------------------------------------------------------------------------
 
 def base_epoch(base):
-    """Base year 1993 or 2014 -> Unix seconds of its 00:00 UTC on 1 January."""
+    """Base year 1993, 2014 or 2035 (or 93/14/35) -> Unix seconds of its 1 January 00:00 UTC.
+    StsError("field") for any other year. IEC 62055-41 §6.2.3."""
     if base == BASE_1993 or base == 93:
         return EPOCH_1993
     if base == BASE_2014 or base == 14:
         return EPOCH_2014
-    raise StsError("field", "base date must be 1993 or 2014")
+    if base == BASE_2035 or base == 35:
+        return EPOCH_2035
+    raise StsError("field", "base date must be 1993, 2014 or 2035")
+
+
+def next_base_date(base):
+    """The base date a TID rollover key change (RO = 1) moves to: 1993 -> 2014 -> 2035;
+    2035 is the last one STS defines and stays."""
+    if base == BASE_1993 or base == 93:
+        return BASE_2014
+    return BASE_2035
+
+
+def is_currency(cls, subclass):
+    """True for the currency credit tokens (class 0 subclasses 4..7)."""
+    return cls == CLASS_TRANSFER and 4 <= subclass <= 7
+
+
+def refuse_currency(cls, sub):
+    """StsError("currency") for a currency credit token (class 0 subclasses 4..7): one line
+    saying they are not implemented. Returns None for every other class/subclass."""
+    if is_currency(cls, sub):
+        raise StsError("currency", "class 0 subclass %d (currency) tokens are not implemented: "
+                       "their amount and CRC encoding is not verified against a public source" % sub)
 
 
 def tid_from_unix(unix_s, base=BASE_1993):
@@ -346,6 +380,7 @@ def build_block(f):
     """TokenFields -> 64-bit plaintext block with CRC. StsError("field") on out-of-range."""
     cls = _check(f.cls, 2, "class")
     sub = _check(f.subclass, 4, "subclass")
+    refuse_currency(cls, sub)
     lay = layout_of(cls, sub)
     if lay == "data":
         body = (_check(f.rnd, 4, "RND") << 40) | (_check(f.tid, 24, "TID") << 16) | \
@@ -376,7 +411,9 @@ def build_block(f):
 
 def parse_block(cls, block):
     """(class, 64-bit plaintext block) -> TokenFields (``crc_ok`` says whether it checks).
-    StsError("wrong_class") for class 3, StsError("format") for a bad block."""
+    StsError("wrong_class") for class 3, StsError("format") for a bad block. A currency
+    subclass (class 0, 4..7) parses with the unit-based layout, ``crc_ok`` as the unit-based
+    CRC says: callers check ``is_currency`` before they trust the amount."""
     if not isinstance(block, int) or block < 0 or block > MASK64:
         raise StsError("format", "block must be a 64-bit integer")
     sub = block >> 60

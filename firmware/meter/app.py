@@ -1,7 +1,7 @@
 """The meter application: state, policy for the relay, persistence, and the asyncio tasks.
 
 Board-independent (never imports ``machine``): everything physical comes from the board object
-(``boards/*.py``). Config (``config.json`` in the meter's filesystem) holds identity, passwords,
+(``boards/*.py``). Config (``config.json`` in the meter's filesystem) holds identity, secrets,
 tariff and policy; state (credit, energy, relay) lives in a two-slot journal (``meter.store``).
 
 Persistence rule (DESIGN.md §5; details in docs/CONTRACTS.md "config.json"): a change the meter
@@ -19,6 +19,7 @@ from meter.relay import DisconnectControl, READY
 from meter.server import HdlcLink
 from meter.store import Journal, TIME_MAX
 from meter.audit import Audit
+from meter import acse
 
 try:
     from micropython import const
@@ -74,7 +75,6 @@ class Meter:
             cfg_err = e
         settings.drop("meter.profile")
         # what runs after boot, the rest of the config is not kept
-        self._pw = g("passwords") or {"1": "12345678", "32": "00000000", "48": "ABCDEFGH"}
         self.persist_s = int(g("persist_s", 60))
         self._unit = int(g("modbus_unit", 1))
         self._link = HdlcLink(self, int(g("server_address", 1)), g("physical_address"),
@@ -97,6 +97,7 @@ class Meter:
         self.journal = Journal(board.path("j/state"))
         self.event_log = Audit(board.path("ev"), int(cfg.get("event_segments", 10)))
         self._restore()
+        acse.setup(self, cfg)      # passwords, keys, counters, lock-out (meter.acse); no defaults
         settings.drop("meter.settings")
         if cfg_err is not None:
             self.event(_EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")

@@ -2,32 +2,24 @@
 
 The table is one ``bytes`` literal (it stays in flash / the ROMFS image, nothing is built in RAM),
 GENERATED from the readable spec in host_tools/objects.py (``python -m host_tools.objects
---write``; tests/host/test_objects.py checks it): one 19-byte row per object::
-
-    0..5   logical name (OBIS)            6  class_id (IC)       7  version
-    8      number of attributes           9..11  public read mask (24 bits, little endian)
-    12..14 reader/manager read mask       15 manager write mask  16 manager method mask
-    17     number of methods              18 per-class argument (which value, which credit)
-
-A read mask has bit ``a`` set when attribute ``a`` may be read. The public role (client SAP 16,
-no security) reads with the public mask; the meter reader (32, LLS) and the manager (1 and 48,
-LLS) with the other; only the manager writes and calls. The access rights announced in the
-association's object_list (IC 15 attr 2) come from the same masks, so what the meter announces
-and what it enforces cannot drift apart. The values themselves: ``meter.cosem_values``.
+--write``; tests/host/test_objects.py checks it): one 19-byte row per object, laid out as the
+"row layout" consts below say (logical name, IC, version, counts, 24-bit little-endian read
+masks public and reader/manager, manager write and method masks, per-class argument). Bit ``a``
+of a read mask: attribute ``a`` may be read. The public role (client SAP 16) reads with the
+public mask; the meter reader (32) and the manager (1 and 48) with the other; only the manager
+writes and calls. The object_list (IC 15 attr 2) announces the rights from the same masks, so
+what the meter announces and what it enforces cannot drift apart. Values: ``meter.cosem_values``.
 
 Entry points for ``meter.server`` (``item`` is one ``(class_id, ln, index, selector, params)`` of
 ``apdu.parse_request``, ``ctx`` the association: ``role`` 0 public / 1 reader / 2 manager,
 ``client``, ``server``, ``conformance``, ``max_pdu``, ``mechanism``):
 
-- ``get(meter, ctx, item, w) -> dar``: encodes the attribute's A-XDR value into ``w``
-  (``axdr.Writer``) and returns a data-access-result (0 success), or returns a generator of
-  encoded chunks for long values (object_list, profile buffer) so the server can send them by
-  block transfer without building them whole;
+- ``get(meter, ctx, item, w) -> dar``: the attribute's A-XDR value into ``w`` (``axdr.Writer``),
+  returns a data-access-result (0 success), or a generator of encoded chunks for long values
+  (object_list, profile buffer) that the server sends by block transfer, never built whole;
 - ``put(meter, ctx, item, value) -> dar`` (``value``: the A-XDR data bytes of the SET);
 - ``act(meter, ctx, item) -> (action_result, data_bytes_or_None)``.
-Codes (IEC 62056-5-3 §8): 0 success, 1 hardware-fault, 2 temporary-failure, 3 read-write-denied,
-4 object-undefined, 9 object-class-inconsistent, 11 object-unavailable, 12 type-unmatched,
-250 other-reason.
+Codes: the data-access-result consts below (IEC 62056-5-3 §8).
 """
 from protocol import axdr
 from meter import cosem_values as V
@@ -160,6 +152,14 @@ _TABLE = (
     b"\x00\x00\x5e\x60\x18\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x0a"
     # 0.0.94.96.25.255 balance time, IC 1 v0 arg 11: r 1-2
     b"\x00\x00\x5e\x60\x19\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x0b"
+    # 0.0.43.0.1.255 security setup management, IC 64 v0 arg 1: r 1-5; m 1-2
+    b"\x00\x00\x2b\x00\x01\xff\x40\x00\x05\x3e\x00\x00\x3e\x00\x00\x00\x06\x02\x01"
+    # 0.0.43.0.3.255 security setup utility settings, IC 64 v0 arg 3: r 1-5; m 1-2
+    b"\x00\x00\x2b\x00\x03\xff\x40\x00\x05\x3e\x00\x00\x3e\x00\x00\x00\x06\x02\x03"
+    # 0.0.43.1.1.255 frame counter management, IC 1 v0 arg 12: r 1-2
+    b"\x00\x00\x2b\x01\x01\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x0c"
+    # 0.0.43.1.3.255 frame counter utility settings, IC 1 v0 arg 12: r 1-2
+    b"\x00\x00\x2b\x01\x03\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x0c"
 )
 # --- END generated
 
@@ -190,6 +190,8 @@ def _present(meter, o):
         return getattr(meter, "tokens", None) is not None   # no STS key: no token gateway
     if ic == 1 and arg in (3, 4):
         return hasattr(meter, "apply_profile_bytes")
+    if ic == 64 or (ic == 1 and arg == 12):
+        return getattr(meter, "security", None) is not None   # no keys: no security objects
     if ic == 7 or (ic == 1 and arg >= 16):        # event logs by category (meter.cosem_log)
         return L.view(meter, arg & 7) is not None
     return True
@@ -357,6 +359,8 @@ def act(meter, ctx, item):
             ok = meter.remote_disconnect() if m == 1 else meter.remote_reconnect()
             # a transition the control mode forbids is a temporary failure of the command
             return (_OK if ok else _TEMP_FAIL), None
+        if ic == 64:
+            return meter.security.method(m, tagged), None
         if ic == 112:
             if _TABLE[o + _ARG] == 0:
                 # token credit: 1 update_amount(double-long paise) adds credit

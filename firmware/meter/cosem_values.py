@@ -122,6 +122,8 @@ def read(meter, ctx, ic, arg, attr, w):
         return _credit(meter, arg, attr, w)
     if ic == 115:
         return _gateway(meter, attr, w)
+    if ic == 64:
+        return _security(meter.security, ctx, attr, w)
     if ic == 8:
         _clock(meter, attr, w)
     elif ic == 15:
@@ -172,6 +174,9 @@ def _data(meter, k, w):
         w.double_long_unsigned(a.total_recharged)
     elif k == 10:
         w.double_long(a.credit)
+    elif k == 12:                                 # frame counter: last receive IC accepted
+        rx = meter.security.rx
+        w.double_long_unsigned(rx - 1 if rx else 0)
     else:
         put_time(meter, meter.board.time(), w)
     return _OK
@@ -232,10 +237,26 @@ def _association(ctx, attr, w):
             .long_unsigned(1024).unsigned(6).integer(0).octet_string(b"")
     elif attr == 6:
         w.octet_string(_OIDS[7:] + bytes((ctx.mechanism,)))
-    elif attr == 8:
-        w.enum(2)                # associated
+    elif attr == 8:                              # 1 association-pending (HLS pass 3), 2 associated
+        w.enum(1 if ctx.sess is not None and ctx.sess[5] else 2)
+    else:                                        # 0.0.43.0.x.255: 1 management, 3 utility settings
+        w.octet_string(ln(_LN_SECURITY_SETUP)[:4] + bytes((1 if ctx.client == 1 else
+                                                           (3 if ctx.client == 48 else 0), 255)))
+
+
+def _security(sec, ctx, attr, w):
+    """IC 64 v0: 2 security_policy, 3 security_suite (0), 4 client_system_title (of this
+    association), 5 server_system_title. No attribute holds a key."""
+    if attr == 2:
+        w.enum(sec.policy)
+    elif attr == 3:
+        w.enum(0)
+    elif attr == 4:
+        s = getattr(ctx, "sess", None)
+        w.octet_string(s[0] if s is not None and s[0] is not None else b"")
     else:
-        w.octet_string(ln(_LN_SECURITY_SETUP))
+        w.octet_string(sec.title)
+    return _OK
 
 
 def _limiter(lim, attr, w):

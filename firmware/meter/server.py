@@ -8,7 +8,7 @@ the application layer do, clause by clause: docs/CONTRACTS.md "DLMS server".
 import time
 
 from protocol import hdlc, apdu, axdr
-from meter import cosem
+from meter import acse, cosem
 
 try:
     from micropython import const
@@ -28,23 +28,19 @@ _GET_REQUEST = const(0xC0)
 _SET_REQUEST = const(0xC1)
 _ACTION_REQUEST = const(0xC3)
 _GET_RESPONSE = const(0xC4)
-_MECH_LLS = const(1)
+_GLO_GET = const(0xC8)         # first ciphered request tag .. general-ded-ciphering
+_GENERAL_DED = const(0xDC)
 _CONF_GET = const(0x10)
 _CONF_SET = const(0x08)
 _CONF_ACTION = const(0x01)
 _CONF_BLOCK_TRANSFER_WITH_GET = const(0x1000)
-# supported: GET, SET, ACTION, selective access, block GET, multiple references (bits 19-23, 11, 14)
-_SUPPORTED_CONFORMANCE = const(0x121D)
 _SERVICE_PDU_TOO_LONG = const(4)
 _DAR_LONG_GET_ABORTED = const(15)
 _DAR_NO_LONG_GET_IN_PROGRESS = const(16)
 _DAR_DATA_BLOCK_NUMBER_INVALID = const(19)
 _DAR_HARDWARE_FAULT = const(1)
-_EV_AUTH_FAIL = const(30)      # meter.events
 
-_SERVER_MAX_PDU = const(1024)  # largest APDU we receive (announced in the AARE; cosem IC 15 attr 5)
 _SEND_MAX = const(512)         # larger responses go by block transfer when negotiated (small heap)
-_MIN_PDU = const(64)           # smaller client max PDUs are refused (pdu-size-too-short)
 _BLOCK_HEAD = const(12)        # C4 02 inv last blk(4) choice len(<=3)
 _RX_MAX = const(1100)          # reassembly limit for segmented requests
 
@@ -110,55 +106,13 @@ class Association:
         self.conformance = 0
         self.max_pdu = 0xFFFF
         self._blocks = None            # long GET in progress: [_BLK_BUF .. _BLK_SIZE]
-
-    def _reject(self, diag, initiate_error=None, mech=None):
-        return apdu.build_aare(1, diag, max_pdu=_SERVER_MAX_PDU, mechanism=mech,
-                               initiate_error=initiate_error)
+        self.sess = None               # HLS session (meter.secure: PEER .. PENDING)
+        self.guard = self.inner = False    # meter.acse.guard runs; inside a ciphered APDU
 
     def aarq(self, client, buf):
-        """AARQ -> AARE (ACSE, Green Book §9.4.2)."""
+        """AARQ -> AARE (ACSE, Green Book §9.4.2): ``meter.acse``."""
         self.reset()
-        try:
-            req = apdu.parse_aarq(buf)
-        except apdu.ApduError:
-            return self._reject(1)
-        if req["context"] != 1:                  # LN referencing, no ciphering
-            return apdu.build_aare(1, 2, context=req["context"] or 1, max_pdu=_SERVER_MAX_PDU)
-        # role of the client SAP: 0 public (16), 1 reader (32), 2 management (1, 48; LLS)
-        role = 0 if client == 16 else (1 if client == 32 else (2 if client in (1, 48) else -1))
-        if role < 0:
-            return self._reject(1)
-        mech = req["mechanism"]
-        if role:
-            if not mech:                         # None or 0 (lowest level security)
-                return self._reject(14)          # authentication-required
-            if mech != _MECH_LLS:
-                return self._reject(11)          # mechanism-name not recognised
-            if not self.meter.check_password(client, req["auth_value"]):
-                self.meter.event(_EV_AUTH_FAIL, "LLS authentication failure, client %d" % client)
-                return self._reject(13, mech=_MECH_LLS)   # authentication-failure
-        elif mech:
-            return self._reject(11)
-        if not req["user_info_ok"]:
-            return self._reject(1)
-        if req["dlms_version"] < 6:
-            return self._reject(1, (6, 1))      # DLMS version too low
-        conf = req["conformance"] & _SUPPORTED_CONFORMANCE
-        if not conf & (_CONF_GET | _CONF_SET | _CONF_ACTION):
-            return self._reject(1, (6, 2))      # incompatible conformance
-        mp = req["max_pdu"]
-        if mp == 0:
-            mp = 0xFFFF                          # 0: no limit (Green Book)
-        if mp < _MIN_PDU:
-            return self._reject(1, (6, 3))      # PDU size too short
-        self.max_pdu = mp
-        self.conformance = conf
-        self.role = role
-        self.client = client
-        self.mechanism = _MECH_LLS if role else 0
-        self.open = True
-        return apdu.build_aare(0, 0, conformance=conf, max_pdu=_SERVER_MAX_PDU,
-                               mechanism=_MECH_LLS if role else None)
+        return acse.aarq(self, client, buf)
 
     def handle(self, client, buf):
         """One complete APDU in, one APDU out (or None for no answer)."""
@@ -167,6 +121,8 @@ class Association:
         tag = buf[0]
         if tag == _AARQ:
             return self.aarq(client, buf)
+        if _GLO_GET <= tag <= _GENERAL_DED and self.sess is not None and not self.inner:
+            return self.meter.security.unwrap(self, client, buf)
         if tag == _RLRQ:
             try:
                 apdu.parse_rlrq(buf)
@@ -182,6 +138,10 @@ class Association:
             except apdu.ApduError as e:
                 self._blocks = None
                 return apdu.exception_response(2 if e.service_error == 2 else 1, e.service_error)
+            if self.guard:
+                r = acse.guard(self, tag, req)
+                if r is not None:
+                    return r
             if tag == _GET_REQUEST:
                 if not self.conformance & _CONF_GET:
                     return apdu.exception_response(1, 2)

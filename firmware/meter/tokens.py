@@ -53,10 +53,12 @@ class TokenResult:
         self.mfr_code = None
         self.lockout_s = 0
 
-    def __repr__(self):
-        return "TokenResult(ok=%s, reason=%s, class=%s, subclass=%s, tid=%s, amount=%s, action=%s, value=%s)" % (
-            self.ok, self.reason, self.token_class, self.subclass, self.tid, self.amount,
-            self.action, self.value)
+    def text(self):
+        """The reason as a display line, with how long a keypad lock-out lasts ("locked_out:
+        wait 40 s"; "crc: keypad locked for 10 s" for the entry that started it)."""
+        if self.reason == "locked_out" and self.value:
+            return "locked_out: wait %d s" % self.value
+        return "%s: keypad locked for %d s" % (self.reason, self.lockout_s) if self.lockout_s else self.reason
 
 
 def _alg_code(algorithm):
@@ -230,7 +232,8 @@ class TokenAcceptor:
         sub = f.subclass
         if cls == sts.CLASS_MANAGEMENT and sub in _KEY_SECTION:
             return self._key_section(now, f)
-        if f.layout != "data" or (cls == sts.CLASS_TRANSFER and sub not in self.credit_subclasses):
+        if f.layout != "data" or (cls == sts.CLASS_TRANSFER and (
+                sub not in self.credit_subclasses or sts.is_currency(cls, sub))):
             return TokenResult(False, "wrong_subclass", cls, sub)
         tid = f.tid
         if (tid >> 16) > self.ken:
@@ -273,10 +276,7 @@ class TokenAcceptor:
         if idx >= need:
             return TokenResult(False, "wrong_subclass", 2, f.subclass)
         kc = self._kc
-        started = False
-        for s in kc:
-            if s is not None:
-                started = True
+        started = kc[0] is not None or kc[1] is not None or kc[2] is not None or kc[3] is not None
         if not started or now - self._kc_t > self.key_change_window_s or now < self._kc_t:
             kc[0] = kc[1] = kc[2] = kc[3] = None
             self._kc_t = now
@@ -290,26 +290,22 @@ class TokenAcceptor:
         parts = (s1.key_part, s2.key_part) if need == 2 else \
             (s1.key_part, kc[3].key_part, kc[2].key_part, s2.key_part)
         for i in range(need):
-            p = parts[i]
-            key[4 * i] = (p >> 24) & 0xFF
-            key[4 * i + 1] = (p >> 16) & 0xFF
-            key[4 * i + 2] = (p >> 8) & 0xFF
-            key[4 * i + 3] = p & 0xFF
-        base = 2014 if s1.ro else self.base_date
+            for b in range(4):
+                key[4 * i + b] = (parts[i] >> (24 - 8 * b)) & 0xFF
+        base = sts.next_base_date(self.base_date) if s1.ro else self.base_date
         self._set_key(bytes(key), (s1.ken_half << 4) | s2.ken_half, s1.krn, s1.kt, s2.ti, base)
         if s1.ro:
             self._n = 0
         kc[0] = kc[1] = kc[2] = kc[3] = None
         self._bad = 0
         self._lock_until = 0
-        res = TokenResult(True, "accepted", 2, f.subclass, None, 0, "key_change", s1.krn)
-        return res
+        return TokenResult(True, "accepted", 2, f.subclass, None, 0, "key_change", s1.krn)
 
     # -- persistence ----------------------------------------------------------------------
 
     def to_record(self):
         """State as compact bytes for power-fail-safe persistence (with the credit):
-        ``"TK" ver alg keylen key krn kt ti ken base(0=1993,1=2014) bad lock_until(u32 BE)
+        ``"TK" ver alg keylen key krn kt ti ken base(0=1993,1=2014,2=2035) bad lock_until(u32 BE)
         store_size n TID*n (3 bytes BE each)``. Contains the decoder key: keep it private."""
         kl = len(self._key)
         out = bytearray(_REC_HEAD + kl + 3 * self._n)
@@ -323,7 +319,7 @@ class TokenAcceptor:
         out[j + 1] = self.kt & 0xFF
         out[j + 2] = self.ti & 0xFF
         out[j + 3] = self.ken & 0xFF
-        out[j + 4] = 1 if self.base_date == 2014 else 0
+        out[j + 4] = 2 if self.base_date == 2035 else (1 if self.base_date == 2014 else 0)
         out[j + 5] = self._bad if self._bad < 255 else 255
         lu = self._lock_until if self._lock_until > 0 else 0
         out[j + 6] = (lu >> 24) & 0xFF
@@ -354,7 +350,7 @@ class TokenAcceptor:
         key = bytes(data[5:j])
         tids = bytes(data[j + 12:])
         self._set_key(key, data[j + 3], data[j], data[j + 1], data[j + 2],
-                      2014 if data[j + 4] else 1993)
+                      sts.BASE_DATES[data[j + 4]] if data[j + 4] < 3 else 1993)
         self._bad = data[j + 5]
         self._lock_until = (data[j + 6] << 24) | (data[j + 7] << 16) | (data[j + 8] << 8) | data[j + 9]
         if n > self.store_size:   # keep the newest TIDs if the store shrank
@@ -440,7 +436,7 @@ def enter(meter, raw, delivery):
     d = r.reason.encode()
     i = _TOKEN_STATUS.find(b" " + d + b"=")
     g[_GW_STATUS] = _TOKEN_STATUS[i + len(d) + 2] - 48 if i >= 0 else 7
-    g[_GW_TEXT] = d
+    g[_GW_TEXT] = r.text().encode()   # IC 115 description: the reason (and a lock-out's wait)
     meter.evaluate()
     if r.ok:
         meter.persist((_EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid), r.tid))

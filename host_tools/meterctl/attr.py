@@ -1,11 +1,18 @@
-"""``meterctl get`` / ``set`` / ``action``: one attribute or method of any object by OBIS code."""
+"""``meterctl get`` / ``set`` / ``action``: one attribute or method of any object by OBIS code.
+
+``set`` and ``action`` change the meter: their outcome is checked on the meter when the answer
+is lost (``host_tools.changes``: the attribute read back; for update_amount, the relay methods
+and token entry the evidence of ``credit add``, ``relay`` and ``topup``; other methods leave no
+evidence, so a lost answer is reported unknown)."""
 
 import click
 
 from host_tools import format as fmt
 from host_tools import objects
+from host_tools.changes import Action, SetAttribute, action_change
 from host_tools.client import DlmsError
-from host_tools.meterctl.common import CONTEXT, emit_json, link_options, make_client, run
+from host_tools.meterctl.common import (CONTEXT, EXIT_CODES_HELP, emit_json, link_options, make_client, run,
+                                        run_change)
 
 # OBIS -> interface class of every object the meter serves (host_tools.objects, the one catalogue)
 KNOWN_CLASSES = {o.obis: o.ic for o in objects.OBJECTS}
@@ -105,7 +112,7 @@ def get(obis_code, attr, class_id, raw, selector, access, **kw):
     run(body)
 
 
-@click.command("set", context_settings=CONTEXT)
+@click.command("set", context_settings=CONTEXT, epilog=EXIT_CODES_HELP)
 @click.argument("obis_code", metavar="OBIS", callback=_obis_arg)
 @click.argument("attr", metavar="ATTR", type=click.IntRange(1, 255))
 @_target
@@ -122,21 +129,21 @@ def set_cmd(obis_code, attr, class_id, value, **kw):
       meterctl set 1.0.0.0.0.255 2 --class 1 --value octet-string:414243 -p /dev/ttyUSB0 --password 12345678
     """
     class_id = class_for(obis_code, class_id)
-    client = make_client(kw, write=True)
 
-    def body():
-        with client as c:
-            c.set(class_id, obis_code, attr, value)
+    def show(out):
         if kw["as_json"]:
-            emit_json({"class": class_id, "obis": obis_code, "attribute": attr, "value": value.hex(),
-                       "result": "success"})
+            emit_json(dict({"class": class_id, "obis": obis_code, "attribute": attr,
+                            "value": value.hex(), "result": "success"}, **out.as_dict()))
         else:
             click.echo("set IC %d %s.%d: success" % (class_id, obis_code, attr))
 
-    run(body)
+    change = SetAttribute(class_id, obis_code, attr, value)
+    change.what = "set IC %d %s.%d" % (class_id, obis_code, attr)
+    run_change(kw, change, show, hint=lambda out: "meterctl get %s %d --class %d --port %s --password ..."
+               % (obis_code, attr, class_id, kw["port"]))
 
 
-@click.command("action", context_settings=CONTEXT)
+@click.command("action", context_settings=CONTEXT, epilog=EXIT_CODES_HELP)
 @click.argument("obis_code", metavar="OBIS", callback=_obis_arg)
 @click.argument("method", metavar="METHOD", type=click.IntRange(1, 255))
 @_target
@@ -152,19 +159,19 @@ def action(obis_code, method, class_id, param, **kw):
       meterctl action 0.0.19.10.0.255 1 --class 112 --param double-long:50000 -p /dev/pts/5 --password 12345678
     """
     class_id = class_for(obis_code, class_id)
-    client = make_client(kw, write=True)
+    change = action_change(class_id, obis_code, method, param)
+    change.what = "action IC %d %s method %d" % (class_id, obis_code, method)
 
-    def body():
-        with client as c:
-            result, data = c.action(class_id, obis_code, method, param)
+    def show(res):
+        data = res.result.get("data") if isinstance(change, Action) else None
         if kw["as_json"]:
             out = {"class": class_id, "obis": obis_code, "method": method, "result": "success"}
             if data is not None:
                 out["data"] = fmt.to_jsonable(data)
-            emit_json(out)
+            emit_json(dict(out, **res.as_dict()))
         else:
             click.echo("action IC %d %s method %d: success" % (class_id, obis_code, method))
             if data is not None:
                 click.echo(fmt.describe(data))
 
-    run(body)
+    run_change(kw, change, show)

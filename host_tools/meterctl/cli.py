@@ -4,6 +4,8 @@ Each command lives in its family's module and imports only ``common`` and the ho
 none imports this module back.
 """
 
+import sys
+
 import click
 
 from host_tools.meterctl import attr, config, credit, dlms, emulate, events, flash, read, relay, \
@@ -26,7 +28,9 @@ def meterctl():
 
     \b
     Set METERCTL_PORT and METERCTL_PASSWORD to skip --port/--password.
-    Exit codes: 0 ok, 1 meter/protocol error, 2 usage error, 3 no answer from the meter.
+    Exit codes: 0 ok/applied, 1 meter/protocol error or change not applied, 2 usage error or
+    port in use, 3 no answer from the meter, 4 change outcome unknown, 130 Ctrl-C before
+    sending (each changing command's --help explains them).
     """
 
 
@@ -40,5 +44,19 @@ for _cmd in COMMANDS:
 
 
 def main(argv=None):
-    """Run meterctl on ``argv`` (default ``sys.argv[1:]``); exits with its exit code."""
-    return meterctl.main(args=argv, prog_name="meterctl")
+    """Run meterctl on ``argv`` (default ``sys.argv[1:]``); exits with its exit code.
+
+    Like click's standalone mode, except that Ctrl-C anywhere (also in commands that do not go
+    through ``common.run``, e.g. ``flash``) is one line "interrupted" and exit code 130, not
+    click's "Aborted!" and 1."""
+    try:
+        rv = meterctl.main(args=argv, prog_name="meterctl", standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except BrokenPipeError:
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)

@@ -1,10 +1,16 @@
 """Plumbing every ``meterctl`` command shares: link options, the DLMS client factory, errors
 as one line + exit code, JSON output, the rich console, argument converters.
 
-Exit codes: 0 ok; 1 the meter refused or answered something wrong (access denied, object
-undefined, association rejected, protocol error); 2 usage error (also a port that cannot be
-opened); 3 no answer from the meter (link timeout). Errors are one line on stderr, never a
-traceback.
+Exit codes (``EXIT_CODES_HELP``, README "Exit codes"): 0 ok / applied; 1 the meter refused or
+answered something wrong (access denied, object undefined, association rejected, protocol error),
+or a change was checked and found not applied; 2 usage error (also a port that cannot be opened,
+a port in use by another command, a refused retry); 3 no answer from the meter (link timeout;
+for a change: before anything was sent); 4 a change's outcome is unknown (the answer was lost
+and the meter could not be reached to check); 130 Ctrl-C before anything was sent. Errors are
+one line on stderr, never a traceback.
+
+Every command holds its port exclusively (``host_tools.portlock`` + the client's exclusive open);
+``run_change`` runs a command that changes the meter through ``host_tools.outcome.perform``.
 """
 
 import json
@@ -14,11 +20,27 @@ import time
 import click
 
 from host_tools import format as fmt
-from host_tools.client import DlmsClient, DlmsError, LinkTimeout, PortError
+from host_tools import portlock
+from host_tools.client import DlmsClient, DlmsError, LinkTimeout, PortError, PortInUse
+from host_tools.outcome import APPLIED, NOT_APPLIED, SigintFlag, perform
+from host_tools.recharges import RetryRefused
 
 EXIT_METER = 1
 EXIT_USAGE = 2
 EXIT_NO_ANSWER = 3
+EXIT_UNKNOWN = 4
+EXIT_INTERRUPTED = 130
+PROCESS = {"owned": False}   # set by the entry point (__main__): the process ends with the command
+
+EXIT_CODES_HELP = (
+    "\b\nExit codes:\n"
+    "  0    ok; a change was applied (also when its answer was lost and a check found it)\n"
+    "  1    the meter refused, or a change was checked and found not applied (safe to retry)\n"
+    "  2    usage error, port unusable or in use by another command, retry refused (--force)\n"
+    "  3    no answer from the meter (a change: nothing was sent)\n"
+    "  4    a change's outcome is unknown: the meter could not be reached to check (the\n"
+    "       message names the command that tells)\n"
+    "  130  Ctrl-C before anything was sent (after sending, the outcome is checked and reported)")
 
 PUBLIC_CLIENT = 16
 MANAGEMENT_CLIENT = 1
@@ -39,7 +61,7 @@ def run(fn):
         return fn()
     except LinkTimeout as e:
         fail(str(e), EXIT_NO_ANSWER)
-    except PortError as e:                  # no such port, no permission: fix the command line
+    except (PortError, portlock.PortInUse) as e:   # no such port, no permission, in use
         fail(str(e), EXIT_USAGE)
     except DlmsError as e:
         fail(str(e), EXIT_METER)
@@ -96,9 +118,43 @@ def link_options(write):
     return deco
 
 
-def make_client(kw, write):
-    """A DlmsClient (not yet connected) from the link options ``kw``. Raises click.UsageError
-    for a missing password or a server address that needs --physical."""
+class LockedClient(DlmsClient):
+    """A DlmsClient that holds the meterctl port lock (naming this command) while open."""
+
+    holder = "meterctl"
+    port_lock = None
+
+    def open(self):
+        """Take the port lock, then open the port exclusively. Raises PortInUse, PortError."""
+        if self.port_lock is None:
+            try:
+                self.port_lock = portlock.acquire(self.port, self.holder)
+            except portlock.PortInUse as e:
+                raise PortInUse(e.port, e.holder)
+        try:
+            DlmsClient.open(self)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        """Close the port and drop the lock (idempotent)."""
+        DlmsClient.close(self)
+        if self.port_lock is not None:
+            self.port_lock.release()
+            self.port_lock = None
+
+
+def command_text():
+    """This command as the lock file names it: pid's command path, e.g. "meterctl credit add"."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.command_path if ctx is not None else "meterctl"
+
+
+def make_client(kw, write, cancel=None):
+    """A DlmsClient (not yet connected; holds the port lock while open) from the link options
+    ``kw``; ``cancel`` as DlmsClient's. Raises click.UsageError for a missing password or a
+    server address that needs --physical."""
     sap = kw.get("client_sap")
     if sap is None:
         sap = MANAGEMENT_CLIENT if write else PUBLIC_CLIENT
@@ -111,10 +167,75 @@ def make_client(kw, write):
     if kw.get("physical") is None and kw["server"] > 0x7F:
         raise click.UsageError("server address %d needs --physical (4-byte HDLC address); "
                                "1-byte addresses go up to 127" % kw["server"])
-    return DlmsClient(kw["port"], baud=kw["baud"], client_sap=sap, server_logical=kw["server"],
-                      server_physical=kw.get("physical"), password=password, timeout=kw["timeout"],
-                      max_info=kw["max_info"], max_pdu=kw.get("max_pdu", 0xFFFF),
-                      trace=Trace() if kw.get("trace") else None)
+    c = LockedClient(kw["port"], baud=kw["baud"], client_sap=sap, server_logical=kw["server"],
+                     server_physical=kw.get("physical"), password=password, timeout=kw["timeout"],
+                     max_info=kw["max_info"], max_pdu=kw.get("max_pdu", 0xFFFF),
+                     trace=Trace() if kw.get("trace") else None, cancel=cancel)
+    c.holder = command_text()
+    return c
+
+
+def run_change(kw, change, show, hint=None, refused=None, finish=None):
+    """Run a command that changes the meter: hold its port, apply ``change`` with
+    ``host_tools.outcome.perform`` (Ctrl-C stops an exchange at a known point and is checked,
+    never raised elsewhere), then report and exit by the outcome:
+
+    - applied: ``show(out)`` prints it (exit 0); a note on stderr when it took a check;
+    - not applied: the meter's refusal (``refused(out)`` may word it) or the check's finding,
+      exit 1;
+    - unknown: what happened and ``hint(out)`` (the command that tells), exit 4;
+    - stopped before sending: exit 2 (port in use, refused retry), 3 (no answer), 130 (Ctrl-C).
+
+    ``finish(out)`` (optional) runs first with the outcome (the top-up record). With --json
+    the outcome is printed as JSON in every case that has one."""
+    make_client(kw, True)                    # usage errors before the port is touched
+    with SigintFlag(ignore_after=PROCESS["owned"]) as flag:
+        out = _perform(kw, change, flag)
+        if finish is not None:
+            finish(out)
+        _report(kw, change, out, show, hint, refused)
+
+
+def _perform(kw, change, flag):
+    def doubt(text):
+        flag.patient()
+        click.echo("meterctl: %s: %s; checking on the meter whether it was applied (Ctrl-C "
+                   "twice to stop checking)" % (change.what, text), err=True)
+
+    try:
+        with portlock.hold(kw["port"], command_text()):
+            return perform(lambda: make_client(kw, True, cancel=flag.take), change, on_doubt=doubt)
+    except (RetryRefused, portlock.PortInUse) as e:
+        fail(str(e), EXIT_USAGE)
+    except LinkTimeout as e:
+        fail("%s (nothing was sent)" % e, EXIT_NO_ANSWER)
+    except PortError as e:
+        fail(str(e), EXIT_USAGE)
+    except DlmsError as e:
+        fail(str(e), EXIT_METER)
+    except KeyboardInterrupt:
+        click.echo("interrupted: nothing was sent", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _report(kw, change, out, show, hint, refused):
+    if out.state == APPLIED:
+        if out.checked:
+            click.echo("meterctl: %s: the answer was lost (%s); checked on the meter: applied"
+                       % (change.what, out.doubt), err=True)
+        show(out)
+        return
+    if kw.get("as_json"):
+        emit_json(dict(out.as_dict(), **out.details))
+    if out.state == NOT_APPLIED:
+        text = refused(out) if refused else None
+        if text is None and not out.checked:
+            text = str(out.refused) if out.refused is not None else out.reason
+        fail(text or "%s not applied: the answer was lost (%s) and the meter shows no trace of it "
+             "(checked; safe to retry)" % (change.what, out.doubt), EXIT_METER)
+    tell = hint(out) if hint else "meterctl read --port %s" % kw["port"]
+    fail("%s: outcome unknown: the answer was lost (%s) and %s; check with: %s"
+         % (change.what, out.doubt, out.reason, tell), EXIT_UNKNOWN)
 
 
 def emit_json(obj):

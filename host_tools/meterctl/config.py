@@ -19,7 +19,8 @@ import click
 
 from host_tools import objects
 from host_tools.firmware_src import firmware_module
-from host_tools.meterctl.common import CONTEXT, emit_json, link_options, make_client, run
+from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, emit_json, link_options, make_client, run, \
+    run_change
 from protocol import axdr_client as axdr
 
 PROFILE_LN = objects.PROFILE.obis
@@ -40,6 +41,14 @@ class ProfileError(click.ClickException):
         click.echo("meterctl: error: %s" % self.format_message(), err=True)
 
 
+class FileError(ProfileError):
+    """A profile file that cannot be read as JSON text: one line, exit code 2 (bad input)."""
+    exit_code = 2
+
+
+CHARGE_LN = "0.0.19.20.0.255"
+
+
 def _firmware_rules():
     return firmware_module("meter.profile").check_profile, firmware_module("meter.tariff").ConfigError
 
@@ -49,12 +58,20 @@ def load_profile(path):
     try:
         text = pathlib.Path(path).read_text(encoding="utf-8")
     except OSError as e:
-        raise ProfileError(str(path), e.strerror or str(e), "file")
+        raise FileError(str(path), e.strerror or str(e), "file")
+    except UnicodeDecodeError:
+        raise FileError(str(path), "not a JSON text file (binary or not UTF-8)", "file")
     try:
         obj = json.loads(text)
     except ValueError as e:
-        raise ProfileError(str(path), "not JSON (%s)" % e, "file")
+        raise FileError(str(path), "not JSON (%s)" % e, "file")
     return obj
+
+
+def max_wire_len():
+    """The firmware's own limit: its max receive APDU (``meter.acse``, announced in the AARE).
+    A SET request longer than that is refused by the meter."""
+    return getattr(firmware_module("meter.acse"), "_SERVER_MAX_PDU")
 
 
 def check(profile):
@@ -64,6 +81,12 @@ def check(profile):
         check_profile(profile)
     except ConfigError as e:
         raise ProfileError(e.field, e.reason)
+    from protocol import apdu_client
+    from protocol.client_assoc import obis6
+    n = len(apdu_client.set_request(1, 1, obis6(PROFILE_LN), 2, encode_value(profile)))
+    if n > max_wire_len():
+        raise ProfileError("profile", "too long: its SET request is %d bytes, the meter receives at most %d "
+                           "(shorten names, drop entries)" % (n, max_wire_len()))
     return profile
 
 
@@ -124,7 +147,7 @@ def check_cmd(profile):
 
 
 @config.command("show", context_settings=CONTEXT)
-@link_options(write=False)
+@link_options(write=True)            # not public: management client 1 by default (its --help says so)
 def show(**kw):
     """Read the meter's profile (GET 0.128.96.5.0.255 attribute 2).
 
@@ -145,6 +168,12 @@ def show(**kw):
     def body():
         with make_client(kw, False) as c:
             prof = decode_value(c.get(1, PROFILE_LN, 2))
+            if not prof.get("tariff"):
+                # a meter without a tariff section bills at its flat rate (config.json
+                # tariff_paise_per_kwh): show that rate, read from Charge IC 113 attr 5
+                rate = _charge_rate(c)
+                if rate is not None:
+                    prof["tariff"] = {"rate": rate}
         if kw.get("as_json"):
             emit_json(prof)
         else:
@@ -152,26 +181,51 @@ def show(**kw):
     return run(body)
 
 
-@config.command("apply", context_settings=CONTEXT)
+def _charge_rate(c):
+    """Paise per kWh from Charge IC 113 attr 5 (unit_charge_active: {scaling, commodity,
+    charge_table [{index, charge}]}), or None if the meter does not serve it."""
+    from host_tools.client import DataAccessError
+    try:
+        _, (scaling, commodity, table) = c.get(113, CHARGE_LN, 5)
+        return int(table[1][0][1][1][1])
+    except (DataAccessError, TypeError, ValueError, IndexError):
+        return None
+
+
+@config.command("apply", context_settings=CONTEXT, epilog=EXIT_CODES_HELP)
 @click.argument("profile", type=click.Path(dir_okay=False))
 @link_options(write=True)
 def apply_cmd(profile, **kw):
     """Validate PROFILE and apply it (SET 0.128.96.5.0.255 attribute 2, management client).
-    A refused profile prints the field and the reason; the meter keeps its old one.
+    A refused profile prints the field and the reason; the meter keeps its old one. A lost
+    answer is checked by reading the meter's profile back.
 
     \b
     Examples:
       meterctl config apply profiles/uppcl_like.json --port /dev/ttyUSB0 --password 12345678
       meterctl config check profiles/sts_keypad.json      # offline, before going to the meter
     """
+    from host_tools.changes import Profile
+
     p = check(load_profile(profile))
 
-    def body():
-        with make_client(kw, True) as c:
-            apply(c, p)
+    def show(out):
         msg = {"applied": p.get("name", profile), "bytes": len(wire_bytes(p))}
         if kw.get("as_json"):
-            emit_json(msg)
+            emit_json(dict(msg, outcome=out.state, checked=out.checked))
         else:
             click.echo("applied %s (%d bytes)" % (msg["applied"], msg["bytes"]))
-    return run(body)
+
+    def refused(out):
+        if out.refused is None:
+            return None
+        why = getattr(out.refused, "why", None)
+        if why and ":" in why:
+            field, reason = why.split(":", 1)
+            return ProfileError(field.strip(), reason.strip(), "meter").format_message()
+        return ProfileError("profile", str(out.refused), "meter").format_message()
+
+    change = Profile(wire_bytes(p))
+    change.what = "profile %s" % p.get("name", profile)
+    run_change(kw, change, show, refused=refused,
+               hint=lambda out: "meterctl config show --port %s --password ..." % kw["port"])

@@ -1,12 +1,22 @@
-"""``meterctl credit add``: top up the credit register (IC 112 0.0.19.10.0.255 update_amount)."""
+"""``meterctl credit add``: top up the credit register (IC 112 0.0.19.10.0.255 update_amount).
+
+Exactly once, seen from the bench: the port is held for the whole command, the meter's
+recharge total is read before sending and, when the answer is lost (line, Ctrl-C), again after
+reconnecting, so the exit code always says whether the money went in (``host_tools.outcome``,
+``host_tools.changes.TopUp``). A top-up that repeats a recent applied one is refused unless
+``--force`` (``host_tools.recharges``).
+"""
 
 import click
 
 from host_tools import format as fmt
-from host_tools.client import OBIS_ACCOUNT, OBIS_CREDIT, OBIS_DISCONNECT, DataAccessError
-from host_tools.meterctl.common import CONTEXT, emit_json, link_options, make_client, relay_text, run
+from host_tools import portlock
+from host_tools.changes import CREDIT_LIMIT_PAISE, OBIS_TOTAL_RECHARGED, TopUp
+from host_tools.meterctl.common import (CONTEXT, EXIT_CODES_HELP, emit_json, link_options, relay_text,
+                                        run_change)
+from host_tools.recharges import RETRY_WINDOW_S, Recharges
 
-CREDIT_LIMIT_PAISE = 0x3FFFFFFF   # the meter's credit register: a 31-bit small int on the boards
+__all__ = ["credit", "credit_add", "CREDIT_LIMIT_PAISE"]
 
 
 def _amount_arg(ctx, param, value):
@@ -26,62 +36,68 @@ def credit():
     """
 
 
-def _tolerant(c, class_id, code, attr):
-    try:
-        return int(c.get(class_id, code, attr)[1])
-    except (DataAccessError, TypeError, ValueError):
-        return None
+def check_hint(port, amount, before):
+    """The command (and the reading to expect) that tells whether a top-up was applied."""
+    total = before.get("total_recharged") if before else None
+    cmd = "meterctl get %s 2 --class 1 --port %s" % (OBIS_TOTAL_RECHARGED, port)
+    if total is None:
+        return "meterctl read --port %s (the credit)" % port
+    return "%s (applied if it reads %d, not applied if %d)" % (
+        cmd, (total + amount) & 0xFFFFFFFF, total)
 
 
-def _add(c, amount):
-    """update_amount(paise) -> the readings around it; a refusal at the register's limit says so."""
-    from protocol import axdr_client as axdr
-
-    before = _tolerant(c, 112, OBIS_CREDIT, 2)
-    try:
-        c.action(112, OBIS_CREDIT, 1, axdr.Writer().double_long(amount).getvalue())
-    except DataAccessError as e:
-        if e.dar == 250 and before is not None and before + amount > CREDIT_LIMIT_PAISE:
-            raise DataAccessError(e.dar, "meter refused the top-up: credit %s + %s would pass the "
-                                  "register's limit of %s" % (fmt.rupees(before), fmt.rupees(amount),
-                                                              fmt.rupees(CREDIT_LIMIT_PAISE)))
-        raise
-    after = _tolerant(c, 112, OBIS_CREDIT, 2)          # the reads in this order: fakes script it
-    available = _tolerant(c, 111, OBIS_ACCOUNT, 5)
-    relay_on = _tolerant(c, 70, OBIS_DISCONNECT, 2)
-    return {"amount_paise": amount, "credit_before_paise": before, "credit_after_paise": after,
-            "available_credit_paise": available,
-            "relay_output_state": None if relay_on is None else bool(relay_on)}
-
-
-@credit.command("add", context_settings=CONTEXT)
+@credit.command("add", context_settings=CONTEXT, epilog=EXIT_CODES_HELP)
 @click.option("--amount", required=True, callback=_amount_arg, metavar="RUPEES",
               help="Rupees with up to 2 decimals, e.g. 500 or 500.00 (sent as integer paise).")
+@click.option("--force", is_flag=True,
+              help="Top up even if the same amount went to this meter in the last %d min "
+                   "(applied or unknown)." % (RETRY_WINDOW_S // 60))
 @link_options(write=True)
-def credit_add(amount, **kw):
+def credit_add(amount, force, **kw):
     """Top up: IC 112 update_amount(paise) as the management client (LLS).
 
-    Prints the credit before and after.
+    Prints the credit before and after. If the meter's answer is lost (or Ctrl-C comes while
+    it is awaited) meterctl reconnects and reads the meter's recharge total to tell whether the
+    top-up was applied; the exit code says which. A repeat of a top-up of the same amount to the
+    same meter within 10 minutes whose outcome was applied or unknown is refused (exit 2) unless
+    --force.
 
     \b
     Examples:
       meterctl credit add --port /dev/pts/5 --amount 500.00 --password 12345678
       METERCTL_PASSWORD=12345678 meterctl credit add -p /dev/ttyUSB0 --amount 0.50
     """
-    client = make_client(kw, write=True)
+    record = Recharges()
+    claimed = {}
 
-    def body():
-        with client as c:
-            out = _add(c, amount)
+    def guard(before):
+        meter = before.get("meter") or "port " + portlock.port_key(kw["port"])
+        claimed["meter"] = meter
+        claimed["id"] = record.claim(meter, amount, before, force)
+
+    def finish(out):
+        if claimed.get("id") is not None:
+            record.finish(claimed["meter"], claimed["id"], out.state)
+
+    def show(out):
+        b = out.before
+        d = out.details
+        res = {"amount_paise": amount, "credit_before_paise": b.get("credit"),
+               "credit_after_paise": d.get("credit_after_paise"),
+               "available_credit_paise": d.get("available_credit_paise"),
+               "relay_output_state": d.get("relay_output_state"), "meter": b.get("meter")}
         if kw["as_json"]:
-            emit_json(out)
+            emit_json(dict(res, **out.as_dict()))
             return
         click.echo("Added %s (%d paise)" % (fmt.rupees(amount), amount))
-        click.echo("Credit: %s -> %s" % (fmt.rupees(out["credit_before_paise"]),
-                                         fmt.rupees(out["credit_after_paise"])))
-        if out["available_credit_paise"] is not None:
-            click.echo("Available credit: %s" % fmt.rupees(out["available_credit_paise"]))
-        if out["relay_output_state"] is not None:
-            click.echo("Relay: %s" % relay_text(out["relay_output_state"]))
+        click.echo("Credit: %s -> %s" % (fmt.rupees(res["credit_before_paise"]),
+                                         fmt.rupees(res["credit_after_paise"])))
+        if res["available_credit_paise"] is not None:
+            click.echo("Available credit: %s" % fmt.rupees(res["available_credit_paise"]))
+        if res["relay_output_state"] is not None:
+            click.echo("Relay: %s" % relay_text(res["relay_output_state"]))
 
-    run(body)
+    change = TopUp(amount, guard_fn=guard)
+    change.what = "top-up of %s" % fmt.rupees(amount)
+    run_change(kw, change, show, hint=lambda out: check_hint(kw["port"], amount, out.before),
+               finish=finish)

@@ -6,6 +6,8 @@ this command layer is the only host code besides ``flash --board unix`` that use
 
 import contextlib
 import os
+import re
+import signal
 import tempfile
 import time
 
@@ -16,10 +18,28 @@ from host_tools.client import DlmsError
 from host_tools.meterctl.common import CONTEXT, run
 
 
+def heap_size(ctx, param, value):
+    """Click callback: a MicroPython heap size ("190k", "2M", "65536") or a usage error (exit 2)."""
+    if not re.fullmatch(r"[1-9][0-9]*[kKmM]?", str(value).strip()):
+        raise click.BadParameter("%r is not a heap size such as 190k, 2M or 65536" % value)
+    return str(value).strip()
+
+
+class Terminated(SystemExit):
+    """SIGTERM: unwinds like Ctrl-C (the meter stopped, its temporary directory removed), exit 143."""
+
+    def __init__(self):
+        SystemExit.__init__(self, 128 + signal.SIGTERM)
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 @click.command("emulate", context_settings=CONTEXT)
 @click.option("--load", "load_w", type=click.IntRange(0, 100000), default=0, show_default=True,
               metavar="WATTS", help="Load the emulated metering module reports.")
-@click.option("--heap", default="190k", show_default=True,
+@click.option("--heap", default="190k", show_default=True, callback=heap_size,
               help="MicroPython heap (-X heapsize) of the emulated board (190k = RP2040).")
 @click.option("--state", "state_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Keep the meter's state (config, credit) in DIR (default: a temporary directory).")
@@ -31,7 +51,9 @@ def emulate(load_w, heap, state_dir, warp):
     """Run an emulated meter (the real firmware on the MicroPython unix port) until Ctrl-C.
 
     Prints the serial port to use with the other commands. The load is applied while the
-    meter's relay is closed (an open relay carries no load).
+    meter's relay is closed (an open relay carries no load). Exits 1 with one line if the
+    firmware process dies; Ctrl-C (exit 0) and SIGTERM (exit 143) stop the meter and remove its
+    temporary directory.
 
     \b
     Examples:
@@ -40,7 +62,11 @@ def emulate(load_w, heap, state_dir, warp):
       # in another terminal:
       meterctl read --port /dev/pts/5
     """
-    run(lambda: _emulate(load_w, heap, state_dir, warp))
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        run(lambda: _emulate(load_w, heap, state_dir, warp))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _workdir(stack, state_dir):
@@ -79,6 +105,7 @@ def _banner(rig, workdir, load_w, warp):
 
     password = rig.config.get("passwords", {}).get("1", "<management password>")
     click.echo("DLMS serial port: %s" % rig.port)
+    click.echo("Firmware pid:     %s" % rig.pid)
     click.echo("State directory:  %s" % os.path.join(workdir, "state"))
     click.echo("Load: %d W; clock: %s" % (load_w, "+%d s per second" % warp if warp else "real time"))
     click.echo("Try:  meterctl read --port %s" % rig.port)
@@ -95,6 +122,10 @@ def _tick_forever(rig, warp):
     last = None
     while True:
         time.sleep(1.0)
+        if not rig.running:
+            tail = [ln.strip() for ln in rig.log_tail(5).splitlines() if ln.strip()]
+            raise DlmsError("the emulated meter's firmware process died%s"
+                            % (" (firmware: %s)" % tail[-1] if tail else ""))
         try:
             if warp:
                 t = rig.advance(warp)

@@ -3,14 +3,16 @@
 The work is done by ``host_tools.flash``; this module parses options and prints. For
 ``--board unix`` it hands the flash library the emulated board (``meterctl.unixboard``) as the
 target to connect to and boot.
-Exit codes as the rest of meterctl: 0 ok, 1 the board refused or failed a check, 2 usage,
-3 no answer (no REPL on the port, or the meter does not answer DLMS after the reset).
+Exit codes as the rest of meterctl: 0 ok, 1 the board refused or failed a check, 2 usage (also a
+port that cannot be opened, and a --settings file whose tariff/policy the firmware would refuse),
+3 no answer (no REPL on the port, or the meter does not answer DLMS after the reset), 130 Ctrl-C.
 """
 
 import json
 
 import click
 
+from host_tools.firmware_src import firmware_module
 from host_tools.meterctl.common import CONTEXT, EXIT_METER, EXIT_NO_ANSWER, EXIT_USAGE, fail
 
 
@@ -60,7 +62,20 @@ def _settings(path):
         fail("cannot read --settings %s: %s" % (path, e), EXIT_USAGE)
     if not isinstance(settings, dict):
         fail("--settings must hold a JSON object", EXIT_USAGE)
+    _check_settings(path, settings)
     return settings
+
+
+def _check_settings(path, settings):
+    """The tariff/policy part of --settings through the firmware's own rules, as `meterctl config
+    check` does: a tariff the meter would refuse (and then bill at its default rate) stops here."""
+    profile = firmware_module("meter.profile")
+    ConfigError = firmware_module("meter.tariff").ConfigError
+    part = {k: v for k, v in settings.items() if k in profile.PROFILE_KEYS}
+    try:
+        profile.check_profile(part)
+    except ConfigError as e:
+        fail("--settings %s refused: %s: %s" % (path, e.field, e.reason), EXIT_USAGE)
 
 
 def _connect(kw):
@@ -91,7 +106,8 @@ def _run(kw, code, romfs="auto"):
     except F.FlashError as e:
         text = str(e)
         no_answer = text.startswith("no MicroPython raw REPL") or "does not answer DLMS" in text
-        fail(text, EXIT_NO_ANSWER if no_answer else EXIT_METER)
+        unopenable = text.startswith("cannot open ")       # no such port, no permission: usage
+        fail(text, EXIT_NO_ANSWER if no_answer else EXIT_USAGE if unopenable else EXIT_METER)
     if kw["as_json"]:
         click.echo(json.dumps(report, indent=1, sort_keys=True, default=str))
         return

@@ -47,7 +47,13 @@ def print_summary(s, client_sap):
     for key, label in (("available_credit_paise", "Available credit"), ("credit_paise", "Token credit")):
         p = s.get(key)
         t.add_row(label, "-" if p is None else "%s (%d paise)" % (fmt.rupees(p), p))
-    t.add_row("Relay", relay_text(s.get("relay_output_state")))
+    why = s.get("relay_reason")
+    t.add_row("Relay", relay_text(s.get("relay_output_state")) + (" (%s)" % why if why else ""))
+    ec, ecs = s.get("emergency_credit_paise"), s.get("emergency_credit_status")
+    if ecs is not None:
+        t.add_row("Emergency credit", "%s%s" % (ecs, "" if ec is None else ", %s" % fmt.rupees(ec)))
+    if s.get("credit_status") is not None:
+        t.add_row("Credit status", ", ".join(s["credit_status"]) or "-")
     cs = s.get("control_state")
     cm = s.get("control_mode")
     t.add_row("Control state", "-" if cs is None else "%s%s" % (cs, "" if cm is None else ", mode %d" % cm))

@@ -1,28 +1,15 @@
-"""``meterctl relay connect|disconnect``: IC 70 0.0.96.3.10.255 remote_reconnect / remote_disconnect."""
+"""``meterctl relay connect|disconnect``: IC 70 0.0.96.3.10.255 remote_reconnect / remote_disconnect.
+
+A lost answer is checked on the meter (``host_tools.changes.Relay``: its control_state)."""
 
 import click
 
-from host_tools.client import CONTROL_STATES, OBIS_DISCONNECT, DataAccessError
-from host_tools.meterctl.common import CONTEXT, emit_json, link_options, make_client, relay_text, run
+from host_tools.changes import Relay
+from host_tools.client import CONTROL_STATES
+from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, emit_json, link_options, relay_text, run_change
 
 
-def _switch(c, method):
-    """Invoke the method, then read output_state (bool|None) and control_state (int|None)."""
-    from protocol import axdr_client as axdr
-
-    c.action(70, OBIS_DISCONNECT, method, axdr.Writer().integer(0).getvalue())
-    try:
-        out_state = bool(c.get(70, OBIS_DISCONNECT, 2)[1])
-    except DataAccessError:
-        out_state = None
-    try:
-        cs = int(c.get(70, OBIS_DISCONNECT, 3)[1])
-    except DataAccessError:
-        cs = None
-    return out_state, cs
-
-
-@click.command("relay", context_settings=CONTEXT)
+@click.command("relay", context_settings=CONTEXT, epilog=EXIT_CODES_HELP)
 @click.argument("operation", type=click.Choice(["connect", "disconnect"]))
 @link_options(write=True)
 def relay(operation, **kw):
@@ -37,15 +24,14 @@ def relay(operation, **kw):
       meterctl relay connect --port /dev/pts/5 --password 12345678 --json
     """
     method = 2 if operation == "connect" else 1
-    client = make_client(kw, write=True)
 
-    def body():
-        with client as c:
-            out_state, cs = _switch(c, method)
+    def show(res):
+        out_state = res.details.get("relay_output_state")
+        cs = res.details.get("control_state")
         out = {"operation": operation, "relay_output_state": out_state,
                "control_state": CONTROL_STATES.get(cs, cs)}
         if kw["as_json"]:
-            emit_json(out)
+            emit_json(dict(out, **res.as_dict()))
             return
         click.echo("%s: done" % ("remote_reconnect" if method == 2 else "remote_disconnect"))
         click.echo("Relay: %s" % relay_text(out_state))
@@ -54,4 +40,7 @@ def relay(operation, **kw):
         if cs == 2:
             click.echo("(ready for reconnection: the consumer closes the relay with the meter's button)")
 
-    run(body)
+    change = Relay(method)
+    run_change(kw, change, show,
+               hint=lambda res: "meterctl get 0.0.96.3.10.255 3 --class 70 --port %s (control_state: "
+                                "0 disconnected, 1 connected, 2 ready for reconnection)" % kw["port"])

@@ -12,7 +12,7 @@ from host_tools import vend as V
 from host_tools.meterctl.common import CONTEXT
 from protocol import sts
 
-UNITS = {0: "kWh", 1: "m3", 2: "m3", 3: "min", 4: "units", 5: "units", 6: "units", 7: "units"}
+UNITS = {0: "kWh", 1: "m3", 2: "m3", 3: "min"}
 NAMES = {
     (0, 0): "electricity credit", (0, 1): "water credit", (0, 2): "gas credit",
     (0, 3): "time credit", (0, 4): "electricity currency credit", (0, 5): "water currency credit",
@@ -88,7 +88,8 @@ def token():
               help="Default: by key length.")
 @click.option("--tables", type=click.Path(dir_okay=False), default=None,
               help="EA07 tables JSON (default: the IEC sample tables).")
-@click.option("--base-date", type=click.Choice(["1993", "2014"]), default="1993", show_default=True)
+@click.option("--base-date", type=click.Choice(["1993", "2014", "2035"]), default="2014", show_default=True,
+              help="TID base date, as `meterctl vend --base-date` (same default).")
 @click.option("--json", "as_json", is_flag=True)
 @click.argument("digits", nargs=-1, required=True, metavar="TOKEN")
 def token_decode(key, algorithm, tables, base_date, as_json, digits):

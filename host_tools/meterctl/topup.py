@@ -5,14 +5,17 @@ The token goes to the token gateway 0.0.19.40.0.255 (IC 115, method 1 enter, oct
 gateway's status (attribute 6, IC 115 token_status_code) and descriptions (attribute 4, the STS
 reason: used, old, crc, key_expired, format, locked_out ...). Exit code 0 only when the token
 was accepted (status 3 tokenExecutionOk, or 2 for the first half of a key-change pair);
-1 on rejection, 3 when the meter does not answer.
+1 on rejection, 3 when the meter does not answer, 4 when the answer was lost and the meter could
+not be reached to check. A lost answer is checked on the meter: the gateway keeps the last token
+entered (attribute 2) and its status (``host_tools.changes.Token``). Entering a token again is
+always safe: a meter refuses a token it has already taken (USED).
 """
 import click
 
 from host_tools import format as fmt
 from host_tools import objects
-from host_tools.client import DataAccessError
-from host_tools.meterctl.common import CONTEXT, EXIT_METER, emit_json, fail, link_options, make_client, run
+from host_tools.changes import Token
+from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, emit_json, link_options, run_change
 
 OBIS_GATEWAY = objects.TOKEN_GATEWAY.obis
 OBIS_CREDIT = objects.CREDIT.obis
@@ -25,10 +28,19 @@ REASON_TEXT = {"used": "USED: this token was already entered in this meter",
                "crc": "CRC/authentication failure: wrong meter, wrong key or a mistyped digit",
                "format": "format error: not a valid 20-digit token",
                "key_expired": "key expired (KEN): the vending key is no longer valid for this meter",
-               "locked_out": "keypad locked out after repeated wrong tokens: wait and retry",
+               "locked_out": "keypad locked out after repeated wrong tokens: retry in 10 s (the lock doubles "
+                             "with each further wrong token, up to 21 min 20 s by default)",
                "wrong_class": "token class not accepted",
                "wrong_subclass": "token subclass not supported by this meter",
                "no_sts_key": "this meter has no STS decoder key provisioned (meterctl provision)"}
+
+
+def _reason_text(reason, detail):
+    if reason == "locked_out" and detail.startswith("wait"):   # the meter says how long
+        return "keypad locked out after repeated wrong tokens: %s (the lock doubles with each " \
+               "further wrong token)" % detail.replace("wait", "retry in", 1)
+    text = REASON_TEXT.get(reason, reason)
+    return "%s (%s)" % (text, detail) if detail else text
 
 
 def parse_digits(parts):
@@ -39,7 +51,7 @@ def parse_digits(parts):
     return text
 
 
-@click.command("topup", context_settings=CONTEXT)
+@click.command("topup", context_settings=CONTEXT, epilog=EXIT_CODES_HELP)
 @click.argument("token", nargs=-1, required=True)
 @link_options(write=True)
 def topup(token, **kw):
@@ -53,41 +65,43 @@ def topup(token, **kw):
       meterctl topup --port /dev/pts/5 --password 12345678 5104 3465 4434 2085 6213
       meterctl vend ... --json | jq -r .token | xargs meterctl topup -p /dev/ttyUSB0 --password 12345678
     """
-    from protocol import axdr_client as axdr
-
     digits = parse_digits(token)
-    client = make_client(kw, write=True)
 
-    def credit(c):
-        try:
-            return int(c.get(112, OBIS_CREDIT, 2)[1])
-        except (DataAccessError, TypeError, ValueError):
-            return None
+    def result_of(res):
+        """(status code, reason word, detail): the meter's description is the reason word, then
+        what it knows more ("locked_out: wait 6 s")."""
+        r = res.result if not res.checked else res.details
+        code = r.get("status")
+        reasons = r.get("reasons") or []
+        reason, _, detail = (reasons[0] if reasons else STATUS_TEXT.get(code, str(code))).partition(":")
+        return code, reason, detail.strip()
 
-    def body():
-        with client as c:
-            before = credit(c)
-            c.action(115, OBIS_GATEWAY, 1, axdr.Writer().octet_string(digits.encode()).getvalue())
-            status = c.get(115, OBIS_GATEWAY, 6)
-            code = int(status[1][0][1])
-            descr = c.get(115, OBIS_GATEWAY, 4)
-            reasons = [bytes(v).decode("ascii", "replace") for _, v in descr[1]]
-            after = credit(c)
-        reason = reasons[0] if reasons else STATUS_TEXT.get(code, str(code))
-        accepted = code in (2, 3)
-        out = {"token": digits, "accepted": accepted, "status": code,
-               "status_text": STATUS_TEXT.get(code, "?"), "reason": reason,
+    def show(res):
+        code, reason, detail = result_of(res)
+        before = res.before.get("credit")
+        after = res.details.get("credit_after_paise")
+        out = {"token": digits, "accepted": True, "status": code,
+               "status_text": STATUS_TEXT.get(code, "?"), "reason": reason, "detail": detail,
                "credit_before_paise": before, "credit_after_paise": after}
         if kw["as_json"]:
-            emit_json(out)
-        elif accepted:
-            if reason == "key_change_pending":
-                click.echo("Key-change token accepted: enter the next section.")
-            else:
-                click.echo("Token accepted.")
-            click.echo("Credit: %s -> %s" % (fmt.rupees(before), fmt.rupees(after)))
-        if not accepted:
-            fail("token rejected: %s (IC 115 status %d %s)"
-                  % (REASON_TEXT.get(reason, reason), code, STATUS_TEXT.get(code, "?")), EXIT_METER)
+            emit_json(dict(out, **res.as_dict()))
+            return
+        if reason == "key_change_pending":
+            click.echo("Key-change token accepted: enter the next section.")
+        else:
+            click.echo("Token accepted.")
+        click.echo("Credit: %s -> %s" % (fmt.rupees(before), fmt.rupees(after)))
 
-    run(body)
+    def rejected(res):
+        if res.refused is not None or (res.checked and res.details.get("status") is None):
+            return None
+        code, reason, detail = result_of(res)
+        if res.checked and res.after.get("token") != digits.encode().hex():
+            return None                          # never reached the gateway: the generic text
+        return "token rejected: %s (IC 115 status %s %s)" % (
+            _reason_text(reason, detail), code, STATUS_TEXT.get(code, "?"))
+
+    run_change(kw, Token(digits), show, refused=rejected,
+               hint=lambda res: "meterctl get %s 2 --class 115 --port %s --password ... (the last "
+                                "token entered) and attribute 6 (its status); or enter the token "
+                                "again: the meter refuses it as USED if it was taken" % (OBIS_GATEWAY, kw["port"]))

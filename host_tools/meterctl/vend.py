@@ -12,6 +12,8 @@ from host_tools.meterctl.common import CONTEXT
 from host_tools.meterctl.token import guard, print_token
 from protocol import sts
 
+BASE_DATES = ["1993", "2014", "2035"]
+
 
 def _int(text, name):
     if text is None:
@@ -34,9 +36,10 @@ def _key_options(f):
         click.option("--krn", type=click.IntRange(1, 15), default=1, show_default=True, help="Key revision number."),
         click.option("--kt", type=click.IntRange(0, 3), default=2, show_default=True, help="Key type (2 = DUTK)."),
         click.option("--dkga", type=click.Choice(["2", "4"]), default=None, help="Key derivation (default by key size)."),
-        click.option("--base-date", type=click.Choice(["1993", "2014"]), default="2014", show_default=True,
-                     help="TID base date. 1993 TIDs ran out on 2024-11-24 (the STS TID rollover): "
-                          "meters re-keyed for STS edition 2 use 2014."),
+        click.option("--base-date", type=click.Choice(BASE_DATES), default="2014", show_default=True,
+                     help="TID base date (IEC 62055-41 defines 1993, 2014, 2035). 1993 TIDs ran out on "
+                          "2024-11-24 (the STS TID rollover): meters re-keyed for STS edition 2 use 2014; "
+                          "2035 TIDs start on 2035-01-01 (DKGA04 keys carry it)."),
         click.option("--algorithm", type=click.Choice(["ea07", "ea11"]), default="ea07", show_default=True,
                      help="Encryption: EA07 (STA, table-driven) or EA11 (MISTY1, 128-bit key)."),
         click.option("--tables", type=click.Path(dir_okay=False), default=None,
@@ -68,25 +71,29 @@ def _decoder_key(kw, pan=None, vending_key=None, sgc=None, ti=None, krn=None, kt
 @click.option("--class", "token_class", type=click.IntRange(0, 2), default=0, show_default=True,
               help="0 credit, 1 meter test/display (not encrypted), 2 management.")
 @click.option("--subclass", type=click.IntRange(0, 15), default=0, show_default=True,
-              help="Class 0: 0 electricity (0.1 kWh); class 2: 0 max power limit, 1 clear credit, "
-                   "2 tariff rate, 5 clear tamper.")
+              help="Class 0: 0 electricity (0.1 kWh), 1 water, 2 gas (0.1 m3), 3 time (0.1 min); "
+                   "4-7 currency: not implemented (refused). Class 2: 0 max power limit, 1 clear "
+                   "credit, 2 tariff rate, 5 clear tamper.")
 @click.option("--amount", metavar="N", help="Class 0: kWh/units (one decimal); MPL: watts.")
 @click.option("--value", metavar="INT", help="Raw 16-bit value (class 2 clear credit, tariff, ...).")
 @click.option("--control", metavar="INT", help="Class 1 control bits (default: all tests).")
 @click.option("--mfr-code", metavar="INT", default="0", show_default=True, help="Class 1 manufacturer code.")
-@click.option("--tid", metavar="INT", help="Token identifier (minutes since the base date). A meter takes "
-              "each TID once; without --tid/--issued, vend steps past the last TID it vended for "
-              "this meter (kept in $METERCTL_STATE_DIR or ~/.local/state/meterctl).")
-@click.option("--issued", metavar="ISO", help="Issue time, e.g. 2004-03-01T13:00 (UTC; default now).")
+@click.option("--tid", metavar="INT", help="Token identifier (minutes since the base date), used as given. "
+              "A meter takes each TID once: without --tid, vend steps past the last TID vended for "
+              "this meter by any vend or batch (a locked store in $METERCTL_STATE_DIR or "
+              "~/.local/state/meterctl).")
+@click.option("--issued", metavar="ISO", help="Issue time, e.g. 2004-03-01T13:00 (UTC; default now); the TID "
+              "is its minute or, if that was vended already, the next free one.")
 @click.option("--rnd", type=click.IntRange(0, 15), default=None, help="Random nibble (default random).")
 @click.option("--key-change", is_flag=True, help="Vend the key-change set for --new-* (encrypted with the current key).")
 @click.option("--new-vending-key", metavar="HEX", help="Key change: new vending key (default: same).")
 @click.option("--new-decoder-key", metavar="HEX", help="Key change: the new decoder key itself.")
-@click.option("--new-krn", type=click.IntRange(1, 15), default=None)
-@click.option("--new-kt", type=click.IntRange(0, 3), default=None)
-@click.option("--new-ti", type=click.IntRange(0, 99), default=None)
-@click.option("--new-sgc", metavar="DIGITS", default=None)
-@click.option("--new-base-date", type=click.Choice(["1993", "2014"]), default=None)
+@click.option("--new-krn", type=click.IntRange(1, 15), default=None, help="Key change: new KRN (default: --krn).")
+@click.option("--new-kt", type=click.IntRange(0, 3), default=None, help="Key change: new KT (default: --kt).")
+@click.option("--new-ti", type=click.IntRange(0, 99), default=None, help="Key change: new TI (default: --ti).")
+@click.option("--new-sgc", metavar="DIGITS", default=None, help="Key change: new SGC (default: --sgc).")
+@click.option("--new-base-date", type=click.Choice(BASE_DATES), default=None,
+              help="Key change: base date of the new key (default: --base-date; with --ro the next one).")
 @click.option("--ken", type=click.IntRange(0, 255), default=255, show_default=True, help="Key expiry number of the new key.")
 @click.option("--ro", is_flag=True, help="Key change: set the rollover bit (meter clears its TID store).")
 @click.option("--csv", "csv_in", type=click.Path(exists=True, dir_okay=False), help="Batch: input CSV.")
@@ -130,8 +137,12 @@ def _vend_one(kw):
     if kw["amount"] is not None:
         amount = V.parse_amount(kw["amount"], 1 if cls == 0 else 0)
     tid = _int(kw["tid"], "--tid")
-    if tid is None and kw["issued"] is None and dk is not None and V.layout_is_data(cls, sub):
-        tid = V.next_tid(dk, int(kw["base_date"]))
+    bd = int(kw["base_date"])
+    if dk is not None and V.layout_is_data(cls, sub):
+        if tid is None:
+            tid = V.next_tid(dk, bd, issued=V.parse_issued(kw["issued"]) if kw["issued"] else None)
+        else:
+            V.note_tid(dk, bd, tid)
     res = V.vend_token(dk, algorithm=kw["algorithm"], tables=kw["tables"], token_class=cls,
                        subclass=sub, amount=amount, value=_int(kw["value"], "--value"),
                        tid=tid, issued=kw["issued"],
@@ -148,17 +159,22 @@ def _vend_key_change(kw):
     pan = None
     if isinstance(old, tuple):
         old, pan = old
-    if kw["new_krn"] is None:
-        raise V.VendError("a key change needs --new-krn")
+    # what the key change keeps needs no option: KRN, KT, TI, SGC default to the current ones
+    krn = kw["krn"] if kw["new_krn"] is None else kw["new_krn"]
     kt = kw["kt"] if kw["new_kt"] is None else kw["new_kt"]
     ti = kw["ti"] if kw["new_ti"] is None else kw["new_ti"]
     sgc = kw["new_sgc"] or kw["sgc"]
     if kw["new_decoder_key"]:
         new = V.parse_key(kw["new_decoder_key"], (8, 16), "new decoder key")
     else:
+        new_bd = kw["new_base_date"] or (sts.next_base_date(int(kw["base_date"])) if kw["ro"]
+                                         else kw["base_date"])
         new, pan = _decoder_key(kw, pan, kw["new_vending_key"] or kw["vending_key"], sgc, ti,
-                                kw["new_krn"], kt, kw["new_base_date"])
-    toks = V.key_change_tokens(old, new, kw["new_krn"], kt, ti, ken=kw["ken"],
+                                krn, kt, new_bd)
+    if new == old:
+        raise V.VendError("the new decoder key is the current one: change the vending key, SGC, KRN, KT, "
+                          "TI or base date (--new-*) or give --new-decoder-key")
+    toks = V.key_change_tokens(old, new, krn, kt, ti, ken=kw["ken"],
                                ro=1 if kw["ro"] else 0, sgc=sgc, algorithm=kw["algorithm"],
                                tables=kw["tables"])
     if kw["as_json"]:

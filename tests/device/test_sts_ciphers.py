@@ -196,7 +196,7 @@ def test_sample_roundtrip_every_subclass_both_algorithms():
     # build -> encrypt -> 20 digits -> split -> decrypt -> parse, deterministic LCG values
     ciphers = (Ea07(IEC_DK, _tables()), Misty1(CTSA01_DK))
     x = 12345
-    for cls, subs in ((0, range(8)), (2, (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)), (1, (0, 1))):
+    for cls, subs in ((0, range(4)), (2, (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)), (1, (0, 1))):
         for sub in subs:
             for c in ciphers:
                 x = (x * 1103515245 + 12345) & 0x7FFFFFFF

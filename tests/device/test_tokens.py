@@ -282,3 +282,36 @@ def test_record_errors():
         assert False
     except StsError as e:
         assert e.reason == "tables"
+
+
+def test_currency_token_refused_never_credited():
+    # class 0 subclass 4..7 (currency) is not implemented: a block that decrypts and checks is
+    # refused with a defined reason, and nothing is stored or credited
+    a = _acc(credit_subclasses=(0, 4))
+    for sub in (4, 5, 6, 7):
+        blk = sts.with_crc(0, (sub << 60) | (3 << 56) | ((0x100 + sub) << 32) | (0x0100 << 16))
+        r = a.enter(sts.join_token(0, Ea07(DK, TABLES).encrypt_block(blk)), T0)
+        assert (r.ok, r.reason, r.subclass, r.amount) == (False, "wrong_subclass", sub, 0)
+    assert a.tids() == []
+
+
+def test_base_date_2035_record_and_rollover():
+    a = _acc(base_date=2014)
+    assert a.enter(_credit(0xF00000), T0).ok
+    new = bytes.fromhex("0102030405060708")
+    s1, s2 = sts.key_sections(new, ken=255, krn=2, kt=2, ti=1, ro=1)
+    a.enter(_tok(DK, 2, 3, ken_half=s1.ken_half, krn=2, ro=1, kt=2, key_part=s1.key_part), T0)
+    r = a.enter(_tok(DK, 2, 4, ken_half=s2.ken_half, ti=1, key_part=s2.key_part), T0)
+    assert r.ok and a.key_info()["base_date"] == 2035 and a.tids() == []
+    b = TokenAcceptor(new, "ea07", TABLES).from_record(a.to_record())     # power cycle
+    assert b.key_info()["base_date"] == 2035
+    assert b.enter(_credit(60, key=new), T0).ok                          # 2035-01-01 01:00
+
+
+def test_lockout_result_says_how_long():
+    a = _acc(lockout_after=3, lockout_base_s=10)
+    for _ in range(3):
+        r = a.enter("12345678901234567890", T0)
+    assert r.lockout_s == 10 and r.text() == "crc: keypad locked for 10 s"
+    r = a.enter(_credit(7), T0 + 4)
+    assert r.reason == "locked_out" and r.value == 6 and r.text() == "locked_out: wait 6 s"

@@ -1,5 +1,6 @@
 """STS tokens end to end: vended on the host (DKGA02 + EA07 with the IEC sample tables), entered
 over the meter's serial port (IC 115 token gateway), judged by the firmware on MicroPython."""
+import json
 import pathlib
 import shutil
 import subprocess
@@ -52,8 +53,10 @@ def token_rig(rig_factory):
 
 
 def meterctl(*args):
-    exe = pathlib.Path(sys.executable).with_name("meterctl")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
+    """Run this checkout's meterctl (``python -m host_tools.meterctl`` from the tree's root, not
+    whichever checkout the venv's console script was installed from)."""
+    return subprocess.run([sys.executable, "-m", "host_tools.meterctl", *args], capture_output=True,
+                          text=True, timeout=60, cwd=str(ROOT))
 
 
 def enter(rig, digits):
@@ -118,6 +121,57 @@ def test_wrong_entry_lockout_engages_and_releases(token_rig):
     for _ in range(3):
         assert enter(rig, "0" * 20)[0] in (4, 5)
     good = token(20, minutes=3)
-    assert enter(rig, good)[:2] == (6, "locked_out")
+    assert enter(rig, good)[:2] == (6, "locked_out: wait 10 s")  # IC 115 description says how long
     rig.set_clock(rig.clock + 11)
     assert enter(rig, good)[:2] == (3, "accepted")
+
+
+def enter_many(rig, tokens):
+    """Enter tokens in one management association -> list of (status, reason)."""
+    from protocol import axdr_client as axdr
+    out = []
+    with DlmsClient(rig.port, **MGMT) as c:
+        for digits in tokens:
+            c.action(115, "0.0.19.40.0.255", 1, axdr.Writer().octet_string(digits.encode()).getvalue())
+            out.append((c.get(115, "0.0.19.40.0.255", 6)[1][0][1],
+                        bytes(c.get(115, "0.0.19.40.0.255", 4)[1][0][1]).decode()))
+    return out
+
+
+def test_parallel_vends_are_all_accepted_by_the_meter(token_rig, tmp_path):
+    """8 processes x 200 vends + 2 interleaved 100-row batches for this meter (issue 14): every
+    TID distinct; this meter's 900 tokens, entered in TID order, are all accepted."""
+    from tests.host.test_tid_alloc import parallel_vend
+    found = parallel_vend(tmp_path)                       # half for this meter, half for another
+    ours = sorted(found[DRN])
+    assert len(ours) == 4 * 200 + 100 and len({t for t, _ in ours}) == len(ours)
+    sample = ours
+    rig = token_rig(lockout_after=0)
+    results = enter_many(rig, [tok for _, tok in sample])
+    assert results == [(3, "accepted")] * len(sample)
+    with DlmsClient(rig.port) as c:
+        credit = c.get(112, "0.0.19.10.0.255", 2)[1]
+    amounts = [vend.decode_token(tok, dk(), base_date=2014)["amount"] for _, tok in sample]
+    assert credit == sum(-((-a * RATE) // 10) for a in amounts)
+
+
+@pytest.mark.parametrize("alg", ["ea07", "ea11"])
+def test_base_date_2035_tokens_round_trip(rig_factory, alg):
+    """Base date 2035 (IEC 62055-41:2014): vended by meterctl, accepted by a meter on base 2035;
+    EA07 with a DKGA02 key, EA11 with a DKGA04 key (the base date is in its label)."""
+    vk = VK if alg == "ea07" else "ab" * 16
+    pan = vend.build_pan("600727", DRN)
+    key = vend.derive_decoder_key(vk, pan, SGC, TI, KRN, KT, 2035, alg).hex()
+    cfg = sts_config(key, base_date=2035, algorithm=alg)
+    if alg == "ea11":
+        cfg["sts"].pop("tables")
+    rig = rig_factory(config=cfg, start=False)
+    shutil.copyfile(TABLES, rig.state_dir / "sts_tables.json")
+    rig.start()
+    r = meterctl("vend", "--vending-key", vk, "--drn", DRN, "--sgc", SGC, "--algorithm", alg,
+                 "--base-date", "2035", "--issued", "2035-03-01T12:00", "--amount", "4.0", "--json")
+    assert r.returncode == 0, r.stderr
+    tok = json.loads(r.stdout)
+    d = meterctl("token", "decode", "--key", key, "--base-date", "2035", tok["token"])
+    assert "2035-03-01 12:00" in d.stdout, d.stdout
+    assert enter(rig, tok["token"]) == (3, "accepted", 40 * RATE // 10)

@@ -395,7 +395,9 @@ def test_sdm120_float32_big_endian_registers():
             assert f32(0x0046) == 50.0
             assert f32(0x0156) == 3.5
             assert f32(0x0006) == pytest.approx(1000 / (230 * 0.8), abs=0.001)
-            r = client.read_input_registers(0x0002, count=2, device_id=1)
+            # the whole 0x0000-0x004F block is answered (unnamed registers read 0.0), not beyond
+            assert client.read_input_registers(0x0002, count=2, device_id=1).registers == [0, 0]
+            r = client.read_input_registers(0x0050, count=2, device_id=1)
             assert r.isError() and r.exception_code == 2
             with pytest.raises(ModbusIOException):
                 client.read_input_registers(0, count=2, device_id=9)

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from host_tools.client import DlmsClient
+from host_tools.client import DlmsClient, read_summary
 from refmodel import RefCalendar
 
 pytestmark = pytest.mark.hil
@@ -48,6 +48,12 @@ def settle(rig, n=2):
         rig.wait_meter(lambda m: m is not old)
 
 
+def why_supplied(rig):
+    """``meterctl read``'s reason for a closed relay at no credit (host_tools.summary)."""
+    with DlmsClient(rig.port, **MGMT) as c:
+        return read_summary(c)["relay_reason"]
+
+
 def event_times(rig, code):
     """Meter-clock epochs of the policy events ``code`` (their text carries ``t=<epoch>``)."""
     out = []
@@ -76,9 +82,15 @@ def test_up_negative_saturday_evening_waits_for_ec_end_and_office_hours(rig_fact
     ec_end = event_times(rig, 46)[0] + UPPCL["policy"]["ec_s"]   # 3 days of emergency credit
     due = cal.next_allowed(ec_end)
     assert datetime.datetime.fromtimestamp(due, IST) == datetime.datetime(2026, 3, 25, 8, 0, tzinfo=IST)
+    assert why_supplied(rig) == "on emergency credit"     # meterctl read says why the relay is closed
+    seen_deferred = False
     while rig.clock + 1800 < due:           # Sunday, Monday, Tuesday evening, Wednesday night
         t = rig.advance(1800)
         assert t.relay, "relay opened at %s" % datetime.datetime.fromtimestamp(t.epoch, IST)
+        if not seen_deferred and t.epoch > ec_end + 1800:
+            assert why_supplied(rig).startswith("disconnection deferred: no-disconnection period")
+            seen_deferred = True
+    assert seen_deferred
     t = rig.advance(due - rig.clock)         # exactly Wednesday 08:00
     rig.wait_relay(False)
     assert event_times(rig, 40) == [due]

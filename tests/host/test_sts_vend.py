@@ -70,7 +70,7 @@ def test_vend_reproduces_published_tokens():
 
 KEYS = {"ea07": bytes.fromhex("0ABC12DEF3456789"),
         "ea11": bytes.fromhex("f94b6ed353c3bfdb113e2d3a7ea3c41d")}
-DATA_SUBS = [(0, s) for s in range(8)] + [(2, s) for s in (0, 1, 2, 5, 6, 7)]
+DATA_SUBS = [(0, s) for s in range(4)] + [(2, s) for s in (0, 1, 2, 5, 6, 7)]
 
 
 @settings(max_examples=150, deadline=None)
@@ -209,7 +209,8 @@ def test_cli_vend_class1_and_key_change():
 
 
 def test_cli_token_decode():
-    r = _run("token", "decode", "--key", "0ABC12DEF3456789", "5104", "3465", "4434", "2085", "6213")
+    r = _run("token", "decode", "--key", "0ABC12DEF3456789", "--base-date", "1993",
+             "5104", "3465", "4434", "2085", "6213")
     assert r.exit_code == 0, r.output
     assert "1996-03-25 13:55" in r.output and "25.6 kWh" in r.output and "CRC        ok" in r.output
     r = _run("token", "decode", "--key", "f94b6ed353c3bfdb113e2d3a7ea3c41d", "59386323472137426967", "--json")

@@ -1,0 +1,194 @@
+"""Association control of the meter: AARQ -> AARE for every association, HLS pass 3, the
+security policy gate, and the wiring of secrets at boot (Green Book §9.4.2; docs/CONTRACTS.md
+"DLMS server" and "Security").
+
+Associations (client SAP -> role): 16 public (no security), 32 reader (LLS), 1 management and
+48 utility settings: HLS (mechanism 5 GMAC, or 2 AES-ECB, per ``security.mech``) with the
+ciphered context when a ``security`` section is provisioned, else LLS when a password is.
+A client whose secret is not provisioned is refused outright (no defaults): AARE
+rejected-permanent, no-reason-given. Rejections: application-context-name-not-supported (2),
+calling-AP-title-not-recognized (3), mechanism-name-not-recognised (11),
+authentication-required (14), authentication-failure (13, also for a glo-initiate-request
+that does not verify), rejected-transient + authentication-failure while locked out
+(``meter.lockout``).
+
+``setup(meter, cfg)`` sets ``meter._pw`` (LLS passwords by client SAP), ``meter.lockout`` and
+``meter.security`` (``meter.secure.Security`` or None) from the config, and logs when nothing
+is provisioned. ``aarq(assoc, client, buf)`` answers one AARQ; ``guard(assoc, tag, req)`` runs
+before GET/SET/ACTION while ``assoc.guard`` is set (HLS pending: only reply_to_HLS_
+authentication; protected association: plaintext requests get read-write-denied).
+"""
+from protocol import apdu, axdr
+from meter.lockout import Lockout
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_MECH_LLS = const(1)
+_CONF_GET = const(0x10)
+_CONF_SET = const(0x08)
+_CONF_ACTION = const(0x01)
+# supported: GET, SET, ACTION, selective access, block GET, multiple references (bits 19-23, 11, 14)
+_SUPPORTED_CONFORMANCE = const(0x121D)
+_SERVER_MAX_PDU = const(1024)  # largest APDU we receive (announced in the AARE; cosem IC 15 attr 5)
+_MIN_PDU = const(64)
+_CIPHER_OVERHEAD = const(30)   # general-glo header (ST, lengths, SC, IC) + GCM tag
+_GET_REQUEST = const(0xC0)
+_SET_REQUEST = const(0xC1)
+_DENIED = const(3)
+_T_OCTET_STRING = const(9)
+_EV_CONFIG = const(21)         # meter.events
+_EV_AUTH_FAIL = const(30)      # meter.events
+_EV_UNPROVISIONED = const(32)  # meter.events
+_CURRENT_ASSOCIATION = b"\x00\x00\x28\x00\x00\xff"
+
+
+def setup(meter, cfg):
+    """Secrets and lock-out from the config dict ``cfg`` (after the event log exists)."""
+    meter._pw = cfg.get("passwords") or {}
+    meter.lockout = Lockout(meter, cfg.get("lockout"))
+    meter.security = None
+    sec = cfg.get("security")
+    if sec:
+        from meter.secure import Security
+        try:
+            meter.security = Security(meter, sec)
+        except (ValueError, TypeError, AttributeError) as e:
+            meter.event(_EV_CONFIG, "security refused: %s" % e, "security")
+    if meter.security is None and not meter._pw:
+        meter.event(_EV_UNPROVISIONED, "no secrets provisioned: public client only")
+
+
+def _reject(diag, initiate_error=None, mech=None, result=1):
+    return apdu.build_aare(result, diag, max_pdu=_SERVER_MAX_PDU, mechanism=mech,
+                           initiate_error=initiate_error)
+
+
+def _mechanism(m, client, role):
+    """The mechanism association ``client`` requires: 0 none, 1 LLS, 2/5 HLS; None when its
+    secret is not provisioned."""
+    if not role:
+        return 0
+    sec = getattr(m, "security", None)
+    if sec is not None and role == 2:
+        return sec.mech.get(client, 5)
+    pw = getattr(m, "_pw", None)
+    return 1 if pw is None or str(client) in pw else None
+
+
+def _failed(m, client):
+    lk = getattr(m, "lockout", None)
+    if lk is not None:
+        lk.fail(client)
+    rep = getattr(m.board, "report", None)
+    if rep is not None:                          # reported, not logged: no flash write
+        rep("event %d authentication failure, client %d" % (_EV_AUTH_FAIL, client))
+
+
+def aarq(a, client, buf):
+    """AARQ ``buf`` from ``client`` -> AARE bytes; on success ``a`` is open (HLS: pending)."""
+    m = a.meter
+    try:
+        req = apdu.parse_aarq(buf)
+    except apdu.ApduError:
+        return _reject(1)
+    role = 0 if client == 16 else (1 if client == 32 else (2 if client in (1, 48) else -1))
+    if role < 0:
+        return _reject(1)
+    want = _mechanism(m, client, role)
+    if want is None:
+        return _reject(1)                        # not provisioned: public client only
+    lk = getattr(m, "lockout", None)
+    if role and lk is not None and lk.left(client):
+        return _reject(13, result=2)             # locked out: rejected-transient
+    sec = m.security if want >= 2 else None
+    if sec is not None:
+        sec.apply()
+    ciph = 1 if sec is not None and sec.policy else 0
+    if req["context"] != (3 if ciph else 1):
+        return apdu.build_aare(1, 2, context=req["context"] or 1, max_pdu=_SERVER_MAX_PDU)
+    mech = req["mechanism"]
+    title = req["calling_ap_title"]
+    if role:
+        if not mech:                             # None or 0 (lowest level security)
+            return _reject(14)                   # authentication-required
+        if mech != want:
+            return _reject(11)                   # mechanism-name not recognised
+        if mech == _MECH_LLS:
+            if not m.check_password(client, req["auth_value"]):
+                _failed(m, client)
+                return _reject(13, mech=_MECH_LLS)   # authentication-failure
+            if lk is not None:
+                lk.ok(client)
+        else:
+            ctos = req["auth_value"]
+            if ctos is None or not 8 <= len(ctos) <= 64:
+                return _reject(13, mech=mech)
+            if (mech == 5 or ciph) and (title is None or len(title) != 8):
+                return _reject(3)                # calling-AP-title not recognized
+    elif mech:
+        return _reject(11)
+    if ciph:
+        ui = sec.open_initiate(title, req["user_info"])
+        if ui is None:
+            _failed(m, client)
+            return _reject(13, mech=mech)        # wrong GUEK/GAK, or a replayed counter
+        try:
+            apdu.parse_initiate_request(ui, req)
+        except apdu.ApduError:
+            return _reject(1)
+    elif not req["user_info_ok"]:
+        return _reject(1)
+    if req["dlms_version"] < 6:
+        return _reject(1, (6, 1))               # DLMS version too low
+    conf = req["conformance"] & _SUPPORTED_CONFORMANCE
+    if not conf & (_CONF_GET | _CONF_SET | _CONF_ACTION):
+        return _reject(1, (6, 2))               # incompatible conformance
+    mp = req["max_pdu"] or 0xFFFF                # 0: no limit (Green Book)
+    if mp < _MIN_PDU:
+        return _reject(1, (6, 3))               # PDU size too short
+    a.max_pdu = mp - _CIPHER_OVERHEAD if ciph else mp
+    a.conformance = conf
+    a.role = role
+    a.client = client
+    a.mechanism = want
+    a.open = True
+    if want < 2:
+        return apdu.build_aare(0, 0, conformance=conf, max_pdu=_SERVER_MAX_PDU,
+                               mechanism=_MECH_LLS if role else None)
+    stoc = sec.challenge()
+    a.sess = [title, stoc, bytes(ctos), mech, ciph, True]
+    a.guard = True
+    return apdu.build_aare(0, 14, context=req["context"], conformance=conf, max_pdu=_SERVER_MAX_PDU,
+                           mechanism=mech, ap_title=sec.title, auth_value=stoc,
+                           user_info=sec.initiate_response(conf, _SERVER_MAX_PDU) if ciph else None)
+
+
+def guard(a, tag, req):
+    """GET/SET/ACTION ``req`` on an HLS association: the reply when it may not run (None: it
+    may). While pass 3 is pending only ACTION IC 15 method 1 on 0.0.40.0.0.255 runs
+    (reply_to_HLS_authentication); others get ExceptionResponse service-not-allowed. On a
+    ciphered association a plaintext request is refused with read-write-denied."""
+    sess = a.sess
+    inv = req.invoke
+    if sess[5]:                                  # secure.PENDING
+        it = req.items[0]
+        if (tag == _GET_REQUEST or tag == _SET_REQUEST or req.kind != 1 or it[0] != 15
+                or bytes(it[1]) != _CURRENT_ASSOCIATION or it[2] != 1):
+            return apdu.exception_response(1, 2)
+        try:
+            t, v = axdr.decode(it[4], 0)[0] if it[4] else (0, None)
+        except axdr.AxdrError:
+            t = 0
+        r, data = a.meter.security.pass3(a, v if t == _T_OCTET_STRING else b"")
+        return apdu.action_response(inv, r, data)
+    if a.inner:
+        return None
+    if tag == _GET_REQUEST:
+        return apdu.get_response_error(inv, _DENIED)
+    if tag == _SET_REQUEST:
+        return apdu.set_response(inv, _DENIED)
+    return apdu.action_response(inv, _DENIED, None)

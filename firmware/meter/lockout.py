@@ -1,0 +1,86 @@
+"""Lock-out of a client address after failed authentications (LLS and HLS).
+
+``Lockout(meter, cfg)`` with ``cfg`` the config.json ``lockout`` section (every key optional):
+``after`` (3) consecutive failures start a lock-out of ``base_s`` (10) seconds; each further
+lock-out of the same client, before it authenticates once, doubles it, up to ``max_s`` (3600).
+
+- ``left(client) -> int``: seconds of lock-out left (0: may try); while locked the association
+  answers AARE rejected-transient (2) + authentication-failure (13) without checking the secret
+  (no oracle, and the attempt neither counts nor escalates).
+- ``fail(client)``: one failed authentication. The failure count lives in RAM only (no flash
+  write per attempt); when a lock-out starts, ``{client: [level, until]}`` is written to the
+  file ``lock`` (``until`` epoch seconds of the RTC, so it holds across a power cut) and ONE
+  event (``_EV_LOCKOUT``, detail = the failures counted) is logged.
+- ``ok(client)``: a successful authentication clears the count and the doubling level (a flash
+  write only if a level was on record).
+A clock set backwards cannot lengthen a lock-out beyond ``max_s`` from now.
+"""
+import json
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_EV_LOCKOUT = const(31)       # meter.events
+_LEVEL = const(0)
+_UNTIL = const(1)
+
+
+class Lockout:
+    def __init__(self, meter, cfg):
+        self.meter = meter
+        cfg = cfg if isinstance(cfg, dict) else {}
+        self.after = max(1, int(cfg.get("after", 3)))
+        self.base_s = max(1, int(cfg.get("base_s", 10)))
+        self.max_s = max(self.base_s, int(cfg.get("max_s", 3600)))
+        self._path = meter.board.path("lock")
+        self._fails = {}
+        try:
+            with open(self._path) as f:
+                d = json.load(f)
+            self._locks = {int(k): v for k, v in d.items()}
+        except (OSError, ValueError, AttributeError):
+            self._locks = {}
+
+    def _save(self):
+        with open(self._path, "w") as f:
+            json.dump(self._locks, f)
+
+    def left(self, client):
+        """Seconds of lock-out left for ``client`` (0 when it may authenticate)."""
+        lk = self._locks.get(client)
+        if lk is None:
+            return 0
+        d = lk[_UNTIL] - self.meter.board.time()
+        if d <= 0:
+            return 0
+        return d if d <= self.max_s else self.max_s
+
+    def fail(self, client):
+        """Count one failed authentication of ``client``; may start a lock-out."""
+        n = self._fails.get(client, 0) + 1
+        if n < self.after:
+            self._fails[client] = n
+            return
+        self._fails.pop(client, None)
+        lk = self._locks.get(client) or [0, 0]
+        s = self.base_s << lk[_LEVEL] if lk[_LEVEL] < 20 else self.max_s
+        s = s if s < self.max_s else self.max_s
+        self._locks[client] = [lk[_LEVEL] + 1, self.meter.board.time() + s]
+        try:
+            self._save()
+        except OSError:
+            pass
+        self.meter.event(_EV_LOCKOUT, "client %d locked out for %d s after %d failed logins"
+                         % (client, s, n), n)
+
+    def ok(self, client):
+        """``client`` authenticated: clear its count and doubling level."""
+        self._fails.pop(client, None)
+        if self._locks.pop(client, None) is not None:
+            try:
+                self._save()
+            except OSError:
+                pass

@@ -1,0 +1,307 @@
+"""Outcomes that are never ambiguous (host_tools.outcome, host_tools.changes,
+host_tools.recharges) and the meterctl commands that report them, against a scripted meter."""
+
+import json
+import os
+import signal
+
+import pytest
+from click.testing import CliRunner
+
+from host_tools import outcome as oc
+from host_tools.changes import OBIS_TOTAL_RECHARGED, Profile, Relay, SetAttribute, Token, TopUp, action_change
+from host_tools.client import DataAccessError, LinkTimeout, ObjectUndefined
+from host_tools.meterctl import common
+from host_tools.meterctl.cli import meterctl
+from host_tools.recharges import Recharges, RetryRefused
+from protocol import axdr_client as axdr
+
+CREDIT = "0.0.19.10.0.255"
+
+
+class Meter:
+    """A meter's account as the fake clients see it. ``mode`` of the next update_amount:
+    "ok", "refuse" (other-reason), "lose" (applied, answer lost), "drop" (never arrives),
+    "interrupt" (Ctrl-C while waiting, applied). ``down_after`` connections then unreachable."""
+
+    def __init__(self, total=0, credit=0, mode="ok", down_after=None, name=b"PPM0000001"):
+        self.total, self.credit, self.mode = total, credit, mode
+        self.down_after = down_after
+        self.name = name
+        self.connections = 0
+        self.actions = 0
+        self.interrupt_in = None      # a (ic, attr) GET that raises KeyboardInterrupt once
+
+    def client(self):
+        return FakeClient(self)
+
+
+class FakeClient:
+    def __init__(self, meter):
+        self.m = meter
+
+    def __enter__(self):
+        m = self.m
+        m.connections += 1
+        if m.down_after is not None and m.connections > m.down_after:
+            raise LinkTimeout("no answer from meter (fake)")
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def close(self):
+        pass
+
+    def get(self, ic, obis, attr):
+        m = self.m
+        if m.interrupt_in == (ic, attr):
+            m.interrupt_in = None
+            raise KeyboardInterrupt
+        if (ic, obis) == (1, OBIS_TOTAL_RECHARGED):
+            return (6, m.total)
+        if (ic, obis) == (112, CREDIT):
+            return (5, m.credit)
+        if (ic, obis) == (1, "0.0.42.0.0.255"):
+            return (9, m.name)
+        raise ObjectUndefined(4)
+
+    def action(self, ic, obis, method, param):
+        m = self.m
+        assert (ic, obis, method) == (112, CREDIT, 1)
+        paise = int.from_bytes(param[1:5], "big", signed=True)
+        mode, m.mode = m.mode, "ok"
+        m.actions += 1
+        if mode == "refuse":
+            raise DataAccessError(250)
+        if mode != "drop":
+            m.total += paise
+            m.credit += paise
+        if mode in ("lose", "drop"):
+            raise LinkTimeout("no answer from meter (fake)")
+        if mode == "interrupt":
+            raise KeyboardInterrupt
+        return 0, None
+
+
+def perform(meter, change, **kw):
+    return oc.perform(meter.client, change, pause=0, **kw)
+
+
+# -- the engine --------------------------------------------------------------------------------
+
+def test_answered_top_up_is_applied_with_details():
+    m = Meter(total=100, credit=40)
+    out = perform(m, TopUp(500))
+    assert out.state == oc.APPLIED and not out.checked and m.connections == 1
+    assert out.before["total_recharged"] == 100 and out.before["meter"] == "PPM0000001"
+    assert out.details["credit_after_paise"] == 540
+
+
+def test_refused_top_up_is_not_applied_without_a_check():
+    m = Meter(mode="refuse")
+    out = perform(m, TopUp(500))
+    assert out.state == oc.NOT_APPLIED and out.refused is not None and m.connections == 1
+
+
+@pytest.mark.parametrize("mode,state", [("lose", oc.APPLIED), ("drop", oc.NOT_APPLIED),
+                                        ("interrupt", oc.APPLIED)])
+def test_lost_answer_is_checked_on_the_meter(mode, state):
+    m = Meter(total=100, mode=mode)
+    seen = []
+    out = perform(m, TopUp(500), on_doubt=seen.append)
+    assert out.state == state and out.checked and m.connections == 2 and m.actions == 1
+    assert out.after["total_recharged"] == (600 if state == oc.APPLIED else 100)
+    assert len(seen) == 1 and (("Ctrl-C" in seen[0]) == (mode == "interrupt"))
+
+
+def test_unreachable_meter_after_a_lost_answer_is_unknown_after_bounded_attempts():
+    m = Meter(mode="lose", down_after=1)
+    out = perform(m, TopUp(500), attempts=3)
+    assert out.state == oc.UNKNOWN and out.attempts == 3 and m.connections == 4
+    assert "could not be reached" in out.reason
+
+
+def test_check_reaches_the_meter_on_a_later_attempt():
+    m = Meter(mode="lose", down_after=1)
+    sleeps = []
+
+    def sleep(s):                               # sleep-ok: the engine's pause, faked
+        sleeps.append(s)
+        m.down_after = None                     # the line comes back
+    out = oc.perform(m.client, TopUp(500), pause=0.25, sleep=sleep)
+    assert out.state == oc.APPLIED and out.attempts == 2 and sleeps == [0.25]
+
+
+def test_a_total_that_moved_by_another_amount_is_not_conclusive():
+    class Other(TopUp):
+        def send(self, c, before):
+            c.m.total += 1234                  # a keypad token meanwhile, and our answer lost
+            raise LinkTimeout("lost")
+    out = perform(Meter(total=10), Other(500))
+    assert out.state == oc.UNKNOWN and out.checked and "does not tell" in out.reason
+
+
+def test_ctrl_c_before_sending_propagates_and_nothing_is_sent():
+    m = Meter()
+    m.interrupt_in = (112, 2)                  # while reading the evidence
+    with pytest.raises(KeyboardInterrupt):
+        perform(m, TopUp(500))
+    assert m.actions == 0
+
+
+def test_ctrl_c_after_the_answer_keeps_applied():
+    m = Meter()
+    m.interrupt_in = (112, 2)
+
+    class Late(TopUp):
+        def evidence(self, c):
+            c.m.interrupt_in, saved = None, c.m.interrupt_in
+            ev = TopUp.evidence(self, c)
+            c.m.interrupt_in = saved            # fires in details(), after the answer
+            return ev
+    out = perform(m, Late(500))
+    assert out.state == oc.APPLIED and m.actions == 1
+
+
+def test_guard_stops_before_sending():
+    def guard(before):
+        raise RetryRefused("no")
+    m = Meter()
+    with pytest.raises(RetryRefused):
+        perform(m, TopUp(500, guard_fn=guard))
+    assert m.actions == 0
+
+
+# -- evidence of each change --------------------------------------------------------------------
+
+def test_judges():
+    assert Relay(1).judge({}, {"control_state": 0}) == oc.APPLIED
+    assert Relay(1).judge({}, {"control_state": 1}) == oc.NOT_APPLIED
+    assert Relay(2).judge({}, {"control_state": 2}) == oc.APPLIED
+    assert Relay(2).judge({}, {"control_state": None}) is None
+    v = axdr.Writer().long_unsigned(7).getvalue()
+    s = SetAttribute(1, "0.0.96.3.10.255", 4, v)
+    assert s.judge({"value": "1203"}, {"value": v.hex()}) == oc.APPLIED
+    assert s.judge({"value": "1203"}, {"value": "1203"}) == oc.NOT_APPLIED
+    assert s.judge({"value": "1203"}, {"value": "1209"}) is None
+    clock = bytes.fromhex("090C07EA0101040A0000FF800000")       # 2026-01-01 10:00:00
+    later = "090C07EA0101040A0003FF800000"                      # 3 s later
+    c = SetAttribute(8, "0.0.1.0.0.255", 2, clock)
+    assert c.judge({"value": "090C07E90101040A0000FF800000", "host_time": 0},
+                   {"value": later, "host_time": 1}) == oc.APPLIED
+    assert c.judge({"value": "090C07E90101040A0000FF800000", "host_time": 0},
+                   {"value": "090C07E90101040A0001FF800000", "host_time": 1}) == oc.NOT_APPLIED
+    p = Profile(b'{"name":"x","rate":5}')
+    ours = json.dumps({"name": "x", "rate": 5, "extra": 1}).encode().hex()
+    assert p.judge({"profile": "00"}, {"profile": ours}) == oc.APPLIED
+    assert p.judge({"profile": "00"}, {"profile": "00"}) == oc.NOT_APPLIED
+    t = Token("12345678901234567890")
+    mine = "12345678901234567890".encode().hex()
+    assert t.judge({}, {"token": mine, "status": 3}) == oc.APPLIED
+    assert t.judge({}, {"token": mine, "status": 6}) == oc.NOT_APPLIED
+    assert t.judge({}, {"token": "00", "status": 3}) == oc.NOT_APPLIED
+
+
+def test_action_change_maps_the_known_methods():
+    assert isinstance(action_change(112, CREDIT, 1, b"\x05\x00\x00\x01\xf4"), TopUp)
+    assert action_change(112, CREDIT, 1, b"\x05\x00\x00\x01\xf4").paise == 500
+    assert isinstance(action_change(70, "0.0.96.3.10.255", 2, b"\x0f\x00"), Relay)
+    tok = b"\x09\x14" + b"1" * 20
+    assert action_change(115, "0.0.19.40.0.255", 1, tok).digits == "1" * 20
+    assert type(action_change(7, "0.0.99.98.0.255", 1, None)).__name__ == "Action"
+
+
+# -- the record of recent top-ups ----------------------------------------------------------------
+
+def test_retry_rule(tmp_path):
+    now = [1000.0]
+    r = Recharges(str(tmp_path / "rec.json"), window=600, clock=lambda: now[0])
+    a = r.claim("M1", 500, {"total_recharged": 0})
+    r.finish("M1", a, "applied")
+    with pytest.raises(RetryRefused, match="was applied .* --force"):
+        r.claim("M1", 500, {"total_recharged": 500})
+    assert r.claim("M1", 500, {"total_recharged": 500}, force=True)      # forced
+    assert r.claim("M2", 500, {"total_recharged": 0})                    # another meter
+    b = r.claim("M1", 700, {"total_recharged": 1000})                  # another amount
+    r.finish("M1", b, "not applied")
+    assert r.claim("M1", 700, {"total_recharged": 1000})               # retry after not applied
+    now[0] += 601
+    r2 = Recharges(str(tmp_path / "rec.json"), window=600, clock=lambda: now[0])
+    assert r2.claim("M1", 500, {"total_recharged": 2200})              # outside the window
+
+
+def test_unknown_prior_is_settled_by_the_recharge_total(tmp_path):
+    r = Recharges(str(tmp_path / "rec.json"), clock=lambda: 50.0)
+    a = r.claim("M", 300, {"total_recharged": 1000})
+    r.finish("M", a, "unknown")
+    assert r.claim("M", 300, {"total_recharged": 1000})       # total unmoved: it was not applied
+    r3 = Recharges(str(tmp_path / "other.json"), clock=lambda: 50.0)
+    b = r3.claim("M", 300, {"total_recharged": 1000})          # left pending (killed meterctl)
+    with pytest.raises(RetryRefused, match="was applied"):
+        r3.claim("M", 300, {"total_recharged": 1300})          # moved by its amount: applied
+    assert b
+
+
+def test_sigint_flag_counts_and_needs_two_while_checking():
+    with oc.SigintFlag() as f:
+        assert not f.take()
+        os.kill(os.getpid(), signal.SIGINT)                    # no KeyboardInterrupt
+        assert f.count == 1 and f.take() and not f.take()
+        f.patient()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert not f.take()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert f.take()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# -- the CLI's exit codes -----------------------------------------------------------------------
+
+@pytest.fixture
+def fake_cli(monkeypatch):
+    meter = Meter(total=1000, credit=100)
+    monkeypatch.setattr(common, "make_client", lambda kw, write, cancel=None: meter.client())
+    monkeypatch.setattr(oc.time, "sleep", lambda s: None)
+
+    def run(*args):
+        return CliRunner().invoke(meterctl, ["credit", "add", "-p", "/dev/null", "--password", "x"]
+                                  + list(args))
+    return meter, run
+
+
+def test_cli_exit_codes_by_outcome(fake_cli):
+    meter, run = fake_cli
+    r = run("--amount", "5", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["outcome"] == "applied", r.output
+    meter.mode = "lose"
+    r = run("--amount", "6")
+    assert r.exit_code == 0 and "checked on the meter: applied" in r.stderr, r.output
+    meter.mode = "drop"
+    r = run("--amount", "7")
+    assert r.exit_code == 1 and "not applied" in r.stderr and "safe to retry" in r.stderr, r.output
+    meter.mode = "refuse"
+    r = run("--amount", "8")
+    assert r.exit_code == 1 and "other-reason" in r.stderr, r.output
+    meter.mode, meter.down_after = "lose", meter.connections + 1
+    r = run("--amount", "9", "--json")
+    assert r.exit_code == 4, r.output
+    last = r.stderr.strip().splitlines()[-1]
+    total = meter.total - 900
+    assert "outcome unknown" in last and "applied if it reads %d, not applied if %d" % (total + 900, total) in last
+    assert json.loads(r.stdout)["outcome"] == "unknown"
+
+
+def test_cli_refuses_a_retry_of_an_applied_top_up(fake_cli):
+    meter, run = fake_cli
+    assert run("--amount", "5").exit_code == 0
+    r = run("--amount", "5")
+    assert r.exit_code == 2 and "--force" in r.stderr and meter.actions == 1, r.output
+    assert run("--amount", "5", "--force").exit_code == 0 and meter.actions == 2
+
+
+def test_cli_ctrl_c_before_sending_exits_130(fake_cli):
+    meter, run = fake_cli
+    meter.interrupt_in = (1, 2)
+    r = run("--amount", "5")
+    assert r.exit_code == 130 and "nothing was sent" in r.stderr and meter.actions == 0
