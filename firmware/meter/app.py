@@ -114,8 +114,8 @@ class Meter:
             return
         hot = self.journal.hot
         pev = self._pev = s.get("pev")
-        if pev and pev[0] == self.event_log.next_seq:   # journaled, cut before it was logged
-            self._log(pev[1], pev[2], pev[3])
+        if pev and pev[0] == self.event_log.next_seq and not self.event_log.coalesced(pev[2], pev[3]):
+            self._log(pev[1], pev[2], pev[3])    # journaled, cut before it was logged
         self._apply(s, hot)
         t = hot[4]
         if t > self.board.time():

@@ -178,6 +178,16 @@ class Audit(_View):
             self.next_seq = s + 1
         return s
 
+    def coalesced(self, code, detail):
+        """True if an event of this code and detail would be (or was) coalesced with the newest
+        record of its ring: the boot-time repair of a journaled event (``Meter._restore``) must
+        not log it again."""
+        r = self._rings[ring_of(code)]._rep
+        if r is None or r[0] != code or code > 255 or _REPEATED.find(bytes((code,))) < 0:
+            return False
+        d = r[1]    # a repeated record on flash keeps 4 bytes of a text detail
+        return d == detail or (isinstance(d, str) and isinstance(detail, str) and detail.startswith(d))
+
     def tick(self, now):
         """Write the counts of repetitions whose window is over (call once a metering cycle)."""
         for ring in self._rings:

@@ -207,6 +207,11 @@ class EventLog:
         for k in self._order:
             self._count += self._n[k]
         self._rep = None
+        if order:                              # the newest record: a repetition may continue it
+            n = self._load(self._head, buf)
+            r = decode_at(buf, (n - 1) * REC) if n else None
+            if r is not None:
+                self._rep = [r[2], r[3], r[1], r[4], True]
 
     # -- write ---------------------------------------------------------------------------
     def append(self, epoch, code, detail=None, seq=None, repeat_s=0):

@@ -21,7 +21,8 @@ READER = dict(client_sap=32, password="00000000")
 CREDIT = objects.CREDIT.obis
 CLOCK = objects.CLOCK.obis
 GATEWAY = objects.TOKEN_GATEWAY.obis
-EV_CREDIT, EV_CLOCK_SET, EV_AUTH_FAIL, EV_COVER_OPEN, EV_COVER_CLOSED = 10, 20, 30, 60, 61
+EV_CREDIT, EV_CLOCK_SET, EV_AUTH_FAIL, EV_LOCKOUT, EV_TOKEN_BAD = 10, 20, 30, 31, 51
+EV_COVER_OPEN, EV_COVER_CLOSED = 60, 61
 T_2038 = 2 ** 31                      # 2038-01-19T03:14:08Z: the first second past signed 32-bit
 T_2040 = 2208988800                   # 2040-01-01T00:00:00Z
 
@@ -77,7 +78,7 @@ def test_login_flood_keeps_top_ups_and_tamper_records_and_wears_no_flash(rig_fac
     wear0 = sum(rig.flash_wear())
     refused = _fail_logins(rig, 1000)
     wear1 = sum(rig.flash_wear())
-    # today each is refused; with the lock-out (issue 11) later ones are refused by it
+    # the first failures are refused as such, the rest by the lock-out (meter.lockout)
     assert refused == 1000
     assert wear1 - wear0 == 0, "block erases during 1,000 failed logins: %d" % (wear1 - wear0)
     print("\nwear: %d block erases for 1,000 failed logins" % (wear1 - wear0))
@@ -88,10 +89,9 @@ def test_login_flood_keeps_top_ups_and_tamper_records_and_wears_no_flash(rig_fac
         _, tamper = _log(c, "tamper")
         codes = [r[1] for r in tamper]
         assert EV_COVER_OPEN in codes and EV_COVER_CLOSED in codes
-        # the flood: one entry standing for the refused logins (coalesced, count in RAM until
-        # its window closes, or the next security event)
-        flood = [r for r in tamper if r[1] == EV_AUTH_FAIL]
-        assert len(flood) == 1 and val(c, 1, "0.0.96.15.5.255", 2) == 1000
+        # the flood: no entry per failed login, one when the lock-out started
+        assert EV_AUTH_FAIL not in codes and codes.count(EV_LOCKOUT) == 1
+        assert val(c, 1, "0.0.96.11.5.255", 2) == EV_LOCKOUT
         _, power = _log(c, "power")
         _, everything = _log(c, "all")
     assert all(len(r) == 2 for r in everything)                      # the all-events view as before
@@ -103,20 +103,23 @@ def test_login_flood_keeps_top_ups_and_tamper_records_and_wears_no_flash(rig_fac
         [EV_COVER_OPEN, EV_COVER_CLOSED]
 
 
-def test_repeated_failures_are_counted_and_flushed_when_their_window_closes(rig_factory):
-    rig = rig_factory()
-    _fail_logins(rig, 25)
+def test_repeated_refusals_are_counted_and_flushed_when_their_window_closes(rig_factory):
+    rig = rig_factory(sts=True)
+    with DlmsClient(rig.port, **MGMT) as c:
+        for _ in range(25):           # malformed tokens: 25 refusals "format" (and a keypad lock-out)
+            assert c.action(115, GATEWAY, 1, axdr.Writer().octet_string(b"12345").getvalue())[0] == 0
+        assert bytes(val(c, 115, GATEWAY, 4)[0]).startswith(b"format")
     rig.advance(1000)                                  # past the 900 s window: the count is written
     with DlmsClient(rig.port, **READER) as c:
         _, tamper = _log(c, "tamper")
-        assert [r[2] for r in tamper if r[1] == EV_AUTH_FAIL] == [25]
-        assert val(c, 1, "0.0.96.11.5.255", 2) == EV_AUTH_FAIL
+        assert [r[2] for r in tamper if r[1] == EV_TOKEN_BAD] == [25]
+        assert val(c, 1, "0.0.96.11.5.255", 2) == EV_TOKEN_BAD
         assert val(c, 1, "0.0.96.15.5.255", 2) == 25
     rig.power_cut()
     rig.power_on()
     with DlmsClient(rig.port, **READER) as c:
         _, tamper = _log(c, "tamper")
-        assert [r[2] for r in tamper if r[1] == EV_AUTH_FAIL] == [25]
+        assert [r[2] for r in tamper if r[1] == EV_TOKEN_BAD] == [25]
 
 
 def _set_clock(c, y, mo, d, hh=0, mi=0, ss=0):
@@ -216,7 +219,7 @@ def test_meterctl_events_reads_each_category(rig):
     rig.set_cover(True)
     rig.wait_event(EV_COVER_OPEN)
     _fail_logins(rig, 3)
-    want = {"transaction": {10}, "control": {42}, "tamper": {60, 30}, "power": {1}, "other": set()}
+    want = {"transaction": {10}, "control": {42}, "tamper": {60, 31}, "power": {1}, "other": set()}
     for name, codes in want.items():
         r = run("--log", name)
         assert r.exit_code == 0, r.output
@@ -227,8 +230,8 @@ def test_meterctl_events_reads_each_category(rig):
         got = {row["0.0.96.11.%s.255.2" % x] for row in out["rows"]}
         assert codes <= got, (name, got)
         if name == "tamper":
-            fails = [row for row in out["rows"] if row["event"] == "LLS authentication failure"]
-            assert [row["0.0.96.15.5.255.2"] for row in fails] == [3]
+            locks = [row for row in out["rows"] if row["0.0.96.11.5.255.2"] == EV_LOCKOUT]
+            assert [row["0.0.96.15.5.255.2"] for row in locks] == [1]
     r = run()                                               # all events, as before
-    assert {10, 42, 60, 30, 1} <= {row["0.0.96.11.0.255.2"] for row in json.loads(r.output)["rows"]}
+    assert {10, 42, 60, 31, 1} <= {row["0.0.96.11.0.255.2"] for row in json.loads(r.output)["rows"]}
     assert run("--log", "tamper", "--obis", "0.0.99.98.5.255").exit_code == 2
