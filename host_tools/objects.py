@@ -95,6 +95,26 @@ def obj(obis, ic, version, name, attrs, methods=0, arg=0, public=(1, 2), authent
                served)
 
 
+# The audit trail by IS 15959 category (firmware/meter/audit.py): x of 0.0.99.98.x.255, name, codes
+EVENT_CATEGORIES = ((2, "power", "power down/up, watchdog, first boot"),
+                    (3, "transaction", "top-ups, tokens accepted, credit changes"),
+                    (4, "other", "clock set, configuration, billing, errors"),
+                    (5, "tamper", "cover (its own ring) and security: lock-outs, refused tokens"),
+                    (6, "control", "relay, disconnection deferred, max power limit"))
+
+
+def _event_logs():
+    """Per category: the IC 7 log (arg x), its event code (16 + x) and event counter (24 + x)."""
+    for x, name, what in EVENT_CATEGORIES:
+        yield obj("0.0.99.98.%d.255" % x, 7, 1, name + " events", 8, 2, arg=x, public=(1,),
+                  served="IS 15959 %s log: %s; buffer {time, event code, occurrences}" % (name, what))
+        yield obj("0.0.96.11.%d.255" % x, 1, 0, name + " event code", 2, arg=16 + x,
+                  served="long-unsigned, code of the last %s event" % name)
+        yield obj("0.0.96.15.%d.255" % x, 1, 0, name + " event counter", 2, arg=24 + x,
+                  served="double-long-unsigned, occurrences of the last %s event (repetitions "
+                         "coalesced)" % name)
+
+
 # The object table, in object_list order. Amounts are paise (currency INR, scale -2).
 OBJECTS = (
     obj("0.0.40.0.0.255", 15, 1, "current association", 9, 4,
@@ -131,36 +151,7 @@ OBJECTS = (
         served="all events, every category merged in order of occurrence: buffer {time, event code}; "
                "selective access by range and by entry"),
     obj("0.0.96.11.0.255", 1, 0, "event code", 2, arg=1, served="long-unsigned, code of the last event"),
-    obj("0.0.99.98.2.255", 7, 1, "power events", 8, 2, arg=2, public=(1,),
-        served="IS 15959 power log: power down/up, watchdog, first boot; buffer {time, event code, occurrences}"),
-    obj("0.0.96.11.2.255", 1, 0, "power event code", 2, arg=18,
-        served="long-unsigned, code of the last power event"),
-    obj("0.0.96.15.2.255", 1, 0, "power event counter", 2, arg=26,
-        served="double-long-unsigned, occurrences of the last power event (repetitions coalesced)"),
-    obj("0.0.99.98.3.255", 7, 1, "transaction events", 8, 2, arg=3, public=(1,),
-        served="IS 15959 transaction log: top-ups, tokens accepted, credit changes; buffer {time, event code, occurrences}"),
-    obj("0.0.96.11.3.255", 1, 0, "transaction event code", 2, arg=19,
-        served="long-unsigned, code of the last transaction event"),
-    obj("0.0.96.15.3.255", 1, 0, "transaction event counter", 2, arg=27,
-        served="double-long-unsigned, occurrences of the last transaction event (repetitions coalesced)"),
-    obj("0.0.99.98.4.255", 7, 1, "other events", 8, 2, arg=4, public=(1,),
-        served="IS 15959 other log: clock set, configuration, billing, errors; buffer {time, event code, occurrences}"),
-    obj("0.0.96.11.4.255", 1, 0, "other event code", 2, arg=20,
-        served="long-unsigned, code of the last other event"),
-    obj("0.0.96.15.4.255", 1, 0, "other event counter", 2, arg=28,
-        served="double-long-unsigned, occurrences of the last other event (repetitions coalesced)"),
-    obj("0.0.99.98.5.255", 7, 1, "tamper events", 8, 2, arg=5, public=(1,),
-        served="IS 15959 tamper log: cover (its own ring) and security: failed logins, lock-outs, refused tokens; buffer {time, event code, occurrences}"),
-    obj("0.0.96.11.5.255", 1, 0, "tamper event code", 2, arg=21,
-        served="long-unsigned, code of the last tamper event"),
-    obj("0.0.96.15.5.255", 1, 0, "tamper event counter", 2, arg=29,
-        served="double-long-unsigned, occurrences of the last tamper event (repetitions coalesced)"),
-    obj("0.0.99.98.6.255", 7, 1, "control events", 8, 2, arg=6, public=(1,),
-        served="IS 15959 control log: relay, disconnection deferred, max power limit; buffer {time, event code, occurrences}"),
-    obj("0.0.96.11.6.255", 1, 0, "control event code", 2, arg=22,
-        served="long-unsigned, code of the last control event"),
-    obj("0.0.96.15.6.255", 1, 0, "control event counter", 2, arg=30,
-        served="double-long-unsigned, occurrences of the last control event (repetitions coalesced)"),
+    *_event_logs(),
     obj("1.0.0.2.0.255", 1, 0, "firmware id", 2, arg=2, served="octet-string \"prepaid-meter <version>\""),
     obj("0.128.96.5.0.255", 1, 0, "profile", 2, arg=3, public=(1,), write=(2,),
         served="tariff/policy profile as compact JSON (meterctl config show/apply)"),
@@ -217,8 +208,7 @@ LIMITER = by_name("limiter")
 EVENT_LOG = by_name("event log")
 EVENT_CODE = by_name("event code")
 # the audit trail by category (firmware/meter/audit.py): name -> (IC 7 log, event-code object)
-EVENT_LOGS = {c: (by_name(c + " events"), by_name(c + " event code"))
-              for c in ("power", "transaction", "other", "tamper", "control")}
+EVENT_LOGS = {c: (by_name(c + " events"), by_name(c + " event code")) for _, c, _ in EVENT_CATEGORIES}
 FIRMWARE_ID = by_name("firmware id")
 PROFILE = by_name("profile")
 PROFILE_ERROR = by_name("profile error")

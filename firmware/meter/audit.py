@@ -42,7 +42,7 @@ first boot, with their sequence numbers; a marker file makes it safe against pow
 """
 import os
 
-from meter.events import EventLog
+from meter.events import EventLog, Reader
 
 try:
     from micropython import const
@@ -76,7 +76,7 @@ def category(code):
     return _RINGS[ring_of(code)][0]
 
 
-class _View:
+class _View(Reader):
     """A read-only IC 7 view over some rings, merged by sequence number (the EventLog read API)."""
 
     def __init__(self, rings):
@@ -113,15 +113,6 @@ class _View:
             if i >= from_index:
                 yield heads[k]
             heads[k] = next(its[k], None)
-
-    def entries(self, from_index=1, to_index=0):
-        for r in self.records(from_index, to_index):
-            yield r[1:]
-
-    def by_time(self, t_from, t_to):
-        for r in self.records():
-            if t_from <= r[1] <= t_to:
-                yield r[1:]
 
     def last(self):
         """(epoch, code, detail, count) of the newest entry, or None."""

@@ -149,7 +149,22 @@ def decode_at(buf, pos):
     return seq, epoch, code, detail, count
 
 
-class EventLog:
+class Reader:
+    """The IC 7 reads of anything with ``records(from_index, to_index)`` (a ring, a merged view)."""
+
+    def entries(self, from_index=1, to_index=0):
+        """(epoch, code, detail, count) for entries from_index..to_index (1-based, 0 = newest)."""
+        for r in self.records(from_index, to_index):
+            yield r[1:]
+
+    def by_time(self, t_from, t_to):
+        """(epoch, code, detail, count) of the entries with t_from <= epoch <= t_to, oldest first."""
+        for r in self.records():
+            if t_from <= r[1] <= t_to:
+                yield r[1:]
+
+
+class EventLog(Reader):
     """Ring of ``segments * 5`` events in directory ``path`` (created if missing). ``wbuf``: a
     120-byte write buffer (shared by the rings of one meter; one is made if None)."""
 
@@ -305,13 +320,3 @@ class EventLog:
                             yield r
             first += n
 
-    def entries(self, from_index=1, to_index=0):
-        """(epoch, code, detail, count) for entries from_index..to_index (1-based, 0 = newest)."""
-        for r in self.records(from_index, to_index):
-            yield r[1:]
-
-    def by_time(self, t_from, t_to):
-        """(epoch, code, detail, count) of the entries with t_from <= epoch <= t_to, oldest first."""
-        for r in self.records():
-            if t_from <= r[1] <= t_to:
-                yield r[1:]
