@@ -30,7 +30,7 @@ BAUD = 9600
 _MPY_TIMER = r"""
 import time
 from protocol import hdlc
-from meter import server
+from meter.link import HdlcLink
 from meter.account import Account
 from meter.relay import DisconnectControl
 class B:
@@ -46,7 +46,7 @@ class M:
     def event(self, c, t): pass
 FRAMES = %(frames)r   # SNRM, AARQ I-frame, then the GET I-frame for N(S) = N(R) = 1..7, 0
 m = M()
-link = server.HdlcLink(m, 1, None, 512)
+link = HdlcLink(m, 1, None, 512)
 rx = hdlc.Receiver(600)
 def frame(raw):
     rx.feed(raw)
@@ -138,9 +138,9 @@ def model_event_log(max_info, max_pdu, n_events=300):
     """Frame-level model: the server code on CPython with an n-entry log; returns
     (payload bytes, wire bytes both ways, frames)."""
     from fake_meter import Meter
-    from meter import server
+    from meter.link import HdlcLink
     m = Meter(n_events=n_events)
-    link = server.HdlcLink(m, 1, None, max_info)
+    link = HdlcLink(m, 1, None, max_info)
     wire = [0, 0]
 
     def send(ctrl, info=b"", seg=False):

@@ -40,8 +40,9 @@ OBIS_LDN = objects.LDN.obis               # COSEM logical device name (IC 1 Data
 OBIS_FIRMWARE = objects.FIRMWARE_ID.obis  # active firmware identifier (IC 1 Data)
 
 
-def confirm_dlms(port, serial=None, baud=9600, timeout=3.0, attempts=10):
-    """Read the logical device name and the firmware identifier as the public client (SAP 16).
+def confirm_dlms(port, serial=None, baud=9600, timeout=3.0, attempts=10, physical=None):
+    """Read the logical device name and the firmware identifier as the public client (SAP 16),
+    at HDLC physical address ``physical`` (None: the 1-byte server address).
 
     Returns dict(serial str, firmware str|None, ok bool). ``ok`` is False if the name differs
     from ``serial``. Raises FlashError if the meter never answers.
@@ -51,7 +52,7 @@ def confirm_dlms(port, serial=None, baud=9600, timeout=3.0, attempts=10):
     last = None
     for i in range(attempts):
         try:
-            with DlmsClient(port, baud=baud, timeout=timeout) as c:
+            with DlmsClient(port, baud=baud, timeout=timeout, server_physical=physical) as c:
                 ldn = c.get(1, OBIS_LDN, 2)[1]
                 try:
                     fw = c.get(1, OBIS_FIRMWARE, 2)[1]
@@ -71,6 +72,8 @@ class SerialTarget:
     """A board on a serial port: its REPL (``dev``), booted again by ``machine.reset()`` and then
     confirmed over DLMS on ``dlms_port`` (the host's port on the meter's DLMS UART), if given."""
 
+    physical = None          # the provisioned HDLC physical address (set by `flash`)
+
     def __init__(self, port, baud=115200, timeout=10, dlms_port=None, dlms_baud=9600):
         self.dlms_port, self.dlms_baud = dlms_port, dlms_baud
         self.dev = Device(port, baud=baud, root="/", timeout=timeout)
@@ -81,7 +84,7 @@ class SerialTarget:
         _say(log, "reset the board")
         if confirm and self.dlms_port:
             time.sleep(2.0)        # the board boots: its port comes back, main.py starts
-            return confirm_dlms(self.dlms_port, serial, baud=self.dlms_baud)
+            return confirm_dlms(self.dlms_port, serial, baud=self.dlms_baud, physical=self.physical)
         if confirm:
             warnings.append("no --dlms-port: DLMS confirmation skipped")
         return None
@@ -263,6 +266,7 @@ def flash(port, board, serial, keystore=None, drn=None, sgc=None, ti=None, krn=N
     job = _Job(board, serial, code, romfs, console, log)
     report = _prepare(job, keystore, {"drn": drn, "sgc": sgc, "ti": ti, "krn": krn}, settings, port)
     target = connect()
+    target.physical = (settings or {}).get("physical_address")
     try:
         _copy(job, target.dev, report)
         _verify(job, target.dev, report)

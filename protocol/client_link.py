@@ -1,6 +1,6 @@
 """The client (primary station) half of an HDLC link, sans I/O (IEC 62056-46 §6.4; host only).
 
-It mirrors the meter's ``meter.server.HdlcLink`` and the h11 / dlms-cosem interface: the caller
+It mirrors the meter's ``meter.link.HdlcLink`` and the h11 / dlms-cosem interface: the caller
 moves bytes, the link keeps the state::
 
     link = ClientLink(client_sap=16, server_logical=1, max_info=128)

@@ -47,6 +47,12 @@ _MAX_FRAME_LEN = const(2047)
 _PF = const(0x10)
 _MIN_LEN = const(7)  # format(2) + dest(1) + src(1) + ctrl(1) + FCS(2)
 
+try:
+    from time import ticks_diff as _ticks_diff
+except ImportError:  # CPython: plain milliseconds
+    def _ticks_diff(a, b):
+        return a - b
+
 
 class HdlcError(ValueError):
     """Bad HDLC frame or field. ``.reason`` in ('flag', 'format', 'length', 'address',
@@ -245,22 +251,41 @@ class Receiver:
     """Byte-stream to frame reassembler (IEC 62056-46 §6.4.1: frames are delimited by the
     length field; 0x7E may occur inside the information field).
 
-    ``feed(data)`` copies bytes into a preallocated buffer of ``maxlen`` bytes;
-    ``pop()`` returns the next valid ``Frame`` or None. Garbage is skipped by scanning for
-    ``7E`` followed by a format byte ``0xA?``. A candidate with a bad address, HCS, FCS,
-    closing flag or an impossible length is dropped (``dropped`` += 1, ``last_error`` =
+    ``feed(data, now_ms=None, backlog=False)`` copies bytes into a preallocated buffer of
+    ``maxlen`` bytes; ``pop()`` returns the next valid ``Frame`` or None. Garbage is skipped by
+    scanning for ``7E`` followed by a format byte ``0xA?``. A candidate with a bad address, HCS,
+    FCS, closing flag or an impossible length is dropped (``dropped`` += 1, ``last_error`` =
     reason) and scanning resumes at the next byte. Back-to-back frames may share a flag.
     If a single ``feed`` does not fit, complete frames are parsed out into a small queue.
+
+    A server passes ``accept(value, nbytes) -> bool`` (the decoded destination address): once
+    the header of a frame with an information field is verified (addresses, HCS), a frame for
+    another station is skipped by its length, unbuffered (``skipped`` += 1), and a frame for us
+    longer than ``maxlen`` is dropped at once ('length'). Without ``accept`` (a client) a
+    frame longer than ``maxlen`` is dropped at once.
+
+    Inter-character time-out (IEC 62056-46 §6.4.4 / IC 23 HDLC setup ``inter_octet_time_out``,
+    default 25 ms): given ``now_ms`` (a ticks_ms value), a feed that comes more than ``ict_ms``
+    after the previous one discards the partial frame first (complete frames already buffered
+    are kept; a skip ends): ``timeouts`` += 1, ``last_error`` 'timeout'. ``feed(b"", now_ms)``
+    applies the time-out alone. ``backlog=True``: this read filled the caller's buffer, so more
+    bytes were waiting and the next feed's gap is not an inter-character gap.
     """
 
-    def __init__(self, maxlen=2050):
+    def __init__(self, maxlen=2050, accept=None, ict_ms=25):
         if maxlen < 16:
             maxlen = 16
         self._buf = bytearray(maxlen)
         self._mv = memoryview(self._buf)
         self._max = maxlen
+        self._accept = accept
+        self.ict_ms = ict_ms
+        self._t = None               # ticks of the last timed feed
+        self._backlog = False
         self._ready = []
         self.dropped = 0
+        self.skipped = 0
+        self.timeouts = 0
         self.last_error = None
         self.reset()
 
@@ -268,6 +293,7 @@ class Receiver:
         """Forget all buffered bytes and queued frames (counters are kept)."""
         self._s = 0
         self._e = 0
+        self._skip = 0               # bytes of a frame for another station still to come
         self._hdr_ok = False
         self._ready = []
 
@@ -275,11 +301,23 @@ class Receiver:
         """Number of buffered, not yet framed bytes."""
         return self._e - self._s
 
-    def feed(self, data):
-        """Append received bytes (bytes, bytearray or memoryview)."""
+    def feed(self, data, now_ms=None, backlog=False):
+        """Append received bytes (bytes, bytearray or memoryview); ``now_ms``: ticks_ms at
+        reception (None: no inter-character time-out); ``backlog``: see the class."""
+        if now_ms is not None:
+            t = self._t
+            if t is not None and not self._backlog and _ticks_diff(now_ms, t) > self.ict_ms:
+                self._expire()
+            self._t = now_ms
+            self._backlog = backlog
         n = len(data)
         off = 0
         while off < n:
+            if self._skip:
+                k = self._skip if self._skip < n - off else n - off
+                self._skip -= k
+                off += k
+                continue
             if self._e == self._max:
                 self._compact()
                 if self._e == self._max:
@@ -289,10 +327,11 @@ class Receiver:
                         self._ready.append(f)
                         f = self._next()
                     self._compact()
-                    if self._e == self._max:  # cannot happen when maxlen > 2048
+                    if self._e == self._max:  # cannot happen: a candidate fits or is dropped
                         self._s += 1
                         self._hdr_ok = False
                         self._compact()
+                    continue
             k = self._max - self._e
             if k > n - off:
                 k = n - off
@@ -302,6 +341,26 @@ class Receiver:
                 self._mv[self._e:self._e + k] = memoryview(data)[off:off + k]
             self._e += k
             off += k
+
+    def _expire(self):
+        """The line was silent longer than ict_ms: keep complete frames, drop the rest."""
+        stale = self._skip
+        self._skip = 0
+        while True:
+            f = self._next()
+            if f is not None:
+                self._ready.append(f)
+                continue
+            if self._skip:
+                self._skip = 0
+                stale = 1
+            if self._e - self._s < 2:  # nothing, or one flag that may open the next frame
+                break
+            stale = 1
+            self._drop("timeout")
+        if stale:
+            self.timeouts += 1
+            self.last_error = "timeout"
 
     def _compact(self):
         s = self._s
@@ -347,13 +406,18 @@ class Receiver:
                 return None
             ln = ((buf[s + 1] & 0x07) << 8) | buf[s + 2]
             total = ln + 2
-            if ln < _MIN_LEN or total > self._max:
+            if ln < _MIN_LEN or (total > self._max and self._accept is None):
                 self._drop("length")
                 continue
             avail = e - s
             if avail < total:
                 if not self._hdr_ok:
                     r = self._early(s, e, total)
+                    if r == "skip":         # for another station: skip it by its length
+                        self.skipped += 1
+                        self._skip = total - 1 - avail   # its closing flag may open the next
+                        self._s = e
+                        continue
                     if r is not None:
                         self._drop(r)
                         continue
@@ -369,9 +433,11 @@ class Receiver:
             return f
 
     def _early(self, s, e, total):
-        """Check what can be checked of an incomplete candidate (addresses, HCS).
+        """Check what can be checked of an incomplete candidate (addresses, HCS, and with
+        ``accept``: whose it is and whether it fits).
 
-        Returns an error reason, or None (and sets _hdr_ok once the header is verified)."""
+        Returns an error reason, 'skip' (another station's frame, header verified), or None
+        (and sets _hdr_ok once the header is verified)."""
         buf = self._buf
         lim = s + total - 1
         if lim > e:
@@ -405,6 +471,13 @@ class Receiver:
         c = crc16_x25(buf, s + 1, p + 1)
         if buf[p + 1] != (c & 0xFF) or buf[p + 2] != (c >> 8):
             return "hcs"
+        acc = self._accept
+        if acc is not None:
+            v, n, _ = decode_address(buf, s + 3, p)
+            if not acc(v, n):
+                return "skip"
+            if total > self._max:
+                return "length"
         self._hdr_ok = True
         return None
 

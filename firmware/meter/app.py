@@ -11,12 +11,11 @@ acknowledges over DLMS is journaled before the response leaves the UART; consump
 import asyncio
 import gc
 
-from protocol import hdlc
 from meter.account import Account
 from meter.metrology import Pzem004t
 from meter.tariff import ConfigError
 from meter.relay import DisconnectControl, READY
-from meter.server import HdlcLink
+from meter.link import HdlcLink
 from meter.store import Journal, TIME_MAX
 from meter.audit import Audit
 from meter import acse
@@ -45,7 +44,6 @@ _EV_RELAY_CLOSE = const(43)
 _EV_COVER_OPEN = const(60)
 _EV_COVER_CLOSED = const(61)
 _EV_BILL = const(64)
-_EV_DLMS_ERROR = const(90)
 _EV_STORE_ERROR = const(91)
 _T_MIN = const(946684800)    # clock range: 2000-01-01T00:00:00Z .. meter.store.TIME_MAX (2106)
 _CREDIT_ENERGY = const(1)     # Account.unit: credit register in 0.1 kWh
@@ -379,33 +377,7 @@ class Meter:
             await asyncio.sleep_ms(b.poll_ms)
 
     async def dlms_task(self):
-        b = self.board
-        stream = b.dlms_stream()
-        reader = asyncio.StreamReader(stream)
-        writer = asyncio.StreamWriter(stream, {})
-        link = self._link
-        rx = hdlc.Receiver(2100)
-        buf = bytearray(256)
-        mv = memoryview(buf)
-        while True:
-            n = await reader.readinto(buf)
-            if not n:
-                await asyncio.sleep_ms(10)
-                continue
-            rx.feed(mv[:n])
-            while True:
-                f = rx.pop()
-                if f is None:
-                    break
-                try:
-                    out = link.on_frame(f)
-                except Exception as e:  # a bug must not take the meter off the air
-                    self.event(_EV_DLMS_ERROR, "dlms error %r" % (e,))
-                    link._ndm()
-                    out = ()
-                for frame in out:
-                    writer.write(frame)
-                    await writer.drain()
+        await self._link.serve(self.board.dlms_stream())
 
     async def run(self):
         self.board.wdt_feed()

@@ -35,6 +35,10 @@ def _common(f):
         click.option("--krn", type=click.IntRange(1, 15), help="STS key revision number."),
         click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False),
                      help="JSON object merged into config.json (tariff, pins, policy)."),
+        click.option("--physical-address", type=click.IntRange(1, 0x3FFD), default=None, metavar="N",
+                     help="HDLC physical address on an RS-485 bus (config.json physical_address; "
+                          "the meter then answers only 2/4-byte addresses carrying N). "
+                          "Default: none, a point-to-point port. docs/BENCH.md \"RS-485 bus\"."),
         click.option("--baud", type=int, default=115200, show_default=True,
                      help="REPL baud rate (USB CDC ignores it)."),
         click.option("--dlms-port", metavar="PATH",
@@ -93,6 +97,8 @@ def _run(kw, code, romfs="auto"):
     from host_tools import flash as F
 
     settings = _settings(kw.get("settings_file"))
+    if kw.get("physical_address") is not None:
+        settings = dict(settings or {}, physical_address=kw["physical_address"])
     console = Console(stderr=True)
     log = None if kw["as_json"] else (lambda text: console.print(text, highlight=False))
     try:

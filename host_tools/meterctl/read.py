@@ -18,6 +18,7 @@ def read(**kw):
       meterctl read --port /dev/pts/5
       meterctl read --port /dev/ttyUSB0 --json
       meterctl read --port /dev/ttyUSB0 --client 32 --password 00000000
+      meterctl read --port /dev/ttyUSB0 --physical 17    (a meter on an RS-485 bus)
     """
     client = make_client(kw, write=False)
 
@@ -26,6 +27,7 @@ def read(**kw):
             s = read_summary(c)
         s["port"] = kw["port"]
         s["server"] = kw["server"]
+        s["physical"] = kw.get("physical")       # HDLC physical address (None: 1-byte address)
         if kw["as_json"]:
             emit_json(s)
             return
@@ -38,7 +40,10 @@ def print_summary(s, client_sap):
     """The ``read_summary`` dict ``s`` as a two-column table on stdout."""
     from rich.table import Table
 
-    t = Table(title="Meter on %s (server %d, client %d)" % (s["port"], s["server"], client_sap),
+    where = "server %d" % s["server"]
+    if s.get("physical") is not None:
+        where += ", physical %d" % s["physical"]
+    t = Table(title="Meter on %s (%s, client %d)" % (s["port"], where, client_sap),
               show_header=False, title_justify="left")
     t.add_column("what", style="bold")
     t.add_column("value")

@@ -72,7 +72,7 @@ def unix_rig(workdir, flash_dir, heap="190k"):
     return rig
 
 
-def boot_and_confirm(flash_dir, serial, heap, log=None):
+def boot_and_confirm(flash_dir, serial, heap, log=None, physical=None):
     """'Reset' of the unix board: boot the firmware from the flashed directory, read DLMS.
     Returns the ``confirm_dlms`` dict; raises FlashError when the board does not boot."""
     work = tempfile.mkdtemp(prefix="meterctl-unix-")
@@ -82,7 +82,7 @@ def boot_and_confirm(flash_dir, serial, heap, log=None):
         rig.start()
         if log is not None:
             log("booted the unix board from %s (pid %s)" % (flash_dir, rig.pid))
-        return confirm_dlms(rig.port, serial)
+        return confirm_dlms(rig.port, serial, physical=physical)
     except RigError as e:
         tail = [ln for ln in (rig.log_tail(8) if rig is not None else "").splitlines() if ln.strip()]
         raise FlashError("the flashed unix board did not boot: %s%s" % (
@@ -95,6 +95,8 @@ def boot_and_confirm(flash_dir, serial, heap, log=None):
 
 class UnixTarget:
     """``host_tools.flash`` target for the unix board in directory ``flash_dir``."""
+
+    physical = None          # the provisioned HDLC physical address (set by `flash`)
 
     def __init__(self, flash_dir, heap="190k", timeout=10):
         p = pathlib.Path(flash_dir)
@@ -113,7 +115,7 @@ class UnixTarget:
         """Stop the REPL; with ``confirm`` boot the firmware and read DLMS (else None)."""
         self.close()
         if confirm:
-            return boot_and_confirm(self.flash_dir, serial, self.heap, log)
+            return boot_and_confirm(self.flash_dir, serial, self.heap, log, self.physical)
         return None
 
     def close(self):

@@ -17,7 +17,7 @@ from protocol import gbt, security_client as security
 
 from fake_meter import (Meter, C1, C16, SRV, ASSOC_LN, EVENT_LOG_LN, CLOCK_LN,
                             TOKEN_CREDIT_LN, TOKEN_GATEWAY_LN)
-from meter import server
+from meter.link import HdlcLink
 
 
 # ---------------------------------------------------------------- seeds: a real session's frames
@@ -134,7 +134,7 @@ def test_decoder_text_errors_are_defined():
 @given(st.lists(st.integers(0, 10 ** 9), min_size=1, max_size=30))
 def test_server_survives_mutated_sessions_on_cpython(seeds):
     m = Meter(n_events=50)
-    link = server.HdlcLink(m, 1, None, 512)
+    link = HdlcLink(m, 1, None, 512)
     frames = session_frames()
     for s in seeds:
         rng = random.Random(s)

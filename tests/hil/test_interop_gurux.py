@@ -256,6 +256,7 @@ def test_event_log_by_block_transfer_at_max_pdu_256(rig_factory, max_info):
         pg = GXDLMSProfileGeneric("0.0.99.98.0.255")
         p.read(pg, 8)
         capacity = pg.profileEntries
+        p.release()       # the link is client 32's until its DISC (or inactivity)
     finally:
         p.close()
     _fill_event_log(rig, min(capacity, 300))

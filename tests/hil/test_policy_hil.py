@@ -223,7 +223,7 @@ def test_config_refuses_a_bad_profile_before_the_wire(tmp_path):
     assert e.value.field == "policy.holidays[0]"
     f.write_text("{not json")
     r = _cli("config", "check", str(f))
-    assert r.exit_code == 1 and "not JSON" in r.output
+    assert r.exit_code == 2 and "not JSON" in r.output   # an unreadable input file is a usage error
 
 
 def test_config_apply_over_dlms(rig_factory):

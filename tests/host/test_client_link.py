@@ -1,5 +1,5 @@
 """The sans-I/O client (protocol/client_link.py, protocol/client_assoc.py) driven against the
-meter's real HDLC link and association (firmware/meter/server.py ``HdlcLink`` with the small
+meter's real HDLC link and association (firmware/meter/link.py ``HdlcLink`` with the small
 stand-in meter of tests/support/fake_meter.py), frame by frame, in process: no pty, no thread,
 no clock. A ``Wire`` carries every frame from one station to the other and can lose or echo
 frames; silence is the client seeing ``NeedData`` with nothing left to read.
@@ -10,7 +10,7 @@ response recovered by RR polling, echo suppression, RLRQ/RLRE and DISC; then the
 association's state transitions on their own (an illegal call raises and changes nothing)."""
 import pytest
 
-from meter import server
+from meter.link import HdlcLink
 from protocol import apdu_client as apdu
 from protocol import axdr_client as axdr
 from protocol import client_link as cl
@@ -85,7 +85,7 @@ class Wire:
 def session(sap=16, meter=None, max_info=128, meter_max_info=512, echo=False, max_pdu=0xFFFF):
     """A linked and associated (client link, association, wire, meter link)."""
     m = meter or Meter()
-    ml = server.HdlcLink(m, 1, None, meter_max_info)
+    ml = HdlcLink(m, 1, None, meter_max_info)
     link = cl.ClientLink(sap, 1, None, max_info)
     w = Wire(link, ml, echo)
     ev = w.run(link.snrm(), cl.Connected)
@@ -123,7 +123,7 @@ def test_public_client_is_refused_and_wrong_password_rejected():
     with pytest.raises(AccessDenied):
         w.transact(assoc.get(7, EVENT_LOG_LN, 2))
     goodbye(link, assoc, w)
-    ml = server.HdlcLink(Meter(), 1, None, 512)
+    ml = HdlcLink(Meter(), 1, None, 512)
     link = cl.ClientLink(1, 1)
     w = Wire(link, ml)
     w.run(link.snrm(), cl.Connected)
@@ -221,7 +221,7 @@ def test_echo_of_own_frames_is_suppressed():
 
 def test_meter_restart_is_link_down():
     link, assoc, w, ml = session(sap=1)
-    ml.on_frame(hdlc.decode_frame(hdlc.encode_frame(link.dest, b"\x21", hdlc.DISC)))  # another client
+    ml.on_frame(hdlc.decode_frame(hdlc.encode_frame(link.dest, b"\x03", hdlc.DISC)))  # link lost (restart)
     ev = w.run(link.send_apdu(assoc.get(8, CLOCK_LN, 2).request), cl.Apdu, cl.LinkDown)
     assert isinstance(ev, cl.LinkDown) and "DM" in ev.reason
     assert link.state == cl.IDLE and not link.connected

@@ -6,7 +6,8 @@ diagnostics, block transfer, access rights, invoke-id echo. Reference frames are
 frames of ../shared/reference/dlms.md §1-2 (checked there against gurux and dlms-cosem)."""
 import pytest
 
-from meter import cosem_values, server
+from meter import cosem_values
+from meter.link import HdlcLink
 from protocol import apdu_client as apdu
 from protocol import hdlc_client as hdlc
 from protocol import axdr_client as axdr
@@ -68,7 +69,7 @@ class Client:
 
 def linked(meter=None, **kw):
     m = meter or Meter()
-    link = server.HdlcLink(m, 1, kw.pop("physical", None), kw.pop("max_info", 512))
+    link = HdlcLink(m, 1, kw.pop("physical", None), kw.pop("max_info", 512))
     return m, link
 
 
@@ -366,6 +367,7 @@ def test_object_list_matches_enforced_rights():
                 r = apdu.parse_response(c.request(apdu.get_request(0xC1, ic, ln, a)))
                 assert (r.dar is None) == bool(mode & 1), (sap, ln.hex(), a, r.dar)
                 assert r.dar in (None, 3)
+        assert c.send(hdlc.DISC)[0].ctrl == hdlc.UA     # the link is this client's until DISC
 
 
 def test_limiter_and_absent_emergency_credit():

@@ -1,0 +1,287 @@
+"""The meter's HDLC link (IEC 62056-46), server side, and the UART task that feeds it.
+
+``HdlcLink.on_frame(frame) -> sequence of frames (bytes)`` is sans-I/O; ``HdlcLink.serve(stream)``
+is the asyncio task (``meter.app``): bytes from the board's DLMS UART into a
+``protocol.hdlc.Receiver`` (inter-character time-out, frames for other stations skipped by their
+length), frames into ``on_frame``, answers out. The association is ``meter.server``'s. What the
+link does, clause by clause: docs/CONTRACTS.md "DLMS server".
+
+Addressing (§6.4.2): our logical address must match; the all-station (0x7F / 0x3FFF) and
+no-station (0) addresses, logical or physical, are never answered (IEC 62056-46 allows the
+all-station address only for UI frames, which get no response; this meter serves no broadcast
+service). With a provisioned ``physical`` address (an RS-485 bus) only 2/4-byte addresses
+carrying it are answered; without one (a point-to-point or optical port) the 1-byte address and
+any physical part are. A link with an open association belongs to the client address that
+opened it until DISC (or RLRQ) or ``inactivity_s``: other clients get DM (§6.4.4.4.3:
+"disconnected mode": this secondary is not connected to them and cannot action their SNRM now),
+the owner's link is untouched. A link without an association (a refused AARQ, a client that went
+away after its SNRM) is taken over by another client's SNRM.
+"""
+import asyncio
+import time
+
+from protocol import hdlc, apdu
+from meter.server import Association
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_ticks_diff = getattr(time, "ticks_diff", None) or (lambda a, b: a - b)
+
+_NDM = const(0)
+_NRM = const(1)
+_SERVICE_PDU_TOO_LONG = const(4)
+_EV_DLMS_ERROR = const(90)     # meter.events
+_RX_MAX = const(1100)          # reassembly limit for segmented requests
+_ICT_MS = const(25)            # inter-character time-out (IC 23 inter_octet_time_out default)
+_OVERHEAD = const(16)          # flags, format, 4-byte dest, src, ctrl, HCS, FCS
+
+# HDLC (protocol.hdlc): UA, DM, FRMR responses; kind() results
+_UA = const(0x73)
+_DM = const(0x1F)
+_FRMR = const(0x97)
+_K_I = const(1)
+_K_RR = const(2)
+_K_RNR = const(3)
+_K_SNRM = const(4)
+_K_UA = const(5)
+_K_DISC = const(6)
+_K_DM = const(7)
+_K_FRMR = const(8)
+_K_UI = const(9)
+_TX_OFF = const(1)             # a response being segmented: [data with LLC header, offset sent]
+
+_FRMR_W = const(1)             # invalid / not implemented control field
+_FRMR_Y = const(4)             # information field too long
+_FRMR_Z = const(8)             # invalid N(R)
+
+
+class HdlcLink:
+    """Server side of one HDLC link (IEC 62056-46), window size 1. ``logical``/``physical``: our
+    server address (physical None: a point-to-point port, see the module); ``max_info``: the
+    largest information field we send and receive (negotiation lowers it).
+    Counters: ``ignored`` (frames not for us, echoes), ``refused`` (frames of other clients while
+    a link is open), ``errors`` (exceptions: only the first is logged), ``frmr`` (FRMR sent),
+    ``retransmitted``."""
+
+    def __init__(self, meter, logical=1, physical=None, max_info=512, inactivity_s=120):
+        self.assoc = Association(meter, logical)
+        self.logical = logical
+        self.physical = physical
+        self.max_info = max_info
+        self.inactivity_ms = int(inactivity_s) * 1000
+        self.ticks = meter.board.ticks_ms
+        self.ignored = 0
+        self.refused = 0
+        self.errors = 0
+        self.frmr = 0
+        self.retransmitted = 0
+        self._echo = None          # (dest, src, ctrl, info) of our last frame
+        self._addr = b"\x03"
+        self._ndm()
+
+    def accepts(self, value, n):
+        """True if a destination address (decoded ``value`` of ``n`` bytes) names this meter."""
+        try:
+            logical, physical = hdlc.split_server_address(value, n)
+        except hdlc.HdlcError:
+            return False
+        top = 0x7F if n < 4 else 0x3FFF
+        if logical != self.logical or logical == top:
+            return False
+        if physical is None:
+            return self.physical is None
+        if physical == top or physical == 0:
+            return False
+        return self.physical is None or physical == self.physical
+
+    def receiver(self):
+        """A ``protocol.hdlc.Receiver`` for this link: frames up to ``max_info`` of information,
+        frames for other stations skipped, inter-character time-out ``_ICT_MS``."""
+        return hdlc.Receiver(self.max_info + _OVERHEAD, self.accepts, _ICT_MS)
+
+    async def serve(self, stream):
+        """The UART task: read ``stream``, answer frames; never returns."""
+        reader = asyncio.StreamReader(stream)
+        writer = asyncio.StreamWriter(stream, {})
+        rx = self.receiver()
+        buf = bytearray(256)
+        mv = memoryview(buf)
+        ticks = self.ticks
+        while True:
+            n = await reader.readinto(buf)
+            if not n:
+                await asyncio.sleep_ms(10)
+                continue
+            rx.feed(mv[:n], ticks(), n == len(buf))
+            while True:
+                f = rx.pop()
+                if f is None:
+                    break
+                try:
+                    out = self.on_frame(f)
+                except Exception as e:  # a bug must not take the meter off the air
+                    if not self.errors:   # one event, then counted: no flash wear per request
+                        self.assoc.meter.event(_EV_DLMS_ERROR, "dlms error %r" % (e,))
+                    self.errors += 1
+                    self._ndm()
+                    out = ()
+                for frame in out:
+                    writer.write(frame)
+                    await writer.drain()
+
+    def _ndm(self):
+        self.state = _NDM
+        self.client = None
+        self.vs = self.vr = 0
+        self.tx_max = self.rx_max = 128
+        self._rx = None            # request being reassembled: bytearray (False: over _RX_MAX)
+        self._tx = None            # response being sent in segments: [data, _TX_OFF]
+        self._last = None          # (frame, echo key) of our last I-frame, for retransmission
+        self._last_rx = 0
+        self.assoc.reset()
+
+    def _frame(self, ctrl, info=b"", segmented=False, client=None, addr=None):
+        dest = client or self.client
+        addr = addr or self._addr
+        self._echo = (dest, addr, ctrl, info)
+        return hdlc.encode_frame(dest, addr, ctrl, info, segmented)
+
+    def _frmr(self, ctrl, flags):
+        self.frmr += 1
+        return (self._frame(_FRMR, bytes((ctrl, (self.vs << 1) | (self.vr << 5), flags))),)
+
+    def _for_us(self, f):
+        if len(f.src) != 1:
+            return False
+        try:
+            value, n, _ = hdlc.decode_address(f.dest, 0)
+        except hdlc.HdlcError:
+            return False
+        e = self._echo             # our own frame heard back (optical head, echo)
+        return self.accepts(value, n) and not (e is not None and f.ctrl == e[2] and f.src == e[1]
+                                               and f.dest == e[0] and f.info == e[3])
+
+    def on_frame(self, f):
+        """Handle one received frame; return a sequence of frames to transmit (maybe empty)."""
+        if not self._for_us(f):
+            self.ignored += 1
+            return ()
+        k = hdlc.kind(f.ctrl)
+        if k in (_K_UA, _K_DM, _K_FRMR):
+            self.ignored += 1      # responses are never addressed to a secondary
+            return ()
+        # inactivity supervision: a link silent for inactivity_s is back in NDM
+        now = self.ticks()
+        if (self.state == _NRM and self.inactivity_ms
+                and _ticks_diff(now, self._last_rx) > self.inactivity_ms):
+            self._ndm()
+        if self.state == _NRM and f.src != self.client and (k != _K_SNRM or self.assoc.open):
+            # the link is another client's: it stays as it is, this one is told DM (not UI)
+            self.refused += 1
+            return () if k == _K_UI else (self._frame(_DM, client=f.src, addr=f.dest),)
+        self._last_rx = now
+        self._addr = f.dest
+        if k == _K_SNRM:
+            self._ndm()
+            self._last_rx = now
+            self.client = f.src
+            try:
+                ctx, crx, _, _ = hdlc.decode_params(f.info)
+            except hdlc.HdlcError:
+                return self._frmr(f.ctrl, _FRMR_W | 2)
+            if ctx < 1 or crx < 1:
+                return self._frmr(f.ctrl, _FRMR_W | 2)
+            self.tx_max = min(self.max_info, crx)
+            self.rx_max = min(self.max_info, ctx)
+            self.state = _NRM
+            return (self._frame(_UA, hdlc.encode_params(self.tx_max, self.rx_max, 1, 1)),)
+        if k == _K_DISC:
+            was = self.state
+            self._ndm()
+            return (self._frame(_UA if was == _NRM else _DM, client=f.src),)
+        if self.state != _NRM:     # not connected: DM to I, RR, RNR
+            return (self._frame(_DM, client=f.src),) if k in (_K_I, _K_RR, _K_RNR) else ()
+        if k == _K_UI:
+            return ()
+        if k == _K_RNR:
+            return (self._frame(hdlc.ctrl_rr(self.vr)),)
+        if k != _K_I and k != _K_RR:
+            return self._frmr(f.ctrl, _FRMR_W)
+        return self._numbered(f, k)
+
+    def _numbered(self, f, k):
+        """An I-frame or RR from our client in NRM: sequence numbers, retransmission,
+        segmentation both ways, then the request to the association."""
+        nr = hdlc.nr(f.ctrl)
+        last = self._last
+        resend = last is not None and nr == (self.vs - 1) & 7   # our last I-frame is missing
+        if k == _K_RR:
+            if resend:
+                self.retransmitted += 1
+                frame, self._echo = last
+                return (frame,)
+            if nr != self.vs:
+                return self._frmr(f.ctrl, _FRMR_Z)
+            if self._tx is not None:
+                return (self._next_segment(),)
+            return (self._frame(hdlc.ctrl_rr(self.vr)),)
+        # I-frame
+        n_s = hdlc.ns(f.ctrl)
+        if n_s != self.vr:
+            if n_s == (self.vr - 1) & 7 and last is not None:
+                self.retransmitted += 1     # repeated request: our answer was lost
+                frame, self._echo = last
+                return (frame,)
+            return (self._frame(hdlc.ctrl_rr(self.vr)),)
+        if nr != self.vs and not resend:
+            return self._frmr(f.ctrl, _FRMR_Z)
+        if len(f.info) > self.rx_max:
+            return self._frmr(f.ctrl, _FRMR_Y)
+        self.vr = (self.vr + 1) & 7
+        self._tx = None                     # a new request ends any unfinished response
+        rx = self._rx
+        if f.segmented or rx is not None:
+            if rx is None:
+                rx = self._rx = bytearray()
+            if rx is not False:
+                if len(rx) + len(f.info) > _RX_MAX:
+                    rx = self._rx = False   # too long: the rest is dropped, then refused
+                else:
+                    rx.extend(f.info)
+            if f.segmented:
+                return (self._frame(hdlc.ctrl_rr(self.vr)),)
+            self._rx = None
+            if rx is False:
+                return self._send(apdu.exception_response(1, _SERVICE_PDU_TOO_LONG))
+            data = rx
+        else:
+            data = f.info
+        mv = memoryview(data)
+        if len(data) >= 3 and data[0] == 0xE6 and data[1] in (0xE6, 0xE7):
+            mv = mv[3:]                     # LLC header
+        resp = self.assoc.handle(self.client[0] >> 1, mv)
+        if resp is None:
+            return (self._frame(hdlc.ctrl_rr(self.vr)),)
+        return self._send(resp)
+
+    def _send(self, resp):
+        self._tx = [b"\xE6\xE7\x00" + resp, 0]
+        return (self._next_segment(),)
+
+    def _next_segment(self):
+        t = self._tx
+        data, off = t
+        end = off + self.tx_max
+        seg = len(data) > end
+        frame = self._frame(hdlc.ctrl_i(self.vs, self.vr), data[off:end], seg)
+        if seg:
+            t[_TX_OFF] = end
+        else:
+            self._tx = None
+        self.vs = (self.vs + 1) & 7
+        self._last = (frame, self._echo)
+        return frame
