@@ -1,17 +1,46 @@
-"""Metering module over Modbus RTU: a minimal async master for the PZEM-004T v3.
+"""Metering module over Modbus RTU: the asyncio side of ``protocol.modbus_rtu.Master``, the
+module types of ``meter.modules`` and the fault logic (``Health``).
 
-PZEM-004T v3 input registers 0x0000-0x0009 (function 0x04), 9600 8N1 (reference micropython.md §4):
-voltage 0.1 V; current mA (32-bit, low word first); power 0.1 W (32-bit, low word first);
-energy Wh (32-bit, low word first); frequency 0.1 Hz; power factor 0.01; alarm (0xFFFF = alarm).
-The whole 10-register read is one 8-byte request and a 25-byte reply.
+``Module(stream, kind, unit, ...)``; ``await module.poll()`` -> True if the readings are new.
+One poll sends each request of the module's map (PZEM-004T: 1, SDM120/SDM630: 2):
 
-Buffers are preallocated; a poll allocates nothing but the awaitables. Values are small ints.
-Errors: ``poll()`` returns False on timeout, CRC error or an exception reply and counts it in
-``errors``/``last_error``; the previous readings stay (``fresh`` goes False).
+1. drain: read and discard the line until it has been quiet for ``gap_ms`` (bounded by
+   ``timeout_ms``): leftovers of an earlier reply, noise, a late answer are gone;
+2. write the request (RS-485 driver enabled around it by ``tx_enable``);
+3. feed what arrives to the framer until it finds the reply or gives up (``timeout_ms``
+   with no frame, or ``gap_ms`` of silence inside a started frame);
+4. a failed exchange is tried again after step 1, ``retries`` times at most; an exception
+   reply is final.
+
+``gap_ms`` is t3.5 (``modbus_rtu.silence_us``: 4.0 ms at 9600 baud, 16.0 ms at 2400, 1.75 ms
+above 19200) but at least ``MIN_GAP_MS`` = 20 ms: UART drivers and USB adapters hand bytes
+over in bursts (ESP-IDF's RX timeout, an FTDI's 16 ms latency timer), so a shorter silence
+is not observable from Python. The stream is used directly, without an asyncio
+StreamReader: ``readinto`` must not block (``machine.UART(timeout=0)``, a raw tty with
+VMIN=VTIME=0) and may return None or 0 when nothing came; waits are ``asyncio.sleep_ms``.
+The poll is a non-blocking state machine, ``start()`` then ``step()`` (returns the ms to
+wait, -1 when done), so it runs the same under asyncio (``poll()``, ``run()``) and in tests
+with a fake clock. It allocates nothing on MicroPython; ``await poll()`` costs the coroutine
+object of the call, ``run(period_ms, after)`` not even that (bench/bench_modbus.py).
+
+Attributes after a poll (ints in the firmware's units, None when not known or invalid):
+``voltage_dv``, ``current_ma``, ``power_dw`` (import, >= 0), ``energy_wh`` (import counter),
+``export_wh``, ``frequency_dhz``, ``pf_centi`` (>= 0), ``alarm`` (PZEM), ``val`` (all slots
+of ``meter.modules``, e.g. SDM630 phases 2/3), ``fresh`` (this poll succeeded),
+``errors`` (failed polls), ``last_error`` (``modbus_rtu.ERRORS`` name), ``exc_code``,
+``discarded`` (bytes drained as noise), and the fault logic's ``outcome`` (flags FAULT,
+RECOVERED, COUNTER_RESET of this poll), ``delta_wh`` (Wh to charge for this poll: 0 on a
+counter reset), ``fault_wh`` (on RECOVERED: Wh the module counted during the fault),
+``faulted``. While ``faulted`` the instantaneous values are None (never stale values as
+fresh); ``energy_wh`` keeps the last good counter.
+
+``Pzem004t(stream, unit=1, timeout_ms=500, tx_enable=None)`` is ``Module`` of kind
+"pzem004t" (the constructor app.py calls).
 """
 import asyncio
 
-from protocol import modbus_rtu
+from meter import modules as mm
+from protocol import modbus_rtu as mb
 
 try:
     from micropython import const
@@ -19,79 +48,307 @@ except ImportError:
     def const(x):
         return x
 
-_FN_INPUT = const(4)
-_NREG = const(10)
-_REPLY = const(25)
+try:
+    from time import ticks_diff, ticks_ms
+except ImportError:  # CPython
+    import time as _time
+
+    def ticks_ms():
+        return int(_time.monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+try:
+    _sleep_ms = asyncio.sleep_ms
+except AttributeError:  # CPython (tests)
+    def _sleep_ms(ms):
+        return asyncio.sleep(ms / 1000)
+
+MIN_GAP_MS = const(20)
+_DRAIN = const(0)
+_WAIT = const(1)
+
+# Health outcome flags
+FAULT = const(1)           # the module has just been declared faulty (once per fault)
+RECOVERED = const(2)       # the first good reading after a fault (fault_wh is set)
+COUNTER_RESET = const(4)   # the energy counter went backwards: tamper, nothing credited
 
 
-class Pzem004t:
-    def __init__(self, stream, unit=1, timeout_ms=500, tx_enable=None):
-        # one asyncio Stream both ways (MicroPython's StreamReader and StreamWriter are the same
-        # class): one object less on the heap
-        self._io = asyncio.StreamWriter(stream)
-        self._req = modbus_rtu.read_request(unit, _FN_INPUT, 0, _NREG)
-        self._buf = bytearray(32)
-        self._mv = memoryview(self._buf)
-        self._unit = unit
-        self._timeout = timeout_ms
+class Health:
+    """Fault logic of a metering module, pure (fed outcomes and times, no I/O, no heap).
+
+    ``bad(now)`` after a failed poll, ``good(now, energy_wh)`` after a good one; ``now`` is
+    seconds on any clock that does not step back (the RTC: board.time()). Both return the
+    outcome flags of this poll (0, FAULT, RECOVERED, COUNTER_RESET; RECOVERED|COUNTER_RESET
+    when a module comes back with a lower counter):
+
+    - FAULT once, when ``fail_polls`` polls in a row failed or ``fail_s`` seconds passed
+      since the first of them (0 disables the time rule); ``faulted`` stays True until
+      the next good poll, ``faults`` counts them.
+    - RECOVERED on that good poll; ``fault_wh`` = the Wh the module counted from the last
+      good reading before the fault to now (also in ``delta_wh``: charge it).
+    - COUNTER_RESET when ``energy_wh`` is below the baseline (module reset or swapped): a
+      tamper event; ``delta_wh`` = 0 (never in the customer's favour, nothing charged for the
+      unknown part either), the new counter is the baseline.
+
+    ``delta_wh`` is the Wh to charge for this poll (0 on the first reading and after a bad
+    poll); ``baseline_wh`` the counter it is measured from (None until the first reading;
+    set it to a persisted value at boot to charge across a reboot).
+    """
+
+    def __init__(self, fail_polls=5, fail_s=60):
+        self.fail_polls = fail_polls
+        self.fail_s = fail_s
+        self.fails = 0
+        self.since = 0
+        self.faulted = False
+        self.faults = 0
+        self.resets = 0
+        self.baseline_wh = None
+        self.delta_wh = 0
+        self.fault_wh = 0
+
+    def bad(self, now):
+        """A failed poll at ``now`` (s). Returns FAULT once per fault, else 0."""
+        self.delta_wh = 0
+        if self.fails == 0:
+            self.since = now
+        self.fails += 1
+        if self.faulted:
+            return 0
+        if self.fails >= self.fail_polls or (self.fail_s and now - self.since >= self.fail_s):
+            self.faulted = True
+            self.faults += 1
+            return FAULT
+        return 0
+
+    def good(self, now, energy_wh):
+        """A good poll at ``now`` (s) with the module's import counter ``energy_wh`` (Wh).
+        Returns 0 or RECOVERED and/or COUNTER_RESET; sets ``delta_wh``."""
+        out = 0
+        self.fails = 0
+        if self.faulted:
+            self.faulted = False
+            out = RECOVERED
+        last = self.baseline_wh
+        if last is None:
+            d = 0
+        elif energy_wh < last:
+            d = 0
+            out |= COUNTER_RESET
+            self.resets += 1
+        else:
+            d = energy_wh - last
+        self.baseline_wh = energy_wh
+        self.delta_wh = d
+        if out & RECOVERED:
+            self.fault_wh = d
+        return out
+
+
+def _clock_s():
+    return ticks_ms() // 1000
+
+
+class Module:
+    """A metering module of type ``kind`` ("pzem004t", "sdm120", "sdm630") at Modbus
+    address ``unit`` on ``stream`` (see the module docstring for the exchange and the
+    attributes). ``baud``: line speed (for t3.5). ``retries``: further tries per request.
+    ``fail_polls``/``fail_s``: the fault rule (``Health``). ``clock``: seconds for that rule
+    (board.time; default: the tick counter). ``ticks``: a ms tick function (tests).
+    ValueError for an unknown kind; ModbusError('range') for a bad unit."""
+
+    def __init__(self, stream, kind="pzem004t", unit=1, timeout_ms=500, tx_enable=None,
+                 baud=9600, retries=2, fail_polls=5, fail_s=60, clock=None, ticks=None):
+        fn, blocks, fields = mm.lookup(kind)
+        self.kind = kind
+        self._s = stream
         self._tx_enable = tx_enable
-        self.voltage_dv = None
-        self.current_ma = None
-        self.power_dw = None
-        self.energy_wh = None
-        self.frequency_dhz = None
-        self.pf_centi = None
+        self._gap = max(mb.silence_us(baud) // 1000 + 1, MIN_GAP_MS)
+        self._fields = fields
+        self._blocks = blocks
+        self._masters = tuple(mb.Master(unit, fn, (blocks[i] << 8) | blocks[i + 1], blocks[i + 2],
+                                        timeout_ms, self._gap) for i in range(0, len(blocks), 3))
+        self._scratch = bytearray(32)
+        self._ticks = ticks or ticks_ms
+        self._clock = clock or _clock_s
+        self.retries = retries
+        self.health = Health(fail_polls, fail_s)
+        self.val = [None] * mm.NSLOT
+        self.voltage_dv = self.current_ma = self.power_dw = None
+        self.frequency_dhz = self.pf_centi = None
+        self.energy_wh = self.export_wh = None
         self.alarm = False
         self.fresh = False
         self.errors = 0
         self.last_error = ""
+        self.exc_code = 0
+        self.discarded = 0
+        self.outcome = 0
+        self.delta_wh = 0
+        self.fault_wh = 0
+        self.faulted = False
+        self._state = _DRAIN
+        self._blk = self._try = self._t0 = self._quiet = 0
 
-    async def _read_exact(self, n, start):
-        got = start
-        while got < n:
-            k = await self._io.readinto(self._mv[got:n])
+    def _drain(self):
+        # discard input; True once the line was quiet for gap_ms (or timeout: send anyway)
+        now = self._ticks()
+        while True:
+            k = self._s.readinto(self._scratch)
             if not k:
-                await asyncio.sleep_ms(5)
-                continue
-            got += k
-        return got
+                break
+            self.discarded += k
+            self._quiet = now
+        return (ticks_diff(now, self._quiet) >= self._gap
+                or ticks_diff(now, self._t0) >= self._masters[0].timeout_ms)
 
-    async def poll(self):
-        """Read all 10 input registers; True if the readings were refreshed."""
+    def _send(self, m):
         if self._tx_enable:
             self._tx_enable(True)
-        self._io.write(self._req)
-        await self._io.drain()
+        self._s.write(m.request)
         if self._tx_enable:
             self._tx_enable(False)
-        try:
-            # an exception reply is 5 bytes; a normal one 25
-            await asyncio.wait_for_ms(self._read_exact(5, 0), self._timeout)
-            n = 5
-            if not self._buf[1] & 0x80:
-                await asyncio.wait_for_ms(self._read_exact(_REPLY, 5), self._timeout)
-                n = _REPLY
-            code = modbus_rtu.check_response(self._buf, n, self._unit, _FN_INPUT)
-        except asyncio.TimeoutError:
-            return self._fail("timeout")
-        except modbus_rtu.ModbusError as e:
-            await asyncio.sleep_ms(50)  # let the rest of a damaged reply pass (t3.5 and more)
-            return self._fail("bad reply: %s" % e)
-        if code:
-            return self._fail("exception %d" % code)
-        b = self._buf
-        self.voltage_dv = modbus_rtu.reg(b, 0)
-        self.current_ma = modbus_rtu.u32_lo_first(b, 1)
-        self.power_dw = modbus_rtu.u32_lo_first(b, 3)
-        self.energy_wh = modbus_rtu.u32_lo_first(b, 5)
-        self.frequency_dhz = modbus_rtu.reg(b, 7)
-        self.pf_centi = modbus_rtu.reg(b, 8)
-        self.alarm = modbus_rtu.reg(b, 9) == 0xFFFF
+        m.begin()
+        self._t0 = self._quiet = self._ticks()
+        self._state = _WAIT
+
+    def _receive(self, m):
+        # everything the UART holds goes to the framer; then the clock decides
+        now = self._ticks()
+        while True:
+            k = self._s.readinto(self._scratch)
+            if not k:
+                break
+            self._quiet = now
+            st = m.feed(self._scratch, k)
+            if st:
+                return st
+        return m.idle(ticks_diff(now, self._t0), ticks_diff(now, self._quiet))
+
+    def _to_drain(self):
+        self._state = _DRAIN
+        self._t0 = self._quiet = self._ticks()
+
+    def start(self):
+        """Begin a poll (then call ``step()`` until it returns -1)."""
+        self._blk = 0
+        self._try = 0
+        self._to_drain()
+
+    def step(self):
+        """Advance the poll started by ``start()`` without blocking: returns the ms to wait
+        before the next call, or -1 when the poll is over (``fresh`` tells how)."""
+        m = self._masters[self._blk]
+        if self._state == _DRAIN:
+            if not self._drain():
+                return self._gap
+            self._send(m)
+            return self._gap
+        st = self._receive(m)
+        if st == mb.NEED:
+            return self._gap
+        if st == mb.ERROR and self._try < self.retries:
+            self._try += 1
+            self._to_drain()
+            return 0
+        if st != mb.FRAME:
+            self.exc_code = m.exc_code
+            self._fail(m.error)
+            return -1
+        self._blk += 1
+        self._try = 0
+        if self._blk < len(self._masters):
+            self._to_drain()
+            return 0
+        if self._decode():
+            self._good()
+        else:
+            self._fail(mb.E_VALUE)
+        return -1
+
+    async def poll(self):
+        """Read every block of the module's map; True if all values were refreshed."""
+        self.start()
+        while True:
+            ms = self.step()
+            if ms < 0:
+                return self.fresh
+            await _sleep_ms(ms)
+
+    async def run(self, period_ms, after):
+        """Poll for ever, calling ``after()`` after each poll and waiting ``period_ms``
+        between polls: the poll loop without a coroutine object per poll (0 bytes of heap
+        per poll on MicroPython)."""
+        while True:
+            self.start()
+            ms = self.step()
+            while ms >= 0:
+                await _sleep_ms(ms)
+                ms = self.step()
+            after()
+            await _sleep_ms(period_ms)
+
+    def _decode(self):
+        # all fields of the map into val; False if a value is NaN/inf/out of range
+        val = self.val
+        f = self._fields
+        b = self._blocks
+        for j in range(0, len(f), 6):
+            blk = f[j + 1]
+            m = self._masters[blk]
+            i = ((f[j + 2] << 8) | f[j + 3]) - ((b[3 * blk] << 8) | b[3 * blk + 1])
+            kind = f[j + 4]
+            if kind == mm.U16:
+                v = m.reg(i)
+            elif kind == mm.U32_LO_FIRST:
+                v = m.u32_lo_first(i)
+            else:
+                k = 1
+                for _ in range(f[j + 5]):
+                    k *= 10
+                v = m.f32(i, k)
+                if v is None:
+                    return False
+            val[f[j]] = v
+        return True
+
+    def _good(self):
+        v = self.val
+        self.voltage_dv = v[mm.VOLTAGE_DV]
+        self.current_ma = abs(v[mm.CURRENT_MA])
+        self.power_dw = max(0, v[mm.POWER_DW])
+        self.frequency_dhz = v[mm.FREQUENCY_DHZ]
+        self.pf_centi = abs(v[mm.PF_CENTI])
+        self.energy_wh = v[mm.IMPORT_WH]
+        self.export_wh = v[mm.EXPORT_WH]
+        self.alarm = v[mm.ALARM] == 0xFFFF
         self.fresh = True
+        self.exc_code = 0
+        h = self.health
+        self.outcome = h.good(self._clock(), self.energy_wh)
+        self._health(h)
         return True
 
     def _fail(self, why):
         self.errors += 1
-        self.last_error = why
+        self.last_error = mb.ERRORS[why]
         self.fresh = False
+        h = self.health
+        self.outcome = h.bad(self._clock())
+        self._health(h)
+        if h.faulted:   # no stale value served as fresh
+            self.voltage_dv = self.current_ma = self.power_dw = None
+            self.frequency_dhz = self.pf_centi = None
         return False
+
+    def _health(self, h):
+        self.delta_wh = h.delta_wh
+        self.fault_wh = h.fault_wh
+        self.faulted = h.faulted
+
+
+def Pzem004t(stream, unit=1, timeout_ms=500, tx_enable=None, **kw):
+    """The PZEM-004T v3 ``Module`` (the constructor app.py has always called)."""
+    return Module(stream, "pzem004t", unit, timeout_ms, tx_enable, **kw)

@@ -32,7 +32,7 @@ except ImportError:
 
 _BLOCK = const(1024)
 _U32 = const(0xFFFFFFFF)
-_EXCEPTION = const(0xD8)
+_EXCEPTION_RESPONSE = const(0xD8)
 _SERVICE_NOT_ALLOWED = const(1)
 _DECIPHERING_ERROR = const(5)
 _IC_ERROR = const(6)
@@ -144,10 +144,10 @@ class Security:
             s.open(b, 0, len(b), sess[PEER], self.rx)
         except S.CounterError:
             r = self.rx
-            return bytes((_EXCEPTION, _SERVICE_NOT_ALLOWED, _IC_ERROR, r >> 24, (r >> 16) & 255,
+            return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _IC_ERROR, r >> 24, (r >> 16) & 255,
                           (r >> 8) & 255, r & 255))
         except S.SecurityError:
-            return bytes((_EXCEPTION, _SERVICE_NOT_ALLOWED, _DECIPHERING_ERROR))
+            return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _DECIPHERING_ERROR))
         self.accepted(s.ic)
         form = S.reply_form(s.tag)
         a.inner = True

@@ -1,0 +1,466 @@
+"""Metering module master (meter.metrology) on CPython and MicroPython: module types by
+register map (PZEM-004T v3, SDM120, SDM630), the exchange over a noisy line, the fault
+logic (fault once, invalid values, recovery with the energy counted meanwhile, counter
+reset), float32 kWh -> Wh without drift, and no heap use in the poll path.
+
+The line is a fake stream answering like the module (replies built here from the vendor
+maps); time is a fake ms clock advanced by what ``Module.step()`` asks to wait.
+"""
+import struct
+
+from meter import metrology as mt
+from meter import modules as mm
+
+from protocol.crc import crc16_modbus
+
+
+def with_crc(b):
+    c = crc16_modbus(b)
+    return bytes(b) + bytes((c & 0xFF, c >> 8))
+
+
+class Clock:
+    def __init__(self):
+        self.ms = 1000
+        self.s = 100
+
+    def ticks(self):
+        return self.ms
+
+    def time(self):
+        return self.s
+
+
+class Line:
+    """A module on a fake RS-485 line. ``regs(address)`` gives the 16-bit input register;
+    ``faults`` is a list of what to do to the next replies (one item per request):
+    None, "drop", "lead", "trail", "split", "exc", "unit", "crc", "trunc", "func".
+    A reply's pieces arrive ``delay_ms`` after the request, ``gap_ms`` apart (on ``clock``)."""
+
+    def __init__(self, regs, unit=1, delay_ms=10, gap_ms=2):
+        self.regs = regs
+        self.unit = unit
+        self.faults = []
+        self.rx = []           # [release ms, bytes]
+        self.requests = []
+        self.clock = None
+        self.delay_ms = delay_ms
+        self.gap_ms = gap_ms
+
+    def now(self):
+        return self.clock.ms if self.clock else 0
+
+    def put(self, *chunks):
+        t = self.now() + self.delay_ms
+        for c in chunks:
+            self.rx.append([t, c])
+            t += self.gap_ms
+
+    def write(self, req):
+        req = bytes(req)
+        self.requests.append(req)
+        fault = self.faults.pop(0) if self.faults else None
+        if fault == "drop" or req[0] != self.unit:
+            return
+        addr = (req[2] << 8) | req[3]
+        count = (req[4] << 8) | req[5]
+        body = bytearray((self.unit, req[1], 2 * count))
+        for a in range(addr, addr + count):
+            r = self.regs(a)
+            body.append(r >> 8)
+            body.append(r & 0xFF)
+        rep = with_crc(body)
+        if fault == "lead":
+            self.put(b"\x00", b"\xff\x00" + rep[:3], rep[3:])
+        elif fault == "trail":
+            self.put(rep + b"\x00\xff", b"\xff")
+        elif fault == "split":
+            self.put(*[rep[i:i + 1] for i in range(len(rep))])
+        elif fault == "exc":
+            self.put(with_crc(bytes((self.unit, req[1] | 0x80, 2))))
+        elif fault == "unit":
+            self.put(with_crc(bytes((self.unit + 1,)) + body[1:]))
+        elif fault == "func":
+            self.put(with_crc(bytes((self.unit, 3)) + body[2:]))
+        elif fault == "crc":
+            bad = bytearray(rep)
+            bad[5] ^= 0x10
+            self.put(bytes(bad))
+        elif fault == "trunc":
+            self.put(rep[:-4])
+        else:
+            self.put(rep)
+
+    def readinto(self, buf):
+        if not self.rx or self.rx[0][0] > self.now():
+            return None
+        c = self.rx[0][1]
+        n = min(len(c), len(buf))
+        for i in range(n):
+            buf[i] = c[i]
+        if n == len(c):
+            self.rx.pop(0)
+        else:
+            self.rx[0][1] = c[n:]
+        return n
+
+
+class Pzem:
+    def __init__(self):
+        self.v = [2300, 1234, 0, 2838, 0, 0, 0, 500, 98, 0]
+        self.set_wh(123456)
+
+    def set_wh(self, wh):
+        self.v[5] = wh & 0xFFFF
+        self.v[6] = wh >> 16
+
+    def __call__(self, a):
+        return self.v[a] if a < 10 else 0
+
+
+class Sdm:
+    """float32 registers, high word first; holes read as 0 as on an Eastron meter."""
+
+    def __init__(self, values):
+        self.values = dict(values)
+
+    def __call__(self, a):
+        base = a & ~1
+        if base not in self.values:
+            return 0
+        raw = struct.pack(">f", self.values[base])
+        return (raw[0] << 8 | raw[1]) if a == base else (raw[2] << 8 | raw[3])
+
+
+def module(line, kind="pzem004t", **kw):
+    clk = Clock()
+    kw.setdefault("timeout_ms", 200)
+    m = mt.Module(line, kind, line.unit, clock=clk.time, ticks=clk.ticks, **kw)
+    line.clock = clk
+    return m, clk
+
+
+def poll(m, clk):
+    m.start()
+    while True:
+        ms = m.step()
+        if ms < 0:
+            return m.fresh
+        clk.ms += ms
+
+
+# --- module types --------------------------------------------------------------------------
+
+def test_pzem_values():
+    line = Line(Pzem())
+    m, clk = module(line)
+    assert poll(m, clk) is True
+    assert line.requests == [bytes((1, 4, 0, 0, 0, 10, 0x70, 0x0D))]
+    assert (m.voltage_dv, m.current_ma, m.power_dw, m.energy_wh) == (2300, 1234, 2838, 123456)
+    assert (m.frequency_dhz, m.pf_centi, m.alarm, m.export_wh) == (500, 98, False, None)
+    assert m.last_error == "" and m.errors == 0 and m.delta_wh == 0 and m.outcome == 0
+    line.regs.set_wh(123461)
+    line.regs.v[9] = 0xFFFF
+    assert poll(m, clk) and m.delta_wh == 5 and m.alarm is True
+
+
+def test_pzem004t_constructor_kept():
+    line = Line(Pzem())
+    m = mt.Pzem004t(line, 1, tx_enable=lambda on: None)
+    assert m.kind == "pzem004t" and m.voltage_dv is None and not m.fresh
+
+
+def sdm120_values():
+    return {0x00: 230.1, 0x06: 4.567, 0x0C: 1050.4, 0x1E: 0.95, 0x46: 50.0, 0x48: 1.234,
+            0x4A: 0.5}
+
+
+def test_sdm120_values():
+    line = Line(Sdm(sdm120_values()))
+    m, clk = module(line, "sdm120", baud=2400)
+    assert poll(m, clk)
+    assert [(r[2] << 8 | r[3], r[5]) for r in line.requests] == [(0x0000, 0x20), (0x0046, 6)]
+    assert (m.voltage_dv, m.current_ma, m.power_dw, m.pf_centi) == (2301, 4567, 10504, 95)
+    assert (m.frequency_dhz, m.energy_wh, m.export_wh) == (500, 1234, 500)
+
+
+def test_sdm120_export_and_leading_pf():
+    vals = sdm120_values()
+    vals[0x0C] = -800.0           # exporting
+    vals[0x1E] = -0.9             # leading
+    m, clk = module(Line(Sdm(vals)), "sdm120")
+    assert poll(m, clk)
+    assert m.power_dw == 0 and m.val[mm.POWER_DW] == -8000
+    assert m.pf_centi == 90 and m.val[mm.PF_CENTI] == -90
+
+
+def test_sdm630_values():
+    vals = {0x00: 230.0, 0x02: 231.0, 0x04: 229.5, 0x06: 1.0, 0x08: 2.0, 0x0A: 3.5,
+            0x0C: 230.0, 0x0E: 462.0, 0x10: 803.25, 0x34: 1495.25, 0x3E: 0.99, 0x46: 49.9,
+            0x48: 12345.678, 0x4A: 0.0}
+    line = Line(Sdm(vals))
+    m, clk = module(line, "sdm630")
+    assert poll(m, clk)
+    assert [(r[2] << 8 | r[3], r[5]) for r in line.requests] == [(0x0000, 0x12), (0x0034, 0x18)]
+    v = m.val
+    assert (v[mm.VOLTAGE_DV], v[mm.V2_DV], v[mm.V3_DV]) == (2300, 2310, 2295)
+    assert (v[mm.CURRENT_MA], v[mm.I2_MA], v[mm.I3_MA]) == (1000, 2000, 3500)
+    assert (v[mm.P1_DW], v[mm.P2_DW], v[mm.P3_DW]) == (2300, 4620, 8032)   # 803.25: even
+    assert (m.power_dw, m.pf_centi, m.frequency_dhz) == (14952, 99, 499)
+    assert m.energy_wh == 12345678 and m.export_wh == 0
+
+
+def test_unknown_kind():
+    try:
+        mt.Module(Line(Pzem()), "pzem016")
+    except ValueError:
+        return
+    raise AssertionError("no ValueError")
+
+
+# --- a noisy line ----------------------------------------------------------------------------
+
+def test_each_fault_a_defined_error_then_the_next_poll_succeeds():
+    cases = (("drop", "timeout"), ("exc", "exception"), ("unit", "unit"), ("crc", "crc"),
+             ("trunc", "truncated"), ("func", "function"))
+    for fault, why in cases:
+        line = Line(Pzem())
+        m, clk = module(line, retries=0)
+        line.faults = [fault]
+        assert poll(m, clk) is False and m.last_error == why, (fault, m.last_error)
+        assert m.exc_code == (2 if fault == "exc" else 0)
+        assert poll(m, clk) is True and m.energy_wh == 123456, fault
+        assert m.errors == 1
+
+
+def test_noise_and_split_replies_are_read():
+    for kind, regs in (("pzem004t", Pzem()), ("sdm120", Sdm(sdm120_values()))):
+        line = Line(regs)
+        m, clk = module(line, kind, retries=0)
+        for fault in ("lead", "trail", "split", "lead", "split", "trail"):
+            line.faults = [fault, fault]
+            assert poll(m, clk), (kind, fault)
+        assert m.errors == 0
+
+
+def test_drain_discards_stray_input_before_the_request():
+    line = Line(Pzem())
+    m, clk = module(line)
+    line.put(b"\x01\x04\x14\x00", b"\xff" * 40)      # a late, shifted reply and noise
+    assert poll(m, clk) and m.discarded == 44 and m.errors == 0
+
+
+def test_retries_bounded():
+    line = Line(Pzem())
+    m, clk = module(line, retries=2)
+    line.faults = ["crc", "drop"]
+    assert poll(m, clk) and len(line.requests) == 3
+    line.faults = ["drop"] * 5
+    t0 = clk.ms
+    assert not poll(m, clk) and len(line.requests) == 6     # 3 tries, no more
+    assert clk.ms - t0 < 3 * (200 + 2 * mt.MIN_GAP_MS + 50)        # each bounded by timeout_ms
+
+
+def test_exception_reply_is_not_retried():
+    line = Line(Pzem())
+    m, clk = module(line, retries=2)
+    line.faults = ["exc"]
+    assert not poll(m, clk) and len(line.requests) == 1 and m.last_error == "exception"
+
+
+def test_nan_energy_is_a_value_error():
+    vals = sdm120_values()
+    vals[0x48] = float("nan")
+    line = Line(Sdm(vals))
+    m, clk = module(line, "sdm120")
+    assert not poll(m, clk) and m.last_error == "value" and m.energy_wh is None
+    vals[0x48] = float("inf")
+    line.regs.values = vals
+    assert not poll(m, clk) and m.last_error == "value"
+
+
+# --- fault logic -------------------------------------------------------------------------------
+
+def test_health_fault_once_and_recovery():
+    h = mt.Health(fail_polls=3, fail_s=0)
+    assert h.good(0, 1000) == 0 and h.delta_wh == 0
+    assert h.good(1, 1010) == 0 and h.delta_wh == 10
+    assert [h.bad(t) for t in range(2, 9)] == [0, 0, mt.FAULT, 0, 0, 0, 0]
+    assert h.faulted and h.faults == 1 and h.delta_wh == 0
+    assert h.good(9, 1500) == mt.RECOVERED and h.fault_wh == 490 and h.delta_wh == 490
+    assert not h.faulted and h.good(10, 1501) == 0 and h.delta_wh == 1
+
+
+def test_health_time_rule():
+    h = mt.Health(fail_polls=100, fail_s=600)
+    h.good(0, 5)
+    assert h.bad(10) == 0 and h.bad(300) == 0 and h.bad(609) == 0
+    assert h.bad(610) == mt.FAULT and h.bad(2000) == 0
+    h.good(2001, 5)
+    assert h.bad(3000) == 0 and h.bad(3599) == 0 and h.bad(3600) == mt.FAULT
+
+
+def test_health_counter_reset_never_credits():
+    h = mt.Health()
+    h.good(0, 50000)
+    assert h.good(1, 120) == mt.COUNTER_RESET and h.delta_wh == 0 and h.resets == 1
+    assert h.good(2, 130) == 0 and h.delta_wh == 10          # the new baseline
+    for t in range(3, 8):
+        h.bad(t)
+    assert h.faulted
+    assert h.good(9, 100) == mt.RECOVERED | mt.COUNTER_RESET and h.delta_wh == 0
+
+
+def test_module_fault_invalidates_and_recovery_charges():
+    line = Line(Pzem())
+    m, clk = module(line, retries=0, fail_polls=3)
+    assert poll(m, clk) and m.voltage_dv == 2300
+    line.faults = ["drop"] * 3
+    assert not poll(m, clk) and m.outcome == 0 and m.voltage_dv == 2300 and not m.fresh
+    assert not poll(m, clk) and m.outcome == 0
+    assert not poll(m, clk) and m.outcome == mt.FAULT and m.faulted
+    assert m.voltage_dv is None and m.current_ma is None and m.power_dw is None
+    assert m.energy_wh == 123456                    # the last good counter stays
+    line.regs.set_wh(123456 + 777)
+    assert poll(m, clk) and m.outcome == mt.RECOVERED and m.fault_wh == 777
+    assert m.delta_wh == 777 and m.voltage_dv == 2300 and not m.faulted
+
+
+def test_module_counter_reset_is_tamper():
+    line = Line(Pzem())
+    m, clk = module(line)
+    assert poll(m, clk)
+    line.regs.set_wh(3)
+    assert poll(m, clk) and m.outcome == mt.COUNTER_RESET and m.delta_wh == 0
+    assert m.health.resets == 1
+
+
+# --- float32 kWh -> Wh over a long run --------------------------------------------------------
+
+def f32_kwh(wh):
+    return struct.pack(">f", wh / 1000)
+
+
+def test_sdm_energy_charge_equals_counter():
+    # an SDM counting in Wh, read as float32 kWh; the meter charges the rounded deltas
+    import random
+    random.seed(3)
+    for start in (0, 9000000, 16380000, 99000000):     # Wh; 16,384 kWh crossed on the 3rd
+        wh = start
+        h = mt.Health()
+        first = mm_f32(f32_kwh(wh))
+        h.good(0, first)
+        charged = 0
+        for t in range(1, 1500):
+            wh += random.randint(0, 40)
+            e = mm_f32(f32_kwh(wh))
+            step = 1 if wh < 16384000 else (2 if wh < 32768000 else 8)
+            assert abs(e - wh) * 2 <= step, (wh, e)          # within half a float32 step
+            if wh < 16384000:
+                assert e == wh                                # exact below 16,384 kWh
+            h.good(t, e)
+            assert h.delta_wh >= 0
+            charged += h.delta_wh
+        assert charged == e - first                           # telescopes: no drift
+
+
+def mm_f32(b):
+    from protocol import modbus_rtu
+    return modbus_rtu.f32_scaled(b, 0, 1000)
+
+
+# --- heap -----------------------------------------------------------------------------------------
+
+class StaticLine:
+    """A line that allocates nothing: replays one reply (preallocated) to every request."""
+
+    unit = 1
+    clock = None
+
+    def __init__(self, reply, noise=0):
+        self.reply = bytearray(reply)
+        self.pos = len(self.reply)
+        self.noise = noise
+
+    def write(self, req):
+        self.pos = 0
+
+    def readinto(self, buf):
+        if self.noise:
+            self.noise -= 1
+            buf[0] = 0
+            return 1
+        n = len(self.reply) - self.pos
+        if n <= 0:
+            return 0
+        n = min(n, len(buf))
+        for i in range(n):
+            buf[i] = self.reply[self.pos + i]
+        self.pos += n
+        return n
+
+
+def test_poll_path_allocates_nothing():
+    try:
+        import micropython
+    except ImportError:
+        return   # CPython: bench/bench_modbus.py reports it
+    for kind, regs, count in (("pzem004t", Pzem(), 10), ("sdm630", Sdm({0: 230.0}), 0x18)):
+        body = bytearray((1, 4, 2 * count))
+        for a in range(count):
+            r = regs(a)
+            body += bytes((r >> 8, r & 0xFF))
+        line = StaticLine(with_crc(body) if kind == "pzem004t" else b"", noise=3)
+        m, clk = module(line, kind, retries=1)
+        poll(m, clk)                                         # warm up
+        line.noise = 3
+        micropython.heap_lock()
+        try:
+            for _ in range(5):
+                poll(m, clk)
+                line.noise = 2
+        finally:
+            micropython.heap_unlock()
+        if kind == "pzem004t":
+            assert m.fresh and m.energy_wh == 123456
+        else:
+            assert not m.fresh and m.last_error == "timeout"
+
+
+def test_asyncio_poll():
+    import asyncio
+    line = Line(Pzem(), delay_ms=0, gap_ms=0)       # the reply is there at once
+    m = mt.Module(line, "pzem004t", 1, timeout_ms=100)
+    line.faults = ["lead"]
+    assert asyncio.run(m.poll()) is True and m.energy_wh == 123456
+
+
+def test_register_maps_in_words():
+    """The bytes tables of meter.modules, spelt out (vendor maps: see meter/modules.py)."""
+    U16, U32, F32 = mm.U16, mm.U32_LO_FIRST, mm.F32
+    assert mm.blocks(mm.lookup("pzem004t")) == [(0x0000, 10)]
+    assert mm.fields(mm.lookup("pzem004t")) == [
+        (mm.VOLTAGE_DV, 0, 0x0000, U16, 1), (mm.CURRENT_MA, 0, 0x0001, U32, 1),
+        (mm.POWER_DW, 0, 0x0003, U32, 1), (mm.IMPORT_WH, 0, 0x0005, U32, 1),
+        (mm.FREQUENCY_DHZ, 0, 0x0007, U16, 1), (mm.PF_CENTI, 0, 0x0008, U16, 1),
+        (mm.ALARM, 0, 0x0009, U16, 1)]
+    assert mm.blocks(mm.lookup("sdm120")) == [(0x0000, 0x20), (0x0046, 6)]
+    assert mm.fields(mm.lookup("sdm120")) == [
+        (mm.VOLTAGE_DV, 0, 0x0000, F32, 10), (mm.CURRENT_MA, 0, 0x0006, F32, 1000),
+        (mm.POWER_DW, 0, 0x000C, F32, 10), (mm.PF_CENTI, 0, 0x001E, F32, 100),
+        (mm.FREQUENCY_DHZ, 1, 0x0046, F32, 10), (mm.IMPORT_WH, 1, 0x0048, F32, 1000),
+        (mm.EXPORT_WH, 1, 0x004A, F32, 1000)]
+    assert mm.blocks(mm.lookup("sdm630")) == [(0x0000, 0x12), (0x0034, 0x18)]
+    assert mm.fields(mm.lookup("sdm630")) == [
+        (mm.VOLTAGE_DV, 0, 0x0000, F32, 10), (mm.V2_DV, 0, 0x0002, F32, 10),
+        (mm.V3_DV, 0, 0x0004, F32, 10), (mm.CURRENT_MA, 0, 0x0006, F32, 1000),
+        (mm.I2_MA, 0, 0x0008, F32, 1000), (mm.I3_MA, 0, 0x000A, F32, 1000),
+        (mm.P1_DW, 0, 0x000C, F32, 10), (mm.P2_DW, 0, 0x000E, F32, 10),
+        (mm.P3_DW, 0, 0x0010, F32, 10), (mm.POWER_DW, 1, 0x0034, F32, 10),
+        (mm.PF_CENTI, 1, 0x003E, F32, 100), (mm.FREQUENCY_DHZ, 1, 0x0046, F32, 10),
+        (mm.IMPORT_WH, 1, 0x0048, F32, 1000), (mm.EXPORT_WH, 1, 0x004A, F32, 1000)]
+    for kind in ("pzem004t", "sdm120", "sdm630"):       # every field inside its block
+        bl = mm.blocks(mm.lookup(kind))
+        for slot, blk, addr, knd, k in mm.fields(mm.lookup(kind)):
+            a, c = bl[blk]
+            assert a <= addr and addr + (1 if knd == U16 else 2) <= a + c and slot < mm.NSLOT
