@@ -15,10 +15,9 @@ retransmission, echo suppression) and ``protocol.client_assoc.ClientAssociation`
 RLRQ/RLRE, invoke-ids, GET block transfer), both sans I/O; HLS and ciphering in
 ``protocol.hls_client.HlsSession``.
 
-HLS (``hls=HlsKeys(...)``): our invocation counter comes from ``counter``
-(``host_tools.keystore.Counter``, block-reserved in the state directory: never used twice), or
-else from the meter's frame counter (IC 1 0.0.43.1.x.255, read by the public client 16); an AARE
-refusing a stored counter makes it re-read the frame counter and retry once if that is higher.
+HLS (``hls=HlsKeys(...)``): our invocation counter comes from ``counter`` (``keystore.Counter``,
+block-reserved: never used twice) or the meter's frame counter (IC 1 0.0.43.1.x.255, public
+client); an AARE refusing a stored one re-reads the frame counter and retries once if higher.
 
 Public API
 - ``DlmsClient(port, baud=9600, client_sap=16, server_logical=1, server_physical=None,
@@ -189,17 +188,20 @@ class DlmsClient:
     def __exit__(self, exc_type, exc, tb):
         # A refused GET/SET/ACTION leaves the link healthy: release it properly.
         if exc_type is None or issubclass(exc_type, DataAccessError):
-            # Teardown is best effort: some meters never answer RLRQ, and the work is done.
-            for step, needed in ((self.release, "associated"), (self.disconnect, "connected")):
-                try:
-                    if getattr(self, needed):
-                        step()
-                except DlmsError:
-                    pass
+            self._teardown()
             self.close()
         else:
             self._abort()
         return False
+
+    def _teardown(self):
+        """Release and disconnect, best effort: some meters never answer RLRQ, the work is done."""
+        for step, needed in ((self.release, "associated"), (self.disconnect, "connected")):
+            try:
+                if getattr(self, needed):
+                    step()
+            except DlmsError:
+                pass
 
     def _abort(self):
         """Best-effort teardown after a failure: DISC if linked (short wait), then close."""
@@ -307,9 +309,7 @@ class DlmsClient:
     def _first_ic(self):
         """(our first invocation counter, read from the meter just now?)."""
         stored = self.counter.load() if self.counter is not None else None
-        if stored is not None:
-            return stored, False
-        return self.read_frame_counter() + 1, True
+        return (stored, False) if stored is not None else (self.read_frame_counter() + 1, True)
 
     def _associate_hls(self, ic):
         reserve = self.counter.reserve if self.counter is not None else None
@@ -318,9 +318,8 @@ class DlmsClient:
         self.associate()
 
     def _save_ic(self):
-        s = self.assoc.hls
-        if s is not None and self.counter is not None:
-            self.counter.save(s.ic)
+        if self.assoc.hls is not None and self.counter is not None:
+            self.counter.save(self.assoc.hls.ic)
 
     def read_frame_counter(self):
         """The meter's frame counter for our client (IC 1 0.0.43.1.x.255 attribute 2: the
@@ -334,11 +333,7 @@ class DlmsClient:
             self.link()
             self.associate()
             value = self.get(1, FRAME_COUNTER.get(self.client_sap, FRAME_COUNTER[1]), 2)
-            for step in (self.release, self.disconnect):
-                try:
-                    step()
-                except DlmsError:
-                    pass
+            self._teardown()
         finally:
             self.link_layer, self.assoc = saved
         if not isinstance(value, tuple) or not isinstance(value[1], int):
