@@ -120,3 +120,32 @@ def test_trace_shows_frames_and_plaintext(rig_factory, tmp_path):
     assert any("C3 01" in ln for ln in plain), r.stderr        # the ACTION in clear
     assert any(" TX -> " in ln for ln in r.stderr.splitlines())
     assert "CB " in r.stderr                                    # glo-action-request on the wire
+
+
+def test_provisioned_unix_board_answers_hls_with_the_keystore_keys(tmp_path):
+    """`meterctl flash --board unix` generates the meter's DLMS keys into the keystore and its
+    config.json; `meterctl read/credit add --auth hls --meter SERIAL` finds them there."""
+    from host_tools.meterctl import unixboard
+    ks = tmp_path / "meters.keystore"
+    flash_dir = tmp_path / "flash"
+    ok("flash", "--board", "unix", "--port", flash_dir, "--serial", "PPM0000042", "--sgc", "123456",
+       "--heap", "320k", "--keystore", ks, "--json")
+    rec = json.loads(ks.read_text())["meters"]["PPM0000042"]["security"]
+    assert sorted(rec) == ["ak", "client_title", "ek", "hls", "kek", "title"]
+    assert oct(ks.stat().st_mode & 0o777) == "0o600"
+    cfg = json.loads((flash_dir / "config.json").read_text())["security"]
+    assert (cfg["ek"], cfg["ak"], cfg["kek"]) == (rec["ek"], rec["ak"], rec["kek"])
+    assert len({rec["ek"], rec["ak"], rec["kek"], rec["hls"], identity.GUEK.hex()}) == 5
+    rig = unixboard.unix_rig(tmp_path / "rig", flash_dir, heap="320k")
+    try:
+        rig.start()
+        auth = ("--auth", "hls", "--meter", "PPM0000042", "--keystore", ks)
+        out = json.loads(ok("read", "-p", rig.port, *auth, "--json").output)
+        ok("credit", "add", "-p", rig.port, "--amount", "4.00", *auth)
+        assert json.loads(ok("read", "-p", rig.port, *auth, "--json").output) != out
+        # the LLS management password of the keystore no longer opens client 1 (HLS only)
+        r = run("credit", "add", "-p", rig.port, "--amount", "1", "--password",
+                json.loads(ks.read_text())["meters"]["PPM0000042"]["passwords"]["1"])
+        assert r.exit_code == 1, r.stderr
+    finally:
+        rig.stop()
