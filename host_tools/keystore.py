@@ -37,7 +37,8 @@ from host_tools.firmware_src import ROOT
 from host_tools.portlock import state_dir
 
 __all__ = ["KeystoreError", "default_path", "load", "save", "meter_record", "check_location",
-           "PASSWORD_CLIENTS", "security_record", "meter_security_config", "Counter"]
+           "PASSWORD_CLIENTS", "security_record", "meter_security_config", "Counter",
+           "key_transfer_params", "KEY_IDS", "replaced_keys"]
 
 REPO_ROOT = ROOT
 # client SAPs with LLS passwords (docs/CONTRACTS.md: management 1, meter reader 32, settings 48)
@@ -259,3 +260,32 @@ class Counter:
     def save(self, next_ic):
         """The session ended with ``next_ic`` unused: the next session starts there."""
         self._write(next_ic)
+
+
+KEY_IDS = {"ek": 0, "ak": 2, "kek": 3}    # IC 64 key_id: 0 global unicast, 2 authentication, 3 master
+
+
+def key_transfer_params(kek, new):
+    """The argument of IC 64 method 2 global_key_transfer (Green Book §4.4.7, security suite
+    0): array of structure {key_id enum, key_wrapped octet-string}, each key of ``new``
+    ({"ek"|"ak"|"kek": 16 bytes}) wrapped under the current master key ``kek`` (RFC 3394) ->
+    A-XDR bytes. Raises ValueError for a key that is not 16 bytes."""
+    from protocol import axdr_client as axdr
+    from protocol import keywrap
+    w = axdr.Writer()
+    items = [(KEY_IDS[k], bytes(v)) for k, v in sorted(new.items(), key=lambda kv: KEY_IDS[kv[0]])]
+    w.array(len(items))
+    for kid, key in items:
+        if len(key) != 16:
+            raise ValueError("key %d must be 16 bytes" % kid)
+        w.structure(2)
+        w.enum(kid)
+        w.octet_string(keywrap.wrap(bytes(kek), key))
+    return w.getvalue()
+
+
+def replaced_keys(old, new):
+    """``old`` (an ``HlsKeys``) with the keys of ``new`` ({"ek"|"ak"|"kek": bytes}) put in."""
+    from protocol.hls_client import HlsKeys
+    return HlsKeys(new.get("ek", old.ek), new.get("ak", old.ak), old.title, old.mechanism, old.secret,
+                   old.ciphered, new.get("kek", old.kek))

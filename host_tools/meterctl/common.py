@@ -214,16 +214,17 @@ def load_keys(kw):
         raise click.UsageError("cannot use the DLMS keys of %s: %s" % (path, e))
 
 
-def make_client(kw, write, cancel=None):
+def make_client(kw, write, cancel=None, keys=None):
     """A DlmsClient (not yet connected; holds the port lock while open) from the link options
-    ``kw``; ``cancel`` as DlmsClient's. Raises click.UsageError for a missing password or keys,
-    or a server address that needs --physical."""
+    ``kw``; ``cancel`` as DlmsClient's; ``keys`` (HlsKeys) instead of the options' keys. Raises
+    click.UsageError for a missing password or keys, or a server address that needs --physical."""
     auth = auth_mode(kw)
     sap = kw.get("client_sap")
     if sap is None:
         sap = MANAGEMENT_CLIENT if write or auth == "hls" else PUBLIC_CLIENT
     password = kw.get("password") if auth == "lls" else None
-    keys = load_keys(kw) if auth == "hls" and sap != PUBLIC_CLIENT else None
+    if keys is None and auth == "hls" and sap != PUBLIC_CLIENT:
+        keys = load_keys(kw)
     if sap != PUBLIC_CLIENT and write and not (password or keys):
         raise click.UsageError(
             "client %d needs the LLS password or HLS keys: give --password (METERCTL_PASSWORD), or "
