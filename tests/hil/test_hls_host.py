@@ -149,3 +149,22 @@ def test_provisioned_unix_board_answers_hls_with_the_keystore_keys(tmp_path):
         assert r.exit_code == 1, r.stderr
     finally:
         rig.stop()
+
+
+def test_decode_a_recorded_ciphered_session(rig_factory, tmp_path):
+    """A `credit add --auth hls --trace` session recorded from stderr decodes with
+    `meterctl decode --key --auth-key`: the AARE's InitiateResponse, the IC 112 update_amount
+    request and its response in clear; without the keys only the ciphered envelopes."""
+    rig = hls_rig(rig_factory)
+    kf = keyfile(tmp_path)
+    r = ok("credit", "add", "-p", rig.port, "--amount", "6.00", "--auth", "hls", "--key-file", kf, "--trace")
+    capture = tmp_path / "session.txt"
+    capture.write_text(r.stderr)
+    d = run("decode", capture, "--key", identity.GUEK.hex(), "--auth-key", identity.GAK.hex(), "--json")
+    assert d.exit_code == 0, d.output
+    text = d.output
+    assert '"glo-initiate-response"' in text and '"0800065f1f' in text
+    assert "0.0.19.10.0.255" in text and '"ACTION-Response' in text      # IC 112 update_amount
+    assert "decrypt_error" not in text
+    bare = run("decode", capture, "--json")
+    assert "0.0.19.10.0.255" not in bare.output and "not decrypted" in bare.output

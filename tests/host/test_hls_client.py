@@ -144,3 +144,24 @@ def test_gurux_client_builds_the_same_aarq():
     ours = session().aarq()
     theirs = bytes(c.aarqRequest()[0])
     assert ours in theirs
+
+
+def test_decode_learns_titles_and_deciphers_an_hls_session():
+    """host_tools.decode on bare APDUs of an HLS session (Green Book keys): the AARQ's and the
+    AARE's ciphered InitiateRequest/-Response and the glo-action-request of pass 3 come out in
+    clear, each with the sender's system title learned from A6 / A4."""
+    from host_tools import decode
+    s = session()
+    s.aarq()
+    s.on_aare(AARE_CIPHERED)
+    pass3 = s.wrap(s.pass3_request(0xC1))
+    text = "\n".join(x.hex() for x in (AARQ_CIPHERED, AARE_CIPHERED, pass3))
+    recs = [r["apdu"] for r in decode.decode_text(text, EK, AK)]
+    assert recs[0]["user_information"]["plaintext"]["hex"].startswith("01000000065f1f04")
+    assert recs[1]["responding_ap_title"] == SERVER_ST.hex()
+    assert recs[1]["user_information"]["plaintext"]["hex"] == "0800065f1f0400001e1d04000007"
+    inner = recs[2]["plaintext"]
+    assert inner["type"].startswith("ACTION-Request") and "0.0.40.0.0.255" in str(inner)
+    # without the keys nothing is deciphered, and the AARE still decodes
+    plain = [r["apdu"] for r in decode.decode_text(text)]
+    assert "not decrypted" in plain[2]["note"] and plain[1]["result"]
