@@ -168,3 +168,16 @@ def test_decode_a_recorded_ciphered_session(rig_factory, tmp_path):
     assert "decrypt_error" not in text
     bare = run("decode", capture, "--json")
     assert "0.0.19.10.0.255" not in bare.output and "not decrypted" in bare.output
+
+
+def test_read_side_commands_over_hls(rig_factory, tmp_path):
+    """events, objects, get and config show/apply run over the ciphered management association."""
+    rig = hls_rig(rig_factory)
+    auth = ("--key-file", keyfile(tmp_path))            # --key-file alone implies --auth hls
+    ev = json.loads(ok("events", "-p", rig.port, *auth, "--json").output)
+    assert ev
+    objs = ok("objects", "-p", rig.port, *auth, "--json").output
+    assert "0.0.43.0.1.255" in objs and "0.0.43.1.1.255" in objs
+    ok("get", "0.0.43.0.1.255", "5", "--class", "64", "-p", rig.port, *auth)
+    prof = json.loads(ok("config", "show", "-p", rig.port, *auth, "--json").output)
+    assert prof
