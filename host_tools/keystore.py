@@ -235,6 +235,7 @@ class Counter:
     def __init__(self, ek, ak, directory=None):
         fp = hashlib.sha256(b"meterctl-ic\0" + bytes(ek) + bytes(ak)).hexdigest()[:16]
         self.path = pathlib.Path(directory or state_dir()) / "ic" / fp
+        self._written = None
 
     def load(self):
         """The next counter to use (int), or None when we have none for these keys."""
@@ -244,6 +245,9 @@ class Counter:
             return None
 
     def _write(self, n):
+        if n == self._written:
+            return
+        self._written = n
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.path.with_name(self.path.name + ".tmp%d" % os.getpid())
         fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
