@@ -1,7 +1,8 @@
 """meterctl over HLS (``--auth hls``) against the emulated meter provisioned with the DLMS test
 identity (hil/identity.py): read, credit add, topup, relay and set over the ciphered management
 association; our invocation counter persisted per key set and re-read from the meter's frame
-counter when it falls behind; wrong keys refused; HLS mechanism 2; --trace shows the plaintext."""
+counter when it falls behind; wrong keys refused; HLS mechanism 2 (ours and gurux Authentication.HIGH);
+--trace shows the plaintext; a recorded session decodes with the keys."""
 import json
 
 import pytest
@@ -181,3 +182,28 @@ def test_read_side_commands_over_hls(rig_factory, tmp_path):
     ok("get", "0.0.43.0.1.255", "5", "--class", "64", "-p", rig.port, *auth)
     prof = json.loads(ok("config", "show", "-p", rig.port, *auth, "--json").output)
     assert prof
+
+
+def test_gurux_high_is_mechanism_2(rig_factory):
+    """gurux's Authentication.HIGH (AES-128-ECB of the challenge under the secret, ciphered
+    context) associates with a meter configured for mechanism 2 and reads the serial."""
+    from gurux_dlms.enums import Authentication, InterfaceType, Security
+    from gurux_dlms.objects import GXDLMSData
+    from gurux_dlms.secure import GXDLMSSecureClient
+    rig = hls_rig(rig_factory, mech={"1": 2, "48": 2})
+    p = SecurePeer(rig.port, client=1)
+    c = GXDLMSSecureClient(True, 1, 1, Authentication.HIGH, identity.HLS_SECRET, InterfaceType.HDLC)
+    c.ciphering.security = Security.AUTHENTICATION_ENCRYPTION
+    c.ciphering.systemTitle = identity.CLIENT_TITLE
+    c.ciphering.blockCipherKey = identity.GUEK
+    c.ciphering.authenticationKey = identity.GAK
+    c.ciphering.invocationCounter = 1
+    p.c = c
+    try:
+        p.connect()
+        d = GXDLMSData("0.0.42.0.0.255")
+        p.read(d, 2)
+        p.release()
+    finally:
+        p.close()
+    assert bytes(d.value) == b"PPM0000001"
