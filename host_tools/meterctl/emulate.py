@@ -98,9 +98,11 @@ def _start(stack, workdir, heap, warp):
         # --warp the emulator owns the clock and moves it on every tick.
         rig = rigmod.EmulatedRig(workdir, heap=heap, clock_epoch=int(time.time()),
                                  relay_gates_load=True, clock_mode="frozen" if warp else "running",
-                                 config={"sts": identity.sts_config()}, start=False)
+                                 config={"sts": identity.sts_config(),
+                                         "security": identity.security_config()}, start=False)
         stack.callback(rig.stop)
         identity.install_tables(rig.state_dir)
+        identity.write_key_file(os.path.join(workdir, "keys.json"))
         rig.start()
     except Exception as e:
         raise DlmsError("could not start the emulated meter: %s" % _rig_error_text(e))
@@ -110,15 +112,16 @@ def _start(stack, workdir, heap, warp):
 def _banner(rig, workdir, load_w, warp):
     from hil import identity
 
-    password = rig.config.get("passwords", {}).get("1", "<management password>")
+    auth = "--auth hls --key-file %s" % os.path.join(workdir, "keys.json")
     click.echo("DLMS serial port: %s" % rig.port)
     click.echo("Firmware pid:     %s" % rig.pid)
     click.echo("State directory:  %s" % os.path.join(workdir, "state"))
     click.echo("Load: %d W; clock: %s" % (load_w, "+%d s per second" % warp if warp else "real time"))
     click.echo("Try:  meterctl read --port %s" % rig.port)
-    click.echo("      meterctl credit add --port %s --amount 100 --password %s" % (rig.port, password))
+    click.echo("Keys:             %s (the test identity, hil/identity.py)" % os.path.join(workdir, "keys.json"))
+    click.echo("      meterctl credit add --port %s --amount 100 %s" % (rig.port, auth))
     click.echo("      meterctl vend %s --json   # an STS token for this meter" % " ".join(identity.vend_args()))
-    click.echo("      meterctl topup --port %s --password %s <20 digits>" % (rig.port, password))
+    click.echo("      meterctl topup --port %s %s <20 digits>" % (rig.port, auth))
     click.echo("Stop with Ctrl-C.")
 
 

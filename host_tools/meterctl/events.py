@@ -13,7 +13,8 @@ import click
 from host_tools import format as fmt
 from host_tools import objects
 from host_tools.client import ProtocolError
-from host_tools.meterctl.common import PUBLIC_CLIENT, console, emit_json, link_options, make_client, run
+from host_tools.meterctl.common import PUBLIC_CLIENT, auth_mode, console, emit_json, has_secret, link_options, \
+    make_client, run
 from protocol import axdr_client as axdr
 from protocol import obis
 
@@ -147,8 +148,8 @@ def events(log, code, from_entry, to_entry, since, until, csv_path, **kw):
       meterctl events ... --since 2026-01-01T00:00:00+05:30 --until 2026-01-02T00:00:00+05:30 --json
     """
     if kw.get("client_sap") is None:
-        kw["client_sap"] = 32
-    if kw["client_sap"] != PUBLIC_CLIENT and not kw.get("password"):
+        kw["client_sap"] = 1 if auth_mode(kw) == "hls" else 32
+    if kw["client_sap"] != PUBLIC_CLIENT and not has_secret(kw):
         raise click.UsageError("the event log is read by the meter reader (client 32) or a management "
                                "client: give --password (or METERCTL_PASSWORD)")
     if log and code:

@@ -72,7 +72,7 @@ def test_sigterm_to_emulate_removes_its_temporary_directory():
 def test_config_show_on_a_fresh_emulator_shows_the_tariff_it_bills_at():
     e = Emulate()
     try:
-        r = meterctl("config", "show", "--port", e.info["DLMS serial port"], "--password", "12345678", "--json")
+        r = meterctl("config", "show", "--port", e.info["DLMS serial port"], "--client", "32", "--password", "00000000", "--json")
     finally:
         e.p.send_signal(signal.SIGINT)
         e.finish()
