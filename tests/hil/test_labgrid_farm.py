@@ -49,7 +49,7 @@ def _wait_for(pred, timeout, what):
     while not pred():
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for %s" % what)
-        time.sleep(0.2)   # labgrid's processes give no event: poll their state
+        time.sleep(0.2)   # sleep-ok: labgrid's processes give no event: poll their state
 
 
 def _daemon(argv, log, cwd):
