@@ -95,6 +95,9 @@ class Meter:
         self.journal = Journal(board.path("j/state"))
         self.event_log = Audit(board.path("ev"), int(cfg.get("event_segments", 10)))
         self._restore()
+        from meter.profiles import Profiles     # IS 15959 load survey, daily, billing, MD
+        self.profiles = Profiles(self, board.path("pr"), int(g("profile_period", 1800)),
+                                 int(g("demand_period", 900)), self._persisted_t)
         acse.setup(self, cfg)      # passwords, keys, counters, lock-out (meter.acse); no defaults
         settings.drop("meter.settings")
         if cfg_err is not None:
@@ -201,6 +204,7 @@ class Meter:
     def _log(self, epoch, code, detail):
         try:
             self.event_log.append(epoch, code, detail)
+            getattr(self, "profiles", self).count(code)
         except (OSError, ValueError):
             pass  # the flash refuses: the event still goes out on the report line
 
@@ -208,6 +212,9 @@ class Meter:
         """Log an event (meter.events code; ``detail`` int or short str) on flash, report it."""
         self._log(self.board.time(), code, detail)
         self.board.report("event %d %s" % (code, text))
+
+    def count(self, code):
+        """No profiles yet (booting): events are not counted."""
 
     def cover(self, opened):
         """Meter-cover switch (tamper): True = cover removed."""
@@ -277,6 +284,7 @@ class Meter:
         2106-02-07T06:28:15Z (``meter.store.TIME_MAX``); else journaled, set, logged: True."""
         if not _T_MIN <= epoch <= TIME_MAX:
             return False
+        self.profiles.clock_set(self.board.time(), epoch)
         self.persist((_EV_CLOCK_SET, "clock set", self.board.time()), epoch)
         return True
 
@@ -340,6 +348,7 @@ class Meter:
         m = self.metro
         now = self.board.time()
         a = self.account
+        self.profiles.tick(now)      # intervals that ended by now, before this cycle is charged
         if m is not None and m.fresh and m.energy_wh is not None:
             e = m.energy_wh
             last = self.module_wh
@@ -355,6 +364,7 @@ class Meter:
                 a.rem = t.hot_rem()
                 while t.bills:
                     b = t.bills.pop(0)
+                    self.profiles.bill(b)
                     self.event(_EV_BILL, "bill %d wh=%d energy=%d fixed=%d duty=%d" % b,
                                b[2] + b[3] + b[4])
             self._t_prev = now
