@@ -51,9 +51,9 @@ except ImportError:
 _DAY = const(86400)
 _ZONES = const(4)
 _FILL = const(96)             # at most this many empty blocks filled at once (then a jump)
-_PF = const(1)                # status bits
-_CLK = const(2)
-_LATE = const(4)
+_ST_POWER = const(1)                # status bits
+_ST_CLOCK = const(2)
+_ST_LATE = const(4)
 _EV_CLOCK_SET = const(20)     # meter.events codes counted
 _EV_CONFIG = const(21)
 _EV_COVER_OPEN = const(60)
@@ -92,7 +92,7 @@ class Profiles:
         self.daily = Ring(path + "/d", 28, 3, 14, 20)     # >= 40 days
         self.billing = Ring(path + "/m", 80, 1, 13)       # >= 13 closed cycles
         self._sv = self._si = self._sn = 0                # voltage/current sums, samples
-        self._st = _LATE
+        self._st = _ST_LATE
         self._late = False          # the next block starts after a power-up
         self._restore()
         if alive:
@@ -145,7 +145,7 @@ class Profiles:
         c = self.c
         c[_C_PF] += 1
         c[_C_OFF] += now - alive if now > alive else 0
-        self._st |= _PF
+        self._st |= _ST_POWER
         self._late = now >= self.b0 + self.period
 
     def count(self, code):
@@ -192,7 +192,7 @@ class Profiles:
             n = 0
             while now >= self.b0 + self.period:      # the meter was on: every block has an entry
                 n += 1
-                self._close_block(self.b0 + self.period, now, 0 if n < _FILL else _CLK)
+                self._close_block(self.b0 + self.period, now, 0 if n < _FILL else _ST_CLOCK)
             while now >= self.d0 + _DAY:
                 self._close_day(self.d0 + _DAY, now)
 
@@ -225,7 +225,7 @@ class Profiles:
         self.w0, self.k0 = wh, k
         self._sv = self._si = self._sn = 0
         self.b0 = self._align(now, self.period) if self._late or st else end
-        self._st = st | (_LATE if self._late else 0)
+        self._st = st | (_ST_LATE if self._late else 0)
         self._late = False
 
     def _close_day(self, end, now):
@@ -271,7 +271,7 @@ class Profiles:
     def clock_set(self, old, new):
         """The RTC goes from ``old`` to ``new``: the open block is closed at the old time (status
         2), a new one starts at the new time and ends at its next boundary (status 2 too)."""
-        self._close_block(old, new, _CLK)
+        self._close_block(old, new, _ST_CLOCK)
         self.p0 = self._align(new, self.demand)
         self.c0 = self.m.account.import_wh
         self._save()
