@@ -128,7 +128,13 @@ def _cols(arg):
     a = arg - 40 if arg >= 40 else arg - 32
     if arg >= 40:
         a = (3, 0, 1, 2, 5)[a]
-    return (_BLOCK_COLS, _DAILY_COLS, _BILL_COLS, _INST_COLS, _PLATE_COLS, ())[a]
+    return (_BLOCK_COLS, _DAILY_COLS, _BILL_COLS, _INST_COLS, _PLATE_COLS, b"")[a]
+
+
+def _each(cols):
+    """The 12-byte column rows of a column table (one bytes literal)."""
+    for o in range(0, len(cols), _COL):
+        yield cols[o:o + _COL]
 
 
 def _ring(meter, arg):
@@ -192,8 +198,8 @@ def read(meter, arg, attr, w):
     """IC 7 attributes 3..8."""
     cols = _cols(arg)
     if attr == 3:
-        w.array(len(cols))
-        for c in cols:
+        w.array(len(cols) // _COL)
+        for c in _each(cols):
             _col(w, c, 0)
     elif attr == 4:
         w.double_long_unsigned((meter.profiles.period, 86400)[arg - 32] if arg in (32, 33) else 0)
@@ -234,7 +240,7 @@ def buffer(meter, arg, sel, par):
         return _scalers(cols)
     n = _count(meter, arg)
     if sel is None:
-        return _entries(meter, arg, 1, n, None, cols, range(len(cols)))
+        return _entries(meter, arg, 1, n, None, cols, range(len(cols) // _COL))
     try:
         tag, v = axdr.decode(par, 0)[0]
     except axdr.AxdrError:
@@ -246,7 +252,8 @@ def buffer(meter, arg, sel, par):
         if a is None or b is None or c0 is None or c1 is None:
             return _TYPE_UNMATCHED
         b = n if b == 0 or b > n else b
-        c1 = len(cols) if c1 == 0 or c1 > len(cols) else c1
+        nc = len(cols) // _COL
+        c1 = nc if c1 == 0 or c1 > nc else c1
         c0 = 1 if c0 < 1 else c0
         if c0 > c1:
             return _OTHER
@@ -254,7 +261,7 @@ def buffer(meter, arg, sel, par):
     if sel != 1:
         return _OTHER
     ro = v[0][1]
-    if v[0][0] != _T_STRUCTURE or len(ro) < 3 or bytes(ro[1][1]) not in (cols[0][1:7], V.ln(0)):
+    if v[0][0] != _T_STRUCTURE or len(ro) < 3 or bytes(ro[1][1]) not in (cols[1:7], V.ln(0)):
         return _OTHER
     t = [None, None]
     for i in (0, 1):
@@ -268,25 +275,26 @@ def buffer(meter, arg, sel, par):
     sel_cols = []
     for tag, y in v[3][1]:
         j = -1
-        for i in range(len(cols)):
-            c = cols[i]
+        i = 0
+        for c in _each(cols):
             if (tag == _T_STRUCTURE and len(y) >= 3 and y[0][1] == c[0] and bytes(y[1][1]) == c[1:7]
                     and y[2][1] == c[7]):
                 j = i
+            i += 1
         if j < 0:
             return _OTHER
         sel_cols.append(j)
-    return _entries(meter, arg, 1, n, t, cols, sel_cols or range(len(cols)))
+    return _entries(meter, arg, 1, n, t, cols, sel_cols or range(len(cols) // _COL))
 
 
 def _scalers(cols):
     w = axdr.Writer()
     k = 0
-    for c in cols:
+    for c in _each(cols):
         if c[0] != 1 and c[0] != 8 and c[7] == 2:
             k += 1
     w.array(1).structure(k)
-    for c in cols:
+    for c in _each(cols):
         if c[0] != 1 and c[0] != 8 and c[7] == 2:
             s = c[8]
             w.structure(2).integer(s - 256 if s > 127 else s).enum(c[9])
@@ -314,7 +322,7 @@ def _entries(meter, arg, a, b, t, cols, sel):
         w.reset()
         w.structure(len(sel))
         for j in sel:
-            _put(meter, w, cols[j], v)
+            _put(meter, w, cols[j * _COL:j * _COL + _COL], v)
         yield bytes(w.buf)
     if i != cnt:
         raise RuntimeError("profile changed")     # the ring moved on while read: GET aborted
