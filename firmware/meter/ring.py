@@ -65,30 +65,36 @@ class Ring:
         return bytearray(8 + self._x + self.per_seg * self.size)
 
     def _scan(self):
+        """Files are filled in turn (k, k + 1, ... modulo segments), so the newest one (the
+        highest seq) is the head and the oldest follows it: no list in RAM, only the counts."""
         buf = self._buf()
-        order = []
         self.last_seq = 0
         self.extra = None
+        self._head = self.segments - 1
+        self._count = 0
         for k in range(self.segments):
             n = self._n[k] = self._load(k, buf)
             if n:
-                first = struct.unpack_from(">I", buf, 0)[0]
-                order.append((first, k))
-                if first + n - 1 > self.last_seq:
-                    self.last_seq = first + n - 1
+                self._count += n
+                last = struct.unpack_from(">I", buf, 0)[0] + n - 1
+                if last > self.last_seq:
+                    self.last_seq = last
+                    self._head = k
                     self.extra = bytes(buf[4:4 + self._x])
-        order.sort()
-        self._order = [k for _, k in order]           # file numbers, oldest first
-        self._head = self._order[-1] if order else self.segments - 1
-        self._count = 0
-        for k in self._order:
-            self._count += self._n[k]
+
+    def _order(self):
+        """File numbers, oldest first."""
+        k = self._head
+        for _ in range(self.segments):
+            k = k + 1 if k + 1 < self.segments else 0
+            if self._n[k]:
+                yield k
 
     def append(self, payload, extra=b""):
         """Persist one record (and the new extra header); returns its seq when on flash."""
         k = self._head
         n = self._n[k]
-        if n >= self.per_seg or not self._order:
+        if n >= self.per_seg or not self._count:
             k = (k + 1) % self.segments
             n = 0
         buf = self._buf()
@@ -107,9 +113,6 @@ class Ring:
             f.write(memoryview(buf)[:p + 4])
         if n == 0:                                    # on flash: now the RAM index
             self._count -= self._n[k]
-            if k in self._order:
-                self._order.remove(k)
-            self._order.append(k)
         self._n[k] = n + 1
         self._head = k
         self._count += 1
@@ -129,7 +132,7 @@ class Ring:
         buf = self._buf()
         mv = memoryview(buf)
         first = 1
-        for k in list(self._order):
+        for k in self._order():
             n = self._n[k]
             if first + n > a and first <= last:
                 self._load(k, buf)

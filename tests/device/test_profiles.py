@@ -84,3 +84,21 @@ def test_blocks_days_and_bills_survive_a_power_cut():
         assert v[6] == 400 and sum(v[2:6]) == v[1]                        # MD 100 Wh in 15 min
     finally:
         _rmtree(d)
+
+
+def test_ring_wraps_in_order_and_reopens_the_same():
+    from meter.ring import Ring
+    d = _tmpdir("ring")
+    try:
+        r = Ring(d + "/r", 4, 3, 4, 2)
+        for i in range(1, 31):
+            r.append(struct.pack(">I", i), struct.pack(">H", i))
+        assert r.capacity == 12 and r.count() == 12
+        for ring in (r, Ring(d + "/r", 4, 3, 4, 2)):     # and after a reboot
+            assert [struct.unpack(">I", bytes(x))[0] for x in ring.records()] == list(range(19, 31))
+            assert [struct.unpack(">I", bytes(x))[0] for x in ring.records(2, 3)] == [20, 21]
+            assert ring.extra == struct.pack(">H", 30) and ring.last_seq == 30
+        r.append(struct.pack(">I", 31), b"\x00\x1f")
+        assert [struct.unpack(">I", bytes(x))[0] for x in r.records()] == list(range(22, 32))
+    finally:
+        _rmtree(d)
