@@ -11,6 +11,10 @@ counters per block), for a number of simulated days of a profile:
   case (23 kW, 100 A at 230 V).
 - commands: 4 full records a day (top-ups, settings; each with its event) and 2 more events
   (power down / power up).
+- IS 15959 profiles (meter.profiles, ``--profiles``, on by default): at the default periods a
+  block-load record (30 min: a 124-byte ring file rewritten, meter.ring) with the journal record
+  before it, the demand/counter state file (100 bytes) for each new maximum demand (4 a day
+  assumed), a daily record at midnight.
 
 Erase counts are per simulated day, scaled to a year and to 20 years, and divided over the
 littlefs blocks (littlefs levels wear dynamically; the bench prints the measured max/mean ratio
@@ -38,7 +42,7 @@ from boards.nor_flash import NorFlash
 from meter.store import Journal
 from meter.events import EventLog
 img = sys.argv[1]
-blocks, days, hot_per_day, full_per_day, ev_per_day, prog = [int(x) for x in sys.argv[2:8]]
+blocks, days, hot_per_day, full_per_day, ev_per_day, prog, prof = [int(x) for x in sys.argv[2:9]]
 nor = NorFlash(img, blocks)
 vfs.VfsLfs2.mkfs(nor, progsize=prog)
 vfs.mount(vfs.VfsLfs2(nor, mtime=False, progsize=prog), "/flash")
@@ -50,6 +54,15 @@ obj = {"acc": [0, 0, 0, 2, 2, 50000, 1767225600, 900000, 0, 0], "mode": 5, "cs":
        "tok": "544b01" + "00" * 200}
 j.save(obj, (0, 0, 0, 0, 1767225600))
 log.append(1767225600, 1, None)
+if prof:
+    from meter.ring import Ring
+    import os as _os
+    _os.mkdir("/flash/pr")
+    rb = Ring("/flash/pr/b", 16, 5, 337, 36)
+    rd = Ring("/flash/pr/d", 28, 3, 14, 20)
+    st = bytes(100)
+every_block = hot_per_day // 48 if prof else 0
+every_demand = hot_per_day // 4 if prof else 0      # a new maximum demand: ~4 a day
 e0, p0 = nor.erases, nor.progs
 t = 1767225600
 credit, wh = 10 ** 6, 0
@@ -64,7 +77,7 @@ for d in range(days):
         credit -= 6
         if every_full and i % every_full == 0:
             obj["acc"][5] = obj["acc"][7] = hot + i     # a top-up changes the cold part
-            obj["pev"] = [log.next_seq, t, 10, 5000]
+            obj["pev"] = [log.last_seq + 1, t, 10, 5000]
             j.save(obj, (credit, 0, wh, wh, t))
             full += 1
         else:
@@ -72,6 +85,17 @@ for d in range(days):
         if every_ev and i % every_ev == 0:
             log.append(t, 10, 5000)
             evs += 1
+        if every_demand and i % every_demand == 0:
+            with open("/flash/pr/st", "wb") as f:
+                f.write(st)
+            evs += 1
+        if every_block and i % every_block == 0:
+            j.save(obj, (credit, 0, wh, wh, t + 1))       # the journal first (Meter.persist)
+            rb.append(bytes(16), bytes(36))
+            evs += 2
+    if prof:
+        rd.append(bytes(28), bytes(20))
+        evs += 1
     hot += hot_per_day
 counts = [nor.erase_count(b) for b in range(blocks)]
 print(json.dumps({"erases": nor.erases - e0, "progs": nor.progs - p0, "records": hot, "full": full,
@@ -85,13 +109,13 @@ def micropython():
     return str(exe) if exe.exists() else "micropython"
 
 
-def simulate(blocks, days, hot_per_day, full_per_day=4, ev_per_day=6, progsize=32):
+def simulate(blocks, days, hot_per_day, full_per_day=4, ev_per_day=6, progsize=32, profiles=1):
     with tempfile.TemporaryDirectory(prefix="bench-wear-") as tmp:
         env = dict(os.environ)
         env["MICROPYPATH"] = os.pathsep.join([str(ROOT / "firmware"), str(ROOT), ".frozen"])
         p = subprocess.run([micropython(), "-X", "heapsize=2M", "-c", _DEVICE, os.path.join(tmp, "f.img"),
                             str(blocks), str(days), str(hot_per_day), str(full_per_day), str(ev_per_day),
-                            str(progsize)],
+                            str(progsize), str(profiles)],
                            capture_output=True, text=True, env=env, timeout=1800)
     if p.returncode:
         raise SystemExit("device simulation failed:\n" + p.stdout + p.stderr)
@@ -111,14 +135,16 @@ def main(argv=None):
     ap.add_argument("--sim-blocks", type=int, default=96,
                     help="blocks of the simulated filesystem (default 96); erases per day are "
                          "then spread over the board's blocks")
+    ap.add_argument("--no-profiles", action="store_true", help="leave out the IS 15959 profiles")
     a = ap.parse_args(argv)
     print("flash wear at the firmware's cadence: %d W average (%d kWh/day), 4 full records and 6 events "
-          "a day; %d simulated days per board; endurance %d cycles/block, %d years"
-          % (AVG_W, AVG_W * 24 // 1000, a.days, ENDURANCE, YEARS))
+          "a day%s; %d simulated days per board; endurance %d cycles/block, %d years"
+          % (AVG_W, AVG_W * 24 // 1000, "" if a.no_profiles else ", IS 15959 profiles at 30/15 min",
+             a.days, ENDURANCE, YEARS))
     worst_pct = {}
     for name, blocks, prog, wh in BOARDS:
         per_day = AVG_W * 24 // wh
-        r = simulate(a.sim_blocks, a.days, per_day, progsize=prog)
+        r = simulate(a.sim_blocks, a.days, per_day, progsize=prog, profiles=0 if a.no_profiles else 1)
         erases_day = r["erases"] / a.days
         year = erases_day * 365 / blocks
         # littlefs moves a metadata pair after block_cycles (100) erases: a block can be up to

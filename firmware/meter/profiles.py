@@ -32,10 +32,14 @@ next boundary: both carry 2); 4 the block did not start at its boundary (first b
 commissioning or a power-up). Blocks and days wholly inside a power cut have no entry: the gap is
 covered by the power-down/power-up events of the power log (0.0.99.98.2.255).
 
-Persistence (power-cut safe): the meter's journal is saved first (``Meter.persist``), then the
-ring record (``meter.ring``, its file header holding the cumulative counters the open interval
-starts from); the demand/counter state is one small CRC'd file ``<dir>/st`` rewritten at each
-demand-period end. A cut between the two leaves the interval open; it is closed at the next tick.
+Persistence (power-cut safe): the meter's journal is saved first (``Meter.persist``, if the
+state changed since), then the ring record (``meter.ring``, its file header holding the
+cumulative counters the open interval starts from); the demand/counter state is one small CRC'd
+file ``<dir>/st`` rewritten when the maximum demand changes and when a counter moves, while
+the running demand period, TOD-zone energies and power-on time travel in the block ring's file
+header at each block end (flash wear: bench/bench_wear.py). A cut between the two leaves the interval open;
+it is closed at the next tick. The demand periods after the last state write that did not set a
+maximum are recounted at power-up from the energy journaled (their average).
 """
 import struct
 import binascii
@@ -59,9 +63,10 @@ _EV_CONFIG = const(21)
 _EV_COVER_OPEN = const(60)
 _BLOCK = ">IHHHiBx"           # end, Wh, avg 0.1 V, avg 0.01 A, charge paise, status
 _DAILY = ">IIiiiiI"           # midnight, cum Wh, credit, energy, fixed, duty, top-ups
+_BX = ">IiII4II"              # block ring header: cum Wh, K, demand period start, cum Wh there, TZ Wh, on s
 _DX = ">iiiII"                # daily extra: month energy, fixed, duty, total recharged, cycle day
 _BILL = ">II4I10I3iI"         # date, cum Wh, TZ1-4 Wh, MD (W, t) total + TZ1-4, energy, fixed, duty, on min
-_ST = ">II4I10I7I"            # period start, cum Wh there, TZ Wh, MD, counters (see _C_*)
+_ST = ">II4I10I7II"           # period start, cum Wh there, TZ Wh, MD, counters (see _C_*)
 _C_PF = const(0)              # counters: power failures, power-off s, power-on s, tamper,
 _C_OFF = const(1)             # programming, billing count
 _C_ON = const(2)
@@ -88,12 +93,14 @@ class Profiles:
             os.mkdir(path)
         except OSError:
             pass
-        self.block = Ring(path + "/b", 16, 7, 241, 8)     # >= 35 days of 30-min blocks
+        self.block = Ring(path + "/b", 16, 5, 337, 36)    # >= 35 days of 30-min blocks
         self.daily = Ring(path + "/d", 28, 3, 14, 20)     # >= 40 days
         self.billing = Ring(path + "/m", 80, 1, 13)       # >= 13 closed cycles
         self._sv = self._si = self._sn = 0                # voltage/current sums, samples
         self._st = _ST_LATE
         self._late = False          # the next block starts after a power-up
+        self._alive = 0             # after a power-up: the journal's last time alive
+        self._pj = None             # (import Wh, credit) the last journal save here had
         self._restore()
         if alive:
             self._boot(alive)
@@ -114,6 +121,7 @@ class Profiles:
         self.c = [0] * 7
         self.p0 = self._align(now, self.demand)
         self.c0 = m.account.import_wh
+        seq = -1                       # block ring seq when the state file was written
         try:
             with open(self.path + "/st", "rb") as f:
                 b = f.read()
@@ -123,13 +131,17 @@ class Profiles:
                 self.z = list(v[2:6])
                 self.md = list(v[6:16])
                 self.c = list(v[16:23])
+                seq = v[23]
         except (OSError, ValueError):
             pass
         x = self.block.extra
         if x is None:
             self.b0, self.w0, self.k0 = self._align(now, self.period), m.account.import_wh, _k(m)
         else:
-            self.w0, self.k0 = struct.unpack(">Ii", x)
+            v = struct.unpack(_BX, x)
+            self.w0, self.k0 = v[0], v[1]
+            if seq < self.block.last_seq:        # the ring's header is newer than the state file
+                self.p0, self.c0, self.z, self.c[_C_ON] = v[2], v[3], list(v[4:8]), v[8]
             self.b0 = struct.unpack_from(_BLOCK, self.block.last(), 0)[0]
             self._st = 0
         x = self.daily.extra
@@ -142,6 +154,7 @@ class Profiles:
 
     def _boot(self, alive):
         now = self.m.board.time()
+        self._alive = alive
         c = self.c
         c[_C_PF] += 1
         c[_C_OFF] += now - alive if now > alive else 0
@@ -160,7 +173,7 @@ class Profiles:
         self._save()
 
     def _save(self):
-        b = struct.pack(_ST, self.p0, self.c0, *(self.z + self.md + self.c))
+        b = struct.pack(_ST, self.p0, self.c0, *(self.z + self.md + self.c + [self.block.last_seq]))
         with open(self.path + "/st", "wb") as f:
             f.write(b + struct.pack(">I", binascii.crc32(b) & 0xFFFFFFFF))
 
@@ -185,33 +198,52 @@ class Profiles:
             self._si += (mo.current_ma or 0) // 10
             self._sn += 1
         wh = m.account.import_wh
+        save = False
         if now >= self.p0 + self.demand or now < self.p0:
-            self._close_demand(now, wh)
+            save = self._close_demand(now, wh)
         if now >= self.b0 + self.period or now >= self.d0 + _DAY:
-            m.persist()
+            a = m.account
+            if self._pj != (a.import_wh, a.credit):  # the journal first: a record never runs ahead
+                m.persist()
+                self._pj = (a.import_wh, a.credit)
             n = 0
             while now >= self.b0 + self.period:      # the meter was on: every block has an entry
                 n += 1
                 self._close_block(self.b0 + self.period, now, 0 if n < _FILL else _ST_CLOCK)
             while now >= self.d0 + _DAY:
                 self._close_day(self.d0 + _DAY, now)
+        if save:
+            self._save()
 
     def _close_demand(self, now, wh):
+        """Close the demand period; True if the maximum demand changed (the state file is then
+        written now; else at the next block end). After a power-up the saved period start may
+        be older than the last one closed: the energy since is spread over the periods up to
+        the journal's last time alive (demand = the average over them)."""
         e = wh - self.c0 if wh > self.c0 else 0
+        d = self.demand
+        new = False
         if now >= self.p0:
+            n = 1
+            if self._alive:
+                n = (self._alive - self.p0 + d - 1) // d
+                n = 1 if n < 1 else n
             z = self.zone(self.p0)
             self.z[z] += e
-            w = e * 3600 // self.demand
-            t = self.p0 + self.demand
+            w = e * 3600 // (d * n)
+            t = self.p0 + d * n
             md = self.md
             if w > md[0]:
                 md[0], md[1] = w, t
+                new = True
             if w > md[2 + 2 * z]:
                 md[2 + 2 * z], md[3 + 2 * z] = w, t
-            self.c[_C_ON] += self.demand
-        self.p0 = self._align(now, self.demand)
+                new = True
+            self.c[_C_ON] += d
+        self._alive = 0
+        self.p0 = self._align(now, d)
         self.c0 = wh
-        self._save()
+        return new
 
     def _close_block(self, end, now, st):
         m = self.m
@@ -221,7 +253,7 @@ class Profiles:
         e = wh - self.w0
         rec = struct.pack(_BLOCK, end, e if e < 0xFFFF else 0xFFFF, self._sv // n, self._si // n,
                           k - self.k0, self._st | st)
-        self.block.append(rec, struct.pack(">Ii", wh, k))
+        self.block.append(rec, struct.pack(_BX, wh, k, self.p0, self.c0, *(self.z + [self.c[_C_ON]])))
         self.w0, self.k0 = wh, k
         self._sv = self._si = self._sn = 0
         self.b0 = self._align(now, self.period) if self._late or st else end
