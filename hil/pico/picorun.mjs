@@ -13,7 +13,7 @@
 //
 // Usage (all paths are ptys or files made by the caller):
 //   node picorun.mjs --image firmware.uf2 --flash flash.bin [--uart0 PTY] [--uart1 PTY]
-//        [--cdc PTY] [--ctl PTY] [--rtc EPOCH] [--cut-at N] [--seed S] [--relay-pin 15]
+//        [--cdc PTY] [--ctl PTY] [--rtc EPOCH] [--rtc-frozen] [--cut-at N] [--seed S] [--relay-pin 15]
 //        [--fb-pin 14] [--button-pin 17] [--cover-pin N] [--stats]
 // Control lines on --ctl (rig -> runner): "time <epoch>" (RTC), "button" (press 150 ms),
 // "cover open|closed", "gpio <n> <0|1>", "fb <auto|0|1>", "ping <n>" (answered "pong <n>" once
@@ -32,7 +32,7 @@ const args = {};
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const k = argv[i].replace(/^--/, '');
-  if (['stats'].includes(k)) args[k] = true;
+  if (['stats', 'rtc-frozen'].includes(k)) args[k] = true;
   else args[k] = argv[++i];
 }
 const FLASH_START = 0x10000000;
@@ -256,12 +256,18 @@ if (args.ctl) {
 
 // RTC: MicroPython sets the RTC to 2021-01-01 at boot; the rig's RTC (--rtc) stands in for a
 // battery-backed clock, so that load is replaced by the rig's time (moved by guest time since).
+// --rtc-frozen: the RTC moves only by "time" lines (the unix board's "frozen" clock: deterministic).
 const rtcEpoch = args.rtc === undefined ? null : Number(args.rtc);
+const rtcFrozen = !!args['rtc-frozen'];
+if (rtcFrozen) {
+  const rtcRead = rtc.readUint32.bind(rtc);
+  rtc.readUint32 = function (offset) { this.baselineNanos = clock.nanos; return rtcRead(offset); };
+}
 if (rtcEpoch !== null) {
   const rtcWrite = rtc.writeUint32.bind(rtc);
   rtc.writeUint32 = function (offset, value) {
     rtcWrite(offset, value);
-    if (offset === 0x0c && this.baseline.getUTCFullYear() === 2021) setRtc(rtcEpoch + Math.floor(clock.nanos / 1e9));
+    if (offset === 0x0c && this.baseline.getUTCFullYear() === 2021) setRtc(rtcEpoch + (rtcFrozen ? 0 : Math.floor(clock.nanos / 1e9)));
   };
 }
 
