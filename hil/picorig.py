@@ -121,7 +121,9 @@ class PicoRig(ControlledRig):
     """The firmware's rp2040 board on the MicroPython rp2 port in rp2040js (module docstring).
 
     Args:
-        workdir: directory for flash.bin, firmware.log (runner + console output), the keystore.
+        workdir: directory for flash.bin, firmware.log (runner + console output), the keystore;
+            ``state_dir`` (workdir/files): files put there before the first boot are deployed
+            into the board's / beside config.json.
         config: dict merged over DEFAULT_METER_CONFIG into the board's /config.json.
         clock_epoch: the RTC at first boot (epoch s; battery-backed, frozen between sets).
         poll_ms: the board's metering period (config ``poll_ms``).
@@ -157,6 +159,7 @@ class PicoRig(ControlledRig):
             self.files[identity.TABLES_NAME] = identity.TABLES.read_bytes()
         self.boot_timeout = float(boot_timeout)
         self.relay_gates_load = bool(relay_gates_load)
+        self.state_dir = self.workdir / "files"   # files put here before the first boot go to /
         self.flash_path = self.workdir / "flash.bin"
         self.log_path = self.workdir / "firmware.log"
         self.wh_offset = 0
@@ -180,7 +183,7 @@ class PicoRig(ControlledRig):
                 raise
 
     def _open_wiring(self, unit):
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock = lock_workdir(self.workdir)
         try:
             self.dlms_link = PtyLink(link_dir=self.workdir, names=("meter-dlms", "host-dlms"))
@@ -272,6 +275,9 @@ class PicoRig(ControlledRig):
     def start(self):
         """Deploy if there is no flash image yet, then boot and wait for the first meter line."""
         if not self.flash_path.exists():
+            for p in sorted(self.state_dir.iterdir()):
+                if p.is_file():
+                    self.files[p.name] = p.read_bytes()
             self.deploy()
         self._spawn()
         self._wait_ready(self.boot_timeout)

@@ -3,7 +3,7 @@
 Load it from tests/conftest.py with ``pytest_plugins = ["hil.pytest_plugin"]``.
 
 Options:
-    --rig emulated|bench   which rig (default: emulated)
+    --rig emulated|bench|pico   which rig (default: emulated; pico = hil.picorig.PicoRig)
     --meter-port PATH      bench: the board's DLMS serial port
     --modbus-port PATH     bench: USB-RS485 adapter for the PZEM emulator
     --power-cmd CMD        bench: shell command switching the supply ({state} = on/off)
@@ -36,8 +36,8 @@ _RIGS_KEY = "_hil_rigs"
 
 def pytest_addoption(parser):
     group = parser.getgroup("hil", "hardware-in-the-loop rig")
-    group.addoption("--rig", choices=("emulated", "bench"), default="emulated",
-                    help="rig to run HIL tests on (default: emulated)")
+    group.addoption("--rig", choices=("emulated", "bench", "pico"), default="emulated",
+                    help="rig to run HIL tests on (default: emulated; pico: hil.picorig)")
     group.addoption("--meter-port", default=None,
                     help="bench rig: serial port of the meter's DLMS UART")
     group.addoption("--modbus-port", default=None,
@@ -81,6 +81,8 @@ def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
             pytest.skip("bench rig cannot provision a custom config")
         return BenchRig(port, modbus_port=opt("--modbus-port"),
                         power_switch=_power_switch(opt("--power-cmd")))
+    if opt("--rig") == "pico":
+        return _make_pico(workdir, config, sts, dict(kw, heap=heap) if heap else kw)
     if sts:
         from hil import identity
         config = dict(config or {})
@@ -96,6 +98,23 @@ def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
                 raise
         return rig
     return EmulatedRig(workdir, heap=heap or opt("--heap"), config=config, **kw)
+
+
+_PICO_KW = ("clock_epoch", "poll_ms", "module", "start", "boot_timeout", "relay_gates_load")
+
+
+def _make_pico(workdir, config, sts, kw):
+    """A PicoRig (hil.picorig); skips when Node/rp2040js/the UF2 are missing or the test asks
+    for what only the unix board has (heap size, NOR flash model, watchdog period, ...)."""
+    from .picorig import PicoRig, unavailable
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    kw.pop("wait_first_meter", None)
+    other = sorted(k for k in kw if k not in _PICO_KW)
+    if other:
+        pytest.skip("PicoRig has no %s (unix board only)" % ", ".join(other))
+    return PicoRig(workdir, config=config, sts=sts, **kw)
 
 
 def _power_switch(cmd):
