@@ -92,6 +92,14 @@ def unavailable(uf2=None):
     return None
 
 
+def _save(src, dst):
+    """Copy a flash image into the cache atomically (concurrent runs may race)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_suffix(".tmp%d" % os.getpid())
+    shutil.copyfile(str(src), str(tmp))
+    os.replace(str(tmp), str(dst))
+
+
 class _PicoChannel(ControlChannel):
     """The control line of the runner: the firmware's lines plus the runner's own
     (``pin <n> <0|1>`` relay output, ``cut <op>``, ``flashops <n>``)."""
@@ -217,58 +225,80 @@ class PicoRig(ControlledRig):
 
     # -- deployment -------------------------------------------------------------------
 
-    def _image_key(self):
+    def _keys(self):
+        """(base key, image key): the base is the UF2 + the built firmware as flashed; the image
+        adds this rig's files."""
         from host_tools import build
-        out = build.cached_build("rp2040", ROOT / "build" / "flash-rp2040")
+        self._build = build.cached_build("rp2040", ROOT / "build" / "flash-rp2040")
         h = hashlib.sha256(self.uf2.read_bytes())
-        h.update((out / "manifest.json").read_bytes())
+        h.update((self._build / "manifest.json").read_bytes())
         h.update((RUNNER_DIR / "picorun.mjs").read_bytes())
+        base = h.hexdigest()[:24]
         for rel in sorted(self.files):
             h.update(rel.encode() + b"\0" + self.files[rel])
-        return h.hexdigest()[:24]
+        return base, h.hexdigest()[:24]
 
-    def deploy(self, timeout=600.0):
-        """Flash the firmware and this rig's files onto an erased board as ``meterctl flash
-        --board rp2040`` does (host_tools.flash over the CDC REPL), then power off. The image is
-        cached; returns True if it was built now, False if it came from the cache."""
+    def deploy(self):
+        """Put the firmware and this rig's files on the board, then power off; cached.
+
+        The base image is made once per firmware build: an erased board flashed by
+        ``host_tools.flash.flash`` over the CDC REPL (what ``meterctl flash --board rp2040`` runs:
+        build, copy, sha256 verify), main.py and the keystore's config.json held back. A rig's
+        image is the base plus its files (config.json, tables) and main.py, written over the REPL.
+        Returns the seconds spent (0.0 when the image came from the cache)."""
         import time
-        key = self._image_key()
-        cached = _CACHE / (key + ".bin")
+        base_key, key = self._keys()
+        cached, base = _CACHE / (key + ".bin"), _CACHE / ("base-" + base_key + ".bin")
         if cached.is_file():
             shutil.copyfile(str(cached), str(self.flash_path))
-            return False
+            return 0.0
         t0 = time.monotonic()
-        if self.flash_path.exists():
-            self.flash_path.unlink()
+        if base.is_file():
+            shutil.copyfile(str(base), str(self.flash_path))
+        else:
+            if self.flash_path.exists():
+                self.flash_path.unlink()
+            self._flash_base()
+            _save(self.flash_path, base)
+        files = dict(self.files, **{"main.py": (self._build / "main.py").read_bytes()})
         self._spawn()
         try:
-            from host_tools import flash as F
             from host_tools.repl import Device
-            files = self.files
+            dev = Device(self.repl_port, timeout=30)
+            try:
+                for rel, data in sorted(files.items()):
+                    dev.write(rel, data)
+            finally:
+                dev.close()
+        finally:
+            self._halt(signal.SIGTERM)
+        _save(self.flash_path, cached)
+        self.deploy_seconds = time.monotonic() - t0
+        return self.deploy_seconds
 
-            class Target:
-                def __init__(self, port):
-                    self.dev = Device(port, timeout=30)
+    def _flash_base(self):
+        from host_tools import flash as F
+        from host_tools.repl import Device
 
-                def reset(self, serial, confirm, log, warnings):
-                    for rel, data in files.items():     # the rig's config instead of the keystore's
-                        self.dev.write(rel, data)
-                    return None
+        class Target:           # host_tools.flash's target; its reset step holds main.py back
+            def __init__(self, port):
+                self.dev = Device(port, timeout=30)
 
-                def close(self):
-                    self.dev.close()
+            def reset(self, serial, confirm, log, warnings):
+                self.dev.remove("main.py")
+                self.dev.remove("config.json")
+                return None
 
+            def close(self):
+                self.dev.close()
+
+        self._spawn()
+        try:
             F.flash(self.repl_port, "rp2040", self.config["serial"],
                     keystore=str(self.workdir / "deploy.keystore"), sgc=123456, confirm=False,
                     connect=lambda: Target(self.repl_port))
         finally:
             self._halt(signal.SIGTERM)
-        self.deploy_seconds = time.monotonic() - t0
-        _CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp%d" % os.getpid())
-        shutil.copyfile(str(self.flash_path), str(tmp))
-        os.replace(str(tmp), str(cached))
-        return True
 
     # -- lifecycle ----------------------------------------------------------------------
 
