@@ -313,6 +313,13 @@ class PicoRig(ControlledRig):
         self._wait_ready(self.boot_timeout)
         return self
 
+    def boot_erased(self):
+        """Power on a Pico with only the MicroPython UF2 in its flash (littlefs is formatted at
+        boot), without waiting: for ``meterctl flash --board rp2040 --port rig.repl_port``."""
+        if self.flash_path.exists():
+            self.flash_path.unlink()
+        self._spawn()
+
     def _spawn(self, cut_at=0):
         if self._proc is not None:
             raise RigError("runner already running (pid %d)" % self._proc.pid)
