@@ -260,7 +260,7 @@ class PicoRig(ControlledRig):
                 self.flash_path.unlink()
             self._flash_base()
             _save(self.flash_path, base)
-        files = dict(self.files, **{"main.py": (self._build / "main.py").read_bytes()})
+        files = dict({"main.py": (self._build / "main.py").read_bytes()}, **self.files)
         self._spawn()
         try:
             from host_tools.repl import Device
