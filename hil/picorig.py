@@ -38,7 +38,9 @@ from host_tools.firmware_src import ROOT
 
 from .controlled import ControlledRig
 from .ctlchannel import ControlChannel
+from .emulated import EmulatedRig
 from .env import lock_workdir, merge_config
+from .picoimage import CACHE as _CACHE, RUNNER_DIR, UF2_ENV, find_uf2, save_image as _save, unavailable
 from .modules import CONFIG_KEY, config_value, module_name, open_module
 from .ptylink import PtyLink
 from .rig import (CAPABILITIES, DEFAULT_EPOCH, DEFAULT_METER_CONFIG, RigError, RigTimeout,
@@ -46,58 +48,8 @@ from .rig import (CAPABILITIES, DEFAULT_EPOCH, DEFAULT_METER_CONFIG, RigError, R
 
 __all__ = ["PicoRig", "find_uf2", "unavailable", "RUNNER_DIR", "UF2_ENV"]
 
-RUNNER_DIR = pathlib.Path(__file__).resolve().parent / "pico"
-UF2_ENV = "METER_PICO_UF2"
 _WDT_EXIT = 3        # runner: watchdog reset (machine.reset() too): the board reboots
 _CUT_EXIT = 5        # runner: an armed power cut struck
-_CACHE = ROOT / "build" / "picorig"
-
-
-def _checkouts():
-    """The repo root and, for a git worktree, the main checkout it belongs to."""
-    roots = [ROOT]
-    git = ROOT / ".git"
-    if git.is_file():      # a worktree: "gitdir: <main>/.git/worktrees/<name>"
-        try:
-            gitdir = pathlib.Path(git.read_text().split(":", 1)[1].strip())
-            common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
-            roots.append(common.parent)
-        except (OSError, IndexError):
-            pass
-    return roots
-
-
-def find_uf2(path=None):
-    """The MicroPython RPI_PICO UF2 to run: ``path``, else $METER_PICO_UF2, else
-    ``../shared/rp2emu/firmware.uf2`` beside the checkout. Returns a Path or None if missing."""
-    given = path or os.environ.get(UF2_ENV)
-    if given:
-        p = pathlib.Path(given)
-        return p if p.is_file() else None
-    for root in _checkouts():
-        p = root.parent / "shared" / "rp2emu" / "firmware.uf2"
-        if p.is_file():
-            return p
-    return None
-
-
-def unavailable(uf2=None):
-    """Why a PicoRig cannot run here (one line), or None if it can."""
-    if shutil.which("node") is None:
-        return "PicoRig needs Node.js (node on PATH)"
-    if not (RUNNER_DIR / "node_modules" / "rp2040js").is_dir():
-        return "PicoRig needs rp2040js: run `npm ci` in hil/pico"
-    if find_uf2(uf2) is None:
-        return "PicoRig needs the MicroPython RPI_PICO UF2 (../shared/rp2emu/firmware.uf2 or $%s)" % UF2_ENV
-    return None
-
-
-def _save(src, dst):
-    """Copy a flash image into the cache atomically (concurrent runs may race)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_suffix(".tmp%d" % os.getpid())
-    shutil.copyfile(str(src), str(tmp))
-    os.replace(str(tmp), str(dst))
 
 
 class _PicoChannel(ControlChannel):
@@ -458,16 +410,8 @@ class PicoRig(ControlledRig):
                 % (self.telemetry, self.pzem.energy_wh, self.pzem.watts, self.pzem.requests,
                    "\n".join(self.ctl_trace_lines(12)), self.log_tail(30)))
 
-    def log_tail(self, lines=40):
-        """Last ``lines`` lines of firmware.log (runner and console output of all boots)."""
-        try:
-            with open(str(self.log_path), "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 64 * 1024))
-                data = f.read()
-        except OSError:
-            return ""
-        return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+    # firmware.log tail: the same file layout as the unix rig's (one function for both)
+    log_tail = EmulatedRig.log_tail
 
     def mem(self, timeout=10.0):
         """Not on this rig: the REPL is busy with main.py (see `hil.picorig` heap probe notes)."""
