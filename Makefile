@@ -30,13 +30,15 @@ mpy-check: $(STAMP)
 	$(BIN)/python -m host_tools.build --check
 
 # host code: ruff with the rules in pyproject [tool.ruff]
-LINT_PATHS ?= host_tools hil tests bench
+LINT_PATHS ?= host_tools hil tests bench examples
 
 lint: mpy-check
 	$(BIN)/ruff check $(LINT_PATHS)
 
+# -n auto (pytest-xdist): one worker per core, each with its own tmp dirs, ptys and state dirs;
+# the controller builds the firmware image once before the workers start
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto -m "not slow" $(PYTEST_ARGS)
 
 soak: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
