@@ -105,11 +105,11 @@ def check(r, credit, steps):
 
 @pytest.mark.parametrize("module", ["pzem", "sdm120", "sdm630"])
 def test_noise_short(rig_factory, module):
-    """Two simulated hours, one stall: the same checks as the campaign, and the relay moment
+    """One simulated hour, one stall: the same checks as the campaign, and the relay moment
     compared with a noise-free run of the same schedule."""
-    credit, steps = 1000, 120                     # opens after 1539 Wh: step 93
-    quiet = drain_run(rig_factory, module, credit, steps, (20,), noise=False, name="quiet")
-    noisy = drain_run(rig_factory, module, credit, steps, (20,), noise=True, name="noisy")
+    credit, steps = 500, 60                       # opens after 770 Wh: step 47
+    quiet = drain_run(rig_factory, module, credit, steps, (10,), noise=False, name="quiet")
+    noisy = drain_run(rig_factory, module, credit, steps, (10,), noise=True, name="noisy")
     check(quiet, credit, steps)
     line = check(noisy, credit, steps)
     assert noisy["open_at"] == quiet["open_at"]
