@@ -164,6 +164,8 @@ OBJECTS = (
     obj("0.0.94.96.23.255", 1, 0, "total recharged", 2, arg=9, served="IS 15959: paise"),
     obj("0.0.94.96.24.255", 1, 0, "balance", 2, arg=10, served="IS 15959: credit, paise"),
     obj("0.0.94.96.25.255", 1, 0, "balance time", 2, arg=11, served="IS 15959: date-time"),
+    obj("0.0.97.97.0.255", 1, 0, "error register", 2, arg=13,
+        served="long-unsigned, bit 0 (1): metering module fault (its V, I, P read temporary-failure)"),
     obj("0.0.43.0.1.255", 64, 0, "security setup management", 5, 2, arg=1, public=ALL, call=(1, 2),
         served="present with keys: policy, suite 0, client/server system titles (no key is ever "
                "readable); methods security_activate, global_key_transfer (RFC 3394 wrap)"),
