@@ -7,7 +7,8 @@ entry point's name is the module name, so a conftest that also lists ``pytest_pl
 nothing: the controller prepares the firmware image once (``hil.launch.prepare_build``).
 
 Options:
-    --rig emulated|bench|labgrid   which rig (default: emulated)
+    --rig emulated|bench|labgrid|pico   which rig (default: emulated; pico = hil.picorig.PicoRig,
+                           the real MicroPython rp2 port in rp2040js)
     --lg-env FILE          labgrid: the environment YAML (labgrid's own pytest option; its target
                            carries a ``MeterBoardDriver``, see hil.labgrid_driver)
     --meter-password PW    bench/labgrid: the management (client 1) LLS password
@@ -46,13 +47,14 @@ from .env import MICROPYTHON_ENV, find_micropython, set_micropython
 from .rig import CAPABILITIES, RigError
 
 _RIGS_KEY = "_hil_rigs"
-RIG_KINDS = ("emulated", "bench", "labgrid")
+RIG_KINDS = ("emulated", "bench", "labgrid", "pico")
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("hil", "hardware-in-the-loop rig")
     group.addoption("--rig", choices=RIG_KINDS, default="emulated",
-                    help="rig to run HIL tests on (default: emulated; labgrid needs --lg-env)")
+                    help="rig to run HIL tests on (default: emulated; labgrid needs --lg-env; "
+                         "pico: hil.picorig)")
     group.addoption("--meter-port", default=None,
                     help="bench rig: serial port of the meter's DLMS UART")
     group.addoption("--modbus-port", default=None,
@@ -145,6 +147,8 @@ def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
         return BenchRig(port, modbus_port=opt("--modbus-port"),
                         power_switch=_power_switch(opt("--power-cmd")),
                         password=opt("--meter-password"))
+    if opt("--rig") == "pico":
+        return _make_pico(workdir, config, sts, dict(kw, heap=heap) if heap else kw)
     if sts:
         from hil import identity
         config = dict(config or {})
@@ -160,6 +164,23 @@ def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
                 raise
         return rig
     return EmulatedRig(workdir, heap=heap or opt("--heap"), config=config, **kw)
+
+
+_PICO_KW = ("clock_epoch", "poll_ms", "module", "start", "boot_timeout", "relay_gates_load")
+
+
+def _make_pico(workdir, config, sts, kw):
+    """A PicoRig (hil.picorig); skips when Node/rp2040js/the UF2 are missing or the test asks
+    for what only the unix board has (heap size, NOR flash model, watchdog period, ...)."""
+    from .picorig import PicoRig, unavailable
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    kw.pop("wait_first_meter", None)
+    other = sorted(k for k in kw if k not in _PICO_KW)
+    if other:
+        pytest.skip("PicoRig has no %s (unix board only)" % ", ".join(other))
+    return PicoRig(workdir, config=config, sts=sts, **kw)
 
 
 def _power_switch(cmd):

@@ -118,9 +118,8 @@ def _event_logs():
 
 def _profiles():
     """The IS 15959 profile rows (host_tools/is15959_objects.py: the data, one place)."""
-    for obis, ic, name, attrs, methods, arg, unit, scaler, vtype, what in IS15959_OBJECTS:
-        yield obj(obis, ic, 0 if ic != 7 else 1, name, attrs, methods, arg=arg, public=(1,),
-                  unit=unit, scaler=scaler, value_type=vtype, served=what)
+    for ob, ic, name, na, nm, arg, unit, sc, vt, what in IS15959_OBJECTS:
+        yield obj(ob, ic, int(ic == 7), name, na, nm, arg, (1,), unit=unit, scaler=sc, value_type=vt, served=what)
 
 
 # The object table, in object_list order. Amounts are paise (currency INR, scale -2).
@@ -172,6 +171,8 @@ OBJECTS = (
     obj("0.0.94.96.23.255", 1, 0, "total recharged", 2, arg=9, served="IS 15959: paise"),
     obj("0.0.94.96.24.255", 1, 0, "balance", 2, arg=10, served="IS 15959: credit, paise"),
     obj("0.0.94.96.25.255", 1, 0, "balance time", 2, arg=11, served="IS 15959: date-time"),
+    obj("0.0.97.97.0.255", 1, 0, "error register", 2, arg=13,
+        served="long-unsigned, bit 0 (1): metering module fault (its V, I, P read temporary-failure)"),
     obj("0.0.43.0.1.255", 64, 0, "security setup management", 5, 2, arg=1, public=ALL, call=(1, 2),
         served="present with keys: policy, suite 0, client/server system titles (no key is ever "
                "readable); methods security_activate, global_key_transfer (RFC 3394 wrap)"),

@@ -12,7 +12,7 @@ import asyncio
 import gc
 
 from meter.account import Account
-from meter.metrology import Pzem004t
+from meter.metering import Metering
 from meter.tariff import ConfigError
 from meter.relay import DisconnectControl, READY
 from meter.link import HdlcLink
@@ -74,7 +74,7 @@ class Meter:
         settings.drop("meter.profile")
         # what runs after boot, the rest of the config is not kept
         self.persist_s = int(g("persist_s", 60))
-        self._unit = int(g("modbus_unit", 1))
+        self.metering = Metering(self, g("metering_module", "pzem004t"), int(g("modbus_unit", 1)))
         self._link = HdlcLink(self, int(g("server_address", 1)), g("physical_address"),
                               int(g("max_info", 512)), int(g("inactivity_s", 120)))
         self._t_prev = None        # end of the last charged metering interval (epoch s)
@@ -349,12 +349,9 @@ class Meter:
         now = self.board.time()
         a = self.account
         self.profiles.tick(now)      # intervals that ended by now, before this cycle is charged
-        if m is not None and m.fresh and m.energy_wh is not None:
-            e = m.energy_wh
-            last = self.module_wh
-            # the first reading charges nothing; a counter below the last one was reset: from 0
-            wh = 0 if last is None else (e - last if e >= last else e)
-            self.module_wh = e
+        if m is not None and m.fresh:
+            wh = m.delta_wh      # 0 on the first reading and on a counter reset (meter.metering)
+            self.module_wh = m.health.baseline_wh
             t0 = self._t_prev
             if a.unit == _CREDIT_ENERGY:
                 a.meter(wh, 0)
@@ -377,15 +374,6 @@ class Meter:
         self.event_log.tick(now)    # counts of coalesced repetitions whose window is over
         self.board.report("meter %d %d %d %d" % (now, a.import_wh, a.credit, 1 if self.dc.output_state else 0))
 
-    async def metering_task(self):
-        b = self.board
-        self.metro = Pzem004t(b.modbus_stream(), self._unit, tx_enable=b.modbus_tx_enable)
-        while True:
-            await self.metro.poll()
-            self.meter_tick()
-            b.wdt_feed()
-            await asyncio.sleep_ms(b.poll_ms)
-
     async def dlms_task(self):
         await self._link.serve(self.board.dlms_stream())
 
@@ -393,7 +381,7 @@ class Meter:
         self.board.wdt_feed()
         self.evaluate()
         self.persist()
-        tasks = [asyncio.create_task(self.metering_task()), asyncio.create_task(self.dlms_task())]
+        tasks = [asyncio.create_task(self.metering.run()), asyncio.create_task(self.dlms_task())]
         if hasattr(self.board, "control_task"):
             tasks.append(asyncio.create_task(self.board.control_task()))
         gc.collect()

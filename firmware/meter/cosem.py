@@ -18,8 +18,7 @@ Entry points for ``meter.server`` (``item`` is one ``(class_id, ln, index, selec
   returns a data-access-result (0 success), or a generator of encoded chunks for long values
   (object_list, profile buffer) that the server sends by block transfer, never built whole;
 - ``put(meter, ctx, item, value) -> dar`` (``value``: the A-XDR data bytes of the SET);
-- ``act(meter, ctx, item) -> (action_result, data_bytes_or_None)``.
-Codes: the data-access-result consts below (IEC 62056-5-3 §8).
+- ``act(meter, ctx, item) -> (action_result, data_bytes_or_None)``. Codes: the consts below.
 """
 from protocol import axdr
 from meter import cosem_values as V
@@ -153,6 +152,8 @@ _TABLE = (
     b"\x00\x00\x5e\x60\x18\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x0a"
     # 0.0.94.96.25.255 balance time, IC 1 v0 arg 11: r 1-2
     b"\x00\x00\x5e\x60\x19\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x0b"
+    # 0.0.97.97.0.255 error register, IC 1 v0 arg 13: r 1-2
+    b"\x00\x00\x61\x61\x00\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x0d"
     # 0.0.43.0.1.255 security setup management, IC 64 v0 arg 1: r 1-5; m 1-2
     b"\x00\x00\x2b\x00\x01\xff\x40\x00\x05\x3e\x00\x00\x3e\x00\x00\x00\x06\x02\x01"
     # 0.0.43.0.3.255 security setup utility settings, IC 64 v0 arg 3: r 1-5; m 1-2
@@ -314,8 +315,7 @@ def _object_list(meter, role):
     for o in range(0, len(_TABLE), _ROW):
         if _visible(meter, o, role):
             n += 1
-    w = axdr.Writer()
-    w.array(n)
+    w = axdr.Writer().array(n)     # (chainable)
     yield bytes(w.buf)
     for o in range(0, len(_TABLE), _ROW):
         if not _visible(meter, o, role):

@@ -177,6 +177,9 @@ def _data(meter, k, w):
         w.double_long_unsigned(a.total_recharged)
     elif k == 10:
         w.double_long(a.credit)
+    elif k == 13:                 # error register: bit 0 metering module fault (meter.metering)
+        m = meter.metro
+        w.long_unsigned(1 if m is not None and m.faulted else 0)
     elif k == 12:                                 # frame counter: last receive IC accepted
         rx = meter.security.rx
         w.double_long_unsigned(rx - 1 if rx else 0)

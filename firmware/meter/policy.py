@@ -20,6 +20,10 @@
     off_saturdays     which Saturdays of the month are off ([2] = second Saturdays)
     holidays          ["YYYY-MM-DD", ...] local dates with no disconnection
 
+The ``metering`` section (a profile key of its own) is the metering-fault policy, applied by
+``meter.metering``: ``metering`` = (fail_polls, fail_s, on_fault, grace_s), on_fault 0 keep
+supply, 1 open the relay after grace_s seconds of fault (``meter.profile.metering_params``).
+
 A disconnection due at a moment that is not allowed waits for the next allowed moment (the
 meter checks at every metering cycle). Emergency credit ends when its amount is used up
 (credit <= min_credit - ec_paise) or its period is over, whichever comes first; it is re-armed by
@@ -65,9 +69,11 @@ _LOCKOUT = const(3)
 
 
 class Policy:
-    def __init__(self, params, limiter):
+    def __init__(self, params, limiter, metering=(5, 60, 0, 900)):
         """``params``: the validated policy section (``meter.profile.policy_params``; build one
-        with ``meter.profile.policy(cfg)``), ``limiter``: its ``meter.limiter.Limiter``."""
+        with ``meter.profile.policy(cfg)``), ``limiter``: its ``meter.limiter.Limiter``,
+        ``metering``: the metering-fault policy (``meter.profile.metering_params``)."""
+        self.metering = metering
         (self.min_credit, self.reconnect, self.low_credit_pct, self.ec_paise, self.ec_s,
          self.ec_by, self.ec_offer, self.debt_pct, self.friendly, self.days_off,
          self.off_saturdays, self.holidays) = params

@@ -17,9 +17,10 @@ from meter.tariff import ConfigError, Tariff
 from meter.policy import Policy
 from meter.limiter import Limiter
 
-PROFILE_KEYS = ("name", "about", "tariff", "policy", "limiter", "payment_mode", "control_mode",
-                "credit_unit", "tz_minutes")
+PROFILE_KEYS = ("name", "about", "tariff", "policy", "limiter", "metering", "payment_mode",
+                "control_mode", "credit_unit", "tz_minutes")
 _EC_SOURCES = ("auto", "button", "token", "dlms")
+_ON_FAULT = ("keep_supply", "open_after")
 
 
 def _isint(v):
@@ -163,6 +164,18 @@ def policy_params(cfg):
             tuple(_lists(pc, sec, "off_saturdays", 0, 5, 1, 5)), tuple(days))
 
 
+def metering_params(cfg):
+    """-> (fail_polls, fail_s, on_fault 0 keep_supply / 1 open_after, grace_s) for
+    meter.policy.Policy.metering; ``cfg`` is the whole configuration (its ``metering``)."""
+    mc = _section(cfg, "metering")
+    sec = "metering."
+    of = mc.get("on_fault", "keep_supply")
+    if of not in _ON_FAULT:
+        raise ConfigError("metering.on_fault", "keep_supply or open_after expected")
+    return (_int(mc, sec, "fail_polls", 1, 1000, 5), _int(mc, sec, "fail_s", 0, 86400, 60),
+            _ON_FAULT.index(of), _int(mc, sec, "grace_s", 0, 7 * 86400, 900))
+
+
 def tariff(section):
     """Tariff of a tariff section (dict or None: the defaults). Raises ConfigError."""
     return Tariff(*tariff_params(section))
@@ -174,9 +187,9 @@ def limiter(section):
 
 
 def policy(cfg):
-    """Policy (with its Limiter) of a whole configuration ``cfg``: its policy and limiter
-    sections. Raises ConfigError."""
-    return Policy(policy_params(cfg), limiter(cfg.get("limiter", {})))
+    """Policy (with its Limiter) of a whole configuration ``cfg``: its policy, limiter and
+    metering sections. Raises ConfigError."""
+    return Policy(policy_params(cfg), limiter(cfg.get("limiter", {})), metering_params(cfg))
 
 
 def build(cfg):

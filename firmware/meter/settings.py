@@ -47,7 +47,7 @@ def profile_bytes(meter):
     c = config(meter.board)
     out = {}
     for k, v in (("name", None), ("tariff", None), ("policy", None), ("limiter", None),
-                 ("payment_mode", 2), ("control_mode", 5), ("credit_unit", 0),
+                 ("metering", None), ("payment_mode", 2), ("control_mode", 5), ("credit_unit", 0),
                  ("tz_minutes", 330)):
         v = c.get(k, v)
         if v is not None:

@@ -35,6 +35,7 @@ class Board:
 
 class Metro:
     voltage_dv, current_ma, power_dw = 2301, 5000, 11505
+    faulted = False
 
 
 class Limiter:

@@ -1,0 +1,107 @@
+"""The metering task: polls the metering module (``meter.metrology.Module``), hands each poll to
+the meter's tick, and acts on the module's faults (issue 13).
+
+``Metering(meter, kind, unit)``: ``kind`` is config.json ``metering_module`` ("pzem004t",
+"sdm120", "sdm630"; an unknown name falls back to "pzem004t" and logs a config event),
+``unit`` its Modbus address (``modbus_unit``). ``await metering.run()`` is the task: it builds
+the ``Module`` on the board's Modbus UART (baud ``board.modbus_baud``, default 9600; fault
+clock ``board.time``), carries the energy baseline over from the journal (``meter.module_wh``:
+energy counted while the meter was down is charged at the first reading) and polls for ever
+with ``Module.run`` (no heap per poll). After each poll ``after()``:
+
+- logs the module's outcome: FAULT -> event 70 "metering module fault" (once per fault, after
+  ``fail_polls`` failed polls in a row or ``fail_s`` seconds), RECOVERED -> event 71 with the
+  Wh the module counted during the fault (charged by this tick, over the fault's interval),
+  COUNTER_RESET -> event 62, a tamper event: the counter went backwards (module reset or
+  swapped), nothing is credited nor charged for it and the new counter is the baseline;
+- applies the fault policy (``Policy.metering``: the profile's ``metering`` section):
+  "keep_supply" leaves the relay alone; "open_after" opens it (IC 70 local disconnect, cause
+  "metering", event 42) once the fault has lasted ``grace_s`` seconds, and recloses it (local
+  reconnect: control modes 5, 6; else the button) at the first good reading, also after a
+  reboot (the cause is journaled);
+- runs ``meter.meter_tick()`` (charges ``module.delta_wh``) and feeds the watchdog.
+
+While the module is faulted its instantaneous values are None (``Module``): voltage, current
+and power answer temporary-failure over DLMS, and the error register 0.0.97.97.0.255 has bit 0
+set (``meter.cosem_values``). Nothing is estimated during a fault: the module keeps counting,
+and its counter is charged at recovery.
+"""
+from meter.metrology import Module
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+# outcome flags (meter.metrology)
+_FAULT = const(1)
+_RECOVERED = const(2)
+_COUNTER_RESET = const(4)
+# event codes (meter.events)
+_EV_CONFIG = const(21)
+_EV_METERING_RESET = const(62)
+_EV_METERING_FAULT = const(70)
+_EV_METERING_RECOVERED = const(71)
+_READY = const(2)              # IC 70 ready_for_reconnection (meter.relay)
+_ON_FAULT_OPEN = const(1)      # Policy.metering[2]: 0 keep supply, 1 open after grace_s
+
+
+class Metering:
+    """The metering task of ``meter`` (see the module docstring)."""
+
+    def __init__(self, meter, kind="pzem004t", unit=1):
+        self.meter = meter
+        self.kind = kind
+        self.unit = unit
+        self.t_fault = 0       # RTC s of the fault event (for grace_s)
+
+    def _module(self):
+        mt = self.meter
+        b = mt.board
+        p = mt.policy.metering
+        kw = {"baud": getattr(b, "modbus_baud", 9600), "fail_polls": p[0], "fail_s": p[1],
+              "clock": b.time}
+        try:
+            m = Module(b.modbus_stream(), self.kind, self.unit, tx_enable=b.modbus_tx_enable, **kw)
+        except ValueError:
+            mt.event(_EV_CONFIG, "metering_module %s unknown: pzem004t" % self.kind, "module")
+            self.kind = "pzem004t"
+            m = Module(b.modbus_stream(), self.kind, self.unit, tx_enable=b.modbus_tx_enable, **kw)
+        m.health.baseline_wh = mt.module_wh   # charge across a reboot (None: first reading)
+        return m
+
+    async def run(self):
+        """The task: poll the module for ever (``after()`` after each poll)."""
+        m = self.meter.metro = self._module()
+        await m.run(self.meter.board.poll_ms, self.after)
+
+    def after(self):
+        """After each poll: events, fault policy, the meter's tick, the watchdog."""
+        mt = self.meter
+        m = mt.metro
+        p = mt.policy.metering
+        h = m.health
+        h.fail_polls, h.fail_s = p[0], p[1]      # a profile applied since boot
+        o = m.outcome
+        now = mt.board.time()
+        if o & _FAULT:
+            self.t_fault = now
+            mt.event(_EV_METERING_FAULT, "metering module fault: %s after %d polls"
+                     % (m.last_error, h.fails), h.fails)
+        if o & _RECOVERED:
+            mt.event(_EV_METERING_RECOVERED, "metering module recovered: %d Wh counted during "
+                     "the fault" % m.fault_wh, m.fault_wh)
+        if o & _COUNTER_RESET:
+            mt.event(_EV_METERING_RESET, "tamper: metering counter went back to %d Wh"
+                     % m.energy_wh, m.energy_wh)
+        dc = mt.dc
+        if m.faulted:
+            if (p[2] == _ON_FAULT_OPEN and now - self.t_fault >= p[3]
+                    and dc.local_disconnect("metering")):
+                mt.policy.dirty = True
+        elif m.fresh and dc.control_state == _READY and dc.cause == "metering":
+            if dc.local_reconnect("metering"):
+                mt.policy.dirty = True
+        mt.meter_tick()
+        mt.board.wdt_feed()

@@ -1,0 +1,118 @@
+"""Metering faults on the emulated meter (issue 13): a stalled module (no replies for 10 minutes
+of simulated time) gives one fault event, the error register's bit, V/I/P answering
+temporary-failure over DLMS, and the configured policy (keep supply / open the relay after a
+grace period); its recovery is logged and charges the energy the module counted meanwhile. A
+counter reset on the module is a tamper event and credits nothing."""
+
+import pytest
+
+from host_tools import objects
+from host_tools.client import DlmsClient
+from protocol.client_assoc import DataAccessError
+
+pytestmark = pytest.mark.hil
+
+READER = dict(client_sap=32, password="00000000")
+RATE = 650
+CREDIT = 100000
+EV_RESET, EV_FAULT, EV_RECOVERED, EV_RELAY_OPEN = "62", "70", "71", "42"
+INSTANT = ("1.0.32.7.0.255", "1.0.31.7.0.255", "1.0.1.7.0.255")   # V, I, P
+ERROR_REGISTER = "0.0.97.97.0.255"
+
+
+def make(rig_factory, module, **metering):
+    cfg = {"credit_paise": CREDIT, "metering": dict({"fail_polls": 5, "fail_s": 60}, **metering)}
+    rig = rig_factory(config=cfg, module=module)
+    rig.set_load(2000)
+    return rig
+
+
+def dlms_state(rig):
+    """(error register, [V, I, P] value or the data-access-result code, energy register Wh,
+    event codes in the event log on flash)."""
+    with DlmsClient(rig.port, **READER) as c:
+        err = c.get(1, ERROR_REGISTER, 2)[1]
+        inst = []
+        for code in INSTANT:
+            try:
+                inst.append(c.get(3, code, 2)[1])
+            except DataAccessError as e:
+                inst.append(("dar", e.dar))
+        wh = c.get(3, "1.0.1.8.0.255", 2)[1]
+        log = c.get(7, objects.EVENT_LOG.obis, 2)[1]
+    return err, inst, wh, [str(entry[1][1][1]) for entry in log]
+
+
+def stalled_steps(rig, steps, seconds=60):
+    """``steps`` x ``seconds`` of simulated time while the module is stalled: the module keeps
+    counting, the meter's RTC moves, each step waits for a metering cycle at the new time."""
+    for _ in range(steps):
+        rig.pzem.advance(seconds)
+        rig.set_clock(rig.clock + seconds)
+        epoch = rig.clock
+        rig.wait_meter(lambda m: m.epoch >= epoch, timeout=20)
+
+
+@pytest.mark.parametrize("module", ["pzem", "sdm630"])
+def test_stall_keep_supply_then_recovery_charges_the_fault(rig_factory, module):
+    rig = make(rig_factory, module)
+    t = rig.advance(600)
+    assert t.wh == 333 and t.credit == CREDIT - 333 * RATE // 1000
+    n0 = len(rig.events)
+    rig.pzem.stall(True)
+    stalled_steps(rig, 10)                                   # 10 minutes without a reply
+    rig.wait_event(EV_FAULT, timeout=30, start=n0)
+    during = rig.meter
+    assert during.wh == 333 and during.credit == t.credit and during.relay   # kept supply
+    err, inst, wh, log = dlms_state(rig)
+    assert err == 1 and inst == [("dar", 2)] * 3 and wh == 333
+    assert log.count(EV_FAULT) == 1
+    assert [e[0] for e in rig.events[n0:]].count(EV_FAULT) == 1   # once per fault
+    rig.pzem.stall(False)
+    code, text = rig.wait_event(EV_RECOVERED, timeout=30, start=n0)
+    assert "333 Wh" in text                                  # 10 min at 2 kW
+    m = rig.wait_meter(lambda m: m.wh == 666, timeout=20)
+    assert m.credit == CREDIT - 666 * RATE // 1000 and m.relay
+    err, inst, wh, log = dlms_state(rig)
+    assert err == 0 and inst[0] == 2300 and inst[2] == 20000 and wh == 666
+    assert EV_FAULT in log and EV_RECOVERED in log
+
+
+def test_stall_open_after_grace_then_reclose(rig_factory):
+    rig = make(rig_factory, "sdm120", on_fault="open_after", grace_s=300)
+    t = rig.advance(60)
+    n0 = len(rig.events)
+    rig.pzem.stall(True)
+    rig.wait_event(EV_FAULT, timeout=30, start=n0)           # 5 failed polls, RTC still t0
+    stalled_steps(rig, 4)                                    # 240 s of fault: grace not over
+    assert rig.relay_closed()
+    stalled_steps(rig, 1)                                    # 300 s: the relay opens
+    rig.wait_relay(False)
+    code, text = rig.wait_event(EV_RELAY_OPEN, start=n0)
+    assert "metering" in text
+    err, inst, wh, log = dlms_state(rig)
+    assert err == 1 and inst == [("dar", 2)] * 3 and wh == t.wh
+    stalled_steps(rig, 5)                                    # 10 minutes in all; no load
+    assert rig.pzem.energy_wh == 200                         # 60 s + 300 s at 2 kW, then open
+    rig.pzem.stall(False)
+    rig.wait_event(EV_RECOVERED, timeout=30, start=n0)
+    rig.wait_relay(True)                                     # control mode 5: recloses
+    m = rig.wait_meter(lambda m: m.wh == 200, timeout=20)
+    assert m.credit == CREDIT - m.wh * RATE // 1000
+    assert dlms_state(rig)[0] == 0
+
+
+@pytest.mark.parametrize("module", ["pzem", "sdm120", "sdm630"])
+def test_counter_reset_is_tamper_and_credits_nothing(rig_factory, module):
+    rig = make(rig_factory, module)
+    t = rig.advance(1800)
+    assert t.wh == 1000
+    n0 = len(rig.events)
+    rig.pzem.reset_energy()
+    rig.wait_event(EV_RESET, timeout=20, start=n0)
+    m = rig.wait_meter(lambda m: m.epoch == t.epoch, timeout=20)
+    assert m.wh == 1000 and m.credit == t.credit             # no change in either direction
+    m = rig.advance(360, expect_wh=1200)                     # new consumption only
+    assert m.credit == CREDIT - 1200 * RATE // 1000
+    assert EV_RESET in dlms_state(rig)[3]
+    assert [e[0] for e in rig.events[n0:]].count(EV_RESET) == 1
