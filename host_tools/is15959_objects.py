@@ -4,7 +4,9 @@ meanings meterctl shows. Sources and choices: ../shared/reference/is15959-profil
 
 ``IS15959_OBJECTS``: (obis, IC, name, attributes, methods, device arg, unit, scaler, value type,
 what it serves). Read by the reader (32) and both management associations; the public client
-reads the logical name only, so the objects are not in its object_list.
+reads the logical name only, so the objects are not in its object_list. No event scaler
+profile 1.0.94.91.7.255: this meter's event logs capture no register (clock, code, occurrences),
+and a profile without capture objects is unreadable to a client (gurux refuses it).
 """
 
 _IC7 = "IS 15959 profile generic: "
@@ -30,8 +32,6 @@ IS15959_OBJECTS = (
      _IC7 + "scaler/unit of each register column"),
     ("1.0.94.91.6.255", 7, "billing scaler profile", 8, 2, 43, None, None, None,
      _IC7 + "scaler/unit of each register column"),
-    ("1.0.94.91.7.255", 7, "event scaler profile", 8, 2, 44, None, None, None,
-     _IC7 + "the event logs capture no register: one empty entry"),
 ) + tuple(
     ("1.0.1.6.%d.255" % z, 4, "maximum demand" + (" TZ%d" % z if z else ""), 5, 1, 48 + z, None,
      None, None, "W in the running billing cycle (scaler 0, unit W); attribute 5 the end of its "

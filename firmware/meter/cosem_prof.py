@@ -5,7 +5,7 @@ Rows (``_ARG`` of ``meter.cosem``'s table, generated from host_tools/objects.py)
 - IC 7, arg 32 block load 1.0.99.1.0.255, 33 daily 1.0.99.2.0.255, 34 billing 1.0.98.1.0.255,
   35 instantaneous 1.0.94.91.0.255 (one entry, captured on read), 36 name plate
   0.0.94.91.10.255; scaler profiles 40 instantaneous 1.0.94.91.3.255, 41 block .4, 42 daily .5,
-  43 billing .6, 44 events .7 (the event logs capture no register: an empty entry). A scaler
+  43 billing .6 (no event scaler profile .7: the event logs capture no register). A scaler
   profile's one entry holds {scaler, unit} (IC 3/4 attribute 3) of each register column of its
   profile, in column order; the clock and IC 1 columns have none (is15959-profiles.md §1).
 - IC 4 (arg 48 + z) maximum demand 1.0.1.6.z.255 of the running cycle, z 0 total, 1..4 TZ1..4:
@@ -127,8 +127,8 @@ def present(meter):
 def _cols(arg):
     a = arg - 40 if arg >= 40 else arg - 32
     if arg >= 40:
-        a = (3, 0, 1, 2, 5)[a]
-    return (_BLOCK_COLS, _DAILY_COLS, _BILL_COLS, _INST_COLS, _PLATE_COLS, b"")[a]
+        a = (3, 0, 1, 2)[a]
+    return (_BLOCK_COLS, _DAILY_COLS, _BILL_COLS, _INST_COLS, _PLATE_COLS)[a]
 
 
 def _each(cols):
@@ -198,6 +198,12 @@ def read(meter, arg, attr, w):
     """IC 7 attributes 3..8."""
     cols = _cols(arg)
     if attr == 3:
+        if arg >= 40:                          # scaler profile: attribute 3 of each register
+            w.array(_nregs(cols))
+            for c in _each(cols):
+                if _reg(c):
+                    w.structure(4).long_unsigned(c[0]).octet_string(c[1:7]).integer(3).long_unsigned(0)
+            return _OK
         w.array(len(cols) // _COL)
         for c in _each(cols):
             _col(w, c, 0)
@@ -208,7 +214,7 @@ def read(meter, arg, attr, w):
     elif attr == 6:
         w.structure(4).long_unsigned(0).octet_string(b"\x00" * 6).integer(0).long_unsigned(0)
     elif attr == 7:
-        w.double_long_unsigned(_count(meter, arg) if arg < 40 else 1)
+        w.double_long_unsigned(_count(meter, arg) if arg < 40 else (1 if cols else 0))
     else:
         r = _ring(meter, arg) if arg < 40 else None
         w.double_long_unsigned(1 if r is None else r.capacity + (1 if arg == 34 else 0))
@@ -287,15 +293,30 @@ def buffer(meter, arg, sel, par):
     return _entries(meter, arg, 1, n, t, cols, sel_cols or range(len(cols) // _COL))
 
 
-def _scalers(cols):
-    w = axdr.Writer()
+def _reg(c):
+    """A register column (IC 3/4 attribute 2: it has a scaler_unit)."""
+    return c[0] != 1 and c[0] != 8 and c[7] == 2
+
+
+def _nregs(cols):
     k = 0
     for c in _each(cols):
-        if c[0] != 1 and c[0] != 8 and c[7] == 2:
+        if _reg(c):
             k += 1
+    return k
+
+
+def _scalers(cols):
+    """The scaler profile's buffer: one entry {scaler, unit} per register column (none: empty)."""
+    w = axdr.Writer()
+    k = _nregs(cols)
+    if not k:
+        w.array(0)
+        yield bytes(w.buf)
+        return
     w.array(1).structure(k)
     for c in _each(cols):
-        if c[0] != 1 and c[0] != 8 and c[7] == 2:
+        if _reg(c):
             s = c[8]
             w.structure(2).integer(s - 256 if s > 127 else s).enum(c[9])
     yield bytes(w.buf)
