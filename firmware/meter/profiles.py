@@ -160,6 +160,7 @@ class Profiles:
         c[_C_OFF] += now - alive if now > alive else 0
         self._st |= _ST_POWER
         self._late = now >= self.b0 + self.period
+        self._save()
 
     def count(self, code):
         """An event was logged: count power failures, tampers and programming."""

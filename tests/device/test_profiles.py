@@ -111,3 +111,26 @@ def test_ring_wraps_in_order_and_reopens_the_same():
         assert [struct.unpack(">I", bytes(x))[0] for x in r.records()] == list(range(22, 32))
     finally:
         _rmtree(d)
+
+
+def test_clock_set_closes_the_block_at_the_old_time_and_starts_one_at_the_new():
+    d = _tmpdir("prof")
+    try:
+        m = _Meter()
+        p = Profiles(m, d + "/pr")
+        m.board.t = T0 + 600
+        m.consume(p, 50)
+        p.clock_set(T0 + 700, T0 + 7200 + 1000)           # forward, mid-block
+        m.board.t = T0 + 7200 + 1000
+        m.consume(p, 30)
+        m.board.t = T0 + 7200 + 1800
+        m.consume(p, 0)
+        b = list(_blocks(p))
+        assert [(x[0], x[1], x[5]) for x in b] == [(T0 + 700, 50, 4 | 2), (T0 + 7200 + 1800, 30, 2)]
+        p.clock_set(T0 + 7200 + 1900, T0 + 300)          # backward: entries keep their order
+        m.board.t = T0 + 1800
+        m.consume(p, 0)
+        b = list(_blocks(p))
+        assert [(x[0], x[5]) for x in b[2:]] == [(T0 + 7200 + 1900, 2), (T0 + 1800, 2)]
+    finally:
+        _rmtree(d)
