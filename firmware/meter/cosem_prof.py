@@ -30,6 +30,7 @@ import struct
 
 from protocol import axdr
 from meter import cosem_values as V
+from meter import cosem_log as L
 
 try:
     from micropython import const
@@ -38,14 +39,9 @@ except ImportError:
         return x
 
 _OK = const(0)                 # data-access-results (IEC 62056-5-3 §8)
-_TEMP_FAIL = const(2)
 _TYPE_UNMATCHED = const(12)
 _OTHER = const(250)
 _T_STRUCTURE = const(2)        # A-XDR tags (protocol.axdr)
-_T_DOUBLE_LONG = const(5)
-_T_DOUBLE_LONG_UNSIGNED = const(6)
-_T_OCTET_STRING = const(9)
-_T_DATE_TIME = const(25)
 _COL = const(12)
 _BLOCK = ">IHHHiBx"            # meter.profiles record layouts
 _DAILY = ">IIiiiiI"
@@ -254,29 +250,17 @@ def buffer(meter, arg, sel, par):
     if tag != _T_STRUCTURE or len(v) != 4:
         return _TYPE_UNMATCHED
     if sel == 2:
-        a, b, c0, c1 = (V.int_arg(x) for x in v)
-        if a is None or b is None or c0 is None or c1 is None:
-            return _TYPE_UNMATCHED
-        b = n if b == 0 or b > n else b
-        nc = len(cols) // _COL
-        c1 = nc if c1 == 0 or c1 > nc else c1
-        c0 = 1 if c0 < 1 else c0
-        if c0 > c1:
-            return _OTHER
-        return _entries(meter, arg, 1 if a < 1 else a, b, None, cols, range(c0 - 1, c1))
+        r = L.entry_args(v, n, len(cols) // _COL)
+        if isinstance(r, int):
+            return r
+        return _entries(meter, arg, r[0], r[1], None, cols, range(r[2] - 1, r[3]))
     if sel != 1:
         return _OTHER
     ro = v[0][1]
     if v[0][0] != _T_STRUCTURE or len(ro) < 3 or bytes(ro[1][1]) not in (cols[1:7], V.ln(0)):
         return _OTHER
-    t = [None, None]
-    for i in (0, 1):
-        tag, y = v[i + 1]
-        if tag == _T_OCTET_STRING or tag == _T_DATE_TIME:
-            t[i] = V.parse_time(meter, y)
-        elif tag in (_T_DOUBLE_LONG_UNSIGNED, _T_DOUBLE_LONG):
-            t[i] = y
-    if t[0] is None or t[1] is None:
+    t = L.time_args(meter, v)
+    if t is None:
         return _TYPE_UNMATCHED
     sel_cols = []
     for tag, y in v[3][1]:
