@@ -18,6 +18,7 @@ from meter.relay import DisconnectControl, READY
 from meter.link import HdlcLink
 from meter.store import Journal, TIME_MAX
 from meter.audit import Audit
+from meter.profiles import Profiles     # IS 15959 load survey, daily, billing, maximum demand
 from meter import acse
 
 try:
@@ -95,7 +96,6 @@ class Meter:
         self.journal = Journal(board.path("j/state"))
         self.event_log = Audit(board.path("ev"), int(cfg.get("event_segments", 10)))
         self._restore()
-        from meter.profiles import Profiles     # IS 15959 load survey, daily, billing, MD
         self.profiles = Profiles(self, board.path("pr"), int(g("profile_period", 1800)),
                                  int(g("demand_period", 900)), self._persisted_t)
         acse.setup(self, cfg)      # passwords, keys, counters, lock-out (meter.acse); no defaults
