@@ -52,6 +52,9 @@ IS15959_OBJECTS = (
      "double-long-unsigned, clock sets and configuration changes"),
     ("0.0.0.1.1.255", 1, "available billing periods", 2, 0, 56, None, None, None,
      "unsigned, closed cycles kept"),
+    ("0.0.10.0.1.255", 9, "MD reset script", 2, 1, 57, None, None, None,
+     "IC 9 script table, script 1: capture a billing entry (the running cycle so far) and reset MD "
+     "(method 1 execute, management only; event 65)"),
     ("0.0.0.1.2.255", 3, "billing date", 3, 1, 5, 255, 0, "octet-string",
      "date-time of the last billing entry"),
     ("0.0.94.91.14.255", 3, "power-on duration", 3, 1, 6, 6, 0, "double-long-unsigned",

@@ -116,10 +116,10 @@ def _event_logs():
                          "coalesced)" % name)
 
 
-def _profiles():
-    """The IS 15959 profile rows (host_tools/is15959_objects.py: the data, one place)."""
+def _profiles():   # the IS 15959 profile rows (host_tools/is15959_objects.py: the data, one place)
     for ob, ic, name, na, nm, arg, unit, sc, vt, what in IS15959_OBJECTS:
-        yield obj(ob, ic, int(ic == 7), name, na, nm, arg, (1,), unit=unit, scaler=sc, value_type=vt, served=what)
+        yield obj(ob, ic, int(ic == 7), name, na, nm, arg, (1,), call=(1,) if ic == 9 else (), unit=unit,
+                  scaler=sc, value_type=vt, served=what)
 
 
 # The object table, in object_list order. Amounts are paise (currency INR, scale -2).

@@ -204,6 +204,8 @@ _TABLE = (
     b"\x00\x00\x60\x02\x00\xff\x01\x00\x02\x02\x00\x00\x06\x00\x00\x00\x00\x00\x37"
     # 0.0.0.1.1.255 available billing periods, IC 1 v0 arg 56: r 1-2 (public r 1)
     b"\x00\x00\x00\x01\x01\xff\x01\x00\x02\x02\x00\x00\x06\x00\x00\x00\x00\x00\x38"
+    # 0.0.10.0.1.255 MD reset script, IC 9 v0 arg 57: r 1-2; m 1 (public r 1)
+    b"\x00\x00\x0a\x00\x01\xff\x09\x00\x02\x02\x00\x00\x06\x00\x00\x00\x02\x01\x39"
     # 0.0.0.1.2.255 billing date, IC 3 v0 arg 5: r 1-3 (public r 1)
     b"\x00\x00\x00\x01\x02\xff\x03\x00\x03\x02\x00\x00\x0e\x00\x00\x00\x00\x01\x05"
     # 0.0.94.91.14.255 power-on duration, IC 3 v0 arg 6: r 1-3 (public r 1)
@@ -416,6 +418,8 @@ def act(meter, ctx, item):
             return (_OK if ok else _TEMP_FAIL), None
         if ic == 64:
             return meter.security.method(m, tagged), None
+        if ic == 9:                                   # MD reset script (meter.cosem_prof)
+            return P.act(meter, tagged), None
         if ic == 112:
             if _TABLE[o + _ARG] == 0:
                 # token credit: 1 update_amount(double-long paise) adds credit

@@ -333,11 +333,23 @@ def _entries(meter, arg, a, b, t, cols, sel):
         raise RuntimeError("profile changed")     # the ring moved on while read: GET aborted
 
 
+def act(meter, tagged):
+    """IC 9 MD reset script, method 1 execute(script 1): a billing entry of the running cycle,
+    then MD reset (event 65 with the billing count)."""
+    if V.int_arg(tagged) != 1:
+        return _OTHER
+    meter.profiles.md_reset()
+    return _OK
+
+
 def value(meter, ic, arg, attr, w):
     """IC 4 maximum demand, the IC 1 counters and periods, IC 3 attribute 2 (see above)."""
     p = meter.profiles
     c = p.c
-    if ic == 4:
+    if ic == 9:                                # scripts: 1 = execute capture of 1.0.98.1.0.255
+        w.array(1).structure(2).long_unsigned(1).array(1).structure(5).enum(2).long_unsigned(7) \
+            .octet_string(b"\x01\x00\x62\x01\x00\xff").integer(2).integer(0)
+    elif ic == 4:
         z = 2 * (arg - 48)
         if attr == 2:
             w.double_long_unsigned(p.md[z])

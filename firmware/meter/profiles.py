@@ -61,6 +61,8 @@ _ST_LATE = const(4)
 _EV_CLOCK_SET = const(20)     # meter.events codes counted
 _EV_CONFIG = const(21)
 _EV_COVER_OPEN = const(60)
+_EV_METERING_RESET = const(62)
+_EV_MD_RESET = const(65)
 _BLOCK = ">IHHHiBx"           # end, Wh, avg 0.1 V, avg 0.01 A, charge paise, status
 _DAILY = ">IIiiiiI"           # midnight, cum Wh, credit, energy, fixed, duty, top-ups
 _BX = ">IiII4II"              # block ring header: cum Wh, K, demand period start, cum Wh there, TZ Wh, on s
@@ -165,7 +167,7 @@ class Profiles:
     def count(self, code):
         """An event was logged: count power failures, tampers and programming."""
         c = self.c
-        if code == _EV_COVER_OPEN:
+        if code == _EV_COVER_OPEN or code == _EV_METERING_RESET:
             c[_C_TAMPER] += 1
         elif code == _EV_CLOCK_SET or code == _EV_CONFIG:
             c[_C_PROG] += 1
@@ -300,6 +302,12 @@ class Profiles:
         c[_C_ON0] = c[_C_ON]
         self.md = [0] * (2 * _ZONES + 2)
         self._save()
+
+    def md_reset(self):
+        """MD reset (IC 9 0.0.10.0.1.255): a billing entry of the running cycle so far, MD reset,
+        event 65. The tariff's month goes on: its entry at the billing date has the whole month."""
+        self.bill(None)
+        self.m.event(_EV_MD_RESET, "MD reset", self.c[_C_BILL])
 
     def clock_set(self, old, new):
         """The RTC goes from ``old`` to ``new``: the open block is closed at the old time (status

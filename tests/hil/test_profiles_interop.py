@@ -60,6 +60,24 @@ def test_profiles_read_by_gurux_dlms_cosem_and_meterctl(rig_factory):
     _gurux(rig)
     _dlms_cosem(rig)
     _meterctl(rig)
+    _md_reset(rig)
+
+
+def _md_reset(loaded):
+    """IC 9 0.0.10.0.1.255 execute(1) by management: a billing entry of the running cycle, MD 0."""
+    from host_tools.client import DlmsClient
+    from protocol.client_assoc import AccessDenied
+    with DlmsClient(loaded.port, client_sap=32, password=PASSWORDS[32]) as c:
+        md = c.get(4, "1.0.1.6.0.255", 2)[1]
+        assert md > 0
+        with pytest.raises(AccessDenied):                                       # the reader may not
+            c.action(9, "0.0.10.0.1.255", 1, b"\x12\x00\x01")
+    with DlmsClient(loaded.port, client_sap=1, password=PASSWORDS[1]) as c:
+        assert c.action(9, "0.0.10.0.1.255", 1, b"\x12\x00\x01")[0] == 0
+        assert c.get(4, "1.0.1.6.0.255", 2)[1] == 0
+        assert c.get(1, "0.0.0.1.0.255", 2)[1] == 1                        # billing count
+        bills = c.get(7, "1.0.98.1.0.255", 2)[1]
+        assert len(bills) == 2 and bills[0][1][6][1] == md                    # MD kept in the entry
 
 
 def _gurux(loaded):
