@@ -102,7 +102,6 @@ class Profiles:
         self._st = _ST_LATE
         self._late = False          # the next block starts after a power-up
         self._alive = 0             # after a power-up: the journal's last time alive
-        self._pj = None             # (import Wh, credit) the last journal save here had
         self._restore()
         if alive:
             self._boot(alive)
@@ -206,9 +205,9 @@ class Profiles:
             save = self._close_demand(now, wh)
         if now >= self.b0 + self.period or now >= self.d0 + _DAY:
             a = m.account
-            if self._pj != (a.import_wh, a.credit):  # the journal first: a record never runs ahead
+            h = m.journal.hot                        # the journal first: a record never runs ahead
+            if h is None or h[0] != a.credit or h[2] != a.import_wh:
                 m.persist()
-                self._pj = (a.import_wh, a.credit)
             n = 0
             while now >= self.b0 + self.period:      # the meter was on: every block has an entry
                 n += 1

@@ -30,10 +30,13 @@ class _Meter:
         self.tariff = build(TARIFF)[0]
         self.tz_minutes = 330
         self.metro = None
-        self.persisted = 0
+        self.journal = self
+
+    hot = None
 
     def persist(self):
-        self.persisted += 1
+        a = self.account
+        self.hot = (a.credit, a.rem, a.import_wh, 0, self.board.t)
 
     def consume(self, prof, wh):
         """One metering cycle at the board's time: tick, then charge (as Meter.meter_tick)."""
