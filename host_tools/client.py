@@ -89,12 +89,13 @@ class DlmsClient:
     ``max_pdu`` the client max receive PDU size proposed in the AARQ InitiateRequest;
     ``cancel()`` (optional) is polled while waiting for the meter (every 50 ms): a true result
     stops the exchange with ``Interrupted`` at a known point (a Ctrl-C handler that sets a flag
-    instead of raising anywhere). Raises ValueError for an address out of range.
+    instead of raising anywhere); ``window`` the HDLC window (1..7) proposed both ways.
+    Raises ValueError for an address out of range.
     """
 
     def __init__(self, port, baud=9600, client_sap=16, server_logical=1, server_physical=None,
                  password=None, timeout=3.0, max_info=128, trace=None, serial_port=None,
-                 retries=1, max_pdu=_MAX_APDU, cancel=None):
+                 retries=1, max_pdu=_MAX_APDU, cancel=None, window=1):
         self.port = port
         self.cancel = cancel
         self.baud = baud
@@ -105,7 +106,8 @@ class DlmsClient:
         self.trace = trace
         self._ser = serial_port
         self._own_serial = serial_port is None
-        self.link_layer = cl.ClientLink(client_sap, server_logical, server_physical, max_info, retries)
+        self.link_layer = cl.ClientLink(client_sap, server_logical, server_physical, max_info, retries,
+                                        window)
         self.assoc = ClientAssociation(password, max_pdu)
         self.password = self.assoc.password
         self.max_info = self.link_layer.max_info
