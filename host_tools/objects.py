@@ -131,6 +131,10 @@ OBJECTS = (
         served="buffer {time, event code}; selective access by range and by entry"),
     obj("0.0.96.11.0.255", 1, 0, "event code", 2, arg=1, served="long-unsigned, code of the last event"),
     obj("1.0.0.2.0.255", 1, 0, "firmware id", 2, arg=2, served="octet-string \"prepaid-meter <version>\""),
+    obj("0.0.96.1.1.255", 1, 0, "manufacturer name", 2, arg=20,
+        served="octet-string \"prepaid-meter\" (Device ID 2: IS 15959 manufacturer name, SPODES device type)"),
+    obj("0.0.0.2.1.255", 1, 0, "active firmware version", 2, arg=21,
+        served="octet-string, the version part of the firmware id (Blue Book abstract OBIS; SPODES reads it)"),
     obj("0.128.96.5.0.255", 1, 0, "profile", 2, arg=3, public=(1,), write=(2,),
         served="tariff/policy profile as compact JSON (meterctl config show/apply)"),
     obj("0.128.96.5.1.255", 1, 0, "profile error", 2, arg=4, public=(1,),
@@ -152,6 +156,23 @@ OBJECTS = (
     obj("0.0.43.1.3.255", 1, 0, "frame counter utility settings", 2, arg=12,
         served="the same counter (one global key set)"),
 )
+
+# Class versions where the Blue Book (gurux) and national companion standards disagree
+# (reference notes dlms-classes.md §1): the table above holds the Blue Book version; the device
+# declares the market's in the object_list after the profile's "market" (meter.cosem_values.version;
+# DEFAULT_MARKET when the profile has none). IC 70: IS 15959-2 (Renesas reference) and SPODES model
+# version 0, gurux / Blue Book version 1, with the same attributes and methods. IC 64 stays 0 in every
+# market: version 1 adds the certificate attributes and methods of suites 1/2 this suite-0 meter lacks,
+# and a client parses attributes by the declared version.
+MARKETS = ("is15959", "spodes", "bluebook")
+DEFAULT_MARKET = "is15959"
+MARKET_VERSIONS = {70: {"is15959": 0, "spodes": 0, "bluebook": 1}}
+
+
+def declared_version(o, market=DEFAULT_MARKET):
+    """The version the meter declares for ``o`` in ``market`` (one of MARKETS)."""
+    return MARKET_VERSIONS.get(o.ic, {}).get(market, o.version)
+
 
 _BY_OBIS = {o.obis: o for o in OBJECTS}
 _BY_NAME = {o.name: o for o in OBJECTS}
@@ -186,6 +207,8 @@ LIMITER = by_name("limiter")
 EVENT_LOG = by_name("event log")
 EVENT_CODE = by_name("event code")
 FIRMWARE_ID = by_name("firmware id")
+MANUFACTURER = by_name("manufacturer name")
+FIRMWARE_VERSION = by_name("active firmware version")
 PROFILE = by_name("profile")
 PROFILE_ERROR = by_name("profile error")
 SECURITY_SETUP = by_name("security setup management")
