@@ -83,6 +83,7 @@ def test_window_7_sends_the_window_before_waiting_and_blocks_fill_whole_frames()
     frames = w.rx[start:]
     assert max(w.bursts) == 7                       # seven I-frames per poll
     finals = [f for f in frames if hdlc.kind(f.ctrl) == hdlc.K_I and hdlc.pf(f.ctrl)]
+    assert finals and not finals[-1].segmented      # the last frame of the response is final
     inner = [f for f in frames if hdlc.kind(f.ctrl) == hdlc.K_I and not hdlc.pf(f.ctrl)]
     assert inner and all(f.segmented for f in inner)
     assert all(len(f.info) == 128 for f in frames if f.segmented)
