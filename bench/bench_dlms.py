@@ -129,6 +129,15 @@ def firmware_get(fw_dir=None):
                     raw = c.get_raw(7, "0.0.99.98.0.255", 2)
                     rig.dlms_link.drain()
                     logs[mi] = (len(raw), rig.dlms_link.counts["b2a"] + rig.dlms_link.counts["a2b"])
+            for mi in (128, 512):         # a long value the firmware has: the object list
+                for win in (1, 7):
+                    with DlmsClient(rig.port, client_sap=32, password="00000000", max_info=mi,
+                                    window=win) as c:
+                        rig.dlms_link.drain()
+                        rig.dlms_link.reset_counters()
+                        raw = c.get_raw(15, "0.0.40.0.0.255", 2)
+                        rig.dlms_link.drain()
+                        logs[(mi, win)] = (len(raw), rig.dlms_link.counts["b2a"] + rig.dlms_link.counts["a2b"])
             return get, logs
         finally:
             rig.stop()
@@ -193,9 +202,13 @@ def main():
     print("  meter processing per GET (HdlcLink.on_frame, MicroPython VM): %d us" % us)
     print("  round trip over the pty (host client, both VMs): %.1f ms" % rtt)
     print("Event log readout, firmware's own log (LLS client 32, client max PDU 65535):")
-    for mi, (payload, wire) in sorted(logs.items()):
+    for mi, (payload, wire) in sorted((k, v) for k, v in logs.items() if isinstance(k, int)):
         print("  max info %3d: payload %5d B, wire %5d B, efficiency %.2f, %.2f s at %d baud"
               % (mi, payload, wire, payload / wire if wire else 0, secs(wire), BAUD))
+    print("Object list readout over the pty (firmware, LLS client 32, whole session bytes excluded):")
+    for (mi, win), (payload, wire) in sorted((k, v) for k, v in logs.items() if not isinstance(k, int)):
+        print("  max info %3d, window %d: payload %5d B, wire %5d B, efficiency %.3f, %.2f s at %d baud"
+              % (mi, win, payload, wire, payload / wire if wire else 0, secs(wire), BAUD))
     print("Event log readout, 300 entries (same server code on CPython, frame by frame):")
     for mi in (128, 512):
         for pdu in (256, 65535):
