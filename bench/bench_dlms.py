@@ -205,7 +205,7 @@ def main():
     for mi, (payload, wire) in sorted((k, v) for k, v in logs.items() if isinstance(k, int)):
         print("  max info %3d: payload %5d B, wire %5d B, efficiency %.2f, %.2f s at %d baud"
               % (mi, payload, wire, payload / wire if wire else 0, secs(wire), BAUD))
-    print("Object list readout over the pty (firmware, LLS client 32, whole session bytes excluded):")
+    print("Object list readout over the pty (firmware, LLS client 32; the GET and its answer frames):")
     for (mi, win), (payload, wire) in sorted((k, v) for k, v in logs.items() if not isinstance(k, int)):
         print("  max info %3d, window %d: payload %5d B, wire %5d B, efficiency %.3f, %.2f s at %d baud"
               % (mi, win, payload, wire, payload / wire if wire else 0, secs(wire), BAUD))
