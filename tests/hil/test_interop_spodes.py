@@ -22,11 +22,11 @@ What the client cannot do, and why (not a meter defect, so worked around in the 
 - DLMS_SPODES_communications imports bleak's Windows (WinRT) backend at import time: those two
   modules are stubbed (BLE is never used here).
 """
+import asyncio
 import importlib.util
 import os
 import shutil
 import sys
-import time
 import types
 
 import pytest
@@ -54,10 +54,10 @@ def sp(tmp_path, monkeypatch):
     from DLMS_SPODES.types.implementations import structs
     from DLMS_SPODES_client import task
     from DLMS_SPODES_client.client import Client
-    from DLMS_SPODES_client.servers import TransactionServer
+    from DLMS_SPODES_client.servers import Result
     from DLMS_SPODES_communications import AsyncSerial
     return types.SimpleNamespace(collection=collection, cdt=cdt, ut=ut, structs=structs, task=task,
-                                 Client=Client, TransactionServer=TransactionServer,
+                                 Client=Client, Result=Result,
                                  AsyncSerial=AsyncSerial)
 
 
@@ -92,14 +92,10 @@ def _run(sp, rig, tsk, sap=16, secret="", init=False):
         c.m_id.set(1)                        # LLS
     if not init:
         c.objects = sp.collection.Collection()
-    ts = sp.TransactionServer(clients=[c], tsk=tsk)
-    ts.start()
-    deadline = time.monotonic() + 120
-    while not ts.results.is_complete():      # the client runs in its own thread
-        assert time.monotonic() < deadline, "dlms-spodes-client did not finish"
-        time.sleep(0.1)
+    res = sp.Result(c)                       # what the client's TransactionServer runs per client
+    asyncio.run(asyncio.wait_for(res.session(tsk), 120))
     rig.dlms_link.drain()
-    return ts.results[0], c
+    return res, c
 
 
 def _check_model(sp, objects):
