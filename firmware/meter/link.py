@@ -55,10 +55,12 @@ _K_UI = const(9)
 _WINDOW = const(7)             # largest window we negotiate both ways (IEC 62056-46 §6.4.4.4.3.2)
 _SEND_CAP = const(2048)        # response APDU size the heap allows (whole frames of it: see _send)
 # a response being sent: [APDU (no LLC), offset of the next new segment, offset of the oldest
-# unacknowledged one, its N(S)]; offsets count the 3-byte LLC header (frame i starts at i*tx_max)
+# unacknowledged one, its N(S), end offsets of the frames sent and not acknowledged]; offsets
+# count the 3-byte LLC header
 _TX_NEXT = const(1)
 _TX_BASE = const(2)
 _TX_NS = const(3)
+_TX_ENDS = const(4)
 _PF = const(0x10)
 
 _FRMR_W = const(1)             # invalid / not implemented control field
@@ -280,7 +282,7 @@ class HdlcLink:
         return self._send(resp)
 
     def _send(self, resp):
-        self._tx = [resp, 0, 0, self.vs]
+        self._tx = [resp, 0, 0, self.vs, []]
         return self._window()
 
     def _ack(self, nr):
@@ -288,38 +290,47 @@ class HdlcLink:
         did not send; the response is dropped once all of it is acknowledged; a frame not
         acknowledged is sent again from there (go-back-N)."""
         t = self._tx
-        sent = (self.vs - t[_TX_NS]) & 7
+        ends = t[_TX_ENDS]
         n = (nr - t[_TX_NS]) & 7
-        if n > sent:
+        if n > len(ends):
             return False
-        end = len(t[0]) + 3
-        base = t[_TX_BASE] + n * self.tx_max
-        if base >= end:
+        if n:
+            t[_TX_BASE] = ends[n - 1]
+            del ends[:n]
+        if t[_TX_BASE] >= len(t[0]) + 3:
             self._tx = None
             return True
-        t[_TX_BASE] = base
         t[_TX_NS] = nr
         if nr != self.vs:                   # frames lost: back to the first one missing
             self.retransmitted += 1
-            t[_TX_NEXT] = base
+            t[_TX_NEXT] = t[_TX_BASE]
+            del ends[:]
             self.vs = nr
         return True
 
     def _window(self):
         """The next frames of the response, as many as the window has room for; the last
-        one carries the final bit."""
+        one carries the final bit. A frame whose FCS would end in 7E (next to the closing
+        flag) carries a byte less: clients that find frames by flags (dlms-cosem 25.1) lose it."""
         t = self._tx
-        resp, off = t[0], t[_TX_NEXT]
+        resp, off, ends = t[0], t[_TX_NEXT], t[_TX_ENDS]
         end = len(resp) + 3
-        m = self.tx_max
-        room = self.win_tx - ((self.vs - t[_TX_NS]) & 7)
+        room = self.win_tx - len(ends)
         out = []
         while room > 0 and off < end:
             room -= 1
-            seg = off + m < end
-            info = b"\xE6\xE7\x00" + resp[:m - 3] if off == 0 else resp[off - 3:off - 3 + m]
-            out.append(self._frame(hdlc.ctrl_i(self.vs, self.vr, not (seg and room)), info, seg))
+            m = self.tx_max
+            while True:
+                stop = off + m if off + m < end else end
+                seg = stop < end
+                info = b"\xE6\xE7\x00" + resp[:stop - 3] if off == 0 else resp[off - 3:stop - 3]
+                frame = self._frame(hdlc.ctrl_i(self.vs, self.vr, not (seg and room)), info, seg)
+                if frame[-2] != 0x7E or stop - off < 5:
+                    break
+                m = stop - off - 1
+            out.append(frame)
+            ends.append(stop)
             self.vs = (self.vs + 1) & 7
-            off += m
+            off = stop
         t[_TX_NEXT] = off
         return out

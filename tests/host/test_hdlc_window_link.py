@@ -86,10 +86,20 @@ def test_window_7_sends_the_window_before_waiting_and_blocks_fill_whole_frames()
     assert finals and not finals[-1].segmented      # the last frame of the response is final
     inner = [f for f in frames if hdlc.kind(f.ctrl) == hdlc.K_I and not hdlc.pf(f.ctrl)]
     assert inner and all(f.segmented for f in inner)
-    assert all(len(f.info) == 128 for f in frames if f.segmented)
+    segs = [len(f.info) for f in frames if f.segmented]
+    assert max(segs) == 128 and segs.count(128) >= len(segs) - 2    # a byte less: see _window
     # a block response is whole frames: APDU + LLC header = k * 128 (no 3-byte spill frame)
     assert (meter.assoc.send_max + 3) % 128 == 0
     assert not [f for f in frames if not f.segmented and len(f.info) < 8]
+
+
+def test_no_frame_ends_with_fcs_byte_7e():
+    """dlms-cosem finds frames by flags: a frame whose FCS ends in 7E before the closing flag is
+    lost to it, so the meter sends such a segment a byte shorter."""
+    w, _, meter = _session(7, max_info=128)
+    _read_log(w)
+    assert all(raw[-2] != 0x7E for raw in (hdlc.encode_frame(f.dest, f.src, f.ctrl, f.info, f.segmented)
+                                            for f in w.rx))
 
 
 @pytest.mark.parametrize("lost", [0, 2, 6])
