@@ -27,6 +27,7 @@ import re
 from protocol import hdlc_client as hdlc
 from protocol.hdlc_client import split_frames
 from host_tools import format as fmt
+from host_tools.decode_acse import frmr as frmr_fields
 from host_tools.decode_apdu import APDU_NAMES, UNITS, ApduDecoder, decrypt, encrypt  # noqa: F401
 
 
@@ -117,7 +118,7 @@ def _frame_record(raw, f, err):
             except hdlc.HdlcError as e:
                 rec["parameters"] = {"error": str(e)}
         elif k == hdlc.K_FRMR:
-            rec["frmr"] = f.info.hex()
+            rec["frmr"] = frmr_fields(f.info)
     elif k == hdlc.K_SNRM:
         rec["parameters"] = {"max_info_tx": 128, "max_info_rx": 128, "window_tx": 1,
                              "window_rx": 1, "default": True}
@@ -160,19 +161,19 @@ class Decoder(ApduDecoder):
             if done is None:
                 rec["frame"]["segment"] = "more follow"
                 continue
-            out.append({"apdu": self._complete(key, *done)})
+            out += [{"apdu": a} for a in self._complete(key, *done)]
         return out
 
     def _complete(self, key, llc, data):
         if key in self._tainted:
             self._tainted.discard(key)
             whole = _LLC.get(llc, b"") + data
-            return {"error": "incomplete: a segment of this APDU was lost or corrupted; not decoded",
-                    "hex": whole.hex()}
-        a = self.apdu(data)
+            return [{"error": "incomplete: a segment of this APDU was lost or corrupted; not decoded",
+                     "hex": whole.hex()}]
+        out = self.apdus(data)
         if llc:
-            a["llc"] = llc
-        return a
+            out[0]["llc"] = llc
+        return out
 
 
 _LLC = {"request": hdlc.LLC_REQUEST, "response": hdlc.LLC_RESPONSE}
@@ -186,7 +187,7 @@ def decode_text(text, key=None, auth_key=None, system_title=None):
         raise DecodeError("no hex data in the input")
     if chunks[0][:1] == b"\x7e":
         return dec.hdlc(b"".join(chunks))
-    return [{"apdu": dec.apdu(c)} for c in chunks]
+    return [{"apdu": a} for c in chunks for a in dec.apdus(c)]
 
 
 # ---------------------------------------------------------------- text rendering

@@ -18,7 +18,9 @@ from meter.policy import Policy
 from meter.limiter import Limiter
 
 PROFILE_KEYS = ("name", "about", "tariff", "policy", "limiter", "metering", "payment_mode",
-                "control_mode", "credit_unit", "tz_minutes")
+                "control_mode", "credit_unit", "tz_minutes", "market")
+# the head-ends the meter is sold to: class versions of the object_list (meter.cosem_values.version)
+MARKETS = ("is15959", "spodes", "bluebook")
 _EC_SOURCES = ("auto", "button", "token", "dlms")
 _ON_FAULT = ("keep_supply", "open_after")
 
@@ -217,4 +219,6 @@ def check_profile(p):
     for key in ("name", "about"):
         if key in p and not isinstance(p[key], str):
             raise ConfigError(key, "text expected")
+    if p.get("market", MARKETS[0]) not in MARKETS:
+        raise ConfigError("market", "one of %s expected" % ", ".join(MARKETS))
     return tariff(p.get("tariff") or {}), policy(p)

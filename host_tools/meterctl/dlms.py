@@ -8,6 +8,7 @@ import sys
 import click
 
 from host_tools import decode as D
+from host_tools import decode_modbus as MB
 from host_tools import objects
 from host_tools.client import ProtocolError
 from host_tools.meterctl.common import PUBLIC_CLIENT, console, emit_json, fail, link_options, \
@@ -104,7 +105,9 @@ def _read_capture(source, hex_text):
 @click.option("--auth-key", callback=_hexkey, default=None, help="Authentication key (GAK, 32 hex digits).")
 @click.option("--system-title", callback=_hexkey, default=None, help="Sender system title (16 hex digits) for service-specific glo APDUs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def decode(source, hex_text, key, auth_key, system_title, as_json):
+@click.option("--modbus", type=click.Choice(["pzem004t", "sdm120", "sdm630"]), default=None,
+              help="Decode Modbus RTU frames (one per line) of this metering module by register name.")
+def decode(source, hex_text, key, auth_key, system_title, as_json, modbus):
     """Decode captured DLMS traffic: HDLC frames (a 7E... stream, segments reassembled) or bare
     APDUs (one per line) from a capture file, stdin ('-') or --hex.
 
@@ -114,14 +117,17 @@ def decode(source, hex_text, key, auth_key, system_title, as_json):
       meterctl decode push.txt --key 000102030405060708090A0B0C0D0E0F --auth-key D0D1...DF --json
     """
     text = _read_capture(source, hex_text)
+    mod = D if modbus is None else MB
     try:
-        records = D.decode_text(text, key, auth_key, system_title)
+        records = D.decode_text(text, key, auth_key, system_title) if modbus is None else \
+            MB.decode_text(text, modbus)
     except D.DecodeError as e:
         fail(str(e), 2)
     if as_json:
         emit_json(records)
     else:
-        click.echo(D.render(records))
-    bad = [r for r in records if ("frame" in r and not r["frame"]["ok"]) or ("apdu" in r and "error" in r["apdu"])]
+        click.echo(mod.render(records))
+    bad = [r for r in records if ("frame" in r and not r["frame"]["ok"]) or
+           any("error" in r.get(k, {}) for k in ("apdu", "modbus"))]
     if bad:
         sys.exit(1)

@@ -117,7 +117,10 @@ class Wire:
 
     def long_get(self, src, req):
         """A GET (normal or with-list) and its blocks: (raw data, blocks)."""
-        r = apdu.parse_response(self.request(src, req))
+        resp = self.request(src, req)
+        r = apdu.parse_response(resp)
+        if r.kind == 3:                     # a with-list that fits one response: its results
+            return bytes(resp[3:]), 1
         if r.kind != 2:
             assert r.dar is None, r
             return r.data, 1
