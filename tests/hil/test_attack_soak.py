@@ -18,8 +18,9 @@ a band of ``HEAP_BAND`` bytes after warm-up; every acknowledged top-up is in the
 with its amount and every cover change in the tamper log, in order (read from the flash image
 after a power cut); and the block erases of the whole run are stated per hour.
 One summary line ``[soak] ...`` is printed. The 10-minute run is ``@pytest.mark.slow``
-(``make soak``); a 40-second run of the same mix is in ``make test``."""
+(``make soak``); a 40-second run of the same mix is in ``make test`` (its length: env SOAK_S)."""
 import collections
+import os
 import random
 import time
 
@@ -34,6 +35,7 @@ from host_tools.client import AssociationRejected, DlmsClient, DlmsError, HlsKey
 from protocol import apdu_client as apdu
 from protocol import axdr_client as axdr
 from protocol import hdlc_client as hdlc
+from protocol import obis
 from protocol.crc import crc16_x25
 
 pytestmark = pytest.mark.hil
@@ -223,18 +225,12 @@ class Soak:
             return self.in_link_attack()
         pick = self.rnd.randrange(3)
         if pick == 2:
-            c = self.client(32, password=identity.PASSWORDS["32"])
-            try:
-                self.timed("valid connect", c.connect)
-            except AssociationRejected:
-                self.locked += 1
-                c.close()
-                self.quiet()
-                return
-            name = self.rnd.choice(sorted(objects.EVENT_LOGS))
-            self.kinds["flood event log"] += 1
-            c.get(7, objects.EVENT_LOGS[name][0].obis, 2)
-            self.close_valid(c)
+            c = self.open_valid(32, password=identity.PASSWORDS["32"])
+            if c is not None:
+                name = self.rnd.choice(sorted(objects.EVENT_LOGS))
+                self.kinds["flood event log"] += 1
+                c.get(7, objects.EVENT_LOGS[name][0].obis, 2)
+                self.close_valid(c)
             return
         c = self.client(16)
         c.connect()
@@ -243,7 +239,7 @@ class Soak:
             c.get_raw(15, ASSOC_LN, 2)
         else:
             self.kinds["flood with-list"] += 1
-            req = apdu.get_with_list_request(0xC1, [(15, bytes((0, 0, 40, 0, 0, 255)), 2, None, None)] * 15)
+            req = apdu.get_with_list_request(0xC1, [(15, obis.parse(ASSOC_LN), 2, None, None)] * 15)
             c.exchange(req)
         c.release()
         c.disconnect()
@@ -260,23 +256,19 @@ class Soak:
 
     # -- the run ----------------------------------------------------------------------------
 
+    def tick(self):
+        self.rig.advance(self.rnd.randrange(1, 30))      # lock-outs end, the meter meters
+        self.kinds["clock"] += 1
+
+    # the mix: (cumulative probability, step)
+    MIX = ((0.30, in_link_attack), (0.42, failed_logins), (0.50, flood), (0.75, management),
+           (0.95, reader), (0.97, cover), (1.0, tick))
+
     def step(self):
         r = self.rnd.random()
-        if r < 0.30:
-            self.in_link_attack()
-        elif r < 0.42:
-            self.failed_logins()
-        elif r < 0.50:
-            self.flood()
-        elif r < 0.75:
-            self.management()
-        elif r < 0.95:
-            self.reader()
-        elif r < 0.97:
-            self.cover()
-        else:
-            self.rig.advance(self.rnd.randrange(1, 30))      # lock-outs end, the meter meters
-            self.kinds["clock"] += 1
+        for upto, act in self.MIX:
+            if r < upto:
+                return act(self)
 
     def run(self, seconds):
         t_end = time.monotonic() + seconds
@@ -336,7 +328,7 @@ def soak(rig_factory, seconds, seed):
 
 
 def test_attack_soak_short(rig_factory):
-    s = soak(rig_factory, int(__import__("os").environ.get("SOAK_S", 40)), 1)
+    s = soak(rig_factory, int(os.environ.get("SOAK_S", 40)), 1)
     assert s.top_ups and s.kinds["failed login LLS"] and s.kinds["garbage"]
 
 
