@@ -16,7 +16,8 @@ Asserted: every valid request (link + association, GET, ACTION, release) is answ
 answer: rejected-transient, authentication-failure; counted apart); the heap after gc stays in
 a band of ``HEAP_BAND`` bytes after warm-up; every acknowledged top-up is in the transaction log
 with its amount and every cover change in the tamper log, in order (read from the flash image
-after a power cut); and the block erases of the whole run are stated per hour.
+after a power cut); the block erases of the whole run are stated per hour and bounded by what the
+valid top-ups and cover changes cost (one each) plus ``ERASE_SLACK``: the attack wears nothing.
 One summary line ``[soak] ...`` is printed. The 10-minute run is ``@pytest.mark.slow``
 (``make soak``); a 40-second run of the same mix is in ``make test`` (its length: env SOAK_S)."""
 import collections
@@ -45,9 +46,12 @@ PHYS = 17
 CREDIT = objects.CREDIT.obis
 ASSOC_LN = "0.0.40.0.0.255"
 EV_CREDIT, EV_COVER_OPEN, EV_COVER_CLOSED = 10, 60, 61
-# the bounds, from the measured runs (docs in the module docstring; figures in the summary line)
-LATENCY_BOUND_S = 2.0          # every valid request: p100
-HEAP_BAND = 12 * 1024          # max - min of the heap after gc, after warm-up
+# the bounds, from the measured runs (10 min, seed 12, 2 cores shared with other test runs: 6,441
+# valid requests, ~8,900 attack items; at 9600 baud p50 0.095 p99 0.761 max 0.841 s; heap band
+# 320 B; 44 erases for 40 top-ups and 8 cover changes, i.e. the attack adds none)
+LATENCY_BOUND_S = 2.0          # every valid request: p100, 9600-baud equivalent
+HEAP_BAND = 4 * 1024           # max - min of the heap after gc, after warm-up
+ERASE_SLACK = 10               # erases beyond one per top-up and per cover change (littlefs compaction)
 MAX_TOP_UPS = 40               # the transaction ring keeps 50: every top-up must stay readable
 MAX_COVER_CHANGES = 8          # the cover ring keeps 20
 LOCKOUT = {"after": 3, "base_s": 5, "max_s": 20}
@@ -291,7 +295,7 @@ def _pct(xs, p):
     return xs[min(len(xs) - 1, int(p * len(xs)))]
 
 
-def soak(rig_factory, seconds, seed):
+def soak(rig_factory, capsys, seconds, seed):
     rig = rig_factory(flash={"blocks": BLOCKS, "seed": seed}, sts=True,
                       config={"security": identity.security_config(), "physical_address": PHYS,
                               "lockout": LOCKOUT})
@@ -319,20 +323,22 @@ def soak(rig_factory, seconds, seed):
                s.locked, _pct(s.lat, 0.5), _pct(s.lat, 0.99), max(s.lat), _pct(w, 0.5), _pct(w, 0.99), max(w),
                min(s.heap), max(s.heap),
                max(s.heap) - min(s.heap), len(s.top_ups), len(s.covers), erases, erases / hours))
-    print("\n" + line)
+    with capsys.disabled():          # the summary line shows without -s (make soak, make test)
+        print("\n" + line)
     assert max(w) < LATENCY_BOUND_S, line
     assert max(s.heap) - min(s.heap) <= HEAP_BAND, line
     assert credits == s.top_ups, (credits, s.top_ups)
     assert covers == s.covers, (covers, s.covers)
+    assert erases <= len(s.top_ups) + len(s.covers) + ERASE_SLACK, line
     return s
 
 
-def test_attack_soak_short(rig_factory):
-    s = soak(rig_factory, int(os.environ.get("SOAK_S", 40)), 1)
+def test_attack_soak_short(rig_factory, capsys):
+    s = soak(rig_factory, capsys, int(os.environ.get("SOAK_S", 40)), 1)
     assert s.top_ups and s.kinds["failed login LLS"] and s.kinds["garbage"]
 
 
 @pytest.mark.slow
-def test_attack_soak_ten_minutes(rig_factory):
-    s = soak(rig_factory, 600, 12)
+def test_attack_soak_ten_minutes(rig_factory, capsys):
+    s = soak(rig_factory, capsys, 600, 12)
     assert len(s.top_ups) >= 10
