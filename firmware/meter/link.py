@@ -90,6 +90,7 @@ class HdlcLink:
         self.retransmitted = 0
         self._echo = None          # (dest, src, ctrl, info) of our last frame
         self._addr = b"\x03"
+        self.pending = False       # a physical address applied by a profile: taken at the link's end
         self._ndm()
 
     def accepts(self, value, n):
@@ -143,6 +144,8 @@ class HdlcLink:
                     await writer.drain()
 
     def _ndm(self):
+        if self.pending is not False:
+            self.physical, self.pending = self.pending, False
         self.state = _NDM
         self.client = None
         self.vs = self.vr = 0

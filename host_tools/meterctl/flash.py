@@ -35,7 +35,7 @@ def _common(f):
         click.option("--krn", type=click.IntRange(1, 15), help="STS key revision number."),
         click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False),
                      help="JSON object merged into config.json (tariff, pins, policy)."),
-        click.option("--physical-address", type=click.IntRange(1, 0x3FFD), default=None, metavar="N",
+        click.option("--physical-address", type=click.IntRange(0x10, 0x3FFD), default=None, metavar="N",
                      help="HDLC physical address on an RS-485 bus (config.json physical_address; "
                           "the meter then answers only 2/4-byte addresses carrying N). "
                           "Default: none, a point-to-point port. docs/BENCH.md \"RS-485 bus\"."),
