@@ -125,6 +125,7 @@ def _one_attempt(rig, cut, paise, state, rng, faults):
             proc.send_signal(signal.SIGINT)
     rc, err = finish(proc, paise)
     cut.heal_now()
+    assert rc != 2, "exit 2 (usage / port in use / retry refused) with no other command at the port: %s" % err
     return rc
 
 
