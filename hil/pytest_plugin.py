@@ -7,8 +7,15 @@ Options:
     --meter-port PATH      bench: the board's DLMS serial port
     --modbus-port PATH     bench: USB-RS485 adapter for the PZEM emulator
     --power-cmd CMD        bench: shell command switching the supply ({state} = on/off)
-    --heap SIZE            emulated: MicroPython heap, e.g. 190k (ESP32: 56k)
+    --heap SIZE            emulated: MicroPython heap, e.g. 190k (ESP32: 56k); default 190k,
+                           56k on the 32-bit VM chosen by --vm32
     --micropython PATH     emulated: the MicroPython unix port to run (any build)
+    --vm32                 emulated: run on the 32-bit VM (hil.env.vm32_path, ../shared beside
+                           the checkout) at ESP32's 56k when it is there, else on the 64-bit
+                           wheel at 190k with one notice line (``make test`` passes it)
+    --hil-timeout SECONDS  a HIL test (not marked slow) still running after this fails with a
+                           timeout instead of hanging, e.g. on a meter out of memory (default 300;
+                           0: none)
 
 Which micropython runs (hil.env.find_micropython, the one place that decides): ``--micropython
 PATH``, else the ``METER_MICROPYTHON`` environment variable, else the ``micropython`` next to the
@@ -28,10 +35,13 @@ import pytest
 
 from .bench import BenchRig
 from .emulated import EmulatedRig
-from .env import MICROPYTHON_ENV, find_micropython, set_micropython
+from .env import (MICROPYTHON_ENV, VM32_HEAP, find_micropython, find_vm32, set_micropython,
+                  vm32_path)
 from .rig import RigError
 
 _RIGS_KEY = "_hil_rigs"
+_WHEEL_HEAP = "190k"
+_state = {"heap": _WHEEL_HEAP, "notice": None}   # the session's default heap and its notice line
 
 
 def pytest_addoption(parser):
@@ -45,17 +55,34 @@ def pytest_addoption(parser):
     group.addoption("--power-cmd", default=None,
                     help="bench rig: shell command switching the board's supply; "
                          "'{state}' becomes on/off (e.g. 'uhubctl -l 1-1 -p 2 -a {state}')")
-    group.addoption("--heap", default="190k",
-                    help="emulated rig: MicroPython heap size (default 190k)")
+    group.addoption("--heap", default=None,
+                    help="emulated rig: MicroPython heap size (default 190k; %s on --vm32's VM)"
+                         % VM32_HEAP)
     group.addoption("--micropython", default=None, metavar="PATH",
                     help="emulated rig: MicroPython unix port binary (default: $%s, then the "
                          "one next to this Python, then PATH)" % MICROPYTHON_ENV)
+    group.addoption("--vm32", action="store_true",
+                    help="emulated rig: the 32-bit VM (../shared/micropython32) at %s when it is "
+                         "there, else the 64-bit wheel with a notice" % VM32_HEAP)
+    group.addoption("--hil-timeout", type=float, default=300.0, metavar="SECONDS",
+                    help="fail a HIL test (not marked slow) running longer than this (default "
+                         "300, 0: none)")
 
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "hil: runs the firmware on the MicroPython unix port behind ptys")
     path = config.getoption("--micropython")
+    heap = config.getoption("--heap")
+    _state["heap"], _state["notice"] = heap or _WHEEL_HEAP, None
+    if config.getoption("--vm32") and not path:
+        path = find_vm32()
+        if path:
+            _state["heap"] = heap or VM32_HEAP
+            _state["notice"] = "HIL on the 32-bit VM %s, heap %s" % (path, _state["heap"])
+        else:
+            _state["notice"] = ("HIL on the 64-bit wheel at %s: 32-bit VM not found at %s"
+                                % (_state["heap"], vm32_path()))
     if path:
         set_micropython(path)
         try:
@@ -65,8 +92,21 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-    if config.getoption("--micropython"):
+    if config.getoption("--micropython") or config.getoption("--vm32"):
         set_micropython(None)
+
+
+def pytest_sessionstart(session):
+    """``--vm32``: one line saying which VM the HIL tier runs on (a missing VM is not silent)."""
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if _state["notice"] and tr is not None:
+        tr.write_line(_state["notice"])
+
+
+def default_heap():
+    """The heap (str, e.g. "56k") a rig gets when the test names none: ``--heap``, else 56k on
+    ``--vm32``'s VM, else 190k."""
+    return _state["heap"]
 
 
 def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
@@ -86,7 +126,7 @@ def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
         config = dict(config or {})
         config.setdefault("sts", identity.sts_config())
         start = kw.pop("start", True)
-        rig = EmulatedRig(workdir, heap=heap or opt("--heap"), config=config, start=False, **kw)
+        rig = EmulatedRig(workdir, heap=heap or default_heap(), config=config, start=False, **kw)
         identity.install_tables(rig.state_dir)
         if start:
             try:
@@ -95,7 +135,7 @@ def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
                 rig.stop()
                 raise
         return rig
-    return EmulatedRig(workdir, heap=heap or opt("--heap"), config=config, **kw)
+    return EmulatedRig(workdir, heap=heap or default_heap(), config=config, **kw)
 
 
 def _power_switch(cmd):
@@ -159,6 +199,35 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if {"rig", "rig_factory"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.hil)
+
+
+class HilTimeout(Exception):
+    """A HIL test ran past ``--hil-timeout`` (e.g. the meter ran out of memory and a client
+    waits for an answer that never comes)."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """``--hil-timeout``: SIGALRM in the test's (main) thread raises HilTimeout after the limit,
+    for tests marked ``hil`` and not ``slow``; the rig fixtures then stop the meter."""
+    import signal
+    import threading
+    limit = item.config.getoption("--hil-timeout") or 0
+    if (limit <= 0 or item.get_closest_marker("hil") is None or item.get_closest_marker("slow")
+            or threading.current_thread() is not threading.main_thread()):
+        yield
+        return
+
+    def expired(signum, frame):
+        raise HilTimeout("HIL test still running after %g s (--hil-timeout)" % limit)
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.hookimpl(hookwrapper=True)
