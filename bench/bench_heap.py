@@ -3,7 +3,7 @@
 Prints, for code deployed as ``.mpy`` files (imported into RAM) and as a ROMFS image (bytecode
 runs in place; on the unix port the image buffer itself sits in the heap, so the rig adds its
 size to ``-X heapsize`` and it is reported apart), for three meter configs (default; STS EA07
-provisioned; HLS-GMAC with ciphered APDUs provisioned, both with ``hil.identity``'s test
+provisioned; HLS keys provisioned with client 48 on HLS-GMAC, both with ``hil.identity``'s test
 identity):
 
 1. the smallest heap (``-X heapsize``, 2 KiB resolution) at which the HIL core scenario
@@ -45,7 +45,9 @@ ESP32_HEAP = 56 * 1024
 CONFIGS = [
     ("default", None, False),
     ("STS EA07", lambda: {"sts": identity.sts_config()}, True),
-    ("HLS", lambda: {"security": identity.security_config()}, False),
+    # HLS keys provisioned, client 48 on HLS-GMAC: the security code loaded (the core scenario's
+    # client 1 stays on LLS: host_tools.client has no HLS)
+    ("HLS", lambda: {"security": identity.security_config(mech={"1": 1, "48": 5})}, False),
 ]
 # import order for the per-module figures (dependencies first)
 MODULES = ["protocol.crc", "protocol.obis", "protocol.civil", "protocol.axdr", "protocol.hdlc",
