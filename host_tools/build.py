@@ -28,7 +28,7 @@ BOARD_ONLY = {"boards/esp32.py": ("esp32",), "boards/rp2040.py": ("rp2040",),
 # docs/MEMORY.md). They still run on MicroPython (tests/device use them from the source tree).
 HOST_ONLY = ("protocol/apdu_client.py", "protocol/axdr_client.py", "protocol/hdlc_client.py",
              "protocol/obis.py", "protocol/gbt.py", "protocol/security_client.py",
-             "protocol/client_link.py", "protocol/client_assoc.py")
+             "protocol/client_link.py", "protocol/client_assoc.py", "protocol/sts.py")
 
 
 def mpy_cross():

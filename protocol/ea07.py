@@ -23,7 +23,7 @@ Errors: ``protocol.sts.StsError`` with reason "tables" or "key".
 """
 from array import array
 
-from protocol.sts import Block64, StsError
+from protocol.sts_core import Block64, StsError
 
 try:
     from micropython import const
