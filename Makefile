@@ -38,7 +38,8 @@ lint: mpy-check
 
 # issue 17: the HIL tier runs on the 32-bit VM (../shared/micropython32/bin/micropython-32 beside
 # the checkout) at ESP32's 56 KiB starting heap when it is there, else on the 64-bit wheel at
-# 190k with one notice line (hil.pytest_plugin --vm32). HIL_ARGS= runs the wheel at 190k.
+# 190k with one notice line (hil.pytest_plugin --vm32; METER_VM32=PATH names the VM elsewhere,
+# e.g. from a git worktree). HIL_ARGS= runs the wheel at 190k.
 HIL_ARGS ?= --vm32
 
 test: $(STAMP) lint

@@ -3,7 +3,7 @@
 Prints, for code deployed as ``.mpy`` files (imported into RAM) and as a ROMFS image (bytecode
 runs in place; on the unix port the image buffer itself sits in the heap, so the rig adds its
 size to ``-X heapsize`` and it is reported apart), for three meter configs (default; STS EA07
-provisioned; HLS keys provisioned with client 48 on HLS-GMAC, both with ``hil.identity``'s test
+provisioned; HLS keys provisioned with client 48 on HLS-GMAC; both, as the HLS tests run it; with ``hil.identity``'s test
 identity):
 
 1. the smallest heap (``-X heapsize``, 2 KiB resolution) at which the HIL core scenario
@@ -48,6 +48,8 @@ CONFIGS = [
     # HLS keys provisioned, client 48 on HLS-GMAC: the security code loaded (the core scenario's
     # client 1 stays on LLS: host_tools.client has no HLS)
     ("HLS", lambda: {"security": identity.security_config(mech={"1": 1, "48": 5})}, False),
+    ("STS+HLS", lambda: {"sts": identity.sts_config(),
+                         "security": identity.security_config(mech={"1": 1, "48": 5})}, True),
 ]
 # import order for the per-module figures (dependencies first)
 MODULES = ["protocol.crc", "protocol.obis", "protocol.civil", "protocol.axdr", "protocol.hdlc",

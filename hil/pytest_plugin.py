@@ -13,6 +13,10 @@ Options:
     --vm32                 emulated: run on the 32-bit VM (hil.env.vm32_path, ../shared beside
                            the checkout) at ESP32's 56k when it is there, else on the 64-bit
                            wheel at 190k with one notice line (``make test`` passes it)
+    @pytest.mark.heap32(SIZE, WHY)
+                           a test that does not fit ESP32's 56k yet: on --vm32's VM (without
+                           --heap) its rigs get SIZE instead; the run ends with one line
+                           listing them (docs/MEMORY.md "32-bit": what still holds the heap)
     --hil-timeout SECONDS  a HIL test (not marked slow) still running after this fails with a
                            timeout instead of hanging, e.g. on a meter out of memory (default 300;
                            0: none)
@@ -41,7 +45,9 @@ from .rig import RigError
 
 _RIGS_KEY = "_hil_rigs"
 _WHEEL_HEAP = "190k"
-_state = {"heap": _WHEEL_HEAP, "notice": None}   # the session's default heap and its notice line
+# the session's default heap, its notice line, whether it is --vm32's 56k (then a test's heap32
+# marker applies) and the tests that ran above it
+_state = {"heap": _WHEEL_HEAP, "notice": None, "vm32": False, "raised": []}
 
 
 def pytest_addoption(parser):
@@ -72,13 +78,17 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "hil: runs the firmware on the MicroPython unix port behind ptys")
+    config.addinivalue_line(
+        "markers", "heap32(size, why): the heap this test needs on the 32-bit VM while it does "
+                   "not fit ESP32's 56k (used on --vm32 without --heap)")
     path = config.getoption("--micropython")
     heap = config.getoption("--heap")
-    _state["heap"], _state["notice"] = heap or _WHEEL_HEAP, None
+    _state.update(heap=heap or _WHEEL_HEAP, notice=None, vm32=False, raised=[])
     if config.getoption("--vm32") and not path:
         path = find_vm32()
         if path:
             _state["heap"] = heap or VM32_HEAP
+            _state["vm32"] = not heap
             _state["notice"] = "HIL on the 32-bit VM %s, heap %s" % (path, _state["heap"])
         else:
             _state["notice"] = ("HIL on the 64-bit wheel at %s: 32-bit VM not found at %s"
@@ -103,10 +113,24 @@ def pytest_sessionstart(session):
         tr.write_line(_state["notice"])
 
 
-def default_heap():
+def default_heap(node=None):
     """The heap (str, e.g. "56k") a rig gets when the test names none: ``--heap``, else 56k on
-    ``--vm32``'s VM, else 190k."""
-    return _state["heap"]
+    ``--vm32``'s VM (or the SIZE of ``node``'s heap32 marker), else 190k."""
+    m = node.get_closest_marker("heap32") if node is not None and _state["vm32"] else None
+    if m is None:
+        return _state["heap"]
+    if node.nodeid not in _state["raised"]:
+        _state["raised"].append(node.nodeid)
+    return m.args[0]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """``--vm32``: the tests that ran above 56k (heap32 marker), one line; none: nothing."""
+    raised = _state["raised"]
+    if raised:
+        terminalreporter.write_line(
+            "HIL on the 32-bit VM: %d test(s) ran above %s (heap32 marker, docs/MEMORY.md): %s"
+            % (len(raised), VM32_HEAP, ", ".join(n.split("::")[-1] for n in raised)))
 
 
 def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
@@ -126,7 +150,8 @@ def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
         config = dict(config or {})
         config.setdefault("sts", identity.sts_config())
         start = kw.pop("start", True)
-        rig = EmulatedRig(workdir, heap=heap or default_heap(), config=config, start=False, **kw)
+        rig = EmulatedRig(workdir, heap=heap or default_heap(request.node), config=config,
+                          start=False, **kw)
         identity.install_tables(rig.state_dir)
         if start:
             try:
@@ -135,7 +160,7 @@ def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
                 rig.stop()
                 raise
         return rig
-    return EmulatedRig(workdir, heap=heap or default_heap(), config=config, **kw)
+    return EmulatedRig(workdir, heap=heap or default_heap(request.node), config=config, **kw)
 
 
 def _power_switch(cmd):
