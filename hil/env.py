@@ -18,6 +18,7 @@ wide as an ESP32's; ``make test`` runs the HIL tier on it at ESP32's 56 KiB when
 `wheel_micropython` is the 64-bit wheel whatever was chosen (the flash tests need it: mpremote's
 raw-REPL reconnect fails on the VM).
 """
+import contextlib
 import os
 import pathlib
 import shutil
@@ -28,7 +29,7 @@ from host_tools.firmware_src import ROOT
 from .rig import RigError
 
 __all__ = ["REPO_ROOT", "MICROPYTHON_ENV", "VM32_ENV", "VM32_HEAP", "find_micropython", "set_micropython",
-           "wheel_micropython", "vm32_path", "find_vm32", "heap_bytes", "lock_workdir",
+           "using_micropython", "wheel_micropython", "vm32_path", "find_vm32", "heap_bytes", "lock_workdir",
            "merge_config"]
 
 REPO_ROOT = ROOT
@@ -68,6 +69,17 @@ def find_micropython(path=None):
     if env:
         return _checked(env, MICROPYTHON_ENV)
     return wheel_micropython()
+
+
+@contextlib.contextmanager
+def using_micropython(path):
+    """Context: `find_micropython` returns ``path`` (e.g. `wheel_micropython()` for mpremote's
+    raw REPL, which the 32-bit VM does not reconnect to) whatever the run chose; restored after."""
+    prev = set_micropython(path)
+    try:
+        yield path
+    finally:
+        set_micropython(prev)
 
 
 def wheel_micropython():

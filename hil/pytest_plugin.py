@@ -128,9 +128,13 @@ def pytest_terminal_summary(terminalreporter):
     """``--vm32``: the tests that ran above 56k (heap32 marker), one line; none: nothing."""
     raised = _state["raised"]
     if raised:
+        files = {}
+        for n in raised:
+            f = n.split("::")[0].rsplit("/", 1)[-1]
+            files[f] = files.get(f, 0) + 1
         terminalreporter.write_line(
             "HIL on the 32-bit VM: %d test(s) ran above %s (heap32 marker, docs/MEMORY.md): %s"
-            % (len(raised), VM32_HEAP, ", ".join(n.split("::")[-1] for n in raised)))
+            % (len(raised), VM32_HEAP, ", ".join("%s %d" % kv for kv in sorted(files.items()))))
 
 
 def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):

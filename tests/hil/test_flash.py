@@ -36,11 +36,8 @@ HEAP = "320k"
 def _wheel(monkeypatch):
     """The flash tests' boards run the 64-bit ``micropython`` wheel (see HEAP)."""
     monkeypatch.delenv(env.MICROPYTHON_ENV, raising=False)
-    prev = env.set_micropython(env.wheel_micropython())
-    try:
+    with env.using_micropython(env.wheel_micropython()):
         yield
-    finally:
-        env.set_micropython(prev)
 
 
 # --------------------------------------------------------------------------- board checks

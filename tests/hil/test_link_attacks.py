@@ -277,10 +277,13 @@ def test_physical_address_provisioned_confirmed_and_read(rig_factory, tmp_path):
     from host_tools.meterctl import flash as cmd_flash
     from host_tools.meterctl.read import read
 
+    from hil import env
+
     flash_dir = tmp_path / "flash"
-    r = CliRunner().invoke(cmd_flash.flash, [
-        "--board", "unix", "--port", str(flash_dir), "--serial", "PPM0000017", "--sgc", "123456",
-        "--physical-address", "17", "--keystore", str(tmp_path / "ks"), "--json"])
+    with env.using_micropython(env.wheel_micropython()):   # mpremote's raw REPL: the wheel
+        r = CliRunner().invoke(cmd_flash.flash, [
+            "--board", "unix", "--port", str(flash_dir), "--serial", "PPM0000017", "--sgc",
+            "123456", "--physical-address", "17", "--keystore", str(tmp_path / "ks"), "--json"])
     assert r.exit_code == 0, r.output + repr(r.exception)
     rep = json.loads(r.output[r.output.index("{"):])
     assert rep["dlms"]["ok"] and json.loads((flash_dir / "config.json").read_text())["physical_address"] == 17
