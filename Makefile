@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test lint mpy-check soak bench flash clean help
+.PHONY: setup demo test lint mpy-check soak bench flash clean help pico pico-setup pico-maybe
 
 help:
 	@echo "make setup   - create .venv and install host tools + test deps"
@@ -15,6 +15,9 @@ help:
 	@echo "make lint    - mpy-cross check of device code, ruff check of host code"
 	@echo "make soak    - long campaigns (marked slow)"
 	@echo "make bench   - print benchmark figures"
+	@echo "make pico    - the HIL suite's e2e tests + PicoRig campaign on the real MicroPython rp2 port"
+	@echo "             in rp2040js (needs node; npm ci in hil/pico; the UF2 in ../shared/rp2emu or"
+	@echo "             METER_PICO_UF2=FILE)"
 	@echo "make flash BOARD=esp32|rp2040 PORT=/dev/ttyUSB0 SERIAL=PPM0000123 SGC=123456 - flash + provision"
 	@echo "             a meter (SGC: the STS supply group code; needed on a meter's first flash unless"
 	@echo "             the keystore's defaults.sgc holds it; KEYSTORE=FILE, FLASH_ARGS=... pass through)"
@@ -31,7 +34,7 @@ mpy-check: $(STAMP)
 	$(BIN)/python -m host_tools.build --check
 
 # host code: ruff with the rules in pyproject [tool.ruff]
-LINT_PATHS ?= host_tools hil tests bench
+LINT_PATHS ?= host_tools hil tests bench examples
 
 lint: mpy-check
 	$(BIN)/ruff check $(LINT_PATHS)
@@ -42,11 +45,28 @@ lint: mpy-check
 # e.g. from a git worktree). HIL_ARGS= runs the wheel at 190k.
 HIL_ARGS ?= --vm32
 
-test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -m "not slow" $(HIL_ARGS) $(PYTEST_ARGS)
+# -n auto (pytest-xdist): one worker per core, each with its own tmp dirs, ptys and state dirs;
+# the controller builds the firmware image once before the workers start
+test: $(STAMP) lint pico-maybe
+	$(BIN)/python -m pytest -q -n auto -m "not slow" $(HIL_ARGS) $(PYTEST_ARGS)
 
 soak: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "slow and not pico_campaign" $(PYTEST_ARGS)
+
+hil/pico/node_modules/.package-lock.json: hil/pico/package-lock.json
+	cd hil/pico && npm ci --no-audit --no-fund
+
+pico-setup: hil/pico/node_modules/.package-lock.json
+
+# make test: PicoRig's rp2040js when Node.js is there (its tests skip with one line otherwise)
+pico-maybe:
+	@if command -v npm >/dev/null; then $(MAKE) -s pico-setup || echo "make: npm ci in hil/pico failed: PicoRig tests will skip"; \
+	else echo "make: no Node.js/npm: PicoRig tests will skip"; fi
+
+PICO_TESTS ?= tests/hil/test_picorig.py tests/hil/test_picorig_heap.py tests/hil/test_e2e_meter.py \
+	tests/hil/test_e2e_tokens.py
+pico: $(STAMP) pico-setup
+	$(BIN)/python -m pytest -q -s --rig pico $(PICO_TESTS) $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python -m host_tools.demo

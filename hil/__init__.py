@@ -8,7 +8,12 @@
   hil.control + hil.ctlchannel, its launch files hil.launch); `BenchRig` (hil.bench).
 - hil.env: the checkout, `find_micropython`, heap sizes, the state-directory lock.
 - hil.norimage: the emulated NOR flash image (wear counters, littlefs inspection).
-- hil.pytest_plugin: ``--rig``/``--heap``/``--micropython``/... options and the ``rig`` fixture.
+- hil.pytest_plugin: ``--rig``/``--heap``/``--micropython``/... options, the ``rig``,
+  ``rig_factory`` and ``meter_client`` fixtures and the ``needs`` marker (a pytest11 entry point).
+- hil.multi: `start_meters(n, workdir)`, N emulated meters in one host process.
+- hil.farm: N emulated meters exported to labgrid (exporter config + simplerest power switch).
+- hil.labgrid_driver (imports labgrid): `MeterBoardDriver`, `MeterStrategy`; hil.labgrid_rig:
+  `LabgridRig`, the Rig interface on a labgrid target (``--rig labgrid``).
 """
 
 from .bench import BenchRig

@@ -22,6 +22,7 @@ class BenchRig(Rig):
             (a relay board, a USB hub port); gives the ``power_cut`` capability.
         ready_probe: optional callable() -> bool, true once the board answers
             after power-on (e.g. a DLMS SNRM/UA); `power_on` polls it.
+        password: the management client's LLS password (None: the emulated meter's default).
 
     Clock, relay read-back, button and telemetry need bench hardware this rig
     does not drive: tests needing them are skipped.
@@ -30,7 +31,9 @@ class BenchRig(Rig):
     _PROBE_INTERVAL = 0.25
 
     def __init__(self, meter_port, modbus_port=None, baud=9600, pzem_unit=1,
-                 power_switch=None, ready_probe=None):
+                 power_switch=None, ready_probe=None, password=None):
+        if password:
+            self.management_password = str(password)
         self.meter_port = str(meter_port)
         self.modbus_port = modbus_port
         self.baud = int(baud)

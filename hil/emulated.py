@@ -81,8 +81,12 @@ class EmulatedRig(ControlledRig):
     come up.
     """
 
-
     capabilities = frozenset(CAPABILITIES)
+
+    @property
+    def management_password(self):
+        """LLS password of the management client (SAP 1) in this meter's config."""
+        return self.config.get("passwords", {}).get("1")
 
     def __init__(self, workdir, heap="190k", config=None, clock_epoch=DEFAULT_EPOCH,
                  poll_ms=200, clock_mode="frozen", firmware_dir=None,

@@ -69,3 +69,23 @@ def security_config(**extra):
          "title": SERVER_TITLE.hex(), "mech": {"1": 5, "48": 5}, "policy": 3}
     c.update(extra)
     return c
+
+
+def keys(**extra):
+    """The client's view of the test identity (what ``meterctl --key-file`` reads): ek, ak, kek,
+    hls (hex), client_title (our system title), mech 5."""
+    k = {"ek": GUEK.hex(), "ak": GAK.hex(), "kek": KEK.hex(), "hls": HLS_SECRET.hex(),
+         "client_title": CLIENT_TITLE.hex(), "title": SERVER_TITLE.hex(), "mech": 5}
+    k.update(extra)
+    return k
+
+
+def write_key_file(path, **extra):
+    """Write the test identity's key file (JSON, mode 0600) to ``path``; returns the path."""
+    import json
+    import os
+    path = pathlib.Path(path)
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(keys(**extra), f, indent=1)
+    return path

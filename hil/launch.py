@@ -2,6 +2,9 @@
 
 Pure helpers for `hil.emulated.EmulatedRig` (no process handling here):
 
+- `prepare_build(board)`: the cached mpy-cross build and ROMFS image (``host_tools.build`` holds
+  a file lock, `build_lock`, so parallel processes — pytest-xdist workers, several ``meterctl
+  emulate`` — never rebuild the shared cache under each other).
 - `prepare_image(workdir, firmware_dir, image)`: which code the board runs (an mpy-cross build, as
   .mpy files or as a ROMFS image) -> `Image`.
 - `write_board_json(path, board)`: the unix board's configuration (docs/CONTRACTS.md), atomically.
@@ -12,15 +15,27 @@ import json
 import os
 import pathlib
 
+from host_tools.build import cache_lock as build_lock  # noqa: F401  (re-exported)
+
 from .env import heap_bytes
 
-__all__ = ["Image", "prepare_image", "write_board_json", "command", "ROMBOOT"]
+__all__ = ["Image", "prepare_image", "prepare_build", "build_lock", "write_board_json", "command",
+           "ROMBOOT"]
 
 ROMBOOT = pathlib.Path(__file__).with_name("romboot.py")
 
 Image = collections.namedtuple("Image", "kind firmware_dir romfs romfs_bytes")
 Image.__doc__ = """The board's code: kind "romfs" or "mpy", the directory holding main.py (a build),
 the ROMFS image path (None for "mpy") and its size in bytes (0 for "mpy")."""
+
+
+def prepare_build(board="unix", romfs=True):
+    """(build dir, ROMFS image path or None) of ``board``'s cached build, rebuilt when stale,
+    (``host_tools.build`` locks the shared cache). Raises what ``host_tools.build`` raises
+    (SystemExit on mpy-cross errors)."""
+    from host_tools.build import cached_build, cached_romfs
+    out = cached_build(board)
+    return out, (cached_romfs(board) if romfs else None)
 
 
 def prepare_image(workdir, firmware_dir=None, image=None):
@@ -35,10 +50,7 @@ def prepare_image(workdir, firmware_dir=None, image=None):
         image = "romfs" if firmware_dir is None else "mpy"
     romfs = None
     if firmware_dir is None:
-        from host_tools.build import cached_build, cached_romfs
-        firmware_dir = cached_build("unix")
-        if image == "romfs":
-            romfs = cached_romfs("unix")
+        firmware_dir, romfs = prepare_build("unix", romfs=image == "romfs")
     elif image == "romfs":
         from host_tools.build import romfs_bytes
         workdir = pathlib.Path(workdir)

@@ -7,7 +7,8 @@
   the meter would find at boot::
 
       {"mounted": True, "files": [...], "journal": {"seq": n, "obj": {...}, "hot": [5 ints]} | None,
-       "events": [[epoch, code, detail], ...], "event_count": n}
+       "events": [[epoch, code, detail], ...], "event_count": n,
+       "categories": {category: [[epoch, code, detail, count], ...]}}   (meter.audit)
 
   or ``{"mounted": False, "error": "..."}`` when littlefs refuses the image.
 
@@ -55,7 +56,7 @@ _HELPER = r"""
 import sys, json, vfs, os
 from boards.nor_flash import NorFlash
 from meter.store import Journal
-from meter.events import EventLog
+from meter.audit import Audit
 img, blocks, segs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 out = {}
 nor = NorFlash(img, blocks)
@@ -78,14 +79,15 @@ out["files"] = sorted(walk("/flash"))
 j = Journal("/flash/j/state")
 obj = j.load()
 out["journal"] = None if obj is None else {"seq": j.seq, "obj": obj, "hot": list(j.hot)}
-log = EventLog("/flash/ev", segs)
+log = Audit("/flash/ev", segs)
 out["event_count"] = log.count()
-out["events"] = [list(e) for e in log.entries()]
+out["events"] = [list(e[:3]) for e in log.entries()]
+out["categories"] = {c: [list(e) for e in log.view(c).entries()] for c in (2, 3, 4, 5, 6)}
 print(json.dumps(out))
 """
 
 
-def inspect(image, blocks, segments=20, micropython=None, firmware_dir=None, timeout=60):
+def inspect(image, blocks, segments=10, micropython=None, firmware_dir=None, timeout=60):
     """Mount a copy of ``image`` (``blocks`` x 4 KiB) and return the meter's persisted state
     (see the module docstring). Raises FlashToolError if the helper itself fails."""
     firmware_dir = pathlib.Path(firmware_dir or FIRMWARE_DIR)

@@ -1,9 +1,17 @@
 """pytest plugin: pick a rig on the command line, hand tests a `rig` fixture.
 
-Load it from tests/conftest.py with ``pytest_plugins = ["hil.pytest_plugin"]``.
+Installed with the package it is a ``pytest11`` entry point named ``hil.pytest_plugin``, so any
+test suite in an environment where ``prepaid-meter`` is installed gets the fixtures below (the
+entry point's name is the module name, so a conftest that also lists ``pytest_plugins =
+["hil.pytest_plugin"]`` does not register it twice). Under pytest-xdist each worker builds
+nothing: the controller prepares the firmware image once (``hil.launch.prepare_build``).
 
 Options:
-    --rig emulated|bench   which rig (default: emulated)
+    --rig emulated|bench|labgrid|pico   which rig (default: emulated; pico = hil.picorig.PicoRig,
+                           the real MicroPython rp2 port in rp2040js)
+    --lg-env FILE          labgrid: the environment YAML (labgrid's own pytest option; its target
+                           carries a ``MeterBoardDriver``, see hil.labgrid_driver)
+    --meter-password PW    bench/labgrid: the management (client 1) LLS password
     --meter-port PATH      bench: the board's DLMS serial port
     --modbus-port PATH     bench: USB-RS485 adapter for the PZEM emulator
     --power-cmd CMD        bench: shell command switching the supply ({state} = on/off)
@@ -13,10 +21,6 @@ Options:
     --vm32                 emulated: run on the 32-bit VM (hil.env.vm32_path, ../shared beside
                            the checkout) at ESP32's 56k when it is there, else on the 64-bit
                            wheel at 190k with one notice line (``make test`` passes it)
-    @pytest.mark.heap32(SIZE, WHY)
-                           a test that does not fit ESP32's 56k yet: on --vm32's VM (without
-                           --heap) its rigs get SIZE instead; the run ends with one line
-                           listing them (docs/MEMORY.md "32-bit": what still holds the heap)
     --hil-timeout SECONDS  a HIL test (not marked slow) still running after this fails with a
                            timeout instead of hanging, e.g. on a meter out of memory (default 300;
                            0: none)
@@ -30,6 +34,16 @@ Fixtures:
     rig          a started rig, fresh state under tmp_path, stopped after the test
     rig_factory  callable(config=None, heap=None, **kw) -> started rig (all
                  stopped after the test), for custom provisioning or heap
+    meter_client a connected, associated ``host_tools.client.DlmsClient`` on ``rig.port``
+                 (management client 1 with the rig's password), released after the test
+
+Markers:
+    @pytest.mark.needs("power_cut", ...)  skip (with the reason) when the rig lacks a capability
+                                          (names: hil.rig.CAPABILITIES)
+    @pytest.mark.hil                      added to every test that uses a rig
+    @pytest.mark.heap32(SIZE, WHY)        a test that does not fit ESP32's 56k yet: on --vm32's VM
+                                          (without --heap) its rigs get SIZE; the run ends with
+                                          one line counting them (docs/MEMORY.md "32-bit")
 
 When a test fails, its report gets a "firmware log" section with the tail of
 the firmware's output and the last control lines.
@@ -41,19 +55,21 @@ from .bench import BenchRig
 from .emulated import EmulatedRig
 from .env import (MICROPYTHON_ENV, VM32_HEAP, find_micropython, find_vm32, set_micropython,
                   vm32_path)
-from .rig import RigError
+from .rig import CAPABILITIES, RigError
 
 _RIGS_KEY = "_hil_rigs"
 _WHEEL_HEAP = "190k"
 # the session's default heap, its notice line, whether it is --vm32's 56k (then a test's heap32
-# marker applies) and the tests that ran above it
-_state = {"heap": _WHEEL_HEAP, "notice": None, "vm32": False, "raised": []}
+# marker applies) and the tests that ran above it (counted from the reports: xdist-proof)
+_state = {"heap": _WHEEL_HEAP, "notice": None, "vm32": False, "raised": {}}
+RIG_KINDS = ("emulated", "bench", "labgrid", "pico")
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("hil", "hardware-in-the-loop rig")
-    group.addoption("--rig", choices=("emulated", "bench"), default="emulated",
-                    help="rig to run HIL tests on (default: emulated)")
+    group.addoption("--rig", choices=RIG_KINDS, default="emulated",
+                    help="rig to run HIL tests on (default: emulated; labgrid needs --lg-env; "
+                         "pico: hil.picorig)")
     group.addoption("--meter-port", default=None,
                     help="bench rig: serial port of the meter's DLMS UART")
     group.addoption("--modbus-port", default=None,
@@ -61,6 +77,9 @@ def pytest_addoption(parser):
     group.addoption("--power-cmd", default=None,
                     help="bench rig: shell command switching the board's supply; "
                          "'{state}' becomes on/off (e.g. 'uhubctl -l 1-1 -p 2 -a {state}')")
+    group.addoption("--meter-password", default=None,
+                    help="bench/labgrid rig: management (client 1) LLS password "
+                         "(default: the emulated meter's)")
     group.addoption("--heap", default=None,
                     help="emulated rig: MicroPython heap size (default 190k; %s on --vm32's VM)"
                          % VM32_HEAP)
@@ -79,26 +98,44 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "hil: runs the firmware on the MicroPython unix port behind ptys")
     config.addinivalue_line(
+        "markers", "needs(*capabilities): skip unless the rig has them (hil.rig.CAPABILITIES)")
+    config.addinivalue_line(
         "markers", "heap32(size, why): the heap this test needs on the 32-bit VM while it does "
                    "not fit ESP32's 56k (used on --vm32 without --heap)")
-    path = config.getoption("--micropython")
-    heap = config.getoption("--heap")
-    _state.update(heap=heap or _WHEEL_HEAP, notice=None, vm32=False, raised=[])
-    if config.getoption("--vm32") and not path:
-        path = find_vm32()
-        if path:
-            _state["heap"] = heap or VM32_HEAP
-            _state["vm32"] = not heap
-            _state["notice"] = "HIL on the 32-bit VM %s, heap %s" % (path, _state["heap"])
-        else:
-            _state["notice"] = ("HIL on the 64-bit wheel at %s: 32-bit VM not found at %s"
-                                % (_state["heap"], vm32_path()))
+    path = _choose_vm(config)
     if path:
         set_micropython(path)
         try:
             find_micropython()  # a wrong path fails the run here, once, with its reason
         except RigError as e:
             raise pytest.UsageError(str(e))
+    if config.getoption("--rig") == "labgrid" and not _lg_env(config):
+        raise pytest.UsageError("--rig labgrid needs --lg-env ENV.yaml (labgrid installed)")
+
+
+def _lg_env(config):
+    """labgrid's --lg-env value (None without labgrid's plugin or the option)."""
+    try:
+        return config.getoption("lg_env")
+    except ValueError:
+        return None
+
+
+def _choose_vm(config):
+    """The binary the options name (None: find_micropython's default) and the session's heap:
+    ``--vm32`` picks the 32-bit VM at 56k, or leaves a notice line when it is missing."""
+    path = config.getoption("--micropython")
+    heap = config.getoption("--heap")
+    _state.update(heap=heap or _WHEEL_HEAP, notice=None, vm32=False, raised={})
+    if config.getoption("--vm32") and not path:
+        path = find_vm32()
+        if path:
+            _state.update(heap=heap or VM32_HEAP, vm32=not heap)
+            _state["notice"] = "HIL on the 32-bit VM %s, heap %s" % (path, _state["heap"])
+        else:
+            _state["notice"] = ("HIL on the 64-bit wheel at %s: 32-bit VM not found at %s"
+                                % (_state["heap"], vm32_path()))
+    return path
 
 
 def pytest_unconfigure(config):
@@ -106,11 +143,9 @@ def pytest_unconfigure(config):
         set_micropython(None)
 
 
-def pytest_sessionstart(session):
-    """``--vm32``: one line saying which VM the HIL tier runs on (a missing VM is not silent)."""
-    tr = session.config.pluginmanager.get_plugin("terminalreporter")
-    if _state["notice"] and tr is not None:
-        tr.write_line(_state["notice"])
+def pytest_report_header(config):
+    """``--vm32``: which VM the HIL tier runs on (a missing VM is one line, not silence)."""
+    return _state["notice"]
 
 
 def default_heap(node=None):
@@ -119,36 +154,77 @@ def default_heap(node=None):
     m = node.get_closest_marker("heap32") if node is not None and _state["vm32"] else None
     if m is None:
         return _state["heap"]
-    if node.nodeid not in _state["raised"]:
-        _state["raised"].append(node.nodeid)
+    if ("heap32", m.args[0]) not in node.user_properties:
+        node.user_properties.append(("heap32", m.args[0]))
     return m.args[0]
 
 
+def pytest_runtest_logreport(report):
+    if report.when == "teardown" and any(k == "heap32" for k, _ in report.user_properties):
+        f = report.nodeid.split("::")[0].rsplit("/", 1)[-1]
+        _state["raised"][f] = _state["raised"].get(f, 0) + 1
+
+
 def pytest_terminal_summary(terminalreporter):
-    """``--vm32``: the tests that ran above 56k (heap32 marker), one line; none: nothing."""
+    """``--vm32``: the notice again, and the tests that ran above 56k (heap32), one line."""
     raised = _state["raised"]
+    if _state["notice"]:
+        terminalreporter.write_line(_state["notice"])
     if raised:
-        files = {}
-        for n in raised:
-            f = n.split("::")[0].rsplit("/", 1)[-1]
-            files[f] = files.get(f, 0) + 1
         terminalreporter.write_line(
             "HIL on the 32-bit VM: %d test(s) ran above %s (heap32 marker, docs/MEMORY.md): %s"
-            % (len(raised), VM32_HEAP, ", ".join("%s %d" % kv for kv in sorted(files.items()))))
+            % (sum(raised.values()), VM32_HEAP,
+               ", ".join("%s %d" % kv for kv in sorted(raised.items()))))
+
+
+def pytest_sessionstart(session):
+    """Build the firmware image once, in the xdist controller (or the only process) before any
+    worker starts a rig: workers then find the cache fresh and never rebuild it under each
+    other (hil.launch.prepare_build locks it too)."""
+    config = session.config
+    if hasattr(config, "workerinput") or config.getoption("--rig") != "emulated":
+        return
+    if config.getoption("collectonly", False):
+        return
+    from .launch import prepare_build
+    try:
+        prepare_build()
+    except Exception:  # noqa: BLE001 - each rig builds again and reports it with its context
+        pass
+
+
+def _needs(request):
+    """Capabilities the test's ``needs`` markers ask for (tuple of names)."""
+    caps = []
+    for mark in request.node.iter_markers("needs"):
+        for c in mark.args:
+            if c not in CAPABILITIES:
+                raise pytest.UsageError("needs(%r): unknown capability (one of %s)"
+                                        % (c, ", ".join(sorted(CAPABILITIES))))
+            caps.append(c)
+    return tuple(caps)
 
 
 def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
-    """``sts=True`` provisions the emulated meter with the STS test identity (hil.identity):
-    decoder key in config.json and the sample EA07 tables in its filesystem."""
+    """A started rig of the ``--rig`` kind. ``sts=True`` provisions the emulated meter with the
+    STS test identity (hil.identity): decoder key in config.json and the sample EA07 tables in
+    its filesystem. Skips the test for what the chosen rig cannot do."""
     opt = request.config.getoption
-    if opt("--rig") == "bench":
+    kind = opt("--rig")
+    if kind != "emulated" and config:
+        pytest.skip("--rig %s cannot provision a custom config" % kind)
+    if kind == "labgrid":
+        from .labgrid_rig import LabgridRig
+        return LabgridRig(request.getfixturevalue("target"), password=opt("--meter-password"))
+    if kind == "bench":
         port = opt("--meter-port")
         if not port:
             pytest.skip("--rig bench needs --meter-port")
-        if config:
-            pytest.skip("bench rig cannot provision a custom config")
         return BenchRig(port, modbus_port=opt("--modbus-port"),
-                        power_switch=_power_switch(opt("--power-cmd")))
+                        power_switch=_power_switch(opt("--power-cmd")),
+                        password=opt("--meter-password"))
+    if opt("--rig") == "pico":
+        return _make_pico(workdir, config, sts, dict(kw, heap=heap) if heap else kw)
     if sts:
         from hil import identity
         config = dict(config or {})
@@ -165,6 +241,23 @@ def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
                 raise
         return rig
     return EmulatedRig(workdir, heap=heap or default_heap(request.node), config=config, **kw)
+
+
+_PICO_KW = ("clock_epoch", "poll_ms", "module", "start", "boot_timeout", "relay_gates_load")
+
+
+def _make_pico(workdir, config, sts, kw):
+    """A PicoRig (hil.picorig); skips when Node/rp2040js/the UF2 are missing or the test asks
+    for what only the unix board has (heap size, NOR flash model, watchdog period, ...)."""
+    from .picorig import PicoRig, unavailable
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    kw.pop("wait_first_meter", None)
+    other = sorted(k for k in kw if k not in _PICO_KW)
+    if other:
+        pytest.skip("PicoRig has no %s (unix board only)" % ", ".join(other))
+    return PicoRig(workdir, config=config, sts=sts, **kw)
 
 
 def _power_switch(cmd):
@@ -189,13 +282,27 @@ def _register(request, rig):
 
 @pytest.fixture
 def rig(request, tmp_path):
-    """A started rig for this test; stopped (process group killed) afterwards."""
+    """A started rig for this test; stopped (process group killed) afterwards. The test's
+    ``needs`` markers are checked against ``rig.capabilities`` first (skip with the reason)."""
+    needs = _needs(request)
     r = _make_rig(request, tmp_path / "rig")
     _register(request, r)
     try:
+        r.require(*needs)
         yield r
     finally:
         r.stop()
+
+
+@pytest.fixture
+def meter_client(rig):
+    """A connected, associated ``host_tools.client.DlmsClient`` on ``rig.port``: management
+    client (SAP 1) with the rig's LLS password (``rig.management_password``). Released and
+    closed after the test."""
+    from host_tools.client import DlmsClient
+    rig.require("dlms")
+    with DlmsClient(rig.port, client_sap=1, password=rig.management_password) as c:
+        yield c
 
 
 @pytest.fixture

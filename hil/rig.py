@@ -94,6 +94,8 @@ class Rig:
     """
 
     capabilities = frozenset()
+    #: LLS password of the management client (SAP 1); the `meter_client` fixture uses it
+    management_password = DEFAULT_METER_CONFIG["passwords"]["1"]
 
     # -- capability handling -------------------------------------------------
 

@@ -8,6 +8,8 @@ device layout: main.py, meter/*.mpy, boards/*.mpy, protocol/*.mpy) plus ``manife
 every file's size and sha256.
 """
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -27,6 +29,7 @@ BOARD_ONLY = {"boards/esp32.py": ("esp32",), "boards/rp2040.py": ("rp2040",),
 # imports them, so no board image contains them (every module a board imports costs heap; see
 # docs/MEMORY.md). They still run on MicroPython (tests/device use them from the source tree).
 HOST_ONLY = ("protocol/apdu_client.py", "protocol/axdr_client.py", "protocol/hdlc_client.py",
+             "protocol/hls_client.py",
              "protocol/obis.py", "protocol/gbt.py", "protocol/security_client.py",
              "protocol/client_link.py", "protocol/client_assoc.py", "protocol/sts.py")
 
@@ -123,13 +126,40 @@ def build(board, out=None):
     return out, manifest
 
 
+@contextlib.contextmanager
+def cache_lock(name):
+    """Hold an exclusive file lock ``build/.<name>.lock`` (blocking) around work on the shared
+    build cache, so parallel processes (pytest-xdist workers, several ``meterctl emulate``,
+    ``meterctl flash``) never rebuild it under each other; a no-op where build/ is not writable.
+    flock is per open file: take it once per call path."""
+    d = ROOT / "build"
+    try:
+        d.mkdir(exist_ok=True)
+        f = open(str(d / (".%s.lock" % name)), "a+")
+    except OSError:
+        yield
+        return
+    with f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def cached_build(board, out=None):
-    """Build ``build/<board>`` unless it is already up to date with every source; return its path.
+    """Build ``build/<board>`` unless it is already up to date with every source; return its path
+    (under `cache_lock`).
 
     Used by the HIL rig so the emulated board runs .mpy bytecode like a flashed board does
     (compiling source on the device costs tens of KB of heap at import time).
     """
     out = pathlib.Path(out or ROOT / "build" / board)
+    with cache_lock(out.name):
+        return _cached_build(board, out)
+
+
+def _cached_build(board, out):
     man = out / "manifest.json"
     srcs = [p for _, p in sources()] + [ROOT / "host_tools" / "build.py"]
     extra = FIRMWARE_DIR / "sts_sample_tables.json"
@@ -179,10 +209,11 @@ def cached_romfs(board):
     out = cached_build(board)
     img = out.with_name(out.name + ".romfs")
     man = out / "manifest.json"
-    if not img.exists() or img.stat().st_mtime < man.stat().st_mtime:
-        tmp = img.with_name(img.name + ".tmp%d" % os.getpid())
-        tmp.write_bytes(romfs_bytes(out))
-        os.replace(tmp, img)
+    with cache_lock(img.name):
+        if not img.exists() or img.stat().st_mtime < man.stat().st_mtime:
+            tmp = img.with_name(img.name + ".tmp%d" % os.getpid())
+            tmp.write_bytes(romfs_bytes(out))
+            os.replace(tmp, img)
     return img
 
 

@@ -12,12 +12,17 @@ HCS/FCS, N(S)/N(R), the invoke-id)::
 This module is the I/O shell: pyserial, deadlines, the trace and the exceptions. The protocol
 state lives in ``protocol.client_link.ClientLink`` (HDLC: V(S)/V(R), segmentation, RR polling,
 retransmission, echo suppression) and ``protocol.client_assoc.ClientAssociation`` (AARQ/AARE,
-RLRQ/RLRE, invoke-ids, GET block transfer), both sans I/O.
+RLRQ/RLRE, invoke-ids, GET block transfer), both sans I/O; HLS and ciphering in
+``protocol.hls_client.HlsSession``.
+
+HLS (``hls=HlsKeys(...)``): our invocation counter comes from ``counter`` (``keystore.Counter``,
+block-reserved: never used twice) or the meter's frame counter (IC 1 0.0.43.1.x.255, public
+client); an AARE refusing a stored one re-reads the frame counter and retries once if higher.
 
 Public API
 - ``DlmsClient(port, baud=9600, client_sap=16, server_logical=1, server_physical=None,
   password=None, timeout=3.0, max_info=128, trace=None, serial_port=None, retries=1,
-  max_pdu=0xFFFF, cancel=None)``:
+  max_pdu=0xFFFF, cancel=None, hls=None, counter=None, trace_apdu=None)``:
   ``open()``/``close()``, ``connect()`` (SNRM/UA then AARQ/AARE), ``get``/``get_raw``/``set``/
   ``action``, ``release()`` (RLRQ/RLRE), ``disconnect()`` (DISC -> UA/DM); a context manager
   that opens+connects and releases+disconnects+closes.
@@ -39,8 +44,10 @@ import time
 from protocol import axdr_client as axdr
 from protocol import client_link as cl
 from protocol.client_assoc import (AccessDenied, AssociationRejected, ClientAssociation,
-                                   DataAccessError, ObjectUndefined, dar_error, what)
+                                   DataAccessError, ObjectUndefined, SecurityRefused, dar_error,
+                                   what)
 from protocol.client_link import DlmsError, LocalProtocolError, ProtocolError
+from protocol.hls_client import HlsKeys
 from host_tools.portlock import PortInUse as _PortLockInUse
 from host_tools.summary import (ACCOUNT_STATUS, CONTROL_STATES, OBIS_ACCOUNT, OBIS_CLOCK,
                                 OBIS_CREDIT, OBIS_DISCONNECT, OBIS_ENERGY_IMPORT, PAYMENT_MODES,
@@ -48,7 +55,8 @@ from host_tools.summary import (ACCOUNT_STATUS, CONTROL_STATES, OBIS_ACCOUNT, OB
 
 __all__ = ["DlmsClient", "DlmsError", "PortError", "PortInUse", "Interrupted", "LinkTimeout",
            "ProtocolError", "LocalProtocolError", "AssociationRejected", "DataAccessError", "AccessDenied",
-           "ObjectUndefined", "dar_error", "read_summary", "OBIS_CLOCK", "OBIS_ENERGY_IMPORT",
+           "ObjectUndefined", "SecurityRefused", "HlsKeys", "dar_error", "read_summary", "OBIS_CLOCK",
+           "OBIS_ENERGY_IMPORT",
            "OBIS_ACCOUNT", "OBIS_CREDIT", "OBIS_DISCONNECT", "CONTROL_STATES", "PAYMENT_MODES",
            "ACCOUNT_STATUS"]
 
@@ -75,6 +83,9 @@ class LinkTimeout(DlmsError):
     """No (valid) answer from the meter within the timeout."""
 
 
+FRAME_COUNTER = {1: "0.0.43.1.1.255", 48: "0.0.43.1.3.255"}   # IC 1, by client SAP
+
+
 class DlmsClient:
     """One DLMS/COSEM client association over HDLC on a serial port.
 
@@ -89,12 +100,15 @@ class DlmsClient:
     ``max_pdu`` the client max receive PDU size proposed in the AARQ InitiateRequest;
     ``cancel()`` (optional) is polled while waiting for the meter (every 50 ms): a true result
     stops the exchange with ``Interrupted`` at a known point (a Ctrl-C handler that sets a flag
-    instead of raising anywhere). Raises ValueError for an address out of range.
+    instead of raising anywhere. ``hls`` (``HlsKeys``) selects HLS instead of ``password``;
+    ``counter`` (``keystore.Counter`` or None) keeps our invocation counter between runs;
+    ``trace_apdu(direction, plaintext)`` sees every plaintext APDU of a ciphered association.
+    Raises ValueError for an address out of range.
     """
 
     def __init__(self, port, baud=9600, client_sap=16, server_logical=1, server_physical=None,
                  password=None, timeout=3.0, max_info=128, trace=None, serial_port=None,
-                 retries=1, max_pdu=_MAX_APDU, cancel=None):
+                 retries=1, max_pdu=_MAX_APDU, cancel=None, hls=None, counter=None, trace_apdu=None):
         self.port = port
         self.cancel = cancel
         self.baud = baud
@@ -111,6 +125,9 @@ class DlmsClient:
         self.max_info = self.link_layer.max_info
         self.retries = self.link_layer.retries
         self.max_pdu = self.assoc.max_pdu
+        self.hls = hls
+        self.counter = counter
+        self.trace_apdu = trace_apdu
 
     # negotiated / association state, read from the sans-I/O halves
     connected = property(lambda self: self.link_layer.connected,
@@ -155,6 +172,7 @@ class DlmsClient:
             except Exception:
                 pass
             self._ser = None
+        self._save_ic()
         self.connected = False
         self.associated = False
 
@@ -170,17 +188,20 @@ class DlmsClient:
     def __exit__(self, exc_type, exc, tb):
         # A refused GET/SET/ACTION leaves the link healthy: release it properly.
         if exc_type is None or issubclass(exc_type, DataAccessError):
-            # Teardown is best effort: some meters never answer RLRQ, and the work is done.
-            for step, needed in ((self.release, "associated"), (self.disconnect, "connected")):
-                try:
-                    if getattr(self, needed):
-                        step()
-                except DlmsError:
-                    pass
+            self._teardown()
             self.close()
         else:
             self._abort()
         return False
+
+    def _teardown(self):
+        """Release and disconnect, best effort: some meters never answer RLRQ, the work is done."""
+        for step, needed in ((self.release, "associated"), (self.disconnect, "connected")):
+            try:
+                if getattr(self, needed):
+                    step()
+            except DlmsError:
+                pass
 
     def _abort(self):
         """Best-effort teardown after a failure: DISC if linked (short wait), then close."""
@@ -267,8 +288,57 @@ class DlmsClient:
         Raises LinkTimeout, ProtocolError (wrong responder address, DM, bad UA),
         AssociationRejected."""
         self.open()
+        if self.hls is None:
+            self.link()
+            self.associate()
+            return
+        ic, fresh = self._first_ic()
         self.link()
+        try:
+            self._associate_hls(ic)
+        except AssociationRejected as e:
+            if fresh or e.diagnostic != 13 or not self.link_layer.connected:
+                raise
+            self.disconnect()
+            meter_ic = self.read_frame_counter() + 1
+            if meter_ic <= ic:
+                raise                          # the counter was fine: the keys are wrong
+            self.link()
+            self._associate_hls(meter_ic)
+
+    def _first_ic(self):
+        """(our first invocation counter, read from the meter just now?)."""
+        stored = self.counter.load() if self.counter is not None else None
+        return (stored, False) if stored is not None else (self.read_frame_counter() + 1, True)
+
+    def _associate_hls(self, ic):
+        reserve = self.counter.reserve if self.counter is not None else None
+        self.assoc = ClientAssociation(None, self.max_pdu,
+                                       self.hls.session(ic, reserve, self.trace_apdu))
         self.associate()
+
+    def _save_ic(self):
+        if self.assoc.hls is not None and self.counter is not None:
+            self.counter.save(self.assoc.hls.ic)
+
+    def read_frame_counter(self):
+        """The meter's frame counter for our client (IC 1 0.0.43.1.x.255 attribute 2: the
+        last invocation counter it accepted), read by the public client 16 on a link of its
+        own (SNRM ... DISC; the port stays open). Raises DlmsError."""
+        saved = self.link_layer, self.assoc
+        self.link_layer = cl.ClientLink(16, self.server_logical, self.server_physical, self.max_info,
+                                        self.retries)
+        self.assoc = ClientAssociation(None, self.max_pdu)
+        try:
+            self.link()
+            self.associate()
+            value = self.get(1, FRAME_COUNTER.get(self.client_sap, FRAME_COUNTER[1]), 2)
+            self._teardown()
+        finally:
+            self.link_layer, self.assoc = saved
+        if not isinstance(value, tuple) or not isinstance(value[1], int):
+            raise ProtocolError("frame counter of the meter is not a number: %r" % (value,))
+        return value[1]
 
     def link(self):
         """SNRM -> UA: resets N(S)/N(R) and negotiates info field sizes (min of ours and the
@@ -301,13 +371,17 @@ class DlmsClient:
     # ------------------------------------------------------------------ association (IEC 62056-5-3 §9)
 
     def associate(self):
-        """AARQ (LN, no security or LLS with ``password``) -> AARE. Raises
-        AssociationRejected(diagnostic) on reject, ProtocolError on a reply that is no AARE."""
+        """AARQ (LN, no security, LLS with ``password`` or HLS) -> AARE (HLS: then pass 3/4).
+        Raises AssociationRejected(diagnostic) on reject, ProtocolError on a reply that is no
+        AARE, SecurityRefused when the meter fails HLS pass 4."""
         self.assoc.on_aare(self.exchange(self.assoc.aarq()))
+        if self.assoc.pending:
+            self._run(self.assoc.pass3())
 
     def release(self):
         """RLRQ -> RLRE. Meters that never answer RLRQ (some do not) only cost a timeout;
         the association is forgotten either way."""
+        self._save_ic()
         self.assoc.on_rlre(self.exchange(self.assoc.rlrq()))
 
     # ------------------------------------------------------------------ services (IEC 62056-5-3 §8)

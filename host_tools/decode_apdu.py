@@ -147,6 +147,24 @@ def _aare(b):
     return d
 
 
+def _aare_parts(b):
+    """AARE -> (the AARE without a ciphered user-information, responding-AP-title or None,
+    the ciphered user-information (glo-initiate-response) or None)."""
+    p, end = apdu._outer(b, apdu.AARE)
+    body, title, ui = bytearray(), None, None
+    while p < end:
+        tag, s, e = apdu._read_tl(b, p, end)
+        t2, s2, e2 = apdu._read_tl(b, s, e) if tag in (0xA4, 0xBE) else (None, s, e)
+        if tag == 0xA4 and t2 == 0x04:
+            title = bytes(b[s2:e2])
+        if tag == 0xBE and t2 == 0x04 and s2 < e2 and b[s2] == 0x28:
+            ui = bytes(b[s2:e2])
+        else:
+            body += b[p:e]
+        p = e
+    return apdu._tlv(apdu.AARE, body), title, ui
+
+
 def _release(b):
     r = apdu.parse_rlrq(b) if b[0] == apdu.RLRQ else apdu.parse_rlre(b)
     d = {"type": APDU_NAMES[b[0]], "reason": r["reason"]}
@@ -231,6 +249,7 @@ class ApduDecoder:
         self.key = key
         self.auth_key = auth_key or b""
         self.system_title = system_title
+        self.titles = {"client": None, "server": None}   # learned from AARQ A6 / AARE A4
         self._blocks = bytearray()
         self._gbt = bytearray()
 
@@ -249,6 +268,8 @@ class ApduDecoder:
         if not b:
             raise apdu.ApduError("empty APDU")
         tag = b[0]
+        if tag in (apdu.AARQ, apdu.AARE):
+            return self._association(b)
         if tag in _PLAIN:
             return _PLAIN[tag](b)
         if tag == 0x0F:
@@ -267,6 +288,25 @@ class ApduDecoder:
         (fn or self._get_response)(c, kind, d)
         if c.p != len(b):
             d["trailing_bytes"] = b[c.p:].hex()
+        return d
+
+    def _association(self, b):
+        """AARQ/AARE: learn the system titles (HLS) and decipher a glo-initiate user-information."""
+        if b[0] == apdu.AARQ:
+            d = _aarq(b)
+            title = apdu.parse_aarq(b)
+            title, ui = title["calling_ap_title"], title["user_info"]
+            side = "client"
+        else:
+            plain, title, ui = _aare_parts(b)
+            d = _aare(plain)
+            side = "server"
+            if title is not None:
+                d["responding_ap_title"] = title.hex()
+        if title is not None and len(title) == 8:
+            self.titles[side] = title
+        if ui and ui[0] in (0x21, 0x28):
+            d["user_information"] = self._ciphered(ui)
         return d
 
     def _get_response(self, c, kind, d):
@@ -333,7 +373,9 @@ class ApduDecoder:
              "security_control": "%02X" % ct.sc, "authenticated": bool(ct.sc & security.SC_AUTH),
              "encrypted": bool(ct.sc & security.SC_ENC), "suite": ct.sc & 0x0F,
              "invocation_counter": ct.ic, "payload_len": len(ct.payload)}
-        title = ct.system_title or self.system_title
+        plain_tag = security.plain_tag(ct.tag)
+        sender = "client" if plain_tag in (0x01, 0xC0, 0xC1, 0xC2, 0xC3) else "server"
+        title = ct.system_title or self.system_title or self.titles[sender]
         if ct.system_title is not None:
             d["system_title"] = ct.system_title.hex()
         if self.key is None:

@@ -7,6 +7,7 @@ module are advanced an hour at a time until the credit runs out and the relay op
 top-up recloses it.
 """
 import json
+import os
 import pathlib
 import shlex
 import subprocess
@@ -57,7 +58,10 @@ def main():
     tmp = tempfile.TemporaryDirectory(prefix="meter-demo-")
     work = pathlib.Path(tmp.name)
     console.rule("[bold]Prepaid meter demo: MicroPython firmware on an emulated board")
-    config = {"tariff_paise_per_kwh": 650, "sts": identity.sts_config()}
+    config = {"tariff_paise_per_kwh": 650, "sts": identity.sts_config(),
+              "security": identity.security_config()}
+    keys = str(identity.write_key_file(work / "keys.json"))   # HLS-GMAC: the test identity
+    os.environ.setdefault("METERCTL_STATE_DIR", str(work / "state-meterctl"))
     with EmulatedRig(work, heap="190k", config=config, clock_epoch=EPOCH, start=False) as rig:
         identity.install_tables(rig.state_dir)
         rig.start()
@@ -70,7 +74,7 @@ def main():
         out = meterctl("vend", *identity.vend_args("4.0"), "--issued", "2026-01-01T00:00", "--json")
         token = json.loads(out)["token"]
         console.rule("Enter it over the serial port (IC 115 token gateway)")
-        meterctl("topup", "--port", port, "--password", "12345678",
+        meterctl("topup", "--port", port, "--auth", "hls", "--key-file", keys,
                  *[token[i:i + 4] for i in range(0, 20, 4)])
         rig.wait_relay(True)
         console.print("Relay: [bold green]closed[/]")
@@ -88,13 +92,13 @@ def main():
         console.print("[bold red]Credit exhausted: the meter opened its relay.[/]")
         meterctl("read", "--port", port)
         console.rule("The same token again is refused (STS: USED)")
-        r = _run(["topup", "--port", port, "--password", "12345678", token])
-        console.print("[bold cyan]$ meterctl topup --port %s --password 12345678 %s[/]" % (port, token))
+        r = _run(["topup", "--port", port, "--auth", "hls", "--key-file", keys, token])
+        console.print("[bold cyan]$ meterctl topup --port %s --auth hls --key-file %s %s[/]" % (port, keys, token))
         console.print((r.stderr or r.stdout).strip() + "   (exit code %d)" % r.returncode, markup=False)
         if r.returncode != 1:
             raise SystemExit("demo: a re-entered token was not refused")
         console.rule("Top up ₹10.00 (IC 112 update_amount): the relay recloses")
-        meterctl("credit", "add", "--port", port, "--amount", "10.00", "--password", "12345678")
+        meterctl("credit", "add", "--port", port, "--amount", "10.00", "--auth", "hls", "--key-file", keys)
         rig.wait_relay(True)
         t = rig.advance(60)
         console.print("  %s  import %6d Wh   credit %9s   relay %s" % (

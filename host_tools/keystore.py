@@ -9,10 +9,14 @@ atomically with mode 0600::
                   "iin": "600727", "vending_key": "<16 hex digits>"},
      "meters": {"PPM0000042": {"drn": "00000000042", "sgc": 123456, "ti": 1, "krn": 1,
                                "kt": 2, "algorithm": "ea07", "decoder_key": "<hex>",
-                               "passwords": {"1": "...", "32": "...", "48": "..."}}}}
+                               "passwords": {"1": "...", "32": "...", "48": "..."},
+                               "security": {"ek": GUEK, "ak": GAK, "kek": master key, "hls":
+                                            mechanism 2 secret (16 bytes hex each), "title":
+                                            meter system title, "client_title": ours (8 B hex)}}}}
 
 ``meter_record(store, serial, **identity)`` returns a meter's record, creating what is missing:
-LLS passwords (8 random characters each, IEC 62056-5-3 §9.2.2.2 LLS secret), and the decoder key
+LLS passwords (8 random characters each, IEC 62056-5-3 §9.2.2.2 LLS secret), the DLMS security
+keys (``security_record``: GUEK, GAK, KEK, HLS secret, 16 random bytes each), and the decoder key
 (derived with DKGA02 from the keystore's ``vending_key`` when it has one, IEC 62055-41 §6.1.2;
 otherwise 8 random bytes). Identity given explicitly (DRN, SGC, TI, KRN) replaces the stored
 value; a stored decoder key is kept unless the key-derivation inputs changed.
@@ -20,6 +24,7 @@ value; a stored decoder key is kept unless the key-derivation inputs changed.
 Default location: ``$METERCTL_KEYSTORE`` or ``~/.config/meterctl/meters.keystore``.
 """
 
+import hashlib
 import json
 import os
 import pathlib
@@ -29,9 +34,11 @@ import subprocess
 
 from host_tools import dkga
 from host_tools.firmware_src import ROOT
+from host_tools.portlock import state_dir
 
 __all__ = ["KeystoreError", "default_path", "load", "save", "meter_record", "check_location",
-           "PASSWORD_CLIENTS"]
+           "PASSWORD_CLIENTS", "security_record", "meter_security_config", "Counter",
+           "key_transfer_params", "KEY_IDS", "replaced_keys"]
 
 REPO_ROOT = ROOT
 # client SAPs with LLS passwords (docs/CONTRACTS.md: management 1, meter reader 32, settings 48)
@@ -147,7 +154,7 @@ def meter_record(store, serial, drn=None, sgc=None, ti=None, krn=None, kt=None, 
 
     ``record``: dict(drn str, sgc int, ti int, krn int, kt int, algorithm str, decoder_key hex,
     key_source "derived"|"generated" (absent for a key put in the keystore by hand),
-    passwords {"1","32","48": str}).
+    passwords {"1","32","48": str}, security {ek, ak, kek, hls, title, client_title: hex}).
     ``changed`` is True when the caller must `save` the store. Raises KeystoreError when
     the SGC is known neither from the arguments nor from the keystore defaults.
     """
@@ -180,6 +187,7 @@ def meter_record(store, serial, drn=None, sgc=None, ti=None, krn=None, kt=None, 
         if not pw.get(c):
             pw[c] = _password()
     rec["passwords"] = pw
+    security_record(rec, serial)
     derive_inputs_changed = old is not None and any(
         old.get(k) != rec.get(k) for k in _DERIVE_FIELDS)
     if not rec.get("decoder_key") or (derive_inputs_changed and rec.get("key_source") == "derived"):
@@ -187,3 +195,101 @@ def meter_record(store, serial, drn=None, sgc=None, ti=None, krn=None, kt=None, 
     changed = rec != old
     meters[serial] = rec
     return rec, changed
+
+
+# ---------------------------------------------------------------- DLMS security (HLS, suite 0)
+
+SECURITY_KEYS = ("ek", "ak", "kek", "hls")    # GUEK, GAK, master key (KEK), HLS mechanism 2 secret
+
+
+def security_record(rec, serial):
+    """Fill ``rec["security"]`` (in place) with what is missing: 16 random bytes each for
+    ``ek``/``ak``/``kek``/``hls`` (hex), the meter's system ``title`` ("PPM" + the serial's last
+    5 digits, 8 bytes hex) and our ``client_title`` ("HES" + 5 random bytes). Returns True when
+    something was created (the caller saves the keystore)."""
+    sec = dict(rec.get("security") or {})
+    before = dict(sec)
+    for k in SECURITY_KEYS:
+        sec.setdefault(k, secrets.token_bytes(16).hex())
+    digits = "".join(c for c in serial if c.isdigit())[-5:].rjust(5, "0")
+    sec.setdefault("title", (b"PPM" + int(digits).to_bytes(5, "big")).hex())
+    sec.setdefault("client_title", (b"HES" + secrets.token_bytes(5)).hex())
+    rec["security"] = sec
+    return sec != before
+
+
+def meter_security_config(sec, mech=5, policy=3):
+    """The meter's config.json ``security`` section from a keystore ``security`` record
+    (meter.secure: ek, ak, kek, title, hls, mech per client SAP, policy)."""
+    return {"ek": sec["ek"], "ak": sec["ak"], "kek": sec["kek"], "hls": sec["hls"],
+            "title": sec["title"], "mech": {"1": mech, "48": mech}, "policy": policy}
+
+
+class Counter:
+    """Our invocation counter for one key set (GUEK+GAK; per meter, since keys are per meter),
+    in ``<state dir>/ic/<fingerprint>`` (``portlock.state_dir()``: $METERCTL_STATE_DIR ...) (a decimal number: the next counter we may use; the
+    fingerprint is a hash, never the keys). ``reserve(limit)`` writes ``limit`` before counters
+    up to it are used, ``save(next)`` writes the exact next one at the end of a session: a crash
+    skips at most one reserved block, a counter is never used twice."""
+
+    def __init__(self, ek, ak, directory=None):
+        fp = hashlib.sha256(b"meterctl-ic\0" + bytes(ek) + bytes(ak)).hexdigest()[:16]
+        self.path = pathlib.Path(directory or state_dir()) / "ic" / fp
+        self._written = None
+
+    def load(self):
+        """The next counter to use (int), or None when we have none for these keys."""
+        try:
+            return int(self.path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _write(self, n):
+        if n == self._written:
+            return
+        self._written = n
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.path.with_name(self.path.name + ".tmp%d" % os.getpid())
+        fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("%d\n" % n)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(str(tmp), str(self.path))
+
+    def reserve(self, limit):
+        """Counters below ``limit`` are about to be used: persist ``limit`` first."""
+        self._write(limit)
+
+    def save(self, next_ic):
+        """The session ended with ``next_ic`` unused: the next session starts there."""
+        self._write(next_ic)
+
+
+KEY_IDS = {"ek": 0, "ak": 2, "kek": 3}    # IC 64 key_id: 0 global unicast, 2 authentication, 3 master
+
+
+def key_transfer_params(kek, new):
+    """The argument of IC 64 method 2 global_key_transfer (Green Book §4.4.7, security suite
+    0): array of structure {key_id enum, key_wrapped octet-string}, each key of ``new``
+    ({"ek"|"ak"|"kek": 16 bytes}) wrapped under the current master key ``kek`` (RFC 3394) ->
+    A-XDR bytes. Raises ValueError for a key that is not 16 bytes."""
+    from protocol import axdr_client as axdr
+    from protocol import keywrap
+    w = axdr.Writer()
+    items = [(KEY_IDS[k], bytes(v)) for k, v in sorted(new.items(), key=lambda kv: KEY_IDS[kv[0]])]
+    w.array(len(items))
+    for kid, key in items:
+        if len(key) != 16:
+            raise ValueError("key %d must be 16 bytes" % kid)
+        w.structure(2)
+        w.enum(kid)
+        w.octet_string(keywrap.wrap(bytes(kek), key))
+    return w.getvalue()
+
+
+def replaced_keys(old, new):
+    """``old`` (an ``HlsKeys``) with the keys of ``new`` ({"ek"|"ak"|"kek": bytes}) put in."""
+    from protocol.hls_client import HlsKeys
+    return HlsKeys(new.get("ek", old.ek), new.get("ak", old.ak), old.title, old.mechanism, old.secret,
+                   old.ciphered, new.get("kek", old.kek))

@@ -34,7 +34,7 @@ import sys
 from host_tools import firmware_src
 
 __all__ = ["Obj", "Access", "OBJECTS", "ASSOCIATIONS", "SpecError", "by_obis", "by_name",
-           "table_source", "markdown", "event_names", "events"]
+           "table_source", "markdown", "event_names", "events", "EVENT_LOGS"]
 
 # (association name, client SAP); the device's roles: 0 public, 1 reader, 2 management
 ASSOCIATIONS = (("public", 16), ("reader", 32), ("management", 1), ("utility settings", 48))
@@ -95,6 +95,26 @@ def obj(obis, ic, version, name, attrs, methods=0, arg=0, public=(1, 2), authent
                served)
 
 
+# The audit trail by IS 15959 category (firmware/meter/audit.py): x of 0.0.99.98.x.255, name, codes
+EVENT_CATEGORIES = ((2, "power", "power down/up, watchdog, first boot"),
+                    (3, "transaction", "top-ups, tokens accepted, credit changes"),
+                    (4, "other", "clock set, configuration, billing, errors"),
+                    (5, "tamper", "cover (its own ring) and security: lock-outs, refused tokens"),
+                    (6, "control", "relay, disconnection deferred, max power limit"))
+
+
+def _event_logs():
+    """Per category: the IC 7 log (arg x), its event code (16 + x) and event counter (24 + x)."""
+    for x, name, what in EVENT_CATEGORIES:
+        yield obj("0.0.99.98.%d.255" % x, 7, 1, name + " events", 8, 2, arg=x, public=(1,),
+                  served="IS 15959 %s log: %s; buffer {time, event code, occurrences}" % (name, what))
+        yield obj("0.0.96.11.%d.255" % x, 1, 0, name + " event code", 2, arg=16 + x,
+                  served="long-unsigned, code of the last %s event" % name)
+        yield obj("0.0.96.15.%d.255" % x, 1, 0, name + " event counter", 2, arg=24 + x,
+                  served="double-long-unsigned, occurrences of the last %s event (repetitions "
+                         "coalesced)" % name)
+
+
 # The object table, in object_list order. Amounts are paise (currency INR, scale -2).
 OBJECTS = (
     obj("0.0.40.0.0.255", 15, 1, "current association", 9, 4,
@@ -128,8 +148,10 @@ OBJECTS = (
     obj("0.0.17.0.0.255", 71, 0, "limiter", 11, 0, public=(1,),
         served="present with a limiter; maximum power limit on active power (0.1 W)"),
     obj("0.0.99.98.0.255", 7, 1, "event log", 8, 2, public=(1,),
-        served="buffer {time, event code}; selective access by range and by entry"),
+        served="all events, every category merged in order of occurrence: buffer {time, event code}; "
+               "selective access by range and by entry"),
     obj("0.0.96.11.0.255", 1, 0, "event code", 2, arg=1, served="long-unsigned, code of the last event"),
+    *_event_logs(),
     obj("1.0.0.2.0.255", 1, 0, "firmware id", 2, arg=2, served="octet-string \"prepaid-meter <version>\""),
     obj("0.128.96.5.0.255", 1, 0, "profile", 2, arg=3, public=(1,), write=(2,),
         served="tariff/policy profile as compact JSON (meterctl config show/apply)"),
@@ -185,6 +207,8 @@ DISCONNECT_CONTROL = by_name("disconnect control")
 LIMITER = by_name("limiter")
 EVENT_LOG = by_name("event log")
 EVENT_CODE = by_name("event code")
+# the audit trail by category (firmware/meter/audit.py): name -> (IC 7 log, event-code object)
+EVENT_LOGS = {c: (by_name(c + " events"), by_name(c + " event code")) for _, c, _ in EVENT_CATEGORIES}
 FIRMWARE_ID = by_name("firmware id")
 PROFILE = by_name("profile")
 PROFILE_ERROR = by_name("profile error")

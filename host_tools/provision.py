@@ -1,8 +1,9 @@
 """A meter's identity and secrets as files on its flash: ``config.json`` and the EA07 tables.
 
 ``secrets(keystore, serial, ident)`` gets the meter's record from the keystore
-(``host_tools.keystore``: LLS passwords, STS DRN/SGC/TI/KRN/KT and decoder key, created on first
-use) and the keystore's EA07 tables, if it names any. ``provisioning_config`` overlays that
+(``host_tools.keystore``: LLS passwords, DLMS keys (GUEK, GAK, KEK, HLS secret, system title:
+config.json ``security``, HLS-GMAC for clients 1 and 48), STS DRN/SGC/TI/KRN/KT and decoder key,
+created on first use) and the keystore's EA07 tables, if it names any. ``provisioning_config`` overlays that
 identity on the settings (tariff, pins, policy); ``config_bytes`` is the file as written.
 Secrets never come from the repository. Errors: ``host_tools.repl.FlashError``.
 """
@@ -30,6 +31,8 @@ def provisioning_config(serial, record, settings=None, tables=None):
     cfg["serial"] = serial
     cfg["logical_device_name"] = serial
     cfg["passwords"] = dict(record["passwords"])
+    if record.get("security"):
+        cfg["security"] = _ks.meter_security_config(record["security"])
     sts = dict(cfg.get("sts") or {})
     sts.update({"drn": record["drn"], "sgc": record["sgc"], "ti": record["ti"],
                 "krn": record["krn"], "kt": record["kt"], "algorithm": record["algorithm"],

@@ -12,12 +12,19 @@ a block transfer) or None when done, and ``result`` holds the outcome::
         req = t.on_response(exchange(req))    # exchange: the caller's link round trip
     raw = t.result                            # A-XDR bytes of the value
 
+With HLS (``hls=protocol.hls_client.HlsSession(...)``) the AARE leaves the association
+pending (``pending``): run ``assoc.pass3()`` like any service (reply_to_HLS_authentication,
+checks the meter's f(CtoS)); from then on every request goes out ciphered and every reply is
+deciphered (``HlsSession.wrap``/``unwrap``) before the checks below.
+
 Errors: ``AssociationRejected``, ``DataAccessError`` (``AccessDenied``, ``ObjectUndefined``),
-``ProtocolError`` (a reply we cannot accept), ``LocalProtocolError`` (no association).
+``ProtocolError`` (a reply we cannot accept; ``SecurityRefused`` for a reply that does not
+decipher or verify), ``LocalProtocolError`` (no association).
 """
 from protocol import apdu_client as apdu
 from protocol import axdr_client as axdr
 from protocol import obis
+from protocol import security as sec
 from protocol.client_link import DlmsError, LocalProtocolError, ProtocolError
 
 INVOKE_BASE = 0xC0       # priority high, confirmed service (Invoke-Id-And-Priority)
@@ -50,6 +57,11 @@ class AccessDenied(DataAccessError):
 
 class ObjectUndefined(DataAccessError):
     """object-undefined (4), object-class-inconsistent (9) or object-unavailable (11)."""
+
+
+class SecurityRefused(ProtocolError):
+    """A ciphered reply that does not verify (wrong keys, tampered, a replayed counter), or a
+    meter that failed HLS pass 4 (its f(CtoS) is wrong: not the meter the keys belong to)."""
 
 
 def dar_error(dar, what=""):
@@ -95,9 +107,13 @@ def unexpected(reply, wanted):
     """The ProtocolError for a reply that is not the ``wanted`` APDU (names an
     ExceptionResponse / ConfirmedServiceError)."""
     if reply and reply[0] == apdu.EXCEPTION_RESPONSE and len(reply) >= 3:
-        return ProtocolError("meter answered with exception-response: %s, %s" % (
+        text = "meter answered with exception-response: %s, %s" % (
             apdu.STATE_ERROR_NAMES.get(reply[1], "state-error %d" % reply[1]),
-            apdu.SERVICE_ERROR_NAMES.get(reply[2], "service-error %d" % reply[2])))
+            apdu.SERVICE_ERROR_NAMES.get(reply[2], "service-error %d" % reply[2]))
+        if reply[2] == apdu.SERVICE_INVOCATION_COUNTER_ERROR and len(reply) >= 7:
+            text += " (the meter expects an invocation counter of at least %d)" % int.from_bytes(
+                reply[3:7], "big")
+        return ProtocolError(text)
     if reply and reply[0] == apdu.CONFIRMED_SERVICE_ERROR:
         return ProtocolError("meter answered with confirmed-service-error %s" % reply[1:].hex())
     return ProtocolError("expected %s from meter, got %s" % (
@@ -105,19 +121,22 @@ def unexpected(reply, wanted):
 
 
 class ClientAssociation:
-    """One application association (LN referencing, no security or LLS).
+    """One application association (LN referencing: no security, LLS or HLS).
 
-    ``password`` (bytes or str) selects LLS, None no security; ``max_pdu`` the client max
-    receive PDU size proposed in the InitiateRequest. After ``on_aare``: ``associated``,
+    ``password`` (bytes or str) selects LLS, ``hls`` (an ``HlsSession``) HLS with its keys,
+    neither no security; ``max_pdu`` the client max receive PDU size proposed in the
+    InitiateRequest. After ``on_aare``: ``associated``, ``pending`` (HLS pass 3 to run),
     ``aare`` (parsed dict), ``server_max_pdu``, ``conformance``.
     """
 
-    def __init__(self, password=None, max_pdu=MAX_APDU):
+    def __init__(self, password=None, max_pdu=MAX_APDU, hls=None):
         if isinstance(password, str):
             password = password.encode("utf-8")
         self.password = password
+        self.hls = hls
         self.max_pdu = int(max_pdu)
         self.associated = False
+        self.pending = False
         self.aare = None
         self.server_max_pdu = None
         self.conformance = None
@@ -125,6 +144,8 @@ class ClientAssociation:
 
     def aarq(self):
         """The AARQ APDU (bytes)."""
+        if self.hls is not None:
+            return self.hls.aarq(self.max_pdu)
         if self.password is not None:
             return apdu.build_aarq(context=1, mechanism=apdu.MECH_LLS, auth_value=self.password,
                                    max_pdu=self.max_pdu)
@@ -136,12 +157,17 @@ class ClientAssociation:
         if not reply or reply[0] != apdu.AARE:
             raise unexpected(reply, "AARE")
         try:
+            if self.hls is not None:
+                reply = self.hls.on_aare(reply)
             a = apdu.parse_aare(reply)
+        except sec.SecurityError as e:
+            raise SecurityRefused(str(e))
         except apdu.ApduError as e:
             raise ProtocolError("unreadable AARE from meter: %s" % e)
         self.aare = a
         serr = a.get("service_error")
-        if a.get("result") != 0 or serr:
+        hls_wait = self.hls is not None and a.get("diagnostic") == apdu.DIAG_AUTH_REQUIRED
+        if a.get("result") != 0 or serr or (a.get("diagnostic") and not hls_wait):
             text = None
             if serr:
                 text = "association rejected by the meter: %s" % initiate_error_text(serr)
@@ -151,12 +177,21 @@ class ClientAssociation:
         self.server_max_pdu = a.get("max_pdu")
         self.conformance = a.get("conformance")
         self.associated = True
+        self.pending = hls_wait
         self._invoke = 0
         return a
 
+    def pass3(self):
+        """HLS pass 3/4 transaction (reply_to_HLS_authentication); ``result`` True once the
+        meter's f(CtoS) verified. Raises SecurityRefused when it does not, AccessDenied when
+        the meter refused our f(StoC) (wrong keys)."""
+        if not self.pending:
+            raise LocalProtocolError("no HLS association waiting for pass 3")
+        return Pass3(self)
+
     def rlrq(self):
         """The RLRQ APDU; the association is forgotten from here on (answered or not)."""
-        self.associated = False
+        self.associated = self.pending = False
         return apdu.build_rlrq(0)
 
     def on_rlre(self, reply):
@@ -171,7 +206,13 @@ class ClientAssociation:
 
     def check(self, reply, invoke, wanted_tag, wanted):
         """A reply to the request with ``invoke`` -> ``apdu.Response``. Raises ProtocolError
-        (not the ``wanted_tag`` APDU, unreadable, another invoke-id)."""
+        (not the ``wanted_tag`` APDU, unreadable, another invoke-id); SecurityRefused (HLS: a
+        reply that does not decipher or verify)."""
+        if self.hls is not None:
+            try:
+                reply = self.hls.unwrap(reply)
+            except sec.SecurityError as e:
+                raise SecurityRefused("meter's reply refused: %s" % e)
         if not reply or reply[0] != wanted_tag:
             raise unexpected(reply, wanted)
         try:
@@ -186,6 +227,12 @@ class ClientAssociation:
     def _need(self):
         if not self.associated:
             raise LocalProtocolError("no association (call connect() first)")
+        if self.pending:
+            raise LocalProtocolError("HLS pass 3 has not run (call pass3() first)")
+
+    def protect(self, request):
+        """A plaintext request -> what goes on the wire (ciphered with HLS)."""
+        return self.hls.wrap(request) if self.hls is not None else request
 
     def get(self, class_id, code, attr, selector=None, params=b"", on_block=None):
         """GET transaction; ``result`` = A-XDR bytes of the value."""
@@ -212,7 +259,7 @@ class Get:
         self.what = what(class_id, o6, attr)
         self.on_block = on_block
         self.invoke = assoc.next_invoke()
-        self.request = apdu.get_request(self.invoke, class_id, o6, attr, selector, params)
+        self.request = assoc.protect(apdu.get_request(self.invoke, class_id, o6, attr, selector, params))
         self.result = None
         self._buf = None             # blocks so far (bytearray) once a block came
 
@@ -244,7 +291,7 @@ class Get:
             self.result = bytes(self._buf)
             return self._done()
         self.invoke = self.assoc.next_invoke()
-        self.request = apdu.get_next_request(self.invoke, expect)
+        self.request = self.assoc.protect(apdu.get_next_request(self.invoke, expect))
         return self.request
 
     def _done(self):
@@ -259,7 +306,7 @@ class Set:
         self.assoc = assoc
         self.what = "set " + what(class_id, o6, attr)
         self.invoke = assoc.next_invoke()
-        self.request = apdu.set_request(self.invoke, class_id, o6, attr, bytes(value_bytes))
+        self.request = assoc.protect(apdu.set_request(self.invoke, class_id, o6, attr, bytes(value_bytes)))
         self.result = None
 
     def on_response(self, reply):
@@ -278,7 +325,7 @@ class Action:
         self.assoc = assoc
         self.what = what(class_id, o6, method, sep=" method ")
         self.invoke = assoc.next_invoke()
-        self.request = apdu.action_request(self.invoke, class_id, o6, method, params_bytes)
+        self.request = assoc.protect(apdu.action_request(self.invoke, class_id, o6, method, params_bytes))
         self.result = None
 
     def on_response(self, reply):
@@ -293,4 +340,33 @@ class Action:
                 raise ProtocolError("undecodable return data of %s: %s" % (self.what, e))
         self.request = None
         self.result = (0, data)
+        return None
+
+
+class Pass3(Action):
+    """reply_to_HLS_authentication (HLS pass 3) -> the meter's f(CtoS) checked (pass 4);
+    ``result`` True, the association no longer pending."""
+
+    def __init__(self, assoc):
+        self.assoc = assoc
+        self.what = "HLS pass 3 (reply_to_HLS_authentication)"
+        self.invoke = assoc.next_invoke()
+        self.request = assoc.protect(assoc.hls.pass3_request(self.invoke))
+        self.result = None
+
+    def on_response(self, reply):
+        try:
+            Action.on_response(self, reply)
+        except AccessDenied:
+            self.assoc.associated = self.assoc.pending = False
+            raise AssociationRejected(apdu.DIAG_AUTH_FAILURE, 1, "association rejected by the "
+                                      "meter: authentication-failure (HLS pass 3 refused: wrong keys)")
+        data = self.result[1]
+        value = data[1] if data is not None and data[0] == 9 else b""
+        if not self.assoc.hls.check_pass3(value):
+            self.assoc.associated = self.assoc.pending = False
+            raise SecurityRefused("the meter's HLS answer f(CtoS) does not verify: not the meter "
+                                  "the keys belong to")
+        self.assoc.pending = False
+        self.result = True
         return None

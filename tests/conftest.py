@@ -8,7 +8,49 @@ for p in (ROOT, ROOT / "firmware", ROOT / "tests" / "device", ROOT / "tests" / "
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
+# The rig plugin. Installed with the package it is also the pytest11 entry point of the same name
+# ("hil.pytest_plugin"), and pytest registers a plugin name once: listing it here is a no-op then,
+# and loads it where entry points are off (PYTEST_DISABLE_PLUGIN_AUTOLOAD) or the package is not
+# installed.
 pytest_plugins = ["hil.pytest_plugin"]
+
+
+def pytest_sessionstart(session):
+    """Under pytest-xdist the controller (or a serial run) prepares the shared build caches the
+    tests use besides the rig's (meterctl flash --board unix builds into build/flash-unix), so
+    workers find them fresh and never rebuild them under each other."""
+    if hasattr(session.config, "workerinput") or session.config.getoption("collectonly", False):
+        return
+    from host_tools.build import cached_build     # locks the cache itself
+    cached_build("unix", ROOT / "build" / "flash-unix")
+
+
+# The longest tests (seconds, one process each), started first so that under pytest-xdist they
+# overlap the many short ones instead of starting late and running alone at the end (the
+# campaign alone is a third of the serial run). Order only: every test still runs.
+_LONG_FIRST = (
+    "tests/hil/test_powercut_campaign.py::test_powercut_campaign",
+    "tests/hil/test_labgrid_farm.py::",
+    "tests/hil/test_hil_rig.py::test_pytest_plugin_options_fixtures_and_failure_log",
+    "tests/hil/test_examples_venv.py::",
+    "tests/hil/test_year_timewarp.py::",
+    "tests/hil/test_interop_dlmscosem.py::test_every_association_reads_every_attribute",
+    "tests/hil/test_policy_hil.py::test_up_negative_saturday_evening",
+)
+
+
+def _rank(item):
+    for i, prefix in enumerate(_LONG_FIRST):
+        if item.nodeid.startswith(prefix):
+            return i
+    return len(_LONG_FIRST)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (-n), start the known long tests first (stable sort: the rest keeps
+    its order)."""
+    if config.getoption("numprocesses", None):
+        items.sort(key=_rank)
 
 
 @pytest.fixture(autouse=True)

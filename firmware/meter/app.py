@@ -10,15 +10,15 @@ acknowledges over DLMS is journaled before the response leaves the UART; consump
 """
 import asyncio
 import gc
-import json
 
 from meter.account import Account
 from meter.metrology import Pzem004t
 from meter.tariff import ConfigError
 from meter.relay import DisconnectControl, READY
 from meter.link import HdlcLink
-from meter.store import Journal
-from meter import acse, events as ev
+from meter.store import Journal, TIME_MAX
+from meter.audit import Audit
+from meter import acse
 
 try:
     from micropython import const
@@ -45,28 +45,9 @@ _EV_COVER_OPEN = const(60)
 _EV_COVER_CLOSED = const(61)
 _EV_BILL = const(64)
 _EV_STORE_ERROR = const(91)
+_T_MIN = const(946684800)    # clock range: 2000-01-01T00:00:00Z .. meter.store.TIME_MAX (2106)
 _CREDIT_ENERGY = const(1)     # Account.unit: credit register in 0.1 kWh
-
-
-def _drop_profile():
-    """Unload meter.profile (config validation, needed only while parsing) to free its bytecode."""
-    import sys
-    import meter
-    sys.modules.pop("meter.profile", None)
-    try:
-        delattr(meter, "profile")
-    except AttributeError:
-        pass
-
-
-def _config(board):
-    """config.json as a dict ({} if missing or unreadable)."""
-    try:
-        with open(board.path("config.json")) as f:
-            cfg = json.load(f)
-        return cfg if isinstance(cfg, dict) else {}
-    except (OSError, ValueError):
-        return {}
+_MAX_CREDIT = const(0x3FFFFFFF)   # meter.account's credit ceiling
 
 
 class Meter:
@@ -74,7 +55,8 @@ class Meter:
 
     def __init__(self, board):
         self.board = board
-        cfg = _config(board)
+        from meter import settings   # needed while booting and for a profile only (dropped)
+        cfg = settings.config(board)
         g = cfg.get
         self.tz_minutes = int(g("tz_minutes", 330))
         ldn = g("logical_device_name") or g("serial", "PPM0000001")
@@ -89,7 +71,7 @@ class Meter:
         except ConfigError as e:  # a bad config.json must not brick the meter: defaults, and say so
             self.tariff, self.policy = build({})
             cfg_err = e
-        _drop_profile()
+        settings.drop("meter.profile")
         # what runs after boot, the rest of the config is not kept
         self.persist_s = int(g("persist_s", 60))
         self._unit = int(g("modbus_unit", 1))
@@ -111,9 +93,10 @@ class Meter:
         self.token_gateway = [b"", 0, b"", 0, 8]
         # after the token acceptor: its EA07 tables want large blocks of an unfragmented heap
         self.journal = Journal(board.path("j/state"))
-        self.event_log = ev.EventLog(board.path("ev"), int(cfg.get("event_segments", 20)))
+        self.event_log = Audit(board.path("ev"), int(cfg.get("event_segments", 10)))
         self._restore()
         acse.setup(self, cfg)      # passwords, keys, counters, lock-out (meter.acse); no defaults
+        settings.drop("meter.settings")
         if cfg_err is not None:
             self.event(_EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")
         self.metro = None
@@ -129,8 +112,20 @@ class Meter:
             return
         hot = self.journal.hot
         pev = self._pev = s.get("pev")
-        if pev and pev[0] == self.event_log.next_seq:   # journaled, cut before it was logged
-            self._log(pev[1], pev[2], pev[3])
+        if pev and pev[0] == self.event_log.next_seq and not self.event_log.coalesced(pev[2], pev[3]):
+            self._log(pev[1], pev[2], pev[3])    # journaled, cut before it was logged
+        self._apply(s, hot)
+        t = hot[4]
+        if t > self.board.time():
+            self.board.set_time(t)  # never let the clock run backwards across a restart
+        # the supply went away after the last record (time: last known alive), now it is back
+        self._log(t, _EV_POWER_DOWN, None)
+        if getattr(self.board, "reset_cause", "power") == "wdt":
+            self.event(_EV_WATCHDOG, "watchdog reset")
+        self.event(_EV_POWER_UP, "power up")
+
+    def _apply(self, s, hot):
+        """Set the RAM state from a journal record (``s`` its dict, ``hot`` its hot values)."""
         a = self.account
         a.restore(s["acc"])
         a.credit, a.rem, a.import_wh = hot[0], hot[1], hot[2]
@@ -150,16 +145,8 @@ class Meter:
                 self.tokens.from_record(bytes.fromhex(tok))
             except Exception:
                 self.event(_EV_STORE_ERROR, "token store record unreadable", "tok")
-        t = hot[4]
-        if t > self.board.time():
-            self.board.set_time(t)  # never let the clock run backwards across a restart
         self._persisted_wh = a.import_wh
-        self._persisted_t = t
-        # the supply went away after the last record (time: last known alive), now it is back
-        self._log(t, _EV_POWER_DOWN, None)
-        if getattr(self.board, "reset_cause", "power") == "wdt":
-            self.event(_EV_WATCHDOG, "watchdog reset")
-        self.event(_EV_POWER_UP, "power up")
+        self._persisted_t = hot[4]
 
     def _cold_acc(self):
         """Account.state() with the hot values (credit, rem, import_wh) zeroed: they travel in
@@ -172,27 +159,44 @@ class Meter:
         finally:
             a.credit, a.rem, a.import_wh = c, r, w
 
-    def persist(self, ev=None):
+    def persist(self, ev=None, clock=None):
         """Journal the whole state; returns when it is on flash (meter.store: a full record, or
         a 30-byte hot record if only credit/remainder/energy/clock changed). ``ev`` = (code,
         text, detail): the event of the change, journaled in the record (``pev``, with its
         event-log sequence number) and then logged: a cut between the two is repaired at boot
-        (``_restore``), so the log never misses the event of a change the state has."""
-        now = self.board.time()
+        (``_restore``), so the log never misses the event of a change the state has. ``clock``:
+        a new RTC time (epoch s), journaled, then set. If the journal write fails, the RAM state
+        is reloaded from the journal (what is on flash) and the error raised: nothing changed."""
+        now = self.board.time() if clock is None else clock
+        now = 0 if now < 0 else (TIME_MAX if now > TIME_MAX else now)
         a = self.account
-        mwh = self.module_wh
+        pev = self._pev
         if ev is not None:
             self._pev = [self.event_log.next_seq, now, ev[0], ev[2]]
+        try:
+            self._save(now)
+        except Exception:
+            self._pev = pev
+            s = self.journal.load()
+            if s is not None:
+                self._apply(s, self.journal.hot)
+            raise
+        if clock is not None:
+            self.board.set_time(clock)
+        self._persisted_wh = a.import_wh
+        self._persisted_t = now
+        if ev is not None:
+            self.event(ev[0], ev[1], ev[2])
+
+    def _save(self, now):
+        a = self.account
+        mwh = self.module_wh
         self.journal.save({"acc": self._cold_acc(), "mode": self.dc.control_mode, "pev": self._pev,
                            "cs": self.dc.control_state, "cause": self.dc.cause,
                            "tz": self.tz_minutes,
                            "tar": self.tariff.cold(a.credit, a.import_wh), "pol": self.policy.state(),
                            "tok": self.tokens.to_record().hex() if self.tokens is not None else None},
                           (a.credit, a.rem, a.import_wh, -1 if mwh is None else mwh, now))
-        self._persisted_wh = a.import_wh
-        self._persisted_t = now
-        if ev is not None:
-            self.event(ev[0], ev[1], ev[2])
 
     def _log(self, epoch, code, detail):
         try:
@@ -235,6 +239,13 @@ class Meter:
         from meter.tokens import enter
         return enter(self, raw, delivery)
 
+    def token_room(self):
+        """The largest STS credit amount (0.1 kWh) the credit register can still take: a token
+        for more is refused before its TID is stored (``meter.tokens``; paise = amount x rate
+        / 10, rounded up); None when the rate is 0 (a token then credits nothing)."""
+        a = self.account
+        return (_MAX_CREDIT - a.credit) * 10 // a.rate if a.rate > 0 else None
+
     def remote_disconnect(self):
         ok = self.dc.remote_disconnect()
         if ok:
@@ -262,9 +273,12 @@ class Meter:
         self.persist((_EV_CONFIG, "payment_mode %d" % mode, "pay_mode"))
 
     def set_clock(self, epoch):
-        old = self.board.time()
-        self.board.set_time(epoch)
-        self.persist((_EV_CLOCK_SET, "clock set", old))
+        """Set the RTC (UTC epoch s): False, nothing changed, outside 2000-01-01T00:00:00Z ..
+        2106-02-07T06:28:15Z (``meter.store.TIME_MAX``); else journaled, set, logged: True."""
+        if not _T_MIN <= epoch <= TIME_MAX:
+            return False
+        self.persist((_EV_CLOCK_SET, "clock set", self.board.time()), epoch)
+        return True
 
     def button(self):
         """Push button: selects emergency credit if the policy offers it, clears an MPL
@@ -291,65 +305,19 @@ class Meter:
         return True
 
     def profile_bytes(self):
-        """The profile in force as compact JSON (0.128.96.5.0.255 attr 2): the profile fields of
-        config.json, defaults for payment_mode, control_mode, credit_unit and tz_minutes."""
-        c = _config(self.board)
-        out = {}
-        for k, v in (("name", None), ("tariff", None), ("policy", None), ("limiter", None),
-                     ("payment_mode", 2), ("control_mode", 5), ("credit_unit", 0),
-                     ("tz_minutes", 330)):
-            v = c.get(k, v)
-            if v is not None:
-                out[k] = v
-        return json.dumps(out).encode()
+        """0.128.96.5.0.255 attr 2: the profile in force as compact JSON (meter.settings)."""
+        from meter.settings import profile_bytes
+        return profile_bytes(self)
 
     def apply_profile_bytes(self, data):
-        """SET of 0.128.96.5.0.255 attr 2: JSON profile bytes -> True if applied; False if
-        refused, with "field: reason" in ``config_error`` (served by 0.128.96.5.1.255)."""
-        try:
-            new = json.loads(bytes(data).decode())
-        except (ValueError, UnicodeError):
-            self.config_error = "profile: not JSON"
-            return False
-        try:
-            self.apply_config(new)
-        except ConfigError:
-            return False
-        return True
+        """SET of 0.128.96.5.0.255 attr 2 -> True if applied (meter.settings)."""
+        from meter.settings import apply_profile_bytes
+        return apply_profile_bytes(self, data)
 
     def apply_config(self, new):
-        """Apply a profile (dict, keys of meter.profile.PROFILE_KEYS). The whole result is
-        validated first: a bad one raises ConfigError(field, reason) (also kept in
-        ``config_error``) and nothing changes. Running counters carry over; config.json and the
-        journal are written before returning."""
-        from meter.profile import check_profile, build
-        try:
-            check_profile(new)
-            cfg = _config(self.board)
-            cfg.update(new)
-            cfg.pop("about", None)
-            tariff, policy = build(cfg)
-        except ConfigError as e:
-            self.config_error = "%s: %s" % (e.field, e.reason)
-            raise
-        finally:
-            _drop_profile()
-        tariff.carry_from(self.tariff)
-        policy.carry_from(self.policy)
-        self.tariff, self.policy = tariff, policy
-        self.config_error = ""
-        self.tz_minutes = cfg.get("tz_minutes", 330)
-        a = self.account
-        a.payment_mode = cfg.get("payment_mode", 2)
-        a.unit = 1 if cfg.get("credit_unit") else 0
-        self.dc.set_mode(cfg.get("control_mode", 5))
-        tmp = self.board.path("config.tmp")
-        with open(tmp, "w") as f:
-            json.dump(cfg, f)
-        import os
-        os.rename(tmp, self.board.path("config.json"))
-        self.evaluate()
-        self.persist((_EV_CONFIG, "profile %s applied" % cfg.get("name", "?"), "profile"))
+        """Apply a profile dict; ConfigError and nothing changed if refused (meter.settings)."""
+        from meter.settings import apply_config
+        apply_config(self, new)
 
     # --- policy --------------------------------------------------------------------------
     def evaluate(self):
@@ -396,6 +364,7 @@ class Meter:
                 or self.policy.dirty):
             self.policy.dirty = False
             self.persist()   # loss bound: README "Power cuts"
+        self.event_log.tick(now)    # counts of coalesced repetitions whose window is over
         self.board.report("meter %d %d %d %d" % (now, a.import_wh, a.credit, 1 if self.dc.output_state else 0))
 
     async def metering_task(self):

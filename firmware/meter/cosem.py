@@ -23,6 +23,7 @@ Codes: the data-access-result consts below (IEC 62056-5-3 §8).
 """
 from protocol import axdr
 from meter import cosem_values as V
+from meter import cosem_log as L
 
 try:
     from micropython import const
@@ -52,10 +53,6 @@ _T_OCTET_STRING = const(9)
 _T_LONG = const(16)
 _T_LONG_UNSIGNED = const(18)
 _T_ENUM = const(22)
-_T_DATE_TIME = const(25)
-
-_LN_CLOCK = const(0)           # names written inside values (meter.cosem_values.ln)
-_LN_EVENT_CODE = const(6)
 
 # row layout
 _ROW = const(19)
@@ -105,6 +102,36 @@ _TABLE = (
     b"\x00\x00\x63\x62\x00\xff\x07\x01\x08\x02\x00\x00\xfe\x01\x00\x00\x00\x02\x00"
     # 0.0.96.11.0.255 event code, IC 1 v0 arg 1: r 1-2
     b"\x00\x00\x60\x0b\x00\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x01"
+    # 0.0.99.98.2.255 power events, IC 7 v1 arg 2: r 1-8 (public r 1)
+    b"\x00\x00\x63\x62\x02\xff\x07\x01\x08\x02\x00\x00\xfe\x01\x00\x00\x00\x02\x02"
+    # 0.0.96.11.2.255 power event code, IC 1 v0 arg 18: r 1-2
+    b"\x00\x00\x60\x0b\x02\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x12"
+    # 0.0.96.15.2.255 power event counter, IC 1 v0 arg 26: r 1-2
+    b"\x00\x00\x60\x0f\x02\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x1a"
+    # 0.0.99.98.3.255 transaction events, IC 7 v1 arg 3: r 1-8 (public r 1)
+    b"\x00\x00\x63\x62\x03\xff\x07\x01\x08\x02\x00\x00\xfe\x01\x00\x00\x00\x02\x03"
+    # 0.0.96.11.3.255 transaction event code, IC 1 v0 arg 19: r 1-2
+    b"\x00\x00\x60\x0b\x03\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x13"
+    # 0.0.96.15.3.255 transaction event counter, IC 1 v0 arg 27: r 1-2
+    b"\x00\x00\x60\x0f\x03\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x1b"
+    # 0.0.99.98.4.255 other events, IC 7 v1 arg 4: r 1-8 (public r 1)
+    b"\x00\x00\x63\x62\x04\xff\x07\x01\x08\x02\x00\x00\xfe\x01\x00\x00\x00\x02\x04"
+    # 0.0.96.11.4.255 other event code, IC 1 v0 arg 20: r 1-2
+    b"\x00\x00\x60\x0b\x04\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x14"
+    # 0.0.96.15.4.255 other event counter, IC 1 v0 arg 28: r 1-2
+    b"\x00\x00\x60\x0f\x04\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x1c"
+    # 0.0.99.98.5.255 tamper events, IC 7 v1 arg 5: r 1-8 (public r 1)
+    b"\x00\x00\x63\x62\x05\xff\x07\x01\x08\x02\x00\x00\xfe\x01\x00\x00\x00\x02\x05"
+    # 0.0.96.11.5.255 tamper event code, IC 1 v0 arg 21: r 1-2
+    b"\x00\x00\x60\x0b\x05\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x15"
+    # 0.0.96.15.5.255 tamper event counter, IC 1 v0 arg 29: r 1-2
+    b"\x00\x00\x60\x0f\x05\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x1d"
+    # 0.0.99.98.6.255 control events, IC 7 v1 arg 6: r 1-8 (public r 1)
+    b"\x00\x00\x63\x62\x06\xff\x07\x01\x08\x02\x00\x00\xfe\x01\x00\x00\x00\x02\x06"
+    # 0.0.96.11.6.255 control event code, IC 1 v0 arg 22: r 1-2
+    b"\x00\x00\x60\x0b\x06\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x16"
+    # 0.0.96.15.6.255 control event counter, IC 1 v0 arg 30: r 1-2
+    b"\x00\x00\x60\x0f\x06\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x1e"
     # 1.0.0.2.0.255 firmware id, IC 1 v0 arg 2: r 1-2
     b"\x01\x00\x00\x02\x00\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x02"
     # 0.128.96.5.0.255 profile, IC 1 v0 arg 3: r 1-2; w 2 (public r 1)
@@ -165,6 +192,8 @@ def _present(meter, o):
         return hasattr(meter, "apply_profile_bytes")
     if ic == 64 or (ic == 1 and arg == 12):
         return getattr(meter, "security", None) is not None   # no keys: no security objects
+    if ic == 7 or (ic == 1 and arg >= 16):        # event logs by category (meter.cosem_log)
+        return L.view(meter, arg & 7) is not None
     return True
 
 
@@ -212,9 +241,12 @@ def get(meter, ctx, item, w):
     try:
         if ic == 15 and attr == 2:
             return _object_list(meter, ctx.role)
-        if ic == 7 and attr == 2:
-            return _buffer(meter, sel, par)
-        return V.read(meter, ctx, ic, _TABLE[o + _ARG], attr, w)
+        arg = _TABLE[o + _ARG]
+        if ic == 7:
+            return L.buffer(meter, arg, sel, par) if attr == 2 else L.read(meter, arg, attr, w)
+        if ic == 1 and arg >= 16:
+            return L.data(meter, arg, w)
+        return V.read(meter, ctx, ic, arg, attr, w)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError):
         return _HW_FAULT
 
@@ -251,100 +283,6 @@ def _object_list(meter, role):
         yield bytes(w.buf)
 
 
-# ------------------------------------------------------------------ IC 7 buffer (long value)
-
-def _buffer(meter, sel, par):
-    """The event log ``meter.event_log`` (meter/events.py: count(), entries(a, b) for entries
-    a..b, 1-based and inclusive, by_time(t0, t1), both generators of (epoch, code, detail)) as
-    the profile buffer, optionally with selective access (Blue Book IC 7 §4.3.6): 1
-    range_descriptor {restricting_object, from_value, to_value, selected_values} on the clock
-    column, 2 entry_descriptor {from_entry, to_entry, from_selected_value, to_selected_value}
-    (1-based, 0 = to the last). Returns a generator of chunks or a data-access-result."""
-    log = meter.event_log
-    if sel is None:
-        cnt = log.count()
-        return _entries(meter, cnt, log.entries(1, cnt) if cnt else (), (0, 1))
-    try:
-        tag, v = axdr.decode(par, 0)[0]
-    except axdr.AxdrError:
-        return _TYPE_UNMATCHED
-    if tag != _T_STRUCTURE or len(v) != 4:
-        return _TYPE_UNMATCHED
-    if sel == 1:
-        return _by_range(meter, log, v)
-    if sel != 2:
-        return _OTHER
-    a, b, c0, c1 = V.int_arg(v[0]), V.int_arg(v[1]), V.int_arg(v[2]), V.int_arg(v[3])
-    if a is None or b is None or c0 is None or c1 is None:
-        return _TYPE_UNMATCHED
-    n = log.count()
-    if a < 1:
-        a = 1
-    if b == 0 or b > n:
-        b = n
-    c0 = 1 if c0 < 1 else c0
-    c1 = 2 if c1 == 0 or c1 > 2 else c1
-    if c0 > c1:
-        return _OTHER
-    cnt = b - a + 1 if a <= b else 0
-    return _entries(meter, cnt, log.entries(a, b) if cnt else (), tuple(range(c0 - 1, c1)))
-
-
-def _by_range(meter, log, v):
-    """Selective access 1 (range_descriptor ``v``, decoded) on the clock column."""
-    ro = v[0][1]
-    if (v[0][0] != _T_STRUCTURE or len(ro) < 3 or ro[0][1] != 8 or ro[1][1] != V.ln(_LN_CLOCK)
-            or ro[2][1] != 2):
-        return _OTHER
-    t = [None, None]          # from_value, to_value: date-time or epoch seconds
-    for i in (0, 1):
-        tag, x = v[i + 1]
-        if tag == _T_OCTET_STRING or tag == _T_DATE_TIME:
-            t[i] = V.parse_time(meter, x)
-        elif tag in (_T_DOUBLE_LONG_UNSIGNED, _T_DOUBLE_LONG):
-            t[i] = x
-    t0, t1 = t
-    if t0 is None or t1 is None:
-        return _TYPE_UNMATCHED
-    # selected_values (capture object definitions) -> columns; none: all
-    cols = []
-    for tag, x in v[3][1]:
-        if tag != _T_STRUCTURE or len(x) < 3:
-            return _OTHER
-        if x[2][1] == 2 and x[0][1] == 8 and x[1][1] == V.ln(_LN_CLOCK):
-            cols.append(0)
-        elif x[2][1] == 2 and x[0][1] == 1 and x[1][1] == V.ln(_LN_EVENT_CODE):
-            cols.append(1)
-        else:
-            return _OTHER
-    cnt = 0
-    for _ in log.by_time(t0, t1):
-        cnt += 1
-    return _entries(meter, cnt, log.by_time(t0, t1), tuple(cols) or (0, 1))
-
-
-def _entries(meter, cnt, items, cols):
-    w = axdr.Writer()
-    w.array(cnt)
-    yield bytes(w.buf)
-    i = 0
-    for e in items:
-        if i == cnt:
-            break
-        i += 1
-        w.reset()
-        w.structure(len(cols))
-        for c in cols:
-            if c == 0:
-                V.put_time(meter, e[0], w)
-            else:
-                w.long_unsigned(e[1] & 0xFFFF)
-        yield bytes(w.buf)
-    if i != cnt:
-        # the log lost entries while it was being read: the long GET is aborted
-        raise RuntimeError("event log changed")
-
-
 # ------------------------------------------------------------------ SET
 
 def put(meter, ctx, item, value):
@@ -361,10 +299,9 @@ def put(meter, ctx, item, value):
                 if tag != _T_OCTET_STRING or len(v) != 12:
                     return _TYPE_UNMATCHED
                 t = V.parse_time(meter, v)
-                if t is None:
-                    return _OTHER
-                meter.set_clock(t)
-                return _OK
+                # not a concrete time, or outside the meter's range (2000 .. 2106): refused,
+                # the clock untouched (other-reason: the type is right, the value is not)
+                return _OK if t is not None and meter.set_clock(t) else _OTHER
             v = V.int_arg(tagged, (_T_LONG,))
             if v is None or not -720 <= v <= 720:
                 return _TYPE_UNMATCHED
@@ -391,6 +328,8 @@ def put(meter, ctx, item, value):
         return _OK if meter.apply_profile_bytes(bytes(v)) else _OTHER
     except (axdr.AxdrError, ValueError, TypeError, IndexError):
         return _TYPE_UNMATCHED
+    except OSError:              # the journal write failed: the meter reloaded its state
+        return _HW_FAULT
 
 
 # ------------------------------------------------------------------ ACTION
@@ -415,8 +354,7 @@ def act(meter, ctx, item):
             else:
                 q = 900 if m == 1 else 60
                 t = (t + q // 2) // q * q
-            meter.set_clock(t)
-            return _OK, None
+            return (_OK if meter.set_clock(t) else _OTHER), None
         if ic == 70:
             ok = meter.remote_disconnect() if m == 1 else meter.remote_reconnect()
             # a transition the control mode forbids is a temporary failure of the command
@@ -448,3 +386,5 @@ def act(meter, ctx, item):
         return _OK, None
     except (axdr.AxdrError, ValueError, TypeError, IndexError):
         return _TYPE_UNMATCHED, None
+    except OSError:              # the journal write failed: the meter reloaded its state
+        return _HW_FAULT, None

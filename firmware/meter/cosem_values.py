@@ -96,7 +96,7 @@ def parse_time(meter, b):
     if len(b) != 12:
         return None
     y, mo, d, _wd, hh, mi, ss, _hs, dev, _st = axdr.parse_datetime(b)
-    if not (1970 <= y <= 2105 and 1 <= mo <= 12 and 1 <= d <= 31 and hh < 24 and mi < 60
+    if not (1970 <= y <= 2106 and 1 <= mo <= 12 and 1 <= d <= 31 and hh < 24 and mi < 60
             and ss < 60):
         return None
     dev = dev if dev != -32768 else -meter.tz_minutes
@@ -128,8 +128,6 @@ def read(meter, ctx, ic, arg, attr, w):
         _clock(meter, attr, w)
     elif ic == 15:
         _association(ctx, attr, w)
-    elif ic == 7:
-        _log(meter.event_log, attr, w)      # 2 buffer: meter.cosem
     elif ic == 70:                                # Disconnect control
         dc = meter.dc
         if attr == 2:
@@ -259,24 +257,6 @@ def _security(sec, ctx, attr, w):
     else:
         w.octet_string(sec.title)
     return _OK
-
-
-def _log(log, attr, w):
-    """IC 7 (the event log) attributes 3..8."""
-    if attr == 3:                # capture objects: clock time, event code value
-        w.array(2)
-        for i, c in ((_LN_CLOCK, 8), (_LN_EVENT_CODE, 1)):
-            w.structure(4).long_unsigned(c).octet_string(ln(i)).integer(2).long_unsigned(0)
-    elif attr == 4:
-        w.double_long_unsigned(0)              # capture period: on each event
-    elif attr == 5:
-        w.enum(1)                              # sort method: fifo
-    elif attr == 6:
-        w.structure(4).long_unsigned(0).octet_string(b"\x00" * 6).integer(0).long_unsigned(0)
-    elif attr == 7:
-        w.double_long_unsigned(log.count())
-    else:
-        w.double_long_unsigned(log.capacity)
 
 
 def _limiter(lim, attr, w):

@@ -1,32 +1,42 @@
-"""Persisted event log: a ring of fixed-size records on flash, the backing store of the
-Profile generic (IC 7) event log 0.0.99.98.0.255 (buffer, entries_in_use, profile_entries).
+"""Event records on flash: the catalogue of event codes and ``EventLog``, one persisted ring of
+fixed-size records (one category of the audit trail; ``meter.audit`` routes events to the rings
+and serves the IC 7 profiles 0.0.99.98.x.255).
 
 Read API (for IC 7 attribute 2 with selective access, Blue Book IC 7 "buffer"):
 
-- ``count()`` -> entries_in_use (int).
-- ``capacity`` -> profile_entries (int).
-- ``entries(from_index=1, to_index=0)``: generator of ``(epoch, code, detail)`` for entry
+- ``count()`` -> entries_in_use (int); ``capacity`` -> profile_entries (int).
+- ``entries(from_index=1, to_index=0)``: generator of ``(epoch, code, detail, count)`` for entry
   numbers ``from_index..to_index`` (1-based, oldest first, inclusive; ``to_index`` 0 = newest),
   as IC 7 entry_descriptor (access selector 2) counts them. Out-of-range indexes are clipped.
-- ``by_time(t_from, t_to)``: generator of the entries with ``t_from <= epoch <= t_to`` (epoch
-  seconds, UTC), oldest first: IC 7 range_descriptor (access selector 1) on the clock column.
+- ``by_time(t_from, t_to)``: the entries with ``t_from <= epoch <= t_to`` (epoch seconds, UTC),
+  oldest first: IC 7 range_descriptor (access selector 1) on the clock column.
+- ``records()``: generator of ``(seq, epoch, code, detail, count)``, oldest first (the merge key
+  of ``meter.audit``'s all-events view is ``seq``).
 
-``epoch`` is RTC seconds (UTC), ``code`` an event code (``_EV_*`` below), ``detail`` an int (e.g. paise,
-a reason number) or a short str (at most 8 bytes, e.g. "remote"). Both generators read one
-segment (120 bytes) at a time into a preallocated buffer: the ring is never loaded into RAM.
+``epoch`` is RTC seconds since 1970-01-01 UTC, stored unsigned 32-bit (valid to 2106-02-07), ``code``
+an event code (``_EV_*`` below), ``detail`` an int (e.g. paise, a reason number) or a short str
+(at most 8 bytes, e.g. "remote"), ``count`` how many times the event happened (> 1: a coalesced
+repetition, see ``append``). The generators read one segment (120 bytes) at a time into their
+own buffer: the ring is never loaded into RAM.
 
-Write API: ``append(epoch, code, detail=None)`` returns when the record is on flash; ``clear()``
-(IC 7 method 1 reset).
+Write API: ``append(epoch, code, detail, seq, repeat_s=0)`` returns when the record is on flash
+(or, for a repetition within ``repeat_s`` seconds of the newest record with the same code and
+detail, after counting it in RAM: no flash write; ``flush()`` writes the count, rewriting the
+newest record); ``clear()`` (IC 7 method 1 reset). ``seq`` numbers records across all rings.
 
 Storage: ``segments`` files ``<dir>/eNN``, each holding up to 5 records of 24 bytes::
 
-    seq u32 | epoch u32 | code u16 | kind u8 (0 none, 1 int, 2 text) | n u8 | detail 8 bytes | CRC-32 u32
+    seq u32 | epoch u32 | code u16 | kind u8 | n u8 | detail 8 bytes | CRC-32 u32
 
-(all big-endian; CRC-32 over the first 20 bytes). 120-byte files stay inline in littlefs metadata,
-so an event costs one small commit, not a block erase. When the newest segment is full the next
-one (the oldest) is started afresh, dropping its 5 oldest events (ring). littlefs commits a file on
-close, so a power cut leaves each segment with its old or its new content; a record that fails
-its CRC (or breaks the sequence) ends that segment's valid entries.
+kind 0 none, 1 int (i32 in the first 4 detail bytes), 2 text (n bytes); a repeated event
+(count > 1) is kind 3 int / 4 text (n <= 4) / 5 none with count u32 in the first 4 detail bytes
+and the detail in the last 4. All big-endian; CRC-32 over the first 20 bytes. Kinds 0..2 are the
+records of the firmware before the audit trail (read as they are: ``meter.audit`` migrates them).
+120-byte files stay inline in littlefs metadata, so an event costs one small commit, not a block
+erase. When the newest segment is full the next one (the oldest) is started afresh, dropping its
+5 oldest events (ring). littlefs commits a file on close, so a power cut leaves each segment with
+its old or its new content; a record that fails its CRC (or does not follow the previous one's
+sequence number) ends that segment's valid entries.
 
 Errors: EventLogError for an unknown detail type; OSError from the filesystem on append.
 """
@@ -83,51 +93,82 @@ class EventLogError(ValueError):
     """Bad argument to the event log (detail neither int, str, bytes nor None)."""
 
 
-def encode_into(buf, pos, seq, epoch, code, detail):
-    """Write one 24-byte record into ``buf`` at ``pos``."""
+def encode_into(buf, pos, seq, epoch, code, detail, count=1):
+    """Write one 24-byte record into ``buf`` at ``pos`` (``count`` > 1: a repeated event)."""
     struct.pack_into(">IIH", buf, pos, seq & 0xFFFFFFFF, epoch & 0xFFFFFFFF, code & 0xFFFF)
     for i in range(pos + 10, pos + 20):
         buf[i] = 0
+    d = pos + 12
+    kind = 0
+    if count > 1:
+        struct.pack_into(">I", buf, d, count if count < 0xFFFFFFFF else 0xFFFFFFFF)
+        d += 4
+        kind = 3
     if detail is None:
-        pass
+        kind = 5 if kind else 0
     elif isinstance(detail, int):
         if not -0x80000000 <= detail <= 0x7FFFFFFF:
             detail = 0x7FFFFFFF if detail > 0 else -0x80000000
-        buf[pos + 10] = 1
-        struct.pack_into(">i", buf, pos + 12, detail)
+        kind = kind or 1
+        struct.pack_into(">i", buf, d, detail)
     elif isinstance(detail, (str, bytes, bytearray)):
         b = detail.encode() if isinstance(detail, str) else detail
-        n = len(b) if len(b) < 8 else 8
-        buf[pos + 10] = 2
+        m = pos + 20 - d
+        n = len(b) if len(b) < m else m
+        kind = 4 if kind else 2
         buf[pos + 11] = n
         for i in range(n):
-            buf[pos + 12 + i] = b[i]
+            buf[d + i] = b[i]
     else:
         raise EventLogError("event detail must be int, str or None")
+    buf[pos + 10] = kind
     struct.pack_into(">I", buf, pos + 20, binascii.crc32(memoryview(buf)[pos:pos + 20]) & 0xFFFFFFFF)
 
 
 def decode_at(buf, pos):
-    """(seq, epoch, code, detail) of the record at ``pos``, or None if its CRC fails."""
+    """(seq, epoch, code, detail, count) of the record at ``pos``, or None if its CRC fails."""
     mv = memoryview(buf)
     if binascii.crc32(mv[pos:pos + 20]) & 0xFFFFFFFF != struct.unpack_from(">I", buf, pos + 20)[0]:
         return None
     seq, epoch, code = struct.unpack_from(">IIH", buf, pos)
     kind = buf[pos + 10]
+    d = pos + 12
+    count = 1
+    if kind >= 3:
+        count = struct.unpack_from(">I", buf, d)[0]
+        d += 4
+        kind -= 2
     if kind == 1:
-        detail = struct.unpack_from(">i", buf, pos + 12)[0]
+        detail = struct.unpack_from(">i", buf, d)[0]
     elif kind == 2:
         n = buf[pos + 11]
-        detail = bytes(mv[pos + 12:pos + 12 + (n if n <= 8 else 8)]).decode()
+        m = pos + 20 - d
+        detail = bytes(mv[d:d + (n if n <= m else m)]).decode()
     else:
         detail = None
-    return seq, epoch, code, detail
+    return seq, epoch, code, detail, count
 
 
-class EventLog:
-    """Ring of ``segments * 5`` events in directory ``path`` (created if missing)."""
+class Reader:
+    """The IC 7 reads of anything with ``records(from_index, to_index)`` (a ring, a merged view)."""
 
-    def __init__(self, path, segments=20):
+    def entries(self, from_index=1, to_index=0):
+        """(epoch, code, detail, count) for entries from_index..to_index (1-based, 0 = newest)."""
+        for r in self.records(from_index, to_index):
+            yield r[1:]
+
+    def by_time(self, t_from, t_to):
+        """(epoch, code, detail, count) of the entries with t_from <= epoch <= t_to, oldest first."""
+        for r in self.records():
+            if t_from <= r[1] <= t_to:
+                yield r[1:]
+
+
+class EventLog(Reader):
+    """Ring of ``segments * 5`` events in directory ``path`` (created if missing). ``wbuf``: a
+    120-byte write buffer (shared by the rings of one meter; one is made if None)."""
+
+    def __init__(self, path, segments=20, wbuf=None):
         self.path = path
         self.segments = segments
         self.capacity = segments * PER_SEG
@@ -135,17 +176,17 @@ class EventLog:
             os.mkdir(path)
         except OSError:
             pass
-        self._buf = bytearray(_SEG_BYTES)     # the head segment
-        self._rd = bytearray(_SEG_BYTES)      # reader scratch
-        self._n = [0] * segments              # valid records per segment
+        self._wb = wbuf if wbuf is not None else bytearray(_SEG_BYTES)
+        self._n = bytearray(segments)         # valid records per segment
         self._first = [0] * segments          # seq of each segment's first record
+        self._rep = None                      # [code, detail, epoch, count, on flash?] of the newest
         self._scan()
 
     def _name(self, k):
         return "%s/e%02d" % (self.path, k)
 
     def _load(self, k, buf):
-        """Read segment k into buf; return the number of valid records (consecutive seqs)."""
+        """Read segment k into buf; return the number of valid records (increasing seqs)."""
         try:
             with open(self._name(k), "rb") as f:
                 got = f.readinto(buf)
@@ -155,7 +196,7 @@ class EventLog:
         prev = None
         while n < PER_SEG and (n + 1) * REC <= got:
             r = decode_at(buf, n * REC)
-            if r is None or (prev is not None and r[0] != (prev + 1) & 0xFFFFFFFF):
+            if r is None or (prev is not None and r[0] <= prev):
                 break
             prev = r[0]
             n += 1
@@ -163,43 +204,49 @@ class EventLog:
 
     def _scan(self):
         order = []
+        buf = self._wb
+        self.last_seq = 0
         for k in range(self.segments):
-            n = self._load(k, self._rd)
+            n = self._load(k, buf)
             self._n[k] = n
             if n:
-                self._first[k] = struct.unpack_from(">I", self._rd, 0)[0]
+                self._first[k] = struct.unpack_from(">I", buf, 0)[0]
                 order.append((self._first[k], k))
+                last = struct.unpack_from(">I", buf, (n - 1) * REC)[0]
+                if last > self.last_seq:
+                    self.last_seq = last
         order.sort()
         self._order = [k for _, k in order]   # segment indexes, oldest first
-        if order:
-            k = order[-1][1]
-            self._head = k
-            self._load(k, self._buf)
-            self.next_seq = self._first[k] + self._n[k]
-        else:
-            self._head = self.segments - 1
-            self.next_seq = 1
+        self._head = order[-1][1] if order else self.segments - 1
         self._count = 0
         for k in self._order:
             self._count += self._n[k]
+        self._rep = None
+        if order:                              # the newest record: a repetition may continue it
+            n = self._load(self._head, buf)
+            r = decode_at(buf, (n - 1) * REC) if n else None
+            if r is not None:
+                self._rep = [r[2], r[3], r[1], r[4], True]
 
     # -- write ---------------------------------------------------------------------------
-    def append(self, epoch, code, detail=None):
-        """Persist one event; returns its sequence number when it is on flash."""
+    def append(self, epoch, code, detail=None, seq=None, repeat_s=0):
+        """Persist one event as record ``seq`` (default: after this ring's newest); returns its
+        seq when it is on flash, or None when it repeats the newest record (same code and
+        detail, at most ``repeat_s`` s after it: counted in RAM, written by ``flush``)."""
+        r = self._rep
+        if (repeat_s and r is not None and r[0] == code and r[1] == detail
+                and 0 <= epoch - r[2] <= repeat_s):
+            r[3] += 1
+            r[4] = False
+            return None
+        self.flush()
+        seq = self.last_seq + 1 if seq is None else seq
         k = self._head
         n = self._n[k]
         if n >= PER_SEG or not self._order:
             k = (k + 1) % self.segments
             n = 0
-        seq = self.next_seq
-        buf = self._buf
-        try:
-            encode_into(buf, n * REC, seq, epoch, code, detail)
-            with open(self._name(k), "wb") as f:
-                f.write(memoryview(buf)[:(n + 1) * REC])
-        except Exception:
-            self._load(self._head, buf)   # the head buffer stays what is on flash
-            raise
+        self._write(k, n, seq, epoch, code, detail, 1)
         # on flash: now update the RAM index
         if n == 0:
             self._count -= self._n[k]
@@ -210,8 +257,33 @@ class EventLog:
         self._n[k] = n + 1
         self._head = k
         self._count += 1
-        self.next_seq = seq + 1
+        self.last_seq = seq
+        self._rep = [code, detail, epoch, 1, True] if repeat_s else None
         return seq
+
+    def _write(self, k, i, seq, epoch, code, detail, count):
+        """Write segment k with record i (and the i records before it, read back from flash)."""
+        buf = self._wb
+        if i and self._load(k, buf) < i:
+            raise OSError(5)                   # the segment is not what the index says
+        encode_into(buf, i * REC, seq, epoch, code, detail, count)
+        with open(self._name(k), "wb") as f:
+            f.write(memoryview(buf)[:(i + 1) * REC])
+
+    def pending(self):
+        """Repetitions counted in RAM and not yet on flash (0 or the newest record's count)."""
+        r = self._rep
+        return 0 if r is None or r[4] else r[3]
+
+    def flush(self):
+        """Write the count of a coalesced repetition (rewrites the newest record in place)."""
+        r = self._rep
+        if r is None or r[4]:
+            return
+        k = self._head
+        i = self._n[k] - 1
+        self._write(k, i, self.last_seq, r[2], r[0], r[1], r[3])
+        r[4] = True
 
     def clear(self):
         """Delete every event (IC 7 reset)."""
@@ -227,42 +299,24 @@ class EventLog:
         """Entries in use."""
         return self._count
 
-    def _segments(self):
-        """(segment, index of its first entry) oldest first (a snapshot of the order)."""
-        idx = 1
-        for k in list(self._order):
-            yield k, idx
-            idx += self._n[k]
-
-    def _read_seg(self, k):
-        if k == self._head:
-            return self._buf
-        self._load(k, self._rd)
-        return self._rd
-
-    def entries(self, from_index=1, to_index=0):
-        """(epoch, code, detail) for entries from_index..to_index (1-based, 0 = newest)."""
+    def records(self, from_index=1, to_index=0):
+        """(seq, epoch, code, detail, count) for entries from_index..to_index (1-based, 0 = newest)."""
         last = self._count if to_index <= 0 or to_index > self._count else to_index
         if from_index < 1:
             from_index = 1
-        for k, first in self._segments():
+        buf = bytearray(_SEG_BYTES)
+        rep = self._rep
+        first = 1
+        for k in list(self._order):
             n = self._n[k]
-            if first + n <= from_index:
-                continue
-            if first > last:
-                break
-            buf = self._read_seg(k)
-            for i in range(n):
-                if from_index <= first + i <= last:
-                    r = decode_at(buf, i * REC)
-                    if r is not None:
-                        yield r[1], r[2], r[3]
+            if first + n > from_index and first <= last:
+                self._load(k, buf)
+                for i in range(n):
+                    if from_index <= first + i <= last:
+                        r = decode_at(buf, i * REC)
+                        if r is not None:
+                            if rep is not None and not rep[4] and r[0] == self.last_seq:
+                                r = (r[0], r[1], r[2], r[3], rep[3])   # the count not yet on flash
+                            yield r
+            first += n
 
-    def by_time(self, t_from, t_to):
-        """(epoch, code, detail) of the entries with t_from <= epoch <= t_to, oldest first."""
-        for k, _ in self._segments():
-            buf = self._read_seg(k)
-            for i in range(self._n[k]):
-                r = decode_at(buf, i * REC)
-                if r is not None and t_from <= r[1] <= t_to:
-                    yield r[1], r[2], r[3]

@@ -250,7 +250,7 @@ class Security:
         for k, v in zip(("ek", "ak", "kek"), keys):
             if v is not None:
                 sec[k] = v.hex()
-        tmp = self.meter.board.path("config.tmp")
+        tmp = path + ".tmp"                     # beside it: a rename never crosses file systems
         with open(tmp, "w") as f:
             json.dump(cfg, f)
         os.rename(tmp, path)

@@ -4,14 +4,17 @@ Two kinds of record, each in two alternating slot files (a torn write leaves the
 
 - full record, ``<prefix>.a`` / ``<prefix>.b``: the whole state::
 
-      b"PJ" | version u8 (2) | seq u32 BE | length u16 BE | payload JSON | hot (5 x i32 BE) | CRC-32 BE
+      b"PJ" | version u8 (3) | seq u32 BE | length u16 BE | payload JSON | hot (4 x i32, u32 BE) | CRC-32 BE
 
 - hot record, ``<prefix>.ha`` / ``<prefix>.hb``, 30 bytes, for consumption only::
 
-      b"PH" | seq u32 BE | hot (5 x i32 BE) | CRC-32 BE
+      b"PU" | seq u32 BE | hot (4 x i32, u32 BE) | CRC-32 BE
 
-``hot`` is a tuple of 5 signed 32-bit ints that change with every metering cycle (the app uses
-credit, carried remainder, import Wh, module Wh, RTC); ``payload`` is any JSON-able dict of the
+``hot`` is a tuple of 5 ints that change with every metering cycle: four signed 32-bit (the app
+uses credit, carried remainder, import Wh, module Wh) and the time, unsigned 32-bit seconds since
+1970-01-01 UTC (the RTC: valid to 2106-02-07T06:28:15Z). Records of the firmware before (full
+version 2, hot magic b"PH") carried the time as a signed 32-bit value; they are read as they are
+(a negative time as 0), so a meter upgraded in the field keeps its state. ``payload`` is any JSON-able dict of the
 rest (settings, relay, TID store as a hex string, ...). ``save(obj, hot)`` writes a full record when
 ``obj`` differs from the last full record, else only a hot record: a hot record is so small that
 littlefs keeps it inline in the directory's metadata (one small commit, no block erase), which is
@@ -25,7 +28,8 @@ content is committed on close, so each slot holds the old or the new record, nev
 also rejects any damage that gets through.
 
 Errors: ``load`` never raises for damaged data (None when no valid full record exists);
-``save`` raises OSError if the filesystem fails and JournalError for out-of-range values.
+``save`` raises OSError if the filesystem fails and JournalError for out-of-range values (then
+nothing is written).
 """
 import binascii
 import json
@@ -39,17 +43,21 @@ except ImportError:
         return x
 
 _MAGIC = b"PJ"
-_HMAGIC = b"PH"
-_VERSION = const(2)
+_HMAGIC = b"PU"
+_HMAGIC_I32 = b"PH"        # hot record with a signed time (firmware before version 3)
+_VERSION = const(3)
+_VERSION_I32 = const(2)
 _HDR = const(9)
 HOT_N = const(5)
-_HOT_FMT = ">5i"
+TIME_MAX = const(0xFFFFFFFF)   # the last second a record can hold: 2106-02-07T06:28:15Z
+_HOT_FMT = ">4iI"
+_HOT_FMT_I32 = ">5i"
 _HOT_LEN = const(20)
 _HREC = const(30)          # 2 + 4 + 20 + 4
 
 
 class JournalError(ValueError):
-    """A value does not fit the record format (hot values are signed 32-bit)."""
+    """A value does not fit the record format (hot values: 4 x signed 32-bit, time u32)."""
 
 
 def _crc(data):
@@ -59,13 +67,20 @@ def _crc(data):
 def _check_hot(hot):
     if len(hot) != HOT_N:
         raise JournalError("hot record needs %d values" % HOT_N)
-    for v in hot:
-        if not -0x80000000 <= v <= 0x7FFFFFFF:
-            raise JournalError("hot value out of i32 range: %r" % (v,))
+    for i in range(HOT_N - 1):
+        if not -0x80000000 <= hot[i] <= 0x7FFFFFFF:
+            raise JournalError("hot value out of i32 range: %r" % (hot[i],))
+    if not 0 <= hot[HOT_N - 1] <= TIME_MAX:
+        raise JournalError("time out of u32 range: %r" % (hot[HOT_N - 1],))
+
+
+def _hot_of(data, fmt):
+    h = struct.unpack(fmt, data)
+    return h if h[4] >= 0 else (h[0], h[1], h[2], h[3], 0)
 
 
 def encode_record(seq, obj, hot=(0, 0, 0, 0, 0)):
-    """Full record bytes for sequence number ``seq`` (u32), dict ``obj``, ``hot`` (5 x i32)."""
+    """Full record bytes for sequence number ``seq`` (u32), dict ``obj``, ``hot`` (4 x i32, u32)."""
     _check_hot(hot)
     payload = json.dumps(obj).encode()
     body = _MAGIC + struct.pack(">BIH", _VERSION, seq, len(payload)) + payload + struct.pack(_HOT_FMT, *hot)
@@ -84,7 +99,7 @@ def decode_full(data):
         return None
     ver, seq, n = struct.unpack(">BIH", data[2:_HDR])
     end = _HDR + _HOT_LEN + n
-    if ver != _VERSION or len(data) != end + 4:
+    if ver not in (_VERSION, _VERSION_I32) or len(data) != end + 4:
         return None
     if _crc(data[:end]) != struct.unpack(">I", data[end:])[0]:
         return None
@@ -92,7 +107,7 @@ def decode_full(data):
         obj = json.loads(data[_HDR:_HDR + n])
     except ValueError:
         return None
-    return seq, obj, struct.unpack(_HOT_FMT, data[_HDR + n:end])
+    return seq, obj, _hot_of(data[_HDR + n:end], _HOT_FMT if ver == _VERSION else _HOT_FMT_I32)
 
 
 def encode_hot(seq, hot):
@@ -104,11 +119,12 @@ def encode_hot(seq, hot):
 
 def decode_hot(data):
     """(seq, hot) from hot-record bytes, or None."""
-    if data is None or len(data) != _HREC or data[:2] != _HMAGIC:
+    if data is None or len(data) != _HREC or data[:2] not in (_HMAGIC, _HMAGIC_I32):
         return None
     if _crc(data[:_HREC - 4]) != struct.unpack(">I", data[_HREC - 4:])[0]:
         return None
-    return struct.unpack(">I", data[2:6])[0], struct.unpack(_HOT_FMT, data[6:_HREC - 4])
+    fmt = _HOT_FMT if data[:2] == _HMAGIC else _HOT_FMT_I32
+    return struct.unpack(">I", data[2:6])[0], _hot_of(data[6:_HREC - 4], fmt)
 
 
 class Journal:

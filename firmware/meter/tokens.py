@@ -209,9 +209,9 @@ class TokenAcceptor:
             return int(self.now_fn())
         return int(time.time())
 
-    def enter(self, digits, now_s=None):
-        """Enter one token (20 digits; spaces/dashes allowed) at Unix time ``now_s``.
-        Returns a TokenResult; never raises for bad token input."""
+    def enter(self, digits, now_s=None, room=None):
+        """Enter one token (20 digits; spaces/dashes allowed) at Unix time ``now_s``; a class 0 amount
+        over ``room`` (0.1 kWh; None: no ceiling) is "overflow". Returns a TokenResult, never raises."""
         now = self._now(now_s)
         try:
             cls, block = sts.split_token(digits)
@@ -242,14 +242,13 @@ class TokenAcceptor:
         for i in range(n):
             if self._tid_at(i) == tid:
                 return TokenResult(False, "used", cls, sub, tid)
-        if n >= self.store_size:
-            k = self._oldest()
-            if tid < self._tid_at(k):
-                return TokenResult(False, "old", cls, sub, tid)
-            self._put_tid(k, tid)
-        else:
-            self._put_tid(n, tid)
-            self._n = n + 1
+        k = self._oldest() if n >= self.store_size else n
+        if k < n and tid < self._tid_at(k):
+            return TokenResult(False, "old", cls, sub, tid)
+        if cls == sts.CLASS_TRANSFER and room is not None and sts.amount_decode(f.value) > room:
+            return TokenResult(False, "overflow", cls, sub, tid)
+        self._put_tid(k, tid)
+        self._n = n + 1 if k == n else n
         self._bad = 0
         if cls == sts.CLASS_TRANSFER:
             amt = sts.amount_decode(f.value)
@@ -371,7 +370,7 @@ class TokenAcceptor:
 # ------------------------------------------------------------------ the meter's side
 # IC 115 token_status_code per STS reason (reason=digit); any other: 7 execution failure
 _TOKEN_STATUS = (b" accepted=3 key_change_pending=2 format=4 wrong_class=4 crc=5 key_expired=6"
-                 b" used=6 old=6 locked_out=6 ")
+                 b" used=6 old=6 locked_out=6 overflow=6 ")
 _EV_TOKEN_ACCEPTED = const(50)  # meter.events
 _EV_TOKEN_REJECTED = const(51)
 # Meter.token_gateway = [token, time, STS reason text, delivery method, token_status_code]
@@ -414,7 +413,7 @@ def enter(meter, raw, delivery):
     if meter.tokens is None:   # no STS key provisioned: the meter cannot judge any token
         r = TokenResult(False, "no_sts_key")
     else:
-        r = meter.tokens.enter(digits, now)
+        r = meter.tokens.enter(digits, now, meter.token_room())   # the credit ceiling
     if r.ok and r.reason == "accepted":          # the action on account, tariff, limiter
         a = meter.account
         act = r.action

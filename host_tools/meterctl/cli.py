@@ -8,8 +8,8 @@ import sys
 
 import click
 
-from host_tools.meterctl import attr, config, credit, dlms, emulate, events, flash, read, relay, \
-    token, topup, vend
+from host_tools.meterctl import attr, config, credit, dlms, emulate, events, flash, keys, read, \
+    relay, token, topup, vend
 from host_tools.meterctl.common import CONTEXT
 
 
@@ -37,7 +37,7 @@ def meterctl():
 COMMANDS = (
     read.read, credit.credit, relay.relay, attr.get, attr.set_cmd, attr.action, emulate.emulate,
     vend.vend, token.token, topup.topup, dlms.objects, events.events, dlms.decode, config.config,
-    flash.flash, flash.provision,
+    flash.flash, flash.provision, keys.keys,
 )
 for _cmd in COMMANDS:
     meterctl.add_command(_cmd)

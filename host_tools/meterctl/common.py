@@ -9,6 +9,11 @@ for a change: before anything was sent); 4 a change's outcome is unknown (the an
 and the meter could not be reached to check); 130 Ctrl-C before anything was sent. Errors are
 one line on stderr, never a traceback.
 
+Security (``--auth``): none (public client 16), LLS (``--password``) or HLS (``--auth hls``,
+HLS-GMAC or mechanism 2 with ciphered APDUs; keys from ``--key-file`` or from the keystore by
+``--meter SERIAL``; our invocation counter kept per key set in the state directory,
+``host_tools.keystore.Counter``).
+
 Every command holds its port exclusively (``host_tools.portlock`` + the client's exclusive open);
 ``run_change`` runs a command that changes the meter through ``host_tools.outcome.perform``.
 """
@@ -20,8 +25,9 @@ import time
 import click
 
 from host_tools import format as fmt
+from host_tools import keystore as ks
 from host_tools import portlock
-from host_tools.client import DlmsClient, DlmsError, LinkTimeout, PortError, PortInUse
+from host_tools.client import DlmsClient, DlmsError, HlsKeys, LinkTimeout, PortError, PortInUse
 from host_tools.outcome import APPLIED, NOT_APPLIED, SigintFlag, perform
 from host_tools.recharges import RetryRefused
 
@@ -71,7 +77,9 @@ def run(fn):
 
 
 class Trace:
-    """--trace: hex dump of every HDLC frame on stderr with a relative timestamp (seconds)."""
+    """--trace: hex dump of every HDLC frame on stderr with a relative timestamp (seconds);
+    on a ciphered association also every plaintext APDU (``apdu``), marked ``#`` so that
+    ``meterctl decode`` skips those lines."""
 
     def __init__(self):
         self.t0 = time.monotonic()
@@ -80,6 +88,10 @@ class Trace:
         arrow = "->" if direction == "tx" else "<-"
         click.echo("%8.3f %s %s %s" % (time.monotonic() - self.t0, direction.upper(), arrow,
                                        fmt.hexs(data)), err=True)
+
+    def apdu(self, direction, data):
+        click.echo("# %6.3f %s plaintext APDU: %s" % (time.monotonic() - self.t0, direction.upper(),
+                                                      fmt.hexs(data)), err=True)
 
 
 def link_options(write):
@@ -96,6 +108,18 @@ def link_options(write):
                           "settings (LLS). Default %d." % default_client),
         click.option("--password", envvar="METERCTL_PASSWORD", default=None, metavar="TEXT",
                      help="LLS password (used with clients other than 16). Env: METERCTL_PASSWORD."),
+        click.option("--auth", type=click.Choice(["none", "lls", "hls"]), envvar="METERCTL_AUTH",
+                     default=None, help="Authentication: none (client 16), lls (--password) or hls "
+                     "(HLS + ciphered APDUs; keys from --key-file or --meter). Default: hls with "
+                     "--key-file/--meter, lls with --password. Env: METERCTL_AUTH."),
+        click.option("--key-file", envvar="METERCTL_KEY_FILE", default=None, metavar="FILE",
+                     type=click.Path(dir_okay=False),
+                     help="JSON with the meter's DLMS keys (ek, ak, client_title, [hls, mech, kek]) "
+                          "for --auth hls. Env: METERCTL_KEY_FILE."),
+        click.option("--meter", "meter_serial", envvar="METERCTL_METER", default=None, metavar="SERIAL",
+                     help="Meter serial: its keys come from the keystore (--auth hls). Env: METERCTL_METER."),
+        click.option("--keystore", envvar="METERCTL_KEYSTORE", default=None, metavar="FILE",
+                     help="Keystore for --meter (default ~/.config/meterctl/meters.keystore)."),
         click.option("--server", type=click.IntRange(0, 0x3FFF), default=1, show_default=True,
                      metavar="ADDR", help="Server logical address."),
         click.option("--physical", type=click.IntRange(0, 0x3FFF), default=None, metavar="ADDR",
@@ -151,26 +175,69 @@ def command_text():
     return ctx.command_path if ctx is not None else "meterctl"
 
 
-def make_client(kw, write, cancel=None):
+def auth_mode(kw):
+    """"none", "lls" or "hls": ``--auth``, else hls with --key-file/--meter, lls with --password."""
+    if kw.get("auth"):
+        return kw["auth"]
+    if kw.get("key_file") or kw.get("meter_serial"):
+        return "hls"
+    return "lls" if kw.get("password") else "none"
+
+
+def has_secret(kw):
+    """True when the options authenticate (an LLS password or HLS keys)."""
+    return auth_mode(kw) != "none"
+
+
+def load_keys(kw):
+    """The ``HlsKeys`` of --key-file or of --meter's keystore record. Raises click.UsageError."""
+    try:
+        if kw.get("key_file"):
+            path = kw["key_file"]
+            with open(path) as f:
+                sec = json.load(f)
+        elif kw.get("meter_serial"):
+            path = kw.get("keystore") or ks.default_path()
+            rec = ks.load(path)["meters"].get(kw["meter_serial"])
+            sec = (rec or {}).get("security")
+            if not sec:
+                raise click.UsageError("keystore %s has no DLMS keys for meter %s (meterctl provision "
+                                       "creates them)" % (path, kw["meter_serial"]))
+        else:
+            raise click.UsageError("--auth hls needs the meter's keys: --key-file FILE or --meter "
+                                   "SERIAL (from the keystore)")
+        return HlsKeys(*(bytes.fromhex(sec[k]) for k in ("ek", "ak", "client_title")),
+                       mechanism=int(sec.get("mech", 5)),
+                       secret=bytes.fromhex(sec["hls"]) if sec.get("hls") else None,
+                       kek=bytes.fromhex(sec["kek"]) if sec.get("kek") else None)
+    except (OSError, ValueError, KeyError, TypeError, ks.KeystoreError) as e:
+        raise click.UsageError("cannot use the DLMS keys of %s: %s" % (path, e))
+
+
+def make_client(kw, write, cancel=None, keys=None):
     """A DlmsClient (not yet connected; holds the port lock while open) from the link options
-    ``kw``; ``cancel`` as DlmsClient's. Raises click.UsageError for a missing password or a
-    server address that needs --physical."""
+    ``kw``; ``cancel`` as DlmsClient's; ``keys`` (HlsKeys) instead of the options' keys. Raises
+    click.UsageError for a missing password or keys, or a server address that needs --physical."""
+    auth = auth_mode(kw)
     sap = kw.get("client_sap")
     if sap is None:
-        sap = MANAGEMENT_CLIENT if write else PUBLIC_CLIENT
-    password = kw.get("password")
-    if sap == PUBLIC_CLIENT:
-        password = None          # the public client never authenticates
-    elif write and not password:
+        sap = MANAGEMENT_CLIENT if write or auth == "hls" else PUBLIC_CLIENT
+    password = kw.get("password") if auth == "lls" else None
+    if keys is None and auth == "hls" and sap != PUBLIC_CLIENT:
+        keys = load_keys(kw)
+    if sap != PUBLIC_CLIENT and write and not (password or keys):
         raise click.UsageError(
-            "client %d needs the LLS password: give --password or set METERCTL_PASSWORD" % sap)
+            "client %d needs the LLS password or HLS keys: give --password (METERCTL_PASSWORD), or "
+            "--auth hls with --key-file/--meter" % sap)
     if kw.get("physical") is None and kw["server"] > 0x7F:
         raise click.UsageError("server address %d needs --physical (4-byte HDLC address); "
                                "1-byte addresses go up to 127" % kw["server"])
+    trace = Trace() if kw.get("trace") else None
     c = LockedClient(kw["port"], baud=kw["baud"], client_sap=sap, server_logical=kw["server"],
                      server_physical=kw.get("physical"), password=password, timeout=kw["timeout"],
-                     max_info=kw["max_info"], max_pdu=kw.get("max_pdu", 0xFFFF),
-                     trace=Trace() if kw.get("trace") else None, cancel=cancel)
+                     max_info=kw["max_info"], max_pdu=kw.get("max_pdu", 0xFFFF), trace=trace,
+                     cancel=cancel, hls=keys, counter=ks.Counter(keys.ek, keys.ak) if keys else None,
+                     trace_apdu=trace.apdu if trace and keys else None)
     c.holder = command_text()
     return c
 

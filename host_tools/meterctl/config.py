@@ -19,7 +19,7 @@ import click
 
 from host_tools import objects
 from host_tools.firmware_src import firmware_module
-from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, emit_json, link_options, make_client, run, \
+from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, emit_json, has_secret, link_options, make_client, run, \
     run_change
 from protocol import axdr_client as axdr
 
@@ -161,7 +161,7 @@ def show(**kw):
     """
     if kw.get("client_sap") is None:
         kw["client_sap"] = 1
-    if not kw.get("password"):
+    if not has_secret(kw):
         raise click.UsageError("the profile is read by the reader (32) or a management client (1, 48): "
                                "give --password (or METERCTL_PASSWORD)")
 

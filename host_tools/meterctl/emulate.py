@@ -47,7 +47,10 @@ def _on_sigterm(signum, frame):
               metavar="SECONDS", help="Advance the emulated clock and metering module by SECONDS every real "
                                       "second, printing credit each tick (0 = real time). Energy is metered "
                                       "per tick, so a large warp may overshoot zero credit by one tick.")
-def emulate(load_w, heap, state_dir, warp):
+@click.option("--meters", type=click.IntRange(1, 256), default=1, show_default=True, metavar="N",
+              help="Run N emulated meters (serials PPM0000001...), one MicroPython process each; "
+                   "prints one '<serial> <port>' line per meter (no --warp with N > 1).")
+def emulate(load_w, heap, state_dir, warp, meters):
     """Run an emulated meter (the real firmware on the MicroPython unix port) until Ctrl-C.
 
     Prints the serial port to use with the other commands. The load is applied while the
@@ -59,12 +62,16 @@ def emulate(load_w, heap, state_dir, warp):
     Examples:
       meterctl emulate --load 2000
       meterctl emulate --load 3000 --warp 600 --state ./meter-state   # 10 simulated min per second
+      meterctl emulate --meters 8 --load 500                          # a bench of 8 meters
       # in another terminal:
       meterctl read --port /dev/pts/5
     """
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        run(lambda: _emulate(load_w, heap, state_dir, warp))
+        if meters > 1 and warp:
+            raise click.UsageError("--warp drives one meter's clock: use it without --meters")
+        run(lambda: _emulate(load_w, heap, state_dir, warp) if meters == 1
+            else _emulate_many(meters, load_w, heap, state_dir))
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -91,9 +98,11 @@ def _start(stack, workdir, heap, warp):
         # --warp the emulator owns the clock and moves it on every tick.
         rig = rigmod.EmulatedRig(workdir, heap=heap, clock_epoch=int(time.time()),
                                  relay_gates_load=True, clock_mode="frozen" if warp else "running",
-                                 config={"sts": identity.sts_config()}, start=False)
+                                 config={"sts": identity.sts_config(),
+                                         "security": identity.security_config()}, start=False)
         stack.callback(rig.stop)
         identity.install_tables(rig.state_dir)
+        identity.write_key_file(os.path.join(workdir, "keys.json"))
         rig.start()
     except Exception as e:
         raise DlmsError("could not start the emulated meter: %s" % _rig_error_text(e))
@@ -103,15 +112,16 @@ def _start(stack, workdir, heap, warp):
 def _banner(rig, workdir, load_w, warp):
     from hil import identity
 
-    password = rig.config.get("passwords", {}).get("1", "<management password>")
+    auth = "--auth hls --key-file %s" % os.path.join(workdir, "keys.json")
     click.echo("DLMS serial port: %s" % rig.port)
     click.echo("Firmware pid:     %s" % rig.pid)
     click.echo("State directory:  %s" % os.path.join(workdir, "state"))
     click.echo("Load: %d W; clock: %s" % (load_w, "+%d s per second" % warp if warp else "real time"))
     click.echo("Try:  meterctl read --port %s" % rig.port)
-    click.echo("      meterctl credit add --port %s --amount 100 --password %s" % (rig.port, password))
+    click.echo("Keys:             %s (the test identity, hil/identity.py)" % os.path.join(workdir, "keys.json"))
+    click.echo("      meterctl credit add --port %s --amount 100 %s" % (rig.port, auth))
     click.echo("      meterctl vend %s --json   # an STS token for this meter" % " ".join(identity.vend_args()))
-    click.echo("      meterctl topup --port %s --password %s <20 digits>" % (rig.port, password))
+    click.echo("      meterctl topup --port %s %s <20 digits>" % (rig.port, auth))
     click.echo("Stop with Ctrl-C.")
 
 
@@ -153,6 +163,37 @@ def _emulate(load_w, heap, state_dir, warp):
             _tick_forever(rig, warp)
         except KeyboardInterrupt:
             click.echo("\nStopping the emulated meter.")
+
+
+def _emulate_many(n, load_w, heap, state_dir):
+    """N meters (``hil.multi``), each with the STS test identity, until Ctrl-C or a firmware dies."""
+    from hil import identity
+    from hil.multi import start_meters, stop_meters
+    with contextlib.ExitStack() as stack:
+        workdir = _workdir(stack, state_dir)
+        click.echo("Starting %d emulated meters (MicroPython unix port, heap %s)..." % (n, heap))
+        for i in range(n):                         # STS tables, read at boot (hil.multi's layout)
+            state = os.path.join(workdir, "meter%d" % i, "state")
+            os.makedirs(state, exist_ok=True)
+            identity.install_tables(state)
+        try:
+            rigs = start_meters(n, workdir, heap=heap, clock_epoch=int(time.time()),
+                                clock_mode="running", relay_gates_load=True,
+                                config={"sts": identity.sts_config()}, poll_ms=1000)
+        except Exception as e:
+            raise DlmsError("could not start the emulated meters: %s" % _rig_error_text(e))
+        stack.callback(stop_meters, rigs)
+        for r in rigs:
+            r.set_load(load_w)
+            click.echo("%s %s" % (r.config["serial"], r.port))
+        click.echo("Stop with Ctrl-C.")
+        try:
+            while all(r.running for r in rigs):
+                time.sleep(1.0)
+            dead = [r.config["serial"] for r in rigs if not r.running]
+            raise DlmsError("the firmware process of %s died" % ", ".join(dead))
+        except KeyboardInterrupt:
+            click.echo("\nStopping the emulated meters.")
 
 
 def _rig_error_text(e):

@@ -13,12 +13,17 @@ import click
 from host_tools import format as fmt
 from host_tools import objects
 from host_tools.client import ProtocolError
-from host_tools.meterctl.common import PUBLIC_CLIENT, console, emit_json, link_options, make_client, run
+from host_tools.meterctl.common import PUBLIC_CLIENT, auth_mode, console, emit_json, has_secret, link_options, \
+    make_client, run
 from protocol import axdr_client as axdr
 from protocol import obis
 
 EVENT_LOG = objects.EVENT_LOG.obis
-EVENT_CODE_COL = objects.EVENT_CODE.obis + ".2"
+# the audit trail by category (firmware/meter/audit.py): --log NAME -> its IC 7 profile
+LOGS = {"all": EVENT_LOG}
+LOGS.update({name: log.obis for name, (log, _code) in objects.EVENT_LOGS.items()})
+# event-code columns: 0.0.96.11.x.255 attribute 2 of every log
+EVENT_CODE_COLS = {objects.EVENT_CODE.obis + ".2"} | {code.obis + ".2" for _log, code in objects.EVENT_LOGS.values()}
 # event codes this firmware logs, with their texts: firmware/meter/events.py, the one catalogue
 EVENT_NAMES = objects.event_names()
 
@@ -88,8 +93,8 @@ def _rows(cols, raw):
         raise ProtocolError("profile buffer undecodable: %s" % e)
     table = [[_cell(v) for v in row[1]] for row in rows]
     # name this meter's event codes (firmware/meter/events.py) next to the event-code column
-    if EVENT_CODE_COL in cols:
-        ec = cols.index(EVENT_CODE_COL)
+    ec = next((i for i, col in enumerate(cols) if col in EVENT_CODE_COLS), None)
+    if ec is not None:
         cols = cols + ["event"]
         table = [r + [EVENT_NAMES.get(r[ec], "")] for r in table]
     return cols, table
@@ -119,13 +124,17 @@ def _output(code, cols, n, table, csv_path, as_json):
 
 @click.command("events")
 @link_options(write=False)
-@click.option("--obis", "code", default=EVENT_LOG, show_default=True, help="Profile generic (IC 7) to read.")
+@click.option("--log", "log", type=click.Choice(sorted(LOGS)), default=None,
+              help="Audit-trail category to read (IS 15959 event logs 0.0.99.98.x.255): all events "
+                   "(the default), power, transaction, other, tamper (cover, failed logins, lock-outs) "
+                   "or control. Categories add an occurrences column (repetitions coalesced).")
+@click.option("--obis", "code", default=None, help="Profile generic (IC 7) to read [default: %s]." % EVENT_LOG)
 @click.option("--from-entry", type=click.IntRange(1), default=None, help="First entry (1 = oldest): selective access by entry.")
 @click.option("--to-entry", type=click.IntRange(0), default=0, help="Last entry (0 = newest).")
 @click.option("--since", callback=_iso_arg, default=None, help="From date-time (ISO 8601): selective access by range on the clock.")
 @click.option("--until", callback=_iso_arg, default=None, help="To date-time (ISO 8601).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), default=None, help="Write the rows as CSV ('-' = stdout).")
-def events(code, from_entry, to_entry, since, until, csv_path, **kw):
+def events(log, code, from_entry, to_entry, since, until, csv_path, **kw):
     """Read an event log / profile (IC 7 buffer) by block transfer, with a progress bar.
 
     The buffer is not public: the default client is the meter reader 32 (LLS), so give its
@@ -133,15 +142,19 @@ def events(code, from_entry, to_entry, since, until, csv_path, **kw):
 
     \b
       meterctl events -p /dev/pts/5 --password 00000000
+      meterctl events -p /dev/pts/5 --password 00000000 --log tamper
       meterctl events -p /dev/pts/5 --client 32 --password 00000000
       meterctl events -p /dev/pts/5 --client 32 --password 00000000 --from-entry 10 --csv ev.csv
       meterctl events ... --since 2026-01-01T00:00:00+05:30 --until 2026-01-02T00:00:00+05:30 --json
     """
     if kw.get("client_sap") is None:
-        kw["client_sap"] = 32
-    if kw["client_sap"] != PUBLIC_CLIENT and not kw.get("password"):
+        kw["client_sap"] = 1 if auth_mode(kw) == "hls" else 32
+    if kw["client_sap"] != PUBLIC_CLIENT and not has_secret(kw):
         raise click.UsageError("the event log is read by the meter reader (client 32) or a management "
                                "client: give --password (or METERCTL_PASSWORD)")
+    if log and code:
+        raise click.UsageError("give --log or --obis, not both")
+    code = LOGS[log] if log else (code or EVENT_LOG)
     quiet = kw["as_json"] or csv_path == "-" or not sys.stderr.isatty()
 
     def body():

@@ -44,8 +44,10 @@ def _common(f):
         click.option("--dlms-port", metavar="PATH",
                      help="Host port on the meter's DLMS UART, to confirm over DLMS after the reset."),
         click.option("--dlms-baud", type=int, default=9600, show_default=True),
-        click.option("--heap", default="190k", show_default=True,
-                     help="--board unix: MicroPython heap of the emulated board."),
+        click.option("--heap", default="320k", show_default=True,
+                     help="--board unix: MicroPython heap of the emulated board. The board runs the "
+                          "flashed .mpy files from RAM on the 64-bit unix port, where every object is "
+                          "twice an RP2040's: 320k here is about the RP2040's 190 KiB."),
         click.option("--connect-timeout", type=click.IntRange(1, 120), default=10, show_default=True,
                      help="Seconds to wait for the board's raw REPL."),
         click.option("--no-confirm", is_flag=True, help="Skip the DLMS check after the reset."),

@@ -28,7 +28,7 @@ class UnixReplBoard:
     """The ``micropython`` command as a board: a REPL started in ``flash_dir`` behind a raw pty
     pair (mpremote opens ``port``). ``stop()`` kills it (idempotent)."""
 
-    def __init__(self, flash_dir, heap="190k", micropython=None):
+    def __init__(self, flash_dir, heap="320k", micropython=None):
         self.flash_dir = pathlib.Path(flash_dir).resolve()
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.link = PtyLink()
@@ -64,7 +64,7 @@ class UnixReplBoard:
         self.stop()
 
 
-def unix_rig(workdir, flash_dir, heap="190k"):
+def unix_rig(workdir, flash_dir, heap="320k"):
     """An EmulatedRig (not started) that boots the unix board from a flashed directory: the
     .mpy files there, and that directory as the meter's filesystem root (board.json state)."""
     rig = EmulatedRig(workdir, heap=heap, firmware_dir=flash_dir, start=False, image="mpy")
@@ -98,7 +98,7 @@ class UnixTarget:
 
     physical = None          # the provisioned HDLC physical address (set by `flash`)
 
-    def __init__(self, flash_dir, heap="190k", timeout=10):
+    def __init__(self, flash_dir, heap="320k", timeout=10):
         p = pathlib.Path(flash_dir)
         if p.exists() and not p.is_dir():
             raise FlashError("--board unix: --port must be a directory (the emulated board's "

@@ -21,15 +21,22 @@ def test_record_codec_int_text_none_and_crc():
     encode_into(buf, 0, 7, 1767225600, 10, 5000)
     encode_into(buf, REC, 8, 1767225601, 42, "remote")
     encode_into(buf, 2 * REC, 9, 1767225602, 3, None)
-    assert decode_at(buf, 0) == (7, 1767225600, 10, 5000)
-    assert decode_at(buf, REC) == (8, 1767225601, 42, "remote")
-    assert decode_at(buf, 2 * REC) == (9, 1767225602, 3, None)
+    assert decode_at(buf, 0) == (7, 1767225600, 10, 5000, 1)
+    assert decode_at(buf, REC) == (8, 1767225601, 42, "remote", 1)
+    assert decode_at(buf, 2 * REC) == (9, 1767225602, 3, None, 1)
     # big-endian layout: seq, epoch, code
     assert bytes(buf[0:10]) == b"\x00\x00\x00\x07\x69\x55\xb9\x00\x00\x0a"
     encode_into(buf, 0, 1, 0, 51, "key_change_pending")     # text is cut to 8 bytes
     assert decode_at(buf, 0)[3] == "key_chan"
     encode_into(buf, 0, 1, 0, 10, -2 ** 40)                  # clamped to i32
     assert decode_at(buf, 0)[3] == -2 ** 31
+    # repeated events: the count in the first 4 detail bytes, the detail (int, text <= 4, none) after
+    encode_into(buf, 0, 1, 2 ** 32 - 1, 30, None, 1000)
+    assert decode_at(buf, 0) == (1, 2 ** 32 - 1, 30, None, 1000)    # epoch u32: 2106-02-07
+    encode_into(buf, 0, 1, 0, 51, "crc_fail", 3)
+    assert decode_at(buf, 0) == (1, 0, 51, "crc_", 3)
+    encode_into(buf, 0, 1, 0, 90, -7, 2)
+    assert decode_at(buf, 0) == (1, 0, 90, -7, 2)
     for i in range(REC):
         b = bytearray(buf)
         b[i] ^= 0x10
@@ -48,7 +55,7 @@ def test_ring_wraps_and_reads_by_entry_and_time():
         assert log.count() == 18
         got = list(log.entries())
         assert [e[2] for e in got] == list(range(6, 24))
-        assert got[0] == (1060, 106, 6) and got[-1] == (1230, 123, 23)
+        assert got[0] == (1060, 106, 6, 1) and got[-1] == (1230, 123, 23, 1)
         assert [e[2] for e in log.entries(2, 4)] == [7, 8, 9]
         assert [e[2] for e in log.entries(17, 0)] == [22, 23]        # 0 = to the newest
         assert [e[2] for e in log.entries(16, 99)] == [21, 22, 23]   # clipped
@@ -59,7 +66,7 @@ def test_ring_wraps_and_reads_by_entry_and_time():
         log2 = EventLog(d + "/ev", segments=4)
         assert log2.count() == 18 and list(log2.entries()) == got
         assert log2.append(2000, 1, None) == 24
-        assert log2.count() == 19 and list(log2.entries(19, 0)) == [(2000, 1, None)]
+        assert log2.count() == 19 and list(log2.entries(19, 0)) == [(2000, 1, None, 1)]
         log2.clear()
         assert log2.count() == 0 and list(EventLog(d + "/ev", segments=4).entries()) == []
     finally:

@@ -6,7 +6,8 @@ saves) need MicroPython's ``vfs`` module and are skipped on CPython.
 import os
 
 from boards.nor_flash import NorFlash, PowerCut, BLOCK_SIZE
-from meter.store import Journal, JournalError, encode_record, decode_full, decode_record, encode_hot, decode_hot
+from meter.store import (Journal, JournalError, encode_record, decode_full, decode_record, encode_hot,
+                         decode_hot, TIME_MAX)
 
 
 from fsutil import tmpdir as _tmpdir, rmtree as _rmtree  # noqa: E402
@@ -51,13 +52,60 @@ def test_record_round_trip_and_crc():
 
 def test_hot_record_is_30_bytes_and_checked():
     h = encode_hot(0x01020304, (-5, 0, 2 ** 31 - 1, -2 ** 31, 0))
-    assert len(h) == 30 and h[:2] == b"PH" and h[2:6] == b"\x01\x02\x03\x04"
+    assert len(h) == 30 and h[:2] == b"PU" and h[2:6] == b"\x01\x02\x03\x04"
     assert decode_hot(h) == (0x01020304, (-5, 0, 2 ** 31 - 1, -2 ** 31, 0))
     bad = bytearray(h)
     bad[10] ^= 1
     assert decode_hot(bytes(bad)) is None and decode_hot(h[:29]) is None
-    raises(JournalError, encode_hot, 1, (0, 0, 0, 0, 2 ** 31))
     raises(JournalError, encode_hot, 1, (0, 0, 0, 0))
+    raises(JournalError, encode_hot, 1, (2 ** 31, 0, 0, 0, 0))
+
+
+def test_time_is_unsigned_32_bit_past_2038_to_2106():
+    # 2038-01-19T03:14:08Z (2**31) and 2040 fit; the last second is 2106-02-07T06:28:15Z
+    for t in (2 ** 31, 2208988800, TIME_MAX):
+        assert decode_hot(encode_hot(9, (1, 2, 3, -1, t))) == (9, (1, 2, 3, -1, t))
+        assert decode_full(encode_record(9, {"a": 1}, (1, 2, 3, -1, t)))[2] == (1, 2, 3, -1, t)
+    assert TIME_MAX == 2 ** 32 - 1
+    raises(JournalError, encode_hot, 1, (0, 0, 0, 0, 2 ** 32))
+    raises(JournalError, encode_hot, 1, (0, 0, 0, 0, -1))     # before 1970: refused, nothing written
+
+
+def _old_full(seq, obj, hot):
+    """A version 2 full record (time as signed 32-bit), as the firmware before wrote it."""
+    import binascii
+    import json
+    import struct
+    payload = json.dumps(obj).encode()
+    body = b"PJ" + struct.pack(">BIH", 2, seq, len(payload)) + payload + struct.pack(">5i", *hot)
+    return body + struct.pack(">I", binascii.crc32(body) & 0xFFFFFFFF)
+
+
+def _old_hot(seq, hot):
+    import binascii
+    import struct
+    body = b"PH" + struct.pack(">I", seq) + struct.pack(">5i", *hot)
+    return body + struct.pack(">I", binascii.crc32(body) & 0xFFFFFFFF)
+
+
+def test_records_of_the_earlier_format_are_read():
+    assert decode_full(_old_full(3, {"m": 1}, (5, 0, 7, -1, 1767225600))) == \
+        (3, {"m": 1}, (5, 0, 7, -1, 1767225600))
+    assert decode_hot(_old_hot(4, (6, 1, 8, 9, 1767225700))) == (4, (6, 1, 8, 9, 1767225700))
+    assert decode_hot(_old_hot(4, (6, 1, 8, 9, -5)))[1][4] == 0       # a time before 1970: 0
+    d = _tmpdir("jold")
+    try:
+        with open(d + "/s.b", "wb") as f:
+            f.write(_old_full(3, {"m": 1}, (5, 0, 7, -1, 1767225600)))
+        with open(d + "/s.ha", "wb") as f:
+            f.write(_old_hot(4, (4, 0, 9, -1, 1767225660)))
+        j = Journal(d + "/s")
+        assert j.load() == {"m": 1} and j.hot == (4, 0, 9, -1, 1767225660) and j.seq == 4
+        j.save({"m": 1}, (3, 0, 10, -1, 2 ** 31 + 5))              # a field upgrade goes on
+        j2 = Journal(d + "/s")
+        assert j2.load() == {"m": 1} and j2.hot == (3, 0, 10, -1, 2 ** 31 + 5) and j2.seq == 5
+    finally:
+        _rmtree(d)
 
 
 # -- journal on a plain filesystem ----------------------------------------------------------------

@@ -72,10 +72,35 @@ def test_sigterm_to_emulate_removes_its_temporary_directory():
 def test_config_show_on_a_fresh_emulator_shows_the_tariff_it_bills_at():
     e = Emulate()
     try:
-        r = meterctl("config", "show", "--port", e.info["DLMS serial port"], "--password", "12345678", "--json")
+        r = meterctl("config", "show", "--port", e.info["DLMS serial port"], "--client", "32", "--password", "00000000", "--json")
     finally:
         e.p.send_signal(signal.SIGINT)
         e.finish()
         e.kill()
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["tariff"] == {"rate": 650}      # paise/kWh: the emulator's flat rate
+
+
+def test_emulate_many_meters_prints_one_port_each_and_stops_on_ctrl_c():
+    p = subprocess.Popen([sys.executable, "-m", "host_tools.meterctl", "emulate", "--meters", "3"],
+                         cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        ports = {}
+        for line in p.stdout:                       # blocks until the list is out
+            if line.startswith("Stop with Ctrl-C"):
+                break
+            parts = line.split()
+            if len(parts) == 2 and parts[0].startswith("PPM"):
+                ports[parts[0]] = parts[1]
+        assert sorted(ports) == ["PPM0000001", "PPM0000002", "PPM0000003"], p.stderr.read()
+        for serial, port in ports.items():          # each port is its own meter
+            r = meterctl("get", "0.0.42.0.0.255", "2", "--port", port, "--json")
+            assert r.returncode == 0 and serial in r.stdout, r.stdout + r.stderr
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0 and "Traceback" not in err, (p.returncode, err)

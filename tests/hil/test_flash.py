@@ -185,12 +185,12 @@ def test_flash_unix_board_copies_verifies_and_answers_dlms(flashed, tmp_path):
     assert cfg["serial"] == SERIAL and cfg["passwords"] == secrets["passwords"]
     assert cfg["sts"]["decoder_key"] == secrets["decoder_key"]
     # the board boots from the flashed files on its own and answers with the provisioned serial,
-    # and the generated management password opens an LLS association
+    # and the generated reader password opens an LLS association (1 and 48 are HLS: test_hls_host)
     rig = unixboard.unix_rig(tmp_path / "rig", flash_dir, heap=HEAP)
     try:
         assert rig.firmware_dir == rig.state_dir == flash_dir.resolve()
         rig.start()
-        with DlmsClient(rig.port, client_sap=1, password=secrets["passwords"]["1"]) as c:
+        with DlmsClient(rig.port, client_sap=32, password=secrets["passwords"]["32"]) as c:
             assert bytes(c.get(1, "0.0.42.0.0.255", 2)[1]) == SERIAL.encode()
     finally:
         rig.stop()

@@ -10,7 +10,6 @@ object_list (readable ones read, the rest refused), the event log by block trans
 public writes denied. Frame addresses are checked with a wire tap.
 """
 import datetime
-import os
 
 import pytest
 from dlms_cosem import cosem, enumerations, exceptions, utils
@@ -23,6 +22,7 @@ from dlms_cosem.parsers import AssociationObjectListParser
 from dlms_cosem.protocol import xdlms
 from dlms_cosem.security import LowLevelSecurityAuthentication, NoSecurityAuthentication
 
+from interop_rig import make_rig
 from protocol import hdlc_client as hdlc
 from protocol import axdr_client as axdr
 
@@ -34,14 +34,6 @@ ASSOC = cosem.CosemAttribute(enumerations.CosemInterface.ASSOCIATION_LN, cosem.O
 EVENT_LOG = cosem.Obis(0, 0, 99, 98, 0)
 CLOCK = cosem.Obis(0, 0, 1, 0, 0)
 DISCONNECT = cosem.Obis(0, 0, 96, 3, 10)
-
-
-def make_rig(rig_factory, **kw):
-    fw = os.environ.get("METER_FIRMWARE_DIR")   # dev: run another build of the firmware
-    if fw:
-        kw.setdefault("firmware_dir", fw)
-        kw.setdefault("image", "mpy")
-    return rig_factory(sts=True, **kw)   # provisioned with an STS key: the token gateway is served
 
 
 class DeadlineSerialIO(SerialIO):

@@ -17,6 +17,7 @@ from gurux_dlms.enums import AccessMode, DataType, ObjectType
 from gurux_dlms.GXDLMSException import GXDLMSException
 from gurux_dlms.objects import GXDLMSClock, GXDLMSDisconnectControl, GXDLMSProfileGeneric
 
+from interop_rig import make_rig
 from gurux_peer import GuruxPeer
 from protocol import hdlc_client as hdlc
 
@@ -24,14 +25,6 @@ pytestmark = pytest.mark.hil
 
 PASSWORDS = {1: "12345678", 32: "00000000", 48: "ABCDEFGH"}
 ASSOCIATIONS = [(16, None), (32, "00000000"), (1, "12345678"), (48, "ABCDEFGH")]
-
-
-def make_rig(rig_factory, **kw):
-    fw = os.environ.get("METER_FIRMWARE_DIR")   # dev: run another build of the firmware
-    if fw:
-        kw.setdefault("firmware_dir", fw)
-        kw.setdefault("image", "mpy")
-    return rig_factory(sts=True, **kw)   # provisioned with an STS key: the token gateway is served
 
 
 class DarError(Exception):

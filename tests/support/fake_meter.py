@@ -93,7 +93,10 @@ class Meter:
         self.persisted += 1
 
     def set_clock(self, t):
+        if not 946684800 <= t <= 0xFFFFFFFF:      # meter.app: 2000-01-01 .. 2106-02-07
+            return False
         self.board.t = t
+        return True
 
     def top_up(self, paise, src):
         self.account.top_up(paise)

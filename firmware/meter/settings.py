@@ -1,0 +1,106 @@
+"""config.json and the tariff/policy profile of the meter (0.128.96.5.0.255), for ``meter.app``.
+
+``config(board)`` reads config.json (keys: docs/CONTRACTS.md "config.json"); ``profile_bytes``
+and ``apply_profile_bytes`` serve the profile object's attribute 2; ``apply_config`` validates a
+whole profile first and changes nothing when any field is refused (ConfigError(field, reason),
+also kept in ``meter.config_error``), then writes config.json, journals and applies.
+"""
+import json
+import os
+
+from meter.tariff import ConfigError
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_EV_CONFIG = const(21)        # meter.events
+
+
+def drop(name):
+    """Unload module ``name`` (e.g. "meter.profile", config validation, needed only while
+    parsing) to free its bytecode."""
+    import sys
+    import meter
+    sys.modules.pop(name, None)
+    try:
+        delattr(meter, name.split(".")[1])
+    except AttributeError:
+        pass
+
+
+def config(board):
+    """config.json as a dict ({} if missing or unreadable)."""
+    try:
+        with open(board.path("config.json")) as f:
+            cfg = json.load(f)
+        return cfg if isinstance(cfg, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def profile_bytes(meter):
+    """The profile in force as compact JSON (0.128.96.5.0.255 attr 2): the profile fields of
+    config.json, defaults for payment_mode, control_mode, credit_unit and tz_minutes."""
+    c = config(meter.board)
+    out = {}
+    for k, v in (("name", None), ("tariff", None), ("policy", None), ("limiter", None),
+                 ("payment_mode", 2), ("control_mode", 5), ("credit_unit", 0),
+                 ("tz_minutes", 330)):
+        v = c.get(k, v)
+        if v is not None:
+            out[k] = v
+    return json.dumps(out).encode()
+
+
+def apply_profile_bytes(meter, data):
+    """SET of 0.128.96.5.0.255 attr 2: JSON profile bytes -> True if applied; False if
+    refused, with "field: reason" in ``meter.config_error`` (served by 0.128.96.5.1.255)."""
+    try:
+        new = json.loads(bytes(data).decode())
+    except (ValueError, UnicodeError):
+        meter.config_error = "profile: not JSON"
+        return False
+    if not isinstance(new, dict):
+        meter.config_error = "profile: not a JSON object"
+        return False
+    try:
+        apply_config(meter, new)
+    except ConfigError:
+        return False
+    return True
+
+
+def apply_config(meter, new):
+    """Apply a profile (dict, keys of meter.profile.PROFILE_KEYS). Order: validate it whole (a
+    bad one raises ConfigError and nothing changes), write config.json (an OSError leaves the
+    meter as it was), switch to it, journal with its event. Running counters carry over."""
+    from meter.profile import check_profile, build
+    try:
+        check_profile(new)
+        cfg = config(meter.board)
+        cfg.update(new)
+        cfg.pop("about", None)
+        tariff, policy = build(cfg)
+    except ConfigError as e:
+        meter.config_error = "%s: %s" % (e.field, e.reason)
+        raise
+    finally:
+        drop("meter.profile")
+    tariff.carry_from(meter.tariff)
+    policy.carry_from(meter.policy)
+    tmp = meter.board.path("config.tmp")
+    with open(tmp, "w") as f:
+        json.dump(cfg, f)
+    os.rename(tmp, meter.board.path("config.json"))
+    meter.tariff, meter.policy = tariff, policy
+    meter.config_error = ""
+    meter.tz_minutes = cfg.get("tz_minutes", 330)
+    a = meter.account
+    a.payment_mode = cfg.get("payment_mode", 2)
+    a.unit = 1 if cfg.get("credit_unit") else 0
+    meter.dc.set_mode(cfg.get("control_mode", 5))
+    meter.evaluate()
+    meter.persist((_EV_CONFIG, "profile %s applied" % cfg.get("name", "?"), "profile"))

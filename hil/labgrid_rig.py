@@ -1,0 +1,99 @@
+"""`LabgridRig`: the `hil.rig.Rig` interface on a labgrid target carrying a `MeterBoardDriver`.
+
+The same HIL tests run on a board farm unchanged: ``pytest --rig labgrid --lg-env env.yaml``
+(with ``--lg-coordinator`` / ``LG_COORDINATOR`` for a remote place). What the rig can do follows
+the target's wiring: ``dlms`` always; ``relay`` read back over DLMS (the disconnect control's
+output_state, IC 70 0.0.96.3.10.255 attribute 2); ``power_cut`` with a power driver bound.
+Load, clock and telemetry need the emulated board's control channel: tests needing them skip.
+"""
+import threading
+import time
+
+from .rig import Rig, RigError, RigTimeout
+
+__all__ = ["LabgridRig"]
+
+DISCONNECT_CONTROL = (70, "0.0.96.3.10.255", 2)
+
+
+class LabgridRig(Rig):
+    """A meter board behind a labgrid ``target`` (see the module docstring).
+
+    Args:
+        target: a labgrid Target with a ``MeterBoardDriver`` (and optionally a
+            ``MeterStrategy``, which is brought to "on"; else the driver is activated and
+            the supply, if switchable, switched on).
+        password: management LLS password (None: the driver's ``password``).
+        poll_s: interval of the DLMS relay read-back in `wait_relay`.
+
+    Raises RigError if the board does not answer DLMS.
+    """
+
+    def __init__(self, target, password=None, poll_s=0.25):
+        from . import labgrid_driver  # noqa: F401 - registers the driver classes
+        self.target = target
+        self.driver = target.get_driver("MeterBoardDriver", activate=False)
+        self.management_password = password or self.driver.password
+        self.poll_s = float(poll_s)
+        caps = {"dlms", "relay"}
+        if self.driver.power is not None:
+            caps.add("power_cut")
+        self.capabilities = frozenset(caps)
+        try:
+            strategy = target.get_driver("MeterStrategy")
+        except Exception:  # noqa: BLE001 - labgrid's NoDriverFoundError: no strategy configured
+            strategy = None
+        try:
+            if strategy is not None:
+                strategy.transition("on")
+            else:
+                target.activate(self.driver)
+                if self.driver.power is not None:
+                    self.driver.set_power(True)
+                self.driver.wait_ready()
+        except Exception as e:
+            raise RigError("labgrid target %s not ready: %s" % (target.name, e)) from e
+
+    @property
+    def port(self):
+        """The DLMS UART as a pyserial port string (device path or rfc2217:// URL)."""
+        return self.driver.dlms_url
+
+    def _client(self):
+        from host_tools.client import DlmsClient
+        return DlmsClient(self.port, client_sap=1, password=self.management_password)
+
+    def relay_closed(self):
+        """The disconnect control's output_state read over DLMS (True: load connected)."""
+        with self._client() as c:
+            return bool(c.get(*DISCONNECT_CONTROL)[1])
+
+    def wait_relay(self, closed, timeout=10.0):
+        """Read the relay over DLMS every ``poll_s`` until it is ``closed``; RigTimeout."""
+        deadline = time.monotonic() + timeout
+        wait = threading.Event()
+        while True:
+            if self.relay_closed() is bool(closed):
+                return
+            if time.monotonic() >= deadline:
+                raise RigTimeout("relay not %s after %.1f s (labgrid target %s)"
+                                 % ("closed" if closed else "open", timeout, self.target.name))
+            # a board on a farm gives no event to wait on: read it back at an interval
+            wait.wait(self.poll_s)
+
+    def power_cut(self):
+        """Switch the supply off through the target's power driver."""
+        self.require("power_cut")
+        self.driver.set_power(False)
+
+    def power_on(self, timeout=None):
+        """Switch the supply on and wait until the meter answers DLMS (RigTimeout)."""
+        self.require("power_cut")
+        self.driver.set_power(True)
+        try:
+            self.driver.wait_ready(timeout)
+        except TimeoutError as e:
+            raise RigTimeout(str(e)) from e
+
+    def stop(self):
+        """Leave the board as it is (the place stays acquired until labgrid-client release)."""

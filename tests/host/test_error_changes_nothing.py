@@ -1,0 +1,172 @@
+"""An error answer means nothing changed, for every SET and ACTION of the meter: meter.cosem over
+meter.app.Meter (the real device code on CPython, a plain directory as its filesystem). Each
+refused request is answered with its result and leaves credit, clock, time zone, relay mode,
+journal, event log, config.json and policy as they were; a failed journal write too."""
+import json
+
+from meter.store import TIME_MAX
+
+from fsutil import tmpdir as _tmpdir, rmtree as _rmtree  # noqa: E402
+
+T0 = 1767225600                       # 2026-01-01T00:00:00Z
+
+
+class Board:
+    """What meter.app.Meter uses of a board, on a plain directory."""
+    persist_wh = 10
+    reset_cause = "power"
+    poll_ms = 200
+
+    def __init__(self, d, config=None):
+        self.d = d
+        self.t = T0
+        self.lines = []
+        if config is not None:
+            with open(d + "/config.json", "w") as f:
+                json.dump(config, f)
+
+    def path(self, name):
+        return self.d + "/" + name
+
+    def time(self):
+        return self.t
+
+    def set_time(self, t):
+        self.t = t
+
+    def report(self, line):
+        self.lines.append(line)
+
+    def relay(self, on):
+        pass
+
+    def wdt_feed(self):
+        pass
+
+    def ticks_ms(self):
+        return 0
+
+
+class Ctx:
+    role = 2
+    client = 1
+    server = 1
+    conformance = 0xFFFFFF
+    max_pdu = 0xFFFF
+    mechanism = 1
+
+
+def _meter(d, config=None):
+    from meter.app import Meter
+    m = Meter(Board(d, config))
+    m.persist()
+    return m
+
+
+def _state(m):
+    cfg = None
+    try:
+        with open(m.board.path("config.json")) as f:
+            cfg = f.read()
+    except OSError:
+        pass
+    return (m.account.state(), m.board.time(), m.tz_minutes, m.dc.control_mode, m.dc.control_state,
+            m.journal.seq, m.event_log.count(), list(m.event_log.entries()), cfg, m.config_error,
+            m.policy.state())
+
+
+def _dt(y, mo, d, hh=0, mi=0, ss=0):
+    from protocol import axdr
+    return axdr.Writer().octet_string(axdr.datetime_bytes(y, mo, d, hh, mi, ss, 0, 0, 0)).getvalue()
+
+
+def _w():
+    from protocol import axdr
+    return axdr.Writer()
+
+
+CLOCK = b"\x00\x00\x01\x00\x00\xff"
+CREDIT = b"\x00\x00\x13\x0a\x00\xff"
+DC = b"\x00\x00\x60\x03\x0a\xff"
+ACCOUNT = b"\x00\x00\x13\x00\x00\xff"
+PROFILE = b"\x00\x80\x60\x05\x00\xff"
+
+
+def test_every_refused_set_and_action_changes_nothing():
+    from meter import cosem
+    d = _tmpdir("aud")
+    try:
+        m = _meter(d)
+        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(5000).getvalue()))[0] == 0
+        m.board.t = 946684800 + 60                              # 2000-01-01T00:01:00Z
+        m.persist()
+        sets = [
+            ((8, CLOCK, 2), _dt(1969, 12, 31, 23, 59, 59), 250),      # before 2000: other-reason
+            ((8, CLOCK, 2), _dt(1999, 12, 31, 23, 59, 59), 250),
+            ((8, CLOCK, 2), _dt(2106, 2, 7, 6, 28, 16), 250),          # after 2106-02-07T06:28:15Z
+            ((8, CLOCK, 2), _dt(2200, 1, 1), 250),
+            ((8, CLOCK, 2), _w().double_long_unsigned(5).getvalue(), 12),   # not a date-time
+            ((8, CLOCK, 3), _w().long(900).getvalue(), 12),            # time zone out of range
+            ((70, DC, 4), _w().enum(9).getvalue(), 250),               # no such control mode
+            ((70, DC, 4), _w().unsigned(1).getvalue(), 12),
+            ((111, ACCOUNT, 2), _w().structure(2).enum(3).enum(1).getvalue(), 250),
+            ((1, PROFILE, 2), _w().octet_string(b"{not json").getvalue(), 250),
+            ((1, PROFILE, 2), _w().octet_string(b"[1, 2]").getvalue(), 250),
+            ((1, PROFILE, 2), _w().octet_string(b'{"payment_mode": 7}').getvalue(), 250),
+            ((1, PROFILE, 2), _w().octet_string(b'{"tariff": {"slabs": []}}').getvalue(), 250),
+            ((1, PROFILE, 2), _w().octet_string(b'{"no_such_key": 1}').getvalue(), 250),
+        ]
+        for (ic, ln, attr), value, dar in sets:
+            before = _state(m)
+            got = cosem.put(m, Ctx(), (ic, ln, attr, None, None), value)
+            assert got == dar, (ic, attr, value, got)
+            after = _state(m)
+            assert after[:9] == before[:9] and after[10] == before[10], (ic, attr, value)
+        actions = [
+            ((112, CREDIT, 1), _w().double_long(2 ** 30).getvalue(), 250),        # credit overflow
+            ((112, CREDIT, 1), _w().double_long_unsigned(2 ** 32 - 1).getvalue(), 250),
+            ((112, CREDIT, 1), _w().double_long(0).getvalue(), 250),
+            ((112, CREDIT, 1), _w().double_long(-5).getvalue(), 250),
+            ((112, CREDIT, 1), _w().octet_string(b"5").getvalue(), 12),
+            ((8, CLOCK, 6), _w().long(-900).getvalue(), 250),     # shift before 2000-01-01
+            ((8, CLOCK, 6), _w().long(1000).getvalue(), 12),      # beyond the +-900 s of shift_time
+        ]
+        for (ic, ln, meth), value, res in actions:
+            before = _state(m)
+            got = cosem.act(m, Ctx(), (ic, ln, meth, None, value))[0]
+            assert got == res, (ic, meth, value, got)
+            assert _state(m) == before, (ic, meth, value)
+        # and the accepted ones do change what they say
+        assert cosem.put(m, Ctx(), (8, CLOCK, 2, None, None), _dt(2038, 1, 19, 3, 14, 8)) == 0
+        assert m.board.time() == 2 ** 31 and m.journal.hot[4] == 2 ** 31
+        assert cosem.put(m, Ctx(), (8, CLOCK, 2, None, None), _dt(2106, 2, 7, 6, 28, 15)) == 0
+        assert m.board.time() == TIME_MAX
+        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(100).getvalue()))[0] == 0
+        assert m.account.credit == 5100
+    finally:
+        _rmtree(d)
+
+
+def test_a_failed_journal_write_leaves_the_state_as_it_was():
+    from meter import cosem
+    d = _tmpdir("aud")
+    try:
+        m = _meter(d)
+        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(5000).getvalue()))[0] == 0
+        save = m.journal.save
+
+        def broken(*a, **k):
+            raise OSError(28)        # no space left
+        m.journal.save = broken
+        before = _state(m)
+        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(700).getvalue()))[0] == 1
+        assert cosem.put(m, Ctx(), (8, CLOCK, 2, None, None), _dt(2040, 1, 1)) == 1
+        assert cosem.put(m, Ctx(), (8, CLOCK, 3, None, None), _w().long(-60).getvalue()) == 1
+        assert cosem.put(m, Ctx(), (111, ACCOUNT, 2, None, None),
+                         _w().structure(2).enum(1).enum(1).getvalue()) == 1
+        assert _state(m) == before                 # credit, clock, time zone, payment mode, log
+        m.journal.save = save
+        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(700).getvalue()))[0] == 0
+        assert m.account.credit == 5700
+    finally:
+        _rmtree(d)
