@@ -3,7 +3,8 @@
 Prints, for code deployed as ``.mpy`` files (imported into RAM) and as a ROMFS image (bytecode
 runs in place; on the unix port the image buffer itself sits in the heap, so the rig adds its
 size to ``-X heapsize`` and it is reported apart), for three meter configs (default; STS EA07
-provisioned; HLS keys provisioned with client 48 on HLS-GMAC; both, as the HLS tests run it; with ``hil.identity``'s test
+provisioned; HLS-GMAC with ciphered APDUs provisioned (the top-up over it); both, as the HLS
+tests run it; with ``hil.identity``'s test
 identity):
 
 1. the smallest heap (``-X heapsize``, 2 KiB resolution) at which the HIL core scenario
@@ -35,21 +36,21 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "firmware")]
 
 from host_tools.build import cached_build, cached_romfs  # noqa: E402
-from host_tools.client import DlmsClient  # noqa: E402
+from host_tools.client import DlmsClient, HlsKeys  # noqa: E402
 from hil import EmulatedRig, RigError, find_micropython, identity  # noqa: E402
 from hil.env import find_vm32, vm32_path, wheel_micropython  # noqa: E402
 
-MGMT = dict(client_sap=1, password="12345678")
+MGMT = {"password": "12345678"}
 ESP32_HEAP = 56 * 1024
-# (name, config.json overrides, STS tables installed): hil.identity's test identity
+HLS = {"hls": HlsKeys(identity.GUEK, identity.GAK, identity.CLIENT_TITLE)}
+# (name, config.json overrides, STS tables installed, the top-up client's keys): hil.identity's
+# test identity; HLS: client 1 on HLS-GMAC with ciphered APDUs, as the HLS tests run it
 CONFIGS = [
-    ("default", None, False),
-    ("STS EA07", lambda: {"sts": identity.sts_config()}, True),
-    # HLS keys provisioned, client 48 on HLS-GMAC: the security code loaded (the core scenario's
-    # client 1 stays on LLS: host_tools.client has no HLS)
-    ("HLS", lambda: {"security": identity.security_config(mech={"1": 1, "48": 5})}, False),
-    ("STS+HLS", lambda: {"sts": identity.sts_config(),
-                         "security": identity.security_config(mech={"1": 1, "48": 5})}, True),
+    ("default", None, False, MGMT),
+    ("STS EA07", lambda: {"sts": identity.sts_config()}, True, MGMT),
+    ("HLS", lambda: {"security": identity.security_config()}, False, HLS),
+    ("STS+HLS", lambda: {"sts": identity.sts_config(), "security": identity.security_config()},
+     True, HLS),
 ]
 # import order for the per-module figures (dependencies first)
 MODULES = ["protocol.crc", "protocol.obis", "protocol.civil", "protocol.axdr", "protocol.hdlc",
@@ -62,16 +63,17 @@ MODULES = ["protocol.crc", "protocol.obis", "protocol.civil", "protocol.axdr", "
            "meter.app", "boards.unix"]
 
 
-def top_up(rig, paise):
-    with DlmsClient(rig.port, **MGMT) as c:
+def top_up(rig, paise, keys=MGMT):
+    with DlmsClient(rig.port, client_sap=1, **keys) as c:
         res, _ = c.action(112, "0.0.19.10.0.255", 1, b"\x05" + paise.to_bytes(4, "big", signed=True))
     return res
 
 
-def core_scenario(rig):
-    """Boot (done), top up Rs 20.00, drain at 2 kW until the relay opens. Raises on failure."""
+def core_scenario(rig, keys=MGMT):
+    """Boot (done), top up Rs 20.00 (client 1 with ``keys``), drain at 2 kW until the relay
+    opens. Raises on failure."""
     rig.wait_relay(False)
-    if top_up(rig, 2000) != 0:
+    if top_up(rig, 2000, keys) != 0:
         raise RigError("top-up refused")
     rig.wait_relay(True)
     rig.set_load(2000)
@@ -87,14 +89,14 @@ def run(mp, heap, image, conf, workroot, steady=False):
     (ok, (alloc, free) or None, romfs bytes, reason)."""
     work = tempfile.mkdtemp(dir=workroot)
     rig = None
-    _, config, sts = conf
+    _, config, sts, keys = conf
     try:
         rig = EmulatedRig(work, heap=heap, image=image, config=config() if config else None,
                           start=False, boot_timeout=20, micropython=mp)
         if sts:
             identity.install_tables(rig.state_dir)
         rig.start()
-        core_scenario(rig)
+        core_scenario(rig, keys)
         m = rig.mem() if steady else None
         return True, m, rig.romfs_bytes, ""
     except Exception as e:  # MemoryError in the firmware shows as a RigError with the log tail

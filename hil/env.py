@@ -14,7 +14,8 @@ A path that is given (1-3) but is not an executable file is an error, not a fall
 
 The 32-bit VM (issue 17): ``../shared/micropython32/bin/micropython-32`` beside the checkout
 (or ``METER_VM32``: `vm32_path`, `find_vm32`) is a static i386 build of the same MicroPython, whose objects are as
-wide as an ESP32's; ``make test`` runs the HIL tier on it at ESP32's 56 KiB when it is there.
+wide as an ESP32's; ``make test`` runs the HIL tier on it (at `VM32_HEAP`, on the way to
+ESP32's 56 KiB, `ESP32_HEAP`) when it is there.
 `wheel_micropython` is the 64-bit wheel whatever was chosen (the flash tests need it: mpremote's
 raw-REPL reconnect fails on the VM).
 """
@@ -28,15 +29,18 @@ from host_tools.firmware_src import ROOT
 
 from .rig import RigError
 
-__all__ = ["REPO_ROOT", "MICROPYTHON_ENV", "VM32_ENV", "VM32_HEAP", "find_micropython", "set_micropython",
-           "using_micropython", "wheel_micropython", "vm32_path", "find_vm32", "heap_bytes", "lock_workdir",
-           "merge_config"]
+__all__ = ["REPO_ROOT", "MICROPYTHON_ENV", "VM32_ENV", "VM32_HEAP", "ESP32_HEAP",
+           "find_micropython", "set_micropython", "using_micropython", "wheel_micropython",
+           "vm32_path", "find_vm32", "heap_bytes", "lock_workdir", "merge_config"]
 
 REPO_ROOT = ROOT
 MICROPYTHON_ENV = "METER_MICROPYTHON"
 
 VM32_ENV = "METER_VM32"
-VM32_HEAP = "56k"   # ESP32's starting heap: what the HIL tier gets on the 32-bit VM
+ESP32_HEAP = "56k"  # ESP32's starting heap: the goal for the HIL tier on the 32-bit VM (issue 17)
+# What the HIL tier gets on the 32-bit VM today: main's default-config meter needs ~60k since the
+# audit trail (48.4 KiB steady state); lower it to ESP32_HEAP as cuts land (docs/MEMORY.md).
+VM32_HEAP = "64k"
 
 _chosen = [None]  # set_micropython's path (the pytest option), else None
 

@@ -16,11 +16,12 @@ Options:
     --modbus-port PATH     bench: USB-RS485 adapter for the PZEM emulator
     --power-cmd CMD        bench: shell command switching the supply ({state} = on/off)
     --heap SIZE            emulated: MicroPython heap, e.g. 190k (ESP32: 56k); default 190k,
-                           56k on the 32-bit VM chosen by --vm32
+                           VM32_HEAP on the 32-bit VM chosen by --vm32
     --micropython PATH     emulated: the MicroPython unix port to run (any build)
     --vm32                 emulated: run on the 32-bit VM (hil.env.vm32_path, ../shared beside
-                           the checkout) at ESP32's 56k when it is there, else on the 64-bit
-                           wheel at 190k with one notice line (``make test`` passes it)
+                           the checkout) at hil.env.VM32_HEAP (64k today; the goal is ESP32's
+                           56k) when it is there, else on the 64-bit wheel at 190k with one
+                           notice line (``make test`` passes it)
     --hil-timeout SECONDS  a HIL test (not marked slow) still running after this fails with a
                            timeout instead of hanging, e.g. on a meter out of memory (default 300;
                            0: none)
@@ -41,7 +42,7 @@ Markers:
     @pytest.mark.needs("power_cut", ...)  skip (with the reason) when the rig lacks a capability
                                           (names: hil.rig.CAPABILITIES)
     @pytest.mark.hil                      added to every test that uses a rig
-    @pytest.mark.heap32(SIZE, WHY)        a test that does not fit ESP32's 56k yet: on --vm32's VM
+    @pytest.mark.heap32(SIZE, WHY)        a test that does not fit VM32_HEAP yet: on --vm32's VM
                                           (without --heap) its rigs get SIZE; the run ends with
                                           one line counting them (docs/MEMORY.md "32-bit")
 
@@ -53,13 +54,13 @@ import pytest
 
 from .bench import BenchRig
 from .emulated import EmulatedRig
-from .env import (MICROPYTHON_ENV, VM32_HEAP, find_micropython, find_vm32, set_micropython,
-                  vm32_path)
+from .env import (ESP32_HEAP, MICROPYTHON_ENV, VM32_HEAP, find_micropython, find_vm32,
+                  set_micropython, vm32_path)
 from .rig import CAPABILITIES, RigError
 
 _RIGS_KEY = "_hil_rigs"
 _WHEEL_HEAP = "190k"
-# the session's default heap, its notice line, whether it is --vm32's 56k (then a test's heap32
+# the session's default heap, its notice line, whether it is --vm32's VM32_HEAP (then a test's heap32
 # marker applies) and the tests that ran above it (counted from the reports: xdist-proof)
 _state = {"heap": _WHEEL_HEAP, "notice": None, "vm32": False, "raised": {}}
 RIG_KINDS = ("emulated", "bench", "labgrid", "pico")
@@ -101,7 +102,7 @@ def pytest_configure(config):
         "markers", "needs(*capabilities): skip unless the rig has them (hil.rig.CAPABILITIES)")
     config.addinivalue_line(
         "markers", "heap32(size, why): the heap this test needs on the 32-bit VM while it does "
-                   "not fit ESP32's 56k (used on --vm32 without --heap)")
+                   "not fit hil.env.VM32_HEAP (used on --vm32 without --heap)")
     path = _choose_vm(config)
     if path:
         set_micropython(path)
@@ -123,7 +124,7 @@ def _lg_env(config):
 
 def _choose_vm(config):
     """The binary the options name (None: find_micropython's default) and the session's heap:
-    ``--vm32`` picks the 32-bit VM at 56k, or leaves a notice line when it is missing."""
+    ``--vm32`` picks the 32-bit VM at VM32_HEAP, or leaves a notice line when it is missing."""
     path = config.getoption("--micropython")
     heap = config.getoption("--heap")
     _state.update(heap=heap or _WHEEL_HEAP, notice=None, vm32=False, raised={})
@@ -131,7 +132,8 @@ def _choose_vm(config):
         path = find_vm32()
         if path:
             _state.update(heap=heap or VM32_HEAP, vm32=not heap)
-            _state["notice"] = "HIL on the 32-bit VM %s, heap %s" % (path, _state["heap"])
+            _state["notice"] = ("HIL on the 32-bit VM %s, heap %s (ESP32: %s, docs/MEMORY.md)"
+                                % (path, _state["heap"], ESP32_HEAP))
         else:
             _state["notice"] = ("HIL on the 64-bit wheel at %s: 32-bit VM not found at %s"
                                 % (_state["heap"], vm32_path()))
@@ -149,8 +151,8 @@ def pytest_report_header(config):
 
 
 def default_heap(node=None):
-    """The heap (str, e.g. "56k") a rig gets when the test names none: ``--heap``, else 56k on
-    ``--vm32``'s VM (or the SIZE of ``node``'s heap32 marker), else 190k."""
+    """The heap (str, e.g. "56k") a rig gets when the test names none: ``--heap``, else VM32_HEAP
+    on ``--vm32``'s VM (or the SIZE of ``node``'s heap32 marker), else 190k."""
     m = node.get_closest_marker("heap32") if node is not None and _state["vm32"] else None
     if m is None:
         return _state["heap"]
@@ -166,7 +168,7 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """``--vm32``: the notice again, and the tests that ran above 56k (heap32), one line."""
+    """``--vm32``: the notice again, and the tests that ran above VM32_HEAP (heap32), one line."""
     raised = _state["raised"]
     if _state["notice"]:
         terminalreporter.write_line(_state["notice"])

@@ -194,7 +194,7 @@ def _image(rig):
     return hashlib.sha256(rig.flash_image.read_bytes()).hexdigest(), sum(rig.flash_wear())
 
 
-@pytest.mark.heap32("66k", "with-list flood: working room above the steady state")
+@pytest.mark.heap32("70k", "with-list flood: working room above the steady state")
 def test_with_list_flood_answered_without_memory_error_or_flash_write(wire_factory, capsys):
     w = wire_factory(flash={"blocks": 64, "seed": 1})
     rig = w.rig
@@ -222,7 +222,7 @@ def test_with_list_flood_answered_without_memory_error_or_flash_write(wire_facto
               % (blocks, base, alloc))
 
 
-@pytest.mark.heap32("82k", "longest requests: a 2 KiB contiguous block in a fragmented heap")
+@pytest.mark.heap32("86k", "longest requests: a 2 KiB contiguous block in a fragmented heap")
 def test_longest_requests_of_every_type_are_answered(wire_factory):
     """SET and ACTION with the longest data the link reassembles (1,100 bytes: an array of
     ~1,000 elements), GET of the event log, a 100-item with-list: each gets its answer."""
