@@ -47,7 +47,7 @@ def credit(rig, kf):
     return json.loads(ok("read", "-p", rig.port, "--auth", "hls", "--key-file", kf, "--json").output)
 
 
-@pytest.mark.heap32("78k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
+@pytest.mark.heap32("90k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_read_credit_topup_relay_over_hls(rig_factory, tmp_path):
     rig = hls_rig(rig_factory)
     kf = keyfile(tmp_path)
