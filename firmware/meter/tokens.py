@@ -8,8 +8,8 @@ meter's side (``Meter.enter_token``): it applies the returned action to the acco
 """
 import time
 
-from protocol import sts
-from protocol.sts import StsError
+from protocol import sts_core as sts
+from protocol.sts_core import StsError
 
 try:
     from micropython import const

@@ -144,6 +144,7 @@ def test_bad_input_does_not_stop_the_meter(rig):
         assert c.get(1, "0.0.42.0.0.255", 2)[1] == b"PPM0000001"
 
 
+@pytest.mark.heap32("70k", "object list and event log reads: working room above the steady state")
 def test_meterctl_events_and_objects(rig):
     import json
     from click.testing import CliRunner

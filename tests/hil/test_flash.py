@@ -19,14 +19,25 @@ from host_tools import vend
 from host_tools.client import DlmsClient
 from host_tools.meterctl import flash as cmd_flash
 from host_tools.meterctl import unixboard
+from hil import env
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SERIAL = "PPM0000042"
 # Heap of the emulated board booted after flashing. The provisioned meter loads the EA07 tables
 # (STS); at the time of writing that needs more than the RP2040's 190k on the unix port
 # as .mpy files (bench/bench_heap.py: ~248 KiB today). Flashing itself
-# does not depend on it.
+# does not depend on it. These tests run the 64-bit wheel whatever --micropython / --vm32 chose
+# (mpremote's raw-REPL reconnect fails on the 32-bit VM, see its README), so the figure is the
+# wheel's for .mpy files, not a board's.
 HEAP = "320k"
+
+
+@pytest.fixture(autouse=True)
+def _wheel(monkeypatch):
+    """The flash tests' boards run the 64-bit ``micropython`` wheel (see HEAP)."""
+    monkeypatch.delenv(env.MICROPYTHON_ENV, raising=False)
+    with env.using_micropython(env.wheel_micropython()):
+        yield
 
 
 # --------------------------------------------------------------------------- board checks
