@@ -16,12 +16,14 @@ from hil.env import find_vm32, vm32_path
 KIB = 1024
 # config name -> (config.json overrides, STS tables installed, budget in bytes)
 BUDGETS = {
-    "default": (None, False, int(49.5 * KIB)),      # 48.4 KiB (issue 17, after the audit trail)
-    "sts": ({"sts": identity.sts_config()}, True, int(56.5 * KIB)),          # 55.2
-    "hls": ({"security": identity.security_config()}, False, int(55.5 * KIB)),   # 54.2
-    # 61.0; at 1261 interned names a 7th qstr pool (1280 entries): +8.8 KiB at once
+    # measured at the merge of the link window, metering faults and the attack soak: default 49.4 KiB,
+    # STS 56.1, HLS 55.2, STS+HLS 61.9 (it was 48.4 / 55.2 / 54.2 / 61.0 at the audit trail)
+    "default": (None, False, int(50.5 * KIB)),
+    "sts": ({"sts": identity.sts_config()}, True, int(57.0 * KIB)),
+    "hls": ({"security": identity.security_config()}, False, int(56.5 * KIB)),
+    # at 1261 interned names a 7th qstr pool (1280 entries): +8.8 KiB at once
     "sts+hls": ({"sts": identity.sts_config(), "security": identity.security_config()}, True,
-                62 * KIB),
+                63 * KIB),
 }
 
 
