@@ -196,3 +196,21 @@ def test_key_change_keeping_krn_needs_no_new_krn():
 def test_lockout_message_says_how_long():
     from host_tools.meterctl.topup import REASON_TEXT
     assert "10 s" in REASON_TEXT["locked_out"] and "wait and retry" not in REASON_TEXT["locked_out"]
+
+
+# -- second new-user pass (issue 14 acceptance, H22) ----------------------------------------
+
+def test_port_lock_file_is_removed_on_release_and_never_made_for_a_missing_port(tmp_path, monkeypatch):
+    from host_tools import portlock
+    monkeypatch.setenv("METERCTL_STATE_DIR", str(tmp_path / "state"))
+    port = tmp_path / "tty0"
+    port.write_text("")                                    # a port that exists
+    with portlock.hold(str(port), "one"):
+        with portlock.hold(str(port), "nested"):
+            pass
+        assert os.path.exists(portlock.lock_path(str(port)))   # still held by the outer hold
+    assert not os.path.exists(portlock.lock_path(str(port)))   # last release removes it
+    with portlock.hold(str(tmp_path / "no-such-tty"), "two"):
+        pass
+    ports = tmp_path / "state" / "ports"
+    assert not ports.exists() or list(ports.iterdir()) == []
