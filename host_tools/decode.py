@@ -50,7 +50,7 @@ def parse_hex_lines(text):
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0]
-        if line.startswith("meterctl:") or line.strip() == "interrupted":
+        if line.startswith("meterctl:") or line.strip().startswith("interrupted"):
             continue
         line = _TRACE_PREFIX.sub("", line)
         line = _LINE_PREFIX.sub("", line)

@@ -43,16 +43,21 @@ for _cmd in COMMANDS:
     meterctl.add_command(_cmd)
 
 
+FLASH_INTERRUPTED = "interrupted: the board may be half written: run the same command again"
+
+
 def main(argv=None):
     """Run meterctl on ``argv`` (default ``sys.argv[1:]``); exits with its exit code.
 
     Like click's standalone mode, except that Ctrl-C anywhere (also in commands that do not go
-    through ``common.run``, e.g. ``flash``) is one line "interrupted" and exit code 130, not
+    through ``common.run``, e.g. ``flash``) is one line "interrupted: <what happened>" and exit code 130, not
     click's "Aborted!" and 1."""
     try:
         rv = meterctl.main(args=argv, prog_name="meterctl", standalone_mode=False)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo("interrupted", err=True)
+        words = sys.argv[1:] if argv is None else argv
+        click.echo(FLASH_INTERRUPTED if words[:1] in (["flash"], ["provision"]) else
+                   "interrupted: nothing was sent", err=True)
         sys.exit(130)
     except click.ClickException as e:
         e.show()

@@ -123,7 +123,8 @@ def _output(code, cols, n, table, csv_path, as_json):
 
 
 @click.command("events")
-@link_options(write=False)
+@link_options(write=False, client_help="Default 32 (the meter reader, LLS: give its --password); 1 "
+                                       "(management) with --auth hls.")
 @click.option("--log", "log", type=click.Choice(sorted(LOGS)), default=None,
               help="Audit-trail category to read (IS 15959 event logs 0.0.99.98.x.255): all events "
                    "(the default), power, transaction, other, tamper (cover, failed logins, lock-outs) "
@@ -138,7 +139,7 @@ def events(log, code, from_entry, to_entry, since, until, csv_path, **kw):
     """Read an event log / profile (IC 7 buffer) by block transfer, with a progress bar.
 
     The buffer is not public: the default client is the meter reader 32 (LLS), so give its
-    --password (or a management client's).
+    --password; with --auth hls (--key-file/--meter) the default is the management client 1.
 
     \b
       meterctl events -p /dev/pts/5 --password 00000000

@@ -214,3 +214,62 @@ def test_port_lock_file_is_removed_on_release_and_never_made_for_a_missing_port(
         pass
     ports = tmp_path / "state" / "ports"
     assert not ports.exists() or list(ports.iterdir()) == []
+
+
+def test_rejection_says_what_to_do_hls_needed_locked_or_wrong_password():
+    from host_tools.client import AssociationRejected
+    from host_tools.meterctl.common import rejection_text
+    hls = rejection_text(AssociationRejected(2, 1), 1, hls=False)          # LLS to an HLS client
+    assert "client 1 needs HLS here (ciphered context): add --auth hls --key-file FILE or --meter SERIAL" in hls
+    assert "needs HLS" in rejection_text(AssociationRejected(11, 1), 48, hls=False)
+    locked = rejection_text(AssociationRejected(13, 2), 32, hls=False)
+    assert ("rejected (transient): this client (32) is locked out after failed logins; retry in a little "
+            "while (the lock doubles with each further failure)") in locked
+    wrong = rejection_text(AssociationRejected(13, 1), 32, hls=False)
+    assert "(permanent)" in wrong and "wrong password" in wrong and "locked" not in wrong
+
+
+@pytest.mark.parametrize("args, write, sap", [
+    ((), False, 16), (("--password", "00000000"), False, 32), (("--auth", "hls", "--key-file", "K"), False, 1),
+    (("--password", "12345678"), True, 1), (("--client", "48", "--password", "x"), False, 48)])
+def test_a_secret_without_client_picks_the_documented_authenticated_client(args, write, sap, tmp_path):
+    from host_tools.meterctl.common import make_client
+    key_file = tmp_path / "k.json"
+    from hil import identity
+    identity.write_key_file(key_file)
+    kw = {"port": "/dev/null", "baud": 9600, "server": 1, "physical": None, "timeout": 1.0, "max_info": 128,
+          "client_sap": None}
+    it = iter(args)
+    for opt in it:
+        val = next(it)
+        kw[{"--password": "password", "--auth": "auth", "--key-file": "key_file", "--client": "client_sap"}[opt]] = \
+            str(key_file) if val == "K" else int(val) if opt == "--client" else val
+    assert make_client(kw, write).client_sap == sap
+
+
+def test_a_secret_for_the_public_client_is_refused_not_ignored():
+    for cmd in ("objects", "get 0.0.42.0.0.255 2", "read"):
+        r = _run(*cmd.split(), "--port", "/dev/null-no-such", "--client", "16", "--password", "x")
+        assert r.exit_code == 2 and "client 16 is public" in r.output, r.output
+
+
+def test_every_read_help_states_the_authenticated_default_client():
+    for cmd in ("read", "objects", "get"):
+        text = " ".join(_run(cmd, "--help").output.split())
+        assert "Default 16. With a secret and no --client: 32 (reader) with --password, 1 (management) with --auth hls." \
+            in text, cmd
+    text = " ".join(_run("events", "--help").output.split())
+    assert "Default 32" in text and "Default 16" not in text and "reader 32" in text
+
+
+def test_every_interrupt_line_says_what_happened(capsys):
+    from host_tools.meterctl import common
+
+    def body():
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as e:
+        common.run(body)
+    assert e.value.code == 130 and "interrupted: nothing was changed" in capsys.readouterr().err
+    src = (ROOT / "host_tools" / "meterctl" / "__main__.py").read_text() + \
+        (ROOT / "host_tools" / "meterctl" / "cli.py").read_text()
+    assert 'echo("interrupted"' not in src and 'write("interrupted\\n")' not in src
