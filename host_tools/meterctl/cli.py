@@ -22,12 +22,14 @@ def meterctl():
     Examples:
       meterctl emulate                                  # start an emulated meter, prints its port
       meterctl read --port /dev/pts/5                   # energy, credit, relay, clock
-      meterctl credit add --port /dev/pts/5 --amount 500.00 --password 12345678
-      meterctl relay disconnect --port /dev/pts/5 --password 12345678
+      meterctl credit add --port /dev/pts/5 --amount 500.00 --key-file ~/.local/state/meterctl/emulator-keys.json
+      meterctl relay disconnect --port /dev/pts/5 --key-file ~/.local/state/meterctl/emulator-keys.json
       meterctl get 1.0.1.8.0.255 2 --class 3 --port /dev/pts/5
 
     \b
-    Set METERCTL_PORT and METERCTL_PASSWORD to skip --port/--password.
+    Clients 1 and 48 use HLS (--key-file: emulate prints its file; a flashed meter: --meter
+    SERIAL from the keystore); the reader 32 LLS (--password 00000000 on the emulator).
+    Set METERCTL_PORT and METERCTL_KEY_FILE (or METERCTL_METER) to skip --port/--key-file.
     Exit codes: 0 ok/applied, 1 meter/protocol error or change not applied, 2 usage error or
     port in use, 3 no answer from the meter, 4 change outcome unknown, 130 Ctrl-C before
     sending (each changing command's --help explains them).

@@ -32,7 +32,7 @@ def credit():
 
     \b
     Example:
-      meterctl credit add --port /dev/pts/5 --amount 500.00 --password 12345678
+      meterctl credit add --port /dev/pts/5 --amount 500.00 --key-file ~/.local/state/meterctl/emulator-keys.json
     """
 
 
@@ -64,8 +64,8 @@ def credit_add(amount, force, **kw):
 
     \b
     Examples:
-      meterctl credit add --port /dev/pts/5 --amount 500.00 --password 12345678
-      METERCTL_PASSWORD=12345678 meterctl credit add -p /dev/ttyUSB0 --amount 0.50
+      meterctl credit add --port /dev/pts/5 --amount 500.00 --key-file ~/.local/state/meterctl/emulator-keys.json
+      METERCTL_METER=PPM0000123 meterctl credit add -p /dev/ttyUSB0 --amount 0.50
     """
     record = Recharges()
     claimed = {}

@@ -62,8 +62,8 @@ def topup(token, **kw):
 
     \b
     Examples:
-      meterctl topup --port /dev/pts/5 --password 12345678 5104 3465 4434 2085 6213
-      meterctl vend ... --json | jq -r .token | xargs meterctl topup -p /dev/ttyUSB0 --password 12345678
+      meterctl topup --port /dev/pts/5 --key-file ~/.local/state/meterctl/emulator-keys.json 5104 3465 4434 2085 6213
+      meterctl vend ... --json | jq -r .token | xargs meterctl topup -p /dev/ttyUSB0 --meter PPM0000123
     """
     digits = parse_digits(token)
 
