@@ -273,3 +273,20 @@ def test_every_interrupt_line_says_what_happened(capsys):
     src = (ROOT / "host_tools" / "meterctl" / "__main__.py").read_text() + \
         (ROOT / "host_tools" / "meterctl" / "cli.py").read_text()
     assert 'echo("interrupted"' not in src and 'write("interrupted\\n")' not in src
+
+
+def test_vend_batch_refuses_an_existing_out_unless_force_or_append(tmp_path):
+    sales = tmp_path / "sales.csv"
+    sales.write_text("drn,amount\n01234567890,10.0\n01234567890,5.0\n")
+    out = tmp_path / "t1.csv"
+    args = ["vend", "--vending-key", VK, "--csv", str(sales), "--out", str(out)]
+    r = subprocess.run([sys.executable, "-m", "host_tools.meterctl", *args], capture_output=True, text=True,
+                       cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=str(ROOT), METERCTL_STATE_DIR=str(tmp_path)))
+    assert r.returncode == 0 and r.stdout.splitlines()[0].startswith("2 tokens written"), repr(r.stdout)
+    first = out.read_text()
+    line = _one_error_line(_run(*args))                           # a second batch: refused, file kept
+    assert "exists" in line and "--append" in line and out.read_text() == first
+    assert _run(*args, "--append").exit_code == 0
+    text = out.read_text().splitlines()
+    assert len(text) == 5 and text[:3] == first.splitlines() and text.count(text[0]) == 1
+    assert _run(*args, "--force").exit_code == 0 and len(out.read_text().splitlines()) == 3
