@@ -290,3 +290,28 @@ def test_vend_batch_refuses_an_existing_out_unless_force_or_append(tmp_path):
     text = out.read_text().splitlines()
     assert len(text) == 5 and text[:3] == first.splitlines() and text.count(text[0]) == 1
     assert _run(*args, "--force").exit_code == 0 and len(out.read_text().splitlines()) == 3
+
+
+def test_credit_add_limit_is_the_firmwares_and_big_amounts_need_yes():
+    from host_tools import format as fmt
+    from host_tools.changes import credit_limit_paise
+    from host_tools.firmware_src import FIRMWARE_DIR
+    import re
+    src = (FIRMWARE_DIR / "meter" / "account.py").read_text()
+    assert credit_limit_paise() == int(re.search(r"_MAX_CREDIT = const\((\w+)\)", src).group(1), 0)
+    assert fmt.rupees(credit_limit_paise()) in " ".join(_run("credit", "add", "--help").output.split())
+    port = ["--port", "/dev/null-no-such", "--key-file", "/dev/null-no-keys"]
+    line = _one_error_line(_run("credit", "add", "--amount", "20000000", *port))
+    assert "above the meter's credit register limit of ₹1,07,37,418.23" in line
+    line = _one_error_line(_run("credit", "add", "--amount", "2000000", *port))     # stdin not a tty: no question
+    assert "₹20,00,000.00 is above ₹10,000.00: add --yes" in line
+    r = _run("credit", "add", "--amount", "2000000", "--yes", *port)              # confirmed: on to the keys/port
+    assert "--yes" not in r.output and r.exit_code == 2
+    assert "--yes" not in _run("credit", "add", "--amount", "9999", *port).output
+
+
+def test_rupees_use_indian_digit_grouping():
+    from host_tools import format as fmt
+    assert fmt.rupees(200000000, "₹") == "₹20,00,000.00"
+    assert fmt.rupees(1073741823, "₹") == "₹1,07,37,418.23"
+    assert fmt.rupees(-123456, "₹") == "-₹1,234.56" and fmt.rupees(99, "₹") == "₹0.99"
