@@ -265,7 +265,7 @@ class Token(Change):
 
     def evidence(self, c):
         st = read(c, 115, OBIS_GATEWAY, 6)
-        return {"token": read_bytes(c, 115, OBIS_GATEWAY, 2), "status": _status(st),
+        return {"token": _digits(read_bytes(c, 115, OBIS_GATEWAY, 2)), "status": _status(st),
                 "reasons": _reasons(read(c, 115, OBIS_GATEWAY, 4)),
                 "credit": read_int(c, 112, OBIS_CREDIT, 2)}
 
@@ -284,7 +284,7 @@ class Token(Change):
     def judge(self, before, after):
         if after.get("token") is None or after.get("status") is None:
             return None
-        if after["token"] != self.digits.encode().hex():
+        if after["token"] != self.digits:
             return NOT_APPLIED
         return self.settle(after)
 
@@ -294,6 +294,15 @@ class Token(Change):
     def judged(self, after):
         return {"status": after.get("status"), "reasons": after.get("reasons"),
                 "credit_after_paise": after.get("credit")}
+
+
+def _digits(hex_text):
+    """The gateway's last token (hex of its octet-string) as the digits it holds; hex kept when
+    it is not ASCII digits; None stays None."""
+    if hex_text is None:
+        return None
+    raw = bytes.fromhex(hex_text)
+    return raw.decode("ascii") if raw.isdigit() else hex_text
 
 
 def _status(tagged):

@@ -96,7 +96,7 @@ def topup(token, **kw):
         if res.refused is not None or (res.checked and res.details.get("status") is None):
             return None
         code, reason, detail = result_of(res)
-        if res.checked and res.after.get("token") != digits.encode().hex():
+        if res.checked and res.after.get("token") != digits:
             return None                          # never reached the gateway: the generic text
         return "token rejected: %s (IC 115 status %s %s)" % (
             _reason_text(reason, detail), code, STATUS_TEXT.get(code, "?"))

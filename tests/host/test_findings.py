@@ -315,3 +315,14 @@ def test_rupees_use_indian_digit_grouping():
     assert fmt.rupees(200000000, "₹") == "₹20,00,000.00"
     assert fmt.rupees(1073741823, "₹") == "₹1,07,37,418.23"
     assert fmt.rupees(-123456, "₹") == "-₹1,234.56" and fmt.rupees(99, "₹") == "₹0.99"
+
+
+def test_topup_evidence_shows_the_token_as_digits():
+    from host_tools.changes import Token
+
+    class Gateway:                         # what the meter's IC 115 / IC 112 answer
+        def get(self, ic, obis, attr):
+            return {2: (9, b"51043465443420856213"), 6: (22, 3), 4: (1, []), }.get(attr, (5, 100)) \
+                if ic == 115 else (5, 100)
+    ev = Token("51043465443420856213").evidence(Gateway())
+    assert ev["token"] == "51043465443420856213"
