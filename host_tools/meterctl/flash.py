@@ -137,7 +137,9 @@ def flash(romfs, **kw):
 
     Safe to repeat: only files whose sha256 differs on the board are copied (a corrupted file
     is found and re-copied); per-meter passwords and keys come from the keystore (generated and
-    stored there on first use), never from the repository.
+    stored there on first use), never from the repository. With --board unix the board's
+    directory is 0700 and its config.json (those secrets) 0600; on a real board config.json is
+    on the board's own filesystem, readable by whoever has its USB/REPL port.
 
     \b
     Examples:
