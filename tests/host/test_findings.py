@@ -326,3 +326,22 @@ def test_topup_evidence_shows_the_token_as_digits():
                 if ic == 115 else (5, 100)
     ev = Token("51043465443420856213").evidence(Gateway())
     assert ev["token"] == "51043465443420856213"
+
+
+def test_flash_without_sgc_is_usage_and_names_make_s_variable(tmp_path):
+    args = ["flash", "--board", "esp32", "--port", str(tmp_path / "tty"), "--serial", "PPM0000123",
+            "--no-confirm", "--keystore", str(tmp_path / "k.keystore")]
+    line = _one_error_line(_run(*args))
+    assert "no SGC" in line and "--sgc" in line
+    r = subprocess.run([sys.executable, "-m", "host_tools.meterctl", *args], capture_output=True, text=True,
+                       cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=str(ROOT), METERCTL_VIA_MAKE="1"))
+    assert r.returncode == 2 and "SGC=" in r.stderr and "--sgc" not in r.stderr, r.stderr
+
+
+def test_make_flash_with_an_empty_board_says_so():
+    out = subprocess.run(["make", "-s", "flash", "BOARD=", "PORT=/dev/ttyUSB0", "SERIAL=PPM0000123", "STAMP="],
+                         cwd=str(ROOT), capture_output=True, text=True)
+    assert out.returncode == 2 and "BOARD= is empty: esp32 or rp2040" in out.stdout + out.stderr
+    dry = subprocess.run(["make", "-s", "-n", "flash", "PORT=/dev/ttyUSB0", "SERIAL=PPM0000123", "STAMP="],
+                         cwd=str(ROOT), capture_output=True, text=True).stdout
+    assert "METERCTL_VIA_MAKE=1" in dry and "--board esp32" in dry
