@@ -345,3 +345,16 @@ def test_make_flash_with_an_empty_board_says_so():
     dry = subprocess.run(["make", "-s", "-n", "flash", "PORT=/dev/ttyUSB0", "SERIAL=PPM0000123", "STAMP="],
                          cwd=str(ROOT), capture_output=True, text=True).stdout
     assert "METERCTL_VIA_MAKE=1" in dry and "--board esp32" in dry
+
+
+def test_readme_prerequisites_and_profiles_readme_paths_and_spdx_license():
+    readme = (ROOT / "README.md").read_text()
+    intro = readme[readme.index("## Two commands"):readme.index("```sh")]
+    assert "Node.js" in intro and "npm" in intro and "ser2net" in intro
+    profiles = (ROOT / "profiles" / "README.md").read_text()
+    for path in ("host_tools/refmodel.py",):
+        assert path not in profiles
+    assert "tests/support/refmodel.py" in profiles and (ROOT / "tests" / "support" / "refmodel.py").is_file()
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "Apache-2.0" and project["project"]["license-files"] == ["LICENSE"]
