@@ -66,8 +66,8 @@ def objects(**kw):
             return
         from rich.table import Table
         t = Table(title="object_list (client %s)" % sap)
-        for col in ("OBIS", "IC", "class", "v", "read", "write", "methods"):
-            t.add_column(col)
+        for col in ("OBIS", "IC", "class", "v", "read", "write", "methods"):   # 80 columns: OBIS whole
+            t.add_column(col, no_wrap=col in ("OBIS", "IC", "v"), overflow="fold")
         for o in sorted(objs, key=lambda o: (o["class_id"], o["obis"])):
             t.add_row(o["obis"], str(o["class_id"]), o["name"], str(o["version"]), _ids(o["read"]),
                       _ids(o["write"]), _ids(o["methods"]))

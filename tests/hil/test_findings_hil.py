@@ -190,3 +190,25 @@ def test_a_second_emulate_on_the_same_state_dir_is_one_line_exit_2_before_starti
     assert r.returncode == 2 and r.stdout == "", (r.returncode, r.stdout)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "in use by another meterctl emulate" in lines[0], r.stderr
+
+
+def test_events_and_objects_tables_fit_80_columns_with_names_and_whole_codes(rig):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="80")
+
+    def table(*args):
+        r = subprocess.run([sys.executable, "-m", "host_tools.meterctl", *args, "--port", rig.port, "--password",
+                            "00000000"], capture_output=True, text=True, timeout=60, cwd=str(ROOT), env=env)
+        assert r.returncode == 0, r.stderr
+        assert max(len(ln) for ln in r.stdout.splitlines()) <= 80, r.stdout
+        return r.stdout
+    out = table("events", "--log", "power")
+    head = out.splitlines()[2]
+    assert "clock" in head and "event code" in head and "occurrences" in head and "0.0.96" not in head, out
+    import re
+    out = table("events")
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", out) and "…" not in out, out
+    out = table("objects")
+    assert "0.0.94.96.19.255" in out and "…" not in out, out
+    r = subprocess.run([sys.executable, "-m", "host_tools.meterctl", "events", "--log", "power", "--json", "--port",
+                        rig.port, "--password", "00000000"], capture_output=True, text=True, timeout=60, env=env)
+    assert json.loads(r.stdout)["columns"][0] == "0.0.1.0.0.255.2"                    # --json keeps the codes
