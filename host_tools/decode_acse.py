@@ -171,6 +171,18 @@ def frmr(info):
     return d
 
 
+def initiate_request(x):
+    """An xDLMS InitiateRequest (tag 01, e.g. deciphered from a glo-initiateRequest) -> dict:
+    dlms_version, conformance names, max_pdu (and dedicated_key hex). Raises ApduError."""
+    out = {}
+    apdu.parse_initiate_request(x, out)
+    d = {"type": "InitiateRequest", "dlms_version": out["dlms_version"],
+         "conformance": apdu.conformance_names(out["conformance"]), "max_pdu": out["max_pdu"]}
+    if out.get("dedicated_key") is not None:
+        d["dedicated_key"] = out["dedicated_key"].hex()
+    return d
+
+
 def initiate_response(x):
     """An xDLMS InitiateResponse (tag 08, e.g. deciphered from a glo-initiateResponse) ->
     dict: dlms_version, conformance names, max_pdu, vaa_name. Raises ApduError."""

@@ -212,3 +212,32 @@ def test_events_and_objects_tables_fit_80_columns_with_names_and_whole_codes(rig
     r = subprocess.run([sys.executable, "-m", "host_tools.meterctl", "events", "--log", "power", "--json", "--port",
                         rig.port, "--password", "00000000"], capture_output=True, text=True, timeout=60, env=env)
     assert json.loads(r.stdout)["columns"][0] == "0.0.1.0.0.255.2"                    # --json keeps the codes
+
+
+def test_decode_reads_meterctls_own_hls_trace(tmp_path):
+    from hil import identity
+    env = dict(os.environ, METERCTL_STATE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    e = Emulate(env=env)
+    try:
+        r = subprocess.run([sys.executable, "-m", "host_tools.meterctl", "get", "0.0.42.0.0.255", "2", "--port",
+                            e.info["DLMS serial port"], "--key-file", e.info["Keys"].split()[0], "--trace"],
+                           capture_output=True, text=True, timeout=60, cwd=str(ROOT), env=env)
+    finally:
+        e.p.send_signal(signal.SIGINT)
+        e.finish()
+        e.kill()
+    assert r.returncode == 0, r.stderr
+    trace = tmp_path / "trace.txt"
+    trace.write_text(r.stderr)
+    d = subprocess.run([sys.executable, "-m", "host_tools.meterctl", "decode", str(trace), "--key",
+                        identity.GUEK.hex(), "--auth-key", identity.GAK.hex()], capture_output=True, text=True,
+                       timeout=60, cwd=str(ROOT), env=env)
+    assert d.returncode == 0, d.stderr
+    out = d.stdout
+    for bad in ("unknown APDU tag", "malformed", "trailing_bytes", "dlms_version: 0", "conformance: []",
+                "max_pdu: 0", "03 -> 03"):
+        assert bad not in out, (bad, out)
+    assert "HDLC SNRM P/F  client 1 -> server 1" in out and "server 1 -> client 1" in out
+    ciphered = out[out.index("application_context: LN-ciphered"):]
+    assert "type: InitiateRequest" in ciphered and "dlms_version: 6" in ciphered and "max_pdu: 65535" in ciphered
+    assert "type: InitiateResponse" in ciphered and "GET-Response-Normal" in ciphered and "PPM0000001" in out
