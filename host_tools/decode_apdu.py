@@ -125,18 +125,6 @@ def _get_result(c):
 
 # ---------------------------------------------------------------- APDUs without decoder state
 
-def _ber_end(b):
-    """End of a tag + BER length + content APDU (a ciphered one); None when undecidable."""
-    if len(b) < 2:
-        return None
-    n = b[1]
-    if n < 0x80:
-        return 2 + n
-    k = n & 0x7F
-    if k == 0 or len(b) < 2 + k:
-        return None
-    return 2 + k + int.from_bytes(b[2:2 + k], "big")
-
 
 def _aarq(b):
     a = apdu.parse_aarq(b)
@@ -431,7 +419,7 @@ class ApduDecoder:
 
     def _ciphered(self, b):
         ct = security.parse(b)
-        self._end = _ber_end(b)
+        self._end = acse.ber_end(b)
         d = {"type": APDU_NAMES.get(ct.tag) or security.SERVICE_TAGS[ct.tag],
              "security_control": "%02X" % ct.sc, "authenticated": bool(ct.sc & security.SC_AUTH),
              "encrypted": bool(ct.sc & security.SC_ENC), "suite": ct.sc & 0x0F,
