@@ -76,9 +76,10 @@ bench: $(STAMP)
 
 BOARD ?= esp32
 flash: $(STAMP)
+	@test -n "$(BOARD)" || { echo "make flash: BOARD= is empty: esp32 or rp2040"; exit 2; }
 	@test -n "$(PORT)" || { echo "make flash: give PORT=/dev/ttyUSB0 SERIAL=PPM0000123 (and SGC=...)"; exit 2; }
 	@test -n "$(SERIAL)" || { echo "make flash: give SERIAL=PPM0000123 (the meter's serial number)"; exit 2; }
-	$(BIN)/meterctl flash --board $(BOARD) --port $(PORT) --serial $(SERIAL) $(if $(SGC),--sgc $(SGC)) \
+	METERCTL_VIA_MAKE=1 $(BIN)/meterctl flash --board $(BOARD) --port $(PORT) --serial $(SERIAL) $(if $(SGC),--sgc $(SGC)) \
 		$(if $(KEYSTORE),--keystore $(KEYSTORE)) $(FLASH_ARGS)
 
 clean:

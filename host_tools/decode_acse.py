@@ -171,6 +171,31 @@ def frmr(info):
     return d
 
 
+def ber_end(b):
+    """End of a tag + BER length + content APDU (a ciphered one); None when undecidable."""
+    if len(b) < 2:
+        return None
+    n = b[1]
+    if n < 0x80:
+        return 2 + n
+    k = n & 0x7F
+    if k == 0 or len(b) < 2 + k:
+        return None
+    return 2 + k + int.from_bytes(b[2:2 + k], "big")
+
+
+def initiate_request(x):
+    """An xDLMS InitiateRequest (tag 01, e.g. deciphered from a glo-initiateRequest) -> dict:
+    dlms_version, conformance names, max_pdu (and dedicated_key hex). Raises ApduError."""
+    out = {}
+    apdu.parse_initiate_request(x, out)
+    d = {"type": "InitiateRequest", "dlms_version": out["dlms_version"],
+         "conformance": apdu.conformance_names(out["conformance"]), "max_pdu": out["max_pdu"]}
+    if out.get("dedicated_key") is not None:
+        d["dedicated_key"] = out["dedicated_key"].hex()
+    return d
+
+
 def initiate_response(x):
     """An xDLMS InitiateResponse (tag 08, e.g. deciphered from a glo-initiateResponse) ->
     dict: dlms_version, conformance names, max_pdu, vaa_name. Raises ApduError."""

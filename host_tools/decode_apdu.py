@@ -125,6 +125,7 @@ def _get_result(c):
 
 # ---------------------------------------------------------------- APDUs without decoder state
 
+
 def _aarq(b):
     a = apdu.parse_aarq(b)
     d = {"type": "AARQ", "application_context": apdu.CONTEXT_NAMES.get(a["context"], a["context"]),
@@ -202,7 +203,8 @@ _SERVICES = {apdu.GET_REQUEST: (_get_request, _GET_KINDS),
              apdu.GET_RESPONSE: (None, _GET_RESP_KINDS),
              apdu.SET_RESPONSE: (_set_action_response, _SET_KINDS),
              apdu.ACTION_RESPONSE: (_set_action_response, _ACTION_KINDS)}
-_PLAIN = {apdu.AARQ: _aarq, apdu.INITIATE_RESPONSE: acse.initiate_response, apdu.EXCEPTION_RESPONSE: _exception,
+_PLAIN = {apdu.AARQ: _aarq, apdu.INITIATE_REQUEST: acse.initiate_request,
+          apdu.INITIATE_RESPONSE: acse.initiate_response, apdu.EXCEPTION_RESPONSE: _exception,
           apdu.CONFIRMED_SERVICE_ERROR: _service_error}
 _PLAIN_LEN = {apdu.EXCEPTION_RESPONSE: 3, apdu.CONFIRMED_SERVICE_ERROR: 4}
 _LLC_HEADERS = (b"\xe6\xe7\x00", b"\xe6\xe6\x00")
@@ -305,7 +307,14 @@ class ApduDecoder:
         if title is not None and len(title) == 8:
             self.titles["client"] = title
         if ui and ui[0] in (0x21, 0x28):
-            d["user_information"] = self._ciphered(ui)
+            d["user_information"] = u = self._deciphered(ui, title)
+            plain = u.get("plaintext") or {}
+            if plain.get("type") == "InitiateRequest":     # the xDLMS proposal, once deciphered
+                d.update({k: plain[k] for k in ("dlms_version", "conformance", "max_pdu")})
+                d["user_information_ok"] = True
+            else:                                          # still ciphered: no proposal to show
+                for k in ("dlms_version", "conformance", "max_pdu", "user_information_ok"):
+                    d.pop(k, None)
         return d
 
     def _aare(self, b):
@@ -329,6 +338,9 @@ class ApduDecoder:
         if a["service_error"]:
             d["confirmed_service_error"] = list(a["service_error"])
         d.update(acse.aare_extras(b, self._deciphered))
+        plain = (d.get("user_information") or {}).get("plaintext") or {}
+        if plain.get("type") == "InitiateResponse" and "dlms_version" not in d:
+            d.update({k: plain[k] for k in ("dlms_version", "conformance", "max_pdu", "vaa_name")})
         self._learn_server_title(d)
         return d
 
@@ -407,6 +419,7 @@ class ApduDecoder:
 
     def _ciphered(self, b):
         ct = security.parse(b)
+        self._end = acse.ber_end(b)
         d = {"type": APDU_NAMES.get(ct.tag) or security.SERVICE_TAGS[ct.tag],
              "security_control": "%02X" % ct.sc, "authenticated": bool(ct.sc & security.SC_AUTH),
              "encrypted": bool(ct.sc & security.SC_ENC), "suite": ct.sc & 0x0F,
@@ -426,5 +439,7 @@ class ApduDecoder:
         if plain is None:
             d["decrypt_error"] = "authentication tag mismatch (wrong key or damaged data)"
             return d
+        end = self._end
         d["plaintext"] = self.apdu(plain)
+        self._end = end                    # the ciphered APDU's end, not its plaintext's
         return d

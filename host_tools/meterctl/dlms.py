@@ -11,7 +11,7 @@ from host_tools import decode as D
 from host_tools import decode_modbus as MB
 from host_tools import objects
 from host_tools.client import ProtocolError
-from host_tools.meterctl.common import PUBLIC_CLIENT, console, emit_json, fail, link_options, \
+from host_tools.meterctl.common import console, emit_json, fail, link_options, \
     make_client, run
 from protocol import axdr_client as axdr
 from protocol import obis
@@ -54,18 +54,20 @@ def objects(**kw):
 
     \b
       meterctl objects -p /dev/pts/5                       # public client 16
+      meterctl objects -p /dev/pts/5 --password 00000000   # the reader 32
       meterctl objects -p /dev/pts/5 --client 32 --password 00000000 --json
     """
     def body():
         with make_client(kw, write=False) as c:
             objs = parse_object_list(c.get_raw(15, ASSOCIATION, 2))
+            sap = c.client_sap
         if kw["as_json"]:
             emit_json(objs)
             return
         from rich.table import Table
-        t = Table(title="object_list (client %s)" % (kw.get("client_sap") or PUBLIC_CLIENT))
-        for col in ("OBIS", "IC", "class", "v", "read", "write", "methods"):
-            t.add_column(col)
+        t = Table(title="object_list (client %s)" % sap)
+        for col in ("OBIS", "IC", "class", "v", "read", "write", "methods"):   # 80 columns: OBIS whole
+            t.add_column(col, no_wrap=col in ("OBIS", "IC", "v"), overflow="fold")
         for o in sorted(objs, key=lambda o: (o["class_id"], o["obis"])):
             t.add_row(o["obis"], str(o["class_id"]), o["name"], str(o["version"]), _ids(o["read"]),
                       _ids(o["write"]), _ids(o["methods"]))

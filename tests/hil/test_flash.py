@@ -183,6 +183,9 @@ def test_flash_unix_board_copies_verifies_and_answers_dlms(flashed, tmp_path):
     cfg = json.loads((flash_dir / "config.json").read_text())
     secrets = json.loads(ks.read_text())["meters"][SERIAL]
     assert cfg["serial"] == SERIAL and cfg["passwords"] == secrets["passwords"]
+    import stat      # per-meter passwords and keys: readable by the owner only (H22 N)
+    assert stat.S_IMODE((flash_dir / "config.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE(flash_dir.stat().st_mode) == 0o700
     assert cfg["sts"]["decoder_key"] == secrets["decoder_key"]
     # the board boots from the flashed files on its own and answers with the provisioned serial,
     # and the generated reader password opens an LLS association (1 and 48 are HLS: test_hls_host)
