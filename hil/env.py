@@ -40,9 +40,10 @@ VM32_ENV = "METER_VM32"
 ESP32_HEAP = "56k"  # ESP32's starting heap: the goal for the HIL tier on the 32-bit VM (issue 17)
 # What the HIL tier gets on the 32-bit VM today: the default-config meter needs ~60k since the
 # audit trail (48.4 KiB steady state), an STS+HLS meter ~76k, and whole-frame responses at window 7
-# (up to 2 KiB in one piece) need room against fragmentation: 96k, half an RP2040, until the cuts
-# of docs/MEMORY.md bring it to ESP32_HEAP. Tests marked heap32(SIZE) get at least SIZE.
-VM32_HEAP = "96k"
+# (up to 2 KiB in one piece) need room against fragmentation: 128k (two thirds of an RP2040's
+# 190 KiB) until the cuts of docs/MEMORY.md bring it to ESP32_HEAP; the heap budgets of
+# tests/hil/test_heap_budget.py guard the steady state meanwhile. heap32(SIZE) raises it per test.
+VM32_HEAP = "128k"
 
 _chosen = [None]  # set_micropython's path (the pytest option), else None
 
