@@ -129,54 +129,63 @@ def firmware_get(fw_dir=None):
                     raw = c.get_raw(7, "0.0.99.98.0.255", 2)
                     rig.dlms_link.drain()
                     logs[mi] = (len(raw), rig.dlms_link.counts["b2a"] + rig.dlms_link.counts["a2b"])
+            for mi in (128, 512):         # a long value the firmware has: the object list
+                for win in (1, 7):
+                    with DlmsClient(rig.port, client_sap=32, password="00000000", max_info=mi,
+                                    window=win) as c:
+                        rig.dlms_link.drain()
+                        rig.dlms_link.reset_counters()
+                        raw = c.get_raw(15, "0.0.40.0.0.255", 2)
+                        rig.dlms_link.drain()
+                        logs[(mi, win)] = (len(raw), rig.dlms_link.counts["b2a"] + rig.dlms_link.counts["a2b"])
             return get, logs
         finally:
             rig.stop()
 
 
-def model_event_log(max_info, max_pdu, n_events=300):
-    """Frame-level model: the server code on CPython with an n-entry log; returns
-    (payload bytes, wire bytes both ways, frames)."""
+def model_event_log(max_info, max_pdu, n_events=300, window=1):
+    """Frame-level model: the server code (meter.link.HdlcLink) on CPython with an n-entry log
+    and our sans-I/O client link proposing ``window``; returns (payload bytes, wire bytes both
+    ways) for the readout (GET, GET-next, RR and every segment, frame by frame)."""
     from fake_meter import Meter
     from meter.link import HdlcLink
-    m = Meter(n_events=n_events)
-    link = HdlcLink(m, 1, None, max_info)
-    wire = [0, 0]
+    from protocol import client_link as cl
+    link = HdlcLink(Meter(n_events=n_events), 1, None, max_info)
+    c = cl.ClientLink(32, 1, None, max_info, window=window)
+    wire = [0]
 
-    def send(ctrl, info=b"", seg=False):
-        raw = hdlc.encode_frame(b"\x03", b"\x41", ctrl, info, seg)
-        wire[0] += len(raw)
-        return [hdlc.decode_frame(f) for f in link.on_frame(hdlc.decode_frame(raw))]
-
-    state = {"vs": 0, "vr": 0}
-
-    def request(a):
-        data = hdlc.LLC_REQUEST + a
-        out = send(hdlc.ctrl_i(state["vs"], state["vr"]), data)
-        state["vs"] = (state["vs"] + 1) & 7
-        resp = bytearray()
+    def run(first, wanted):
+        data = first
         while True:
-            f = out[0]
-            wire[1] += len(hdlc.encode_frame(f.dest, f.src, f.ctrl, f.info, f.segmented))
-            state["vr"] = (state["vr"] + 1) & 7
-            resp += f.info
-            if not f.segmented:
-                return bytes(resp[3:])
-            out = send(hdlc.ctrl_rr(state["vr"]))
+            wire[0] += len(data)
+            for raw in link.on_frame(hdlc.decode_frame(data)):
+                wire[0] += len(raw)
+                c.receive(raw)
+            while True:
+                ev = c.next_event()
+                if isinstance(ev, wanted):
+                    return ev
+                if isinstance(ev, cl.Transmit):
+                    data = ev.data
+                    break
+                if isinstance(ev, cl.NeedData):
+                    raise RuntimeError("the model meter went silent")
 
-    send(hdlc.SNRM, hdlc.encode_params(max_info, max_info, 1, 1))
-    request(apdu.build_aarq(mechanism=apdu.MECH_LLS, auth_value=b"00000000", max_pdu=max_pdu))
-    wire[0] = wire[1] = 0
+    run(c.snrm(), cl.Connected)
+    aarq = apdu.build_aarq(mechanism=apdu.MECH_LLS, auth_value=b"00000000", max_pdu=max_pdu)
+    run(c.send_apdu(aarq), cl.Apdu)
+    wire[0] = 0
     payload = bytearray()
-    r = apdu.parse_response(request(apdu.get_request(0xC1, 7, b"\x00\x00\x63\x62\x00\xff", 2)))
+    r = apdu.parse_response(run(c.send_apdu(apdu.get_request(0xC1, 7, b"\x00\x00\x63\x62\x00\xff", 2)),
+                                cl.Apdu).data)
     if r.kind == 1:
         payload += r.data
     else:
         payload += r.raw
         while not r.last:
-            r = apdu.parse_response(request(apdu.get_next_request(0xC1, r.block_no)))
+            r = apdu.parse_response(run(c.send_apdu(apdu.get_next_request(0xC1, r.block_no)), cl.Apdu).data)
             payload += r.raw
-    return len(payload), wire[0] + wire[1]
+    return len(payload), wire[0]
 
 
 def secs(nbytes):
@@ -193,15 +202,21 @@ def main():
     print("  meter processing per GET (HdlcLink.on_frame, MicroPython VM): %d us" % us)
     print("  round trip over the pty (host client, both VMs): %.1f ms" % rtt)
     print("Event log readout, firmware's own log (LLS client 32, client max PDU 65535):")
-    for mi, (payload, wire) in sorted(logs.items()):
+    for mi, (payload, wire) in sorted((k, v) for k, v in logs.items() if isinstance(k, int)):
         print("  max info %3d: payload %5d B, wire %5d B, efficiency %.2f, %.2f s at %d baud"
               % (mi, payload, wire, payload / wire if wire else 0, secs(wire), BAUD))
+    print("Object list readout over the pty (firmware, LLS client 32; the GET and its answer frames):")
+    for (mi, win), (payload, wire) in sorted((k, v) for k, v in logs.items() if not isinstance(k, int)):
+        print("  max info %3d, window %d: payload %5d B, wire %5d B, efficiency %.3f, %.2f s at %d baud"
+              % (mi, win, payload, wire, payload / wire if wire else 0, secs(wire), BAUD))
     print("Event log readout, 300 entries (same server code on CPython, frame by frame):")
     for mi in (128, 512):
         for pdu in (256, 65535):
-            payload, wire = model_event_log(mi, pdu)
-            print("  max info %3d, client max PDU %5d: payload %5d B, wire %5d B, efficiency %.2f, "
-                  "%.2f s at %d baud" % (mi, pdu, payload, wire, payload / wire, secs(wire), BAUD))
+            for win in (1, 7):
+                payload, wire = model_event_log(mi, pdu, window=win)
+                print("  max info %3d, client max PDU %5d, window %d: payload %5d B, wire %5d B, "
+                      "efficiency %.3f, %.2f s at %d baud"
+                      % (mi, pdu, win, payload, wire, payload / wire, secs(wire), BAUD))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,16 @@ Options:
     --meter-port PATH      bench: the board's DLMS serial port
     --modbus-port PATH     bench: USB-RS485 adapter for the PZEM emulator
     --power-cmd CMD        bench: shell command switching the supply ({state} = on/off)
-    --heap SIZE            emulated: MicroPython heap, e.g. 190k (ESP32: 56k)
+    --heap SIZE            emulated: MicroPython heap, e.g. 190k (ESP32: 56k); default 190k,
+                           VM32_HEAP on the 32-bit VM chosen by --vm32
     --micropython PATH     emulated: the MicroPython unix port to run (any build)
+    --vm32                 emulated: run on the 32-bit VM (hil.env.vm32_path, ../shared beside
+                           the checkout) at hil.env.VM32_HEAP (128k today; the goal is ESP32's
+                           56k) when it is there, else on the 64-bit wheel at 190k with one
+                           notice line (``make test`` passes it)
+    --hil-timeout SECONDS  a HIL test (not marked slow) still running after this fails with a
+                           timeout instead of hanging, e.g. on a meter out of memory (default 300;
+                           0: none)
 
 Which micropython runs (hil.env.find_micropython, the one place that decides): ``--micropython
 PATH``, else the ``METER_MICROPYTHON`` environment variable, else the ``micropython`` next to the
@@ -34,6 +42,9 @@ Markers:
     @pytest.mark.needs("power_cut", ...)  skip (with the reason) when the rig lacks a capability
                                           (names: hil.rig.CAPABILITIES)
     @pytest.mark.hil                      added to every test that uses a rig
+    @pytest.mark.heap32(SIZE, WHY)        a test that does not fit VM32_HEAP yet: on --vm32's VM
+                                          (without --heap) its rigs get SIZE; the run ends with
+                                          one line counting them (docs/MEMORY.md "32-bit")
 
 When a test fails, its report gets a "firmware log" section with the tail of
 the firmware's output and the last control lines.
@@ -43,10 +54,15 @@ import pytest
 
 from .bench import BenchRig
 from .emulated import EmulatedRig
-from .env import MICROPYTHON_ENV, find_micropython, set_micropython
+from .env import (ESP32_HEAP, heap_bytes, MICROPYTHON_ENV, VM32_HEAP, find_micropython, find_vm32,
+                  set_micropython, vm32_path)
 from .rig import CAPABILITIES, RigError
 
 _RIGS_KEY = "_hil_rigs"
+_WHEEL_HEAP = "190k"
+# the session's default heap, its notice line, whether it is --vm32's VM32_HEAP (then a test's heap32
+# marker applies) and the tests that ran above it (counted from the reports: xdist-proof)
+_state = {"heap": _WHEEL_HEAP, "notice": None, "vm32": False, "raised": {}}
 RIG_KINDS = ("emulated", "bench", "labgrid", "pico")
 
 
@@ -65,11 +81,18 @@ def pytest_addoption(parser):
     group.addoption("--meter-password", default=None,
                     help="bench/labgrid rig: management (client 1) LLS password "
                          "(default: the emulated meter's)")
-    group.addoption("--heap", default="190k",
-                    help="emulated rig: MicroPython heap size (default 190k)")
+    group.addoption("--heap", default=None,
+                    help="emulated rig: MicroPython heap size (default 190k; %s on --vm32's VM)"
+                         % VM32_HEAP)
     group.addoption("--micropython", default=None, metavar="PATH",
                     help="emulated rig: MicroPython unix port binary (default: $%s, then the "
                          "one next to this Python, then PATH)" % MICROPYTHON_ENV)
+    group.addoption("--vm32", action="store_true",
+                    help="emulated rig: the 32-bit VM (../shared/micropython32) at %s when it is "
+                         "there, else the 64-bit wheel with a notice" % VM32_HEAP)
+    group.addoption("--hil-timeout", type=float, default=300.0, metavar="SECONDS",
+                    help="fail a HIL test (not marked slow) running longer than this (default "
+                         "300, 0: none)")
 
 
 def pytest_configure(config):
@@ -77,7 +100,10 @@ def pytest_configure(config):
         "markers", "hil: runs the firmware on the MicroPython unix port behind ptys")
     config.addinivalue_line(
         "markers", "needs(*capabilities): skip unless the rig has them (hil.rig.CAPABILITIES)")
-    path = config.getoption("--micropython")
+    config.addinivalue_line(
+        "markers", "heap32(size, why): the heap this test needs on the 32-bit VM while it does "
+                   "not fit hil.env.VM32_HEAP (used on --vm32 without --heap)")
+    path = _choose_vm(config)
     if path:
         set_micropython(path)
         try:
@@ -96,9 +122,61 @@ def _lg_env(config):
         return None
 
 
+def _choose_vm(config):
+    """The binary the options name (None: find_micropython's default) and the session's heap:
+    ``--vm32`` picks the 32-bit VM at VM32_HEAP, or leaves a notice line when it is missing."""
+    path = config.getoption("--micropython")
+    heap = config.getoption("--heap")
+    _state.update(heap=heap or _WHEEL_HEAP, notice=None, vm32=False, raised={})
+    if config.getoption("--vm32") and not path:
+        path = find_vm32()
+        if path:
+            _state.update(heap=heap or VM32_HEAP, vm32=not heap)
+            _state["notice"] = ("HIL on the 32-bit VM %s, heap %s (ESP32: %s, docs/MEMORY.md)"
+                                % (path, _state["heap"], ESP32_HEAP))
+        else:
+            _state["notice"] = ("HIL on the 64-bit wheel at %s: 32-bit VM not found at %s"
+                                % (_state["heap"], vm32_path()))
+    return path
+
+
 def pytest_unconfigure(config):
-    if config.getoption("--micropython"):
+    if config.getoption("--micropython") or config.getoption("--vm32"):
         set_micropython(None)
+
+
+def pytest_report_header(config):
+    """``--vm32``: which VM the HIL tier runs on (a missing VM is one line, not silence)."""
+    return _state["notice"]
+
+
+def default_heap(node=None):
+    """The heap (str, e.g. "56k") a rig gets when the test names none: ``--heap``, else VM32_HEAP
+    on ``--vm32``'s VM (or the SIZE of ``node``'s heap32 marker), else 190k."""
+    m = node.get_closest_marker("heap32") if node is not None and _state["vm32"] else None
+    if m is None or heap_bytes(m.args[0]) <= heap_bytes(_state["heap"]):
+        return _state["heap"]
+    if ("heap32", m.args[0]) not in node.user_properties:
+        node.user_properties.append(("heap32", m.args[0]))
+    return m.args[0]
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "teardown" and any(k == "heap32" for k, _ in report.user_properties):
+        f = report.nodeid.split("::")[0].rsplit("/", 1)[-1]
+        _state["raised"][f] = _state["raised"].get(f, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    """``--vm32``: the notice again, and the tests that ran above VM32_HEAP (heap32), one line."""
+    raised = _state["raised"]
+    if _state["notice"]:
+        terminalreporter.write_line(_state["notice"])
+    if raised:
+        terminalreporter.write_line(
+            "HIL on the 32-bit VM: %d test(s) ran above %s (heap32 marker, docs/MEMORY.md): %s"
+            % (sum(raised.values()), VM32_HEAP,
+               ", ".join("%s %d" % kv for kv in sorted(raised.items()))))
 
 
 def pytest_sessionstart(session):
@@ -154,7 +232,8 @@ def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
         config = dict(config or {})
         config.setdefault("sts", identity.sts_config())
         start = kw.pop("start", True)
-        rig = EmulatedRig(workdir, heap=heap or opt("--heap"), config=config, start=False, **kw)
+        rig = EmulatedRig(workdir, heap=heap or default_heap(request.node), config=config,
+                          start=False, **kw)
         identity.install_tables(rig.state_dir)
         if start:
             try:
@@ -163,7 +242,7 @@ def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
                 rig.stop()
                 raise
         return rig
-    return EmulatedRig(workdir, heap=heap or opt("--heap"), config=config, **kw)
+    return EmulatedRig(workdir, heap=heap or default_heap(request.node), config=config, **kw)
 
 
 _PICO_KW = ("clock_epoch", "poll_ms", "module", "start", "boot_timeout", "relay_gates_load")
@@ -258,6 +337,35 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if {"rig", "rig_factory"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.hil)
+
+
+class HilTimeout(Exception):
+    """A HIL test ran past ``--hil-timeout`` (e.g. the meter ran out of memory and a client
+    waits for an answer that never comes)."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """``--hil-timeout``: SIGALRM in the test's (main) thread raises HilTimeout after the limit,
+    for tests marked ``hil`` and not ``slow``; the rig fixtures then stop the meter."""
+    import signal
+    import threading
+    limit = item.config.getoption("--hil-timeout") or 0
+    if (limit <= 0 or item.get_closest_marker("hil") is None or item.get_closest_marker("slow")
+            or threading.current_thread() is not threading.main_thread()):
+        yield
+        return
+
+    def expired(signum, frame):
+        raise HilTimeout("HIL test still running after %g s (--hil-timeout)" % limit)
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -31,7 +31,7 @@ BOARD_ONLY = {"boards/esp32.py": ("esp32",), "boards/rp2040.py": ("rp2040",),
 HOST_ONLY = ("protocol/apdu_client.py", "protocol/axdr_client.py", "protocol/hdlc_client.py",
              "protocol/hls_client.py",
              "protocol/obis.py", "protocol/gbt.py", "protocol/security_client.py",
-             "protocol/client_link.py", "protocol/client_assoc.py")
+             "protocol/client_link.py", "protocol/client_assoc.py", "protocol/sts.py")
 
 
 def mpy_cross():
@@ -57,8 +57,11 @@ def sources(host=False):
     return out
 
 
+_ROM_MOUNT = "/rom/"   # where a board mounts its ROMFS partition (and hil/romboot.py the image)
+
+
 def compile_one(src, dst, arch, source_name=None):
-    """mpy-cross one module. ``source_name`` (the module's path on the board, e.g. "meter/app.py")
+    """mpy-cross one module. ``source_name`` (the module's path on the board, e.g. "/rom/meter/app.mpy")
     is what tracebacks show; it also keeps the host's absolute path out of the image."""
     cmd = [mpy_cross(), "-o", str(dst)]
     if arch:
@@ -107,10 +110,12 @@ def build(board, out=None):
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
         else:
-            name, rel = rel, rel[:-3] + ".mpy"
+            rel = rel[:-3] + ".mpy"
             dst = out / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
-            r = compile_one(src, dst, arch, name)
+            # the source name is the module's __file__ in a ROMFS image (/rom/meter/app.mpy):
+            # one interned name per module instead of two (docs/MEMORY.md, qstr pools)
+            r = compile_one(src, dst, arch, _ROM_MOUNT + rel)
             if r.returncode:
                 raise SystemExit("mpy-cross rejects %s: %s" % (src, r.stderr.strip()))
         data = dst.read_bytes()

@@ -28,7 +28,7 @@ from host_tools.client import OBIS_CREDIT, OBIS_DISCONNECT, DataAccessError
 from host_tools.outcome import APPLIED, NOT_APPLIED, Change
 
 __all__ = ["TopUp", "Relay", "SetAttribute", "Profile", "Token", "Action", "action_change",
-           "OBIS_TOTAL_RECHARGED", "OBIS_GATEWAY", "CREDIT_LIMIT_PAISE", "CLOCK_SLACK_S"]
+           "OBIS_TOTAL_RECHARGED", "OBIS_GATEWAY", "credit_limit_paise", "CLOCK_SLACK_S"]
 
 OBIS_LDN = "0.0.42.0.0.255"
 OBIS_LAST_RECHARGE = "0.0.94.96.21.255"
@@ -38,8 +38,14 @@ OBIS_EVENT_LOG = "0.0.99.98.0.255"
 OBIS_GATEWAY = "0.0.19.40.0.255"
 OBIS_PROFILE = "0.128.96.5.0.255"
 OBIS_PROFILE_ERROR = "0.128.96.5.1.255"
-CREDIT_LIMIT_PAISE = 0x3FFFFFFF   # the meter's credit register: a 31-bit small int on the boards
 CLOCK_SLACK_S = 5                 # a clock SET counts as applied within this many s (+ elapsed)
+
+
+def credit_limit_paise():
+    """The meter's credit register ceiling in paise (a 31-bit small int on the boards), read from
+    the firmware's own ``meter.account._MAX_CREDIT``. Raises FileNotFoundError without a checkout."""
+    from host_tools.firmware_src import firmware_module
+    return firmware_module("meter.account")._MAX_CREDIT
 
 
 def read(c, ic, obis, attr):
@@ -102,10 +108,10 @@ class TopUp(Change):
         try:
             c.action(112, OBIS_CREDIT, 1, axdr.Writer().double_long(self.paise).getvalue())
         except DataAccessError as e:
-            if e.dar == 250 and credit is not None and credit + self.paise > CREDIT_LIMIT_PAISE:
+            if e.dar == 250 and credit is not None and credit + self.paise > credit_limit_paise():
                 raise DataAccessError(e.dar, "meter refused the top-up: credit %s + %s would pass the "
                                       "register's limit of %s" % (fmt.rupees(credit), fmt.rupees(self.paise),
-                                                                  fmt.rupees(CREDIT_LIMIT_PAISE)))
+                                                                  fmt.rupees(credit_limit_paise())))
             raise
         return {"amount_paise": self.paise}
 
@@ -259,7 +265,7 @@ class Token(Change):
 
     def evidence(self, c):
         st = read(c, 115, OBIS_GATEWAY, 6)
-        return {"token": read_bytes(c, 115, OBIS_GATEWAY, 2), "status": _status(st),
+        return {"token": _digits(read_bytes(c, 115, OBIS_GATEWAY, 2)), "status": _status(st),
                 "reasons": _reasons(read(c, 115, OBIS_GATEWAY, 4)),
                 "credit": read_int(c, 112, OBIS_CREDIT, 2)}
 
@@ -278,7 +284,7 @@ class Token(Change):
     def judge(self, before, after):
         if after.get("token") is None or after.get("status") is None:
             return None
-        if after["token"] != self.digits.encode().hex():
+        if after["token"] != self.digits:
             return NOT_APPLIED
         return self.settle(after)
 
@@ -288,6 +294,15 @@ class Token(Change):
     def judged(self, after):
         return {"status": after.get("status"), "reasons": after.get("reasons"),
                 "credit_after_paise": after.get("credit")}
+
+
+def _digits(hex_text):
+    """The gateway's last token (hex of its octet-string) as the digits it holds; hex kept when
+    it is not ASCII digits; None stays None."""
+    if hex_text is None:
+        return None
+    raw = bytes.fromhex(hex_text)
+    return raw.decode("ascii") if raw.isdigit() else hex_text
 
 
 def _status(tagged):

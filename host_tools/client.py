@@ -100,34 +100,31 @@ class DlmsClient:
     ``max_pdu`` the client max receive PDU size proposed in the AARQ InitiateRequest;
     ``cancel()`` (optional) is polled while waiting for the meter (every 50 ms): a true result
     stops the exchange with ``Interrupted`` at a known point (a Ctrl-C handler that sets a flag
-    instead of raising anywhere. ``hls`` (``HlsKeys``) selects HLS instead of ``password``;
-    ``counter`` (``keystore.Counter`` or None) keeps our invocation counter between runs;
-    ``trace_apdu(direction, plaintext)`` sees every plaintext APDU of a ciphered association.
+    instead of raising anywhere); ``window`` the HDLC window (1..7) proposed both ways. ``hls``
+    (``HlsKeys``) selects HLS instead of ``password``; ``counter`` (``keystore.Counter`` or None)
+    keeps our invocation counter between runs; ``trace_apdu(direction, plaintext)`` sees every
+    plaintext APDU of a ciphered association.
     Raises ValueError for an address out of range.
     """
 
     def __init__(self, port, baud=9600, client_sap=16, server_logical=1, server_physical=None,
                  password=None, timeout=3.0, max_info=128, trace=None, serial_port=None,
-                 retries=1, max_pdu=_MAX_APDU, cancel=None, hls=None, counter=None, trace_apdu=None):
-        self.port = port
-        self.cancel = cancel
-        self.baud = baud
-        self.client_sap = client_sap
-        self.server_logical = server_logical
-        self.server_physical = server_physical
+                 retries=1, max_pdu=_MAX_APDU, cancel=None, hls=None, counter=None, trace_apdu=None,
+                 window=1):
+        self.port, self.cancel, self.baud = port, cancel, baud
+        self.client_sap, self.server_logical, self.server_physical = client_sap, server_logical, server_physical
         self.timeout = float(timeout)
         self.trace = trace
         self._ser = serial_port
         self._own_serial = serial_port is None
-        self.link_layer = cl.ClientLink(client_sap, server_logical, server_physical, max_info, retries)
+        self.link_layer = cl.ClientLink(client_sap, server_logical, server_physical, max_info, retries,
+                                        window)
         self.assoc = ClientAssociation(password, max_pdu)
         self.password = self.assoc.password
         self.max_info = self.link_layer.max_info
         self.retries = self.link_layer.retries
         self.max_pdu = self.assoc.max_pdu
-        self.hls = hls
-        self.counter = counter
-        self.trace_apdu = trace_apdu
+        self.hls, self.counter, self.trace_apdu = hls, counter, trace_apdu
 
     # negotiated / association state, read from the sans-I/O halves
     connected = property(lambda self: self.link_layer.connected,

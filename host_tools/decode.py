@@ -27,6 +27,7 @@ import re
 from protocol import hdlc_client as hdlc
 from protocol.hdlc_client import split_frames
 from host_tools import format as fmt
+from host_tools.decode_acse import frmr as frmr_fields
 from host_tools.decode_apdu import APDU_NAMES, UNITS, ApduDecoder, decrypt, encrypt  # noqa: F401
 
 
@@ -49,7 +50,7 @@ def parse_hex_lines(text):
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0]
-        if line.startswith("meterctl:") or line.strip() == "interrupted":
+        if line.startswith("meterctl:") or line.strip().startswith("interrupted"):
             continue
         line = _TRACE_PREFIX.sub("", line)
         line = _LINE_PREFIX.sub("", line)
@@ -117,7 +118,7 @@ def _frame_record(raw, f, err):
             except hdlc.HdlcError as e:
                 rec["parameters"] = {"error": str(e)}
         elif k == hdlc.K_FRMR:
-            rec["frmr"] = f.info.hex()
+            rec["frmr"] = frmr_fields(f.info)
     elif k == hdlc.K_SNRM:
         rec["parameters"] = {"max_info_tx": 128, "max_info_rx": 128, "window_tx": 1,
                              "window_rx": 1, "default": True}
@@ -135,6 +136,7 @@ class Decoder(ApduDecoder):
                 raise DecodeError("%s must be 16 bytes (32 hex digits)" % name)
         ApduDecoder.__init__(self, key, auth_key, system_title)
         self._reasm = hdlc.Reassembler()
+        self._link = None                # (server address, client address) of the last SNRM
         self._tainted = set()
         self._after_error = False
 
@@ -144,6 +146,8 @@ class Decoder(ApduDecoder):
         for raw, f, err in split_frames(buf):
             rec = {"frame": _frame_record(raw, f, err)}
             out.append(rec)
+            if f is not None:
+                self._roles(f, rec["frame"])
             if f is None:
                 # a sequence with a lost/corrupt segment must not be decoded as if whole
                 self._tainted.update(self._reasm.pending())
@@ -160,19 +164,38 @@ class Decoder(ApduDecoder):
             if done is None:
                 rec["frame"]["segment"] = "more follow"
                 continue
-            out.append({"apdu": self._complete(key, *done)})
+            out += [{"apdu": a} for a in self._complete(key, *done)]
         return out
+
+    def _roles(self, f, rec):
+        """Mark which side sent the frame (``from``: client/server) when the link is known: a
+        SNRM goes from the client (1-byte address) to the server (1, 2 or 4 bytes)."""
+        if hdlc.kind(f.ctrl) == hdlc.K_SNRM or len(f.dest) > 1:
+            self._link = (f.dest, f.src)
+        elif len(f.src) > 1:
+            self._link = (f.src, f.dest)
+        if f.dest == f.src:              # client 1 and server 1 are both 0x03: the frame tells
+            k = hdlc.kind(f.ctrl)
+            llc = bytes(f.info[:2]) if f.info else b""
+            if k in (hdlc.K_SNRM, hdlc.K_DISC) or llc == b"\xe6\xe6":
+                rec["from"] = "client"
+            elif k in (hdlc.K_UA, hdlc.K_DM, hdlc.K_FRMR) or llc == b"\xe6\xe7":
+                rec["from"] = "server"
+        elif self._link is not None and f.dest == self._link[0]:
+            rec["from"] = "client"
+        elif self._link is not None and f.src == self._link[0]:
+            rec["from"] = "server"
 
     def _complete(self, key, llc, data):
         if key in self._tainted:
             self._tainted.discard(key)
             whole = _LLC.get(llc, b"") + data
-            return {"error": "incomplete: a segment of this APDU was lost or corrupted; not decoded",
-                    "hex": whole.hex()}
-        a = self.apdu(data)
+            return [{"error": "incomplete: a segment of this APDU was lost or corrupted; not decoded",
+                     "hex": whole.hex()}]
+        out = self.apdus(data)
         if llc:
-            a["llc"] = llc
-        return a
+            out[0]["llc"] = llc
+        return out
 
 
 _LLC = {"request": hdlc.LLC_REQUEST, "response": hdlc.LLC_RESPONSE}
@@ -186,7 +209,7 @@ def decode_text(text, key=None, auth_key=None, system_title=None):
         raise DecodeError("no hex data in the input")
     if chunks[0][:1] == b"\x7e":
         return dec.hdlc(b"".join(chunks))
-    return [{"apdu": dec.apdu(c)} for c in chunks]
+    return [{"apdu": a} for c in chunks for a in dec.apdus(c)]
 
 
 # ---------------------------------------------------------------- text rendering
@@ -223,6 +246,15 @@ def _render_dict(d, pad, lines):
             lines.append("%s%s: %s" % (pad, k, v))
 
 
+def address_text(a, role=None):
+    """A decoded HDLC address for ``render``: "client 16", "server 1", "server 1/17" (logical /
+    physical of a 2- or 4-byte address); without a known role "16" / "1/17"; "?<hex>" if bad."""
+    if "value" not in a:
+        return "?" + a["hex"]
+    text = "%d/%d" % (a["logical"], a["physical"]) if a.get("bytes", 1) > 1 else "%d" % a["value"]
+    return "%s %s" % (role, text) if role else text
+
+
 def render(records):
     """Records -> readable indented text."""
     lines = []
@@ -238,14 +270,11 @@ def render(records):
                 extra += " N(S)=%d" % ctl["ns"]
             if "nr" in ctl:
                 extra += " N(R)=%d" % ctl["nr"]
+            roles = {"client": ("client", "server"), "server": ("server", "client")}.get(f.get("from"))
             lines.append("HDLC %s%s%s  %s -> %s  len %d%s" % (
-                ctl["type"], extra, " P/F" if ctl["pf"] else "", f["src"]["hex"], f["dest"]["hex"],
+                ctl["type"], extra, " P/F" if ctl["pf"] else "",
+                address_text(f["src"], roles and roles[0]), address_text(f["dest"], roles and roles[1]),
                 f["length"], "  SEGMENT (more follow)" if f["segmented"] else ""))
-            for side in ("dest", "src"):
-                a = f[side]
-                if a.get("bytes", 1) > 1:
-                    lines.append("  %s address %s: logical %s, physical %s" % (
-                        side, a["hex"], a["logical"], a["physical"]))
             if "parameters" in f:
                 lines.append("  parameters: %s" % f["parameters"])
         else:

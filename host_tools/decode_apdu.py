@@ -11,7 +11,10 @@ IEC 62056-5-3 §9.2.7 / Green Book). Names of results, diagnostics and errors ar
 from protocol import apdu_client as apdu
 from protocol import axdr_client as axdr
 from protocol import gbt, obis, security_client as security
+from host_tools import decode_acse as acse
+from host_tools.decode_blocks import Blocks
 from host_tools import format as fmt
+from host_tools.suite0 import decrypt, encrypt  # noqa: F401  (re-exported: host_tools.decode)
 
 APDU_NAMES = {0x60: "AARQ", 0x61: "AARE", 0x62: "RLRQ", 0x63: "RLRE", 0xC0: "GET-Request",
               0xC1: "SET-Request", 0xC3: "ACTION-Request", 0xC4: "GET-Response",
@@ -52,7 +55,6 @@ def _data(buf, p=0):
 
 def _obis_text(b6):
     return obis.to_str(bytes(b6))
-
 
 def _invoke(b):
     return {"invoke_id": b & 0x0F, "service_class": "confirmed" if b & 0x40 else "unconfirmed",
@@ -111,13 +113,18 @@ def _access(c, d):
 
 
 def _get_result(c):
-    if c.u8() == 0:
+    choice = c.u8()
+    if choice not in (0, 1):    # Get-Data-Result ::= CHOICE {data [0], data-access-result [1]}
+        raise apdu.ApduError("invalid Get-Data-Result CHOICE 0x%02X at byte %d (0 data, "
+                             "1 data-access-result)" % (choice, c.p - 1))
+    if choice == 0:
         return {"data": c.data()}
     dar = c.u8()
     return {"data_access_result": dar, "result_name": apdu.DAR_NAMES.get(dar, "?")}
 
 
 # ---------------------------------------------------------------- APDUs without decoder state
+
 
 def _aarq(b):
     a = apdu.parse_aarq(b)
@@ -129,47 +136,6 @@ def _aarq(b):
         d["authentication_value"] = a["auth_value"].hex()
     if a["calling_ap_title"] is not None:
         d["calling_ap_title"] = a["calling_ap_title"].hex()
-    return d
-
-
-def _aare(b):
-    a = apdu.parse_aare(b)
-    diag = a["diagnostic"]
-    d = {"type": "AARE", "application_context": apdu.CONTEXT_NAMES.get(a["context"], a["context"]),
-         "result": apdu.RESULT_NAMES.get(a["result"], a["result"]),
-         "diagnostic": diag if a["diag_provider"] else apdu.AARE_DIAG_NAMES.get(diag, diag),
-         "mechanism": apdu.MECHANISM_NAMES.get(a["mechanism"], a["mechanism"])}
-    if a["vaa_name"] is not None:
-        d.update({"dlms_version": a["dlms_version"], "conformance": apdu.conformance_names(a["conformance"]),
-                  "max_pdu": a["max_pdu"], "vaa_name": a["vaa_name"]})
-    if a["service_error"]:
-        d["confirmed_service_error"] = list(a["service_error"])
-    return d
-
-
-def _aare_parts(b):
-    """AARE -> (the AARE without a ciphered user-information, responding-AP-title or None,
-    the ciphered user-information (glo-initiate-response) or None)."""
-    p, end = apdu._outer(b, apdu.AARE)
-    body, title, ui = bytearray(), None, None
-    while p < end:
-        tag, s, e = apdu._read_tl(b, p, end)
-        t2, s2, e2 = apdu._read_tl(b, s, e) if tag in (0xA4, 0xBE) else (None, s, e)
-        if tag == 0xA4 and t2 == 0x04:
-            title = bytes(b[s2:e2])
-        if tag == 0xBE and t2 == 0x04 and s2 < e2 and b[s2] == 0x28:
-            ui = bytes(b[s2:e2])
-        else:
-            body += b[p:e]
-        p = e
-    return apdu._tlv(apdu.AARE, body), title, ui
-
-
-def _release(b):
-    r = apdu.parse_rlrq(b) if b[0] == apdu.RLRQ else apdu.parse_rlre(b)
-    d = {"type": APDU_NAMES[b[0]], "reason": r["reason"]}
-    if r["user_info"]:
-        d["user_information"] = r["user_info"].hex()
     return d
 
 
@@ -237,8 +203,13 @@ _SERVICES = {apdu.GET_REQUEST: (_get_request, _GET_KINDS),
              apdu.GET_RESPONSE: (None, _GET_RESP_KINDS),
              apdu.SET_RESPONSE: (_set_action_response, _SET_KINDS),
              apdu.ACTION_RESPONSE: (_set_action_response, _ACTION_KINDS)}
-_PLAIN = {apdu.AARQ: _aarq, apdu.AARE: _aare, apdu.RLRQ: _release, apdu.RLRE: _release,
-          apdu.EXCEPTION_RESPONSE: _exception, apdu.CONFIRMED_SERVICE_ERROR: _service_error}
+_PLAIN = {apdu.AARQ: _aarq, apdu.INITIATE_REQUEST: acse.initiate_request,
+          apdu.INITIATE_RESPONSE: acse.initiate_response, apdu.EXCEPTION_RESPONSE: _exception,
+          apdu.CONFIRMED_SERVICE_ERROR: _service_error}
+_PLAIN_LEN = {apdu.EXCEPTION_RESPONSE: 3, apdu.CONFIRMED_SERVICE_ERROR: 4}
+_LLC_HEADERS = (b"\xe6\xe7\x00", b"\xe6\xe6\x00")
+_NOTIFICATION_DATE_QUIRK = ("non-standard: an A-XDR octet-string tag 09 before the 12-byte "
+                            "date-time (Kaifa MA304, early Kamstrup HAN pushes); decoded anyway")
 
 
 class ApduDecoder:
@@ -250,28 +221,65 @@ class ApduDecoder:
         self.auth_key = auth_key or b""
         self.system_title = system_title
         self.titles = {"client": None, "server": None}   # learned from AARQ A6 / AARE A4
-        self._blocks = bytearray()
-        self._gbt = bytearray()
+        self._blocks = Blocks("GET datablock")
+        self._gbt = Blocks("general-block-transfer block")
+        self._end = None
 
     def apdu(self, buf):
-        """Decode one complete APDU into a dict (never raises for bad APDU bytes)."""
+        """Decode one complete APDU into a dict (never raises for bad APDU bytes). Bytes after
+        the APDU are reported as ``trailing_bytes`` (see ``apdus`` for several APDUs)."""
+        return self.apdus(buf)[0]
+
+    def apdus(self, buf):
+        """Decode the APDU(s) of one information field -> [dict]. Some meters put several
+        APDUs in one frame, each after its own LLC header (L+G E450 pushes three
+        data-notifications): each is decoded and marked; other bytes after an APDU are shown
+        as ``trailing_bytes``, never dropped."""
+        b = bytes(buf)
+        out = []
+        while True:
+            d = self._one(b)
+            out.append(d)
+            end = self._end
+            if end is None or end >= len(b):
+                return out
+            d["hex"] = b[:end].hex()
+            rest = b[end:]
+            if rest[:3] in _LLC_HEADERS and len(rest) > 3:
+                d["note"] = ("another APDU follows in the same frame after an LLC header "
+                             "(non-standard: one APDU per frame); decoded below")
+                b = rest[3:]
+                continue
+            d["trailing_bytes"] = rest.hex()
+            d["trailing_note"] = "%d bytes after the end of this APDU" % len(rest)
+            return out
+
+    def _one(self, b):
+        self._end = None
         try:
-            d = self._apdu(bytes(buf))
+            d = self._apdu(b)
         except (apdu.ApduError, axdr.AxdrError, gbt.GbtError, security.SecurityError,
                 ValueError, IndexError) as e:
-            d = {"type": APDU_NAMES.get(buf[0], "unknown 0x%02X" % buf[0]) if buf else "empty",
+            d = {"type": APDU_NAMES.get(b[0], "unknown 0x%02X" % b[0]) if b else "empty",
                  "error": "malformed APDU: %s" % e}
-        d["hex"] = bytes(buf).hex()
+            self._end = None
+        d["hex"] = b.hex()
         return d
 
     def _apdu(self, b):
         if not b:
             raise apdu.ApduError("empty APDU")
         tag = b[0]
-        if tag in (apdu.AARQ, apdu.AARE):
+        if tag == apdu.AARQ:
             return self._association(b)
         if tag in _PLAIN:
+            self._end = _PLAIN_LEN.get(tag)
             return _PLAIN[tag](b)
+        if tag == apdu.AARE:
+            return self._aare(b)
+        if tag in (apdu.RLRQ, apdu.RLRE):
+            self._end = acse._outer_end(b)
+            return acse.release(b, self._deciphered)
         if tag == 0x0F:
             return self._notification(b)
         if tag == gbt.TAG:
@@ -286,28 +294,73 @@ class ApduDecoder:
         d = {"type": APDU_NAMES[tag] + "-" + kinds.get(kind, str(kind))}
         d.update(_invoke(c.u8()))
         (fn or self._get_response)(c, kind, d)
-        if c.p != len(b):
-            d["trailing_bytes"] = b[c.p:].hex()
+        self._end = c.p
         return d
 
     def _association(self, b):
-        """AARQ/AARE: learn the system titles (HLS) and decipher a glo-initiate user-information."""
-        if b[0] == apdu.AARQ:
-            d = _aarq(b)
-            title = apdu.parse_aarq(b)
-            title, ui = title["calling_ap_title"], title["user_info"]
-            side = "client"
-        else:
-            plain, title, ui = _aare_parts(b)
-            d = _aare(plain)
-            side = "server"
-            if title is not None:
-                d["responding_ap_title"] = title.hex()
+        """AARQ: learn the client's system title (HLS) and decipher a glo-initiate-request
+        user-information."""
+        self._end = acse._outer_end(b)
+        d = _aarq(b)
+        a = apdu.parse_aarq(b)
+        title, ui = a["calling_ap_title"], a["user_info"]
         if title is not None and len(title) == 8:
-            self.titles[side] = title
+            self.titles["client"] = title
         if ui and ui[0] in (0x21, 0x28):
-            d["user_information"] = self._ciphered(ui)
+            d["user_information"] = u = self._deciphered(ui, title)
+            plain = u.get("plaintext") or {}
+            if plain.get("type") == "InitiateRequest":     # the xDLMS proposal, once deciphered
+                d.update({k: plain[k] for k in ("dlms_version", "conformance", "max_pdu")})
+                d["user_information_ok"] = True
+            else:                                          # still ciphered: no proposal to show
+                for k in ("dlms_version", "conformance", "max_pdu", "user_information_ok"):
+                    d.pop(k, None)
         return d
+
+    def _aare(self, b):
+        self._end = acse._outer_end(b)
+        try:
+            a = apdu.parse_aare(b)
+        except apdu.ApduError as e:
+            if e.args[:1] != ("unsupported user-information",):
+                raise
+            d = acse.aare_fallback(b, self._deciphered)
+            self._learn_server_title(d)
+            return d
+        diag = a["diagnostic"]
+        d = {"type": "AARE", "application_context": apdu.CONTEXT_NAMES.get(a["context"], a["context"]),
+             "result": apdu.RESULT_NAMES.get(a["result"], a["result"]),
+             "diagnostic": diag if a["diag_provider"] else apdu.AARE_DIAG_NAMES.get(diag, diag),
+             "mechanism": apdu.MECHANISM_NAMES.get(a["mechanism"], a["mechanism"])}
+        if a["vaa_name"] is not None:
+            d.update({"dlms_version": a["dlms_version"], "conformance": apdu.conformance_names(a["conformance"]),
+                      "max_pdu": a["max_pdu"], "vaa_name": a["vaa_name"]})
+        if a["service_error"]:
+            d["confirmed_service_error"] = list(a["service_error"])
+        d.update(acse.aare_extras(b, self._deciphered))
+        plain = (d.get("user_information") or {}).get("plaintext") or {}
+        if plain.get("type") == "InitiateResponse" and "dlms_version" not in d:
+            d.update({k: plain[k] for k in ("dlms_version", "conformance", "max_pdu", "vaa_name")})
+        self._learn_server_title(d)
+        return d
+
+    def _learn_server_title(self, d):
+        title = d.get("responding_ap_title")
+        if title and len(title) == 16:                 # 8 bytes: the meter's system title (HLS)
+            self.titles["server"] = bytes.fromhex(title)
+
+    def _deciphered(self, x, title=None):
+        """A service-specific ciphered APDU inside ACSE user-information -> its fields (and
+        plaintext when a key is given); ``title``, the AP-title of the same ACSE APDU, is
+        its sender's system title."""
+        saved = self._end, self.system_title
+        self.system_title = title or self.system_title
+        try:
+            return self._ciphered(x)
+        except security.SecurityError as e:
+            return {"error": "malformed ciphered user-information: %s" % e}
+        finally:
+            self._end, self.system_title = saved
 
     def _get_response(self, c, kind, d):
         if kind == 1:
@@ -330,27 +383,28 @@ class ApduDecoder:
             return
         raw = c.raw(c.length())
         d["raw_data_len"] = len(raw)
-        if d["block_number"] == 1:
-            self._blocks = bytearray()
-        self._blocks += raw
-        if last:
-            whole = bytes(self._blocks)
-            self._blocks = bytearray()
+        whole = self._blocks.add(d, d["block_number"], raw, last)
+        if whole is not None:
             d["reassembled_len"] = len(whole)
             try:
                 d["data"], q = _data(whole)
             except axdr.AxdrError as e:
-                d["data_error"] = "reassembled data undecodable (missing blocks?): %s" % e
+                d["data_error"] = "reassembled data undecodable: %s" % e
 
     def _notification(self, b):
         c = _Cursor(b, 1)
         d = {"type": "DataNotification", "long_invoke_id_and_priority": "%08X" % c.u32()}
         n = c.length()                   # date-time: OPTIONAL octet-string, 0 = absent
+        if n == 9 and c.p < len(b) and b[c.p] == 12:
+            c.p += 1
+            n = 12
+            d["date_time_note"] = _NOTIFICATION_DATE_QUIRK
         if n:
             if n != 12:
                 raise apdu.ApduError("date-time must be 12 bytes")
             d["date_time"] = fmt.clock_iso(c.raw(12))
         d["body"] = c.data()
+        self._end = c.p
         return d
 
     def _gbt_block(self, b):
@@ -358,17 +412,14 @@ class ApduDecoder:
         d = {"type": "General-Block-Transfer", "last_block": blk.last, "streaming": blk.streaming,
              "window": blk.window, "block_number": blk.number, "block_number_ack": blk.ack,
              "data_len": len(blk.data)}
-        if blk.number == 1:
-            self._gbt = bytearray()
-        self._gbt += blk.data
-        if blk.last:
-            inner = bytes(self._gbt)
-            self._gbt = bytearray()
+        inner = self._gbt.add(d, blk.number, blk.data, blk.last)
+        if inner is not None:
             d["reassembled"] = self.apdu(inner)
         return d
 
     def _ciphered(self, b):
         ct = security.parse(b)
+        self._end = acse.ber_end(b)
         d = {"type": APDU_NAMES.get(ct.tag) or security.SERVICE_TAGS[ct.tag],
              "security_control": "%02X" % ct.sc, "authenticated": bool(ct.sc & security.SC_AUTH),
              "encrypted": bool(ct.sc & security.SC_ENC), "suite": ct.sc & 0x0F,
@@ -388,51 +439,7 @@ class ApduDecoder:
         if plain is None:
             d["decrypt_error"] = "authentication tag mismatch (wrong key or damaged data)"
             return d
+        end = self._end
         d["plaintext"] = self.apdu(plain)
+        self._end = end                    # the ciphered APDU's end, not its plaintext's
         return d
-
-
-def decrypt(key, auth_key, system_title, ct):
-    """AES-128-GCM (security suite 0) of a parsed ``security.Ciphered``: the plaintext APDU,
-    or None when the tag does not verify. Uses the ``cryptography`` package (host only)."""
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-    from cryptography.exceptions import InvalidTag
-    iv = security.nonce(system_title, ct.ic)
-    sc = bytes((ct.sc,))
-    payload = ct.payload
-    if ct.sc & security.SC_AUTH:
-        body, tag = payload[:-security.TAG_LEN], payload[-security.TAG_LEN:]
-    else:
-        body, tag = payload, None
-    if ct.sc & security.SC_ENC:
-        if tag is None:   # encryption only: GCM keystream (CTR starting at counter 2)
-            ctr = modes.CTR(iv + b"\x00\x00\x00\x02")
-            dec = Cipher(algorithms.AES(key), ctr).decryptor()
-            return dec.update(body) + dec.finalize()
-        dec = Cipher(algorithms.AES(key), modes.GCM(iv, tag, min_tag_length=12)).decryptor()
-        dec.authenticate_additional_data(sc + auth_key)
-        try:
-            return dec.update(body) + dec.finalize()
-        except InvalidTag:
-            return None
-    # authentication only: GMAC over SC || AK || data
-    dec = Cipher(algorithms.AES(key), modes.GCM(iv, tag, min_tag_length=12)).decryptor()
-    dec.authenticate_additional_data(sc + auth_key + body)
-    try:
-        dec.finalize()
-    except InvalidTag:
-        return None
-    return body
-
-
-def encrypt(key, auth_key, system_title, ic, plain, sc=0x30):
-    """Build a general-glo-ciphering APDU (suite 0, SC 0x30 authenticated+encrypted) — for
-    tests and bench tools."""
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-    iv = security.nonce(system_title, ic)
-    enc = Cipher(algorithms.AES(key), modes.GCM(iv)).encryptor()
-    enc.authenticate_additional_data(bytes((sc,)) + auth_key)
-    ctext = enc.update(plain) + enc.finalize()
-    content = bytes((sc,)) + ic.to_bytes(4, "big") + ctext + enc.tag[:12]
-    return bytes((security.GENERAL_GLO,)) + axdr.encode_length(len(system_title)) + \
-        bytes(system_title) + axdr.encode_length(len(content)) + content

@@ -101,8 +101,22 @@ def _rupee_symbol():
         return "Rs "
 
 
+def indian_digits(n):
+    """Non-negative int -> digits in Indian grouping (lakh, crore): 2000000 -> "20,00,000"."""
+    s = str(int(n))
+    if len(s) <= 3:
+        return s
+    head, tail = s[:-3], s[-3:]
+    groups = []
+    while len(head) > 2:
+        groups.insert(0, head[-2:])
+        head = head[:-2]
+    return ",".join(([head] if head else []) + groups + [tail])
+
+
 def rupees(paise, symbol=None):
-    """Integer paise -> "₹1,234.56" (negative as "-₹12.00"); None -> "-"."""
+    """Integer paise -> "₹1,234.56", Indian grouping above a lakh ("₹20,00,000.00"; negative as
+    "-₹12.00"); None -> "-"."""
     if symbol is None:
         symbol = _rupee_symbol()
     if paise is None:
@@ -110,7 +124,7 @@ def rupees(paise, symbol=None):
     paise = int(paise)
     sign = "-" if paise < 0 else ""
     p = abs(paise)
-    return "%s%s%s.%02d" % (sign, symbol, "{:,}".format(p // 100), p % 100)
+    return "%s%s%s.%02d" % (sign, symbol, indian_digits(p // 100), p % 100)
 
 
 def kwh(wh):

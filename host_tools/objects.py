@@ -26,12 +26,11 @@ read masks (public; reader and both management associations), and a write and a 
 the device cannot enforce.
 """
 import argparse
-import ast
 import collections
-import re
 import sys
 
 from host_tools import firmware_src
+from host_tools.eventcodes import event_names, events  # noqa: F401  (re-exported)
 from host_tools.is15959_objects import IS15959_OBJECTS
 
 __all__ = ["Obj", "Access", "OBJECTS", "ASSOCIATIONS", "SpecError", "by_obis", "by_name",
@@ -160,6 +159,10 @@ OBJECTS = (
     obj("0.0.96.11.0.255", 1, 0, "event code", 2, arg=1, served="long-unsigned, code of the last event"),
     *_event_logs(),
     obj("1.0.0.2.0.255", 1, 0, "firmware id", 2, arg=2, served="octet-string \"prepaid-meter <version>\""),
+    obj("0.0.96.1.1.255", 1, 0, "manufacturer name", 2, arg=14,
+        served="octet-string \"prepaid-meter\" (Device ID 2: IS 15959 manufacturer name, SPODES device type)"),
+    obj("0.0.0.2.1.255", 1, 0, "active firmware version", 2, arg=15,
+        served="octet-string, the version part of the firmware id (Blue Book abstract OBIS; SPODES reads it)"),
     obj("0.128.96.5.0.255", 1, 0, "profile", 2, arg=3, public=(1,), write=(2,),
         served="tariff/policy profile as compact JSON (meterctl config show/apply)"),
     obj("0.128.96.5.1.255", 1, 0, "profile error", 2, arg=4, public=(1,),
@@ -184,6 +187,23 @@ OBJECTS = (
         served="the same counter (one global key set)"),
     *_profiles(),
 )
+
+# Class versions where the Blue Book (gurux) and national companion standards disagree
+# (reference notes dlms-classes.md §1): the table above holds the Blue Book version; the device
+# declares the market's in the object_list after the profile's "market" (meter.cosem_values.version;
+# DEFAULT_MARKET when the profile has none). IC 70: IS 15959-2 (Renesas reference) and SPODES model
+# version 0, gurux / Blue Book version 1, with the same attributes and methods. IC 64 stays 0 in every
+# market: version 1 adds the certificate attributes and methods of suites 1/2 this suite-0 meter lacks,
+# and a client parses attributes by the declared version.
+MARKETS = ("is15959", "spodes", "bluebook")
+DEFAULT_MARKET = "is15959"
+MARKET_VERSIONS = {70: {"is15959": 0, "spodes": 0, "bluebook": 1}}
+
+
+def declared_version(o, market=DEFAULT_MARKET):
+    """The version the meter declares for ``o`` in ``market`` (one of MARKETS)."""
+    return MARKET_VERSIONS.get(o.ic, {}).get(market, o.version)
+
 
 _BY_OBIS = {o.obis: o for o in OBJECTS}
 _BY_NAME = {o.name: o for o in OBJECTS}
@@ -220,6 +240,8 @@ EVENT_CODE = by_name("event code")
 # the audit trail by category (firmware/meter/audit.py): name -> (IC 7 log, event-code object)
 EVENT_LOGS = {c: (by_name(c + " events"), by_name(c + " event code")) for _, c, _ in EVENT_CATEGORIES}
 FIRMWARE_ID = by_name("firmware id")
+MANUFACTURER = by_name("manufacturer name")
+FIRMWARE_VERSION = by_name("active firmware version")
 PROFILE = by_name("profile")
 PROFILE_ERROR = by_name("profile error")
 SECURITY_SETUP = by_name("security setup management")
@@ -391,36 +413,6 @@ def write_generated():
 
 
 # ------------------------------------------------------------------ events
-
-_EV_LINE = re.compile(r"^(_?EV_[A-Z0-9_]+)\s*=\s*const\((\d+)\)\s*#\s*(.*?)\s*$")
-
-
-def events():
-    """The event catalogue of firmware/meter/events.py: list of (code, name, text, detail), in
-    source order. Each ``EV_*``/``_EV_*`` constant line carries its one text as a comment,
-    ``# text [detail]``. ValueError if a code line has no text or a code repeats."""
-    out, seen = [], set()
-    src = (firmware_src.FIRMWARE_DIR / "meter" / "events.py").read_text()
-    for n in ast.parse(src).body:
-        if (isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
-                and n.targets[0].id.lstrip("_").startswith("EV_")):
-            line = src.splitlines()[n.lineno - 1]
-            m = _EV_LINE.match(line)
-            if not m or not m.group(3):
-                raise ValueError("events.py:%d: event code without its text: %s" % (n.lineno, line))
-            text, _, detail = m.group(3).partition(" [")
-            code = int(m.group(2))
-            if code in seen:
-                raise ValueError("events.py:%d: code %d defined twice" % (n.lineno, code))
-            seen.add(code)
-            out.append((code, m.group(1).lstrip("_"), text, detail.rstrip("]")))
-    return out
-
-
-def event_names():
-    """{event code: text} of every event the firmware logs (meter/events.py)."""
-    return {code: text for code, _, text, _ in events()}
-
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m host_tools.objects", description=__doc__.splitlines()[0])

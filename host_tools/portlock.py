@@ -10,7 +10,9 @@ command, so that the refusal can say who holds the port::
         ...                       # PortInUse("/dev/ttyUSB0 is in use by pid 4242 (meterctl read)")
 
 The lock is ``flock`` on ``<state>/ports/<port>.lock`` (released by the kernel when the holder
-dies, so a stale file never blocks). Within one process the lock is counted: nested ``hold`` of
+dies, so a stale file never blocks); the last release removes the file (only while still holding
+it, and a taker checks that the file it locked is still the one at the path), and a port that
+does not exist gets no lock file. Within one process the lock is counted: nested ``hold`` of
 the same port (a command that reconnects to check its outcome) keeps it without a gap.
 The port is named by its real path, so a symlink and its target are one port; pyserial URLs
 (``socket://``, ``loop://``) are not files and get no lock file.
@@ -83,6 +85,11 @@ class PortLock:
             entry[1] -= 1
             if entry[1] <= 0:
                 del _held[self.path]
+                if _is_at_path(entry[0], self.path):
+                    try:
+                        os.unlink(self.path)   # still ours (flocked): no stale file stays behind
+                    except OSError:
+                        pass
                 os.close(entry[0])       # closing the description drops the flock
 
     def __enter__(self):
@@ -91,6 +98,15 @@ class PortLock:
     def __exit__(self, *exc):
         self.release()
         return False
+
+
+def _is_at_path(fd, path):
+    """True when ``path`` still names the file open on ``fd`` (not unlinked or replaced)."""
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _holder_text(fd):
@@ -113,24 +129,16 @@ def acquire(port, command="meterctl"):
     exclusive open of the port itself still stops a second opener.
     """
     path = lock_path(port)
-    if path is None:
-        return PortLock(None)
+    if path is None or not os.path.exists(port_key(port)):
+        return PortLock(None)          # a URL, or no such port: its open fails, no lock file left
     with _guard:
         entry = _held.get(path)
         if entry is not None:
             entry[1] += 1
             return PortLock(path)
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
+        fd = _lock_file(port, path)
+        if fd is None:
             return PortLock(None)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            holder = _holder_text(fd) if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else None
-            os.close(fd)
-            raise PortInUse(port, holder)
         try:
             os.ftruncate(fd, 0)
             os.write(fd, ("%d %s\n" % (os.getpid(), command)).encode("utf-8", "replace"))
@@ -138,6 +146,27 @@ def acquire(port, command="meterctl"):
             pass
         _held[path] = [fd, 1]
         return PortLock(path)
+
+
+def _lock_file(port, path):
+    """flock the lock file at ``path`` -> fd (None: the state directory is not writable).
+    Retries when the holder removed the file between our open and our flock. Raises PortInUse."""
+    for _ in range(20):
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = _holder_text(fd) if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else None
+            os.close(fd)
+            raise PortInUse(port, holder)
+        if _is_at_path(fd, path):
+            return fd
+        os.close(fd)                   # its holder released and removed it: take the new file
+    return None
 
 
 def hold(port, command="meterctl"):

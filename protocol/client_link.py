@@ -11,7 +11,9 @@ moves bytes, the link keeps the state::
     port.write(link.send_apdu(apdu))        # first (or only) I-frame of an APDU
     port.write(link.on_timeout())           # silence: an RR poll, or b"" = give up
 
-What it does: SNRM/UA negotiation (max information field both ways, window 1; a UA without
+What it does: SNRM/UA negotiation (max information field both ways, window ``window`` 1..7
+proposed both ways, we send one I-frame at a time and receive a window of them, acknowledging
+at its final frame and asking again from a gap with RR(V(R)) (go-back-N); a UA without
 parameters means 128/128/1/1), V(S)/V(R), segmentation both ways (the next request segment goes
 out as a ``Transmit`` once the meter's RR acknowledges the previous one; each response segment
 is acknowledged with a ``Transmit`` of RR), repeated frames (a repeat of the meter's last
@@ -150,7 +152,7 @@ def address_text(b):
 # ---------------------------------------------------------------- the link
 
 class ClientLink:
-    """One HDLC primary station talking to one server address, window 1.
+    """One HDLC primary station talking to one server address; ``window`` (1..7) proposed.
 
     ``client_sap`` 0..127; ``server_logical`` 0..127 alone, 0..16383 with ``server_physical``;
     ``max_info`` the information field size (bytes) we propose both ways; ``retries`` RR polls
@@ -160,7 +162,7 @@ class ClientLink:
     """
 
     def __init__(self, client_sap=16, server_logical=1, server_physical=None, max_info=128,
-                 retries=1):
+                 retries=1, window=1):
         try:
             self.src = hdlc.encode_client_address(client_sap)
             self.dest = hdlc.encode_server_address(server_logical, server_physical)
@@ -171,6 +173,7 @@ class ClientLink:
         self.server = (server_logical, server_physical)
         self.max_info = int(max_info)
         self.retries = int(retries)
+        self.window = max(1, min(7, int(window)))
         self._stream = hdlc.FrameStream()
         self._reasm = hdlc.Reassembler()
         self._events = []
@@ -233,7 +236,7 @@ class ClientLink:
     # ------------------------------------------------------------ calls that produce frames
 
     def snrm(self):
-        """SNRM proposing ``max_info`` both ways, window 1 -> frame bytes. Forgets buffered
+        """SNRM proposing ``max_info`` and ``window`` both ways -> frame bytes. Forgets buffered
         input and resets V(S)/V(R). Not allowed while an exchange is in progress."""
         if self.state in (SENDING, AWAITING):
             self._illegal("SNRM")
@@ -241,7 +244,8 @@ class ClientLink:
         self._events = []
         self._pending = None
         self._reset(LINKING)
-        return self._frame(hdlc.SNRM, hdlc.encode_params(self.max_info, self.max_info, 1, 1))
+        return self._frame(hdlc.SNRM, hdlc.encode_params(self.max_info, self.max_info, self.window,
+                                                         self.window))
 
     def send_apdu(self, apdu):
         """Start sending one APDU (LLC request header added, cut into I-frames of
@@ -362,7 +366,10 @@ class ClientLink:
             # UA values are the meter's view: its tx is what we receive.
             self.max_info_rx = min(self.max_info, tx) if tx else DEFAULT_INFO
             self.max_info_tx = min(self.max_info, rx) if rx else DEFAULT_INFO
-            self._events.append(Connected(self.max_info_tx, self.max_info_rx, 1, 1))
+            self.window_rx = max(1, min(self.window, wtx))
+            self.window_tx = max(1, min(self.window, wrx))
+            self._events.append(Connected(self.max_info_tx, self.max_info_rx, self.window_tx,
+                                          self.window_rx))
         # anything else (a late I-frame of an older session): keep waiting
 
     def _on_ack(self, f, k):
@@ -382,9 +389,13 @@ class ClientLink:
                 self._link_error(f, k)
             return
         n_s = hdlc.ns(f.ctrl)
+        final = hdlc.pf(f.ctrl)
         if n_s != self._vr:
-            if n_s == (self._vr - 1) & 7:      # a repeat: our RR was lost, acknowledge again
-                self._events.append(Transmit(self._frame(hdlc.ctrl_rr(self._vr))))
+            if n_s == (self._vr - 1) & 7 or self.window_rx > 1:
+                # a repeat (our RR was lost), or a frame after a lost one inside a window:
+                # dropped; at the window's final frame, RR(V(R)) asks again from the gap
+                if final:
+                    self._events.append(Transmit(self._frame(hdlc.ctrl_rr(self._vr))))
                 return
             raise ProtocolError("meter sent N(S)=%d, expected %d" % (n_s, self._vr))
         n_r = hdlc.nr(f.ctrl)
@@ -394,7 +405,8 @@ class ClientLink:
         self._vr = (self._vr + 1) & 7
         done = self._reasm.add(f)
         if done is None:
-            self._events.append(Transmit(self._frame(hdlc.ctrl_rr(self._vr))))
+            if final or self.window_rx == 1:   # the meter waits for our RR (window 1: each frame)
+                self._events.append(Transmit(self._frame(hdlc.ctrl_rr(self._vr))))
             return
         self.state = READY
         self._out = None

@@ -23,7 +23,7 @@ Errors: ``protocol.sts.StsError`` with reason "tables" or "key".
 """
 from array import array
 
-from protocol.sts import Block64, StsError
+from protocol.sts_core import Block64, StsError
 
 try:
     from micropython import const
@@ -147,14 +147,22 @@ def load_tables(src):
         raise StsError("tables", "EA07 tables: missing key %s" % e)
 
 
-_NIB_BASE = array("H", [i * 64 for i in range(16)])
+def _sel(key, r, i):
+    # round-key selector (0/1) of nibble i in round r: bit 4i+3 of round key r =
+    # rol64(ror64(~DK, 12), r), i.e. NOT DK bit (4i + 15 - r) mod 64 (DK: bytes(8), IEC order).
+    # Computed per use, no 512-byte table kept per key (issue 17).
+    n = (4 * i + 15 - r) & 63
+    return 1 - ((key[7 - (n >> 3)] >> (n & 7)) & 1)
 
 
-def _pass(w, t, rb, r0):
-    # one combined substitute+permute step over the 4 x 16-bit words in w (in place)
+def _pass(w, t, key, r):
+    # one combined substitute+permute step over the 4 x 16-bit words in w (in place); table
+    # row of nibble i: sel*1024 + i*64 (sel of round r; key None: sel 0)
     o0 = o1 = o2 = o3 = 0
     for i in range(16):
-        k = rb[r0 + i] + (((w[i >> 2] >> ((i & 3) << 2)) & 15) << 2)
+        k = (i << 6) + (((w[i >> 2] >> ((i & 3) << 2)) & 15) << 2)
+        if key is not None:
+            k += _sel(key, r, i) << 10
         o0 |= t[k]
         o1 |= t[k + 1]
         o2 |= t[k + 2]
@@ -165,15 +173,15 @@ def _pass(w, t, rb, r0):
     w[3] = o3
 
 
-def _inv_pass(w, o, iperm, isub, rb, r0):
+def _inv_pass(w, o, iperm, isub, key, r):
     # one inverse step without derived tables, in place on the 4 x 16-bit words in w: nibble i
-    # through S^-1 of its round-key selector (rb[r0 + i]; skipped when isub is None), then
+    # through S^-1 of its round-key selector (round r; skipped when isub is None), then
     # every set bit b of it scattered to bit iperm[4i + b]
     o[0] = o[1] = o[2] = o[3] = 0
     for i in range(16):
         v = (w[i >> 2] >> ((i & 3) << 2)) & 15
         if isub is not None:
-            v = isub[((rb[r0 + i] >> 6) & 16) | v]
+            v = isub[(_sel(key, r, i) << 4) | v]
         n = 4 * i
         while v:
             if v & 1:
@@ -199,15 +207,7 @@ class Ea07(Block64):
             key = key.to_bytes(8, "big")
         if not isinstance(key, (bytes, bytearray)) or len(key) != 8:
             raise StsError("key", "EA07 key must be 8 bytes")
-        # rb[r*16 + i] = sel*1024 + i*64, sel = bit 4i+3 of round key r (r = 0..15)
-        # round key r = rol64(ror64(~DK, 12), r): its bit j is NOT DK bit (j + 12 - r) mod 64
-        rb = array("H", bytes(2 * 16 * _ROUNDS))
-        for r in range(_ROUNDS):
-            for i in range(16):
-                n = (4 * i + 15 - r) & 63
-                sel = 1 - ((key[7 - (n >> 3)] >> (n & 7)) & 1)
-                rb[r * 16 + i] = sel * 1024 + i * 64
-        self._rb = rb
+        self._key = bytes(key)
         self._w = array("H", bytes(8))
         self._o = array("H", bytes(8))
         self._buf = bytearray(8)
@@ -231,9 +231,9 @@ class Ea07(Block64):
         t = self.tables.build_encrypt()
         self._load(buf)
         w = self._w
-        rb = self._rb
+        key = self._key
         for r in range(_ROUNDS):
-            _pass(w, t, rb, r * 16)
+            _pass(w, t, key, r)
         self._store(buf)
 
     def decrypt_into(self, buf):
@@ -248,16 +248,16 @@ class Ea07(Block64):
         self._load(buf)
         w = self._w
         o = self._o
-        rb = self._rb
-        _inv_pass(w, o, iperm, None, rb, 0)              # P^-1 of encryption round 16
+        key = self._key
+        _inv_pass(w, o, iperm, None, key, 0)             # P^-1 of encryption round 16
         for j in range(_ROUNDS - 1):                      # S^-1 of round 16-j, P^-1 of 15-j
-            _inv_pass(w, o, iperm, isub, rb, (_ROUNDS - 1 - j) * 16)
+            _inv_pass(w, o, iperm, isub, key, _ROUNDS - 1 - j)
         for k in range(4):                                # S^-1 of round 1 (key K1)
             x = w[k]
             y = 0
             for q in range(4):
                 i = 4 * k + q
-                y |= isub[((rb[i] >> 6) & 16) | ((x >> (q << 2)) & 15)] << (q << 2)
+                y |= isub[(_sel(key, 0, i) << 4) | ((x >> (q << 2)) & 15)] << (q << 2)
             w[k] = y
         self._store(buf)
 
@@ -268,17 +268,17 @@ class Ea07(Block64):
         isip = tb.build_decrypt()
         self._load(buf)
         w = self._w
-        rb = self._rb
-        _pass(w, tb.ip0, _NIB_BASE, 0)
+        key = self._key
+        _pass(w, tb.ip0, None, 0)
         for j in range(_ROUNDS - 1):
-            _pass(w, isip, rb, (_ROUNDS - 1 - j) * 16)
+            _pass(w, isip, key, _ROUNDS - 1 - j)
         isub = tb.isub
         for k in range(4):
             x = w[k]
             y = 0
             for q in range(4):
                 i = 4 * k + q
-                y |= isub[((rb[i] >> 6) & 16) | ((x >> (q << 2)) & 15)] << (q << 2)
+                y |= isub[(_sel(key, 0, i) << 4) | ((x >> (q << 2)) & 15)] << (q << 2)
             w[k] = y
         self._store(buf)
 

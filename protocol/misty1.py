@@ -17,7 +17,7 @@ Errors: ``protocol.sts.StsError`` with reason "key" or "format".
 """
 from array import array
 
-from protocol.sts import Block64, StsError
+from protocol.sts_core import Block64, StsError
 
 _S7 = bytes.fromhex(
     "1b32335a3b1017545b1a72736b2c66491f24136c372e3f4a5d0f405625511c040b46200d7b3544422b1e41144b79156f"

@@ -1,6 +1,7 @@
 """STS prepayment token codec (IEC 62055-41, "Standard Transfer Specification").
 
-Sans-I/O, runs on MicroPython and CPython. Ciphers live in ``protocol.ea07`` (STA) and
+Sans-I/O, runs on MicroPython and CPython; host-only since issue 17 (not in a board image):
+the meter runs ``protocol.sts_core``, the decoding half, which this module re-exports. Ciphers live in ``protocol.ea07`` (STA) and
 ``protocol.misty1`` (EA11); this module only knows the 64-bit data block, the CRC, the
 class-bit transposition and the 20 decimal digits.
 
@@ -35,20 +36,17 @@ Errors: every bad input raises ``StsError`` whose ``reason`` is one of ``"format
 ``"currency"`` (class 0 subclasses 4..7, not implemented).
 """
 from protocol.civil import days_from_civil, civil_from_days  # noqa: F401 (re-exported)
-from protocol.crc import crc16_modbus
+from protocol.sts_core import *  # noqa: F401,F403 (the decoding half: one codec for the host)
+from protocol.sts_core import (_AMT_MUL, _AMT_OFF, _check, BASE_1993, BASE_2014, BASE_2035,
+                               MASK64, SUB_KEY_1, SUB_KEY_2, SUB_KEY_3, SUB_KEY_4, TOKEN66_MAX,
+                               StsError, TokenFields, crc_field, is_currency, layout_of,
+                               normalise_digits)
 
 try:
     from micropython import const
 except ImportError:  # CPython
     def const(x):
         return x
-
-MASK64 = 0xFFFFFFFFFFFFFFFF
-TOKEN66_MAX = (1 << 66) - 1
-
-CLASS_TRANSFER = const(0)
-CLASS_NON_MERIT = const(1)
-CLASS_MANAGEMENT = const(2)
 
 # class 0 subclasses (IEC 62055-41 Table "TransferCredit" tokens)
 SUB_ELECTRICITY = const(0)
@@ -64,71 +62,14 @@ SUB_CURRENCY_TIME = const(7)
 SUB_TEST_2DIGIT_MFR = const(0)
 SUB_TEST_4DIGIT_MFR = const(1)
 
-# class 2 subclasses
-SUB_MPL = const(0)
-SUB_CLEAR_CREDIT = const(1)
-SUB_TARIFF_RATE = const(2)
-SUB_KEY_1 = const(3)
-SUB_KEY_2 = const(4)
-SUB_CLEAR_TAMPER = const(5)
-SUB_PHASE_UNBALANCE = const(6)
-SUB_WATER_FACTOR = const(7)
-SUB_KEY_3 = const(8)
-SUB_KEY_4 = const(9)
-
-BASE_1993 = const(1993)
-BASE_2014 = const(2014)
-BASE_2035 = const(2035)
-BASE_DATES = (1993, 2014, 2035)
 EPOCH_1993 = const(725846400)    # 1993-01-01T00:00:00Z in Unix seconds
 EPOCH_2014 = const(1388534400)   # 2014-01-01T00:00:00Z in Unix seconds
 EPOCH_2035 = const(2051222400)   # 2035-01-01T00:00:00Z in Unix seconds
 TID_MAX = const(0xFFFFFF)
 
-_AMT_OFF = (0, 16384, 180224, 1818624)
-_AMT_MUL = (1, 10, 100, 1000)
 AMOUNT_MAX = 18201624  # 1820162.4 kWh in 0.1 kWh steps (e = 3, m = 16383)
 
 CLEAR_ALL_REGISTERS = const(0xFFFF)
-
-# class 1 control bits (IEC 62055-41 InitiateMeterTest/Display; b5 and b7+ unverified)
-TEST_NAMES = ("load_switch", "display", "total_energy", "krn_kt", "ti", "b5", "mpl")
-
-_CRCBUF = bytearray(7)
-
-
-class StsError(ValueError):
-    """Bad token input. ``reason`` is a short machine word, ``str(e)`` a readable line."""
-
-    def __init__(self, reason, msg=None):
-        super().__init__(msg or reason)
-        self.reason = reason
-
-
-def _check(v, bits, name):
-    if not isinstance(v, int) or v < 0 or v >> bits:
-        raise StsError("field", "%s must be an integer 0..%d" % (name, (1 << bits) - 1))
-    return v
-
-
-# -- digits <-> 66-bit ------------------------------------------------------------------
-
-def normalise_digits(text):
-    """Strip spaces and dashes; return the 20-digit string. StsError("format") otherwise."""
-    if not isinstance(text, str):
-        raise StsError("format", "token must be a string of 20 digits")
-    s = text.replace(" ", "").replace("-", "")
-    if len(s) != 20 or not s.isdigit():
-        raise StsError("format", "token must be 20 digits")
-    return s
-
-
-def digits_to_int(text):
-    """20 decimal digits (spaces/dashes allowed) -> 66-bit int. IEC 62055-41 §6.4."""
-    n = int(normalise_digits(text))
-    if n > TOKEN66_MAX:
-        raise StsError("format", "token number exceeds 66 bits")
-    return n
 
 
 def int_to_digits(n):
@@ -145,8 +86,6 @@ def group_digits(text, sep=" "):
     return sep.join((s[0:4], s[4:8], s[8:12], s[12:16], s[16:20]))
 
 
-# -- class transposition ----------------------------------------------------------------
-
 def transpose(cls, block):
     """(class 0..3, 64-bit block, encrypted unless class 1) -> 66-bit token number."""
     _check(cls, 2, "class")
@@ -155,57 +94,15 @@ def transpose(cls, block):
     return (hi << 64) | (block & ~(3 << 27) & MASK64) | (cls << 27)
 
 
-def untranspose(n):
-    """66-bit token number -> (class, 64-bit block with bits 28/27 restored)."""
-    if not isinstance(n, int) or n < 0 or n > TOKEN66_MAX:
-        raise StsError("format", "token number must be 0..2**66-1")
-    cls = (n >> 27) & 3
-    block = (n & MASK64 & ~(3 << 27)) | (((n >> 64) & 3) << 27)
-    return cls, block
-
-
-def split_token(text):
-    """20 digits -> (class, block as received: still encrypted for classes 0 and 2)."""
-    return untranspose(digits_to_int(text))
-
-
 def join_token(cls, block):
     """(class, block: encrypted for classes 0/2) -> 20 digits."""
     return int_to_digits(transpose(cls, block))
-
-
-# -- CRC ---------------------------------------------------------------------------------
-
-def crc_field(cls, block):
-    """Stored CRC field (byte-swapped CRC-16/MODBUS) for class + bits 63..16 of ``block``.
-    IEC 62055-41 §6.3."""
-    b = _CRCBUF
-    hi = (block >> 16) & 0xFFFFFFFFFFFF
-    b[0] = cls & 3
-    # 48 bits in 6 bytes, big-endian, without a big-int temporary per byte on 64-bit ports
-    top = hi >> 24
-    low = hi & 0xFFFFFF
-    b[1] = (top >> 16) & 0xFF
-    b[2] = (top >> 8) & 0xFF
-    b[3] = top & 0xFF
-    b[4] = (low >> 16) & 0xFF
-    b[5] = (low >> 8) & 0xFF
-    b[6] = low & 0xFF
-    c = crc16_modbus(b)
-    return ((c & 0xFF) << 8) | (c >> 8)
-
-
-def crc_ok(cls, block):
-    """True if bits 15..0 of the (decrypted) ``block`` hold the right CRC for ``cls``."""
-    return (block & 0xFFFF) == crc_field(cls, block)
 
 
 def with_crc(cls, block):
     """``block`` with its CRC field (bits 15..0) filled in."""
     return (block & ~0xFFFF & MASK64) | crc_field(cls, block)
 
-
-# -- amount -------------------------------------------------------------------------------
 
 def amount_encode(value):
     """Amount in 0.1-unit steps (int, e.g. 256 = 25.6 kWh) -> 16-bit field (e|m).
@@ -224,15 +121,6 @@ def amount_encode(value):
     raise StsError("amount")  # unreachable
 
 
-def amount_decode(field):
-    """16-bit amount field -> value in 0.1-unit steps. IEC 62055-41 §6.2.4."""
-    _check(field, 16, "amount field")
-    e = field >> 14
-    return (field & 0x3FFF) * _AMT_MUL[e] + _AMT_OFF[e]
-
-
-# -- TID and dates ------------------------------------------------------------------------
-
 def base_epoch(base):
     """Base year 1993, 2014 or 2035 (or 93/14/35) -> Unix seconds of its 1 January 00:00 UTC.
     StsError("field") for any other year. IEC 62055-41 §6.2.3."""
@@ -243,19 +131,6 @@ def base_epoch(base):
     if base == BASE_2035 or base == 35:
         return EPOCH_2035
     raise StsError("field", "base date must be 1993, 2014 or 2035")
-
-
-def next_base_date(base):
-    """The base date a TID rollover key change (RO = 1) moves to: 1993 -> 2014 -> 2035;
-    2035 is the last one STS defines and stays."""
-    if base == BASE_1993 or base == 93:
-        return BASE_2014
-    return BASE_2035
-
-
-def is_currency(cls, subclass):
-    """True for the currency credit tokens (class 0 subclasses 4..7)."""
-    return cls == CLASS_TRANSFER and 4 <= subclass <= 7
 
 
 def refuse_currency(cls, sub):
@@ -301,81 +176,6 @@ def tid_to_text(tid, base=BASE_1993):
     return "%04d-%02d-%02d %02d:%02d" % t[:5]
 
 
-# -- data block fields ------------------------------------------------------------------
-
-class TokenFields:
-    """Decoded (or to-be-encoded) fields of one 64-bit data block.
-
-    Common: ``cls`` (0..2), ``subclass`` (0..15), ``crc`` (stored field), ``crc_ok``.
-    Data layout (class 0, class 2 subclasses 0,1,2,5,6,7): ``rnd`` (4 bits), ``tid``
-    (24 bits), ``value`` (raw 16-bit field; see ``amount``).
-    Class 1 subclass 0/1: ``control`` (36/28 bits), ``mfr_code`` (8/16 bits).
-    Key sections (class 2 subclasses 3,4,8,9): ``ken_half`` (4 bits: KENHO in the 1st,
-    KENLO in the 2nd), ``krn``, ``ro``, ``res``, ``kt`` (1st), ``ti`` (2nd), ``sgc_half``
-    (12 bits, 3rd = low, 4th = high), ``key_part`` (32 bits of the new key).
-    Other class 1/2 subclasses: ``payload`` (44 bits).
-    """
-
-    def __init__(self, cls=0, subclass=0, **kw):
-        self.cls = cls
-        self.subclass = subclass
-        self.rnd = 0
-        self.tid = 0
-        self.value = 0
-        self.control = 0
-        self.mfr_code = 0
-        self.ken_half = 0
-        self.krn = 0
-        self.ro = 0
-        self.res = 0
-        self.kt = 0
-        self.ti = 0
-        self.sgc_half = 0
-        self.key_part = 0
-        self.payload = 0
-        self.crc = 0
-        self.crc_ok = True
-        for k in kw:
-            if not hasattr(self, k):
-                raise StsError("field", "unknown token field %s" % k)
-            setattr(self, k, kw[k])
-
-    @property
-    def layout(self):
-        """'data', 'test', 'key1'..'key4' or 'raw'."""
-        return layout_of(self.cls, self.subclass)
-
-    @property
-    def amount(self):
-        """Decoded ``value`` for the amount-encoded tokens (class 0: 0.1 units; MPL and
-        phase-unbalance limit: watts); else the raw 16-bit value."""
-        if self.cls == 0 or (self.cls == 2 and self.subclass in (SUB_MPL, SUB_PHASE_UNBALANCE)):
-            return amount_decode(self.value)
-        return self.value
-
-    def __repr__(self):
-        return "TokenFields(cls=%d, subclass=%d, layout=%s)" % (self.cls, self.subclass, self.layout)
-
-
-def layout_of(cls, subclass):
-    """Block layout name for a class/subclass pair; StsError("wrong_class") for class 3."""
-    if cls == CLASS_TRANSFER:
-        return "data" if subclass < 8 else "raw"
-    if cls == CLASS_NON_MERIT:
-        return "test" if subclass < 2 else "raw"
-    if cls == CLASS_MANAGEMENT:
-        if subclass == SUB_KEY_1:
-            return "key1"
-        if subclass == SUB_KEY_2:
-            return "key2"
-        if subclass == SUB_KEY_3:
-            return "key3"
-        if subclass == SUB_KEY_4:
-            return "key4"
-        return "data" if subclass < 8 else "raw"
-    raise StsError("wrong_class", "token class %r is reserved" % (cls,))
-
-
 def build_block(f):
     """TokenFields -> 64-bit plaintext block with CRC. StsError("field") on out-of-range."""
     cls = _check(f.cls, 2, "class")
@@ -409,57 +209,6 @@ def build_block(f):
     return with_crc(cls, (sub << 60) | body)
 
 
-def parse_block(cls, block):
-    """(class, 64-bit plaintext block) -> TokenFields (``crc_ok`` says whether it checks).
-    StsError("wrong_class") for class 3, StsError("format") for a bad block. A currency
-    subclass (class 0, 4..7) parses with the unit-based layout, ``crc_ok`` as the unit-based
-    CRC says: callers check ``is_currency`` before they trust the amount."""
-    if not isinstance(block, int) or block < 0 or block > MASK64:
-        raise StsError("format", "block must be a 64-bit integer")
-    sub = block >> 60
-    f = TokenFields(cls, sub)
-    lay = layout_of(cls, sub)
-    f.crc = block & 0xFFFF
-    f.crc_ok = f.crc == crc_field(cls, block)
-    if lay == "data":
-        f.rnd = (block >> 56) & 0xF
-        f.tid = (block >> 32) & 0xFFFFFF
-        f.value = (block >> 16) & 0xFFFF
-    elif lay == "test":
-        if sub == 0:
-            f.control = (block >> 24) & 0xFFFFFFFFF
-            f.mfr_code = (block >> 16) & 0xFF
-        else:
-            f.control = (block >> 32) & 0xFFFFFFF
-            f.mfr_code = (block >> 16) & 0xFFFF
-    elif lay == "key1":
-        f.ken_half = (block >> 56) & 0xF
-        f.krn = (block >> 52) & 0xF
-        f.ro = (block >> 51) & 1
-        f.res = (block >> 50) & 1
-        f.kt = (block >> 48) & 3
-        f.key_part = (block >> 16) & 0xFFFFFFFF
-    elif lay == "key2":
-        f.ken_half = (block >> 56) & 0xF
-        f.ti = (block >> 48) & 0xFF
-        f.key_part = (block >> 16) & 0xFFFFFFFF
-    elif lay == "key3" or lay == "key4":
-        f.sgc_half = (block >> 48) & 0xFFF
-        f.key_part = (block >> 16) & 0xFFFFFFFF
-    else:
-        f.payload = (block >> 16) & 0xFFFFFFFFFFF
-    return f
-
-
-def test_names(control):
-    """Class 1 control bits -> tuple of test names (known bits only; IEC 62055-41)."""
-    out = []
-    for i in range(len(TEST_NAMES)):
-        if (control >> i) & 1:
-            out.append(TEST_NAMES[i])
-    return tuple(out)
-
-
 def key_sections(new_key, ken, krn, kt, ti, ro=0, sgc=0):
     """New decoder key (bytes of 8 or 16) -> list of TokenFields for the key-change
     sections (IEC 62055-41 §6.2 Set1st..Set4thSectionDecoderKey): 2 for a 64-bit key,
@@ -487,25 +236,3 @@ def key_sections(new_key, ken, krn, kt, ti, ro=0, sgc=0):
     for f in out:
         build_block(f)  # range checks now, not at encryption time
     return out
-
-
-class Block64:
-    """Mixin for the STS ciphers (EA07, MISTY1): 64-bit int <-> the 8-byte buffer ``self._buf``
-    that ``encrypt_into`` / ``decrypt_into`` work on in place (big-endian, IEC 62055-41 bit 0 =
-    LSB). StsError("format") for anything but a non-negative 64-bit int."""
-
-    def _run(self, block, fn):
-        if not isinstance(block, int) or block < 0 or block >> 64:
-            raise StsError("format", "block must be a 64-bit integer")
-        b = self._buf
-        b[:] = block.to_bytes(8, "big")
-        fn(b)
-        return int.from_bytes(b, "big")
-
-    def encrypt_block(self, block):
-        """64-bit int -> 64-bit int."""
-        return self._run(block, self.encrypt_into)
-
-    def decrypt_block(self, block):
-        """64-bit int -> 64-bit int."""
-        return self._run(block, self.decrypt_into)

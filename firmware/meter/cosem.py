@@ -134,6 +134,10 @@ _TABLE = (
     b"\x00\x00\x60\x0f\x06\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x1e"
     # 1.0.0.2.0.255 firmware id, IC 1 v0 arg 2: r 1-2
     b"\x01\x00\x00\x02\x00\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x02"
+    # 0.0.96.1.1.255 manufacturer name, IC 1 v0 arg 14: r 1-2
+    b"\x00\x00\x60\x01\x01\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x0e"
+    # 0.0.0.2.1.255 active firmware version, IC 1 v0 arg 15: r 1-2
+    b"\x00\x00\x00\x02\x01\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x0f"
     # 0.128.96.5.0.255 profile, IC 1 v0 arg 3: r 1-2; w 2 (public r 1)
     b"\x00\x80\x60\x05\x00\xff\x01\x00\x02\x02\x00\x00\x06\x00\x00\x04\x00\x00\x03"
     # 0.128.96.5.1.255 profile error, IC 1 v0 arg 4: r 1-2 (public r 1)
@@ -322,7 +326,8 @@ def _object_list(meter, role):
             continue
         ic = _TABLE[o + _IC]
         w.reset()
-        w.structure(4).long_unsigned(ic).unsigned(_TABLE[o + _VER]).octet_string(_TABLE[o:o + 6])
+        w.structure(4).long_unsigned(ic).unsigned(V.version(meter, ic, _TABLE[o + _VER]))
+        w.octet_string(_TABLE[o:o + 6])
         w.structure(2)
         n = _TABLE[o + _NATTR]
         w.array(n)
@@ -349,8 +354,7 @@ def put(meter, ctx, item, value):
     if o < 0:
         return dar
     try:
-        tagged, _ = axdr.decode(value, 0)
-        tag, v = tagged
+        tag, v = tagged = axdr.decode(value, 0)[0]
         if ic == 8:                                   # Clock: 2 time, 3 time_zone
             if attr == 2:
                 if tag != _T_OCTET_STRING or len(v) != 12:
@@ -367,9 +371,7 @@ def put(meter, ctx, item, value):
             return _OK
         if ic == 70:                                  # Disconnect control: 4 control_mode
             v = V.int_arg(tagged, (_T_ENUM,))
-            if v is None:
-                return _TYPE_UNMATCHED
-            return _OK if meter.set_control_mode(v) else _OTHER
+            return _TYPE_UNMATCHED if v is None else (_OK if meter.set_control_mode(v) else _OTHER)
         if ic == 111:                                 # Account: 2 {payment_mode, status}
             if tag != _T_STRUCTURE or len(v) != 2:
                 return _TYPE_UNMATCHED
@@ -423,16 +425,13 @@ def act(meter, ctx, item):
         if ic == 112:
             if _TABLE[o + _ARG] == 0:
                 # token credit: 1 update_amount(double-long paise) adds credit
-                v = V.int_arg(tagged, (_T_DOUBLE_LONG, _T_DOUBLE_LONG_UNSIGNED, _T_LONG,
-                                     _T_LONG_UNSIGNED))
+                v = V.int_arg(tagged, (_T_DOUBLE_LONG, _T_DOUBLE_LONG_UNSIGNED, _T_LONG, _T_LONG_UNSIGNED))
                 if v is None:
                     return _TYPE_UNMATCHED, None
                 return (_OK if meter.top_up(v, "dlms") else _OTHER), None
             # emergency credit: 3 invoke_credit asks the policy engine to grant it
             f = getattr(meter, "invoke_emergency_credit", None)
-            if f is None:
-                return _UNAVAILABLE, None
-            return (_OK if f() else _TEMP_FAIL), None
+            return (_UNAVAILABLE if f is None else _OK if f() else _TEMP_FAIL), None
         # token gateway: enter(octet-string: 20 ASCII digits, spaces/dashes allowed); the
         # outcome is in attribute 6 status (0 formatOk .. 8 tokenReceived), the method result
         # is success when the token was processed

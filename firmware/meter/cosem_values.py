@@ -9,6 +9,8 @@ written inside values. What each attribute serves: docs/CONTRACTS.md. Amounts
 are integer paise (scale -2), energy Wh, time epoch seconds (UTC) shown as local time with the
 configured deviation (Blue Book §4.1.6.1).
 """
+import json
+
 from protocol import axdr
 from meter import timeutil
 
@@ -106,6 +108,20 @@ def parse_time(meter, b):
     return timeutil.join(y, mo, d, hh, mi, ss) + dev * 60
 
 
+def version(meter, ic, ver):
+    """The class version the object_list declares for a row of class ``ic`` (table version
+    ``ver``, the Blue Book's): IC 70 Disconnect control is version 0 for IS 15959 and SPODES
+    head-ends, 1 (gurux, Blue Book) only with the profile's ``"market": "bluebook"``
+    (default "is15959"; host_tools.objects.MARKET_VERSIONS). Attributes and methods are the same."""
+    if ic != 70:
+        return ver
+    try:
+        with open(meter.board.path("config.json")) as f:
+            return 1 if json.load(f).get("market") == "bluebook" else 0
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
 def emergency(meter):
     """The emergency credit of the policy engine (``Policy.emergency``: the IC 112 attribute
     values 2..11), or None."""
@@ -161,6 +177,10 @@ def _data(meter, k, w):
         w.long_unsigned(code & 0xFFFF)
     elif k == 2:
         w.octet_string(getattr(meter, "FIRMWARE_ID", b""))
+    elif k == 14 or k == 15:      # FIRMWARE_ID "<name> <version>": name (Device ID 2), version
+        fid = getattr(meter, "FIRMWARE_ID", b"")
+        i = fid.find(b" ")
+        w.octet_string(fid if i < 0 else fid[:i] if k == 14 else fid[i + 1:])
     elif k == 3:
         w.octet_string(meter.profile_bytes())
     elif k == 4:

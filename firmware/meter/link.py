@@ -52,7 +52,16 @@ _K_DISC = const(6)
 _K_DM = const(7)
 _K_FRMR = const(8)
 _K_UI = const(9)
-_TX_OFF = const(1)             # a response being segmented: [data with LLC header, offset sent]
+_WINDOW = const(7)             # largest window we negotiate both ways (IEC 62056-46 §6.4.4.4.3.2)
+_SEND_CAP = const(2048)        # response APDU size the heap allows (whole frames of it: see _send)
+# a response being sent: [APDU (no LLC), offset of the next new segment, offset of the oldest
+# unacknowledged one, its N(S), end offsets of the frames sent and not acknowledged]; offsets
+# count the 3-byte LLC header
+_TX_NEXT = const(1)
+_TX_BASE = const(2)
+_TX_NS = const(3)
+_TX_ENDS = const(4)
+_PF = const(0x10)
 
 _FRMR_W = const(1)             # invalid / not implemented control field
 _FRMR_Y = const(4)             # information field too long
@@ -60,7 +69,7 @@ _FRMR_Z = const(8)             # invalid N(R)
 
 
 class HdlcLink:
-    """Server side of one HDLC link (IEC 62056-46), window size 1. ``logical``/``physical``: our
+    """Server side of one HDLC link (IEC 62056-46), windows up to 7. ``logical``/``physical``: our
     server address (physical None: a point-to-point port, see the module); ``max_info``: the
     largest information field we send and receive (negotiation lowers it).
     Counters: ``ignored`` (frames not for us, echoes), ``refused`` (frames of other clients while
@@ -81,6 +90,7 @@ class HdlcLink:
         self.retransmitted = 0
         self._echo = None          # (dest, src, ctrl, info) of our last frame
         self._addr = b"\x03"
+        self.pending = False       # a physical address applied by a profile: taken at the link's end
         self._ndm()
 
     def accepts(self, value, n):
@@ -134,13 +144,15 @@ class HdlcLink:
                     await writer.drain()
 
     def _ndm(self):
+        if self.pending is not False:
+            self.physical, self.pending = self.pending, False
         self.state = _NDM
         self.client = None
         self.vs = self.vr = 0
         self.tx_max = self.rx_max = 128
+        self.win_tx = self.win_rx = 1
         self._rx = None            # request being reassembled: bytearray (False: over _RX_MAX)
-        self._tx = None            # response being sent in segments: [data, _TX_OFF]
-        self._last = None          # (frame, echo key) of our last I-frame, for retransmission
+        self._tx = None            # response being sent, until acknowledged: [APDU, _TX_NEXT ..]
         self._last_rx = 0
         self.assoc.reset()
 
@@ -190,15 +202,20 @@ class HdlcLink:
             self._last_rx = now
             self.client = f.src
             try:
-                ctx, crx, _, _ = hdlc.decode_params(f.info)
+                ctx, crx, cwtx, cwrx = hdlc.decode_params(f.info)
             except hdlc.HdlcError:
                 return self._frmr(f.ctrl, _FRMR_W | 2)
             if ctx < 1 or crx < 1:
                 return self._frmr(f.ctrl, _FRMR_W | 2)
             self.tx_max = min(self.max_info, crx)
             self.rx_max = min(self.max_info, ctx)
+            self.win_tx = max(1, min(_WINDOW, cwrx))    # the client's view: its rx is our tx
+            self.win_rx = max(1, min(_WINDOW, cwtx))
+            # responses of whole frames: APDU + 3-byte LLC header = k * tx_max (no 3-byte spill)
+            self.assoc.send_max = max(1, _SEND_CAP // self.tx_max) * self.tx_max - 3
             self.state = _NRM
-            return (self._frame(_UA, hdlc.encode_params(self.tx_max, self.rx_max, 1, 1)),)
+            return (self._frame(_UA, hdlc.encode_params(self.tx_max, self.rx_max, self.win_tx,
+                                                        self.win_rx)),)
         if k == _K_DISC:
             was = self.state
             self._ndm()
@@ -214,30 +231,29 @@ class HdlcLink:
         return self._numbered(f, k)
 
     def _numbered(self, f, k):
-        """An I-frame or RR from our client in NRM: sequence numbers, retransmission,
-        segmentation both ways, then the request to the association."""
+        """An I-frame or RR from our client in NRM: sequence numbers, acknowledgement and
+        go-back-N retransmission of our window, segmentation both ways (a request segment sent
+        without the poll bit is taken silently, inside the client's window), then the request
+        to the association."""
         nr = hdlc.nr(f.ctrl)
-        last = self._last
-        resend = last is not None and nr == (self.vs - 1) & 7   # our last I-frame is missing
+        poll = f.ctrl & _PF
         if k == _K_RR:
-            if resend:
-                self.retransmitted += 1
-                frame, self._echo = last
-                return (frame,)
-            if nr != self.vs:
+            if self._tx is None:
+                return self._frmr(f.ctrl, _FRMR_Z) if nr != self.vs else (self._frame(hdlc.ctrl_rr(self.vr)),)
+            if not self._ack(nr):
                 return self._frmr(f.ctrl, _FRMR_Z)
-            if self._tx is not None:
-                return (self._next_segment(),)
-            return (self._frame(hdlc.ctrl_rr(self.vr)),)
+            if self._tx is None:
+                return (self._frame(hdlc.ctrl_rr(self.vr)),)
+            return self._window()
         # I-frame
         n_s = hdlc.ns(f.ctrl)
         if n_s != self.vr:
-            if n_s == (self.vr - 1) & 7 and last is not None:
-                self.retransmitted += 1     # repeated request: our answer was lost
-                frame, self._echo = last
-                return (frame,)
+            if not poll:
+                return ()                   # out of sequence inside a window: the poll tells
+            if n_s == (self.vr - 1) & 7 and self._tx is not None and self._ack(nr) and self._tx:
+                return self._window()       # repeated request: our answer was lost
             return (self._frame(hdlc.ctrl_rr(self.vr)),)
-        if nr != self.vs and not resend:
+        if (self._tx is not None and not self._ack(nr)) or (self._tx is None and nr != self.vs):
             return self._frmr(f.ctrl, _FRMR_Z)
         if len(f.info) > self.rx_max:
             return self._frmr(f.ctrl, _FRMR_Y)
@@ -253,7 +269,7 @@ class HdlcLink:
                 else:
                     rx.extend(f.info)
             if f.segmented:
-                return (self._frame(hdlc.ctrl_rr(self.vr)),)
+                return (self._frame(hdlc.ctrl_rr(self.vr)),) if poll else ()
             self._rx = None
             if rx is False:
                 return self._send(apdu.exception_response(1, _SERVICE_PDU_TOO_LONG))
@@ -269,19 +285,55 @@ class HdlcLink:
         return self._send(resp)
 
     def _send(self, resp):
-        self._tx = [b"\xE6\xE7\x00" + resp, 0]
-        return (self._next_segment(),)
+        self._tx = [resp, 0, 0, self.vs, []]
+        return self._window()
 
-    def _next_segment(self):
+    def _ack(self, nr):
+        """The client's N(R) acknowledges our frames before it: False if it names a frame we
+        did not send; the response is dropped once all of it is acknowledged; a frame not
+        acknowledged is sent again from there (go-back-N)."""
         t = self._tx
-        data, off = t
-        end = off + self.tx_max
-        seg = len(data) > end
-        frame = self._frame(hdlc.ctrl_i(self.vs, self.vr), data[off:end], seg)
-        if seg:
-            t[_TX_OFF] = end
-        else:
+        ends = t[_TX_ENDS]
+        n = (nr - t[_TX_NS]) & 7
+        if n > len(ends):
+            return False
+        if n:
+            t[_TX_BASE] = ends[n - 1]
+            del ends[:n]
+        if t[_TX_BASE] >= len(t[0]) + 3:
             self._tx = None
-        self.vs = (self.vs + 1) & 7
-        self._last = (frame, self._echo)
-        return frame
+            return True
+        t[_TX_NS] = nr
+        if nr != self.vs:                   # frames lost: back to the first one missing
+            self.retransmitted += 1
+            t[_TX_NEXT] = t[_TX_BASE]
+            del ends[:]
+            self.vs = nr
+        return True
+
+    def _window(self):
+        """The next frames of the response, as many as the window has room for; the last
+        one carries the final bit. A frame whose FCS would end in 7E (next to the closing
+        flag) carries a byte less: clients that find frames by flags (dlms-cosem 25.1) lose it."""
+        t = self._tx
+        resp, off, ends = t[0], t[_TX_NEXT], t[_TX_ENDS]
+        end = len(resp) + 3
+        room = self.win_tx - len(ends)
+        out = []
+        while room > 0 and off < end:
+            room -= 1
+            m = self.tx_max
+            while True:
+                stop = off + m if off + m < end else end
+                seg = stop < end
+                info = b"\xE6\xE7\x00" + resp[:stop - 3] if off == 0 else resp[off - 3:stop - 3]
+                frame = self._frame(hdlc.ctrl_i(self.vs, self.vr, not (seg and room)), info, seg)
+                if frame[-2] != 0x7E or stop - off < 5:
+                    break
+                m = stop - off - 1
+            out.append(frame)
+            ends.append(stop)
+            self.vs = (self.vs + 1) & 7
+            off = stop
+        t[_TX_NEXT] = off
+        return out

@@ -18,7 +18,9 @@ from meter.policy import Policy
 from meter.limiter import Limiter
 
 PROFILE_KEYS = ("name", "about", "tariff", "policy", "limiter", "metering", "payment_mode",
-                "control_mode", "credit_unit", "tz_minutes")
+                "control_mode", "credit_unit", "tz_minutes", "market", "physical_address")
+# the head-ends the meter is sold to: class versions of the object_list (meter.cosem_values.version)
+MARKETS = ("is15959", "spodes", "bluebook")
 _EC_SOURCES = ("auto", "button", "token", "dlms")
 _ON_FAULT = ("keep_supply", "open_after")
 
@@ -214,7 +216,11 @@ def check_profile(p):
     for key, lo, hi in (("payment_mode", 1, 2), ("control_mode", 0, 6), ("credit_unit", 0, 1),
                         ("tz_minutes", -720, 840)):
         _int(p, "", key, lo, hi, lo)
+    if p.get("physical_address") is not None:   # HDLC lower address, IEC 62056-46: 0x10..0x3FFD usable
+        _int(p, "", "physical_address", 0x10, 0x3FFD, 0x10)   # (None: a point-to-point port)
     for key in ("name", "about"):
         if key in p and not isinstance(p[key], str):
             raise ConfigError(key, "text expected")
+    if p.get("market", MARKETS[0]) not in MARKETS:
+        raise ConfigError("market", "one of %s expected" % ", ".join(MARKETS))
     return tariff(p.get("tariff") or {}), policy(p)

@@ -32,7 +32,6 @@ _DAR_NO_LONG_GET_IN_PROGRESS = const(16)
 _DAR_DATA_BLOCK_NUMBER_INVALID = const(19)
 _DAR_HARDWARE_FAULT = const(1)
 
-_SEND_MAX = const(512)         # larger responses go by block transfer when negotiated (small heap)
 _BLOCK_HEAD = const(12)        # C4 02 inv last blk(4) choice len(<=3)
 _WHOLE_MAX = const(2048)       # largest response sent whole to a client without block transfer
 
@@ -80,6 +79,8 @@ class Association:
     """Application association state and xDLMS service dispatch for one link. Attributes
     read by IC 15 (meter.cosem): ``role``, ``client``, ``server``, ``conformance``,
     ``max_pdu``, ``mechanism``."""
+
+    send_max = 512                 # largest response APDU; larger by block transfer (the link sets it)
 
     def __init__(self, meter, server=1):
         self.meter = meter
@@ -157,7 +158,7 @@ class Association:
                 return apdu.get_response_block_error(inv, req.block_no, _DAR_DATA_BLOCK_NUMBER_INVALID)
             return self._next_block(inv)
         self._blocks = None
-        limit = self.max_pdu if self.max_pdu < _SEND_MAX else _SEND_MAX
+        limit = self.max_pdu if self.max_pdu < self.send_max else self.send_max
         blocks_ok = self.conformance & _CONF_BLOCK_TRANSFER_WITH_GET
         head = 4                            # C4 01 inv 00 (normal) / C4 03 inv n (with-list)
         if req.kind == 1:

@@ -48,7 +48,7 @@ def profile_bytes(meter):
     out = {}
     for k, v in (("name", None), ("tariff", None), ("policy", None), ("limiter", None),
                  ("metering", None), ("payment_mode", 2), ("control_mode", 5), ("credit_unit", 0),
-                 ("tz_minutes", 330)):
+                 ("tz_minutes", 330), ("market", None), ("physical_address", None)):
         v = c.get(k, v)
         if v is not None:
             out[k] = v
@@ -102,5 +102,6 @@ def apply_config(meter, new):
     a.payment_mode = cfg.get("payment_mode", 2)
     a.unit = 1 if cfg.get("credit_unit") else 0
     meter.dc.set_mode(cfg.get("control_mode", 5))
+    meter._link.pending = cfg.get("physical_address")   # from the next link on (meter.link)
     meter.evaluate()
     meter.persist((_EV_CONFIG, "profile %s applied" % cfg.get("name", "?"), "profile"))

@@ -8,8 +8,8 @@ meter's side (``Meter.enter_token``): it applies the returned action to the acco
 """
 import time
 
-from protocol import sts
-from protocol.sts import StsError
+from protocol import sts_core as sts
+from protocol.sts_core import StsError
 
 try:
     from micropython import const
@@ -194,8 +194,7 @@ class TokenAcceptor:
                 while extra > 0 and d < self.lockout_max_s:
                     d *= 2
                     extra -= 1
-                if d > self.lockout_max_s:
-                    d = self.lockout_max_s
+                d = min(d, self.lockout_max_s)
                 self._lock_until = now + d
                 res.lockout_s = d
         return res
@@ -322,10 +321,7 @@ class TokenAcceptor:
         out[j + 4] = 2 if self.base_date == 2035 else (1 if self.base_date == 2014 else 0)
         out[j + 5] = self._bad if self._bad < 255 else 255
         lu = self._lock_until if self._lock_until > 0 else 0
-        out[j + 6] = (lu >> 24) & 0xFF
-        out[j + 7] = (lu >> 16) & 0xFF
-        out[j + 8] = (lu >> 8) & 0xFF
-        out[j + 9] = lu & 0xFF
+        out[j + 6:j + 10] = (lu & 0xFFFFFFFF).to_bytes(4, "big")
         out[j + 10] = self.store_size
         out[j + 11] = self._n
         out[j + 12:] = self._tids[:3 * self._n]
@@ -397,7 +393,9 @@ def acceptor(sts_cfg, path):
 def enter(meter, raw, delivery):
     """``Meter.enter_token``: judge the token (``meter.tokens``, None without an STS key), apply
     its action, update ``meter.token_gateway`` (IC 115), journal (TID store + credit) and only
-    then return the TokenResult: an acknowledgement always follows the flash write."""
+    then return the TokenResult: an acknowledgement follows the flash write. A refusal starting no
+    keypad lock-out journals nothing: the wrong-entry count stays in RAM (a power cut resets at most
+    ``lockout_after - 1`` entries; a lock-out is journaled when it starts)."""
     text = raw
     if isinstance(raw, (bytes, bytearray)):
         try:
@@ -438,8 +436,10 @@ def enter(meter, raw, delivery):
     g[_GW_STATUS] = _TOKEN_STATUS[i + len(d) + 2] - 48 if i >= 0 else 7
     g[_GW_TEXT] = r.text().encode()   # IC 115 description: the reason (and a lock-out's wait)
     meter.evaluate()
-    if r.ok:
-        meter.persist((_EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid), r.tid))
-    else:
-        meter.persist((_EV_TOKEN_REJECTED, "token rejected: %s" % r.reason, r.reason))
+    ev = (_EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid), r.tid) if r.ok else \
+        (_EV_TOKEN_REJECTED, "token rejected: %s" % r.reason, r.reason)
+    if r.ok or r.lockout_s:   # a change, or a keypad lock-out starts (the wrong-entry count rides along)
+        meter.persist(ev)
+    else:                     # nothing on flash changes: the wrong-entry count stays in RAM
+        meter.event(*ev)
     return r

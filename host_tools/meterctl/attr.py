@@ -124,9 +124,9 @@ def set_cmd(obis_code, attr, class_id, value, **kw):
 
     \b
     Examples:
-      meterctl set 0.0.1.0.0.255 2 --class 8 --value date-time:2026-01-01T10:00:00+05:30 -p /dev/pts/5 --password 12345678
-      meterctl set 0.0.96.3.10.255 4 --class 70 --value enum:1 -p /dev/pts/5 --password 12345678
-      meterctl set 1.0.0.0.0.255 2 --class 1 --value octet-string:414243 -p /dev/ttyUSB0 --password 12345678
+      meterctl set 0.0.1.0.0.255 2 --class 8 --value date-time:2026-01-01T10:00:00+05:30 -p /dev/pts/5 --key-file ~/.local/state/meterctl/emulator-keys.json
+      meterctl set 0.0.96.3.10.255 4 --class 70 --value enum:1 -p /dev/pts/5 --key-file ~/.local/state/meterctl/emulator-keys.json
+      meterctl set 1.0.0.0.0.255 2 --class 1 --value octet-string:414243 -p /dev/ttyUSB0 --meter PPM0000123
     """
     class_id = class_for(obis_code, class_id)
 
@@ -155,8 +155,8 @@ def action(obis_code, method, class_id, param, **kw):
 
     \b
     Examples:
-      meterctl action 0.0.96.3.10.255 1 --class 70 --param integer:0 -p /dev/pts/5 --password 12345678
-      meterctl action 0.0.19.10.0.255 1 --class 112 --param double-long:50000 -p /dev/pts/5 --password 12345678
+      meterctl action 0.0.96.3.10.255 1 --class 70 --param integer:0 -p /dev/pts/5 --key-file ~/.local/state/meterctl/emulator-keys.json
+      meterctl action 0.0.19.10.0.255 1 --class 112 --param double-long:50000 -p /dev/pts/5 --key-file ~/.local/state/meterctl/emulator-keys.json
     """
     class_id = class_for(obis_code, class_id)
     change = action_change(class_id, obis_code, method, param)

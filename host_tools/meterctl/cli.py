@@ -22,12 +22,14 @@ def meterctl():
     Examples:
       meterctl emulate                                  # start an emulated meter, prints its port
       meterctl read --port /dev/pts/5                   # energy, credit, relay, clock
-      meterctl credit add --port /dev/pts/5 --amount 500.00 --password 12345678
-      meterctl relay disconnect --port /dev/pts/5 --password 12345678
+      meterctl credit add --port /dev/pts/5 --amount 500.00 --key-file ~/.local/state/meterctl/emulator-keys.json
+      meterctl relay disconnect --port /dev/pts/5 --key-file ~/.local/state/meterctl/emulator-keys.json
       meterctl get 1.0.1.8.0.255 2 --class 3 --port /dev/pts/5
 
     \b
-    Set METERCTL_PORT and METERCTL_PASSWORD to skip --port/--password.
+    Clients 1 and 48 use HLS (--key-file: emulate prints its file; a flashed meter: --meter
+    SERIAL from the keystore); the reader 32 LLS (--password 00000000 on the emulator).
+    Set METERCTL_PORT and METERCTL_KEY_FILE (or METERCTL_METER) to skip --port/--key-file.
     Exit codes: 0 ok/applied, 1 meter/protocol error or change not applied, 2 usage error or
     port in use, 3 no answer from the meter, 4 change outcome unknown, 130 Ctrl-C before
     sending (each changing command's --help explains them).
@@ -43,16 +45,21 @@ for _cmd in COMMANDS:
     meterctl.add_command(_cmd)
 
 
+FLASH_INTERRUPTED = "interrupted: the board may be half written: run the same command again"
+
+
 def main(argv=None):
     """Run meterctl on ``argv`` (default ``sys.argv[1:]``); exits with its exit code.
 
     Like click's standalone mode, except that Ctrl-C anywhere (also in commands that do not go
-    through ``common.run``, e.g. ``flash``) is one line "interrupted" and exit code 130, not
+    through ``common.run``, e.g. ``flash``) is one line "interrupted: <what happened>" and exit code 130, not
     click's "Aborted!" and 1."""
     try:
         rv = meterctl.main(args=argv, prog_name="meterctl", standalone_mode=False)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo("interrupted", err=True)
+        words = sys.argv[1:] if argv is None else argv
+        click.echo(FLASH_INTERRUPTED if words[:1] in (["flash"], ["provision"]) else
+                   "interrupted: nothing was sent", err=True)
         sys.exit(130)
     except click.ClickException as e:
         e.show()

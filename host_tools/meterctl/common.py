@@ -14,6 +14,12 @@ HLS-GMAC or mechanism 2 with ciphered APDUs; keys from ``--key-file`` or from th
 ``--meter SERIAL``; our invocation counter kept per key set in the state directory,
 ``host_tools.keystore.Counter``).
 
+Default client (``default_client``; every --help states it): without --client a command that
+changes the meter talks to the management client 1; a read command to the public client 16
+without a secret, to the meter reader 32 with --password (LLS) and to the management client 1
+with HLS keys (--auth hls, --key-file, --meter). A secret given to the public client 16 is a
+usage error, never silently dropped.
+
 Every command holds its port exclusively (``host_tools.portlock`` + the client's exclusive open);
 ``run_change`` runs a command that changes the meter through ``host_tools.outcome.perform``.
 """
@@ -27,7 +33,8 @@ import click
 from host_tools import format as fmt
 from host_tools import keystore as ks
 from host_tools import portlock
-from host_tools.client import DlmsClient, DlmsError, HlsKeys, LinkTimeout, PortError, PortInUse
+from host_tools.client import AssociationRejected, DlmsClient, DlmsError, HlsKeys, LinkTimeout, PortError, \
+    PortInUse
 from host_tools.outcome import APPLIED, NOT_APPLIED, SigintFlag, perform
 from host_tools.recharges import RetryRefused
 
@@ -50,6 +57,9 @@ EXIT_CODES_HELP = (
 
 PUBLIC_CLIENT = 16
 MANAGEMENT_CLIENT = 1
+READER_CLIENT = 32
+READ_CLIENT_HELP = ("Default 16. With a secret and no --client: 32 (reader) with --password, 1 "
+                    "(management) with --auth hls.")
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -60,9 +70,13 @@ def fail(message, code):
     sys.exit(code)
 
 
-def run(fn):
+READ_ONLY = "interrupted: nothing was changed on the meter (this command only reads)"
+
+
+def run(fn, interrupted=READ_ONLY):
     """Run a command body ``fn()``, turning expected failures into one line + exit code:
-    LinkTimeout 3, PortError 2, other DlmsError 1, Ctrl-C 130."""
+    LinkTimeout 3, PortError 2, other DlmsError 1, Ctrl-C 130 (the line ``interrupted``: what
+    happened)."""
     try:
         return fn()
     except LinkTimeout as e:
@@ -72,8 +86,23 @@ def run(fn):
     except DlmsError as e:
         fail(str(e), EXIT_METER)
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        click.echo(interrupted, err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def rejection_text(e, sap, hls):
+    """One line for an AARE rejection ``e`` (AssociationRejected) of client ``sap`` that says
+    what to do; ``hls``: we asked with HLS keys. None: ``str(e)`` says it already."""
+    if e.diagnostic == 13 and e.result == 2:
+        return ("association rejected (transient): this client (%d) is locked out after failed "
+                "logins; retry in a little while (the lock doubles with each further failure)" % sap)
+    if e.diagnostic == 13:
+        return ("association rejected (permanent): authentication-failure: wrong %s for client %d"
+                % ("keys" if hls else "password", sap))
+    if e.diagnostic in (2, 11) and not hls and sap != PUBLIC_CLIENT:
+        return ("%s: client %d needs HLS here (ciphered context): add --auth hls --key-file FILE "
+                "or --meter SERIAL" % (e, sap))
+    return None
 
 
 class Trace:
@@ -94,10 +123,11 @@ class Trace:
                                                       fmt.hexs(data)), err=True)
 
 
-def link_options(write):
+def link_options(write, client_help=None):
     """Decorator: the options of every command that talks to a meter. ``write`` commands default
-    to the management client 1 (LLS) and need a password; read commands to public client 16."""
-    default_client = MANAGEMENT_CLIENT if write else PUBLIC_CLIENT
+    to the management client 1 and need a secret; read commands as ``default_client`` says.
+    ``client_help`` replaces the --client default's sentence."""
+    client_help = client_help or ("Default 1." if write else READ_CLIENT_HELP)
     opts = [
         click.option("--port", "-p", envvar="METERCTL_PORT", required=True, metavar="PATH",
                      help="Serial port of the meter (/dev/ttyUSB0, /dev/pts/N). Env: METERCTL_PORT."),
@@ -105,9 +135,10 @@ def link_options(write):
                      help="Baud rate (8N1)."),
         click.option("--client", "client_sap", type=click.IntRange(0, 127), default=None, metavar="SAP",
                      help="Client SAP: 16 public (no security), 1 management, 32 reader, 48 "
-                          "settings (LLS). Default %d." % default_client),
+                          "settings. " + client_help),
         click.option("--password", envvar="METERCTL_PASSWORD", default=None, metavar="TEXT",
-                     help="LLS password (used with clients other than 16). Env: METERCTL_PASSWORD."),
+                     help="LLS password (clients other than 16; the emulator's client 1 and 48 need "
+                     "--auth hls). Env: METERCTL_PASSWORD."),
         click.option("--auth", type=click.Choice(["none", "lls", "hls"]), envvar="METERCTL_AUTH",
                      default=None, help="Authentication: none (client 16), lls (--password) or hls "
                      "(HLS + ciphered APDUs; keys from --key-file or --meter). Default: hls with "
@@ -160,6 +191,16 @@ class LockedClient(DlmsClient):
         except BaseException:
             self.close()
             raise
+
+    def connect(self):
+        """DlmsClient.connect; an AARE rejection says what to do (``rejection_text``)."""
+        try:
+            DlmsClient.connect(self)
+        except AssociationRejected as e:
+            text = rejection_text(e, self.client_sap, self.hls is not None)
+            if text is None:
+                raise
+            raise AssociationRejected(e.diagnostic, e.result, text) from None
 
     def close(self):
         """Close the port and drop the lock (idempotent)."""
@@ -214,6 +255,15 @@ def load_keys(kw):
         raise click.UsageError("cannot use the DLMS keys of %s: %s" % (path, e))
 
 
+def default_client(kw, write):
+    """The client SAP when --client is not given: 1 for a change; for a read 1 with HLS, the
+    reader 32 with --password, else the public 16."""
+    auth = auth_mode(kw)
+    if write or auth == "hls":
+        return MANAGEMENT_CLIENT
+    return READER_CLIENT if auth == "lls" else PUBLIC_CLIENT
+
+
 def make_client(kw, write, cancel=None, keys=None):
     """A DlmsClient (not yet connected; holds the port lock while open) from the link options
     ``kw``; ``cancel`` as DlmsClient's; ``keys`` (HlsKeys) instead of the options' keys. Raises
@@ -221,7 +271,10 @@ def make_client(kw, write, cancel=None, keys=None):
     auth = auth_mode(kw)
     sap = kw.get("client_sap")
     if sap is None:
-        sap = MANAGEMENT_CLIENT if write or auth == "hls" else PUBLIC_CLIENT
+        sap = default_client(kw, write)
+    if sap == PUBLIC_CLIENT and auth != "none" and keys is None:
+        raise click.UsageError("client 16 is public (no security): drop --password/--auth/--key-file/"
+                               "--meter, or name the client they are for (--client 32 or 1)")
     password = kw.get("password") if auth == "lls" else None
     if keys is None and auth == "hls" and sap != PUBLIC_CLIENT:
         keys = load_keys(kw)
@@ -285,11 +338,17 @@ def _perform(kw, change, flag):
         sys.exit(EXIT_INTERRUPTED)
 
 
+def _lost(change, out):
+    """How the answer went missing: "interrupted after sending: <what>" for a Ctrl-C."""
+    if str(out.doubt or "").startswith("interrupted"):
+        return "interrupted after sending: %s" % change.what
+    return "%s: the answer was lost (%s)" % (change.what, out.doubt)
+
+
 def _report(kw, change, out, show, hint, refused):
     if out.state == APPLIED:
         if out.checked:
-            click.echo("meterctl: %s: the answer was lost (%s); checked on the meter: applied"
-                       % (change.what, out.doubt), err=True)
+            click.echo("meterctl: %s; checked on the meter: applied" % _lost(change, out), err=True)
         show(out)
         return
     if kw.get("as_json"):
@@ -298,11 +357,10 @@ def _report(kw, change, out, show, hint, refused):
         text = refused(out) if refused else None
         if text is None and not out.checked:
             text = str(out.refused) if out.refused is not None else out.reason
-        fail(text or "%s not applied: the answer was lost (%s) and the meter shows no trace of it "
-             "(checked; safe to retry)" % (change.what, out.doubt), EXIT_METER)
+        fail(text or "%s; checked on the meter: not applied, no trace of it (safe to retry)"
+             % _lost(change, out), EXIT_METER)
     tell = hint(out) if hint else "meterctl read --port %s" % kw["port"]
-    fail("%s: outcome unknown: the answer was lost (%s) and %s; check with: %s"
-         % (change.what, out.doubt, out.reason, tell), EXIT_UNKNOWN)
+    fail("%s; outcome unknown: %s; check with: %s" % (_lost(change, out), out.reason, tell), EXIT_UNKNOWN)
 
 
 def emit_json(obj):

@@ -151,12 +151,13 @@ def check_cmd(profile):
 def show(**kw):
     """Read the meter's profile (GET 0.128.96.5.0.255 attribute 2).
 
-    The profile is not public: the default client is management 1 (give its --password), or
-    use --client 32 with the reader's password.
+    The profile is not public: the default client is management 1 (HLS: --key-file or --meter;
+    LLS --password only on a meter provisioned with passwords alone), or use --client 32 with the
+    reader's password.
 
     \b
     Examples:
-      meterctl config show --port /dev/ttyUSB0 --password 12345678
+      meterctl config show --port /dev/ttyUSB0 --meter PPM0000123
       meterctl config show --port /dev/ttyUSB0 --client 32 --password 00000000 --json
     """
     if kw.get("client_sap") is None:
@@ -202,7 +203,7 @@ def apply_cmd(profile, **kw):
 
     \b
     Examples:
-      meterctl config apply profiles/uppcl_like.json --port /dev/ttyUSB0 --password 12345678
+      meterctl config apply profiles/uppcl_like.json --port /dev/ttyUSB0 --meter PPM0000123
       meterctl config check profiles/sts_keypad.json      # offline, before going to the meter
     """
     from host_tools.changes import Profile

@@ -7,16 +7,20 @@ reconnecting, so the exit code always says whether the money went in (``host_too
 ``--force`` (``host_tools.recharges``).
 """
 
+import sys
+
 import click
 
 from host_tools import format as fmt
 from host_tools import portlock
-from host_tools.changes import CREDIT_LIMIT_PAISE, OBIS_TOTAL_RECHARGED, TopUp
-from host_tools.meterctl.common import (CONTEXT, EXIT_CODES_HELP, emit_json, link_options, relay_text,
-                                        run_change)
+from host_tools.changes import OBIS_TOTAL_RECHARGED, TopUp, credit_limit_paise
+from host_tools.meterctl.common import (CONTEXT, EXIT_CODES_HELP, EXIT_USAGE, emit_json, fail, link_options,
+                                        relay_text, run_change)
 from host_tools.recharges import RETRY_WINDOW_S, Recharges
 
-__all__ = ["credit", "credit_add", "CREDIT_LIMIT_PAISE"]
+__all__ = ["credit", "credit_add", "confirm_amount", "CONFIRM_ABOVE"]
+
+CONFIRM_ABOVE = "10000"         # rupees: a larger top-up needs --yes (or a yes at the terminal)
 
 
 def _amount_arg(ctx, param, value):
@@ -32,7 +36,7 @@ def credit():
 
     \b
     Example:
-      meterctl credit add --port /dev/pts/5 --amount 500.00 --password 12345678
+      meterctl credit add --port /dev/pts/5 --amount 500.00 --key-file ~/.local/state/meterctl/emulator-keys.json
     """
 
 
@@ -46,27 +50,49 @@ def check_hint(port, amount, before):
         cmd, (total + amount) & 0xFFFFFFFF, total)
 
 
+def confirm_amount(amount, above, yes):
+    """Refuse (exit 2, one line) an amount over the meter's credit register; ask for one over
+    ``above`` paise: ``yes`` (--yes) or a "y" at the terminal (stdin a tty), else exit 2."""
+    limit = credit_limit_paise()
+    if amount > limit:
+        fail("--amount %s is above the meter's credit register limit of %s"
+             % (fmt.rupees(amount), fmt.rupees(limit)), EXIT_USAGE)
+    if amount <= above or yes:
+        return
+    if not sys.stdin.isatty():
+        fail("--amount %s is above %s: add --yes to confirm it (or --confirm-above RUPEES)"
+             % (fmt.rupees(amount), fmt.rupees(above)), EXIT_USAGE)
+    if not click.confirm("Top up %s (more than %s)?" % (fmt.rupees(amount), fmt.rupees(above)), err=True):
+        fail("top-up of %s not confirmed: nothing was sent" % fmt.rupees(amount), EXIT_USAGE)
+
+
 @credit.command("add", context_settings=CONTEXT, epilog=EXIT_CODES_HELP)
 @click.option("--amount", required=True, callback=_amount_arg, metavar="RUPEES",
               help="Rupees with up to 2 decimals, e.g. 500 or 500.00 (sent as integer paise).")
 @click.option("--force", is_flag=True,
               help="Top up even if the same amount went to this meter in the last %d min "
                    "(applied or unknown)." % (RETRY_WINDOW_S // 60))
+@click.option("--yes", "-y", is_flag=True, help="Confirm an amount above --confirm-above without asking.")
+@click.option("--confirm-above", default=CONFIRM_ABOVE, show_default=True, callback=_amount_arg,
+              envvar="METERCTL_CONFIRM_ABOVE", metavar="RUPEES",
+              help="A larger amount needs --yes (or a yes at the terminal). Env: METERCTL_CONFIRM_ABOVE.")
 @link_options(write=True)
-def credit_add(amount, force, **kw):
+def credit_add(amount, force, yes, confirm_above, **kw):
     """Top up: IC 112 update_amount(paise) as the management client (LLS).
 
     Prints the credit before and after. If the meter's answer is lost (or Ctrl-C comes while
     it is awaited) meterctl reconnects and reads the meter's recharge total to tell whether the
     top-up was applied; the exit code says which. A repeat of a top-up of the same amount to the
     same meter within 10 minutes whose outcome was applied or unknown is refused (exit 2) unless
-    --force.
+    --force. An amount above --confirm-above (₹10,000) needs --yes; one above the meter's credit
+    register (₹1,07,37,418.23, the firmware's limit) is refused.
 
     \b
     Examples:
-      meterctl credit add --port /dev/pts/5 --amount 500.00 --password 12345678
-      METERCTL_PASSWORD=12345678 meterctl credit add -p /dev/ttyUSB0 --amount 0.50
+      meterctl credit add --port /dev/pts/5 --amount 500.00 --key-file ~/.local/state/meterctl/emulator-keys.json
+      METERCTL_METER=PPM0000123 meterctl credit add -p /dev/ttyUSB0 --amount 0.50
     """
+    confirm_amount(amount, confirm_above, yes)
     record = Recharges()
     claimed = {}
 

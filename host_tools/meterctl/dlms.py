@@ -8,9 +8,10 @@ import sys
 import click
 
 from host_tools import decode as D
+from host_tools import decode_modbus as MB
 from host_tools import objects
 from host_tools.client import ProtocolError
-from host_tools.meterctl.common import PUBLIC_CLIENT, console, emit_json, fail, link_options, \
+from host_tools.meterctl.common import console, emit_json, fail, link_options, \
     make_client, run
 from protocol import axdr_client as axdr
 from protocol import obis
@@ -53,18 +54,20 @@ def objects(**kw):
 
     \b
       meterctl objects -p /dev/pts/5                       # public client 16
+      meterctl objects -p /dev/pts/5 --password 00000000   # the reader 32
       meterctl objects -p /dev/pts/5 --client 32 --password 00000000 --json
     """
     def body():
         with make_client(kw, write=False) as c:
             objs = parse_object_list(c.get_raw(15, ASSOCIATION, 2))
+            sap = c.client_sap
         if kw["as_json"]:
             emit_json(objs)
             return
         from rich.table import Table
-        t = Table(title="object_list (client %s)" % (kw.get("client_sap") or PUBLIC_CLIENT))
-        for col in ("OBIS", "IC", "class", "v", "read", "write", "methods"):
-            t.add_column(col)
+        t = Table(title="object_list (client %s)" % sap)
+        for col in ("OBIS", "IC", "class", "v", "read", "write", "methods"):   # 80 columns: OBIS whole
+            t.add_column(col, no_wrap=col in ("OBIS", "IC", "v"), overflow="fold")
         for o in sorted(objs, key=lambda o: (o["class_id"], o["obis"])):
             t.add_row(o["obis"], str(o["class_id"]), o["name"], str(o["version"]), _ids(o["read"]),
                       _ids(o["write"]), _ids(o["methods"]))
@@ -104,7 +107,9 @@ def _read_capture(source, hex_text):
 @click.option("--auth-key", callback=_hexkey, default=None, help="Authentication key (GAK, 32 hex digits).")
 @click.option("--system-title", callback=_hexkey, default=None, help="Sender system title (16 hex digits) for service-specific glo APDUs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def decode(source, hex_text, key, auth_key, system_title, as_json):
+@click.option("--modbus", type=click.Choice(["pzem004t", "sdm120", "sdm630"]), default=None,
+              help="Decode Modbus RTU frames (one per line) of this metering module by register name.")
+def decode(source, hex_text, key, auth_key, system_title, as_json, modbus):
     """Decode captured DLMS traffic: HDLC frames (a 7E... stream, segments reassembled) or bare
     APDUs (one per line) from a capture file, stdin ('-') or --hex.
 
@@ -114,14 +119,17 @@ def decode(source, hex_text, key, auth_key, system_title, as_json):
       meterctl decode push.txt --key 000102030405060708090A0B0C0D0E0F --auth-key D0D1...DF --json
     """
     text = _read_capture(source, hex_text)
+    mod = D if modbus is None else MB
     try:
-        records = D.decode_text(text, key, auth_key, system_title)
+        records = D.decode_text(text, key, auth_key, system_title) if modbus is None else \
+            MB.decode_text(text, modbus)
     except D.DecodeError as e:
         fail(str(e), 2)
     if as_json:
         emit_json(records)
     else:
-        click.echo(D.render(records))
-    bad = [r for r in records if ("frame" in r and not r["frame"]["ok"]) or ("apdu" in r and "error" in r["apdu"])]
+        click.echo(mod.render(records))
+    bad = [r for r in records if ("frame" in r and not r["frame"]["ok"]) or
+           any("error" in r.get(k, {}) for k in ("apdu", "modbus"))]
     if bad:
         sys.exit(1)

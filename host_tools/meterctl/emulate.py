@@ -5,6 +5,7 @@ this command layer is the only host code besides ``flash --board unix`` that use
 """
 
 import contextlib
+import fcntl
 import os
 import re
 import signal
@@ -14,8 +15,17 @@ import time
 import click
 
 from host_tools import format as fmt
+from host_tools import portlock
 from host_tools.client import DlmsError
-from host_tools.meterctl.common import CONTEXT, run
+from host_tools.meterctl.common import CONTEXT, EXIT_USAGE, fail, run
+
+KEY_FILE_NAME = "emulator-keys.json"
+
+
+def key_file_path():
+    """The well-known path of the emulator's test key file: ``<state dir>/emulator-keys.json``
+    (``~/.local/state/meterctl/`` unless METERCTL_STATE_DIR / XDG_STATE_HOME say otherwise)."""
+    return os.path.join(portlock.state_dir(), KEY_FILE_NAME)
 
 
 def heap_size(ctx, param, value):
@@ -53,7 +63,9 @@ def _on_sigterm(signum, frame):
 def emulate(load_w, heap, state_dir, warp, meters):
     """Run an emulated meter (the real firmware on the MicroPython unix port) until Ctrl-C.
 
-    Prints the serial port to use with the other commands. The load is applied while the
+    Prints the serial port to use with the other commands and the test key file it writes
+    (clients 1 and 48 need HLS: --key-file ~/.local/state/meterctl/emulator-keys.json; the
+    reader 32 takes --password 00000000). The load is applied while the
     meter's relay is closed (an open relay carries no load). Exits 1 with one line if the
     firmware process dies; Ctrl-C (exit 0) and SIGTERM (exit 143) stop the meter and remove its
     temporary directory.
@@ -65,6 +77,7 @@ def emulate(load_w, heap, state_dir, warp, meters):
       meterctl emulate --meters 8 --load 500                          # a bench of 8 meters
       # in another terminal:
       meterctl read --port /dev/pts/5
+      meterctl credit add --port /dev/pts/5 --amount 500.00 --key-file ~/.local/state/meterctl/emulator-keys.json
     """
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -83,7 +96,25 @@ def _workdir(stack, state_dir):
         os.makedirs(state_dir, exist_ok=True)
     except OSError as e:
         raise click.UsageError("--state %s: %s" % (state_dir, e.strerror or e))
+    _hold_state_dir(stack, state_dir)
     return os.path.abspath(state_dir)
+
+
+def _hold_state_dir(stack, state_dir):
+    """flock ``<DIR>/emulate.lock`` for the emulator's life: a second ``emulate --state DIR``
+    exits 2 with one line before it starts anything."""
+    path = os.path.join(state_dir, "emulate.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 64).decode("ascii", "replace").strip()
+        os.close(fd)
+        fail("--state %s is in use by another meterctl emulate%s: give another directory"
+             % (state_dir, " (pid %s)" % holder if holder.isdigit() else ""), EXIT_USAGE)
+    os.ftruncate(fd, 0)
+    os.write(fd, b"%d\n" % os.getpid())
+    stack.callback(os.close, fd)
 
 
 def _start(stack, workdir, heap, warp):
@@ -102,7 +133,8 @@ def _start(stack, workdir, heap, warp):
                                          "security": identity.security_config()}, start=False)
         stack.callback(rig.stop)
         identity.install_tables(rig.state_dir)
-        identity.write_key_file(os.path.join(workdir, "keys.json"))
+        os.makedirs(os.path.dirname(key_file_path()), exist_ok=True)
+        identity.write_key_file(key_file_path())          # the same test identity for every emulator
         rig.start()
     except Exception as e:
         raise DlmsError("could not start the emulated meter: %s" % _rig_error_text(e))
@@ -112,13 +144,15 @@ def _start(stack, workdir, heap, warp):
 def _banner(rig, workdir, load_w, warp):
     from hil import identity
 
-    auth = "--auth hls --key-file %s" % os.path.join(workdir, "keys.json")
+    auth = "--key-file %s" % key_file_path()
     click.echo("DLMS serial port: %s" % rig.port)
     click.echo("Firmware pid:     %s" % rig.pid)
     click.echo("State directory:  %s" % os.path.join(workdir, "state"))
     click.echo("Load: %d W; clock: %s" % (load_w, "+%d s per second" % warp if warp else "real time"))
+    click.echo("Keys:             %s (HLS, clients 1 and 48; the test identity, hil/identity.py)"
+               % key_file_path())
+    click.echo("Reader password:  %s (client 32, LLS)" % identity.PASSWORDS["32"])
     click.echo("Try:  meterctl read --port %s" % rig.port)
-    click.echo("Keys:             %s (the test identity, hil/identity.py)" % os.path.join(workdir, "keys.json"))
     click.echo("      meterctl credit add --port %s --amount 100 %s" % (rig.port, auth))
     click.echo("      meterctl vend %s --json   # an STS token for this meter" % " ".join(identity.vend_args()))
     click.echo("      meterctl topup --port %s %s <20 digits>" % (rig.port, auth))

@@ -100,6 +100,21 @@ def _rows(cols, raw):
     return cols, table
 
 
+def column_name(col):
+    """A capture column "<obis>.<attr>" as the table heads it: the served object's name from
+    host_tools.objects ("clock", "event code", "occurrences"), else the column itself."""
+    code, _, attr = col.rpartition(".")
+    try:
+        name = objects.by_obis(code).name
+    except KeyError:
+        return col
+    if name.endswith("event code"):
+        return "event code"
+    if name.endswith("event counter"):
+        return "occurrences"
+    return name if attr == "2" else "%s (attribute %s)" % (name, attr)
+
+
 def _output(code, cols, n, table, csv_path, as_json):
     if csv_path:
         out = sys.stdout if csv_path == "-" else open(csv_path, "w", newline="")
@@ -115,15 +130,17 @@ def _output(code, cols, n, table, csv_path, as_json):
     elif csv_path != "-":
         from rich.table import Table
         t = Table(title="%s: %d of %d entries" % (code, len(table), n))
-        for col in cols:
-            t.add_column(col)
+        for col in cols:                   # names, not OBIS codes; the clock never cut (--json: all)
+            name = column_name(col)
+            t.add_column(name, no_wrap=name in ("clock", "event code", "occurrences"))
         for r in table:
             t.add_row(*[str(x) for x in r])
         console().print(t)
 
 
 @click.command("events")
-@link_options(write=False)
+@link_options(write=False, client_help="Default 32 (the meter reader, LLS: give its --password); 1 "
+                                       "(management) with --auth hls.")
 @click.option("--log", "log", type=click.Choice(sorted(LOGS)), default=None,
               help="Audit-trail category to read (IS 15959 event logs 0.0.99.98.x.255): all events "
                    "(the default), power, transaction, other, tamper (cover, failed logins, lock-outs) "
@@ -138,7 +155,7 @@ def events(log, code, from_entry, to_entry, since, until, csv_path, **kw):
     """Read an event log / profile (IC 7 buffer) by block transfer, with a progress bar.
 
     The buffer is not public: the default client is the meter reader 32 (LLS), so give its
-    --password (or a management client's).
+    --password; with --auth hls (--key-file/--meter) the default is the management client 1.
 
     \b
       meterctl events -p /dev/pts/5 --password 00000000

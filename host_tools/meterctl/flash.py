@@ -9,6 +9,7 @@ port that cannot be opened, and a --settings file whose tariff/policy the firmwa
 """
 
 import json
+import os
 
 import click
 
@@ -35,7 +36,7 @@ def _common(f):
         click.option("--krn", type=click.IntRange(1, 15), help="STS key revision number."),
         click.option("--settings", "settings_file", type=click.Path(exists=True, dir_okay=False),
                      help="JSON object merged into config.json (tariff, pins, policy)."),
-        click.option("--physical-address", type=click.IntRange(1, 0x3FFD), default=None, metavar="N",
+        click.option("--physical-address", type=click.IntRange(0x10, 0x3FFD), default=None, metavar="N",
                      help="HDLC physical address on an RS-485 bus (config.json physical_address; "
                           "the meter then answers only 2/4-byte addresses carrying N). "
                           "Default: none, a point-to-point port. docs/BENCH.md \"RS-485 bus\"."),
@@ -115,6 +116,10 @@ def _run(kw, code, romfs="auto"):
         text = str(e)
         no_answer = text.startswith("no MicroPython raw REPL") or "does not answer DLMS" in text
         unopenable = text.startswith("cannot open ")       # no such port, no permission: usage
+        if "no SGC" in text:                                # a missing option: usage
+            unopenable = True
+            if os.environ.get("METERCTL_VIA_MAKE"):
+                text = text.replace("pass --sgc", "give SGC=... to make flash")
         fail(text, EXIT_NO_ANSWER if no_answer else EXIT_USAGE if unopenable else EXIT_METER)
     if kw["as_json"]:
         click.echo(json.dumps(report, indent=1, sort_keys=True, default=str))
@@ -137,7 +142,9 @@ def flash(romfs, **kw):
 
     Safe to repeat: only files whose sha256 differs on the board are copied (a corrupted file
     is found and re-copied); per-meter passwords and keys come from the keystore (generated and
-    stored there on first use), never from the repository.
+    stored there on first use), never from the repository. With --board unix the board's
+    directory is 0700 and its config.json (those secrets) 0600; on a real board config.json is
+    on the board's own filesystem, readable by whoever has its USB/REPL port.
 
     \b
     Examples:

@@ -127,4 +127,5 @@ def rotate(new_kek, **kw):
         else:
             click.echo("keys rotated: %s%s" % (", ".join(sorted(new)), " (answer lost; checked)" if checked else ""))
 
-    run(body)
+    run(body, interrupted="interrupted: the key transfer may have been sent; an association with the "
+                          "old keys, then with the new ones, tells which set the meter uses")

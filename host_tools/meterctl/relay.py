@@ -20,8 +20,8 @@ def relay(operation, **kw):
 
     \b
     Examples:
-      meterctl relay disconnect --port /dev/pts/5 --password 12345678
-      meterctl relay connect --port /dev/pts/5 --password 12345678 --json
+      meterctl relay disconnect --port /dev/pts/5 --key-file ~/.local/state/meterctl/emulator-keys.json
+      meterctl relay connect --port /dev/pts/5 --key-file ~/.local/state/meterctl/emulator-keys.json --json
     """
     method = 2 if operation == "connect" else 1
 

@@ -62,8 +62,8 @@ def topup(token, **kw):
 
     \b
     Examples:
-      meterctl topup --port /dev/pts/5 --password 12345678 5104 3465 4434 2085 6213
-      meterctl vend ... --json | jq -r .token | xargs meterctl topup -p /dev/ttyUSB0 --password 12345678
+      meterctl topup --port /dev/pts/5 --key-file ~/.local/state/meterctl/emulator-keys.json 5104 3465 4434 2085 6213
+      meterctl vend ... --json | jq -r .token | xargs meterctl topup -p /dev/ttyUSB0 --meter PPM0000123
     """
     digits = parse_digits(token)
 
@@ -96,7 +96,7 @@ def topup(token, **kw):
         if res.refused is not None or (res.checked and res.details.get("status") is None):
             return None
         code, reason, detail = result_of(res)
-        if res.checked and res.after.get("token") != digits.encode().hex():
+        if res.checked and res.after.get("token") != digits:
             return None                          # never reached the gateway: the generic text
         return "token rejected: %s (IC 115 status %s %s)" % (
             _reason_text(reason, detail), code, STATUS_TEXT.get(code, "?"))

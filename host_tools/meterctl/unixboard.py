@@ -26,11 +26,14 @@ __all__ = ["UnixReplBoard", "UnixTarget", "unix_rig", "boot_and_confirm"]
 
 class UnixReplBoard:
     """The ``micropython`` command as a board: a REPL started in ``flash_dir`` behind a raw pty
-    pair (mpremote opens ``port``). ``stop()`` kills it (idempotent)."""
+    pair (mpremote opens ``port``). ``stop()`` kills it (idempotent). The board's files hold
+    per-meter passwords and keys: the directory is 0700 and the REPL writes with umask 077
+    (config.json 0600)."""
 
     def __init__(self, flash_dir, heap="320k", micropython=None):
         self.flash_dir = pathlib.Path(flash_dir).resolve()
         self.flash_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(str(self.flash_dir), 0o700)
         self.link = PtyLink()
         self.port = self.link.b_path
         fd = os.open(self.link.a_path, os.O_RDWR | os.O_NOCTTY)
@@ -40,7 +43,7 @@ class UnixReplBoard:
             self.proc = subprocess.Popen(
                 [micropython or find_micropython(), "-X", "heapsize=%s" % heap],
                 stdin=fd, stdout=fd, stderr=fd, cwd=str(self.flash_dir), env=env,
-                start_new_session=True)
+                start_new_session=True, umask=0o077)
         except Exception:
             self.link.close()
             raise
@@ -119,6 +122,10 @@ class UnixTarget:
         return None
 
     def close(self):
-        """Close the REPL connection and stop the REPL process (idempotent)."""
+        """Close the REPL connection and stop the REPL process (idempotent); config.json (the
+        meter's secrets) ends 0600 even when an older flash left it readable."""
         self.dev.close()
         self.repl.stop()
+        cfg = pathlib.Path(self.flash_dir) / "config.json"
+        if cfg.exists():
+            os.chmod(str(cfg), 0o600)

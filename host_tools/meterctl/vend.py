@@ -4,11 +4,14 @@ The work is ``host_tools.vend`` (keys via ``host_tools.dkga``); this module read
 prints (``meterctl.token`` has the shared printing and errors).
 """
 import json
+import os
+import sys
+import tempfile
 
 import click
 
 from host_tools import vend as V
-from host_tools.meterctl.common import CONTEXT
+from host_tools.meterctl.common import CONTEXT, EXIT_USAGE, console, fail
 from host_tools.meterctl.token import guard, print_token
 from protocol import sts
 
@@ -97,7 +100,10 @@ def _decoder_key(kw, pan=None, vending_key=None, sgc=None, ti=None, krn=None, kt
 @click.option("--ken", type=click.IntRange(0, 255), default=255, show_default=True, help="Key expiry number of the new key.")
 @click.option("--ro", is_flag=True, help="Key change: set the rollover bit (meter clears its TID store).")
 @click.option("--csv", "csv_in", type=click.Path(exists=True, dir_okay=False), help="Batch: input CSV.")
-@click.option("--out", "csv_out", type=click.Path(dir_okay=False), help="Batch: output CSV.")
+@click.option("--out", "csv_out", type=click.Path(dir_okay=False),
+              help="Batch: output CSV. An existing file is refused unless --force or --append.")
+@click.option("--force", is_flag=True, help="Batch: overwrite an existing --out file.")
+@click.option("--append", is_flag=True, help="Batch: add the tokens to an existing --out file (same columns).")
 @click.option("--json", "as_json", is_flag=True, help="Print decoder key, data block and token as JSON.")
 def vend(**kw):
     """Vend an STS token (IEC 62055-41) for one meter, a key-change set, or a CSV batch.
@@ -119,6 +125,11 @@ def vend(**kw):
     if kw["csv_in"] or kw["csv_out"]:
         if not (kw["csv_in"] and kw["csv_out"]):
             raise click.UsageError("--csv needs --out (and --out needs --csv)")
+        if kw["force"] and kw["append"]:
+            raise click.UsageError("give --force (overwrite) or --append, not both")
+        if os.path.exists(kw["csv_out"]) and not (kw["force"] or kw["append"]):
+            fail("--out %s exists (its tokens would be lost): give another file, --append or --force"
+                 % kw["csv_out"], EXIT_USAGE)
         return guard(_vend_csv, kw)
     if kw["key_change"]:
         return guard(_vend_key_change, kw)
@@ -195,11 +206,35 @@ def _vend_csv(kw):
             defaults[k] = str(kw[k])
     if kw["rnd"] is not None:
         defaults["rnd"] = str(kw["rnd"])
-    with Progress(TextColumn("vending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=True) as bar:
-        task = bar.add_task("vend", total=None)
+    appending = kw["append"] and os.path.exists(kw["csv_out"])
+    out = kw["csv_out"]
+    if appending:
+        fd, out = tempfile.mkstemp(suffix=".csv", dir=os.path.dirname(os.path.abspath(kw["csv_out"])))
+        os.close(fd)
+    try:
+        with Progress(TextColumn("vending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      transient=True, console=console(stderr=True), disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("vend", total=None)
 
-        def progress(done, total):
-            bar.update(task, completed=done, total=total)
-        n = V.vend_csv(kw["csv_in"], kw["csv_out"], defaults, progress)
-    click.echo("%d tokens written to %s" % (n, kw["csv_out"]))
+            def progress(done, total):
+                bar.update(task, completed=done, total=total)
+            n = V.vend_csv(kw["csv_in"], out, defaults, progress)
+        if appending:
+            _append_csv(out, kw["csv_out"])
+    finally:
+        if appending:
+            os.unlink(out)
+    click.echo("%d tokens %s %s" % (n, "appended to" if appending else "written to", kw["csv_out"]))
+
+
+def _append_csv(new_path, out_path):
+    """Add the rows of ``new_path`` to ``out_path`` when both have the same header; else V.VendError."""
+    with open(new_path, newline="") as f:
+        header, *rows = f.read().splitlines(True)
+    with open(out_path, newline="") as f:
+        old = f.readline()
+    if old.strip() != header.strip():
+        raise V.VendError("--append: %s has other columns (%s) than this batch (%s)"
+                          % (out_path, old.strip(), header.strip()))
+    with open(out_path, "a", newline="") as f:
+        f.writelines(rows)

@@ -144,6 +144,7 @@ def test_bad_input_does_not_stop_the_meter(rig):
         assert c.get(1, "0.0.42.0.0.255", 2)[1] == b"PPM0000001"
 
 
+@pytest.mark.heap32("70k", "object list and event log reads: working room above the steady state")
 def test_meterctl_events_and_objects(rig):
     import json
     from click.testing import CliRunner
@@ -170,9 +171,9 @@ def test_credit_register_limit_is_refused_with_a_reason(rig):
     from host_tools.meterctl import cli
     def run(amount):
         return CliRunner().invoke(cli.meterctl, ["credit", "add", "--port", rig.port, "--amount",
-                                                               amount, "--password", "12345678"])
+                                                               amount, "--password", "12345678", "--yes"])
     assert run("10737418.00").exit_code == 0
-    r = run("5.00")                               # 31-bit register: ₹10,737,418.23 at most
+    r = run("5.00")                               # 31-bit register: ₹1,07,37,418.23 at most
     assert r.exit_code == 1 and "would pass the register's limit" in r.output, r.output
     with DlmsClient(rig.port) as c:                # refused whole: nothing was added
         assert c.get(112, "0.0.19.10.0.255", 2)[1] == 1073741800

@@ -125,6 +125,7 @@ def _one_attempt(rig, cut, paise, state, rng, faults):
             proc.send_signal(signal.SIGINT)
     rc, err = finish(proc, paise)
     cut.heal_now()
+    assert rc != 2, "exit 2 (usage / port in use / retry refused) with no other command at the port: %s" % err
     return rc
 
 
@@ -160,6 +161,7 @@ def _campaign(rig, tmp_path, n, seed):
     return tally
 
 
+@pytest.mark.heap32("70k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_lost_answers_and_ctrl_c_never_double_credit(rig, tmp_path):
     tally = _campaign(rig, tmp_path, 12, seed=1412)
     print("lost answer / Ctrl-C x12:", tally)
@@ -217,6 +219,7 @@ def test_relay_command_with_a_lost_answer_is_checked(rig, tmp_path):
         assert c.get(70, "0.0.96.3.10.255", 3)[1] == 0
 
 
+@pytest.mark.heap32("70k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_token_with_a_lost_answer_is_checked(rig_factory, tmp_path):
     import shutil
     from host_tools import vend

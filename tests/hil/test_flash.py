@@ -19,14 +19,25 @@ from host_tools import vend
 from host_tools.client import DlmsClient
 from host_tools.meterctl import flash as cmd_flash
 from host_tools.meterctl import unixboard
+from hil import env
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SERIAL = "PPM0000042"
 # Heap of the emulated board booted after flashing. The provisioned meter loads the EA07 tables
 # (STS); at the time of writing that needs more than the RP2040's 190k on the unix port
 # as .mpy files (bench/bench_heap.py: ~248 KiB today). Flashing itself
-# does not depend on it.
+# does not depend on it. These tests run the 64-bit wheel whatever --micropython / --vm32 chose
+# (mpremote's raw-REPL reconnect fails on the 32-bit VM, see its README), so the figure is the
+# wheel's for .mpy files, not a board's.
 HEAP = "320k"
+
+
+@pytest.fixture(autouse=True)
+def _wheel(monkeypatch):
+    """The flash tests' boards run the 64-bit ``micropython`` wheel (see HEAP)."""
+    monkeypatch.delenv(env.MICROPYTHON_ENV, raising=False)
+    with env.using_micropython(env.wheel_micropython()):
+        yield
 
 
 # --------------------------------------------------------------------------- board checks
@@ -172,6 +183,9 @@ def test_flash_unix_board_copies_verifies_and_answers_dlms(flashed, tmp_path):
     cfg = json.loads((flash_dir / "config.json").read_text())
     secrets = json.loads(ks.read_text())["meters"][SERIAL]
     assert cfg["serial"] == SERIAL and cfg["passwords"] == secrets["passwords"]
+    import stat      # per-meter passwords and keys: readable by the owner only (H22 N)
+    assert stat.S_IMODE((flash_dir / "config.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE(flash_dir.stat().st_mode) == 0o700
     assert cfg["sts"]["decoder_key"] == secrets["decoder_key"]
     # the board boots from the flashed files on its own and answers with the provisioned serial,
     # and the generated reader password opens an LLS association (1 and 48 are HLS: test_hls_host)

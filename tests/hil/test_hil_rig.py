@@ -720,17 +720,19 @@ def test_find_micropython_honours_option_then_environment(tmp_path, monkeypatch)
     opt.write_text("#!/bin/sh\n")
     opt.chmod(0o755)
     monkeypatch.delenv(env.MICROPYTHON_ENV, raising=False)
-    default = env.find_micropython()
-    monkeypatch.setenv(env.MICROPYTHON_ENV, str(fake))
-    assert env.find_micropython() == str(fake)
-    env.set_micropython(opt)
+    session = env.set_micropython(None)     # this run's --micropython / --vm32 choice, put back below
     try:
+        default = env.find_micropython()
+        monkeypatch.setenv(env.MICROPYTHON_ENV, str(fake))
+        assert env.find_micropython() == str(fake)
+        env.set_micropython(opt)
         assert env.find_micropython() == str(opt)
         assert env.find_micropython(str(fake)) == str(fake)     # an explicit argument wins
-    finally:
         env.set_micropython(None)
-    monkeypatch.setenv(env.MICROPYTHON_ENV, str(tmp_path / "missing"))
-    with pytest.raises(RigError, match="METER_MICROPYTHON"):
-        env.find_micropython()
-    monkeypatch.delenv(env.MICROPYTHON_ENV)
-    assert env.find_micropython() == default
+        monkeypatch.setenv(env.MICROPYTHON_ENV, str(tmp_path / "missing"))
+        with pytest.raises(RigError, match="METER_MICROPYTHON"):
+            env.find_micropython()
+        monkeypatch.delenv(env.MICROPYTHON_ENV)
+        assert env.find_micropython() == default == env.wheel_micropython()
+    finally:
+        env.set_micropython(session)

@@ -26,6 +26,7 @@ def fail_login(rig, **client):
     return e.value
 
 
+@pytest.mark.heap32("78k", "HLS meter on the NOR flash model: 54.2 KiB steady state + littlefs buffers")
 def test_failed_logins_erase_no_flash_block(rig_factory, tmp_path, monkeypatch):
     monkeypatch.setenv("METERCTL_STATE_DIR", str(tmp_path / "state"))
     rig = rig_factory(flash={"blocks": 64, "seed": 7},

@@ -94,6 +94,7 @@ def _readable(obj, i):
                                 AccessMode.AUTHENTICATED_READ_WRITE)
 
 
+@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_every_association_reads_every_attribute_of_every_object(rig_factory):
     rig = make_rig(rig_factory)
     seen = {}
@@ -137,6 +138,7 @@ def test_every_association_reads_every_attribute_of_every_object(rig_factory):
     assert seen[32][1] > seen[16][1]
 
 
+@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_values_read_by_gurux_match_the_meter(rig_factory):
     rig = make_rig(rig_factory, config={"credit_paise": 100000})
     rig.wait_relay(True)
@@ -164,6 +166,7 @@ def test_values_read_by_gurux_match_the_meter(rig_factory):
         p.close()
 
 
+@pytest.mark.heap32("70k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_clock_set_and_remote_disconnect_reconnect(rig_factory):
     rig = make_rig(rig_factory, config={"credit_paise": 100000})
     rig.wait_relay(True)
@@ -198,6 +201,7 @@ def test_clock_set_and_remote_disconnect_reconnect(rig_factory):
     rig.wait_relay(True)
 
 
+@pytest.mark.heap32("70k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_wrong_lls_password_is_authentication_failure(rig_factory):
     rig = make_rig(rig_factory)
     p = Peer(rig.port, client=1, password="wrong")
@@ -213,6 +217,7 @@ def test_wrong_lls_password_is_authentication_failure(rig_factory):
         p.close()
 
 
+@pytest.mark.heap32("70k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_public_client_denied_writes_and_methods(rig_factory):
     rig = make_rig(rig_factory)
     p = connect(rig)
@@ -241,6 +246,7 @@ def _fill_event_log(rig, n):
 
 
 @pytest.mark.parametrize("max_info", [128, 512])
+@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_event_log_by_block_transfer_at_max_pdu_256(rig_factory, max_info):
     rig = make_rig(rig_factory, config={"event_segments": 60})   # room for 300 events
     p = connect(rig, 32, PASSWORDS[32], max_info=max_info, max_pdu=256)
@@ -290,6 +296,7 @@ def test_event_log_by_block_transfer_at_max_pdu_256(rig_factory, max_info):
         assert wire > 4096
 
 
+@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_segmented_request_and_response_at_128(rig_factory):
     """A token with separators (> 128 B as a request) goes in segments the meter acknowledges
     with RR; the object_list comes back in segments gurux acknowledges."""

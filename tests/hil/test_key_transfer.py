@@ -39,6 +39,7 @@ def opens(rig, keys, timeout=3.0):
         return False
 
 
+@pytest.mark.heap32("78k", "HLS meter: 54.2 KiB steady state on 32 bits")
 def test_keys_rotate_replaces_the_key_set(rig_factory, tmp_path):
     rig = rig_factory(config={"security": identity.security_config()})
     kf = identity.write_key_file(tmp_path / "keys.json")
@@ -88,6 +89,7 @@ def _flash_rig(rig_factory):
                        config={"security": identity.security_config(), "lockout": {"after": 1000}})
 
 
+@pytest.mark.heap32("78k", "HLS meter: 54.2 KiB steady state on 32 bits")
 def test_power_cut_at_each_flash_op_of_the_key_transfer(rig_factory):
     """NOR model: the cut lands on the n-th program/erase after boot, for every n up to the end
     of a transfer (boot cuts are skipped); after each cut in a transfer one set opens."""
@@ -117,6 +119,7 @@ def test_power_cut_at_each_flash_op_of_the_key_transfer(rig_factory):
     assert seen["transfer"] >= 1 and seen["done"] >= 1, seen
 
 
+@pytest.mark.heap32("78k", "HLS meter: 54.2 KiB steady state on 32 bits")
 def test_power_cut_while_the_meter_handles_the_transfer(rig_factory):
     """The supply cut 0-100 ms after the request left (whatever the meter was doing): old or new."""
     rig = rig_factory(config={"security": identity.security_config(), "lockout": {"after": 1000}})

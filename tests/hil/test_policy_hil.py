@@ -64,6 +64,7 @@ def event_times(rig, code):
     return out
 
 
+@pytest.mark.heap32("70k", "working room above the steady state")
 def test_up_negative_saturday_evening_waits_for_ec_end_and_office_hours(rig_factory):
     start = ist(2026, 3, 21, 18, 0)          # Saturday (the third of the month), 18:00 IST
     rig = rig_factory(config=profile_config(UPPCL, credit_paise=2500), clock_epoch=start, poll_ms=20)
@@ -226,6 +227,7 @@ def test_config_refuses_a_bad_profile_before_the_wire(tmp_path):
     assert r.exit_code == 2 and "not JSON" in r.output   # an unreadable input file is a usage error
 
 
+@pytest.mark.heap32("70k", "profile applied over DLMS: meter.profile loaded and the JSON parsed")
 def test_config_apply_over_dlms(rig_factory):
     from host_tools.meterctl import config as cmd_config
     from host_tools.client import DataAccessError

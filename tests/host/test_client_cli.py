@@ -440,7 +440,7 @@ def test_parse_rupees():
 def test_money_and_energy_rendering():
     assert fmt.rupees(50000) == "₹500.00"
     assert fmt.rupees(-1205) == "-₹12.05"
-    assert fmt.rupees(123456789) == "₹1,234,567.89"
+    assert fmt.rupees(123456789) == "₹12,34,567.89"
     assert fmt.kwh(12345) == "12.345 kWh"
     assert fmt.kwh(5) == "0.005 kWh"
 

@@ -196,3 +196,165 @@ def test_key_change_keeping_krn_needs_no_new_krn():
 def test_lockout_message_says_how_long():
     from host_tools.meterctl.topup import REASON_TEXT
     assert "10 s" in REASON_TEXT["locked_out"] and "wait and retry" not in REASON_TEXT["locked_out"]
+
+
+# -- second new-user pass (issue 14 acceptance, H22) ----------------------------------------
+
+def test_port_lock_file_is_removed_on_release_and_never_made_for_a_missing_port(tmp_path, monkeypatch):
+    from host_tools import portlock
+    monkeypatch.setenv("METERCTL_STATE_DIR", str(tmp_path / "state"))
+    port = tmp_path / "tty0"
+    port.write_text("")                                    # a port that exists
+    with portlock.hold(str(port), "one"):
+        with portlock.hold(str(port), "nested"):
+            pass
+        assert os.path.exists(portlock.lock_path(str(port)))   # still held by the outer hold
+    assert not os.path.exists(portlock.lock_path(str(port)))   # last release removes it
+    with portlock.hold(str(tmp_path / "no-such-tty"), "two"):
+        pass
+    ports = tmp_path / "state" / "ports"
+    assert not ports.exists() or list(ports.iterdir()) == []
+
+
+def test_rejection_says_what_to_do_hls_needed_locked_or_wrong_password():
+    from host_tools.client import AssociationRejected
+    from host_tools.meterctl.common import rejection_text
+    hls = rejection_text(AssociationRejected(2, 1), 1, hls=False)          # LLS to an HLS client
+    assert "client 1 needs HLS here (ciphered context): add --auth hls --key-file FILE or --meter SERIAL" in hls
+    assert "needs HLS" in rejection_text(AssociationRejected(11, 1), 48, hls=False)
+    locked = rejection_text(AssociationRejected(13, 2), 32, hls=False)
+    assert ("rejected (transient): this client (32) is locked out after failed logins; retry in a little "
+            "while (the lock doubles with each further failure)") in locked
+    wrong = rejection_text(AssociationRejected(13, 1), 32, hls=False)
+    assert "(permanent)" in wrong and "wrong password" in wrong and "locked" not in wrong
+
+
+@pytest.mark.parametrize("args, write, sap", [
+    ((), False, 16), (("--password", "00000000"), False, 32), (("--auth", "hls", "--key-file", "K"), False, 1),
+    (("--password", "12345678"), True, 1), (("--client", "48", "--password", "x"), False, 48)])
+def test_a_secret_without_client_picks_the_documented_authenticated_client(args, write, sap, tmp_path):
+    from host_tools.meterctl.common import make_client
+    key_file = tmp_path / "k.json"
+    from hil import identity
+    identity.write_key_file(key_file)
+    kw = {"port": "/dev/null", "baud": 9600, "server": 1, "physical": None, "timeout": 1.0, "max_info": 128,
+          "client_sap": None}
+    it = iter(args)
+    for opt in it:
+        val = next(it)
+        kw[{"--password": "password", "--auth": "auth", "--key-file": "key_file", "--client": "client_sap"}[opt]] = \
+            str(key_file) if val == "K" else int(val) if opt == "--client" else val
+    assert make_client(kw, write).client_sap == sap
+
+
+def test_a_secret_for_the_public_client_is_refused_not_ignored():
+    for cmd in ("objects", "get 0.0.42.0.0.255 2", "read"):
+        r = _run(*cmd.split(), "--port", "/dev/null-no-such", "--client", "16", "--password", "x")
+        assert r.exit_code == 2 and "client 16 is public" in r.output, r.output
+
+
+def test_every_read_help_states_the_authenticated_default_client():
+    for cmd in ("read", "objects", "get"):
+        text = " ".join(_run(cmd, "--help").output.split())
+        assert "Default 16. With a secret and no --client: 32 (reader) with --password, 1 (management) with --auth hls." \
+            in text, cmd
+    text = " ".join(_run("events", "--help").output.split())
+    assert "Default 32" in text and "Default 16" not in text and "reader 32" in text
+
+
+def test_every_interrupt_line_says_what_happened(capsys):
+    from host_tools.meterctl import common
+
+    def body():
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as e:
+        common.run(body)
+    assert e.value.code == 130 and "interrupted: nothing was changed" in capsys.readouterr().err
+    src = (ROOT / "host_tools" / "meterctl" / "__main__.py").read_text() + \
+        (ROOT / "host_tools" / "meterctl" / "cli.py").read_text()
+    assert 'echo("interrupted"' not in src and 'write("interrupted\\n")' not in src
+
+
+def test_vend_batch_refuses_an_existing_out_unless_force_or_append(tmp_path):
+    sales = tmp_path / "sales.csv"
+    sales.write_text("drn,amount\n01234567890,10.0\n01234567890,5.0\n")
+    out = tmp_path / "t1.csv"
+    args = ["vend", "--vending-key", VK, "--csv", str(sales), "--out", str(out)]
+    r = subprocess.run([sys.executable, "-m", "host_tools.meterctl", *args], capture_output=True, text=True,
+                       cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=str(ROOT), METERCTL_STATE_DIR=str(tmp_path)))
+    assert r.returncode == 0 and r.stdout.splitlines()[0].startswith("2 tokens written"), repr(r.stdout)
+    first = out.read_text()
+    line = _one_error_line(_run(*args))                           # a second batch: refused, file kept
+    assert "exists" in line and "--append" in line and out.read_text() == first
+    assert _run(*args, "--append").exit_code == 0
+    text = out.read_text().splitlines()
+    assert len(text) == 5 and text[:3] == first.splitlines() and text.count(text[0]) == 1
+    assert _run(*args, "--force").exit_code == 0 and len(out.read_text().splitlines()) == 3
+
+
+def test_credit_add_limit_is_the_firmwares_and_big_amounts_need_yes():
+    from host_tools import format as fmt
+    from host_tools.changes import credit_limit_paise
+    from host_tools.firmware_src import FIRMWARE_DIR
+    import re
+    src = (FIRMWARE_DIR / "meter" / "account.py").read_text()
+    assert credit_limit_paise() == int(re.search(r"_MAX_CREDIT = const\((\w+)\)", src).group(1), 0)
+    assert fmt.rupees(credit_limit_paise()) in " ".join(_run("credit", "add", "--help").output.split())
+    port = ["--port", "/dev/null-no-such", "--key-file", "/dev/null-no-keys"]
+    line = _one_error_line(_run("credit", "add", "--amount", "20000000", *port))
+    assert "above the meter's credit register limit of ₹1,07,37,418.23" in line
+    line = _one_error_line(_run("credit", "add", "--amount", "2000000", *port))     # stdin not a tty: no question
+    assert "₹20,00,000.00 is above ₹10,000.00: add --yes" in line
+    r = _run("credit", "add", "--amount", "2000000", "--yes", *port)              # confirmed: on to the keys/port
+    assert "--yes" not in r.output and r.exit_code == 2
+    assert "--yes" not in _run("credit", "add", "--amount", "9999", *port).output
+
+
+def test_rupees_use_indian_digit_grouping():
+    from host_tools import format as fmt
+    assert fmt.rupees(200000000, "₹") == "₹20,00,000.00"
+    assert fmt.rupees(1073741823, "₹") == "₹1,07,37,418.23"
+    assert fmt.rupees(-123456, "₹") == "-₹1,234.56" and fmt.rupees(99, "₹") == "₹0.99"
+
+
+def test_topup_evidence_shows_the_token_as_digits():
+    from host_tools.changes import Token
+
+    class Gateway:                         # what the meter's IC 115 / IC 112 answer
+        def get(self, ic, obis, attr):
+            return {2: (9, b"51043465443420856213"), 6: (22, 3), 4: (1, []), }.get(attr, (5, 100)) \
+                if ic == 115 else (5, 100)
+    ev = Token("51043465443420856213").evidence(Gateway())
+    assert ev["token"] == "51043465443420856213"
+
+
+def test_flash_without_sgc_is_usage_and_names_make_s_variable(tmp_path):
+    args = ["flash", "--board", "esp32", "--port", str(tmp_path / "tty"), "--serial", "PPM0000123",
+            "--no-confirm", "--keystore", str(tmp_path / "k.keystore")]
+    line = _one_error_line(_run(*args))
+    assert "no SGC" in line and "--sgc" in line
+    r = subprocess.run([sys.executable, "-m", "host_tools.meterctl", *args], capture_output=True, text=True,
+                       cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=str(ROOT), METERCTL_VIA_MAKE="1"))
+    assert r.returncode == 2 and "SGC=" in r.stderr and "--sgc" not in r.stderr, r.stderr
+
+
+def test_make_flash_with_an_empty_board_says_so():
+    out = subprocess.run(["make", "-s", "flash", "BOARD=", "PORT=/dev/ttyUSB0", "SERIAL=PPM0000123", "STAMP="],
+                         cwd=str(ROOT), capture_output=True, text=True)
+    assert out.returncode == 2 and "BOARD= is empty: esp32 or rp2040" in out.stdout + out.stderr
+    dry = subprocess.run(["make", "-s", "-n", "flash", "PORT=/dev/ttyUSB0", "SERIAL=PPM0000123", "STAMP="],
+                         cwd=str(ROOT), capture_output=True, text=True).stdout
+    assert "METERCTL_VIA_MAKE=1" in dry and "--board esp32" in dry
+
+
+def test_readme_prerequisites_and_profiles_readme_paths_and_spdx_license():
+    readme = (ROOT / "README.md").read_text()
+    intro = readme[readme.index("## Two commands"):readme.index("```sh")]
+    assert "Node.js" in intro and "npm" in intro and "ser2net" in intro
+    profiles = (ROOT / "profiles" / "README.md").read_text()
+    for path in ("host_tools/refmodel.py",):
+        assert path not in profiles
+    assert "tests/support/refmodel.py" in profiles and (ROOT / "tests" / "support" / "refmodel.py").is_file()
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "Apache-2.0" and project["project"]["license-files"] == ["LICENSE"]

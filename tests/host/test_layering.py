@@ -17,8 +17,10 @@ from host_tools.firmware_src import ROOT
 Imp = collections.namedtuple("Imp", "target line")
 Mod = collections.namedtuple("Mod", "name path imports tree")
 
-HOST_LIBRARY = ("client", "decode", "decode_apdu", "format", "summary", "vend", "dkga", "keystore",
-                "build", "deploy", "provision", "repl", "flash", "objects", "firmware_src")
+# the host library: every module directly in host_tools/ but the demo (the command layer is
+# host_tools/meterctl/)
+HOST_LIBRARY = tuple(sorted(p.stem for p in (ROOT / "host_tools").glob("*.py")
+                            if p.stem not in ("__init__", "demo")))
 DEVICE_TOPS = ("protocol", "meter", "boards", "main")
 
 

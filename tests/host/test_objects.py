@@ -101,3 +101,20 @@ def test_event_names_come_from_events_py():
         assert names.get(code), code
     assert all(isinstance(t, str) and t for t in names.values())
 
+
+
+def test_no_two_objects_of_a_class_share_the_device_argument():
+    """The device picks an object's value by (IC, argument): two rows with the same pair would
+    serve one object's value under the other's OBIS (IC 1 arguments 16.. are the event-log
+    categories' event code and counter objects, read by meter.cosem_log)."""
+    from host_tools import objects
+    seen = {}
+    for o in objects.OBJECTS:
+        if o.ic in (1, 3, 112):
+            key = (o.ic, o.arg)
+            assert key not in seen or o.obis.startswith("0.0.43.1."), \
+                "%s and %s share IC %d argument %d" % (seen.get(key), o.obis, o.ic, o.arg)
+            seen.setdefault(key, o.obis)
+    for o in objects.OBJECTS:
+        if o.ic == 1 and o.arg >= 16:
+            assert o.obis.startswith(("0.0.96.11.", "0.0.96.15.")), o.obis

@@ -197,7 +197,7 @@ def test_judges():
     assert p.judge({"profile": "00"}, {"profile": ours}) == oc.APPLIED
     assert p.judge({"profile": "00"}, {"profile": "00"}) == oc.NOT_APPLIED
     t = Token("12345678901234567890")
-    mine = "12345678901234567890".encode().hex()
+    mine = "12345678901234567890"               # the gateway's token as digits (evidence in --json)
     assert t.judge({}, {"token": mine, "status": 3}) == oc.APPLIED
     assert t.judge({}, {"token": mine, "status": 6}) == oc.NOT_APPLIED
     assert t.judge({}, {"token": "00", "status": 3}) == oc.NOT_APPLIED

@@ -1,0 +1,118 @@
+"""Flash wear of refusals and lock-outs, measured on the NOR flash model (issue 12): a malformed
+STS token refused below the keypad lock-out threshold writes nothing (its wrong-entry count stays
+in RAM, meter.tokens.enter), a power cut resets that count by at most ``lockout_after - 1`` entries
+and never ends a keypad lock-out (journaled when it starts); the block erases a lock-out start
+costs, for the keypad and for a DLMS client (meter.lockout), are bounded."""
+import pytest
+
+from hil import identity
+from host_tools import objects
+from host_tools.client import AssociationRejected, DlmsClient
+from protocol import axdr_client as axdr
+
+pytestmark = pytest.mark.hil
+
+BLOCKS = 64
+MGMT = dict(client_sap=1, password="12345678")
+GATEWAY = objects.TOKEN_GATEWAY.obis
+MALFORMED = ("12345", "1234567890123456789X", "99999999999999999999999", "")
+# measured (64-block NOR model, littlefs): a keypad lock-out start journals one full record (1.0
+# erase each, 11 starts); a DLMS lock-out start writes the small ``lock`` file and one security
+# event (0 erases in 10 starts: littlefs commits them into its metadata blocks, erasing only when
+# one compacts)
+LOCKOUT_START_ERASES = 3
+
+
+def _flash_sts_rig(rig_factory, **sts):
+    return rig_factory(sts=True, flash={"blocks": BLOCKS, "seed": 7},
+                       config={"sts": identity.sts_config(**sts)})
+
+
+def _enter(c, digits):
+    """Enter ``digits`` at the token gateway (IC 115 method 1); -> its status text."""
+    assert c.action(115, GATEWAY, 1, axdr.Writer().octet_string(digits.encode()).getvalue())[0] == 0
+    return bytes(axdr.to_python(c.get(115, GATEWAY, 4))[0]).decode()
+
+
+def _token(amount, minutes):
+    from host_tools import vend
+    r = vend.vend_token(identity.decoder_key(), algorithm="ea07", tables=str(identity.TABLES),
+                        base_date=identity.BASE_DATE, amount=amount, issued=1767225600 + 60 * minutes, rnd=3)
+    return r["token"]
+
+
+def erases(rig):
+    rig.drain()
+    return sum(rig.flash_wear())
+
+
+def test_malformed_token_refusals_below_the_lockout_wear_no_flash(rig_factory):
+    rig = _flash_sts_rig(rig_factory, lockout_after=200)
+    n = 0
+    with DlmsClient(rig.port, **MGMT) as c:
+        assert _enter(c, "12345").startswith("format")          # the first refusal logs its event
+        w0 = erases(rig)
+        for i in range(120):
+            assert _enter(c, MALFORMED[i % len(MALFORMED)]).split(":")[0] in ("format", "wrong_class", "crc")
+            n += 1
+        w1 = erases(rig)
+    print("\nwear: %d block erases for %d malformed tokens refused below the lock-out (%.3f each)"
+          % (w1 - w0, n, (w1 - w0) / n))
+    assert w1 - w0 == 0
+
+
+def test_power_cut_cannot_dodge_the_keypad_lockout(rig_factory):
+    rig = _flash_sts_rig(rig_factory, lockout_after=3, lockout_base_s=600)
+    with DlmsClient(rig.port, **MGMT) as c:
+        assert _enter(c, "12345").startswith("format")
+        assert _enter(c, "12345").startswith("format")
+    rig.power_cut()                  # the two wrong entries were in RAM only: at most 2 forgotten
+    rig.power_on()
+    with DlmsClient(rig.port, **MGMT) as c:
+        for _ in range(2):
+            assert _enter(c, "12345") == "format"                 # counted from the last record
+        w0 = erases(rig)
+        assert _enter(c, "12345") == "format: keypad locked for 600 s"   # 3rd: the lock-out starts
+        w1 = erases(rig)
+        for k in range(10):          # each further wrong entry starts a longer one (journaled)
+            assert _enter(c, "12345").startswith("format: keypad locked for")
+        w2 = erases(rig)
+    rig.power_cut()
+    rig.power_on()
+    with DlmsClient(rig.port, **MGMT) as c:
+        assert _enter(c, _token(10, 1)).startswith("locked_out")  # the lock-out survived the cut
+    rig.advance(1281)                # the longest lock-out (lockout_max_s) is over
+    with DlmsClient(rig.port, **MGMT) as c:
+        assert _enter(c, _token(10, 1)) == "accepted"
+    print("\nwear: %d block erases for the first keypad lock-out start, %d for 10 more (%.1f each)"
+          % (w1 - w0, w2 - w1, (w2 - w1) / 10.0))
+    assert w1 - w0 <= LOCKOUT_START_ERASES and w2 - w1 <= 10 * 1.5
+
+
+def _fail(rig, n):
+    c = DlmsClient(rig.port, client_sap=32, password="wrong!!!", timeout=5)
+    try:
+        c.open()
+        c.link()
+        for _ in range(n):
+            with pytest.raises(AssociationRejected):
+                c.associate()
+    finally:
+        c.close()
+
+
+def test_flash_cost_of_a_dlms_lockout_start(rig_factory):
+    rig = rig_factory(flash={"blocks": BLOCKS, "seed": 7},
+                      config={"lockout": {"after": 3, "base_s": 10, "max_s": 3600}})
+    _fail(rig, 3)                    # the first lock-out: creates the ``lock`` file and its event
+    rig.wait_event("31", timeout=5)
+    per = []
+    for k in range(10):              # further lock-outs, each after the last one ended
+        rig.advance(min(10 << k, 3600) + 1)
+        w0 = erases(rig)
+        _fail(rig, 3)
+        per.append(erases(rig) - w0)
+    rig.drain()
+    assert [e[0] for e in rig.events].count("31") == 11     # each a lock-out start, logged once
+    print("\nwear: block erases per DLMS lock-out start: %s (%.2f each)" % (per, sum(per) / len(per)))
+    assert max(per) <= LOCKOUT_START_ERASES and sum(per) <= len(per)
