@@ -23,7 +23,6 @@ Entry points for ``meter.server`` (``item`` is one ``(class_id, ln, index, selec
 from protocol import axdr
 from meter import cosem_values as V
 from meter import cosem_log as L
-from meter import cosem_prof as P
 
 try:
     from micropython import const
@@ -249,7 +248,7 @@ def _present(meter, o):
     if ic == 64 or (ic == 1 and arg == 12):
         return getattr(meter, "security", None) is not None   # no keys: no security objects
     if arg >= 32 or (ic == 3 and arg >= 5):      # IS 15959 profiles (meter.cosem_prof)
-        return P.present(meter)
+        return getattr(meter, "profiles", None) is not None
     if ic == 7 or (ic == 1 and arg >= 16):        # event logs by category (meter.cosem_log)
         return L.view(meter, arg & 7) is not None
     return True
@@ -301,6 +300,7 @@ def get(meter, ctx, item, w):
             return _object_list(meter, ctx.role)
         arg = _TABLE[o + _ARG]
         if arg >= 32 or (ic == 3 and arg >= 5 and attr == 2):
+            from meter import cosem_prof as P         # loaded only with the profiles on
             if ic == 7:
                 return P.buffer(meter, arg, sel, par) if attr == 2 else P.read(meter, arg, attr, w)
             return P.value(meter, ic, arg, attr, w)
@@ -421,6 +421,7 @@ def act(meter, ctx, item):
         if ic == 64:
             return meter.security.method(m, tagged), None
         if ic == 9:                                   # MD reset script (meter.cosem_prof)
+            from meter import cosem_prof as P
             return P.act(meter, tagged), None
         if ic == 112:
             if _TABLE[o + _ARG] == 0:

@@ -43,11 +43,12 @@ _TYPE_UNMATCHED = const(12)
 _OTHER = const(250)
 _T_STRUCTURE = const(2)        # A-XDR tags (protocol.axdr)
 _COL = const(12)
-_BLOCK = ">IHHHiBx"            # meter.profiles record layouts
-_DAILY = ">IIiiiiI"
-_BILL = ">II4I10I3iI"
+_EV_MD_RESET = const(65)       # meter.events: maximum demand reset [billing count]
 
-_BLOCK_COLS = (
+# column rows of the block load, daily, billing, instantaneous and name-plate profiles in one
+# literal (one interned name); each profile's rows from _ROWS[a] to _ROWS[a + 1]
+_ROWS = b"\x00\x07\x0f\x23\x32\x39"
+_COLS = (
     b"\x08\x00\x00\x01\x00\x00\xff\x02\x00\xff\x00\x00"  # 0.0.1.0.0.255 clock a2
     b"\x03\x01\x00\x01\x1d\x00\xff\x02\x00\x1e\x01\x01"  # 1.0.1.29.0.255 block energy import Wh a2
     b"\x03\x01\x00\x02\x1d\x00\xff\x02\x00\x1e\x05\x00"  # 1.0.2.29.0.255 block energy export Wh (import-only meter: 0) a2
@@ -55,8 +56,6 @@ _BLOCK_COLS = (
     b"\x03\x01\x00\x0b\x1b\x00\xff\x02\xfe\x21\x02\x03"  # 1.0.11.27.0.255 average current 0.01 A a2
     b"\x01\x00\x00\x60\x0a\x01\xff\x02\x00\xff\x03\x05"  # 0.0.96.10.1.255 status a2
     b"\x03\x00\x80\x5e\x60\x01\xff\x02\xfe\x0a\x04\x04"  # 0.128.94.96.1.255 block charge paise a2
-)
-_DAILY_COLS = (
     b"\x08\x00\x00\x01\x00\x00\xff\x02\x00\xff\x00\x00"  # 0.0.1.0.0.255 clock a2
     b"\x03\x01\x00\x01\x08\x00\xff\x02\x00\x1e\x01\x01"  # 1.0.1.8.0.255 energy import Wh a2
     b"\x03\x01\x00\x02\x08\x00\xff\x02\x00\x1e\x05\x00"  # 1.0.2.8.0.255 energy export Wh a2
@@ -65,8 +64,6 @@ _DAILY_COLS = (
     b"\x03\x00\x80\x5e\x60\x03\xff\x02\xfe\x0a\x04\x04"  # 0.128.94.96.3.255 day fixed charge a2
     b"\x03\x00\x80\x5e\x60\x04\xff\x02\xfe\x0a\x04\x05"  # 0.128.94.96.4.255 day duty a2
     b"\x03\x00\x80\x5e\x60\x05\xff\x02\xfe\x0a\x01\x06"  # 0.128.94.96.5.255 day top-ups a2
-)
-_BILL_COLS = (
     b"\x03\x00\x00\x00\x01\x02\xff\x02\x00\xff\x00\x00"  # 0.0.0.1.2.255 billing date a2
     b"\x03\x01\x00\x01\x08\x00\xff\x02\x00\x1e\x01\x01"  # 1.0.1.8.0.255 energy import Wh a2
     b"\x03\x01\x00\x01\x08\x01\xff\x02\x00\x1e\x01\x02"  # 1.0.1.8.1.255 TZ1 a2
@@ -87,8 +84,6 @@ _BILL_COLS = (
     b"\x03\x00\x80\x5e\x60\x07\xff\x02\xfe\x0a\x04\x11"  # 0.128.94.96.7.255 cycle fixed charge a2
     b"\x03\x00\x80\x5e\x60\x08\xff\x02\xfe\x0a\x04\x12"  # 0.128.94.96.8.255 cycle duty a2
     b"\x03\x00\x00\x5e\x5b\x0d\xff\x02\x00\x06\x01\x13"  # 0.0.94.91.13.255 cycle power-on minutes a2
-)
-_INST_COLS = (
     b"\x08\x00\x00\x01\x00\x00\xff\x02\x00\xff\x00\x00"  # 0.0.1.0.0.255 clock a2
     b"\x03\x01\x00\x20\x07\x00\xff\x02\xff\x23\x02\x01"  # 1.0.32.7.0.255 voltage a2
     b"\x03\x01\x00\x1f\x07\x00\xff\x02\xfd\x21\x01\x02"  # 1.0.31.7.0.255 current mA a2
@@ -104,8 +99,6 @@ _INST_COLS = (
     b"\x01\x00\x00\x00\x01\x00\xff\x02\x00\xff\x01\x0b"  # 0.0.0.1.0.255 billing count a2
     b"\x01\x00\x00\x60\x02\x00\xff\x02\x00\xff\x01\x0c"  # 0.0.96.2.0.255 programming count a2
     b"\x01\x00\x00\x5e\x60\x18\xff\x02\x00\xff\x04\x0d"  # 0.0.94.96.24.255 balance paise a2
-)
-_PLATE_COLS = (
     b"\x01\x00\x00\x60\x01\x00\xff\x02\x00\xff\x06\x00"  # 0.0.96.1.0.255 serial a2
     b"\x01\x00\x00\x60\x01\x01\xff\x02\x00\xff\x06\x01"  # 0.0.96.1.1.255 manufacturer a2
     b"\x01\x01\x00\x00\x02\x00\xff\x02\x00\xff\x06\x02"  # 1.0.0.2.0.255 firmware a2
@@ -116,15 +109,11 @@ _PLATE_COLS = (
 )
 
 
-def present(meter):
-    return getattr(meter, "profiles", None) is not None
-
-
 def _cols(arg):
     a = arg - 40 if arg >= 40 else arg - 32
     if arg >= 40:
         a = (3, 0, 1, 2)[a]
-    return (_BLOCK_COLS, _DAILY_COLS, _BILL_COLS, _INST_COLS, _PLATE_COLS)[a]
+    return _COLS[_ROWS[a] * _COL:_ROWS[a + 1] * _COL]
 
 
 def _each(cols):
@@ -148,7 +137,7 @@ def _count(meter, arg):
 def _values(meter, arg, raw):
     """The entry's values: a ring record (memoryview) unpacked, or the live entry."""
     if arg < 35:
-        return struct.unpack((_BLOCK, _DAILY, _BILL)[arg - 32], bytes(raw))
+        return struct.unpack((">IHHHiBx", ">IIiiiiI", ">II4I10I3iI")[arg - 32], bytes(raw))   # profiles
     if arg == 36:
         return raw
     p = meter.profiles
@@ -179,7 +168,7 @@ def _items(meter, arg, a, b):
             yield _values(meter, arg, raw)
     if r is None or (arg == 34 and a <= n + 1 <= b):
         if arg == 34:
-            yield meter.profiles.current()
+            yield meter.profiles.state()
         elif arg == 36:
             yield _plate(meter)
         else:
@@ -338,7 +327,9 @@ def act(meter, tagged):
     then MD reset (event 65 with the billing count)."""
     if V.int_arg(tagged) != 1:
         return _OTHER
-    meter.profiles.md_reset()
+    p = meter.profiles
+    p.bill(None)            # the tariff's month goes on: its entry at the billing date has it whole
+    meter.event(_EV_MD_RESET, "MD reset", p.c[5])
     return _OK
 
 

@@ -62,13 +62,12 @@ _EV_CLOCK_SET = const(20)     # meter.events codes counted
 _EV_CONFIG = const(21)
 _EV_COVER_OPEN = const(60)
 _EV_METERING_RESET = const(62)
-_EV_MD_RESET = const(65)
-_BLOCK = ">IHHHiBx"           # end, Wh, avg 0.1 V, avg 0.01 A, charge paise, status
-_DAILY = ">IIiiiiI"           # midnight, cum Wh, credit, energy, fixed, duty, top-ups
-_BX = ">IiII4II"              # block ring header: cum Wh, K, demand period start, cum Wh there, TZ Wh, on s
-_DX = ">iiiII"                # daily extra: month energy, fixed, duty, total recharged, cycle day
-_BILL = ">II4I10I3iI"         # date, cum Wh, TZ1-4 Wh, MD (W, t) total + TZ1-4, energy, fixed, duty, on min
-_ST = ">II4I10I7II"           # period start, cum Wh there, TZ Wh, MD, counters (see _C_*)
+# record layouts (struct formats, written where used: a module-level name is an interned name):
+# block ">IHHHiBx" end, Wh, avg 0.1 V, avg 0.01 A, charge paise, status; daily ">IIiiiiI" midnight,
+# cum Wh, credit, energy, fixed, duty, top-ups; block ring header ">IiII4II" cum Wh, K, demand
+# period start, cum Wh there, TZ Wh, on s; daily header ">iiiII" month energy, fixed, duty, total
+# recharged, cycle day; billing ">II4I10I3iI" date, cum Wh, TZ1-4 Wh, MD (W, t) total + TZ1-4,
+# energy, fixed, duty, on min; state ">II4I10I7II" period start, cum Wh there, TZ Wh, MD, counters
 _C_PF = const(0)              # counters: power failures, power-off s, power-on s, tamper,
 _C_OFF = const(1)             # programming, billing count
 _C_ON = const(2)
@@ -78,14 +77,9 @@ _C_BILL = const(5)
 _C_ON0 = const(6)             # power-on s at the last billing entry
 
 
-def _k(m):
-    a = m.account
-    return a.total_recharged - a.credit
-
-
 class Profiles:
-    def __init__(self, meter, path, period=1800, demand=900, alive=0):
-        """``alive``: the journal's last time the meter was on (epoch s; 0: first boot)."""
+    def __init__(self, meter, path, period=1800, demand=900, t0=0):
+        """``t0``: the journal's last time the meter was on (epoch s; 0: first boot)."""
         self.m = meter
         self.path = path
         self.period = period
@@ -98,19 +92,23 @@ class Profiles:
         self.block = Ring(path + "/b", 16, 5, 337, 36)    # >= 35 days of 30-min blocks
         self.daily = Ring(path + "/d", 28, 3, 14, 20)     # >= 40 days
         self.billing = Ring(path + "/m", 80, 1, 13)       # >= 13 closed cycles
-        self._sv = self._si = self._sn = 0                # voltage/current sums, samples
+        self._s = [0, 0, 0]            # voltage/current sums, samples
         self._st = _ST_LATE
-        self._late = False          # the next block starts after a power-up
-        self._alive = 0             # after a power-up: the journal's last time alive
+        self._f = False          # the next block starts after a power-up
+        self._t0 = 0             # after a power-up: the journal's last time alive
         self._restore()
-        if alive:
-            self._boot(alive)
+        if t0:                   # a power-up: count it, the block open at the cut gets status 1
+            now = meter.board.time()
+            self._t0 = t0
+            c = self.c
+            c[_C_PF] += 1
+            c[_C_OFF] += now - t0 if now > t0 else 0
+            self._st |= _ST_POWER
+            self._f = now >= self.b0 + self.period
+            self._save()
 
     # --- state -----------------------------------------------------------------------------
-    def _local(self, t):
-        return t + self.m.tz_minutes * 60
-
-    def _align(self, t, p):
+    def _at(self, t, p):
         tz = self.m.tz_minutes * 60
         return (t + tz) // p * p - tz
 
@@ -120,14 +118,14 @@ class Profiles:
         self.z = [0] * _ZONES          # cumulative Wh per zone
         self.md = [0] * (2 * _ZONES + 2)
         self.c = [0] * 7
-        self.p0 = self._align(now, self.demand)
+        self.p0 = self._at(now, self.demand)
         self.c0 = m.account.import_wh
         seq = -1                       # block ring seq when the state file was written
         try:
             with open(self.path + "/st", "rb") as f:
                 b = f.read()
             if binascii.crc32(b[:-4]) & 0xFFFFFFFF == struct.unpack(">I", b[-4:])[0]:
-                v = struct.unpack(_ST, b[:-4])
+                v = struct.unpack(">II4I10I7II", b[:-4])
                 self.p0, self.c0 = v[0], v[1]
                 self.z = list(v[2:6])
                 self.md = list(v[6:16])
@@ -137,31 +135,21 @@ class Profiles:
             pass
         x = self.block.extra
         if x is None:
-            self.b0, self.w0, self.k0 = self._align(now, self.period), m.account.import_wh, _k(m)
+            self.b0, self.w0, self.k0 = self._at(now, self.period), m.account.import_wh, (m.account.total_recharged - m.account.credit)
         else:
-            v = struct.unpack(_BX, x)
+            v = struct.unpack(">IiII4II", x)
             self.w0, self.k0 = v[0], v[1]
             if seq < self.block.last_seq:        # the ring's header is newer than the state file
                 self.p0, self.c0, self.z, self.c[_C_ON] = v[2], v[3], list(v[4:8]), v[8]
-            self.b0 = struct.unpack_from(_BLOCK, self.block.last(), 0)[0]
+            self.b0 = struct.unpack_from(">IHHHiBx", self.block.last(), 0)[0]
             self._st = 0
         x = self.daily.extra
-        self.d0 = self._align(now, _DAY) if x is None else struct.unpack(_DAILY[:2], self.daily.last()[:4])[0]
+        self.d0 = self._at(now, _DAY) if x is None else struct.unpack(">I", self.daily.last()[:4])[0]
         if x is None:
             t = m.tariff
             self.dx = (t.m_energy, t.m_fixed, t.m_duty, m.account.total_recharged, t.cyc)
         else:
-            self.dx = struct.unpack(_DX, x)
-
-    def _boot(self, alive):
-        now = self.m.board.time()
-        self._alive = alive
-        c = self.c
-        c[_C_PF] += 1
-        c[_C_OFF] += now - alive if now > alive else 0
-        self._st |= _ST_POWER
-        self._late = now >= self.b0 + self.period
-        self._save()
+            self.dx = struct.unpack(">iiiII", x)
 
     def count(self, code):
         """An event was logged: count power failures, tampers and programming."""
@@ -175,15 +163,15 @@ class Profiles:
         self._save()
 
     def _save(self):
-        b = struct.pack(_ST, self.p0, self.c0, *(self.z + self.md + self.c + [self.block.last_seq]))
+        b = struct.pack(">II4I10I7II", self.p0, self.c0, *(self.z + self.md + self.c + [self.block.last_seq]))
         with open(self.path + "/st", "wb") as f:
             f.write(b + struct.pack(">I", binascii.crc32(b) & 0xFFFFFFFF))
 
     # --- capture ---------------------------------------------------------------------------
-    def zone(self, t):
+    def tod(self, t):
         """TOD zone (0 = TZ1 ..) of epoch ``t``: 0 outside the tariff's windows, else 1 + the
         window's index (at most 3)."""
-        minute = (self._local(t) % _DAY) // 60
+        minute = ((t + self.m.tz_minutes * 60) % _DAY) // 60
         i = 1
         for s, e, _ in self.m.tariff.tod:
             if s <= minute < e:
@@ -196,9 +184,10 @@ class Profiles:
         m = self.m
         mo = m.metro
         if mo is not None and mo.voltage_dv is not None:
-            self._sv += mo.voltage_dv
-            self._si += (mo.current_ma or 0) // 10
-            self._sn += 1
+            s = self._s
+            s[0] += mo.voltage_dv
+            s[1] += (mo.current_ma or 0) // 10
+            s[2] += 1
         wh = m.account.import_wh
         save = False
         if now >= self.p0 + self.demand or now < self.p0:
@@ -213,7 +202,7 @@ class Profiles:
                 n += 1
                 self._close_block(self.b0 + self.period, now, 0 if n < _FILL else _ST_CLOCK)
             while now >= self.d0 + _DAY:
-                self._close_day(self.d0 + _DAY, now)
+                self.day(self.d0 + _DAY, now)
         if save:
             self._save()
 
@@ -221,16 +210,16 @@ class Profiles:
         """Close the demand period; True if the maximum demand changed (the state file is then
         written now; else at the next block end). After a power-up the saved period start may
         be older than the last one closed: the energy since is spread over the periods up to
-        the journal's last time alive (demand = the average over them)."""
+        the journal's last time t0 (demand = the average over them)."""
         e = wh - self.c0 if wh > self.c0 else 0
         d = self.demand
         new = False
         if now >= self.p0:
             n = 1
-            if self._alive:
-                n = (self._alive - self.p0 + d - 1) // d
+            if self._t0:
+                n = (self._t0 - self.p0 + d - 1) // d
                 n = 1 if n < 1 else n
-            z = self.zone(self.p0)
+            z = self.tod(self.p0)
             self.z[z] += e
             w = e * 3600 // (d * n)
             t = self.p0 + d * n
@@ -242,27 +231,28 @@ class Profiles:
                 md[2 + 2 * z], md[3 + 2 * z] = w, t
                 new = True
             self.c[_C_ON] += d
-        self._alive = 0
-        self.p0 = self._align(now, d)
+        self._t0 = 0
+        self.p0 = self._at(now, d)
         self.c0 = wh
         return new
 
     def _close_block(self, end, now, st):
         m = self.m
         wh = m.account.import_wh
-        k = _k(m)
-        n = self._sn or 1
+        k = (m.account.total_recharged - m.account.credit)
+        s = self._s
+        n = s[2] or 1
         e = wh - self.w0
-        rec = struct.pack(_BLOCK, end, e if e < 0xFFFF else 0xFFFF, self._sv // n, self._si // n,
+        rec = struct.pack(">IHHHiBx", end, e if e < 0xFFFF else 0xFFFF, s[0] // n, s[1] // n,
                           k - self.k0, self._st | st)
-        self.block.append(rec, struct.pack(_BX, wh, k, self.p0, self.c0, *(self.z + [self.c[_C_ON]])))
+        self.block.append(rec, struct.pack(">IiII4II", wh, k, self.p0, self.c0, *(self.z + [self.c[_C_ON]])))
         self.w0, self.k0 = wh, k
-        self._sv = self._si = self._sn = 0
-        self.b0 = self._align(now, self.period) if self._late or st else end
-        self._st = st | (_ST_LATE if self._late else 0)
-        self._late = False
+        self._s = [0, 0, 0]
+        self.b0 = self._at(now, self.period) if self._f or st else end
+        self._st = st | (_ST_LATE if self._f else 0)
+        self._f = False
 
-    def _close_day(self, end, now):
+    def day(self, end, now):
         m = self.m
         t = m.tariff
         a = m.account
@@ -270,15 +260,15 @@ class Profiles:
         if t.cyc != cyc:          # a billing month closed since: its totals are the last bill's
             b = self.billing.last()
             if b is not None:
-                v = struct.unpack(_BILL, b)
+                v = struct.unpack(">II4I10I3iI", b)
                 me, mf, md = me - v[16], mf - v[17], md - v[18]
             else:
                 me = mf = md = 0
-        rec = struct.pack(_DAILY, end, a.import_wh, a.credit, t.m_energy - me, t.m_fixed - mf,
+        rec = struct.pack(">IIiiiiI", end, a.import_wh, a.credit, t.m_energy - me, t.m_fixed - mf,
                           t.m_duty - md, a.total_recharged - tr)
         self.dx = (t.m_energy, t.m_fixed, t.m_duty, a.total_recharged, t.cyc)
-        self.daily.append(rec, struct.pack(_DX, *self.dx))
-        self.d0 = end if now - end < 3 * _DAY else self._align(now, _DAY)
+        self.daily.append(rec, struct.pack(">iiiII", *self.dx))
+        self.d0 = end if now - end < 3 * _DAY else self._at(now, _DAY)
 
     def bill(self, b=None):
         """Capture a billing entry and reset MD: ``b`` a closed tariff month (start day, Wh,
@@ -293,7 +283,7 @@ class Profiles:
             date = t.cyc * _DAY - m.tz_minutes * 60
             wh = self.w0          # the block closed at the billing date (before this cycle)
         c = self.c
-        rec = struct.pack(_BILL, date, wh, *(self.z + self.md + [b[2], b[3], b[4],
+        rec = struct.pack(">II4I10I3iI", date, wh, *(self.z + self.md + [b[2], b[3], b[4],
                                                                (c[_C_ON] - c[_C_ON0]) // 60]))
         m.persist()
         self.billing.append(rec)
@@ -302,29 +292,23 @@ class Profiles:
         self.md = [0] * (2 * _ZONES + 2)
         self._save()
 
-    def md_reset(self):
-        """MD reset (IC 9 0.0.10.0.1.255): a billing entry of the running cycle so far, MD reset,
-        event 65. The tariff's month goes on: its entry at the billing date has the whole month."""
-        self.bill(None)
-        self.m.event(_EV_MD_RESET, "MD reset", self.c[_C_BILL])
-
     def clock_set(self, old, new):
         """The RTC goes from ``old`` to ``new``: the open block is closed at the old time (status
         2), a new one starts at the new time and ends at its next boundary (status 2 too)."""
         self._close_block(old, new, _ST_CLOCK)
-        self.p0 = self._align(new, self.demand)
+        self.p0 = self._at(new, self.demand)
         self.c0 = self.m.account.import_wh
         self._save()
         if new < self.d0:
-            self.d0 = self._align(new, _DAY)
+            self.d0 = self._at(new, _DAY)
 
-    def current(self):
+    def state(self):
         """The running cycle as a billing-entry tuple (IS 15959: index >= entries in use)."""
         m = self.m
         t = m.tariff
         z = list(self.z)
         e = m.account.import_wh - self.c0
-        z[self.zone(self.p0)] += e if e > 0 else 0
-        return struct.unpack(_BILL, struct.pack(_BILL, m.board.time(), m.account.import_wh,
+        z[self.tod(self.p0)] += e if e > 0 else 0
+        return struct.unpack(">II4I10I3iI", struct.pack(">II4I10I3iI", m.board.time(), m.account.import_wh,
                                                 *(z + self.md + [t.m_energy, t.m_fixed, t.m_duty,
                                                                  (self.c[_C_ON] - self.c[_C_ON0]) // 60])))

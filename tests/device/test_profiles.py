@@ -64,7 +64,7 @@ def test_blocks_days_and_bills_survive_a_power_cut():
                 continue                               # power cut: off for 3 h
             m.board.t = T0 + 3600 * h
             if h == cut + 3:                           # power-up: a new instance on the same flash
-                p = Profiles(m, d + "/pr", alive=T0 + 3600 * cut)
+                p = Profiles(m, d + "/pr", t0=T0 + 3600 * cut)
             m.consume(p, 100)
         m.board.t = T0 + 3600 * 24 * 33
         credit_end = m.account.credit                  # the last tick closes; its charge is after

@@ -24,6 +24,10 @@ BUDGETS = {
     # at 1261 interned names a 7th qstr pool (1280 entries): +8.8 KiB at once
     "sts+hls": ({"sts": identity.sts_config(), "security": identity.security_config()}, True,
                 63 * KIB),
+    # IS 15959 profiles on (config "profiles": true; meter.profiles, meter.ring, meter.cosem_prof
+    # loaded only then): measured with them, see docs/MEMORY.md
+    "sts+hls+profiles": ({"sts": identity.sts_config(), "security": identity.security_config(),
+                          "profiles": True}, True, 90 * KIB),
 }
 
 

@@ -41,7 +41,8 @@ BY_RANGE = ("1.0.99.1.0.255", "1.0.99.2.0.255")
 
 
 def _day_of_load(rig_factory):
-    rig = make_rig(rig_factory, config=profile_config(50000), clock_epoch=START, poll_ms=3)
+    rig = make_rig(rig_factory, config=dict(profile_config(50000), profiles=True), clock_epoch=START,
+                   poll_ms=3)
     t = START
     for h in range(30):
         rig.pzem.set_load(400 + 40 * h)

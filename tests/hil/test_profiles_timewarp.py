@@ -93,7 +93,7 @@ def expected_bills(ledger, month_log):
 
 def _run_case(rig_factory, hours, cut_every_h, capsys):
     trace = h0_hourly_quarters(holidays=UPPCL["policy"]["holidays"])
-    rig = rig_factory(config=profile_config(50000), clock_epoch=START, poll_ms=3)
+    rig = rig_factory(config=dict(profile_config(50000), profiles=True), clock_epoch=START, poll_ms=3)
     ledger = []
     summary = run(rig, hours, trace, log=lambda *_: None, cut_every_h=cut_every_h, ledger=ledger)
     now = rig.clock
