@@ -46,9 +46,9 @@ _COL = const(12)
 _EV_MD_RESET = const(65)       # meter.events: maximum demand reset [billing count]
 
 # column rows of the block load, daily, billing, instantaneous and name-plate profiles in one
-# literal (one interned name); each profile's rows from _ROWS[a] to _ROWS[a + 1]
-_ROWS = b"\x00\x07\x0f\x23\x32\x39"
-_COLS = (
+# literal (one interned name) after 6 bytes: profile a's rows are rows _TABLE[a] .. _TABLE[a + 1]
+_TABLE = (
+    b"\x00\x07\x0f\x23\x32\x39"
     b"\x08\x00\x00\x01\x00\x00\xff\x02\x00\xff\x00\x00"  # 0.0.1.0.0.255 clock a2
     b"\x03\x01\x00\x01\x1d\x00\xff\x02\x00\x1e\x01\x01"  # 1.0.1.29.0.255 block energy import Wh a2
     b"\x03\x01\x00\x02\x1d\x00\xff\x02\x00\x1e\x05\x00"  # 1.0.2.29.0.255 block energy export Wh (import-only meter: 0) a2
@@ -113,28 +113,31 @@ def _cols(arg):
     a = arg - 40 if arg >= 40 else arg - 32
     if arg >= 40:
         a = (3, 0, 1, 2)[a]
-    return _COLS[_ROWS[a] * _COL:_ROWS[a + 1] * _COL]
+    return _TABLE[6 + _TABLE[a] * _COL:6 + _TABLE[a + 1] * _COL]
 
 
-def _each(cols):
-    """The 12-byte column rows of a column table (one bytes literal)."""
+def _fields(cols, x=0):
+    """The 12-byte column rows of a column table (one bytes literal); x: only the register
+    columns (IC 3/4 attribute 2: they have a scaler_unit)."""
     for o in range(0, len(cols), _COL):
-        yield cols[o:o + _COL]
+        c = cols[o:o + _COL]
+        if not x or (c[0] != 1 and c[0] != 8 and c[7] == 2):
+            yield c
 
 
-def _ring(meter, arg):
+def view(meter, arg):
     p = meter.profiles
     return (p.block, p.daily, p.billing)[arg - 32] if arg < 35 else None
 
 
 def _count(meter, arg):
-    r = _ring(meter, arg)
+    r = view(meter, arg)
     if r is None:
         return 1
     return r.count() + (1 if arg == 34 else 0)
 
 
-def _values(meter, arg, raw):
+def data(meter, arg, raw):
     """The entry's values: a ring record (memoryview) unpacked, or the live entry."""
     if arg < 35:
         return struct.unpack((">IHHHiBx", ">IIiiiiI", ">II4I10I3iI")[arg - 32], bytes(raw))   # profiles
@@ -151,32 +154,23 @@ def _values(meter, arg, raw):
             c[1] // 60, c[3], c[5], c[4], a.credit)
 
 
-def _plate(meter):
-    from meter import settings
-    cfg = settings.config(meter.board).get("name_plate") or {}
-    g = cfg.get
-    return (meter.logical_device_name, g("manufacturer", ""), getattr(meter, "FIRMWARE_ID", b""),
-            g("meter_type", 6), g("category", ""), g("current_rating", ""), g("year", ""))
-
-
-def _items(meter, arg, a, b):
+def _by_range(meter, arg, a, b):
     """Values of entries a..b (1-based, b clipped to the count)."""
-    r = _ring(meter, arg)
+    r = view(meter, arg)
     n = r.count() if r is not None else 0
     if r is not None:
         for raw in r.records(a, b if b <= n else n):
-            yield _values(meter, arg, raw)
+            yield data(meter, arg, raw)
     if r is None or (arg == 34 and a <= n + 1 <= b):
         if arg == 34:
             yield meter.profiles.state()
-        elif arg == 36:
-            yield _plate(meter)
+        elif arg == 36:                        # name plate
+            from meter import settings
+            g = (settings.config(meter.board).get("name_plate") or {}).get
+            yield (meter.logical_device_name, g("manufacturer", ""), getattr(meter, "FIRMWARE_ID", b""),
+                   g("meter_type", 6), g("category", ""), g("current_rating", ""), g("year", ""))
         else:
-            yield _values(meter, arg, None)
-
-
-def _col(w, c, o):
-    w.structure(4).long_unsigned(c[o]).octet_string(c[o + 1:o + 7]).integer(c[o + 7]).long_unsigned(0)
+            yield data(meter, arg, None)
 
 
 def read(meter, arg, attr, w):
@@ -184,14 +178,13 @@ def read(meter, arg, attr, w):
     cols = _cols(arg)
     if attr == 3:
         if arg >= 40:                          # scaler profile: attribute 3 of each register
-            w.array(_nregs(cols))
-            for c in _each(cols):
-                if _reg(c):
-                    w.structure(4).long_unsigned(c[0]).octet_string(c[1:7]).integer(3).long_unsigned(0)
+            w.array(len(list(_fields(cols, 1))))
+            for c in _fields(cols, 1):
+                w.structure(4).long_unsigned(c[0]).octet_string(c[1:7]).integer(3).long_unsigned(0)
             return _OK
         w.array(len(cols) // _COL)
-        for c in _each(cols):
-            _col(w, c, 0)
+        for c in _fields(cols):
+            w.structure(4).long_unsigned(c[0]).octet_string(c[1:7]).integer(c[7]).long_unsigned(0)
     elif attr == 4:
         w.double_long_unsigned((meter.profiles.period, 86400)[arg - 32] if arg in (32, 33) else 0)
     elif attr == 5:
@@ -201,12 +194,12 @@ def read(meter, arg, attr, w):
     elif attr == 7:
         w.double_long_unsigned(_count(meter, arg) if arg < 40 else (1 if cols else 0))
     else:
-        r = _ring(meter, arg) if arg < 40 else None
+        r = view(meter, arg) if arg < 40 else None
         w.double_long_unsigned(1 if r is None else r.capacity + (1 if arg == 34 else 0))
     return _OK
 
 
-def _put(meter, w, c, v):
+def _write(meter, w, c, v):
     k, x = c[10], v[c[11]]
     if k == 0:
         V.put_time(meter, x, w)
@@ -255,7 +248,7 @@ def buffer(meter, arg, sel, par):
     for tag, y in v[3][1]:
         j = -1
         i = 0
-        for c in _each(cols):
+        for c in _fields(cols):
             if (tag == _T_STRUCTURE and len(y) >= 3 and y[0][1] == c[0] and bytes(y[1][1]) == c[1:7]
                     and y[2][1] == c[7]):
                 j = i
@@ -266,32 +259,18 @@ def buffer(meter, arg, sel, par):
     return _entries(meter, arg, 1, n, t, cols, sel_cols or range(len(cols) // _COL))
 
 
-def _reg(c):
-    """A register column (IC 3/4 attribute 2: it has a scaler_unit)."""
-    return c[0] != 1 and c[0] != 8 and c[7] == 2
-
-
-def _nregs(cols):
-    k = 0
-    for c in _each(cols):
-        if _reg(c):
-            k += 1
-    return k
-
-
 def _scalers(cols):
     """The scaler profile's buffer: one entry {scaler, unit} per register column (none: empty)."""
     w = axdr.Writer()
-    k = _nregs(cols)
+    k = len(list(_fields(cols, 1)))
     if not k:
         w.array(0)
         yield bytes(w.buf)
         return
     w.array(1).structure(k)
-    for c in _each(cols):
-        if _reg(c):
-            s = c[8]
-            w.structure(2).integer(s - 256 if s > 127 else s).enum(c[9])
+    for c in _fields(cols, 1):
+        s = c[8]
+        w.structure(2).integer(s - 256 if s > 127 else s).enum(c[9])
     yield bytes(w.buf)
 
 
@@ -300,14 +279,14 @@ def _entries(meter, arg, a, b, t, cols, sel):
     cnt = b - a + 1 if a <= b else 0
     if t is not None:
         cnt = 0
-        for v in _items(meter, arg, a, b):
+        for v in _by_range(meter, arg, a, b):
             if t[0] <= v[0] <= t[1]:
                 cnt += 1
     w = axdr.Writer()
     w.array(cnt)
     yield bytes(w.buf)
     i = 0
-    for v in _items(meter, arg, a, b):
+    for v in _by_range(meter, arg, a, b):
         if i == cnt:
             break
         if t is not None and not t[0] <= v[0] <= t[1]:
@@ -316,7 +295,7 @@ def _entries(meter, arg, a, b, t, cols, sel):
         w.reset()
         w.structure(len(sel))
         for j in sel:
-            _put(meter, w, cols[j * _COL:j * _COL + _COL], v)
+            _write(meter, w, cols[j * _COL:j * _COL + _COL], v)
         yield bytes(w.buf)
     if i != cnt:
         raise RuntimeError("profile changed")     # the ring moved on while read: GET aborted
@@ -329,7 +308,7 @@ def act(meter, tagged):
         return _OTHER
     p = meter.profiles
     p.bill(None)            # the tariff's month goes on: its entry at the billing date has it whole
-    meter.event(_EV_MD_RESET, "MD reset", p.c[5])
+    meter.event(_EV_MD_RESET, "maximum demand reset", p.c[5])
     return _OK
 
 

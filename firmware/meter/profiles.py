@@ -35,7 +35,7 @@ covered by the power-down/power-up events of the power log (0.0.99.98.2.255).
 Persistence (power-cut safe): the meter's journal is saved first (``Meter.persist``, if the
 state changed since), then the ring record (``meter.ring``, its file header holding the
 cumulative counters the open interval starts from); the demand/counter state is one small CRC'd
-file ``<dir>/st`` rewritten when the maximum demand changes and when a counter moves, while
+file ``<dir>/3`` rewritten when the maximum demand changes and when a counter moves, while
 the running demand period, TOD-zone energies and power-on time travel in the block ring's file
 header at each block end (flash wear: bench/bench_wear.py). A cut between the two leaves the interval open;
 it is closed at the next tick. The demand periods after the last state write that did not set a
@@ -89,12 +89,13 @@ class Profiles:
             os.mkdir(path)
         except OSError:
             pass
-        self.block = Ring(path + "/b", 16, 5, 337, 36)    # >= 35 days of 30-min blocks
-        self.daily = Ring(path + "/d", 28, 3, 14, 20)     # >= 40 days
-        self.billing = Ring(path + "/m", 80, 1, 13)       # >= 13 closed cycles
+        # <path>/0 block, 1 daily, 2 billing ring, 3 the state file (the ring's name pattern)
+        self.block = Ring("%s/%d" % (path, 0), 16, 5, 337, 36)    # >= 35 days of 30-min blocks
+        self.daily = Ring("%s/%d" % (path, 1), 28, 3, 14, 20)     # >= 40 days
+        self.billing = Ring("%s/%d" % (path, 2), 80, 1, 13)       # >= 13 closed cycles
         self._s = [0, 0, 0]            # voltage/current sums, samples
-        self._st = _ST_LATE
-        self._f = False          # the next block starts after a power-up
+        self._state = _ST_LATE
+        self._pend = False          # the next block starts after a power-up
         self._t0 = 0             # after a power-up: the journal's last time alive
         self._restore()
         if t0:                   # a power-up: count it, the block open at the cut gets status 1
@@ -103,12 +104,12 @@ class Profiles:
             c = self.c
             c[_C_PF] += 1
             c[_C_OFF] += now - t0 if now > t0 else 0
-            self._st |= _ST_POWER
-            self._f = now >= self.b0 + self.period
+            self._state |= _ST_POWER
+            self._pend = now >= self.b0 + self.period
             self._save()
 
     # --- state -----------------------------------------------------------------------------
-    def _at(self, t, p):
+    def _epoch(self, t, p):
         tz = self.m.tz_minutes * 60
         return (t + tz) // p * p - tz
 
@@ -118,11 +119,11 @@ class Profiles:
         self.z = [0] * _ZONES          # cumulative Wh per zone
         self.md = [0] * (2 * _ZONES + 2)
         self.c = [0] * 7
-        self.p0 = self._at(now, self.demand)
+        self.p0 = self._epoch(now, self.demand)
         self.c0 = m.account.import_wh
         seq = -1                       # block ring seq when the state file was written
         try:
-            with open(self.path + "/st", "rb") as f:
+            with open("%s/%d" % (self.path, 3), "rb") as f:
                 b = f.read()
             if binascii.crc32(b[:-4]) & 0xFFFFFFFF == struct.unpack(">I", b[-4:])[0]:
                 v = struct.unpack(">II4I10I7II", b[:-4])
@@ -135,16 +136,16 @@ class Profiles:
             pass
         x = self.block.extra
         if x is None:
-            self.b0, self.w0, self.k0 = self._at(now, self.period), m.account.import_wh, (m.account.total_recharged - m.account.credit)
+            self.b0, self.w0, self.k0 = self._epoch(now, self.period), m.account.import_wh, (m.account.total_recharged - m.account.credit)
         else:
             v = struct.unpack(">IiII4II", x)
             self.w0, self.k0 = v[0], v[1]
             if seq < self.block.last_seq:        # the ring's header is newer than the state file
                 self.p0, self.c0, self.z, self.c[_C_ON] = v[2], v[3], list(v[4:8]), v[8]
             self.b0 = struct.unpack_from(">IHHHiBx", self.block.last(), 0)[0]
-            self._st = 0
+            self._state = 0
         x = self.daily.extra
-        self.d0 = self._at(now, _DAY) if x is None else struct.unpack(">I", self.daily.last()[:4])[0]
+        self.d0 = self._epoch(now, _DAY) if x is None else struct.unpack(">I", self.daily.last()[:4])[0]
         if x is None:
             t = m.tariff
             self.dx = (t.m_energy, t.m_fixed, t.m_duty, m.account.total_recharged, t.cyc)
@@ -164,7 +165,7 @@ class Profiles:
 
     def _save(self):
         b = struct.pack(">II4I10I7II", self.p0, self.c0, *(self.z + self.md + self.c + [self.block.last_seq]))
-        with open(self.path + "/st", "wb") as f:
+        with open("%s/%d" % (self.path, 3), "wb") as f:
             f.write(b + struct.pack(">I", binascii.crc32(b) & 0xFFFFFFFF))
 
     # --- capture ---------------------------------------------------------------------------
@@ -191,7 +192,7 @@ class Profiles:
         wh = m.account.import_wh
         save = False
         if now >= self.p0 + self.demand or now < self.p0:
-            save = self._close_demand(now, wh)
+            save = self._expire(now, wh)
         if now >= self.b0 + self.period or now >= self.d0 + _DAY:
             a = m.account
             h = m.journal.hot                        # the journal first: a record never runs ahead
@@ -200,13 +201,13 @@ class Profiles:
             n = 0
             while now >= self.b0 + self.period:      # the meter was on: every block has an entry
                 n += 1
-                self._close_block(self.b0 + self.period, now, 0 if n < _FILL else _ST_CLOCK)
+                self._next_block(self.b0 + self.period, now, 0 if n < _FILL else _ST_CLOCK)
             while now >= self.d0 + _DAY:
                 self.day(self.d0 + _DAY, now)
         if save:
             self._save()
 
-    def _close_demand(self, now, wh):
+    def _expire(self, now, wh):
         """Close the demand period; True if the maximum demand changed (the state file is then
         written now; else at the next block end). After a power-up the saved period start may
         be older than the last one closed: the energy since is spread over the periods up to
@@ -232,11 +233,11 @@ class Profiles:
                 new = True
             self.c[_C_ON] += d
         self._t0 = 0
-        self.p0 = self._at(now, d)
+        self.p0 = self._epoch(now, d)
         self.c0 = wh
         return new
 
-    def _close_block(self, end, now, st):
+    def _next_block(self, end, now, x):
         m = self.m
         wh = m.account.import_wh
         k = (m.account.total_recharged - m.account.credit)
@@ -244,13 +245,13 @@ class Profiles:
         n = s[2] or 1
         e = wh - self.w0
         rec = struct.pack(">IHHHiBx", end, e if e < 0xFFFF else 0xFFFF, s[0] // n, s[1] // n,
-                          k - self.k0, self._st | st)
+                          k - self.k0, self._state | x)
         self.block.append(rec, struct.pack(">IiII4II", wh, k, self.p0, self.c0, *(self.z + [self.c[_C_ON]])))
         self.w0, self.k0 = wh, k
         self._s = [0, 0, 0]
-        self.b0 = self._at(now, self.period) if self._f or st else end
-        self._st = st | (_ST_LATE if self._f else 0)
-        self._f = False
+        self.b0 = self._epoch(now, self.period) if self._pend or x else end
+        self._state = x | (_ST_LATE if self._pend else 0)
+        self._pend = False
 
     def day(self, end, now):
         m = self.m
@@ -268,7 +269,7 @@ class Profiles:
                           t.m_duty - md, a.total_recharged - tr)
         self.dx = (t.m_energy, t.m_fixed, t.m_duty, a.total_recharged, t.cyc)
         self.daily.append(rec, struct.pack(">iiiII", *self.dx))
-        self.d0 = end if now - end < 3 * _DAY else self._at(now, _DAY)
+        self.d0 = end if now - end < 3 * _DAY else self._epoch(now, _DAY)
 
     def bill(self, b=None):
         """Capture a billing entry and reset MD: ``b`` a closed tariff month (start day, Wh,
@@ -295,12 +296,12 @@ class Profiles:
     def clock_set(self, old, new):
         """The RTC goes from ``old`` to ``new``: the open block is closed at the old time (status
         2), a new one starts at the new time and ends at its next boundary (status 2 too)."""
-        self._close_block(old, new, _ST_CLOCK)
-        self.p0 = self._at(new, self.demand)
+        self._next_block(old, new, _ST_CLOCK)
+        self.p0 = self._epoch(new, self.demand)
         self.c0 = self.m.account.import_wh
         self._save()
         if new < self.d0:
-            self.d0 = self._at(new, _DAY)
+            self.d0 = self._epoch(new, _DAY)
 
     def state(self):
         """The running cycle as a billing-entry tuple (IS 15959: index >= entries in use)."""
