@@ -24,7 +24,7 @@ from protocol import apdu, axdr            # loaded by every meter: not the secu
 gc.collect()
 m0 = gc.mem_alloc()
 from meter import acse, lockout, secure
-from protocol import security as S
+from protocol import security_client as S
 gc.collect()
 code = gc.mem_alloc() - m0
 from meter.server import Association

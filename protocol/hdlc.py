@@ -177,13 +177,13 @@ def encode_frame(dest, src, ctrl, info=b"", segmented=False):
     Raises HdlcError('length') if the frame would exceed 2047 bytes.
     """
     if not 0 <= ctrl <= 0xFF:
-        raise HdlcError("format", "control byte out of range")
+        raise HdlcError("format")
     hl = 2 + len(dest) + len(src) + 1
     n = hl + 2
     if info:
         n += 2 + len(info)
     if n > _MAX_FRAME_LEN:
-        raise HdlcError("length", "frame too long")
+        raise HdlcError("length")
     out = bytearray(n + 2)
     out[0] = _FLAG
     out[1] = 0xA0 | (0x08 if segmented else 0) | (n >> 8)
@@ -510,7 +510,7 @@ def encode_params(max_info_tx=128, max_info_rx=128, window_tx=1, window_rx=1):
         if v is None:
             continue
         if not 0 <= v < (1 << (8 * size)):
-            raise HdlcError("format", "parameter out of range")
+            raise HdlcError("format")
         _param(out, pid, v, size)
     out[2] = len(out) - 3
     return bytes(out)
@@ -528,23 +528,23 @@ def decode_params(info):
     if n == 0:
         return tuple(vals)
     if n < 3 or info[0] != 0x81 or info[1] != 0x80:
-        raise HdlcError("format", "bad HDLC parameter header")
+        raise HdlcError("format")
     gl = info[2]
     end = 3 + gl
     if end > n:
-        raise HdlcError("format", "HDLC parameter group truncated")
+        raise HdlcError("format")
     p = 3
     while p < end:
         if p + 2 > end:
-            raise HdlcError("format", "HDLC parameter truncated")
+            raise HdlcError("format")
         pid = info[p]
         size = info[p + 1]
         p += 2
         if p + size > end:
-            raise HdlcError("format", "HDLC parameter truncated")
+            raise HdlcError("format")
         if _P_TX <= pid <= _P_WRX:
             if size < 1 or size > 4:
-                raise HdlcError("format", "HDLC parameter size")
+                raise HdlcError("format")
             v = 0
             for i in range(size):
                 v = (v << 8) | info[p + i]

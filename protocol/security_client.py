@@ -5,9 +5,15 @@ imports one module. Host-only (``HOST_ONLY`` in host_tools/build.py): no board i
 """
 from protocol import axdr
 from protocol.security import (  # noqa: F401  (re-exported)
-    GENERAL_GLO, GENERAL_DED, FORM_GLO, FORM_DED, SC_AUTH, SC_ENC, TAG_LEN, HLS_LEN, HEADROOM,
-    TAILROOM, SecurityError, DecipherError, CounterError, Suite0, service_tag, plain_tag,
-    reply_form, is_dedicated, hls_ecb, hls_ecb_check)
+    FORM_GLO, TAG_LEN, HLS_LEN, HEADROOM, TAILROOM, SecurityError, DecipherError, CounterError,
+    Suite0, service_tag, plain_tag, reply_form, hls_ecb, hls_ecb_check)
+
+# the device module keeps these as private consts (no name, no globals slot on the board)
+GENERAL_GLO = 0xDB   # general-glo-ciphering
+GENERAL_DED = 0xDC   # general-ded-ciphering
+FORM_DED = 2         # service-specific ded- APDU (dedicated key): seal(..., form=FORM_DED)
+SC_AUTH = 0x10       # security control: authenticated
+SC_ENC = 0x20        # security control: encrypted
 
 # service-specific ciphered APDU tags -> name (Green Book Table "glo-/ded- APDUs")
 SERVICE_TAGS = {0x21: "glo-initiate-request", 0x28: "glo-initiate-response",
@@ -62,6 +68,13 @@ def parse(buf):
     if content[0] & SC_AUTH and len(content) < 5 + TAG_LEN:
         raise SecurityError("authenticated content shorter than its tag")
     return Ciphered(tag, title, content[0], ic, content[5:])
+
+
+def is_dedicated(tag):
+    """True when the ciphered APDU ``tag`` is protected with a dedicated key (general-ded-
+    ciphering or a ded- APDU): the caller picks the Suite0 holding that key. The tag byte is
+    not covered by the GCM tag, so a DB/DC swap is caught only by using the right key."""
+    return tag == GENERAL_DED or reply_form(tag) == FORM_DED
 
 
 def nonce(system_title, ic):
