@@ -20,8 +20,7 @@ from host_tools.dkga import int_in_range, sgc_text
 from host_tools import tidstore
 from host_tools.firmware_src import FIRMWARE_DIR
 from protocol import sts
-from protocol.ea07 import Ea07, load_tables
-from protocol.misty1 import Misty1
+from protocol.sts import Ea07, Misty1, load_tables
 from protocol.sts import StsError, TokenFields
 
 __all__ = ["VendError", "ALGORITHMS", "SAMPLE_TABLES", "parse_key", "luhn_digit", "build_pan",

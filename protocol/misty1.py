@@ -17,7 +17,7 @@ Errors: ``protocol.sts.StsError`` with reason "key" or "format".
 """
 from array import array
 
-from protocol.sts_core import Block64, StsError
+from protocol.sts_core import StsError
 
 _S7 = bytes.fromhex(
     "1b32335a3b1017545b1a72736b2c66491f24136c372e3f4a5d0f405625511c040b46200d7b3544422b1e41144b79156f"
@@ -93,7 +93,7 @@ def _flinv(s, i, kl, k):
     s[i + 1] = d1 ^ (d0 & kl[2 * k])
 
 
-class Misty1(Block64):
+class Misty1:
     """MISTY1 with one 128-bit key (bytes of length 16, K[0] first)."""
 
     def __init__(self, key):
@@ -127,7 +127,6 @@ class Misty1(Block64):
                 kl[2 * k + 1] = ek[(h + 4) & 7]
         self._kl = kl
         self._s = array("H", bytes(8))   # D0 hi, D0 lo, D1 hi, D1 lo
-        self._buf = bytearray(8)
 
     def expanded_key(self):
         """K' = EK[8..15] as 16 bytes (RFC 2994 Appendix A check value)."""

@@ -236,3 +236,134 @@ def key_sections(new_key, ken, krn, kt, ti, ro=0, sgc=0):
     for f in out:
         build_block(f)  # range checks now, not at encryption time
     return out
+
+
+# -- ciphers, host side: the int interface and EA07 encryption ------------------------------
+# The meter decrypts in place with protocol.ea07.Ea07 / protocol.misty1.Misty1 (decrypt_into);
+# vending and tests also encrypt, and take blocks as ints. Import the ciphers from here.
+
+from protocol import ea07 as _ea07, misty1 as _misty1  # noqa: E402
+from protocol.ea07 import Tables, load_tables  # noqa: E402,F401 (re-exported)
+
+
+class Block64:
+    """Mixin for the STS ciphers: 64-bit int <-> the 8-byte buffer that ``encrypt_into`` /
+    ``decrypt_into`` work on in place (big-endian, IEC 62055-41 bit 0 = LSB).
+    StsError("format") for anything but a non-negative 64-bit int."""
+
+    def _run(self, block, fn):
+        if not isinstance(block, int) or block < 0 or block >> 64:
+            raise StsError("format", "block must be a 64-bit integer")
+        b = bytearray(block.to_bytes(8, "big"))
+        fn(b)
+        return int.from_bytes(b, "big")
+
+    def encrypt_block(self, block):
+        """64-bit int -> 64-bit int."""
+        return self._run(block, self.encrypt_into)
+
+    def decrypt_block(self, block):
+        """64-bit int -> 64-bit int."""
+        return self._run(block, self.decrypt_into)
+
+
+def _spread(out, base, value, nib, perm):
+    # OR into out[base..base+3] the permuted image of ``value`` placed at nibble ``nib``
+    for b in range(4):
+        if (value >> b) & 1:
+            p = perm[4 * nib + b]
+            out[base + (p >> 4)] |= 1 << (p & 15)
+
+
+def ea07_encrypt_table(t):
+    """enc[((sel*16 + i)*16 + v)*4 + k] = word k of P(S_sel[v] << 4i), built once per Tables
+    ``t`` (array('H', 2048), kept as ``t.enc``)."""
+    enc = getattr(t, "enc", None)
+    if enc is None:
+        from array import array
+        enc = array("H", bytes(4096))
+        subs = (t.sub1, t.sub2)
+        for sel in range(2):
+            s = subs[sel]
+            for i in range(16):
+                for v in range(16):
+                    _spread(enc, ((sel * 16 + i) * 16 + v) * 4, s[v], i, t.perm)
+        t.enc = enc
+    return enc
+
+
+def ea07_decrypt_tables(t):
+    """(ip0, isip) for ``Ea07.decrypt_into_fast``: ip0[(i*16 + v)*4 + k] = word k of
+    P^-1(v << 4i); isip[((sel*16 + i)*16 + v)*4 + k] = word k of P^-1(S_sel^-1[v] << 4i).
+    Built once per Tables ``t`` (6 KB, kept as ``t.ip0``/``t.isip``)."""
+    if getattr(t, "isip", None) is None:
+        from array import array
+        ip0 = array("H", bytes(2048))
+        isip = array("H", bytes(4096))
+        for i in range(16):
+            for v in range(16):
+                _spread(ip0, (i * 16 + v) * 4, v, i, t.iperm)
+                for sel in range(2):
+                    _spread(isip, ((sel * 16 + i) * 16 + v) * 4, t.isub[sel * 16 + v], i, t.iperm)
+        t.ip0 = ip0
+        t.isip = isip
+    return t.ip0, t.isip
+
+
+def _pass(w, t, key, r):
+    # one combined substitute+permute step over the 4 x 16-bit words in w (in place); table
+    # row of nibble i: sel*1024 + i*64 (sel of round r; key None: sel 0)
+    o0 = o1 = o2 = o3 = 0
+    for i in range(16):
+        k = (i << 6) + (((w[i >> 2] >> ((i & 3) << 2)) & 15) << 2)
+        if key is not None:
+            k += _ea07._sel(key, r, i) << 10
+        o0 |= t[k]
+        o1 |= t[k + 1]
+        o2 |= t[k + 2]
+        o3 |= t[k + 3]
+    w[0] = o0
+    w[1] = o1
+    w[2] = o2
+    w[3] = o3
+
+
+class Ea07(Block64, _ea07.Ea07):
+    """EA07 (``protocol.ea07.Ea07``, the meter's decrypting half) with encryption, the int
+    interface and a table-driven decryption for hosts and benchmarks."""
+
+    def encrypt_into(self, buf):
+        """Encrypt the 8-byte big-endian block in ``buf`` (bytearray) in place."""
+        t = ea07_encrypt_table(self.tables)
+        self._load(buf)
+        w = self._w
+        key = self._key
+        for r in range(16):
+            _pass(w, t, key, r)
+        self._store(buf)
+
+    def decrypt_into_fast(self, buf):
+        """``decrypt_into`` through the derived tables (``ea07_decrypt_tables``, 6 KB, built
+        on first use)."""
+        tb = self.tables
+        ip0, isip = ea07_decrypt_tables(tb)
+        self._load(buf)
+        w = self._w
+        key = self._key
+        _pass(w, ip0, None, 0)
+        for j in range(15):
+            _pass(w, isip, key, 15 - j)
+        isub = tb.isub
+        sel = _ea07._sel
+        for k in range(4):
+            x = w[k]
+            y = 0
+            for q in range(4):
+                i = 4 * k + q
+                y |= isub[(sel(key, 0, i) << 4) | ((x >> (q << 2)) & 15)] << (q << 2)
+            w[k] = y
+        self._store(buf)
+
+
+class Misty1(Block64, _misty1.Misty1):
+    """MISTY1 (EA11) with the int interface."""

@@ -1,5 +1,7 @@
 """STS token codec, the half a meter runs (IEC 62055-41): 20 digits -> class + block, the CRC,
-the amount field, the data block's fields (``parse_block``), and the cipher mixin ``Block64``.
+the amount field and the data block's fields (``parse_block``). The ciphers' int interface
+(``Block64``: ``encrypt_block``/``decrypt_block``) is the host's (``protocol.sts``): the meter
+decrypts in place (``decrypt_into``).
 
 The shapes of the block, digits, CRC, TID and amount are in ``protocol.sts``, the host's full
 codec (vending: ``build_block``, ``key_sections``, amount encoding, TID dates), which re-exports
@@ -190,9 +192,6 @@ class TokenFields:
             return amount_decode(self.value)
         return self.value
 
-    def __repr__(self):
-        return "TokenFields(cls=%d, subclass=%d, layout=%s)" % (self.cls, self.subclass, self.layout)
-
 
 def layout_of(cls, subclass):
     """Block layout name for a class/subclass pair; StsError("wrong_class") for class 3."""
@@ -262,25 +261,3 @@ def test_names(control):
         if (control >> i) & 1:
             out.append(TEST_NAMES[i])
     return tuple(out)
-
-
-class Block64:
-    """Mixin for the STS ciphers (EA07, MISTY1): 64-bit int <-> the 8-byte buffer ``self._buf``
-    that ``encrypt_into`` / ``decrypt_into`` work on in place (big-endian, IEC 62055-41 bit 0 =
-    LSB). StsError("format") for anything but a non-negative 64-bit int."""
-
-    def _run(self, block, fn):
-        if not isinstance(block, int) or block < 0 or block >> 64:
-            raise StsError("format", "block must be a 64-bit integer")
-        b = self._buf
-        b[:] = block.to_bytes(8, "big")
-        fn(b)
-        return int.from_bytes(b, "big")
-
-    def encrypt_block(self, block):
-        """64-bit int -> 64-bit int."""
-        return self._run(block, self.encrypt_into)
-
-    def decrypt_block(self, block):
-        """64-bit int -> 64-bit int."""
-        return self._run(block, self.decrypt_into)

@@ -306,7 +306,7 @@ def _ref_rounds(dk, block, t):
 
 
 def test_ea07_matches_reference_trace_and_bit_model():
-    from protocol.ea07 import Ea07
+    from protocol.sts import Ea07
     t = V.get_tables()
     ref = json.load(open(REF_TABLES))
     rt = V.get_tables(REF_TABLES)
