@@ -1,9 +1,9 @@
 """Host half of the ciphered-APDU code (security suite 0): parse a ciphered APDU into a
-``Ciphered`` (bytes, allocates), the GCM IV, and the names of the service-specific tags, for
-``host_tools.decode``. Re-exports the device half's names (``protocol.security``) so host code
+``Ciphered`` (bytes, allocates), the GCM IV, one-shot GCM (``Gcm.encrypt``/``decrypt``) and
+the names of the service-specific tags, for ``host_tools.decode``. Re-exports the device half's names (``protocol.security``) so host code
 imports one module. Host-only (``HOST_ONLY`` in host_tools/build.py): no board image has it.
 """
-from protocol import axdr
+from protocol import axdr, gcm
 from protocol.security import (  # noqa: F401  (re-exported)
     FORM_GLO, TAG_LEN, HLS_LEN, HEADROOM, TAILROOM, SecurityError, DecipherError, CounterError,
     Suite0, service_tag, plain_tag, reply_form, hls_ecb, hls_ecb_check)
@@ -82,3 +82,31 @@ def nonce(system_title, ic):
     if len(system_title) != 8:
         raise SecurityError("system title must be 8 bytes")
     return bytes(system_title) + bytes(((ic >> 24) & 0xFF, (ic >> 16) & 0xFF, (ic >> 8) & 0xFF, ic & 0xFF))
+
+
+class Gcm(gcm.Gcm):
+    """``protocol.gcm.Gcm`` (streaming, the meter's) with the one-shot helpers on whole
+    buffers: ``encrypt`` (``data`` ciphered in place, ``tag`` filled; its length is the tag
+    length) and ``decrypt`` (checks the tag first and deciphers only when it matches, so a
+    forged message never yields plaintext)."""
+
+    def encrypt(self, iv, aad, data, tag):
+        """Encrypt ``data`` (writable buffer) in place and write the tag into ``tag`` (writable;
+        its length, 1..16, is the tag length). ``iv`` 12 bytes, ``aad`` any buffer."""
+        self.start(iv)
+        self.aad(aad)
+        self.crypt(data)
+        self.hash(data)
+        self.tag(tag, 0, len(tag))
+
+    def decrypt(self, iv, aad, data, tag):
+        """Verify ``tag`` over ``aad`` and the ciphertext ``data``; when it matches, decrypt
+        ``data`` in place and return True. On mismatch return False and leave ``data`` as it
+        was (no plaintext is released)."""
+        self.start(iv)
+        self.aad(aad)
+        self.hash(data)
+        if not self.check(tag, 0, len(tag)):
+            return False
+        self.crypt(data)
+        return True
