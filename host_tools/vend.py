@@ -46,8 +46,9 @@ def get_tables(tables=None):
         if key not in _TABLE_CACHE:
             try:
                 _TABLE_CACHE[key] = load_tables(key)
-            except StsError as e:
-                raise VendError(str(e)) from None
+            except StsError:
+                raise VendError("EA07 tables %s: unreadable, or not sub1/sub2 (16-entry) and perm "
+                                "(64-entry) permutations" % key) from None
         return _TABLE_CACHE[key]
     return load_tables(tables)
 

@@ -34,26 +34,21 @@ except ImportError:  # CPython
 _ROUNDS = const(16)
 
 
-def _perm_list(v, n, name):
-    """Hex string or list of ints -> bytes of length n, checked to be a permutation."""
-    if isinstance(v, str):
-        s = v.replace(" ", "")
-        if n == 16 and len(s) == 16:      # 16 nibbles, one hex digit each
-            try:
-                v = [int(c, 16) for c in s]
-            except ValueError:
-                raise StsError("tables", "%s: bad hex" % name)
-        else:
-            try:
-                v = list(bytes.fromhex(s))
-            except ValueError:
-                raise StsError("tables", "%s: bad hex" % name)
+def _perm_list(v, n):
+    """Hex string or list of ints -> bytes of length n, checked to be a permutation;
+    StsError("tables") otherwise (bad hex, not small ints, not a permutation of 0..n-1)."""
     try:
+        if isinstance(v, str):
+            s = v.replace(" ", "")
+            if n == 16 and len(s) == 16:      # 16 nibbles, one hex digit each
+                v = [int(c, 16) for c in s]
+            else:
+                v = list(bytes.fromhex(s))
         b = bytes(v)
     except (TypeError, ValueError):
-        raise StsError("tables", "%s: not a list of small integers" % name)
+        raise StsError("tables")
     if len(b) != n or sorted(b) != list(range(n)):
-        raise StsError("tables", "%s: must be a permutation of 0..%d" % (name, n - 1))
+        raise StsError("tables")
     return b
 
 
@@ -73,9 +68,9 @@ class Tables:
     """
 
     def __init__(self, sub1, sub2, perm):
-        self.sub1 = _perm_list(sub1, 16, "substitution table 1")
-        self.sub2 = _perm_list(sub2, 16, "substitution table 2")
-        self.perm = _perm_list(perm, 64, "permutation table")
+        self.sub1 = _perm_list(sub1, 16)
+        self.sub2 = _perm_list(sub2, 16)
+        self.perm = _perm_list(perm, 64)
         self.iperm = _invert(self.perm)
         # inverse substitutions, sel*16 + v (never assume table 2 = inverse of table 1)
         self.isub = _invert(self.sub1) + _invert(self.sub2)
@@ -86,7 +81,9 @@ def load_tables(src):
 
     Accepted keys: ``sub1``, ``sub2``, ``perm`` (hex strings or lists) as in
     firmware/sts_sample_tables.json, or the reference spelling ``substitution_table_1``,
-    ``substitution_table_2``, ``permutation_table``. StsError("tables") on anything else.
+    ``substitution_table_2``, ``permutation_table``. StsError("tables") on anything else
+    (unreadable file, not a JSON object, a missing key, a table that is not a permutation:
+    one short text, no str object per case in the board's heap; the host says which file).
     """
     if isinstance(src, Tables):
         return src
@@ -95,17 +92,17 @@ def load_tables(src):
         try:
             with open(src) as f:
                 src = json.load(f)
-        except (OSError, ValueError) as e:
-            raise StsError("tables", "cannot read EA07 tables: %s" % e)
+        except (OSError, ValueError):
+            raise StsError("tables")
     if not isinstance(src, dict):
-        raise StsError("tables", "EA07 tables must be a JSON object")
+        raise StsError("tables")
     try:
         if "sub1" in src:
             return Tables(src["sub1"], src["sub2"], src["perm"])
         return Tables(src["substitution_table_1"], src["substitution_table_2"],
                       src["permutation_table"])
-    except KeyError as e:
-        raise StsError("tables", "EA07 tables: missing key %s" % e)
+    except KeyError:
+        raise StsError("tables")
 
 
 def _sel(key, r, i):
@@ -146,10 +143,10 @@ class Ea07:
         self.tables = load_tables(tables)
         if isinstance(key, int):
             if key < 0 or key >> 64:
-                raise StsError("key", "EA07 key must be 64 bits")
+                raise StsError("key")
             key = key.to_bytes(8, "big")
         if not isinstance(key, (bytes, bytearray)) or len(key) != 8:
-            raise StsError("key", "EA07 key must be 8 bytes")
+            raise StsError("key")
         self._key = bytes(key)
         self._w = array("H", bytes(8))
         self._o = array("H", bytes(8))

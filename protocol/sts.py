@@ -37,7 +37,7 @@ Errors: every bad input raises ``StsError`` whose ``reason`` is one of ``"format
 """
 from protocol.civil import days_from_civil, civil_from_days  # noqa: F401 (re-exported)
 from protocol.sts_core import *  # noqa: F401,F403 (the decoding half: one codec for the host)
-from protocol.sts_core import (_AMT_MUL, _AMT_OFF, _check, BASE_1993, BASE_2014, BASE_2035,
+from protocol.sts_core import (_AMT_MUL, _AMT_OFF, BASE_1993, BASE_2014, BASE_2035,
                                MASK64, SUB_KEY_1, SUB_KEY_2, SUB_KEY_3, SUB_KEY_4, TOKEN66_MAX,
                                StsError, TokenFields, crc_field, is_currency, layout_of,
                                normalise_digits)
@@ -47,6 +47,13 @@ try:
 except ImportError:  # CPython
     def const(x):
         return x
+
+
+def _check(v, bits, name):
+    if not isinstance(v, int) or v < 0 or v >> bits:
+        raise StsError("field", "%s must be an integer 0..%d" % (name, (1 << bits) - 1))
+    return v
+
 
 # class 0 subclasses (IEC 62055-41 Table "TransferCredit" tokens)
 SUB_ELECTRICITY = const(0)
