@@ -17,7 +17,7 @@ string byte counts, bit-string bit counts) use the A-XDR length form: ``n`` (<12
 This module is what the meter needs (it is in the device image, where every name costs heap):
 the tag constants the meter's code reads are public, the rest are folded by mpy-cross.
 ``protocol.axdr_client`` (host side) re-exports it with every tag constant, ``to_python`` and
-a ``Writer`` that adds ``raw``, ``long64``, ``long64_unsigned``, ``visible_string`` and
+a ``Writer`` that adds ``getvalue``, ``raw``, ``long64``, ``long64_unsigned``, ``visible_string`` and
 ``date_time``.
 """
 try:
@@ -106,10 +106,6 @@ class Writer:
 
     def __init__(self, buf=None):
         self.buf = bytearray() if buf is None else buf
-
-    def getvalue(self):
-        """The encoded bytes so far (a copy)."""
-        return bytes(self.buf)
 
     def reset(self):
         """Empty the buffer (keeps the same bytearray object)."""

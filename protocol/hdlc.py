@@ -252,7 +252,8 @@ class Receiver:
     length field; 0x7E may occur inside the information field).
 
     ``feed(data, now_ms=None, backlog=False)`` copies bytes into a preallocated buffer of
-    ``maxlen`` bytes; ``pop()`` returns the next valid ``Frame`` or None. Garbage is skipped by
+    ``maxlen`` bytes (a server sizes it from its negotiated ``max_info`` plus the frame
+    overhead: no fixed 2 KB buffer); ``pop()`` returns the next valid ``Frame`` or None. Garbage is skipped by
     scanning for ``7E`` followed by a format byte ``0xA?``. A candidate with a bad address, HCS,
     FCS, closing flag or an impossible length is dropped (``dropped`` += 1, ``last_error`` =
     reason) and scanning resumes at the next byte. Back-to-back frames may share a flag.
@@ -296,10 +297,6 @@ class Receiver:
         self._skip = 0               # bytes of a frame for another station still to come
         self._hdr_ok = False
         self._ready = []
-
-    def pending(self):
-        """Number of buffered, not yet framed bytes."""
-        return self._e - self._s
 
     def feed(self, data, now_ms=None, backlog=False):
         """Append received bytes (bytes, bytearray or memoryview); ``now_ms``: ticks_ms at
