@@ -37,8 +37,7 @@ Errors: every bad input raises ``StsError`` whose ``reason`` is one of ``"format
 """
 from protocol.civil import days_from_civil, civil_from_days  # noqa: F401 (re-exported)
 from protocol.sts_core import *  # noqa: F401,F403 (the decoding half: one codec for the host)
-from protocol.sts_core import (_AMT_MUL, _AMT_OFF, BASE_1993, BASE_2014, BASE_2035,
-                               MASK64, SUB_KEY_1, SUB_KEY_2, SUB_KEY_3, SUB_KEY_4, TOKEN66_MAX,
+from protocol.sts_core import (_AMT_MUL, _AMT_OFF, SUB_KEY_1, SUB_KEY_2, SUB_KEY_3, SUB_KEY_4,
                                StsError, TokenFields, crc_field, is_currency, layout_of,
                                normalise_digits)
 
@@ -47,6 +46,13 @@ try:
 except ImportError:  # CPython
     def const(x):
         return x
+
+# private consts in protocol.sts_core (no name, no globals slot on the board)
+MASK64 = 0xFFFFFFFFFFFFFFFF
+TOKEN66_MAX = (1 << 66) - 1
+BASE_1993 = const(1993)
+BASE_2014 = const(2014)
+BASE_2035 = const(2035)
 
 
 def _check(v, bits, name):
@@ -373,4 +379,36 @@ class Ea07(Block64, _ea07.Ea07):
 
 
 class Misty1(Block64, _misty1.Misty1):
-    """MISTY1 (EA11) with the int interface."""
+    """MISTY1 (EA11, ``protocol.misty1.Misty1``: the meter's decrypting half) with encryption,
+    the int interface and the RFC 2994 key check value."""
+
+    def expanded_key(self):
+        """K' = EK[8..15] as 16 bytes (RFC 2994 Appendix A check value)."""
+        out = bytearray(16)
+        for i in range(8):
+            out[2 * i] = self.ek[8 + i] >> 8
+            out[2 * i + 1] = self.ek[8 + i] & 0xFF
+        return bytes(out)
+
+    def encrypt_into(self, buf):
+        """Encrypt 8 bytes in ``buf`` (bytearray) in place. RFC 2994 §2.1."""
+        self._load(buf)
+        s = self._s
+        ko = self._ko
+        kl = self._kl
+        for r in range(0, 8, 2):
+            _misty1._fl(s, 0, kl, r)
+            _misty1._fl(s, 2, kl, r + 1)
+            _misty1._fo(s, 0, 2, ko, r)
+            _misty1._fo(s, 2, 0, ko, r + 1)
+        _misty1._fl(s, 0, kl, 8)
+        _misty1._fl(s, 2, kl, 9)
+        # ciphertext = D1 || D0
+        buf[0] = s[2] >> 8
+        buf[1] = s[2] & 0xFF
+        buf[2] = s[3] >> 8
+        buf[3] = s[3] & 0xFF
+        buf[4] = s[0] >> 8
+        buf[5] = s[0] & 0xFF
+        buf[6] = s[1] >> 8
+        buf[7] = s[1] & 0xFF

@@ -19,8 +19,9 @@ except ImportError:  # CPython
     def const(x):
         return x
 
-MASK64 = 0xFFFFFFFFFFFFFFFF
-TOKEN66_MAX = (1 << 66) - 1
+# private, folded by mpy-cross (public in protocol.sts, the host half)
+_MASK64 = const(0xFFFFFFFFFFFFFFFF)
+_TOKEN66_MAX = const((1 << 66) - 1)
 
 CLASS_TRANSFER = const(0)
 CLASS_NON_MERIT = const(1)
@@ -38,16 +39,14 @@ SUB_WATER_FACTOR = const(7)
 SUB_KEY_3 = const(8)
 SUB_KEY_4 = const(9)
 
-BASE_1993 = const(1993)
-BASE_2014 = const(2014)
-BASE_2035 = const(2035)
+_BASE_1993 = const(1993)
+_BASE_2014 = const(2014)
+_BASE_2035 = const(2035)
 BASE_DATES = (1993, 2014, 2035)
 
 _AMT_OFF = (0, 16384, 180224, 1818624)
 _AMT_MUL = (1, 10, 100, 1000)
 
-# class 1 control bits (IEC 62055-41 InitiateMeterTest/Display; b5 and b7+ unverified)
-TEST_NAMES = ("load_switch", "display", "total_energy", "krn_kt", "ti", "b5", "mpl")
 
 _CRCBUF = bytearray(7)
 
@@ -73,17 +72,17 @@ def normalise_digits(text):
 def digits_to_int(text):
     """20 decimal digits (spaces/dashes allowed) -> 66-bit int. IEC 62055-41 §6.4."""
     n = int(normalise_digits(text))
-    if n > TOKEN66_MAX:
+    if n > _TOKEN66_MAX:
         raise StsError("format", "token number exceeds 66 bits")
     return n
 
 
 def untranspose(n):
     """66-bit token number -> (class, 64-bit block with bits 28/27 restored)."""
-    if not isinstance(n, int) or n < 0 or n > TOKEN66_MAX:
+    if not isinstance(n, int) or n < 0 or n > _TOKEN66_MAX:
         raise StsError("format", "token number must be 0..2**66-1")
     cls = (n >> 27) & 3
-    block = (n & MASK64 & ~(3 << 27)) | (((n >> 64) & 3) << 27)
+    block = (n & _MASK64 & ~(3 << 27)) | (((n >> 64) & 3) << 27)
     return cls, block
 
 
@@ -127,9 +126,9 @@ def amount_decode(field):
 def next_base_date(base):
     """The base date a TID rollover key change (RO = 1) moves to: 1993 -> 2014 -> 2035;
     2035 is the last one STS defines and stays."""
-    if base == BASE_1993 or base == 93:
-        return BASE_2014
-    return BASE_2035
+    if base == _BASE_1993 or base == 93:
+        return _BASE_2014
+    return _BASE_2035
 
 
 def is_currency(cls, subclass):
@@ -212,7 +211,7 @@ def parse_block(cls, block):
     StsError("wrong_class") for class 3, StsError("format") for a bad block. A currency
     subclass (class 0, 4..7) parses with the unit-based layout, ``crc_ok`` as the unit-based
     CRC says: callers check ``is_currency`` before they trust the amount."""
-    if not isinstance(block, int) or block < 0 or block > MASK64:
+    if not isinstance(block, int) or block < 0 or block > _MASK64:
         raise StsError("format")
     sub = block >> 60
     f = TokenFields(cls, sub)
@@ -251,8 +250,10 @@ def parse_block(cls, block):
 
 def test_names(control):
     """Class 1 control bits -> tuple of test names (known bits only; IEC 62055-41)."""
+    # class 1 control bits (IEC 62055-41 InitiateMeterTest/Display; b5 and b7+ unverified)
+    names = ("load_switch", "display", "total_energy", "krn_kt", "ti", "b5", "mpl")
     out = []
-    for i in range(len(TEST_NAMES)):
+    for i in range(len(names)):
         if (control >> i) & 1:
-            out.append(TEST_NAMES[i])
+            out.append(names[i])
     return tuple(out)
