@@ -60,20 +60,17 @@ def _invert(p):
 
 
 class Tables:
-    """The two 4-bit substitution tables and the 64-entry scatter permutation of EA07.
-
-    ``sub1``/``sub2``: bytes(16); ``perm``: bytes(64) (bit j -> bit perm[j]); ``iperm`` and
-    ``isub`` (inverse substitutions, sel*16 + v) for decryption. The derived encryption and
-    fast-decryption tables are the host's (``protocol.sts``), built on first use there.
+    """EA07's tables, given as the two 4-bit substitution tables ``sub1``/``sub2`` (16 entries)
+    and the 64-entry scatter permutation ``perm`` (bit j -> bit perm[j]), kept as what
+    decryption reads: ``iperm`` (bytes(64), the inverse permutation) and ``isub`` (bytes(32),
+    the inverse substitutions at sel*16 + v). The forward tables (``protocol.sts.ea07_tables``)
+    and the derived encryption / fast-decryption tables are the host's.
     """
 
     def __init__(self, sub1, sub2, perm):
-        self.sub1 = _perm_list(sub1, 16)
-        self.sub2 = _perm_list(sub2, 16)
-        self.perm = _perm_list(perm, 64)
-        self.iperm = _invert(self.perm)
+        self.iperm = _invert(_perm_list(perm, 64))
         # inverse substitutions, sel*16 + v (never assume table 2 = inverse of table 1)
-        self.isub = _invert(self.sub1) + _invert(self.sub2)
+        self.isub = _invert(_perm_list(sub1, 16)) + _invert(_perm_list(sub2, 16))
 
 
 def load_tables(src):

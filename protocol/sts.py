@@ -288,6 +288,11 @@ def _spread(out, base, value, nib, perm):
             out[base + (p >> 4)] |= 1 << (p & 15)
 
 
+def ea07_tables(t):
+    """(sub1, sub2, perm) of the EA07 Tables ``t`` (the meter keeps only their inverses)."""
+    return _ea07._invert(t.isub[:16]), _ea07._invert(t.isub[16:]), _ea07._invert(t.iperm)
+
+
 def ea07_encrypt_table(t):
     """enc[((sel*16 + i)*16 + v)*4 + k] = word k of P(S_sel[v] << 4i), built once per Tables
     ``t`` (array('H', 2048), kept as ``t.enc``)."""
@@ -295,12 +300,13 @@ def ea07_encrypt_table(t):
     if enc is None:
         from array import array
         enc = array("H", bytes(4096))
-        subs = (t.sub1, t.sub2)
+        sub1, sub2, perm = ea07_tables(t)
+        subs = (sub1, sub2)
         for sel in range(2):
             s = subs[sel]
             for i in range(16):
                 for v in range(16):
-                    _spread(enc, ((sel * 16 + i) * 16 + v) * 4, s[v], i, t.perm)
+                    _spread(enc, ((sel * 16 + i) * 16 + v) * 4, s[v], i, perm)
         t.enc = enc
     return enc
 

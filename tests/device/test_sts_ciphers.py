@@ -99,7 +99,8 @@ def test_ea07_wrong_key_or_tables_differ():
     other = Ea07(bytes.fromhex("0ABC12DEF3456788"), t)
     assert other.encrypt_block(IEC_PLAIN) != IEC_CIPHER
     # swapping the two substitution tables is a different cipher
-    swapped = Tables(t.sub2, t.sub1, t.perm)
+    sub1, sub2, perm = sts.ea07_tables(t)
+    swapped = Tables(sub2, sub1, perm)
     assert Ea07(IEC_DK, swapped).encrypt_block(IEC_PLAIN) != IEC_CIPHER
 
 
