@@ -33,9 +33,9 @@ except ImportError:
         return x
 
 _E1 = const(0xE100)   # reduction constant R, top 16 bits
-# Shoup's reduction table: R * n for the 4 bits shifted out on the right, top 16 bits
-_LAST4 = (0x0000, 0x1C20, 0x3840, 0x2460, 0x7080, 0x6CA0, 0x48C0, 0x54E0,
-          0xE100, 0xFD20, 0xD940, 0xC560, 0x9180, 0x8DA0, 0xA9C0, 0xB5E0)
+# Shoup's reduction table: R * n for the 4 bits shifted out on the right, top 16 bits; its
+# high bytes as a bytes literal (stays in the image), the low byte of entry n is (n & 7) << 5
+_LAST4 = b"\x00\x1c\x38\x24\x70\x6c\x48\x54\xe1\xfd\xd9\xc5\x91\x8d\xa9\xb5"
 
 
 class Gcm:
@@ -97,7 +97,7 @@ class Gcm:
                 z3 = (z3 >> 4) ^ ((z2 & 15) << 12) ^ m[48 + n]
                 z2 = (z2 >> 4) ^ ((z1 & 15) << 12) ^ m[32 + n]
                 z1 = (z1 >> 4) ^ ((z0 & 15) << 12) ^ m[16 + n]
-                z0 = (z0 >> 4) ^ r[t] ^ m[n]
+                z0 = (z0 >> 4) ^ (r[t] << 8) ^ ((t & 7) << 5) ^ m[n]
         v[0] = z0
         v[1] = z1
         v[2] = z2
