@@ -148,7 +148,7 @@ def _u32(buf, p):
 
 
 def _conf_bytes(conf):
-    return b"\x5F\x1F\x04\x00" + bytes(((conf >> 16) & 0xFF, (conf >> 8) & 0xFF, conf & 0xFF))
+    return bytes((0x5F, 0x1F, 4, 0, (conf >> 16) & 0xFF, (conf >> 8) & 0xFF, conf & 0xFF))
 
 
 def _conformance(buf, p, end):
@@ -254,7 +254,7 @@ def parse_aarq(buf):
 
 def initiate_response(conformance, max_pdu, dlms_version=6, vaa_name=0x0007):
     """xDLMS InitiateResponse ``08 00 <ver> 5F 1F 04 00 <conf3> <maxpdu2> <vaa2>`` (bytes)."""
-    return b"\x08\x00" + bytes((dlms_version,)) + _conf_bytes(conformance) + \
+    return bytes((8, 0, dlms_version)) + _conf_bytes(conformance) + \
         bytes((max_pdu >> 8, max_pdu & 0xFF, vaa_name >> 8, vaa_name & 0xFF))
 
 
@@ -274,9 +274,9 @@ def build_aare(result, diagnostic, context=_CONTEXT_LN, conformance=0, max_pdu=2
     ``auth_value`` (responding-authentication-value AA, the server's challenge StoC).
     """
     body = bytearray(_context_name(context))
-    body.extend(b"\xA2\x03\x02\x01" + bytes((result,)))
-    body.extend(b"\xA3\x05" + (b"\xA2" if diag_provider else b"\xA1") + b"\x03\x02\x01" +
-                bytes((diagnostic,)))
+    # built from ints, not bytes literals: each literal is an object in the board's heap
+    body.extend(bytes((0xA2, 3, 2, 1, result, 0xA3, 5, 0xA2 if diag_provider else 0xA1, 3, 2, 1,
+                       diagnostic)))
     if ap_title is not None:
         body.extend(_tlv(0xA4, _tlv(0x04, ap_title)))
     if mechanism is not None:
@@ -444,7 +444,7 @@ def get_response_error(invoke, dar):
 
 def get_response_block(invoke, last, block_no, raw):
     """GET-Response-With-Datablock: ``C4 02 <invoke> <last> <block u32> 00 <len> <raw>``."""
-    return _block_head(invoke, last, block_no) + b"\x00" + axdr.encode_length(len(raw)) + \
+    return _block_head(invoke, last, block_no) + bytes(1) + axdr.encode_length(len(raw)) + \
         bytes(raw)
 
 
@@ -461,10 +461,9 @@ def set_response(invoke, dar):
 def action_response(invoke, result, data=None):
     """ACTION-Response-Normal: ``C7 01 <invoke> <result> 00`` or with return data
     ``C7 01 <invoke> <result> 01 00 <data>``."""
-    head = bytes((_ACTION_RESPONSE, 1, invoke, result))
     if data is None:
-        return head + b"\x00"
-    return head + b"\x01\x00" + bytes(data)
+        return bytes((_ACTION_RESPONSE, 1, invoke, result, 0))
+    return bytes((_ACTION_RESPONSE, 1, invoke, result, 1, 0)) + bytes(data)
 
 
 def exception_response(state_error, service_error):

@@ -501,7 +501,9 @@ def encode_params(max_info_tx=128, max_info_rx=128, window_tx=1, window_rx=1):
     windows as 4 bytes (1..7 legal, any u32 accepted); a window of None is omitted.
     Raises HdlcError('format') on out-of-range values.
     """
-    out = bytearray(b"\x81\x80\x00")
+    out = bytearray(3)                    # 81 80 LL (no bytes literal: an object in the heap)
+    out[0] = 0x81
+    out[1] = 0x80
     for pid, v, size in ((_P_TX, max_info_tx, 2), (_P_RX, max_info_rx, 2),
                          (_P_WTX, window_tx, 4), (_P_WRX, window_rx, 4)):
         if v is None:
