@@ -107,7 +107,7 @@ def _result(decoder_key, cls, fields, plain, enc):
         "token": sts.int_to_digits(n),
     }
     if fields.layout == "data":
-        out.update(tid=fields.tid, rnd=fields.rnd, value=fields.value, amount=fields.amount)
+        out.update(tid=fields.tid, rnd=fields.rnd, value=fields.value, amount=sts.amount_of(fields))
     return out
 
 
@@ -265,7 +265,7 @@ def decode_token(digits, decoder_key=None, algorithm=None, tables=None, base_dat
     out = {"class": cls, "subclass": f.subclass, "layout": f.layout, "crc_ok": f.crc_ok,
            "data_block": "%016X" % plain, "token": sts.normalise_digits(digits)}
     if f.layout == "data":
-        out.update(rnd=f.rnd, tid=f.tid, value=f.value, amount=f.amount,
+        out.update(rnd=f.rnd, tid=f.tid, value=f.value, amount=sts.amount_of(f),
                    date=sts.tid_to_text(f.tid, int(base_date)))
     elif f.layout == "test":
         out.update(control=f.control, mfr_code=f.mfr_code, tests=list(sts.test_names(f.control)))

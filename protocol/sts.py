@@ -37,9 +37,9 @@ Errors: every bad input raises ``StsError`` whose ``reason`` is one of ``"format
 """
 from protocol.civil import days_from_civil, civil_from_days  # noqa: F401 (re-exported)
 from protocol.sts_core import *  # noqa: F401,F403 (the decoding half: one codec for the host)
-from protocol.sts_core import (_AMT_MUL, _AMT_OFF, SUB_KEY_1, SUB_KEY_2, SUB_KEY_3, SUB_KEY_4,
-                               StsError, TokenFields, crc_field, is_currency, layout_of,
-                               normalise_digits)
+from protocol.sts_core import (SUB_MPL, SUB_PHASE_UNBALANCE, SUB_KEY_1, SUB_KEY_2, SUB_KEY_3,
+                               SUB_KEY_4, StsError, TokenFields, amount_decode, crc_field,
+                               is_currency, layout_of, normalise_digits)
 
 try:
     from micropython import const
@@ -53,6 +53,21 @@ TOKEN66_MAX = (1 << 66) - 1
 BASE_1993 = const(1993)
 BASE_2014 = const(2014)
 BASE_2035 = const(2035)
+_AMT_OFF = (0, 16384, 180224, 1818624)   # amount encoding: offset and multiplier per exponent
+_AMT_MUL = (1, 10, 100, 1000)
+
+
+def crc_ok(cls, block):
+    """True if bits 15..0 of the (decrypted) ``block`` hold the right CRC for ``cls``."""
+    return (block & 0xFFFF) == crc_field(cls, block)
+
+
+def amount_of(f):
+    """The ``value`` of TokenFields ``f`` decoded for the amount-encoded tokens (class 0: 0.1
+    units; MPL and phase-unbalance limit: watts); else the raw 16-bit value."""
+    if f.cls == 0 or (f.cls == 2 and f.subclass in (SUB_MPL, SUB_PHASE_UNBALANCE)):
+        return amount_decode(f.value)
+    return f.value
 
 
 def _check(v, bits, name):

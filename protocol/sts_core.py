@@ -44,8 +44,6 @@ _BASE_2014 = const(2014)
 _BASE_2035 = const(2035)
 BASE_DATES = (1993, 2014, 2035)
 
-_AMT_OFF = (0, 16384, 180224, 1818624)
-_AMT_MUL = (1, 10, 100, 1000)
 
 
 _CRCBUF = bytearray(7)
@@ -110,17 +108,13 @@ def crc_field(cls, block):
     return ((c & 0xFF) << 8) | (c >> 8)
 
 
-def crc_ok(cls, block):
-    """True if bits 15..0 of the (decrypted) ``block`` hold the right CRC for ``cls``."""
-    return (block & 0xFFFF) == crc_field(cls, block)
-
-
 def amount_decode(field):
     """16-bit amount field -> value in 0.1-unit steps. IEC 62055-41 §6.2.4."""
     if not isinstance(field, int) or field < 0 or field >> 16:
         raise StsError("field")
-    e = field >> 14
-    return (field & 0x3FFF) * _AMT_MUL[e] + _AMT_OFF[e]
+    p = 10 ** (field >> 14)
+    # m * 10**e + sum(16384 * 10**n for n < e), the offset being 16384 * (10**e - 1) / 9
+    return (field & 0x3FFF) * p + 16384 * (p - 1) // 9
 
 
 def next_base_date(base):
@@ -177,14 +171,6 @@ class TokenFields:
     def layout(self):
         """'data', 'test', 'key1'..'key4' or 'raw'."""
         return layout_of(self.cls, self.subclass)
-
-    @property
-    def amount(self):
-        """Decoded ``value`` for the amount-encoded tokens (class 0: 0.1 units; MPL and
-        phase-unbalance limit: watts); else the raw 16-bit value."""
-        if self.cls == 0 or (self.cls == 2 and self.subclass in (SUB_MPL, SUB_PHASE_UNBALANCE)):
-            return amount_decode(self.value)
-        return self.value
 
 
 def layout_of(cls, subclass):

@@ -61,7 +61,7 @@ def test_ea07_iec_example_decrypt_from_digits():
     plain = c.decrypt_block(block)
     assert plain == IEC_PLAIN
     f = sts.parse_block(cls, plain)
-    assert f.crc_ok and f.tid == 0x19EB23 and f.amount == 256 and f.rnd == 0xB
+    assert f.crc_ok and f.tid == 0x19EB23 and sts.amount_of(f) == 256 and f.rnd == 0xB
 
 
 def test_ea07_decrypt_into_bytearray():
@@ -150,7 +150,7 @@ def test_ea11_ctsa01_token_decode():
     plain = Misty1(CTSA01_DK).decrypt_block(block)
     assert plain == 0x0559982C00012831
     f = sts.parse_block(0, plain)
-    assert f.crc_ok and f.tid == 0x59982C and f.amount == 1 and f.rnd == 5
+    assert f.crc_ok and f.tid == 0x59982C and sts.amount_of(f) == 1 and f.rnd == 5
     assert sts.tid_to_text(f.tid, 1993) == "2004-03-01 13:00"
 
 
