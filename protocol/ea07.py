@@ -132,6 +132,17 @@ def _inv_pass(w, o, iperm, isub, key, r):
     w[3] = o[3]
 
 
+def _inv_sub(w, isub, key):
+    # S^-1 of encryption round 1 (round key K1), in place on the 4 x 16-bit words in w
+    for k in range(4):
+        x = w[k]
+        y = 0
+        for q in range(4):
+            i = 4 * k + q
+            y |= isub[(_sel(key, 0, i) << 4) | ((x >> (q << 2)) & 15)] << (q << 2)
+        w[k] = y
+
+
 class Ea07:
     """EA07 with one decoder key. ``key``: bytes(8) in IEC order (first byte most
     significant) or an int 0..2**64-1; ``tables``: Tables (or anything load_tables takes)."""
@@ -178,11 +189,5 @@ class Ea07:
         _inv_pass(w, o, iperm, None, key, 0)             # P^-1 of encryption round 16
         for j in range(_ROUNDS - 1):                      # S^-1 of round 16-j, P^-1 of 15-j
             _inv_pass(w, o, iperm, isub, key, _ROUNDS - 1 - j)
-        for k in range(4):                                # S^-1 of round 1 (key K1)
-            x = w[k]
-            y = 0
-            for q in range(4):
-                i = 4 * k + q
-                y |= isub[(_sel(key, 0, i) << 4) | ((x >> (q << 2)) & 15)] << (q << 2)
-            w[k] = y
+        _inv_sub(w, isub, key)                            # S^-1 of round 1 (key K1)
         self._store(buf)

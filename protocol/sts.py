@@ -387,15 +387,7 @@ class Ea07(Block64, _ea07.Ea07):
         _pass(w, ip0, None, 0)
         for j in range(15):
             _pass(w, isip, key, 15 - j)
-        isub = tb.isub
-        sel = _ea07._sel
-        for k in range(4):
-            x = w[k]
-            y = 0
-            for q in range(4):
-                i = 4 * k + q
-                y |= isub[(sel(key, 0, i) << 4) | ((x >> (q << 2)) & 15)] << (q << 2)
-            w[k] = y
+        _ea07._inv_sub(w, tb.isub, key)
         self._store(buf)
 
 
