@@ -5,7 +5,7 @@ IEC 62055-41 / -51 / -52 (STS Edition 2). Decoder keys (DKGA02 / DKGA04, the met
 derived in ``host_tools.dkga``; this module re-exports them (``vend.derive_decoder_key`` ...).
 
 All 64/128-bit keys are bytes in IEC/natural order (first byte most significant). Tokens
-are built with ``protocol.sts`` and encrypted with ``protocol.ea07`` / ``protocol.misty1``.
+are built and encrypted with ``protocol.sts`` (its ``Ea07``/``Misty1``: the ciphers with encryption).
 Errors: ``VendError`` (a ValueError) with a readable message.
 """
 import csv
