@@ -31,7 +31,8 @@ BOARD_ONLY = {"boards/esp32.py": ("esp32",), "boards/rp2040.py": ("rp2040",),
 HOST_ONLY = ("protocol/apdu_client.py", "protocol/axdr_client.py", "protocol/hdlc_client.py",
              "protocol/hls_client.py",
              "protocol/obis.py", "protocol/gbt.py", "protocol/security_client.py",
-             "protocol/client_link.py", "protocol/client_assoc.py", "protocol/sts.py")
+             "protocol/client_link.py", "protocol/client_assoc.py", "protocol/sts.py",
+             "protocol/modbus_client.py")
 
 
 def mpy_cross():

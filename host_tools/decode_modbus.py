@@ -15,7 +15,7 @@ A frame with a bad CRC or impossible length carries ``"error"``. Modbus over Ser
 V1.02 §2.5.1 (RTU framing, CRC-16/MODBUS low byte first), Modbus Application Protocol V1.1b3
 §6.3/6.4/6.6 (functions 3, 4, 6), §7 (exceptions).
 """
-from protocol import modbus_rtu
+from protocol import modbus_client as modbus_rtu
 from protocol.crc import crc16_modbus
 from host_tools.decode import DecodeError, parse_hex_lines
 from host_tools.firmware_src import firmware_module

@@ -5,7 +5,7 @@ IEC 62055-41 / -51 / -52 (STS Edition 2). Decoder keys (DKGA02 / DKGA04, the met
 derived in ``host_tools.dkga``; this module re-exports them (``vend.derive_decoder_key`` ...).
 
 All 64/128-bit keys are bytes in IEC/natural order (first byte most significant). Tokens
-are built with ``protocol.sts`` and encrypted with ``protocol.ea07`` / ``protocol.misty1``.
+are built and encrypted with ``protocol.sts`` (its ``Ea07``/``Misty1``: the ciphers with encryption).
 Errors: ``VendError`` (a ValueError) with a readable message.
 """
 import csv
@@ -20,8 +20,7 @@ from host_tools.dkga import int_in_range, sgc_text
 from host_tools import tidstore
 from host_tools.firmware_src import FIRMWARE_DIR
 from protocol import sts
-from protocol.ea07 import Ea07, load_tables
-from protocol.misty1 import Misty1
+from protocol.sts import Ea07, Misty1, load_tables
 from protocol.sts import StsError, TokenFields
 
 __all__ = ["VendError", "ALGORITHMS", "SAMPLE_TABLES", "parse_key", "luhn_digit", "build_pan",
@@ -47,8 +46,9 @@ def get_tables(tables=None):
         if key not in _TABLE_CACHE:
             try:
                 _TABLE_CACHE[key] = load_tables(key)
-            except StsError as e:
-                raise VendError(str(e)) from None
+            except StsError:
+                raise VendError("EA07 tables %s: unreadable, or not sub1/sub2 (16-entry) and perm "
+                                "(64-entry) permutations" % key) from None
         return _TABLE_CACHE[key]
     return load_tables(tables)
 
@@ -107,7 +107,7 @@ def _result(decoder_key, cls, fields, plain, enc):
         "token": sts.int_to_digits(n),
     }
     if fields.layout == "data":
-        out.update(tid=fields.tid, rnd=fields.rnd, value=fields.value, amount=fields.amount)
+        out.update(tid=fields.tid, rnd=fields.rnd, value=fields.value, amount=sts.amount_of(fields))
     return out
 
 
@@ -265,7 +265,7 @@ def decode_token(digits, decoder_key=None, algorithm=None, tables=None, base_dat
     out = {"class": cls, "subclass": f.subclass, "layout": f.layout, "crc_ok": f.crc_ok,
            "data_block": "%016X" % plain, "token": sts.normalise_digits(digits)}
     if f.layout == "data":
-        out.update(rnd=f.rnd, tid=f.tid, value=f.value, amount=f.amount,
+        out.update(rnd=f.rnd, tid=f.tid, value=f.value, amount=sts.amount_of(f),
                    date=sts.tid_to_text(f.tid, int(base_date)))
     elif f.layout == "test":
         out.update(control=f.control, mfr_code=f.mfr_code, tests=list(sts.test_names(f.control)))

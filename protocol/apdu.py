@@ -11,7 +11,10 @@ module, so host code imports ``apdu_client`` only.
 ``invoke`` is always the whole Invoke-Id-And-Priority byte (e.g. 0xC1), echoed by the
 meter. Attribute/method data are already-encoded A-XDR bytes (``protocol.axdr``).
 Errors: ``ApduError`` (a ValueError) with ``.service_error``, the ExceptionResponse
-service-error a server should answer with (2 service-not-supported, 3 other-reason).
+service-error a server should answer with (2 service-not-supported, 3 other-reason); its
+text is one word: "truncated", "format" (malformed) or "request" (unsupported service): a
+literal of at most 10 characters is a name in the image, not a str object in the board's heap,
+and these three are names the board has anyway (docs/MEMORY.md).
 """
 from protocol import axdr
 
@@ -74,7 +77,7 @@ def _ber_len(n):
         return bytes((0x81, n))
     if n <= 0xFFFF:
         return bytes((0x82, n >> 8, n & 0xFF))
-    raise ApduError("BER length too large")
+    raise ApduError("format")
 
 
 def _tlv(tag, value):
@@ -85,46 +88,46 @@ def _read_tl(buf, pos, end):
     """Read a BER tag and length at pos; returns (tag, vstart, vend). Multi-byte tags
     (low bits 0x1F) are returned as the first byte | 0x100 * number."""
     if pos >= end:
-        raise ApduError("truncated BER")
+        raise ApduError("truncated")
     tag = buf[pos]
     pos += 1
     if tag & 0x1F == 0x1F:
         num = 0
         while True:
             if pos >= end:
-                raise ApduError("truncated BER tag")
+                raise ApduError("truncated")
             b = buf[pos]
             pos += 1
             num = (num << 7) | (b & 0x7F)
             if not b & 0x80:
                 break
             if num > 0xFFFF:
-                raise ApduError("BER tag too large")
+                raise ApduError("format")
         tag = tag | (num << 8)
     if pos >= end:
-        raise ApduError("truncated BER length")
+        raise ApduError("truncated")
     n = buf[pos]
     pos += 1
     if n & 0x80:
         k = n & 0x7F
         if k == 0 or k > 2 or pos + k > end:
-            raise ApduError("bad BER length")
+            raise ApduError("format")
         n = 0
         for i in range(k):
             n = (n << 8) | buf[pos + i]
         pos += k
     if pos + n > end:
-        raise ApduError("truncated BER value")
+        raise ApduError("truncated")
     return tag, pos, pos + n
 
 
 def _outer(buf, tag):
     """Check the outer APDU tag and length; returns (pos, end) of its contents."""
     if not isinstance(buf, (bytes, bytearray, memoryview)):
-        raise ApduError("bytes expected")
+        raise ApduError("format")
     n = len(buf)
     if n < 2 or buf[0] != tag:
-        raise ApduError("not the expected APDU")
+        raise ApduError("format")
     t, s, e = _read_tl(buf, 0, n)
     return s, e
 
@@ -145,13 +148,13 @@ def _u32(buf, p):
 
 
 def _conf_bytes(conf):
-    return b"\x5F\x1F\x04\x00" + bytes(((conf >> 16) & 0xFF, (conf >> 8) & 0xFF, conf & 0xFF))
+    return bytes((0x5F, 0x1F, 4, 0, (conf >> 16) & 0xFF, (conf >> 8) & 0xFF, conf & 0xFF))
 
 
 def _conformance(buf, p, end):
     """Parse ``5F 1F 04 <unused> c c c`` at p; returns (conformance, newpos)."""
     if p + 7 > end or buf[p] != 0x5F or buf[p + 1] != 0x1F or buf[p + 2] != 0x04:
-        raise ApduError("bad conformance block")
+        raise ApduError("format")
     c = (buf[p + 4] << 16) | (buf[p + 5] << 8) | buf[p + 6]
     return c, p + 7
 
@@ -165,7 +168,7 @@ def _context_name(context):
 def _parse_initiate_request(buf, s, e, out):
     p = s
     if p >= e or buf[p] != _INITIATE_REQUEST:
-        raise ApduError("not an InitiateRequest")
+        raise ApduError("format")
     p += 1
     if p >= e:
         raise ApduError("truncated")
@@ -199,7 +202,7 @@ def parse_initiate_request(buf, out):
     try:
         _parse_initiate_request(buf, 0, len(buf), out)
     except axdr.AxdrError:
-        raise ApduError("bad InitiateRequest")
+        raise ApduError("format")
 
 
 def parse_aarq(buf):
@@ -251,7 +254,7 @@ def parse_aarq(buf):
 
 def initiate_response(conformance, max_pdu, dlms_version=6, vaa_name=0x0007):
     """xDLMS InitiateResponse ``08 00 <ver> 5F 1F 04 00 <conf3> <maxpdu2> <vaa2>`` (bytes)."""
-    return b"\x08\x00" + bytes((dlms_version,)) + _conf_bytes(conformance) + \
+    return bytes((8, 0, dlms_version)) + _conf_bytes(conformance) + \
         bytes((max_pdu >> 8, max_pdu & 0xFF, vaa_name >> 8, vaa_name & 0xFF))
 
 
@@ -271,9 +274,9 @@ def build_aare(result, diagnostic, context=_CONTEXT_LN, conformance=0, max_pdu=2
     ``auth_value`` (responding-authentication-value AA, the server's challenge StoC).
     """
     body = bytearray(_context_name(context))
-    body.extend(b"\xA2\x03\x02\x01" + bytes((result,)))
-    body.extend(b"\xA3\x05" + (b"\xA2" if diag_provider else b"\xA1") + b"\x03\x02\x01" +
-                bytes((diagnostic,)))
+    # built from ints, not bytes literals: each literal is an object in the board's heap
+    body.extend(bytes((0xA2, 3, 2, 1, result, 0xA3, 5, 0xA2 if diag_provider else 0xA1, 3, 2, 1,
+                       diagnostic)))
     if ap_title is not None:
         body.extend(_tlv(0xA4, _tlv(0x04, ap_title)))
     if mechanism is not None:
@@ -305,7 +308,7 @@ def _parse_release(buf, tag):
         p = e
         if t == 0x80:
             if e - s != 1:
-                raise ApduError("bad release reason")
+                raise ApduError("format")
             out["reason"] = buf[s]
         elif t == 0xBE:
             out["user_info"] = bytes(buf[s:e])
@@ -337,13 +340,13 @@ class Request:
 def _data_end(buf, p):
     try:
         return axdr.skip(buf, p)
-    except axdr.AxdrError as e:
-        raise ApduError("bad A-XDR data: %s" % e)
+    except axdr.AxdrError:
+        raise ApduError("format")
 
 
 def _item(buf, p, n, method):
     if p + 9 > n:
-        raise ApduError("truncated descriptor")
+        raise ApduError("truncated")
     class_id = _u16(buf, p)
     obis6 = bytes(buf[p + 2:p + 8])
     index = buf[p + 8]
@@ -354,7 +357,7 @@ def _item(buf, p, n, method):
     p += 1
     selector = params = None
     if flag > 1:
-        raise ApduError("bad optional flag")
+        raise ApduError("format")
     if flag:
         if method:
             q = _data_end(buf, p)
@@ -362,7 +365,7 @@ def _item(buf, p, n, method):
             p = q
         else:
             if p >= n:
-                raise ApduError("truncated access-selection")
+                raise ApduError("truncated")
             selector = buf[p]
             q = _data_end(buf, p + 1)
             params = bytes(buf[p + 1:q])
@@ -377,8 +380,8 @@ def parse_request(buf):
     n = len(buf)
     if n < 3:
         if n >= 1 and buf[0] not in (_GET_REQUEST, _SET_REQUEST, _ACTION_REQUEST):
-            raise ApduError("unsupported service", _SERVICE_NOT_SUPPORTED)
-        raise ApduError("truncated request")
+            raise ApduError("request", _SERVICE_NOT_SUPPORTED)
+        raise ApduError("truncated")
     tag = buf[0]
     kind = buf[1]
     r = Request(tag, kind, buf[2])
@@ -389,24 +392,24 @@ def parse_request(buf):
             r.items.append(item)
         elif kind == 2:
             if p + 4 > n:
-                raise ApduError("truncated block number")
+                raise ApduError("truncated")
             r.block_no = _u32(buf, p)
             p += 4
         elif kind == 3:
             try:
                 cnt, p = axdr.decode_length(buf, p)
             except axdr.AxdrError:
-                raise ApduError("truncated list")
+                raise ApduError("truncated")
             if cnt * 10 > n - p:
-                raise ApduError("truncated list")
+                raise ApduError("truncated")
             for _ in range(cnt):
                 item, p = _item(buf, p, n, False)
                 r.items.append(item)
         else:
-            raise ApduError("unsupported GET subtype", _SERVICE_NOT_SUPPORTED)
+            raise ApduError("request", _SERVICE_NOT_SUPPORTED)
     elif tag == _SET_REQUEST:
         if kind != 1:
-            raise ApduError("unsupported SET subtype", _SERVICE_NOT_SUPPORTED)
+            raise ApduError("request", _SERVICE_NOT_SUPPORTED)
         item, p = _item(buf, p, n, False)
         r.items.append(item)
         q = _data_end(buf, p)
@@ -414,11 +417,11 @@ def parse_request(buf):
         p = q
     elif tag == _ACTION_REQUEST:
         if kind != 1:
-            raise ApduError("unsupported ACTION subtype", _SERVICE_NOT_SUPPORTED)
+            raise ApduError("request", _SERVICE_NOT_SUPPORTED)
         item, p = _item(buf, p, n, True)
         r.items.append(item)
     else:
-        raise ApduError("unsupported service 0x%02X" % tag, _SERVICE_NOT_SUPPORTED)
+        raise ApduError("request", _SERVICE_NOT_SUPPORTED)
     return r
 
 
@@ -441,7 +444,7 @@ def get_response_error(invoke, dar):
 
 def get_response_block(invoke, last, block_no, raw):
     """GET-Response-With-Datablock: ``C4 02 <invoke> <last> <block u32> 00 <len> <raw>``."""
-    return _block_head(invoke, last, block_no) + b"\x00" + axdr.encode_length(len(raw)) + \
+    return _block_head(invoke, last, block_no) + bytes(1) + axdr.encode_length(len(raw)) + \
         bytes(raw)
 
 
@@ -458,10 +461,9 @@ def set_response(invoke, dar):
 def action_response(invoke, result, data=None):
     """ACTION-Response-Normal: ``C7 01 <invoke> <result> 00`` or with return data
     ``C7 01 <invoke> <result> 01 00 <data>``."""
-    head = bytes((_ACTION_RESPONSE, 1, invoke, result))
     if data is None:
-        return head + b"\x00"
-    return head + b"\x01\x00" + bytes(data)
+        return bytes((_ACTION_RESPONSE, 1, invoke, result, 0))
+    return bytes((_ACTION_RESPONSE, 1, invoke, result, 1, 0)) + bytes(data)
 
 
 def exception_response(state_error, service_error):

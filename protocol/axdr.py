@@ -10,11 +10,14 @@ string byte counts, bit-string bit counts) use the A-XDR length form: ``n`` (<12
   value without building it (for measuring request parameters on the device).
 - ``datetime_bytes``/``parse_datetime`` handle the 12-byte COSEM date-time (Blue Book
   §4.1.6.1).
+- Errors: ``AxdrError`` with a one-word text ("truncated", "format" (unknown tag, compact-array,
+  nesting deeper than 16, bad length form), "range", "int", "bytes", "nbits", "encoding"): names
+  the board has anyway, not str objects in its heap.
 
 This module is what the meter needs (it is in the device image, where every name costs heap):
 the tag constants the meter's code reads are public, the rest are folded by mpy-cross.
 ``protocol.axdr_client`` (host side) re-exports it with every tag constant, ``to_python`` and
-a ``Writer`` that adds ``raw``, ``long64``, ``long64_unsigned``, ``visible_string`` and
+a ``Writer`` that adds ``getvalue``, ``raw``, ``long64``, ``long64_unsigned``, ``visible_string`` and
 ``date_time``.
 """
 try:
@@ -63,7 +66,7 @@ class AxdrError(ValueError):
 def encode_length(n):
     """A-XDR length: n < 128 -> 1 byte; <= 0xFF -> 81 nn; <= 0xFFFF -> 82 nnnn."""
     if n < 0:
-        raise AxdrError("negative length")
+        raise AxdrError("format")
     if n < 0x80:
         return bytes((n,))
     if n <= 0xFF:
@@ -72,22 +75,22 @@ def encode_length(n):
         return bytes((0x82, n >> 8, n & 0xFF))
     if n <= 0xFFFFFFFF:
         return bytes((0x84, n >> 24, (n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF))
-    raise AxdrError("length too large")
+    raise AxdrError("format")
 
 
 def decode_length(buf, pos):
     """Decode an A-XDR length at ``buf[pos]``; returns ``(n, newpos)``. AxdrError if truncated."""
     if pos >= len(buf):
-        raise AxdrError("truncated length")
+        raise AxdrError("truncated")
     b = buf[pos]
     pos += 1
     if b < 0x80:
         return b, pos
     k = b & 0x7F
     if k == 0 or k > 4:
-        raise AxdrError("bad length form")
+        raise AxdrError("format")
     if pos + k > len(buf):
-        raise AxdrError("truncated length")
+        raise AxdrError("truncated")
     n = 0
     for i in range(k):
         n = (n << 8) | buf[pos + i]
@@ -104,10 +107,6 @@ class Writer:
     def __init__(self, buf=None):
         self.buf = bytearray() if buf is None else buf
 
-    def getvalue(self):
-        """The encoded bytes so far (a copy)."""
-        return bytes(self.buf)
-
     def reset(self):
         """Empty the buffer (keeps the same bytearray object)."""
         self.buf[:] = b""
@@ -115,7 +114,7 @@ class Writer:
 
     def _int(self, tag, v, size, signed):
         if not isinstance(v, int):
-            raise AxdrError("integer expected")
+            raise AxdrError("int")
         if signed:
             lo = -(1 << (8 * size - 1))
             hi = (1 << (8 * size - 1)) - 1
@@ -123,7 +122,7 @@ class Writer:
             lo = 0
             hi = (1 << (8 * size)) - 1
         if v < lo or v > hi:
-            raise AxdrError("value out of range for tag %d" % tag)
+            raise AxdrError("range")
         if v < 0:
             v += 1 << (8 * size)
         b = self.buf
@@ -180,7 +179,7 @@ class Writer:
     def octet_string(self, b):
         """octet-string (tag 9): length + bytes."""
         if isinstance(b, str):
-            raise AxdrError("octet-string takes bytes")
+            raise AxdrError("bytes")
         return self._bytes(_OCTET_STRING, b)
 
     def utf8_string(self, s):
@@ -196,17 +195,17 @@ class Writer:
         significant bit of the first byte), or the already-packed bytes.
         """
         if nbits < 0:
-            raise AxdrError("negative bit count")
+            raise AxdrError("nbits")
         nb = (nbits + 7) // 8
         if isinstance(value, int):
             if value < 0 or value >> nbits:
-                raise AxdrError("bit-string value wider than nbits")
+                raise AxdrError("nbits")
             v = value << (nb * 8 - nbits)
             data = bytes((v >> (8 * i)) & 0xFF for i in range(nb - 1, -1, -1))
         else:
             data = bytes(value)
             if len(data) != nb:
-                raise AxdrError("bit-string byte count mismatch")
+                raise AxdrError("nbits")
         self.buf.append(_BIT_STRING)
         self.buf.extend(encode_length(nbits))
         self.buf.extend(data)
@@ -246,7 +245,7 @@ def decode(buf, pos=0, _depth=0):
     ('unsupported') or nesting deeper than 16 levels.
     """
     if _depth > _MAX_DEPTH:
-        raise AxdrError("nesting too deep")
+        raise AxdrError("format")
     _need(buf, pos, 1)
     tag = buf[pos]
     pos += 1
@@ -270,7 +269,7 @@ def decode(buf, pos=0, _depth=0):
             try:
                 b = b.decode()
             except Exception:
-                raise AxdrError("bad string encoding")
+                raise AxdrError("encoding")
         return (tag, b), pos + n
     if tag == _BIT_STRING:
         n, pos = decode_length(buf, pos)
@@ -295,15 +294,15 @@ def decode(buf, pos=0, _depth=0):
             return (tag, struct.unpack(">f" if size == 4 else ">d", b)[0]), pos + size
         return (tag, b), pos + size
     if tag == _COMPACT_ARRAY:
-        raise AxdrError("unsupported")
-    raise AxdrError("unknown tag %d" % tag)
+        raise AxdrError("format")
+    raise AxdrError("format")
 
 
 def skip(buf, pos=0, _depth=0):
     """Return the position just after the tagged value at ``buf[pos]`` without building
     it. Same errors as ``decode``."""
     if _depth > _MAX_DEPTH:
-        raise AxdrError("nesting too deep")
+        raise AxdrError("format")
     _need(buf, pos, 1)
     tag = buf[pos]
     pos += 1
@@ -327,8 +326,8 @@ def skip(buf, pos=0, _depth=0):
             pos = skip(buf, pos, _depth + 1)
         return pos
     if tag == _COMPACT_ARRAY:
-        raise AxdrError("unsupported")
-    raise AxdrError("unknown tag %d" % tag)
+        raise AxdrError("format")
+    raise AxdrError("format")
 
 
 def _weekday(year, month, day):
@@ -355,9 +354,9 @@ def datetime_bytes(year, month, day, hour, minute, second, hundredths=0,
             weekday = 0xFF
     for v in (month, day, weekday, hour, minute, second, hundredths, status):
         if not 0 <= v <= 0xFF:
-            raise AxdrError("date-time field out of range")
+            raise AxdrError("range")
     if not 0 <= year <= 0xFFFF or not -32768 <= deviation <= 32767:
-        raise AxdrError("date-time field out of range")
+        raise AxdrError("range")
     d = deviation & 0xFFFF
     return bytes((year >> 8, year & 0xFF, month, day, weekday, hour, minute, second,
                   hundredths, d >> 8, d & 0xFF, status))
@@ -367,7 +366,7 @@ def parse_datetime(b12):
     """Split 12 date-time bytes into ``(year, month, day, weekday, hour, minute, second,
     hundredths, deviation, status)``; deviation is signed (-32768 = not specified)."""
     if len(b12) != 12:
-        raise AxdrError("date-time must be 12 bytes")
+        raise AxdrError("range")
     dev = (b12[9] << 8) | b12[10]
     if dev & 0x8000:
         dev -= 0x10000

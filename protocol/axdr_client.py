@@ -43,6 +43,10 @@ class Writer(_axdr.Writer):
     """``protocol.axdr.Writer`` plus the encoders only a client needs. All methods return
     ``self``; integer methods raise AxdrError when the value does not fit the type."""
 
+    def getvalue(self):
+        """The encoded bytes so far (a copy; the meter reads ``buf``)."""
+        return bytes(self.buf)
+
     def raw(self, b):
         """Append already-encoded bytes."""
         self.buf.extend(b)

@@ -24,7 +24,7 @@ decipher or verify), ``LocalProtocolError`` (no association).
 from protocol import apdu_client as apdu
 from protocol import axdr_client as axdr
 from protocol import obis
-from protocol import security as sec
+from protocol import security_client as sec
 from protocol.client_link import DlmsError, LocalProtocolError, ProtocolError
 
 INVOKE_BASE = 0xC0       # priority high, confirmed service (Invoke-Id-And-Priority)

@@ -13,17 +13,17 @@ tables are STSA-licensed, user-supplied and never committed).
 Device use (allocation-free per block, small ints only, no 64-bit big ints)::
 
     t = load_tables("/sts_tables.json")
-    c = Ea07(dk_bytes8, t)          # round selectors (512 B)
+    c = Ea07(dk_bytes8, t)
     c.decrypt_into(buf8)            # bytearray(8), big-endian block, in place, no tables
 
-Host use: ``c.encrypt_block(int) -> int``, ``c.decrypt_block(int) -> int``.
-RAM: decryption needs no derived tables (bit by bit, ~1,000 small-int steps per block);
-encryption (host) and ``decrypt_into_fast`` build 4 KB / 6 KB of tables on first use.
+Decryption needs no derived tables (bit by bit, ~1,000 small-int steps per block). The
+host half (``protocol.sts.Ea07``: ``encrypt_into``, ``encrypt_block(int)``, ``decrypt_block(int)``,
+``decrypt_into_fast`` over 4 KB / 6 KB of derived tables) is not in a board image.
 Errors: ``protocol.sts.StsError`` with reason "tables" or "key".
 """
 from array import array
 
-from protocol.sts_core import Block64, StsError
+from protocol.sts_core import StsError
 
 try:
     from micropython import const
@@ -34,26 +34,21 @@ except ImportError:  # CPython
 _ROUNDS = const(16)
 
 
-def _perm_list(v, n, name):
-    """Hex string or list of ints -> bytes of length n, checked to be a permutation."""
-    if isinstance(v, str):
-        s = v.replace(" ", "")
-        if n == 16 and len(s) == 16:      # 16 nibbles, one hex digit each
-            try:
-                v = [int(c, 16) for c in s]
-            except ValueError:
-                raise StsError("tables", "%s: bad hex" % name)
-        else:
-            try:
-                v = list(bytes.fromhex(s))
-            except ValueError:
-                raise StsError("tables", "%s: bad hex" % name)
+def _perm_list(v, n):
+    """Hex string or list of ints -> bytes of length n, checked to be a permutation;
+    StsError("tables") otherwise (bad hex, not small ints, not a permutation of 0..n-1)."""
     try:
+        if isinstance(v, str):
+            s = v.replace(" ", "")
+            if n == 16 and len(s) == 16:      # 16 nibbles, one hex digit each
+                v = [int(c, 16) for c in s]
+            else:
+                v = list(bytes.fromhex(s))
         b = bytes(v)
     except (TypeError, ValueError):
-        raise StsError("tables", "%s: not a list of small integers" % name)
+        raise StsError("tables")
     if len(b) != n or sorted(b) != list(range(n)):
-        raise StsError("tables", "%s: must be a permutation of 0..%d" % (name, n - 1))
+        raise StsError("tables")
     return b
 
 
@@ -65,59 +60,17 @@ def _invert(p):
 
 
 class Tables:
-    """The two 4-bit substitution tables and the 64-entry scatter permutation of EA07.
-
-    ``sub1``/``sub2``: bytes(16); ``perm``: bytes(64) (bit j -> bit perm[j]).
-    Derived tables are built lazily: ``enc`` (array('H', 2048)) for encryption,
-    ``ip0`` (array('H', 1024)) and ``isip`` (array('H', 2048)) for decryption.
+    """EA07's tables, given as the two 4-bit substitution tables ``sub1``/``sub2`` (16 entries)
+    and the 64-entry scatter permutation ``perm`` (bit j -> bit perm[j]), kept as what
+    decryption reads: ``iperm`` (bytes(64), the inverse permutation) and ``isub`` (bytes(32),
+    the inverse substitutions at sel*16 + v). The forward tables (``protocol.sts.ea07_tables``)
+    and the derived encryption / fast-decryption tables are the host's.
     """
 
     def __init__(self, sub1, sub2, perm):
-        self.sub1 = _perm_list(sub1, 16, "substitution table 1")
-        self.sub2 = _perm_list(sub2, 16, "substitution table 2")
-        self.perm = _perm_list(perm, 64, "permutation table")
-        self.iperm = _invert(self.perm)
+        self.iperm = _invert(_perm_list(perm, 64))
         # inverse substitutions, sel*16 + v (never assume table 2 = inverse of table 1)
-        self.isub = _invert(self.sub1) + _invert(self.sub2)
-        self.enc = None
-        self.ip0 = None
-        self.isip = None
-
-    def _spread(self, out, base, value, nib, perm):
-        # OR into out[base..base+3] the permuted image of ``value`` placed at nibble ``nib``
-        for b in range(4):
-            if (value >> b) & 1:
-                p = perm[4 * nib + b]
-                out[base + (p >> 4)] |= 1 << (p & 15)
-
-    def build_encrypt(self):
-        """enc[((sel*16 + i)*16 + v)*4 + k] = word k of P(S_sel[v] << 4i)."""
-        if self.enc is None:
-            t = array("H", bytes(4096))
-            subs = (self.sub1, self.sub2)
-            for sel in range(2):
-                s = subs[sel]
-                for i in range(16):
-                    for v in range(16):
-                        self._spread(t, ((sel * 16 + i) * 16 + v) * 4, s[v], i, self.perm)
-            self.enc = t
-        return self.enc
-
-    def build_decrypt(self):
-        """ip0[(i*16 + v)*4 + k] = word k of P^-1(v << 4i);
-        isip[((sel*16 + i)*16 + v)*4 + k] = word k of P^-1(S_sel^-1[v] << 4i)."""
-        if self.isip is None:
-            ip0 = array("H", bytes(2048))
-            isip = array("H", bytes(4096))
-            for i in range(16):
-                for v in range(16):
-                    self._spread(ip0, (i * 16 + v) * 4, v, i, self.iperm)
-                    for sel in range(2):
-                        self._spread(isip, ((sel * 16 + i) * 16 + v) * 4,
-                                     self.isub[sel * 16 + v], i, self.iperm)
-            self.ip0 = ip0
-            self.isip = isip
-        return self.isip
+        self.isub = _invert(_perm_list(sub1, 16)) + _invert(_perm_list(sub2, 16))
 
 
 def load_tables(src):
@@ -125,7 +78,9 @@ def load_tables(src):
 
     Accepted keys: ``sub1``, ``sub2``, ``perm`` (hex strings or lists) as in
     firmware/sts_sample_tables.json, or the reference spelling ``substitution_table_1``,
-    ``substitution_table_2``, ``permutation_table``. StsError("tables") on anything else.
+    ``substitution_table_2``, ``permutation_table``. StsError("tables") on anything else
+    (unreadable file, not a JSON object, a missing key, a table that is not a permutation:
+    one short text, no str object per case in the board's heap; the host says which file).
     """
     if isinstance(src, Tables):
         return src
@@ -134,17 +89,17 @@ def load_tables(src):
         try:
             with open(src) as f:
                 src = json.load(f)
-        except (OSError, ValueError) as e:
-            raise StsError("tables", "cannot read EA07 tables: %s" % e)
+        except (OSError, ValueError):
+            raise StsError("tables")
     if not isinstance(src, dict):
-        raise StsError("tables", "EA07 tables must be a JSON object")
+        raise StsError("tables")
     try:
         if "sub1" in src:
             return Tables(src["sub1"], src["sub2"], src["perm"])
         return Tables(src["substitution_table_1"], src["substitution_table_2"],
                       src["permutation_table"])
-    except KeyError as e:
-        raise StsError("tables", "EA07 tables: missing key %s" % e)
+    except KeyError:
+        raise StsError("tables")
 
 
 def _sel(key, r, i):
@@ -153,24 +108,6 @@ def _sel(key, r, i):
     # Computed per use, no 512-byte table kept per key (issue 17).
     n = (4 * i + 15 - r) & 63
     return 1 - ((key[7 - (n >> 3)] >> (n & 7)) & 1)
-
-
-def _pass(w, t, key, r):
-    # one combined substitute+permute step over the 4 x 16-bit words in w (in place); table
-    # row of nibble i: sel*1024 + i*64 (sel of round r; key None: sel 0)
-    o0 = o1 = o2 = o3 = 0
-    for i in range(16):
-        k = (i << 6) + (((w[i >> 2] >> ((i & 3) << 2)) & 15) << 2)
-        if key is not None:
-            k += _sel(key, r, i) << 10
-        o0 |= t[k]
-        o1 |= t[k + 1]
-        o2 |= t[k + 2]
-        o3 |= t[k + 3]
-    w[0] = o0
-    w[1] = o1
-    w[2] = o2
-    w[3] = o3
 
 
 def _inv_pass(w, o, iperm, isub, key, r):
@@ -195,7 +132,18 @@ def _inv_pass(w, o, iperm, isub, key, r):
     w[3] = o[3]
 
 
-class Ea07(Block64):
+def _inv_sub(w, isub, key):
+    # S^-1 of encryption round 1 (round key K1), in place on the 4 x 16-bit words in w
+    for k in range(4):
+        x = w[k]
+        y = 0
+        for q in range(4):
+            i = 4 * k + q
+            y |= isub[(_sel(key, 0, i) << 4) | ((x >> (q << 2)) & 15)] << (q << 2)
+        w[k] = y
+
+
+class Ea07:
     """EA07 with one decoder key. ``key``: bytes(8) in IEC order (first byte most
     significant) or an int 0..2**64-1; ``tables``: Tables (or anything load_tables takes)."""
 
@@ -203,14 +151,13 @@ class Ea07(Block64):
         self.tables = load_tables(tables)
         if isinstance(key, int):
             if key < 0 or key >> 64:
-                raise StsError("key", "EA07 key must be 64 bits")
+                raise StsError("key")
             key = key.to_bytes(8, "big")
         if not isinstance(key, (bytes, bytearray)) or len(key) != 8:
-            raise StsError("key", "EA07 key must be 8 bytes")
+            raise StsError("key")
         self._key = bytes(key)
         self._w = array("H", bytes(8))
         self._o = array("H", bytes(8))
-        self._buf = bytearray(8)
 
     def _load(self, buf):
         w = self._w
@@ -225,16 +172,6 @@ class Ea07(Block64):
             x = w[3 - k]
             buf[2 * k] = x >> 8
             buf[2 * k + 1] = x & 0xFF
-
-    def encrypt_into(self, buf):
-        """Encrypt the 8-byte big-endian block in ``buf`` (bytearray) in place."""
-        t = self.tables.build_encrypt()
-        self._load(buf)
-        w = self._w
-        key = self._key
-        for r in range(_ROUNDS):
-            _pass(w, t, key, r)
-        self._store(buf)
 
     def decrypt_into(self, buf):
         """Decrypt the 8-byte big-endian block in ``buf`` (bytearray) in place.
@@ -252,33 +189,5 @@ class Ea07(Block64):
         _inv_pass(w, o, iperm, None, key, 0)             # P^-1 of encryption round 16
         for j in range(_ROUNDS - 1):                      # S^-1 of round 16-j, P^-1 of 15-j
             _inv_pass(w, o, iperm, isub, key, _ROUNDS - 1 - j)
-        for k in range(4):                                # S^-1 of round 1 (key K1)
-            x = w[k]
-            y = 0
-            for q in range(4):
-                i = 4 * k + q
-                y |= isub[(_sel(key, 0, i) << 4) | ((x >> (q << 2)) & 15)] << (q << 2)
-            w[k] = y
+        _inv_sub(w, isub, key)                            # S^-1 of round 1 (key K1)
         self._store(buf)
-
-    def decrypt_into_fast(self, buf):
-        """``decrypt_into`` through the derived tables (``Tables.build_decrypt``, 6 KB, built
-        on first use): for hosts and benchmarks."""
-        tb = self.tables
-        isip = tb.build_decrypt()
-        self._load(buf)
-        w = self._w
-        key = self._key
-        _pass(w, tb.ip0, None, 0)
-        for j in range(_ROUNDS - 1):
-            _pass(w, isip, key, _ROUNDS - 1 - j)
-        isub = tb.isub
-        for k in range(4):
-            x = w[k]
-            y = 0
-            for q in range(4):
-                i = 4 * k + q
-                y |= isub[(_sel(key, 0, i) << 4) | ((x >> (q << 2)) & 15)] << (q << 2)
-            w[k] = y
-        self._store(buf)
-

@@ -2,9 +2,10 @@
 
 Only the AES block function comes from outside (``protocol.aes``: ``cryptolib`` on the device);
 CTR (§6.5 GCTR, 32-bit counter ``inc32``) and GHASH (§6.4, GF(2^128) with R = 0xE1 || 0^120,
-bit-reflected) are here. GHASH uses Shoup's 4-bit table: 16 multiples of H kept as eight
-``array('H')`` columns of 16-bit words (256 bytes per key), so every value stays a small int on
-32-bit ports (no big ints, no heap traffic per block).
+bit-reflected) are here. GHASH uses Shoup's 4-bit table: 16 multiples of H kept as one
+``array('H')`` of 8 columns x 16 words (word k of n*H at [16*k + n]: 256 bytes per key, one
+object rather than eight), so every value stays a small int on 32-bit ports (no big ints, no
+heap traffic per block).
 
 Streaming use (what the DLMS layer does; every call takes ``buf, off, n`` instead of a slice,
 because slicing allocates on MicroPython)::
@@ -18,10 +19,8 @@ because slicing allocates on MicroPython)::
     g.tag(out, off, tlen)          # write the tag (first tlen bytes)
     g.check(tag, off, tlen)        # -> bool, constant-time over tlen bytes
 
-One-shot helpers on whole buffers: ``encrypt(iv, aad, data, tag)`` (``data`` ciphered in place,
-``tag`` filled; its length is the tag length) and ``decrypt(iv, aad, data, tag) -> bool``, which
-checks the tag first and deciphers ``data`` only when it matches, so a forged message never
-yields plaintext.
+One-shot helpers on whole buffers (``encrypt``/``decrypt``) are the host's:
+``protocol.security_client.Gcm``.
 """
 from array import array
 
@@ -34,16 +33,16 @@ except ImportError:
         return x
 
 _E1 = const(0xE100)   # reduction constant R, top 16 bits
-# Shoup's reduction table: R * n for the 4 bits shifted out on the right, top 16 bits
-_LAST4 = (0x0000, 0x1C20, 0x3840, 0x2460, 0x7080, 0x6CA0, 0x48C0, 0x54E0,
-          0xE100, 0xFD20, 0xD940, 0xC560, 0x9180, 0x8DA0, 0xA9C0, 0xB5E0)
+# Shoup's reduction table: R * n for the 4 bits shifted out on the right, top 16 bits; its
+# high bytes as a bytes literal (stays in the image), the low byte of entry n is (n & 7) << 5
+_LAST4 = b"\x00\x1c\x38\x24\x70\x6c\x48\x54\xe1\xfd\xd9\xc5\x91\x8d\xa9\xb5"
 
 
 class Gcm:
     """AES-GCM-128 under one key. Not re-entrant: one message at a time."""
 
     def __init__(self, key):
-        self._m = tuple(array("H", bytes(32)) for _ in range(8))   # column k: word k of n*H
+        self._m = array("H", bytes(256))       # [16*k + n]: word k of n*H
         self._z = array("H", bytes(16))        # GHASH accumulator, 8 big-endian 16-bit words
         self._ctr = bytearray(16)              # IV || counter
         self._ks = bytearray(16)               # keystream block / scratch
@@ -64,24 +63,24 @@ class Gcm:
         self._aes.encrypt(h, h)                # H = E_K(0^128)
         m = self._m
         for k in range(8):
-            m[k][8] = (h[2 * k] << 8) | h[2 * k + 1]   # index 8 (bit 0 of the nibble) = H
-            m[k][0] = 0
+            m[16 * k + 8] = (h[2 * k] << 8) | h[2 * k + 1]   # index 8 (bit 0 of the nibble) = H
+            m[16 * k] = 0
         i = 4
         while i:                               # M[i] = M[2i] * x (a right shift with reduction)
-            lsb = m[7][2 * i] & 1
+            lsb = m[112 + 2 * i] & 1
             for k in range(7, 0, -1):
-                m[k][i] = (m[k][2 * i] >> 1) | ((m[k - 1][2 * i] & 1) << 15)
-            m[0][i] = (m[0][2 * i] >> 1) ^ (_E1 if lsb else 0)
+                m[16 * k + i] = (m[16 * k + 2 * i] >> 1) | ((m[16 * k - 16 + 2 * i] & 1) << 15)
+            m[i] = (m[2 * i] >> 1) ^ (_E1 if lsb else 0)
             i >>= 1
         for i in (2, 4, 8):
             for j in range(1, i):
                 for k in range(8):
-                    m[k][i + j] = m[k][i] ^ m[k][j]
+                    m[16 * k + i + j] = m[16 * k + i] ^ m[16 * k + j]
 
     # -- GHASH ---------------------------------------------------------------------------------
     def _mul(self):
         """_z = _z * H in GF(2^128) (Shoup, 4 bits at a time, lowest nibble first)."""
-        m0, m1, m2, m3, m4, m5, m6, m7 = self._m
+        m = self._m
         r = _LAST4
         v = self._z
         z0 = z1 = z2 = z3 = z4 = z5 = z6 = z7 = 0
@@ -91,14 +90,14 @@ class Gcm:
                 n = w & 15
                 w >>= 4
                 t = z7 & 15
-                z7 = (z7 >> 4) ^ ((z6 & 15) << 12) ^ m7[n]
-                z6 = (z6 >> 4) ^ ((z5 & 15) << 12) ^ m6[n]
-                z5 = (z5 >> 4) ^ ((z4 & 15) << 12) ^ m5[n]
-                z4 = (z4 >> 4) ^ ((z3 & 15) << 12) ^ m4[n]
-                z3 = (z3 >> 4) ^ ((z2 & 15) << 12) ^ m3[n]
-                z2 = (z2 >> 4) ^ ((z1 & 15) << 12) ^ m2[n]
-                z1 = (z1 >> 4) ^ ((z0 & 15) << 12) ^ m1[n]
-                z0 = (z0 >> 4) ^ r[t] ^ m0[n]
+                z7 = (z7 >> 4) ^ ((z6 & 15) << 12) ^ m[112 + n]
+                z6 = (z6 >> 4) ^ ((z5 & 15) << 12) ^ m[96 + n]
+                z5 = (z5 >> 4) ^ ((z4 & 15) << 12) ^ m[80 + n]
+                z4 = (z4 >> 4) ^ ((z3 & 15) << 12) ^ m[64 + n]
+                z3 = (z3 >> 4) ^ ((z2 & 15) << 12) ^ m[48 + n]
+                z2 = (z2 >> 4) ^ ((z1 & 15) << 12) ^ m[32 + n]
+                z1 = (z1 >> 4) ^ ((z0 & 15) << 12) ^ m[16 + n]
+                z0 = (z0 >> 4) ^ (r[t] << 8) ^ ((t & 7) << 5) ^ m[n]
         v[0] = z0
         v[1] = z1
         v[2] = z2
@@ -231,25 +230,3 @@ class Gcm:
         for i in range(tlen):
             d |= ks[i] ^ tag[off + i]
         return d == 0
-
-    # -- one-shot helpers ----------------------------------------------------------------------
-    def encrypt(self, iv, aad, data, tag):
-        """Encrypt ``data`` (writable buffer) in place and write the tag into ``tag`` (writable;
-        its length, 1..16, is the tag length). ``iv`` 12 bytes, ``aad`` any buffer."""
-        self.start(iv)
-        self.aad(aad)
-        self.crypt(data)
-        self.hash(data)
-        self.tag(tag, 0, len(tag))
-
-    def decrypt(self, iv, aad, data, tag):
-        """Verify ``tag`` over ``aad`` and the ciphertext ``data``; when it matches, decrypt
-        ``data`` in place and return True. On mismatch return False and leave ``data`` as it
-        was (no plaintext is released)."""
-        self.start(iv)
-        self.aad(aad)
-        self.hash(data)
-        if not self.check(tag, 0, len(tag)):
-            return False
-        self.crypt(data)
-        return True

@@ -177,13 +177,13 @@ def encode_frame(dest, src, ctrl, info=b"", segmented=False):
     Raises HdlcError('length') if the frame would exceed 2047 bytes.
     """
     if not 0 <= ctrl <= 0xFF:
-        raise HdlcError("format", "control byte out of range")
+        raise HdlcError("format")
     hl = 2 + len(dest) + len(src) + 1
     n = hl + 2
     if info:
         n += 2 + len(info)
     if n > _MAX_FRAME_LEN:
-        raise HdlcError("length", "frame too long")
+        raise HdlcError("length")
     out = bytearray(n + 2)
     out[0] = _FLAG
     out[1] = 0xA0 | (0x08 if segmented else 0) | (n >> 8)
@@ -252,7 +252,8 @@ class Receiver:
     length field; 0x7E may occur inside the information field).
 
     ``feed(data, now_ms=None, backlog=False)`` copies bytes into a preallocated buffer of
-    ``maxlen`` bytes; ``pop()`` returns the next valid ``Frame`` or None. Garbage is skipped by
+    ``maxlen`` bytes (a server sizes it from its negotiated ``max_info`` plus the frame
+    overhead: no fixed 2 KB buffer); ``pop()`` returns the next valid ``Frame`` or None. Garbage is skipped by
     scanning for ``7E`` followed by a format byte ``0xA?``. A candidate with a bad address, HCS,
     FCS, closing flag or an impossible length is dropped (``dropped`` += 1, ``last_error`` =
     reason) and scanning resumes at the next byte. Back-to-back frames may share a flag.
@@ -296,10 +297,6 @@ class Receiver:
         self._skip = 0               # bytes of a frame for another station still to come
         self._hdr_ok = False
         self._ready = []
-
-    def pending(self):
-        """Number of buffered, not yet framed bytes."""
-        return self._e - self._s
 
     def feed(self, data, now_ms=None, backlog=False):
         """Append received bytes (bytes, bytearray or memoryview); ``now_ms``: ticks_ms at
@@ -504,13 +501,15 @@ def encode_params(max_info_tx=128, max_info_rx=128, window_tx=1, window_rx=1):
     windows as 4 bytes (1..7 legal, any u32 accepted); a window of None is omitted.
     Raises HdlcError('format') on out-of-range values.
     """
-    out = bytearray(b"\x81\x80\x00")
+    out = bytearray(3)                    # 81 80 LL (no bytes literal: an object in the heap)
+    out[0] = 0x81
+    out[1] = 0x80
     for pid, v, size in ((_P_TX, max_info_tx, 2), (_P_RX, max_info_rx, 2),
                          (_P_WTX, window_tx, 4), (_P_WRX, window_rx, 4)):
         if v is None:
             continue
         if not 0 <= v < (1 << (8 * size)):
-            raise HdlcError("format", "parameter out of range")
+            raise HdlcError("format")
         _param(out, pid, v, size)
     out[2] = len(out) - 3
     return bytes(out)
@@ -528,23 +527,23 @@ def decode_params(info):
     if n == 0:
         return tuple(vals)
     if n < 3 or info[0] != 0x81 or info[1] != 0x80:
-        raise HdlcError("format", "bad HDLC parameter header")
+        raise HdlcError("format")
     gl = info[2]
     end = 3 + gl
     if end > n:
-        raise HdlcError("format", "HDLC parameter group truncated")
+        raise HdlcError("format")
     p = 3
     while p < end:
         if p + 2 > end:
-            raise HdlcError("format", "HDLC parameter truncated")
+            raise HdlcError("format")
         pid = info[p]
         size = info[p + 1]
         p += 2
         if p + size > end:
-            raise HdlcError("format", "HDLC parameter truncated")
+            raise HdlcError("format")
         if _P_TX <= pid <= _P_WRX:
             if size < 1 or size > 4:
-                raise HdlcError("format", "HDLC parameter size")
+                raise HdlcError("format")
             v = 0
             for i in range(size):
                 v = (v << 8) | info[p + i]

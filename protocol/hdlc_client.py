@@ -6,8 +6,9 @@ re-exports the meter side (``protocol.hdlc``: ``ctrl_i``, ``ctrl_rr``, ``kind``,
 ``encode_params``/``decode_params``, ``HdlcError``, the K_* kinds) and adds what only a client
 or a capture decoder needs, which the device image leaves out (``host_tools.build.HOST_ONLY``):
 the command constants, ``encode_client_address``/``encode_server_address``, ``decode_frame``,
-``ctrl_rnr``, ``pf`` and ``frame_repr``. Runs on CPython and MicroPython.
+``ctrl_rnr``, ``pf``, ``frame_repr`` and ``Receiver.pending()``. Runs on CPython and MicroPython.
 """
+from protocol import hdlc as _hdlc
 from protocol.hdlc import *  # noqa: F401,F403  (the meter side, re-exported)
 from protocol.crc import crc16_x25
 from protocol.hdlc import HdlcError, _check
@@ -308,3 +309,11 @@ class Reassembler:
             return None
         del self._seg[key]
         return strip_llc(acc)
+
+
+class Receiver(_hdlc.Receiver):
+    """``protocol.hdlc.Receiver`` (the meter's) plus ``pending()``, for clients and tests."""
+
+    def pending(self):
+        """Number of buffered, not yet framed bytes."""
+        return self._e - self._s

@@ -3,18 +3,13 @@ Protocol V1.1b3 §6.3, §6.4, §6.6, §7) for the metering module (PZEM-004T v3,
 SDM120/SDM630). Sans-I/O: build request bytes, find and validate reply frames in the bytes
 the line delivered, decode register values; the stream side is meter/metrology.py.
 
-Request/reply helpers (stateless):
-
-- ``read_request(unit, function, address, count)``: function 3 (holding) or 4 (input
-  registers), 8 bytes, CRC-16/MODBUS sent LSB first.
-- ``write_register_request(unit, address, value)``: function 6, 8 bytes.
-- ``response_length(function, count)``: expected length of the normal reply.
-- ``check_response(buf, n, unit, function)``: 0 for a good normal reply, the exception code
-  for an exception reply (function | 0x80, 5 bytes); ``ModbusError`` otherwise.
-- ``reg(buf, i)`` / ``u32_lo_first(buf, i)``: register values of a read reply.
-- ``silence_us(baud)``: t3.5, the inter-frame silence (§2.5.1.1).
-- ``f32_scaled(buf, p, k)``: an IEEE 754 float32 (big-endian) times ``k`` as a rounded int,
-  in integer arithmetic (no float object, no ``struct``).
+Request/reply helpers (stateless): ``read_request(unit, function, address, count)`` (function
+3 (holding) or 4 (input registers), 8 bytes, CRC-16/MODBUS sent LSB first), ``silence_us(baud)``
+(t3.5, the inter-frame silence, §2.5.1.1) and ``f32_scaled(buf, p, k)`` (an IEEE 754 float32,
+big-endian, times ``k`` as a rounded int, in integer arithmetic: no float object, no ``struct``).
+The host half (``write_register_request``, ``response_length``, ``check_response``, ``reg``,
+``u32_lo_first`` and the public ``EXCEPTION``/``E_*`` codes) is ``protocol.modbus_client``, which
+re-exports this module: a board image carries only what the meter runs.
 
 ``Master`` (one read request, its reply framer): see the class. It never allocates after
 construction: the reply lands in its own preallocated buffer, results are small ints.
@@ -71,66 +66,6 @@ def read_request(unit, function, address, count):
     if not (1 <= unit <= 255 and 0 <= address <= 0xFFFF and 1 <= count <= 125):
         raise ModbusError("range")
     return _frame(unit, function, address, count)
-
-
-def write_register_request(unit, address, value):
-    """Write Single Register (6) request, 8 bytes; unit 0 (broadcast)..255."""
-    if not (0 <= unit <= 255 and 0 <= address <= 0xFFFF and 0 <= value <= 0xFFFF):
-        raise ModbusError("range")
-    return _frame(unit, _WRITE_SINGLE, address, value)
-
-
-def response_length(function, count):
-    """Length of a normal reply: 5 + 2*count for functions 3/4, 8 for function 6."""
-    if function == _READ_HOLDING or function == _READ_INPUT:
-        return 5 + 2 * count
-    if function == _WRITE_SINGLE:
-        return 8
-    raise ModbusError("function")
-
-
-def check_response(buf, n, unit, function):
-    """Validate the first ``n`` bytes of ``buf`` as the reply to (unit, function).
-
-    Returns 0 for a good normal reply, or the exception code (1..255) of an exception
-    reply. Raises ModbusError: 'length' (too short, or byte count/length disagree),
-    'crc', 'unit', 'function'.
-    """
-    if n < 5 or n > len(buf):
-        raise ModbusError("length")
-    c = crc16_modbus(buf, 0, n - 2)
-    if buf[n - 2] != (c & 0xFF) or buf[n - 1] != (c >> 8):
-        raise ModbusError("crc")
-    if buf[0] != unit:
-        raise ModbusError("unit")
-    fn = buf[1]
-    if fn == (function | 0x80):
-        if n != 5 or buf[2] == 0:
-            raise ModbusError("length")
-        return buf[2]
-    if fn != function:
-        raise ModbusError("function")
-    if function == _READ_HOLDING or function == _READ_INPUT:
-        if buf[2] != n - 5 or buf[2] & 1:
-            raise ModbusError("length")
-    elif n != 8:
-        raise ModbusError("length")
-    return 0
-
-
-def reg(buf, i):
-    """Register ``i`` (0-based, big-endian 16-bit) of a function 3/4 reply.
-    ModbusError('length') if the buffer is too short."""
-    p = 3 + 2 * i
-    if i < 0 or p + 2 > len(buf):
-        raise ModbusError("length")
-    return (buf[p] << 8) | buf[p + 1]
-
-
-def u32_lo_first(buf, i):
-    """32-bit value from registers i (low word) and i+1 (high word), as PZEM-004T v3 sends
-    current, power and energy."""
-    return reg(buf, i) | (reg(buf, i + 1) << 16)
 
 
 def silence_us(baud):
@@ -201,19 +136,20 @@ def f32_scaled(b, p, k):
 # Master.feed()/Master.idle() results
 NEED = const(0)        # keep reading
 FRAME = const(1)       # a good normal reply starts at Master.start
-EXCEPTION = const(2)   # an exception reply: Master.exc_code
+_EXCEPTION = const(2)  # an exception reply: Master.exc_code
 ERROR = const(3)       # the exchange failed: Master.error
 
-# Master.error codes (index into ERRORS)
-E_TIMEOUT = const(1)    # not one byte before the timeout
-E_CRC = const(2)        # a frame with our unit, function and byte count failed its CRC
-E_UNIT = const(3)       # a CRC-valid reply from another unit id
-E_FUNCTION = const(4)   # a CRC-valid reply from our unit for another function
-E_LENGTH = const(5)     # a CRC-valid reply from our unit and function, other byte count
-E_TRUNCATED = const(6)  # our header, then silence/timeout before the frame was complete
-E_NOISE = const(7)      # bytes, but no frame of any kind
-E_EXCEPTION = const(8)  # an exception reply (Master.exc_code: 1..4, 6 busy, ...)
-E_VALUE = const(9)      # a register value out of range (NaN, inf): set by the decoder
+# Master.error codes (index into ERRORS; private but E_VALUE, which meter.metrology sets: the
+# public names are in protocol.modbus_client)
+_E_TIMEOUT = const(1)    # not one byte before the timeout
+_E_CRC = const(2)        # a frame with our unit, function and byte count failed its CRC
+_E_UNIT = const(3)       # a CRC-valid reply from another unit id
+_E_FUNCTION = const(4)   # a CRC-valid reply from our unit for another function
+_E_LENGTH = const(5)     # a CRC-valid reply from our unit and function, other byte count
+_E_TRUNCATED = const(6)  # our header, then silence/timeout before the frame was complete
+_E_NOISE = const(7)      # bytes, but no frame of any kind
+_E_EXCEPTION = const(8)  # an exception reply (Master.exc_code: 1..4, 6 busy, ...)
+E_VALUE = const(9)       # a register value out of range (NaN, inf): set by the decoder
 ERRORS = ("", "timeout", "crc", "unit", "function", "length", "truncated", "noise",
           "exception", "value")
 
@@ -235,7 +171,8 @@ class Master:
     - ``idle(elapsed_ms, quiet_ms)`` -> ERROR once ``elapsed_ms`` (since the request)
       reaches ``timeout_ms``, or once a started candidate frame has seen ``gap_ms`` of
       silence (``quiet_ms``: the t3.5 frame boundary, §2.5.1.1); ``error`` then tells why
-      (E_TIMEOUT, E_CRC, E_UNIT, E_FUNCTION, E_LENGTH, E_TRUNCATED, E_NOISE).
+      (E_TIMEOUT, E_CRC, E_UNIT, E_FUNCTION, E_LENGTH, E_TRUNCATED, E_NOISE: named in
+      ``protocol.modbus_client``).
 
     The caller drains the line (discards input for ``gap_ms`` of silence) before each
     request, which also disposes of trailing bytes after a reply or an error, then sends
@@ -304,13 +241,13 @@ class Master:
             return NEED
         c = crc16_modbus(self.buf, p, p + want - 2)
         if self.buf[p + want - 2] != (c & 0xFF) or self.buf[p + want - 1] != (c >> 8):
-            self.error = E_CRC
+            self.error = _E_CRC
             return ERROR
         self.start = p
         if want == 5:
             self.exc_code = self.buf[p + 2]
-            self.error = E_EXCEPTION
-            return EXCEPTION
+            self.error = _E_EXCEPTION
+            return _EXCEPTION
         return FRAME
 
     def _scan(self):
@@ -371,13 +308,13 @@ class Master:
     def _diagnose(self):
         # why no frame came: the most telling thing in the bytes received
         if self.n == 0:
-            return E_TIMEOUT
+            return _E_TIMEOUT
         if self._np:
-            return E_TRUNCATED
-        if self.error == E_CRC:
-            return E_CRC
+            return _E_TRUNCATED
+        if self.error == _E_CRC:
+            return _E_CRC
         b = self.buf
-        why = E_NOISE
+        why = _E_NOISE
         for p in range(self.n - 4):
             f = b[p + 1] & 0x7F
             if f == 0 or (f > 4 and f != 6):
@@ -386,11 +323,11 @@ class Master:
             if p + want > self.n or crc16_modbus(b, p, p + want) != 0:
                 continue
             if b[p] != self.unit:
-                why = E_UNIT
+                why = _E_UNIT
             elif f != self.function:
-                return E_FUNCTION
+                return _E_FUNCTION
             else:
-                return E_LENGTH
+                return _E_LENGTH
         return why
 
     def reg(self, i):

@@ -16,7 +16,9 @@ and deciphers a ciphered APDU in place, ``seal`` protects a plaintext APDU in pl
 ``hls_gmac``/``hls_check`` compute and check HLS mechanism 5 f(challenge)); plus
 ``hls_ecb``/``hls_ecb_check`` for HLS mechanism 2 (AES-128-ECB, IS 15959-2), once per
 association. The host half (``parse`` -> ``Ciphered``, ``nonce``, tag names) is
-``protocol.security_client``, which re-exports this module's names.
+``protocol.security_client``, which re-exports this module's names and defines the public
+tag/SC constants and ``is_dedicated``. Error texts are one word ("truncated", "format", "title",
+"tag" (GCM tag mismatch), "ic" (replay), "room"): names the board has anyway, no str object in the heap.
 """
 from protocol import aes
 from protocol.gcm import Gcm
@@ -27,12 +29,13 @@ except ImportError:
     def const(x):
         return x
 
-GENERAL_GLO = 0xDB
-GENERAL_DED = 0xDC
+# private, folded by mpy-cross (public in protocol.security_client, with is_dedicated)
+_GENERAL_GLO = const(0xDB)
+_GENERAL_DED = const(0xDC)
 FORM_GLO = 1         # service-specific glo- APDU (global key): seal(..., form=FORM_GLO)
-FORM_DED = 2         # service-specific ded- APDU (dedicated key)
-SC_AUTH = 0x10
-SC_ENC = 0x20
+_FORM_DED = const(2)  # service-specific ded- APDU (dedicated key)
+_SC_AUTH = const(0x10)
+_SC_ENC = const(0x20)
 TAG_LEN = 12
 HLS_LEN = 17         # f(challenge) of mechanism 5: SC(1) || IC(4) || T(12)
 # room a caller leaves around a plaintext APDU so that seal() can protect it in place:
@@ -82,19 +85,12 @@ def plain_tag(tag):
 
 
 def reply_form(tag):
-    """The form to answer a ciphered request in: GENERAL_GLO/GENERAL_DED for a general-
-    ciphering request, FORM_DED for a ded- APDU, FORM_GLO otherwise (gurux sends glo- APDUs and
+    """The form to answer a ciphered request in: GENERAL_GLO/GENERAL_DED (0xDB/0xDC) for a general-
+    ciphering request, FORM_DED (2) for a ded- APDU, FORM_GLO otherwise (gurux sends glo- APDUs and
     wants them back, dlms-cosem sends and only parses general-glo-ciphering)."""
-    if tag == GENERAL_GLO or tag == GENERAL_DED:
+    if tag == _GENERAL_GLO or tag == _GENERAL_DED:
         return tag
-    return FORM_DED if 0x40 <= tag < 0x50 or 0xD0 <= tag < 0xD8 else FORM_GLO
-
-
-def is_dedicated(tag):
-    """True when the ciphered APDU ``tag`` is protected with a dedicated key (general-ded-
-    ciphering or a ded- APDU): the caller picks the Suite0 holding that key. The tag byte is
-    not covered by the GCM tag, so a DB/DC swap is caught only by using the right key."""
-    return tag == GENERAL_DED or reply_form(tag) == FORM_DED
+    return _FORM_DED if 0x40 <= tag < 0x50 or 0xD0 <= tag < 0xD8 else FORM_GLO
 
 
 def _put_ic(dst, off, ic):
@@ -106,8 +102,7 @@ def _put_ic(dst, off, ic):
 
 def _check_sc(sc):
     if sc & _SC_RESERVED or not sc & _SC_PROTECTED:
-        raise SecurityError("unsupported security control 0x%02X (suite 0, unicast, "
-                            "uncompressed, authenticated and/or encrypted only)" % sc)
+        raise SecurityError("format")
 
 
 class Suite0:
@@ -134,21 +129,21 @@ class Suite0:
             self.gcm.set_key(ek)
         if ak is not None:
             if len(ak) != 16:
-                raise ValueError("AK must be 16 bytes")
+                raise ValueError("ak")
             for i in range(16):
                 self._sak[1 + i] = ak[i]
 
     def _length(self, buf, p, end):
         """A-XDR length at buf[p] (1, 2 or 3 bytes); the position after it goes to _p."""
         if p >= end:
-            raise SecurityError("truncated length")
+            raise SecurityError("truncated")
         n = buf[p]
         if n < 0x80:
             self._p = p + 1
             return n
         k = n & 0x7F
         if k == 0 or k > 2 or p + k >= end:
-            raise SecurityError("bad or truncated length")
+            raise SecurityError("format")
         n = buf[p + 1] if k == 1 else (buf[p + 1] << 8) | buf[p + 2]
         self._p = p + 1 + k
         return n
@@ -163,14 +158,14 @@ class Suite0:
                 for i in range(8):
                     d |= buf[p + i] ^ title[i]
                 if d:
-                    raise SecurityError("system title differs from the association's")
+                    raise SecurityError("title")
             for i in range(8):
                 iv[i] = buf[p + i]
         elif n == 0 and title is not None and len(title) == 8:
             for i in range(8):
                 iv[i] = title[i]
         else:
-            raise SecurityError("system title must be 8 bytes")
+            raise SecurityError("title")
 
     def _header(self, buf, start, end, title):
         """Parse tag, system title, length, SC and IC; IV ready. Returns the payload offset."""
@@ -178,23 +173,23 @@ class Suite0:
             raise SecurityError("truncated")
         tag = buf[start]
         p = start + 1
-        if tag == GENERAL_GLO or tag == GENERAL_DED:
+        if tag == _GENERAL_GLO or tag == _GENERAL_DED:
             n = self._length(buf, p, end)
             p = self._p
             if p + n > end:
-                raise SecurityError("truncated system title")
+                raise SecurityError("truncated")
             self._title(buf, p, n, title)
             p += n
         elif plain_tag(tag):
             self._title(buf, p, 0, title)
         else:
-            raise SecurityError("not a ciphered APDU (tag 0x%02X)" % tag)
+            raise SecurityError("format")
         n = self._length(buf, p, end)
         p = self._p
         if p + n != end:
-            raise SecurityError("ciphered content length %d, %d bytes present" % (n, end - p))
+            raise SecurityError("format")
         if n < 5:
-            raise SecurityError("ciphered content shorter than its header")
+            raise SecurityError("truncated")
         sc = buf[p]
         _check_sc(sc)
         iv = self._iv
@@ -214,34 +209,34 @@ class Suite0:
         refused. ``min_ic``: lowest acceptable invocation counter (checked before any crypto).
         Returns the plaintext length; the plaintext APDU is ``buf[self.start:self.end]``.
         A service-specific tag must name the APDU inside (glo-get-request around a
-        get-request). Pick the key set with ``is_dedicated(buf[start])`` first.
+        get-request). Pick the key set first (``reply_form``; host: ``security_client.is_dedicated``).
         Raises SecurityError (malformed, unsupported SC, tag/APDU mismatch), CounterError
         (ic < min_ic), DecipherError (bad tag; ``buf`` then still holds the ciphertext)."""
         p = self._header(buf, start, end, title)
         sc = self.sc
         if self.ic < min_ic:
-            raise CounterError("invocation counter %d below %d" % (self.ic, min_ic))
-        q = end - TAG_LEN if sc & SC_AUTH else end
+            raise CounterError("ic")
+        q = end - TAG_LEN if sc & _SC_AUTH else end
         if q < p:
-            raise SecurityError("authenticated content shorter than its tag")
+            raise SecurityError("truncated")
         g = self.gcm
         g.start(self._iv, 0)
-        if sc & SC_AUTH:
+        if sc & _SC_AUTH:
             self._sak[0] = sc
             g.aad(self._sak, 0, 17)
-            if sc & SC_ENC:
+            if sc & _SC_ENC:
                 g.hash(buf, p, q - p)
             else:
                 g.aad(buf, p, q - p)
             if not g.check(buf, q, TAG_LEN):
-                raise DecipherError("authentication tag mismatch")
-        if sc & SC_ENC:
+                raise DecipherError("tag")
+        if sc & _SC_ENC:
             g.crypt(buf, p, q - p)
         tag = self.tag
-        if tag != GENERAL_GLO and tag != GENERAL_DED and q > p:
+        if tag != _GENERAL_GLO and tag != _GENERAL_DED and q > p:
             # the service tag is outside the tag's cover: it must name the APDU inside
             if plain_tag(tag) != buf[p]:
-                raise SecurityError("glo-/ded- tag 0x%02X does not match the APDU inside" % tag)
+                raise SecurityError("format")
         self.start = p
         self.end = q
         return q - p
@@ -253,25 +248,25 @@ class Suite0:
         ``sc``: 0x10, 0x20 or 0x30; ``ic``: this sender's invocation counter (u32; the caller
         advances it); ``title``: this sender's system title (8 bytes); ``form``: FORM_GLO /
         FORM_DED (service-specific tag derived from the plaintext tag) or GENERAL_GLO /
-        GENERAL_DED. Returns the offset where the ciphered APDU starts; it ends at
+        GENERAL_DED (``protocol.security_client`` names them). Returns the offset where the ciphered APDU starts; it ends at
         ``end + TAG_LEN`` (authenticated) or ``end``. Raises SecurityError (no room, a plaintext
         tag without a ciphered form, bad SC or title)."""
         _check_sc(sc)
         if len(title) != 8:
-            raise SecurityError("system title must be 8 bytes")
-        auth = sc & SC_AUTH
+            raise SecurityError("title")
+        auth = sc & _SC_AUTH
         q = end + TAG_LEN if auth else end
         clen = q - start + 5
-        general = form == GENERAL_GLO or form == GENERAL_DED
+        general = form == _GENERAL_GLO or form == _GENERAL_DED
         if general:
             ctag = form
         else:
-            ctag = service_tag(buf[start], form == FORM_DED)
+            ctag = service_tag(buf[start], form == _FORM_DED)
             if not ctag:
-                raise SecurityError("no ciphered form for APDU tag 0x%02X" % buf[start])
+                raise SecurityError("format")
         h = start - 5 - (1 if clen < 0x80 else 2 if clen < 0x100 else 3) - (10 if general else 1)
         if h < 0 or q > len(buf) or clen > 0xFFFF:
-            raise SecurityError("no room around the APDU to protect it")
+            raise SecurityError("room")
         iv = self._iv
         for i in range(8):
             iv[i] = title[i]
@@ -282,7 +277,7 @@ class Suite0:
         if auth:
             self._sak[0] = sc
             g.aad(self._sak, 0, 17)
-        if sc & SC_ENC:
+        if sc & _SC_ENC:
             g.crypt(buf, start, n)
             if auth:
                 g.hash(buf, start, n)
@@ -317,7 +312,7 @@ class Suite0:
         T = first 12 bytes of GCM(EK, IV = title || IC, AAD = 0x10 || AK || challenge, no
         plaintext). ``title``/``ic``: the *sender's* system title and invocation counter (the
         meter answering f(CtoS) uses its own)."""
-        out[off] = SC_AUTH
+        out[off] = _SC_AUTH
         _put_ic(out, off + 1, ic)
         iv = self._iv
         for i in range(8):
@@ -329,7 +324,7 @@ class Suite0:
     def _gmac(self, challenge):
         g = self.gcm
         g.start(self._iv, 0)
-        self._sak[0] = SC_AUTH
+        self._sak[0] = _SC_AUTH
         g.aad(self._sak, 0, 17)
         g.aad(challenge, 0, len(challenge))
 
@@ -339,14 +334,14 @@ class Suite0:
         the value is used (and left in ``self.ic``); it need not exceed the IC of an
         enclosing ciphered APDU. Returns True only for n == 17, SC 0x10 and a matching tag
         (constant-time compare)."""
-        if n != HLS_LEN or value[off] != SC_AUTH:
+        if n != HLS_LEN or value[off] != _SC_AUTH:
             return False
         iv = self._iv
         for i in range(8):
             iv[i] = title[i]
         for i in range(4):
             iv[8 + i] = value[off + 1 + i]
-        self.sc = SC_AUTH
+        self.sc = _SC_AUTH
         self.ic = (value[off + 1] << 24) | (value[off + 2] << 16) | (value[off + 3] << 8) | value[off + 4]
         self._gmac(challenge)
         return self.gcm.check(value, off + 5, TAG_LEN)
@@ -359,7 +354,7 @@ def hls_ecb(secret, challenge):
     dlms-cosem pads nothing, so it agrees for 16/32/48/64-byte challenges (the only ones it
     can answer). Returns bytes (16, 32, ... long); allocates (once per association)."""
     if len(secret) > 16:
-        raise ValueError("HLS secret longer than 16 bytes")
+        raise ValueError("secret")
     k = bytearray(16)
     k[0:len(secret)] = secret
     e = aes.new(k)

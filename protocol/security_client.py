@@ -1,13 +1,19 @@
 """Host half of the ciphered-APDU code (security suite 0): parse a ciphered APDU into a
-``Ciphered`` (bytes, allocates), the GCM IV, and the names of the service-specific tags, for
-``host_tools.decode``. Re-exports the device half's names (``protocol.security``) so host code
+``Ciphered`` (bytes, allocates), the GCM IV, one-shot GCM (``Gcm.encrypt``/``decrypt``) and
+the names of the service-specific tags, for ``host_tools.decode``. Re-exports the device half's names (``protocol.security``) so host code
 imports one module. Host-only (``HOST_ONLY`` in host_tools/build.py): no board image has it.
 """
-from protocol import axdr
+from protocol import axdr, gcm
 from protocol.security import (  # noqa: F401  (re-exported)
-    GENERAL_GLO, GENERAL_DED, FORM_GLO, FORM_DED, SC_AUTH, SC_ENC, TAG_LEN, HLS_LEN, HEADROOM,
-    TAILROOM, SecurityError, DecipherError, CounterError, Suite0, service_tag, plain_tag,
-    reply_form, is_dedicated, hls_ecb, hls_ecb_check)
+    FORM_GLO, TAG_LEN, HLS_LEN, HEADROOM, TAILROOM, SecurityError, DecipherError, CounterError,
+    Suite0, service_tag, plain_tag, reply_form, hls_ecb, hls_ecb_check)
+
+# the device module keeps these as private consts (no name, no globals slot on the board)
+GENERAL_GLO = 0xDB   # general-glo-ciphering
+GENERAL_DED = 0xDC   # general-ded-ciphering
+FORM_DED = 2         # service-specific ded- APDU (dedicated key): seal(..., form=FORM_DED)
+SC_AUTH = 0x10       # security control: authenticated
+SC_ENC = 0x20        # security control: encrypted
 
 # service-specific ciphered APDU tags -> name (Green Book Table "glo-/ded- APDUs")
 SERVICE_TAGS = {0x21: "glo-initiate-request", 0x28: "glo-initiate-response",
@@ -64,8 +70,43 @@ def parse(buf):
     return Ciphered(tag, title, content[0], ic, content[5:])
 
 
+def is_dedicated(tag):
+    """True when the ciphered APDU ``tag`` is protected with a dedicated key (general-ded-
+    ciphering or a ded- APDU): the caller picks the Suite0 holding that key. The tag byte is
+    not covered by the GCM tag, so a DB/DC swap is caught only by using the right key."""
+    return tag == GENERAL_DED or reply_form(tag) == FORM_DED
+
+
 def nonce(system_title, ic):
     """GCM initialisation vector: system-title (8 bytes) || invocation-counter (u32 BE)."""
     if len(system_title) != 8:
         raise SecurityError("system title must be 8 bytes")
     return bytes(system_title) + bytes(((ic >> 24) & 0xFF, (ic >> 16) & 0xFF, (ic >> 8) & 0xFF, ic & 0xFF))
+
+
+class Gcm(gcm.Gcm):
+    """``protocol.gcm.Gcm`` (streaming, the meter's) with the one-shot helpers on whole
+    buffers: ``encrypt`` (``data`` ciphered in place, ``tag`` filled; its length is the tag
+    length) and ``decrypt`` (checks the tag first and deciphers only when it matches, so a
+    forged message never yields plaintext)."""
+
+    def encrypt(self, iv, aad, data, tag):
+        """Encrypt ``data`` (writable buffer) in place and write the tag into ``tag`` (writable;
+        its length, 1..16, is the tag length). ``iv`` 12 bytes, ``aad`` any buffer."""
+        self.start(iv)
+        self.aad(aad)
+        self.crypt(data)
+        self.hash(data)
+        self.tag(tag, 0, len(tag))
+
+    def decrypt(self, iv, aad, data, tag):
+        """Verify ``tag`` over ``aad`` and the ciphertext ``data``; when it matches, decrypt
+        ``data`` in place and return True. On mismatch return False and leave ``data`` as it
+        was (no plaintext is released)."""
+        self.start(iv)
+        self.aad(aad)
+        self.hash(data)
+        if not self.check(tag, 0, len(tag)):
+            return False
+        self.crypt(data)
+        return True

@@ -37,16 +37,44 @@ Errors: every bad input raises ``StsError`` whose ``reason`` is one of ``"format
 """
 from protocol.civil import days_from_civil, civil_from_days  # noqa: F401 (re-exported)
 from protocol.sts_core import *  # noqa: F401,F403 (the decoding half: one codec for the host)
-from protocol.sts_core import (_AMT_MUL, _AMT_OFF, _check, BASE_1993, BASE_2014, BASE_2035,
-                               MASK64, SUB_KEY_1, SUB_KEY_2, SUB_KEY_3, SUB_KEY_4, TOKEN66_MAX,
-                               StsError, TokenFields, crc_field, is_currency, layout_of,
-                               normalise_digits)
+from protocol.sts_core import (SUB_MPL, SUB_PHASE_UNBALANCE, SUB_KEY_1, SUB_KEY_2, SUB_KEY_3,
+                               SUB_KEY_4, StsError, TokenFields, amount_decode, crc_field,
+                               is_currency, layout_of, normalise_digits)
 
 try:
     from micropython import const
 except ImportError:  # CPython
     def const(x):
         return x
+
+# private consts in protocol.sts_core (no name, no globals slot on the board)
+MASK64 = 0xFFFFFFFFFFFFFFFF
+TOKEN66_MAX = (1 << 66) - 1
+BASE_1993 = const(1993)
+BASE_2014 = const(2014)
+BASE_2035 = const(2035)
+_AMT_OFF = (0, 16384, 180224, 1818624)   # amount encoding: offset and multiplier per exponent
+_AMT_MUL = (1, 10, 100, 1000)
+
+
+def crc_ok(cls, block):
+    """True if bits 15..0 of the (decrypted) ``block`` hold the right CRC for ``cls``."""
+    return (block & 0xFFFF) == crc_field(cls, block)
+
+
+def amount_of(f):
+    """The ``value`` of TokenFields ``f`` decoded for the amount-encoded tokens (class 0: 0.1
+    units; MPL and phase-unbalance limit: watts); else the raw 16-bit value."""
+    if f.cls == 0 or (f.cls == 2 and f.subclass in (SUB_MPL, SUB_PHASE_UNBALANCE)):
+        return amount_decode(f.value)
+    return f.value
+
+
+def _check(v, bits, name):
+    if not isinstance(v, int) or v < 0 or v >> bits:
+        raise StsError("field", "%s must be an integer 0..%d" % (name, (1 << bits) - 1))
+    return v
+
 
 # class 0 subclasses (IEC 62055-41 Table "TransferCredit" tokens)
 SUB_ELECTRICITY = const(0)
@@ -236,3 +264,164 @@ def key_sections(new_key, ken, krn, kt, ti, ro=0, sgc=0):
     for f in out:
         build_block(f)  # range checks now, not at encryption time
     return out
+
+
+# -- ciphers, host side: the int interface and EA07 encryption ------------------------------
+# The meter decrypts in place with protocol.ea07.Ea07 / protocol.misty1.Misty1 (decrypt_into);
+# vending and tests also encrypt, and take blocks as ints. Import the ciphers from here.
+
+from protocol import ea07 as _ea07, misty1 as _misty1  # noqa: E402
+from protocol.ea07 import Tables, load_tables  # noqa: E402,F401 (re-exported)
+
+
+class Block64:
+    """Mixin for the STS ciphers: 64-bit int <-> the 8-byte buffer that ``encrypt_into`` /
+    ``decrypt_into`` work on in place (big-endian, IEC 62055-41 bit 0 = LSB).
+    StsError("format") for anything but a non-negative 64-bit int."""
+
+    def _run(self, block, fn):
+        if not isinstance(block, int) or block < 0 or block >> 64:
+            raise StsError("format", "block must be a 64-bit integer")
+        b = bytearray(block.to_bytes(8, "big"))
+        fn(b)
+        return int.from_bytes(b, "big")
+
+    def encrypt_block(self, block):
+        """64-bit int -> 64-bit int."""
+        return self._run(block, self.encrypt_into)
+
+    def decrypt_block(self, block):
+        """64-bit int -> 64-bit int."""
+        return self._run(block, self.decrypt_into)
+
+
+def _spread(out, base, value, nib, perm):
+    # OR into out[base..base+3] the permuted image of ``value`` placed at nibble ``nib``
+    for b in range(4):
+        if (value >> b) & 1:
+            p = perm[4 * nib + b]
+            out[base + (p >> 4)] |= 1 << (p & 15)
+
+
+def ea07_tables(t):
+    """(sub1, sub2, perm) of the EA07 Tables ``t`` (the meter keeps only their inverses)."""
+    return _ea07._invert(t.isub[:16]), _ea07._invert(t.isub[16:]), _ea07._invert(t.iperm)
+
+
+def ea07_encrypt_table(t):
+    """enc[((sel*16 + i)*16 + v)*4 + k] = word k of P(S_sel[v] << 4i), built once per Tables
+    ``t`` (array('H', 2048), kept as ``t.enc``)."""
+    enc = getattr(t, "enc", None)
+    if enc is None:
+        from array import array
+        enc = array("H", bytes(4096))
+        sub1, sub2, perm = ea07_tables(t)
+        subs = (sub1, sub2)
+        for sel in range(2):
+            s = subs[sel]
+            for i in range(16):
+                for v in range(16):
+                    _spread(enc, ((sel * 16 + i) * 16 + v) * 4, s[v], i, perm)
+        t.enc = enc
+    return enc
+
+
+def ea07_decrypt_tables(t):
+    """(ip0, isip) for ``Ea07.decrypt_into_fast``: ip0[(i*16 + v)*4 + k] = word k of
+    P^-1(v << 4i); isip[((sel*16 + i)*16 + v)*4 + k] = word k of P^-1(S_sel^-1[v] << 4i).
+    Built once per Tables ``t`` (6 KB, kept as ``t.ip0``/``t.isip``)."""
+    if getattr(t, "isip", None) is None:
+        from array import array
+        ip0 = array("H", bytes(2048))
+        isip = array("H", bytes(4096))
+        for i in range(16):
+            for v in range(16):
+                _spread(ip0, (i * 16 + v) * 4, v, i, t.iperm)
+                for sel in range(2):
+                    _spread(isip, ((sel * 16 + i) * 16 + v) * 4, t.isub[sel * 16 + v], i, t.iperm)
+        t.ip0 = ip0
+        t.isip = isip
+    return t.ip0, t.isip
+
+
+def _pass(w, t, key, r):
+    # one combined substitute+permute step over the 4 x 16-bit words in w (in place); table
+    # row of nibble i: sel*1024 + i*64 (sel of round r; key None: sel 0)
+    o0 = o1 = o2 = o3 = 0
+    for i in range(16):
+        k = (i << 6) + (((w[i >> 2] >> ((i & 3) << 2)) & 15) << 2)
+        if key is not None:
+            k += _ea07._sel(key, r, i) << 10
+        o0 |= t[k]
+        o1 |= t[k + 1]
+        o2 |= t[k + 2]
+        o3 |= t[k + 3]
+    w[0] = o0
+    w[1] = o1
+    w[2] = o2
+    w[3] = o3
+
+
+class Ea07(Block64, _ea07.Ea07):
+    """EA07 (``protocol.ea07.Ea07``, the meter's decrypting half) with encryption, the int
+    interface and a table-driven decryption for hosts and benchmarks."""
+
+    def encrypt_into(self, buf):
+        """Encrypt the 8-byte big-endian block in ``buf`` (bytearray) in place."""
+        t = ea07_encrypt_table(self.tables)
+        self._load(buf)
+        w = self._w
+        key = self._key
+        for r in range(16):
+            _pass(w, t, key, r)
+        self._store(buf)
+
+    def decrypt_into_fast(self, buf):
+        """``decrypt_into`` through the derived tables (``ea07_decrypt_tables``, 6 KB, built
+        on first use)."""
+        tb = self.tables
+        ip0, isip = ea07_decrypt_tables(tb)
+        self._load(buf)
+        w = self._w
+        key = self._key
+        _pass(w, ip0, None, 0)
+        for j in range(15):
+            _pass(w, isip, key, 15 - j)
+        _ea07._inv_sub(w, tb.isub, key)
+        self._store(buf)
+
+
+class Misty1(Block64, _misty1.Misty1):
+    """MISTY1 (EA11, ``protocol.misty1.Misty1``: the meter's decrypting half) with encryption,
+    the int interface and the RFC 2994 key check value."""
+
+    def expanded_key(self):
+        """K' = EK[8..15] as 16 bytes (RFC 2994 Appendix A check value)."""
+        out = bytearray(16)
+        for i in range(8):
+            out[2 * i] = self.ek[8 + i] >> 8
+            out[2 * i + 1] = self.ek[8 + i] & 0xFF
+        return bytes(out)
+
+    def encrypt_into(self, buf):
+        """Encrypt 8 bytes in ``buf`` (bytearray) in place. RFC 2994 §2.1."""
+        self._load(buf)
+        s = self._s
+        ko = self._ko
+        kl = self._kl
+        for r in range(0, 8, 2):
+            _misty1._fl(s, 0, kl, r)
+            _misty1._fl(s, 2, kl, r + 1)
+            _misty1._fo(s, 0, 2, ko, r)
+            _misty1._fo(s, 2, 0, ko, r + 1)
+        _misty1._fl(s, 0, kl, 8)
+        _misty1._fl(s, 2, kl, 9)
+        # ciphertext = D1 || D0
+        buf[0] = s[2] >> 8
+        buf[1] = s[2] & 0xFF
+        buf[2] = s[3] >> 8
+        buf[3] = s[3] & 0xFF
+        buf[4] = s[0] >> 8
+        buf[5] = s[0] & 0xFF
+        buf[6] = s[1] >> 8
+        buf[7] = s[1] & 0xFF

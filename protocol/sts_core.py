@@ -1,5 +1,7 @@
 """STS token codec, the half a meter runs (IEC 62055-41): 20 digits -> class + block, the CRC,
-the amount field, the data block's fields (``parse_block``), and the cipher mixin ``Block64``.
+the amount field and the data block's fields (``parse_block``). The ciphers' int interface
+(``Block64``: ``encrypt_block``/``decrypt_block``) is the host's (``protocol.sts``): the meter
+decrypts in place (``decrypt_into``).
 
 The shapes of the block, digits, CRC, TID and amount are in ``protocol.sts``, the host's full
 codec (vending: ``build_block``, ``key_sections``, amount encoding, TID dates), which re-exports
@@ -17,8 +19,9 @@ except ImportError:  # CPython
     def const(x):
         return x
 
-MASK64 = 0xFFFFFFFFFFFFFFFF
-TOKEN66_MAX = (1 << 66) - 1
+# private, folded by mpy-cross (public in protocol.sts, the host half)
+_MASK64 = const(0xFFFFFFFFFFFFFFFF)
+_TOKEN66_MAX = const((1 << 66) - 1)
 
 CLASS_TRANSFER = const(0)
 CLASS_NON_MERIT = const(1)
@@ -36,16 +39,12 @@ SUB_WATER_FACTOR = const(7)
 SUB_KEY_3 = const(8)
 SUB_KEY_4 = const(9)
 
-BASE_1993 = const(1993)
-BASE_2014 = const(2014)
-BASE_2035 = const(2035)
+_BASE_1993 = const(1993)
+_BASE_2014 = const(2014)
+_BASE_2035 = const(2035)
 BASE_DATES = (1993, 2014, 2035)
 
-_AMT_OFF = (0, 16384, 180224, 1818624)
-_AMT_MUL = (1, 10, 100, 1000)
 
-# class 1 control bits (IEC 62055-41 InitiateMeterTest/Display; b5 and b7+ unverified)
-TEST_NAMES = ("load_switch", "display", "total_energy", "krn_kt", "ti", "b5", "mpl")
 
 _CRCBUF = bytearray(7)
 
@@ -56,12 +55,6 @@ class StsError(ValueError):
     def __init__(self, reason, msg=None):
         super().__init__(msg or reason)
         self.reason = reason
-
-
-def _check(v, bits, name):
-    if not isinstance(v, int) or v < 0 or v >> bits:
-        raise StsError("field", "%s must be an integer 0..%d" % (name, (1 << bits) - 1))
-    return v
 
 
 def normalise_digits(text):
@@ -77,17 +70,17 @@ def normalise_digits(text):
 def digits_to_int(text):
     """20 decimal digits (spaces/dashes allowed) -> 66-bit int. IEC 62055-41 §6.4."""
     n = int(normalise_digits(text))
-    if n > TOKEN66_MAX:
+    if n > _TOKEN66_MAX:
         raise StsError("format", "token number exceeds 66 bits")
     return n
 
 
 def untranspose(n):
     """66-bit token number -> (class, 64-bit block with bits 28/27 restored)."""
-    if not isinstance(n, int) or n < 0 or n > TOKEN66_MAX:
+    if not isinstance(n, int) or n < 0 or n > _TOKEN66_MAX:
         raise StsError("format", "token number must be 0..2**66-1")
     cls = (n >> 27) & 3
-    block = (n & MASK64 & ~(3 << 27)) | (((n >> 64) & 3) << 27)
+    block = (n & _MASK64 & ~(3 << 27)) | (((n >> 64) & 3) << 27)
     return cls, block
 
 
@@ -115,24 +108,21 @@ def crc_field(cls, block):
     return ((c & 0xFF) << 8) | (c >> 8)
 
 
-def crc_ok(cls, block):
-    """True if bits 15..0 of the (decrypted) ``block`` hold the right CRC for ``cls``."""
-    return (block & 0xFFFF) == crc_field(cls, block)
-
-
 def amount_decode(field):
     """16-bit amount field -> value in 0.1-unit steps. IEC 62055-41 §6.2.4."""
-    _check(field, 16, "amount field")
-    e = field >> 14
-    return (field & 0x3FFF) * _AMT_MUL[e] + _AMT_OFF[e]
+    if not isinstance(field, int) or field < 0 or field >> 16:
+        raise StsError("field")
+    p = 10 ** (field >> 14)
+    # m * 10**e + sum(16384 * 10**n for n < e), the offset being 16384 * (10**e - 1) / 9
+    return (field & 0x3FFF) * p + 16384 * (p - 1) // 9
 
 
 def next_base_date(base):
     """The base date a TID rollover key change (RO = 1) moves to: 1993 -> 2014 -> 2035;
     2035 is the last one STS defines and stays."""
-    if base == BASE_1993 or base == 93:
-        return BASE_2014
-    return BASE_2035
+    if base == _BASE_1993 or base == 93:
+        return _BASE_2014
+    return _BASE_2035
 
 
 def is_currency(cls, subclass):
@@ -174,24 +164,13 @@ class TokenFields:
         self.crc_ok = True
         for k in kw:
             if not hasattr(self, k):
-                raise StsError("field", "unknown token field %s" % k)
+                raise StsError("field", k)
             setattr(self, k, kw[k])
 
     @property
     def layout(self):
         """'data', 'test', 'key1'..'key4' or 'raw'."""
         return layout_of(self.cls, self.subclass)
-
-    @property
-    def amount(self):
-        """Decoded ``value`` for the amount-encoded tokens (class 0: 0.1 units; MPL and
-        phase-unbalance limit: watts); else the raw 16-bit value."""
-        if self.cls == 0 or (self.cls == 2 and self.subclass in (SUB_MPL, SUB_PHASE_UNBALANCE)):
-            return amount_decode(self.value)
-        return self.value
-
-    def __repr__(self):
-        return "TokenFields(cls=%d, subclass=%d, layout=%s)" % (self.cls, self.subclass, self.layout)
 
 
 def layout_of(cls, subclass):
@@ -210,7 +189,7 @@ def layout_of(cls, subclass):
         if subclass == SUB_KEY_4:
             return "key4"
         return "data" if subclass < 8 else "raw"
-    raise StsError("wrong_class", "token class %r is reserved" % (cls,))
+    raise StsError("wrong_class")
 
 
 def parse_block(cls, block):
@@ -218,8 +197,8 @@ def parse_block(cls, block):
     StsError("wrong_class") for class 3, StsError("format") for a bad block. A currency
     subclass (class 0, 4..7) parses with the unit-based layout, ``crc_ok`` as the unit-based
     CRC says: callers check ``is_currency`` before they trust the amount."""
-    if not isinstance(block, int) or block < 0 or block > MASK64:
-        raise StsError("format", "block must be a 64-bit integer")
+    if not isinstance(block, int) or block < 0 or block > _MASK64:
+        raise StsError("format")
     sub = block >> 60
     f = TokenFields(cls, sub)
     lay = layout_of(cls, sub)
@@ -257,30 +236,10 @@ def parse_block(cls, block):
 
 def test_names(control):
     """Class 1 control bits -> tuple of test names (known bits only; IEC 62055-41)."""
+    # class 1 control bits (IEC 62055-41 InitiateMeterTest/Display; b5 and b7+ unverified)
+    names = ("load_switch", "display", "total_energy", "krn_kt", "ti", "b5", "mpl")
     out = []
-    for i in range(len(TEST_NAMES)):
+    for i in range(len(names)):
         if (control >> i) & 1:
-            out.append(TEST_NAMES[i])
+            out.append(names[i])
     return tuple(out)
-
-
-class Block64:
-    """Mixin for the STS ciphers (EA07, MISTY1): 64-bit int <-> the 8-byte buffer ``self._buf``
-    that ``encrypt_into`` / ``decrypt_into`` work on in place (big-endian, IEC 62055-41 bit 0 =
-    LSB). StsError("format") for anything but a non-negative 64-bit int."""
-
-    def _run(self, block, fn):
-        if not isinstance(block, int) or block < 0 or block >> 64:
-            raise StsError("format", "block must be a 64-bit integer")
-        b = self._buf
-        b[:] = block.to_bytes(8, "big")
-        fn(b)
-        return int.from_bytes(b, "big")
-
-    def encrypt_block(self, block):
-        """64-bit int -> 64-bit int."""
-        return self._run(block, self.encrypt_into)
-
-    def decrypt_block(self, block):
-        """64-bit int -> 64-bit int."""
-        return self._run(block, self.decrypt_into)

@@ -6,7 +6,7 @@ Vectors: McGrew & Viega, "The Galois/Counter Mode of Operation (GCM)", test case
 (128-bit key, 96-bit IV), as reproduced in NIST's GCM test vectors.
 """
 from protocol import aes, keywrap
-from protocol.gcm import Gcm
+from protocol.security_client import Gcm
 
 H = bytes.fromhex
 K0 = bytes(16)

@@ -3,9 +3,9 @@
 Golden frames: the PZEM-004T v3 read command ``F8 04 00 00 00 0A 64 64`` / ``01 04 00 00 00 0A 70 0D``
 from its datasheet and common drivers, and the Modbus spec's examples.
 """
-from protocol import modbus_rtu as mb
+from protocol import modbus_client as mb
 from protocol.crc import crc16_modbus
-from protocol.modbus_rtu import ModbusError
+from protocol.modbus_client import ModbusError
 
 
 def h(s):

@@ -3,8 +3,8 @@ dlms-security.md reproduce byte for byte (Green Book HLS Table 43 values and cip
 examples; gurux and dlms-cosem AARQ/AARE user-information), HLS mechanisms 5 and 2, and the
 refusals (tampering, replayed counters, foreign system titles). Runs on CPython and MicroPython.
 """
-from protocol import aes, security
-from protocol.security import Suite0, SecurityError, DecipherError, CounterError
+from protocol import aes, security_client as security
+from protocol.security_client import Suite0, SecurityError, DecipherError, CounterError
 
 H = bytes.fromhex
 EK = H("000102030405060708090A0B0C0D0E0F")

@@ -57,7 +57,7 @@ def test_class1_all_tests_token():
 def test_parse_iec_block():
     p = parse_block(0, 0x0B19EB230100C207)
     assert p.crc_ok
-    assert (p.subclass, p.rnd, p.tid, p.value, p.amount) == (0, 0xB, 0x19EB23, 0x100, 256)
+    assert (p.subclass, p.rnd, p.tid, p.value, sts.amount_of(p)) == (0, 0xB, 0x19EB23, 0x100, 256)
     bad = parse_block(0, 0x0B19EB230100C208)
     assert not bad.crc_ok
     # the class takes part in the CRC

@@ -6,8 +6,7 @@ MicroPython (heap 190k).
 """
 from meter.tokens import TokenAcceptor
 from protocol import sts
-from protocol.ea07 import Ea07, load_tables
-from protocol.misty1 import Misty1
+from protocol.sts import Ea07, Misty1, load_tables
 from protocol.sts import StsError, TokenFields, build_block
 
 

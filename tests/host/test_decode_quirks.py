@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from host_tools import decode as D
 from host_tools import decode_modbus as MB
 from host_tools.meterctl.cli import meterctl
-from protocol import hdlc, modbus_rtu
+from protocol import hdlc, modbus_client as modbus_rtu
 from protocol.crc import crc16_modbus
 from protocol.hdlc_client import encode_client_address, encode_server_address
 

@@ -76,12 +76,12 @@ def _state(m):
 
 
 def _dt(y, mo, d, hh=0, mi=0, ss=0):
-    from protocol import axdr
+    from protocol import axdr_client as axdr
     return axdr.Writer().octet_string(axdr.datetime_bytes(y, mo, d, hh, mi, ss, 0, 0, 0)).getvalue()
 
 
 def _w():
-    from protocol import axdr
+    from protocol import axdr_client as axdr
     return axdr.Writer()
 
 

@@ -175,7 +175,7 @@ def test_currency_subclass_refused_in_one_line(sub):
 
 def test_currency_token_decode_refused_in_one_line():
     from protocol import sts
-    from protocol.ea07 import Ea07
+    from protocol.sts import Ea07
     from host_tools import vend as V
     blk = sts.with_crc(0, (4 << 60) | (3 << 56) | (0x100 << 32) | (0x0100 << 16))
     tok = sts.join_token(0, Ea07(bytes.fromhex("0ABC12DEF3456789"), V.get_tables()).encrypt_block(blk))

@@ -15,7 +15,7 @@ from pymodbus.framer.rtu import FramerRTU
 from protocol import apdu_client as apdu
 from protocol import hdlc_client as hdlc
 from protocol import axdr_client as axdr
-from protocol import modbus_rtu, obis
+from protocol import modbus_client as modbus_rtu, obis
 from protocol.crc import crc16_modbus, crc16_x25
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from host_tools import decode
-from protocol import keywrap, security, security_client
-from protocol.gcm import Gcm
+from protocol import keywrap, security_client
+from protocol import security_client as security   # the device half, with the public constants
+from protocol.security_client import Gcm
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
