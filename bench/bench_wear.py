@@ -11,6 +11,15 @@ counters per block), for a number of simulated days of a profile:
   case (23 kW, 100 A at 230 V).
 - commands: 4 full records a day (top-ups, settings; each with its event) and 2 more events
   (power down / power up).
+- IS 15959 profiles (meter.profiles, on unless ``--no-profiles``): at the default periods a
+  block-load record (30 min: a 124-byte ring file rewritten in a directory of 16 such files,
+  meter.ring) after the journal record of that moment (Meter.persist when the state lags: the
+  cadence restarts from it, so at a steady load it replaces a record rather than adds one), the
+  demand/counter state file (100 bytes) for each new maximum demand (4 a day assumed), a daily
+  record at midnight.
+
+The loop runs the firmware's 10 Wh metering ticks (``--watts``: at 1000 W a block is a whole
+number of RP2040 records; at 1130 W it is not).
 
 Erase counts are per simulated day, scaled to a year and to 20 years, and divided over the
 littlefs blocks (littlefs levels wear dynamically; the bench prints the measured max/mean ratio
@@ -38,7 +47,7 @@ from boards.nor_flash import NorFlash
 from meter.store import Journal
 from meter.events import EventLog
 img = sys.argv[1]
-blocks, days, hot_per_day, full_per_day, ev_per_day, prog = [int(x) for x in sys.argv[2:8]]
+blocks, days, hot_per_day, full_per_day, ev_per_day, prog, prof, cadence = [int(x) for x in sys.argv[2:10]]
 nor = NorFlash(img, blocks)
 vfs.VfsLfs2.mkfs(nor, progsize=prog)
 vfs.mount(vfs.VfsLfs2(nor, mtime=False, progsize=prog), "/flash")
@@ -50,29 +59,59 @@ obj = {"acc": [0, 0, 0, 2, 2, 50000, 1767225600, 900000, 0, 0], "mode": 5, "cs":
        "tok": "544b01" + "00" * 200}
 j.save(obj, (0, 0, 0, 0, 1767225600))
 log.append(1767225600, 1, None)
+if prof:
+    from meter.ring import Ring
+    import os as _os
+    _os.mkdir("/flash/pr")
+    rb = Ring("/flash/pr/b", 16, 5, 337, 36)
+    rd = Ring("/flash/pr/d", 28, 3, 14, 20)
+    st = bytes(100)
+# the firmware's cadence in 10 Wh metering ticks (meter.app meter_tick): a record when ``cadence`` Wh
+# have accumulated since the last one; a block end (meter.profiles tick) first journals the state if
+# it lags (Meter.persist: the cadence restarts from there), then appends the block record
+ticks = hot_per_day * cadence // 10
+every_block = ticks // 48 if prof else 0
+every_demand = ticks // 4 if prof else 0      # a new maximum demand: ~4 a day
 e0, p0 = nor.erases, nor.progs
 t = 1767225600
-credit, wh = 10 ** 6, 0
+credit, wh, saved = 10 ** 6, 0, 0
 hot = full = evs = 0
 t0 = time.ticks_ms()
-every_full = hot_per_day // full_per_day if full_per_day else 0
-every_ev = hot_per_day // ev_per_day if ev_per_day else 0
+every_full = ticks // full_per_day if full_per_day else 0
+every_ev = ticks // ev_per_day if ev_per_day else 0
 for d in range(days):
-    for i in range(hot_per_day):
-        t += 86400 // hot_per_day
+    for i in range(ticks):
+        t += 86400 // ticks
+        if every_block and i % every_block == 0:
+            if wh != saved:
+                j.save(obj, (credit, 0, wh, wh, t))       # the journal first (Meter.persist)
+                saved = wh
+                hot += 1
+            rb.append(bytes(16), bytes(36))
+            evs += 1
         wh += 10
         credit -= 6
         if every_full and i % every_full == 0:
             obj["acc"][5] = obj["acc"][7] = hot + i     # a top-up changes the cold part
-            obj["pev"] = [log.next_seq, t, 10, 5000]
+            obj["pev"] = [log.last_seq + 1, t, 10, 5000]
             j.save(obj, (credit, 0, wh, wh, t))
             full += 1
-        else:
+            hot += 1
+            saved = wh
+        elif wh - saved >= cadence:
             j.save(obj, (credit, 0, wh, wh, t))
+            hot += 1
+            saved = wh
         if every_ev and i % every_ev == 0:
             log.append(t, 10, 5000)
             evs += 1
-    hot += hot_per_day
+        if every_demand and i % every_demand == 0:
+            with open("/flash/pr/st", "wb") as f:
+                f.write(st)
+            evs += 1
+    if prof:
+        rd.append(bytes(28), bytes(20))
+        evs += 1
 counts = [nor.erase_count(b) for b in range(blocks)]
 print(json.dumps({"erases": nor.erases - e0, "progs": nor.progs - p0, "records": hot, "full": full,
                   "events": evs, "max": max(counts), "mean": sum(counts) / blocks,
@@ -85,13 +124,13 @@ def micropython():
     return str(exe) if exe.exists() else "micropython"
 
 
-def simulate(blocks, days, hot_per_day, full_per_day=4, ev_per_day=6, progsize=32):
+def simulate(blocks, days, hot_per_day, full_per_day=4, ev_per_day=6, progsize=32, profiles=1, cadence=10):
     with tempfile.TemporaryDirectory(prefix="bench-wear-") as tmp:
         env = dict(os.environ)
         env["MICROPYPATH"] = os.pathsep.join([str(ROOT / "firmware"), str(ROOT), ".frozen"])
         p = subprocess.run([micropython(), "-X", "heapsize=2M", "-c", _DEVICE, os.path.join(tmp, "f.img"),
                             str(blocks), str(days), str(hot_per_day), str(full_per_day), str(ev_per_day),
-                            str(progsize)],
+                            str(progsize), str(profiles), str(cadence)],
                            capture_output=True, text=True, env=env, timeout=1800)
     if p.returncode:
         raise SystemExit("device simulation failed:\n" + p.stdout + p.stderr)
@@ -111,14 +150,19 @@ def main(argv=None):
     ap.add_argument("--sim-blocks", type=int, default=96,
                     help="blocks of the simulated filesystem (default 96); erases per day are "
                          "then spread over the board's blocks")
+    ap.add_argument("--no-profiles", action="store_true", help="leave out the IS 15959 profiles")
+    ap.add_argument("--watts", type=int, default=AVG_W,
+                    help="average load (default %d W; at 1000 W a 30-min block is a whole number of "
+                         "RP2040 records, at e.g. 1130 W it is not)" % AVG_W)
     a = ap.parse_args(argv)
     print("flash wear at the firmware's cadence: %d W average (%d kWh/day), 4 full records and 6 events "
-          "a day; %d simulated days per board; endurance %d cycles/block, %d years"
-          % (AVG_W, AVG_W * 24 // 1000, a.days, ENDURANCE, YEARS))
+          "a day%s; %d simulated days per board; endurance %d cycles/block, %d years"
+          % (a.watts, a.watts * 24 // 1000, "" if a.no_profiles else ", IS 15959 profiles at 30/15 min",
+             a.days, ENDURANCE, YEARS))
     worst_pct = {}
     for name, blocks, prog, wh in BOARDS:
-        per_day = AVG_W * 24 // wh
-        r = simulate(a.sim_blocks, a.days, per_day, progsize=prog)
+        per_day = a.watts * 24 // wh
+        r = simulate(a.sim_blocks, a.days, per_day, progsize=prog, profiles=0 if a.no_profiles else 1)
         erases_day = r["erases"] / a.days
         year = erases_day * 365 / blocks
         # littlefs moves a metadata pair after block_cycles (100) erases: a block can be up to
@@ -127,6 +171,7 @@ def main(argv=None):
         pct = 100.0 * life / ENDURANCE
         worst = (erases_day * (WORST_W * 24 // wh) / per_day * 365 / blocks) * YEARS + 100
         worst_pct[name] = pct
+        per_day = r["records"] // a.days
         print("  %-26s progsize %3d, 1 record/%2d Wh = %5d/day: %4.1f records/erase, %6.1f erases/block/year"
               " -> %5.0f in %d years = %5.2f%% of endurance  (simulation max/mean %d/%.1f; "
               "%d W non-stop: %.0f%%)" % (name, prog, wh, per_day, (r["records"] + r["events"]) / max(1, r["erases"]),

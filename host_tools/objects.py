@@ -31,6 +31,7 @@ import sys
 
 from host_tools import firmware_src
 from host_tools.eventcodes import event_names, events  # noqa: F401  (re-exported)
+from host_tools.is15959_objects import IS15959_OBJECTS
 
 __all__ = ["Obj", "Access", "OBJECTS", "ASSOCIATIONS", "SpecError", "by_obis", "by_name",
            "table_source", "markdown", "event_names", "events", "EVENT_LOGS"]
@@ -40,9 +41,9 @@ ASSOCIATIONS = (("public", 16), ("reader", 32), ("management", 1), ("utility set
 _SAPS = tuple(sap for _, sap in ASSOCIATIONS)
 
 # Blue Book units (table "Enumerated values for physical units") used by the meter's registers
-UNIT_NAMES = {27: "W", 30: "Wh", 33: "A", 35: "V"}
+UNIT_NAMES = {6: "min", 10: "currency", 27: "W", 30: "Wh", 33: "A", 35: "V", 255: "count"}
 # A-XDR types of register values (protocol.axdr tags)
-_VALUE_TAGS = {"long-unsigned": 18, "double-long-unsigned": 6}
+_VALUE_TAGS = {"long-unsigned": 18, "double-long-unsigned": 6, "octet-string": 9}
 
 Access = collections.namedtuple("Access", "read write call")
 Access.__doc__ = "Rights of one association on one object: frozensets of attribute/method numbers."
@@ -114,6 +115,12 @@ def _event_logs():
                          "coalesced)" % name)
 
 
+def _profiles():   # the IS 15959 profile rows (host_tools/is15959_objects.py: the data, one place)
+    for ob, ic, name, na, nm, arg, unit, sc, vt, what in IS15959_OBJECTS:
+        yield obj(ob, ic, int(ic == 7), name, na, nm, arg, (1,), call=(1,) if ic == 9 else (), unit=unit,
+                  scaler=sc, value_type=vt, served=what)
+
+
 # The object table, in object_list order. Amounts are paise (currency INR, scale -2).
 OBJECTS = (
     obj("0.0.40.0.0.255", 15, 1, "current association", 9, 4,
@@ -178,6 +185,7 @@ OBJECTS = (
         served="present with keys: last receive invocation counter accepted (the client uses +1)"),
     obj("0.0.43.1.3.255", 1, 0, "frame counter utility settings", 2, arg=12,
         served="the same counter (one global key set)"),
+    *_profiles(),
 )
 
 # Class versions where the Blue Book (gurux) and national companion standards disagree

@@ -58,6 +58,10 @@ class Meter:
         from meter import settings   # needed while booting and for a profile only (dropped)
         cfg = settings.config(board)
         g = cfg.get
+        prof = None
+        if g("profiles"):          # IS 15959 profiles: loaded (and their names interned) only if on
+            from meter.profiles import Profiles as prof   # before the heap fragments
+        self.profiles = None
         self.tz_minutes = int(g("tz_minutes", 330))
         ldn = g("logical_device_name") or g("serial", "PPM0000001")
         self.logical_device_name = ldn.encode() if isinstance(ldn, str) else bytes(ldn)
@@ -95,6 +99,9 @@ class Meter:
         self.journal = Journal(board.path("j/state"))
         self.event_log = Audit(board.path("ev"), int(cfg.get("event_segments", 10)))
         self._restore()
+        if prof:
+            self.profiles = prof(self, board.path("pr"), int(g("profile_period", 1800)),
+                                 int(g("demand_period", 900)), self._persisted_t)
         acse.setup(self, cfg)      # passwords, keys, counters, lock-out (meter.acse); no defaults
         settings.drop("meter.settings")
         if cfg_err is not None:
@@ -201,6 +208,8 @@ class Meter:
     def _log(self, epoch, code, detail):
         try:
             self.event_log.append(epoch, code, detail)
+            if self.profiles:
+                self.profiles.count(code)
         except (OSError, ValueError):
             pass  # the flash refuses: the event still goes out on the report line
 
@@ -277,6 +286,8 @@ class Meter:
         2106-02-07T06:28:15Z (``meter.store.TIME_MAX``); else journaled, set, logged: True."""
         if not _T_MIN <= epoch <= TIME_MAX:
             return False
+        if self.profiles:
+            self.profiles.clock_set(self.board.time(), epoch)
         self.persist((_EV_CLOCK_SET, "clock set", self.board.time()), epoch)
         return True
 
@@ -340,6 +351,8 @@ class Meter:
         m = self.metro
         now = self.board.time()
         a = self.account
+        if self.profiles:
+            self.profiles.tick(now)  # intervals that ended by now, before this cycle is charged
         if m is not None and m.fresh:
             wh = m.delta_wh      # 0 on the first reading and on a counter reset (meter.metering)
             self.module_wh = m.health.baseline_wh
@@ -352,6 +365,8 @@ class Meter:
                 a.rem = t.hot_rem()
                 while t.bills:
                     b = t.bills.pop(0)
+                    if self.profiles:
+                        self.profiles.bill(b)
                     self.event(_EV_BILL, "bill %d wh=%d energy=%d fixed=%d duty=%d" % b,
                                b[2] + b[3] + b[4])
             self._t_prev = now

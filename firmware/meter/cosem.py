@@ -165,6 +165,56 @@ _TABLE = (
     b"\x00\x00\x2b\x01\x01\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x0c"
     # 0.0.43.1.3.255 frame counter utility settings, IC 1 v0 arg 12: r 1-2
     b"\x00\x00\x2b\x01\x03\xff\x01\x00\x02\x06\x00\x00\x06\x00\x00\x00\x00\x00\x0c"
+    # 1.0.99.1.0.255 block load profile, IC 7 v1 arg 32: r 1-8 (public r 1)
+    b"\x01\x00\x63\x01\x00\xff\x07\x01\x08\x02\x00\x00\xfe\x01\x00\x00\x00\x02\x20"
+    # 1.0.99.2.0.255 daily load profile, IC 7 v1 arg 33: r 1-8 (public r 1)
+    b"\x01\x00\x63\x02\x00\xff\x07\x01\x08\x02\x00\x00\xfe\x01\x00\x00\x00\x02\x21"
+    # 1.0.98.1.0.255 billing profile, IC 7 v1 arg 34: r 1-8 (public r 1)
+    b"\x01\x00\x62\x01\x00\xff\x07\x01\x08\x02\x00\x00\xfe\x01\x00\x00\x00\x02\x22"
+    # 1.0.94.91.0.255 instantaneous profile, IC 7 v1 arg 35: r 1-8 (public r 1)
+    b"\x01\x00\x5e\x5b\x00\xff\x07\x01\x08\x02\x00\x00\xfe\x01\x00\x00\x00\x02\x23"
+    # 0.0.94.91.10.255 name plate, IC 7 v1 arg 36: r 1-8 (public r 1)
+    b"\x00\x00\x5e\x5b\x0a\xff\x07\x01\x08\x02\x00\x00\xfe\x01\x00\x00\x00\x02\x24"
+    # 1.0.94.91.3.255 instantaneous scaler profile, IC 7 v1 arg 40: r 1-8 (public r 1)
+    b"\x01\x00\x5e\x5b\x03\xff\x07\x01\x08\x02\x00\x00\xfe\x01\x00\x00\x00\x02\x28"
+    # 1.0.94.91.4.255 block load scaler profile, IC 7 v1 arg 41: r 1-8 (public r 1)
+    b"\x01\x00\x5e\x5b\x04\xff\x07\x01\x08\x02\x00\x00\xfe\x01\x00\x00\x00\x02\x29"
+    # 1.0.94.91.5.255 daily load scaler profile, IC 7 v1 arg 42: r 1-8 (public r 1)
+    b"\x01\x00\x5e\x5b\x05\xff\x07\x01\x08\x02\x00\x00\xfe\x01\x00\x00\x00\x02\x2a"
+    # 1.0.94.91.6.255 billing scaler profile, IC 7 v1 arg 43: r 1-8 (public r 1)
+    b"\x01\x00\x5e\x5b\x06\xff\x07\x01\x08\x02\x00\x00\xfe\x01\x00\x00\x00\x02\x2b"
+    # 1.0.1.6.0.255 maximum demand, IC 4 v0 arg 48: r 1-5 (public r 1)
+    b"\x01\x00\x01\x06\x00\xff\x04\x00\x05\x02\x00\x00\x3e\x00\x00\x00\x00\x01\x30"
+    # 1.0.1.6.1.255 maximum demand TZ1, IC 4 v0 arg 49: r 1-5 (public r 1)
+    b"\x01\x00\x01\x06\x01\xff\x04\x00\x05\x02\x00\x00\x3e\x00\x00\x00\x00\x01\x31"
+    # 1.0.1.6.2.255 maximum demand TZ2, IC 4 v0 arg 50: r 1-5 (public r 1)
+    b"\x01\x00\x01\x06\x02\xff\x04\x00\x05\x02\x00\x00\x3e\x00\x00\x00\x00\x01\x32"
+    # 1.0.1.6.3.255 maximum demand TZ3, IC 4 v0 arg 51: r 1-5 (public r 1)
+    b"\x01\x00\x01\x06\x03\xff\x04\x00\x05\x02\x00\x00\x3e\x00\x00\x00\x00\x01\x33"
+    # 1.0.1.6.4.255 maximum demand TZ4, IC 4 v0 arg 52: r 1-5 (public r 1)
+    b"\x01\x00\x01\x06\x04\xff\x04\x00\x05\x02\x00\x00\x3e\x00\x00\x00\x00\x01\x34"
+    # 0.0.0.1.0.255 billing count, IC 1 v0 arg 50: r 1-2 (public r 1)
+    b"\x00\x00\x00\x01\x00\xff\x01\x00\x02\x02\x00\x00\x06\x00\x00\x00\x00\x00\x32"
+    # 1.0.0.8.0.255 demand integration period, IC 1 v0 arg 51: r 1-2 (public r 1)
+    b"\x01\x00\x00\x08\x00\xff\x01\x00\x02\x02\x00\x00\x06\x00\x00\x00\x00\x00\x33"
+    # 1.0.0.8.4.255 profile capture period, IC 1 v0 arg 52: r 1-2 (public r 1)
+    b"\x01\x00\x00\x08\x04\xff\x01\x00\x02\x02\x00\x00\x06\x00\x00\x00\x00\x00\x34"
+    # 0.0.96.7.0.255 power failures, IC 1 v0 arg 53: r 1-2 (public r 1)
+    b"\x00\x00\x60\x07\x00\xff\x01\x00\x02\x02\x00\x00\x06\x00\x00\x00\x00\x00\x35"
+    # 0.0.94.91.0.255 tamper count, IC 1 v0 arg 54: r 1-2 (public r 1)
+    b"\x00\x00\x5e\x5b\x00\xff\x01\x00\x02\x02\x00\x00\x06\x00\x00\x00\x00\x00\x36"
+    # 0.0.96.2.0.255 programming count, IC 1 v0 arg 55: r 1-2 (public r 1)
+    b"\x00\x00\x60\x02\x00\xff\x01\x00\x02\x02\x00\x00\x06\x00\x00\x00\x00\x00\x37"
+    # 0.0.0.1.1.255 available billing periods, IC 1 v0 arg 56: r 1-2 (public r 1)
+    b"\x00\x00\x00\x01\x01\xff\x01\x00\x02\x02\x00\x00\x06\x00\x00\x00\x00\x00\x38"
+    # 0.0.10.0.1.255 MD reset script, IC 9 v0 arg 57: r 1-2; m 1 (public r 1)
+    b"\x00\x00\x0a\x00\x01\xff\x09\x00\x02\x02\x00\x00\x06\x00\x00\x00\x02\x01\x39"
+    # 0.0.0.1.2.255 billing date, IC 3 v0 arg 5: r 1-3 (public r 1)
+    b"\x00\x00\x00\x01\x02\xff\x03\x00\x03\x02\x00\x00\x0e\x00\x00\x00\x00\x01\x05"
+    # 0.0.94.91.14.255 power-on duration, IC 3 v0 arg 6: r 1-3 (public r 1)
+    b"\x00\x00\x5e\x5b\x0e\xff\x03\x00\x03\x02\x00\x00\x0e\x00\x00\x00\x00\x01\x06"
+    # 0.0.94.91.8.255 power-off duration, IC 3 v0 arg 7: r 1-3 (public r 1)
+    b"\x00\x00\x5e\x5b\x08\xff\x03\x00\x03\x02\x00\x00\x0e\x00\x00\x00\x00\x01\x07"
 )
 # --- END generated
 
@@ -197,6 +247,8 @@ def _present(meter, o):
         return hasattr(meter, "apply_profile_bytes")
     if ic == 64 or (ic == 1 and arg == 12):
         return getattr(meter, "security", None) is not None   # no keys: no security objects
+    if arg >= 32 or (ic == 3 and arg >= 5):      # IS 15959 profiles (meter.cosem_prof)
+        return getattr(meter, "profiles", None) is not None
     if ic == 7 or (ic == 1 and arg >= 16):        # event logs by category (meter.cosem_log)
         return L.view(meter, arg & 7) is not None
     return True
@@ -247,6 +299,11 @@ def get(meter, ctx, item, w):
         if ic == 15 and attr == 2:
             return _object_list(meter, ctx.role)
         arg = _TABLE[o + _ARG]
+        if arg >= 32 or (ic == 3 and arg >= 5 and attr == 2):
+            from meter import cosem_prof as P         # loaded only with the profiles on
+            if ic == 7:
+                return P.buffer(meter, arg, sel, par) if attr == 2 else P.read(meter, arg, attr, w)
+            return P.value(meter, ic, arg, attr, w)
         if ic == 7:
             return L.buffer(meter, arg, sel, par) if attr == 2 else L.read(meter, arg, attr, w)
         if ic == 1 and arg >= 16:
@@ -363,6 +420,9 @@ def act(meter, ctx, item):
             return (_OK if ok else _TEMP_FAIL), None
         if ic == 64:
             return meter.security.method(m, tagged), None
+        if ic == 9:                                   # MD reset script (meter.cosem_prof)
+            from meter import cosem_prof as P
+            return P.act(meter, tagged), None
         if ic == 112:
             if _TABLE[o + _ARG] == 0:
                 # token credit: 1 update_amount(double-long paise) adds credit

@@ -106,20 +106,37 @@ def buffer(meter, x, sel, par):
         return _by_range(meter, log, x, v)
     if sel != 2:
         return _OTHER
+    r = entry_args(v, log.count(), len(cols))
+    if isinstance(r, int):
+        return r
+    a, b, c0, c1 = r
+    cnt = b - a + 1 if a <= b else 0
+    return _entries(meter, cnt, log.entries(a, b) if cnt else (), tuple(range(c0 - 1, c1)))
+
+
+def entry_args(v, n, ncols):
+    """An entry_descriptor (decoded structure ``v``) over ``n`` entries of ``ncols`` columns ->
+    (first, last entry, first, last column), 1-based and clipped; or a data-access-result."""
     a, b, c0, c1 = V.int_arg(v[0]), V.int_arg(v[1]), V.int_arg(v[2]), V.int_arg(v[3])
     if a is None or b is None or c0 is None or c1 is None:
         return _TYPE_UNMATCHED
-    n = log.count()
-    if a < 1:
-        a = 1
-    if b == 0 or b > n:
-        b = n
+    b = n if b == 0 or b > n else b
     c0 = 1 if c0 < 1 else c0
-    c1 = len(cols) if c1 == 0 or c1 > len(cols) else c1
-    if c0 > c1:
-        return _OTHER
-    cnt = b - a + 1 if a <= b else 0
-    return _entries(meter, cnt, log.entries(a, b) if cnt else (), tuple(range(c0 - 1, c1)))
+    c1 = ncols if c1 == 0 or c1 > ncols else c1
+    return (1 if a < 1 else a, b, c0, c1) if c0 <= c1 else _OTHER
+
+
+def time_args(meter, v):
+    """(from, to) epoch seconds of a range_descriptor (decoded ``v``): date-time or epoch
+    values; None if either is neither."""
+    t = [None, None]          # from_value, to_value: date-time or epoch seconds
+    for i in (0, 1):
+        tag, y = v[i + 1]
+        if tag == _T_OCTET_STRING or tag == _T_DATE_TIME:
+            t[i] = V.parse_time(meter, y)
+        elif tag in (_T_DOUBLE_LONG_UNSIGNED, _T_DOUBLE_LONG):
+            t[i] = y
+    return None if t[0] is None or t[1] is None else t
 
 
 def _by_range(meter, log, x, v):
@@ -128,16 +145,10 @@ def _by_range(meter, log, x, v):
     if (v[0][0] != _T_STRUCTURE or len(ro) < 3 or ro[0][1] != 8 or ro[1][1] != V.ln(_LN_CLOCK)
             or ro[2][1] != 2):
         return _OTHER
-    t = [None, None]          # from_value, to_value: date-time or epoch seconds
-    for i in (0, 1):
-        tag, y = v[i + 1]
-        if tag == _T_OCTET_STRING or tag == _T_DATE_TIME:
-            t[i] = V.parse_time(meter, y)
-        elif tag in (_T_DOUBLE_LONG_UNSIGNED, _T_DOUBLE_LONG):
-            t[i] = y
-    t0, t1 = t
-    if t0 is None or t1 is None:
+    t = time_args(meter, v)
+    if t is None:
         return _TYPE_UNMATCHED
+    t0, t1 = t
     # selected_values (capture object definitions) -> columns; none: all
     cols = []
     for tag, y in v[3][1]:

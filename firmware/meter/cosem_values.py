@@ -41,7 +41,10 @@ _EM_IN_USE = const(3)          # credit_status "in use"
 #   2 1.0.32.7.0.255 voltage: 10^-1 V, long-unsigned
 #   3 1.0.31.7.0.255 current: 10^-3 A, double-long-unsigned
 #   4 1.0.1.7.0.255 active power: 10^-1 W, double-long-unsigned
-_REGS = b"\x00\x1e\x06\x00\x1e\x06\xff\x23\x12\xfd\x21\x06\xff\x1b\x06"
+#   5 0.0.0.1.2.255 billing date: 10^0 count, octet-string
+#   6 0.0.94.91.14.255 power-on duration: 10^0 min, double-long-unsigned
+#   7 0.0.94.91.8.255 power-off duration: 10^0 min, double-long-unsigned
+_REGS = b"\x00\x1e\x06\x00\x1e\x06\xff\x23\x12\xfd\x21\x06\xff\x1b\x06\x00\xff\x09\x00\x06\x06\x00\x06\x06"
 # --- END generated
 
 _NO_DATE = b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00\xff"  # date-time not specified

@@ -86,6 +86,7 @@ _EV_COVER_OPEN = const(60)            # cover opened (tamper)
 _EV_COVER_CLOSED = const(61)          # cover closed
 _EV_METERING_RESET = const(62)        # tamper: metering module counter went backwards [new counter Wh]
 _EV_BILL = const(64)                  # billing month closed [energy + fixed + duty paise]
+_EV_MD_RESET = const(65)              # maximum demand reset: billing entry captured [billing count]
 _EV_METERING_FAULT = const(70)        # metering module fault [failed polls]
 _EV_METERING_RECOVERED = const(71)    # metering module recovered [Wh counted during the fault]
 _EV_DLMS_ERROR = const(90)            # DLMS error

@@ -8,8 +8,8 @@ import sys
 
 import click
 
-from host_tools.meterctl import attr, config, credit, dlms, emulate, events, flash, keys, read, \
-    relay, token, topup, vend
+from host_tools.meterctl import attr, config, credit, dlms, emulate, events, flash, keys, profile, \
+    read, relay, token, topup, vend
 from host_tools.meterctl.common import CONTEXT
 
 
@@ -39,7 +39,7 @@ def meterctl():
 COMMANDS = (
     read.read, credit.credit, relay.relay, attr.get, attr.set_cmd, attr.action, emulate.emulate,
     vend.vend, token.token, topup.topup, dlms.objects, events.events, dlms.decode, config.config,
-    flash.flash, flash.provision, keys.keys,
+    flash.flash, flash.provision, keys.keys, profile.profile, profile.bill,
 )
 for _cmd in COMMANDS:
     meterctl.add_command(_cmd)

@@ -106,7 +106,8 @@ def test_event_names_come_from_events_py():
 def test_no_two_objects_of_a_class_share_the_device_argument():
     """The device picks an object's value by (IC, argument): two rows with the same pair would
     serve one object's value under the other's OBIS (IC 1 arguments 16.. are the event-log
-    categories' event code and counter objects, read by meter.cosem_log)."""
+    categories' event code and counter objects, read by meter.cosem_log; 32.. the IS 15959 profile
+    objects, read by meter.cosem_prof)."""
     from host_tools import objects
     seen = {}
     for o in objects.OBJECTS:
@@ -115,6 +116,10 @@ def test_no_two_objects_of_a_class_share_the_device_argument():
             assert key not in seen or o.obis.startswith("0.0.43.1."), \
                 "%s and %s share IC %d argument %d" % (seen.get(key), o.obis, o.ic, o.arg)
             seen.setdefault(key, o.obis)
+    from host_tools.is15959_objects import IS15959_OBJECTS
+    profiles = {r[0] for r in IS15959_OBJECTS}
     for o in objects.OBJECTS:
-        if o.ic == 1 and o.arg >= 16:
+        if o.ic == 1 and 16 <= o.arg < 32:
             assert o.obis.startswith(("0.0.96.11.", "0.0.96.15.")), o.obis
+        if o.arg >= 32:                 # IS 15959 profile rows (meter.cosem_prof)
+            assert o.obis in profiles, o.obis

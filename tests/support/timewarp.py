@@ -52,8 +52,26 @@ def _bills(rig):
     return out
 
 
-def run(rig, hours, trace, seed=2026, credit=50000, log=print):
-    """Drive ``rig`` for ``hours`` hours from START; returns a summary dict."""
+def _entry(ref, t, wh, import_wh):
+    tar = ref.tariff
+    e, f, d = tar.energy_paise(), tar.fixed, tar.duty_paise()
+    dt = datetime.datetime.fromtimestamp(t, IST)
+    minute = dt.hour * 60 + dt.minute
+    zone = next((i + 1 for i, (s, e_, _) in enumerate(UPPCL["tariff"]["tod"]) if s <= minute < e_), 0)
+    return {"t": t, "wh": wh, "import": import_wh, "k": e + f + d, "energy": e, "fixed": f, "duty": d,
+            "credit": ref.credit, "topups": sum(a for _, a, _ in ref.topups), "zone": zone, "up": False}
+
+
+def run(rig, hours, trace, seed=2026, credit=50000, log=print, cut_every_h=0, ledger=None):
+    """Drive ``rig`` for ``hours`` hours from START; returns a summary dict.
+
+    ``cut_every_h``: every that many hours (skipping hours that end at local midnight) the
+    supply is cut after the clock moved on, and comes back ``1 + k % 5`` hours later (k the cut's
+    number), with no consumption meanwhile; ``ledger``: a list that gets, per hour and per
+    power-up, a dict: ``t`` (epoch s), ``wh`` charged at t, then the reference's cumulative
+    ``import`` Wh, ``k`` paise taken (energy + fixed + duty), ``energy``/``fixed``/``duty``,
+    ``credit``, ``topups`` (paise so far), ``zone`` (TOD window index + 1 at t, 0 outside),
+    ``up`` (True for a power-up at t)."""
     rng = random.Random(seed)
     ref = RefMeter(UPPCL, credit, START)
     ref.evaluate(START)
@@ -64,7 +82,7 @@ def run(rig, hours, trace, seed=2026, credit=50000, log=print):
     due_topup = None
     last_recharge = credit
     t = START
-    wh_prev = rig.pzem.energy_wh
+    wh_prev = wh0 = rig.pzem.energy_wh
     t_wall = time.monotonic()
     month_walls = []
     month_mark = (t_wall, datetime.datetime.fromtimestamp(t, IST).month)
@@ -98,6 +116,8 @@ def run(rig, hours, trace, seed=2026, credit=50000, log=print):
         wh = rig.pzem.energy_wh
         m = rig.wait_meter(lambda m: m.wh == wh, timeout=10)
         ref.consume(t, t, wh - wh_prev)
+        if ledger is not None:
+            ledger.append(_entry(ref, t, wh - wh_prev, wh - wh0))
         wh_prev = wh
         ref.evaluate(t)
         # -- phase 2: the clock moves on
@@ -109,6 +129,18 @@ def run(rig, hours, trace, seed=2026, credit=50000, log=print):
         worst = max(worst, abs(m.credit - ref.credit))
         assert m.credit == ref.credit, "credit at %s: meter %d, reference %s" % (
             datetime.datetime.fromtimestamp(t, IST), m.credit, ref.credit)
+        if cut_every_h and h % cut_every_h == cut_every_h - 1 and (t + 19800) % 86400:
+            rig.power_cut()
+            off = 1 + (h // cut_every_h) % 5
+            for _ in range(off):           # the meter is off: no consumption, the RTC runs on
+                t += 3600
+                rig.set_clock(t)
+            rig.power_on()
+            m = rig.wait_meter(lambda m: m.epoch == t, timeout=30)
+            ref.clock(t)
+            ref.evaluate(t)
+            if ledger is not None:
+                ledger.append(dict(_entry(ref, t, 0, rig.pzem.energy_wh - wh0), up=True))
         mon = datetime.datetime.fromtimestamp(t, IST)
         if mon.month != month_mark[1]:                 # billing date (day 1, 00:00)
             now = time.monotonic()
@@ -129,6 +161,6 @@ def run(rig, hours, trace, seed=2026, credit=50000, log=print):
         assert ref.cal.allowed(e), "relay opened at a protected moment %s" % e
     return {"hours": hours, "wall_s": time.monotonic() - t_wall, "month_walls": month_walls,
             "worst_paise": worst, "checks": checks, "topups": topups, "bills": got,
-            "relay_log": ref.relay_log, "wh": rig.pzem.energy_wh}
+            "relay_log": ref.relay_log, "wh": rig.pzem.energy_wh, "ref": ref}
 
 

@@ -1,0 +1,344 @@
+"""The IS 15959 profiles served over DLMS (``meter.profiles`` holds them), for ``meter.cosem``.
+
+Rows (``_ARG`` of ``meter.cosem``'s table, generated from host_tools/objects.py):
+
+- IC 7, arg 32 block load 1.0.99.1.0.255, 33 daily 1.0.99.2.0.255, 34 billing 1.0.98.1.0.255,
+  35 instantaneous 1.0.94.91.0.255 (one entry, captured on read), 36 name plate
+  0.0.94.91.10.255; scaler profiles 40 instantaneous 1.0.94.91.3.255, 41 block .4, 42 daily .5,
+  43 billing .6 (no event scaler profile .7: the event logs capture no register). A scaler
+  profile's one entry holds {scaler, unit} (IC 3/4 attribute 3) of each register column of its
+  profile, in column order; the clock and IC 1 columns have none (is15959-profiles.md §1).
+- IC 4 (arg 48 + z) maximum demand 1.0.1.6.z.255 of the running cycle, z 0 total, 1..4 TZ1..4:
+  2 value W, 3 scaler_unit, 4 status, 5 capture_time (end of its demand period).
+- IC 1 arg 50 billing count 0.0.0.1.0.255, 51 demand integration period 1.0.0.8.0.255, 52
+  profile capture period 1.0.0.8.4.255 (long-unsigned s), 53 power failures 0.0.96.7.0.255,
+  54 tamper count 0.0.94.91.0.255, 55 programming count 0.0.96.2.0.255, 56 available billing
+  periods 0.0.0.1.1.255.
+- IC 3 attribute 2 of arg 5 billing date 0.0.0.1.2.255 (date-time of the last billing entry),
+  6 cumulative power-on 0.0.94.91.14.255 and 7 power-off duration 0.0.94.91.8.255 (min).
+
+The billing buffer ends with the running cycle (IS 15959 [R3]: the entry after the closed ones),
+so entries_in_use = closed cycles + 1. Selective access: 1 range_descriptor on the clock column
+(the billing date for billing), 2 entry_descriptor (Blue Book IC 7 §4.3.6); columns by
+selected_values or by column range.
+
+Column rows (12 bytes): class, logical name, attribute, scaler, unit, kind (0 date-time, 1
+double-long-unsigned, 2 long-unsigned, 3 unsigned, 4 double-long, 5 zero, 6 octet-string of a
+name-plate field), index into the entry's values.
+"""
+import struct
+
+from protocol import axdr
+from meter import cosem_values as V
+from meter import cosem_log as L
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_OK = const(0)                 # data-access-results (IEC 62056-5-3 §8)
+_TYPE_UNMATCHED = const(12)
+_OTHER = const(250)
+_T_STRUCTURE = const(2)        # A-XDR tags (protocol.axdr)
+_COL = const(12)
+_EV_MD_RESET = const(65)       # meter.events: maximum demand reset [billing count]
+
+# column rows of the block load, daily, billing, instantaneous and name-plate profiles in one
+# literal (one interned name) after 6 bytes: profile a's rows are rows _TABLE[a] .. _TABLE[a + 1]
+_TABLE = (
+    b"\x00\x07\x0f\x23\x32\x39"
+    b"\x08\x00\x00\x01\x00\x00\xff\x02\x00\xff\x00\x00"  # 0.0.1.0.0.255 clock a2
+    b"\x03\x01\x00\x01\x1d\x00\xff\x02\x00\x1e\x01\x01"  # 1.0.1.29.0.255 block energy import Wh a2
+    b"\x03\x01\x00\x02\x1d\x00\xff\x02\x00\x1e\x05\x00"  # 1.0.2.29.0.255 block energy export Wh (import-only meter: 0) a2
+    b"\x03\x01\x00\x0c\x1b\x00\xff\x02\xff\x23\x02\x02"  # 1.0.12.27.0.255 average voltage 0.1 V a2
+    b"\x03\x01\x00\x0b\x1b\x00\xff\x02\xfe\x21\x02\x03"  # 1.0.11.27.0.255 average current 0.01 A a2
+    b"\x01\x00\x00\x60\x0a\x01\xff\x02\x00\xff\x03\x05"  # 0.0.96.10.1.255 status a2
+    b"\x03\x00\x80\x5e\x60\x01\xff\x02\xfe\x0a\x04\x04"  # 0.128.94.96.1.255 block charge paise a2
+    b"\x08\x00\x00\x01\x00\x00\xff\x02\x00\xff\x00\x00"  # 0.0.1.0.0.255 clock a2
+    b"\x03\x01\x00\x01\x08\x00\xff\x02\x00\x1e\x01\x01"  # 1.0.1.8.0.255 energy import Wh a2
+    b"\x03\x01\x00\x02\x08\x00\xff\x02\x00\x1e\x05\x00"  # 1.0.2.8.0.255 energy export Wh a2
+    b"\x01\x00\x00\x5e\x60\x18\xff\x02\x00\xff\x04\x02"  # 0.0.94.96.24.255 balance paise a2
+    b"\x03\x00\x80\x5e\x60\x02\xff\x02\xfe\x0a\x04\x03"  # 0.128.94.96.2.255 day energy charge a2
+    b"\x03\x00\x80\x5e\x60\x03\xff\x02\xfe\x0a\x04\x04"  # 0.128.94.96.3.255 day fixed charge a2
+    b"\x03\x00\x80\x5e\x60\x04\xff\x02\xfe\x0a\x04\x05"  # 0.128.94.96.4.255 day duty a2
+    b"\x03\x00\x80\x5e\x60\x05\xff\x02\xfe\x0a\x01\x06"  # 0.128.94.96.5.255 day top-ups a2
+    b"\x03\x00\x00\x00\x01\x02\xff\x02\x00\xff\x00\x00"  # 0.0.0.1.2.255 billing date a2
+    b"\x03\x01\x00\x01\x08\x00\xff\x02\x00\x1e\x01\x01"  # 1.0.1.8.0.255 energy import Wh a2
+    b"\x03\x01\x00\x01\x08\x01\xff\x02\x00\x1e\x01\x02"  # 1.0.1.8.1.255 TZ1 a2
+    b"\x03\x01\x00\x01\x08\x02\xff\x02\x00\x1e\x01\x03"  # 1.0.1.8.2.255 TZ2 a2
+    b"\x03\x01\x00\x01\x08\x03\xff\x02\x00\x1e\x01\x04"  # 1.0.1.8.3.255 TZ3 a2
+    b"\x03\x01\x00\x01\x08\x04\xff\x02\x00\x1e\x01\x05"  # 1.0.1.8.4.255 TZ4 a2
+    b"\x04\x01\x00\x01\x06\x00\xff\x02\x00\x1b\x01\x06"  # 1.0.1.6.0.255 MD W a2
+    b"\x04\x01\x00\x01\x06\x00\xff\x05\x00\xff\x00\x07"  # 1.0.1.6.0.255 MD time a5
+    b"\x04\x01\x00\x01\x06\x01\xff\x02\x00\x1b\x01\x08"  # 1.0.1.6.1.255 MD TZ1 a2
+    b"\x04\x01\x00\x01\x06\x01\xff\x05\x00\xff\x00\x09"  # 1.0.1.6.1.255 time a5
+    b"\x04\x01\x00\x01\x06\x02\xff\x02\x00\x1b\x01\x0a"  # 1.0.1.6.2.255 MD TZ2 a2
+    b"\x04\x01\x00\x01\x06\x02\xff\x05\x00\xff\x00\x0b"  # 1.0.1.6.2.255 time a5
+    b"\x04\x01\x00\x01\x06\x03\xff\x02\x00\x1b\x01\x0c"  # 1.0.1.6.3.255 MD TZ3 a2
+    b"\x04\x01\x00\x01\x06\x03\xff\x05\x00\xff\x00\x0d"  # 1.0.1.6.3.255 time a5
+    b"\x04\x01\x00\x01\x06\x04\xff\x02\x00\x1b\x01\x0e"  # 1.0.1.6.4.255 MD TZ4 a2
+    b"\x04\x01\x00\x01\x06\x04\xff\x05\x00\xff\x00\x0f"  # 1.0.1.6.4.255 time a5
+    b"\x03\x00\x80\x5e\x60\x06\xff\x02\xfe\x0a\x04\x10"  # 0.128.94.96.6.255 cycle energy charge a2
+    b"\x03\x00\x80\x5e\x60\x07\xff\x02\xfe\x0a\x04\x11"  # 0.128.94.96.7.255 cycle fixed charge a2
+    b"\x03\x00\x80\x5e\x60\x08\xff\x02\xfe\x0a\x04\x12"  # 0.128.94.96.8.255 cycle duty a2
+    b"\x03\x00\x00\x5e\x5b\x0d\xff\x02\x00\x06\x01\x13"  # 0.0.94.91.13.255 cycle power-on minutes a2
+    b"\x08\x00\x00\x01\x00\x00\xff\x02\x00\xff\x00\x00"  # 0.0.1.0.0.255 clock a2
+    b"\x03\x01\x00\x20\x07\x00\xff\x02\xff\x23\x02\x01"  # 1.0.32.7.0.255 voltage a2
+    b"\x03\x01\x00\x1f\x07\x00\xff\x02\xfd\x21\x01\x02"  # 1.0.31.7.0.255 current mA a2
+    b"\x03\x01\x00\x01\x07\x00\xff\x02\xff\x1b\x01\x03"  # 1.0.1.7.0.255 power 0.1 W a2
+    b"\x03\x01\x00\x01\x08\x00\xff\x02\x00\x1e\x01\x04"  # 1.0.1.8.0.255 import Wh a2
+    b"\x03\x01\x00\x02\x08\x00\xff\x02\x00\x1e\x05\x00"  # 1.0.2.8.0.255 export Wh a2
+    b"\x04\x01\x00\x01\x06\x00\xff\x02\x00\x1b\x01\x05"  # 1.0.1.6.0.255 MD a2
+    b"\x04\x01\x00\x01\x06\x00\xff\x05\x00\xff\x00\x06"  # 1.0.1.6.0.255 MD time a5
+    b"\x03\x00\x00\x5e\x5b\x0e\xff\x02\x00\x06\x01\x07"  # 0.0.94.91.14.255 power-on min a2
+    b"\x01\x00\x00\x60\x07\x00\xff\x02\x00\xff\x01\x08"  # 0.0.96.7.0.255 power failures a2
+    b"\x03\x00\x00\x5e\x5b\x08\xff\x02\x00\x06\x01\x09"  # 0.0.94.91.8.255 power-off min a2
+    b"\x01\x00\x00\x5e\x5b\x00\xff\x02\x00\xff\x01\x0a"  # 0.0.94.91.0.255 tamper count a2
+    b"\x01\x00\x00\x00\x01\x00\xff\x02\x00\xff\x01\x0b"  # 0.0.0.1.0.255 billing count a2
+    b"\x01\x00\x00\x60\x02\x00\xff\x02\x00\xff\x01\x0c"  # 0.0.96.2.0.255 programming count a2
+    b"\x01\x00\x00\x5e\x60\x18\xff\x02\x00\xff\x04\x0d"  # 0.0.94.96.24.255 balance paise a2
+    b"\x01\x00\x00\x60\x01\x00\xff\x02\x00\xff\x06\x00"  # 0.0.96.1.0.255 serial a2
+    b"\x01\x00\x00\x60\x01\x01\xff\x02\x00\xff\x06\x01"  # 0.0.96.1.1.255 manufacturer a2
+    b"\x01\x01\x00\x00\x02\x00\xff\x02\x00\xff\x06\x02"  # 1.0.0.2.0.255 firmware a2
+    b"\x01\x00\x00\x5e\x5b\x09\xff\x02\x00\xff\x03\x03"  # 0.0.94.91.9.255 meter type a2
+    b"\x01\x00\x00\x5e\x5b\x0b\xff\x02\x00\xff\x06\x04"  # 0.0.94.91.11.255 category a2
+    b"\x01\x00\x00\x5e\x5b\x0c\xff\x02\x00\xff\x06\x05"  # 0.0.94.91.12.255 current rating a2
+    b"\x01\x00\x00\x60\x01\x04\xff\x02\x00\xff\x06\x06"  # 0.0.96.1.4.255 year of manufacture a2
+)
+
+
+def _cols(arg):
+    a = arg - 40 if arg >= 40 else arg - 32
+    if arg >= 40:
+        a = (3, 0, 1, 2)[a]
+    return _TABLE[6 + _TABLE[a] * _COL:6 + _TABLE[a + 1] * _COL]
+
+
+def _fields(cols, x=0):
+    """The 12-byte column rows of a column table (one bytes literal); x: only the register
+    columns (IC 3/4 attribute 2: they have a scaler_unit)."""
+    for o in range(0, len(cols), _COL):
+        c = cols[o:o + _COL]
+        if not x or (c[0] != 1 and c[0] != 8 and c[7] == 2):
+            yield c
+
+
+def view(meter, arg):
+    p = meter.profiles
+    return (p.block, p.daily, p.billing)[arg - 32] if arg < 35 else None
+
+
+def _count(meter, arg):
+    r = view(meter, arg)
+    if r is None:
+        return 1
+    return r.count() + (1 if arg == 34 else 0)
+
+
+def data(meter, arg, raw):
+    """The entry's values: a ring record (memoryview) unpacked, or the live entry."""
+    if arg < 35:
+        return struct.unpack((">IHHHiBx", ">IIiiiiI", ">II4I10I3iI")[arg - 32], bytes(raw))   # profiles
+    if arg == 36:
+        return raw
+    p = meter.profiles
+    a = meter.account
+    mo = meter.metro
+    c = p.c
+    md = p.md
+    v = (0, 0, 0) if mo is None or mo.voltage_dv is None else (mo.voltage_dv, mo.current_ma or 0,
+                                                                 mo.power_dw or 0)
+    return (meter.board.time(), v[0], v[1], v[2], a.import_wh, md[0], md[1], c[2] // 60, c[0],
+            c[1] // 60, c[3], c[5], c[4], a.credit)
+
+
+def _by_range(meter, arg, a, b):
+    """Values of entries a..b (1-based, b clipped to the count)."""
+    r = view(meter, arg)
+    n = r.count() if r is not None else 0
+    if r is not None:
+        for raw in r.records(a, b if b <= n else n):
+            yield data(meter, arg, raw)
+    if r is None or (arg == 34 and a <= n + 1 <= b):
+        if arg == 34:
+            yield meter.profiles.state()
+        elif arg == 36:                        # name plate
+            from meter import settings
+            g = (settings.config(meter.board).get("name_plate") or {}).get
+            yield (meter.logical_device_name, g("manufacturer", ""), getattr(meter, "FIRMWARE_ID", b""),
+                   g("meter_type", 6), g("category", ""), g("current_rating", ""), g("year", ""))
+        else:
+            yield data(meter, arg, None)
+
+
+def read(meter, arg, attr, w):
+    """IC 7 attributes 3..8."""
+    cols = _cols(arg)
+    if attr == 3:
+        if arg >= 40:                          # scaler profile: attribute 3 of each register
+            w.array(len(list(_fields(cols, 1))))
+            for c in _fields(cols, 1):
+                w.structure(4).long_unsigned(c[0]).octet_string(c[1:7]).integer(3).long_unsigned(0)
+            return _OK
+        w.array(len(cols) // _COL)
+        for c in _fields(cols):
+            w.structure(4).long_unsigned(c[0]).octet_string(c[1:7]).integer(c[7]).long_unsigned(0)
+    elif attr == 4:
+        w.double_long_unsigned((meter.profiles.period, 86400)[arg - 32] if arg in (32, 33) else 0)
+    elif attr == 5:
+        w.enum(1)                              # fifo
+    elif attr == 6:
+        w.structure(4).long_unsigned(0).octet_string(b"\x00" * 6).integer(0).long_unsigned(0)
+    elif attr == 7:
+        w.double_long_unsigned(_count(meter, arg) if arg < 40 else (1 if cols else 0))
+    else:
+        r = view(meter, arg) if arg < 40 else None
+        w.double_long_unsigned(1 if r is None else r.capacity + (1 if arg == 34 else 0))
+    return _OK
+
+
+def _write(meter, w, c, v):
+    k, x = c[10], v[c[11]]
+    if k == 0:
+        V.put_time(meter, x, w)
+    elif k == 1:
+        w.double_long_unsigned(x)
+    elif k == 2:
+        w.long_unsigned(x)
+    elif k == 3:
+        w.unsigned(x)
+    elif k == 4:
+        w.double_long(x)
+    elif k == 5:
+        w.double_long_unsigned(0)
+    else:
+        w.octet_string(x.encode() if isinstance(x, str) else bytes(x))
+
+
+def buffer(meter, arg, sel, par):
+    """Attribute 2: a generator of chunks or a data-access-result."""
+    cols = _cols(arg)
+    if arg >= 40:
+        return _scalers(cols)
+    n = _count(meter, arg)
+    if sel is None:
+        return _entries(meter, arg, 1, n, None, cols, range(len(cols) // _COL))
+    try:
+        tag, v = axdr.decode(par, 0)[0]
+    except axdr.AxdrError:
+        return _TYPE_UNMATCHED
+    if tag != _T_STRUCTURE or len(v) != 4:
+        return _TYPE_UNMATCHED
+    if sel == 2:
+        r = L.entry_args(v, n, len(cols) // _COL)
+        if isinstance(r, int):
+            return r
+        return _entries(meter, arg, r[0], r[1], None, cols, range(r[2] - 1, r[3]))
+    if sel != 1:
+        return _OTHER
+    ro = v[0][1]
+    if v[0][0] != _T_STRUCTURE or len(ro) < 3 or bytes(ro[1][1]) not in (cols[1:7], V.ln(0)):
+        return _OTHER
+    t = L.time_args(meter, v)
+    if t is None:
+        return _TYPE_UNMATCHED
+    sel_cols = []
+    for tag, y in v[3][1]:
+        j = -1
+        i = 0
+        for c in _fields(cols):
+            if (tag == _T_STRUCTURE and len(y) >= 3 and y[0][1] == c[0] and bytes(y[1][1]) == c[1:7]
+                    and y[2][1] == c[7]):
+                j = i
+            i += 1
+        if j < 0:
+            return _OTHER
+        sel_cols.append(j)
+    return _entries(meter, arg, 1, n, t, cols, sel_cols or range(len(cols) // _COL))
+
+
+def _scalers(cols):
+    """The scaler profile's buffer: one entry {scaler, unit} per register column (none: empty)."""
+    w = axdr.Writer()
+    k = len(list(_fields(cols, 1)))
+    if not k:
+        w.array(0)
+        yield bytes(w.buf)
+        return
+    w.array(1).structure(k)
+    for c in _fields(cols, 1):
+        s = c[8]
+        w.structure(2).integer(s - 256 if s > 127 else s).enum(c[9])
+    yield bytes(w.buf)
+
+
+def _entries(meter, arg, a, b, t, cols, sel):
+    """Entries a..b (all of them if ``t``, then only those whose clock is in [t0, t1])."""
+    cnt = b - a + 1 if a <= b else 0
+    if t is not None:
+        cnt = 0
+        for v in _by_range(meter, arg, a, b):
+            if t[0] <= v[0] <= t[1]:
+                cnt += 1
+    w = axdr.Writer()
+    w.array(cnt)
+    yield bytes(w.buf)
+    i = 0
+    for v in _by_range(meter, arg, a, b):
+        if i == cnt:
+            break
+        if t is not None and not t[0] <= v[0] <= t[1]:
+            continue
+        i += 1
+        w.reset()
+        w.structure(len(sel))
+        for j in sel:
+            _write(meter, w, cols[j * _COL:j * _COL + _COL], v)
+        yield bytes(w.buf)
+    if i != cnt:
+        raise RuntimeError("profile changed")     # the ring moved on while read: GET aborted
+
+
+def act(meter, tagged):
+    """IC 9 MD reset script, method 1 execute(script 1): a billing entry of the running cycle,
+    then MD reset (event 65 with the billing count)."""
+    if V.int_arg(tagged) != 1:
+        return _OTHER
+    p = meter.profiles
+    p.bill(None)            # the tariff's month goes on: its entry at the billing date has it whole
+    meter.event(_EV_MD_RESET, "maximum demand reset", p.c[5])
+    return _OK
+
+
+def value(meter, ic, arg, attr, w):
+    """IC 4 maximum demand, the IC 1 counters and periods, IC 3 attribute 2 (see above)."""
+    p = meter.profiles
+    c = p.c
+    if ic == 9:                                # scripts: 1 = execute capture of 1.0.98.1.0.255
+        w.array(1).structure(2).long_unsigned(1).array(1).structure(5).enum(2).long_unsigned(7) \
+            .octet_string(b"\x01\x00\x62\x01\x00\xff").integer(2).integer(0)
+    elif ic == 4:
+        z = 2 * (arg - 48)
+        if attr == 2:
+            w.double_long_unsigned(p.md[z])
+        elif attr == 3:
+            w.structure(2).integer(0).enum(27)
+        elif attr == 4:
+            w.unsigned(0)
+        else:
+            V.put_time(meter, p.md[z + 1], w)
+    elif ic == 3:
+        if arg == 5:
+            b = p.billing.last()
+            V.put_time(meter, struct.unpack_from(">I", b, 0)[0] if b else 0, w)
+        else:
+            w.double_long_unsigned(c[2 if arg == 6 else 1] // 60)
+    elif arg == 51 or arg == 52:
+        w.long_unsigned(p.demand if arg == 51 else p.period)
+    elif arg == 56:
+        w.unsigned(p.billing.count())
+    else:
+        w.double_long_unsigned(c[(5, 0, 3, 4)[arg - 50 if arg == 50 else arg - 52]])
+    return _OK
