@@ -60,6 +60,7 @@ class _PicoChannel(ControlChannel):
         self.relay_pin = None
         self.flash_ops = None
         self.cut_op = None
+        self.cycles = None
         ControlChannel.__init__(self, epoch, link_dir=link_dir, name="pico-ctl")
 
     def _on_line(self, line):
@@ -72,6 +73,7 @@ class _PicoChannel(ControlChannel):
                     self.cut_op = int(parts[1])
                 else:
                     self.flash_ops = int(parts[1])
+                    self.cycles = int(parts[2]) if len(parts) > 2 else None
                 self.cond.notify_all()
             return
         ControlChannel._on_line(self, line)
@@ -286,7 +288,7 @@ class PicoRig(ControlledRig):
             self._exit_code = None
             self._readies_at_spawn = self.control.readies
             self._meters_at_spawn = self.control.meters
-            self.ctl.cut_op = None
+            self.ctl.cut_op = self.ctl.relay_pin = None
         with open(str(self.log_path), "ab") as log:
             log.write(("--- boot %d: %s\n" % (self._boots, " ".join(argv[:3]))).encode())
             log.flush()
@@ -352,6 +354,23 @@ class PicoRig(ControlledRig):
         self.ctl.flush_input()
         self._spawn(cut_at=cut_at or 0)
         self._wait_ready(self.boot_timeout if timeout is None else timeout)
+
+    def arm_cut(self, op=None, cycles=None):
+        """Arm a power cut on the running board: at the ``op``-th flash erase/program from now
+        (torn like ``cut_at``), or after ``cycles`` more executed CPU cycles (whatever instruction
+        that is); neither: disarm. Returns once the runner has it (a ping round trip)."""
+        self.send("cut op %d" % op if op else "cut cycles %d" % cycles if cycles else "cut off")
+        self.sync()
+
+    def flash_ops(self, timeout=10.0):
+        """Flash erases + programs the board made since this boot (``rig.ctl.cycles``: the
+        CPU cycles it executed)."""
+        with self._cond:
+            self.ctl.flash_ops = None
+        self.send("flashops")
+        self._wait(lambda: self.ctl.flash_ops is not None, timeout, "'flashops' answer")
+        with self._cond:
+            return self.ctl.flash_ops
 
     @property
     def cut_happened(self):
