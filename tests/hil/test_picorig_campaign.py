@@ -2,7 +2,8 @@
 RP2040's flash, rp2040js), one power cut per power-on, 100+ cuts in a few minutes.
 
 Each cycle powers the board on (the flash image kept from the last cut, nothing redeployed),
-checks it, runs ONE operation and cuts the power. The cut is one of:
+checks it, runs one operation with no cut armed (acknowledged: it must survive the coming cut),
+arms the cycle's cut, runs a second operation and cuts the power. The cut is one of:
 
 - ``boot``: armed at the n-th flash erase/program of the boot (``power_on(cut_at=n)``: the boot's
   own writes, the power-up event and journal); when the boot gets through, the same cut is still
@@ -35,8 +36,8 @@ import pytest
 
 from hil.picorig import PicoRig, unavailable
 from hil.rig import RigError
-from host_tools.client import DlmsClient, DlmsError
-from test_powercut_campaign import CREDIT_LN, MGMT, RATE, Campaign, Op, Token, TopUp, debit, identity_tid0
+from host_tools.client import DlmsError
+from test_powercut_campaign import CREDIT_LN, RATE, Campaign, Op, Token, TopUp, debit, identity_tid0
 
 pytestmark = [pytest.mark.hil, pytest.mark.skipif(unavailable() is not None,
                                                   reason=unavailable() or "")]
@@ -59,7 +60,7 @@ class Drain(Op):
             wh = credit * 1000 // RATE + c.rnd.randint(-2, 20)
         else:
             wh = c.rnd.randint(1, 300)
-        hours = max(1, -(-wh // 5000))                 # at most 5 kW
+        hours = max(1, -(-wh // 5000))                 # at most 5 kW (top-ups up to 600 rupees)
         c.rig.set_load(max(1, wh // hours))
         c.rig.advance(3600 * hours, timeout=10)
         c.rig.set_load(0)
@@ -72,6 +73,8 @@ class PicoCampaign(Campaign):
     """`test_powercut_campaign.Campaign`'s operations and bookkeeping on a PicoRig; the checks
     are made on the meter after each power-on (the rp2 flash is not inspected on the host)."""
 
+    dlms_timeout = 2.0             # the emulated RP2040 answers in ~0.1-0.3 s; more under load
+
     def __init__(self, rig, seed):          # not Campaign.__init__: that one builds an EmulatedRig
         self.rig, self.rnd = rig, random.Random(seed)
         self.tid = identity_tid0()
@@ -82,22 +85,6 @@ class PicoCampaign(Campaign):
         self.n = dict({"cut_" + k: 0 for k in CUTS}, boots=0, acked_topup=0, acked_token=0,
                       acked_drain=0, token_reentries=0, inflight_applied=0, inflight_dropped=0,
                       relay_open_checks=0)
-
-    def new_amount(self):
-        """A top-up of 10-200 rupees (drain steps bring the credit back to zero)."""
-        while True:
-            a = self.rnd.randrange(1000, 20000)
-            if a not in self.amounts:
-                self.amounts.add(a)
-                return a
-
-    def dlms(self):
-        if self._client is None:
-            c = DlmsClient(self.rig.port, timeout=2.0, retries=0, **MGMT)
-            self._client = c
-            c.open()
-            c.connect()
-        return self._client
 
     @property
     def cuts(self):
@@ -110,8 +97,10 @@ class PicoCampaign(Campaign):
             return False
         return self.rig.cut_happened
 
-    # -- one power-on, one operation, one cut -------------------------------------------------
+    # -- one power-on, two operations, one cut ------------------------------------------------
     def cycle(self):
+        """Power on (maybe with a boot cut armed), check, one operation with no cut armed, arm
+        the cycle's cut, a second operation, cut."""
         rig, rnd = self.rig, self.rnd
         kind = rnd.choices(CUTS, CUT_WEIGHTS)[0]
         self.n["boots"] += 1
@@ -124,11 +113,22 @@ class PicoCampaign(Campaign):
             self.n["cut_boot"] += 1
             return
         self.check()
+        if not self.operation():        # a boot cut still armed struck in it
+            self.n["cut_flash"] += 1
+            return
         if kind == "flash":
             rig.arm_cut(op=rnd.randint(1, OP_FLASH_OPS))
         elif kind == "cycle":
             rig.arm_cut(cycles=rnd.randint(1, OP_CYCLES))
-        op = None if self.reenter else rnd.choices(OPS, [o.weight for o in OPS])[0]
+        if not self.operation():
+            self.n["cut_" + ("flash" if kind == "boot" else kind)] += 1
+            return
+        rig.power_cut()                 # the armed cut did not come: cut right after the ack
+        self.n["cut_after"] += 1
+
+    def operation(self):
+        """One operation (a cut token first entered again); False if a power cut struck in it."""
+        op = None if self.reenter else self.rnd.choices(OPS, [o.weight for o in OPS])[0]
         try:
             if op is None:
                 self.reenter_cut_token()
@@ -140,11 +140,9 @@ class PicoCampaign(Campaign):
             self.drop_client()
             if not self._dead():
                 raise
-            self.n["cut_" + ("flash" if kind == "boot" else kind)] += 1
-            return
+            return False
         self.drop_client()
-        rig.power_cut()                 # the armed cut did not come: cut right after the ack
-        self.n["cut_after"] += 1
+        return True
 
     # -- after each power-on -------------------------------------------------------------------
     def check(self):
