@@ -38,13 +38,12 @@ from host_tools.firmware_src import ROOT
 
 from .controlled import ControlledRig
 from .ctlchannel import ControlChannel
-from .emulated import EmulatedRig
 from .env import lock_workdir, merge_config
 from .picoimage import CACHE as _CACHE, RUNNER_DIR, UF2_ENV, find_uf2, save_image as _save, unavailable
 from .modules import CONFIG_KEY, config_value, module_name, open_module
 from .ptylink import PtyLink
 from .rig import (CAPABILITIES, DEFAULT_EPOCH, DEFAULT_METER_CONFIG, RigError, RigTimeout,
-                  register_live, unregister_live)
+                  register_live)
 
 __all__ = ["PicoRig", "find_uf2", "unavailable", "RUNNER_DIR", "UF2_ENV"]
 
@@ -332,15 +331,10 @@ class PicoRig(ControlledRig):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
 
-    def power_cut(self):
-        """Stop the emulator at whatever cycle it is in (SIGKILL): the flash keeps what the guest
-        had erased/programmed; ptys and the metering module stay up."""
-        if self._proc is None:
-            raise RigError("power_cut: meter is already off")
+    def _kill(self):
+        """Power cut: SIGKILL of the runner at whatever cycle it is in (the flash file keeps what
+        the guest had erased/programmed)."""
         self._halt(signal.SIGKILL)
-        with self._cond:
-            self.control.relay_unknown()
-            self._cond.notify_all()
 
     def power_on(self, timeout=None, cut_at=None):
         """Boot again from the same flash image with the rig's RTC. ``cut_at=N`` arms a power
@@ -385,31 +379,8 @@ class PicoRig(ControlledRig):
             self._proc = None
             return self._exit_code
 
-    @property
-    def running(self):
-        """True while the emulator runs."""
-        return self._proc is not None and self._proc.poll() is None
-
-    def stop(self):
-        """Stop the emulator, the metering module, all ptys (idempotent)."""
-        if self._stopped:
-            return
-        self._stopped = True
-        errors = []
-        for step in (lambda: self._halt(signal.SIGKILL),
-                     lambda: self.pzem and self.pzem.stop(),
-                     lambda: self.dlms_link and self.dlms_link.close(),
-                     lambda: self.modbus_link and self.modbus_link.close(),
-                     lambda: self.cdc_link and self.cdc_link.close(),
-                     lambda: self.ctl and self.ctl.close(),
-                     lambda: self._lock and self._lock.close()):
-            try:
-                step()
-            except Exception as e:
-                errors.append(e)
-        unregister_live(self)
-        if errors:
-            raise RigError("errors while stopping the PicoRig: %r" % (errors,))
+    def _teardown_first(self):
+        return (self._kill, lambda: self.cdc_link and self.cdc_link.close())
 
     # -- liveness and context --------------------------------------------------------------
 
@@ -422,15 +393,6 @@ class PicoRig(ControlledRig):
         if self._exit_code is not None and self._exit_code != _WDT_EXIT:
             raise RigError("runner exited with code %s while waiting for %s"
                            % (self._exit_code, what) + self._context())
-
-    def _context(self):
-        return ("\n  last telemetry: %r\n  pzem: %d Wh, %d W, %d requests\n--- control lines ---\n%s"
-                "\n--- firmware log (tail) ---\n%s"
-                % (self.telemetry, self.pzem.energy_wh, self.pzem.watts, self.pzem.requests,
-                   "\n".join(self.ctl_trace_lines(12)), self.log_tail(30)))
-
-    # firmware.log tail: the same file layout as the unix rig's (one function for both)
-    log_tail = EmulatedRig.log_tail
 
     def mem(self, timeout=10.0):
         """Not on this rig: the REPL is busy with main.py (see `hil.picorig` heap probe notes)."""
