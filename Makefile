@@ -66,8 +66,9 @@ pico-maybe:
 
 PICO_TESTS ?= tests/hil/test_picorig.py tests/hil/test_picorig_heap.py tests/hil/test_picorig_gurux.py \
 	tests/hil/test_picorig_campaign.py tests/hil/test_e2e_meter.py tests/hil/test_e2e_tokens.py
+# --hil-timeout: test_e2e_tokens enters 900 tokens one by one (~0.4 s each in rp2040js)
 pico: $(STAMP) pico-setup
-	$(BIN)/python -m pytest -q -s --rig pico $(PICO_TESTS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -s --rig pico --hil-timeout 1200 $(PICO_TESTS) $(PYTEST_ARGS)
 
 # CI: the 100-cut PicoRig campaign alone (one summary line; PICO_CAMPAIGN_CUTS=N for more)
 pico-campaign: $(STAMP) pico-setup

@@ -12,8 +12,9 @@ held low 150 ms of guest time) and ``ping``. Contact sense (GP14) follows the re
 
 Flash: the whole 2 MB flash is the file ``workdir/flash.bin``; erases and programs reach it as the
 guest makes them (boot ROM routines trapped), so a power cut (SIGKILL of the runner, at any cycle)
-keeps exactly what was written, and ``power_on(cut_at=N)`` tears the N-th erase/program of that
-boot like the NOR model of the unix board.
+keeps exactly what was written, ``power_on(cut_at=N)`` tears the N-th erase/program of that
+boot like the NOR model of the unix board, and `arm_cut` arms a cut on the running board (the N-th
+erase/program from now, or after N executed CPU cycles).
 
 Deployment: the firmware goes onto the board by ``host_tools.flash.flash`` (what ``meterctl flash
 --board rp2040`` runs) over the CDC REPL; then the rig's own ``config.json`` (and STS tables) are
