@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test lint mpy-check soak bench flash clean help pico pico-setup pico-maybe
+.PHONY: setup demo test lint mpy-check soak bench flash clean help pico pico-setup pico-maybe pico-campaign
 
 help:
 	@echo "make setup   - create .venv and install host tools + test deps"
@@ -18,6 +18,7 @@ help:
 	@echo "make pico    - the HIL suite's e2e tests + PicoRig campaign on the real MicroPython rp2 port"
 	@echo "             in rp2040js (needs node; npm ci in hil/pico; the UF2 in ../shared/rp2emu or"
 	@echo "             METER_PICO_UF2=FILE)"
+	@echo "make pico-campaign - the 100-cut PicoRig power-cut campaign alone (CI; ~11 min)"
 	@echo "make flash BOARD=esp32|rp2040 PORT=/dev/ttyUSB0 SERIAL=PPM0000123 SGC=123456 - flash + provision"
 	@echo "             a meter (SGC: the STS supply group code; needed on a meter's first flash unless"
 	@echo "             the keystore's defaults.sgc holds it; KEYSTORE=FILE, FLASH_ARGS=... pass through)"
@@ -63,10 +64,15 @@ pico-maybe:
 	@if command -v npm >/dev/null; then $(MAKE) -s pico-setup || echo "make: npm ci in hil/pico failed: PicoRig tests will skip"; \
 	else echo "make: no Node.js/npm: PicoRig tests will skip"; fi
 
-PICO_TESTS ?= tests/hil/test_picorig.py tests/hil/test_picorig_heap.py tests/hil/test_e2e_meter.py \
-	tests/hil/test_e2e_tokens.py
+PICO_TESTS ?= tests/hil/test_picorig.py tests/hil/test_picorig_heap.py tests/hil/test_picorig_gurux.py \
+	tests/hil/test_picorig_campaign.py tests/hil/test_e2e_meter.py tests/hil/test_e2e_tokens.py
+# --hil-timeout: test_e2e_tokens enters 900 tokens one by one (~0.4 s each in rp2040js)
 pico: $(STAMP) pico-setup
-	$(BIN)/python -m pytest -q -s --rig pico $(PICO_TESTS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -s --rig pico --hil-timeout 1200 $(PICO_TESTS) $(PYTEST_ARGS)
+
+# CI: the 100-cut PicoRig campaign alone (one summary line; PICO_CAMPAIGN_CUTS=N for more)
+pico-campaign: $(STAMP) pico-setup
+	$(BIN)/python -m pytest -q -s -m pico_campaign tests/hil/test_picorig_campaign.py $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python -m host_tools.demo

@@ -5,10 +5,14 @@ The meter-facing half of `hil.emulated.EmulatedRig` (which adds the firmware pro
 behind the relay, simulated time, relay/button/cover, telemetry and event waits, heap, and
 `drain` (wait for the DLMS wire to fall quiet). Subclasses provide ``self.ctl``
 (`hil.ctlchannel.ControlChannel`), ``self.pzem`` (`hil.pzem.PzemEmulator`), ``self.dlms_link``
-(`hil.ptylink.PtyLink`, meter on side A), ``relay_gates_load``, ``wh_offset`` and `_powered`.
+(`hil.ptylink.PtyLink`, meter on side A), ``relay_gates_load``, ``wh_offset`` and `_powered`;
+for `power_cut` / `stop` / `_context` also ``_proc``, ``_stopped``, ``log_path``, ``_kill`` (stop
+the board at once) and ``_teardown_first`` (what stops before the shared wiring).
 """
 
-from .rig import Rig, RigError, RigTimeout
+import os
+
+from .rig import Rig, RigError, RigTimeout, unregister_live
 
 __all__ = ["ControlledRig"]
 
@@ -23,6 +27,70 @@ class ControlledRig(Rig):
     def _powered(self):
         """True while the board can receive control lines (subclass hook)."""
         raise NotImplementedError
+
+    def _kill(self):
+        """Stop the board at once, whatever it is doing (subclass hook)."""
+        raise NotImplementedError
+
+    def _teardown_first(self):
+        """Callables run by `stop` before the shared wiring is closed (subclass hook)."""
+        return (self._kill,)
+
+    # -- power and teardown (the same for every board on a control channel) ---------------
+
+    def power_cut(self):
+        """Kill the board (SIGKILL of its process group) at whatever it is doing; ptys and the
+        metering module stay up."""
+        if self._proc is None:
+            raise RigError("power_cut: meter is already off")
+        self._kill()
+        with self.ctl.cond:
+            self.control.relay_unknown()  # no supply: the relay output is undefined until boot
+            self.ctl.cond.notify_all()
+
+    @property
+    def running(self):
+        """True while the board's process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self):
+        """Stop the board, the metering module, all ptys (idempotent); RigError listing what
+        failed (every step is tried)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        errors = []
+        for step in self._teardown_first() + (
+                lambda: self.pzem and self.pzem.stop(),
+                lambda: self.dlms_link and self.dlms_link.close(),
+                lambda: self.modbus_link and self.modbus_link.close(),
+                lambda: self.ctl and self.ctl.close(),
+                lambda: self._lock and self._lock.close()):
+            try:
+                step()
+            except Exception as e:  # keep tearing down
+                errors.append(e)
+        unregister_live(self)
+        if errors:
+            raise RigError("errors while stopping the rig: %r" % (errors,))
+
+    def _context(self):
+        return ("\n  last telemetry: %r\n  pzem: %d Wh, %d W, %d requests"
+                "\n--- control lines (last 12, repeats folded) ---\n%s\n--- firmware log (tail) ---\n%s"
+                % (self.telemetry, self.pzem.energy_wh, self.pzem.watts, self.pzem.requests,
+                   "\n".join(self.ctl_trace_lines(12)), self.log_tail(30)))
+
+    def log_tail(self, lines=40):
+        """Last ``lines`` lines of firmware.log (the board's output, all boots)."""
+        try:
+            with open(str(self.log_path), "rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                f.seek(max(0, size - 64 * 1024))
+                data = f.read()
+        except OSError:
+            return ""
+        return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
     # -- what the board said (hil.control.ControlState) ---------------------------
 

@@ -22,7 +22,7 @@ from .linenoise import LineNoise
 from .modules import CONFIG_KEY, config_value, module_name, open_module
 from .ptylink import PtyLink
 from .rig import (CAPABILITIES, DEFAULT_EPOCH, DEFAULT_METER_CONFIG, RigError, RigTimeout,
-                  register_live, unregister_live)
+                  register_live)
 
 __all__ = ["EmulatedRig", "WDT_SIGNAL"]
 
@@ -265,15 +265,6 @@ class EmulatedRig(ControlledRig):
             self._monitor.join(timeout=5)
             self._monitor = None
 
-    def power_cut(self):
-        """SIGKILL the firmware's process group; ptys and the PZEM stay up."""
-        if self._proc is None:
-            raise RigError("power_cut: meter is already off")
-        self._kill()
-        with self._cond:
-            self.control.relay_unknown()  # no supply: the relay output is undefined until boot
-            self._cond.notify_all()
-
     def power_on(self, timeout=None, cut_at=None):
         """Boot the firmware again with the same board.json and state dir.
 
@@ -330,35 +321,12 @@ class EmulatedRig(ControlledRig):
         self.power_on()
 
     @property
-    def running(self):
-        """True while the firmware process is alive."""
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
     def pid(self):
         """Process id of the running firmware (None while off)."""
         return None if self._proc is None else self._proc.pid
 
-    def stop(self):
-        """Kill the firmware, stop the PZEM, close all ptys (idempotent)."""
-        if self._stopped:
-            return
-        self._stopped = True
-        errors = []
-        for step in (self._kill,
-                     lambda: self.modbus_noise and self.modbus_noise.close(),
-                     lambda: self.pzem and self.pzem.stop(),
-                     lambda: self.dlms_link and self.dlms_link.close(),
-                     lambda: self.modbus_link and self.modbus_link.close(),
-                     lambda: self.ctl and self.ctl.close(),
-                     lambda: self._lock and self._lock.close()):
-            try:
-                step()
-            except Exception as e:  # keep tearing down
-                errors.append(e)
-        unregister_live(self)
-        if errors:
-            raise RigError("errors while stopping the rig: %r" % (errors,))
+    def _teardown_first(self):
+        return (self._kill, lambda: self.modbus_noise and self.modbus_noise.close())
 
     # -- the board's liveness, for waits on the control channel ------------------
 
@@ -373,22 +341,3 @@ class EmulatedRig(ControlledRig):
                 self._exit_code == -WDT_SIGNAL and not self._stopped):
             raise RigError("firmware exited with code %s while waiting for %s"
                            % (self._exit_code, what) + self._context())
-
-    def _context(self):
-        trace = "\n".join(self.ctl_trace_lines(12))
-        return ("\n  last telemetry: %r\n  pzem: %d Wh, %d W, %d requests"
-                "\n--- control lines (last 12, repeats folded) ---\n%s\n--- firmware log (tail) ---\n%s"
-                % (self.telemetry, self.pzem.energy_wh, self.pzem.watts,
-                   self.pzem.requests, trace, self.log_tail(30)))
-
-    def log_tail(self, lines=40):
-        """Last ``lines`` lines of firmware.log (stdout + stderr of all boots)."""
-        try:
-            with open(str(self.log_path), "rb") as f:
-                f.seek(0, os.SEEK_END)
-                size = f.tell()
-                f.seek(max(0, size - 64 * 1024))
-                data = f.read()
-        except OSError:
-            return ""
-        return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])

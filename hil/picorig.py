@@ -12,8 +12,9 @@ held low 150 ms of guest time) and ``ping``. Contact sense (GP14) follows the re
 
 Flash: the whole 2 MB flash is the file ``workdir/flash.bin``; erases and programs reach it as the
 guest makes them (boot ROM routines trapped), so a power cut (SIGKILL of the runner, at any cycle)
-keeps exactly what was written, and ``power_on(cut_at=N)`` tears the N-th erase/program of that
-boot like the NOR model of the unix board.
+keeps exactly what was written, ``power_on(cut_at=N)`` tears the N-th erase/program of that
+boot like the NOR model of the unix board, and `arm_cut` arms a cut on the running board (the N-th
+erase/program from now, or after N executed CPU cycles).
 
 Deployment: the firmware goes onto the board by ``host_tools.flash.flash`` (what ``meterctl flash
 --board rp2040`` runs) over the CDC REPL; then the rig's own ``config.json`` (and STS tables) are
@@ -38,13 +39,12 @@ from host_tools.firmware_src import ROOT
 
 from .controlled import ControlledRig
 from .ctlchannel import ControlChannel
-from .emulated import EmulatedRig
 from .env import lock_workdir, merge_config
 from .picoimage import CACHE as _CACHE, RUNNER_DIR, UF2_ENV, find_uf2, save_image as _save, unavailable
 from .modules import CONFIG_KEY, config_value, module_name, open_module
 from .ptylink import PtyLink
 from .rig import (CAPABILITIES, DEFAULT_EPOCH, DEFAULT_METER_CONFIG, RigError, RigTimeout,
-                  register_live, unregister_live)
+                  register_live)
 
 __all__ = ["PicoRig", "find_uf2", "unavailable", "RUNNER_DIR", "UF2_ENV"]
 
@@ -60,6 +60,7 @@ class _PicoChannel(ControlChannel):
         self.relay_pin = None
         self.flash_ops = None
         self.cut_op = None
+        self.cycles = None
         ControlChannel.__init__(self, epoch, link_dir=link_dir, name="pico-ctl")
 
     def _on_line(self, line):
@@ -72,6 +73,7 @@ class _PicoChannel(ControlChannel):
                     self.cut_op = int(parts[1])
                 else:
                     self.flash_ops = int(parts[1])
+                    self.cycles = int(parts[2]) if len(parts) > 2 else None
                 self.cond.notify_all()
             return
         ControlChannel._on_line(self, line)
@@ -286,7 +288,7 @@ class PicoRig(ControlledRig):
             self._exit_code = None
             self._readies_at_spawn = self.control.readies
             self._meters_at_spawn = self.control.meters
-            self.ctl.cut_op = None
+            self.ctl.cut_op = self.ctl.relay_pin = None
         with open(str(self.log_path), "ab") as log:
             log.write(("--- boot %d: %s\n" % (self._boots, " ".join(argv[:3]))).encode())
             log.flush()
@@ -330,15 +332,10 @@ class PicoRig(ControlledRig):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
 
-    def power_cut(self):
-        """Stop the emulator at whatever cycle it is in (SIGKILL): the flash keeps what the guest
-        had erased/programmed; ptys and the metering module stay up."""
-        if self._proc is None:
-            raise RigError("power_cut: meter is already off")
+    def _kill(self):
+        """Power cut: SIGKILL of the runner at whatever cycle it is in (the flash file keeps what
+        the guest had erased/programmed)."""
         self._halt(signal.SIGKILL)
-        with self._cond:
-            self.control.relay_unknown()
-            self._cond.notify_all()
 
     def power_on(self, timeout=None, cut_at=None):
         """Boot again from the same flash image with the rig's RTC. ``cut_at=N`` arms a power
@@ -353,6 +350,23 @@ class PicoRig(ControlledRig):
         self._spawn(cut_at=cut_at or 0)
         self._wait_ready(self.boot_timeout if timeout is None else timeout)
 
+    def arm_cut(self, op=None, cycles=None):
+        """Arm a power cut on the running board: at the ``op``-th flash erase/program from now
+        (torn like ``cut_at``), or after ``cycles`` more executed CPU cycles (whatever instruction
+        that is); neither: disarm. Returns once the runner has it (a ping round trip)."""
+        self.send("cut op %d" % op if op else "cut cycles %d" % cycles if cycles else "cut off")
+        self.sync()
+
+    def flash_ops(self, timeout=10.0):
+        """Flash erases + programs the board made since this boot (``rig.ctl.cycles``: the
+        CPU cycles it executed)."""
+        with self._cond:
+            self.ctl.flash_ops = None
+        self.send("flashops")
+        self._wait(lambda: self.ctl.flash_ops is not None, timeout, "'flashops' answer")
+        with self._cond:
+            return self.ctl.flash_ops
+
     @property
     def cut_happened(self):
         """True if the armed power cut struck (the runner stopped itself)."""
@@ -366,31 +380,8 @@ class PicoRig(ControlledRig):
             self._proc = None
             return self._exit_code
 
-    @property
-    def running(self):
-        """True while the emulator runs."""
-        return self._proc is not None and self._proc.poll() is None
-
-    def stop(self):
-        """Stop the emulator, the metering module, all ptys (idempotent)."""
-        if self._stopped:
-            return
-        self._stopped = True
-        errors = []
-        for step in (lambda: self._halt(signal.SIGKILL),
-                     lambda: self.pzem and self.pzem.stop(),
-                     lambda: self.dlms_link and self.dlms_link.close(),
-                     lambda: self.modbus_link and self.modbus_link.close(),
-                     lambda: self.cdc_link and self.cdc_link.close(),
-                     lambda: self.ctl and self.ctl.close(),
-                     lambda: self._lock and self._lock.close()):
-            try:
-                step()
-            except Exception as e:
-                errors.append(e)
-        unregister_live(self)
-        if errors:
-            raise RigError("errors while stopping the PicoRig: %r" % (errors,))
+    def _teardown_first(self):
+        return (self._kill, lambda: self.cdc_link and self.cdc_link.close())
 
     # -- liveness and context --------------------------------------------------------------
 
@@ -403,15 +394,6 @@ class PicoRig(ControlledRig):
         if self._exit_code is not None and self._exit_code != _WDT_EXIT:
             raise RigError("runner exited with code %s while waiting for %s"
                            % (self._exit_code, what) + self._context())
-
-    def _context(self):
-        return ("\n  last telemetry: %r\n  pzem: %d Wh, %d W, %d requests\n--- control lines ---\n%s"
-                "\n--- firmware log (tail) ---\n%s"
-                % (self.telemetry, self.pzem.energy_wh, self.pzem.watts, self.pzem.requests,
-                   "\n".join(self.ctl_trace_lines(12)), self.log_tail(30)))
-
-    # firmware.log tail: the same file layout as the unix rig's (one function for both)
-    log_tail = EmulatedRig.log_tail
 
     def mem(self, timeout=10.0):
         """Not on this rig: the REPL is busy with main.py (see `hil.picorig` heap probe notes)."""

@@ -8,6 +8,8 @@
 //   - flash erase/program that persist: the boot ROM's flash routines are trapped (BKPT patched
 //     over their first instruction) and done on the emulator's flash array and a backing file;
 //     a power cut can be armed at the N-th erase/program (torn like hil's NOR model);
+//   - power cuts armed while running (control line "cut op N" / "cut cycles N"): at the N-th
+//     erase/program from now, or after N more executed cycles (an arbitrary instruction);
 //   - guest time paced to wall time (idle skipped only up to the wall clock), so host peers
 //     (PZEM emulator, DLMS client) and guest timeouts agree.
 //
@@ -17,7 +19,9 @@
 //        [--fb-pin 14] [--button-pin 17] [--cover-pin N] [--stats]
 // Control lines on --ctl (rig -> runner): "time <epoch>" (RTC), "button" (press 150 ms),
 // "cover open|closed", "gpio <n> <0|1>", "fb <auto|0|1>", "ping <n>" (answered "pong <n>" once
-// every earlier line is done in guest time). Runner -> rig: the firmware's console lines that
+// every earlier line is done in guest time), "cut op <n>" (power cut at the n-th flash
+// erase/program from now), "cut cycles <n>" (after n more executed cycles), "cut off",
+// "flashops" (answered "flashops <n> <cycles>": erases/programs and executed cycles of this boot). Runner -> rig: the firmware's console lines that
 // are control lines (ready, relay, meter, event), "pin <n> <0|1>" for the relay output, "cut <op>"
 // at an armed power cut, "flashops <n>" at exit. Exit codes: 0 stopped, 3 watchdog reset,
 // 5 armed power cut.
@@ -78,7 +82,8 @@ if (flashPath) {
 }
 const persist = (off, len) => { if (flashFd !== null) fs.writeSync(flashFd, mcu.flash, off, len, off); };
 let flashOps = 0;
-const cutAt = num('cut-at', 0);
+let cutAt = num('cut-at', 0); // the flash op that cuts (0: none)
+let cutCycle = Infinity;      // the executed-cycle count that cuts
 let rng = (num('seed', 1) >>> 0) || 0x9e3779b9;
 const rand = (n) => { rng ^= rng << 13; rng >>>= 0; rng ^= rng >>> 17; rng ^= rng << 5; rng >>>= 0; return rng % n; };
 
@@ -242,7 +247,13 @@ function onCtl(line) {
   else if (p[0] === 'ping') {
     const due = Math.max(0, (busyUntil - clock.nanos) / 1e6);
     after(due, () => ctlSend(`pong ${p[1]}`));
-  } else if (p[0] === 'stop') finish(0);
+  } else if (p[0] === 'cut') {
+    const n = Math.max(1, Math.floor(Number(p[2]) || 1));
+    if (p[1] === 'op') cutAt = flashOps + n;
+    else if (p[1] === 'cycles') cutCycle = busyCycles + n;
+    else { cutAt = 0; cutCycle = Infinity; }
+  } else if (p[0] === 'flashops') ctlSend(`flashops ${flashOps} ${busyCycles}`);
+  else if (p[0] === 'stop') finish(0);
   wake();
 }
 if (args.ctl) {
@@ -342,6 +353,7 @@ function slice() {
       const c = core.executeInstruction();
       busyCycles += c;
       clock.tick(c * cycleNanos);
+      if (busyCycles >= cutCycle) powerCut(`cycle ${busyCycles} (pc 0x${core.PC.toString(16)})`);
     }
   }
   setImmediate(slice);

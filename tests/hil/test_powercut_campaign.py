@@ -159,6 +159,8 @@ WORKLOAD = [TopUp(), Consume(), SetMode(), SetTimeZone(), Relay(), Token()]
 class Campaign:
     """Drives one rig through ``cuts`` injected power cuts; ``summary()`` has the figures."""
 
+    dlms_timeout = 0.6             # s per frame (a cut meter is noticed after this)
+
     def __init__(self, workdir, seed=1, ops=None, max_cut_at=45, ops_per_cycle=10):
         self.rnd = random.Random(seed)
         self.ops = list(ops or WORKLOAD)
@@ -201,7 +203,7 @@ class Campaign:
 
     def dlms(self):
         if self._client is None:
-            c = DlmsClient(self.rig.port, timeout=0.6, retries=0, **MGMT)
+            c = DlmsClient(self.rig.port, timeout=self.dlms_timeout, retries=0, **MGMT)
             self._client = c
             c.open()
             c.connect()
