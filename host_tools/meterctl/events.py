@@ -122,7 +122,7 @@ def column_name(col):
     return (name if attr == "2" else "%s (attribute %s)" % (name, attr)) + unit
 
 
-def _output(code, cols, n, table, csv_path, as_json):
+def _output(code, cols, n, table, csv_path, as_json, transpose=False):
     if csv_path:
         out = sys.stdout if csv_path == "-" else open(csv_path, "w", newline="")
         try:
@@ -134,15 +134,31 @@ def _output(code, cols, n, table, csv_path, as_json):
                 out.close()
     if as_json:
         emit_json({"columns": cols, "entries_in_use": n, "rows": [dict(zip(cols, r)) for r in table]})
+    elif csv_path != "-" and transpose:
+        _print_transposed(code, cols, n, table)
     elif csv_path != "-":
+        from rich.markup import escape
         from rich.table import Table
         t = Table(title="%s: %d of %d entries" % (code, len(table), n))
         for col in cols:                   # names, not OBIS codes; the clock never cut (--json: all)
-            name = column_name(col)
-            t.add_column(name, no_wrap=name in ("clock", "event code", "occurrences"))
+            name = column_name(col)        # "[min]" is a unit, not rich markup
+            t.add_column(escape(name), no_wrap=name in ("clock", "event code", "occurrences"))
         for r in table:
-            t.add_row(*[str(x) for x in r])
+            t.add_row(*[escape(str(x)) for x in r])
         console().print(t)
+
+
+def _print_transposed(code, cols, n, table):
+    """Many columns, few entries (billing): one line per column, one column per entry."""
+    from rich.markup import escape
+    from rich.table import Table
+    t = Table(title="%s: %d of %d entries" % (code, len(table), n))
+    t.add_column("column", no_wrap=True)
+    for i in range(len(table)):
+        t.add_column("entry %d" % (i + 1), no_wrap=True)
+    for j, col in enumerate(cols):
+        t.add_row(escape(column_name(col)), *[escape(str(r[j])) for r in table])
+    console().print(t)
 
 
 @click.command("events")

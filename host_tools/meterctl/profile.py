@@ -163,7 +163,8 @@ def profile(name, since, until, from_entry, to_entry, csv_path, **kw):
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the rows as CSV ('-' = stdout).")
 def bill(csv_path, **kw):
-    """The billing entries (1.0.98.1.0.255): closed cycles, then the running one.
+    """The billing entries (1.0.98.1.0.255): closed cycles, then the running one (the table:
+    one line per column, one column per entry; --csv/--json: one row per entry).
 
     \b
       meterctl bill -p /dev/pts/5 --password 00000000
@@ -173,5 +174,5 @@ def bill(csv_path, **kw):
     def body():
         with make_client(kw, write=False) as c:
             cols, n, table = read_profile(c, "billing", (None, None, None, 0), True)
-        _output(PROFILES["billing"][0], cols, n, table, csv_path, kw["as_json"])
+        _output(PROFILES["billing"][0], cols, n, table, csv_path, kw["as_json"], transpose=True)
     run(body)

@@ -101,3 +101,14 @@ def test_emulate_profiles_flag_sets_a_kept_config(tmp_path):
 def test_help_says_how_to_turn_profiles_on_and_the_exit_codes():
     r = _run(["profile", "--help"])
     assert "profiles\": true" in r.output and "--profiles" in r.output and "Exit codes" in r.output
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_tables_keep_units_that_look_like_markup(capsys, transpose):
+    from host_tools.meterctl.events import _output
+    cols = ["0.0.94.91.13.255.2 [min]", "1.0.1.8.0.255.2 [Wh]"]
+    _output("1.0.98.1.0.255", cols, 2, [[450, 29400], [30, 100]], None, False, transpose=transpose)
+    out = capsys.readouterr().out
+    assert "[min]" in out and "[Wh]" in out and "2 of 2 entries" in out
+    if transpose:                                   # one line per column, one column per entry
+        assert "entry 2" in out and any("[min]" in ln and "450" in ln and "30" in ln for ln in out.splitlines())
