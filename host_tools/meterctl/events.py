@@ -122,7 +122,9 @@ def column_name(col):
     return (name if attr == "2" else "%s (attribute %s)" % (name, attr)) + unit
 
 
-def _output(code, cols, n, table, csv_path, as_json, transpose=False):
+def _output(code, cols, n, table, csv_path, as_json, transpose=False, table_too=True):
+    """Rows to CSV (``csv_path``, "-" = stdout), JSON or a table; ``table_too`` False: with a
+    CSV file, one line that says what was written instead of the table."""
     if csv_path:
         out = sys.stdout if csv_path == "-" else open(csv_path, "w", newline="")
         try:
@@ -134,6 +136,8 @@ def _output(code, cols, n, table, csv_path, as_json, transpose=False):
                 out.close()
     if as_json:
         emit_json({"columns": cols, "entries_in_use": n, "rows": [dict(zip(cols, r)) for r in table]})
+    elif csv_path and csv_path != "-" and not table_too:
+        click.echo("%s: %d of %d entries written to %s" % (code, len(table), n, csv_path))
     elif csv_path != "-" and transpose:
         _print_transposed(code, cols, n, table)
     elif csv_path != "-":

@@ -137,7 +137,8 @@ def _reader_kw(kw):
 @click.option("--from-entry", type=click.IntRange(1), default=None, help="First entry (1 = oldest).")
 @click.option("--to-entry", type=click.IntRange(0), default=0, help="Last entry (0 = newest).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write the rows as CSV ('-' = stdout).")
+              help="Write the rows as CSV ('-' = stdout; a file: one line says how many, no table). "
+                   "Scaled values are exact decimals.")
 def profile(name, since, until, from_entry, to_entry, csv_path, **kw):
     """Read an IS 15959 profile (block, daily, billing, instantaneous, nameplate) with scalers
     applied and units in the header. The meter must have the profiles on (config
@@ -154,7 +155,7 @@ def profile(name, since, until, from_entry, to_entry, csv_path, **kw):
     def body():
         with make_client(kw, write=False) as c:
             cols, n, table = read_profile(c, name, access, quiet)
-        _output(PROFILES[name][0], cols, n, table, csv_path, kw["as_json"])
+        _output(PROFILES[name][0], cols, n, table, csv_path, kw["as_json"], table_too=False)
     run(body)
 
 
@@ -174,5 +175,6 @@ def bill(csv_path, **kw):
     def body():
         with make_client(kw, write=False) as c:
             cols, n, table = read_profile(c, "billing", (None, None, None, 0), True)
-        _output(PROFILES["billing"][0], cols, n, table, csv_path, kw["as_json"], transpose=True)
+        _output(PROFILES["billing"][0], cols, n, table, csv_path, kw["as_json"], transpose=True,
+                table_too=False)
     run(body)

@@ -112,3 +112,12 @@ def test_tables_keep_units_that_look_like_markup(capsys, transpose):
     assert "[min]" in out and "[Wh]" in out and "2 of 2 entries" in out
     if transpose:                                   # one line per column, one column per entry
         assert "entry 2" in out and any("[min]" in ln and "450" in ln and "30" in ln for ln in out.splitlines())
+
+
+def test_csv_file_says_what_it_wrote_instead_of_a_table(capsys, tmp_path):
+    from host_tools.meterctl.events import _output
+    path = tmp_path / "lp.csv"
+    _output("1.0.99.1.0.255", ["0.0.1.0.0.255.2", "1.0.1.29.0.255.2 [Wh]"], 60, [["t", 400]], str(path), False,
+            table_too=False)
+    assert capsys.readouterr().out == "1.0.99.1.0.255: 1 of 60 entries written to %s\n" % path
+    assert path.read_text().splitlines() == ["0.0.1.0.0.255.2,1.0.1.29.0.255.2 [Wh]", "t,400"]
