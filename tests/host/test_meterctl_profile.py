@@ -2,6 +2,7 @@
 (one ``meterctl: error:`` line, exit 2), the message for a meter with the profiles off, the
 column headers (names and units) and the name plate's texts."""
 import json
+import pathlib
 
 import pytest
 from click.testing import CliRunner
@@ -121,3 +122,13 @@ def test_csv_file_says_what_it_wrote_instead_of_a_table(capsys, tmp_path):
             table_too=False)
     assert capsys.readouterr().out == "1.0.99.1.0.255: 1 of 60 entries written to %s\n" % path
     assert path.read_text().splitlines() == ["0.0.1.0.0.255.2,1.0.1.29.0.255.2 [Wh]", "t,400"]
+
+
+def test_profiles_in_a_tariff_profile_file_says_where_it_goes(tmp_path):
+    path = tmp_path / "p.json"
+    base = json.loads((pathlib.Path(__file__).parents[2] / "profiles" / "uppcl_like.json").read_text())
+    path.write_text(json.dumps(dict(base, profiles=True)))
+    r = _run(["config", "check", str(path)])
+    assert r.exit_code == 1
+    assert "profiles: unknown setting, not a tariff/policy profile field" in r.output
+    assert "meterctl provision --settings" in r.output and "emulate --profiles" in r.output
