@@ -2,6 +2,9 @@
 answers ``meterctl profile`` with one line that says so; the name plate's manufacturer column is
 what 0.0.96.1.1.255 serves read alone (a head-end compares them); selective access by an entry
 range beyond the end or a time range backwards answers an empty array, not an error or a hang."""
+import json
+import signal
+
 import pytest
 from click.testing import CliRunner
 
@@ -42,3 +45,19 @@ def test_name_plate_manufacturer_is_the_object_read_alone(rig_factory, plate):
     assert row[1] == alone == (b"ACME Meters" if plate else b"prepaid-meter")
     assert row[0] == rig.config["serial"].encode()
     assert axdr.decode(empty, 0)[0][1] == []                  # entries past the end: an empty array
+
+
+def test_emulate_profiles_flag_serves_them_and_the_banner_says_how(tmp_path):
+    from test_findings_hil import Emulate, meterctl as run_meterctl
+    e = Emulate("--profiles", "--state", str(tmp_path / "m"))
+    try:
+        port = e.info["DLMS serial port"]
+        r = run_meterctl("profile", "nameplate", "--port", port, "--password", "00000000", "--json")
+    finally:
+        e.p.send_signal(signal.SIGINT)
+        e.finish()
+        e.kill()
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)["rows"][0]
+    assert row["0.0.96.1.0.255.2"] == "PPM0000001" and row["0.0.96.1.1.255.2"] == "prepaid-meter"
+    assert json.loads((tmp_path / "m" / "state" / "config.json").read_text())["profiles"] is True
