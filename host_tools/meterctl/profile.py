@@ -7,6 +7,7 @@ what its scaler profile (1.0.94.91.3-6.255) serves, in column order, for the reg
 (IC 3/4 attribute 2); nothing about the order is assumed (is15959-profiles.md §1).
 """
 import datetime
+import os
 from decimal import Decimal
 
 import click
@@ -100,6 +101,14 @@ def _when(ctx, param, value):
              "local time, or 2026-01-01T06:00:00+05:30)" % (param.opts[0], value), EXIT_USAGE)
 
 
+def check_csv(csv_path):
+    """A --csv FILE that could not be written after a long read: one line, exit 2, before it."""
+    if csv_path and csv_path != "-":
+        parent = os.path.dirname(os.path.abspath(csv_path))
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+            fail("--csv %s: cannot write there (no such directory or no permission)" % csv_path, EXIT_USAGE)
+
+
 def check_access(name, since, until, from_entry, to_entry):
     """The selective access, checked: (from, to, from entry, to entry) for the read, or one
     ``meterctl: error:`` line and exit 2 for a range that cannot be what was meant."""
@@ -150,6 +159,7 @@ def profile(name, since, until, from_entry, to_entry, csv_path, **kw):
     """
     _reader_kw(kw)
     access = check_access(name, since, until, from_entry, to_entry)
+    check_csv(csv_path)
     quiet = kw["as_json"] or csv_path == "-"
 
     def body():
@@ -171,6 +181,7 @@ def bill(csv_path, **kw):
       meterctl bill -p /dev/pts/5 --password 00000000
     """
     _reader_kw(kw)
+    check_csv(csv_path)
 
     def body():
         with make_client(kw, write=False) as c:

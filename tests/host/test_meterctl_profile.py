@@ -132,3 +132,9 @@ def test_profiles_in_a_tariff_profile_file_says_where_it_goes(tmp_path):
     assert r.exit_code == 1
     assert "profiles: unknown setting, not a tariff/policy profile field" in r.output
     assert "meterctl provision --settings" in r.output and "emulate --profiles" in r.output
+
+
+@pytest.mark.parametrize("cmd", [["profile", "block"], ["bill"]])
+def test_csv_into_a_missing_directory_is_refused_before_reading(cmd, tmp_path):
+    r = _run(cmd + LINK + ["--csv", str(tmp_path / "no" / "lp.csv")])
+    assert r.exit_code == 2 and r.output.startswith("meterctl: error: --csv ") and "cannot write" in r.output
