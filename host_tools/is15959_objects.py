@@ -62,3 +62,19 @@ IS15959_OBJECTS = (
     ("0.0.94.91.8.255", 3, "power-off duration", 3, 1, 7, 6, 0, "double-long-unsigned",
      "cumulative minutes"),
 )
+
+# Capture columns of the profiles that are not objects of their own in the object list (the
+# meter serves them only inside the profiles' buffers): the names meterctl heads them with.
+COLUMN_NAMES = {
+    "1.0.1.29.0.255": "block import", "1.0.2.29.0.255": "block export",
+    "1.0.12.27.0.255": "average voltage", "1.0.11.27.0.255": "average current",
+    "0.0.96.10.1.255": "block status", "0.128.94.96.1.255": "block charge",
+    "0.128.94.96.2.255": "day energy charge", "0.128.94.96.3.255": "day fixed charge",
+    "0.128.94.96.4.255": "day duty", "0.128.94.96.5.255": "day top-ups",
+    "0.128.94.96.6.255": "cycle energy charge", "0.128.94.96.7.255": "cycle fixed charge",
+    "0.128.94.96.8.255": "cycle duty", "0.0.94.91.13.255": "cycle power-on duration",
+    "1.0.1.8.1.255": "import TZ1", "1.0.1.8.2.255": "import TZ2", "1.0.1.8.3.255": "import TZ3",
+    "1.0.1.8.4.255": "import TZ4", "0.0.96.1.0.255": "serial number", "0.0.94.91.9.255": "meter type",
+    "0.0.94.91.11.255": "category", "0.0.94.91.12.255": "current rating",
+    "0.0.96.1.4.255": "year of manufacture",
+}

@@ -165,9 +165,8 @@ def _by_range(meter, arg, a, b):
         if arg == 34:
             yield meter.profiles.state()
         elif arg == 36:                        # name plate
-            from meter import settings
-            g = (settings.config(meter.board).get("name_plate") or {}).get
-            yield (meter.logical_device_name, g("manufacturer", ""), getattr(meter, "FIRMWARE_ID", b""),
+            g = V.name_plate(meter).get
+            yield (meter.logical_device_name, V.manufacturer(meter, g), getattr(meter, "FIRMWARE_ID", b""),
                    g("meter_type", 6), g("category", ""), g("current_rating", ""), g("year", ""))
         else:
             yield data(meter, arg, None)

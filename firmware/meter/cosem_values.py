@@ -177,6 +177,9 @@ def _data(meter, k, w):
         w.long_unsigned(code & 0xFFFF)
     elif k == 2:
         w.octet_string(getattr(meter, "FIRMWARE_ID", b""))
+    elif k == 14 and getattr(meter, "profiles", None):   # IS 15959: as the name plate (config name_plate)
+        m = manufacturer(meter)
+        w.octet_string(m.encode() if isinstance(m, str) else m)
     elif k == 14 or k == 15:      # FIRMWARE_ID "<name> <version>": name (Device ID 2), version
         fid = getattr(meter, "FIRMWARE_ID", b"")
         i = fid.find(b" ")
@@ -418,3 +421,20 @@ def _gateway(meter, attr, w):
     else:
         w.structure(2).enum(g[_GW_STATUS]).bit_string(0, 8)
     return _OK
+
+
+def name_plate(meter):
+    """config.json's name_plate section (IS 15959 profiles)."""
+    from meter import settings
+    return settings.config(meter.board).get("name_plate") or {}
+
+
+def manufacturer(meter, g=None):
+    """0.0.96.1.1.255 attribute 2, the same in the name plate and read alone: config
+    name_plate.manufacturer, else the firmware's name (FIRMWARE_ID up to its space)."""
+    m = (g or name_plate(meter).get)("manufacturer", "")
+    if m:
+        return m
+    fid = getattr(meter, "FIRMWARE_ID", b"")
+    i = fid.find(b" ")
+    return fid if i < 0 else fid[:i]

@@ -47,6 +47,8 @@ class FileError(ProfileError):
 
 
 CHARGE_LN = "0.0.19.20.0.255"
+# config.json settings a user may put in a profile file by mistake (docs/CONTRACTS.md): where they go
+METER_SETTINGS = {"profiles": " --profiles", "profile_period": "", "demand_period": "", "name_plate": ""}
 
 
 def _firmware_rules():
@@ -80,6 +82,10 @@ def check(profile):
     try:
         check_profile(profile)
     except ConfigError as e:
+        if e.field in METER_SETTINGS:
+            raise ProfileError(e.field, "%s, not a tariff/policy profile field: it is set in the meter's "
+                               "config.json at provisioning (meterctl provision --settings FILE; the "
+                               "emulator: meterctl emulate%s)" % (e.reason, METER_SETTINGS[e.field]))
         raise ProfileError(e.field, e.reason)
     from protocol import apdu_client
     from protocol.client_assoc import obis6

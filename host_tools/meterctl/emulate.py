@@ -6,6 +6,7 @@ this command layer is the only host code besides ``flash --board unix`` that use
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import signal
@@ -60,7 +61,11 @@ def _on_sigterm(signum, frame):
 @click.option("--meters", type=click.IntRange(1, 256), default=1, show_default=True, metavar="N",
               help="Run N emulated meters (serials PPM0000001...), one MicroPython process each; "
                    "prints one '<serial> <port>' line per meter (no --warp with N > 1).")
-def emulate(load_w, heap, state_dir, warp, meters):
+@click.option("--profiles", is_flag=True, default=False,
+              help="Turn the IS 15959 profiles on (config \"profiles\": true: block load survey, daily, "
+                   "billing, instantaneous, name plate; read with 'meterctl profile' / 'meterctl bill'). "
+                   "With --state, also sets it in a kept config.json.")
+def emulate(load_w, heap, state_dir, warp, meters, profiles):
     """Run an emulated meter (the real firmware on the MicroPython unix port) until Ctrl-C.
 
     Prints the serial port to use with the other commands and the test key file it writes
@@ -75,16 +80,19 @@ def emulate(load_w, heap, state_dir, warp, meters):
       meterctl emulate --load 2000
       meterctl emulate --load 3000 --warp 600 --state ./meter-state   # 10 simulated min per second
       meterctl emulate --meters 8 --load 500                          # a bench of 8 meters
+      meterctl emulate --load 1000 --warp 1800 --profiles             # IS 15959 load survey
       # in another terminal:
       meterctl read --port /dev/pts/5
+      meterctl profile block --port /dev/pts/5 --password 00000000 --csv lp.csv   # with --profiles
       meterctl credit add --port /dev/pts/5 --amount 500.00 --key-file ~/.local/state/meterctl/emulator-keys.json
     """
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if meters > 1 and warp:
             raise click.UsageError("--warp drives one meter's clock: use it without --meters")
-        run(lambda: _emulate(load_w, heap, state_dir, warp) if meters == 1
-            else _emulate_many(meters, load_w, heap, state_dir))
+        extra = {"profiles": True} if profiles else {}
+        run(lambda: _emulate(load_w, heap, state_dir, warp, extra) if meters == 1
+            else _emulate_many(meters, load_w, heap, state_dir, extra))
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -117,7 +125,28 @@ def _hold_state_dir(stack, state_dir):
     stack.callback(os.close, fd)
 
 
-def _start(stack, workdir, heap, warp):
+def _keep_config(state, extra):
+    """Merge ``extra`` (--profiles) into a config.json kept from an earlier run (the rig writes
+    its config only where there is none)."""
+    path = os.path.join(state, "config.json")
+    if extra and os.path.exists(path):
+        with open(path) as f:
+            cfg = json.load(f)
+        cfg.update(extra)
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=1, sort_keys=True)
+            f.write("\n")
+
+
+def _profiles_on(state):
+    try:
+        with open(os.path.join(state, "config.json")) as f:
+            return json.load(f).get("profiles") is True
+    except (OSError, ValueError):
+        return False
+
+
+def _start(stack, workdir, heap, warp, extra):
     """Start the emulated meter; stopped when ``stack`` closes."""
     try:
         from hil import emulated as rigmod, identity
@@ -129,10 +158,11 @@ def _start(stack, workdir, heap, warp):
         # --warp the emulator owns the clock and moves it on every tick.
         rig = rigmod.EmulatedRig(workdir, heap=heap, clock_epoch=int(time.time()),
                                  relay_gates_load=True, clock_mode="frozen" if warp else "running",
-                                 config={"sts": identity.sts_config(),
-                                         "security": identity.security_config()}, start=False)
+                                 config=dict(extra, sts=identity.sts_config(),
+                                             security=identity.security_config()), start=False)
         stack.callback(rig.stop)
         identity.install_tables(rig.state_dir)
+        _keep_config(str(rig.state_dir), extra)
         os.makedirs(os.path.dirname(key_file_path()), exist_ok=True)
         identity.write_key_file(key_file_path())          # the same test identity for every emulator
         rig.start()
@@ -156,6 +186,11 @@ def _banner(rig, workdir, load_w, warp):
     click.echo("      meterctl credit add --port %s --amount 100 %s" % (rig.port, auth))
     click.echo("      meterctl vend %s --json   # an STS token for this meter" % " ".join(identity.vend_args()))
     click.echo("      meterctl topup --port %s %s <20 digits>" % (rig.port, auth))
+    if _profiles_on(str(rig.state_dir)):
+        click.echo("      meterctl profile block --port %s --password %s --csv lp.csv   # IS 15959 profiles: on"
+                   % (rig.port, identity.PASSWORDS["32"]))
+    else:
+        click.echo("IS 15959 profiles (load survey, billing): off; --profiles turns them on")
     click.echo("Stop with Ctrl-C.")
 
 
@@ -186,11 +221,11 @@ def _tick_forever(rig, warp):
         last = t
 
 
-def _emulate(load_w, heap, state_dir, warp):
+def _emulate(load_w, heap, state_dir, warp, extra):
     with contextlib.ExitStack() as stack:
         workdir = _workdir(stack, state_dir)
         click.echo("Starting the emulated meter (MicroPython unix port, heap %s)..." % heap)
-        rig = _start(stack, workdir, heap, warp)
+        rig = _start(stack, workdir, heap, warp, extra)
         rig.set_load(load_w)
         _banner(rig, workdir, load_w, warp)
         try:
@@ -199,7 +234,7 @@ def _emulate(load_w, heap, state_dir, warp):
             click.echo("\nStopping the emulated meter.")
 
 
-def _emulate_many(n, load_w, heap, state_dir):
+def _emulate_many(n, load_w, heap, state_dir, extra):
     """N meters (``hil.multi``), each with the STS test identity, until Ctrl-C or a firmware dies."""
     from hil import identity
     from hil.multi import start_meters, stop_meters
@@ -210,10 +245,11 @@ def _emulate_many(n, load_w, heap, state_dir):
             state = os.path.join(workdir, "meter%d" % i, "state")
             os.makedirs(state, exist_ok=True)
             identity.install_tables(state)
+            _keep_config(state, extra)
         try:
             rigs = start_meters(n, workdir, heap=heap, clock_epoch=int(time.time()),
                                 clock_mode="running", relay_gates_load=True,
-                                config={"sts": identity.sts_config()}, poll_ms=1000)
+                                config=dict(extra, sts=identity.sts_config()), poll_ms=1000)
         except Exception as e:
             raise DlmsError("could not start the emulated meters: %s" % _rig_error_text(e))
         stack.callback(stop_meters, rigs)

@@ -13,6 +13,7 @@ import click
 from host_tools import format as fmt
 from host_tools import objects
 from host_tools.client import ProtocolError
+from host_tools.is15959_objects import COLUMN_NAMES
 from host_tools.meterctl.common import PUBLIC_CLIENT, auth_mode, console, emit_json, has_secret, link_options, \
     make_client, run
 from protocol import axdr_client as axdr
@@ -69,7 +70,7 @@ def selective_access(caps, since, until, from_entry, to_entry):
     return None, b""
 
 
-def _read_buffer(c, code, access, quiet):
+def _read_buffer(c, code, access, quiet, what="event log"):
     """(column names, entries in use, raw buffer) with a progress bar on stderr."""
     from rich.progress import Progress
 
@@ -79,19 +80,20 @@ def _read_buffer(c, code, access, quiet):
     selector, params = selective_access(caps, *access)
     per_row = 2 + sum(14 if x[0] == 8 else 5 for x in caps)
     with Progress(disable=quiet, transient=True, console=console(stderr=True)) as prog:
-        task = prog.add_task("event log %s" % code, total=max(1, n * per_row))
+        task = prog.add_task("%s %s" % (what, code), total=max(1, n * per_row))
         raw = c.get_raw(7, code, 2, selector, params,
                          on_block=lambda got: prog.update(task, completed=got))
         prog.update(task, completed=max(1, n * per_row))
     return cols, n, raw
 
 
-def _rows(cols, raw):
+def _rows(cols, raw, cell=None):
+    cell = cell or _cell
     try:
         rows = axdr.decode(raw, 0)[0][1]
     except axdr.AxdrError as e:
         raise ProtocolError("profile buffer undecodable: %s" % e)
-    table = [[_cell(v) for v in row[1]] for row in rows]
+    table = [[cell(v) for v in row[1]] for row in rows]
     # name this meter's event codes (firmware/meter/events.py) next to the event-code column
     ec = next((i for i, col in enumerate(cols) if col in EVENT_CODE_COLS), None)
     if ec is not None:
@@ -102,20 +104,27 @@ def _rows(cols, raw):
 
 def column_name(col):
     """A capture column "<obis>.<attr>" as the table heads it: the served object's name from
-    host_tools.objects ("clock", "event code", "occurrences"), else the column itself."""
+    host_tools.objects ("clock", "event code", "occurrences") or a profile's capture column
+    (host_tools.is15959_objects), else the column itself; a unit suffix " [Wh]" is kept."""
+    col, sep, unit = col.partition(" [")
+    unit = sep + unit
     code, _, attr = col.rpartition(".")
     try:
         name = objects.by_obis(code).name
     except KeyError:
-        return col
+        name = COLUMN_NAMES.get(code)
+        if name is None:
+            return col + unit
     if name.endswith("event code"):
         return "event code"
     if name.endswith("event counter"):
         return "occurrences"
-    return name if attr == "2" else "%s (attribute %s)" % (name, attr)
+    return (name if attr == "2" else "%s (attribute %s)" % (name, attr)) + unit
 
 
-def _output(code, cols, n, table, csv_path, as_json):
+def _output(code, cols, n, table, csv_path, as_json, transpose=False, table_too=True):
+    """Rows to CSV (``csv_path``, "-" = stdout), JSON or a table; ``table_too`` False: with a
+    CSV file, one line that says what was written instead of the table."""
     if csv_path:
         out = sys.stdout if csv_path == "-" else open(csv_path, "w", newline="")
         try:
@@ -127,15 +136,33 @@ def _output(code, cols, n, table, csv_path, as_json):
                 out.close()
     if as_json:
         emit_json({"columns": cols, "entries_in_use": n, "rows": [dict(zip(cols, r)) for r in table]})
+    elif csv_path and csv_path != "-" and not table_too:
+        click.echo("%s: %d of %d entries written to %s" % (code, len(table), n, csv_path))
+    elif csv_path != "-" and transpose:
+        _print_transposed(code, cols, n, table)
     elif csv_path != "-":
+        from rich.markup import escape
         from rich.table import Table
         t = Table(title="%s: %d of %d entries" % (code, len(table), n))
         for col in cols:                   # names, not OBIS codes; the clock never cut (--json: all)
-            name = column_name(col)
-            t.add_column(name, no_wrap=name in ("clock", "event code", "occurrences"))
+            name = column_name(col)        # "[min]" is a unit, not rich markup
+            t.add_column(escape(name), no_wrap=name in ("clock", "event code", "occurrences"))
         for r in table:
-            t.add_row(*[str(x) for x in r])
+            t.add_row(*[escape(str(x)) for x in r])
         console().print(t)
+
+
+def _print_transposed(code, cols, n, table):
+    """Many columns, few entries (billing): one line per column, one column per entry."""
+    from rich.markup import escape
+    from rich.table import Table
+    t = Table(title="%s: %d of %d entries" % (code, len(table), n))
+    t.add_column("column", no_wrap=True)
+    for i in range(len(table)):
+        t.add_column("entry %d" % (i + 1), no_wrap=True)
+    for j, col in enumerate(cols):
+        t.add_row(escape(column_name(col)), *[escape(str(r[j])) for r in table])
+    console().print(t)
 
 
 @click.command("events")
