@@ -44,18 +44,15 @@ _BLK_SIZE = const(3)
 
 
 def _fill(src, n):
-    """Pull chunks of a value being sent in blocks (``src``: [_BLK_BUF, _BLK_GEN, ...]) until
-    ``n`` bytes are buffered; True when the whole value is buffered."""
+    """Pull chunks of a value being sent (``src``: [_BLK_BUF (a bytearray, extended in place),
+    _BLK_GEN, ...]) until ``n`` bytes are buffered; True when the whole value is buffered."""
     g = src[_BLK_GEN]
-    if g is not None and len(src[_BLK_BUF]) < n:
-        buf = bytearray(src[_BLK_BUF])
-        while len(buf) < n:
-            try:
-                buf.extend(next(g))
-            except StopIteration:
-                g = src[_BLK_GEN] = None
-                break
-        src[_BLK_BUF] = buf
+    buf = src[_BLK_BUF]
+    while g is not None and len(buf) < n:
+        try:
+            buf.extend(next(g))
+        except StopIteration:
+            g = src[_BLK_GEN] = None
     return g is None
 
 
@@ -160,35 +157,37 @@ class Association:
         self._blocks = None
         limit = self.max_pdu if self.max_pdu < self.send_max else self.send_max
         blocks_ok = self.conformance & _CONF_BLOCK_TRANSFER_WITH_GET
-        head = 4                            # C4 01 inv 00 (normal) / C4 03 inv n (with-list)
+        # the response is built in one bytearray, its head first: C4 01 inv 00 (normal) / C4 03
+        # inv (with-list, then the list's length); the value is appended in place, not copied
         if req.kind == 1:
-            w = axdr.Writer()
+            head = 4
+            w = axdr.Writer(bytearray((_GET_RESPONSE, 1, inv, 0)))
             r = cosem.get(self.meter, self, req.items[0], w)
             if isinstance(r, int):
                 if r:
                     return apdu.get_response_error(inv, r)
                 src = [w.buf, None]
             else:
-                src = [b"", r]
+                src = [bytearray((_GET_RESPONSE, 1, inv, 0)), r]
         else:  # with-list: the SEQUENCE OF Get-Data-Result, read item by item as blocks go
-            src = [b"", _with_list(self.meter, self, req.items)]
             head = 3
+            src = [bytearray((_GET_RESPONSE, 3, inv)), _with_list(self.meter, self, req.items)]
         try:
-            whole = _fill(src, limit - head + 1)
-            if not (whole and len(src[_BLK_BUF]) + head <= limit) and not blocks_ok:
+            whole = _fill(src, limit + 1)
+            if not (whole and len(src[_BLK_BUF]) <= limit) and not blocks_ok:
                 # no block transfer: send it whole if it fits the client's PDU (and our heap)
                 limit = self.max_pdu if self.max_pdu < _WHOLE_MAX else _WHOLE_MAX
-                whole = _fill(src, limit - head + 1)
+                whole = _fill(src, limit + 1)
         except Exception:
             return (apdu.get_response_error(inv, _DAR_HARDWARE_FAULT) if head == 4
                     else apdu.exception_response(1, _SERVICE_PDU_TOO_LONG))
-        if whole and len(src[_BLK_BUF]) + head <= limit:
-            if head == 4:
-                return apdu.get_response(inv, src[_BLK_BUF])
-            return bytes((_GET_RESPONSE, 3, inv)) + src[_BLK_BUF]
+        buf = src[_BLK_BUF]
+        if whole and len(buf) <= limit:
+            return buf
         if not blocks_ok:
             return apdu.exception_response(1, _SERVICE_PDU_TOO_LONG)
         # each block a whole GET-Response-With-Datablock within ``limit``; never the last first
+        buf[:head] = b""
         src.append(0)
         src.append(limit - _BLOCK_HEAD)
         self._blocks = src
@@ -205,8 +204,8 @@ class Association:
             return apdu.get_response_block_error(inv, no, _DAR_LONG_GET_ABORTED)
         buf = b[_BLK_BUF]
         last = done and len(buf) <= n
-        chunk = bytes(buf[:n])
-        b[_BLK_BUF] = buf[n:]
+        chunk = buf[:n]
+        buf[:n] = b""
         if last:
             self._blocks = None
         else:
