@@ -99,8 +99,9 @@ class Meter:
         self._pev = None           # [seq, epoch, code, detail] of the last journaled command event
         self.persist_wh = int(g("persist_wh") or getattr(board, "persist_wh", 10))
         sts = g("sts")
-        # STS: [config, acceptor state, key change, its time]; meter.tokens loads per use (enter_token)
-        self.tokens = [sts, None, [None, None, None, None], 0] if sts else None
+        # STS: [config, acceptor state, key change, its time, EA07 tables]; meter.tokens loads
+        # per use (enter_token)
+        self.tokens = [sts, None, [None, None, None, None], 0, None] if sts else None
         # IC 115 (meter.cosem_values): token, time, reason, delivery, status 8 tokenReceived
         self.token_gateway = [b"", 0, b"", 0, 8]
         self.journal = Journal(board.path("j/state"))

@@ -25,14 +25,9 @@ _ALG_EA11 = const(1)
 
 _BAD_REASONS = ("format", "crc", "wrong_class")
 _KEY_SECTION = {sts.SUB_KEY_1: 0, sts.SUB_KEY_2: 1, sts.SUB_KEY_3: 2, sts.SUB_KEY_4: 3}
-_CLASS2_ACTION = {
-    sts.SUB_MPL: "mpl",
-    sts.SUB_CLEAR_CREDIT: "clear_credit",
-    sts.SUB_TARIFF_RATE: "tariff",
-    sts.SUB_CLEAR_TAMPER: "clear_tamper",
-    sts.SUB_PHASE_UNBALANCE: "phase_unbalance",
-    sts.SUB_WATER_FACTOR: "water_factor",
-}
+_CLASS2_ACTION = {sts.SUB_MPL: "mpl", sts.SUB_CLEAR_CREDIT: "clear_credit", sts.SUB_TARIFF_RATE: "tariff",
+                  sts.SUB_CLEAR_TAMPER: "clear_tamper", sts.SUB_PHASE_UNBALANCE: "phase_unbalance",
+                  sts.SUB_WATER_FACTOR: "water_factor"}
 
 
 class TokenResult:
@@ -158,9 +153,6 @@ class TokenAcceptor:
         out = [self._tid_at(i) for i in range(self._n)]
         out.sort()
         return out
-
-    def clear_tids(self):
-        self._n = 0
 
     # -- lockout --------------------------------------------------------------------------
 
@@ -366,13 +358,17 @@ _GW_STATUS = const(4)
 def acceptor(meter):
     """The TokenAcceptor of ``meter.tokens`` = [config.json's ``sts`` section (docs/CONTRACTS.md
     "config.json"), its state (``to_record``, bytes or hex) or None, key-change sections, their
-    time], built for one token entry or the boot check; ``keep`` stores its state back and
-    ``meter.app`` unloads this module after (the acceptor is heap only while it runs)."""
+    time, EA07 tables (96 bytes: read from their JSON file once)], built for one token entry or
+    the boot check; ``keep`` stores its state back and ``meter.app`` unloads this module after
+    (the acceptor is heap only while it runs)."""
     s = meter.tokens
     g = s[0].get
     alg = g("algorithm", "ea07")
-    a = TokenAcceptor(bytes.fromhex(s[0]["decoder_key"]), alg,
-                      meter.board.path(g("tables", "sts_tables.json")) if alg == "ea07" else None,
+    t = s[4]
+    if alg == "ea07":
+        t = meter.board.path(g("tables", "sts_tables.json")) if t is None else \
+            {"sub1": t[:16], "sub2": t[16:32], "perm": t[32:]}
+    a = TokenAcceptor(bytes.fromhex(s[0]["decoder_key"]), alg, t,
                       ken=g("ken", 255), store_size=g("store_size", 50), krn=g("krn", 1),
                       kt=g("kt", 2), ti=g("ti", 1), base_date=g("base_date", 1993),
                       lockout_after=g("lockout_after", 3), lockout_base_s=g("lockout_base_s", 10),
@@ -390,6 +386,9 @@ def acceptor(meter):
 def keep(meter, a):
     s = meter.tokens
     s[1], s[2], s[3] = a.to_record(), a._kc, a._kc_t
+    t = a._tables
+    if t is not None:
+        s[4] = t.sub1 + t.sub2 + t.perm
 
 
 def enter(meter, raw, delivery):
