@@ -54,7 +54,8 @@ _K_DM = const(7)
 _K_FRMR = const(8)
 _K_UI = const(9)
 _WINDOW = const(7)             # largest window we negotiate both ways (IEC 62056-46 §6.4.4.4.3.2)
-_SEND_CAP = const(2048)        # response APDU size the heap allows (whole frames of it: see _send)
+_SEND_CAP = const(1024)        # response APDU size (whole frames of it: see _send): meter.server's
+#                                response buffer holds it (docs/MEMORY.md)
 # a response being sent: [APDU (no LLC), offset of the next new segment, offset of the oldest
 # unacknowledged one, its N(S), end offsets of the frames sent and not acknowledged]; offsets
 # count the 3-byte LLC header
@@ -266,8 +267,9 @@ class HdlcLink:
         self._tx = None                     # a new request ends any unfinished response
         rx = self._rx
         if f.segmented or rx is not None:
-            if rx is None:
-                rx = self._rx = bytearray()
+            if rx is None:   # one allocation of _RX_MAX, emptied (capacity kept), not grown
+                rx = self._rx = bytearray(_RX_MAX)
+                rx[:] = b""
             if rx is not False:
                 if len(rx) + len(f.info) > _RX_MAX:
                     rx = self._rx = False   # too long: the rest is dropped, then refused
