@@ -50,13 +50,14 @@ _MAX_CREDIT = const(0x3FFFFFFF)   # meter.account's credit ceiling
 
 
 def _unload():
-    """Drop the STS modules (``meter.tokens``, ``protocol.sts_core``/``ea07``/``misty1``) from
-    ``sys.modules`` and their packages: on MicroPython their code leaves the heap until the next
-    token (~6.5 KiB on 32 bits). CPython keeps them (one class per exception type for host code)."""
+    """Drop the STS modules (``meter.tokens``, ``protocol.sts_core``/``ea07``) from ``sys.modules``
+    and their packages: on MicroPython their code leaves the heap until the next token (~6.5 KiB on
+    32 bits; ``protocol.misty1`` stays: EA11's 1 KiB table would not find room later). CPython
+    keeps them (one class per exception type for host code)."""
     import sys
     if sys.implementation.name != "micropython":
         return
-    for n in ("meter.tokens", "protocol.sts_core", "protocol.ea07", "protocol.misty1"):
+    for n in ("meter.tokens", "protocol.sts_core", "protocol.ea07"):
         sys.modules.pop(n, None)
         p, c = n.split(".")
         try:
@@ -102,13 +103,15 @@ class Meter:
         # STS: [config, acceptor state, key change, its time, EA07 tables]; meter.tokens loads
         # per use (enter_token)
         self.tokens = [sts, None, [None, None, None, None], 0, None] if sts else None
+        if sts:   # config check and EA07 tables (JSON) read while the heap is still unfragmented
+            from meter import tokens
+            tokens.keep(self, tokens.acceptor(self))
         # IC 115 (meter.cosem_values): token, time, reason, delivery, status 8 tokenReceived
         self.token_gateway = [b"", 0, b"", 0, 8]
         self.journal = Journal(board.path("j/state"))
         self.event_log = Audit(board.path("ev"), int(cfg.get("event_segments", 10)))
         self._restore()
-        if sts:                    # boot check of the STS config and the journaled acceptor state
-            from meter import tokens
+        if sts:                    # the journaled acceptor state checked, then the STS code unloaded
             tokens.keep(self, tokens.acceptor(self))
             _unload()
         acse.setup(self, cfg)      # passwords, keys, counters, lock-out (meter.acse); no defaults

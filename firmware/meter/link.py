@@ -92,6 +92,8 @@ class HdlcLink:
         self.retransmitted = 0
         self._echo = None          # (dest, src, ctrl, FCS bytes) of our last frame
         self._fb = None            # serve(): the buffer each I-frame of a response is built in
+        # serve()'s receiver and frame buffer, allocated now (boot) while the heap is unfragmented
+        self._pre = (self.receiver(), bytearray(max_info + _OVERHEAD))
         self._addr = b"\x03"
         self.pending = False       # a physical address applied by a profile: taken at the link's end
         self._ndm()
@@ -120,8 +122,8 @@ class HdlcLink:
         """The UART task: read ``stream``, answer frames; never returns."""
         reader = asyncio.StreamReader(stream)
         writer = asyncio.StreamWriter(stream, {})
-        rx = self.receiver()
-        self._fb = bytearray(self.max_info + _OVERHEAD)
+        rx, self._fb = self._pre
+        self._pre = None
         buf = bytearray(256)
         mv = memoryview(buf)
         ticks = self.ticks
