@@ -140,19 +140,14 @@ class TokenAcceptor:
     def _oldest(self):
         # index of the smallest TID (the store is full when this is called)
         k = 0
-        m = self._tid_at(0)
         for i in range(1, self._n):
-            t = self._tid_at(i)
-            if t < m:
-                m = t
+            if self._tid_at(i) < self._tid_at(k):
                 k = i
         return k
 
     def tids(self):
         """Stored TIDs, ascending (list)."""
-        out = [self._tid_at(i) for i in range(self._n)]
-        out.sort()
-        return out
+        return sorted(self._tid_at(i) for i in range(self._n))
 
     # -- lockout --------------------------------------------------------------------------
 
@@ -367,7 +362,7 @@ def acceptor(meter):
     t = s[4]
     if alg == "ea07":
         t = meter.board.path(g("tables", "sts_tables.json")) if t is None else \
-            {"sub1": t[:16], "sub2": t[16:32], "perm": t[32:]}
+            {"sub1": _inv(t, 0, 16), "sub2": _inv(t, 16, 16), "perm": _inv(t, 32, 64)}
     a = TokenAcceptor(bytes.fromhex(s[0]["decoder_key"]), alg, t,
                       ken=g("ken", 255), store_size=g("store_size", 50), krn=g("krn", 1),
                       kt=g("kt", 2), ti=g("ti", 1), base_date=g("base_date", 1993),
@@ -383,12 +378,18 @@ def acceptor(meter):
     return a
 
 
+def _inv(b, o, n):   # a table of n entries at b[o:] inverted (the forward one of an inverse)
+    r = bytearray(n)
+    for i in range(n):
+        r[b[o + i]] = i
+    return r
+
+
 def keep(meter, a):
     s = meter.tokens
     s[1], s[2], s[3] = a.to_record(), a._kc, a._kc_t
-    t = a._tables
-    if t is not None:
-        s[4] = t.sub1 + t.sub2 + t.perm
+    if a._tables is not None:   # protocol.ea07.Tables keeps the inverse tables
+        s[4] = a._tables.isub + a._tables.iperm
 
 
 def enter(meter, raw, delivery):
