@@ -44,6 +44,7 @@ _EV_RELAY_CLOSE = const(43)
 _EV_COVER_OPEN = const(60)
 _EV_COVER_CLOSED = const(61)
 _EV_BILL = const(64)
+_EV_STORE_ERROR = const(91)
 _T_MIN = const(946684800)    # clock range: 2000-01-01T00:00:00Z .. meter.store.TIME_MAX (2106)
 _CREDIT_ENERGY = const(1)     # Account.unit: credit register in 0.1 kWh
 _MAX_CREDIT = const(0x3FFFFFFF)   # meter.account's credit ceiling
@@ -103,17 +104,15 @@ class Meter:
         # STS: [config, acceptor state, key change, its time, EA07 tables]; meter.tokens loads
         # per use (enter_token)
         self.tokens = [sts, None, [None, None, None, None], 0, None] if sts else None
-        if sts:   # config check and EA07 tables (JSON) read while the heap is still unfragmented
+        if sts:   # config check, EA07 tables (JSON) read while the heap is still unfragmented
             from meter import tokens
             tokens.keep(self, tokens.acceptor(self))
+            _unload()              # the journaled state is checked by the next token entry
         # IC 115 (meter.cosem_values): token, time, reason, delivery, status 8 tokenReceived
         self.token_gateway = [b"", 0, b"", 0, 8]
         self.journal = Journal(board.path("j/state"))
         self.event_log = Audit(board.path("ev"), int(cfg.get("event_segments", 10)))
         self._restore()
-        if sts:                    # the journaled acceptor state checked, then the STS code unloaded
-            tokens.keep(self, tokens.acceptor(self))
-            _unload()
         acse.setup(self, cfg)      # passwords, keys, counters, lock-out (meter.acse); no defaults
         settings.drop("meter.settings")
         if cfg_err is not None:
@@ -160,7 +159,11 @@ class Meter:
         self.tz_minutes = s.get("tz", self.tz_minutes)
         tok = s.get("tok")
         if tok and self.tokens is not None:
-            self.tokens[1] = tok   # hex: checked by meter.tokens.acceptor
+            try:                   # the record itself is checked by meter.tokens.acceptor
+                self.tokens[1] = bytes.fromhex(tok)
+            except ValueError:
+                self.tokens[1] = None
+                self.event(_EV_STORE_ERROR, "token store record unreadable", "tok")
         self._persisted_wh = a.import_wh
         self._persisted_t = hot[4]
 
@@ -211,7 +214,7 @@ class Meter:
                            "cs": self.dc.control_state, "cause": self.dc.cause,
                            "tz": self.tz_minutes,
                            "tar": self.tariff.cold(a.credit, a.import_wh), "pol": self.policy.state(),
-                           "tok": self.tokens[1].hex() if self.tokens is not None else None},
+                           "tok": self.tokens[1].hex() if self.tokens and self.tokens[1] else None},
                           (a.credit, a.rem, a.import_wh, -1 if mwh is None else mwh, now))
 
     def _log(self, epoch, code, detail):

@@ -352,7 +352,7 @@ _GW_STATUS = const(4)
 
 def acceptor(meter):
     """The TokenAcceptor of ``meter.tokens`` = [config.json's ``sts`` section (docs/CONTRACTS.md
-    "config.json"), its state (``to_record``, bytes or hex) or None, key-change sections, their
+    "config.json"), its state (``to_record``) or None, key-change sections, their
     time, EA07 tables (96 bytes: read from their JSON file once)], built for one token entry or
     the boot check; ``keep`` stores its state back and ``meter.app`` unloads this module after
     (the acceptor is heap only while it runs)."""
@@ -371,8 +371,8 @@ def acceptor(meter):
     r = s[1]
     if r is not None:
         try:
-            a.from_record(bytes.fromhex(r) if isinstance(r, str) else r)
-        except (StsError, ValueError):
+            a.from_record(r)
+        except StsError:
             meter.event(_EV_STORE_ERROR, "token store record unreadable", "tok")
     a._kc, a._kc_t = s[2], s[3]
     return a
