@@ -50,6 +50,23 @@ _CREDIT_ENERGY = const(1)     # Account.unit: credit register in 0.1 kWh
 _MAX_CREDIT = const(0x3FFFFFFF)   # meter.account's credit ceiling
 
 
+def _unload():
+    """Drop the STS modules (``meter.tokens``, ``protocol.sts_core``/``ea07``) from ``sys.modules``
+    and their packages: on MicroPython their code leaves the heap until the next token (~6.5 KiB on
+    32 bits; ``protocol.misty1`` stays: EA11's 1 KiB table would not find room later). CPython
+    keeps them (one class per exception type for host code)."""
+    import sys
+    if sys.implementation.name != "micropython":
+        return
+    for n in ("meter.tokens", "protocol.sts_core", "protocol.ea07"):
+        sys.modules.pop(n, None)
+        p, c = n.split(".")
+        try:
+            delattr(sys.modules[p], c)
+        except (KeyError, AttributeError):
+            pass
+
+
 class Meter:
     FIRMWARE_ID = ("prepaid-meter " + FIRMWARE_VERSION).encode()
 
@@ -88,14 +105,15 @@ class Meter:
         self._pev = None           # [seq, epoch, code, detail] of the last journaled command event
         self.persist_wh = int(g("persist_wh") or getattr(board, "persist_wh", 10))
         sts = g("sts")
-        if sts:
-            from meter.tokens import acceptor
-            self.tokens = acceptor(sts, board.path)
-        else:
-            self.tokens = None
+        # STS: [config, acceptor state, key change, its time, EA07 tables]; meter.tokens loads
+        # per use (enter_token)
+        self.tokens = [sts, None, [None, None, None, None], 0, None] if sts else None
+        if sts:   # config check, EA07 tables (JSON) read while the heap is still unfragmented
+            from meter import tokens
+            tokens.keep(self, tokens.acceptor(self))
+            _unload()              # the journaled state is checked by the next token entry
         # IC 115 (meter.cosem_values): token, time, reason, delivery, status 8 tokenReceived
         self.token_gateway = [b"", 0, b"", 0, 8]
-        # after the token acceptor: its EA07 tables want large blocks of an unfragmented heap
         self.journal = Journal(board.path("j/state"))
         self.event_log = Audit(board.path("ev"), int(cfg.get("event_segments", 10)))
         self._restore()
@@ -148,9 +166,10 @@ class Meter:
         self.tz_minutes = s.get("tz", self.tz_minutes)
         tok = s.get("tok")
         if tok and self.tokens is not None:
-            try:
-                self.tokens.from_record(bytes.fromhex(tok))
-            except Exception:
+            try:                   # the record itself is checked by meter.tokens.acceptor
+                self.tokens[1] = bytes.fromhex(tok)
+            except ValueError:
+                self.tokens[1] = None
                 self.event(_EV_STORE_ERROR, "token store record unreadable", "tok")
         self._persisted_wh = a.import_wh
         self._persisted_t = hot[4]
@@ -202,7 +221,7 @@ class Meter:
                            "cs": self.dc.control_state, "cause": self.dc.cause,
                            "tz": self.tz_minutes,
                            "tar": self.tariff.cold(a.credit, a.import_wh), "pol": self.policy.state(),
-                           "tok": self.tokens.to_record().hex() if self.tokens is not None else None},
+                           "tok": self.tokens[1].hex() if self.tokens and self.tokens[1] else None},
                           (a.credit, a.rem, a.import_wh, -1 if mwh is None else mwh, now))
 
     def _log(self, epoch, code, detail):
@@ -244,9 +263,13 @@ class Meter:
     def enter_token(self, raw, delivery=0):
         """Enter one 20-digit STS token (bytes or str; spaces and dashes ignored) delivered by
         ``delivery`` (IC 115 enum): ``meter.tokens.enter`` applies it and journals the result
-        before it returns. Returns the TokenResult (``ok``, ``reason`` ...)."""
+        before it returns. Returns the TokenResult (``ok``, ``reason`` ...). ``meter.tokens`` and
+        the STS protocol modules are loaded for it and unloaded after (docs/MEMORY.md)."""
         from meter.tokens import enter
-        return enter(self, raw, delivery)
+        try:
+            return enter(self, raw, delivery)
+        finally:
+            _unload()
 
     def token_room(self):
         """The largest STS credit amount (0.1 kWh) the credit register can still take: a token

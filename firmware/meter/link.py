@@ -21,6 +21,7 @@ import asyncio
 import time
 
 from protocol import hdlc, apdu
+from protocol.crc import crc16_x25
 from meter.server import Association
 
 try:
@@ -53,7 +54,8 @@ _K_DM = const(7)
 _K_FRMR = const(8)
 _K_UI = const(9)
 _WINDOW = const(7)             # largest window we negotiate both ways (IEC 62056-46 §6.4.4.4.3.2)
-_SEND_CAP = const(2048)        # response APDU size the heap allows (whole frames of it: see _send)
+_SEND_CAP = const(1024)        # response APDU size (whole frames of it: see _send): meter.server's
+#                                response buffer holds it (docs/MEMORY.md)
 # a response being sent: [APDU (no LLC), offset of the next new segment, offset of the oldest
 # unacknowledged one, its N(S), end offsets of the frames sent and not acknowledged]; offsets
 # count the 3-byte LLC header
@@ -88,7 +90,10 @@ class HdlcLink:
         self.errors = 0
         self.frmr = 0
         self.retransmitted = 0
-        self._echo = None          # (dest, src, ctrl, info) of our last frame
+        self._echo = None          # (dest, src, ctrl, FCS bytes) of our last frame
+        self._fb = None            # serve(): the buffer each I-frame of a response is built in
+        # serve()'s receiver and frame buffer, allocated now (boot) while the heap is unfragmented
+        self._pre = (self.receiver(), bytearray(max_info + _OVERHEAD))
         self._addr = b"\x03"
         self.pending = False       # a physical address applied by a profile: taken at the link's end
         self._ndm()
@@ -117,7 +122,8 @@ class HdlcLink:
         """The UART task: read ``stream``, answer frames; never returns."""
         reader = asyncio.StreamReader(stream)
         writer = asyncio.StreamWriter(stream, {})
-        rx = self.receiver()
+        rx, self._fb = self._pre
+        self._pre = None
         buf = bytearray(256)
         mv = memoryview(buf)
         ticks = self.ticks
@@ -159,8 +165,9 @@ class HdlcLink:
     def _frame(self, ctrl, info=b"", segmented=False, client=None, addr=None):
         dest = client or self.client
         addr = addr or self._addr
-        self._echo = (dest, addr, ctrl, info)
-        return hdlc.encode_frame(dest, addr, ctrl, info, segmented)
+        fr = hdlc.encode_frame(dest, addr, ctrl, info, segmented)
+        self._echo = (dest, addr, ctrl, fr[-3:-1])
+        return fr
 
     def _frmr(self, ctrl, flags):
         self.frmr += 1
@@ -173,9 +180,10 @@ class HdlcLink:
             value, n, _ = hdlc.decode_address(f.dest, 0)
         except hdlc.HdlcError:
             return False
-        e = self._echo             # our own frame heard back (optical head, echo)
-        return self.accepts(value, n) and not (e is not None and f.ctrl == e[2] and f.src == e[1]
-                                               and f.dest == e[0] and f.info == e[3])
+        e = self._echo             # our own frame heard back (optical head, echo): same FCS
+        return self.accepts(value, n) and not (
+            e is not None and f.ctrl == e[2] and f.src == e[1] and f.dest == e[0]
+            and hdlc.encode_frame(f.dest, f.src, f.ctrl, f.info, f.segmented)[-3:-1] == e[3])
 
     def on_frame(self, f):
         """Handle one received frame; return a sequence of frames to transmit (maybe empty)."""
@@ -261,8 +269,9 @@ class HdlcLink:
         self._tx = None                     # a new request ends any unfinished response
         rx = self._rx
         if f.segmented or rx is not None:
-            if rx is None:
-                rx = self._rx = bytearray()
+            if rx is None:   # one allocation of _RX_MAX, emptied (capacity kept), not grown
+                rx = self._rx = bytearray(_RX_MAX)
+                rx[:] = b""
             if rx is not False:
                 if len(rx) + len(f.info) > _RX_MAX:
                     rx = self._rx = False   # too long: the rest is dropped, then refused
@@ -313,27 +322,62 @@ class HdlcLink:
 
     def _window(self):
         """The next frames of the response, as many as the window has room for; the last
-        one carries the final bit. A frame whose FCS would end in 7E (next to the closing
+        one carries the final bit. In ``serve`` they are built one at a time in one buffer
+        (``_fb``, memoryviews: each is sent before the next is built), else returned as bytes."""
+        fb = self._fb
+        if fb is None:
+            return [bytes(fr) for fr in self._frames(bytearray(self.tx_max + _OVERHEAD))]
+        if len(fb) < self.tx_max + _OVERHEAD:   # max_info raised by a profile
+            fb = self._fb = bytearray(self.tx_max + _OVERHEAD)
+        return self._frames(fb)
+
+    def _frames(self, fb):
+        """Generator of ``_window``. A frame whose FCS would end in 7E (next to the closing
         flag) carries a byte less: clients that find frames by flags (dlms-cosem 25.1) lose it."""
         t = self._tx
-        resp, off, ends = t[0], t[_TX_NEXT], t[_TX_ENDS]
-        end = len(resp) + 3
+        mv, off, ends = memoryview(t[0]), t[_TX_NEXT], t[_TX_ENDS]
+        end = len(mv) + 3
         room = self.win_tx - len(ends)
-        out = []
         while room > 0 and off < end:
             room -= 1
             m = self.tx_max
             while True:
                 stop = off + m if off + m < end else end
                 seg = stop < end
-                info = b"\xE6\xE7\x00" + resp[:stop - 3] if off == 0 else resp[off - 3:stop - 3]
-                frame = self._frame(hdlc.ctrl_i(self.vs, self.vr, not (seg and room)), info, seg)
-                if frame[-2] != 0x7E or stop - off < 5:
+                n = self._iframe(fb, hdlc.ctrl_i(self.vs, self.vr, not (seg and room)), mv, off, stop, seg)
+                if fb[n - 2] != 0x7E or stop - off < 5:
                     break
                 m = stop - off - 1
-            out.append(frame)
             ends.append(stop)
             self.vs = (self.vs + 1) & 7
-            off = stop
-        t[_TX_NEXT] = off
-        return out
+            t[_TX_NEXT] = off = stop
+            yield memoryview(fb)[:n]
+
+    def _iframe(self, fb, ctrl, mv, a, b, seg):
+        """Build in ``fb`` the I-frame carrying bytes ``a``..``b`` of LLC header + response
+        (``mv``: the response APDU); returns its length (flags included)."""
+        p = 3
+        for x in (self.client, self._addr):
+            fb[p:p + len(x)] = x
+            p += len(x)
+        fb[p] = ctrl
+        h = p + 1
+        p = h + 2
+        if a == 0:
+            fb[p:p + 3] = b"\xE6\xE7\x00"
+            p += 3
+            a = 3
+        fb[p:p + b - a] = mv[a - 3:b - 3]
+        p += b - a
+        fb[0] = 0x7E
+        fb[1] = 0xA0 | (0x08 if seg else 0) | ((p + 1) >> 8)
+        fb[2] = (p + 1) & 0xFF
+        c = crc16_x25(fb, 1, h)
+        fb[h] = c & 0xFF
+        fb[h + 1] = c >> 8
+        c = crc16_x25(fb, 1, p)
+        fb[p] = c & 0xFF
+        fb[p + 1] = c >> 8
+        fb[p + 2] = 0x7E
+        self._echo = (self.client, self._addr, ctrl, bytes(fb[p:p + 2]))
+        return p + 3

@@ -34,28 +34,29 @@ _DAR_HARDWARE_FAULT = const(1)
 
 _BLOCK_HEAD = const(12)        # C4 02 inv last blk(4) choice len(<=3)
 _WHOLE_MAX = const(2048)       # largest response sent whole to a client without block transfer
+_RBUF = const(1280)            # the response buffer: meter.link's _SEND_CAP + the last chunk _fill
+#                                pulls in (a whole response to a client without block transfer grows it)
 
-# positional records (index consts cost nothing): a long GET in progress [buffered bytes, chunk
-# generator or None, last block number sent, block size]
+# positional records (index consts cost nothing): a long GET in progress [buffered bytes (the
+# response buffer: _BLOCK_HEAD bytes for the block's head, then the value), chunk generator or
+# None, last block number sent, block size, bytes of the value in the last block sent]
 _BLK_BUF = const(0)
 _BLK_GEN = const(1)
 _BLK_NO = const(2)
 _BLK_SIZE = const(3)
+_BLK_SENT = const(4)
 
 
 def _fill(src, n):
-    """Pull chunks of a value being sent in blocks (``src``: [_BLK_BUF, _BLK_GEN, ...]) until
-    ``n`` bytes are buffered; True when the whole value is buffered."""
+    """Pull chunks of a value being sent (``src``: [_BLK_BUF (a bytearray, extended in place),
+    _BLK_GEN, ...]) until ``n`` bytes are buffered; True when the whole value is buffered."""
     g = src[_BLK_GEN]
-    if g is not None and len(src[_BLK_BUF]) < n:
-        buf = bytearray(src[_BLK_BUF])
-        while len(buf) < n:
-            try:
-                buf.extend(next(g))
-            except StopIteration:
-                g = src[_BLK_GEN] = None
-                break
-        src[_BLK_BUF] = buf
+    buf = src[_BLK_BUF]
+    while g is not None and len(buf) < n:
+        try:
+            buf.extend(next(g))
+        except StopIteration:
+            g = src[_BLK_GEN] = None
     return g is None
 
 
@@ -85,6 +86,9 @@ class Association:
     def __init__(self, meter, server=1):
         self.meter = meter
         self.server = server
+        # GET responses are built in it (allocated at boot: a 1 KiB response never needs a
+        # contiguous block of a fragmented heap; emptied with ``[:] =``, its capacity stays)
+        self.rbuf = bytearray(_RBUF)
         self.reset()
 
     def reset(self):
@@ -160,55 +164,69 @@ class Association:
         self._blocks = None
         limit = self.max_pdu if self.max_pdu < self.send_max else self.send_max
         blocks_ok = self.conformance & _CONF_BLOCK_TRANSFER_WITH_GET
-        head = 4                            # C4 01 inv 00 (normal) / C4 03 inv n (with-list)
+        # the response is built in one bytearray, its head first: C4 01 inv 00 (normal) / C4 03
+        # inv (with-list, then the list's length); the value is appended in place, not copied
         if req.kind == 1:
-            w = axdr.Writer()
-            r = cosem.get(self.meter, self, req.items[0], w)
+            head = 4
+            buf = self.rbuf
+            buf[:] = bytes((_GET_RESPONSE, 1, inv, 0))
+            r = cosem.get(self.meter, self, req.items[0], axdr.Writer(buf))
             if isinstance(r, int):
                 if r:
                     return apdu.get_response_error(inv, r)
-                src = [w.buf, None]
-            else:
-                src = [b"", r]
+                r = None
+            elif len(buf) != head:
+                buf[head:] = b""
+            src = [buf, r]
         else:  # with-list: the SEQUENCE OF Get-Data-Result, read item by item as blocks go
-            src = [b"", _with_list(self.meter, self, req.items)]
             head = 3
+            buf = self.rbuf
+            buf[:] = bytes((_GET_RESPONSE, 3, inv))
+            src = [buf, _with_list(self.meter, self, req.items)]
         try:
-            whole = _fill(src, limit - head + 1)
-            if not (whole and len(src[_BLK_BUF]) + head <= limit) and not blocks_ok:
+            whole = _fill(src, limit + 1)
+            if not (whole and len(src[_BLK_BUF]) <= limit) and not blocks_ok:
                 # no block transfer: send it whole if it fits the client's PDU (and our heap)
                 limit = self.max_pdu if self.max_pdu < _WHOLE_MAX else _WHOLE_MAX
-                whole = _fill(src, limit - head + 1)
+                whole = _fill(src, limit + 1)
         except Exception:
             return (apdu.get_response_error(inv, _DAR_HARDWARE_FAULT) if head == 4
                     else apdu.exception_response(1, _SERVICE_PDU_TOO_LONG))
-        if whole and len(src[_BLK_BUF]) + head <= limit:
-            if head == 4:
-                return apdu.get_response(inv, src[_BLK_BUF])
-            return bytes((_GET_RESPONSE, 3, inv)) + src[_BLK_BUF]
+        buf = src[_BLK_BUF]
+        if whole and len(buf) <= limit:
+            return buf
         if not blocks_ok:
             return apdu.exception_response(1, _SERVICE_PDU_TOO_LONG)
         # each block a whole GET-Response-With-Datablock within ``limit``; never the last first
+        buf[:head] = bytes(_BLOCK_HEAD)
         src.append(0)
         src.append(limit - _BLOCK_HEAD)
+        src.append(0)
         self._blocks = src
         return self._next_block(inv)
 
     def _next_block(self, inv):
+        """The next GET-Response-With-Datablock, built in place in the response buffer (its head
+        written just before the block's bytes): a memoryview, valid until the next request."""
         b = self._blocks
         no = b[_BLK_NO] + 1
         n = b[_BLK_SIZE]
+        buf = b[_BLK_BUF]
+        buf[_BLOCK_HEAD:_BLOCK_HEAD + b[_BLK_SENT]] = b""   # the block sent before
         try:
-            done = _fill(b, n)
+            done = _fill(b, _BLOCK_HEAD + n)
         except Exception:
             self._blocks = None
             return apdu.get_response_block_error(inv, no, _DAR_LONG_GET_ABORTED)
-        buf = b[_BLK_BUF]
-        last = done and len(buf) <= n
-        chunk = bytes(buf[:n])
-        b[_BLK_BUF] = buf[n:]
+        k = len(buf) - _BLOCK_HEAD
+        last = done and k <= n
         if last:
             self._blocks = None
         else:
             b[_BLK_NO] = no
-        return apdu.get_response_block(inv, last, no, chunk)
+            k = n
+        b[_BLK_SENT] = k
+        h = bytes((_GET_RESPONSE, 2, inv, 1 if last else 0)) + no.to_bytes(4, "big") + b"\x00" + \
+            axdr.encode_length(k)
+        buf[_BLOCK_HEAD - len(h):_BLOCK_HEAD] = h
+        return memoryview(buf)[_BLOCK_HEAD - len(h):_BLOCK_HEAD + k]

@@ -194,15 +194,19 @@ class Journal:
         key = _crc(payload)
         full = full or key != self._last
         seq = self.seq + 1
-        if full:
-            body = _MAGIC + struct.pack(">BIH", _VERSION, seq, len(payload)) + payload + struct.pack(_HOT_FMT, *hot)
+        if full:   # written in pieces, the CRC chained over them: no copy of the payload
+            parts = (_MAGIC + struct.pack(">BIH", _VERSION, seq, len(payload)), payload,
+                     struct.pack(_HOT_FMT, *hot), None)
+            c = 0
+            for i in range(3):
+                c = binascii.crc32(parts[i], c)
             path = self._full[self._fslot]
-            data = body + struct.pack(">I", _crc(body))
         else:
             path = self._hotp[self._hslot]
-            data = encode_hot(seq, hot)
+            parts = (encode_hot(seq, hot),)
         with open(path, "wb") as f:
-            f.write(data)
+            for d in parts:
+                f.write(d if d is not None else struct.pack(">I", c & 0xFFFFFFFF))
         # durable now (littlefs commits on close); only then advance
         self.seq = seq
         self.hot = tuple(hot)

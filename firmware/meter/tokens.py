@@ -25,14 +25,9 @@ _ALG_EA11 = const(1)
 
 _BAD_REASONS = ("format", "crc", "wrong_class")
 _KEY_SECTION = {sts.SUB_KEY_1: 0, sts.SUB_KEY_2: 1, sts.SUB_KEY_3: 2, sts.SUB_KEY_4: 3}
-_CLASS2_ACTION = {
-    sts.SUB_MPL: "mpl",
-    sts.SUB_CLEAR_CREDIT: "clear_credit",
-    sts.SUB_TARIFF_RATE: "tariff",
-    sts.SUB_CLEAR_TAMPER: "clear_tamper",
-    sts.SUB_PHASE_UNBALANCE: "phase_unbalance",
-    sts.SUB_WATER_FACTOR: "water_factor",
-}
+_CLASS2_ACTION = {sts.SUB_MPL: "mpl", sts.SUB_CLEAR_CREDIT: "clear_credit", sts.SUB_TARIFF_RATE: "tariff",
+                  sts.SUB_CLEAR_TAMPER: "clear_tamper", sts.SUB_PHASE_UNBALANCE: "phase_unbalance",
+                  sts.SUB_WATER_FACTOR: "water_factor"}
 
 
 class TokenResult:
@@ -41,14 +36,8 @@ class TokenResult:
 
     def __init__(self, ok, reason, token_class=None, subclass=None, tid=None, amount=0,
                  action=None, value=None):
-        self.ok = ok
-        self.reason = reason
-        self.token_class = token_class
-        self.subclass = subclass
-        self.tid = tid
-        self.amount = amount
-        self.action = action
-        self.value = value
+        self.ok, self.reason, self.token_class, self.subclass = ok, reason, token_class, subclass
+        self.tid, self.amount, self.action, self.value = tid, amount, action, value
         self.tests = ()
         self.mfr_code = None
         self.lockout_s = 0
@@ -103,12 +92,9 @@ class TokenAcceptor:
         self._n = 0
         self.now_fn = now_fn
         self.key_change_window_s = key_change_window_s
-        self.lockout_after = lockout_after
-        self.lockout_base_s = lockout_base_s
-        self.lockout_max_s = lockout_max_s
+        self.lockout_after, self.lockout_base_s, self.lockout_max_s = lockout_after, lockout_base_s, lockout_max_s
         self.credit_subclasses = credit_subclasses
-        self._bad = 0
-        self._lock_until = 0
+        self._bad = self._lock_until = 0
         self._kc = [None, None, None, None]
         self._kc_t = 0
         self._buf = bytearray(8)
@@ -128,11 +114,7 @@ class TokenAcceptor:
             cipher = Misty1(bytes(key))
         self._cipher = cipher
         self._key = bytes(key)
-        self.ken = ken & 0xFF
-        self.krn = krn
-        self.kt = kt
-        self.ti = ti
-        self.base_date = base_date
+        self.ken, self.krn, self.kt, self.ti, self.base_date = ken & 0xFF, krn, kt, ti, base_date
 
     @property
     def algorithm(self):
@@ -153,29 +135,19 @@ class TokenAcceptor:
     def _put_tid(self, i, tid):
         b = self._tids
         j = 3 * i
-        b[j] = (tid >> 16) & 0xFF
-        b[j + 1] = (tid >> 8) & 0xFF
-        b[j + 2] = tid & 0xFF
+        b[j], b[j + 1], b[j + 2] = (tid >> 16) & 0xFF, (tid >> 8) & 0xFF, tid & 0xFF
 
     def _oldest(self):
         # index of the smallest TID (the store is full when this is called)
         k = 0
-        m = self._tid_at(0)
         for i in range(1, self._n):
-            t = self._tid_at(i)
-            if t < m:
-                m = t
+            if self._tid_at(i) < self._tid_at(k):
                 k = i
         return k
 
     def tids(self):
         """Stored TIDs, ascending (list)."""
-        out = [self._tid_at(i) for i in range(self._n)]
-        out.sort()
-        return out
-
-    def clear_tids(self):
-        self._n = 0
+        return sorted(self._tid_at(i) for i in range(self._n))
 
     # -- lockout --------------------------------------------------------------------------
 
@@ -369,6 +341,7 @@ _TOKEN_STATUS = (b" accepted=3 key_change_pending=2 format=4 wrong_class=4 crc=5
                  b" used=6 old=6 locked_out=6 overflow=6 ")
 _EV_TOKEN_ACCEPTED = const(50)  # meter.events
 _EV_TOKEN_REJECTED = const(51)
+_EV_STORE_ERROR = const(91)
 # Meter.token_gateway = [token, time, STS reason text, delivery method, token_status_code]
 _GW_TOKEN = const(0)
 _GW_TIME = const(1)
@@ -377,21 +350,50 @@ _GW_DELIVERY = const(3)
 _GW_STATUS = const(4)
 
 
-def acceptor(sts_cfg, path):
-    """TokenAcceptor of config.json's ``sts`` section (keys as in docs/CONTRACTS.md
-    "config.json"); ``path(name)`` is a file's path in the meter's filesystem (EA07 tables)."""
-    g = sts_cfg.get
+def acceptor(meter):
+    """The TokenAcceptor of ``meter.tokens`` = [config.json's ``sts`` section (docs/CONTRACTS.md
+    "config.json"), its state (``to_record``) or None, key-change sections, their
+    time, EA07 tables (96 bytes: read from their JSON file once)], built for one token entry or
+    the boot check; ``keep`` stores its state back and ``meter.app`` unloads this module after
+    (the acceptor is heap only while it runs)."""
+    s = meter.tokens
+    g = s[0].get
     alg = g("algorithm", "ea07")
-    return TokenAcceptor(bytes.fromhex(sts_cfg["decoder_key"]), alg,
-                         path(g("tables", "sts_tables.json")) if alg == "ea07" else None,
-                         ken=g("ken", 255), store_size=g("store_size", 50), krn=g("krn", 1),
-                         kt=g("kt", 2), ti=g("ti", 1), base_date=g("base_date", 1993),
-                         lockout_after=g("lockout_after", 3), lockout_base_s=g("lockout_base_s", 10),
-                         lockout_max_s=g("lockout_max_s", 1280))
+    t = s[4]
+    if alg == "ea07":
+        t = meter.board.path(g("tables", "sts_tables.json")) if t is None else \
+            {"sub1": _inv(t, 0, 16), "sub2": _inv(t, 16, 16), "perm": _inv(t, 32, 64)}
+    a = TokenAcceptor(bytes.fromhex(s[0]["decoder_key"]), alg, t,
+                      ken=g("ken", 255), store_size=g("store_size", 50), krn=g("krn", 1),
+                      kt=g("kt", 2), ti=g("ti", 1), base_date=g("base_date", 1993),
+                      lockout_after=g("lockout_after", 3), lockout_base_s=g("lockout_base_s", 10),
+                      lockout_max_s=g("lockout_max_s", 1280))
+    r = s[1]
+    if r is not None:
+        try:
+            a.from_record(r)
+        except StsError:
+            meter.event(_EV_STORE_ERROR, "token store record unreadable", "tok")
+    a._kc, a._kc_t = s[2], s[3]
+    return a
+
+
+def _inv(b, o, n):   # a table of n entries at b[o:] inverted (the forward one of an inverse)
+    r = bytearray(n)
+    for i in range(n):
+        r[b[o + i]] = i
+    return r
+
+
+def keep(meter, a):
+    s = meter.tokens
+    s[1], s[2], s[3] = a.to_record(), a._kc, a._kc_t
+    if a._tables is not None:   # protocol.ea07.Tables keeps the inverse tables
+        s[4] = a._tables.isub + a._tables.iperm
 
 
 def enter(meter, raw, delivery):
-    """``Meter.enter_token``: judge the token (``meter.tokens``, None without an STS key), apply
+    """``Meter.enter_token``: judge the token (``acceptor(meter)``; no STS key: refused), apply
     its action, update ``meter.token_gateway`` (IC 115), journal (TID store + credit) and only
     then return the TokenResult: an acknowledgement follows the flash write. A refusal starting no
     keypad lock-out journals nothing: the wrong-entry count stays in RAM (a power cut resets at most
@@ -411,7 +413,9 @@ def enter(meter, raw, delivery):
     if meter.tokens is None:   # no STS key provisioned: the meter cannot judge any token
         r = TokenResult(False, "no_sts_key")
     else:
-        r = meter.tokens.enter(digits, now, meter.token_room())   # the credit ceiling
+        a = acceptor(meter)
+        r = a.enter(digits, now, meter.token_room())   # the credit ceiling
+        keep(meter, a)
     if r.ok and r.reason == "accepted":          # the action on account, tariff, limiter
         a = meter.account
         act = r.action
