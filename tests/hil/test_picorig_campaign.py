@@ -200,8 +200,11 @@ def run_pico_campaign(workdir, cuts, seed):
     return dict(n, cuts=c.cuts, acked=acked, seconds=round(wall, 1))
 
 
+@pytest.mark.slow
+@pytest.mark.pico_campaign
 def test_pico_powercut_campaign_short(tmp_path):
-    """A few cuts of each kind (make test): the campaign's machinery on the rp2 port."""
+    """A few cuts of each kind (make pico, ~60 s; out of make test for its 10-minute budget): the
+    campaign's machinery on the rp2 port."""
     n = run_pico_campaign(tmp_path / "pico", int(os.environ.get("PICO_CUTS", "8")), seed=19)
     assert n["acked"] >= 3
 

@@ -30,6 +30,8 @@ def pico_factory(tmp_path):
         r.stop()
 
 
+@pytest.mark.slow
+@pytest.mark.pico_campaign
 def test_gurux_reads_every_attribute_it_may_on_pico(pico_factory, monkeypatch):
     reads = []                  # (client, object type, logical name, attribute, 0 or DAR code)
     read = gx.Peer.read
