@@ -311,8 +311,26 @@ def act(meter, tagged):
     return _OK
 
 
-def value(meter, ic, arg, attr, w):
+def _column(meter, ln, w):
+    """A capture column served as an object (IC 3 args 8.., IC 1 args 58..): its value in the
+    last entry of the profile that captures it (0 before the first entry)."""
+    for a in range(5):
+        for i in range(_TABLE[a], _TABLE[a + 1]):
+            c = _TABLE[6 + i * _COL:6 + i * _COL + _COL]
+            if c[1:7] == ln:
+                n = _count(meter, 32 + a)
+                for v in _by_range(meter, 32 + a, n, n):
+                    _write(meter, w, c, v)
+                    return _OK
+                _write(meter, w, c, (0,) * 20)
+                return _OK
+    return _OTHER
+
+
+def value(meter, ic, arg, attr, w, ln=b""):
     """IC 4 maximum demand, the IC 1 counters and periods, IC 3 attribute 2 (see above)."""
+    if (ic == 3 and arg >= 8) or arg >= 58:
+        return _column(meter, bytes(ln), w)
     p = meter.profiles
     c = p.c
     if ic == 9:                                # scripts: 1 = execute capture of 1.0.98.1.0.255
