@@ -16,6 +16,9 @@ Rows (``_ARG`` of ``meter.cosem``'s table, generated from host_tools/objects.py)
   periods 0.0.0.1.1.255.
 - IC 3 attribute 2 of arg 5 billing date 0.0.0.1.2.255 (date-time of the last billing entry),
   6 cumulative power-on 0.0.94.91.14.255 and 7 power-off duration 0.0.94.91.8.255 (min).
+- The other capture columns as objects (host_tools/is15959_objects.py COLUMNS): IC 3 args 8..24
+  (attribute 3 from cosem_values._REGS), IC 1 args 58..63: attribute 2 = the column in the last
+  entry of the profile capturing it (``_column``).
 
 The billing buffer ends with the running cycle (IS 15959 [R3]: the entry after the closed ones),
 so entries_in_use = closed cycles + 1. Selective access: 1 range_descriptor on the clock column
