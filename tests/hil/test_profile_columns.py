@@ -8,17 +8,11 @@ import pytest
 
 from host_tools.client import DlmsClient
 from host_tools.is15959_objects import COLUMN_NAMES, IS15959_OBJECTS
-from interop_rig import make_rig
 from protocol.client_assoc import AccessDenied, ObjectUndefined
-from timewarp import START, profile_config
+from test_profiles_interop import PASSWORDS, PROFILES, day_of_load
 
 pytestmark = pytest.mark.hil
 
-PASSWORDS = {1: "12345678", 32: "00000000", 48: "ABCDEFGH"}
-# profile -> its scaler profile (name plate: none)
-PROFILES = {"1.0.99.1.0.255": "1.0.94.91.4.255", "1.0.99.2.0.255": "1.0.94.91.5.255",
-            "1.0.98.1.0.255": "1.0.94.91.6.255", "1.0.94.91.0.255": "1.0.94.91.3.255",
-            "0.0.94.91.10.255": None}
 # profiles whose last entry is fixed while the rig stands still (the billing and instantaneous
 # ones capture the running values)
 STILL = ("1.0.99.1.0.255", "1.0.99.2.0.255", "0.0.94.91.10.255")
@@ -30,21 +24,6 @@ def _ln(b):
 
 def _object_list(c):
     return {(e[1][0][1], _ln(e[1][2][1])) for e in c.get(15, "0.0.40.0.0.255", 2)[1]}
-
-
-def _rig(rig_factory, profiles):
-    rig = make_rig(rig_factory, config=dict(profile_config(50000), profiles=profiles), clock_epoch=START,
-                   poll_ms=3)
-    t = START
-    for h in range(3):                       # a few closed blocks
-        rig.pzem.set_load(400 + 40 * h)
-        rig.pzem.advance(3600)
-        wh = rig.pzem.energy_wh
-        rig.wait_meter(lambda m: m.wh == wh, timeout=10)
-        t += 3600
-        rig.set_clock(t)
-        rig.wait_meter(lambda m: m.epoch == t, timeout=10)
-    return rig
 
 
 def _columns(c, code):
@@ -80,7 +59,7 @@ def _check(c):
 
 
 def test_every_capture_column_is_an_object_with_the_scaler_profiles_scaler(rig_factory):
-    rig = _rig(rig_factory, True)
+    rig = day_of_load(rig_factory, 3)     # a few closed blocks
     for sap in (32, 1, 48):
         with DlmsClient(rig.port, client_sap=sap, password=PASSWORDS[sap]) as c:
             assert _check(c) == 57          # the columns of the five profiles
@@ -91,7 +70,7 @@ def test_every_capture_column_is_an_object_with_the_scaler_profiles_scaler(rig_f
             with pytest.raises(AccessDenied):
                 c.get(ic, ob, 2)
     rig.stop()
-    rig = _rig(rig_factory, False)
+    rig = day_of_load(rig_factory, 3, profiles=False)
     with DlmsClient(rig.port, client_sap=32, password=PASSWORDS[32]) as c:
         without = _object_list(c)
         with pytest.raises(ObjectUndefined):
