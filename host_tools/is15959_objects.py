@@ -63,18 +63,38 @@ IS15959_OBJECTS = (
      "cumulative minutes"),
 )
 
-# Capture columns of the profiles that are not objects of their own in the object list (the
-# meter serves them only inside the profiles' buffers): the names meterctl heads them with.
-COLUMN_NAMES = {
-    "1.0.1.29.0.255": "block import", "1.0.2.29.0.255": "block export",
-    "1.0.12.27.0.255": "average voltage", "1.0.11.27.0.255": "average current",
-    "0.0.96.10.1.255": "block status", "0.128.94.96.1.255": "block charge",
-    "0.128.94.96.2.255": "day energy charge", "0.128.94.96.3.255": "day fixed charge",
-    "0.128.94.96.4.255": "day duty", "0.128.94.96.5.255": "day top-ups",
-    "0.128.94.96.6.255": "cycle energy charge", "0.128.94.96.7.255": "cycle fixed charge",
-    "0.128.94.96.8.255": "cycle duty", "0.0.94.91.13.255": "cycle power-on duration",
-    "1.0.1.8.1.255": "import TZ1", "1.0.1.8.2.255": "import TZ2", "1.0.1.8.3.255": "import TZ3",
-    "1.0.1.8.4.255": "import TZ4", "0.0.96.1.0.255": "serial number", "0.0.94.91.9.255": "meter type",
-    "0.0.94.91.11.255": "category", "0.0.94.91.12.255": "current rating",
-    "0.0.96.1.4.255": "year of manufacture",
-}
+# The profiles' capture columns served as objects of their own (IS 15959 meters serve them so: a
+# head-end checks capture_objects against the object list and reads each register's scaler_unit):
+# (obis, IC, name, unit, scaler, value type); value = the column in the profile's last entry (the
+# last block, day or the running billing cycle; 0 before the first), scaler_unit the scaler
+# profile's. IC 3 args 8.., IC 1 args 58.. (meter.cosem_prof.value).
+_DL, _DLU, _LU = "double-long", "double-long-unsigned", "long-unsigned"
+COLUMNS = (
+    ("1.0.1.29.0.255", 3, "block import", 30, 0, _DLU), ("1.0.2.29.0.255", 3, "block export", 30, 0, _DLU),
+    ("1.0.12.27.0.255", 3, "average voltage", 35, -1, _LU),
+    ("1.0.11.27.0.255", 3, "average current", 33, -2, _LU),
+    ("0.128.94.96.1.255", 3, "block charge", 10, -2, _DL),
+    ("0.128.94.96.2.255", 3, "day energy charge", 10, -2, _DL),
+    ("0.128.94.96.3.255", 3, "day fixed charge", 10, -2, _DL),
+    ("0.128.94.96.4.255", 3, "day duty", 10, -2, _DL), ("0.128.94.96.5.255", 3, "day top-ups", 10, -2, _DLU),
+    ("0.128.94.96.6.255", 3, "cycle energy charge", 10, -2, _DL),
+    ("0.128.94.96.7.255", 3, "cycle fixed charge", 10, -2, _DL),
+    ("0.128.94.96.8.255", 3, "cycle duty", 10, -2, _DL),
+    ("0.0.94.91.13.255", 3, "cycle power-on duration", 6, 0, _DLU),
+) + tuple(("1.0.1.8.%d.255" % z, 3, "import TZ%d" % z, 30, 0, _DLU) for z in range(1, 5)) + (
+    ("0.0.96.10.1.255", 1, "block status", None, None, "unsigned"),
+    ("0.0.96.1.0.255", 1, "serial number", None, None, "octet-string"),
+    ("0.0.94.91.9.255", 1, "meter type", None, None, "unsigned"),
+    ("0.0.94.91.11.255", 1, "category", None, None, "octet-string"),
+    ("0.0.94.91.12.255", 1, "current rating", None, None, "octet-string"),
+    ("0.0.96.1.4.255", 1, "year of manufacture", None, None, "octet-string"),
+)
+COLUMN_ARGS = {3: 8, 1: 58}           # the first arg of the IC 3 / IC 1 columns
+IS15959_OBJECTS += tuple(
+    (ob, ic, name, (3 if ic == 3 else 2), int(ic == 3), COLUMN_ARGS[ic] + i - (17 if ic == 1 else 0),
+     unit, sc, vt if ic == 3 else None,
+     "IS 15959 capture column: %s of the profile's last entry" % (vt if ic == 1 else "value"))
+    for i, (ob, ic, name, unit, sc, vt) in enumerate(COLUMNS))
+
+# the names meterctl heads the capture columns with
+COLUMN_NAMES = {ob: name for ob, _ic, name, _u, _s, _vt in COLUMNS}

@@ -31,7 +31,7 @@ import sys
 
 from host_tools import firmware_src
 from host_tools.eventcodes import event_names, events  # noqa: F401  (re-exported)
-from host_tools.is15959_objects import IS15959_OBJECTS
+from host_tools.is15959_objects import COLUMN_NAMES, IS15959_OBJECTS
 
 __all__ = ["Obj", "Access", "OBJECTS", "ASSOCIATIONS", "SpecError", "by_obis", "by_name",
            "table_source", "markdown", "event_names", "events", "EVENT_LOGS"]
@@ -43,7 +43,7 @@ _SAPS = tuple(sap for _, sap in ASSOCIATIONS)
 # Blue Book units (table "Enumerated values for physical units") used by the meter's registers
 UNIT_NAMES = {6: "min", 10: "currency", 27: "W", 30: "Wh", 33: "A", 35: "V", 255: "count"}
 # A-XDR types of register values (protocol.axdr tags)
-_VALUE_TAGS = {"long-unsigned": 18, "double-long-unsigned": 6, "octet-string": 9}
+_VALUE_TAGS = {"double-long": 5, "long-unsigned": 18, "double-long-unsigned": 6, "octet-string": 9}
 
 Access = collections.namedtuple("Access", "read write call")
 Access.__doc__ = "Rights of one association on one object: frozensets of attribute/method numbers."
@@ -328,12 +328,18 @@ def table_source():
     """Python source of cosem.py's generated block (markers included): ``_TABLE``, one
     commented row per object (management rights, and public reads where they differ)."""
     lines = [TABLE_BEGIN, "_TABLE = ("]
-    for o in OBJECTS:
+    for o in (o for o in OBJECTS if o.obis not in COLUMN_NAMES):     # the columns: below
         pub = o.access[16].read
         lines.append("    # %s %s, IC %d v%d arg %d: %s%s" % (
             o.obis, o.name, o.ic, o.version, o.arg, _rights_text(o.access[1]),
             "" if pub == o.access[1].read else " (public r %s)" % _ranges(sorted(pub))))
         lines.append('    b"%s"' % _hex(device_row(o)))
+    cols = [o for o in OBJECTS if o.obis in COLUMN_NAMES]     # in few lines: cosem.py's size
+    lines.append("    # IS 15959 capture columns (host_tools/is15959_objects.py COLUMNS), IC 3 args %s, "
+                 "IC 1 args %s: r 1-3 / 1-2 (public r 1)" % (
+                     _ranges([o.arg for o in cols if o.ic == 3]), _ranges([o.arg for o in cols if o.ic == 1])))
+    for i in range(0, len(cols), 8):
+        lines.append('    b"%s"' % "".join(_hex(device_row(o)) for o in cols[i:i + 8]))
     lines += [")", TABLE_END]
     return "\n".join(lines) + "\n"
 
@@ -342,9 +348,11 @@ def regs_source():
     """Python source of cosem_values.py's generated block (markers included): ``_REGS``."""
     regs = sorted((o for o in OBJECTS if o.ic == 3), key=lambda o: o.arg)
     lines = [REGS_BEGIN, "# IC 3 registers by arg, 3 bytes each: scaler, unit, value tag"]
-    for o in regs:
+    for o in (o for o in regs if o.obis not in COLUMN_NAMES):
         lines.append("#   %d %s %s: 10^%d %s, %s" % (o.arg, o.obis, o.name, o.scaler,
                                                    UNIT_NAMES[o.unit], o.value_type))
+    lines.append("#   %s IS 15959 capture columns (host_tools/is15959_objects.py COLUMNS)"
+                 % _ranges([o.arg for o in regs if o.obis in COLUMN_NAMES]))
     lines += ['_REGS = b"%s"' % _hex(regs_bytes()), TABLE_END]
     return "\n".join(lines) + "\n"
 

@@ -16,6 +16,9 @@ Rows (``_ARG`` of ``meter.cosem``'s table, generated from host_tools/objects.py)
   periods 0.0.0.1.1.255.
 - IC 3 attribute 2 of arg 5 billing date 0.0.0.1.2.255 (date-time of the last billing entry),
   6 cumulative power-on 0.0.94.91.14.255 and 7 power-off duration 0.0.94.91.8.255 (min).
+- The other capture columns as objects (host_tools/is15959_objects.py COLUMNS): IC 3 args 8..24
+  (attribute 3 from cosem_values._REGS), IC 1 args 58..63: attribute 2 = the column in the last
+  entry of the profile capturing it (``_column``).
 
 The billing buffer ends with the running cycle (IS 15959 [R3]: the entry after the closed ones),
 so entries_in_use = closed cycles + 1. Selective access: 1 range_descriptor on the clock column
@@ -311,8 +314,26 @@ def act(meter, tagged):
     return _OK
 
 
-def value(meter, ic, arg, attr, w):
+def _column(meter, ln, w):
+    """A capture column served as an object (IC 3 args 8.., IC 1 args 58..): its value in the
+    last entry of the profile that captures it (0 before the first entry)."""
+    for a in range(5):
+        for i in range(_TABLE[a], _TABLE[a + 1]):
+            c = _TABLE[6 + i * _COL:6 + i * _COL + _COL]
+            if c[1:7] == ln:
+                n = _count(meter, 32 + a)
+                for v in _by_range(meter, 32 + a, n, n):
+                    _write(meter, w, c, v)
+                    return _OK
+                _write(meter, w, c, (0,) * 20)
+                return _OK
+    return _OTHER
+
+
+def value(meter, ic, arg, attr, w, ln=b""):
     """IC 4 maximum demand, the IC 1 counters and periods, IC 3 attribute 2 (see above)."""
+    if (ic == 3 and arg >= 8) or arg >= 58:
+        return _column(meter, bytes(ln), w)
     p = meter.profiles
     c = p.c
     if ic == 9:                                # scripts: 1 = execute capture of 1.0.98.1.0.255

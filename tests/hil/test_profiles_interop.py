@@ -40,11 +40,12 @@ PROFILES = {"1.0.99.1.0.255": "1.0.94.91.4.255", "1.0.99.2.0.255": "1.0.94.91.5.
 BY_RANGE = ("1.0.99.1.0.255", "1.0.99.2.0.255")
 
 
-def _day_of_load(rig_factory):
-    rig = make_rig(rig_factory, config=dict(profile_config(50000), profiles=True), clock_epoch=START,
+def day_of_load(rig_factory, hours=30, profiles=True):
+    """A rig with ``hours`` h of rising load, the clock set at each hour (closed blocks)."""
+    rig = make_rig(rig_factory, config=dict(profile_config(50000), profiles=profiles), clock_epoch=START,
                    poll_ms=3)
     t = START
-    for h in range(30):
+    for h in range(hours):
         rig.pzem.set_load(400 + 40 * h)
         rig.pzem.advance(3600)
         wh = rig.pzem.energy_wh
@@ -57,7 +58,7 @@ def _day_of_load(rig_factory):
 
 def test_profiles_read_by_gurux_dlms_cosem_and_meterctl(rig_factory):
     """One rig with 30 h of load for the three readers (a rig's day of load is the slow part)."""
-    rig = _day_of_load(rig_factory)
+    rig = day_of_load(rig_factory)
     _gurux(rig)
     _dlms_cosem(rig)
     _meterctl(rig)

@@ -123,3 +123,20 @@ def test_no_two_objects_of_a_class_share_the_device_argument():
             assert o.obis.startswith(("0.0.96.11.", "0.0.96.15.")), o.obis
         if o.arg >= 32:                 # IS 15959 profile rows (meter.cosem_prof)
             assert o.obis in profiles, o.obis
+
+
+def test_every_profile_column_is_an_object_with_the_scaler_profiles_scaler_unit():
+    """Each capture column of the IS 15959 profiles (meter.cosem_prof's column rows) is a served
+    object of the column's class; a register's scaler and unit (cosem_values._REGS, its attribute
+    3) are the ones the scaler profile gives the column."""
+    prof = firmware_module("meter.cosem_prof")
+    t = prof._TABLE
+    n = 0
+    for i in range(t[0], t[5]):
+        c = t[6 + i * 12:6 + i * 12 + 12]
+        o = objects.by_obis(".".join(str(x) for x in c[1:7]))
+        assert o.ic == c[0], o.obis
+        if o.ic == 3 and o.obis in objects.COLUMN_NAMES:
+            assert (o.scaler & 0xFF, o.unit) == (c[8], c[9]), o.obis
+            n += 1
+    assert n == 17
