@@ -72,7 +72,7 @@ pico: $(STAMP) pico-setup
 
 # CI: the 100-cut PicoRig campaign alone (one summary line; PICO_CAMPAIGN_CUTS=N for more)
 pico-campaign: $(STAMP) pico-setup
-	$(BIN)/python -m pytest -q -s -m pico_campaign tests/hil/test_picorig_campaign.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -s -m pico_campaign -k "not _short" tests/hil/test_picorig_campaign.py $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python -m host_tools.demo

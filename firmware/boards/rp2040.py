@@ -30,6 +30,9 @@ class Rp2040Board(McuBoard):
     # littlefs on the Pico programs 256-byte pages: 4x the wear per journal write of the ESP32,
     # so consumption is journaled every 50 Wh (bench/bench_wear.py: ~8% of endurance in 20 years)
     persist_wh = 50
+    # ~190 KiB of heap: the STS acceptor stays loaded after the boot check (meter.app._unload), so
+    # a token entry does not read its .mpy files from flash again
+    sts_resident = True
 
     def __init__(self, root="/", cfg=None, machine_module=None):
         McuBoard.__init__(self, machine_module or machine, "rp2040", root, cfg)

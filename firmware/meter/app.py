@@ -50,13 +50,14 @@ _CREDIT_ENERGY = const(1)     # Account.unit: credit register in 0.1 kWh
 _MAX_CREDIT = const(0x3FFFFFFF)   # meter.account's credit ceiling
 
 
-def _unload():
+def _unload(board):
     """Drop the STS modules (``meter.tokens``, ``protocol.sts_core``/``ea07``) from ``sys.modules``
     and their packages: on MicroPython their code leaves the heap until the next token (~6.5 KiB on
-    32 bits; ``protocol.misty1`` stays: EA11's 1 KiB table would not find room later). CPython
-    keeps them (one class per exception type for host code)."""
+    32 bits; ``protocol.misty1`` stays: EA11's 1 KiB table would not find room later). A board
+    with heap to spare keeps them (``board.sts_resident``: the RP2040, whose .mpy files would be
+    read from flash again at every entry); CPython keeps them (one class per exception type)."""
     import sys
-    if sys.implementation.name != "micropython":
+    if sys.implementation.name != "micropython" or getattr(board, "sts_resident", False):
         return
     for n in ("meter.tokens", "protocol.sts_core", "protocol.ea07"):
         sys.modules.pop(n, None)
@@ -111,7 +112,7 @@ class Meter:
         if sts:   # config check, EA07 tables (JSON) read while the heap is still unfragmented
             from meter import tokens
             tokens.keep(self, tokens.acceptor(self))
-            _unload()              # the journaled state is checked by the next token entry
+            _unload(self.board)    # the journaled state is checked by the next token entry
         # IC 115 (meter.cosem_values): token, time, reason, delivery, status 8 tokenReceived
         self.token_gateway = [b"", 0, b"", 0, 8]
         self.journal = Journal(board.path("j/state"))
@@ -269,7 +270,7 @@ class Meter:
         try:
             return enter(self, raw, delivery)
         finally:
-            _unload()
+            _unload(self.board)
 
     def token_room(self):
         """The largest STS credit amount (0.1 kWh) the credit register can still take: a token
