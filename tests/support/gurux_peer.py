@@ -152,15 +152,19 @@ class Peer(GuruxPeer):
                 f = rx.pop()
 
 
-def connect(rig, client=16, password=None, **kw):
-    """A Peer associated with the meter of ``rig`` (closed again if the association fails)."""
-    p = Peer(rig.port, client=client, password=password, **kw)
+def associated(peer):
+    """``peer`` connected and associated; closed again if that fails."""
     try:
-        p.connect()
+        peer.connect()
     except BaseException:
-        p.close()
+        peer.close()
         raise
-    return p
+    return peer
+
+
+def connect(rig, client=16, password=None, **kw):
+    """A Peer associated with the meter of ``rig``."""
+    return associated(Peer(rig.port, client=client, password=password, **kw))
 
 
 def readable(obj, i):

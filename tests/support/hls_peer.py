@@ -5,7 +5,7 @@ from gurux_dlms.enums import Authentication, InterfaceType, Security
 from gurux_dlms.objects import GXDLMSData
 from gurux_dlms.secure import GXDLMSSecureClient
 
-from gurux_peer import Peer
+from gurux_peer import Peer, associated
 from hil import identity
 from host_tools import vend
 
@@ -61,10 +61,4 @@ def frame_counter(rig):
 def gurux(rig, client=1, **kw):
     """A SecurePeer associated (HLS-GMAC) with the meter of ``rig``, its invocation counter one past
     the meter's frame counter."""
-    p = SecurePeer(rig.port, client=client, ic=frame_counter(rig) + 1, **kw)
-    try:
-        p.connect()
-    except BaseException:
-        p.close()
-        raise
-    return p
+    return associated(SecurePeer(rig.port, client=client, ic=frame_counter(rig) + 1, **kw))
