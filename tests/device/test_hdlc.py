@@ -5,6 +5,8 @@ Runs on CPython (pytest) and on the MicroPython unix port (tests/support/mpy_run
 from protocol import hdlc_client as hdlc
 from protocol.hdlc import HdlcError
 
+from hdlc_rx import drain
+
 
 def h(s):
     return bytes(int(x, 16) for x in s.split())
@@ -165,15 +167,6 @@ def test_params():
     for bad in ("81 80", "82 80 00", "81 80 05 05 02 00", "81 80 03 05 05 00", "81 80 04 05 00 06 01"):
         expect_error("format", hdlc.decode_params, h(bad))
     expect_error("format", hdlc.encode_params, 0x10000)
-
-
-def drain(rx):
-    out = []
-    while True:
-        f = rx.pop()
-        if f is None:
-            return out
-        out.append(f)
 
 
 def test_receiver_raw_flags_in_info():

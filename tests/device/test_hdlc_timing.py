@@ -6,7 +6,8 @@ time-out uses ``time.ticks_diff`` (wrap-around included).
 """
 from protocol import hdlc_client as hdlc
 from protocol.crc import crc16_x25
-from test_hdlc import drain
+
+from hdlc_rx import drain
 
 C16 = hdlc.encode_client_address(16)
 ME = hdlc.encode_server_address(1, 17)

@@ -146,7 +146,7 @@ def enter_many(rig, tokens):
 def test_parallel_vends_are_all_accepted_by_the_meter(token_rig, tmp_path):
     """8 processes x 200 vends + 2 interleaved 100-row batches for this meter (issue 14): every
     TID distinct; this meter's 900 tokens, entered in TID order, are all accepted."""
-    from tests.host.test_tid_alloc import parallel_vend
+    from parallel_vend import parallel_vend
     found = parallel_vend(tmp_path)                       # half for this meter, half for another
     ours = sorted(found[DRN])
     assert len(ours) == 4 * 200 + 100 and len({t for t, _ in ours}) == len(ours)

@@ -9,40 +9,11 @@ import sys
 
 import pytest
 
+from meterctl_proc import Emulate, meterctl
+
 pytestmark = pytest.mark.hil
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-class Emulate:
-    """`python -m host_tools.meterctl emulate` of this checkout; reads its banner."""
-
-    def __init__(self, *args, env=None):
-        self.p = subprocess.Popen([sys.executable, "-m", "host_tools.meterctl", "emulate", *args], cwd=str(ROOT),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env=dict(env or os.environ, PYTHONPATH=str(ROOT)))
-        self.info = {}
-        for line in self.p.stdout:                  # blocks until the banner is out
-            key, sep, value = line.partition(":")
-            if sep:
-                self.info[key.strip()] = value.strip()
-            if line.startswith("Stop with Ctrl-C"):
-                break
-        assert "DLMS serial port" in self.info, self.p.stderr.read()
-
-    def finish(self, timeout=60):
-        out, err = self.p.communicate(timeout=timeout)
-        return self.p.returncode, out, err
-
-    def kill(self):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
-
-
-def meterctl(*args):
-    return subprocess.run([sys.executable, "-m", "host_tools.meterctl", *args], capture_output=True, text=True,
-                          timeout=60, cwd=str(ROOT))
 
 
 def test_emulate_exits_when_its_firmware_dies():

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from hil import identity
+from hls_peer import SecurePeer, hls_rig, sts_token
 from host_tools import keystore
 from host_tools.client import AssociationRejected, DlmsClient, HlsKeys
 from host_tools.meterctl import cli
-from test_hls_interop import SecurePeer, sts_token
 
 pytestmark = pytest.mark.hil
 
@@ -22,10 +22,6 @@ def state(tmp_path, monkeypatch):
     """Our invocation counters in a fresh state directory per test."""
     monkeypatch.setenv("METERCTL_STATE_DIR", str(tmp_path / "state"))
     return tmp_path / "state"
-
-
-def hls_rig(rig_factory, **sec):
-    return rig_factory(sts=True, config={"security": identity.security_config(**sec)})
 
 
 def run(*args):

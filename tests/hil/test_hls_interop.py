@@ -14,77 +14,21 @@ from dlms_cosem import exceptions as dc_exc
 from dlms_cosem.io import HdlcTransport
 from dlms_cosem.security import HighLevelSecurityGmacAuthentication
 from gurux_dlms import GXDLMSException
-from gurux_dlms.enums import Authentication, DataType, InterfaceType, ObjectType, Security
-from gurux_dlms.secure import GXDLMSSecureClient
+from gurux_dlms.enums import DataType
 
+from dlmscosem_peer import DeadlineSerialIO
+from gurux_peer import DarError, read_order, readable
 from hil import identity
-from host_tools import vend
+from hls_peer import SecurePeer, frame_counter, gurux, hls_rig, sts_token
 from protocol import axdr_client as axdr
-from test_interop_dlmscosem import DeadlineSerialIO
-from test_interop_gurux import DarError, Peer, _readable
 
 pytestmark = pytest.mark.hil
 
-EPOCH = 1767225600
 CREDIT = cosem.Obis(0, 0, 19, 10, 0)
 GATEWAY = cosem.Obis(0, 0, 19, 40, 0)
 DISCONNECT = cosem.Obis(0, 0, 96, 3, 10)
 ACCOUNT = cosem.Obis(0, 0, 19, 0, 0)
 FRAME_COUNTER = cosem.Obis(0, 0, 43, 1, 1)
-
-
-def hls_rig(rig_factory, **sec):
-    return rig_factory(sts=True, config={"security": identity.security_config(**sec)})
-
-
-def sts_token(kwh10, minutes=0):
-    return vend.vend_token(identity.decoder_key(), algorithm="ea07", tables=str(identity.TABLES),
-                           base_date=identity.BASE_DATE, amount=kwh10,
-                           issued=EPOCH + 60 * minutes, rnd=3)["token"]
-
-
-class SecurePeer(Peer):
-    """Peer (gurux over pyserial) with a GXDLMSSecureClient: HIGH_GMAC, auth+enc."""
-
-    def __init__(self, port, client=1, ek=identity.GUEK, ak=identity.GAK, ic=1, **kw):
-        Peer.__init__(self, port, client=client, **kw)
-        c = GXDLMSSecureClient(True, client, 1, Authentication.HIGH_GMAC, None, InterfaceType.HDLC)
-        c.ciphering.security = Security.AUTHENTICATION_ENCRYPTION
-        c.ciphering.systemTitle = identity.CLIENT_TITLE
-        c.ciphering.blockCipherKey = ek
-        c.ciphering.authenticationKey = ak
-        c.ciphering.invocationCounter = ic
-        self.c = c
-
-    def connect(self):
-        Peer.connect(self)
-        if self.c.isAuthenticationRequired:
-            rd = self.exchange(self.c.getApplicationAssociationRequest())
-            self.c.parseApplicationAssociationResponse(rd.data)
-
-
-def frame_counter(rig):
-    """The frame counter (IC 1 0.0.43.1.1.255) read by the public client."""
-    p = Peer(rig.port, client=16)
-    try:
-        p.connect()
-        from gurux_dlms.objects import GXDLMSData
-        d = GXDLMSData("0.0.43.1.1.255")
-        p.read(d, 2)
-        p.release()
-        return int(d.value)
-    finally:
-        p.close()
-
-
-def gurux(rig, client=1, **kw):
-    p = SecurePeer(rig.port, client=client, ic=frame_counter(rig) + 1, **kw)
-    try:
-        p.connect()
-    except BaseException:
-        p.close()
-        raise
-    return p
 
 
 @pytest.mark.heap32("86k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
@@ -96,12 +40,8 @@ def test_gurux_hls_gmac_reads_tops_up_enters_token_switches_relay(rig_factory):
             n_read = 0
             objs = p.objects()
             for obj in objs:
-                order = list(range(1, obj.getAttributeCount() + 1))
-                if obj.objectType == ObjectType.PROFILE_GENERIC:
-                    order.remove(3)
-                    order.insert(0, 3)
-                for i in order:
-                    if _readable(obj, i):
+                for i in read_order(obj):
+                    if readable(obj, i):
                         p.read(obj, i)
                         n_read += 1
             assert n_read > 60

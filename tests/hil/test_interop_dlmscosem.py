@@ -17,11 +17,12 @@ from dlms_cosem import client as dc_client
 from dlms_cosem.cosem.association import AccessRight
 from dlms_cosem.cosem.capture_object import CaptureObject
 from dlms_cosem.cosem.selective_access import RangeDescriptor
-from dlms_cosem.io import HdlcTransport, SerialIO
+from dlms_cosem.io import HdlcTransport
 from dlms_cosem.parsers import AssociationObjectListParser
 from dlms_cosem.protocol import xdlms
-from dlms_cosem.security import LowLevelSecurityAuthentication, NoSecurityAuthentication
+from dlms_cosem.security import NoSecurityAuthentication
 
+from dlmscosem_peer import DeadlineSerialIO, client
 from interop_rig import make_rig
 from protocol import hdlc_client as hdlc
 from protocol import axdr_client as axdr
@@ -34,32 +35,6 @@ ASSOC = cosem.CosemAttribute(enumerations.CosemInterface.ASSOCIATION_LN, cosem.O
 EVENT_LOG = cosem.Obis(0, 0, 99, 98, 0)
 CLOCK = cosem.Obis(0, 0, 1, 0, 0)
 DISCONNECT = cosem.Obis(0, 0, 96, 3, 10)
-
-
-class DeadlineSerialIO(SerialIO):
-    """dlms-cosem's SerialIO, except that a read ending without its data (the port's ``timeout``
-    of silence: the meter stopped answering, e.g. out of memory) raises TimeoutError. dlms-cosem
-    itself feeds the short read to its HDLC layer and reads again, forever: a hang, not a failure."""
-
-    def recv(self, amount=1):
-        data = SerialIO.recv(self, amount)
-        if len(data) < amount:
-            raise TimeoutError("meter sent %d of %d bytes within %s s" % (len(data), amount, self.timeout))
-        return data
-
-    def recv_until(self, end):
-        data = SerialIO.recv_until(self, end)
-        if not data.endswith(end):
-            raise TimeoutError("no %r from the meter within %s s (got %s)" % (end, self.timeout, data.hex()))
-        return data
-
-
-def client(rig, sap=16, password=None, max_pdu=65535):
-    auth = (LowLevelSecurityAuthentication(secret=password.encode()) if password
-            else NoSecurityAuthentication())
-    t = HdlcTransport(client_logical_address=sap, server_logical_address=1,
-                      io=DeadlineSerialIO(rig.port, baud_rate=9600, timeout=5))
-    return dc_client.DlmsClient(transport=t, authentication=auth, max_pdu_size=max_pdu)
 
 
 class Tap:

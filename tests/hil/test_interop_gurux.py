@@ -13,129 +13,19 @@ import os
 
 import pytest
 from gurux_dlms import GXDateTime
-from gurux_dlms.enums import AccessMode, DataType, ObjectType
+from gurux_dlms.enums import DataType
 from gurux_dlms.GXDLMSException import GXDLMSException
 from gurux_dlms.objects import GXDLMSClock, GXDLMSDisconnectControl, GXDLMSProfileGeneric
 
 from interop_rig import make_rig
-from gurux_peer import GuruxPeer
+from gurux_peer import PASSWORDS, DarError, GuruxPeer, Peer, connect, every_association_reads_every_attribute
 from protocol import hdlc_client as hdlc
 
 pytestmark = pytest.mark.hil
 
-PASSWORDS = {1: "12345678", 32: "00000000", 48: "ABCDEFGH"}
-ASSOCIATIONS = [(16, None), (32, "00000000"), (1, "12345678"), (48, "ABCDEFGH")]
-
-
-class DarError(Exception):
-    """The meter answered with a data-access-result / action-result != success."""
-
-    def __init__(self, code):
-        Exception.__init__(self, "data-access-result %d" % code)
-        self.errorCode = code
-
-
-class Peer(GuruxPeer):
-    """GuruxPeer plus HDLC/PDU sizes, write, method and the object list."""
-
-    def __init__(self, port, client=16, password=None, max_info=None, max_pdu=None, **kw):
-        GuruxPeer.__init__(self, port, client=client, server=1, password=password, **kw)
-        if max_info:
-            self.c.hdlcSettings.maxInfoTX = max_info
-            self.c.hdlcSettings.maxInfoRX = max_info
-        if max_pdu:
-            self.c.maxReceivePDUSize = max_pdu
-        self.client = client
-
-    def exchange(self, data):
-        rd = GuruxPeer.exchange(self, data)
-        if rd.error:
-            raise DarError(int(rd.error))
-        return rd
-
-    def read(self, obj, attr):
-        rd = self.exchange(self.c.read(obj, attr))
-        self.c.updateValue(obj, attr, rd.value)
-        return obj
-
-    def write(self, obj, attr):
-        self.exchange(self.c.write(obj, attr))
-
-    def objects(self):
-        rd = self.exchange(self.c.getObjectsRequest())
-        return self.c.parseObjects(rd.data, True)
-
-    def check_addresses(self):
-        """Every frame came from server 1 (03) to our client address."""
-        want_dest = bytes([(self.client << 1) | 1])
-        for raw in self.frames:
-            rx = hdlc.Receiver(4096)
-            rx.feed(raw)
-            f = rx.pop()
-            assert f is not None, raw.hex()
-            while f is not None:
-                assert f.src == b"\x03" and f.dest == want_dest, raw.hex()
-                f = rx.pop()
-
-
-def connect(rig, client=16, password=None, **kw):
-    p = Peer(rig.port, client=client, password=password, **kw)
-    try:
-        p.connect()
-    except BaseException:
-        p.close()
-        raise
-    return p
-
-
-def _readable(obj, i):
-    return obj.getAccess(i) in (AccessMode.READ, AccessMode.READ_WRITE,
-                                AccessMode.AUTHENTICATED_READ,
-                                AccessMode.AUTHENTICATED_READ_WRITE)
-
-
 @pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_every_association_reads_every_attribute_of_every_object(rig_factory):
-    rig = make_rig(rig_factory)
-    seen = {}
-    for client, password in ASSOCIATIONS:
-        p = connect(rig, client, password)
-        try:
-            objs = p.objects()
-            lns = set()
-            n_read = n_denied = 0
-            for obj in objs:
-                lns.add((obj.objectType, obj.logicalName))
-                order = list(range(1, obj.getAttributeCount() + 1))
-                if obj.objectType == ObjectType.PROFILE_GENERIC:
-                    order.remove(3)
-                    order.insert(0, 3)        # gurux needs capture_objects to parse the buffer
-                for i in order:
-                    if _readable(obj, i):
-                        p.read(obj, i)
-                        n_read += 1
-                    else:
-                        with pytest.raises(DarError) as e:
-                            p.read(obj, i)
-                        assert e.value.errorCode == 3, (obj.logicalName, i)  # read-write-denied
-                        n_denied += 1
-            seen[client] = (lns, n_read, n_denied)
-            p.check_addresses()
-            p.release()
-        finally:
-            p.close()
-    public, reader, mgmt, settings = (seen[c][0] for c, _ in ASSOCIATIONS)
-    # the public client sees a subset (object_list filtered by access); LLS clients see all
-    assert public < reader and reader == mgmt == settings
-    for ic, ln in [(ObjectType.CLOCK, "0.0.1.0.0.255"), (ObjectType.REGISTER, "1.0.1.8.0.255"),
-                   (ObjectType.ACCOUNT, "0.0.19.0.0.255"), (ObjectType.CREDIT, "0.0.19.10.0.255"),
-                   (ObjectType.CHARGE, "0.0.19.20.0.255"), (ObjectType.DISCONNECT_CONTROL, "0.0.96.3.10.255"),
-                   (ObjectType.PROFILE_GENERIC, "0.0.99.98.0.255"), (ObjectType.DATA, "0.0.94.96.24.255"),
-                   (ObjectType.ASSOCIATION_LOGICAL_NAME, "0.0.40.0.0.255"), (ObjectType.DATA, "0.0.42.0.0.255")]:
-        assert (ic, ln) in reader, ln
-    assert (ObjectType.PROFILE_GENERIC, "0.0.99.98.0.255") not in public
-    assert seen[16][2] > 0          # public: some attributes are refused
-    assert seen[32][1] > seen[16][1]
+    every_association_reads_every_attribute(make_rig(rig_factory))
 
 
 @pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")

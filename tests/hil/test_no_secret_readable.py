@@ -76,8 +76,8 @@ def test_no_attribute_of_any_client_holds_a_secret(rig_factory, tmp_path, monkey
 def test_gurux_hls_client_reads_no_secret_either(rig_factory):
     """gurux GXDLMSSecureClient (HIGH_GMAC, auth+enc, client 1): every readable attribute of
     every object, the deciphered reply data searched for the secrets."""
-    from test_hls_interop import SecurePeer
-    from test_interop_gurux import DarError, _readable
+    from gurux_peer import DarError, readable
+    from hls_peer import SecurePeer
     rig = rig_factory(sts=True, config={"security": identity.security_config(),
                                         "passwords": dict(identity.PASSWORDS)})
     heard = []
@@ -95,7 +95,7 @@ def test_gurux_hls_client_reads_no_secret_either(rig_factory):
         objs = p.objects()
         for obj in objs:
             for i in range(1, obj.getAttributeCount() + 1):
-                if _readable(obj, i):
+                if readable(obj, i):
                     try:
                         p.read(obj, i)
                         n += 1

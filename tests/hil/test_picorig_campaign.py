@@ -16,7 +16,7 @@ arms the cycle's cut, runs a second operation and cuts the power. The cut is one
 
 The operation is a top-up over DLMS (IC 112), an STS token entered over DLMS (IC 115) or a drain
 step (a load for a while; about half the steps take the credit to zero or below), as in
-``test_powercut_campaign`` (its operations are reused). After every power-on:
+``test_powercut_campaign`` (its operations, in tests/support/powercut.py, are reused). After every power-on:
 
 - the meter answers: it reports a metering cycle and its credit over DLMS equals the reported one;
 - every acknowledged top-up and token is credited exactly once: the credit equals the reference
@@ -37,7 +37,7 @@ import pytest
 from hil.picorig import PicoRig, unavailable
 from hil.rig import RigError
 from host_tools.client import DlmsError
-from test_powercut_campaign import CREDIT_LN, RATE, Campaign, Op, Token, TopUp, debit, identity_tid0
+from powercut import CREDIT_LN, RATE, Campaign, Op, Token, TopUp, debit, identity_tid0
 
 pytestmark = [pytest.mark.hil, pytest.mark.skipif(unavailable() is not None,
                                                   reason=unavailable() or "")]

@@ -1,15 +1,17 @@
-"""gurux-dlms reading every attribute it may on PicoRig: the suite's every-attribute test
-(``test_interop_gurux``: four associations, the object_list, then every attribute of every object,
-readable ones must read, the others must be refused with read-write-denied) run against the
-firmware on the real MicroPython rp2 port in rp2040js. Every read gurux makes is recorded; one
-line per association says what was read and refused.
+"""gurux-dlms reading every attribute it may on PicoRig: the suite's every-attribute run
+(``gurux_peer.every_association_reads_every_attribute``, also run by ``test_interop_gurux``: four
+associations, the object_list, then every attribute of every object, readable ones must read, the
+others must be refused with read-write-denied) against the firmware on the real MicroPython rp2
+port in rp2040js. Every read gurux makes is recorded; one line per association says what was read
+and refused.
 """
 import collections
 
 import pytest
 
-import test_interop_gurux as gx
+import gurux_peer as gx
 from hil.picorig import PicoRig, unavailable
+from interop_rig import make_rig
 
 pytestmark = [pytest.mark.hil, pytest.mark.skipif(unavailable() is not None,
                                                   reason=unavailable() or "")]
@@ -46,7 +48,7 @@ def test_gurux_reads_every_attribute_it_may_on_pico(pico_factory, monkeypatch):
         return out
 
     monkeypatch.setattr(gx.Peer, "read", recorded)
-    gx.test_every_association_reads_every_attribute_of_every_object(pico_factory)
+    gx.every_association_reads_every_attribute(make_rig(pico_factory))
     lines = []
     for client, _ in gx.ASSOCIATIONS:
         mine = [r for r in reads if r[0] == client]

@@ -48,7 +48,7 @@ def test_name_plate_manufacturer_is_the_object_read_alone(rig_factory, plate):
 
 
 def test_emulate_profiles_flag_serves_them_and_the_banner_says_how(tmp_path):
-    from test_findings_hil import Emulate, meterctl as run_meterctl
+    from meterctl_proc import Emulate, meterctl as run_meterctl
     e = Emulate("--profiles", "--state", str(tmp_path / "m"))
     try:
         port = e.info["DLMS serial port"]

@@ -11,8 +11,9 @@ from gurux_dlms.enums import DataType
 
 from protocol import hdlc_client as hdlc
 from protocol import apdu_client as apdu
-from test_hls_interop import SecurePeer, frame_counter, gurux, hls_rig
 from host_tools.client import AssociationRejected, DlmsClient
+
+from hls_peer import SecurePeer, frame_counter, gurux, hls_rig
 
 pytestmark = pytest.mark.hil
 
