@@ -9,7 +9,8 @@ import pytest
 from host_tools.client import DlmsClient
 from host_tools.is15959_objects import COLUMN_NAMES, IS15959_OBJECTS
 from protocol.client_assoc import AccessDenied, ObjectUndefined
-from test_profiles_interop import PASSWORDS, PROFILES, day_of_load
+from gurux_peer import PASSWORDS
+from profile_rig import PROFILES, day_of_load
 
 pytestmark = pytest.mark.hil
 

@@ -14,10 +14,9 @@ from dlms_cosem.time import datetime_from_bytes
 from gurux_dlms.objects import GXDLMSProfileGeneric
 
 from host_tools.meterctl.cli import meterctl
-from interop_rig import make_rig
-from test_interop_dlmscosem import client as dc_client
-from test_interop_gurux import DarError, connect
-from timewarp import START, profile_config
+from dlmscosem_peer import client as dc_client
+from gurux_peer import PASSWORDS, DarError, connect
+from profile_rig import BY_RANGE, PROFILES, day_of_load
 
 pytestmark = pytest.mark.hil
 
@@ -32,28 +31,6 @@ class Entry(EntryDescriptor):
                 + self.to_entry.to_bytes(4, "big") + b"\x12" + self.from_selected_value.to_bytes(2, "big")
                 + b"\x12" + self.to_selected_value.to_bytes(2, "big"))
 
-PASSWORDS = {1: "12345678", 32: "00000000", 48: "ABCDEFGH"}
-# profile -> its scaler profile (None: name plate has none); the clock-indexed ones by range
-PROFILES = {"1.0.99.1.0.255": "1.0.94.91.4.255", "1.0.99.2.0.255": "1.0.94.91.5.255",
-            "1.0.98.1.0.255": "1.0.94.91.6.255", "1.0.94.91.0.255": "1.0.94.91.3.255",
-            "0.0.94.91.10.255": None}
-BY_RANGE = ("1.0.99.1.0.255", "1.0.99.2.0.255")
-
-
-def day_of_load(rig_factory, hours=30, profiles=True):
-    """A rig with ``hours`` h of rising load, the clock set at each hour (closed blocks)."""
-    rig = make_rig(rig_factory, config=dict(profile_config(50000), profiles=profiles), clock_epoch=START,
-                   poll_ms=3)
-    t = START
-    for h in range(hours):
-        rig.pzem.set_load(400 + 40 * h)
-        rig.pzem.advance(3600)
-        wh = rig.pzem.energy_wh
-        rig.wait_meter(lambda m: m.wh == wh, timeout=10)
-        t += 3600
-        rig.set_clock(t)
-        rig.wait_meter(lambda m: m.epoch == t, timeout=10)
-    return rig
 
 
 def test_profiles_read_by_gurux_dlms_cosem_and_meterctl(rig_factory):

@@ -83,12 +83,7 @@ def test_tests_wait_on_conditions_not_fixed_sleeps():
 
 
 # Files not yet folded onto tests/support (each with why); the rule skips them.
-_IMPORTS_TESTS_SKIP = (
-    "tests/hil/test_profiles_interop.py",   # lead: fold at merge
-    # imports PASSWORDS, PROFILES, day_of_load from test_profiles_interop.py (being changed by
-    # another branch): lead: fold at merge, with that file's helpers into tests/support/
-    "tests/hil/test_profile_columns.py",
-)
+_IMPORTS_TESTS_SKIP = ()
 
 
 def _is_test_module(dotted):
