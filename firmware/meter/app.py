@@ -51,20 +51,10 @@ _MAX_CREDIT = const(0x3FFFFFFF)   # meter.account's credit ceiling
 
 
 def _unload():
-    """Drop the STS modules (``meter.tokens``, ``protocol.sts_core``/``ea07``) from ``sys.modules``
-    and their packages: on MicroPython their code leaves the heap until the next token (~6.5 KiB on
-    32 bits; ``protocol.misty1`` stays: EA11's 1 KiB table would not find room later). CPython
-    keeps them (one class per exception type for host code)."""
-    import sys
-    if sys.implementation.name != "micropython":
-        return
-    for n in ("meter.tokens", "protocol.sts_core", "protocol.ea07"):
-        sys.modules.pop(n, None)
-        p, c = n.split(".")
-        try:
-            delattr(sys.modules[p], c)
-        except (KeyError, AttributeError):
-            pass
+    """Drop the STS modules (``meter.tokens``, ``protocol.sts_core``/``ea07``): on MicroPython
+    their code leaves the heap until the next token (~6.5 KiB on 32 bits; ``protocol.misty1``
+    stays: EA11's 1 KiB table would not find room later). ``meter.acse.unload``."""
+    acse.unload(("meter.tokens", "protocol.sts_core", "protocol.ea07"))
 
 
 class Meter:
