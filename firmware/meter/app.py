@@ -65,6 +65,17 @@ class Meter:
         from meter import settings   # needed while booting and for a profile only (dropped)
         cfg = settings.config(board)
         g = cfg.get
+        sts = g("sts")
+        # STS: [config, acceptor state, key change, its time, EA07 tables]; meter.tokens loads
+        # per use (enter_token). Config check and EA07 tables (JSON) first: the STS code (~6.5 KiB)
+        # is the boot's largest transient and nothing else of the meter is live yet
+        self.tokens = [sts, None, [None, None, None, None], 0, None] if sts else None
+        if sts:
+            from meter import tokens
+            tokens.keep(self, tokens.acceptor(self))
+            tokens = None
+            _unload()              # the journaled state is checked by the next token entry
+            gc.collect()
         prof = None
         if g("profiles"):          # IS 15959 profiles: loaded (and their names interned) only if on
             from meter.profiles import Profiles as prof   # before the heap fragments
@@ -94,14 +105,6 @@ class Meter:
         self._persisted_wh = self._persisted_t = 0
         self._pev = None           # [seq, epoch, code, detail] of the last journaled command event
         self.persist_wh = int(g("persist_wh") or getattr(board, "persist_wh", 10))
-        sts = g("sts")
-        # STS: [config, acceptor state, key change, its time, EA07 tables]; meter.tokens loads
-        # per use (enter_token)
-        self.tokens = [sts, None, [None, None, None, None], 0, None] if sts else None
-        if sts:   # config check, EA07 tables (JSON) read while the heap is still unfragmented
-            from meter import tokens
-            tokens.keep(self, tokens.acceptor(self))
-            _unload()              # the journaled state is checked by the next token entry
         # IC 115 (meter.cosem_values): token, time, reason, delivery, status 8 tokenReceived
         self.token_gateway = [b"", 0, b"", 0, 8]
         self.journal = Journal(board.path("j/state"))
