@@ -48,19 +48,32 @@ _EV_UNPROVISIONED = const(32)  # meter.events
 _CURRENT_ASSOCIATION = b"\x00\x00\x28\x00\x00\xff"
 
 
-def setup(meter, cfg):
-    """Secrets and lock-out from the config dict ``cfg`` (after the event log exists)."""
+def keys(meter, sec):
+    """``meter.security`` from the config ``security`` section ``sec`` (``meter.secure.load``;
+    the code is unloaded after: ``Meter.__init__`` runs this first, while nothing else of the
+    meter is live). Returns the refusal (an exception) or None."""
+    meter.security = None
+    if not sec:
+        return None
+    from meter.secure import load
+    try:
+        meter.security = load(meter, sec)
+        e = None
+    except (ValueError, TypeError, AttributeError) as x:
+        e = x
+    unload(_SEC_CODE)
+    return e
+
+
+def setup(meter, cfg, err=0):
+    """Secrets and lock-out from the config dict ``cfg`` (after the event log exists); ``err``:
+    what ``keys`` returned when it ran before (0: run it now)."""
+    if err == 0:
+        err = keys(meter, cfg.get("security"))
     meter._pw = cfg.get("passwords") or {}
     meter.lockout = Lockout(meter, cfg.get("lockout"))
-    meter.security = None
-    sec = cfg.get("security")
-    if sec:
-        from meter.secure import load
-        try:
-            meter.security = load(meter, sec)
-        except (ValueError, TypeError, AttributeError) as e:
-            meter.event(_EV_CONFIG, "security refused: %s" % e, "security")
-        unload(_SEC_CODE)
+    if err is not None:
+        meter.event(_EV_CONFIG, "security refused: %s" % err, "security")
     if meter.security is None and not meter._pw:
         meter.event(_EV_UNPROVISIONED, "no secrets provisioned: public client only")
 

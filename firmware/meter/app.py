@@ -76,6 +76,7 @@ class Meter:
             tokens = None
             _unload()              # the journaled state is checked by the next token entry
             gc.collect()
+        sec_err = acse.keys(self, g("security"))   # HLS keys and counters (code unloaded after)
         prof = None
         if g("profiles"):          # IS 15959 profiles: loaded (and their names interned) only if on
             from meter.profiles import Profiles as prof   # before the heap fragments
@@ -113,7 +114,7 @@ class Meter:
         if prof:
             self.profiles = prof(self, board.path("pr"), int(g("profile_period", 1800)),
                                  int(g("demand_period", 900)), self._persisted_t)
-        acse.setup(self, cfg)      # passwords, keys, counters, lock-out (meter.acse); no defaults
+        acse.setup(self, cfg, sec_err)    # passwords, lock-out (meter.acse); no defaults
         settings.drop("meter.settings")
         if cfg_err is not None:
             self.event(_EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")
