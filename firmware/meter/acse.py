@@ -13,8 +13,10 @@ that does not verify), rejected-transient + authentication-failure while locked 
 (``meter.lockout``).
 
 ``setup(meter, cfg)`` sets ``meter._pw`` (LLS passwords by client SAP), ``meter.lockout`` and
-``meter.security`` (``meter.secure.Security`` or None) from the config, and logs when nothing
-is provisioned. ``aarq(assoc, client, buf)`` answers one AARQ; ``guard(assoc, tag, req)`` runs
+``meter.security`` (the key record from ``meter.secure.load``, or None) from the config, and
+logs when nothing is provisioned. The security code (``meter.secure`` and the protocol modules
+under it) is loaded by ``code(meter)`` for an HLS association and dropped by ``drop(meter)``
+when it ends (``meter.server.Association.reset``). ``aarq(assoc, client, buf)`` answers one AARQ; ``guard(assoc, tag, req)`` runs
 before GET/SET/ACTION while ``assoc.guard`` is set (HLS pending: only reply_to_HLS_
 authentication; protected association: plaintext requests get read-write-denied).
 """
@@ -46,20 +48,69 @@ _EV_UNPROVISIONED = const(32)  # meter.events
 _CURRENT_ASSOCIATION = b"\x00\x00\x28\x00\x00\xff"
 
 
-def setup(meter, cfg):
-    """Secrets and lock-out from the config dict ``cfg`` (after the event log exists)."""
+def keys(meter, sec):
+    """``meter.security`` from the config ``security`` section ``sec`` (``meter.secure.load``;
+    the code is unloaded after: ``Meter.__init__`` runs this first, while nothing else of the
+    meter is live). Returns the refusal (an exception) or None."""
+    meter.security = None
+    if not sec:
+        return None
+    from meter.secure import load
+    try:
+        meter.security = load(meter, sec)
+        e = None
+    except (ValueError, TypeError, AttributeError) as x:
+        e = x
+    unload(_SEC_CODE)
+    return e
+
+
+def setup(meter, cfg, err=0):
+    """Secrets and lock-out from the config dict ``cfg`` (after the event log exists); ``err``:
+    what ``keys`` returned when it ran before (0: run it now)."""
+    if err == 0:
+        err = keys(meter, cfg.get("security"))
     meter._pw = cfg.get("passwords") or {}
     meter.lockout = Lockout(meter, cfg.get("lockout"))
-    meter.security = None
-    sec = cfg.get("security")
-    if sec:
-        from meter.secure import Security
-        try:
-            meter.security = Security(meter, sec)
-        except (ValueError, TypeError, AttributeError) as e:
-            meter.event(_EV_CONFIG, "security refused: %s" % e, "security")
+    if err is not None:
+        meter.event(_EV_CONFIG, "security refused: %s" % err, "security")
     if meter.security is None and not meter._pw:
         meter.event(_EV_UNPROVISIONED, "no secrets provisioned: public client only")
+
+
+_SEC_CODE = ("meter.secure", "protocol.security", "protocol.gcm", "protocol.aes", "protocol.keywrap")
+
+
+def unload(names):
+    """Drop modules ``names`` from ``sys.modules`` and their packages: on MicroPython their
+    code leaves the heap until the next import. CPython keeps them (one class per exception
+    type for host code)."""
+    import sys
+    if sys.implementation.name != "micropython":
+        return
+    for n in names:
+        sys.modules.pop(n, None)
+        p, c = n.split(".")
+        try:
+            delattr(sys.modules[p], c)
+        except (KeyError, AttributeError):
+            pass
+
+
+def code(m):
+    """``meter.secure`` (loaded for an HLS association, ~6 KiB with the protocol modules and the
+    Suite0 on 32 bits; ``drop`` unloads it)."""
+    from meter import secure
+    return secure
+
+
+def drop(m):
+    """The HLS association ended: the suite and the security code leave the heap (the key
+    record and its counters stay)."""
+    k = getattr(m, "security", None)
+    if k is not None:
+        k.suite = None
+        unload(_SEC_CODE)
 
 
 def _reject(diag, initiate_error=None, mech=None, result=1):
@@ -106,7 +157,8 @@ def aarq(a, client, buf):
         return _reject(13, result=2)             # locked out: rejected-transient
     sec = m.security if want >= 2 else None
     if sec is not None:
-        sec.apply()
+        S = code(m)
+        S.apply(sec)
     ciph = 1 if sec is not None and sec.policy else 0
     if req["context"] != (3 if ciph else 1):
         return apdu.build_aare(1, 2, context=req["context"] or 1, max_pdu=_SERVER_MAX_PDU)
@@ -132,7 +184,7 @@ def aarq(a, client, buf):
     elif mech:
         return _reject(11)
     if ciph:
-        ui = sec.open_initiate(title, req["user_info"])
+        ui = S.open_initiate(sec, title, req["user_info"])
         if ui is None:
             _failed(m, client)
             return _reject(13, mech=mech)        # wrong GUEK/GAK, or a replayed counter
@@ -159,12 +211,12 @@ def aarq(a, client, buf):
     if want < 2:
         return apdu.build_aare(0, 0, conformance=conf, max_pdu=_SERVER_MAX_PDU,
                                mechanism=_MECH_LLS if role else None)
-    stoc = sec.challenge()
+    stoc = S.challenge(sec)
     a.sess = [title, stoc, bytes(ctos), mech, ciph, True]
     a.guard = True
     return apdu.build_aare(0, 14, context=req["context"], conformance=conf, max_pdu=_SERVER_MAX_PDU,
                            mechanism=mech, ap_title=sec.title, auth_value=stoc,
-                           user_info=sec.initiate_response(conf, _SERVER_MAX_PDU) if ciph else None)
+                           user_info=S.initiate_response(sec, conf, _SERVER_MAX_PDU) if ciph else None)
 
 
 def guard(a, tag, req):
@@ -183,7 +235,8 @@ def guard(a, tag, req):
             t, v = axdr.decode(it[4], 0)[0] if it[4] else (0, None)
         except axdr.AxdrError:
             t = 0
-        r, data = a.meter.security.pass3(a, v if t == _T_OCTET_STRING else b"")
+        m = a.meter
+        r, data = code(m).pass3(m.security, a, v if t == _T_OCTET_STRING else b"")
         return apdu.action_response(inv, r, data)
     if a.inner:
         return None

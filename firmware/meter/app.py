@@ -51,21 +51,13 @@ _MAX_CREDIT = const(0x3FFFFFFF)   # meter.account's credit ceiling
 
 
 def _unload(board):
-    """Drop the STS modules (``meter.tokens``, ``protocol.sts_core``/``ea07``) from ``sys.modules``
-    and their packages: on MicroPython their code leaves the heap until the next token (~6.5 KiB on
-    32 bits; ``protocol.misty1`` stays: EA11's 1 KiB table would not find room later). A board
-    with heap to spare keeps them (``board.sts_resident``: the RP2040, whose .mpy files would be
-    read from flash again at every entry); CPython keeps them (one class per exception type)."""
-    import sys
-    if sys.implementation.name != "micropython" or getattr(board, "sts_resident", False):
-        return
-    for n in ("meter.tokens", "protocol.sts_core", "protocol.ea07"):
-        sys.modules.pop(n, None)
-        p, c = n.split(".")
-        try:
-            delattr(sys.modules[p], c)
-        except (KeyError, AttributeError):
-            pass
+    """Drop the STS modules (``meter.tokens``, ``protocol.sts_core``/``ea07``): on MicroPython
+    their code leaves the heap until the next token (~6.5 KiB on 32 bits; ``protocol.misty1``
+    stays: EA11's 1 KiB table would not find room later). ``meter.acse.unload``. A board with
+    heap to spare keeps them (``board.sts_resident``: the RP2040, whose .mpy files would be read
+    from flash again at every entry)."""
+    if not getattr(board, "sts_resident", False):
+        acse.unload(("meter.tokens", "protocol.sts_core", "protocol.ea07"))
 
 
 class Meter:
@@ -76,6 +68,18 @@ class Meter:
         from meter import settings   # needed while booting and for a profile only (dropped)
         cfg = settings.config(board)
         g = cfg.get
+        sts = g("sts")
+        # STS: [config, acceptor state, key change, its time, EA07 tables]; meter.tokens loads
+        # per use (enter_token). Config check and EA07 tables (JSON) first: the STS code (~6.5 KiB)
+        # is the boot's largest transient and nothing else of the meter is live yet
+        self.tokens = [sts, None, [None, None, None, None], 0, None] if sts else None
+        if sts:
+            from meter import tokens
+            tokens.keep(self, tokens.acceptor(self))
+            tokens = None
+            _unload(board)         # the journaled state is checked by the next token entry
+            gc.collect()
+        sec_err = acse.keys(self, g("security"))   # HLS keys and counters (code unloaded after)
         prof = None
         if g("profiles"):          # IS 15959 profiles: loaded (and their names interned) only if on
             from meter.profiles import Profiles as prof   # before the heap fragments
@@ -105,14 +109,6 @@ class Meter:
         self._persisted_wh = self._persisted_t = 0
         self._pev = None           # [seq, epoch, code, detail] of the last journaled command event
         self.persist_wh = int(g("persist_wh") or getattr(board, "persist_wh", 10))
-        sts = g("sts")
-        # STS: [config, acceptor state, key change, its time, EA07 tables]; meter.tokens loads
-        # per use (enter_token)
-        self.tokens = [sts, None, [None, None, None, None], 0, None] if sts else None
-        if sts:   # config check, EA07 tables (JSON) read while the heap is still unfragmented
-            from meter import tokens
-            tokens.keep(self, tokens.acceptor(self))
-            _unload(self.board)    # the journaled state is checked by the next token entry
         # IC 115 (meter.cosem_values): token, time, reason, delivery, status 8 tokenReceived
         self.token_gateway = [b"", 0, b"", 0, 8]
         self.journal = Journal(board.path("j/state"))
@@ -121,7 +117,7 @@ class Meter:
         if prof:
             self.profiles = prof(self, board.path("pr"), int(g("profile_period", 1800)),
                                  int(g("demand_period", 900)), self._persisted_t)
-        acse.setup(self, cfg)      # passwords, keys, counters, lock-out (meter.acse); no defaults
+        acse.setup(self, cfg, sec_err)    # passwords, lock-out (meter.acse); no defaults
         settings.drop("meter.settings")
         if cfg_err is not None:
             self.event(_EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")

@@ -420,7 +420,8 @@ def act(meter, ctx, item):
             # a transition the control mode forbids is a temporary failure of the command
             return (_OK if ok else _TEMP_FAIL), None
         if ic == 64:
-            return meter.security.method(m, tagged), None
+            from meter.secure import method     # loaded: IC 64 methods run ciphered (HLS)
+            return method(meter.security, m, tagged), None
         if ic == 9:                                   # MD reset script (meter.cosem_prof)
             from meter import cosem_prof as P
             return P.act(meter, tagged), None

@@ -3,7 +3,12 @@ HLS pass 3/4 and the security setup methods (Green Book §9.2.7, security suite 
 docs/CONTRACTS.md "Security").
 
 Loaded only when config.json has a ``security`` section (per-meter secrets, provisioned by
-``meterctl flash/provision``; there are no defaults)::
+``meterctl flash/provision``; there are no defaults), and then only while needed: at boot
+(``load``: the key record), and from an HLS AARQ until that association ends
+(``meter.acse.code``/``drop``: this module, ``protocol.security``/``gcm``/``aes`` and the
+Suite0 leave the heap in between). What must survive is data in the resident key record
+(``Keys``, functions here take it as ``k``; a class without methods keeps neither its
+module nor code alive): keys as bytes, counters, limits::
 
     "security": {"ek": GUEK hex(16 B), "ak": GAK hex(16 B), "kek": master key hex(16 B),
                  "title": server system title hex(8 B), "hls": mechanism 2 secret hex (<=16 B),
@@ -62,198 +67,224 @@ def _hex(d, k, n=16):
     return b
 
 
-class Security:
-    """The meter's key set and counters (``tx`` next sender IC, ``rx`` lowest acceptable
-    receive IC), built from the config ``security`` section ``sec``. Raises ValueError when
-    EK, AK or the system title is missing or malformed."""
+class Keys:
+    """The resident key record (data only: keys as bytes, system title, mechanisms, policy,
+    invocation counters and their reserved limits)."""
 
-    def __init__(self, meter, sec):
-        self.meter = meter
-        ek, ak = _hex(sec, "ek"), _hex(sec, "ak")
-        self.title = _hex(sec, "title", 8)
-        if ek is None or ak is None or self.title is None:
-            raise ValueError("security: ek, ak and title are required")
-        self.kek = _hex(sec, "kek")
-        h = sec.get("hls")
-        self.hls = bytes.fromhex(h) if h else None
-        m = sec.get("mech") or {}
-        self.mech = {1: int(m.get("1", 5)), 48: int(m.get("48", 5))}
-        self.policy = int(sec.get("policy", 3))
-        self.suite = S.Suite0(ek, ak)
-        self._new = None               # key set to apply once the reply has left
-        self._path = meter.board.path("ic")
-        try:
-            with open(self._path, "rb") as f:
-                b = f.read(8)
-            t = (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
-            r = (b[4] << 24) | (b[5] << 16) | (b[6] << 8) | b[7]
-        except (OSError, IndexError):
-            t, r = 1, 0
-        self.tx, self.rx = t, r
-        self.tx_lim, self.rx_lim = t, r
-        self.saves = 0
-        self._reserve()
 
-    def _reserve(self):
-        if self.tx >= self.tx_lim:
-            self.tx_lim = min(self.tx + _BLOCK, _U32)
-        if self.rx >= self.rx_lim:
-            self.rx_lim = min(self.rx + _BLOCK, _U32)
-        t, r = self.tx_lim, self.rx_lim
-        self.saves += 1
-        with open(self._path, "wb") as f:
-            f.write(bytes((t >> 24, (t >> 16) & 255, (t >> 8) & 255, t & 255,
-                           r >> 24, (r >> 16) & 255, (r >> 8) & 255, r & 255)))
+def load(meter, sec):
+    """The key record (``Keys``) from the config ``security``
+    section ``sec``: keys as bytes, ``tx`` next sender IC, ``rx`` lowest acceptable receive IC,
+    their reserved limits (file ``ic`` written once per boot). Raises ValueError when EK, AK or
+    the system title is missing or malformed."""
+    k = Keys()
+    k.meter = meter
+    k.ek, k.ak = _hex(sec, "ek"), _hex(sec, "ak")
+    k.title = _hex(sec, "title", 8)
+    if k.ek is None or k.ak is None or k.title is None:
+        raise ValueError("security: ek, ak and title are required")
+    k.kek = _hex(sec, "kek")
+    h = sec.get("hls")
+    k.hls = bytes.fromhex(h) if h else None
+    m = sec.get("mech") or {}
+    k.mech = {1: int(m.get("1", 5)), 48: int(m.get("48", 5))}
+    k.policy = int(sec.get("policy", 3))
+    k.suite = None                 # protocol.security.Suite0 while this module is loaded
+    k.new = None                   # key set to apply once the reply has left
+    k.path = meter.board.path("ic")
+    try:
+        with open(k.path, "rb") as f:
+            b = f.read(8)
+        t = (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
+        r = (b[4] << 24) | (b[5] << 16) | (b[6] << 8) | b[7]
+    except (OSError, IndexError):
+        t, r = 1, 0
+    k.tx, k.rx = t, r
+    k.tx_lim, k.rx_lim = t, r
+    k.saves = 0
+    _reserve(k)
+    return k
 
-    def next_ic(self):
-        """The next sender invocation counter (never repeats, also across power cuts)."""
-        ic = self.tx
-        if ic >= _U32:
-            raise S.SecurityError("sender invocation counter exhausted: change the keys")
-        self.tx = ic + 1
-        if self.tx >= self.tx_lim:
-            self._reserve()
-        return ic
 
-    def accepted(self, ic):
-        """Receive counter ``ic`` was used: only higher ones are accepted from now on."""
-        self.rx = ic + 1
-        if self.rx >= self.rx_lim:
-            self._reserve()
+def suite(k):
+    """``k.suite`` (built from the resident keys when this module was loaded again)."""
+    if k.suite is None:
+        k.suite = S.Suite0(k.ek, k.ak)
+    return k.suite
 
-    # ------------------------------------------------------------------ APDUs
 
-    def seal(self, resp, form):
-        """Plaintext response APDU -> the ciphered APDU in ``form`` (security.reply_form)."""
-        n = len(resp)
-        h = S.HEADROOM
-        out = bytearray(h + n + S.TAILROOM)
-        out[h:h + n] = resp
-        p = self.suite.seal(out, h, h + n, _SC, self.next_ic(), self.title, form)
-        return memoryview(out)[p:h + n + S.TAG_LEN]
+def _reserve(k):
+    if k.tx >= k.tx_lim:
+        k.tx_lim = min(k.tx + _BLOCK, _U32)
+    if k.rx >= k.rx_lim:
+        k.rx_lim = min(k.rx + _BLOCK, _U32)
+    t, r = k.tx_lim, k.rx_lim
+    k.saves += 1
+    with open(k.path, "wb") as f:
+        f.write(bytes((t >> 24, (t >> 16) & 255, (t >> 8) & 255, t & 255,
+                       r >> 24, (r >> 16) & 255, (r >> 8) & 255, r & 255)))
 
-    def unwrap(self, a, client, buf):
-        """A ciphered request on association ``a`` -> the ciphered response (or an
-        ExceptionResponse: deciphering-error, invocation-counter-error + expected IC)."""
-        sess = a.sess
-        if not a.open or client != a.client or sess is None or not sess[CIPH]:
-            return apdu.exception_response(_SERVICE_NOT_ALLOWED, 1)
-        b = bytearray(buf)
-        s = self.suite
-        try:
-            s.open(b, 0, len(b), sess[PEER], self.rx)
-        except S.CounterError:
-            r = self.rx
-            return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _IC_ERROR, r >> 24, (r >> 16) & 255,
-                          (r >> 8) & 255, r & 255))
-        except S.SecurityError:
-            return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _DECIPHERING_ERROR))
-        self.accepted(s.ic)
-        form = S.reply_form(s.tag)
-        a.inner = True
-        try:
-            resp = a.handle(client, memoryview(b)[s.start:s.end])
-        finally:
-            a.inner = False
-        if resp is None:
-            return None
-        out = self.seal(resp, form)
-        self.apply()
-        return out
 
-    def apply(self):
-        """Use the keys of a key transfer (after its reply was sealed with the old ones)."""
-        if self._new is not None:
-            ek, ak, kek = self._new
-            self._new = None
-            self.suite.set_keys(ek, ak)
-            self.kek = kek
+def next_ic(k):
+    """The next sender invocation counter (never repeats, also across power cuts)."""
+    ic = k.tx
+    if ic >= _U32:
+        raise S.SecurityError("sender invocation counter exhausted: change the keys")
+    k.tx = ic + 1
+    if k.tx >= k.tx_lim:
+        _reserve(k)
+    return ic
 
-    def open_initiate(self, title, ui):
-        """Decipher a glo-initiate-request (AARQ user-information) from ``title``. Returns the
-        InitiateRequest bytes, or None when it does not verify (wrong key, replayed IC)."""
-        if not ui or ui[0] != 0x21 or title is None or len(title) != 8:
-            return None
-        b = bytearray(ui)
-        s = self.suite
-        try:
-            s.open(b, 0, len(b), title, self.rx)
-        except S.SecurityError:
-            return None
-        self.accepted(s.ic)
-        return bytes(b[s.start:s.end])
 
-    def initiate_response(self, conf, max_pdu):
-        """The glo-initiate-response (bytes) of an accepted ciphered AARQ."""
-        return bytes(self.seal(apdu.initiate_response(conf, max_pdu), S.FORM_GLO))
+def accepted(k, ic):
+    """Receive counter ``ic`` was used: only higher ones are accepted from now on."""
+    k.rx = ic + 1
+    if k.rx >= k.rx_lim:
+        _reserve(k)
 
-    def challenge(self):
-        """A fresh 16-byte StoC."""
-        return os.urandom(16)
 
-    # ------------------------------------------------------------------ HLS pass 3/4
+# ------------------------------------------------------------------ APDUs
 
-    def pass3(self, a, value):
-        """reply_to_HLS_authentication: the client's f(StoC) ``value`` -> (action-result,
-        return data). Success: f(CtoS) and the association is up; failure: read-write-denied,
-        the association is dropped and the failure counts towards the lock-out."""
-        sess = a.sess
-        if sess[MECH] == 5:
-            ok = self.suite.hls_check(sess[PEER], sess[STOC], value, 0, len(value))
-        else:
-            ok = self.hls is not None and S.hls_ecb_check(self.hls, sess[STOC], value)
-        lk = getattr(self.meter, "lockout", None)
-        if not ok:
-            client = a.client
-            a.reset()
-            if lk is not None:
-                lk.fail(client)
-            return _DENIED, None
+def seal(k, resp, form):
+    """Plaintext response APDU -> the ciphered APDU in ``form`` (security.reply_form)."""
+    n = len(resp)
+    h = S.HEADROOM
+    out = bytearray(h + n + S.TAILROOM)
+    out[h:h + n] = resp
+    p = suite(k).seal(out, h, h + n, _SC, next_ic(k), k.title, form)
+    return memoryview(out)[p:h + n + S.TAG_LEN]
+
+
+def unwrap(k, a, client, buf):
+    """A ciphered request on association ``a`` -> the ciphered response (or an
+    ExceptionResponse: deciphering-error, invocation-counter-error + expected IC)."""
+    sess = a.sess
+    if not a.open or client != a.client or sess is None or not sess[CIPH]:
+        return apdu.exception_response(_SERVICE_NOT_ALLOWED, 1)
+    b = bytearray(buf)
+    s = suite(k)
+    try:
+        s.open(b, 0, len(b), sess[PEER], k.rx)
+    except S.CounterError:
+        r = k.rx
+        return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _IC_ERROR, r >> 24, (r >> 16) & 255,
+                      (r >> 8) & 255, r & 255))
+    except S.SecurityError:
+        return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _DECIPHERING_ERROR))
+    accepted(k, s.ic)
+    form = S.reply_form(s.tag)
+    a.inner = True
+    try:
+        resp = a.handle(client, memoryview(b)[s.start:s.end])
+    finally:
+        a.inner = False
+    if resp is None:
+        return None
+    out = seal(k, resp, form)
+    apply(k)
+    return out
+
+
+def apply(k):
+    """Use the keys of a key transfer (after its reply was sealed with the old ones)."""
+    if k.new is not None:
+        ek, ak, kek = k.new
+        k.new = None
+        suite(k).set_keys(ek, ak)
+        k.ek = ek or k.ek          # resident: the suite is built from them at the next load
+        k.ak = ak or k.ak
+        k.kek = kek
+
+
+def open_initiate(k, title, ui):
+    """Decipher a glo-initiate-request (AARQ user-information) from ``title``. Returns the
+    InitiateRequest bytes, or None when it does not verify (wrong key, replayed IC)."""
+    if not ui or ui[0] != 0x21 or title is None or len(title) != 8:
+        return None
+    b = bytearray(ui)
+    s = suite(k)
+    try:
+        s.open(b, 0, len(b), title, k.rx)
+    except S.SecurityError:
+        return None
+    accepted(k, s.ic)
+    return bytes(b[s.start:s.end])
+
+
+def initiate_response(k, conf, max_pdu):
+    """The glo-initiate-response (bytes) of an accepted ciphered AARQ."""
+    return bytes(seal(k, apdu.initiate_response(conf, max_pdu), S.FORM_GLO))
+
+
+def challenge(k):
+    """A fresh 16-byte StoC."""
+    return os.urandom(16)
+
+
+# ------------------------------------------------------------------ HLS pass 3/4
+
+def pass3(k, a, value):
+    """reply_to_HLS_authentication: the client's f(StoC) ``value`` -> (action-result,
+    return data). Success: f(CtoS) and the association is up; failure: read-write-denied,
+    the association is dropped and the failure counts towards the lock-out."""
+    sess = a.sess
+    if sess[MECH] == 5:
+        ok = suite(k).hls_check(sess[PEER], sess[STOC], value, 0, len(value))
+    else:
+        ok = k.hls is not None and S.hls_ecb_check(k.hls, sess[STOC], value)
+    lk = getattr(k.meter, "lockout", None)
+    if not ok:
+        client = a.client
+        a.reset()
         if lk is not None:
-            lk.ok(a.client)
-        sess[PENDING] = False
-        a.guard = bool(sess[CIPH])
-        if sess[MECH] == 5:
-            out = bytearray(S.HLS_LEN)
-            self.suite.hls_gmac(self.title, self.next_ic(), sess[CTOS], out)
-        else:
-            out = S.hls_ecb(self.hls, sess[CTOS])
-        return 0, b"\x09" + bytes((len(out),)) + bytes(out)
+            lk.fail(client)
+        return _DENIED, None
+    if lk is not None:
+        lk.ok(a.client)
+    sess[PENDING] = False
+    a.guard = bool(sess[CIPH])
+    if sess[MECH] == 5:
+        out = bytearray(S.HLS_LEN)
+        suite(k).hls_gmac(k.title, next_ic(k), sess[CTOS], out)
+    else:
+        out = S.hls_ecb(k.hls, sess[CTOS])
+    return 0, b"\x09" + bytes((len(out),)) + bytes(out)
 
-    # ------------------------------------------------------------------ IC 64 methods
 
-    def method(self, m, tagged):
-        """IC 64 v0: 1 security_activate(enum policy), 2 global_key_transfer(array of
-        {key_id enum, wrapped key octet-string}) -> action-result. Keys are unwrapped with the
-        KEK (RFC 3394), written to config.json in one rename (a power cut leaves the old or
-        the new set) and used from the next APDU on."""
-        if m == 1:
-            return 0 if tagged is not None and tagged[1] == self.policy else _OTHER
-        if tagged is None or tagged[0] != 1 or self.kek is None:
-            return _TYPE_UNMATCHED if tagged is None or tagged[0] != 1 else _OTHER
-        from protocol import keywrap
-        keys = [None, None, self.kek]           # ek, ak, kek
-        try:
-            for item in tagged[1]:
-                kid, w = item[1][0][1], item[1][1][1]
-                if kid not in (0, 2, 3):
-                    return _OTHER
-                keys[(0, 0, 1, 2)[kid]] = keywrap.unwrap(self.kek, bytes(w))
-        except (keywrap.KeyWrapError, ValueError, TypeError, IndexError):
-            return _OTHER
-        if any(k is not None and len(k) != 16 for k in keys):
-            return _OTHER
-        path = self.meter.board.path("config.json")
-        with open(path) as f:
-            cfg = json.load(f)
-        sec = cfg.setdefault("security", {})
-        for k, v in zip(("ek", "ak", "kek"), keys):
-            if v is not None:
-                sec[k] = v.hex()
-        tmp = path + ".tmp"                     # beside it: a rename never crosses file systems
-        with open(tmp, "w") as f:
-            json.dump(cfg, f)
-        os.rename(tmp, path)
-        self._new = tuple(keys)
-        self.meter.event(_EV_CONFIG, "keys changed", "keys")
-        return 0
+# ------------------------------------------------------------------ IC 64 methods
+
+def method(k, m, tagged):
+    """IC 64 v0: 1 security_activate(enum policy), 2 global_key_transfer(array of
+    {key_id enum, wrapped key octet-string}) -> action-result. Keys are unwrapped with the
+    KEK (RFC 3394), written to config.json in one rename (a power cut leaves the old or
+    the new set) and used from the next APDU on."""
+    if m == 1:
+        return 0 if tagged is not None and tagged[1] == k.policy else _OTHER
+    if tagged is None or tagged[0] != 1 or k.kek is None:
+        return _TYPE_UNMATCHED if tagged is None or tagged[0] != 1 else _OTHER
+    from protocol import keywrap
+    keys = [None, None, k.kek]           # ek, ak, kek
+    try:
+        for item in tagged[1]:
+            kid, w = item[1][0][1], item[1][1][1]
+            if kid not in (0, 2, 3):
+                return _OTHER
+            keys[(0, 0, 1, 2)[kid]] = keywrap.unwrap(k.kek, bytes(w))
+    except (keywrap.KeyWrapError, ValueError, TypeError, IndexError):
+        return _OTHER
+    if any(x is not None and len(x) != 16 for x in keys):
+        return _OTHER
+    path = k.meter.board.path("config.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    sec = cfg.setdefault("security", {})
+    for n, v in zip(("ek", "ak", "kek"), keys):
+        if v is not None:
+            sec[n] = v.hex()
+    tmp = path + ".tmp"                     # beside it: a rename never crosses file systems
+    with open(tmp, "w") as f:
+        json.dump(cfg, f)
+    os.rename(tmp, path)
+    k.new = tuple(keys)
+    k.meter.event(_EV_CONFIG, "keys changed", "keys")
+    return 0

@@ -101,6 +101,7 @@ class Association:
         self._blocks = None            # long GET in progress: [_BLK_BUF .. _BLK_SIZE]
         self.sess = None               # HLS session (meter.secure: PEER .. PENDING)
         self.guard = self.inner = False    # meter.acse.guard runs; inside a ciphered APDU
+        acse.drop(self.meter)          # HLS code (meter.secure ...) loaded again by the next HLS AARQ
 
     def aarq(self, client, buf):
         """AARQ -> AARE (ACSE, Green Book §9.4.2): ``meter.acse``."""
@@ -115,7 +116,8 @@ class Association:
         if tag == _AARQ:
             return self.aarq(client, buf)
         if _GLO_GET <= tag <= _GENERAL_DED and self.sess is not None and not self.inner:
-            return self.meter.security.unwrap(self, client, buf)
+            m = self.meter
+            return acse.code(m).unwrap(m.security, self, client, buf)
         if tag == _RLRQ:
             try:
                 apdu.parse_rlrq(buf)
