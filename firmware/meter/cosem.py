@@ -284,7 +284,6 @@ def _lookup(meter, ctx, item, kind):
 
 
 # ------------------------------------------------------------------ GET
-
 def get(meter, ctx, item, w):
     """GET of one attribute: A-XDR into ``w``; returns a dar or a generator of chunks."""
     ic, _ln6, attr, sel, par = item
