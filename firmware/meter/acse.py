@@ -15,7 +15,7 @@ that does not verify), rejected-transient + authentication-failure while locked 
 ``setup(meter, cfg)`` sets ``meter._pw`` (LLS passwords by client SAP), ``meter.lockout`` and
 ``meter.security`` (the key record from ``meter.secure.load``, or None) from the config, and
 logs when nothing is provisioned. The security code (``meter.secure`` and the protocol modules
-under it) is loaded by ``code(meter)`` for an HLS association and dropped by ``drop(meter)``
+under it) is loaded by ``code()`` for an HLS association and dropped by ``drop(meter)``
 when it ends (``meter.server.Association.reset``). ``aarq(assoc, client, buf)`` answers one AARQ; ``guard(assoc, tag, req)`` runs
 before GET/SET/ACTION while ``assoc.guard`` is set (HLS pending: only reply_to_HLS_
 authentication; protected association: plaintext requests get read-write-denied).
@@ -97,7 +97,7 @@ def unload(names):
             pass
 
 
-def code(m):
+def code():
     """``meter.secure`` (loaded for an HLS association, ~6 KiB with the protocol modules and the
     Suite0 on 32 bits; ``drop`` unloads it)."""
     from meter import secure
@@ -157,7 +157,7 @@ def aarq(a, client, buf):
         return _reject(13, result=2)             # locked out: rejected-transient
     sec = m.security if want >= 2 else None
     if sec is not None:
-        S = code(m)
+        S = code()
         S.apply(sec)
     ciph = 1 if sec is not None and sec.policy else 0
     if req["context"] != (3 if ciph else 1):
@@ -236,7 +236,7 @@ def guard(a, tag, req):
         except axdr.AxdrError:
             t = 0
         m = a.meter
-        r, data = code(m).pass3(m.security, a, v if t == _T_OCTET_STRING else b"")
+        r, data = code().pass3(m.security, a, v if t == _T_OCTET_STRING else b"")
         return apdu.action_response(inv, r, data)
     if a.inner:
         return None

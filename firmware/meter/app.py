@@ -97,7 +97,7 @@ class Meter:
         except ConfigError as e:  # a bad config.json must not brick the meter: defaults, and say so
             self.tariff, self.policy = build({})
             cfg_err = e
-        settings.drop("meter.profile")
+        acse.unload(("meter.profile",))
         # what runs after boot, the rest of the config is not kept
         self.persist_s = int(g("persist_s", 60))
         self.metering = Metering(self, g("metering_module", "pzem004t"), int(g("modbus_unit", 1)))
@@ -118,7 +118,7 @@ class Meter:
             self.profiles = prof(self, board.path("pr"), int(g("profile_period", 1800)),
                                  int(g("demand_period", 900)), self._persisted_t)
         acse.setup(self, cfg, sec_err)    # passwords, lock-out (meter.acse); no defaults
-        settings.drop("meter.settings")
+        acse.unload(("meter.settings",))
         if cfg_err is not None:
             self.event(_EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")
         self.metro = None

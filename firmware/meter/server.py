@@ -117,7 +117,7 @@ class Association:
             return self.aarq(client, buf)
         if _GLO_GET <= tag <= _GENERAL_DED and self.sess is not None and not self.inner:
             m = self.meter
-            return acse.code(m).unwrap(m.security, self, client, buf)
+            return acse.code().unwrap(m.security, self, client, buf)
         if tag == _RLRQ:
             try:
                 apdu.parse_rlrq(buf)

@@ -8,6 +8,7 @@ also kept in ``meter.config_error``), then writes config.json, journals and appl
 import json
 import os
 
+from meter.acse import unload
 from meter.tariff import ConfigError
 
 try:
@@ -17,18 +18,6 @@ except ImportError:
         return x
 
 _EV_CONFIG = const(21)        # meter.events
-
-
-def drop(name):
-    """Unload module ``name`` (e.g. "meter.profile", config validation, needed only while
-    parsing) to free its bytecode."""
-    import sys
-    import meter
-    sys.modules.pop(name, None)
-    try:
-        delattr(meter, name.split(".")[1])
-    except AttributeError:
-        pass
 
 
 def config(board):
@@ -88,7 +77,7 @@ def apply_config(meter, new):
         meter.config_error = "%s: %s" % (e.field, e.reason)
         raise
     finally:
-        drop("meter.profile")
+        unload(("meter.profile",))
     tariff.carry_from(meter.tariff)
     policy.carry_from(meter.policy)
     tmp = meter.board.path("config.tmp")
