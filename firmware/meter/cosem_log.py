@@ -162,6 +162,8 @@ def _by_range(meter, log, x, v):
             cols.append(2)
         else:
             return _OTHER
+        if cols.count(cols[-1]) > 1:       # a column twice: an answer can't be multiplied
+            return _OTHER
     cnt = 0
     for _ in log.by_time(t0, t1):
         cnt += 1

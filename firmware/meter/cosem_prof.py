@@ -255,7 +255,7 @@ def buffer(meter, arg, sel, par):
                     and y[2][1] == c[7]):
                 j = i
             i += 1
-        if j < 0:
+        if j < 0 or j in sel_cols:         # not a capture object, or a column twice
             return _OTHER
         sel_cols.append(j)
     return _entries(meter, arg, 1, n, t, cols, sel_cols or range(len(cols) // _COL))

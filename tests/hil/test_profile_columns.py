@@ -78,3 +78,29 @@ def test_every_capture_column_is_an_object_with_the_scaler_profiles_scaler(rig_f
             c.get(3, "1.0.1.29.0.255", 2)
     prof = {(r[1], r[0]) for r in IS15959_OBJECTS}
     assert without == with_profiles - prof and not without & prof
+
+
+def _range_with_clock_column(n):
+    """IC 7 range descriptor (Blue Book IC 7 §4.3.6): the whole century, selected_values = the
+    clock column ``n`` times."""
+    clock = b"\x02\x04\x12\x00\x08\x09\x06\x00\x00\x01\x00\x00\xff\x0f\x02\x12\x00\x00"
+
+    def dt(y):
+        return b"\x09\x0c" + y.to_bytes(2, "big") + b"\x01\x01\xff\x00\x00\x00\x00\x00\x00\x00"
+    return b"\x02\x04" + clock + dt(2000) + dt(2099) + b"\x01" + bytes([n]) + clock * n
+
+
+def test_a_column_selected_twice_is_refused_not_multiplied(rig_factory):
+    """A reader listing one column N times in selected_values must not make the meter build an
+    answer N times the buffer (found by attack: 40 repeats, a 33 KB answer, MemoryError on 32
+    bits): other-reason (250), and the association goes on."""
+    from protocol.client_assoc import DataAccessError
+    rig = day_of_load(rig_factory, hours=3)
+    with DlmsClient(rig.port, client_sap=32, password=PASSWORDS[32]) as c:
+        one = c.get(7, "1.0.99.1.0.255", 2, 1, _range_with_clock_column(1))[1]
+        assert len(one) >= 3 and all(len(e[1]) == 1 for e in one)   # 30-min blocks, the clock only
+        for n in (2, 40):
+            with pytest.raises(DataAccessError) as e:
+                c.get(7, "1.0.99.1.0.255", 2, 1, _range_with_clock_column(n))
+            assert e.value.dar == 250, (n, e.value)
+        assert c.get(7, "1.0.99.1.0.255", 2, 1, _range_with_clock_column(1))[1] == one
