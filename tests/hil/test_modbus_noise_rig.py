@@ -382,8 +382,12 @@ import json, sys
 cfg = json.load(open(sys.argv[1]))
 f = open(cfg["ctl"], "r+b", buffering=0)
 f.write(b"ready\n")
-while f.read(1) != b"":
-    pass
+# the ctl pty is raw with VMIN=0: a read with nothing pending returns b"" at once, so the stub
+# idles until the rig kills it (exiting here raced the rig's reading of "ready")
+import time
+while True:
+    f.read(64)
+    time.sleep_ms(20)
 '''
 
 
