@@ -10,8 +10,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 help:
 	@echo "make setup   - create .venv and install host tools + test deps"
 	@echo "make demo    - emulated meter: top up over serial, drain, relay opens, top up, recloses"
-	@echo "make test    - lint + unit, MicroPython and HIL tests (< 10 min; HIL on the 32-bit VM at 56k"
-	@echo "               when ../shared/micropython32 is there, else on the wheel at 190k)"
+	@echo "make test    - lint + unit, MicroPython and HIL tests (< 10 min; HIL on the 32-bit VM at"
+	@echo "               hil.env.VM32_HEAP when ../shared/micropython32 is there, else on the wheel at 190k)"
 	@echo "make lint    - mpy-cross check of device code, ruff check of host code"
 	@echo "make soak    - long campaigns (marked slow)"
 	@echo "make bench   - print benchmark figures"
@@ -41,7 +41,8 @@ lint: mpy-check
 	$(BIN)/ruff check $(LINT_PATHS)
 
 # issue 17: the HIL tier runs on the 32-bit VM (../shared/micropython32/bin/micropython-32 beside
-# the checkout) at ESP32's 56 KiB starting heap when it is there, else on the 64-bit wheel at
+# the checkout) at hil.env.VM32_HEAP (goal: ESP32's 56 KiB starting heap, docs/MEMORY.md) when it
+# is there, else on the 64-bit wheel at
 # 190k with one notice line (hil.pytest_plugin --vm32; METER_VM32=PATH names the VM elsewhere,
 # e.g. from a git worktree). HIL_ARGS= runs the wheel at 190k.
 HIL_ARGS ?= --vm32

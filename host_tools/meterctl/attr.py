@@ -89,8 +89,8 @@ def get(obis_code, attr, class_id, raw, selector, access, **kw):
       meterctl get 1.0.1.8.0.255 2 --class 3 --port /dev/pts/5     # energy import (Wh)
       meterctl get 0.0.1.0.0.255 2 --port /dev/pts/5               # clock (IC 8 guessed)
       meterctl get 0.0.19.10.0.255 2 --class 112 --raw -p /dev/pts/5
-      # entries 1..10 of an event log (selective access by entry):
-      meterctl get 0.0.99.98.0.255 2 --class 7 --selector 2 \\
+      # entries 1..10 of an event log (selective access by entry; the meter reader 32 may):
+      meterctl get 0.0.99.98.0.255 2 --class 7 --selector 2 --client 32 --password 00000000 \\
           --access raw:02040600000001060000000A120001120000 -p /dev/pts/5
     """
     if access is not None and selector is None:

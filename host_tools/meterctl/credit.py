@@ -78,7 +78,8 @@ def confirm_amount(amount, above, yes):
               help="A larger amount needs --yes (or a yes at the terminal). Env: METERCTL_CONFIRM_ABOVE.")
 @link_options(write=True)
 def credit_add(amount, force, yes, confirm_above, **kw):
-    """Top up: IC 112 update_amount(paise) as the management client (LLS).
+    """Top up: IC 112 update_amount(paise) as the management client 1 (HLS with --key-file,
+    as `meterctl emulate` provisions it; LLS with --password on a meter without HLS keys).
 
     Prints the credit before and after. If the meter's answer is lost (or Ctrl-C comes while
     it is awaited) meterctl reconnects and reads the meter's recharge total to tell whether the

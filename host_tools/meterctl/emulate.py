@@ -52,6 +52,11 @@ def _on_sigterm(signum, frame):
               metavar="WATTS", help="Load the emulated metering module reports.")
 @click.option("--heap", default="190k", show_default=True, callback=heap_size,
               help="MicroPython heap (-X heapsize) of the emulated board (190k = RP2040).")
+@click.option("--micropython", "mp", type=click.Path(exists=True, dir_okay=False), default=None,
+              envvar="METER_MICROPYTHON", metavar="PATH",
+              help="MicroPython unix port to run the firmware on [default: the venv's]; e.g. the 32-bit "
+                   "VM ../shared/micropython32/bin/micropython-32 (an ESP32's object sizes) with --heap 72k. "
+                   "Env: METER_MICROPYTHON.")
 @click.option("--state", "state_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Keep the meter's state (config, credit) in DIR (default: a temporary directory).")
 @click.option("--warp", type=click.IntRange(0, 86400 * 30), default=0, show_default=True,
@@ -65,7 +70,7 @@ def _on_sigterm(signum, frame):
               help="Turn the IS 15959 profiles on (config \"profiles\": true: block load survey, daily, "
                    "billing, instantaneous, name plate; read with 'meterctl profile' / 'meterctl bill'). "
                    "With --state, also sets it in a kept config.json.")
-def emulate(load_w, heap, state_dir, warp, meters, profiles):
+def emulate(load_w, heap, mp, state_dir, warp, meters, profiles):
     """Run an emulated meter (the real firmware on the MicroPython unix port) until Ctrl-C.
 
     Prints the serial port to use with the other commands and the test key file it writes
@@ -91,8 +96,8 @@ def emulate(load_w, heap, state_dir, warp, meters, profiles):
         if meters > 1 and warp:
             raise click.UsageError("--warp drives one meter's clock: use it without --meters")
         extra = {"profiles": True} if profiles else {}
-        run(lambda: _emulate(load_w, heap, state_dir, warp, extra) if meters == 1
-            else _emulate_many(meters, load_w, heap, state_dir, extra))
+        run(lambda: _emulate(load_w, heap, mp, state_dir, warp, extra) if meters == 1
+            else _emulate_many(meters, load_w, heap, mp, state_dir, extra))
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -146,7 +151,7 @@ def _profiles_on(state):
         return False
 
 
-def _start(stack, workdir, heap, warp, extra):
+def _start(stack, workdir, heap, mp, warp, extra):
     """Start the emulated meter; stopped when ``stack`` closes."""
     try:
         from hil import emulated as rigmod, identity
@@ -156,7 +161,7 @@ def _start(stack, workdir, heap, warp, extra):
         # the load is wired through the relay: while it is open the metering module reads 0 W.
         # Without --warp the meter's RTC runs by itself (a clock set over DLMS sticks); with
         # --warp the emulator owns the clock and moves it on every tick.
-        rig = rigmod.EmulatedRig(workdir, heap=heap, clock_epoch=int(time.time()),
+        rig = rigmod.EmulatedRig(workdir, heap=heap, micropython=mp, clock_epoch=int(time.time()),
                                  relay_gates_load=True, clock_mode="frozen" if warp else "running",
                                  config=dict(extra, sts=identity.sts_config(),
                                              security=identity.security_config()), start=False)
@@ -221,11 +226,11 @@ def _tick_forever(rig, warp):
         last = t
 
 
-def _emulate(load_w, heap, state_dir, warp, extra):
+def _emulate(load_w, heap, mp, state_dir, warp, extra):
     with contextlib.ExitStack() as stack:
         workdir = _workdir(stack, state_dir)
         click.echo("Starting the emulated meter (MicroPython unix port, heap %s)..." % heap)
-        rig = _start(stack, workdir, heap, warp, extra)
+        rig = _start(stack, workdir, heap, mp, warp, extra)
         rig.set_load(load_w)
         _banner(rig, workdir, load_w, warp)
         try:
@@ -234,7 +239,7 @@ def _emulate(load_w, heap, state_dir, warp, extra):
             click.echo("\nStopping the emulated meter.")
 
 
-def _emulate_many(n, load_w, heap, state_dir, extra):
+def _emulate_many(n, load_w, heap, mp, state_dir, extra):
     """N meters (``hil.multi``), each with the STS test identity, until Ctrl-C or a firmware dies."""
     from hil import identity
     from hil.multi import start_meters, stop_meters
@@ -247,7 +252,7 @@ def _emulate_many(n, load_w, heap, state_dir, extra):
             identity.install_tables(state)
             _keep_config(state, extra)
         try:
-            rigs = start_meters(n, workdir, heap=heap, clock_epoch=int(time.time()),
+            rigs = start_meters(n, workdir, heap=heap, micropython=mp, clock_epoch=int(time.time()),
                                 clock_mode="running", relay_gates_load=True,
                                 config=dict(extra, sts=identity.sts_config()), poll_ms=1000)
         except Exception as e:

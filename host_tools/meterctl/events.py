@@ -14,8 +14,8 @@ from host_tools import format as fmt
 from host_tools import objects
 from host_tools.client import ProtocolError
 from host_tools.is15959_objects import COLUMN_NAMES
-from host_tools.meterctl.common import PUBLIC_CLIENT, auth_mode, console, emit_json, has_secret, link_options, \
-    make_client, run
+from host_tools.meterctl.common import EXIT_USAGE, PUBLIC_CLIENT, auth_mode, console, emit_json, fail, has_secret, \
+    link_options, make_client, run
 from protocol import axdr_client as axdr
 from protocol import obis
 
@@ -170,7 +170,8 @@ def _print_transposed(code, cols, n, table):
                                        "(management) with --auth hls.")
 @click.option("--log", "log", type=click.Choice(sorted(LOGS)), default=None,
               help="Audit-trail category to read (IS 15959 event logs 0.0.99.98.x.255): all events "
-                   "(the default), power, transaction, other, tamper (cover, failed logins, lock-outs) "
+                   "(the default), power, transaction, other, tamper (cover, failed logins, lock-outs, "
+                   "refused tokens) "
                    "or control. Categories add an occurrences column (repetitions coalesced).")
 @click.option("--obis", "code", default=None, help="Profile generic (IC 7) to read [default: %s]." % EVENT_LOG)
 @click.option("--from-entry", type=click.IntRange(1), default=None, help="First entry (1 = oldest): selective access by entry.")
@@ -199,11 +200,18 @@ def events(log, code, from_entry, to_entry, since, until, csv_path, **kw):
     if log and code:
         raise click.UsageError("give --log or --obis, not both")
     code = LOGS[log] if log else (code or EVENT_LOG)
+    if from_entry is not None and to_entry and from_entry > to_entry:
+        fail("--from-entry %d is after --to-entry %d" % (from_entry, to_entry), EXIT_USAGE)
+    # date-time octets (IEC 62056-6-2 §4.1.6.1) compare as dates without the day of week, when
+    # both carry the same deviation
+    if since is not None and until is not None and since[9:11] == until[9:11] \
+            and since[:4] + since[5:8] > until[:4] + until[5:8]:
+        fail("--since is after --until", EXIT_USAGE)
     quiet = kw["as_json"] or csv_path == "-" or not sys.stderr.isatty()
 
     def body():
         with make_client(kw, write=False) as c:
             cols, n, raw = _read_buffer(c, code, (since, until, from_entry, to_entry), quiet)
         cols, table = _rows(cols, raw)
-        _output(code, cols, n, table, csv_path, kw["as_json"])
+        _output(code, cols, n, table, csv_path, kw["as_json"], table_too=False)
     run(body)

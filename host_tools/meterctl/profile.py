@@ -29,7 +29,8 @@ PROFILES_OFF = "object not served: this meter has the IS 15959 profiles off (con
 EXIT_CODES = ("\b\nExit codes:\n"
               "  0    ok (also an empty range: the header, no rows)\n"
               "  1    the meter refused (profiles off, access denied) or a protocol error\n"
-              "  2    usage error (a bad --from/--to, from after to), port unusable or in use\n"
+              "  2    usage error (a bad --from/--to or --from-entry/--to-entry, from after to),\n"
+              "       port unusable or in use\n"
               "  3    no answer from the meter\n"
               "  130  Ctrl-C (nothing is changed: this command only reads)")
 

@@ -365,3 +365,28 @@ def test_readme_prerequisites_and_profiles_readme_paths_and_spdx_license():
     import tomllib
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["license"] == "Apache-2.0" and project["project"]["license-files"] == ["LICENSE"]
+
+
+# -- session 11's new-user pass ----------------------------------------------------------------
+
+def test_events_backwards_entry_range_is_a_usage_error_like_profile():
+    line = _one_error_line(_run("events", "-p", "/dev/null", "--password", "00000000",
+                                "--from-entry", "5", "--to-entry", "2"))
+    assert line == "meterctl: error: --from-entry 5 is after --to-entry 2"
+    line = _one_error_line(_run("events", "-p", "/dev/null", "--password", "00000000",
+                                "--since", "2026-01-02T00:00", "--until", "2026-01-01T00:00"))
+    assert line == "meterctl: error: --since is after --until"
+
+
+def test_help_texts_say_what_the_commands_need():
+    get_help = _run("get", "--help").output
+    example = get_help[get_help.index("entries 1..10"):]
+    assert "--password" in example.split("--access")[0]
+    assert "refused tokens" in " ".join(_run("events", "--help").output.split())   # help wraps
+    assert "HLS" in _run("credit", "add", "--help").output
+    assert "--micropython" in _run("emulate", "--help").output
+
+
+def test_emulate_micropython_path_must_exist(tmp_path):
+    r = _run("emulate", "--micropython", str(tmp_path / "nope"))
+    assert r.exit_code == 2 and "Traceback" not in r.output
