@@ -178,8 +178,8 @@ def unwrap(k, a, client, buf):
         resp = a.handle(client, memoryview(b)[s.start:s.end])
     finally:
         a.inner = False
-    if resp is None:
-        return None
+    if resp is None or resp[0] == _EXCEPTION_RESPONSE:
+        return resp     # an ExceptionResponse has no ciphered form: sent in clear (Green Book 9.3.5)
     out = seal(k, resp, form)
     apply(k)
     return out

@@ -213,3 +213,22 @@ def test_gurux_high_is_mechanism_2(rig_factory):
     finally:
         p.close()
     assert bytes(d.value) == b"PPM0000001"
+
+
+@pytest.mark.heap32("78k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
+@pytest.mark.parametrize("inner", ["C004C1", "C104C101", "C301C100700000130A00FF0101050000"],
+                         ids=["get-kind-4", "set-with-list-short", "action-truncated"])
+def test_an_exception_response_on_a_ciphered_association_comes_in_clear(rig_factory, tmp_path, inner):
+    """A malformed request inside a glo- APDU is answered with the ExceptionResponse (D8), which has
+    no ciphered form, and the association goes on; it used to raise inside the meter (no
+    ciphered tag for D8), drop the link and log 'dlms error'."""
+    rig = hls_rig(rig_factory)
+    c = DlmsClient(rig.port, client_sap=1, hls=HlsKeys(identity.GUEK, identity.GAK, identity.CLIENT_TITLE),
+                   timeout=5)
+    with c:
+        reply = c.exchange(c.assoc.hls.wrap(bytes.fromhex(inner)))
+        assert reply[0] == 0xD8, reply.hex()
+        assert c.assoc.hls.unwrap(reply) == reply
+        # the same association still answers a ciphered GET
+        assert c.get(8, "0.0.1.0.0.255", 2)
+    assert not [e for e in rig.events if e[0] == "90"], rig.events     # 90: dlms error
