@@ -262,6 +262,8 @@ def method(k, m, tagged):
         return 0 if tagged is not None and tagged[1] == k.policy else _OTHER
     if tagged is None or tagged[0] != 1 or k.kek is None:
         return _TYPE_UNMATCHED if tagged is None or tagged[0] != 1 else _OTHER
+    if not tagged[1]:
+        return _OTHER       # nothing to transfer: no config write, no "keys changed" event
     from protocol import keywrap
     keys = [None, None, k.kek]           # ek, ak, kek
     try:

@@ -144,3 +144,20 @@ def test_power_cut_while_the_meter_handles_the_transfer(rig_factory):
         seen["old" if now == cur else "new"] += 1
         cur = now
     print("key transfer, supply cut during it: %s" % seen)
+
+
+@pytest.mark.heap32("78k", "HLS meter: 54.2 KiB steady state on 32 bits")
+def test_an_empty_key_transfer_is_refused_and_writes_nothing(rig_factory):
+    """global_key_transfer with an empty array: other-reason, no config write, no 'keys changed'
+    (it answered success, rewrote config.json and logged event 21 each time: flash wear per request)."""
+    rig = rig_factory(config={"security": identity.security_config()})
+    cfg = rig.state_dir / "config.json"
+    before = cfg.read_bytes(), os.stat(cfg).st_mtime_ns
+    with DlmsClient(rig.port, client_sap=1, hls=OLD, timeout=5) as c:
+        with pytest.raises(DlmsError) as e:
+            c.action(64, SETUP, 2, bytes.fromhex("0100"))
+        assert "250" in str(e.value) or "other" in str(e.value).lower(), e.value
+        assert c.get(8, "0.0.1.0.0.255", 2)            # the association goes on
+    assert (cfg.read_bytes(), os.stat(cfg).st_mtime_ns) == before
+    assert not [ev for ev in rig.events if ev[0] == "21"], rig.events
+    assert opens(rig, OLD)
