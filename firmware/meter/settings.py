@@ -80,10 +80,11 @@ def apply_config(meter, new):
         unload(("meter.profile",))
     tariff.carry_from(meter.tariff)
     policy.carry_from(meter.policy)
-    tmp = meter.board.path("config.tmp")
+    path = meter.board.path("config.json")
+    tmp = path + ".tmp"            # beside it: a rename never crosses file systems
     with open(tmp, "w") as f:
         json.dump(cfg, f)
-    os.rename(tmp, meter.board.path("config.json"))
+    os.rename(tmp, path)
     meter.tariff, meter.policy = tariff, policy
     meter.config_error = ""
     meter.tz_minutes = cfg.get("tz_minutes", 330)

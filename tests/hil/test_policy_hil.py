@@ -228,10 +228,15 @@ def test_config_refuses_a_bad_profile_before_the_wire(tmp_path):
 
 
 @pytest.mark.heap32("70k", "profile applied over DLMS: meter.profile loaded and the JSON parsed")
-def test_config_apply_over_dlms(rig_factory):
+@pytest.mark.parametrize("flash", [None, {"blocks": 64, "seed": 5}], ids=["files", "nor-flash"])
+def test_config_apply_over_dlms(rig_factory, flash):
+    """Also on the NOR flash model, where config.json is on the host and the meter's files on
+    littlefs: the temporary file is written beside config.json (it was refused with
+    hardware-fault there: a rename across file systems)."""
     from host_tools.meterctl import config as cmd_config
     from host_tools.client import DataAccessError
-    rig = rig_factory(config={"credit_paise": 100000}, clock_epoch=ist(2026, 3, 2, 12, 0), poll_ms=20)
+    rig = rig_factory(config={"credit_paise": 100000}, clock_epoch=ist(2026, 3, 2, 12, 0), poll_ms=20,
+                      flash=flash)
     r = _cli("config", "apply", str(ROOT / "profiles" / "sts_keypad.json"), "--port", rig.port,
              "--password", "12345678")
     assert r.exit_code == 0, r.output
