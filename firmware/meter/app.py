@@ -65,8 +65,10 @@ class Meter:
 
     def __init__(self, board):
         self.board = board
-        from meter import settings   # needed while booting and for a profile only (dropped)
-        cfg = settings.config(board)
+        from meter.settings import config   # needed while booting and for a profile only
+        cfg = config(board)
+        config = None              # a local reference would keep the module (unloaded) alive
+        acse.unload(("meter.settings",))
         g = cfg.get
         sts = g("sts")
         # STS: [config, acceptor state, key change, its time, EA07 tables]; meter.tokens loads
@@ -97,6 +99,7 @@ class Meter:
         except ConfigError as e:  # a bad config.json must not brick the meter: defaults, and say so
             self.tariff, self.policy = build({})
             cfg_err = e
+        build = None               # meter.profile (~3 KiB) leaves the heap now, not at return
         acse.unload(("meter.profile",))
         # what runs after boot, the rest of the config is not kept
         self.persist_s = int(g("persist_s", 60))
@@ -118,7 +121,6 @@ class Meter:
             self.profiles = prof(self, board.path("pr"), int(g("profile_period", 1800)),
                                  int(g("demand_period", 900)), self._persisted_t)
         acse.setup(self, cfg, sec_err)    # passwords, lock-out (meter.acse); no defaults
-        acse.unload(("meter.settings",))
         if cfg_err is not None:
             self.event(_EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")
         self.metro = None
