@@ -101,7 +101,7 @@ def decode_full(data):
     end = _HDR + _HOT_LEN + n
     if ver not in (_VERSION, _VERSION_I32) or len(data) != end + 4:
         return None
-    if _crc(data[:end]) != struct.unpack(">I", data[end:])[0]:
+    if _crc(memoryview(data)[:end]) != struct.unpack_from(">I", data, end)[0]:
         return None
     try:
         obj = json.loads(data[_HDR:_HDR + n])
@@ -121,7 +121,7 @@ def decode_hot(data):
     """(seq, hot) from hot-record bytes, or None."""
     if data is None or len(data) != _HREC or data[:2] not in (_HMAGIC, _HMAGIC_I32):
         return None
-    if _crc(data[:_HREC - 4]) != struct.unpack(">I", data[_HREC - 4:])[0]:
+    if _crc(memoryview(data)[:_HREC - 4]) != struct.unpack_from(">I", data, _HREC - 4)[0]:
         return None
     fmt = _HOT_FMT if data[:2] == _HMAGIC else _HOT_FMT_I32
     return struct.unpack(">I", data[2:6])[0], _hot_of(data[6:_HREC - 4], fmt)
@@ -141,8 +141,7 @@ class Journal:
                 os.mkdir(path_prefix[:i])   # its own directory: small littlefs metadata commits
             except OSError:
                 pass
-        self._full = (path_prefix + ".a", path_prefix + ".b")
-        self._hotp = (path_prefix + ".ha", path_prefix + ".hb")
+        self._path = path_prefix   # slots: <prefix>.a/.b (full), .ha/.hb (hot), named per use
         self.seq = 0
         self.writes = 0
         self.full_writes = 0
@@ -163,7 +162,7 @@ class Journal:
         """Return the newest valid state's ``obj`` (its hot values in ``self.hot``), or None."""
         best = None
         for i in (0, 1):
-            r = decode_full(self._read(self._full[i]))
+            r = decode_full(self._read(self._path + (".b" if i else ".a")))
             if r is not None and (best is None or r[0] > best[0]):
                 best = r
                 self._fslot = 1 - i
@@ -171,7 +170,7 @@ class Journal:
             return None
         seq, obj, hot = best
         for i in (0, 1):
-            r = decode_hot(self._read(self._hotp[i]))
+            r = decode_hot(self._read(self._path + (".hb" if i else ".ha")))
             if r is not None and r[0] > seq:
                 seq, hot = r
                 self._hslot = 1 - i
@@ -200,9 +199,9 @@ class Journal:
             c = 0
             for i in range(3):
                 c = binascii.crc32(parts[i], c)
-            path = self._full[self._fslot]
+            path = self._path + (".b" if self._fslot else ".a")
         else:
-            path = self._hotp[self._hslot]
+            path = self._path + (".hb" if self._hslot else ".ha")
             parts = (encode_hot(seq, hot),)
         with open(path, "wb") as f:
             for d in parts:
