@@ -22,7 +22,7 @@ The HIL rig (hil/rig.py) starts ``micropython firmware/main.py board.json`` with
   erase, then the process is killed at once with SIGKILL (no cleanup, as a real power cut).
 - Watchdog: ``"wdt_ms"`` (default 5000, 0 = off), started by the first ``wdt_feed``. A thread checks that ``wdt_feed`` was called
   within that many ms (monotonic time); if not, it writes ``<state>/reset_cause`` = ``wdt`` and kills
-  the process with SIGALRM (exit status -14: WDT_SIGNAL), which the rig answers by a restart
+  the process with SIGALRM (exit status -14: hil.emulated.WDT_SIGNAL), which the rig answers by a restart
   (a hardware watchdog reset). ``reset_cause`` is "wdt" on the boot after that, else "power".
 - Control commands for tests: ``cover open|closed`` (the meter-cover tamper switch, handed to
   ``on_cover(opened)``), ``hang <ms>`` (blocks the event loop, as a hung task would).
@@ -32,13 +32,18 @@ import os
 import sys
 import time
 
-WDT_SIGNAL = 14    # SIGALRM: the emulated watchdog's kill; the rig restarts the board
-CUT_SIGNAL = 9     # SIGKILL: an injected power cut
-
 try:
     import termios
 except ImportError:  # pragma: no cover
     termios = None
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_WDT_SIGNAL = const(14)   # SIGALRM: the emulated watchdog's kill; the rig restarts the board
+_CUT_SIGNAL = const(9)    # SIGKILL: an injected power cut
 
 
 def _open_raw(path):
@@ -69,7 +74,7 @@ def hard_exit(sig):
 
 
 def _power_cut():
-    hard_exit(CUT_SIGNAL)
+    hard_exit(_CUT_SIGNAL)
 
 
 class UnixBoard:
@@ -204,7 +209,7 @@ class UnixBoard:
                         f.write("wdt")
                 except OSError:
                     pass
-                hard_exit(WDT_SIGNAL)
+                hard_exit(_WDT_SIGNAL)
 
     async def control_task(self):
         """Read rig commands from the control channel (the unix stand-in for GPIO and RTC)."""

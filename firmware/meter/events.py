@@ -51,7 +51,7 @@ except ImportError:
         return x
 
 REC = const(24)
-PER_SEG = const(5)
+_PER_SEG = const(5)
 _SEG_BYTES = const(120)
 
 # Event codes: the meter's one catalogue (its own numbering). Each line is ``code  # text
@@ -175,7 +175,7 @@ class EventLog(Reader):
     def __init__(self, path, segments=20, wbuf=None):
         self.path = path
         self.segments = segments
-        self.capacity = segments * PER_SEG
+        self.capacity = segments * _PER_SEG
         try:
             os.mkdir(path)
         except OSError:
@@ -197,7 +197,7 @@ class EventLog(Reader):
             return 0
         n = 0
         prev = None
-        while n < PER_SEG and (n + 1) * REC <= got:
+        while n < _PER_SEG and (n + 1) * REC <= got:
             r = decode_at(buf, n * REC)
             if r is None or (prev is not None and r[0] <= prev):
                 break
@@ -245,7 +245,7 @@ class EventLog(Reader):
         seq = self.last_seq + 1 if seq is None else seq
         k = self._head
         n = self._n[k]
-        if n >= PER_SEG or not self._order:
+        if n >= _PER_SEG or not self._order:
             k = (k + 1) % self.segments
             n = 0
         self._write(k, n, seq, epoch, code, detail, 1)

@@ -48,7 +48,7 @@ _HMAGIC_I32 = b"PH"        # hot record with a signed time (firmware before vers
 _VERSION = const(3)
 _VERSION_I32 = const(2)
 _HDR = const(9)
-HOT_N = const(5)
+_HOT_N = const(5)
 TIME_MAX = const(0xFFFFFFFF)   # the last second a record can hold: 2106-02-07T06:28:15Z
 _HOT_FMT = ">4iI"
 _HOT_FMT_I32 = ">5i"
@@ -65,13 +65,13 @@ def _crc(data):
 
 
 def _check_hot(hot):
-    if len(hot) != HOT_N:
-        raise JournalError("hot record needs %d values" % HOT_N)
-    for i in range(HOT_N - 1):
+    if len(hot) != _HOT_N:
+        raise JournalError("hot record needs %d values" % _HOT_N)
+    for i in range(_HOT_N - 1):
         if not -0x80000000 <= hot[i] <= 0x7FFFFFFF:
             raise JournalError("hot value out of i32 range: %r" % (hot[i],))
-    if not 0 <= hot[HOT_N - 1] <= TIME_MAX:
-        raise JournalError("time out of u32 range: %r" % (hot[HOT_N - 1],))
+    if not 0 <= hot[_HOT_N - 1] <= TIME_MAX:
+        raise JournalError("time out of u32 range: %r" % (hot[_HOT_N - 1],))
 
 
 def _hot_of(data, fmt):
