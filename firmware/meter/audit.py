@@ -52,8 +52,11 @@ except ImportError:
 
 REPEAT_S = const(900)        # coalescing window (s)
 _ALL = const(0)
-# rings: (category, directory letter, segments of 5); index = ring number
-_RINGS = ((2, "p", 6), (3, "t", 10), (4, "o", 6), (5, "k", 4), (5, "s", 4), (6, "c", 6))
+# rings, index = ring number: category, directory letter, segments of 5 (literals stay in flash:
+# a tuple of tuples would be built in RAM at import)
+_CATS = b"\x02\x03\x04\x05\x05\x06"
+_LETTERS = "ptoksc"
+_SEGS = b"\x06\x0a\x06\x04\x04\x06"
 # first code of each range -> ring number (pairs, ascending)
 _RANGES = bytes((0, 2, 1, 0, 10, 1, 20, 2, 30, 4, 40, 5, 45, 1, 48, 5, 50, 1, 51, 4, 52, 1,
                  55, 5, 60, 3, 64, 2))
@@ -61,7 +64,7 @@ _REPEATED = b"\x1e\x33\x5a\x5b"   # codes coalesced when repeated: 30, 51, 90, 9
 
 
 def ring_of(code):
-    """Ring number (index of ``_RINGS``) of an event code."""
+    """Ring number (index of ``_CATS``) of an event code."""
     r = 2
     if code < 256:
         for i in range(0, len(_RANGES), 2):
@@ -73,7 +76,7 @@ def ring_of(code):
 
 def category(code):
     """IS 15959 category (2 power, 3 transaction, 4 other, 5 tamper, 6 control) of a code."""
-    return _RINGS[ring_of(code)][0]
+    return _CATS[ring_of(code)]
 
 
 class _View(Reader):
@@ -137,8 +140,8 @@ class Audit(_View):
             pass
         wbuf = bytearray(120)
         rings = []
-        for _cat, letter, segs in _RINGS:
-            rings.append(EventLog(path + "/" + letter, transaction_segments if letter == "t" else segs,
+        for i in range(len(_CATS)):
+            rings.append(EventLog(path + "/" + _LETTERS[i], transaction_segments if i == 1 else _SEGS[i],
                                   wbuf))
         _View.__init__(self, rings)
         self.path = path
@@ -156,7 +159,7 @@ class Audit(_View):
         """The IC 7 view of category ``cat`` (0 all, 2..6), or None if there is none."""
         if cat == _ALL:
             return self
-        rings = [self._rings[i] for i in range(len(_RINGS)) if _RINGS[i][0] == cat]
+        rings = [self._rings[i] for i in range(len(_CATS)) if _CATS[i] == cat]
         return _View(rings) if rings else None
 
     def append(self, epoch, code, detail=None):
