@@ -179,9 +179,6 @@ class UnixBoard:
             self._relay = closed
             self.report("relay %d" % (1 if closed else 0))
 
-    def relay_feedback(self):
-        return self._relay
-
     # --- side channel --------------------------------------------------------------------
     def report(self, line):
         try:

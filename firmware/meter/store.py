@@ -79,20 +79,6 @@ def _hot_of(data, fmt):
     return h if h[4] >= 0 else (h[0], h[1], h[2], h[3], 0)
 
 
-def encode_record(seq, obj, hot=(0, 0, 0, 0, 0)):
-    """Full record bytes for sequence number ``seq`` (u32), dict ``obj``, ``hot`` (4 x i32, u32)."""
-    _check_hot(hot)
-    payload = json.dumps(obj).encode()
-    body = _MAGIC + struct.pack(">BIH", _VERSION, seq, len(payload)) + payload + struct.pack(_HOT_FMT, *hot)
-    return body + struct.pack(">I", _crc(body))
-
-
-def decode_record(data):
-    """(seq, obj) from full-record bytes, or None if they are not one valid record."""
-    r = decode_full(data)
-    return None if r is None else (r[0], r[1])
-
-
 def decode_full(data):
     """(seq, obj, hot) from full-record bytes, or None if they are not one valid record."""
     if data is None or len(data) < _HDR + _HOT_LEN + 4 or data[:2] != _MAGIC:
