@@ -42,16 +42,13 @@ except ImportError:
     def const(x):
         return x
 
-_MAGIC = b"PJ"
-_HMAGIC = b"PU"
-_HMAGIC_I32 = b"PH"        # hot record with a signed time (firmware before version 3)
+# magics b"PJ" (full), b"PU" (hot), b"PH" (hot, signed time: firmware before version 3) and the hot
+# formats ">4iI" (">5i" before version 3) are written where used: a module-level name costs heap
 _VERSION = const(3)
 _VERSION_I32 = const(2)
 _HDR = const(9)
 _HOT_N = const(5)
 TIME_MAX = const(0xFFFFFFFF)   # the last second a record can hold: 2106-02-07T06:28:15Z
-_HOT_FMT = ">4iI"
-_HOT_FMT_I32 = ">5i"
 _HOT_LEN = const(20)
 _HREC = const(30)          # 2 + 4 + 20 + 4
 
@@ -74,14 +71,14 @@ def _check_hot(hot):
         raise JournalError("time out of u32 range: %r" % (hot[_HOT_N - 1],))
 
 
-def _hot_of(data, fmt):
-    h = struct.unpack(fmt, data)
+def _hot_of(data, f):
+    h = struct.unpack(f, data)
     return h if h[4] >= 0 else (h[0], h[1], h[2], h[3], 0)
 
 
 def decode_full(data):
     """(seq, obj, hot) from full-record bytes, or None if they are not one valid record."""
-    if data is None or len(data) < _HDR + _HOT_LEN + 4 or data[:2] != _MAGIC:
+    if data is None or len(data) < _HDR + _HOT_LEN + 4 or data[:2] != b"PJ":
         return None
     ver, seq, n = struct.unpack(">BIH", data[2:_HDR])
     end = _HDR + _HOT_LEN + n
@@ -93,41 +90,41 @@ def decode_full(data):
         obj = json.loads(data[_HDR:_HDR + n])
     except ValueError:
         return None
-    return seq, obj, _hot_of(data[_HDR + n:end], _HOT_FMT if ver == _VERSION else _HOT_FMT_I32)
+    return seq, obj, _hot_of(data[_HDR + n:end], ">4iI" if ver == _VERSION else ">5i")
 
 
 def encode_hot(seq, hot):
     """Hot record bytes (30)."""
     _check_hot(hot)
-    body = _HMAGIC + struct.pack(">I", seq) + struct.pack(_HOT_FMT, *hot)
+    body = b"PU" + struct.pack(">I", seq) + struct.pack(">4iI", *hot)
     return body + struct.pack(">I", _crc(body))
 
 
 def decode_hot(data):
     """(seq, hot) from hot-record bytes, or None."""
-    if data is None or len(data) != _HREC or data[:2] not in (_HMAGIC, _HMAGIC_I32):
+    if data is None or len(data) != _HREC or data[:2] not in (b"PU", b"PH"):
         return None
     if _crc(memoryview(data)[:_HREC - 4]) != struct.unpack_from(">I", data, _HREC - 4)[0]:
         return None
-    fmt = _HOT_FMT if data[:2] == _HMAGIC else _HOT_FMT_I32
-    return struct.unpack(">I", data[2:6])[0], _hot_of(data[6:_HREC - 4], fmt)
+    return struct.unpack(">I", data[2:6])[0], _hot_of(data[6:_HREC - 4],
+                                                      ">4iI" if data[:2] == b"PU" else ">5i")
 
 
 class Journal:
-    """State journal under ``path_prefix`` (full + hot records, two slots each).
+    """State journal under the prefix ``path`` (full + hot records, two slots each).
 
     ``seq``: sequence number of the newest record; ``writes`` / ``full_writes``: records written
     since construction; ``hot``: hot values of the newest record (after load/save).
     """
 
-    def __init__(self, path_prefix):
-        i = path_prefix.rfind("/")
+    def __init__(self, path):
+        i = path.rfind("/")
         if i > 0:
             try:
-                os.mkdir(path_prefix[:i])   # its own directory: small littlefs metadata commits
+                os.mkdir(path[:i])   # its own directory: small littlefs metadata commits
             except OSError:
                 pass
-        self._path = path_prefix   # slots: <prefix>.a/.b (full), .ha/.hb (hot), named per use
+        self._path = path         # slots: <prefix>.a/.b (full), .ha/.hb (hot), named per use
         self.seq = 0
         self.writes = 0
         self.full_writes = 0
@@ -180,8 +177,8 @@ class Journal:
         full = full or key != self._last
         seq = self.seq + 1
         if full:   # written in pieces, the CRC chained over them: no copy of the payload
-            parts = (_MAGIC + struct.pack(">BIH", _VERSION, seq, len(payload)), payload,
-                     struct.pack(_HOT_FMT, *hot), None)
+            parts = (b"PJ" + struct.pack(">BIH", _VERSION, seq, len(payload)), payload,
+                     struct.pack(">4iI", *hot), None)
             c = 0
             for i in range(3):
                 c = binascii.crc32(parts[i], c)
