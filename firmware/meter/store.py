@@ -71,6 +71,14 @@ def _check_hot(hot):
         raise JournalError("time out of u32 range: %r" % (hot[_HOT_N - 1],))
 
 
+def _utf8(text):
+    """The UTF-8 bytes of str ``text``: a view of it on MicroPython (no copy), encoded on CPython."""
+    try:
+        return memoryview(text)
+    except TypeError:
+        return text.encode()
+
+
 def _hot_of(data, f):
     h = struct.unpack(f, data)
     return h if h[4] >= 0 else (h[0], h[1], h[2], h[3], 0)
@@ -159,7 +167,7 @@ class Journal:
                 self._hslot = 1 - i
         self.seq = seq
         self.hot = hot
-        self._last = _crc(json.dumps(obj).encode())
+        self._last = _crc(_utf8(json.dumps(obj)))
         return obj
 
     def save(self, obj, hot=None):
@@ -172,7 +180,7 @@ class Journal:
         if full:
             hot = self.hot or (0, 0, 0, 0, 0)
         _check_hot(hot)
-        payload = json.dumps(obj).encode()
+        payload = _utf8(json.dumps(obj))
         key = _crc(payload)
         full = full or key != self._last
         seq = self.seq + 1
