@@ -18,19 +18,19 @@ KIB = 1024
 BUDGETS = {
     # session 11 (meter-side boot cuts: the unix board's files named relative to the working
     # directory, meter.profile/settings unloaded for real, smaller journal and event-log objects;
-    # docs/MEMORY.md "Meter side"): default 48.3 KiB, STS 49.1, HLS 48.9, STS+HLS 49.8, profiles
-    # 51.2, STS+HLS+profiles 52.7 (50.5 / 51.3 / 51.2 / 52.1 / 53.7 / 55.3 before); budgets ~0.7 KiB above
-    "default": (None, False, int(49.0 * KIB)),
-    "sts": ({"sts": identity.sts_config()}, True, int(49.8 * KIB)),
-    "hls": ({"security": identity.security_config()}, False, int(49.6 * KIB)),
+    # docs/MEMORY.md "Meter side"): default 48.1 KiB, STS 49.0, HLS 48.8, STS+HLS 49.6, profiles
+    # 51.1, STS+HLS+profiles 52.6 (50.5 / 51.3 / 51.2 / 52.1 / 53.7 / 55.3 before); budgets ~0.7 KiB above
+    "default": (None, False, int(48.8 * KIB)),
+    "sts": ({"sts": identity.sts_config()}, True, int(49.7 * KIB)),
+    "hls": ({"security": identity.security_config()}, False, int(49.5 * KIB)),
     # at 1261 interned names a 7th qstr pool (1280 entries): +8.8 KiB at once
     "sts+hls": ({"sts": identity.sts_config(), "security": identity.security_config()}, True,
-                int(50.5 * KIB)),
+                int(50.3 * KIB)),
     # IS 15959 profiles on (config "profiles": true; meter.profiles, meter.ring, meter.cosem_prof
     # loaded only then)
-    "profiles": ({"profiles": True}, False, int(51.9 * KIB)),
+    "profiles": ({"profiles": True}, False, int(51.8 * KIB)),
     "sts+hls+profiles": ({"sts": identity.sts_config(), "security": identity.security_config(),
-                          "profiles": True}, True, int(53.4 * KIB)),
+                          "profiles": True}, True, int(53.3 * KIB)),
 }
 
 
