@@ -15,13 +15,14 @@ The HIL rig (hil/rig.py) starts ``micropython firmware/main.py board.json`` with
   ``"flash": {"blocks": 64, "image": "<state>/flash.img", "cut_at": 0, "seed": 1}`` the board
   mounts littlefs (``vfs.VfsLfs2``) at ``/flash`` on a file-backed NOR model
   (``boards.nor_flash``; erase counters in ``<image>.wear``), formatting it on first boot (a
-  fresh image). ``path(name)`` then points into ``/flash``, except the provisioning files
+  fresh image). ``path(name)`` then points into ``/flash`` (the working directory; without a flash
+  model the state directory is), except the provisioning files
   ``*.json`` (config.json, STS tables), which stay in the host state dir (read-only for the meter).
   ``cut_at=N`` cuts the power at the N-th program/erase since boot: a torn program or partial
   erase, then the process is killed at once with SIGKILL (no cleanup, as a real power cut).
 - Watchdog: ``"wdt_ms"`` (default 5000, 0 = off), started by the first ``wdt_feed``. A thread checks that ``wdt_feed`` was called
   within that many ms (monotonic time); if not, it writes ``<state>/reset_cause`` = ``wdt`` and kills
-  the process with SIGALRM (exit status -14: WDT_SIGNAL), which the rig answers by a restart
+  the process with SIGALRM (exit status -14: hil.emulated.WDT_SIGNAL), which the rig answers by a restart
   (a hardware watchdog reset). ``reset_cause`` is "wdt" on the boot after that, else "power".
 - Control commands for tests: ``cover open|closed`` (the meter-cover tamper switch, handed to
   ``on_cover(opened)``), ``hang <ms>`` (blocks the event loop, as a hung task would).
@@ -31,13 +32,18 @@ import os
 import sys
 import time
 
-WDT_SIGNAL = 14    # SIGALRM: the emulated watchdog's kill; the rig restarts the board
-CUT_SIGNAL = 9     # SIGKILL: an injected power cut
-
 try:
     import termios
 except ImportError:  # pragma: no cover
     termios = None
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_WDT_SIGNAL = const(14)   # SIGALRM: the emulated watchdog's kill; the rig restarts the board
+_CUT_SIGNAL = const(9)    # SIGKILL: an injected power cut
 
 
 def _open_raw(path):
@@ -68,51 +74,50 @@ def hard_exit(sig):
 
 
 def _power_cut():
-    hard_exit(CUT_SIGNAL)
+    hard_exit(_CUT_SIGNAL)
 
 
 class UnixBoard:
     """Board API used by ``meter``: streams, clock, relay output, reports, button, filesystem root."""
 
-    name = "unix"
-
     def __init__(self, board_json):
         with open(board_json) as f:
             cfg = json.load(f)
-        self.cfg = cfg
-        self.state_dir = cfg["state"]
-        self.root = self.state_dir
-        self.flash = None
-        self.flash_formatted = False
+        st = cfg["state"]
         self.reset_cause = "power"
         self.on_cover = None
         try:
-            os.remove(self.state_dir + "/reset_cause.wdt")
+            os.remove(st + "/reset_cause.wdt")
             self.reset_cause = "wdt"
         except OSError:
             pass
+        # the meter's files are named relative to its filesystem's root, the working directory
+        # (as short as a board's "/" + name: a long host path per file would cost heap)
+        self._json = ""            # where the provisioning *.json files are, relative to it
         if cfg.get("flash"):
-            self._mount_flash(cfg["flash"])
+            self._mount_flash(cfg["flash"], st)
+        else:
+            os.chdir(st)
         self.poll_ms = int(cfg.get("poll_ms", 1000))
         self._frozen = cfg.get("clock", "frozen") == "frozen"
         self._epoch = int(cfg.get("epoch", 1767225600))
         self._epoch_tick = time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.time() * 1000)
         self._relay = None
         self._ctl = _open_raw(cfg["ctl"])
-        self._dlms = None
-        self._modbus = None
+        self._dlms = cfg["dlms"]   # the tty's path until it is opened
+        self._modbus = cfg["modbus"]
         self.on_button = None
         self.on_time_set = None
         self._wdt_ms = int(cfg.get("wdt_ms", 5000))
         self._fed = None
 
     # --- files -------------------------------------------------------------------------
-    def _mount_flash(self, fl):
+    def _mount_flash(self, fl, st):
         import gc
         import vfs
         gc.collect()   # littlefs' buffers live for ever: put them low, out of the way
         from boards.nor_flash import NorFlash
-        image = fl.get("image") or self.state_dir + "/flash.img"
+        image = fl.get("image") or st + "/flash.img"
         fresh = True
         try:
             os.stat(image)
@@ -121,35 +126,32 @@ class UnixBoard:
             pass
         nor = NorFlash(image, int(fl.get("blocks", 64)), int(fl.get("cut_at", 0)),
                        int(fl.get("seed", 1)), die=_power_cut)
-        self.flash = nor
         if fresh:
             vfs.VfsLfs2.mkfs(nor)
         try:
             fs = vfs.VfsLfs2(nor, mtime=False)
         except OSError:
             # unreadable filesystem: a meter must come up; the loss shows as "first boot"
-            self.flash_formatted = True
             vfs.VfsLfs2.mkfs(nor)
             fs = vfs.VfsLfs2(nor, mtime=False)
         vfs.mount(fs, "/flash")
-        self.root = "/flash"
+        os.chdir("/flash")
+        self._json = st + "/"
 
     def path(self, name):
-        """Absolute path of a file in the meter's persistent filesystem (provisioning ``*.json``
-        files are read from the host state dir)."""
-        if name.endswith(".json"):
-            return self.state_dir + "/" + name
-        return self.root + "/" + name
+        """Path of a file in the meter's persistent filesystem (the working directory; the
+        provisioning ``*.json`` files are read from the host state dir)."""
+        return self._json + name if name.endswith(".json") else name
 
     # --- UARTs -------------------------------------------------------------------------
     def dlms_stream(self):
-        if self._dlms is None:
-            self._dlms = _open_raw(self.cfg["dlms"])
+        if isinstance(self._dlms, str):
+            self._dlms = _open_raw(self._dlms)
         return self._dlms
 
     def modbus_stream(self):
-        if self._modbus is None:
-            self._modbus = _open_raw(self.cfg["modbus"])
+        if isinstance(self._modbus, str):
+            self._modbus = _open_raw(self._modbus)
         return self._modbus
 
     def modbus_tx_enable(self, on):
@@ -177,9 +179,6 @@ class UnixBoard:
             self._relay = closed
             self.report("relay %d" % (1 if closed else 0))
 
-    def relay_feedback(self):
-        return self._relay
-
     # --- side channel --------------------------------------------------------------------
     def report(self, line):
         try:
@@ -203,11 +202,11 @@ class UnixBoard:
             time.sleep(0.1)
             if time.ticks_diff(time.ticks_ms(), self._fed) > self._wdt_ms:
                 try:
-                    with open(self.state_dir + "/reset_cause.wdt", "w") as f:
+                    with open(self._json + "reset_cause.wdt", "w") as f:
                         f.write("wdt")
                 except OSError:
                     pass
-                hard_exit(WDT_SIGNAL)
+                hard_exit(_WDT_SIGNAL)
 
     async def control_task(self):
         """Read rig commands from the control channel (the unix stand-in for GPIO and RTC)."""

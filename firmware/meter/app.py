@@ -65,9 +65,18 @@ class Meter:
 
     def __init__(self, board):
         self.board = board
-        from meter import settings   # needed while booting and for a profile only (dropped)
-        cfg = settings.config(board)
+        from meter.settings import config   # needed while booting and for a profile only
+        cfg = config(board)
+        config = None              # a local reference would keep the module (unloaded) alive
+        acse.unload(("meter.settings",))
         g = cfg.get
+        # the link's long-lived buffers (receiver, frame, response: ~2.4 KiB) first, low in a heap
+        # nothing has fragmented yet (measured, docs/MEMORY.md "The boot peak": every config boots
+        # 0-2 KiB lower than with them allocated after the tariff; STS+HLS boots at 56k with
+        # ``security`` set first, 62k without: the order of attributes moves the dict's growth)
+        self.security = None
+        self._link = HdlcLink(self, int(g("server_address", 1)), g("physical_address"),
+                              int(g("max_info", 512)), int(g("inactivity_s", 120)))
         sts = g("sts")
         # STS: [config, acceptor state, key change, its time, EA07 tables]; meter.tokens loads
         # per use (enter_token). Config check and EA07 tables (JSON) first: the STS code (~6.5 KiB)
@@ -97,12 +106,11 @@ class Meter:
         except ConfigError as e:  # a bad config.json must not brick the meter: defaults, and say so
             self.tariff, self.policy = build({})
             cfg_err = e
+        build = None               # meter.profile (~3 KiB) leaves the heap now, not at return
         acse.unload(("meter.profile",))
         # what runs after boot, the rest of the config is not kept
         self.persist_s = int(g("persist_s", 60))
         self.metering = Metering(self, g("metering_module", "pzem004t"), int(g("modbus_unit", 1)))
-        self._link = HdlcLink(self, int(g("server_address", 1)), g("physical_address"),
-                              int(g("max_info", 512)), int(g("inactivity_s", 120)))
         self._t_prev = None        # end of the last charged metering interval (epoch s)
         self.config_error = ""     # "field: reason" of the last refused profile (apply_config)
         self.module_wh = None      # last metering-module energy reading taken into account
@@ -118,7 +126,6 @@ class Meter:
             self.profiles = prof(self, board.path("pr"), int(g("profile_period", 1800)),
                                  int(g("demand_period", 900)), self._persisted_t)
         acse.setup(self, cfg, sec_err)    # passwords, lock-out (meter.acse); no defaults
-        acse.unload(("meter.settings",))
         if cfg_err is not None:
             self.event(_EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")
         self.metro = None

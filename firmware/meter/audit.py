@@ -52,37 +52,38 @@ except ImportError:
 
 REPEAT_S = const(900)        # coalescing window (s)
 _ALL = const(0)
-# rings: (category, directory letter, segments of 5); index = ring number
-_RINGS = ((2, "p", 6), (3, "t", 10), (4, "o", 6), (5, "k", 4), (5, "s", 4), (6, "c", 6))
+# rings, index = ring number: category (_CATS), directory letter and segments of 5 (in
+# Audit.__init__); literals stay in flash (a tuple of tuples would be built in RAM at import)
+_CATS = b"\x02\x03\x04\x05\x05\x06"
 # first code of each range -> ring number (pairs, ascending)
-_RANGES = bytes((0, 2, 1, 0, 10, 1, 20, 2, 30, 4, 40, 5, 45, 1, 48, 5, 50, 1, 51, 4, 52, 1,
-                 55, 5, 60, 3, 64, 2))
 _REPEATED = b"\x1e\x33\x5a\x5b"   # codes coalesced when repeated: 30, 51, 90, 91
 
 
 def ring_of(code):
-    """Ring number (index of ``_RINGS``) of an event code."""
+    """Ring number (index of ``_CATS``) of an event code."""
     r = 2
-    if code < 256:
-        for i in range(0, len(_RANGES), 2):
-            if _RANGES[i] > code:
+    if code < 256:   # first code of each range -> ring number (pairs, ascending)
+        t = (b"\x00\x02\x01\x00\x0a\x01\x14\x02\x1e\x04\x28\x05\x2d\x01\x30\x05\x32\x01"
+             b"\x33\x04\x34\x01\x37\x05\x3c\x03\x40\x02")
+        for i in range(0, len(t), 2):
+            if t[i] > code:
                 break
-            r = _RANGES[i + 1]
+            r = t[i + 1]
     return r
 
 
 def category(code):
     """IS 15959 category (2 power, 3 transaction, 4 other, 5 tamper, 6 control) of a code."""
-    return _RINGS[ring_of(code)][0]
+    return _CATS[ring_of(code)]
 
 
 class _View(Reader):
     """A read-only IC 7 view over some rings, merged by sequence number (the EventLog read API)."""
 
-    def __init__(self, rings):
-        self._rings = rings
+    def __init__(self, items):
+        self._rings = items
         self.capacity = 0
-        for r in rings:
+        for r in items:
             self.capacity += r.capacity
 
     def count(self):
@@ -127,19 +128,19 @@ class _View(Reader):
 
 
 class Audit(_View):
-    """The meter's event log (``Meter.event_log``): rings under ``path``; ``transaction_segments``
+    """The meter's event log (``Meter.event_log``): rings under ``path``; ``segments``
     sizes the transaction ring (config ``event_segments``)."""
 
-    def __init__(self, path, transaction_segments=10):
+    def __init__(self, path, segments=10):
         try:
             os.mkdir(path)
         except OSError:
             pass
         wbuf = bytearray(120)
         rings = []
-        for _cat, letter, segs in _RINGS:
-            rings.append(EventLog(path + "/" + letter, transaction_segments if letter == "t" else segs,
-                                  wbuf))
+        for i in range(6):           # p power, t transaction, o other, k cover, s security, c control
+            rings.append(EventLog(path + "/" + chr(b"ptoksc"[i]),
+                                  segments if i == 1 else b"\x06\x0a\x06\x04\x04\x06"[i], wbuf))
         _View.__init__(self, rings)
         self.path = path
         self._migrate()
@@ -152,11 +153,11 @@ class Audit(_View):
                 s = r.last_seq
         self.next_seq = s + 1
 
-    def view(self, cat):
-        """The IC 7 view of category ``cat`` (0 all, 2..6), or None if there is none."""
-        if cat == _ALL:
+    def view(self, n):
+        """The IC 7 view of category ``n`` (0 all, 2..6), or None if there is none."""
+        if n == _ALL:
             return self
-        rings = [self._rings[i] for i in range(len(_RINGS)) if _RINGS[i][0] == cat]
+        rings = [self._rings[i] for i in range(6) if _CATS[i] == n]
         return _View(rings) if rings else None
 
     def append(self, epoch, code, detail=None):

@@ -51,7 +51,7 @@ except ImportError:
         return x
 
 REC = const(24)
-PER_SEG = const(5)
+_PER_SEG = const(5)
 _SEG_BYTES = const(120)
 
 # Event codes: the meter's one catalogue (its own numbering). Each line is ``code  # text
@@ -175,14 +175,13 @@ class EventLog(Reader):
     def __init__(self, path, segments=20, wbuf=None):
         self.path = path
         self.segments = segments
-        self.capacity = segments * PER_SEG
+        self.capacity = segments * _PER_SEG
         try:
             os.mkdir(path)
         except OSError:
             pass
         self._wb = wbuf if wbuf is not None else bytearray(_SEG_BYTES)
         self._n = bytearray(segments)         # valid records per segment
-        self._first = [0] * segments          # seq of each segment's first record
         self._rep = None                      # [code, detail, epoch, count, on flash?] of the newest
         self._scan()
 
@@ -198,7 +197,7 @@ class EventLog(Reader):
             return 0
         n = 0
         prev = None
-        while n < PER_SEG and (n + 1) * REC <= got:
+        while n < _PER_SEG and (n + 1) * REC <= got:
             r = decode_at(buf, n * REC)
             if r is None or (prev is not None and r[0] <= prev):
                 break
@@ -213,9 +212,8 @@ class EventLog(Reader):
         for k in range(self.segments):
             n = self._load(k, buf)
             self._n[k] = n
-            if n:
-                self._first[k] = struct.unpack_from(">I", buf, 0)[0]
-                order.append((self._first[k], k))
+            if n:                              # (seq of its first record, segment)
+                order.append((struct.unpack_from(">I", buf, 0)[0], k))
                 last = struct.unpack_from(">I", buf, (n - 1) * REC)[0]
                 if last > self.last_seq:
                     self.last_seq = last
@@ -247,7 +245,7 @@ class EventLog(Reader):
         seq = self.last_seq + 1 if seq is None else seq
         k = self._head
         n = self._n[k]
-        if n >= PER_SEG or not self._order:
+        if n >= _PER_SEG or not self._order:
             k = (k + 1) % self.segments
             n = 0
         self._write(k, n, seq, epoch, code, detail, 1)
@@ -257,7 +255,6 @@ class EventLog(Reader):
             if k in self._order:
                 self._order.remove(k)
             self._order.append(k)
-            self._first[k] = seq
         self._n[k] = n + 1
         self._head = k
         self._count += 1
@@ -308,19 +305,27 @@ class EventLog(Reader):
         last = self._count if to_index <= 0 or to_index > self._count else to_index
         if from_index < 1:
             from_index = 1
-        buf = bytearray(_SEG_BYTES)
+        buf = bytearray(REC)   # one record at a time: a merged view (meter.audit) holds one per ring
         rep = self._rep
         first = 1
         for k in list(self._order):
             n = self._n[k]
-            if first + n > from_index and first <= last:
-                self._load(k, buf)
-                for i in range(n):
-                    if from_index <= first + i <= last:
-                        r = decode_at(buf, i * REC)
-                        if r is not None:
-                            if rep is not None and not rep[4] and r[0] == self.last_seq:
-                                r = (r[0], r[1], r[2], r[3], rep[3])   # the count not yet on flash
-                            yield r
+            for i in range(n):
+                if from_index <= first + i <= last:
+                    r = self._read(k, i, buf)
+                    if r is not None:
+                        if rep is not None and not rep[4] and r[0] == self.last_seq:
+                            r = (r[0], r[1], r[2], r[3], rep[3])   # the count not yet on flash
+                        yield r
             first += n
 
+    def _read(self, k, i, buf):
+        """Record i of segment k (decoded), or None; the file is closed before it is yielded."""
+        try:
+            with open(self._name(k), "rb") as f:
+                f.seek(i * REC)
+                if f.readinto(buf) < REC:
+                    return None
+        except OSError:
+            return None
+        return decode_at(buf, 0)

@@ -42,16 +42,13 @@ except ImportError:
     def const(x):
         return x
 
-_MAGIC = b"PJ"
-_HMAGIC = b"PU"
-_HMAGIC_I32 = b"PH"        # hot record with a signed time (firmware before version 3)
+# magics b"PJ" (full), b"PU" (hot), b"PH" (hot, signed time: firmware before version 3) and the hot
+# formats ">4iI" (">5i" before version 3) are written where used: a module-level name costs heap
 _VERSION = const(3)
 _VERSION_I32 = const(2)
 _HDR = const(9)
-HOT_N = const(5)
+_HOT_N = const(5)
 TIME_MAX = const(0xFFFFFFFF)   # the last second a record can hold: 2106-02-07T06:28:15Z
-_HOT_FMT = ">4iI"
-_HOT_FMT_I32 = ">5i"
 _HOT_LEN = const(20)
 _HREC = const(30)          # 2 + 4 + 20 + 4
 
@@ -65,84 +62,77 @@ def _crc(data):
 
 
 def _check_hot(hot):
-    if len(hot) != HOT_N:
-        raise JournalError("hot record needs %d values" % HOT_N)
-    for i in range(HOT_N - 1):
+    if len(hot) != _HOT_N:
+        raise JournalError("hot record needs %d values" % _HOT_N)
+    for i in range(_HOT_N - 1):
         if not -0x80000000 <= hot[i] <= 0x7FFFFFFF:
             raise JournalError("hot value out of i32 range: %r" % (hot[i],))
-    if not 0 <= hot[HOT_N - 1] <= TIME_MAX:
-        raise JournalError("time out of u32 range: %r" % (hot[HOT_N - 1],))
+    if not 0 <= hot[_HOT_N - 1] <= TIME_MAX:
+        raise JournalError("time out of u32 range: %r" % (hot[_HOT_N - 1],))
 
 
-def _hot_of(data, fmt):
-    h = struct.unpack(fmt, data)
+def _utf8(text):
+    """The UTF-8 bytes of str ``text``: a view of it on MicroPython (no copy), encoded on CPython."""
+    try:
+        return memoryview(text)
+    except TypeError:
+        return text.encode()
+
+
+def _hot_of(data, f):
+    h = struct.unpack(f, data)
     return h if h[4] >= 0 else (h[0], h[1], h[2], h[3], 0)
-
-
-def encode_record(seq, obj, hot=(0, 0, 0, 0, 0)):
-    """Full record bytes for sequence number ``seq`` (u32), dict ``obj``, ``hot`` (4 x i32, u32)."""
-    _check_hot(hot)
-    payload = json.dumps(obj).encode()
-    body = _MAGIC + struct.pack(">BIH", _VERSION, seq, len(payload)) + payload + struct.pack(_HOT_FMT, *hot)
-    return body + struct.pack(">I", _crc(body))
-
-
-def decode_record(data):
-    """(seq, obj) from full-record bytes, or None if they are not one valid record."""
-    r = decode_full(data)
-    return None if r is None else (r[0], r[1])
 
 
 def decode_full(data):
     """(seq, obj, hot) from full-record bytes, or None if they are not one valid record."""
-    if data is None or len(data) < _HDR + _HOT_LEN + 4 or data[:2] != _MAGIC:
+    if data is None or len(data) < _HDR + _HOT_LEN + 4 or data[:2] != b"PJ":
         return None
     ver, seq, n = struct.unpack(">BIH", data[2:_HDR])
     end = _HDR + _HOT_LEN + n
     if ver not in (_VERSION, _VERSION_I32) or len(data) != end + 4:
         return None
-    if _crc(data[:end]) != struct.unpack(">I", data[end:])[0]:
+    if _crc(memoryview(data)[:end]) != struct.unpack_from(">I", data, end)[0]:
         return None
     try:
         obj = json.loads(data[_HDR:_HDR + n])
     except ValueError:
         return None
-    return seq, obj, _hot_of(data[_HDR + n:end], _HOT_FMT if ver == _VERSION else _HOT_FMT_I32)
+    return seq, obj, _hot_of(data[_HDR + n:end], ">4iI" if ver == _VERSION else ">5i")
 
 
 def encode_hot(seq, hot):
     """Hot record bytes (30)."""
     _check_hot(hot)
-    body = _HMAGIC + struct.pack(">I", seq) + struct.pack(_HOT_FMT, *hot)
+    body = b"PU" + struct.pack(">I", seq) + struct.pack(">4iI", *hot)
     return body + struct.pack(">I", _crc(body))
 
 
 def decode_hot(data):
     """(seq, hot) from hot-record bytes, or None."""
-    if data is None or len(data) != _HREC or data[:2] not in (_HMAGIC, _HMAGIC_I32):
+    if data is None or len(data) != _HREC or data[:2] not in (b"PU", b"PH"):
         return None
-    if _crc(data[:_HREC - 4]) != struct.unpack(">I", data[_HREC - 4:])[0]:
+    if _crc(memoryview(data)[:_HREC - 4]) != struct.unpack_from(">I", data, _HREC - 4)[0]:
         return None
-    fmt = _HOT_FMT if data[:2] == _HMAGIC else _HOT_FMT_I32
-    return struct.unpack(">I", data[2:6])[0], _hot_of(data[6:_HREC - 4], fmt)
+    return struct.unpack(">I", data[2:6])[0], _hot_of(data[6:_HREC - 4],
+                                                      ">4iI" if data[:2] == b"PU" else ">5i")
 
 
 class Journal:
-    """State journal under ``path_prefix`` (full + hot records, two slots each).
+    """State journal under the prefix ``path`` (full + hot records, two slots each).
 
     ``seq``: sequence number of the newest record; ``writes`` / ``full_writes``: records written
     since construction; ``hot``: hot values of the newest record (after load/save).
     """
 
-    def __init__(self, path_prefix):
-        i = path_prefix.rfind("/")
+    def __init__(self, path):
+        i = path.rfind("/")
         if i > 0:
             try:
-                os.mkdir(path_prefix[:i])   # its own directory: small littlefs metadata commits
+                os.mkdir(path[:i])   # its own directory: small littlefs metadata commits
             except OSError:
                 pass
-        self._full = (path_prefix + ".a", path_prefix + ".b")
-        self._hotp = (path_prefix + ".ha", path_prefix + ".hb")
+        self._path = path         # slots: <prefix>.a/.b (full), .ha/.hb (hot), named per use
         self.seq = 0
         self.writes = 0
         self.full_writes = 0
@@ -163,7 +153,7 @@ class Journal:
         """Return the newest valid state's ``obj`` (its hot values in ``self.hot``), or None."""
         best = None
         for i in (0, 1):
-            r = decode_full(self._read(self._full[i]))
+            r = decode_full(self._read(self._path + (".b" if i else ".a")))
             if r is not None and (best is None or r[0] > best[0]):
                 best = r
                 self._fslot = 1 - i
@@ -171,13 +161,13 @@ class Journal:
             return None
         seq, obj, hot = best
         for i in (0, 1):
-            r = decode_hot(self._read(self._hotp[i]))
+            r = decode_hot(self._read(self._path + (".hb" if i else ".ha")))
             if r is not None and r[0] > seq:
                 seq, hot = r
                 self._hslot = 1 - i
         self.seq = seq
         self.hot = hot
-        self._last = _crc(json.dumps(obj).encode())
+        self._last = _crc(_utf8(json.dumps(obj)))
         return obj
 
     def save(self, obj, hot=None):
@@ -190,19 +180,19 @@ class Journal:
         if full:
             hot = self.hot or (0, 0, 0, 0, 0)
         _check_hot(hot)
-        payload = json.dumps(obj).encode()
+        payload = _utf8(json.dumps(obj))
         key = _crc(payload)
         full = full or key != self._last
         seq = self.seq + 1
         if full:   # written in pieces, the CRC chained over them: no copy of the payload
-            parts = (_MAGIC + struct.pack(">BIH", _VERSION, seq, len(payload)), payload,
-                     struct.pack(_HOT_FMT, *hot), None)
+            parts = (b"PJ" + struct.pack(">BIH", _VERSION, seq, len(payload)), payload,
+                     struct.pack(">4iI", *hot), None)
             c = 0
             for i in range(3):
                 c = binascii.crc32(parts[i], c)
-            path = self._full[self._fslot]
+            path = self._path + (".b" if self._fslot else ".a")
         else:
-            path = self._hotp[self._hslot]
+            path = self._path + (".hb" if self._hslot else ".ha")
             parts = (encode_hot(seq, hot),)
         with open(path, "wb") as f:
             for d in parts:
