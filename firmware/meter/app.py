@@ -1,4 +1,4 @@
-"""The meter application: state, policy for the relay, persistence, and the asyncio tasks.
+"""The meter application: state, policy for the relay, persistence, and the tasks' loop.
 
 Board-independent (never imports ``machine``): everything physical comes from the board object
 (``boards/*.py``). Config (``config.json`` in the meter's filesystem) holds identity, secrets,
@@ -8,7 +8,6 @@ Persistence rule (DESIGN.md §5; details in docs/CONTRACTS.md "config.json"): a 
 acknowledges over DLMS is journaled before the response leaves the UART; consumption every
 ``persist_wh`` Wh or ``persist_s`` seconds.
 """
-import asyncio
 import gc
 
 from meter.account import Account
@@ -25,6 +24,11 @@ try:
 except ImportError:
     def const(x):
         return x
+
+try:
+    from time import ticks_add, ticks_diff
+except ImportError:  # CPython (tests drive loop() with their own clock)
+    from operator import add as ticks_add, sub as ticks_diff
 
 FIRMWARE_VERSION = "0.1.0"
 
@@ -399,16 +403,46 @@ class Meter:
         self.event_log.tick(now)    # counts of coalesced repetitions whose window is over
         self.board.report("meter %d %d %d %d" % (now, a.import_wh, a.credit, 1 if self.dc.output_state else 0))
 
-    async def dlms_task(self):
-        await self._link.serve(self.board.dlms_stream())
-
-    async def run(self):
-        self.board.wdt_feed()
+    def run(self):
+        """Set up the tasks (generators: metering, DLMS link, the board's control task), say
+        ``ready`` and run them in ``loop`` for ever."""
+        b = self.board
+        b.wdt_feed()
         self.evaluate()
         self.persist()
-        tasks = [asyncio.create_task(self.metering.run()), asyncio.create_task(self.dlms_task())]
-        if hasattr(self.board, "control_task"):
-            tasks.append(asyncio.create_task(self.board.control_task()))
+        tasks = [self.metering.run(), self._link.serve(b.dlms_stream())]
+        if hasattr(b, "control_task"):
+            tasks.append(b.control_task())
         gc.collect()
-        self.board.report("ready")
-        await asyncio.gather(*tasks)
+        b.report("ready")
+        loop(tasks, b.ticks_ms, b.idle)
+
+
+def loop(tasks, ticks, idle):
+    """The meter's scheduler (a superloop, in place of asyncio). ``tasks``: a list of generators,
+    each yielding the ms to wait before it is resumed (0: let the others run; ``yield from`` for
+    sub-steps). The task due first is resumed (tasks due at the same tick in turn); until then
+    ``idle(ms)`` sleeps (``ticks()``: a ms tick counter). A task that returns is dropped; an
+    exception in one ends the loop and is raised (the process ends, a board's watchdog resets
+    it: as asyncio.gather did). Allocates nothing per pass."""
+    m = n = len(tasks)
+    wake = [ticks()] * m
+    r = 0
+    while n:
+        i = -1
+        for j in range(m):
+            j = (r + j) % m
+            if tasks[j] is not None and (i < 0 or ticks_diff(wake[j], wake[i]) < 0):
+                i = j
+        d = ticks_diff(wake[i], ticks())
+        if d > 0:
+            idle(d)
+            continue
+        r = i + 1
+        try:
+            d = next(tasks[i])
+        except StopIteration:
+            tasks[i] = None
+            n -= 1
+            continue
+        wake[i] = ticks_add(ticks(), d)
