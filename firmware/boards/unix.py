@@ -217,14 +217,16 @@ class UnixBoard:
 
     def control_task(self):
         """Read rig commands from the control channel (the unix stand-in for GPIO and RTC): a
-        generator task of the meter's loop (``meter.app.loop``) yielding the ms to wait."""
+        generator task of the meter's loop (``meter.app.loop``) yielding the ms to wait; read
+        into one buffer: nothing allocated while the channel is quiet."""
         line = b""
+        buf = bytearray(64)
         while True:
-            chunk = self._ctl.read(64)
-            if not chunk:
+            n = self._ctl.readinto(buf)
+            if not n:
                 yield 20
                 continue
-            line += chunk
+            line += buf[:n]
             while b"\n" in line:
                 i = line.index(b"\n")
                 cmd = line[:i].decode().strip().split()
