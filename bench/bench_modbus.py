@@ -8,7 +8,7 @@ the RP2040 heap (``-X heapsize=190k``) and on CPython:
   hunt, CRC, decode (integers / float32 in integer arithmetic), fault logic;
 - heap growth per poll after warm-up over 1,000 polls (``gc.mem_alloc`` before/after, no
   collection in between) and whether 1,000 polls run under ``micropython.heap_lock()``;
-- the meter's loop on MicroPython (``meter.app.loop``, generator tasks): bytes allocated per
+- the meter's loop on MicroPython (``meter.metrology.loop``, generator tasks): bytes allocated per
   poll by ``yield from module.poll()`` (one generator object per call) and by ``module.run()``
   (none), real ``ticks_ms``/``sleep_ms``.
 
@@ -141,7 +141,7 @@ class Done(Exception):
     pass
 
 def bench_async(kind):
-    from meter.app import loop
+    from meter.metrology import loop
     line = Line(replies(kind), 0)
     m = mt.Module(line, kind, 1, clock=lambda: 0)
     state = [0, 0]

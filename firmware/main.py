@@ -1,5 +1,5 @@
 """Meter firmware entry point: build the board and the meter, run its tasks
-(``Meter.run``: generators in a superloop, ``meter.app.loop``; no asyncio).
+(``Meter.run``: generators in a superloop, ``meter.metrology.loop``; no asyncio).
 
 On a board this file is /main.py; on the unix port: ``micropython firmware/main.py board.json``
 with MICROPYPATH=firmware:. (see docs/CONTRACTS.md).

@@ -415,7 +415,7 @@ class McuBoard:
 
     def control_task(self):
         """Button, relay feedback and LED, every ``tick_ms`` (a generator task of the meter's
-        loop, ``meter.app.loop``)."""
+        loop, ``meter.metrology.loop``)."""
         tick = self.pins["tick_ms"]
         while True:
             self.poll_io(_ticks_ms())

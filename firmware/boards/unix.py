@@ -217,7 +217,7 @@ class UnixBoard:
 
     def control_task(self):
         """Read rig commands from the control channel (the unix stand-in for GPIO and RTC): a
-        generator task of the meter's loop (``meter.app.loop``) yielding the ms to wait; read
+        generator task of the meter's loop (``meter.metrology.loop``) yielding the ms to wait; read
         into one buffer: nothing allocated while the channel is quiet."""
         line = b""
         buf = bytearray(64)

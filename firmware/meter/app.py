@@ -1,4 +1,4 @@
-"""The meter application: state, policy for the relay, persistence, and the tasks' loop.
+"""The meter application: state, policy for the relay, persistence, and its tasks (``Meter.run``).
 
 Board-independent (never imports ``machine``): everything physical comes from the board object
 (``boards/*.py``). Config (``config.json`` in the meter's filesystem) holds identity, secrets,
@@ -17,6 +17,7 @@ from meter.relay import DisconnectControl, READY
 from meter.link import HdlcLink
 from meter.store import Journal, TIME_MAX
 from meter.audit import Audit
+from meter.metrology import loop
 from meter import acse
 
 try:
@@ -24,11 +25,6 @@ try:
 except ImportError:
     def const(x):
         return x
-
-try:
-    from time import ticks_add, ticks_diff
-except ImportError:  # CPython (tests drive loop() with their own clock)
-    from operator import add as ticks_add, sub as ticks_diff
 
 FIRMWARE_VERSION = "0.1.0"
 
@@ -405,7 +401,7 @@ class Meter:
 
     def run(self):
         """Set up the tasks (generators: metering, DLMS link, the board's control task), say
-        ``ready`` and run them in ``loop`` for ever."""
+        ``ready`` and run them in ``loop`` (``meter.metrology``) for ever."""
         b = self.board
         b.wdt_feed()
         self.evaluate()
@@ -417,32 +413,3 @@ class Meter:
         b.report("ready")
         loop(tasks, b.ticks_ms, b.idle)
 
-
-def loop(tasks, ticks, idle):
-    """The meter's scheduler (a superloop, in place of asyncio). ``tasks``: a list of generators,
-    each yielding the ms to wait before it is resumed (0: let the others run; ``yield from`` for
-    sub-steps). The task due first is resumed (tasks due at the same tick in turn); until then
-    ``idle(ms)`` sleeps (``ticks()``: a ms tick counter). A task that returns is dropped; an
-    exception in one ends the loop and is raised (the process ends, a board's watchdog resets
-    it: as asyncio.gather did). Allocates nothing per pass."""
-    m = n = len(tasks)
-    wake = [ticks()] * m
-    r = 0
-    while n:
-        i = -1
-        for j in range(m):
-            j = (r + j) % m
-            if tasks[j] is not None and (i < 0 or ticks_diff(wake[j], wake[i]) < 0):
-                i = j
-        d = ticks_diff(wake[i], ticks())
-        if d > 0:
-            idle(d)
-            continue
-        r = i + 1
-        try:
-            d = next(tasks[i])
-        except StopIteration:
-            tasks[i] = None
-            n -= 1
-            continue
-        wake[i] = ticks_add(ticks(), d)

@@ -1,7 +1,7 @@
 """The meter's HDLC link (IEC 62056-46), server side, and the UART task that feeds it.
 
 ``HdlcLink.on_frame(frame) -> sequence of frames (bytes)`` is sans-I/O; ``HdlcLink.serve(stream)``
-is the link's task (a generator for ``meter.app.loop``): bytes from the board's DLMS UART into a
+is the link's task (a generator for ``meter.metrology.loop``): bytes from the board's DLMS UART into a
 ``protocol.hdlc.Receiver`` (inter-character time-out, frames for other stations skipped by their
 length), frames into ``on_frame``, answers out. The association is ``meter.server``'s. What the
 link does, clause by clause: docs/CONTRACTS.md "DLMS server".
@@ -119,7 +119,7 @@ class HdlcLink:
         return hdlc.Receiver(self.max_info + _OVERHEAD, self.accepts, _ICT_MS)
 
     def serve(self, stream):
-        """The UART task (a generator yielding the ms to wait, ``meter.app.loop``): read
+        """The UART task (a generator yielding the ms to wait, ``meter.metrology.loop``): read
         ``stream``, answer frames; never returns. ``stream`` does not block: ``readinto`` gives
         None or 0 when nothing came (``machine.UART(timeout=0)``, a raw tty with VMIN=0), and a
         frame the stream takes in part (or not at all) is written on when the others have run."""

@@ -4,7 +4,7 @@ the meter's tick, and acts on the module's faults (issue 13).
 ``Metering(meter, kind, unit)``: ``kind`` is config.json ``metering_module`` ("pzem004t",
 "sdm120", "sdm630"; an unknown name falls back to "pzem004t" and logs a config event),
 ``unit`` its Modbus address (``modbus_unit``). ``metering.run()`` returns the task (a generator
-for ``meter.app.loop``): it builds the ``Module`` at once on the board's Modbus UART (baud ``board.modbus_baud``, default 9600; fault
+for ``meter.metrology.loop``): it builds the ``Module`` at once on the board's Modbus UART (baud ``board.modbus_baud``, default 9600; fault
 clock ``board.time``), carries the energy baseline over from the journal (``meter.module_wh``:
 energy counted while the meter was down is charged at the first reading) and polls for ever
 with ``Module.run`` (no heap per poll). After each poll ``after()``:

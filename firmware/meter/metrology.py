@@ -1,5 +1,7 @@
 """Metering module over Modbus RTU: the task side of ``protocol.modbus_rtu.Master``, the
-module types of ``meter.modules`` and the fault logic (``Health``).
+module types of ``meter.modules`` and the fault logic (``Health``); and ``loop``, the meter's
+scheduler (generator tasks, in place of asyncio), which lives here because every meter loads this
+module and its tick functions anyway: a module of its own costs 120-250 B of heap on 32 bits.
 
 ``Module(stream, kind, unit, ...)``; ``fresh = yield from module.poll()`` in a task: True if the
 readings are new. One poll sends each request of the module's map (PZEM-004T: 1, SDM120/SDM630: 2):
@@ -19,7 +21,7 @@ is not observable from Python. The stream is used directly: ``readinto`` must no
 (``machine.UART(timeout=0)``, a raw tty with VMIN=VTIME=0) and may return None or 0 when
 nothing came. The poll is a non-blocking state machine, ``start()`` then ``step()`` (returns
 the ms to wait, -1 when done), so it runs the same as a task of the meter's loop (generators
-yielding the ms to wait, ``meter.app.loop``: ``poll()``, ``run()``) and in tests with a fake
+yielding the ms to wait, ``loop`` below: ``poll()``, ``run()``) and in tests with a fake
 clock. It allocates nothing on MicroPython; ``yield from poll()`` costs the generator object
 of the call, ``run(period_ms, after)`` not even that (bench/bench_modbus.py).
 
@@ -47,9 +49,10 @@ except ImportError:
         return x
 
 try:
-    from time import ticks_diff, ticks_ms
+    from time import ticks_add, ticks_diff, ticks_ms
 except ImportError:  # CPython
     import time as _time
+    from operator import add as ticks_add
 
     def ticks_ms():
         return int(_time.monotonic() * 1000)
@@ -345,3 +348,33 @@ class Module:
 def Pzem004t(stream, unit=1, timeout_ms=500, tx_enable=None, **kw):
     """The PZEM-004T v3 ``Module`` (the constructor app.py has always called)."""
     return Module(stream, "pzem004t", unit, timeout_ms, tx_enable, **kw)
+
+
+def loop(tasks, ticks, idle):
+    """The meter's scheduler (a superloop, in place of asyncio). ``tasks``: a list of generators,
+    each yielding the ms to wait before it is resumed (0: let the others run; ``yield from`` for
+    sub-steps). The task due first is resumed (tasks due at the same tick in turn); until then
+    ``idle(ms)`` sleeps (``ticks()``: a ms tick counter). A task that returns is dropped; an
+    exception in one ends the loop and is raised (the process ends, a board's watchdog resets
+    it: as asyncio.gather did). Allocates nothing per pass."""
+    m = n = len(tasks)
+    wake = [ticks()] * m
+    r = 0
+    while n:
+        i = -1
+        for j in range(m):
+            j = (r + j) % m
+            if tasks[j] is not None and (i < 0 or ticks_diff(wake[j], wake[i]) < 0):
+                i = j
+        d = ticks_diff(wake[i], ticks())
+        if d > 0:
+            idle(d)
+            continue
+        r = i + 1
+        try:
+            d = next(tasks[i])
+        except StopIteration:
+            tasks[i] = None
+            n -= 1
+            continue
+        wake[i] = ticks_add(ticks(), d)

@@ -1,11 +1,11 @@
-"""The meter's scheduler (``meter.app.loop``, in place of asyncio) on CPython and MicroPython:
+"""The meter's scheduler (``meter.metrology.loop``, in place of asyncio) on CPython and MicroPython:
 generator tasks resumed when due (yield = ms to wait), tasks due together in turn, ``idle``
 called with the time to the next one, a task that returns dropped, an exception in a task
 raised out of the loop (the process ends, as asyncio.gather's did), and no heap per pass.
 
 Time is a fake ms clock that only ``idle`` advances.
 """
-from meter.app import loop
+from meter.metrology import loop
 
 
 class Clock:

@@ -445,7 +445,7 @@ def test_poll_task_yields_the_waits_and_returns_fresh():
 
 
 def test_run_task_in_the_meter_loop():
-    from meter.app import loop
+    from meter.metrology import loop
     line = Line(Pzem())
     m, clk = module(line)
     seen = []

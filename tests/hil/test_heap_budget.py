@@ -21,7 +21,7 @@ BUDGETS = {
     # session; the STS code loads per token entry, response/frame buffers are allocated at boot); HLS
     # code per association (meter.secure & co. loaded at an HLS AARQ, dropped when it ends): HLS
     # 51.0, STS+HLS 51.9, STS+HLS+profiles 55.1. Session 11, no asyncio on the device (generator
-    # tasks in meter.app.loop): -4.2 to -4.4 KiB: default 46.3, STS 47.1, HLS 47.0, STS+HLS 47.8,
+    # tasks in meter.metrology.loop): -4.2 to -4.4 KiB: default 46.3, STS 47.1, HLS 47.0, STS+HLS 47.8,
     # profiles 49.4, STS+HLS+profiles 51.0
     "default": (None, False, int(47.0 * KIB)),
     "sts": ({"sts": identity.sts_config()}, True, int(47.9 * KIB)),

@@ -2,7 +2,7 @@
 
 The board runs a probe ``main.py``: the firmware's own boot sequence (same imports, collects and
 ``gc.threshold``) with the board's control task replaced by a probe task (a generator of the
-meter's loop, ``meter.app.loop``) that runs the board's I/O pass and samples ``gc.mem_alloc()``
+meter's loop, ``meter.metrology.loop``) that runs the board's I/O pass and samples ``gc.mem_alloc()``
 every 2 ms and prints ``heapprobe <alloc now> <highest alloc since the last line>`` twice
 a second, and ``heapsteady <alloc> <free>`` after a ``gc.collect()`` when asked by the test
 (button press: the probe polls GP17 itself). The high-water mark is sampled between tasks, so it is

@@ -141,9 +141,9 @@ def rule_machine_only_in_boards(mods):
 
 
 def rule_no_asyncio_on_the_device(mods):
-    """Device code runs its tasks as generators in ``meter.app.loop``: asyncio (~4 KiB of heap on
+    """Device code runs its tasks as generators in ``meter.metrology.loop``: asyncio (~4 KiB of heap on
     32 bits with its tasks and streams) is not imported on the device (docs/MEMORY.md)."""
-    return ["%s:%d %s imports asyncio: device tasks are generators (meter.app.loop)" % (m.path, imp.line, m.name)
+    return ["%s:%d %s imports asyncio: device tasks are generators (meter.metrology.loop)" % (m.path, imp.line, m.name)
             for m in mods.values() if _top(m.name) in DEVICE_TOPS
             for imp in m.imports if imp.target.split(".")[0] == "asyncio"]
 
