@@ -8,8 +8,9 @@ the RP2040 heap (``-X heapsize=190k``) and on CPython:
   hunt, CRC, decode (integers / float32 in integer arithmetic), fault logic;
 - heap growth per poll after warm-up over 1,000 polls (``gc.mem_alloc`` before/after, no
   collection in between) and whether 1,000 polls run under ``micropython.heap_lock()``;
-- the asyncio loops on MicroPython: bytes allocated per poll by ``await module.poll()``
-  (one coroutine object per call) and by ``module.run()`` (none), real ``sleep_ms``.
+- the meter's loop on MicroPython (``meter.metrology.loop``, generator tasks): bytes allocated per
+  poll by ``yield from module.poll()`` (one generator object per call) and by ``module.run()``
+  (none), real ``ticks_ms``/``sleep_ms``.
 
 The RP2040 figure is an estimate (unix-port time x RP2040_FACTOR, as bench_sts.py).
 Run: ``.venv/bin/python bench/bench_modbus.py`` (``make bench``).
@@ -136,8 +137,11 @@ def bench(kind, noise):
     assert m.fresh and m.errors == 0, m.last_error
     print("RESULT %s %d %d %d %s" % (kind, noise, dt // POLLS, grow, locked))
 
+class Done(Exception):
+    pass
+
 def bench_async(kind):
-    import asyncio
+    from meter.metrology import loop
     line = Line(replies(kind), 0)
     m = mt.Module(line, kind, 1, clock=lambda: 0)
     state = [0, 0]
@@ -146,21 +150,24 @@ def bench_async(kind):
         if state[0] == 5:
             gc.collect()
             state[1] = gc.mem_alloc()
-    async def main():
-        t = asyncio.create_task(m.run(0, after))
-        while state[0] < 5 + ASYNC_POLLS:
-            await asyncio.sleep_ms(20)
-        run_grow = gc.mem_alloc() - state[1]
-        t.cancel()
+        elif state[0] == 5 + ASYNC_POLLS:
+            state[1] = gc.mem_alloc() - state[1]
+            raise Done
+    def polls():
         for _ in range(5):
-            await m.poll()
+            yield from m.poll()
         gc.collect()
         a0 = gc.mem_alloc()
         for _ in range(ASYNC_POLLS):
-            await m.poll()
-        poll_grow = gc.mem_alloc() - a0
-        print("ASYNC %s %d %d" % (kind, run_grow, poll_grow))
-    asyncio.run(main())
+            yield from m.poll()
+        state[0] = gc.mem_alloc() - a0
+    try:
+        loop([m.run(0, after)], time.ticks_ms, time.sleep_ms)
+    except Done:
+        pass
+    run_grow = state[1]
+    loop([polls()], time.ticks_ms, time.sleep_ms)
+    print("ASYNC %s %d %d" % (kind, run_grow, state[0]))
 
 for kind in ("pzem004t", "sdm120", "sdm630"):
     bench(kind, 0)
@@ -177,7 +184,7 @@ def micropython_cmd():
 
 def run(cmd, env_key):
     env = dict(os.environ)
-    # ".frozen": the unix port's built-in modules (asyncio) when MICROPYPATH is set
+    # ".frozen": the unix port's built-in modules when MICROPYPATH is set
     env[env_key] = os.pathsep.join([str(FIRMWARE_DIR), str(ROOT), ".frozen"])
     proc = subprocess.run(cmd + ["-c", DEVICE_SCRIPT, str(POLLS), str(ASYNC_POLLS)],
                           check=False, capture_output=True, text=True, timeout=600, env=env, cwd=str(ROOT))
@@ -203,12 +210,12 @@ def main():
             kind, noise, us, grow, locked = p[1], p[2], int(p[3]), int(p[4]), p[5]
             print(f"{kind:9} {noise + 'B':6} {us:10d} {us * RP2040_FACTOR / 1000:12.1f} "
                   f"{cpy[(kind, noise)]:12d} {grow / POLLS:14.2f} {locked:>10}")
-    print(f"asyncio on the unix port, heap growth per poll after warm-up ({ASYNC_POLLS} polls):")
+    print(f"the meter's loop on the unix port, heap growth per poll after warm-up ({ASYNC_POLLS} polls):")
     for line in mp:
         p = line.split()
         if p[0] == "ASYNC":
             print(f"  {p[1]:9} run(): {int(p[2]) / ASYNC_POLLS:.1f} B/poll   "
-                  f"await poll(): {int(p[3]) / ASYNC_POLLS:.1f} B/poll")
+                  f"yield from poll(): {int(p[3]) / ASYNC_POLLS:.1f} B/poll")
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,5 @@
-"""Meter firmware entry point: build the board and the meter, run the asyncio tasks.
+"""Meter firmware entry point: build the board and the meter, run its tasks
+(``Meter.run``: generators in a superloop, ``meter.metrology.loop``; no asyncio).
 
 On a board this file is /main.py; on the unix port: ``micropython firmware/main.py board.json``
 with MICROPYPATH=firmware:. (see docs/CONTRACTS.md).
@@ -12,7 +13,6 @@ import gc
 import sys
 
 gc.collect()
-import asyncio  # noqa: E402
 from boards import make_board  # noqa: E402
 from meter.app import Meter  # noqa: E402
 
@@ -25,7 +25,7 @@ def main(argv=None):
     meter = Meter(board)
     gc.collect()
     gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
-    asyncio.run(meter.run())
+    meter.run()
 
 
 if __name__ == "__main__":

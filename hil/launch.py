@@ -73,8 +73,9 @@ def command(micropython, heap, image, board_json):
     """(argv list, env dict) of the firmware process for ``image`` (an Image).
 
     MICROPYPATH gets the build and its parent (for ``protocol/``) plus ".frozen" (the port's
-    frozen asyncio). A ROMFS image boots through hil/romboot.py with ``heap + image size + 64``
-    bytes of heap (the unix port keeps the image in its heap), so the firmware keeps ``heap``; plus
+    frozen modules; the firmware imports none since its tasks run without asyncio). A ROMFS
+    image boots through hil/romboot.py with ``heap + image size + 64`` bytes of heap (the unix
+    port keeps the image in its heap), so the firmware keeps ``heap``; plus
     the GC's allocation and finaliser tables for the image's blocks (3/128 of its size: 1 table byte
     per 64 heap bytes, 1 bit per 16-byte block), which a board keeping ROMFS in flash does not pay.
     """

@@ -15,7 +15,8 @@ of ``null`` means "not fitted")::
 
 Board API (what ``meter`` uses; the unix board implements the same): ``path``,
 ``dlms_stream``, ``modbus_stream``, ``modbus_tx_enable``, ``ticks_ms``, ``time``, ``set_time``,
-``relay``, ``relay_feedback``, ``report``, ``wdt_feed``, ``control_task``, hooks ``on_button()``,
+``relay``, ``relay_feedback``, ``report``, ``wdt_feed``, ``control_task`` (a generator task of
+the meter's loop yielding the ms to wait), ``idle(ms)`` (the loop's sleep), hooks ``on_button()``,
 ``on_time_set()``, ``on_relay_mismatch(commanded, sensed)``; plus ``s0_pulses()`` and ``led``.
 """
 try:
@@ -240,6 +241,7 @@ class McuBoard:
 
     name = "mcu"
     wdt_max_ms = 0x7FFFFFFF
+    idle = staticmethod(_sleep_ms)     # the meter's loop sleeps here until its next task is due
 
     def __init__(self, machine, board, root="/", cfg=None):
         self._m = machine
@@ -295,7 +297,7 @@ class McuBoard:
                       rx=m.Pin(p[prefix + "_rx"]), timeout=0, rxbuf=rxbuf)
 
     def dlms_stream(self):
-        """The DLMS UART (machine.UART; asyncio streams poll it)."""
+        """The DLMS UART (machine.UART, ``timeout=0``: the link's task reads it without blocking)."""
         if self._dlms is None:
             self._dlms = self._uart("dlms", 1024)
         return self._dlms
@@ -411,10 +413,10 @@ class McuBoard:
             self.led((now_ms // 500) & 1)      # heartbeat: the loop is alive
         return mism
 
-    async def control_task(self):
-        """Button, relay feedback and LED, every ``tick_ms``."""
-        import asyncio
+    def control_task(self):
+        """Button, relay feedback and LED, every ``tick_ms`` (a generator task of the meter's
+        loop, ``meter.metrology.loop``)."""
         tick = self.pins["tick_ms"]
         while True:
             self.poll_io(_ticks_ms())
-            await asyncio.sleep_ms(tick)
+            yield tick

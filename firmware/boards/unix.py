@@ -6,7 +6,8 @@ The HIL rig (hil/rig.py) starts ``micropython firmware/main.py board.json`` with
      "clock": "frozen"|"running", "epoch": 1767225600, "poll_ms": 200}
 
 - UART shim (reference micropython.md §2): the tty is opened ``r+b``, put in raw mode with
-  VMIN=VTIME=0 and the file object itself is handed to ``asyncio.StreamReader/Writer``.
+  VMIN=VTIME=0 and the file object itself is the stream the meter's tasks read without blocking
+  (``readinto`` gives 0 when nothing came).
 - Control channel (a raw pty, ASCII lines): rig -> board ``time <epoch>``, ``button``, ``ping <n>``, ``mem``;
   board -> rig ``ready``, ``pong <n>``, ``mem <alloc> <free>`` (after gc.collect), ``relay <0|1>``, ``meter ...``, ``event <code> <text>``.
 - Clock: ``frozen`` holds the RTC at the last ``time`` set (deterministic time warp), ``running``
@@ -25,10 +26,13 @@ The HIL rig (hil/rig.py) starts ``micropython firmware/main.py board.json`` with
   the process with SIGALRM (exit status -14: hil.emulated.WDT_SIGNAL), which the rig answers by a restart
   (a hardware watchdog reset). ``reset_cause`` is "wdt" on the boot after that, else "power".
 - Control commands for tests: ``cover open|closed`` (the meter-cover tamper switch, handed to
-  ``on_cover(opened)``), ``hang <ms>`` (blocks the event loop, as a hung task would).
+  ``on_cover(opened)``), ``hang <ms>`` (blocks the meter's loop, as a hung task would).
+- ``idle(ms)``: the meter's loop sleeps in ``poll()`` on no descriptor (``time.sleep_ms`` on the
+  unix port wakes every millisecond).
 """
 import json
 import os
+import select
 import sys
 import time
 
@@ -110,6 +114,8 @@ class UnixBoard:
         self.on_time_set = None
         self._wdt_ms = int(cfg.get("wdt_ms", 5000))
         self._fed = None
+        p = select.poll()
+        self.idle = getattr(p, "ipoll", p.poll)    # idle(ms): sleep, allocating nothing
 
     # --- files -------------------------------------------------------------------------
     def _mount_flash(self, fl, st):
@@ -208,17 +214,18 @@ class UnixBoard:
                     pass
                 hard_exit(_WDT_SIGNAL)
 
-    async def control_task(self):
-        """Read rig commands from the control channel (the unix stand-in for GPIO and RTC)."""
-        import asyncio
-        reader = asyncio.StreamReader(self._ctl)
+    def control_task(self):
+        """Read rig commands from the control channel (the unix stand-in for GPIO and RTC): a
+        generator task of the meter's loop (``meter.metrology.loop``) yielding the ms to wait; read
+        into one buffer: nothing allocated while the channel is quiet."""
         line = b""
+        buf = bytearray(64)
         while True:
-            chunk = await reader.read(64)
-            if not chunk:
-                await asyncio.sleep_ms(20)
+            n = self._ctl.readinto(buf)
+            if not n:
+                yield 20
                 continue
-            line += chunk
+            line += buf[:n]
             while b"\n" in line:
                 i = line.index(b"\n")
                 cmd = line[:i].decode().strip().split()

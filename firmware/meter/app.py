@@ -1,4 +1,4 @@
-"""The meter application: state, policy for the relay, persistence, and the asyncio tasks.
+"""The meter application: state, policy for the relay, persistence, and its tasks (``Meter.run``).
 
 Board-independent (never imports ``machine``): everything physical comes from the board object
 (``boards/*.py``). Config (``config.json`` in the meter's filesystem) holds identity, secrets,
@@ -8,7 +8,6 @@ Persistence rule (DESIGN.md §5; details in docs/CONTRACTS.md "config.json"): a 
 acknowledges over DLMS is journaled before the response leaves the UART; consumption every
 ``persist_wh`` Wh or ``persist_s`` seconds.
 """
-import asyncio
 import gc
 
 from meter.account import Account
@@ -18,6 +17,7 @@ from meter.relay import DisconnectControl, READY
 from meter.link import HdlcLink
 from meter.store import Journal, TIME_MAX
 from meter.audit import Audit
+from meter.metrology import loop
 from meter import acse
 
 try:
@@ -406,16 +406,17 @@ class Meter:
         self.event_log.tick(now)    # counts of coalesced repetitions whose window is over
         self.board.report("meter %d %d %d %d" % (now, a.import_wh, a.credit, 1 if self.dc.output_state else 0))
 
-    async def dlms_task(self):
-        await self._link.serve(self.board.dlms_stream())
-
-    async def run(self):
-        self.board.wdt_feed()
+    def run(self):
+        """Set up the tasks (generators: metering, DLMS link, the board's control task), say
+        ``ready`` and run them in ``loop`` (``meter.metrology``) for ever."""
+        b = self.board
+        b.wdt_feed()
         self.evaluate()
         self.persist()
-        tasks = [asyncio.create_task(self.metering.run()), asyncio.create_task(self.dlms_task())]
-        if hasattr(self.board, "control_task"):
-            tasks.append(asyncio.create_task(self.board.control_task()))
+        tasks = [self.metering.run(), self._link.serve(b.dlms_stream())]
+        if hasattr(b, "control_task"):
+            tasks.append(b.control_task())
         gc.collect()
-        self.board.report("ready")
-        await asyncio.gather(*tasks)
+        b.report("ready")
+        loop(tasks, b.ticks_ms, b.idle)
+

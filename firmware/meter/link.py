@@ -1,7 +1,7 @@
 """The meter's HDLC link (IEC 62056-46), server side, and the UART task that feeds it.
 
 ``HdlcLink.on_frame(frame) -> sequence of frames (bytes)`` is sans-I/O; ``HdlcLink.serve(stream)``
-is the asyncio task (``meter.app``): bytes from the board's DLMS UART into a
+is the link's task (a generator for ``meter.metrology.loop``): bytes from the board's DLMS UART into a
 ``protocol.hdlc.Receiver`` (inter-character time-out, frames for other stations skipped by their
 length), frames into ``on_frame``, answers out. The association is ``meter.server``'s. What the
 link does, clause by clause: docs/CONTRACTS.md "DLMS server".
@@ -17,7 +17,6 @@ opened it until DISC (or RLRQ) or ``inactivity_s``: other clients get DM (§6.4.
 the owner's link is untouched. A link without an association (a refused AARQ, a client that went
 away after its SNRM) is taken over by another client's SNRM.
 """
-import asyncio
 import time
 
 from protocol import hdlc, apdu
@@ -38,6 +37,7 @@ _SERVICE_PDU_TOO_LONG = const(4)
 _EV_DLMS_ERROR = const(90)     # meter.events
 _RX_MAX = const(1100)          # reassembly limit for segmented requests
 _ICT_MS = const(25)            # inter-character time-out (IC 23 inter_octet_time_out default)
+_IDLE_MS = const(10)           # serve(): the UART is read again after this when nothing came
 _OVERHEAD = const(16)          # flags, format, 4-byte dest, src, ctrl, HCS, FCS
 
 # HDLC (protocol.hdlc): UA, DM, FRMR responses; kind() results
@@ -118,19 +118,20 @@ class HdlcLink:
         frames for other stations skipped, inter-character time-out ``_ICT_MS``."""
         return hdlc.Receiver(self.max_info + _OVERHEAD, self.accepts, _ICT_MS)
 
-    async def serve(self, stream):
-        """The UART task: read ``stream``, answer frames; never returns."""
-        reader = asyncio.StreamReader(stream)
-        writer = asyncio.StreamWriter(stream, {})
+    def serve(self, stream):
+        """The UART task (a generator yielding the ms to wait, ``meter.metrology.loop``): read
+        ``stream``, answer frames; never returns. ``stream`` does not block: ``readinto`` gives
+        None or 0 when nothing came (``machine.UART(timeout=0)``, a raw tty with VMIN=0), and a
+        frame the stream takes in part (or not at all) is written on when the others have run."""
         rx, self._fb = self._pre
         self._pre = None
         buf = bytearray(256)
         mv = memoryview(buf)
         ticks = self.ticks
         while True:
-            n = await reader.readinto(buf)
+            n = stream.readinto(buf)
             if not n:
-                await asyncio.sleep_ms(10)
+                yield _IDLE_MS
                 continue
             rx.feed(mv[:n], ticks(), n == len(buf))
             while True:
@@ -146,8 +147,13 @@ class HdlcLink:
                     self._ndm()
                     out = ()
                 for frame in out:
-                    writer.write(frame)
-                    await writer.drain()
+                    k = stream.write(frame)
+                    while (k or 0) < len(frame):
+                        if k:
+                            frame = frame[k:]
+                        yield 0
+                        k = stream.write(frame)
+            yield 0
 
     def _ndm(self):
         if self.pending is not False:

@@ -3,8 +3,8 @@ the meter's tick, and acts on the module's faults (issue 13).
 
 ``Metering(meter, kind, unit)``: ``kind`` is config.json ``metering_module`` ("pzem004t",
 "sdm120", "sdm630"; an unknown name falls back to "pzem004t" and logs a config event),
-``unit`` its Modbus address (``modbus_unit``). ``await metering.run()`` is the task: it builds
-the ``Module`` on the board's Modbus UART (baud ``board.modbus_baud``, default 9600; fault
+``unit`` its Modbus address (``modbus_unit``). ``metering.run()`` returns the task (a generator
+for ``meter.metrology.loop``): it builds the ``Module`` at once on the board's Modbus UART (baud ``board.modbus_baud``, default 9600; fault
 clock ``board.time``), carries the energy baseline over from the journal (``meter.module_wh``:
 energy counted while the meter was down is charged at the first reading) and polls for ever
 with ``Module.run`` (no heap per poll). After each poll ``after()``:
@@ -71,10 +71,11 @@ class Metering:
         m.health.baseline_wh = mt.module_wh   # charge across a reboot (None: first reading)
         return m
 
-    async def run(self):
-        """The task: poll the module for ever (``after()`` after each poll)."""
+    def run(self):
+        """Build the module now (before the meter says ``ready``) and return the task that polls
+        it for ever (``after()`` after each poll)."""
         m = self.meter.metro = self._module()
-        await m.run(self.meter.board.poll_ms, self.after)
+        return m.run(self.meter.board.poll_ms, self.after)
 
     def after(self):
         """After each poll: events, fault policy, the meter's tick, the watchdog."""

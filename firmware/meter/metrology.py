@@ -1,8 +1,10 @@
-"""Metering module over Modbus RTU: the asyncio side of ``protocol.modbus_rtu.Master``, the
-module types of ``meter.modules`` and the fault logic (``Health``).
+"""Metering module over Modbus RTU: the task side of ``protocol.modbus_rtu.Master``, the
+module types of ``meter.modules`` and the fault logic (``Health``); and ``loop``, the meter's
+scheduler (generator tasks, in place of asyncio), which lives here because every meter loads this
+module and its tick functions anyway: a module of its own costs 120-250 B of heap on 32 bits.
 
-``Module(stream, kind, unit, ...)``; ``await module.poll()`` -> True if the readings are new.
-One poll sends each request of the module's map (PZEM-004T: 1, SDM120/SDM630: 2):
+``Module(stream, kind, unit, ...)``; ``fresh = yield from module.poll()`` in a task: True if the
+readings are new. One poll sends each request of the module's map (PZEM-004T: 1, SDM120/SDM630: 2):
 
 1. drain: read and discard the line until it has been quiet for ``gap_ms`` (bounded by
    ``timeout_ms``): leftovers of an earlier reply, noise, a late answer are gone;
@@ -15,13 +17,13 @@ One poll sends each request of the module's map (PZEM-004T: 1, SDM120/SDM630: 2)
 ``gap_ms`` is t3.5 (``modbus_rtu.silence_us``: 4.0 ms at 9600 baud, 16.0 ms at 2400, 1.75 ms
 above 19200) but at least ``MIN_GAP_MS`` = 20 ms: UART drivers and USB adapters hand bytes
 over in bursts (ESP-IDF's RX timeout, an FTDI's 16 ms latency timer), so a shorter silence
-is not observable from Python. The stream is used directly, without an asyncio
-StreamReader: ``readinto`` must not block (``machine.UART(timeout=0)``, a raw tty with
-VMIN=VTIME=0) and may return None or 0 when nothing came; waits are ``asyncio.sleep_ms``.
-The poll is a non-blocking state machine, ``start()`` then ``step()`` (returns the ms to
-wait, -1 when done), so it runs the same under asyncio (``poll()``, ``run()``) and in tests
-with a fake clock. It allocates nothing on MicroPython; ``await poll()`` costs the coroutine
-object of the call, ``run(period_ms, after)`` not even that (bench/bench_modbus.py).
+is not observable from Python. The stream is used directly: ``readinto`` must not block
+(``machine.UART(timeout=0)``, a raw tty with VMIN=VTIME=0) and may return None or 0 when
+nothing came. The poll is a non-blocking state machine, ``start()`` then ``step()`` (returns
+the ms to wait, -1 when done), so it runs the same as a task of the meter's loop (generators
+yielding the ms to wait, ``loop`` below: ``poll()``, ``run()``) and in tests with a fake
+clock. It allocates nothing on MicroPython; ``yield from poll()`` costs the generator object
+of the call, ``run(period_ms, after)`` not even that (bench/bench_modbus.py).
 
 Attributes after a poll (ints in the firmware's units, None when not known or invalid):
 ``voltage_dv``, ``current_ma``, ``power_dw`` (import, >= 0), ``energy_wh`` (import counter),
@@ -37,8 +39,6 @@ fresh); ``energy_wh`` keeps the last good counter.
 ``Pzem004t(stream, unit=1, timeout_ms=500, tx_enable=None)`` is ``Module`` of kind
 "pzem004t" (the constructor app.py calls).
 """
-import asyncio
-
 from meter import modules as mm
 from protocol import modbus_rtu as mb
 
@@ -49,21 +49,16 @@ except ImportError:
         return x
 
 try:
-    from time import ticks_diff, ticks_ms
+    from time import ticks_add, ticks_diff, ticks_ms
 except ImportError:  # CPython
     import time as _time
+    from operator import add as ticks_add
 
     def ticks_ms():
         return int(_time.monotonic() * 1000)
 
     def ticks_diff(a, b):
         return a - b
-
-try:
-    _sleep_ms = asyncio.sleep_ms
-except AttributeError:  # CPython (tests)
-    def _sleep_ms(ms):
-        return asyncio.sleep(ms / 1000)
 
 MIN_GAP_MS = const(20)
 _DRAIN = const(0)
@@ -268,27 +263,28 @@ class Module:
             self._fail(mb.E_VALUE)
         return -1
 
-    async def poll(self):
-        """Read every block of the module's map; True if all values were refreshed."""
+    def poll(self):
+        """Read every block of the module's map (a generator yielding the ms to wait: ``fresh =
+        yield from module.poll()``); returns True if all values were refreshed."""
         self.start()
-        while True:
+        ms = self.step()
+        while ms >= 0:
+            yield ms
             ms = self.step()
-            if ms < 0:
-                return self.fresh
-            await _sleep_ms(ms)
+        return self.fresh
 
-    async def run(self, period_ms, after):
+    def run(self, period_ms, after):
         """Poll for ever, calling ``after()`` after each poll and waiting ``period_ms``
-        between polls: the poll loop without a coroutine object per poll (0 bytes of heap
-        per poll on MicroPython)."""
+        between polls: the task of the meter's loop (a generator yielding the ms to wait),
+        without a generator object per poll (0 bytes of heap per poll on MicroPython)."""
         while True:
             self.start()
             ms = self.step()
             while ms >= 0:
-                await _sleep_ms(ms)
+                yield ms
                 ms = self.step()
             after()
-            await _sleep_ms(period_ms)
+            yield period_ms
 
     def _decode(self):
         # all fields of the map into val; False if a value is NaN/inf/out of range
@@ -352,3 +348,33 @@ class Module:
 def Pzem004t(stream, unit=1, timeout_ms=500, tx_enable=None, **kw):
     """The PZEM-004T v3 ``Module`` (the constructor app.py has always called)."""
     return Module(stream, "pzem004t", unit, timeout_ms, tx_enable, **kw)
+
+
+def loop(tasks, ticks, idle):
+    """The meter's scheduler (a superloop, in place of asyncio). ``tasks``: a list of generators,
+    each yielding the ms to wait before it is resumed (0: let the others run; ``yield from`` for
+    sub-steps). The task due first is resumed (tasks due at the same tick in turn); until then
+    ``idle(ms)`` sleeps (``ticks()``: a ms tick counter). A task that returns is dropped; an
+    exception in one ends the loop and is raised (the process ends, a board's watchdog resets
+    it: as asyncio.gather did). Allocates nothing per pass."""
+    m = n = len(tasks)
+    wake = [ticks()] * m
+    r = 0
+    while n:
+        i = -1
+        for j in range(m):
+            j = (r + j) % m
+            if tasks[j] is not None and (i < 0 or ticks_diff(wake[j], wake[i]) < 0):
+                i = j
+        d = ticks_diff(wake[i], ticks())
+        if d > 0:
+            idle(d)
+            continue
+        r = i + 1
+        try:
+            d = next(tasks[i])
+        except StopIteration:
+            tasks[i] = None
+            n -= 1
+            continue
+        wake[i] = ticks_add(ticks(), d)

@@ -427,12 +427,43 @@ def test_poll_path_allocates_nothing():
             assert not m.fresh and m.last_error == "timeout"
 
 
-def test_asyncio_poll():
-    import asyncio
-    line = Line(Pzem(), delay_ms=0, gap_ms=0)       # the reply is there at once
-    m = mt.Module(line, "pzem004t", 1, timeout_ms=100)
-    line.faults = ["lead"]
-    assert asyncio.run(m.poll()) is True and m.energy_wh == 123456
+def test_poll_task_yields_the_waits_and_returns_fresh():
+    line = Line(Pzem())                       # the reply 10 ms after the request
+    m, clk = module(line)
+    line.faults = ["lead"]                    # noise before the reply
+    g = m.poll()
+    waits = []
+    try:
+        while True:
+            ms = next(g)
+            waits.append(ms)
+            clk.ms += ms
+    except StopIteration as e:
+        fresh = e.value
+    assert fresh is True and m.energy_wh == 123456
+    assert len(waits) >= 2 and min(waits) >= 0 and sum(waits) >= 10, waits
+
+
+def test_run_task_in_the_meter_loop():
+    from meter.metrology import loop
+    line = Line(Pzem())
+    m, clk = module(line)
+    seen = []
+
+    def after():
+        seen.append((clk.ms, m.fresh, m.energy_wh))
+        if len(seen) == 3:
+            raise KeyboardInterrupt           # ends the loop (as an exception in a task does)
+
+    def idle(ms):
+        clk.ms += ms
+
+    try:
+        loop([m.run(1000, after)], clk.ticks, idle)
+    except KeyboardInterrupt:
+        pass
+    assert [s[1:] for s in seen] == [(True, 123456)] * 3, seen
+    assert 1000 <= seen[1][0] - seen[0][0] < 1200 and len(line.requests) == 3, seen
 
 
 def test_register_maps_in_words():

@@ -1,8 +1,9 @@
 """Heap of the real MicroPython rp2 port (RP2040, 32-bit) running the firmware on PicoRig.
 
 The board runs a probe ``main.py``: the firmware's own boot sequence (same imports, collects and
-``gc.threshold``) plus one asyncio task that samples ``gc.mem_alloc()`` at every scheduler pass
-(every 2 ms of idle) and prints ``heapprobe <alloc now> <highest alloc since the last line>`` twice
+``gc.threshold``) with the board's control task replaced by a probe task (a generator of the
+meter's loop, ``meter.metrology.loop``) that runs the board's I/O pass and samples ``gc.mem_alloc()``
+every 2 ms and prints ``heapprobe <alloc now> <highest alloc since the last line>`` twice
 a second, and ``heapsteady <alloc> <free>`` after a ``gc.collect()`` when asked by the test
 (button press: the probe polls GP17 itself). The high-water mark is sampled between tasks, so it is
 live data plus garbage not yet collected at the moment of sampling: the figure a heap must hold
@@ -23,7 +24,7 @@ PROBE_MAIN = b'''import gc
 import sys
 
 gc.collect()
-import asyncio
+import time
 import machine
 from boards import make_board
 from meter.app import Meter
@@ -31,11 +32,12 @@ from meter.app import Meter
 gc.collect()
 
 
-async def _probe():
+def _probe():
     hi = 0
     n = 0
     btn = machine.Pin(17, machine.Pin.IN, machine.Pin.PULL_UP)
     while True:
+        board.poll_io(time.ticks_ms())      # the board's own control task
         a = gc.mem_alloc()
         if a > hi:
             hi = a
@@ -47,13 +49,8 @@ async def _probe():
             gc.collect()
             print("heapsteady %d %d" % (gc.mem_alloc(), gc.mem_free()))
             while not btn.value():
-                await asyncio.sleep_ms(5)
-        await asyncio.sleep_ms(2)
-
-
-async def _both(meter):
-    asyncio.create_task(_probe())
-    await meter.run()
+                yield 5
+        yield 2
 
 
 board = make_board(sys.argv)
@@ -63,7 +60,8 @@ gc.collect()
 gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
 gc.collect()
 print("heapsteady %d %d" % (gc.mem_alloc(), gc.mem_free()))
-asyncio.run(_both(meter))
+board.control_task = _probe
+meter.run()
 '''
 
 

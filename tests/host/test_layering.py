@@ -140,6 +140,14 @@ def rule_machine_only_in_boards(mods):
     return out
 
 
+def rule_no_asyncio_on_the_device(mods):
+    """Device code runs its tasks as generators in ``meter.metrology.loop``: asyncio (~4 KiB of heap on
+    32 bits with its tasks and streams) is not imported on the device (docs/MEMORY.md)."""
+    return ["%s:%d %s imports asyncio: device tasks are generators (meter.metrology.loop)" % (m.path, imp.line, m.name)
+            for m in mods.values() if _top(m.name) in DEVICE_TOPS
+            for imp in m.imports if imp.target.split(".")[0] == "asyncio"]
+
+
 def _is_cli(name):
     last = name.rpartition(".")[2]
     return name.startswith("host_tools.") and (last in ("cli", "entry", "__main__") or last.startswith("cmd_"))
@@ -258,7 +266,7 @@ def rule_no_package_cycles(mods):
             for (p, q) in sorted(first) if p < q and (q, p) in first]
 
 
-RULES = (rule_device_layers, rule_machine_only_in_boards, rule_host_library,
+RULES = (rule_device_layers, rule_machine_only_in_boards, rule_no_asyncio_on_the_device, rule_host_library,
          rule_tests_imported_only_by_tests, rule_no_syspath_edits, rule_no_device_cycles,
          rule_no_host_cycles, rule_no_package_cycles)
 
@@ -283,6 +291,10 @@ def test_protocol_meter_boards_import_only_their_layers(repo):
 
 def test_machine_only_in_boards(repo):
     _assert(rule_machine_only_in_boards(repo))
+
+
+def test_device_code_does_not_import_asyncio(repo):
+    _assert(rule_no_asyncio_on_the_device(repo))
 
 
 def test_host_library_imports_neither_hil_nor_cli(repo):
@@ -314,6 +326,7 @@ def test_the_rules_fire_on_a_synthetic_module_set():
         "firmware/meter/x.py": "import host_tools.client\n\ndef f():\n    from meter import y\n",
         "firmware/meter/y.py": "from meter import x\n",
         "firmware/meter/z.py": "import machine\n",
+        "firmware/boards/b.py": "def f():\n    import asyncio.stream\n",
         "protocol/p.py": "from meter import x\n",
         "host_tools/__init__.py": "",
         "host_tools/client.py": "def f():\n    import hil.rig\n",
@@ -328,6 +341,7 @@ def test_the_rules_fire_on_a_synthetic_module_set():
     assert "firmware/meter/x.py:1 meter.x imports host_tools.client: meter may import only meter and protocol" in text
     assert "protocol/p.py:1 protocol.p imports meter.x: protocol may import only protocol" in text
     assert "firmware/meter/z.py:1 meter.z imports machine" in text
+    assert "firmware/boards/b.py:2 boards.b imports asyncio" in text
     assert "host_tools/client.py:2 host_tools.client imports hil.rig" in text
     assert "host_tools/cli.py:2 host_tools.cli edits sys.path" in text
     assert "host_tools/cli.py:3 host_tools.cli imports tests.support.fake_meter" in text
