@@ -10,6 +10,12 @@ CODE = b"\x00\x00\x60\x0b\x00\xff"
 ROWS = b"\x08" + CLOCK + b"\x02" + b"\x01" + CODE + b"\x02"     # (class, logical name, attribute)
 
 
+def cod(ic, ln, attr=2):
+    """A capture_object_definition {class long-unsigned, logical name, attribute integer, data
+    index long-unsigned 0}."""
+    return b"\x02\x04\x12\x00" + bytes((ic,)) + b"\x09\x06" + ln + bytes((15, attr, 18, 0, 0))
+
+
 class Meter:
     tz_minutes = 330
 
@@ -19,7 +25,7 @@ def dt(year, hour=0):
 
 
 def rng(ro=None, lo=None, hi=None, cols=()):
-    return (b"\x02\x04" + (ro or L.cod(8, CLOCK)) + (lo or dt(2000)) + (hi or dt(2099)) + b"\x01"
+    return (b"\x02\x04" + (ro or cod(8, CLOCK)) + (lo or dt(2000)) + (hi or dt(2099)) + b"\x01"
             + bytes((len(cols),)) + b"".join(cols))
 
 
@@ -43,15 +49,15 @@ def test_entry_descriptor():
 def test_range_descriptor():
     t = L.range_args(Meter, rng(), ROWS, 8)
     assert t == (946665000, 4070889000, (0, 1))          # local (IST) midnights, UTC seconds
-    ev = L.cod(1, CODE)
+    ev = cod(1, CODE)
     assert L.range_args(Meter, memoryview(rng(cols=[ev])), ROWS, 8)[2] == (1,)
     assert L.range_args(Meter, rng(lo=b"\x19" + dt(2001)[2:]), ROWS, 8)[0] == 978287400   # date-time tag
-    ro = L.cod(8, CLOCK)
+    ro = cod(8, CLOCK)
     for bad, dar in ((rng() + b"\xff", 12), (rng(cols=[ev]) + b"\x00", 12),
                      (rng(lo=b"\x06\x00\x00\x00\x00"), 12), (rng(hi=dt(2099, hour=0xFF)), 12),
                      (rng(ro[:2] + b"\x10" + ro[3:]), 12), (rng(cols=[ev[:-3] + b"\x11\x00"]), 12),
                      (rng(b"\x02\x04\x12\xff\xff" + ro[5:]), 250), (rng(ro[:14] + b"\x00" + ro[15:]), 250),
-                     (rng(ro[:-1] + b"\x01"), 250), (rng(L.cod(1, CODE)), 250),
+                     (rng(ro[:-1] + b"\x01"), 250), (rng(cod(1, CODE)), 250),
                      (rng(cols=[ev, ev]), 250), (rng(cols=[ro[:4] + b"\x09" + ro[5:]]), 250),
                      (rng(cols=[ev] * 3), 250)):
         assert L.range_args(Meter, bad, ROWS, 8) == dar, bad
@@ -61,7 +67,7 @@ def test_a_hostile_parameter_costs_no_more_heap_than_a_valid_one():
     import gc
     if not hasattr(gc, "mem_alloc"):
         return                                    # CPython: nothing to measure
-    cols = [L.cod(8, CLOCK), L.cod(1, CODE)]
+    cols = [cod(8, CLOCK), cod(1, CODE)]
     used = []
     for par in (rng(cols=cols), rng(cols=cols * 20), rng(cols=[cols[0]] * 200)):
         par = memoryview(par)

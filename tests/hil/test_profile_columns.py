@@ -99,9 +99,11 @@ def test_a_column_selected_twice_is_refused_not_multiplied(rig_factory):
     with DlmsClient(rig.port, client_sap=32, password=PASSWORDS[32]) as c:
         one = c.get(7, "1.0.99.1.0.255", 2, 1, _range_with_clock_column(1))[1]
         assert len(one) >= 3 and all(len(e[1]) == 1 for e in one)   # 30-min blocks, the clock only
-        # the attack's 40 (the parameter is read in place, its count refused first: see
-        # test_selective_access.py)
-        for n in (2, 40):
+        # 12, not the attack's 40: the parameter is read in place now, but a 770-byte request
+        # needs meter.link's 1100-byte reassembly buffer, which a 72k 32-bit profiles meter after
+        # a day of load cannot always give (MemoryError, link dropped); the 40 runs in
+        # test_selective_access.py (heap32 76k)
+        for n in (2, 12):
             with pytest.raises(DataAccessError) as e:
                 c.get(7, "1.0.99.1.0.255", 2, 1, _range_with_clock_column(n))
             assert e.value.dar == 250, (n, e.value)
