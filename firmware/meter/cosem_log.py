@@ -29,7 +29,7 @@ _OK = const(0)                 # data-access-results (IEC 62056-5-3 §8)
 _UNAVAILABLE = const(11)
 _TYPE_UNMATCHED = const(12)
 _OTHER = const(250)
-_COD = const(18)               # a capture_object_definition's A-XDR bytes (``cod``)
+_COD = const(18)               # a capture_object_definition's A-XDR bytes
 _LN_CLOCK = const(0)           # meter.cosem_values.ln
 _EVENT_CODE = b"\x00\x00\x60\x0b"   # 0.0.96.11.x.255
 _COUNTER = b"\x00\x00\x60\x0f"      # 0.0.96.15.x.255
@@ -51,26 +51,15 @@ def _ln(prefix, x):
     return prefix + bytes((x, 255))
 
 
-def cod(ic, ln, attr=2):
-    """The capture_object_definition {class_id long-unsigned, logical_name octet-string(6),
-    attribute_index integer, data_index long-unsigned 0} of a column, A-XDR (18 bytes)."""
-    return b"\x02\x04\x12\x00" + bytes((ic,)) + b"\x09\x06" + ln + bytes((15, attr, 18, 0, 0))
-
-
-def _rows(x):
-    """The capture objects of view ``x``: 8 bytes each (class, logical name, attribute)."""
-    r = b"\x08" + V.ln(_LN_CLOCK) + b"\x02\x01" + _ln(_EVENT_CODE, x) + b"\x02"
-    return r + b"\x01" + _ln(_COUNTER, x) + b"\x02" if x else r
-
-
 def read(meter, x, attr, w):
     """IC 7 attributes 3..8 of view ``x``."""
     log = view(meter, x)
     if attr == 3:                # capture objects: clock time, event code[, occurrences]
-        r = _rows(x)
         w.array(_cols(x))
-        for i in range(0, len(r), 8):
-            w.buf.extend(cod(r[i], r[i + 1:i + 7]))
+        w.structure(4).long_unsigned(8).octet_string(V.ln(_LN_CLOCK)).integer(2).long_unsigned(0)
+        w.structure(4).long_unsigned(1).octet_string(_ln(_EVENT_CODE, x)).integer(2).long_unsigned(0)
+        if x:
+            w.structure(4).long_unsigned(1).octet_string(_ln(_COUNTER, x)).integer(2).long_unsigned(0)
     elif attr == 4:
         w.double_long_unsigned(0)              # capture period: on each event
     elif attr == 5:
@@ -102,10 +91,15 @@ def buffer(meter, x, sel, par):
     if sel is None:
         cnt = log.count()
         return _entries(meter, cnt, log.entries(1, cnt) if cnt else (), tuple(range(_cols(x))))
-    if par[:2] != b"\x02\x04":
+    if len(par) < 2 or par[0] != 2 or par[1] != 4:
         return _TYPE_UNMATCHED            # not a structure of 4: neither descriptor
     if sel == 1:
-        r = range_args(meter, par, _rows(x), 8)
+        r = bytearray()                   # the columns as range_args reads them
+        for ln in (V.ln(_LN_CLOCK), _ln(_EVENT_CODE, x), _ln(_COUNTER, x))[:_cols(x)]:
+            r.append(1 if r else 8)       # the clock (class 8), then data objects (class 1)
+            r.extend(ln)
+            r.append(2)                   # attribute 2
+        r = range_args(meter, par, r, 8)
         if isinstance(r, int):
             return r
         cnt = 0
@@ -146,7 +140,8 @@ def entry_args(par, n, ncols):
 def _col(par, p, rows, k):
     """The column of ``rows`` (``k`` bytes each: class, logical name, attribute) that the
     capture_object_definition at ``par[p]`` names exactly (data_index 0): 0-based, -1 none; -2
-    if it is not one (18 bytes of ``cod``'s types). Compares in place: allocates nothing."""
+    if it is not one (18 bytes: structure {long-unsigned class_id, octet-string(6) logical_name,
+    integer attribute_index, long-unsigned data_index}). Compares in place: allocates nothing."""
     if (len(par) < p + _COD or par[p] != 2 or par[p + 1] != 4 or par[p + 2] != 18 or par[p + 5] != 9
             or par[p + 6] != 6 or par[p + 13] != 15 or par[p + 15] != 18):
         return -2
@@ -175,17 +170,17 @@ def range_args(meter, par, rows, k):
         return _OTHER
     t = [0, 0]
     p = 20
-    for i in (0, 1):
-        if par[p:p + 2] == b"\x09\x0c":
+    for i in range(2):                    # octet-string(12) or date-time: no bytes literals (heap)
+        if p + 2 <= len(par) and par[p] == 9 and par[p + 1] == 12:
             p += 1
-        elif par[p:p + 1] != b"\x19":
+        elif p >= len(par) or par[p] != 25:
             return _TYPE_UNMATCHED
         t[i] = V.parse_time(meter, par[p + 1:p + 13])
         if t[i] is None:
             return _TYPE_UNMATCHED
         p += 13
     n = len(rows) // k
-    if par[p:p + 1] != b"\x01" or p + 2 > len(par):
+    if p + 2 > len(par) or par[p] != 1:
         return _TYPE_UNMATCHED
     if par[p + 1] > n:                    # 0x80..: a longer length form, more than n anyway
         return _OTHER

@@ -185,7 +185,7 @@ def read(meter, arg, attr, w):
             return _OK
         w.array(len(cols) // _COL)
         for c in _fields(cols):
-            w.buf.extend(L.cod(c[0], c[1:7], c[7]))
+            w.structure(4).long_unsigned(c[0]).octet_string(c[1:7]).integer(c[7]).long_unsigned(0)
     elif attr == 4:
         w.double_long_unsigned((meter.profiles.period, 86400)[arg - 32] if arg in (32, 33) else 0)
     elif attr == 5:
@@ -226,7 +226,7 @@ def buffer(meter, arg, sel, par):
     n = _count(meter, arg)
     if sel is None:
         return _entries(meter, arg, 1, n, None, cols, range(len(cols) // _COL))
-    if par[:2] != b"\x02\x04":
+    if len(par) < 2 or par[0] != 2 or par[1] != 4:
         return _TYPE_UNMATCHED            # not a structure of 4: neither descriptor
     if sel == 2:
         r = L.entry_args(par, n, len(cols) // _COL)
