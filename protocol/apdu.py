@@ -326,7 +326,8 @@ def parse_rlrq(buf):
 class Request:
     """A parsed xDLMS request: ``tag`` (0xC0/0xC1/0xC3), ``kind`` (subtype), ``invoke``
     (byte to echo), ``items`` (list of (class_id, obis6, index, selector or None,
-    params bytes or None)), ``value`` (SET normal, A-XDR bytes), ``block_no`` (GET next)."""
+    params bytes or None: GET/SET access parameters are a slice of ``buf``, a GET-Request-Normal's
+    to the APDU's end)), ``value`` (SET normal, A-XDR bytes), ``block_no`` (GET next)."""
 
     def __init__(self, tag, kind, invoke):
         self.tag = tag
@@ -368,7 +369,7 @@ def _item(buf, p, n, method):
                 raise ApduError("truncated")
             selector = buf[p]
             q = _data_end(buf, p + 1)
-            params = bytes(buf[p + 1:q])
+            params = buf[p + 1:q]       # a view of the request (a memoryview's): no copy
             p = q
     return (class_id, obis6, index, selector, params), p
 
@@ -389,6 +390,10 @@ def parse_request(buf):
     if tag == _GET_REQUEST:
         if kind == 1:
             item, p = _item(buf, p, n, False)
+            if p < n and item[3] is not None:
+                # bytes after the access parameters go with them: the object refuses such a
+                # parameter (IC 7: type-unmatched) instead of reading it without them
+                item = item[:4] + (buf[p - len(item[4]):n],)
             r.items.append(item)
         elif kind == 2:
             if p + 4 > n:

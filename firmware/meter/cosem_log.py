@@ -29,11 +29,7 @@ _OK = const(0)                 # data-access-results (IEC 62056-5-3 §8)
 _UNAVAILABLE = const(11)
 _TYPE_UNMATCHED = const(12)
 _OTHER = const(250)
-_T_STRUCTURE = const(2)        # A-XDR tags (protocol.axdr)
-_T_DOUBLE_LONG = const(5)
-_T_DOUBLE_LONG_UNSIGNED = const(6)
-_T_OCTET_STRING = const(9)
-_T_DATE_TIME = const(25)
+_COD = const(18)               # a capture_object_definition's A-XDR bytes
 _LN_CLOCK = const(0)           # meter.cosem_values.ln
 _EVENT_CODE = b"\x00\x00\x60\x0b"   # 0.0.96.11.x.255
 _COUNTER = b"\x00\x00\x60\x0f"      # 0.0.96.15.x.255
@@ -92,21 +88,27 @@ def data(meter, arg, w):
 def buffer(meter, x, sel, par):
     """Attribute 2 of view ``x``: a generator of chunks or a data-access-result."""
     log = view(meter, x)
-    cols = tuple(range(_cols(x)))
     if sel is None:
         cnt = log.count()
-        return _entries(meter, cnt, log.entries(1, cnt) if cnt else (), cols)
-    try:
-        tag, v = axdr.decode(par, 0)[0]
-    except axdr.AxdrError:
-        return _TYPE_UNMATCHED
-    if tag != _T_STRUCTURE or len(v) != 4:
-        return _TYPE_UNMATCHED
+        return _entries(meter, cnt, log.entries(1, cnt) if cnt else (), tuple(range(_cols(x))))
+    if len(par) < 2 or par[0] != 2 or par[1] != 4:
+        return _TYPE_UNMATCHED            # not a structure of 4: neither descriptor
     if sel == 1:
-        return _by_range(meter, log, x, v)
+        r = bytearray()                   # the columns as range_args reads them
+        for ln in (V.ln(_LN_CLOCK), _ln(_EVENT_CODE, x), _ln(_COUNTER, x))[:_cols(x)]:
+            r.append(1 if r else 8)       # the clock (class 8), then data objects (class 1)
+            r.extend(ln)
+            r.append(2)                   # attribute 2
+        r = range_args(meter, par, r, 8)
+        if isinstance(r, int):
+            return r
+        cnt = 0
+        for _ in log.by_time(r[0], r[1]):
+            cnt += 1
+        return _entries(meter, cnt, log.by_time(r[0], r[1]), r[2])
     if sel != 2:
         return _OTHER
-    r = entry_args(v, log.count(), len(cols))
+    r = entry_args(par, log.count(), _cols(x))
     if isinstance(r, int):
         return r
     a, b, c0, c1 = r
@@ -114,60 +116,86 @@ def buffer(meter, x, sel, par):
     return _entries(meter, cnt, log.entries(a, b) if cnt else (), tuple(range(c0 - 1, c1)))
 
 
-def entry_args(v, n, ncols):
-    """An entry_descriptor (decoded structure ``v``) over ``n`` entries of ``ncols`` columns ->
-    (first, last entry, first, last column), 1-based and clipped; or a data-access-result."""
-    a, b, c0, c1 = V.int_arg(v[0]), V.int_arg(v[1]), V.int_arg(v[2]), V.int_arg(v[3])
-    if a is None or b is None or c0 is None or c1 is None:
+# The parameters are read in place from their bytes (Blue Book IC 7 §4.3.6), never decoded into
+# lists: a hostile one costs no more heap than a valid one. Exact A-XDR types, nothing after them
+# (protocol.apdu: a GET-Request-Normal's parameter runs to the APDU's end): else type-unmatched.
+
+def entry_args(par, n, ncols):
+    """An entry_descriptor {from_entry, to_entry double-long-unsigned, from_selected_value,
+    to_selected_value long-unsigned} over ``n`` entries of ``ncols`` columns -> (first, last
+    entry, first, last column), 1-based and clipped (from_entry 0: 1, as gurux's server reads
+    it; to_entry or to_selected_value 0: the last); or a data-access-result."""
+    if len(par) != 18 or par[2] != 6 or par[7] != 6 or par[12] != 18 or par[15] != 18:
         return _TYPE_UNMATCHED
+    a = int.from_bytes(par[3:7], "big")
+    b = int.from_bytes(par[8:12], "big")
+    c0 = par[13] << 8 | par[14]
+    c1 = par[16] << 8 | par[17]
     b = n if b == 0 or b > n else b
     c0 = 1 if c0 < 1 else c0
     c1 = ncols if c1 == 0 or c1 > ncols else c1
     return (1 if a < 1 else a, b, c0, c1) if c0 <= c1 else _OTHER
 
 
-def time_args(meter, v):
-    """(from, to) epoch seconds of a range_descriptor (decoded ``v``): date-time or epoch
-    values; None if either is neither."""
-    t = [None, None]          # from_value, to_value: date-time or epoch seconds
-    for i in (0, 1):
-        tag, y = v[i + 1]
-        if tag == _T_OCTET_STRING or tag == _T_DATE_TIME:
-            t[i] = V.parse_time(meter, y)
-        elif tag in (_T_DOUBLE_LONG_UNSIGNED, _T_DOUBLE_LONG):
-            t[i] = y
-    return None if t[0] is None or t[1] is None else t
+def _col(par, p, rows, k):
+    """The column of ``rows`` (``k`` bytes each: class, logical name, attribute) that the
+    capture_object_definition at ``par[p]`` names exactly (data_index 0): 0-based, -1 none; -2
+    if it is not one (18 bytes: structure {long-unsigned class_id, octet-string(6) logical_name,
+    integer attribute_index, long-unsigned data_index}). Compares in place: allocates nothing."""
+    if (len(par) < p + _COD or par[p] != 2 or par[p + 1] != 4 or par[p + 2] != 18 or par[p + 5] != 9
+            or par[p + 6] != 6 or par[p + 13] != 15 or par[p + 15] != 18):
+        return -2
+    if par[p + 3] or par[p + 16] or par[p + 17]:
+        return -1
+    for o in range(0, len(rows), k):
+        if rows[o] == par[p + 4] and rows[o + 7] == par[p + 14]:
+            i = 1
+            while i < 7 and rows[o + i] == par[p + 6 + i]:
+                i += 1
+            if i == 7:
+                return o // k
+    return -1
 
 
-def _by_range(meter, log, x, v):
-    """Selective access 1 (range_descriptor ``v``, decoded) on the clock column."""
-    ro = v[0][1]
-    if (v[0][0] != _T_STRUCTURE or len(ro) < 3 or ro[0][1] != 8 or ro[1][1] != V.ln(_LN_CLOCK)
-            or ro[2][1] != 2):
-        return _OTHER
-    t = time_args(meter, v)
-    if t is None:
+def range_args(meter, par, rows, k):
+    """A range_descriptor over the columns ``rows`` (``k`` bytes each, ``_col``; the
+    restricting object must be the first, a date-time column, exactly; from/to_value date-times,
+    octet-string(12) or date-time) -> (from, to epoch seconds, 0-based columns: selected_values,
+    none = all); or a data-access-result (a column not captured or listed twice, or more listed
+    than there are: other-reason, before any is read)."""
+    j = _col(par, 2, rows, k)
+    if j < -1:
         return _TYPE_UNMATCHED
-    t0, t1 = t
-    # selected_values (capture object definitions) -> columns; none: all
+    if j:
+        return _OTHER
+    t = [0, 0]
+    p = 20
+    for i in range(2):                    # octet-string(12) or date-time: no bytes literals (heap)
+        if p + 2 <= len(par) and par[p] == 9 and par[p + 1] == 12:
+            p += 1
+        elif p >= len(par) or par[p] != 25:
+            return _TYPE_UNMATCHED
+        t[i] = V.parse_time(meter, par[p + 1:p + 13])
+        if t[i] is None:
+            return _TYPE_UNMATCHED
+        p += 13
+    n = len(rows) // k
+    if p + 2 > len(par) or par[p] != 1:
+        return _TYPE_UNMATCHED
+    if par[p + 1] > n:                    # 0x80..: a longer length form, more than n anyway
+        return _OTHER
+    p += 2
+    if len(par) != p + par[p - 1] * _COD:
+        return _TYPE_UNMATCHED
     cols = []
-    for tag, y in v[3][1]:
-        if tag != _T_STRUCTURE or len(y) < 3 or y[2][1] != 2:
+    for p in range(p, len(par), _COD):
+        j = _col(par, p, rows, k)
+        if j < -1:
+            return _TYPE_UNMATCHED
+        if j < 0 or j in cols:
             return _OTHER
-        if y[0][1] == 8 and y[1][1] == V.ln(_LN_CLOCK):
-            cols.append(0)
-        elif y[0][1] == 1 and y[1][1] == _ln(_EVENT_CODE, x):
-            cols.append(1)
-        elif x and y[0][1] == 1 and y[1][1] == _ln(_COUNTER, x):
-            cols.append(2)
-        else:
-            return _OTHER
-        if cols.count(cols[-1]) > 1:       # a column twice: an answer can't be multiplied
-            return _OTHER
-    cnt = 0
-    for _ in log.by_time(t0, t1):
-        cnt += 1
-    return _entries(meter, cnt, log.by_time(t0, t1), tuple(cols) or tuple(range(_cols(x))))
+        cols.append(j)
+    return t[0], t[1], tuple(cols) or tuple(range(n))
 
 
 def _entries(meter, cnt, items, cols):

@@ -44,7 +44,6 @@ except ImportError:
 _OK = const(0)                 # data-access-results (IEC 62056-5-3 §8)
 _TYPE_UNMATCHED = const(12)
 _OTHER = const(250)
-_T_STRUCTURE = const(2)        # A-XDR tags (protocol.axdr)
 _COL = const(12)
 _EV_MD_RESET = const(65)       # meter.events: maximum demand reset [billing count]
 
@@ -227,38 +226,19 @@ def buffer(meter, arg, sel, par):
     n = _count(meter, arg)
     if sel is None:
         return _entries(meter, arg, 1, n, None, cols, range(len(cols) // _COL))
-    try:
-        tag, v = axdr.decode(par, 0)[0]
-    except axdr.AxdrError:
-        return _TYPE_UNMATCHED
-    if tag != _T_STRUCTURE or len(v) != 4:
-        return _TYPE_UNMATCHED
+    if len(par) < 2 or par[0] != 2 or par[1] != 4:
+        return _TYPE_UNMATCHED            # not a structure of 4: neither descriptor
     if sel == 2:
-        r = L.entry_args(v, n, len(cols) // _COL)
+        r = L.entry_args(par, n, len(cols) // _COL)
         if isinstance(r, int):
             return r
         return _entries(meter, arg, r[0], r[1], None, cols, range(r[2] - 1, r[3]))
-    if sel != 1:
+    if sel != 1 or cols[10]:               # by range: on the first column, a date-time
         return _OTHER
-    ro = v[0][1]
-    if v[0][0] != _T_STRUCTURE or len(ro) < 3 or bytes(ro[1][1]) not in (cols[1:7], V.ln(0)):
-        return _OTHER
-    t = L.time_args(meter, v)
-    if t is None:
-        return _TYPE_UNMATCHED
-    sel_cols = []
-    for tag, y in v[3][1]:
-        j = -1
-        i = 0
-        for c in _fields(cols):
-            if (tag == _T_STRUCTURE and len(y) >= 3 and y[0][1] == c[0] and bytes(y[1][1]) == c[1:7]
-                    and y[2][1] == c[7]):
-                j = i
-            i += 1
-        if j < 0 or j in sel_cols:         # not a capture object, or a column twice
-            return _OTHER
-        sel_cols.append(j)
-    return _entries(meter, arg, 1, n, t, cols, sel_cols or range(len(cols) // _COL))
+    r = L.range_args(meter, par, cols, _COL)
+    if isinstance(r, int):
+        return r
+    return _entries(meter, arg, 1, n, r, cols, r[2])
 
 
 def _scalers(cols):

@@ -185,6 +185,12 @@ def test_parse_request_get():
     req = apdu.get_request(0xC2, 7, bytes([1, 0, 99, 1, 0, 255]), 2, 2, params)
     r = apdu.parse_request(req)
     assert r.items == [(7, bytes([1, 0, 99, 1, 0, 255]), 2, 2, params)] and r.invoke == 0xC2
+    # bytes after a GET-Request-Normal's access parameters go with them (the object refuses
+    # them); a view of the request, not a copy
+    r = apdu.parse_request(memoryview(req + h("12 00 01 FF")))
+    assert bytes(r.items[0][4]) == params + h("12 00 01 FF") and isinstance(r.items[0][4], memoryview)
+    r = apdu.parse_request(h("C0 03 C1 02") + req[3:] + h("00 03 01 00 01 08 00 FF 02 00"))
+    assert r.items[0][4] == params and r.items[1] == (3, ENERGY, 2, None, None)
 
 
 def test_parse_request_set_action():

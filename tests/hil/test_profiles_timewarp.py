@@ -29,6 +29,12 @@ def _epoch(b):
     return int(datetime.datetime(y, mo, d, hh, mi, ss, tzinfo=datetime.timezone.utc).timestamp()) + dev * 60
 
 
+def _date_time(t):
+    """COSEM date-time of UTC epoch ``t`` (deviation 0)."""
+    d = datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
+    return axdr.datetime_bytes(d.year, d.month, d.day, d.hour, d.minute, d.second, deviation=0)
+
+
 def _rows(c, obis, selector=None, params=b""):
     tag, rows = c.get(7, obis, 2, selector, params)
     out = []
@@ -108,7 +114,7 @@ def _run_case(rig_factory, hours, cut_every_h, capsys):
         t0, t1 = blocks[-60][0], blocks[-20][0]
         w = axdr.Writer().structure(4).structure(4).long_unsigned(8) \
             .octet_string(bytes((0, 0, 1, 0, 0, 255))).integer(2).long_unsigned(0)
-        w.double_long_unsigned(t0).double_long_unsigned(t1).array(0)
+        w.octet_string(_date_time(t0)).octet_string(_date_time(t1)).array(0)     # date-times, not epochs
         assert _rows(c, "1.0.99.1.0.255", 1, bytes(w.buf)) == [b for b in blocks if t0 <= b[0] <= t1]
     cuts = sum(1 for e in ledger if e["up"])
     want = expected_blocks(ledger)
