@@ -91,9 +91,14 @@ class HdlcLink:
         self.frmr = 0
         self.retransmitted = 0
         self._echo = None          # (dest, src, ctrl, FCS bytes) of our last frame
-        self._fb = None            # serve(): the buffer each I-frame of a response is built in
-        # serve()'s receiver and frame buffer, allocated now (boot) while the heap is unfragmented
-        self._pre = (self.receiver(), bytearray(max_info + _OVERHEAD))
+        self._fb = None            # serve(): the buffer each I-frame of a response is built in (_rb)
+        # serve()'s receiver, and one buffer for a segmented request (reassembled in it: its
+        # length in _rx) and for the I-frames of a response (serve() builds them in it), allocated
+        # now (boot) while the heap is unfragmented. Shared, as they never overlap: a new request
+        # ends the response being sent (_numbered), a response is built after its request was
+        # handled, and no response nor state refers to the request after it (meter.server copies)
+        self._pre = self.receiver()
+        self._rb = bytearray(max(_RX_MAX, max_info + _OVERHEAD))
         self._addr = b"\x03"
         self.pending = False       # a physical address applied by a profile: taken at the link's end
         self._ndm()
@@ -123,7 +128,7 @@ class HdlcLink:
         ``stream``, answer frames; never returns. ``stream`` does not block: ``readinto`` gives
         None or 0 when nothing came (``machine.UART(timeout=0)``, a raw tty with VMIN=0), and a
         frame the stream takes in part (or not at all) is written on when the others have run."""
-        rx, self._fb = self._pre
+        rx, self._fb = self._pre, self._rb
         self._pre = None
         buf = bytearray(256)
         mv = memoryview(buf)
@@ -163,7 +168,7 @@ class HdlcLink:
         self.vs = self.vr = 0
         self.tx_max = self.rx_max = 128
         self.win_tx = self.win_rx = 1
-        self._rx = None            # request being reassembled: bytearray (False: over _RX_MAX)
+        self._rx = None            # request being reassembled: its length in _rb (False: over _RX_MAX)
         self._tx = None            # response being sent, until acknowledged: [APDU, _TX_NEXT ..]
         self._last_rx = 0
         self.assoc.reset()
@@ -275,24 +280,27 @@ class HdlcLink:
         self._tx = None                     # a new request ends any unfinished response
         rx = self._rx
         if f.segmented or rx is not None:
-            if rx is None:   # one allocation of _RX_MAX, emptied (capacity kept), not grown
-                rx = self._rx = bytearray(_RX_MAX)
-                rx[:] = b""
+            # into _rb (allocated at boot, no allocation here): the request is a view of it,
+            # valid until the response's first frame is built (meter.server copies what it keeps)
+            n = len(f.info)
+            if rx is None:
+                rx = 0
             if rx is not False:
-                if len(rx) + len(f.info) > _RX_MAX:
-                    rx = self._rx = False   # too long: the rest is dropped, then refused
+                if rx + n > _RX_MAX:
+                    rx = False              # too long: the rest is dropped, then refused
                 else:
-                    rx.extend(f.info)
+                    self._rb[rx:rx + n] = f.info
+                    rx += n
             if f.segmented:
+                self._rx = rx
                 return (self._frame(hdlc.ctrl_rr(self.vr)),) if poll else ()
             self._rx = None
             if rx is False:
                 return self._send(apdu.exception_response(1, _SERVICE_PDU_TOO_LONG))
-            data = rx
+            mv = memoryview(self._rb)[:rx]
         else:
-            data = f.info
-        mv = memoryview(data)
-        if len(data) >= 3 and data[0] == 0xE6 and data[1] in (0xE6, 0xE7):
+            mv = memoryview(f.info)
+        if len(mv) >= 3 and mv[0] == 0xE6 and mv[1] in (0xE6, 0xE7):
             mv = mv[3:]                     # LLC header
         resp = self.assoc.handle(self.client[0] >> 1, mv)
         if resp is None:
@@ -334,7 +342,7 @@ class HdlcLink:
         if fb is None:
             return [bytes(fr) for fr in self._frames(bytearray(self.tx_max + _OVERHEAD))]
         if len(fb) < self.tx_max + _OVERHEAD:   # max_info raised by a profile
-            fb = self._fb = bytearray(self.tx_max + _OVERHEAD)
+            fb = self._fb = self._rb = bytearray(self.tx_max + _OVERHEAD)
         return self._frames(fb)
 
     def _frames(self, fb):

@@ -133,6 +133,12 @@ class Association:
             except apdu.ApduError as e:
                 self._blocks = None
                 return apdu.exception_response(2 if e.service_error == 2 else 1, e.service_error)
+            except MemoryError:
+                # nothing has changed yet: answered (service-not-allowed, pdu-too-long: a
+                # shorter request needs less), the link goes on; one inside cosem.put/act, where
+                # state may have changed, is not answered (docs/CONTRACTS.md "DLMS server")
+                self._blocks = None
+                return apdu.exception_response(1, _SERVICE_PDU_TOO_LONG)
             if self.guard:
                 r = acse.guard(self, tag, req)
                 if r is not None:
@@ -184,7 +190,12 @@ class Association:
             head = 3
             buf = self.rbuf
             buf[:] = bytes((_GET_RESPONSE, 3, inv))
-            src = [buf, _with_list(self.meter, self, req.items)]
+            items = req.items
+            for i in range(len(items)):    # items are read as the blocks go: the request (a
+                p = items[i][4]            # view of meter.link's reassembly buffer) may be gone
+                if p is not None:
+                    items[i] = items[i][:4] + (bytes(p),)
+            src = [buf, _with_list(self.meter, self, items)]
         try:
             whole = _fill(src, limit + 1)
             if not (whole and len(src[_BLK_BUF]) <= limit) and not blocks_ok:

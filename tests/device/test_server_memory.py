@@ -1,0 +1,117 @@
+"""Out of memory in the DLMS server (meter.server, meter.link), on CPython and MicroPython: a
+MemoryError while a request is decoded (``apdu.parse_request``: nothing has changed yet) is
+answered with ExceptionResponse service-not-allowed / pdu-too-long and the link stays connected;
+one inside ``cosem.put``/``act`` (state may have changed) is not answered (the link's catch-all);
+a segmented request is reassembled in the buffer the link allocated at boot."""
+from meter import cosem, server
+from meter.link import HdlcLink
+from protocol import apdu as device_apdu           # the module meter.server calls
+from protocol import apdu_client as apdu
+from protocol import hdlc_client as hdlc
+
+SRV = b"\x03"
+C16 = b"\x21"
+LDN = b"\x00\x00\x2a\x00\x00\xff"
+PDU_TOO_LONG = bytes((apdu.EXCEPTION_RESPONSE, 1, 4))
+
+
+class Board:
+    def ticks_ms(self):
+        return 1000
+
+
+class Meter:
+    def __init__(self):
+        self.board = Board()
+        self.events = []
+
+    def event(self, code, text):
+        self.events.append(code)
+
+
+def opened(link):
+    """The link in NRM with an open association of client 16 (GET, SET, ACTION)."""
+    out = link.on_frame(hdlc.decode_frame(hdlc.encode_frame(SRV, C16, hdlc.SNRM)))
+    assert hdlc.decode_frame(out[0]).ctrl == hdlc.UA
+    a = link.assoc
+    a.open, a.client, a.role = True, 16, 16
+    a.conformance = apdu.CONF_GET | apdu.CONF_SET | apdu.CONF_ACTION
+    return a
+
+
+def _no_memory(*args):
+    raise MemoryError("memory allocation failed")
+
+
+def send(link, ns, info, seg=False, nr=0):
+    f = hdlc.encode_frame(SRV, C16, hdlc.ctrl_i(ns, nr), info, seg)
+    return [hdlc.decode_frame(x) for x in link.on_frame(hdlc.decode_frame(f))]
+
+
+def test_memory_error_while_a_request_is_decoded_is_answered_and_the_link_kept():
+    link = HdlcLink(Meter())
+    a = opened(link)
+    rb = link._rb
+    parse = device_apdu.parse_request
+    req = hdlc.LLC_REQUEST + apdu.set_request(0xC1, 8, b"\x00\x00\x01\x00\x00\xff", 2, b"\x00" * 300)
+    device_apdu.parse_request = _no_memory
+    try:
+        assert a.handle(16, memoryview(apdu.get_request(0xC1, 1, LDN, 2))) == PDU_TOO_LONG
+        # segmented (two frames), through the link: reassembled in its boot buffer, answered
+        for i in range(3):       # 128-byte information fields (the default)
+            out = send(link, i, req[i * 128:i * 128 + 128], i < 2)
+            if i < 2:
+                assert [hdlc.kind(f.ctrl) for f in out] == [hdlc.K_RR]
+    finally:
+        device_apdu.parse_request = parse
+    assert len(out) == 1 and hdlc.kind(out[0].ctrl) == hdlc.K_I
+    assert bytes(out[0].info) == hdlc.LLC_RESPONSE + PDU_TOO_LONG
+    assert link.state == 1 and link.client == C16 and a.open        # NRM, associated
+    assert link._rb is rb and bytes(rb[:len(req)]) == req
+    assert link.errors == 0 and link.assoc.meter.events == []
+
+
+def test_memory_error_inside_a_set_or_action_is_not_answered():
+    a = opened(HdlcLink(Meter()))
+    put, act = cosem.put, cosem.act
+    cosem.put = cosem.act = _no_memory
+    try:
+        for req in (apdu.set_request(0xC1, 8, b"\x00\x00\x01\x00\x00\xff", 2, b"\x11\x00"),
+                    apdu.action_request(0xC1, 70, b"\x00\x00\x60\x03\x0a\xff", 1, b"\x0f\x00")):
+            try:
+                a.handle(16, memoryview(req))
+                raise AssertionError("answered")
+            except MemoryError:
+                pass                  # to the link's catch-all: no answer, the link to NDM
+    finally:
+        cosem.put, cosem.act = put, act
+    assert server.Association is type(a)
+
+
+def test_segmented_requests_reuse_the_boot_buffer():
+    link = HdlcLink(Meter())
+    opened(link)
+    rb = link._rb
+    parse = device_apdu.parse_request
+    seen = []
+
+    def spy(buf):
+        seen.append(bytes(buf))
+        raise MemoryError()
+    device_apdu.parse_request = spy
+    try:
+        ns = nr = 0
+        for n in (300, 900, 140):
+            req = apdu.get_request(0xC1, 1, LDN, 2) + bytes(range(256)) * 4
+            req = req[:n]
+            data = hdlc.LLC_REQUEST + req
+            chunks = [data[i:i + 128] for i in range(0, len(data), 128)]
+            for i, ch in enumerate(chunks):
+                out = send(link, ns, ch, i < len(chunks) - 1, nr)
+                ns = (ns + 1) & 7
+            assert bytes(out[0].info) == hdlc.LLC_RESPONSE + PDU_TOO_LONG
+            nr = (nr + 1) & 7
+            assert seen[-1] == req
+            assert link._rb is rb
+    finally:
+        device_apdu.parse_request = parse
