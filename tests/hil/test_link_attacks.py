@@ -197,7 +197,6 @@ def _image(rig):
     return hashlib.sha256(rig.flash_image.read_bytes()).hexdigest(), sum(rig.flash_wear())
 
 
-@pytest.mark.heap32("70k", "with-list flood: working room above the steady state")
 def test_with_list_flood_answered_without_memory_error_or_flash_write(wire_factory, capsys):
     w = wire_factory(flash={"blocks": 64, "seed": 1})
     rig = w.rig

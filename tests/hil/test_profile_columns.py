@@ -90,8 +90,6 @@ def _range_with_clock_column(n):
     return b"\x02\x04" + clock + dt(2000) + dt(2099) + b"\x01" + bytes([n]) + clock * n
 
 
-@pytest.mark.heap32("76k", "the 12-repeat request is segmented: meter.link allocates a 1100-byte reassembly "
-                    "buffer for it, which a 72k profiles heap after a day of load cannot always give")
 def test_a_column_selected_twice_is_refused_not_multiplied(rig_factory):
     """A reader listing one column N times in selected_values must not make the meter build an
     answer N times the buffer (found by attack: 40 repeats, a 33 KB answer, MemoryError on 32

@@ -123,8 +123,6 @@ def test_range_descriptor_needs_the_exact_restricting_object_and_date_time_bound
         _refused(c, "0.0.94.91.10.255", 1, _range(_cod(1, "0.0.96.1.0.255")), 250)  # name plate
 
 
-@pytest.mark.heap32("76k", "segmented requests: meter.link allocates a 1100-byte reassembly buffer for "
-                    "each; a 72k profiles heap after a day of load cannot always give it (valid or not)")
 def test_forty_selected_values_are_refused_before_they_are_decoded(rig_factory):
     """40 column definitions in selected_values (an attack) are refused from the array's count,
     before anything is decoded: on a 32-bit profiles meter (--vm32, 76k) decoding them into lists
