@@ -348,13 +348,14 @@ def _object_list(meter, role):
 # ------------------------------------------------------------------ SET
 
 def put(meter, ctx, item, value):
-    """SET of one attribute from its A-XDR ``value`` bytes; returns a data-access-result."""
+    """SET of one attribute from its A-XDR ``value`` bytes; returns a data-access-result. An array
+    or structure of more than 2 elements (no attribute takes one) is refused undecoded (4 KiB lists)."""
     ic, _ln6, attr, _sel, _par = item
     o, dar = _lookup(meter, ctx, item, 1)
     if o < 0:
         return dar
     try:
-        tag, v = tagged = axdr.decode(value, 0)[0]
+        tag, v = tagged = (value[0], None) if 0 < value[0] < 3 <= value[1] else axdr.decode(value, 0)[0]
         if ic == 8:                                   # Clock: 2 time, 3 time_zone
             if attr == 2:
                 if tag != _T_OCTET_STRING or len(v) != 12:
@@ -390,18 +391,17 @@ def put(meter, ctx, item, value):
     except OSError:              # the journal write failed: the meter reloaded its state
         return _HW_FAULT
 
-
 # ------------------------------------------------------------------ ACTION
 
 def act(meter, ctx, item):
-    """ACTION: ``item`` = (class_id, ln, method, None, params bytes or None); returns
-    (action_result, return data bytes or None)."""
+    """ACTION: ``item`` = (class_id, ln, method, None, params bytes or None) -> (action_result, return
+    data bytes or None). An array or structure of more than 3 elements (none taken) is not decoded."""
     ic, _ln6, m, _sel, par = item
     o, dar = _lookup(meter, ctx, item, 2)
     if o < 0:
         return dar, None
     try:
-        tagged = axdr.decode(par, 0)[0] if par else None
+        tagged = ((par[0], None) if 0 < par[0] < 3 < par[1] else axdr.decode(par, 0)[0]) if par else None
         if ic == 8:
             # Clock: 1 adjust_to_quarter, 3 adjust_to_minute (to the nearest), 6 shift_time(long s)
             t = meter.board.time()

@@ -19,6 +19,9 @@ class Board:
     def ticks_ms(self):
         return 1000
 
+    def time(self):
+        return 1767225600
+
 
 class Meter:
     def __init__(self):
@@ -115,3 +118,31 @@ def test_segmented_requests_reuse_the_boot_buffer():
             assert link._rb is rb
     finally:
         device_apdu.parse_request = parse
+
+
+def test_long_arrays_and_structures_are_refused_undecoded():
+    """No SET of this meter takes an array or a structure of more than 2 elements, no ACTION one
+    of more than 3: refused (type-unmatched, as after decoding) from the first two bytes, never
+    decoded (a 1000-element array decodes into a 4 KiB list)."""
+    from protocol import axdr
+    a = opened(HdlcLink(Meter()))
+    a.role, a.client = 2, 1                    # manager (client 1)
+    decode, calls = axdr.decode, []
+
+    def spy(buf, pos):
+        calls.append(bytes(buf[:2]))
+        return decode(buf, pos)
+    axdr.decode = spy
+    clock = b"\x00\x00\x01\x00\x00\xff"
+    try:
+        for v in (b"\x01\x82\x03\xe8" + bytes(1000), b"\x02\x03\x00\x00\x00", b"\x01\x03\x00\x00\x00"):
+            r = apdu.parse_response(a.handle(1, memoryview(apdu.set_request(0xC1, 8, clock, 2, v))))
+            assert r.dar == 12, r                                   # type-unmatched
+        r = apdu.parse_response(a.handle(1, memoryview(apdu.action_request(
+            0xC1, 8, clock, 6, b"\x01\x82\x03\xe8" + bytes(1000)))))
+        assert r.tag == apdu.ACTION_RESPONSE and r.dar == 12, r
+        assert calls == []
+        r = apdu.parse_response(a.handle(1, memoryview(apdu.set_request(0xC1, 8, clock, 2, b"\x01\x00"))))
+        assert r.dar == 12 and calls == [b"\x01\x00"]               # short ones are decoded
+    finally:
+        axdr.decode = decode

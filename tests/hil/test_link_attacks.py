@@ -224,7 +224,6 @@ def test_with_list_flood_answered_without_memory_error_or_flash_write(wire_facto
               % (blocks, base, alloc))
 
 
-@pytest.mark.heap32("86k", "longest requests: a 1000-element SET value decoded as a list (4 KiB in one piece)")
 def test_longest_requests_of_every_type_are_answered(wire_factory):
     """SET and ACTION with the longest data the link reassembles (1,100 bytes: an array of
     ~1,000 elements), GET of the event log, a 100-item with-list: each gets its answer."""
