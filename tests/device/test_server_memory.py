@@ -146,3 +146,25 @@ def test_long_arrays_and_structures_are_refused_undecoded():
         assert r.dar == 12 and calls == [b"\x01\x00"]               # short ones are decoded
     finally:
         axdr.decode = decode
+
+
+def test_a_with_list_keeps_copies_of_its_selective_access_parameters():
+    """A with-list's items are read as the blocks go, after the request's buffer (the link's,
+    shared with the response frames) is reused: their selective-access parameters are copies."""
+    a = opened(HdlcLink(Meter()))
+    a.conformance |= apdu.CONF_MULTIPLE_REFERENCES | apdu.CONF_BLOCK_TRANSFER_WITH_GET
+    log = b"\x00\x00\x63\x62\x00\xff"
+    par = b"\x02\x04\x06\x00\x00\x00\x01\x06\x00\x00\x00\x02\x12\x00\x01\x12\x00\x00"
+    buf = bytearray(apdu.get_with_list_request(0xC1, [(7, log, 2, 2, par), (1, LDN, 2, None, None)]))
+    with_list, kept = server._with_list, []
+
+    def spy(meter, ctx, items):
+        kept.extend(items)
+        yield b"\x00"
+    server._with_list = spy
+    try:
+        a.handle(16, memoryview(buf))
+    finally:
+        server._with_list = with_list
+    buf[:] = bytes(len(buf))                    # the buffer reused
+    assert [bytes(it[4]) if it[4] is not None else None for it in kept] == [par, None]
