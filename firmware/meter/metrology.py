@@ -29,8 +29,8 @@ Attributes after a poll (ints in the firmware's units, None when not known or in
 of ``meter.modules``, e.g. SDM630 phases 2/3), ``fresh`` (this poll succeeded),
 ``errors`` (failed polls), ``last_error`` (``modbus_rtu.ERRORS`` name), ``exc_code``,
 ``discarded`` (bytes drained as noise), and the fault logic's ``outcome`` (flags FAULT,
-RECOVERED, COUNTER_RESET of this poll), ``delta_wh`` (Wh to charge for this poll: 0 on a
-counter reset), ``fault_wh`` (on RECOVERED: Wh the module counted during the fault),
+RECOVERED, COUNTER_RESET of this poll), ``delta_wh`` (Wh to charge for this poll: 0 for an
+implausible reading, ``Health``), ``fault_wh`` (on RECOVERED: Wh the module counted during the fault),
 ``faulted``. While ``faulted`` the instantaneous values are None (never stale values as
 fresh); ``energy_wh`` keeps the last good counter.
 
@@ -72,7 +72,8 @@ _WAIT = const(1)
 # Health outcome flags
 FAULT = const(1)           # the module has just been declared faulty (once per fault)
 RECOVERED = const(2)       # the first good reading after a fault (fault_wh is set)
-COUNTER_RESET = const(4)   # the energy counter went backwards: tamper, nothing credited
+COUNTER_RESET = const(4)   # the counter was re-based (confirmed reset or jump): tamper
+_SLACK_S = const(2)        # clock slack of the plausibility rule: RTC seconds are whole
 
 
 class Health:
@@ -80,34 +81,47 @@ class Health:
 
     ``bad(now)`` after a failed poll, ``good(now, energy_wh)`` after a good one; ``now`` is
     seconds on any clock that does not step back (the RTC: board.time()). Both return the
-    outcome flags of this poll (0, FAULT, RECOVERED, COUNTER_RESET; RECOVERED|COUNTER_RESET
-    when a module comes back with a lower counter):
+    outcome flags of this poll (0, FAULT, RECOVERED, COUNTER_RESET, or RECOVERED|COUNTER_RESET):
 
     - FAULT once, when ``fail_polls`` polls in a row failed or ``fail_s`` seconds passed
       since the first of them (0 disables the time rule); ``faulted`` stays True until
       the next good poll, ``faults`` counts them.
     - RECOVERED on that good poll; ``fault_wh`` = the Wh the module counted from the last
       good reading before the fault to now (also in ``delta_wh``: charge it).
-    - COUNTER_RESET when ``energy_wh`` is below the baseline (module reset or swapped): a
-      tamper event; ``delta_wh`` = 0 (never in the customer's favour, nothing charged for the
-      unknown part either), the new counter is the baseline.
+    - A reading is plausible when it is at or above the baseline and the increase fits
+      ``max_w`` (W) over the time since the baseline reading (``t_base``; + ``_SLACK_S`` s
+      + 1 Wh of counter resolution): charged, the new baseline. Anything else (lower: a
+      reset or a glitch; higher: a forged or garbled reply) charges nothing and moves
+      nothing; ``glitches`` counts it. If the next good reading is plausible again the odd
+      one was a glitch: charged from the old baseline, no money moved by it.
+    - COUNTER_RESET when ``max(2, fail_polls)`` good readings in a row were odd and each
+      plausible from the one before (a real counter restarted or jumped: a module reset,
+      swapped or tampered with): a tamper event, the latest reading is the new baseline and
+      ``delta_wh`` = what was counted since the first odd reading. Nothing for the unknown
+      part (the jump or the energy before the reset: an external module's word cannot be
+      trusted there, the event log carries it for the utility).
 
     ``delta_wh`` is the Wh to charge for this poll (0 on the first reading and after a bad
     poll); ``baseline_wh`` the counter it is measured from (None until the first reading;
-    set it to a persisted value at boot to charge across a reboot).
+    set it and ``t_base``, the time of that reading, to persisted values at boot to charge
+    across a reboot).
     """
 
-    def __init__(self, fail_polls=5, fail_s=60):
+    def __init__(self, fail_polls=5, fail_s=60, max_w=26000):
         self.fail_polls = fail_polls
         self.fail_s = fail_s
+        self.max_w = max_w
         self.fails = 0
         self.since = 0
         self.faulted = False
         self.faults = 0
         self.resets = 0
+        self.glitches = 0
         self.baseline_wh = None
+        self.t_base = 0
         self.delta_wh = 0
         self.fault_wh = 0
+        self._n = self._wh = self._t = self._held = 0   # odd readings in a row, the last, its time
 
     def bad(self, now):
         """A failed poll at ``now`` (s). Returns FAULT once per fault, else 0."""
@@ -123,6 +137,10 @@ class Health:
             return FAULT
         return 0
 
+    def _fits(self, d, dt):
+        # d Wh in dt s: what the supply can deliver (max_w, clock slack, 1 Wh resolution)?
+        return 0 <= d and (d - 1) * 3600 <= self.max_w * (max(dt, 0) + _SLACK_S)
+
     def good(self, now, energy_wh):
         """A good poll at ``now`` (s) with the module's import counter ``energy_wh`` (Wh).
         Returns 0 or RECOVERED and/or COUNTER_RESET; sets ``delta_wh``."""
@@ -132,15 +150,27 @@ class Health:
             self.faulted = False
             out = RECOVERED
         last = self.baseline_wh
-        if last is None:
-            d = 0
-        elif energy_wh < last:
-            d = 0
-            out |= COUNTER_RESET
-            self.resets += 1
+        d = 0
+        if last is None or self._fits(energy_wh - last, now - self.t_base):
+            self._n = 0
+            d = 0 if last is None else energy_wh - last
         else:
-            d = energy_wh - last
-        self.baseline_wh = energy_wh
+            self.glitches += 1
+            if self._n and self._fits(energy_wh - self._wh, now - self._t):
+                self._n += 1
+                self._held += energy_wh - self._wh
+            else:
+                self._n = 1
+                self._held = 0
+            self._wh, self._t = energy_wh, now
+            if self._n < 2 or self._n < self.fail_polls:
+                energy_wh, now = last, self.t_base      # the baseline stays
+            else:
+                out |= COUNTER_RESET
+                self.resets += 1
+                self._n = 0
+                d = self._held
+        self.baseline_wh, self.t_base = energy_wh, now
         self.delta_wh = d
         if out & RECOVERED:
             self.fault_wh = d
@@ -155,12 +185,12 @@ class Module:
     """A metering module of type ``kind`` ("pzem004t", "sdm120", "sdm630") at Modbus
     address ``unit`` on ``stream`` (see the module docstring for the exchange and the
     attributes). ``baud``: line speed (for t3.5). ``retries``: further tries per request.
-    ``fail_polls``/``fail_s``: the fault rule (``Health``). ``clock``: seconds for that rule
+    ``fail_polls``/``fail_s``: the fault rule, ``max_w`` the plausibility rule (``Health``). ``clock``: seconds for that rule
     (board.time; default: the tick counter). ``ticks``: a ms tick function (tests).
     ValueError for an unknown kind; ModbusError('range') for a bad unit."""
 
     def __init__(self, stream, kind="pzem004t", unit=1, timeout_ms=500, tx_enable=None,
-                 baud=9600, retries=2, fail_polls=5, fail_s=60, clock=None, ticks=None):
+                 baud=9600, retries=2, fail_polls=5, fail_s=60, clock=None, ticks=None, max_w=26000):
         fn, blocks, fields = mm.lookup(kind)
         self.kind = kind
         self._s = stream
@@ -174,7 +204,7 @@ class Module:
         self._ticks = ticks or ticks_ms
         self._clock = clock or _clock_s
         self.retries = retries
-        self.health = Health(fail_polls, fail_s)
+        self.health = Health(fail_polls, fail_s, max_w)
         self.val = [None] * mm.NSLOT
         self.voltage_dv = self.current_ma = self.power_dw = None
         self.frequency_dhz = self.pf_centi = None
