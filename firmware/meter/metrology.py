@@ -185,12 +185,12 @@ class Module:
     """A metering module of type ``kind`` ("pzem004t", "sdm120", "sdm630") at Modbus
     address ``unit`` on ``stream`` (see the module docstring for the exchange and the
     attributes). ``baud``: line speed (for t3.5). ``retries``: further tries per request.
-    ``fail_polls``/``fail_s``: the fault rule, ``max_w`` the plausibility rule (``Health``). ``clock``: seconds for that rule
+    ``fail_polls``/``fail_s``: the fault rule (``Health``). ``clock``: seconds for that rule
     (board.time; default: the tick counter). ``ticks``: a ms tick function (tests).
     ValueError for an unknown kind; ModbusError('range') for a bad unit."""
 
     def __init__(self, stream, kind="pzem004t", unit=1, timeout_ms=500, tx_enable=None,
-                 baud=9600, retries=2, fail_polls=5, fail_s=60, clock=None, ticks=None, max_w=26000):
+                 baud=9600, retries=2, fail_polls=5, fail_s=60, clock=None, ticks=None):
         fn, blocks, fields = mm.lookup(kind)
         self.kind = kind
         self._s = stream
@@ -204,7 +204,7 @@ class Module:
         self._ticks = ticks or ticks_ms
         self._clock = clock or _clock_s
         self.retries = retries
-        self.health = Health(fail_polls, fail_s, max_w)
+        self.health = Health(fail_polls, fail_s)
         self.val = [None] * mm.NSLOT
         self.voltage_dv = self.current_ma = self.power_dw = None
         self.frequency_dhz = self.pf_centi = None

@@ -5,16 +5,20 @@ grace period); its recovery is logged and charges the energy the module counted 
 counter reset on the module is a tamper event and credits nothing; one forged (or garbled into
 valid) reply on the RS-485 line, lower or far higher, moves no money."""
 
+import time
+
 import pytest
 
 from hil import rtuframes
 from host_tools import objects
 from host_tools.client import DlmsClient
+from protocol import axdr_client as axdr
 from protocol.client_assoc import DataAccessError
 
 pytestmark = pytest.mark.hil
 
 READER = dict(client_sap=32, password="00000000")
+MGMT = dict(client_sap=1, password="12345678")
 RATE = 650
 CREDIT = 100000
 EV_RESET, EV_FAULT, EV_RECOVERED, EV_RELAY_OPEN = "62", "70", "71", "42"
@@ -145,3 +149,23 @@ def test_one_forged_reply_moves_no_money(rig_factory, forged):
     m = rig.advance(60)                                      # and on from there (166 Wh)
     assert m.wh == rig.pzem.energy_wh and m.credit == CREDIT - m.wh * RATE // 1000
     assert EV_RESET not in [e[0] for e in rig.events[n0:]]   # a glitch, not a tamper event
+
+
+def test_clock_set_back_keeps_charging(rig_factory):
+    # the plausibility window (max power x time since the last reading) steps with a clock SET:
+    # an hour back must not make the next minutes' consumption look impossible (tamper event)
+    rig = make(rig_factory, "pzem")
+    t = rig.advance(120)
+    n0 = len(rig.events)
+    back = t.epoch - 3600
+    with DlmsClient(rig.port, **MGMT) as c:
+        dt = axdr.datetime_bytes(*time.gmtime(back)[:6], 0, 0, 0)       # deviation 0: UTC
+        assert c.set(8, objects.CLOCK.obis, 2, axdr.Writer().octet_string(dt).getvalue()) == 0
+    rig.wait_event("20", start=n0)                                      # clock set
+    for k in range(1, 6):
+        rig.pzem.advance(60)
+        rig.set_clock(back + 60 * k)
+        wh = rig.pzem.energy_wh
+        m = rig.wait_meter(lambda m: m.wh == wh, timeout=20)
+    assert m.credit == CREDIT - m.wh * RATE // 1000 and m.wh == rig.pzem.energy_wh
+    assert EV_RESET not in [e[0] for e in rig.events[n0:]]
