@@ -310,8 +310,9 @@ class Meter:
         if self.profiles:
             self.profiles.clock_set(old, epoch)
         self.persist((_EV_CLOCK_SET, "clock set", old), epoch)
-        if self.metro is not None:   # the module's plausibility window (Health) steps with it
-            self.metro.health.t_base += epoch - old
+        h = self.metro and self.metro.health
+        if h and h.t_base is not None:   # the module's plausibility window steps with the clock
+            h.t_base += epoch - old
         return True
 
     def button(self):

@@ -75,7 +75,6 @@ class Metering:
             m = Module(b.modbus_stream(), self.kind, self.unit, tx_enable=b.modbus_tx_enable, **kw)
         h = m.health
         h.baseline_wh = mt.module_wh   # charge across a reboot (None: first reading)
-        h.t_base = mt._t_prev or 0     # the journal's time of it (the plausibility rule)
         self._limits(h)
         return m
 

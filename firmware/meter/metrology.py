@@ -103,8 +103,9 @@ class Health:
 
     ``delta_wh`` is the Wh to charge for this poll (0 on the first reading and after a bad
     poll); ``baseline_wh`` the counter it is measured from (None until the first reading;
-    set it and ``t_base``, the time of that reading, to persisted values at boot to charge
-    across a reboot).
+    set it to the persisted value at boot to charge across a reboot). ``t_base`` is the time of
+    that reading, None when not known (at boot: a board may have no battery-backed clock, the
+    downtime is unknown, so the first reading after a boot is bounded below only).
     """
 
     def __init__(self, fail_polls=5, fail_s=60, max_w=26000):
@@ -118,7 +119,7 @@ class Health:
         self.resets = 0
         self.glitches = 0
         self.baseline_wh = None
-        self.t_base = 0
+        self.t_base = None
         self.delta_wh = 0
         self.fault_wh = 0
         self._n = self._wh = self._t = self._held = 0   # odd readings in a row, the last, its time
@@ -150,11 +151,11 @@ class Health:
             self.faulted = False
             out = RECOVERED
         last = self.baseline_wh
-        d = 0
-        if last is None or self._fits(energy_wh - last, now - self.t_base):
+        d = 0 if last is None else energy_wh - last
+        if last is None or d >= 0 and (self.t_base is None or self._fits(d, now - self.t_base)):
             self._n = 0
-            d = 0 if last is None else energy_wh - last
         else:
+            d = 0
             self.glitches += 1
             if self._n and self._fits(energy_wh - self._wh, now - self._t):
                 self._n += 1

@@ -372,6 +372,16 @@ def test_health_fault_recovery_is_bounded_by_max_power():
     assert h.good(600, 335) == 0 and h.delta_wh == 335
 
 
+def test_health_after_a_boot_the_first_reading_is_bounded_below_only():
+    # the baseline from the journal, its time unknown (no battery-backed clock: the downtime is
+    # not known): what the module counted meanwhile is charged, a lower counter still held
+    h = mt.Health()
+    h.baseline_wh = 1000
+    assert h.good(5, 900) == 0 and h.delta_wh == 0 and h.baseline_wh == 1000
+    assert h.good(6, 90000) == 0 and h.delta_wh == 89000 and h.t_base == 6
+    assert h.good(7, 190000) == 0 and h.delta_wh == 0             # now bounded: 26 kW x 3 s
+
+
 def test_module_fault_invalidates_and_recovery_charges():
     line = Line(Pzem())
     m, clk = module(line, retries=0, fail_polls=3)
