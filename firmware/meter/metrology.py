@@ -74,6 +74,7 @@ FAULT = const(1)           # the module has just been declared faulty (once per 
 RECOVERED = const(2)       # the first good reading after a fault (fault_wh is set)
 COUNTER_RESET = const(4)   # the counter was re-based (confirmed reset or jump): tamper
 _SLACK_S = const(2)        # clock slack of the plausibility rule: RTC seconds are whole
+_CONFIRM_S = const(60)     # a re-base needs its odd readings to last this long (RTC s)
 
 
 class Health:
@@ -94,10 +95,11 @@ class Health:
       reset or a glitch; higher: a forged or garbled reply) charges nothing and moves
       nothing; ``glitches`` counts it. If the next good reading is plausible again the odd
       one was a glitch: charged from the old baseline, no money moved by it.
-    - COUNTER_RESET when ``max(2, fail_polls)`` good readings in a row were odd and each
-      plausible from the one before (a real counter restarted or jumped: a module reset,
-      swapped or tampered with): a tamper event, the latest reading is the new baseline and
-      ``delta_wh`` = what was counted since the first odd reading. Nothing for the unknown
+    - COUNTER_RESET when ``max(2, fail_polls)`` good readings in a row over at least
+      ``_CONFIRM_S`` (60) s were odd, each at or above the one before and plausible from the
+      first (one that is not does not count; a lower one starts again) (a real counter restarted or jumped: a module reset, swapped or tampered with): a
+      tamper event, the latest reading is the new baseline and ``delta_wh`` = what was
+      counted since the first odd reading. Nothing for the unknown
       part (the jump or the energy before the reset: an external module's word cannot be
       trusted there, the event log carries it for the utility).
 
@@ -122,7 +124,7 @@ class Health:
         self.t_base = None
         self.delta_wh = 0
         self.fault_wh = 0
-        self._n = self._wh = self._t = self._held = 0   # odd readings in a row, the last, its time
+        self._n = self._wh = self._w1 = self._t1 = 0   # odd readings in a row, the last, the first
 
     def bad(self, now):
         """A failed poll at ``now`` (s). Returns FAULT once per fault, else 0."""
@@ -155,22 +157,22 @@ class Health:
         if last is None or d >= 0 and (self.t_base is None or self._fits(d, now - self.t_base)):
             self._n = 0
         else:
-            d = 0
             self.glitches += 1
-            if self._n and self._fits(energy_wh - self._wh, now - self._t):
+            if not self._n or energy_wh < self._wh:     # a new run of odd readings
+                self._n = 0
+                self._w1, self._t1 = energy_wh, now
+            self._wh = energy_wh
+            d = energy_wh - self._w1
+            ok = self._fits(d, now - self._t1)
+            if ok:
                 self._n += 1
-                self._held += energy_wh - self._wh
-            else:
-                self._n = 1
-                self._held = 0
-            self._wh, self._t = energy_wh, now
-            if self._n < 2 or self._n < self.fail_polls:
-                energy_wh, now = last, self.t_base      # the baseline stays
-            else:
+            if ok and self._n > 1 and self._n >= self.fail_polls and now - self._t1 >= _CONFIRM_S:
                 out |= COUNTER_RESET
                 self.resets += 1
                 self._n = 0
-                d = self._held
+            else:
+                d = 0
+                energy_wh, now = last, self.t_base      # the baseline stays
         self.baseline_wh, self.t_base = energy_wh, now
         self.delta_wh = d
         if out & RECOVERED:

@@ -177,7 +177,7 @@ def metering_params(cfg):
         raise ConfigError("metering.on_fault", "keep_supply or open_after expected")
     return (_int(mc, sec, "fail_polls", 1, 1000, 5), _int(mc, sec, "fail_s", 0, 86400, 60),
             _ON_FAULT.index(of), _int(mc, sec, "grace_s", 0, 7 * 86400, 900),
-            _int(mc, sec, "max_w", 0, 1000000, 0))
+            _int(mc, sec, "max_w", 0, 100000000, 0))
 
 
 def tariff(section):
