@@ -15,9 +15,9 @@ with ``Module.run`` (no heap per poll). After each poll ``after()``:
   COUNTER_RESET -> event 62, a tamper event: the counter went backwards (module reset or
   swapped) or jumped beyond what the supply can deliver (``max_w``: the profile's
   ``metering.max_w``, 0 = the module's rating, 26 kW single-phase, 83 kW SDM630), confirmed
-  over ``fail_polls`` readings (``meter.metrology.Health``: a single odd reading is a glitch
-  and moves no money); nothing is credited nor charged for the unknown part and the new
-  counter is the baseline;
+  over ``fail_polls`` readings and a minute (``meter.metrology.Health``: one odd reading is a
+  glitch and moves no money); nothing is credited nor charged for the unknown part and the
+  new counter is the baseline;
 - applies the fault policy (``Policy.metering``: the profile's ``metering`` section):
   "keep_supply" leaves the relay alone; "open_after" opens it (IC 70 local disconnect, cause
   "metering", event 42) once the fault has lasted ``grace_s`` seconds, and recloses it (local

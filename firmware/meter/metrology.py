@@ -78,7 +78,8 @@ _CONFIRM_S = const(60)     # a re-base needs its odd readings to last this long 
 
 
 class Health:
-    """Fault logic of a metering module, pure (fed outcomes and times, no I/O, no heap).
+    """Fault logic of a metering module, pure (fed outcomes and times, no I/O, no heap while
+    readings are minutes apart: a window of hours makes a long int on 32 bits).
 
     ``bad(now)`` after a failed poll, ``good(now, energy_wh)`` after a good one; ``now`` is
     seconds on any clock that does not step back (the RTC: board.time()). Both return the
@@ -97,11 +98,11 @@ class Health:
       one was a glitch: charged from the old baseline, no money moved by it.
     - COUNTER_RESET when ``max(2, fail_polls)`` good readings in a row over at least
       ``_CONFIRM_S`` (60) s were odd, each at or above the one before and plausible from the
-      first (one that is not does not count; a lower one starts again) (a real counter restarted or jumped: a module reset, swapped or tampered with): a
-      tamper event, the latest reading is the new baseline and ``delta_wh`` = what was
-      counted since the first odd reading. Nothing for the unknown
-      part (the jump or the energy before the reset: an external module's word cannot be
-      trusted there, the event log carries it for the utility).
+      first (one that is not does not count, a lower one starts a new run): a real counter
+      restarted or jumped (module reset, swapped, tampered with). A tamper event; the latest
+      reading is the new baseline, ``delta_wh`` = what was counted since the first odd
+      reading; nothing for the unknown part (the jump, the energy before the reset: an
+      external module's word cannot be trusted there, the event log carries it).
 
     ``delta_wh`` is the Wh to charge for this poll (0 on the first reading and after a bad
     poll); ``baseline_wh`` the counter it is measured from (None until the first reading;
