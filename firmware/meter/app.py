@@ -313,9 +313,13 @@ class Meter:
         2106-02-07T06:28:15Z (``meter.store.TIME_MAX``); else journaled, set, logged: True."""
         if not _T_MIN <= epoch <= TIME_MAX:
             return False
+        old = self.board.time()
         if self.profiles:
-            self.profiles.clock_set(self.board.time(), epoch)
-        self.persist((_EV_CLOCK_SET, "clock set", self.board.time()), epoch)
+            self.profiles.clock_set(old, epoch)
+        self.persist((_EV_CLOCK_SET, "clock set", old), epoch)
+        h = self.metro and self.metro.health
+        if h and h.t_base is not None:   # the module's plausibility window steps with the clock
+            h.t_base += epoch - old
         return True
 
     def button(self):
@@ -381,7 +385,7 @@ class Meter:
         if self.profiles:
             self.profiles.tick(now)  # intervals that ended by now, before this cycle is charged
         if m is not None and m.fresh:
-            wh = m.delta_wh      # 0 on the first reading and on a counter reset (meter.metering)
+            wh = m.delta_wh      # 0 on the first reading and an implausible one (meter.metrology)
             self.module_wh = m.health.baseline_wh
             t0 = self._t_prev
             if a.unit == _CREDIT_ENERGY:

@@ -98,15 +98,21 @@ def put_time(meter, t, w):
 
 
 def parse_time(meter, b):
-    """COSEM date-time (12 bytes) -> epoch seconds (UTC), or None when not a concrete time."""
+    """COSEM date-time (12 bytes) -> epoch seconds (UTC), or None when not a concrete, valid
+    time (IEC 62056-6-2 §4.1.6.1): the day within its month (leap years), the day of week
+    1..7 matching the date or 0xFF, hundredths 0..99 or 0xFF, the deviation within -840..+840
+    minutes (UTC-12..UTC+14 in either sign convention of the editions) or 0x8000."""
     if len(b) != 12:
         return None
-    y, mo, d, _wd, hh, mi, ss, _hs, dev, _st = axdr.parse_datetime(b)
+    y, mo, d, wd, hh, mi, ss, hs, dev, _st = axdr.parse_datetime(b)
     if not (1970 <= y <= 2106 and 1 <= mo <= 12 and 1 <= d <= 31 and hh < 24 and mi < 60
-            and ss < 60):
+            and ss < 60 and (hs < 100 or hs == 0xFF) and (-840 <= dev <= 840 or dev == -32768)):
         return None
+    day = timeutil.days_from_civil(y, mo, d)
+    if timeutil.civil_from_days(day)[2] != d or wd != 0xFF and wd != timeutil.weekday(day):
+        return None            # 30 February; a day of week of another date
     dev = dev if dev != -32768 else -meter.tz_minutes
-    return timeutil.join(y, mo, d, hh, mi, ss) + dev * 60
+    return day * 86400 + hh * 3600 + mi * 60 + ss + dev * 60
 
 
 def version(meter, ic, ver):

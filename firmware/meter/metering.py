@@ -13,7 +13,11 @@ with ``Module.run`` (no heap per poll). After each poll ``after()``:
   ``fail_polls`` failed polls in a row or ``fail_s`` seconds), RECOVERED -> event 71 with the
   Wh the module counted during the fault (charged by this tick, over the fault's interval),
   COUNTER_RESET -> event 62, a tamper event: the counter went backwards (module reset or
-  swapped), nothing is credited nor charged for it and the new counter is the baseline;
+  swapped) or jumped beyond what the supply can deliver (``max_w``: the profile's
+  ``metering.max_w``, 0 = the module's rating, 26 kW single-phase, 83 kW SDM630), confirmed
+  over ``fail_polls`` readings and a minute (``meter.metrology.Health``: one odd reading is a
+  glitch and moves no money); nothing is credited nor charged for the unknown part and the
+  new counter is the baseline;
 - applies the fault policy (``Policy.metering``: the profile's ``metering`` section):
   "keep_supply" leaves the relay alone; "open_after" opens it (IC 70 local disconnect, cause
   "metering", event 42) once the fault has lasted ``grace_s`` seconds, and recloses it (local
@@ -45,6 +49,9 @@ _EV_METERING_FAULT = const(70)
 _EV_METERING_RECOVERED = const(71)
 _READY = const(2)              # IC 70 ready_for_reconnection (meter.relay)
 _ON_FAULT_OPEN = const(1)      # Policy.metering[2]: 0 keep supply, 1 open after grace_s
+# max_w default (Policy.metering[4] 0): the module's rating, its max current x max voltage
+_MAX_W_1P = const(26000)       # PZEM-004T 100 A x 260 V (SDM120: 45 A x 276 V is below)
+_MAX_W_3P = const(83000)       # SDM630 3 x 100 A x 276 V
 
 
 class Metering:
@@ -59,17 +66,23 @@ class Metering:
     def _module(self):
         mt = self.meter
         b = mt.board
-        p = mt.policy.metering
-        kw = {"baud": getattr(b, "modbus_baud", 9600), "fail_polls": p[0], "fail_s": p[1],
-              "clock": b.time}
+        kw = {"baud": getattr(b, "modbus_baud", 9600), "clock": b.time}
         try:
             m = Module(b.modbus_stream(), self.kind, self.unit, tx_enable=b.modbus_tx_enable, **kw)
         except ValueError:
             mt.event(_EV_CONFIG, "metering_module %s unknown: pzem004t" % self.kind, "module")
             self.kind = "pzem004t"
             m = Module(b.modbus_stream(), self.kind, self.unit, tx_enable=b.modbus_tx_enable, **kw)
-        m.health.baseline_wh = mt.module_wh   # charge across a reboot (None: first reading)
+        h = m.health
+        h.baseline_wh = mt.module_wh   # charge across a reboot (None: first reading)
+        self._limits(h)
         return m
+
+    def _limits(self, h):
+        # the profile's metering rules into the module's Health (a profile applied since boot)
+        p = self.meter.policy.metering
+        h.fail_polls, h.fail_s = p[0], p[1]
+        h.max_w = p[4] or (_MAX_W_3P if self.kind == "sdm630" else _MAX_W_1P)
 
     def run(self):
         """Build the module now (before the meter says ``ready``) and return the task that polls
@@ -83,7 +96,7 @@ class Metering:
         m = mt.metro
         p = mt.policy.metering
         h = m.health
-        h.fail_polls, h.fail_s = p[0], p[1]      # a profile applied since boot
+        self._limits(h)
         o = m.outcome
         now = mt.board.time()
         if o & _FAULT:
@@ -94,7 +107,7 @@ class Metering:
             mt.event(_EV_METERING_RECOVERED, "metering module recovered: %d Wh counted during "
                      "the fault" % m.fault_wh, m.fault_wh)
         if o & _COUNTER_RESET:
-            mt.event(_EV_METERING_RESET, "tamper: metering counter went back to %d Wh"
+            mt.event(_EV_METERING_RESET, "tamper: metering counter re-based at %d Wh"
                      % m.energy_wh, m.energy_wh)
         dc = mt.dc
         if m.faulted:

@@ -31,8 +31,8 @@ Attributes after a poll (ints in the firmware's units, None when not known or in
 of ``meter.modules``, e.g. SDM630 phases 2/3), ``fresh`` (this poll succeeded),
 ``errors`` (failed polls), ``last_error`` (``modbus_rtu.ERRORS`` name), ``exc_code``,
 ``discarded`` (bytes drained as noise), and the fault logic's ``outcome`` (flags FAULT,
-RECOVERED, COUNTER_RESET of this poll), ``delta_wh`` (Wh to charge for this poll: 0 on a
-counter reset), ``fault_wh`` (on RECOVERED: Wh the module counted during the fault),
+RECOVERED, COUNTER_RESET of this poll), ``delta_wh`` (Wh to charge for this poll: 0 for an
+implausible reading, ``Health``), ``fault_wh`` (on RECOVERED: Wh the module counted during the fault),
 ``faulted``. While ``faulted`` the instantaneous values are None (never stale values as
 fresh); ``energy_wh`` keeps the last good counter.
 
@@ -67,42 +67,60 @@ _WAIT = const(1)
 # Health outcome flags
 FAULT = const(1)           # the module has just been declared faulty (once per fault)
 RECOVERED = const(2)       # the first good reading after a fault (fault_wh is set)
-COUNTER_RESET = const(4)   # the energy counter went backwards: tamper, nothing credited
+COUNTER_RESET = const(4)   # the counter was re-based (confirmed reset or jump): tamper
+_SLACK_S = const(2)        # clock slack of the plausibility rule: RTC seconds are whole
+_CONFIRM_S = const(60)     # a re-base needs its odd readings to last this long (RTC s)
 
 
 class Health:
-    """Fault logic of a metering module, pure (fed outcomes and times, no I/O, no heap).
+    """Fault logic of a metering module, pure (fed outcomes and times, no I/O, no heap while
+    readings are minutes apart: a window of hours makes a long int on 32 bits).
 
     ``bad(now)`` after a failed poll, ``good(now, energy_wh)`` after a good one; ``now`` is
     seconds on any clock that does not step back (the RTC: board.time()). Both return the
-    outcome flags of this poll (0, FAULT, RECOVERED, COUNTER_RESET; RECOVERED|COUNTER_RESET
-    when a module comes back with a lower counter):
+    outcome flags of this poll (0, FAULT, RECOVERED, COUNTER_RESET, or RECOVERED|COUNTER_RESET):
 
     - FAULT once, when ``fail_polls`` polls in a row failed or ``fail_s`` seconds passed
       since the first of them (0 disables the time rule); ``faulted`` stays True until
       the next good poll, ``faults`` counts them.
     - RECOVERED on that good poll; ``fault_wh`` = the Wh the module counted from the last
       good reading before the fault to now (also in ``delta_wh``: charge it).
-    - COUNTER_RESET when ``energy_wh`` is below the baseline (module reset or swapped): a
-      tamper event; ``delta_wh`` = 0 (never in the customer's favour, nothing charged for the
-      unknown part either), the new counter is the baseline.
+    - A reading is plausible when it is at or above the baseline and the increase fits
+      ``max_w`` (W) over the time since the baseline reading (``t_base``; + ``_SLACK_S`` s
+      + 1 Wh of counter resolution): charged, the new baseline. Anything else (lower: a
+      reset or a glitch; higher: a forged or garbled reply) charges nothing and moves
+      nothing; ``glitches`` counts it. If the next good reading is plausible again the odd
+      one was a glitch: charged from the old baseline, no money moved by it.
+    - COUNTER_RESET when ``max(2, fail_polls)`` good readings in a row over at least
+      ``_CONFIRM_S`` (60) s were odd, each at or above the one before and plausible from the
+      first (one that is not does not count, a lower one starts a new run): a real counter
+      restarted or jumped (module reset, swapped, tampered with). A tamper event; the latest
+      reading is the new baseline, ``delta_wh`` = what was counted since the first odd
+      reading; nothing for the unknown part (the jump, the energy before the reset: an
+      external module's word cannot be trusted there, the event log carries it).
 
     ``delta_wh`` is the Wh to charge for this poll (0 on the first reading and after a bad
     poll); ``baseline_wh`` the counter it is measured from (None until the first reading;
-    set it to a persisted value at boot to charge across a reboot).
+    set it to the persisted value at boot to charge across a reboot). ``t_base`` is the time of
+    that reading, None when not known (at boot: a board may have no battery-backed clock, the
+    downtime is unknown, so the first reading after a boot is bounded below only).
     """
 
-    def __init__(self, fail_polls=5, fail_s=60):
+    def __init__(self, fail_polls=5, fail_s=60, max_w=26000):
         self.fail_polls = fail_polls
         self.fail_s = fail_s
+        self.max_w = max_w
         self.fails = 0
         self.since = 0
         self.faulted = False
         self.faults = 0
         self.resets = 0
+        self.glitches = 0
         self.baseline_wh = None
+        self.t_base = None
         self.delta_wh = 0
         self.fault_wh = 0
+        self._n = self._wh = self._w1 = self._t1 = 0   # odd readings in a row, the last, the first
 
     def bad(self, now):
         """A failed poll at ``now`` (s). Returns FAULT once per fault, else 0."""
@@ -118,6 +136,10 @@ class Health:
             return FAULT
         return 0
 
+    def _fits(self, d, dt):
+        # d Wh in dt s: what the supply can deliver (max_w, clock slack, 1 Wh resolution)?
+        return 0 <= d and (d - 1) * 3600 <= self.max_w * (max(dt, 0) + _SLACK_S)
+
     def good(self, now, energy_wh):
         """A good poll at ``now`` (s) with the module's import counter ``energy_wh`` (Wh).
         Returns 0 or RECOVERED and/or COUNTER_RESET; sets ``delta_wh``."""
@@ -127,15 +149,27 @@ class Health:
             self.faulted = False
             out = RECOVERED
         last = self.baseline_wh
-        if last is None:
-            d = 0
-        elif energy_wh < last:
-            d = 0
-            out |= COUNTER_RESET
-            self.resets += 1
+        d = 0 if last is None else energy_wh - last
+        if last is None or d >= 0 and (self.t_base is None or self._fits(d, now - self.t_base)):
+            self._n = 0
         else:
-            d = energy_wh - last
-        self.baseline_wh = energy_wh
+            self.glitches += 1
+            if not self._n or energy_wh < self._wh:     # a new run of odd readings
+                self._n = 0
+                self._w1, self._t1 = energy_wh, now
+            self._wh = energy_wh
+            d = energy_wh - self._w1
+            ok = self._fits(d, now - self._t1)
+            if ok:
+                self._n += 1
+            if ok and self._n > 1 and self._n >= self.fail_polls and now - self._t1 >= _CONFIRM_S:
+                out |= COUNTER_RESET
+                self.resets += 1
+                self._n = 0
+            else:
+                d = 0
+                energy_wh, now = last, self.t_base      # the baseline stays
+        self.baseline_wh, self.t_base = energy_wh, now
         self.delta_wh = d
         if out & RECOVERED:
             self.fault_wh = d

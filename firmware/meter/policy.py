@@ -21,8 +21,9 @@
     holidays          ["YYYY-MM-DD", ...] local dates with no disconnection
 
 The ``metering`` section (a profile key of its own) is the metering-fault policy, applied by
-``meter.metering``: ``metering`` = (fail_polls, fail_s, on_fault, grace_s), on_fault 0 keep
-supply, 1 open the relay after grace_s seconds of fault (``meter.profile.metering_params``).
+``meter.metering``: ``metering`` = (fail_polls, fail_s, on_fault, grace_s, max_w), on_fault 0
+keep supply, 1 open the relay after grace_s seconds of fault; max_w the most the supply can
+deliver, 0 = the module's rating (``meter.profile.metering_params``).
 
 A disconnection due at a moment that is not allowed waits for the next allowed moment (the
 meter checks at every metering cycle). Emergency credit ends when its amount is used up
@@ -69,7 +70,7 @@ _LOCKOUT = const(3)
 
 
 class Policy:
-    def __init__(self, params, limiter, metering=(5, 60, 0, 900)):
+    def __init__(self, params, limiter, metering=(5, 60, 0, 900, 0)):
         """``params``: the validated policy section (``meter.profile.policy_params``; build one
         with ``meter.profile.policy(cfg)``), ``limiter``: its ``meter.limiter.Limiter``,
         ``metering``: the metering-fault policy (``meter.profile.metering_params``)."""

@@ -167,7 +167,8 @@ def policy_params(cfg):
 
 
 def metering_params(cfg):
-    """-> (fail_polls, fail_s, on_fault 0 keep_supply / 1 open_after, grace_s) for
+    """-> (fail_polls, fail_s, on_fault 0 keep_supply / 1 open_after, grace_s, max_w (0: the
+    module's rating, meter.metering)) for
     meter.policy.Policy.metering; ``cfg`` is the whole configuration (its ``metering``)."""
     mc = _section(cfg, "metering")
     sec = "metering."
@@ -175,7 +176,8 @@ def metering_params(cfg):
     if of not in _ON_FAULT:
         raise ConfigError("metering.on_fault", "keep_supply or open_after expected")
     return (_int(mc, sec, "fail_polls", 1, 1000, 5), _int(mc, sec, "fail_s", 0, 86400, 60),
-            _ON_FAULT.index(of), _int(mc, sec, "grace_s", 0, 7 * 86400, 900))
+            _ON_FAULT.index(of), _int(mc, sec, "grace_s", 0, 7 * 86400, 900),
+            _int(mc, sec, "max_w", 0, 100000000, 0))
 
 
 def tariff(section):

@@ -46,7 +46,7 @@ class Mod:
 class Meter:
     def __init__(self, on_fault=0, grace_s=300, mode=5):
         self.board = Board()
-        self.policy = Policy((5, 60, on_fault, grace_s))
+        self.policy = Policy((5, 60, on_fault, grace_s, 0))
         self.dc = DisconnectControl(mode)
         self.metro = Mod()
         self.events = []
@@ -139,17 +139,22 @@ def test_mode_without_local_reconnect_waits_for_the_button():
 
 def test_fault_thresholds_follow_the_policy():
     m = make()
-    m.policy.metering = (3, 20, 0, 900)
+    m.policy.metering = (3, 20, 0, 900, 5000)
     poll(m)
-    assert (m.metro.health.fail_polls, m.metro.health.fail_s) == (3, 20)
+    h = m.metro.health
+    assert (h.fail_polls, h.fail_s, h.max_w) == (3, 20, 5000)
+    m.policy.metering = (3, 20, 0, 900, 0)         # 0: the module's rating
+    poll(m)
+    assert h.max_w == 26000
 
 
 def test_metering_params():
-    assert profile.metering_params({}) == (5, 60, 0, 900)
+    assert profile.metering_params({}) == (5, 60, 0, 900, 0)
     assert profile.metering_params({"metering": {"fail_polls": 3, "fail_s": 0, "on_fault": "open_after",
-                                                 "grace_s": 600}}) == (3, 0, 1, 600)
+                                                 "grace_s": 600, "max_w": 9000}}) == (3, 0, 1, 600, 9000)
     for bad, field in (({"on_fault": "estimate"}, "metering.on_fault"), ({"fail_polls": 0}, "metering.fail_polls"),
-                       ({"grace_s": -1}, "metering.grace_s"), (7, "metering")):
+                       ({"grace_s": -1}, "metering.grace_s"), (7, "metering"),
+                       ({"max_w": -1}, "metering.max_w")):
         try:
             profile.metering_params({"metering": bad})
         except ConfigError as e:
@@ -157,4 +162,4 @@ def test_metering_params():
         else:
             raise AssertionError(bad)
     t, p = profile.check_profile({"metering": {"on_fault": "open_after"}})
-    assert p.metering == (5, 60, 1, 900)
+    assert p.metering == (5, 60, 1, 900, 0)

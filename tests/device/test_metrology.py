@@ -282,13 +282,14 @@ def test_nan_energy_is_a_value_error():
 # --- fault logic -------------------------------------------------------------------------------
 
 def test_health_fault_once_and_recovery():
+    # polls a minute apart (the counts must be plausible at the default 26 kW: Health.max_w)
     h = mt.Health(fail_polls=3, fail_s=0)
     assert h.good(0, 1000) == 0 and h.delta_wh == 0
-    assert h.good(1, 1010) == 0 and h.delta_wh == 10
-    assert [h.bad(t) for t in range(2, 9)] == [0, 0, mt.FAULT, 0, 0, 0, 0]
+    assert h.good(60, 1010) == 0 and h.delta_wh == 10
+    assert [h.bad(t) for t in range(120, 540, 60)] == [0, 0, mt.FAULT, 0, 0, 0, 0]
     assert h.faulted and h.faults == 1 and h.delta_wh == 0
-    assert h.good(9, 1500) == mt.RECOVERED and h.fault_wh == 490 and h.delta_wh == 490
-    assert not h.faulted and h.good(10, 1501) == 0 and h.delta_wh == 1
+    assert h.good(540, 1500) == mt.RECOVERED and h.fault_wh == 490 and h.delta_wh == 490
+    assert not h.faulted and h.good(600, 1501) == 0 and h.delta_wh == 1
 
 
 def test_health_time_rule():
@@ -301,14 +302,95 @@ def test_health_time_rule():
 
 
 def test_health_counter_reset_never_credits():
+    # a lower counter is a reset only once fail_polls (5) readings in a row confirm it (it was
+    # one reading before: a single glitch re-based the counter, the attack of session 11)
+    # (and over a minute at least); polls a minute apart here
     h = mt.Health()
     h.good(0, 50000)
-    assert h.good(1, 120) == mt.COUNTER_RESET and h.delta_wh == 0 and h.resets == 1
-    assert h.good(2, 130) == 0 and h.delta_wh == 10          # the new baseline
-    for t in range(3, 8):
+    assert [h.good(t, 120) for t in range(60, 300, 60)] == [0] * 4 and h.delta_wh == 0
+    assert h.baseline_wh == 50000 and h.glitches == 4
+    assert h.good(300, 130) == mt.COUNTER_RESET and h.delta_wh == 10 and h.resets == 1
+    assert h.good(360, 140) == 0 and h.delta_wh == 10          # the new baseline
+    for t in range(420, 720, 60):
         h.bad(t)
     assert h.faulted
-    assert h.good(9, 100) == mt.RECOVERED | mt.COUNTER_RESET and h.delta_wh == 0
+    assert h.good(720, 100) == mt.RECOVERED and h.delta_wh == 0 and h.fault_wh == 0
+    assert [h.good(t, 100) for t in range(780, 1020, 60)] == [0, 0, 0, mt.COUNTER_RESET]
+    assert h.delta_wh == 0 and h.resets == 2 and h.baseline_wh == 100
+
+
+def test_health_a_burst_of_odd_readings_within_a_minute_is_no_reset():
+    # forged replies in a burst (or a rig moving the energy before the clock): no re-base
+    # until the odd readings have lasted _CONFIRM_S (60 s); then back: charged as if nothing
+    h = mt.Health()
+    h.good(0, 5000)
+    assert [h.good(t, 0) for t in range(1, 60)] == [0] * 59 and h.resets == 0
+    assert h.good(60, 5010) == 0 and h.delta_wh == 10 and h.glitches == 59
+
+
+def test_health_one_low_reading_is_a_glitch_charged_from_the_old_baseline():
+    # a forged/garbled reply with counter 0 between two real ones (session 11 attack: the 0
+    # became the baseline and the next real reading was charged in full)
+    h = mt.Health()
+    h.good(0, 8760000)
+    assert h.good(60, 8760030) == 0 and h.delta_wh == 30
+    assert h.good(120, 0) == 0 and h.delta_wh == 0 and h.baseline_wh == 8760030
+    assert h.glitches == 1 and h.resets == 0
+    assert h.good(180, 8760100) == 0 and h.delta_wh == 70       # from the old baseline
+    assert h.good(240, 8760130) == 0 and h.delta_wh == 30 and h.resets == 0
+
+
+def test_health_low_readings_not_monotonic_restart_the_confirmation():
+    h = mt.Health(fail_polls=3)
+    h.good(0, 5000)
+    assert [h.good(t, wh) for t, wh in ((60, 10), (120, 12), (180, 5), (240, 6))] == [0] * 4
+    assert h.good(300, 7) == mt.COUNTER_RESET and h.delta_wh == 2   # counted since the 5
+    assert h.resets == 1 and h.baseline_wh == 7
+    assert h.resets == 1 and h.glitches == 5
+
+
+def test_health_a_jump_beyond_max_power_is_not_charged():
+    # 26 kW for 60 s (+ 2 s clock slack) is 447 Wh (+ 1 Wh resolution): 448 is charged, 449 not
+    h = mt.Health(max_w=26000)
+    h.good(0, 1000)
+    assert h.good(60, 1448) == 0 and h.delta_wh == 448
+    assert h.good(120, 1448 + 449) == 0 and h.delta_wh == 0 and h.glitches == 1
+    assert h.good(180, 1448 + 100) == 0 and h.delta_wh == 100   # the real count: a glitch
+    h = mt.Health(max_w=3600)                                   # 1 Wh a second
+    h.good(10, 0)
+    assert h.good(20, 13) == 0 and h.delta_wh == 13             # 10 s + 2 s slack + 1 Wh
+    assert h.good(30, 27) == 0 and h.delta_wh == 0              # 14 > 13: not charged
+
+
+def test_health_a_persistent_jump_rebases_without_charging_it():
+    # forged +100,050 Wh, then the module really is there (swapped, tampered): fail_polls
+    # readings in a row, each plausible from the one before -> re-based, tamper, the jump free
+    h = mt.Health()
+    h.good(0, 1000)
+    out = [h.good(t, 101050 + t) for t in (60, 120, 180, 240, 300)]
+    assert out == [0, 0, 0, 0, mt.COUNTER_RESET] and h.resets == 1
+    assert h.delta_wh == 240 and h.baseline_wh == 101350         # only what came after it
+    assert h.good(360, 101400) == 0 and h.delta_wh == 50
+
+
+def test_health_fault_recovery_is_bounded_by_max_power():
+    h = mt.Health(fail_polls=2, fail_s=0, max_w=2000)
+    h.good(0, 0)
+    h.bad(60)
+    assert h.bad(120) == mt.FAULT
+    # 10 minutes at 2 kW at most: 335 Wh (600 s + 2 s slack: 334.4, + 1 Wh); 336 is a lie
+    assert h.good(600, 336) == mt.RECOVERED and h.fault_wh == 0 and h.delta_wh == 0
+    assert h.good(600, 335) == 0 and h.delta_wh == 335
+
+
+def test_health_after_a_boot_the_first_reading_is_bounded_below_only():
+    # the baseline from the journal, its time unknown (no battery-backed clock: the downtime is
+    # not known): what the module counted meanwhile is charged, a lower counter still held
+    h = mt.Health()
+    h.baseline_wh = 1000
+    assert h.good(5, 900) == 0 and h.delta_wh == 0 and h.baseline_wh == 1000
+    assert h.good(6, 90000) == 0 and h.delta_wh == 89000 and h.t_base == 6
+    assert h.good(7, 190000) == 0 and h.delta_wh == 0             # now bounded: 26 kW x 3 s
 
 
 def test_module_fault_invalidates_and_recovery_charges():
@@ -322,6 +404,7 @@ def test_module_fault_invalidates_and_recovery_charges():
     assert m.voltage_dv is None and m.current_ma is None and m.power_dw is None
     assert m.energy_wh == 123456                    # the last good counter stays
     line.regs.set_wh(123456 + 777)
+    clk.s += 600                                    # 777 Wh in 10 minutes: plausible
     assert poll(m, clk) and m.outcome == mt.RECOVERED and m.fault_wh == 777
     assert m.delta_wh == 777 and m.voltage_dv == 2300 and not m.faulted
 
@@ -331,8 +414,13 @@ def test_module_counter_reset_is_tamper():
     m, clk = module(line)
     assert poll(m, clk)
     line.regs.set_wh(3)
-    assert poll(m, clk) and m.outcome == mt.COUNTER_RESET and m.delta_wh == 0
-    assert m.health.resets == 1
+    # confirmed by fail_polls (5) readings over a minute (one lower reading re-based before)
+    out = []
+    for _ in range(5):
+        clk.s += 20
+        out.append(poll(m, clk) and m.outcome)
+    assert out == [0, 0, 0, 0, mt.COUNTER_RESET]
+    assert m.delta_wh == 0 and m.health.resets == 1 and m.health.baseline_wh == 3
 
 
 # --- float32 kWh -> Wh over a long run --------------------------------------------------------
@@ -358,7 +446,7 @@ def test_sdm_energy_charge_equals_counter():
             assert abs(e - wh) * 2 <= step, (wh, e)          # within half a float32 step
             if wh < 16384000:
                 assert e == wh                                # exact below 16,384 kWh
-            h.good(t, e)
+            h.good(t * 60, e)                                  # a poll a minute
             assert h.delta_wh >= 0
             charged += h.delta_wh
         assert charged == e - first                           # telescopes: no drift

@@ -173,6 +173,26 @@ def test_clock_before_2000_is_refused_and_nothing_changes(rig_factory, when):
         assert axdr.parse_datetime(val(c, 8, CLOCK, 2))[0] == 2026
 
 
+@pytest.mark.parametrize("value", ["07EA021EFF00000000FEB600",        # 30 February 2026
+                                   "07EA021DFF00000000FEB600",        # 29 February 2026
+                                   "07EA041FFF00000000FEB600",        # 31 April
+                                   "07EA0511FF000000007FFF00",        # deviation 0x7FFF: 22 days
+                                   "07EA05110100000000FEB600"])       # Monday 17 May 2026 (a Sunday)
+def test_clock_impossible_date_is_refused_and_nothing_changes(rig_factory, value):
+    # accepted before: 30 February became 2 March (two billing dates passed, credit -469 Rs)
+    rig = _flash_rig(rig_factory)
+    with DlmsClient(rig.port, **MGMT) as c:
+        rig.drain()
+        before = _state(c)
+        with pytest.raises(DataAccessError) as e:
+            c.set(8, CLOCK, 2, axdr.Writer().octet_string(bytes.fromhex(value)).getvalue())
+        assert e.value.dar == 250                                     # other-reason
+        assert _state(c) == before
+        ok = bytes.fromhex("07EC021D0212000000FEB600")               # 29 Feb 2028, Tuesday: leap
+        assert c.set(8, CLOCK, 2, axdr.Writer().octet_string(ok).getvalue()) == 0
+        assert axdr.parse_datetime(val(c, 8, CLOCK, 2))[:4] == (2028, 2, 29, 2)
+
+
 def _token(amount, minutes):
     r = vend.vend_token(identity.decoder_key(), algorithm="ea07", tables=str(identity.TABLES),
                         base_date=identity.BASE_DATE, amount=amount, issued=1767225600 + 60 * minutes, rnd=3)

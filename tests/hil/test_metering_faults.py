@@ -2,17 +2,23 @@
 of simulated time) gives one fault event, the error register's bit, V/I/P answering
 temporary-failure over DLMS, and the configured policy (keep supply / open the relay after a
 grace period); its recovery is logged and charges the energy the module counted meanwhile. A
-counter reset on the module is a tamper event and credits nothing."""
+counter reset on the module is a tamper event and credits nothing; one forged (or garbled into
+valid) reply on the RS-485 line, lower or far higher, moves no money."""
+
+import time
 
 import pytest
 
+from hil import rtuframes
 from host_tools import objects
 from host_tools.client import DlmsClient
+from protocol import axdr_client as axdr
 from protocol.client_assoc import DataAccessError
 
 pytestmark = pytest.mark.hil
 
 READER = dict(client_sap=32, password="00000000")
+MGMT = dict(client_sap=1, password="12345678")
 RATE = 650
 CREDIT = 100000
 EV_RESET, EV_FAULT, EV_RECOVERED, EV_RELAY_OPEN = "62", "70", "71", "42"
@@ -109,10 +115,60 @@ def test_counter_reset_is_tamper_and_credits_nothing(rig_factory, module):
     assert t.wh == 1000
     n0 = len(rig.events)
     rig.pzem.reset_energy()
-    rig.wait_event(EV_RESET, timeout=20, start=n0)
-    m = rig.wait_meter(lambda m: m.epoch == t.epoch, timeout=20)
+    r0 = rig.pzem.requests
+    m = rig.wait_meter(lambda m: m.epoch == t.epoch and rig.pzem.requests >= r0 + 4, timeout=20)
     assert m.wh == 1000 and m.credit == t.credit             # no change in either direction
+    # a lower counter is a reset once fail_polls readings over a minute confirm it (it was one
+    # reading before: then one forged reply did the same, session 11); the clock must move
     m = rig.advance(360, expect_wh=1200)                     # new consumption only
+    rig.wait_event(EV_RESET, timeout=20, start=n0)
     assert m.credit == CREDIT - 1200 * RATE // 1000
     assert EV_RESET in dlms_state(rig)[3]
     assert [e[0] for e in rig.events[n0:]].count(EV_RESET) == 1
+
+
+def forged_pzem_reply(wh):
+    """A valid PZEM-004T reply (right CRC) with the energy counter ``wh`` Wh, 2 kW, 230 V."""
+    regs = [2300, 8696, 0, 20000, 0, wh & 0xFFFF, wh >> 16, 500, 100, 0]
+    return rtuframes.with_crc(bytes([1, 4, 20]) + b"".join(r.to_bytes(2, "big") for r in regs))
+
+
+@pytest.mark.parametrize("forged", [0, 100 + 100050], ids=["zero", "plus_100kwh"])
+def test_one_forged_reply_moves_no_money(rig_factory, forged):
+    # the attack of session 11: one reply with counter 0 made the meter re-base at 0 and charge
+    # the module's whole count again; one at +100,050 Wh was charged at once (Rs 650)
+    rig = make(rig_factory, "pzem")
+    for _ in range(3):
+        t = rig.advance(60)
+    assert t.wh == 100
+    n0 = len(rig.events)
+    rig.modbus_noise.inject("stray", data=forged_pzem_reply(forged), where="before_reply")
+    rig.wait_meter(lambda m: rig.modbus_noise.counts.get("stray", 0) == 1, timeout=20)
+    rig.pzem.advance(60)                                     # the real count: 133 Wh
+    rig.set_clock(rig.clock + 60)
+    epoch = rig.clock
+    m = rig.wait_meter(lambda m: m.epoch >= epoch and m.wh != t.wh, timeout=20)
+    assert m.wh == 133 and m.credit == CREDIT - 133 * RATE // 1000 and m.relay
+    m = rig.advance(60)                                      # and on from there (166 Wh)
+    assert m.wh == rig.pzem.energy_wh and m.credit == CREDIT - m.wh * RATE // 1000
+    assert EV_RESET not in [e[0] for e in rig.events[n0:]]   # a glitch, not a tamper event
+
+
+def test_clock_set_back_keeps_charging(rig_factory):
+    # the plausibility window (max power x time since the last reading) steps with a clock SET:
+    # an hour back must not make the next minutes' consumption look impossible (tamper event)
+    rig = make(rig_factory, "pzem")
+    t = rig.advance(120)
+    n0 = len(rig.events)
+    back = t.epoch - 3600
+    with DlmsClient(rig.port, **MGMT) as c:
+        dt = axdr.datetime_bytes(*time.gmtime(back)[:6], 0, 0, 0)       # deviation 0: UTC
+        assert c.set(8, objects.CLOCK.obis, 2, axdr.Writer().octet_string(dt).getvalue()) == 0
+    rig.wait_event("20", start=n0)                                      # clock set
+    for k in range(1, 6):
+        rig.pzem.advance(60)
+        rig.set_clock(back + 60 * k)
+        wh = rig.pzem.energy_wh
+        m = rig.wait_meter(lambda m: m.wh == wh, timeout=20)
+    assert m.credit == CREDIT - m.wh * RATE // 1000 and m.wh == rig.pzem.energy_wh
+    assert EV_RESET not in [e[0] for e in rig.events[n0:]]
