@@ -115,18 +115,11 @@ class TokenAcceptor:
         self._set_key(decoder_key, ken, krn, kt, ti, base_date)
 
     # -- key ---------------------------------------------------------------------------
-
     def _set_key(self, key, ken, krn, kt, ti, base_date):
         n = 8 if self._alg == _ALG_EA07 else 16
         if not isinstance(key, (bytes, bytearray)) or len(key) != n:
             raise StsError("key", "decoder key must be %d bytes for this algorithm" % n)
-        if self._alg == _ALG_EA07:
-            from protocol.ea07 import Ea07
-            cipher = Ea07(bytes(key), self._tables)
-        else:
-            from protocol.misty1 import Misty1
-            cipher = Misty1(bytes(key))
-        self._cipher = cipher
+        self._cipher = None   # built at the first block: from_record sets the key again
         self._key = bytes(key)
         self.ken, self.krn, self.kt, self.ti, self.base_date = ken & 0xFF, krn, kt, ti, base_date
 
@@ -140,7 +133,6 @@ class TokenAcceptor:
                 "ken": self.ken, "base_date": self.base_date}
 
     # -- TID store ------------------------------------------------------------------------
-
     def _tid_at(self, i):
         b = self._tids
         j = 3 * i
@@ -164,7 +156,6 @@ class TokenAcceptor:
         return sorted(self._tid_at(i) for i in range(self._n))
 
     # -- lockout --------------------------------------------------------------------------
-
     def lockout_remaining(self, now_s):
         """Seconds of keypad lockout left (0 if none)."""
         r = self._lock_until - now_s
@@ -186,7 +177,6 @@ class TokenAcceptor:
         return res
 
     # -- entry ------------------------------------------------------------------------------
-
     def _now(self, now_s):
         if now_s is not None:
             return int(now_s)
@@ -208,9 +198,18 @@ class TokenAcceptor:
             return TokenResult(False, "locked_out", cls, None, None, 0, None, self._lock_until - now)
         if cls == _CLASS_NON_MERIT:
             return self._test_token(now, block)
+        c = self._cipher
+        if c is None:
+            if self._alg == _ALG_EA07:
+                from protocol.ea07 import Ea07
+                c = Ea07(self._key, self._tables)
+            else:
+                from protocol.misty1 import Misty1
+                c = Misty1(self._key)
+            self._cipher = c
         buf = self._buf
         buf[:] = block.to_bytes(8, "big")
-        self._cipher.decrypt_into(buf)
+        c.decrypt_into(buf)
         f = sts.parse_block(cls, int.from_bytes(buf, "big"))
         if not f.crc_ok:
             return self._reject(now, "crc", cls)
@@ -286,7 +285,6 @@ class TokenAcceptor:
         return TokenResult(True, "accepted", 2, f.subclass, None, 0, "key_change", s1.krn)
 
     # -- persistence ----------------------------------------------------------------------
-
     def to_record(self):
         """State as compact bytes for power-fail-safe persistence (with the credit):
         ``"TK" ver alg keylen key krn kt ti ken base(0=1993,1=2014,2=2035) bad lock_until(u32 BE)
