@@ -28,20 +28,12 @@ _CLASS_TRANSFER = const(0)
 _CLASS_NON_MERIT = const(1)
 _CLASS_MANAGEMENT = const(2)
 _SUB_MPL = const(0)
-_SUB_CLEAR_CREDIT = const(1)
-_SUB_TARIFF_RATE = const(2)
-_SUB_KEY_1 = const(3)
-_SUB_KEY_2 = const(4)
-_SUB_CLEAR_TAMPER = const(5)
 _SUB_PHASE_UNBALANCE = const(6)
-_SUB_WATER_FACTOR = const(7)
-_SUB_KEY_3 = const(8)
-_SUB_KEY_4 = const(9)
 _BAD_REASONS = ("format", "crc", "wrong_class")
-_KEY_SECTION = {_SUB_KEY_1: 0, _SUB_KEY_2: 1, _SUB_KEY_3: 2, _SUB_KEY_4: 3}
-_CLASS2_ACTION = {_SUB_MPL: "mpl", _SUB_CLEAR_CREDIT: "clear_credit", _SUB_TARIFF_RATE: "tariff",
-                  _SUB_CLEAR_TAMPER: "clear_tamper", _SUB_PHASE_UNBALANCE: "phase_unbalance",
-                  _SUB_WATER_FACTOR: "water_factor"}
+# class 2 subclass -> key section (SUB_KEY_1..4) / action (SUB_MPL ... SUB_WATER_FACTOR), protocol.sts
+_KEY_SECTION = {3: 0, 4: 1, 8: 2, 9: 3}
+_CLASS2_ACTION = {0: "mpl", 1: "clear_credit", 2: "tariff", 5: "clear_tamper", 6: "phase_unbalance",
+                  7: "water_factor"}
 
 
 class TokenResult:
