@@ -67,14 +67,20 @@ class Tables:
     and the derived encryption / fast-decryption tables are the host's.
     """
 
-    def __init__(self, sub1, sub2, perm):
+    def __init__(self, sub1, sub2=None, perm=None):
+        if sub2 is None:   # the 96 bytes a meter keeps (isub + iperm, checked when first read): views
+            if len(sub1) != 96:
+                raise StsError("tables")
+            m = memoryview(sub1)
+            self.isub, self.iperm = m[:32], m[32:]
+            return
         self.iperm = _invert(_perm_list(perm, 64))
         # inverse substitutions, sel*16 + v (never assume table 2 = inverse of table 1)
         self.isub = _invert(_perm_list(sub1, 16)) + _invert(_perm_list(sub2, 16))
 
 
 def load_tables(src):
-    """Path to a JSON file, or an already-loaded dict -> Tables.
+    """Path to a JSON file, an already-loaded dict, or the 96 bytes ``isub + iperm`` -> Tables.
 
     Accepted keys: ``sub1``, ``sub2``, ``perm`` (hex strings or lists) as in
     firmware/sts_sample_tables.json, or the reference spelling ``substitution_table_1``,
@@ -84,6 +90,8 @@ def load_tables(src):
     """
     if isinstance(src, Tables):
         return src
+    if isinstance(src, (bytes, bytearray)):   # isub + iperm (Tables.__init__)
+        return Tables(src)
     if isinstance(src, str):
         import json
         try:

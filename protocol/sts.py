@@ -37,8 +37,7 @@ Errors: every bad input raises ``StsError`` whose ``reason`` is one of ``"format
 """
 from protocol.civil import days_from_civil, civil_from_days  # noqa: F401 (re-exported)
 from protocol.sts_core import *  # noqa: F401,F403 (the decoding half: one codec for the host)
-from protocol.sts_core import (SUB_MPL, SUB_PHASE_UNBALANCE, SUB_KEY_1, SUB_KEY_2, SUB_KEY_3,
-                               SUB_KEY_4, StsError, TokenFields, amount_decode, crc_field,
+from protocol.sts_core import (StsError, TokenFields, amount_decode, crc_field,
                                is_currency, layout_of, normalise_digits)
 
 try:
@@ -46,6 +45,22 @@ try:
 except ImportError:  # CPython
     def const(x):
         return x
+
+CLASS_TRANSFER = const(0)
+CLASS_NON_MERIT = const(1)
+CLASS_MANAGEMENT = const(2)
+
+# class 2 subclasses (the meter acts on them; private copies in protocol.sts_core, meter.tokens)
+SUB_MPL = const(0)
+SUB_CLEAR_CREDIT = const(1)
+SUB_TARIFF_RATE = const(2)
+SUB_KEY_1 = const(3)
+SUB_KEY_2 = const(4)
+SUB_CLEAR_TAMPER = const(5)
+SUB_PHASE_UNBALANCE = const(6)
+SUB_WATER_FACTOR = const(7)
+SUB_KEY_3 = const(8)
+SUB_KEY_4 = const(9)
 
 # private consts in protocol.sts_core (no name, no globals slot on the board)
 MASK64 = 0xFFFFFFFFFFFFFFFF

@@ -23,21 +23,20 @@ except ImportError:  # CPython
 _MASK64 = const(0xFFFFFFFFFFFFFFFF)
 _TOKEN66_MAX = const((1 << 66) - 1)
 
-CLASS_TRANSFER = const(0)
-CLASS_NON_MERIT = const(1)
-CLASS_MANAGEMENT = const(2)
-
-# class 2 subclasses (the meter acts on them)
-SUB_MPL = const(0)
-SUB_CLEAR_CREDIT = const(1)
-SUB_TARIFF_RATE = const(2)
-SUB_KEY_1 = const(3)
-SUB_KEY_2 = const(4)
-SUB_CLEAR_TAMPER = const(5)
-SUB_PHASE_UNBALANCE = const(6)
-SUB_WATER_FACTOR = const(7)
-SUB_KEY_3 = const(8)
-SUB_KEY_4 = const(9)
+# token classes and class 2 subclasses: public in protocol.sts (the host half)
+_CLASS_TRANSFER = const(0)
+_CLASS_NON_MERIT = const(1)
+_CLASS_MANAGEMENT = const(2)
+_SUB_MPL = const(0)
+_SUB_CLEAR_CREDIT = const(1)
+_SUB_TARIFF_RATE = const(2)
+_SUB_KEY_1 = const(3)
+_SUB_KEY_2 = const(4)
+_SUB_CLEAR_TAMPER = const(5)
+_SUB_PHASE_UNBALANCE = const(6)
+_SUB_WATER_FACTOR = const(7)
+_SUB_KEY_3 = const(8)
+_SUB_KEY_4 = const(9)
 
 _BASE_1993 = const(1993)
 _BASE_2014 = const(2014)
@@ -127,7 +126,7 @@ def next_base_date(base):
 
 def is_currency(cls, subclass):
     """True for the currency credit tokens (class 0 subclasses 4..7)."""
-    return cls == CLASS_TRANSFER and 4 <= subclass <= 7
+    return cls == _CLASS_TRANSFER and 4 <= subclass <= 7
 
 
 class TokenFields:
@@ -175,18 +174,18 @@ class TokenFields:
 
 def layout_of(cls, subclass):
     """Block layout name for a class/subclass pair; StsError("wrong_class") for class 3."""
-    if cls == CLASS_TRANSFER:
+    if cls == _CLASS_TRANSFER:
         return "data" if subclass < 8 else "raw"
-    if cls == CLASS_NON_MERIT:
+    if cls == _CLASS_NON_MERIT:
         return "test" if subclass < 2 else "raw"
-    if cls == CLASS_MANAGEMENT:
-        if subclass == SUB_KEY_1:
+    if cls == _CLASS_MANAGEMENT:
+        if subclass == _SUB_KEY_1:
             return "key1"
-        if subclass == SUB_KEY_2:
+        if subclass == _SUB_KEY_2:
             return "key2"
-        if subclass == SUB_KEY_3:
+        if subclass == _SUB_KEY_3:
             return "key3"
-        if subclass == SUB_KEY_4:
+        if subclass == _SUB_KEY_4:
             return "key4"
         return "data" if subclass < 8 else "raw"
     raise StsError("wrong_class")

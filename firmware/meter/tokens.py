@@ -23,11 +23,17 @@ _REC_HEAD = const(17)        # magic 2, ver, alg, keylen (5 before the key) + 12
 _ALG_EA07 = const(0)
 _ALG_EA11 = const(1)
 
+# token classes, class 2 subclasses (protocol.sts; private: no globals slot, no lookup)
+_CLASS_TRANSFER = const(0)
+_CLASS_NON_MERIT = const(1)
+_CLASS_MANAGEMENT = const(2)
+_SUB_MPL = const(0)
+_SUB_PHASE_UNBALANCE = const(6)
 _BAD_REASONS = ("format", "crc", "wrong_class")
-_KEY_SECTION = {sts.SUB_KEY_1: 0, sts.SUB_KEY_2: 1, sts.SUB_KEY_3: 2, sts.SUB_KEY_4: 3}
-_CLASS2_ACTION = {sts.SUB_MPL: "mpl", sts.SUB_CLEAR_CREDIT: "clear_credit", sts.SUB_TARIFF_RATE: "tariff",
-                  sts.SUB_CLEAR_TAMPER: "clear_tamper", sts.SUB_PHASE_UNBALANCE: "phase_unbalance",
-                  sts.SUB_WATER_FACTOR: "water_factor"}
+# class 2 subclass -> key section (SUB_KEY_1..4) / action (SUB_MPL ... SUB_WATER_FACTOR), protocol.sts
+_KEY_SECTION = {3: 0, 4: 1, 8: 2, 9: 3}
+_CLASS2_ACTION = {0: "mpl", 1: "clear_credit", 2: "tariff", 5: "clear_tamper", 6: "phase_unbalance",
+                  7: "water_factor"}
 
 
 class TokenResult:
@@ -101,18 +107,11 @@ class TokenAcceptor:
         self._set_key(decoder_key, ken, krn, kt, ti, base_date)
 
     # -- key ---------------------------------------------------------------------------
-
     def _set_key(self, key, ken, krn, kt, ti, base_date):
         n = 8 if self._alg == _ALG_EA07 else 16
         if not isinstance(key, (bytes, bytearray)) or len(key) != n:
             raise StsError("key", "decoder key must be %d bytes for this algorithm" % n)
-        if self._alg == _ALG_EA07:
-            from protocol.ea07 import Ea07
-            cipher = Ea07(bytes(key), self._tables)
-        else:
-            from protocol.misty1 import Misty1
-            cipher = Misty1(bytes(key))
-        self._cipher = cipher
+        self._cipher = None   # built at the first block: from_record sets the key again
         self._key = bytes(key)
         self.ken, self.krn, self.kt, self.ti, self.base_date = ken & 0xFF, krn, kt, ti, base_date
 
@@ -126,7 +125,6 @@ class TokenAcceptor:
                 "ken": self.ken, "base_date": self.base_date}
 
     # -- TID store ------------------------------------------------------------------------
-
     def _tid_at(self, i):
         b = self._tids
         j = 3 * i
@@ -150,7 +148,6 @@ class TokenAcceptor:
         return sorted(self._tid_at(i) for i in range(self._n))
 
     # -- lockout --------------------------------------------------------------------------
-
     def lockout_remaining(self, now_s):
         """Seconds of keypad lockout left (0 if none)."""
         r = self._lock_until - now_s
@@ -172,7 +169,6 @@ class TokenAcceptor:
         return res
 
     # -- entry ------------------------------------------------------------------------------
-
     def _now(self, now_s):
         if now_s is not None:
             return int(now_s)
@@ -190,20 +186,29 @@ class TokenAcceptor:
             return self._reject(now, "format")
         if cls == 3:
             return self._reject(now, "wrong_class", cls)
-        if cls != sts.CLASS_NON_MERIT and now < self._lock_until:
+        if cls != _CLASS_NON_MERIT and now < self._lock_until:
             return TokenResult(False, "locked_out", cls, None, None, 0, None, self._lock_until - now)
-        if cls == sts.CLASS_NON_MERIT:
+        if cls == _CLASS_NON_MERIT:
             return self._test_token(now, block)
+        c = self._cipher
+        if c is None:
+            if self._alg == _ALG_EA07:
+                from protocol.ea07 import Ea07
+                c = Ea07(self._key, self._tables)
+            else:
+                from protocol.misty1 import Misty1
+                c = Misty1(self._key)
+            self._cipher = c
         buf = self._buf
         buf[:] = block.to_bytes(8, "big")
-        self._cipher.decrypt_into(buf)
+        c.decrypt_into(buf)
         f = sts.parse_block(cls, int.from_bytes(buf, "big"))
         if not f.crc_ok:
             return self._reject(now, "crc", cls)
         sub = f.subclass
-        if cls == sts.CLASS_MANAGEMENT and sub in _KEY_SECTION:
+        if cls == _CLASS_MANAGEMENT and sub in _KEY_SECTION:
             return self._key_section(now, f)
-        if f.layout != "data" or (cls == sts.CLASS_TRANSFER and (
+        if f.layout != "data" or (cls == _CLASS_TRANSFER and (
                 sub not in self.credit_subclasses or sts.is_currency(cls, sub))):
             return TokenResult(False, "wrong_subclass", cls, sub)
         tid = f.tid
@@ -216,22 +221,22 @@ class TokenAcceptor:
         k = self._oldest() if n >= self.store_size else n
         if k < n and tid < self._tid_at(k):
             return TokenResult(False, "old", cls, sub, tid)
-        if cls == sts.CLASS_TRANSFER and room is not None and sts.amount_decode(f.value) > room:
+        if cls == _CLASS_TRANSFER and room is not None and sts.amount_decode(f.value) > room:
             return TokenResult(False, "overflow", cls, sub, tid)
         self._put_tid(k, tid)
         self._n = n + 1 if k == n else n
         self._bad = 0
-        if cls == sts.CLASS_TRANSFER:
+        if cls == _CLASS_TRANSFER:
             amt = sts.amount_decode(f.value)
             return TokenResult(True, "accepted", cls, sub, tid, amt, "credit", amt)
         action = _CLASS2_ACTION[sub]
         value = f.value
-        if sub == sts.SUB_MPL or sub == sts.SUB_PHASE_UNBALANCE:
+        if sub == _SUB_MPL or sub == _SUB_PHASE_UNBALANCE:
             value = sts.amount_decode(value)
         return TokenResult(True, "accepted", cls, sub, tid, 0, action, value)
 
     def _test_token(self, now, block):
-        f = sts.parse_block(sts.CLASS_NON_MERIT, block)
+        f = sts.parse_block(_CLASS_NON_MERIT, block)
         if not f.crc_ok:
             return self._reject(now, "crc", 1)
         if f.layout != "test":
@@ -268,12 +273,10 @@ class TokenAcceptor:
         if s1.ro:
             self._n = 0
         kc[0] = kc[1] = kc[2] = kc[3] = None
-        self._bad = 0
-        self._lock_until = 0
+        self._bad = self._lock_until = 0
         return TokenResult(True, "accepted", 2, f.subclass, None, 0, "key_change", s1.krn)
 
     # -- persistence ----------------------------------------------------------------------
-
     def to_record(self):
         """State as compact bytes for power-fail-safe persistence (with the credit):
         ``"TK" ver alg keylen key krn kt ti ken base(0=1993,1=2014,2=2035) bad lock_until(u32 BE)
@@ -281,15 +284,11 @@ class TokenAcceptor:
         kl = len(self._key)
         out = bytearray(_REC_HEAD + kl + 3 * self._n)
         out[0:2] = _REC_MAGIC
-        out[2] = _REC_VERSION
-        out[3] = self._alg
-        out[4] = kl
+        out[2], out[3], out[4] = _REC_VERSION, self._alg, kl
         out[5:5 + kl] = self._key
         j = 5 + kl
-        out[j] = self.krn & 0xFF
-        out[j + 1] = self.kt & 0xFF
-        out[j + 2] = self.ti & 0xFF
-        out[j + 3] = self.ken & 0xFF
+        out[j], out[j + 1] = self.krn & 0xFF, self.kt & 0xFF
+        out[j + 2], out[j + 3] = self.ti & 0xFF, self.ken & 0xFF
         out[j + 4] = 2 if self.base_date == 2035 else (1 if self.base_date == 2014 else 0)
         out[j + 5] = self._bad if self._bad < 255 else 255
         lu = self._lock_until if self._lock_until > 0 else 0
@@ -360,9 +359,8 @@ def acceptor(meter):
     g = s[0].get
     alg = g("algorithm", "ea07")
     t = s[4]
-    if alg == "ea07":
-        t = meter.board.path(g("tables", "sts_tables.json")) if t is None else \
-            {"sub1": _inv(t, 0, 16), "sub2": _inv(t, 16, 16), "perm": _inv(t, 32, 64)}
+    if alg == "ea07" and t is None:   # else the inverse tables kept: no JSON, no check per entry
+        t = meter.board.path(g("tables", "sts_tables.json"))
     a = TokenAcceptor(bytes.fromhex(s[0]["decoder_key"]), alg, t,
                       ken=g("ken", 255), store_size=g("store_size", 50), krn=g("krn", 1),
                       kt=g("kt", 2), ti=g("ti", 1), base_date=g("base_date", 1993),
@@ -378,17 +376,10 @@ def acceptor(meter):
     return a
 
 
-def _inv(b, o, n):   # a table of n entries at b[o:] inverted (the forward one of an inverse)
-    r = bytearray(n)
-    for i in range(n):
-        r[b[o + i]] = i
-    return r
-
-
 def keep(meter, a):
     s = meter.tokens
     s[1], s[2], s[3] = a.to_record(), a._kc, a._kc_t
-    if a._tables is not None:   # protocol.ea07.Tables keeps the inverse tables
+    if a._tables is not None and s[4] is None:   # protocol.ea07.Tables keeps the inverse tables
         s[4] = a._tables.isub + a._tables.iperm
 
 

@@ -325,3 +325,14 @@ def test_ea07_matches_reference_trace_and_bit_model():
         c = Ea07(dk, t)
         assert c.encrypt_block(x) == _ref_rounds(dk, x, t)[-1][2]
         assert c.decrypt_block(c.encrypt_block(x)) == x
+
+
+def test_meter_class2_tables_match_the_subclass_numbers():
+    """meter.tokens keys its class 2 tables by number (no globals on the board): they are
+    protocol.sts's SUB_* numbers."""
+    from meter import tokens as T
+    from protocol import sts as S
+    assert T._KEY_SECTION == {S.SUB_KEY_1: 0, S.SUB_KEY_2: 1, S.SUB_KEY_3: 2, S.SUB_KEY_4: 3}
+    assert T._CLASS2_ACTION == {S.SUB_MPL: "mpl", S.SUB_CLEAR_CREDIT: "clear_credit",
+                                S.SUB_TARIFF_RATE: "tariff", S.SUB_CLEAR_TAMPER: "clear_tamper",
+                                S.SUB_PHASE_UNBALANCE: "phase_unbalance", S.SUB_WATER_FACTOR: "water_factor"}
