@@ -169,7 +169,11 @@ class Health:
             else:
                 d = 0
                 energy_wh, now = last, self.t_base      # the baseline stays
-        self.baseline_wh, self.t_base = energy_wh, now
+        # the window runs from the counter's last change: a reading that did not move it (a reply
+        # read just after the clock stepped, before the energy did) does not shrink the window
+        if d or self.t_base is None or out & COUNTER_RESET:
+            self.t_base = now
+        self.baseline_wh = energy_wh
         self.delta_wh = d
         if out & RECOVERED:
             self.fault_wh = d

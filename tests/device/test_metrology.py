@@ -583,3 +583,15 @@ def test_register_maps_in_words():
         for slot, blk, addr, knd, k in mm.fields(mm.lookup(kind)):
             a, c = bl[blk]
             assert a <= addr and addr + (1 if knd == U16 else 2) <= a + c and slot < mm.NSLOT
+
+
+def test_health_window_runs_from_the_counters_last_change():
+    # the clock stepped an hour and a reply read just after it still carried the old count: that
+    # reading must not shrink the window, or the hour's energy arriving next is "implausible" and
+    # never charged (merged tree, session 11: the rig's advance() stuck at 0 Wh)
+    h = mt.Health(max_w=26000)
+    h.good(0, 0)
+    assert h.good(3600, 0) == 0 and h.delta_wh == 0
+    assert h.good(3601, 2000) == 0 and h.delta_wh == 2000 and h.glitches == 0
+    # and the bound is still the supply's: 26 kW over the 3601 s since the last change
+    assert h.good(3602, 2000 + 26000 + 100) == 0 and h.delta_wh == 0 and h.glitches == 1
