@@ -243,10 +243,12 @@ def pass3(k, a, value):
     return data). Success: f(CtoS) and the association is up; failure: read-write-denied,
     the association is dropped and the failure counts towards the lock-out."""
     sess = a.sess
+    e = None                       # mechanism 2: one AES object for f(StoC) and f(CtoS)
     if sess[MECH] == 5:
         ok = suite(k).hls_check(sess[PEER], sess[STOC], value, 0, len(value))
     else:
-        ok = k.hls is not None and S.hls_ecb_check(k.hls, sess[STOC], value)
+        e = S.ecb(k.hls) if k.hls is not None else None
+        ok = e is not None and S.hls_ecb_check(e, sess[STOC], value)
     lk = getattr(k.meter, "lockout", None)
     if not ok:
         client = a.client
@@ -262,7 +264,7 @@ def pass3(k, a, value):
         out = bytearray(S.HLS_LEN)
         suite(k).hls_gmac(k.title, next_ic(k), sess[CTOS], out)
     else:
-        out = S.hls_ecb(k.hls, sess[CTOS])
+        out = S.hls_ecb(e, sess[CTOS])
     return 0, b"\x09" + bytes((len(out),)) + bytes(out)
 
 

@@ -302,3 +302,11 @@ def test_meter_seals_the_response_buffer_and_a_block_in_place():
     assert _sealed_in(block, out)
     assert _open(bytes(out), SERVER_ST)[1] == GET_CLOCK
     assert bytes(secure.seal(_Keys(), bytes(GET_CLOCK), security.FORM_GLO)) == bytes(out)
+
+
+def test_hls_ecb_takes_the_aes_object_of_its_secret():
+    from protocol import security as dev
+    e = dev.ecb(b"secret")
+    assert dev.hls_ecb(e, STOC) == dev.hls_ecb(b"secret", STOC)
+    assert dev.hls_ecb_check(e, CTOS, dev.hls_ecb(b"secret", CTOS))
+    assert dev.hls_ecb(e, CTOS) == dev.hls_ecb(b"secret", CTOS)     # reused: ECB keeps no state
