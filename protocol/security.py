@@ -347,17 +347,24 @@ class Suite0:
         return self.gcm.check(value, off + 5, TAG_LEN)
 
 
+def ecb(secret):
+    """The AES-128-ECB object of HLS mechanism 2 for ``secret`` (zero-padded to 16 bytes;
+    longer: ValueError): ``cryptolib.aes`` is ~500 B on 32 bits, made once per pass 3."""
+    if len(secret) > 16:
+        raise ValueError("secret")
+    k = bytearray(16)
+    k[0:len(secret)] = secret
+    return aes.new(k)
+
+
 def hls_ecb(secret, challenge):
     """HLS mechanism 2 (the IS 15959-2 US association's, 16-byte secret), as gurux
     (Authentication.HIGH) computes it: AES-128-ECB under ``secret`` zero-padded to 16 bytes
     (longer: ValueError) of ``challenge`` zero-padded to a multiple of 16 bytes (16 at least).
     dlms-cosem pads nothing, so it agrees for 16/32/48/64-byte challenges (the only ones it
-    can answer). Returns bytes (16, 32, ... long); allocates (once per association)."""
-    if len(secret) > 16:
-        raise ValueError("secret")
-    k = bytearray(16)
-    k[0:len(secret)] = secret
-    e = aes.new(k)
+    can answer). ``secret`` may also be ``ecb(secret)`` (one AES object for pass 3 and 4).
+    Returns bytes (16, 32, ... long); allocates (once per association)."""
+    e = secret if hasattr(secret, "encrypt") else ecb(secret)
     n = max(16, (len(challenge) + 15) & ~15)
     out = bytearray(n)
     out[0:len(challenge)] = challenge

@@ -146,11 +146,22 @@ def accepted(k, ic):
 # ------------------------------------------------------------------ APDUs
 
 def seal(k, resp, form):
-    """Plaintext response APDU -> the ciphered APDU in ``form`` (security.reply_form)."""
+    """Plaintext response APDU -> the ciphered APDU in ``form`` (security.reply_form). Sealed
+    in place, no second buffer of the response's size: a memoryview (a GET block, built by
+    ``meter.server`` with HEADROOM before and TAILROOM after the APDU) or a bytearray (the
+    response buffer, its capacity kept: the room is added to it); bytes are copied."""
     n = len(resp)
     h = S.HEADROOM
-    out = bytearray(h + n + S.TAILROOM)
-    out[h:h + n] = resp
+    if isinstance(resp, memoryview):   # a GET block built with the room (meter.server)
+        out = resp
+        n -= h + S.TAILROOM
+    elif isinstance(resp, bytearray):
+        out = resp
+        out[0:0] = bytes(h)
+        out.extend(bytes(S.TAILROOM))
+    else:
+        out = bytearray(h + n + S.TAILROOM)
+        out[h:h + n] = resp
     p = suite(k).seal(out, h, h + n, _SC, next_ic(k), k.title, form)
     return memoryview(out)[p:h + n + S.TAG_LEN]
 
@@ -161,7 +172,11 @@ def unwrap(k, a, client, buf):
     sess = a.sess
     if not a.open or client != a.client or sess is None or not sess[CIPH]:
         return apdu.exception_response(_SERVICE_NOT_ALLOWED, 1)
-    b = bytearray(buf)
+    b = buf
+    try:
+        b[0] = b[0]             # the link's reassembly buffer: deciphered in place
+    except TypeError:
+        b = bytearray(buf)      # a frame's bytes: copied
     s = suite(k)
     try:
         s.open(b, 0, len(b), sess[PEER], k.rx)
@@ -228,10 +243,12 @@ def pass3(k, a, value):
     return data). Success: f(CtoS) and the association is up; failure: read-write-denied,
     the association is dropped and the failure counts towards the lock-out."""
     sess = a.sess
+    e = None                       # mechanism 2: one AES object for f(StoC) and f(CtoS)
     if sess[MECH] == 5:
         ok = suite(k).hls_check(sess[PEER], sess[STOC], value, 0, len(value))
     else:
-        ok = k.hls is not None and S.hls_ecb_check(k.hls, sess[STOC], value)
+        e = S.ecb(k.hls) if k.hls is not None else None
+        ok = e is not None and S.hls_ecb_check(e, sess[STOC], value)
     lk = getattr(k.meter, "lockout", None)
     if not ok:
         client = a.client
@@ -247,7 +264,7 @@ def pass3(k, a, value):
         out = bytearray(S.HLS_LEN)
         suite(k).hls_gmac(k.title, next_ic(k), sess[CTOS], out)
     else:
-        out = S.hls_ecb(k.hls, sess[CTOS])
+        out = S.hls_ecb(e, sess[CTOS])
     return 0, b"\x09" + bytes((len(out),)) + bytes(out)
 
 

@@ -33,12 +33,17 @@ _DAR_DATA_BLOCK_NUMBER_INVALID = const(19)
 _DAR_HARDWARE_FAULT = const(1)
 
 _BLOCK_HEAD = const(12)        # C4 02 inv last blk(4) choice len(<=3)
+# a block of a ciphered association is sealed in place (meter.secure.seal): the room of
+# protocol.security HEADROOM before its head, TAILROOM after it (before the rest of the value)
+_ROOM = const(18)
+_TAIL = const(12)
+_BLOCK_AT = const(30)          # _BLOCK_HEAD + _ROOM: where a block's bytes start
 _WHOLE_MAX = const(2048)       # largest response sent whole to a client without block transfer
 _RBUF = const(1280)            # the response buffer: meter.link's _SEND_CAP + the last chunk _fill
 #                                pulls in (a whole response to a client without block transfer grows it)
 
 # positional records (index consts cost nothing): a long GET in progress [buffered bytes (the
-# response buffer: _BLOCK_HEAD bytes for the block's head, then the value), chunk generator or
+# response buffer: _BLOCK_AT bytes for the block's head, then the value), chunk generator or
 # None, last block number sent, block size, bytes of the value in the last block sent]
 _BLK_BUF = const(0)
 _BLK_GEN = const(1)
@@ -211,7 +216,7 @@ class Association:
         if not blocks_ok:
             return apdu.exception_response(1, _SERVICE_PDU_TOO_LONG)
         # each block a whole GET-Response-With-Datablock within ``limit``; never the last first
-        buf[:head] = bytes(_BLOCK_HEAD)
+        buf[:head] = bytes(_BLOCK_AT)
         src.append(0)
         src.append(limit - _BLOCK_HEAD)
         src.append(0)
@@ -220,18 +225,21 @@ class Association:
 
     def _next_block(self, inv):
         """The next GET-Response-With-Datablock, built in place in the response buffer (its head
-        written just before the block's bytes): a memoryview, valid until the next request."""
+        written just before the block's bytes): a memoryview, valid until the next request. Inside
+        a ciphered APDU (``inner``) the view has _ROOM bytes before and _TAIL after for the seal."""
         b = self._blocks
         no = b[_BLK_NO] + 1
         n = b[_BLK_SIZE]
         buf = b[_BLK_BUF]
-        buf[_BLOCK_HEAD:_BLOCK_HEAD + b[_BLK_SENT]] = b""   # the block sent before
+        t = _TAIL if self.inner else 0
+        s = b[_BLK_SENT]
+        buf[_BLOCK_AT:_BLOCK_AT + s + (t if s else 0)] = b""   # the block sent before (and its tail room)
         try:
-            done = _fill(b, _BLOCK_HEAD + n)
+            done = _fill(b, _BLOCK_AT + n)
         except Exception:
             self._blocks = None
             return apdu.get_response_block_error(inv, no, _DAR_LONG_GET_ABORTED)
-        k = len(buf) - _BLOCK_HEAD
+        k = len(buf) - _BLOCK_AT
         last = done and k <= n
         if last:
             self._blocks = None
@@ -241,5 +249,7 @@ class Association:
         b[_BLK_SENT] = k
         h = bytes((_GET_RESPONSE, 2, inv, 1 if last else 0)) + no.to_bytes(4, "big") + b"\x00" + \
             axdr.encode_length(k)
-        buf[_BLOCK_HEAD - len(h):_BLOCK_HEAD] = h
-        return memoryview(buf)[_BLOCK_HEAD - len(h):_BLOCK_HEAD + k]
+        buf[_BLOCK_AT - len(h):_BLOCK_AT] = h
+        if t:
+            buf[_BLOCK_AT + k:_BLOCK_AT + k] = bytes(t)
+        return memoryview(buf)[_BLOCK_AT - len(h) - (_ROOM if t else 0):_BLOCK_AT + k + t]

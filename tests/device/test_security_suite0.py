@@ -276,3 +276,37 @@ def test_service_tag_must_match_inner_apdu():
         pass
     assert security.is_dedicated(0xDC) and security.is_dedicated(0xD0)
     assert not security.is_dedicated(0xDB)
+
+
+class _Keys:
+    """A resident key record as meter.secure.load builds it (counters far below their limits:
+    no file is written)."""
+    ek, ak, title, suite, tx, tx_lim = EK, AK, SERVER_ST, None, 5, 1000
+
+
+def _sealed_in(buf, out):
+    """True when the sealed APDU ``out`` lies inside ``buf`` (sealed in place, not copied)."""
+    b, o = bytes(buf), bytes(out)
+    return any(b[i:i + len(o)] == o for i in range(len(b) - len(o) + 1))
+
+
+def test_meter_seals_the_response_buffer_and_a_block_in_place():
+    from meter import secure
+    rbuf = bytearray(64)          # the response buffer: capacity kept, the room added to it
+    rbuf[:] = GET_CLOCK
+    out = secure.seal(_Keys(), rbuf, security.FORM_GLO)
+    assert _sealed_in(rbuf, out)
+    assert _open(bytes(out), SERVER_ST)[1] == GET_CLOCK
+    block = _framed(GET_CLOCK)    # a GET block built with HEADROOM before and TAILROOM after
+    out = secure.seal(_Keys(), memoryview(block), security.FORM_GLO)
+    assert _sealed_in(block, out)
+    assert _open(bytes(out), SERVER_ST)[1] == GET_CLOCK
+    assert bytes(secure.seal(_Keys(), bytes(GET_CLOCK), security.FORM_GLO)) == bytes(out)
+
+
+def test_hls_ecb_takes_the_aes_object_of_its_secret():
+    from protocol import security as dev
+    e = dev.ecb(b"secret")
+    assert dev.hls_ecb(e, STOC) == dev.hls_ecb(b"secret", STOC)
+    assert dev.hls_ecb_check(e, CTOS, dev.hls_ecb(b"secret", CTOS))
+    assert dev.hls_ecb(e, CTOS) == dev.hls_ecb(b"secret", CTOS)     # reused: ECB keeps no state

@@ -43,7 +43,6 @@ def credit(rig, kf):
     return json.loads(ok("read", "-p", rig.port, "--auth", "hls", "--key-file", kf, "--json").output)
 
 
-@pytest.mark.heap32("90k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_read_credit_topup_relay_over_hls(rig_factory, tmp_path):
     rig = hls_rig(rig_factory)
     kf = keyfile(tmp_path)
@@ -64,7 +63,6 @@ def test_read_credit_topup_relay_over_hls(rig_factory, tmp_path):
     assert run("credit", "add", "-p", rig.port, "--amount", "1").exit_code == 2
 
 
-@pytest.mark.heap32("78k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_counter_is_kept_per_key_set_and_never_repeats(rig_factory, tmp_path, state):
     rig = hls_rig(rig_factory)
     kf = keyfile(tmp_path)
@@ -86,7 +84,6 @@ def test_counter_is_kept_per_key_set_and_never_repeats(rig_factory, tmp_path, st
     assert counter.load() > second + 5000
 
 
-@pytest.mark.heap32("78k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_wrong_keys_are_refused_with_the_standard_diagnostic(rig_factory, tmp_path):
     rig = hls_rig(rig_factory)
     kf = keyfile(tmp_path, ak=bytes(16).hex())
@@ -99,7 +96,6 @@ def test_wrong_keys_are_refused_with_the_standard_diagnostic(rig_factory, tmp_pa
     assert e.value.diagnostic == 13
 
 
-@pytest.mark.heap32("90k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_hls_mechanism_2_end_to_end(rig_factory, tmp_path):
     rig = hls_rig(rig_factory, mech={"1": 2, "48": 2})
     kf = keyfile(tmp_path, mech=2)
@@ -113,7 +109,6 @@ def test_hls_mechanism_2_end_to_end(rig_factory, tmp_path):
     assert r.exit_code == 1, r.stderr
 
 
-@pytest.mark.heap32("78k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_trace_shows_frames_and_plaintext(rig_factory, tmp_path):
     rig = hls_rig(rig_factory)
     kf = keyfile(tmp_path)
@@ -155,7 +150,6 @@ def test_provisioned_unix_board_answers_hls_with_the_keystore_keys(tmp_path):
         rig.stop()
 
 
-@pytest.mark.heap32("78k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_decode_a_recorded_ciphered_session(rig_factory, tmp_path):
     """A `credit add --auth hls --trace` session recorded from stderr decodes with
     `meterctl decode --key --auth-key`: the AARE's InitiateResponse, the IC 112 update_amount
@@ -175,7 +169,6 @@ def test_decode_a_recorded_ciphered_session(rig_factory, tmp_path):
     assert "0.0.19.10.0.255" not in bare.output and "not decrypted" in bare.output
 
 
-@pytest.mark.heap32("90k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_read_side_commands_over_hls(rig_factory, tmp_path):
     """events, objects, get and config show/apply run over the ciphered management association."""
     rig = hls_rig(rig_factory)
@@ -189,7 +182,6 @@ def test_read_side_commands_over_hls(rig_factory, tmp_path):
     assert prof
 
 
-@pytest.mark.heap32("78k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_gurux_high_is_mechanism_2(rig_factory):
     """gurux's Authentication.HIGH (AES-128-ECB of the challenge under the secret, ciphered
     context) associates with a meter configured for mechanism 2 and reads the serial."""
@@ -215,7 +207,6 @@ def test_gurux_high_is_mechanism_2(rig_factory):
     assert bytes(d.value) == b"PPM0000001"
 
 
-@pytest.mark.heap32("78k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 @pytest.mark.parametrize("inner", ["C004C1", "C104C101", "C301C100700000130A00FF0101050000"],
                          ids=["get-kind-4", "set-with-list-short", "action-truncated"])
 def test_an_exception_response_on_a_ciphered_association_comes_in_clear(rig_factory, tmp_path, inner):

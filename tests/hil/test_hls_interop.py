@@ -31,7 +31,6 @@ ACCOUNT = cosem.Obis(0, 0, 19, 0, 0)
 FRAME_COUNTER = cosem.Obis(0, 0, 43, 1, 1)
 
 
-@pytest.mark.heap32("86k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_gurux_hls_gmac_reads_tops_up_enters_token_switches_relay(rig_factory):
     rig = hls_rig(rig_factory)
     for client in (1, 48):
@@ -73,7 +72,6 @@ def test_gurux_hls_gmac_reads_tops_up_enters_token_switches_relay(rig_factory):
 
 
 @pytest.mark.parametrize("which", ["gak", "guek"])
-@pytest.mark.heap32("78k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_gurux_wrong_key_is_refused(rig_factory, which):
     rig = hls_rig(rig_factory)
     bad = b"\x55" * 16
@@ -131,7 +129,6 @@ def _attr(ic, obis, a):
     return cosem.CosemAttribute(ic, obis, a)
 
 
-@pytest.mark.heap32("90k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_dlmscosem_hls_gmac_global_ciphering(rig_factory):
     rig = hls_rig(rig_factory)
     c0 = rig.meter.credit
@@ -161,7 +158,6 @@ def test_dlmscosem_hls_gmac_global_ciphering(rig_factory):
 
 
 @pytest.mark.parametrize("which", ["gak", "guek"])
-@pytest.mark.heap32("78k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_dlmscosem_wrong_key_is_refused(rig_factory, which):
     rig = hls_rig(rig_factory)
     bad = b"\x55" * 16

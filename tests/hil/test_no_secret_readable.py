@@ -51,7 +51,6 @@ def read_everything(rig, **client):
 
 
 @pytest.mark.parametrize("mech", [5, 2])
-@pytest.mark.heap32("90k", "STS+HLS meter (56-58 KiB steady): every attribute ciphered, each sealed into a new 1 KiB buffer")
 def test_no_attribute_of_any_client_holds_a_secret(rig_factory, tmp_path, monkeypatch, mech):
     monkeypatch.setenv("METERCTL_STATE_DIR", str(tmp_path / "state"))
     rig = rig_factory(sts=True, config={"security": identity.security_config(
@@ -72,7 +71,6 @@ def test_no_attribute_of_any_client_holds_a_secret(rig_factory, tmp_path, monkey
     assert total > 100
 
 
-@pytest.mark.heap32("90k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_gurux_hls_client_reads_no_secret_either(rig_factory):
     """gurux GXDLMSSecureClient (HIGH_GMAC, auth+enc, client 1): every readable attribute of
     every object, the deciphered reply data searched for the secrets."""

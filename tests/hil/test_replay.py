@@ -68,7 +68,6 @@ def credit_events(rig):
     return [e for e in rig.events if e[0] == "10"]
 
 
-@pytest.mark.heap32("86k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_replayed_ciphered_top_up_changes_nothing_even_after_a_power_cut(rig_factory):
     rig = hls_rig(rig_factory)
     c0 = rig.meter.credit
@@ -89,7 +88,6 @@ def test_replayed_ciphered_top_up_changes_nothing_even_after_a_power_cut(rig_fac
     p.close()
 
 
-@pytest.mark.heap32("78k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_reused_invocation_counter_is_refused(rig_factory):
     rig = hls_rig(rig_factory)
     p = gurux(rig, 1)
@@ -104,7 +102,6 @@ def test_reused_invocation_counter_is_refused(rig_factory):
         low.close()
 
 
-@pytest.mark.heap32("78k", "STS+HLS meter: 61.0 KiB steady state on 32 bits")
 def test_hijack_of_an_open_hls_link_changes_nothing(rig_factory):
     rig = hls_rig(rig_factory)
     c0 = rig.meter.credit
