@@ -19,7 +19,7 @@ Options:
                            VM32_HEAP on the 32-bit VM chosen by --vm32
     --micropython PATH     emulated: the MicroPython unix port to run (any build)
     --vm32                 emulated: run on the 32-bit VM (hil.env.vm32_path, ../shared beside
-                           the checkout) at hil.env.VM32_HEAP (72k today; the goal is ESP32's
+                           the checkout) at hil.env.VM32_HEAP (64k today; the goal is ESP32's
                            56k) when it is there, else on the 64-bit wheel at 190k with one
                            notice line (``make test`` passes it)
     --hil-timeout SECONDS  a HIL test (not marked slow) still running after this fails with a

@@ -55,7 +55,7 @@ def _on_sigterm(signum, frame):
 @click.option("--micropython", "mp", type=click.Path(exists=True, dir_okay=False), default=None,
               envvar="METER_MICROPYTHON", metavar="PATH",
               help="MicroPython unix port to run the firmware on [default: the venv's]; e.g. the 32-bit "
-                   "VM ../shared/micropython32/bin/micropython-32 (an ESP32's object sizes) with --heap 72k. "
+                   "VM ../shared/micropython32/bin/micropython-32 (an ESP32's object sizes) with --heap 64k. "
                    "Env: METER_MICROPYTHON.")
 @click.option("--state", "state_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Keep the meter's state (config, credit) in DIR (default: a temporary directory).")

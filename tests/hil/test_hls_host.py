@@ -43,6 +43,7 @@ def credit(rig, kf):
     return json.loads(ok("read", "-p", rig.port, "--auth", "hls", "--key-file", kf, "--json").output)
 
 
+@pytest.mark.heap32("72k", "an STS token inside an HLS association: STS and HLS code loaded at once")
 def test_read_credit_topup_relay_over_hls(rig_factory, tmp_path):
     rig = hls_rig(rig_factory)
     kf = keyfile(tmp_path)
@@ -182,6 +183,7 @@ def test_read_side_commands_over_hls(rig_factory, tmp_path):
     assert prof
 
 
+@pytest.mark.heap32("72k", "HLS mechanism 2: an AES object per association in a fragmented heap")
 def test_gurux_high_is_mechanism_2(rig_factory):
     """gurux's Authentication.HIGH (AES-128-ECB of the challenge under the secret, ciphered
     context) associates with a meter configured for mechanism 2 and reads the serial."""

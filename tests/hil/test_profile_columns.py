@@ -99,7 +99,7 @@ def test_a_column_selected_twice_is_refused_not_multiplied(rig_factory):
     with DlmsClient(rig.port, client_sap=32, password=PASSWORDS[32]) as c:
         one = c.get(7, "1.0.99.1.0.255", 2, 1, _range_with_clock_column(1))[1]
         assert len(one) >= 3 and all(len(e[1]) == 1 for e in one)   # 30-min blocks, the clock only
-        # 12, not the attack's 40: the 40 runs in test_selective_access.py
+        # 12, not the attack's 40: the 40 runs in test_selective_access_hil.py
         for n in (2, 12):
             with pytest.raises(DataAccessError) as e:
                 c.get(7, "1.0.99.1.0.255", 2, 1, _range_with_clock_column(n))
