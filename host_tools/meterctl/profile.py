@@ -33,6 +33,10 @@ EXIT_CODES = ("\b\nExit codes:\n"
               "       port unusable or in use\n"
               "  3    no answer from the meter\n"
               "  130  Ctrl-C (nothing is changed: this command only reads)")
+# bill takes no range: its usage errors are the link's and --csv's
+BILL_EXIT_CODES = EXIT_CODES.replace(
+    "usage error (a bad --from/--to or --from-entry/--to-entry, from after to),\n       port",
+    "usage error (an unwritable --csv FILE), port")
 
 
 def scaled_columns(caps, scalers):
@@ -170,7 +174,7 @@ def profile(name, since, until, from_entry, to_entry, csv_path, **kw):
     run(body)
 
 
-@click.command("bill", epilog=EXIT_CODES)
+@click.command("bill", epilog=BILL_EXIT_CODES)
 @link_options(write=False)
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the rows as CSV ('-' = stdout).")

@@ -385,6 +385,8 @@ def test_help_texts_say_what_the_commands_need():
     assert "refused tokens" in " ".join(_run("events", "--help").output.split())   # help wraps
     assert "HLS" in _run("credit", "add", "--help").output
     assert "--micropython" in _run("emulate", "--help").output
+    bill_help = _run("bill", "--help").output
+    assert "--from" not in bill_help and "unwritable --csv" in bill_help   # bill takes no range
 
 
 def test_emulate_micropython_path_must_exist(tmp_path):
