@@ -220,6 +220,13 @@ class ControlledRig(Rig):
         wh = self.pzem.advance(seconds) + self.wh_offset
         if expect_wh is not None:
             wh = expect_wh
+        # the meter's clock moves only once it has asked the module again: a reply with the old
+        # counter read after the new time would be a counter that stood still for the whole
+        # interval, and the energy of the interval would then come in no time at all (the
+        # metering module's plausibility rule, meter.metrology.Health, refuses that)
+        wait_asked = getattr(self.pzem, "wait_asked", None)
+        if wait_asked is not None and seconds:
+            wait_asked()
         with self.ctl.cond:
             self.control.epoch += seconds
             epoch = self.control.epoch

@@ -322,6 +322,14 @@ class ModbusEmulator:
         with self._lock:
             return self._stalled
 
+    def wait_asked(self, timeout=2.0):
+        """Wait until the bus master sends one more request (answered or not): a master that
+        polls in a loop has then used every answer given before this call. True if it came
+        within ``timeout`` s, False otherwise (a master that stopped polling)."""
+        with self._cond:
+            seen = self._requests + self._silenced
+            return self._cond.wait_for(lambda: self._requests + self._silenced > seen, timeout)
+
     @contextlib.contextmanager
     def silent(self, timeout=5.0, until_asked=True):
         """Context manager: the device stops answering (as if unplugged from the bus) until exit.

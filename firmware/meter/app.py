@@ -318,8 +318,12 @@ class Meter:
             self.profiles.clock_set(old, epoch)
         self.persist((_EV_CLOCK_SET, "clock set", old), epoch)
         h = self.metro and self.metro.health
-        if h and h.t_base is not None:   # the module's plausibility window steps with the clock
-            h.t_base += epoch - old
+        if h:     # the module's plausibility windows step with the clock (a SET confirms no run)
+            d = epoch - old
+            if h.t_base is not None:
+                h.t_base += d
+            h._t1 += d
+            h._tp += d
         return True
 
     def button(self):

@@ -120,7 +120,8 @@ class Health:
         self.t_base = None
         self.delta_wh = 0
         self.fault_wh = 0
-        self._n = self._wh = self._w1 = self._t1 = 0   # odd readings in a row, the last, the first
+        # odd readings in a row; the last (Wh, s); the first (Wh, s)
+        self._n = self._wh = self._tp = self._w1 = self._t1 = 0
 
     def bad(self, now):
         """A failed poll at ``now`` (s). Returns FAULT once per fault, else 0."""
@@ -154,26 +155,24 @@ class Health:
             self._n = 0
         else:
             self.glitches += 1
-            if not self._n or energy_wh < self._wh:     # a new run of odd readings
-                self._n = 0
-                self._w1, self._t1 = energy_wh, now
-            self._wh = energy_wh
-            d = energy_wh - self._w1
-            ok = self._fits(d, now - self._t1)
-            if ok:
+            # a run of odd readings: each at or above the one before and plausible over its own
+            # interval (a forged 0 then the real count is no run: it would confirm a "reset" and
+            # charge the whole counter again); any other starts a new run
+            if self._n and self._fits(energy_wh - self._wh, now - self._tp):
                 self._n += 1
-            if ok and self._n > 1 and self._n >= self.fail_polls and now - self._t1 >= _CONFIRM_S:
+            else:
+                self._n = 1
+                self._w1, self._t1 = energy_wh, now
+            self._wh, self._tp = energy_wh, now
+            d = energy_wh - self._w1
+            if self._n > 1 and self._n >= self.fail_polls and now - self._t1 >= _CONFIRM_S:
                 out |= COUNTER_RESET
                 self.resets += 1
                 self._n = 0
             else:
                 d = 0
                 energy_wh, now = last, self.t_base      # the baseline stays
-        # the window runs from the counter's last change: a reading that did not move it (a reply
-        # read just after the clock stepped, before the energy did) does not shrink the window
-        if d or self.t_base is None or out & COUNTER_RESET:
-            self.t_base = now
-        self.baseline_wh = energy_wh
+        self.baseline_wh, self.t_base = energy_wh, now
         self.delta_wh = d
         if out & RECOVERED:
             self.fault_wh = d

@@ -585,13 +585,28 @@ def test_register_maps_in_words():
             assert a <= addr and addr + (1 if knd == U16 else 2) <= a + c and slot < mm.NSLOT
 
 
-def test_health_window_runs_from_the_counters_last_change():
-    # the clock stepped an hour and a reply read just after it still carried the old count: that
-    # reading must not shrink the window, or the hour's energy arriving next is "implausible" and
-    # never charged (merged tree, session 11: the rig's advance() stuck at 0 Wh)
+def test_health_window_runs_from_the_last_reading_not_the_last_change():
+    # attack pass (session 11): after 10 idle hours a forged +100 kWh reply was charged when the
+    # window ran from the counter's last change; it runs from the last reading
     h = mt.Health(max_w=26000)
-    h.good(0, 0)
-    assert h.good(3600, 0) == 0 and h.delta_wh == 0
-    assert h.good(3601, 2000) == 0 and h.delta_wh == 2000 and h.glitches == 0
-    # and the bound is still the supply's: 26 kW over the 3601 s since the last change
-    assert h.good(3602, 2000 + 26000 + 100) == 0 and h.delta_wh == 0 and h.glitches == 1
+    h.good(0, 100)
+    for t in range(3600, 36001, 3600):
+        assert h.good(t, 100) == 0 and h.delta_wh == 0
+    assert h.good(36060, 100100) == 0 and h.delta_wh == 0 and h.glitches == 1
+    assert h.good(36120, 100) == 0 and h.delta_wh == 0 and h.baseline_wh == 100
+
+
+def test_health_a_forged_high_then_a_forged_zero_do_not_charge_the_counter_again():
+    # attack pass (session 11): +1 Wh forged (charged), then 0 forged, then the real count for
+    # half an hour: the real readings joined the forged 0's run (plausible from its first reading
+    # after 23 min at 26 kW) and confirmed a "reset": 10 kWh charged a second time. Each step of a
+    # run must be plausible over its own interval.
+    h = mt.Health(max_w=26000)
+    h.good(0, 10000)
+    assert h.good(60, 10001) == 0 and h.delta_wh == 1
+    assert h.good(120, 0) == 0 and h.delta_wh == 0
+    charged = 0
+    for t in range(180, 180 + 1800 + 1, 60):
+        h.good(t, 10000)
+        charged += h.delta_wh
+    assert charged == 0 and h.baseline_wh in (10000, 10001)
