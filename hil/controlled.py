@@ -224,9 +224,8 @@ class ControlledRig(Rig):
         # counter read after the new time would be a counter that stood still for the whole
         # interval, and the energy of the interval would then come in no time at all (the
         # metering module's plausibility rule, meter.metrology.Health, refuses that)
-        wait_asked = getattr(self.pzem, "wait_asked", None)
-        if wait_asked is not None and seconds:
-            wait_asked()
+        if seconds:
+            self.pzem.wait_asked()
         with self.ctl.cond:
             self.control.epoch += seconds
             epoch = self.control.epoch

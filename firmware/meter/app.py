@@ -317,13 +317,8 @@ class Meter:
         if self.profiles:
             self.profiles.clock_set(old, epoch)
         self.persist((_EV_CLOCK_SET, "clock set", old), epoch)
-        h = self.metro and self.metro.health
-        if h:     # the module's plausibility windows step with the clock (a SET confirms no run)
-            d = epoch - old
-            if h.t_base is not None:
-                h.t_base += d
-            h._t1 += d
-            h._tp += d
+        if self.metro:
+            self.metro.health.shift(epoch - old)   # the plausibility windows step with the clock
         return True
 
     def button(self):

@@ -92,8 +92,9 @@ class Health:
       nothing; ``glitches`` counts it. If the next good reading is plausible again the odd
       one was a glitch: charged from the old baseline, no money moved by it.
     - COUNTER_RESET when ``max(2, fail_polls)`` good readings in a row over at least
-      ``_CONFIRM_S`` (60) s were odd, each at or above the one before and plausible from the
-      first (one that is not does not count, a lower one starts a new run): a real counter
+      ``_CONFIRM_S`` (60) s were odd, each at or above the one before and plausible over its
+      own interval (any other starts a new run: a forged 0 followed by the real count is no
+      run): a real counter
       restarted or jumped (module reset, swapped, tampered with). A tamper event; the latest
       reading is the new baseline, ``delta_wh`` = what was counted since the first odd
       reading; nothing for the unknown part (the jump, the energy before the reset: an
@@ -136,6 +137,13 @@ class Health:
             self.faults += 1
             return FAULT
         return 0
+
+    def shift(self, d):
+        """The clock was set ``d`` s: the times kept here step with it (a SET confirms no run)."""
+        if self.t_base is not None:
+            self.t_base += d
+        self._t1 += d
+        self._tp += d
 
     def _fits(self, d, dt):
         # d Wh in dt s: what the supply can deliver (max_w, clock slack, 1 Wh resolution)?

@@ -610,3 +610,14 @@ def test_health_a_forged_high_then_a_forged_zero_do_not_charge_the_counter_again
         h.good(t, 10000)
         charged += h.delta_wh
     assert charged == 0 and h.baseline_wh in (10000, 10001)
+
+
+def test_health_a_clock_set_forward_confirms_no_run():
+    # the clock SET (meter.app.set_clock -> Health.shift) steps the run's times with it: a SET an
+    # hour forward in the middle of a run of odd readings must not count as the run's minute
+    h = mt.Health(fail_polls=2)
+    h.good(0, 1000)
+    assert h.good(60, 0) == 0                       # a run of one odd reading
+    h.shift(3600)
+    assert h.good(3670, 0) == 0 and h.resets == 0   # 10 s of the run, not 3610
+    assert h.good(3730, 0) == mt.COUNTER_RESET      # a real minute later: confirmed
