@@ -52,8 +52,10 @@ class EmulatedRig(ControlledRig):
             ``rig.meter_module`` is its emulator (``rig.pzem`` is the same object, the old
             name), ``rig.modbus_noise`` the `hil.linenoise.LineNoise` on that line.
         boot_timeout: seconds to wait for ``ready`` (and the first ``meter``).
-        wait_first_meter: boot (start / power_on) also waits for the first
-            ``meter`` line, i.e. one metering cycle done (default True).
+        wait_first_meter: boot (start / power_on) also waits for the first two
+            ``meter`` lines, i.e. two metering cycles done (default True): what the
+            module counted while the meter was down is charged at the second
+            reading when it is beyond the slack (``meter.metrology.Health``).
         relay_gates_load: the load is wired through the relay, so the PZEM
             reads 0 W while the relay is reported open (default True; False: the
             module reads the set load whatever the relay does).  A
@@ -232,16 +234,16 @@ class EmulatedRig(ControlledRig):
                 self._spawn()
 
     def _wait_ready(self, timeout):
-        """Wait for ``ready`` and then the first ``meter`` line of this boot, so
-        the firmware has read the metering module once (its baseline) before
-        the test changes anything."""
+        """Wait for ``ready`` and then the first two ``meter`` lines of this boot, so
+        the firmware has read the metering module (its baseline) and charged what it
+        counted while the meter was down before the test changes anything."""
         with self._cond:
             readies, meters = self._readies_at_spawn, self._meters_at_spawn
         state = self.control
         self._wait(lambda: state.readies > readies, timeout, "'ready' from the firmware")
         if self.wait_first_meter:
-            self._wait(lambda: state.meters > meters, timeout,
-                       "the first 'meter' line after boot")
+            self._wait(lambda: state.meters > meters + 1, timeout,
+                       "the first two 'meter' lines after boot")
             with self._cond:
                 # a meter restored from an earlier state (or a swapped metering module) counts
                 # from its own register: advance() expects meter Wh = module Wh + this offset

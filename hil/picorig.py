@@ -257,7 +257,7 @@ class PicoRig(ControlledRig):
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self):
-        """Deploy if there is no flash image yet, then boot and wait for the first meter line."""
+        """Deploy if there is no flash image yet, then boot and wait for the first two meter lines."""
         if not self.flash_path.exists():
             for p in sorted(self.state_dir.iterdir()):
                 if p.is_file():
@@ -314,7 +314,8 @@ class PicoRig(ControlledRig):
             readies, meters = self._readies_at_spawn, self._meters_at_spawn
         state = self.control
         self._wait(lambda: state.readies > readies, timeout, "'ready' from the firmware")
-        self._wait(lambda: state.meters > meters, timeout, "the first 'meter' line after boot")
+        # two: a step beyond the slack counted while down is charged at the second reading
+        self._wait(lambda: state.meters > meters + 1, timeout, "the first two 'meter' lines after boot")
         with self._cond:
             self.wh_offset = state.telemetry.wh - self.pzem.energy_wh
 

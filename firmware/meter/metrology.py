@@ -91,6 +91,14 @@ class Health:
       reset or a glitch; higher: a forged or garbled reply) charges nothing and moves
       nothing; ``glitches`` counts it. If the next good reading is plausible again the odd
       one was a glitch: charged from the old baseline, no money moved by it.
+    - A reading below the baseline but not below the baseline before the last charged step
+      (or below it by no more than the slack: what fits ``max_w`` in no time, 15 Wh at 26 kW)
+      is behind a reading that was charged although it was forged or garbled high (one such
+      reply while idle): nothing is charged until the counter passes the baseline, and the
+      baseline stays (its time is now). So the forged step is paid for by the next Wh counted,
+      none charged twice, and the real counter standing still is no run of odd readings (it
+      confirmed a "reset", a false tamper event). After a boot the step before is not known
+      (not journaled): only the slack counts there.
     - COUNTER_RESET when ``max(2, fail_polls)`` good readings in a row over at least
       ``_CONFIRM_S`` (60) s were odd, each at or above the one before and plausible over its
       own interval (any other starts a new run: a forged 0 followed by the real count is no
@@ -104,7 +112,16 @@ class Health:
     poll); ``baseline_wh`` the counter it is measured from (None until the first reading;
     set it to the persisted value at boot to charge across a reboot). ``t_base`` is the time of
     that reading, None when not known (at boot: a board may have no battery-backed clock, the
-    downtime is unknown, so the first reading after a boot is bounded below only).
+    downtime is unknown, so the first reading after a boot is bounded below only). Such a
+    reading is charged at once only if its increase is within the slack (as if no time had
+    passed: 15 Wh at 26 kW, 47 Wh at 83 kW; what a cut leaves between the journaled baseline
+    and the counter at the persist cadence, 10 Wh); a larger one is held (a glitch for
+    ``glitches``) until the next good reading confirms it (at or above it, plausible over its
+    own interval): then the whole increase is charged, the energy counted while the meter was
+    down, once, one poll late. If the next does not confirm it the first was a forged or
+    garbled reply: nothing for it, the next is judged from the baseline as a first reading. The
+    state is the baseline alone (what the journal keeps): a cut before the confirmation leaves
+    it as it was.
     """
 
     def __init__(self, fail_polls=5, fail_s=60, max_w=26000):
@@ -119,6 +136,7 @@ class Health:
         self.glitches = 0
         self.baseline_wh = None
         self.t_base = None
+        self._p = None         # the baseline before the last charged step
         self.delta_wh = 0
         self.fault_wh = 0
         # odd readings in a row; the last (Wh, s); the first (Wh, s)
@@ -158,9 +176,17 @@ class Health:
             self.faulted = False
             out = RECOVERED
         last = self.baseline_wh
+        tb = self.t_base
         d = 0 if last is None else energy_wh - last
-        if last is None or d >= 0 and (self.t_base is None or self._fits(d, now - self.t_base)):
+        if last is None or d >= 0 and (self._fits(d, 0 if tb is None else now - tb) or tb is None
+                                       and self._n and self._fits(energy_wh - self._wh, now - self._tp)):
+            # plausible, or after a boot a step beyond the slack confirmed by this reading
             self._n = 0
+            self._p = last
+        elif d < 0 and (self._fits(-d, 0) or self._p is not None and energy_wh >= self._p):
+            # behind a step charged from one forged/garbled reading: hold the baseline, no run
+            self._n = d = 0
+            energy_wh = last
         else:
             self.glitches += 1
             # a run of odd readings: each at or above the one before and plausible over its own
@@ -177,9 +203,10 @@ class Health:
                 out |= COUNTER_RESET
                 self.resets += 1
                 self._n = 0
+                self._p = self._w1     # the step charged: from the run's first reading
             else:
                 d = 0
-                energy_wh, now = last, self.t_base      # the baseline stays
+                energy_wh, now = last, tb      # the baseline stays
         self.baseline_wh, self.t_base = energy_wh, now
         self.delta_wh = d
         if out & RECOVERED:

@@ -100,6 +100,18 @@ def test_counter_reset_is_a_tamper_event():
     assert codes(m) == [62, 71, 62]
 
 
+def test_a_forged_plus_one_wh_while_idle_is_no_tamper_event():
+    # attack pass (session 12): idle load, counter 5000 Wh, one forged reply +1 Wh (plausible:
+    # charged); the real counter then reads 1 Wh below the baseline for minutes: the module's
+    # Health confirmed a counter "reset" and the task logged event 62 (tamper) for nothing
+    m = make()
+    h = m.metro.health
+    for wh in [5000, 5000, 5001] + [5000] * 30:      # polls 10 s apart: 5 minutes
+        m.board.t += 10
+        poll(m, h.good(m.board.t, wh), dt=0, energy_wh=wh)
+    assert 62 not in codes(m) and h.resets == 0 and h.baseline_wh == 5001
+
+
 def test_open_after_grace_and_reclose_on_recovery():
     m = make(on_fault=1, grace_s=300)
     poll(m, mt.FAULT, True, False)

@@ -383,14 +383,49 @@ def test_health_fault_recovery_is_bounded_by_max_power():
     assert h.good(600, 335) == 0 and h.delta_wh == 335
 
 
-def test_health_after_a_boot_the_first_reading_is_bounded_below_only():
+def test_health_after_a_boot_a_step_beyond_the_slack_waits_for_the_next_reading():
     # the baseline from the journal, its time unknown (no battery-backed clock: the downtime is
-    # not known): what the module counted meanwhile is charged, a lower counter still held
+    # not known): what the module counted meanwhile is charged once the next reading confirms
+    # it (session 12: it was charged at the first reading: one forged reply at boot, Rs 650)
     h = mt.Health()
     h.baseline_wh = 1000
     assert h.good(5, 900) == 0 and h.delta_wh == 0 and h.baseline_wh == 1000
-    assert h.good(6, 90000) == 0 and h.delta_wh == 89000 and h.t_base == 6
-    assert h.good(7, 190000) == 0 and h.delta_wh == 0             # now bounded: 26 kW x 3 s
+    assert h.good(6, 90000) == 0 and h.delta_wh == 0 and h.baseline_wh == 1000 and h.t_base is None
+    assert h.good(7, 90000) == 0 and h.delta_wh == 89000 and h.t_base == 7
+    assert h.good(8, 190000) == 0 and h.delta_wh == 0             # now bounded: 26 kW x 3 s
+
+
+def test_health_after_a_boot_a_forged_first_reading_is_not_charged():
+    # attack pass (session 12): one forged reply of +100 kWh at the first poll after a reboot was
+    # charged in full (Rs 650 at 650 paise/kWh); the meter was down while 500 Wh were counted
+    h = mt.Health()
+    h.baseline_wh = 5000
+    charged = 0
+    for t, wh in ((100, 105000), (101, 5500), (102, 5500), (162, 5530)):
+        assert h.good(t, wh) == 0
+        charged += h.delta_wh
+    assert charged == 530 and h.baseline_wh == 5530 and h.resets == 0
+    # the next reading does not confirm a held one: the first was a glitch, on from the baseline
+    h = mt.Health()
+    h.baseline_wh = 5000
+    assert h.good(100, 105000) == 0 and h.good(101, 5000) == 0 and h.delta_wh == 0
+    assert h.baseline_wh == 5000 and h.t_base == 101
+    assert h.good(161, 105000) == 0 and h.delta_wh == 0             # bounded now: a jump
+
+
+def test_health_after_a_boot_a_step_within_the_slack_is_charged_at_once():
+    # what a cut leaves between the journaled baseline and the counter (the persist cadence,
+    # 10 Wh) is charged at the first reading: 26 kW in no time (2 s clock slack + 1 Wh) = 15 Wh
+    h = mt.Health()
+    h.baseline_wh = 5000
+    assert h.good(100, 5015) == 0 and h.delta_wh == 15 and h.t_base == 100
+    h = mt.Health()
+    h.baseline_wh = 5000
+    assert h.good(100, 5016) == 0 and h.delta_wh == 0 and h.t_base is None
+    assert h.good(100, 5016) == 0 and h.delta_wh == 16
+    h = mt.Health(max_w=83000)                                      # SDM630: 47 Wh
+    h.baseline_wh = 5000
+    assert h.good(100, 5047) == 0 and h.delta_wh == 47
 
 
 def test_module_fault_invalidates_and_recovery_charges():
@@ -621,3 +656,50 @@ def test_health_a_clock_set_forward_confirms_no_run():
     h.shift(3600)
     assert h.good(3670, 0) == 0 and h.resets == 0   # 10 s of the run, not 3610
     assert h.good(3730, 0) == mt.COUNTER_RESET      # a real minute later: confirmed
+
+
+def test_health_a_forged_plus_one_wh_while_idle_is_no_counter_reset():
+    # attack pass (session 12): at an idle load one forged reply +1 Wh was charged (plausible),
+    # then the real counter, 1 Wh lower, stood still: a run of odd readings that confirmed a
+    # "reset" after a minute (event 62, a false tamper event) and kept the forged Wh charged
+    h = mt.Health()
+    h.good(0, 5000)
+    assert h.good(1, 5000) == 0 and h.delta_wh == 0
+    assert h.good(2, 5001) == 0 and h.delta_wh == 1
+    out = []
+    charged = 1
+    for t in range(3, 600):
+        out.append(h.good(t, 5000))
+        charged += h.delta_wh
+    assert out == [0] * len(out) and h.resets == 0 and charged == 1 and h.baseline_wh == 5001
+    assert h.good(600, 5001) == 0 and h.delta_wh == 0               # the forged Wh, paid once
+    assert h.good(601, 5003) == 0 and h.delta_wh == 2 and charged + 2 == 5003 - 5000
+
+
+def test_health_a_forged_step_beyond_the_slack_is_paid_by_the_next_wh_counted():
+    # polls a minute apart: a forged +300 Wh fits 26 kW over the minute (charged); the real
+    # counter stays behind it for 10 idle minutes (no run, no reset), then the load comes back:
+    # nothing is charged until the counter passes the forged one, the total is the real count
+    h = mt.Health()
+    h.good(0, 5000)
+    assert h.good(60, 5300) == 0 and h.delta_wh == 300
+    charged = 300
+    for t in range(120, 780, 60):
+        assert h.good(t, 5000) == 0
+        charged += h.delta_wh
+    for t, wh in ((780, 5200), (840, 5400), (900, 5450)):
+        assert h.good(t, wh) == 0
+        charged += h.delta_wh
+    assert charged == 450 and h.resets == 0
+    # a counter really reset (to 0) is still one: below the baseline before the step
+    assert [h.good(t, 0) for t in range(960, 1260, 60)] == [0, 0, 0, 0, mt.COUNTER_RESET]
+
+
+def test_health_across_a_reboot_a_forged_step_within_the_slack_is_no_reset():
+    # a forged +10 Wh journaled before a cut (the step before it is not journaled): after the
+    # boot the real counter, 10 Wh lower, is behind within the slack, not a reset
+    h = mt.Health()
+    h.baseline_wh = 5010
+    assert [h.good(t, 5000) for t in range(100, 400, 30)] == [0] * 10 and h.resets == 0
+    assert h.delta_wh == 0 and h.baseline_wh == 5010
+    assert h.good(400, 5025) == 0 and h.delta_wh == 15
