@@ -172,3 +172,65 @@ def test_clock_set_back_keeps_charging(rig_factory):
         m = rig.wait_meter(lambda m: m.wh == wh, timeout=20)
     assert m.credit == CREDIT - m.wh * RATE // 1000 and m.wh == rig.pzem.energy_wh
     assert EV_RESET not in [e[0] for e in rig.events[n0:]]
+
+
+def minutes_later(rig, seconds):
+    """The module counts ``seconds`` at the present load, then the RTC moves; returns the first
+    meter line at the new time whose energy moved (or the first at that time when idle)."""
+    before = rig.meter.wh
+    idle = rig.pzem.watts == 0
+    rig.pzem.advance(seconds)
+    rig.pzem.wait_asked()
+    rig.set_clock(rig.clock + seconds)
+    epoch = rig.clock
+    return rig.wait_meter(lambda m: m.epoch >= epoch and (idle or m.wh != before), timeout=20)
+
+
+def test_a_forged_reply_at_the_first_poll_after_a_reboot_moves_no_money(rig_factory):
+    # attack pass (session 12): at boot the downtime is unknown (no battery-backed clock), so the
+    # first reading was bounded below only: one forged reply of +100 kWh right after a reboot was
+    # charged in full (65000 paise). Now a step beyond the slack waits for the next reading.
+    rig = make(rig_factory, "pzem")
+    t = rig.advance(600)
+    assert t.wh == 333
+    n0 = len(rig.events)
+    rig.power_cut()
+    real = rig.pzem.advance(900)                             # counted while the meter is down
+    assert real == 833
+    rig.modbus_noise.inject("stray", data=forged_pzem_reply(real + 100000), where="before_reply")
+    rig.power_on()
+    assert rig.modbus_noise.counts.get("stray", 0) == 1      # the first poll got the forged reply
+    m = rig.wait_meter(lambda m: m.wh >= real, timeout=20)   # the 500 Wh: once, a poll or two late
+    assert m.wh == real and m.credit == CREDIT - real * RATE // 1000 and m.relay
+    m = minutes_later(rig, 60)
+    assert m.wh == rig.pzem.energy_wh and m.credit == CREDIT - m.wh * RATE // 1000
+    assert EV_RESET not in [e[0] for e in rig.events[n0:]]
+
+
+def test_a_forged_step_while_idle_is_no_tamper_event_and_is_paid_back(rig_factory):
+    # attack pass (session 12): at an idle load one forged reply above the counter but plausible
+    # (here +300 Wh, the RTC a minute on) is charged; the real counter then stood 300 Wh below the
+    # baseline: a run of odd readings that confirmed a "reset" (event 62, a false tamper event)
+    # and kept the 300 Wh charged (195 paise). Now the real counter is behind the forged step:
+    # nothing is charged until it passes it.
+    rig = make(rig_factory, "pzem")
+    rig.advance(60)
+    rig.set_load(0)
+    t = rig.advance(60)
+    real = rig.pzem.energy_wh
+    assert t.wh == real == 33
+    n0 = len(rig.events)
+    with rig.pzem.silent():                                  # every earlier answer is used
+        rig.set_clock(rig.clock + 60)
+        rig.modbus_noise.inject("stray", data=forged_pzem_reply(real + 300), where="before_reply")
+    m = rig.wait_meter(lambda m: m.wh != real, timeout=20)
+    assert m.wh == real + 300                                # plausible over its minute: charged
+    for _ in range(5):                                       # 5 idle minutes
+        minutes_later(rig, 60)
+    r0 = rig.pzem.requests
+    rig.wait_meter(lambda m: rig.pzem.requests >= r0 + 6, timeout=20)
+    assert EV_RESET not in [e[0] for e in rig.events[n0:]]
+    rig.set_load(2000)
+    m = minutes_later(rig, 600)                              # 333 Wh: 300 paid already
+    assert m.wh == rig.pzem.energy_wh == real + 333 and m.credit == CREDIT - m.wh * RATE // 1000
+    assert EV_RESET not in [e[0] for e in rig.events[n0:]]
