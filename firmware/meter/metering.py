@@ -6,7 +6,8 @@ the meter's tick, and acts on the module's faults (issue 13).
 ``unit`` its Modbus address (``modbus_unit``). ``metering.run()`` returns the task (a generator
 for ``meter.metrology.loop``): it builds the ``Module`` at once on the board's Modbus UART (baud ``board.modbus_baud``, default 9600; fault
 clock ``board.time``), carries the energy baseline over from the journal (``meter.module_wh``:
-energy counted while the meter was down is charged at the first reading) and polls for ever
+energy counted while the meter was down is charged at the first reading if within the slack,
+else at the next one that confirms it: ``Health``) and polls for ever
 with ``Module.run`` (no heap per poll). After each poll ``after()``:
 
 - logs the module's outcome: FAULT -> event 70 "metering module fault" (once per fault, after

@@ -91,36 +91,32 @@ class Health:
       reset or a glitch; higher: a forged or garbled reply) charges nothing and moves
       nothing; ``glitches`` counts it. If the next good reading is plausible again the odd
       one was a glitch: charged from the old baseline, no money moved by it.
-    - A reading below the baseline but not below the baseline before the last charged step
-      (or below it by no more than the slack: what fits ``max_w`` in no time, 15 Wh at 26 kW)
-      is behind a reading that was charged although it was forged or garbled high (one such
-      reply while idle): nothing is charged until the counter passes the baseline, and the
-      baseline stays (its time is now). So the forged step is paid for by the next Wh counted,
-      none charged twice, and the real counter standing still is no run of odd readings (it
-      confirmed a "reset", a false tamper event). After a boot the step before is not known
-      (not journaled): only the slack counts there.
+    - A reading below the baseline, but not below the baseline before the last charged step
+      or below it by no more than the slack (what fits ``max_w`` in no time: 15 Wh at 26 kW),
+      is behind a step charged from a forged or garbled reply (one while idle): the baseline
+      stays, nothing is charged until the counter passes it (the forged step is paid by the
+      next Wh counted), no run (it confirmed a false "reset"). The baseline's time moves from
+      the second such reading in a row on (the first may be forged low). After a boot only the
+      slack counts (the step before is not journaled).
     - COUNTER_RESET when ``max(2, fail_polls)`` good readings in a row over at least
       ``_CONFIRM_S`` (60) s were odd, each at or above the one before and plausible over its
       own interval (any other starts a new run: a forged 0 followed by the real count is no
-      run): a real counter
-      restarted or jumped (module reset, swapped, tampered with). A tamper event; the latest
-      reading is the new baseline, ``delta_wh`` = what was counted since the first odd
-      reading; nothing for the unknown part (the jump, the energy before the reset: an
-      external module's word cannot be trusted there, the event log carries it).
+      run): a real counter restarted or jumped (module reset, swapped, tampered with). A tamper
+      event; the latest reading is the new baseline, ``delta_wh`` = what was counted since the
+      first odd reading; nothing for the unknown part (the jump, the energy before the reset:
+      an external module's word cannot be trusted there, the event log carries it).
 
     ``delta_wh`` is the Wh to charge for this poll (0 on the first reading and after a bad
     poll); ``baseline_wh`` the counter it is measured from (None until the first reading;
     set it to the persisted value at boot to charge across a reboot). ``t_base`` is the time of
     that reading, None when not known (at boot: a board may have no battery-backed clock, the
-    downtime is unknown, so the first reading after a boot is bounded below only). Such a
-    reading is charged at once only if its increase is within the slack (as if no time had
-    passed: 15 Wh at 26 kW, 47 Wh at 83 kW; what a cut leaves between the journaled baseline
-    and the counter at the persist cadence, 10 Wh); a larger one is held (a glitch for
-    ``glitches``) until the next good reading confirms it (at or above it, plausible over its
-    own interval): then the whole increase is charged, the energy counted while the meter was
-    down, once, one poll late. If the next does not confirm it the first was a forged or
-    garbled reply: nothing for it, the next is judged from the baseline as a first reading. The
-    state is the baseline alone (what the journal keeps): a cut before the confirmation leaves
+    downtime is unknown, so the first reading after a boot is bounded below only). It is
+    charged at once if its increase is within the slack (15 Wh at 26 kW, 47 at 83 kW; a cut
+    leaves less than ``persist_wh``, 10 Wh, between the journal and the counter); a larger one
+    waits (a glitch) for the next good reading to confirm it (at or above it, plausible over
+    its own interval): then the whole increase is charged, once, one poll late; if that does
+    not, the first was forged or garbled: nothing for it, the next is judged as a first
+    reading. The state is the journaled baseline alone: a cut before the confirmation leaves
     it as it was.
     """
 
@@ -139,7 +135,7 @@ class Health:
         self._p = None         # the baseline before the last charged step
         self.delta_wh = 0
         self.fault_wh = 0
-        # odd readings in a row; the last (Wh, s); the first (Wh, s)
+        # odd readings in a row (-1: behind, below); the last (Wh, s); the first (Wh, s)
         self._n = self._wh = self._tp = self._w1 = self._t1 = 0
 
     def bad(self, now):
@@ -179,20 +175,22 @@ class Health:
         tb = self.t_base
         d = 0 if last is None else energy_wh - last
         if last is None or d >= 0 and (self._fits(d, 0 if tb is None else now - tb) or tb is None
-                                       and self._n and self._fits(energy_wh - self._wh, now - self._tp)):
+                                       and self._n > 0 and self._fits(energy_wh - self._wh, now - self._tp)):
             # plausible, or after a boot a step beyond the slack confirmed by this reading
             self._n = 0
             self._p = last
         elif d < 0 and (self._fits(-d, 0) or self._p is not None and energy_wh >= self._p):
-            # behind a step charged from one forged/garbled reading: hold the baseline, no run
-            self._n = d = 0
+            # behind a forged step: the baseline holds (its time from the 2nd in a row on), no run
+            now = tb if self._n >= 0 else now
+            self._n = -1
+            d = 0
             energy_wh = last
         else:
             self.glitches += 1
             # a run of odd readings: each at or above the one before and plausible over its own
             # interval (a forged 0 then the real count is no run: it would confirm a "reset" and
             # charge the whole counter again); any other starts a new run
-            if self._n and self._fits(energy_wh - self._wh, now - self._tp):
+            if self._n > 0 and self._fits(energy_wh - self._wh, now - self._tp):
                 self._n += 1
             else:
                 self._n = 1

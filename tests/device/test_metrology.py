@@ -703,3 +703,30 @@ def test_health_across_a_reboot_a_forged_step_within_the_slack_is_no_reset():
     assert [h.good(t, 5000) for t in range(100, 400, 30)] == [0] * 10 and h.resets == 0
     assert h.delta_wh == 0 and h.baseline_wh == 5010
     assert h.good(400, 5025) == 0 and h.delta_wh == 15
+
+
+def test_health_one_reading_behind_the_baseline_keeps_its_window():
+    # a forged (or garbled) low reply within the slack of the baseline, then the real count: the
+    # window still runs from the baseline's reading (the behind reading may be the forged one)
+    h = mt.Health()
+    h.good(0, 10000)
+    assert h.good(60, 9990) == 0 and h.delta_wh == 0 and h.t_base == 0
+    assert h.good(61, 10300) == 0 and h.delta_wh == 300              # 300 Wh in 61 s: plausible
+    h = mt.Health(fail_polls=3, fail_s=0)
+    h.good(0, 10000)
+    for t in (60, 120, 180):
+        h.bad(t)
+    assert h.faulted and h.good(600, 9995) == mt.RECOVERED and h.fault_wh == 0
+    assert h.good(601, 10500) == 0 and h.delta_wh == 500 and h.resets == 0
+
+
+def test_health_behind_a_forged_step_the_window_still_runs_from_the_last_reading():
+    # 10 idle hours behind a forged +300 Wh: the window follows the readings (from the second
+    # behind one on), so a forged +100 kWh reply then is still a jump, not charged
+    h = mt.Health()
+    h.good(0, 5000)
+    assert h.good(60, 5300) == 0 and h.delta_wh == 300
+    for t in range(3600, 36001, 3600):
+        assert h.good(t, 5000) == 0 and h.delta_wh == 0
+    assert h.t_base == 36000 and h.baseline_wh == 5300
+    assert h.good(36060, 105300) == 0 and h.delta_wh == 0 and h.glitches == 1
