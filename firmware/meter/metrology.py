@@ -92,12 +92,12 @@ class Health:
       nothing; ``glitches`` counts it. If the next good reading is plausible again the odd
       one was a glitch: charged from the old baseline, no money moved by it.
     - A reading below the baseline, but not below the baseline before the last charged step
-      or below it by no more than the slack (what fits ``max_w`` in no time: 15 Wh at 26 kW),
-      is behind a step charged from a forged or garbled reply (one while idle): the baseline
-      stays, nothing is charged until the counter passes it (the forged step is paid by the
-      next Wh counted), no run (it confirmed a false "reset"). The baseline's time moves from
-      the second such reading in a row on (the first may be forged low). After a boot only the
-      slack counts (the step before is not journaled).
+      (if not 0: a reset lands there) or below it by no more than the slack (what fits
+      ``max_w`` in no time: 15 Wh at 26 kW), is behind a step charged from a forged or garbled
+      reply (one while idle): the baseline stays, nothing is charged until the counter passes
+      it (the forged step is paid by the next Wh counted), no run (it confirmed a false
+      "reset"). The baseline's time moves from the second such reading in a row on (the first
+      may be forged low). After a boot only the slack counts (the step before: not journaled).
     - COUNTER_RESET when ``max(2, fail_polls)`` good readings in a row over at least
       ``_CONFIRM_S`` (60) s were odd, each at or above the one before and plausible over its
       own interval (any other starts a new run: a forged 0 followed by the real count is no
@@ -179,7 +179,7 @@ class Health:
             # plausible, or after a boot a step beyond the slack confirmed by this reading
             self._n = 0
             self._p = last
-        elif d < 0 and (self._fits(-d, 0) or self._p is not None and energy_wh >= self._p):
+        elif d < 0 and (self._fits(-d, 0) or self._p and energy_wh >= self._p):
             # behind a forged step: the baseline holds (its time from the 2nd in a row on), no run
             now = tb if self._n >= 0 else now
             self._n = -1

@@ -730,3 +730,14 @@ def test_health_behind_a_forged_step_the_window_still_runs_from_the_last_reading
         assert h.good(t, 5000) == 0 and h.delta_wh == 0
     assert h.t_base == 36000 and h.baseline_wh == 5300
     assert h.good(36060, 105300) == 0 and h.delta_wh == 0 and h.glitches == 1
+
+
+def test_health_a_reset_right_after_one_reading_of_a_step_from_zero_is_still_one():
+    # the step from a counter at 0 (a new module) was read once, then the module reset to 0: a
+    # reading at the step's start is then no proof of a forged step (a reset lands at 0 too)
+    h = mt.Health()
+    h.good(0, 0)
+    h.good(1, 0)
+    assert h.good(1800, 1000) == 0 and h.delta_wh == 1000
+    assert [h.good(t, 0) for t in range(1801, 1805)] == [0] * 4
+    assert h.good(2160, 200) == mt.COUNTER_RESET and h.delta_wh == 200 and h.baseline_wh == 200
