@@ -234,3 +234,27 @@ def test_a_forged_step_while_idle_is_no_tamper_event_and_is_paid_back(rig_factor
     m = minutes_later(rig, 600)                              # 333 Wh: 300 paid already
     assert m.wh == rig.pzem.energy_wh == real + 333 and m.credit == CREDIT - m.wh * RATE // 1000
     assert EV_RESET not in [e[0] for e in rig.events[n0:]]
+
+
+def test_a_forged_step_journaled_before_a_cut_is_no_tamper_event_after_the_boot(rig_factory):
+    # the same within the slack (26 kW in no time: 15 Wh), journaled, then a power cut: the step
+    # before it is not journaled, the slack is what the boot still knows
+    rig = make(rig_factory, "pzem")
+    rig.advance(60)
+    rig.set_load(0)
+    t = rig.advance(60)
+    real = rig.pzem.energy_wh
+    assert t.wh == real == 33
+    n0 = len(rig.events)
+    rig.modbus_noise.inject("stray", data=forged_pzem_reply(real + 10), where="before_reply")
+    rig.wait_meter(lambda m: m.wh == real + 10, timeout=20)  # charged, journaled (persist_wh 10)
+    rig.power_cut()
+    rig.power_on()
+    for _ in range(3):                                       # 3 idle minutes
+        minutes_later(rig, 60)
+    r0 = rig.pzem.requests
+    m = rig.wait_meter(lambda m: rig.pzem.requests >= r0 + 6, timeout=20)
+    assert EV_RESET not in [e[0] for e in rig.events[n0:]] and m.wh == real + 10
+    rig.set_load(2000)
+    m = minutes_later(rig, 600)
+    assert m.wh == rig.pzem.energy_wh == real + 333 and m.credit == CREDIT - m.wh * RATE // 1000
