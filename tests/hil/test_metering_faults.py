@@ -207,54 +207,53 @@ def test_a_forged_reply_at_the_first_poll_after_a_reboot_moves_no_money(rig_fact
     assert EV_RESET not in [e[0] for e in rig.events[n0:]]
 
 
+def idle_rig(rig_factory):
+    """A meter that charged 33 Wh (a minute at 2 kW), then idle for a minute: (rig, Wh)."""
+    rig = make(rig_factory, "pzem")
+    rig.advance(60)
+    rig.set_load(0)
+    t = rig.advance(60)
+    assert t.wh == rig.pzem.energy_wh == 33
+    return rig, t.wh
+
+
+def idle_then_load(rig, minutes, n0, wh):
+    """``minutes`` idle minutes with the meter ``wh`` Wh: no tamper event since event ``n0``;
+    then 10 minutes at 2 kW (333 Wh): the meter has charged what the module counted."""
+    for _ in range(minutes):
+        minutes_later(rig, 60)
+    r0 = rig.pzem.requests
+    m = rig.wait_meter(lambda m: rig.pzem.requests >= r0 + 6, timeout=20)
+    assert EV_RESET not in [e[0] for e in rig.events[n0:]] and m.wh == wh
+    rig.set_load(2000)
+    m = minutes_later(rig, 600)
+    assert m.wh == rig.pzem.energy_wh == 33 + 333 and m.credit == CREDIT - m.wh * RATE // 1000
+    assert EV_RESET not in [e[0] for e in rig.events[n0:]]
+
+
 def test_a_forged_step_while_idle_is_no_tamper_event_and_is_paid_back(rig_factory):
     # attack pass (session 12): at an idle load one forged reply above the counter but plausible
     # (here +300 Wh, the RTC a minute on) is charged; the real counter then stood 300 Wh below the
     # baseline: a run of odd readings that confirmed a "reset" (event 62, a false tamper event)
     # and kept the 300 Wh charged (195 paise). Now the real counter is behind the forged step:
     # nothing is charged until it passes it.
-    rig = make(rig_factory, "pzem")
-    rig.advance(60)
-    rig.set_load(0)
-    t = rig.advance(60)
-    real = rig.pzem.energy_wh
-    assert t.wh == real == 33
+    rig, real = idle_rig(rig_factory)
     n0 = len(rig.events)
     with rig.pzem.silent():                                  # every earlier answer is used
         rig.set_clock(rig.clock + 60)
         rig.modbus_noise.inject("stray", data=forged_pzem_reply(real + 300), where="before_reply")
     m = rig.wait_meter(lambda m: m.wh != real, timeout=20)
     assert m.wh == real + 300                                # plausible over its minute: charged
-    for _ in range(5):                                       # 5 idle minutes
-        minutes_later(rig, 60)
-    r0 = rig.pzem.requests
-    rig.wait_meter(lambda m: rig.pzem.requests >= r0 + 6, timeout=20)
-    assert EV_RESET not in [e[0] for e in rig.events[n0:]]
-    rig.set_load(2000)
-    m = minutes_later(rig, 600)                              # 333 Wh: 300 paid already
-    assert m.wh == rig.pzem.energy_wh == real + 333 and m.credit == CREDIT - m.wh * RATE // 1000
-    assert EV_RESET not in [e[0] for e in rig.events[n0:]]
+    idle_then_load(rig, 5, n0, real + 300)                   # the 333 Wh: 300 paid already
 
 
 def test_a_forged_step_journaled_before_a_cut_is_no_tamper_event_after_the_boot(rig_factory):
     # the same within the slack (26 kW in no time: 15 Wh), journaled, then a power cut: the step
     # before it is not journaled, the slack is what the boot still knows
-    rig = make(rig_factory, "pzem")
-    rig.advance(60)
-    rig.set_load(0)
-    t = rig.advance(60)
-    real = rig.pzem.energy_wh
-    assert t.wh == real == 33
+    rig, real = idle_rig(rig_factory)
     n0 = len(rig.events)
     rig.modbus_noise.inject("stray", data=forged_pzem_reply(real + 10), where="before_reply")
     rig.wait_meter(lambda m: m.wh == real + 10, timeout=20)  # charged, journaled (persist_wh 10)
     rig.power_cut()
     rig.power_on()
-    for _ in range(3):                                       # 3 idle minutes
-        minutes_later(rig, 60)
-    r0 = rig.pzem.requests
-    m = rig.wait_meter(lambda m: rig.pzem.requests >= r0 + 6, timeout=20)
-    assert EV_RESET not in [e[0] for e in rig.events[n0:]] and m.wh == real + 10
-    rig.set_load(2000)
-    m = minutes_later(rig, 600)
-    assert m.wh == rig.pzem.energy_wh == real + 333 and m.credit == CREDIT - m.wh * RATE // 1000
+    idle_then_load(rig, 3, n0, real + 10)
