@@ -14,30 +14,23 @@ readings are new. One poll sends each request of the module's map (PZEM-004T: 1,
 4. a failed exchange is tried again after step 1, ``retries`` times at most; an exception
    reply is final.
 
-``gap_ms`` is t3.5 (``modbus_rtu.silence_us``: 4.0 ms at 9600 baud, 16.0 ms at 2400, 1.75 ms
-above 19200) but at least ``MIN_GAP_MS`` = 20 ms: UART drivers and USB adapters hand bytes
-over in bursts (ESP-IDF's RX timeout, an FTDI's 16 ms latency timer), so a shorter silence
-is not observable from Python. The stream is used directly: ``readinto`` must not block
-(``machine.UART(timeout=0)``, a raw tty with VMIN=VTIME=0) and may return None or 0 when
-nothing came. The poll is a non-blocking state machine, ``start()`` then ``step()`` (returns
-the ms to wait, -1 when done), so it runs the same as a task of the meter's loop (generators
-yielding the ms to wait, ``loop`` below: ``poll()``, ``run()``) and in tests with a fake
-clock. It allocates nothing on MicroPython; ``yield from poll()`` costs the generator object
-of the call, ``run(period_ms, after)`` not even that (bench/bench_modbus.py).
+``gap_ms`` is t3.5 (``modbus_rtu.silence_us``: 4.0 ms at 9600 baud) but at least ``MIN_GAP_MS``
+= 20 ms: UART drivers and USB adapters hand bytes over in bursts (ESP-IDF's RX timeout, an
+FTDI's 16 ms latency timer). ``readinto`` must not block (``machine.UART(timeout=0)``, a raw tty
+with VMIN=VTIME=0) and may return None or 0. The poll is a non-blocking state machine,
+``start()`` then ``step()`` (the ms to wait, -1 when done): a task of ``loop`` below (``poll()``,
+``run()``) or a test with a fake clock. It allocates nothing on MicroPython; ``yield from
+poll()`` costs the call's generator, ``run(period_ms, after)`` nothing (bench/bench_modbus.py).
 
 Attributes after a poll (ints in the firmware's units, None when not known or invalid):
 ``voltage_dv``, ``current_ma``, ``power_dw`` (import, >= 0), ``energy_wh`` (import counter),
-``export_wh``, ``frequency_dhz``, ``pf_centi`` (>= 0), ``alarm`` (PZEM), ``val`` (all slots
-of ``meter.modules``, e.g. SDM630 phases 2/3), ``fresh`` (this poll succeeded),
-``errors`` (failed polls), ``last_error`` (``modbus_rtu.ERRORS`` name), ``exc_code``,
-``discarded`` (bytes drained as noise), and the fault logic's ``outcome`` (flags FAULT,
-RECOVERED, COUNTER_RESET of this poll), ``delta_wh`` (Wh to charge for this poll: 0 for an
-implausible reading, ``Health``), ``fault_wh`` (on RECOVERED: Wh the module counted during the fault),
-``faulted``. While ``faulted`` the instantaneous values are None (never stale values as
-fresh); ``energy_wh`` keeps the last good counter.
-
-``Pzem004t(stream, unit=1, timeout_ms=500, tx_enable=None)`` is ``Module`` of kind
-"pzem004t" (the constructor app.py calls).
+``export_wh``, ``frequency_dhz``, ``pf_centi`` (>= 0), ``alarm`` (PZEM), ``val`` (all slots of
+``meter.modules``), ``fresh`` (this poll succeeded), ``errors``, ``last_error`` (a
+``modbus_rtu.ERRORS`` name), ``exc_code``, ``discarded`` (bytes drained as noise), ``outcome``
+(FAULT, RECOVERED, COUNTER_RESET), ``delta_wh`` (Wh to charge: 0 for an implausible reading,
+``Health``), ``fault_wh`` (on RECOVERED: Wh counted during the fault), ``faulted`` (then the
+instantaneous values are None; ``energy_wh`` keeps the last good counter). ``Pzem004t(stream,
+unit=1, ...)`` is ``Module`` of kind "pzem004t".
 """
 from meter import modules as mm
 from protocol import modbus_rtu as mb
@@ -70,6 +63,7 @@ RECOVERED = const(2)       # the first good reading after a fault (fault_wh is s
 COUNTER_RESET = const(4)   # the counter was re-based (confirmed reset or jump): tamper
 _SLACK_S = const(2)        # clock slack of the plausibility rule: RTC seconds are whole
 _CONFIRM_S = const(60)     # a re-base needs its odd readings to last this long (RTC s)
+_HOLD_S = const(900)       # 'behind' reaches back to a baseline charged 15-30 min ago at least
 
 
 class Health:
@@ -91,13 +85,14 @@ class Health:
       reset or a glitch; higher: a forged or garbled reply) charges nothing and moves
       nothing; ``glitches`` counts it. If the next good reading is plausible again the odd
       one was a glitch: charged from the old baseline, no money moved by it.
-    - A reading below the baseline, but not below the baseline before the last charged step
-      (if not 0: a reset lands there) or below it by no more than the slack (what fits
-      ``max_w`` in no time: 15 Wh at 26 kW), is behind a step charged from a forged or garbled
-      reply (one while idle): the baseline stays, nothing is charged until the counter passes
-      it (the forged step is paid by the next Wh counted), no run (it confirmed a false
-      "reset"). The baseline's time moves from the second such reading in a row on (the first
-      may be forged low). After a boot only the slack counts (the step before: not journaled).
+    - A reading below the baseline, but not below a baseline from before the steps of the last
+      15-30 min (the floor moves every ``_HOLD_S`` at most, never while readings are behind;
+      not if 0: a reset lands there) or below it by no more than the slack (what fits
+      ``max_w`` in no time: 15 Wh at 26 kW), is behind steps charged from forged or garbled
+      replies: the baseline stays, nothing is charged until the counter passes it (the forged
+      steps are paid by the next Wh counted), no run (it confirmed a false "reset"). The
+      baseline's time moves from the second such reading in a row on (the first may be forged
+      low). After a boot only the slack counts (the floor is not journaled).
     - COUNTER_RESET when ``max(2, fail_polls)`` good readings in a row over at least
       ``_CONFIRM_S`` (60) s were odd, each at or above the one before and plausible over its
       own interval (any other starts a new run: a forged 0 followed by the real count is no
@@ -132,7 +127,8 @@ class Health:
         self.glitches = 0
         self.baseline_wh = None
         self.t_base = None
-        self._p = None         # the baseline before the last charged step
+        self._p = None         # a baseline from before the steps of the last 15-30 min
+        self._tc = 0           # when it was taken
         self.delta_wh = 0
         self.fault_wh = 0
         # odd readings in a row (-1: behind, below); the last (Wh, s); the first (Wh, s)
@@ -158,6 +154,7 @@ class Health:
             self.t_base += d
         self._t1 += d
         self._tp += d
+        self._tc += d
 
     def _fits(self, d, dt):
         # d Wh in dt s: what the supply can deliver (max_w, clock slack, 1 Wh resolution)?
@@ -176,9 +173,12 @@ class Health:
         d = 0 if last is None else energy_wh - last
         if last is None or d >= 0 and (self._fits(d, 0 if tb is None else now - tb) or tb is None
                                        and self._n > 0 and self._fits(energy_wh - self._wh, now - self._tp)):
-            # plausible, or after a boot a step beyond the slack confirmed by this reading
+            # plausible, or after a boot a step beyond the slack confirmed by this reading; the
+            # 'behind' floor moves at most every _HOLD_S and only from a reading after a normal one
+            # (two forged steps in a row: the real count behind both still holds)
+            if self._n == 0 and (not self._p or now - self._tc >= _HOLD_S):
+                self._p, self._tc = last, now
             self._n = 0
-            self._p = last
         elif d < 0 and (self._fits(-d, 0) or self._p and energy_wh >= self._p):
             # behind a forged step: the baseline holds (its time from the 2nd in a row on), no run
             now = tb if self._n >= 0 else now
@@ -201,7 +201,7 @@ class Health:
                 out |= COUNTER_RESET
                 self.resets += 1
                 self._n = 0
-                self._p = self._w1     # the step charged: from the run's first reading
+                self._p, self._tc = self._w1, now     # the step charged: from the run's first reading
             else:
                 d = 0
                 energy_wh, now = last, tb      # the baseline stays

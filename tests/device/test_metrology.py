@@ -741,3 +741,27 @@ def test_health_a_reset_right_after_one_reading_of_a_step_from_zero_is_still_one
     assert h.good(1800, 1000) == 0 and h.delta_wh == 1000
     assert [h.good(t, 0) for t in range(1801, 1805)] == [0] * 4
     assert h.good(2160, 200) == mt.COUNTER_RESET and h.delta_wh == 200 and h.baseline_wh == 200
+
+
+def test_health_behind_two_forged_steps_in_a_row_is_no_counter_reset():
+    # attack pass (session 12): two forged replies a minute apart (+300 Wh, +600 Wh) were charged;
+    # the real counter behind both was below the baseline before the last step only, ran as odd
+    # readings, confirmed a "reset" (false event 62) and was re-based down: 600 Wh charged twice
+    h = mt.Health(max_w=26000, fail_polls=5)
+    h.good(0, 33)
+    for t in range(60, 1801, 60):          # idle half an hour: the floor is the counter
+        h.good(t, 33)
+    charged = 0
+    assert h.good(1860, 333) == 0
+    charged += h.delta_wh
+    assert h.good(1920, 633) == 0
+    charged += h.delta_wh
+    assert charged == 600                  # plausible at 26 kW: charged, as any reading
+    wh = 33
+    for t in range(1980, 1980 + 3600, 60):  # idle 4 min, then 2 kW: the real count behind both
+        if t >= 2220:
+            wh += 33
+        assert h.good(t, wh) & mt.COUNTER_RESET == 0
+        charged += h.delta_wh
+    assert h.resets == 0
+    assert charged == wh - 33              # the forged Wh paid by the Wh counted after them

@@ -247,6 +247,31 @@ def test_a_forged_step_while_idle_is_no_tamper_event_and_is_paid_back(rig_factor
     idle_then_load(rig, 5, n0, real + 300)                   # the 333 Wh: 300 paid already
 
 
+def test_two_forged_steps_in_a_row_are_no_tamper_event_and_are_paid_back(rig_factory):
+    # attack pass (session 12): +300 Wh then +600 Wh forged a minute apart, both charged; the real
+    # counter behind both confirmed a "reset" (event 62) and was re-based down: 600 Wh (390
+    # paise) charged twice. The floor of 'behind' now reaches back past the last 15 min of steps.
+    rig, real = idle_rig(rig_factory)
+    n0 = len(rig.events)
+    for step in (300, 600):
+        with rig.pzem.silent():
+            rig.set_clock(rig.clock + 60)
+            rig.modbus_noise.inject("stray", data=forged_pzem_reply(real + step), where="before_reply")
+        rig.wait_meter(lambda m, w=real + step: m.wh == w, timeout=20)
+    for _ in range(5):
+        minutes_later(rig, 60)
+    rig.set_load(2000)
+    rig.pzem.advance(600)
+    rig.pzem.wait_asked()
+    rig.set_clock(rig.clock + 600)
+    epoch, r0 = rig.clock, rig.pzem.requests
+    m = rig.wait_meter(lambda m: m.epoch >= epoch and rig.pzem.requests >= r0 + 2, timeout=20)
+    assert m.wh == real + 600                      # the real count (366 Wh) is still behind: held
+    m = minutes_later(rig, 600)
+    assert m.wh == rig.pzem.energy_wh > real + 600 and m.credit == CREDIT - m.wh * RATE // 1000
+    assert EV_RESET not in [e[0] for e in rig.events[n0:]]
+
+
 def test_a_forged_step_journaled_before_a_cut_is_no_tamper_event_after_the_boot(rig_factory):
     # the same within the slack (26 kW in no time: 15 Wh), journaled, then a power cut: the step
     # before it is not journaled, the slack is what the boot still knows
