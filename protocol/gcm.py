@@ -24,8 +24,6 @@ One-shot helpers on whole buffers (``encrypt``/``decrypt``) are the host's:
 """
 from array import array
 
-from protocol import aes
-
 try:
     from micropython import const
 except ImportError:
@@ -41,8 +39,10 @@ _LAST4 = b"\x00\x1c\x38\x24\x70\x6c\x48\x54\xe1\xfd\xd9\xc5\x91\x8d\xa9\xb5"
 def keyed(key):
     """(AES object, H table) under ``key`` (16 bytes; ValueError otherwise): what a ``Gcm`` keeps
     of its key. Plain objects (a ``cryptolib.aes`` and an ``array``): a caller may keep them while
-    this module is unloaded and hand them to ``Gcm`` for the next message (``meter.secure``: built
-    at boot, while the heap is not fragmented, not per association)."""
+    this module is unloaded and hand them to ``Gcm`` for the next message (``meter.keyset``: built
+    at boot, while the heap is not fragmented, not per association; so ``protocol.aes`` is imported
+    here, not with the module)."""
+    from protocol import aes
     e = aes.new(key)
     h = bytearray(16)
     e.encrypt(h, h)                        # H = E_K(0^128)
