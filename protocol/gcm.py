@@ -80,7 +80,8 @@ class Gcm:
 
     def set_key(self, key):
         """Change the key: 16 bytes (ValueError otherwise; new AES object and H table) or the
-        pair ``keyed`` returned (kept, not copied)."""
+        pair ``keyed`` returned (kept, not copied; ``(None, None)`` lets the old ones go before a
+        new pair is made)."""
         self._aes, self._m = key if isinstance(key, tuple) else keyed(key)
 
     # -- GHASH ---------------------------------------------------------------------------------

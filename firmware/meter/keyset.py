@@ -113,6 +113,29 @@ def method(k, m, tagged):
     with open(tmp, "w") as f:
         json.dump(cfg, f)
     os.rename(tmp, path)
-    k.new = tuple(keys)
+    k.new = (keys[0], keys[1], keys[2], rekey)   # meter.secure.apply calls rekey
     k.meter.event(_EV_CONFIG, "keys changed", "keys")
     return 0
+
+
+def rekey(k, s):
+    """The keys of a transfer (``k.new``) into the record and the suite ``s`` (``meter.secure.apply``,
+    after the transfer's reply was sealed with the old ones). The old AES context and GHASH table
+    are freed first: the new ones take their blocks (a fragmented heap seldom has another ~0.5
+    KiB one). Out of memory, EK stays bytes: each association builds its suite from them."""
+    ek, ak, kek, _ = k.new
+    k.new = None
+    k.ak = ak or k.ak              # resident: the suite is built from them at the next load
+    k.kek = kek
+    if ek is None:
+        s.set_keys(None, ak)
+        return
+    import gc
+    s.gcm.set_key((None, None))
+    k.ek = None
+    gc.collect()
+    try:
+        k.ek = keyed(ek)
+        s.set_keys(k.ek, ak)
+    except MemoryError:
+        k.ek, k.suite = ek, None

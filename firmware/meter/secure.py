@@ -148,17 +148,10 @@ def unwrap(k, a, client, buf):
 
 
 def apply(k):
-    """Use the keys of a key transfer (after its reply was sealed with the old ones)."""
+    """Use the keys of a key transfer (after its reply was sealed with the old ones): ``k.new``
+    is (EK, AK, KEK, ``meter.keyset.rekey``), set by the transfer's method."""
     if k.new is not None:
-        ek, ak, kek = k.new
-        k.new = None
-        if ek is not None:
-            from protocol.gcm import keyed
-            ek = keyed(ek)
-        suite(k).set_keys(ek, ak)
-        k.ek = ek or k.ek          # resident: the suite is built from them at the next load
-        k.ak = ak or k.ak
-        k.kek = kek
+        k.new[3](k, suite(k))
 
 
 def open_initiate(k, title, ui):
