@@ -24,8 +24,6 @@ One-shot helpers on whole buffers (``encrypt``/``decrypt``) are the host's:
 """
 from array import array
 
-from protocol import aes
-
 try:
     from micropython import const
 except ImportError:
@@ -38,11 +36,38 @@ _E1 = const(0xE100)   # reduction constant R, top 16 bits
 _LAST4 = b"\x00\x1c\x38\x24\x70\x6c\x48\x54\xe1\xfd\xd9\xc5\x91\x8d\xa9\xb5"
 
 
+def keyed(key):
+    """(AES object, H table) under ``key`` (16 bytes; ValueError otherwise): what a ``Gcm`` keeps
+    of its key. Plain objects (a ``cryptolib.aes`` and an ``array``): a caller may keep them while
+    this module is unloaded and hand them to ``Gcm`` for the next message (``meter.keyset``: built
+    at boot, while the heap is not fragmented, not per association; so ``protocol.aes`` is imported
+    here, not with the module)."""
+    from protocol import aes
+    e = aes.new(key)
+    h = bytearray(16)
+    e.encrypt(h, h)                        # H = E_K(0^128)
+    m = array("H", bytes(256))             # [16*k + n]: word k of n*H
+    for k in range(8):
+        m[16 * k + 8] = (h[2 * k] << 8) | h[2 * k + 1]   # index 8 (bit 0 of the nibble) = H
+    i = 4
+    while i:                               # M[i] = M[2i] * x (a right shift with reduction)
+        lsb = m[112 + 2 * i] & 1
+        for k in range(7, 0, -1):
+            m[16 * k + i] = (m[16 * k + 2 * i] >> 1) | ((m[16 * k - 16 + 2 * i] & 1) << 15)
+        m[i] = (m[2 * i] >> 1) ^ (_E1 if lsb else 0)
+        i >>= 1
+    for i in (2, 4, 8):
+        for j in range(1, i):
+            for k in range(8):
+                m[16 * k + i + j] = m[16 * k + i] ^ m[16 * k + j]
+    return e, m
+
+
 class Gcm:
-    """AES-GCM-128 under one key. Not re-entrant: one message at a time."""
+    """AES-GCM-128 under one key (16 bytes, or the pair ``keyed`` made of it). Not re-entrant:
+    one message at a time."""
 
     def __init__(self, key):
-        self._m = array("H", bytes(256))       # [16*k + n]: word k of n*H
         self._z = array("H", bytes(16))        # GHASH accumulator, 8 big-endian 16-bit words
         self._ctr = bytearray(16)              # IV || counter
         self._ks = bytearray(16)               # keystream block / scratch
@@ -51,31 +76,13 @@ class Gcm:
         self._fill = 0                         # bytes in the current GHASH block
         self._alen = 0
         self._clen = 0
-        self._aes = None
         self.set_key(key)
 
     def set_key(self, key):
-        """Change the key (16 bytes; ValueError otherwise): new AES object and H table."""
-        self._aes = aes.new(key)
-        h = self._ks
-        for i in range(16):
-            h[i] = 0
-        self._aes.encrypt(h, h)                # H = E_K(0^128)
-        m = self._m
-        for k in range(8):
-            m[16 * k + 8] = (h[2 * k] << 8) | h[2 * k + 1]   # index 8 (bit 0 of the nibble) = H
-            m[16 * k] = 0
-        i = 4
-        while i:                               # M[i] = M[2i] * x (a right shift with reduction)
-            lsb = m[112 + 2 * i] & 1
-            for k in range(7, 0, -1):
-                m[16 * k + i] = (m[16 * k + 2 * i] >> 1) | ((m[16 * k - 16 + 2 * i] & 1) << 15)
-            m[i] = (m[2 * i] >> 1) ^ (_E1 if lsb else 0)
-            i >>= 1
-        for i in (2, 4, 8):
-            for j in range(1, i):
-                for k in range(8):
-                    m[16 * k + i + j] = m[16 * k + i] ^ m[16 * k + j]
+        """Change the key: 16 bytes (ValueError otherwise; new AES object and H table) or the
+        pair ``keyed`` returned (kept, not copied; ``(None, None)`` lets the old ones go before a
+        new pair is made)."""
+        self._aes, self._m = key if isinstance(key, tuple) else keyed(key)
 
     # -- GHASH ---------------------------------------------------------------------------------
     def _mul(self):

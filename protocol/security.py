@@ -13,14 +13,12 @@ AES-GCM-128 with a 12-byte tag; shared/reference dlms-security.md §1-2).
 
 This is the device half, allocation-free after construction: ``Suite0`` (``open`` verifies
 and deciphers a ciphered APDU in place, ``seal`` protects a plaintext APDU in place,
-``hls_gmac``/``hls_check`` compute and check HLS mechanism 5 f(challenge)); plus
-``hls_ecb``/``hls_ecb_check`` for HLS mechanism 2 (AES-128-ECB, IS 15959-2), once per
-association. The host half (``parse`` -> ``Ciphered``, ``nonce``, tag names) is
+``hls_gmac``/``hls_check`` compute and check HLS mechanism 5 f(challenge)); HLS mechanism 2
+(AES-128-ECB, IS 15959-2) is ``protocol.hlsecb``, loaded only for it. The host half (``parse`` -> ``Ciphered``, ``nonce``, tag names) is
 ``protocol.security_client``, which re-exports this module's names and defines the public
 tag/SC constants and ``is_dedicated``. Error texts are one word ("truncated", "format", "title",
 "tag" (GCM tag mismatch), "ic" (replay), "room"): names the board has anyway, no str object in the heap.
 """
-from protocol import aes
 from protocol.gcm import Gcm
 
 try:
@@ -100,14 +98,9 @@ def _put_ic(dst, off, ic):
     dst[off + 3] = ic & 0xFF
 
 
-def _check_sc(sc):
-    if sc & _SC_RESERVED or not sc & _SC_PROTECTED:
-        raise SecurityError("format")
-
-
 class Suite0:
     """Security suite 0 under one key set: ``ek`` (16 bytes, global unicast or dedicated
-    encryption key) and ``ak`` (16 bytes, global authentication key). Allocation-free after
+    encryption key, or ``protocol.gcm.keyed(ek)``) and ``ak`` (16 bytes, global authentication key). Allocation-free after
     construction on the success paths (errors raise); one message at a time.
 
     After ``open`` or ``hls_check``: ``sc`` (security control), ``ic`` (invocation counter
@@ -124,7 +117,8 @@ class Suite0:
         self.set_keys(None, ak)
 
     def set_keys(self, ek=None, ak=None):
-        """Replace EK and/or AK (16 bytes each; ValueError otherwise)."""
+        """Replace EK (16 bytes or ``protocol.gcm.keyed``'s pair) and/or AK (16 bytes; ValueError
+        otherwise)."""
         if ek is not None:
             self.gcm.set_key(ek)
         if ak is not None:
@@ -191,7 +185,8 @@ class Suite0:
         if n < 5:
             raise SecurityError("truncated")
         sc = buf[p]
-        _check_sc(sc)
+        if sc & _SC_RESERVED or not sc & _SC_PROTECTED:
+            raise SecurityError("format")
         iv = self._iv
         for i in range(4):
             iv[8 + i] = buf[p + 1 + i]
@@ -251,7 +246,8 @@ class Suite0:
         GENERAL_DED (``protocol.security_client`` names them). Returns the offset where the ciphered APDU starts; it ends at
         ``end + TAG_LEN`` (authenticated) or ``end``. Raises SecurityError (no room, a plaintext
         tag without a ciphered form, bad SC or title)."""
-        _check_sc(sc)
+        if sc & _SC_RESERVED or not sc & _SC_PROTECTED:
+            raise SecurityError("format")
         if len(title) != 8:
             raise SecurityError("title")
         auth = sc & _SC_AUTH
@@ -345,42 +341,3 @@ class Suite0:
         self.ic = (value[off + 1] << 24) | (value[off + 2] << 16) | (value[off + 3] << 8) | value[off + 4]
         self._gmac(challenge)
         return self.gcm.check(value, off + 5, TAG_LEN)
-
-
-def ecb(secret):
-    """The AES-128-ECB object of HLS mechanism 2 for ``secret`` (zero-padded to 16 bytes;
-    longer: ValueError): ``cryptolib.aes`` is ~500 B on 32 bits, made once per pass 3."""
-    if len(secret) > 16:
-        raise ValueError("secret")
-    k = bytearray(16)
-    k[0:len(secret)] = secret
-    return aes.new(k)
-
-
-def hls_ecb(secret, challenge):
-    """HLS mechanism 2 (the IS 15959-2 US association's, 16-byte secret), as gurux
-    (Authentication.HIGH) computes it: AES-128-ECB under ``secret`` zero-padded to 16 bytes
-    (longer: ValueError) of ``challenge`` zero-padded to a multiple of 16 bytes (16 at least).
-    dlms-cosem pads nothing, so it agrees for 16/32/48/64-byte challenges (the only ones it
-    can answer). ``secret`` may also be ``ecb(secret)`` (one AES object for pass 3 and 4).
-    Returns bytes (16, 32, ... long); allocates (once per association)."""
-    e = secret if hasattr(secret, "encrypt") else ecb(secret)
-    n = max(16, (len(challenge) + 15) & ~15)
-    out = bytearray(n)
-    out[0:len(challenge)] = challenge
-    mv = memoryview(out)
-    for i in range(0, n, 16):
-        e.encrypt(mv[i:i + 16], mv[i:i + 16])
-    return bytes(out)
-
-
-def hls_ecb_check(secret, challenge, value):
-    """True when ``value`` equals ``hls_ecb(secret, challenge)`` (constant time over its
-    length; a different length is False)."""
-    want = hls_ecb(secret, challenge)
-    if len(value) != len(want):
-        return False
-    d = 0
-    for i in range(len(want)):
-        d |= want[i] ^ value[i]
-    return d == 0

@@ -6,7 +6,8 @@ imports one module. Host-only (``HOST_ONLY`` in host_tools/build.py): no board i
 from protocol import axdr, gcm
 from protocol.security import (  # noqa: F401  (re-exported)
     FORM_GLO, TAG_LEN, HLS_LEN, HEADROOM, TAILROOM, SecurityError, DecipherError, CounterError,
-    Suite0, service_tag, plain_tag, reply_form, hls_ecb, hls_ecb_check)
+    Suite0, service_tag, plain_tag, reply_form)
+from protocol.hlsecb import ecb, hls_ecb, hls_ecb_check  # noqa: F401  (re-exported)
 
 # the device module keeps these as private consts (no name, no globals slot on the board)
 GENERAL_GLO = 0xDB   # general-glo-ciphering

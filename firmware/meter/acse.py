@@ -13,7 +13,7 @@ that does not verify), rejected-transient + authentication-failure while locked 
 (``meter.lockout``).
 
 ``setup(meter, cfg)`` sets ``meter._pw`` (LLS passwords by client SAP), ``meter.lockout`` and
-``meter.security`` (the key record from ``meter.secure.load``, or None) from the config, and
+``meter.security`` (the key record from ``meter.keyset.load``, or None) from the config, and
 logs when nothing is provisioned. The security code (``meter.secure`` and the protocol modules
 under it) is loaded by ``code()`` for an HLS association and dropped by ``drop(meter)``
 when it ends (``meter.server.Association.reset``). ``aarq(assoc, client, buf)`` answers one AARQ; ``guard(assoc, tag, req)`` runs
@@ -49,13 +49,13 @@ _CURRENT_ASSOCIATION = b"\x00\x00\x28\x00\x00\xff"
 
 
 def keys(meter, sec):
-    """``meter.security`` from the config ``security`` section ``sec`` (``meter.secure.load``;
+    """``meter.security`` from the config ``security`` section ``sec`` (``meter.keyset.load``;
     the code is unloaded after: ``Meter.__init__`` runs this first, while nothing else of the
     meter is live). Returns the refusal (an exception) or None."""
     meter.security = None
     if not sec:
         return None
-    from meter.secure import load
+    from meter.keyset import load
     try:
         meter.security = load(meter, sec)
         e = None
@@ -78,7 +78,8 @@ def setup(meter, cfg, err=0):
         meter.event(_EV_UNPROVISIONED, "no secrets provisioned: public client only")
 
 
-_SEC_CODE = ("meter.secure", "protocol.security", "protocol.gcm", "protocol.aes", "protocol.keywrap")
+_SEC_CODE = ("meter.keyset", "meter.secure", "protocol.security", "protocol.gcm", "protocol.aes",
+             "protocol.hlsecb", "protocol.keywrap")
 
 
 def unload(names):
@@ -226,7 +227,7 @@ def guard(a, tag, req):
     ciphered association a plaintext request is refused with read-write-denied."""
     sess = a.sess
     inv = req.invoke
-    if sess[5]:                                  # secure.PENDING
+    if sess[5]:                                  # meter.secure's _PENDING
         it = req.items[0]
         if (tag == _GET_REQUEST or tag == _SET_REQUEST or req.kind != 1 or it[0] != 15
                 or bytes(it[1]) != _CURRENT_ASSOCIATION or it[2] != 1):

@@ -60,6 +60,13 @@ def _unload(board):
         acse.unload(("meter.tokens", "protocol.sts_core", "protocol.ea07"))
 
 
+def _sts(m):
+    """The STS boot check (``meter.tokens``) in a frame of its own: the value stack of
+    ``Meter.__init__`` would keep the acceptor, and with it the module, past its unload."""
+    from meter import tokens
+    tokens.keep(m, tokens.acceptor(m))
+
+
 class Meter:
     FIRMWARE_ID = ("prepaid-meter " + FIRMWARE_VERSION).encode()
 
@@ -83,10 +90,8 @@ class Meter:
         # is the boot's largest transient and nothing else of the meter is live yet
         self.tokens = [sts, None, [None, None, None, None], 0, None] if sts else None
         if sts:
-            from meter import tokens
-            tokens.keep(self, tokens.acceptor(self))
-            tokens = None
-            _unload(board)         # the journaled state is checked by the next token entry
+            _sts(self)             # the journaled state is checked by the next token entry
+            _unload(board)
             gc.collect()
         sec_err = acse.keys(self, g("security"))   # HLS keys and counters (code unloaded after)
         prof = None

@@ -65,18 +65,23 @@ def _fill(src, n):
     return g is None
 
 
-def _with_list(meter, ctx, items):
+def _with_list(meter, ctx, items, buf):
     """Chunks of a GET-Response-With-List's results (IEC 62056-5-3 §7.3.4: SEQUENCE OF
     Get-Data-Result), each item read when the blocks reach it: memory stays one block whatever
-    the list asks for."""
+    the list asks for. An item's result is written straight into the response buffer ``buf``
+    (what ``_fill`` extends: no Writer, no copies per item); only a value read in chunks is
+    yielded."""
     yield axdr.encode_length(len(items))
     for item in items:
-        w = axdr.Writer()
-        r = cosem.get(meter, ctx, item, w)
+        p = len(buf)
+        buf.append(0)
+        r = cosem.get(meter, ctx, item, axdr.Writer(buf))
         if isinstance(r, int):
-            yield bytes((1, r)) if r else b"\x00" + bytes(w.buf)
+            if r:
+                buf[p:] = bytes((1, r))
+            yield b""
         else:
-            yield b"\x00"
+            buf[p + 1:] = b""
             for chunk in r:
                 yield chunk
 
@@ -200,14 +205,14 @@ class Association:
                 p = items[i][4]            # view of meter.link's reassembly buffer) may be gone
                 if p is not None:
                     items[i] = items[i][:4] + (bytes(p),)
-            src = [buf, _with_list(self.meter, self, items)]
+            src = [buf, _with_list(self.meter, self, items, buf)]
         try:
             whole = _fill(src, limit + 1)
             if not (whole and len(src[_BLK_BUF]) <= limit) and not blocks_ok:
                 # no block transfer: send it whole if it fits the client's PDU (and our heap)
                 limit = self.max_pdu if self.max_pdu < _WHOLE_MAX else _WHOLE_MAX
                 whole = _fill(src, limit + 1)
-        except Exception:
+        except MemoryError:        # not a bug's exception: that one is the link's (an event)
             return (apdu.get_response_error(inv, _DAR_HARDWARE_FAULT) if head == 4
                     else apdu.exception_response(1, _SERVICE_PDU_TOO_LONG))
         buf = src[_BLK_BUF]

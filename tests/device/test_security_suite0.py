@@ -279,7 +279,7 @@ def test_service_tag_must_match_inner_apdu():
 
 
 class _Keys:
-    """A resident key record as meter.secure.load builds it (counters far below their limits:
+    """A resident key record as meter.keyset.load builds it (counters far below their limits:
     no file is written)."""
     ek, ak, title, suite, tx, tx_lim = EK, AK, SERVER_ST, None, 5, 1000
 
@@ -305,7 +305,7 @@ def test_meter_seals_the_response_buffer_and_a_block_in_place():
 
 
 def test_hls_ecb_takes_the_aes_object_of_its_secret():
-    from protocol import security as dev
+    from protocol import hlsecb as dev
     e = dev.ecb(b"secret")
     assert dev.hls_ecb(e, STOC) == dev.hls_ecb(b"secret", STOC)
     assert dev.hls_ecb_check(e, CTOS, dev.hls_ecb(b"secret", CTOS))

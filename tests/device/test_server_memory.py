@@ -158,7 +158,7 @@ def test_a_with_list_keeps_copies_of_its_selective_access_parameters():
     buf = bytearray(apdu.get_with_list_request(0xC1, [(7, log, 2, 2, par), (1, LDN, 2, None, None)]))
     with_list, kept = server._with_list, []
 
-    def spy(meter, ctx, items):
+    def spy(meter, ctx, items, out):
         kept.extend(items)
         yield b"\x00"
     server._with_list = spy
@@ -168,3 +168,38 @@ def test_a_with_list_keeps_copies_of_its_selective_access_parameters():
         server._with_list = with_list
     buf[:] = bytes(len(buf))                    # the buffer reused
     assert [bytes(it[4]) if it[4] is not None else None for it in kept] == [par, None]
+
+
+def test_a_with_list_is_read_into_the_response_buffer_and_a_bug_is_no_pdu_too_long():
+    """A with-list's results are written straight into the association's response buffer (no
+    Writer or copy per item); only a MemoryError while they are read is answered pdu-too-long:
+    another exception (a bug) goes to the link's catch-all (an event), not to the client as a
+    PDU size problem."""
+    a = opened(HdlcLink(Meter()))
+    a.conformance |= apdu.CONF_MULTIPLE_REFERENCES
+    req = memoryview(apdu.get_with_list_request(0xC1, [(1, LDN, 2, None, None)] * 2))
+    get, writers = cosem.get, []
+
+    def spy(meter, ctx, item, w):
+        writers.append(w.buf)
+        w.buf.extend(b"\x09\x02OK")
+        return 0
+    cosem.get = spy
+    try:
+        out = a.handle(16, req)
+        assert bytes(out) == bytes((0xC4, 3, 0xC1, 2, 0, 9, 2)) + b"OK" + bytes((0, 9, 2)) + b"OK"
+        assert all(b is a.rbuf for b in writers)
+
+        def bug(meter, ctx, item, w):
+            raise ValueError("bug")
+        cosem.get = bug
+        raised = False
+        try:
+            a.handle(16, req)
+        except ValueError:
+            raised = True
+        assert raised
+        cosem.get = _no_memory
+        assert bytes(a.handle(16, req)) == PDU_TOO_LONG
+    finally:
+        cosem.get = get

@@ -30,17 +30,21 @@ BUDGETS = {
     # default 44.5, STS 45.3, HLS 45.1, STS+HLS 45.9, profiles 47.3, STS+HLS+profiles 48.9. Merged with
     # the metering plausibility rule (+138 B) and the in-place seal: default 44.6, STS 45.4, HLS 45.2,
     # STS+HLS 46.1, profiles 47.4, STS+HLS+profiles 48.9; budgets 0.7-0.8 KiB above
+    # session 12 (HLS at 56k): EK's AES object (528 B on this VM's axTLS; an mbedTLS context is 280 B,
+    # ESP32's hardware one ~50) and GHASH table built at boot and kept in the key record, so an HLS
+    # association allocates no block over 208 B (its code 3.4 -> 2.4 KiB live): HLS 45.3 -> 46.1,
+    # STS+HLS 46.2 -> 47.0, STS+HLS+profiles 49.1 -> 49.8; budgets 0.7 KiB above
     "default": (None, False, int(45.4 * KIB)),
     "sts": ({"sts": identity.sts_config()}, True, int(46.2 * KIB)),
-    "hls": ({"security": identity.security_config()}, False, int(46.0 * KIB)),
+    "hls": ({"security": identity.security_config()}, False, int(46.8 * KIB)),
     # at 1261 interned names a 7th qstr pool (1280 entries): +8.8 KiB at once
     "sts+hls": ({"sts": identity.sts_config(), "security": identity.security_config()}, True,
-                int(46.8 * KIB)),
+                int(47.7 * KIB)),
     # IS 15959 profiles on (config "profiles": true; meter.profiles, meter.ring, meter.cosem_prof
     # loaded only then)
     "profiles": ({"profiles": True}, False, int(48.2 * KIB)),
     "sts+hls+profiles": ({"sts": identity.sts_config(), "security": identity.security_config(),
-                          "profiles": True}, True, int(49.7 * KIB)),
+                          "profiles": True}, True, int(50.5 * KIB)),
 }
 
 
