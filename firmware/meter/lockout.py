@@ -7,10 +7,12 @@ lock-out of the same client, before it authenticates once, doubles it, up to ``m
 - ``left(client) -> int``: seconds of lock-out left (0: may try); while locked the association
   answers AARE rejected-transient (2) + authentication-failure (13) without checking the secret
   (no oracle, and the attempt neither counts nor escalates).
-- ``fail(client)``: one failed authentication. The failure count lives in RAM only (no flash
-  write per attempt); when a lock-out starts, ``{client: [level, until]}`` is written to the
-  file ``lock`` (``until`` epoch seconds of the RTC, so it holds across a power cut) and ONE
-  event (``_EV_LOCKOUT``, detail = the failures counted) is logged.
+- ``fail(client)``: one failed authentication. ``{client: [level, until, failures]}`` is
+  written to the small file ``lock`` (``until`` epoch seconds of the RTC): the count and a
+  lock-out hold across a power cut (in RAM only, two guesses and a cut, again and again, never
+  locked: attack pass, session 12). A write per counted failure is bounded by the lock-out
+  itself (``after`` per lock-out). When a lock-out starts, ONE event (``_EV_LOCKOUT``, detail =
+  the failures counted) is logged.
 - ``ok(client)``: a successful authentication clears the count and the doubling level (a flash
   write only if a level was on record).
 A clock set backwards cannot lengthen a lock-out beyond ``max_s`` from now.
@@ -26,6 +28,7 @@ except ImportError:
 _EV_LOCKOUT = const(31)       # meter.events
 _LEVEL = const(0)
 _UNTIL = const(1)
+_FAILS = const(2)
 
 
 class Lockout:
@@ -36,12 +39,12 @@ class Lockout:
         self.base_s = max(1, int(cfg.get("base_s", 10)))
         self.max_s = max(self.base_s, int(cfg.get("max_s", 3600)))
         self._path = meter.board.path("lock")
-        self._fails = {}
         try:
             with open(self._path) as f:
                 d = json.load(f)
-            self._locks = {int(k): v for k, v in d.items()}
-        except (OSError, ValueError, AttributeError):
+            self._locks = {int(k): [int(v[0]), int(v[1]), int(v[2]) if len(v) > 2 else 0]
+                           for k, v in d.items()}
+        except (OSError, ValueError, AttributeError, TypeError, IndexError):
             self._locks = {}
 
     def _save(self):
@@ -59,26 +62,26 @@ class Lockout:
         return d if d <= self.max_s else self.max_s
 
     def fail(self, client):
-        """Count one failed authentication of ``client``; may start a lock-out."""
-        n = self._fails.get(client, 0) + 1
+        """Count one failed authentication of ``client`` (on flash); may start a lock-out."""
+        lk = self._locks.get(client) or [0, 0, 0]
+        n = lk[_FAILS] + 1
+        s = 0
         if n < self.after:
-            self._fails[client] = n
-            return
-        self._fails.pop(client, None)
-        lk = self._locks.get(client) or [0, 0]
-        s = self.base_s << lk[_LEVEL] if lk[_LEVEL] < 20 else self.max_s
-        s = s if s < self.max_s else self.max_s
-        self._locks[client] = [lk[_LEVEL] + 1, self.meter.board.time() + s]
+            self._locks[client] = [lk[_LEVEL], lk[_UNTIL], n]
+        else:
+            s = self.base_s << lk[_LEVEL] if lk[_LEVEL] < 20 else self.max_s
+            s = s if s < self.max_s else self.max_s
+            self._locks[client] = [lk[_LEVEL] + 1, self.meter.board.time() + s, 0]
         try:
             self._save()
         except OSError:
             pass
-        self.meter.event(_EV_LOCKOUT, "client %d locked out for %d s after %d failed logins"
-                         % (client, s, n), n)
+        if s:
+            self.meter.event(_EV_LOCKOUT, "client %d locked out for %d s after %d failed logins"
+                             % (client, s, n), n)
 
     def ok(self, client):
         """``client`` authenticated: clear its count and doubling level."""
-        self._fails.pop(client, None)
         if self._locks.pop(client, None) is not None:
             try:
                 self._save()

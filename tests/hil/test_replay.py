@@ -2,7 +2,7 @@
 replay of a recorded top-up session (byte for byte, also after a power cut), a session with a
 reused (lowered) invocation counter, a hijack of an open HLS link by another station with
 correct HDLC sequence numbers, a meter without secrets; and issue 12's brute force against
-the lock-out (count, power cut, expiry, no flash write per attempt)."""
+the lock-out (count, power cut, expiry; the count itself survives a cut)."""
 import time
 
 import pytest
@@ -178,3 +178,24 @@ def test_brute_force_locks_out_across_a_power_cut(rig_factory):
     with DlmsClient(rig.port, client_sap=32, password="00000000") as c:
         c.get(1, "0.0.42.0.0.255", 2)
     assert [e[0] for e in rig.events].count("31") == 1
+
+
+def test_power_cuts_between_guesses_do_not_reset_the_failure_count(rig_factory):
+    # attack pass (session 12): the count of failed logins lived in RAM: two wrong passwords, a
+    # power cut, two more ... 12 guesses in 2 s and never a lock-out. It is on flash now.
+    rig = rig_factory(config={"lockout": {"after": 3, "base_s": 600, "max_s": 3600}})
+    for _ in range(2):
+        with pytest.raises(AssociationRejected) as e:
+            with DlmsClient(rig.port, client_sap=32, password="wrong!!!"):
+                pass
+        assert e.value.diagnostic == 13 and e.value.result != 2      # counted, not locked yet
+        rig.power_cut()
+        rig.power_on()
+    with pytest.raises(AssociationRejected) as e:                      # the 3rd: locked out
+        with DlmsClient(rig.port, client_sap=32, password="wrong!!!"):
+            pass
+    rig.wait_event("31", timeout=5)
+    with pytest.raises(AssociationRejected) as e:                      # the right one: refused
+        with DlmsClient(rig.port, client_sap=32, password="00000000"):
+            pass
+    assert e.value.result == 2 and e.value.diagnostic == 13

@@ -392,3 +392,12 @@ def test_help_texts_say_what_the_commands_need():
 def test_emulate_micropython_path_must_exist(tmp_path):
     r = _run("emulate", "--micropython", str(tmp_path / "nope"))
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_an_exhausted_invocation_counter_is_one_error_line_not_a_traceback():
+    # attack pass (session 12): once the meter's frame counter read 0xFFFFFFFF, every HLS command
+    # ended in a ValueError traceback from HlsKeys.session (ic 2**32); nothing may be sent then
+    from host_tools.client import DlmsClient, DlmsError
+    c = DlmsClient.__new__(DlmsClient)
+    with pytest.raises(DlmsError, match="invocation counter exhausted.*rotate the keys"):
+        c._associate_hls(0x100000000)
