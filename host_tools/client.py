@@ -310,9 +310,8 @@ class DlmsClient:
 
     def _associate_hls(self, ic):
         if ic > 0xFFFFFFFF:        # Green Book 9.2.7.2.4.6: a used-up counter needs new keys
-            raise DlmsError("invocation counter exhausted: the meter has accepted 0xFFFFFFFF with "
-                            "these keys; nothing was sent: rotate the keys (meterctl keys rotate) "
-                            "from a session that still has counters, or re-provision the meter")
+            raise DlmsError("invocation counter exhausted with these keys (nothing was sent): "
+                            "re-provision the meter's keys (meterctl provision)")
         reserve = self.counter.reserve if self.counter is not None else None
         self.assoc = ClientAssociation(None, self.max_pdu,
                                        self.hls.session(ic, reserve, self.trace_apdu))

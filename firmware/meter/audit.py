@@ -10,7 +10,8 @@ cat   log             codes                                                    r
 2     power           1-9 (first boot, power down/up, watchdog)                 30
 3     transaction     10-19 credit, 45-47 low/emergency credit, 50 token, 52-54  50 (config
                                                                                 ``event_segments`` x 5)
-4     other           20-29 clock/config, 64-99 billing, errors, and any other  30
+4     other           20-29 clock/config, 64-99 billing, test tokens, errors,   30
+                      and any other
 5     tamper          60-63 cover (``tamper`` ring, 20) and 30-39 logins,       20 + 20
                       lock-outs, 51 token refused (``security`` ring, 20)
 6     control         40-44, 48 relay/deferral, 55-59 max power limit           30
@@ -25,7 +26,7 @@ of requests by any client can evict a cover record; nor a top-up, whose ring onl
 client's own top-ups, tokens and credit changes write.
 
 Coalescing: an event whose code is one of the refusals (30 LLS failure, 51 token refused,
-90 DLMS error, 91 store error) that repeats the newest record of its ring (same code and detail)
+90 DLMS error, 91 store error) or 80 (a test token: it changes nothing) that repeats the newest record of its ring (same code and detail)
 within ``REPEAT_S`` seconds of that record's first occurrence is counted in RAM, not written; the
 count reaches flash when the ring's next record is written or at ``tick`` once the window is
 over (``flush``), so a flood costs at most two small littlefs commits per window. A head-end
@@ -56,7 +57,7 @@ _ALL = const(0)
 # Audit.__init__); literals stay in flash (a tuple of tuples would be built in RAM at import)
 _CATS = b"\x02\x03\x04\x05\x05\x06"
 # first code of each range -> ring number (pairs, ascending)
-_REPEATED = b"\x1e\x33\x5a\x5b"   # codes coalesced when repeated: 30, 51, 90, 91
+_REPEATED = b"\x1e\x33\x50\x5a\x5b"   # codes coalesced when repeated: 30, 51, 80, 90, 91
 
 
 def ring_of(code):

@@ -339,6 +339,7 @@ class TokenAcceptor:
 _TOKEN_STATUS = (b" accepted=3 key_change_pending=2 format=4 wrong_class=4 crc=5 key_expired=6"
                  b" used=6 old=6 locked_out=6 overflow=6 ")
 _EV_TOKEN_ACCEPTED = const(50)  # meter.events
+_EV_TOKEN_TEST = const(80)      # meter.events: a class 1 test token (the "other" ring, coalesced)
 _EV_TOKEN_REJECTED = const(51)
 _EV_STORE_ERROR = const(91)
 # Meter.token_gateway = [token, time, STS reason text, delivery method, token_status_code]
@@ -433,7 +434,9 @@ def enter(meter, raw, delivery):
     meter.evaluate()
     ev = (_EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid), r.tid) if r.ok else \
         (_EV_TOKEN_REJECTED, "token rejected: %s" % r.reason, r.reason)
-    if r.ok or r.lockout_s:   # a change, or a keypad lock-out starts (the wrong-entry count rides along)
+    if r.action == "test":    # changes nothing: not journaled, not a transaction, repeats coalesced
+        ev = (_EV_TOKEN_TEST, "token test %s" % r.value, r.value)
+    if r.ok and ev[0] != _EV_TOKEN_TEST or r.lockout_s:   # a change, or a keypad lock-out starts
         meter.persist(ev)
     else:                     # nothing on flash changes: the wrong-entry count stays in RAM
         meter.event(*ev)

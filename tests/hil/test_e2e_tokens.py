@@ -183,3 +183,24 @@ def test_base_date_2035_tokens_round_trip(rig_factory, alg):
     d = meterctl("token", "decode", "--key", key, "--base-date", "2035", tok["token"])
     assert "2035-03-01 12:00" in d.stdout, d.stdout
     assert enter(rig, tok["token"]) == (3, "accepted", 40 * RATE // 10)
+
+
+TEST_TOKEN = "56493153725450313471"    # class 1 InitiateMeterTest (IEC 62055-41 sample, VECTORS.md)
+
+
+@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
+def test_test_tokens_do_not_flush_the_transaction_log(token_rig):
+    # attack pass (session 12): 52 entries of the published test token, each a journaled code-50
+    # record in the transaction ring (50 records), left it with test tokens only: the top-up gone.
+    # A test token changes nothing: code 80 in the "other" ring, not journaled, repeats coalesced.
+    rig = token_rig()
+    assert enter(rig, token(50))[:2] == (3, "accepted")
+    with DlmsClient(rig.port, **MGMT) as c:
+        used = c.get(7, "0.0.99.98.3.255", 7)[1]
+    n0 = len(rig.events)
+    for _ in range(3):
+        assert enter(rig, TEST_TOKEN)[:2] == (3, "accepted")
+    rig.wait_event("80", timeout=5)
+    with DlmsClient(rig.port, **MGMT) as c:
+        assert c.get(7, "0.0.99.98.3.255", 7)[1] == used     # no transaction record added
+    assert "50" not in [e[0] for e in rig.events[n0:]]

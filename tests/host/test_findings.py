@@ -399,5 +399,5 @@ def test_an_exhausted_invocation_counter_is_one_error_line_not_a_traceback():
     # ended in a ValueError traceback from HlsKeys.session (ic 2**32); nothing may be sent then
     from host_tools.client import DlmsClient, DlmsError
     c = DlmsClient.__new__(DlmsClient)
-    with pytest.raises(DlmsError, match="invocation counter exhausted.*rotate the keys"):
+    with pytest.raises(DlmsError, match="invocation counter exhausted.*re-provision"):
         c._associate_hls(0x100000000)
