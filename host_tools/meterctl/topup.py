@@ -98,6 +98,9 @@ def topup(token, **kw):
         code, reason, detail = result_of(res)
         if res.checked and res.after.get("token") != digits:
             return None                          # never reached the gateway: the generic text
+        if code == 8:      # received, never judged (e.g. the meter ran out of memory): not applied
+            return ("token not applied: the meter received it but did not process it (IC 115 status "
+                    "8 tokenReceived); enter it again")
         return "token rejected: %s (IC 115 status %s %s)" % (
             _reason_text(reason, detail), code, STATUS_TEXT.get(code, "?"))
 
