@@ -111,6 +111,7 @@ class Meter:
         # what runs after boot, the rest of the config is not kept
         self.persist_s = int(g("persist_s", 60))
         self.metering = Metering(self, g("metering_module", "pzem004t"), int(g("modbus_unit", 1)))
+        self.metro = self.metering.build()
         self._t_prev = None        # end of the last charged metering interval (epoch s)
         self.config_error = ""     # "field: reason" of the last refused profile (apply_config)
         self.module_wh = None      # last metering-module energy reading taken into account
@@ -128,7 +129,6 @@ class Meter:
         acse.setup(self, cfg, sec_err)    # passwords, lock-out (meter.acse); no defaults
         if cfg_err is not None:
             self.event(_EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")
-        self.metro = None
         self._relay_out = None
         board.on_button = self.button
         board.on_cover = self.cover
