@@ -327,7 +327,7 @@ class Request:
     """A parsed xDLMS request: ``tag`` (0xC0/0xC1/0xC3), ``kind`` (subtype), ``invoke``
     (byte to echo), ``items`` (list of (class_id, obis6, index, selector or None,
     params bytes or None: GET/SET access parameters are a slice of ``buf``, a GET-Request-Normal's
-    to the APDU's end)), ``value`` (SET normal, A-XDR bytes), ``block_no`` (GET next)."""
+    to the APDU's end)), ``value`` (SET normal, A-XDR bytes: a slice of ``buf``), ``block_no`` (GET next)."""
 
     def __init__(self, tag, kind, invoke):
         self.tag = tag
@@ -418,7 +418,7 @@ def parse_request(buf):
         item, p = _item(buf, p, n, False)
         r.items.append(item)
         q = _data_end(buf, p)
-        r.value = bytes(buf[p:q])
+        r.value = buf[p:q]              # a view of the request (a memoryview's): no copy
         p = q
     elif tag == _ACTION_REQUEST:
         if kind != 1:

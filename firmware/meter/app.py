@@ -116,6 +116,7 @@ class Meter:
         # what runs after boot, the rest of the config is not kept
         self.persist_s = int(g("persist_s", 60))
         self.metering = Metering(self, g("metering_module", "pzem004t"), int(g("modbus_unit", 1)))
+        self.metro = self.metering.build()
         self._t_prev = None        # end of the last charged metering interval (epoch s)
         self.config_error = ""     # "field: reason" of the last refused profile (apply_config)
         self.module_wh = None      # last metering-module energy reading taken into account
@@ -133,7 +134,6 @@ class Meter:
         acse.setup(self, cfg, sec_err)    # passwords, lock-out (meter.acse); no defaults
         if cfg_err is not None:
             self.event(_EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")
-        self.metro = None
         self._relay_out = None
         board.on_button = self.button
         board.on_cover = self.cover
@@ -350,15 +350,27 @@ class Meter:
         self.persist()
         return True
 
-    def profile_bytes(self):
-        """0.128.96.5.0.255 attr 2: the profile in force as compact JSON (meter.settings)."""
-        from meter.settings import profile_bytes
-        return profile_bytes(self)
+    def profile_into(self, w):
+        """0.128.96.5.0.255 attr 2 into ``axdr.Writer`` ``w``: the profile in force as compact
+        JSON (meter.profile_read)."""
+        from meter.profile_read import profile_into
+        try:
+            profile_into(self, w)
+        finally:
+            profile_into = None    # the function would keep the unloaded modules alive
+            acse.unload(("meter.profile_read", "meter.settings"))
 
     def apply_profile_bytes(self, data):
-        """SET of 0.128.96.5.0.255 attr 2 -> True if applied (meter.settings)."""
+        """SET of 0.128.96.5.0.255 attr 2 -> True if applied (meter.settings). ``meter.profile``
+        is loaded first: its ~400 B tables find a hole before meter.settings' blocks take them;
+        both leave the heap after."""
+        from meter.profile import check_profile
         from meter.settings import apply_profile_bytes
-        return apply_profile_bytes(self, data)
+        try:
+            return apply_profile_bytes(self, data)
+        finally:
+            check_profile = apply_profile_bytes = None   # they would keep the modules alive
+            acse.unload(("meter.settings", "meter.profile"))
 
     def apply_config(self, new):
         """Apply a profile dict; ConfigError and nothing changed if refused (meter.settings)."""

@@ -355,6 +355,11 @@ def put(meter, ctx, item, value):
     if o < 0:
         return dar
     try:
+        if ic == 1:    # Data: only the profile (0.128.96.5.0.255); all or nothing (meter.settings)
+            n, p = axdr.decode_length(value, 1)       # its JSON read in place: no ~600 B copy
+            if value[0] != _T_OCTET_STRING or p + n != len(value):
+                return _TYPE_UNMATCHED
+            return _OK if meter.apply_profile_bytes(memoryview(value)[p:]) else _OTHER
         tag, v = tagged = (value[0], None) if 0 < value[0] < 3 <= value[1] else axdr.decode(value, 0)[0]
         if ic == 8:                                   # Clock: 2 time, 3 time_zone
             if attr == 2:
@@ -373,19 +378,14 @@ def put(meter, ctx, item, value):
         if ic == 70:                                  # Disconnect control: 4 control_mode
             v = V.int_arg(tagged, (_T_ENUM,))
             return _TYPE_UNMATCHED if v is None else (_OK if meter.set_control_mode(v) else _OTHER)
-        if ic == 111:                                 # Account: 2 {payment_mode, status}
-            if tag != _T_STRUCTURE or len(v) != 2:
-                return _TYPE_UNMATCHED
-            v = V.int_arg(v[0], (_T_ENUM,))
-            if v not in (1, 2):
-                return _OTHER
-            meter.set_payment_mode(v)
-            return _OK
-        # Data: only the tariff/policy profile (0.128.96.5.0.255) is writable. The meter
-        # validates the whole profile first and keeps the old one if any field is refused.
-        if tag != _T_OCTET_STRING:
+        # IC 111 Account (no other attribute is writable): 2 {payment_mode, status}
+        if tag != _T_STRUCTURE or len(v) != 2:
             return _TYPE_UNMATCHED
-        return _OK if meter.apply_profile_bytes(bytes(v)) else _OTHER
+        v = V.int_arg(v[0], (_T_ENUM,))
+        if v not in (1, 2):
+            return _OTHER
+        meter.set_payment_mode(v)
+        return _OK
     except (axdr.AxdrError, ValueError, TypeError, IndexError):
         return _TYPE_UNMATCHED
     except OSError:              # the journal write failed: the meter reloaded its state

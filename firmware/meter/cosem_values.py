@@ -192,7 +192,7 @@ def _data(meter, k, w):
         i = fid.find(b" ")
         w.octet_string(fid if i < 0 else fid[:i] if k == 14 else fid[i + 1:])
     elif k == 3:
-        w.octet_string(meter.profile_bytes())
+        meter.profile_into(w)
     elif k == 4:
         w.octet_string(meter.config_error.encode())   # text, as octet-string
     elif k == 5:

@@ -64,20 +64,16 @@ class Metering:
         self.unit = unit
         self.t_fault = 0       # RTC s of the fault event (for grace_s)
 
-    def _module(self):
-        mt = self.meter
-        b = mt.board
+    def build(self):
+        """The metering module, built while the meter boots (``Meter.__init__``: its 296 B
+        instance dict, masters and buffers before the journal and event-log scans fragment the
+        heap); an unknown kind builds a pzem004t, logged by ``run``."""
+        b = self.meter.board
         kw = {"baud": getattr(b, "modbus_baud", 9600), "clock": b.time}
         try:
-            m = Module(b.modbus_stream(), self.kind, self.unit, tx_enable=b.modbus_tx_enable, **kw)
+            return Module(b.modbus_stream(), self.kind, self.unit, tx_enable=b.modbus_tx_enable, **kw)
         except ValueError:
-            mt.event(_EV_CONFIG, "metering_module %s unknown: pzem004t" % self.kind, "module")
-            self.kind = "pzem004t"
-            m = Module(b.modbus_stream(), self.kind, self.unit, tx_enable=b.modbus_tx_enable, **kw)
-        h = m.health
-        h.baseline_wh = mt.module_wh   # charge across a reboot (None: first reading)
-        self._limits(h)
-        return m
+            return Module(b.modbus_stream(), "pzem004t", self.unit, tx_enable=b.modbus_tx_enable, **kw)
 
     def _limits(self, h):
         # the profile's metering rules into the module's Health (a profile applied since boot)
@@ -86,10 +82,17 @@ class Metering:
         h.max_w = p[4] or (_MAX_W_3P if self.kind == "sdm630" else _MAX_W_1P)
 
     def run(self):
-        """Build the module now (before the meter says ``ready``) and return the task that polls
-        it for ever (``after()`` after each poll)."""
-        m = self.meter.metro = self._module()
-        return m.run(self.meter.board.poll_ms, self.after)
+        """The task that polls the module (``meter.metro``, ``build``) for ever (``after()``
+        after each poll), started before the meter says ``ready``."""
+        mt = self.meter
+        m = mt.metro
+        if m.kind != self.kind:
+            mt.event(_EV_CONFIG, "metering_module %s unknown: pzem004t" % self.kind, "module")
+            self.kind = m.kind
+        h = m.health
+        h.baseline_wh = mt.module_wh   # charge across a reboot (None: first reading)
+        self._limits(h)
+        return m.run(mt.board.poll_ms, self.after)
 
     def after(self):
         """After each poll: events, fault policy, the meter's tick, the watchdog."""

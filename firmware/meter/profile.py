@@ -9,7 +9,8 @@ first bad field ("tariff.slabs[1]"). The meaning of each field is documented in 
 meter.policy and meter.limiter.
 
 - ``build(cfg) -> (Tariff, Policy)``: the engines of a whole configuration (config.json);
-- ``check_profile(p) -> (Tariff, Policy)``: a profile (profiles/*.json) over the defaults;
+- ``check_profile(p, cfg=None) -> (Tariff, Policy)``: a profile (profiles/*.json) over the
+  defaults or over config.json;
 - ``tariff(section)``, ``limiter(section)``, ``policy(cfg)``: one engine each.
 """
 from meter import timeutil
@@ -206,10 +207,12 @@ def build(cfg):
     return tariff(cfg.get("tariff") or {"rate": cfg.get("tariff_paise_per_kwh", 650)}), policy(cfg)
 
 
-def check_profile(p):
+def check_profile(p, cfg=None):
     """Validate a profile (profiles/*.json: keys of PROFILE_KEYS, all optional) over the
-    built-in defaults; returns (Tariff, Policy). Raises ConfigError(field, reason). The meter
-    (Meter.apply_config) and ``meterctl config`` both use it."""
+    built-in defaults, or applied over the configuration ``cfg`` (config.json: updated with it,
+    without its ``about``); returns the (Tariff, Policy) of the result. Raises
+    ConfigError(field, reason). The meter (Meter.apply_config, with its config.json: one pair of
+    engines built, not two) and ``meterctl config`` both use it."""
     if not isinstance(p, dict):
         raise ConfigError("profile", "not an object")
     for k in p:
@@ -225,4 +228,8 @@ def check_profile(p):
             raise ConfigError(key, "text expected")
     if p.get("market", MARKETS[0]) not in MARKETS:
         raise ConfigError("market", "one of %s expected" % ", ".join(MARKETS))
-    return tariff(p.get("tariff") or {}), policy(p)
+    if cfg is None:
+        return tariff(p.get("tariff") or {}), policy(p)
+    cfg.update(p)
+    cfg.pop("about", None)
+    return build(cfg)

@@ -1,7 +1,7 @@
 """config.json and the tariff/policy profile of the meter (0.128.96.5.0.255), for ``meter.app``.
 
-``config(board)`` reads config.json (keys: docs/CONTRACTS.md "config.json"); ``profile_bytes``
-and ``apply_profile_bytes`` serve the profile object's attribute 2; ``apply_config`` validates a
+``config(board)`` reads config.json (keys: docs/CONTRACTS.md "config.json"); ``apply_profile_bytes``
+serves the profile object's attribute 2; ``apply_config`` validates a
 whole profile first and changes nothing when any field is refused (ConfigError(field, reason),
 also kept in ``meter.config_error``), then writes config.json, journals and applies.
 """
@@ -30,25 +30,14 @@ def config(board):
         return {}
 
 
-def profile_bytes(meter):
-    """The profile in force as compact JSON (0.128.96.5.0.255 attr 2): the profile fields of
-    config.json, defaults for payment_mode, control_mode, credit_unit and tz_minutes."""
-    c = config(meter.board)
-    out = {}
-    for k, v in (("name", None), ("tariff", None), ("policy", None), ("limiter", None),
-                 ("metering", None), ("payment_mode", 2), ("control_mode", 5), ("credit_unit", 0),
-                 ("tz_minutes", 330), ("market", None), ("physical_address", None)):
-        v = c.get(k, v)
-        if v is not None:
-            out[k] = v
-    return json.dumps(out).encode()
-
-
 def apply_profile_bytes(meter, data):
     """SET of 0.128.96.5.0.255 attr 2: JSON profile bytes -> True if applied; False if
     refused, with "field: reason" in ``meter.config_error`` (served by 0.128.96.5.1.255)."""
     try:
-        new = json.loads(bytes(data).decode())
+        try:
+            new = json.loads(data)     # MicroPython parses the request's view in place
+        except TypeError:              # CPython: str, bytes or bytearray only
+            new = json.loads(bytes(data).decode())
     except (ValueError, UnicodeError):
         meter.config_error = "profile: not JSON"
         return False
@@ -66,17 +55,15 @@ def apply_config(meter, new):
     """Apply a profile (dict, keys of meter.profile.PROFILE_KEYS). Order: validate it whole (a
     bad one raises ConfigError and nothing changes), write config.json (an OSError leaves the
     meter as it was), switch to it, journal with its event. Running counters carry over."""
-    from meter.profile import check_profile, build
+    from meter.profile import check_profile
     try:
-        check_profile(new)
         cfg = config(meter.board)
-        cfg.update(new)
-        cfg.pop("about", None)
-        tariff, policy = build(cfg)
+        tariff, policy = check_profile(new, cfg)
     except ConfigError as e:
         meter.config_error = "%s: %s" % (e.field, e.reason)
         raise
     finally:
+        check_profile = None       # its function held meter.profile's globals: freed now
         unload(("meter.profile",))
     tariff.carry_from(meter.tariff)
     policy.carry_from(meter.policy)

@@ -196,6 +196,10 @@ def test_parse_request_get():
 def test_parse_request_set_action():
     r = apdu.parse_request(h("C1 01 C1 00 03 01 00 01 08 00 FF 02 00 06 00 00 00 2A"))
     assert r.tag == apdu.SET_REQUEST and r.items[0][:3] == (3, ENERGY, 2) and r.value == h("06 00 00 00 2A")
+    # the meter parses a view of its link buffer: the SET value is a view of it, not a copy (a
+    # profile's ~600 B needed a hole of its own in a 56 KiB heap)
+    r = apdu.parse_request(memoryview(h("C1 01 C1 00 03 01 00 01 08 00 FF 02 00 06 00 00 00 2A")))
+    assert isinstance(r.value, memoryview) and bytes(r.value) == h("06 00 00 00 2A")
     r = apdu.parse_request(h("C3 01 C1 00 70 00 00 13 0A 00 FF 01 01 05 00 00 13 88"))
     assert r.items == [(112, CREDIT, 1, None, h("05 00 00 13 88"))]
     r = apdu.parse_request(h("C3 01 C0 00 46 00 00 60 03 0A FF 02 00"))

@@ -206,3 +206,14 @@ def test_set_rate_token_switches_to_flat_keeping_counters():
     wh = t.m_wh
     t.set_rate(1234)
     assert t.charge(t0 + 3600, t0 + 7200, 1000, IST) == 1234 and t.m_wh == wh + 1000
+
+
+def test_a_profile_applied_over_a_configuration_builds_the_engines_of_the_result():
+    # the meter (meter.settings.apply_config) builds one pair of engines: the profile's over
+    # config.json, which it updates (without the profile's about text)
+    from meter.profile import check_profile
+    cfg = {"serial": "PPM0000002", "tariff": {"rate": 500}, "policy": {"ec_paise": 100}}
+    t, p = check_profile({"name": "x", "about": "text", "tariff": {"rate": 900}}, cfg)
+    assert cfg == {"serial": "PPM0000002", "name": "x", "tariff": {"rate": 900}, "policy": {"ec_paise": 100}}
+    t0 = utc(2026, 3, 2, 9)
+    assert t.charge(t0, t0 + 3600, 1000, IST) == 900 and p.ec_paise == 100

@@ -46,6 +46,11 @@ class Board:
     def ticks_ms(self):
         return 0
 
+    modbus_tx_enable = None
+
+    def modbus_stream(self):      # the metering module is built at boot (never polled here)
+        return None
+
 
 class Ctx:
     role = 2

@@ -1,0 +1,46 @@
+"""0.128.96.5.0.255 attribute 2 read: the tariff/policy profile in force as compact JSON, for
+``meter.app`` (loaded for the read, then unloaded with ``meter.settings``)."""
+import io
+import json
+
+from protocol.axdr import encode_length
+from meter.settings import config
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_T_OCTET_STRING = const(9)    # protocol.axdr
+
+
+class _Into(io.IOBase):
+    """json.dump's stream: appends what it is given to the bytearray ``buf``."""
+
+    def __init__(self, buf):
+        self.buf = buf
+
+    def write(self, b):
+        self.buf.extend(b.encode() if isinstance(b, str) else b)   # CPython writes str
+        return len(b)
+
+
+def profile_into(meter, w):
+    """The profile in force as compact JSON (0.128.96.5.0.255 attr 2), an octet-string into
+    the ``axdr.Writer`` ``w``: the profile fields of config.json, defaults for payment_mode,
+    control_mode, credit_unit and tz_minutes. Dumped where it goes (the response buffer,
+    capacity kept): no ~500 B str and bytes copy of it in a fragmented heap."""
+    c = config(meter.board)
+    out = {}
+    for k, v in (("name", None), ("tariff", None), ("policy", None), ("limiter", None),
+                 ("metering", None), ("payment_mode", 2), ("control_mode", 5), ("credit_unit", 0),
+                 ("tz_minutes", 330), ("market", None), ("physical_address", None)):
+        v = c.get(k, v)
+        if v is not None:
+            out[k] = v
+    c = None
+    buf = w.buf
+    at = len(buf)
+    json.dump(out, _Into(buf))
+    buf[at:at] = bytes((_T_OCTET_STRING,)) + encode_length(len(buf) - at)
