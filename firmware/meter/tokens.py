@@ -29,11 +29,10 @@ _CLASS_NON_MERIT = const(1)
 _CLASS_MANAGEMENT = const(2)
 _SUB_MPL = const(0)
 _SUB_PHASE_UNBALANCE = const(6)
-_BAD_REASONS = ("format", "crc", "wrong_class")
-# class 2 subclass -> key section (SUB_KEY_1..4) / action (SUB_MPL ... SUB_WATER_FACTOR), protocol.sts
-_KEY_SECTION = {3: 0, 4: 1, 8: 2, 9: 3}
-_CLASS2_ACTION = {0: "mpl", 1: "clear_credit", 2: "tariff", 5: "clear_tamper", 6: "phase_unbalance",
-                  7: "water_factor"}
+# class 2 subclass -> action: word ``sub`` (SUB_MPL 0 ... SUB_WATER_FACTOR 7, protocol.sts; "-": a key
+# section, whose number comes from sts_core's layout "key1".."key4"). One str, no dict or tuple
+# built per load: every constant object here is allocated each time a token entry loads the module
+_CLASS2_ACTION = "mpl clear_credit tariff - - clear_tamper phase_unbalance water_factor"
 
 
 class TokenResult:
@@ -58,9 +57,9 @@ class TokenResult:
 
 def _alg_code(algorithm):
     a = str(algorithm).lower()
-    if a in ("ea07", "sta"):
+    if a == "ea07" or a == "sta":
         return _ALG_EA07
-    if a in ("ea11", "misty1"):
+    if a == "ea11" or a == "misty1":
         return _ALG_EA11
     raise StsError("field", "algorithm must be ea07 or ea11")
 
@@ -155,7 +154,7 @@ class TokenAcceptor:
 
     def _reject(self, now, reason, cls=None, sub=None):
         res = TokenResult(False, reason, cls, sub)
-        if reason in _BAD_REASONS and self.lockout_after > 0:
+        if (reason == "format" or reason == "crc" or reason == "wrong_class") and self.lockout_after > 0:
             self._bad += 1
             extra = self._bad - self.lockout_after
             if extra >= 0:
@@ -206,9 +205,10 @@ class TokenAcceptor:
         if not f.crc_ok:
             return self._reject(now, "crc", cls)
         sub = f.subclass
-        if cls == _CLASS_MANAGEMENT and sub in _KEY_SECTION:
-            return self._key_section(now, f)
-        if f.layout != "data" or (cls == _CLASS_TRANSFER and (
+        lay = f.layout
+        if cls == _CLASS_MANAGEMENT and lay[0] == "k":    # "key1".."key4"
+            return self._key_section(now, f, ord(lay[3]) - 49)
+        if lay != "data" or (cls == _CLASS_TRANSFER and (
                 sub not in self.credit_subclasses or sts.is_currency(cls, sub))):
             return TokenResult(False, "wrong_subclass", cls, sub)
         tid = f.tid
@@ -229,7 +229,7 @@ class TokenAcceptor:
         if cls == _CLASS_TRANSFER:
             amt = sts.amount_decode(f.value)
             return TokenResult(True, "accepted", cls, sub, tid, amt, "credit", amt)
-        action = _CLASS2_ACTION[sub]
+        action = _CLASS2_ACTION.split()[sub]
         value = f.value
         if sub == _SUB_MPL or sub == _SUB_PHASE_UNBALANCE:
             value = sts.amount_decode(value)
@@ -246,9 +246,8 @@ class TokenAcceptor:
         res.mfr_code = f.mfr_code
         return res
 
-    def _key_section(self, now, f):
+    def _key_section(self, now, f, idx):
         need = 2 if self._alg == _ALG_EA07 else 4
-        idx = _KEY_SECTION[f.subclass]
         if idx >= need:
             return TokenResult(False, "wrong_subclass", 2, f.subclass)
         kc = self._kc
@@ -292,7 +291,7 @@ class TokenAcceptor:
         out[j + 4] = 2 if self.base_date == 2035 else (1 if self.base_date == 2014 else 0)
         out[j + 5] = self._bad if self._bad < 255 else 255
         lu = self._lock_until if self._lock_until > 0 else 0
-        out[j + 6:j + 10] = (lu & 0xFFFFFFFF).to_bytes(4, "big")
+        out[j + 6:j + 10] = (lu - ((lu >> 32) << 32)).to_bytes(4, "big")   # no 2**32 constant object
         out[j + 10] = self.store_size
         out[j + 11] = self._n
         out[j + 12:] = self._tids[:3 * self._n]
