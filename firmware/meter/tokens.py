@@ -114,15 +114,6 @@ class TokenAcceptor:
         self._key = bytes(key)
         self.ken, self.krn, self.kt, self.ti, self.base_date = ken & 0xFF, krn, kt, ti, base_date
 
-    @property
-    def algorithm(self):
-        return "ea07" if self._alg == _ALG_EA07 else "ea11"
-
-    def key_info(self):
-        """{'algorithm', 'krn', 'kt', 'ti', 'ken', 'base_date'}: never the key itself."""
-        return {"algorithm": self.algorithm, "krn": self.krn, "kt": self.kt, "ti": self.ti,
-                "ken": self.ken, "base_date": self.base_date}
-
     # -- TID store ------------------------------------------------------------------------
     def _tid_at(self, i):
         b = self._tids
@@ -142,16 +133,7 @@ class TokenAcceptor:
                 k = i
         return k
 
-    def tids(self):
-        """Stored TIDs, ascending (list)."""
-        return sorted(self._tid_at(i) for i in range(self._n))
-
     # -- lockout --------------------------------------------------------------------------
-    def lockout_remaining(self, now_s):
-        """Seconds of keypad lockout left (0 if none)."""
-        r = self._lock_until - now_s
-        return r if r > 0 else 0
-
     def _reject(self, now, reason, cls=None, sub=None):
         res = TokenResult(False, reason, cls, sub)
         if (reason == "format" or reason == "crc" or reason == "wrong_class") and self.lockout_after > 0:
@@ -312,7 +294,7 @@ class TokenAcceptor:
         except (IndexError, TypeError):
             ok = False
         if not ok:
-            raise StsError("record", "not a token-acceptor record for %s" % self.algorithm)
+            raise StsError("record", "not a token-acceptor record for ea%s" % ("07" if self._alg == _ALG_EA07 else "11"))
         key = bytes(data[5:j])
         tids = bytes(data[j + 12:])
         self._set_key(key, data[j + 3], data[j], data[j + 1], data[j + 2],

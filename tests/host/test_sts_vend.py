@@ -17,6 +17,7 @@ from host_tools import vend as V
 from host_tools.meterctl.token import token
 from host_tools.meterctl.vend import vend
 from meter.tokens import TokenAcceptor
+from acceptor_state import key_info, tids
 from protocol import sts
 
 VK02 = "abababababababab"
@@ -126,9 +127,9 @@ def test_roundtrip_key_change(alg, new, krn, kt, ti, ken, ro):
         assert meter.enter(t["token"], 1).reason == "key_change_pending"
     res = meter.enter(toks[-1]["token"], 2)
     assert res.ok and res.action == "key_change"
-    info = meter.key_info()
+    info = key_info(meter)
     assert (info["krn"], info["kt"], info["ti"], info["ken"]) == (krn, kt, ti, ken)
-    assert meter.tids() == ([] if ro else [9])
+    assert tids(meter) == ([] if ro else [9])
     after = V.vend_token(new, algorithm=alg, amount=5, tid=10, rnd=0)["token"]
     assert meter.enter(after, 3).ok
 
