@@ -140,27 +140,16 @@ class TokenFields:
     KENLO in the 2nd), ``krn``, ``ro``, ``res``, ``kt`` (1st), ``ti`` (2nd), ``sgc_half``
     (12 bits, 3rd = low, 4th = high), ``key_part`` (32 bits of the new key).
     Other class 1/2 subclasses: ``payload`` (44 bits).
+    Fields not set read as the class's defaults (0, ``crc_ok`` True): a parsed block's instance
+    holds only its layout's fields (on a board: a small attribute table per token, not one of 18).
     """
+    rnd = tid = value = control = mfr_code = ken_half = krn = ro = res = kt = ti = sgc_half = 0
+    key_part = payload = crc = 0
+    crc_ok = True
 
     def __init__(self, cls=0, subclass=0, **kw):
         self.cls = cls
         self.subclass = subclass
-        self.rnd = 0
-        self.tid = 0
-        self.value = 0
-        self.control = 0
-        self.mfr_code = 0
-        self.ken_half = 0
-        self.krn = 0
-        self.ro = 0
-        self.res = 0
-        self.kt = 0
-        self.ti = 0
-        self.sgc_half = 0
-        self.key_part = 0
-        self.payload = 0
-        self.crc = 0
-        self.crc_ok = True
         for k in kw:
             if not hasattr(self, k):
                 raise StsError("field", k)

@@ -230,7 +230,7 @@ class Meter:
                            "cs": self.dc.control_state, "cause": self.dc.cause,
                            "tz": self.tz_minutes,
                            "tar": self.tariff.cold(a.credit, a.import_wh), "pol": self.policy.state(),
-                           "tok": self.tokens[1].hex() if self.tokens and self.tokens[1] else None},
+                           "tok": self.tokens[1] if self.tokens and self.tokens[1] else None},   # hex
                           (a.credit, a.rem, a.import_wh, -1 if mwh is None else mwh, now))
 
     def _log(self, epoch, code, detail):

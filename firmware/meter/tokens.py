@@ -8,8 +8,8 @@ meter's side (``Meter.enter_token``): it applies the returned action to the acco
 """
 import time
 
-from protocol import sts_core as sts
-from protocol.sts_core import StsError
+# protocol.sts_core is imported where it is used, never held by this module's globals: the meter's
+# side drops it (and protocol.ea07) once the token is judged, before the journal write (``enter``)
 
 try:
     from micropython import const
@@ -61,6 +61,7 @@ def _alg_code(algorithm):
         return _ALG_EA07
     if a == "ea11" or a == "misty1":
         return _ALG_EA11
+    from protocol.sts_core import StsError
     raise StsError("field", "algorithm must be ea07 or ea11")
 
 
@@ -85,30 +86,31 @@ class TokenAcceptor:
         self._alg = _alg_code(algorithm)
         if self._alg == _ALG_EA07:
             if tables is None:
+                from protocol.sts_core import StsError
                 raise StsError("tables", "EA07 needs tables")
             from protocol.ea07 import load_tables
             self._tables = load_tables(tables)
         else:
             self._tables = None
         if not 1 <= store_size <= 255:
+            from protocol.sts_core import StsError
             raise StsError("field", "store_size must be 1..255")
-        self.store_size = store_size
-        self._tids = bytearray(3 * store_size)
+        self._tids = bytearray(3 * store_size)    # its length: the store size
         self._n = 0
-        self.now_fn = now_fn
-        self.key_change_window_s = key_change_window_s
-        self.lockout_after, self.lockout_base_s, self.lockout_max_s = lockout_after, lockout_base_s, lockout_max_s
-        self.credit_subclasses = credit_subclasses
+        # settings in two tuples: at most 17 attributes, a 136 B table (23: 184 B, one block to find
+        # at every token entry on a board, where the acceptor is built per entry)
+        self._opt = (now_fn, key_change_window_s, credit_subclasses)
+        self._lock = (lockout_after, lockout_base_s, lockout_max_s)
         self._bad = self._lock_until = 0
         self._kc = [None, None, None, None]
         self._kc_t = 0
-        self._buf = bytearray(8)
         self._set_key(decoder_key, ken, krn, kt, ti, base_date)
 
     # -- key ---------------------------------------------------------------------------
     def _set_key(self, key, ken, krn, kt, ti, base_date):
         n = 8 if self._alg == _ALG_EA07 else 16
         if not isinstance(key, (bytes, bytearray)) or len(key) != n:
+            from protocol.sts_core import StsError
             raise StsError("key", "decoder key must be %d bytes for this algorithm" % n)
         self._cipher = None   # built at the first block: from_record sets the key again
         self._key = bytes(key)
@@ -136,15 +138,15 @@ class TokenAcceptor:
     # -- lockout --------------------------------------------------------------------------
     def _reject(self, now, reason, cls=None, sub=None):
         res = TokenResult(False, reason, cls, sub)
-        if (reason == "format" or reason == "crc" or reason == "wrong_class") and self.lockout_after > 0:
+        after, d, top = self._lock
+        if (reason == "format" or reason == "crc" or reason == "wrong_class") and after > 0:
             self._bad += 1
-            extra = self._bad - self.lockout_after
+            extra = self._bad - after
             if extra >= 0:
-                d = self.lockout_base_s
-                while extra > 0 and d < self.lockout_max_s:
+                while extra > 0 and d < top:
                     d *= 2
                     extra -= 1
-                d = min(d, self.lockout_max_s)
+                d = min(d, top)
                 self._lock_until = now + d
                 res.lockout_s = d
         return res
@@ -153,17 +155,18 @@ class TokenAcceptor:
     def _now(self, now_s):
         if now_s is not None:
             return int(now_s)
-        if self.now_fn is not None:
-            return int(self.now_fn())
+        if self._opt[0] is not None:
+            return int(self._opt[0]())
         return int(time.time())
 
     def enter(self, digits, now_s=None, room=None):
         """Enter one token (20 digits; spaces/dashes allowed) at Unix time ``now_s``; a class 0 amount
         over ``room`` (0.1 kWh; None: no ceiling) is "overflow". Returns a TokenResult, never raises."""
+        from protocol import sts_core as sts
         now = self._now(now_s)
         try:
             cls, block = sts.split_token(digits)
-        except StsError:
+        except sts.StsError:
             return self._reject(now, "format")
         if cls == 3:
             return self._reject(now, "wrong_class", cls)
@@ -180,8 +183,7 @@ class TokenAcceptor:
                 from protocol.misty1 import Misty1
                 c = Misty1(self._key)
             self._cipher = c
-        buf = self._buf
-        buf[:] = block.to_bytes(8, "big")
+        buf = bytearray(block.to_bytes(8, "big"))
         c.decrypt_into(buf)
         f = sts.parse_block(cls, int.from_bytes(buf, "big"))
         if not f.crc_ok:
@@ -191,7 +193,7 @@ class TokenAcceptor:
         if cls == _CLASS_MANAGEMENT and lay[0] == "k":    # "key1".."key4"
             return self._key_section(now, f, ord(lay[3]) - 49)
         if lay != "data" or (cls == _CLASS_TRANSFER and (
-                sub not in self.credit_subclasses or sts.is_currency(cls, sub))):
+                sub not in self._opt[2] or sts.is_currency(cls, sub))):
             return TokenResult(False, "wrong_subclass", cls, sub)
         tid = f.tid
         if (tid >> 16) > self.ken:
@@ -200,7 +202,7 @@ class TokenAcceptor:
         for i in range(n):
             if self._tid_at(i) == tid:
                 return TokenResult(False, "used", cls, sub, tid)
-        k = self._oldest() if n >= self.store_size else n
+        k = self._oldest() if 3 * n >= len(self._tids) else n
         if k < n and tid < self._tid_at(k):
             return TokenResult(False, "old", cls, sub, tid)
         if cls == _CLASS_TRANSFER and room is not None and sts.amount_decode(f.value) > room:
@@ -218,6 +220,7 @@ class TokenAcceptor:
         return TokenResult(True, "accepted", cls, sub, tid, 0, action, value)
 
     def _test_token(self, now, block):
+        from protocol import sts_core as sts
         f = sts.parse_block(_CLASS_NON_MERIT, block)
         if not f.crc_ok:
             return self._reject(now, "crc", 1)
@@ -229,12 +232,13 @@ class TokenAcceptor:
         return res
 
     def _key_section(self, now, f, idx):
+        from protocol import sts_core as sts
         need = 2 if self._alg == _ALG_EA07 else 4
         if idx >= need:
             return TokenResult(False, "wrong_subclass", 2, f.subclass)
         kc = self._kc
         started = kc[0] is not None or kc[1] is not None or kc[2] is not None or kc[3] is not None
-        if not started or now - self._kc_t > self.key_change_window_s or now < self._kc_t:
+        if not started or now - self._kc_t > self._opt[1] or now < self._kc_t:
             kc[0] = kc[1] = kc[2] = kc[3] = None
             self._kc_t = now
         kc[idx] = f
@@ -274,7 +278,7 @@ class TokenAcceptor:
         out[j + 5] = self._bad if self._bad < 255 else 255
         lu = self._lock_until if self._lock_until > 0 else 0
         out[j + 6:j + 10] = (lu - ((lu >> 32) << 32)).to_bytes(4, "big")   # no 2**32 constant object
-        out[j + 10] = self.store_size
+        out[j + 10] = len(self._tids) // 3
         out[j + 11] = self._n
         out[j + 12:] = self._tids[:3 * self._n]
         return bytes(out)
@@ -283,6 +287,7 @@ class TokenAcceptor:
         """Restore the state written by ``to_record`` (key, KRN/KT/TI/KEN, base date, TID
         store, lockout). Returns self. StsError("record") if the bytes are not a record of
         this acceptor's algorithm; the acceptor is unchanged then."""
+        from protocol import sts_core as sts
         try:
             ok = bytes(data[0:2]) == _REC_MAGIC and data[2] == _REC_VERSION
             alg = data[3]
@@ -294,18 +299,19 @@ class TokenAcceptor:
         except (IndexError, TypeError):
             ok = False
         if not ok:
-            raise StsError("record", "not a token-acceptor record for ea%s" % ("07" if self._alg == _ALG_EA07 else "11"))
+            raise sts.StsError("record", "not a token-acceptor record for ea%s" % ("07" if self._alg == _ALG_EA07 else "11"))
         key = bytes(data[5:j])
         tids = bytes(data[j + 12:])
         self._set_key(key, data[j + 3], data[j], data[j + 1], data[j + 2],
                       sts.BASE_DATES[data[j + 4]] if data[j + 4] < 3 else 1993)
         self._bad = data[j + 5]
         self._lock_until = (data[j + 6] << 24) | (data[j + 7] << 16) | (data[j + 8] << 8) | data[j + 9]
-        if n > self.store_size:   # keep the newest TIDs if the store shrank
+        size = len(self._tids) // 3
+        if n > size:   # keep the newest TIDs if the store shrank
             lst = [(tids[3 * i] << 16) | (tids[3 * i + 1] << 8) | tids[3 * i + 2] for i in range(n)]
             lst.sort()
-            lst = lst[n - self.store_size:]
-            n = self.store_size
+            lst = lst[n - size:]
+            n = size
             for i in range(n):
                 self._put_tid(i, lst[i])
         else:
@@ -349,6 +355,7 @@ def acceptor(meter):
                       lockout_max_s=g("lockout_max_s", 1280))
     r = s[1]
     if r is not None:
+        from protocol.sts_core import StsError
         try:
             a.from_record(r)
         except StsError:
@@ -362,6 +369,18 @@ def keep(meter, a):
     s[1], s[2], s[3] = a.to_record(), a._kc, a._kc_t
     if a._tables is not None and s[4] is None:   # protocol.ea07.Tables keeps the inverse tables
         s[4] = a._tables.isub + a._tables.iperm
+
+
+def _drop(board):
+    """The token is judged: the acceptor, its cipher, ``protocol.sts_core`` and ``protocol.ea07``
+    (~2.3 KiB on 32 bits) leave the heap before the journal write, the entry's largest allocations
+    (``meter.app`` unloads this module when the entry returns). A board with heap to spare keeps
+    them (``board.sts_resident``)."""
+    if not getattr(board, "sts_resident", False):
+        import gc
+        from meter.acse import unload
+        unload(("protocol.sts_core", "protocol.ea07"))
+        gc.collect()
 
 
 def enter(meter, raw, delivery):
@@ -388,6 +407,8 @@ def enter(meter, raw, delivery):
         a = acceptor(meter)
         r = a.enter(digits, now, meter.token_room())   # the credit ceiling
         keep(meter, a)
+        a = None
+        _drop(meter.board)
     if r.ok and r.reason == "accepted":          # the action on account, tariff, limiter
         a = meter.account
         act = r.action
