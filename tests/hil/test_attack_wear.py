@@ -1,6 +1,6 @@
 """Flash wear of refusals and lock-outs, measured on the NOR flash model (issue 12): a malformed
 STS token refused below the keypad lock-out threshold writes nothing (its wrong-entry count stays
-in RAM, meter.tokens.enter), a power cut resets that count by at most ``lockout_after - 1`` entries
+in RAM, meter.tokgate.enter), a power cut resets that count by at most ``lockout_after - 1`` entries
 and never ends a keypad lock-out (journaled when it starts); the block erases a lock-out start
 costs, for the keypad and for a DLMS client (meter.lockout), are bounded."""
 import pytest
