@@ -301,7 +301,7 @@ class TokenAcceptor:
         if not ok:
             raise sts.StsError("record", "not a token-acceptor record for ea%s" % ("07" if self._alg == _ALG_EA07 else "11"))
         key = bytes(data[5:j])
-        tids = bytes(data[j + 12:])
+        tids = memoryview(data)[j + 12:]   # read in place: no copy of the TID store
         self._set_key(key, data[j + 3], data[j], data[j + 1], data[j + 2],
                       sts.BASE_DATES[data[j + 4]] if data[j + 4] < 3 else 1993)
         self._bad = data[j + 5]
