@@ -63,6 +63,15 @@ def keep(meter, a):
         s[4] = a._tables.isub + a._tables.iperm
 
 
+def _judge(meter, digits, now):
+    # the acceptor lives in this frame only: once it returns, nothing on the caller's value stack
+    # (scanned by the GC) points at it, its cipher or the protocol modules, and ``_drop`` frees them
+    a = acceptor(meter)
+    r = a.enter(digits, now, meter.token_room())   # the credit ceiling
+    keep(meter, a)
+    return r
+
+
 def _drop(board):
     """The token is judged: the acceptor, its cipher, ``protocol.sts_core`` and ``protocol.ea07``
     (~2.3 KiB on 32 bits) leave the heap before the journal write, the entry's largest allocations
@@ -96,10 +105,7 @@ def enter(meter, raw, delivery):
     if meter.tokens is None:   # no STS key provisioned: the meter cannot judge any token
         r = TokenResult(False, "no_sts_key")
     else:
-        a = acceptor(meter)
-        r = a.enter(digits, now, meter.token_room())   # the credit ceiling
-        keep(meter, a)
-        a = None
+        r = _judge(meter, digits, now)
         _drop(meter.board)
     if r.ok and r.reason == "accepted":          # the action on account, tariff, limiter
         a = meter.account
