@@ -19,7 +19,6 @@ Errors: ``protocol.sts.StsError`` with reason "key" or "format".
 """
 from array import array
 
-from protocol.sts_core import StsError
 
 # S7 (128 entries) and S9 (512 entries, 2 bytes big-endian each) as bytes literals: they stay
 # in the image (flash), not 1.2 KB of heap built at import
@@ -125,6 +124,7 @@ class Misty1:
 
     def __init__(self, key):
         if not isinstance(key, (bytes, bytearray)) or len(key) != 16:
+            from protocol.sts_core import StsError   # not held: the meter keeps this module, not that one
             raise StsError("key", "MISTY1 key must be 16 bytes")
         ek = array("H", bytes(32))
         for i in range(8):

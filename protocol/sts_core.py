@@ -19,9 +19,9 @@ except ImportError:  # CPython
     def const(x):
         return x
 
-# private, folded by mpy-cross (public in protocol.sts, the host half)
-_MASK64 = const(0xFFFFFFFFFFFFFFFF)
-_TOKEN66_MAX = const((1 << 66) - 1)
+# No constant above 2**30 in this module: on a 32-bit port each is a big-int object built at every
+# load (~32 B; the meter loads this module per token entry): masks of 32 bits and more are written
+# as shifts (``x >> 64`` for ``x > 2**64 - 1``, ``x - (x >> n << n)`` for ``x & (2**n - 1)``).
 
 # token classes and class 2 subclasses: public in protocol.sts (the host half)
 _CLASS_TRANSFER = const(0)
@@ -69,17 +69,18 @@ def normalise_digits(text):
 def digits_to_int(text):
     """20 decimal digits (spaces/dashes allowed) -> 66-bit int. IEC 62055-41 §6.4."""
     n = int(normalise_digits(text))
-    if n > _TOKEN66_MAX:
+    if n >> 66:
         raise StsError("format", "token number exceeds 66 bits")
     return n
 
 
 def untranspose(n):
     """66-bit token number -> (class, 64-bit block with bits 28/27 restored)."""
-    if not isinstance(n, int) or n < 0 or n > _TOKEN66_MAX:
+    if not isinstance(n, int) or n < 0 or n >> 66:
         raise StsError("format", "token number must be 0..2**66-1")
     cls = (n >> 27) & 3
-    block = (n & _MASK64 & ~(3 << 27)) | (((n >> 64) & 3) << 27)
+    top = n >> 64
+    block = ((n - (top << 64)) & ~(3 << 27)) | (top << 27)
     return cls, block
 
 
@@ -92,11 +93,10 @@ def crc_field(cls, block):
     """Stored CRC field (byte-swapped CRC-16/MODBUS) for class + bits 63..16 of ``block``.
     IEC 62055-41 §6.3."""
     b = _CRCBUF
-    hi = (block >> 16) & 0xFFFFFFFFFFFF
     b[0] = cls & 3
-    # 48 bits in 6 bytes, big-endian, without a big-int temporary per byte on 64-bit ports
-    top = hi >> 24
-    low = hi & 0xFFFFFF
+    # bits 63..16 in 6 bytes, big-endian, as two 24-bit halves (small ints on every port)
+    top = (block >> 40) & 0xFFFFFF
+    low = (block >> 16) & 0xFFFFFF
     b[1] = (top >> 16) & 0xFF
     b[2] = (top >> 8) & 0xFF
     b[3] = top & 0xFF
@@ -140,27 +140,16 @@ class TokenFields:
     KENLO in the 2nd), ``krn``, ``ro``, ``res``, ``kt`` (1st), ``ti`` (2nd), ``sgc_half``
     (12 bits, 3rd = low, 4th = high), ``key_part`` (32 bits of the new key).
     Other class 1/2 subclasses: ``payload`` (44 bits).
+    Fields not set read as the class's defaults (0, ``crc_ok`` True): a parsed block's instance
+    holds only its layout's fields (on a board: a small attribute table per token, not one of 18).
     """
+    rnd = tid = value = control = mfr_code = ken_half = krn = ro = res = kt = ti = sgc_half = 0
+    key_part = payload = crc = 0
+    crc_ok = True
 
     def __init__(self, cls=0, subclass=0, **kw):
         self.cls = cls
         self.subclass = subclass
-        self.rnd = 0
-        self.tid = 0
-        self.value = 0
-        self.control = 0
-        self.mfr_code = 0
-        self.ken_half = 0
-        self.krn = 0
-        self.ro = 0
-        self.res = 0
-        self.kt = 0
-        self.ti = 0
-        self.sgc_half = 0
-        self.key_part = 0
-        self.payload = 0
-        self.crc = 0
-        self.crc_ok = True
         for k in kw:
             if not hasattr(self, k):
                 raise StsError("field", k)
@@ -196,7 +185,7 @@ def parse_block(cls, block):
     StsError("wrong_class") for class 3, StsError("format") for a bad block. A currency
     subclass (class 0, 4..7) parses with the unit-based layout, ``crc_ok`` as the unit-based
     CRC says: callers check ``is_currency`` before they trust the amount."""
-    if not isinstance(block, int) or block < 0 or block > _MASK64:
+    if not isinstance(block, int) or block < 0 or block >> 64:
         raise StsError("format")
     sub = block >> 60
     f = TokenFields(cls, sub)
@@ -209,7 +198,7 @@ def parse_block(cls, block):
         f.value = (block >> 16) & 0xFFFF
     elif lay == "test":
         if sub == 0:
-            f.control = (block >> 24) & 0xFFFFFFFFF
+            f.control = block >> 24     # 36 bits: bits 63..60 are the subclass, 0 here
             f.mfr_code = (block >> 16) & 0xFF
         else:
             f.control = (block >> 32) & 0xFFFFFFF
@@ -220,16 +209,16 @@ def parse_block(cls, block):
         f.ro = (block >> 51) & 1
         f.res = (block >> 50) & 1
         f.kt = (block >> 48) & 3
-        f.key_part = (block >> 16) & 0xFFFFFFFF
+        f.key_part = (block >> 16) - ((block >> 48) << 32)   # bits 47..16
     elif lay == "key2":
         f.ken_half = (block >> 56) & 0xF
         f.ti = (block >> 48) & 0xFF
-        f.key_part = (block >> 16) & 0xFFFFFFFF
+        f.key_part = (block >> 16) - ((block >> 48) << 32)   # bits 47..16
     elif lay == "key3" or lay == "key4":
         f.sgc_half = (block >> 48) & 0xFFF
-        f.key_part = (block >> 16) & 0xFFFFFFFF
+        f.key_part = (block >> 16) - ((block >> 48) << 32)   # bits 47..16
     else:
-        f.payload = (block >> 16) & 0xFFFFFFFFFFF
+        f.payload = (block >> 16) - (sub << 44)    # bits 59..16
     return f
 
 

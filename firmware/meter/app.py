@@ -51,20 +51,20 @@ _MAX_CREDIT = const(0x3FFFFFFF)   # meter.account's credit ceiling
 
 
 def _unload(board):
-    """Drop the STS modules (``meter.tokens``, ``protocol.sts_core``/``ea07``): on MicroPython
+    """Drop the STS modules (``meter.tokgate``, ``meter.tokens``, ``protocol.sts_core``/``ea07``): on MicroPython
     their code leaves the heap until the next token (~6.5 KiB on 32 bits; ``protocol.misty1``
     stays: EA11's 1 KiB table would not find room later). ``meter.acse.unload``. A board with
     heap to spare keeps them (``board.sts_resident``: the RP2040, whose .mpy files would be read
     from flash again at every entry)."""
     if not getattr(board, "sts_resident", False):
-        acse.unload(("meter.tokens", "protocol.sts_core", "protocol.ea07"))
+        acse.unload(("meter.tokgate", "meter.tokens", "protocol.sts_core", "protocol.ea07"))
 
 
 def _sts(m):
-    """The STS boot check (``meter.tokens``) in a frame of its own: the value stack of
+    """The STS boot check (``meter.tokgate``) in a frame of its own: the value stack of
     ``Meter.__init__`` would keep the acceptor, and with it the module, past its unload."""
-    from meter import tokens
-    tokens.keep(m, tokens.acceptor(m))
+    from meter import tokgate
+    tokgate.keep(m, tokgate.acceptor(m))
 
 
 class Meter:
@@ -175,7 +175,7 @@ class Meter:
         self.tz_minutes = s.get("tz", self.tz_minutes)
         tok = s.get("tok")
         if tok and self.tokens is not None:
-            try:                   # the record itself is checked by meter.tokens.acceptor
+            try:                   # the record itself is checked by meter.tokgate.acceptor
                 self.tokens[1] = bytes.fromhex(tok)
             except ValueError:
                 self.tokens[1] = None
@@ -230,7 +230,7 @@ class Meter:
                            "cs": self.dc.control_state, "cause": self.dc.cause,
                            "tz": self.tz_minutes,
                            "tar": self.tariff.cold(a.credit, a.import_wh), "pol": self.policy.state(),
-                           "tok": self.tokens[1].hex() if self.tokens and self.tokens[1] else None},
+                           "tok": self.tokens[1] if self.tokens and self.tokens[1] else None},   # hex
                           (a.credit, a.rem, a.import_wh, -1 if mwh is None else mwh, now))
 
     def _log(self, epoch, code, detail):
@@ -271,10 +271,10 @@ class Meter:
     # --- STS tokens -----------------------------------------------------------------------
     def enter_token(self, raw, delivery=0):
         """Enter one 20-digit STS token (bytes or str; spaces and dashes ignored) delivered by
-        ``delivery`` (IC 115 enum): ``meter.tokens.enter`` applies it and journals the result
-        before it returns. Returns the TokenResult (``ok``, ``reason`` ...). ``meter.tokens`` and
+        ``delivery`` (IC 115 enum): ``meter.tokgate.enter`` applies it and journals the result
+        before it returns. Returns the TokenResult (``ok``, ``reason`` ...). ``meter.tokgate``, ``meter.tokens`` and
         the STS protocol modules are loaded for it and unloaded after (docs/MEMORY.md)."""
-        from meter.tokens import enter
+        from meter.tokgate import enter
         try:
             return enter(self, raw, delivery)
         finally:

@@ -79,6 +79,35 @@ def _utf8(text):
         return text.encode()
 
 
+def _pieces(obj):
+    """The JSON payload of dict ``obj`` as UTF-8 pieces, each small: ``json.dumps`` per value, a bytes
+    value as its hex text in 96-character pieces (read back as that str). No piece is the whole
+    payload: a board's heap is in holes of a few hundred bytes when a token entry journals (~600 B
+    of JSON, its TID store ~350 of them). (Short str constants: names, no object per load.)"""
+    sep = "{"
+    for k in obj:
+        v = obj[k]
+        yield _utf8(sep + json.dumps(str(k)) + ": ")
+        sep = ", "
+        if isinstance(v, (bytes, bytearray)):
+            yield _utf8('"')
+            for i in range(0, len(v), 48):
+                yield binascii.hexlify(v[i:i + 48])
+            yield _utf8('"')
+        else:
+            yield _utf8(json.dumps(v))
+    yield _utf8("{}" if sep == "{" else "}")
+
+
+def _digest(obj):
+    """(CRC-32, length) of ``obj``'s payload (``_pieces``)."""
+    c = n = 0
+    for p in _pieces(obj):
+        c = binascii.crc32(p, c)
+        n += len(p)
+    return c & 0xFFFFFFFF, n
+
+
 def _hot_of(data, f):
     h = struct.unpack(f, data)
     return h if h[4] >= 0 else (h[0], h[1], h[2], h[3], 0)
@@ -167,11 +196,12 @@ class Journal:
                 self._hslot = 1 - i
         self.seq = seq
         self.hot = hot
-        self._last = _crc(_utf8(json.dumps(obj)))
+        self._last = _digest(obj)[0]
         return obj
 
     def save(self, obj, hot=None):
-        """Journal ``obj`` (JSON-able) with ``hot`` (5 ints); returns when it is durable (file closed).
+        """Journal ``obj`` (a dict of JSON-able values or bytes, the bytes written as hex text) with
+        ``hot`` (5 ints); returns when it is durable (file closed).
 
         Writes a full record if ``obj`` changed since the last full record (or ``hot`` is None:
         then the previous hot values are kept), else a hot record. Returns True for a full record.
@@ -180,23 +210,23 @@ class Journal:
         if full:
             hot = self.hot or (0, 0, 0, 0, 0)
         _check_hot(hot)
-        payload = _utf8(json.dumps(obj))
-        key = _crc(payload)
+        key, n = _digest(obj)
         full = full or key != self._last
         seq = self.seq + 1
-        if full:   # written in pieces, the CRC chained over them: no copy of the payload
-            parts = (b"PJ" + struct.pack(">BIH", _VERSION, seq, len(payload)), payload,
-                     struct.pack(">4iI", *hot), None)
-            c = 0
-            for i in range(3):
-                c = binascii.crc32(parts[i], c)
-            path = self._path + (".b" if self._fslot else ".a")
+        if full:   # written in pieces, the CRC chained over them: the payload is never one string
+            head = b"PJ" + struct.pack(">BIH", _VERSION, seq, n)
+            with open(self._path + (".b" if self._fslot else ".a"), "wb") as f:
+                c = binascii.crc32(head)
+                f.write(head)
+                for p in _pieces(obj):
+                    c = binascii.crc32(p, c)
+                    f.write(p)
+                p = struct.pack(">4iI", *hot)
+                f.write(p)
+                f.write(struct.pack(">I", binascii.crc32(p, c) & 0xFFFFFFFF))
         else:
-            path = self._path + (".hb" if self._hslot else ".ha")
-            parts = (encode_hot(seq, hot),)
-        with open(path, "wb") as f:
-            for d in parts:
-                f.write(d if d is not None else struct.pack(">I", c & 0xFFFFFFFF))
+            with open(self._path + (".hb" if self._hslot else ".ha"), "wb") as f:
+                f.write(encode_hot(seq, hot))
         # durable now (littlefs commits on close); only then advance
         self.seq = seq
         self.hot = tuple(hot)

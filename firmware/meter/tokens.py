@@ -3,13 +3,13 @@
 ``TokenAcceptor.enter(digits, now) -> TokenResult`` is pure logic: no ``machine``, no file I/O,
 time comes in as an argument (or ``now_fn``); the order of its checks, the lockout and the key
 change are in docs/CONTRACTS.md "STS token acceptance". ``enter(meter, raw, delivery)`` is the
-meter's side (``Meter.enter_token``): it applies the returned action to the account and persists
-``to_record()`` together with the credit before the acknowledgement.
+meter's side is ``meter.tokgate`` (``Meter.enter_token``): it applies the returned action to the
+account and persists ``to_record()`` together with the credit before the acknowledgement.
 """
 import time
 
-from protocol import sts_core as sts
-from protocol.sts_core import StsError
+# protocol.sts_core is imported where it is used, never held by this module's globals: the meter's
+# side drops it (and protocol.ea07) once the token is judged, before the journal write (meter.tokgate)
 
 try:
     from micropython import const
@@ -29,11 +29,10 @@ _CLASS_NON_MERIT = const(1)
 _CLASS_MANAGEMENT = const(2)
 _SUB_MPL = const(0)
 _SUB_PHASE_UNBALANCE = const(6)
-_BAD_REASONS = ("format", "crc", "wrong_class")
-# class 2 subclass -> key section (SUB_KEY_1..4) / action (SUB_MPL ... SUB_WATER_FACTOR), protocol.sts
-_KEY_SECTION = {3: 0, 4: 1, 8: 2, 9: 3}
-_CLASS2_ACTION = {0: "mpl", 1: "clear_credit", 2: "tariff", 5: "clear_tamper", 6: "phase_unbalance",
-                  7: "water_factor"}
+# class 2 subclass -> action: word ``sub`` (SUB_MPL 0 ... SUB_WATER_FACTOR 7, protocol.sts; "-": a key
+# section, whose number comes from sts_core's layout "key1".."key4"). One str, no dict or tuple
+# built per load: every constant object here is allocated each time a token entry loads the module
+_CLASS2_ACTION = "mpl clear_credit tariff - - clear_tamper phase_unbalance water_factor"
 
 
 class TokenResult:
@@ -58,10 +57,11 @@ class TokenResult:
 
 def _alg_code(algorithm):
     a = str(algorithm).lower()
-    if a in ("ea07", "sta"):
+    if a == "ea07" or a == "sta":
         return _ALG_EA07
-    if a in ("ea11", "misty1"):
+    if a == "ea11" or a == "misty1":
         return _ALG_EA11
+    from protocol.sts_core import StsError
     raise StsError("field", "algorithm must be ea07 or ea11")
 
 
@@ -86,43 +86,35 @@ class TokenAcceptor:
         self._alg = _alg_code(algorithm)
         if self._alg == _ALG_EA07:
             if tables is None:
+                from protocol.sts_core import StsError
                 raise StsError("tables", "EA07 needs tables")
             from protocol.ea07 import load_tables
             self._tables = load_tables(tables)
         else:
             self._tables = None
         if not 1 <= store_size <= 255:
+            from protocol.sts_core import StsError
             raise StsError("field", "store_size must be 1..255")
-        self.store_size = store_size
-        self._tids = bytearray(3 * store_size)
+        self._tids = bytearray(3 * store_size)    # its length: the store size
         self._n = 0
-        self.now_fn = now_fn
-        self.key_change_window_s = key_change_window_s
-        self.lockout_after, self.lockout_base_s, self.lockout_max_s = lockout_after, lockout_base_s, lockout_max_s
-        self.credit_subclasses = credit_subclasses
+        # settings in two tuples: at most 17 attributes, a 136 B table (23: 184 B, one block to find
+        # at every token entry on a board, where the acceptor is built per entry)
+        self._opt = (now_fn, key_change_window_s, credit_subclasses)
+        self._lock = (lockout_after, lockout_base_s, lockout_max_s)
         self._bad = self._lock_until = 0
         self._kc = [None, None, None, None]
         self._kc_t = 0
-        self._buf = bytearray(8)
         self._set_key(decoder_key, ken, krn, kt, ti, base_date)
 
     # -- key ---------------------------------------------------------------------------
     def _set_key(self, key, ken, krn, kt, ti, base_date):
         n = 8 if self._alg == _ALG_EA07 else 16
         if not isinstance(key, (bytes, bytearray)) or len(key) != n:
+            from protocol.sts_core import StsError
             raise StsError("key", "decoder key must be %d bytes for this algorithm" % n)
         self._cipher = None   # built at the first block: from_record sets the key again
         self._key = bytes(key)
         self.ken, self.krn, self.kt, self.ti, self.base_date = ken & 0xFF, krn, kt, ti, base_date
-
-    @property
-    def algorithm(self):
-        return "ea07" if self._alg == _ALG_EA07 else "ea11"
-
-    def key_info(self):
-        """{'algorithm', 'krn', 'kt', 'ti', 'ken', 'base_date'}: never the key itself."""
-        return {"algorithm": self.algorithm, "krn": self.krn, "kt": self.kt, "ti": self.ti,
-                "ken": self.ken, "base_date": self.base_date}
 
     # -- TID store ------------------------------------------------------------------------
     def _tid_at(self, i):
@@ -143,27 +135,18 @@ class TokenAcceptor:
                 k = i
         return k
 
-    def tids(self):
-        """Stored TIDs, ascending (list)."""
-        return sorted(self._tid_at(i) for i in range(self._n))
-
     # -- lockout --------------------------------------------------------------------------
-    def lockout_remaining(self, now_s):
-        """Seconds of keypad lockout left (0 if none)."""
-        r = self._lock_until - now_s
-        return r if r > 0 else 0
-
     def _reject(self, now, reason, cls=None, sub=None):
         res = TokenResult(False, reason, cls, sub)
-        if reason in _BAD_REASONS and self.lockout_after > 0:
+        after, d, top = self._lock
+        if (reason == "format" or reason == "crc" or reason == "wrong_class") and after > 0:
             self._bad += 1
-            extra = self._bad - self.lockout_after
+            extra = self._bad - after
             if extra >= 0:
-                d = self.lockout_base_s
-                while extra > 0 and d < self.lockout_max_s:
+                while extra > 0 and d < top:
                     d *= 2
                     extra -= 1
-                d = min(d, self.lockout_max_s)
+                d = min(d, top)
                 self._lock_until = now + d
                 res.lockout_s = d
         return res
@@ -172,17 +155,18 @@ class TokenAcceptor:
     def _now(self, now_s):
         if now_s is not None:
             return int(now_s)
-        if self.now_fn is not None:
-            return int(self.now_fn())
+        if self._opt[0] is not None:
+            return int(self._opt[0]())
         return int(time.time())
 
     def enter(self, digits, now_s=None, room=None):
         """Enter one token (20 digits; spaces/dashes allowed) at Unix time ``now_s``; a class 0 amount
         over ``room`` (0.1 kWh; None: no ceiling) is "overflow". Returns a TokenResult, never raises."""
+        from protocol import sts_core as sts
         now = self._now(now_s)
         try:
             cls, block = sts.split_token(digits)
-        except StsError:
+        except sts.StsError:
             return self._reject(now, "format")
         if cls == 3:
             return self._reject(now, "wrong_class", cls)
@@ -199,17 +183,17 @@ class TokenAcceptor:
                 from protocol.misty1 import Misty1
                 c = Misty1(self._key)
             self._cipher = c
-        buf = self._buf
-        buf[:] = block.to_bytes(8, "big")
+        buf = bytearray(block.to_bytes(8, "big"))
         c.decrypt_into(buf)
         f = sts.parse_block(cls, int.from_bytes(buf, "big"))
         if not f.crc_ok:
             return self._reject(now, "crc", cls)
         sub = f.subclass
-        if cls == _CLASS_MANAGEMENT and sub in _KEY_SECTION:
-            return self._key_section(now, f)
-        if f.layout != "data" or (cls == _CLASS_TRANSFER and (
-                sub not in self.credit_subclasses or sts.is_currency(cls, sub))):
+        lay = f.layout
+        if cls == _CLASS_MANAGEMENT and lay[0] == "k":    # "key1".."key4"
+            return self._key_section(now, f, ord(lay[3]) - 49)
+        if lay != "data" or (cls == _CLASS_TRANSFER and (
+                sub not in self._opt[2] or sts.is_currency(cls, sub))):
             return TokenResult(False, "wrong_subclass", cls, sub)
         tid = f.tid
         if (tid >> 16) > self.ken:
@@ -218,7 +202,7 @@ class TokenAcceptor:
         for i in range(n):
             if self._tid_at(i) == tid:
                 return TokenResult(False, "used", cls, sub, tid)
-        k = self._oldest() if n >= self.store_size else n
+        k = self._oldest() if 3 * n >= len(self._tids) else n
         if k < n and tid < self._tid_at(k):
             return TokenResult(False, "old", cls, sub, tid)
         if cls == _CLASS_TRANSFER and room is not None and sts.amount_decode(f.value) > room:
@@ -229,13 +213,14 @@ class TokenAcceptor:
         if cls == _CLASS_TRANSFER:
             amt = sts.amount_decode(f.value)
             return TokenResult(True, "accepted", cls, sub, tid, amt, "credit", amt)
-        action = _CLASS2_ACTION[sub]
+        action = _CLASS2_ACTION.split()[sub]
         value = f.value
         if sub == _SUB_MPL or sub == _SUB_PHASE_UNBALANCE:
             value = sts.amount_decode(value)
         return TokenResult(True, "accepted", cls, sub, tid, 0, action, value)
 
     def _test_token(self, now, block):
+        from protocol import sts_core as sts
         f = sts.parse_block(_CLASS_NON_MERIT, block)
         if not f.crc_ok:
             return self._reject(now, "crc", 1)
@@ -246,14 +231,14 @@ class TokenAcceptor:
         res.mfr_code = f.mfr_code
         return res
 
-    def _key_section(self, now, f):
+    def _key_section(self, now, f, idx):
+        from protocol import sts_core as sts
         need = 2 if self._alg == _ALG_EA07 else 4
-        idx = _KEY_SECTION[f.subclass]
         if idx >= need:
             return TokenResult(False, "wrong_subclass", 2, f.subclass)
         kc = self._kc
         started = kc[0] is not None or kc[1] is not None or kc[2] is not None or kc[3] is not None
-        if not started or now - self._kc_t > self.key_change_window_s or now < self._kc_t:
+        if not started or now - self._kc_t > self._opt[1] or now < self._kc_t:
             kc[0] = kc[1] = kc[2] = kc[3] = None
             self._kc_t = now
         kc[idx] = f
@@ -292,8 +277,8 @@ class TokenAcceptor:
         out[j + 4] = 2 if self.base_date == 2035 else (1 if self.base_date == 2014 else 0)
         out[j + 5] = self._bad if self._bad < 255 else 255
         lu = self._lock_until if self._lock_until > 0 else 0
-        out[j + 6:j + 10] = (lu & 0xFFFFFFFF).to_bytes(4, "big")
-        out[j + 10] = self.store_size
+        out[j + 6:j + 10] = (lu - ((lu >> 32) << 32)).to_bytes(4, "big")   # no 2**32 constant object
+        out[j + 10] = len(self._tids) // 3
         out[j + 11] = self._n
         out[j + 12:] = self._tids[:3 * self._n]
         return bytes(out)
@@ -302,6 +287,7 @@ class TokenAcceptor:
         """Restore the state written by ``to_record`` (key, KRN/KT/TI/KEN, base date, TID
         store, lockout). Returns self. StsError("record") if the bytes are not a record of
         this acceptor's algorithm; the acceptor is unchanged then."""
+        from protocol import sts_core as sts
         try:
             ok = bytes(data[0:2]) == _REC_MAGIC and data[2] == _REC_VERSION
             alg = data[3]
@@ -313,18 +299,19 @@ class TokenAcceptor:
         except (IndexError, TypeError):
             ok = False
         if not ok:
-            raise StsError("record", "not a token-acceptor record for %s" % self.algorithm)
+            raise sts.StsError("record", "not a token-acceptor record for ea%s" % ("07" if self._alg == _ALG_EA07 else "11"))
         key = bytes(data[5:j])
-        tids = bytes(data[j + 12:])
+        tids = memoryview(data)[j + 12:]   # read in place: no copy of the TID store
         self._set_key(key, data[j + 3], data[j], data[j + 1], data[j + 2],
                       sts.BASE_DATES[data[j + 4]] if data[j + 4] < 3 else 1993)
         self._bad = data[j + 5]
         self._lock_until = (data[j + 6] << 24) | (data[j + 7] << 16) | (data[j + 8] << 8) | data[j + 9]
-        if n > self.store_size:   # keep the newest TIDs if the store shrank
+        size = len(self._tids) // 3
+        if n > size:   # keep the newest TIDs if the store shrank
             lst = [(tids[3 * i] << 16) | (tids[3 * i + 1] << 8) | tids[3 * i + 2] for i in range(n)]
             lst.sort()
-            lst = lst[n - self.store_size:]
-            n = self.store_size
+            lst = lst[n - size:]
+            n = size
             for i in range(n):
                 self._put_tid(i, lst[i])
         else:
@@ -332,112 +319,3 @@ class TokenAcceptor:
         self._n = n
         self._kc[0] = self._kc[1] = self._kc[2] = self._kc[3] = None
         return self
-
-
-# ------------------------------------------------------------------ the meter's side
-# IC 115 token_status_code per STS reason (reason=digit); any other: 7 execution failure
-_TOKEN_STATUS = (b" accepted=3 key_change_pending=2 format=4 wrong_class=4 crc=5 key_expired=6"
-                 b" used=6 old=6 locked_out=6 overflow=6 ")
-_EV_TOKEN_ACCEPTED = const(50)  # meter.events
-_EV_TOKEN_TEST = const(80)      # meter.events: a class 1 test token (the "other" ring, coalesced)
-_EV_TOKEN_REJECTED = const(51)
-_EV_STORE_ERROR = const(91)
-# Meter.token_gateway = [token, time, STS reason text, delivery method, token_status_code]
-_GW_TOKEN = const(0)
-_GW_TIME = const(1)
-_GW_TEXT = const(2)
-_GW_DELIVERY = const(3)
-_GW_STATUS = const(4)
-
-
-def acceptor(meter):
-    """The TokenAcceptor of ``meter.tokens`` = [config.json's ``sts`` section (docs/CONTRACTS.md
-    "config.json"), its state (``to_record``) or None, key-change sections, their
-    time, EA07 tables (96 bytes: read from their JSON file once)], built for one token entry or
-    the boot check; ``keep`` stores its state back and ``meter.app`` unloads this module after
-    (the acceptor is heap only while it runs)."""
-    s = meter.tokens
-    g = s[0].get
-    alg = g("algorithm", "ea07")
-    t = s[4]
-    if alg == "ea07" and t is None:   # else the inverse tables kept: no JSON, no check per entry
-        t = meter.board.path(g("tables", "sts_tables.json"))
-    a = TokenAcceptor(bytes.fromhex(s[0]["decoder_key"]), alg, t,
-                      ken=g("ken", 255), store_size=g("store_size", 50), krn=g("krn", 1),
-                      kt=g("kt", 2), ti=g("ti", 1), base_date=g("base_date", 1993),
-                      lockout_after=g("lockout_after", 3), lockout_base_s=g("lockout_base_s", 10),
-                      lockout_max_s=g("lockout_max_s", 1280))
-    r = s[1]
-    if r is not None:
-        try:
-            a.from_record(r)
-        except StsError:
-            meter.event(_EV_STORE_ERROR, "token store record unreadable", "tok")
-    a._kc, a._kc_t = s[2], s[3]
-    return a
-
-
-def keep(meter, a):
-    s = meter.tokens
-    s[1], s[2], s[3] = a.to_record(), a._kc, a._kc_t
-    if a._tables is not None and s[4] is None:   # protocol.ea07.Tables keeps the inverse tables
-        s[4] = a._tables.isub + a._tables.iperm
-
-
-def enter(meter, raw, delivery):
-    """``Meter.enter_token``: judge the token (``acceptor(meter)``; no STS key: refused), apply
-    its action, update ``meter.token_gateway`` (IC 115), journal (TID store + credit) and only
-    then return the TokenResult: an acknowledgement follows the flash write. A refusal starting no
-    keypad lock-out journals nothing: the wrong-entry count stays in RAM (a power cut resets at most
-    ``lockout_after - 1`` entries; a lock-out is journaled when it starts)."""
-    text = raw
-    if isinstance(raw, (bytes, bytearray)):
-        try:
-            text = bytes(raw).decode()
-        except Exception:
-            text = ""
-    digits = "".join(c for c in text if c not in " -")
-    now = meter.board.time()
-    g = meter.token_gateway
-    g[_GW_TOKEN] = digits.encode()
-    g[_GW_TIME] = now
-    g[_GW_DELIVERY] = delivery
-    if meter.tokens is None:   # no STS key provisioned: the meter cannot judge any token
-        r = TokenResult(False, "no_sts_key")
-    else:
-        a = acceptor(meter)
-        r = a.enter(digits, now, meter.token_room())   # the credit ceiling
-        keep(meter, a)
-    if r.ok and r.reason == "accepted":          # the action on account, tariff, limiter
-        a = meter.account
-        act = r.action
-        if act == "credit":
-            # an electricity token (0.1 kWh units) on a currency register: amount x tariff, rounded
-            # up to the paisa in the customer's favour (as STS rounds amounts, IEC 62055-41 §6.3.5)
-            paise = -((-r.amount * a.rate) // 10)
-            if paise > 0:
-                try:
-                    meter.policy.top_up(meter, paise, meter.board.time())
-                except ValueError:
-                    pass
-        elif act == "clear_credit":
-            a.credit = a.rem = 0
-        elif act == "tariff":
-            a.rate = r.value
-            meter.tariff.set_rate(r.value)          # the flat tariff the engine charges from now
-        elif act == "mpl":
-            meter.policy.limiter.set_mpl(r.value)    # IC 71 threshold
-    d = r.reason.encode()
-    i = _TOKEN_STATUS.find(b" " + d + b"=")
-    g[_GW_STATUS] = _TOKEN_STATUS[i + len(d) + 2] - 48 if i >= 0 else 7
-    g[_GW_TEXT] = r.text().encode()   # IC 115 description: the reason (and a lock-out's wait)
-    meter.evaluate()
-    ev = (_EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid), r.tid) if r.ok else \
-        (_EV_TOKEN_REJECTED, "token rejected: %s" % r.reason, r.reason)
-    if r.action == "test":    # changes nothing: not journaled, not a transaction, repeats coalesced
-        ev = (_EV_TOKEN_TEST, "token test %s" % r.value, r.value)
-    if r.ok and ev[0] != _EV_TOKEN_TEST or r.lockout_s:   # a change, or a keypad lock-out starts
-        meter.persist(ev)
-    else:                     # nothing on flash changes: the wrong-entry count stays in RAM
-        meter.event(*ev)
-    return r

@@ -5,6 +5,7 @@ from meter.audit import Audit, category, REPEAT_S
 from meter.events import EventLog
 
 from fsutil import tmpdir as _tmpdir, rmtree as _rmtree  # noqa: E402
+from acceptor_state import lockout_remaining, tids  # noqa: E402
 
 # event codes (meter.events)
 EV_FIRST_BOOT, EV_POWER_UP, EV_CREDIT, EV_CLOCK_SET, EV_CONFIG = 1, 3, 10, 20, 21
@@ -116,8 +117,8 @@ def test_token_amount_beyond_the_register_is_refused_before_its_tid_is_stored():
     acc = TokenAcceptor(bytes.fromhex("f94b6ed353c3bfdb113e2d3a7ea3c41d"), "ea11")
     tok = "59386323472137426967"             # IEC 62055-41 CTSA01 (MISTY1): TID 59982C, 0.1 kWh
     r = acc.enter(tok, T0, room=0)
-    assert (r.ok, r.reason, r.tid, acc.tids()) == (False, "overflow", 0x59982C, [])
-    assert acc.lockout_remaining(T0) == 0    # not a wrong entry: no lock-out count
+    assert (r.ok, r.reason, r.tid, tids(acc)) == (False, "overflow", 0x59982C, [])
+    assert lockout_remaining(acc, T0) == 0    # not a wrong entry: no lock-out count
     r = acc.enter(tok, T0, room=1)
-    assert (r.ok, r.reason, r.amount, acc.tids()) == (True, "accepted", 1, [0x59982C])
+    assert (r.ok, r.reason, r.amount, tids(acc)) == (True, "accepted", 1, [0x59982C])
     assert acc.enter(tok, T0, room=1).reason == "used"

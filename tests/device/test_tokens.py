@@ -9,6 +9,8 @@ from protocol import sts
 from protocol.sts import Ea07, Misty1, load_tables
 from protocol.sts import StsError, TokenFields, build_block
 
+from acceptor_state import key_info, lockout_remaining, tids  # noqa: E402
+
 
 def _root():
     parts = __file__.replace("\\", "/").split("/")
@@ -48,7 +50,7 @@ def test_iec_token_accepted_once():
     assert (r.token_class, r.subclass, r.tid, r.amount) == (0, 0, 0x19EB23, 256)
     r2 = a.enter("5104 3465 4434 2085 6213", T0 + 1)
     assert not r2.ok and r2.reason == "used" and r2.amount == 0
-    assert a.tids() == [0x19EB23]
+    assert tids(a) == [0x19EB23]
 
 
 def test_ea11_ctsa01_token_accepted():
@@ -75,12 +77,12 @@ def test_old_and_overwrite_oldest():
     a = _acc(store_size=50)
     for t in range(1000, 1050):
         assert a.enter(_credit(t), T0).ok, t
-    assert len(a.tids()) == 50
+    assert len(tids(a)) == 50
     r = a.enter(_credit(999), T0)
     assert not r.ok and r.reason == "old"
     assert a.enter(_credit(1049), T0).reason == "used"
     assert a.enter(_credit(2000), T0).ok          # overwrites the oldest (1000)
-    assert a.tids()[0] == 1001 and a.tids()[-1] == 2000 and len(a.tids()) == 50
+    assert tids(a)[0] == 1001 and tids(a)[-1] == 2000 and len(tids(a)) == 50
     assert a.enter(_credit(1000), T0).reason == "old"
     assert a.enter(_credit(1001), T0).reason == "used"
     # not full yet: an older TID is still fine
@@ -95,7 +97,7 @@ def test_store_record_is_compact():
     rec = a.to_record()
     assert len(rec) == 17 + 8 + 3 * 50
     b = _acc().from_record(rec)
-    assert b.tids() == a.tids() == list(range(110, 160))
+    assert tids(b) == tids(a) == list(range(110, 160))
 
 
 def test_key_expiry_ken():
@@ -118,7 +120,7 @@ def test_format_crc_other_meter():
     # a token for another meter (other decoder key)
     other = _credit(5000, key=bytes.fromhex("1122334455667788"))
     assert a.enter(other, T0).reason == "crc"
-    assert a.tids() == []
+    assert tids(a) == []
 
 
 def test_class1_test_token_no_credit():
@@ -132,7 +134,7 @@ def test_class1_test_token_no_credit():
     relay_only = _tok(None, 1, 0, control=1, mfr_code=7)
     r = a.enter(relay_only, T0)
     assert r.ok and r.tests == ("load_switch",) and r.mfr_code == 7
-    assert a.tids() == []
+    assert tids(a) == []
 
 
 def test_class2_management_actions():
@@ -157,7 +159,7 @@ def test_wrong_subclass():
     a = _acc()
     r = a.enter(_credit(42, sub=1), T0)           # water credit on an electricity meter
     assert not r.ok and r.reason == "wrong_subclass"
-    assert a.tids() == []
+    assert tids(a) == []
     w = _acc(credit_subclasses=(0, 1))
     assert w.enter(_credit(42, sub=1), T0).ok
 
@@ -172,7 +174,7 @@ def test_lockout_engages_doubles_and_releases():
     r = a.enter(IEC_TOKEN, T0 + 5)
     assert not r.ok and r.reason == "locked_out" and r.value == 5
     assert a.enter(TEST_TOKEN, T0 + 5).ok         # class 1 still accepted
-    assert a.lockout_remaining(T0 + 5) == 5
+    assert lockout_remaining(a, T0 + 5) == 5
     # released after 10 s; the next wrong entry doubles the lockout
     assert a.enter(bad, T0 + 10).lockout_s == 20
     assert a.enter(bad, T0 + 30).lockout_s == 40
@@ -201,12 +203,12 @@ def test_key_change_pair():
     t2 = _tok(DK, 2, s2.subclass, ken_half=s2.ken_half, ti=7, key_part=s2.key_part)
     r = a.enter(t1, T0)
     assert r.ok and r.reason == "key_change_pending" and r.value == 1
-    assert a.key_info()["krn"] == 1
+    assert key_info(a)["krn"] == 1
     r = a.enter(t2, T0 + 30)
     assert r.ok and r.reason == "accepted" and r.action == "key_change" and r.value == 2
-    info = a.key_info()
+    info = key_info(a)
     assert (info["krn"], info["kt"], info["ti"], info["ken"]) == (2, 1, 7, 0xFE)
-    assert a.tids() == [300]                     # no rollover: TID store kept
+    assert tids(a) == [300]                     # no rollover: TID store kept
     # old-key tokens are now rejected, new-key tokens accepted
     assert a.enter(_credit(301), T0).reason == "crc"
     assert a.enter(_credit(301, key=new), T0).ok
@@ -227,10 +229,10 @@ def test_key_change_window_and_rollover():
     assert a.enter(t2, T0).reason == "key_change_pending"      # either order
     r = a.enter(t1, T0 + 91)                                   # too late: starts over
     assert r.reason == "key_change_pending"
-    assert a.key_info()["krn"] == 1
+    assert key_info(a)["krn"] == 1
     r = a.enter(t2, T0 + 100)
     assert r.ok and r.action == "key_change"
-    assert a.tids() == [] and a.key_info()["base_date"] == 2014
+    assert tids(a) == [] and key_info(a)["base_date"] == 2014
     # after rollover a small base-2014 TID is accepted under the new key
     assert a.enter(_credit(5, key=new), T0 + 200).ok
 
@@ -245,7 +247,7 @@ def test_ea11_four_section_key_change():
     for t in toks[:3]:
         assert a.enter(t, T0).reason == "key_change_pending"
     r = a.enter(toks[3], T0 + 1)
-    assert r.ok and r.action == "key_change" and a.key_info()["krn"] == 4
+    assert r.ok and r.action == "key_change" and key_info(a)["krn"] == 4
     old = sts.join_token(0, Misty1(DK11).encrypt_block(
         build_block(TokenFields(0, 0, rnd=1, tid=11, value=5))))
     assert a.enter(old, T0).reason == "crc"
@@ -291,7 +293,7 @@ def test_currency_token_refused_never_credited():
         blk = sts.with_crc(0, (sub << 60) | (3 << 56) | ((0x100 + sub) << 32) | (0x0100 << 16))
         r = a.enter(sts.join_token(0, Ea07(DK, TABLES).encrypt_block(blk)), T0)
         assert (r.ok, r.reason, r.subclass, r.amount) == (False, "wrong_subclass", sub, 0)
-    assert a.tids() == []
+    assert tids(a) == []
 
 
 def test_base_date_2035_record_and_rollover():
@@ -301,9 +303,9 @@ def test_base_date_2035_record_and_rollover():
     s1, s2 = sts.key_sections(new, ken=255, krn=2, kt=2, ti=1, ro=1)
     a.enter(_tok(DK, 2, 3, ken_half=s1.ken_half, krn=2, ro=1, kt=2, key_part=s1.key_part), T0)
     r = a.enter(_tok(DK, 2, 4, ken_half=s2.ken_half, ti=1, key_part=s2.key_part), T0)
-    assert r.ok and a.key_info()["base_date"] == 2035 and a.tids() == []
+    assert r.ok and key_info(a)["base_date"] == 2035 and tids(a) == []
     b = TokenAcceptor(new, "ea07", TABLES).from_record(a.to_record())     # power cycle
-    assert b.key_info()["base_date"] == 2035
+    assert key_info(b)["base_date"] == 2035
     assert b.enter(_credit(60, key=new), T0).ok                          # 2035-01-01 01:00
 
 

@@ -103,7 +103,6 @@ def test_login_flood_keeps_top_ups_and_tamper_records_and_wears_no_flash(rig_fac
         [EV_COVER_OPEN, EV_COVER_CLOSED]
 
 
-@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_repeated_refusals_are_counted_and_flushed_when_their_window_closes(rig_factory):
     rig = rig_factory(sts=True)
     with DlmsClient(rig.port, **MGMT) as c:
@@ -204,7 +203,6 @@ def _enter(c, digits):
     return (val(c, 115, GATEWAY, 6)[0], bytes(val(c, 115, GATEWAY, 4)[0]).decode(), val(c, 112, CREDIT, 2))
 
 
-@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_token_at_the_credit_ceiling_is_refused_before_its_tid_is_stored(rig_factory):
     # a credit 650 paise below the ceiling (2**30 - 1) at 650 paise/kWh: 1 kWh fits, 10 kWh not
     ceiling = 2 ** 30 - 1

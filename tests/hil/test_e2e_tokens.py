@@ -71,7 +71,6 @@ def enter(rig, digits):
     return status, reason, credit
 
 
-@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_vended_token_credits_exactly_once_even_after_restart(token_rig):
     rig = token_rig()
     tok = token(100)                                  # 10.0 kWh
@@ -91,7 +90,6 @@ def test_vended_token_credits_exactly_once_even_after_restart(token_rig):
     assert enter(rig, token(5, minutes=1)) == (3, "accepted", paise + 5 * RATE // 10)
 
 
-@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_other_meter_and_mistyped_tokens_are_rejected(token_rig):
     rig = token_rig(lockout_after=10)
     other = token(50, key=dk(OTHER_DRN))
@@ -103,7 +101,6 @@ def test_other_meter_and_mistyped_tokens_are_rejected(token_rig):
     assert enter(rig, good) == (3, "accepted", 50 * RATE // 10)
 
 
-@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_key_change_pair_switches_keys(token_rig):
     rig = token_rig()
     new_key = dk(krn=2)
@@ -119,7 +116,6 @@ def test_key_change_pair_switches_keys(token_rig):
     assert enter(rig, token(10, minutes=7, key=new_key))[:2] == (3, "accepted")
 
 
-@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_wrong_entry_lockout_engages_and_releases(token_rig):
     rig = token_rig(lockout_after=3, lockout_base_s=10)
     for _ in range(3):
@@ -142,9 +138,6 @@ def enter_many(rig, tokens):
     return out
 
 
-@pytest.mark.heap32("88k", "900 token entries in one association, each loading and unloading ~6.5 KiB of "
-                   "STS code: at 78k a 616 B allocation failed after ~600 (fragmentation: the heap after "
-                   "collect is flat, +560 B after the first 50 entries then 0 over 400)")
 def test_parallel_vends_are_all_accepted_by_the_meter(token_rig, tmp_path):
     """8 processes x 200 vends + 2 interleaved 100-row batches for this meter (issue 14): every
     TID distinct; this meter's 900 tokens, entered in TID order, are all accepted."""
@@ -163,7 +156,6 @@ def test_parallel_vends_are_all_accepted_by_the_meter(token_rig, tmp_path):
 
 
 @pytest.mark.parametrize("alg", ["ea07", "ea11"])
-@pytest.mark.heap32("70k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_base_date_2035_tokens_round_trip(rig_factory, alg):
     """Base date 2035 (IEC 62055-41:2014): vended by meterctl, accepted by a meter on base 2035;
     EA07 with a DKGA02 key, EA11 with a DKGA04 key (the base date is in its label)."""

@@ -219,7 +219,6 @@ def test_relay_command_with_a_lost_answer_is_checked(rig, tmp_path):
         assert c.get(70, "0.0.96.3.10.255", 3)[1] == 0
 
 
-@pytest.mark.heap32("70k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_token_with_a_lost_answer_is_checked(rig_factory, tmp_path):
     import shutil
     from host_tools import vend

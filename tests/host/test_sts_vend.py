@@ -17,6 +17,7 @@ from host_tools import vend as V
 from host_tools.meterctl.token import token
 from host_tools.meterctl.vend import vend
 from meter.tokens import TokenAcceptor
+from acceptor_state import key_info, tids
 from protocol import sts
 
 VK02 = "abababababababab"
@@ -126,9 +127,9 @@ def test_roundtrip_key_change(alg, new, krn, kt, ti, ken, ro):
         assert meter.enter(t["token"], 1).reason == "key_change_pending"
     res = meter.enter(toks[-1]["token"], 2)
     assert res.ok and res.action == "key_change"
-    info = meter.key_info()
+    info = key_info(meter)
     assert (info["krn"], info["kt"], info["ti"], info["ken"]) == (krn, kt, ti, ken)
-    assert meter.tids() == ([] if ro else [9])
+    assert tids(meter) == ([] if ro else [9])
     after = V.vend_token(new, algorithm=alg, amount=5, tid=10, rnd=0)["token"]
     assert meter.enter(after, 3).ok
 
@@ -328,11 +329,15 @@ def test_ea07_matches_reference_trace_and_bit_model():
 
 
 def test_meter_class2_tables_match_the_subclass_numbers():
-    """meter.tokens keys its class 2 tables by number (no globals on the board): they are
-    protocol.sts's SUB_* numbers."""
+    """meter.tokens keys its class 2 actions by number (one str of words, no globals or dict on the
+    board): word n is protocol.sts's SUB_* n; the key sections are the layouts "key1".."key4"."""
     from meter import tokens as T
     from protocol import sts as S
-    assert T._KEY_SECTION == {S.SUB_KEY_1: 0, S.SUB_KEY_2: 1, S.SUB_KEY_3: 2, S.SUB_KEY_4: 3}
-    assert T._CLASS2_ACTION == {S.SUB_MPL: "mpl", S.SUB_CLEAR_CREDIT: "clear_credit",
-                                S.SUB_TARIFF_RATE: "tariff", S.SUB_CLEAR_TAMPER: "clear_tamper",
-                                S.SUB_PHASE_UNBALANCE: "phase_unbalance", S.SUB_WATER_FACTOR: "water_factor"}
+    words = T._CLASS2_ACTION.split()
+    assert {n: words[n] for n in range(len(words)) if words[n] != "-"} == {
+        S.SUB_MPL: "mpl", S.SUB_CLEAR_CREDIT: "clear_credit", S.SUB_TARIFF_RATE: "tariff",
+        S.SUB_CLEAR_TAMPER: "clear_tamper", S.SUB_PHASE_UNBALANCE: "phase_unbalance",
+        S.SUB_WATER_FACTOR: "water_factor"}
+    assert [words[n] for n in (S.SUB_KEY_1, S.SUB_KEY_2)] == ["-", "-"] and len(words) <= S.SUB_KEY_3
+    assert [S.layout_of(2, n) for n in (S.SUB_KEY_1, S.SUB_KEY_2, S.SUB_KEY_3, S.SUB_KEY_4)] == [
+        "key1", "key2", "key3", "key4"]
