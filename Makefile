@@ -81,7 +81,7 @@ demo: $(STAMP)
 	$(BIN)/python -m host_tools.demo
 
 bench: $(STAMP)
-	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	@rc=0; for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || { echo "== $$f FAILED"; rc=1; }; done; exit $$rc
 
 BOARD ?= esp32
 flash: $(STAMP)

@@ -96,11 +96,12 @@ print("RESULT code %d" % code)
 print("RESULT keyset %d" % keyset)
 """
 
-MODS = ("meter/__init__.py", "meter/acse.py", "meter/lockout.py", "meter/secure.py", "meter/server.py",
+MODS = ("meter/__init__.py", "meter/acse.py", "meter/keyset.py", "meter/lockout.py", "meter/secure.py",
+        "meter/server.py",
         "meter/cosem.py", "meter/cosem_log.py", "meter/cosem_values.py", "meter/timeutil.py")
 PROTO = ("protocol/__init__.py", "protocol/aes.py", "protocol/gcm.py", "protocol/security.py",
          "protocol/keywrap.py", "protocol/apdu.py", "protocol/axdr.py", "protocol/hdlc.py",
-         "protocol/crc.py", "protocol/civil.py")
+         "protocol/crc.py", "protocol/civil.py", "protocol/hlsecb.py")
 
 
 def build(d):
@@ -141,4 +142,6 @@ def main():
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(__import__("sys").argv[1:]):    # the docstring is the help: no options
+        raise SystemExit(print(__doc__))
     main()

@@ -218,4 +218,6 @@ def main():
                   f"yield from poll(): {int(p[3]) / ASYNC_POLLS:.1f} B/poll")
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(__import__("sys").argv[1:]):    # the docstring is the help: no options
+        raise SystemExit(print(__doc__))
     main()

@@ -191,4 +191,6 @@ def main():
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(__import__("sys").argv[1:]):    # the docstring is the help: no options
+        raise SystemExit(print(__doc__))
     main()

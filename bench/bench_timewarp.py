@@ -40,4 +40,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):     # the docstring is the help (no options but MONTHS)
+        sys.exit(print(__doc__))
     sys.exit(main(sys.argv))

@@ -62,7 +62,7 @@ def _checked(path, origin):
     p = pathlib.Path(path).expanduser()
     if not (p.is_file() and os.access(str(p), os.X_OK)):
         raise RigError("%s: %s is not an executable micropython unix port" % (origin, path))
-    return str(p)
+    return os.path.abspath(str(p))     # the rig starts it from its own working directory
 
 
 def find_micropython(path=None):

@@ -55,7 +55,8 @@ def _on_sigterm(signum, frame):
 @click.option("--micropython", "mp", type=click.Path(exists=True, dir_okay=False), default=None,
               envvar="METER_MICROPYTHON", metavar="PATH",
               help="MicroPython unix port to run the firmware on [default: the venv's]; e.g. the 32-bit "
-                   "VM ../shared/micropython32/bin/micropython-32 (an ESP32's object sizes) with --heap 64k. "
+                   "VM ../shared/micropython32/bin/micropython-32 (an ESP32's object sizes) with --heap 72k "
+                   "(80k with --profiles). "
                    "Env: METER_MICROPYTHON.")
 @click.option("--state", "state_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Keep the meter's state (config, credit) in DIR (default: a temporary directory).")
@@ -183,6 +184,7 @@ def _banner(rig, workdir, load_w, warp):
     click.echo("DLMS serial port: %s" % rig.port)
     click.echo("Firmware pid:     %s" % rig.pid)
     click.echo("State directory:  %s" % os.path.join(workdir, "state"))
+    click.echo("Firmware log:     %s" % rig.log_path)
     click.echo("Load: %d W; clock: %s" % (load_w, "+%d s per second" % warp if warp else "real time"))
     click.echo("Keys:             %s (HLS, clients 1 and 48; the test identity, hil/identity.py)"
                % key_file_path())
@@ -229,7 +231,7 @@ def _tick_forever(rig, warp):
 def _emulate(load_w, heap, mp, state_dir, warp, extra):
     with contextlib.ExitStack() as stack:
         workdir = _workdir(stack, state_dir)
-        click.echo("Starting the emulated meter (MicroPython unix port, heap %s)..." % heap)
+        click.echo("Starting the emulated meter (MicroPython unix port %s, heap %s)..." % (mp or "of the venv", heap))
         rig = _start(stack, workdir, heap, mp, warp, extra)
         rig.set_load(load_w)
         _banner(rig, workdir, load_w, warp)
@@ -240,12 +242,13 @@ def _emulate(load_w, heap, mp, state_dir, warp, extra):
 
 
 def _emulate_many(n, load_w, heap, mp, state_dir, extra):
-    """N meters (``hil.multi``), each with the STS test identity, until Ctrl-C or a firmware dies."""
+    """N meters (``hil.multi``), each with the STS and HLS test identity (the same keys: the key file
+    of a single emulator), until Ctrl-C or a firmware dies."""
     from hil import identity
     from hil.multi import start_meters, stop_meters
     with contextlib.ExitStack() as stack:
         workdir = _workdir(stack, state_dir)
-        click.echo("Starting %d emulated meters (MicroPython unix port, heap %s)..." % (n, heap))
+        click.echo("Starting %d emulated meters (MicroPython unix port %s, heap %s)..." % (n, mp or "of the venv", heap))
         for i in range(n):                         # STS tables, read at boot (hil.multi's layout)
             state = os.path.join(workdir, "meter%d" % i, "state")
             os.makedirs(state, exist_ok=True)
@@ -254,13 +257,18 @@ def _emulate_many(n, load_w, heap, mp, state_dir, extra):
         try:
             rigs = start_meters(n, workdir, heap=heap, micropython=mp, clock_epoch=int(time.time()),
                                 clock_mode="running", relay_gates_load=True,
-                                config=dict(extra, sts=identity.sts_config()), poll_ms=1000)
+                                config=dict(extra, sts=identity.sts_config(),
+                                            security=identity.security_config()), poll_ms=1000)
         except Exception as e:
             raise DlmsError("could not start the emulated meters: %s" % _rig_error_text(e))
         stack.callback(stop_meters, rigs)
+        os.makedirs(os.path.dirname(key_file_path()), exist_ok=True)
+        identity.write_key_file(key_file_path())
         for r in rigs:
             r.set_load(load_w)
             click.echo("%s %s" % (r.config["serial"], r.port))
+        click.echo("Keys: %s (HLS, clients 1 and 48: --key-file); reader password %s (client 32)"
+                   % (key_file_path(), identity.PASSWORDS["32"]))
         click.echo("Stop with Ctrl-C.")
         try:
             while all(r.running for r in rigs):

@@ -57,17 +57,22 @@ def test_emulate_many_meters_prints_one_port_each_and_stops_on_ctrl_c():
                          cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     try:
-        ports = {}
+        ports, keys = {}, None
         for line in p.stdout:                       # blocks until the list is out
             if line.startswith("Stop with Ctrl-C"):
                 break
             parts = line.split()
             if len(parts) == 2 and parts[0].startswith("PPM"):
                 ports[parts[0]] = parts[1]
+            if line.startswith("Keys: "):           # new-user pass (session 12): they had no HLS keys
+                keys = parts[1]
         assert sorted(ports) == ["PPM0000001", "PPM0000002", "PPM0000003"], p.stderr.read()
         for serial, port in ports.items():          # each port is its own meter
             r = meterctl("get", "0.0.42.0.0.255", "2", "--port", port, "--json")
             assert r.returncode == 0 and serial in r.stdout, r.stdout + r.stderr
+        r = meterctl("get", "0.0.19.10.0.255", "2", "--class", "112", "--port", ports["PPM0000002"],
+                     "--client", "1", "--key-file", keys)   # management by HLS, as the banner says
+        assert r.returncode == 0, r.stdout + r.stderr
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
     finally:

@@ -401,3 +401,15 @@ def test_an_exhausted_invocation_counter_is_one_error_line_not_a_traceback():
     c = DlmsClient.__new__(DlmsClient)
     with pytest.raises(DlmsError, match="invocation counter exhausted.*re-provision"):
         c._associate_hls(0x100000000)
+
+
+def test_a_relative_micropython_path_is_the_users_not_the_rigs(tmp_path, monkeypatch):
+    # new-user pass (session 12): the README's `--micropython ../shared/.../micropython-32` was
+    # looked up from the rig's working directory (the emulator's state dir), not the user's
+    from hil.env import find_micropython
+    exe = tmp_path / "vm" / "micropython-32"
+    exe.parent.mkdir()
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    assert find_micropython("vm/micropython-32") == str(exe)
