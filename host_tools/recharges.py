@@ -6,7 +6,9 @@ outcome was applied, unknown or never finished (a killed meterctl). A retry is r
 (``RetryRefused``) unless forced, except that an unknown/unfinished one is first settled with
 the meter's evidence read now: if the recharge total (0.0.94.96.23.255) is still what it was
 before that top-up, it was not applied and the new one goes ahead; if it moved by exactly its
-amount, it was applied (and the record says so from then on).
+amount, it was applied (and the record says so from then on). A total that has not moved by the
+prior top-up's amount since (below it: another meter of the same name, e.g. a new emulator) is
+no retry.
 
 Storage: ``<state>/recharges.json`` ``{meter: [{"id", "time", "paise", "outcome", "total"}]}``
 (entries older than a day dropped, at most 50 per meter), read-modify-written under ``flock``
@@ -94,7 +96,7 @@ class Recharges:
                     prior = e
             if prior is not None:
                 self._settle(prior, total)
-                if prior["outcome"] != "not applied" and not force:
+                if prior["outcome"] != "not applied" and not force and not _elsewhere(prior, total):
                     refusal = _refusal(meter, prior, now, self.window)
             data[meter] = entries[-_KEEP_N:]
             if refusal is None:
@@ -124,6 +126,16 @@ class Recharges:
             for e in (data or {}).get(meter, []):
                 if e.get("id") == entry_id:
                     e["outcome"] = outcome
+
+
+def _elsewhere(prior, total):
+    """The meter's recharge total has not moved by the prior top-up since it was read before it:
+    that top-up did not go to this meter (a meter of the same name, e.g. a new emulator, or a meter
+    replaced): no retry. Unknown totals: it may have (the rule applies)."""
+    if total is None or prior.get("total") is None:
+        return False
+    moved = (total - prior["total"]) & 0xFFFFFFFF
+    return not prior.get("paise", 0) <= moved < 0x80000000
 
 
 def _refusal(meter, prior, now, window):

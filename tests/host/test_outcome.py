@@ -231,6 +231,17 @@ def test_retry_rule(tmp_path):
     assert r2.claim("M1", 500, {"total_recharged": 2200})              # outside the window
 
 
+def test_a_meter_whose_total_never_saw_the_prior_top_up_is_no_retry(tmp_path):
+    # new-user pass (session 12): a new emulator (the same name PPM0000001, total 0) was refused
+    # "a top-up ... was applied 192 s ago" for the previous emulator's top-up
+    r = Recharges(str(tmp_path / "rec.json"), clock=lambda: 50.0)
+    a = r.claim("PPM0000001", 50000, {"total_recharged": 120000})
+    r.finish("PPM0000001", a, "applied")
+    assert r.claim("PPM0000001", 50000, {"total_recharged": 0})            # another meter
+    with pytest.raises(RetryRefused, match="was applied"):
+        r.claim("PPM0000001", 50000, {"total_recharged": 50000})          # this one's own
+
+
 def test_unknown_prior_is_settled_by_the_recharge_total(tmp_path):
     r = Recharges(str(tmp_path / "rec.json"), clock=lambda: 50.0)
     a = r.claim("M", 300, {"total_recharged": 1000})
