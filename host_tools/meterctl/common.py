@@ -295,7 +295,7 @@ def make_client(kw, write, cancel=None, keys=None):
     return c
 
 
-def run_change(kw, change, show, hint=None, refused=None, finish=None):
+def run_change(kw, change, show, hint=None, refused=None, finish=None, fields=None):
     """Run a command that changes the meter: hold its port, apply ``change`` with
     ``host_tools.outcome.perform`` (Ctrl-C stops an exchange at a known point and is checked,
     never raised elsewhere), then report and exit by the outcome:
@@ -307,13 +307,15 @@ def run_change(kw, change, show, hint=None, refused=None, finish=None):
     - stopped before sending: exit 2 (port in use, refused retry), 3 (no answer), 130 (Ctrl-C).
 
     ``finish(out)`` (optional) runs first with the outcome (the top-up record). With --json
-    the outcome is printed as JSON in every case that has one."""
+    the outcome is printed as JSON in every case, with the command's own keys (``fields(out)``,
+    the same as when applied) also when not applied or unknown; a refusal before sending (a
+    retry, the port in use, no answer) is ``{"outcome": "not sent", "reason": ...}``."""
     make_client(kw, True)                    # usage errors before the port is touched
     with SigintFlag(ignore_after=PROCESS["owned"]) as flag:
         out = _perform(kw, change, flag)
         if finish is not None:
             finish(out)
-        _report(kw, change, out, show, hint, refused)
+        _report(kw, change, out, show, hint, refused, fields)
 
 
 def _perform(kw, change, flag):
@@ -322,17 +324,22 @@ def _perform(kw, change, flag):
         click.echo("meterctl: %s: %s; checking on the meter whether it was applied (Ctrl-C "
                    "twice to stop checking)" % (change.what, text), err=True)
 
+    def not_sent(text, code):
+        if kw.get("as_json"):
+            emit_json({"outcome": "not sent", "reason": text})
+        fail(text, code)
+
     try:
         with portlock.hold(kw["port"], command_text()):
             return perform(lambda: make_client(kw, True, cancel=flag.take), change, on_doubt=doubt)
     except (RetryRefused, portlock.PortInUse) as e:
-        fail(str(e), EXIT_USAGE)
+        not_sent(str(e), EXIT_USAGE)
     except LinkTimeout as e:
-        fail("%s (nothing was sent)" % e, EXIT_NO_ANSWER)
+        not_sent("%s (no change was sent)" % e, EXIT_NO_ANSWER)
     except PortError as e:
-        fail(str(e), EXIT_USAGE)
+        not_sent(str(e), EXIT_USAGE)
     except DlmsError as e:
-        fail(str(e), EXIT_METER)
+        not_sent(str(e), EXIT_METER)
     except KeyboardInterrupt:
         click.echo("interrupted: nothing was sent", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -345,14 +352,14 @@ def _lost(change, out):
     return "%s: the answer was lost (%s)" % (change.what, out.doubt)
 
 
-def _report(kw, change, out, show, hint, refused):
+def _report(kw, change, out, show, hint, refused, fields):
     if out.state == APPLIED:
         if out.checked:
             click.echo("meterctl: %s; checked on the meter: applied" % _lost(change, out), err=True)
         show(out)
         return
     if kw.get("as_json"):
-        emit_json(dict(out.as_dict(), **out.details))
+        emit_json(dict(dict(out.as_dict(), **out.details), **(fields(out) if fields else {})))
     if out.state == NOT_APPLIED:
         text = refused(out) if refused else None
         if text is None and not out.checked:

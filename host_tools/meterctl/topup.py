@@ -70,21 +70,26 @@ def topup(token, **kw):
     def result_of(res):
         """(status code, reason word, detail): the meter's description is the reason word, then
         what it knows more ("locked_out: wait 6 s")."""
-        r = res.result if not res.checked else res.details
+        r = (res.result if not res.checked else res.details) or {}
+        r = r if isinstance(r, dict) else {}
         code = r.get("status")
         reasons = r.get("reasons") or []
         reason, _, detail = (reasons[0] if reasons else STATUS_TEXT.get(code, str(code))).partition(":")
         return code, reason, detail.strip()
 
-    def show(res):
+    def fields(res, accepted=False):
+        """The token's JSON keys, the same whatever the outcome (None where not known)."""
         code, reason, detail = result_of(res)
-        before = res.before.get("credit")
-        after = res.details.get("credit_after_paise")
-        out = {"token": digits, "accepted": True, "status": code,
-               "status_text": STATUS_TEXT.get(code, "?"), "reason": reason, "detail": detail,
-               "credit_before_paise": before, "credit_after_paise": after}
+        return {"token": digits, "accepted": accepted, "status": code,
+                "status_text": STATUS_TEXT.get(code, "?"), "reason": reason, "detail": detail,
+                "credit_before_paise": (res.before or {}).get("credit"),
+                "credit_after_paise": (res.details or {}).get("credit_after_paise")}
+
+    def show(res):
+        out = fields(res, True)
+        before, after, reason = out["credit_before_paise"], out["credit_after_paise"], out["reason"]
         if kw["as_json"]:
-            emit_json(dict(out, **res.as_dict()))
+            emit_json(dict(res.as_dict(), **out))      # "reason": the token's (as when refused)
             return
         if reason == "key_change_pending":
             click.echo("Key-change token accepted: enter the next section.")
@@ -104,7 +109,7 @@ def topup(token, **kw):
         return "token rejected: %s (IC 115 status %s %s)" % (
             _reason_text(reason, detail), code, STATUS_TEXT.get(code, "?"))
 
-    run_change(kw, Token(digits), show, refused=rejected,
+    run_change(kw, Token(digits), show, refused=rejected, fields=fields,
                hint=lambda res: "meterctl get %s 2 --class 115 --port %s --password ... (the last "
                                 "token entered) and attribute 6 (its status); or enter the token "
                                 "again: the meter refuses it as USED if it was taken" % (OBIS_GATEWAY, kw["port"]))

@@ -196,3 +196,18 @@ def test_test_tokens_do_not_flush_the_transaction_log(token_rig):
     with DlmsClient(rig.port, **MGMT) as c:
         assert c.get(7, "0.0.99.98.3.255", 7)[1] == used     # no transaction record added
     assert "50" not in [e[0] for e in rig.events[n0:]]
+
+
+def test_topup_json_has_the_token_keys_whether_accepted_or_refused(token_rig):
+    # new-user pass (session 12): a refused token's --json had none of the accepted one's keys
+    rig = token_rig(lockout_after=10)
+    keys = {"token", "accepted", "status", "status_text", "reason", "detail", "credit_before_paise",
+            "credit_after_paise", "outcome"}
+    ok = meterctl("topup", "--port", rig.port, "--password", "12345678", "--json", token(50))
+    assert ok.returncode == 0, ok.stderr
+    bad = meterctl("topup", "--port", rig.port, "--password", "12345678", "--json", token(50, key=dk(OTHER_DRN)))
+    assert bad.returncode == 1, bad.stderr
+    a, b = json.loads(ok.stdout), json.loads(bad.stdout)
+    assert keys <= set(a) and keys <= set(b)
+    assert (a["accepted"], b["accepted"]) == (True, False) and (a["reason"], b["reason"]) == ("accepted", "crc")
+    assert b["outcome"] == "not applied" and b["credit_before_paise"] == a["credit_after_paise"]
