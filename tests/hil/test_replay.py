@@ -156,24 +156,24 @@ def test_meter_without_secrets_answers_the_public_client_only(rig_factory):
     assert any(e[0] == "32" for e in rig.events)
 
 
+def _refused(rig, password):
+    """The AssociationRejected of an LLS login of the reader (client 32) with ``password``."""
+    with pytest.raises(AssociationRejected) as e:
+        with DlmsClient(rig.port, client_sap=32, password=password):
+            pass
+    return e.value
+
+
 def test_brute_force_locks_out_across_a_power_cut(rig_factory):
     rig = rig_factory(config={"lockout": {"after": 3, "base_s": 10, "max_s": 3600}})
     for _ in range(3):
-        with pytest.raises(AssociationRejected) as e:
-            with DlmsClient(rig.port, client_sap=32, password="wrong!!!"):
-                pass
-        assert e.value.diagnostic == 13
+        assert _refused(rig, "wrong!!!").diagnostic == 13
     rig.wait_event("31", timeout=5)
-    with pytest.raises(AssociationRejected) as e:            # right password, locked
-        with DlmsClient(rig.port, client_sap=32, password="00000000"):
-            pass
-    assert e.value.result == 2 and e.value.diagnostic == 13
+    e = _refused(rig, "00000000")                              # right password, locked
+    assert e.result == 2 and e.diagnostic == 13
     rig.power_cut()
     rig.power_on()
-    with pytest.raises(AssociationRejected) as e:
-        with DlmsClient(rig.port, client_sap=32, password="00000000"):
-            pass
-    assert e.value.result == 2
+    assert _refused(rig, "00000000").result == 2
     rig.advance(11)
     with DlmsClient(rig.port, client_sap=32, password="00000000") as c:
         c.get(1, "0.0.42.0.0.255", 2)
@@ -185,17 +185,11 @@ def test_power_cuts_between_guesses_do_not_reset_the_failure_count(rig_factory):
     # power cut, two more ... 12 guesses in 2 s and never a lock-out. It is on flash now.
     rig = rig_factory(config={"lockout": {"after": 3, "base_s": 600, "max_s": 3600}})
     for _ in range(2):
-        with pytest.raises(AssociationRejected) as e:
-            with DlmsClient(rig.port, client_sap=32, password="wrong!!!"):
-                pass
-        assert e.value.diagnostic == 13 and e.value.result != 2      # counted, not locked yet
+        e = _refused(rig, "wrong!!!")
+        assert e.diagnostic == 13 and e.result != 2            # counted, not locked yet
         rig.power_cut()
         rig.power_on()
-    with pytest.raises(AssociationRejected) as e:                      # the 3rd: locked out
-        with DlmsClient(rig.port, client_sap=32, password="wrong!!!"):
-            pass
+    _refused(rig, "wrong!!!")                                  # the 3rd: locked out
     rig.wait_event("31", timeout=5)
-    with pytest.raises(AssociationRejected) as e:                      # the right one: refused
-        with DlmsClient(rig.port, client_sap=32, password="00000000"):
-            pass
-    assert e.value.result == 2 and e.value.diagnostic == 13
+    e = _refused(rig, "00000000")                              # the right one: refused
+    assert e.result == 2 and e.diagnostic == 13
