@@ -25,13 +25,18 @@ def relay(operation, **kw):
     """
     method = 2 if operation == "connect" else 1
 
+    def fields(res):
+        """The relay's JSON keys, the same whatever the outcome (control_state in words)."""
+        d = res.details or {}
+        cs = d.get("control_state")
+        return {"operation": operation, "relay_output_state": d.get("relay_output_state"),
+                "control_state": CONTROL_STATES.get(cs, cs), "control_state_code": cs}
+
     def show(res):
-        out_state = res.details.get("relay_output_state")
-        cs = res.details.get("control_state")
-        out = {"operation": operation, "relay_output_state": out_state,
-               "control_state": CONTROL_STATES.get(cs, cs)}
+        out = fields(res)
+        out_state, cs = out["relay_output_state"], out["control_state_code"]
         if kw["as_json"]:
-            emit_json(dict(out, **res.as_dict()))
+            emit_json(dict(res.as_dict(), **out))
             return
         click.echo("%s: done" % ("remote_reconnect" if method == 2 else "remote_disconnect"))
         click.echo("Relay: %s" % relay_text(out_state))
@@ -41,6 +46,6 @@ def relay(operation, **kw):
             click.echo("(ready for reconnection: the consumer closes the relay with the meter's button)")
 
     change = Relay(method)
-    run_change(kw, change, show,
+    run_change(kw, change, show, fields=fields,
                hint=lambda res: "meterctl get 0.0.96.3.10.255 3 --class 70 --port %s (control_state: "
                                 "0 disconnected, 1 connected, 2 ready for reconnection)" % kw["port"])

@@ -698,8 +698,8 @@ def _object_server(objects, actions=None, sets=None, sessions=1, client=CLIENT16
                     sets.append(key + (req[13:],))
                     m.reply_i(H("C501") + inv + b"\x00")
                 elif req[0] == 0xC3:
-                    actions[key](req[13:] if req[12] else None)
-                    m.reply_i(H("C701") + inv + b"\x00\x00")
+                    r = actions[key](req[13:] if req[12] else None)      # None, or an action-result
+                    m.reply_i(H("C701") + inv + bytes([r or 0]) + b"\x00")
             f = m.expect()
             assert hdlc.kind(f.ctrl) == hdlc.K_DISC
             m.write(m.frame(hdlc.UA))
@@ -987,3 +987,17 @@ def test_cli_max_pdu_is_proposed_in_the_aarq(fakes):
     assert r.exit_code == 0, r.output
     # InitiateRequest ends with client-max-receive-pdu-size (u16)
     assert seen[0][-2:] == H("0100") and seen[0][-9:-5] == H("5F1F0400")
+
+
+def test_cli_relay_json_keys_are_the_same_when_not_applied(fakes):
+    # new-user pass (session 12): a refused relay command's JSON had control_state as an int and no
+    # "operation"; applied: a word. This meter refuses the disconnect (read-write-denied).
+    acts = {(70, "000060030aff", 1): lambda p: 3}
+    m = fakes(_object_server(_meter_objects(relay=True), acts, [], sessions=1, client=CLIENT1),
+              client=CLIENT1)
+    r = CliRunner().invoke(meterctl, ["relay", "disconnect", "-p", m.path, "--password", "12345678", "--json"])
+    m.join()
+    import json
+    s = json.loads(r.stdout)
+    assert r.exit_code == 1 and s["outcome"] == "not applied", r.output
+    assert s["operation"] == "disconnect" and s["control_state"] == "connected" and s["control_state_code"] == 1
