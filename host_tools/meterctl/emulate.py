@@ -162,7 +162,10 @@ def _start(stack, workdir, heap, mp, warp, extra):
         # the load is wired through the relay: while it is open the metering module reads 0 W.
         # Without --warp the meter's RTC runs by itself (a clock set over DLMS sticks); with
         # --warp the emulator owns the clock and moves it on every tick.
-        rig = rigmod.EmulatedRig(workdir, heap=heap, micropython=mp, clock_epoch=int(time.time()),
+        t0 = int(time.time())
+        if warp and (1800 % warp == 0 or warp % 1800 == 0):
+            t0 -= t0 % 1800      # ticks on the 30 min block edges (a tick's energy in its own block)
+        rig = rigmod.EmulatedRig(workdir, heap=heap, micropython=mp, clock_epoch=t0,
                                  relay_gates_load=True, clock_mode="frozen" if warp else "running",
                                  config=dict(extra, sts=identity.sts_config(),
                                              security=identity.security_config()), start=False)

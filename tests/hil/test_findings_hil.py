@@ -217,3 +217,21 @@ def test_decode_reads_meterctls_own_hls_trace(tmp_path):
     ciphered = out[out.index("application_context: LN-ciphered"):]
     assert "type: InitiateRequest" in ciphered and "dlms_version: 6" in ciphered and "max_pdu: 65535" in ciphered
     assert "type: InitiateResponse" in ciphered and "GET-Response-Normal" in ciphered and "PPM0000001" in out
+
+
+def test_emulate_warp_ticks_land_on_the_block_edges():
+    # new-user pass (session 12): `emulate --warp 1800 --profiles` ticked at the start time's
+    # minutes (..:03:02), so a block held the next block's energy; now ticks are on :00 and :30
+    e = Emulate("--warp", "1800", "--load", "1000")
+    try:
+        stamps = []
+        for line in e.p.stdout:                     # one status line per tick (a real second)
+            if " UTC " in line:
+                stamps.append(line.split(" UTC ")[0])
+            if len(stamps) >= 3:
+                break
+        e.p.send_signal(signal.SIGINT)
+        rc, _, err = e.finish()
+    finally:
+        e.kill()
+    assert len(stamps) == 3 and all(s.endswith((":00:00", ":30:00")) for s in stamps), (stamps, err)
