@@ -132,11 +132,13 @@ def enter(meter, raw, delivery):
     g[_GW_STATUS] = _TOKEN_STATUS[i + len(d) + 2] - 48 if i >= 0 else 7
     g[_GW_TEXT] = r.text().encode()   # IC 115 description: the reason (and a lock-out's wait)
     meter.evaluate()
-    ev = (_EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid), r.tid) if r.ok else \
-        (_EV_TOKEN_REJECTED, "token rejected: %s" % r.reason, r.reason)
     if r.action == "test":    # changes nothing: not journaled, not a transaction, repeats coalesced
         ev = (_EV_TOKEN_TEST, "token test %s" % r.value, r.value)
-    if r.ok and ev[0] != _EV_TOKEN_TEST or r.lockout_s:   # a change, or a keypad lock-out starts
+    elif r.ok:
+        ev = (_EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid), r.tid)
+    else:
+        ev = (_EV_TOKEN_REJECTED, "token rejected: %s" % r.reason, r.reason)
+    if ev[0] == _EV_TOKEN_ACCEPTED or r.lockout_s:   # a change, or a keypad lock-out starts
         meter.persist(ev)
     else:                     # nothing on flash changes: the wrong-entry count stays in RAM
         meter.event(*ev)
