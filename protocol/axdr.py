@@ -73,7 +73,7 @@ def encode_length(n):
         return bytes((0x81, n))
     if n <= 0xFFFF:
         return bytes((0x82, n >> 8, n & 0xFF))
-    if n <= 0xFFFFFFFF:
+    if not n >> 32:
         return bytes((0x84, n >> 24, (n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF))
     raise AxdrError("format")
 

@@ -100,20 +100,20 @@ class EventLogError(ValueError):
 
 def encode_into(buf, pos, seq, epoch, code, detail, count=1):
     """Write one 24-byte record into ``buf`` at ``pos`` (``count`` > 1: a repeated event)."""
-    struct.pack_into(">IIH", buf, pos, seq & 0xFFFFFFFF, epoch & 0xFFFFFFFF, code & 0xFFFF)
+    struct.pack_into(">IIH", buf, pos, seq, epoch, code & 0xFFFF)   # seq, epoch: u32 (meter.store.TIME_MAX)
     for i in range(pos + 10, pos + 20):
         buf[i] = 0
     d = pos + 12
     kind = 0
     if count > 1:
-        struct.pack_into(">I", buf, d, count if count < 0xFFFFFFFF else 0xFFFFFFFF)
+        struct.pack_into(">I", buf, d, count if not count >> 32 else (1 << 32) - 1)
         d += 4
         kind = 3
     if detail is None:
         kind = 5 if kind else 0
     elif isinstance(detail, int):
-        if not -0x80000000 <= detail <= 0x7FFFFFFF:
-            detail = 0x7FFFFFFF if detail > 0 else -0x80000000
+        if not -1 <= detail >> 31 <= 0:     # i32 (a big-int constant is a 32 B object per load)
+            detail = (1 << 31) - 1 if detail > 0 else -(1 << 31)
         kind = kind or 1
         struct.pack_into(">i", buf, d, detail)
     elif isinstance(detail, (str, bytes, bytearray)):
@@ -127,13 +127,13 @@ def encode_into(buf, pos, seq, epoch, code, detail, count=1):
     else:
         raise EventLogError("event detail must be int, str or None")
     buf[pos + 10] = kind
-    struct.pack_into(">I", buf, pos + 20, binascii.crc32(memoryview(buf)[pos:pos + 20]) & 0xFFFFFFFF)
+    struct.pack_into(">I", buf, pos + 20, binascii.crc32(memoryview(buf)[pos:pos + 20]))
 
 
 def decode_at(buf, pos):
     """(seq, epoch, code, detail, count) of the record at ``pos``, or None if its CRC fails."""
     mv = memoryview(buf)
-    if binascii.crc32(mv[pos:pos + 20]) & 0xFFFFFFFF != struct.unpack_from(">I", buf, pos + 20)[0]:
+    if binascii.crc32(mv[pos:pos + 20]) != struct.unpack_from(">I", buf, pos + 20)[0]:
         return None
     seq, epoch, code = struct.unpack_from(">IIH", buf, pos)
     kind = buf[pos + 10]

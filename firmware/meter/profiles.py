@@ -125,7 +125,7 @@ class Profiles:
         try:
             with open("%s/%d" % (self.path, 3), "rb") as f:
                 b = f.read()
-            if binascii.crc32(b[:-4]) & 0xFFFFFFFF == struct.unpack(">I", b[-4:])[0]:
+            if binascii.crc32(b[:-4]) == struct.unpack(">I", b[-4:])[0]:
                 v = struct.unpack(">II4I10I7II", b[:-4])
                 self.p0, self.c0 = v[0], v[1]
                 self.z = list(v[2:6])
@@ -166,7 +166,7 @@ class Profiles:
     def _save(self):
         b = struct.pack(">II4I10I7II", self.p0, self.c0, *(self.z + self.md + self.c + [self.block.last_seq]))
         with open("%s/%d" % (self.path, 3), "wb") as f:
-            f.write(b + struct.pack(">I", binascii.crc32(b) & 0xFFFFFFFF))
+            f.write(b + struct.pack(">I", binascii.crc32(b)))
 
     # --- capture ---------------------------------------------------------------------------
     def tod(self, t):

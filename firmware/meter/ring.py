@@ -61,7 +61,7 @@ class Ring:
         n = (got - h - 4) // self.size
         if n < 1 or n > self._seg or got != h + n * self.size + 4:
             return 0
-        if binascii.crc32(memoryview(buf)[:got - 4]) & 0xFFFFFFFF != struct.unpack_from(">I", buf, got - 4)[0]:
+        if binascii.crc32(memoryview(buf)[:got - 4]) != struct.unpack_from(">I", buf, got - 4)[0]:
             return 0
         return n
 
@@ -112,7 +112,7 @@ class Ring:
         p = h + n * self.size
         buf[p:p + self.size] = payload
         p += self.size
-        struct.pack_into(">I", buf, p, binascii.crc32(memoryview(buf)[:p]) & 0xFFFFFFFF)
+        struct.pack_into(">I", buf, p, binascii.crc32(memoryview(buf)[:p]))
         try:
             f = open(self._name(k), "wb")
         except OSError:                               # its directory is made on first use

@@ -58,16 +58,16 @@ class JournalError(ValueError):
 
 
 def _crc(data):
-    return binascii.crc32(data) & 0xFFFFFFFF
+    return binascii.crc32(data)    # unsigned on MicroPython and CPython 3
 
 
 def _check_hot(hot):
     if len(hot) != _HOT_N:
         raise JournalError("hot record needs %d values" % _HOT_N)
     for i in range(_HOT_N - 1):
-        if not -0x80000000 <= hot[i] <= 0x7FFFFFFF:
+        if not -1 <= hot[i] >> 31 <= 0:    # i32 (no big-int constants: 32 B objects on 32 bits)
             raise JournalError("hot value out of i32 range: %r" % (hot[i],))
-    if not 0 <= hot[_HOT_N - 1] <= TIME_MAX:
+    if hot[_HOT_N - 1] >> 32:          # u32: negative or above TIME_MAX
         raise JournalError("time out of u32 range: %r" % (hot[_HOT_N - 1],))
 
 
@@ -105,7 +105,7 @@ def _digest(obj):
     for p in _pieces(obj):
         c = binascii.crc32(p, c)
         n += len(p)
-    return c & 0xFFFFFFFF, n
+    return c, n
 
 
 def _hot_of(data, f):
@@ -223,7 +223,7 @@ class Journal:
                     f.write(p)
                 p = struct.pack(">4iI", *hot)
                 f.write(p)
-                f.write(struct.pack(">I", binascii.crc32(p, c) & 0xFFFFFFFF))
+                f.write(struct.pack(">I", binascii.crc32(p, c)))
         else:
             with open(self._path + (".hb" if self._hslot else ".ha"), "wb") as f:
                 f.write(encode_hot(seq, hot))
