@@ -78,18 +78,20 @@ def setup(meter, cfg, err=0):
         meter.event(_EV_UNPROVISIONED, "no secrets provisioned: public client only")
 
 
-_SEC_CODE = ("meter.keyset", "meter.secure", "protocol.security", "protocol.gcm", "protocol.aes",
-             "protocol.hlsecb", "protocol.keywrap")
+# one str, split at unload: a tuple of names is a tuple and a str object per name on every board
+_SEC_CODE = ("meter.keyset meter.secure protocol.security protocol.gcm protocol.aes protocol.hlsecb "
+             "protocol.keywrap")
 
 
 def unload(names):
-    """Drop modules ``names`` from ``sys.modules`` and their packages: on MicroPython their
+    """Drop modules ``names`` (a str of names separated by spaces, or a tuple) from ``sys.modules``
+    and their packages: on MicroPython their
     code leaves the heap until the next import. CPython keeps them (one class per exception
     type for host code)."""
     import sys
     if sys.implementation.name != "micropython":
         return
-    for n in names:
+    for n in names.split() if isinstance(names, str) else names:
         sys.modules.pop(n, None)
         p, c = n.split(".")
         try:

@@ -57,7 +57,7 @@ def _unload(board):
     heap to spare keeps them (``board.sts_resident``: the RP2040, whose .mpy files would be read
     from flash again at every entry)."""
     if not getattr(board, "sts_resident", False):
-        acse.unload(("meter.tokgate", "meter.tokens", "protocol.sts_core", "protocol.ea07"))
+        acse.unload("meter.tokgate meter.tokens protocol.sts_core protocol.ea07")
 
 
 def _sts(m):
@@ -75,7 +75,7 @@ class Meter:
         from meter.settings import config   # needed while booting and for a profile only
         cfg = config(board)
         config = None              # a local reference would keep the module (unloaded) alive
-        acse.unload(("meter.settings",))
+        acse.unload("meter.settings")
         g = cfg.get
         # the link's long-lived buffers (receiver, frame, response: ~2.4 KiB) first, low in a heap
         # nothing has fragmented yet (measured, docs/MEMORY.md "The boot peak": every config boots
@@ -112,7 +112,7 @@ class Meter:
             self.tariff, self.policy = build({})
             cfg_err = e
         build = None               # meter.profile (~3 KiB) leaves the heap now, not at return
-        acse.unload(("meter.profile",))
+        acse.unload("meter.profile")
         # what runs after boot, the rest of the config is not kept
         self.persist_s = int(g("persist_s", 60))
         self.metering = Metering(self, g("metering_module", "pzem004t"), int(g("modbus_unit", 1)))
@@ -358,7 +358,7 @@ class Meter:
             profile_into(self, w)
         finally:
             profile_into = None    # the function would keep the unloaded modules alive
-            acse.unload(("meter.profile_read", "meter.settings"))
+            acse.unload("meter.profile_read meter.settings")
 
     def apply_profile_bytes(self, data):
         """SET of 0.128.96.5.0.255 attr 2 -> True if applied (meter.settings). ``meter.profile``
@@ -370,7 +370,7 @@ class Meter:
             return apply_profile_bytes(self, data)
         finally:
             check_profile = apply_profile_bytes = None   # they would keep the modules alive
-            acse.unload(("meter.settings", "meter.profile"))
+            acse.unload("meter.settings meter.profile")
 
     def apply_config(self, new):
         """Apply a profile dict; ConfigError and nothing changed if refused (meter.settings)."""

@@ -64,7 +64,7 @@ def apply_config(meter, new):
         raise
     finally:
         check_profile = None       # its function held meter.profile's globals: freed now
-        unload(("meter.profile",))
+        unload("meter.profile")
     tariff.carry_from(meter.tariff)
     policy.carry_from(meter.policy)
     path = meter.board.path("config.json")
