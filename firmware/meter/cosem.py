@@ -18,7 +18,7 @@ Entry points for ``meter.server`` (``item`` is one ``(class_id, ln, index, selec
   returns a data-access-result (0 success), or a generator of encoded chunks for long values
   (object_list, profile buffer) that the server sends by block transfer, never built whole;
 - ``put(meter, ctx, item, value) -> dar`` (``value``: the A-XDR data bytes of the SET);
-- ``act(meter, ctx, item) -> (action_result, data_bytes_or_None)``. Codes: the consts below.
+- ``act(meter, ctx, item) -> action_result`` (no method returns data). Codes: the consts below.
 """
 from protocol import axdr
 from meter import cosem_values as V
@@ -244,7 +244,7 @@ def _present(meter, o):
         return V.emergency(meter) is not None
     if ic == 115:
         return getattr(meter, "tokens", None) is not None   # no STS key: no token gateway
-    if ic == 1 and arg in (3, 4):
+    if ic == 1 and 3 <= arg <= 4:
         return hasattr(meter, "apply_profile_bytes")
     if ic == 64 or (ic == 1 and arg == 12):
         return getattr(meter, "security", None) is not None   # no keys: no security objects
@@ -263,8 +263,9 @@ def _visible(meter, o, role):
 
 
 def _lookup(meter, ctx, item, kind):
-    """(row offset, 0) if ``item`` (class_id, ln, index, ...) may be read (kind 0), written (1)
-    or called (2) in this association, else (-1, data-access-result)."""
+    """The row offset (>= 0) if ``item`` (class_id, ln, index, ...) may be read (kind 0), written
+    (1) or called (2) in this association, else minus the data-access-result (no tuple constants:
+    each is an object per load on a board)."""
     ic, ln, n = item[0], item[1], item[2]
     o = -1
     if len(ln) == 6:                  # the row of this logical name: a match at a row start
@@ -274,22 +275,22 @@ def _lookup(meter, ctx, item, kind):
             if o < 0 or o % _ROW == 0:
                 break
     if o < 0 or not _present(meter, o):
-        return -1, _UNDEFINED
+        return -_UNDEFINED
     if _TABLE[o + _IC] != ic:
-        return -1, _INCONSISTENT
+        return -_INCONSISTENT
     if not _can(o, ctx.role, kind, n):
         top = _TABLE[o + (_NMETH if kind == 2 else _NATTR)]
-        return -1, (_DENIED if 1 <= n <= top else _UNDEFINED)
-    return o, 0
+        return -_DENIED if 1 <= n <= top else -_UNDEFINED
+    return o
 
 
 # ------------------------------------------------------------------ GET
 def get(meter, ctx, item, w):
     """GET of one attribute: A-XDR into ``w``; returns a dar or a generator of chunks."""
     ic, _ln6, attr, sel, par = item
-    o, dar = _lookup(meter, ctx, item, 0)
+    o = _lookup(meter, ctx, item, 0)
     if o < 0:
-        return dar
+        return -o
     if sel is not None and (ic != 7 or attr != 2 or not ctx.conformance & _CONF_SELECTIVE):
         return _UNAVAILABLE          # selective access: profile buffers only
     if attr == 1:
@@ -351,9 +352,9 @@ def put(meter, ctx, item, value):
     """SET of one attribute from its A-XDR ``value`` bytes; returns a data-access-result. An array
     or structure of more than 2 elements (no attribute takes one) is refused undecoded (4 KiB lists)."""
     ic, _ln6, attr, _sel, _par = item
-    o, dar = _lookup(meter, ctx, item, 1)
+    o = _lookup(meter, ctx, item, 1)
     if o < 0:
-        return dar
+        return -o
     try:
         if ic == 1:    # Data: only the profile (0.128.96.5.0.255); all or nothing (meter.settings)
             n, p = axdr.decode_length(value, 1)       # its JSON read in place: no ~600 B copy
@@ -369,20 +370,20 @@ def put(meter, ctx, item, value):
                 # not a concrete time, or outside the meter's range (2000 .. 2106): refused,
                 # the clock untouched (other-reason: the type is right, the value is not)
                 return _OK if t is not None and meter.set_clock(t) else _OTHER
-            v = V.int_arg(tagged, (_T_LONG,))
+            v = V.int_arg(tagged, 1 << _T_LONG)
             if v is None or not -720 <= v <= 720:
                 return _TYPE_UNMATCHED
             meter.tz_minutes = -v
             meter.persist()
             return _OK
         if ic == 70:                                  # Disconnect control: 4 control_mode
-            v = V.int_arg(tagged, (_T_ENUM,))
+            v = V.int_arg(tagged, 1 << _T_ENUM)
             return _TYPE_UNMATCHED if v is None else (_OK if meter.set_control_mode(v) else _OTHER)
         # IC 111 Account (no other attribute is writable): 2 {payment_mode, status}
         if tag != _T_STRUCTURE or len(v) != 2:
             return _TYPE_UNMATCHED
-        v = V.int_arg(v[0], (_T_ENUM,))
-        if v not in (1, 2):
+        v = V.int_arg(v[0], 1 << _T_ENUM)
+        if v != 1 and v != 2:
             return _OTHER
         meter.set_payment_mode(v)
         return _OK
@@ -394,57 +395,58 @@ def put(meter, ctx, item, value):
 # ------------------------------------------------------------------ ACTION
 
 def act(meter, ctx, item):
-    """ACTION: ``item`` = (class_id, ln, method, None, params bytes or None) -> (action_result, return
-    data bytes or None). An array or structure of more than 3 elements (none taken) is not decoded."""
+    """ACTION: ``item`` = (class_id, ln, method, None, params bytes or None) -> action_result (no
+    method returns data). An array or structure of more than 3 elements (none taken) is not decoded."""
     ic, _ln6, m, _sel, par = item
-    o, dar = _lookup(meter, ctx, item, 2)
+    o = _lookup(meter, ctx, item, 2)
     if o < 0:
-        return dar, None
+        return -o
     try:
         tagged = ((par[0], None) if 0 < par[0] < 3 < par[1] else axdr.decode(par, 0)[0]) if par else None
         if ic == 8:
             # Clock: 1 adjust_to_quarter, 3 adjust_to_minute (to the nearest), 6 shift_time(long s)
             t = meter.board.time()
             if m == 6:
-                v = V.int_arg(tagged, (_T_LONG,))
+                v = V.int_arg(tagged, 1 << _T_LONG)
                 if v is None or not -900 <= v <= 900:
-                    return _TYPE_UNMATCHED, None
+                    return _TYPE_UNMATCHED
                 t += v
             else:
                 q = 900 if m == 1 else 60
                 t = (t + q // 2) // q * q
-            return (_OK if meter.set_clock(t) else _OTHER), None
+            return (_OK if meter.set_clock(t) else _OTHER)
         if ic == 70:
             ok = meter.remote_disconnect() if m == 1 else meter.remote_reconnect()
             # a transition the control mode forbids is a temporary failure of the command
-            return (_OK if ok else _TEMP_FAIL), None
+            return (_OK if ok else _TEMP_FAIL)
         if ic == 64:
             from meter.keyset import method     # IC 64 methods run ciphered (HLS): unloaded with it
-            return method(meter.security, m, tagged), None
+            return method(meter.security, m, tagged)
         if ic == 9:                                   # MD reset script (meter.cosem_prof)
             from meter import cosem_prof as P
-            return P.act(meter, tagged), None
+            return P.act(meter, tagged)
         if ic == 112:
             if _TABLE[o + _ARG] == 0:
                 # token credit: 1 update_amount(double-long paise) adds credit
-                v = V.int_arg(tagged, (_T_DOUBLE_LONG, _T_DOUBLE_LONG_UNSIGNED, _T_LONG, _T_LONG_UNSIGNED))
+                v = V.int_arg(tagged, (1 << _T_DOUBLE_LONG) | (1 << _T_DOUBLE_LONG_UNSIGNED)
+                              | (1 << _T_LONG) | (1 << _T_LONG_UNSIGNED))
                 if v is None:
-                    return _TYPE_UNMATCHED, None
-                return (_OK if meter.top_up(v, "dlms") else _OTHER), None
+                    return _TYPE_UNMATCHED
+                return (_OK if meter.top_up(v, "dlms") else _OTHER)
             # emergency credit: 3 invoke_credit asks the policy engine to grant it
             f = getattr(meter, "invoke_emergency_credit", None)
-            return (_UNAVAILABLE if f is None else _OK if f() else _TEMP_FAIL), None
+            return (_UNAVAILABLE if f is None else _OK if f() else _TEMP_FAIL)
         # token gateway: enter(octet-string: 20 ASCII digits, spaces/dashes allowed); the
         # outcome is in attribute 6 status (0 formatOk .. 8 tokenReceived), the method result
         # is success when the token was processed
         f = getattr(meter, "enter_token", None)
         if f is None:
-            return _UNAVAILABLE, None
+            return _UNAVAILABLE
         if tagged is None or tagged[0] != _T_OCTET_STRING:
-            return _TYPE_UNMATCHED, None
+            return _TYPE_UNMATCHED
         f(bytes(tagged[1]), 0)
-        return _OK, None
+        return _OK
     except (axdr.AxdrError, ValueError, TypeError, IndexError):
-        return _TYPE_UNMATCHED, None
+        return _TYPE_UNMATCHED
     except OSError:              # the journal write failed: the meter reloaded its state
-        return _HW_FAULT, None
+        return _HW_FAULT

@@ -73,13 +73,14 @@ def ln(i):
     return _LNS[i:i + 6]
 
 
-def int_arg(tagged, tags=None):
-    """Integer value of a decoded method/SET argument ``(tag, value)`` (only with a tag in
-    ``tags`` when given), or None if it is not an integer."""
+def int_arg(tagged, tags=0):
+    """Integer value of a decoded method/SET argument ``(tag, value)`` (only with a tag whose bit
+    ``1 << tag`` is set in ``tags`` when given: a small int, not a tuple object), or None if it is
+    not an integer."""
     if tagged is None:
         return None
     tag, value = tagged
-    if tags is not None and tag not in tags:
+    if tags and not (tag < 30 and tags >> tag & 1):
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         return None

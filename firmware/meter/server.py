@@ -165,8 +165,7 @@ class Association:
                 return apdu.set_response(inv, cosem.put(self.meter, self, req.items[0], req.value))
             if not self.conformance & _CONF_ACTION:
                 return apdu.exception_response(1, 2)
-            result, data = cosem.act(self.meter, self, req.items[0])
-            return apdu.action_response(inv, result, data)
+            return apdu.action_response(inv, cosem.act(self.meter, self, req.items[0]), None)
         return apdu.exception_response(2, 2)  # service-unknown, service-not-supported
 
     def get(self, req):

@@ -102,7 +102,7 @@ def test_every_refused_set_and_action_changes_nothing():
     d = _tmpdir("aud")
     try:
         m = _meter(d)
-        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(5000).getvalue()))[0] == 0
+        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(5000).getvalue())) == 0
         m.board.t = 946684800 + 60                              # 2000-01-01T00:01:00Z
         m.persist()
         sets = [
@@ -138,7 +138,7 @@ def test_every_refused_set_and_action_changes_nothing():
         ]
         for (ic, ln, meth), value, res in actions:
             before = _state(m)
-            got = cosem.act(m, Ctx(), (ic, ln, meth, None, value))[0]
+            got = cosem.act(m, Ctx(), (ic, ln, meth, None, value))
             assert got == res, (ic, meth, value, got)
             assert _state(m) == before, (ic, meth, value)
         # and the accepted ones do change what they say
@@ -146,7 +146,7 @@ def test_every_refused_set_and_action_changes_nothing():
         assert m.board.time() == 2 ** 31 and m.journal.hot[4] == 2 ** 31
         assert cosem.put(m, Ctx(), (8, CLOCK, 2, None, None), _dt(2106, 2, 7, 6, 28, 15)) == 0
         assert m.board.time() == TIME_MAX
-        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(100).getvalue()))[0] == 0
+        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(100).getvalue())) == 0
         assert m.account.credit == 5100
     finally:
         _rmtree(d)
@@ -157,21 +157,21 @@ def test_a_failed_journal_write_leaves_the_state_as_it_was():
     d = _tmpdir("aud")
     try:
         m = _meter(d)
-        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(5000).getvalue()))[0] == 0
+        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(5000).getvalue())) == 0
         save = m.journal.save
 
         def broken(*a, **k):
             raise OSError(28)        # no space left
         m.journal.save = broken
         before = _state(m)
-        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(700).getvalue()))[0] == 1
+        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(700).getvalue())) == 1
         assert cosem.put(m, Ctx(), (8, CLOCK, 2, None, None), _dt(2040, 1, 1)) == 1
         assert cosem.put(m, Ctx(), (8, CLOCK, 3, None, None), _w().long(-60).getvalue()) == 1
         assert cosem.put(m, Ctx(), (111, ACCOUNT, 2, None, None),
                          _w().structure(2).enum(1).enum(1).getvalue()) == 1
         assert _state(m) == before                 # credit, clock, time zone, payment mode, log
         m.journal.save = save
-        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(700).getvalue()))[0] == 0
+        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(700).getvalue())) == 0
         assert m.account.credit == 5700
     finally:
         _rmtree(d)
