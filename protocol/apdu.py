@@ -380,7 +380,7 @@ def parse_request(buf):
     truncated or malformed -> ApduError(service_error=3)."""
     n = len(buf)
     if n < 3:
-        if n >= 1 and buf[0] not in (_GET_REQUEST, _SET_REQUEST, _ACTION_REQUEST):
+        if n >= 1 and buf[0] != _GET_REQUEST and buf[0] != _SET_REQUEST and buf[0] != _ACTION_REQUEST:
             raise ApduError("request", _SERVICE_NOT_SUPPORTED)
         raise ApduError("truncated")
     tag = buf[0]

@@ -42,7 +42,7 @@ class Account:
         credit / 2 prepayment, ``unit`` 0 paise / 1 = 0.1 kWh. ValueError if out of range."""
         if not 0 <= rate < 100000:
             raise ValueError("tariff rate out of range")
-        if unit not in (_CREDIT_CURRENCY, _CREDIT_ENERGY):
+        if unit != _CREDIT_CURRENCY and unit != _CREDIT_ENERGY:
             raise ValueError("credit unit 0 (paise) or 1 (0.1 kWh)")
         self.rate = rate
         self.credit = credit          # paise (or 0.1 kWh), may be negative

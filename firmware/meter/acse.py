@@ -149,7 +149,7 @@ def aarq(a, client, buf):
         req = apdu.parse_aarq(buf)
     except apdu.ApduError:
         return _reject(1)
-    role = 0 if client == 16 else (1 if client == 32 else (2 if client in (1, 48) else -1))
+    role = 0 if client == 16 else (1 if client == 32 else (2 if client == 1 or client == 48 else -1))
     if role < 0:
         return _reject(1)
     want = _mechanism(m, client, role)

@@ -44,12 +44,10 @@ _MANAGER = const(2)            # roles: 0 public, 1 reader, 2 manager (meter.ser
 _CONF_SELECTIVE = const(4)     # conformance bit selective-access (apdu.CONF_SELECTIVE_ACCESS)
 
 _T_STRUCTURE = const(2)        # A-XDR tags (protocol.axdr)
-_T_DOUBLE_LONG = const(5)
-_T_DOUBLE_LONG_UNSIGNED = const(6)
 _T_OCTET_STRING = const(9)
 _T_LONG = const(16)
-_T_LONG_UNSIGNED = const(18)
 _T_ENUM = const(22)
+_T_INTS = const(1 << 5 | 1 << 6 | 1 << 16 | 1 << 18)   # double-long(-unsigned), long(-unsigned)
 
 _ROW = const(19)               # row layout
 _IC = const(6)
@@ -264,8 +262,7 @@ def _visible(meter, o, role):
 
 def _lookup(meter, ctx, item, kind):
     """The row offset (>= 0) if ``item`` (class_id, ln, index, ...) may be read (kind 0), written
-    (1) or called (2) in this association, else minus the data-access-result (no tuple constants:
-    each is an object per load on a board)."""
+    (1) or called (2) in this association, else minus the data-access-result (no tuple)."""
     ic, ln, n = item[0], item[1], item[2]
     o = -1
     if len(ln) == 6:                  # the row of this logical name: a match at a row start
@@ -428,8 +425,7 @@ def act(meter, ctx, item):
         if ic == 112:
             if _TABLE[o + _ARG] == 0:
                 # token credit: 1 update_amount(double-long paise) adds credit
-                v = V.int_arg(tagged, (1 << _T_DOUBLE_LONG) | (1 << _T_DOUBLE_LONG_UNSIGNED)
-                              | (1 << _T_LONG) | (1 << _T_LONG_UNSIGNED))
+                v = V.int_arg(tagged, _T_INTS)
                 if v is None:
                     return _TYPE_UNMATCHED
                 return (_OK if meter.top_up(v, "dlms") else _OTHER)

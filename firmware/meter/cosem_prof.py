@@ -187,7 +187,7 @@ def read(meter, arg, attr, w):
         for c in _fields(cols):
             w.structure(4).long_unsigned(c[0]).octet_string(c[1:7]).integer(c[7]).long_unsigned(0)
     elif attr == 4:
-        w.double_long_unsigned((meter.profiles.period, 86400)[arg - 32] if arg in (32, 33) else 0)
+        w.double_long_unsigned((meter.profiles.period, 86400)[arg - 32] if 32 <= arg <= 33 else 0)
     elif attr == 5:
         w.enum(1)                              # fifo
     elif attr == 6:

@@ -252,7 +252,7 @@ def _clock(meter, attr, w):
         w.long(-meter.tz_minutes)
     elif attr == 4:
         w.unsigned(0)            # clock status: valid, no DST
-    elif attr in (5, 6):
+    elif 5 <= attr <= 6:
         w.octet_string(_NO_DATE)  # no daylight saving in this meter
     elif attr == 7:
         w.integer(0)
@@ -315,7 +315,7 @@ def _limiter(lim, attr, w):
         w.boolean(False)
     else:
         w.structure(2)
-        for sel in (1, 2):
+        for sel in range(1, 3):
             w.structure(2).octet_string(ln(_LN_DISCONNECT_SCRIPT)).long_unsigned(sel)
 
 
@@ -331,9 +331,9 @@ def _account(meter, attr, w):
         w.bit_string(meter.policy.credit_status(meter), 8)
     elif attr == 5:
         w.double_long(a.credit)      # available_credit
-    elif attr in (6, 8):
+    elif attr == 6 or attr == 8:
         w.double_long(-a.credit if a.credit < 0 else 0)   # amount_to_clear / aggregated_debt
-    elif attr in (7, 17):
+    elif attr == 7 or attr == 17:
         w.double_long(0)             # clearance / next credit threshold: none configured
     elif attr == 9:
         w.array(2).octet_string(ln(_LN_CREDIT)).octet_string(ln(_LN_EMERGENCY_CREDIT))
@@ -346,7 +346,7 @@ def _account(meter, attr, w):
     elif attr == 12:
         # token_gateway_configuration: {credit_reference, token_proportion %}
         w.array(1).structure(2).octet_string(ln(_LN_CREDIT)).unsigned(100)
-    elif attr in (13, 14):
+    elif 13 <= attr <= 14:
         put_time(meter, 0, w)        # activation / closure time: not recorded
     elif attr == 15:
         w.structure(3).utf8_string("INR").integer(-2).enum(1)   # name, scale, unit currency
@@ -370,7 +370,7 @@ def _credit(meter, arg, attr, w):
         if vals is None:
             return _UNAVAILABLE
     v = vals[attr - 2]
-    if attr in (3, 8):
+    if attr == 3 or attr == 8:
         w.enum(v)
     elif attr == 4:
         w.unsigned(v)
@@ -392,18 +392,18 @@ def _charge(meter, attr, w):
         w.enum(1)                # consumption_based_collection
     elif attr == 4:
         w.unsigned(1)
-    elif attr in (5, 6):
+    elif 5 <= attr <= 6:
         # {charge_per_unit_scaling {commodity_scale, price_scale}, commodity, charge_table}
         w.structure(3).structure(2).integer(3).integer(-2)
         w.structure(3).long_unsigned(3).octet_string(ln(_LN_ENERGY_IMPORT)).integer(2)
         w.array(1).structure(2).octet_string(b"").long(a.rate)
-    elif attr in (7, 10):
+    elif attr == 7 or attr == 10:
         put_time(meter, 0, w)
     elif attr == 8:
         w.double_long_unsigned(0)
     elif attr == 9:
         w.bit_string(0, 2)
-    elif attr in (11, 12):
+    elif 11 <= attr <= 12:
         w.double_long(0)
     else:
         w.long_unsigned(0)

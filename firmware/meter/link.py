@@ -202,7 +202,7 @@ class HdlcLink:
             self.ignored += 1
             return ()
         k = hdlc.kind(f.ctrl)
-        if k in (_K_UA, _K_DM, _K_FRMR):
+        if k == _K_UA or k == _K_DM or k == _K_FRMR:
             self.ignored += 1      # responses are never addressed to a secondary
             return ()
         # inactivity supervision: a link silent for inactivity_s is back in NDM
@@ -240,7 +240,7 @@ class HdlcLink:
             self._ndm()
             return (self._frame(_UA if was == _NRM else _DM, client=f.src),)
         if self.state != _NRM:     # not connected: DM to I, RR, RNR
-            return (self._frame(_DM, client=f.src),) if k in (_K_I, _K_RR, _K_RNR) else ()
+            return (self._frame(_DM, client=f.src),) if k == _K_I or k == _K_RR or k == _K_RNR else ()
         if k == _K_UI:
             return ()
         if k == _K_RNR:

@@ -135,7 +135,7 @@ class Association:
                 pass                      # released anyway
             self.reset()
             return apdu.build_rlre(0)
-        if tag in (_GET_REQUEST, _SET_REQUEST, _ACTION_REQUEST):
+        if tag == _GET_REQUEST or tag == _SET_REQUEST or tag == _ACTION_REQUEST:
             if not self.open or client != self.client:
                 return apdu.exception_response(1, 1)  # service-not-allowed, operation-not-possible
             try:

@@ -119,7 +119,7 @@ def decode_full(data):
         return None
     ver, seq, n = struct.unpack(">BIH", data[2:_HDR])
     end = _HDR + _HOT_LEN + n
-    if ver not in (_VERSION, _VERSION_I32) or len(data) != end + 4:
+    if ver != _VERSION and ver != _VERSION_I32 or len(data) != end + 4:
         return None
     if _crc(memoryview(data)[:end]) != struct.unpack_from(">I", data, end)[0]:
         return None
@@ -181,7 +181,7 @@ class Journal:
     def load(self):
         """Return the newest valid state's ``obj`` (its hot values in ``self.hot``), or None."""
         best = None
-        for i in (0, 1):
+        for i in range(2):
             r = decode_full(self._read(self._path + (".b" if i else ".a")))
             if r is not None and (best is None or r[0] > best[0]):
                 best = r
@@ -189,7 +189,7 @@ class Journal:
         if best is None:
             return None
         seq, obj, hot = best
-        for i in (0, 1):
+        for i in range(2):
             r = decode_hot(self._read(self._path + (".hb" if i else ".ha")))
             if r is not None and r[0] > seq:
                 seq, hot = r
