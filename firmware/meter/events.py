@@ -106,14 +106,16 @@ def encode_into(buf, pos, seq, epoch, code, detail, count=1):
     d = pos + 12
     kind = 0
     if count > 1:
-        struct.pack_into(">I", buf, d, count if not count >> 32 else (1 << 32) - 1)
+        n = 32                 # a variable: mpy-cross folds (1 << 32) - 1 into a big-int constant
+        struct.pack_into(">I", buf, d, count if not count >> n else (1 << n) - 1)
         d += 4
         kind = 3
     if detail is None:
         kind = 5 if kind else 0
     elif isinstance(detail, int):
-        if not -1 <= detail >> 31 <= 0:     # i32 (a big-int constant is a 32 B object per load)
-            detail = (1 << 31) - 1 if detail > 0 else -(1 << 31)
+        n = 31                 # i32; no big-int constant (an object per load on 32 bits)
+        if not -1 <= detail >> n <= 0:
+            detail = (1 << n) - 1 if detail > 0 else -(1 << n)
         kind = kind or 1
         struct.pack_into(">i", buf, d, detail)
     elif isinstance(detail, (str, bytes, bytearray)):

@@ -300,7 +300,7 @@ class HdlcLink:
             mv = memoryview(self._rb)[:rx]
         else:
             mv = memoryview(f.info)
-        if len(mv) >= 3 and mv[0] == 0xE6 and mv[1] in (0xE6, 0xE7):
+        if len(mv) >= 3 and mv[0] == 0xE6 and 0xE6 <= mv[1] <= 0xE7:
             mv = mv[3:]                     # LLC header
         resp = self.assoc.handle(self.client[0] >> 1, mv)
         if resp is None:

@@ -139,12 +139,13 @@ def encode_hot(seq, hot):
 
 def decode_hot(data):
     """(seq, hot) from hot-record bytes, or None."""
-    if data is None or len(data) != _HREC or data[:2] not in (b"PU", b"PH"):
+    # magic b"PU" or b"PH" read as ints (a tuple of bytes literals is three objects per load)
+    if data is None or len(data) != _HREC or data[0] != 0x50 or data[1] != 0x55 and data[1] != 0x48:
         return None
     if _crc(memoryview(data)[:_HREC - 4]) != struct.unpack_from(">I", data, _HREC - 4)[0]:
         return None
     return struct.unpack(">I", data[2:6])[0], _hot_of(data[6:_HREC - 4],
-                                                      ">4iI" if data[:2] == b"PU" else ">5i")
+                                                      ">4iI" if data[1] == 0x55 else ">5i")
 
 
 class Journal:
@@ -208,7 +209,7 @@ class Journal:
         """
         full = hot is None
         if full:
-            hot = self.hot or (0, 0, 0, 0, 0)
+            hot = self.hot or [0] * _HOT_N
         _check_hot(hot)
         key, n = _digest(obj)
         full = full or key != self._last

@@ -131,7 +131,7 @@ class Tariff:
 
     def carry_from(self, old):
         """Take the running counters of ``old`` (a Tariff being replaced by configuration)."""
-        for k in ("e_rem", "d_rem", "day", "cyc", "cyc_n", "m_wh", "m_energy", "m_fixed", "m_duty"):
+        for k in "e_rem d_rem day cyc cyc_n m_wh m_energy m_fixed m_duty".split():   # one str, no tuple
             setattr(self, k, getattr(old, k))
         if self.billing_day != old.billing_day and self.day >= 0:
             self.cyc = billing_start(self.day, self.billing_day)
