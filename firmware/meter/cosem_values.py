@@ -13,6 +13,7 @@ import json
 
 from protocol import axdr
 from meter import timeutil
+from meter.acse import unload
 
 try:
     from micropython import const
@@ -432,14 +433,15 @@ def _gateway(meter, attr, w):
 
 
 def name_plate(meter):
-    """config.json's name_plate section (IS 15959 profiles)."""
+    """config.json's name_plate section (IS 15959 profiles); meter.settings unloaded after."""
     from meter import settings
-    return settings.config(meter.board).get("name_plate") or {}
+    p = settings.config(meter.board).get("name_plate") or {}
+    unload("meter.settings")
+    return p
 
 
 def manufacturer(meter, g=None):
-    """0.0.96.1.1.255 attribute 2, the same in the name plate and read alone: config
-    name_plate.manufacturer, else the firmware's name (FIRMWARE_ID up to its space)."""
+    """0.0.96.1.1.255 a2 (plate and alone): name_plate.manufacturer, else FIRMWARE_ID to its space."""
     m = (g or name_plate(meter).get)("manufacturer", "")
     if m:
         return m

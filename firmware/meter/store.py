@@ -175,7 +175,7 @@ class Journal:
     def _read(path):
         try:
             with open(path, "rb") as f:
-                return f.read()
+                return f.read(os.stat(path)[6])   # one block of its size (read() grows 256 -> 512 ..)
         except OSError:
             return None
 
