@@ -65,7 +65,7 @@ def read(meter, x, attr, w):
     elif attr == 5:
         w.enum(1)                              # sort method: fifo
     elif attr == 6:
-        w.structure(4).long_unsigned(0).octet_string(b"\x00" * 6).integer(0).long_unsigned(0)
+        w.structure(4).long_unsigned(0).octet_string(bytes(6)).integer(0).long_unsigned(0)
     elif attr == 7:
         w.double_long_unsigned(log.count())
     else:

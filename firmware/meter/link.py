@@ -378,7 +378,9 @@ class HdlcLink:
         h = p + 1
         p = h + 2
         if a == 0:
-            fb[p:p + 3] = b"\xE6\xE7\x00"
+            fb[p] = 0xE6               # LLC header (no bytes literal: an object per load)
+            fb[p + 1] = 0xE7
+            fb[p + 2] = 0
             p += 3
             a = 3
         fb[p:p + b - a] = mv[a - 3:b - 3]

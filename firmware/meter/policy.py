@@ -163,8 +163,8 @@ class Policy:
         if not (e > 0 or self.ec_s > 0):
             return None
         manual = 0x18 if ("button" in self.ec_by or "token" in self.ec_by) else 0
-        return (e, 2, 2, self.ec_offer, e, manual | 0x04, b"\x01\x03\x04"[self.ec_state], e,
-                self.ec_offer, self.ec_s)
+        s = self.ec_state            # 0, 1, 2 -> status 1, 3, 4
+        return (e, 2, 2, self.ec_offer, e, manual | 0x04, s + 1 + (s > 0), e, self.ec_offer, self.ec_s)
 
     def credit_due(self, meter, now):
         """True if a disconnection for credit is due (whether or not it is allowed now)."""

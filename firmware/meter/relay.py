@@ -61,7 +61,7 @@ class DisconnectControl:
             return False
         if self.control_state != DISCONNECTED:
             return True
-        if self.control_mode in b"\x02\x04":
+        if self.control_mode == 2 or self.control_mode == 4:   # (bytes literals: an object per load)
             return self._go(CONNECTED, "remote")
         return self._go(READY, "remote")
 
@@ -73,7 +73,8 @@ class DisconnectControl:
 
     def manual_disconnect(self):
         """Button press (transition f): connected -> ready, modes 1, 2, 5."""
-        if self.control_mode not in b"\x01\x02\x05" or self.control_state != CONNECTED:
+        m = self.control_mode
+        if m != 1 and m != 2 and m != 5 or self.control_state != CONNECTED:
             return False
         return self._go(READY, "manual")
 
@@ -85,7 +86,7 @@ class DisconnectControl:
 
     def local_reconnect(self, cause="credit"):
         """Meter's own decision (transition h): ready -> connected, modes 5, 6."""
-        if self.control_mode not in b"\x05\x06" or self.control_state != READY:
+        if not 5 <= self.control_mode <= 6 or self.control_state != READY:
             return False
         return self._go(CONNECTED, cause)
 

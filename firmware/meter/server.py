@@ -251,8 +251,8 @@ class Association:
             b[_BLK_NO] = no
             k = n
         b[_BLK_SENT] = k
-        h = bytes((_GET_RESPONSE, 2, inv, 1 if last else 0)) + no.to_bytes(4, "big") + b"\x00" + \
-            axdr.encode_length(k)
+        h = bytes((_GET_RESPONSE, 2, inv, 1 if last else 0, no >> 24, no >> 16 & 255, no >> 8 & 255,
+                   no & 255, 0)) + axdr.encode_length(k)
         buf[_BLOCK_AT - len(h):_BLOCK_AT] = h
         if t:
             buf[_BLOCK_AT + k:_BLOCK_AT + k] = bytes(t)

@@ -115,7 +115,7 @@ def _hot_of(data, f):
 
 def decode_full(data):
     """(seq, obj, hot) from full-record bytes, or None if they are not one valid record."""
-    if data is None or len(data) < _HDR + _HOT_LEN + 4 or data[:2] != b"PJ":
+    if data is None or len(data) < _HDR + _HOT_LEN + 4 or data[0] != 0x50 or data[1] != 0x4A:   # PJ
         return None
     ver, seq, n = struct.unpack(">BIH", data[2:_HDR])
     end = _HDR + _HOT_LEN + n
@@ -133,7 +133,7 @@ def decode_full(data):
 def encode_hot(seq, hot):
     """Hot record bytes (30)."""
     _check_hot(hot)
-    body = b"PU" + struct.pack(">I", seq) + struct.pack(">4iI", *hot)
+    body = bytes((0x50, 0x55)) + struct.pack(">I", seq) + struct.pack(">4iI", *hot)   # PU
     return body + struct.pack(">I", _crc(body))
 
 
@@ -215,7 +215,7 @@ class Journal:
         full = full or key != self._last
         seq = self.seq + 1
         if full:   # written in pieces, the CRC chained over them: the payload is never one string
-            head = b"PJ" + struct.pack(">BIH", _VERSION, seq, n)
+            head = bytes((0x50, 0x4A)) + struct.pack(">BIH", _VERSION, seq, n)   # PJ
             with open(self._path + (".b" if self._fslot else ".a"), "wb") as f:
                 c = binascii.crc32(head)
                 f.write(head)
