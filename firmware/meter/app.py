@@ -72,9 +72,9 @@ class Meter:
 
     def __init__(self, board):
         self.board = board
-        from meter.settings import config   # needed while booting and for a profile only
-        cfg = config(board)
-        config = None              # a local reference would keep the module (unloaded) alive
+        from meter.settings import boot     # needed while booting and for a profile only
+        cfg, v = boot(board)       # v: the values of config.json's long keys (settings' constants)
+        boot = None                # a local reference would keep the module (unloaded) alive
         acse.unload("meter.settings")
         g = cfg.get
         # the link's long-lived buffers (receiver, frame, response: ~2.4 KiB) first, low in a heap
@@ -82,7 +82,7 @@ class Meter:
         # 0-2 KiB lower than with them allocated after the tariff; STS+HLS boots at 56k with
         # ``security`` set first, 62k without: the order of attributes moves the dict's growth)
         self.security = None
-        self._link = HdlcLink(self, int(g("server_address", 1)), g("physical_address"),
+        self._link = HdlcLink(self, int(v[0]), v[1],
                               int(g("max_info", 512)), int(g("inactivity_s", 120)))
         sts = g("sts")
         # STS: [config, acceptor state, key change, its time, EA07 tables]; meter.tokens loads
@@ -101,8 +101,7 @@ class Meter:
         self.tz_minutes = int(g("tz_minutes", 330))
         ldn = g("logical_device_name") or g("serial", "PPM0000001")
         self.logical_device_name = ldn.encode() if isinstance(ldn, str) else bytes(ldn)
-        self.account = Account(int(g("tariff_paise_per_kwh", 650)), int(g("credit_paise", 0)),
-                               int(g("payment_mode", 2)), 1 if g("credit_unit") else 0)
+        self.account = Account(int(v[2]), int(v[3]), int(g("payment_mode", 2)), 1 if v[4] else 0)
         self.dc = DisconnectControl(int(g("control_mode", 5)))
         from meter.profile import build
         try:
@@ -115,7 +114,7 @@ class Meter:
         acse.unload("meter.profile")
         # what runs after boot, the rest of the config is not kept
         self.persist_s = int(g("persist_s", 60))
-        self.metering = Metering(self, g("metering_module", "pzem004t"), int(g("modbus_unit", 1)))
+        self.metering = Metering(self, v[5], int(v[6]))
         self.metro = self.metering.build()
         self._t_prev = None        # end of the last charged metering interval (epoch s)
         self.config_error = ""     # "field: reason" of the last refused profile (apply_config)
@@ -126,11 +125,10 @@ class Meter:
         # IC 115 (meter.cosem_values): token, time, reason, delivery, status 8 tokenReceived
         self.token_gateway = [b"", 0, b"", 0, 8]
         self.journal = Journal(board.path("j/state"))
-        self.event_log = Audit(board.path("ev"), int(cfg.get("event_segments", 10)))
+        self.event_log = Audit(board.path("ev"), int(v[7]))
         self._restore()
         if prof:
-            self.profiles = prof(self, board.path("pr"), int(g("profile_period", 1800)),
-                                 int(g("demand_period", 900)), self._persisted_t)
+            self.profiles = prof(self, board.path("pr"), int(v[8]), int(v[9]), self._persisted_t)
         acse.setup(self, cfg, sec_err)    # passwords, lock-out (meter.acse); no defaults
         if cfg_err is not None:
             self.event(_EV_CONFIG, "config refused: %s" % cfg_err, "bad_cfg")
