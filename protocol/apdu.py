@@ -362,7 +362,7 @@ def _item(buf, p, n, method):
     if flag:
         if method:
             q = _data_end(buf, p)
-            params = bytes(buf[p:q])
+            params = buf[p:q]           # a view too (meter.cosem.act decodes it at once): no copy
             p = q
         else:
             if p >= n:
