@@ -13,7 +13,6 @@ import json
 
 from protocol import axdr
 from meter import timeutil
-from meter.acse import unload
 
 try:
     from micropython import const
@@ -75,9 +74,7 @@ def ln(i):
 
 
 def int_arg(tagged, tags=0):
-    """Integer value of a decoded method/SET argument ``(tag, value)`` (only with a tag whose bit
-    ``1 << tag`` is set in ``tags`` when given: a small int, not a tuple object), or None if it is
-    not an integer."""
+    """Int value of a decoded ``(tag, value)`` (its bit ``1 << tag`` set in ``tags``, if any), else None."""
     if tagged is None:
         return None
     tag, value = tagged
@@ -436,7 +433,7 @@ def name_plate(meter):
     """config.json's name_plate section (IS 15959 profiles); meter.settings unloaded after."""
     from meter import settings
     p = settings.config(meter.board).get("name_plate") or {}
-    unload("meter.settings")
+    settings.unload("meter.settings")   # (meter.acse.unload)
     return p
 
 
