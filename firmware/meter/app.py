@@ -72,10 +72,10 @@ class Meter:
 
     def __init__(self, board):
         self.board = board
-        from meter.settings import boot     # needed while booting and for a profile only
-        cfg, v = boot(board)       # v: the values of config.json's long keys (settings' constants)
+        from meter.bootcfg import boot      # needed while booting only (meter.settings: and a profile)
+        cfg, v = boot(board)       # v: the values of config.json's long keys (bootcfg's constants)
         boot = None                # a local reference would keep the module (unloaded) alive
-        acse.unload("meter.settings")
+        acse.unload("meter.bootcfg meter.settings")
         g = cfg.get
         # the link's long-lived buffers (receiver, frame, response: ~2.4 KiB) first, low in a heap
         # nothing has fragmented yet (measured, docs/MEMORY.md "The boot peak": every config boots

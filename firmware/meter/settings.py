@@ -30,16 +30,6 @@ def config(board):
         return {}
 
 
-def boot(board):
-    """(config.json, the values of its long keys meter.app reads at boot, in its order): their
-    names are this module's constants, not resident ones (a str object each on a board)."""
-    c = config(board)
-    g = c.get
-    return c, (g("server_address", 1), g("physical_address"), g("tariff_paise_per_kwh", 650),
-               g("credit_paise", 0), g("credit_unit"), g("metering_module", "pzem004t"), g("modbus_unit", 1),
-               g("event_segments", 10), g("profile_period", 1800), g("demand_period", 900))
-
-
 def apply_profile_bytes(meter, data):
     """SET of 0.128.96.5.0.255 attr 2: JSON profile bytes -> True if applied; False if
     refused, with "field: reason" in ``meter.config_error`` (served by 0.128.96.5.1.255)."""
