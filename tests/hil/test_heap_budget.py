@@ -36,7 +36,7 @@ BUDGETS = {
     # STS+HLS 46.2 -> 47.0, STS+HLS+profiles 49.1 -> 49.8; budgets 0.7 KiB above
     # session 13 (s13-dflt): no big-int, tuple or short bytes constants in resident modules,
     # module-name lists one str, config.json's long keys read by meter.settings: -1.4 KiB every config,
-    # default 44500 B, STS 45380, HLS 45908, STS+HLS 46772, profiles 47332, STS+HLS+profiles 49732;
+    # default 44510 B, STS 45390, HLS 46030, STS+HLS 46894, profiles 47470, STS+HLS+profiles 49758;
     # budgets ~0.6 KiB above
     "default": (None, False, int(44.1 * KIB)),
     "sts": ({"sts": identity.sts_config()}, True, int(45.0 * KIB)),
