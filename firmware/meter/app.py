@@ -111,6 +111,9 @@ class Meter:
         except ConfigError as e:  # a bad config.json must not brick the meter: defaults, and say so
             self.tariff, self.policy = build({})
             cfg_err = e
+        # a token's 0.1 kWh on a currency register are credited at the rate the tariff
+        # charges (its flat or first-slab rate), not a second figure of the config
+        self.account.rate = self.tariff.rates[0]
         build = None               # meter.profile (~3 KiB) leaves the heap now, not at return
         acse.unload(("meter.profile",))
         # what runs after boot, the rest of the config is not kept
@@ -168,6 +171,7 @@ class Meter:
         self.dc.cause = s.get("cause", "")
         if "tar" in s and a.unit != _CREDIT_ENERGY:
             self.tariff.restore(s["tar"], a.credit, a.rem, a.import_wh)
+            a.rate = self.tariff.rates[0]      # an STS SetTariffRate journaled
         if "pol" in s:
             self.policy.restore(s["pol"])
         if self.module_wh is not None:
@@ -283,8 +287,11 @@ class Meter:
     def token_room(self):
         """The largest STS credit amount (0.1 kWh) the credit register can still take: a token
         for more is refused before its TID is stored (``meter.tokens``; paise = amount x rate
-        / 10, rounded up); None when the rate is 0 (a token then credits nothing)."""
+        / 10, rounded up; an energy register takes the amount as it is); None when the rate is
+        0 on a currency register (a token then credits nothing)."""
         a = self.account
+        if a.unit == _CREDIT_ENERGY:
+            return _MAX_CREDIT - a.credit
         return (_MAX_CREDIT - a.credit) * 10 // a.rate if a.rate > 0 else None
 
     def remote_disconnect(self):

@@ -29,8 +29,7 @@ Attributes after a poll (ints in the firmware's units, None when not known or in
 ``modbus_rtu.ERRORS`` name), ``exc_code``, ``discarded`` (bytes drained as noise), ``outcome``
 (FAULT, RECOVERED, COUNTER_RESET), ``delta_wh`` (Wh to charge: 0 for an implausible reading,
 ``Health``), ``fault_wh`` (on RECOVERED: Wh counted during the fault), ``faulted`` (then the
-instantaneous values are None; ``energy_wh`` keeps the last good counter). ``Pzem004t(stream,
-unit=1, ...)`` is ``Module`` of kind "pzem004t".
+instantaneous values are None; ``energy_wh`` keeps the last good counter).
 """
 from meter import modules as mm
 from protocol import modbus_rtu as mb
@@ -77,12 +76,9 @@ class Health:
     - FAULT once, when ``fail_polls`` polls in a row failed or ``fail_s`` seconds passed
       since the first of them (0 disables the time rule); ``faulted`` stays True until
       the next good poll, ``faults`` counts them.
-    - RECOVERED on the first good poll after it, or, when that one is a step beyond the slack
-      (what fits ``max_w`` in no time), on the next reading that confirms it (at or above it,
-      plausible over its own interval; the whole step also fits ``max_w`` over the fault):
-      one forged reply at the recovery is not charged (whatever fits ``max_w`` over the whole
-      fault was). ``fault_wh`` = the Wh the module counted from the last good reading before
-      the fault to then (also in ``delta_wh``: charge it).
+    - RECOVERED on the next good poll, judged as the first after a boot (below; the step also
+      fits ``max_w`` over the fault): one forged reply at the recovery is not charged; ``fault_wh``
+      = the Wh counted from the last good reading before the fault (``delta_wh``: charge it).
     - A reading is plausible when it is at or above the baseline and the increase fits
       ``max_w`` (W) over the time since the baseline reading (``t_base``; + ``_SLACK_S`` s
       + 1 Wh of counter resolution): charged, the new baseline. Anything else (lower: a
@@ -157,9 +153,7 @@ class Health:
         """The clock was set ``d`` s: the times kept here step with it (a SET confirms no run)."""
         if self.t_base is not None:
             self.t_base += d
-        self._t1 += d
-        self._tp += d
-        self._tc += d
+        self._t1, self._tp, self._tc = self._t1 + d, self._tp + d, self._tc + d
 
     def _fits(self, d, dt):
         # d Wh in dt s: what the supply can deliver (max_w, clock slack, 1 Wh resolution)?
@@ -173,14 +167,12 @@ class Health:
         self.fails = 0
         last = self.baseline_wh
         tb = self.t_base
-        if self.faulted:          # as after a boot, a step beyond the slack waits for the next
-            self.faulted = False  # reading (one forged reply at the recovery was charged in full)
+        if self.faulted:          # judged as after a boot (a forged reply was charged in full)
+            self.faulted = False
             self._rc = 1
             self._n = 0
         d = 0 if last is None else energy_wh - last
-        # after a boot (tb None: the downtime is unknown) or a fault, a step beyond the slack is
-        # charged once the next reading confirms it; over a fault it also fits max_w since tb
-        pend = tb is None or self._rc
+        pend = tb is None or self._rc     # after a boot or a fault: beyond the slack waits
         if last is None or d >= 0 and (tb is None or self._fits(d, now - tb)) and (
                 not pend or self._fits(d, 0)
                 or self._n > 0 and self._fits(energy_wh - self._wh, now - self._tp)):
@@ -426,11 +418,6 @@ class Module:
         self.delta_wh = h.delta_wh
         self.fault_wh = h.fault_wh
         self.faulted = h.faulted
-
-
-def Pzem004t(stream, unit=1, timeout_ms=500, tx_enable=None, **kw):
-    """The PZEM-004T v3 ``Module`` (the constructor app.py has always called)."""
-    return Module(stream, "pzem004t", unit, timeout_ms, tx_enable, **kw)
 
 
 def loop(tasks, ticks, idle):

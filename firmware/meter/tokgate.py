@@ -112,9 +112,10 @@ def enter(meter, raw, delivery):
         a = meter.account
         act = r.action
         if act == "credit":
-            # an electricity token (0.1 kWh units) on a currency register: amount x tariff, rounded
-            # up to the paisa in the customer's favour (as STS rounds amounts, IEC 62055-41 §6.3.5)
-            paise = -((-r.amount * a.rate) // 10)
+            # an electricity token carries 0.1 kWh units: an energy register (Account.unit 1)
+            # takes them as they are; a currency register amount x tariff, rounded up to the
+            # paisa in the customer's favour (as STS rounds amounts, IEC 62055-41 §6.3.5)
+            paise = r.amount if a.unit else -((-r.amount * a.rate) // 10)
             if paise > 0:
                 try:
                     meter.policy.top_up(meter, paise, meter.board.time())

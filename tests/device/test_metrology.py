@@ -166,7 +166,7 @@ def test_pzem_values():
 
 def test_pzem004t_constructor_kept():
     line = Line(Pzem())
-    m = mt.Pzem004t(line, 1, tx_enable=lambda on: None)
+    m = mt.Module(line, "pzem004t", 1, tx_enable=lambda on: None)
     assert m.kind == "pzem004t" and m.voltage_dv is None and not m.fresh
 
 
