@@ -241,6 +241,8 @@ class TokenAcceptor:
         if not started or now - self._kc_t > self._opt[1] or now < self._kc_t:
             kc[0] = kc[1] = kc[2] = kc[3] = None
             self._kc_t = now
+        if _same(kc[idx], f):      # this section is pending already: changes nothing
+            return TokenResult(False, "used", 2, f.subclass)
         kc[idx] = f
         for i in range(need):
             if kc[i] is None:
@@ -253,6 +255,12 @@ class TokenAcceptor:
         for i in range(need):
             for b in range(4):
                 key[4 * i + b] = (parts[i] >> (24 - 8 * b)) & 0xFF
+        if (bytes(key) == self._key and s1.krn == self.krn and s1.kt == self.kt
+                and s2.ti == self.ti):
+            # the key in use: a replayed set (with RO it cleared the TID store: every used
+            # credit token accepted again); a key change installs a new key or a new revision
+            kc[0] = kc[1] = kc[2] = kc[3] = None
+            return TokenResult(False, "used", 2, f.subclass)
         base = sts.next_base_date(self.base_date) if s1.ro else self.base_date
         self._set_key(bytes(key), (s1.ken_half << 4) | s2.ken_half, s1.krn, s1.kt, s2.ti, base)
         if s1.ro:
@@ -319,3 +327,10 @@ class TokenAcceptor:
         self._n = n
         self._kc[0] = self._kc[1] = self._kc[2] = self._kc[3] = None
         return self
+
+
+def _same(a, b):
+    """Two decoded key-change sections with the same fields (None: never the same)."""
+    return a is not None and a.subclass == b.subclass and a.key_part == b.key_part and (
+        a.ken_half == b.ken_half and a.krn == b.krn and a.ro == b.ro and a.kt == b.kt
+        and a.ti == b.ti and a.sgc_half == b.sgc_half)
