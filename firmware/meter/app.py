@@ -13,7 +13,7 @@ import gc
 from meter.account import Account
 from meter.metering import Metering
 from meter.tariff import ConfigError
-from meter.relay import DisconnectControl, READY
+from meter.relay import DisconnectControl, CONNECTED, READY
 from meter.link import HdlcLink
 from meter.store import Journal, TIME_MAX
 from meter.audit import Audit
@@ -302,6 +302,9 @@ class Meter:
         return ok
 
     def remote_reconnect(self):
+        lim = self.policy.limiter
+        if lim.locked and self.dc.control_state != CONNECTED:
+            lim.reset()    # an MPL lock-out: cleared by the button or a remote reconnect
         ok = self.dc.remote_reconnect()
         if ok:
             self.evaluate()

@@ -344,3 +344,26 @@ def test_power_cut_keeps_tariff_counters(rig_factory):
     bills = [x for c, x in rig.events if c == "64"]
     assert bills[-1].endswith("wh=%d energy=%d fixed=%d duty=%d"
                               % (jan["wh"], jan["energy"], jan["fixed"], jan["duty"]))
+
+
+def test_a_remote_reconnect_clears_an_mpl_lockout(rig_factory):
+    """New-user pass (session 13): after a max-power-limit lock-out only the push button
+    cleared it (limiter: "a button press or a remote reconnect clears it"); an emulated meter,
+    which has no button at the bench, stayed open for good."""
+    rig = rig_factory(config={"credit_paise": 100000, "limiter": {
+        "mpl_w": 1000, "trip_s": 0, "reclose_s": 30, "lockout_trips": 2}})
+    n0 = len(rig.events)
+    rig.set_load(1500)
+    for _ in range(6):                                   # trip, reclose after 30 s, trip: locked
+        rig.advance(20)
+        if "57" in [e[0] for e in rig.events[n0:]]:
+            break
+    rig.wait_event("57", start=n0)
+    rig.wait_relay(False)
+    rig.set_load(500)
+    rig.advance(600)
+    assert not rig.relay_closed()                        # the lock-out holds
+    with DlmsClient(rig.port, **MGMT) as c:
+        assert c.action(70, "0.0.96.3.10.255", 2, b"\x0f\x00")[0] == 0    # remote_reconnect
+    rig.wait_relay(True)
+    assert rig.advance(60).relay
