@@ -2,6 +2,7 @@
 meterctl (attack pass, session 13: IC 111 attribute 15 said {INR, -2, 1} whatever the unit, and
 `meterctl credit add --amount 5.00` put 500 units, 50.0 kWh worth ₹325, into such a meter)."""
 import json
+import signal
 
 import pytest
 
@@ -9,7 +10,7 @@ from host_tools import creditunit
 from host_tools.changes import OBIS_TOTAL_RECHARGED
 from host_tools.client import DlmsClient
 
-from meterctl_proc import meterctl
+from meterctl_proc import Emulate, meterctl
 
 pytestmark = pytest.mark.hil
 
@@ -58,3 +59,17 @@ def test_meterctl_refuses_kwh_on_a_paise_meter(rig_factory):
     r = meterctl("credit", "add", "--port", rig.port, *LLS, "--kwh", "5")
     assert r.returncode == 2 and "counts its credit in paise" in r.stderr and "--amount RUPEES" in r.stderr
     assert _registers(rig)[1:] == (500, total)
+
+
+def test_emulate_shows_an_energy_meters_credit_in_kwh(tmp_path):
+    # a kept state directory (--state DIR: the meter's files in DIR/state) of an energy-unit meter
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "config.json").write_text(json.dumps({"credit_unit": 1, "credit_paise": 325}))
+    e = Emulate("--state", str(tmp_path), "--warp", "60")
+    try:
+        line = e.p.stdout.readline()                 # the first tick's status line
+    finally:
+        e.p.send_signal(signal.SIGINT)
+        e.finish()
+        e.kill()
+    assert "credit 32.5 kWh" in line, line
