@@ -121,7 +121,7 @@ def _profiles():   # the IS 15959 profile rows (host_tools/is15959_objects.py: t
                   scaler=sc, value_type=vt, served=what)
 
 
-# The object table, in object_list order. Amounts are paise (currency INR, scale -2).
+# The object table, in object_list order. Amounts in the credit unit: paise or 0.1 kWh (IC 111 attr 15).
 OBJECTS = (
     obj("0.0.40.0.0.255", 15, 1, "current association", 9, 4,
         public=(1, 2, 3, 4, 5, 6, 8, 9), authenticated=(1, 2, 3, 4, 5, 6, 8, 9),
@@ -140,9 +140,9 @@ OBJECTS = (
     obj("1.0.1.7.0.255", 3, 0, "active power", 3, 1, arg=4, public=ALL,
         unit=27, scaler=-1, value_type="double-long-unsigned", served="0.1 W"),
     obj("0.0.19.0.0.255", 111, 0, "account", 19, 3, public=(1, 2, 4, 5, 15), write=(2,),
-        served="payment mode/status, available credit (paise), currency INR scale -2"),
+        served="payment mode/status, available credit; currency (15) {INR, -2, monetary} or {kWh, -1, consumption}"),
     obj("0.0.19.10.0.255", 112, 0, "token credit", 11, 3, arg=0, public=(1, 2, 3, 8), call=(1,),
-        served="current_credit_amount (paise); method 1 update_amount(double-long paise)"),
+        served="current_credit_amount; method 1 update_amount(double-long, paise or 0.1 kWh)"),
     obj("0.0.19.10.1.255", 112, 0, "emergency credit", 11, 3, arg=1, public=(1, 2, 3, 8), call=(3,),
         served="present when the policy offers emergency credit; method 3 invoke_credit"),
     obj("0.0.19.20.0.255", 113, 0, "charge", 13, 5, public=(1,),

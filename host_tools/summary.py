@@ -7,6 +7,7 @@ returning a tagged A-XDR value and raising ``DataAccessError`` for a refused or 
 from protocol import axdr_client as axdr
 from protocol.client_assoc import DataAccessError
 from host_tools import objects
+from host_tools.creditunit import paise_or_none, unit_of
 from host_tools.format import clock_iso
 
 # Object model (docs/CONTRACTS.md, IS 15959 / Blue Book OBIS).
@@ -38,8 +39,11 @@ def _scaled_int(value, scaler):
 def read_summary(client):
     """Read the prepaid summary from an associated client -> dict:
 
-    energy_import_wh (int, scaler applied), energy_raw, energy_scaler, energy_unit, available_credit_paise,
-    credit_paise, payment_mode ("prepayment"/"credit"/int), account_status, relay_output_state
+    energy_import_wh (int, scaler applied), energy_raw, energy_scaler, energy_unit; the credit
+    registers as read, available_credit (IC 111), credit (IC 112 token credit), emergency_credit,
+    in credit_unit ("paise" or "0.1 kWh", IC 111 attribute 15; credit_unit_note: None, or the
+    sentence saying paise is assumed), and as available_credit_paise, credit_paise,
+    emergency_credit_paise (the same values; None on a 0.1 kWh meter); payment_mode ("prepayment"/"credit"/int), account_status, relay_output_state
     (bool), control_state ("connected"/...), control_mode (int), clock (ISO 8601 text),
     clock_raw (hex). An object the meter does not have or does not let this client read is
     None (other makers' meters lack IC 111/112); a link failure raises.
@@ -64,10 +68,11 @@ def read_summary(client):
     out["energy_scaler"] = scaler
     out["energy_unit"] = unit
 
+    out["credit_unit"], out["credit_unit_note"] = unit_of(val(111, OBIS_ACCOUNT, 15))
     v = val(111, OBIS_ACCOUNT, 5)
-    out["available_credit_paise"] = None if v is None else int(v[1])
+    out["available_credit"] = None if v is None else int(v[1])
     v = val(112, OBIS_CREDIT, 2)
-    out["credit_paise"] = None if v is None else int(v[1])
+    out["credit"] = None if v is None else int(v[1])
     v = val(111, OBIS_ACCOUNT, 2)
     pm = st = None
     if v is not None and v[0] == axdr.STRUCTURE and len(v[1]) >= 2:
@@ -83,6 +88,8 @@ def read_summary(client):
     out["control_mode"] = None if v is None else int(v[1])
 
     _why_supply(out, val)
+    for key in ("available_credit", "credit", "emergency_credit"):
+        out[key + "_paise"] = paise_or_none(out[key], out["credit_unit"])
 
     v = val(8, OBIS_CLOCK, 2)
     out["clock"] = None
@@ -110,10 +117,10 @@ def _why_supply(out, val):
     out["credit_status"] = bits
     ec = val(112, objects.EMERGENCY_CREDIT.obis, 2)
     ecs = val(112, objects.EMERGENCY_CREDIT.obis, 8)
-    out["emergency_credit_paise"] = None if ec is None else int(ec[1])
+    out["emergency_credit"] = None if ec is None else int(ec[1])
     out["emergency_credit_status"] = None if ecs is None else EC_STATUS.get(int(ecs[1]), int(ecs[1]))
     last = val(1, objects.EVENT_CODE.obis, 2)
-    credit = out.get("available_credit_paise")
+    credit = out.get("available_credit")
     reason = None
     if out.get("relay_output_state") and credit is not None and credit <= 0:
         if out["emergency_credit_status"] == "in use":

@@ -4,7 +4,7 @@ as one line + exit code, JSON output, the rich console, argument converters.
 Exit codes (``EXIT_CODES_HELP``, README "Exit codes"): 0 ok / applied; 1 the meter refused or
 answered something wrong (access denied, object undefined, association rejected, protocol error),
 or a change was checked and found not applied; 2 usage error (also a port that cannot be opened,
-a port in use by another command, a refused retry); 3 no answer from the meter (link timeout;
+a port in use by another command, a refused retry, ``NotSent``); 3 no answer from the meter (link timeout;
 for a change: before anything was sent); 4 a change's outcome is unknown (the answer was lost
 and the meter could not be reached to check); 130 Ctrl-C before anything was sent. Errors are
 one line on stderr, never a traceback.
@@ -68,6 +68,11 @@ def fail(message, code):
     """Print ``meterctl: error: <message>`` on stderr and exit with ``code``."""
     click.echo("meterctl: error: %s" % message, err=True)
     sys.exit(code)
+
+
+class NotSent(Exception):
+    """A change's own refusal after reading the meter, before sending (e.g. an amount in the wrong
+    credit unit): one line (``str()``), exit 2, ``{"outcome": "not sent"}`` with --json."""
 
 
 READ_ONLY = "interrupted: nothing was changed on the meter (this command only reads)"
@@ -332,7 +337,7 @@ def _perform(kw, change, flag):
     try:
         with portlock.hold(kw["port"], command_text()):
             return perform(lambda: make_client(kw, True, cancel=flag.take), change, on_doubt=doubt)
-    except (RetryRefused, portlock.PortInUse) as e:
+    except (RetryRefused, NotSent, portlock.PortInUse) as e:
         not_sent(str(e), EXIT_USAGE)
     except LinkTimeout as e:
         not_sent("%s (no change was sent)" % e, EXIT_NO_ANSWER)

@@ -15,6 +15,7 @@ import time
 
 import click
 
+from host_tools import creditunit
 from host_tools import format as fmt
 from host_tools import portlock
 from host_tools.client import DlmsError
@@ -144,12 +145,23 @@ def _keep_config(state, extra):
             f.write("\n")
 
 
-def _profiles_on(state):
+def _state_config(state):
+    """The meter's config.json in ``state`` ({} if unreadable); a profile SET rewrites it."""
     try:
         with open(os.path.join(state, "config.json")) as f:
-            return json.load(f).get("profiles") is True
+            cfg = json.load(f)
     except (OSError, ValueError):
-        return False
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _profiles_on(state):
+    return _state_config(state).get("profiles") is True
+
+
+def _credit_unit(state):
+    """The unit of the meter's credit register (config credit_unit 1: 0.1 kWh, else paise)."""
+    return creditunit.DECI_KWH if _state_config(state).get("credit_unit") else creditunit.PAISE
 
 
 def _start(stack, workdir, heap, mp, warp, extra):
@@ -193,7 +205,8 @@ def _banner(rig, workdir, load_w, warp):
                % key_file_path())
     click.echo("Reader password:  %s (client 32, LLS)" % identity.PASSWORDS["32"])
     click.echo("Try:  meterctl read --port %s" % rig.port)
-    click.echo("      meterctl credit add --port %s --amount 100 %s" % (rig.port, auth))
+    click.echo("      meterctl credit add --port %s %s %s" % (
+        rig.port, "--kwh 10" if _credit_unit(str(rig.state_dir)) == creditunit.DECI_KWH else "--amount 100", auth))
     click.echo("      meterctl vend %s --json   # an STS token for this meter" % " ".join(identity.vend_args()))
     click.echo("      meterctl topup --port %s %s <20 digits>" % (rig.port, auth))
     if _profiles_on(str(rig.state_dir)):
@@ -224,10 +237,10 @@ def _tick_forever(rig, warp):
         except RigError as e:
             raise DlmsError("emulated meter failed: %s" % _rig_error_text(e))
         if warp and t is not None:
-            click.echo(_telemetry_line(t))
+            click.echo(_telemetry_line(t, _credit_unit(str(rig.state_dir))))
         elif t is not None and last is not None and (
                 bool(t.relay) != bool(last.relay) or t.credit_paise > last.credit_paise):
-            click.echo(_telemetry_line(t))   # relay switched or credit topped up
+            click.echo(_telemetry_line(t, _credit_unit(str(rig.state_dir))))   # relay switched or credit topped up
         last = t
 
 
@@ -295,8 +308,9 @@ def _rig_error_text(e):
     return first
 
 
-def _telemetry_line(t):
-    """One status line from the rig's Telemetry(epoch, wh, credit_paise, relay)."""
+def _telemetry_line(t, unit=creditunit.PAISE):
+    """One status line from the rig's Telemetry(epoch, wh, credit register, relay); the credit in
+    ``unit`` (paise or 0.1 kWh)."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t.epoch))
     return "%s UTC  energy %s  credit %s  relay %s" % (
-        stamp, fmt.kwh(t.wh), fmt.rupees(t.credit_paise), "closed" if t.relay else "OPEN")
+        stamp, fmt.kwh(t.wh), creditunit.amount(t.credit_paise, unit), "closed" if t.relay else "OPEN")

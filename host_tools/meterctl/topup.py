@@ -12,7 +12,7 @@ always safe: a meter refuses a token it has already taken (USED).
 """
 import click
 
-from host_tools import format as fmt
+from host_tools import creditunit
 from host_tools import objects
 from host_tools.changes import Token
 from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, emit_json, link_options, run_change
@@ -80,14 +80,19 @@ def topup(token, **kw):
     def fields(res, accepted=False):
         """The token's JSON keys, the same whatever the outcome (None where not known)."""
         code, reason, detail = result_of(res)
-        return {"token": digits, "accepted": accepted, "status": code,
-                "status_text": STATUS_TEXT.get(code, "?"), "reason": reason, "detail": detail,
-                "credit_before_paise": (res.before or {}).get("credit"),
-                "credit_after_paise": (res.details or {}).get("credit_after_paise")}
+        before = res.before or {}
+        unit = before.get("credit_unit")
+        out = {"token": digits, "accepted": accepted, "status": code,
+               "status_text": STATUS_TEXT.get(code, "?"), "reason": reason, "detail": detail,
+               "credit_unit": unit, "credit_unit_note": before.get("credit_unit_note"),
+               "credit_before": before.get("credit"), "credit_after": (res.details or {}).get("credit_after")}
+        for key in ("credit_before", "credit_after"):
+            out[key + "_paise"] = creditunit.paise_or_none(out[key], unit)
+        return out
 
     def show(res):
         out = fields(res, True)
-        before, after, reason = out["credit_before_paise"], out["credit_after_paise"], out["reason"]
+        before, after, reason = out["credit_before"], out["credit_after"], out["reason"]
         if kw["as_json"]:
             emit_json(dict(res.as_dict(), **out))      # "reason": the token's (as when refused)
             return
@@ -95,7 +100,10 @@ def topup(token, **kw):
             click.echo("Key-change token accepted: enter the next section.")
         else:
             click.echo("Token accepted.")
-        click.echo("Credit: %s -> %s" % (fmt.rupees(before), fmt.rupees(after)))
+        unit = out["credit_unit"]
+        click.echo("Credit: %s -> %s" % (creditunit.amount(before, unit), creditunit.amount(after, unit)))
+        if out["credit_unit_note"]:
+            click.echo("Note: %s" % out["credit_unit_note"])
 
     def rejected(res):
         if res.refused is not None or (res.checked and res.details.get("status") is None):

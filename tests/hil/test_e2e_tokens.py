@@ -211,3 +211,19 @@ def test_topup_json_has_the_token_keys_whether_accepted_or_refused(token_rig):
     assert keys <= set(a) and keys <= set(b)
     assert (a["accepted"], b["accepted"]) == (True, False) and (a["reason"], b["reason"]) == ("accepted", "crc")
     assert b["outcome"] == "not applied" and b["credit_before_paise"] == a["credit_after_paise"]
+
+
+
+
+def test_topup_on_an_energy_unit_meter_shows_kwh(rig_factory):
+    # attack pass (session 13): topup showed a 0.1 kWh register (config credit_unit 1) as rupees
+    rig = rig_factory(config=dict(sts_config(dk()), credit_unit=1), start=False)
+    shutil.copyfile(TABLES, rig.state_dir / "sts_tables.json")
+    rig.start()
+    r = meterctl("topup", "--port", rig.port, "--password", "12345678", token(50))
+    assert r.returncode == 0, r.stderr
+    assert "Credit: 0.0 kWh -> 5.0 kWh" in r.stdout and "₹" not in r.stdout, r.stdout
+    r = meterctl("topup", "--port", rig.port, "--password", "12345678", "--json", token(30, minutes=1))
+    j = json.loads(r.stdout)
+    assert (j["credit_unit"], j["credit_before"], j["credit_after"], j["credit_after_paise"]) == (
+        "0.1 kWh", 50, 80, None), r.stdout
