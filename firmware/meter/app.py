@@ -111,9 +111,7 @@ class Meter:
         except ConfigError as e:  # a bad config.json must not brick the meter: defaults, and say so
             self.tariff, self.policy = build({})
             cfg_err = e
-        # a token's 0.1 kWh on a currency register are credited at the rate the tariff
-        # charges (its flat or first-slab rate), not a second figure of the config
-        self.account.rate = self.tariff.rates[0]
+        self.account.rate = self.tariff.rates[0]   # a token's 0.1 kWh at the rate charged
         build = None               # meter.profile (~3 KiB) leaves the heap now, not at return
         acse.unload(("meter.profile",))
         # what runs after boot, the rest of the config is not kept
