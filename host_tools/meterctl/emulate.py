@@ -9,7 +9,9 @@ import fcntl
 import json
 import os
 import re
+import select
 import signal
+import sys
 import tempfile
 import time
 
@@ -80,7 +82,9 @@ def emulate(load_w, heap, mp, state_dir, warp, meters, profiles):
     reader 32 takes --password 00000000). The load is applied while the
     meter's relay is closed (an open relay carries no load). Exits 1 with one line if the
     firmware process dies; Ctrl-C (exit 0) and SIGTERM (exit 143) stop the meter and remove its
-    temporary directory.
+    temporary directory. While it runs, b + Enter presses the meter's push button (reconnect from
+    ready_for_reconnection, emergency credit, an MPL lock-out) and o / c + Enter open / close its
+    cover.
 
     \b
     Examples:
@@ -214,6 +218,8 @@ def _banner(rig, workdir, load_w, warp):
                    % (rig.port, identity.PASSWORDS["32"]))
     else:
         click.echo("IS 15959 profiles (load survey, billing): off; --profiles turns them on")
+    click.echo("Buttons: b + Enter presses the meter's push button (reconnect after a top-up in control"
+               " mode 5, emergency credit, an MPL lock-out); o / c + Enter open / close its cover.")
     click.echo("Stop with Ctrl-C.")
 
 
@@ -222,8 +228,9 @@ def _tick_forever(rig, warp):
     from hil.rig import RigError
 
     last = None
+    keys = [sys.stdin is not None and not sys.stdin.closed]
     while True:
-        time.sleep(1.0)
+        _second(rig, keys)
         if not rig.running:
             tail = [ln.strip() for ln in rig.log_tail(5).splitlines() if ln.strip()]
             raise DlmsError("the emulated meter's firmware process died%s"
@@ -242,6 +249,35 @@ def _tick_forever(rig, warp):
                 bool(t.relay) != bool(last.relay) or t.credit_paise > last.credit_paise):
             click.echo(_telemetry_line(t, _credit_unit(str(rig.state_dir))))   # relay switched or credit topped up
         last = t
+
+
+def _second(rig, keys):
+    """Wait a second; a line typed meanwhile is a key of the meter: b the push button (reconnect
+    from ready_for_reconnection, emergency credit, an MPL lock-out), o / c the cover opened /
+    closed. ``keys[0]`` False: stdin is not read (closed, or at its end)."""
+    end = time.monotonic() + 1.0
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        if not keys[0]:
+            time.sleep(left)
+            return
+        if not select.select([sys.stdin], [], [], left)[0]:
+            return
+        line = sys.stdin.readline()
+        if not line:
+            keys[0] = False
+            continue
+        k = line.strip().lower()
+        if k == "b":
+            rig.press_button()
+            click.echo("button pressed")
+        elif k in ("o", "c"):
+            rig.set_cover(k == "o")
+            click.echo("cover %s" % ("opened" if k == "o" else "closed"))
+        elif k:
+            click.echo("keys: b + Enter the push button, o / c + Enter the cover opened / closed")
 
 
 def _emulate(load_w, heap, mp, state_dir, warp, extra):
