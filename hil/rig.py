@@ -96,6 +96,20 @@ class Rig:
     capabilities = frozenset()
     #: LLS password of the management client (SAP 1); the `meter_client` fixture uses it
     management_password = DEFAULT_METER_CONFIG["passwords"]["1"]
+    #: HLS keys (``host_tools.client.HlsKeys``) of the management client, None: LLS; a meter
+    #: provisioned with keys (``meterctl flash``, ``meterctl emulate``) refuses LLS to client 1
+    management_keys = None
+
+    def management_client(self, **kw):
+        """A ``host_tools.client.DlmsClient`` on `port` as the management client (SAP 1): HLS with
+        `management_keys` when the rig has them (the invocation counter read from the meter),
+        else LLS with `management_password`. ``kw``: more DlmsClient arguments."""
+        from host_tools.client import DlmsClient
+        if self.management_keys is not None:
+            kw.setdefault("hls", self.management_keys)
+        else:
+            kw.setdefault("password", self.management_password)
+        return DlmsClient(self.port, client_sap=1, **kw)
 
     # -- capability handling -------------------------------------------------
 

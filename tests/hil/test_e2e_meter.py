@@ -1,15 +1,19 @@
 """End to end on real parts: the firmware on the MicroPython unix port (heap capped) behind ptys,
 an emulated PZEM-004T on a real pymodbus RTU server, our DLMS client and the gurux-dlms client.
+
+The management client is ``rig.management_client()``: on a bench board flashed with keys
+(``--meter-key-file``/``--meter-serial``) it runs HLS; what needs the emulated meter's test
+identity (its LLS passwords, a first boot) skips elsewhere.
 """
 
 import pytest
 from protocol import hdlc_client as hdlc
 
+from hil import identity
+from host_tools import keystore
 from host_tools.client import DlmsClient, AccessDenied, read_summary
 
 pytestmark = pytest.mark.hil
-
-MGMT = dict(client_sap=1, password="12345678")
 RATE = 650  # paise / kWh (rig default config)
 
 
@@ -19,9 +23,15 @@ def paise_for(wh, rate=RATE):
 
 
 def top_up(rig, paise):
-    with DlmsClient(rig.port, **MGMT) as c:
+    with rig.management_client() as c:
         res, _ = c.action(112, "0.0.19.10.0.255", 1, b"\x05" + paise.to_bytes(4, "big", signed=True))
         return res
+
+
+def needs_test_identity(rig):
+    """Skip unless the meter has the emulated meter's LLS passwords (meterctl runs with them)."""
+    if rig.management_keys is not None or rig.management_password != identity.PASSWORDS["1"]:
+        pytest.skip("meterctl with the test identity's LLS passwords: the emulated meter's")
 
 
 def test_topup_drain_open_and_reclose(rig):
@@ -73,8 +83,10 @@ def test_public_client_reads_but_cannot_write(rig):
         assert [v for _, v in scaler_unit[1]] == [0, 30]   # 10^0 Wh
         with pytest.raises(AccessDenied):
             c.action(112, "0.0.19.10.0.255", 1, b"\x05\x00\x00\x27\x10")
-    with pytest.raises(Exception) as e:       # wrong LLS password: association rejected
-        with DlmsClient(rig.port, client_sap=1, password="wrong") as c:
+    wrong = ({"hls": keystore.replaced_keys(rig.management_keys, {"ak": bytes(16)})}
+             if rig.management_keys else {"password": "wrong"})
+    with pytest.raises(Exception) as e:       # wrong LLS password / HLS key: association rejected
+        with rig.management_client(**wrong):
             pass
     assert "authentication" in str(e.value).lower()
 
@@ -82,7 +94,7 @@ def test_public_client_reads_but_cannot_write(rig):
 def test_remote_disconnect_and_reconnect(rig):
     assert top_up(rig, 1000) == 0
     rig.wait_relay(True)
-    with DlmsClient(rig.port, **MGMT) as c:
+    with rig.management_client() as c:
         assert c.action(70, "0.0.96.3.10.255", 1, b"\x0f\x00")[0] == 0
         rig.wait_relay(False)
         assert c.get(70, "0.0.96.3.10.255", 3)[1] == 0        # disconnected
@@ -146,6 +158,7 @@ def test_bad_input_does_not_stop_the_meter(rig):
 
 @pytest.mark.heap32("70k", "object list and event log reads: working room above the steady state")
 def test_meterctl_events_and_objects(rig):
+    needs_test_identity(rig)
     import json
     from click.testing import CliRunner
     from host_tools.meterctl import cli
@@ -167,6 +180,7 @@ def test_meterctl_events_and_objects(rig):
 
 
 def test_credit_register_limit_is_refused_with_a_reason(rig):
+    needs_test_identity(rig)
     from click.testing import CliRunner
     from host_tools.meterctl import cli
     def run(amount):
