@@ -353,14 +353,17 @@ def meter_client(rig):
 
 @pytest.fixture
 def rig_factory(request, tmp_path):
-    """Start rigs with custom provisioning: ``rig_factory(config={...}, heap="56k")``."""
+    """Start rigs with custom provisioning: ``rig_factory(config={...}, heap="56k")``; each is
+    checked against the test's ``needs`` markers (skip with the reason)."""
     made = []
+    needs = _needs(request)
 
     def factory(config=None, heap=None, name=None, **kw):
         workdir = tmp_path / (name or "rig%d" % len(made))
         r = _make_rig(request, workdir, config=config, heap=heap, **kw)
         made.append(r)
         _register(request, r)
+        r.require(*needs)
         return r
 
     try:

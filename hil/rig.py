@@ -59,7 +59,15 @@ CAPABILITIES = frozenset([
     "events",        # rig.events / rig.wait_event()
     "firmware_log",  # rig.log_tail()
     "wire",          # rig.dlms_link: byte counters, taps, inject (garbage tests)
+    "test_identity", # the meter holds hil.identity's secrets (LLS passwords 12345678 ..., STS and
+                     # DLMS test keys): tests may log in with them (not a lab's own board)
 ])
+
+
+# attributes of the emulated rigs (hil.controlled) and the capability that stands for each
+_EMULATED_ONLY = {"events": "events", "wait_event": "events", "dlms_link": "wire", "modbus_link": "wire",
+                  "mem": None, "hang": None, "set_cover": None, "sync": None, "set_clock": "clock",
+                  "meter": "telemetry", "telemetry_history": "telemetry", "relay_history": "relay"}
 
 
 class Telemetry(collections.namedtuple("Telemetry", "epoch wh credit relay")):
@@ -123,14 +131,26 @@ class Rig:
         Outside pytest raises RigCapabilityError.
         """
         missing = [c for c in capabilities if c not in self.capabilities]
-        if not missing:
-            return
-        reason = "%s lacks capability %s" % (type(self).__name__, ", ".join(missing))
+        if missing:
+            self._lacks("capability %s" % ", ".join(missing))
+
+    def _lacks(self, what):
+        reason = "%s lacks %s" % (type(self).__name__, what)
         try:
             import pytest
         except ImportError:  # pragma: no cover
             raise RigCapabilityError(reason)
         pytest.skip(reason)
+
+    def __getattr__(self, name):
+        """What only the emulated boards have (``events``, ``dlms_link``, ``mem`` ...): a test
+        using it on another rig (a bench board) is skipped with the reason, not an AttributeError."""
+        if name not in _EMULATED_ONLY or "telemetry" in self.capabilities:   # an emulated board
+            raise AttributeError("%r object has no attribute %r" % (type(self).__name__, name))
+        cap = _EMULATED_ONLY[name]
+        if cap:
+            self.require(cap)
+        self._lacks("%s (the emulated board's control channel)" % name)
 
     # -- the interface (default: not available on this rig) --------------------
 

@@ -9,7 +9,6 @@ identity (its LLS passwords, a first boot) skips elsewhere.
 import pytest
 from protocol import hdlc_client as hdlc
 
-from hil import identity
 from host_tools import keystore
 from host_tools.client import DlmsClient, AccessDenied, read_summary
 
@@ -26,12 +25,6 @@ def top_up(rig, paise):
     with rig.management_client() as c:
         res, _ = c.action(112, "0.0.19.10.0.255", 1, b"\x05" + paise.to_bytes(4, "big", signed=True))
         return res
-
-
-def needs_test_identity(rig):
-    """Skip unless the meter has the emulated meter's LLS passwords (meterctl runs with them)."""
-    if rig.management_keys is not None or rig.management_password != identity.PASSWORDS["1"]:
-        pytest.skip("meterctl with the test identity's LLS passwords: the emulated meter's")
 
 
 def test_topup_drain_open_and_reclose(rig):
@@ -157,8 +150,8 @@ def test_bad_input_does_not_stop_the_meter(rig):
 
 
 @pytest.mark.heap32("70k", "object list and event log reads: working room above the steady state")
+@pytest.mark.needs("test_identity")     # meterctl with the test identity's reader password
 def test_meterctl_events_and_objects(rig):
-    needs_test_identity(rig)
     import json
     from click.testing import CliRunner
     from host_tools.meterctl import cli
@@ -179,8 +172,8 @@ def test_meterctl_events_and_objects(rig):
     assert (7, "0.0.99.98.0.255") not in listed         # public may read only its logical name
 
 
+@pytest.mark.needs("test_identity")     # meterctl with the test identity's LLS password
 def test_credit_register_limit_is_refused_with_a_reason(rig):
-    needs_test_identity(rig)
     from click.testing import CliRunner
     from host_tools.meterctl import cli
     def run(amount):
