@@ -15,7 +15,7 @@ Options:
     --meter-key-file PATH  bench/labgrid: the board's HLS keys as a key file (``meterctl emulate``
                            prints its path; METER_KEY_FILE): management client 1 runs HLS
     --meter-serial SERIAL  bench/labgrid: the board's keystore entry (``meterctl flash`` wrote it;
-                           METER_SERIAL; labgrid: the driver's ``serial`` by default)
+                           METER_SERIAL; labgrid: with --meter-keystore, the driver's ``serial``)
     --meter-keystore PATH  the keystore of --meter-serial (METER_KEYSTORE, else meterctl's default)
     --meter-port PATH      bench: the board's DLMS serial port
     --modbus-port PATH     bench: USB-RS485 adapter for the PZEM emulator
@@ -40,7 +40,8 @@ given by option or variable that is not an executable file fails the run; it is 
 Fixtures:
     rig          a started rig, fresh state under tmp_path, stopped after the test
     rig_factory  callable(config=None, heap=None, **kw) -> started rig (all
-                 stopped after the test), for custom provisioning or heap
+                 stopped after the test), for custom provisioning or heap; each rig is
+                 checked against the test's ``needs`` markers as ``rig`` is
     meter_client a connected, associated ``host_tools.client.DlmsClient`` on ``rig.port``
                  (``rig.management_client()``: management client 1 with the rig's HLS keys, else
                  its LLS password), released after the test
@@ -302,18 +303,14 @@ def _make_pico(workdir, config, sts, kw):
     return PicoRig(workdir, config=config, sts=sts, **kw)
 
 
-def power_command(cmd, on):
-    """``--power-cmd``'s shell command for switching the supply on (True) or off."""
-    return cmd.replace("{state}", "on" if on else "off")
-
-
 def _power_switch(cmd):
     if not cmd:
         return None
     import subprocess
 
     def switch(on):
-        subprocess.run(power_command(cmd, on), shell=True, check=True, timeout=60)
+        subprocess.run(cmd.replace("{state}", "on" if on else "off"), shell=True,
+                       check=True, timeout=60)
 
     return switch
 
