@@ -207,6 +207,8 @@ def _vend_one(kw):
                        base_date=int(kw["base_date"]), rnd=kw["rnd"],
                        control=_int(kw["control"], "--control"),
                        mfr_code=_int(kw["mfr_code"], "--mfr-code"))
+    if kw["meter"] and kw["drn"] and not pan:
+        pan = V.build_pan(kw["iin"], kw["drn"])        # the keystore's meter, for the record
     if pan:
         res["pan"] = pan
     print_token(res, kw["as_json"])

@@ -58,6 +58,7 @@ def test_vend_for_a_flashed_meter_takes_its_keystore_entry(tmp_path):
     tok = json.loads(r.output)
     tid = sts.tid_from_unix(V.parse_issued(ISSUED), 2014)
     assert tok["tid"] == tid and tok["decoder_key"].lower() == rec["decoder_key"]
+    assert tok["pan"] == V.build_pan("600727", rec["drn"])
     meter = TokenAcceptor(bytes.fromhex(rec["decoder_key"]), "ea07", V.get_tables())
     res = meter.enter(tok["token"], 0)
     assert res.ok and res.action == "credit" and res.amount == 100, res.reason
