@@ -38,7 +38,7 @@ from host_tools.portlock import state_dir
 
 __all__ = ["KeystoreError", "default_path", "load", "save", "meter_record", "check_location",
            "PASSWORD_CLIENTS", "security_record", "meter_security_config", "Counter",
-           "key_transfer_params", "KEY_IDS", "replaced_keys"]
+           "key_transfer_params", "KEY_IDS", "replaced_keys", "hls_keys", "load_hls_keys"]
 
 REPO_ROOT = ROOT
 # client SAPs with LLS passwords (docs/CONTRACTS.md: management 1, meter reader 32, settings 48)
@@ -223,6 +223,35 @@ def meter_security_config(sec, mech=5, policy=3):
     (meter.secure: ek, ak, kek, title, hls, mech per client SAP, policy)."""
     return {"ek": sec["ek"], "ak": sec["ak"], "kek": sec["kek"], "hls": sec["hls"],
             "title": sec["title"], "mech": {"1": mech, "48": mech}, "policy": policy}
+
+
+def hls_keys(sec):
+    """The ``HlsKeys`` of a key file (``meterctl emulate`` writes one) or of a keystore record's
+    ``security``: ``ek``, ``ak``, ``client_title`` (hex), ``mech`` (default 5), ``hls``, ``kek``.
+    Raises KeyError, ValueError or TypeError for a missing or malformed key."""
+    from protocol.hls_client import HlsKeys
+    return HlsKeys(*(bytes.fromhex(sec[k]) for k in ("ek", "ak", "client_title")),
+                   mechanism=int(sec.get("mech", 5)),
+                   secret=bytes.fromhex(sec["hls"]) if sec.get("hls") else None,
+                   kek=bytes.fromhex(sec["kek"]) if sec.get("kek") else None)
+
+
+def load_hls_keys(key_file=None, serial=None, path=None):
+    """The ``HlsKeys`` of the JSON ``key_file``, else of meter ``serial``'s record in the keystore
+    at ``path`` (default: `default_path`). Raises KeystoreError naming the file and the reason."""
+    where = key_file or path or default_path()
+    try:
+        if key_file:
+            with open(key_file) as f:
+                sec = json.load(f)
+        else:
+            sec = (load(where)["meters"].get(serial) or {}).get("security")
+            if not sec:
+                raise KeystoreError("keystore %s has no DLMS keys for meter %s (meterctl provision "
+                                    "creates them)" % (where, serial))
+        return hls_keys(sec)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise KeystoreError("cannot use the DLMS keys of %s: %s" % (where, e))
 
 
 class Counter:

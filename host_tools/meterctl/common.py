@@ -33,7 +33,7 @@ import click
 from host_tools import format as fmt
 from host_tools import keystore as ks
 from host_tools import portlock
-from host_tools.client import AssociationRejected, DlmsClient, DlmsError, HlsKeys, LinkTimeout, PortError, \
+from host_tools.client import AssociationRejected, DlmsClient, DlmsError, LinkTimeout, PortError, \
     PortInUse
 from host_tools.outcome import APPLIED, NOT_APPLIED, SigintFlag, perform
 from host_tools.recharges import RetryRefused
@@ -237,27 +237,13 @@ def has_secret(kw):
 
 def load_keys(kw):
     """The ``HlsKeys`` of --key-file or of --meter's keystore record. Raises click.UsageError."""
+    if not (kw.get("key_file") or kw.get("meter_serial")):
+        raise click.UsageError("--auth hls needs the meter's keys: --key-file FILE or --meter "
+                               "SERIAL (from the keystore)")
     try:
-        if kw.get("key_file"):
-            path = kw["key_file"]
-            with open(path) as f:
-                sec = json.load(f)
-        elif kw.get("meter_serial"):
-            path = kw.get("keystore") or ks.default_path()
-            rec = ks.load(path)["meters"].get(kw["meter_serial"])
-            sec = (rec or {}).get("security")
-            if not sec:
-                raise click.UsageError("keystore %s has no DLMS keys for meter %s (meterctl provision "
-                                       "creates them)" % (path, kw["meter_serial"]))
-        else:
-            raise click.UsageError("--auth hls needs the meter's keys: --key-file FILE or --meter "
-                                   "SERIAL (from the keystore)")
-        return HlsKeys(*(bytes.fromhex(sec[k]) for k in ("ek", "ak", "client_title")),
-                       mechanism=int(sec.get("mech", 5)),
-                       secret=bytes.fromhex(sec["hls"]) if sec.get("hls") else None,
-                       kek=bytes.fromhex(sec["kek"]) if sec.get("kek") else None)
-    except (OSError, ValueError, KeyError, TypeError, ks.KeystoreError) as e:
-        raise click.UsageError("cannot use the DLMS keys of %s: %s" % (path, e))
+        return ks.load_hls_keys(kw.get("key_file"), kw.get("meter_serial"), kw.get("keystore"))
+    except ks.KeystoreError as e:
+        raise click.UsageError(str(e))
 
 
 def default_client(kw, write):

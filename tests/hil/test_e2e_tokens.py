@@ -11,7 +11,8 @@ import pytest
 from host_tools import vend
 from host_tools.client import DlmsClient
 
-pytestmark = pytest.mark.hil
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TABLES = ROOT / "firmware" / "sts_sample_tables.json"

@@ -15,7 +15,8 @@ from host_tools.client import DlmsClient
 from protocol import axdr_client as axdr
 from protocol.client_assoc import DataAccessError
 
-pytestmark = pytest.mark.hil
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
 READER = dict(client_sap=32, password="00000000")
 MGMT = dict(client_sap=1, password="12345678")

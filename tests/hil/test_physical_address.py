@@ -13,7 +13,8 @@ from host_tools.meterctl import cli
 from host_tools import objects
 from protocol import axdr_client as axdr
 
-pytestmark = pytest.mark.hil
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
 PW = "12345678"
 

@@ -11,7 +11,8 @@ import pytest
 from host_tools.client import DlmsClient, read_summary
 from refmodel import RefCalendar
 
-pytestmark = pytest.mark.hil
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 UPPCL = json.loads((ROOT / "profiles" / "uppcl_like.json").read_text())

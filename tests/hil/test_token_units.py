@@ -15,7 +15,8 @@ from host_tools.client import DataAccessError, DlmsClient
 from host_tools.meterctl import config as cmd_config
 from protocol import axdr_client as axdr
 
-pytestmark = pytest.mark.hil
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
 MGMT = dict(client_sap=1, password="12345678")
 EPOCH = 1767225600                  # rig RTC at boot: 2026-01-01 00:00 UTC
