@@ -147,7 +147,10 @@ def config():
 @config.command("check", context_settings=CONTEXT)
 @click.argument("profile", type=click.Path(dir_okay=False))
 def check_cmd(profile):
-    """Validate PROFILE with the firmware's rules, offline."""
+    """Validate PROFILE with the firmware's rules, offline.
+
+    Exit 0 valid, 1 the profile breaks a rule ("profile refused: FIELD: REASON"), 2 the file
+    cannot be read as JSON. (`config apply` refuses such a profile before sending: exit 2.)"""
     p = check(load_profile(profile))
     click.echo("%s: ok (%d bytes on the wire)" % (p.get("name", profile), len(wire_bytes(p))))
 
@@ -214,7 +217,11 @@ def apply_cmd(profile, **kw):
     """
     from host_tools.changes import Profile
 
-    p = check(load_profile(profile))
+    try:
+        p = check(load_profile(profile))
+    except ProfileError as e:       # refused on the host: a bad argument, nothing sent (usage)
+        e.exit_code = 2
+        raise
 
     def show(out):
         msg = {"applied": p.get("name", profile), "bytes": len(wire_bytes(p))}
