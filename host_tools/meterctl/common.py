@@ -319,7 +319,8 @@ def run_change(kw, change, show, hint=None, refused=None, finish=None, fields=No
     ``finish(out)`` (optional) runs first with the outcome (the top-up record). With --json
     the outcome is printed as JSON in every case, with the command's own keys (``fields(out)``,
     the same as when applied) also when not applied or unknown; a refusal before sending (a
-    retry, the port in use, no answer) is ``{"outcome": "not sent", "reason": ...}``."""
+    retry, the port in use, no answer) is ``{"outcome": "not sent", "reason": ...}``; with
+    ``kw["json_sink"]`` (a callable) these objects go there instead of stdout."""
     make_client(kw, True)                    # usage errors before the port is touched
     with SigintFlag(ignore_after=PROCESS["owned"]) as flag:
         out = _perform(kw, change, flag)
@@ -336,7 +337,7 @@ def _perform(kw, change, flag):
 
     def not_sent(text, code):
         if kw.get("as_json"):
-            emit_json({"outcome": "not sent", "reason": text})
+            (kw.get("json_sink") or emit_json)({"outcome": "not sent", "reason": text})
         fail(text, code)
 
     try:
@@ -368,7 +369,8 @@ def _report(kw, change, out, show, hint, refused, fields):
         show(out)
         return
     if kw.get("as_json"):
-        emit_json(dict(dict(out.as_dict(), **out.details), **(fields(out) if fields else {})))
+        (kw.get("json_sink") or emit_json)(dict(dict(out.as_dict(), **out.details),
+                                                **(fields(out) if fields else {})))
     if out.state == NOT_APPLIED:
         text = refused(out) if refused else None
         if text is None and not out.checked:

@@ -192,14 +192,10 @@ def show(**kw):
 
 
 def _charge_rate(c):
-    """Paise per kWh from Charge IC 113 attr 5 (unit_charge_active: {scaling, commodity,
-    charge_table [{index, charge}]}), or None if the meter does not serve it."""
-    from host_tools.client import DataAccessError
-    try:
-        _, (scaling, commodity, table) = c.get(113, CHARGE_LN, 5)
-        return int(table[1][0][1][1][1])
-    except (DataAccessError, TypeError, ValueError, IndexError):
-        return None
+    """Paise per kWh from Charge IC 113 attr 5 (``host_tools.changes.charge_rate``), or None if
+    the meter does not serve it."""
+    from host_tools.changes import charge_rate, read
+    return charge_rate(read(c, 113, CHARGE_LN, 5))
 
 
 @config.command("apply", context_settings=CONTEXT, epilog=EXIT_CODES_HELP)
