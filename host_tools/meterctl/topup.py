@@ -53,20 +53,26 @@ def _reason_text(reason, detail):
 
 def parse_tokens(parts):
     """The tokens in TOKEN arguments: each exactly 20 digits (spaces and dashes allowed), given
-    whole or in groups (a receipt's groups of four); a token never starts inside an argument.
-    Raises click.BadParameter."""
-    text, ends = "", set()
+    whole (an argument of 20, 40, ... digits) or in groups (a receipt's groups of four, which
+    must add up to 20 before the next token starts). Raises click.BadParameter."""
+    tokens, buf = [], ""
     for part in parts:
         d = part.replace("-", "").replace(" ", "")
         if not d.isdigit():
             raise click.BadParameter("a token is 20 digits (spaces and dashes allowed): %r is not" % part,
                                      param_hint="TOKEN")
-        text += d
-        ends.add(len(text))
-    if len(text) % 20 or any(k not in ends for k in range(20, len(text), 20)):
-        raise click.BadParameter("a token is exactly 20 digits (got %d digits in %r)" % (len(text), " ".join(parts)),
-                                 param_hint="TOKEN")
-    return [text[k:k + 20] for k in range(0, len(text), 20)]
+        if not buf and len(d) % 20 == 0:
+            tokens += [d[k:k + 20] for k in range(0, len(d), 20)]
+            continue
+        buf += d
+        if len(buf) > 20:
+            break
+        if len(buf) == 20:
+            tokens.append(buf)
+            buf = ""
+    if buf:
+        raise click.BadParameter("a token is exactly 20 digits (got %r)" % " ".join(parts), param_hint="TOKEN")
+    return tokens
 
 
 def parse_digits(parts):
