@@ -212,7 +212,7 @@ def _enter(kw, digits, previous, label):
             unit = out["credit_unit"]
             click.echo("Credit: %s -> %s" % (creditunit.amount(out["credit_before"], unit),
                                              creditunit.amount(out["credit_after"], unit))
-                       if out["effect"].startswith("credit ") else out["effect"][0].upper() + out["effect"][1:] + ".")
+                       if out["token_class"] == sts.CLASS_TRANSFER else out["effect"][0].upper() + out["effect"][1:] + ".")
         if out["credit_unit_note"]:
             click.echo("Note: %s" % out["credit_unit_note"])
 
