@@ -38,6 +38,8 @@ OBIS_TOTAL_RECHARGED = "0.0.94.96.23.255"
 OBIS_EVENT_LOG = "0.0.99.98.0.255"
 OBIS_GATEWAY = "0.0.19.40.0.255"
 OBIS_PROFILE = "0.128.96.5.0.255"
+OBIS_LIMITER = "0.0.17.0.0.255"
+OBIS_CHARGE = "0.0.19.20.0.255"
 OBIS_PROFILE_ERROR = "0.128.96.5.1.255"
 CLOCK_SLACK_S = 5                 # a clock SET counts as applied within this many s (+ elapsed)
 
@@ -275,9 +277,8 @@ class Token(Change):
 
     def evidence(self, c):
         st = read(c, 115, OBIS_GATEWAY, 6)
-        return {"token": _digits(read_bytes(c, 115, OBIS_GATEWAY, 2)), "status": _status(st),
-                "reasons": _reasons(read(c, 115, OBIS_GATEWAY, 4)),
-                "credit": read_int(c, 112, OBIS_CREDIT, 2), **credit_unit(c)}
+        return dict({"token": _digits(read_bytes(c, 115, OBIS_GATEWAY, 2)), "status": _status(st),
+                     "reasons": _reasons(read(c, 115, OBIS_GATEWAY, 4))}, **_settings(c), **credit_unit(c))
 
     def send(self, c, before):
         c.action(115, OBIS_GATEWAY, 1, axdr.Writer().octet_string(self.digits.encode()).getvalue())
@@ -299,11 +300,31 @@ class Token(Change):
         return self.settle(after)
 
     def details(self, c, before, result):
-        return {"credit_after": read_int(c, 112, OBIS_CREDIT, 2)}
+        after = _settings(c)
+        return {"credit_after": after["credit"], "after": after}
 
     def judged(self, after):
         return {"status": after.get("status"), "reasons": after.get("reasons"),
-                "credit_after": after.get("credit")}
+                "credit_after": after.get("credit"), "after": after}
+
+
+def _settings(c):
+    """What a token may change, read from the meter: ``credit`` (IC 112 attr 2, in the meter's
+    credit unit), ``mpl_w`` (the max power limit, IC 71 0.0.17.0.0.255 threshold_active, served
+    in 0.1 W) and ``rate`` (paise per kWh, IC 113 0.0.19.20.0.255 unit_charge_active); None where
+    not served."""
+    mpl = read_int(c, 71, OBIS_LIMITER, 3)
+    return {"credit": read_int(c, 112, OBIS_CREDIT, 2), "mpl_w": None if mpl is None else mpl // 10,
+            "rate": charge_rate(read(c, 113, OBIS_CHARGE, 5))}
+
+
+def charge_rate(tagged):
+    """Paise per kWh from IC 113 attribute 5 (unit_charge_active: {scaling, commodity,
+    charge_table [{index, charge}]}) as served (tagged), or None."""
+    try:
+        return int(tagged[1][2][1][0][1][1][1])
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def _digits(hex_text):

@@ -250,7 +250,10 @@ def load_hls_keys(key_file=None, serial=None, path=None):
                 raise KeystoreError("keystore %s has no DLMS keys for meter %s (meterctl provision "
                                     "creates them)" % (where, serial))
         return hls_keys(sec)
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except KeyError as e:
+        raise KeystoreError("cannot use the DLMS keys of %s: it has no %r (a key file holds ek, ak "
+                            "and client_title as hex, and hls, mech, kek as needed)" % (where, e.args[0]))
+    except (OSError, ValueError, TypeError) as e:
         raise KeystoreError("cannot use the DLMS keys of %s: %s" % (where, e))
 
 

@@ -53,7 +53,9 @@ EXIT_CODES_HELP = (
     "  3    no answer from the meter (a change: nothing was sent)\n"
     "  4    a change's outcome is unknown: the meter could not be reached to check (the\n"
     "       message names the command that tells)\n"
-    "  130  Ctrl-C before anything was sent (after sending, the outcome is checked and reported)")
+    "  130  Ctrl-C before anything was sent (after sending, the outcome is checked and reported)\n"
+    "--json: {\"outcome\": \"applied\" | \"not applied\" | \"unknown\", ...} (README \"Exit codes\"),\n"
+    "or {\"outcome\": \"not sent\", \"reason\": ...} when it stopped before sending (exit 1-3).")
 
 PUBLIC_CLIENT = 16
 MANAGEMENT_CLIENT = 1
@@ -81,7 +83,7 @@ READ_ONLY = "interrupted: nothing was changed on the meter (this command only re
 def run(fn, interrupted=READ_ONLY):
     """Run a command body ``fn()``, turning expected failures into one line + exit code:
     LinkTimeout 3, PortError 2, other DlmsError 1, Ctrl-C 130 (the line ``interrupted``: what
-    happened)."""
+    happened, after ``meterctl: error:``)."""
     try:
         return fn()
     except LinkTimeout as e:
@@ -91,8 +93,7 @@ def run(fn, interrupted=READ_ONLY):
     except DlmsError as e:
         fail(str(e), EXIT_METER)
     except KeyboardInterrupt:
-        click.echo(interrupted, err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        fail(interrupted, EXIT_INTERRUPTED)
 
 
 def rejection_text(e, sap, hls):
@@ -100,7 +101,8 @@ def rejection_text(e, sap, hls):
     what to do; ``hls``: we asked with HLS keys. None: ``str(e)`` says it already."""
     if e.diagnostic == 13 and e.result == 2:
         return ("association rejected (transient): this client (%d) is locked out after failed "
-                "logins; retry in a little while (the lock doubles with each further failure)" % sap)
+                "logins; retry in a little while: the meter does not say how long (config lockout: "
+                "by default 10 s after the 3rd failure, doubling with each further one up to 1 h)" % sap)
     if e.diagnostic == 13:
         return ("association rejected (permanent): authentication-failure: wrong %s for client %d"
                 % ("keys" if hls else "password", sap))
@@ -300,7 +302,8 @@ def run_change(kw, change, show, hint=None, refused=None, finish=None, fields=No
     ``finish(out)`` (optional) runs first with the outcome (the top-up record). With --json
     the outcome is printed as JSON in every case, with the command's own keys (``fields(out)``,
     the same as when applied) also when not applied or unknown; a refusal before sending (a
-    retry, the port in use, no answer) is ``{"outcome": "not sent", "reason": ...}``."""
+    retry, the port in use, no answer) is ``{"outcome": "not sent", "reason": ...}``; with
+    ``kw["json_sink"]`` (a callable) these objects go there instead of stdout."""
     make_client(kw, True)                    # usage errors before the port is touched
     with SigintFlag(ignore_after=PROCESS["owned"]) as flag:
         out = _perform(kw, change, flag)
@@ -317,7 +320,7 @@ def _perform(kw, change, flag):
 
     def not_sent(text, code):
         if kw.get("as_json"):
-            emit_json({"outcome": "not sent", "reason": text})
+            (kw.get("json_sink") or emit_json)({"outcome": "not sent", "reason": text})
         fail(text, code)
 
     try:
@@ -332,8 +335,7 @@ def _perform(kw, change, flag):
     except DlmsError as e:
         not_sent(str(e), EXIT_METER)
     except KeyboardInterrupt:
-        click.echo("interrupted: nothing was sent", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        fail("interrupted: nothing was sent", EXIT_INTERRUPTED)
 
 
 def _lost(change, out):
@@ -350,7 +352,8 @@ def _report(kw, change, out, show, hint, refused, fields):
         show(out)
         return
     if kw.get("as_json"):
-        emit_json(dict(dict(out.as_dict(), **out.details), **(fields(out) if fields else {})))
+        (kw.get("json_sink") or emit_json)(dict(dict(out.as_dict(), **out.details),
+                                                **(fields(out) if fields else {})))
     if out.state == NOT_APPLIED:
         text = refused(out) if refused else None
         if text is None and not out.checked:

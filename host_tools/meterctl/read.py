@@ -57,7 +57,12 @@ def print_summary(s, client_sap):
     t.add_row("Relay", relay_text(s.get("relay_output_state")) + (" (%s)" % why if why else ""))
     ec, ecs = s.get("emergency_credit"), s.get("emergency_credit_status")
     if ecs is not None:
-        t.add_row("Emergency credit", "%s%s" % (ecs, "" if ec is None else ", %s" % creditunit.amount(ec, unit)))
+        end = s.get("emergency_credit_end") or {}
+        ends = [w for w in ("at a balance of %s" % creditunit.amount(end["balance"], unit)
+                            if end.get("balance") is not None else None,
+                            "at %s" % end["time"] if end.get("time") else None) if w]
+        t.add_row("Emergency credit", "%s%s%s" % (ecs, "" if ec is None else ", %s" % creditunit.amount(ec, unit),
+                                                  "; ends %s" % " or ".join(ends) if ends else ""))
     if s.get("credit_status") is not None:
         t.add_row("Credit status", ", ".join(s["credit_status"]) or "-")
     cs = s.get("control_state")

@@ -80,8 +80,12 @@ def _decoder_key(kw, pan=None, vending_key=None, sgc=None, ti=None, krn=None, kt
               help="Class 0: 0 electricity (0.1 kWh), 1 water, 2 gas (0.1 m3), 3 time (0.1 min); "
                    "4-7 currency: not implemented (refused). Class 2: 0 max power limit, 1 clear "
                    "credit, 2 tariff rate, 5 clear tamper.")
-@click.option("--amount", metavar="N", help="Class 0: kWh/units (one decimal); MPL: watts.")
-@click.option("--value", metavar="INT", help="Raw 16-bit value (class 2 clear credit, tariff, ...).")
+@click.option("--amount", metavar="N", help="Class 0: kWh/units (one decimal); class 2 subclass 0 (max "
+              "power limit) and 6 (phase unbalance limit): watts.")
+@click.option("--value", metavar="INT", help="Raw 16-bit value. Class 2 subclass 1 clear credit: the "
+              "register (65535 = all; this meter clears its one credit register whatever the number); "
+              "2 tariff rate: paise per kWh (this meter charges it from then on); 5 clear tamper: "
+              "ignored (0); 7 water factor: the raw factor. Subclasses 0 and 6 take --amount (W).")
 @click.option("--control", metavar="INT", help="Class 1 control bits (default: all tests).")
 @click.option("--mfr-code", metavar="INT", default="0", show_default=True, help="Class 1 manufacturer code.")
 @click.option("--tid", metavar="INT", help="Token identifier (minutes since the base date), used as given. "
