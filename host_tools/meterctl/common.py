@@ -332,8 +332,8 @@ def _perform(kw, change, flag):
         not_sent("%s (no change was sent)" % e, EXIT_NO_ANSWER)
     except PortError as e:
         not_sent(str(e), EXIT_USAGE)
-    except DlmsError as e:
-        not_sent(str(e), EXIT_METER)
+    except DlmsError as e:               # the association or the evidence read failed
+        not_sent("%s (no change was sent)" % e, EXIT_METER)
     except KeyboardInterrupt:
         fail("interrupted: nothing was sent", EXIT_INTERRUPTED)
 

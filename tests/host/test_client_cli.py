@@ -1102,3 +1102,19 @@ def test_cli_credit_add_energy_amounts():
         assert r.exit_code == 2 and r.stderr.startswith("meterctl: error: give the amount as"), r.output
     r = CliRunner().invoke(meterctl, ["credit", "add", "-p", "/dev/null", "--password", "x", "--kwh", "2000"])
     assert r.exit_code == 2 and "--kwh 2,000.0 kWh is above 1,500.0 kWh: add --yes" in r.stderr, r.output
+
+
+def test_cli_credit_add_says_nothing_was_sent_when_the_link_fails_before_sending(fakes):
+    # new-user pass (session 13): a meter that went to disconnected mode before the top-up was
+    # sent gave "meter is in disconnected mode (DM): link lost", not whether it was applied
+    def script(m):
+        m.handshake(aare=REF_AARE_ACCEPT[11:-3])
+        m.expect_i()                                # the evidence read: the meter drops the link
+        m.write(m.frame(hdlc.DM))
+
+    m = fakes(script, client=CLIENT1)
+    r = CliRunner().invoke(meterctl, ["credit", "add", "--port", m.path, "--amount", "5",
+                                      "--password", "12345678"])
+    m.join()
+    assert r.exit_code == 1, r.output
+    assert "(DM)" in r.output and "no change was sent" in r.output, r.output
