@@ -42,6 +42,7 @@ _GET_REQUEST = const(0xC0)
 _SET_REQUEST = const(0xC1)
 _DENIED = const(3)
 _T_OCTET_STRING = const(9)
+_EXCEPTION_RESPONSE = const(0xD8)
 _EV_CONFIG = const(21)         # meter.events
 _EV_AUTH_FAIL = const(30)      # meter.events
 _EV_UNPROVISIONED = const(32)  # meter.events
@@ -78,7 +79,7 @@ def setup(meter, cfg, err=0):
         meter.event(_EV_UNPROVISIONED, "no secrets provisioned: public client only")
 
 
-_SEC_CODE = ("meter.keyset", "meter.secure", "protocol.security", "protocol.gcm", "protocol.aes",
+_SEC_CODE = ("meter.keyset", "meter.secure", "protocol.security", "protocol.aes",
              "protocol.hlsecb", "protocol.keywrap")
 
 
@@ -106,12 +107,45 @@ def code():
 
 
 def drop(m):
-    """The HLS association ended: the suite and the security code leave the heap (the key
-    record and its counters stay)."""
+    """The security code is not needed now (the HLS association ended, or a request was
+    deciphered or sealed): the suite and the code leave the heap (the key record, its counters
+    and the association's session stay)."""
     k = getattr(m, "security", None)
     if k is not None:
         k.suite = None
         unload(_SEC_CODE)
+
+
+def _secure(a, f, x, y, z=None):
+    """``meter.secure``'s ``f`` (0 ``decipher``, 1 ``reply``) on the key record, then the code
+    dropped. A frame of its own: what it held leaves with it (docs/MEMORY.md rule 8)."""
+    m = a.meter
+    try:
+        S = code()
+        if f:
+            return S.reply(m.security, x, y)
+        return S.decipher(m.security, a, x, y)
+    finally:
+        drop(m)
+
+
+def ciphered(a, client, buf):
+    """A ciphered request on association ``a`` -> its ciphered answer. The security code is loaded
+    to decipher it and to seal the answer, not while the request inside is handled (a token entry
+    loads the STS code then): an open association holds only its session record in between."""
+    r = _secure(a, 0, client, buf)
+    if not isinstance(r, tuple):
+        return r
+    b, s, e, form = r
+    r = None
+    a.inner = True
+    try:
+        resp = a.handle(client, memoryview(b)[s:e])
+    finally:
+        a.inner = False
+    if resp is None or resp[0] == _EXCEPTION_RESPONSE:
+        return resp     # an ExceptionResponse has no ciphered form: sent in clear (Green Book 9.3.5)
+    return _secure(a, 1, resp, form)
 
 
 def _reject(diag, initiate_error=None, mech=None, result=1):
@@ -212,7 +246,8 @@ def aarq(a, client, buf):
     if want < 2:
         return apdu.build_aare(0, 0, conformance=conf, max_pdu=_SERVER_MAX_PDU,
                                mechanism=_MECH_LLS if role else None)
-    stoc = S.challenge(sec)
+    import os
+    stoc = os.urandom(16)                        # StoC
     a.sess = [title, stoc, bytes(ctos), mech, ciph, True]
     a.guard = True
     return apdu.build_aare(0, 14, context=req["context"], conformance=conf, max_pdu=_SERVER_MAX_PDU,
@@ -238,6 +273,7 @@ def guard(a, tag, req):
             t = 0
         m = a.meter
         r, data = code().pass3(m.security, a, v if t == _T_OCTET_STRING else b"")
+        drop(m)
         return apdu.action_response(inv, r, data)
     if a.inner:
         return None

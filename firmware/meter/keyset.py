@@ -9,7 +9,7 @@ record's fields and the ``ic`` counter file are described there.
 import json
 import os
 
-from protocol.gcm import keyed
+from protocol.security import keyed
 from meter.secure import reserve
 
 try:
@@ -35,7 +35,7 @@ def _hex(d, k, n=16):
 
 class Keys:
     """The resident key record (data only: keys as bytes, system title, mechanisms, policy,
-    invocation counters and their reserved limits; EK as ``protocol.gcm.keyed``'s pair, the
+    invocation counters and their reserved limits; EK as ``protocol.security.keyed``'s pair, the
     mechanism 2 secret as its AES object when a client uses mechanism 2)."""
 
 
@@ -131,7 +131,7 @@ def rekey(k, s):
         s.set_keys(None, ak)
         return
     import gc
-    s.gcm.set_key((None, None))
+    s.set_key((None, None))
     k.ek = None
     gc.collect()
     try:

@@ -5,10 +5,10 @@ methods are ``meter.keyset``'s).
 Loaded only when config.json has a ``security`` section (per-meter secrets, provisioned by
 ``meterctl flash/provision``; there are no defaults), and then only while needed: at boot
 (``meter.keyset.load``: the key record), and from an HLS AARQ until that association ends
-(``meter.acse.code``/``drop``: this module, ``protocol.security``/``gcm``/``aes`` and the
+(``meter.acse.code``/``drop``: this module, ``protocol.security``/``aes`` and the
 Suite0 leave the heap in between). What must survive is data in the resident key record
 (``meter.keyset.Keys``, functions here take it as ``k``; a class without methods keeps neither
-its module nor code alive): keys (EK as ``protocol.gcm.keyed``'s AES object and GHASH table,
+its module nor code alive): keys (EK as ``protocol.security.keyed``'s AES object and GHASH table,
 built at boot), counters, limits::
 
     "security": {"ek": GUEK hex(16 B), "ak": GAK hex(16 B), "kek": master key hex(16 B),
@@ -113,9 +113,11 @@ def seal(k, resp, form):
     return memoryview(out)[p:h + n + S.TAG_LEN]
 
 
-def unwrap(k, a, client, buf):
-    """A ciphered request on association ``a`` -> the ciphered response (or an
-    ExceptionResponse: deciphering-error, invocation-counter-error + expected IC)."""
+def decipher(k, a, client, buf):
+    """A ciphered request on association ``a`` -> (buffer, start, end, reply form): its plaintext
+    APDU is buffer[start:end], deciphered in place; or the answer when it does not decipher (an
+    ExceptionResponse: service-not-allowed, deciphering-error, invocation-counter-error +
+    expected IC). The request inside is handled with this module unloaded (``meter.acse.ciphered``)."""
     sess = a.sess
     if not a.open or client != a.client or sess is None or not sess[_CIPH]:
         return apdu.exception_response(_SERVICE_NOT_ALLOWED, 1)
@@ -127,21 +129,19 @@ def unwrap(k, a, client, buf):
     s = suite(k)
     try:
         s.open(b, 0, len(b), sess[_PEER], k.rx)
-    except S.CounterError:
+    except S.SecurityError as e:
+        if e.args[0] != "ic":      # a replay (protocol.security has one error class on the meter)
+            return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _DECIPHERING_ERROR))
         r = k.rx
         return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _IC_ERROR, r >> 24, (r >> 16) & 255,
                       (r >> 8) & 255, r & 255))
-    except S.SecurityError:
-        return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _DECIPHERING_ERROR))
     accepted(k, s.ic)
-    form = S.reply_form(s.tag)
-    a.inner = True
-    try:
-        resp = a.handle(client, memoryview(b)[s.start:s.end])
-    finally:
-        a.inner = False
-    if resp is None or resp[0] == _EXCEPTION_RESPONSE:
-        return resp     # an ExceptionResponse has no ciphered form: sent in clear (Green Book 9.3.5)
+    return b, s.start, s.end, S.reply_form(s.tag)
+
+
+def reply(k, resp, form):
+    """The plaintext response ``resp`` to a ciphered request, sealed in ``form`` (then the keys of
+    a key transfer are used)."""
     out = seal(k, resp, form)
     apply(k)
     return out
@@ -174,12 +174,6 @@ def initiate_response(k, conf, max_pdu):
     return bytes(seal(k, apdu.initiate_response(conf, max_pdu), S.FORM_GLO))
 
 
-def challenge(k):
-    """A fresh 16-byte StoC."""
-    import os
-    return os.urandom(16)
-
-
 # ------------------------------------------------------------------ HLS pass 3/4
 
 def pass3(k, a, value):
@@ -209,7 +203,7 @@ def pass3(k, a, value):
     a.guard = bool(sess[_CIPH])
     if sess[_MECH] == 5:
         out = bytearray(S.HLS_LEN)
-        suite(k).hls_gmac(k.title, next_ic(k), sess[_CTOS], out)
+        suite(k).hls_gmac(k.title, next_ic(k), sess[_CTOS], out, 0)
     else:
         out = E.hls_ecb(e, sess[_CTOS])
     return 0, b"\x09" + bytes((len(out),)) + bytes(out)

@@ -116,7 +116,9 @@ class Association:
     def aarq(self, client, buf):
         """AARQ -> AARE (ACSE, Green Book §9.4.2): ``meter.acse``."""
         self.reset()
-        return acse.aarq(self, client, buf)
+        r = acse.aarq(self, client, buf)
+        acse.drop(self.meter)          # the security code again for each ciphered request
+        return r
 
     def handle(self, client, buf):
         """One complete APDU in, one APDU out (or None for no answer)."""
@@ -126,8 +128,7 @@ class Association:
         if tag == _AARQ:
             return self.aarq(client, buf)
         if _GLO_GET <= tag <= _GENERAL_DED and self.sess is not None and not self.inner:
-            m = self.meter
-            return acse.code().unwrap(m.security, self, client, buf)
+            return acse.ciphered(self, client, buf)
         if tag == _RLRQ:
             try:
                 apdu.parse_rlrq(buf)

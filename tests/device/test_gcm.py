@@ -82,7 +82,7 @@ def test_gcm_streaming_pieces_equal_one_shot():
     k, iv, a, p, c, t = CASES[3]
     g = Gcm(k)
     buf = bytearray(b"\xEE" * 7 + p + b"\xEE" * 5)
-    g.start(bytearray(b"\x00" * 3 + iv), 3)
+    g.begin(bytearray(b"\x00" * 3 + iv), 3)
     g.aad(a, 0, 5)                       # AAD in unaligned pieces
     g.aad(a, 5, 11)
     g.aad(a, 16)
@@ -91,7 +91,7 @@ def test_gcm_streaming_pieces_equal_one_shot():
     g.hash(buf, 7, 33)
     g.hash(buf, 40, 27)
     out = bytearray(20)
-    g.tag(out, 4, 16)
+    g.mac(out, 4, 16)
     assert bytes(buf[7:67]) == c
     assert bytes(out[4:]) == t
     assert buf[:7] == b"\xEE" * 7 and buf[67:] == b"\xEE" * 5
@@ -112,7 +112,7 @@ def test_gcm_counter_wraps_modulo_2_32():
     g = Gcm(k)
     iv = IV3
     data = bytearray(48)
-    g.start(iv)
+    g.begin(iv)
     c = g._ctr
     c[12] = c[13] = c[14] = c[15] = 0xFF      # next block uses counter 00000000
     g.crypt(data)
