@@ -15,8 +15,8 @@ that does not verify), rejected-transient + authentication-failure while locked 
 ``setup(meter, cfg)`` sets ``meter._pw`` (LLS passwords by client SAP), ``meter.lockout`` and
 ``meter.security`` (the key record from ``meter.keyset.load``, or None) from the config, and
 logs when nothing is provisioned. The security code (``meter.secure`` and the protocol modules
-under it) is loaded by ``code()`` for an HLS association and dropped by ``drop(meter)``
-when it ends (``meter.server.Association.reset``). ``aarq(assoc, client, buf)`` answers one AARQ; ``guard(assoc, tag, req)`` runs
+under it) is loaded at boot and stays (``code()``); ``drop(meter)`` unloads the code of a key
+transfer when an association ends (``meter.server.Association.reset``). ``aarq(assoc, client, buf)`` answers one AARQ; ``guard(assoc, tag, req)`` runs
 before GET/SET/ACTION while ``assoc.guard`` is set (HLS pending: only reply_to_HLS_
 authentication; protected association: plaintext requests get read-write-denied).
 """
@@ -42,7 +42,6 @@ _GET_REQUEST = const(0xC0)
 _SET_REQUEST = const(0xC1)
 _DENIED = const(3)
 _T_OCTET_STRING = const(9)
-_EXCEPTION_RESPONSE = const(0xD8)
 _EV_CONFIG = const(21)         # meter.events
 _EV_AUTH_FAIL = const(30)      # meter.events
 _EV_UNPROVISIONED = const(32)  # meter.events
@@ -50,19 +49,23 @@ _CURRENT_ASSOCIATION = b"\x00\x00\x28\x00\x00\xff"
 
 
 def keys(meter, sec):
-    """``meter.security`` from the config ``security`` section ``sec`` (``meter.keyset.load``;
-    the code is unloaded after: ``Meter.__init__`` runs this first, while nothing else of the
-    meter is live). Returns the refusal (an exception) or None."""
+    """``meter.security`` from the config ``security`` section ``sec`` (``meter.keyset.load``)
+    and its suite: ``Meter.__init__`` runs this first, while nothing else of the meter is live,
+    so the security code (``meter.secure``, ``protocol.security``; ``protocol.hlsecb`` for
+    mechanism 2) and the suite stay where the heap is whole; ``meter.keyset`` is unloaded.
+    Returns the refusal (an exception) or None."""
     meter.security = None
     if not sec:
         return None
     from meter.keyset import load
     try:
-        meter.security = load(meter, sec)
+        k = meter.security = load(meter, sec)
+        code()                            # resident: loaded while the heap is whole
         e = None
     except (ValueError, TypeError, AttributeError) as x:
         e = x
-    unload(_SEC_CODE)
+        unload(_SEC_CODE)
+    unload(_KEYS_CODE)
     return e
 
 
@@ -79,8 +82,10 @@ def setup(meter, cfg, err=0):
         meter.event(_EV_UNPROVISIONED, "no secrets provisioned: public client only")
 
 
-_SEC_CODE = ("meter.keyset", "meter.secure", "protocol.security", "protocol.aes",
-             "protocol.hlsecb", "protocol.keywrap")
+# resident on a meter with keys (loaded at boot, when the heap is whole): measured at 56k, loading
+# it per association or per request failed on its 136-196 B blocks in the fragmented heap
+_SEC_CODE = ("meter.secure", "protocol.security", "protocol.aes", "protocol.hlsecb")
+_KEYS_CODE = ("meter.keyset", "protocol.keywrap")   # boot and key transfers only
 
 
 def unload(names):
@@ -100,52 +105,17 @@ def unload(names):
 
 
 def code():
-    """``meter.secure`` (loaded for an HLS association, ~6 KiB with the protocol modules and the
-    Suite0 on 32 bits; ``drop`` unloads it)."""
+    """``meter.secure`` (resident on a meter with keys: ~2 KiB with ``protocol.security`` and the
+    Suite0 on 32 bits)."""
     from meter import secure
     return secure
 
 
 def drop(m):
-    """The security code is not needed now (the HLS association ended, or a request was
-    deciphered or sealed): the suite and the code leave the heap (the key record, its counters
-    and the association's session stay)."""
-    k = getattr(m, "security", None)
-    if k is not None:
-        k.suite = None
-        unload(_SEC_CODE)
-
-
-def _secure(a, f, x, y, z=None):
-    """``meter.secure``'s ``f`` (0 ``decipher``, 1 ``reply``) on the key record, then the code
-    dropped. A frame of its own: what it held leaves with it (docs/MEMORY.md rule 8)."""
-    m = a.meter
-    try:
-        S = code()
-        if f:
-            return S.reply(m.security, x, y)
-        return S.decipher(m.security, a, x, y)
-    finally:
-        drop(m)
-
-
-def ciphered(a, client, buf):
-    """A ciphered request on association ``a`` -> its ciphered answer. The security code is loaded
-    to decipher it and to seal the answer, not while the request inside is handled (a token entry
-    loads the STS code then): an open association holds only its session record in between."""
-    r = _secure(a, 0, client, buf)
-    if not isinstance(r, tuple):
-        return r
-    b, s, e, form = r
-    r = None
-    a.inner = True
-    try:
-        resp = a.handle(client, memoryview(b)[s:e])
-    finally:
-        a.inner = False
-    if resp is None or resp[0] == _EXCEPTION_RESPONSE:
-        return resp     # an ExceptionResponse has no ciphered form: sent in clear (Green Book 9.3.5)
-    return _secure(a, 1, resp, form)
+    """An association ended: the code of a key transfer (``meter.keyset``, ``protocol.keywrap``)
+    leaves the heap; the security code, the suite and the key record stay."""
+    if getattr(m, "security", None) is not None:
+        unload(_KEYS_CODE)
 
 
 def _reject(diag, initiate_error=None, mech=None, result=1):
@@ -273,7 +243,6 @@ def guard(a, tag, req):
             t = 0
         m = a.meter
         r, data = code().pass3(m.security, a, v if t == _T_OCTET_STRING else b"")
-        drop(m)
         return apdu.action_response(inv, r, data)
     if a.inner:
         return None

@@ -2,8 +2,8 @@
 methods (``method``: security_activate, global_key_transfer); docs/CONTRACTS.md "Security".
 
 Loaded at boot by ``meter.acse.keys`` and for an IC 64 ACTION (which runs inside an HLS
-association), unloaded with the rest of the security code (``meter.acse.drop``): what an
-association runs per APDU is ``meter.secure``, whose functions take the record as ``k``. The
+association), unloaded after boot and when that association ends (``meter.acse.drop``): what an
+association runs per APDU is ``meter.secure`` (resident), whose functions take the record as ``k``. The
 record's fields and the ``ic`` counter file are described there.
 """
 import json

@@ -3,12 +3,10 @@ HLS pass 3/4 (Green Book §9.2.7, security suite 0; docs/CONTRACTS.md "Security"
 methods are ``meter.keyset``'s).
 
 Loaded only when config.json has a ``security`` section (per-meter secrets, provisioned by
-``meterctl flash/provision``; there are no defaults), and then only while needed: at boot
-(``meter.keyset.load``: the key record), and from an HLS AARQ until that association ends
-(``meter.acse.code``/``drop``: this module, ``protocol.security``/``aes`` and the
-Suite0 leave the heap in between). What must survive is data in the resident key record
-(``meter.keyset.Keys``, functions here take it as ``k``; a class without methods keeps neither
-its module nor code alive): keys (EK as ``protocol.security.keyed``'s AES object and GHASH table,
+``meterctl flash/provision``; there are no defaults), at boot (``meter.acse.keys``, with
+``protocol.security`` and the suite ``k.suite``) and kept: loaded per association or per
+request (sessions 11-13) its blocks did not find room in a fragmented 56 KiB heap. The key
+record is ``meter.keyset.Keys`` (functions here take it as ``k``): keys (EK as ``protocol.security.keyed``'s AES object and GHASH table,
 built at boot), counters, limits::
 
     "security": {"ek": GUEK hex(16 B), "ak": GAK hex(16 B), "kek": master key hex(16 B),
@@ -113,11 +111,9 @@ def seal(k, resp, form):
     return memoryview(out)[p:h + n + S.TAG_LEN]
 
 
-def decipher(k, a, client, buf):
-    """A ciphered request on association ``a`` -> (buffer, start, end, reply form): its plaintext
-    APDU is buffer[start:end], deciphered in place; or the answer when it does not decipher (an
-    ExceptionResponse: service-not-allowed, deciphering-error, invocation-counter-error +
-    expected IC). The request inside is handled with this module unloaded (``meter.acse.ciphered``)."""
+def unwrap(k, a, client, buf):
+    """A ciphered request on association ``a`` -> the ciphered response (or an
+    ExceptionResponse: deciphering-error, invocation-counter-error + expected IC)."""
     sess = a.sess
     if not a.open or client != a.client or sess is None or not sess[_CIPH]:
         return apdu.exception_response(_SERVICE_NOT_ALLOWED, 1)
@@ -136,12 +132,14 @@ def decipher(k, a, client, buf):
         return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _IC_ERROR, r >> 24, (r >> 16) & 255,
                       (r >> 8) & 255, r & 255))
     accepted(k, s.ic)
-    return b, s.start, s.end, S.reply_form(s.tag)
-
-
-def reply(k, resp, form):
-    """The plaintext response ``resp`` to a ciphered request, sealed in ``form`` (then the keys of
-    a key transfer are used)."""
+    form = S.reply_form(s.tag)
+    a.inner = True
+    try:
+        resp = a.handle(client, memoryview(b)[s.start:s.end])
+    finally:
+        a.inner = False
+    if resp is None or resp[0] == _EXCEPTION_RESPONSE:
+        return resp     # an ExceptionResponse has no ciphered form: sent in clear (Green Book 9.3.5)
     out = seal(k, resp, form)
     apply(k)
     return out

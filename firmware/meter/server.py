@@ -111,14 +111,12 @@ class Association:
         self._blocks = None            # long GET in progress: [_BLK_BUF .. _BLK_SIZE]
         self.sess = None               # HLS session (meter.secure: PEER .. PENDING)
         self.guard = self.inner = False    # meter.acse.guard runs; inside a ciphered APDU
-        acse.drop(self.meter)          # HLS code (meter.secure ...) loaded again by the next HLS AARQ
+        acse.drop(self.meter)          # a key transfer's code (meter.keyset) leaves the heap
 
     def aarq(self, client, buf):
         """AARQ -> AARE (ACSE, Green Book §9.4.2): ``meter.acse``."""
         self.reset()
-        r = acse.aarq(self, client, buf)
-        acse.drop(self.meter)          # the security code again for each ciphered request
-        return r
+        return acse.aarq(self, client, buf)
 
     def handle(self, client, buf):
         """One complete APDU in, one APDU out (or None for no answer)."""
@@ -128,7 +126,8 @@ class Association:
         if tag == _AARQ:
             return self.aarq(client, buf)
         if _GLO_GET <= tag <= _GENERAL_DED and self.sess is not None and not self.inner:
-            return acse.ciphered(self, client, buf)
+            m = self.meter
+            return acse.code().unwrap(m.security, self, client, buf)
         if tag == _RLRQ:
             try:
                 apdu.parse_rlrq(buf)
