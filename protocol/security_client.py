@@ -3,7 +3,7 @@
 the names of the service-specific tags, for ``host_tools.decode``. Re-exports the device half's names (``protocol.security``) so host code
 imports one module. Host-only (``HOST_ONLY`` in host_tools/build.py): no board image has it.
 """
-from protocol import axdr, security
+from protocol import axdr, keywrap, security
 from protocol.security import (  # noqa: F401  (re-exported)
     FORM_GLO, TAG_LEN, HLS_LEN, HEADROOM, TAILROOM, SecurityError, keyed, service_tag, plain_tag,
     reply_form)
@@ -179,3 +179,37 @@ class Gcm(_Defaults, security.Gcm):
             return False
         self.crypt(data)
         return True
+
+
+class KeyWrapError(ValueError):
+    """Wrapped key of a bad length, or the integrity check failed (wrong KEK or damaged data)."""
+
+
+def wrap(kek, key):
+    """RFC 3394 wrap of ``key`` (multiple of 8 bytes, >= 16) under ``kek`` (16 bytes)."""
+    from protocol import aes
+    n = len(key) // 8
+    if len(key) % 8 or n < 2:
+        raise KeyWrapError("key to wrap must be a multiple of 8 bytes, at least 16")
+    e = aes.new(kek)
+    r = bytearray(8) + bytearray(key)            # r[0:8] is A; R[i] at r[8i:8i+8]
+    r[0:8] = keywrap._IV
+    b = bytearray(16)
+    for j in range(6):
+        for i in range(1, n + 1):
+            b[0:8] = r[0:8]
+            b[8:16] = r[8 * i:8 * i + 8]
+            e.encrypt(b, b)                       # B = AES(K, A | R[i])
+            keywrap._xor_t(b, n * j + i)                  # A = MSB64(B) ^ t
+            r[0:8] = b[0:8]
+            r[8 * i:8 * i + 8] = b[8:16]
+    return bytes(r)
+
+
+def unwrap(kek, wrapped):
+    """``protocol.keywrap.unwrap`` (the meter's) raising ``KeyWrapError`` (bad length, wrong KEK or
+    damaged data) instead of its ValueError."""
+    try:
+        return keywrap.unwrap(kek, wrapped)
+    except ValueError:
+        raise KeyWrapError("bad wrapped key or KEK") from None
