@@ -15,8 +15,8 @@ that does not verify), rejected-transient + authentication-failure while locked 
 ``setup(meter, cfg)`` sets ``meter._pw`` (LLS passwords by client SAP), ``meter.lockout`` and
 ``meter.security`` (the key record from ``meter.keyset.load``, or None) from the config, and
 logs when nothing is provisioned. The security code (``meter.secure`` and the protocol modules
-under it) is loaded by the first HLS association (``code()``) and stays; ``drop(meter)`` unloads
-the code of a key transfer when an association ends (``meter.server.Association.reset``). ``aarq(assoc, client, buf)`` answers one AARQ; ``guard(assoc, tag, req)`` runs
+under it) is loaded at boot and stays (``code()``); ``drop(meter)`` unloads the code of a key
+transfer when an association ends (``meter.server.Association.reset``). ``aarq(assoc, client, buf)`` answers one AARQ; ``guard(assoc, tag, req)`` runs
 before GET/SET/ACTION while ``assoc.guard`` is set (HLS pending: only reply_to_HLS_
 authentication; protected association: plaintext requests get read-write-denied).
 """
@@ -49,20 +49,23 @@ _CURRENT_ASSOCIATION = b"\x00\x00\x28\x00\x00\xff"
 
 
 def keys(meter, sec):
-    """``meter.security`` from the config ``security`` section ``sec`` (``meter.keyset.load``;
-    the code is unloaded after: ``Meter.__init__`` runs this first, while nothing else of the
-    meter is live; the first HLS AARQ loads it again, for good). Returns the refusal (an
-    exception) or None."""
+    """``meter.security`` from the config ``security`` section ``sec`` (``meter.keyset.load``)
+    and its suite: ``Meter.__init__`` runs this first, while nothing else of the meter is live,
+    so the security code (``meter.secure``, ``protocol.security``; ``protocol.hlsecb`` for
+    mechanism 2) and the suite stay where the heap is whole; ``meter.keyset`` is unloaded.
+    Returns the refusal (an exception) or None."""
     meter.security = None
     if not sec:
         return None
     from meter.keyset import load
     try:
-        meter.security = load(meter, sec)
+        k = meter.security = load(meter, sec)
+        code()                            # resident: loaded while the heap is whole
         e = None
     except (ValueError, TypeError, AttributeError) as x:
         e = x
-    unload(_SEC_CODE + _KEYS_CODE)
+        unload(_SEC_CODE)
+    unload(_KEYS_CODE)
     return e
 
 
@@ -79,9 +82,8 @@ def setup(meter, cfg, err=0):
         meter.event(_EV_UNPROVISIONED, "no secrets provisioned: public client only")
 
 
-# loaded at the first HLS AARQ and kept (with the suite): measured at 56k (docs/MEMORY.md, session
-# 13), loaded per association or per request its 136-196 B blocks found no hole in the fragmented
-# heap; loaded at boot and kept, or with the suite built at boot, more tests failed
+# resident on a meter with keys (loaded at boot, when the heap is whole): measured at 56k, loading
+# it per association or per request failed on its 136-196 B blocks in the fragmented heap
 _SEC_CODE = ("meter.secure", "protocol.security", "protocol.aes", "protocol.hlsecb")
 _KEYS_CODE = ("meter.keyset", "protocol.keywrap")   # boot and key transfers only
 
@@ -103,8 +105,8 @@ def unload(names):
 
 
 def code():
-    """``meter.secure`` (loaded by the first HLS AARQ and kept: ~2.2 KiB with ``protocol.security``
-    and the Suite0 on 32 bits)."""
+    """``meter.secure`` (resident on a meter with keys: ~2 KiB with ``protocol.security`` and the
+    Suite0 on 32 bits)."""
     from meter import secure
     return secure
 

@@ -3,8 +3,7 @@ methods (``method``: security_activate, global_key_transfer); docs/CONTRACTS.md 
 
 Loaded at boot by ``meter.acse.keys`` and for an IC 64 ACTION (which runs inside an HLS
 association), unloaded after boot and when that association ends (``meter.acse.drop``): what an
-association runs per APDU is ``meter.secure`` (kept from the first HLS association on), whose
-functions take the record as ``k``. The
+association runs per APDU is ``meter.secure`` (resident), whose functions take the record as ``k``. The
 record's fields and the ``ic`` counter file are described there.
 """
 import json
@@ -63,7 +62,7 @@ def load(meter, sec):
         from protocol.hlsecb import ecb
         k.hls = ecb(k.hls)
     k.policy = int(sec.get("policy", 3))
-    k.suite = None                 # protocol.security.Suite0, built at the first HLS association
+    k.suite = None                 # protocol.security.Suite0 while meter.secure is loaded
     k.new = None                   # key set to apply once the reply has left
     k.path = meter.board.path("ic")
     try:

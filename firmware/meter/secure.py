@@ -3,11 +3,10 @@ HLS pass 3/4 (Green Book §9.2.7, security suite 0; docs/CONTRACTS.md "Security"
 methods are ``meter.keyset``'s).
 
 Loaded only when config.json has a ``security`` section (per-meter secrets, provisioned by
-``meterctl flash/provision``; there are no defaults): at boot for the key record
-(``meter.keyset.load``, then unloaded), and by the first HLS AARQ, with ``protocol.security``
-and the suite ``k.suite``, for good (``meter.acse.code``): loaded per association or per request
-(sessions 11-13) its blocks did not find room in a fragmented 56 KiB heap. The key record is
-``meter.keyset.Keys`` (functions here take it as ``k``): keys (EK as ``protocol.security.keyed``'s AES object and GHASH table,
+``meterctl flash/provision``; there are no defaults), at boot (``meter.acse.keys``, with
+``protocol.security`` and the suite ``k.suite``) and kept: loaded per association or per
+request (sessions 11-13) its blocks did not find room in a fragmented 56 KiB heap. The key
+record is ``meter.keyset.Keys`` (functions here take it as ``k``): keys (EK as ``protocol.security.keyed``'s AES object and GHASH table,
 built at boot), counters, limits::
 
     "security": {"ek": GUEK hex(16 B), "ak": GAK hex(16 B), "kek": master key hex(16 B),
