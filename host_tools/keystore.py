@@ -307,7 +307,7 @@ def key_transfer_params(kek, new):
     ({"ek"|"ak"|"kek": 16 bytes}) wrapped under the current master key ``kek`` (RFC 3394) ->
     A-XDR bytes. Raises ValueError for a key that is not 16 bytes."""
     from protocol import axdr_client as axdr
-    from protocol import keywrap
+    from protocol import security_client as keywrap
     w = axdr.Writer()
     items = [(KEY_IDS[k], bytes(v)) for k, v in sorted(new.items(), key=lambda kv: KEY_IDS[kv[0]])]
     w.array(len(items))
