@@ -192,8 +192,8 @@ def _print_transposed(code, cols, n, table):
                                        "(management) with --auth hls.")
 @click.option("--log", "log", type=click.Choice(sorted(LOGS)), default=None,
               help="Audit-trail category to read: all (0.0.99.98.0.255, every event, the default), "
-                   "power (98.2), transaction (98.3), other (98.4), tamper (98.5: cover, failed logins, "
-                   "lock-outs, refused tokens) or control (98.6). Categories add an occurrences column "
+                   "power (98.2), transaction (98.3), other (98.4), tamper (98.5: cover, lock-outs with "
+                   "the failed logins counted, refused tokens) or control (98.6). Categories add an occurrences column "
                    "(repetitions coalesced).")
 @click.option("--obis", "code", default=None, help="Profile generic (IC 7) to read [default: %s]." % EVENT_LOG)
 @click.option("--from-entry", type=click.IntRange(1), default=None, help="First entry (1 = oldest): selective access by entry.")
