@@ -23,8 +23,6 @@ Errors: ``protocol.sts.StsError`` with reason "tables" or "key".
 """
 from array import array
 
-from protocol.sts_core import StsError
-
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -32,6 +30,13 @@ except ImportError:  # CPython
         return x
 
 _ROUNDS = const(16)
+
+
+def _err(reason):
+    # protocol.sts_core.StsError, imported when raised: a token entry loads this module (the meter's
+    # credit path, meter.tokgate) without sts_core
+    from protocol.sts_core import StsError
+    return StsError(reason)
 
 
 def _perm_list(v, n):
@@ -46,9 +51,9 @@ def _perm_list(v, n):
                 v = list(bytes.fromhex(s))
         b = bytes(v)
     except (TypeError, ValueError):
-        raise StsError("tables")
+        raise _err("tables")
     if len(b) != n or sorted(b) != list(range(n)):
-        raise StsError("tables")
+        raise _err("tables")
     return b
 
 
@@ -70,7 +75,7 @@ class Tables:
     def __init__(self, sub1, sub2=None, perm=None):
         if sub2 is None:   # the 96 bytes a meter keeps (isub + iperm, checked when first read): views
             if len(sub1) != 96:
-                raise StsError("tables")
+                raise _err("tables")
             m = memoryview(sub1)
             self.isub, self.iperm = m[:32], m[32:]
             return
@@ -98,16 +103,16 @@ def load_tables(src):
             with open(src) as f:
                 src = json.load(f)
         except (OSError, ValueError):
-            raise StsError("tables")
+            raise _err("tables")
     if not isinstance(src, dict):
-        raise StsError("tables")
+        raise _err("tables")
     try:
         if "sub1" in src:
             return Tables(src["sub1"], src["sub2"], src["perm"])
         return Tables(src["substitution_table_1"], src["substitution_table_2"],
                       src["permutation_table"])
     except KeyError:
-        raise StsError("tables")
+        raise _err("tables")
 
 
 def _sel(key, r, i):
@@ -159,10 +164,10 @@ class Ea07:
         self.tables = load_tables(tables)
         if isinstance(key, int):
             if key < 0 or key >> 64:
-                raise StsError("key")
+                raise _err("key")
             key = key.to_bytes(8, "big")
         if not isinstance(key, (bytes, bytearray)) or len(key) != 8:
-            raise StsError("key")
+            raise _err("key")
         self._key = bytes(key)
         self._w = array("H", bytes(8))
         self._o = array("H", bytes(8))

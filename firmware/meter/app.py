@@ -60,11 +60,12 @@ def _unload(board):
         acse.unload(("meter.tokgate", "meter.tokens", "protocol.sts_core", "protocol.ea07"))
 
 
-def _sts(m):
-    """The STS boot check (``meter.tokgate``) in a frame of its own: the value stack of
-    ``Meter.__init__`` would keep the acceptor, and with it the module, past its unload."""
-    from meter import tokgate
-    tokgate.keep(m, tokgate.acceptor(m))
+def _sts(m, digits=None, now=0):
+    """The STS acceptor (``meter.tokens.judge``: the boot check, and the tokens ``meter.tokgate``'s
+    credit path leaves to it) in a frame of its own: the caller's value stack would keep the
+    acceptor, and with it the module, past its unload."""
+    from meter.tokens import judge
+    return judge(m, digits, now)
 
 
 class Meter:
@@ -276,7 +277,7 @@ class Meter:
         the STS protocol modules are loaded for it and unloaded after (docs/MEMORY.md)."""
         from meter.tokgate import enter
         try:
-            return enter(self, raw, delivery)
+            return enter(self, raw, delivery, _sts)
         finally:
             _unload(self.board)
 
