@@ -21,15 +21,10 @@ host half (``protocol.sts.Ea07``: ``encrypt_into``, ``encrypt_block(int)``, ``de
 ``decrypt_into_fast`` over 4 KB / 6 KB of derived tables) is not in a board image.
 Errors: ``protocol.sts.StsError`` with reason "tables" or "key".
 """
-from array import array
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
-
-_ROUNDS = const(16)
+# No module-level names beyond the functions and classes: a token entry loads this module (the
+# meter's credit path, meter.tokgate), and a 13th global grows its dict table to 17 slots (136 B,
+# one block to find in a fragmented heap); so no ``const`` import (16 rounds: written out) and
+# ``array`` imported where it is used.
 
 
 def _err(reason):
@@ -169,6 +164,7 @@ class Ea07:
         if not isinstance(key, (bytes, bytearray)) or len(key) != 8:
             raise _err("key")
         self._key = bytes(key)
+        from array import array
         self._w = array("H", bytes(8))
         self._o = array("H", bytes(8))
 
@@ -200,7 +196,7 @@ class Ea07:
         o = self._o
         key = self._key
         _inv_pass(w, o, iperm, None, key, 0)             # P^-1 of encryption round 16
-        for j in range(_ROUNDS - 1):                      # S^-1 of round 16-j, P^-1 of 15-j
-            _inv_pass(w, o, iperm, isub, key, _ROUNDS - 1 - j)
+        for j in range(15):                               # S^-1 of round 16-j, P^-1 of 15-j
+            _inv_pass(w, o, iperm, isub, key, 15 - j)
         _inv_sub(w, isub, key)                            # S^-1 of round 1 (key K1)
         self._store(buf)

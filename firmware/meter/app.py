@@ -51,21 +51,22 @@ _MAX_CREDIT = const(0x3FFFFFFF)   # meter.account's credit ceiling
 
 
 def _unload(board):
-    """Drop the STS modules (``meter.tokgate``, ``meter.tokens``, ``protocol.sts_core``/``ea07``): on MicroPython
-    their code leaves the heap until the next token (~6.5 KiB on 32 bits; ``protocol.misty1``
-    stays: EA11's 1 KiB table would not find room later). ``meter.acse.unload``. A board with
-    heap to spare keeps them (``board.sts_resident``: the RP2040, whose .mpy files would be read
-    from flash again at every entry)."""
+    """Drop the STS code (``meter.tokgate``, ``meter.tokens``, ``protocol.sts_core``/``ea07``; ~4 KiB on 32
+    bits; ``protocol.misty1`` and ``meter.tokres`` stay) until the next token (``meter.acse.unload``),
+    unless the board has heap to spare (``board.sts_resident``: the RP2040, whose .mpy files would be
+    read from flash again at every entry)."""
     if not getattr(board, "sts_resident", False):
         acse.unload(("meter.tokgate", "meter.tokens", "protocol.sts_core", "protocol.ea07"))
 
 
-def _sts(m, digits=None, now=0):
-    """The STS acceptor (``meter.tokens.judge``: the boot check, and the tokens ``meter.tokgate``'s
-    credit path leaves to it) in a frame of its own: the caller's value stack would keep the
-    acceptor, and with it the module, past its unload."""
-    from meter.tokens import judge
-    return judge(m, digits, now)
+def _sts(m, raw=None, delivery=0):
+    """The STS code in a frame of its own (the caller's value stack would keep it past its unload):
+    the boot check (``meter.tokens.judge``), or a token entry (``meter.tokgate.enter``)."""
+    if raw is None:
+        from meter.tokens import judge
+        return judge(m, None, 0)
+    from meter.tokgate import enter
+    return enter(m, raw, delivery)
 
 
 class Meter:
@@ -272,14 +273,19 @@ class Meter:
     # --- STS tokens -----------------------------------------------------------------------
     def enter_token(self, raw, delivery=0):
         """Enter one 20-digit STS token (bytes or str; spaces and dashes ignored) delivered by
-        ``delivery`` (IC 115 enum): ``meter.tokgate.enter`` applies it and journals the result
-        before it returns. Returns the TokenResult (``ok``, ``reason`` ...). ``meter.tokgate``, ``meter.tokens`` and
-        the STS protocol modules are loaded for it and unloaded after (docs/MEMORY.md)."""
-        from meter.tokgate import enter
+        ``delivery`` (IC 115 enum): ``meter.tokgate.enter`` judges and applies it; the result is
+        journaled once the STS code is unloaded (docs/MEMORY.md), then the TokenResult (``ok``,
+        ``reason`` ...) returned."""
         try:
-            return enter(self, raw, delivery, _sts)
+            r, ev, journal = _sts(self, raw, delivery)
         finally:
             _unload(self.board)
+        gc.collect()
+        if journal:
+            self.persist(ev)
+        else:
+            self.event(*ev)
+        return r
 
     def token_room(self):
         """The largest STS credit amount (0.1 kWh) the credit register can still take: a token

@@ -10,7 +10,7 @@ the record together with the credit before the acknowledgement.
 """
 import time
 
-from meter.tokgate import CLASS2_ACTIONS, TokenResult
+from meter.tokres import CLASS2_ACTIONS, TokenResult
 
 # protocol.sts_core is imported where it is used, never held by this module's globals: the meter's
 # side drops it (and protocol.ea07) once the token is judged, before the journal write (meter.tokgate)

@@ -5,12 +5,14 @@ acknowledgement.
 The credit path: a class 0 (credit) or class 2 data token is judged here on the journaled acceptor
 record alone (``_lean``: decrypt, CRC, subclass, KEN, the TID store, the amount; the record
 rewritten as ``meter.tokens.TokenAcceptor.to_record`` would), with the same results and record as
-the acceptor (tests/host/test_token_lean.py). Everything else (a test token, a key-change
+the acceptor (tests/device/test_token_lean.py). Everything else (a test token, a key-change
 section, no record or one the acceptor would rewrite) goes to the acceptor, ``meter.tokens``,
-loaded only then (``full``: ``meter.app._sts``). A module of its own, loaded per entry and unloaded
+loaded only then (``_full``). A module of its own, loaded per entry and unloaded
 after (``meter.app``): each loaded module's functions and constant table are heap, and a board's
 heap is in holes of a few hundred bytes when a token comes (docs/MEMORY.md).
 """
+from meter.tokres import CLASS2_ACTIONS, TokenResult
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -37,52 +39,12 @@ _R_LOCK = const(6)       # lock_until, 4 bytes big-endian
 _R_SIZE = const(10)
 _R_N = const(11)
 _R_TIDS = const(12)      # n TIDs, 3 bytes big-endian each
-# class 2 subclass -> action: word ``sub`` (SUB_MPL 0 ... SUB_WATER_FACTOR 7, protocol.sts; "-": a key
-# section, the acceptor's). One str, no dict or tuple built per load (meter.tokens reads it too)
-CLASS2_ACTIONS = "mpl clear_credit tariff - - clear_tamper phase_unbalance water_factor"
-
-
-class TokenResult:
-    """Outcome of one token entry: ``ok``, ``reason``, ``action``, ``value`` ... (the fields
-    and their values: docs/CONTRACTS.md "STS token acceptance")."""
-
-    def __init__(self, ok, reason, token_class=None, subclass=None, tid=None, amount=0,
-                 action=None, value=None):
-        self.ok, self.reason, self.token_class, self.subclass = ok, reason, token_class, subclass
-        self.tid, self.amount, self.action, self.value = tid, amount, action, value
-        self.tests = ()
-        self.mfr_code = None
-        self.lockout_s = 0
-
-    def text(self):
-        """The reason as a display line, with how long a keypad lock-out lasts ("locked_out:
-        wait 40 s"; "crc: keypad locked for 10 s" for the entry that started it)."""
-        if self.reason == "locked_out" and self.value:
-            return "locked_out: wait %d s" % self.value
-        return "%s: keypad locked for %d s" % (self.reason, self.lockout_s) if self.lockout_s else self.reason
 
 
 def _amount(field):
     # protocol.sts_core.amount_decode (0.1 units from the 16-bit field), without loading that module
     p = 10 ** (field >> 14)
     return (field & 0x3FFF) * p + 16384 * (p - 1) // 9
-
-
-def _record(s):
-    # (record, j, alg) when the journaled record is one the acceptor would keep as it is; else None
-    g = s[0].get
-    r = s[1]
-    a = str(g("algorithm", "ea07")).lower()
-    alg = 0 if a == "ea07" or a == "sta" else (1 if a == "ea11" or a == "misty1" else 9)
-    j = 13 if alg == 0 else 21
-    size = g("store_size", 50)
-    if r is None or alg == 9 or (alg == 0 and s[4] is None) or len(r) < j + _R_TIDS:
-        return None
-    n = r[j + _R_N]
-    if r[0] != 84 or r[1] != 75 or r[2] != 1 or r[3] != alg or r[4] != j - 5 or r[j + _R_BASE] > 2 \
-            or r[j + _R_SIZE] != size or n > size or len(r) != j + _R_TIDS + 3 * n:
-        return None
-    return r, j, alg
 
 
 def _reject(s, r, j, now, reason, cls=None):
@@ -108,45 +70,62 @@ def _reject(s, r, j, now, reason, cls=None):
 
 
 def _lean(meter, digits, now):
-    """A class 0 or class 2 data token judged on the journaled record (``meter.tokens[1]``) in the
-    acceptor's order of checks (docs/CONTRACTS.md "STS token acceptance"): a TokenResult, the
-    record updated; None when the acceptor must judge it."""
+    """A class 0 or class 2 data token, or a class 1 test token, judged on the journaled record
+    (``meter.tokens[1]``) in the acceptor's order of checks (docs/CONTRACTS.md "STS token
+    acceptance"): a TokenResult, the record updated; None when the acceptor must judge it (a
+    key-change section; no record, or one the acceptor would not keep as it is)."""
     s = meter.tokens
-    x = _record(s)
-    if x is None:
+    g = s[0].get
+    r = s[1]
+    a = str(g("algorithm", "ea07")).lower()
+    alg = 0 if a == "ea07" or a == "sta" else (1 if a == "ea11" or a == "misty1" else 9)
+    j = 13 if alg == 0 else 21      # 5 + key length
+    a = g("store_size", 50)
+    if r is None or alg == 9 or (alg == 0 and s[4] is None) or len(r) < j + _R_TIDS:
         return None
-    r, j, alg = x
+    n = r[j + _R_N]
+    if r[0] != 84 or r[1] != 75 or r[2] != 1 or r[3] != alg or r[4] != j - 5 or r[j + _R_BASE] > 2 \
+            or r[j + _R_SIZE] != a or n > a or len(r) != j + _R_TIDS + 3 * n:     # "TK", version 1
+        return None
     t = int(digits) if len(digits) == 20 and digits.isdigit() else -1
     if t < 0 or t >> 66:
         return _reject(s, r, j, now, "format")
     cls = (t >> 27) & 3
     if cls == 3:
         return _reject(s, r, j, now, "wrong_class", 3)
-    if cls == 1:
-        return None      # a test token: accepted even while locked out
-    lock = int.from_bytes(r[j + _R_LOCK:j + _R_TIDS - 2], "big")
-    if now < lock:
-        return TokenResult(False, "locked_out", cls, None, None, 0, None, lock - now)
-    top = t >> 64
-    b = bytearray(1) + (((t - (top << 64)) & ~(3 << 27)) | (top << 27)).to_bytes(8, "big")
-    key = r[5:j]
-    if alg == 0:
-        from protocol.ea07 import Ea07
-        Ea07(key, s[4]).decrypt_into(memoryview(b)[1:])
-    else:
-        from protocol.misty1 import Misty1
-        Misty1(key).decrypt_into(memoryview(b)[1:])
+    a = int.from_bytes(r[j + _R_LOCK:j + _R_TIDS - 2], "big")
+    if cls != 1 and now < a:     # a test token is accepted while locked out
+        return TokenResult(False, "locked_out", cls, None, None, 0, None, a - now)
+    a = t >> 64
+    b = bytearray(1) + (((t - (a << 64)) & ~(3 << 27)) | (a << 27)).to_bytes(8, "big")
+    if cls != 1:                 # a test token is not encrypted
+        a = r[5:j]
+        if alg == 0:
+            from protocol.ea07 import Ea07
+            Ea07(a, s[4]).decrypt_into(memoryview(b)[1:])
+        else:
+            from protocol.misty1 import Misty1
+            Misty1(a).decrypt_into(memoryview(b)[1:])
     # the CRC: byte-swapped CRC-16/MODBUS of the class and block bits 63..16 (protocol.sts_core.crc_field)
     b[0] = cls
     from protocol.crc import crc16_modbus
-    c = crc16_modbus(b, 0, 7)
-    if b[7] != c & 0xFF or b[8] != c >> 8:
+    a = crc16_modbus(b, 0, 7)
+    if b[7] != a & 0xFF or b[8] != a >> 8:
         return _reject(s, r, j, now, "crc", cls)
     sub = b[1] >> 4
     if cls == 2 and (sub == 3 or sub == 4 or sub == 8 or sub == 9):
         return None      # a key-change section
-    if sub > 7 or (cls == 0 and sub != 0):   # not a data layout; class 0: electricity only
+    if sub > 7 or (cls < 2 and sub > cls):    # no data (class 1: test) layout; class 0: electricity only
         return TokenResult(False, "wrong_subclass", cls, sub)
+    if cls == 1:         # control bits 59..24 (subclass 0) or 59..32 (1), manufacturer code
+        a = int.from_bytes(b[1:6 - sub], "big")
+        if sub:
+            a &= 0xFFFFFFF
+        res = TokenResult(True, "accepted", 1, sub, None, 0, "test", a)
+        t = "load_switch display total_energy krn_kt ti b5 mpl".split()    # protocol.sts_core.test_names
+        res.tests = tuple(t[i] for i in range(7) if (a >> i) & 1)
+        res.mfr_code = (b[5] << 8) | b[6] if sub else b[6]
+        return res
     return _store(meter, r, j, cls, sub, (b[2] << 16) | (b[3] << 8) | b[4], (b[5] << 8) | b[6])
 
 
@@ -187,25 +166,19 @@ def _store(meter, r, j, cls, sub, tid, v):
     return TokenResult(True, "accepted", 2, sub, tid, 0, CLASS2_ACTIONS.split()[sub], v)
 
 
-def _drop(board):
-    """The token is judged: its cipher, ``meter.tokens`` and ``protocol.sts_core``/``ea07`` (those the
-    entry loaded) leave the heap before the journal write, the entry's largest allocations
-    (``meter.app`` unloads this module when the entry returns). A board with heap to spare keeps
-    them (``board.sts_resident``)."""
-    if not getattr(board, "sts_resident", False):
-        import gc
-        from meter.acse import unload
-        unload(("meter.tokens", "protocol.sts_core", "protocol.ea07"))
-        gc.collect()
+def _full(meter, digits, now):
+    # the acceptor (meter.tokens) in a frame of its own: nothing on enter's value stack keeps it
+    from meter.tokens import judge
+    return judge(meter, digits, now)
 
 
-def enter(meter, raw, delivery, full):
-    """``Meter.enter_token``: judge the token (``_lean``, else ``full(meter, digits, now)``: the
-    acceptor, ``meter.tokens.judge``, in a frame of its own; no STS key: refused), apply
-    its action, update ``meter.token_gateway`` (IC 115), journal (TID store + credit) and only
-    then return the TokenResult: an acknowledgement follows the flash write. A refusal starting no
-    keypad lock-out journals nothing: the wrong-entry count stays in RAM (a power cut resets at most
-    ``lockout_after - 1`` entries; a lock-out is journaled when it starts)."""
+def enter(meter, raw, delivery):
+    """For ``Meter.enter_token``: judge the token (``_lean``, else the acceptor: ``_full``; no STS
+    key: refused), apply its action, update ``meter.token_gateway`` (IC 115) -> (TokenResult,
+    event, journal?): the caller journals (TID store + credit) with the event, once this module
+    is unloaded, and only then returns: an acknowledgement follows the flash write. A refusal
+    starting no keypad lock-out is not journaled: the wrong-entry count stays in RAM (a power cut
+    resets at most ``lockout_after - 1`` entries; a lock-out is journaled when it starts)."""
     text = raw
     if isinstance(raw, (bytes, bytearray)):
         try:
@@ -223,8 +196,14 @@ def enter(meter, raw, delivery, full):
     else:
         r = _lean(meter, digits, now)
         if r is None:
-            r = full(meter, digits, now)
-        _drop(meter.board)
+            r = _full(meter, digits, now)
+        # judged: its cipher, meter.tokens and protocol.sts_core/ea07 (those loaded) leave the heap
+        # before the rest; a board with heap to spare keeps them (board.sts_resident)
+        if not getattr(meter.board, "sts_resident", False):
+            import gc
+            from meter.acse import unload
+            unload(("meter.tokens", "protocol.sts_core", "protocol.ea07"))
+            gc.collect()
     if r.ok and r.reason == "accepted":          # the action on account, tariff, limiter
         a = meter.account
         act = r.action
@@ -255,8 +234,5 @@ def enter(meter, raw, delivery, full):
         ev = (_EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid), r.tid)
     else:
         ev = (_EV_TOKEN_REJECTED, "token rejected: %s" % r.reason, r.reason)
-    if ev[0] == _EV_TOKEN_ACCEPTED or r.lockout_s:   # a change, or a keypad lock-out starts
-        meter.persist(ev)
-    else:                     # nothing on flash changes: the wrong-entry count stays in RAM
-        meter.event(*ev)
-    return r
+    # journaled: a change, or a keypad lock-out starts; else nothing on flash changes
+    return r, ev, ev[0] == _EV_TOKEN_ACCEPTED or r.lockout_s > 0

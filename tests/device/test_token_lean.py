@@ -77,10 +77,10 @@ class _Lcg:
         return (self.x >> 8) % n
 
 
-def _sequence(alg, key, rnd):
-    """(token, seconds since the previous entry) pairs: every outcome the credit path judges."""
+def _sequence(alg, key, rnd, n):
+    """``n`` tokens: every outcome the credit path judges, and some it leaves to the acceptor."""
     out = []
-    for i in range(160):
+    for i in range(n):
         c = rnd.next(16)
         tid = 1000 + i // 2 + rnd.next(12)
         if c < 5:
@@ -104,7 +104,9 @@ def _sequence(alg, key, rnd):
         elif c == 12 and out:
             out.append(out[-1 - rnd.next(len(out) if len(out) < 4 else 4)])   # again: used?
         elif c == 13:
-            out.append(_tok(key, alg, 1, 0, control=5, mfr_code=7))
+            sub = rnd.next(4)                 # test tokens; subclasses 2 and 3: no test layout
+            out.append(_tok(key, alg, 1, sub, control=rnd.next(1 << 28), mfr_code=rnd.next(256)) if sub < 2
+                       else sts.join_token(1, (sub << 60) | (5 << 16) | sts.crc_field(1, (sub << 60) | (5 << 16))))
         else:
             out.append(_tok(key, alg, 0, 0, tid=2000 + i, value=sts.amount_encode(10)))
     return out
@@ -117,7 +119,7 @@ def _run(cfg, alg, key, seed):
     rnd = _Lcg(seed)
     new = DK2 if alg == "ea07" else DK11B
     kc = _key_change(key, new, alg, seed & 1)
-    seq = _sequence(alg, key, rnd)[:100] + kc + _sequence(alg, new, rnd)[:80]
+    seq = _sequence(alg, key, rnd, 100) + kc + _sequence(alg, new, rnd, 70)
     now = T0
     judged = 0
     for j, t in enumerate(seq):
