@@ -108,14 +108,6 @@ class TokenAcceptor:
         j = 3 * i
         b[j], b[j + 1], b[j + 2] = (tid >> 16) & 0xFF, (tid >> 8) & 0xFF, tid & 0xFF
 
-    def _oldest(self):
-        # index of the smallest TID (the store is full when this is called)
-        k = 0
-        for i in range(1, self._n):
-            if self._tid_at(i) < self._tid_at(k):
-                k = i
-        return k
-
     # -- lockout --------------------------------------------------------------------------
     def _reject(self, now, reason, cls=None, sub=None):
         res = TokenResult(False, reason, cls, sub)
@@ -133,18 +125,13 @@ class TokenAcceptor:
         return res
 
     # -- entry ------------------------------------------------------------------------------
-    def _now(self, now_s):
-        if now_s is not None:
-            return int(now_s)
-        if self._opt[0] is not None:
-            return int(self._opt[0]())
-        return int(time.time())
-
     def enter(self, digits, now_s=None, room=None):
         """Enter one token (20 digits; spaces/dashes allowed) at Unix time ``now_s``; a class 0 amount
         over ``room`` (0.1 kWh; None: no ceiling) is "overflow". Returns a TokenResult, never raises."""
         from protocol import sts_core as sts
-        now = self._now(now_s)
+        # (no helper methods for the time and the oldest TID: 12 entries in the class dict, no 17-slot
+        # table to find when the acceptor is loaded for a key-change section)
+        now = int(now_s) if now_s is not None else int(self._opt[0]() if self._opt[0] is not None else time.time())
         try:
             cls, block = sts.split_token(digits)
         except sts.StsError:
@@ -183,7 +170,12 @@ class TokenAcceptor:
         for i in range(n):
             if self._tid_at(i) == tid:
                 return TokenResult(False, "used", cls, sub, tid)
-        k = self._oldest() if 3 * n >= len(self._tids) else n
+        k = n
+        if 3 * n >= len(self._tids):     # full: the index of the smallest TID
+            k = 0
+            for i in range(1, n):
+                if self._tid_at(i) < self._tid_at(k):
+                    k = i
         if k < n and tid < self._tid_at(k):
             return TokenResult(False, "old", cls, sub, tid)
         if cls == _CLASS_TRANSFER and room is not None and sts.amount_decode(f.value) > room:

@@ -53,9 +53,8 @@ def _reject(s, r, j, now, reason, cls=None):
     g = s[0].get
     after, d, top = g("lockout_after", 3), g("lockout_base_s", 10), g("lockout_max_s", 1280)
     if after > 0:
-        out = bytearray(r)
         bad = r[j + _R_BAD] + 1
-        out[j + _R_BAD] = bad if bad < 255 else 255
+        r[j + _R_BAD] = bad if bad < 255 else 255
         extra = bad - after
         if extra >= 0:
             while extra > 0 and d < top:
@@ -63,9 +62,8 @@ def _reject(s, r, j, now, reason, cls=None):
                 extra -= 1
             d = min(d, top)
             lu = now + d
-            out[j + _R_LOCK:j + _R_TIDS - 2] = (lu - ((lu >> 32) << 32)).to_bytes(4, "big")
+            r[j + _R_LOCK:j + _R_TIDS - 2] = (lu - ((lu >> 32) << 32)).to_bytes(4, "big")
             res.lockout_s = d
-        s[1] = bytes(out)
     return res
 
 
@@ -87,6 +85,8 @@ def _lean(meter, digits, now):
     if r[0] != 84 or r[1] != 75 or r[2] != 1 or r[3] != alg or r[4] != j - 5 or r[j + _R_BASE] > 2 \
             or r[j + _R_SIZE] != a or n > a or len(r) != j + _R_TIDS + 3 * n:     # "TK", version 1
         return None
+    if not isinstance(r, bytearray):   # then updated in place, entry after entry (no copy each)
+        r = s[1] = bytearray(r)
     t = int(digits) if len(digits) == 20 and digits.isdigit() else -1
     if t < 0 or t >> 66:
         return _reject(s, r, j, now, "format")
@@ -151,14 +151,12 @@ def _store(meter, r, j, cls, sub, tid, v):
         room = meter.token_room()
         if room is not None and v > room:
             return TokenResult(False, "overflow", cls, sub, tid)
-    out = bytearray(r)
     if k == n:
-        out.extend(bytes(3))
-        out[j + _R_N] = n + 1
-    out[j + _R_BAD] = 0
+        r.extend(b"\0\0\0")
+        r[j + _R_N] = n + 1
+    r[j + _R_BAD] = 0
     t += 3 * k
-    out[t], out[t + 1], out[t + 2] = tid >> 16, (tid >> 8) & 0xFF, tid & 0xFF
-    meter.tokens[1] = bytes(out)
+    r[t], r[t + 1], r[t + 2] = tid >> 16, (tid >> 8) & 0xFF, tid & 0xFF
     if cls == 0:
         return TokenResult(True, "accepted", 0, sub, tid, v, "credit", v)
     if sub == 0 or sub == 6:     # SUB_MPL, SUB_PHASE_UNBALANCE: watts as an amount
