@@ -1,10 +1,10 @@
-"""The meter's credit path (``meter.tokgate._lean``: a class 0 or class 2 data token judged on the
+"""The meter's credit path (``meter.tokjudge._lean``: a class 0 or class 2 data token judged on the
 journaled acceptor record) against the acceptor (``meter.tokens.judge``): the same TokenResult
 and the same record after every entry of a long mixed sequence (credit, class 2, used, old,
 expired, over the ceiling, wrong subclass, other meter, mistyped, class 3, lock-outs, test tokens,
 a key change), EA07 and EA11. Runs on CPython and MicroPython.
 """
-from meter import tokgate, tokens
+from meter import tokens, tokjudge
 from protocol import sts
 from protocol.sts import Ea07, Misty1, TokenFields, build_block, load_tables
 
@@ -128,7 +128,7 @@ def _run(cfg, alg, key, seed):
         elif t not in kc:
             now += (0, 1, 7, 60, 700)[rnd.next(5)]
         lean.room = ref.room = (5000, 20, None)[rnd.next(3)]
-        r = tokgate._lean(lean, t, now)
+        r = tokjudge._lean(lean, t, now)
         if r is None:
             r = tokens.judge(lean, t, now)
         else:
@@ -159,12 +159,12 @@ def test_an_unusual_record_is_left_to_the_acceptor():
     rec = m.tokens[1]
     for bad in (None, rec[:-1], b"TX" + rec[2:], rec[:17] + b"\x07" + rec[18:]):   # store size 7
         m.tokens[1] = bad
-        assert tokgate._lean(m, t, T0) is None
+        assert tokjudge._lean(m, t, T0) is None
     m.tokens[1] = rec
     m.tokens[4] = None                      # no EA07 tables kept yet
-    assert tokgate._lean(m, t, T0) is None
+    assert tokjudge._lean(m, t, T0) is None
 
 
 def test_amount_is_the_codec_s():
     for f in range(0, 0x10000, 7):
-        assert tokgate._amount(f) == sts.amount_decode(f)
+        assert tokjudge._amount(f) == sts.amount_decode(f)
