@@ -28,14 +28,29 @@ _GW_DELIVERY = const(3)
 _GW_STATUS = const(4)
 
 
-def _judge(meter, digits, now):
-    # meter.tokjudge in a frame of its own: once it returns, nothing on enter's value stack keeps it
-    from meter.tokjudge import judge
+def _judge(meter, digits, now, full):
+    # meter.tokjudge (``full``: meter.tokens, the acceptor) in a frame of its own: once it returns,
+    # nothing on enter's value stack keeps the module, which enter unloads
+    if full:
+        from meter.tokens import judge
+    else:
+        from meter.tokjudge import judge
     return judge(meter, digits, now)
 
 
+def _drop(board, names):
+    # modules ``names`` (those loaded) leave the heap now; a board with heap to spare keeps them
+    # (board.sts_resident)
+    if not getattr(board, "sts_resident", False):
+        import gc
+        from meter.acse import unload
+        unload(names)
+        gc.collect()
+
+
 def enter(meter, raw, delivery):
-    """For ``Meter.enter_token``: judge the token (``meter.tokjudge``; no STS key: refused), apply its action, update ``meter.token_gateway`` (IC 115) -> (TokenResult,
+    """For ``Meter.enter_token``: judge the token (``meter.tokjudge``, else ``meter.tokens``; no STS
+    key: refused), apply its action, update ``meter.token_gateway`` (IC 115) -> (TokenResult,
     event, journal?): the caller journals (TID store + credit) with the event, once this module
     is unloaded, and only then returns: an acknowledgement follows the flash write. A refusal
     starting no keypad lock-out is not journaled: the wrong-entry count stays in RAM (a power cut
@@ -55,14 +70,12 @@ def enter(meter, raw, delivery):
     if meter.tokens is None:   # no STS key provisioned: the meter cannot judge any token
         r = TokenResult(False, "no_sts_key")
     else:
-        r = _judge(meter, digits, now)
-        # judged: the judge, its cipher, meter.tokens and protocol.sts_core/ea07 (those loaded) leave
-        # the heap before the rest; a board with heap to spare keeps them (board.sts_resident)
-        if not getattr(meter.board, "sts_resident", False):
-            import gc
-            from meter.acse import unload
-            unload(("meter.tokjudge", "meter.tokens", "protocol.sts_core", "protocol.ea07"))
-            gc.collect()
+        r = _judge(meter, digits, now, False)       # the credit path
+        if r is None:           # a key-change section, an unusual record: the acceptor's
+            _drop(meter.board, ("meter.tokjudge",))    # (its cipher, protocol.ea07, is the acceptor's too)
+            r = _judge(meter, digits, now, True)
+        # judged: the judge, its cipher, the acceptor leave the heap before the rest
+        _drop(meter.board, ("meter.tokjudge", "meter.tokens", "protocol.sts_core", "protocol.ea07"))
     if r.ok and r.reason == "accepted":          # the action on account, tariff, limiter
         a = meter.account
         act = r.action

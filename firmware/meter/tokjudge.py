@@ -1,11 +1,12 @@
 """An STS token judged for ``meter.tokgate`` (loaded per entry, unloaded before its action is applied).
 
 The credit path: a class 0 (credit) or class 2 data token, or a class 1 test token, is judged here
-on the journaled acceptor record alone (``_lean``: decrypt, CRC, subclass, KEN, the TID store, the
+on the journaled acceptor record alone (``judge``: decrypt, CRC, subclass, KEN, the TID store, the
 amount; the record updated in place as ``meter.tokens.TokenAcceptor.to_record`` would write it),
 with the same results and record as the acceptor (tests/device/test_token_lean.py). A key-change
-section, or no record or one the acceptor would not keep as it is, goes to the acceptor,
-``meter.tokens``, loaded only then (``_full``). No ``protocol.sts_core`` on the credit path.
+section, or no record or one the acceptor would not keep as it is, is left to the acceptor
+(``judge`` returns None: ``meter.tokgate`` unloads this module and loads ``meter.tokens``). No
+``protocol.sts_core`` on the credit path.
 """
 from meter.tokres import CLASS2_ACTIONS, TokenResult
 
@@ -51,7 +52,7 @@ def _reject(s, r, j, now, reason, cls=None):
     return res
 
 
-def _lean(meter, digits, now):
+def judge(meter, digits, now):
     """A class 0 or class 2 data token, or a class 1 test token, judged on the journaled record
     (``meter.tokens[1]``) in the acceptor's order of checks (docs/CONTRACTS.md "STS token
     acceptance"): a TokenResult, the record updated; None when the acceptor must judge it (a
@@ -146,16 +147,3 @@ def _store(meter, r, j, cls, sub, tid, v):
     if sub == 0 or sub == 6:     # SUB_MPL, SUB_PHASE_UNBALANCE: watts as an amount
         v = _amount(v)
     return TokenResult(True, "accepted", 2, sub, tid, 0, CLASS2_ACTIONS.split()[sub], v)
-
-
-def _full(meter, digits, now):
-    # the acceptor (meter.tokens) in a frame of its own: nothing on enter's value stack keeps it
-    from meter.tokens import judge
-    return judge(meter, digits, now)
-
-
-def judge(meter, digits, now):
-    """The TokenResult of ``digits`` entered at ``now`` (``meter.tokens`` = [config, record, ...],
-    the record updated)."""
-    r = _lean(meter, digits, now)
-    return _full(meter, digits, now) if r is None else r

@@ -1,4 +1,4 @@
-"""The meter's credit path (``meter.tokjudge._lean``: a class 0 or class 2 data token judged on the
+"""The meter's credit path (``meter.tokjudge.judge``: a class 0 or class 2 data token judged on the
 journaled acceptor record) against the acceptor (``meter.tokens.judge``): the same TokenResult
 and the same record after every entry of a long mixed sequence (credit, class 2, used, old,
 expired, over the ceiling, wrong subclass, other meter, mistyped, class 3, lock-outs, test tokens,
@@ -128,7 +128,7 @@ def _run(cfg, alg, key, seed):
         elif t not in kc:
             now += (0, 1, 7, 60, 700)[rnd.next(5)]
         lean.room = ref.room = (5000, 20, None)[rnd.next(3)]
-        r = tokjudge._lean(lean, t, now)
+        r = tokjudge.judge(lean, t, now)
         if r is None:
             r = tokens.judge(lean, t, now)
         else:
@@ -159,10 +159,10 @@ def test_an_unusual_record_is_left_to_the_acceptor():
     rec = m.tokens[1]
     for bad in (None, rec[:-1], b"TX" + rec[2:], rec[:17] + b"\x07" + rec[18:]):   # store size 7
         m.tokens[1] = bad
-        assert tokjudge._lean(m, t, T0) is None
+        assert tokjudge.judge(m, t, T0) is None
     m.tokens[1] = rec
     m.tokens[4] = None                      # no EA07 tables kept yet
-    assert tokjudge._lean(m, t, T0) is None
+    assert tokjudge.judge(m, t, T0) is None
 
 
 def test_amount_is_the_codec_s():
