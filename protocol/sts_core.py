@@ -140,12 +140,11 @@ class TokenFields:
     KENLO in the 2nd), ``krn``, ``ro``, ``res``, ``kt`` (1st), ``ti`` (2nd), ``sgc_half``
     (12 bits, 3rd = low, 4th = high), ``key_part`` (32 bits of the new key).
     Other class 1/2 subclasses: ``payload`` (44 bits).
-    Fields not set read as the class's defaults (0, ``crc_ok`` True): a parsed block's instance
-    holds only its layout's fields (on a board: a small attribute table per token, not one of 18).
+    Fields not set read as their defaults (0, ``crc_ok`` True; ``__getattr__``): a parsed block's
+    instance holds only its layout's fields (on a board: a small attribute table per token, not one
+    of 18), and the class's own table stays at 6 entries (with 16 defaults as class attributes it
+    was 20: a 184 B table, one block to find whenever a key-change section loads this module).
     """
-    rnd = tid = value = control = mfr_code = ken_half = krn = ro = res = kt = ti = sgc_half = 0
-    key_part = payload = crc = 0
-    crc_ok = True
 
     def __init__(self, cls=0, subclass=0, **kw):
         self.cls = cls
@@ -154,6 +153,13 @@ class TokenFields:
             if not hasattr(self, k):
                 raise StsError("field", k)
             setattr(self, k, kw[k])
+
+    def __getattr__(self, name):
+        if name == "crc_ok":
+            return True
+        if name in "rnd tid value control mfr_code ken_half krn ro res kt ti sgc_half key_part payload crc".split():
+            return 0
+        raise AttributeError(name)
 
     @property
     def layout(self):
