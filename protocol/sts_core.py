@@ -11,8 +11,6 @@ and public name of a loaded module costs RAM). Sans-I/O, MicroPython and CPython
 Errors: ``StsError`` with ``reason`` "format", "crc", "wrong_class", "amount", "tid", "field",
 "date" or "currency".
 """
-from protocol.crc import crc16_modbus
-
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -45,7 +43,9 @@ BASE_DATES = (1993, 2014, 2035)
 
 
 
-_CRCBUF = bytearray(7)
+# At most 17 module globals: a key-change section loads this module (meter.tokens), and an 18th
+# grows the globals table to 23 slots (184 B, one block to find in a fragmented heap); so the CRC's
+# function and its 7-byte buffer are the function's own.
 
 
 class StsError(ValueError):
@@ -92,7 +92,8 @@ def split_token(text):
 def crc_field(cls, block):
     """Stored CRC field (byte-swapped CRC-16/MODBUS) for class + bits 63..16 of ``block``.
     IEC 62055-41 §6.3."""
-    b = _CRCBUF
+    from protocol.crc import crc16_modbus
+    b = bytearray(7)
     b[0] = cls & 3
     # bits 63..16 in 6 bytes, big-endian, as two 24-bit halves (small ints on every port)
     top = (block >> 40) & 0xFFFFFF
