@@ -51,16 +51,15 @@ _MAX_CREDIT = const(0x3FFFFFFF)   # meter.account's credit ceiling
 
 
 def _unload(board):
-    """Drop the STS code (``meter.tokgate``, ``tokjudge``, ``tokens``, ``tokres``, ``protocol.sts_core``/``ea07``;
-    ~4 KiB on 32 bits; ``protocol.misty1`` stays) until the next token (``meter.acse.unload``), unless the
-    board has heap to spare (``board.sts_resident``: the RP2040, whose .mpy files would be read from
-    flash again at every entry)."""
+    """Drop the STS code (``meter.tokgate``, ``tokens``, ``tokres``, ``protocol.sts_core``/``ea07``; ~4 KiB
+    on 32 bits; ``meter.tokjudge`` is ``meter.tokgate``'s to drop; ``protocol.misty1`` stays) until the next
+    token (``meter.acse.unload``), unless the board has heap to spare (``board.sts_resident``: the
+    RP2040, whose .mpy files would be read from flash again at every entry)."""
     if not getattr(board, "sts_resident", False):
-        acse.unload(("meter.tokgate", "meter.tokjudge", "meter.tokens", "meter.tokres", "protocol.sts_core",
-                     "protocol.ea07"))
+        acse.unload(("meter.tokgate", "meter.tokens", "meter.tokres", "protocol.sts_core", "protocol.ea07"))
 
 
-def _sts(m, raw=None, delivery=0):
+def _sts(m, raw, delivery):
     """The STS code in a frame of its own (the caller's value stack would keep it past its unload):
     the boot check (``meter.tokens.judge``), or a token entry (``meter.tokgate.enter``)."""
     if raw is None:
@@ -93,7 +92,7 @@ class Meter:
         # is the boot's largest transient and nothing else of the meter is live yet
         self.tokens = [sts, None, [None, None, None, None], 0, None] if sts else None
         if sts:
-            _sts(self)             # the journaled state is checked by the next token entry
+            _sts(self, None, 0)    # the journaled state is checked by the next token entry
             _unload(board)
             gc.collect()
         sec_err = acse.keys(self, g("security"))   # HLS keys and counters (code unloaded after)
