@@ -22,41 +22,17 @@ host half (``protocol.sts.Ea07``: ``encrypt_into``, ``encrypt_block(int)``, ``de
 Errors: ``protocol.sts.StsError`` with reason "tables" or "key".
 """
 # No module-level names beyond the functions and classes: a token entry loads this module (the
-# meter's credit path, meter.tokgate), and a 13th global grows its dict table to 17 slots (136 B,
+# meter's credit path, meter.tokjudge), and a 13th global grows its dict table to 17 slots (136 B,
 # one block to find in a fragmented heap); so no ``const`` import (16 rounds: written out) and
-# ``array`` imported where it is used.
+# ``array`` imported where it is used. Reading and checking the forward tables (JSON, permutations)
+# is ``protocol.ea07tab``'s: its names stay out of this module's constant table (one block per load).
 
 
 def _err(reason):
     # protocol.sts_core.StsError, imported when raised: a token entry loads this module (the meter's
-    # credit path, meter.tokgate) without sts_core
+    # credit path, meter.tokjudge) without sts_core
     from protocol.sts_core import StsError
     return StsError(reason)
-
-
-def _perm_list(v, n):
-    """Hex string or list of ints -> bytes of length n, checked to be a permutation;
-    StsError("tables") otherwise (bad hex, not small ints, not a permutation of 0..n-1)."""
-    try:
-        if isinstance(v, str):
-            s = v.replace(" ", "")
-            if n == 16 and len(s) == 16:      # 16 nibbles, one hex digit each
-                v = [int(c, 16) for c in s]
-            else:
-                v = list(bytes.fromhex(s))
-        b = bytes(v)
-    except (TypeError, ValueError):
-        raise _err("tables")
-    if len(b) != n or sorted(b) != list(range(n)):
-        raise _err("tables")
-    return b
-
-
-def _invert(p):
-    inv = bytearray(len(p))
-    for i in range(len(p)):
-        inv[p[i]] = i
-    return bytes(inv)
 
 
 class Tables:
@@ -74,9 +50,8 @@ class Tables:
             m = memoryview(sub1)
             self.isub, self.iperm = m[:32], m[32:]
             return
-        self.iperm = _invert(_perm_list(perm, 64))
-        # inverse substitutions, sel*16 + v (never assume table 2 = inverse of table 1)
-        self.isub = _invert(_perm_list(sub1, 16)) + _invert(_perm_list(sub2, 16))
+        from protocol.ea07tab import inverse      # the forward tables: checked and inverted there
+        self.iperm, self.isub = inverse(sub1, sub2, perm)
 
 
 def load_tables(src):
@@ -92,22 +67,8 @@ def load_tables(src):
         return src
     if isinstance(src, (bytes, bytearray)):   # isub + iperm (Tables.__init__)
         return Tables(src)
-    if isinstance(src, str):
-        import json
-        try:
-            with open(src) as f:
-                src = json.load(f)
-        except (OSError, ValueError):
-            raise _err("tables")
-    if not isinstance(src, dict):
-        raise _err("tables")
-    try:
-        if "sub1" in src:
-            return Tables(src["sub1"], src["sub2"], src["perm"])
-        return Tables(src["substitution_table_1"], src["substitution_table_2"],
-                      src["permutation_table"])
-    except KeyError:
-        raise _err("tables")
+    from protocol.ea07tab import read      # a JSON file or a dict: host and boot only
+    return Tables(*read(src))
 
 
 def _sel(key, r, i):

@@ -51,12 +51,13 @@ _MAX_CREDIT = const(0x3FFFFFFF)   # meter.account's credit ceiling
 
 
 def _unload(board):
-    """Drop the STS code (``meter.tokgate``, ``tokens``, ``tokres``, ``protocol.sts_core``/``ea07``; ~4 KiB
-    on 32 bits; ``meter.tokjudge`` is ``meter.tokgate``'s to drop; ``protocol.misty1`` stays) until the next
+    """Drop the STS code (``meter.tokgate``, ``tokens``, ``tokres``, ``protocol.sts_core``/``ea07``/``ea07tab``;
+    ~4 KiB on 32 bits; ``meter.tokjudge`` is ``meter.tokgate``'s to drop; ``protocol.misty1`` stays) until the next
     token (``meter.acse.unload``), unless the board has heap to spare (``board.sts_resident``: the
     RP2040, whose .mpy files would be read from flash again at every entry)."""
     if not getattr(board, "sts_resident", False):
-        acse.unload(("meter.tokgate", "meter.tokens", "meter.tokres", "protocol.sts_core", "protocol.ea07"))
+        acse.unload(("meter.tokgate", "meter.tokens", "meter.tokres", "protocol.sts_core", "protocol.ea07",
+                     "protocol.ea07tab"))
 
 
 def _sts(m, raw, delivery):
