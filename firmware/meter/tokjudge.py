@@ -60,11 +60,12 @@ def judge(meter, digits, now):
     s = meter.tokens
     g = s[0].get
     r = s[1]
-    a = str(g("algorithm", "ea07")).lower()
-    alg = 0 if a == "ea07" or a == "sta" else (1 if a == "ea11" or a == "misty1" else 9)
+    # the configured algorithm: EA07 keeps its inverse tables (s[4], from the boot check), EA11 none
+    # (a meter with another algorithm does not boot: the acceptor refuses it)
+    alg = 0 if s[4] is not None else 1
     j = 13 if alg == 0 else 21      # 5 + key length
     a = g("store_size", 50)
-    if r is None or alg == 9 or (alg == 0 and s[4] is None) or len(r) < j + _R_TIDS:
+    if r is None or len(r) < j + _R_TIDS:
         return None
     n = r[j + _R_N]
     if r[0] != 84 or r[1] != 75 or r[2] != 1 or r[3] != alg or r[4] != j - 5 or r[j + _R_BASE] > 2 \
@@ -108,7 +109,10 @@ def judge(meter, digits, now):
             a &= 0xFFFFFFF
         res = TokenResult(True, "accepted", 1, sub, None, 0, "test", a)
         t = "load_switch display total_energy krn_kt ti b5 mpl".split()    # protocol.sts_core.test_names
-        res.tests = tuple(t[i] for i in range(7) if (a >> i) & 1)
+        res.tests = ()
+        for i in range(7):
+            if (a >> i) & 1:
+                res.tests += (t[i],)
         res.mfr_code = (b[5] << 8) | b[6] if sub else b[6]
         return res
     return _store(meter, r, j, cls, sub, (b[2] << 16) | (b[3] << 8) | b[4], (b[5] << 8) | b[6])

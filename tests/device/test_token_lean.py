@@ -161,7 +161,7 @@ def test_an_unusual_record_is_left_to_the_acceptor():
         m.tokens[1] = bad
         assert tokjudge.judge(m, t, T0) is None
     m.tokens[1] = rec
-    m.tokens[4] = None                      # no EA07 tables kept yet
+    m.tokens[4] = None                      # no EA07 tables kept (an EA11 meter's)
     assert tokjudge.judge(m, t, T0) is None
 
 
