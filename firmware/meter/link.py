@@ -146,8 +146,6 @@ class HdlcLink:
                 try:
                     out = self.on_frame(f)
                 except Exception as e:  # a bug must not take the meter off the air
-                    import sys  # PROBE
-                    sys.print_exception(e)  # PROBE
                     if not self.errors:   # one event, then counted: no flash wear per request
                         self.assoc.meter.event(_EV_DLMS_ERROR, "dlms error %r" % (e,))
                     self.errors += 1
