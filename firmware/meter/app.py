@@ -51,18 +51,15 @@ _MAX_CREDIT = const(0x3FFFFFFF)   # meter.account's credit ceiling
 
 
 def _unload(board):
-    """Drop the STS code (``meter.tokgate``, ``tokens``, ``tokres``, ``protocol.sts_core``/``ea07``/``ea07tab``;
-    ~4 KiB on 32 bits; ``meter.tokjudge`` is ``meter.tokgate``'s to drop; ``protocol.misty1`` stays) until the next
-    token (``meter.acse.unload``), unless the board has heap to spare (``board.sts_resident``: the
-    RP2040, whose .mpy files would be read from flash again at every entry)."""
+    """Drop the STS code until the next token (``meter.tokjudge``: ``meter.tokgate``'s to drop; ``protocol.misty1``
+    stays) unless the board has heap to spare (``board.sts_resident``: the RP2040, flash reads per entry)."""
     if not getattr(board, "sts_resident", False):
         acse.unload(("meter.tokgate", "meter.tokens", "meter.tokres", "protocol.sts_core", "protocol.ea07",
                      "protocol.ea07tab"))
 
 
 def _sts(m, raw, delivery):
-    """The STS code in a frame of its own (the caller's value stack would keep it past its unload):
-    the boot check (``meter.tokens.judge``), or a token entry (``meter.tokgate.enter``)."""
+    """The boot check or a token entry, in a frame of its own (a caller's value stack keeps what it held)."""
     if raw is None:
         from meter.tokens import judge
         return judge(m, None, 0)
@@ -273,19 +270,15 @@ class Meter:
 
     # --- STS tokens -----------------------------------------------------------------------
     def enter_token(self, raw, delivery=0):
-        """Enter one 20-digit STS token (bytes or str; spaces and dashes ignored) delivered by
-        ``delivery`` (IC 115 enum): ``meter.tokgate.enter`` judges and applies it; the result is
-        journaled once the STS code is unloaded (docs/MEMORY.md), then the TokenResult (``ok``,
-        ``reason`` ...) returned."""
+        """Enter one 20-digit STS token (bytes or str; spaces, dashes ignored) delivered by ``delivery`` (IC
+        115 enum): ``meter.tokgate.enter`` judges and applies it, journaled once the STS code is unloaded
+        (docs/MEMORY.md); -> the TokenResult (``ok``, ``reason`` ...)."""
         try:
             r, ev, journal = _sts(self, raw, delivery)
         finally:
             _unload(self.board)
         gc.collect()
-        if journal:
-            self.persist(ev)
-        else:
-            self.event(*ev)
+        self.persist(ev) if journal else self.event(*ev)
         return r
 
     def token_room(self):
