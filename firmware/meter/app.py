@@ -85,9 +85,8 @@ class Meter:
         self._link = HdlcLink(self, int(g("server_address", 1)), g("physical_address"),
                               int(g("max_info", 512)), int(g("inactivity_s", 120)))
         sts = g("sts")
-        # STS: [config, acceptor state, key change, its time, EA07 tables]; meter.tokens loads
-        # per use (enter_token). Config check and EA07 tables (JSON) first: the STS code (~6.5 KiB)
-        # is the boot's largest transient and nothing else of the meter is live yet
+        # STS: [config, acceptor record, key change, its time, EA07 tables]; code loaded per use. The
+        # boot check (tables' JSON) first: the boot's largest transient, nothing else of the meter live
         self.tokens = [sts, None, [None, None, None, None], 0, None] if sts else None
         if sts:
             _sts(self, None, 0)    # the journaled state is checked by the next token entry
