@@ -59,7 +59,8 @@ MODULES = ["protocol.crc", "protocol.obis", "protocol.civil", "protocol.axdr", "
            "meter.timeutil", "meter.account", "meter.relay", "meter.policy", "meter.tariff",
            "meter.limiter", "meter.store", "meter.events", "meter.profile", "meter.modules",
            "meter.metrology", "meter.cosem_values", "meter.cosem", "meter.link",
-           "meter.lockout", "meter.acse", "meter.secure", "meter.tokens", "meter.tokgate", "meter.server",
+           "meter.lockout", "meter.acse", "meter.secure", "meter.tokens", "meter.tokgate",
+           "meter.tokjudge", "meter.tokres", "meter.server",
            "meter.app", "boards.unix"]
 
 

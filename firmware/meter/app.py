@@ -51,20 +51,20 @@ _MAX_CREDIT = const(0x3FFFFFFF)   # meter.account's credit ceiling
 
 
 def _unload(board):
-    """Drop the STS modules (``meter.tokgate``, ``meter.tokens``, ``protocol.sts_core``/``ea07``): on MicroPython
-    their code leaves the heap until the next token (~6.5 KiB on 32 bits; ``protocol.misty1``
-    stays: EA11's 1 KiB table would not find room later). ``meter.acse.unload``. A board with
-    heap to spare keeps them (``board.sts_resident``: the RP2040, whose .mpy files would be read
-    from flash again at every entry)."""
+    """Drop the STS code until the next token (``meter.tokjudge``: ``meter.tokgate``'s to drop; ``protocol.misty1``
+    stays) unless the board has heap to spare (``board.sts_resident``: the RP2040, flash reads per entry)."""
     if not getattr(board, "sts_resident", False):
-        acse.unload(("meter.tokgate", "meter.tokens", "protocol.sts_core", "protocol.ea07"))
+        acse.unload(("meter.tokgate", "meter.tokens", "meter.tokres", "protocol.sts_core", "protocol.ea07",
+                     "protocol.ea07tab"))
 
 
-def _sts(m):
-    """The STS boot check (``meter.tokgate``) in a frame of its own: the value stack of
-    ``Meter.__init__`` would keep the acceptor, and with it the module, past its unload."""
-    from meter import tokgate
-    tokgate.keep(m, tokgate.acceptor(m))
+def _sts(m, raw, delivery):
+    """The boot check or a token entry, in a frame of its own (a caller's value stack keeps what it held)."""
+    if raw is None:
+        from meter.tokens import judge
+        return judge(m, None, 0)
+    from meter.tokgate import enter
+    return enter(m, raw, delivery)
 
 
 class Meter:
@@ -85,12 +85,11 @@ class Meter:
         self._link = HdlcLink(self, int(g("server_address", 1)), g("physical_address"),
                               int(g("max_info", 512)), int(g("inactivity_s", 120)))
         sts = g("sts")
-        # STS: [config, acceptor state, key change, its time, EA07 tables]; meter.tokens loads
-        # per use (enter_token). Config check and EA07 tables (JSON) first: the STS code (~6.5 KiB)
-        # is the boot's largest transient and nothing else of the meter is live yet
+        # STS: [config, acceptor record, key change, its time, EA07 tables]; code loaded per use. The
+        # boot check (tables' JSON) first: the boot's largest transient, nothing else of the meter live
         self.tokens = [sts, None, [None, None, None, None], 0, None] if sts else None
         if sts:
-            _sts(self)             # the journaled state is checked by the next token entry
+            _sts(self, None, 0)    # the journaled state is checked by the next token entry
             _unload(board)
             gc.collect()
         sec_err = acse.keys(self, g("security"))   # HLS keys and counters (code unloaded after)
@@ -272,15 +271,16 @@ class Meter:
 
     # --- STS tokens -----------------------------------------------------------------------
     def enter_token(self, raw, delivery=0):
-        """Enter one 20-digit STS token (bytes or str; spaces and dashes ignored) delivered by
-        ``delivery`` (IC 115 enum): ``meter.tokgate.enter`` applies it and journals the result
-        before it returns. Returns the TokenResult (``ok``, ``reason`` ...). ``meter.tokgate``, ``meter.tokens`` and
-        the STS protocol modules are loaded for it and unloaded after (docs/MEMORY.md)."""
-        from meter.tokgate import enter
+        """Enter one 20-digit STS token (bytes or str; spaces, dashes ignored) delivered by ``delivery`` (IC
+        115 enum): ``meter.tokgate.enter`` judges and applies it, journaled once the STS code is unloaded
+        (docs/MEMORY.md); -> the TokenResult (``ok``, ``reason`` ...)."""
         try:
-            return enter(self, raw, delivery)
+            r, ev, journal = _sts(self, raw, delivery)
         finally:
             _unload(self.board)
+        gc.collect()
+        self.persist(ev) if journal else self.event(*ev)
+        return r
 
     def token_room(self):
         """The largest STS credit amount (0.1 kWh) the credit register can still take: a token
