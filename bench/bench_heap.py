@@ -55,11 +55,12 @@ CONFIGS = [
 # import order for the per-module figures (dependencies first)
 MODULES = ["protocol.crc", "protocol.obis", "protocol.civil", "protocol.axdr", "protocol.hdlc",
            "protocol.apdu", "protocol.modbus_rtu", "protocol.gbt", "protocol.security",
-           "protocol.aes", "protocol.gcm", "protocol.sts_core", "protocol.ea07", "protocol.misty1",
+           "protocol.aes", "protocol.sts_core", "protocol.ea07", "protocol.misty1",
            "meter.timeutil", "meter.account", "meter.relay", "meter.policy", "meter.tariff",
            "meter.limiter", "meter.store", "meter.events", "meter.profile", "meter.modules",
            "meter.metrology", "meter.cosem_values", "meter.cosem", "meter.link",
-           "meter.lockout", "meter.acse", "meter.secure", "meter.tokens", "meter.tokgate", "meter.server",
+           "meter.lockout", "meter.acse", "meter.secure", "meter.tokens", "meter.tokgate",
+           "meter.tokjudge", "meter.tokres", "meter.server",
            "meter.app", "boards.unix"]
 
 

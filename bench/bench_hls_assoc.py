@@ -6,7 +6,7 @@ meter: the time of one HLS-GMAC association (AARQ with a glo-initiate-request ->
 reply_to_HLS_authentication) and of one ciphered GET (clock time, general-glo-ciphering), meter
 side only (the client's crypto is outside the timers); heap growth over 200 ciphered GETs after
 warm-up; and the heap the security code costs (importing meter.acse, meter.lockout,
-meter.secure, protocol.gcm/aes/security from .mpy, plus one key set and counters).
+meter.secure, protocol.aes/security from .mpy, plus one key set and counters).
 The RP2040 figure is unix time x bench_security.RP2040_FACTOR.
 
 Run: ``.venv/bin/python bench/bench_hls_assoc.py``.
@@ -99,7 +99,7 @@ print("RESULT keyset %d" % keyset)
 MODS = ("meter/__init__.py", "meter/acse.py", "meter/keyset.py", "meter/lockout.py", "meter/secure.py",
         "meter/server.py",
         "meter/cosem.py", "meter/cosem_log.py", "meter/cosem_values.py", "meter/timeutil.py")
-PROTO = ("protocol/__init__.py", "protocol/aes.py", "protocol/gcm.py", "protocol/security.py",
+PROTO = ("protocol/__init__.py", "protocol/aes.py", "protocol/security.py",
          "protocol/keywrap.py", "protocol/apdu.py", "protocol/axdr.py", "protocol/hdlc.py",
          "protocol/crc.py", "protocol/civil.py", "protocol/hlsecb.py")
 
@@ -135,7 +135,7 @@ def main():
             r = run(vm, d)
             print("%s: HLS-GMAC association %.2f ms (RP2040 ~%.0f ms), ciphered GET %.2f ms "
                   "(RP2040 ~%.0f ms); heap growth over 200 ciphered GETs %d B; security code "
-                  "(acse+lockout+secure+gcm+aes+security from .mpy) %d B, key set + counters %d B"
+                  "(acse+lockout+secure+aes+security from .mpy) %d B, key set + counters %d B"
                   % (label, r["assoc_us"] / 1000, r["assoc_us"] * B.RP2040_FACTOR / 1000,
                      r["get_us"] / 1000, r["get_us"] * B.RP2040_FACTOR / 1000, r["growth"],
                      r["code"], r["keyset"]))

@@ -10,7 +10,7 @@ with the RP2040 heap (``-X heapsize=190k``):
 3. bytes allocated per operation after warm-up (gc disabled, ``gc.mem_alloc`` delta), the ops
    re-run under ``micropython.heap_lock()`` (any allocation would raise), and heap growth
    after 200 ciphered round trips (live heap after a collect);
-4. the heap cost of the security code: importing protocol.aes, protocol.gcm and
+4. the heap cost of the security code: importing protocol.aes and
    protocol.security from mpy-cross ``.mpy`` files (bytecode in RAM, as without ROMFS), and one
    ``Suite0`` key set (GHASH table + buffers).
 
@@ -29,12 +29,12 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # see bench_sts.py: the pessimistic end of 40-80x for integer/bytecode loops
 RP2040_FACTOR = 80
-MODULES = ("protocol/aes.py", "protocol/gcm.py", "protocol/security.py", "protocol/hlsecb.py")
+MODULES = ("protocol/aes.py", "protocol/security.py", "protocol/hlsecb.py")
 
 DEVICE_SCRIPT = r"""
 import gc, sys, time, micropython
 total = 0
-for name in ("protocol.aes", "protocol.gcm", "protocol.security"):
+for name in ("protocol.aes", "protocol.security"):
     gc.collect()
     m0 = gc.mem_alloc()
     __import__(name)
@@ -72,12 +72,12 @@ def rt(n, ic):
 
 def gcm(n):
     b = bufs[n]
-    g = s.gcm                                # the meter's streaming calls (no one-shot helper)
-    g.start(iv)
+    g = s                                    # the meter's streaming calls (no one-shot helper)
+    g.begin(iv)
     g.aad(AK)
     g.crypt(b)
     g.hash(b)
-    g.tag(tag, 0, 12)
+    g.mac(tag, 0, 12)
 
 def hls(ic):
     s.hls_gmac(ST, ic, chal, f, 0)
@@ -201,9 +201,9 @@ def report(label, r):
           "under heap_lock: %s; heap growth over 200 round trips + 200 HLS: %d B"
           % (r["alloc_rt64"], r["alloc_rt512"], r["alloc_hls"],
              "no allocation" if r["heap_lock_ok"] else "ALLOCATED", r["heap_growth"]))
-    print("  heap: importing from .mpy (in this order) aes %d B, gcm %d B, security %d B "
+    print("  heap: importing from .mpy (in this order) aes %d B, security (with GCM) %d B "
           "= %d B; one Suite0 key set %d B; free at the end %d B"
-          % (r["import_aes"], r["import_gcm"], r["import_security"],
+          % (r["import_aes"], r["import_security"],
              r["import_bytes"], r["suite0_bytes"], r["mem_free"]))
 
 

@@ -23,6 +23,8 @@ class BenchRig(Rig):
         ready_probe: optional callable() -> bool, true once the board answers
             after power-on (e.g. a DLMS SNRM/UA); `power_on` polls it.
         password: the management client's LLS password (None: the emulated meter's default).
+        keys: the management client's HLS keys (``host_tools.client.HlsKeys``: a board flashed
+            by ``meterctl flash``, or ``meterctl emulate``, refuses LLS to client 1); None: LLS.
 
     Clock, relay read-back, button and telemetry need bench hardware this rig
     does not drive: tests needing them are skipped.
@@ -31,9 +33,10 @@ class BenchRig(Rig):
     _PROBE_INTERVAL = 0.25
 
     def __init__(self, meter_port, modbus_port=None, baud=9600, pzem_unit=1,
-                 power_switch=None, ready_probe=None, password=None):
+                 power_switch=None, ready_probe=None, password=None, keys=None):
         if password:
             self.management_password = str(password)
+        self.management_keys = keys
         self.meter_port = str(meter_port)
         self.modbus_port = modbus_port
         self.baud = int(baud)

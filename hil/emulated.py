@@ -90,6 +90,17 @@ class EmulatedRig(ControlledRig):
         """LLS password of the management client (SAP 1) in this meter's config."""
         return self.config.get("passwords", {}).get("1")
 
+    @property
+    def management_keys(self):
+        """HLS keys of the management client when this meter's config gives client 1 an HLS
+        mechanism (its "security" section), our system title the test identity's; else None."""
+        sec = self.config.get("security") or {}
+        if not (sec.get("mech") or {}).get("1"):
+            return None
+        from host_tools.keystore import hls_keys
+        from .identity import CLIENT_TITLE
+        return hls_keys(dict(sec, mech=sec["mech"]["1"], client_title=CLIENT_TITLE.hex()))
+
     def __init__(self, workdir, heap="190k", config=None, clock_epoch=DEFAULT_EPOCH,
                  poll_ms=200, clock_mode="frozen", firmware_dir=None,
                  micropython=None, pzem_unit=None, boot_timeout=30.0, start=True,

@@ -24,16 +24,18 @@ class LabgridRig(Rig):
             ``MeterStrategy``, which is brought to "on"; else the driver is activated and
             the supply, if switchable, switched on).
         password: management LLS password (None: the driver's ``password``).
+        keys: the management client's HLS keys (``host_tools.client.HlsKeys``; a board flashed
+            with keys refuses LLS to client 1), None: LLS with ``password``.
         poll_s: interval of the DLMS relay read-back in `wait_relay`.
 
     Raises RigError if the board does not answer DLMS.
     """
 
-    def __init__(self, target, password=None, poll_s=0.25):
-        from . import labgrid_driver  # noqa: F401 - registers the driver classes
+    def __init__(self, target, password=None, poll_s=0.25, keys=None):
         self.target = target
-        self.driver = target.get_driver("MeterBoardDriver", activate=False)
+        self.driver = self._driver(target)
         self.management_password = password or self.driver.password
+        self.management_keys = keys
         self.poll_s = float(poll_s)
         caps = {"dlms", "relay"}
         if self.driver.power is not None:
@@ -54,18 +56,24 @@ class LabgridRig(Rig):
         except Exception as e:
             raise RigError("labgrid target %s not ready: %s" % (target.name, e)) from e
 
+    @staticmethod
+    def _driver(target):
+        from . import labgrid_driver  # noqa: F401 - registers the driver classes
+        return target.get_driver("MeterBoardDriver", activate=False)
+
+    @classmethod
+    def board_serial(cls, target):
+        """The serial the target's ``MeterBoardDriver`` names (its keystore entry), or None."""
+        return cls._driver(target).serial
+
     @property
     def port(self):
         """The DLMS UART as a pyserial port string (device path or rfc2217:// URL)."""
         return self.driver.dlms_url
 
-    def _client(self):
-        from host_tools.client import DlmsClient
-        return DlmsClient(self.port, client_sap=1, password=self.management_password)
-
     def relay_closed(self):
         """The disconnect control's output_state read over DLMS (True: load connected)."""
-        with self._client() as c:
+        with self.management_client() as c:
             return bool(c.get(*DISCONNECT_CONTROL)[1])
 
     def wait_relay(self, closed, timeout=10.0):

@@ -215,7 +215,7 @@ class PicoRig(ControlledRig):
             self._flash_base()
             _save(self.flash_path, base)
         files = dict({"main.py": (self._build / "main.py").read_bytes()}, **self.files)
-        self._spawn()
+        self._spawn_repl()
         try:
             from host_tools.repl import Device
             dev = Device(self.repl_port, timeout=30)
@@ -246,7 +246,7 @@ class PicoRig(ControlledRig):
             def close(self):
                 self.dev.close()
 
-        self._spawn()
+        self._spawn_repl()
         try:
             F.flash(self.repl_port, "rp2040", self.config["serial"],
                     keystore=str(self.workdir / "deploy.keystore"), sgc=123456, confirm=False,
@@ -272,6 +272,15 @@ class PicoRig(ControlledRig):
         boot), without waiting: for ``meterctl flash --board rp2040 --port rig.repl_port``."""
         if self.flash_path.exists():
             self.flash_path.unlink()
+        self._spawn()
+
+    def _spawn_repl(self):
+        """Boot for work over the CDC REPL (deploy) with nothing left on that cable from the
+        last boot either way (what the host sent the halted board, what it printed unread).
+        The board prints no banner before a host opens the port, so the host's raw-REPL entry
+        can meet a board still booting: `host_tools.repl.Device` enters again if so."""
+        self.cdc_link.flush("a")
+        self.cdc_link.flush("b")
         self._spawn()
 
     def _spawn(self, cut_at=0):

@@ -11,10 +11,16 @@ Options:
                            the real MicroPython rp2 port in rp2040js)
     --lg-env FILE          labgrid: the environment YAML (labgrid's own pytest option; its target
                            carries a ``MeterBoardDriver``, see hil.labgrid_driver)
-    --meter-password PW    bench/labgrid: the management (client 1) LLS password
+    --meter-password PW    bench/labgrid: the management (client 1) LLS password (METER_PASSWORD)
+    --meter-key-file PATH  bench/labgrid: the board's HLS keys as a key file (``meterctl emulate``
+                           prints its path; METER_KEY_FILE): management client 1 runs HLS
+    --meter-serial SERIAL  bench/labgrid: the board's keystore entry (``meterctl flash`` wrote it;
+                           METER_SERIAL; labgrid: with --meter-keystore, the driver's ``serial``)
+    --meter-keystore PATH  the keystore of --meter-serial (METER_KEYSTORE, else meterctl's default)
     --meter-port PATH      bench: the board's DLMS serial port
     --modbus-port PATH     bench: USB-RS485 adapter for the PZEM emulator
-    --power-cmd CMD        bench: shell command switching the supply ({state} = on/off)
+    --power-cmd CMD        bench: shell command switching the supply, run with ``{state}``
+                           replaced by ``on`` or ``off`` (one without ``{state}``: a usage error)
     --heap SIZE            emulated: MicroPython heap, e.g. 190k (ESP32: 56k); default 190k,
                            VM32_HEAP on the 32-bit VM chosen by --vm32
     --micropython PATH     emulated: the MicroPython unix port to run (any build)
@@ -34,9 +40,11 @@ given by option or variable that is not an executable file fails the run; it is 
 Fixtures:
     rig          a started rig, fresh state under tmp_path, stopped after the test
     rig_factory  callable(config=None, heap=None, **kw) -> started rig (all
-                 stopped after the test), for custom provisioning or heap
+                 stopped after the test), for custom provisioning or heap; each rig is
+                 checked against the test's ``needs`` markers as ``rig`` is
     meter_client a connected, associated ``host_tools.client.DlmsClient`` on ``rig.port``
-                 (management client 1 with the rig's password), released after the test
+                 (``rig.management_client()``: management client 1 with the rig's HLS keys, else
+                 its LLS password), released after the test
 
 Markers:
     @pytest.mark.needs("power_cut", ...)  skip (with the reason) when the rig lacks a capability
@@ -50,6 +58,8 @@ When a test fails, its report gets a "firmware log" section with the tail of
 the firmware's output and the last control lines.
 """
 
+import os
+
 import pytest
 
 from .bench import BenchRig
@@ -62,7 +72,7 @@ _RIGS_KEY = "_hil_rigs"
 _WHEEL_HEAP = "190k"
 # the session's default heap, its notice line, whether it is --vm32's VM32_HEAP (then a test's heap32
 # marker applies) and the tests that ran above it (counted from the reports: xdist-proof)
-_state = {"heap": _WHEEL_HEAP, "notice": None, "vm32": False, "raised": {}}
+_state = {"heap": _WHEEL_HEAP, "notice": None, "vm32": False, "raised": {}, "keys": None}
 RIG_KINDS = ("emulated", "bench", "labgrid", "pico")
 
 
@@ -78,9 +88,18 @@ def pytest_addoption(parser):
     group.addoption("--power-cmd", default=None,
                     help="bench rig: shell command switching the board's supply; "
                          "'{state}' becomes on/off (e.g. 'uhubctl -l 1-1 -p 2 -a {state}')")
-    group.addoption("--meter-password", default=None,
-                    help="bench/labgrid rig: management (client 1) LLS password "
-                         "(default: the emulated meter's)")
+    group.addoption("--meter-password", default=os.environ.get("METER_PASSWORD"),
+                    help="bench/labgrid rig: management (client 1) LLS password (default: "
+                         "$METER_PASSWORD, else the emulated meter's)")
+    group.addoption("--meter-key-file", default=os.environ.get("METER_KEY_FILE"), metavar="PATH",
+                    help="bench/labgrid rig: the board's HLS key file (meterctl emulate prints it; "
+                         "default $METER_KEY_FILE): the management client uses HLS")
+    group.addoption("--meter-serial", default=os.environ.get("METER_SERIAL"), metavar="SERIAL",
+                    help="bench/labgrid rig: the board's keystore entry (meterctl flash --serial; "
+                         "default $METER_SERIAL): the management client uses its HLS keys")
+    group.addoption("--meter-keystore", default=os.environ.get("METER_KEYSTORE"), metavar="PATH",
+                    help="keystore of --meter-serial (default $METER_KEYSTORE, else meterctl's: "
+                         "$METERCTL_KEYSTORE, ~/.config/meterctl/meters.keystore)")
     group.addoption("--heap", default=None,
                     help="emulated rig: MicroPython heap size (default 190k; %s on --vm32's VM)"
                          % VM32_HEAP)
@@ -112,6 +131,26 @@ def pytest_configure(config):
             raise pytest.UsageError(str(e))
     if config.getoption("--rig") == "labgrid" and not _lg_env(config):
         raise pytest.UsageError("--rig labgrid needs --lg-env ENV.yaml (labgrid installed)")
+    cmd = config.getoption("--power-cmd")
+    if cmd and "{state}" not in cmd:
+        raise pytest.UsageError("--power-cmd %r has no {state} (it becomes on/off), e.g. "
+                                "'relayctl {state}'" % cmd)
+    _state["keys"] = _meter_keys(config)
+
+
+def _meter_keys(config, serial=None):
+    """The HLS keys --meter-key-file or --meter-serial name for the bench/labgrid board's
+    management client (None: LLS); ``serial`` (a labgrid driver's) stands in for --meter-serial
+    when --meter-keystore is given. A usage error when the keys do not load."""
+    opt = config.getoption
+    serial = opt("--meter-serial") or (serial if opt("--meter-keystore") else None)
+    if opt("--rig") not in ("bench", "labgrid") or not (opt("--meter-key-file") or serial):
+        return None
+    from host_tools import keystore
+    try:
+        return keystore.load_hls_keys(opt("--meter-key-file"), serial, opt("--meter-keystore"))
+    except keystore.KeystoreError as e:
+        raise pytest.UsageError("--rig %s: %s" % (opt("--rig"), e))
 
 
 def _lg_env(config):
@@ -217,14 +256,16 @@ def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
         pytest.skip("--rig %s cannot provision a custom config" % kind)
     if kind == "labgrid":
         from .labgrid_rig import LabgridRig
-        return LabgridRig(request.getfixturevalue("target"), password=opt("--meter-password"))
+        target = request.getfixturevalue("target")
+        keys = _state["keys"] or _meter_keys(request.config, LabgridRig.board_serial(target))
+        return LabgridRig(target, password=opt("--meter-password"), keys=keys)
     if kind == "bench":
         port = opt("--meter-port")
         if not port:
             pytest.skip("--rig bench needs --meter-port")
         return BenchRig(port, modbus_port=opt("--modbus-port"),
                         power_switch=_power_switch(opt("--power-cmd")),
-                        password=opt("--meter-password"))
+                        password=opt("--meter-password"), keys=_state["keys"])
     if opt("--rig") == "pico":
         return _make_pico(workdir, config, sts, dict(kw, heap=heap) if heap else kw)
     if sts:
@@ -299,24 +340,27 @@ def rig(request, tmp_path):
 @pytest.fixture
 def meter_client(rig):
     """A connected, associated ``host_tools.client.DlmsClient`` on ``rig.port``: management
-    client (SAP 1) with the rig's LLS password (``rig.management_password``). Released and
-    closed after the test."""
-    from host_tools.client import DlmsClient
+    client (SAP 1) by ``rig.management_client()``: HLS with ``rig.management_keys`` (a meter
+    provisioned with keys: ``--meter-key-file``/``--meter-serial`` on a bench), else the LLS
+    password ``rig.management_password``. Released and closed after the test."""
     rig.require("dlms")
-    with DlmsClient(rig.port, client_sap=1, password=rig.management_password) as c:
+    with rig.management_client() as c:
         yield c
 
 
 @pytest.fixture
 def rig_factory(request, tmp_path):
-    """Start rigs with custom provisioning: ``rig_factory(config={...}, heap="56k")``."""
+    """Start rigs with custom provisioning: ``rig_factory(config={...}, heap="56k")``; each is
+    checked against the test's ``needs`` markers (skip with the reason)."""
     made = []
+    needs = _needs(request)
 
     def factory(config=None, heap=None, name=None, **kw):
         workdir = tmp_path / (name or "rig%d" % len(made))
         r = _make_rig(request, workdir, config=config, heap=heap, **kw)
         made.append(r)
         _register(request, r)
+        r.require(*needs)
         return r
 
     try:

@@ -59,7 +59,15 @@ CAPABILITIES = frozenset([
     "events",        # rig.events / rig.wait_event()
     "firmware_log",  # rig.log_tail()
     "wire",          # rig.dlms_link: byte counters, taps, inject (garbage tests)
+    "test_identity", # the meter holds hil.identity's secrets (LLS passwords 12345678 ..., STS and
+                     # DLMS test keys): tests may log in with them (not a lab's own board)
 ])
+
+
+# attributes of the emulated rigs (hil.controlled) and the capability that stands for each
+_EMULATED_ONLY = {"events": "events", "wait_event": "events", "dlms_link": "wire", "modbus_link": "wire",
+                  "mem": None, "hang": None, "set_cover": None, "sync": None, "set_clock": "clock",
+                  "meter": "telemetry", "telemetry_history": "telemetry", "relay_history": "relay"}
 
 
 class Telemetry(collections.namedtuple("Telemetry", "epoch wh credit relay")):
@@ -96,6 +104,20 @@ class Rig:
     capabilities = frozenset()
     #: LLS password of the management client (SAP 1); the `meter_client` fixture uses it
     management_password = DEFAULT_METER_CONFIG["passwords"]["1"]
+    #: HLS keys (``host_tools.client.HlsKeys``) of the management client, None: LLS; a meter
+    #: provisioned with keys (``meterctl flash``, ``meterctl emulate``) refuses LLS to client 1
+    management_keys = None
+
+    def management_client(self, **kw):
+        """A ``host_tools.client.DlmsClient`` on `port` as the management client (SAP 1): HLS with
+        `management_keys` when the rig has them (the invocation counter read from the meter),
+        else LLS with `management_password`. ``kw``: more DlmsClient arguments."""
+        from host_tools.client import DlmsClient
+        if self.management_keys is not None:
+            kw.setdefault("hls", self.management_keys)
+        else:
+            kw.setdefault("password", self.management_password)
+        return DlmsClient(self.port, client_sap=1, **kw)
 
     # -- capability handling -------------------------------------------------
 
@@ -109,14 +131,26 @@ class Rig:
         Outside pytest raises RigCapabilityError.
         """
         missing = [c for c in capabilities if c not in self.capabilities]
-        if not missing:
-            return
-        reason = "%s lacks capability %s" % (type(self).__name__, ", ".join(missing))
+        if missing:
+            self._lacks("capability %s" % ", ".join(missing))
+
+    def _lacks(self, what):
+        reason = "%s lacks %s" % (type(self).__name__, what)
         try:
             import pytest
         except ImportError:  # pragma: no cover
             raise RigCapabilityError(reason)
         pytest.skip(reason)
+
+    def __getattr__(self, name):
+        """What only the emulated boards have (``events``, ``dlms_link``, ``mem`` ...): a test
+        using it on another rig (a bench board) is skipped with the reason, not an AttributeError."""
+        if name not in _EMULATED_ONLY or "telemetry" in self.capabilities:   # an emulated board
+            raise AttributeError("%r object has no attribute %r" % (type(self).__name__, name))
+        cap = _EMULATED_ONLY[name]
+        if cap:
+            self.require(cap)
+        self._lacks("%s (the emulated board's control channel)" % name)
 
     # -- the interface (default: not available on this rig) --------------------
 

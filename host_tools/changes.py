@@ -6,7 +6,8 @@ after a lost answer, ``judge`` compares).
   0.0.94.96.23.255 (it grows by exactly the amount of each top-up and never shrinks, so it is
   unique per top-up), the last recharge amount/time 0.0.94.96.21/22.255, the credit register
   and the event log's entries_in_use (0.0.99.98.0.255 attr 7); the meter's logical device name
-  0.0.42.0.0.255 names the meter for the retry record (``host_tools.recharges``).
+  0.0.42.0.0.255 names the meter for the retry record (``host_tools.recharges``), and the credit
+  unit (IC 111 attribute 15, ``host_tools.creditunit``: paise or 0.1 kWh) what the amounts count.
   Applied iff the total moved by the amount; not applied iff it did not move.
 - ``Relay(method)``: IC 70 0.0.96.3.10.255 remote_disconnect (1) / remote_reconnect (2).
   Evidence: control_state (attr 3). Applied iff the meter is in the state asked for
@@ -23,12 +24,12 @@ after a lost answer, ``judge`` compares).
 
 from protocol import axdr_client as axdr
 
-from host_tools import format as fmt
-from host_tools.client import OBIS_CREDIT, OBIS_DISCONNECT, DataAccessError
+from host_tools import creditunit
+from host_tools.client import OBIS_ACCOUNT, OBIS_CREDIT, OBIS_DISCONNECT, DataAccessError
 from host_tools.outcome import APPLIED, NOT_APPLIED, Change
 
 __all__ = ["TopUp", "Relay", "SetAttribute", "Profile", "Token", "Action", "action_change",
-           "OBIS_TOTAL_RECHARGED", "OBIS_GATEWAY", "credit_limit_paise", "CLOCK_SLACK_S"]
+           "OBIS_TOTAL_RECHARGED", "OBIS_GATEWAY", "credit_limit_paise", "credit_unit", "CLOCK_SLACK_S"]
 
 OBIS_LDN = "0.0.42.0.0.255"
 OBIS_LAST_RECHARGE = "0.0.94.96.21.255"
@@ -37,12 +38,15 @@ OBIS_TOTAL_RECHARGED = "0.0.94.96.23.255"
 OBIS_EVENT_LOG = "0.0.99.98.0.255"
 OBIS_GATEWAY = "0.0.19.40.0.255"
 OBIS_PROFILE = "0.128.96.5.0.255"
+OBIS_LIMITER = "0.0.17.0.0.255"
+OBIS_CHARGE = "0.0.19.20.0.255"
 OBIS_PROFILE_ERROR = "0.128.96.5.1.255"
 CLOCK_SLACK_S = 5                 # a clock SET counts as applied within this many s (+ elapsed)
 
 
 def credit_limit_paise():
-    """The meter's credit register ceiling in paise (a 31-bit small int on the boards), read from
+    """The meter's credit register ceiling in its unit (paise or 0.1 kWh; a 31-bit small int on
+    the boards), read from
     the firmware's own ``meter.account._MAX_CREDIT``. Raises FileNotFoundError without a checkout."""
     from host_tools.firmware_src import firmware_module
     return firmware_module("meter.account")._MAX_CREDIT
@@ -74,6 +78,13 @@ def read_bytes(c, ic, obis, attr):
     return data.hex()
 
 
+def credit_unit(c):
+    """The meter's credit unit -> {"credit_unit": "paise" | "0.1 kWh", "credit_unit_note": None, or
+    the sentence saying paise is assumed} (IC 111 attribute 15, ``host_tools.creditunit``)."""
+    unit, note = creditunit.unit_of(read(c, 111, OBIS_ACCOUNT, 15))
+    return {"credit_unit": unit, "credit_unit_note": note}
+
+
 def meter_name(c):
     """The logical device name as text (0.0.42.0.0.255), or None."""
     h = read_bytes(c, 1, OBIS_LDN, 2)
@@ -84,7 +95,8 @@ def meter_name(c):
 
 
 class TopUp(Change):
-    """update_amount(``paise``). ``guard_fn(before)`` (optional) may refuse a retry."""
+    """update_amount(``paise``: the amount in the meter's credit unit, paise or 0.1 kWh).
+    ``guard_fn(before)`` (optional) may refuse it (a retry, an amount in the wrong unit)."""
 
     def __init__(self, paise, guard_fn=None):
         self.paise = int(paise)
@@ -97,7 +109,7 @@ class TopUp(Change):
                 "last_recharge": read_int(c, 1, OBIS_LAST_RECHARGE, 2),
                 "last_recharge_time": read_bytes(c, 1, OBIS_LAST_RECHARGE_TIME, 2),
                 "events": read_int(c, 7, OBIS_EVENT_LOG, 7),
-                "credit": read_int(c, 112, OBIS_CREDIT, 2)}
+                "credit": read_int(c, 112, OBIS_CREDIT, 2), **credit_unit(c)}
 
     def guard(self, c, before):
         if self.guard_fn is not None:
@@ -109,11 +121,13 @@ class TopUp(Change):
             c.action(112, OBIS_CREDIT, 1, axdr.Writer().double_long(self.paise).getvalue())
         except DataAccessError as e:
             if e.dar == 250 and credit is not None and credit + self.paise > credit_limit_paise():
+                u = before.get("credit_unit")
                 raise DataAccessError(e.dar, "meter refused the top-up: credit %s + %s would pass the "
-                                      "register's limit of %s" % (fmt.rupees(credit), fmt.rupees(self.paise),
-                                                                  fmt.rupees(credit_limit_paise())))
+                                      "register's limit of %s" % (
+                                          creditunit.amount(credit, u), creditunit.amount(self.paise, u),
+                                          creditunit.amount(credit_limit_paise(), u)))
             raise
-        return {"amount_paise": self.paise}
+        return {"amount": self.paise}
 
     def judge(self, before, after):
         t0, t1 = before.get("total_recharged"), after.get("total_recharged")
@@ -130,15 +144,13 @@ class TopUp(Change):
         return APPLIED if after.get("last_recharge") == self.paise else None
 
     def details(self, c, before, result):
-        from host_tools.client import OBIS_ACCOUNT
-
         relay_on = read_int(c, 70, OBIS_DISCONNECT, 2)
-        return {"credit_after_paise": read_int(c, 112, OBIS_CREDIT, 2),
-                "available_credit_paise": read_int(c, 111, OBIS_ACCOUNT, 5),
+        return {"credit_after": read_int(c, 112, OBIS_CREDIT, 2),
+                "available_credit": read_int(c, 111, OBIS_ACCOUNT, 5),
                 "relay_output_state": None if relay_on is None else bool(relay_on)}
 
     def judged(self, after):
-        return {"credit_after_paise": after.get("credit")}
+        return {"credit_after": after.get("credit")}
 
 
 class Relay(Change):
@@ -265,9 +277,8 @@ class Token(Change):
 
     def evidence(self, c):
         st = read(c, 115, OBIS_GATEWAY, 6)
-        return {"token": _digits(read_bytes(c, 115, OBIS_GATEWAY, 2)), "status": _status(st),
-                "reasons": _reasons(read(c, 115, OBIS_GATEWAY, 4)),
-                "credit": read_int(c, 112, OBIS_CREDIT, 2)}
+        return dict({"token": _digits(read_bytes(c, 115, OBIS_GATEWAY, 2)), "status": _status(st),
+                     "reasons": _reasons(read(c, 115, OBIS_GATEWAY, 4))}, **_settings(c), **credit_unit(c))
 
     def send(self, c, before):
         c.action(115, OBIS_GATEWAY, 1, axdr.Writer().octet_string(self.digits.encode()).getvalue())
@@ -289,11 +300,31 @@ class Token(Change):
         return self.settle(after)
 
     def details(self, c, before, result):
-        return {"credit_after_paise": read_int(c, 112, OBIS_CREDIT, 2)}
+        after = _settings(c)
+        return {"credit_after": after["credit"], "after": after}
 
     def judged(self, after):
         return {"status": after.get("status"), "reasons": after.get("reasons"),
-                "credit_after_paise": after.get("credit")}
+                "credit_after": after.get("credit"), "after": after}
+
+
+def _settings(c):
+    """What a token may change, read from the meter: ``credit`` (IC 112 attr 2, in the meter's
+    credit unit), ``mpl_w`` (the max power limit, IC 71 0.0.17.0.0.255 threshold_active, served
+    in 0.1 W) and ``rate`` (paise per kWh, IC 113 0.0.19.20.0.255 unit_charge_active); None where
+    not served."""
+    mpl = read_int(c, 71, OBIS_LIMITER, 3)
+    return {"credit": read_int(c, 112, OBIS_CREDIT, 2), "mpl_w": None if mpl is None else mpl // 10,
+            "rate": charge_rate(read(c, 113, OBIS_CHARGE, 5))}
+
+
+def charge_rate(tagged):
+    """Paise per kWh from IC 113 attribute 5 (unit_charge_active: {scaling, commodity,
+    charge_table [{index, charge}]}) as served (tagged), or None."""
+    try:
+        return int(tagged[1][2][1][0][1][1][1])
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def _digits(hex_text):

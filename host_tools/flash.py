@@ -255,7 +255,7 @@ def flash(port, board, serial, keystore=None, drn=None, sgc=None, ti=None, krn=N
     Raises FlashError.
     """
     if board not in BOARDS:
-        raise FlashError("unknown board %r (one of %s)" % (board, ", ".join(BOARDS)))
+        raise FlashError("unknown board %r (one of %s)" % (board, ", ".join(BOARDS)), usage=True)
     if connect is None:
         if board == "unix":
             raise FlashError("the unix board is flashed by `meterctl flash --board unix` (it "

@@ -38,7 +38,7 @@ from host_tools.portlock import state_dir
 
 __all__ = ["KeystoreError", "default_path", "load", "save", "meter_record", "check_location",
            "PASSWORD_CLIENTS", "security_record", "meter_security_config", "Counter",
-           "key_transfer_params", "KEY_IDS", "replaced_keys"]
+           "key_transfer_params", "KEY_IDS", "replaced_keys", "hls_keys", "load_hls_keys"]
 
 REPO_ROOT = ROOT
 # client SAPs with LLS passwords (docs/CONTRACTS.md: management 1, meter reader 32, settings 48)
@@ -225,6 +225,38 @@ def meter_security_config(sec, mech=5, policy=3):
             "title": sec["title"], "mech": {"1": mech, "48": mech}, "policy": policy}
 
 
+def hls_keys(sec):
+    """The ``HlsKeys`` of a key file (``meterctl emulate`` writes one) or of a keystore record's
+    ``security``: ``ek``, ``ak``, ``client_title`` (hex), ``mech`` (default 5), ``hls``, ``kek``.
+    Raises KeyError, ValueError or TypeError for a missing or malformed key."""
+    from protocol.hls_client import HlsKeys
+    return HlsKeys(*(bytes.fromhex(sec[k]) for k in ("ek", "ak", "client_title")),
+                   mechanism=int(sec.get("mech", 5)),
+                   secret=bytes.fromhex(sec["hls"]) if sec.get("hls") else None,
+                   kek=bytes.fromhex(sec["kek"]) if sec.get("kek") else None)
+
+
+def load_hls_keys(key_file=None, serial=None, path=None):
+    """The ``HlsKeys`` of the JSON ``key_file``, else of meter ``serial``'s record in the keystore
+    at ``path`` (default: `default_path`). Raises KeystoreError naming the file and the reason."""
+    where = key_file or path or default_path()
+    try:
+        if key_file:
+            with open(key_file) as f:
+                sec = json.load(f)
+        else:
+            sec = (load(where)["meters"].get(serial) or {}).get("security")
+            if not sec:
+                raise KeystoreError("keystore %s has no DLMS keys for meter %s (meterctl provision "
+                                    "creates them)" % (where, serial))
+        return hls_keys(sec)
+    except KeyError as e:
+        raise KeystoreError("cannot use the DLMS keys of %s: it has no %r (a key file holds ek, ak "
+                            "and client_title as hex, and hls, mech, kek as needed)" % (where, e.args[0]))
+    except (OSError, ValueError, TypeError) as e:
+        raise KeystoreError("cannot use the DLMS keys of %s: %s" % (where, e))
+
+
 class Counter:
     """Our invocation counter for one key set (GUEK+GAK; per meter, since keys are per meter),
     in ``<state dir>/ic/<fingerprint>`` (``portlock.state_dir()``: $METERCTL_STATE_DIR ...) (a decimal number: the next counter we may use; the
@@ -275,7 +307,7 @@ def key_transfer_params(kek, new):
     ({"ek"|"ak"|"kek": 16 bytes}) wrapped under the current master key ``kek`` (RFC 3394) ->
     A-XDR bytes. Raises ValueError for a key that is not 16 bytes."""
     from protocol import axdr_client as axdr
-    from protocol import keywrap
+    from protocol import security_client as keywrap
     w = axdr.Writer()
     items = [(KEY_IDS[k], bytes(v)) for k, v in sorted(new.items(), key=lambda kv: KEY_IDS[kv[0]])]
     w.array(len(items))

@@ -91,8 +91,7 @@ def obj(obis, ic, version, name, attrs, methods=0, arg=0, public=(1, 2), authent
     mgmt = Access(auth, frozenset(write), frozenset(call))
     access = {16: Access(_set(public, attrs), frozenset(), frozenset()),
               32: Access(auth, frozenset(), frozenset()), 1: mgmt, 48: mgmt}
-    return Obj(obis, ic, version, name, attrs, methods, access, arg, unit, scaler, value_type,
-               served)
+    return Obj(obis, ic, version, name, attrs, methods, access, arg, unit, scaler, value_type, served)
 
 
 # The audit trail by IS 15959 category (firmware/meter/audit.py): x of 0.0.99.98.x.255, name, codes
@@ -107,7 +106,8 @@ def _event_logs():
     """Per category: the IC 7 log (arg x), its event code (16 + x) and event counter (24 + x)."""
     for x, name, what in EVENT_CATEGORIES:
         yield obj("0.0.99.98.%d.255" % x, 7, 1, name + " events", 8, 2, arg=x, public=(1,),
-                  served="IS 15959 %s log: %s; buffer {time, event code, occurrences}" % (name, what))
+                  served="%s, this firmware's own event codes: %s; buffer {time, event code, occurrences}"
+                  % ("IS 15959 %s category" % name if x != 5 else "tamper, security (IS 15959 non-rollover slot)", what))
         yield obj("0.0.96.11.%d.255" % x, 1, 0, name + " event code", 2, arg=16 + x,
                   served="long-unsigned, code of the last %s event" % name)
         yield obj("0.0.96.15.%d.255" % x, 1, 0, name + " event counter", 2, arg=24 + x,
@@ -121,7 +121,7 @@ def _profiles():   # the IS 15959 profile rows (host_tools/is15959_objects.py: t
                   scaler=sc, value_type=vt, served=what)
 
 
-# The object table, in object_list order. Amounts are paise (currency INR, scale -2).
+# The object table, in object_list order. Amounts in the credit unit: paise or 0.1 kWh (IC 111 attr 15).
 OBJECTS = (
     obj("0.0.40.0.0.255", 15, 1, "current association", 9, 4,
         public=(1, 2, 3, 4, 5, 6, 8, 9), authenticated=(1, 2, 3, 4, 5, 6, 8, 9),
@@ -140,9 +140,9 @@ OBJECTS = (
     obj("1.0.1.7.0.255", 3, 0, "active power", 3, 1, arg=4, public=ALL,
         unit=27, scaler=-1, value_type="double-long-unsigned", served="0.1 W"),
     obj("0.0.19.0.0.255", 111, 0, "account", 19, 3, public=(1, 2, 4, 5, 15), write=(2,),
-        served="payment mode/status, available credit (paise), currency INR scale -2"),
+        served="payment mode/status, available credit; currency (15) {INR, -2, monetary} or {kWh, -1, consumption}"),
     obj("0.0.19.10.0.255", 112, 0, "token credit", 11, 3, arg=0, public=(1, 2, 3, 8), call=(1,),
-        served="current_credit_amount (paise); method 1 update_amount(double-long paise)"),
+        served="current_credit_amount; method 1 update_amount(double-long, paise or 0.1 kWh)"),
     obj("0.0.19.10.1.255", 112, 0, "emergency credit", 11, 3, arg=1, public=(1, 2, 3, 8), call=(3,),
         served="present when the policy offers emergency credit; method 3 invoke_credit"),
     obj("0.0.19.20.0.255", 113, 0, "charge", 13, 5, public=(1,),
@@ -154,8 +154,8 @@ OBJECTS = (
     obj("0.0.17.0.0.255", 71, 0, "limiter", 11, 0, public=(1,),
         served="present with a limiter; maximum power limit on active power (0.1 W)"),
     obj("0.0.99.98.0.255", 7, 1, "event log", 8, 2, public=(1,),
-        served="all events, every category merged in order of occurrence: buffer {time, event code}; "
-               "selective access by range and by entry"),
+        served="all events merged (IS 15959 voltage slot), this firmware's own event codes: buffer {time, "
+               "event code}; selective access by range and by entry"),
     obj("0.0.96.11.0.255", 1, 0, "event code", 2, arg=1, served="long-unsigned, code of the last event"),
     *_event_logs(),
     obj("1.0.0.2.0.255", 1, 0, "firmware id", 2, arg=2, served="octet-string \"prepaid-meter <version>\""),

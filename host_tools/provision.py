@@ -58,8 +58,8 @@ def secrets(keystore, serial, ident):
         rec, changed = _ks.meter_record(store, serial, **ident)
         if changed:
             _ks.save(path, store)
-    except _ks.KeystoreError as e:
-        raise FlashError(str(e))
+    except _ks.KeystoreError as e:       # the serial, SGC, keystore given: usage
+        raise FlashError(str(e), usage=True)
     tables = None
     tp = store.get("defaults", {}).get("ea07_tables")
     if tp and rec["algorithm"] == "ea07":

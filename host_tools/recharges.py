@@ -10,13 +10,17 @@ amount, it was applied (and the record says so from then on). A total that has n
 prior top-up's amount since (below it: another meter of the same name, e.g. a new emulator) is
 no retry.
 
+Amounts are integers in the meter's credit unit (``host_tools.creditunit``: paise, or 0.1 kWh;
+"paise" is the amount's key either way, "unit" is stored for a unit other than paise and only a
+top-up in the same unit is a repeat).
+
 Storage: ``<state>/recharges.json`` ``{meter: [{"id", "time", "paise", "outcome", "total"}]}``
 (entries older than a day dropped, at most 50 per meter), read-modify-written under ``flock``
 on ``recharges.json.lock`` so parallel meterctls do not lose entries. A state directory that
 cannot be written keeps no record (and refuses nothing).
 
 Public API: ``Recharges(path=None, window=RETRY_WINDOW_S, clock=time.time)`` with
-``claim(meter, paise, evidence, force=False) -> entry id or None`` and ``finish(meter, id,
+``claim(meter, paise, evidence, force=False, unit=PAISE) -> entry id or None`` and ``finish(meter, id,
 outcome)``; ``RetryRefused``; ``RETRY_WINDOW_S``; ``PENDING``.
 """
 
@@ -26,6 +30,7 @@ import json
 import os
 import time
 
+from host_tools.creditunit import PAISE, amount_raw
 from host_tools.portlock import state_dir
 
 __all__ = ["Recharges", "RetryRefused", "RETRY_WINDOW_S", "PENDING"]
@@ -77,7 +82,7 @@ class Recharges:
         finally:
             os.close(fd)
 
-    def claim(self, meter, paise, evidence, force=False):
+    def claim(self, meter, paise, evidence, force=False, unit=PAISE):
         """Check that a top-up of ``paise`` to ``meter`` is not a retry (see module rule) and
         record it as pending -> its entry id (None without a usable state directory).
         ``evidence`` is the meter's evidence read now (``total_recharged`` used). Raises
@@ -91,8 +96,8 @@ class Recharges:
             entries = [e for e in data.get(meter, []) if now - e.get("time", 0) < _KEEP_S]
             prior = None
             for e in entries:
-                if (e.get("paise") == paise and now - e.get("time", 0) < self.window
-                        and e.get("outcome") != "not applied"):
+                if (e.get("paise") == paise and e.get("unit", PAISE) == unit
+                        and now - e.get("time", 0) < self.window and e.get("outcome") != "not applied"):
                     prior = e
             if prior is not None:
                 self._settle(prior, total)
@@ -102,6 +107,8 @@ class Recharges:
             if refusal is None:
                 entry = {"id": "%d-%d" % (int(now * 1000), os.getpid()), "time": now,
                          "paise": paise, "outcome": PENDING, "total": total}
+                if unit != PAISE:
+                    entry["unit"] = unit
                 data[meter] = (entries + [entry])[-_KEEP_N:]
         if refusal is not None:
             raise RetryRefused(refusal)
@@ -146,6 +153,6 @@ def _refusal(meter, prior, now, window):
         how = "never finished (its meterctl was stopped), and the meter's recharge total has moved since"
     else:
         how = "has an unknown outcome, and the meter's recharge total has moved since"
-    return ("a top-up of %d paise to meter %s %s %d s ago; not repeating it within %d s: "
+    return ("a top-up of %s to meter %s %s %d s ago; not repeating it within %d s: "
             "check the credit, then add --force to top up again"
-            % (prior["paise"], meter, how, ago, window))
+            % (amount_raw(prior["paise"], prior.get("unit", PAISE)), meter, how, ago, window))

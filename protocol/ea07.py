@@ -21,42 +21,18 @@ host half (``protocol.sts.Ea07``: ``encrypt_into``, ``encrypt_block(int)``, ``de
 ``decrypt_into_fast`` over 4 KB / 6 KB of derived tables) is not in a board image.
 Errors: ``protocol.sts.StsError`` with reason "tables" or "key".
 """
-from array import array
-
-from protocol.sts_core import StsError
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
-
-_ROUNDS = const(16)
+# No module-level names beyond the functions and classes: a token entry loads this module (the
+# meter's credit path, meter.tokjudge), and a 13th global grows its dict table to 17 slots (136 B,
+# one block to find in a fragmented heap); so no ``const`` import (16 rounds: written out) and
+# ``array`` imported where it is used. Reading and checking the forward tables (JSON, permutations)
+# is ``protocol.ea07tab``'s: its names stay out of this module's constant table (one block per load).
 
 
-def _perm_list(v, n):
-    """Hex string or list of ints -> bytes of length n, checked to be a permutation;
-    StsError("tables") otherwise (bad hex, not small ints, not a permutation of 0..n-1)."""
-    try:
-        if isinstance(v, str):
-            s = v.replace(" ", "")
-            if n == 16 and len(s) == 16:      # 16 nibbles, one hex digit each
-                v = [int(c, 16) for c in s]
-            else:
-                v = list(bytes.fromhex(s))
-        b = bytes(v)
-    except (TypeError, ValueError):
-        raise StsError("tables")
-    if len(b) != n or sorted(b) != list(range(n)):
-        raise StsError("tables")
-    return b
-
-
-def _invert(p):
-    inv = bytearray(len(p))
-    for i in range(len(p)):
-        inv[p[i]] = i
-    return bytes(inv)
+def _err(reason):
+    # protocol.sts_core.StsError, imported when raised: a token entry loads this module (the meter's
+    # credit path, meter.tokjudge) without sts_core
+    from protocol.sts_core import StsError
+    return StsError(reason)
 
 
 class Tables:
@@ -70,13 +46,12 @@ class Tables:
     def __init__(self, sub1, sub2=None, perm=None):
         if sub2 is None:   # the 96 bytes a meter keeps (isub + iperm, checked when first read): views
             if len(sub1) != 96:
-                raise StsError("tables")
+                raise _err("tables")
             m = memoryview(sub1)
             self.isub, self.iperm = m[:32], m[32:]
             return
-        self.iperm = _invert(_perm_list(perm, 64))
-        # inverse substitutions, sel*16 + v (never assume table 2 = inverse of table 1)
-        self.isub = _invert(_perm_list(sub1, 16)) + _invert(_perm_list(sub2, 16))
+        from protocol.ea07tab import inverse      # the forward tables: checked and inverted there
+        self.iperm, self.isub = inverse(sub1, sub2, perm)
 
 
 def load_tables(src):
@@ -92,22 +67,8 @@ def load_tables(src):
         return src
     if isinstance(src, (bytes, bytearray)):   # isub + iperm (Tables.__init__)
         return Tables(src)
-    if isinstance(src, str):
-        import json
-        try:
-            with open(src) as f:
-                src = json.load(f)
-        except (OSError, ValueError):
-            raise StsError("tables")
-    if not isinstance(src, dict):
-        raise StsError("tables")
-    try:
-        if "sub1" in src:
-            return Tables(src["sub1"], src["sub2"], src["perm"])
-        return Tables(src["substitution_table_1"], src["substitution_table_2"],
-                      src["permutation_table"])
-    except KeyError:
-        raise StsError("tables")
+    from protocol.ea07tab import read      # a JSON file or a dict: host and boot only
+    return Tables(*read(src))
 
 
 def _sel(key, r, i):
@@ -159,11 +120,12 @@ class Ea07:
         self.tables = load_tables(tables)
         if isinstance(key, int):
             if key < 0 or key >> 64:
-                raise StsError("key")
+                raise _err("key")
             key = key.to_bytes(8, "big")
         if not isinstance(key, (bytes, bytearray)) or len(key) != 8:
-            raise StsError("key")
+            raise _err("key")
         self._key = bytes(key)
+        from array import array
         self._w = array("H", bytes(8))
         self._o = array("H", bytes(8))
 
@@ -195,7 +157,7 @@ class Ea07:
         o = self._o
         key = self._key
         _inv_pass(w, o, iperm, None, key, 0)             # P^-1 of encryption round 16
-        for j in range(_ROUNDS - 1):                      # S^-1 of round 16-j, P^-1 of 15-j
-            _inv_pass(w, o, iperm, isub, key, _ROUNDS - 1 - j)
+        for j in range(15):                               # S^-1 of round 16-j, P^-1 of 15-j
+            _inv_pass(w, o, iperm, isub, key, 15 - j)
         _inv_sub(w, isub, key)                            # S^-1 of round 1 (key K1)
         self._store(buf)

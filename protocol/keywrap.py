@@ -1,17 +1,20 @@
-"""AES key wrap (RFC 3394 §2.2, default IV A6A6A6A6A6A6A6A6) under a 128-bit KEK.
+"""AES key unwrap (RFC 3394 §2.2, default IV A6A6A6A6A6A6A6A6) under a 128-bit KEK: the meter's half.
 
 Security suite 0 wraps keys this way for IC 64 ``key_transfer`` / ``global_key_transfer``
 (Green Book §9.2.8; the KEK is the master key, key_id 3). A 16-byte key wraps to 24 bytes.
 
-- ``wrap(kek, key) -> bytes``: ``key`` is 16..n*8 bytes, a multiple of 8, at least 16.
-- ``unwrap(kek, wrapped) -> bytes``: raises ``KeyWrapError`` on a bad length or when the
+- ``unwrap(kek, wrapped) -> bytes``: raises ValueError ("wrap") on a bad length or when the
   integrity check (the recovered IV) fails; nothing of the unwrapped key is returned then.
 
+``wrap`` and ``KeyWrapError`` (an ``unwrap`` raising it) are the host's:
+``protocol.security_client`` (loaded per key transfer, this module keeps one error class and
+one-word texts: no class object, no str object per load).
+
 Runs once per key transfer, so it allocates freely (a few small buffers), but no block over
-176 bytes: ``unwrap`` (the meter's half) deciphers with the AES-128 inverse cipher below (FIPS 197
-§5.3, its S-boxes bytes literals: in the image, not the heap), not a ``cryptolib.aes`` object
-(~0.5 KiB on the 32-bit VM, a block a fragmented heap seldom has; 36 blocks per key transfer, so
-speed does not matter). ``wrap`` (the host's half) uses ``protocol.aes``.
+176 bytes: ``unwrap`` deciphers with the AES-128 inverse cipher below (FIPS 197 §5.3, its
+S-boxes bytes literals: in the image, not the heap), not a ``cryptolib.aes`` object (528 B on
+the 32-bit VM's axTLS: at 56k the heap's largest hole during an association is ~300 B; 36 blocks
+per key transfer, so speed does not matter).
 """
 _IV = b"\xa6\xa6\xa6\xa6\xa6\xa6\xa6\xa6"
 _RCON = b"\x01\x02\x04\x08\x10\x20\x40\x80\x1b\x36"
@@ -41,10 +44,6 @@ _INV = (
     b"\x17\x2b\x04\x7e\xba\x77\xd6\x26\xe1\x69\x14\x63\x55\x21\x0c\x7d")
 
 
-class KeyWrapError(ValueError):
-    """Wrapped key of a bad length, or the integrity check failed (wrong KEK or damaged data)."""
-
-
 def _xor_t(b, t):
     """b[0:8] ^= t as a 64-bit big-endian integer."""
     i = 7
@@ -61,7 +60,7 @@ def _xt(a):
 def _schedule(kek):
     """The 11 round keys of AES-128 ``kek`` (16 bytes; ValueError otherwise): 176 bytes."""
     if len(kek) != 16:
-        raise ValueError("AES-128 key must be 16 bytes")
+        raise ValueError("key")
     w = bytearray(176)
     w[0:16] = kek
     for i in range(16, 176, 4):
@@ -99,32 +98,11 @@ def _decrypt(w, b, t):
                 b[c + 3] = a3 ^ x ^ _xt(a3 ^ a0)
 
 
-def wrap(kek, key):
-    """RFC 3394 wrap of ``key`` (multiple of 8 bytes, >= 16) under ``kek`` (16 bytes)."""
-    from protocol import aes
-    n = len(key) // 8
-    if len(key) % 8 or n < 2:
-        raise KeyWrapError("key to wrap must be a multiple of 8 bytes, at least 16")
-    e = aes.new(kek)
-    r = bytearray(8) + bytearray(key)            # r[0:8] is A; R[i] at r[8i:8i+8]
-    r[0:8] = _IV
-    b = bytearray(16)
-    for j in range(6):
-        for i in range(1, n + 1):
-            b[0:8] = r[0:8]
-            b[8:16] = r[8 * i:8 * i + 8]
-            e.encrypt(b, b)                       # B = AES(K, A | R[i])
-            _xor_t(b, n * j + i)                  # A = MSB64(B) ^ t
-            r[0:8] = b[0:8]
-            r[8 * i:8 * i + 8] = b[8:16]
-    return bytes(r)
-
-
 def unwrap(kek, wrapped):
-    """RFC 3394 unwrap; returns the key (len(wrapped) - 8 bytes). Raises KeyWrapError."""
+    """RFC 3394 unwrap; returns the key (len(wrapped) - 8 bytes). Raises ValueError ("wrap")."""
     n = len(wrapped) // 8 - 1
     if len(wrapped) % 8 or n < 2:
-        raise KeyWrapError("wrapped key must be a multiple of 8 bytes, at least 24")
+        raise ValueError("wrap")
     w = _schedule(kek)
     r = bytearray(wrapped)
     b = bytearray(16)
@@ -141,5 +119,5 @@ def unwrap(kek, wrapped):
     for i in range(8):
         bad |= r[i] ^ _IV[i]
     if bad:
-        raise KeyWrapError("key unwrap integrity check failed")
+        raise ValueError("wrap")
     return bytes(r[8:])

@@ -3,10 +3,10 @@
 the names of the service-specific tags, for ``host_tools.decode``. Re-exports the device half's names (``protocol.security``) so host code
 imports one module. Host-only (``HOST_ONLY`` in host_tools/build.py): no board image has it.
 """
-from protocol import axdr, gcm
+from protocol import axdr, keywrap, security
 from protocol.security import (  # noqa: F401  (re-exported)
-    FORM_GLO, TAG_LEN, HLS_LEN, HEADROOM, TAILROOM, SecurityError, DecipherError, CounterError,
-    Suite0, service_tag, plain_tag, reply_form)
+    FORM_GLO, TAG_LEN, HLS_LEN, HEADROOM, TAILROOM, SecurityError, keyed, service_tag, plain_tag,
+    reply_form)
 from protocol.hlsecb import ecb, hls_ecb, hls_ecb_check  # noqa: F401  (re-exported)
 
 # the device module keeps these as private consts (no name, no globals slot on the board)
@@ -15,6 +15,74 @@ GENERAL_DED = 0xDC   # general-ded-ciphering
 FORM_DED = 2         # service-specific ded- APDU (dedicated key): seal(..., form=FORM_DED)
 SC_AUTH = 0x10       # security control: authenticated
 SC_ENC = 0x20        # security control: encrypted
+
+
+class DecipherError(SecurityError):
+    """The authentication tag does not verify (wrong key, wrong system title or tampered
+    data): Green Book "deciphering-error" (ExceptionResponse ``D8 01 05``)."""
+
+
+class CounterError(SecurityError):
+    """The invocation counter is below the lowest acceptable value (a replay):
+    "invocation-counter-error" (ExceptionResponse ``D8 01 06`` + the expected IC)."""
+
+
+class _Defaults:
+    """The streaming GCM calls with the defaults the host uses (the meter's pass every
+    argument): ``off`` 0, ``n`` to the end of ``buf``, ``tlen`` 16."""
+
+    def begin(self, iv, off=0):
+        security.Gcm.begin(self, iv, off)
+
+    def aad(self, buf, off=0, n=-1):
+        security.Gcm.aad(self, buf, off, len(buf) - off if n < 0 else n)
+
+    def hash(self, buf, off=0, n=-1):
+        security.Gcm.hash(self, buf, off, len(buf) - off if n < 0 else n)
+
+    def crypt(self, buf, off=0, n=-1):
+        security.Gcm.crypt(self, buf, off, len(buf) - off if n < 0 else n)
+
+    def mac(self, out, off=0, tlen=16):
+        security.Gcm.mac(self, out, off, tlen)
+
+    def check(self, tag, off=0, tlen=16):
+        return security.Gcm.check(self, tag, off, tlen)
+
+
+class Suite0(_Defaults, security.Suite0):
+    """``protocol.security.Suite0`` (the meter's: one error class, no argument defaults) raising
+    ``DecipherError`` for a tag that does not verify and ``CounterError`` for a replayed invocation
+    counter, keeping ``sc`` (the security control of the last APDU opened), with the defaults ``title=None, min_ic=0`` (open), ``form=FORM_GLO`` (seal), ``off=0``
+    (hls_gmac), ``off=0, n=HLS_LEN`` (hls_check), ``ek=None, ak=None`` (set_keys)."""
+
+    sc = 0                                  # security control of the last APDU opened
+
+    def open(self, buf, start, end, title=None, min_ic=0):
+        try:
+            n = security.Suite0.open(self, buf, start, end, title, min_ic)
+            self.sc = buf[self.start - 5]
+            return n
+        except SecurityError as e:
+            w = e.args[0] if e.args else None
+            if w == "tag":
+                raise DecipherError(w) from None
+            if w == "ic":
+                raise CounterError(w) from None
+            raise
+
+    def seal(self, buf, start, end, sc, ic, title, form=FORM_GLO):
+        return security.Suite0.seal(self, buf, start, end, sc, ic, title, form)
+
+    def hls_gmac(self, title, ic, challenge, out, off=0):
+        security.Suite0.hls_gmac(self, title, ic, challenge, out, off)
+
+    def hls_check(self, title, challenge, value, off=0, n=HLS_LEN):
+        return security.Suite0.hls_check(self, title, challenge, value, off, n)
+
+    def set_keys(self, ek=None, ak=None):
+        security.Suite0.set_keys(self, ek, ak)
+
 
 # service-specific ciphered APDU tags -> name (Green Book Table "glo-/ded- APDUs")
 SERVICE_TAGS = {0x21: "glo-initiate-request", 0x28: "glo-initiate-response",
@@ -85,8 +153,8 @@ def nonce(system_title, ic):
     return bytes(system_title) + bytes(((ic >> 24) & 0xFF, (ic >> 16) & 0xFF, (ic >> 8) & 0xFF, ic & 0xFF))
 
 
-class Gcm(gcm.Gcm):
-    """``protocol.gcm.Gcm`` (streaming, the meter's) with the one-shot helpers on whole
+class Gcm(_Defaults, security.Gcm):
+    """``protocol.security.Gcm`` (streaming, the meter's) with the one-shot helpers on whole
     buffers: ``encrypt`` (``data`` ciphered in place, ``tag`` filled; its length is the tag
     length) and ``decrypt`` (checks the tag first and deciphers only when it matches, so a
     forged message never yields plaintext)."""
@@ -94,20 +162,54 @@ class Gcm(gcm.Gcm):
     def encrypt(self, iv, aad, data, tag):
         """Encrypt ``data`` (writable buffer) in place and write the tag into ``tag`` (writable;
         its length, 1..16, is the tag length). ``iv`` 12 bytes, ``aad`` any buffer."""
-        self.start(iv)
+        self.begin(iv)
         self.aad(aad)
         self.crypt(data)
         self.hash(data)
-        self.tag(tag, 0, len(tag))
+        self.mac(tag, 0, len(tag))
 
     def decrypt(self, iv, aad, data, tag):
         """Verify ``tag`` over ``aad`` and the ciphertext ``data``; when it matches, decrypt
         ``data`` in place and return True. On mismatch return False and leave ``data`` as it
         was (no plaintext is released)."""
-        self.start(iv)
+        self.begin(iv)
         self.aad(aad)
         self.hash(data)
         if not self.check(tag, 0, len(tag)):
             return False
         self.crypt(data)
         return True
+
+
+class KeyWrapError(ValueError):
+    """Wrapped key of a bad length, or the integrity check failed (wrong KEK or damaged data)."""
+
+
+def wrap(kek, key):
+    """RFC 3394 wrap of ``key`` (multiple of 8 bytes, >= 16) under ``kek`` (16 bytes)."""
+    from protocol import aes
+    n = len(key) // 8
+    if len(key) % 8 or n < 2:
+        raise KeyWrapError("key to wrap must be a multiple of 8 bytes, at least 16")
+    e = aes.new(kek)
+    r = bytearray(8) + bytearray(key)            # r[0:8] is A; R[i] at r[8i:8i+8]
+    r[0:8] = keywrap._IV
+    b = bytearray(16)
+    for j in range(6):
+        for i in range(1, n + 1):
+            b[0:8] = r[0:8]
+            b[8:16] = r[8 * i:8 * i + 8]
+            e.encrypt(b, b)                       # B = AES(K, A | R[i])
+            keywrap._xor_t(b, n * j + i)                  # A = MSB64(B) ^ t
+            r[0:8] = b[0:8]
+            r[8 * i:8 * i + 8] = b[8:16]
+    return bytes(r)
+
+
+def unwrap(kek, wrapped):
+    """``protocol.keywrap.unwrap`` (the meter's) raising ``KeyWrapError`` (bad length, wrong KEK or
+    damaged data) instead of its ValueError."""
+    try:
+        return keywrap.unwrap(kek, wrapped)
+    except ValueError:
+        raise KeyWrapError("bad wrapped key or KEK") from None

@@ -320,7 +320,8 @@ def _spread(out, base, value, nib, perm):
 
 def ea07_tables(t):
     """(sub1, sub2, perm) of the EA07 Tables ``t`` (the meter keeps only their inverses)."""
-    return _ea07._invert(t.isub[:16]), _ea07._invert(t.isub[16:]), _ea07._invert(t.iperm)
+    from protocol.ea07tab import invert
+    return invert(t.isub[:16]), invert(t.isub[16:]), invert(t.iperm)
 
 
 def ea07_encrypt_table(t):

@@ -11,8 +11,6 @@ and public name of a loaded module costs RAM). Sans-I/O, MicroPython and CPython
 Errors: ``StsError`` with ``reason`` "format", "crc", "wrong_class", "amount", "tid", "field",
 "date" or "currency".
 """
-from protocol.crc import crc16_modbus
-
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -45,7 +43,9 @@ BASE_DATES = (1993, 2014, 2035)
 
 
 
-_CRCBUF = bytearray(7)
+# At most 17 module globals: a key-change section loads this module (meter.tokens), and an 18th
+# grows the globals table to 23 slots (184 B, one block to find in a fragmented heap); so the CRC's
+# function and its 7-byte buffer are the function's own.
 
 
 class StsError(ValueError):
@@ -92,7 +92,8 @@ def split_token(text):
 def crc_field(cls, block):
     """Stored CRC field (byte-swapped CRC-16/MODBUS) for class + bits 63..16 of ``block``.
     IEC 62055-41 §6.3."""
-    b = _CRCBUF
+    from protocol.crc import crc16_modbus
+    b = bytearray(7)
     b[0] = cls & 3
     # bits 63..16 in 6 bytes, big-endian, as two 24-bit halves (small ints on every port)
     top = (block >> 40) & 0xFFFFFF
@@ -140,12 +141,11 @@ class TokenFields:
     KENLO in the 2nd), ``krn``, ``ro``, ``res``, ``kt`` (1st), ``ti`` (2nd), ``sgc_half``
     (12 bits, 3rd = low, 4th = high), ``key_part`` (32 bits of the new key).
     Other class 1/2 subclasses: ``payload`` (44 bits).
-    Fields not set read as the class's defaults (0, ``crc_ok`` True): a parsed block's instance
-    holds only its layout's fields (on a board: a small attribute table per token, not one of 18).
+    Fields not set read as their defaults (0, ``crc_ok`` True; ``__getattr__``): a parsed block's
+    instance holds only its layout's fields (on a board: a small attribute table per token, not one
+    of 18), and the class's own table stays at 6 entries (with 16 defaults as class attributes it
+    was 20: a 184 B table, one block to find whenever a key-change section loads this module).
     """
-    rnd = tid = value = control = mfr_code = ken_half = krn = ro = res = kt = ti = sgc_half = 0
-    key_part = payload = crc = 0
-    crc_ok = True
 
     def __init__(self, cls=0, subclass=0, **kw):
         self.cls = cls
@@ -154,6 +154,13 @@ class TokenFields:
             if not hasattr(self, k):
                 raise StsError("field", k)
             setattr(self, k, kw[k])
+
+    def __getattr__(self, name):
+        if name == "crc_ok":
+            return True
+        if name in "rnd tid value control mfr_code ken_half krn ro res kt ti sgc_half key_part payload crc".split():
+            return 0
+        raise AttributeError(name)
 
     @property
     def layout(self):

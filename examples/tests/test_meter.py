@@ -1,25 +1,28 @@
 """An outside suite against a prepaid meter: only the installed plugin's fixtures (``rig``,
 ``meter_client``, the ``needs`` marker) and the public client (``host_tools.client``).
 
-Runs unchanged on the emulated meter (default) and on a labgrid place (``--rig labgrid``), where
-the board keeps its state between tests: every assertion is relative to what was read first.
+Runs unchanged on the emulated meter (default), on a board of your own (``--rig bench
+--meter-port PORT`` with the board's keys: ``--meter-key-file FILE`` or ``--meter-serial SERIAL``)
+and on a labgrid place (``--rig labgrid``), where the board keeps its state between tests: every
+assertion is relative to what was read first. ``rig.management_client()`` is the management
+association (HLS with the board's keys, else LLS).
 """
 import pytest
 
-from host_tools.client import DlmsClient, read_summary
+from host_tools.client import read_summary
 
 REGISTER = (112, "0.0.19.10.0.255")   # IC 112 credit; method 1 update_amount
 
 
 def top_up(rig, paise):
     """Add ``paise`` of credit over DLMS as the management client; returns the action result."""
-    with DlmsClient(rig.port, client_sap=1, password=rig.management_password) as c:
+    with rig.management_client() as c:
         res, _ = c.action(*REGISTER, 1, b"\x05" + int(paise).to_bytes(4, "big", signed=True))
     return res
 
 
 def credit(rig):
-    with DlmsClient(rig.port, client_sap=1, password=rig.management_password) as c:
+    with rig.management_client() as c:
         return read_summary(c)["available_credit_paise"]
 
 

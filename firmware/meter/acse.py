@@ -15,8 +15,8 @@ that does not verify), rejected-transient + authentication-failure while locked 
 ``setup(meter, cfg)`` sets ``meter._pw`` (LLS passwords by client SAP), ``meter.lockout`` and
 ``meter.security`` (the key record from ``meter.keyset.load``, or None) from the config, and
 logs when nothing is provisioned. The security code (``meter.secure`` and the protocol modules
-under it) is loaded by ``code()`` for an HLS association and dropped by ``drop(meter)``
-when it ends (``meter.server.Association.reset``). ``aarq(assoc, client, buf)`` answers one AARQ; ``guard(assoc, tag, req)`` runs
+under it) is loaded at boot and stays (``code()``); ``drop(meter)`` unloads the code of a key
+transfer when an association ends (``meter.server.Association.reset``). ``aarq(assoc, client, buf)`` answers one AARQ; ``guard(assoc, tag, req)`` runs
 before GET/SET/ACTION while ``assoc.guard`` is set (HLS pending: only reply_to_HLS_
 authentication; protected association: plaintext requests get read-write-denied).
 """
@@ -49,19 +49,23 @@ _CURRENT_ASSOCIATION = b"\x00\x00\x28\x00\x00\xff"
 
 
 def keys(meter, sec):
-    """``meter.security`` from the config ``security`` section ``sec`` (``meter.keyset.load``;
-    the code is unloaded after: ``Meter.__init__`` runs this first, while nothing else of the
-    meter is live). Returns the refusal (an exception) or None."""
+    """``meter.security`` from the config ``security`` section ``sec`` (``meter.keyset.load``)
+    and its suite: ``Meter.__init__`` runs this first, while nothing else of the meter is live,
+    so the security code (``meter.secure``, ``protocol.security``; ``protocol.hlsecb`` for
+    mechanism 2) and the suite stay where the heap is whole; ``meter.keyset`` is unloaded.
+    Returns the refusal (an exception) or None."""
     meter.security = None
     if not sec:
         return None
     from meter.keyset import load
     try:
-        meter.security = load(meter, sec)
+        k = meter.security = load(meter, sec)
+        code()                            # resident: loaded while the heap is whole
         e = None
     except (ValueError, TypeError, AttributeError) as x:
         e = x
-    unload(_SEC_CODE)
+        unload(_SEC_CODE)
+    unload(_KEYS_CODE)
     return e
 
 
@@ -78,9 +82,11 @@ def setup(meter, cfg, err=0):
         meter.event(_EV_UNPROVISIONED, "no secrets provisioned: public client only")
 
 
-# one str, split at unload: a tuple of names is a tuple and a str object per name on every board
-_SEC_CODE = ("meter.keyset meter.secure protocol.security protocol.gcm protocol.aes protocol.hlsecb "
-             "protocol.keywrap")
+# resident on a meter with keys (loaded at boot, when the heap is whole): measured at 56k, loading
+# it per association or per request failed on its 136-196 B blocks in the fragmented heap. Each
+# list one str, split at unload (a tuple is a tuple and a str object per name on every board)
+_SEC_CODE = "meter.secure protocol.security protocol.aes protocol.hlsecb"
+_KEYS_CODE = "meter.keyset protocol.keywrap"   # boot and key transfers only
 
 
 def unload(names):
@@ -101,19 +107,17 @@ def unload(names):
 
 
 def code():
-    """``meter.secure`` (loaded for an HLS association, ~6 KiB with the protocol modules and the
-    Suite0 on 32 bits; ``drop`` unloads it)."""
+    """``meter.secure`` (resident on a meter with keys: ~2 KiB with ``protocol.security`` and the
+    Suite0 on 32 bits)."""
     from meter import secure
     return secure
 
 
 def drop(m):
-    """The HLS association ended: the suite and the security code leave the heap (the key
-    record and its counters stay)."""
-    k = getattr(m, "security", None)
-    if k is not None:
-        k.suite = None
-        unload(_SEC_CODE)
+    """An association ended: the code of a key transfer (``meter.keyset``, ``protocol.keywrap``)
+    leaves the heap; the security code, the suite and the key record stay."""
+    if getattr(m, "security", None) is not None:
+        unload(_KEYS_CODE)
 
 
 def _reject(diag, initiate_error=None, mech=None, result=1):
@@ -214,7 +218,8 @@ def aarq(a, client, buf):
     if want < 2:
         return apdu.build_aare(0, 0, conformance=conf, max_pdu=_SERVER_MAX_PDU,
                                mechanism=_MECH_LLS if role else None)
-    stoc = S.challenge(sec)
+    import os
+    stoc = os.urandom(16)                        # StoC
     a.sess = [title, stoc, bytes(ctos), mech, ciph, True]
     a.guard = True
     return apdu.build_aare(0, 14, context=req["context"], conformance=conf, max_pdu=_SERVER_MAX_PDU,

@@ -13,7 +13,7 @@ import gc
 from meter.account import Account
 from meter.metering import Metering
 from meter.tariff import ConfigError
-from meter.relay import DisconnectControl, READY
+from meter.relay import DisconnectControl, CONNECTED, READY
 from meter.link import HdlcLink
 from meter.store import Journal, TIME_MAX
 from meter.audit import Audit
@@ -51,20 +51,19 @@ _MAX_CREDIT = const(0x3FFFFFFF)   # meter.account's credit ceiling
 
 
 def _unload(board):
-    """Drop the STS modules (``meter.tokgate``, ``meter.tokens``, ``protocol.sts_core``/``ea07``): on MicroPython
-    their code leaves the heap until the next token (~6.5 KiB on 32 bits; ``protocol.misty1``
-    stays: EA11's 1 KiB table would not find room later). ``meter.acse.unload``. A board with
-    heap to spare keeps them (``board.sts_resident``: the RP2040, whose .mpy files would be read
-    from flash again at every entry)."""
+    """Drop the STS code until the next token (``meter.tokjudge``: ``meter.tokgate``'s to drop; ``protocol.misty1``
+    stays) unless the board has heap to spare (``board.sts_resident``: the RP2040, flash reads per entry)."""
     if not getattr(board, "sts_resident", False):
-        acse.unload("meter.tokgate meter.tokens protocol.sts_core protocol.ea07")
+        acse.unload("meter.tokgate meter.tokens meter.tokres protocol.sts_core protocol.ea07 protocol.ea07tab")
 
 
-def _sts(m):
-    """The STS boot check (``meter.tokgate``) in a frame of its own: the value stack of
-    ``Meter.__init__`` would keep the acceptor, and with it the module, past its unload."""
-    from meter import tokgate
-    tokgate.keep(m, tokgate.acceptor(m))
+def _sts(m, raw, delivery):
+    """The boot check or a token entry, in a frame of its own (a caller's value stack keeps what it held)."""
+    if raw is None:
+        from meter.tokens import judge
+        return judge(m, None, 0)
+    from meter.tokgate import enter
+    return enter(m, raw, delivery)
 
 
 class Meter:
@@ -85,12 +84,11 @@ class Meter:
         self._link = HdlcLink(self, int(v[0]), v[1],
                               int(g("max_info", 512)), int(g("inactivity_s", 120)))
         sts = g("sts")
-        # STS: [config, acceptor state, key change, its time, EA07 tables]; meter.tokens loads
-        # per use (enter_token). Config check and EA07 tables (JSON) first: the STS code (~6.5 KiB)
-        # is the boot's largest transient and nothing else of the meter is live yet
+        # STS: [config, acceptor record, key change, its time, EA07 tables]; code loaded per use. The
+        # boot check (tables' JSON) first: the boot's largest transient, nothing else of the meter live
         self.tokens = [sts, None, [None, None, None, None], 0, None] if sts else None
         if sts:
-            _sts(self)             # the journaled state is checked by the next token entry
+            _sts(self, None, 0)    # the journaled state is checked by the next token entry
             _unload(board)
             gc.collect()
         sec_err = acse.keys(self, g("security"))   # HLS keys and counters (code unloaded after)
@@ -110,6 +108,7 @@ class Meter:
         except ConfigError as e:  # a bad config.json must not brick the meter: defaults, and say so
             self.tariff, self.policy = build({})
             cfg_err = e
+        self.account.rate = self.tariff.rates[0]   # a token's 0.1 kWh at the rate charged
         build = None               # meter.profile (~3 KiB) leaves the heap now, not at return
         acse.unload("meter.profile")
         # what runs after boot, the rest of the config is not kept
@@ -166,6 +165,7 @@ class Meter:
         self.dc.cause = s.get("cause", "")
         if "tar" in s and a.unit != _CREDIT_ENERGY:
             self.tariff.restore(s["tar"], a.credit, a.rem, a.import_wh)
+            a.rate = self.tariff.rates[0]      # an STS SetTariffRate journaled
         if "pol" in s:
             self.policy.restore(s["pol"])
         if self.module_wh is not None:
@@ -268,21 +268,25 @@ class Meter:
 
     # --- STS tokens -----------------------------------------------------------------------
     def enter_token(self, raw, delivery=0):
-        """Enter one 20-digit STS token (bytes or str; spaces and dashes ignored) delivered by
-        ``delivery`` (IC 115 enum): ``meter.tokgate.enter`` applies it and journals the result
-        before it returns. Returns the TokenResult (``ok``, ``reason`` ...). ``meter.tokgate``, ``meter.tokens`` and
-        the STS protocol modules are loaded for it and unloaded after (docs/MEMORY.md)."""
-        from meter.tokgate import enter
+        """Enter one 20-digit STS token (bytes or str; spaces, dashes ignored) delivered by ``delivery`` (IC
+        115 enum): ``meter.tokgate.enter`` judges and applies it, journaled once the STS code is unloaded
+        (docs/MEMORY.md); -> the TokenResult (``ok``, ``reason`` ...)."""
         try:
-            return enter(self, raw, delivery)
+            r, ev, journal = _sts(self, raw, delivery)
         finally:
             _unload(self.board)
+        gc.collect()
+        self.persist(ev) if journal else self.event(*ev)
+        return r
 
     def token_room(self):
         """The largest STS credit amount (0.1 kWh) the credit register can still take: a token
         for more is refused before its TID is stored (``meter.tokens``; paise = amount x rate
-        / 10, rounded up); None when the rate is 0 (a token then credits nothing)."""
+        / 10, rounded up; an energy register takes the amount as it is); None when the rate is
+        0 on a currency register (a token then credits nothing)."""
         a = self.account
+        if a.unit == _CREDIT_ENERGY:
+            return _MAX_CREDIT - a.credit
         return (_MAX_CREDIT - a.credit) * 10 // a.rate if a.rate > 0 else None
 
     def remote_disconnect(self):
@@ -293,6 +297,9 @@ class Meter:
         return ok
 
     def remote_reconnect(self):
+        lim = self.policy.limiter
+        if lim.locked and self.dc.control_state != CONNECTED:
+            lim.reset()    # an MPL lock-out: cleared by the button or a remote reconnect
         ok = self.dc.remote_reconnect()
         if ok:
             self.evaluate()

@@ -318,7 +318,7 @@ def _limiter(lim, attr, w):
 
 
 def _account(meter, attr, w):
-    """IC 111 attributes 2..19 of ``meter.account`` (amounts in paise)."""
+    """IC 111 attributes 2..19 of ``meter.account`` (amounts in its credit unit: attribute 15)."""
     a = meter.account
     if attr == 2:
         w.structure(2).enum(a.payment_mode).enum(a.status)
@@ -347,7 +347,10 @@ def _account(meter, attr, w):
     elif 13 <= attr <= 14:
         put_time(meter, 0, w)        # activation / closure time: not recorded
     elif attr == 15:
-        w.structure(3).utf8_string("INR").integer(-2).enum(1)   # name, scale, unit currency
+        # currency {name, scale, unit}: the credit register's unit (Blue Book currency_unit
+        # 1 consumption, 2 monetary): paise {"INR", -2, 2}, 0.1 kWh {"kWh", -1, 1}
+        e = a.unit
+        w.structure(3).utf8_string("kWh" if e else "INR").integer(e - 2).enum(2 - e)
     elif attr == 16:
         w.double_long(meter.policy.low_credit_threshold(meter))
     elif attr == 18:

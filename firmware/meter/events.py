@@ -234,13 +234,15 @@ class EventLog(Reader):
                 self._rep = [r[2], r[3], r[1], r[4], True]
 
     # -- write ---------------------------------------------------------------------------
-    def append(self, epoch, code, detail=None, seq=None, repeat_s=0):
+    def append(self, epoch, code, detail=None, seq=None, repeat_s=0, any_detail=False):
         """Persist one event as record ``seq`` (default: after this ring's newest); returns its
         seq when it is on flash, or None when it repeats the newest record (same code and
-        detail, at most ``repeat_s`` s after it: counted in RAM, written by ``flush``)."""
+        detail, or any detail with ``any_detail``: the record keeps the latest; at most
+        ``repeat_s`` s after it: counted in RAM, written by ``flush``)."""
         r = self._rep
-        if (repeat_s and r is not None and r[0] == code and r[1] == detail
+        if (repeat_s and r is not None and r[0] == code and (any_detail or r[1] == detail)
                 and 0 <= epoch - r[2] <= repeat_s):
+            r[1] = detail
             r[3] += 1
             r[4] = False
             return None

@@ -2,14 +2,14 @@
 methods (``method``: security_activate, global_key_transfer); docs/CONTRACTS.md "Security".
 
 Loaded at boot by ``meter.acse.keys`` and for an IC 64 ACTION (which runs inside an HLS
-association), unloaded with the rest of the security code (``meter.acse.drop``): what an
-association runs per APDU is ``meter.secure``, whose functions take the record as ``k``. The
+association), unloaded after boot and when that association ends (``meter.acse.drop``): what an
+association runs per APDU is ``meter.secure`` (resident), whose functions take the record as ``k``. The
 record's fields and the ``ic`` counter file are described there.
 """
 import json
 import os
 
-from protocol.gcm import keyed
+from protocol.security import keyed
 from meter.secure import reserve
 
 try:
@@ -35,7 +35,7 @@ def _hex(d, k, n=16):
 
 class Keys:
     """The resident key record (data only: keys as bytes, system title, mechanisms, policy,
-    invocation counters and their reserved limits; EK as ``protocol.gcm.keyed``'s pair, the
+    invocation counters and their reserved limits; EK as ``protocol.security.keyed``'s pair, the
     mechanism 2 secret as its AES object when a client uses mechanism 2)."""
 
 
@@ -98,7 +98,7 @@ def method(k, m, tagged):
             if kid not in (0, 2, 3):
                 return _OTHER
             keys[(0, 0, 1, 2)[kid]] = keywrap.unwrap(k.kek, bytes(w))
-    except (keywrap.KeyWrapError, ValueError, TypeError, IndexError):
+    except (ValueError, TypeError, IndexError):   # keywrap raises ValueError
         return _OTHER
     if any(x is not None and len(x) != 16 for x in keys):
         return _OTHER
@@ -131,7 +131,7 @@ def rekey(k, s):
         s.set_keys(None, ak)
         return
     import gc
-    s.gcm.set_key((None, None))
+    s.set_key((None, None))
     k.ek = None
     gc.collect()
     try:

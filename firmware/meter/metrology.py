@@ -29,8 +29,7 @@ Attributes after a poll (ints in the firmware's units, None when not known or in
 ``modbus_rtu.ERRORS`` name), ``exc_code``, ``discarded`` (bytes drained as noise), ``outcome``
 (FAULT, RECOVERED, COUNTER_RESET), ``delta_wh`` (Wh to charge: 0 for an implausible reading,
 ``Health``), ``fault_wh`` (on RECOVERED: Wh counted during the fault), ``faulted`` (then the
-instantaneous values are None; ``energy_wh`` keeps the last good counter). ``Pzem004t(stream,
-unit=1, ...)`` is ``Module`` of kind "pzem004t".
+instantaneous values are None; ``energy_wh`` keeps the last good counter).
 """
 from meter import modules as mm
 from protocol import modbus_rtu as mb
@@ -77,8 +76,9 @@ class Health:
     - FAULT once, when ``fail_polls`` polls in a row failed or ``fail_s`` seconds passed
       since the first of them (0 disables the time rule); ``faulted`` stays True until
       the next good poll, ``faults`` counts them.
-    - RECOVERED on that good poll; ``fault_wh`` = the Wh the module counted from the last
-      good reading before the fault to now (also in ``delta_wh``: charge it).
+    - RECOVERED on the next good poll, judged as the first after a boot (below; the step also
+      fits ``max_w`` over the fault): one forged reply at the recovery is not charged; ``fault_wh``
+      = the Wh counted from the last good reading before the fault (``delta_wh``: charge it).
     - A reading is plausible when it is at or above the baseline and the increase fits
       ``max_w`` (W) over the time since the baseline reading (``t_base``; + ``_SLACK_S`` s
       + 1 Wh of counter resolution): charged, the new baseline. Anything else (lower: a
@@ -133,6 +133,7 @@ class Health:
         self.fault_wh = 0
         # odd readings in a row (-1: behind, below); the last (Wh, s); the first (Wh, s)
         self._n = self._wh = self._tp = self._w1 = self._t1 = 0
+        self._rc = 0           # 1: recovered from a fault, RECOVERED not yet returned
 
     def bad(self, now):
         """A failed poll at ``now`` (s). Returns FAULT once per fault, else 0."""
@@ -152,9 +153,7 @@ class Health:
         """The clock was set ``d`` s: the times kept here step with it (a SET confirms no run)."""
         if self.t_base is not None:
             self.t_base += d
-        self._t1 += d
-        self._tp += d
-        self._tc += d
+        self._t1, self._tp, self._tc = self._t1 + d, self._tp + d, self._tc + d
 
     def _fits(self, d, dt):
         # d Wh in dt s: what the supply can deliver (max_w, clock slack, 1 Wh resolution)?
@@ -164,18 +163,21 @@ class Health:
         """A good poll at ``now`` (s) with the module's import counter ``energy_wh`` (Wh).
         Returns 0 or RECOVERED and/or COUNTER_RESET; sets ``delta_wh``."""
         out = 0
+        ok = 1                    # 0: a step above the baseline held for confirmation
         self.fails = 0
-        if self.faulted:
-            self.faulted = False
-            out = RECOVERED
         last = self.baseline_wh
         tb = self.t_base
+        if self.faulted:          # judged as after a boot (a forged reply was charged in full)
+            self.faulted = False
+            self._rc = 1
+            self._n = 0
         d = 0 if last is None else energy_wh - last
-        if last is None or d >= 0 and (self._fits(d, 0 if tb is None else now - tb) or tb is None
-                                       and self._n > 0 and self._fits(energy_wh - self._wh, now - self._tp)):
-            # plausible, or after a boot a step beyond the slack confirmed by this reading; the
-            # 'behind' floor moves at most every _HOLD_S and only from a reading after a normal one
-            # (two forged steps in a row: the real count behind both still holds)
+        pend = tb is None or self._rc     # after a boot or a fault: beyond the slack waits
+        if last is None or d >= 0 and (tb is None or self._fits(d, now - tb)) and (
+                not pend or self._fits(d, 0)
+                or self._n > 0 and self._fits(energy_wh - self._wh, now - self._tp)):
+            # plausible; the 'behind' floor moves at most every _HOLD_S and only from a reading
+            # after a normal one (two forged steps in a row: the real count behind both holds)
             if self._n == 0 and (not self._p or now - self._tc >= _HOLD_S):
                 self._p, self._tc = last, now
             self._n = 0
@@ -203,11 +205,14 @@ class Health:
                 self._n = 0
                 self._p, self._tc = self._w1, now     # the step charged: from the run's first reading
             else:
+                ok = energy_wh <= last
                 d = 0
                 energy_wh, now = last, tb      # the baseline stays
         self.baseline_wh, self.t_base = energy_wh, now
         self.delta_wh = d
-        if out & RECOVERED:
+        if self._rc and ok:       # the first good reading after the fault that holds no step
+            self._rc = 0
+            out |= RECOVERED
             self.fault_wh = d
         return out
 
@@ -413,11 +418,6 @@ class Module:
         self.delta_wh = h.delta_wh
         self.fault_wh = h.fault_wh
         self.faulted = h.faulted
-
-
-def Pzem004t(stream, unit=1, timeout_ms=500, tx_enable=None, **kw):
-    """The PZEM-004T v3 ``Module`` (the constructor app.py has always called)."""
-    return Module(stream, "pzem004t", unit, timeout_ms, tx_enable, **kw)
 
 
 def loop(tasks, ticks, idle):

@@ -58,12 +58,21 @@ def _section(cfg, name):
     return v
 
 
+def _known(cfg, sec, names):
+    """Refuse a key of a section not in ``names`` (" a b ... "): a typo was silently ignored
+    (a tariff's "fixed_paise_kw_mnth" billed no fixed charge)."""
+    for k in cfg:
+        if names.find(" %s " % k) < 0:
+            raise ConfigError(sec + k, "unknown setting")
+
+
 def tariff_params(cfg):
     """-> (lims, rates, tod, fixed_month, duty_pm, billing_day) for meter.tariff.Tariff."""
     cfg = cfg or {}
     if not isinstance(cfg, dict):
         raise ConfigError("tariff", "not an object")
     sec = "tariff."
+    _known(cfg, sec, " rate slabs tod fixed_paise_kw_month sanctioned_w duty_pm billing_day ")
     if "slabs" in cfg:
         slabs = _lists(cfg, sec, "slabs", 2, 8)
         if not slabs:
@@ -115,6 +124,7 @@ def limiter_params(cfg):
     if not isinstance(cfg, dict):
         raise ConfigError("limiter", "not an object")
     sec = "limiter."
+    _known(cfg, sec, " mpl_w trip_s reclose_s lockout_trips window_s ")
     return (_int(cfg, sec, "mpl_w", 0, 1000000, 0), _int(cfg, sec, "trip_s", 0, 86400, 10),
             _int(cfg, sec, "reclose_s", 0, 86400, 60), _int(cfg, sec, "lockout_trips", 0, 100, 3),
             _int(cfg, sec, "window_s", 1, 604800, 3600))
@@ -136,6 +146,8 @@ def policy_params(cfg):
     days_off, off_sat, holidays) for meter.policy.Policy; ``cfg`` is the whole configuration."""
     pc = _section(cfg, "policy")
     sec = "policy."
+    _known(pc, sec, " min_credit reconnect low_credit_pct ec_paise ec_by friendly holidays ec_s ec_offer"
+           " debt_pct days_off off_saturdays ")
     big = 10000000
     mn = _int(pc, sec, "min_credit", -big, big, 0)
     rc = _int(pc, sec, "reconnect", -big, big, 1)
@@ -173,6 +185,7 @@ def metering_params(cfg):
     meter.policy.Policy.metering; ``cfg`` is the whole configuration (its ``metering``)."""
     mc = _section(cfg, "metering")
     sec = "metering."
+    _known(mc, sec, " fail_polls fail_s on_fault grace_s max_w ")
     of = mc.get("on_fault", "keep_supply")
     if of not in _ON_FAULT:
         raise ConfigError("metering.on_fault", "keep_supply or open_after expected")

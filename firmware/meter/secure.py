@@ -3,12 +3,10 @@ HLS pass 3/4 (Green Book §9.2.7, security suite 0; docs/CONTRACTS.md "Security"
 methods are ``meter.keyset``'s).
 
 Loaded only when config.json has a ``security`` section (per-meter secrets, provisioned by
-``meterctl flash/provision``; there are no defaults), and then only while needed: at boot
-(``meter.keyset.load``: the key record), and from an HLS AARQ until that association ends
-(``meter.acse.code``/``drop``: this module, ``protocol.security``/``gcm``/``aes`` and the
-Suite0 leave the heap in between). What must survive is data in the resident key record
-(``meter.keyset.Keys``, functions here take it as ``k``; a class without methods keeps neither
-its module nor code alive): keys (EK as ``protocol.gcm.keyed``'s AES object and GHASH table,
+``meterctl flash/provision``; there are no defaults), at boot (``meter.acse.keys``, with
+``protocol.security`` and the suite ``k.suite``) and kept: loaded per association or per
+request (sessions 11-13) its blocks did not find room in a fragmented 56 KiB heap. The key
+record is ``meter.keyset.Keys`` (functions here take it as ``k``): keys (EK as ``protocol.security.keyed``'s AES object and GHASH table,
 built at boot), counters, limits::
 
     "security": {"ek": GUEK hex(16 B), "ak": GAK hex(16 B), "kek": master key hex(16 B),
@@ -127,12 +125,12 @@ def unwrap(k, a, client, buf):
     s = suite(k)
     try:
         s.open(b, 0, len(b), sess[_PEER], k.rx)
-    except S.CounterError:
+    except S.SecurityError as e:
+        if e.args[0] != "ic":      # a replay (protocol.security has one error class on the meter)
+            return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _DECIPHERING_ERROR))
         r = k.rx
         return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _IC_ERROR, r >> 24, (r >> 16) & 255,
                       (r >> 8) & 255, r & 255))
-    except S.SecurityError:
-        return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _DECIPHERING_ERROR))
     accepted(k, s.ic)
     form = S.reply_form(s.tag)
     a.inner = True
@@ -174,12 +172,6 @@ def initiate_response(k, conf, max_pdu):
     return bytes(seal(k, apdu.initiate_response(conf, max_pdu), S.FORM_GLO))
 
 
-def challenge(k):
-    """A fresh 16-byte StoC."""
-    import os
-    return os.urandom(16)
-
-
 # ------------------------------------------------------------------ HLS pass 3/4
 
 def pass3(k, a, value):
@@ -209,7 +201,7 @@ def pass3(k, a, value):
     a.guard = bool(sess[_CIPH])
     if sess[_MECH] == 5:
         out = bytearray(S.HLS_LEN)
-        suite(k).hls_gmac(k.title, next_ic(k), sess[_CTOS], out)
+        suite(k).hls_gmac(k.title, next_ic(k), sess[_CTOS], out, 0)
     else:
         out = E.hls_ecb(e, sess[_CTOS])
     return 0, b"\x09" + bytes((len(out),)) + bytes(out)

@@ -59,6 +59,10 @@ def apply_config(meter, new):
     try:
         cfg = config(meter.board)
         tariff, policy = check_profile(new, cfg)
+        a = meter.account
+        if (1 if cfg.get("credit_unit") else 0) != a.unit and (a.credit or a.rem or a.debt):
+            # the register's number would stay and mean paise <-> 0.1 kWh (x rate / 10)
+            raise ConfigError("credit_unit", "not with credit or debt on the register")
     except ConfigError as e:
         meter.config_error = "%s: %s" % (e.field, e.reason)
         raise
@@ -73,6 +77,7 @@ def apply_config(meter, new):
         json.dump(cfg, f)
     os.rename(tmp, path)
     meter.tariff, meter.policy = tariff, policy
+    meter.account.rate = tariff.rates[0]   # tokens are credited at the rate the tariff charges
     meter.config_error = ""
     meter.tz_minutes = cfg.get("tz_minutes", 330)
     a = meter.account

@@ -94,6 +94,7 @@ class Tariff:
         self.cyc = 0          # local day number the billing month started on
         self.cyc_n = 30       # days in that billing month
         self.m_wh = self.m_energy = self.m_fixed = self.m_duty = 0
+        self.sts = 0          # the flat rate an STS SetTariffRate token set (0: the config's)
         self.d0 = self.dx = self.xx = self.cbm = 0
         self.bills = []
 
@@ -111,11 +112,13 @@ class Tariff:
     def cold(self, credit, import_wh):
         self.cbm = credit + self.m_energy + self.m_fixed + self.m_duty
         return [self.day, self.cyc, self.cyc_n, import_wh - self.m_wh, self.m_fixed,
-                self.d0, self.dx, self.xx, self.cbm]
+                self.d0, self.dx, self.xx, self.cbm, self.sts]
 
     def restore(self, cold, credit, rem, import_wh):
         (self.day, self.cyc, self.cyc_n, wh0, self.m_fixed,
          self.d0, self.dx, self.xx, self.cbm) = cold[:9]
+        if len(cold) > 9 and cold[9]:
+            self.set_rate(cold[9])      # an STS SetTariffRate outlives a power cut
         self.e_rem, self.d_rem = rem // 1000, rem % 1000
         self.m_wh = import_wh - wh0
         pm = self.duty_pm
@@ -139,9 +142,11 @@ class Tariff:
         self.rebase()
 
     def set_rate(self, rate):
-        """STS SetTariffRate (class 2): a flat ``rate`` paise/kWh from now on; counters kept."""
+        """STS SetTariffRate (class 2): a flat ``rate`` paise/kWh from now on, journaled with
+        the cold state until a profile replaces the tariff; counters kept."""
         self.lims = (-1,)
         self.rates = (rate,)
+        self.sts = rate
 
     # --- lookups --------------------------------------------------------------------------
     def adj_at(self, minute):

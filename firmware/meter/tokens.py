@@ -2,11 +2,15 @@
 
 ``TokenAcceptor.enter(digits, now) -> TokenResult`` is pure logic: no ``machine``, no file I/O,
 time comes in as an argument (or ``now_fn``); the order of its checks, the lockout and the key
-change are in docs/CONTRACTS.md "STS token acceptance". ``enter(meter, raw, delivery)`` is the
-meter's side is ``meter.tokgate`` (``Meter.enter_token``): it applies the returned action to the
-account and persists ``to_record()`` together with the credit before the acknowledgement.
+change are in docs/CONTRACTS.md "STS token acceptance". The meter's side is ``meter.tokgate``
+(``Meter.enter_token``): it judges a credit or class 2 data token itself on the acceptor's record
+(the credit path) and leaves the rest to ``judge`` here (the acceptor built from ``Meter.tokens``
+for one entry, or for the boot check), applies the returned action to the account and persists
+the record together with the credit before the acknowledgement.
 """
 import time
+
+from meter.tokres import CLASS2_ACTIONS, TokenResult
 
 # protocol.sts_core is imported where it is used, never held by this module's globals: the meter's
 # side drops it (and protocol.ea07) once the token is judged, before the journal write (meter.tokgate)
@@ -29,30 +33,7 @@ _CLASS_NON_MERIT = const(1)
 _CLASS_MANAGEMENT = const(2)
 _SUB_MPL = const(0)
 _SUB_PHASE_UNBALANCE = const(6)
-# class 2 subclass -> action: word ``sub`` (SUB_MPL 0 ... SUB_WATER_FACTOR 7, protocol.sts; "-": a key
-# section, whose number comes from sts_core's layout "key1".."key4"). One str, no dict or tuple
-# built per load: every constant object here is allocated each time a token entry loads the module
-_CLASS2_ACTION = "mpl clear_credit tariff - - clear_tamper phase_unbalance water_factor"
-
-
-class TokenResult:
-    """Outcome of one token entry: ``ok``, ``reason``, ``action``, ``value`` ... (the fields
-    and their values: docs/CONTRACTS.md "STS token acceptance")."""
-
-    def __init__(self, ok, reason, token_class=None, subclass=None, tid=None, amount=0,
-                 action=None, value=None):
-        self.ok, self.reason, self.token_class, self.subclass = ok, reason, token_class, subclass
-        self.tid, self.amount, self.action, self.value = tid, amount, action, value
-        self.tests = ()
-        self.mfr_code = None
-        self.lockout_s = 0
-
-    def text(self):
-        """The reason as a display line, with how long a keypad lock-out lasts ("locked_out:
-        wait 40 s"; "crc: keypad locked for 10 s" for the entry that started it)."""
-        if self.reason == "locked_out" and self.value:
-            return "locked_out: wait %d s" % self.value
-        return "%s: keypad locked for %d s" % (self.reason, self.lockout_s) if self.lockout_s else self.reason
+_EV_STORE_ERROR = const(91)   # meter.events
 
 
 def _alg_code(algorithm):
@@ -127,14 +108,6 @@ class TokenAcceptor:
         j = 3 * i
         b[j], b[j + 1], b[j + 2] = (tid >> 16) & 0xFF, (tid >> 8) & 0xFF, tid & 0xFF
 
-    def _oldest(self):
-        # index of the smallest TID (the store is full when this is called)
-        k = 0
-        for i in range(1, self._n):
-            if self._tid_at(i) < self._tid_at(k):
-                k = i
-        return k
-
     # -- lockout --------------------------------------------------------------------------
     def _reject(self, now, reason, cls=None, sub=None):
         res = TokenResult(False, reason, cls, sub)
@@ -152,18 +125,13 @@ class TokenAcceptor:
         return res
 
     # -- entry ------------------------------------------------------------------------------
-    def _now(self, now_s):
-        if now_s is not None:
-            return int(now_s)
-        if self._opt[0] is not None:
-            return int(self._opt[0]())
-        return int(time.time())
-
     def enter(self, digits, now_s=None, room=None):
         """Enter one token (20 digits; spaces/dashes allowed) at Unix time ``now_s``; a class 0 amount
         over ``room`` (0.1 kWh; None: no ceiling) is "overflow". Returns a TokenResult, never raises."""
         from protocol import sts_core as sts
-        now = self._now(now_s)
+        # (no helper methods for the time and the oldest TID: 12 entries in the class dict, no 17-slot
+        # table to find when the acceptor is loaded for a key-change section)
+        now = int(now_s) if now_s is not None else int(self._opt[0]() if self._opt[0] is not None else time.time())
         try:
             cls, block = sts.split_token(digits)
         except sts.StsError:
@@ -202,7 +170,12 @@ class TokenAcceptor:
         for i in range(n):
             if self._tid_at(i) == tid:
                 return TokenResult(False, "used", cls, sub, tid)
-        k = self._oldest() if 3 * n >= len(self._tids) else n
+        k = n
+        if 3 * n >= len(self._tids):     # full: the index of the smallest TID
+            k = 0
+            for i in range(1, n):
+                if self._tid_at(i) < self._tid_at(k):
+                    k = i
         if k < n and tid < self._tid_at(k):
             return TokenResult(False, "old", cls, sub, tid)
         if cls == _CLASS_TRANSFER and room is not None and sts.amount_decode(f.value) > room:
@@ -213,7 +186,7 @@ class TokenAcceptor:
         if cls == _CLASS_TRANSFER:
             amt = sts.amount_decode(f.value)
             return TokenResult(True, "accepted", cls, sub, tid, amt, "credit", amt)
-        action = _CLASS2_ACTION.split()[sub]
+        action = CLASS2_ACTIONS.split()[sub]
         value = f.value
         if sub == _SUB_MPL or sub == _SUB_PHASE_UNBALANCE:
             value = sts.amount_decode(value)
@@ -241,6 +214,8 @@ class TokenAcceptor:
         if not started or now - self._kc_t > self._opt[1] or now < self._kc_t:
             kc[0] = kc[1] = kc[2] = kc[3] = None
             self._kc_t = now
+        if _same(kc[idx], f):      # this section is pending already: changes nothing
+            return TokenResult(False, "used", 2, f.subclass)
         kc[idx] = f
         for i in range(need):
             if kc[i] is None:
@@ -253,6 +228,12 @@ class TokenAcceptor:
         for i in range(need):
             for b in range(4):
                 key[4 * i + b] = (parts[i] >> (24 - 8 * b)) & 0xFF
+        if (bytes(key) == self._key and s1.krn == self.krn and s1.kt == self.kt
+                and s2.ti == self.ti):
+            # the key in use: a replayed set (with RO it cleared the TID store: every used
+            # credit token accepted again); a key change installs a new key or a new revision
+            kc[0] = kc[1] = kc[2] = kc[3] = None
+            return TokenResult(False, "used", 2, f.subclass)
         base = sts.next_base_date(self.base_date) if s1.ro else self.base_date
         self._set_key(bytes(key), (s1.ken_half << 4) | s2.ken_half, s1.krn, s1.kt, s2.ti, base)
         if s1.ro:
@@ -319,3 +300,54 @@ class TokenAcceptor:
         self._n = n
         self._kc[0] = self._kc[1] = self._kc[2] = self._kc[3] = None
         return self
+
+
+def acceptor(meter):
+    """The TokenAcceptor of ``meter.tokens`` = [config.json's ``sts`` section (docs/CONTRACTS.md
+    "config.json"), its state (``to_record``) or None, key-change sections, their
+    time, EA07 tables (96 bytes: read from their JSON file once)], built for one token entry or
+    the boot check; ``keep`` stores its state back and ``meter.app`` unloads this module after
+    (the acceptor is heap only while it runs)."""
+    s = meter.tokens
+    g = s[0].get
+    alg = g("algorithm", "ea07")
+    t = s[4]
+    if alg == "ea07" and t is None:   # else the inverse tables kept: no JSON, no check per entry
+        t = meter.board.path(g("tables", "sts_tables.json"))
+    a = TokenAcceptor(bytes.fromhex(s[0]["decoder_key"]), alg, t,
+                      ken=g("ken", 255), store_size=g("store_size", 50), krn=g("krn", 1),
+                      kt=g("kt", 2), ti=g("ti", 1), base_date=g("base_date", 1993),
+                      lockout_after=g("lockout_after", 3), lockout_base_s=g("lockout_base_s", 10),
+                      lockout_max_s=g("lockout_max_s", 1280))
+    r = s[1]
+    if r is not None:
+        from protocol.sts_core import StsError
+        try:
+            a.from_record(r)
+        except StsError:
+            meter.event(_EV_STORE_ERROR, "token store record unreadable", "tok")
+    a._kc, a._kc_t = s[2], s[3]
+    return a
+
+
+def keep(meter, a):
+    s = meter.tokens
+    s[1], s[2], s[3] = a.to_record(), a._kc, a._kc_t
+    if a._tables is not None and s[4] is None:   # protocol.ea07.Tables keeps the inverse tables
+        s[4] = a._tables.isub + a._tables.iperm
+
+
+def judge(meter, digits, now):
+    """The acceptor's turn (``meter.tokgate``: what its credit path leaves; no ``digits``: the boot
+    check): the TokenResult (None for the boot check), its state kept in ``meter.tokens``."""
+    a = acceptor(meter)
+    r = None if digits is None else a.enter(digits, now, meter.token_room())   # the credit ceiling
+    keep(meter, a)
+    return r
+
+
+def _same(a, b):
+    """Two decoded key-change sections with the same fields (None: never the same)."""
+    return a is not None and a.subclass == b.subclass and a.key_part == b.key_part and (
+        a.ken_half == b.ken_half and a.krn == b.krn and a.ro == b.ro and a.kt == b.kt
+        and a.ti == b.ti and a.sgc_half == b.sgc_half)

@@ -28,7 +28,7 @@ def main():
         cli_main()
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        sys.stderr.write("interrupted: nothing was sent\n")
+        sys.stderr.write("meterctl: error: interrupted: nothing was sent\n")
         sys.exit(130)
     except SystemExit:
         signal.signal(signal.SIGINT, signal.SIG_IGN)     # done: the exit code stands

@@ -10,10 +10,55 @@ import click
 
 from host_tools.meterctl import attr, config, credit, dlms, emulate, events, flash, keys, profile, \
     read, relay, token, topup, vend
+from host_tools.meterctl import common as COMMON
 from host_tools.meterctl.common import CONTEXT
 
 
-@click.group(context_settings=CONTEXT)
+FLASH_INTERRUPTED = "interrupted: the board may be half written: run the same command again"
+
+
+def _show_click_error(e):
+    """A click error as this tool's errors are: a usage error is its usage hint (``Usage: ...``,
+    ``Try '... -h' for help.``), then one ``meterctl: error:`` line, exit 2; any other
+    ClickException one ``meterctl: error:`` line and its exit code (``token.InputError`` prints
+    its own line)."""
+    if type(e).show is not click.ClickException.show and not isinstance(e, click.UsageError):
+        e.show()
+        return e.exit_code
+    if isinstance(e, click.UsageError) and e.ctx is not None:
+        hint = ""
+        if e.ctx.command.get_help_option(e.ctx) is not None:
+            hint = "Try '%s %s' for help." % (e.ctx.command_path, e.ctx.help_option_names[0])
+        click.echo("%s\n%s" % (e.ctx.get_usage(), hint) if hint else e.ctx.get_usage(), err=True)
+    click.echo("meterctl: error: %s" % e.format_message(), err=True)
+    return COMMON.EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code
+
+
+class Meterctl(click.Group):
+    """The group, run standalone (the console script, ``python -m``, click's CliRunner) with this
+    tool's error format: Ctrl-C anywhere (also in commands that do not go through ``common.run``,
+    e.g. ``flash``) is one line ``meterctl: error: interrupted: <what happened>`` and exit code
+    130, not click's "Aborted!" and 1; a click usage error is its usage hint and one
+    ``meterctl: error:`` line, exit 2, not click's ``Error:``."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """click's ``main``; with ``standalone_mode`` the errors as the class says, then exit."""
+        if not standalone_mode:
+            return click.Group.main(self, args, prog_name, complete_var, False, **extra)
+        words = list(sys.argv[1:] if args is None else args)
+        try:
+            rv = click.Group.main(self, words, prog_name or "meterctl", complete_var, False, **extra)
+        except (KeyboardInterrupt, click.exceptions.Abort):
+            COMMON.fail(FLASH_INTERRUPTED if words[:1] in (["flash"], ["provision"]) else
+                        "interrupted: nothing was sent", COMMON.EXIT_INTERRUPTED)
+        except click.ClickException as e:
+            sys.exit(_show_click_error(e))
+        except BrokenPipeError:
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+
+
+@click.group(cls=Meterctl, context_settings=CONTEXT)
 @click.version_option(package_name="prepaid-meter", prog_name="meterctl")
 def meterctl():
     """Bench tool for prepaid electricity meters (DLMS/COSEM over HDLC on a serial port).
@@ -45,25 +90,7 @@ for _cmd in COMMANDS:
     meterctl.add_command(_cmd)
 
 
-FLASH_INTERRUPTED = "interrupted: the board may be half written: run the same command again"
-
-
 def main(argv=None):
-    """Run meterctl on ``argv`` (default ``sys.argv[1:]``); exits with its exit code.
-
-    Like click's standalone mode, except that Ctrl-C anywhere (also in commands that do not go
-    through ``common.run``, e.g. ``flash``) is one line "interrupted: <what happened>" and exit code 130, not
-    click's "Aborted!" and 1."""
-    try:
-        rv = meterctl.main(args=argv, prog_name="meterctl", standalone_mode=False)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        words = sys.argv[1:] if argv is None else argv
-        click.echo(FLASH_INTERRUPTED if words[:1] in (["flash"], ["provision"]) else
-                   "interrupted: nothing was sent", err=True)
-        sys.exit(130)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except BrokenPipeError:
-        sys.exit(1)
-    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+    """Run meterctl on ``argv`` (default ``sys.argv[1:]``); exits with its exit code (errors:
+    ``Meterctl.main``)."""
+    meterctl.main(args=argv, prog_name="meterctl")

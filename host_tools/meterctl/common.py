@@ -4,7 +4,7 @@ as one line + exit code, JSON output, the rich console, argument converters.
 Exit codes (``EXIT_CODES_HELP``, README "Exit codes"): 0 ok / applied; 1 the meter refused or
 answered something wrong (access denied, object undefined, association rejected, protocol error),
 or a change was checked and found not applied; 2 usage error (also a port that cannot be opened,
-a port in use by another command, a refused retry); 3 no answer from the meter (link timeout;
+a port in use by another command, a refused retry, ``NotSent``); 3 no answer from the meter (link timeout;
 for a change: before anything was sent); 4 a change's outcome is unknown (the answer was lost
 and the meter could not be reached to check); 130 Ctrl-C before anything was sent. Errors are
 one line on stderr, never a traceback.
@@ -33,7 +33,7 @@ import click
 from host_tools import format as fmt
 from host_tools import keystore as ks
 from host_tools import portlock
-from host_tools.client import AssociationRejected, DlmsClient, DlmsError, HlsKeys, LinkTimeout, PortError, \
+from host_tools.client import AssociationRejected, DlmsClient, DlmsError, LinkTimeout, PortError, \
     PortInUse
 from host_tools.outcome import APPLIED, NOT_APPLIED, SigintFlag, perform
 from host_tools.recharges import RetryRefused
@@ -53,7 +53,9 @@ EXIT_CODES_HELP = (
     "  3    no answer from the meter (a change: nothing was sent)\n"
     "  4    a change's outcome is unknown: the meter could not be reached to check (the\n"
     "       message names the command that tells)\n"
-    "  130  Ctrl-C before anything was sent (after sending, the outcome is checked and reported)")
+    "  130  Ctrl-C before anything was sent (after sending, the outcome is checked and reported)\n"
+    "--json: {\"outcome\": \"applied\" | \"not applied\" | \"unknown\", ...} (README \"Exit codes\"),\n"
+    "or {\"outcome\": \"not sent\", \"reason\": ...} when it stopped before sending (exit 1-3).")
 
 PUBLIC_CLIENT = 16
 MANAGEMENT_CLIENT = 1
@@ -70,13 +72,18 @@ def fail(message, code):
     sys.exit(code)
 
 
+class NotSent(Exception):
+    """A change's own refusal after reading the meter, before sending (e.g. an amount in the wrong
+    credit unit): one line (``str()``), exit 2, ``{"outcome": "not sent"}`` with --json."""
+
+
 READ_ONLY = "interrupted: nothing was changed on the meter (this command only reads)"
 
 
 def run(fn, interrupted=READ_ONLY):
     """Run a command body ``fn()``, turning expected failures into one line + exit code:
     LinkTimeout 3, PortError 2, other DlmsError 1, Ctrl-C 130 (the line ``interrupted``: what
-    happened)."""
+    happened, after ``meterctl: error:``)."""
     try:
         return fn()
     except LinkTimeout as e:
@@ -86,8 +93,7 @@ def run(fn, interrupted=READ_ONLY):
     except DlmsError as e:
         fail(str(e), EXIT_METER)
     except KeyboardInterrupt:
-        click.echo(interrupted, err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        fail(interrupted, EXIT_INTERRUPTED)
 
 
 def rejection_text(e, sap, hls):
@@ -95,7 +101,8 @@ def rejection_text(e, sap, hls):
     what to do; ``hls``: we asked with HLS keys. None: ``str(e)`` says it already."""
     if e.diagnostic == 13 and e.result == 2:
         return ("association rejected (transient): this client (%d) is locked out after failed "
-                "logins; retry in a little while (the lock doubles with each further failure)" % sap)
+                "logins; retry in a little while: the meter does not say how long (config lockout: "
+                "by default 10 s after the 3rd failure, doubling with each further one up to 1 h)" % sap)
     if e.diagnostic == 13:
         return ("association rejected (permanent): authentication-failure: wrong %s for client %d"
                 % ("keys" if hls else "password", sap))
@@ -232,27 +239,13 @@ def has_secret(kw):
 
 def load_keys(kw):
     """The ``HlsKeys`` of --key-file or of --meter's keystore record. Raises click.UsageError."""
+    if not (kw.get("key_file") or kw.get("meter_serial")):
+        raise click.UsageError("--auth hls needs the meter's keys: --key-file FILE or --meter "
+                               "SERIAL (from the keystore)")
     try:
-        if kw.get("key_file"):
-            path = kw["key_file"]
-            with open(path) as f:
-                sec = json.load(f)
-        elif kw.get("meter_serial"):
-            path = kw.get("keystore") or ks.default_path()
-            rec = ks.load(path)["meters"].get(kw["meter_serial"])
-            sec = (rec or {}).get("security")
-            if not sec:
-                raise click.UsageError("keystore %s has no DLMS keys for meter %s (meterctl provision "
-                                       "creates them)" % (path, kw["meter_serial"]))
-        else:
-            raise click.UsageError("--auth hls needs the meter's keys: --key-file FILE or --meter "
-                                   "SERIAL (from the keystore)")
-        return HlsKeys(*(bytes.fromhex(sec[k]) for k in ("ek", "ak", "client_title")),
-                       mechanism=int(sec.get("mech", 5)),
-                       secret=bytes.fromhex(sec["hls"]) if sec.get("hls") else None,
-                       kek=bytes.fromhex(sec["kek"]) if sec.get("kek") else None)
-    except (OSError, ValueError, KeyError, TypeError, ks.KeystoreError) as e:
-        raise click.UsageError("cannot use the DLMS keys of %s: %s" % (path, e))
+        return ks.load_hls_keys(kw.get("key_file"), kw.get("meter_serial"), kw.get("keystore"))
+    except ks.KeystoreError as e:
+        raise click.UsageError(str(e))
 
 
 def default_client(kw, write):
@@ -309,7 +302,8 @@ def run_change(kw, change, show, hint=None, refused=None, finish=None, fields=No
     ``finish(out)`` (optional) runs first with the outcome (the top-up record). With --json
     the outcome is printed as JSON in every case, with the command's own keys (``fields(out)``,
     the same as when applied) also when not applied or unknown; a refusal before sending (a
-    retry, the port in use, no answer) is ``{"outcome": "not sent", "reason": ...}``."""
+    retry, the port in use, no answer) is ``{"outcome": "not sent", "reason": ...}``; with
+    ``kw["json_sink"]`` (a callable) these objects go there instead of stdout."""
     make_client(kw, True)                    # usage errors before the port is touched
     with SigintFlag(ignore_after=PROCESS["owned"]) as flag:
         out = _perform(kw, change, flag)
@@ -326,23 +320,22 @@ def _perform(kw, change, flag):
 
     def not_sent(text, code):
         if kw.get("as_json"):
-            emit_json({"outcome": "not sent", "reason": text})
+            (kw.get("json_sink") or emit_json)({"outcome": "not sent", "reason": text})
         fail(text, code)
 
     try:
         with portlock.hold(kw["port"], command_text()):
             return perform(lambda: make_client(kw, True, cancel=flag.take), change, on_doubt=doubt)
-    except (RetryRefused, portlock.PortInUse) as e:
+    except (RetryRefused, NotSent, portlock.PortInUse) as e:
         not_sent(str(e), EXIT_USAGE)
     except LinkTimeout as e:
         not_sent("%s (no change was sent)" % e, EXIT_NO_ANSWER)
     except PortError as e:
         not_sent(str(e), EXIT_USAGE)
-    except DlmsError as e:
-        not_sent(str(e), EXIT_METER)
+    except DlmsError as e:               # the association or the evidence read failed
+        not_sent("%s (no change was sent)" % e, EXIT_METER)
     except KeyboardInterrupt:
-        click.echo("interrupted: nothing was sent", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        fail("interrupted: nothing was sent", EXIT_INTERRUPTED)
 
 
 def _lost(change, out):
@@ -359,7 +352,8 @@ def _report(kw, change, out, show, hint, refused, fields):
         show(out)
         return
     if kw.get("as_json"):
-        emit_json(dict(dict(out.as_dict(), **out.details), **(fields(out) if fields else {})))
+        (kw.get("json_sink") or emit_json)(dict(dict(out.as_dict(), **out.details),
+                                                **(fields(out) if fields else {})))
     if out.state == NOT_APPLIED:
         text = refused(out) if refused else None
         if text is None and not out.checked:

@@ -147,7 +147,10 @@ def config():
 @config.command("check", context_settings=CONTEXT)
 @click.argument("profile", type=click.Path(dir_okay=False))
 def check_cmd(profile):
-    """Validate PROFILE with the firmware's rules, offline."""
+    """Validate PROFILE with the firmware's rules, offline.
+
+    Exit 0 valid, 1 the profile breaks a rule ("profile refused: FIELD: REASON"), 2 the file
+    cannot be read as JSON. (`config apply` refuses such a profile before sending: exit 2.)"""
     p = check(load_profile(profile))
     click.echo("%s: ok (%d bytes on the wire)" % (p.get("name", profile), len(wire_bytes(p))))
 
@@ -189,14 +192,10 @@ def show(**kw):
 
 
 def _charge_rate(c):
-    """Paise per kWh from Charge IC 113 attr 5 (unit_charge_active: {scaling, commodity,
-    charge_table [{index, charge}]}), or None if the meter does not serve it."""
-    from host_tools.client import DataAccessError
-    try:
-        _, (scaling, commodity, table) = c.get(113, CHARGE_LN, 5)
-        return int(table[1][0][1][1][1])
-    except (DataAccessError, TypeError, ValueError, IndexError):
-        return None
+    """Paise per kWh from Charge IC 113 attr 5 (``host_tools.changes.charge_rate``), or None if
+    the meter does not serve it."""
+    from host_tools.changes import charge_rate, read
+    return charge_rate(read(c, 113, CHARGE_LN, 5))
 
 
 @config.command("apply", context_settings=CONTEXT, epilog=EXIT_CODES_HELP)
@@ -214,7 +213,11 @@ def apply_cmd(profile, **kw):
     """
     from host_tools.changes import Profile
 
-    p = check(load_profile(profile))
+    try:
+        p = check(load_profile(profile))
+    except ProfileError as e:       # refused on the host: a bad argument, nothing sent (usage)
+        e.exit_code = 2
+        raise
 
     def show(out):
         msg = {"applied": p.get("name", profile), "bytes": len(wire_bytes(p))}

@@ -9,12 +9,15 @@ import fcntl
 import json
 import os
 import re
+import select
 import signal
+import sys
 import tempfile
 import time
 
 import click
 
+from host_tools import creditunit
 from host_tools import format as fmt
 from host_tools import portlock
 from host_tools.client import DlmsError
@@ -79,7 +82,9 @@ def emulate(load_w, heap, mp, state_dir, warp, meters, profiles):
     reader 32 takes --password 00000000). The load is applied while the
     meter's relay is closed (an open relay carries no load). Exits 1 with one line if the
     firmware process dies; Ctrl-C (exit 0) and SIGTERM (exit 143) stop the meter and remove its
-    temporary directory.
+    temporary directory. While it runs, b + Enter presses the meter's push button (reconnect from
+    ready_for_reconnection, emergency credit, an MPL lock-out) and o / c + Enter open / close its
+    cover.
 
     \b
     Examples:
@@ -144,12 +149,23 @@ def _keep_config(state, extra):
             f.write("\n")
 
 
-def _profiles_on(state):
+def _state_config(state):
+    """The meter's config.json in ``state`` ({} if unreadable); a profile SET rewrites it."""
     try:
         with open(os.path.join(state, "config.json")) as f:
-            return json.load(f).get("profiles") is True
+            cfg = json.load(f)
     except (OSError, ValueError):
-        return False
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _profiles_on(state):
+    return _state_config(state).get("profiles") is True
+
+
+def _credit_unit(state):
+    """The unit of the meter's credit register (config credit_unit 1: 0.1 kWh, else paise)."""
+    return creditunit.DECI_KWH if _state_config(state).get("credit_unit") else creditunit.PAISE
 
 
 def _start(stack, workdir, heap, mp, warp, extra):
@@ -193,7 +209,8 @@ def _banner(rig, workdir, load_w, warp):
                % key_file_path())
     click.echo("Reader password:  %s (client 32, LLS)" % identity.PASSWORDS["32"])
     click.echo("Try:  meterctl read --port %s" % rig.port)
-    click.echo("      meterctl credit add --port %s --amount 100 %s" % (rig.port, auth))
+    click.echo("      meterctl credit add --port %s %s %s" % (
+        rig.port, "--kwh 10" if _credit_unit(str(rig.state_dir)) == creditunit.DECI_KWH else "--amount 100", auth))
     click.echo("      meterctl vend %s --json   # an STS token for this meter" % " ".join(identity.vend_args()))
     click.echo("      meterctl topup --port %s %s <20 digits>" % (rig.port, auth))
     if _profiles_on(str(rig.state_dir)):
@@ -201,6 +218,8 @@ def _banner(rig, workdir, load_w, warp):
                    % (rig.port, identity.PASSWORDS["32"]))
     else:
         click.echo("IS 15959 profiles (load survey, billing): off; --profiles turns them on")
+    click.echo("Buttons: b + Enter presses the meter's push button (reconnect after a top-up in control"
+               " mode 5, emergency credit, an MPL lock-out); o / c + Enter open / close its cover.")
     click.echo("Stop with Ctrl-C.")
 
 
@@ -209,8 +228,9 @@ def _tick_forever(rig, warp):
     from hil.rig import RigError
 
     last = None
+    keys = [sys.stdin is not None and not sys.stdin.closed]
     while True:
-        time.sleep(1.0)
+        _second(rig, keys)
         if not rig.running:
             tail = [ln.strip() for ln in rig.log_tail(5).splitlines() if ln.strip()]
             raise DlmsError("the emulated meter's firmware process died%s"
@@ -224,11 +244,40 @@ def _tick_forever(rig, warp):
         except RigError as e:
             raise DlmsError("emulated meter failed: %s" % _rig_error_text(e))
         if warp and t is not None:
-            click.echo(_telemetry_line(t))
+            click.echo(_telemetry_line(t, _credit_unit(str(rig.state_dir))))
         elif t is not None and last is not None and (
                 bool(t.relay) != bool(last.relay) or t.credit_paise > last.credit_paise):
-            click.echo(_telemetry_line(t))   # relay switched or credit topped up
+            click.echo(_telemetry_line(t, _credit_unit(str(rig.state_dir))))   # relay switched or credit topped up
         last = t
+
+
+def _second(rig, keys):
+    """Wait a second; a line typed meanwhile is a key of the meter: b the push button (reconnect
+    from ready_for_reconnection, emergency credit, an MPL lock-out), o / c the cover opened /
+    closed. ``keys[0]`` False: stdin is not read (closed, or at its end)."""
+    end = time.monotonic() + 1.0
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        if not keys[0]:
+            time.sleep(left)
+            return
+        if not select.select([sys.stdin], [], [], left)[0]:
+            return
+        line = sys.stdin.readline()
+        if not line:
+            keys[0] = False
+            continue
+        k = line.strip().lower()
+        if k == "b":
+            rig.press_button()
+            click.echo("button pressed")
+        elif k in ("o", "c"):
+            rig.set_cover(k == "o")
+            click.echo("cover %s" % ("opened" if k == "o" else "closed"))
+        elif k:
+            click.echo("keys: b + Enter the push button, o / c + Enter the cover opened / closed")
 
 
 def _emulate(load_w, heap, mp, state_dir, warp, extra):
@@ -295,8 +344,9 @@ def _rig_error_text(e):
     return first
 
 
-def _telemetry_line(t):
-    """One status line from the rig's Telemetry(epoch, wh, credit_paise, relay)."""
+def _telemetry_line(t, unit=creditunit.PAISE):
+    """One status line from the rig's Telemetry(epoch, wh, credit register, relay); the credit in
+    ``unit`` (paise or 0.1 kWh)."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t.epoch))
     return "%s UTC  energy %s  credit %s  relay %s" % (
-        stamp, fmt.kwh(t.wh), fmt.rupees(t.credit_paise), "closed" if t.relay else "OPEN")
+        stamp, fmt.kwh(t.wh), creditunit.amount(t.credit_paise, unit), "closed" if t.relay else "OPEN")

@@ -25,8 +25,13 @@ LOGS = {"all": EVENT_LOG}
 LOGS.update({name: log.obis for name, (log, _code) in objects.EVENT_LOGS.items()})
 # event-code columns: 0.0.96.11.x.255 attribute 2 of every log
 EVENT_CODE_COLS = {objects.EVENT_CODE.obis + ".2"} | {code.obis + ".2" for _log, code in objects.EVENT_LOGS.values()}
+# occurrence-count columns: 0.0.96.15.x.255 attribute 2 of the category logs
+COUNTER_COLS = {objects.by_obis(code.obis.replace(".96.11.", ".96.15.")).obis + ".2"
+                for _log, code in objects.EVENT_LOGS.values()}
 # event codes this firmware logs, with their texts: firmware/meter/events.py, the one catalogue
 EVENT_NAMES = objects.event_names()
+# --json keys that do not change with --log: the code column is named after its log's OBIS
+STABLE_KEYS = dict({c: "code" for c in EVENT_CODE_COLS}, **{c: "occurrences" for c in COUNTER_COLS})
 
 
 def _iso_arg(ctx, param, value):
@@ -122,9 +127,12 @@ def column_name(col):
     return (name if attr == "2" else "%s (attribute %s)" % (name, attr)) + unit
 
 
-def _output(code, cols, n, table, csv_path, as_json, transpose=False, table_too=True):
-    """Rows to CSV (``csv_path``, "-" = stdout), JSON or a table; ``table_too`` False: with a
-    CSV file, one line that says what was written instead of the table."""
+def _output(code, cols, n, table, csv_path, as_json, transpose=False, table_too=True, aliases=None):
+    """Rows to CSV (``csv_path``, "-" = stdout), JSON or a table (``transpose`` True: one line
+    per column; None: so when the columns do not fit the console); ``table_too`` False: with a
+    CSV file, one line that says what was written instead of the table. ``aliases`` {column:
+    key}: JSON rows carry the column under that key too (a key that stays when the column's
+    OBIS changes)."""
     if csv_path:
         out = sys.stdout if csv_path == "-" else open(csv_path, "w", newline="")
         try:
@@ -135,10 +143,12 @@ def _output(code, cols, n, table, csv_path, as_json, transpose=False, table_too=
             if out is not sys.stdout:
                 out.close()
     if as_json:
-        emit_json({"columns": cols, "entries_in_use": n, "rows": [dict(zip(cols, r)) for r in table]})
+        alias = [(i, (aliases or {})[c]) for i, c in enumerate(cols) if c in (aliases or {})]
+        emit_json({"columns": cols, "entries_in_use": n,
+                   "rows": [dict(zip(cols, r), **{k: r[i] for i, k in alias}) for r in table]})
     elif csv_path and csv_path != "-" and not table_too:
         click.echo("%s: %d of %d entries written to %s" % (code, len(table), n, csv_path))
-    elif csv_path != "-" and transpose:
+    elif csv_path != "-" and (transpose or transpose is None and _too_wide(cols, table)):
         _print_transposed(code, cols, n, table)
     elif csv_path != "-":
         from rich.markup import escape
@@ -150,6 +160,18 @@ def _output(code, cols, n, table, csv_path, as_json, transpose=False, table_too=
         for r in table:
             t.add_row(*[escape(str(x)) for x in r])
         console().print(t)
+
+
+def _too_wide(cols, table, width=None):
+    """True when a table of ``cols`` (one column each) cannot show its cells whole in the
+    console's width (rich would cut them to "…") and has fewer entries than columns: then one
+    line per column reads better (``transpose=None`` in ``_output``)."""
+    width = width or console().width
+    need = 1
+    for j, col in enumerate(cols):
+        words = column_name(col).split() or [""]
+        need += 3 + max([len(max(words, key=len))] + [len(str(r[j])) for r in table])
+    return need > width and len(table) < len(cols)
 
 
 def _print_transposed(code, cols, n, table):
@@ -169,10 +191,10 @@ def _print_transposed(code, cols, n, table):
 @link_options(write=False, client_help="Default 32 (the meter reader, LLS: give its --password); 1 "
                                        "(management) with --auth hls.")
 @click.option("--log", "log", type=click.Choice(sorted(LOGS)), default=None,
-              help="Audit-trail category to read (IS 15959 event logs 0.0.99.98.x.255): all events "
-                   "(the default), power, transaction, other, tamper (cover, failed logins, lock-outs, "
-                   "refused tokens) "
-                   "or control. Categories add an occurrences column (repetitions coalesced).")
+              help="Audit-trail category to read: all (0.0.99.98.0.255, every event, the default), "
+                   "power (98.2), transaction (98.3), other (98.4), tamper (98.5: cover, lock-outs with "
+                   "the failed logins counted, refused tokens) or control (98.6). Categories add an occurrences column "
+                   "(repetitions coalesced).")
 @click.option("--obis", "code", default=None, help="Profile generic (IC 7) to read [default: %s]." % EVENT_LOG)
 @click.option("--from-entry", type=click.IntRange(1), default=None, help="First entry (1 = oldest): selective access by entry.")
 @click.option("--to-entry", type=click.IntRange(0), default=0, help="Last entry (0 = newest).")
@@ -181,6 +203,13 @@ def _print_transposed(code, cols, n, table):
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), default=None, help="Write the rows as CSV ('-' = stdout).")
 def events(log, code, from_entry, to_entry, since, until, csv_path, **kw):
     """Read an event log / profile (IC 7 buffer) by block transfer, with a progress bar.
+
+    The logs are the profiles of the IS 15959 event categories 0.0.99.98.2/3/4/6.255 (power,
+    transaction, other, control) holding this firmware's own event codes (named in the event
+    column; docs/CONTRACTS.md "Audit trail"), plus 0.0.99.98.0.255, all events merged, and
+    98.5, tamper and security events (where IS 15959 has the voltage and non-rollover logs).
+    --json rows carry the event code under "code" (and the count under "occurrences") whatever
+    the log, as well as under the column's OBIS.
 
     The buffer is not public: the default client is the meter reader 32 (LLS), so give its
     --password; with --auth hls (--key-file/--meter) the default is the management client 1.
@@ -200,6 +229,8 @@ def events(log, code, from_entry, to_entry, since, until, csv_path, **kw):
     if log and code:
         raise click.UsageError("give --log or --obis, not both")
     code = LOGS[log] if log else (code or EVENT_LOG)
+    if (since is not None or until is not None) and (from_entry is not None or to_entry):
+        fail("give --since/--until (by time) or --from-entry/--to-entry (by entry), not both", EXIT_USAGE)
     if from_entry is not None and to_entry and from_entry > to_entry:
         fail("--from-entry %d is after --to-entry %d" % (from_entry, to_entry), EXIT_USAGE)
     # date-time octets (IEC 62056-6-2 §4.1.6.1) compare as dates without the day of week, when
@@ -213,5 +244,5 @@ def events(log, code, from_entry, to_entry, since, until, csv_path, **kw):
         with make_client(kw, write=False) as c:
             cols, n, raw = _read_buffer(c, code, (since, until, from_entry, to_entry), quiet)
         cols, table = _rows(cols, raw)
-        _output(code, cols, n, table, csv_path, kw["as_json"], table_too=False)
+        _output(code, cols, n, table, csv_path, kw["as_json"], table_too=False, aliases=STABLE_KEYS)
     run(body)

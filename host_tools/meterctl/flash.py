@@ -115,7 +115,8 @@ def _run(kw, code, romfs="auto"):
     except F.FlashError as e:
         text = str(e)
         no_answer = text.startswith("no MicroPython raw REPL") or "does not answer DLMS" in text
-        unopenable = text.startswith("cannot open ")       # no such port, no permission: usage
+        # no such port, no permission, a bad serial/SGC/keystore: usage
+        unopenable = text.startswith("cannot open ") or e.usage
         if "no SGC" in text:                                # a missing option: usage
             unopenable = True
             if os.environ.get("METERCTL_VIA_MAKE"):

@@ -170,7 +170,7 @@ def profile(name, since, until, from_entry, to_entry, csv_path, **kw):
     def body():
         with make_client(kw, write=False) as c:
             cols, n, table = read_profile(c, name, access, quiet)
-        _output(PROFILES[name][0], cols, n, table, csv_path, kw["as_json"], table_too=False)
+        _output(PROFILES[name][0], cols, n, table, csv_path, kw["as_json"], transpose=None, table_too=False)
     run(body)
 
 

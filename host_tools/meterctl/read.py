@@ -2,6 +2,7 @@
 
 import click
 
+from host_tools import creditunit
 from host_tools import format as fmt
 from host_tools.client import read_summary
 from host_tools.meterctl.common import CONTEXT, console, emit_json, link_options, make_client, \
@@ -49,14 +50,19 @@ def print_summary(s, client_sap):
     t.add_column("value")
     wh = s.get("energy_import_wh")
     t.add_row("Energy import", "-" if wh is None else "%s (%d Wh)" % (fmt.kwh(wh), wh))
-    for key, label in (("available_credit_paise", "Available credit"), ("credit_paise", "Token credit")):
-        p = s.get(key)
-        t.add_row(label, "-" if p is None else "%s (%d paise)" % (fmt.rupees(p), p))
+    unit = s.get("credit_unit")
+    for key, label in (("available_credit", "Available credit"), ("credit", "Token credit")):
+        t.add_row(label, creditunit.amount_raw(s.get(key), unit))
     why = s.get("relay_reason")
     t.add_row("Relay", relay_text(s.get("relay_output_state")) + (" (%s)" % why if why else ""))
-    ec, ecs = s.get("emergency_credit_paise"), s.get("emergency_credit_status")
+    ec, ecs = s.get("emergency_credit"), s.get("emergency_credit_status")
     if ecs is not None:
-        t.add_row("Emergency credit", "%s%s" % (ecs, "" if ec is None else ", %s" % fmt.rupees(ec)))
+        end = s.get("emergency_credit_end") or {}
+        ends = [w for w in ("at a balance of %s" % creditunit.amount(end["balance"], unit)
+                            if end.get("balance") is not None else None,
+                            "at %s" % end["time"] if end.get("time") else None) if w]
+        t.add_row("Emergency credit", "%s%s%s" % (ecs, "" if ec is None else ", %s" % creditunit.amount(ec, unit),
+                                                  "; ends %s" % " or ".join(ends) if ends else ""))
     if s.get("credit_status") is not None:
         t.add_row("Credit status", ", ".join(s["credit_status"]) or "-")
     cs = s.get("control_state")
@@ -67,3 +73,5 @@ def print_summary(s, client_sap):
     t.add_row("Payment mode", "-" if pm is None else "%s%s" % (pm, "" if st is None else " (%s)" % st))
     t.add_row("Clock", s.get("clock") or "-")
     console().print(t)
+    if s.get("credit_unit_note") and (s.get("available_credit"), s.get("credit")) != (None, None):
+        click.echo("Note: %s" % s["credit_unit_note"])

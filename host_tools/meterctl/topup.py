@@ -1,4 +1,4 @@
-"""``meterctl topup``: enter a 20-digit STS token over the meter's serial port (IC 115 enter).
+"""``meterctl topup``: enter 20-digit STS tokens over the meter's serial port (IC 115 enter).
 
 The token goes to the token gateway 0.0.19.40.0.255 (IC 115, method 1 enter, octet-string of the
 20 ASCII digits) in a management association (LLS). The meter's outcome is read back from the
@@ -9,13 +9,21 @@ was accepted (status 3 tokenExecutionOk, or 2 for the first half of a key-change
 not be reached to check. A lost answer is checked on the meter: the gateway keeps the last token
 entered (attribute 2) and its status (``host_tools.changes.Token``). Entering a token again is
 always safe: a meter refuses a token it has already taken (USED).
+
+Several tokens (a key-change pair, a receipt of several) are entered in turn, each in its own
+association, one outcome line each, stopping at the first one not accepted (its exit code).
+What an accepted token did is read from the meter before and after (``host_tools.changes.Token``):
+the credit (class 0, ClearCredit), the max power limit (IC 71 threshold), the tariff rate (IC 113
+unit charge); a class 1 test token is decoded on the host (no key needed) to name its tests.
 """
 import click
 
-from host_tools import format as fmt
+from host_tools import creditunit
 from host_tools import objects
+from host_tools import vend as V
 from host_tools.changes import Token
 from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, emit_json, link_options, run_change
+from protocol import sts
 
 OBIS_GATEWAY = objects.TOKEN_GATEWAY.obis
 OBIS_CREDIT = objects.CREDIT.obis
@@ -43,29 +51,124 @@ def _reason_text(reason, detail):
     return "%s (%s)" % (text, detail) if detail else text
 
 
+def parse_tokens(parts):
+    """The tokens in TOKEN arguments: each exactly 20 digits (spaces and dashes allowed), given
+    whole (an argument of 20, 40, ... digits) or in groups (a receipt's groups of four, which
+    must add up to 20 before the next token starts). Raises click.BadParameter."""
+    tokens, buf = [], ""
+    for part in parts:
+        d = part.replace("-", "").replace(" ", "")
+        if not d.isdigit():
+            raise click.BadParameter("a token is 20 digits (spaces and dashes allowed): %r is not" % part,
+                                     param_hint="TOKEN")
+        if not buf and len(d) % 20 == 0:
+            tokens += [d[k:k + 20] for k in range(0, len(d), 20)]
+            continue
+        buf += d
+        if len(buf) > 20:
+            break
+        if len(buf) == 20:
+            tokens.append(buf)
+            buf = ""
+    if buf:
+        raise click.BadParameter("a token is exactly 20 digits (got %r)" % " ".join(parts), param_hint="TOKEN")
+    return tokens
+
+
 def parse_digits(parts):
-    """Join the token groups; raise click.BadParameter unless it is exactly 20 digits."""
-    text = "".join(parts).replace("-", "").replace(" ", "")
-    if len(text) != 20 or not text.isdigit():
-        raise click.BadParameter("a token is exactly 20 digits (got %r)" % "".join(parts), param_hint="TOKEN")
-    return text
+    """One token from TOKEN arguments (``parse_tokens``); click.BadParameter unless exactly one."""
+    tokens = parse_tokens(parts)
+    if len(tokens) != 1:
+        raise click.BadParameter("a token is exactly 20 digits (got %d)" % (20 * len(tokens)), param_hint="TOKEN")
+    return tokens[0]
+
+
+def _class_of(digits):
+    try:
+        return sts.split_token(digits)[0]
+    except (sts.StsError, ValueError):
+        return None
+
+
+def effect(digits, reason, before, after, previous=None):
+    """What an accepted token did, from the meter's values ``before``/``after`` (``credit``,
+    ``mpl_w``, ``rate``; ``host_tools.changes.Token``) -> (sentence, JSON fields). ``previous``:
+    the reason of the token entered just before in the same call (a key change's first half)."""
+    cls = _class_of(digits)
+    b, a = before or {}, after or {}
+    unit = b.get("credit_unit")
+    out = {"token_class": cls, "tests": None,
+           "mpl_before_w": b.get("mpl_w"), "mpl_after_w": a.get("mpl_w"),
+           "rate_before_paise_per_kwh": b.get("rate"), "rate_after_paise_per_kwh": a.get("rate")}
+    if reason == "key_change_pending":
+        return "enter the next section (key change)", out
+    if cls == sts.CLASS_NON_MERIT:
+        try:
+            out["tests"] = V.decode_token(digits)["tests"]
+        except (V.VendError, KeyError):
+            out["tests"] = []
+        return ("test token (class 1): %s; nothing changes on the meter"
+                % (", ".join(out["tests"]) or "no known test"), out)
+    credit = "credit %s -> %s" % (creditunit.amount(b.get("credit"), unit), creditunit.amount(a.get("credit"), unit))
+    if cls != sts.CLASS_MANAGEMENT:
+        return credit, out
+    said = []
+    if a.get("mpl_w") is not None and a.get("mpl_w") != b.get("mpl_w"):
+        said.append("max power limit set to %d W (was %s)" % (a["mpl_w"], _w(b.get("mpl_w"))))
+    if a.get("rate") is not None and a.get("rate") != b.get("rate"):
+        said.append("tariff rate set to %d paise/kWh (was %s)" % (a["rate"], b.get("rate")))
+    if a.get("credit") == 0 and b.get("credit") not in (0, None):
+        said.append("credit cleared (was %s)" % creditunit.amount(b["credit"], unit))
+    if said:
+        return "; ".join(said), out
+    if previous == "key_change_pending":
+        return "key change complete: the meter takes tokens of the new key from now on", out
+    return ("management token (class 2): nothing the meter shows changed (max power limit %s, tariff "
+            "rate %s paise/kWh, credit %s): it set a value already in force, or it was the last "
+            "section of a key change, a clear tamper, phase unbalance or water factor token"
+            % (_w(a.get("mpl_w")), a.get("rate"), creditunit.amount(a.get("credit"), unit))), out
+
+
+def _w(watts):
+    return "%d W" % watts if watts is not None else "-"
 
 
 @click.command("topup", context_settings=CONTEXT, epilog=EXIT_CODES_HELP)
 @click.argument("token", nargs=-1, required=True)
 @link_options(write=True)
 def topup(token, **kw):
-    """Enter a 20-digit STS token (IEC 62055-41) into the meter over its serial port.
+    """Enter 20-digit STS tokens (IEC 62055-41) into the meter over its serial port.
 
-    TOKEN may be given in groups of four as printed on a receipt. Shows the credit before and
-    after, or the reason the meter rejected the token.
+    TOKEN may be given in groups of four as printed on a receipt. Several tokens (a key-change
+    pair) are entered in turn, stopping at the first one the meter does not accept. Says what
+    each token did: the credit before and after; for a management token (class 2) the max power
+    limit or tariff rate set or the credit cleared; for a test token (class 1) its tests; or the
+    reason the meter rejected it. With --json and several tokens: a JSON array, one object each.
 
     \b
     Examples:
       meterctl topup --port /dev/pts/5 --key-file ~/.local/state/meterctl/emulator-keys.json 5104 3465 4434 2085 6213
+      meterctl topup -p /dev/ttyUSB0 --meter PPM0000123 <key-change token 1> <key-change token 2>
       meterctl vend ... --json | jq -r .token | xargs meterctl topup -p /dev/ttyUSB0 --meter PPM0000123
     """
-    digits = parse_digits(token)
+    tokens = parse_tokens(token)
+    if len(tokens) == 1:
+        _enter(kw, tokens[0], None, None)
+        return
+    done = []                   # --json: one array, printed also when a token stops the run
+    kw["json_sink"] = done.append if kw["as_json"] else None
+    try:
+        previous = None
+        for n, digits in enumerate(tokens, 1):
+            previous = _enter(kw, digits, previous, "token %d of %d (%s)" % (n, len(tokens), digits))
+    finally:
+        if kw["as_json"]:
+            emit_json(done)
+
+
+def _enter(kw, digits, previous, label):
+    """Enter one token (``run_change``: exits unless accepted); returns its reason word."""
+    seen = {}
 
     def result_of(res):
         """(status code, reason word, detail): the meter's description is the reason word, then
@@ -80,22 +183,38 @@ def topup(token, **kw):
     def fields(res, accepted=False):
         """The token's JSON keys, the same whatever the outcome (None where not known)."""
         code, reason, detail = result_of(res)
-        return {"token": digits, "accepted": accepted, "status": code,
-                "status_text": STATUS_TEXT.get(code, "?"), "reason": reason, "detail": detail,
-                "credit_before_paise": (res.before or {}).get("credit"),
-                "credit_after_paise": (res.details or {}).get("credit_after_paise")}
+        text, facts = effect(digits, reason, res.before, (res.details or {}).get("after"), previous)
+        seen["reason"] = reason
+        before = res.before or {}
+        unit = before.get("credit_unit")
+        out = dict({"token": digits, "accepted": accepted, "status": code,
+                    "status_text": STATUS_TEXT.get(code, "?"), "reason": reason, "detail": detail,
+                    "credit_unit": unit, "credit_unit_note": before.get("credit_unit_note"),
+                    "credit_before": before.get("credit"), "credit_after": (res.details or {}).get("credit_after"),
+                    "effect": text if accepted else None}, **facts)
+        for key in ("credit_before", "credit_after"):
+            out[key + "_paise"] = creditunit.paise_or_none(out[key], unit)
+        return out
 
     def show(res):
         out = fields(res, True)
-        before, after, reason = out["credit_before_paise"], out["credit_after_paise"], out["reason"]
         if kw["as_json"]:
-            emit_json(dict(res.as_dict(), **out))      # "reason": the token's (as when refused)
+            (kw.get("json_sink") or emit_json)(dict(res.as_dict(), **out))   # "reason": the token's
             return
-        if reason == "key_change_pending":
+        pending = out["reason"] == "key_change_pending"
+        if label:
+            click.echo("%s: %s: %s." % (label[0].upper() + label[1:], "key-change accepted" if pending else
+                                        "accepted", out["effect"]))
+        elif pending:
             click.echo("Key-change token accepted: enter the next section.")
         else:
             click.echo("Token accepted.")
-        click.echo("Credit: %s -> %s" % (fmt.rupees(before), fmt.rupees(after)))
+            unit = out["credit_unit"]
+            click.echo("Credit: %s -> %s" % (creditunit.amount(out["credit_before"], unit),
+                                             creditunit.amount(out["credit_after"], unit))
+                       if out["token_class"] == sts.CLASS_TRANSFER else out["effect"][0].upper() + out["effect"][1:] + ".")
+        if out["credit_unit_note"]:
+            click.echo("Note: %s" % out["credit_unit_note"])
 
     def rejected(res):
         if res.refused is not None or (res.checked and res.details.get("status") is None):
@@ -104,12 +223,15 @@ def topup(token, **kw):
         if res.checked and res.after.get("token") != digits:
             return None                          # never reached the gateway: the generic text
         if code == 8:      # received, never judged (e.g. the meter ran out of memory): not applied
-            return ("token not applied: the meter received it but did not process it (IC 115 status "
+            text = ("token not applied: the meter received it but did not process it (IC 115 status "
                     "8 tokenReceived); enter it again")
-        return "token rejected: %s (IC 115 status %s %s)" % (
-            _reason_text(reason, detail), code, STATUS_TEXT.get(code, "?"))
+        else:
+            text = "token rejected: %s (IC 115 status %s %s)" % (
+                _reason_text(reason, detail), code, STATUS_TEXT.get(code, "?"))
+        return "%s: %s" % (label, text) if label else text
 
     run_change(kw, Token(digits), show, refused=rejected, fields=fields,
                hint=lambda res: "meterctl get %s 2 --class 115 --port %s --password ... (the last "
                                 "token entered) and attribute 6 (its status); or enter the token "
                                 "again: the meter refuses it as USED if it was taken" % (OBIS_GATEWAY, kw["port"]))
+    return seen.get("reason")

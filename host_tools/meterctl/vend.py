@@ -5,11 +5,14 @@ prints (``meterctl.token`` has the shared printing and errors).
 """
 import json
 import os
+import pathlib
 import sys
 import tempfile
 
 import click
+from click.core import ParameterSource
 
+from host_tools import keystore as ks
 from host_tools import vend as V
 from host_tools.meterctl.common import CONTEXT, EXIT_USAGE, console, fail
 from host_tools.meterctl.token import guard, print_token
@@ -77,8 +80,12 @@ def _decoder_key(kw, pan=None, vending_key=None, sgc=None, ti=None, krn=None, kt
               help="Class 0: 0 electricity (0.1 kWh), 1 water, 2 gas (0.1 m3), 3 time (0.1 min); "
                    "4-7 currency: not implemented (refused). Class 2: 0 max power limit, 1 clear "
                    "credit, 2 tariff rate, 5 clear tamper.")
-@click.option("--amount", metavar="N", help="Class 0: kWh/units (one decimal); MPL: watts.")
-@click.option("--value", metavar="INT", help="Raw 16-bit value (class 2 clear credit, tariff, ...).")
+@click.option("--amount", metavar="N", help="Class 0: kWh/units (one decimal); class 2 subclass 0 (max "
+              "power limit) and 6 (phase unbalance limit): watts.")
+@click.option("--value", metavar="INT", help="Raw 16-bit value. Class 2 subclass 1 clear credit: the "
+              "register (65535 = all; this meter clears its one credit register whatever the number); "
+              "2 tariff rate: paise per kWh (this meter charges it from then on); 5 clear tamper: "
+              "ignored (0); 7 water factor: the raw factor. Subclasses 0 and 6 take --amount (W).")
 @click.option("--control", metavar="INT", help="Class 1 control bits (default: all tests).")
 @click.option("--mfr-code", metavar="INT", default="0", show_default=True, help="Class 1 manufacturer code.")
 @click.option("--tid", metavar="INT", help="Token identifier (minutes since the base date), used as given. "
@@ -99,10 +106,16 @@ def _decoder_key(kw, pan=None, vending_key=None, sgc=None, ti=None, krn=None, kt
               help="Key change: base date of the new key (default: --base-date; with --ro the next one).")
 @click.option("--ken", type=click.IntRange(0, 255), default=255, show_default=True, help="Key expiry number of the new key.")
 @click.option("--ro", is_flag=True, help="Key change: set the rollover bit (meter clears its TID store).")
+@click.option("--meter", metavar="SERIAL", help="The meter's keystore entry (meterctl flash wrote it): its "
+              "decoder key, algorithm, DRN, SGC, TI, KRN, KT and base date (the keystore defaults' IIN, "
+              "vending key, EA07 tables) stand in for the options not given.")
+@click.option("--keystore", metavar="FILE", envvar="METERCTL_KEYSTORE",
+              help="Keystore for --meter (default ~/.config/meterctl/meters.keystore). Env: METERCTL_KEYSTORE.")
 @click.option("--csv", "csv_in", type=click.Path(exists=True, dir_okay=False), help="Batch: input CSV.")
 @click.option("--out", "csv_out", type=click.Path(dir_okay=False),
               help="Batch: output CSV. An existing file is refused unless --force or --append.")
-@click.option("--force", is_flag=True, help="Batch: overwrite an existing --out file.")
+@click.option("--force", is_flag=True, help="Batch: overwrite an existing --out file. Key change: vend a "
+              "--ken the current TID is already past (every later token would be refused).")
 @click.option("--append", is_flag=True, help="Batch: add the tokens to an existing --out file (same columns).")
 @click.option("--json", "as_json", is_flag=True, help="Print decoder key, data block and token as JSON.")
 def vend(**kw):
@@ -121,7 +134,10 @@ def vend(**kw):
                     --amount 25.6 --json
       # a batch: CSV columns drn,amount[,issued,...] -> tokens grouped 4-4-4-4-4
       meterctl vend --vending-key abababababababab --csv sales.csv --out tokens.csv
+      # a flashed meter: its identity and decoder key from the keystore
+      meterctl vend --meter PPM0000042 --amount 10.0
     """
+    _from_keystore(kw)
     if kw["csv_in"] or kw["csv_out"]:
         if not (kw["csv_in"] and kw["csv_out"]):
             raise click.UsageError("--csv needs --out (and --out needs --csv)")
@@ -134,6 +150,41 @@ def vend(**kw):
     if kw["key_change"]:
         return guard(_vend_key_change, kw)
     return guard(_vend_one, kw)
+
+
+def _from_keystore(kw):
+    """``--meter``: fill ``kw`` from the meter's keystore record (and the keystore's defaults)
+    where the option was not given; one usage line for an unknown serial or a bad keystore."""
+    if not kw["meter"]:
+        if click.get_current_context().get_parameter_source("keystore") == ParameterSource.COMMANDLINE:
+            raise click.UsageError("--keystore needs --meter SERIAL (the meter to vend for)")
+        return
+    if kw["csv_in"] or kw["csv_out"]:
+        raise click.UsageError("--meter vends for one meter: a --csv batch names its meters by DRN")
+    path = pathlib.Path(kw["keystore"] or ks.default_path())
+    try:
+        store = ks.load(path)
+    except ks.KeystoreError as e:
+        fail(str(e), EXIT_USAGE)
+    rec = store["meters"].get(kw["meter"]) or {}
+    if not rec.get("decoder_key"):
+        fail("keystore %s has no meter %s (meterctl flash --serial %s creates its entry)"
+             % (path, kw["meter"], kw["meter"]), EXIT_USAGE)
+    d = store["defaults"]
+    tables = d.get("ea07_tables")
+    found = {"decoder_key": rec["decoder_key"], "algorithm": rec.get("algorithm"), "drn": rec.get("drn"),
+             "sgc": rec.get("sgc"), "ti": rec.get("ti"), "krn": rec.get("krn"), "kt": rec.get("kt"),
+             "base_date": rec.get("base_date") or d.get("base_date"), "iin": d.get("iin"),
+             "vending_key": d.get("vending_key"), "tables": tables and str(path.parent / tables)}
+    for k, v in found.items():
+        if v is not None and not _given(k):
+            kw[k] = v if k in ("ti", "krn", "kt") else str(v)
+
+
+def _given(name):
+    """True when option ``name`` came from the command line or the environment."""
+    src = click.get_current_context().get_parameter_source(name)
+    return src not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
 
 
 def _vend_one(kw):
@@ -160,6 +211,8 @@ def _vend_one(kw):
                        base_date=int(kw["base_date"]), rnd=kw["rnd"],
                        control=_int(kw["control"], "--control"),
                        mfr_code=_int(kw["mfr_code"], "--mfr-code"))
+    if kw["meter"] and kw["drn"] and not pan:
+        pan = V.build_pan(kw["iin"], kw["drn"])        # the keystore's meter, for the record
     if pan:
         res["pan"] = pan
     print_token(res, kw["as_json"])
@@ -175,11 +228,12 @@ def _vend_key_change(kw):
     kt = kw["kt"] if kw["new_kt"] is None else kw["new_kt"]
     ti = kw["ti"] if kw["new_ti"] is None else kw["new_ti"]
     sgc = kw["new_sgc"] or kw["sgc"]
+    new_bd = kw["new_base_date"] or (sts.next_base_date(int(kw["base_date"])) if kw["ro"]
+                                     else kw["base_date"])
+    _check_ken(kw, int(new_bd))
     if kw["new_decoder_key"]:
         new = V.parse_key(kw["new_decoder_key"], (8, 16), "new decoder key")
     else:
-        new_bd = kw["new_base_date"] or (sts.next_base_date(int(kw["base_date"])) if kw["ro"]
-                                         else kw["base_date"])
         new, pan = _decoder_key(kw, pan, kw["new_vending_key"] or kw["vending_key"], sgc, ti,
                                 krn, kt, new_bd)
     if new == old:
@@ -194,6 +248,20 @@ def _vend_key_change(kw):
         return
     for t in toks:
         click.echo("%s  section %d" % (sts.group_digits(t["token"]), t["section"]))
+
+
+def _check_ken(kw, base_date):
+    """Refuse (unless --force) a KEN below TID >> 16 of now (--issued) on the new key's base date:
+    the meter would refuse every token after the key change as key_expired."""
+    issued = V.parse_issued(kw["issued"])
+    try:
+        high = sts.tid_from_unix(issued, base_date) >> 16
+    except sts.StsError:
+        return                     # outside the base date's TIDs: vend says so for a token
+    if kw["ken"] < high and not kw["force"]:
+        raise V.VendError("--ken %d is below the current TID >> 16 (%d, base date %d): the meter would "
+                          "refuse every later token as key_expired; give --ken %d..255 (255: never "
+                          "expires), or --force" % (kw["ken"], high, base_date, high))
 
 
 def _vend_csv(kw):

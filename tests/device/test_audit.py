@@ -72,6 +72,21 @@ def test_repetitions_are_coalesced_with_a_count_and_written_at_most_twice():
         _rmtree(d)
 
 
+def test_test_tokens_alternated_are_one_record_and_flush_nothing():
+    # attack pass (session 13): two test tokens entered in turn (control 1, control 2) were a
+    # record each: 34 entries pushed the clock-set record out of the "other" ring
+    d = _tmpdir("aud")
+    try:
+        a = Audit(d + "/ev")
+        a.append(T0, EV_CLOCK_SET, "remote")
+        for i in range(34):
+            a.append(T0 + 1 + i, 80, 1 + i % 2)
+        a.flush()
+        assert list(a.view(4).entries()) == [(T0, EV_CLOCK_SET, "remote", 1), (T0 + 1, 80, 2, 34)]
+    finally:
+        _rmtree(d)
+
+
 def test_the_single_log_of_earlier_firmware_is_migrated_into_the_categories():
     import os
     d = _tmpdir("aud")

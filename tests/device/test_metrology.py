@@ -166,7 +166,7 @@ def test_pzem_values():
 
 def test_pzem004t_constructor_kept():
     line = Line(Pzem())
-    m = mt.Pzem004t(line, 1, tx_enable=lambda on: None)
+    m = mt.Module(line, "pzem004t", 1, tx_enable=lambda on: None)
     assert m.kind == "pzem004t" and m.voltage_dv is None and not m.fresh
 
 
@@ -288,8 +288,24 @@ def test_health_fault_once_and_recovery():
     assert h.good(60, 1010) == 0 and h.delta_wh == 10
     assert [h.bad(t) for t in range(120, 540, 60)] == [0, 0, mt.FAULT, 0, 0, 0, 0]
     assert h.faulted and h.faults == 1 and h.delta_wh == 0
-    assert h.good(540, 1500) == mt.RECOVERED and h.fault_wh == 490 and h.delta_wh == 490
-    assert not h.faulted and h.good(600, 1501) == 0 and h.delta_wh == 1
+    # a step beyond the slack at the recovery is held until the next reading confirms it
+    assert h.good(540, 1500) == 0 and h.delta_wh == 0 and not h.faulted
+    assert h.good(600, 1501) == mt.RECOVERED and h.fault_wh == 491 and h.delta_wh == 491
+    assert h.good(660, 1502) == 0 and h.delta_wh == 1
+
+
+def test_health_a_forged_reply_at_the_recovery_is_not_charged():
+    # attack pass (session 13): a module silent for 10 min, then one forged valid-CRC reply of
+    # +4000 Wh (it fits 26 kW over the fault) was charged at once (Rs 26; a low credit went
+    # negative and the relay opened), and the real counter behind it paid nothing for 2 h
+    h = mt.Health(fail_polls=3, fail_s=0)
+    h.good(0, 10000)
+    for t in (60, 120, 180):
+        h.bad(t)
+    assert h.good(600, 14000) == 0 and h.delta_wh == 0 and h.baseline_wh == 10000   # held
+    assert h.good(601, 10033) == 0 and h.delta_wh == 0            # the real count: held too
+    assert h.good(602, 10033) == mt.RECOVERED and h.delta_wh == 33 and h.fault_wh == 33
+    assert h.good(662, 10043) == 0 and h.delta_wh == 10
 
 
 def test_health_time_rule():
@@ -379,8 +395,9 @@ def test_health_fault_recovery_is_bounded_by_max_power():
     h.bad(60)
     assert h.bad(120) == mt.FAULT
     # 10 minutes at 2 kW at most: 335 Wh (600 s + 2 s slack: 334.4, + 1 Wh); 336 is a lie
-    assert h.good(600, 336) == mt.RECOVERED and h.fault_wh == 0 and h.delta_wh == 0
-    assert h.good(600, 335) == 0 and h.delta_wh == 335
+    assert h.good(600, 336) == 0 and h.delta_wh == 0
+    assert h.good(600, 335) == 0 and h.delta_wh == 0            # beyond the slack: held
+    assert h.good(601, 335) == mt.RECOVERED and h.fault_wh == 335 and h.delta_wh == 335
 
 
 def test_health_after_a_boot_a_step_beyond_the_slack_waits_for_the_next_reading():
@@ -440,8 +457,10 @@ def test_module_fault_invalidates_and_recovery_charges():
     assert m.energy_wh == 123456                    # the last good counter stays
     line.regs.set_wh(123456 + 777)
     clk.s += 600                                    # 777 Wh in 10 minutes: plausible
-    assert poll(m, clk) and m.outcome == mt.RECOVERED and m.fault_wh == 777
-    assert m.delta_wh == 777 and m.voltage_dv == 2300 and not m.faulted
+    assert poll(m, clk) and m.outcome == 0 and m.delta_wh == 0   # beyond the slack: held
+    assert m.voltage_dv == 2300 and not m.faulted
+    clk.s += 1
+    assert poll(m, clk) and m.outcome == mt.RECOVERED and m.fault_wh == 777 and m.delta_wh == 777
 
 
 def test_module_counter_reset_is_tamper():

@@ -231,7 +231,11 @@ def test_bad_policy_names_the_field():
                        ({"policy": {"low_credit_pct": [10, 30]}}, "policy.low_credit_pct"),
                        ({"policy": {"reconnect": -5}}, "policy.reconnect"),
                        ({"policy": {"days_off": [8]}}, "policy.days_off[0]"),
-                       ({"limiter": {"mpl_w": -1}}, "limiter.mpl_w")):
+                       ({"limiter": {"mpl_w": -1}}, "limiter.mpl_w"),
+                       # typos inside a section were silently ignored (new-user pass, session 13)
+                       ({"policy": {"friendy": [0, 60]}}, "policy.friendy"),
+                       ({"limiter": {"mpl": 1000}}, "limiter.mpl"),
+                       ({"metering": {"fail_pols": 3}}, "metering.fail_pols")):
         try:
             Policy(cfg)
             assert False, field

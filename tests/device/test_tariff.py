@@ -195,6 +195,8 @@ def test_bad_configs_name_the_field():
     raises(lambda: Tariff({"duty_pm": 1001}), "tariff.duty_pm")
     raises(lambda: Tariff({"billing_day": 31}), "tariff.billing_day")
     raises(lambda: Tariff({"rate": True}), "tariff.rate")
+    # a typo was silently ignored: no fixed charge billed (new-user pass, session 13)
+    raises(lambda: Tariff({"fixed_paise_kw_mnth": 100}), "tariff.fixed_paise_kw_mnth")
     e = raises(lambda: Tariff({"rate": -1}), "tariff.rate")
     assert "0..5000" in e.reason
 

@@ -237,6 +237,32 @@ def test_key_change_window_and_rollover():
     assert a.enter(_credit(5, key=new), T0 + 200).ok
 
 
+def test_replayed_key_change_sections_change_nothing():
+    # attack pass (session 13): a section entered again was a journal write and an event each
+    # (100 replays: 103 block erases), and a set to the key in use with RO=1 cleared the TID
+    # store every time it was entered: used credit tokens were accepted again
+    a = _acc(krn=1, kt=2, ti=1)
+    assert a.enter(_credit(300), T0).ok
+    base = key_info(a)["base_date"]
+    s1, s2 = sts.key_sections(DK, ken=255, krn=1, kt=2, ti=1, ro=1)
+    t1 = _tok(DK, 2, 3, ken_half=s1.ken_half, krn=1, ro=1, kt=2, key_part=s1.key_part)
+    t2 = _tok(DK, 2, 4, ken_half=s2.ken_half, ti=1, key_part=s2.key_part)
+    assert a.enter(t1, T0).reason == "key_change_pending"
+    r = a.enter(t1, T0 + 1)
+    assert not r.ok and r.reason == "used"                     # pending already
+    r = a.enter(t2, T0 + 2)
+    assert not r.ok and r.reason == "used"                     # the key in use
+    assert tids(a) == [300] and key_info(a)["base_date"] == base
+    assert a.enter(_credit(300), T0 + 3).reason == "used"
+    # a new revision of the same key is a key change (RO: the TID store starts again)
+    s1, s2 = sts.key_sections(DK, ken=255, krn=2, kt=2, ti=1, ro=1)
+    t1 = _tok(DK, 2, 3, ken_half=s1.ken_half, krn=2, ro=1, kt=2, key_part=s1.key_part)
+    t2 = _tok(DK, 2, 4, ken_half=s2.ken_half, ti=1, key_part=s2.key_part)
+    assert a.enter(t1, T0 + 4).reason == "key_change_pending"
+    r = a.enter(t2, T0 + 5)
+    assert r.ok and r.action == "key_change" and key_info(a)["krn"] == 2 and tids(a) == []
+
+
 def test_ea11_four_section_key_change():
     a = TokenAcceptor(DK11, "ea11")
     new = bytes.fromhex("00112233445566778899aabbccddeeff")

@@ -10,7 +10,8 @@ from host_tools import objects
 from host_tools.client import AssociationRejected, DlmsClient
 from protocol import axdr_client as axdr
 
-pytestmark = pytest.mark.hil
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
 BLOCKS = 64
 MGMT = dict(client_sap=1, password="12345678")

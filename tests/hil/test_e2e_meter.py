@@ -1,15 +1,18 @@
 """End to end on real parts: the firmware on the MicroPython unix port (heap capped) behind ptys,
 an emulated PZEM-004T on a real pymodbus RTU server, our DLMS client and the gurux-dlms client.
+
+The management client is ``rig.management_client()``: on a bench board flashed with keys
+(``--meter-key-file``/``--meter-serial``) it runs HLS; what needs the emulated meter's test
+identity (its LLS passwords, a first boot) skips elsewhere.
 """
 
 import pytest
 from protocol import hdlc_client as hdlc
 
+from host_tools import keystore
 from host_tools.client import DlmsClient, AccessDenied, read_summary
 
 pytestmark = pytest.mark.hil
-
-MGMT = dict(client_sap=1, password="12345678")
 RATE = 650  # paise / kWh (rig default config)
 
 
@@ -19,7 +22,7 @@ def paise_for(wh, rate=RATE):
 
 
 def top_up(rig, paise):
-    with DlmsClient(rig.port, **MGMT) as c:
+    with rig.management_client() as c:
         res, _ = c.action(112, "0.0.19.10.0.255", 1, b"\x05" + paise.to_bytes(4, "big", signed=True))
         return res
 
@@ -73,8 +76,10 @@ def test_public_client_reads_but_cannot_write(rig):
         assert [v for _, v in scaler_unit[1]] == [0, 30]   # 10^0 Wh
         with pytest.raises(AccessDenied):
             c.action(112, "0.0.19.10.0.255", 1, b"\x05\x00\x00\x27\x10")
-    with pytest.raises(Exception) as e:       # wrong LLS password: association rejected
-        with DlmsClient(rig.port, client_sap=1, password="wrong") as c:
+    wrong = ({"hls": keystore.replaced_keys(rig.management_keys, {"ak": bytes(16)})}
+             if rig.management_keys else {"password": "wrong"})
+    with pytest.raises(Exception) as e:       # wrong LLS password / HLS key: association rejected
+        with rig.management_client(**wrong):
             pass
     assert "authentication" in str(e.value).lower()
 
@@ -82,7 +87,7 @@ def test_public_client_reads_but_cannot_write(rig):
 def test_remote_disconnect_and_reconnect(rig):
     assert top_up(rig, 1000) == 0
     rig.wait_relay(True)
-    with DlmsClient(rig.port, **MGMT) as c:
+    with rig.management_client() as c:
         assert c.action(70, "0.0.96.3.10.255", 1, b"\x0f\x00")[0] == 0
         rig.wait_relay(False)
         assert c.get(70, "0.0.96.3.10.255", 3)[1] == 0        # disconnected
@@ -145,6 +150,7 @@ def test_bad_input_does_not_stop_the_meter(rig):
 
 
 @pytest.mark.heap32("70k", "object list and event log reads: working room above the steady state")
+@pytest.mark.needs("test_identity")     # meterctl with the test identity's reader password
 def test_meterctl_events_and_objects(rig):
     import json
     from click.testing import CliRunner
@@ -166,6 +172,7 @@ def test_meterctl_events_and_objects(rig):
     assert (7, "0.0.99.98.0.255") not in listed         # public may read only its logical name
 
 
+@pytest.mark.needs("test_identity")     # meterctl with the test identity's LLS password
 def test_credit_register_limit_is_refused_with_a_reason(rig):
     from click.testing import CliRunner
     from host_tools.meterctl import cli

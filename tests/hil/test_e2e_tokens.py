@@ -11,7 +11,8 @@ import pytest
 from host_tools import vend
 from host_tools.client import DlmsClient
 
-pytestmark = pytest.mark.hil
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TABLES = ROOT / "firmware" / "sts_sample_tables.json"
@@ -44,8 +45,9 @@ def sts_config(key_hex, **extra):
 
 @pytest.fixture
 def token_rig(rig_factory):
-    def make(**extra):
-        r = rig_factory(config=sts_config(dk(), **extra), start=False)
+    def make(meter=None, **extra):
+        """A meter with the STS test key; ``extra`` in its sts section, ``meter`` in its config."""
+        r = rig_factory(config=dict(sts_config(dk(), **extra), **(meter or {})), start=False)
         shutil.copyfile(TABLES, r.state_dir / "sts_tables.json")
         r.start()
         return r
@@ -211,3 +213,59 @@ def test_topup_json_has_the_token_keys_whether_accepted_or_refused(token_rig):
     assert keys <= set(a) and keys <= set(b)
     assert (a["accepted"], b["accepted"]) == (True, False) and (a["reason"], b["reason"]) == ("accepted", "crc")
     assert b["outcome"] == "not applied" and b["credit_before_paise"] == a["credit_after_paise"]
+
+
+LIMITER = {"mpl_w": 3000, "trip_s": 10, "reclose_s": 60, "lockout_trips": 3, "window_s": 3600}
+
+
+def test_topup_says_what_a_management_token_changed(token_rig):
+    # new-user pass (session 13): an MPL token reported "Credit: ₹0.00 -> ₹0.00", nothing else
+    rig = token_rig(meter={"limiter": LIMITER, "credit_paise": 5000})
+    mpl = token(4500, minutes=1, token_class=2, subclass=0)
+    r = meterctl("topup", "--port", rig.port, "--password", "12345678", mpl)
+    assert r.returncode == 0 and "Max power limit set to 4500 W (was 3000 W)." in r.stdout, (r.stdout, r.stderr)
+    rate = token(None, minutes=2, token_class=2, subclass=2, value=720)
+    r = meterctl("topup", "--port", rig.port, "--password", "12345678", "--json", rate)
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and "tariff rate set to 720 paise/kWh (was 650)" in out["effect"], r.stdout
+    assert (out["token_class"], out["rate_before_paise_per_kwh"], out["rate_after_paise_per_kwh"]) == (2, 650, 720)
+    assert (out["mpl_before_w"], out["mpl_after_w"]) == (4500, 4500)
+    clear = token(None, minutes=3, token_class=2, subclass=1, value=0xFFFF)
+    r = meterctl("topup", "--port", rig.port, "--password", "12345678", clear)
+    assert r.returncode == 0 and "Credit cleared (was ₹50.00)." in r.stdout, r.stdout
+    test = vend.vend_token(token_class=1, control=2)["token"]            # display test: no key
+    r = meterctl("topup", "--port", rig.port, "--password", "12345678", test)
+    assert r.returncode == 0 and "Test token (class 1): display; nothing changes" in r.stdout, r.stdout
+
+
+def test_topup_enters_a_key_change_pair_in_turn_and_stops_at_a_refusal(token_rig):
+    # new-user pass (session 13): the two tokens of a pair were joined into one 40-digit "token"
+    rig = token_rig()
+    new_key = dk(krn=2)
+    pair = [t["token"] for t in vend.key_change_tokens(dk(), new_key, 2, KT, TI, ken=255, ro=0, sgc=SGC,
+                                                        algorithm="ea07", tables=str(TABLES))]
+    r = meterctl("topup", "--port", rig.port, "--password", "12345678", *pair)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and len(lines) == 2, (r.stdout, r.stderr)
+    assert lines[0] == "Token 1 of 2 (%s): key-change accepted: enter the next section (key change)." % pair[0]
+    assert lines[1].startswith("Token 2 of 2 (%s): accepted: key change complete" % pair[1])
+    good, used = token(10, minutes=5, key=new_key), token(20, minutes=6, key=new_key)
+    assert enter(rig, used)[:2] == (3, "accepted")
+    r = meterctl("topup", "--port", rig.port, "--password", "12345678", "--json", good, used, token(30, minutes=7, key=new_key))
+    out = json.loads(r.stdout)
+    assert r.returncode == 1 and [o["outcome"] for o in out] == ["applied", "not applied"], r.stdout
+    assert "token 2 of 3 (%s): token rejected: USED" % used in r.stderr, r.stderr
+
+
+def test_topup_on_an_energy_unit_meter_shows_kwh(rig_factory):
+    # attack pass (session 13): topup showed a 0.1 kWh register (config credit_unit 1) as rupees
+    rig = rig_factory(config=dict(sts_config(dk()), credit_unit=1), start=False)
+    shutil.copyfile(TABLES, rig.state_dir / "sts_tables.json")
+    rig.start()
+    r = meterctl("topup", "--port", rig.port, "--password", "12345678", token(50))
+    assert r.returncode == 0, r.stderr
+    assert "Credit: 0.0 kWh -> 5.0 kWh" in r.stdout and "₹" not in r.stdout, r.stdout
+    r = meterctl("topup", "--port", rig.port, "--password", "12345678", "--json", token(30, minutes=1))
+    j = json.loads(r.stdout)
+    assert (j["credit_unit"], j["credit_before"], j["credit_after"], j["credit_after_paise"]) == (
+        "0.1 kWh", 50, 80, None), r.stdout

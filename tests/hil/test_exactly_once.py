@@ -28,7 +28,8 @@ from hil.linecut import LineCut, is_action_request, is_snrm
 from host_tools.client import DlmsClient
 from host_tools.firmware_src import ROOT
 
-pytestmark = pytest.mark.hil
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
 PASSWORD = "12345678"
 TOTAL_RECHARGED = "0.0.94.96.23.255"

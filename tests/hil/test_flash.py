@@ -245,3 +245,27 @@ def test_no_repl_on_the_port_exits_3(tmp_path):
                                                  "--connect-timeout", "1", "--keystore",
                                                  str(tmp_path / "k.keystore")])
     assert r.exit_code == 3 and "no MicroPython raw REPL" in r.output
+
+
+def test_board_found_at_its_friendly_repl_after_answering_is_entered_again(tmp_path):
+    """The host read a raw-REPL prompt, but the board was at its friendly REPL (CI saw the
+    virtual Pico print its boot banner right after the prompt, and the next exec went into paste
+    mode). Replayed on the real unix port: the host's first Ctrl-A is held back from the board
+    and a stale raw-REPL prompt is put on the line instead; the REPL is entered once more."""
+    with unixboard.UnixReplBoard(tmp_path / "b") as board:
+        held = []
+
+        def stale_prompt(chunk):
+            if not held and b"\x01" in chunk:
+                held.append(chunk)
+                board.link.inject("a2b", b"raw REPL; CTRL-B to exit\r\n>")
+                return chunk.replace(b"\x01", b"")
+            return chunk
+
+        board.link.set_filter("b2a", stale_prompt)
+        dev = R.Device(board.port, root="")
+        try:
+            assert held, "the filter never saw the host's Ctrl-A"
+            assert dev.eval("6*7") == 42
+        finally:
+            dev.close()

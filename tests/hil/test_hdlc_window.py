@@ -11,7 +11,8 @@ from protocol import hdlc_client as hdlc
 
 from gurux_peer import GuruxPeer
 
-pytestmark = pytest.mark.hil
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
 OBJECT_LIST = (15, "0.0.40.0.0.255", 2)     # ~1 kB: a dozen frames at max info 128
 

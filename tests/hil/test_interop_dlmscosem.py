@@ -27,7 +27,8 @@ from interop_rig import make_rig
 from protocol import hdlc_client as hdlc
 from protocol import axdr_client as axdr
 
-pytestmark = pytest.mark.hil
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
 PASSWORDS = {1: "12345678", 32: "00000000", 48: "ABCDEFGH"}
 ASSOCIATIONS = [(16, None), (32, "00000000"), (1, "12345678"), (48, "ABCDEFGH")]

@@ -21,7 +21,8 @@ from interop_rig import make_rig
 from gurux_peer import PASSWORDS, DarError, GuruxPeer, Peer, connect, every_association_reads_every_attribute
 from protocol import hdlc_client as hdlc
 
-pytestmark = pytest.mark.hil
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
 @pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_every_association_reads_every_attribute_of_every_object(rig_factory):

@@ -23,6 +23,9 @@ from protocol import apdu_client as apdu
 from protocol import hdlc_client as hdlc
 from protocol.crc import crc16_x25
 
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = pytest.mark.needs("test_identity")
+
 SRV = b"\x03"
 C1 = b"\x03"
 C16 = b"\x21"

@@ -15,7 +15,8 @@ from host_tools.client import DlmsClient
 from protocol import axdr_client as axdr
 from protocol.client_assoc import DataAccessError
 
-pytestmark = pytest.mark.hil
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
 READER = dict(client_sap=32, password="00000000")
 MGMT = dict(client_sap=1, password="12345678")
@@ -152,6 +153,30 @@ def test_one_forged_reply_moves_no_money(rig_factory, forged):
     m = rig.advance(60)                                      # and on from there (166 Wh)
     assert m.wh == rig.pzem.energy_wh and m.credit == CREDIT - m.wh * RATE // 1000
     assert EV_RESET not in [e[0] for e in rig.events[n0:]]   # a glitch, not a tamper event
+
+
+def test_a_forged_reply_at_the_recovery_from_a_fault_moves_no_money(rig_factory):
+    # attack pass (session 13): a module silent for 10 minutes, then one forged reply of
+    # +4000 Wh (it fits 26 kW over the fault) was charged at once: "4033 Wh counted during the
+    # fault", a credit of 2000 paise at -642 and the relay open, nothing charged for 2 h after
+    rig = rig_factory(config={"credit_paise": 2000, "metering": {"fail_polls": 5, "fail_s": 60}},
+                      module="pzem")
+    rig.set_load(200)
+    t = rig.advance(600)
+    n0 = len(rig.events)
+    rig.pzem.stall(True)
+    stalled_steps(rig, 10)
+    rig.wait_event(EV_FAULT, timeout=30, start=n0)
+    real = rig.pzem.energy_wh
+    rig.pzem.stall(False)
+    rig.modbus_noise.inject("stray", data=forged_pzem_reply(real + 4000), where="before_reply")
+    code, text = rig.wait_event(EV_RECOVERED, timeout=30, start=n0)
+    assert "recovered: %d Wh" % (real - t.wh) in text, text
+    m = rig.wait_meter(lambda m: m.wh == real, timeout=20)
+    assert m.credit == 2000 - real * RATE // 1000 and m.relay
+    codes = [e[0] for e in rig.events[n0:]]
+    assert EV_RELAY_OPEN not in codes and EV_RESET not in codes
+    assert rig.modbus_noise.counts.get("stray", 0) == 1
 
 
 def test_clock_set_back_keeps_charging(rig_factory):

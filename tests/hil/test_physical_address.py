@@ -13,7 +13,8 @@ from host_tools.meterctl import cli
 from host_tools import objects
 from protocol import axdr_client as axdr
 
-pytestmark = pytest.mark.hil
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
 PW = "12345678"
 
@@ -48,11 +49,11 @@ def test_physical_address_by_meterctl_config(rig, tmp_path):
     rig.power_cut()
     rig.power_on()
     assert _answers(rig, 42) and not _answers(rig, None)
-    # out of range: refused on the host (exit 1, nothing sent) and by the meter itself
+    # out of range: refused on the host (exit 2 as a usage error, nothing sent) and by the meter
     for bad in (15, 0x3FFE, "42"):
         r = meterctl("config", "apply", _profile(tmp_path, physical_address=bad), "--port", rig.port,
                      "--physical", "42", "--password", PW)
-        assert r.exit_code == 1 and "physical_address" in r.output, r.output
+        assert r.exit_code == 2 and "physical_address" in r.output, r.output
     with DlmsClient(rig.port, client_sap=1, password=PW, server_physical=42) as c:
         with pytest.raises(DataAccessError):
             c.set(1, objects.PROFILE.obis, 2, axdr.Writer().octet_string(b'{"physical_address": 5}').getvalue())

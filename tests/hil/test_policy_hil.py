@@ -11,7 +11,8 @@ import pytest
 from host_tools.client import DlmsClient, read_summary
 from refmodel import RefCalendar
 
-pytestmark = pytest.mark.hil
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 UPPCL = json.loads((ROOT / "profiles" / "uppcl_like.json").read_text())
@@ -49,9 +50,15 @@ def settle(rig, n=2):
 
 
 def why_supplied(rig):
-    """``meterctl read``'s reason for a closed relay at no credit (host_tools.summary)."""
+    """``meterctl read``'s reason for a closed relay at no credit, or for an open one
+    (host_tools.summary)."""
+    return summary(rig)["relay_reason"]
+
+
+def summary(rig):
+    """``meterctl read``'s summary (host_tools.summary) as the management client reads it."""
     with DlmsClient(rig.port, **MGMT) as c:
-        return read_summary(c)["relay_reason"]
+        return read_summary(c)
 
 
 def event_times(rig, code):
@@ -83,7 +90,10 @@ def test_up_negative_saturday_evening_waits_for_ec_end_and_office_hours(rig_fact
     ec_end = event_times(rig, 46)[0] + UPPCL["policy"]["ec_s"]   # 3 days of emergency credit
     due = cal.next_allowed(ec_end)
     assert datetime.datetime.fromtimestamp(due, IST) == datetime.datetime(2026, 3, 25, 8, 0, tzinfo=IST)
-    assert why_supplied(rig) == "on emergency credit"     # meterctl read says why the relay is closed
+    s = summary(rig)                                       # meterctl read says why the relay is closed
+    assert s["relay_reason"] == "on emergency credit"
+    # ... and when the emergency credit ends (session 13): its period from its start
+    assert datetime.datetime.fromisoformat(s["emergency_credit_end"]["time"]).timestamp() == ec_end
     seen_deferred = False
     while rig.clock + 1800 < due:           # Sunday, Monday, Tuesday evening, Wednesday night
         t = rig.advance(1800)
@@ -149,6 +159,7 @@ def test_emergency_credit_by_button_then_repaid_first(rig_factory):
     rig.wait_event(46)
     t = rig.advance(3600)                            # -700: emergency credit covers it
     assert t.credit == -700 and t.relay
+    assert summary(rig)["emergency_credit_end"] == {"balance": -5000, "time": None}
     t = rig.advance(3600)                            # -1550 ... until -5000 the relay holds
     for _ in range(12):
         t = rig.advance(1800)
@@ -156,6 +167,8 @@ def test_emergency_credit_by_button_then_repaid_first(rig_factory):
             break
     rig.wait_relay(False)
     assert t.credit <= -5000
+    # new-user pass (session 13): meterctl read said nothing of why (relay_reason null)
+    assert why_supplied(rig) == "credit exhausted after the emergency credit ended: a top-up reconnects"
     rig.set_load(0)
     debt = -rig.advance(1).credit
     assert top_up(rig, debt + 100) == 0
@@ -179,6 +192,9 @@ def test_mpl_trips_recloses_and_locks_out(rig_factory):
         trips.append(rig.clock)
         rig.set_load(0)                              # the relay is open: no current
         settle(rig)
+        if n == 0:                                   # meterctl read says why (session 13)
+            assert why_supplied(rig) == ("max power limit trip: the load went over the limit (2000 W); "
+                                         "the relay recloses by itself 30 s after the trip")
         if n < 2:
             rig.advance(29)
             assert not rig.relay_closed()
@@ -187,6 +203,8 @@ def test_mpl_trips_recloses_and_locks_out(rig_factory):
     assert event_times(rig, 55) == trips[:2] and event_times(rig, 57) == trips[2:]
     rig.advance(3600)                                # locked out: no automatic reclose
     assert not rig.relay_closed()
+    assert why_supplied(rig).startswith("max power limit lock-out: the load went over the limit (2000 W) too "
+                                        "often; a button press or a remote reconnect clears it")
     rig.press_button()                               # the consumer clears the lock-out
     rig.wait_relay(True)
 
@@ -344,3 +362,26 @@ def test_power_cut_keeps_tariff_counters(rig_factory):
     bills = [x for c, x in rig.events if c == "64"]
     assert bills[-1].endswith("wh=%d energy=%d fixed=%d duty=%d"
                               % (jan["wh"], jan["energy"], jan["fixed"], jan["duty"]))
+
+
+def test_a_remote_reconnect_clears_an_mpl_lockout(rig_factory):
+    """New-user pass (session 13): after a max-power-limit lock-out only the push button
+    cleared it (limiter: "a button press or a remote reconnect clears it"); an emulated meter,
+    which has no button at the bench, stayed open for good."""
+    rig = rig_factory(config={"credit_paise": 100000, "limiter": {
+        "mpl_w": 1000, "trip_s": 0, "reclose_s": 30, "lockout_trips": 2}})
+    n0 = len(rig.events)
+    rig.set_load(1500)
+    for _ in range(6):                                   # trip, reclose after 30 s, trip: locked
+        rig.advance(20)
+        if "57" in [e[0] for e in rig.events[n0:]]:
+            break
+    rig.wait_event("57", start=n0)
+    rig.wait_relay(False)
+    rig.set_load(500)
+    rig.advance(600)
+    assert not rig.relay_closed()                        # the lock-out holds
+    with DlmsClient(rig.port, **MGMT) as c:
+        assert c.action(70, "0.0.96.3.10.255", 2, b"\x0f\x00")[0] == 0    # remote_reconnect
+    rig.wait_relay(True)
+    assert rig.advance(60).relay

@@ -12,7 +12,8 @@ from hil import norimage
 from host_tools.client import DlmsClient
 from powercut import BLOCKS, CREDIT_LN, DC_LN, EV_CREDIT, MGMT, debit, run_campaign
 
-pytestmark = pytest.mark.hil
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
 
 def test_powercut_campaign(tmp_path):

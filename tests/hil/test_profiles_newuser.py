@@ -13,7 +13,8 @@ from host_tools.meterctl.cli import meterctl
 from interop_rig import make_rig
 from protocol import axdr_client as axdr
 
-pytestmark = pytest.mark.hil
+# logs in with the test identity's secrets (hil.identity): not on a lab's own board
+pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
 READER = dict(client_sap=32, password="00000000")
 

@@ -1001,3 +1001,120 @@ def test_cli_relay_json_keys_are_the_same_when_not_applied(fakes):
     s = json.loads(r.stdout)
     assert r.exit_code == 1 and s["outcome"] == "not applied", r.output
     assert s["operation"] == "disconnect" and s["control_state"] == "connected" and s["control_state_code"] == 1
+
+
+def _unit_meter(currency, credit):
+    """_meter_objects with IC 111 attribute 15 ``currency`` ((name, scale, unit), or None: not
+    served) and both credit registers at ``credit``; an update_amount ACTION adds to them."""
+    objs = _meter_objects()
+    w = axdr.Writer
+    if currency is not None:
+        name, scale, unit = currency
+        objs[(111, "0000130000ff", 15)] = w().structure(3).utf8_string(name).integer(scale).enum(unit).getvalue()
+    sent = []
+
+    def update_amount(param):
+        sent.append(param)
+        value = credit + sum(int.from_bytes(p[1:5], "big", signed=True) for p in sent)
+        for key in ((111, "0000130000ff", 5), (112, "0000130a00ff", 2)):
+            objs[key] = w().double_long(value).getvalue()
+
+    for key in ((111, "0000130000ff", 5), (112, "0000130a00ff", 2)):
+        objs[key] = w().double_long(credit).getvalue()
+    return objs, {(112, "0000130a00ff", 1): update_amount}, sent
+
+
+KWH_METER, PAISE_METER = ("kWh", -1, 1), ("INR", -2, 2)
+
+
+def test_cli_read_shows_the_credit_in_the_meters_unit(fakes):
+    # attack pass (session 13): a 0.1 kWh register read "₹3.25 (325 paise)"
+    import json
+    m = fakes(_object_server(_unit_meter(KWH_METER, 325)[0], sessions=2))
+    r = CliRunner().invoke(meterctl, ["read", "--port", m.path])
+    j = json.loads(CliRunner().invoke(meterctl, ["read", "--port", m.path, "--json"]).stdout)
+    m.join()
+    assert r.exit_code == 0, r.output
+    assert "32.5 kWh (325 x 0.1 kWh)" in r.output and "₹" not in r.output and "paise" not in r.output
+    assert (j["credit_unit"], j["credit_unit_note"]) == ("0.1 kWh", None)
+    assert j["available_credit"] == j["credit"] == 325
+    assert j["available_credit_paise"] is None and j["credit_paise"] is None
+
+
+@pytest.mark.parametrize("currency,note", [(PAISE_METER, False), (None, True), (("INR", -2, 1), True)])
+def test_cli_read_paise_meter_and_the_default(fakes, currency, note):
+    """A meter stating paise; one not serving attribute 15 (other makers) or stating something
+    else: paise, the documented default, said once."""
+    import json
+    m = fakes(_object_server(_unit_meter(currency, 500)[0], sessions=2))
+    r = CliRunner().invoke(meterctl, ["read", "--port", m.path])
+    j = json.loads(CliRunner().invoke(meterctl, ["read", "--port", m.path, "--json"]).stdout)
+    m.join()
+    assert r.exit_code == 0, r.output
+    assert r.output.count("₹5.00 (500 paise)") == 2
+    assert r.output.count("documented default") == int(note)
+    assert j["credit_unit"] == "paise" and j["available_credit_paise"] == j["credit_paise"] == 500
+    assert (j["credit_unit_note"] is not None) == note
+
+
+def test_cli_credit_add_kwh_on_an_energy_meter(fakes):
+    import json
+    objs, acts, sent = _unit_meter(KWH_METER, 100)
+    m = fakes(_object_server(objs, acts, sessions=2, client=CLIENT1), client=CLIENT1)
+    r = CliRunner().invoke(meterctl, ["credit", "add", "-p", m.path, "--password", "12345678", "--kwh", "32.5"])
+    j = json.loads(CliRunner().invoke(meterctl, ["credit", "add", "-p", m.path, "--password", "12345678",
+                                                 "--kwh", "0.1", "--json"]).stdout)
+    m.join()
+    assert r.exit_code == 0, r.output
+    assert sent == [axdr.Writer().double_long(325).getvalue(), axdr.Writer().double_long(1).getvalue()]
+    assert "Added 32.5 kWh (325 x 0.1 kWh)" in r.output and "Credit: 10.0 kWh -> 42.5 kWh" in r.output
+    assert "₹" not in r.output and "paise" not in r.output
+    assert (j["amount"], j["credit_unit"], j["credit_before"], j["credit_after"]) == (1, "0.1 kWh", 425, 426)
+    assert j["amount_paise"] is None and j["credit_after_paise"] is None
+
+
+@pytest.mark.parametrize("currency,args,says", [
+    (KWH_METER, ["--amount", "5.00"], "counts its credit in 0.1 kWh"),
+    (PAISE_METER, ["--kwh", "5"], "counts its credit in paise"),
+    (None, ["--kwh", "5"], "does not serve IC 111 attribute 15"),
+])
+def test_cli_credit_add_in_the_wrong_unit_is_refused_before_sending(fakes, currency, args, says):
+    # attack pass (session 13): --amount 5.00 sent 500 to a 0.1 kWh register (50.0 kWh, worth ₹325)
+    objs, acts, sent = _unit_meter(currency, 100)
+    m = fakes(_object_server(objs, acts, client=CLIENT1), client=CLIENT1)
+    r = CliRunner().invoke(meterctl, ["credit", "add", "-p", m.path, "--password", "12345678"] + args)
+    m.join()
+    assert r.exit_code == 2 and sent == [], r.output
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("meterctl: error: meter on this port counts"), r.stderr
+    assert says in lines[0] and "nothing was sent" in lines[0]
+    assert ("--kwh KWH" if currency == KWH_METER else "--amount RUPEES") in lines[0]
+
+
+def test_cli_credit_add_energy_amounts():
+    from host_tools import creditunit
+    assert creditunit.parse_kwh("32.5") == 325 and creditunit.parse_kwh("50 kWh") == 500
+    for bad in ("0", "1.05", "-1", "ten"):
+        with pytest.raises(ValueError):
+            creditunit.parse_kwh(bad)
+    for args in ([], ["--amount", "5", "--kwh", "5"]):
+        r = CliRunner().invoke(meterctl, ["credit", "add", "-p", "/dev/null", "--password", "x"] + args)
+        assert r.exit_code == 2 and r.stderr.startswith("meterctl: error: give the amount as"), r.output
+    r = CliRunner().invoke(meterctl, ["credit", "add", "-p", "/dev/null", "--password", "x", "--kwh", "2000"])
+    assert r.exit_code == 2 and "--kwh 2,000.0 kWh is above 1,500.0 kWh: add --yes" in r.stderr, r.output
+
+
+def test_cli_credit_add_says_nothing_was_sent_when_the_link_fails_before_sending(fakes):
+    # new-user pass (session 13): a meter that went to disconnected mode before the top-up was
+    # sent gave "meter is in disconnected mode (DM): link lost", not whether it was applied
+    def script(m):
+        m.handshake(aare=REF_AARE_ACCEPT[11:-3])
+        m.expect_i()                                # the evidence read: the meter drops the link
+        m.write(m.frame(hdlc.DM))
+
+    m = fakes(script, client=CLIENT1)
+    r = CliRunner().invoke(meterctl, ["credit", "add", "--port", m.path, "--amount", "5",
+                                      "--password", "12345678"])
+    m.join()
+    assert r.exit_code == 1, r.output
+    assert "(DM)" in r.output and "no change was sent" in r.output, r.output

@@ -231,7 +231,8 @@ def test_rejection_says_what_to_do_hls_needed_locked_or_wrong_password():
     assert "needs HLS" in rejection_text(AssociationRejected(11, 1), 48, hls=False)
     locked = rejection_text(AssociationRejected(13, 2), 32, hls=False)
     assert ("rejected (transient): this client (32) is locked out after failed logins; retry in a little "
-            "while (the lock doubles with each further failure)") in locked
+            "while: the meter does not say how long (config lockout: by default 10 s after the 3rd "
+            "failure, doubling with each further one up to 1 h)") in locked
     wrong = rejection_text(AssociationRejected(13, 1), 32, hls=False)
     assert "(permanent)" in wrong and "wrong password" in wrong and "locked" not in wrong
 

@@ -390,3 +390,17 @@ def test_limiter_and_absent_emergency_credit():
     assert axdr.decode(r.data)[0] == (axdr.DOUBLE_LONG, 2000)
     r = apdu.parse_response(c.request(apdu.get_request(0xC1, 111, b"\x00\x00\x13\x00\x00\xff", 3)))
     assert axdr.decode(r.data)[0] == (axdr.UNSIGNED, 1)                   # credit_in_use: emergency
+
+
+@pytest.mark.parametrize("unit,want", [(0, ["INR", -2, 2]), (1, ["kWh", -1, 1])])
+def test_account_currency_names_the_credit_unit(unit, want):
+    """IC 111 attribute 15 currency {name, scale, unit} says what the credit register counts
+    (Blue Book currency_unit: 1 consumption, 2 monetary): paise, or 0.1 kWh (config credit_unit 1)."""
+    from meter.account import Account
+    m, link = linked()
+    m.account = Account(650, 5000, unit=unit)
+    c = Client(link, C32)
+    c.snrm()
+    associate(c, 32, b"00000000")
+    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 111, b"\x00\x00\x13\x00\x00\xff", 15)))
+    assert axdr.to_python(axdr.decode(r.data)[0]) == want

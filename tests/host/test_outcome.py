@@ -95,7 +95,7 @@ def test_answered_top_up_is_applied_with_details():
     out = perform(m, TopUp(500))
     assert out.state == oc.APPLIED and not out.checked and m.connections == 1
     assert out.before["total_recharged"] == 100 and out.before["meter"] == "PPM0000001"
-    assert out.details["credit_after_paise"] == 540
+    assert out.details["credit_after"] == 540      # in the credit unit (before["credit_unit"])
 
 
 def test_refused_top_up_is_not_applied_without_a_check():

@@ -329,11 +329,12 @@ def test_ea07_matches_reference_trace_and_bit_model():
 
 
 def test_meter_class2_tables_match_the_subclass_numbers():
-    """meter.tokens keys its class 2 actions by number (one str of words, no globals or dict on the
-    board): word n is protocol.sts's SUB_* n; the key sections are the layouts "key1".."key4"."""
-    from meter import tokens as T
+    """meter.tokres keys the class 2 actions by number (one str of words, no dict on the board; the
+    acceptor and the credit path read it): word n is protocol.sts's SUB_* n; the key sections are
+    the layouts "key1".."key4"."""
+    from meter import tokres as T
     from protocol import sts as S
-    words = T._CLASS2_ACTION.split()
+    words = T.CLASS2_ACTIONS.split()
     assert {n: words[n] for n in range(len(words)) if words[n] != "-"} == {
         S.SUB_MPL: "mpl", S.SUB_CLEAR_CREDIT: "clear_credit", S.SUB_TARIFF_RATE: "tariff",
         S.SUB_CLEAR_TAMPER: "clear_tamper", S.SUB_PHASE_UNBALANCE: "phase_unbalance",

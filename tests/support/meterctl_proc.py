@@ -12,9 +12,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 class Emulate:
     """`python -m host_tools.meterctl emulate` of this checkout; reads its banner."""
 
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, stdin=None):
         self.p = subprocess.Popen([sys.executable, "-m", "host_tools.meterctl", "emulate", *args], cwd=str(ROOT),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env=dict(env or os.environ, PYTHONPATH=str(ROOT)))
         self.info = {}
         for line in self.p.stdout:                  # blocks until the banner is out
