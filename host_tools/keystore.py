@@ -152,7 +152,9 @@ def _derive_key(defaults, rec):
 def meter_record(store, serial, drn=None, sgc=None, ti=None, krn=None, kt=None, algorithm=None):
     """Return ``(record, changed)`` for meter ``serial``, creating missing secrets in ``store``.
 
-    ``record``: dict(drn str, sgc int, ti int, krn int, kt int, algorithm str, decoder_key hex,
+    ``record``: dict(drn str, sgc int, ti int, krn int, kt int, algorithm str, base_date (the
+    STS TID base date the meter and ``meterctl vend --meter`` share: 2014 unless the keystore
+    defaults say otherwise), decoder_key hex,
     key_source "derived"|"generated" (absent for a key put in the keystore by hand),
     passwords {"1","32","48": str}, security {ek, ak, kek, hls, title, client_title: hex}).
     ``changed`` is True when the caller must `save` the store. Raises KeystoreError when
@@ -169,8 +171,10 @@ def meter_record(store, serial, drn=None, sgc=None, ti=None, krn=None, kt=None, 
         if v is not None:
             rec[k] = v
     rec.setdefault("drn", defaults.get("drn_for", {}).get(serial) or default_drn(serial))
-    for k, dflt in (("ti", 1), ("krn", 1), ("kt", 2), ("algorithm", "ea07")):
+    for k, dflt in (("ti", 1), ("krn", 1), ("kt", 2), ("algorithm", "ea07"), ("base_date", 2014)):
         rec.setdefault(k, defaults.get(k, dflt))
+    if rec["base_date"] not in (1993, 2014, 2035):
+        raise KeystoreError("base date for %s must be 1993, 2014 or 2035, got %r" % (serial, rec["base_date"]))
     if "sgc" not in rec:
         if "sgc" not in defaults:
             raise KeystoreError("no SGC for %s: pass --sgc or set defaults.sgc in the keystore"

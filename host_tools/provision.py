@@ -36,7 +36,7 @@ def provisioning_config(serial, record, settings=None, tables=None):
     sts = dict(cfg.get("sts") or {})
     sts.update({"drn": record["drn"], "sgc": record["sgc"], "ti": record["ti"],
                 "krn": record["krn"], "kt": record["kt"], "algorithm": record["algorithm"],
-                "decoder_key": record["decoder_key"]})
+                "decoder_key": record["decoder_key"], "base_date": record.get("base_date", 2014)})
     if record["algorithm"] == "ea07" and tables:
         sts["tables"] = tables
     cfg["sts"] = sts

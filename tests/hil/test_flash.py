@@ -111,7 +111,21 @@ def test_provisioning_config_carries_identity_and_keeps_settings():
     assert cfg["tariff_paise_per_kwh"] == 700 and cfg["passwords"]["1"] == "a"
     assert cfg["sts"] == {"store_size": 9, "drn": "00000000042", "sgc": 123456, "ti": 3, "krn": 2,
                           "kt": 2, "algorithm": "ea07", "decoder_key": "00112233445566ff",
-                          "tables": "sts_tables.json"}
+                          "tables": "sts_tables.json", "base_date": 2014}
+
+
+def test_the_meter_and_vend_share_the_keystore_base_date(tmp_path):
+    # new-user pass (session 13): a flashed meter got no base_date (the firmware's default is
+    # 1993) while `meterctl vend --meter` vends on 2014
+    store = {"defaults": {"sgc": 123456}}
+    rec, _ = K.meter_record(store, SERIAL)
+    assert rec["base_date"] == 2014
+    assert provision.provisioning_config(SERIAL, rec)["sts"]["base_date"] == 2014
+    store = {"defaults": {"sgc": 123456, "base_date": 2035}}
+    rec, _ = K.meter_record(store, SERIAL)
+    assert provision.provisioning_config(SERIAL, rec)["sts"]["base_date"] == 2035
+    with pytest.raises(K.KeystoreError, match="base date"):
+        K.meter_record({"defaults": {"sgc": 1, "base_date": 2000}}, SERIAL)
 
 
 # --------------------------------------------------------------------------- keystore
