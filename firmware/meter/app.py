@@ -108,7 +108,6 @@ class Meter:
         except ConfigError as e:  # a bad config.json must not brick the meter: defaults, and say so
             self.tariff, self.policy = build({})
             cfg_err = e
-        self.account.rate = self.tariff.rates[0]   # a token's 0.1 kWh at the rate charged
         build = None               # meter.profile (~3 KiB) leaves the heap now, not at return
         acse.unload("meter.profile")
         # what runs after boot, the rest of the config is not kept
@@ -165,7 +164,6 @@ class Meter:
         self.dc.cause = s.get("cause", "")
         if "tar" in s and a.unit != _CREDIT_ENERGY:
             self.tariff.restore(s["tar"], a.credit, a.rem, a.import_wh)
-            a.rate = self.tariff.rates[0]      # an STS SetTariffRate journaled
         if "pol" in s:
             self.policy.restore(s["pol"])
         if self.module_wh is not None:
@@ -282,12 +280,14 @@ class Meter:
     def token_room(self):
         """The largest STS credit amount (0.1 kWh) the credit register can still take: a token
         for more is refused before its TID is stored (``meter.tokens``; paise = amount x rate
-        / 10, rounded up; an energy register takes the amount as it is); None when the rate is
-        0 on a currency register (a token then credits nothing)."""
+        / 10, rounded up, at the rate the tariff charges: its flat or first-slab rate; an energy
+        register takes the amount as it is); None when that rate is 0 on a currency register (a
+        token then credits nothing)."""
         a = self.account
         if a.unit == _CREDIT_ENERGY:
             return _MAX_CREDIT - a.credit
-        return (_MAX_CREDIT - a.credit) * 10 // a.rate if a.rate > 0 else None
+        rate = self.tariff.rates[0]
+        return (_MAX_CREDIT - a.credit) * 10 // rate if rate > 0 else None
 
     def remote_disconnect(self):
         ok = self.dc.remote_disconnect()

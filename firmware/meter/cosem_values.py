@@ -388,7 +388,7 @@ def _charge(meter, attr, w):
     """IC 113, consumption based: the tariff in paise per kWh on active energy import."""
     a = meter.account
     if attr == 2:
-        w.double_long(a.import_wh * a.rate // 1000)   # total charged at the (single) tariff
+        w.double_long(a.import_wh * meter.tariff.rates[0] // 1000)   # at the (flat) tariff rate
     elif attr == 3:
         w.enum(1)                # consumption_based_collection
     elif attr == 4:
@@ -397,7 +397,7 @@ def _charge(meter, attr, w):
         # {charge_per_unit_scaling {commodity_scale, price_scale}, commodity, charge_table}
         w.structure(3).structure(2).integer(3).integer(-2)
         w.structure(3).long_unsigned(3).octet_string(ln(_LN_ENERGY_IMPORT)).integer(2)
-        w.array(1).structure(2).octet_string(b"").long(a.rate)
+        w.array(1).structure(2).octet_string(b"").long(meter.tariff.rates[0])
     elif attr == 7 or attr == 10:
         put_time(meter, 0, w)
     elif attr == 8:

@@ -77,7 +77,6 @@ def apply_config(meter, new):
         json.dump(cfg, f)
     os.rename(tmp, path)
     meter.tariff, meter.policy = tariff, policy
-    meter.account.rate = tariff.rates[0]   # tokens are credited at the rate the tariff charges
     meter.config_error = ""
     meter.tz_minutes = cfg.get("tz_minutes", 330)
     a = meter.account

@@ -84,7 +84,7 @@ def enter(meter, raw, delivery):
             # an electricity token carries 0.1 kWh units: an energy register (Account.unit 1)
             # takes them as they are; a currency register amount x tariff, rounded up to the
             # paisa in the customer's favour (as STS rounds amounts, IEC 62055-41 §6.3.5)
-            paise = r.amount if a.unit else -((-r.amount * a.rate) // 10)
+            paise = r.amount if a.unit else -((-r.amount * meter.tariff.rates[0]) // 10)
             if paise > 0:
                 try:
                     meter.policy.top_up(meter, paise, meter.board.time())
@@ -93,7 +93,6 @@ def enter(meter, raw, delivery):
         elif act == "clear_credit":
             a.credit = a.rem = 0
         elif act == "tariff":
-            a.rate = r.value
             meter.tariff.set_rate(r.value)          # the flat tariff the engine charges from now
         elif act == "mpl":
             meter.policy.limiter.set_mpl(r.value)    # IC 71 threshold

@@ -55,6 +55,11 @@ class Policy:
         return 0
 
 
+class Tariff:
+    """What cosem reads of meter.tariff (meter.tariff.Tariff): the flat rate, paise/kWh."""
+    rates = (650,)
+
+
 class Log(list):
     """An in-RAM event log with the interface of meter.events.EventLog."""
     capacity = 20
@@ -82,6 +87,7 @@ class Meter:
                                            for i in range(n_events))
         self.token_gateway = [b"", 0, b"", 0, 8]   # token, time, description, delivery, status
         self.policy = Policy()
+        self.tariff = Tariff()
         self.persisted = 0
 
     def check_password(self, client, value):
