@@ -62,7 +62,7 @@ def _known(cfg, sec, names):
     """Refuse a key of a section not in ``names`` (" a b ... "): a typo was silently ignored
     (a tariff's "fixed_paise_kw_mnth" billed no fixed charge)."""
     for k in cfg:
-        if names.find(" %s " % k) < 0:
+        if " " in k or names.find(" %s " % k) < 0:     # "rate slabs" is no key
             raise ConfigError(sec + k, "unknown setting")
 
 

@@ -197,6 +197,7 @@ def test_bad_configs_name_the_field():
     raises(lambda: Tariff({"rate": True}), "tariff.rate")
     # a typo was silently ignored: no fixed charge billed (new-user pass, session 13)
     raises(lambda: Tariff({"fixed_paise_kw_mnth": 100}), "tariff.fixed_paise_kw_mnth")
+    raises(lambda: Tariff({"rate slabs": 100}), "tariff.rate slabs")
     e = raises(lambda: Tariff({"rate": -1}), "tariff.rate")
     assert "0..5000" in e.reason
 
