@@ -120,9 +120,17 @@ def test_counter_reset_is_tamper_and_credits_nothing(rig_factory, module):
     m = rig.wait_meter(lambda m: m.epoch == t.epoch and rig.pzem.requests >= r0 + 4, timeout=20)
     assert m.wh == 1000 and m.credit == t.credit             # no change in either direction
     # a lower counter is a reset once fail_polls readings over a minute confirm it (it was one
-    # reading before: then one forged reply did the same, session 11); the clock must move
-    m = rig.advance(360, expect_wh=1200)                     # new consumption only
+    # reading before: then one forged reply did the same, session 11); the clock must move.
+    # No load while it does: the emulated counter jumps before the clock moves (rig.advance),
+    # and a jump of 200 Wh in no time would break the run of low readings and start a new one
+    # at 200 Wh (CI, stop 13); a real counter climbs from 0 in steps that each fit
+    rig.set_load(0)
+    rig.advance(60, expect_wh=1000)
     rig.wait_event(EV_RESET, timeout=20, start=n0)
+    assert [e[1] for e in rig.events[n0:] if e[0] == EV_RESET] == [
+        "tamper: metering counter re-based at 0 Wh"]
+    rig.set_load(2000)
+    m = rig.advance(360, expect_wh=1200)                     # new consumption only
     assert m.credit == CREDIT - 1200 * RATE // 1000
     assert EV_RESET in dlms_state(rig)[3]
     assert [e[0] for e in rig.events[n0:]].count(EV_RESET) == 1
