@@ -208,7 +208,10 @@ class SigintFlag:
     thread (elsewhere it counts nothing and changes nothing). ``count`` = Ctrl-Cs seen.
     ``ignore_after=True`` leaves SIGINT ignored on exit instead of restoring the old handler:
     for a process that ends with the command (Python resets handlers to the default action at
-    finalization, so a late Ctrl-C would otherwise kill it with -2 after a reported outcome)."""
+    finalization, so a late Ctrl-C would otherwise kill it with -2 after a reported outcome).
+    Nested (installed while another flag is): each Ctrl-C counts in both, and the outer flag is
+    back on exit whatever ``ignore_after`` says (a run of several changes, each with its own flag,
+    sees every Ctrl-C of the run in its own)."""
 
     def __init__(self, ignore_after=False):
         self.count = 0
@@ -216,9 +219,12 @@ class SigintFlag:
         self.needed = 1              # Ctrl-Cs that make one ``take`` (2 while a check runs)
         self._taken = 0
         self._saved = None
+        self._outer = None           # the flag this one is nested in
 
     def _handler(self, signum, frame):
         self.count += 1
+        if self._outer is not None:
+            self._outer._handler(signum, frame)
 
     def take(self):
         """True if ``needed`` Ctrl-Cs arrived since the last ``take`` (consumes them)."""
@@ -236,10 +242,13 @@ class SigintFlag:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             self._saved = signal.signal(signal.SIGINT, self._handler)
+            outer = getattr(self._saved, "__self__", None)
+            self._outer = outer if isinstance(outer, SigintFlag) else None
         return self
 
     def __exit__(self, *exc):
         if self._saved is not None:
-            signal.signal(signal.SIGINT, signal.SIG_IGN if self.ignore_after else self._saved)
-            self._saved = None
+            ignore = self.ignore_after and self._outer is None
+            signal.signal(signal.SIGINT, signal.SIG_IGN if ignore else self._saved)
+            self._saved = self._outer = None
         return False

@@ -297,7 +297,8 @@ def run_change(kw, change, show, hint=None, refused=None, finish=None, fields=No
     - not applied: the meter's refusal (``refused(out)`` may word it) or the check's finding,
       exit 1;
     - unknown: what happened and ``hint(out)`` (the command that tells), exit 4;
-    - stopped before sending: exit 2 (port in use, refused retry), 3 (no answer), 130 (Ctrl-C).
+    - stopped before sending: exit 2 (port in use, refused retry), 3 (no answer), 130 (Ctrl-C;
+      with ``kw["raise_interrupt"]`` KeyboardInterrupt is raised instead: nothing was sent).
 
     ``finish(out)`` (optional) runs first with the outcome (the top-up record). With --json
     the outcome is printed as JSON in every case, with the command's own keys (``fields(out)``,
@@ -335,6 +336,8 @@ def _perform(kw, change, flag):
     except DlmsError as e:               # the association or the evidence read failed
         not_sent("%s (no change was sent)" % e, EXIT_METER)
     except KeyboardInterrupt:
+        if kw.get("raise_interrupt"):    # the caller says what else was sent (topup's several tokens)
+            raise
         fail("interrupted: nothing was sent", EXIT_INTERRUPTED)
 
 

@@ -12,6 +12,10 @@ always safe: a meter refuses a token it has already taken (USED).
 
 Several tokens (a key-change pair, a receipt of several) are entered in turn, each in its own
 association, one outcome line each, stopping at the first one not accepted (its exit code).
+Ctrl-C anywhere in such a run stops it (``_enter_each``): the token in flight is finished or
+checked on the meter as a single one is, then one ``meterctl: error:`` line says per token
+("token 2 of 3 (digits)") applied, not applied or not sent, exit 130 (4 when the token in flight
+could not be checked); --json lists every token, those not sent as ``"outcome": "not sent"``.
 What an accepted token did is read from the meter before and after (``host_tools.changes.Token``):
 the credit (class 0, ClearCredit), the max power limit (IC 71 threshold), the tariff rate (IC 113
 unit charge); a class 1 test token is decoded on the host (no key needed) to name its tests.
@@ -22,7 +26,9 @@ from host_tools import creditunit
 from host_tools import objects
 from host_tools import vend as V
 from host_tools.changes import Token
-from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, emit_json, link_options, run_change
+from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_UNKNOWN, PROCESS, emit_json, \
+    fail, link_options, run_change
+from host_tools.outcome import APPLIED, NOT_APPLIED, SigintFlag
 from protocol import sts
 
 OBIS_GATEWAY = objects.TOKEN_GATEWAY.obis
@@ -145,6 +151,11 @@ def topup(token, **kw):
     limit or tariff rate set or the credit cleared; for a test token (class 1) its tests; or the
     reason the meter rejected it. With --json and several tokens: a JSON array, one object each.
 
+    Ctrl-C during several tokens stops after the token in flight (its outcome checked on the
+    meter if its answer was not in): one error line names each token applied, not applied or not
+    sent (exit 130; 4 if the token in flight could not be checked), and --json lists them all,
+    those not sent as {"token": ..., "outcome": "not sent"}. Enter the ones not sent again.
+
     \b
     Examples:
       meterctl topup --port /dev/pts/5 --key-file ~/.local/state/meterctl/emulator-keys.json 5104 3465 4434 2085 6213
@@ -155,36 +166,72 @@ def topup(token, **kw):
     if len(tokens) == 1:
         _enter(kw, tokens[0], None, None)
         return
+    _enter_each(kw, tokens)
+
+
+class _Stopped(Exception):
+    """Ctrl-C came while a token was entered that was not applied: ``args`` (what the error line
+    says of it, exit code)."""
+
+
+def _enter_each(kw, tokens):
+    """Enter ``tokens`` in turn under one SigintFlag (each token's own flag nests in it): after
+    a Ctrl-C no further token is sent, and one error line says what became of each (module
+    docstring)."""
     done = []                   # --json: one array, printed also when a token stops the run
     kw["json_sink"] = done.append if kw["as_json"] else None
+    kw["raise_interrupt"] = True                  # Ctrl-C before a token is sent: reported here
+    said, code, n, stopped = [], EXIT_INTERRUPTED, 0, False   # said: the error line, a phrase per token
     try:
-        previous = None
-        for n, digits in enumerate(tokens, 1):
-            previous = _enter(kw, digits, previous, "token %d of %d (%s)" % (n, len(tokens), digits))
+        with SigintFlag(ignore_after=PROCESS["owned"]) as stop:
+            seen = {}
+            while n < len(tokens) and not stop.count:
+                label = "token %d of %d (%s)" % (n + 1, len(tokens), tokens[n])
+                try:
+                    seen = _enter(kw, tokens[n], seen.get("reason"), label, stop)
+                except KeyboardInterrupt:         # in the association, before sending: not sent
+                    break
+                except _Stopped as e:
+                    (text, code), n, stopped = e.args, n + 1, True
+                    said.append(text)
+                    break
+                n += 1
+                said.append("%s applied%s%s" % (label, " (checked on the meter)" if seen.get("checked") else "",
+                                                " (a key change's first half: enter the next token)"
+                                                if seen.get("reason") == "key_change_pending" else ""))
+        if n == len(tokens) and not stopped:      # every token applied (a late Ctrl-C stopped nothing)
+            return
+        for k in range(n, len(tokens)):
+            said.append("token %d of %d (%s) not sent" % (k + 1, len(tokens), tokens[k]))
+            done.append({"token": tokens[k], "outcome": "not sent", "reason": "interrupted (Ctrl-C) before it was sent"})
+        fail("interrupted (Ctrl-C): %s" % "; ".join(said), code)
     finally:
         if kw["as_json"]:
             emit_json(done)
 
 
-def _enter(kw, digits, previous, label):
-    """Enter one token (``run_change``: exits unless accepted); returns its reason word."""
-    seen = {}
+def _result_of(res):
+    """(status code, reason word, detail) of an entered token: the meter's description is the
+    reason word, then what it knows more ("locked_out: wait 6 s")."""
+    r = (res.result if not res.checked else res.details) or {}
+    r = r if isinstance(r, dict) else {}
+    code = r.get("status")
+    reasons = r.get("reasons") or []
+    reason, _, detail = (reasons[0] if reasons else STATUS_TEXT.get(code, str(code))).partition(":")
+    return code, reason, detail.strip()
 
-    def result_of(res):
-        """(status code, reason word, detail): the meter's description is the reason word, then
-        what it knows more ("locked_out: wait 6 s")."""
-        r = (res.result if not res.checked else res.details) or {}
-        r = r if isinstance(r, dict) else {}
-        code = r.get("status")
-        reasons = r.get("reasons") or []
-        reason, _, detail = (reasons[0] if reasons else STATUS_TEXT.get(code, str(code))).partition(":")
-        return code, reason, detail.strip()
+
+def _enter(kw, digits, previous, label, stop=None):
+    """Enter one token (``run_change``: exits unless accepted); returns {"reason": its reason
+    word, "checked": whether its outcome took a check}. ``stop``: the run's SigintFlag; after a
+    Ctrl-C a token not applied raises ``_Stopped`` instead of exiting."""
+    seen = {}
 
     def fields(res, accepted=False):
         """The token's JSON keys, the same whatever the outcome (None where not known)."""
-        code, reason, detail = result_of(res)
+        code, reason, detail = _result_of(res)
         text, facts = effect(digits, reason, res.before, (res.details or {}).get("after"), previous)
-        seen["reason"] = reason
+        seen["reason"], seen["checked"] = reason, res.checked
         before = res.before or {}
         unit = before.get("credit_unit")
         out = dict({"token": digits, "accepted": accepted, "status": code,
@@ -203,8 +250,9 @@ def _enter(kw, digits, previous, label):
             return
         pending = out["reason"] == "key_change_pending"
         if label:
-            click.echo("%s: %s: %s." % (label[0].upper() + label[1:], "key-change accepted" if pending else
-                                        "accepted", out["effect"]))
+            cut = stop is not None and stop.count and not res.details     # Ctrl-C in the reads after it
+            click.echo("%s: %s: %s%s." % (label[0].upper() + label[1:], "key-change accepted" if pending else
+                                          "accepted", out["effect"], " (not read after it: Ctrl-C)" if cut else ""))
         elif pending:
             click.echo("Key-change token accepted: enter the next section.")
         else:
@@ -219,7 +267,7 @@ def _enter(kw, digits, previous, label):
     def rejected(res):
         if res.refused is not None or (res.checked and res.details.get("status") is None):
             return None
-        code, reason, detail = result_of(res)
+        code, reason, detail = _result_of(res)
         if res.checked and res.after.get("token") != digits:
             return None                          # never reached the gateway: the generic text
         if code == 8:      # received, never judged (e.g. the meter ran out of memory): not applied
@@ -230,8 +278,23 @@ def _enter(kw, digits, previous, label):
                 _reason_text(reason, detail), code, STATUS_TEXT.get(code, "?"))
         return "%s: %s" % (label, text) if label else text
 
-    run_change(kw, Token(digits), show, refused=rejected, fields=fields,
-               hint=lambda res: "meterctl get %s 2 --class 115 --port %s --password ... (the last "
-                                "token entered) and attribute 6 (its status); or enter the token "
-                                "again: the meter refuses it as USED if it was taken" % (OBIS_GATEWAY, kw["port"]))
-    return seen.get("reason")
+    def hint(res):
+        return ("meterctl get %s 2 --class 115 --port %s --password ... (the last token entered) and "
+                "attribute 6 (its status); or enter the token again: the meter refuses it as USED if it "
+                "was taken" % (OBIS_GATEWAY, kw["port"]))
+
+    def interrupted(res):
+        """After a Ctrl-C in a run: a token not applied ends the run here (``_Stopped``)."""
+        if stop is None or not stop.count or res.state == APPLIED:
+            return
+        if kw["as_json"]:
+            kw["json_sink"](dict(dict(res.as_dict(), **res.details), **fields(res)))
+        if res.state == NOT_APPLIED:
+            raise _Stopped(rejected(res) or "%s not applied (checked on the meter: no trace of it)" % label,
+                           EXIT_INTERRUPTED)
+        raise _Stopped("%s: outcome unknown: %s; check with: %s" % (label, res.reason, hint(res)), EXIT_UNKNOWN)
+
+    change = Token(digits)
+    change.what = label or change.what            # "interrupted after sending: token 2 of 3 (...)"
+    run_change(kw, change, show, refused=rejected, fields=fields, hint=hint, finish=interrupted)
+    return seen

@@ -267,6 +267,22 @@ def test_sigint_flag_counts_and_needs_two_while_checking():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_a_nested_sigint_flag_counts_in_the_outer_one_and_gives_it_back():
+    # attack pass (session 14): `topup` of several tokens ran each token under its own flag,
+    # so a Ctrl-C seen by one token's flag was forgotten by the run (it went on to the next)
+    try:
+        with oc.SigintFlag(ignore_after=True) as outer:
+            with oc.SigintFlag(ignore_after=True) as inner:
+                os.kill(os.getpid(), signal.SIGINT)
+                assert inner.count == 1 and outer.count == 1 and inner.take()
+            assert signal.getsignal(signal.SIGINT) == outer._handler      # not SIG_IGN: the run goes on
+            os.kill(os.getpid(), signal.SIGINT)                           # between two changes
+            assert (outer.count, inner.count) == (2, 1)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 # -- the CLI's exit codes -----------------------------------------------------------------------
 
 @pytest.fixture
