@@ -112,10 +112,10 @@ def topup_interrupted(rig, tmp_path, trigger, heal, *extra):
             assert fired.wait(60), "the chosen request never went by"
             p.send_signal(signal.SIGINT)
             out, err = p.communicate(timeout=90)
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        except BaseException:                    # no process left behind, whatever failed
+            p.kill()
+            p.communicate()
+            raise
     assert "Traceback" not in err, err
     return p.returncode, out, [ln for ln in err.splitlines() if ln.strip()], toks
 
