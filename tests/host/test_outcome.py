@@ -332,3 +332,47 @@ def test_cli_ctrl_c_before_sending_exits_130(fake_cli):
     meter.interrupt_in = (1, 2)
     r = run("--amount", "5")
     assert r.exit_code == 130 and "nothing was sent" in r.stderr and meter.actions == 0
+
+
+# -- topup of several tokens: Ctrl-C while a token not applied is in flight --------------------
+
+TOKENS = ["11111111111111111111", "22222222222222222222", "33333333333333333333"]
+
+
+def _topup_with_ctrl_c_at_token_2(monkeypatch, state, reason=None):
+    """`meterctl topup` of TOKENS with run_change faked: token 1 applied; a Ctrl-C during token 2,
+    whose check finds ``state``."""
+    from host_tools.meterctl import topup
+    before = {"token": "", "status": 8, "reasons": [], "credit": 0}
+
+    def fake_run_change(kw, change, show, refused=None, finish=None, fields=None, hint=None):
+        if change.digits == TOKENS[0]:
+            out = oc.Outcome(oc.APPLIED, before, result={"status": 3, "reasons": ["accepted"]})
+        else:
+            os.kill(os.getpid(), signal.SIGINT)                 # the run's flag counts it
+            out = oc.Outcome(state, before, doubt="interrupted (Ctrl-C) after the request was sent",
+                             checked=state != oc.UNKNOWN, after=dict(before), reason=reason)
+        finish(out)
+        assert out.state == oc.APPLIED, "a token not applied after a Ctrl-C must end the run in finish"
+        show(out)
+    monkeypatch.setattr(topup, "run_change", fake_run_change)
+    return CliRunner().invoke(meterctl, ["topup", "-p", "/dev/null", "--password", "x", "--json"] + TOKENS)
+
+
+def test_topup_ctrl_c_with_token_2_not_applied_names_each_token(monkeypatch):
+    r = _topup_with_ctrl_c_at_token_2(monkeypatch, oc.NOT_APPLIED)
+    assert r.exit_code == 130, r.output
+    assert r.stderr.splitlines() == [
+        "meterctl: error: interrupted (Ctrl-C): token 1 of 3 (%s) applied; token 2 of 3 (%s) not applied (checked "
+        "on the meter: no trace of it); token 3 of 3 (%s) not sent" % tuple(TOKENS)], r.stderr
+    assert [(o["token"], o["outcome"]) for o in json.loads(r.stdout)] == [
+        (TOKENS[0], "applied"), (TOKENS[1], "not applied"), (TOKENS[2], "not sent")]
+
+
+def test_topup_ctrl_c_with_token_2_unknown_exits_4_with_the_check_command(monkeypatch):
+    r = _topup_with_ctrl_c_at_token_2(monkeypatch, oc.UNKNOWN, reason="the meter could not be reached to check")
+    last = r.stderr.splitlines()[-1]
+    assert r.exit_code == 4 and len(r.stderr.splitlines()) == 1, r.output
+    assert "token 2 of 3 (%s): outcome unknown: the meter could not be reached" % TOKENS[1] in last, last
+    assert "check with: meterctl get 0.0.19.40.0.255 2 --class 115" in last and "token 3 of 3" in last, last
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # the run's flag is gone
