@@ -281,13 +281,13 @@ class Meter:
         """The largest STS credit amount (0.1 kWh) the credit register can still take: a token
         for more is refused before its TID is stored (``meter.tokens``; paise = amount x rate
         / 10, rounded up, at the rate the tariff charges: its flat or first-slab rate; an energy
-        register takes the amount as it is); None when that rate is 0 on a currency register (a
-        token then credits nothing)."""
+        register takes the amount as it is); 0 when that rate is 0 on a currency register (a
+        token would credit nothing and use up its TID: refused as overflow, attack pass 14)."""
         a = self.account
         if a.unit == _CREDIT_ENERGY:
             return _MAX_CREDIT - a.credit
         rate = self.tariff.rates[0]
-        return (_MAX_CREDIT - a.credit) * 10 // rate if rate > 0 else None
+        return (_MAX_CREDIT - a.credit) * 10 // rate if rate > 0 else 0
 
     def remote_disconnect(self):
         ok = self.dc.remote_disconnect()

@@ -12,8 +12,9 @@ cat   log             codes                                                    r
                                                                                 ``event_segments`` x 5)
 4     other           20-29 clock/config, 64-99 billing, test tokens, errors,   30
                       and any other
-5     tamper          60-63 cover (``tamper`` ring, 20) and 30-39 logins,       20 + 20
-                      lock-outs, 51 token refused (``security`` ring, 20)
+5     tamper          60-61 cover (``tamper`` ring, 20) and 30-39 logins,       20 + 20
+                      lock-outs, 51 token refused, 62-63 metering counter
+                      re-based (``security`` ring, 20)
 6     control         40-44, 48 relay/deferral, 55-59 max power limit           30
 0     all events      every ring, merged in order of occurrence (read-only)      sum
 ====  ==============  =======================================================  ==========
@@ -21,9 +22,11 @@ cat   log             codes                                                    r
 A category is derived from the code alone, so a module that logs a new event only adds its code
 to ``meter.events`` (e.g. a lock-out start in 30-39 lands in the security ring). The tamper
 profile (IS 15959 slot 5, "non-rollover" there) merges two rings: the cover switch (no request
-can write it) and the security events (failed logins, lock-outs, refused tokens), so no sequence
-of requests by any client can evict a cover record; nor a top-up, whose ring only a management
-client's own top-ups, tokens and credit changes write.
+can write it, nor the Modbus line: a metering counter re-based, event 62, is in the other ring;
+in the cover's ring 21 counter resets sent on the RS-485 bus evicted both cover records, attack
+pass, session 14) and the security events (failed logins, lock-outs, refused tokens, counter
+re-bases), so no sequence of requests by any client can evict a cover record; nor a top-up, whose
+ring only a management client's own top-ups, tokens and credit changes write.
 
 Coalescing: an event whose code is one of the refusals (30 LLS failure, 51 token refused,
 90 DLMS error, 91 store error) or 80 (a test token: it changes nothing) that repeats the newest record of its ring (same code and detail)
@@ -66,7 +69,7 @@ def ring_of(code):
     r = 2
     if code < 256:   # first code of each range -> ring number (pairs, ascending)
         t = (b"\x00\x02\x01\x00\x0a\x01\x14\x02\x1e\x04\x28\x05\x2d\x01\x30\x05\x32\x01"
-             b"\x33\x04\x34\x01\x37\x05\x3c\x03\x40\x02")
+             b"\x33\x04\x34\x01\x37\x05\x3c\x03\x3e\x04\x40\x02")
         for i in range(0, len(t), 2):
             if t[i] > code:
                 break

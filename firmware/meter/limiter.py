@@ -40,20 +40,25 @@ class Limiter:
         self.trips = 0
         self.first_trip = 0
         self.locked = False
+        self.sts = -1          # the limit an STS token set (W), journaled; -1: the config's
 
     def set_mpl(self, w):
-        """STS SetMaximumPowerLimit (class 2) or configuration: threshold ``w`` W (0 = off)."""
-        self.mpl_w = w
+        """STS SetMaximumPowerLimit (class 2): threshold ``w`` W (0 = off) from now on,
+        journaled with the state (it outlives a power cut) until a profile with a limiter
+        section replaces it."""
+        self.mpl_w = self.sts = w
 
     def blocking(self):
         return self.locked or self.open_until >= 0
 
     def state(self):
-        return [self.open_until, self.trips, self.first_trip, 1 if self.locked else 0]
+        return [self.open_until, self.trips, self.first_trip, 1 if self.locked else 0, self.sts]
 
     def restore(self, s):
         self.open_until, self.trips, self.first_trip, locked = s[:4]
         self.locked = bool(locked)
+        if len(s) > 4 and s[4] >= 0:    # records before session 14 have no STS limit
+            self.mpl_w = self.sts = s[4]
 
     def reset(self):
         """Clear a trip or lock-out (button after lock-out, remote reconnect)."""

@@ -86,10 +86,12 @@ class Policy:
         self.deferred = False   # a due disconnection was deferred (event sent once)
         self.dirty = False      # state changed since the caller last journaled it
 
-    def carry_from(self, old):
-        """Keep the running state of ``old`` (a Policy replaced by configuration)."""
+    def carry_from(self, old, lim=False):
+        """Keep the running state of ``old`` (a Policy replaced by configuration); an STS
+        limit too unless ``lim`` (the profile has a limiter section of its own)."""
         self.ec_state, self.ec_t0, self.low_level = old.ec_state, old.ec_t0, old.low_level
-        self.limiter.restore(old.limiter.state())
+        s = old.limiter.state()
+        self.limiter.restore(s[:4] if lim else s)
         self.dirty = True
 
     def state(self):

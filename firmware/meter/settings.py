@@ -70,7 +70,7 @@ def apply_config(meter, new):
         check_profile = None       # its function held meter.profile's globals: freed now
         unload("meter.profile")
     tariff.carry_from(meter.tariff)
-    policy.carry_from(meter.policy)
+    policy.carry_from(meter.policy, "limiter" in new)
     path = meter.board.path("config.json")
     tmp = path + ".tmp"            # beside it: a rename never crosses file systems
     with open(tmp, "w") as f:

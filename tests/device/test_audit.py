@@ -10,6 +10,7 @@ from acceptor_state import lockout_remaining, tids  # noqa: E402
 # event codes (meter.events)
 EV_FIRST_BOOT, EV_POWER_UP, EV_CREDIT, EV_CLOCK_SET, EV_CONFIG = 1, 3, 10, 20, 21
 EV_AUTH_FAIL, EV_RELAY_OPEN, EV_TOKEN_OK, EV_TOKEN_BAD, EV_COVER_OPEN, EV_DLMS_ERROR = 30, 42, 50, 51, 60, 90
+EV_COVER_CLOSED, EV_COUNTER_RESET = 61, 62
 T0 = 1767225600                       # 2026-01-01T00:00:00Z
 
 
@@ -17,7 +18,7 @@ def test_categories_follow_is15959():
     assert [category(c) for c in (1, 2, 3, 4)] == [2, 2, 2, 2]                 # power
     assert [category(c) for c in (10, 45, 46, 47, 50)] == [3, 3, 3, 3, 3]      # transaction
     assert [category(c) for c in (20, 21, 64, 90, 91, 500)] == [4] * 6         # other
-    assert [category(c) for c in (30, 31, 39, 51, 60, 61)] == [5] * 6          # tamper/security
+    assert [category(c) for c in (30, 31, 39, 51, 60, 61, 62)] == [5] * 7         # tamper/security
     assert [category(c) for c in (40, 41, 42, 43, 48, 55, 56, 57)] == [6] * 8  # control
 
 
@@ -38,6 +39,24 @@ def test_a_flood_in_one_category_evicts_no_other():
         seqs = [e[0] for e in a.records()]
         assert seqs == sorted(seqs) and len(seqs) == a.count()
         assert a.capacity == sum(a.view(c).capacity for c in (2, 3, 4, 5, 6))
+    finally:
+        _rmtree(d)
+
+
+def test_metering_counter_resets_evict_no_cover_record():
+    # attack pass (session 14): 21 counter resets sent on the RS-485 bus (event 62 each, each its
+    # own detail) shared the cover's ring and evicted both cover records
+    d = _tmpdir("aud")
+    try:
+        a = Audit(d + "/ev")
+        a.append(T0, EV_COVER_OPEN, None)
+        a.append(T0 + 1, EV_COVER_CLOSED, None)
+        for i in range(60):
+            a.append(T0 + 120 * (i + 1), EV_COUNTER_RESET, i)
+        tamper = list(a.view(5).entries())
+        assert tamper[:2] == [(T0, EV_COVER_OPEN, None, 1), (T0 + 1, EV_COVER_CLOSED, None, 1)]
+        assert [e[1] for e in tamper[2:]] == [EV_COUNTER_RESET] * 20     # the newest 20 re-bases
+        assert tamper[-1][2] == 59
     finally:
         _rmtree(d)
 

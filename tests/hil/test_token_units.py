@@ -80,3 +80,41 @@ def test_a_profile_cannot_switch_the_unit_of_a_register_holding_credit(rig_facto
     rig.set_load(1000)
     m = rig.advance(3600)
     assert m.credit == 3250 - 650                       # still paise
+
+
+LIMITER_LN = "0.0.17.0.0.255"       # IC 71 limiter: attribute 3 threshold_active (0.1 W)
+LIMITER = {"mpl_w": 3000, "trip_s": 10, "reclose_s": 60, "lockout_trips": 3, "window_s": 3600}
+
+
+def test_a_max_power_limit_token_outlives_a_power_cut(rig_factory):
+    # attack pass (session 14): the limit a SetMaximumPowerLimit token set was in RAM only: a
+    # power cut brought back the configuration's 3000 W, and the token was "used"
+    rig = rig_factory(sts=True, config={"limiter": LIMITER})
+    with DlmsClient(rig.port, **MGMT) as c:
+        assert enter(c, token(1000, minutes=1, token_class=2, subclass=0))[0] == 3
+        assert c.get(71, LIMITER_LN, 3)[1] == 10000
+    rig.power_cut()
+    rig.power_on()
+    with DlmsClient(rig.port, **MGMT) as c:
+        assert c.get(71, LIMITER_LN, 3)[1] == 10000
+        # a profile without a limiter section keeps it; one with its own replaces it
+        c.set(1, cmd_config.PROFILE_LN, 2, cmd_config.encode_value({"tariff": {"rate": 700}}))
+        assert c.get(71, LIMITER_LN, 3)[1] == 10000
+        c.set(1, cmd_config.PROFILE_LN, 2, cmd_config.encode_value({"limiter": dict(LIMITER, mpl_w=2500)}))
+        assert c.get(71, LIMITER_LN, 3)[1] == 25000
+    rig.power_cut()
+    rig.power_on()
+    with DlmsClient(rig.port, **MGMT) as c:
+        assert c.get(71, LIMITER_LN, 3)[1] == 25000
+
+
+def test_a_token_the_tariff_cannot_credit_is_refused_and_keeps_its_tid(rig_factory):
+    # attack pass (session 14): a free first slab (rate 0) made a 10 kWh token "accepted" for
+    # 0 paise, and the TID was used up
+    rig = rig_factory(sts=True, config={"tariff": {"slabs": [[200, 0], [0, 650]]}, "credit_paise": 5000})
+    tok = token(100)
+    with DlmsClient(rig.port, **MGMT) as c:
+        assert enter(c, tok) == (6, 5000)
+        assert bytes(axdr.to_python(c.get(115, GATEWAY, 4))[0]).startswith(b"overflow")
+        assert enter(c, tok) == (6, 5000)                   # refused again, not "used"
+        assert bytes(axdr.to_python(c.get(115, GATEWAY, 4))[0]).startswith(b"overflow")
