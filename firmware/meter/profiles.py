@@ -93,7 +93,7 @@ class Profiles:
         self.block = Ring("%s/%d" % (path, 0), 16, 5, 337, 36)    # >= 35 days of 30-min blocks
         self.daily = Ring("%s/%d" % (path, 1), 28, 3, 14, 20)     # >= 40 days
         self.billing = Ring("%s/%d" % (path, 2), 80, 1, 13)       # >= 13 closed cycles
-        self._s = [0, 0, 0]            # voltage/current sums, samples
+        self._s = [0] * 7      # voltage/current sums, samples; the cycle: t0, t1, Wh and paise before
         self._state = _ST_LATE
         self._pend = False          # the next block starts after a power-up
         self._t0 = 0             # after a power-up: the journal's last time alive
@@ -180,75 +180,117 @@ class Profiles:
             i += 1
         return 0
 
-    def tick(self, now):
-        """Close every interval that ended by ``now`` (before this cycle's energy is charged)."""
+    def tick(self, now, t0=None):
+        """Before the metering cycle [t0, now] is charged (``t0`` None: it starts at now): note its
+        span, the register's Wh and the paise taken so far (``_at``); close the days ended by now."""
         m = self.m
+        a = m.account
         mo = m.metro
+        s = self._s
         if mo is not None and mo.voltage_dv is not None:
-            s = self._s
             s[0] += mo.voltage_dv
             s[1] += (mo.current_ma or 0) // 10
             s[2] += 1
-        wh = m.account.import_wh
+        s[3] = now if t0 is None else t0
+        s[4] = now
+        s[5] = a.import_wh
+        s[6] = a.total_recharged - a.credit
+        if now >= self.d0 + _DAY:
+            self._journal()
+            while now >= self.d0 + _DAY:
+                self.day(self.d0 + _DAY, now)
+
+    def close(self, now):
+        """After the cycle is charged: close the demand periods and blocks that ended by ``now``,
+        each with the Wh of its own time (the cycle's split at their edges, ``_at``)."""
         save = False
-        if now >= self.p0 + self.demand or now < self.p0:
-            save = self._expire(now, wh)
-        if now >= self.b0 + self.period or now >= self.d0 + _DAY:
-            a = m.account
-            h = m.journal.hot                        # the journal first: a record never runs ahead
-            if h is None or h[0] != a.credit or h[2] != a.import_wh:
-                m.persist()
+        if now >= self.p0 + self.demand or now < self.p0 or now >= self.b0 + self.period:
+            self._journal()                          # the journal first: a record never runs ahead
+            save = self._expire(now)
             n = 0
             while now >= self.b0 + self.period:      # the meter was on: every block has an entry
                 n += 1
                 self._next_block(self.b0 + self.period, now, 0 if n < _FILL else _ST_CLOCK)
-            while now >= self.d0 + _DAY:
-                self.day(self.d0 + _DAY, now)
         if save:
             self._save()
 
-    def _expire(self, now, wh):
-        """Close the demand period; True if the maximum demand changed (the state file is then
-        written now; else at the next block end). After a power-up the saved period start may
-        be older than the last one closed: the energy since is spread over the periods up to
-        the journal's last time t0 (demand = the average over them)."""
-        e = wh - self.c0 if wh > self.c0 else 0
+    def _journal(self):
+        m = self.m
+        a = m.account
+        h = m.journal.hot
+        if h is None or h[0] != a.credit or h[2] != a.import_wh:
+            m.persist()
+
+    def _at(self, x):
+        """Cumulative import Wh at moment ``x`` of the last cycle [t0, t1] (``tick``): its Wh at
+        constant power, ``floor(wh * (x - t0) / (t1 - t0))`` up to x (``meter.tariff``'s rule: the
+        parts sum to wh); all of it at t1 for a zero-length cycle (half-open: in what starts there)."""
+        s = self._s
+        w = self.m.account.import_wh
+        t0, t1 = s[3], s[4]
+        if x > t1 or (x == t1 and t1 > t0):
+            return w
+        if x <= t0:
+            return s[5]
+        return s[5] + (w - s[5]) * (x - t0) // (t1 - t0)
+
+    def _expire(self, now):
+        """Close the demand periods ended by ``now``, each with its own Wh (``_at``; while the
+        tariff holds a closed month only up to its billing date: ``bill`` goes on); True if a
+        maximum demand changed (the state file is then written now; else at the next block end).
+        After a power-up the saved period start may be older than the last one closed: the Wh
+        journaled since are spread over the periods up to the journal's last time t0 (demand =
+        the average over them); the time after, and a jump of more than a day, is one step with
+        its Wh in the zone and no demand."""
         d = self.demand
+        md = self.md
+        t = self.m.tariff
         new = False
-        if now >= self.p0:
-            n = 1
-            if self._t0:
-                n = (self._t0 - self.p0 + d - 1) // d
-                n = 1 if n < 1 else n
+        if now < self.p0:                  # the clock went back (not over DLMS): a new period
+            w = self._at(self._epoch(now, d))
+            self.z[self.tod(self.p0)] += w - self.c0
+            self.p0, self.c0 = self._epoch(now, d), w
+        end = t.cyc * _DAY - self.m.tz_minutes * 60 if t.bills else now
+        n = 0
+        while now >= self.p0 + d and self.p0 < end:
+            n += 1
+            x = self.p0 + d
+            if self._t0:                   # a power-up: the periods up to t0, then a jump (the cut)
+                x = self.p0 + (self._t0 - self.p0 - 1) // d * d + d
+                x = self.p0 + d if x <= self.p0 else x
+                self._t0, n = 0, _FILL
+            if n > _FILL or x > now:
+                x = self._epoch(now, d)
+            x = end if x > end else x
+            w = self._at(x)
+            e = w - self.c0
             z = self.tod(self.p0)
             self.z[z] += e
-            w = e * 3600 // (d * n)
-            t = self.p0 + d * n
-            md = self.md
-            if w > md[0]:
-                md[0], md[1] = w, t
-                new = True
-            if w > md[2 + 2 * z]:
-                md[2 + 2 * z], md[3 + 2 * z] = w, t
-                new = True
-            self.c[_C_ON] += d
-        self._t0 = 0
-        self.p0 = self._epoch(now, d)
-        self.c0 = wh
+            if n <= _FILL:
+                v = e * 3600 // (x - self.p0)
+                if v > md[0]:
+                    md[0], md[1] = v, x
+                    new = True
+                if v > md[2 + 2 * z]:
+                    md[2 + 2 * z], md[3 + 2 * z] = v, x
+                    new = True
+                self.c[_C_ON] += d
+            self.p0, self.c0 = x, w
         return new
 
     def _next_block(self, end, now, x):
         m = self.m
-        wh = m.account.import_wh
-        k = (m.account.total_recharged - m.account.credit)
+        a = m.account
         s = self._s
+        wh = self._at(end)
+        k = s[6] if end <= s[4] else a.total_recharged - a.credit    # a cycle's paise: at its end
         n = s[2] or 1
         e = wh - self.w0
         rec = struct.pack(">IHHHiBx", end, e if e < 0xFFFF else 0xFFFF, s[0] // n, s[1] // n,
                           k - self.k0, self._state | x)
         self.block.append(rec, struct.pack(">IiII4II", wh, k, self.p0, self.c0, *(self.z + [self.c[_C_ON]])))
         self.w0, self.k0 = wh, k
-        self._s = [0, 0, 0]
+        s[0] = s[1] = s[2] = 0
         self.b0 = self._epoch(now, self.period) if self._pend or x else end
         self._state = x | (_ST_LATE if self._pend else 0)
         self._pend = False
@@ -282,7 +324,7 @@ class Profiles:
             wh = m.account.import_wh
         else:
             date = t.cyc * _DAY - m.tz_minutes * 60
-            wh = self.w0          # the block closed at the billing date (before this cycle)
+            wh = self._at(date)   # the Wh to the billing date (the tariff's split: its month's)
         c = self.c
         rec = struct.pack(">II4I10I3iI", date, wh, *(self.z + self.md + [b[2], b[3], b[4],
                                                                (c[_C_ON] - c[_C_ON0]) // 60]))
@@ -291,14 +333,19 @@ class Profiles:
         c[_C_BILL] += 1
         c[_C_ON0] = c[_C_ON]
         self.md = [0] * (2 * _ZONES + 2)
+        if date < self._s[4]:     # the demand periods of the cycle after the billing date
+            self._expire(self._s[4])
         self._save()
 
     def clock_set(self, old, new):
         """The RTC goes from ``old`` to ``new``: the open block is closed at the old time (status
         2), a new one starts at the new time and ends at its next boundary (status 2 too)."""
+        self._s[4] = 0            # no cycle open: the Wh and paise of now
         self._next_block(old, new, _ST_CLOCK)
+        w = self.m.account.import_wh
+        self.z[self.tod(self.p0)] += w - self.c0
         self.p0 = self._epoch(new, self.demand)
-        self.c0 = self.m.account.import_wh
+        self.c0 = w
         self._save()
         if new < self.d0:
             self.d0 = self._epoch(new, _DAY)
