@@ -2,31 +2,42 @@
 maximum demand per TOD zone and the cumulative counters (``../shared/reference/is15959-profiles.md``).
 
 Served by ``meter.cosem_prof`` (IC 7 1.0.99.1.0.255, 1.0.99.2.0.255, 1.0.98.1.0.255 ...).
-``Meter`` calls (meter.app): ``tick(now)`` once a metering cycle BEFORE the cycle's energy is
-charged, ``bill(b)`` for each billing month the tariff closed (``Tariff.bills`` tuple),
-``clock_set(old, new)`` before the RTC is set, ``count(code)`` for each event logged.
+``Meter`` calls (meter.app) once a metering cycle [t0, now]: ``tick(now, t0)`` BEFORE its energy
+is charged, ``close(now)`` after, then ``bill(b)`` for each billing month the tariff closed
+(``Tariff.bills`` tuple); ``clock_set(old, new)`` before the RTC is set, ``count(code)`` for
+each event logged.
 
 Intervals are half-open in local time: block ``[s, s + P)``, P the capture period
 (``profile_period`` s, default 1800, 1.0.0.8.4.255), demand period ``[p, p + D)`` (D
-``demand_period`` s, default 900, 1.0.0.8.0.255), day ``[00:00, 24:00)``. A cycle's energy and
-charge belong to the interval holding the moment it is charged (its end): the first tick at or
-after an interval's end closes it with the cumulative counters of that moment (the cycle is then
-charged into the next one). Each entry's clock column is its interval's end (capture time).
+``demand_period`` s, default 900, 1.0.0.8.0.255), day ``[00:00, 24:00)``. Energy: a cycle's Wh
+are taken at constant power over [t0, now] and split at the block and demand edges inside it as
+``meter.tariff`` splits them (cumulative floor: the part up to edge e holds ``floor(wh * (e -
+t0) / (now - t0))`` minus the Wh before it; the parts sum to wh): each block and demand period
+holds the Wh of its own time (a zero-length cycle: all at ``now``, in the interval starting
+there; a cycle ending on an edge: all in the interval ending there). ``close`` closes them after
+the cycle is charged and journaled, so no record holds Wh the journal has not. Money: a cycle's
+paise are taken at its end (in the block holding ``now``; on an edge, the one starting there); the
+days close in ``tick`` with the balance and the tariff's totals of that moment. Each entry's
+clock column is its interval's end (capture time).
 
 - Block entry: clock, import Wh, average voltage (0.1 V) and current (0.01 A) over the cycles of
   the block, status, charge = paise taken from the balance in the block (``K`` = total recharged
   - credit rises by every debit: energy, fixed, duty, and by debt recovered from top-ups).
-- Daily entry: clock (local midnight), cumulative import Wh, credit, the day's energy, fixed and
+- Daily entry: clock (local midnight), cumulative import Wh (as charged before midnight's tick:
+  a cycle across midnight is the next day's, like its paise), credit, the day's energy, fixed and
   duty debits (paise) and top-ups (paise). With no debt recovery, credit change = top-ups -
   (energy + fixed + duty) for every day.
 - Billing entry (on the tariff's billing date, the tariff's exact month totals; or on an MD
-  reset): billing date, cumulative import Wh, cumulative Wh per TOD zone (TZ1 outside the tariff's
+  reset): billing date, cumulative import Wh (to the billing date: the cycle across it split, as
+  the tariff splits its month's Wh), cumulative Wh per TOD zone (TZ1 outside the tariff's
   windows, TZ2.. its windows in order, windows beyond the third fold into TZ4), MD total and per
-  zone (W, with the end of its demand period), the month's energy/fixed/duty paise, power-on
+  zone (W, with the end of its demand period; the periods before the billing date), the month's energy/fixed/duty paise, power-on
   minutes in the cycle. MD is then reset.
 
 Status bits (block column): 1 the supply failed in the block (closed at the first tick after
-power-up, with the energy journaled before the cut); 2 the clock was set in the block (the block
+power-up, with the energy journaled before the cut and the share to its end of a cycle that spans
+the cut: the meter's first cycle after power-up starts at the journal's last time, as the tariff
+charges it); 2 the clock was set in the block (the block
 is closed at the old time, stamped with it; a new block starts at the new time and ends at the
 next boundary: both carry 2); 4 the block did not start at its boundary (first block after
 commissioning or a power-up). Blocks and days wholly inside a power cut have no entry: the gap is
@@ -180,7 +191,7 @@ class Profiles:
             i += 1
         return 0
 
-    def tick(self, now, t0=None):
+    def tick(self, now, t0):
         """Before the metering cycle [t0, now] is charged (``t0`` None: it starts at now): note its
         span, the register's Wh and the paise taken so far (``_at``); close the days ended by now."""
         m = self.m
@@ -196,7 +207,9 @@ class Profiles:
         s[5] = a.import_wh
         s[6] = a.total_recharged - a.credit
         if now >= self.d0 + _DAY:
-            self._journal()
+            h = m.journal.hot                        # the journal first: a record never runs ahead
+            if h is None or h[0] != a.credit or h[2] != a.import_wh:
+                m.persist()
             while now >= self.d0 + _DAY:
                 self.day(self.d0 + _DAY, now)
 
@@ -205,7 +218,10 @@ class Profiles:
         each with the Wh of its own time (the cycle's split at their edges, ``_at``)."""
         save = False
         if now >= self.p0 + self.demand or now < self.p0 or now >= self.b0 + self.period:
-            self._journal()                          # the journal first: a record never runs ahead
+            m = self.m
+            h = m.journal.hot                        # the journal first: a record never runs ahead
+            if h is None or h[0] != m.account.credit or h[2] != m.account.import_wh:
+                m.persist()
             save = self._expire(now)
             n = 0
             while now >= self.b0 + self.period:      # the meter was on: every block has an entry
@@ -213,13 +229,6 @@ class Profiles:
                 self._next_block(self.b0 + self.period, now, 0 if n < _FILL else _ST_CLOCK)
         if save:
             self._save()
-
-    def _journal(self):
-        m = self.m
-        a = m.account
-        h = m.journal.hot
-        if h is None or h[0] != a.credit or h[2] != a.import_wh:
-            m.persist()
 
     def _at(self, x):
         """Cumulative import Wh at moment ``x`` of the last cycle [t0, t1] (``tick``): its Wh at
