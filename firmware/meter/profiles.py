@@ -69,6 +69,17 @@ _FILL = const(96)             # at most this many empty blocks filled at once (t
 _ST_POWER = const(1)                # status bits
 _ST_CLOCK = const(2)
 _ST_LATE = const(4)
+_ST_PEND = const(8)           # (not in the record) the next block starts after a power-up
+# Profiles._s: the open block's voltage/current sums and samples (0-2); the metering cycle [t0, t1]
+# (``tick``) and the register's Wh and paise taken before it; after a power-up the journal's last
+# time alive (else 0); the cumulative Wh and paise the open block starts from
+_S_T0 = const(3)
+_S_T1 = const(4)
+_S_W = const(5)
+_S_K = const(6)
+_S_UP = const(7)
+_S_W0 = const(8)
+_S_K0 = const(9)
 _EV_CLOCK_SET = const(20)     # meter.events codes counted
 _EV_CONFIG = const(21)
 _EV_COVER_OPEN = const(60)
@@ -92,7 +103,6 @@ class Profiles:
     def __init__(self, meter, path, period=1800, demand=900, t0=0):
         """``t0``: the journal's last time the meter was on (epoch s; 0: first boot)."""
         self.m = meter
-        self.path = path
         self.period = period
         self.demand = demand
         try:
@@ -104,19 +114,16 @@ class Profiles:
         self.block = Ring("%s/%d" % (path, 0), 16, 5, 337, 36)    # >= 35 days of 30-min blocks
         self.daily = Ring("%s/%d" % (path, 1), 28, 3, 14, 20)     # >= 40 days
         self.billing = Ring("%s/%d" % (path, 2), 80, 1, 13)       # >= 13 closed cycles
-        self._s = [0] * 7      # voltage/current sums, samples; the cycle: t0, t1, Wh and paise before
+        self._s = [0] * 10
         self._state = _ST_LATE
-        self._pend = False          # the next block starts after a power-up
-        self._t0 = 0             # after a power-up: the journal's last time alive
         self._restore()
         if t0:                   # a power-up: count it, the block open at the cut gets status 1
             now = meter.board.time()
-            self._t0 = t0
+            self._s[_S_UP] = t0
             c = self.c
             c[_C_PF] += 1
             c[_C_OFF] += now - t0 if now > t0 else 0
-            self._state |= _ST_POWER
-            self._pend = now >= self.b0 + self.period
+            self._state |= _ST_POWER | (_ST_PEND if now >= self.b0 + self.period else 0)
             self._save()
 
     # --- state -----------------------------------------------------------------------------
@@ -134,7 +141,7 @@ class Profiles:
         self.c0 = m.account.import_wh
         seq = -1                       # block ring seq when the state file was written
         try:
-            with open("%s/%d" % (self.path, 3), "rb") as f:
+            with open(self.block.path[:-1] + "3", "rb") as f:    # <path>/3 beside the block ring <path>/0
                 b = f.read()
             if binascii.crc32(b[:-4]) == struct.unpack(">I", b[-4:])[0]:
                 v = struct.unpack(">II4I10I7II", b[:-4])
@@ -147,10 +154,11 @@ class Profiles:
             pass
         x = self.block.extra
         if x is None:
-            self.b0, self.w0, self.k0 = self._epoch(now, self.period), m.account.import_wh, (m.account.total_recharged - m.account.credit)
+            self.b0 = self._epoch(now, self.period)
+            self._s[_S_W0], self._s[_S_K0] = m.account.import_wh, m.account.total_recharged - m.account.credit
         else:
             v = struct.unpack(">IiII4II", x)
-            self.w0, self.k0 = v[0], v[1]
+            self._s[_S_W0], self._s[_S_K0] = v[0], v[1]
             if seq < self.block.last_seq:        # the ring's header is newer than the state file
                 self.p0, self.c0, self.z, self.c[_C_ON] = v[2], v[3], list(v[4:8]), v[8]
             self.b0 = struct.unpack_from(">IHHHiBx", self.block.last(), 0)[0]
@@ -176,7 +184,7 @@ class Profiles:
 
     def _save(self):
         b = struct.pack(">II4I10I7II", self.p0, self.c0, *(self.z + self.md + self.c + [self.block.last_seq]))
-        with open("%s/%d" % (self.path, 3), "wb") as f:
+        with open(self.block.path[:-1] + "3", "wb") as f:
             f.write(b + struct.pack(">I", binascii.crc32(b)))
 
     # --- capture ---------------------------------------------------------------------------
@@ -202,10 +210,10 @@ class Profiles:
             s[0] += mo.voltage_dv
             s[1] += (mo.current_ma or 0) // 10
             s[2] += 1
-        s[3] = now if t0 is None else t0
-        s[4] = now
-        s[5] = a.import_wh
-        s[6] = a.total_recharged - a.credit
+        s[_S_T0] = now if t0 is None else t0
+        s[_S_T1] = now
+        s[_S_W] = a.import_wh
+        s[_S_K] = a.total_recharged - a.credit
         if now >= self.d0 + _DAY:
             h = m.journal.hot                        # the journal first: a record never runs ahead
             if h is None or h[0] != a.credit or h[2] != a.import_wh:
@@ -214,60 +222,38 @@ class Profiles:
                 self.day(self.d0 + _DAY, now)
 
     def close(self, now):
-        """After the cycle is charged: close the demand periods and blocks that ended by ``now``,
-        each with the Wh of its own time (the cycle's split at their edges, ``_at``)."""
-        save = False
-        if now >= self.p0 + self.demand or now < self.p0 or now >= self.b0 + self.period:
-            m = self.m
-            h = m.journal.hot                        # the journal first: a record never runs ahead
-            if h is None or h[0] != m.account.credit or h[2] != m.account.import_wh:
-                m.persist()
-            save = self._expire(now)
-            n = 0
-            while now >= self.b0 + self.period:      # the meter was on: every block has an entry
-                n += 1
-                self._next_block(self.b0 + self.period, now, 0 if n < _FILL else _ST_CLOCK)
-        if save:
-            self._save()
-
-    def _at(self, x):
-        """Cumulative import Wh at moment ``x`` of the last cycle [t0, t1] (``tick``): its Wh at
-        constant power, ``floor(wh * (x - t0) / (t1 - t0))`` up to x (``meter.tariff``'s rule: the
-        parts sum to wh); all of it at t1 for a zero-length cycle (half-open: in what starts there)."""
-        s = self._s
-        w = self.m.account.import_wh
-        t0, t1 = s[3], s[4]
-        if x > t1 or (x == t1 and t1 > t0):
-            return w
-        if x <= t0:
-            return s[5]
-        return s[5] + (w - s[5]) * (x - t0) // (t1 - t0)
-
-    def _expire(self, now):
-        """Close the demand periods ended by ``now``, each with its own Wh (``_at``; while the
-        tariff holds a closed month only up to its billing date: ``bill`` goes on); True if a
-        maximum demand changed (the state file is then written now; else at the next block end).
-        After a power-up the saved period start may be older than the last one closed: the Wh
-        journaled since are spread over the periods up to the journal's last time t0 (demand =
-        the average over them); the time after, and a jump of more than a day, is one step with
-        its Wh in the zone and no demand."""
+        """After the cycle is charged (the journal first: a record never runs ahead of it), close
+        the demand periods and blocks ended by ``now``, each with the Wh of its own time (the
+        cycle's split at their edges: ``_at``). Demand periods: while the tariff holds a closed
+        month only up to its billing date (``bill`` goes on); after a power-up the saved period
+        start may be older than the last one closed: the Wh journaled since are spread over the
+        periods up to the journal's last time (demand = the average over them); the time after,
+        and a jump of more than a day, is one step with its Wh in the zone and no demand. The
+        state file is written when a maximum demand changed (else at the next block end)."""
+        if now < self.p0 + self.demand and now >= self.p0 and now < self.b0 + self.period:
+            return
+        m = self.m
+        h = m.journal.hot
+        if h is None or h[0] != m.account.credit or h[2] != m.account.import_wh:
+            m.persist()
         d = self.demand
         md = self.md
-        t = self.m.tariff
+        t = m.tariff
         new = False
         if now < self.p0:                  # the clock went back (not over DLMS): a new period
             w = self._at(self._epoch(now, d))
             self.z[self.tod(self.p0)] += w - self.c0
             self.p0, self.c0 = self._epoch(now, d), w
-        end = t.cyc * _DAY - self.m.tz_minutes * 60 if t.bills else now
+        end = t.cyc * _DAY - m.tz_minutes * 60 if t.bills else now
         n = 0
         while now >= self.p0 + d and self.p0 < end:
             n += 1
             x = self.p0 + d
-            if self._t0:                   # a power-up: the periods up to t0, then a jump (the cut)
-                x = self.p0 + (self._t0 - self.p0 - 1) // d * d + d
+            u = self._s[_S_UP]
+            if u:                          # a power-up: the periods up to t0, then a jump (the cut)
+                x = self.p0 + (u - self.p0 - 1) // d * d + d
                 x = self.p0 + d if x <= self.p0 else x
-                self._t0, n = 0, _FILL
+                self._s[_S_UP], n = 0, _FILL
             if n > _FILL or x > now:
                 x = self._epoch(now, d)
             x = end if x > end else x
@@ -285,24 +271,42 @@ class Profiles:
                     new = True
                 self.c[_C_ON] += d
             self.p0, self.c0 = x, w
-        return new
+        n = 0
+        while now >= self.b0 + self.period:      # the meter was on: every block has an entry
+            n += 1
+            self._next_block(self.b0 + self.period, now, 0 if n < _FILL else _ST_CLOCK)
+        if new:
+            self._save()
+
+    def _at(self, x):
+        """Cumulative import Wh at moment ``x`` of the last cycle [t0, t1] (``tick``): its Wh at
+        constant power, ``floor(wh * (x - t0) / (t1 - t0))`` up to x (``meter.tariff``'s rule: the
+        parts sum to wh); all of it at t1 for a zero-length cycle (half-open: in what starts there)."""
+        s = self._s
+        w = self.m.account.import_wh
+        t0, t1 = s[_S_T0], s[_S_T1]
+        if x > t1 or (x == t1 and t1 > t0):
+            return w
+        if x <= t0:
+            return s[_S_W]
+        return s[_S_W] + (w - s[_S_W]) * (x - t0) // (t1 - t0)
 
     def _next_block(self, end, now, x):
         m = self.m
         a = m.account
         s = self._s
         wh = self._at(end)
-        k = s[6] if end <= s[4] else a.total_recharged - a.credit    # a cycle's paise: at its end
+        k = s[_S_K] if end <= s[_S_T1] else a.total_recharged - a.credit    # a cycle's paise: at its end
         n = s[2] or 1
-        e = wh - self.w0
+        e = wh - s[_S_W0]
+        st = self._state
         rec = struct.pack(">IHHHiBx", end, e if e < 0xFFFF else 0xFFFF, s[0] // n, s[1] // n,
-                          k - self.k0, self._state | x)
+                          k - s[_S_K0], (st | x) & 7)
         self.block.append(rec, struct.pack(">IiII4II", wh, k, self.p0, self.c0, *(self.z + [self.c[_C_ON]])))
-        self.w0, self.k0 = wh, k
+        s[_S_W0], s[_S_K0] = wh, k
         s[0] = s[1] = s[2] = 0
-        self.b0 = self._epoch(now, self.period) if self._pend or x else end
-        self._state = x | (_ST_LATE if self._pend else 0)
-        self._pend = False
+        self.b0 = self._epoch(now, self.period) if st & _ST_PEND or x else end
+        self._state = x | (_ST_LATE if st & _ST_PEND else 0)
 
     def day(self, end, now):
         m = self.m
@@ -342,14 +346,14 @@ class Profiles:
         c[_C_BILL] += 1
         c[_C_ON0] = c[_C_ON]
         self.md = [0] * (2 * _ZONES + 2)
-        if date < self._s[4]:     # the demand periods of the cycle after the billing date
-            self._expire(self._s[4])
+        if date < self._s[_S_T1]:     # the demand periods of the cycle after the billing date
+            self.close(self._s[_S_T1])
         self._save()
 
     def clock_set(self, old, new):
         """The RTC goes from ``old`` to ``new``: the open block is closed at the old time (status
         2), a new one starts at the new time and ends at its next boundary (status 2 too)."""
-        self._s[4] = 0            # no cycle open: the Wh and paise of now
+        self._s[_S_T1] = 0        # no cycle open: the Wh and paise of now
         self._next_block(old, new, _ST_CLOCK)
         w = self.m.account.import_wh
         self.z[self.tod(self.p0)] += w - self.c0
