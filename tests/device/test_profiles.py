@@ -158,6 +158,16 @@ def _truth(cycles, a, b):
     return e
 
 
+def _fresh(run):
+    """``run(m, p, path)`` with a new meter and its Profiles at ``path`` (removed after)."""
+    d = _tmpdir("prof")
+    try:
+        m = _Meter()
+        run(m, Profiles(m, d + "/pr"), d + "/pr")
+    finally:
+        _rmtree(d)
+
+
 def _drive(m, p, cycles):
     """Meter cycles (t0, t1, wh) in turn (T0-relative); returns the debits' times and paise."""
     debits = []
@@ -170,10 +180,7 @@ def _drive(m, p, cycles):
 
 
 def test_a_cycles_wh_go_to_the_blocks_and_demand_periods_of_its_own_time():
-    d = _tmpdir("prof")
-    try:
-        m = _Meter()
-        p = Profiles(m, d + "/pr")
+    def run(m, p, path):
         cycles = [(0, 1200, 1200),         # 1 Wh/s, inside the first block
                   (1200, 2400, 2400),      # 2 Wh/s across the edge 1800
                   (2400, 5400, 3000),      # 1 Wh/s across 2700, 3600, 4500, ending on the edge 5400
@@ -193,15 +200,11 @@ def test_a_cycles_wh_go_to_the_blocks_and_demand_periods_of_its_own_time():
         peak = max(_truth(cycles, s, s + 900) for s in range(0, 10800, 900))
         assert peak == 2750 and p.md[:4] == [peak * 4, T0 + 6300, peak * 4, T0 + 6300]
         assert sum(p.z) == m.account.import_wh
-    finally:
-        _rmtree(d)
+    _fresh(run)
 
 
 def test_the_bill_takes_the_wh_and_demand_up_to_its_billing_date():
-    d = _tmpdir("prof")
-    try:
-        m = _Meter()
-        p = Profiles(m, d + "/pr")
+    def run(m, p, path):
         bd = 31 * 86400                                   # February 1st, 00:00 local
         cycles = [(0, 1800, 900), (bd - 1800, bd - 900, 900),    # 1 Wh/s: 3600 W
                   (bd - 900, bd + 900, 3600)]                    # 2 Wh/s across the billing date
@@ -210,15 +213,11 @@ def test_the_bill_takes_the_wh_and_demand_up_to_its_billing_date():
         assert v[0] == T0 + bd and v[1] == 900 + 900 + 1800 == m.bills[0][1]     # the tariff's month Wh
         assert v[6:8] == (7200, T0 + bd) and sum(v[2:6]) == v[1]          # 1800 Wh in [bd-900, bd)
         assert p.md[:2] == [7200, T0 + bd + 900]                       # the new month's first period
-    finally:
-        _rmtree(d)
+    _fresh(run)
 
 
 def test_clock_set_forward_and_back_with_cycles_across_edges():
-    d = _tmpdir("prof")
-    try:
-        m = _Meter()
-        p = Profiles(m, d + "/pr")
+    def run(m, p, path):
         _drive(m, p, [(0, 1200, 1200), (1200, 2400, 1200)])          # 1 Wh/s across 1800
         p.clock_set(T0 + 2500, T0 + 20000)                            # forward, between two cycles
         _drive(m, p, [(2400, 20700, 100),       # the meter's cycle spans the set: in the new block
@@ -233,24 +232,24 @@ def test_clock_set_forward_and_back_with_cycles_across_edges():
                      (23500, 0, 2), (5400, 350, 2), (7200, 300, 0)]
         assert sum(x[1] for x in b) == m.account.import_wh
         assert sum(p.state()[2:6]) == m.account.import_wh
-    finally:
-        _rmtree(d)
+    _fresh(run)
 
 
 def test_rounding_and_power_cuts_lose_or_make_no_wh():
-    """Uneven cycles (every split rounds) with power cuts: the blocks sum to the register, no
-    block record runs ahead of the journal, the TOD-zone Wh sum to it too."""
-    d = _tmpdir("prof")
-    try:
-        m = _Meter()
-        p = Profiles(m, d + "/pr")
+    """Uneven cycles (every split rounds) with power cuts: each block holds the register's Wh at
+    its end by the split rule minus those at the previous one's, the blocks sum to the register,
+    no block record runs ahead of the journal, the TOD-zone Wh sum to the register too."""
+    def run(m, p, path):
         x = 12345
         t = 0
+        cycles = []                     # (t0, t1, Wh before, Wh)
         for i in range(400):
             x = (x * 1103515245 + 12345) & 0x7FFFFFFF
             dt = x % 2700 if i % 7 else 0
             t0, t = t, t + dt
+            w = m.account.import_wh
             _drive(m, p, [(t0, t, (x >> 8) % 997)])
+            cycles.append((t0, t, w, m.account.import_wh - w))
             last = p.block.extra
             if last is not None:
                 assert struct.unpack(">IiII4II", last)[0] <= m.hot[2]        # journaled first
@@ -258,13 +257,22 @@ def test_rounding_and_power_cuts_lose_or_make_no_wh():
                 a = m.account
                 a.credit, a.rem, a.import_wh = m.hot[0], m.hot[1], m.hot[2]
                 off = 3600 + x % 9000
-                p = Profiles(m, d + "/pr", t0=m.hot[4])
+                p = Profiles(m, path, t0=m.hot[4])
                 t += off
                 m.board.t = T0 + t
         _drive(m, p, [(t, t + 3 * 1800, 0)])
         b = list(_blocks(p))
         assert sum(x[1] for x in b) == m.account.import_wh > 50000
+
+        def at(e):                      # the register at edge e, split by the cycle that closed it
+            for t0, t1, w, wh in cycles:
+                if t1 >= e:
+                    return w + (wh if e == t1 > t0 else wh * (e - t0) // (t1 - t0) if t0 < e else 0)
+            return m.account.import_wh
+        prev = 0
+        for r in b:
+            assert r[1] == at(r[0] - T0) - prev, r
+            prev = at(r[0] - T0)
         assert sum(p.state()[2:6]) == m.account.import_wh
         assert [x[0] for x in b] == sorted({x[0] for x in b})
-    finally:
-        _rmtree(d)
+    _fresh(run)
