@@ -403,25 +403,27 @@ class Meter:
         m = self.metro
         now = self.board.time()
         a = self.account
-        if self.profiles:
-            self.profiles.tick(now)  # intervals that ended by now, before this cycle is charged
+        t0 = self._t_prev
+        pr = self.profiles
+        if pr:
+            pr.tick(now, t0)     # days ended by now, before the cycle [t0, now] is charged
         if m is not None and m.fresh:
             wh = m.delta_wh      # 0 on the first reading and an implausible one (meter.metrology)
             self.module_wh = m.health.baseline_wh
-            t0 = self._t_prev
             if a.unit == _CREDIT_ENERGY:
                 a.meter(wh, 0)
             else:
                 t = self.tariff
                 a.meter(wh, t.charge(now if t0 is None else t0, now, wh, self.tz_minutes * 60))
                 a.rem = t.hot_rem()
-                while t.bills:
-                    b = t.bills.pop(0)
-                    if self.profiles:
-                        self.profiles.bill(b)
-                    self.event(_EV_BILL, "bill %d wh=%d energy=%d fixed=%d duty=%d" % b,
-                               b[2] + b[3] + b[4])
             self._t_prev = now
+        if pr:
+            pr.close(now)        # blocks and demand periods: the cycle's Wh split at their edges
+        while self.tariff.bills:
+            b = self.tariff.bills.pop(0)
+            if pr:
+                pr.bill(b)
+            self.event(_EV_BILL, "bill %d wh=%d energy=%d fixed=%d duty=%d" % b, b[2] + b[3] + b[4])
         self.evaluate()
         dwh = a.import_wh - self._persisted_wh
         if (dwh >= self.persist_wh or (dwh > 0 and now - self._persisted_t >= self.persist_s)

@@ -180,7 +180,7 @@ def _start(stack, workdir, heap, mp, warp, extra):
         # --warp the emulator owns the clock and moves it on every tick.
         t0 = int(time.time())
         if warp and (1800 % warp == 0 or warp % 1800 == 0):
-            t0 -= t0 % 1800      # ticks on the 30 min block edges (a tick's energy in its own block)
+            t0 -= t0 % 1800      # ticks on the 30 min block edges (one tick a block; one across an edge is split)
         rig = rigmod.EmulatedRig(workdir, heap=heap, micropython=mp, clock_epoch=t0,
                                  relay_gates_load=True, clock_mode="frozen" if warp else "running",
                                  config=dict(extra, sts=identity.sts_config(),

@@ -76,6 +76,11 @@ def expected_days(ledger, until):
 
 
 def expected_bills(ledger, month_log):
+    """The harness gives each hour's Wh in a zero-length cycle at the hour's start (the clock
+    stands while the load runs): no cycle with energy crosses an edge, so the reference has no
+    edge to split: the hour's Wh are in the block and the demand period starting at the hour (MD
+    = 4 x the hour's Wh), before and after meter.profiles split cycles at their edges (that split:
+    tests/hil/test_profiles_warp.py)."""
     out = []
     hours = [e for e in ledger if not e["up"]]
     lo = START
