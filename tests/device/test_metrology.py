@@ -832,6 +832,12 @@ def test_health_a_confirmed_step_up_is_charged_up_to_max_power_over_the_stale_ti
         out = [h.good(t, 1000 + step) for t in (110, 125, 140, 155, 170)]
         assert out == [0, 0, 0, 0, outcome] and h.baseline_wh == 1000 + step
         assert h.delta_wh == (0 if outcome else step) and h.resets == (1 if outcome else 0)
+    # a clock SET (Health.shift) an hour forward is no stale hour: the headroom is in real seconds
+    h = mt.Health(max_w=3600)
+    h.good(0, 1000)
+    h.good(100, 1000)
+    h.shift(3600)
+    assert [h.good(t, 1114) for t in (3710, 3725, 3740, 3755, 3770)][-1] == mt.COUNTER_RESET
 
 
 def test_health_a_forged_run_after_idle_hours_charges_an_hour_of_max_power_at_most():
