@@ -6,13 +6,11 @@ module and its tick functions anyway: a module of its own costs 120-250 B of hea
 ``Module(stream, kind, unit, ...)``; ``fresh = yield from module.poll()`` in a task: True if the
 readings are new. One poll sends each request of the module's map (PZEM-004T: 1, SDM120/SDM630: 2):
 
-1. drain: read and discard the line until it has been quiet for ``gap_ms`` (bounded by
-   ``timeout_ms``): leftovers of an earlier reply, noise, a late answer are gone;
-2. write the request (RS-485 driver enabled around it by ``tx_enable``);
-3. feed what arrives to the framer until it finds the reply or gives up (``timeout_ms``
-   with no frame, or ``gap_ms`` of silence inside a started frame);
-4. a failed exchange is tried again after step 1, ``retries`` times at most; an exception
-   reply is final.
+1. drain: discard the line until quiet for ``gap_ms`` (bounded by ``timeout_ms``): leftovers,
+   noise, a late answer; 2. write the request (RS-485 driver enabled by ``tx_enable``); 3. feed
+   the framer until it finds the reply or gives up (``timeout_ms`` with no frame, ``gap_ms`` of
+   silence inside one); 4. a failed exchange is tried again after step 1, ``retries`` times at
+   most; an exception reply is final.
 
 ``gap_ms`` is t3.5 (``modbus_rtu.silence_us``: 4.0 ms at 9600 baud) but at least ``MIN_GAP_MS``
 = 20 ms: UART drivers and USB adapters hand bytes over in bursts (ESP-IDF's RX timeout, an
@@ -63,6 +61,7 @@ COUNTER_RESET = const(4)   # the counter was re-based (confirmed reset or jump):
 _SLACK_S = const(2)        # clock slack of the plausibility rule: RTC seconds are whole
 _CONFIRM_S = const(60)     # a re-base needs its odd readings to last this long (RTC s)
 _HOLD_S = const(900)       # 'behind' reaches back to a baseline charged 15-30 min ago at least
+_HOUR = const(3600)        # the unseen headroom a confirmed run's step may use, at most
 
 
 class Health:
@@ -73,46 +72,42 @@ class Health:
     seconds on any clock that does not step back (the RTC: board.time()). Both return the
     outcome flags of this poll (0, FAULT, RECOVERED, COUNTER_RESET, or RECOVERED|COUNTER_RESET):
 
-    - FAULT once, when ``fail_polls`` polls in a row failed or ``fail_s`` seconds passed
-      since the first of them (0 disables the time rule); ``faulted`` stays True until
-      the next good poll, ``faults`` counts them.
-    - RECOVERED on the next good poll, judged as the first after a boot (below; the step also
-      fits ``max_w`` over the fault): one forged reply at the recovery is not charged; ``fault_wh``
-      = the Wh counted from the last good reading before the fault (``delta_wh``: charge it).
-    - A reading is plausible when it is at or above the baseline and the increase fits
-      ``max_w`` (W) over the time since the baseline reading (``t_base``; + ``_SLACK_S`` s
-      + 1 Wh of counter resolution): charged, the new baseline. Anything else (lower: a
-      reset or a glitch; higher: a forged or garbled reply) charges nothing and moves
-      nothing; ``glitches`` counts it. If the next good reading is plausible again the odd
-      one was a glitch: charged from the old baseline, no money moved by it.
-    - A reading below the baseline, but not below a baseline from before the steps of the last
-      15-30 min (the floor moves every ``_HOLD_S`` at most, never while readings are behind;
-      not if 0: a reset lands there) or below it by no more than the slack (what fits
-      ``max_w`` in no time: 15 Wh at 26 kW), is behind steps charged from forged or garbled
-      replies: the baseline stays, nothing is charged until the counter passes it (the forged
-      steps are paid by the next Wh counted), no run (it confirmed a false "reset"). The
-      baseline's time moves from the second such reading in a row on (the first may be forged
-      low). After a boot only the slack counts (the floor is not journaled).
-    - COUNTER_RESET when ``max(2, fail_polls)`` good readings in a row over at least
-      ``_CONFIRM_S`` (60) s were odd, each at or above the one before and plausible over its
-      own interval (any other starts a new run: a forged 0 followed by the real count is no
-      run): a real counter restarted or jumped (module reset, swapped, tampered with). A tamper
-      event; the latest reading is the new baseline, ``delta_wh`` = what was counted since the
-      first odd reading; nothing for the unknown part (the jump, the energy before the reset:
-      an external module's word cannot be trusted there, the event log carries it).
+    - FAULT once, when ``fail_polls`` polls in a row failed or ``fail_s`` s passed since the
+      first (0: no time rule); ``faulted`` stays True until the next good poll, ``faults``.
+    - RECOVERED on the next good poll that holds no step, judged as the first after a boot
+      (below; the step also fits ``max_w`` over the fault): one forged reply at the recovery is
+      not charged; ``fault_wh`` = the Wh counted since the last good reading before the fault.
+    - A reading is plausible when it is at or above the baseline and the increase fits ``max_w``
+      (W) over the time since the baseline reading (``t_base``, + ``_SLACK_S`` s + 1 Wh):
+      charged, the new baseline. Anything else (lower: a reset or a glitch; higher: a forged or
+      garbled reply) charges nothing and moves nothing (``glitches``); if the next reading is
+      plausible again the odd one was a glitch: charged from the old baseline.
+    - A reading below the baseline but not below a baseline from before the steps of the last
+      15-30 min (the floor: it moves every ``_HOLD_S`` at most, never while readings are behind;
+      not if 0: a reset lands there), or below it within the slack (``max_w`` in no time: 15 Wh
+      at 26 kW), is behind forged steps that were charged: the baseline holds until the counter
+      passes it (paid by the next Wh counted), no run. The baseline's time moves from the second
+      such reading in a row on (the first may be forged low). After a boot the floor is the
+      journaled baseline from the first charged reading on.
+    - A run: ``max(2, fail_polls)`` odd readings in a row over at least ``_CONFIRM_S`` (60) s,
+      each at or above the one before and plausible over its own interval (any other starts a
+      new run: a forged 0 then the real count is no run). If its first reading is a step up
+      that fits ``max_w`` over the time since the baseline reading plus the headroom (``_s``:
+      the seconds of ``max_w`` the baseline's steps left unused, 1 h at most: replayed stale
+      replies, forged or not, keep ``t_base`` moving while the counter counts on), the counter
+      was stale: the whole step is charged. Else (down, or up beyond that) COUNTER_RESET: the
+      counter restarted or jumped (reset, swapped, tampered with), a tamper event; the latest
+      reading is the new baseline, ``delta_wh`` = what was counted since the run's first
+      reading, nothing for the unknown part (the event log carries it).
 
-    ``delta_wh`` is the Wh to charge for this poll (0 on the first reading and after a bad
-    poll); ``baseline_wh`` the counter it is measured from (None until the first reading;
-    set it to the persisted value at boot to charge across a reboot). ``t_base`` is the time of
-    that reading, None when not known (at boot: a board may have no battery-backed clock, the
-    downtime is unknown, so the first reading after a boot is bounded below only). It is
-    charged at once if its increase is within the slack (15 Wh at 26 kW, 47 at 83 kW; a cut
-    leaves less than ``persist_wh``, 10 Wh, between the journal and the counter); a larger one
-    waits (a glitch) for the next good reading to confirm it (at or above it, plausible over
-    its own interval): then the whole increase is charged, once, one poll late; if that does
-    not, the first was forged or garbled: nothing for it, the next is judged as a first
-    reading. The state is the journaled baseline alone: a cut before the confirmation leaves
-    it as it was.
+    ``delta_wh``: the Wh to charge for this poll; ``baseline_wh``: the counter it is measured from
+    (None until the first reading; the journaled value at boot: charged across a reboot);
+    ``t_base``: the time of that reading, None after a boot (no battery-backed clock: the
+    downtime is unknown, the first reading is bounded below only). Its increase is charged at
+    once within the slack (a cut leaves less than ``persist_wh``, 10 Wh, unjournaled); a larger
+    one waits for the next good reading to confirm it (at or above it, plausible over its own
+    interval): charged in full, once, one poll late (a cut meanwhile leaves the journal as it
+    was); else the first was forged or garbled: the next is judged as a first reading.
     """
 
     def __init__(self, fail_polls=5, fail_s=60, max_w=26000):
@@ -134,6 +129,7 @@ class Health:
         # odd readings in a row (-1: behind, below); the last (Wh, s); the first (Wh, s)
         self._n = self._wh = self._tp = self._w1 = self._t1 = 0
         self._rc = 0           # 1: recovered from a fault, RECOVERED not yet returned
+        self._s = 0            # s of max_w unused by the baseline's steps (stale readings), <= 1 h
 
     def bad(self, now):
         """A failed poll at ``now`` (s). Returns FAULT once per fault, else 0."""
@@ -176,10 +172,11 @@ class Health:
         if last is None or d >= 0 and (tb is None or self._fits(d, now - tb)) and (
                 not pend or self._fits(d, 0)
                 or self._n > 0 and self._fits(energy_wh - self._wh, now - self._tp)):
-            # plausible; the 'behind' floor moves at most every _HOLD_S and only from a reading
-            # after a normal one (two forged steps in a row: the real count behind both holds)
-            if self._n == 0 and (not self._p or now - self._tc >= _HOLD_S):
+            # plausible; the floor moves every _HOLD_S at most, from a reading after a normal one
+            if not self._p or self._n == 0 and now - self._tc >= _HOLD_S:
                 self._p, self._tc = last, now
+            if tb is None and self._n > 0 and self._wh <= energy_wh:    # a held step confirmed
+                tb, last = self._tp, self._wh     # after a boot: headroom from the held reading
             self._n = 0
         elif d < 0 and (self._fits(-d, 0) or self._p and energy_wh >= self._p):
             # behind a forged step: the baseline holds (its time from the 2nd in a row on), no run
@@ -189,25 +186,28 @@ class Health:
             energy_wh = last
         else:
             self.glitches += 1
-            # a run of odd readings: each at or above the one before and plausible over its own
-            # interval (a forged 0 then the real count is no run: it would confirm a "reset" and
-            # charge the whole counter again); any other starts a new run
+            # a run: each at or above the one before, plausible over its own interval (a forged 0
+            # then the real count would confirm a "reset": the counter charged again); else anew
             if self._n > 0 and self._fits(energy_wh - self._wh, now - self._tp):
                 self._n += 1
             else:
                 self._n = 1
                 self._w1, self._t1 = energy_wh, now
             self._wh, self._tp = energy_wh, now
-            d = energy_wh - self._w1
             if self._n > 1 and self._n >= self.fail_polls and now - self._t1 >= _CONFIRM_S:
-                out |= COUNTER_RESET
-                self.resets += 1
                 self._n = 0
-                self._p, self._tc = self._w1, now     # the step charged: from the run's first reading
+                if tb is None or not self._fits(self._w1 - last, self._t1 - tb + self._s):
+                    out |= COUNTER_RESET      # down, or up beyond the unseen headroom: re-based
+                    self.resets += 1
+                    self._p, self._tc = self._w1, now     # the step charged: from the run's first
+                    d = energy_wh - self._w1
+                    self._s, tb = 0, None
             else:
                 ok = energy_wh <= last
                 d = 0
                 energy_wh, now = last, tb      # the baseline stays
+        if tb is not None:        # headroom: s of max_w the counter may have counted unseen, 1 h at most
+            self._s = max(0, min(_HOUR, self._s + now - tb - 3600 * (energy_wh - last) // self.max_w))
         self.baseline_wh, self.t_base = energy_wh, now
         self.delta_wh = d
         if self._rc and ok:       # the first good reading after the fault that holds no step

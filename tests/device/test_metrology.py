@@ -784,3 +784,100 @@ def test_health_behind_two_forged_steps_in_a_row_is_no_counter_reset():
         charged += h.delta_wh
     assert h.resets == 0
     assert charged == wh - 33              # the forged Wh paid by the Wh counted after them
+
+
+def replay(h, t, wh, until, step=20, creep=0):
+    """Stale readings of ``wh`` (+ ``creep`` Wh a minute: a forged counter that moves) every
+    ``step`` s from ``t`` to ``until``: the Wh charged (the module counts on unseen)."""
+    charged = 0
+    while t < until:
+        t += step
+        assert h.good(t, wh + creep * (t // 60)) == 0
+        charged += h.delta_wh
+    return charged
+
+
+def real_2kw(h, t, wh, n, step=20):
+    """``n`` real readings ``step`` s apart at 2 kW from (``t``, ``wh``): (Wh charged, outcomes)."""
+    charged = 0
+    out = 0
+    for k in range(1, n + 1):
+        out |= h.good(t + step * k, wh + 2000 * step * k // 3600)
+        charged += h.delta_wh
+    return charged, out
+
+
+def test_health_a_stale_reply_replayed_half_an_hour_is_charged_when_the_real_count_is_back():
+    # attack pass (session 14): at 2 kW every poll answered by a captured reply for 30 min, then
+    # the real readings: a repeated reading moved the window, the real step (1000 Wh) failed
+    # max_w over 20 s, the confirmed run re-based (event 62): 1000 Wh (650 paise) never charged
+    for creep in (0, 1):                  # verbatim, or a forged counter creeping 1 Wh a minute
+        h = mt.Health()
+        h.good(0, 0)
+        charged, out = real_2kw(h, 0, 0, 30)                       # 10 min: 333 Wh
+        assert charged == 333 and out == 0
+        charged += replay(h, 600, 333, 2400, creep=creep)          # module at 1333 meanwhile
+        c, out = real_2kw(h, 2400, 1333, 5)                        # a run: 5 readings, 100 s
+        assert out == 0 and c == 1388 - charged and h.resets == 0 and h.baseline_wh == 1388
+        assert h.good(2520, 1399) == 0 and h.delta_wh == 11
+
+
+def test_health_a_confirmed_step_up_is_charged_up_to_max_power_over_the_stale_time():
+    # the boundary: 1 Wh a second (max_w 3600); 100 s of stale readings, then a step read 10 s
+    # later and confirmed by 5 readings over 60 s: 110 s + 2 s slack + 1 Wh = 113 Wh fits, 114 not
+    for step, outcome in ((113, 0), (114, mt.COUNTER_RESET)):
+        h = mt.Health(max_w=3600)
+        h.good(0, 1000)
+        h.good(100, 1000)
+        out = [h.good(t, 1000 + step) for t in (110, 125, 140, 155, 170)]
+        assert out == [0, 0, 0, 0, outcome] and h.baseline_wh == 1000 + step
+        assert h.delta_wh == (0 if outcome else step) and h.resets == (1 if outcome else 0)
+    # a clock SET (Health.shift) an hour forward is no stale hour: the headroom is in real seconds
+    h = mt.Health(max_w=3600)
+    h.good(0, 1000)
+    h.good(100, 1000)
+    h.shift(3600)
+    assert [h.good(t, 1114) for t in (3710, 3725, 3740, 3755, 3770)][-1] == mt.COUNTER_RESET
+
+
+def test_health_a_forged_run_after_idle_hours_charges_an_hour_of_max_power_at_most():
+    # the headroom a run's step may use is capped (1 h of max_w): after 10 idle hours a forged
+    # run of +100 kWh is still a re-base; one of +20 kWh is charged, and the real count behind it
+    # is held (no re-base) until it passes: paid by the next Wh counted, never twice
+    h = mt.Health()
+    h.good(0, 5000)
+    for t in range(3600, 36001, 3600):
+        h.good(t, 5000)
+    assert [h.good(t, 105000) for t in range(36060, 36361, 60)][-2:] == [mt.COUNTER_RESET, 0]
+    h = mt.Health()
+    h.good(0, 5000)
+    for t in range(3600, 36001, 3600):
+        h.good(t, 5000)
+    charged = 0
+    for t in range(36060, 36361, 60):
+        assert h.good(t, 25000) == 0
+        charged += h.delta_wh
+    assert charged == 20000 and h.resets == 0
+    wh = 5000
+    for t in range(36420, 36420 + 7200, 60):        # the real count at 20 kW: 333 Wh a minute
+        wh += 333
+        assert h.good(t, wh) == 0
+        charged += h.delta_wh
+    assert charged == wh - 5000 and h.resets == 0
+
+
+def test_health_after_a_boot_a_forged_step_confirming_the_held_one_is_paid_back():
+    # attack pass (session 14, fuzz seed 2696): after a boot the first real reading is held, a
+    # forged one a poll later above it (within max_w) confirms it and is charged; the real readings
+    # below it then formed a run that re-based (a false event 62) and the forged Wh stayed charged
+    h = mt.Health()
+    h.baseline_wh = 10000
+    assert h.good(1060, 10333) == 0 and h.delta_wh == 0               # held (beyond the slack)
+    assert h.good(1660, 14666) == 0 and h.delta_wh == 4666            # forged, confirms it
+    charged = 4666
+    wh = 10333
+    for t in range(1670, 1670 + 1800, 60):          # the real count at 20 kW: behind, held
+        assert h.good(t, wh) == 0
+        charged += h.delta_wh
+        wh += 333
+    assert h.resets == 0 and charged == wh - 333 - 10000

@@ -315,3 +315,34 @@ def test_a_forged_step_journaled_before_a_cut_is_no_tamper_event_after_the_boot(
     rig.power_cut()
     rig.power_on()
     idle_then_load(rig, 3, n0, real + 10)
+
+
+def test_a_stale_reply_replayed_for_half_an_hour_is_charged_when_the_real_count_is_back(rig_factory):
+    # attack pass (session 14): at 2 kW every poll answered for 30 min by a captured reply (333 Wh),
+    # then the real replies: the meter re-based at the real count (event 62) and never charged the
+    # 1000 Wh counted meanwhile (650 paise); a line cut instead is charged in full at recovery
+    rig = make(rig_factory, "pzem")
+    t = rig.advance(600)
+    assert t.wh == 333
+    n0 = len(rig.events)
+    noise = rig.modbus_noise
+    noise.inject("stray", count=100000, data=forged_pzem_reply(t.wh), where="before_reply")
+    for _ in range(6):                                       # 30 min: each step answered stale
+        seen = noise.counts["stray"]
+        rig.pzem.advance(300)
+        rig.set_clock(rig.clock + 300)
+        epoch = rig.clock
+        rig.wait_meter(lambda m: m.epoch >= epoch and noise.counts["stray"] >= seen + 3, timeout=20)
+    noise.clear()
+    assert rig.meter.wh == t.wh and rig.pzem.energy_wh == 1333
+    for _ in range(8):                                       # the real replies, 20 s apart
+        rig.pzem.advance(20)
+        rig.set_clock(rig.clock + 20)
+        epoch, r0 = rig.clock, rig.pzem.requests
+        m = rig.wait_meter(lambda m: m.epoch >= epoch and rig.pzem.requests >= r0 + 2, timeout=20)
+        if m.wh == rig.pzem.energy_wh:
+            break
+    assert m.wh == rig.pzem.energy_wh and m.credit == CREDIT - m.wh * RATE // 1000 and m.relay
+    m = minutes_later(rig, 60)
+    assert m.wh == rig.pzem.energy_wh and m.credit == CREDIT - m.wh * RATE // 1000
+    assert EV_RESET not in [e[0] for e in rig.events[n0:]]
