@@ -108,18 +108,23 @@ def reply_form(tag):
 _E1 = const(0xE100)   # reduction constant R, top 16 bits
 
 
-def keyed(key):
+def keyed(key, m):
     """(AES object, H table) under ``key`` (16 bytes; ValueError otherwise): what a ``Gcm`` keeps
     of its key. Plain objects (a ``cryptolib.aes`` and an ``array``): a caller may keep them while
     this module is unloaded and hand them to ``Gcm`` for the next message (``meter.keyset``: built
     at boot, while the heap is not fragmented, not per association; so ``protocol.aes`` is imported
-    here, not at import)."""
+    here, not at import). ``m``: the H table of the key before (rebuilt in place: a key transfer
+    needs no 256 B block nor the temporary one of a new table), or None."""
     from array import array
     from protocol import aes
     e = aes.new(key)
     h = bytearray(16)
     e.encrypt(h, h)                        # H = E_K(0^128)
-    m = array("H", bytes(256))             # [16*k + n]: word k of n*H
+    if m is None:
+        m = array("H", bytes(256))         # [16*k + n]: word k of n*H
+    else:
+        for i in range(128):
+            m[i] = 0
     for k in range(8):
         m[16 * k + 8] = (h[2 * k] << 8) | h[2 * k + 1]   # index 8 (bit 0 of the nibble) = H
     i = 4
@@ -156,7 +161,7 @@ class Gcm:
         """Change the key: 16 bytes (ValueError otherwise; new AES object and H table) or the
         pair ``keyed`` returned (kept, not copied; ``(None, None)`` lets the old ones go before a
         new pair is made)."""
-        self._aes, self._m = key if isinstance(key, tuple) else keyed(key)
+        self._aes, self._m = key if isinstance(key, tuple) else keyed(key, None)
 
     # -- GHASH ---------------------------------------------------------------------------------
     def _mul(self):

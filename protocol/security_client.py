@@ -210,6 +210,6 @@ def unwrap(kek, wrapped):
     """``protocol.keywrap.unwrap`` (the meter's) raising ``KeyWrapError`` (bad length, wrong KEK or
     damaged data) instead of its ValueError."""
     try:
-        return keywrap.unwrap(kek, wrapped)
+        return keywrap.unwrap(kek, wrapped, bytearray(208))
     except ValueError:
         raise KeyWrapError("bad wrapped key or KEK") from None

@@ -85,8 +85,10 @@ def setup(meter, cfg, err=0):
 # resident on a meter with keys (loaded at boot, when the heap is whole): measured at 56k, loading
 # it per association or per request failed on its 136-196 B blocks in the fragmented heap. Each
 # list one str, split at unload (a tuple is a tuple and a str object per name on every board)
-_SEC_CODE = "meter.secure protocol.security protocol.aes protocol.hlsecb"
-_KEYS_CODE = "meter.keyset protocol.keywrap"   # boot and key transfers only
+_SEC_CODE = "meter.secure protocol.security"
+# boot, key transfers and mechanism 2 only (AES objects are made at boot, and kept; a mechanism 2
+# login loads protocol.hlsecb and protocol.aes again): unloaded after boot and when an association ends
+_KEYS_CODE = "meter.keyset protocol.keywrap protocol.aes protocol.hlsecb"
 
 
 def unload(names):

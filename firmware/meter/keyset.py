@@ -57,7 +57,7 @@ def load(meter, sec):
     k.mech = {1: int(m.get("1", 5)), 48: int(m.get("48", 5))}
     # the AES objects (~0.5 KiB each on the 32-bit VM) and GHASH table built now, low in a heap
     # not yet fragmented, and kept: an association allocates none of them
-    k.ek = keyed(k.ek)
+    k.ek = keyed(k.ek, None)
     if k.hls is not None and len(k.hls) <= 16 and 2 in k.mech.values():
         from protocol.hlsecb import ecb
         k.hls = ecb(k.hls)
@@ -79,11 +79,12 @@ def load(meter, sec):
     return k
 
 
-def method(k, m, tagged):
+def method(k, m, tagged, buf):
     """IC 64 v0: 1 security_activate(enum policy), 2 global_key_transfer(array of
     {key_id enum, wrapped key octet-string}) -> action-result. Keys are unwrapped with the
     KEK (RFC 3394), written to config.json in one rename (a power cut leaves the old or
-    the new set) and used from the next APDU on."""
+    the new set) and used from the next APDU on. ``buf``: the association's response buffer
+    (``meter.server``: free while an ACTION runs), the unwrap's scratch."""
     if m == 1:
         return 0 if tagged is not None and tagged[1] == k.policy else _OTHER
     if tagged is None or tagged[0] != 1 or k.kek is None:
@@ -91,13 +92,15 @@ def method(k, m, tagged):
     if not tagged[1]:
         return _OTHER       # nothing to transfer: no config write, no "keys changed" event
     from protocol import keywrap
+    while len(buf) < 208:                # within its capacity (1280 B, allocated at boot)
+        buf.append(0)
     keys = [None, None, k.kek]           # ek, ak, kek
     try:
         for item in tagged[1]:
             kid, w = item[1][0][1], item[1][1][1]
             if kid not in (0, 2, 3):
                 return _OTHER
-            keys[(0, 0, 1, 2)[kid]] = keywrap.unwrap(k.kek, bytes(w))
+            keys[(0, 0, 1, 2)[kid]] = keywrap.unwrap(k.kek, bytes(w), buf)
     except (ValueError, TypeError, IndexError):   # keywrap raises ValueError
         return _OTHER
     if any(x is not None and len(x) != 16 for x in keys):
@@ -131,11 +134,13 @@ def rekey(k, s):
         s.set_keys(None, ak)
         return
     import gc
+    from protocol import aes       # noqa: F401  loaded first: its blocks must not take the freed context's
+    m = k.ek[1] if isinstance(k.ek, tuple) else None   # the H table: rebuilt in place
     s.set_key((None, None))
     k.ek = None
     gc.collect()
     try:
-        k.ek = keyed(ek)
+        k.ek = keyed(ek, m)
         s.set_keys(k.ek, ak)
     except MemoryError:
         k.ek, k.suite = ek, None
