@@ -303,7 +303,7 @@ def get(meter, ctx, item, w):
                 return P.buffer(meter, arg, sel, par) if attr == 2 else P.read(meter, arg, attr, w)
             return P.value(meter, ic, arg, attr, w, _ln6)
         if ic == 7:
-            return L.buffer(meter, arg, sel, par) if attr == 2 else L.read(meter, arg, attr, w)
+            return L.buffer(meter, arg, sel, par, w) if attr == 2 else L.read(meter, arg, attr, w)
         if ic == 1 and arg >= 16:
             return L.data(meter, arg, w)
         return V.read(meter, ctx, ic, arg, attr, w)
