@@ -11,15 +11,15 @@ AES-GCM-128 with a 12-byte tag; shared/reference dlms-security.md §1-2).
 - GCM: IV = sender system-title (8) || invocation-counter (4); AAD = security-control || AK
   (|| the plaintext when only authenticated); key = EK (global unicast or dedicated).
 
-AES-GCM-128 (NIST SP 800-38D, 96-bit IV) is here too (``Gcm``, ``Suite0``'s base: one module and one
-object per association on the meter, not two): only the AES block function comes from outside
+AES-GCM-128 (NIST SP 800-38D, 96-bit IV) is ``Suite0``'s own (one module, one class and one
+object per association on the meter; ``protocol.security_client.Gcm`` is GCM alone on the host): only the AES block function comes from outside
 (``protocol.aes``: ``cryptolib`` on the device); CTR (§6.5 GCTR, 32-bit counter ``inc32``) and
 GHASH (§6.4, GF(2^128) with R = 0xE1 || 0^120, bit-reflected) with Shoup's 4-bit table: 16
 multiples of H as one ``array('H')`` of 8 columns x 16 words (word k of n*H at [16*k + n]: 256
 bytes per key), so every value stays a small int on 32-bit ports. Streaming use (every call takes
 ``buf, off, n`` instead of a slice, because slicing allocates on MicroPython)::
 
-    g = Gcm(key)                   # 16-byte key, or keyed(key)
+    g = Suite0(key, None)          # 16-byte key, or aes.keyed(key, None); AK None: GCM only
     g.begin(iv, 0)                 # 12-byte IV at iv[0:12]; J0 = IV || 00000001
     g.aad(buf, off, n)             # any number of AAD pieces, all before data
     g.crypt(buf, off, n)           # CTR in place (same call encrypts and decrypts)
@@ -105,47 +105,19 @@ def reply_form(tag):
     return _FORM_DED if 0x40 <= tag < 0x50 or 0xD0 <= tag < 0xD8 else FORM_GLO
 
 
-_E1 = const(0xE100)   # reduction constant R, top 16 bits
+class Suite0:
+    """AES-GCM-128 and security suite 0 under one key set, one object (on the meter one class:
+    a second, ``Gcm``, was another ~130 B resident): ``ek`` (16 bytes, global unicast or dedicated
+    encryption key, or the pair ``protocol.aes.keyed`` made of it) and ``ak`` (16 bytes, global authentication
+    key, or None: GCM alone, ``protocol.security_client.Gcm``). Allocation-free after
+    construction on the success paths (errors raise); not re-entrant: one message at a time.
 
+    After ``open`` or ``hls_check``: ``ic`` (invocation counter
+    received, an int up to 2**32-1; on 32-bit ports a counter >= 2**30 is a big int and
+    allocates a few bytes), ``tag`` (ciphered APDU tag), ``start``/``end`` (the plaintext APDU
+    in the caller's buffer)."""
 
-def keyed(key, m):
-    """(AES object, H table) under ``key`` (16 bytes; ValueError otherwise): what a ``Gcm`` keeps
-    of its key. Plain objects (a ``cryptolib.aes`` and an ``array``): a caller may keep them while
-    this module is unloaded and hand them to ``Gcm`` for the next message (``meter.keyset``: built
-    at boot, while the heap is not fragmented, not per association; so ``protocol.aes`` is imported
-    here, not at import). ``m``: the H table of the key before (rebuilt in place: a key transfer
-    needs no 256 B block nor the temporary one of a new table), or None."""
-    from array import array
-    from protocol import aes
-    e = aes.new(key)
-    h = bytearray(16)
-    e.encrypt(h, h)                        # H = E_K(0^128)
-    if m is None:
-        m = array("H", bytes(256))         # [16*k + n]: word k of n*H
-    else:
-        for i in range(128):
-            m[i] = 0
-    for k in range(8):
-        m[16 * k + 8] = (h[2 * k] << 8) | h[2 * k + 1]   # index 8 (bit 0 of the nibble) = H
-    i = 4
-    while i:                               # M[i] = M[2i] * x (a right shift with reduction)
-        lsb = m[112 + 2 * i] & 1
-        for k in range(7, 0, -1):
-            m[16 * k + i] = (m[16 * k + 2 * i] >> 1) | ((m[16 * k - 16 + 2 * i] & 1) << 15)
-        m[i] = (m[2 * i] >> 1) ^ (_E1 if lsb else 0)
-        i >>= 1
-    for i in (2, 4, 8):
-        for j in range(1, i):
-            for k in range(8):
-                m[16 * k + i + j] = m[16 * k + i] ^ m[16 * k + j]
-    return e, m
-
-
-class Gcm:
-    """AES-GCM-128 under one key (16 bytes, or the pair ``keyed`` made of it). Not re-entrant:
-    one message at a time."""
-
-    def __init__(self, key):
+    def __init__(self, ek, ak):
         from array import array
         self._z = array("H", bytes(16))        # GHASH accumulator, 8 big-endian 16-bit words
         self._ctr = bytearray(16)              # IV || counter
@@ -155,13 +127,25 @@ class Gcm:
         self._fill = 0                         # bytes in the current GHASH block
         self._alen = 0
         self._clen = 0
-        self.set_key(key)
+        self._sak = bytearray(17)              # AAD prefix SC || AK
+        self._iv = bytearray(12)               # system title || IC
+        self.ic = self.tag = self.start = self.end = 0     # 16 attributes: a 136 B table
+        self.set_keys(ek, ak)
 
-    def set_key(self, key):
-        """Change the key: 16 bytes (ValueError otherwise; new AES object and H table) or the
-        pair ``keyed`` returned (kept, not copied; ``(None, None)`` lets the old ones go before a
-        new pair is made)."""
-        self._aes, self._m = key if isinstance(key, tuple) else keyed(key, None)
+    def set_keys(self, ek, ak):
+        """Replace EK and/or AK (None: kept). EK: 16 bytes (ValueError otherwise; a new AES object
+        and H table) or the pair ``protocol.aes.keyed`` returned (kept, not copied; ``(None, None)`` lets the
+        old ones go before a new pair is made). AK: 16 bytes (ValueError otherwise)."""
+        if ek is not None:
+            if not isinstance(ek, tuple):
+                from protocol.aes import keyed
+                ek = keyed(ek, None)
+            self._aes, self._m = ek
+        if ak is not None:
+            if len(ak) != 16:
+                raise ValueError("ak")
+            for i in range(16):
+                self._sak[1 + i] = ak[i]
 
     # -- GHASH ---------------------------------------------------------------------------------
     def _mul(self):
@@ -313,34 +297,6 @@ class Gcm:
             d |= ks[i] ^ tag[off + i]
         return d == 0
 
-
-class Suite0(Gcm):
-    """Security suite 0 under one key set: ``ek`` (16 bytes, global unicast or dedicated
-    encryption key, or ``keyed(ek)``) and ``ak`` (16 bytes, global authentication key); the GCM
-    state is its own (one object). Allocation-free after construction on the success paths
-    (errors raise); one message at a time.
-
-    After ``open`` or ``hls_check``: ``ic`` (invocation counter
-    received, an int up to 2**32-1; on 32-bit ports a counter >= 2**30 is a big int and
-    allocates a few bytes), ``tag`` (ciphered APDU tag), ``start``/``end`` (the plaintext APDU
-    in the caller's buffer)."""
-
-    def __init__(self, ek, ak):
-        Gcm.__init__(self, ek)
-        self._sak = bytearray(17)          # AAD prefix SC || AK
-        self._iv = bytearray(12)           # system title || IC
-        self.ic = self.tag = self.start = self.end = 0     # 16 attributes: a 136 B table
-        self.set_keys(None, ak)
-
-    def set_keys(self, ek, ak):
-        """Replace EK (16 bytes or ``keyed``'s pair) and/or AK (16 bytes; ValueError otherwise)."""
-        if ek is not None:
-            self.set_key(ek)
-        if ak is not None:
-            if len(ak) != 16:
-                raise ValueError("ak")
-            for i in range(16):
-                self._sak[1 + i] = ak[i]
 
     def _put_ic(self, dst, off, ic):
         dst[off] = (ic >> 24) & 0xFF

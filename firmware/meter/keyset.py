@@ -9,7 +9,7 @@ record's fields and the ``ic`` counter file are described there.
 import json
 import os
 
-from protocol.security import keyed
+from protocol.aes import keyed
 from meter.secure import reserve
 
 try:
@@ -35,7 +35,7 @@ def _hex(d, k, n=16):
 
 class Keys:
     """The resident key record (data only: keys as bytes, system title, mechanisms, policy,
-    invocation counters and their reserved limits; EK as ``protocol.security.keyed``'s pair, the
+    invocation counters and their reserved limits; EK as ``protocol.aes.keyed``'s pair, the
     mechanism 2 secret as its AES object when a client uses mechanism 2)."""
 
 
@@ -134,9 +134,8 @@ def rekey(k, s):
         s.set_keys(None, ak)
         return
     import gc
-    from protocol import aes       # noqa: F401  loaded first: its blocks must not take the freed context's
     m = k.ek[1] if isinstance(k.ek, tuple) else None   # the H table: rebuilt in place
-    s.set_key((None, None))
+    s.set_keys((None, None), None)
     k.ek = None
     gc.collect()
     try:

@@ -6,7 +6,7 @@ Loaded only when config.json has a ``security`` section (per-meter secrets, prov
 ``meterctl flash/provision``; there are no defaults), at boot (``meter.acse.keys``, with
 ``protocol.security`` and the suite ``k.suite``) and kept: loaded per association or per
 request (sessions 11-13) its blocks did not find room in a fragmented 56 KiB heap. The key
-record is ``meter.keyset.Keys`` (functions here take it as ``k``): keys (EK as ``protocol.security.keyed``'s AES object and GHASH table,
+record is ``meter.keyset.Keys`` (functions here take it as ``k``): keys (EK as ``protocol.aes.keyed``'s AES object and GHASH table,
 built at boot), counters, limits::
 
     "security": {"ek": GUEK hex(16 B), "ak": GAK hex(16 B), "kek": master key hex(16 B),
