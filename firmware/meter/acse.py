@@ -167,7 +167,8 @@ def aarq(a, client, buf):
     sec = m.security if want >= 2 else None
     if sec is not None:
         S = code()
-        S.apply(sec)
+        if sec.new is not None:                  # a key transfer's keys not yet in use
+            sec.new[3](sec, S.suite(sec))
     ciph = 1 if sec is not None and sec.policy else 0
     if req["context"] != (3 if ciph else 1):
         return apdu.build_aare(1, 2, context=req["context"] or 1, max_pdu=_SERVER_MAX_PDU)
@@ -213,8 +214,7 @@ def aarq(a, client, buf):
         return _reject(1, (6, 3))               # PDU size too short
     a.max_pdu = mp - _CIPHER_OVERHEAD if ciph else mp
     a.conformance = conf
-    a.role = role
-    a.client = client
+    a.role, a.client = role, client              # (two: no tuple built)
     a.mechanism = want
     a.open = True
     if want < 2:
@@ -226,7 +226,8 @@ def aarq(a, client, buf):
     a.guard = True
     return apdu.build_aare(0, 14, context=req["context"], conformance=conf, max_pdu=_SERVER_MAX_PDU,
                            mechanism=mech, ap_title=sec.title, auth_value=stoc,
-                           user_info=S.initiate_response(sec, conf, _SERVER_MAX_PDU) if ciph else None)
+                           user_info=bytes(S.seal(sec, apdu.initiate_response(conf, _SERVER_MAX_PDU), 1))
+                           if ciph else None)      # the glo-initiate-response (FORM_GLO)
 
 
 def guard(a, tag, req):

@@ -22,7 +22,6 @@ once per boot, never per APDU: a power cut can neither repeat a sender counter n
 replayed request in (a restart skips at most ``_BLOCK`` values; clients re-read the frame
 counter object, IC 1 0.0.43.1.x.255, as the DLMS UA practice is).
 """
-from protocol import apdu
 from protocol import security as S
 
 try:
@@ -81,13 +80,6 @@ def next_ic(k):
     return ic
 
 
-def accepted(k, ic):
-    """Receive counter ``ic`` was used: only higher ones are accepted from now on."""
-    k.rx = ic + 1
-    if k.rx >= k.rx_lim:
-        reserve(k)
-
-
 # ------------------------------------------------------------------ APDUs
 
 def seal(k, resp, form):
@@ -116,7 +108,7 @@ def unwrap(k, a, client, buf):
     ExceptionResponse: deciphering-error, invocation-counter-error + expected IC)."""
     sess = a.sess
     if not a.open or client != a.client or sess is None or not sess[_CIPH]:
-        return apdu.exception_response(_SERVICE_NOT_ALLOWED, 1)
+        return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, 1))
     b = buf
     try:
         b[0] = b[0]             # the link's reassembly buffer: deciphered in place
@@ -131,7 +123,9 @@ def unwrap(k, a, client, buf):
         r = k.rx
         return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _IC_ERROR, r >> 24, (r >> 16) & 255,
                       (r >> 8) & 255, r & 255))
-    accepted(k, s.ic)
+    k.rx = s.ic + 1                # only higher receive counters are accepted from now on
+    if k.rx >= k.rx_lim:
+        reserve(k)
     form = S.reply_form(s.tag)
     a.inner = True
     try:
@@ -141,15 +135,9 @@ def unwrap(k, a, client, buf):
     if resp is None or resp[0] == _EXCEPTION_RESPONSE:
         return resp     # an ExceptionResponse has no ciphered form: sent in clear (Green Book 9.3.5)
     out = seal(k, resp, form)
-    apply(k)
+    if k.new is not None:          # a key transfer's keys, used once its reply is sealed with the
+        k.new[3](k, s)             # old ones: k.new = (EK, AK, KEK, meter.keyset.rekey)
     return out
-
-
-def apply(k):
-    """Use the keys of a key transfer (after its reply was sealed with the old ones): ``k.new``
-    is (EK, AK, KEK, ``meter.keyset.rekey``), set by the transfer's method."""
-    if k.new is not None:
-        k.new[3](k, suite(k))
 
 
 def open_initiate(k, title, ui):
@@ -163,13 +151,10 @@ def open_initiate(k, title, ui):
         s.open(b, 0, len(b), title, k.rx)
     except S.SecurityError:
         return None
-    accepted(k, s.ic)
+    k.rx = s.ic + 1
+    if k.rx >= k.rx_lim:
+        reserve(k)
     return bytes(b[s.start:s.end])
-
-
-def initiate_response(k, conf, max_pdu):
-    """The glo-initiate-response (bytes) of an accepted ciphered AARQ."""
-    return bytes(seal(k, apdu.initiate_response(conf, max_pdu), S.FORM_GLO))
 
 
 # ------------------------------------------------------------------ HLS pass 3/4
