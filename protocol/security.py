@@ -65,12 +65,12 @@ _SC_RESERVED = const(0xCF)   # suite id != 0, broadcast key, compression: not su
 _SC_PROTECTED = const(0x30)
 
 
-class SecurityError(ValueError):
-    """Malformed or truncated ciphered APDU, or one this meter cannot protect or unprotect. On the
-    meter also a tag that does not verify (text "tag": Green Book deciphering-error, ``buf`` still
-    holds the ciphertext) and a replayed invocation counter ("ic": invocation-counter-error): one
-    class, not three, in code loaded per request; the host's ``protocol.security_client.Suite0``
-    raises its subclasses ``DecipherError`` and ``CounterError`` for those two."""
+# Errors are ValueError with a one-word text: malformed or truncated ciphered APDU ("truncated",
+# "format", "title"), one this meter cannot protect ("room"), a tag that does not verify ("tag":
+# Green Book deciphering-error, ``buf`` still holds the ciphertext) and a replayed invocation
+# counter ("ic": invocation-counter-error). No class of its own on the meter (~100 B resident on
+# 32 bits): the host's ``protocol.security_client`` defines ``SecurityError`` and its ``Suite0``
+# raises it and its subclasses ``DecipherError`` and ``CounterError``.
 
 
 def service_tag(plain, ded):
@@ -307,13 +307,13 @@ class Suite0:
     def _length(self, buf, p, end):
         """A-XDR length at buf[p] (1, 2 or 3 bytes: 1, or 1 + buf[p] & 0x7F when buf[p] >= 0x80)."""
         if p >= end:
-            raise SecurityError("truncated")
+            raise ValueError("truncated")
         n = buf[p]
         if n < 0x80:
             return n
         k = n & 0x7F
         if k == 0 or k > 2 or p + k >= end:
-            raise SecurityError("format")
+            raise ValueError("format")
         return buf[p + 1] if k == 1 else (buf[p + 1] << 8) | buf[p + 2]
 
     def _title(self, buf, p, n, title):
@@ -326,41 +326,41 @@ class Suite0:
                 for i in range(8):
                     d |= buf[p + i] ^ title[i]
                 if d:
-                    raise SecurityError("title")
+                    raise ValueError("title")
             for i in range(8):
                 iv[i] = buf[p + i]
         elif n == 0 and title is not None and len(title) == 8:
             for i in range(8):
                 iv[i] = title[i]
         else:
-            raise SecurityError("title")
+            raise ValueError("title")
 
     def _header(self, buf, start, end, title):
         """Parse tag, system title, length, SC and IC; IV ready. Returns the payload offset."""
         if end - start < 2:
-            raise SecurityError("truncated")
+            raise ValueError("truncated")
         tag = buf[start]
         p = start + 1
         if tag == _GENERAL_GLO or tag == _GENERAL_DED:
             n = self._length(buf, p, end)
             p += 1 if buf[p] < 0x80 else 1 + (buf[p] & 0x7F)
             if p + n > end:
-                raise SecurityError("truncated")
+                raise ValueError("truncated")
             self._title(buf, p, n, title)
             p += n
         elif plain_tag(tag):
             self._title(buf, p, 0, title)
         else:
-            raise SecurityError("format")
+            raise ValueError("format")
         n = self._length(buf, p, end)
         p += 1 if buf[p] < 0x80 else 1 + (buf[p] & 0x7F)
         if p + n != end:
-            raise SecurityError("format")
+            raise ValueError("format")
         if n < 5:
-            raise SecurityError("truncated")
+            raise ValueError("truncated")
         sc = buf[p]
         if sc & _SC_RESERVED or not sc & _SC_PROTECTED:
-            raise SecurityError("format")
+            raise ValueError("format")
         iv = self._iv
         for i in range(4):
             iv[8 + i] = buf[p + 1 + i]
@@ -378,16 +378,16 @@ class Suite0:
         Returns the plaintext length; the plaintext APDU is ``buf[self.start:self.end]``.
         A service-specific tag must name the APDU inside (glo-get-request around a
         get-request). Pick the key set first (``reply_form``; host: ``security_client.is_dedicated``).
-        Raises SecurityError: malformed, unsupported SC, tag/APDU mismatch; "ic" (ic < min_ic:
+        Raises ValueError: malformed, unsupported SC, tag/APDU mismatch; "ic" (ic < min_ic:
         ``security_client``'s CounterError), "tag" (bad tag; ``buf`` then still holds the
         ciphertext: its DecipherError)."""
         p = self._header(buf, start, end, title)
         sc = buf[p - 5]
         if self.ic < min_ic:
-            raise SecurityError("ic")
+            raise ValueError("ic")
         q = end - TAG_LEN if sc & _SC_AUTH else end
         if q < p:
-            raise SecurityError("truncated")
+            raise ValueError("truncated")
         g = self
         g.begin(self._iv, 0)
         if sc & _SC_AUTH:
@@ -398,14 +398,14 @@ class Suite0:
             else:
                 g.aad(buf, p, q - p)
             if not g.check(buf, q, TAG_LEN):
-                raise SecurityError("tag")
+                raise ValueError("tag")
         if sc & _SC_ENC:
             g.crypt(buf, p, q - p)
         tag = self.tag
         if tag != _GENERAL_GLO and tag != _GENERAL_DED and q > p:
             # the service tag is outside the tag's cover: it must name the APDU inside
             if plain_tag(tag) != buf[p]:
-                raise SecurityError("format")
+                raise ValueError("format")
         self.start = p
         self.end = q
         return q - p
@@ -418,12 +418,12 @@ class Suite0:
         advances it); ``title``: this sender's system title (8 bytes); ``form``: FORM_GLO /
         FORM_DED (service-specific tag derived from the plaintext tag) or GENERAL_GLO /
         GENERAL_DED (``protocol.security_client`` names them). Returns the offset where the ciphered APDU starts; it ends at
-        ``end + TAG_LEN`` (authenticated) or ``end``. Raises SecurityError (no room, a plaintext
+        ``end + TAG_LEN`` (authenticated) or ``end``. Raises ValueError (no room, a plaintext
         tag without a ciphered form, bad SC or title)."""
         if sc & _SC_RESERVED or not sc & _SC_PROTECTED:
-            raise SecurityError("format")
+            raise ValueError("format")
         if len(title) != 8:
-            raise SecurityError("title")
+            raise ValueError("title")
         auth = sc & _SC_AUTH
         q = end + TAG_LEN if auth else end
         clen = q - start + 5
@@ -433,10 +433,10 @@ class Suite0:
         else:
             ctag = service_tag(buf[start], form == _FORM_DED)
             if not ctag:
-                raise SecurityError("format")
+                raise ValueError("format")
         h = start - 5 - (1 if clen < 0x80 else 2 if clen < 0x100 else 3) - (10 if general else 1)
         if h < 0 or q > len(buf) or clen > 0xFFFF:
-            raise SecurityError("room")
+            raise ValueError("room")
         iv = self._iv
         for i in range(8):
             iv[i] = title[i]

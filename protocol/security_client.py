@@ -5,7 +5,7 @@ imports one module. Host-only (``HOST_ONLY`` in host_tools/build.py): no board i
 """
 from protocol import axdr, keywrap, security
 from protocol.security import (  # noqa: F401  (re-exported)
-    FORM_GLO, TAG_LEN, HLS_LEN, HEADROOM, TAILROOM, SecurityError, service_tag, plain_tag,
+    FORM_GLO, TAG_LEN, HLS_LEN, HEADROOM, TAILROOM, service_tag, plain_tag,
     reply_form)
 from protocol.aes import keyed  # noqa: F401  (re-exported)
 from protocol.hlsecb import ecb, hls_ecb, hls_ecb_check  # noqa: F401  (re-exported)
@@ -16,6 +16,11 @@ GENERAL_DED = 0xDC   # general-ded-ciphering
 FORM_DED = 2         # service-specific ded- APDU (dedicated key): seal(..., form=FORM_DED)
 SC_AUTH = 0x10       # security control: authenticated
 SC_ENC = 0x20        # security control: encrypted
+
+
+class SecurityError(ValueError):
+    """Malformed or truncated ciphered APDU, or one that cannot be protected or unprotected (the
+    meter's ``protocol.security`` raises ValueError with the same one-word texts)."""
 
 
 class DecipherError(SecurityError):
@@ -52,7 +57,7 @@ class _Defaults:
 
 
 class Suite0(_Defaults, security.Suite0):
-    """``protocol.security.Suite0`` (the meter's: one error class, no argument defaults) raising
+    """``protocol.security.Suite0`` (the meter's: ValueError, no argument defaults) raising ``SecurityError``,
     ``DecipherError`` for a tag that does not verify and ``CounterError`` for a replayed invocation
     counter, keeping ``sc`` (the security control of the last APDU opened), with the defaults ``title=None, min_ic=0`` (open), ``form=FORM_GLO`` (seal), ``off=0``
     (hls_gmac), ``off=0, n=HLS_LEN`` (hls_check), ``ek=None, ak=None`` (set_keys)."""
@@ -64,16 +69,19 @@ class Suite0(_Defaults, security.Suite0):
             n = security.Suite0.open(self, buf, start, end, title, min_ic)
             self.sc = buf[self.start - 5]
             return n
-        except SecurityError as e:
+        except ValueError as e:
             w = e.args[0] if e.args else None
             if w == "tag":
                 raise DecipherError(w) from None
             if w == "ic":
                 raise CounterError(w) from None
-            raise
+            raise SecurityError(w) from None
 
     def seal(self, buf, start, end, sc, ic, title, form=FORM_GLO):
-        return security.Suite0.seal(self, buf, start, end, sc, ic, title, form)
+        try:
+            return security.Suite0.seal(self, buf, start, end, sc, ic, title, form)
+        except ValueError as e:
+            raise SecurityError(*e.args) from None
 
     def hls_gmac(self, title, ic, challenge, out, off=0):
         security.Suite0.hls_gmac(self, title, ic, challenge, out, off)

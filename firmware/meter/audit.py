@@ -80,14 +80,33 @@ def category(code):
     return _CATS[ring_of(code)]
 
 
-class _View(Reader):
-    """A read-only IC 7 view over some rings, merged by sequence number (the EventLog read API)."""
+class Audit(Reader):
+    """The meter's event log (``Meter.event_log``): rings under ``path``; ``segments``
+    sizes the transaction ring (config ``event_segments``). ``Audit(rings)`` (a list) is a
+    read-only IC 7 view over some rings, merged by sequence number (the EventLog read API;
+    ``view``): one class, not two (a class is ~130 B resident on 32 bits)."""
 
-    def __init__(self, items):
-        self._rings = items
+    def __init__(self, path, segments=10):
+        if isinstance(path, list):
+            rings = path
+        else:
+            try:
+                os.mkdir(path)
+            except OSError:
+                pass
+            wbuf = bytearray(120)
+            rings = []
+            for i in range(6):       # p power, t transaction, o other, k cover, s security, c control
+                rings.append(EventLog(path + "/" + chr(b"ptoksc"[i]),
+                                      segments if i == 1 else b"\x06\x0a\x06\x04\x04\x06"[i], wbuf))
+        self._rings = rings
         self.capacity = 0
-        for r in items:
+        for r in rings:
             self.capacity += r.capacity
+        if rings is not path:
+            self.path = path
+            self._migrate()
+            self._seq()
 
     def count(self):
         n = 0
@@ -142,25 +161,6 @@ class _View(Reader):
         return None if best is None else best[1:]
 
 
-class Audit(_View):
-    """The meter's event log (``Meter.event_log``): rings under ``path``; ``segments``
-    sizes the transaction ring (config ``event_segments``)."""
-
-    def __init__(self, path, segments=10):
-        try:
-            os.mkdir(path)
-        except OSError:
-            pass
-        wbuf = bytearray(120)
-        rings = []
-        for i in range(6):           # p power, t transaction, o other, k cover, s security, c control
-            rings.append(EventLog(path + "/" + chr(b"ptoksc"[i]),
-                                  segments if i == 1 else b"\x06\x0a\x06\x04\x04\x06"[i], wbuf))
-        _View.__init__(self, rings)
-        self.path = path
-        self._migrate()
-        self._seq()
-
     def _seq(self):
         s = 0
         for r in self._rings:
@@ -173,7 +173,7 @@ class Audit(_View):
         if n == _ALL:
             return self
         rings = [self._rings[i] for i in range(6) if _CATS[i] == n]
-        return _View(rings) if rings else None
+        return Audit(rings) if rings else None
 
     def append(self, epoch, code, detail=None):
         """Log one event in the ring of its code; returns its seq once on flash, or None if it
