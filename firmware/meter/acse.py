@@ -98,7 +98,7 @@ def setup(meter, cfg, err=0):
 _SEC_CODE = "meter.secure protocol.security"
 # boot, key transfers and mechanism 2 only (AES objects are made at boot, and kept; a mechanism 2
 # login loads protocol.hlsecb and protocol.aes again): unloaded after boot and when an association ends
-_KEYS_CODE = "meter.keyset protocol.keywrap protocol.aes protocol.hlsecb"
+_KEYS_CODE = "meter.keyset meter.keyxfer protocol.keywrap protocol.aes protocol.hlsecb"
 
 
 def unload(names):
@@ -126,7 +126,7 @@ def code():
 
 
 def drop(m):
-    """An association ended: the code of a key transfer (``meter.keyset``, ``protocol.keywrap``)
+    """An association ended: the code of a key transfer (``meter.keyxfer``, ``protocol.keywrap``)
     leaves the heap; the security code, the suite and the key record stay."""
     if getattr(m, "security", None) is not None:
         unload(_KEYS_CODE)

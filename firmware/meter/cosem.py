@@ -419,7 +419,7 @@ def act(meter, ctx, item):
             # a transition the control mode forbids is a temporary failure of the command
             return (_OK if ok else _TEMP_FAIL)
         if ic == 64:
-            from meter.keyset import method     # IC 64 methods run ciphered (HLS): unloaded with it
+            from meter.keyxfer import method    # IC 64 methods run ciphered (HLS): unloaded with it
             return method(meter.security, m, tagged, ctx.rbuf)
         if ic == 9:                                   # MD reset script (meter.cosem_prof)
             from meter import cosem_prof as P

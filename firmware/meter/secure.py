@@ -1,6 +1,6 @@
 """Association security of the meter: the global key set, invocation counters, ciphered APDUs,
 HLS pass 3/4 (Green Book §9.2.7, security suite 0; docs/CONTRACTS.md "Security"; the IC 64
-methods are ``meter.keyset``'s).
+methods are ``meter.keyxfer``'s).
 
 Loaded only when config.json has a ``security`` section (per-meter secrets, provisioned by
 ``meterctl flash/provision``; there are no defaults), at boot (``meter.acse.keys``, with
@@ -136,7 +136,7 @@ def unwrap(k, a, client, buf):
         return resp     # an ExceptionResponse has no ciphered form: sent in clear (Green Book 9.3.5)
     out = seal(k, resp, form)
     if k.new is not None:          # a key transfer's keys, used once its reply is sealed with the
-        k.new[3](k, s)             # old ones: k.new = (EK, AK, KEK, meter.keyset.rekey)
+        k.new[3](k, s)             # old ones: k.new = (EK, AK, KEK, meter.keyxfer.rekey)
     return out
 
 
