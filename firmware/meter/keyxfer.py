@@ -19,6 +19,29 @@ _TYPE_UNMATCHED = const(12)
 _EV_CONFIG = const(21)         # meter.events
 
 
+def _load(path):
+    """config.json as a dict, read in a frame of its own: a file object stays alive while the frame
+    that opened it runs (its value stack), and on littlefs each is a ~256 B block (with its cache):
+    the write must not need a second one beside it."""
+    with open(path) as f:
+        return json.load(f)
+
+
+def _store(path, keys):
+    """The new ``keys`` (EK, AK, KEK; None: unchanged) into config.json, written in one rename (a
+    power cut leaves the old or the new set). In a frame of its own: the config dict and the file
+    objects are garbage once it returns, before the "keys changed" event is written."""
+    cfg = _load(path)
+    sec = cfg.setdefault("security", {})
+    for n, v in zip(("ek", "ak", "kek"), keys):
+        if v is not None:
+            sec[n] = v.hex()
+    tmp = path + ".tmp"                     # beside it: a rename never crosses file systems
+    with open(tmp, "w") as f:
+        json.dump(cfg, f)
+    os.rename(tmp, path)
+
+
 def method(k, m, tagged, buf):
     """IC 64 v0: 1 security_activate(enum policy), 2 global_key_transfer(array of
     {key_id enum, wrapped key octet-string}) -> action-result. Keys are unwrapped with the
@@ -45,24 +68,14 @@ def method(k, m, tagged, buf):
         return _OTHER
     if any(x is not None and len(x) != 16 for x in keys):
         return _OTHER
-    path = k.meter.board.path("config.json")
-    with open(path) as f:
-        cfg = json.load(f)
-    sec = cfg.setdefault("security", {})
-    for n, v in zip(("ek", "ak", "kek"), keys):
-        if v is not None:
-            sec[n] = v.hex()
-    tmp = path + ".tmp"                     # beside it: a rename never crosses file systems
-    with open(tmp, "w") as f:
-        json.dump(cfg, f)
-    os.rename(tmp, path)
-    k.new = (keys[0], keys[1], keys[2], rekey)   # meter.secure.apply calls rekey
+    _store(k.meter.board.path("config.json"), keys)
+    k.new = (keys[0], keys[1], keys[2], rekey)   # meter.secure.unwrap (or meter.acse.aarq) calls rekey
     k.meter.event(_EV_CONFIG, "keys changed", "keys")
     return 0
 
 
 def rekey(k, s):
-    """The keys of a transfer (``k.new``) into the record and the suite ``s`` (``meter.secure.apply``,
+    """The keys of a transfer (``k.new``) into the record and the suite ``s`` (``meter.secure.unwrap``,
     after the transfer's reply was sealed with the old ones). The old AES context and GHASH table
     are freed first: the new ones take their blocks (a fragmented heap seldom has another ~0.5
     KiB one). Out of memory, EK stays bytes: each association builds its suite from them."""
