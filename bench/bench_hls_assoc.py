@@ -96,7 +96,8 @@ print("RESULT code %d" % code)
 print("RESULT keyset %d" % keyset)
 """
 
-MODS = ("meter/__init__.py", "meter/acse.py", "meter/keyset.py", "meter/lockout.py", "meter/secure.py",
+MODS = ("meter/__init__.py", "meter/acse.py", "meter/keyset.py", "meter/keyxfer.py", "meter/lockout.py",
+        "meter/secure.py",
         "meter/server.py",
         "meter/cosem.py", "meter/cosem_log.py", "meter/cosem_values.py", "meter/timeutil.py")
 PROTO = ("protocol/__init__.py", "protocol/aes.py", "protocol/security.py",

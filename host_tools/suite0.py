@@ -1,6 +1,6 @@
 """Security suite 0 (AES-128-GCM, 12-byte tag) on the host with the ``cryptography`` package:
 decrypt a parsed ciphered APDU, build a general-glo-ciphering one (IEC 62056-5-3 §9.2.7, Green
-Book security suite 0). Host only: the meter's own GCM is ``protocol.security.Gcm``."""
+Book security suite 0). Host only: the meter's own GCM is ``protocol.security.Suite0``'s."""
 from protocol import axdr_client as axdr
 from protocol import security_client as security
 

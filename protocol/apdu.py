@@ -57,6 +57,19 @@ _SERVICE_NOT_SUPPORTED = const(2)
 _SERVICE_OTHER_REASON = const(3)
 
 _DLMS_OID = b"\x60\x85\x74\x05\x08"   # 2.16.756.5.8
+# parse_aarq's list (no dict: its keys were str objects resident on the board and its table ~150 B
+# per AARQ); protocol.apdu_client names them AQ_* and gives the host a dict
+_AQ_CONTEXT = const(0)
+_AQ_MECHANISM = const(1)
+_AQ_AUTH_VALUE = const(2)
+_AQ_CALLING_AP_TITLE = const(3)
+_AQ_ACSE_REQUIREMENTS = const(4)
+_AQ_DLMS_VERSION = const(5)
+_AQ_CONFORMANCE = const(6)
+_AQ_MAX_PDU = const(7)
+_AQ_DEDICATED_KEY = const(8)
+_AQ_USER_INFO_OK = const(9)
+_AQ_USER_INFO = const(10)
 
 
 class ApduError(ValueError):
@@ -176,7 +189,7 @@ def _parse_initiate_request(buf, s, e, out):
         n, p = axdr.decode_length(buf, p + 1)
         if p + n > e:
             raise ApduError("truncated")
-        out["dedicated_key"] = bytes(buf[p:p + n])
+        out[_AQ_DEDICATED_KEY] = bytes(buf[p:p + n])
         p += n
     else:
         p += 1
@@ -190,14 +203,14 @@ def _parse_initiate_request(buf, s, e, out):
     conf, p = _conformance(buf, p + 1, e)
     if p + 2 > e:
         raise ApduError("truncated")
-    out["dlms_version"] = version
-    out["conformance"] = conf
-    out["max_pdu"] = _u16(buf, p)
+    out[_AQ_DLMS_VERSION] = version
+    out[_AQ_CONFORMANCE] = conf
+    out[_AQ_MAX_PDU] = _u16(buf, p)
 
 
 def parse_initiate_request(buf, out):
     """Parse an xDLMS InitiateRequest ``buf`` (e.g. a deciphered glo-initiate-request) into the
-    dict ``out`` (dedicated_key, dlms_version, conformance, max_pdu as parse_aarq). Raises
+    list ``out`` (parse_aarq's: dedicated_key, dlms_version, conformance, max_pdu). Raises
     ApduError."""
     try:
         _parse_initiate_request(buf, 0, len(buf), out)
@@ -206,9 +219,10 @@ def parse_initiate_request(buf, out):
 
 
 def parse_aarq(buf):
-    """Parse an _AARQ (Green Book §9.4.2, ISO/IEC 8650 BER) into a dict.
+    """Parse an _AARQ (Green Book §9.4.2, ISO/IEC 8650 BER) into a list (indices ``_AQ_*``;
+    ``protocol.apdu_client.parse_aarq`` gives the host a dict with these names as keys):
 
-    Keys: context (last arc of 2.16.756.5.8.1.x or None), mechanism (last arc of
+    context (last arc of 2.16.756.5.8.1.x or None), mechanism (last arc of
     2.16.756.5.8.2.x or None), auth_value (bytes or None), calling_ap_title (bytes or
     None), acse_requirements (int, bit 0 = authentication functional unit), dlms_version,
     conformance (24-bit int), max_pdu (0 when no usable InitiateRequest), dedicated_key
@@ -218,37 +232,35 @@ def parse_aarq(buf):
     Unknown elements are skipped. Raises ApduError if the BER structure is malformed.
     """
     p, end = _outer(buf, _AARQ)
-    out = {"context": None, "mechanism": None, "auth_value": None, "calling_ap_title": None,
-           "acse_requirements": 0, "dlms_version": 0, "conformance": 0, "max_pdu": 0,
-           "dedicated_key": None, "user_info_ok": False, "user_info": None}
+    out = [None, None, None, None, 0, 0, 0, 0, None, False, None]
     while p < end:
         tag, s, e = _read_tl(buf, p, end)
         p = e
         if tag == 0xA1:                          # application-context-name
             t, s2, e2 = _read_tl(buf, s, e)
             if t == 0x06:
-                out["context"] = _oid_arc(buf, s2, e2, 1)
+                out[_AQ_CONTEXT] = _oid_arc(buf, s2, e2, 1)
         elif tag == 0x8A:                        # sender-acse-requirements (BIT STRING)
-            out["acse_requirements"] = 1 if (e - s >= 2 and buf[s + 1] & 0x80) else 0
+            out[_AQ_ACSE_REQUIREMENTS] = 1 if (e - s >= 2 and buf[s + 1] & 0x80) else 0
         elif tag == 0x8B:                        # mechanism-name (implicit OID)
-            out["mechanism"] = _oid_arc(buf, s, e, 2)
+            out[_AQ_MECHANISM] = _oid_arc(buf, s, e, 2)
         elif tag == 0xAC:                        # calling-authentication-value
             t, s2, e2 = _read_tl(buf, s, e)
             if t == 0x80 or t == 0x81:
-                out["auth_value"] = bytes(buf[s2:e2])
+                out[_AQ_AUTH_VALUE] = bytes(buf[s2:e2])
         elif tag == 0xA6:                        # calling-AP-title
             t, s2, e2 = _read_tl(buf, s, e)
             if t == 0x04:
-                out["calling_ap_title"] = bytes(buf[s2:e2])
+                out[_AQ_CALLING_AP_TITLE] = bytes(buf[s2:e2])
         elif tag == 0xBE:                        # user-information
             t, s2, e2 = _read_tl(buf, s, e)
             if t == 0x04:
-                out["user_info"] = bytes(buf[s2:e2])
+                out[_AQ_USER_INFO] = bytes(buf[s2:e2])
                 try:
                     _parse_initiate_request(buf, s2, e2, out)
-                    out["user_info_ok"] = True
+                    out[_AQ_USER_INFO_OK] = True
                 except (ApduError, axdr.AxdrError):
-                    out["user_info_ok"] = False
+                    out[_AQ_USER_INFO_OK] = False
     return out
 
 

@@ -17,11 +17,27 @@ client needs, which the device image leaves out (``host_tools.build.HOST_ONLY``)
 data are already-encoded A-XDR bytes (``protocol.axdr``). Errors: ``ApduError``.
 Runs on CPython and MicroPython (the device tests use it to build requests).
 """
+from protocol import apdu as _meter
 from protocol import axdr
 from protocol.apdu import *  # noqa: F401,F403  (the meter side, re-exported)
 from protocol.apdu import (ApduError, _conf_bytes, _conformance, _context_name, _data_end,
                            _DLMS_OID, _oid_arc, _outer, _parse_release, _read_tl, _tlv, _u16,
                            _u32)
+
+# indices of the meter's parse_aarq list (the keys of this module's parse_aarq dict: AARQ_KEYS)
+AQ_CONTEXT = 0
+AQ_MECHANISM = 1
+AQ_AUTH_VALUE = 2
+AQ_CALLING_AP_TITLE = 3
+AQ_ACSE_REQUIREMENTS = 4
+AQ_DLMS_VERSION = 5
+AQ_CONFORMANCE = 6
+AQ_MAX_PDU = 7
+AQ_DEDICATED_KEY = 8
+AQ_USER_INFO_OK = 9
+AQ_USER_INFO = 10
+AARQ_KEYS = ("context", "mechanism", "auth_value", "calling_ap_title", "acse_requirements",
+             "dlms_version", "conformance", "max_pdu", "dedicated_key", "user_info_ok", "user_info")
 
 AARQ = 0x60
 AARE = 0x61
@@ -186,6 +202,23 @@ def conformance_names(conf):
 
 
 # ---------------------------------------------------------------- ACSE, client side
+
+def parse_aarq(buf):
+    """``protocol.apdu.parse_aarq`` (the meter's list) as a dict keyed by ``AARQ_KEYS`` (context,
+    mechanism, auth_value, calling_ap_title, acse_requirements, dlms_version, conformance,
+    max_pdu, dedicated_key, user_info_ok, user_info). Raises ApduError."""
+    return dict(zip(AARQ_KEYS, _meter.parse_aarq(buf)))
+
+
+def parse_initiate_request(buf, out):
+    """Parse an xDLMS InitiateRequest ``buf`` into the dict ``out``: dlms_version, conformance,
+    max_pdu and, when the request has one, dedicated_key. Raises ApduError."""
+    r = [None, None, None, None, 0, 0, 0, 0, None, False, None]
+    _meter.parse_initiate_request(buf, r)
+    for i in (AQ_DLMS_VERSION, AQ_CONFORMANCE, AQ_MAX_PDU, AQ_DEDICATED_KEY):
+        if i != AQ_DEDICATED_KEY or r[i] is not None:
+            out[AARQ_KEYS[i]] = r[i]
+
 
 def build_aarq(context=CONTEXT_LN, mechanism=None, auth_value=None,
                conformance=DEFAULT_CONFORMANCE, max_pdu=0xFFFF, dlms_version=6):

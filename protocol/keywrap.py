@@ -3,15 +3,17 @@
 Security suite 0 wraps keys this way for IC 64 ``key_transfer`` / ``global_key_transfer``
 (Green Book §9.2.8; the KEK is the master key, key_id 3). A 16-byte key wraps to 24 bytes.
 
-- ``unwrap(kek, wrapped) -> bytes``: raises ValueError ("wrap") on a bad length or when the
-  integrity check (the recovered IV) fails; nothing of the unwrapped key is returned then.
+- ``unwrap(kek, wrapped, w) -> bytes``: raises ValueError ("wrap") on a bad length or when the
+  integrity check (the recovered IV) fails; nothing of the unwrapped key is returned then. ``w``:
+  208 bytes of scratch (a bytearray), the round keys and two blocks (the meter passes its
+  association's response buffer, free while an ACTION runs: no 176 B block to find).
 
 ``wrap`` and ``KeyWrapError`` (an ``unwrap`` raising it) are the host's:
 ``protocol.security_client`` (loaded per key transfer, this module keeps one error class and
 one-word texts: no class object, no str object per load).
 
 Runs once per key transfer, so it allocates freely (a few small buffers), but no block over
-176 bytes: ``unwrap`` deciphers with the AES-128 inverse cipher below (FIPS 197 §5.3, its
+~40 bytes: ``unwrap`` deciphers with the AES-128 inverse cipher below (FIPS 197 §5.3, its
 S-boxes bytes literals: in the image, not the heap), not a ``cryptolib.aes`` object (528 B on
 the 32-bit VM's axTLS: at 56k the heap's largest hole during an association is ~300 B; 36 blocks
 per key transfer, so speed does not matter).
@@ -57,12 +59,12 @@ def _xt(a):
     return ((a << 1) ^ 0x1B) & 0xFF if a & 0x80 else a << 1
 
 
-def _schedule(kek):
-    """The 11 round keys of AES-128 ``kek`` (16 bytes; ValueError otherwise): 176 bytes."""
+def _schedule(kek, w):
+    """The 11 round keys of AES-128 ``kek`` (16 bytes; ValueError otherwise) into w[0:176]."""
     if len(kek) != 16:
         raise ValueError("key")
-    w = bytearray(176)
-    w[0:16] = kek
+    for i in range(16):
+        w[i] = kek[i]
     for i in range(16, 176, 4):
         a, b, c, d = w[i - 4], w[i - 3], w[i - 2], w[i - 1]
         if i % 16 == 0:                        # RotWord, SubWord, Rcon
@@ -98,15 +100,17 @@ def _decrypt(w, b, t):
                 b[c + 3] = a3 ^ x ^ _xt(a3 ^ a0)
 
 
-def unwrap(kek, wrapped):
-    """RFC 3394 unwrap; returns the key (len(wrapped) - 8 bytes). Raises ValueError ("wrap")."""
+def unwrap(kek, wrapped, w):
+    """RFC 3394 unwrap; returns the key (len(wrapped) - 8 bytes). Raises ValueError ("wrap").
+    ``w``: 208 bytes of scratch (round keys, then the block and the cipher's scratch)."""
     n = len(wrapped) // 8 - 1
-    if len(wrapped) % 8 or n < 2:
+    if len(wrapped) % 8 or n < 2 or len(w) < 208:
         raise ValueError("wrap")
-    w = _schedule(kek)
+    _schedule(kek, w)
     r = bytearray(wrapped)
-    b = bytearray(16)
-    t = bytearray(16)
+    w = memoryview(w)
+    b = w[176:192]
+    t = w[192:208]
     for j in range(5, -1, -1):
         for i in range(n, 0, -1):
             b[0:8] = r[0:8]

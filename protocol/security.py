@@ -11,15 +11,15 @@ AES-GCM-128 with a 12-byte tag; shared/reference dlms-security.md §1-2).
 - GCM: IV = sender system-title (8) || invocation-counter (4); AAD = security-control || AK
   (|| the plaintext when only authenticated); key = EK (global unicast or dedicated).
 
-AES-GCM-128 (NIST SP 800-38D, 96-bit IV) is here too (``Gcm``, ``Suite0``'s base: one module and one
-object per association on the meter, not two): only the AES block function comes from outside
+AES-GCM-128 (NIST SP 800-38D, 96-bit IV) is ``Suite0``'s own (one module, one class and one
+object per association on the meter; ``protocol.security_client.Gcm`` is GCM alone on the host): only the AES block function comes from outside
 (``protocol.aes``: ``cryptolib`` on the device); CTR (§6.5 GCTR, 32-bit counter ``inc32``) and
 GHASH (§6.4, GF(2^128) with R = 0xE1 || 0^120, bit-reflected) with Shoup's 4-bit table: 16
 multiples of H as one ``array('H')`` of 8 columns x 16 words (word k of n*H at [16*k + n]: 256
 bytes per key), so every value stays a small int on 32-bit ports. Streaming use (every call takes
 ``buf, off, n`` instead of a slice, because slicing allocates on MicroPython)::
 
-    g = Gcm(key)                   # 16-byte key, or keyed(key)
+    g = Suite0(key, None)          # 16-byte key, or aes.keyed(key, None); AK None: GCM only
     g.begin(iv, 0)                 # 12-byte IV at iv[0:12]; J0 = IV || 00000001
     g.aad(buf, off, n)             # any number of AAD pieces, all before data
     g.crypt(buf, off, n)           # CTR in place (same call encrypts and decrypts)
@@ -65,12 +65,12 @@ _SC_RESERVED = const(0xCF)   # suite id != 0, broadcast key, compression: not su
 _SC_PROTECTED = const(0x30)
 
 
-class SecurityError(ValueError):
-    """Malformed or truncated ciphered APDU, or one this meter cannot protect or unprotect. On the
-    meter also a tag that does not verify (text "tag": Green Book deciphering-error, ``buf`` still
-    holds the ciphertext) and a replayed invocation counter ("ic": invocation-counter-error): one
-    class, not three, in code loaded per request; the host's ``protocol.security_client.Suite0``
-    raises its subclasses ``DecipherError`` and ``CounterError`` for those two."""
+# Errors are ValueError with a one-word text: malformed or truncated ciphered APDU ("truncated",
+# "format", "title"), one this meter cannot protect ("room"), a tag that does not verify ("tag":
+# Green Book deciphering-error, ``buf`` still holds the ciphertext) and a replayed invocation
+# counter ("ic": invocation-counter-error). No class of its own on the meter (~100 B resident on
+# 32 bits): the host's ``protocol.security_client`` defines ``SecurityError`` and its ``Suite0``
+# raises it and its subclasses ``DecipherError`` and ``CounterError``.
 
 
 def service_tag(plain, ded):
@@ -105,42 +105,19 @@ def reply_form(tag):
     return _FORM_DED if 0x40 <= tag < 0x50 or 0xD0 <= tag < 0xD8 else FORM_GLO
 
 
-_E1 = const(0xE100)   # reduction constant R, top 16 bits
+class Suite0:
+    """AES-GCM-128 and security suite 0 under one key set, one object (on the meter one class:
+    a second, ``Gcm``, was another ~130 B resident): ``ek`` (16 bytes, global unicast or dedicated
+    encryption key, or the pair ``protocol.aes.keyed`` made of it) and ``ak`` (16 bytes, global authentication
+    key, or None: GCM alone, ``protocol.security_client.Gcm``). Allocation-free after
+    construction on the success paths (errors raise); not re-entrant: one message at a time.
 
+    After ``open`` or ``hls_check``: ``ic`` (invocation counter
+    received, an int up to 2**32-1; on 32-bit ports a counter >= 2**30 is a big int and
+    allocates a few bytes), ``tag`` (ciphered APDU tag), ``start``/``end`` (the plaintext APDU
+    in the caller's buffer)."""
 
-def keyed(key):
-    """(AES object, H table) under ``key`` (16 bytes; ValueError otherwise): what a ``Gcm`` keeps
-    of its key. Plain objects (a ``cryptolib.aes`` and an ``array``): a caller may keep them while
-    this module is unloaded and hand them to ``Gcm`` for the next message (``meter.keyset``: built
-    at boot, while the heap is not fragmented, not per association; so ``protocol.aes`` is imported
-    here, not at import)."""
-    from array import array
-    from protocol import aes
-    e = aes.new(key)
-    h = bytearray(16)
-    e.encrypt(h, h)                        # H = E_K(0^128)
-    m = array("H", bytes(256))             # [16*k + n]: word k of n*H
-    for k in range(8):
-        m[16 * k + 8] = (h[2 * k] << 8) | h[2 * k + 1]   # index 8 (bit 0 of the nibble) = H
-    i = 4
-    while i:                               # M[i] = M[2i] * x (a right shift with reduction)
-        lsb = m[112 + 2 * i] & 1
-        for k in range(7, 0, -1):
-            m[16 * k + i] = (m[16 * k + 2 * i] >> 1) | ((m[16 * k - 16 + 2 * i] & 1) << 15)
-        m[i] = (m[2 * i] >> 1) ^ (_E1 if lsb else 0)
-        i >>= 1
-    for i in (2, 4, 8):
-        for j in range(1, i):
-            for k in range(8):
-                m[16 * k + i + j] = m[16 * k + i] ^ m[16 * k + j]
-    return e, m
-
-
-class Gcm:
-    """AES-GCM-128 under one key (16 bytes, or the pair ``keyed`` made of it). Not re-entrant:
-    one message at a time."""
-
-    def __init__(self, key):
+    def __init__(self, ek, ak):
         from array import array
         self._z = array("H", bytes(16))        # GHASH accumulator, 8 big-endian 16-bit words
         self._ctr = bytearray(16)              # IV || counter
@@ -150,13 +127,25 @@ class Gcm:
         self._fill = 0                         # bytes in the current GHASH block
         self._alen = 0
         self._clen = 0
-        self.set_key(key)
+        self._sak = bytearray(17)              # AAD prefix SC || AK
+        self._iv = bytearray(12)               # system title || IC
+        self.ic = self.tag = self.start = self.end = 0     # 16 attributes: a 136 B table
+        self.set_keys(ek, ak)
 
-    def set_key(self, key):
-        """Change the key: 16 bytes (ValueError otherwise; new AES object and H table) or the
-        pair ``keyed`` returned (kept, not copied; ``(None, None)`` lets the old ones go before a
-        new pair is made)."""
-        self._aes, self._m = key if isinstance(key, tuple) else keyed(key)
+    def set_keys(self, ek, ak):
+        """Replace EK and/or AK (None: kept). EK: 16 bytes (ValueError otherwise; a new AES object
+        and H table) or the pair ``protocol.aes.keyed`` returned (kept, not copied; ``(None, None)`` lets the
+        old ones go before a new pair is made). AK: 16 bytes (ValueError otherwise)."""
+        if ek is not None:
+            if not isinstance(ek, tuple):
+                from protocol.aes import keyed
+                ek = keyed(ek, None)
+            self._aes, self._m = ek
+        if ak is not None:
+            if len(ak) != 16:
+                raise ValueError("ak")
+            for i in range(16):
+                self._sak[1 + i] = ak[i]
 
     # -- GHASH ---------------------------------------------------------------------------------
     def _mul(self):
@@ -309,34 +298,6 @@ class Gcm:
         return d == 0
 
 
-class Suite0(Gcm):
-    """Security suite 0 under one key set: ``ek`` (16 bytes, global unicast or dedicated
-    encryption key, or ``keyed(ek)``) and ``ak`` (16 bytes, global authentication key); the GCM
-    state is its own (one object). Allocation-free after construction on the success paths
-    (errors raise); one message at a time.
-
-    After ``open`` or ``hls_check``: ``ic`` (invocation counter
-    received, an int up to 2**32-1; on 32-bit ports a counter >= 2**30 is a big int and
-    allocates a few bytes), ``tag`` (ciphered APDU tag), ``start``/``end`` (the plaintext APDU
-    in the caller's buffer)."""
-
-    def __init__(self, ek, ak):
-        Gcm.__init__(self, ek)
-        self._sak = bytearray(17)          # AAD prefix SC || AK
-        self._iv = bytearray(12)           # system title || IC
-        self.ic = self.tag = self.start = self.end = 0     # 16 attributes: a 136 B table
-        self.set_keys(None, ak)
-
-    def set_keys(self, ek, ak):
-        """Replace EK (16 bytes or ``keyed``'s pair) and/or AK (16 bytes; ValueError otherwise)."""
-        if ek is not None:
-            self.set_key(ek)
-        if ak is not None:
-            if len(ak) != 16:
-                raise ValueError("ak")
-            for i in range(16):
-                self._sak[1 + i] = ak[i]
-
     def _put_ic(self, dst, off, ic):
         dst[off] = (ic >> 24) & 0xFF
         dst[off + 1] = (ic >> 16) & 0xFF
@@ -346,13 +307,13 @@ class Suite0(Gcm):
     def _length(self, buf, p, end):
         """A-XDR length at buf[p] (1, 2 or 3 bytes: 1, or 1 + buf[p] & 0x7F when buf[p] >= 0x80)."""
         if p >= end:
-            raise SecurityError("truncated")
+            raise ValueError("truncated")
         n = buf[p]
         if n < 0x80:
             return n
         k = n & 0x7F
         if k == 0 or k > 2 or p + k >= end:
-            raise SecurityError("format")
+            raise ValueError("format")
         return buf[p + 1] if k == 1 else (buf[p + 1] << 8) | buf[p + 2]
 
     def _title(self, buf, p, n, title):
@@ -365,41 +326,41 @@ class Suite0(Gcm):
                 for i in range(8):
                     d |= buf[p + i] ^ title[i]
                 if d:
-                    raise SecurityError("title")
+                    raise ValueError("title")
             for i in range(8):
                 iv[i] = buf[p + i]
         elif n == 0 and title is not None and len(title) == 8:
             for i in range(8):
                 iv[i] = title[i]
         else:
-            raise SecurityError("title")
+            raise ValueError("title")
 
     def _header(self, buf, start, end, title):
         """Parse tag, system title, length, SC and IC; IV ready. Returns the payload offset."""
         if end - start < 2:
-            raise SecurityError("truncated")
+            raise ValueError("truncated")
         tag = buf[start]
         p = start + 1
         if tag == _GENERAL_GLO or tag == _GENERAL_DED:
             n = self._length(buf, p, end)
             p += 1 if buf[p] < 0x80 else 1 + (buf[p] & 0x7F)
             if p + n > end:
-                raise SecurityError("truncated")
+                raise ValueError("truncated")
             self._title(buf, p, n, title)
             p += n
         elif plain_tag(tag):
             self._title(buf, p, 0, title)
         else:
-            raise SecurityError("format")
+            raise ValueError("format")
         n = self._length(buf, p, end)
         p += 1 if buf[p] < 0x80 else 1 + (buf[p] & 0x7F)
         if p + n != end:
-            raise SecurityError("format")
+            raise ValueError("format")
         if n < 5:
-            raise SecurityError("truncated")
+            raise ValueError("truncated")
         sc = buf[p]
         if sc & _SC_RESERVED or not sc & _SC_PROTECTED:
-            raise SecurityError("format")
+            raise ValueError("format")
         iv = self._iv
         for i in range(4):
             iv[8 + i] = buf[p + 1 + i]
@@ -417,16 +378,16 @@ class Suite0(Gcm):
         Returns the plaintext length; the plaintext APDU is ``buf[self.start:self.end]``.
         A service-specific tag must name the APDU inside (glo-get-request around a
         get-request). Pick the key set first (``reply_form``; host: ``security_client.is_dedicated``).
-        Raises SecurityError: malformed, unsupported SC, tag/APDU mismatch; "ic" (ic < min_ic:
+        Raises ValueError: malformed, unsupported SC, tag/APDU mismatch; "ic" (ic < min_ic:
         ``security_client``'s CounterError), "tag" (bad tag; ``buf`` then still holds the
         ciphertext: its DecipherError)."""
         p = self._header(buf, start, end, title)
         sc = buf[p - 5]
         if self.ic < min_ic:
-            raise SecurityError("ic")
+            raise ValueError("ic")
         q = end - TAG_LEN if sc & _SC_AUTH else end
         if q < p:
-            raise SecurityError("truncated")
+            raise ValueError("truncated")
         g = self
         g.begin(self._iv, 0)
         if sc & _SC_AUTH:
@@ -437,14 +398,14 @@ class Suite0(Gcm):
             else:
                 g.aad(buf, p, q - p)
             if not g.check(buf, q, TAG_LEN):
-                raise SecurityError("tag")
+                raise ValueError("tag")
         if sc & _SC_ENC:
             g.crypt(buf, p, q - p)
         tag = self.tag
         if tag != _GENERAL_GLO and tag != _GENERAL_DED and q > p:
             # the service tag is outside the tag's cover: it must name the APDU inside
             if plain_tag(tag) != buf[p]:
-                raise SecurityError("format")
+                raise ValueError("format")
         self.start = p
         self.end = q
         return q - p
@@ -457,12 +418,12 @@ class Suite0(Gcm):
         advances it); ``title``: this sender's system title (8 bytes); ``form``: FORM_GLO /
         FORM_DED (service-specific tag derived from the plaintext tag) or GENERAL_GLO /
         GENERAL_DED (``protocol.security_client`` names them). Returns the offset where the ciphered APDU starts; it ends at
-        ``end + TAG_LEN`` (authenticated) or ``end``. Raises SecurityError (no room, a plaintext
+        ``end + TAG_LEN`` (authenticated) or ``end``. Raises ValueError (no room, a plaintext
         tag without a ciphered form, bad SC or title)."""
         if sc & _SC_RESERVED or not sc & _SC_PROTECTED:
-            raise SecurityError("format")
+            raise ValueError("format")
         if len(title) != 8:
-            raise SecurityError("title")
+            raise ValueError("title")
         auth = sc & _SC_AUTH
         q = end + TAG_LEN if auth else end
         clen = q - start + 5
@@ -472,10 +433,10 @@ class Suite0(Gcm):
         else:
             ctag = service_tag(buf[start], form == _FORM_DED)
             if not ctag:
-                raise SecurityError("format")
+                raise ValueError("format")
         h = start - 5 - (1 if clen < 0x80 else 2 if clen < 0x100 else 3) - (10 if general else 1)
         if h < 0 or q > len(buf) or clen > 0xFFFF:
-            raise SecurityError("room")
+            raise ValueError("room")
         iv = self._iv
         for i in range(8):
             iv[i] = title[i]

@@ -5,8 +5,9 @@ imports one module. Host-only (``HOST_ONLY`` in host_tools/build.py): no board i
 """
 from protocol import axdr, keywrap, security
 from protocol.security import (  # noqa: F401  (re-exported)
-    FORM_GLO, TAG_LEN, HLS_LEN, HEADROOM, TAILROOM, SecurityError, keyed, service_tag, plain_tag,
+    FORM_GLO, TAG_LEN, HLS_LEN, HEADROOM, TAILROOM, service_tag, plain_tag,
     reply_form)
+from protocol.aes import keyed  # noqa: F401  (re-exported)
 from protocol.hlsecb import ecb, hls_ecb, hls_ecb_check  # noqa: F401  (re-exported)
 
 # the device module keeps these as private consts (no name, no globals slot on the board)
@@ -15,6 +16,11 @@ GENERAL_DED = 0xDC   # general-ded-ciphering
 FORM_DED = 2         # service-specific ded- APDU (dedicated key): seal(..., form=FORM_DED)
 SC_AUTH = 0x10       # security control: authenticated
 SC_ENC = 0x20        # security control: encrypted
+
+
+class SecurityError(ValueError):
+    """Malformed or truncated ciphered APDU, or one that cannot be protected or unprotected (the
+    meter's ``protocol.security`` raises ValueError with the same one-word texts)."""
 
 
 class DecipherError(SecurityError):
@@ -32,26 +38,26 @@ class _Defaults:
     argument): ``off`` 0, ``n`` to the end of ``buf``, ``tlen`` 16."""
 
     def begin(self, iv, off=0):
-        security.Gcm.begin(self, iv, off)
+        security.Suite0.begin(self, iv, off)
 
     def aad(self, buf, off=0, n=-1):
-        security.Gcm.aad(self, buf, off, len(buf) - off if n < 0 else n)
+        security.Suite0.aad(self, buf, off, len(buf) - off if n < 0 else n)
 
     def hash(self, buf, off=0, n=-1):
-        security.Gcm.hash(self, buf, off, len(buf) - off if n < 0 else n)
+        security.Suite0.hash(self, buf, off, len(buf) - off if n < 0 else n)
 
     def crypt(self, buf, off=0, n=-1):
-        security.Gcm.crypt(self, buf, off, len(buf) - off if n < 0 else n)
+        security.Suite0.crypt(self, buf, off, len(buf) - off if n < 0 else n)
 
     def mac(self, out, off=0, tlen=16):
-        security.Gcm.mac(self, out, off, tlen)
+        security.Suite0.mac(self, out, off, tlen)
 
     def check(self, tag, off=0, tlen=16):
-        return security.Gcm.check(self, tag, off, tlen)
+        return security.Suite0.check(self, tag, off, tlen)
 
 
 class Suite0(_Defaults, security.Suite0):
-    """``protocol.security.Suite0`` (the meter's: one error class, no argument defaults) raising
+    """``protocol.security.Suite0`` (the meter's: ValueError, no argument defaults) raising ``SecurityError``,
     ``DecipherError`` for a tag that does not verify and ``CounterError`` for a replayed invocation
     counter, keeping ``sc`` (the security control of the last APDU opened), with the defaults ``title=None, min_ic=0`` (open), ``form=FORM_GLO`` (seal), ``off=0``
     (hls_gmac), ``off=0, n=HLS_LEN`` (hls_check), ``ek=None, ak=None`` (set_keys)."""
@@ -63,16 +69,19 @@ class Suite0(_Defaults, security.Suite0):
             n = security.Suite0.open(self, buf, start, end, title, min_ic)
             self.sc = buf[self.start - 5]
             return n
-        except SecurityError as e:
+        except ValueError as e:
             w = e.args[0] if e.args else None
             if w == "tag":
                 raise DecipherError(w) from None
             if w == "ic":
                 raise CounterError(w) from None
-            raise
+            raise SecurityError(w) from None
 
     def seal(self, buf, start, end, sc, ic, title, form=FORM_GLO):
-        return security.Suite0.seal(self, buf, start, end, sc, ic, title, form)
+        try:
+            return security.Suite0.seal(self, buf, start, end, sc, ic, title, form)
+        except ValueError as e:
+            raise SecurityError(*e.args) from None
 
     def hls_gmac(self, title, ic, challenge, out, off=0):
         security.Suite0.hls_gmac(self, title, ic, challenge, out, off)
@@ -153,11 +162,19 @@ def nonce(system_title, ic):
     return bytes(system_title) + bytes(((ic >> 24) & 0xFF, (ic >> 16) & 0xFF, (ic >> 8) & 0xFF, ic & 0xFF))
 
 
-class Gcm(_Defaults, security.Gcm):
-    """``protocol.security.Gcm`` (streaming, the meter's) with the one-shot helpers on whole
+class Gcm(_Defaults, security.Suite0):
+    """AES-GCM-128 under one key (16 bytes, or ``keyed(key, None)``'s pair): the streaming GCM of
+    ``protocol.security.Suite0`` (the meter's) with the one-shot helpers on whole
     buffers: ``encrypt`` (``data`` ciphered in place, ``tag`` filled; its length is the tag
     length) and ``decrypt`` (checks the tag first and deciphers only when it matches, so a
     forged message never yields plaintext)."""
+
+    def __init__(self, key):
+        security.Suite0.__init__(self, key, None)
+
+    def set_key(self, key):
+        """Change the key (16 bytes or ``keyed``'s pair)."""
+        security.Suite0.set_keys(self, key, None)
 
     def encrypt(self, iv, aad, data, tag):
         """Encrypt ``data`` (writable buffer) in place and write the tag into ``tag`` (writable;
@@ -210,6 +227,6 @@ def unwrap(kek, wrapped):
     """``protocol.keywrap.unwrap`` (the meter's) raising ``KeyWrapError`` (bad length, wrong KEK or
     damaged data) instead of its ValueError."""
     try:
-        return keywrap.unwrap(kek, wrapped)
+        return keywrap.unwrap(kek, wrapped, bytearray(208))
     except ValueError:
         raise KeyWrapError("bad wrapped key or KEK") from None

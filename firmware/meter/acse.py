@@ -46,6 +46,16 @@ _EV_CONFIG = const(21)         # meter.events
 _EV_AUTH_FAIL = const(30)      # meter.events
 _EV_UNPROVISIONED = const(32)  # meter.events
 _CURRENT_ASSOCIATION = b"\x00\x00\x28\x00\x00\xff"
+# protocol.apdu.parse_aarq's list
+_AQ_CONTEXT = const(0)
+_AQ_MECHANISM = const(1)
+_AQ_AUTH_VALUE = const(2)
+_AQ_CALLING_AP_TITLE = const(3)
+_AQ_DLMS_VERSION = const(5)
+_AQ_CONFORMANCE = const(6)
+_AQ_MAX_PDU = const(7)
+_AQ_USER_INFO_OK = const(9)
+_AQ_USER_INFO = const(10)
 
 
 def keys(meter, sec):
@@ -85,8 +95,10 @@ def setup(meter, cfg, err=0):
 # resident on a meter with keys (loaded at boot, when the heap is whole): measured at 56k, loading
 # it per association or per request failed on its 136-196 B blocks in the fragmented heap. Each
 # list one str, split at unload (a tuple is a tuple and a str object per name on every board)
-_SEC_CODE = "meter.secure protocol.security protocol.aes protocol.hlsecb"
-_KEYS_CODE = "meter.keyset protocol.keywrap"   # boot and key transfers only
+_SEC_CODE = "meter.secure protocol.security"
+# boot, key transfers and mechanism 2 only (AES objects are made at boot, and kept; a mechanism 2
+# login loads protocol.hlsecb and protocol.aes again): unloaded after boot and when an association ends
+_KEYS_CODE = "meter.keyset meter.keyxfer protocol.keywrap protocol.aes protocol.hlsecb"
 
 
 def unload(names):
@@ -114,7 +126,7 @@ def code():
 
 
 def drop(m):
-    """An association ended: the code of a key transfer (``meter.keyset``, ``protocol.keywrap``)
+    """An association ended: the code of a key transfer (``meter.keyxfer``, ``protocol.keywrap``)
     leaves the heap; the security code, the suite and the key record stay."""
     if getattr(m, "security", None) is not None:
         unload(_KEYS_CODE)
@@ -165,25 +177,26 @@ def aarq(a, client, buf):
     sec = m.security if want >= 2 else None
     if sec is not None:
         S = code()
-        S.apply(sec)
+        if sec.new is not None:                  # a key transfer's keys not yet in use
+            sec.new[3](sec, S.suite(sec))
     ciph = 1 if sec is not None and sec.policy else 0
-    if req["context"] != (3 if ciph else 1):
-        return apdu.build_aare(1, 2, context=req["context"] or 1, max_pdu=_SERVER_MAX_PDU)
-    mech = req["mechanism"]
-    title = req["calling_ap_title"]
+    if req[_AQ_CONTEXT] != (3 if ciph else 1):
+        return apdu.build_aare(1, 2, context=req[_AQ_CONTEXT] or 1, max_pdu=_SERVER_MAX_PDU)
+    mech = req[_AQ_MECHANISM]
+    title = req[_AQ_CALLING_AP_TITLE]
     if role:
         if not mech:                             # None or 0 (lowest level security)
             return _reject(14)                   # authentication-required
         if mech != want:
             return _reject(11)                   # mechanism-name not recognised
         if mech == _MECH_LLS:
-            if not m.check_password(client, req["auth_value"]):
+            if not m.check_password(client, req[_AQ_AUTH_VALUE]):
                 _failed(m, client)
                 return _reject(13, mech=_MECH_LLS)   # authentication-failure
             if lk is not None:
                 lk.ok(client)
         else:
-            ctos = req["auth_value"]
+            ctos = req[_AQ_AUTH_VALUE]
             if ctos is None or not 8 <= len(ctos) <= 64:
                 return _reject(13, mech=mech)
             if (mech == 5 or ciph) and (title is None or len(title) != 8):
@@ -191,7 +204,7 @@ def aarq(a, client, buf):
     elif mech:
         return _reject(11)
     if ciph:
-        ui = S.open_initiate(sec, title, req["user_info"])
+        ui = S.open_initiate(sec, title, req[_AQ_USER_INFO])
         if ui is None:
             _failed(m, client)
             return _reject(13, mech=mech)        # wrong GUEK/GAK, or a replayed counter
@@ -199,20 +212,19 @@ def aarq(a, client, buf):
             apdu.parse_initiate_request(ui, req)
         except apdu.ApduError:
             return _reject(1)
-    elif not req["user_info_ok"]:
+    elif not req[_AQ_USER_INFO_OK]:
         return _reject(1)
-    if req["dlms_version"] < 6:
+    if req[_AQ_DLMS_VERSION] < 6:
         return _reject(1, (6, 1))               # DLMS version too low
-    conf = req["conformance"] & _SUPPORTED_CONFORMANCE
+    conf = req[_AQ_CONFORMANCE] & _SUPPORTED_CONFORMANCE
     if not conf & (_CONF_GET | _CONF_SET | _CONF_ACTION):
         return _reject(1, (6, 2))               # incompatible conformance
-    mp = req["max_pdu"] or 0xFFFF                # 0: no limit (Green Book)
+    mp = req[_AQ_MAX_PDU] or 0xFFFF                # 0: no limit (Green Book)
     if mp < _MIN_PDU:
         return _reject(1, (6, 3))               # PDU size too short
     a.max_pdu = mp - _CIPHER_OVERHEAD if ciph else mp
     a.conformance = conf
-    a.role = role
-    a.client = client
+    a.role, a.client = role, client              # (two: no tuple built)
     a.mechanism = want
     a.open = True
     if want < 2:
@@ -222,9 +234,10 @@ def aarq(a, client, buf):
     stoc = os.urandom(16)                        # StoC
     a.sess = [title, stoc, bytes(ctos), mech, ciph, True]
     a.guard = True
-    return apdu.build_aare(0, 14, context=req["context"], conformance=conf, max_pdu=_SERVER_MAX_PDU,
+    return apdu.build_aare(0, 14, context=req[_AQ_CONTEXT], conformance=conf, max_pdu=_SERVER_MAX_PDU,
                            mechanism=mech, ap_title=sec.title, auth_value=stoc,
-                           user_info=S.initiate_response(sec, conf, _SERVER_MAX_PDU) if ciph else None)
+                           user_info=bytes(S.seal(sec, apdu.initiate_response(conf, _SERVER_MAX_PDU), 1))
+                           if ciph else None)      # the glo-initiate-response (FORM_GLO)
 
 
 def guard(a, tag, req):

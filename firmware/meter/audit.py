@@ -61,6 +61,7 @@ _ALL = const(0)
 _CATS = b"\x02\x03\x04\x05\x05\x06"
 # first code of each range -> ring number (pairs, ascending)
 _EV_TOKEN_TEST = const(80)   # meter.events
+_REC = const(24)             # meter.events.REC
 _REPEATED = b"\x1e\x33\x50\x5a\x5b"   # codes coalesced when repeated: 30, 51, 80, 90, 91
 
 
@@ -82,14 +83,33 @@ def category(code):
     return _CATS[ring_of(code)]
 
 
-class _View(Reader):
-    """A read-only IC 7 view over some rings, merged by sequence number (the EventLog read API)."""
+class Audit(Reader):
+    """The meter's event log (``Meter.event_log``): rings under ``path``; ``segments``
+    sizes the transaction ring (config ``event_segments``). ``Audit(rings)`` (a list) is a
+    read-only IC 7 view over some rings, merged by sequence number (the EventLog read API;
+    ``view``): one class, not two (a class is ~130 B resident on 32 bits)."""
 
-    def __init__(self, items):
-        self._rings = items
+    def __init__(self, path, segments=10):
+        if isinstance(path, list):
+            rings = path
+        else:
+            try:
+                os.mkdir(path)
+            except OSError:
+                pass
+            wbuf = bytearray(120)
+            rings = []
+            for i in range(6):       # p power, t transaction, o other, k cover, s security, c control
+                rings.append(EventLog(path + "/" + chr(b"ptoksc"[i]),
+                                      segments if i == 1 else b"\x06\x0a\x06\x04\x04\x06"[i], wbuf))
+        self._rings = rings
         self.capacity = 0
-        for r in items:
+        for r in rings:
             self.capacity += r.capacity
+        if rings is not path:
+            self.path = path
+            self._migrate()
+            self._seq()
 
     def count(self):
         n = 0
@@ -103,13 +123,25 @@ class _View(Reader):
             for r in rings[0].records(from_index, to_index):
                 yield r
             return
-        its = [r.records() for r in rings]
-        heads = [next(it, None) for it in its]
+        # a cursor per ring (its next record's index) and the head read at it: no generator per
+        # ring (a 120 B block each: an HLS association's heap at 56k had no six of them)
+        n = len(rings)
+        buf = bytearray(_REC)
+        cur = [0] * n
+        heads = [False] * n            # False: ring j's next record still to be read
         i = 0
         while True:
             k = -1
-            for j in range(len(heads)):
-                if heads[j] is not None and (k < 0 or heads[j][0] < heads[k][0]):
+            for j in range(n):
+                h = heads[j]
+                if h is False:
+                    r = rings[j]
+                    h = None
+                    while h is None and cur[j] < r.count():
+                        h = r.at(cur[j], buf)   # a damaged record is skipped
+                        cur[j] += 1
+                    heads[j] = h
+                if h is not None and (k < 0 or h[0] < heads[k][0]):
                     k = j
             if k < 0:
                 return
@@ -118,38 +150,19 @@ class _View(Reader):
                 return
             if i >= from_index:
                 yield heads[k]
-            heads[k] = next(its[k], None)
+            heads[k] = False
 
     def last(self):
         """(epoch, code, detail, count) of the newest entry, or None."""
         best = None
+        buf = bytearray(_REC)
         for ring in self._rings:
             n = ring.count()
-            if n:
-                for r in ring.records(n, n):
-                    if best is None or r[0] > best[0]:
-                        best = r
+            r = ring.at(n - 1, buf) if n else None
+            if r is not None and (best is None or r[0] > best[0]):
+                best = r
         return None if best is None else best[1:]
 
-
-class Audit(_View):
-    """The meter's event log (``Meter.event_log``): rings under ``path``; ``segments``
-    sizes the transaction ring (config ``event_segments``)."""
-
-    def __init__(self, path, segments=10):
-        try:
-            os.mkdir(path)
-        except OSError:
-            pass
-        wbuf = bytearray(120)
-        rings = []
-        for i in range(6):           # p power, t transaction, o other, k cover, s security, c control
-            rings.append(EventLog(path + "/" + chr(b"ptoksc"[i]),
-                                  segments if i == 1 else b"\x06\x0a\x06\x04\x04\x06"[i], wbuf))
-        _View.__init__(self, rings)
-        self.path = path
-        self._migrate()
-        self._seq()
 
     def _seq(self):
         s = 0
@@ -163,7 +176,7 @@ class Audit(_View):
         if n == _ALL:
             return self
         rings = [self._rings[i] for i in range(6) if _CATS[i] == n]
-        return _View(rings) if rings else None
+        return Audit(rings) if rings else None
 
     def append(self, epoch, code, detail=None):
         """Log one event in the ring of its code; returns its seq once on flash, or None if it

@@ -16,7 +16,6 @@ times the entry's event happened (> 1: coalesced repetitions, ``meter.audit``).
 - ``data(meter, arg, w)`` IC 1 value: arg 16 + x the code of the newest entry of view x (arg 1,
   ``meter.cosem_values``, is the all-events code), arg 24 + x its occurrences.
 """
-from protocol import axdr
 from meter import cosem_values as V
 
 try:
@@ -85,12 +84,13 @@ def data(meter, arg, w):
     return _OK
 
 
-def buffer(meter, x, sel, par):
-    """Attribute 2 of view ``x``: a generator of chunks or a data-access-result."""
+def buffer(meter, x, sel, par, w):
+    """Attribute 2 of view ``x``: a generator writing the entries with ``w`` (the response
+    buffer's writer) or a data-access-result."""
     log = view(meter, x)
     if sel is None:
         cnt = log.count()
-        return _entries(meter, cnt, log.entries(1, cnt) if cnt else (), tuple(range(_cols(x))))
+        return _entries(meter, cnt, log.entries(1, cnt) if cnt else (), tuple(range(_cols(x))), w)
     if len(par) < 2 or par[0] != 2 or par[1] != 4:
         return _TYPE_UNMATCHED            # not a structure of 4: neither descriptor
     if sel == 1:
@@ -105,7 +105,7 @@ def buffer(meter, x, sel, par):
         cnt = 0
         for _ in log.by_time(r[0], r[1]):
             cnt += 1
-        return _entries(meter, cnt, log.by_time(r[0], r[1]), r[2])
+        return _entries(meter, cnt, log.by_time(r[0], r[1]), r[2], w)
     if sel != 2:
         return _OTHER
     r = entry_args(par, log.count(), _cols(x))
@@ -113,7 +113,7 @@ def buffer(meter, x, sel, par):
         return r
     a, b, c0, c1 = r
     cnt = b - a + 1 if a <= b else 0
-    return _entries(meter, cnt, log.entries(a, b) if cnt else (), tuple(range(c0 - 1, c1)))
+    return _entries(meter, cnt, log.entries(a, b) if cnt else (), tuple(range(c0 - 1, c1)), w)
 
 
 # The parameters are read in place from their bytes (Blue Book IC 7 §4.3.6), never decoded into
@@ -198,16 +198,16 @@ def range_args(meter, par, rows, k):
     return t[0], t[1], tuple(cols) or tuple(range(n))
 
 
-def _entries(meter, cnt, items, cols):
-    w = axdr.Writer()
+def _entries(meter, cnt, items, cols, w):
+    """The entries, each written by ``w`` straight into the response buffer (``meter.server``'s:
+    what its ``_fill`` extends), one per ``b""`` yielded: no Writer and no copy per entry."""
     w.array(cnt)
-    yield bytes(w.buf)
+    yield b""
     i = 0
     for e in items:
         if i == cnt:
             break
         i += 1
-        w.reset()
         w.structure(len(cols))
         for c in cols:
             if c == 0:
@@ -216,7 +216,7 @@ def _entries(meter, cnt, items, cols):
                 w.long_unsigned(e[1] & 0xFFFF)
             else:
                 w.double_long_unsigned(e[3] if len(e) > 3 else 1)
-        yield bytes(w.buf)
+        yield b""
     if i != cnt:
         # the log lost entries while it was being read: the long GET is aborted
         raise RuntimeError("event log changed")

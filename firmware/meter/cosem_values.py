@@ -173,14 +173,9 @@ def _data(meter, k, w):
     a = meter.account
     if k == 0:
         w.octet_string(meter.logical_device_name)
-    elif k == 1:                                  # code of the last event
-        log = meter.event_log
-        n = log.count()
-        code = 0
-        if n:
-            for e in log.entries(n, n):
-                code = e[1]
-        w.long_unsigned(code & 0xFFFF)
+    elif k == 1:                  # code of the last event: the newest record of each ring read,
+        e = meter.event_log.last()    # not the merged view walked to its end (two reads an entry)
+        w.long_unsigned(e[1] & 0xFFFF if e else 0)
     elif k == 2:
         w.octet_string(getattr(meter, "FIRMWARE_ID", b""))
     elif k == 14 and getattr(meter, "profiles", None):   # IS 15959: as the name plate (config name_plate)

@@ -1,15 +1,12 @@
-"""The meter's key record: built from config.json at boot (``load``) and changed by the IC 64
-methods (``method``: security_activate, global_key_transfer); docs/CONTRACTS.md "Security".
+"""The meter's key record, built from config.json at boot (``load``); the IC 64 methods that change
+it (security_activate, global_key_transfer) are ``meter.keyxfer``'s; docs/CONTRACTS.md "Security".
 
-Loaded at boot by ``meter.acse.keys`` and for an IC 64 ACTION (which runs inside an HLS
-association), unloaded after boot and when that association ends (``meter.acse.drop``): what an
-association runs per APDU is ``meter.secure`` (resident), whose functions take the record as ``k``. The
-record's fields and the ``ic`` counter file are described there.
+Loaded at boot by ``meter.acse.keys`` and unloaded after it: what an association runs per APDU is
+``meter.secure`` (resident), whose functions take the record as ``k``. The record's fields and the
+``ic`` counter file are described there. (A key transfer loads ``meter.keyxfer`` alone: one module
+of ~0.4 KiB, no block over ~130 B, instead of this one with it: a 208 B block failed at 56k.)
 """
-import json
-import os
-
-from protocol.security import keyed
+from protocol.aes import keyed
 from meter.secure import reserve
 
 try:
@@ -18,9 +15,6 @@ except ImportError:
     def const(x):
         return x
 
-_OTHER = const(250)
-_TYPE_UNMATCHED = const(12)
-_EV_CONFIG = const(21)         # meter.events
 
 
 def _hex(d, k, n=16):
@@ -35,7 +29,7 @@ def _hex(d, k, n=16):
 
 class Keys:
     """The resident key record (data only: keys as bytes, system title, mechanisms, policy,
-    invocation counters and their reserved limits; EK as ``protocol.security.keyed``'s pair, the
+    invocation counters and their reserved limits; EK as ``protocol.aes.keyed``'s pair, the
     mechanism 2 secret as its AES object when a client uses mechanism 2)."""
 
 
@@ -57,7 +51,7 @@ def load(meter, sec):
     k.mech = {1: int(m.get("1", 5)), 48: int(m.get("48", 5))}
     # the AES objects (~0.5 KiB each on the 32-bit VM) and GHASH table built now, low in a heap
     # not yet fragmented, and kept: an association allocates none of them
-    k.ek = keyed(k.ek)
+    k.ek = keyed(k.ek, None)
     if k.hls is not None and len(k.hls) <= 16 and 2 in k.mech.values():
         from protocol.hlsecb import ecb
         k.hls = ecb(k.hls)
@@ -77,65 +71,3 @@ def load(meter, sec):
     k.saves = 0
     reserve(k)
     return k
-
-
-def method(k, m, tagged):
-    """IC 64 v0: 1 security_activate(enum policy), 2 global_key_transfer(array of
-    {key_id enum, wrapped key octet-string}) -> action-result. Keys are unwrapped with the
-    KEK (RFC 3394), written to config.json in one rename (a power cut leaves the old or
-    the new set) and used from the next APDU on."""
-    if m == 1:
-        return 0 if tagged is not None and tagged[1] == k.policy else _OTHER
-    if tagged is None or tagged[0] != 1 or k.kek is None:
-        return _TYPE_UNMATCHED if tagged is None or tagged[0] != 1 else _OTHER
-    if not tagged[1]:
-        return _OTHER       # nothing to transfer: no config write, no "keys changed" event
-    from protocol import keywrap
-    keys = [None, None, k.kek]           # ek, ak, kek
-    try:
-        for item in tagged[1]:
-            kid, w = item[1][0][1], item[1][1][1]
-            if kid not in (0, 2, 3):
-                return _OTHER
-            keys[(0, 0, 1, 2)[kid]] = keywrap.unwrap(k.kek, bytes(w))
-    except (ValueError, TypeError, IndexError):   # keywrap raises ValueError
-        return _OTHER
-    if any(x is not None and len(x) != 16 for x in keys):
-        return _OTHER
-    path = k.meter.board.path("config.json")
-    with open(path) as f:
-        cfg = json.load(f)
-    sec = cfg.setdefault("security", {})
-    for n, v in zip(("ek", "ak", "kek"), keys):
-        if v is not None:
-            sec[n] = v.hex()
-    tmp = path + ".tmp"                     # beside it: a rename never crosses file systems
-    with open(tmp, "w") as f:
-        json.dump(cfg, f)
-    os.rename(tmp, path)
-    k.new = (keys[0], keys[1], keys[2], rekey)   # meter.secure.apply calls rekey
-    k.meter.event(_EV_CONFIG, "keys changed", "keys")
-    return 0
-
-
-def rekey(k, s):
-    """The keys of a transfer (``k.new``) into the record and the suite ``s`` (``meter.secure.apply``,
-    after the transfer's reply was sealed with the old ones). The old AES context and GHASH table
-    are freed first: the new ones take their blocks (a fragmented heap seldom has another ~0.5
-    KiB one). Out of memory, EK stays bytes: each association builds its suite from them."""
-    ek, ak, kek, _ = k.new
-    k.new = None
-    k.ak = ak or k.ak              # resident: the suite is built from them at the next load
-    k.kek = kek
-    if ek is None:
-        s.set_keys(None, ak)
-        return
-    import gc
-    s.set_key((None, None))
-    k.ek = None
-    gc.collect()
-    try:
-        k.ek = keyed(ek)
-        s.set_keys(k.ek, ak)
-    except MemoryError:
-        k.ek, k.suite = ek, None

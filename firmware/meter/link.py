@@ -147,7 +147,10 @@ class HdlcLink:
                     out = self.on_frame(f)
                 except Exception as e:  # a bug must not take the meter off the air
                     if not self.errors:   # one event, then counted: no flash wear per request
-                        self.assoc.meter.event(_EV_DLMS_ERROR, "dlms error %r" % (e,))
+                        try:
+                            self.assoc.meter.event(_EV_DLMS_ERROR, "dlms error %r" % (e,))
+                        except MemoryError:   # its write too (littlefs: a ~256 B block per file)
+                            pass
                     self.errors += 1
                     self._ndm()
                     out = ()

@@ -1,12 +1,12 @@
 """Association security of the meter: the global key set, invocation counters, ciphered APDUs,
 HLS pass 3/4 (Green Book §9.2.7, security suite 0; docs/CONTRACTS.md "Security"; the IC 64
-methods are ``meter.keyset``'s).
+methods are ``meter.keyxfer``'s).
 
 Loaded only when config.json has a ``security`` section (per-meter secrets, provisioned by
 ``meterctl flash/provision``; there are no defaults), at boot (``meter.acse.keys``, with
 ``protocol.security`` and the suite ``k.suite``) and kept: loaded per association or per
 request (sessions 11-13) its blocks did not find room in a fragmented 56 KiB heap. The key
-record is ``meter.keyset.Keys`` (functions here take it as ``k``): keys (EK as ``protocol.security.keyed``'s AES object and GHASH table,
+record is ``meter.keyset.Keys`` (functions here take it as ``k``): keys (EK as ``protocol.aes.keyed``'s AES object and GHASH table,
 built at boot), counters, limits::
 
     "security": {"ek": GUEK hex(16 B), "ak": GAK hex(16 B), "kek": master key hex(16 B),
@@ -22,7 +22,6 @@ once per boot, never per APDU: a power cut can neither repeat a sender counter n
 replayed request in (a restart skips at most ``_BLOCK`` values; clients re-read the frame
 counter object, IC 1 0.0.43.1.x.255, as the DLMS UA practice is).
 """
-from protocol import apdu
 from protocol import security as S
 
 try:
@@ -74,18 +73,11 @@ def next_ic(k):
     """The next sender invocation counter (never repeats, also across power cuts)."""
     ic = k.tx
     if ic >= _U32:
-        raise S.SecurityError("sender invocation counter exhausted: change the keys")
+        raise ValueError("sender invocation counter exhausted: change the keys")
     k.tx = ic + 1
     if k.tx >= k.tx_lim:
         reserve(k)
     return ic
-
-
-def accepted(k, ic):
-    """Receive counter ``ic`` was used: only higher ones are accepted from now on."""
-    k.rx = ic + 1
-    if k.rx >= k.rx_lim:
-        reserve(k)
 
 
 # ------------------------------------------------------------------ APDUs
@@ -116,7 +108,7 @@ def unwrap(k, a, client, buf):
     ExceptionResponse: deciphering-error, invocation-counter-error + expected IC)."""
     sess = a.sess
     if not a.open or client != a.client or sess is None or not sess[_CIPH]:
-        return apdu.exception_response(_SERVICE_NOT_ALLOWED, 1)
+        return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, 1))
     b = buf
     try:
         b[0] = b[0]             # the link's reassembly buffer: deciphered in place
@@ -125,13 +117,15 @@ def unwrap(k, a, client, buf):
     s = suite(k)
     try:
         s.open(b, 0, len(b), sess[_PEER], k.rx)
-    except S.SecurityError as e:
-        if e.args[0] != "ic":      # a replay (protocol.security has one error class on the meter)
+    except ValueError as e:
+        if e.args[0] != "ic":      # a replay (protocol.security raises ValueError, its text says which)
             return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _DECIPHERING_ERROR))
         r = k.rx
         return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _IC_ERROR, r >> 24, (r >> 16) & 255,
                       (r >> 8) & 255, r & 255))
-    accepted(k, s.ic)
+    k.rx = s.ic + 1                # only higher receive counters are accepted from now on
+    if k.rx >= k.rx_lim:
+        reserve(k)
     form = S.reply_form(s.tag)
     a.inner = True
     try:
@@ -141,15 +135,9 @@ def unwrap(k, a, client, buf):
     if resp is None or resp[0] == _EXCEPTION_RESPONSE:
         return resp     # an ExceptionResponse has no ciphered form: sent in clear (Green Book 9.3.5)
     out = seal(k, resp, form)
-    apply(k)
+    if k.new is not None:          # a key transfer's keys, used once its reply is sealed with the
+        k.new[3](k, s)             # old ones: k.new = (EK, AK, KEK, meter.keyxfer.rekey)
     return out
-
-
-def apply(k):
-    """Use the keys of a key transfer (after its reply was sealed with the old ones): ``k.new``
-    is (EK, AK, KEK, ``meter.keyset.rekey``), set by the transfer's method."""
-    if k.new is not None:
-        k.new[3](k, suite(k))
 
 
 def open_initiate(k, title, ui):
@@ -161,15 +149,12 @@ def open_initiate(k, title, ui):
     s = suite(k)
     try:
         s.open(b, 0, len(b), title, k.rx)
-    except S.SecurityError:
+    except ValueError:
         return None
-    accepted(k, s.ic)
+    k.rx = s.ic + 1
+    if k.rx >= k.rx_lim:
+        reserve(k)
     return bytes(b[s.start:s.end])
-
-
-def initiate_response(k, conf, max_pdu):
-    """The glo-initiate-response (bytes) of an accepted ciphered AARQ."""
-    return bytes(seal(k, apdu.initiate_response(conf, max_pdu), S.FORM_GLO))
 
 
 # ------------------------------------------------------------------ HLS pass 3/4

@@ -111,7 +111,7 @@ class Association:
         self._blocks = None            # long GET in progress: [_BLK_BUF .. _BLK_SIZE]
         self.sess = None               # HLS session (meter.secure: PEER .. PENDING)
         self.guard = self.inner = False    # meter.acse.guard runs; inside a ciphered APDU
-        acse.drop(self.meter)          # a key transfer's code (meter.keyset) leaves the heap
+        acse.drop(self.meter)          # a key transfer's code (meter.keyxfer) leaves the heap
 
     def aarq(self, client, buf):
         """AARQ -> AARE (ACSE, Green Book §9.4.2): ``meter.acse``."""

@@ -203,3 +203,35 @@ def test_a_with_list_is_read_into_the_response_buffer_and_a_bug_is_no_pdu_too_lo
         assert bytes(a.handle(16, req)) == PDU_TOO_LONG
     finally:
         cosem.get = get
+
+
+class _Stream:
+    """A UART that gives ``data`` once and keeps what is written."""
+
+    def __init__(self, data):
+        self.data = bytearray(data)
+        self.out = []
+
+    def readinto(self, buf):
+        n = min(len(buf), len(self.data))
+        buf[:n] = self.data[:n]
+        self.data[:n] = b""
+        return n
+
+    def write(self, b):
+        self.out.append(bytes(b))
+        return len(b)
+
+
+def test_an_error_whose_event_cannot_be_written_does_not_stop_the_link():
+    """The link's catch-all logs its first error as an event; when that write runs out of memory
+    too (on littlefs each open file is one ~256 B block: HLS at 56k, the key-transfer power cuts)
+    the link drops to NDM and goes on: the meter is not taken off the air."""
+    m = Meter()
+    m.event = _no_memory
+    link = HdlcLink(m)
+    link.on_frame = _no_memory
+    g = link.serve(_Stream(hdlc.encode_frame(SRV, C16, hdlc.SNRM)))
+    for _ in range(4):
+        next(g)
+    assert link.errors == 1 and link.state == 0

@@ -73,6 +73,9 @@ class Log(list):
     def by_time(self, t0, t1):
         return (e for e in self if t0 <= e[0] <= t1)
 
+    def last(self):
+        return self[-1] if self else None
+
 
 class Meter:
     """What server/cosem use of meter.app.Meter."""
