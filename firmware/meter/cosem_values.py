@@ -184,6 +184,7 @@ def _data(meter, k, w):
     elif k == 2:
         w.octet_string(getattr(meter, "FIRMWARE_ID", b""))
     elif k == 14 and getattr(meter, "profiles", None):   # IS 15959: as the name plate (config name_plate)
+        from meter.cosem_prof import manufacturer      # loaded with the profiles (any read)
         m = manufacturer(meter)
         w.octet_string(m.encode() if isinstance(m, str) else m)
     elif k == 14 or k == 15:      # FIRMWARE_ID "<name> <version>": name (Device ID 2), version
@@ -430,21 +431,3 @@ def _gateway(meter, attr, w):
     else:
         w.structure(2).enum(g[_GW_STATUS]).bit_string(0, 8)
     return _OK
-
-
-def name_plate(meter):
-    """config.json's name_plate section (IS 15959 profiles); meter.settings unloaded after."""
-    from meter import settings
-    p = settings.config(meter.board).get("name_plate") or {}
-    settings.unload("meter.settings")   # (meter.acse.unload)
-    return p
-
-
-def manufacturer(meter, g=None):
-    """0.0.96.1.1.255 a2 (plate and alone): name_plate.manufacturer, else FIRMWARE_ID to its space."""
-    m = (g or name_plate(meter).get)("manufacturer", "")
-    if m:
-        return m
-    fid = getattr(meter, "FIRMWARE_ID", b"")
-    i = fid.find(b" ")
-    return fid if i < 0 else fid[:i]
