@@ -142,7 +142,7 @@ def _rows(meter, arg, a, b):
     m = meter
     if arg == 36:                              # name plate
         g = plate(m).get
-        yield (m.logical_device_name, manufacturer(m, g), getattr(m, "FIRMWARE_ID", b""),
+        yield (m.logical_device_name, V.manufacturer(m, g), getattr(m, "FIRMWARE_ID", b""),
                g("meter_type", 6), g("category", ""), g("current_rating", ""), g("year", ""))
         return
     p = m.profiles
@@ -158,56 +158,10 @@ def _rows(meter, arg, a, b):
 
 
 def plate(meter):
-    """config.json's name_plate object ({} if none): the file read 32 bytes at a time and only
-    that object's text decoded (the whole config as objects, ~2 KiB of blocks up to 184 B, did not
-    find room at 56 KiB); a top-level key, found outside strings."""
-    import json
-    b = bytearray(32)
-    s = bytearray()          # the top-level string being read, then the object's text
-    d = q = e = 0            # depth, in a string, after a backslash
-    k = -1                   # -1: scanning, 0: after the key, >0: in the object (its depth)
-    try:
-        f = open(meter.board.path("config.json"), "rb")
-    except OSError:
-        return {}
-    with f:
-        while True:
-            n = f.readinto(b)
-            if not n:
-                return {}
-            for i in range(n):
-                c = b[i]
-                if k > 0 or (q and d == 1 and len(s) < 12):
-                    s.append(c)
-                if q:
-                    if e:
-                        e = 0
-                    elif c == 92:
-                        e = 1
-                    elif c == 34:
-                        q = 0
-                elif c == 34:
-                    q = 1
-                    if k < 0:
-                        s[:] = b""
-                elif c == 123 or c == 91:
-                    d += 1
-                    if k == 0:
-                        if c == 91:
-                            return {}
-                        k = d
-                        s[:] = b"{"
-                elif c == 125 or c == 93:
-                    d -= 1
-                    if k > d:
-                        try:
-                            return json.loads(s)
-                        except ValueError:
-                            return {}
-                elif k < 0:
-                    k = 0 if c == 58 and d == 1 and s == b'name_plate"' else -1
-                elif k == 0 and c > 32 and c != 58:
-                    return {}                  # null or not an object
+    """config.json's name_plate object ({} if none), read alone (``meter.cfgkey``)."""
+    from meter.cfgkey import get
+    p = get(meter.board, "name_plate")
+    return p if isinstance(p, dict) else {}
 
 
 def read(meter, arg, attr, w):
@@ -320,16 +274,6 @@ def _entries(meter, arg, a, b, t, cols, sel, w):
         yield b""
     if i != n:
         raise RuntimeError("profile changed")     # the ring moved on while read: GET aborted
-
-
-def manufacturer(meter, g=None):
-    """0.0.96.1.1.255 a2 (plate and alone): name_plate.manufacturer, else FIRMWARE_ID to its space."""
-    m = (g or plate(meter).get)("manufacturer", "")
-    if m:
-        return m
-    fid = getattr(meter, "FIRMWARE_ID", b"")
-    i = fid.find(b" ")
-    return fid if i < 0 else fid[:i]
 
 
 def act(meter, tagged):
