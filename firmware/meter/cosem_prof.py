@@ -113,12 +113,6 @@ _TABLE = (
 )
 
 
-def _cols(arg):
-    """Profile ``arg``'s column rows: a view of _TABLE (a slice was a copy of up to 241 B per GET)."""
-    a = (arg - 37) % 4 if arg >= 40 else arg - 32     # 40..43: the rows of profiles 3, 0, 1, 2
-    return memoryview(_TABLE)[6 + _TABLE[a] * _COL:6 + _TABLE[a + 1] * _COL]
-
-
 def _ring(meter, arg):
     """Profile ``arg``'s ring (block load, daily, billing), else None; with its entry count
     (the billing buffer ends with the running cycle; the others' one entry is captured on read)."""
@@ -128,20 +122,22 @@ def _ring(meter, arg):
 
 
 def _rows(meter, arg, a, b):
-    """The values of entries a..b (1-based, b clipped to the count): a ring record unpacked, or
-    the entry captured now."""
+    """Entries a..b (1-based, b clipped to the count): a ring record (a memoryview of the ring's
+    buffer, decoded per column by ``_write``: no tuple of up to 24 values per row), or the entry
+    captured now (a tuple)."""
     r, n = _ring(meter, arg)
     if r is not None:
-        f = ">IHHHiBx" if arg == 32 else ">IIiiiiI" if arg == 33 else ">II4I10I3iI"
         n -= arg == 34
         for raw in r.records(a, b if b <= n else n):
-            yield struct.unpack(f, raw)
+            yield raw
         if arg == 34 and a <= n + 1 <= b:
             yield meter.profiles.state()
         return
     m = meter
-    if arg == 36:                              # name plate
-        g = plate(m).get
+    if arg == 36:                              # name plate: config.json's (meter.cfgkey)
+        from meter.cfgkey import get
+        g = get(m.board, "name_plate")
+        g = (g if isinstance(g, dict) else {}).get
         yield (m.logical_device_name, V.manufacturer(m, g), getattr(m, "FIRMWARE_ID", b""),
                g("meter_type", 6), g("category", ""), g("current_rating", ""), g("year", ""))
         return
@@ -157,45 +153,20 @@ def _rows(meter, arg, a, b):
            c[1] // 60, c[3], c[5], c[4], a.credit)
 
 
-def plate(meter):
-    """config.json's name_plate object ({} if none), read alone (``meter.cfgkey``)."""
-    from meter.cfgkey import get
-    p = get(meter.board, "name_plate")
-    return p if isinstance(p, dict) else {}
-
-
-def read(meter, arg, attr, w):
-    """IC 7 attributes 3..8."""
-    cols = _cols(arg)
-    if attr == 3:                              # capture objects (a scaler profile: attribute 3
-        x = arg >= 40                          # of each register column)
-        k = 0
-        for j in range(2):
-            if j:
-                w.array(k)
-            for o in range(0, len(cols), _COL):
-                c = cols[o:o + _COL]
-                if not x or (c[0] != 1 and c[0] != 8 and c[7] == 2):
-                    k += 1
-                    if j:
-                        w.structure(4).long_unsigned(c[0]).octet_string(c[1:7]).integer(3 if x else c[7]) \
-                            .long_unsigned(0)
-    elif attr == 4:
-        w.double_long_unsigned(meter.profiles.period if arg == 32 else 86400 if arg == 33 else 0)
-    elif attr == 5:
-        w.enum(1)                              # fifo
-    elif attr == 6:
-        w.structure(4).long_unsigned(0).octet_string(bytes(6)).integer(0).long_unsigned(0)
-    elif attr == 7:
-        w.double_long_unsigned(_ring(meter, arg)[1] if arg < 40 else (1 if cols else 0))
-    else:
-        r = _ring(meter, arg)[0] if arg < 40 else None
-        w.double_long_unsigned(1 if r is None else r.capacity + (arg == 34))
-    return _OK
+def _get(v, i, k=1):
+    """Value ``i`` of an entry: a tuple's item, or read from a ring record (block ">IHHHiBx",
+    16 bytes; daily and billing 4-byte values); ``k`` 4: signed (double-long)."""
+    if not isinstance(v, memoryview):
+        return v[i]
+    if len(v) != 16:
+        return struct.unpack_from(">i" if k == 4 else ">I", v, 4 * i)[0]
+    return struct.unpack_from(">I" if i == 0 else ">i" if i == 4 else "B" if i == 5 else ">H", v,
+                              0 if i == 0 else 14 if i == 5 else 2 * i + 2)[0]
 
 
 def _write(meter, w, c, v):
-    k, x = c[10], v[c[11]]
+    k = c[10]
+    x = _get(v, c[11], k) if k != 6 else v[c[11]]
     if k == 0:
         V.put_time(meter, x, w)
     elif k == 1:
@@ -212,42 +183,62 @@ def _write(meter, w, c, v):
         w.octet_string(x.encode() if isinstance(x, str) else bytes(x))
 
 
-def buffer(meter, arg, sel, par, w):
-    """Attribute 2 into the response buffer's Writer ``w``: a data-access-result, or a generator
-    writing one entry into ``w`` per step (yielding b"")."""
-    from meter import cosem_log as L
-    cols = _cols(arg)
+def ic7(meter, arg, attr, sel, par, w):
+    """IC 7 attribute ``attr`` into the response buffer's Writer ``w``: a data-access-result, or
+    (attribute 2) a generator writing one entry into ``w`` per step (yielding b"")."""
+    a = (arg - 37) % 4 if arg >= 40 else arg - 32     # 40..43: the rows of profiles 3, 0, 1, 2
+    cols = memoryview(_TABLE)[6 + _TABLE[a] * _COL:6 + _TABLE[a + 1] * _COL]   # (no copy)
     k = len(cols) // _COL
-    if arg >= 40:            # a scaler profile: one entry {scaler, unit} per register column
-        n = 0
+    n = 0                              # a scaler profile's register columns (with a scaler_unit)
+    for o in range(0, len(cols), _COL):
+        if cols[o] != 1 and cols[o] != 8 and cols[o + 7] == 2:
+            n += 1
+    if attr == 3:                      # capture objects (a scaler profile: attribute 3 of each
+        x = arg >= 40                  # register column)
+        w.array(n if x else k)
         for o in range(0, len(cols), _COL):
-            if cols[o] != 1 and cols[o] != 8 and cols[o + 7] == 2:
-                n += 1
-        if not n:
-            w.array(0)
-            return _OK
-        w.array(1).structure(n)
-        for o in range(0, len(cols), _COL):
-            if cols[o] != 1 and cols[o] != 8 and cols[o + 7] == 2:
-                s = cols[o + 8]
-                w.structure(2).integer(s - 256 if s > 127 else s).enum(cols[o + 9])
-        return _OK
-    n = _ring(meter, arg)[1]
-    if sel is None:
-        return _entries(meter, arg, 1, n, None, cols, range(k), w)
-    if len(par) < 2 or par[0] != 2 or par[1] != 4:
-        return _TYPE_UNMATCHED            # not a structure of 4: neither descriptor
-    if sel == 2:
-        r = L.entry_args(par, n, k)
+            c = cols[o:o + _COL]
+            if not x or (c[0] != 1 and c[0] != 8 and c[7] == 2):
+                w.structure(4).long_unsigned(c[0]).octet_string(c[1:7]).integer(3 if x else c[7]) \
+                    .long_unsigned(0)
+    elif attr == 4:
+        w.double_long_unsigned(meter.profiles.period if arg == 32 else 86400 if arg == 33 else 0)
+    elif attr == 5:
+        w.enum(1)                              # fifo
+    elif attr == 6:
+        w.structure(4).long_unsigned(0).octet_string(bytes(6)).integer(0).long_unsigned(0)
+    elif attr == 7:
+        w.double_long_unsigned(_ring(meter, arg)[1] if arg < 40 else (1 if k else 0))
+    elif attr == 8:
+        r = _ring(meter, arg)[0] if arg < 40 else None
+        w.double_long_unsigned(1 if r is None else r.capacity + (arg == 34))
+    elif arg >= 40:                    # the scaler profile's buffer: one entry {scaler, unit} per
+        w.array(1 if n else 0)         # register column (none: empty)
+        if n:
+            w.structure(n)
+            for o in range(0, len(cols), _COL):
+                if cols[o] != 1 and cols[o] != 8 and cols[o + 7] == 2:
+                    x = cols[o + 8]
+                    w.structure(2).integer(x - 256 if x > 127 else x).enum(cols[o + 9])
+    else:
+        from meter import cosem_log as L
+        n = _ring(meter, arg)[1]
+        if sel is None:
+            return _entries(meter, arg, 1, n, None, cols, range(k), w)
+        if len(par) < 2 or par[0] != 2 or par[1] != 4:
+            return _TYPE_UNMATCHED            # not a structure of 4: neither descriptor
+        if sel == 2:
+            r = L.entry_args(par, n, k)
+            if isinstance(r, int):
+                return r
+            return _entries(meter, arg, r[0], r[1], None, cols, range(r[2] - 1, r[3]), w)
+        if sel != 1 or cols[10]:               # by range: on the first column, a date-time
+            return _OTHER
+        r = L.range_args(meter, par, cols, _COL)
         if isinstance(r, int):
             return r
-        return _entries(meter, arg, r[0], r[1], None, cols, range(r[2] - 1, r[3]), w)
-    if sel != 1 or cols[10]:               # by range: on the first column, a date-time
-        return _OTHER
-    r = L.range_args(meter, par, cols, _COL)
-    if isinstance(r, int):
-        return r
-    return _entries(meter, arg, 1, n, r, cols, r[2], w)
+        return _entries(meter, arg, 1, n, r, cols, r[2], w)
+    return _OK
 
 
 def _entries(meter, arg, a, b, t, cols, sel, w):
@@ -257,7 +248,7 @@ def _entries(meter, arg, a, b, t, cols, sel, w):
     if t is not None:
         n = 0
         for v in _rows(meter, arg, a, b):
-            if t[0] <= v[0] <= t[1]:
+            if t[0] <= _get(v, 0) <= t[1]:
                 n += 1
     w.array(n)
     yield b""
@@ -265,7 +256,7 @@ def _entries(meter, arg, a, b, t, cols, sel, w):
     for v in _rows(meter, arg, a, b):
         if i == n:
             break
-        if t is not None and not t[0] <= v[0] <= t[1]:
+        if t is not None and not t[0] <= _get(v, 0) <= t[1]:
             continue
         i += 1
         w.structure(len(sel))
@@ -274,7 +265,6 @@ def _entries(meter, arg, a, b, t, cols, sel, w):
         yield b""
     if i != n:
         raise RuntimeError("profile changed")     # the ring moved on while read: GET aborted
-
 
 def act(meter, tagged):
     """IC 9 MD reset script, method 1 execute(script 1): a billing entry of the running cycle,
