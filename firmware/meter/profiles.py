@@ -124,7 +124,7 @@ class Profiles:
         seq = -1                       # block ring seq when the state file was written
         try:
             with open("%s/%d" % (self.path, 3), "rb") as f:
-                b = f.read()
+                b = f.read(100)          # its size (read() grows a 256 B buffer)
             if binascii.crc32(b[:-4]) == struct.unpack(">I", b[-4:])[0]:
                 v = struct.unpack(">II4I10I7II", b[:-4])
                 self.p0, self.c0 = v[0], v[1]
