@@ -138,12 +138,14 @@ class Ring:
         a = 1 if a < 1 else a
         s = self.size
         h = 4 + self._e
-        buf = self._buf()
-        mv = memoryview(buf)
+        buf = None               # sized for the files read (one record's file: not the largest)
         first = 1
         for k in self._order():
             n = self._n[k]
             if first + n > a and first <= last:
+                if buf is None or len(buf) < h + n * s + 4:
+                    buf = bytearray(h + n * s + 4)
+                    mv = memoryview(buf)
                 self._load(k, buf)
                 for i in range(n):
                     if a <= first + i <= last:
