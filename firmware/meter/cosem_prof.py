@@ -122,25 +122,33 @@ def _ring(meter, arg):
 
 
 def _rows(meter, arg, a, b):
-    """Entries a..b (1-based, b clipped to the count): a ring record (a memoryview of the ring's
-    buffer, decoded per column by ``_write``: no tuple of up to 24 values per row), or the entry
-    captured now (a tuple)."""
+    """Entries a..b (1-based, b clipped to the count): the ring's records (memoryviews of its
+    buffer, decoded per column by ``_get``: no tuple of up to 24 values per row), or the entry
+    captured now (a tuple). No generator of its own for a ring (each one is a 128-160 B block)."""
     r, n = _ring(meter, arg)
-    if r is not None:
-        n -= arg == 34
-        for raw in r.records(a, b if b <= n else n):
-            yield raw
-        if arg == 34 and a <= n + 1 <= b:
-            yield meter.profiles.state()
-        return
-    m = meter
-    if arg == 36:                              # name plate: config.json's (meter.cfgkey)
+    if r is None:
+        return iter([_live(meter, arg)])
+    n -= arg == 34
+    g = r.records(a, b if b <= n else n)
+    return _bill(g, meter) if arg == 34 and a <= n + 1 <= b else g
+
+
+def _bill(g, meter):
+    """The billing buffer: the closed cycles, then the running one."""
+    for v in g:
+        yield v
+    yield meter.profiles.state()
+
+
+def _live(m, arg):
+    """The entry captured now: the name plate (config.json's, ``meter.cfgkey``), else the
+    instantaneous profile."""
+    if arg == 36:
         from meter.cfgkey import get
         g = get(m.board, "name_plate")
         g = (g if isinstance(g, dict) else {}).get
-        yield (m.logical_device_name, V.manufacturer(m, g), getattr(m, "FIRMWARE_ID", b""),
-               g("meter_type", 6), g("category", ""), g("current_rating", ""), g("year", ""))
-        return
+        return (m.logical_device_name, V.manufacturer(m, g), getattr(m, "FIRMWARE_ID", b""),
+                g("meter_type", 6), g("category", ""), g("current_rating", ""), g("year", ""))
     p = m.profiles
     a = m.account
     mo = m.metro
@@ -148,9 +156,9 @@ def _rows(meter, arg, a, b):
     md = p.md
     if mo is None or mo.voltage_dv is None:
         mo = None
-    yield (m.board.time(), mo.voltage_dv if mo else 0, mo.current_ma or 0 if mo else 0,
-           mo.power_dw or 0 if mo else 0, a.import_wh, md[0], md[1], c[2] // 60, c[0],
-           c[1] // 60, c[3], c[5], c[4], a.credit)
+    return (m.board.time(), mo.voltage_dv if mo else 0, mo.current_ma or 0 if mo else 0,
+            mo.power_dw or 0 if mo else 0, a.import_wh, md[0], md[1], c[2] // 60, c[0],
+            c[1] // 60, c[3], c[5], c[4], a.credit)
 
 
 def _get(v, i, k=1):
@@ -224,47 +232,55 @@ def ic7(meter, arg, attr, sel, par, w):
         from meter import cosem_log as L
         n = _ring(meter, arg)[1]
         if sel is None:
-            return _entries(meter, arg, 1, n, None, cols, range(k), w)
+            return _entries(meter, _rows(meter, arg, 1, n), n, None, cols, range(k), w)
         if len(par) < 2 or par[0] != 2 or par[1] != 4:
             return _TYPE_UNMATCHED            # not a structure of 4: neither descriptor
         if sel == 2:
             r = L.entry_args(par, n, k)
             if isinstance(r, int):
                 return r
-            return _entries(meter, arg, r[0], r[1], None, cols, range(r[2] - 1, r[3]), w)
+            return _entries(meter, _rows(meter, arg, r[0], r[1]), r[1] - r[0] + 1 if r[0] <= r[1] else 0,
+                            None, cols, range(r[2] - 1, r[3]), w)
         if sel != 1 or cols[10]:               # by range: on the first column, a date-time
             return _OTHER
         r = L.range_args(meter, par, cols, _COL)
         if isinstance(r, int):
             return r
-        return _entries(meter, arg, 1, n, r, cols, r[2], w)
+        return _entries(meter, _rows(meter, arg, 1, n), _count(_rows(meter, arg, 1, n), r), r, cols, r[2], w)
     return _OK
 
 
-def _entries(meter, arg, a, b, t, cols, sel, w):
-    """Entries a..b (all of them if ``t``, then only those whose clock is in [t0, t1]), written
-    into ``w``'s buffer as the blocks go (the array's head at the first step)."""
-    n = b - a + 1 if a <= b else 0
-    if t is not None:
-        n = 0
-        for v in _rows(meter, arg, a, b):
-            if t[0] <= _get(v, 0) <= t[1]:
-                n += 1
+def _count(g, t):
+    """How many entries of ``g`` have their clock in [t0, t1]."""
+    n = 0
+    for v in g:
+        if t[0] <= _get(v, 0) <= t[1]:
+            n += 1
+    return n
+
+
+def _entries(meter, g, n, t, cols, sel, w):
+    """``n`` entries of ``g`` (``_rows``; if ``t``, only those whose clock is in [t0, t1]), written
+    into ``w``'s buffer as the blocks go (the array's head at the first step). Loops by next() and
+    index: a for-loop over an iterator holds 4 more slots of this generator's state."""
     w.array(n)
     yield b""
     i = 0
-    for v in _rows(meter, arg, a, b):
-        if i == n:
+    while i < n:
+        v = next(g, None)
+        if v is None:
             break
         if t is not None and not t[0] <= _get(v, 0) <= t[1]:
             continue
         i += 1
         w.structure(len(sel))
-        for j in sel:
-            _write(meter, w, cols[j * _COL:j * _COL + _COL], v)
+        for j in range(len(sel)):
+            v2 = sel[j] * _COL
+            _write(meter, w, cols[v2:v2 + _COL], v)
         yield b""
     if i != n:
         raise RuntimeError("profile changed")     # the ring moved on while read: GET aborted
+
 
 def act(meter, tagged):
     """IC 9 MD reset script, method 1 execute(script 1): a billing entry of the running cycle,
