@@ -295,7 +295,7 @@ def get(meter, ctx, item, w):
         return _OK
     try:
         if ic == 15 and attr == 2:
-            return _object_list(meter, ctx.role)
+            return _object_list(meter, ctx.role, w)
         arg = _TABLE[o + _ARG]
         if arg >= 32 or (ic == 3 and arg >= 5 and attr == 2):
             from meter import cosem_prof as P         # loaded only with the profiles on
@@ -311,19 +311,20 @@ def get(meter, ctx, item, w):
         return _HW_FAULT
 
 
-def _object_list(meter, role):
-    """IC 15 attr 2: the objects this role sees, with its access rights."""
+def _object_list(meter, role, w):
+    """IC 15 attr 2: the objects this role sees, with its access rights, written into the response
+    buffer's Writer ``w`` one object per step (no Writer and bytes copy per object: a 173 B block
+    at 56 KiB)."""
     n = 0
     for o in range(0, len(_TABLE), _ROW):
         if _visible(meter, o, role):
             n += 1
-    w = axdr.Writer().array(n)     # (chainable)
-    yield bytes(w.buf)
+    w.array(n)
+    yield b""
     for o in range(0, len(_TABLE), _ROW):
         if not _visible(meter, o, role):
             continue
         ic = _TABLE[o + _IC]
-        w.reset()
         w.structure(4).long_unsigned(ic).unsigned(V.version(meter, ic, _TABLE[o + _VER]))
         w.octet_string(_TABLE[o:o + 6])
         w.structure(2)
@@ -340,7 +341,7 @@ def _object_list(meter, role):
         w.array(n)
         for a in range(1, n + 1):
             w.structure(2).integer(a).enum(1 if _can(o, role, 2, a) else 0)
-        yield bytes(w.buf)
+        yield b""
 
 
 # ------------------------------------------------------------------ SET
