@@ -300,7 +300,7 @@ def get(meter, ctx, item, w):
         if arg >= 32 or (ic == 3 and arg >= 5 and attr == 2):
             from meter import cosem_prof as P         # loaded only with the profiles on
             if ic == 7:
-                return P.buffer(meter, arg, sel, par) if attr == 2 else P.read(meter, arg, attr, w)
+                return P.ic7(meter, arg, attr, sel, par, w)
             return P.value(meter, ic, arg, attr, w, _ln6)
         if ic == 7:
             return L.buffer(meter, arg, sel, par, w) if attr == 2 else L.read(meter, arg, attr, w)

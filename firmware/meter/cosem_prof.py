@@ -28,12 +28,14 @@ selected_values or by column range.
 Column rows (12 bytes): class, logical name, attribute, scaler, unit, kind (0 date-time, 1
 double-long-unsigned, 2 long-unsigned, 3 unsigned, 4 double-long, 5 zero, 6 octet-string of a
 name-plate field), index into the entry's values.
+
+Heap (loaded at the first profile read, into a heap fragmented by then; docs/MEMORY.md): few
+functions, names and constant objects; a buffer's rows are written straight into the response
+buffer (``w``, what ``meter.server`` sends from: no Writer and no bytes copy per row).
 """
 import struct
 
-from protocol import axdr
 from meter import cosem_values as V
-from meter import cosem_log as L
 
 try:
     from micropython import const
@@ -111,96 +113,68 @@ _TABLE = (
 )
 
 
-def _cols(arg):
-    """Profile ``arg``'s column rows: a view of _TABLE (a slice was a copy of up to 241 B per GET)."""
-    a = (arg - 37) % 4 if arg >= 40 else arg - 32     # 40..43: the rows of profiles 3, 0, 1, 2
-    return memoryview(_TABLE)[6 + _TABLE[a] * _COL:6 + _TABLE[a + 1] * _COL]
-
-
-def _fields(cols, x=0):
-    """The 12-byte column rows of a column table (one bytes literal); x: only the register
-    columns (IC 3/4 attribute 2: they have a scaler_unit)."""
-    for o in range(0, len(cols), _COL):
-        c = cols[o:o + _COL]
-        if not x or (c[0] != 1 and c[0] != 8 and c[7] == 2):
-            yield c
-
-
-def view(meter, arg):
+def _ring(meter, arg):
+    """Profile ``arg``'s ring (block load, daily, billing), else None; with its entry count
+    (the billing buffer ends with the running cycle; the others' one entry is captured on read)."""
     p = meter.profiles
-    return (p.block, p.daily, p.billing)[arg - 32] if arg < 35 else None
+    r = p.block if arg == 32 else p.daily if arg == 33 else p.billing if arg == 34 else None
+    return r, 1 if r is None else r.count() + (arg == 34)
 
 
-def _count(meter, arg):
-    r = view(meter, arg)
+def _rows(meter, arg, a, b):
+    """Entries a..b (1-based, b clipped to the count): the ring's records (memoryviews of its
+    buffer, decoded per column by ``_get``: no tuple of up to 24 values per row), or the entry
+    captured now (a tuple). No generator of its own for a ring (each one is a 128-160 B block)."""
+    r, n = _ring(meter, arg)
     if r is None:
-        return 1
-    return r.count() + (1 if arg == 34 else 0)
+        return iter([_live(meter, arg)])
+    n -= arg == 34
+    g = r.records(a, b if b <= n else n)
+    return _bill(g, meter) if arg == 34 and a <= n + 1 <= b else g
 
 
-def data(meter, arg, raw):
-    """The entry's values: a ring record (memoryview) unpacked, or the live entry."""
-    if arg < 35:
-        return struct.unpack((">IHHHiBx", ">IIiiiiI", ">II4I10I3iI")[arg - 32], bytes(raw))   # profiles
+def _bill(g, meter):
+    """The billing buffer: the closed cycles, then the running one."""
+    for v in g:
+        yield v
+    yield meter.profiles.state()
+
+
+def _live(m, arg):
+    """The entry captured now: the name plate (config.json's, ``meter.cfgkey``), else the
+    instantaneous profile."""
     if arg == 36:
-        return raw
-    p = meter.profiles
-    a = meter.account
-    mo = meter.metro
+        from meter.cfgkey import get
+        g = get(m.board, "name_plate")
+        g = (g if isinstance(g, dict) else {}).get
+        return (m.logical_device_name, V.manufacturer(m, g), getattr(m, "FIRMWARE_ID", b""),
+                g("meter_type", 6), g("category", ""), g("current_rating", ""), g("year", ""))
+    p = m.profiles
+    a = m.account
+    mo = m.metro
     c = p.c
     md = p.md
-    v = (0, 0, 0) if mo is None or mo.voltage_dv is None else (mo.voltage_dv, mo.current_ma or 0,
-                                                                 mo.power_dw or 0)
-    return (meter.board.time(), v[0], v[1], v[2], a.import_wh, md[0], md[1], c[2] // 60, c[0],
+    if mo is None or mo.voltage_dv is None:
+        mo = None
+    return (m.board.time(), mo.voltage_dv if mo else 0, mo.current_ma or 0 if mo else 0,
+            mo.power_dw or 0 if mo else 0, a.import_wh, md[0], md[1], c[2] // 60, c[0],
             c[1] // 60, c[3], c[5], c[4], a.credit)
 
 
-def _by_range(meter, arg, a, b):
-    """Values of entries a..b (1-based, b clipped to the count)."""
-    r = view(meter, arg)
-    n = r.count() if r is not None else 0
-    if r is not None:
-        for raw in r.records(a, b if b <= n else n):
-            yield data(meter, arg, raw)
-    if r is None or (arg == 34 and a <= n + 1 <= b):
-        if arg == 34:
-            yield meter.profiles.state()
-        elif arg == 36:                        # name plate
-            g = V.name_plate(meter).get
-            yield (meter.logical_device_name, V.manufacturer(meter, g), getattr(meter, "FIRMWARE_ID", b""),
-                   g("meter_type", 6), g("category", ""), g("current_rating", ""), g("year", ""))
-        else:
-            yield data(meter, arg, None)
-
-
-def read(meter, arg, attr, w):
-    """IC 7 attributes 3..8."""
-    cols = _cols(arg)
-    if attr == 3:
-        if arg >= 40:                          # scaler profile: attribute 3 of each register
-            w.array(len(list(_fields(cols, 1))))
-            for c in _fields(cols, 1):
-                w.structure(4).long_unsigned(c[0]).octet_string(c[1:7]).integer(3).long_unsigned(0)
-            return _OK
-        w.array(len(cols) // _COL)
-        for c in _fields(cols):
-            w.structure(4).long_unsigned(c[0]).octet_string(c[1:7]).integer(c[7]).long_unsigned(0)
-    elif attr == 4:
-        w.double_long_unsigned((meter.profiles.period, 86400)[arg - 32] if 32 <= arg <= 33 else 0)
-    elif attr == 5:
-        w.enum(1)                              # fifo
-    elif attr == 6:
-        w.structure(4).long_unsigned(0).octet_string(b"\x00" * 6).integer(0).long_unsigned(0)
-    elif attr == 7:
-        w.double_long_unsigned(_count(meter, arg) if arg < 40 else (1 if cols else 0))
-    else:
-        r = view(meter, arg) if arg < 40 else None
-        w.double_long_unsigned(1 if r is None else r.capacity + (1 if arg == 34 else 0))
-    return _OK
+def _get(v, i, k=1):
+    """Value ``i`` of an entry: a tuple's item, or read from a ring record (block ">IHHHiBx",
+    16 bytes; daily and billing 4-byte values); ``k`` 4: signed (double-long)."""
+    if not isinstance(v, memoryview):
+        return v[i]
+    if len(v) != 16:
+        return struct.unpack_from(">i" if k == 4 else ">I", v, 4 * i)[0]
+    return struct.unpack_from(">I" if i == 0 else ">i" if i == 4 else "B" if i == 5 else ">H", v,
+                              0 if i == 0 else 14 if i == 5 else 2 * i + 2)[0]
 
 
 def _write(meter, w, c, v):
-    k, x = c[10], v[c[11]]
+    k = c[10]
+    x = _get(v, c[11], k) if k != 6 else v[c[11]]
     if k == 0:
         V.put_time(meter, x, w)
     elif k == 1:
@@ -217,68 +191,94 @@ def _write(meter, w, c, v):
         w.octet_string(x.encode() if isinstance(x, str) else bytes(x))
 
 
-def buffer(meter, arg, sel, par):
-    """Attribute 2: a generator of chunks or a data-access-result."""
-    cols = _cols(arg)
-    if arg >= 40:
-        return _scalers(cols)
-    n = _count(meter, arg)
-    if sel is None:
-        return _entries(meter, arg, 1, n, None, cols, range(len(cols) // _COL))
-    if len(par) < 2 or par[0] != 2 or par[1] != 4:
-        return _TYPE_UNMATCHED            # not a structure of 4: neither descriptor
-    if sel == 2:
-        r = L.entry_args(par, n, len(cols) // _COL)
+def ic7(meter, arg, attr, sel, par, w):
+    """IC 7 attribute ``attr`` into the response buffer's Writer ``w``: a data-access-result, or
+    (attribute 2) a generator writing one entry into ``w`` per step (yielding b"")."""
+    a = (arg - 37) % 4 if arg >= 40 else arg - 32     # 40..43: the rows of profiles 3, 0, 1, 2
+    cols = memoryview(_TABLE)[6 + _TABLE[a] * _COL:6 + _TABLE[a + 1] * _COL]   # (no copy)
+    k = len(cols) // _COL
+    n = 0                              # a scaler profile's register columns (with a scaler_unit)
+    for o in range(0, len(cols), _COL):
+        if cols[o] != 1 and cols[o] != 8 and cols[o + 7] == 2:
+            n += 1
+    if attr == 3:                      # capture objects (a scaler profile: attribute 3 of each
+        x = arg >= 40                  # register column)
+        w.array(n if x else k)
+        for o in range(0, len(cols), _COL):
+            c = cols[o:o + _COL]
+            if not x or (c[0] != 1 and c[0] != 8 and c[7] == 2):
+                w.structure(4).long_unsigned(c[0]).octet_string(c[1:7]).integer(3 if x else c[7]) \
+                    .long_unsigned(0)
+    elif attr == 4:
+        w.double_long_unsigned(meter.profiles.period if arg == 32 else 86400 if arg == 33 else 0)
+    elif attr == 5:
+        w.enum(1)                              # fifo
+    elif attr == 6:
+        w.structure(4).long_unsigned(0).octet_string(bytes(6)).integer(0).long_unsigned(0)
+    elif attr == 7:
+        w.double_long_unsigned(_ring(meter, arg)[1] if arg < 40 else (1 if k else 0))
+    elif attr == 8:
+        r = _ring(meter, arg)[0] if arg < 40 else None
+        w.double_long_unsigned(1 if r is None else r.capacity + (arg == 34))
+    elif arg >= 40:                    # the scaler profile's buffer: one entry {scaler, unit} per
+        w.array(1 if n else 0)         # register column (none: empty)
+        if n:
+            w.structure(n)
+            for o in range(0, len(cols), _COL):
+                if cols[o] != 1 and cols[o] != 8 and cols[o + 7] == 2:
+                    x = cols[o + 8]
+                    w.structure(2).integer(x - 256 if x > 127 else x).enum(cols[o + 9])
+    else:
+        from meter import cosem_log as L
+        n = _ring(meter, arg)[1]
+        if sel is None:
+            return _entries(meter, _rows(meter, arg, 1, n), n, None, cols, range(k), w)
+        if len(par) < 2 or par[0] != 2 or par[1] != 4:
+            return _TYPE_UNMATCHED            # not a structure of 4: neither descriptor
+        if sel == 2:
+            r = L.entry_args(par, n, k)
+            if isinstance(r, int):
+                return r
+            return _entries(meter, _rows(meter, arg, r[0], r[1]), r[1] - r[0] + 1 if r[0] <= r[1] else 0,
+                            None, cols, range(r[2] - 1, r[3]), w)
+        if sel != 1 or cols[10]:               # by range: on the first column, a date-time
+            return _OTHER
+        r = L.range_args(meter, par, cols, _COL)
         if isinstance(r, int):
             return r
-        return _entries(meter, arg, r[0], r[1], None, cols, range(r[2] - 1, r[3]))
-    if sel != 1 or cols[10]:               # by range: on the first column, a date-time
-        return _OTHER
-    r = L.range_args(meter, par, cols, _COL)
-    if isinstance(r, int):
-        return r
-    return _entries(meter, arg, 1, n, r, cols, r[2])
+        return _entries(meter, _rows(meter, arg, 1, n), _count(_rows(meter, arg, 1, n), r), r, cols, r[2], w)
+    return _OK
 
 
-def _scalers(cols):
-    """The scaler profile's buffer: one entry {scaler, unit} per register column (none: empty)."""
-    w = axdr.Writer()
-    k = len(list(_fields(cols, 1)))
-    if not k:
-        w.array(0)
-        yield bytes(w.buf)
-        return
-    w.array(1).structure(k)
-    for c in _fields(cols, 1):
-        s = c[8]
-        w.structure(2).integer(s - 256 if s > 127 else s).enum(c[9])
-    yield bytes(w.buf)
+def _count(g, t):
+    """How many entries of ``g`` have their clock in [t0, t1]."""
+    n = 0
+    for v in g:
+        if t[0] <= _get(v, 0) <= t[1]:
+            n += 1
+    return n
 
 
-def _entries(meter, arg, a, b, t, cols, sel):
-    """Entries a..b (all of them if ``t``, then only those whose clock is in [t0, t1])."""
-    cnt = b - a + 1 if a <= b else 0
-    if t is not None:
-        cnt = 0
-        for v in _by_range(meter, arg, a, b):
-            if t[0] <= v[0] <= t[1]:
-                cnt += 1
-    w = axdr.Writer()
-    w.array(cnt)
-    yield bytes(w.buf)
+def _entries(meter, g, n, t, cols, sel, w):
+    """``n`` entries of ``g`` (``_rows``; if ``t``, only those whose clock is in [t0, t1]), written
+    into ``w``'s buffer as the blocks go (the array's head at the first step). Loops by next() and
+    index: a for-loop over an iterator holds 4 more slots of this generator's state."""
+    w.array(n)
+    yield b""
     i = 0
-    for v in _by_range(meter, arg, a, b):
-        if i == cnt:
+    while i < n:
+        v = next(g, None)
+        if v is None:
             break
-        if t is not None and not t[0] <= v[0] <= t[1]:
+        if t is not None and not t[0] <= _get(v, 0) <= t[1]:
             continue
         i += 1
-        w.reset()
         w.structure(len(sel))
-        for j in sel:
-            _write(meter, w, cols[j * _COL:j * _COL + _COL], v)
-        yield bytes(w.buf)
-    if i != cnt:
+        for j in range(len(sel)):
+            v2 = sel[j] * _COL
+            _write(meter, w, cols[v2:v2 + _COL], v)
+        yield b""
+    if i != n:
         raise RuntimeError("profile changed")     # the ring moved on while read: GET aborted
 
 
@@ -293,26 +293,23 @@ def act(meter, tagged):
     return _OK
 
 
-def _column(meter, ln, w):
-    """A capture column served as an object (IC 3 args 8.., IC 1 args 58..): its value in the
-    last entry of the profile that captures it (0 before the first entry)."""
-    for a in range(5):
-        for i in range(_TABLE[a], _TABLE[a + 1]):
-            c = _TABLE[6 + i * _COL:6 + i * _COL + _COL]
-            if c[1:7] == ln:
-                n = _count(meter, 32 + a)
-                for v in _by_range(meter, 32 + a, n, n):
-                    _write(meter, w, c, v)
-                    return _OK
-                _write(meter, w, c, (0,) * 20)
-                return _OK
-    return _OTHER
-
-
 def value(meter, ic, arg, attr, w, ln=b""):
-    """IC 4 maximum demand, the IC 1 counters and periods, IC 3 attribute 2 (see above)."""
+    """IC 4 maximum demand, the IC 1 counters and periods, IC 3 attribute 2 (see above); a
+    capture column served as an object (IC 3 args 8.., IC 1 args 58..): its value in the last
+    entry of the profile that captures it (0 before the first entry)."""
     if (ic == 3 and arg >= 8) or arg >= 58:
-        return _column(meter, bytes(ln), w)
+        ln = bytes(ln)
+        for a in range(5):
+            for i in range(_TABLE[a], _TABLE[a + 1]):
+                c = _TABLE[6 + i * _COL:6 + i * _COL + _COL]
+                if c[1:7] == ln:
+                    n = _ring(meter, 32 + a)[1]
+                    for v in _rows(meter, 32 + a, n, n):
+                        _write(meter, w, c, v)
+                        return _OK
+                    _write(meter, w, c, [0] * 20)
+                    return _OK
+        return _OTHER
     p = meter.profiles
     c = p.c
     if ic == 9:                                # scripts: 1 = execute capture of 1.0.98.1.0.255
@@ -338,6 +335,6 @@ def value(meter, ic, arg, attr, w, ln=b""):
         w.long_unsigned(p.demand if arg == 51 else p.period)
     elif arg == 56:
         w.unsigned(p.billing.count())
-    else:
-        w.double_long_unsigned(c[(5, 0, 3, 4)[arg - 50 if arg == 50 else arg - 52]])
+    else:                                      # 50 billing count, 53 power failures, 54 tampers,
+        w.double_long_unsigned(c[5 if arg == 50 else 0 if arg == 53 else arg - 51])   # 55 programming
     return _OK

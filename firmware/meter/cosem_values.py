@@ -9,7 +9,6 @@ written inside values. What each attribute serves: docs/CONTRACTS.md. Amounts
 are integer paise (scale -2), energy Wh, time epoch seconds (UTC) shown as local time with the
 configured deviation (Blue Book §4.1.6.1).
 """
-import json
 
 from protocol import axdr
 from meter import timeutil
@@ -121,11 +120,8 @@ def version(meter, ic, ver):
     (default "is15959"; host_tools.objects.MARKET_VERSIONS). Attributes and methods are the same."""
     if ic != 70:
         return ver
-    try:
-        with open(meter.board.path("config.json")) as f:
-            return 1 if json.load(f).get("market") == "bluebook" else 0
-    except (OSError, ValueError, AttributeError):
-        return 0
+    from meter.cfgkey import get       # the one key read alone (not the whole config's objects)
+    return 1 if get(meter.board, "market") == "bluebook" else 0
 
 
 def emergency(meter):
@@ -427,17 +423,14 @@ def _gateway(meter, attr, w):
     return _OK
 
 
-def name_plate(meter):
-    """config.json's name_plate section (IS 15959 profiles); meter.settings unloaded after."""
-    from meter import settings
-    p = settings.config(meter.board).get("name_plate") or {}
-    settings.unload("meter.settings")   # (meter.acse.unload)
-    return p
-
-
 def manufacturer(meter, g=None):
-    """0.0.96.1.1.255 a2 (plate and alone): name_plate.manufacturer, else FIRMWARE_ID to its space."""
-    m = (g or name_plate(meter).get)("manufacturer", "")
+    """0.0.96.1.1.255 a2 (plate and alone): name_plate.manufacturer, else FIRMWARE_ID to its space;
+    ``g``: the name plate's ``get`` (read from config.json if None, ``meter.cfgkey``)."""
+    if g is None:
+        from meter.cfgkey import get
+        g = get(meter.board, "name_plate")
+        g = (g if isinstance(g, dict) else {}).get
+    m = g("manufacturer", "")
     if m:
         return m
     fid = getattr(meter, "FIRMWARE_ID", b"")

@@ -142,7 +142,7 @@ class Profiles:
         seq = -1                       # block ring seq when the state file was written
         try:
             with open(self.block.path[:-1] + "3", "rb") as f:    # <path>/3 beside the block ring <path>/0
-                b = f.read()
+                b = f.read(100)          # its size (read() grows a 256 B buffer)
             if binascii.crc32(b[:-4]) == struct.unpack(">I", b[-4:])[0]:
                 v = struct.unpack(">II4I10I7II", b[:-4])
                 self.p0, self.c0 = v[0], v[1]

@@ -70,7 +70,8 @@ class Ring:
 
     def _scan(self):
         """Files are filled in turn (k, k + 1, ... modulo segments), so the newest one (the
-        highest seq) is the head and the oldest follows it: no list in RAM, only the counts."""
+        highest seq) is the head and the oldest follows it (``records``): no list in RAM, only
+        the counts."""
         buf = self._buf()
         self.last_seq = 0
         self.extra = None
@@ -85,14 +86,6 @@ class Ring:
                     self.last_seq = last
                     self._head = k
                     self.extra = bytes(buf[4:4 + self._e])
-
-    def _order(self):
-        """File numbers, oldest first."""
-        k = self._head
-        for _ in range(self.segments):
-            k = k + 1 if k + 1 < self.segments else 0
-            if self._n[k]:
-                yield k
 
     def append(self, payload, extra=b""):
         """Persist one record (and the new extra header); returns its seq when on flash."""
@@ -133,20 +126,24 @@ class Ring:
         return self._count
 
     def records(self, a=1, b=0):
-        """Payloads of entries a..b (1-based, oldest first; b 0 = newest), clipped."""
-        last = self._count if b <= 0 or b > self._count else b
-        a = 1 if a < 1 else a
-        s = self.size
-        h = 4 + self._e
-        buf = self._buf()
-        mv = memoryview(buf)
+        """Payloads of entries a..b (1-based, oldest first; b 0 = newest), clipped. The files
+        oldest first (the one after the head) by index, and one buffer sized for the files read
+        (the newest record's file: not a full one): a small generator, no generator per file list."""
+        b = self._count if b <= 0 or b > self._count else b
         first = 1
-        for k in self._order():
+        mv = None
+        k = self._head
+        for _ in range(self.segments):
+            k = k + 1 if k + 1 < self.segments else 0
             n = self._n[k]
-            if first + n > a and first <= last:
-                self._load(k, buf)
+            if n and first + n > a and first <= b:
+                s = self.size
+                h = 4 + self._e
+                if mv is None or len(mv) < h + n * s + 4:
+                    mv = memoryview(bytearray(h + n * s + 4))
+                self._load(k, mv)
                 for i in range(n):
-                    if a <= first + i <= last:
+                    if a <= first + i <= b:
                         yield mv[h + i * s:h + i * s + s]
             first += n
 

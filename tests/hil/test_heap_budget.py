@@ -42,6 +42,10 @@ BUDGETS = {
     # module-name lists one str, config.json's long keys read by meter.bootcfg: -1.4 KiB every config,
     # merged with main 9038e5c: default 44534 B, STS 45414, HLS 48150, STS+HLS 49094, profiles 47366,
     # STS+HLS+profiles 51910; budgets 0.6-0.8 KiB above
+    # session 14 (s14-prof): profiles meters' read path (meter.cosem_prof 1328 -> 1056 B once loaded,
+    # not in these figures; meter.ring without its _order generator, config.json keys read alone):
+    # default 44482, STS 45378, HLS 48114, STS+HLS 49058, profiles 47266, STS+HLS+profiles 51810;
+    # the profiles budgets 0.1 KiB lower
     # session 14 (s14-hls): Gcm merged into Suite0, no SecurityError class and keyed in protocol.aes
     # (protocol.security 1408 -> 992 B), meter.secure 640 -> 576 B, protocol.aes/hlsecb unloaded after
     # boot, parse_aarq a list (no resident key strs), meter.audit one class: default 44536 -> 44210,
