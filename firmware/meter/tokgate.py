@@ -75,11 +75,12 @@ def enter(meter, raw, delivery):
     else:
         try:
             r = _judge(meter, digits, now, False)       # the credit path
-            if r is None:       # a key-change section, an unusual record: the acceptor's
+            if r is None:       # no record, an unusual record: the acceptor's
                 _drop(meter.board, ("meter.tokjudge",))    # (its cipher, protocol.ea07, is the acceptor's too)
                 r = _judge(meter, digits, now, True)
         finally:                # judged: the judge, its cipher, the acceptor leave the heap before the rest
-            _drop(meter.board, ("meter.tokjudge", "meter.tokens", "protocol.sts_core", "protocol.ea07"))
+            _drop(meter.board, ("meter.tokjudge", "meter.tokkey", "meter.tokens", "protocol.sts_core",
+                                "protocol.ea07"))
     if r.ok and r.reason == "accepted":          # the action on account, tariff, limiter
         a = meter.account
         act = r.action
