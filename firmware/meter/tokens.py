@@ -218,17 +218,12 @@ class TokenAcceptor:
             self._kc_t = now
         if idx == 0:
             buf[1] &= 0xFB
-        sec = bytes(buf[0:6])
-        if kc[idx] == sec:         # this section is pending already: changes nothing
-            return TokenResult(False, "used", 2, sub)
-        kc[idx] = sec
-        for i in range(need):
-            if kc[i] is None:
-                return TokenResult(True, "key_change_pending", 2, sub, None, 0,
-                                   "key_change_pending", idx + 1)
+        from meter.tokkey import take, key_of
+        r = take(kc, idx, need, bytes(buf[0:6]), sub)
+        if r is not None:
+            return r
         s1, s2 = kc[0], kc[1]      # KENHO KRN RO KT key / KENLO TI key
-        key = s1[2:] + s2[2:] if need == 2 else s1[2:] + kc[3][2:] + kc[2][2:] + s2[2:]
-        kc[0] = kc[1] = kc[2] = kc[3] = None
+        key = key_of(kc, need)
         krn, kt, ro = s1[1] >> 4, s1[1] & 3, s1[1] & 8
         if key == self._key and krn == self.krn and kt == self.kt and s2[1] == self.ti:
             # the key in use: a replayed set (with RO it cleared the TID store: every used

@@ -38,16 +38,11 @@ def section(meter, r, j, b, now):
         s[3] = now
     if i == 0:
         b[2] &= 0xFB
-    t = bytes(b[1:7])
-    if kc[i] == t:              # this section is pending already: changes nothing
-        return TokenResult(False, "used", 2, sub)
-    kc[i] = t
-    for x in range(n):
-        if kc[x] is None:
-            return TokenResult(True, "key_change_pending", 2, sub, None, 0, "key_change_pending", i + 1)
+    x = take(kc, i, n, bytes(b[1:7]), sub)
+    if x is not None:
+        return x
     x, t = kc[0], kc[1]         # sections 1 and 2: KENHO KRN RO KT / KENLO TI
-    k = x[2:] + t[2:] if n == 2 else x[2:] + kc[3][2:] + kc[2][2:] + t[2:]
-    kc[0] = kc[1] = kc[2] = kc[3] = None
+    k = key_of(kc, n)
     i = x[1] >> 4
     if r[5:j] == k and r[j] == i and r[j + 1] == x[1] & 3 and r[j + 2] == t[1]:
         # the key in use: a replayed set (with RO it cleared the TID store: every used credit
@@ -62,3 +57,25 @@ def section(meter, r, j, b, now):
     for x in range(5, 10):      # no wrong entries, no lock-out
         r[j + x] = 0
     return TokenResult(True, "accepted", 2, sub, None, 0, "key_change", i)
+
+
+def take(kc, i, n, sec, sub):
+    """Section ``sec`` (its 6 bytes) pending as section ``i`` of ``n`` in ``kc`` (also
+    ``TokenAcceptor``'s): the TokenResult ("used": pending already, nothing changes;
+    "key_change_pending"), or None when all ``n`` are in."""
+    if kc[i] == sec:
+        return TokenResult(False, "used", 2, sub)
+    kc[i] = sec
+    for x in range(n):
+        if kc[x] is None:
+            return TokenResult(True, "key_change_pending", 2, sub, None, 0, "key_change_pending", i + 1)
+    return None
+
+
+def key_of(kc, n):
+    """The new key of ``n`` complete sections (bytes: the 1st's 32 bits, the 4th's, the 3rd's, the
+    2nd's); the pending sections cleared (the sections themselves stay with the caller)."""
+    a, b = kc[0], kc[1]
+    k = a[2:] + b[2:] if n == 2 else a[2:] + kc[3][2:] + kc[2][2:] + b[2:]
+    kc[0] = kc[1] = kc[2] = kc[3] = None
+    return k
