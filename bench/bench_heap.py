@@ -60,7 +60,7 @@ MODULES = ["protocol.crc", "protocol.obis", "protocol.civil", "protocol.axdr", "
            "meter.limiter", "meter.store", "meter.events", "meter.profile", "meter.modules",
            "meter.metrology", "meter.cosem_values", "meter.cosem", "meter.link",
            "meter.lockout", "meter.acse", "meter.secure", "meter.tokens", "meter.tokgate",
-           "meter.tokjudge", "meter.tokres", "meter.server",
+           "meter.tokjudge", "meter.tokkey", "meter.tokres", "meter.server",
            "meter.app", "boards.unix"]
 
 

@@ -159,7 +159,7 @@ class TokenAcceptor:
         sub = f.subclass
         lay = f.layout
         if cls == _CLASS_MANAGEMENT and lay[0] == "k":    # "key1".."key4"
-            return self._key_section(now, f, ord(lay[3]) - 49)
+            return self._key_section(now, buf, sub, ord(lay[3]) - 49)
         if lay != "data" or (cls == _CLASS_TRANSFER and (
                 sub not in self._opt[2] or sts.is_currency(cls, sub))):
             return TokenResult(False, "wrong_subclass", cls, sub)
@@ -204,43 +204,38 @@ class TokenAcceptor:
         res.mfr_code = f.mfr_code
         return res
 
-    def _key_section(self, now, f, idx):
-        from protocol import sts_core as sts
+    def _key_section(self, now, buf, sub, idx):
+        # a pending section is kept as the 6 bytes of bits 63..16 of its decrypted block ``buf``
+        # (key1's reserved bit 50 cleared: never compared), as meter.tokkey keeps them: the meter's
+        # key-change path shares them (Meter.tokens[2]) and holds no TokenFields between sections
         need = 2 if self._alg == _ALG_EA07 else 4
         if idx >= need:
-            return TokenResult(False, "wrong_subclass", 2, f.subclass)
+            return TokenResult(False, "wrong_subclass", 2, sub)
         kc = self._kc
         started = kc[0] is not None or kc[1] is not None or kc[2] is not None or kc[3] is not None
         if not started or now - self._kc_t > self._opt[1] or now < self._kc_t:
             kc[0] = kc[1] = kc[2] = kc[3] = None
             self._kc_t = now
-        if _same(kc[idx], f):      # this section is pending already: changes nothing
-            return TokenResult(False, "used", 2, f.subclass)
-        kc[idx] = f
-        for i in range(need):
-            if kc[i] is None:
-                return TokenResult(True, "key_change_pending", 2, f.subclass, None, 0,
-                                   "key_change_pending", idx + 1)
-        s1, s2 = kc[0], kc[1]
-        key = bytearray(need * 4)
-        parts = (s1.key_part, s2.key_part) if need == 2 else \
-            (s1.key_part, kc[3].key_part, kc[2].key_part, s2.key_part)
-        for i in range(need):
-            for b in range(4):
-                key[4 * i + b] = (parts[i] >> (24 - 8 * b)) & 0xFF
-        if (bytes(key) == self._key and s1.krn == self.krn and s1.kt == self.kt
-                and s2.ti == self.ti):
+        if idx == 0:
+            buf[1] &= 0xFB
+        from meter.tokkey import take, key_of
+        r = take(kc, idx, need, bytes(buf[0:6]), sub)
+        if r is not None:
+            return r
+        s1, s2 = kc[0], kc[1]      # KENHO KRN RO KT key / KENLO TI key
+        key = key_of(kc, need)
+        krn, kt, ro = s1[1] >> 4, s1[1] & 3, s1[1] & 8
+        if key == self._key and krn == self.krn and kt == self.kt and s2[1] == self.ti:
             # the key in use: a replayed set (with RO it cleared the TID store: every used
             # credit token accepted again); a key change installs a new key or a new revision
-            kc[0] = kc[1] = kc[2] = kc[3] = None
-            return TokenResult(False, "used", 2, f.subclass)
-        base = sts.next_base_date(self.base_date) if s1.ro else self.base_date
-        self._set_key(bytes(key), (s1.ken_half << 4) | s2.ken_half, s1.krn, s1.kt, s2.ti, base)
-        if s1.ro:
+            return TokenResult(False, "used", 2, sub)
+        from protocol.sts_core import next_base_date
+        base = next_base_date(self.base_date) if ro else self.base_date
+        self._set_key(key, ((s1[0] & 15) << 4) | (s2[0] & 15), krn, kt, s2[1], base)
+        if ro:
             self._n = 0
-        kc[0] = kc[1] = kc[2] = kc[3] = None
         self._bad = self._lock_until = 0
-        return TokenResult(True, "accepted", 2, f.subclass, None, 0, "key_change", s1.krn)
+        return TokenResult(True, "accepted", 2, sub, None, 0, "key_change", krn)
 
     # -- persistence ----------------------------------------------------------------------
     def to_record(self):
@@ -340,14 +335,25 @@ def keep(meter, a):
 def judge(meter, digits, now):
     """The acceptor's turn (``meter.tokgate``: what its credit path leaves; no ``digits``: the boot
     check): the TokenResult (None for the boot check), its state kept in ``meter.tokens``."""
+    if digits is None:
+        _modules_room()
     a = acceptor(meter)
     r = None if digits is None else a.enter(digits, now, meter.token_room())   # the credit ceiling
     keep(meter, a)
     return r
 
 
-def _same(a, b):
-    """Two decoded key-change sections with the same fields (None: never the same)."""
-    return a is not None and a.subclass == b.subclass and a.key_part == b.key_part and (
-        a.ken_half == b.ken_half and a.krn == b.krn and a.ro == b.ro and a.kt == b.kt
-        and a.ti == b.ti and a.sgc_half == b.sgc_half)
+def _modules_room():
+    # at the boot check, while the heap is whole: sys.modules grown past 37 slots now (to 47: 376 B
+    # on 32 bits), not at the first token entry. An STS+HLS meter holds 33 modules and an entry loads
+    # 4 (a key section 5): the 38th grew the table in a heap of holes (the 376 B MemoryError of a
+    # top-up token over HLS at 56k). MicroPython's dicts never shrink: keys added, then deleted,
+    # leave the room (docs/MEMORY.md)
+    import sys
+    if sys.implementation.name == "micropython":
+        m = sys.modules
+        n = 38 - len(m)
+        for i in range(n):
+            m[i] = None
+        for i in range(n):
+            del m[i]

@@ -3,10 +3,10 @@
 The credit path: a class 0 (credit) or class 2 data token, or a class 1 test token, is judged here
 on the journaled acceptor record alone (``judge``: decrypt, CRC, subclass, KEN, the TID store, the
 amount; the record updated in place as ``meter.tokens.TokenAcceptor.to_record`` would write it),
-with the same results and record as the acceptor (tests/device/test_token_lean.py). A key-change
-section, or no record or one the acceptor would not keep as it is, is left to the acceptor
-(``judge`` returns None: ``meter.tokgate`` unloads this module and loads ``meter.tokens``). No
-``protocol.sts_core`` on the credit path.
+with the same results and record as the acceptor (tests/device/test_token_lean.py); a key-change
+section too, by ``meter.tokkey`` (loaded for it). No record, or one the acceptor would not keep as
+it is, is left to the acceptor (``judge`` returns None: ``meter.tokgate`` unloads this module and
+loads ``meter.tokens``). No ``protocol.sts_core`` on the credit path.
 """
 from meter.tokres import CLASS2_ACTIONS, TokenResult
 
@@ -55,8 +55,8 @@ def _reject(s, r, j, now, reason, cls=None):
 def judge(meter, digits, now):
     """A class 0 or class 2 data token, or a class 1 test token, judged on the journaled record
     (``meter.tokens[1]``) in the acceptor's order of checks (docs/CONTRACTS.md "STS token
-    acceptance"): a TokenResult, the record updated; None when the acceptor must judge it (a
-    key-change section; no record, or one the acceptor would not keep as it is)."""
+    acceptance"): a TokenResult, the record updated; None when the acceptor must judge it (no
+    record, or one the acceptor would not keep as it is). A key-change section: ``meter.tokkey``."""
     s = meter.tokens
     g = s[0].get
     r = s[1]
@@ -100,7 +100,8 @@ def judge(meter, digits, now):
         return _reject(s, r, j, now, "crc", cls)
     sub = b[1] >> 4
     if cls == 2 and (sub == 3 or sub == 4 or sub == 8 or sub == 9):
-        return None      # a key-change section
+        from meter.tokkey import section     # a key-change section: that module for it alone
+        return section(meter, r, j, b, now)
     if sub > 7 or (cls < 2 and sub > cls):    # no data (class 1: test) layout; class 0: electricity only
         return TokenResult(False, "wrong_subclass", cls, sub)
     if cls == 1:         # control bits 59..24 (subclass 0) or 59..32 (1), manufacturer code

@@ -2,7 +2,8 @@
 journaled acceptor record) against the acceptor (``meter.tokens.judge``): the same TokenResult
 and the same record after every entry of a long mixed sequence (credit, class 2, used, old,
 expired, over the ceiling, wrong subclass, other meter, mistyped, class 3, lock-outs, test tokens,
-a key change), EA07 and EA11. Runs on CPython and MicroPython.
+a key change), EA07 and EA11; key-change sections (``meter.tokkey``) in every turn the acceptor
+tells apart, with the same pending sections. Runs on CPython and MicroPython.
 """
 from meter import tokens, tokjudge
 from protocol import sts
@@ -138,18 +139,89 @@ def _run(cfg, alg, key, seed):
         assert r.text() == e.text()
         assert lean.tokens[1] == ref.tokens[1], (j, t)
     assert lean.tokens[1][5:5 + len(new) // 2] == bytes.fromhex(new)   # the key changed
+    assert judged == len(seq)        # every entry on the record: the key-change sections too
     return judged
 
 
 def test_credit_path_judges_as_the_acceptor_ea07():
     cfg = {"decoder_key": DK, "algorithm": "ea07", "ken": 4, "store_size": 6, "lockout_after": 3}
-    assert _run(cfg, "ea07", DK, 9) > 100
+    _run(cfg, "ea07", DK, 9)
 
 
 def test_credit_path_judges_as_the_acceptor_ea11():
     cfg = {"decoder_key": DK11, "algorithm": "ea11", "ken": 4, "store_size": 5, "lockout_after": 2,
            "lockout_max_s": 40}
-    assert _run(cfg, "ea11", DK11, 11) > 100
+    _run(cfg, "ea11", DK11, 11)
+
+
+def _sections(key, new, alg, krn=2, ro=0, res=0, ti=3):
+    # the sections of a change from ``key`` to ``new``, encrypted with ``key`` (res: key1's reserved bit)
+    fs = sts.key_sections(bytes.fromhex(new), ken=0x4F, krn=krn, kt=1, ti=ti, ro=ro, sgc=0x123456)
+    fs[0].res = res
+    c = _cipher(key, alg)
+    return [sts.join_token(2, c.encrypt_block(build_block(f))) for f in fs]
+
+
+def _key_script(alg, a, b, c):
+    """(token, seconds since the previous entry, expected reason) through every turn of a key
+    change: a section twice, sections in any order, credit between them, the window passing, the
+    clock going back, a replayed set (the key in use), a reserved bit, RO, a lock-out, sections 3
+    and 4 on EA07."""
+    ea07 = alg == "ea07"
+    s = _sections(a, b, alg)                       # a -> b, the last section first
+    order = [1, 0] if ea07 else [3, 1, 0, 2]
+    out = [(s[order[0]], 0, "key_change_pending"), (s[order[0]], 1, "used"),
+           (_tok(a, alg, 0, 0, tid=1001, value=5), 1, "accepted")]
+    out += [(s[i], 5, "key_change_pending") for i in order[1:-1]]
+    out += [(s[order[-1]], 5, "accepted"), (s[0], 1, "crc"),                # now under b: crc
+            (_tok(b, alg, 0, 0, tid=1002, value=5), 1, "accepted")]
+    r = _sections(b, b, alg)                       # the key in use, same KRN, KT, TI: a replay
+    out += [(t, 1, "key_change_pending") for t in r[:-1]] + [(r[-1], 1, "used")]
+    t = _sections(b, c, alg, krn=5, ro=1, res=1)   # b -> c with a TID rollover
+    u = _sections(b, c, alg, krn=5, ro=1)          # its first section, the reserved bit clear
+    out += [(t[0], 1, "key_change_pending"), (u[0], 2, "used")]
+    out += [(x, 200, "key_change_pending") for x in t[1:2]]         # the window passed: anew
+    out += [(x, 1, "key_change_pending") for x in t[2:]] + [(t[0], 1, "accepted")]
+    out += [(_tok(c, alg, 0, 0, tid=1001, value=5), 1, "accepted")]  # the store was cleared
+    k3 = _tok(c, alg, 2, 8, sgc_half=1, key_part=7)
+    out += [(k3, 1, "wrong_subclass" if ea07 else "key_change_pending")]
+    v = _sections(c, a, alg, krn=3)                # c -> a: the clock goes back between sections
+    out += [(v[0], 100, "key_change_pending"), (v[1], -50, "key_change_pending")]
+    out += [(x, 1, "key_change_pending") for x in v[2:]] + [(v[0], 1, "accepted")]
+    w = _sections(a, b, alg, krn=6)                # a lock-out: a section waits for its end
+    out += [("1234", 1, "format"), ("1234", 1, "format"), ("1234", 1, "format")]
+    out += [(w[0], 1, "locked_out"), (w[0], 20, "key_change_pending")]
+    out += [(x, 1, "key_change_pending") for x in w[1:-1]] + [(w[-1], 1, "accepted")]
+    return out
+
+
+def _key_run(cfg, alg, a, b, c):
+    lean, ref = _Meter(dict(cfg)), _Meter(dict(cfg))
+    tokens.judge(lean, None, 0)
+    tokens.judge(ref, None, 0)
+    now = T0
+    for j, (t, dt, why) in enumerate(_key_script(alg, a, b, c)):
+        now += dt
+        r = tokjudge.judge(lean, t, now)
+        e = tokens.judge(ref, t, now)
+        assert r is not None, j      # judged on the record (meter.tokkey), not left to the acceptor
+        assert [getattr(r, f) for f in FIELDS] == [getattr(e, f) for f in FIELDS], (j, t)
+        assert r.reason == why, (j, r.reason, why)
+        assert lean.tokens[1:4] == ref.tokens[1:4], j        # record, pending sections, their time
+    assert lean.tokens[1][5:5 + len(b) // 2] == bytes.fromhex(b)
+    return lean.tokens[1]
+
+
+def test_key_changes_are_judged_on_the_record_as_the_acceptor_does_ea07():
+    cfg = {"decoder_key": DK, "algorithm": "ea07", "store_size": 6, "lockout_after": 3}
+    rec = _key_run(cfg, "ea07", DK, DK2, "55aa55aa0f0f0f0f")
+    assert rec[13:17] == bytes((6, 1, 3, 0x4F)) and rec[17] == 1      # KRN KT TI KEN, base 2014
+
+
+def test_key_changes_are_judged_on_the_record_as_the_acceptor_does_ea11():
+    cfg = {"decoder_key": DK11, "algorithm": "ea11", "store_size": 5, "lockout_after": 3}
+    rec = _key_run(cfg, "ea11", DK11, DK11B, "00112233445566778899aabbccddeeff")
+    assert rec[21:25] == bytes((6, 1, 3, 0x4F)) and rec[25] == 1
 
 
 def test_an_unusual_record_is_left_to_the_acceptor():
