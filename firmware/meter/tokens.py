@@ -135,11 +135,14 @@ class TokenAcceptor:
         try:
             cls, block = sts.split_token(digits)
         except sts.StsError:
+            cls = -1
+        if cls != _CLASS_NON_MERIT and now < self._lock_until:    # nothing but a test token counts
+            return TokenResult(False, "locked_out", None if cls < 0 else cls, None, None, 0, None,
+                               self._lock_until - now)
+        if cls < 0:
             return self._reject(now, "format")
         if cls == 3:
             return self._reject(now, "wrong_class", cls)
-        if cls != _CLASS_NON_MERIT and now < self._lock_until:
-            return TokenResult(False, "locked_out", cls, None, None, 0, None, self._lock_until - now)
         if cls == _CLASS_NON_MERIT:
             return self._test_token(now, block)
         c = self._cipher

@@ -74,14 +74,14 @@ def judge(meter, digits, now):
     if not isinstance(r, bytearray):   # then updated in place, entry after entry (no copy each)
         r = s[1] = bytearray(r)
     t = int(digits) if len(digits) == 20 and digits.isdigit() else -1
-    if t < 0 or t >> 66:
+    cls = -1 if t < 0 or t >> 66 else (t >> 27) & 3
+    a = int.from_bytes(r[j + _R_LOCK:j + _R_TIDS - 2], "big")
+    if cls != 1 and now < a:     # a test token is accepted while locked out; nothing else counts
+        return TokenResult(False, "locked_out", None if cls < 0 else cls, None, None, 0, None, a - now)
+    if cls < 0:
         return _reject(s, r, j, now, "format")
-    cls = (t >> 27) & 3
     if cls == 3:
         return _reject(s, r, j, now, "wrong_class", 3)
-    a = int.from_bytes(r[j + _R_LOCK:j + _R_TIDS - 2], "big")
-    if cls != 1 and now < a:     # a test token is accepted while locked out
-        return TokenResult(False, "locked_out", cls, None, None, 0, None, a - now)
     a = t >> 64
     b = bytearray(1) + (((t - (a << 64)) & ~(3 << 27)) | (a << 27)).to_bytes(8, "big")
     if cls != 1:                 # a test token is not encrypted
