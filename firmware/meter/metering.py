@@ -18,8 +18,7 @@ with ``Module.run`` (no heap per poll). After each poll ``after()``:
   ``metering.max_w``, 0 = the module's rating, 26 kW single-phase, 83 kW SDM630), confirmed
   over ``fail_polls`` readings and a minute (``meter.metrology.Health``: one odd reading is a
   glitch and moves no money); nothing is credited nor charged for the unknown part and the
-  new counter is the baseline (a confirmed step up that fits ``max_w`` over the time the
-  counter may have stood stale, an hour at most, is charged instead: no event);
+  new counter is the baseline (a stale counter's step too: docs/CONTRACTS.md);
 - applies the fault policy (``Policy.metering``: the profile's ``metering`` section):
   "keep_supply" leaves the relay alone; "open_after" opens it (IC 70 local disconnect, cause
   "metering", event 42) once the fault has lasted ``grace_s`` seconds, and recloses it (local

@@ -61,7 +61,6 @@ COUNTER_RESET = const(4)   # the counter was re-based (confirmed reset or jump):
 _SLACK_S = const(2)        # clock slack of the plausibility rule: RTC seconds are whole
 _CONFIRM_S = const(60)     # a re-base needs its odd readings to last this long (RTC s)
 _HOLD_S = const(900)       # 'behind' reaches back to a baseline charged 15-30 min ago at least
-_HOUR = const(3600)        # the unseen headroom a confirmed run's step may use, at most
 
 
 class Health:
@@ -91,14 +90,12 @@ class Health:
       journaled baseline from the first charged reading on.
     - A run: ``max(2, fail_polls)`` odd readings in a row over at least ``_CONFIRM_S`` (60) s,
       each at or above the one before and plausible over its own interval (any other starts a
-      new run: a forged 0 then the real count is no run). If its first reading is a step up
-      that fits ``max_w`` over the time since the baseline reading plus the headroom (``_s``:
-      the seconds of ``max_w`` the baseline's steps left unused, 1 h at most: replayed stale
-      replies, forged or not, keep ``t_base`` moving while the counter counts on), the counter
-      was stale: the whole step is charged. Else (down, or up beyond that) COUNTER_RESET: the
-      counter restarted or jumped (reset, swapped, tampered with), a tamper event; the latest
-      reading is the new baseline, ``delta_wh`` = what was counted since the run's first
-      reading, nothing for the unknown part (the event log carries it).
+      new run: a forged 0 then the real count is no run): COUNTER_RESET, the counter restarted
+      or jumped (reset, swapped, tampered with, or stale replies replayed), a tamper event; the
+      latest reading is the new baseline, ``delta_wh`` = what was counted since the run's first
+      reading, nothing for the step (the event log carries it). Charging a step no reading
+      showed (stale replies) let 5 forged replies charge max_w x 1 h and open the relay (attack
+      pass, session 14): a line under an attacker's control can under-report anyway.
 
     ``delta_wh``: the Wh to charge for this poll; ``baseline_wh``: the counter it is measured from
     (None until the first reading; the journaled value at boot: charged across a reboot);
@@ -129,7 +126,6 @@ class Health:
         # odd readings in a row (-1: behind, below); the last (Wh, s); the first (Wh, s)
         self._n = self._wh = self._tp = self._w1 = self._t1 = 0
         self._rc = 0           # 1: recovered from a fault, RECOVERED not yet returned
-        self._s = 0            # s of max_w unused by the baseline's steps (stale readings), <= 1 h
 
     def bad(self, now):
         """A failed poll at ``now`` (s). Returns FAULT once per fault, else 0."""
@@ -175,8 +171,6 @@ class Health:
             # plausible; the floor moves every _HOLD_S at most, from a reading after a normal one
             if not self._p or self._n == 0 and now - self._tc >= _HOLD_S:
                 self._p, self._tc = last, now
-            if tb is None and self._n > 0 and self._wh <= energy_wh:    # a held step confirmed
-                tb, last = self._tp, self._wh     # after a boot: headroom from the held reading
             self._n = 0
         elif d < 0 and (self._fits(-d, 0) or self._p and energy_wh >= self._p):
             # behind a forged step: the baseline holds (its time from the 2nd in a row on), no run
@@ -196,18 +190,14 @@ class Health:
             self._wh, self._tp = energy_wh, now
             if self._n > 1 and self._n >= self.fail_polls and now - self._t1 >= _CONFIRM_S:
                 self._n = 0
-                if tb is None or not self._fits(self._w1 - last, self._t1 - tb + self._s):
-                    out |= COUNTER_RESET      # down, or up beyond the unseen headroom: re-based
-                    self.resets += 1
-                    self._p, self._tc = self._w1, now     # the step charged: from the run's first
-                    d = energy_wh - self._w1
-                    self._s, tb = 0, None
+                out |= COUNTER_RESET          # re-based: the step itself is not charged
+                self.resets += 1
+                self._p, self._tc = self._w1, now     # the step charged: from the run's first
+                d = energy_wh - self._w1
             else:
                 ok = energy_wh <= last
                 d = 0
                 energy_wh, now = last, tb      # the baseline stays
-        if tb is not None:        # headroom: s of max_w the counter may have counted unseen, 1 h at most
-            self._s = max(0, min(_HOUR, self._s + now - tb - 3600 * (energy_wh - last) // self.max_w))
         self.baseline_wh, self.t_base = energy_wh, now
         self.delta_wh = d
         if self._rc and ok:       # the first good reading after the fault that holds no step

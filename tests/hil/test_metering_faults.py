@@ -317,10 +317,11 @@ def test_a_forged_step_journaled_before_a_cut_is_no_tamper_event_after_the_boot(
     idle_then_load(rig, 3, n0, real + 10)
 
 
-def test_a_stale_reply_replayed_for_half_an_hour_is_charged_when_the_real_count_is_back(rig_factory):
+def test_a_stale_reply_replayed_for_half_an_hour_is_a_tamper_event_and_charges_on(rig_factory):
     # attack pass (session 14): at 2 kW every poll answered for 30 min by a captured reply (333 Wh),
-    # then the real replies: the meter re-based at the real count (event 62) and never charged the
-    # 1000 Wh counted meanwhile (650 paise); a line cut instead is charged in full at recovery
+    # then the real replies: the step no reading showed is not charged (charging it let 5 forged
+    # replies charge an hour of max_w: next test), the re-base is logged (event 62) for the
+    # utility, and billing goes on from the real count
     rig = make(rig_factory, "pzem")
     t = rig.advance(600)
     assert t.wh == 333
@@ -335,14 +336,40 @@ def test_a_stale_reply_replayed_for_half_an_hour_is_charged_when_the_real_count_
         rig.wait_meter(lambda m: m.epoch >= epoch and noise.counts["stray"] >= seen + 3, timeout=20)
     noise.clear()
     assert rig.meter.wh == t.wh and rig.pzem.energy_wh == 1333
-    for _ in range(8):                                       # the real replies, 20 s apart
+    for _ in range(5):                                       # the real replies, 20 s apart
+        rig.pzem.advance(20)
+        rig.set_clock(rig.clock + 20)
+        epoch, r0 = rig.clock, rig.pzem.requests
+        rig.wait_meter(lambda m: m.epoch >= epoch and rig.pzem.requests >= r0 + 2, timeout=20)
+    rig.wait_event(EV_RESET, timeout=20, start=n0)
+    m0, p0 = rig.meter, rig.pzem.energy_wh
+    m = minutes_later(rig, 600)                              # billing on from the real count
+    assert m.wh - m0.wh == rig.pzem.energy_wh - p0 > 300 and m.credit == m0.credit - (m.wh * RATE // 1000 - m0.wh * RATE // 1000)
+    assert m.relay and [e[0] for e in rig.events[n0:]].count(EV_RESET) == 1
+
+
+def test_five_forged_replies_charge_nothing_and_open_no_relay(rig_factory):
+    # attack pass (session 14, on the rule that charged stale steps): after an hour at 500 W, 5
+    # forged replies at +26 kWh over 75 s were charged in full (credit 9622 -> -7316, relay open)
+    rig = rig_factory(config={"credit_paise": 10000, "metering": {"fail_polls": 5, "fail_s": 60}},
+                      module="pzem")
+    rig.set_load(500)
+    for _ in range(7):
+        t = rig.advance(600)
+    assert t.wh == rig.pzem.energy_wh == 583
+    n0 = len(rig.events)
+    noise = rig.modbus_noise
+    noise.inject("stray", count=100000, data=forged_pzem_reply(t.wh + 26058), where="before_reply")
+    for _ in range(6):
+        seen = noise.counts["stray"]
+        rig.set_clock(rig.clock + 15)
+        epoch = rig.clock
+        rig.wait_meter(lambda m: m.epoch >= epoch and noise.counts["stray"] >= seen + 2, timeout=20)
+    noise.clear()
+    for _ in range(8):                                       # the real count again, 20 s apart
         rig.pzem.advance(20)
         rig.set_clock(rig.clock + 20)
         epoch, r0 = rig.clock, rig.pzem.requests
         m = rig.wait_meter(lambda m: m.epoch >= epoch and rig.pzem.requests >= r0 + 2, timeout=20)
-        if m.wh == rig.pzem.energy_wh:
-            break
-    assert m.wh == rig.pzem.energy_wh and m.credit == CREDIT - m.wh * RATE // 1000 and m.relay
-    m = minutes_later(rig, 60)
-    assert m.wh == rig.pzem.energy_wh and m.credit == CREDIT - m.wh * RATE // 1000
-    assert EV_RESET not in [e[0] for e in rig.events[n0:]]
+        assert m.relay and m.credit >= 10000 - rig.pzem.energy_wh * RATE // 1000 - 1
+    assert m.wh <= rig.pzem.energy_wh and EV_RESET in [e[0] for e in rig.events[n0:]]
