@@ -253,6 +253,8 @@ def load_hls_keys(key_file=None, serial=None, path=None):
             if not sec:
                 raise KeystoreError("keystore %s has no DLMS keys for meter %s (meterctl provision "
                                     "creates them)" % (where, serial))
+        if not isinstance(sec, dict):
+            raise ValueError("not a JSON object with ek, ak and client_title")
         return hls_keys(sec)
     except KeyError as e:
         raise KeystoreError("cannot use the DLMS keys of %s: it has no %r (a key file holds ek, ak "

@@ -198,7 +198,9 @@ class TokenAcceptor:
     def _test_token(self, now, block):
         from protocol import sts_core as sts
         f = sts.parse_block(_CLASS_NON_MERIT, block)
-        if not f.crc_ok:
+        if not f.crc_ok:                 # locked out: class 1 bits, no test token, count nothing
+            if now < self._lock_until:
+                return TokenResult(False, "locked_out", 1, None, None, 0, None, self._lock_until - now)
             return self._reject(now, "crc", 1)
         if f.layout != "test":
             return TokenResult(False, "wrong_subclass", 1, f.subclass)

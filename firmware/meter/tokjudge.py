@@ -97,6 +97,9 @@ def judge(meter, digits, now):
     from protocol.crc import crc16_modbus
     a = crc16_modbus(b, 0, 7)
     if b[7] != a & 0xFF or b[8] != a >> 8:
+        a = int.from_bytes(r[j + _R_LOCK:j + _R_TIDS - 2], "big")
+        if now < a:              # class 1 bits, no test token: locked out, counts nothing
+            return TokenResult(False, "locked_out", cls, None, None, 0, None, a - now)
         return _reject(s, r, j, now, "crc", cls)
     sub = b[1] >> 4
     if cls == 2 and (sub == 3 or sub == 4 or sub == 8 or sub == 9):

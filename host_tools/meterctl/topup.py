@@ -46,6 +46,8 @@ REASON_TEXT = {"used": "USED: this token was already entered in this meter",
                              "with each further wrong token, up to 21 min 20 s by default)",
                "wrong_class": "token class not accepted",
                "wrong_subclass": "token subclass not supported by this meter",
+               "overflow": "OVERFLOW: the credit register cannot take this amount (at the limit, or "
+                           "a tariff rate of 0 paise/kWh: an energy token then converts to nothing)",
                "no_sts_key": "this meter has no STS decoder key provisioned (meterctl provision)"}
 
 

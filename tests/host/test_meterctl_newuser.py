@@ -95,6 +95,16 @@ def test_a_key_file_without_a_key_says_which(tmp_path):
     assert r.exit_code == 2 and "keys of %s: it has no 'ek'" % f in r.output.splitlines()[-1], r.output
 
 
+def test_a_key_file_that_is_not_an_object_is_one_line(tmp_path):
+    # new-user pass (session 14): '[1,2]' printed an AttributeError traceback
+    f = tmp_path / "keys.json"
+    for text in ("[1, 2]", '"x"', "null"):
+        f.write_text(text)
+        r = _run("read", "--port", "/dev/null", "--key-file", str(f))
+        assert r.exit_code == 2 and r.output.splitlines()[-1].startswith(
+            "meterctl: error: cannot use the DLMS keys of %s: not a JSON object" % f), r.output
+
+
 def test_events_refuses_a_time_range_with_an_entry_range():
     r = _run("events", "--port", "/dev/null", "--password", "x", "--since", "2026-01-01T00:00:00",
              "--from-entry", "3")
