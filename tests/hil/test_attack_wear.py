@@ -49,8 +49,6 @@ def erases(rig):
     return sum(rig.flash_wear())
 
 
-@pytest.mark.heap32("66k", "200 malformed STS entries in a row, the STS code loaded per entry into a fragmented "
-                   "heap: passes 3 of 3 at 64k, fails at 62k (session 12)")
 def test_malformed_token_refusals_below_the_lockout_wear_no_flash(rig_factory):
     rig = _flash_sts_rig(rig_factory, lockout_after=200)
     n = 0

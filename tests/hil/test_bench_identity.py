@@ -18,7 +18,7 @@ from hil import identity
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SUITE = ["examples/tests/test_meter.py", "tests/hil/test_e2e_meter.py"]
 
-pytestmark = [pytest.mark.hil, pytest.mark.heap32("72k", "HLS code loaded per association")]
+pytestmark = [pytest.mark.hil]
 
 
 def bench_pytest(port, *options):

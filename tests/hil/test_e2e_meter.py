@@ -149,7 +149,6 @@ def test_bad_input_does_not_stop_the_meter(rig):
         assert c.get(1, "0.0.42.0.0.255", 2)[1] == b"PPM0000001"
 
 
-@pytest.mark.heap32("70k", "object list and event log reads: working room above the steady state")
 @pytest.mark.needs("test_identity")     # meterctl with the test identity's reader password
 def test_meterctl_events_and_objects(rig):
     import json

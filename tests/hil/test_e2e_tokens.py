@@ -182,7 +182,6 @@ def test_base_date_2035_tokens_round_trip(rig_factory, alg):
 TEST_TOKEN = "56493153725450313471"    # class 1 InitiateMeterTest (IEC 62055-41 sample, VECTORS.md)
 
 
-@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_test_tokens_do_not_flush_the_transaction_log(token_rig):
     # attack pass (session 12): 52 entries of the published test token, each a journaled code-50
     # record in the transaction ring (50 records), left it with test tokens only: the top-up gone.

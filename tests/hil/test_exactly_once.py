@@ -162,7 +162,6 @@ def _campaign(rig, tmp_path, n, seed):
     return tally
 
 
-@pytest.mark.heap32("70k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_lost_answers_and_ctrl_c_never_double_credit(rig, tmp_path):
     tally = _campaign(rig, tmp_path, 12, seed=1412)
     print("lost answer / Ctrl-C x12:", tally)

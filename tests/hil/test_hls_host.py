@@ -16,7 +16,7 @@ from host_tools.meterctl import cli
 
 # HLS associations load ~4.3 KiB of security code each into a fragmented heap: at 64k they pass
 # or fail from run to run (docs/MEMORY.md), so the whole file runs at 72k (tests may ask more)
-pytestmark = [pytest.mark.hil, pytest.mark.heap32("72k", "HLS code loaded per association")]
+pytestmark = [pytest.mark.hil]
 
 
 @pytest.fixture(autouse=True)
@@ -185,7 +185,6 @@ def test_read_side_commands_over_hls(rig_factory, tmp_path):
     assert prof
 
 
-@pytest.mark.heap32("72k", "HLS mechanism 2: an AES object per association in a fragmented heap")
 def test_gurux_high_is_mechanism_2(rig_factory):
     """gurux's Authentication.HIGH (AES-128-ECB of the challenge under the secret, ciphered
     context) associates with a meter configured for mechanism 2 and reads the serial."""

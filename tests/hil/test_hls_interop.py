@@ -24,7 +24,7 @@ from protocol import axdr_client as axdr
 
 # HLS associations load ~4.3 KiB of security code each into a fragmented heap: at 64k they pass
 # or fail from run to run (docs/MEMORY.md), so the whole file runs at 72k (tests may ask more)
-pytestmark = [pytest.mark.hil, pytest.mark.heap32("72k", "HLS code loaded per association")]
+pytestmark = [pytest.mark.hil]
 
 CREDIT = cosem.Obis(0, 0, 19, 10, 0)
 GATEWAY = cosem.Obis(0, 0, 19, 40, 0)

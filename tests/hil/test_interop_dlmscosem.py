@@ -59,7 +59,6 @@ def _rights(item, attr):
     return set(int(x) for x in r.access_rights) if r is not None else set()
 
 
-@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_every_association_reads_every_attribute_of_every_object(rig_factory):
     rig = make_rig(rig_factory)
     tap = Tap(rig)
@@ -91,7 +90,6 @@ def test_every_association_reads_every_attribute_of_every_object(rig_factory):
     assert (112, "0-0:19.10.0.255") in lists[32] and (115, "0-0:19.40.0.255") in lists[32]
 
 
-@pytest.mark.heap32("70k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_wrong_password_and_public_writes(rig_factory):
     rig = make_rig(rig_factory)
     c = client(rig, 1, "not-it")
@@ -112,7 +110,6 @@ def test_wrong_password_and_public_writes(rig_factory):
         assert "READ_WRITE_DENIED" in str(e.value)
 
 
-@pytest.mark.heap32("70k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_clock_set_disconnect_reconnect(rig_factory):
     rig = make_rig(rig_factory, config={"credit_paise": 100000})
     rig.wait_relay(True)
@@ -135,7 +132,6 @@ def test_clock_set_disconnect_reconnect(rig_factory):
     rig.wait_relay(True)
 
 
-@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_event_log_by_block_transfer_at_max_pdu_256(rig_factory):
     rig = make_rig(rig_factory, config={"event_segments": 60})   # room for 300 events
     c = client(rig, 1, PASSWORDS[1])

@@ -24,12 +24,10 @@ from protocol import hdlc_client as hdlc
 # logs in with the test identity's secrets (hil.identity): not on a lab's own board
 pytestmark = [pytest.mark.hil, pytest.mark.needs("test_identity")]
 
-@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_every_association_reads_every_attribute_of_every_object(rig_factory):
     every_association_reads_every_attribute(make_rig(rig_factory))
 
 
-@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_values_read_by_gurux_match_the_meter(rig_factory):
     rig = make_rig(rig_factory, config={"credit_paise": 100000})
     rig.wait_relay(True)
@@ -57,7 +55,6 @@ def test_values_read_by_gurux_match_the_meter(rig_factory):
         p.close()
 
 
-@pytest.mark.heap32("70k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_clock_set_and_remote_disconnect_reconnect(rig_factory):
     rig = make_rig(rig_factory, config={"credit_paise": 100000})
     rig.wait_relay(True)
@@ -92,7 +89,6 @@ def test_clock_set_and_remote_disconnect_reconnect(rig_factory):
     rig.wait_relay(True)
 
 
-@pytest.mark.heap32("70k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_wrong_lls_password_is_authentication_failure(rig_factory):
     rig = make_rig(rig_factory)
     p = Peer(rig.port, client=1, password="wrong")
@@ -108,7 +104,6 @@ def test_wrong_lls_password_is_authentication_failure(rig_factory):
         p.close()
 
 
-@pytest.mark.heap32("70k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_public_client_denied_writes_and_methods(rig_factory):
     rig = make_rig(rig_factory)
     p = connect(rig)
@@ -137,7 +132,6 @@ def _fill_event_log(rig, n):
 
 
 @pytest.mark.parametrize("max_info", [128, 512])
-@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_event_log_by_block_transfer_at_max_pdu_256(rig_factory, max_info):
     rig = make_rig(rig_factory, config={"event_segments": 60})   # room for 300 events
     p = connect(rig, 32, PASSWORDS[32], max_info=max_info, max_pdu=256)
@@ -187,7 +181,6 @@ def test_event_log_by_block_transfer_at_max_pdu_256(rig_factory, max_info):
         assert wire > 4096
 
 
-@pytest.mark.heap32("78k", "STS meter: 55.2 KiB steady state on 32 bits")
 def test_segmented_request_and_response_at_128(rig_factory):
     """A token with separators (> 128 B as a request) goes in segments the meter acknowledges
     with RR; the object_list comes back in segments gurux acknowledges."""

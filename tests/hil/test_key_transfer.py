@@ -16,7 +16,7 @@ from host_tools.meterctl import cli
 
 # HLS associations load ~4.3 KiB of security code each into a fragmented heap: at 64k they pass
 # or fail from run to run (docs/MEMORY.md), so the whole file runs at 72k (tests may ask more)
-pytestmark = [pytest.mark.hil, pytest.mark.heap32("72k", "HLS code loaded per association")]
+pytestmark = [pytest.mark.hil]
 
 OLD = HlsKeys(identity.GUEK, identity.GAK, identity.CLIENT_TITLE, kek=identity.KEK)
 NEW = keystore.replaced_keys(OLD, {"ek": b"NEW-GUEK-0000001", "ak": b"NEW-GAK--0000001"})
@@ -121,7 +121,6 @@ def test_power_cut_at_each_flash_op_of_the_key_transfer(rig_factory):
     assert seen["transfer"] >= 1 and seen["done"] >= 1, seen
 
 
-@pytest.mark.heap32("78k", "HLS meter: 54.2 KiB steady state on 32 bits")
 def test_power_cut_while_the_meter_handles_the_transfer(rig_factory):
     """The supply cut 0-100 ms after the request left (whatever the meter was doing): old or new."""
     rig = rig_factory(config={"security": identity.security_config(), "lockout": {"after": 1000}})
@@ -148,7 +147,6 @@ def test_power_cut_while_the_meter_handles_the_transfer(rig_factory):
     print("key transfer, supply cut during it: %s" % seen)
 
 
-@pytest.mark.heap32("78k", "HLS meter: 54.2 KiB steady state on 32 bits")
 def test_an_empty_key_transfer_is_refused_and_writes_nothing(rig_factory):
     """global_key_transfer with an empty array: other-reason, no config write, no 'keys changed'
     (it answered success, rewrote config.json and logged event 21 each time: flash wear per request)."""

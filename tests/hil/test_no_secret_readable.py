@@ -12,7 +12,7 @@ from host_tools.meterctl.dlms import ASSOCIATION, parse_object_list
 
 # HLS associations load ~4.3 KiB of security code each into a fragmented heap: at 64k they pass
 # or fail from run to run (docs/MEMORY.md), so the whole file runs at 72k (tests may ask more)
-pytestmark = [pytest.mark.hil, pytest.mark.heap32("72k", "HLS code loaded per association")]
+pytestmark = [pytest.mark.hil]
 
 HLS = HlsKeys(identity.GUEK, identity.GAK, identity.CLIENT_TITLE, kek=identity.KEK)
 HLS2 = HlsKeys(identity.GUEK, identity.GAK, identity.CLIENT_TITLE, mechanism=2,

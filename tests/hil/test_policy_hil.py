@@ -71,7 +71,6 @@ def event_times(rig, code):
     return out
 
 
-@pytest.mark.heap32("70k", "working room above the steady state")
 def test_up_negative_saturday_evening_waits_for_ec_end_and_office_hours(rig_factory):
     start = ist(2026, 3, 21, 18, 0)          # Saturday (the third of the month), 18:00 IST
     rig = rig_factory(config=profile_config(UPPCL, credit_paise=2500), clock_epoch=start, poll_ms=20)

@@ -89,7 +89,6 @@ def test_event_log_records_the_operations_and_reads_over_dlms(rig_factory):
     assert st["journal"]["obj"]["mode"] == 6 and st["journal"]["obj"]["cs"] == 1
 
 
-@pytest.mark.heap32("70k", "top-up after a watchdog reset: working room above the steady state")
 def test_watchdog_resets_a_hung_meter_which_comes_back_in_its_state(rig_factory):
     rig = _flash_rig(rig_factory, wdt_ms=1500)
     with DlmsClient(rig.port, **MGMT) as c:

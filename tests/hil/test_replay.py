@@ -17,7 +17,7 @@ from hls_peer import SecurePeer, frame_counter, gurux, hls_rig
 
 # HLS associations load ~4.3 KiB of security code each into a fragmented heap: at 64k they pass
 # or fail from run to run (docs/MEMORY.md), so the whole file runs at 72k (tests may ask more)
-pytestmark = [pytest.mark.hil, pytest.mark.heap32("72k", "HLS code loaded per association"),
+pytestmark = [pytest.mark.hil,
               pytest.mark.needs("test_identity")]      # the test identity's LLS passwords and keys
 
 CREDIT_LN = "0.0.19.10.0.255"

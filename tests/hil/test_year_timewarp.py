@@ -40,7 +40,6 @@ def _run_case(rig_factory, hours, capsys=None):
 
 
 @pytest.mark.hil
-@pytest.mark.heap32("70k", "month time-warp: working room above the steady state")
 def test_month_timewarp_matches_reference(rig_factory, capsys):
     s = _run_case(rig_factory, 33 * 24, capsys)
     assert len(s["bills"]) == 1 and s["topups"] >= 1
