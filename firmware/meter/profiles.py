@@ -16,7 +16,7 @@ t0) / (now - t0))`` minus the Wh before it; the parts sum to wh): each block and
 holds the Wh of its own time (a zero-length cycle: all at ``now``, in the interval starting
 there; a cycle ending on an edge: all in the interval ending there). ``close`` closes them after
 the cycle is charged and journaled, so no record holds Wh the journal has not. Money: a cycle's
-paise are split at the edges as its Wh (so a block's charge is its Wh at the tariff); the
+paise are taken at its end (in the block holding ``now``; on an edge, the one starting there); the
 days close in ``tick`` with the balance and the tariff's totals of that moment. Each entry's
 clock column is its interval's end (capture time).
 
@@ -278,29 +278,25 @@ class Profiles:
         if new:
             self._save()
 
-    def _at(self, x, k=0):
-        """Cumulative import Wh (``k``: paise taken, total recharged - credit) at moment ``x`` of
-        the last cycle [t0, t1] (``tick``): split at constant power, ``floor(wh * (x - t0) / (t1 -
-        t0))`` up to x (``meter.tariff``'s rule: the parts sum to wh); all of it at t1 for a
-        zero-length cycle (half-open: in what starts there). A block's charge is split as its Wh
-        (new-user pass, session 14: a cycle ending on an edge put its Wh in the block ending there
-        and its paise in the next)."""
+    def _at(self, x):
+        """Cumulative import Wh at moment ``x`` of the last cycle [t0, t1] (``tick``): its Wh at
+        constant power, ``floor(wh * (x - t0) / (t1 - t0))`` up to x (``meter.tariff``'s rule: the
+        parts sum to wh); all of it at t1 for a zero-length cycle (half-open: in what starts there)."""
         s = self._s
-        a = self.m.account
-        w, b = (a.total_recharged - a.credit, s[_S_K]) if k else (a.import_wh, s[_S_W])
+        w = self.m.account.import_wh
         t0, t1 = s[_S_T0], s[_S_T1]
         if x > t1 or (x == t1 and t1 > t0):
             return w
         if x <= t0:
-            return b
-        return b + (w - b) * (x - t0) // (t1 - t0)
+            return s[_S_W]
+        return s[_S_W] + (w - s[_S_W]) * (x - t0) // (t1 - t0)
 
     def _next_block(self, end, now, x):
         m = self.m
         a = m.account
         s = self._s
         wh = self._at(end)
-        k = self._at(end, 1)
+        k = s[_S_K] if end <= s[_S_T1] else a.total_recharged - a.credit    # a cycle's paise: at its end
         n = s[2] or 1
         e = wh - s[_S_W0]
         st = self._state
