@@ -230,7 +230,10 @@ def main(argv=None):
     try:
         for label, mp in bins:
             print("%-13s %s" % (label, mp))
-        print("ESP32 starting heap: %s; RP2040: ~190 KiB\n" % kib(ESP32_HEAP))
+        print("ESP32 starting heap: %s; RP2040: ~190 KiB" % kib(ESP32_HEAP))
+        if [mp for _, mp in bins] == [wheel_micropython()]:
+            print("(64-bit objects here: about 1.7x a board's; --both adds the 32-bit VM's figures)")
+        print()
         print("1+2. core scenario (boot, top-up, drain at 2 kW, relay opens): smallest heap "
               "(2 KiB steps) / steady state\n(steady: `mem` after the scenario, gc.collect(), "
               "at a 256 KiB heap; ROMFS: image buffer subtracted)")
