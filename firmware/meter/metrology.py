@@ -6,11 +6,13 @@ module and its tick functions anyway: a module of its own costs 120-250 B of hea
 ``Module(stream, kind, unit, ...)``; ``fresh = yield from module.poll()`` in a task: True if the
 readings are new. One poll sends each request of the module's map (PZEM-004T: 1, SDM120/SDM630: 2):
 
-1. drain: discard the line until quiet for ``gap_ms`` (bounded by ``timeout_ms``): leftovers,
-   noise, a late answer; 2. write the request (RS-485 driver enabled by ``tx_enable``); 3. feed
-   the framer until it finds the reply or gives up (``timeout_ms`` with no frame, ``gap_ms`` of
-   silence inside one); 4. a failed exchange is tried again after step 1, ``retries`` times at
-   most; an exception reply is final.
+1. drain: read and discard the line until it has been quiet for ``gap_ms`` (bounded by
+   ``timeout_ms``): leftovers of an earlier reply, noise, a late answer are gone;
+2. write the request (RS-485 driver enabled around it by ``tx_enable``);
+3. feed what arrives to the framer until it finds the reply or gives up (``timeout_ms``
+   with no frame, or ``gap_ms`` of silence inside a started frame);
+4. a failed exchange is tried again after step 1, ``retries`` times at most; an exception
+   reply is final.
 
 ``gap_ms`` is t3.5 (``modbus_rtu.silence_us``: 4.0 ms at 9600 baud) but at least ``MIN_GAP_MS``
 = 20 ms: UART drivers and USB adapters hand bytes over in bursts (ESP-IDF's RX timeout, an

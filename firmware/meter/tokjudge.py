@@ -75,9 +75,9 @@ def judge(meter, digits, now):
         r = s[1] = bytearray(r)
     t = int(digits) if len(digits) == 20 and digits.isdigit() else -1
     cls = -1 if t < 0 or t >> 66 else (t >> 27) & 3
-    a = int.from_bytes(r[j + _R_LOCK:j + _R_TIDS - 2], "big")
-    if cls != 1 and now < a:     # a test token is accepted while locked out; nothing else counts
-        return TokenResult(False, "locked_out", None if cls < 0 else cls, None, None, 0, None, a - now)
+    lu = int.from_bytes(r[j + _R_LOCK:j + _R_TIDS - 2], "big")    # the keypad locked until
+    if cls != 1 and now < lu:    # a test token is accepted while locked out; nothing else counts
+        return TokenResult(False, "locked_out", None if cls < 0 else cls, None, None, 0, None, lu - now)
     if cls < 0:
         return _reject(s, r, j, now, "format")
     if cls == 3:
@@ -97,9 +97,8 @@ def judge(meter, digits, now):
     from protocol.crc import crc16_modbus
     a = crc16_modbus(b, 0, 7)
     if b[7] != a & 0xFF or b[8] != a >> 8:
-        a = int.from_bytes(r[j + _R_LOCK:j + _R_TIDS - 2], "big")
-        if now < a:              # class 1 bits, no test token: locked out, counts nothing
-            return TokenResult(False, "locked_out", cls, None, None, 0, None, a - now)
+        if now < lu:             # class 1 bits, no test token: locked out, counts nothing
+            return TokenResult(False, "locked_out", cls, None, None, 0, None, lu - now)
         return _reject(s, r, j, now, "crc", cls)
     sub = b[1] >> 4
     if cls == 2 and (sub == 3 or sub == 4 or sub == 8 or sub == 9):
