@@ -29,7 +29,8 @@ re-bases), so no sequence of requests by any client can evict a cover record; no
 ring only a management client's own top-ups, tokens and credit changes write.
 
 Coalescing: an event whose code is one of the refusals (30 LLS failure, 51 token refused,
-90 DLMS error, 91 store error) or 80 (a test token: it changes nothing) that repeats the newest record of its ring (same code and detail)
+90 DLMS error, 91 store error) or 80 (a test token, or a key-change section pending: RAM only, it
+changes nothing on flash) that repeats the newest record of its ring (same code and detail; 80: any)
 within ``REPEAT_S`` seconds of that record's first occurrence is counted in RAM, not written; the
 count reaches flash when the ring's next record is written or at ``tick`` once the window is
 over (``flush``), so a flood costs at most two small littlefs commits per window. A head-end
@@ -183,7 +184,7 @@ class Audit(Reader):
         was coalesced with the ring's newest record (counted in RAM)."""
         ring = self._rings[ring_of(code)]
         rep = REPEAT_S if code < 256 and _REPEATED.find(bytes((code,))) >= 0 else 0
-        # test tokens (80) whatever their control bits: two alternated flushed the ring
+        # 80 whatever its detail: two test tokens (or a key section) alternated flushed the ring
         s = ring.append(epoch, code, detail, self.next_seq, rep, code == _EV_TOKEN_TEST)
         if s is not None:
             self.next_seq = s + 1

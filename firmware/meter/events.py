@@ -89,7 +89,7 @@ _EV_BILL = const(64)                  # billing month closed [energy + fixed + d
 _EV_MD_RESET = const(65)              # maximum demand reset: billing entry captured [billing count]
 _EV_METERING_FAULT = const(70)        # metering module fault [failed polls]
 _EV_METERING_RECOVERED = const(71)    # metering module recovered [Wh counted during the fault]
-_EV_TOKEN_TEST = const(80)            # STS test token (class 1) accepted [control]: "other" ring
+_EV_TOKEN_TEST = const(80)            # STS token changing nothing: test, key section pending [control/reason]
 _EV_DLMS_ERROR = const(90)            # DLMS error
 _EV_STORE_ERROR = const(91)           # store error
 

@@ -226,6 +226,8 @@ class TokenAcceptor:
         from meter.tokkey import take, key_of
         r = take(kc, idx, need, bytes(buf[0:6]), sub)
         if r is not None:
+            if r.value and not r.ok:    # another set restarted: its window from now
+                self._kc_t = now
             return r
         s1, s2 = kc[0], kc[1]      # KENHO KRN RO KT key / KENLO TI key
         key = key_of(kc, need)

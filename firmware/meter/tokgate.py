@@ -15,11 +15,11 @@ except ImportError:  # CPython
         return x
 
 # IC 115 token_status_code per STS reason (reason=digit); any other: 7 execution failure
-_TOKEN_STATUS = (b" accepted=3 key_change_pending=2 format=4 wrong_class=4 crc=5 key_expired=6"
-                 b" used=6 old=6 locked_out=6 overflow=6 ")
+_TOKEN_STATUS = (b" accepted=3 key_change_pending=2 key_change_restarted=2 format=4 wrong_class=4 crc=5"
+                 b" key_expired=6 used=6 old=6 locked_out=6 overflow=6 ")
 _EV_TOKEN_ACCEPTED = const(50)  # meter.events
 _EV_TOKEN_REJECTED = const(51)
-_EV_TOKEN_TEST = const(80)      # meter.events: a class 1 test token (the "other" ring, coalesced)
+_EV_TOKEN_TEST = const(80)      # meter.events: a test token, a pending key section ("other" ring, coalesced)
 # Meter.token_gateway = [token, time, STS reason text, delivery method, token_status_code]
 _GW_TOKEN = const(0)
 _GW_TIME = const(1)
@@ -105,8 +105,10 @@ def enter(meter, raw, delivery):
     g[_GW_STATUS] = _TOKEN_STATUS[i + len(d) + 2] - 48 if i >= 0 else 7
     g[_GW_TEXT] = r.text().encode()   # IC 115 description: the reason (and a lock-out's wait)
     meter.evaluate()
-    if r.action == "test":    # changes nothing: not journaled, not a transaction, repeats coalesced
-        ev = (_EV_TOKEN_TEST, "token test %s" % r.value, r.value)
+    if r.action == "test" or r.action == "key_change_pending":
+        # changes nothing on flash (a pending section is RAM only): not journaled, not a
+        # transaction, repeats coalesced whatever their detail (control bits; the reason)
+        ev = (_EV_TOKEN_TEST, "token %s %s" % (r.action, r.value), r.value if r.token_class == 1 else r.reason)
     elif r.ok:
         ev = (_EV_TOKEN_ACCEPTED, "token %s %s tid %s" % (r.action, r.value, r.tid), r.tid)
     else:

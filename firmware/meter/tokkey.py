@@ -40,6 +40,8 @@ def section(meter, r, j, b, now):
         b[2] &= 0xFB
     x = take(kc, i, n, bytes(b[1:7]), sub)
     if x is not None:
+        if x.value and not x.ok:    # another set restarted: its window from now
+            s[3] = now
         return x
     x, t = kc[0], kc[1]         # sections 1 and 2: KENHO KRN RO KT / KENLO TI
     k = key_of(kc, n)
@@ -62,9 +64,15 @@ def section(meter, r, j, b, now):
 def take(kc, i, n, sec, sub):
     """Section ``sec`` (its 6 bytes) pending as section ``i`` of ``n`` in ``kc`` (also
     ``TokenAcceptor``'s): the TokenResult ("used": pending already, nothing changes;
-    "key_change_pending"), or None when all ``n`` are in."""
+    "key_change_pending"; "key_change_restarted": another section ``i`` was pending, so
+    another set: that set's sections dropped, ``sec`` pending alone, the caller's window
+    restarts), or None when all ``n`` are in."""
     if kc[i] == sec:
         return TokenResult(False, "used", 2, sub)
+    if kc[i] is not None:       # no field names a section's set: a second section i does
+        kc[0] = kc[1] = kc[2] = kc[3] = None
+        kc[i] = sec
+        return TokenResult(False, "key_change_restarted", 2, sub, None, 0, None, i + 1)
     kc[i] = sec
     for x in range(n):
         if kc[x] is None:
