@@ -195,12 +195,12 @@ def _key_script(alg, a, b, c):
     return out
 
 
-def _key_run(cfg, alg, a, b, c):
+def _key_run(cfg, alg, a, b, c, script=None):
     lean, ref = _Meter(dict(cfg)), _Meter(dict(cfg))
     tokens.judge(lean, None, 0)
     tokens.judge(ref, None, 0)
     now = T0
-    for j, (t, dt, why) in enumerate(_key_script(alg, a, b, c)):
+    for j, (t, dt, why) in enumerate(script or _key_script(alg, a, b, c)):
         now += dt
         r = tokjudge.judge(lean, t, now)
         e = tokens.judge(ref, t, now)
@@ -208,7 +208,8 @@ def _key_run(cfg, alg, a, b, c):
         assert [getattr(r, f) for f in FIELDS] == [getattr(e, f) for f in FIELDS], (j, t)
         assert r.reason == why, (j, r.reason, why)
         assert lean.tokens[1:4] == ref.tokens[1:4], j        # record, pending sections, their time
-    assert lean.tokens[1][5:5 + len(b) // 2] == bytes.fromhex(b)
+    if b is not None:
+        assert lean.tokens[1][5:5 + len(b) // 2] == bytes.fromhex(b)
     return lean.tokens[1]
 
 
@@ -222,6 +223,75 @@ def test_key_changes_are_judged_on_the_record_as_the_acceptor_does_ea11():
     cfg = {"decoder_key": DK11, "algorithm": "ea11", "store_size": 5, "lockout_after": 3}
     rec = _key_run(cfg, "ea11", DK11, DK11B, "00112233445566778899aabbccddeeff")
     assert rec[21:25] == bytes((6, 1, 3, 0x4F)) and rec[25] == 1
+
+
+def test_a_section_of_another_set_restarts_the_pending_set_ea11():
+    # attack pass (session 14): sections of two un-entered sets made a key nobody holds. A second
+    # section for a slot already pending is the other set's: the pending set restarts from it
+    cfg = {"decoder_key": DK11, "algorithm": "ea11", "store_size": 5, "lockout_after": 3}
+    c = "00112233445566778899aabbccddeeff"
+    s, t = _sections(DK11, DK11B, "ea11", krn=2), _sections(DK11, c, "ea11", krn=3, ti=9)
+    script = [(x, 1, "key_change_pending") for x in s[:3]]             # b's 1st..3rd
+    script += [(t[0], 1, "key_change_restarted"),                     # c's 1st: b's dropped
+               (s[3], 1, "key_change_pending"),                       # (was: b's 2nd, 3rd + c's 1st)
+               (t[3], 1, "key_change_restarted"),                     # c's 4th: b's 4th dropped
+               (t[0], 40, "key_change_pending"), (t[1], 40, "key_change_pending"),
+               (t[2], 5, "accepted")]       # 85 s after c's 4th restarted the set, 168 after b's 1st
+    rec = _key_run(cfg, "ea11", DK11, c, None, script)
+    assert rec[21:24] == bytes((3, 1, 9))                              # c's KRN, KT, TI
+
+
+def test_a_restarted_set_is_its_own_result_and_keeps_the_new_section_ea07():
+    cfg = {"decoder_key": DK, "algorithm": "ea07", "store_size": 6, "lockout_after": 3}
+    s, t = _sections(DK, DK2, "ea07", krn=2), _sections(DK, "55aa55aa0f0f0f0f", "ea07", krn=3)
+    script = [(t[0], 0, "key_change_pending"), (s[0], 80, "key_change_restarted"), (s[0], 1, "used"),
+              (s[1], 70, "accepted")]         # 151 s after c's 1st, 71 after b's: b's window
+    rec = _key_run(cfg, "ea07", DK, DK2, None, script)
+    assert rec[13] == 2
+    m = _Meter(dict(cfg))
+    tokens.judge(m, None, 0)
+    assert tokjudge.judge(m, t[0], T0).reason == "key_change_pending"
+    r = tokjudge.judge(m, s[0], T0 + 1)
+    assert (r.ok, r.reason, r.action, r.value, r.text()) == (
+        False, "key_change_restarted", None, 1, "key_change_restarted")
+    assert m.tokens[2][1:] == [None, None, None] and m.tokens[3] == T0 + 1
+
+
+def test_a_mixed_ea07_pair_is_what_the_tokens_allow():
+    # the documented limit (docs/CONTRACTS.md): sections 1 and 2 share no field, so another set's
+    # 2nd completes a pending 1st; the meter refuses only what it can tell apart (a slot twice)
+    cfg = {"decoder_key": DK, "algorithm": "ea07", "store_size": 6, "lockout_after": 3}
+    c = "55aa55aa0f0f0f0f"
+    s, t = _sections(DK, DK2, "ea07", krn=2), _sections(DK, c, "ea07", krn=3)
+    rec = _key_run(cfg, "ea07", DK, None, None, [(t[1], 1, "key_change_pending"), (s[0], 1, "accepted")])
+    assert rec[5:13] == bytes.fromhex(DK2[:8] + c[8:])
+
+
+def test_only_a_completed_or_refused_key_change_is_a_transaction_event():
+    # attack pass (session 14): a section re-entered every 91 s (past the window) was a journal
+    # write and a transaction event each: the ring flushed in ~83 min, ~1 block erase per entry
+    from meter import tokgate
+    cfg = {"decoder_key": DK, "algorithm": "ea07", "store_size": 6, "lockout_after": 3}
+    m = _Meter(dict(cfg))
+    m.board.sts_resident = True             # no module unloaded (meter.tokgate._drop)
+    m.board.time = lambda: now
+    m.token_gateway = [None] * 5
+    m.evaluate = lambda: None
+    m.account = None                        # a key change applies nothing to it
+    tokens.judge(m, None, 0)
+    s, t = _sections(DK, DK2, "ea07", krn=2), _sections(DK, "55aa55aa0f0f0f0f", "ea07", krn=3)
+    got = []
+    now = T0
+    for x, dt in ((s[0], 91), (s[0], 91), (t[0], 1)):
+        now += dt
+        r, ev, journal = tokgate.enter(m, x, 0)
+        got.append((r.reason, ev[0], ev[2], journal, m.token_gateway[4]))
+    assert got == [("key_change_pending", 80, "key_change_pending", False, 2),    # RAM only
+                   ("key_change_pending", 80, "key_change_pending", False, 2),    # window passed
+                   ("key_change_restarted", 51, "key_change_restarted", False, 2)]
+    now += 1
+    r, ev, journal = tokgate.enter(m, t[1], 0)
+    assert (r.reason, r.action, ev[0], journal, m.token_gateway[4]) == ("accepted", "key_change", 50, True, 3)
 
 
 def test_an_unusual_record_is_left_to_the_acceptor():
