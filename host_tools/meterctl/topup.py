@@ -51,6 +51,11 @@ REASON_TEXT = {"used": "USED: this token was already entered in this meter",
                "no_sts_key": "this meter has no STS decoder key provisioned (meterctl provision)"}
 
 
+# a key-change section kept pending (IC 115 status 2); "restarted": it was another set's than the
+# sections pending before it, which the meter dropped (docs/CONTRACTS.md "STS token acceptance")
+_PENDING = ("key_change_pending", "key_change_restarted")
+
+
 def _reason_text(reason, detail):
     if reason == "locked_out" and detail.startswith("wait"):   # the meter says how long
         return "keypad locked out after repeated wrong tokens: %s (the lock doubles with each " \
@@ -110,6 +115,9 @@ def effect(digits, reason, before, after, previous=None):
            "rate_before_paise_per_kwh": b.get("rate"), "rate_after_paise_per_kwh": a.get("rate")}
     if reason == "key_change_pending":
         return "enter the next section (key change)", out
+    if reason == "key_change_restarted":
+        return ("a section of another key-change set than the sections pending before it (dropped): "
+                "enter this set's next section (key change)", out)
     if cls == sts.CLASS_NON_MERIT:
         try:
             out["tests"] = V.decode_token(digits)["tests"]
@@ -129,7 +137,7 @@ def effect(digits, reason, before, after, previous=None):
         said.append("credit cleared (was %s)" % creditunit.amount(b["credit"], unit))
     if said:
         return "; ".join(said), out
-    if previous == "key_change_pending":
+    if previous in _PENDING:
         return "key change complete: the meter takes tokens of the new key from now on", out
     return ("management token (class 2): nothing the meter shows changed (max power limit %s, tariff "
             "rate %s paise/kWh, credit %s): it set a value already in force, or it was the last "
@@ -200,7 +208,7 @@ def _enter_each(kw, tokens):
                 n += 1
                 said.append("%s applied%s%s" % (label, " (checked on the meter)" if seen.get("checked") else "",
                                                 " (a key change's first half: enter the next token)"
-                                                if seen.get("reason") == "key_change_pending" else ""))
+                                                if seen.get("reason") in _PENDING else ""))
         if n == len(tokens) and not stopped:      # every token applied (a late Ctrl-C stopped nothing)
             return
         for k in range(n, len(tokens)):
@@ -250,7 +258,7 @@ def _enter(kw, digits, previous, label, stop=None):
         if kw["as_json"]:
             (kw.get("json_sink") or emit_json)(dict(res.as_dict(), **out))   # "reason": the token's
             return
-        pending = out["reason"] == "key_change_pending"
+        pending = out["reason"] in _PENDING
         if label:
             cut = stop is not None and stop.count and not res.details     # Ctrl-C in the reads after it
             click.echo("%s: %s: %s%s." % (label[0].upper() + label[1:], "key-change accepted" if pending else

@@ -124,3 +124,36 @@ def test_flash_cost_of_a_dlms_lockout_start(rig_factory):
     assert [e[0] for e in rig.events].count("31") == 11     # each a lock-out start, logged once
     print("\nwear: block erases per DLMS lock-out start: %s (%.2f each)" % (per, sum(per) / len(per)))
     assert max(per) <= LOCKOUT_START_ERASES and sum(per) <= len(per)
+
+
+def _rows(c, name):
+    """Rows (time, code, occurrences) of a category log (IC 7 buffer, ``meter.audit``)."""
+    return [tuple(r) for r in axdr.to_python(c.get(7, objects.EVENT_LOGS[name][0].obis, 2))]
+
+
+def test_a_pending_key_section_reentered_past_its_window_wears_no_flash(rig_factory):
+    # attack pass (session 14): a key-change set's 1st section entered alone every 91 s (just past
+    # the 90 s window: a new key change each time) journaled and logged event 50 each time: ~1 block
+    # erase per entry, the 50-entry transaction ring flushed in ~83 min. A pending section is RAM
+    # only: event 80 in the other ring, coalesced; no journal record
+    from host_tools import vend
+    rig = _flash_sts_rig(rig_factory)
+    first = vend.key_change_tokens(identity.decoder_key(), identity.decoder_key(krn=2), 2, identity.KT,
+                                   identity.TI, sgc=identity.SGC, tables=str(identity.TABLES))[0]["token"]
+    n = 40                           # ~1 h of re-entries
+    with DlmsClient(rig.port, **MGMT) as c:
+        assert _enter(c, first) == "key_change_pending"
+        rig.drain()
+        w0, t0, o0 = erases(rig), _rows(c, "transaction"), _rows(c, "other")
+        for _ in range(n):
+            rig.set_clock(rig.clock + 91)
+            assert _enter(c, first) == "key_change_pending"
+        w1, t1, o1 = erases(rig), _rows(c, "transaction"), _rows(c, "other")
+    written = len(t1) - len(t0) + len(o1) - len(o0)
+    print("\nwear: %d block erases, %d event records written (%d in the transaction ring) for %d pending "
+          "sections re-entered every 91 s (%.1f erases per hour)"
+          % (w1 - w0, written, len(t1) - len(t0), n, (w1 - w0) * 3600.0 / (91 * n)))
+    assert w1 - w0 == 0 and t1 == t0
+    # counted, not written: a record per coalescing window (meter.audit.REPEAT_S, 900 s) at most
+    assert sum(r[2] for r in o1 if r[1] == 80) - sum(r[2] for r in o0 if r[1] == 80) == n
+    assert len(o1) - len(o0) <= n * 91 // 900 + 1

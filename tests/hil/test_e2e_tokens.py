@@ -118,6 +118,24 @@ def test_key_change_pair_switches_keys(token_rig):
     assert enter(rig, token(10, minutes=7, key=new_key))[:2] == (3, "accepted")
 
 
+def test_a_section_of_another_key_change_set_restarts_the_pending_one(token_rig):
+    # attack pass (session 14): sections of two un-entered sets combined into a key nobody holds.
+    # A second 1st section is another set's: the pending set restarts from it, its window too
+    rig = token_rig()
+    a, b = dk(krn=2), dk(krn=3)
+    sa, sb = ([t["token"] for t in vend.key_change_tokens(dk(), k, krn, KT, TI, ken=255, ro=0, sgc=SGC,
+                                                            algorithm="ea07", tables=str(TABLES))]
+              for k, krn in ((a, 2), (b, 3)))
+    assert enter(rig, sa[0])[:2] == (2, "key_change_pending")
+    rig.set_clock(rig.clock + 80)
+    n = len(rig.events)
+    assert enter(rig, sb[0])[:2] == (2, "key_change_restarted")     # a's 1st dropped
+    assert rig.wait_event("51", start=n)[1] == "token rejected: key_change_restarted"
+    rig.set_clock(rig.clock + 70)            # 150 s after a's 1st, 70 after b's: in b's window
+    assert enter(rig, sb[1])[:2] == (3, "accepted")
+    assert enter(rig, token(10, minutes=5, key=b))[:2] == (3, "accepted")     # b's key, whole
+
+
 def test_wrong_entry_lockout_engages_and_releases(token_rig):
     rig = token_rig(lockout_after=3, lockout_base_s=10)
     for _ in range(3):
