@@ -174,6 +174,17 @@ def test_an_accepted_token_says_what_it_changed():
     assert text == "credit ₹50.00 -> ₹115.00"
 
 
+def test_a_restarted_key_change_set_is_explained():
+    # session 15: a section of another set than the pending sections restarts the set (IC 115 status 2)
+    from host_tools.meterctl.topup import effect
+    before = {"credit": 5000, "mpl_w": 3000, "rate": 650}
+    text, _ = effect(_tok(token_class=2, subclass=5), "key_change_restarted", before, before)
+    assert text == ("a section of another key-change set than the sections pending before it (dropped): "
+                    "enter this set's next section (key change)")
+    text, _ = effect(_tok(token_class=2, subclass=5), "accepted", before, before, "key_change_restarted")
+    assert text == "key change complete: the meter takes tokens of the new key from now on"
+
+
 def test_vend_help_gives_the_unit_of_value_per_management_subclass():
     text = " ".join(_run("vend", "--help").output.split())
     assert "2 tariff rate: paise per kWh" in text and "Subclasses 0 and 6 take --amount (W)" in text
