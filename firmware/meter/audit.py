@@ -28,14 +28,13 @@ pass, session 14) and the security events (failed logins, lock-outs, refused tok
 re-bases), so no sequence of requests by any client can evict a cover record; nor a top-up, whose
 ring only a management client's own top-ups, tokens and credit changes write.
 
-Coalescing: an event whose code is one of the refusals (30 LLS failure, 51 token refused,
-90 DLMS error, 91 store error) or 80 (a test token, or a key-change section pending: RAM only, it
-changes nothing on flash) that repeats the newest record of its ring (same code and detail; 80: any)
-within ``REPEAT_S`` seconds of that record's first occurrence is counted in RAM, not written; the
-count reaches flash when the ring's next record is written or at ``tick`` once the window is
-over (``flush``), so a flood costs at most two small littlefs commits per window. A head-end
-sees the count as the third column of the category profiles, capture object 0.0.96.15.x.255
-(IC 1 "event counter", attribute 2): the number of occurrences the entry stands for.
+Coalescing: an event whose code is a refusal (30 LLS failure, 51 token refused, 90 DLMS error,
+91 store error) or 80 (test token, key section pending: nothing changed) that repeats the newest
+record of its ring (same code and detail; 80: any) within ``REPEAT_S`` s of that record's first
+occurrence is counted in RAM, not written; the count reaches flash when the ring's next record is
+written or at ``tick`` once the window is over (``flush``), so a flood costs at most two small
+littlefs commits per window. A head-end sees the count as the third column of the category profiles,
+capture object 0.0.96.15.x.255 (IC 1 "event counter", attribute 2): the occurrences an entry stands for.
 
 The all-events view 0.0.99.98.0.255 (the meter's single log before; IS 15959 slot 0 is the
 voltage log, and this meter has no voltage events) keeps its columns {clock, event code}.
