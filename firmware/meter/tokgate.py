@@ -105,7 +105,7 @@ def enter(meter, raw, delivery):
     g[_GW_STATUS] = _TOKEN_STATUS[i + len(d) + 2] - 48 if i >= 0 else 7
     g[_GW_TEXT] = r.text().encode()   # IC 115 description: the reason (and a lock-out's wait)
     meter.evaluate()
-    if r.action == "test" or r.action == "key_change_pending":
+    if r.action == "test" or (r.ok and g[_GW_STATUS] == 2):     # (2: a key section pending)
         # changes nothing on flash (a pending section is RAM only): not journaled, not a
         # transaction, repeats coalesced whatever their detail (control bits; the reason)
         ev = (_EV_TOKEN_TEST, "token %s %s" % (r.action, r.value), r.value if r.token_class == 1 else r.reason)
