@@ -1,4 +1,5 @@
 import pathlib
+import signal
 import sys
 
 import pytest
@@ -7,6 +8,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 for p in (ROOT, ROOT / "firmware", ROOT / "tests" / "device", ROOT / "tests" / "support"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
+
+# A run started with SIGINT ignored (a background job of a shell without job control, nohup, some
+# CI runners) hands SIG_IGN down to every process it starts, and a Python started so keeps it: no
+# KeyboardInterrupt. The tests that stop `meterctl emulate` / `topup` with SIGINT (Ctrl-C) then
+# waited 60 s for an exit that never came (sessions 14-15: 7-9 of them "timed out under load" in
+# background runs of the whole tier; alone, in a terminal, they passed). A Python handler is reset
+# to the default at exec, so the processes the tests start get Ctrl-C as a user's terminal gives it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The rig plugin. Installed with the package it is also the pytest11 entry point of the same name
 # ("hil.pytest_plugin"), and pytest registers a plugin name once: listing it here is a no-op then,

@@ -191,27 +191,28 @@ class Meter:
             a.credit, a.rem, a.import_wh = c, r, w
 
     def persist(self, ev=None, clock=None):
-        """Journal the whole state; returns when it is on flash (meter.store: a full record, or
-        a 30-byte hot record if only credit/remainder/energy/clock changed). ``ev`` = (code,
-        text, detail): the event of the change, journaled in the record (``pev``, with its
-        event-log sequence number) and then logged: a cut between the two is repaired at boot
-        (``_restore``), so the log never misses the event of a change the state has. ``clock``:
-        a new RTC time (epoch s), journaled, then set. If the journal write fails, the RAM state
-        is reloaded from the journal (what is on flash) and the error raised: nothing changed."""
+        """Journal the whole state; returns when it is on flash (meter.store: a full record, or a 30-byte hot
+        record if only credit/remainder/energy/clock changed). ``ev`` = (code, text, detail): the event of the
+        change, journaled in the record (``pev``, with its event-log sequence number), then logged (one a cut
+        or a MemoryError kept off the log is logged at boot or by the next persist with an event). ``clock``:
+        a new RTC time (epoch s), journaled, then set. A failed journal write reloads the RAM state from the
+        journal and raises (a MemoryError as OSError ENOMEM, 12): nothing changed."""
         now = self.board.time() if clock is None else clock
         now = 0 if now < 0 else (TIME_MAX if now > TIME_MAX else now)
         a = self.account
         pev = self._pev
         if ev is not None:
+            if pev and pev[0] == self.event_log.next_seq and not self.event_log.coalesced(pev[2], pev[3]):
+                self._log(pev[1], pev[2], pev[3])    # journaled, its log write ran out of memory
             self._pev = [self.event_log.next_seq, now, ev[0], ev[2]]
         try:
             self._save(now)
-        except Exception:
+        except Exception as e:
             self._pev = pev
-            s = self.journal.load()
+            s = self.journal.load()          # (out of memory here too: raised as it is, RAM ahead)
             if s is not None:
                 self._apply(s, self.journal.hot)
-            raise
+            raise OSError(12) if isinstance(e, MemoryError) else e   # meter.cosem: temporary-failure
         if clock is not None:
             self.board.set_time(clock)
         self._persisted_wh = a.import_wh
@@ -234,8 +235,8 @@ class Meter:
             self.event_log.append(epoch, code, detail)
             if self.profiles:
                 self.profiles.count(code)
-        except (OSError, ValueError):
-            pass  # the flash refuses: the event still goes out on the report line
+        except (OSError, ValueError, MemoryError):
+            pass  # the flash refuses (or no room for a file): the event still goes out on the report line
 
     def event(self, code, text, detail=None):
         """Log an event (meter.events code; ``detail`` int or short str) on flash, report it."""

@@ -388,8 +388,8 @@ def put(meter, ctx, item, value):
         return _OK
     except (axdr.AxdrError, ValueError, TypeError, IndexError):
         return _TYPE_UNMATCHED
-    except OSError:              # the journal write failed: the meter reloaded its state
-        return _HW_FAULT
+    except OSError as e:         # the journal write failed: the meter reloaded its state (ENOMEM: try again)
+        return _TEMP_FAIL if e.args and e.args[0] == 12 else _HW_FAULT
 
 # ------------------------------------------------------------------ ACTION
 
@@ -446,5 +446,5 @@ def act(meter, ctx, item):
         return _OK
     except (axdr.AxdrError, ValueError, TypeError, IndexError):
         return _TYPE_UNMATCHED
-    except OSError:              # the journal write failed: the meter reloaded its state
-        return _HW_FAULT
+    except OSError as e:         # the journal write failed: the meter reloaded its state (ENOMEM: try again)
+        return _TEMP_FAIL if e.args and e.args[0] == 12 else _HW_FAULT

@@ -175,3 +175,36 @@ def test_a_failed_journal_write_leaves_the_state_as_it_was():
         assert m.account.credit == 5700
     finally:
         _rmtree(d)
+
+
+def _no_memory(*a, **k):
+    raise MemoryError("memory allocation failed, allocating 252 bytes")     # a littlefs file
+
+
+def test_out_of_memory_in_a_top_up_leaves_ram_and_journal_agreeing():
+    """Out of memory on a full heap (the 56k attack soak): an event's write (the relay's, the
+    credit's) no longer aborts a top-up half done (credit in RAM, not journaled, no answer, the
+    link dropped); the credit event, journaled, is logged by the next persist with an event. A
+    journal write out of memory reloads the state and answers temporary-failure (2): try again."""
+    from meter import cosem
+    from meter.store import Journal
+    d = _tmpdir("oom")
+    try:
+        m = _meter(d)                                       # no credit: the relay is open
+        append = m.event_log.append
+        m.event_log.append = _no_memory
+        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(2528).getvalue())) == 0
+        assert m.account.credit == 2528 and m.dc.output_state      # relay closed by the top-up
+        j = Journal(m.board.path("j/state"))
+        assert j.load() is not None and j.hot[0] == 2528            # journaled before the answer
+        m.event_log.append = append
+        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(100).getvalue())) == 0
+        assert [e[1:3] for e in m.event_log.entries() if e[1] == 10] == [(10, 2528), (10, 100)]
+        m.journal.save = _no_memory
+        before = _state(m)
+        assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(700).getvalue())) == 2
+        assert cosem.put(m, Ctx(), (8, CLOCK, 2, None, None), _dt(2040, 1, 1)) == 2
+        assert cosem.put(m, Ctx(), (8, CLOCK, 3, None, None), _w().long(-60).getvalue()) == 2
+        assert _state(m) == before
+    finally:
+        _rmtree(d)
