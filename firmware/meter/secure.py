@@ -117,6 +117,8 @@ def unwrap(k, a, client, buf):
     s = suite(k)
     try:
         s.open(b, 0, len(b), sess[_PEER], k.rx)
+        if b[s.start - 5] & _SC != _SC:     # policy 3: a request not authenticated AND encrypted
+            raise ValueError("sc")          # (encryption only: no tag, its bits flip freely)
     except ValueError as e:
         if e.args[0] != "ic":      # a replay (protocol.security raises ValueError, its text says which)
             return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, _DECIPHERING_ERROR))
@@ -150,6 +152,8 @@ def open_initiate(k, title, ui):
     try:
         s.open(b, 0, len(b), title, k.rx)
     except ValueError:
+        return None
+    if b[s.start - 5] & _SC != _SC:     # not authenticated and encrypted (policy 3)
         return None
     k.rx = s.ic + 1
     if k.rx >= k.rx_lim:

@@ -13,6 +13,9 @@ from hls_peer import SecurePeer, hls_rig, sts_token
 from host_tools import keystore
 from host_tools.client import AssociationRejected, DlmsClient, HlsKeys
 from host_tools.meterctl import cli
+from protocol import apdu_client as apdu
+from protocol import axdr_client as axdr
+from protocol import security_client as sec
 
 # HLS associations load ~4.3 KiB of security code each into a fragmented heap: at 64k they pass
 # or fail from run to run (docs/MEMORY.md), so the whole file runs at 72k (tests may ask more)
@@ -226,3 +229,29 @@ def test_an_exception_response_on_a_ciphered_association_comes_in_clear(rig_fact
         # the same association still answers a ciphered GET
         assert c.get(8, "0.0.1.0.0.255", 2)
     assert not [e for e in rig.events if e[0] == "90"], rig.events     # 90: dlms error
+
+
+@pytest.mark.parametrize("sc", [0x20, 0x10], ids=["encryption-only", "authentication-only"])
+def test_a_request_not_authenticated_and_encrypted_is_refused(rig_factory, sc):
+    """Security policy 3 (IC 64 v0: all messages authenticated and encrypted): a ciphered request
+    with security control 0x20 (encryption only: no GCM tag, so whoever sits on the line can flip
+    its plaintext bits: a captured 0x30 top-up with its tag cut off and its amount changed) or
+    0x10 (authentication only) is refused with deciphering-error and changes nothing; the same
+    top-up as 0x30 then applies (Green Book 9.2.7.2.4)."""
+    rig = hls_rig(rig_factory)
+    c = DlmsClient(rig.port, client_sap=1, hls=HlsKeys(identity.GUEK, identity.GAK, identity.CLIENT_TITLE),
+                   timeout=5)
+    obis = bytes((0, 0, 19, 10, 0, 255))
+    with c:
+        before = c.get(112, "0.0.19.10.0.255", 2)[1]
+        s = c.assoc.hls
+        plain = apdu.action_request(1, 112, obis, 1, axdr.Writer().double_long(50000).getvalue())
+        h, n = sec.HEADROOM, len(plain)
+        buf = bytearray(h + n + sec.TAILROOM)
+        buf[h:h + n] = plain
+        p = s.suite.seal(buf, h, h + n, sc, s.next_ic(), s.title, s.form)
+        reply = c.exchange(bytes(buf[p:h + n + (sec.TAG_LEN if sc & sec.SC_AUTH else 0)]))
+        assert reply == b"\xD8\x01\x05", reply.hex()     # service-not-allowed, deciphering-error
+        assert c.get(112, "0.0.19.10.0.255", 2)[1] == before
+        c.action(112, "0.0.19.10.0.255", 1, axdr.Writer().double_long(50000).getvalue())
+        assert c.get(112, "0.0.19.10.0.255", 2)[1] == before + 50000
