@@ -39,7 +39,7 @@ _ROOM = const(18)
 _TAIL = const(12)
 _BLOCK_AT = const(30)          # _BLOCK_HEAD + _ROOM: where a block's bytes start
 _WHOLE_MAX = const(2048)       # largest response sent whole to a client without block transfer
-_RBUF = const(1280)            # the response buffer: meter.link's _SEND_CAP + the last chunk _fill
+_RBUF = const(768)             # the response buffer: meter.link's _SEND_CAP + the last chunk _fill
 #                                pulls in (a whole response to a client without block transfer grows it)
 
 # positional records (index consts cost nothing): a long GET in progress [buffered bytes (the
@@ -113,18 +113,14 @@ class Association:
         self.guard = self.inner = False    # meter.acse.guard runs; inside a ciphered APDU
         acse.drop(self.meter)          # a key transfer's code (meter.keyxfer) leaves the heap
 
-    def aarq(self, client, buf):
-        """AARQ -> AARE (ACSE, Green Book §9.4.2): ``meter.acse``."""
-        self.reset()
-        return acse.aarq(self, client, buf)
-
     def handle(self, client, buf):
         """One complete APDU in, one APDU out (or None for no answer)."""
         if not buf:
             return None
         tag = buf[0]
-        if tag == _AARQ:
-            return self.aarq(client, buf)
+        if tag == _AARQ:           # AARQ -> AARE (ACSE, Green Book §9.4.2): meter.acse
+            self.reset()
+            return acse.aarq(self, client, buf)
         if _GLO_GET <= tag <= _GENERAL_DED and self.sess is not None and not self.inner:
             m = self.meter
             return acse.code().unwrap(m.security, self, client, buf)
