@@ -77,10 +77,6 @@ def hard_exit(sig):
         os.system("kill -%d $PPID" % sig)
 
 
-def _power_cut():
-    hard_exit(_CUT_SIGNAL)
-
-
 class UnixBoard:
     """Board API used by ``meter``: streams, clock, relay output, reports, button, filesystem root."""
 
@@ -131,7 +127,7 @@ class UnixBoard:
         except OSError:
             pass
         nor = NorFlash(image, int(fl.get("blocks", 64)), int(fl.get("cut_at", 0)),
-                       int(fl.get("seed", 1)), die=_power_cut)
+                       int(fl.get("seed", 1)), die=lambda: hard_exit(_CUT_SIGNAL))
         if fresh:
             vfs.VfsLfs2.mkfs(nor)
         try:
@@ -160,12 +156,10 @@ class UnixBoard:
             self._modbus = _open_raw(self._modbus)
         return self._modbus
 
-    def modbus_tx_enable(self, on):
-        """RS-485 driver enable: nothing to drive on a pty."""
+    modbus_tx_enable = None    # RS-485 driver enable: nothing to drive on a pty
 
     # --- time --------------------------------------------------------------------------
-    def ticks_ms(self):
-        return time.ticks_ms()
+    ticks_ms = staticmethod(time.ticks_ms)
 
     def time(self):
         """RTC seconds since 1970-01-01 UTC (int)."""

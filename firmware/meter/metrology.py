@@ -266,16 +266,6 @@ class Module:
         return (ticks_diff(now, self._quiet) >= self._gap
                 or ticks_diff(now, self._t0) >= self._masters[0].timeout_ms)
 
-    def _send(self, m):
-        if self._tx_enable:
-            self._tx_enable(True)
-        self._s.write(m.request)
-        if self._tx_enable:
-            self._tx_enable(False)
-        m.begin()
-        self._t0 = self._quiet = self._ticks()
-        self._state = _WAIT
-
     def _receive(self, m):
         # everything the UART holds goes to the framer; then the clock decides
         now = self._ticks()
@@ -306,7 +296,15 @@ class Module:
         if self._state == _DRAIN:
             if not self._drain():
                 return self._gap
-            self._send(m)
+            tx = self._tx_enable
+            if tx:
+                tx(True)
+            self._s.write(m.request)
+            if tx:
+                tx(False)
+            m.begin()
+            self._t0 = self._quiet = self._ticks()
+            self._state = _WAIT
             return self._gap
         st = self._receive(m)
         if st == mb.NEED:
@@ -324,10 +322,21 @@ class Module:
         if self._blk < len(self._masters):
             self._to_drain()
             return 0
-        if self._decode():
-            self._good()
-        else:
+        if not self._decode():
             self._fail(mb.E_VALUE)
+            return -1
+        v = self.val
+        self.voltage_dv = v[mm.VOLTAGE_DV]
+        self.current_ma = abs(v[mm.CURRENT_MA])
+        self.power_dw = max(0, v[mm.POWER_DW])
+        self.frequency_dhz = v[mm.FREQUENCY_DHZ]
+        self.pf_centi = abs(v[mm.PF_CENTI])
+        self.energy_wh = v[mm.IMPORT_WH]
+        self.export_wh = v[mm.EXPORT_WH]
+        self.alarm = v[mm.ALARM] == 0xFFFF
+        self.fresh = True
+        self.exc_code = 0
+        self._fail(None)
         return -1
 
     def poll(self):
@@ -377,39 +386,23 @@ class Module:
             val[f[j]] = v
         return True
 
-    def _good(self):
-        v = self.val
-        self.voltage_dv = v[mm.VOLTAGE_DV]
-        self.current_ma = abs(v[mm.CURRENT_MA])
-        self.power_dw = max(0, v[mm.POWER_DW])
-        self.frequency_dhz = v[mm.FREQUENCY_DHZ]
-        self.pf_centi = abs(v[mm.PF_CENTI])
-        self.energy_wh = v[mm.IMPORT_WH]
-        self.export_wh = v[mm.EXPORT_WH]
-        self.alarm = v[mm.ALARM] == 0xFFFF
-        self.fresh = True
-        self.exc_code = 0
-        h = self.health
-        self.outcome = h.good(self._clock(), self.energy_wh)
-        self._health(h)
-        return True
-
     def _fail(self, why):
-        self.errors += 1
-        self.last_error = mb.ERRORS[why]
-        self.fresh = False
+        """The poll's outcome for the health rule: a failure ``why`` (mb.ERRORS), or None after
+        a good poll (its values set by ``step``)."""
         h = self.health
-        self.outcome = h.bad(self._clock())
-        self._health(h)
-        if h.faulted:   # no stale value served as fresh
-            self.voltage_dv = self.current_ma = self.power_dw = None
-            self.frequency_dhz = self.pf_centi = None
-        return False
-
-    def _health(self, h):
+        if why is None:
+            self.outcome = h.good(self._clock(), self.energy_wh)
+        else:
+            self.errors += 1
+            self.last_error = mb.ERRORS[why]
+            self.fresh = False
+            self.outcome = h.bad(self._clock())
         self.delta_wh = h.delta_wh
         self.fault_wh = h.fault_wh
         self.faulted = h.faulted
+        if why is not None and h.faulted:   # no stale value served as fresh
+            self.voltage_dv = self.current_ma = self.power_dw = None
+            self.frequency_dhz = self.pf_centi = None
 
 
 def loop(tasks, ticks, idle):
