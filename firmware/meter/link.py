@@ -127,7 +127,7 @@ class HdlcLink:
         frame the stream takes in part (or not at all) is written on when the others have run."""
         rx, self._fb = self._pre, self._rb
         self._pre = None
-        buf = bytearray(64)
+        buf = bytearray(32)
         mv = memoryview(buf)
         ticks = self.ticks
         while True:
@@ -184,21 +184,16 @@ class HdlcLink:
         self.frmr += 1
         return (self._frame(_FRMR, bytes((ctrl, (self.vs << 1) | (self.vr << 5), flags))),)
 
-    def _for_us(self, f):
-        if len(f.src) != 1:
-            return False
+    def on_frame(self, f):
+        """Handle one received frame; return a sequence of frames to transmit (maybe empty)."""
         try:
             value, n, _ = hdlc.decode_address(f.dest, 0)
         except hdlc.HdlcError:
-            return False
+            n = 0
         e = self._echo             # our own frame heard back (optical head, echo): same FCS
-        return self.accepts(value, n) and not (
-            e is not None and f.ctrl == e[2] and f.src == e[1] and f.dest == e[0]
-            and hdlc.encode_frame(f.dest, f.src, f.ctrl, f.info, f.segmented)[-3:-1] == e[3])
-
-    def on_frame(self, f):
-        """Handle one received frame; return a sequence of frames to transmit (maybe empty)."""
-        if not self._for_us(f):
+        if len(f.src) != 1 or not n or not self.accepts(value, n) or (
+                e is not None and f.ctrl == e[2] and f.src == e[1] and f.dest == e[0]
+                and hdlc.encode_frame(f.dest, f.src, f.ctrl, f.info, f.segmented)[-3:-1] == e[3]):
             self.ignored += 1
             return ()
         k = hdlc.kind(f.ctrl)

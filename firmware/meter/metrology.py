@@ -279,15 +279,11 @@ class Module:
                 return st
         return m.idle(ticks_diff(now, self._t0), ticks_diff(now, self._quiet))
 
-    def _to_drain(self):
-        self._state = _DRAIN
-        self._t0 = self._quiet = self._ticks()
-
     def start(self):
         """Begin a poll (then call ``step()`` until it returns -1)."""
-        self._blk = 0
-        self._try = 0
-        self._to_drain()
+        self._blk = self._try = 0
+        self._state = _DRAIN
+        self._t0 = self._quiet = self._ticks()
 
     def step(self):
         """Advance the poll started by ``start()`` without blocking: returns the ms to wait
@@ -311,33 +307,19 @@ class Module:
             return self._gap
         if st == mb.ERROR and self._try < self.retries:
             self._try += 1
-            self._to_drain()
-            return 0
-        if st != mb.FRAME:
+        elif st != mb.FRAME:
             self.exc_code = m.exc_code
             self._fail(m.error)
             return -1
-        self._blk += 1
-        self._try = 0
-        if self._blk < len(self._masters):
-            self._to_drain()
-            return 0
-        if not self._decode():
-            self._fail(mb.E_VALUE)
-            return -1
-        v = self.val
-        self.voltage_dv = v[mm.VOLTAGE_DV]
-        self.current_ma = abs(v[mm.CURRENT_MA])
-        self.power_dw = max(0, v[mm.POWER_DW])
-        self.frequency_dhz = v[mm.FREQUENCY_DHZ]
-        self.pf_centi = abs(v[mm.PF_CENTI])
-        self.energy_wh = v[mm.IMPORT_WH]
-        self.export_wh = v[mm.EXPORT_WH]
-        self.alarm = v[mm.ALARM] == 0xFFFF
-        self.fresh = True
-        self.exc_code = 0
-        self._fail(None)
-        return -1
+        else:
+            self._blk += 1
+            self._try = 0
+            if self._blk == len(self._masters):
+                self._fail(None if self._decode() else mb.E_VALUE)
+                return -1
+        self._state = _DRAIN       # a retry, or the next block: the line drains first
+        self._t0 = self._quiet = self._ticks()
+        return 0
 
     def poll(self):
         """Read every block of the module's map (a generator yielding the ms to wait: ``fresh =
@@ -363,7 +345,7 @@ class Module:
             yield period_ms
 
     def _decode(self):
-        # all fields of the map into val; False if a value is NaN/inf/out of range
+        # all fields of the map into val, then the readings; False if a value is NaN/inf/out of range
         val = self.val
         f = self._fields
         b = self._blocks
@@ -384,6 +366,16 @@ class Module:
                 if v is None:
                     return False
             val[f[j]] = v
+        self.voltage_dv = val[mm.VOLTAGE_DV]
+        self.current_ma = abs(val[mm.CURRENT_MA])
+        self.power_dw = max(0, val[mm.POWER_DW])
+        self.frequency_dhz = val[mm.FREQUENCY_DHZ]
+        self.pf_centi = abs(val[mm.PF_CENTI])
+        self.energy_wh = val[mm.IMPORT_WH]
+        self.export_wh = val[mm.EXPORT_WH]
+        self.alarm = val[mm.ALARM] == 0xFFFF
+        self.fresh = True
+        self.exc_code = 0
         return True
 
     def _fail(self, why):
