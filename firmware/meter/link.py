@@ -54,7 +54,7 @@ _K_DM = const(7)
 _K_FRMR = const(8)
 _K_UI = const(9)
 _WINDOW = const(7)             # largest window we negotiate both ways (IEC 62056-46 §6.4.4.4.3.2)
-_SEND_CAP = const(512)         # response APDU size (whole frames of it: see _numbered): meter.server's
+_SEND_CAP = const(1024)        # response APDU size (whole frames of it: see _numbered): meter.server's
 #                                response buffer holds it (docs/MEMORY.md)
 # a response being sent: [APDU (no LLC), offset of the next new segment, offset of the oldest
 # unacknowledged one, its N(S), end offsets of the frames sent and not acknowledged]; offsets

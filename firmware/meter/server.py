@@ -39,7 +39,7 @@ _ROOM = const(18)
 _TAIL = const(12)
 _BLOCK_AT = const(30)          # _BLOCK_HEAD + _ROOM: where a block's bytes start
 _WHOLE_MAX = const(2048)       # largest response sent whole to a client without block transfer
-_RBUF = const(768)             # the response buffer: meter.link's _SEND_CAP + the last chunk _fill
+_RBUF = const(1280)            # the response buffer: meter.link's _SEND_CAP + the last chunk _fill
 #                                pulls in (a whole response to a client without block transfer grows it)
 
 # positional records (index consts cost nothing): a long GET in progress [buffered bytes (the

@@ -228,7 +228,7 @@ def test_with_list_flood_answered_without_memory_error_or_flash_write(wire_facto
 
 
 def test_longest_requests_of_every_type_are_answered(wire_factory):
-    """SET and ACTION with the longest data the link reassembles (1,100 bytes: an array of
+    """SET and ACTION with the longest data the link reassembles (1,027 bytes: an array of
     ~1,000 elements), GET of the event log, a 100-item with-list: each gets its answer."""
     w = wire_factory()
     rig = w.rig

@@ -76,8 +76,7 @@ def test_window_negotiated_up_to_7_both_ways(window):
 
 
 def test_window_7_sends_the_window_before_waiting_and_blocks_fill_whole_frames():
-    # a block response is at most meter.link's _SEND_CAP (512 B): 8 frames of 64 B, a window of 7
-    w, _, meter = _session(7, max_info=64)
+    w, _, meter = _session(7, max_info=128)
     start = len(w.rx)
     data = _read_log(w)
     assert data == _read_log(_session(1)[0])
@@ -88,9 +87,9 @@ def test_window_7_sends_the_window_before_waiting_and_blocks_fill_whole_frames()
     inner = [f for f in frames if hdlc.kind(f.ctrl) == hdlc.K_I and not hdlc.pf(f.ctrl)]
     assert inner and all(f.segmented for f in inner)
     segs = [len(f.info) for f in frames if f.segmented]
-    assert max(segs) == 64 and segs.count(64) >= len(segs) - 2    # a byte less: see _window
-    # a block response is whole frames: APDU + LLC header = k * 64 (no 3-byte spill frame)
-    assert (meter.assoc.send_max + 3) % 64 == 0
+    assert max(segs) == 128 and segs.count(128) >= len(segs) - 2    # a byte less: see _window
+    # a block response is whole frames: APDU + LLC header = k * 128 (no 3-byte spill frame)
+    assert (meter.assoc.send_max + 3) % 128 == 0
     assert not [f for f in frames if not f.segmented and len(f.info) < 8]
 
 
