@@ -35,6 +35,7 @@ _NDM = const(0)
 _NRM = const(1)
 _SERVICE_PDU_TOO_LONG = const(4)
 _EV_DLMS_ERROR = const(90)     # meter.events
+_RX_INFO = const(128)          # largest information field we receive (what UA announces)
 _RX_MAX = const(1027)          # reassembly limit: meter.acse _SERVER_MAX_PDU (1024) + the LLC header
 _ICT_MS = const(25)            # inter-character time-out (IC 23 inter_octet_time_out default)
 _IDLE_MS = const(10)           # serve(): the UART is read again after this when nothing came
@@ -97,9 +98,9 @@ class HdlcLink:
         # now (boot) while the heap is unfragmented. Shared, as they never overlap: a new request
         # ends the response being sent (_numbered), a response is built after its request was
         # handled, and no response nor state refers to the request after it (meter.server copies)
-        # (a protocol.hdlc.Receiver: frames up to max_info of information, frames for other
+        # (a protocol.hdlc.Receiver: frames up to _RX_INFO of information, frames for other
         # stations skipped, inter-character time-out _ICT_MS)
-        self._pre = hdlc.Receiver(max_info + _OVERHEAD, self.accepts, _ICT_MS)
+        self._pre = hdlc.Receiver(min(max_info, _RX_INFO) + _OVERHEAD, self.accepts, _ICT_MS)
         self._rb = bytearray(max(_RX_MAX, max_info + _OVERHEAD))
         self._addr = b"\x03"
         self.pending = False       # a physical address applied by a profile: taken at the link's end
@@ -222,7 +223,7 @@ class HdlcLink:
             if ctx < 1 or crx < 1:
                 return self._frmr(f.ctrl, _FRMR_W | 2)
             self.tx_max = min(self.max_info, crx)
-            self.rx_max = min(self.max_info, ctx)
+            self.rx_max = min(self.max_info, ctx, _RX_INFO)
             self.win_tx = max(1, min(_WINDOW, cwrx))    # the client's view: its rx is our tx
             self.win_rx = max(1, min(_WINDOW, cwtx))
             # responses of whole frames: APDU + 3-byte LLC header = k * tx_max (no 3-byte spill)
