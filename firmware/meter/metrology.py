@@ -254,31 +254,6 @@ class Module:
         self._state = _DRAIN
         self._blk = self._try = self._t0 = self._quiet = 0
 
-    def _drain(self):
-        # discard input; True once the line was quiet for gap_ms (or timeout: send anyway)
-        now = self._ticks()
-        while True:
-            k = self._s.readinto(self._scratch)
-            if not k:
-                break
-            self.discarded += k
-            self._quiet = now
-        return (ticks_diff(now, self._quiet) >= self._gap
-                or ticks_diff(now, self._t0) >= self._masters[0].timeout_ms)
-
-    def _receive(self, m):
-        # everything the UART holds goes to the framer; then the clock decides
-        now = self._ticks()
-        while True:
-            k = self._s.readinto(self._scratch)
-            if not k:
-                break
-            self._quiet = now
-            st = m.feed(self._scratch, k)
-            if st:
-                return st
-        return m.idle(ticks_diff(now, self._t0), ticks_diff(now, self._quiet))
-
     def start(self):
         """Begin a poll (then call ``step()`` until it returns -1)."""
         self._blk = self._try = 0
@@ -289,8 +264,23 @@ class Module:
         """Advance the poll started by ``start()`` without blocking: returns the ms to wait
         before the next call, or -1 when the poll is over (``fresh`` tells how)."""
         m = self._masters[self._blk]
+        now = self._ticks()
+        st = 0
+        while True:
+            k = self._s.readinto(self._scratch)
+            if not k:
+                break
+            self._quiet = now
+            if self._state == _DRAIN:      # input discarded until the line is quiet
+                self.discarded += k
+            else:                          # everything the UART holds goes to the framer
+                st = m.feed(self._scratch, k)
+                if st:
+                    break
         if self._state == _DRAIN:
-            if not self._drain():
+            # sent once the line was quiet for gap_ms (or at the timeout: sent anyway)
+            if (ticks_diff(now, self._quiet) < self._gap
+                    and ticks_diff(now, self._t0) < self._masters[0].timeout_ms):
                 return self._gap
             tx = self._tx_enable
             if tx:
@@ -302,7 +292,8 @@ class Module:
             self._t0 = self._quiet = self._ticks()
             self._state = _WAIT
             return self._gap
-        st = self._receive(m)
+        if not st:                         # then the clock decides
+            st = m.idle(ticks_diff(now, self._t0), ticks_diff(now, self._quiet))
         if st == mb.NEED:
             return self._gap
         if st == mb.ERROR and self._try < self.retries:
