@@ -74,7 +74,8 @@ _FRMR_Z = const(8)             # invalid N(R)
 class HdlcLink:
     """Server side of one HDLC link (IEC 62056-46), windows up to 7. ``logical``/``physical``: our
     server address (physical None: a point-to-point port, see the module); ``max_info``: the
-    largest information field we send and receive (negotiation lowers it).
+    largest information field we send and receive, received ones _RX_INFO (128) at most
+    (negotiation lowers both).
     Counters: ``ignored`` (frames not for us, echoes), ``refused`` (frames of other clients while
     a link is open), ``errors`` (exceptions: only the first is logged), ``frmr`` (FRMR sent),
     ``retransmitted``."""
