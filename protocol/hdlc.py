@@ -304,7 +304,24 @@ class Receiver:
         if now_ms is not None:
             t = self._t
             if t is not None and not self._backlog and _ticks_diff(now_ms, t) > self.ict_ms:
-                self._expire()
+                # the line was silent longer than ict_ms: keep complete frames, drop the rest
+                stale = self._skip
+                self._skip = 0
+                while True:
+                    f = self._next()
+                    if f is not None:
+                        self._ready.append(f)
+                        continue
+                    if self._skip:
+                        self._skip = 0
+                        stale = 1
+                    if self._e - self._s < 2:  # nothing, or one flag that may open the next frame
+                        break
+                    stale = 1
+                    self._drop("timeout")
+                if stale:
+                    self.timeouts += 1
+                    self.last_error = "timeout"
             self._t = now_ms
             self._backlog = backlog
         n = len(data)
@@ -338,26 +355,6 @@ class Receiver:
                 self._mv[self._e:self._e + k] = memoryview(data)[off:off + k]
             self._e += k
             off += k
-
-    def _expire(self):
-        """The line was silent longer than ict_ms: keep complete frames, drop the rest."""
-        stale = self._skip
-        self._skip = 0
-        while True:
-            f = self._next()
-            if f is not None:
-                self._ready.append(f)
-                continue
-            if self._skip:
-                self._skip = 0
-                stale = 1
-            if self._e - self._s < 2:  # nothing, or one flag that may open the next frame
-                break
-            stale = 1
-            self._drop("timeout")
-        if stale:
-            self.timeouts += 1
-            self.last_error = "timeout"
 
     def _compact(self):
         s = self._s
@@ -487,13 +484,6 @@ _P_WTX = const(7)
 _P_WRX = const(8)
 
 
-def _param(out, pid, value, size):
-    out.append(pid)
-    out.append(size)
-    for i in range(size - 1, -1, -1):
-        out.append((value >> (8 * i)) & 0xFF)
-
-
 def encode_params(max_info_tx=128, max_info_rx=128, window_tx=1, window_rx=1):
     """SNRM/UA information field: ``81 80 LL 05 02 tx 06 02 rx 07 04 wtx 08 04 wrx``.
 
@@ -510,7 +500,10 @@ def encode_params(max_info_tx=128, max_info_rx=128, window_tx=1, window_rx=1):
             continue
         if not 0 <= v < (1 << (8 * size)):
             raise HdlcError("format")
-        _param(out, pid, v, size)
+        out.append(pid)
+        out.append(size)
+        for i in range(size - 1, -1, -1):
+            out.append((v >> (8 * i)) & 0xFF)
     out[2] = len(out) - 3
     return bytes(out)
 

@@ -77,10 +77,6 @@ def hard_exit(sig):
         os.system("kill -%d $PPID" % sig)
 
 
-def _power_cut():
-    hard_exit(_CUT_SIGNAL)
-
-
 class UnixBoard:
     """Board API used by ``meter``: streams, clock, relay output, reports, button, filesystem root."""
 
@@ -98,10 +94,33 @@ class UnixBoard:
         # the meter's files are named relative to its filesystem's root, the working directory
         # (as short as a board's "/" + name: a long host path per file would cost heap)
         self._json = ""            # where the provisioning *.json files are, relative to it
-        if cfg.get("flash"):
-            self._mount_flash(cfg["flash"], st)
-        else:
-            os.chdir(st)
+        fl = cfg.get("flash")
+        if fl:
+            import gc
+            import vfs
+            gc.collect()   # littlefs' buffers live for ever: put them low, out of the way
+            from boards.nor_flash import NorFlash
+            image = fl.get("image") or st + "/flash.img"
+            fresh = True
+            try:
+                os.stat(image)
+                fresh = False
+            except OSError:
+                pass
+            nor = NorFlash(image, int(fl.get("blocks", 64)), int(fl.get("cut_at", 0)),
+                           int(fl.get("seed", 1)), die=lambda: hard_exit(_CUT_SIGNAL))
+            if fresh:
+                vfs.VfsLfs2.mkfs(nor)
+            try:
+                fs = vfs.VfsLfs2(nor, mtime=False)
+            except OSError:
+                # unreadable filesystem: a meter must come up; the loss shows as "first boot"
+                vfs.VfsLfs2.mkfs(nor)
+                fs = vfs.VfsLfs2(nor, mtime=False)
+            vfs.mount(fs, "/flash")
+            st = "/flash"
+            self._json = cfg["state"] + "/"
+        os.chdir(st)
         self.poll_ms = int(cfg.get("poll_ms", 1000))
         self._frozen = cfg.get("clock", "frozen") == "frozen"
         self._epoch = int(cfg.get("epoch", 1767225600))
@@ -118,32 +137,6 @@ class UnixBoard:
         self.idle = getattr(p, "ipoll", p.poll)    # idle(ms): sleep, allocating nothing
 
     # --- files -------------------------------------------------------------------------
-    def _mount_flash(self, fl, st):
-        import gc
-        import vfs
-        gc.collect()   # littlefs' buffers live for ever: put them low, out of the way
-        from boards.nor_flash import NorFlash
-        image = fl.get("image") or st + "/flash.img"
-        fresh = True
-        try:
-            os.stat(image)
-            fresh = False
-        except OSError:
-            pass
-        nor = NorFlash(image, int(fl.get("blocks", 64)), int(fl.get("cut_at", 0)),
-                       int(fl.get("seed", 1)), die=_power_cut)
-        if fresh:
-            vfs.VfsLfs2.mkfs(nor)
-        try:
-            fs = vfs.VfsLfs2(nor, mtime=False)
-        except OSError:
-            # unreadable filesystem: a meter must come up; the loss shows as "first boot"
-            vfs.VfsLfs2.mkfs(nor)
-            fs = vfs.VfsLfs2(nor, mtime=False)
-        vfs.mount(fs, "/flash")
-        os.chdir("/flash")
-        self._json = st + "/"
-
     def path(self, name):
         """Path of a file in the meter's persistent filesystem (the working directory; the
         provisioning ``*.json`` files are read from the host state dir)."""
@@ -160,12 +153,10 @@ class UnixBoard:
             self._modbus = _open_raw(self._modbus)
         return self._modbus
 
-    def modbus_tx_enable(self, on):
-        """RS-485 driver enable: nothing to drive on a pty."""
+    modbus_tx_enable = None    # RS-485 driver enable: nothing to drive on a pty
 
     # --- time --------------------------------------------------------------------------
-    def ticks_ms(self):
-        return time.ticks_ms()
+    ticks_ms = staticmethod(time.ticks_ms)
 
     def time(self):
         """RTC seconds since 1970-01-01 UTC (int)."""

@@ -179,17 +179,6 @@ class Meter:
         self._persisted_wh = a.import_wh
         self._persisted_t = hot[4]
 
-    def _cold_acc(self):
-        """Account.state() with the hot values (credit, rem, import_wh) zeroed: they travel in
-        the journal's hot record, so consumption alone never rewrites the full record."""
-        a = self.account
-        c, r, w = a.credit, a.rem, a.import_wh
-        a.credit = a.rem = a.import_wh = 0
-        try:
-            return a.state()
-        finally:
-            a.credit, a.rem, a.import_wh = c, r, w
-
     def persist(self, ev=None, clock=None):
         """Journal the whole state; returns when it is on flash (meter.store: a full record, or a 30-byte hot
         record if only credit/remainder/energy/clock changed). ``ev`` = (code, text, detail): the event of the
@@ -223,7 +212,15 @@ class Meter:
     def _save(self, now):
         a = self.account
         mwh = self.module_wh
-        self.journal.save({"acc": self._cold_acc(), "mode": self.dc.control_mode, "pev": self._pev,
+        # Account.state() with the hot values (credit, rem, import_wh) zeroed: they travel in
+        # the journal's hot record, so consumption alone never rewrites the full record
+        c, r, w = a.credit, a.rem, a.import_wh
+        a.credit = a.rem = a.import_wh = 0
+        try:
+            acc = a.state()
+        finally:
+            a.credit, a.rem, a.import_wh = c, r, w
+        self.journal.save({"acc": acc, "mode": self.dc.control_mode, "pev": self._pev,
                            "cs": self.dc.control_state, "cause": self.dc.cause,
                            "tz": self.tz_minutes,
                            "tar": self.tariff.cold(a.credit, a.import_wh), "pol": self.policy.state(),

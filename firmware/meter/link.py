@@ -35,7 +35,8 @@ _NDM = const(0)
 _NRM = const(1)
 _SERVICE_PDU_TOO_LONG = const(4)
 _EV_DLMS_ERROR = const(90)     # meter.events
-_RX_MAX = const(1100)          # reassembly limit for segmented requests
+_RX_INFO = const(128)          # largest information field we receive (what UA announces)
+_RX_MAX = const(1027)          # reassembly limit: meter.acse _SERVER_MAX_PDU (1024) + the LLC header
 _ICT_MS = const(25)            # inter-character time-out (IC 23 inter_octet_time_out default)
 _IDLE_MS = const(10)           # serve(): the UART is read again after this when nothing came
 _OVERHEAD = const(16)          # flags, format, 4-byte dest, src, ctrl, HCS, FCS
@@ -54,7 +55,7 @@ _K_DM = const(7)
 _K_FRMR = const(8)
 _K_UI = const(9)
 _WINDOW = const(7)             # largest window we negotiate both ways (IEC 62056-46 §6.4.4.4.3.2)
-_SEND_CAP = const(1024)        # response APDU size (whole frames of it: see _send): meter.server's
+_SEND_CAP = const(1024)        # response APDU size (whole frames of it: see _numbered): meter.server's
 #                                response buffer holds it (docs/MEMORY.md)
 # a response being sent: [APDU (no LLC), offset of the next new segment, offset of the oldest
 # unacknowledged one, its N(S), end offsets of the frames sent and not acknowledged]; offsets
@@ -73,7 +74,8 @@ _FRMR_Z = const(8)             # invalid N(R)
 class HdlcLink:
     """Server side of one HDLC link (IEC 62056-46), windows up to 7. ``logical``/``physical``: our
     server address (physical None: a point-to-point port, see the module); ``max_info``: the
-    largest information field we send and receive (negotiation lowers it).
+    largest information field we send and receive, received ones _RX_INFO (128) at most
+    (negotiation lowers both).
     Counters: ``ignored`` (frames not for us, echoes), ``refused`` (frames of other clients while
     a link is open), ``errors`` (exceptions: only the first is logged), ``frmr`` (FRMR sent),
     ``retransmitted``."""
@@ -97,7 +99,9 @@ class HdlcLink:
         # now (boot) while the heap is unfragmented. Shared, as they never overlap: a new request
         # ends the response being sent (_numbered), a response is built after its request was
         # handled, and no response nor state refers to the request after it (meter.server copies)
-        self._pre = self.receiver()
+        # (a protocol.hdlc.Receiver: frames up to _RX_INFO of information, frames for other
+        # stations skipped, inter-character time-out _ICT_MS)
+        self._pre = hdlc.Receiver(min(max_info, _RX_INFO) + _OVERHEAD, self.accepts, _ICT_MS)
         self._rb = bytearray(max(_RX_MAX, max_info + _OVERHEAD))
         self._addr = b"\x03"
         self.pending = False       # a physical address applied by a profile: taken at the link's end
@@ -118,11 +122,6 @@ class HdlcLink:
             return False
         return self.physical is None or physical == self.physical
 
-    def receiver(self):
-        """A ``protocol.hdlc.Receiver`` for this link: frames up to ``max_info`` of information,
-        frames for other stations skipped, inter-character time-out ``_ICT_MS``."""
-        return hdlc.Receiver(self.max_info + _OVERHEAD, self.accepts, _ICT_MS)
-
     def serve(self, stream):
         """The UART task (a generator yielding the ms to wait, ``meter.metrology.loop``): read
         ``stream``, answer frames; never returns. ``stream`` does not block: ``readinto`` gives
@@ -130,7 +129,7 @@ class HdlcLink:
         frame the stream takes in part (or not at all) is written on when the others have run."""
         rx, self._fb = self._pre, self._rb
         self._pre = None
-        buf = bytearray(256)
+        buf = bytearray(32)
         mv = memoryview(buf)
         ticks = self.ticks
         while True:
@@ -187,21 +186,16 @@ class HdlcLink:
         self.frmr += 1
         return (self._frame(_FRMR, bytes((ctrl, (self.vs << 1) | (self.vr << 5), flags))),)
 
-    def _for_us(self, f):
-        if len(f.src) != 1:
-            return False
+    def on_frame(self, f):
+        """Handle one received frame; return a sequence of frames to transmit (maybe empty)."""
         try:
             value, n, _ = hdlc.decode_address(f.dest, 0)
         except hdlc.HdlcError:
-            return False
+            n = 0
         e = self._echo             # our own frame heard back (optical head, echo): same FCS
-        return self.accepts(value, n) and not (
-            e is not None and f.ctrl == e[2] and f.src == e[1] and f.dest == e[0]
-            and hdlc.encode_frame(f.dest, f.src, f.ctrl, f.info, f.segmented)[-3:-1] == e[3])
-
-    def on_frame(self, f):
-        """Handle one received frame; return a sequence of frames to transmit (maybe empty)."""
-        if not self._for_us(f):
+        if len(f.src) != 1 or not n or not self.accepts(value, n) or (
+                e is not None and f.ctrl == e[2] and f.src == e[1] and f.dest == e[0]
+                and hdlc.encode_frame(f.dest, f.src, f.ctrl, f.info, f.segmented)[-3:-1] == e[3]):
             self.ignored += 1
             return ()
         k = hdlc.kind(f.ctrl)
@@ -230,7 +224,7 @@ class HdlcLink:
             if ctx < 1 or crx < 1:
                 return self._frmr(f.ctrl, _FRMR_W | 2)
             self.tx_max = min(self.max_info, crx)
-            self.rx_max = min(self.max_info, ctx)
+            self.rx_max = min(self.max_info, ctx, _RX_INFO)
             self.win_tx = max(1, min(_WINDOW, cwrx))    # the client's view: its rx is our tx
             self.win_rx = max(1, min(_WINDOW, cwtx))
             # responses of whole frames: APDU + 3-byte LLC header = k * tx_max (no 3-byte spill)
@@ -298,20 +292,18 @@ class HdlcLink:
                 self._rx = rx
                 return (self._frame(hdlc.ctrl_rr(self.vr)),) if poll else ()
             self._rx = None
-            if rx is False:
-                return self._send(apdu.exception_response(1, _SERVICE_PDU_TOO_LONG))
-            mv = memoryview(self._rb)[:rx]
+            mv = memoryview(self._rb)[:rx] if rx is not False else None
         else:
             mv = memoryview(f.info)
-        if len(mv) >= 3 and mv[0] == 0xE6 and 0xE6 <= mv[1] <= 0xE7:
-            mv = mv[3:]                     # LLC header
-        resp = self.assoc.handle(self.client[0] >> 1, mv)
-        if resp is None:
-            return (self._frame(hdlc.ctrl_rr(self.vr)),)
-        return self._send(resp)
-
-    def _send(self, resp):
-        self._tx = [resp, 0, 0, self.vs, []]
+        if mv is None:
+            resp = apdu.exception_response(1, _SERVICE_PDU_TOO_LONG)
+        else:
+            if len(mv) >= 3 and mv[0] == 0xE6 and 0xE6 <= mv[1] <= 0xE7:
+                mv = mv[3:]                 # LLC header
+            resp = self.assoc.handle(self.client[0] >> 1, mv)
+            if resp is None:
+                return (self._frame(hdlc.ctrl_rr(self.vr)),)
+        self._tx = [resp, 0, 0, self.vs, []]    # the response being sent (_TX_NEXT ..)
         return self._window()
 
     def _ack(self, nr):

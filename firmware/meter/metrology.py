@@ -254,81 +254,63 @@ class Module:
         self._state = _DRAIN
         self._blk = self._try = self._t0 = self._quiet = 0
 
-    def _drain(self):
-        # discard input; True once the line was quiet for gap_ms (or timeout: send anyway)
-        now = self._ticks()
-        while True:
-            k = self._s.readinto(self._scratch)
-            if not k:
-                break
-            self.discarded += k
-            self._quiet = now
-        return (ticks_diff(now, self._quiet) >= self._gap
-                or ticks_diff(now, self._t0) >= self._masters[0].timeout_ms)
-
-    def _send(self, m):
-        if self._tx_enable:
-            self._tx_enable(True)
-        self._s.write(m.request)
-        if self._tx_enable:
-            self._tx_enable(False)
-        m.begin()
-        self._t0 = self._quiet = self._ticks()
-        self._state = _WAIT
-
-    def _receive(self, m):
-        # everything the UART holds goes to the framer; then the clock decides
-        now = self._ticks()
-        while True:
-            k = self._s.readinto(self._scratch)
-            if not k:
-                break
-            self._quiet = now
-            st = m.feed(self._scratch, k)
-            if st:
-                return st
-        return m.idle(ticks_diff(now, self._t0), ticks_diff(now, self._quiet))
-
-    def _to_drain(self):
-        self._state = _DRAIN
-        self._t0 = self._quiet = self._ticks()
-
     def start(self):
         """Begin a poll (then call ``step()`` until it returns -1)."""
-        self._blk = 0
-        self._try = 0
-        self._to_drain()
+        self._blk = self._try = 0
+        self._state = _DRAIN
+        self._t0 = self._quiet = self._ticks()
 
     def step(self):
         """Advance the poll started by ``start()`` without blocking: returns the ms to wait
         before the next call, or -1 when the poll is over (``fresh`` tells how)."""
         m = self._masters[self._blk]
+        now = self._ticks()
+        st = 0
+        while True:
+            k = self._s.readinto(self._scratch)
+            if not k:
+                break
+            self._quiet = now
+            if self._state == _DRAIN:      # input discarded until the line is quiet
+                self.discarded += k
+            else:                          # everything the UART holds goes to the framer
+                st = m.feed(self._scratch, k)
+                if st:
+                    break
         if self._state == _DRAIN:
-            if not self._drain():
+            # sent once the line was quiet for gap_ms (or at the timeout: sent anyway)
+            if (ticks_diff(now, self._quiet) < self._gap
+                    and ticks_diff(now, self._t0) < self._masters[0].timeout_ms):
                 return self._gap
-            self._send(m)
+            tx = self._tx_enable
+            if tx:
+                tx(True)
+            self._s.write(m.request)
+            if tx:
+                tx(False)
+            m.begin()
+            self._t0 = self._quiet = self._ticks()
+            self._state = _WAIT
             return self._gap
-        st = self._receive(m)
+        if not st:                         # then the clock decides
+            st = m.idle(ticks_diff(now, self._t0), ticks_diff(now, self._quiet))
         if st == mb.NEED:
             return self._gap
         if st == mb.ERROR and self._try < self.retries:
             self._try += 1
-            self._to_drain()
-            return 0
-        if st != mb.FRAME:
+        elif st != mb.FRAME:
             self.exc_code = m.exc_code
             self._fail(m.error)
             return -1
-        self._blk += 1
-        self._try = 0
-        if self._blk < len(self._masters):
-            self._to_drain()
-            return 0
-        if self._decode():
-            self._good()
         else:
-            self._fail(mb.E_VALUE)
-        return -1
+            self._blk += 1
+            self._try = 0
+            if self._blk == len(self._masters):
+                self._fail(None if self._decode() else mb.E_VALUE)
+                return -1
+        self._state = _DRAIN       # a retry, or the next block: the line drains first
+        self._t0 = self._quiet = self._ticks()
+        return 0
 
     def poll(self):
         """Read every block of the module's map (a generator yielding the ms to wait: ``fresh =
@@ -354,7 +336,7 @@ class Module:
             yield period_ms
 
     def _decode(self):
-        # all fields of the map into val; False if a value is NaN/inf/out of range
+        # all fields of the map into val, then the readings; False if a value is NaN/inf/out of range
         val = self.val
         f = self._fields
         b = self._blocks
@@ -375,41 +357,35 @@ class Module:
                 if v is None:
                     return False
             val[f[j]] = v
-        return True
-
-    def _good(self):
-        v = self.val
-        self.voltage_dv = v[mm.VOLTAGE_DV]
-        self.current_ma = abs(v[mm.CURRENT_MA])
-        self.power_dw = max(0, v[mm.POWER_DW])
-        self.frequency_dhz = v[mm.FREQUENCY_DHZ]
-        self.pf_centi = abs(v[mm.PF_CENTI])
-        self.energy_wh = v[mm.IMPORT_WH]
-        self.export_wh = v[mm.EXPORT_WH]
-        self.alarm = v[mm.ALARM] == 0xFFFF
+        self.voltage_dv = val[mm.VOLTAGE_DV]
+        self.current_ma = abs(val[mm.CURRENT_MA])
+        self.power_dw = max(0, val[mm.POWER_DW])
+        self.frequency_dhz = val[mm.FREQUENCY_DHZ]
+        self.pf_centi = abs(val[mm.PF_CENTI])
+        self.energy_wh = val[mm.IMPORT_WH]
+        self.export_wh = val[mm.EXPORT_WH]
+        self.alarm = val[mm.ALARM] == 0xFFFF
         self.fresh = True
         self.exc_code = 0
-        h = self.health
-        self.outcome = h.good(self._clock(), self.energy_wh)
-        self._health(h)
         return True
 
     def _fail(self, why):
-        self.errors += 1
-        self.last_error = mb.ERRORS[why]
-        self.fresh = False
+        """The poll's outcome for the health rule: a failure ``why`` (mb.ERRORS), or None after
+        a good poll (its values set by ``step``)."""
         h = self.health
-        self.outcome = h.bad(self._clock())
-        self._health(h)
-        if h.faulted:   # no stale value served as fresh
-            self.voltage_dv = self.current_ma = self.power_dw = None
-            self.frequency_dhz = self.pf_centi = None
-        return False
-
-    def _health(self, h):
+        if why is None:
+            self.outcome = h.good(self._clock(), self.energy_wh)
+        else:
+            self.errors += 1
+            self.last_error = mb.ERRORS[why]
+            self.fresh = False
+            self.outcome = h.bad(self._clock())
         self.delta_wh = h.delta_wh
         self.fault_wh = h.fault_wh
         self.faulted = h.faulted
+        if why is not None and h.faulted:   # no stale value served as fresh
+            self.voltage_dv = self.current_ma = self.power_dw = None
+            self.frequency_dhz = self.pf_centi = None
 
 
 def loop(tasks, ticks, idle):

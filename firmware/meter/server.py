@@ -113,18 +113,14 @@ class Association:
         self.guard = self.inner = False    # meter.acse.guard runs; inside a ciphered APDU
         acse.drop(self.meter)          # a key transfer's code (meter.keyxfer) leaves the heap
 
-    def aarq(self, client, buf):
-        """AARQ -> AARE (ACSE, Green Book §9.4.2): ``meter.acse``."""
-        self.reset()
-        return acse.aarq(self, client, buf)
-
     def handle(self, client, buf):
         """One complete APDU in, one APDU out (or None for no answer)."""
         if not buf:
             return None
         tag = buf[0]
-        if tag == _AARQ:
-            return self.aarq(client, buf)
+        if tag == _AARQ:           # AARQ -> AARE (ACSE, Green Book §9.4.2): meter.acse
+            self.reset()
+            return acse.aarq(self, client, buf)
         if _GLO_GET <= tag <= _GENERAL_DED and self.sess is not None and not self.inner:
             m = self.meter
             return acse.code().unwrap(m.security, self, client, buf)

@@ -96,14 +96,14 @@ def test_snrm_negotiates_the_minimum(ours, theirs, want):
     m, link = linked(max_info=ours)
     c = Client(link)
     tx, rx, wtx, wrx = c.snrm(hdlc.encode_params(theirs, theirs, 1, 1))
-    assert (tx, rx, wtx, wrx) == (want, want, 1, 1)
+    assert (tx, rx, wtx, wrx) == (want, min(want, 128), 1, 1)    # the meter receives at most 128
 
 
 def test_reference_snrm_512_and_kamstrup_parameters():
     m, link = linked()
     out = link.on_frame(hdlc.decode_frame(bytes.fromhex(
         "7EA014032193 63E7 818008050202000602020043B07E".replace(" ", ""))))
-    assert hdlc.decode_params(hdlc.decode_frame(out[0]).info)[:2] == (512, 512)
+    assert hdlc.decode_params(hdlc.decode_frame(out[0]).info)[:2] == (512, 128)
     # values of other widths (Kamstrup: 05 01 80 06 02 02 00) are accepted
     c = Client(linked()[1])
     assert c.snrm(b"\x81\x80\x07\x05\x01\x80\x06\x02\x02\x00")[:2] == (512, 128)
@@ -116,13 +116,14 @@ def test_segmented_response_and_request(max_info):
     c.snrm(hdlc.encode_params(max_info, max_info, 1, 1))
     c.max_rx = max_info
     assert associate(c, 32, b"00000000")["result"] == 0
-    # object_list (> 1 KB): segments of max_info, RR for each
-    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 15, ASSOC_LN, 2), max_info))
+    # object_list (> 1 KB): segments of max_info, RR for each; requests in segments of 128 at most
+    # (what the meter's UA announces it receives)
+    r = apdu.parse_response(c.request(apdu.get_request(0xC1, 15, ASSOC_LN, 2), 128))
     assert r.kind in (1, 2)
     assert c.segments >= 2
     # a GET-with-list longer than max_info arrives in segments the meter acknowledges with RR
     items = [(3, b"\x01\x00\x01\x08\x00\xff", 2, None, None)] * ((max_info // 10) + 5)
-    r = apdu.parse_response(c.request(apdu.get_with_list_request(0xC2, items), max_info))
+    r = apdu.parse_response(c.request(apdu.get_with_list_request(0xC2, items), 128))
     assert r.kind == 3 and len(r.results) == len(items)
     assert all(x == (0, b"\x06\x00\x00\x00\x00") for x in r.results)
 

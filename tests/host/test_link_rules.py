@@ -9,8 +9,8 @@ from protocol import hdlc_client as hdlc
 from fake_meter import Meter, SRV, C16, C1, ASSOC_LN
 
 
-def frame(dest, src, ctrl, info=b""):
-    return hdlc.decode_frame(hdlc.encode_frame(dest, src, ctrl, info))
+def frame(dest, src, ctrl, info=b"", segmented=False):
+    return hdlc.decode_frame(hdlc.encode_frame(dest, src, ctrl, info, segmented))
 
 
 def test_addresses_answered():
@@ -66,10 +66,18 @@ def _associated(conformance=apdu.DEFAULT_CONFORMANCE):
 
 
 def _req(link, a):
-    """One APDU in one I-frame, the answer (its segments acknowledged with RR)."""
+    """One APDU in I-frames of 128 bytes (what the meter receives), the answer (its segments
+    acknowledged with RR)."""
     seq = link.seq
-    f = hdlc.decode_frame(link.on_frame(frame(SRV, C16, hdlc.ctrl_i(*seq), hdlc.LLC_REQUEST + a))[0])
-    seq[0] = (seq[0] + 1) & 7
+    a = hdlc.LLC_REQUEST + a
+    while True:
+        out = link.on_frame(frame(SRV, C16, hdlc.ctrl_i(*seq), a[:128], len(a) > 128))
+        seq[0] = (seq[0] + 1) & 7
+        a = a[128:]
+        if not a:
+            break
+        assert hdlc.kind(hdlc.decode_frame(out[0]).ctrl) == hdlc.K_RR
+    f = hdlc.decode_frame(out[0])
     data = bytearray()
     while True:
         seq[1] = (seq[1] + 1) & 7
