@@ -130,12 +130,12 @@ def rekey(k, s):
         s.set_keys(None, ak)
         return
     import gc
+    from protocol.aes import keyed     # loaded here (not with this module), before the old context goes
     m = k.ek[1] if isinstance(k.ek, tuple) else None   # the H table: rebuilt in place
     s.set_keys((None, None), None)
     k.ek = None
     gc.collect()
     try:
-        from protocol.aes import keyed     # loaded here, not with this module: after the old context went
         k.ek = keyed(ek, m)
         s.set_keys(k.ek, ak)
     except MemoryError:
