@@ -94,6 +94,19 @@ _EV_DLMS_ERROR = const(90)            # DLMS error
 _EV_STORE_ERROR = const(91)           # store error
 
 
+def _valid(buf, got):
+    """The number of valid records (increasing seqs) in the ``got`` bytes of a segment in ``buf``."""
+    n = 0
+    prev = None
+    while n < _PER_SEG and (n + 1) * REC <= got:
+        r = decode_at(buf, n * REC)
+        if r is None or (prev is not None and r[0] <= prev):
+            break
+        prev = r[0]
+        n += 1
+    return n
+
+
 class EventLogError(ValueError):
     """Bad argument to the event log (detail neither int, str, bytes nor None)."""
 
@@ -198,15 +211,7 @@ class EventLog(Reader):
                 got = f.readinto(buf)
         except OSError:
             return 0
-        n = 0
-        prev = None
-        while n < _PER_SEG and (n + 1) * REC <= got:
-            r = decode_at(buf, n * REC)
-            if r is None or (prev is not None and r[0] <= prev):
-                break
-            prev = r[0]
-            n += 1
-        return n
+        return _valid(buf, got)
 
     def _scan(self):
         order = []
@@ -270,10 +275,13 @@ class EventLog(Reader):
     def _write(self, k, i, seq, epoch, code, detail, count):
         """Write segment k with record i (and the i records before it, read back from flash)."""
         buf = self._wb
-        if i and self._load(k, buf) < i:
-            raise OSError(5)                   # the segment is not what the index says
-        encode_into(buf, i * REC, seq, epoch, code, detail, count)
-        with open(self._name(k), "wb") as f:
+        # one file object for the read-back and the write (on littlefs each is a ~256 B block with
+        # its cache): committed on close as "wb" would be (a power cut leaves old or new)
+        with open(self._name(k), "r+b" if i else "wb") as f:
+            if i and _valid(buf, f.readinto(buf)) < i:
+                raise OSError(5)               # the segment is not what the index says
+            encode_into(buf, i * REC, seq, epoch, code, detail, count)
+            f.seek(0)
             f.write(memoryview(buf)[:(i + 1) * REC])
 
     def pending(self):
