@@ -39,19 +39,17 @@ def _store(path, keys):
             for i in range(n):
                 c = b[i]
                 if q:
-                    if e:
-                        e = 0
-                    elif c == 92:
-                        e = 1
-                    elif c == 34:
+                    x = e                # this byte is escaped
+                    e = not x and c == 92
+                    if c == 34 and not x:
                         q = skip = 0
                         if kx and d == 1:
                             top = bytes(s)
                         elif kx and d == 2:
                             name = bytes(s)
-                    if skip:
+                    elif skip:
                         continue
-                    if kx and e == 0 and c != 34:
+                    elif kx:
                         s.append(c)
                 elif c == 34:
                     q = 1
