@@ -94,19 +94,6 @@ _EV_DLMS_ERROR = const(90)            # DLMS error
 _EV_STORE_ERROR = const(91)           # store error
 
 
-def _valid(buf, got):
-    """The number of valid records (increasing seqs) in the ``got`` bytes of a segment in ``buf``."""
-    n = 0
-    prev = None
-    while n < _PER_SEG and (n + 1) * REC <= got:
-        r = decode_at(buf, n * REC)
-        if r is None or (prev is not None and r[0] <= prev):
-            break
-        prev = r[0]
-        n += 1
-    return n
-
-
 class EventLogError(ValueError):
     """Bad argument to the event log (detail neither int, str, bytes nor None)."""
 
@@ -204,14 +191,26 @@ class EventLog(Reader):
     def _name(self, k):
         return "%s/e%02d" % (self.path, k)
 
-    def _load(self, k, buf):
-        """Read segment k into buf; return the number of valid records (increasing seqs)."""
-        try:
-            with open(self._name(k), "rb") as f:
-                got = f.readinto(buf)
-        except OSError:
-            return 0
-        return _valid(buf, got)
+    def _load(self, k, buf, f=None):
+        """Read segment k into buf (from ``f``, its file open for update, if given); return the
+        number of valid records (increasing seqs)."""
+        if f is not None:
+            got = f.readinto(buf)
+        else:
+            try:
+                with open(self._name(k), "rb") as f:
+                    got = f.readinto(buf)
+            except OSError:
+                return 0
+        n = 0
+        prev = None
+        while n < _PER_SEG and (n + 1) * REC <= got:
+            r = decode_at(buf, n * REC)
+            if r is None or (prev is not None and r[0] <= prev):
+                break
+            prev = r[0]
+            n += 1
+        return n
 
     def _scan(self):
         order = []
@@ -278,7 +277,7 @@ class EventLog(Reader):
         # one file object for the read-back and the write (on littlefs each is a ~256 B block with
         # its cache): committed on close as "wb" would be (a power cut leaves old or new)
         with open(self._name(k), "r+b" if i else "wb") as f:
-            if i and _valid(buf, f.readinto(buf)) < i:
+            if i and self._load(k, buf, f) < i:
                 raise OSError(5)               # the segment is not what the index says
             encode_into(buf, i * REC, seq, epoch, code, detail, count)
             f.seek(0)
