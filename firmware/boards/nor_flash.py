@@ -35,7 +35,7 @@ except ImportError:
 BLOCK_SIZE = const(4096)
 _MPY = sys.implementation.name == "micropython"
 _EIO = const(-5)
-_CHUNK = const(256)      # scratch size: programs and erases go through it in chunks
+_CHUNK = const(64)       # scratch size: programs and erases go through it in chunks (resident: small)
 
 
 class PowerCut(Exception):
@@ -57,7 +57,8 @@ class NorFlash:
         self._rng = (seed & 0xFFFFFFFF) or 0x9E3779B9
         self._die = die
         self._scratch = bytearray(_CHUNK)
-        self._mv = memoryview(self._scratch)
+        if not _MPY:
+            self._mv = memoryview(self._scratch)
         self._w4 = bytearray(4)
         size = blocks * BLOCK_SIZE
         try:

@@ -191,13 +191,17 @@ class EventLog(Reader):
     def _name(self, k):
         return "%s/e%02d" % (self.path, k)
 
-    def _load(self, k, buf):
-        """Read segment k into buf; return the number of valid records (increasing seqs)."""
-        try:
-            with open(self._name(k), "rb") as f:
-                got = f.readinto(buf)
-        except OSError:
-            return 0
+    def _load(self, k, buf, f=None):
+        """Read segment k into buf (from ``f``, its file open for update, if given); return the
+        number of valid records (increasing seqs)."""
+        if f is not None:
+            got = f.readinto(buf)
+        else:
+            try:
+                with open(self._name(k), "rb") as f:
+                    got = f.readinto(buf)
+            except OSError:
+                return 0
         n = 0
         prev = None
         while n < _PER_SEG and (n + 1) * REC <= got:
@@ -270,10 +274,13 @@ class EventLog(Reader):
     def _write(self, k, i, seq, epoch, code, detail, count):
         """Write segment k with record i (and the i records before it, read back from flash)."""
         buf = self._wb
-        if i and self._load(k, buf) < i:
-            raise OSError(5)                   # the segment is not what the index says
-        encode_into(buf, i * REC, seq, epoch, code, detail, count)
-        with open(self._name(k), "wb") as f:
+        # one file object for the read-back and the write (on littlefs each is a ~256 B block with
+        # its cache): committed on close as "wb" would be (a power cut leaves old or new)
+        with open(self._name(k), "r+b" if i else "wb") as f:
+            if i and self._load(k, buf, f) < i:
+                raise OSError(5)               # the segment is not what the index says
+            encode_into(buf, i * REC, seq, epoch, code, detail, count)
+            f.seek(0)
             f.write(memoryview(buf)[:(i + 1) * REC])
 
     def pending(self):

@@ -3,10 +3,8 @@ the key record of ``meter.keyset``; docs/CONTRACTS.md "Security". Loaded for an 
 runs inside an HLS association, ``meter.cosem.act``) and unloaded when that association ends
 (``meter.acse.drop``).
 """
-import json
 import os
-
-from protocol.aes import keyed
+from binascii import hexlify
 
 try:
     from micropython import const
@@ -19,26 +17,66 @@ _TYPE_UNMATCHED = const(12)
 _EV_CONFIG = const(21)         # meter.events
 
 
-def _load(path):
-    """config.json as a dict, read in a frame of its own: a file object stays alive while the frame
-    that opened it runs (its value stack), and on littlefs each is a ~256 B block (with its cache):
-    the write must not need a second one beside it."""
-    with open(path) as f:
-        return json.load(f)
-
-
 def _store(path, keys):
     """The new ``keys`` (EK, AK, KEK; None: unchanged) into config.json, written in one rename (a
-    power cut leaves the old or the new set). In a frame of its own: the config dict and the file
-    objects are garbage once it returns, before the "keys changed" event is written."""
-    cfg = _load(path)
-    sec = cfg.setdefault("security", {})
-    for n, v in zip(("ek", "ak", "kek"), keys):
-        if v is not None:
-            sec[n] = v.hex()
-    tmp = path + ".tmp"                     # beside it: a rename never crosses file systems
-    with open(tmp, "w") as f:
-        json.dump(cfg, f)
+    power cut leaves the old or the new set). The file is copied 32 bytes at a time and only the
+    three values of its ``security`` object are replaced: ``json.load`` of the whole config built
+    ~2 KiB of objects in a heap that an HLS association leaves with ~2-3 KiB at 56 KiB. OSError
+    (nothing renamed) when a key to write is not a string value of ``security``."""
+    b = bytearray(32)
+    o = bytearray()          # the chunk written
+    s = bytearray()          # the member name being read
+    top = name = b""         # the top-level member's name, the security member's name
+    d = q = e = skip = st = found = 0    # depth, in a string, after a backslash, replacing, {=1 per level
+    kx = 0                   # a member name comes next (in an object, before its colon)
+    tmp = path + ".tmp"      # beside it: a rename never crosses file systems
+    with open(path, "rb") as src, open(tmp, "wb") as dst:
+        while True:
+            n = src.readinto(b)
+            if not n:
+                break
+            o[:] = b""
+            for i in range(n):
+                c = b[i]
+                if q:
+                    x = e                # this byte is escaped
+                    e = not x and c == 92
+                    if c == 34 and not x:
+                        q = skip = 0
+                        if kx and d == 1:
+                            top = bytes(s)
+                        elif kx and d == 2:
+                            name = bytes(s)
+                    elif skip:
+                        continue
+                    elif kx:
+                        s.append(c)
+                elif c == 34:
+                    q = 1
+                    s[:] = b""
+                    j = 3 if kx or d != 2 or top != b"security" else (b"ek", b"ak", b"kek", name).index(name)
+                    if j < 3 and keys[j] is not None:
+                        o.append(34)
+                        o.extend(hexlify(keys[j]))
+                        skip = 1
+                        found |= 1 << j
+                        continue
+                elif c == 123 or c == 91:
+                    d += 1
+                    st = st << 1 | (c == 123)
+                    kx = c == 123
+                elif c == 125 or c == 93:
+                    d -= 1
+                    st >>= 1
+                    kx = 0
+                elif c == 58:
+                    kx = 0
+                elif c == 44:
+                    kx = st & 1
+                o.append(c)
+            dst.write(o)
+    if found != (keys[0] is not None) | (keys[1] is not None) << 1 | (keys[2] is not None) << 2:
+        raise OSError(22)
     os.rename(tmp, path)
 
 
@@ -66,6 +104,9 @@ def method(k, m, tagged, buf):
             keys[(0, 0, 1, 2)[kid]] = keywrap.unwrap(k.kek, bytes(w), buf)
     except (ValueError, TypeError, IndexError):   # keywrap raises ValueError
         return _OTHER
+    keywrap = None
+    from meter.acse import unload
+    unload("protocol.keywrap")           # its ~0.3 KiB back before the config write and the event
     if any(x is not None and len(x) != 16 for x in keys):
         return _OTHER
     _store(k.meter.board.path("config.json"), keys)
@@ -87,6 +128,7 @@ def rekey(k, s):
         s.set_keys(None, ak)
         return
     import gc
+    from protocol.aes import keyed     # loaded here (not with this module), before the old context goes
     m = k.ek[1] if isinstance(k.ek, tuple) else None   # the H table: rebuilt in place
     s.set_keys((None, None), None)
     k.ek = None

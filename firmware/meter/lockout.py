@@ -13,8 +13,10 @@ lock-out of the same client, before it authenticates once, doubles it, up to ``m
   locked: attack pass, session 12). A write per counted failure is bounded by the lock-out
   itself (``after`` per lock-out). When a lock-out starts, ONE event (``_EV_LOCKOUT``, detail =
   the failures counted) is logged.
-- ``ok(client)``: a successful authentication clears the count and the doubling level (a flash
-  write only if a level was on record).
+- ``ok(client)``: a successful authentication clears the count and the doubling level; the file
+  is written only if a level was on record. A count alone is cleared in RAM (the next write takes
+  it along): no ~256 B littlefs file object inside the association that just opened, and a
+  power cut before that write brings back a count, which only makes a lock-out come sooner.
 A clock set backwards cannot lengthen a lock-out beyond ``max_s`` from now.
 """
 import json
@@ -82,7 +84,8 @@ class Lockout:
 
     def ok(self, client):
         """``client`` authenticated: clear its count and doubling level."""
-        if self._locks.pop(client, None) is not None:
+        lk = self._locks.pop(client, None)
+        if lk is not None and lk[_LEVEL]:
             try:
                 self._save()
             except OSError:

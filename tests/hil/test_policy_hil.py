@@ -244,7 +244,6 @@ def test_config_refuses_a_bad_profile_before_the_wire(tmp_path):
     assert r.exit_code == 2 and "not JSON" in r.output   # an unreadable input file is a usage error
 
 
-@pytest.mark.heap32("70k", "profile applied over DLMS: meter.profile loaded and the JSON parsed")
 @pytest.mark.parametrize("flash", [None, {"blocks": 64, "seed": 5}], ids=["files", "nor-flash"])
 def test_config_apply_over_dlms(rig_factory, flash):
     """Also on the NOR flash model, where config.json is on the host and the meter's files on
