@@ -355,8 +355,7 @@ def _report(kw, change, out, show, hint, refused, fields):
         show(out)
         return
     if kw.get("as_json"):
-        (kw.get("json_sink") or emit_json)(dict(dict(out.as_dict(), **out.details),
-                                                **(fields(out) if fields else {})))
+        (kw.get("json_sink") or emit_json)(outcome_json(out, fields))
     if out.state == NOT_APPLIED:
         text = refused(out) if refused else None
         if text is None and not out.checked:
@@ -365,6 +364,13 @@ def _report(kw, change, out, show, hint, refused, fields):
              % _lost(change, out), EXIT_METER)
     tell = hint(out) if hint else "meterctl read --port %s" % kw["port"]
     fail("%s; outcome unknown: %s; check with: %s" % (_lost(change, out), out.reason, tell), EXIT_UNKNOWN)
+
+
+def outcome_json(out, fields=None):
+    """A change's --json object: the outcome's keys, then the command's own: ``fields(out)`` when
+    the command has them (the same keys applied, not applied or unknown: README "--json"), else
+    what the change read after it (``out.details``)."""
+    return dict(out.as_dict(), **(fields(out) if fields else out.details or {}))
 
 
 def emit_json(obj):

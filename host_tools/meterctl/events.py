@@ -132,7 +132,8 @@ def _output(code, cols, n, table, csv_path, as_json, transpose=False, table_too=
     per column; None: so when the columns do not fit the console); ``table_too`` False: with a
     CSV file, one line that says what was written instead of the table. ``aliases`` {column:
     key}: JSON rows carry the column under that key too (a key that stays when the column's
-    OBIS changes)."""
+    OBIS changes). A date-time cell not specified ("????-??-??T??:??:??", an MD time before
+    any demand) is null in JSON, "????" in the table and CSV."""
     if csv_path:
         out = sys.stdout if csv_path == "-" else open(csv_path, "w", newline="")
         try:
@@ -145,7 +146,8 @@ def _output(code, cols, n, table, csv_path, as_json, transpose=False, table_too=
     if as_json:
         alias = [(i, (aliases or {})[c]) for i, c in enumerate(cols) if c in (aliases or {})]
         emit_json({"columns": cols, "entries_in_use": n,
-                   "rows": [dict(zip(cols, r), **{k: r[i] for i, k in alias}) for r in table]})
+                   "rows": [dict(zip(cols, r), **{k: r[i] for i, k in alias})
+                            for r in ([fmt.iso_or_none(x) for x in r] for r in table)]})
     elif csv_path and csv_path != "-" and not table_too:
         click.echo("%s: %d of %d entries written to %s" % (code, len(table), n, csv_path))
     elif csv_path != "-" and (transpose or transpose is None and _too_wide(cols, table)):
