@@ -3,7 +3,9 @@ meter: ``--json`` keys that stay the same (a topup's applied / not applied / unk
 relay's reason as a stable code next to its prose, a not-specified date as null), and ``vend``'s
 wrong inputs as one ``meterctl: error:`` line with a documented exit code."""
 import json
+import os
 
+import pytest
 from click.testing import CliRunner
 
 from host_tools import objects
@@ -118,3 +120,104 @@ def test_readme_lists_every_relay_reason_code():
     src = (root / "host_tools" / "summary.py").read_text()
     used = set(re.findall(r'return "([a-z_]+)", ', src)) | set(re.findall(r'reason = \(?"([a-z_]+)",', src))
     assert used == set(RELAY_REASON_CODES), used ^ set(RELAY_REASON_CODES)
+
+
+# --- vend: every wrong input is one line, exit 2, nothing vended --------------------------------
+
+VK = ("--vending-key", "abababababababab")
+DRN = ("--drn", "01234567890")
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    monkeypatch.setenv("METERCTL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("METERCTL_KEYSTORE", raising=False)
+    return tmp_path / "state"
+
+
+WRONG = [      # what a technician types -> what the one line says (before: the line after '#')
+    (VK + ("--drn", "0123456789", "--amount", "10"), "--drn 0123456789: 10 digits; with IIN 600727 a meter "
+     "number (DRN) has 11"),                                # IIN (6 or 4 digits) + DRN must make 17 digits
+    (VK + ("--drn", "0123456789X", "--amount", "10"), "is digits only"),
+    (VK + ("--pan", "12345", "--amount", "10"), "--pan 12345: 5 digits; a meter PAN has 18"),
+    (VK + ("--pan", "600727012345678901", "--amount", "10"), "check digit (the last) should be 2: a digit "
+     "is mistyped"),                                        # bad check digit (expected 2)
+    (VK + DRN + ("--amount", "₹100"), "carries energy, not money"),     # must be a non-negative number
+    (VK + DRN + ("--amount", "10.55"), "at most one decimal"),
+    (VK + DRN + ("--amount", "99999999"), "more than one token carries (1820162.4 kWh"),   # 0..18201624 (0.1 units)
+    (VK + DRN + ("--amount", "-5"), "cannot take credit away"),
+    (VK + DRN, "class 0 subclass 0 needs --amount KWH"),     # needs an amount or value
+    (VK + DRN + ("--class", "2", "--subclass", "0"), "needs --amount WATTS"),
+    (VK + DRN + ("--class", "2", "--subclass", "0", "--amount", "4.5"), "watts, a whole number"),
+    (VK + DRN + ("--class", "2", "--subclass", "2"), "needs --value PAISE_PER_KWH"),
+    (VK + DRN + ("--class", "2", "--subclass", "2", "--value", "70000"), "0..65535"),
+    (VK + DRN + ("--class", "2", "--subclass", "3", "--value", "5"), "give --key-change"),  # use key_change_tokens()
+    (VK + DRN + ("--amount", "10", "--subclass", "9"), "not defined by IEC 62055-41"),      # vended 'proprietary'
+    (VK + DRN + ("--class", "2", "--subclass", "11"), "not defined by IEC 62055-41"),        # vended 'proprietary'
+    (VK + DRN + ("--amount", "10", "--subclass", "1"), "this meter takes electricity only"),  # vended water
+    (("--vending-key", "abab") + DRN + ("--amount", "10"), "8 to 64 bytes"),                 # 8/9/10/.../64 bytes
+    (VK + DRN + ("--amount", "10", "--tid", "99999999999"), "a TID is 0..16777215"),
+    (VK + DRN + ("--amount", "10", "--tid", "16000000"), "after now"),                       # vended
+    (VK + DRN + ("--amount", "10", "--issued", "1980-01-01T00:00"), "before base date 2014's TIDs"),
+    (VK + DRN + ("--amount", "10", "--base-date", "1993"), "the STS TID rollover"),          # time outside ...
+    (("--key-file", "keys.json", "--amount", "10"), "vend needs the STS keys"),              # no such option
+    (("--meter", "PPM404", "--keystore", "none.keystore", "--amount", "10"), "does not exist"),   # has no meter
+]
+
+
+@pytest.mark.parametrize("args, says", WRONG, ids=[" ".join(a[2:]) or "none" for a, _ in WRONG])
+def test_vend_wrong_input_is_one_error_line_exit_2_and_uses_no_tid(state, args, says):
+    r = _run("vend", *args)
+    lines = r.output.splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("meterctl: error: "), r.output
+    assert says in lines[0], lines[0]
+    tids = state / "tids"
+    assert not tids.exists() or not [f for f in os.listdir(tids) if f.endswith(".last")], "a TID was used"
+
+
+def test_a_mistyped_tid_no_longer_breaks_every_later_vend_for_the_meter(state):
+    # new-user pass (session 15): --tid 99999999999 was recorded before it was refused, then every
+    # vend for the meter failed "TID 100000000000 is past the rollover of base date 2014"
+    assert _run("vend", *VK, *DRN, "--amount", "10", "--tid", "99999999999").exit_code == 2
+    r = _run("vend", *VK, *DRN, "--amount", "10", "--json")
+    assert r.exit_code == 0, r.output
+    from host_tools import tidstore
+    with pytest.raises(Exception, match="outside 0..16777215"):
+        tidstore.note(b"k" * 8, 2014, [1 << 24])
+
+
+def test_a_tid_store_poisoned_by_an_older_meterctl_says_which_file(state):
+    from host_tools import tidstore
+    dk = vend.derive_decoder_key("abababababababab", vend.build_pan("600727", "01234567890"), "123456", 1, 1, 2,
+                                 2014, "ea07")
+    d, last, _lock = tidstore._paths(tidstore.meter_id(dk, 2014))
+    os.makedirs(d)
+    with open(last, "w") as f:
+        f.write("99999999999\n")
+    r = _run("vend", *VK, *DRN, "--amount", "10")
+    assert r.exit_code == 2 and "holds 99999999999, not a TID" in r.output and last in r.output, r.output
+
+
+def test_vend_tid_before_the_last_one_is_refused_unless_forced(state):
+    first = json.loads(_run("vend", *VK, *DRN, "--amount", "10", "--json").output)
+    r = _run("vend", *VK, *DRN, "--amount", "10", "--tid", str(first["tid"]))
+    assert r.exit_code == 2 and "is not after the last TID vended for this meter" in r.output, r.output
+    again = _run("vend", *VK, *DRN, "--amount", "10", "--tid", str(first["tid"]), "--rnd", str(first["rnd"]),
+                 "--json", "--force")
+    assert again.exit_code == 0 and json.loads(again.output)["token"] == first["token"]
+
+
+def test_vend_meter_with_another_meters_drn_is_refused(state, tmp_path):
+    from host_tools import keystore as ks
+    store = {"format": 1, "defaults": {"sgc": 123456, "iin": "600727"}, "meters": {}}
+    ks.meter_record(store, "PPM1", ti=1, krn=1)
+    path = tmp_path / "lab.keystore"
+    ks.save(path, store)
+    r = _run("vend", "--meter", "PPM1", "--keystore", str(path), "--drn", "01234567890", "--amount", "10")
+    assert r.exit_code == 2 and r.output.startswith("meterctl: error: --meter PPM1 and --drn:"), r.output
+    assert _run("vend", "--meter", "PPM1", "--keystore", str(path), "--amount", "10").exit_code == 0
+
+
+def test_vend_help_documents_its_exit_codes():
+    text = " ".join(_run("vend", "--help").output.split())
+    assert "Exit codes: 0 vended; 2 a wrong input" in text and "--key-file" not in text
