@@ -53,3 +53,15 @@ def test_bench_bad_value_names_the_option(script, args, says):
 def test_bench_help_lists_options_with_units(script, option):
     r = _run(script, "--help")
     assert r.returncode == 0 and option in r.stdout and "default" in r.stdout, r.stdout
+
+
+def test_relay_sense_command_reads_the_contact_or_says_what_it_printed():
+    # the bench rig's --relay-sense-cmd (hil.relayback; new-user pass, session 15)
+    from hil.relayback import sense_command
+    from hil.rig import RigError
+    assert sense_command(None) is None
+    assert sense_command("echo closed")() is True and sense_command("echo 0")() is False
+    with pytest.raises(RigError, match="printed 'maybe'"):
+        sense_command("echo maybe")()
+    with pytest.raises(RigError, match="exit 3"):
+        sense_command("exit 3")()
