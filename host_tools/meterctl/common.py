@@ -130,13 +130,14 @@ class Trace:
                                                       fmt.hexs(data)), err=True)
 
 
-def link_options(write, client_help=None):
+def link_options(write, client_help=None, port_required=True):
     """Decorator: the options of every command that talks to a meter. ``write`` commands default
     to the management client 1 and need a secret; read commands as ``default_client`` says.
-    ``client_help`` replaces the --client default's sentence."""
+    ``client_help`` replaces the --client default's sentence; ``port_required`` False: the
+    command checks --port itself (it has a way without a meter)."""
     client_help = client_help or ("Default 1." if write else READ_CLIENT_HELP)
     opts = [
-        click.option("--port", "-p", envvar="METERCTL_PORT", required=True, metavar="PATH",
+        click.option("--port", "-p", envvar="METERCTL_PORT", required=port_required, metavar="PATH",
                      help="Serial port of the meter (/dev/ttyUSB0, /dev/pts/N). Env: METERCTL_PORT."),
         click.option("--baud", type=click.IntRange(300, 921600), default=9600, show_default=True,
                      help="Baud rate (8N1)."),

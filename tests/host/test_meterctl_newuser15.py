@@ -221,3 +221,46 @@ def test_vend_meter_with_another_meters_drn_is_refused(state, tmp_path):
 def test_vend_help_documents_its_exit_codes():
     text = " ".join(_run("vend", "--help").output.split())
     assert "Exit codes: 0 vended; 2 a wrong input" in text and "--key-file" not in text
+
+
+# --- events: the details the meter records (its IC 7 buffers do not carry them) ---------------
+
+def _meter_log(state):
+    """An event log written by the firmware's own meter.audit on CPython, as a meter writes it."""
+    from host_tools.firmware_src import firmware_module
+    audit = firmware_module("meter.audit").Audit(str(state / "ev"))
+    t = 1767225600
+    audit.append(t, 10, 2000)                  # credit added [paise]
+    audit.append(t + 60, 50, 6801601)          # token accepted [TID]
+    for _ in range(3):
+        audit.append(t + 120, 51, "used")      # token rejected [reason], coalesced
+    audit.append(t + 180, 31, 3)               # locked out [failures counted]
+    audit.append(t + 240, 42, "remote")        # relay open [cause]
+    audit.append(t + 300, 62, 123456)          # metering counter re-based [new counter Wh]
+    audit.flush()
+
+
+def test_events_state_shows_each_events_detail(tmp_path):
+    # new-user pass (session 15): meterctl events showed code and time only, never the TID, the
+    # paise, the relay's cause or a tamper event's counter the meter records
+    _meter_log(tmp_path)
+    r = _run("events", "--state", str(tmp_path), "--json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)["rows"]
+    got = [(x["code"], x["detail"], x["detail_is"], x["occurrences"]) for x in rows]
+    assert got == [(10, 2000, "paise", 1), (50, 6801601, "TID", 1), (51, "used", "reason", 3),
+                   (31, 3, "failures counted", 1), (42, "remote", "cause", 1), (62, 123456, "new counter Wh", 1)]
+    assert rows[0]["clock"] == "2026-01-01T00:00:00Z" and rows[1]["event"] == "token accepted"
+    table = _run("events", "--state", str(tmp_path), "--log", "tamper", env={"COLUMNS": "200"}).output
+    for text in ("3 (failures counted)", "used (reason)", "123456 (new counter Wh)"):
+        assert text in " ".join(table.split()), table
+    assert "2000 paise" not in table                       # the transaction ring is not tamper
+
+
+def test_events_without_port_or_state_and_a_state_without_a_log_are_one_line(tmp_path):
+    r = _run("events", "--password", "x")
+    assert r.exit_code == 2 and r.output.splitlines()[-1].startswith("meterctl: error: Missing option '--port'")
+    r = _run("events", "--state", str(tmp_path))
+    assert r.exit_code == 2 and r.output.startswith("meterctl: error: %s holds no event log" % tmp_path), r.output
+    r = _run("events", "--state", str(tmp_path), "--from-entry", "2")
+    assert r.exit_code == 2 and "--state reads the whole log" in r.output
