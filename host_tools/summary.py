@@ -30,7 +30,7 @@ _EV = {name: c for c, name, _, _ in objects.events()}
 _EV_DISCONNECT_DEFERRED = _EV["EV_DISCONNECT_DEFERRED"]
 # relay_reason_code in ``read --json``: a stable word per reason (the prose in relay_reason may change)
 RELAY_REASON_CODES = ("remote_disconnect", "max_power_lockout", "max_power_trip", "credit_exhausted",
-                      "credit_exhausted_after_emergency", "credit_restored", "opened_by_meter", "opened_locally",
+                      "credit_exhausted_after_emergency", "credit_restored", "ready_for_reconnection",
                       "emergency_credit", "credit_mode", "disconnection_deferred", "no_credit_pending")
 CONTROL_EVENT_CODE = objects.EVENT_LOGS["control"][1].obis          # 0.0.96.11.6.255
 TRANSACTION_LOG = objects.EVENT_LOGS["transaction"][0].obis         # 0.0.99.98.3.255
@@ -183,11 +183,16 @@ def _why_open(out, val):
         return "credit_exhausted", "credit exhausted: a top-up reconnects"
     if code == _EV["EV_RELAY_OPEN_CREDIT"]:
         return "credit_restored", "opened for credit; credit is back: the button (or the meter, control mode 5/6) recloses it"
+    # ready for reconnection after "relay open" (42): the button, or a remote disconnect followed by a
+    # remote reconnect (control mode 5/6); its cause is the event's detail, which no buffer serves
     if cs == "ready_for_reconnection" and code is None:
-        return "opened_by_meter", ("opened by the meter itself: a max power limit trip or lock-out, or the button (the reader, "
-                "with --password, sees which)")
+        return "ready_for_reconnection", (
+            "ready for reconnection: the button recloses it (opened by a max power limit trip or lock-out, "
+            "the button, or a remote disconnect since reconnected; the reader, with --password, tells a trip)")
     if cs == "ready_for_reconnection":
-        return "opened_locally", "opened at the meter (the button or a local disconnect): the button recloses it"
+        return "ready_for_reconnection", (
+            "ready for reconnection: the button recloses it (opened by the button, or by a remote disconnect "
+            "since reconnected: the cause is in the event's detail, not served over DLMS)")
     return None
 
 

@@ -80,9 +80,23 @@ def test_read_json_gives_the_relay_reason_as_a_stable_code_too():
     s = _summary({cs: (axdr.ENUM, 0)})
     assert s["relay_reason_code"] == "remote_disconnect" and s["relay_reason"].startswith("disconnected by")
     s = _summary({cs: (axdr.ENUM, 2)})
-    assert s["relay_reason_code"] == "opened_by_meter" and s["relay_reason_code"] in RELAY_REASON_CODES
+    assert s["relay_reason_code"] == "ready_for_reconnection" and s["relay_reason"].startswith(
+        "ready for reconnection: the button recloses it (opened by a max power limit trip")
     s = _summary({cs: (axdr.ENUM, 1), (70, objects.DISCONNECT_CONTROL.obis, 2): (axdr.BOOLEAN, True)})
     assert s["relay_reason_code"] is None and s["relay_reason"] is None        # closed, credit left
+
+
+def test_read_does_not_call_a_remote_disconnect_since_reconnected_local():
+    # new-user pass (session 15): relay disconnect, then relay connect (control mode 5): the reader
+    # was told "opened at the meter (the button or a local disconnect)"
+    log = objects.EVENT_LOGS["control"][0].obis
+    clock = axdr.datetime_bytes(2026, 3, 2, 20, 0, 5, deviation=-330)
+    rows = (axdr.ARRAY, [(axdr.STRUCTURE, [(axdr.OCTET_STRING, clock), (axdr.LONG_UNSIGNED, 42),
+                                           (axdr.DOUBLE_LONG_UNSIGNED, 1)])])
+    s = _summary({(70, objects.DISCONNECT_CONTROL.obis, 3): (axdr.ENUM, 2),
+                  (7, log, 7): (axdr.DOUBLE_LONG_UNSIGNED, 1), (7, log, 2): rows})
+    assert s["relay_reason_code"] == "ready_for_reconnection", s["relay_reason"]
+    assert "remote disconnect since reconnected" in s["relay_reason"] and "local" not in s["relay_reason"]
 
 
 # --- a date-time not specified: null in JSON, "????" in the table -------------------------------
