@@ -2,6 +2,7 @@
 details the firmware records (a top-up's paise, the relay's cause) are in its files, read while
 it runs; over DLMS the same log shows code and time only (the IC 7 buffers carry no detail)."""
 import json
+import os
 import subprocess
 import sys
 
@@ -28,3 +29,19 @@ def test_events_state_reads_the_details_of_a_running_meter(rig):
     assert dlms.returncode == 0, dlms.stderr
     keys = set(json.loads(dlms.stdout)["rows"][-1])
     assert "detail" not in keys and {"code", "event"} <= keys          # what DLMS serves
+
+
+def test_meterctl_emulate_says_how_to_read_the_details(tmp_path):
+    from meterctl_proc import Emulate
+    e = Emulate("--load", "0", env=dict(os.environ, METERCTL_STATE_DIR=str(tmp_path)))
+    try:
+        state = e.info["State directory"]
+        hint = [ln.split("#")[0].split() for ln in e.banner if "events --state" in ln]
+        assert hint and hint[0][:4] == ["meterctl", "events", "--state", state], e.banner
+        port, keys = e.info["DLMS serial port"], e.info["Keys"].split()[0]
+        assert meterctl("credit", "add", "--port", port, "--amount", "100", "--key-file", keys).returncode == 0
+        r = meterctl(*hint[0][1:], "--json")
+        assert r.returncode == 0, r.stderr
+        assert (10, 10000, "paise") in [(x["code"], x["detail"], x["detail_is"]) for x in json.loads(r.stdout)["rows"]]
+    finally:
+        e.kill()
