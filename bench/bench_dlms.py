@@ -24,6 +24,7 @@ for p in (ROOT, ROOT / "firmware", ROOT / "tests" / "support"):
 
 from protocol import apdu_client as apdu  # noqa: E402
 from protocol import hdlc_client as hdlc  # noqa: E402
+import benchargs  # noqa: E402
 
 BAUD = 9600
 
@@ -192,8 +193,7 @@ def secs(nbytes):
     return nbytes * 10 / BAUD
 
 
-def main():
-    fw = os.environ.get("METER_FIRMWARE_DIR")
+def main(fw=None):
     us = mpy_processing_us(fw)
     (req, resp, rtt), logs = firmware_get(fw)
     print("GET 1.0.1.8.0.255 (public client, firmware on micropython -X heapsize=190k):")
@@ -219,7 +219,18 @@ def main():
                       % (mi, pdu, win, payload, wire, payload / wire, secs(wire), BAUD))
 
 
+def parse_args(argv=None):
+    ap = benchargs.parser(__doc__)
+    ap.add_argument("--firmware", metavar="DIR", default=os.environ.get("METER_FIRMWARE_DIR"),
+                    help="firmware directory to run (default: $METER_FIRMWARE_DIR, else the cached "
+                         "unix build)")
+    ap.add_argument("--baud", type=benchargs.count, default=BAUD, metavar="BIT/S",
+                    help="line speed the readout times are computed at, 10 bits per byte "
+                         "(default: %(default)s bit/s)")
+    return ap.parse_args(argv)
+
+
 if __name__ == "__main__":
-    if {"-h", "--help"} & set(__import__("sys").argv[1:]):    # the docstring is the help: no options
-        raise SystemExit(print(__doc__))
-    main()
+    a = parse_args()
+    BAUD = a.baud
+    main(a.firmware)

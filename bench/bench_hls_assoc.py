@@ -17,6 +17,7 @@ import sys
 import tempfile
 
 import bench_security as B
+import benchargs
 
 SCRIPT = r"""
 import gc, time, sys
@@ -127,11 +128,11 @@ def run(vm, d):
     return {ln.split()[1]: float(ln.split()[2]) for ln in p.stdout.splitlines() if ln.startswith("RESULT")}
 
 
-def main():
+def main(which="both"):
     with tempfile.TemporaryDirectory() as d:
         build(d)
         for label, vm in (("unix port (64-bit)", B.micropython_cmd()), ("32-bit VM", B.vm32_cmd())):
-            if not vm:
+            if not vm or which not in ("both", "vm32" if label == "32-bit VM" else "unix"):
                 continue
             r = run(vm, d)
             print("%s: HLS-GMAC association %.2f ms (RP2040 ~%.0f ms), ciphered GET %.2f ms "
@@ -143,6 +144,6 @@ def main():
 
 
 if __name__ == "__main__":
-    if {"-h", "--help"} & set(__import__("sys").argv[1:]):    # the docstring is the help: no options
-        raise SystemExit(print(__doc__))
-    main()
+    ap = benchargs.parser(__doc__)
+    benchargs.vm_option(ap)
+    main(ap.parse_args().vm)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 
 from host_tools.firmware_src import FIRMWARE_DIR, ROOT
+import benchargs
 
 POLLS = 1000
 ASYNC_POLLS = 30
@@ -218,6 +219,11 @@ def main():
                   f"yield from poll(): {int(p[3]) / ASYNC_POLLS:.1f} B/poll")
 
 if __name__ == "__main__":
-    if {"-h", "--help"} & set(__import__("sys").argv[1:]):    # the docstring is the help: no options
-        raise SystemExit(print(__doc__))
+    ap = benchargs.parser(__doc__)
+    ap.add_argument("--polls", type=benchargs.count, default=POLLS, metavar="N",
+                    help="polls per module and noise level, timed and heap-measured (default: %(default)s)")
+    ap.add_argument("--async-polls", type=benchargs.count, default=ASYNC_POLLS, metavar="N",
+                    help="polls of the meter's loop, heap-measured (default: %(default)s)")
+    a = ap.parse_args()
+    POLLS, ASYNC_POLLS = a.polls, a.async_polls
     main()

@@ -26,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 
+import benchargs
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # see bench_sts.py: the pessimistic end of 40-80x for integer/bytecode loops
 RP2040_FACTOR = 80
@@ -207,19 +209,20 @@ def report(label, r):
              r["import_bytes"], r["suite0_bytes"], r["mem_free"]))
 
 
-def main():
+def main(which="both"):
     with tempfile.TemporaryDirectory() as d:
         build_mpy(d)
-        report("micropython unix port (64-bit)", run(micropython_cmd(), d))
-        vm32 = vm32_cmd()
+        if which != "vm32":
+            report("micropython unix port (64-bit)", run(micropython_cmd(), d))
+        vm32 = vm32_cmd() if which != "unix" else None
         if vm32:
             report("micropython 32-bit VM", run(vm32, d))
-        else:
+        elif which != "unix":
             print("32-bit VM not found (set MICROPYTHON32 or put shared/micropython32 beside "
                   "the checkout): skipped")
 
 
 if __name__ == "__main__":
-    if {"-h", "--help"} & set(__import__("sys").argv[1:]):    # the docstring is the help: no options
-        raise SystemExit(print(__doc__))
-    main()
+    ap = benchargs.parser(__doc__)
+    benchargs.vm_option(ap)
+    main(ap.parse_args().vm)

@@ -22,6 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "firmware")]
 
 from host_tools import vend as V  # noqa: E402
+import benchargs  # noqa: E402
 
 ROWS = 10_000
 DEVICE_TOKENS = 200
@@ -191,6 +192,12 @@ def main():
 
 
 if __name__ == "__main__":
-    if {"-h", "--help"} & set(__import__("sys").argv[1:]):    # the docstring is the help: no options
-        raise SystemExit(print(__doc__))
+    ap = benchargs.parser(__doc__)
+    ap.add_argument("--rows", type=benchargs.count, default=ROWS, metavar="N",
+                    help="CSV rows (meters) vended per algorithm (default: %(default)s)")
+    ap.add_argument("--device-tokens", type=benchargs.at_least(61), default=DEVICE_TOKENS,
+                    metavar="N", help="tokens decoded on the micropython unix port per algorithm, 61 or "
+                                      "more: 60 warm up the acceptor (default: %(default)s)")
+    a = ap.parse_args()
+    ROWS, DEVICE_TOKENS = a.rows, a.device_tokens
     main()

@@ -18,10 +18,10 @@ for p in (ROOT, ROOT / "firmware", ROOT / "tests" / "support"):
 
 import timewarp as Y  # noqa: E402
 from hil.emulated import EmulatedRig  # noqa: E402
+import benchargs  # noqa: E402
 
 
-def main(argv):
-    months = int(argv[1]) if len(argv) > 1 else 1
+def main(months=1):
     hours = int(months * 365 * 24 / 12)
     trace = Y.h0_hourly_quarters(holidays=Y.UPPCL["policy"]["holidays"])
     with tempfile.TemporaryDirectory() as d:
@@ -40,6 +40,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    if {"-h", "--help"} & set(sys.argv[1:]):     # the docstring is the help (no options but MONTHS)
-        sys.exit(print(__doc__))
-    sys.exit(main(sys.argv))
+    ap = benchargs.parser(__doc__)
+    ap.add_argument("months", nargs="?", type=benchargs.count, default=1,
+                    help="simulated months to run, 1 month = 730 h (default: %(default)s)")
+    sys.exit(main(ap.parse_args().months))

@@ -4,12 +4,13 @@ import threading
 import time
 
 from .pzem import PzemEmulator
+from .relayback import RelayReadback
 from .rig import Rig, RigTimeout, register_live, unregister_live
 
 __all__ = ["BenchRig"]
 
 
-class BenchRig(Rig):
+class BenchRig(RelayReadback, Rig):
     """A real board on a USB serial port.
 
     Args:
@@ -25,15 +26,19 @@ class BenchRig(Rig):
         password: the management client's LLS password (None: the emulated meter's default).
         keys: the management client's HLS keys (``host_tools.client.HlsKeys``: a board flashed
             by ``meterctl flash``, or ``meterctl emulate``, refuses LLS to client 1); None: LLS.
+        relay_sense: optional callable() -> bool (True: contact closed) reading the relay's
+            contact on the bench (an auxiliary contact or current sense on a USB GPIO); without
+            it the relay is read back over DLMS, the disconnect control's output_state (what
+            the meter commands, not the contact: hil.relayback).
 
-    Clock, relay read-back, button and telemetry need bench hardware this rig
-    does not drive: tests needing them are skipped.
+    ``relay`` (``relay_closed``/``wait_relay``) always: hil.relayback. Clock, button and
+    telemetry need bench hardware this rig does not drive: tests needing them are skipped.
     """
 
     _PROBE_INTERVAL = 0.25
 
     def __init__(self, meter_port, modbus_port=None, baud=9600, pzem_unit=1,
-                 power_switch=None, ready_probe=None, password=None, keys=None):
+                 power_switch=None, ready_probe=None, password=None, keys=None, relay_sense=None):
         if password:
             self.management_password = str(password)
         self.management_keys = keys
@@ -42,7 +47,8 @@ class BenchRig(Rig):
         self.baud = int(baud)
         self._power_switch = power_switch
         self._ready_probe = ready_probe
-        caps = {"dlms"}
+        self.relay_sense = relay_sense
+        caps = {"dlms", "relay"}
         self.pzem = None
         if modbus_port:
             self.pzem = PzemEmulator(modbus_port, unit=pzem_unit).start()

@@ -3,20 +3,17 @@
 The same HIL tests run on a board farm unchanged: ``pytest --rig labgrid --lg-env env.yaml``
 (with ``--lg-coordinator`` / ``LG_COORDINATOR`` for a remote place). What the rig can do follows
 the target's wiring: ``dlms`` always; ``relay`` read back over DLMS (the disconnect control's
-output_state, IC 70 0.0.96.3.10.255 attribute 2); ``power_cut`` with a power driver bound.
+output_state, IC 70 0.0.96.3.10.255 attribute 2, by the public client: hil.relayback);
+``power_cut`` with a power driver bound.
 Load, clock and telemetry need the emulated board's control channel: tests needing them skip.
 """
-import threading
-import time
-
+from .relayback import RelayReadback
 from .rig import Rig, RigError, RigTimeout
 
 __all__ = ["LabgridRig"]
 
-DISCONNECT_CONTROL = (70, "0.0.96.3.10.255", 2)
 
-
-class LabgridRig(Rig):
+class LabgridRig(RelayReadback, Rig):
     """A meter board behind a labgrid ``target`` (see the module docstring).
 
     Args:
@@ -70,24 +67,6 @@ class LabgridRig(Rig):
     def port(self):
         """The DLMS UART as a pyserial port string (device path or rfc2217:// URL)."""
         return self.driver.dlms_url
-
-    def relay_closed(self):
-        """The disconnect control's output_state read over DLMS (True: load connected)."""
-        with self.management_client() as c:
-            return bool(c.get(*DISCONNECT_CONTROL)[1])
-
-    def wait_relay(self, closed, timeout=10.0):
-        """Read the relay over DLMS every ``poll_s`` until it is ``closed``; RigTimeout."""
-        deadline = time.monotonic() + timeout
-        wait = threading.Event()
-        while True:
-            if self.relay_closed() is bool(closed):
-                return
-            if time.monotonic() >= deadline:
-                raise RigTimeout("relay not %s after %.1f s (labgrid target %s)"
-                                 % ("closed" if closed else "open", timeout, self.target.name))
-            # a board on a farm gives no event to wait on: read it back at an interval
-            wait.wait(self.poll_s)
 
     def power_cut(self):
         """Switch the supply off through the target's power driver."""

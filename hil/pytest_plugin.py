@@ -21,6 +21,8 @@ Options:
     --modbus-port PATH     bench: USB-RS485 adapter for the PZEM emulator
     --power-cmd CMD        bench: shell command switching the supply, run with ``{state}``
                            replaced by ``on`` or ``off`` (one without ``{state}``: a usage error)
+    --relay-sense-cmd CMD  bench: shell command printing the relay contact (1/closed or 0/open);
+                           without it the relay is read back over DLMS (hil.relayback)
     --heap SIZE            emulated: MicroPython heap, e.g. 190k (ESP32: 56k); default 190k,
                            VM32_HEAP on the 32-bit VM chosen by --vm32
     --micropython PATH     emulated: the MicroPython unix port to run (any build)
@@ -66,6 +68,7 @@ from .bench import BenchRig
 from .emulated import EmulatedRig
 from .env import (ESP32_HEAP, heap_bytes, MICROPYTHON_ENV, VM32_HEAP, find_micropython, find_vm32,
                   set_micropython, vm32_path)
+from .relayback import sense_command
 from .rig import CAPABILITIES, RigError
 
 _RIGS_KEY = "_hil_rigs"
@@ -88,6 +91,9 @@ def pytest_addoption(parser):
     group.addoption("--power-cmd", default=None,
                     help="bench rig: shell command switching the board's supply; "
                          "'{state}' becomes on/off (e.g. 'uhubctl -l 1-1 -p 2 -a {state}')")
+    group.addoption("--relay-sense-cmd", default=None,
+                    help="bench rig: shell command printing the relay contact, 1/closed or 0/open "
+                         "(e.g. 'gpioget gpiochip0 17'); default: output_state over DLMS")
     group.addoption("--meter-password", default=os.environ.get("METER_PASSWORD"),
                     help="bench/labgrid rig: management (client 1) LLS password (default: "
                          "$METER_PASSWORD, else the emulated meter's)")
@@ -265,7 +271,8 @@ def _make_rig(request, workdir, config=None, heap=None, sts=False, **kw):
             pytest.skip("--rig bench needs --meter-port")
         return BenchRig(port, modbus_port=opt("--modbus-port"),
                         power_switch=_power_switch(opt("--power-cmd")),
-                        password=opt("--meter-password"), keys=_state["keys"])
+                        password=opt("--meter-password"), keys=_state["keys"],
+                        relay_sense=sense_command(opt("--relay-sense-cmd")))
     if opt("--rig") == "pico":
         return _make_pico(workdir, config, sts, dict(kw, heap=heap) if heap else kw)
     if sts:

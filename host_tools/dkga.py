@@ -42,7 +42,9 @@ def parse_key(text, sizes=(8, 16, 20, 32), what="key"):
         except ValueError:
             raise VendError("%s must be hex" % what) from None
     if len(b) not in sizes:
-        raise VendError("%s must be %s bytes, got %d" % (what, "/".join(map(str, sizes)), len(b)))
+        lo, hi = min(sizes), max(sizes)
+        ok = "%d to %d" % (lo, hi) if len(sizes) > 2 and len(sizes) == hi - lo + 1 else "/".join(map(str, sizes))
+        raise VendError("%s must be %s bytes (twice as many hex digits), got %d" % (what, ok, len(b)))
     return b
 
 
@@ -76,7 +78,8 @@ def check_pan(pan):
     if len(pan) != 18 or not pan.isdigit():
         raise VendError("meter PAN must be 18 digits")
     if luhn_digit(pan[:17]) != pan[17]:
-        raise VendError("meter PAN %s: bad check digit (expected %s)" % (pan, luhn_digit(pan[:17])))
+        raise VendError("meter PAN %s: its check digit (the last) should be %s: a digit is mistyped; check "
+                        "it against the meter's name plate" % (pan, luhn_digit(pan[:17])))
     return pan
 
 

@@ -7,6 +7,7 @@
   into plain JSON (with the type named), ``encode_typed("long-unsigned:42")`` builds one from the
   command line.
 - ``clock_iso(b12)`` renders a COSEM date-time (octet-string of 12, Blue Book §4.1.6.1) as ISO 8601.
+  ``iso_or_none(text)``: the same for JSON, None where the date-time is not specified.
 """
 
 import re
@@ -177,6 +178,19 @@ def clock_iso(b12):
     return text
 
 
+_ISO_PATTERN = re.compile(r"[0-9?]{4}-[0-9?]{2}-[0-9?]{2}T[0-9?]{2}:[0-9?]{2}:[0-9?]{2}([+-][0-9]{2}:[0-9]{2})?")
+
+
+def iso_or_none(value):
+    """A cell for a JSON consumer: a ``clock_iso`` text with a field "not specified" ("????",
+    "??": an IS 15959 maximum demand time before any demand, all 0xFF) -> None, since it is no
+    date a JSON consumer can parse; anything else unchanged. Tables and CSV keep the "????"
+    form: it is how DLMS tools show a date-time's not-specified fields."""
+    if isinstance(value, str) and "?" in value and _ISO_PATTERN.fullmatch(value):
+        return None
+    return value
+
+
 def looks_like_datetime(b):
     """True if 12 bytes are a plausible COSEM date-time (each field in range or "not
     specified"), so an octet-string can be shown as a date without lying about random data."""
@@ -285,7 +299,7 @@ def to_jsonable(tagged):
         b = bytes(value)
         out = {"type": name, "value": b.hex()}
         if len(b) == 12 and (tag == axdr.DATE_TIME or looks_like_datetime(b)):
-            out["iso"] = clock_iso(b)
+            out["iso"] = iso_or_none(clock_iso(b))      # null: not specified (the hex says how)
         elif len(b) == 6 and tag == axdr.OCTET_STRING:
             out["obis"] = obis.to_str(b)
         elif tag == axdr.OCTET_STRING and _is_printable(b):

@@ -28,6 +28,10 @@ EC_STATUS = {0: "enabled", 1: "selectable", 2: "selected", 3: "in use", 4: "exha
 # the events that tell why the relay is where it is (firmware/meter/events.py, one catalogue)
 _EV = {name: c for c, name, _, _ in objects.events()}
 _EV_DISCONNECT_DEFERRED = _EV["EV_DISCONNECT_DEFERRED"]
+# relay_reason_code in ``read --json``: a stable word per reason (the prose in relay_reason may change)
+RELAY_REASON_CODES = ("remote_disconnect", "max_power_lockout", "max_power_trip", "credit_exhausted",
+                      "credit_exhausted_after_emergency", "credit_restored", "ready_for_reconnection",
+                      "emergency_credit", "credit_mode", "disconnection_deferred", "no_credit_pending")
 CONTROL_EVENT_CODE = objects.EVENT_LOGS["control"][1].obis          # 0.0.96.11.6.255
 TRANSACTION_LOG = objects.EVENT_LOGS["transaction"][0].obis         # 0.0.99.98.3.255
 CONTROL_LOG = objects.EVENT_LOGS["control"][0].obis                 # 0.0.99.98.6.255
@@ -111,7 +115,9 @@ def read_summary(client):
 def _why_supply(out, val):
     """Emergency credit and credit status, and why the relay is closed with no credit left
     (``relay_reason``): on emergency credit, credit mode (the head-end decides), or a
-    disconnection the meter deferred (no-disconnection period: friendly hours, holiday)."""
+    disconnection the meter deferred (no-disconnection period: friendly hours, holiday).
+    ``relay_reason`` is prose for a person; ``relay_reason_code`` the same reason as a stable
+    word for a script (RELAY_REASON_CODES), both None when the relay needs no explanation."""
     v = val(111, OBIS_ACCOUNT, 4)
     bits = None
     if v is not None and v[0] == axdr.BIT_STRING:          # (number of bits, bytes)
@@ -131,14 +137,15 @@ def _why_supply(out, val):
         reason = _why_open(out, val)
     elif out.get("relay_output_state") and credit is not None and credit <= 0:
         if out["emergency_credit_status"] == "in use":
-            reason = "on emergency credit"
+            reason = "emergency_credit", "on emergency credit"
         elif out.get("payment_mode") == "credit":
-            reason = "credit mode: the head-end decides disconnection"
+            reason = "credit_mode", "credit mode: the head-end decides disconnection"
         elif last is not None and int(last[1]) == _EV_DISCONNECT_DEFERRED:
-            reason = "disconnection deferred: no-disconnection period (friendly hours, holiday)"
+            reason = ("disconnection_deferred",
+                      "disconnection deferred: no-disconnection period (friendly hours, holiday)")
         else:
-            reason = "no credit: the meter will disconnect when its policy allows"
-    out["relay_reason"] = reason
+            reason = "no_credit_pending", "no credit: the meter will disconnect when its policy allows"
+    out["relay_reason_code"], out["relay_reason"] = reason or (None, None)
     out["emergency_credit_end"] = _ec_end(out, val) if out["emergency_credit_status"] == "in use" else None
 
 
@@ -153,33 +160,39 @@ def _why_open(out, val):
     """Why the relay is open, from what the meter serves: the control state (0 disconnected by
     a remote command; 2 opened by the meter itself), the last control event (0.0.96.11.6.255:
     a max power limit trip or lock-out, the relay opened for credit), the credit status and the
-    emergency credit's (exhausted: it ended). None when nothing tells."""
+    emergency credit's (exhausted: it ended). (code, text), or None when nothing tells."""
     cs, mode = out.get("control_state"), out.get("control_mode")
     if cs == "disconnected":
-        return ("disconnected by a remote command (remote_disconnect): a remote_reconnect (meterctl relay "
+        return "remote_disconnect", ("disconnected by a remote command (remote_disconnect): a remote_reconnect (meterctl relay "
                 "connect) %s" % ("closes it" if mode in (2, 4) else "makes it ready, then the button closes it"))
     code = _control_cause(val)
     mpl = _int(val(71, objects.LIMITER.obis, 3))
     limit = "" if mpl is None else " (%d W)" % (mpl // 10)
     if code == _EV["EV_MPL_LOCKOUT"]:
-        return ("max power limit lock-out: the load went over the limit%s too often; a button press or "
+        return "max_power_lockout", ("max power limit lock-out: the load went over the limit%s too often; a button press or "
                 "a remote reconnect clears it" % limit)
     if code == _EV["EV_MPL_TRIP"]:
         after = _int(val(71, objects.LIMITER.obis, 7))
-        return ("max power limit trip: the load went over the limit%s; the relay recloses by itself%s"
+        return "max_power_trip", ("max power limit trip: the load went over the limit%s; the relay recloses by itself%s"
                 % (limit, "" if after is None else " %d s after the trip" % after))
     credit = out.get("available_credit")
     if "out_of_credit" in (out.get("credit_status") or []) or credit is not None and credit <= 0:
         if out.get("emergency_credit_status") == "exhausted":
-            return "credit exhausted after the emergency credit ended: a top-up reconnects"
-        return "credit exhausted: a top-up reconnects"
+            return "credit_exhausted_after_emergency", ("credit exhausted after the emergency credit "
+                                                        "ended: a top-up reconnects")
+        return "credit_exhausted", "credit exhausted: a top-up reconnects"
     if code == _EV["EV_RELAY_OPEN_CREDIT"]:
-        return "opened for credit; credit is back: the button (or the meter, control mode 5/6) recloses it"
+        return "credit_restored", "opened for credit; credit is back: the button (or the meter, control mode 5/6) recloses it"
+    # ready for reconnection after "relay open" (42): the button, or a remote disconnect followed by a
+    # remote reconnect (control mode 5/6); its cause is the event's detail, which no buffer serves
     if cs == "ready_for_reconnection" and code is None:
-        return ("opened by the meter itself: a max power limit trip or lock-out, or the button (the reader, "
-                "with --password, sees which)")
+        return "ready_for_reconnection", (
+            "ready for reconnection: the button recloses it (opened by a max power limit trip or lock-out, "
+            "the button, or a remote disconnect since reconnected; the reader, with --password, tells a trip)")
     if cs == "ready_for_reconnection":
-        return "opened at the meter (the button or a local disconnect): the button recloses it"
+        return "ready_for_reconnection", (
+            "ready for reconnection: the button recloses it (opened by the button, or by a remote disconnect "
+            "since reconnected: the cause is in the event's detail, not served over DLMS)")
     return None
 
 

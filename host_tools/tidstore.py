@@ -116,7 +116,13 @@ def allocate(decoder_key, base_date, wanted):
     StsError("tid") if the range would pass 0xFFFFFF."""
     wanted = [int(w) for w in wanted]
 
+    mid = meter_id(decoder_key, base_date)
+
     def step(last):
+        if last is not None and last > sts.TID_MAX:
+            raise StsError("tid", "the TID store of this meter (%s) holds %d, not a TID (a mistyped --tid an "
+                           "earlier meterctl recorded): write the last TID vended for this meter in that file "
+                           "(or delete it to start from now's minute)" % (_paths(mid)[1], last))
         prev = -1 if last is None else last
         out = []
         for w in wanted:
@@ -127,12 +133,17 @@ def allocate(decoder_key, base_date, wanted):
             raise StsError("tid", "TID %d is past the rollover of base date %d" % (out[-1], base_date))
         return (prev if out else (last if last is not None else -1)), out
 
-    return _update(meter_id(decoder_key, base_date), step)
+    return _update(mid, step)
 
 
 def note(decoder_key, base_date, tids):
     """Record TIDs given explicitly (``--tid``, a CSV ``tid`` column) so later allocations step
-    past them. Returns the stored last TID."""
+    past them. Returns the stored last TID. StsError("tid") for a TID outside 0..TID_MAX,
+    before anything is stored (a mistyped --tid once made every later vend for the meter fail:
+    "past the rollover")."""
+    bad = [int(t) for t in tids if not 0 <= int(t) <= sts.TID_MAX]
+    if bad:
+        raise StsError("tid", "TID %d is outside 0..%d: not recorded" % (bad[0], sts.TID_MAX))
     top = max(int(t) for t in tids) if tids else -1
 
     def step(last):

@@ -204,7 +204,8 @@ def vend_token(decoder_key=None, *, vending_key=None, pan=None, iin=None, drn=No
     elif lay == "raw":
         f.payload = int_in_range(payload, 0, (1 << 44) - 1, "payload")
     else:
-        raise VendError("key-change sections are vended as a set: use key_change_tokens()")
+        raise VendError("class 2 subclass %d is a key-change section: they are vended as a set "
+                        "(key_change_tokens; meterctl vend --key-change)" % sub)
     return encode_fields(f, decoder_key, alg, tables, cipher)
 
 

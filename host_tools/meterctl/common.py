@@ -130,13 +130,14 @@ class Trace:
                                                       fmt.hexs(data)), err=True)
 
 
-def link_options(write, client_help=None):
+def link_options(write, client_help=None, port_required=True):
     """Decorator: the options of every command that talks to a meter. ``write`` commands default
     to the management client 1 and need a secret; read commands as ``default_client`` says.
-    ``client_help`` replaces the --client default's sentence."""
+    ``client_help`` replaces the --client default's sentence; ``port_required`` False: the
+    command checks --port itself (it has a way without a meter)."""
     client_help = client_help or ("Default 1." if write else READ_CLIENT_HELP)
     opts = [
-        click.option("--port", "-p", envvar="METERCTL_PORT", required=True, metavar="PATH",
+        click.option("--port", "-p", envvar="METERCTL_PORT", required=port_required, metavar="PATH",
                      help="Serial port of the meter (/dev/ttyUSB0, /dev/pts/N). Env: METERCTL_PORT."),
         click.option("--baud", type=click.IntRange(300, 921600), default=9600, show_default=True,
                      help="Baud rate (8N1)."),
@@ -355,8 +356,7 @@ def _report(kw, change, out, show, hint, refused, fields):
         show(out)
         return
     if kw.get("as_json"):
-        (kw.get("json_sink") or emit_json)(dict(dict(out.as_dict(), **out.details),
-                                                **(fields(out) if fields else {})))
+        (kw.get("json_sink") or emit_json)(outcome_json(out, fields))
     if out.state == NOT_APPLIED:
         text = refused(out) if refused else None
         if text is None and not out.checked:
@@ -365,6 +365,13 @@ def _report(kw, change, out, show, hint, refused, fields):
              % _lost(change, out), EXIT_METER)
     tell = hint(out) if hint else "meterctl read --port %s" % kw["port"]
     fail("%s; outcome unknown: %s; check with: %s" % (_lost(change, out), out.reason, tell), EXIT_UNKNOWN)
+
+
+def outcome_json(out, fields=None):
+    """A change's --json object: the outcome's keys, then the command's own: ``fields(out)`` when
+    the command has them (the same keys applied, not applied or unknown: README "--json"), else
+    what the change read after it (``out.details``)."""
+    return dict(out.as_dict(), **(fields(out) if fields else out.details or {}))
 
 
 def emit_json(obj):

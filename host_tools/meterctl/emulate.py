@@ -213,6 +213,8 @@ def _banner(rig, workdir, load_w, warp):
         rig.port, "--kwh 10" if _credit_unit(str(rig.state_dir)) == creditunit.DECI_KWH else "--amount 100", auth))
     click.echo("      meterctl vend %s --json   # an STS token for this meter" % " ".join(identity.vend_args()))
     click.echo("      meterctl topup --port %s %s <20 digits>" % (rig.port, auth))
+    click.echo("      meterctl events --state %s   # the event log with each event's detail (TID, paise, cause)"
+               % os.path.join(workdir, "state"))
     if _profiles_on(str(rig.state_dir)):
         click.echo("      meterctl profile block --port %s --password %s --csv lp.csv   # IS 15959 profiles: on"
                    % (rig.port, identity.PASSWORDS["32"]))

@@ -132,7 +132,8 @@ def _output(code, cols, n, table, csv_path, as_json, transpose=False, table_too=
     per column; None: so when the columns do not fit the console); ``table_too`` False: with a
     CSV file, one line that says what was written instead of the table. ``aliases`` {column:
     key}: JSON rows carry the column under that key too (a key that stays when the column's
-    OBIS changes)."""
+    OBIS changes). A date-time cell not specified ("????-??-??T??:??:??", an MD time before
+    any demand) is null in JSON, "????" in the table and CSV."""
     if csv_path:
         out = sys.stdout if csv_path == "-" else open(csv_path, "w", newline="")
         try:
@@ -145,7 +146,8 @@ def _output(code, cols, n, table, csv_path, as_json, transpose=False, table_too=
     if as_json:
         alias = [(i, (aliases or {})[c]) for i, c in enumerate(cols) if c in (aliases or {})]
         emit_json({"columns": cols, "entries_in_use": n,
-                   "rows": [dict(zip(cols, r), **{k: r[i] for i, k in alias}) for r in table]})
+                   "rows": [dict(zip(cols, r), **{k: r[i] for i, k in alias})
+                            for r in ([fmt.iso_or_none(x) for x in r] for r in table)]})
     elif csv_path and csv_path != "-" and not table_too:
         click.echo("%s: %d of %d entries written to %s" % (code, len(table), n, csv_path))
     elif csv_path != "-" and (transpose or transpose is None and _too_wide(cols, table)):
@@ -189,7 +191,7 @@ def _print_transposed(code, cols, n, table):
 
 @click.command("events")
 @link_options(write=False, client_help="Default 32 (the meter reader, LLS: give its --password); 1 "
-                                       "(management) with --auth hls.")
+                                       "(management) with --auth hls.", port_required=False)
 @click.option("--log", "log", type=click.Choice(sorted(LOGS)), default=None,
               help="Audit-trail category to read: all (0.0.99.98.0.255, every event, the default), "
                    "power (98.2), transaction (98.3), other (98.4), tamper (98.5: cover, lock-outs with "
@@ -201,7 +203,11 @@ def _print_transposed(code, cols, n, table):
 @click.option("--since", callback=_iso_arg, default=None, help="From date-time (ISO 8601): selective access by range on the clock.")
 @click.option("--until", callback=_iso_arg, default=None, help="To date-time (ISO 8601).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), default=None, help="Write the rows as CSV ('-' = stdout).")
-def events(log, code, from_entry, to_entry, since, until, csv_path, **kw):
+@click.option("--state", "state_dir", type=click.Path(file_okay=False, exists=True), default=None, metavar="DIR",
+              help="Read an emulated meter's log from its state directory (meterctl emulate prints it), "
+                   "with each event's detail (TID, paise, relay cause, failed logins, counter): no --port. "
+                   "Over DLMS the meter serves no detail column.")
+def events(log, code, from_entry, to_entry, since, until, csv_path, state_dir, **kw):
     """Read an event log / profile (IC 7 buffer) by block transfer, with a progress bar.
 
     The logs are the profiles of the IS 15959 event categories 0.0.99.98.2/3/4/6.255 (power,
@@ -220,7 +226,17 @@ def events(log, code, from_entry, to_entry, since, until, csv_path, **kw):
       meterctl events -p /dev/pts/5 --client 32 --password 00000000
       meterctl events -p /dev/pts/5 --client 32 --password 00000000 --from-entry 10 --csv ev.csv
       meterctl events ... --since 2026-01-01T00:00:00+05:30 --until 2026-01-02T00:00:00+05:30 --json
+      meterctl events --state /tmp/meterctl-emulate-x/state --log transaction   # with the details
+
+    Each event's detail (the TID of a token, the paise of a top-up, why the relay moved, the
+    failed logins of a lock-out, a re-based counter) is recorded by the meter but not served in
+    its IC 7 buffers: --state DIR reads it from an emulated meter's files (detail and detail_is
+    in --json).
     """
+    if state_dir is not None:
+        return events_from_files(state_dir, log, code, (from_entry, to_entry, since, until), csv_path, kw)
+    if not kw.get("port"):
+        raise click.UsageError("Missing option '--port' / '-p' (or --state DIR: an emulated meter's files)")
     if kw.get("client_sap") is None:
         kw["client_sap"] = 1 if auth_mode(kw) == "hls" else 32
     if kw["client_sap"] != PUBLIC_CLIENT and not has_secret(kw):
@@ -246,3 +262,22 @@ def events(log, code, from_entry, to_entry, since, until, csv_path, **kw):
         cols, table = _rows(cols, raw)
         _output(code, cols, n, table, csv_path, kw["as_json"], table_too=False, aliases=STABLE_KEYS)
     run(body)
+
+
+def events_from_files(state_dir, log, code, ranges, csv_path, kw):
+    """``events --state DIR``: the log from an emulated meter's files (host_tools.eventfiles),
+    with the detail column; no link options, no range (the whole log, oldest first)."""
+    from host_tools import eventfiles
+    if code or any(x for x in ranges):
+        raise click.UsageError("--state reads the whole log from files: give --log, not --obis or a range")
+    try:
+        rows = eventfiles.read_events(state_dir, log or "all")
+    except eventfiles.EventFilesError as e:
+        fail(str(e), EXIT_USAGE)
+    if kw["as_json"]:
+        emit_json({"source": state_dir, "log": log or "all", "entries_in_use": len(rows), "rows": rows})
+        return
+    cols = ["clock (UTC)", "event code", "occurrences", "event", "detail"]
+    table = [[r["clock"], r["code"], r["occurrences"], r["event"], eventfiles.detail_text(r)] for r in rows]
+    _output("%s log in %s" % (log or "all", state_dir), cols, len(rows), table, csv_path, False,
+            transpose=False, table_too=False)

@@ -27,7 +27,7 @@ from host_tools import objects
 from host_tools import vend as V
 from host_tools.changes import Token
 from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_UNKNOWN, PROCESS, emit_json, \
-    fail, link_options, run_change
+    fail, link_options, outcome_json, run_change
 from host_tools.outcome import APPLIED, NOT_APPLIED, SigintFlag
 from protocol import sts
 
@@ -256,7 +256,7 @@ def _enter(kw, digits, previous, label, stop=None):
     def show(res):
         out = fields(res, True)
         if kw["as_json"]:
-            (kw.get("json_sink") or emit_json)(dict(res.as_dict(), **out))   # "reason": the token's
+            (kw.get("json_sink") or emit_json)(outcome_json(res, lambda _res: out))   # "reason": the token's
             return
         pending = out["reason"] in _PENDING
         if label:
@@ -298,7 +298,7 @@ def _enter(kw, digits, previous, label, stop=None):
         if stop is None or not stop.count or res.state == APPLIED:
             return
         if kw["as_json"]:
-            kw["json_sink"](dict(dict(res.as_dict(), **res.details), **fields(res)))
+            kw["json_sink"](outcome_json(res, fields))
         if res.state == NOT_APPLIED:
             raise _Stopped(rejected(res) or "%s not applied (checked on the meter: no trace of it)" % label,
                            EXIT_INTERRUPTED)

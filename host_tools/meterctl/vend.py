@@ -14,6 +14,7 @@ from click.core import ParameterSource
 
 from host_tools import keystore as ks
 from host_tools import vend as V
+from host_tools.meterctl import vendcheck
 from host_tools.meterctl.common import CONTEXT, EXIT_USAGE, console, fail
 from host_tools.meterctl.token import guard, print_token
 from protocol import sts
@@ -115,7 +116,10 @@ def _decoder_key(kw, pan=None, vending_key=None, sgc=None, ti=None, krn=None, kt
 @click.option("--out", "csv_out", type=click.Path(dir_okay=False),
               help="Batch: output CSV. An existing file is refused unless --force or --append.")
 @click.option("--force", is_flag=True, help="Batch: overwrite an existing --out file. Key change: vend a "
-              "--ken the current TID is already past (every later token would be refused).")
+              "--ken the current TID is already past (every later token would be refused). One token: a "
+              "--tid not after the last one vended for this meter or after now, a class 0 subclass this "
+              "meter refuses (water, gas, time).")
+@click.option("--key-file", hidden=True, help="Not a vend option: refused with what to give instead.")
 @click.option("--append", is_flag=True, help="Batch: add the tokens to an existing --out file (same columns).")
 @click.option("--json", "as_json", is_flag=True, help="Print decoder key, data block and token as JSON.")
 def vend(**kw):
@@ -136,8 +140,25 @@ def vend(**kw):
       meterctl vend --vending-key abababababababab --csv sales.csv --out tokens.csv
       # a flashed meter: its identity and decoder key from the keystore
       meterctl vend --meter PPM0000042 --amount 10.0
+
+    \b
+    Exit codes: 0 vended; 2 a wrong input (one "meterctl: error:" line saying what to give;
+    nothing vended, no TID used): the meter number (--drn digits for the IIN, --pan 18 digits and
+    its check digit), --amount (kWh with one decimal; watts for class 2 subclass 0/6), a key or
+    tables file, --meter unknown or with another meter's --drn/--pan/--decoder-key, --tid out of
+    range, before this meter's last or after now (--force), a class/subclass not defined or not
+    taken by this meter.
     """
+    if kw.pop("key_file") is not None:
+        fail("--key-file holds a meter's DLMS keys (topup, read, credit add); vend needs the STS keys: "
+             "--meter SERIAL (the keystore meterctl flash wrote), or --vending-key with --drn (meterctl "
+             "emulate prints them), or --decoder-key", EXIT_USAGE)
     _from_keystore(kw)
+    if not (kw["csv_in"] or kw["csv_out"]):
+        vendcheck.check_meter_number(kw)
+        vendcheck.check_class(kw)
+        vendcheck.check_amount(kw)
+        guard(vendcheck.check_issued, kw)
     if kw["csv_in"] or kw["csv_out"]:
         if not (kw["csv_in"] and kw["csv_out"]):
             raise click.UsageError("--csv needs --out (and --out needs --csv)")
@@ -161,7 +182,11 @@ def _from_keystore(kw):
         return
     if kw["csv_in"] or kw["csv_out"]:
         raise click.UsageError("--meter vends for one meter: a --csv batch names its meters by DRN")
+    vendcheck.check_keystore_meter(kw, _given)
     path = pathlib.Path(kw["keystore"] or ks.default_path())
+    if not path.exists():
+        fail("keystore %s does not exist: meterctl flash --serial %s writes it (or give --keystore FILE / "
+             "METERCTL_KEYSTORE, or --vending-key with --drn)" % (path, kw["meter"]), EXIT_USAGE)
     try:
         store = ks.load(path)
     except ks.KeystoreError as e:
@@ -201,6 +226,7 @@ def _vend_one(kw):
     tid = _int(kw["tid"], "--tid")
     bd = int(kw["base_date"])
     if dk is not None and V.layout_is_data(cls, sub):
+        vendcheck.check_tid(kw, tid, dk)
         if tid is None:
             tid = V.next_tid(dk, bd, issued=V.parse_issued(kw["issued"]) if kw["issued"] else None)
         else:

@@ -27,6 +27,7 @@ def top_up(rig, paise):
         return res
 
 
+@pytest.mark.needs("load", "energy", "clock")     # a bench board without them skips before the top-up
 def test_topup_drain_open_and_reclose(rig):
     # first boot with zero credit: prepayment policy keeps the relay open
     rig.wait_relay(False)
@@ -84,6 +85,7 @@ def test_public_client_reads_but_cannot_write(rig):
     assert "authentication" in str(e.value).lower()
 
 
+@pytest.mark.needs("button")     # the reconnect; a bench board skips before it disconnects its relay
 def test_remote_disconnect_and_reconnect(rig):
     assert top_up(rig, 1000) == 0
     rig.wait_relay(True)
@@ -97,6 +99,7 @@ def test_remote_disconnect_and_reconnect(rig):
     rig.wait_relay(True)
 
 
+@pytest.mark.needs("load", "energy", "clock")
 def test_gurux_client_reads_energy_and_clock(rig):
     from gurux_dlms.objects import GXDLMSClock, GXDLMSRegister
     from gurux_peer import GuruxPeer

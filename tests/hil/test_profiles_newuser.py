@@ -62,3 +62,16 @@ def test_emulate_profiles_flag_serves_them_and_the_banner_says_how(tmp_path):
     row = json.loads(r.stdout)["rows"][0]
     assert row["0.0.96.1.0.255.2"] == "PPM0000001" and row["0.0.96.1.1.255.2"] == "prepaid-meter"
     assert json.loads((tmp_path / "m" / "state" / "config.json").read_text())["profiles"] is True
+
+
+def test_bill_json_gives_an_md_time_not_yet_seen_as_null(rig_factory):
+    # new-user pass (session 15): --json carried "????-??-??T??:??:??" (the table keeps it)
+    rig = make_rig(rig_factory, config={"profiles": True})
+    args = ["bill", "-p", rig.port, "--password", "00000000"]
+    r = CliRunner().invoke(meterctl, args + ["--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)["rows"]
+    md_times = [v for row in rows for k, v in row.items() if k.endswith(".5")]
+    assert md_times and None in md_times and "????" not in r.stdout, r.stdout
+    table = CliRunner().invoke(meterctl, args, env={"COLUMNS": "200"})
+    assert "????-??-??T??:??:??" in table.output, table.output

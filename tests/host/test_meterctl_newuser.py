@@ -239,7 +239,7 @@ def test_read_says_why_the_relay_is_open():
     assert _meter(control=trip)["relay_reason"] == ("max power limit trip: the load went over the limit (2000 W); "
                                                     "the relay recloses by itself 30 s after the trip")
     assert _meter(control=trip, public=True)["relay_reason"].startswith(
-        "opened by the meter itself: a max power limit trip or lock-out, or the button")
+        "ready for reconnection: the button recloses it (opened by a max power limit trip or lock-out")
     ended = ((CLOCK, EV["EV_RELAY_OPEN_CREDIT"]),)
     assert _meter(credit=-5000, ec_status=4, control=ended)["relay_reason"] == \
         "credit exhausted after the emergency credit ended: a top-up reconnects"

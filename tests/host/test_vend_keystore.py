@@ -62,9 +62,9 @@ def test_vend_for_a_flashed_meter_takes_its_keystore_entry(tmp_path):
     meter = TokenAcceptor(bytes.fromhex(rec["decoder_key"]), "ea07", V.get_tables())
     res = meter.enter(tok["token"], 0)
     assert res.ok and res.action == "credit" and res.amount == 100, res.reason
-    # the same token as the record's fields given by hand
+    # the same token as the record's fields given by hand (its TID again: --force, session 15)
     by_hand = run("--decoder-key", rec["decoder_key"], "--tid", tid, "--rnd", tok["rnd"],
-                  "--amount", "10.0", "--json")
+                  "--amount", "10.0", "--json", "--force")
     assert json.loads(by_hand.output)["token"] == tok["token"]
 
 

@@ -17,7 +17,9 @@ class Emulate:
                                   stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env=dict(env or os.environ, PYTHONPATH=str(ROOT)))
         self.info = {}
+        self.banner = []                            # its lines as printed
         for line in self.p.stdout:                  # blocks until the banner is out
+            self.banner.append(line.rstrip("\n"))
             key, sep, value = line.partition(":")
             if sep:
                 self.info[key.strip()] = value.strip()
