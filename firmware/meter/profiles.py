@@ -102,9 +102,6 @@ _C_ON0 = const(6)             # power-on s at the last billing entry
 class Profiles:
     def __init__(self, meter, path, period=1800, demand=900, t0=0):
         """``t0``: the journal's last time the meter was on (epoch s; 0: first boot)."""
-        # their DLMS side, resident once a profile is read: loaded at boot, in a heap nothing has
-        # fragmented yet (loaded by the first read, at 56k its 240 B block was not there)
-        from meter import cosem_prof   # noqa: F401
         self.m = meter
         self.period = period
         self.demand = demand

@@ -51,9 +51,6 @@ BUDGETS = {
     # boot, parse_aarq a list (no resident key strs), meter.audit one class: default 44536 -> 44210,
     # STS 45416 -> 45090, HLS 48152 -> 47186, STS+HLS 49096 -> 48050, profiles 47368 -> 47042,
     # STS+HLS+profiles 51912 -> 50946 B; budgets 0.6-0.7 KiB above
-    # session 15 (s15-soak): meter.cosem_prof loaded at boot with the profiles (resident after the first
-    # profile read anyway; loaded by that read at 56k its 240 B block was not there: the profiles time-warp
-    # across power cuts failed in every 56k run): profiles 47002 -> 47806, STS+HLS+profiles 51018 -> 51822
     "default": (None, False, int(43.8 * KIB)),
     "sts": ({"sts": identity.sts_config()}, True, int(44.7 * KIB)),
     "hls": ({"security": identity.security_config()}, False, int(46.7 * KIB)),
@@ -62,9 +59,9 @@ BUDGETS = {
                 int(47.6 * KIB)),
     # IS 15959 profiles on (config "profiles": true; meter.profiles, meter.ring, meter.cosem_prof
     # loaded only then)
-    "profiles": ({"profiles": True}, False, int(47.4 * KIB)),
+    "profiles": ({"profiles": True}, False, int(46.6 * KIB)),
     "sts+hls+profiles": ({"sts": identity.sts_config(), "security": identity.security_config(),
-                          "profiles": True}, True, int(51.2 * KIB)),
+                          "profiles": True}, True, int(50.4 * KIB)),
 }
 
 
