@@ -35,8 +35,7 @@ except ImportError:
 BLOCK_SIZE = const(4096)
 _MPY = sys.implementation.name == "micropython"
 _EIO = const(-5)
-_CHUNK = const(64)       # scratch size: programs and erases go through it in chunks (a board's heap
-#                          holds it: 256 B cost 192 B of a 56 KiB ESP32's, the flash chip is C there)
+_CHUNK = const(256)      # scratch size: programs and erases go through it in chunks
 
 
 class PowerCut(Exception):
@@ -58,7 +57,7 @@ class NorFlash:
         self._rng = (seed & 0xFFFFFFFF) or 0x9E3779B9
         self._die = die
         self._scratch = bytearray(_CHUNK)
-        self._mv = None if _MPY else memoryview(self._scratch)   # CPython's partial reads/writes
+        self._mv = memoryview(self._scratch)
         self._w4 = bytearray(4)
         size = blocks * BLOCK_SIZE
         try:
