@@ -421,6 +421,10 @@ class Receiver:
             except HdlcError as err:
                 self._drop(err.reason)
                 continue
+            except MemoryError:     # no room for its fields (a full heap): dropped whole, unanswered, as
+                self._drop("memory")    # if lost on the line (the client repeats it); it ended the meter's loop
+                self._s = s + total - 1
+                continue
             # keep the closing flag: it may be the opening flag of the next frame
             self._s = s + total - 1
             self._hdr_ok = False

@@ -65,18 +65,22 @@ class Lockout:
 
     def fail(self, client):
         """Count one failed authentication of ``client`` (on flash); may start a lock-out."""
-        lk = self._locks.get(client) or [0, 0, 0]
+        lk = self._locks.get(client)
+        if lk is None:             # its record, updated in place: no new block per failure (a
+            lk = self._locks[client] = [0, 0, 0]    # long-lived one between a request's: holes)
         n = lk[_FAILS] + 1
         s = 0
         if n < self.after:
-            self._locks[client] = [lk[_LEVEL], lk[_UNTIL], n]
+            lk[_FAILS] = n
         else:
             s = self.base_s << lk[_LEVEL] if lk[_LEVEL] < 20 else self.max_s
             s = s if s < self.max_s else self.max_s
-            self._locks[client] = [lk[_LEVEL] + 1, self.meter.board.time() + s, 0]
+            lk[_LEVEL] += 1
+            lk[_UNTIL] = self.meter.board.time() + s
+            lk[_FAILS] = 0
         try:
             self._save()
-        except OSError:
+        except (OSError, MemoryError):   # no room for the file: counted in RAM (the AARE goes out)
             pass
         if s:
             self.meter.event(_EV_LOCKOUT, "client %d locked out for %d s after %d failed logins"

@@ -283,3 +283,27 @@ def test_segmented_get_response_reassembles():
     body = (a.info + b.info)[3:]
     r = apdu.parse_response(body)
     assert axdr.decode(r.data)[0] == (axdr.VISIBLE_STRING, "A" * 200)
+
+
+def test_receiver_out_of_memory_drops_the_frame_whole_and_goes_on():
+    """A frame whose fields find no room (a MemoryError building the Frame: a full heap) is
+    dropped whole, as if lost on the line, and the next one is parsed (the 56k tier: it was raised
+    out of the meter's loop and ended the firmware)."""
+    from protocol import hdlc as dev
+    frame = dev.Frame
+    calls = []
+
+    def no_room(*a):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MemoryError("memory allocation failed, allocating 129 bytes")
+        return frame(*a)
+    dev.Frame = no_room
+    try:
+        rx = dev.Receiver()
+        rx.feed(AARQ_LLS + SNRM)
+        fs = drain(rx)
+    finally:
+        dev.Frame = frame
+    assert [f.ctrl for f in fs] == [0x93]
+    assert rx.dropped == 1 and rx.last_error == "memory"

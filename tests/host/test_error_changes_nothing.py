@@ -208,3 +208,35 @@ def test_out_of_memory_in_a_top_up_leaves_ram_and_journal_agreeing():
         assert _state(m) == before
     finally:
         _rmtree(d)
+
+
+def test_a_failed_login_is_counted_in_place_and_out_of_memory_for_its_file_still_answered():
+    """meter.lockout: a client's record is updated in place (a new list per failure was a
+    long-lived block allocated between a request's, the attack soak's holes); a failure whose
+    ``lock`` file finds no room (MemoryError: a littlefs file is a 252 B block) is counted in RAM,
+    the lock-out starts and the AARE goes out (it dropped the link)."""
+    from meter import lockout
+
+    class M:
+        def __init__(self, board):
+            self.board = board
+            self.events = []
+
+        def event(self, code, text, detail=None):
+            self.events.append(code)
+
+    d = _tmpdir("lk")
+    try:
+        m = M(Board(d))
+        lk = lockout.Lockout(m, {"after": 2, "base_s": 5, "max_s": 20})
+        lk.fail(32)
+        rec = lk._locks[32]
+        lockout.open = _no_memory
+        try:
+            lk.fail(32)                                     # the 2nd: locked out, its file out of memory
+        finally:
+            del lockout.open
+        assert lk._locks[32] is rec and rec == [1, T0 + 5, 0] and lk.left(32) == 5
+        assert m.events == [31]                             # one event: the lock-out started
+    finally:
+        _rmtree(d)
