@@ -112,6 +112,38 @@ def _inv_sub(w, isub, key):
         w[k] = y
 
 
+def _io(w, buf, put):
+    # the block's 4 x 16-bit words: the 8 big-endian bytes of buf -> w, or w -> buf (put)
+    for k in range(4):
+        if put:
+            x = w[3 - k]
+            buf[2 * k] = x >> 8
+            buf[2 * k + 1] = x & 0xFF
+        else:
+            w[3 - k] = (buf[2 * k] << 8) | buf[2 * k + 1]
+
+
+def decrypt(key, tables, buf, w, o):
+    """The 8-byte block in ``buf`` decrypted in place with ``key`` (bytes(8), IEC order) and
+    ``tables`` (Tables, or the 96 bytes ``isub + iperm`` a meter keeps, checked at boot); ``w``,
+    ``o``: two array("H") of 4 as scratch, or None (then made here). The meter's credit path
+    (``meter.tokjudge``) calls it with the kept bytes: no Ea07, Tables or key copy per token."""
+    if isinstance(tables, Tables):
+        isub, iperm = tables.isub, tables.iperm
+    else:
+        m = memoryview(tables)
+        isub, iperm = m[:32], m[32:]
+    if w is None:
+        from array import array
+        w, o = array("H", bytes(8)), array("H", bytes(8))
+    _io(w, buf, False)
+    _inv_pass(w, o, iperm, None, key, 0)             # P^-1 of encryption round 16
+    for j in range(15):                               # S^-1 of round 16-j, P^-1 of 15-j
+        _inv_pass(w, o, iperm, isub, key, 15 - j)
+    _inv_sub(w, isub, key)                            # S^-1 of round 1 (key K1)
+    _io(w, buf, True)
+
+
 class Ea07:
     """EA07 with one decoder key. ``key``: bytes(8) in IEC order (first byte most
     significant) or an int 0..2**64-1; ``tables``: Tables (or anything load_tables takes)."""
@@ -129,35 +161,10 @@ class Ea07:
         self._w = array("H", bytes(8))
         self._o = array("H", bytes(8))
 
-    def _load(self, buf):
-        w = self._w
-        w[3] = (buf[0] << 8) | buf[1]
-        w[2] = (buf[2] << 8) | buf[3]
-        w[1] = (buf[4] << 8) | buf[5]
-        w[0] = (buf[6] << 8) | buf[7]
-
-    def _store(self, buf):
-        w = self._w
-        for k in range(4):
-            x = w[3 - k]
-            buf[2 * k] = x >> 8
-            buf[2 * k + 1] = x & 0xFF
-
     def decrypt_into(self, buf):
         """Decrypt the 8-byte big-endian block in ``buf`` (bytearray) in place.
 
         Works bit by bit from the 64-entry inverse permutation and the inverse substitution
         tables (no derived tables: a meter decrypts one block per token typed, and 6 KB of
         heap matter more than the milliseconds). Allocates nothing."""
-        tb = self.tables
-        iperm = tb.iperm
-        isub = tb.isub
-        self._load(buf)
-        w = self._w
-        o = self._o
-        key = self._key
-        _inv_pass(w, o, iperm, None, key, 0)             # P^-1 of encryption round 16
-        for j in range(15):                               # S^-1 of round 16-j, P^-1 of 15-j
-            _inv_pass(w, o, iperm, isub, key, 15 - j)
-        _inv_sub(w, isub, key)                            # S^-1 of round 1 (key K1)
-        self._store(buf)
+        decrypt(self._key, self.tables, buf, self._w, self._o)
