@@ -22,17 +22,11 @@ host half (``protocol.sts.Ea07``: ``encrypt_into``, ``encrypt_block(int)``, ``de
 Errors: ``protocol.sts.StsError`` with reason "tables" or "key".
 """
 # No module-level names beyond the functions and classes: a token entry loads this module (the
-# meter's credit path, meter.tokjudge), and a 13th global grows its dict table to 17 slots (136 B,
-# one block to find in a fragmented heap); so no ``const`` import (16 rounds: written out) and
-# ``array`` imported where it is used. Reading and checking the forward tables (JSON, permutations)
+# meter's credit path, meter.tokjudge), and each global past 10 (with __name__, __file__) grows its
+# dict table (12 slots: 96 B, the block a token inside an HLS association failed on at 56k; 17: 136
+# B); so no ``const`` import (16 rounds: written out), ``array`` imported where it is used and
+# StsError where it is raised (protocol.sts_core: not on the credit path). Reading and checking the forward tables (JSON, permutations)
 # is ``protocol.ea07tab``'s: its names stay out of this module's constant table (one block per load).
-
-
-def _err(reason):
-    # protocol.sts_core.StsError, imported when raised: a token entry loads this module (the meter's
-    # credit path, meter.tokjudge) without sts_core
-    from protocol.sts_core import StsError
-    return StsError(reason)
 
 
 class Tables:
@@ -46,7 +40,8 @@ class Tables:
     def __init__(self, sub1, sub2=None, perm=None):
         if sub2 is None:   # the 96 bytes a meter keeps (isub + iperm, checked when first read): views
             if len(sub1) != 96:
-                raise _err("tables")
+                from protocol.sts_core import StsError
+                raise StsError("tables")
             m = memoryview(sub1)
             self.isub, self.iperm = m[:32], m[32:]
             return
@@ -151,11 +146,10 @@ class Ea07:
     def __init__(self, key, tables):
         self.tables = load_tables(tables)
         if isinstance(key, int):
-            if key < 0 or key >> 64:
-                raise _err("key")
-            key = key.to_bytes(8, "big")
+            key = key.to_bytes(8, "big") if key >= 0 and not key >> 64 else b""
         if not isinstance(key, (bytes, bytearray)) or len(key) != 8:
-            raise _err("key")
+            from protocol.sts_core import StsError
+            raise StsError("key")
         self._key = bytes(key)
         from array import array
         self._w = array("H", bytes(8))
