@@ -22,17 +22,11 @@ host half (``protocol.sts.Ea07``: ``encrypt_into``, ``encrypt_block(int)``, ``de
 Errors: ``protocol.sts.StsError`` with reason "tables" or "key".
 """
 # No module-level names beyond the functions and classes: a token entry loads this module (the
-# meter's credit path, meter.tokjudge), and a 13th global grows its dict table to 17 slots (136 B,
-# one block to find in a fragmented heap); so no ``const`` import (16 rounds: written out) and
-# ``array`` imported where it is used. Reading and checking the forward tables (JSON, permutations)
+# meter's credit path, meter.tokjudge), and each global past 10 (with __name__, __file__) grows its
+# dict table (12 slots: 96 B, the block a token inside an HLS association failed on at 56k; 17: 136
+# B); so no ``const`` import (16 rounds: written out), ``array`` imported where it is used and
+# StsError where it is raised (protocol.sts_core: not on the credit path). Reading and checking the forward tables (JSON, permutations)
 # is ``protocol.ea07tab``'s: its names stay out of this module's constant table (one block per load).
-
-
-def _err(reason):
-    # protocol.sts_core.StsError, imported when raised: a token entry loads this module (the meter's
-    # credit path, meter.tokjudge) without sts_core
-    from protocol.sts_core import StsError
-    return StsError(reason)
 
 
 class Tables:
@@ -46,7 +40,8 @@ class Tables:
     def __init__(self, sub1, sub2=None, perm=None):
         if sub2 is None:   # the 96 bytes a meter keeps (isub + iperm, checked when first read): views
             if len(sub1) != 96:
-                raise _err("tables")
+                from protocol.sts_core import StsError
+                raise StsError("tables")
             m = memoryview(sub1)
             self.isub, self.iperm = m[:32], m[32:]
             return
@@ -112,6 +107,38 @@ def _inv_sub(w, isub, key):
         w[k] = y
 
 
+def _io(w, buf, put):
+    # the block's 4 x 16-bit words: the 8 big-endian bytes of buf -> w, or w -> buf (put)
+    for k in range(4):
+        if put:
+            x = w[3 - k]
+            buf[2 * k] = x >> 8
+            buf[2 * k + 1] = x & 0xFF
+        else:
+            w[3 - k] = (buf[2 * k] << 8) | buf[2 * k + 1]
+
+
+def decrypt(key, tables, buf, w, o):
+    """The 8-byte block in ``buf`` decrypted in place with ``key`` (bytes(8), IEC order) and
+    ``tables`` (Tables, or the 96 bytes ``isub + iperm`` a meter keeps, checked at boot); ``w``,
+    ``o``: two array("H") of 4 as scratch, or None (then made here). The meter's credit path
+    (``meter.tokjudge``) calls it with the kept bytes: no Ea07, Tables or key copy per token."""
+    if isinstance(tables, Tables):
+        isub, iperm = tables.isub, tables.iperm
+    else:
+        m = memoryview(tables)
+        isub, iperm = m[:32], m[32:]
+    if w is None:
+        from array import array
+        w, o = array("H", bytes(8)), array("H", bytes(8))
+    _io(w, buf, False)
+    _inv_pass(w, o, iperm, None, key, 0)             # P^-1 of encryption round 16
+    for j in range(15):                               # S^-1 of round 16-j, P^-1 of 15-j
+        _inv_pass(w, o, iperm, isub, key, 15 - j)
+    _inv_sub(w, isub, key)                            # S^-1 of round 1 (key K1)
+    _io(w, buf, True)
+
+
 class Ea07:
     """EA07 with one decoder key. ``key``: bytes(8) in IEC order (first byte most
     significant) or an int 0..2**64-1; ``tables``: Tables (or anything load_tables takes)."""
@@ -119,29 +146,14 @@ class Ea07:
     def __init__(self, key, tables):
         self.tables = load_tables(tables)
         if isinstance(key, int):
-            if key < 0 or key >> 64:
-                raise _err("key")
-            key = key.to_bytes(8, "big")
+            key = key.to_bytes(8, "big") if key >= 0 and not key >> 64 else b""
         if not isinstance(key, (bytes, bytearray)) or len(key) != 8:
-            raise _err("key")
+            from protocol.sts_core import StsError
+            raise StsError("key")
         self._key = bytes(key)
         from array import array
         self._w = array("H", bytes(8))
         self._o = array("H", bytes(8))
-
-    def _load(self, buf):
-        w = self._w
-        w[3] = (buf[0] << 8) | buf[1]
-        w[2] = (buf[2] << 8) | buf[3]
-        w[1] = (buf[4] << 8) | buf[5]
-        w[0] = (buf[6] << 8) | buf[7]
-
-    def _store(self, buf):
-        w = self._w
-        for k in range(4):
-            x = w[3 - k]
-            buf[2 * k] = x >> 8
-            buf[2 * k + 1] = x & 0xFF
 
     def decrypt_into(self, buf):
         """Decrypt the 8-byte big-endian block in ``buf`` (bytearray) in place.
@@ -149,15 +161,4 @@ class Ea07:
         Works bit by bit from the 64-entry inverse permutation and the inverse substitution
         tables (no derived tables: a meter decrypts one block per token typed, and 6 KB of
         heap matter more than the milliseconds). Allocates nothing."""
-        tb = self.tables
-        iperm = tb.iperm
-        isub = tb.isub
-        self._load(buf)
-        w = self._w
-        o = self._o
-        key = self._key
-        _inv_pass(w, o, iperm, None, key, 0)             # P^-1 of encryption round 16
-        for j in range(15):                               # S^-1 of round 16-j, P^-1 of 15-j
-            _inv_pass(w, o, iperm, isub, key, 15 - j)
-        _inv_sub(w, isub, key)                            # S^-1 of round 1 (key K1)
-        self._store(buf)
+        decrypt(self._key, self.tables, buf, self._w, self._o)

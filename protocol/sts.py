@@ -385,26 +385,26 @@ class Ea07(Block64, _ea07.Ea07):
     def encrypt_into(self, buf):
         """Encrypt the 8-byte big-endian block in ``buf`` (bytearray) in place."""
         t = ea07_encrypt_table(self.tables)
-        self._load(buf)
+        _ea07._io(self._w, buf, False)
         w = self._w
         key = self._key
         for r in range(16):
             _pass(w, t, key, r)
-        self._store(buf)
+        _ea07._io(w, buf, True)
 
     def decrypt_into_fast(self, buf):
         """``decrypt_into`` through the derived tables (``ea07_decrypt_tables``, 6 KB, built
         on first use)."""
         tb = self.tables
         ip0, isip = ea07_decrypt_tables(tb)
-        self._load(buf)
+        _ea07._io(self._w, buf, False)
         w = self._w
         key = self._key
         _pass(w, ip0, None, 0)
         for j in range(15):
             _pass(w, isip, key, 15 - j)
         _ea07._inv_sub(w, tb.isub, key)
-        self._store(buf)
+        _ea07._io(w, buf, True)
 
 
 class Misty1(Block64, _misty1.Misty1):

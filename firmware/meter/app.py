@@ -95,6 +95,7 @@ class Meter:
         prof = None
         if g("profiles"):          # IS 15959 profiles: loaded (and their names interned) only if on
             from meter.profiles import Profiles as prof   # before the heap fragments
+            from meter import cosem_prof    # noqa: F401 (resident after a profile read anyway; 56k)
         self.profiles = None
         self.tz_minutes = int(g("tz_minutes", 330))
         ldn = g("logical_device_name") or g("serial", "PPM0000001")

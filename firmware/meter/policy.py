@@ -61,6 +61,15 @@ _EC_AVAILABLE = const(0)
 _EC_ACTIVE = const(1)
 _EC_USED = const(2)
 
+# Policy.params (meter.profile.policy_params): the fields read only here, by index
+_P_LOW_PCT = const(2)
+_P_BY = const(5)
+_P_OFFER = const(6)
+_P_DEBT = const(7)
+_P_FRIENDLY = const(8)
+_P_DAYS_OFF = const(9)
+_P_SATURDAYS = const(10)
+_P_HOLIDAYS = const(11)
 _PREPAYMENT = const(2)        # IC 111 payment_mode (meter.account)
 _CONNECTED = const(1)         # IC 70 control_state (meter.relay)
 _READY = const(2)
@@ -75,9 +84,10 @@ class Policy:
         with ``meter.profile.policy(cfg)``), ``limiter``: its ``meter.limiter.Limiter``,
         ``metering``: the metering-fault policy (``meter.profile.metering_params``)."""
         self.metering = metering
-        (self.min_credit, self.reconnect, self.low_credit_pct, self.ec_paise, self.ec_s,
-         self.ec_by, self.ec_offer, self.debt_pct, self.friendly, self.days_off,
-         self.off_saturdays, self.holidays) = params
+        # those read only here stay in ``params`` (_P_*): 12 attributes, a 96 B table (was 19:
+        # 184 B, the block a profile SET's new Policy failed on at 56k)
+        self.params = params
+        self.min_credit, self.reconnect, self.ec_paise, self.ec_s = params[0], params[1], params[3], params[4]
         self.limiter = limiter
         # state
         self.ec_state = _EC_AVAILABLE
@@ -106,17 +116,18 @@ class Policy:
         """True if a disconnection may happen at ``now`` (epoch s; local = UTC + tz_minutes)."""
         local = now + tz_minutes * 60
         day = local // 86400
-        fr = self.friendly
+        p = self.params
+        fr = p[_P_FRIENDLY]
         if fr:
             m = (local - day * 86400) // 60
             if (fr[0] <= m < fr[1]) if fr[0] < fr[1] else (m >= fr[0] or m < fr[1]):
                 return False
         wd = timeutil.weekday(day)
-        if wd in self.days_off or day in self.holidays:
+        if wd in p[_P_DAYS_OFF] or day in p[_P_HOLIDAYS]:
             return False
-        if wd == 6 and self.off_saturdays:
+        if wd == 6 and p[_P_SATURDAYS]:
             dom = timeutil.civil_from_days(day)[2]
-            if (dom - 1) // 7 + 1 in self.off_saturdays:
+            if (dom - 1) // 7 + 1 in p[_P_SATURDAYS]:
                 return False
         return True
 
@@ -124,7 +135,7 @@ class Policy:
     def thresholds(self, meter):
         """Alert levels in credit units; before the first recharge only the 0 % level."""
         lr = meter.account.last_recharge
-        return [lr * p // 100 for p in self.low_credit_pct if lr or not p]
+        return [lr * p // 100 for p in self.params[_P_LOW_PCT] if lr or not p]
 
     def low_credit_threshold(self, meter):
         """IC 111 attr 16 low_credit_threshold: the first alert level."""
@@ -141,11 +152,11 @@ class Policy:
 
     def ec_selectable(self, meter):
         return ((self.ec_paise > 0 or self.ec_s > 0) and self.ec_state == _EC_AVAILABLE
-                and meter.account.credit <= self.ec_offer)
+                and meter.account.credit <= self.params[_P_OFFER])
 
     def activate_ec(self, meter, source, now):
         """Select emergency credit by ``source`` ("auto", "button", "token", "dlms")."""
-        if source not in self.ec_by or not self.ec_selectable(meter):
+        if source not in self.params[_P_BY] or not self.ec_selectable(meter):
             return False
         self.ec_state = _EC_ACTIVE
         self.ec_t0 = now
@@ -164,9 +175,10 @@ class Policy:
         e = self.ec_paise
         if not (e > 0 or self.ec_s > 0):
             return None
-        manual = 0x18 if ("button" in self.ec_by or "token" in self.ec_by) else 0
+        p = self.params
+        manual = 0x18 if ("button" in p[_P_BY] or "token" in p[_P_BY]) else 0
         s = self.ec_state            # 0, 1, 2 -> status 1, 3, 4
-        return (e, 2, 2, self.ec_offer, e, manual | 0x04, s + 1 + (s > 0), e, self.ec_offer, self.ec_s)
+        return (e, 2, 2, p[_P_OFFER], e, manual | 0x04, s + 1 + (s > 0), e, p[_P_OFFER], self.ec_s)
 
     def credit_due(self, meter, now):
         """True if a disconnection for credit is due (whether or not it is allowed now)."""
@@ -210,7 +222,7 @@ class Policy:
             used = self.min_credit - a.credit
             if self.ec_paise and used > self.ec_paise:
                 used = self.ec_paise
-        a.top_up(amount, now, used, self.debt_pct)
+        a.top_up(amount, now, used, self.params[_P_DEBT])
         if a.credit > self.min_credit:
             self.ec_state = _EC_AVAILABLE
         self.low_level = self._level(meter)
@@ -229,11 +241,11 @@ class Policy:
             self.dirty = True
             meter.event(_EV_EC_END, "emergency credit ended t=%d" % now)
         if (a.credit <= self.min_credit and a.payment_mode == _PREPAYMENT
-                and "auto" in self.ec_by):
+                and "auto" in self.params[_P_BY]):
             self.activate_ec(meter, "auto", now)
         lv = self._level(meter)
         while self.low_level < lv:
-            pct = self.low_credit_pct[self.low_level] if a.last_recharge else 0
+            pct = self.params[_P_LOW_PCT][self.low_level] if a.last_recharge else 0
             self.low_level += 1
             self.dirty = True
             meter.event(_EV_LOW_CREDIT, "low credit %d%% credit=%d" % (pct, a.credit))

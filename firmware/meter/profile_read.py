@@ -1,10 +1,11 @@
 """0.128.96.5.0.255 attribute 2 read: the tariff/policy profile in force as compact JSON, for
-``meter.app`` (loaded for the read, then unloaded with ``meter.settings``)."""
+``meter.app`` (loaded for the read, then unloaded). config.json is read here, not with
+``meter.settings.config``: that module (~460 B, its constant table one 164 B block) is the
+profile SET's, and a ciphered read of every attribute at 56k failed loading it."""
 import io
 import json
 
 from protocol.axdr import encode_length
-from meter.settings import config
 
 try:
     from micropython import const
@@ -31,7 +32,13 @@ def profile_into(meter, w):
     the ``axdr.Writer`` ``w``: the profile fields of config.json, defaults for payment_mode,
     control_mode, credit_unit and tz_minutes. Dumped where it goes (the response buffer,
     capacity kept): no ~500 B str and bytes copy of it in a fragmented heap."""
-    c = config(meter.board)
+    try:
+        with open(meter.board.path("config.json")) as f:
+            c = json.load(f)
+    except (OSError, ValueError):
+        c = {}
+    if not isinstance(c, dict):
+        c = {}
     out = {}
     for k, v in (("name", None), ("tariff", None), ("policy", None), ("limiter", None),
                  ("metering", None), ("payment_mode", 2), ("control_mode", 5), ("credit_unit", 0),

@@ -42,6 +42,13 @@ except ImportError:
 _MICRO = const(1000000)
 _LIMIT = const(0x3FFFFFFF)
 _DAY = const(86400)
+# Tariff.seg: the duty carry and the duty segment (rebase), read only here: one list, so a Tariff
+# has 17 attributes (a 136 B table, not 23 slots: 184 B, a block a profile SET's new Tariff needs)
+_D_REM = const(0)     # duty carried, milli-paise, 0 <= d_rem < 1000
+_D0 = const(1)
+_DX = const(2)
+_XX = const(3)
+_CBM = const(4)
 
 
 class ConfigError(ValueError):
@@ -89,13 +96,12 @@ class Tariff:
         self.fixed_month, self.duty_pm, self.billing_day = fixed_month, duty_pm, billing_day
         # running state
         self.e_rem = 0        # micro-paise carried, 0 <= e_rem < 10**6
-        self.d_rem = 0        # duty carried, milli-paise, 0 <= d_rem < 1000
         self.day = -1         # local day number whose fixed charge is done (-1: not in service)
         self.cyc = 0          # local day number the billing month started on
         self.cyc_n = 30       # days in that billing month
         self.m_wh = self.m_energy = self.m_fixed = self.m_duty = 0
         self.sts = 0          # the flat rate an STS SetTariffRate token set (0: the config's)
-        self.d0 = self.dx = self.xx = self.cbm = 0
+        self.seg = [0, 0, 0, 0, 0]    # d_rem, d0, dx, xx, cbm (_D_REM ...)
         self.bills = []
 
     # --- state ----------------------------------------------------------------------------
@@ -107,35 +113,39 @@ class Tariff:
     # month duty = dx + (d0 + duty_pm*(x - xx) - d_rem) / 1000 (exact), the credit identity
     # credit = cbm - (energy + fixed + duty) gives x by one exact division.
     def hot_rem(self):
-        return self.e_rem * 1000 + self.d_rem
+        return self.e_rem * 1000 + self.seg[_D_REM]
 
     def cold(self, credit, import_wh):
-        self.cbm = credit + self.m_energy + self.m_fixed + self.m_duty
+        s = self.seg
+        s[_CBM] = credit + self.m_energy + self.m_fixed + self.m_duty
         return [self.day, self.cyc, self.cyc_n, import_wh - self.m_wh, self.m_fixed,
-                self.d0, self.dx, self.xx, self.cbm, self.sts]
+                s[_D0], s[_DX], s[_XX], s[_CBM], self.sts]
 
     def restore(self, cold, credit, rem, import_wh):
+        s = self.seg
         (self.day, self.cyc, self.cyc_n, wh0, self.m_fixed,
-         self.d0, self.dx, self.xx, self.cbm) = cold[:9]
+         s[_D0], s[_DX], s[_XX], s[_CBM]) = cold[:9]
         if len(cold) > 9 and cold[9]:
             self.set_rate(cold[9])      # an STS SetTariffRate outlives a power cut
-        self.e_rem, self.d_rem = rem // 1000, rem % 1000
+        self.e_rem, s[_D_REM] = rem // 1000, rem % 1000
         self.m_wh = import_wh - wh0
         pm = self.duty_pm
-        x = (1000 * (self.cbm - credit - self.dx) - self.d0 + pm * self.xx + self.d_rem) // (1000 + pm)
+        x = (1000 * (s[_CBM] - credit - s[_DX]) - s[_D0] + pm * s[_XX] + s[_D_REM]) // (1000 + pm)
         self.m_energy = x - self.m_fixed
-        self.m_duty = self.cbm - credit - x
+        self.m_duty = s[_CBM] - credit - x
 
     def rebase(self):
         """Start a new duty segment (month start, or a duty_pm change by configuration)."""
-        self.d0 = self.d_rem
-        self.dx = self.m_duty
-        self.xx = self.m_energy + self.m_fixed
+        s = self.seg
+        s[_D0] = s[_D_REM]
+        s[_DX] = self.m_duty
+        s[_XX] = self.m_energy + self.m_fixed
 
     def carry_from(self, old):
         """Take the running counters of ``old`` (a Tariff being replaced by configuration)."""
-        for k in "e_rem d_rem day cyc cyc_n m_wh m_energy m_fixed m_duty".split():   # one str, no tuple
+        for k in "e_rem day cyc cyc_n m_wh m_energy m_fixed m_duty".split():   # one str, no tuple
             setattr(self, k, getattr(old, k))
+        self.seg[_D_REM] = old.seg[_D_REM]
         if self.billing_day != old.billing_day and self.day >= 0:
             self.cyc = billing_start(self.day, self.billing_day)
             self.cyc_n = next_billing(self.cyc, self.billing_day) - self.cyc
@@ -158,9 +168,10 @@ class Tariff:
 
     # --- charging -------------------------------------------------------------------------
     def _duty(self, paise):
-        acc = self.d_rem + paise * self.duty_pm
+        s = self.seg
+        acc = s[_D_REM] + paise * self.duty_pm
         d = acc // 1000
-        self.d_rem = acc - d * 1000
+        s[_D_REM] = acc - d * 1000
         self.m_duty += d
         return d
 

@@ -87,8 +87,8 @@ def judge(meter, digits, now):
     if cls != 1:                 # a test token is not encrypted
         a = r[5:j]
         if alg == 0:
-            from protocol.ea07 import Ea07
-            Ea07(a, s[4]).decrypt_into(memoryview(b)[1:])
+            from protocol.ea07 import decrypt
+            decrypt(a, s[4], memoryview(b)[1:], None, None)
         else:
             from protocol.misty1 import Misty1
             Misty1(a).decrypt_into(memoryview(b)[1:])

@@ -269,5 +269,6 @@ def test_rounding_and_power_cuts_lose_or_make_no_wh():
         b = list(_blocks(p))
         assert sum(x[1] for x in b) == m.account.import_wh > 50000
         assert sum(p.state()[2:6]) == m.account.import_wh
-        assert [x[0] for x in b] == sorted({x[0] for x in b})
+        ids = [x[0] for x in b]     # ascending, no repeat (no set: a 4 KiB table at the runner's heap)
+        assert all(ids[i] < ids[i + 1] for i in range(len(ids) - 1))
     _fresh(run)

@@ -53,7 +53,6 @@ def read_everything(rig, **client):
 
 
 @pytest.mark.parametrize("mech", [5, 2])
-@pytest.mark.heap32("72k", "every attribute of every object, ciphered, on an STS+HLS meter")
 def test_no_attribute_of_any_client_holds_a_secret(rig_factory, tmp_path, monkeypatch, mech):
     monkeypatch.setenv("METERCTL_STATE_DIR", str(tmp_path / "state"))
     rig = rig_factory(sts=True, config={"security": identity.security_config(
