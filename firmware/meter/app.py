@@ -15,7 +15,7 @@ from meter.metering import Metering
 from meter.tariff import ConfigError
 from meter.relay import DisconnectControl, CONNECTED, READY
 from meter.link import HdlcLink
-from meter.store import Journal, TIME_MAX
+from meter.store import Journal, TIME_MAX, reload, undo
 from meter.audit import Audit
 from meter.metrology import loop
 from meter import acse
@@ -111,7 +111,6 @@ class Meter:
             cfg_err = e
         build = None               # meter.profile (~3 KiB) leaves the heap now, not at return
         acse.unload("meter.profile")
-        # what runs after boot, the rest of the config is not kept
         self.persist_s = int(g("persist_s", 60))
         self.metering = Metering(self, v[5], int(v[6]))
         self.metro = self.metering.build()
@@ -120,9 +119,9 @@ class Meter:
         self.module_wh = None      # last metering-module energy reading taken into account
         self._persisted_wh = self._persisted_t = 0
         self._pev = None           # [seq, epoch, code, detail] of the last journaled command event
+        self.stale = False         # a reload ran out of memory: RAM may be ahead of the journal (persist)
         self.persist_wh = int(g("persist_wh") or getattr(board, "persist_wh", 10))
-        # IC 115 (meter.cosem_values): token, time, reason, delivery, status 8 tokenReceived
-        self.token_gateway = [b"", 0, b"", 0, 8]
+        self.token_gateway = [b"", 0, b"", 0, 8]   # IC 115: token, time, reason, delivery, 8 tokenReceived
         self.journal = Journal(board.path("j/state"))
         self.event_log = Audit(board.path("ev"), int(v[7]))
         self._restore()
@@ -149,8 +148,7 @@ class Meter:
         t = hot[4]
         if t > self.board.time():
             self.board.set_time(t)  # never let the clock run backwards across a restart
-        # the supply went away after the last record (time: last known alive), now it is back
-        self._log(t, _EV_POWER_DOWN, None)
+        self._log(t, _EV_POWER_DOWN, None)   # the supply went away after the last record (t: last alive)
         if getattr(self.board, "reset_cause", "power") == "wdt":
             self.event(_EV_WATCHDOG, "watchdog reset")
         self.event(_EV_POWER_UP, "power up")
@@ -186,7 +184,7 @@ class Meter:
         change, journaled in the record (``pev``, with its event-log sequence number), then logged (one a cut
         or a MemoryError kept off the log is logged at boot or by the next persist with an event). ``clock``:
         a new RTC time (epoch s), journaled, then set. A failed journal write reloads the RAM state from the
-        journal and raises (a MemoryError as OSError ENOMEM, 12): nothing changed."""
+        journal and raises (a MemoryError as OSError ENOMEM, 12; also while ``stale``): nothing changed."""
         now = self.board.time() if clock is None else clock
         now = 0 if now < 0 else (TIME_MAX if now > TIME_MAX else now)
         a = self.account
@@ -196,13 +194,12 @@ class Meter:
                 self._log(pev[1], pev[2], pev[3])    # journaled, its log write ran out of memory
             self._pev = [self.event_log.next_seq, now, ev[0], ev[2]]
         try:
+            if self.stale:       # RAM may be ahead of the journal: nothing written, this change undone
+                raise MemoryError
             self._save(now)
         except Exception as e:
             self._pev = pev
-            s = self.journal.load()          # (out of memory here too: raised as it is, RAM ahead)
-            if s is not None:
-                self._apply(s, self.journal.hot)
-            raise OSError(12) if isinstance(e, MemoryError) else e   # meter.cosem: temporary-failure
+            raise undo(self, e)
         if clock is not None:
             self.board.set_time(clock)
         self._persisted_wh = a.import_wh
@@ -269,19 +266,21 @@ class Meter:
         115 enum): ``meter.tokgate.enter`` judges and applies it, journaled once the STS code is unloaded
         (docs/MEMORY.md); -> the TokenResult (``ok``, ``reason`` ...)."""
         try:
-            r, ev, journal = _sts(self, raw, delivery)
-        finally:
-            _unload(self.board)
-        gc.collect()
-        self.persist(ev) if journal else self.event(*ev)
+            try:
+                r, ev, journal = _sts(self, raw, delivery)
+            finally:
+                _unload(self.board)
+            gc.collect()
+            self.persist(ev) if journal else self.event(*ev)
+        except Exception as e:   # a TID stored, credit applied in RAM, before the journal write: undone
+            raise undo(self, e)
         return r
 
     def token_room(self):
-        """The largest STS credit amount (0.1 kWh) the credit register can still take: a token
-        for more is refused before its TID is stored (``meter.tokens``; paise = amount x rate
-        / 10, rounded up, at the rate the tariff charges: its flat or first-slab rate; an energy
-        register takes the amount as it is); 0 when that rate is 0 on a currency register (a
-        token would credit nothing and use up its TID: refused as overflow, attack pass 14)."""
+        """The largest STS credit amount (0.1 kWh) the credit register can still take: a token for more is
+        refused before its TID is stored (``meter.tokens``; paise = amount x rate / 10, rounded up, at the
+        tariff's flat or first-slab rate; an energy register takes the amount as it is); 0 when that rate is 0
+        on a currency register (a token would credit nothing, its TID used: refused as overflow, pass 14)."""
         a = self.account
         if a.unit == _CREDIT_ENERGY:
             return _MAX_CREDIT - a.credit
@@ -399,6 +398,8 @@ class Meter:
         """Take the latest module energy reading into account and decide: the Wh since the last
         reading are charged by the tariff over [t_prev, now] (constant power assumed; TOD,
         midnight, billing-date and slab boundaries inside it are split, meter.tariff)."""
+        if self.stale:           # a reload ran out of memory (meter.store): again, before charging
+            reload(self)
         m = self.metro
         now = self.board.time()
         a = self.account

@@ -22,6 +22,7 @@ import time
 from protocol import hdlc, apdu
 from protocol.crc import crc16_x25
 from meter.server import Association
+from meter.store import undo
 
 try:
     from micropython import const
@@ -145,9 +146,12 @@ class HdlcLink:
                 try:
                     out = self.on_frame(f)
                 except Exception as e:  # a bug must not take the meter off the air
-                    if not self.errors:   # one event, then counted: no flash wear per request
+                    m = self.assoc.meter
+                    if hasattr(m, "stale"):   # what it changed in RAM undone (out of memory: event 90, coalesced)
+                        undo(m, e)
+                    if not self.errors and not isinstance(e, MemoryError):   # once: no flash wear per request
                         try:
-                            self.assoc.meter.event(_EV_DLMS_ERROR, "dlms error %r" % (e,))
+                            m.event(_EV_DLMS_ERROR, "dlms error %r" % (e,))
                         except MemoryError:   # its write too (littlefs: a ~256 B block per file)
                             pass
                     self.errors += 1

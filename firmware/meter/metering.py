@@ -24,7 +24,8 @@ with ``Module.run`` (no heap per poll). After each poll ``after()``:
   "metering", event 42) once the fault has lasted ``grace_s`` seconds, and recloses it (local
   reconnect: control modes 5, 6; else the button) at the first good reading, also after a
   reboot (the cause is journaled);
-- runs ``meter.meter_tick()`` (charges ``module.delta_wh``) and feeds the watchdog.
+- runs ``meter.meter_tick()`` (charges ``module.delta_wh``) and feeds the watchdog (also after an
+  error: ``after``).
 
 While the module is faulted its instantaneous values are None (``Module``): voltage, current
 and power answer temporary-failure over DLMS, and the error register 0.0.97.97.0.255 has bit 0
@@ -32,6 +33,7 @@ set (``meter.cosem_values``). Nothing is estimated during a fault: the module ke
 and its counter is charged at recovery.
 """
 from meter.metrology import Module
+from meter.store import undo
 
 try:
     from micropython import const
@@ -95,7 +97,16 @@ class Metering:
         return m.run(mt.board.poll_ms, self.after)
 
     def after(self):
-        """After each poll: events, fault policy, the meter's tick, the watchdog."""
+        """After each poll: events, fault policy, the meter's tick, the watchdog. Out of memory or a journal
+        write refused: the meter's state and the metrology baseline back to the journal (``meter.store.undo``:
+        this poll's Wh charged by the next one), and the task goes on (the firmware ran out before)."""
+        try:
+            self._after()
+        except (MemoryError, OSError) as e:
+            undo(self.meter, e)
+        self.meter.board.wdt_feed()
+
+    def _after(self):
         mt = self.meter
         m = mt.metro
         p = mt.policy.metering
@@ -122,4 +133,3 @@ class Metering:
             if dc.local_reconnect("metering"):
                 mt.policy.dirty = True
         mt.meter_tick()
-        mt.board.wdt_feed()

@@ -32,6 +32,7 @@ Errors: ``load`` never raises for damaged data (None when no valid full record e
 nothing is written).
 """
 import binascii
+import gc
 import json
 import os
 import struct
@@ -48,6 +49,7 @@ _VERSION = const(3)
 _VERSION_I32 = const(2)
 _HDR = const(9)
 _HOT_N = const(5)
+_EV_DLMS_ERROR = const(90)   # meter.events
 TIME_MAX = const(0xFFFFFFFF)   # the last second a record can hold: 2106-02-07T06:28:15Z
 _HOT_LEN = const(20)
 _HREC = const(30)          # 2 + 4 + 20 + 4
@@ -239,3 +241,35 @@ class Journal:
         else:
             self._hslot ^= 1
         return full
+
+
+def undo(meter, e):
+    """``e`` raised by a ``meter.app.Meter`` command or metering tick before or in its journal write: RAM back
+    to the journal (``reload``), a MemoryError logged (event 90, coalesced) -> the error to raise (MemoryError:
+    OSError ENOMEM, 12, meter.cosem's temporary-failure): nothing changed."""
+    reload(meter)
+    if isinstance(e, MemoryError):
+        meter._log(meter.board.time(), _EV_DLMS_ERROR, "mem")
+        return OSError(12)
+    return e
+
+
+def reload(meter):
+    """The meter's RAM state and metrology baseline (the Wh since the journal: charged again, judged as after
+    a boot) from its journal, the failed command's garbage freed first. Out of memory: ``meter.stale`` stays
+    True: ``Meter.persist`` writes nothing (it reloads and raises), each metering tick reloads first."""
+    meter.stale = True
+    gc.collect()
+    j = meter.journal
+    try:
+        s = j.load()
+        if s is not None:
+            meter._apply(s, j.hot)
+            if meter.tokens and not s.get("tok"):
+                meter.tokens[1] = None    # none journaled: the acceptor's new record (meter.tokens)
+            if meter.metro:
+                h = meter.metro.health
+                h.baseline_wh, h.t_base = meter.module_wh, None
+    except MemoryError:
+        return
+    meter.stale = False
