@@ -15,7 +15,7 @@ from meter.metering import Metering
 from meter.tariff import ConfigError
 from meter.relay import DisconnectControl, CONNECTED, READY
 from meter.link import HdlcLink
-from meter.store import Journal, TIME_MAX, reload, undo
+from meter.store import Journal, TIME_MAX, fresh, undo
 from meter.audit import Audit
 from meter.metrology import loop
 from meter import acse
@@ -180,11 +180,10 @@ class Meter:
 
     def persist(self, ev=None, clock=None):
         """Journal the whole state; returns when it is on flash (meter.store: a full record, or a 30-byte hot
-        record if only credit/remainder/energy/clock changed). ``ev`` = (code, text, detail): the event of the
-        change, journaled in the record (``pev``, with its event-log sequence number), then logged (one a cut
-        or a MemoryError kept off the log is logged at boot or by the next persist with an event). ``clock``:
-        a new RTC time (epoch s), journaled, then set. A failed journal write reloads the RAM state from the
-        journal and raises (a MemoryError as OSError ENOMEM, 12; also while ``stale``): nothing changed."""
+        record if only credit/remainder/energy/clock changed). ``ev`` = (code, text, detail): the change's
+        event, journaled (``pev``: its event-log sequence number), then logged (kept off the log by a cut or
+        a MemoryError: logged at boot or by the next persist with an event). ``clock``: a new RTC time,
+        journaled, then set. A failed write (or ``stale``) reloads, raises (MemoryError: OSError ENOMEM)."""
         now = self.board.time() if clock is None else clock
         now = 0 if now < 0 else (TIME_MAX if now > TIME_MAX else now)
         a = self.account
@@ -236,7 +235,10 @@ class Meter:
     def event(self, code, text, detail=None):
         """Log an event (meter.events code; ``detail`` int or short str) on flash, report it."""
         self._log(self.board.time(), code, detail)
-        self.board.report("event %d %s" % (code, text))
+        try:
+            self.board.report("event %d %s" % (code, text))
+        except MemoryError:      # journaled (persist): no error answer now
+            pass
 
     def cover(self, opened):
         """Meter-cover switch (tamper): True = cover removed."""
@@ -260,11 +262,11 @@ class Meter:
         self.persist((_EV_CREDIT, "credit +%d paise via %s" % (paise, source), paise))
         return True
 
-    # --- STS tokens -----------------------------------------------------------------------
     def enter_token(self, raw, delivery=0):
         """Enter one 20-digit STS token (bytes or str; spaces, dashes ignored) delivered by ``delivery`` (IC
         115 enum): ``meter.tokgate.enter`` judges and applies it, journaled once the STS code is unloaded
         (docs/MEMORY.md); -> the TokenResult (``ok``, ``reason`` ...)."""
+        fresh(self)
         try:
             try:
                 r, ev, journal = _sts(self, raw, delivery)
@@ -398,8 +400,7 @@ class Meter:
         """Take the latest module energy reading into account and decide: the Wh since the last
         reading are charged by the tariff over [t_prev, now] (constant power assumed; TOD,
         midnight, billing-date and slab boundaries inside it are split, meter.tariff)."""
-        if self.stale:           # a reload ran out of memory (meter.store): again, before charging
-            reload(self)
+        fresh(self)              # a reload that ran out of memory (meter.store): again, before charging
         m = self.metro
         now = self.board.time()
         a = self.account

@@ -244,9 +244,9 @@ class Journal:
 
 
 def undo(meter, e):
-    """``e`` raised by a ``meter.app.Meter`` command or metering tick before or in its journal write: RAM back
-    to the journal (``reload``), a MemoryError logged (event 90, coalesced) -> the error to raise (MemoryError:
-    OSError ENOMEM, 12, meter.cosem's temporary-failure): nothing changed."""
+    """``e`` raised by a ``meter.app.Meter`` command or metering tick before or in its journal write: RAM
+    back to the journal (``reload``), a MemoryError logged (event 90, coalesced) -> the error to raise
+    (MemoryError: OSError ENOMEM, 12, meter.cosem's temporary-failure): nothing changed."""
     reload(meter)
     if isinstance(e, MemoryError):
         meter._log(meter.board.time(), _EV_DLMS_ERROR, "mem")
@@ -254,10 +254,19 @@ def undo(meter, e):
     return e
 
 
+def fresh(meter):
+    """Before a command or a metering tick: a reload that ran out of memory (``meter.stale``) tried again;
+    still out: OSError ENOMEM (12), nothing judged on a RAM state ahead of the journal (a TID used in RAM)."""
+    if meter.stale:
+        reload(meter)
+        if meter.stale:
+            raise OSError(12)
+
+
 def reload(meter):
-    """The meter's RAM state and metrology baseline (the Wh since the journal: charged again, judged as after
-    a boot) from its journal, the failed command's garbage freed first. Out of memory: ``meter.stale`` stays
-    True: ``Meter.persist`` writes nothing (it reloads and raises), each metering tick reloads first."""
+    """The meter's RAM state and metrology baseline (the Wh since the journal: charged again, judged as
+    after a boot) from its journal, the failed command's garbage freed first. Out of memory: ``meter.stale``
+    stays True: ``Meter.persist`` writes nothing (it reloads, raises), commands and ticks call ``fresh``."""
     meter.stale = True
     gc.collect()
     j = meter.journal
