@@ -186,7 +186,7 @@ class Meter:
         journaled, then set. A failed write (or ``stale``) reloads, raises (MemoryError: OSError ENOMEM)."""
         now = self.board.time() if clock is None else clock
         now = 0 if now < 0 else (TIME_MAX if now > TIME_MAX else now)
-        a = self.account
+        a, q = self.account, self.journal.seq
         pev = self._pev
         if ev is not None:
             if pev and pev[0] == self.event_log.next_seq and not self.event_log.coalesced(pev[2], pev[3]):
@@ -198,7 +198,7 @@ class Meter:
             self._save(now)
         except Exception as e:
             self._pev = pev
-            raise undo(self, e)
+            undo(self, e, q)      # raised again unless the record is on flash after all
         if clock is not None:
             self.board.set_time(clock)
         self._persisted_wh = a.import_wh
@@ -275,7 +275,7 @@ class Meter:
             gc.collect()
             self.persist(ev) if journal else self.event(*ev)
         except Exception as e:   # a TID stored, credit applied in RAM, before the journal write: undone
-            raise undo(self, e)
+            undo(self, e)
         return r
 
     def token_room(self):

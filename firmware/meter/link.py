@@ -147,8 +147,10 @@ class HdlcLink:
                     out = self.on_frame(f)
                 except Exception as e:  # a bug must not take the meter off the air
                     m = self.assoc.meter
-                    if hasattr(m, "stale"):   # what it changed in RAM undone (out of memory: event 90, coalesced)
-                        undo(m, e)
+                    try:   # what it changed in RAM undone (out of memory: event 90, coalesced)
+                        undo(m, e) if hasattr(m, "stale") else None
+                    except Exception:
+                        pass
                     if not self.errors and not isinstance(e, MemoryError):   # once: no flash wear per request
                         try:
                             m.event(_EV_DLMS_ERROR, "dlms error %r" % (e,))

@@ -103,7 +103,10 @@ class Metering:
         try:
             self._after()
         except (MemoryError, OSError) as e:
-            undo(self.meter, e)
+            try:
+                undo(self.meter, e)
+            except OSError:
+                pass
         self.meter.board.wdt_feed()
 
     def _after(self):

@@ -213,6 +213,7 @@ class Journal:
         if full:
             hot = self.hot or [0] * _HOT_N
         _check_hot(hot)
+        hot = tuple(hot)          # allocated before the write: none after the record is durable
         key, n = _digest(obj)
         full = full or key != self._last
         seq = self.seq + 1
@@ -232,7 +233,7 @@ class Journal:
                 f.write(encode_hot(seq, hot))
         # durable now (littlefs commits on close); only then advance
         self.seq = seq
-        self.hot = tuple(hot)
+        self.hot = hot
         self.writes += 1
         if full:
             self._last = key
@@ -243,15 +244,22 @@ class Journal:
         return full
 
 
-def undo(meter, e):
+def undo(meter, e, q=None):
     """``e`` raised by a ``meter.app.Meter`` command or metering tick before or in its journal write: RAM
-    back to the journal (``reload``), a MemoryError logged (event 90, coalesced) -> the error to raise
-    (MemoryError: OSError ENOMEM, 12, meter.cosem's temporary-failure): nothing changed."""
+    back to the journal (``reload``), a MemoryError logged (event 90, coalesced); raised again (MemoryError:
+    OSError ENOMEM, 12, meter.cosem's temporary-failure: nothing changed) unless the journal holds a
+    record newer than ``q`` (the journal's sequence number before the write; None: now) was written after
+    all (then out of memory): then the change is in, RAM with it."""
+    if meter.stale:          # a record found now is an older command's
+        q = -1
+    elif q is None:
+        q = meter.journal.seq
     reload(meter)
     if isinstance(e, MemoryError):
         meter._log(meter.board.time(), _EV_DLMS_ERROR, "mem")
-        return OSError(12)
-    return e
+        e = OSError(12)
+    if meter.stale or meter.journal.seq == q:
+        raise e
 
 
 def fresh(meter):

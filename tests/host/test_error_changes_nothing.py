@@ -2,54 +2,10 @@
 meter.app.Meter (the real device code on CPython, a plain directory as its filesystem). Each
 refused request is answered with its result and leaves credit, clock, time zone, relay mode,
 journal, event log, config.json and policy as they were; a failed journal write too."""
-import json
-
 from meter.store import TIME_MAX
 
 from fsutil import tmpdir as _tmpdir, rmtree as _rmtree  # noqa: E402
-
-T0 = 1767225600                       # 2026-01-01T00:00:00Z
-
-
-class Board:
-    """What meter.app.Meter uses of a board, on a plain directory."""
-    persist_wh = 10
-    reset_cause = "power"
-    poll_ms = 200
-
-    def __init__(self, d, config=None):
-        self.d = d
-        self.t = T0
-        self.lines = []
-        if config is not None:
-            with open(d + "/config.json", "w") as f:
-                json.dump(config, f)
-
-    def path(self, name):
-        return self.d + "/" + name
-
-    def time(self):
-        return self.t
-
-    def set_time(self, t):
-        self.t = t
-
-    def report(self, line):
-        self.lines.append(line)
-
-    def relay(self, on):
-        pass
-
-    def wdt_feed(self):
-        pass
-
-    def ticks_ms(self):
-        return 0
-
-    modbus_tx_enable = None
-
-    def modbus_stream(self):      # the metering module is built at boot (never polled here)
-        return None
+from plain_board import Board  # noqa: E402
 
 
 class Ctx:
@@ -205,7 +161,9 @@ def test_out_of_memory_in_a_top_up_leaves_ram_and_journal_agreeing():
         assert cosem.act(m, Ctx(), (112, CREDIT, 1, None, _w().double_long(700).getvalue())) == 2
         assert cosem.put(m, Ctx(), (8, CLOCK, 2, None, None), _dt(2040, 1, 1)) == 2
         assert cosem.put(m, Ctx(), (8, CLOCK, 3, None, None), _w().long(-60).getvalue()) == 2
-        assert _state(m) == before
+        after = _state(m)          # an event 90 "mem" logged, its repeats coalesced (counted)
+        assert after[:6] + after[8:] == before[:6] + before[8:] and after[6] == before[6] + 1
+        assert [e[1:3] for e in m.event_log.entries()][-1] == (90, "mem")
     finally:
         _rmtree(d)
 

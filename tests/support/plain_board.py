@@ -1,0 +1,45 @@
+"""What meter.app.Meter uses of a board, on a plain directory (the device code on CPython)."""
+import json
+
+T0 = 1767225600                       # 2026-01-01T00:00:00Z
+
+
+class Board:
+    """What meter.app.Meter uses of a board, on a plain directory."""
+    persist_wh = 10
+    reset_cause = "power"
+    poll_ms = 200
+
+    def __init__(self, d, config=None):
+        self.d = d
+        self.t = T0
+        self.lines = []
+        if config is not None:
+            with open(d + "/config.json", "w") as f:
+                json.dump(config, f)
+
+    def path(self, name):
+        return self.d + "/" + name
+
+    def time(self):
+        return self.t
+
+    def set_time(self, t):
+        self.t = t
+
+    def report(self, line):
+        self.lines.append(line)
+
+    def relay(self, on):
+        pass
+
+    def wdt_feed(self):
+        pass
+
+    def ticks_ms(self):
+        return 0
+
+    modbus_tx_enable = None
+
+    def modbus_stream(self):      # the metering module is built at boot (never polled here)
+        return None
