@@ -5,16 +5,7 @@ journal, event log, config.json and policy as they were; a failed journal write 
 from meter.store import TIME_MAX
 
 from fsutil import tmpdir as _tmpdir, rmtree as _rmtree  # noqa: E402
-from plain_board import Board  # noqa: E402
-
-
-class Ctx:
-    role = 2
-    client = 1
-    server = 1
-    conformance = 0xFFFFFF
-    max_pdu = 0xFFFF
-    mechanism = 1
+from plain_board import Board, Ctx  # noqa: E402
 
 
 def _meter(d, config=None):

@@ -17,18 +17,9 @@ from meter.store import Journal, undo
 from protocol import axdr_client as axdr
 
 from fsutil import tmpdir as _tmpdir, rmtree as _rmtree  # noqa: E402
-from plain_board import T0, Board  # noqa: E402
+from plain_board import T0, Board, Ctx  # noqa: E402
 
 CREDIT = (0, 0, 19, 10, 0, 255)
-
-
-class Ctx:
-    role = 2
-    client = 1
-    server = 1
-    conformance = 0xFFFFFF
-    max_pdu = 0xFFFF
-    mechanism = 1
 
 
 def _inject(n, where=("/firmware/", "/protocol/")):

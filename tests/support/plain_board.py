@@ -43,3 +43,13 @@ class Board:
 
     def modbus_stream(self):      # the metering module is built at boot (never polled here)
         return None
+
+
+class Ctx:
+    """An association context (meter.cosem) of the management client, every service allowed."""
+    role = 2
+    client = 1
+    server = 1
+    conformance = 0xFFFFFF
+    max_pdu = 0xFFFF
+    mechanism = 1
