@@ -5,7 +5,7 @@ journal, event log, config.json and policy as they were; a failed journal write 
 from meter.store import TIME_MAX
 
 from fsutil import tmpdir as _tmpdir, rmtree as _rmtree  # noqa: E402
-from plain_board import Board, Ctx  # noqa: E402
+from plain_board import T0, Board, Ctx  # noqa: E402
 
 
 def _meter(d, config=None):
