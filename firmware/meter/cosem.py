@@ -38,6 +38,7 @@ _UNDEFINED = const(4)
 _INCONSISTENT = const(9)
 _UNAVAILABLE = const(11)
 _TYPE_UNMATCHED = const(12)
+_PAR_MAX = const(200)   # ACTION parameter bytes: IC 64 key_transfer of 4 wrapped keys ~130, a token ~42
 _OTHER = const(250)
 
 _MANAGER = const(2)            # roles: 0 public, 1 reader, 2 manager (meter.server)
@@ -217,7 +218,6 @@ _TABLE = (
 )
 # --- END generated
 
-
 def _mask(o, role):
     i = o + (_RPUB if role == 0 else _RAUTH)
     return _TABLE[i] | _TABLE[i + 1] << 8 | _TABLE[i + 2] << 16
@@ -346,7 +346,6 @@ def _object_list(meter, role, w):
 
 
 # ------------------------------------------------------------------ SET
-
 def put(meter, ctx, item, value):
     """SET of one attribute from its A-XDR ``value`` bytes; returns a data-access-result. An array
     or structure of more than 2 elements (no attribute takes one) is refused undecoded (4 KiB lists)."""
@@ -392,7 +391,6 @@ def put(meter, ctx, item, value):
         return _TEMP_FAIL if e.args and e.args[0] == 12 else _HW_FAULT
 
 # ------------------------------------------------------------------ ACTION
-
 def act(meter, ctx, item):
     """ACTION: ``item`` = (class_id, ln, method, None, params bytes or None) -> action_result (no
     method returns data). An array or structure of more than 3 elements (none taken) is not decoded."""
@@ -400,6 +398,8 @@ def act(meter, ctx, item):
     o = _lookup(meter, ctx, item, 2)
     if o < 0:
         return -o
+    if par and len(par) > _PAR_MAX:    # longer than any method takes (a token: 20 digits): not decoded
+        return _TYPE_UNMATCHED         # (a 1000-digit "token" was a 1 KiB copy: out of memory at 56k)
     try:
         tagged = ((par[0], None) if 0 < par[0] < 3 < par[1] else axdr.decode(par, 0)[0]) if par else None
         if ic == 8:

@@ -8,6 +8,7 @@ import pytest
 from hil import identity
 from host_tools import objects
 from host_tools.client import AssociationRejected, DlmsClient
+from protocol.client_assoc import DataAccessError
 from protocol import axdr_client as axdr
 
 # logs in with the test identity's secrets (hil.identity): not on a lab's own board
@@ -157,3 +158,20 @@ def test_a_pending_key_section_reentered_past_its_window_wears_no_flash(rig_fact
     # counted, not written: a record per coalescing window (meter.audit.REPEAT_S, 900 s) at most
     assert sum(r[2] for r in o1 if r[1] == 80) - sum(r[2] for r in o0 if r[1] == 80) == n
     assert len(o1) - len(o0) <= n * 91 // 900 + 1
+
+
+@pytest.mark.parametrize("n", [201, 277, 1000])
+def test_a_token_parameter_longer_than_any_method_takes_is_refused_and_the_link_stays(rig_factory, n):
+    """An IC 115 ACTION whose octet-string is hundreds of digits (a 20-digit token, ~42 with spaces)
+    is refused from its length (action-result type-unmatched, 12) before it is decoded or copied: at
+    56k a 277- or 1000-digit string was a MemoryError inside the ACTION (attack pass 15), answered with
+    no reply and a dropped link. The same association then enters a real token."""
+    rig = _flash_sts_rig(rig_factory)
+    with DlmsClient(rig.port, **MGMT) as c:
+        before = c.get(112, "0.0.19.10.0.255", 2)[1]
+        with pytest.raises(DataAccessError) as e:
+            c.action(115, GATEWAY, 1, axdr.Writer().octet_string(b"7" * n).getvalue())
+        assert e.value.dar == 12
+        assert c.get(112, "0.0.19.10.0.255", 2)[1] == before
+        assert _enter(c, _token(10, 1)).startswith("accepted")
+        assert c.get(112, "0.0.19.10.0.255", 2)[1] > before
