@@ -41,7 +41,7 @@ lint: mpy-check
 	$(BIN)/ruff check $(LINT_PATHS)
 
 # issue 17: the HIL tier runs on the 32-bit VM (../shared/micropython32/bin/micropython-32 beside
-# the checkout) at hil.env.VM32_HEAP (goal: ESP32's 56 KiB starting heap, docs/MEMORY.md) when it
+# the checkout) at hil.env.VM32_HEAP (ESP32's 56 KiB starting heap, docs/MEMORY.md) when it
 # is there, else on the 64-bit wheel at
 # 190k with one notice line (hil.pytest_plugin --vm32; METER_VM32=PATH names the VM elsewhere,
 # e.g. from a git worktree). HIL_ARGS= runs the wheel at 190k.

@@ -14,8 +14,8 @@ A path that is given (1-3) but is not an executable file is an error, not a fall
 
 The 32-bit VM (issue 17): ``../shared/micropython32/bin/micropython-32`` beside the checkout
 (or ``METER_VM32``: `vm32_path`, `find_vm32`) is a static i386 build of the same MicroPython, whose objects are as
-wide as an ESP32's; ``make test`` runs the HIL tier on it (at `VM32_HEAP`, on the way to
-ESP32's 56 KiB, `ESP32_HEAP`) when it is there.
+wide as an ESP32's; ``make test`` runs the HIL tier on it (at `VM32_HEAP` = ESP32's 56 KiB,
+`ESP32_HEAP`) when it is there.
 `wheel_micropython` is the 64-bit wheel whatever was chosen (the flash tests need it: mpremote's
 raw-REPL reconnect fails on the VM).
 """
@@ -38,14 +38,12 @@ MICROPYTHON_ENV = "METER_MICROPYTHON"
 
 VM32_ENV = "METER_VM32"
 ESP32_HEAP = "56k"  # ESP32's starting heap: the goal for the HIL tier on the 32-bit VM (issue 17)
-# What the HIL tier gets on the 32-bit VM today: 64k (72k until session 11 took asyncio off the
-# device and cut the boot, the STS entry and the HLS seal: docs/MEMORY.md "Session 11"). At
-# --heap 64k 11 of 251 tests fail (STS entries in a fragmented heap, an STS token inside an HLS
-# association, long soaks); they carry heap32 markers. At 56k the STS and HLS meters fail at boot
-# or at their first token/association. The goal stays ESP32_HEAP; the heap budgets of
-# tests/hil/test_heap_budget.py guard the steady state.
-# heap32(SIZE) raises it per test.
-VM32_HEAP = "64k"
+# What the HIL tier gets on the 32-bit VM: ESP32's 56k since session 15 (64k in sessions 11-14, 72k
+# before). The tests that still need more carry heap32 markers (7 in session 15: an STS token inside
+# an HLS association x3, HLS on the NOR flash model, key rotation and its power-cut campaign, the
+# attack soak; docs/MEMORY.md); the heap budgets of tests/hil/test_heap_budget.py guard the steady
+# state. heap32(SIZE) raises it per test.
+VM32_HEAP = "56k"
 
 _chosen = [None]  # set_micropython's path (the pytest option), else None
 

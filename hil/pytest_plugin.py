@@ -27,8 +27,8 @@ Options:
                            VM32_HEAP on the 32-bit VM chosen by --vm32
     --micropython PATH     emulated: the MicroPython unix port to run (any build)
     --vm32                 emulated: run on the 32-bit VM (hil.env.vm32_path, ../shared beside
-                           the checkout) at hil.env.VM32_HEAP (64k today; the goal is ESP32's
-                           56k) when it is there, else on the 64-bit wheel at 190k with one
+                           the checkout) at hil.env.VM32_HEAP (ESP32's 56k; heap32 markers
+                           raise it per test) when it is there, else on the 64-bit wheel at 190k with one
                            notice line (``make test`` passes it)
     --hil-timeout SECONDS  a HIL test (not marked slow) still running after this fails with a
                            timeout instead of hanging, e.g. on a meter out of memory (default 300;
