@@ -400,7 +400,7 @@ class Meter:
         """Take the latest module energy reading into account and decide: the Wh since the last
         reading are charged by the tariff over [t_prev, now] (constant power assumed; TOD,
         midnight, billing-date and slab boundaries inside it are split, meter.tariff)."""
-        fresh(self)              # a reload that ran out of memory (meter.store): again, before charging
+        r = fresh(self)          # a reload that ran out of memory (meter.store): again, before charging
         m = self.metro
         now = self.board.time()
         a = self.account
@@ -408,7 +408,7 @@ class Meter:
         pr = self.profiles
         if pr:
             pr.tick(now, t0)     # days ended by now, before the cycle [t0, now] is charged
-        if m is not None and m.fresh:
+        if m is not None and m.fresh and not r:    # (r: reloaded: the next reading charges from the journal)
             wh = m.delta_wh      # 0 on the first reading and an implausible one (meter.metrology)
             self.module_wh = m.health.baseline_wh
             if a.unit == _CREDIT_ENERGY:

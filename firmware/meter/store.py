@@ -264,11 +264,14 @@ def undo(meter, e, q=None):
 
 def fresh(meter):
     """Before a command or a metering tick: a reload that ran out of memory (``meter.stale``) tried again;
-    still out: OSError ENOMEM (12), nothing judged on a RAM state ahead of the journal (a TID used in RAM)."""
+    still out: OSError ENOMEM (12), nothing judged on a RAM state ahead of the journal (a TID used in RAM).
+    True when it reloaded now (a tick then charges nothing: its reading's Wh were taken against the baseline
+    before the reload; the next reading charges them from the journal's, attack pass 15: charged twice)."""
     if meter.stale:
         reload(meter)
         if meter.stale:
             raise OSError(12)
+        return True
 
 
 def reload(meter):

@@ -194,3 +194,46 @@ def test_a_metering_tick_out_of_memory_at_any_line_loses_no_energy_and_the_task_
         assert _agrees(m) is not None and m.account.import_wh - w0 == total
     finally:
         _rmtree(d)
+
+
+def test_a_tick_that_reloads_a_stale_state_charges_its_reading_once():
+    """A command and its reload out of memory (``Meter.stale``); polls while stale charge nothing; the tick
+    whose ``fresh`` reloads charges nothing either (its reading's Wh were taken against the baseline before
+    the reload), the next charges from the journal's baseline: every module Wh charged exactly once (attack
+    pass 15: that tick's Wh were charged twice, the journal kept import Wh ahead of the module for good)."""
+    d = _tmpdir("oomstale")
+    try:
+        m = _meter(d, credit_paise=100000)
+        mt = m.metro
+        wh = [5000]
+
+        def poll(step=3):
+            m.board.t += 10
+            wh[0] += step
+            mt.fresh = True
+            mt.outcome = mt.health.good(m.board.t, wh[0])
+            mt.delta_wh = mt.health.delta_wh
+            m.metering.after()
+
+        poll(0)
+        for _ in range(3):
+            poll()
+        m.persist()
+        w0, wh0 = m.account.import_wh, wh[0]
+        load = m.journal.load
+        m.journal.load = lambda: (_ for _ in ()).throw(MemoryError("injected"))
+        with pytest.raises(OSError):
+            undo(m, MemoryError("a command"))
+        for _ in range(3):
+            poll()
+            assert m.stale
+        m.journal.load = load
+        for _ in range(6):
+            poll()
+            assert not m.stale and m.account.import_wh - w0 <= wh[0] - wh0
+        assert m.account.import_wh - w0 == wh[0] - wh0
+        for _ in range(3):       # and on: the journal keeps the register in step with the module
+            poll()
+        assert m.account.import_wh - w0 == wh[0] - wh0
+    finally:
+        _rmtree(d)
