@@ -30,7 +30,7 @@ ring only a management client's own top-ups, tokens and credit changes write.
 
 Coalescing: an event whose code is a refusal (30 LLS failure, 51 token refused, 90 DLMS error,
 91 store error) or 80 (test token, key section pending: nothing changed) that repeats the newest
-record of its ring (same code and detail; 80: any) within ``REPEAT_S`` s of that record's first
+record of its ring (same code and detail; 51 and 80: any) within ``REPEAT_S`` s of that record's first
 occurrence is counted in RAM, not written; the count reaches flash when the ring's next record is
 written or at ``tick`` once the window is over (``flush``), so a flood costs at most two small
 littlefs commits per window. A head-end sees the count as the third column of the category profiles,
@@ -61,6 +61,7 @@ _ALL = const(0)
 _CATS = b"\x02\x03\x04\x05\x05\x06"
 # first code of each range -> ring number (pairs, ascending)
 _EV_TOKEN_TEST = const(80)   # meter.events
+_EV_TOKEN_REJECTED = const(51)   # (alternated reasons flushed the security ring: attack pass 15)
 _REC = const(24)             # meter.events.REC
 _REPEATED = b"\x1e\x33\x50\x5a\x5b"   # codes coalesced when repeated: 30, 51, 80, 90, 91
 
@@ -183,8 +184,9 @@ class Audit(Reader):
         was coalesced with the ring's newest record (counted in RAM)."""
         ring = self._rings[ring_of(code)]
         rep = REPEAT_S if code < 256 and _REPEATED.find(bytes((code,))) >= 0 else 0
-        # 80 whatever its detail: two test tokens (or a key section) alternated flushed the ring
-        s = ring.append(epoch, code, detail, self.next_seq, rep, code == _EV_TOKEN_TEST)
+        # 51, 80 whatever their detail: two refusal reasons (test tokens) alternated flushed the ring
+        s = ring.append(epoch, code, detail, self.next_seq, rep,
+                        code == _EV_TOKEN_TEST or code == _EV_TOKEN_REJECTED)
         if s is not None:
             self.next_seq = s + 1
         return s
@@ -196,7 +198,7 @@ class Audit(Reader):
         r = self._rings[ring_of(code)]._rep
         if r is None or r[0] != code or code > 255 or _REPEATED.find(bytes((code,))) < 0:
             return False
-        if code == _EV_TOKEN_TEST:
+        if code == _EV_TOKEN_TEST or code == _EV_TOKEN_REJECTED:
             return True
         d = r[1]    # a repeated record on flash keeps 4 bytes of a text detail
         return d == detail or (isinstance(d, str) and isinstance(detail, str) and detail.startswith(d))

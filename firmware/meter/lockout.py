@@ -50,8 +50,9 @@ class Lockout:
             self._locks = {}
 
     def _save(self):
-        with open(self._path, "w") as f:
-            json.dump(self._locks, f)
+        t = json.dumps(self._locks)     # whole before the file is opened: an error in the middle of a
+        with open(self._path, "w") as f:     # streamed dump left a torn file, every lock-out lost at boot
+            f.write(t)
 
     def left(self, client):
         """Seconds of lock-out left for ``client`` (0 when it may authenticate)."""

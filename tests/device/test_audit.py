@@ -106,6 +106,23 @@ def test_test_tokens_alternated_are_one_record_and_flush_nothing():
         _rmtree(d)
 
 
+def test_refused_tokens_alternating_reasons_are_one_record_and_keep_the_lockout_record():
+    # attack pass (session 15): a used credit token and a class 0 subclass 1 token entered in turn
+    # (neither counts as a wrong entry: no keypad lock-out stops them) were a record each: 24 entries
+    # pushed a lock-out's record (31) out of the security ring
+    d = _tmpdir("aud")
+    try:
+        a = Audit(d + "/ev")
+        a.append(T0, 31, 1)
+        for i in range(40):
+            a.append(T0 + 1 + i, EV_TOKEN_BAD, "used" if i % 2 else "wrong_subclass")
+        a.flush()
+        got = list(Audit(d + "/ev").view(5).entries())
+        assert [e[1] for e in got] == [31, EV_TOKEN_BAD] and got[-1][3] == 40
+    finally:
+        _rmtree(d)
+
+
 def test_the_single_log_of_earlier_firmware_is_migrated_into_the_categories():
     import os
     d = _tmpdir("aud")
