@@ -7,7 +7,8 @@ written (it needed a 0 -> 1) is counted in ``overprogrammed``: littlefs should n
 Block-device protocol (MicroPython ``vfs.VfsLfs2``, extended interface): ``readblocks(blk, buf,
 off)``, ``writeblocks(blk, buf, off)`` (program), ``ioctl(op, arg)``: 1 init, 2 deinit, 3 sync,
 4 block count, 5 block size, 6 erase block ``arg``. ``writeblocks(blk, buf)`` without ``off``
-erases then programs (simple interface); ``writeblocks(blk, None, 0)`` is the erase.
+erases then programs (simple interface); ``writeblocks(blk, None, 0)`` is the erase. Deinit
+(``ioctl(2, 0)``, which littlefs never sends) closes the files: tests and tools end a device so.
 
 Files: ``image`` (``blocks * 4096`` bytes) and ``image + ".wear"``: one u32 BE erase counter per
 block, updated at every erase (so the counts survive a cut); ``hil.norimage.read_wear`` reads them.
@@ -23,8 +24,8 @@ The pseudo-random choices come from ``seed`` (one xorshift16 step, small ints on
 reproducible.
 
 Heap (on a board the flash device is C, so all of this is the rig's, not the meter's): the three
-protocol methods and three helpers, ten attributes, a 64-byte scratch; nothing allocated per call on
-MicroPython (reference pitfall: littlefs can call the device while the heap is locked).
+protocol methods and ``erase_count``, nine attributes, a 64-byte scratch; nothing allocated per
+call on MicroPython (reference pitfall: littlefs can call the device while the heap is locked).
 """
 try:
     from micropython import const
@@ -67,7 +68,6 @@ class NorFlash:
     """
 
     def __init__(self, image, blocks, cut_at=0, seed=1, die=None):
-        self.blocks = blocks
         self.cut_at = cut_at
         self.ops = self.erases = self.overprogrammed = 0
         self._rng = (seed & 0xFFFF) or 0xACE1
@@ -122,55 +122,47 @@ class NorFlash:
             upto = x % n if buf is None else x % (n + 1)
         s = self._s
         f = self._f
+        w = self._w
         pos = blk * BLOCK_SIZE + off
         if buf is None:
             for i in range(_CHUNK):
                 s[i] = 0xFF
-            self.erases += 1
         done = 0
         while done < upto:
             k = upto - done if upto - done < _CHUNK else _CHUNK
-            if buf is not None:
-                self._and(pos + done, buf, done, k)
-            else:
+            f.seek(pos + done)
+            if buf is not None:          # program: AND into the image through the scratch
+                f.readinto(s, k)
+                for i in range(k):
+                    b = buf[done + i]
+                    if s[i] & b != b:    # a 0 bit cannot go back to 1 without an erase
+                        self.overprogrammed += 1
+                    s[i] &= b
                 f.seek(pos + done)
-                f.write(s, 0, k)
+            f.write(s, 0, k)
             done += k
-        if cut and buf is not None and upto < n:   # the byte in flight: some of its 0 bits made it
-            self.overprogrammed -= self._and(pos + upto, buf, upto, 1, x >> 8)
         if buf is None:
-            c = self.erase_count(blk) + 1
-            s[0] = c >> 24
-            s[1] = (c >> 16) & 0xFF
-            s[2] = (c >> 8) & 0xFF
-            s[3] = c & 0xFF
-            self._w.seek(4 * blk)
-            self._w.write(s, 0, 4)
-        if cut:                  # dead from here: this flush is the last access
+            self.erases += 1
+            n = self.erase_count(blk) + 1
+            s[0] = n >> 24
+            s[1] = (n >> 16) & 0xFF
+            s[2] = (n >> 8) & 0xFF
+            s[3] = n & 0xFF
+            w.seek(4 * blk)
+            w.write(s, 0, 4)
+        elif upto < n:                   # cut: the byte in flight, some of its 0 bits made it
+            f.seek(pos + upto)
+            f.readinto(s, 1)
+            s[0] &= buf[upto] | x >> 8
+            f.seek(pos + upto)
+            f.write(s, 0, 1)
+        if cut:                          # dead from here: this flush is the last access
             f.flush()
-            self._w.flush()
+            w.flush()
             if self._die is not None:
                 self._die()
             raise PowerCut(self.cut_at)
         return 0
-
-    def _and(self, pos, buf, start, k, ones=0):
-        """AND ``buf[start:start+k] | ones`` into the image at ``pos`` through the scratch; counts
-        the bytes that needed a 0 -> 1 in ``overprogrammed`` and returns how many."""
-        s = self._s
-        f = self._f
-        f.seek(pos)
-        f.readinto(s, k)
-        bad = 0
-        for i in range(k):
-            b = buf[start + i] | ones
-            if s[i] & b != b:   # a 0 bit cannot go back to 1 without an erase
-                bad += 1
-            s[i] &= b
-        self.overprogrammed += bad
-        f.seek(pos)
-        f.write(s, 0, k)
-        return bad
 
     def erase_count(self, blk):
         """Lifetime erases of block ``blk`` (from the .wear side file)."""
@@ -183,14 +175,13 @@ class NorFlash:
         if op == 6:
             return self.writeblocks(arg, None, 0)
         if op == 4:
-            return self.blocks
+            return self._w.seek(0, 2) >> 2
         if op == 5:
             return BLOCK_SIZE
         if (op == 3 or op == 2) and not (self.cut_at and self.ops >= self.cut_at):
             self._f.flush()
             self._w.flush()
+        if op == 2:      # deinit (littlefs never asks it: the tests and tools end a device with it)
+            self._f.close()
+            self._w.close()
         return 0
-
-    def close(self):
-        self._f.close()
-        self._w.close()
