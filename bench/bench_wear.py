@@ -72,7 +72,7 @@ if prof:
 ticks = hot_per_day * cadence // 10
 every_block = ticks // 48 if prof else 0
 every_demand = ticks // 4 if prof else 0      # a new maximum demand: ~4 a day
-e0, p0 = nor.erases, nor.progs
+e0, p0 = nor.erases, nor.ops - nor.erases
 t = 1767225600
 credit, wh, saved = 10 ** 6, 0, 0
 hot = full = evs = 0
@@ -113,7 +113,7 @@ for d in range(days):
         rd.append(bytes(28), bytes(20))
         evs += 1
 counts = [nor.erase_count(b) for b in range(blocks)]
-print(json.dumps({"erases": nor.erases - e0, "progs": nor.progs - p0, "records": hot, "full": full,
+print(json.dumps({"erases": nor.erases - e0, "progs": nor.ops - nor.erases - p0, "records": hot, "full": full,
                   "events": evs, "max": max(counts), "mean": sum(counts) / blocks,
                   "ms": time.ticks_diff(time.ticks_ms(), t0)}))
 """

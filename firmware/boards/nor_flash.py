@@ -7,10 +7,11 @@ written (it needed a 0 -> 1) is counted in ``overprogrammed``: littlefs should n
 Block-device protocol (MicroPython ``vfs.VfsLfs2``, extended interface): ``readblocks(blk, buf,
 off)``, ``writeblocks(blk, buf, off)`` (program), ``ioctl(op, arg)``: 1 init, 2 deinit, 3 sync,
 4 block count, 5 block size, 6 erase block ``arg``. ``writeblocks(blk, buf)`` without ``off``
-erases then programs (simple interface).
+erases then programs (simple interface); ``writeblocks(blk, None, 0)`` is the erase. Deinit
+(``ioctl(2, 0)``, which littlefs never sends) closes the files: tests and tools end a device so.
 
 Files: ``image`` (``blocks * 4096`` bytes) and ``image + ".wear"``: one u32 BE erase counter per
-block, updated at every erase (so the counts survive a cut); ``hil.flash.read_wear`` reads them.
+block, updated at every erase (so the counts survive a cut); ``hil.norimage.read_wear`` reads them.
 
 Power-cut injection: with ``cut_at=N`` the N-th program/erase operation since construction
 (1-based) is interrupted: a program writes a random prefix of its data, the byte after the prefix
@@ -19,21 +20,38 @@ Then ``die()`` is called (the unix board kills the process at once); if it retur
 raised, and every later operation fails with -EIO (no power, no flash access; littlefs turns that
 into OSError). Returning an error code, not raising, keeps the dead device allocation-free when
 a file finaliser runs with the heap locked.
-The pseudo-random choices come from ``seed`` (xorshift32), so a cut is reproducible.
+The pseudo-random choices come from ``seed`` (one xorshift16 step, small ints only), so a cut is
+reproducible.
 
-No slicing and no allocation in readblocks/writeblocks on MicroPython (reference pitfall:
-littlefs can call them while the heap is locked).
+Heap (on a board the flash device is C, so all of this is the rig's, not the meter's): the three
+protocol methods and ``erase_count``, nine attributes, a 64-byte scratch; nothing allocated per
+call on MicroPython (reference pitfall: littlefs can call the device while the heap is locked).
 """
-import sys
-
 try:
     from micropython import const
-except ImportError:
+except ImportError:   # CPython (host tests, tools): MicroPython's readinto(buf, n), write(buf, off, n)
+    import builtins
+
     def const(x):
         return x
 
+    class _File:
+        def __init__(self, f):
+            self.f = f
+
+        def readinto(self, buf, n=None):
+            return self.f.readinto(memoryview(buf).cast("B")[:n])
+
+        def write(self, buf, off=0, n=None):
+            return self.f.write(memoryview(buf)[off:None if n is None else off + n])
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    def open(name, mode):   # CPython only: a MicroPython file does both already
+        return _File(builtins.open(name, mode))
+
 BLOCK_SIZE = const(4096)
-_MPY = sys.implementation.name == "micropython"
 _EIO = const(-5)
 _CHUNK = const(64)       # scratch size: programs and erases go through it in chunks (resident: small)
 
@@ -45,188 +63,125 @@ class PowerCut(Exception):
 class NorFlash:
     """NOR flash of ``blocks`` x 4096 bytes stored in the file ``image`` (created erased).
 
-    ``ops`` counts program + erase operations, ``erases``/``progs`` each kind,
-    ``prog_bytes`` bytes programmed; ``erase_count(blk)`` the block's lifetime erases.
+    ``ops`` counts program + erase operations, ``erases`` the erases (programs: ``ops - erases``);
+    ``erase_count(blk)`` the block's lifetime erases.
     """
 
     def __init__(self, image, blocks, cut_at=0, seed=1, die=None):
-        self.blocks = blocks
         self.cut_at = cut_at
-        self.dead = False
-        self.ops = self.progs = self.erases = self.prog_bytes = self.overprogrammed = 0
-        self._rng = (seed & 0xFFFFFFFF) or 0x9E3779B9
+        self.ops = self.erases = self.overprogrammed = 0
+        self._rng = (seed & 0xFFFF) or 0xACE1
         self._die = die
-        self._scratch = bytearray(_CHUNK)
-        if not _MPY:
-            self._mv = memoryview(self._scratch)
-        self._w4 = bytearray(4)
+        s = self._s = bytearray(_CHUNK)
         size = blocks * BLOCK_SIZE
         try:
             f = open(image, "r+b")
-            f.seek(0, 2)
-            have = f.tell()
+            have = f.seek(0, 2)
         except OSError:
             f = open(image, "w+b")
             have = 0
-        if have < size:
-            for i in range(_CHUNK):
-                self._scratch[i] = 0xFF
-            f.seek(have)
-            while have < size:
-                n = size - have if size - have < _CHUNK else _CHUNK
-                if _MPY:
-                    f.write(self._scratch, 0, n)
-                else:
-                    f.write(self._mv[:n])
-                have += n
-            f.flush()
+        for i in range(_CHUNK):
+            s[i] = 0xFF
+        while have < size:
+            n = size - have if size - have < _CHUNK else _CHUNK
+            f.write(s, 0, n)
+            have += n
+        f.flush()
         self._f = f
         try:
             w = open(image + ".wear", "r+b")
         except OSError:
             w = open(image + ".wear", "w+b")
-        w.seek(0, 2)
-        if w.tell() < 4 * blocks:
-            w.write(bytes(4 * blocks - w.tell()))
+        n = w.seek(0, 2)
+        if n < 4 * blocks:
+            w.write(bytes(4 * blocks - n))
             w.flush()
-        self._wear = w
+        self._w = w
 
-    # -- random ----------------------------------------------------------------------
-    def _rand(self, n):
-        """Pseudo-random int in [0, n) (xorshift32)."""
-        x = self._rng
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        self._rng = x
-        return x % n if n > 0 else 0
-
-    def _tick(self):
-        """Count one program/erase op; True if this one is to be cut."""
-        self.ops += 1
-        return self.ops == self.cut_at
-
-    def _cut(self):
-        self.dead = True
-        self._f.flush()
-        self._wear.flush()
-        if self._die is not None:
-            self._die()
-        raise PowerCut("power cut at op %d" % self.ops)
-
-    # -- block device protocol ---------------------------------------------------------
     def readblocks(self, blk, buf, off=0):
-        if self.dead:
+        if self.cut_at and self.ops >= self.cut_at:
             return _EIO
-        f = self._f
-        f.seek(blk * BLOCK_SIZE + off)
-        if _MPY:
-            f.readinto(buf)
-        else:
-            f.readinto(memoryview(buf).cast("B"))
-
-    def _rmw(self, pos, buf, start, k, count):
-        """AND ``buf[start:start+k]`` into the image at ``pos`` through the scratch buffer."""
-        s = self._scratch
-        f = self._f
-        f.seek(pos)
-        if _MPY:
-            f.readinto(s, k)
-        else:
-            f.readinto(self._mv[:k])
-        bad = 0
-        for i in range(k):
-            b = buf[start + i]
-            if s[i] & b != b:   # a 0 bit cannot go back to 1 without an erase
-                bad += 1
-            s[i] &= b
-        if count:
-            self.overprogrammed += bad
-        f.seek(pos)
-        if _MPY:
-            f.write(s, 0, k)
-        else:
-            f.write(self._mv[:k])
+        self._f.seek(blk * BLOCK_SIZE + off)
+        self._f.readinto(buf)
 
     def writeblocks(self, blk, buf, off=None):
-        if self.dead:
+        if self.cut_at and self.ops >= self.cut_at:   # no power since the cut
             return _EIO
         if off is None:
-            if self._erase(blk):
-                return _EIO
+            self.writeblocks(blk, None, 0)            # simple interface: erase, then program
             off = 0
-        cut = self._tick()
-        n = len(buf)
-        upto = self._rand(n + 1) if cut else n
-        pos = blk * BLOCK_SIZE + off
-        done = 0
-        while done < upto:
-            k = upto - done if upto - done < _CHUNK else _CHUNK
-            self._rmw(pos + done, buf, done, k, True)
-            done += k
-        if cut and upto < n:  # the byte in flight: some of its 0 bits made it
-            w = self._w4
-            w[0] = buf[upto] | self._rand(256)
-            self._rmw(pos + upto, w, 0, 1, False)
-            upto += 1
-        self.progs += 1
-        self.prog_bytes += upto
+        self.ops += 1
+        cut = self.ops == self.cut_at
+        n = BLOCK_SIZE if buf is None else len(buf)
+        upto = n
         if cut:
-            self._cut()
-        return 0
-
-    def _erase(self, blk):
-        if self.dead:
-            return _EIO
-        cut = self._tick()
-        s = self._scratch
-        upto = self._rand(BLOCK_SIZE) if cut else BLOCK_SIZE
-        for i in range(_CHUNK):
-            s[i] = 0xFF
+            x = self._rng
+            x ^= (x << 7) & 0xFFFF
+            x ^= x >> 9
+            x ^= (x << 8) & 0xFFFF
+            upto = x % n if buf is None else x % (n + 1)
+        s = self._s
         f = self._f
-        f.seek(blk * BLOCK_SIZE)
+        w = self._w
+        pos = blk * BLOCK_SIZE + off
+        if buf is None:
+            for i in range(_CHUNK):
+                s[i] = 0xFF
         done = 0
         while done < upto:
             k = upto - done if upto - done < _CHUNK else _CHUNK
-            if _MPY:
-                f.write(s, 0, k)
-            else:
-                f.write(self._mv[:k])
+            f.seek(pos + done)
+            if buf is not None:          # program: AND into the image through the scratch
+                f.readinto(s, k)
+                for i in range(k):
+                    b = buf[done + i]
+                    if s[i] & b != b:    # a 0 bit cannot go back to 1 without an erase
+                        self.overprogrammed += 1
+                    s[i] &= b
+                f.seek(pos + done)
+            f.write(s, 0, k)
             done += k
-        self.erases += 1
-        c = self.erase_count(blk) + 1
-        w4 = self._w4
-        w4[0] = c >> 24
-        w4[1] = (c >> 16) & 0xFF
-        w4[2] = (c >> 8) & 0xFF
-        w4[3] = c & 0xFF
-        self._wear.seek(4 * blk)
-        self._wear.write(w4)
-        if cut:
-            self._cut()
+        if buf is None:
+            self.erases += 1
+            n = self.erase_count(blk) + 1
+            s[0] = n >> 24
+            s[1] = (n >> 16) & 0xFF
+            s[2] = (n >> 8) & 0xFF
+            s[3] = n & 0xFF
+            w.seek(4 * blk)
+            w.write(s, 0, 4)
+        elif upto < n:                   # cut: the byte in flight, some of its 0 bits made it
+            f.seek(pos + upto)
+            f.readinto(s, 1)
+            s[0] &= buf[upto] | x >> 8
+            f.seek(pos + upto)
+            f.write(s, 0, 1)
+        if cut:                          # dead from here: this flush is the last access
+            f.flush()
+            w.flush()
+            if self._die is not None:
+                self._die()
+            raise PowerCut(self.cut_at)
         return 0
 
     def erase_count(self, blk):
         """Lifetime erases of block ``blk`` (from the .wear side file)."""
-        w4 = self._w4
-        self._wear.seek(4 * blk)
-        self._wear.readinto(w4)
-        return (w4[0] << 24) | (w4[1] << 16) | (w4[2] << 8) | w4[3]
+        s = self._s
+        self._w.seek(4 * blk)
+        self._w.readinto(s, 4)
+        return (s[0] << 24) | (s[1] << 16) | (s[2] << 8) | s[3]
 
     def ioctl(self, op, arg):
+        if op == 6:
+            return self.writeblocks(arg, None, 0)
         if op == 4:
-            return self.blocks
+            return self._w.seek(0, 2) >> 2
         if op == 5:
             return BLOCK_SIZE
-        if op == 6:
-            return self._erase(arg)
-        if op == 3 or op == 2:
-            if not self.dead:
-                self._f.flush()
-                self._wear.flush()
+        if (op == 3 or op == 2) and not (self.cut_at and self.ops >= self.cut_at):
+            self._f.flush()
+            self._w.flush()
+        if op == 2:      # deinit (littlefs never asks it: the tests and tools end a device with it)
+            self._f.close()
+            self._w.close()
         return 0
-
-    def close(self):
-        self._f.close()
-        self._wear.close()
-

@@ -8,9 +8,7 @@ import pytest
 from hil import identity
 from host_tools.client import AssociationRejected, DlmsClient, HlsKeys
 
-# HLS associations load ~4.3 KiB of security code each into a fragmented heap: at 64k they pass
-# or fail from run to run (docs/MEMORY.md), so the whole file runs at 72k (tests may ask more)
-pytestmark = [pytest.mark.hil, pytest.mark.heap32("72k", "HLS code loaded per association")]
+pytestmark = pytest.mark.hil
 
 GOOD = HlsKeys(identity.GUEK, identity.GAK, identity.CLIENT_TITLE)
 WRONG_GAK = HlsKeys(identity.GUEK, bytes(16), identity.CLIENT_TITLE)
@@ -28,7 +26,6 @@ def fail_login(rig, **client):
     return e.value
 
 
-@pytest.mark.heap32("78k", "HLS meter on the NOR flash model: 54.2 KiB steady state + littlefs buffers")
 def test_failed_logins_erase_no_flash_block(rig_factory, tmp_path, monkeypatch):
     monkeypatch.setenv("METERCTL_STATE_DIR", str(tmp_path / "state"))
     rig = rig_factory(flash={"blocks": 64, "seed": 7},
