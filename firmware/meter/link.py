@@ -15,7 +15,9 @@ any physical part are. A link with an open association belongs to the client add
 opened it until DISC (or RLRQ) or ``inactivity_s``: other clients get DM (§6.4.4.4.3:
 "disconnected mode": this secondary is not connected to them and cannot action their SNRM now),
 the owner's link is untouched. A link without an association (a refused AARQ, a client that went
-away after its SNRM) is taken over by another client's SNRM.
+away after its SNRM) is taken over by another client's SNRM; one with a public association (client
+16) or an HLS association before pass 3, by an SNRM of any client but the public one: only an
+authenticated association (LLS, or HLS after pass 3) holds the link against other clients.
 """
 import time
 
@@ -214,8 +216,13 @@ class HdlcLink:
         if (self.state == _NRM and self.inactivity_ms
                 and _ticks_diff(now, self._last_rx) > self.inactivity_ms):
             self._ndm()
-        if self.state == _NRM and f.src != self.client and (k != _K_SNRM or self.assoc.open):
-            # the link is another client's: it stays as it is, this one is told DM (not UI)
+        a = self.assoc
+        if self.state == _NRM and f.src != self.client and (
+                k != _K_SNRM or f.src == b"\x21" or a.open and a.role and not (a.sess and a.sess[5])):
+            # the link is another client's: it stays as it is, this one is told DM (not UI). An SNRM
+            # of a client other than the public one (16) takes over a link with no association, a
+            # public one or an HLS one before pass 3: an attacker without a secret held the only
+            # link with an RR per 100 s (attack pass, session 16)
             self.refused += 1
             return () if k == _K_UI else (self._frame(_DM, client=f.src, addr=f.dest),)
         self._last_rx = now

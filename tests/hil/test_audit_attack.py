@@ -124,6 +124,41 @@ def test_repeated_refusals_are_counted_and_flushed_when_their_window_closes(rig_
         assert [r[2] for r in tamper if r[1] == EV_TOKEN_BAD] == [25]
 
 
+def test_lockouts_of_every_client_keep_a_metering_tamper_record(rig_factory):
+    # attack pass (session 16): every lock-out was a record in the 20-entry security ring, which
+    # also holds the metering counter's re-base (62): 3 wrong logins per client address, 3 clients,
+    # the clock past each lock-out, and 62 was gone after 63 guesses. Now a client's first lock-out
+    # and its first at max_s are logged, not each doubling between (meter.lockout).
+    rig = rig_factory(module="pzem", config={"credit_paise": 10000000, "metering": {"fail_polls": 5, "fail_s": 60},
+                                             "lockout": {"after": 3, "base_s": 10, "max_s": 3600}})
+    rig.set_load(2000)
+    t = rig.advance(1800)
+    n0 = len(rig.events)
+    rig.pzem.reset_energy()           # the module's counter goes back: the meter re-bases, event 62
+    r0 = rig.pzem.requests            # (test_metering_faults: the low readings seen before the clock moves)
+    rig.wait_meter(lambda m: m.epoch == t.epoch and rig.pzem.requests >= r0 + 4, timeout=20)
+    rig.set_load(0)
+    rig.advance(60, expect_wh=t.wh)
+    rig.wait_event("62", timeout=20, start=n0)
+    for rnd in range(10):             # 10 << 9 > 3600: the last round reaches max_s
+        for sap in (1, 32, 48):
+            c = DlmsClient(rig.port, client_sap=sap, password="wrong!!!", timeout=5)
+            try:
+                c.open()
+                c.link()
+                for _ in range(3):
+                    with pytest.raises(AssociationRejected):
+                        c.associate()
+            finally:
+                c.close()
+        rig.set_clock(rig.clock + min(10 << rnd, 3600) + 1)
+    with DlmsClient(rig.port, **READER) as c:
+        _, tamper = _log(c, "tamper")
+    codes = [r[1] for r in tamper]
+    assert 62 in codes, codes
+    assert 1 <= codes.count(EV_LOCKOUT) <= 6, codes     # per client: the first and the first at max_s
+
+
 def _set_clock(c, y, mo, d, hh=0, mi=0, ss=0):
     dt = axdr.datetime_bytes(y, mo, d, hh, mi, ss, 0, 0, 0)          # deviation 0: UTC
     return c.set(8, CLOCK, 2, axdr.Writer().octet_string(dt).getvalue())

@@ -5,7 +5,7 @@ attacks of issue 12 were: raw frames on the meter's serial port.
   (for us: dropped at once, too long) or after one inter-character time-out (25 ms; for another
   station: its skip ends with the silence); a truncated frame of a possible length likewise;
 - an SNRM (and DISC) from public client 16 during an open management (client 1) link: told DM,
-  client 1's link keeps working;
+  client 1's link keeps working; the management client's SNRM takes over a public link;
 - a 154-byte GET with-list asking for the object list 15 times: answered (block transfer), no
   MemoryError, no event, no flash write (the NOR image is byte-identical, no block erased); the
   other request types with the longest data the link takes;
@@ -193,6 +193,21 @@ def test_snrm_from_public_client_leaves_the_management_link_working(wire_factory
     w.send(hdlc.encode_frame(SRV, C1, hdlc.DISC))
     assert w.frames()[0].ctrl == hdlc.UA
     w.snrm(C16)
+
+
+def test_a_public_link_held_open_is_taken_over_by_the_management_client(wire_factory):
+    # attack pass (session 16): client 16 associated (no secret) and kept its link alive with an
+    # RR now and then; every SNRM of client 1 was answered DM for as long as that went on
+    w = wire_factory()
+    w.associate(C16, 16)
+    w.send(hdlc.encode_frame(SRV, C16, hdlc.ctrl_rr(w.ns[C16][1])))
+    assert hdlc.kind(w.frames()[0].ctrl) == hdlc.K_RR
+    w.associate(C1, 1, b"12345678")                     # SNRM (UA), AARQ (accepted)
+    r = apdu.parse_response(w.request(C1, apdu.get_request(0xC1, 1, LDN_LN, 2)))
+    assert r.dar is None and r.data.endswith(b"PPM0000001")
+    w.send(hdlc.encode_frame(SRV, C16, hdlc.ctrl_rr(w.ns[C16][1])))   # the public link is gone
+    f = w.frames()[0]
+    assert f.ctrl == hdlc.DM and f.dest == C16
 
 
 # ---------------------------------------------------------------- bounded memory for every request

@@ -6,7 +6,7 @@ from meter.link import HdlcLink
 from protocol import apdu_client as apdu
 from protocol import hdlc_client as hdlc
 
-from fake_meter import Meter, SRV, C16, C1, ASSOC_LN
+from fake_meter import Meter, SRV, C16, C1, C32, ASSOC_LN
 
 
 def frame(dest, src, ctrl, info=b"", segmented=False):
@@ -38,24 +38,45 @@ def test_open_link_belongs_to_its_client():
     m = Meter()
     link = HdlcLink(m, 1, None, 512, inactivity_s=120)
     _open(link, C1)                       # a link without an association: another SNRM takes it
-    _open(link, C16)
-    assert link.client == C16
-    out = link.on_frame(frame(SRV, C16, hdlc.ctrl_i(0, 0), hdlc.LLC_REQUEST + apdu.build_aarq()))
+    _open(link, C32)
+    assert link.client == C32
+    out = link.on_frame(frame(SRV, C32, hdlc.ctrl_i(0, 0), hdlc.LLC_REQUEST + apdu.build_aarq(
+        mechanism=1, auth_value=b"00000000")))
     assert apdu.parse_aare(hdlc.decode_frame(out[0]).info[3:])["result"] == 0
     for ctrl in (hdlc.SNRM, hdlc.DISC, hdlc.ctrl_rr(0), hdlc.ctrl_i(0, 0)):
         out = link.on_frame(frame(SRV, C1, ctrl, hdlc.LLC_REQUEST + b"\x62\x00" if ctrl & 1 == 0 else b""))
         f = hdlc.decode_frame(out[0])
         assert f.ctrl == hdlc.DM and f.dest == C1
     assert link.on_frame(frame(SRV, C1, 0x13)) == ()             # UI: nothing
-    assert link.refused == 5 and link.client == C16
+    assert link.refused == 5 and link.client == C32
     # the owner's link is untouched: its RR gets RR(1)
-    assert hdlc.decode_frame(link.on_frame(frame(SRV, C16, hdlc.ctrl_rr(1)))[0]).ctrl == hdlc.ctrl_rr(1)
+    assert hdlc.decode_frame(link.on_frame(frame(SRV, C32, hdlc.ctrl_rr(1)))[0]).ctrl == hdlc.ctrl_rr(1)
     # another client's frames do not keep the link alive; after inactivity it may connect
     m.board.ms += 100000
     link.on_frame(frame(SRV, C1, hdlc.SNRM))
     m.board.ms += 30000
     _open(link, C1)
     assert link.client == C1
+
+
+def test_an_unauthenticated_link_is_taken_over_by_a_non_public_client():
+    # attack pass (session 16): client 16 opened a public association and sent an RR every 100 s;
+    # every SNRM of the management client was answered DM for as long as it went on
+    m = Meter()
+    link = HdlcLink(m, 1, None, 512, inactivity_s=120)
+    _open(link, C16)
+    out = link.on_frame(frame(SRV, C16, hdlc.ctrl_i(0, 0), hdlc.LLC_REQUEST + apdu.build_aarq()))
+    assert apdu.parse_aare(hdlc.decode_frame(out[0]).info[3:])["result"] == 0 and link.assoc.open
+    _open(link, C1)                       # the public association is gone, the link is client 1's
+    assert link.client == C1 and not link.assoc.open
+    assert hdlc.decode_frame(link.on_frame(frame(SRV, C16, hdlc.ctrl_rr(0)))[0]).ctrl == hdlc.DM
+    # an authenticated association (LLS, client 32) holds the link against client 1's SNRM
+    _open(link, C32)
+    out = link.on_frame(frame(SRV, C32, hdlc.ctrl_i(0, 0), hdlc.LLC_REQUEST + apdu.build_aarq(
+        mechanism=1, auth_value=b"00000000")))
+    assert apdu.parse_aare(hdlc.decode_frame(out[0]).info[3:])["result"] == 0
+    f = hdlc.decode_frame(link.on_frame(frame(SRV, C1, hdlc.SNRM))[0])
+    assert f.ctrl == hdlc.DM and link.client == C32 and link.assoc.open
 
 
 def _associated(conformance=apdu.DEFAULT_CONFORMANCE):
