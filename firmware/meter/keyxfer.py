@@ -111,30 +111,37 @@ def method(k, m, tagged, buf):
         return _OTHER
     _store(k.meter.board.path("config.json"), keys)
     k.new = (keys[0], keys[1], keys[2], rekey)   # meter.secure.unwrap (or meter.acse.aarq) calls rekey
-    k.meter.event(_EV_CONFIG, "keys changed", "keys")
-    return 0
+    return 0                                     # the event: rekey's, once the request is gone
 
 
 def rekey(k, s):
     """The keys of a transfer (``k.new``) into the record and the suite ``s`` (``meter.secure.unwrap``,
-    after the transfer's reply was sealed with the old ones). The old AES context and GHASH table
-    are freed first: the new ones take their blocks (a fragmented heap seldom has another ~0.5
-    KiB one). Out of memory, EK stays bytes: each association builds its suite from them."""
+    after the transfer's reply was sealed with the old ones, before it leaves). The "keys changed"
+    event is written here, not by ``method``: the request's objects are gone and the old AES
+    context is freed first, so its littlefs file object (252 B) finds room; then the new context
+    and GHASH table take the old ones' blocks (a fragmented heap seldom has another ~0.5 KiB one).
+    Out of memory, EK stays bytes: each association builds its suite from them."""
     ek, ak, kek, _ = k.new
     k.new = None
     k.ak = ak or k.ak              # resident: the suite is built from them at the next load
     k.kek = kek
+    import gc
     if ek is None:
         s.set_keys(None, ak)
+        gc.collect()
+        k.meter.event(_EV_CONFIG, "keys changed", "keys")
         return
-    import gc
-    from protocol.aes import keyed     # loaded here (not with this module), before the old context goes
-    m = k.ek[1] if isinstance(k.ek, tuple) else None   # the H table: rebuilt in place
+    from protocol.aes import keyed, new     # loaded here (not with this module), before the old context goes
     s.set_keys((None, None), None)
     k.ek = None
     gc.collect()
+    k.meter.event(_EV_CONFIG, "keys changed", "keys")   # in the room the old context left
+    gc.collect()                       # its file object goes: the room is the new context's
     try:
-        k.ek = keyed(ek, m)
+        e = new(ek)                    # first: keyed's call frame (a heap block) would split the room
+        from array import array
+        m = array("H", range(128))     # no bytes(256) to copy from
+        k.ek = keyed(e, m)
         s.set_keys(k.ek, ak)
     except MemoryError:
         k.ek, k.suite = ek, None
