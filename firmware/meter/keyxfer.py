@@ -117,10 +117,12 @@ def method(k, m, tagged, buf):
 def rekey(k, s):
     """The keys of a transfer (``k.new``) into the record and the suite ``s`` (``meter.secure.unwrap``,
     after the transfer's reply was sealed with the old ones, before it leaves). The "keys changed"
-    event is written here, not by ``method``: the request's objects are gone and the old AES
-    context is freed first, so its littlefs file object (252 B) finds room; then the new context
-    and GHASH table take the old ones' blocks (a fragmented heap seldom has another ~0.5 KiB one).
-    Out of memory, EK stays bytes: each association builds its suite from them."""
+    event is written here, not by ``method`` (where it found no room in most transfers at 56 KiB):
+    the request's objects are gone and the old AES context and GHASH table (~0.8 KiB) are freed
+    first, the room of the event's call frames (~560 B: a bytecode frame over 44 B is a heap block)
+    and its littlefs file object (252 B); then the new context and table are made in that room,
+    each before any call frame (a fragmented heap seldom has another ~0.5 KiB block). Out of
+    memory, EK stays bytes: each association builds its suite from them."""
     ek, ak, kek, _ = k.new
     k.new = None
     k.ak = ak or k.ak              # resident: the suite is built from them at the next load
@@ -140,7 +142,7 @@ def rekey(k, s):
     try:
         e = new(ek)                    # first: keyed's call frame (a heap block) would split the room
         from array import array
-        m = array("H", range(128))     # no bytes(256) to copy from
+        m = array("H", range(128))     # the table too, before keyed's frame (filled there)
         k.ek = keyed(e, m)
         s.set_keys(k.ek, ak)
     except MemoryError:
