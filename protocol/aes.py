@@ -47,16 +47,16 @@ def keyed(key, m):
     ``protocol.security`` is unloaded and hand them to its ``Suite0`` for the next message
     (``meter.keyset``: built at boot, while the heap is not fragmented, not per association; here,
     in a module loaded at boot and for a key transfer only, not in the resident security code). ``m``: the H table of the key before (rebuilt in place: a key transfer
-    needs no 256 B block nor the temporary one of a new table), or None."""
+    needs no 256 B block nor the temporary one of a new table), or None. ``key`` may also be an AES
+    object from ``new`` (``meter.keyxfer.rekey`` makes it before this call's frame takes heap)."""
     from array import array
-    e = new(key)
+    e = key if hasattr(key, "encrypt") else new(key)
     h = bytearray(16)
     e.encrypt(h, h)                        # H = E_K(0^128)
-    if m is None:
-        m = array("H", bytes(256))         # [16*k + n]: word k of n*H
-    else:
-        for i in range(128):
-            m[i] = 0
+    if m is None:                          # [16*k + n]: word k of n*H
+        m = array("H", range(128))         # one 256 B block (from bytes(256): a second one)
+    for i in range(128):
+        m[i] = 0
     for k in range(8):
         m[16 * k + 8] = (h[2 * k] << 8) | h[2 * k + 1]   # index 8 (bit 0 of the nibble) = H
     i = 4

@@ -111,30 +111,39 @@ def method(k, m, tagged, buf):
         return _OTHER
     _store(k.meter.board.path("config.json"), keys)
     k.new = (keys[0], keys[1], keys[2], rekey)   # meter.secure.unwrap (or meter.acse.aarq) calls rekey
-    k.meter.event(_EV_CONFIG, "keys changed", "keys")
-    return 0
+    return 0                                     # the event: rekey's, once the request is gone
 
 
 def rekey(k, s):
     """The keys of a transfer (``k.new``) into the record and the suite ``s`` (``meter.secure.unwrap``,
-    after the transfer's reply was sealed with the old ones). The old AES context and GHASH table
-    are freed first: the new ones take their blocks (a fragmented heap seldom has another ~0.5
-    KiB one). Out of memory, EK stays bytes: each association builds its suite from them."""
+    after the transfer's reply was sealed with the old ones, before it leaves). The "keys changed"
+    event is written here, not by ``method`` (where it found no room in most transfers at 56 KiB):
+    the request's objects are gone and the old AES context and GHASH table (~0.8 KiB) are freed
+    first, the room of the event's call frames (~560 B: a bytecode frame over 44 B is a heap block)
+    and its littlefs file object (252 B); then the new context and table are made in that room,
+    each before any call frame (a fragmented heap seldom has another ~0.5 KiB block). Out of
+    memory, EK stays bytes: each association builds its suite from them."""
     ek, ak, kek, _ = k.new
     k.new = None
     k.ak = ak or k.ak              # resident: the suite is built from them at the next load
     k.kek = kek
+    import gc
     if ek is None:
         s.set_keys(None, ak)
+        gc.collect()
+        k.meter.event(_EV_CONFIG, "keys changed", "keys")
         return
-    import gc
-    from protocol.aes import keyed     # loaded here (not with this module), before the old context goes
-    m = k.ek[1] if isinstance(k.ek, tuple) else None   # the H table: rebuilt in place
+    from protocol.aes import keyed, new     # loaded here (not with this module), before the old context goes
     s.set_keys((None, None), None)
     k.ek = None
     gc.collect()
+    k.meter.event(_EV_CONFIG, "keys changed", "keys")   # in the room the old context left
+    gc.collect()                       # its file object goes: the room is the new context's
     try:
-        k.ek = keyed(ek, m)
+        e = new(ek)                    # first: keyed's call frame (a heap block) would split the room
+        from array import array
+        m = array("H", range(128))     # the table too, before keyed's frame (filled there)
+        k.ek = keyed(e, m)
         s.set_keys(k.ek, ak)
     except MemoryError:
         k.ek, k.suite = ek, None
