@@ -23,7 +23,8 @@ Rules
   evidence is not conclusive (``judge`` returned None; ``reason`` says why).
 
 Public API: ``APPLIED``, ``NOT_APPLIED``, ``UNKNOWN``, ``Change`` (base class), ``Outcome``,
-``perform(open_client, change, attempts=3, pause=0.5, on_doubt=None)``, ``SigintFlag``.
+``perform(open_client, change, attempts=3, pause=0.5, on_doubt=None)``, ``SigintFlag``,
+``NOT_SENT``, ``report(out, fields=None, reason=None)`` (a change's --json object, one shape).
 """
 
 import signal
@@ -32,11 +33,13 @@ import time
 
 from host_tools.client import DataAccessError, DlmsError
 
-__all__ = ["APPLIED", "NOT_APPLIED", "UNKNOWN", "Change", "Outcome", "perform", "SigintFlag"]
+__all__ = ["APPLIED", "NOT_APPLIED", "UNKNOWN", "NOT_SENT", "Change", "Outcome", "perform", "SigintFlag",
+           "report"]
 
 APPLIED = "applied"
 NOT_APPLIED = "not applied"
 UNKNOWN = "unknown"
+NOT_SENT = "not sent"          # stopped before sending (a report's state; ``perform`` never returns it)
 
 
 class Change:
@@ -103,6 +106,22 @@ class Outcome:
         """A JSON-able summary: outcome, checked, doubt, reason, evidence."""
         return {"outcome": self.state, "checked": self.checked, "doubt": self.doubt,
                 "reason": self.reason, "evidence_before": self.before, "evidence_after": self.after}
+
+
+def report(out, fields=None, reason=None):
+    """A change's --json object, the same keys whatever happened: the outcome's (``as_dict``),
+    then the command's own, ``fields(out)``. ``out`` None: it stopped before sending (``reason``
+    says why): outcome "not sent" and ``fields(None)`` (what is known without the meter, null
+    elsewhere). Without ``fields`` the command's keys are what it read after (``out.details``)."""
+    if out is None:
+        obj = {"outcome": NOT_SENT, "checked": False, "doubt": None, "reason": reason,
+               "evidence_before": None, "evidence_after": None}
+    else:
+        obj = out.as_dict()
+    obj.update(fields(out) if fields else (out.details if out is not None else None) or {})
+    if out is None:
+        obj.update(outcome=NOT_SENT, reason=reason)    # a command's own "reason" key gives way
+    return obj
 
 
 def _quiet_close(c, exc=None):

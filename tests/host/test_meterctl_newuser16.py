@@ -1,0 +1,145 @@
+"""meterctl for a new user (new-user pass, session 16), without a meter: one --json object
+shape per command whatever the outcome (applied, not applied, unknown, not sent; null where not
+known, never "None"), a temporary-failure that says "not applied ... retry", one statement of the
+credit limit, and unknown outcomes that say which reading means applied."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from host_tools import outcome as oc
+from host_tools import vend
+from host_tools.client import DataAccessError
+from host_tools.meterctl import common
+from host_tools.meterctl.cli import meterctl
+from host_tools.outcome import APPLIED, NOT_APPLIED, UNKNOWN, Outcome
+
+DK = "0ABC12DEF3456789"
+PROFILE = {"name": "flat", "tariff": {"slabs": [[0, 650]]}}
+
+
+def _run(*args, env=None):
+    return CliRunner().invoke(meterctl, list(args), env=env)
+
+
+@pytest.fixture
+def cli(monkeypatch, tmp_path):
+    """``run(outcome_or_exception, *args)``: meterctl with ``perform`` answering that outcome
+    (or raising that exception: stopped before sending)."""
+    monkeypatch.setenv("METERCTL_STATE_DIR", str(tmp_path))
+    port = tmp_path / "tty"
+    port.write_text("")
+
+    def run(result, *args):
+        def fake(*a, **kw):
+            if isinstance(result, BaseException):
+                raise result
+            return result
+        monkeypatch.setattr(common, "perform", fake)
+        return _run(*args, "--port", str(port), "--password", "x", "--json")
+    return run
+
+
+def _no_none_strings(obj):
+    return all(v != "None" for v in obj.values())
+
+
+BEFORE = {"total_recharged": 1000, "credit": 500, "meter": "PPM0000001", "profile": None,
+          "token": None, "status": None, "reasons": []}
+
+
+def _outcomes():
+    return {"applied": Outcome(APPLIED, dict(BEFORE), result={}, details={"credit_after": 1000}),
+            "not applied": Outcome(NOT_APPLIED, dict(BEFORE), refused=DataAccessError(3, "x"), reason="x"),
+            "unknown": Outcome(UNKNOWN, dict(BEFORE), doubt="no answer", reason="the meter could not be reached"),
+            "not sent": KeyboardInterrupt()}
+
+
+@pytest.mark.parametrize("args", [
+    ("credit", "add", "--amount", "5"),
+    ("set", "1.0.0.0.0.255", "2", "--class", "1", "--value", "enum:9"),
+    ("action", "0.0.96.3.10.255", "1", "--class", "70", "--param", "integer:0"),
+    ("relay", "connect"),
+], ids=lambda a: " ".join(a[:2]))
+def test_a_change_prints_one_json_shape_whatever_the_outcome(cli, args):
+    # new-user pass (session 16): credit add / set dropped their own keys when not applied or
+    # unknown; Ctrl-C before sending printed no JSON at all (exit 130, stdout empty)
+    got = {}
+    for name, out in _outcomes().items():
+        r = cli(out, *args)
+        got[name] = (r.exit_code, json.loads(r.stdout))
+    assert [got[k][0] for k in ("applied", "not applied", "unknown", "not sent")] == [0, 1, 4, 130]
+    keys = set(got["applied"][1])
+    assert all(set(o) == keys for _, o in got.values()), {k: set(o) ^ keys for k, (_, o) in got.items()}
+    assert [o["outcome"] for _, o in got.values()] == ["applied", "not applied", "unknown", "not sent"]
+    assert all(_no_none_strings(o) for _, o in got.values())
+
+
+def test_config_apply_json_has_one_shape_and_a_host_refusal_prints_not_sent(cli, tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(PROFILE))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"tariff": {"rate": -5}}))
+    got = {name: cli(out, "config", "apply", str(good)) for name, out in _outcomes().items()}
+    refused = cli(_outcomes()["applied"], "config", "apply", str(bad))
+    assert refused.exit_code == 2 and json.loads(refused.stdout)["outcome"] == "not sent", refused.output
+    objs = [json.loads(r.stdout) for r in got.values()] + [json.loads(refused.stdout)]
+    assert all(set(o) == set(objs[0]) for o in objs), [set(o) for o in objs]
+    assert objs[0]["applied"] == "flat" and objs[0]["bytes"] > 0 and objs[2]["applied"] is None
+
+
+def test_credit_add_json_unreadable_key_file_prints_not_sent(monkeypatch, tmp_path):
+    monkeypatch.setenv("METERCTL_STATE_DIR", str(tmp_path))
+    r = _run("credit", "add", "--amount", "5", "--port", str(tmp_path / "tty"),
+             "--key-file", str(tmp_path / "missing.json"), "--json")
+    assert r.exit_code == 2 and json.loads(r.stdout)["outcome"] == "not sent", r.output
+    assert json.loads(r.stdout)["amount"] == 500
+
+
+def _token():
+    return vend.vend_token(DK, tid=100, rnd=1, amount=10)["token"]
+
+
+def test_topup_unknown_is_null_not_false_nor_the_string_none(cli):
+    # new-user pass: "reason": "None", "accepted": false, "status_text": "?" for a lost answer
+    r = cli(_outcomes()["unknown"], "topup", _token())
+    obj = json.loads(r.stdout)
+    assert r.exit_code == 4 and obj["accepted"] is None and obj["reason"] is None, obj
+    assert obj["status_text"] is None and _no_none_strings(obj), obj
+    assert "enum 3 (tokenExecutionOk)" in r.stderr.splitlines()[-1]
+
+
+def test_a_temporary_failure_says_not_applied_retry_and_names_the_reason(cli):
+    out = Outcome(NOT_APPLIED, dict(BEFORE), refused=DataAccessError(2, "IC 115 0.0.19.40.0.255 method 1"),
+                  reason="temporary-failure")
+    r = cli(out, "topup", _token())
+    obj = json.loads(r.stdout)
+    assert r.exit_code == 1 and obj["reason"] == "temporary-failure" and obj["accepted"] is False, obj
+    line = r.stderr.strip().splitlines()[-1]
+    assert "temporary-failure (data-access-result 2)" in line and "not applied" in line and "retry" in line, line
+    r = cli(out, "credit", "add", "--amount", "3")
+    assert "not applied" in r.stderr and "retry" in r.stderr, r.output
+
+
+def test_credit_add_states_one_limit_the_same_way(monkeypatch, tmp_path):
+    # new-user pass: 99999999999 said ₹21474836.47 (early check), 20000000 said ₹1,07,37,418.23
+    monkeypatch.setenv("METERCTL_STATE_DIR", str(tmp_path))
+    lines = [_run("credit", "add", "--amount", a, "--port", str(tmp_path / "tty"), "--password", "x").stderr
+             for a in ("99999999999", "20000000")]
+    assert all(ln.strip().splitlines() == [ln.strip()] for ln in lines), lines
+    assert all("credit register limit of ₹1,07,37,418.23" in ln for ln in lines), lines
+
+
+def test_config_apply_unknown_names_the_reading_that_means_applied(cli, tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(PROFILE))
+    old = json.dumps({"name": "old"}).encode().hex()
+    out = Outcome(UNKNOWN, dict(BEFORE, profile=old), doubt="no answer", reason="the meter could not be reached")
+    r = cli(out, "config", "apply", str(good))
+    line = r.stderr.strip().splitlines()[-1]
+    assert r.exit_code == 4 and "applied if it shows profile 'flat'" in line and "profile 'old'" in line, line
+
+
+def test_report_of_not_sent_keeps_its_reason_over_a_commands_reason_key():
+    obj = oc.report(None, lambda out: {"reason": None, "token": "1"}, "port in use")
+    assert obj["reason"] == "port in use" and obj["outcome"] == "not sent" and obj["token"] == "1"
