@@ -146,7 +146,8 @@ def link_options(write, client_help=None, port_required=True):
                           "settings. " + client_help),
         click.option("--password", envvar="METERCTL_PASSWORD", default=None, metavar="TEXT",
                      help="LLS password (clients other than 16; the emulator's client 1 and 48 need "
-                     "--auth hls). Env: METERCTL_PASSWORD."),
+                     "--auth hls). Env: METERCTL_PASSWORD. Given on the command line it wins over "
+                     "METERCTL_KEY_FILE/METERCTL_METER (LLS; --key-file/--meter given too: HLS)."),
         click.option("--auth", type=click.Choice(["none", "lls", "hls"]), envvar="METERCTL_AUTH",
                      default=None, help="Authentication: none (client 16), lls (--password) or hls "
                      "(HLS + ciphered APDUs; keys from --key-file or --meter). Default: hls with "
@@ -224,10 +225,25 @@ def command_text():
     return ctx.command_path if ctx is not None else "meterctl"
 
 
+def _from_env(name):
+    """True when option ``name`` of the running command took its value from the environment."""
+    ctx = click.get_current_context(silent=True)
+    try:
+        return ctx is not None and ctx.get_parameter_source(name) == click.core.ParameterSource.ENVIRONMENT
+    except (AttributeError, KeyError):
+        return False
+
+
 def auth_mode(kw):
-    """"none", "lls" or "hls": ``--auth``, else hls with --key-file/--meter, lls with --password."""
+    """"none", "lls" or "hls": ``--auth``, else hls with --key-file/--meter, lls with --password.
+    An explicit --password (command line) wins over keys from the environment (METERCTL_KEY_FILE,
+    METERCTL_METER): those are dropped from ``kw``; keys given on the command line stay HLS."""
     if kw.get("auth"):
         return kw["auth"]
+    if kw.get("password") and not _from_env("password"):
+        for name in ("key_file", "meter_serial"):
+            if kw.get(name) and _from_env(name):
+                kw[name] = None
     if kw.get("key_file") or kw.get("meter_serial"):
         return "hls"
     return "lls" if kw.get("password") else "none"

@@ -143,3 +143,29 @@ def test_config_apply_unknown_names_the_reading_that_means_applied(cli, tmp_path
 def test_report_of_not_sent_keeps_its_reason_over_a_commands_reason_key():
     obj = oc.report(None, lambda out: {"reason": None, "token": "1"}, "port in use")
     assert obj["reason"] == "port in use" and obj["outcome"] == "not sent" and obj["token"] == "1"
+
+
+def test_an_explicit_password_wins_over_the_key_file_in_the_environment(monkeypatch, tmp_path):
+    # new-user pass: METERCTL_KEY_FILE set, `read --password 00000000` read as client 1 over HLS
+    made = []
+
+    class Fake:
+        def __init__(self, port, client_sap=None, password=None, hls=None, **kw):
+            made.append((client_sap, password, hls))
+
+        def __enter__(self):
+            raise KeyboardInterrupt
+    monkeypatch.setattr(common, "LockedClient", Fake)
+    env = {"METERCTL_KEY_FILE": str(tmp_path / "missing-keys.json")}
+    r = _run("read", "--port", str(tmp_path / "tty"), "--password", "00000000", env=env)
+    assert made == [(32, "00000000", None)], (made, r.output)
+    r = _run("read", "--port", str(tmp_path / "tty"), env=env)     # the key file alone: HLS (missing)
+    assert r.exit_code == 2 and "missing-keys.json" in r.output, r.output
+
+
+@pytest.mark.parametrize("zero", ["0", "0.0", "00"])
+def test_vend_amount_zero_of_a_credit_class_is_one_usage_line(zero):
+    # new-user pass: `vend --amount 0` exited 0 with a 0.0 kWh token (a TID used for nothing)
+    r = _run("vend", "--vending-key", "abababababababab", "--drn", "01234567890", "--amount", zero)
+    assert r.exit_code == 2 and r.output.strip().splitlines() == [r.output.strip()], r.output
+    assert r.output.startswith("meterctl: error: --amount %s: a credit token of 0" % zero), r.output
