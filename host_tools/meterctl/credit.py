@@ -180,7 +180,7 @@ def credit_add(amount, kwh, force, yes, confirm_above, confirm_above_kwh, **kw):
             raise NotSent(refusal)
         meter = before.get("meter") or "port " + portlock.port_key(kw["port"])
         claimed["meter"] = meter
-        claimed["id"] = record.claim(meter, amount, before, force, unit=unit)
+        claimed["id"] = record.claim(meter, amount, before, force, unit=unit, port=kw["port"])
 
     def finish(out):
         if claimed.get("id") is not None:

@@ -169,3 +169,15 @@ def test_vend_amount_zero_of_a_credit_class_is_one_usage_line(zero):
     r = _run("vend", "--vending-key", "abababababababab", "--drn", "01234567890", "--amount", zero)
     assert r.exit_code == 2 and r.output.strip().splitlines() == [r.output.strip()], r.output
     assert r.output.startswith("meterctl: error: --amount %s: a credit token of 0" % zero), r.output
+
+
+def test_the_repeat_guard_names_both_ports_and_the_override(tmp_path):
+    # new-user pass: two emulators (both PPM0000001) on two ptys: the refusal did not name a port
+    from host_tools.recharges import Recharges, RetryRefused
+    r = Recharges(str(tmp_path / "rec.json"), clock=lambda: 50.0)
+    a = r.claim("PPM0000001", 777, {"total_recharged": None}, port="/dev/pts/5")
+    r.finish("PPM0000001", a, APPLIED)
+    with pytest.raises(RetryRefused) as e:
+        r.claim("PPM0000001", 777, {"total_recharged": None}, port="/dev/pts/6")
+    text = str(e.value)
+    assert "PPM0000001 on /dev/pts/5 was applied" in text and "on /dev/pts/6" in text and "--force" in text, text
