@@ -181,3 +181,31 @@ def test_the_repeat_guard_names_both_ports_and_the_override(tmp_path):
         r.claim("PPM0000001", 777, {"total_recharged": None}, port="/dev/pts/6")
     text = str(e.value)
     assert "PPM0000001 on /dev/pts/5 was applied" in text and "on /dev/pts/6" in text and "--force" in text, text
+
+
+def test_emulate_keeps_a_key_file_holding_rotated_keys(monkeypatch, tmp_path):
+    # new-user pass: `keys rotate --key-file <emulator-keys.json>`, then the next `meterctl emulate`
+    # overwrote it with the test keys: the rotated meter's keys were lost
+    from hil import identity
+    from host_tools.meterctl import emulate
+    monkeypatch.setenv("METERCTL_STATE_DIR", str(tmp_path))
+    assert emulate.write_test_keys() is None                         # nothing there: no copy
+    assert emulate.write_test_keys() is None                         # the test keys: no copy
+    rotated = dict(identity.keys(), ek="11" * 16, ak="22" * 16)
+    (tmp_path / "emulator-keys.json").write_text(json.dumps(rotated))
+    kept = emulate.write_test_keys()
+    assert kept and json.loads(open(kept).read()) == rotated
+    assert json.loads((tmp_path / "emulator-keys.json").read_text())["ek"] == identity.keys()["ek"]
+
+
+def test_keys_rotate_on_the_emulators_key_file_warns_before(monkeypatch, tmp_path):
+    from hil import identity
+    monkeypatch.setenv("METERCTL_STATE_DIR", str(tmp_path))
+    path = identity.write_key_file(tmp_path / "emulator-keys.json")
+    r = _run("keys", "rotate", "--port", str(tmp_path / "no-such-tty"), "--key-file", str(path))
+    assert r.stderr.startswith("meterctl: warning: %s is the emulator's shared test key file" % path), r.output
+
+
+def test_emulate_heap_in_bytes_under_8k_asks_for_k():
+    r = _run("emulate", "--heap", "72")
+    assert r.exit_code == 2 and "did you mean 72k?" in r.output, r.output
