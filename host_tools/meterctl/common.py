@@ -421,10 +421,17 @@ def emit_json(obj):
 
 
 def console(stderr=False):
-    """A rich Console for tables (no highlighting, soft wrap); on stderr with ``stderr``."""
+    """A rich Console for tables (no highlighting, soft wrap); on stderr with ``stderr``. Not a
+    terminal (piped, a file): no 80-column limit (tables keep whole clocks and headers) unless
+    COLUMNS says one."""
+    import os
+
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True, stderr=stderr)
+    c = Console(highlight=False, soft_wrap=True, stderr=stderr)
+    if c.is_terminal or os.environ.get("COLUMNS"):
+        return c
+    return Console(highlight=False, soft_wrap=True, stderr=stderr, width=1000)
 
 
 def relay_text(state):

@@ -209,3 +209,24 @@ def test_keys_rotate_on_the_emulators_key_file_warns_before(monkeypatch, tmp_pat
 def test_emulate_heap_in_bytes_under_8k_asks_for_k():
     r = _run("emulate", "--heap", "72")
     assert r.exit_code == 2 and "did you mean 72k?" in r.output, r.output
+
+
+def test_read_of_a_port_that_is_no_serial_port_is_one_clean_line(tmp_path):
+    # new-user pass: `read --port /dev/null` showed pyserial's tuple (25, 'Inappropriate ioctl ...')
+    r = _run("read", "--port", "/dev/null")
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == "meterctl: error: cannot open /dev/null: Inappropriate ioctl for device " \
+                               "(not a serial port)", r.output
+
+
+def test_a_piped_table_keeps_whole_clocks_and_headers(capsys, monkeypatch):
+    # new-user pass: piped tables were cut at 80 columns ("colu…", "2026-12-07…")
+    from rich.table import Table
+    monkeypatch.delenv("COLUMNS", raising=False)
+    t = Table()
+    for n in range(8):
+        t.add_column("column_%d_header" % n)
+    t.add_row(*["2026-12-07T10:45:00+05:30"] * 8)
+    common.console().print(t)
+    out = capsys.readouterr().out
+    assert "…" not in out and out.count("2026-12-07T10:45:00+05:30") == 8 and "column_7_header" in out, out
