@@ -125,14 +125,17 @@ def report(out, fields=None, reason=None):
 
 
 def _quiet_close(c, exc=None):
-    """Release/close ``c`` ignoring every failure, Ctrl-C included (the state is settled)."""
+    """Release/close ``c`` ignoring every failure, Ctrl-C included (the state is settled) ->
+    True when a Ctrl-C (or the client's ``cancel``) interrupted it."""
     try:
         c.__exit__(None if exc is None else type(exc), exc, None)
-    except BaseException:
+        return False
+    except BaseException as e:
         try:
             c.close()
         except BaseException:
             pass
+        return isinstance(e, KeyboardInterrupt)
 
 
 def _doubt_text(e):
@@ -177,11 +180,12 @@ def perform(open_client, change, attempts=3, pause=0.5, on_doubt=None, sleep=tim
 
 
 def _after_doubt(c, open_client, change, before, doubt, attempts, pause, on_doubt, sleep):
-    _quiet_close(c, doubt if isinstance(doubt, DlmsError) else None)
     text = _doubt_text(doubt)
     try:
-        if on_doubt is not None:
-            on_doubt(text)
+        if on_doubt is not None:          # at once (a Ctrl-C: the user sees it was taken), then
+            on_doubt(text)                # abort the link (short wait; a stopped meter answers nothing)
+        if _quiet_close(c, doubt):        # Ctrl-C twice while closing: the check is stopped too
+            raise KeyboardInterrupt
         return _check(open_client, change, before, text, attempts, pause, sleep)
     except KeyboardInterrupt:
         return Outcome(UNKNOWN, before, doubt=text, reason="interrupted again while checking")
@@ -254,8 +258,8 @@ class SigintFlag:
 
     def patient(self):
         """From now on one Ctrl-C is not enough: ``take`` needs two (a check after a doubt is
-        short and bounded; one Ctrl-C during it must not leave the outcome unknown)."""
-        self._taken = self.count
+        short and bounded; one Ctrl-C during it must not leave the outcome unknown). Ctrl-Cs not
+        yet taken count (a second press right after the one that interrupted the exchange)."""
         self.needed = 2
 
     def __enter__(self):

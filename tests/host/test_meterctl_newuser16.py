@@ -230,3 +230,67 @@ def test_a_piped_table_keeps_whole_clocks_and_headers(capsys, monkeypatch):
     common.console().print(t)
     out = capsys.readouterr().out
     assert "…" not in out and out.count("2026-12-07T10:45:00+05:30") == 8 and "column_7_header" in out, out
+
+
+# --- Ctrl-C while a change is in doubt ----------------------------------------------------------
+
+class _Doubtful(oc.Change):
+    what = "x"
+
+    def __init__(self, events):
+        self.events = events
+
+    def send(self, c, before):
+        raise KeyboardInterrupt          # Ctrl-C while the answer is awaited
+
+
+class _Client:
+    def __init__(self, events, close_interrupted=False):
+        self.events, self.close_interrupted = events, close_interrupted
+
+    def __enter__(self):
+        self.events.append("open")
+        return self
+
+    def __exit__(self, *exc):
+        self.events.append("close")
+        if self.close_interrupted:       # the client's cancel: two Ctrl-Cs during the abort's wait
+            raise KeyboardInterrupt
+
+    def close(self):
+        pass
+
+
+def test_the_doubt_line_comes_before_the_link_is_closed():
+    # new-user pass: a Ctrl-C at 1.33 s printed nothing until 4.37 s (the release waited first)
+    events = []
+    oc.perform(lambda: _Client(events), _Doubtful(events), attempts=1,
+               on_doubt=lambda text: events.append("doubt"), sleep=lambda s: None)
+    assert events[:3] == ["open", "doubt", "close"], events
+
+
+def test_two_ctrl_c_while_the_link_closes_stop_the_check():
+    # new-user pass: presses during the close were consumed there, then the check ran to its end
+    events = []
+    opened = []
+
+    def open_client():
+        opened.append(1)
+        return _Client(events, close_interrupted=len(opened) == 1)
+    out = oc.perform(open_client, _Doubtful(events), on_doubt=lambda text: None, sleep=lambda s: None)
+    assert out.state == UNKNOWN and out.reason == "interrupted again while checking" and len(opened) == 1
+
+
+def test_a_second_ctrl_c_before_the_check_starts_counts_toward_stopping_it():
+    import os
+    import signal
+    try:
+        with oc.SigintFlag() as f:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert f.take()                      # the first press stops the exchange
+            os.kill(os.getpid(), signal.SIGINT)  # 0.3 s later, before the check starts
+            f.patient()
+            os.kill(os.getpid(), signal.SIGINT)  # one more during the check: two since the take
+            assert f.take()
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
