@@ -86,8 +86,8 @@ def _on_sigterm(signum, frame):
 @click.option("--micropython", "mp", type=click.Path(exists=True, dir_okay=False), default=None,
               envvar="METER_MICROPYTHON", metavar="PATH",
               help="MicroPython unix port to run the firmware on [default: the venv's]; e.g. the 32-bit "
-                   "VM ../shared/micropython32/bin/micropython-32 (an ESP32's object sizes) with --heap 72k "
-                   "(80k with --profiles). "
+                   "VM ../shared/micropython32/bin/micropython-32 (an ESP32's object sizes) with --heap 56k "
+                   "(ESP32's heap, what the HIL tier runs at). "
                    "Env: METER_MICROPYTHON.")
 @click.option("--state", "state_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Keep the meter's state (config, credit) in DIR (default: a temporary directory).")
@@ -139,6 +139,10 @@ def emulate(load_w, heap, mp, state_dir, warp, meters, profiles):
 def _workdir(stack, state_dir):
     if state_dir is None:
         return stack.enter_context(tempfile.TemporaryDirectory(prefix="meterctl-emulate-"))
+    if all(os.path.exists(os.path.join(state_dir, f)) for f in ("main.py", "config.json")):
+        fail("--state %s is a board flashed by meterctl flash --board unix (main.py, config.json): emulate "
+             "would start the test-identity meter beside it; give another directory (docs/BENCH.md "
+             "\"Emulated board\" says how to run the flashed board)" % state_dir, EXIT_USAGE)
     try:
         os.makedirs(state_dir, exist_ok=True)
     except OSError as e:

@@ -294,3 +294,13 @@ def test_a_second_ctrl_c_before_the_check_starts_counts_toward_stopping_it():
             assert f.take()
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def test_emulate_state_refuses_a_flashed_unix_board_directory(tmp_path):
+    # new-user pass: `emulate --state ./meter-flash` started a test-identity meter inside the flashed
+    # board's directory (state/, emulate.lock, rig.lock, board.json left there)
+    (tmp_path / "main.py").write_text("import meter\n")
+    (tmp_path / "config.json").write_text("{}")
+    r = _run("emulate", "--state", str(tmp_path))
+    assert r.exit_code == 2 and r.output.startswith("meterctl: error: --state %s is a board flashed" % tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "main.py"]
