@@ -37,13 +37,15 @@ OBIS_ACCOUNT = objects.ACCOUNT.obis
 STATUS_TEXT = {0: "formatOk", 1: "authenticationOk", 2: "validationOk", 3: "tokenExecutionOk",
                4: "tokenFormatFailure", 5: "authenticationFailure", 6: "validationResultFailure",
                7: "tokenExecutionResultFailure", 8: "tokenReceived"}
+# what the meter does (meter.tokens: a token in the lock-out is refused and counted nowhere)
+_LOCK_RULE = ("tokens entered during the lock-out are refused and do not count; each wrong token after "
+              "it doubles the next lock, up to 21 min 20 s by default")
 REASON_TEXT = {"used": "USED: this token was already entered in this meter",
                "old": "OLD: the token is older than every token this meter remembers",
                "crc": "CRC/authentication failure: wrong meter, wrong key or a mistyped digit",
                "format": "format error: not a valid 20-digit token",
                "key_expired": "key expired (KEN): the vending key is no longer valid for this meter",
-               "locked_out": "keypad locked out after repeated wrong tokens: retry in 10 s (the lock doubles "
-                             "with each further wrong token, up to 21 min 20 s by default)",
+               "locked_out": "keypad locked out after repeated wrong tokens: retry in 10 s (%s)" % _LOCK_RULE,
                "wrong_class": "token class not accepted",
                "wrong_subclass": "token subclass not supported by this meter",
                "overflow": "OVERFLOW: the credit register cannot take this amount (at the limit, or "
@@ -59,8 +61,8 @@ _PENDING = ("key_change_pending", "key_change_restarted")
 def _reason_text(reason, detail):
     detail = detail or ""
     if reason == "locked_out" and detail.startswith("wait"):   # the meter says how long
-        return "keypad locked out after repeated wrong tokens: %s (the lock doubles with each " \
-               "further wrong token)" % detail.replace("wait", "retry in", 1)
+        return "keypad locked out after repeated wrong tokens: %s (%s)" % (detail.replace("wait", "retry in", 1),
+                                                                             _LOCK_RULE)
     text = REASON_TEXT.get(reason, reason)
     return "%s (%s)" % (text, detail) if detail else text
 

@@ -304,3 +304,14 @@ def test_emulate_state_refuses_a_flashed_unix_board_directory(tmp_path):
     r = _run("emulate", "--state", str(tmp_path))
     assert r.exit_code == 2 and r.output.startswith("meterctl: error: --state %s is a board flashed" % tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "main.py"]
+
+
+def test_the_keypad_lock_out_text_says_what_the_meter_does():
+    # new-user pass: "doubles with each further wrong token", yet tokens during the lock-out left it
+    # at 9, 9, 8 s (meter.tokens refuses them without counting)
+    from host_tools.meterctl import topup
+    for text in (topup._reason_text("locked_out", "wait 9 s"), topup.REASON_TEXT["locked_out"]):
+        assert "during the lock-out are refused and do not count" in text, text
+        assert "doubles with each further wrong token" not in text, text
+    assert topup._reason_text("locked_out", "wait 9 s").startswith("keypad locked out after repeated wrong "
+                                                                    "tokens: retry in 9 s (")
