@@ -75,10 +75,14 @@ def run(n, gets, idle_s, poll_ms):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--counts", default="1,8,32")
-    ap.add_argument("--gets", type=int, default=20)
-    ap.add_argument("--idle", type=float, default=5.0)
-    ap.add_argument("--poll-ms", type=int, default=200)
+    ap.add_argument("--counts", default="1,8,32", metavar="N,N,...",
+                    help="meter counts to run, one row each (default: 1,8,32)")
+    ap.add_argument("--gets", type=int, default=20, metavar="N",
+                    help="GETs of the energy register per meter in the read loop (default: 20)")
+    ap.add_argument("--idle", type=float, default=5.0, metavar="SECONDS",
+                    help="seconds to measure the idle CPU per meter over (default: 5)")
+    ap.add_argument("--poll-ms", type=int, default=200, metavar="MS",
+                    help="each meter's metering-module poll period in ms (default: 200)")
     a = ap.parse_args(argv)
     print("cores: %d; load average before: %s; %d GETs per meter, poll %d ms"
           % (os.cpu_count(), os.getloadavg(), a.gets, a.poll_ms))

@@ -435,10 +435,10 @@ class DlmsClient:
 # ---------------------------------------------------------------------------- helpers
 
 def _port_reason(e):
-    """The OS reason of a pyserial open failure, without pyserial's repetition of the path:
-    "could not open port X: [Errno 2] No such file or directory: 'X'" -> "No such file or directory"."""
-    found = re.findall(r"\[Errno \d+\] ([^:'\]]+)", str(e))
-    return found[-1].strip() if found else _short(e)
+    """A pyserial open failure's OS reason ("[Errno 2] No such file..: 'X'", "(25, 'Inappropr..')")."""
+    found = re.findall(r"\[Errno (\d+)\] ([^:'\]]+)|\((\d+), '([^']+)'\)", str(e))
+    return (found[-1][1] or found[-1][3]).strip() + (" (not a serial port)" if "25" in found[-1][::2] else "") \
+        if found else _short(e)
 
 
 def _short(e):

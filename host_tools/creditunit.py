@@ -69,9 +69,9 @@ def paise_or_none(value, unit):
     return value if unit == PAISE else None
 
 
-def parse_kwh(text):
+def parse_kwh(text, limit=None):
     """"32.5" / "50" kWh -> integer 0.1 kWh units (no floats): > 0, at most one decimal, within a
-    double-long. Raises ValueError with a one-line reason."""
+    double-long (or ``limit`` units). Raises ValueError with a one-line reason."""
     t = str(text).strip().replace("_", "")
     if t.lower().endswith("kwh"):
         t = t[:-3].strip()
@@ -83,6 +83,7 @@ def parse_kwh(text):
     units = int(m.group(1)) * 10 + int(m.group(2) or 0)
     if units <= 0:
         raise ValueError("amount must be greater than zero")
-    if units > fmt.DOUBLE_LONG_MAX:
-        raise ValueError("%r kWh is above the largest credit a meter holds" % (text,))
+    limit = fmt.DOUBLE_LONG_MAX if limit is None else limit
+    if units > limit:
+        raise ValueError("%r kWh is above the largest credit a meter holds (%s)" % (text, amount(limit, DECI_KWH)))
     return units

@@ -66,11 +66,12 @@ _AMOUNT_RE = re.compile(r"^(\d+)(?:\.(\d{1,2}))?$")
 
 # --------------------------------------------------------------------------- money / energy
 
-def parse_rupees(text):
+def parse_rupees(text, limit=DOUBLE_LONG_MAX):
     """Parse a rupee amount "500", "500.5", "500.00", "0.1" into integer paise (no floats).
 
-    At most two decimals; must be > 0 and fit a double-long (≤ 21474836.47, the range of
-    IC 112 update_amount). Raises ValueError with a one-line reason otherwise.
+    At most two decimals; must be > 0 and at most ``limit`` paise (default: a double-long, ≤
+    21474836.47, the range of IC 112 update_amount; ``meterctl credit add`` gives the meter's
+    credit register limit). Raises ValueError with a one-line reason otherwise.
     """
     t = str(text).strip().replace("_", "")
     if t.startswith("₹"):
@@ -86,8 +87,8 @@ def parse_rupees(text):
     paise = int(whole) * 100 + int((frac + "00")[:2])
     if paise <= 0:
         raise ValueError("amount must be greater than zero")
-    if paise > DOUBLE_LONG_MAX:
-        raise ValueError("amount %r is above the largest credit a meter holds (₹21474836.47)" % (text,))
+    if paise > limit:
+        raise ValueError("amount %r is above the largest credit a meter holds (%s)" % (text, rupees(limit)))
     return paise
 
 

@@ -23,7 +23,8 @@ Rules
   evidence is not conclusive (``judge`` returned None; ``reason`` says why).
 
 Public API: ``APPLIED``, ``NOT_APPLIED``, ``UNKNOWN``, ``Change`` (base class), ``Outcome``,
-``perform(open_client, change, attempts=3, pause=0.5, on_doubt=None)``, ``SigintFlag``.
+``perform(open_client, change, attempts=3, pause=0.5, on_doubt=None)``, ``SigintFlag``,
+``NOT_SENT``, ``report(out, fields=None, reason=None)`` (a change's --json object, one shape).
 """
 
 import signal
@@ -32,11 +33,13 @@ import time
 
 from host_tools.client import DataAccessError, DlmsError
 
-__all__ = ["APPLIED", "NOT_APPLIED", "UNKNOWN", "Change", "Outcome", "perform", "SigintFlag"]
+__all__ = ["APPLIED", "NOT_APPLIED", "UNKNOWN", "NOT_SENT", "Change", "Outcome", "perform", "SigintFlag",
+           "report"]
 
 APPLIED = "applied"
 NOT_APPLIED = "not applied"
 UNKNOWN = "unknown"
+NOT_SENT = "not sent"          # stopped before sending (a report's state; ``perform`` never returns it)
 
 
 class Change:
@@ -105,15 +108,34 @@ class Outcome:
                 "reason": self.reason, "evidence_before": self.before, "evidence_after": self.after}
 
 
+def report(out, fields=None, reason=None):
+    """A change's --json object, the same keys whatever happened: the outcome's (``as_dict``),
+    then the command's own, ``fields(out)``. ``out`` None: it stopped before sending (``reason``
+    says why): outcome "not sent" and ``fields(None)`` (what is known without the meter, null
+    elsewhere). Without ``fields`` the command's keys are what it read after (``out.details``)."""
+    if out is None:
+        obj = {"outcome": NOT_SENT, "checked": False, "doubt": None, "reason": reason,
+               "evidence_before": None, "evidence_after": None}
+    else:
+        obj = out.as_dict()
+    obj.update(fields(out) if fields else (out.details if out is not None else None) or {})
+    if out is None:
+        obj.update(outcome=NOT_SENT, reason=reason)    # a command's own "reason" key gives way
+    return obj
+
+
 def _quiet_close(c, exc=None):
-    """Release/close ``c`` ignoring every failure, Ctrl-C included (the state is settled)."""
+    """Release/close ``c`` ignoring every failure, Ctrl-C included (the state is settled) ->
+    True when a Ctrl-C (or the client's ``cancel``) interrupted it."""
     try:
         c.__exit__(None if exc is None else type(exc), exc, None)
-    except BaseException:
+        return False
+    except BaseException as e:
         try:
             c.close()
         except BaseException:
             pass
+        return isinstance(e, KeyboardInterrupt)
 
 
 def _doubt_text(e):
@@ -158,11 +180,12 @@ def perform(open_client, change, attempts=3, pause=0.5, on_doubt=None, sleep=tim
 
 
 def _after_doubt(c, open_client, change, before, doubt, attempts, pause, on_doubt, sleep):
-    _quiet_close(c, doubt if isinstance(doubt, DlmsError) else None)
     text = _doubt_text(doubt)
     try:
-        if on_doubt is not None:
-            on_doubt(text)
+        if on_doubt is not None:          # at once (a Ctrl-C: the user sees it was taken), then
+            on_doubt(text)                # abort the link (short wait; a stopped meter answers nothing)
+        if _quiet_close(c, doubt):        # Ctrl-C twice while closing: the check is stopped too
+            raise KeyboardInterrupt
         return _check(open_client, change, before, text, attempts, pause, sleep)
     except KeyboardInterrupt:
         return Outcome(UNKNOWN, before, doubt=text, reason="interrupted again while checking")
@@ -235,8 +258,8 @@ class SigintFlag:
 
     def patient(self):
         """From now on one Ctrl-C is not enough: ``take`` needs two (a check after a doubt is
-        short and bounded; one Ctrl-C during it must not leave the outcome unknown)."""
-        self._taken = self.count
+        short and bounded; one Ctrl-C during it must not leave the outcome unknown). Ctrl-Cs not
+        yet taken count (a second press right after the one that interrupted the exchange)."""
         self.needed = 2
 
     def __enter__(self):

@@ -82,11 +82,11 @@ class Recharges:
         finally:
             os.close(fd)
 
-    def claim(self, meter, paise, evidence, force=False, unit=PAISE):
+    def claim(self, meter, paise, evidence, force=False, unit=PAISE, port=None):
         """Check that a top-up of ``paise`` to ``meter`` is not a retry (see module rule) and
         record it as pending -> its entry id (None without a usable state directory).
         ``evidence`` is the meter's evidence read now (``total_recharged`` used). Raises
-        RetryRefused for a retry unless ``force``."""
+        RetryRefused for a retry unless ``force``; ``port`` (where it is sent) is kept and named."""
         now = self.clock()
         total = evidence.get("total_recharged")
         refusal = None
@@ -102,11 +102,13 @@ class Recharges:
             if prior is not None:
                 self._settle(prior, total)
                 if prior["outcome"] != "not applied" and not force and not _elsewhere(prior, total):
-                    refusal = _refusal(meter, prior, now, self.window)
+                    refusal = _refusal(meter, prior, now, self.window, port)
             data[meter] = entries[-_KEEP_N:]
             if refusal is None:
                 entry = {"id": "%d-%d" % (int(now * 1000), os.getpid()), "time": now,
                          "paise": paise, "outcome": PENDING, "total": total}
+                if port is not None:
+                    entry["port"] = port
                 if unit != PAISE:
                     entry["unit"] = unit
                 data[meter] = (entries + [entry])[-_KEEP_N:]
@@ -145,7 +147,7 @@ def _elsewhere(prior, total):
     return not prior.get("paise", 0) <= moved < 0x80000000
 
 
-def _refusal(meter, prior, now, window):
+def _refusal(meter, prior, now, window, port=None):
     ago = int(now - prior["time"])
     if prior["outcome"] == "applied":
         how = "was applied"
@@ -153,6 +155,9 @@ def _refusal(meter, prior, now, window):
         how = "never finished (its meterctl was stopped), and the meter's recharge total has moved since"
     else:
         how = "has an unknown outcome, and the meter's recharge total has moved since"
-    return ("a top-up of %s to meter %s %s %d s ago; not repeating it within %d s: "
-            "check the credit, then add --force to top up again"
-            % (amount_raw(prior["paise"], prior.get("unit", PAISE)), meter, how, ago, window))
+    then = " on %s" % prior["port"] if prior.get("port") else ""
+    here = " on %s" % port if port else ""
+    return ("a top-up of %s to meter %s%s %s %d s ago; not repeating it%s within %d s: check the "
+            "credit, then add --force to top up again (also when this port is another meter with the "
+            "same serial, e.g. a second meterctl emulate)"
+            % (amount_raw(prior["paise"], prior.get("unit", PAISE)), meter, then, how, ago, here, window))

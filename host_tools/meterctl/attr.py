@@ -11,8 +11,9 @@ from host_tools import format as fmt
 from host_tools import objects
 from host_tools.changes import Action, SetAttribute, action_change
 from host_tools.client import DlmsError
-from host_tools.meterctl.common import (CONTEXT, EXIT_CODES_HELP, emit_json, link_options, make_client, run,
-                                        run_change)
+from host_tools.meterctl.common import (CONTEXT, EXIT_CODES_HELP, emit_json, link_options, make_client,
+                                        refusal_name, run, run_change)
+from host_tools.outcome import APPLIED
 
 # OBIS -> interface class of every object the meter serves (host_tools.objects, the one catalogue)
 KNOWN_CLASSES = {o.obis: o.ic for o in objects.OBJECTS}
@@ -112,6 +113,14 @@ def get(obis_code, attr, class_id, raw, selector, access, **kw):
     run(body)
 
 
+def _result(out):
+    """A change's "result" for --json: "success" when applied, the name of the meter's refusal
+    (data-access-result), else None (not sent, unknown, or found not applied by a check)."""
+    if out is not None and out.state == APPLIED:
+        return "success"
+    return refusal_name(out)
+
+
 @click.command("set", context_settings=CONTEXT, epilog=EXIT_CODES_HELP)
 @click.argument("obis_code", metavar="OBIS", callback=_obis_arg)
 @click.argument("attr", metavar="ATTR", type=click.IntRange(1, 255))
@@ -130,17 +139,20 @@ def set_cmd(obis_code, attr, class_id, value, **kw):
     """
     class_id = class_for(obis_code, class_id)
 
+    def fields(out):
+        """The SET's JSON keys, the same whatever the outcome: "result" the meter's answer
+        ("success", or the data-access-result's name when refused), null when not known."""
+        return {"class": class_id, "obis": obis_code, "attribute": attr, "value": value.hex(),
+                "result": _result(out)}
+
     def show(out):
-        if kw["as_json"]:
-            emit_json(dict({"class": class_id, "obis": obis_code, "attribute": attr,
-                            "value": value.hex(), "result": "success"}, **out.as_dict()))
-        else:
-            click.echo("set IC %d %s.%d: success" % (class_id, obis_code, attr))
+        click.echo("set IC %d %s.%d: success" % (class_id, obis_code, attr))
 
     change = SetAttribute(class_id, obis_code, attr, value)
     change.what = "set IC %d %s.%d" % (class_id, obis_code, attr)
-    run_change(kw, change, show, hint=lambda out: "meterctl get %s %d --class %d --port %s --password ..."
-               % (obis_code, attr, class_id, kw["port"]))
+    run_change(kw, change, show, fields=fields,
+               hint=lambda out: "meterctl get %s %d --class %d --port %s --password ... (applied if it "
+               "reads %s)" % (obis_code, attr, class_id, kw["port"], value.hex()))
 
 
 @click.command("action", context_settings=CONTEXT, epilog=EXIT_CODES_HELP)
@@ -162,16 +174,20 @@ def action(obis_code, method, class_id, param, **kw):
     change = action_change(class_id, obis_code, method, param)
     change.what = "action IC %d %s method %d" % (class_id, obis_code, method)
 
-    def show(res):
-        data = res.result.get("data") if isinstance(change, Action) else None
-        if kw["as_json"]:
-            out = {"class": class_id, "obis": obis_code, "method": method, "result": "success"}
-            if data is not None:
-                out["data"] = fmt.to_jsonable(data)
-            emit_json(dict(out, **res.as_dict()))
-        else:
-            click.echo("action IC %d %s method %d: success" % (class_id, obis_code, method))
-            if data is not None:
-                click.echo(fmt.describe(data))
+    def data_of(res):
+        r = res.result if res is not None and isinstance(change, Action) else None
+        return r.get("data") if isinstance(r, dict) else None
 
-    run_change(kw, change, show)
+    def fields(res):
+        """The ACTION's JSON keys, the same whatever the outcome (null where not known)."""
+        data = data_of(res)
+        return {"class": class_id, "obis": obis_code, "method": method, "result": _result(res),
+                "data": fmt.to_jsonable(data) if data is not None else None}
+
+    def show(res):
+        data = data_of(res)
+        click.echo("action IC %d %s method %d: success" % (class_id, obis_code, method))
+        if data is not None:
+            click.echo(fmt.describe(data))
+
+    run_change(kw, change, show, fields=fields)

@@ -35,7 +35,7 @@ from host_tools import keystore as ks
 from host_tools import portlock
 from host_tools.client import AssociationRejected, DlmsClient, DlmsError, LinkTimeout, PortError, \
     PortInUse
-from host_tools.outcome import APPLIED, NOT_APPLIED, SigintFlag, perform
+from host_tools.outcome import APPLIED, NOT_APPLIED, SigintFlag, perform, report
 from host_tools.recharges import RetryRefused
 
 EXIT_METER = 1
@@ -146,7 +146,8 @@ def link_options(write, client_help=None, port_required=True):
                           "settings. " + client_help),
         click.option("--password", envvar="METERCTL_PASSWORD", default=None, metavar="TEXT",
                      help="LLS password (clients other than 16; the emulator's client 1 and 48 need "
-                     "--auth hls). Env: METERCTL_PASSWORD."),
+                     "--auth hls). Env: METERCTL_PASSWORD. Given on the command line it wins over "
+                     "METERCTL_KEY_FILE/METERCTL_METER (LLS; --key-file/--meter given too: HLS)."),
         click.option("--auth", type=click.Choice(["none", "lls", "hls"]), envvar="METERCTL_AUTH",
                      default=None, help="Authentication: none (client 16), lls (--password) or hls "
                      "(HLS + ciphered APDUs; keys from --key-file or --meter). Default: hls with "
@@ -224,10 +225,25 @@ def command_text():
     return ctx.command_path if ctx is not None else "meterctl"
 
 
+def _from_env(name):
+    """True when option ``name`` of the running command took its value from the environment."""
+    ctx = click.get_current_context(silent=True)
+    try:
+        return ctx is not None and ctx.get_parameter_source(name) == click.core.ParameterSource.ENVIRONMENT
+    except (AttributeError, KeyError):
+        return False
+
+
 def auth_mode(kw):
-    """"none", "lls" or "hls": ``--auth``, else hls with --key-file/--meter, lls with --password."""
+    """"none", "lls" or "hls": ``--auth``, else hls with --key-file/--meter, lls with --password.
+    An explicit --password (command line) wins over keys from the environment (METERCTL_KEY_FILE,
+    METERCTL_METER): those are dropped from ``kw``; keys given on the command line stay HLS."""
     if kw.get("auth"):
         return kw["auth"]
+    if kw.get("password") and not _from_env("password"):
+        for name in ("key_file", "meter_serial"):
+            if kw.get(name) and _from_env(name):
+                kw[name] = None
     if kw.get("key_file") or kw.get("meter_serial"):
         return "hls"
     return "lls" if kw.get("password") else "none"
@@ -294,52 +310,66 @@ def run_change(kw, change, show, hint=None, refused=None, finish=None, fields=No
     ``host_tools.outcome.perform`` (Ctrl-C stops an exchange at a known point and is checked,
     never raised elsewhere), then report and exit by the outcome:
 
-    - applied: ``show(out)`` prints it (exit 0); a note on stderr when it took a check;
+    - applied: ``show(out)`` prints it (exit 0; not called with --json); a note on stderr when
+      it took a check;
     - not applied: the meter's refusal (``refused(out)`` may word it) or the check's finding,
       exit 1;
     - unknown: what happened and ``hint(out)`` (the command that tells), exit 4;
-    - stopped before sending: exit 2 (port in use, refused retry), 3 (no answer), 130 (Ctrl-C;
-      with ``kw["raise_interrupt"]`` KeyboardInterrupt is raised instead: nothing was sent).
+    - stopped before sending: exit 2 (port in use, refused retry, a usage error such as an
+      unreadable key file), 3 (no answer), 130 (Ctrl-C; with ``kw["raise_interrupt"]``
+      KeyboardInterrupt is raised instead: nothing was sent).
 
-    ``finish(out)`` (optional) runs first with the outcome (the top-up record). With --json
-    the outcome is printed as JSON in every case, with the command's own keys (``fields(out)``,
-    the same as when applied) also when not applied or unknown; a refusal before sending (a
-    retry, the port in use, no answer) is ``{"outcome": "not sent", "reason": ...}``; with
-    ``kw["json_sink"]`` (a callable) these objects go there instead of stdout."""
-    make_client(kw, True)                    # usage errors before the port is touched
+    ``finish(out)`` (optional) runs first with the outcome (the top-up record). With --json one
+    object is printed in every case (``host_tools.outcome.report``: the outcome's keys and the
+    command's ``fields(out)``; ``fields(None)`` when not sent); with ``kw["json_sink"]`` (a
+    callable) these objects go there instead of stdout."""
+    try:
+        make_client(kw, True)                # usage errors before the port is touched
+    except click.UsageError as e:
+        json_not_sent(kw, e.format_message(), fields)
+        raise
     with SigintFlag(ignore_after=PROCESS["owned"]) as flag:
-        out = _perform(kw, change, flag)
+        out = _perform(kw, change, flag, fields)
         if finish is not None:
             finish(out)
         _report(kw, change, out, show, hint, refused, fields)
 
 
-def _perform(kw, change, flag):
+def json_not_sent(kw, text, fields=None):
+    """With --json, print the "not sent" object of a change stopped before sending (``text`` the
+    reason; ``fields`` the command's keys, ``report``)."""
+    if kw.get("as_json"):
+        (kw.get("json_sink") or emit_json)(report(None, fields, text))
+
+
+def refuse(kw, text, code=EXIT_USAGE, fields=None):
+    """A change refused on the host before sending: its "not sent" object with --json, then the
+    one error line and exit ``code`` (2: bad usage)."""
+    json_not_sent(kw, text, fields)
+    fail(text, code)
+
+
+def _perform(kw, change, flag, fields):
     def doubt(text):
         flag.patient()
         click.echo("meterctl: %s: %s; checking on the meter whether it was applied (Ctrl-C "
                    "twice to stop checking)" % (change.what, text), err=True)
 
-    def not_sent(text, code):
-        if kw.get("as_json"):
-            (kw.get("json_sink") or emit_json)({"outcome": "not sent", "reason": text})
-        fail(text, code)
-
     try:
         with portlock.hold(kw["port"], command_text()):
             return perform(lambda: make_client(kw, True, cancel=flag.take), change, on_doubt=doubt)
     except (RetryRefused, NotSent, portlock.PortInUse) as e:
-        not_sent(str(e), EXIT_USAGE)
+        refuse(kw, str(e), EXIT_USAGE, fields)
     except LinkTimeout as e:
-        not_sent("%s (no change was sent)" % e, EXIT_NO_ANSWER)
+        refuse(kw, "%s (no change was sent)" % e, EXIT_NO_ANSWER, fields)
     except PortError as e:
-        not_sent(str(e), EXIT_USAGE)
+        refuse(kw, str(e), EXIT_USAGE, fields)
     except DlmsError as e:               # the association or the evidence read failed
-        not_sent("%s (no change was sent)" % e, EXIT_METER)
+        refuse(kw, "%s (no change was sent)" % e, EXIT_METER, fields)
     except KeyboardInterrupt:
         if kw.get("raise_interrupt"):    # the caller says what else was sent (topup's several tokens)
             raise
-        fail("interrupted: nothing was sent", EXIT_INTERRUPTED)
+        refuse(kw, "interrupted: nothing was sent", EXIT_INTERRUPTED, fields)
 
 
 def _lost(change, out):
@@ -350,28 +380,39 @@ def _lost(change, out):
 
 
 def _report(kw, change, out, show, hint, refused, fields):
+    if kw.get("as_json"):
+        (kw.get("json_sink") or emit_json)(report(out, fields))
     if out.state == APPLIED:
         if out.checked:
             click.echo("meterctl: %s; checked on the meter: applied" % _lost(change, out), err=True)
-        show(out)
+        if not kw.get("as_json"):
+            show(out)
         return
-    if kw.get("as_json"):
-        (kw.get("json_sink") or emit_json)(outcome_json(out, fields))
     if out.state == NOT_APPLIED:
         text = refused(out) if refused else None
         if text is None and not out.checked:
-            text = str(out.refused) if out.refused is not None else out.reason
+            text = refusal_text(out.refused) if out.refused is not None else out.reason
         fail(text or "%s; checked on the meter: not applied, no trace of it (safe to retry)"
              % _lost(change, out), EXIT_METER)
     tell = hint(out) if hint else "meterctl read --port %s" % kw["port"]
     fail("%s; outcome unknown: %s; check with: %s" % (_lost(change, out), out.reason, tell), EXIT_UNKNOWN)
 
 
-def outcome_json(out, fields=None):
-    """A change's --json object: the outcome's keys, then the command's own: ``fields(out)`` when
-    the command has them (the same keys applied, not applied or unknown: README "--json"), else
-    what the change read after it (``out.details``)."""
-    return dict(out.as_dict(), **(fields(out) if fields else out.details or {}))
+def refusal_name(out):
+    """The name of the meter's refusal of a change ("temporary-failure"), or None (``out`` None,
+    not refused)."""
+    from protocol import apdu_client
+
+    dar = getattr(out.refused if out is not None else None, "dar", None)
+    return None if dar is None else apdu_client.DAR_NAMES.get(dar, "result %d" % dar)
+
+
+def refusal_text(e):
+    """One line for the meter's refusal ``e`` (DataAccessError) of a change: a temporary-failure
+    (the meter had no room or was busy) says it was not applied and to retry."""
+    if getattr(e, "dar", None) == 2:
+        return "%s: not applied (the meter had no room or was busy): retry in a moment" % e
+    return str(e)
 
 
 def emit_json(obj):
@@ -380,10 +421,17 @@ def emit_json(obj):
 
 
 def console(stderr=False):
-    """A rich Console for tables (no highlighting, soft wrap); on stderr with ``stderr``."""
+    """A rich Console for tables (no highlighting, soft wrap); on stderr with ``stderr``. Not a
+    terminal (piped, a file): no 80-column limit (tables keep whole clocks and headers) unless
+    COLUMNS says one."""
+    import os
+
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True, stderr=stderr)
+    c = Console(highlight=False, soft_wrap=True, stderr=stderr)
+    if c.is_terminal or os.environ.get("COLUMNS"):
+        return c
+    return Console(highlight=False, soft_wrap=True, stderr=stderr, width=1000)
 
 
 def relay_text(state):

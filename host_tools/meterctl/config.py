@@ -19,8 +19,8 @@ import click
 
 from host_tools import objects
 from host_tools.firmware_src import firmware_module
-from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, emit_json, has_secret, link_options, make_client, run, \
-    run_change
+from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, emit_json, has_secret, json_not_sent, link_options, \
+    make_client, run, run_change
 from protocol import axdr_client as axdr
 
 PROFILE_LN = objects.PROFILE.obis
@@ -198,6 +198,14 @@ def _charge_rate(c):
     return charge_rate(read(c, 113, CHARGE_LN, 5))
 
 
+def _was(before):
+    """The profile the meter had before (its "name"), as ``config show`` shows it, for the hint."""
+    try:
+        return "profile %r" % json.loads(bytes.fromhex(before["profile"]).decode("utf-8")).get("name")
+    except (TypeError, KeyError, ValueError, AttributeError):
+        return "the profile it had before"
+
+
 @config.command("apply", context_settings=CONTEXT, epilog=EXIT_CODES_HELP)
 @click.argument("profile", type=click.Path(dir_okay=False))
 @link_options(write=True)
@@ -213,18 +221,26 @@ def apply_cmd(profile, **kw):
     """
     from host_tools.changes import Profile
 
+    from host_tools.outcome import APPLIED
+    p = None
+
+    def fields(out):
+        """The profile's JSON keys, the same whatever the outcome: "applied" its name when applied
+        (else null), "bytes" its size on the wire (null when the host check refused it)."""
+        name = p.get("name", profile) if p is not None else profile
+        return {"profile": name, "applied": name if out is not None and out.state == APPLIED else None,
+                "bytes": len(wire_bytes(p)) if p is not None else None}
+
     try:
         p = check(load_profile(profile))
     except ProfileError as e:       # refused on the host: a bad argument, nothing sent (usage)
         e.exit_code = 2
+        json_not_sent(kw, e.format_message(), fields)
         raise
 
     def show(out):
-        msg = {"applied": p.get("name", profile), "bytes": len(wire_bytes(p))}
-        if kw.get("as_json"):
-            emit_json(dict(msg, outcome=out.state, checked=out.checked))
-        else:
-            click.echo("applied %s (%d bytes)" % (msg["applied"], msg["bytes"]))
+        msg = fields(out)
+        click.echo("applied %s (%d bytes)" % (msg["applied"], msg["bytes"]))
 
     def refused(out):
         if out.refused is None:
@@ -237,5 +253,7 @@ def apply_cmd(profile, **kw):
 
     change = Profile(wire_bytes(p))
     change.what = "profile %s" % p.get("name", profile)
-    run_change(kw, change, show, refused=refused,
-               hint=lambda out: "meterctl config show --port %s --password ..." % kw["port"])
+    run_change(kw, change, show, refused=refused, fields=fields,
+               hint=lambda out: "meterctl config show --port %s --password ... (applied if it shows "
+                                "profile %r, not applied if %s)" % (kw["port"], p.get("name", profile),
+                                                                  _was(out.before)))

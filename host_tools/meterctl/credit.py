@@ -16,8 +16,8 @@ from host_tools import format as fmt
 from host_tools import portlock
 from host_tools.changes import OBIS_TOTAL_RECHARGED, TopUp, credit_limit_paise
 from host_tools.creditunit import DECI_KWH, PAISE
-from host_tools.meterctl.common import (CONTEXT, EXIT_CODES_HELP, EXIT_USAGE, NotSent, emit_json, fail,
-                                        link_options, relay_text, run_change)
+from host_tools.meterctl.common import (CONTEXT, EXIT_CODES_HELP, EXIT_USAGE, NotSent, fail, link_options,
+                                        refuse, relay_text, run_change)
 from host_tools.recharges import RETRY_WINDOW_S, Recharges
 
 __all__ = ["credit", "credit_add", "confirm_amount", "CONFIRM_ABOVE", "CONFIRM_ABOVE_KWH"]
@@ -27,16 +27,29 @@ CONFIRM_ABOVE_KWH = "1500"      # kWh (about ₹10,000 at ₹6.50/kWh), the same
 _OPTION = {PAISE: "--amount RUPEES", DECI_KWH: "--kwh KWH"}
 
 
+def _limit():
+    """The meter's credit register limit (the firmware's, 2^30 - 1), or a double-long's without a
+    checkout of the firmware."""
+    try:
+        return credit_limit_paise()
+    except (OSError, ImportError, AttributeError):
+        return fmt.DOUBLE_LONG_MAX
+
+
+# the options parse any size: the meter's limit is checked after, in one line (``confirm_amount``)
+_UNCAPPED = 1 << 62
+
+
 def _amount_arg(ctx, param, value):
     try:
-        return None if value is None else fmt.parse_rupees(value)
+        return None if value is None else fmt.parse_rupees(value, _UNCAPPED)
     except ValueError as e:
         raise click.BadParameter(str(e))
 
 
 def _kwh_arg(ctx, param, value):
     try:
-        return None if value is None else creditunit.parse_kwh(value)
+        return None if value is None else creditunit.parse_kwh(value, _UNCAPPED)
     except ValueError as e:
         raise click.BadParameter(str(e))
 
@@ -61,26 +74,27 @@ def check_hint(port, amount, before):
         cmd, (total + amount) & 0xFFFFFFFF, total)
 
 
-def confirm_amount(amount, above, yes, unit=PAISE):
+def confirm_amount(amount, above, yes, unit=PAISE, refuse=None):
     """Refuse (exit 2, one line) an amount over the meter's credit register; ask for one over
     ``above`` (both in ``unit``: paise or 0.1 kWh): ``yes`` (--yes) or a "y" at the terminal
-    (stdin a tty), else exit 2."""
-    limit = credit_limit_paise()
+    (stdin a tty), else exit 2. ``refuse(text)`` (optional) refuses instead of ``fail`` (the
+    command's "not sent" JSON)."""
+    limit = _limit()
     opt = "--amount" if unit == PAISE else "--kwh"
+    refuse = refuse or (lambda text: fail(text, EXIT_USAGE))
 
     def text(v):
         return creditunit.amount(v, unit)
-    if amount > limit:
-        fail("%s %s is above the meter's credit register limit of %s" % (opt, text(amount), text(limit)),
-             EXIT_USAGE)
+    if amount > limit:      # the one check of the limit (the options parse any size)
+        refuse("%s %s is above the meter's credit register limit of %s" % (opt, text(amount), text(limit)))
     if amount <= above or yes:
         return
     if not sys.stdin.isatty():
-        fail("%s %s is above %s: add --yes to confirm it (or %s)"
-             % (opt, text(amount), text(above), "--confirm-above RUPEES" if unit == PAISE else
-                "--confirm-above-kwh KWH"), EXIT_USAGE)
+        refuse("%s %s is above %s: add --yes to confirm it (or %s)"
+               % (opt, text(amount), text(above), "--confirm-above RUPEES" if unit == PAISE else
+                  "--confirm-above-kwh KWH"))
     if not click.confirm("Top up %s (more than %s)?" % (text(amount), text(above)), err=True):
-        fail("top-up of %s not confirmed: nothing was sent" % text(amount), EXIT_USAGE)
+        refuse("top-up of %s not confirmed: nothing was sent" % text(amount))
 
 
 def wrong_unit(before, unit):
@@ -137,12 +151,26 @@ def credit_add(amount, kwh, force, yes, confirm_above, confirm_above_kwh, **kw):
       METERCTL_METER=PPM0000123 meterctl credit add -p /dev/ttyUSB0 --amount 0.50
       meterctl credit add -p /dev/ttyUSB0 --kwh 32.5 --password ...    (an energy-unit meter)
     """
-    if (amount is None) == (kwh is None):
-        fail("give the amount as --amount RUPEES (a meter counting paise) or --kwh KWH (a meter "
-             "counting 0.1 kWh), one of them", EXIT_USAGE)
     unit = PAISE if kwh is None else DECI_KWH
+
+    def fields(out):
+        """The top-up's JSON keys, the same whatever the outcome (None where not known)."""
+        b = (out.before if out is not None else None) or {}
+        d = (out.details if out is not None else None) or {}
+        res = {"amount": amount if kwh is None else kwh, "credit_unit": unit,
+               "credit_unit_note": b.get("credit_unit_note"), "credit_before": b.get("credit"),
+               "credit_after": d.get("credit_after"), "available_credit": d.get("available_credit")}
+        for key in ("amount", "credit_before", "credit_after", "available_credit"):
+            res[key + "_paise"] = creditunit.paise_or_none(res[key], unit)
+        res.update(relay_output_state=d.get("relay_output_state"), meter=b.get("meter"))
+        return res
+
+    if (amount is None) == (kwh is None):
+        refuse(kw, "give the amount as --amount RUPEES (a meter counting paise) or --kwh KWH (a meter "
+               "counting 0.1 kWh), one of them", fields=fields)
     amount = amount if kwh is None else kwh
-    confirm_amount(amount, confirm_above if unit == PAISE else confirm_above_kwh, yes, unit)
+    confirm_amount(amount, confirm_above if unit == PAISE else confirm_above_kwh, yes, unit,
+                   refuse=lambda text: refuse(kw, text, fields=fields))
     record = Recharges()
     claimed = {}
 
@@ -152,23 +180,14 @@ def credit_add(amount, kwh, force, yes, confirm_above, confirm_above_kwh, **kw):
             raise NotSent(refusal)
         meter = before.get("meter") or "port " + portlock.port_key(kw["port"])
         claimed["meter"] = meter
-        claimed["id"] = record.claim(meter, amount, before, force, unit=unit)
+        claimed["id"] = record.claim(meter, amount, before, force, unit=unit, port=kw["port"])
 
     def finish(out):
         if claimed.get("id") is not None:
             record.finish(claimed["meter"], claimed["id"], out.state)
 
     def show(out):
-        b, d = out.before, out.details
-        res = {"amount": amount, "credit_unit": unit, "credit_unit_note": b.get("credit_unit_note"),
-               "credit_before": b.get("credit"), "credit_after": d.get("credit_after"),
-               "available_credit": d.get("available_credit")}
-        for key in ("amount", "credit_before", "credit_after", "available_credit"):
-            res[key + "_paise"] = creditunit.paise_or_none(res[key], unit)
-        res.update(relay_output_state=d.get("relay_output_state"), meter=b.get("meter"))
-        if kw["as_json"]:
-            emit_json(dict(res, **out.as_dict()))
-            return
+        res = fields(out)
         click.echo("Added %s" % creditunit.amount_raw(amount, unit))
         click.echo("Credit: %s -> %s" % (creditunit.amount(res["credit_before"], unit),
                                          creditunit.amount(res["credit_after"], unit)))
@@ -182,4 +201,4 @@ def credit_add(amount, kwh, force, yes, confirm_above, confirm_above_kwh, **kw):
     change = TopUp(amount, guard_fn=guard)
     change.what = "top-up of %s" % creditunit.amount(amount, unit)
     run_change(kw, change, show, hint=lambda out: check_hint(kw["port"], amount, out.before),
-               finish=finish)
+               finish=finish, fields=fields)

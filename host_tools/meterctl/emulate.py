@@ -32,11 +32,39 @@ def key_file_path():
     return os.path.join(portlock.state_dir(), KEY_FILE_NAME)
 
 
+def write_test_keys():
+    """Write the test identity's key file at ``key_file_path()``; a file there holding other keys
+    (a meter's rotated keys: ``meterctl keys rotate --key-file`` on it) is kept first as
+    ``emulator-keys.json.kept-<time>``, and a note says so. Returns the kept copy's path or None."""
+    from hil import identity
+
+    path = key_file_path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    kept = None
+    try:
+        with open(path) as f:
+            theirs = json.load(f)
+    except (OSError, ValueError):
+        theirs = None
+    if theirs is not None and any(theirs.get(k) != v for k, v in identity.keys().items() if k in ("ek", "ak", "kek")):
+        kept = "%s.kept-%s" % (path, time.strftime("%Y%m%dT%H%M%S"))
+        os.replace(path, kept)
+        click.echo("meterctl: note: %s held other keys than the emulator's test keys (rotated with meterctl "
+                   "keys rotate?): kept them as %s, wrote the test keys" % (path, kept), err=True)
+    identity.write_key_file(path)
+    return kept
+
+
 def heap_size(ctx, param, value):
-    """Click callback: a MicroPython heap size ("190k", "2M", "65536") or a usage error (exit 2)."""
-    if not re.fullmatch(r"[1-9][0-9]*[kKmM]?", str(value).strip()):
+    """Click callback: a MicroPython heap size ("190k", "2M", "65536") or a usage error (exit 2);
+    a size under 8k (bytes: the firmware cannot boot) asks whether k was meant."""
+    text = str(value).strip()
+    if not re.fullmatch(r"[1-9][0-9]*[kKmM]?", text):
         raise click.BadParameter("%r is not a heap size such as 190k, 2M or 65536" % value)
-    return str(value).strip()
+    if text.isdigit() and int(text) < 8192:
+        raise click.BadParameter("%s is %s bytes, too small to boot the firmware: did you mean %sk?"
+                                 % (text, text, text))
+    return text
 
 
 class Terminated(SystemExit):
@@ -58,8 +86,8 @@ def _on_sigterm(signum, frame):
 @click.option("--micropython", "mp", type=click.Path(exists=True, dir_okay=False), default=None,
               envvar="METER_MICROPYTHON", metavar="PATH",
               help="MicroPython unix port to run the firmware on [default: the venv's]; e.g. the 32-bit "
-                   "VM ../shared/micropython32/bin/micropython-32 (an ESP32's object sizes) with --heap 72k "
-                   "(80k with --profiles). "
+                   "VM ../shared/micropython32/bin/micropython-32 (an ESP32's object sizes) with --heap 56k "
+                   "(ESP32's heap, what the HIL tier runs at). "
                    "Env: METER_MICROPYTHON.")
 @click.option("--state", "state_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Keep the meter's state (config, credit) in DIR (default: a temporary directory).")
@@ -111,6 +139,10 @@ def emulate(load_w, heap, mp, state_dir, warp, meters, profiles):
 def _workdir(stack, state_dir):
     if state_dir is None:
         return stack.enter_context(tempfile.TemporaryDirectory(prefix="meterctl-emulate-"))
+    if all(os.path.exists(os.path.join(state_dir, f)) for f in ("main.py", "config.json")):
+        fail("--state %s is a board flashed by meterctl flash --board unix (main.py, config.json): emulate "
+             "would start the test-identity meter beside it; give another directory (docs/BENCH.md "
+             "\"Emulated board\" says how to run the flashed board)" % state_dir, EXIT_USAGE)
     try:
         os.makedirs(state_dir, exist_ok=True)
     except OSError as e:
@@ -188,8 +220,7 @@ def _start(stack, workdir, heap, mp, warp, extra):
         stack.callback(rig.stop)
         identity.install_tables(rig.state_dir)
         _keep_config(str(rig.state_dir), extra)
-        os.makedirs(os.path.dirname(key_file_path()), exist_ok=True)
-        identity.write_key_file(key_file_path())          # the same test identity for every emulator
+        write_test_keys()                                 # the same test identity for every emulator
         rig.start()
     except Exception as e:
         raise DlmsError("could not start the emulated meter: %s" % _rig_error_text(e))
@@ -316,8 +347,7 @@ def _emulate_many(n, load_w, heap, mp, state_dir, extra):
         except Exception as e:
             raise DlmsError("could not start the emulated meters: %s" % _rig_error_text(e))
         stack.callback(stop_meters, rigs)
-        os.makedirs(os.path.dirname(key_file_path()), exist_ok=True)
-        identity.write_key_file(key_file_path())
+        write_test_keys()
         for r in rigs:
             r.set_load(load_w)
             click.echo("%s %s" % (r.config["serial"], r.port))

@@ -72,6 +72,19 @@ def _opens(kw, keys):
         return False
 
 
+def _shared_key_file(kw):
+    """The --key-file when it is the emulator's shared test key file (a warning first), else None."""
+    from host_tools.meterctl.emulate import key_file_path
+
+    path = kw.get("key_file")
+    if not path or os.path.realpath(path) != os.path.realpath(key_file_path()):
+        return None
+    click.echo("meterctl: warning: %s is the emulator's shared test key file: the new keys are written "
+               "into it, and every other emulated meter uses the test keys (copy it first and rotate with "
+               "--key-file COPY to keep them apart)" % path, err=True)
+    return path
+
+
 @click.group("keys", context_settings=CONTEXT)
 def keys():
     """A meter's DLMS security keys (HLS-GMAC, security suite 0)."""
@@ -93,6 +106,7 @@ def rotate(new_kek, **kw):
     """
     if auth_mode(kw) != "hls" or not (kw.get("key_file") or kw.get("meter_serial")):
         raise click.UsageError("keys rotate runs over HLS: give --key-file FILE or --meter SERIAL")
+    shared = _shared_key_file(kw)
     old = load_keys(kw)
     if old.kek is None:
         raise click.UsageError("the keys have no master key (kek): it wraps the new keys")
@@ -121,6 +135,10 @@ def rotate(new_kek, **kw):
             fail("key transfer outcome unknown: %s; neither key set opens an association now; the "
                  "new keys are kept as 'pending' in the key record" % checked, EXIT_UNKNOWN)
         rec.commit()
+        if shared:
+            click.echo("meterctl: warning: %s now holds this meter's new keys, not the emulator's test keys: "
+                       "other emulated meters will not open with it; the next meterctl emulate keeps it as "
+                       "%s.kept-<time> and writes the test keys" % (shared, shared), err=True)
         out = {"rotated": sorted(new), "checked": bool(checked)}
         if kw["as_json"]:
             emit_json(out)

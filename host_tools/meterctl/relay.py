@@ -6,7 +6,7 @@ import click
 
 from host_tools.changes import Relay
 from host_tools.client import CONTROL_STATES
-from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, emit_json, link_options, relay_text, run_change
+from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, link_options, relay_text, run_change
 
 
 @click.command("relay", context_settings=CONTEXT, epilog=EXIT_CODES_HELP)
@@ -27,7 +27,7 @@ def relay(operation, **kw):
 
     def fields(res):
         """The relay's JSON keys, the same whatever the outcome (control_state in words)."""
-        d = res.details or {}
+        d = (res.details if res is not None else None) or {}
         cs = d.get("control_state")
         return {"operation": operation, "relay_output_state": d.get("relay_output_state"),
                 "control_state": CONTROL_STATES.get(cs, cs), "control_state_code": cs}
@@ -35,9 +35,6 @@ def relay(operation, **kw):
     def show(res):
         out = fields(res)
         out_state, cs = out["relay_output_state"], out["control_state_code"]
-        if kw["as_json"]:
-            emit_json(dict(res.as_dict(), **out))
-            return
         click.echo("%s: done" % ("remote_reconnect" if method == 2 else "remote_disconnect"))
         click.echo("Relay: %s" % relay_text(out_state))
         if cs is not None:

@@ -27,8 +27,8 @@ from host_tools import objects
 from host_tools import vend as V
 from host_tools.changes import Token
 from host_tools.meterctl.common import CONTEXT, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_UNKNOWN, PROCESS, emit_json, \
-    fail, link_options, outcome_json, run_change
-from host_tools.outcome import APPLIED, NOT_APPLIED, SigintFlag
+    fail, link_options, refusal_name, run_change
+from host_tools.outcome import APPLIED, NOT_APPLIED, SigintFlag, report
 from protocol import sts
 
 OBIS_GATEWAY = objects.TOKEN_GATEWAY.obis
@@ -37,13 +37,15 @@ OBIS_ACCOUNT = objects.ACCOUNT.obis
 STATUS_TEXT = {0: "formatOk", 1: "authenticationOk", 2: "validationOk", 3: "tokenExecutionOk",
                4: "tokenFormatFailure", 5: "authenticationFailure", 6: "validationResultFailure",
                7: "tokenExecutionResultFailure", 8: "tokenReceived"}
+# what the meter does (meter.tokens: a token in the lock-out is refused and counted nowhere)
+_LOCK_RULE = ("tokens entered during the lock-out are refused and do not count; each wrong token after "
+              "it doubles the next lock, up to 21 min 20 s by default")
 REASON_TEXT = {"used": "USED: this token was already entered in this meter",
                "old": "OLD: the token is older than every token this meter remembers",
                "crc": "CRC/authentication failure: wrong meter, wrong key or a mistyped digit",
                "format": "format error: not a valid 20-digit token",
                "key_expired": "key expired (KEN): the vending key is no longer valid for this meter",
-               "locked_out": "keypad locked out after repeated wrong tokens: retry in 10 s (the lock doubles "
-                             "with each further wrong token, up to 21 min 20 s by default)",
+               "locked_out": "keypad locked out after repeated wrong tokens: retry in 10 s (%s)" % _LOCK_RULE,
                "wrong_class": "token class not accepted",
                "wrong_subclass": "token subclass not supported by this meter",
                "overflow": "OVERFLOW: the credit register cannot take this amount (at the limit, or "
@@ -57,9 +59,10 @@ _PENDING = ("key_change_pending", "key_change_restarted")
 
 
 def _reason_text(reason, detail):
+    detail = detail or ""
     if reason == "locked_out" and detail.startswith("wait"):   # the meter says how long
-        return "keypad locked out after repeated wrong tokens: %s (the lock doubles with each " \
-               "further wrong token)" % detail.replace("wait", "retry in", 1)
+        return "keypad locked out after repeated wrong tokens: %s (%s)" % (detail.replace("wait", "retry in", 1),
+                                                                             _LOCK_RULE)
     text = REASON_TEXT.get(reason, reason)
     return "%s (%s)" % (text, detail) if detail else text
 
@@ -213,7 +216,8 @@ def _enter_each(kw, tokens):
             return
         for k in range(n, len(tokens)):
             said.append("token %d of %d (%s) not sent" % (k + 1, len(tokens), tokens[k]))
-            done.append({"token": tokens[k], "outcome": "not sent", "reason": "interrupted (Ctrl-C) before it was sent"})
+            done.append(report(None, lambda _: token_fields(tokens[k], None),
+                               "interrupted (Ctrl-C) before it was sent"))
         fail("interrupted (Ctrl-C): %s" % "; ".join(said), code)
     finally:
         if kw["as_json"]:
@@ -222,13 +226,43 @@ def _enter_each(kw, tokens):
 
 def _result_of(res):
     """(status code, reason word, detail) of an entered token: the meter's description is the
-    reason word, then what it knows more ("locked_out: wait 6 s")."""
+    reason word, then what it knows more ("locked_out: wait 6 s"); a refused ACTION's reason is
+    the data-access-result's name ("temporary-failure"); None where not known."""
+    if res is None:
+        return None, None, None
+    if res.refused is not None:
+        return None, refusal_name(res), None
     r = (res.result if not res.checked else res.details) or {}
     r = r if isinstance(r, dict) else {}
     code = r.get("status")
     reasons = r.get("reasons") or []
-    reason, _, detail = (reasons[0] if reasons else STATUS_TEXT.get(code, str(code))).partition(":")
-    return code, reason, detail.strip()
+    word = reasons[0] if reasons else STATUS_TEXT.get(code)
+    if word is None:
+        return code, None, None
+    reason, _, detail = word.partition(":")
+    return code, reason, detail.strip() or None
+
+
+_ACCEPTED = {APPLIED: True, NOT_APPLIED: False}     # unknown, not sent: null
+
+
+def token_fields(digits, res, previous=None):
+    """A token's JSON keys, the same whatever the outcome (None where not known; ``res`` None:
+    not sent): "accepted" true/false when the meter's answer or the check tells, else null."""
+    code, reason, detail = _result_of(res)
+    before = (res.before if res is not None else None) or {}
+    details = (res.details if res is not None else None) or {}
+    accepted = _ACCEPTED.get(res.state) if res is not None else None
+    text, facts = effect(digits, reason, before, details.get("after"), previous)
+    unit = before.get("credit_unit")
+    out = dict({"token": digits, "accepted": accepted, "status": code,
+                "status_text": STATUS_TEXT.get(code), "reason": reason, "detail": detail,
+                "credit_unit": unit, "credit_unit_note": before.get("credit_unit_note"),
+                "credit_before": before.get("credit"), "credit_after": details.get("credit_after"),
+                "effect": text if accepted else None}, **facts)
+    for key in ("credit_before", "credit_after"):
+        out[key + "_paise"] = creditunit.paise_or_none(out[key], unit)
+    return out
 
 
 def _enter(kw, digits, previous, label, stop=None):
@@ -237,27 +271,14 @@ def _enter(kw, digits, previous, label, stop=None):
     Ctrl-C a token not applied raises ``_Stopped`` instead of exiting."""
     seen = {}
 
-    def fields(res, accepted=False):
-        """The token's JSON keys, the same whatever the outcome (None where not known)."""
-        code, reason, detail = _result_of(res)
-        text, facts = effect(digits, reason, res.before, (res.details or {}).get("after"), previous)
-        seen["reason"], seen["checked"] = reason, res.checked
-        before = res.before or {}
-        unit = before.get("credit_unit")
-        out = dict({"token": digits, "accepted": accepted, "status": code,
-                    "status_text": STATUS_TEXT.get(code, "?"), "reason": reason, "detail": detail,
-                    "credit_unit": unit, "credit_unit_note": before.get("credit_unit_note"),
-                    "credit_before": before.get("credit"), "credit_after": (res.details or {}).get("credit_after"),
-                    "effect": text if accepted else None}, **facts)
-        for key in ("credit_before", "credit_after"):
-            out[key + "_paise"] = creditunit.paise_or_none(out[key], unit)
+    def fields(res):
+        out = token_fields(digits, res, previous)
+        if res is not None:
+            seen["reason"], seen["checked"] = out["reason"], res.checked
         return out
 
     def show(res):
-        out = fields(res, True)
-        if kw["as_json"]:
-            (kw.get("json_sink") or emit_json)(outcome_json(res, lambda _res: out))   # "reason": the token's
-            return
+        out = fields(res)
         pending = out["reason"] in _PENDING
         if label:
             cut = stop is not None and stop.count and not res.details     # Ctrl-C in the reads after it
@@ -290,7 +311,8 @@ def _enter(kw, digits, previous, label, stop=None):
 
     def hint(res):
         return ("meterctl get %s 2 --class 115 --port %s --password ... (the last token entered) and "
-                "attribute 6 (its status); or enter the token again: the meter refuses it as USED if it "
+                "attribute 6 (its status): applied if attribute 2 is this token and attribute 6 reads "
+                "enum 3 (tokenExecutionOk); or enter the token again: the meter refuses it as USED if it "
                 "was taken" % (OBIS_GATEWAY, kw["port"]))
 
     def interrupted(res):
@@ -298,7 +320,7 @@ def _enter(kw, digits, previous, label, stop=None):
         if stop is None or not stop.count or res.state == APPLIED:
             return
         if kw["as_json"]:
-            kw["json_sink"](outcome_json(res, fields))
+            kw["json_sink"](report(res, fields))
         if res.state == NOT_APPLIED:
             raise _Stopped(rejected(res) or "%s not applied (checked on the meter: no trace of it)" % label,
                            EXIT_INTERRUPTED)

@@ -100,6 +100,9 @@ def check_amount(kw):
         fail("--amount %s: %s" % (text, unit if watts else "at most one decimal: a token carries 0.1 %s steps "
                                                          "(e.g. 10.5)" % UNIT.get((cls, sub), "unit")),
              EXIT_USAGE)
+    if cls == 0 and float(s) == 0:
+        fail("--amount %s: a credit token of 0 %s credits nothing and uses a TID: give more than 0"
+             % (text, UNIT.get((cls, sub), "units")), EXIT_USAGE)
     most = sts.AMOUNT_MAX if watts else sts.AMOUNT_MAX / 10
     if float(s) > most:
         fail("--amount %s: more than one token carries (%s %s, the IEC 62055-41 amount field): split it "

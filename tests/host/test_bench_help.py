@@ -65,3 +65,25 @@ def test_relay_sense_command_reads_the_contact_or_says_what_it_printed():
         sense_command("echo maybe")()
     with pytest.raises(RigError, match="exit 3"):
         sense_command("exit 3")()
+
+
+def _undescribed(help_text):
+    """Option lines of an argparse --help with no description (none on the line, none below)."""
+    lines = help_text.splitlines()
+    bare = []
+    for k, ln in enumerate(lines):
+        if not ln.startswith("  -"):
+            continue
+        if "  " in ln.strip():                              # "  --gets N   GETs per meter ..."
+            continue
+        nxt = lines[k + 1] if k + 1 < len(lines) else ""
+        if not (nxt.startswith("    ") and not nxt.strip().startswith("-")):
+            bare.append(ln.strip())
+    return [b for b in bare if not b.startswith("-h")]
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("bench_*.py")))
+def test_bench_help_describes_every_option(script):
+    # new-user pass (session 16): bench_meters.py --help listed its options without a word
+    r = _run(script, "--help")
+    assert _undescribed(r.stdout) == [], r.stdout
