@@ -16,8 +16,10 @@ after a lost answer, ``judge`` compares).
   the value sent (a clock within ``CLOCK_SLACK_S``); not applied iff it still reads the old one.
 - ``Profile(wire)``: SET 0.128.96.5.0.255 attr 2. Applied iff the meter's profile is ours.
 - ``Token(digits)``: IC 115 0.0.19.40.0.255 enter. Evidence: the gateway's last token (attr 2)
-  and status. Processed iff the gateway holds our token; then its status says accepted or not.
-  Re-entering a token is safe in any case: a meter refuses a token it has taken (USED).
+  and status. Processed iff the gateway holds our token; then its status says accepted or not,
+  and "used" says the meter holds it (this entry's or an earlier one's credit). Another token than
+  the one read before: unknown (entered after ours). Re-entering a token is safe in any case: a
+  meter refuses a token it has taken (USED).
 - ``Action(ic, obis, method, param)``: the above for the methods they cover; any other method
   leaves no evidence meterctl knows, so a lost answer gives UNKNOWN.
 """
@@ -293,10 +295,17 @@ class Token(Change):
             ", ".join(result.get("reasons") or []) or "no reason given", result.get("status"))
 
     def judge(self, before, after):
-        if after.get("token") is None or after.get("status") is None:
+        tok, st = after.get("token"), after.get("status")
+        if tok is None or st is None:
             return None
-        if after["token"] != self.digits:
-            return NOT_APPLIED
+        if tok != self.digits:
+            # another token is the last: ours never reached the gateway if nothing moved since the
+            # reading before; else another entry (the keypad, a second master on the line) came
+            # after it, and ours may have been taken first (attack pass, session 16: "not applied"
+            # for a token whose credit was on the meter)
+            return NOT_APPLIED if tok == before.get("token") and st == before.get("status") else None
+        if (after.get("reasons") or [""])[0].startswith("used"):
+            return APPLIED        # the meter holds this token: taken by this entry or an earlier one
         return self.settle(after)
 
     def details(self, c, before, result):

@@ -200,7 +200,12 @@ def test_judges():
     mine = "12345678901234567890"               # the gateway's token as digits (evidence in --json)
     assert t.judge({}, {"token": mine, "status": 3}) == oc.APPLIED
     assert t.judge({}, {"token": mine, "status": 6}) == oc.NOT_APPLIED
-    assert t.judge({}, {"token": "00", "status": 3}) == oc.NOT_APPLIED
+    assert t.judge({"token": "00", "status": 3}, {"token": "00", "status": 3}) == oc.NOT_APPLIED
+    # attack pass (session 16): another token entered after ours (a second master, the keypad)
+    # before the check: ours may have been taken first
+    assert t.judge({"token": "00", "status": 3}, {"token": "11", "status": 3}) is None
+    # ours, refused USED on the check (another client entered it again): the meter holds it
+    assert t.judge({"token": "00", "status": 3}, {"token": mine, "status": 6, "reasons": ["used"]}) == oc.APPLIED
 
 
 def test_action_change_maps_the_known_methods():
