@@ -207,22 +207,24 @@ class Meter:
             self.event(ev[0], ev[1], ev[2])
 
     def _save(self, now):
-        a = self.account
-        mwh = self.module_wh
-        # Account.state() with the hot values (credit, rem, import_wh) zeroed: they travel in
-        # the journal's hot record, so consumption alone never rewrites the full record
-        c, r, w = a.credit, a.rem, a.import_wh
-        a.credit = a.rem = a.import_wh = 0
-        try:
-            acc = a.state()
-        finally:
-            a.credit, a.rem, a.import_wh = c, r, w
-        self.journal.save({"acc": acc, "mode": self.dc.control_mode, "pev": self._pev,
-                           "cs": self.dc.control_state, "cause": self.dc.cause,
-                           "tz": self.tz_minutes,
-                           "tar": self.tariff.cold(a.credit, a.import_wh), "pol": self.policy.state(),
-                           "tok": self.tokens[1] if self.tokens and self.tokens[1] else None},   # hex
-                          (a.credit, a.rem, a.import_wh, -1 if mwh is None else mwh, now))
+        a, w = self.account, self.module_wh
+        self.journal.save(self._rec, (a.credit, a.rem, a.import_wh, -1 if w is None else w, now))
+
+    def _rec(self):
+        """The full record's (key, value) pairs (meter.store: no dict built); the account's hot values (credit,
+        rem, import_wh) zeroed: they travel in the hot record, so consumption never rewrites the full record."""
+        a, dc = self.account, self.dc
+        s = a.state()
+        s[0] = s[1] = s[2] = 0
+        yield "acc", s
+        yield "mode", dc.control_mode
+        yield "pev", self._pev
+        yield "cs", dc.control_state
+        yield "cause", dc.cause
+        yield "tz", self.tz_minutes
+        yield "tar", self.tariff.cold(a.credit, a.import_wh)
+        yield "pol", self.policy.state()
+        yield "tok", self.tokens[1] if self.tokens and self.tokens[1] else None   # bytes: hex
 
     def _log(self, epoch, code, detail):
         try:

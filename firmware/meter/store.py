@@ -81,30 +81,32 @@ def _utf8(text):
         return text.encode()
 
 
-def _pieces(obj):
-    """The JSON payload of dict ``obj`` as UTF-8 pieces, each small: ``json.dumps`` per value, a bytes
-    value as its hex text in 96-character pieces (read back as that str). No piece is the whole
-    payload: a board's heap is in holes of a few hundred bytes when a token entry journals (~600 B
-    of JSON, its TID store ~350 of them). (Short str constants: names, no object per load.)"""
+def _pieces(rec):
+    """The JSON payload of ``rec`` (a dict, or a function -> an iterator of (key, value): no dict
+    built) as UTF-8 pieces, each small: ``json.dumps`` per key and value, a bytes value as its hex
+    text in 96-character pieces (read back as that str). No piece is the whole payload: a board's heap is
+    in holes of a few hundred bytes when a token entry journals (~600 B of JSON, its TID store ~350 of
+    them). (Short str constants: names, no object per load.)"""
     sep = "{"
-    for k in obj:
-        v = obj[k]
-        yield _utf8(sep + json.dumps(str(k)) + ": ")
+    for k, v in (rec.items() if isinstance(rec, dict) else rec()):
+        yield _utf8(sep)
+        yield _utf8(json.dumps(str(k)))
+        yield _utf8(": ")
         sep = ", "
         if isinstance(v, (bytes, bytearray)):
             yield _utf8('"')
             for i in range(0, len(v), 48):
-                yield binascii.hexlify(v[i:i + 48])
+                yield binascii.hexlify(memoryview(v)[i:i + 48])
             yield _utf8('"')
         else:
             yield _utf8(json.dumps(v))
     yield _utf8("{}" if sep == "{" else "}")
 
 
-def _digest(obj):
-    """(CRC-32, length) of ``obj``'s payload (``_pieces``)."""
+def _digest(rec):
+    """(CRC-32, length) of ``rec``'s payload (``_pieces``)."""
     c = n = 0
-    for p in _pieces(obj):
+    for p in _pieces(rec):
         c = binascii.crc32(p, c)
         n += len(p)
     return c, n
@@ -203,7 +205,8 @@ class Journal:
         return obj
 
     def save(self, obj, hot=None):
-        """Journal ``obj`` (a dict of JSON-able values or bytes, the bytes written as hex text) with
+        """Journal ``obj`` (a dict of JSON-able values or bytes, the bytes written as hex text; or a function
+        -> an iterator of its (key, value) pairs, called twice: the record is never a dict) with
         ``hot`` (5 ints); returns when it is durable (file closed).
 
         Writes a full record if ``obj`` changed since the last full record (or ``hot`` is None:
