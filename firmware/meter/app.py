@@ -205,6 +205,7 @@ class Meter:
         self._persisted_t = now
         if ev is not None:
             self.event(ev[0], ev[1], ev[2])
+        self.journal.keep()
 
     def _save(self, now):
         a, w = self.account, self.module_wh

@@ -134,6 +134,8 @@ class Association:
         if tag == _GET_REQUEST or tag == _SET_REQUEST or tag == _ACTION_REQUEST:
             if not self.open or client != self.client:
                 return apdu.exception_response(1, 1)  # service-not-allowed, operation-not-possible
+            j = self.meter.journal
+            j.keep()       # a hole for a file (a write, a log read: meter.store): the request's transients in others
             try:
                 req = apdu.parse_request(buf)
             except apdu.ApduError as e:
@@ -152,7 +154,9 @@ class Association:
             if tag == _GET_REQUEST:
                 if not self.conformance & _CONF_GET:
                     return apdu.exception_response(1, 2)
-                return self.get(req)
+                r = self.get(req)
+                j.keep()
+                return r
             self._blocks = None
             inv = req.invoke
             if tag == _SET_REQUEST:
@@ -201,6 +205,7 @@ class Association:
                 if p is not None:
                     items[i] = items[i][:4] + (bytes(p),)
             src = [buf, _with_list(self.meter, self, items, buf)]
+        self.meter.journal.room = None   # its hole for the file a value is read from (handle)
         try:
             whole = _fill(src, limit + 1)
             if not (whole and len(src[_BLK_BUF]) <= limit) and not blocks_ok:
@@ -234,6 +239,7 @@ class Association:
         t = _TAIL if self.inner else 0
         s = b[_BLK_SENT]
         buf[_BLOCK_AT:_BLOCK_AT + s + (t if s else 0)] = b""   # the block sent before (and its tail room)
+        self.meter.journal.room = None
         try:
             done = _fill(b, _BLOCK_AT + n)
         except Exception:

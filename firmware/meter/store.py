@@ -53,6 +53,7 @@ _EV_DLMS_ERROR = const(90)   # meter.events
 TIME_MAX = const(0xFFFFFFFF)   # the last second a record can hold: 2106-02-07T06:28:15Z
 _HOT_LEN = const(20)
 _HREC = const(30)          # 2 + 4 + 20 + 4
+_ROOM = const(62)          # words of Journal.room: 256 B on 32 bits, the hole of a littlefs file object (252 B)
 
 
 class JournalError(ValueError):
@@ -174,6 +175,19 @@ class Journal:
         self._last = None         # CRC-32 of the newest full record's JSON (not the text: RAM)
         self._fslot = 1           # slot the next full record goes to (.b first, as v1 did)
         self._hslot = 0
+        self.room = None
+
+    def keep(self):
+        """Hold a hole for the next file (``room``: 256 B on 32 bits, a littlefs file object's 252 B), given up
+        just before a journal write (``save``) or a log read (meter.server), held again after it (the file's
+        block is garbage then): a request's transients go to a fragmented heap's small holes, its file finds
+        its block (a 56 KiB board inside an HLS association: 4-6 KiB free after gc in holes of at most 240 B,
+        docs/MEMORY.md "Session 16")."""
+        if self.room is None:
+            try:
+                self.room = (0,) * _ROOM
+            except MemoryError:
+                pass
 
     @staticmethod
     def _read(path):
@@ -220,6 +234,7 @@ class Journal:
         key, n = _digest(obj)
         full = full or key != self._last
         seq = self.seq + 1
+        self.room = None          # its hole for the file object (freed by the collection the open triggers)
         if full:   # written in pieces, the CRC chained over them: the payload is never one string
             head = bytes((0x50, 0x4A)) + struct.pack(">BIH", _VERSION, seq, n)   # PJ
             with open(self._path + (".b" if self._fslot else ".a"), "wb") as f:
