@@ -204,7 +204,7 @@ class Meter:
         self._persisted_wh = a.import_wh
         self._persisted_t = now
         if ev is not None:
-            self.journal.room = None     # its hole for the event's file (held again by the journal's write)
+            self.journal.free()     # its hole for the event's file (held again by the journal's write)
             self.event(ev[0], ev[1], ev[2])
         self.journal.keep()
 

@@ -112,6 +112,9 @@ class Association:
         self.sess = None               # HLS session (meter.secure: PEER .. PENDING)
         self.guard = self.inner = False    # meter.acse.guard runs; inside a ciphered APDU
         acse.drop(self.meter)          # a key transfer's code (meter.keyxfer) leaves the heap
+        j = getattr(self.meter, "journal", None)   # (none yet while the meter boots)
+        if j:
+            j.room = False             # no room held outside an association (meter.store)
 
     def handle(self, client, buf):
         """One complete APDU in, one APDU out (or None for no answer)."""
@@ -135,7 +138,9 @@ class Association:
             if not self.open or client != self.client:
                 return apdu.exception_response(1, 1)  # service-not-allowed, operation-not-possible
             j = self.meter.journal
-            j.keep()       # a hole for a file (a write, a log read: meter.store): the request's transients in others
+            if j.room is False:
+                j.room = None   # a hole for a file while the association is open (meter.store: reset drops it)
+            j.keep()            # the request's transients go to the others
             try:
                 req = apdu.parse_request(buf)
             except apdu.ApduError as e:
@@ -205,7 +210,7 @@ class Association:
                 if p is not None:
                     items[i] = items[i][:4] + (bytes(p),)
             src = [buf, _with_list(self.meter, self, items, buf)]
-        self.meter.journal.room = None   # its hole for the file a value is read from (handle)
+        self.meter.journal.free()   # its hole for the file a value is read from (handle)
         try:
             whole = _fill(src, limit + 1)
             if not (whole and len(src[_BLK_BUF]) <= limit) and not blocks_ok:
@@ -239,7 +244,7 @@ class Association:
         t = _TAIL if self.inner else 0
         s = b[_BLK_SENT]
         buf[_BLOCK_AT:_BLOCK_AT + s + (t if s else 0)] = b""   # the block sent before (and its tail room)
-        self.meter.journal.room = None
+        self.meter.journal.free()
         try:
             done = _fill(b, _BLOCK_AT + n)
         except Exception:

@@ -175,19 +175,23 @@ class Journal:
         self._last = None         # CRC-32 of the newest full record's JSON (not the text: RAM)
         self._fslot = 1           # slot the next full record goes to (.b first, as v1 did)
         self._hslot = 0
-        self.room = None
+        self.room = False         # False: none wanted (meter.server: wanted while an association is open)
 
     def keep(self):
-        """Hold a hole for the next file (``room``: 256 B on 32 bits, a littlefs file object's 252 B), given up
-        just before a journal write (``save``) or a log read (meter.server), held again after it (the file's
-        block is garbage then): a request's transients go to a fragmented heap's small holes, its file finds
-        its block (a 56 KiB board inside an HLS association: 4-6 KiB free after gc in holes of at most 240 B,
-        docs/MEMORY.md "Session 16")."""
+        """Hold a hole for the next file, if wanted (``room``: 256 B on 32 bits, a littlefs file object's 252 B),
+        given up (``free``) just before a journal write, the command's event or a log read (meter.server), held
+        again after it (the file's block is garbage then): a request's transients go to a fragmented heap's
+        small holes, its file finds its block (a 56 KiB board inside an HLS association: 4-6 KiB free after
+        gc in holes of at most 240 B, docs/MEMORY.md "Session 16")."""
         if self.room is None:
             try:
                 self.room = (0,) * _ROOM
             except MemoryError:
                 pass
+
+    def free(self):
+        if self.room:
+            self.room = None
 
     @staticmethod
     def _read(path):
@@ -234,7 +238,7 @@ class Journal:
         key, n = _digest(obj)
         full = full or key != self._last
         seq = self.seq + 1
-        self.room = None          # its hole for the file object (freed by the collection the open triggers)
+        self.free()               # its hole for the file object (freed by the collection the open triggers)
         if full:   # written in pieces, the CRC chained over them: the payload is never one string
             head = bytes((0x50, 0x4A)) + struct.pack(">BIH", _VERSION, seq, n)   # PJ
             with open(self._path + (".b" if self._fslot else ".a"), "wb") as f:
