@@ -199,14 +199,13 @@ class Meter:
         except Exception as e:
             self._pev = pev
             undo(self, e, q)      # raised again unless the record is on flash after all
+        self.journal.keep()       # in its file's block (save's frame gone: collected now), given to the event's
         if clock is not None:
             self.board.set_time(clock)
         self._persisted_wh = a.import_wh
         self._persisted_t = now
         if ev is not None:
-            self.journal.free()     # its hole for the event's file (held again by the journal's write)
             self.event(ev[0], ev[1], ev[2])
-        self.journal.keep()
 
     def _save(self, now):
         a, w = self.account, self.module_wh
@@ -230,9 +229,11 @@ class Meter:
 
     def _log(self, epoch, code, detail):
         try:
+            self.journal.free()       # the room's hole for its file (meter.store), held again after it
             self.event_log.append(epoch, code, detail)
             if self.profiles:
                 self.profiles.count(code)
+            self.journal.keep()
         except (OSError, ValueError, MemoryError):
             pass  # the flash refuses (or no room for a file): the event still goes out on the report line
 

@@ -263,7 +263,6 @@ class Journal:
             self.full_writes += 1
         else:
             self._hslot ^= 1
-        self.keep()               # the file's block is garbage now: a collection frees it for the room
         return full
 
 
