@@ -179,11 +179,10 @@ class Meter:
         self._persisted_t = hot[4]
 
     def persist(self, ev=None, clock=None):
-        """Journal the whole state; returns when it is on flash (meter.store: a full record, or a 30-byte hot
-        record if only credit/remainder/energy/clock changed). ``ev`` = (code, text, detail): the change's
-        event, journaled (``pev``: its event-log sequence number), then logged (kept off the log by a cut or
-        a MemoryError: logged at boot or by the next persist with an event). ``clock``: a new RTC time,
-        journaled, then set. A failed write (or ``stale``) reloads, raises (MemoryError: OSError ENOMEM)."""
+        """Journal the whole state, return once on flash (meter.store: a full record, or a 30-byte hot record if only
+        credit/remainder/energy/clock changed). ``ev`` = (code, text, detail): its event, journaled (``pev``: its log
+        seq), then logged (off the log after a cut or a MemoryError: logged at boot or by the next persist with an
+        event). ``clock``: a new RTC time, journaled, then set. A failed write (or ``stale``) reloads, raises (ENOMEM)."""
         now = self.board.time() if clock is None else clock
         now = 0 if now < 0 else (TIME_MAX if now > TIME_MAX else now)
         a, q = self.account, self.journal.seq
@@ -195,7 +194,8 @@ class Meter:
         try:
             if self.stale:       # RAM may be ahead of the journal: nothing written, this change undone
                 raise MemoryError
-            self._save(now)
+            w = self.module_wh    # (the record: _rec)
+            self.journal.save(self._rec, (a.credit, a.rem, a.import_wh, -1 if w is None else w, now))
         except Exception as e:
             self._pev = pev
             undo(self, e, q)      # raised again unless the record is on flash after all
@@ -207,13 +207,8 @@ class Meter:
         if ev is not None:
             self.event(ev[0], ev[1], ev[2])
 
-    def _save(self, now):
-        a, w = self.account, self.module_wh
-        self.journal.save(self._rec, (a.credit, a.rem, a.import_wh, -1 if w is None else w, now))
-
     def _rec(self):
-        """The full record's (key, value) pairs (meter.store: no dict built); the account's hot values (credit,
-        rem, import_wh) zeroed: they travel in the hot record, so consumption never rewrites the full record."""
+        """The full record's (key, value) pairs (meter.store: no dict); credit, rem, import_wh 0: in the hot record."""
         a, dc = self.account, self.dc
         s = a.state()
         s[0] = s[1] = s[2] = 0
@@ -284,10 +279,10 @@ class Meter:
         return r
 
     def token_room(self):
-        """The largest STS credit amount (0.1 kWh) the credit register can still take: a token for more is
-        refused before its TID is stored (``meter.tokens``; paise = amount x rate / 10, rounded up, at the
-        tariff's flat or first-slab rate; an energy register takes the amount as it is); 0 when that rate is 0
-        on a currency register (a token would credit nothing, its TID used: refused as overflow, pass 14)."""
+        """The largest STS credit amount (0.1 kWh) the credit register can still take: a token for more is refused
+        before its TID is stored (``meter.tokens``; paise = amount x rate / 10, rounded up, at the tariff's flat or
+        first-slab rate; an energy register takes the amount as it is); 0 when that rate is 0 on a currency
+        register (a token would credit nothing, its TID used: refused as overflow, pass 14)."""
         a = self.account
         if a.unit == _CREDIT_ENERGY:
             return _MAX_CREDIT - a.credit
@@ -440,8 +435,7 @@ class Meter:
         self.board.report("meter %d %d %d %d" % (now, a.import_wh, a.credit, 1 if self.dc.output_state else 0))
 
     def run(self):
-        """Set up the tasks (generators: metering, DLMS link, the board's control task), say
-        ``ready`` and run them in ``loop`` (``meter.metrology``) for ever."""
+        """Set up the tasks (metering, DLMS link, the board's control task), say ``ready``, ``loop`` them for ever."""
         b = self.board
         b.wdt_feed()
         self.evaluate()
