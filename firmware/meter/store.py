@@ -53,7 +53,7 @@ _EV_DLMS_ERROR = const(90)   # meter.events
 TIME_MAX = const(0xFFFFFFFF)   # the last second a record can hold: 2106-02-07T06:28:15Z
 _HOT_LEN = const(20)
 _HREC = const(30)          # 2 + 4 + 20 + 4
-_ROOM = const(62)          # words of Journal.room: 256 B on 32 bits, the hole of a littlefs file object (252 B)
+_ROOM_WORDS = const(62)    # words of Journal.room: 256 B on 32 bits, the hole of a littlefs file object (252 B)
 
 
 class JournalError(ValueError):
@@ -185,7 +185,7 @@ class Journal:
         gc in holes of at most 240 B, docs/MEMORY.md "Session 16")."""
         if self.room is None:
             try:
-                self.room = (0,) * _ROOM
+                self.room = (0,) * _ROOM_WORDS
             except MemoryError:
                 pass
 
