@@ -179,11 +179,10 @@ class Meter:
         self._persisted_t = hot[4]
 
     def persist(self, ev=None, clock=None):
-        """Journal the whole state; returns when it is on flash (meter.store: a full record, or a 30-byte hot
-        record if only credit/remainder/energy/clock changed). ``ev`` = (code, text, detail): the change's
-        event, journaled (``pev``: its event-log sequence number), then logged (kept off the log by a cut or
-        a MemoryError: logged at boot or by the next persist with an event). ``clock``: a new RTC time,
-        journaled, then set. A failed write (or ``stale``) reloads, raises (MemoryError: OSError ENOMEM)."""
+        """Journal the whole state, return once on flash (meter.store: a full record, or a 30-byte hot record if only
+        credit/remainder/energy/clock changed). ``ev`` = (code, text, detail): its event, journaled (``pev``: its log
+        seq), then logged (off the log after a cut or a MemoryError: logged at boot or by the next persist with an
+        event). ``clock``: a new RTC time, journaled, then set. A failed write (or ``stale``) reloads, raises (ENOMEM)."""
         now = self.board.time() if clock is None else clock
         now = 0 if now < 0 else (TIME_MAX if now > TIME_MAX else now)
         a, q = self.account, self.journal.seq
@@ -195,10 +194,12 @@ class Meter:
         try:
             if self.stale:       # RAM may be ahead of the journal: nothing written, this change undone
                 raise MemoryError
-            self._save(now)
+            w = self.module_wh    # (the record: _rec)
+            self.journal.save(self._rec, (a.credit, a.rem, a.import_wh, -1 if w is None else w, now))
         except Exception as e:
             self._pev = pev
             undo(self, e, q)      # raised again unless the record is on flash after all
+        self.journal.keep()       # in its file's block (save's frame gone: collected now), given to the event's
         if clock is not None:
             self.board.set_time(clock)
         self._persisted_wh = a.import_wh
@@ -206,29 +207,28 @@ class Meter:
         if ev is not None:
             self.event(ev[0], ev[1], ev[2])
 
-    def _save(self, now):
-        a = self.account
-        mwh = self.module_wh
-        # Account.state() with the hot values (credit, rem, import_wh) zeroed: they travel in
-        # the journal's hot record, so consumption alone never rewrites the full record
-        c, r, w = a.credit, a.rem, a.import_wh
-        a.credit = a.rem = a.import_wh = 0
-        try:
-            acc = a.state()
-        finally:
-            a.credit, a.rem, a.import_wh = c, r, w
-        self.journal.save({"acc": acc, "mode": self.dc.control_mode, "pev": self._pev,
-                           "cs": self.dc.control_state, "cause": self.dc.cause,
-                           "tz": self.tz_minutes,
-                           "tar": self.tariff.cold(a.credit, a.import_wh), "pol": self.policy.state(),
-                           "tok": self.tokens[1] if self.tokens and self.tokens[1] else None},   # hex
-                          (a.credit, a.rem, a.import_wh, -1 if mwh is None else mwh, now))
+    def _rec(self):
+        """The full record's (key, value) pairs (meter.store: no dict); credit, rem, import_wh 0: in the hot record."""
+        a, dc = self.account, self.dc
+        s = a.state()
+        s[0] = s[1] = s[2] = 0
+        yield "acc", s
+        yield "mode", dc.control_mode
+        yield "pev", self._pev
+        yield "cs", dc.control_state
+        yield "cause", dc.cause
+        yield "tz", self.tz_minutes
+        yield "tar", self.tariff.cold(a.credit, a.import_wh)
+        yield "pol", self.policy.state()
+        yield "tok", self.tokens[1] if self.tokens and self.tokens[1] else None   # bytes: hex
 
     def _log(self, epoch, code, detail):
         try:
+            self.journal.free()       # the room's hole for its file (meter.store), held again after it
             self.event_log.append(epoch, code, detail)
             if self.profiles:
                 self.profiles.count(code)
+            self.journal.keep()
         except (OSError, ValueError, MemoryError):
             pass  # the flash refuses (or no room for a file): the event still goes out on the report line
 
@@ -279,10 +279,10 @@ class Meter:
         return r
 
     def token_room(self):
-        """The largest STS credit amount (0.1 kWh) the credit register can still take: a token for more is
-        refused before its TID is stored (``meter.tokens``; paise = amount x rate / 10, rounded up, at the
-        tariff's flat or first-slab rate; an energy register takes the amount as it is); 0 when that rate is 0
-        on a currency register (a token would credit nothing, its TID used: refused as overflow, pass 14)."""
+        """The largest STS credit amount (0.1 kWh) the credit register can still take: a token for more is refused
+        before its TID is stored (``meter.tokens``; paise = amount x rate / 10, rounded up, at the tariff's flat or
+        first-slab rate; an energy register takes the amount as it is); 0 when that rate is 0 on a currency
+        register (a token would credit nothing, its TID used: refused as overflow, pass 14)."""
         a = self.account
         if a.unit == _CREDIT_ENERGY:
             return _MAX_CREDIT - a.credit
@@ -435,8 +435,7 @@ class Meter:
         self.board.report("meter %d %d %d %d" % (now, a.import_wh, a.credit, 1 if self.dc.output_state else 0))
 
     def run(self):
-        """Set up the tasks (generators: metering, DLMS link, the board's control task), say
-        ``ready`` and run them in ``loop`` (``meter.metrology``) for ever."""
+        """Set up the tasks (metering, DLMS link, the board's control task), say ``ready``, ``loop`` them for ever."""
         b = self.board
         b.wdt_feed()
         self.evaluate()

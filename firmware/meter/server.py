@@ -86,6 +86,21 @@ def _with_list(meter, ctx, items, buf):
                 yield chunk
 
 
+def _room(meter, act):
+    """The journal's room for a file (meter.store): ``act`` 1 wanted and held (a request of an open association),
+    0 given up for a file read now, -1 none wanted (the association reset). A meter without a journal: none."""
+    j = getattr(meter, "journal", None)
+    if j:
+        if act < 0:
+            j.room = False
+        elif act:
+            if j.room is False:
+                j.room = None
+            j.keep()
+        else:
+            j.free()
+
+
 class Association:
     """Application association state and xDLMS service dispatch for one link. Attributes
     read by IC 15 (meter.cosem): ``role``, ``client``, ``server``, ``conformance``,
@@ -112,6 +127,7 @@ class Association:
         self.sess = None               # HLS session (meter.secure: PEER .. PENDING)
         self.guard = self.inner = False    # meter.acse.guard runs; inside a ciphered APDU
         acse.drop(self.meter)          # a key transfer's code (meter.keyxfer) leaves the heap
+        _room(self.meter, -1)          # no room held outside an association (meter.store)
 
     def handle(self, client, buf):
         """One complete APDU in, one APDU out (or None for no answer)."""
@@ -134,6 +150,7 @@ class Association:
         if tag == _GET_REQUEST or tag == _SET_REQUEST or tag == _ACTION_REQUEST:
             if not self.open or client != self.client:
                 return apdu.exception_response(1, 1)  # service-not-allowed, operation-not-possible
+            _room(self.meter, 1)    # a hole for a file: the request's transients go to the others
             try:
                 req = apdu.parse_request(buf)
             except apdu.ApduError as e:
@@ -152,7 +169,9 @@ class Association:
             if tag == _GET_REQUEST:
                 if not self.conformance & _CONF_GET:
                     return apdu.exception_response(1, 2)
-                return self.get(req)
+                r = self.get(req)
+                _room(self.meter, 1)
+                return r
             self._blocks = None
             inv = req.invoke
             if tag == _SET_REQUEST:
@@ -201,6 +220,7 @@ class Association:
                 if p is not None:
                     items[i] = items[i][:4] + (bytes(p),)
             src = [buf, _with_list(self.meter, self, items, buf)]
+        _room(self.meter, 0)       # its hole for the file a value is read from (handle)
         try:
             whole = _fill(src, limit + 1)
             if not (whole and len(src[_BLK_BUF]) <= limit) and not blocks_ok:
@@ -234,6 +254,7 @@ class Association:
         t = _TAIL if self.inner else 0
         s = b[_BLK_SENT]
         buf[_BLOCK_AT:_BLOCK_AT + s + (t if s else 0)] = b""   # the block sent before (and its tail room)
+        _room(self.meter, 0)
         try:
             done = _fill(b, _BLOCK_AT + n)
         except Exception:

@@ -53,6 +53,7 @@ _EV_DLMS_ERROR = const(90)   # meter.events
 TIME_MAX = const(0xFFFFFFFF)   # the last second a record can hold: 2106-02-07T06:28:15Z
 _HOT_LEN = const(20)
 _HREC = const(30)          # 2 + 4 + 20 + 4
+_ROOM_WORDS = const(62)    # words of Journal.room: 256 B on 32 bits, the hole of a littlefs file object (252 B)
 
 
 class JournalError(ValueError):
@@ -81,30 +82,32 @@ def _utf8(text):
         return text.encode()
 
 
-def _pieces(obj):
-    """The JSON payload of dict ``obj`` as UTF-8 pieces, each small: ``json.dumps`` per value, a bytes
-    value as its hex text in 96-character pieces (read back as that str). No piece is the whole
-    payload: a board's heap is in holes of a few hundred bytes when a token entry journals (~600 B
-    of JSON, its TID store ~350 of them). (Short str constants: names, no object per load.)"""
+def _pieces(rec):
+    """The JSON payload of ``rec`` (a dict, or a function -> an iterator of (key, value): no dict
+    built) as UTF-8 pieces, each small: ``json.dumps`` per key and value, a bytes value as its hex
+    text in 96-character pieces (read back as that str). No piece is the whole payload: a board's heap is
+    in holes of a few hundred bytes when a token entry journals (~600 B of JSON, its TID store ~350 of
+    them). (Short str constants: names, no object per load.)"""
     sep = "{"
-    for k in obj:
-        v = obj[k]
-        yield _utf8(sep + json.dumps(str(k)) + ": ")
+    for k, v in (rec.items() if isinstance(rec, dict) else rec()):
+        yield _utf8(sep)
+        yield _utf8(json.dumps(str(k)))
+        yield _utf8(": ")
         sep = ", "
         if isinstance(v, (bytes, bytearray)):
             yield _utf8('"')
             for i in range(0, len(v), 48):
-                yield binascii.hexlify(v[i:i + 48])
+                yield binascii.hexlify(memoryview(v)[i:i + 48])
             yield _utf8('"')
         else:
             yield _utf8(json.dumps(v))
     yield _utf8("{}" if sep == "{" else "}")
 
 
-def _digest(obj):
-    """(CRC-32, length) of ``obj``'s payload (``_pieces``)."""
+def _digest(rec):
+    """(CRC-32, length) of ``rec``'s payload (``_pieces``)."""
     c = n = 0
-    for p in _pieces(obj):
+    for p in _pieces(rec):
         c = binascii.crc32(p, c)
         n += len(p)
     return c, n
@@ -172,6 +175,23 @@ class Journal:
         self._last = None         # CRC-32 of the newest full record's JSON (not the text: RAM)
         self._fslot = 1           # slot the next full record goes to (.b first, as v1 did)
         self._hslot = 0
+        self.room = False         # False: none wanted (meter.server: wanted while an association is open)
+
+    def keep(self):
+        """Hold a hole for the next file, if wanted (``room``: 256 B on 32 bits, a littlefs file object's 252 B),
+        given up (``free``) just before a journal write, the command's event or a log read (meter.server), held
+        again after it (the file's block is garbage then): a request's transients go to a fragmented heap's
+        small holes, its file finds its block (a 56 KiB board inside an HLS association: 4-6 KiB free after
+        gc in holes of at most 240 B, docs/MEMORY.md "Session 16")."""
+        if self.room is None:
+            try:
+                self.room = (0,) * _ROOM_WORDS
+            except MemoryError:
+                pass
+
+    def free(self):
+        if self.room:
+            self.room = None
 
     @staticmethod
     def _read(path):
@@ -203,7 +223,8 @@ class Journal:
         return obj
 
     def save(self, obj, hot=None):
-        """Journal ``obj`` (a dict of JSON-able values or bytes, the bytes written as hex text) with
+        """Journal ``obj`` (a dict of JSON-able values or bytes, the bytes written as hex text; or a function
+        -> an iterator of its (key, value) pairs, called twice: the record is never a dict) with
         ``hot`` (5 ints); returns when it is durable (file closed).
 
         Writes a full record if ``obj`` changed since the last full record (or ``hot`` is None:
@@ -217,6 +238,7 @@ class Journal:
         key, n = _digest(obj)
         full = full or key != self._last
         seq = self.seq + 1
+        self.free()               # its hole for the file object (freed by the collection the open triggers)
         if full:   # written in pieces, the CRC chained over them: the payload is never one string
             head = bytes((0x50, 0x4A)) + struct.pack(">BIH", _VERSION, seq, n)   # PJ
             with open(self._path + (".b" if self._fslot else ".a"), "wb") as f:

@@ -333,9 +333,9 @@ def soak(rig_factory, capsys, seconds, seed):
     return s
 
 
-@pytest.mark.heap32("68k", "STS+HLS meter on the NOR model, 50.3 KiB after boot: a top-up inside an HLS "
-                    "association holds ~53.3 KiB and each file write needs a 252 B block; at 56-60k the "
-                    "journal write and its reload fail; 4 of 4 at 68k (the floods fragment nothing: docs/MEMORY.md s15)")
+@pytest.mark.heap32("58k", "STS+HLS meter on the NOR model: files inside an HLS association need a 252 B "
+                    "block of a heap fragmented into holes of <= 240 B; with Journal.room 12 of 13 at 56k, 8 of 8 "
+                    "at 58k (docs/MEMORY.md s16)")
 def test_attack_soak_short(rig_factory, capsys):
     s = soak(rig_factory, capsys, int(os.environ.get("SOAK_S", 40)), 1)
     assert s.top_ups and s.kinds["failed login LLS"] and s.kinds["garbage"]
