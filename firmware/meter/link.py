@@ -218,7 +218,7 @@ class HdlcLink:
             self._ndm()
         a = self.assoc
         if self.state == _NRM and f.src != self.client and (
-                k != _K_SNRM or f.src == b"\x21" or a.open and a.role and not (a.sess and a.sess[5])):
+                k != _K_SNRM or a.open and (f.src == b"\x21" or a.role and not (a.sess and a.sess[5]))):
             # the link is another client's: it stays as it is, this one is told DM (not UI). An SNRM
             # of a client other than the public one (16) takes over a link with no association, a
             # public one or an HLS one before pass 3: an attacker without a secret held the only

@@ -70,6 +70,8 @@ def test_an_unauthenticated_link_is_taken_over_by_a_non_public_client():
     _open(link, C1)                       # the public association is gone, the link is client 1's
     assert link.client == C1 and not link.assoc.open
     assert hdlc.decode_frame(link.on_frame(frame(SRV, C16, hdlc.ctrl_rr(0)))[0]).ctrl == hdlc.DM
+    _open(link, C16)                      # no association: the public client's SNRM takes it too
+    _open(link, C1)
     # an authenticated association (LLS, client 32) holds the link against client 1's SNRM
     _open(link, C32)
     out = link.on_frame(frame(SRV, C32, hdlc.ctrl_i(0, 0), hdlc.LLC_REQUEST + apdu.build_aarq(
