@@ -97,8 +97,8 @@ class HdlcLink:
         self.retransmitted = 0
         self._echo = None          # (dest, src, ctrl, FCS bytes) of our last frame
         self._fb = None            # serve(): the buffer each I-frame of a response is built in (_rb)
-        # serve()'s receiver, and one buffer for a segmented request (reassembled in it: its
-        # length in _rx) and for the I-frames of a response (serve() builds them in it), allocated
+        # serve()'s receiver, and one buffer for a request (copied or reassembled in it: a segmented
+        # one's length in _rx) and for the I-frames of a response (serve() builds them in it), allocated
         # now (boot) while the heap is unfragmented. Shared, as they never overlap: a new request
         # ends the response being sent (_numbered), a response is built after its request was
         # handled, and no response nor state refers to the request after it (meter.server copies)
@@ -307,8 +307,10 @@ class HdlcLink:
                 return (self._frame(hdlc.ctrl_rr(self.vr)),) if poll else ()
             self._rx = None
             mv = memoryview(self._rb)[:rx] if rx is not False else None
-        else:
-            mv = memoryview(f.info)
+        else:       # into _rb as well: a ciphered request is deciphered there in place (meter.secure
+            n = len(f.info)     # copied a frame's bytes: ~60-140 B more per ciphered request)
+            self._rb[0:n] = f.info
+            mv = memoryview(self._rb)[:n]
         if mv is None:
             resp = apdu.exception_response(1, _SERVICE_PDU_TOO_LONG)
         else:

@@ -111,9 +111,9 @@ def unwrap(k, a, client, buf):
         return bytes((_EXCEPTION_RESPONSE, _SERVICE_NOT_ALLOWED, 1))
     b = buf
     try:
-        b[0] = b[0]             # the link's reassembly buffer: deciphered in place
+        b[0] = b[0]             # the link's frame/reassembly buffer: deciphered in place
     except TypeError:
-        b = bytearray(buf)      # a frame's bytes: copied
+        b = bytearray(buf)      # bytes (a host test's): copied
     s = suite(k)
     try:
         s.open(b, 0, len(b), sess[_PEER], k.rx)
