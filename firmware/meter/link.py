@@ -289,28 +289,27 @@ class HdlcLink:
             return self._frmr(f.ctrl, _FRMR_Y)
         self.vr = (self.vr + 1) & 7
         self._tx = None                     # a new request ends any unfinished response
+        # into _rb (allocated at boot, no allocation here), a whole request as well as a segmented
+        # one: the request is a view of it, valid until the response's first frame is built
+        # (meter.server copies what it keeps); a ciphered request is deciphered there in place
+        # (meter.secure), and the frame's bytes are garbage from here on (~60-140 B free while the
+        # request is handled: meter.secure copied them, the frame kept them)
         rx = self._rx
-        if f.segmented or rx is not None:
-            # into _rb (allocated at boot, no allocation here): the request is a view of it,
-            # valid until the response's first frame is built (meter.server copies what it keeps)
-            n = len(f.info)
-            if rx is None:
-                rx = 0
-            if rx is not False:
-                if rx + n > _RX_MAX:
-                    rx = False              # too long: the rest is dropped, then refused
-                else:
-                    self._rb[rx:rx + n] = f.info
-                    rx += n
-            if f.segmented:
-                self._rx = rx
-                return (self._frame(hdlc.ctrl_rr(self.vr)),) if poll else ()
-            self._rx = None
-            mv = memoryview(self._rb)[:rx] if rx is not False else None
-        else:       # into _rb as well: a ciphered request is deciphered there in place (meter.secure
-            n = len(f.info)     # copied a frame's bytes: ~60-140 B more per ciphered request)
-            self._rb[0:n] = f.info
-            mv = memoryview(self._rb)[:n]
+        n = len(f.info)
+        if rx is None:
+            rx = 0
+        if rx is not False:
+            if rx + n > _RX_MAX:
+                rx = False                  # too long: the rest is dropped, then refused
+            else:
+                self._rb[rx:rx + n] = f.info
+                rx += n
+        f.info = b""
+        if f.segmented:
+            self._rx = rx
+            return (self._frame(hdlc.ctrl_rr(self.vr)),) if poll else ()
+        self._rx = None
+        mv = memoryview(self._rb)[:rx] if rx is not False else None
         if mv is None:
             resp = apdu.exception_response(1, _SERVICE_PDU_TOO_LONG)
         else:
