@@ -33,7 +33,7 @@ RP2040_FACTOR = 80
 DEVICE_SCRIPT = r"""
 import gc, time, sys
 from protocol import sts
-from protocol.ea07 import Ea07, load_tables
+from protocol.sts import Ea07, load_tables
 from protocol.misty1 import Misty1
 from meter.tokens import TokenAcceptor
 

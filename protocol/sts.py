@@ -282,7 +282,7 @@ def key_sections(new_key, ken, krn, kt, ti, ro=0, sgc=0):
 
 
 # -- ciphers, host side: the int interface and EA07 encryption ------------------------------
-# The meter decrypts in place with protocol.ea07.Ea07 / protocol.misty1.Misty1 (decrypt_into);
+# The meter decrypts in place with protocol.ea07.decrypt / protocol.misty1.Misty1 (decrypt_into);
 # vending and tests also encrypt, and take blocks as ints. Import the ciphers from here.
 
 from protocol import ea07 as _ea07, misty1 as _misty1  # noqa: E402
@@ -378,9 +378,27 @@ def _pass(w, t, key, r):
     w[3] = o3
 
 
-class Ea07(Block64, _ea07.Ea07):
-    """EA07 (``protocol.ea07.Ea07``, the meter's decrypting half) with encryption, the int
-    interface and a table-driven decryption for hosts and benchmarks."""
+class Ea07(Block64):
+    """EA07 with one decoder key (the meter calls ``protocol.ea07.decrypt`` itself: no object):
+    decryption, encryption, the int interface and a table-driven decryption for hosts and
+    benchmarks. ``key``: bytes(8) in IEC order (first byte most significant) or an int
+    0..2**64-1; ``tables``: Tables (or anything ``load_tables`` takes)."""
+
+    def __init__(self, key, tables):
+        self.tables = load_tables(tables)
+        if isinstance(key, int):
+            key = key.to_bytes(8, "big") if key >= 0 and not key >> 64 else b""
+        if not isinstance(key, (bytes, bytearray)) or len(key) != 8:
+            raise StsError("key")
+        self._key = bytes(key)
+        from array import array
+        self._w = array("H", bytes(8))
+        self._o = array("H", bytes(8))
+
+    def decrypt_into(self, buf):
+        """Decrypt the 8-byte big-endian block in ``buf`` (bytearray) in place, bit by bit
+        (``protocol.ea07.decrypt``: no derived tables). Allocates nothing."""
+        _ea07.decrypt(self._key, self.tables, buf, self._w, self._o)
 
     def encrypt_into(self, buf):
         """Encrypt the 8-byte big-endian block in ``buf`` (bytearray) in place."""
@@ -403,7 +421,7 @@ class Ea07(Block64, _ea07.Ea07):
         _pass(w, ip0, None, 0)
         for j in range(15):
             _pass(w, isip, key, 15 - j)
-        _ea07._inv_sub(w, tb.isub, key)
+        _ea07._inv_pass(w, self._o, None, tb.isub, key, 0)     # S^-1 of round 1
         _ea07._io(w, buf, True)
 
 

@@ -97,8 +97,8 @@ class HdlcLink:
         self.retransmitted = 0
         self._echo = None          # (dest, src, ctrl, FCS bytes) of our last frame
         self._fb = None            # serve(): the buffer each I-frame of a response is built in (_rb)
-        # serve()'s receiver, and one buffer for a segmented request (reassembled in it: its
-        # length in _rx) and for the I-frames of a response (serve() builds them in it), allocated
+        # serve()'s receiver, and one buffer for a request (copied or reassembled in it: a segmented
+        # one's length in _rx) and for the I-frames of a response (serve() builds them in it), allocated
         # now (boot) while the heap is unfragmented. Shared, as they never overlap: a new request
         # ends the response being sent (_numbered), a response is built after its request was
         # handled, and no response nor state refers to the request after it (meter.server copies)
@@ -289,26 +289,27 @@ class HdlcLink:
             return self._frmr(f.ctrl, _FRMR_Y)
         self.vr = (self.vr + 1) & 7
         self._tx = None                     # a new request ends any unfinished response
+        # into _rb (allocated at boot, no allocation here), a whole request as well as a segmented
+        # one: the request is a view of it, valid until the response's first frame is built
+        # (meter.server copies what it keeps); a ciphered request is deciphered there in place
+        # (meter.secure), and the frame's bytes are garbage from here on (~60-140 B free while the
+        # request is handled: meter.secure copied them, the frame kept them)
         rx = self._rx
-        if f.segmented or rx is not None:
-            # into _rb (allocated at boot, no allocation here): the request is a view of it,
-            # valid until the response's first frame is built (meter.server copies what it keeps)
-            n = len(f.info)
-            if rx is None:
-                rx = 0
-            if rx is not False:
-                if rx + n > _RX_MAX:
-                    rx = False              # too long: the rest is dropped, then refused
-                else:
-                    self._rb[rx:rx + n] = f.info
-                    rx += n
-            if f.segmented:
-                self._rx = rx
-                return (self._frame(hdlc.ctrl_rr(self.vr)),) if poll else ()
-            self._rx = None
-            mv = memoryview(self._rb)[:rx] if rx is not False else None
-        else:
-            mv = memoryview(f.info)
+        n = len(f.info)
+        if rx is None:
+            rx = 0
+        if rx is not False:
+            if rx + n > _RX_MAX:
+                rx = False                  # too long: the rest is dropped, then refused
+            else:
+                self._rb[rx:rx + n] = f.info
+                rx += n
+        f.info = b""
+        if f.segmented:
+            self._rx = rx
+            return (self._frame(hdlc.ctrl_rr(self.vr)),) if poll else ()
+        self._rx = None
+        mv = memoryview(self._rb)[:rx] if rx is not False else None
         if mv is None:
             resp = apdu.exception_response(1, _SERVICE_PDU_TOO_LONG)
         else:

@@ -145,17 +145,16 @@ class TokenAcceptor:
             return self._reject(now, "wrong_class", cls)
         if cls == _CLASS_NON_MERIT:
             return self._test_token(now, block)
-        c = self._cipher
-        if c is None:
-            if self._alg == _ALG_EA07:
-                from protocol.ea07 import Ea07
-                c = Ea07(self._key, self._tables)
-            else:
-                from protocol.misty1 import Misty1
-                c = Misty1(self._key)
-            self._cipher = c
         buf = bytearray(block.to_bytes(8, "big"))
-        c.decrypt_into(buf)
+        if self._alg == _ALG_EA07:     # a function, no cipher object (protocol.sts.Ea07 is the host's)
+            from protocol.ea07 import decrypt
+            decrypt(self._key, self._tables, buf, None, None)
+        else:
+            c = self._cipher
+            if c is None:
+                from protocol.misty1 import Misty1
+                c = self._cipher = Misty1(self._key)
+            c.decrypt_into(buf)
         f = sts.parse_block(cls, int.from_bytes(buf, "big"))
         if not f.crc_ok:
             return self._reject(now, "crc", cls)

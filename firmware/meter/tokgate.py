@@ -58,7 +58,7 @@ def enter(meter, raw, delivery):
     text = raw
     if isinstance(raw, (bytes, bytearray)):
         try:
-            text = bytes(raw).decode()
+            text = raw.decode()     # no bytes() copy first
         except Exception:
             text = ""
     # no "".join of a generator: it builds a list of every character first (a 277-character entry

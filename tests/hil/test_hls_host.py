@@ -48,7 +48,6 @@ def credit(rig, kf):
     return json.loads(ok("read", "-p", rig.port, "--auth", "hls", "--key-file", kf, "--json").output)
 
 
-@pytest.mark.heap32("72k", "an STS token inside an HLS association: STS and HLS code loaded at once")
 def test_read_credit_topup_relay_over_hls(rig_factory, tmp_path):
     rig = hls_rig(rig_factory)
     kf = keyfile(tmp_path)

@@ -33,7 +33,6 @@ ACCOUNT = cosem.Obis(0, 0, 19, 0, 0)
 FRAME_COUNTER = cosem.Obis(0, 0, 43, 1, 1)
 
 
-@pytest.mark.heap32("72k", "an STS token inside an HLS association: STS and HLS code loaded at once")
 def test_gurux_hls_gmac_reads_tops_up_enters_token_switches_relay(rig_factory):
     rig = hls_rig(rig_factory)
     for client in (1, 48):
@@ -132,7 +131,6 @@ def _attr(ic, obis, a):
     return cosem.CosemAttribute(ic, obis, a)
 
 
-@pytest.mark.heap32("72k", "an STS token inside an HLS association: STS and HLS code loaded at once")
 def test_dlmscosem_hls_gmac_global_ciphering(rig_factory):
     rig = hls_rig(rig_factory)
     c0 = rig.meter.credit
