@@ -333,9 +333,6 @@ def soak(rig_factory, capsys, seconds, seed):
     return s
 
 
-@pytest.mark.heap32("58k", "STS+HLS meter on the NOR model: files inside an HLS association need a 252 B "
-                    "block of a heap fragmented into holes of <= 240 B; with Journal.room 12 of 13 at 56k, 8 of 8 "
-                    "at 58k (docs/MEMORY.md s16)")
 def test_attack_soak_short(rig_factory, capsys):
     s = soak(rig_factory, capsys, int(os.environ.get("SOAK_S", 40)), 1)
     assert s.top_ups and s.kinds["failed login LLS"] and s.kinds["garbage"]
