@@ -39,10 +39,8 @@ MICROPYTHON_ENV = "METER_MICROPYTHON"
 VM32_ENV = "METER_VM32"
 ESP32_HEAP = "56k"  # ESP32's starting heap: the goal for the HIL tier on the 32-bit VM (issue 17)
 # What the HIL tier gets on the 32-bit VM: ESP32's 56k since session 15 (64k in sessions 11-14, 72k
-# before). The tests that still need more carry heap32 markers (7 in session 15: an STS token inside
-# an HLS association x3, HLS on the NOR flash model, key rotation and its power-cut campaign, the
-# attack soak; docs/MEMORY.md); the heap budgets of tests/hil/test_heap_budget.py guard the steady
-# state. heap32(SIZE) raises it per test.
+# before); since session 16 no test carries a heap32 marker (docs/MEMORY.md); the heap budgets of
+# tests/hil/test_heap_budget.py guard the steady state. heap32(SIZE) raises it per test.
 VM32_HEAP = "56k"
 
 _chosen = [None]  # set_micropython's path (the pytest option), else None
