@@ -16,10 +16,10 @@ after a lost answer, ``judge`` compares).
   the value sent (a clock within ``CLOCK_SLACK_S``); not applied iff it still reads the old one.
 - ``Profile(wire)``: SET 0.128.96.5.0.255 attr 2. Applied iff the meter's profile is ours.
 - ``Token(digits)``: IC 115 0.0.19.40.0.255 enter. Evidence: the gateway's last token (attr 2)
-  and status. Processed iff the gateway holds our token; then its status says accepted or not,
-  and "used" says the meter holds it (this entry's or an earlier one's credit). Another token than
-  the one read before: unknown (entered after ours). Re-entering a token is safe in any case: a
-  meter refuses a token it has taken (USED).
+  status and the credit. Processed iff the gateway holds our token; then its status says accepted
+  or not. Another token at the gateway, or ours refused USED on the check: not applied iff the
+  credit did not rise, else unknown (ours taken before another entry, or a top-up beside it).
+  Re-entering a token is safe in any case: a meter refuses a token it has taken (USED).
 - ``Action(ic, obis, method, param)``: the above for the methods they cover; any other method
   leaves no evidence meterctl knows, so a lost answer gives UNKNOWN.
 """
@@ -298,14 +298,15 @@ class Token(Change):
         tok, st = after.get("token"), after.get("status")
         if tok is None or st is None:
             return None
-        if tok != self.digits:
-            # another token is the last: ours never reached the gateway if nothing moved since the
-            # reading before; else another entry (the keypad, a second master on the line) came
-            # after it, and ours may have been taken first (attack pass, session 16: "not applied"
-            # for a token whose credit was on the meter)
-            return NOT_APPLIED if tok == before.get("token") and st == before.get("status") else None
-        if (after.get("reasons") or [""])[0].startswith("used"):
-            return APPLIED        # the meter holds this token: taken by this entry or an earlier one
+        c0, c1 = before.get("credit"), after.get("credit")
+        rose = c0 is None or c1 is None or c1 > c0     # (unknown counts as risen: no "not applied")
+        if tok != self.digits or (after.get("reasons") or [""])[0].startswith("used"):
+            # another token is the last, or ours refused USED: not applied iff the credit did not rise
+            # (ours never reached the gateway, or this entry was refused, e.g. a token of the same TID
+            # taken before); a rise is ours taken before another entry (the keypad, a second master
+            # on the line, ours entered again) or a top-up beside it: unknown (attack passes,
+            # session 16: "not applied" for a token on the meter, "applied" for one refused USED)
+            return None if rose else NOT_APPLIED
         return self.settle(after)
 
     def details(self, c, before, result):

@@ -286,9 +286,6 @@ def _enter(kw, digits, previous, label, stop=None):
                                           "accepted", out["effect"], " (not read after it: Ctrl-C)" if cut else ""))
         elif pending:
             click.echo("Key-change token accepted: enter the next section.")
-        elif out["reason"] == "used":     # a lost answer, then the check: the meter holds it
-            click.echo("Token already on the meter: checked after the answer was lost, the meter holds "
-                       "it (USED: taken by this entry or an earlier one).")
         else:
             click.echo("Token accepted.")
             unit = out["credit_unit"]

@@ -200,12 +200,17 @@ def test_judges():
     mine = "12345678901234567890"               # the gateway's token as digits (evidence in --json)
     assert t.judge({}, {"token": mine, "status": 3}) == oc.APPLIED
     assert t.judge({}, {"token": mine, "status": 6}) == oc.NOT_APPLIED
-    assert t.judge({"token": "00", "status": 3}, {"token": "00", "status": 3}) == oc.NOT_APPLIED
-    # attack pass (session 16): another token entered after ours (a second master, the keypad)
-    # before the check: ours may have been taken first
-    assert t.judge({"token": "00", "status": 3}, {"token": "11", "status": 3}) is None
-    # ours, refused USED on the check (another client entered it again): the meter holds it
-    assert t.judge({"token": "00", "status": 3}, {"token": mine, "status": 6, "reasons": ["used"]}) == oc.APPLIED
+    was = {"token": "00", "status": 3, "credit": 7500}
+    assert t.judge(was, {"token": "00", "status": 3, "credit": 7400}) == oc.NOT_APPLIED
+    # attack passes (session 16): another token entered after ours (a second master, the keypad)
+    # before the check, the credit risen: ours may have been taken first
+    assert t.judge(was, {"token": "11", "status": 3, "credit": 20500}) is None
+    assert t.judge(was, {"token": "00", "status": 3, "credit": 20500}) is None     # "00" entered again
+    # ours refused USED on the check: entered again by another client after it was taken (credit
+    # risen) -> unknown; a token of a TID taken before (credit the same) -> not applied
+    used = {"token": mine, "status": 6, "reasons": ["used"]}
+    assert t.judge(was, dict(used, credit=20500)) is None
+    assert t.judge(was, dict(used, credit=7500)) == oc.NOT_APPLIED
 
 
 def test_action_change_maps_the_known_methods():
