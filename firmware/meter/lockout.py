@@ -12,10 +12,11 @@ lock-out of the same client, before it authenticates once, doubles it, up to ``m
   lock-out hold across a power cut (in RAM only, two guesses and a cut, again and again, never
   locked: attack pass, session 12). A write per counted failure is bounded by the lock-out
   itself (``after`` per lock-out). Event 31 (``_EV_LOCKOUT``, detail = the failures counted) is
-  logged for the first lock-out since the client's last good login and for the first that
-  reaches ``max_s``, not for each doubling in between (one per lock-out pushed a metering
-  counter's tamper record out of the 20-entry security ring in 63 guesses over 3 clients:
-  attack pass, session 16); ``left`` still answers each lock-out in full.
+  logged for a client's first lock-out (not again within a day, whether it logged in between or
+  not) and for its first that reaches ``max_s``, not for each doubling in between (one per
+  lock-out pushed a metering counter's tamper record out of the 20-entry security ring in 63
+  guesses over 3 clients; a good login between rounds re-armed it: attack passes, session 16);
+  ``left`` still answers each lock-out in full.
 - ``ok(client)``: a successful authentication clears the count and the doubling level; the file
   is written only if a level was on record. A count alone is cleared in RAM (the next write takes
   it along): no ~256 B littlefs file object inside the association that just opened, and a
@@ -34,6 +35,8 @@ _EV_LOCKOUT = const(31)       # meter.events
 _LEVEL = const(0)
 _UNTIL = const(1)
 _FAILS = const(2)
+_LOGGED = const(3)            # when its event 31 was last logged (epoch s): kept past a good login
+_DAY = const(86400)
 
 
 class Lockout:
@@ -47,8 +50,8 @@ class Lockout:
         try:
             with open(self._path) as f:
                 d = json.load(f)
-            self._locks = {int(k): [int(v[0]), int(v[1]), int(v[2]) if len(v) > 2 else 0]
-                           for k, v in d.items()}
+            self._locks = {int(k): [int(v[0]), int(v[1]), int(v[2]) if len(v) > 2 else 0,
+                                    int(v[3]) if len(v) > 3 else 0] for k, v in d.items()}
         except (OSError, ValueError, AttributeError, TypeError, IndexError):
             self._locks = {}
 
@@ -71,19 +74,24 @@ class Lockout:
         """Count one failed authentication of ``client`` (on flash); may start a lock-out."""
         lk = self._locks.get(client)
         if lk is None:             # its record, updated in place: no new block per failure (a
-            lk = self._locks[client] = [0, 0, 0]    # long-lived one between a request's: holes)
+            lk = self._locks[client] = [0, 0, 0, 0]    # long-lived one between a request's: holes)
         n = lk[_FAILS] + 1
         s = log = 0
         if n < self.after:
             lk[_FAILS] = n
         else:
             lv = lk[_LEVEL]
+            now = self.meter.board.time()
             s = self.base_s << lv if lv < 20 else self.max_s
             s = s if s < self.max_s else self.max_s
-            # logged: the first lock-out since the client's last good login, and the first at max_s
-            log = not lv or (s == self.max_s and lv < 21 and self.base_s << (lv - 1) < self.max_s)
+            # logged: a client's first lock-out (not again within a day, good logins between or not)
+            # and its first at max_s
+            log = (not lv and not 0 <= now - lk[_LOGGED] < _DAY) or (
+                s == self.max_s and lv < 21 and self.base_s << (lv - 1) < self.max_s)
+            if log:
+                lk[_LOGGED] = now
             lk[_LEVEL] = lv + 1
-            lk[_UNTIL] = self.meter.board.time() + s
+            lk[_UNTIL] = now + s
             lk[_FAILS] = 0
         try:
             self._save()
@@ -94,10 +102,14 @@ class Lockout:
                              % (client, s, n), n)
 
     def ok(self, client):
-        """``client`` authenticated: clear its count and doubling level."""
-        lk = self._locks.pop(client, None)
-        if lk is not None and lk[_LEVEL]:
-            try:
-                self._save()
-            except OSError:
-                pass
+        """``client`` authenticated: clear its count and doubling level (when its event was logged
+        stays: a good login between guesses re-armed event 31, attack pass, session 16)."""
+        lk = self._locks.get(client)
+        if lk is not None:
+            lk[_FAILS] = 0
+            if lk[_LEVEL]:
+                lk[_LEVEL] = lk[_UNTIL] = 0
+                try:
+                    self._save()
+                except OSError:
+                    pass

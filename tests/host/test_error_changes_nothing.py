@@ -185,8 +185,48 @@ def test_a_failed_login_is_counted_in_place_and_out_of_memory_for_its_file_still
             lk.fail(32)                                     # the 2nd: locked out, its file out of memory
         finally:
             del lockout.open
-        assert lk._locks[32] is rec and rec == [1, T0 + 5, 0] and lk.left(32) == 5
+        assert lk._locks[32] is rec and rec == [1, T0 + 5, 0, T0] and lk.left(32) == 5
         assert m.events == [31]                             # one event: the lock-out started
+    finally:
+        _rmtree(d)
+
+
+def test_a_good_login_between_guesses_does_not_log_another_lockout_within_a_day():
+    """meter.lockout: event 31 for a client's first lock-out and not again within a day, good logins
+    between or not (attack pass 2, session 16: the reader logging in once per round re-armed it, 48
+    guesses were 16 records, and a metering counter's tamper record left the security ring); the
+    lock-out itself starts again at ``base_s`` after a good login, and the day survives a reboot."""
+    from meter import lockout
+
+    class M:
+        def __init__(self, board):
+            self.board = board
+            self.events = []
+
+        def event(self, code, text, detail=None):
+            self.events.append(code)
+
+    d = _tmpdir("lk3")
+    try:
+        m = M(Board(d))
+        cfg = {"after": 3, "base_s": 10, "max_s": 3600}
+        lk = lockout.Lockout(m, cfg)
+        for rnd in range(16):
+            for _ in range(3):
+                lk.fail(32)
+            assert lk.left(32) == 10                        # base_s each time: the level was cleared
+            m.board.t += 11
+            lk.ok(32)                                       # the reader logs in between rounds
+        assert m.events == [31]
+        lk = lockout.Lockout(m, cfg)                        # a reboot: the day is on flash
+        for _ in range(3):
+            lk.fail(32)
+        assert m.events == [31]
+        m.board.t = T0 + 86400
+        lk.ok(32)
+        for _ in range(3):
+            lk.fail(32)
+        assert m.events == [31, 31]                         # a day later: logged again
     finally:
         _rmtree(d)
 
