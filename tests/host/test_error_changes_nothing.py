@@ -159,6 +159,17 @@ def test_out_of_memory_in_a_top_up_leaves_ram_and_journal_agreeing():
         _rmtree(d)
 
 
+class _LockMeter:
+    """What meter.lockout uses of a meter: its board and ``event`` (the codes logged)."""
+
+    def __init__(self, board):
+        self.board = board
+        self.events = []
+
+    def event(self, code, text, detail=None):
+        self.events.append(code)
+
+
 def test_a_failed_login_is_counted_in_place_and_out_of_memory_for_its_file_still_answered():
     """meter.lockout: a client's record is updated in place (a new list per failure was a
     long-lived block allocated between a request's, the attack soak's holes); a failure whose
@@ -166,17 +177,9 @@ def test_a_failed_login_is_counted_in_place_and_out_of_memory_for_its_file_still
     the lock-out starts and the AARE goes out (it dropped the link)."""
     from meter import lockout
 
-    class M:
-        def __init__(self, board):
-            self.board = board
-            self.events = []
-
-        def event(self, code, text, detail=None):
-            self.events.append(code)
-
     d = _tmpdir("lk")
     try:
-        m = M(Board(d))
+        m = _LockMeter(Board(d))
         lk = lockout.Lockout(m, {"after": 2, "base_s": 5, "max_s": 20})
         lk.fail(32)
         rec = lk._locks[32]
@@ -198,17 +201,9 @@ def test_a_good_login_between_guesses_does_not_log_another_lockout_within_a_day(
     lock-out itself starts again at ``base_s`` after a good login, and the day survives a reboot."""
     from meter import lockout
 
-    class M:
-        def __init__(self, board):
-            self.board = board
-            self.events = []
-
-        def event(self, code, text, detail=None):
-            self.events.append(code)
-
     d = _tmpdir("lk3")
     try:
-        m = M(Board(d))
+        m = _LockMeter(Board(d))
         cfg = {"after": 3, "base_s": 10, "max_s": 3600}
         lk = lockout.Lockout(m, cfg)
         for rnd in range(16):
@@ -238,13 +233,6 @@ def test_a_lock_file_write_that_fails_half_way_keeps_every_lockout():
     import json
     from meter import lockout
 
-    class M:
-        def __init__(self, board):
-            self.board = board
-
-        def event(self, code, text, detail=None):
-            pass
-
     class HalfJson:
         load = staticmethod(json.load)
 
@@ -259,7 +247,7 @@ def test_a_lock_file_write_that_fails_half_way_keeps_every_lockout():
 
     d = _tmpdir("lk2")
     try:
-        m = M(Board(d))
+        m = _LockMeter(Board(d))
         lk = lockout.Lockout(m, {"after": 1, "base_s": 3600, "max_s": 3600})
         lk.fail(1)                                          # client 1 locked out for an hour, on flash
         lockout.json = HalfJson
