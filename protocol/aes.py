@@ -46,8 +46,9 @@ def keyed(key, m):
     of its key. Plain objects (a ``cryptolib.aes`` and an ``array``): a caller may keep them while
     ``protocol.security`` is unloaded and hand them to its ``Suite0`` for the next message
     (``meter.keyset``: built at boot, while the heap is not fragmented, not per association; here,
-    in a module loaded at boot and for a key transfer only, not in the resident security code). ``m``: the H table of the key before (rebuilt in place: a key transfer
-    needs no 256 B block nor the temporary one of a new table), or None. ``key`` may also be an AES
+    in a module loaded at boot and for a key transfer only, not in the resident security code). ``m``: an
+    ``array("H")`` of 128 words to fill with the GHASH table (``meter.keyxfer.rekey`` makes it before
+    this call's frame takes heap), or None (made here). ``key`` may also be an AES
     object from ``new`` (``meter.keyxfer.rekey`` makes it before this call's frame takes heap)."""
     from array import array
     e = key if hasattr(key, "encrypt") else new(key)
