@@ -17,14 +17,15 @@ after a lost answer, ``judge`` compares).
 - ``Profile(wire)``: SET 0.128.96.5.0.255 attr 2. Applied iff the meter's profile is ours.
 - ``Token(digits)``: IC 115 0.0.19.40.0.255 enter. Evidence: the gateway's last token (attr 2)
   status and the credit. Processed iff the gateway holds our token; then its status says accepted
-  or not. Another token at the gateway, or ours refused USED on the check: not applied iff the
-  credit did not rise, else unknown (ours taken before another entry, or a top-up beside it).
+  or not. Another token at the gateway, or ours refused USED on the check: for a credit token
+  (class 0) not applied iff the credit did not rise, else (or for a class 1/2 token) unknown.
   Re-entering a token is safe in any case: a meter refuses a token it has taken (USED).
 - ``Action(ic, obis, method, param)``: the above for the methods they cover; any other method
   leaves no evidence meterctl knows, so a lost answer gives UNKNOWN.
 """
 
 from protocol import axdr_client as axdr
+from protocol.sts_core import StsError, split_token
 
 from host_tools import creditunit
 from host_tools.client import OBIS_ACCOUNT, OBIS_CREDIT, OBIS_DISCONNECT, DataAccessError
@@ -298,15 +299,16 @@ class Token(Change):
         tok, st = after.get("token"), after.get("status")
         if tok is None or st is None:
             return None
-        c0, c1 = before.get("credit"), after.get("credit")
-        rose = c0 is None or c1 is None or c1 > c0     # (unknown counts as risen: no "not applied")
         if tok != self.digits or (after.get("reasons") or [""])[0].startswith("used"):
-            # another token is the last, or ours refused USED: not applied iff the credit did not rise
-            # (ours never reached the gateway, or this entry was refused, e.g. a token of the same TID
-            # taken before); a rise is ours taken before another entry (the keypad, a second master
-            # on the line, ours entered again) or a top-up beside it: unknown (attack passes,
-            # session 16: "not applied" for a token on the meter, "applied" for one refused USED)
-            return None if rose else NOT_APPLIED
+            # another token is the last, or ours refused USED: for a credit token (class 0) not
+            # applied iff the credit did not rise (ours never reached the gateway, or this entry was
+            # refused, e.g. a token of the same TID taken before); a rise is ours taken before another
+            # entry (the keypad, a second master, ours entered again) or a top-up beside it: unknown.
+            # A class 1/2 token changes no credit: nothing tells, unknown (attack passes, session 16)
+            c0, c1 = before.get("credit"), after.get("credit")
+            if _token_class(self.digits) != 0 or c0 is None or c1 is None or c1 > c0:
+                return None
+            return NOT_APPLIED
         return self.settle(after)
 
     def details(self, c, before, result):
@@ -316,6 +318,14 @@ class Token(Change):
     def judged(self, after):
         return {"status": after.get("status"), "reasons": after.get("reasons"),
                 "credit_after": after.get("credit"), "after": after}
+
+
+def _token_class(digits):
+    """The STS token class of 20 digits (IEC 62055-41 §6.4: in clear in the token number), or None."""
+    try:
+        return split_token(digits)[0]
+    except (StsError, ValueError):
+        return None
 
 
 def _settings(c):

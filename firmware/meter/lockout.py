@@ -86,8 +86,9 @@ class Lockout:
             s = s if s < self.max_s else self.max_s
             # logged: a client's first lock-out (not again within a day, good logins between or not)
             # and its first at max_s
-            log = (not lv and not 0 <= now - lk[_LOGGED] < _DAY) or (
-                s == self.max_s and lv < 21 and self.base_s << (lv - 1) < self.max_s)
+            d = now - lk[_LOGGED]          # (a clock set back less than a day re-arms nothing)
+            log = (not (lv or -_DAY < d < _DAY)) or (
+                s == self.max_s and 0 < lv < 21 and self.base_s << (lv - 1) < self.max_s)
             if log:
                 lk[_LOGGED] = now
             lk[_LEVEL] = lv + 1

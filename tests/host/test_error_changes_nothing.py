@@ -217,11 +217,23 @@ def test_a_good_login_between_guesses_does_not_log_another_lockout_within_a_day(
         for _ in range(3):
             lk.fail(32)
         assert m.events == [31]
+        m.board.t -= 30                                     # a clock set back re-arms nothing
+        lk.ok(32)
+        for _ in range(3):
+            lk.fail(32)
+        assert m.events == [31]
         m.board.t = T0 + 86400
         lk.ok(32)
         for _ in range(3):
             lk.fail(32)
         assert m.events == [31, 31]                         # a day later: logged again
+        # base_s = max_s (a fixed lock-out): its first lock-out after a good login within the day
+        # locked nothing (attack pass 3: base_s << -1, ValueError before the count was kept)
+        lk = lockout.Lockout(m, {"after": 3, "base_s": 60, "max_s": 60})
+        lk.ok(32)
+        for _ in range(3):
+            lk.fail(32)
+        assert lk.left(32) == 60 and m.events == [31, 31]
     finally:
         _rmtree(d)
 

@@ -200,6 +200,9 @@ def test_judges():
     mine = "12345678901234567890"               # the gateway's token as digits (evidence in --json)
     assert t.judge({}, {"token": mine, "status": 3}) == oc.APPLIED
     assert t.judge({}, {"token": mine, "status": 6}) == oc.NOT_APPLIED
+    n = 12345678901234567890 & ~(3 << 27)            # the token number, class bits 0
+    credit, setting = "%020d" % n, "%020d" % (n | 2 << 27)   # class 0, class 2 (IEC 62055-41 §6.4)
+    t = Token(credit)
     was = {"token": "00", "status": 3, "credit": 7500}
     assert t.judge(was, {"token": "00", "status": 3, "credit": 7400}) == oc.NOT_APPLIED
     # attack passes (session 16): another token entered after ours (a second master, the keypad)
@@ -208,9 +211,14 @@ def test_judges():
     assert t.judge(was, {"token": "00", "status": 3, "credit": 20500}) is None     # "00" entered again
     # ours refused USED on the check: entered again by another client after it was taken (credit
     # risen) -> unknown; a token of a TID taken before (credit the same) -> not applied
-    used = {"token": mine, "status": 6, "reasons": ["used"]}
+    used = {"token": credit, "status": 6, "reasons": ["used"]}
     assert t.judge(was, dict(used, credit=20500)) is None
     assert t.judge(was, dict(used, credit=7500)) == oc.NOT_APPLIED
+    # a class 2 token (a rate, a power limit, ClearCredit) moves no credit up: nothing tells
+    s2 = Token(setting)
+    assert s2.judge(was, {"token": "11", "status": 3, "credit": 7500}) is None
+    assert s2.judge(was, dict(used, token=setting, credit=0)) is None
+    assert s2.judge(was, {"token": setting, "status": 3, "credit": 0}) == oc.APPLIED
 
 
 def test_action_change_maps_the_known_methods():
